@@ -1,0 +1,90 @@
+"""The composition root: the one place that picks adapters and builds the services.
+
+Entry points (CLI, API, jobs) call :func:`bootstrap` and use the returned
+:class:`Services`; tests of pure logic build services with fakes instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+
+from vmvault.config import Settings
+from vmvault.domain.inventory import RegistrationLimits
+from vmvault.domain.vault import DEFAULT_HOST_URI
+from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
+from vmvault.persistence.catalog import SqlUnitOfWork
+from vmvault.persistence.engine import open_catalog
+from vmvault.services.inventory import InventoryService
+from vmvault.services.jobs import JobQueries, JobRunner
+from vmvault.services.lab import LabService
+from vmvault.services.vaults import VaultService
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Services:
+    settings: Settings
+
+    @cached_property
+    def _engine(self):  # type: ignore[no-untyped-def]
+        return open_catalog(self.settings.catalog_url)
+
+    def _uow(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self._engine)
+
+    @cached_property
+    def _hypervisor(self) -> LibvirtHypervisor:
+        return LibvirtHypervisor()
+
+    @cached_property
+    def runner(self) -> JobRunner:
+        return JobRunner(self._uow, utcnow, os.getpid(), pid_alive)
+
+    @cached_property
+    def vaults(self) -> VaultService:
+        s = self.settings
+        return VaultService(self._uow, self._hypervisor, utcnow, s.home, s.default_vault)
+
+    @cached_property
+    def inventory(self) -> InventoryService:
+        s = self.settings
+        limits = RegistrationLimits(max_disks=s.max_disks, min_agent_version=s.min_agent_version)
+        return InventoryService(
+            self._uow, self._hypervisor, self.runner, self.vaults, utcnow, limits, s.agent_timeout
+        )
+
+    @cached_property
+    def jobs(self) -> JobQueries:
+        return JobQueries(self._uow, utcnow)
+
+    @cached_property
+    def lab(self) -> LabService:
+        # Imported here: only ``vmvault lab`` needs the image builder and lab VMs.
+        from vmvault.hypervisor.lab import vms as lab_vms
+        from vmvault.hypervisor.lab.driver import LocalLab
+
+        s = self.settings
+        state = s.lab_dir.parent / "daemons"
+        driver = LocalLab(DEFAULT_HOST_URI, s.lab_dir, s.lab_cache, state)
+        return LabService(driver, lab_vms.VARIANTS, state)
+
+
+def bootstrap(settings: Settings | None = None) -> Services:
+    """Build the services lazily: a command that needs no catalog never opens it."""
+    return Services(settings or Settings.from_env())

@@ -1,0 +1,1 @@
+"""The ``vmvault`` command line (Typer + Rich)."""

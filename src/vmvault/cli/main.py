@@ -1,0 +1,304 @@
+"""The ``vmvault`` command: parse → service → render, nothing else.
+
+Exit codes: 0 success, 1 failure, 2 bad usage/input, 3 completed with warnings.
+Errors are printed as ``error CODE: message`` and ``remedy: …`` on stderr; a traceback is
+shown only for a bug, and only with ``VMVAULT_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vmvault.cli import render
+from vmvault.cli.context import services
+from vmvault.cli.lab import lab_app
+from vmvault.cli.render import emit_json, out
+from vmvault.domain.errors import InternalError, VmvaultError
+from vmvault.domain.job import JobState, JobType, parse_since
+from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION
+from vmvault.domain.vm import VmState
+
+app = typer.Typer(
+    help="vmvault: backups of libvirt KVM/QEMU virtual machines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+vault_app = typer.Typer(help="Create and inspect vaults.", no_args_is_help=True)
+host_app = typer.Typer(help="libvirt hosts and the location they belong to.", no_args_is_help=True)
+vm_app = typer.Typer(help="VMs found by discovery.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Jobs: every operation vmvault ran.", no_args_is_help=True)
+app.add_typer(vault_app, name="vault")
+app.add_typer(host_app, name="host")
+app.add_typer(vm_app, name="vm")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(lab_app, name="lab")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+VaultOpt = Annotated[
+    str | None,
+    typer.Option("--vault", help="Vault to use (default: VMVAULT_VAULT or the only one)."),
+]
+
+
+# --- vaults and hosts --------------------------------------------------------------------------
+
+
+@vault_app.command("create")
+def vault_create(
+    name: str,
+    location: Annotated[str, typer.Option(help="Location (region) the vault serves.")],
+    path: Annotated[
+        str | None, typer.Option(help="Directory (default: VMVAULT_HOME/vaults/NAME).")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Create a vault serving the VMs of one location."""
+    vault = services().vaults.create(name, location, path)
+    if json_:
+        emit_json(render.vault_doc(vault))
+    else:
+        out.print(f"vault '{vault.name}' created in {vault.path} (location {vault.location})")
+
+
+@vault_app.command("list")
+def vault_list(json_: JsonOpt = False) -> None:
+    """List vaults."""
+    vaults = services().vaults.list_vaults()
+    if json_:
+        emit_json([render.vault_doc(v) for v in vaults])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("NAME", "LOCATION", "PATH", "CREATED"):
+        table.add_column(col)
+    for v in vaults:
+        table.add_row(v.name, v.location, v.path, render.short_time(v.created_at))
+    out.print(table)
+
+
+@vault_app.command("show")
+def vault_show(
+    name: Annotated[str | None, typer.Argument()] = None, json_: JsonOpt = False
+) -> None:
+    """Show a vault, its hosts and how many VMs it sees in each state."""
+    summary = services().vaults.show(name)
+    doc = render.vault_doc(summary.vault) | {
+        "hosts": [render.host_doc(h) for h in summary.hosts],
+        "vm_counts": summary.vm_counts,
+    }
+    if json_:
+        emit_json(doc)
+        return
+    for key in ("name", "location", "path", "created_at"):
+        out.print(f"{key:10} {doc[key]}", markup=False)
+    out.print("hosts      " + (", ".join(h.uri for h in summary.hosts) or "none"), markup=False)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.vm_counts.items())) or "none yet"
+    out.print(f"VMs        {counts}", markup=False)
+
+
+@host_app.command("add")
+def host_add(
+    uri: Annotated[str, typer.Argument(help="libvirt URI")] = DEFAULT_HOST_URI,
+    location: Annotated[str, typer.Option(help="Location of the host.")] = DEFAULT_LOCATION,
+    no_check: Annotated[bool, typer.Option("--no-check", help="Do not connect first.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Add a libvirt host to a location (checks that it answers first)."""
+    host = services().vaults.add_host(uri, location, check=not no_check)
+    if json_:
+        emit_json(render.host_doc(host))
+    else:
+        out.print(f"host {host.uri} ({host.hostname or '?'}) added to location {host.location}")
+
+
+@host_app.command("list")
+def host_list(json_: JsonOpt = False) -> None:
+    """List hosts."""
+    hosts = services().vaults.list_hosts()
+    if json_:
+        emit_json([render.host_doc(h) for h in hosts])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("URI", "LOCATION", "HOSTNAME"):
+        table.add_column(col)
+    for h in hosts:
+        table.add_row(h.uri, h.location, h.hostname or "-")
+    out.print(table)
+
+
+@host_app.command("remove")
+def host_remove(uri: str) -> None:
+    """Forget a host."""
+    services().vaults.remove_host(uri)
+    out.print(f"host {uri} removed")
+
+
+# --- discovery, VMs, registration --------------------------------------------------------------
+
+
+@app.command()
+def discover(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
+    """Find the VMs of every host in the vault's location (a discovery job)."""
+    outcome = services().inventory.discover(vault)
+    if json_:
+        doc = render.job_doc(outcome.job)
+        if outcome.result is not None:
+            r = outcome.result
+            doc["result"] = {
+                key: [vm.uuid for vm in getattr(r, key)]
+                for key in ("new", "changed", "unchanged", "vanished")
+            }
+        emit_json(doc)
+    else:
+        render.job_result_line(outcome.job)
+        if outcome.result is not None:
+            r = outcome.result
+            out.print(r.summary())
+            for label, vms in (("new", r.new), ("changed", r.changed), ("vanished", r.vanished)):
+                for vm in vms:
+                    out.print(f"  {label:8} {vm.label} ({vm.uuid})", markup=False)
+    raise typer.Exit(render.exit_code_for([outcome.job]))
+
+
+@vm_app.command("list")
+def vm_list(
+    state: Annotated[VmState | None, typer.Option(help="Only VMs in this state.")] = None,
+    vault: VaultOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List the VMs of the vault's location (vanished ones are marked)."""
+    vms = services().inventory.list_vms(vault, state)
+    if json_:
+        emit_json([render.vm_doc(vm) for vm in vms])
+    else:
+        out.print(render.vm_table(vms))
+
+
+@vm_app.command("show")
+def vm_show(vm: str, json_: JsonOpt = False) -> None:
+    """Show one VM: disks, NICs, agent, state, recent jobs."""
+    item = services().inventory.find(vm)
+    jobs = services().inventory.history(item)
+    doc = render.vm_doc(item) | {"recent_jobs": [render.job_doc(j) for j in jobs]}
+    if json_:
+        emit_json(doc)
+        return
+    for key in ("name", "uuid", "host", "host_uri", "group", "state", "power_state", "vault"):
+        out.print(f"{key:14} {doc[key]}", markup=False)
+    out.print(f"{'agent':14} {item.agent_version or ('channel' if item.agent_channel else 'none')}")
+    if item.vanished_at:
+        out.print(f"{'vanished_at':14} {doc['vanished_at']}")
+    for d in item.disks:
+        extra = f"  excluded: {d.reason}" if d.excluded else ""
+        out.print(
+            f"disk {d.target:6} {d.type}/{d.device}/{d.format}  {d.path}{extra}", markup=False
+        )
+    for n in item.nics:
+        out.print(f"nic  {n.mac}  {n.type}:{n.source}  {n.model}", markup=False)
+    for w in item.registration_warnings:
+        out.print(f"warning: {w}", markup=False)
+    if jobs:
+        out.print(render.job_table(jobs))
+
+
+@app.command()
+def register(
+    vms: Annotated[list[str], typer.Argument(help="VMs: uuid, NAME, HOST/NAME or GROUP/NAME.")],
+    crash_consistent: Annotated[
+        bool,
+        typer.Option(
+            "--crash-consistent",
+            help="Accept a VM whose guest agent is missing or silent (crash-consistent only).",
+        ),
+    ] = False,
+    vault: VaultOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Register VMs with the vault: one register job per VM."""
+    outcomes = services().inventory.register(vault, vms, allow_crash_consistent=crash_consistent)
+    jobs = [o.job for o in outcomes]
+    if json_:
+        emit_json([render.job_doc(j) for j in jobs])
+    else:
+        for job in jobs:
+            render.job_result_line(job)
+    raise typer.Exit(render.exit_code_for(jobs))
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+@jobs_app.command("list")
+def jobs_list(
+    type_: Annotated[JobType | None, typer.Option("--type", help="Only jobs of this type.")] = None,
+    status: Annotated[JobState | None, typer.Option(help="Only jobs in this state.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only jobs created within, e.g. 24h.")] = None,
+    vm: Annotated[str | None, typer.Option(help="Only jobs of this VM.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List jobs, newest first."""
+    window = parse_since(since) if since else None
+    vm_uuid = services().inventory.find(vm).uuid if vm else None
+    jobs = services().jobs.list_jobs(type_, status, window, vm_uuid)
+    if json_:
+        emit_json([render.job_doc(j) for j in jobs])
+    else:
+        out.print(render.job_table(jobs))
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: int, json_: JsonOpt = False) -> None:
+    """Show one job with its log."""
+    job, log = services().jobs.show(job_id)
+    doc = render.job_doc(job, log)
+    if json_:
+        emit_json(doc)
+        return
+    for key in ("id", "type", "state", "vault", "vm_name", "vm", "started_at", "ended_at"):
+        out.print(f"{key:11} {doc[key] if doc[key] is not None else '-'}", markup=False)
+    if job.duration is not None:
+        out.print(f"{'duration':11} {job.duration.total_seconds():.1f}s")
+    for w in job.warnings:
+        out.print(f"warning    {w}", markup=False)
+    if job.error_code:
+        out.print(f"{'error':11} {job.error_code}: {job.message}", markup=False)
+        out.print(f"{'remedy':11} {job.remedy}", markup=False)
+    out.print("log:")
+    for line in log:
+        out.print(f"  {line}", markup=False)
+
+
+@app.command("errors")
+def errors_cmd(json_: JsonOpt = False) -> None:
+    """List every error code vmvault can report, with its message and remedy."""
+    rows = [
+        {"code": cls.code, "kind": cls.kind, "message": cls.message, "remedy": cls.remedy}
+        for cls in sorted(VmvaultError.registry.values(), key=lambda c: c.code)
+    ]
+    if json_:
+        emit_json(rows)
+        return
+    for row in rows:
+        out.print(f"[bold]{row['code']}[/] ({row['kind']})")
+        out.print(f"  {row['message']}", markup=False)
+        out.print(f"  remedy: {row['remedy']}", markup=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except VmvaultError as exc:
+        sys.exit(render.error(exc))
+    except KeyboardInterrupt:
+        render.err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("VMVAULT_DEBUG"):
+            traceback.print_exc()
+        sys.exit(render.error(InternalError(f"{type(exc).__name__}: {exc}")))

@@ -1,0 +1,186 @@
+"""Turning domain objects into the CLI's JSON documents and Rich tables.
+
+JSON field names are a public contract (design §6): scripts and monitoring rely on them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from vmvault.domain.errors import VmvaultError
+from vmvault.domain.job import Job
+from vmvault.domain.vault import Host, Vault
+from vmvault.domain.vm import VmItem
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS = 0, 1, 2, 3
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def short_time(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+
+
+def error(exc: VmvaultError) -> int:
+    err.print(f"error {exc.code}: {exc.text}", markup=False)
+    err.print(f"remedy: {exc.remedy_text}", markup=False)
+    return EXIT_USAGE if exc.kind == "usage" else EXIT_FAILED
+
+
+# --- documents ---------------------------------------------------------------------------------
+
+
+def vault_doc(v: Vault) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "name": v.name,
+        "location": v.location,
+        "path": v.path,
+        "created_at": iso(v.created_at),
+    }
+
+
+def host_doc(h: Host) -> dict[str, Any]:
+    return {
+        "uri": h.uri,
+        "location": h.location,
+        "hostname": h.hostname,
+        "created_at": iso(h.created_at),
+    }
+
+
+def vm_doc(vm: VmItem) -> dict[str, Any]:
+    return {
+        "uuid": vm.uuid,
+        "name": vm.name,
+        "host": vm.hostname,
+        "host_uri": vm.host_uri,
+        "group": vm.group,
+        "state": vm.state.value,
+        "power_state": vm.power_state.value,
+        "vanished": vm.vanished_at is not None,
+        "vanished_at": iso(vm.vanished_at),
+        "vault": vm.vault,
+        "agent_channel": vm.agent_channel,
+        "agent_version": vm.agent_version,
+        "crash_consistent_only": vm.crash_consistent_only,
+        "registered_at": iso(vm.registered_at),
+        "first_seen": iso(vm.first_seen),
+        "last_seen": iso(vm.last_seen),
+        "disks": [asdict(d) for d in vm.disks],
+        "nics": [asdict(n) for n in vm.nics],
+        "warnings": list(vm.registration_warnings),
+    }
+
+
+def job_doc(job: Job, log: list[str] | None = None) -> dict[str, Any]:
+    doc = {
+        "id": job.id,
+        "type": job.type.value,
+        "state": job.state.value,
+        "vault": job.vault,
+        "vm": job.vm_uuid,
+        "vm_name": job.vm_name,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "ended_at": iso(job.ended_at),
+        "duration_s": job.duration.total_seconds() if job.duration is not None else None,
+        "bytes_done": job.bytes_done,
+        "bytes_total": job.bytes_total,
+        "percent": job.percent,
+        "error_code": job.error_code,
+        "message": job.message,
+        "remedy": job.remedy,
+        "warnings": list(job.warnings),
+    }
+    if log is not None:
+        doc["log"] = log
+    return doc
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+STATE_STYLE = {
+    "completed": "green",
+    "completed-with-warnings": "yellow",
+    "failed": "red",
+    "in-progress": "cyan",
+    "queued": "blue",
+    "cancelling": "magenta",
+    "cancelled": "magenta",
+}
+
+
+def vm_table(vms: list[VmItem]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("NAME", "HOST", "GROUP", "UUID", "POWER", "STATE", "DISKS", "AGENT"):
+        table.add_column(col)
+    for vm in vms:
+        state = vm.state.value + (" (vanished)" if vm.vanished_at else "")
+        disks = ",".join(d.target + ("*" if d.excluded else "") for d in vm.disks)
+        table.add_row(
+            vm.name,
+            vm.hostname,
+            vm.group,
+            vm.uuid,
+            vm.power_state.value,
+            state,
+            disks or "-",
+            vm.agent_version or ("channel" if vm.agent_channel else "none"),
+        )
+    return table
+
+
+def job_table(jobs: list[Job]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "TYPE", "VM", "STATE", "STARTED", "DURATION", "RESULT"):
+        table.add_column(col)
+    for job in jobs:
+        duration = f"{job.duration.total_seconds():.1f}s" if job.duration is not None else "-"
+        result = job.error_code or (f"{len(job.warnings)} warning(s)" if job.warnings else "")
+        style = STATE_STYLE.get(job.state.value, "")
+        table.add_row(
+            str(job.id),
+            job.type.value,
+            job.vm_name or "-",
+            f"[{style}]{job.state.value}[/]",
+            short_time(job.started_at),
+            duration,
+            result,
+        )
+    return table
+
+
+def job_result_line(job: Job) -> None:
+    style = STATE_STYLE.get(job.state.value, "")
+    subject = f" {job.vm_name}" if job.vm_name else ""
+    out.print(f"job {job.id} {job.type.value}{subject}: [{style}]{job.state.value}[/]")
+    for w in job.warnings:
+        out.print(f"  warning: {w}", markup=False)
+    if job.error_code:
+        err.print(f"error {job.error_code}: {job.message}", markup=False)
+        err.print(f"remedy: {job.remedy}", markup=False)
+
+
+def exit_code_for(jobs: list[Job]) -> int:
+    if any(j.error_code for j in jobs):
+        return EXIT_FAILED
+    if any(j.warnings for j in jobs):
+        return EXIT_WARNINGS
+    return EXIT_OK

@@ -1,0 +1,68 @@
+"""One settings object, read from the environment once (by the composition root).
+
+| variable                    | default                                  |
+|-----------------------------|------------------------------------------|
+| ``VMVAULT_HOME``            | ``$XDG_DATA_HOME/vmvault`` (platformdirs) |
+| ``VMVAULT_CATALOG_URL``     | ``sqlite:///$VMVAULT_HOME/catalog.db``   |
+| ``VMVAULT_VAULT``           | the only vault, when there is one        |
+| ``VMVAULT_LAB_DIR``         | ``/var/lib/vmvault/lab``                 |
+| ``VMVAULT_LAB_CACHE``       | ``/var/cache/vmvault/lab``               |
+| ``VMVAULT_MAX_DISKS``       | ``8`` disks per VM that registration accepts |
+| ``VMVAULT_MIN_AGENT``       | ``5.0.0`` minimum qemu-guest-agent version |
+| ``VMVAULT_AGENT_TIMEOUT``   | ``5`` seconds for a guest-agent answer    |
+
+The lab lives outside ``VMVAULT_HOME`` on purpose: its domains are global to the host's
+libvirtd, and QEMU (user ``libvirt-qemu``) must be able to reach its files, which it cannot
+under ``/root``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from vmvault.domain.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    catalog_url: str
+    default_vault: str | None
+    lab_dir: Path
+    lab_cache: Path
+    max_disks: int
+    min_agent_version: str
+    agent_timeout: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("VMVAULT_HOME") or platformdirs.user_data_dir("vmvault")).absolute()
+        return cls(
+            home=home,
+            catalog_url=env.get("VMVAULT_CATALOG_URL") or f"sqlite:///{home / 'catalog.db'}",
+            default_vault=env.get("VMVAULT_VAULT") or None,
+            lab_dir=Path(env.get("VMVAULT_LAB_DIR") or "/var/lib/vmvault/lab"),
+            lab_cache=Path(env.get("VMVAULT_LAB_CACHE") or "/var/cache/vmvault/lab"),
+            max_disks=_int(env, "VMVAULT_MAX_DISKS", 8),
+            min_agent_version=env.get("VMVAULT_MIN_AGENT") or "5.0.0",
+            agent_timeout=_int(env, "VMVAULT_AGENT_TIMEOUT", 5),
+        )
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 1:
+        # Raised before anything runs; the CLI shows it as a one-line usage error.
+        raise InvalidInput("must be a positive integer", what=f"{name}={raw!r}")
+    return value

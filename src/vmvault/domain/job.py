@@ -1,0 +1,121 @@
+"""Jobs: every operation vmvault performs is a persisted job (design §1 "job").
+
+A job has a type, an optional VM, a state, progress, times, warnings, a log and — when it
+failed — the error's code, message and remedy.  At most one *active* job (queued,
+in-progress or cancelling) may touch a VM, and at most one discovery may be active per vault;
+:func:`conflict_key` gives the key that the catalog keeps unique among active jobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from vmvault.domain.errors import InvalidInput
+
+
+class JobType(StrEnum):
+    DISCOVERY = "discovery"
+    REGISTER = "register"
+    CONFIGURE_PROTECTION = "configure-protection"
+    BACKUP = "backup"
+    RESTORE = "restore"
+    VERIFY = "verify"
+    PRUNE = "prune"
+    GC = "gc"
+    STOP_PROTECTION = "stop-protection"
+    UNREGISTER = "unregister"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    COMPLETED_WITH_WARNINGS = "completed-with-warnings"
+    FAILED = "failed"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+
+    @property
+    def active(self) -> bool:
+        return self in ACTIVE_STATES
+
+    @property
+    def final(self) -> bool:
+        return not self.active
+
+
+ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.IN_PROGRESS, JobState.CANCELLING})
+
+
+def conflict_key(job_type: JobType, vault: str, vm_uuid: str | None) -> str | None:
+    """The key no two active jobs may share: ``vm:<uuid>`` or ``discovery:<vault>``."""
+    if vm_uuid is not None:
+        return f"vm:{vm_uuid}"
+    if job_type is JobType.DISCOVERY:
+        return f"discovery:{vault}"
+    return None
+
+
+@dataclass
+class Job:
+    id: int
+    type: JobType
+    vault: str
+    vm_uuid: str | None
+    vm_name: str | None
+    state: JobState
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    bytes_done: int = 0
+    bytes_total: int = 0
+    warnings: list[str] = field(default_factory=list)
+    error_code: str | None = None
+    message: str | None = None
+    remedy: str | None = None
+    log: list[str] = field(default_factory=list)
+    pid: int | None = None
+
+    @property
+    def percent(self) -> float | None:
+        if self.bytes_total <= 0:
+            return 100.0 if self.state is JobState.COMPLETED else None
+        return min(100.0, 100.0 * self.bytes_done / self.bytes_total)
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at or self.started_at
+        return end - self.started_at
+
+
+class JobConflict(Exception):
+    """A repository refused to create a job: its conflict key is held by ``holder``.
+
+    Internal signal between the catalog and the job runner, which turns it into
+    ``OPERATION_IN_PROGRESS`` or ``DISCOVERY_IN_PROGRESS``.
+    """
+
+    def __init__(self, holder: Job) -> None:
+        super().__init__(f"held by job {holder.id}")
+        self.holder = holder
+
+
+def final_state(warnings: list[str], failed: bool, cancelled: bool = False) -> JobState:
+    if cancelled:
+        return JobState.CANCELLED
+    if failed:
+        return JobState.FAILED
+    return JobState.COMPLETED_WITH_WARNINGS if warnings else JobState.COMPLETED
+
+
+def parse_since(text: str) -> timedelta:
+    """``"24h"``, ``"30m"``, ``"7d"``, ``"90s"``, ``"2w"`` → timedelta."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    text = text.strip().lower()
+    if len(text) >= 2 and text[-1] in units and text[:-1].isdigit():
+        return timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    raise InvalidInput("use a number followed by s, m, h, d or w (e.g. 24h)", what=f"'{text}'")

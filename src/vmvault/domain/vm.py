@@ -1,0 +1,175 @@
+"""VM items: what discovery records about a libvirt domain, and which of its disks we can back up.
+
+A VM item is identified by its libvirt uuid.  Its *name* is not unique: two hosts (or two
+groups) may each have a ``web-1``; every listing therefore shows host and group, and
+:func:`vmvault.domain.inventory.match_vm` resolves ``uuid``, ``NAME``, ``HOST/NAME`` or
+``GROUP/NAME``.
+
+Protection states (design §1) are ``discovered`` → ``registered`` → ``protected`` →
+``protection-stopped``.  Power states are libvirt's, spelled as ``virsh domstate`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+
+class VmState(StrEnum):
+    DISCOVERED = "discovered"
+    REGISTERED = "registered"
+    PROTECTED = "protected"
+    PROTECTION_STOPPED = "protection-stopped"
+
+
+class PowerState(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUT_OFF = "shut-off"
+    SHUTTING_DOWN = "shutting-down"
+    CRASHED = "crashed"
+    SUSPENDED = "pmsuspended"
+    BLOCKED = "blocked"
+    UNKNOWN = "unknown"
+
+
+#: Disk formats whose images can carry persistent dirty bitmaps, hence libvirt checkpoints.
+CHECKPOINT_FORMATS = frozenset({"qcow2"})
+#: Formats we can read through an NBD export for a full backup.
+BACKUP_FORMATS = frozenset({"qcow2", "raw"})
+
+
+@dataclass(frozen=True)
+class Disk:
+    """One ``<disk>`` of a domain as discovery saw it."""
+
+    target: str  # vda, sdb …
+    type: str  # file | block | network | volume | dir | nvme
+    device: str  # disk | lun | cdrom | floppy
+    format: str | None  # qcow2 | raw | … (driver type)
+    path: str | None  # source file/dev, or protocol://name for network disks
+    bus: str | None = None
+    readonly: bool = False
+    excluded: bool = False
+    reason: str | None = None
+
+    @property
+    def supports_checkpoints(self) -> bool:
+        return not self.excluded and self.format in CHECKPOINT_FORMATS
+
+
+def classify_disk(disk: Disk) -> Disk:
+    """Decide whether a disk can be backed up; excluded disks carry the reason.
+
+    Pass-through LUNs, network disks and removable media are left out of every backup
+    (design §2); formats other than qcow2/raw are not read either.
+    """
+    reason: str | None = None
+    if disk.device in ("cdrom", "floppy"):
+        reason = f"{disk.device} media"
+    elif disk.device == "lun":
+        reason = "pass-through LUN (device='lun')"
+    elif disk.type == "network":
+        reason = f"network disk ({disk.path or 'remote'})"
+    elif disk.type not in ("file", "block", "volume"):
+        reason = f"disk type '{disk.type}' not supported"
+    elif disk.path is None:
+        reason = "no source (empty drive)"
+    elif disk.format not in BACKUP_FORMATS:
+        reason = f"format '{disk.format}' not supported (qcow2 or raw only)"
+    return replace(disk, excluded=reason is not None, reason=reason)
+
+
+@dataclass(frozen=True)
+class Nic:
+    mac: str | None
+    type: str  # network | bridge | direct | user …
+    source: str | None  # network or bridge name
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class DomainFacts:
+    """What a hypervisor reports about one domain at one moment (input to discovery)."""
+
+    uuid: str
+    name: str
+    host_uri: str
+    hostname: str
+    group: str
+    power_state: PowerState
+    disks: tuple[Disk, ...]
+    nics: tuple[Nic, ...]
+    agent_channel: bool
+    persistent: bool = True
+    fingerprint: str = ""  # hash of the parts of the XML we record; changes mean "changed"
+
+
+@dataclass
+class VmItem:
+    """A VM that discovery has recorded, with its protection state."""
+
+    uuid: str
+    name: str
+    host_uri: str
+    hostname: str
+    group: str
+    power_state: PowerState
+    disks: list[Disk]
+    nics: list[Nic]
+    agent_channel: bool
+    fingerprint: str
+    first_seen: datetime
+    last_seen: datetime
+    state: VmState = VmState.DISCOVERED
+    vanished_at: datetime | None = None
+    vault: str | None = None
+    registered_at: datetime | None = None
+    agent_version: str | None = None
+    crash_consistent_only: bool = False
+    registration_warnings: list[str] = field(default_factory=list)
+
+    @property
+    def backup_disks(self) -> list[Disk]:
+        return [d for d in self.disks if not d.excluded]
+
+    @property
+    def excluded_disks(self) -> list[Disk]:
+        return [d for d in self.disks if d.excluded]
+
+    @property
+    def label(self) -> str:
+        """How the VM is named in messages: unique even when names repeat."""
+        return f"{self.hostname}/{self.name}"
+
+    def apply(self, facts: DomainFacts, now: datetime) -> None:
+        """Take the latest facts from discovery (the protection state is kept)."""
+        self.name = facts.name
+        self.host_uri = facts.host_uri
+        self.hostname = facts.hostname
+        self.group = facts.group
+        self.power_state = facts.power_state
+        self.disks = list(facts.disks)
+        self.nics = list(facts.nics)
+        self.agent_channel = facts.agent_channel
+        self.fingerprint = facts.fingerprint
+        self.last_seen = now
+        self.vanished_at = None
+
+    @classmethod
+    def from_facts(cls, facts: DomainFacts, now: datetime) -> VmItem:
+        return cls(
+            uuid=facts.uuid,
+            name=facts.name,
+            host_uri=facts.host_uri,
+            hostname=facts.hostname,
+            group=facts.group,
+            power_state=facts.power_state,
+            disks=list(facts.disks),
+            nics=list(facts.nics),
+            agent_channel=facts.agent_channel,
+            fingerprint=facts.fingerprint,
+            first_seen=now,
+            last_seen=now,
+        )

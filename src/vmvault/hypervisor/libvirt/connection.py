@@ -1,0 +1,49 @@
+"""Opening libvirt connections with our errors instead of libvirt's.
+
+libvirt's default error handler prints every error to stderr; we silence it once and turn
+failures into :class:`~vmvault.domain.errors.HostUnreachable` so no traceback reaches a user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+import libvirt
+
+from vmvault.domain.errors import HostUnreachable
+
+_silenced = False
+
+
+def _silence() -> None:
+    global _silenced
+    if not _silenced:
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        _silenced = True
+
+
+def open_connection(uri: str) -> libvirt.virConnect:
+    _silence()
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise HostUnreachable(_first_line(exc), uri=uri) from None
+    if conn is None:  # pragma: no cover - old bindings returned None
+        raise HostUnreachable(uri=uri)
+    return conn
+
+
+@contextmanager
+def connection(uri: str) -> Iterator[libvirt.virConnect]:
+    conn = open_connection(uri)
+    try:
+        yield conn
+    finally:
+        with suppress(libvirt.libvirtError):
+            conn.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,73 @@
+"""The :class:`~vmvault.services.ports.Hypervisor` port implemented over libvirt."""
+
+from __future__ import annotations
+
+import libvirt
+
+from vmvault.domain.errors import HostUnreachable, VmVanished, VmvaultError
+from vmvault.domain.inventory import AgentReport
+from vmvault.domain.vm import DomainFacts
+from vmvault.hypervisor.libvirt import agent
+from vmvault.hypervisor.libvirt.connection import connection
+from vmvault.hypervisor.libvirt.domxml import facts_from_xml
+
+
+class LibvirtHypervisor:
+    def hostname(self, uri: str) -> str:
+        with connection(uri) as conn:
+            try:
+                return str(conn.getHostname())
+            except libvirt.libvirtError as exc:
+                raise HostUnreachable(str(exc), uri=uri) from None
+
+    def list_domains(self, uri: str) -> list[DomainFacts]:
+        with connection(uri) as conn:
+            try:
+                hostname = str(conn.getHostname())
+                domains = conn.listAllDomains(0)
+            except libvirt.libvirtError as exc:
+                raise HostUnreachable(str(exc), uri=uri) from None
+            facts = []
+            for dom in domains:
+                try:
+                    state = dom.state()[0]
+                    xml = dom.XMLDesc(0)
+                    persistent = bool(dom.isPersistent())
+                except libvirt.libvirtError:
+                    continue  # undefined while we looked: it is simply not there
+                facts.append(
+                    facts_from_xml(
+                        xml, uri=uri, hostname=hostname, state=state, persistent=persistent
+                    )
+                )
+            return facts
+
+    def domain_facts(self, uri: str, uuid: str) -> DomainFacts | None:
+        with connection(uri) as conn:
+            try:
+                dom = conn.lookupByUUIDString(uuid)
+                return facts_from_xml(
+                    dom.XMLDesc(0),
+                    uri=uri,
+                    hostname=str(conn.getHostname()),
+                    state=dom.state()[0],
+                    persistent=bool(dom.isPersistent()),
+                )
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return None
+                raise HostUnreachable(str(exc), uri=uri) from None
+
+    def agent_report(self, uri: str, uuid: str, timeout: int) -> AgentReport:
+        with connection(uri) as conn:
+            try:
+                dom = conn.lookupByUUIDString(uuid)
+            except libvirt.libvirtError:
+                raise VmVanished(vm=uuid, host=uri) from None
+            if not agent.ping(dom, timeout=timeout):
+                return AgentReport(responded=False)
+            try:
+                version = str(agent.info(dom, timeout=timeout).get("version", ""))
+            except VmvaultError:  # an agent that pings but cannot say its version
+                return AgentReport(responded=True, version=None)
+            return AgentReport(responded=True, version=version)

@@ -1,0 +1,332 @@
+"""Repositories and the unit of work over SQLAlchemy Core.
+
+Times are stored as UTC; SQLite drops the zone, so every read re-attaches UTC.
+On SQLite every transaction starts with ``BEGIN IMMEDIATE`` (one writer at a time, WAL
+readers unaffected, a 30 s busy timeout): a read-then-write never deadlocks between two
+vmvault processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, event, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from vmvault.domain.job import Job, JobConflict, JobState, JobType
+from vmvault.domain.vault import Host, Vault
+from vmvault.domain.vm import Disk, Nic, PowerState, VmItem, VmState
+from vmvault.persistence import tables as t
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _req(value: datetime | None) -> datetime:
+    out = _utc(value)
+    assert out is not None
+    return out
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """WAL, foreign keys, a busy timeout and IMMEDIATE transactions for SQLite engines."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class SqlVaults:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _row(self, r: Any) -> Vault:
+        return Vault(r.id, r.name, r.location, r.path, _req(r.created_at))
+
+    def get(self, name: str) -> Vault | None:
+        r = self.conn.execute(select(t.vaults).where(t.vaults.c.name == name)).first()
+        return self._row(r) if r else None
+
+    def get_by_id(self, vault_id: int) -> Vault | None:
+        r = self.conn.execute(select(t.vaults).where(t.vaults.c.id == vault_id)).first()
+        return self._row(r) if r else None
+
+    def all(self) -> list[Vault]:
+        return [self._row(r) for r in self.conn.execute(select(t.vaults).order_by(t.vaults.c.name))]
+
+    def add(self, name: str, location: str, path: str, now: datetime) -> Vault:
+        res = self.conn.execute(
+            insert(t.vaults).values(name=name, location=location, path=path, created_at=now)
+        )
+        assert res.inserted_primary_key is not None
+        return Vault(res.inserted_primary_key[0], name, location, path, now)
+
+
+class SqlHosts:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _row(self, r: Any) -> Host:
+        return Host(r.id, r.uri, r.location, r.hostname, _req(r.created_at))
+
+    def get(self, uri: str) -> Host | None:
+        r = self.conn.execute(select(t.hosts).where(t.hosts.c.uri == uri)).first()
+        return self._row(r) if r else None
+
+    def all(self, location: str | None = None) -> list[Host]:
+        q = select(t.hosts).order_by(t.hosts.c.location, t.hosts.c.uri)
+        if location is not None:
+            q = q.where(t.hosts.c.location == location)
+        return [self._row(r) for r in self.conn.execute(q)]
+
+    def add(self, uri: str, location: str, hostname: str | None, now: datetime) -> Host:
+        res = self.conn.execute(
+            insert(t.hosts).values(uri=uri, location=location, hostname=hostname, created_at=now)
+        )
+        assert res.inserted_primary_key is not None
+        return Host(res.inserted_primary_key[0], uri, location, hostname, now)
+
+    def remove(self, uri: str) -> None:
+        self.conn.execute(delete(t.hosts).where(t.hosts.c.uri == uri))
+
+    def set_hostname(self, uri: str, hostname: str) -> None:
+        self.conn.execute(update(t.hosts).where(t.hosts.c.uri == uri).values(hostname=hostname))
+
+
+class SqlVms:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _row(self, r: Any) -> VmItem:
+        vault = None
+        if r.vault_id is not None:
+            vault = self.conn.execute(
+                select(t.vaults.c.name).where(t.vaults.c.id == r.vault_id)
+            ).scalar_one_or_none()
+        return VmItem(
+            uuid=r.uuid,
+            name=r.name,
+            host_uri=r.host_uri,
+            hostname=r.hostname,
+            group=r.grp,
+            power_state=PowerState(r.power_state),
+            disks=[Disk(**d) for d in r.disks],
+            nics=[Nic(**n) for n in r.nics],
+            agent_channel=r.agent_channel,
+            fingerprint=r.fingerprint,
+            first_seen=_req(r.first_seen),
+            last_seen=_req(r.last_seen),
+            state=VmState(r.state),
+            vanished_at=_utc(r.vanished_at),
+            vault=vault,
+            registered_at=_utc(r.registered_at),
+            agent_version=r.agent_version,
+            crash_consistent_only=r.crash_consistent_only,
+            registration_warnings=list(r.registration_warnings),
+        )
+
+    def get(self, uuid: str) -> VmItem | None:
+        r = self.conn.execute(select(t.vms).where(t.vms.c.uuid == uuid)).first()
+        return self._row(r) if r else None
+
+    def all(self, host_uris: Sequence[str] | None = None) -> list[VmItem]:
+        q = select(t.vms).order_by(t.vms.c.name, t.vms.c.hostname, t.vms.c.uuid)
+        if host_uris is not None:
+            q = q.where(t.vms.c.host_uri.in_(list(host_uris)))
+        return [self._row(r) for r in self.conn.execute(q)]
+
+    def save(self, vm: VmItem) -> None:
+        vault_id = None
+        if vm.vault is not None:
+            vault_id = self.conn.execute(
+                select(t.vaults.c.id).where(t.vaults.c.name == vm.vault)
+            ).scalar_one()
+        values: dict[str, Any] = dict(
+            name=vm.name,
+            host_uri=vm.host_uri,
+            hostname=vm.hostname,
+            grp=vm.group,
+            power_state=vm.power_state.value,
+            disks=[asdict(d) for d in vm.disks],
+            nics=[asdict(n) for n in vm.nics],
+            agent_channel=vm.agent_channel,
+            fingerprint=vm.fingerprint,
+            first_seen=vm.first_seen,
+            last_seen=vm.last_seen,
+            vanished_at=vm.vanished_at,
+            state=vm.state.value,
+            vault_id=vault_id,
+            registered_at=vm.registered_at,
+            agent_version=vm.agent_version,
+            crash_consistent_only=vm.crash_consistent_only,
+            registration_warnings=list(vm.registration_warnings),
+        )
+        done = self.conn.execute(update(t.vms).where(t.vms.c.uuid == vm.uuid).values(**values))
+        if done.rowcount == 0:
+            self.conn.execute(insert(t.vms).values(uuid=vm.uuid, **values))
+
+
+class SqlJobs:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _row(self, r: Any) -> Job:
+        return Job(
+            id=r.id,
+            type=JobType(r.type),
+            vault=r.vault,
+            vm_uuid=r.vm_uuid,
+            vm_name=r.vm_name,
+            state=JobState(r.state),
+            created_at=_req(r.created_at),
+            started_at=_utc(r.started_at),
+            ended_at=_utc(r.ended_at),
+            bytes_done=r.bytes_done,
+            bytes_total=r.bytes_total,
+            warnings=list(r.warnings),
+            error_code=r.error_code,
+            message=r.message,
+            remedy=r.remedy,
+            pid=r.pid,
+        )
+
+    def create(
+        self,
+        job_type: JobType,
+        vault: str,
+        vm_uuid: str | None,
+        vm_name: str | None,
+        state: JobState,
+        now: datetime,
+        pid: int | None,
+        conflict_key: str | None,
+    ) -> Job:
+        values: dict[str, Any] = dict(
+            type=job_type.value,
+            vault=vault,
+            vm_uuid=vm_uuid,
+            vm_name=vm_name,
+            state=state.value,
+            created_at=now,
+            started_at=now if state is JobState.IN_PROGRESS else None,
+            bytes_done=0,
+            bytes_total=0,
+            warnings=[],
+            pid=pid,
+            conflict_key=conflict_key,
+        )
+        if conflict_key is not None:
+            holder = self.holder(conflict_key)
+            if holder is not None:
+                raise JobConflict(holder)
+        try:
+            with self.conn.begin_nested():
+                res = self.conn.execute(insert(t.jobs).values(**values))
+        except IntegrityError:
+            holder = self.holder(conflict_key) if conflict_key else None
+            if holder is None:
+                raise
+            raise JobConflict(holder) from None
+        assert res.inserted_primary_key is not None
+        job = self.get(res.inserted_primary_key[0])
+        assert job is not None
+        return job
+
+    def get(self, job_id: int) -> Job | None:
+        r = self.conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).first()
+        return self._row(r) if r else None
+
+    def holder(self, conflict_key: str) -> Job | None:
+        r = self.conn.execute(select(t.jobs).where(t.jobs.c.conflict_key == conflict_key)).first()
+        return self._row(r) if r else None
+
+    def find(
+        self,
+        job_type: JobType | None = None,
+        state: JobState | None = None,
+        since: datetime | None = None,
+        vm_uuid: str | None = None,
+        limit: int = 500,
+    ) -> list[Job]:
+        q = select(t.jobs).order_by(t.jobs.c.id.desc()).limit(limit)
+        if job_type is not None:
+            q = q.where(t.jobs.c.type == job_type.value)
+        if state is not None:
+            q = q.where(t.jobs.c.state == state.value)
+        if since is not None:
+            q = q.where(t.jobs.c.created_at >= since)
+        if vm_uuid is not None:
+            q = q.where(t.jobs.c.vm_uuid == vm_uuid)
+        return [self._row(r) for r in self.conn.execute(q)]
+
+    def update(self, job: Job) -> None:
+        values: dict[str, Any] = dict(
+            state=job.state.value,
+            started_at=job.started_at,
+            ended_at=job.ended_at,
+            bytes_done=job.bytes_done,
+            bytes_total=job.bytes_total,
+            warnings=list(job.warnings),
+            error_code=job.error_code,
+            message=job.message,
+            remedy=job.remedy,
+        )
+        if job.state.final:
+            values["conflict_key"] = None
+        self.conn.execute(update(t.jobs).where(t.jobs.c.id == job.id).values(**values))
+
+    def append_log(self, job_id: int, line: str, now: datetime) -> None:
+        self.conn.execute(insert(t.job_log).values(job_id=job_id, at=now, line=line))
+
+    def log(self, job_id: int) -> list[str]:
+        q = select(t.job_log.c.at, t.job_log.c.line).where(t.job_log.c.job_id == job_id)
+        rows = self.conn.execute(q.order_by(t.job_log.c.id))
+        return [f"{_req(r.at).strftime('%Y-%m-%d %H:%M:%S')} {r.line}" for r in rows]
+
+
+class SqlUnitOfWork:
+    """One catalog transaction; rolls back unless :meth:`commit` was called."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> SqlUnitOfWork:
+        self.conn = self.engine.connect()
+        self.tx = self.conn.begin()
+        self.vaults = SqlVaults(self.conn)
+        self.hosts = SqlHosts(self.conn)
+        self.vms = SqlVms(self.conn)
+        self.jobs = SqlJobs(self.conn)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self.tx.is_active:
+                self.tx.rollback()
+        finally:
+            self.conn.close()
+
+    def commit(self) -> None:
+        self.tx.commit()
+        self.tx = self.conn.begin()

@@ -1,0 +1,101 @@
+"""Table definitions (mirror of the Alembic head revision; change both together).
+
+Invariant: ``jobs.conflict_key`` is set only while a job is active (queued, in-progress,
+cancelling) and is UNIQUE, so the database itself refuses a second active job on one VM or a
+second discovery on one vault, whichever process tries.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+vaults = Table(
+    "vaults",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("location", String(64), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uri", String(512), nullable=False, unique=True),
+    Column("location", String(64), nullable=False),
+    Column("hostname", String(255)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+vms = Table(
+    "vms",
+    metadata,
+    Column("uuid", String(36), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("host_uri", String(512), nullable=False, index=True),
+    Column("hostname", String(255), nullable=False),
+    Column("grp", String(255), nullable=False),
+    Column("power_state", String(32), nullable=False),
+    Column("disks", JSON, nullable=False),
+    Column("nics", JSON, nullable=False),
+    Column("agent_channel", Boolean, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("vanished_at", DateTime(timezone=True)),
+    Column("state", String(32), nullable=False),
+    Column("vault_id", Integer, ForeignKey("vaults.id")),
+    Column("registered_at", DateTime(timezone=True)),
+    Column("agent_version", String(64)),
+    Column("crash_consistent_only", Boolean, nullable=False, default=False),
+    Column("registration_warnings", JSON, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("type", String(32), nullable=False, index=True),
+    Column("vault", String(64), nullable=False),
+    Column("vm_uuid", String(36), index=True),
+    Column("vm_name", String(255)),
+    Column("state", String(32), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("started_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("bytes_done", BigInteger, nullable=False, default=0),
+    Column("bytes_total", BigInteger, nullable=False, default=0),
+    Column("warnings", JSON, nullable=False),
+    Column("error_code", String(64)),
+    Column("message", Text),
+    Column("remedy", Text),
+    Column("pid", Integer),
+    Column("conflict_key", String(128), unique=True),
+)
+
+job_log = Table(
+    "job_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("line", Text, nullable=False),
+)

@@ -1,0 +1,203 @@
+"""Discovery and registration of VMs (design §1), each run as jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import partial
+
+from vmvault.domain.errors import (
+    AlreadyRegistered,
+    HostUnreachable,
+    InvalidInput,
+    VmNotInLocation,
+    VmVanished,
+)
+from vmvault.domain.inventory import (
+    DiscoveryResult,
+    RegistrationLimits,
+    assess_registration,
+    check_registrable,
+    match_vm,
+    reconcile,
+)
+from vmvault.domain.job import Job, JobType
+from vmvault.domain.vault import Vault
+from vmvault.domain.vm import DomainFacts, PowerState, VmItem, VmState
+from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
+from vmvault.services.ports import Hypervisor, UnitOfWorkFactory
+from vmvault.services.vaults import VaultService
+
+
+class InventoryService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        hypervisor: Hypervisor,
+        runner: JobRunner,
+        vaults: VaultService,
+        clock: Callable[[], datetime],
+        limits: RegistrationLimits,
+        agent_timeout: int,
+    ) -> None:
+        self.uow = uow
+        self.hypervisor = hypervisor
+        self.runner = runner
+        self.vaults = vaults
+        self.clock = clock
+        self.limits = limits
+        self.agent_timeout = agent_timeout
+
+    # --- discovery ---------------------------------------------------------------------------
+
+    def discover(self, vault_name: str | None) -> JobOutcome[DiscoveryResult]:
+        vault = self.vaults.resolve(vault_name)
+        return self.runner.run(
+            JobType.DISCOVERY, vault.name, None, None, lambda ctx: self._discover(vault, ctx)
+        )
+
+    def _discover(self, vault: Vault, ctx: JobContext) -> DiscoveryResult:
+        hosts = self.vaults.list_hosts(vault.location)
+        if not hosts:
+            raise InvalidInput(
+                f"add one with 'vmvault host add URI --location {vault.location}'",
+                what=f"location '{vault.location}' (it has no hosts)",
+            )
+        seen: list[DomainFacts] = []
+        scanned: set[str] = set()
+        failures: list[HostUnreachable] = []
+        for host in hosts:
+            ctx.log(f"listing domains of {host.uri}")
+            try:
+                found = self.hypervisor.list_domains(host.uri)
+            except HostUnreachable as exc:
+                failures.append(exc)
+                ctx.warn(f"host {host.uri} unreachable, its VMs were not checked: {exc.text}")
+                continue
+            scanned.add(host.uri)
+            seen.extend(found)
+            if found and found[0].hostname != host.hostname:
+                with self.uow() as uow:
+                    uow.hosts.set_hostname(host.uri, found[0].hostname)
+                    uow.commit()
+            ctx.log(f"{host.uri}: {len(found)} domains")
+        if not scanned:
+            raise failures[0]
+        now = self.clock()
+        with self.uow() as uow:
+            result = reconcile(uow.vms.all(), seen, scanned, now)
+            for vm in result.new + result.changed + result.unchanged + result.vanished:
+                uow.vms.save(vm)
+            uow.commit()
+        for label, vms in (
+            ("new", result.new),
+            ("changed", result.changed),
+            ("vanished", result.vanished),
+        ):
+            for vm in vms:
+                ctx.log(f"{label}: {vm.label} ({vm.uuid}) group={vm.group} {vm.power_state}")
+        for vm in result.vanished:
+            if vm.state is not VmState.DISCOVERED:
+                ctx.warn(f"{vm.state.value} VM {vm.label} ({vm.uuid}) no longer exists")
+        ctx.log(result.summary())
+        return result
+
+    # --- listing -----------------------------------------------------------------------------
+
+    def list_vms(self, vault_name: str | None, state: VmState | None = None) -> list[VmItem]:
+        vault = self.vaults.resolve(vault_name)
+        uris = [h.uri for h in self.vaults.list_hosts(vault.location)]
+        with self.uow() as uow:
+            vms = uow.vms.all(uris)
+        return [vm for vm in vms if state is None or vm.state is state]
+
+    def find(self, ref: str) -> VmItem:
+        """Resolve a VM reference among every VM the catalog knows."""
+        with self.uow() as uow:
+            return match_vm(uow.vms.all(), ref)
+
+    def history(self, vm: VmItem) -> list[Job]:
+        with self.uow() as uow:
+            return uow.jobs.find(vm_uuid=vm.uuid, limit=20)
+
+    # --- registration ------------------------------------------------------------------------
+
+    def register(
+        self,
+        vault_name: str | None,
+        refs: Sequence[str],
+        *,
+        allow_crash_consistent: bool = False,
+    ) -> list[JobOutcome[VmItem]]:
+        """One ``register`` job per VM.
+
+        Every reference is checked first (exists, unique, in the vault's location, not
+        registered yet); one bad reference refuses the whole request and changes nothing.
+        """
+        if not refs:
+            raise InvalidInput("name at least one VM", what="VM list")
+        vault = self.vaults.resolve(vault_name)
+        locations = {h.uri: h.location for h in self.vaults.list_hosts()}
+        chosen: list[VmItem] = []
+        with self.uow() as uow:
+            known = uow.vms.all()
+        for ref in refs:
+            vm = match_vm(known, ref)
+            location = locations.get(vm.host_uri, "?")
+            if location != vault.location:
+                raise VmNotInLocation(
+                    vm=vm.label, host=vm.host_uri, location=location, vault_location=vault.location
+                )
+            check_registrable(vm, self.limits)
+            if all(vm.uuid != c.uuid for c in chosen):
+                chosen.append(vm)
+        outcomes = []
+        for vm in chosen:
+            work = partial(self._register, vault, vm, allow_crash_consistent=allow_crash_consistent)
+            outcomes.append(self.runner.run(JobType.REGISTER, vault.name, vm.uuid, vm.label, work))
+        return outcomes
+
+    def _register(
+        self, vault: Vault, vm: VmItem, ctx: JobContext, *, allow_crash_consistent: bool
+    ) -> VmItem:
+        ctx.log(f"checking {vm.label} on {vm.host_uri}")
+        facts = self.hypervisor.domain_facts(vm.host_uri, vm.uuid)
+        now = self.clock()
+        if facts is None:
+            vm.vanished_at = now
+            with self.uow() as uow:
+                uow.vms.save(vm)
+                uow.commit()
+            raise VmVanished(vm=vm.label, host=vm.hostname)
+        vm.apply(facts, now)
+        ctx.log(
+            f"power state {vm.power_state.value}; disks: "
+            + ", ".join(
+                f"{d.target}({d.type}/{d.device}/{d.format}{' excluded' if d.excluded else ''})"
+                for d in vm.disks
+            )
+        )
+        report = None
+        if vm.agent_channel and vm.power_state is PowerState.RUNNING:
+            check_registrable(vm, self.limits)  # disks first: no agent round-trip if refused
+            report = self.hypervisor.agent_report(vm.host_uri, vm.uuid, self.agent_timeout)
+            ctx.log(f"guest agent: responded={report.responded} version={report.version}")
+        outcome = assess_registration(
+            vm, report, self.limits, allow_crash_consistent=allow_crash_consistent
+        )
+        for warning in outcome.warnings:
+            ctx.warn(warning)
+        vm.state = VmState.REGISTERED
+        vm.vault = vault.name
+        vm.registered_at = now
+        vm.agent_version = outcome.agent_version
+        vm.crash_consistent_only = outcome.crash_consistent_only
+        vm.registration_warnings = list(outcome.warnings)
+        with self.uow() as uow:
+            current = uow.vms.get(vm.uuid)
+            if current is not None and current.state is not VmState.DISCOVERED:
+                raise AlreadyRegistered(vm=vm.label, vault=current.vault or "?")
+            uow.vms.save(vm)
+            uow.commit()
+        ctx.log(f"registered with vault '{vault.name}'")
+        return vm

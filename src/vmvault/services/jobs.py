@@ -1,0 +1,172 @@
+"""Running work as jobs, and reading them back.
+
+:meth:`JobRunner.run` is the single way an operation executes: it claims the job's conflict
+key (one active job per VM, one discovery per vault — refused otherwise with the holder's id),
+runs the work with a :class:`JobContext` that persists log lines, warnings and progress as they
+happen, and ends the job in exactly one final state.  Expected failures
+(:class:`~vmvault.domain.errors.VmvaultError`) become the job's code/message/remedy; anything
+else becomes ``INTERNAL_ERROR`` with the traceback in the job log, never on the user's screen.
+
+A job left active by a process that died is detected when its key is next claimed (its pid is
+gone) and closed as failed with ``JOB_INTERRUPTED``.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from vmvault.domain.errors import (
+    DiscoveryInProgress,
+    InternalError,
+    JobInterrupted,
+    JobNotFound,
+    OperationInProgress,
+    VmvaultError,
+)
+from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key, final_state
+from vmvault.services.ports import UnitOfWorkFactory
+
+T = TypeVar("T")
+
+
+class JobContext:
+    """Handed to the work function: everything it reports is persisted at once."""
+
+    def __init__(self, runner: JobRunner, job: Job) -> None:
+        self._runner = runner
+        self.job = job
+
+    def log(self, line: str) -> None:
+        with self._runner.uow() as uow:
+            uow.jobs.append_log(self.job.id, line, self._runner.clock())
+            uow.commit()
+
+    def warn(self, message: str) -> None:
+        self.job.warnings.append(message)
+        with self._runner.uow() as uow:
+            uow.jobs.append_log(self.job.id, f"WARNING {message}", self._runner.clock())
+            uow.jobs.update(self.job)
+            uow.commit()
+
+    def progress(self, done: int, total: int) -> None:
+        self.job.bytes_done, self.job.bytes_total = done, total
+        with self._runner.uow() as uow:
+            uow.jobs.update(self.job)
+            uow.commit()
+
+
+@dataclass
+class JobOutcome(Generic[T]):
+    job: Job
+    result: T | None
+    error: VmvaultError | None
+
+
+class JobRunner:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Callable[[], datetime],
+        pid: int,
+        pid_alive: Callable[[int], bool],
+    ) -> None:
+        self.uow = uow
+        self.clock = clock
+        self.pid = pid
+        self.pid_alive = pid_alive
+
+    def start(self, job_type: JobType, vault: str, vm_uuid: str | None, vm_name: str | None) -> Job:
+        """Create the job in-progress, or refuse with the conflicting job's id."""
+        key = conflict_key(job_type, vault, vm_uuid)
+        now = self.clock()
+        with self.uow() as uow:
+            if key is not None:
+                holder = uow.jobs.holder(key)
+                if holder is not None and holder.pid is not None and not self.pid_alive(holder.pid):
+                    self._close_orphan(holder, now)
+                    uow.jobs.update(holder)
+                    uow.jobs.append_log(holder.id, f"FAILED {holder.message}", now)
+            try:
+                job = uow.jobs.create(
+                    job_type, vault, vm_uuid, vm_name, JobState.IN_PROGRESS, now, self.pid, key
+                )
+            except JobConflict as conflict:
+                h = conflict.holder
+                if job_type is JobType.DISCOVERY and vm_uuid is None:
+                    raise DiscoveryInProgress(vault=vault, job=h.id) from None
+                raise OperationInProgress(
+                    vm=vm_name or vm_uuid, job=h.id, job_type=h.type.value
+                ) from None
+            uow.jobs.append_log(job.id, f"{job_type.value} started (pid {self.pid})", now)
+            uow.commit()
+        return job
+
+    def _close_orphan(self, job: Job, now: datetime) -> None:
+        err = JobInterrupted(pid=job.pid)
+        job.state = JobState.FAILED
+        job.ended_at = now
+        job.error_code, job.message, job.remedy = err.code, err.text, err.remedy_text
+
+    def finish(self, job: Job, error: VmvaultError | None, cancelled: bool = False) -> Job:
+        now = self.clock()
+        job.state = final_state(job.warnings, failed=error is not None, cancelled=cancelled)
+        job.ended_at = now
+        if error is not None:
+            job.error_code, job.message, job.remedy = error.code, error.text, error.remedy_text
+        with self.uow() as uow:
+            line = job.state.value if error is None else f"{job.state.value}: {error.text}"
+            uow.jobs.append_log(job.id, line, now)
+            uow.jobs.update(job)
+            uow.commit()
+        return job
+
+    def run(
+        self,
+        job_type: JobType,
+        vault: str,
+        vm_uuid: str | None,
+        vm_name: str | None,
+        work: Callable[[JobContext], T],
+    ) -> JobOutcome[T]:
+        job = self.start(job_type, vault, vm_uuid, vm_name)
+        ctx = JobContext(self, job)
+        try:
+            result = work(ctx)
+        except VmvaultError as exc:
+            return JobOutcome(self.finish(job, exc), None, exc)
+        except KeyboardInterrupt:
+            self.finish(job, None, cancelled=True)
+            raise
+        except Exception as exc:
+            ctx.log("internal error:\n" + traceback.format_exc())
+            err = InternalError(f"{type(exc).__name__}: {exc}")
+            return JobOutcome(self.finish(job, err), None, err)
+        return JobOutcome(self.finish(job, None), result, None)
+
+
+class JobQueries:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Callable[[], datetime]) -> None:
+        self.uow = uow
+        self.clock = clock
+
+    def list_jobs(
+        self,
+        job_type: JobType | None = None,
+        state: JobState | None = None,
+        since: timedelta | None = None,
+        vm_uuid: str | None = None,
+    ) -> list[Job]:
+        after = self.clock() - since if since is not None else None
+        with self.uow() as uow:
+            return uow.jobs.find(job_type=job_type, state=state, since=after, vm_uuid=vm_uuid)
+
+    def show(self, job_id: int) -> tuple[Job, list[str]]:
+        with self.uow() as uow:
+            job = uow.jobs.get(job_id)
+            if job is None:
+                raise JobNotFound(job=job_id)
+            return job, uow.jobs.log(job_id)

@@ -1,0 +1,39 @@
+"""The built-in lab: real test guests on the local libvirtd (``vmvault lab …``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vmvault.domain.errors import InvalidInput
+from vmvault.services.ports import LabDriver
+
+
+class LabService:
+    def __init__(self, driver: LabDriver, variants: tuple[str, ...], state_dir: Path) -> None:
+        self.driver = driver
+        self.variants = variants
+        self.state_dir = state_dir
+
+    def ensure_daemons(self) -> bool:
+        """Start virtlogd + libvirtd when they are not running (there is no systemd)."""
+        return self.driver.ensure_daemons(self.state_dir)
+
+    def build(self, force: bool = False) -> str:
+        return self.driver.build(force)
+
+    def up(self, count: int, variants: list[str]) -> list[dict[str, object]]:
+        if count < 1 or count > 16:
+            raise InvalidInput("use 1 to 16", what=f"--count {count}")
+        chosen = variants or ["standard"]
+        unknown = [v for v in chosen if v not in self.variants]
+        if unknown:
+            raise InvalidInput(
+                "known variants: " + ", ".join(self.variants), what=f"variant {unknown[0]!r}"
+            )
+        return self.driver.up({v: count for v in dict.fromkeys(chosen)})
+
+    def status(self) -> list[dict[str, object]]:
+        return self.driver.status()
+
+    def down(self) -> list[str]:
+        return self.driver.down()

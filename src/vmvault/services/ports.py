@@ -1,0 +1,130 @@
+"""Ports: the contracts services need from adapters.
+
+Each is a :class:`typing.Protocol`; the real implementations live in ``vmvault.persistence``
+(SQLAlchemy catalog) and ``vmvault.hypervisor`` (libvirt).  Unit tests of services may pass
+in-memory fakes that honour the same contracts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from vmvault.domain.inventory import AgentReport
+from vmvault.domain.job import Job, JobState, JobType
+from vmvault.domain.vault import Host, Vault
+from vmvault.domain.vm import DomainFacts, VmItem
+
+
+class VaultRepository(Protocol):
+    def get(self, name: str) -> Vault | None: ...
+    def all(self) -> list[Vault]: ...
+    def add(self, name: str, location: str, path: str, now: datetime) -> Vault: ...
+
+
+class HostRepository(Protocol):
+    def get(self, uri: str) -> Host | None: ...
+    def all(self, location: str | None = None) -> list[Host]: ...
+    def add(self, uri: str, location: str, hostname: str | None, now: datetime) -> Host: ...
+    def remove(self, uri: str) -> None: ...
+    def set_hostname(self, uri: str, hostname: str) -> None: ...
+
+
+class VmRepository(Protocol):
+    def get(self, uuid: str) -> VmItem | None: ...
+    def all(self, host_uris: Sequence[str] | None = None) -> list[VmItem]: ...
+    def save(self, vm: VmItem) -> None:
+        """Insert or update the VM item (keyed by uuid)."""
+
+
+class JobRepository(Protocol):
+    def create(
+        self,
+        job_type: JobType,
+        vault: str,
+        vm_uuid: str | None,
+        vm_name: str | None,
+        state: JobState,
+        now: datetime,
+        pid: int | None,
+        conflict_key: str | None,
+    ) -> Job:
+        """Insert a job.  MUST raise :class:`~vmvault.domain.job.JobConflict` when ``conflict_key`` is held by
+        another active job (atomically: two concurrent creates never both succeed)."""
+
+    def get(self, job_id: int) -> Job | None: ...
+    def holder(self, conflict_key: str) -> Job | None:
+        """The active job that holds ``conflict_key``, if any."""
+
+    def find(
+        self,
+        job_type: JobType | None = None,
+        state: JobState | None = None,
+        since: datetime | None = None,
+        vm_uuid: str | None = None,
+        limit: int = 500,
+    ) -> list[Job]: ...
+    def update(self, job: Job) -> None:
+        """Persist state, times, progress, warnings and error; clears the conflict key when
+        the state is final."""
+
+    def append_log(self, job_id: int, line: str, now: datetime) -> None: ...
+    def log(self, job_id: int) -> list[str]: ...
+
+
+class UnitOfWork(Protocol):
+    """A catalog transaction: ``with uow_factory() as uow: ...; uow.commit()``.
+
+    Leaving the block without :meth:`commit` rolls back.
+    """
+
+    @property
+    def vaults(self) -> VaultRepository: ...
+    @property
+    def hosts(self) -> HostRepository: ...
+    @property
+    def vms(self) -> VmRepository: ...
+    @property
+    def jobs(self) -> JobRepository: ...
+
+    def __enter__(self) -> UnitOfWork: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+class Hypervisor(Protocol):
+    """Read-only view of libvirt hosts that discovery and registration need."""
+
+    def hostname(self, uri: str) -> str:
+        """Connect and return the host's name; raise HostUnreachable on failure."""
+
+    def list_domains(self, uri: str) -> list[DomainFacts]:
+        """Every domain (running or not) of the host, as facts."""
+
+    def domain_facts(self, uri: str, uuid: str) -> DomainFacts | None:
+        """Current facts of one domain, ``None`` when the host has no such domain."""
+
+    def agent_report(self, uri: str, uuid: str, timeout: int) -> AgentReport:
+        """Ask the guest agent guest-ping then guest-info; never raises for a silent agent."""
+
+
+class LabDriver(Protocol):
+    """Builds and runs the lab's test guests (only the ``vmvault lab`` commands use it)."""
+
+    def ensure_daemons(self, state_dir: Path) -> bool: ...
+    def build(self, force: bool) -> str: ...
+    def up(self, counts: dict[str, int]) -> list[dict[str, object]]: ...
+    def status(self) -> list[dict[str, object]]: ...
+    def down(self) -> list[str]: ...

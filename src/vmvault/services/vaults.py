@@ -1,0 +1,136 @@
+"""Vaults and hosts: creating, listing, choosing the vault a command works on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from vmvault.domain.errors import (
+    HostExists,
+    HostNotFound,
+    NoVault,
+    VaultAmbiguous,
+    VaultExists,
+    VaultNotFound,
+    VaultPathInUse,
+)
+from vmvault.domain.vault import (
+    DEFAULT_HOST_URI,
+    DEFAULT_LOCATION,
+    Host,
+    Vault,
+    validate_location,
+    validate_name,
+    validate_uri,
+)
+from vmvault.services.ports import Hypervisor, UnitOfWork, UnitOfWorkFactory
+from vmvault.storage import local
+
+
+@dataclass
+class VaultSummary:
+    vault: Vault
+    hosts: list[Host]
+    vm_counts: dict[str, int]
+
+
+class VaultService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        hypervisor: Hypervisor,
+        clock: Callable[[], datetime],
+        home: Path,
+        default_vault: str | None,
+    ) -> None:
+        self.uow = uow
+        self.hypervisor = hypervisor
+        self.clock = clock
+        self.home = home
+        self.default_vault = default_vault
+
+    # --- vaults ------------------------------------------------------------------------------
+
+    def create(self, name: str, location: str, path: str | None) -> Vault:
+        validate_name(name, "vault name")
+        location = validate_location(location)
+        target = Path(path).absolute() if path else self.home / "vaults" / name
+        if local.is_unusable(target):
+            raise VaultPathInUse(path=target)
+        with self.uow() as uow:
+            if uow.vaults.get(name) is not None:
+                raise VaultExists(name=name)
+            now = self.clock()
+            try:
+                local.initialise(target, {"name": name, "location": location})
+            except local.VaultDirectoryInUse:
+                raise VaultPathInUse(path=target) from None
+            vault = uow.vaults.add(name, location, str(target), now)
+            if location == DEFAULT_LOCATION and not uow.hosts.all(DEFAULT_LOCATION):
+                uow.hosts.add(DEFAULT_HOST_URI, DEFAULT_LOCATION, None, now)
+            uow.commit()
+        return vault
+
+    def list_vaults(self) -> list[Vault]:
+        with self.uow() as uow:
+            return uow.vaults.all()
+
+    def resolve(self, name: str | None) -> Vault:
+        """The vault a command works on: the named one, ``VMVAULT_VAULT``, or the only one."""
+        with self.uow() as uow:
+            return self._resolve(uow, name)
+
+    def _resolve(self, uow: UnitOfWork, name: str | None) -> Vault:
+        name = name or self.default_vault
+        if name:
+            vault = uow.vaults.get(name)
+            if vault is None:
+                raise VaultNotFound(name=name)
+            return vault
+        vaults = uow.vaults.all()
+        if not vaults:
+            raise NoVault()
+        if len(vaults) > 1:
+            raise VaultAmbiguous(count=len(vaults))
+        return vaults[0]
+
+    def show(self, name: str | None) -> VaultSummary:
+        with self.uow() as uow:
+            vault = self._resolve(uow, name)
+            hosts = uow.hosts.all(vault.location)
+            vms = uow.vms.all([h.uri for h in hosts])
+        counts: dict[str, int] = {}
+        for vm in vms:
+            if vm.vanished_at is None:
+                counts[vm.state.value] = counts.get(vm.state.value, 0) + 1
+        return VaultSummary(vault, hosts, counts)
+
+    # --- hosts -------------------------------------------------------------------------------
+
+    def add_host(self, uri: str, location: str, check: bool = True) -> Host:
+        uri = validate_uri(uri)
+        location = validate_location(location)
+        with self.uow() as uow:
+            existing = uow.hosts.get(uri)
+            if existing is not None:
+                raise HostExists(uri=uri, location=existing.location)
+        hostname = self.hypervisor.hostname(uri) if check else None
+        with self.uow() as uow:
+            if uow.hosts.get(uri) is not None:
+                raise HostExists(uri=uri, location=location)
+            host = uow.hosts.add(uri, location, hostname, self.clock())
+            uow.commit()
+        return host
+
+    def remove_host(self, uri: str) -> None:
+        with self.uow() as uow:
+            if uow.hosts.get(uri) is None:
+                raise HostNotFound(uri=uri)
+            uow.hosts.remove(uri)
+            uow.commit()
+
+    def list_hosts(self, location: str | None = None) -> list[Host]:
+        with self.uow() as uow:
+            return uow.hosts.all(location)

@@ -1,0 +1,147 @@
+"""The job runner over a real SQLite catalog: conflicts, orphans, final states."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from vmvault.domain.errors import (
+    DiscoveryInProgress,
+    OperationInProgress,
+    TooManyDisks,
+)
+from vmvault.domain.job import JobState, JobType
+from vmvault.persistence.catalog import SqlUnitOfWork
+from vmvault.persistence.engine import open_catalog
+from vmvault.persistence.tables import metadata
+from vmvault.services.jobs import JobContext, JobQueries, JobRunner
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture()
+def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
+    eng = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    yield eng
+    eng.dispose()
+
+
+def runner(engine, pid: int = 100, alive: bool = True) -> JobRunner:  # type: ignore[no-untyped-def]
+    return JobRunner(lambda: SqlUnitOfWork(engine), now, pid, lambda _pid: alive)
+
+
+def test_schema_matches_the_migrations(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_reopening_an_up_to_date_catalog_is_a_no_op(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    open_catalog(url).dispose()
+    open_catalog(url).dispose()
+
+
+def test_completed_with_warnings_and_log(engine) -> None:  # type: ignore[no-untyped-def]
+    def work(ctx: JobContext) -> int:
+        ctx.log("step one")
+        ctx.warn("careful")
+        ctx.progress(5, 10)
+        return 42
+
+    out = runner(engine).run(JobType.REGISTER, "v", "uuid-1", "h/vm", work)
+    assert out.result == 42 and out.error is None
+    job, log = JobQueries(lambda: SqlUnitOfWork(engine), now).show(out.job.id)
+    assert job.state is JobState.COMPLETED_WITH_WARNINGS
+    assert job.warnings == ["careful"] and job.bytes_done == 5 and job.percent == 50.0
+    assert any("step one" in line for line in log) and any("WARNING careful" in x for x in log)
+    assert job.ended_at is not None and job.started_at is not None
+
+
+def test_expected_failure_is_recorded_with_code_and_remedy(engine) -> None:  # type: ignore[no-untyped-def]
+    def work(ctx: JobContext) -> None:
+        raise TooManyDisks(vm="x", count=9, limit=8)
+
+    out = runner(engine).run(JobType.REGISTER, "v", "u", "x", work)
+    assert out.job.state is JobState.FAILED and out.job.error_code == "TOO_MANY_DISKS"
+    assert "limit is 8" in (out.job.message or "") and out.job.remedy
+
+
+def test_bug_becomes_internal_error_with_traceback_in_log(engine) -> None:  # type: ignore[no-untyped-def]
+    def work(ctx: JobContext) -> None:
+        raise ZeroDivisionError("boom")
+
+    out = runner(engine).run(JobType.DISCOVERY, "v", None, None, work)
+    assert out.job.error_code == "INTERNAL_ERROR" and "boom" in (out.job.message or "")
+    _, log = JobQueries(lambda: SqlUnitOfWork(engine), now).show(out.job.id)
+    assert any("Traceback" in line for line in log)
+
+
+def test_second_job_on_a_vm_is_refused_then_allowed_after(engine) -> None:  # type: ignore[no-untyped-def]
+    r = runner(engine)
+    first = r.start(JobType.REGISTER, "v", "uuid-1", "h/vm")
+    with pytest.raises(OperationInProgress) as exc:
+        r.start(JobType.BACKUP, "v", "uuid-1", "h/vm")
+    assert exc.value.code == "OPERATION_IN_PROGRESS"
+    assert "another operation is in progress on this item" in exc.value.text
+    assert f"job {first.id}" in exc.value.text
+    r.start(JobType.REGISTER, "v", "uuid-2", "h/other")  # another VM is fine
+    r.finish(first, None)
+    r.start(JobType.BACKUP, "v", "uuid-1", "h/vm")
+
+
+def test_one_discovery_per_vault(engine) -> None:  # type: ignore[no-untyped-def]
+    r = runner(engine)
+    r.start(JobType.DISCOVERY, "v1", None, None)
+    with pytest.raises(DiscoveryInProgress):
+        r.start(JobType.DISCOVERY, "v1", None, None)
+    r.start(JobType.DISCOVERY, "v2", None, None)
+
+
+def test_concurrent_claims_only_one_wins(engine) -> None:  # type: ignore[no-untyped-def]
+    r = runner(engine)
+    barrier = threading.Barrier(8)
+    wins: list[int] = []
+    refusals: list[str] = []
+
+    def claim() -> None:
+        barrier.wait()
+        try:
+            wins.append(r.start(JobType.REGISTER, "v", "same-vm", "vm").id)
+        except OperationInProgress as exc:
+            refusals.append(exc.code)
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1 and len(refusals) == 7
+
+
+def test_orphan_of_a_dead_process_is_closed_as_failed(engine) -> None:  # type: ignore[no-untyped-def]
+    dead = runner(engine, pid=999_999).start(JobType.REGISTER, "v", "u", "vm")
+    fresh = runner(engine, pid=5, alive=False).start(JobType.REGISTER, "v", "u", "vm")
+    job, _ = JobQueries(lambda: SqlUnitOfWork(engine), now).show(dead.id)
+    assert job.state is JobState.FAILED and job.error_code == "JOB_INTERRUPTED"
+    assert fresh.state is JobState.IN_PROGRESS
+
+
+def test_list_filters(engine) -> None:  # type: ignore[no-untyped-def]
+    r = runner(engine)
+    r.run(JobType.DISCOVERY, "v", None, None, lambda ctx: None)
+    r.run(JobType.REGISTER, "v", "u", "vm", lambda ctx: ctx.warn("w"))
+    q = JobQueries(lambda: SqlUnitOfWork(engine), now)
+    assert [j.type for j in q.list_jobs(job_type=JobType.REGISTER)] == [JobType.REGISTER]
+    assert len(q.list_jobs(state=JobState.COMPLETED)) == 1
+    assert len(q.list_jobs(vm_uuid="u")) == 1
+    from datetime import timedelta
+
+    assert len(q.list_jobs(since=timedelta(hours=1))) == 2
