@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from vmvault.domain.errors import (
     DiscoveryInProgress,
@@ -17,7 +18,7 @@ from vmvault.domain.errors import (
 )
 from vmvault.domain.job import JobState, JobType
 from vmvault.persistence.catalog import SqlUnitOfWork
-from vmvault.persistence.engine import open_catalog
+from vmvault.persistence.engine import HEAD, alembic_config, current_revision, open_catalog
 from vmvault.persistence.tables import metadata
 from vmvault.services.jobs import JobContext, JobQueries, JobRunner
 
@@ -46,7 +47,14 @@ def test_schema_matches_the_migrations(engine) -> None:  # type: ignore[no-untyp
 def test_reopening_an_up_to_date_catalog_is_a_no_op(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'c.db'}"
     open_catalog(url).dispose()
-    open_catalog(url).dispose()
+    engine = open_catalog(url)
+    assert current_revision(engine) == HEAD
+    engine.dispose()
+
+
+def test_head_constant_matches_the_migration_scripts() -> None:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert script.get_current_head() == HEAD
 
 
 def test_completed_with_warnings_and_log(engine) -> None:  # type: ignore[no-untyped-def]

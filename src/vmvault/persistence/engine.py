@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from vmvault.domain.errors import CatalogError
 from vmvault.persistence.catalog import configure_sqlite
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: The newest revision in ``migrations/versions`` (a unit test keeps the two in step).  Knowing
+#: it lets a command skip importing Alembic (~0.2 s) when the catalog is already current.
+HEAD = "0001"
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not engine.dialect.has_table(conn, "alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def open_catalog(url: str) -> Engine:
@@ -32,11 +41,10 @@ def open_catalog(url: str) -> Engine:
         engine = create_engine(url)
         if engine.dialect.name == "sqlite":
             configure_sqlite(engine)
-        cfg = alembic_config(url)
-        head = ScriptDirectory.from_config(cfg).get_current_head()
-        with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-        if current != head:
+        if current_revision(engine) != HEAD:
+            from alembic import command
+
+            cfg = alembic_config(url)
             with engine.begin() as conn:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")

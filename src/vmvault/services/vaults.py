@@ -57,11 +57,11 @@ class VaultService:
         validate_name(name, "vault name")
         location = validate_location(location)
         target = Path(path).absolute() if path else self.home / "vaults" / name
-        if local.is_unusable(target):
-            raise VaultPathInUse(path=target)
         with self.uow() as uow:
             if uow.vaults.get(name) is not None:
                 raise VaultExists(name=name)
+            if local.is_unusable(target):
+                raise VaultPathInUse(path=target)
             now = self.clock()
             try:
                 local.initialise(target, {"name": name, "location": location})

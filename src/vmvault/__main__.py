@@ -1,0 +1,5 @@
+"""``python -m vmvault`` is the ``vmvault`` command."""
+
+from vmvault.cli.main import main
+
+main()

@@ -1,0 +1,84 @@
+"""The CLI's conventions on commands that need no guest: exit codes, error lines, --json,
+bad input refused without changing anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import CliRunner
+
+
+def test_vault_create_list_show(cli: CliRunner, tmp_path: Path) -> None:
+    r = cli("vault", "create", "main", "--location", "local", "--json")
+    assert r.code == 0, r.stderr
+    doc = r.json()
+    assert doc["name"] == "main" and doc["location"] == "local"
+    assert (Path(doc["path"]) / "vmvault-vault.json").is_file()
+    listed = cli("vault", "list", "--json").json()
+    assert [v["name"] for v in listed] == ["main"]
+    shown = cli("vault", "show", "main", "--json").json()
+    assert [h["uri"] for h in shown["hosts"]] == ["qemu:///system"]  # the default host
+    assert cli("host", "list", "--json").json()[0]["location"] == "local"
+
+
+def test_errors_are_one_line_with_code_and_remedy(cli: CliRunner) -> None:
+    cli("vault", "create", "main", "--location", "local")
+    r = cli("vault", "create", "main", "--location", "local")
+    assert r.code == 2
+    assert r.stderr.startswith("error VAULT_EXISTS: ")
+    assert "remedy: " in r.stderr and "Traceback" not in r.stderr
+    r = cli("vault", "create", "bad name", "--location", "local")
+    assert r.code == 2 and "error INVALID_INPUT" in r.stderr
+    r = cli("vault", "show", "nope")
+    assert r.code == 2 and "error VAULT_NOT_FOUND" in r.stderr
+
+
+def test_bad_input_changes_nothing(cli: CliRunner, home: Path) -> None:
+    cli("vault", "create", "main", "--location", "local")
+    before = cli("host", "list", "--json").json()
+    for args, code in (
+        (("host", "add", "not a uri"), "INVALID_INPUT"),
+        (("host", "add", "qemu:///"), "INVALID_INPUT"),
+        (("host", "add", "qemu:///system"), "HOST_EXISTS"),
+        (("host", "add", "qemu+tcp://127.0.0.1:1/system", "--location", "x"), "HOST_UNREACHABLE"),
+    ):
+        r = cli(*args)
+        assert r.code != 0 and f"error {code}:" in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    assert cli("host", "list", "--json").json() == before
+    r = cli("register", "no-such-vm")
+    assert r.code == 2 and "error VM_NOT_FOUND" in r.stderr
+    assert cli("jobs", "list", "--json").json() == []
+    r = cli("jobs", "show", "42")
+    assert r.code == 2 and "error JOB_NOT_FOUND" in r.stderr
+    r = cli("jobs", "list", "--since", "yesterday")
+    assert r.code == 2 and "error INVALID_INPUT" in r.stderr
+    r = cli("vault", "create", "second", "--location", "x", "--path", str(home / "catalog.db"))
+    assert r.code == 2 and "VAULT_PATH_IN_USE" in r.stderr
+
+
+def test_commands_without_a_vault(cli: CliRunner) -> None:
+    r = cli("discover")
+    assert r.code == 2 and "error NO_VAULT" in r.stderr
+    cli("vault", "create", "a", "--location", "local")
+    cli("vault", "create", "b", "--location", "local")
+    r = cli("vm", "list")
+    assert r.code == 2 and "error VAULT_NOT_CHOSEN" in r.stderr
+    assert cli("vm", "list", "--vault", "a", "--json").json() == []
+
+
+def test_bad_usage_exits_2(cli: CliRunner) -> None:
+    assert cli("vm", "list", "--state", "sleeping").code == 2
+    assert cli("frobnicate").code == 2
+
+
+def test_errors_catalog(cli: CliRunner) -> None:
+    rows = cli("errors", "--json").json()
+    codes = {r["code"] for r in rows}
+    assert {"DISCOVERY_IN_PROGRESS", "OPERATION_IN_PROGRESS", "AGENT_TOO_OLD"} <= codes
+    assert all(r["remedy"] for r in rows)
+
+
+def test_invalid_setting_is_a_usage_error(cli: CliRunner) -> None:
+    r = cli("vault", "list", env={"VMVAULT_MAX_DISKS": "zero"})
+    assert r.code == 2 and "VMVAULT_MAX_DISKS" in r.stderr

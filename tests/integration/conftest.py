@@ -1,0 +1,35 @@
+"""The real lab for integration tests: one guest of each variant, booted once per session
+in parallel, on the host's real libvirtd (started if it is not running)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vmvault.bootstrap import bootstrap
+from vmvault.config import Settings
+
+#: Guests every integration test may use (names are lab-<variant>-1).
+LAB_VARIANTS = ("standard", "no-agent", "raw-disk", "passthrough", "writer", "app-hook")
+
+
+def lab_settings(home: Path) -> Settings:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
+    env["VMVAULT_HOME"] = str(home)
+    for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return Settings.from_env(env)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, object]]]:
+    services = bootstrap(lab_settings(tmp_path_factory.mktemp("lab-home")))
+    services.lab.ensure_daemons()
+    services.lab.down()  # a clean slate: leftovers of an interrupted run
+    vms = services.lab.up(1, list(LAB_VARIANTS))
+    yield {str(vm["name"]): vm for vm in vms}
+    services.lab.down()
