@@ -4,7 +4,7 @@ set -euo pipefail
 PKGS=(
   qemu-system-x86 qemu-utils qemu-guest-agent libvirt-daemon-system libvirt-clients
   python3-libvirt python3-libnbd python3-venv busybox-static e2fsprogs nbdkit libnbd-bin
-  gzip kmod
+  qemu-block-extra gzip kmod
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -3,6 +3,7 @@ driven through the real ``vmvault`` command."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 import uuid as uuidlib
@@ -85,10 +86,8 @@ class Defined:
 
     def close(self) -> None:
         for name in self.names:
-            try:
+            with contextlib.suppress(libvirt.libvirtError):
                 self.conn.lookupByName(name).undefine()
-            except libvirt.libvirtError:
-                pass
         self.conn.close()
 
 
@@ -278,8 +277,8 @@ def test_silent_agent(lab: dict, cli: CliRunner) -> None:
             "/bin/sh",
             [
                 "-c",
-                "(sleep 1; kill -STOP $(cat /run/qemu-ga.pid); sleep 20; "
-                "kill -CONT $(cat /run/qemu-ga.pid)) >/dev/null 2>&1 &",
+                "(sleep 1; killall -STOP qemu-ga; sleep 10; killall -CONT qemu-ga)"
+                " >/dev/null 2>&1 &",
             ],
         )
         time.sleep(2)

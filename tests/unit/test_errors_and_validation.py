@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
-from vmvault.domain.errors import InvalidInput, VmNotFound, VmvaultError
+from vmvault.domain.errors import InvalidInput, VmNotFound, VmvaultError, catalog_markdown
 from vmvault.domain.job import parse_since
 from vmvault.domain.vault import validate_location, validate_name, validate_uri
 
@@ -16,6 +17,11 @@ def test_every_error_has_code_message_and_remedy() -> None:
     for code, cls in VmvaultError.registry.items():
         assert code == cls.code and code.isupper()
         assert cls.message and cls.remedy and cls.kind in ("usage", "failure")
+
+
+def test_docs_errors_md_is_current() -> None:
+    doc = Path(__file__).parents[2] / "docs" / "errors.md"
+    assert doc.read_text() == catalog_markdown(), "regenerate: vmvault errors --markdown"
 
 
 def test_error_formats_fields_and_detail() -> None:

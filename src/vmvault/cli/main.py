@@ -19,7 +19,7 @@ from vmvault.cli import render
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
 from vmvault.cli.render import emit_json, out
-from vmvault.domain.errors import InternalError, VmvaultError
+from vmvault.domain.errors import InternalError, VmvaultError, catalog_markdown
 from vmvault.domain.job import JobState, JobType, parse_since
 from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION
 from vmvault.domain.vm import VmState
@@ -275,8 +275,14 @@ def jobs_show(job_id: int, json_: JsonOpt = False) -> None:
 
 
 @app.command("errors")
-def errors_cmd(json_: JsonOpt = False) -> None:
+def errors_cmd(
+    json_: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print docs/errors.md.")] = False,
+) -> None:
     """List every error code vmvault can report, with its message and remedy."""
+    if markdown:
+        sys.stdout.write(catalog_markdown())
+        return
     rows = [
         {"code": cls.code, "kind": cls.kind, "message": cls.message, "remedy": cls.remedy}
         for cls in sorted(VmvaultError.registry.values(), key=lambda c: c.code)

@@ -19,7 +19,9 @@ from vmvault.domain.job import Job
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import VmItem
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (scripts, tests) gets wide tables instead of truncated cells.
+_WIDTH = None if sys.stdout.isatty() else 250
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS = 0, 1, 2, 3
@@ -130,7 +132,7 @@ STATE_STYLE = {
 def vm_table(vms: list[VmItem]) -> Table:
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "HOST", "GROUP", "UUID", "POWER", "STATE", "DISKS", "AGENT"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("NAME", "UUID"))
     for vm in vms:
         state = vm.state.value + (" (vanished)" if vm.vanished_at else "")
         disks = ",".join(d.target + ("*" if d.excluded else "") for d in vm.disks)

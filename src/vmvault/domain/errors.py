@@ -254,3 +254,175 @@ class InternalError(VmvaultError):
     code = "INTERNAL_ERROR"
     message = "unexpected internal error"
     remedy = "This is a bug: report it with the job log ('vmvault jobs show ID')."
+
+
+# --- lab (added by lab engineer) -------------------------------------------------------------
+
+
+class AgentError(VmvaultError):
+    code = "AGENT_COMMAND_FAILED"
+    message = "guest agent command {command} failed on VM {vm}"
+    remedy = (
+        "Check that qemu-guest-agent runs in the guest ('guest-ping') and that the VM is "
+        "running and not frozen, then retry."
+    )
+
+
+def catalog_markdown() -> str:
+    """The error catalog as the Markdown table of ``docs/errors.md`` (kept in step by a test)."""
+    lines = [
+        "# Errors",
+        "",
+        "Every failure a user can meet, as `vmvault errors` lists it. `usage` errors are refused",
+        "before anything changes (exit 2); `failure` errors end a job as failed (exit 1).",
+        "Generated from `src/vmvault/domain/errors.py` by `vmvault errors --markdown`.",
+        "",
+        "| code | kind | message | remedy |",
+        "|---|---|---|---|",
+    ]
+    for cls in sorted(VmvaultError.registry.values(), key=lambda c: c.code):
+        cells = [f"`{cls.code}`", cls.kind, cls.message, cls.remedy]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --- data path (added by dataplane engineer) -------------------------------------------------
+
+
+class VaultNotInitialised(VmvaultError):
+    code = "VAULT_NOT_INITIALISED"
+    message = "{path} holds no vmvault chunk store (its 'config' file is missing)"
+    remedy = "Check the vault's directory; a vault created by 'vmvault vault create' has one."
+    kind = "usage"
+
+
+class VaultConfigCorrupt(VmvaultError):
+    code = "VAULT_CONFIG_CORRUPT"
+    message = "the configuration of the vault at {path} cannot be read"
+    remedy = "Restore the vault's 'config' file from a copy of the vault directory."
+
+
+class VaultFormatUnsupported(VmvaultError):
+    code = "VAULT_FORMAT_UNSUPPORTED"
+    message = "{what} at {path} has format version {found}; this vmvault reads version {supported}"
+    remedy = "Use the vmvault release that wrote this vault (or a newer one)."
+    kind = "usage"
+
+
+class VaultLocked(VmvaultError):
+    code = "VAULT_LOCKED"
+    message = "the vault at {path} is locked by {holder}"
+    remedy = "Wait for the {holder} to finish, then retry."
+    kind = "usage"
+
+
+class VaultFull(VmvaultError):
+    code = "VAULT_FULL"
+    message = "the file system of the vault at {path} is full"
+    remedy = (
+        "Free space: delete old recovery points and run garbage collection, "
+        "or move the vault to a larger file system."
+    )
+
+
+class PassphraseRequired(VmvaultError):
+    code = "PASSPHRASE_REQUIRED"
+    message = "the vault at {path} is encrypted and no passphrase was given"
+    remedy = "Give the vault's passphrase (and its key file)."
+    kind = "usage"
+
+
+class WrongPassphrase(VmvaultError):
+    code = "WRONG_PASSPHRASE"
+    message = "the passphrase does not unlock the key file {key_file}"
+    remedy = "Check the passphrase (it is case sensitive) and that this is the vault's key file."
+    kind = "usage"
+
+
+class KeyFileMissing(VmvaultError):
+    code = "KEY_FILE_MISSING"
+    message = "the key file {key_file} of an encrypted vault does not exist"
+    remedy = (
+        "Give the path of the key file written when the vault was created (it is kept outside "
+        "the vault; restore it from your copy). Without it the vault cannot be read."
+    )
+    kind = "usage"
+
+
+class KeyFileInvalid(VmvaultError):
+    code = "KEY_FILE_INVALID"
+    message = "{key_file} is not a vmvault key file or is damaged"
+    remedy = "Give the key file written when the vault was created, or restore it from your copy."
+    kind = "usage"
+
+
+class KeyFileMismatch(VmvaultError):
+    code = "KEY_FILE_MISMATCH"
+    message = "the key file {key_file} belongs to another vault than {path}"
+    remedy = "Give the key file written when this vault was created."
+    kind = "usage"
+
+
+class ChunkMissing(VmvaultError):
+    code = "CHUNK_MISSING"
+    message = "chunk {chunk} is missing from the vault"
+    remedy = (
+        "Run a verify of the vault to find every recovery point that references it; the next "
+        "full backup of an affected VM stores the chunk again."
+    )
+
+
+class ChunkCorrupt(VmvaultError):
+    code = "CHUNK_CORRUPT"
+    message = "chunk {chunk} failed verification ({why})"
+    remedy = (
+        "The vault's storage damaged or altered this chunk. Restore from another recovery "
+        "point, check the storage (dmesg, SMART), and run a verify of the vault."
+    )
+
+
+class IndexCorrupt(VmvaultError):
+    code = "INDEX_CORRUPT"
+    message = "the disk index {index} is damaged or does not match its manifest ({why})"
+    remedy = "Do not use this recovery point; restore from another one and run a verify."
+
+
+class ManifestCorrupt(VmvaultError):
+    code = "MANIFEST_CORRUPT"
+    message = "the manifest of recovery point {point} is damaged or was altered ({why})"
+    remedy = (
+        "Do not trust this recovery point; restore from another one, check who can write "
+        "the vault directory, and run a verify."
+    )
+
+
+class PointNotFound(VmvaultError):
+    code = "POINT_NOT_FOUND"
+    message = "no recovery point {point} in the vault at {path}"
+    remedy = "List the recovery points of the VM and pick one of them."
+    kind = "usage"
+
+
+class DiskReadFailed(VmvaultError):
+    code = "DISK_READ_FAILED"
+    message = "reading disk {disk} at offset {offset} failed"
+    remedy = "Check that the disk (or its NBD export) is still reachable, then retry the backup."
+
+
+class RestoreTargetExists(VmvaultError):
+    code = "RESTORE_TARGET_EXISTS"
+    message = "the restore target {target} already exists"
+    remedy = "Choose another path, or allow overwriting it."
+    kind = "usage"
+
+
+class RestoreWriteFailed(VmvaultError):
+    code = "RESTORE_WRITE_FAILED"
+    message = "writing the restored disk {target} failed"
+    remedy = "Check free space and permissions where the disk is restored, then retry."
+
+
+class Cancelled(VmvaultError):
+    code = "CANCELLED"
+    message = "{operation} was cancelled"
+    remedy = "Nothing was left half-written; run it again when needed."

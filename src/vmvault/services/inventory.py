@@ -133,6 +133,8 @@ class InventoryService:
 
         Every reference is checked first (exists, unique, in the vault's location, not
         registered yet); one bad reference refuses the whole request and changes nothing.
+        The VM's own configuration (disks, agent) is then checked by its job, so a refusal
+        is recorded there with its code and remedy.
         """
         if not refs:
             raise InvalidInput("name at least one VM", what="VM list")
@@ -148,7 +150,8 @@ class InventoryService:
                 raise VmNotInLocation(
                     vm=vm.label, host=vm.host_uri, location=location, vault_location=vault.location
                 )
-            check_registrable(vm, self.limits)
+            if vm.state is not VmState.DISCOVERED:
+                raise AlreadyRegistered(vm=vm.label, vault=vm.vault or "?")
             if all(vm.uuid != c.uuid for c in chosen):
                 chosen.append(vm)
         outcomes = []

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# `make demo`: the main job end to end on the built-in lab. Grows with the product.
+# State goes to $VMVAULT_DEMO_HOME (default .demo/ in the checkout), recreated each run;
+# the lab guests are left running so you can explore: `vmvault lab down` removes them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+V=.venv/bin/vmvault
+export VMVAULT_HOME="${VMVAULT_DEMO_HOME:-$PWD/.demo}"
+rm -rf "$VMVAULT_HOME"
+
+step() { printf '\n\033[1m== %s\033[0m\n$ vmvault %s\n' "$1" "${*:2}"; }
+# exit code 3 means "completed with warnings": expected for some steps below
+ok_or_warn() { "$@" || { rc=$?; [ "$rc" = 3 ] || exit "$rc"; }; }
+
+step "Lab: real Linux guests (Debian kernel + busybox + qemu-ga) on libvirt/QEMU" lab up
+$V lab down >/dev/null
+$V lab up --count 2 --variant standard --variant no-agent --variant raw-disk --variant passthrough
+
+step "Create a vault for location 'local' (host qemu:///system is added)" vault create demo --location local
+$V vault create demo --location local
+
+step "Discover every VM of the location (a discovery job)" discover
+ok_or_warn $V discover
+$V vm list
+
+step "Register VMs: one register job each; warnings for raw and pass-through disks" \
+  register lab-standard-1 lab-standard-2 lab-raw-disk-1 lab-passthrough-1
+ok_or_warn $V register lab-standard-1 lab-standard-2 lab-raw-disk-1 lab-passthrough-1
+
+step "A VM without a guest agent is refused, with a code and a remedy" register lab-no-agent-1
+if $V register lab-no-agent-1; then echo "unexpected success" >&2; exit 1; fi
+
+step "...unless crash-consistent backups are accepted" register lab-no-agent-1 --crash-consistent
+ok_or_warn $V register lab-no-agent-1 --crash-consistent
+
+step "Registering twice is refused before anything changes" register lab-standard-1
+if $V register lab-standard-1; then echo "unexpected success" >&2; exit 1; fi
+
+step "Registered VMs" vm list --state registered
+$V vm list --state registered
+
+step "Every operation is a job" jobs list --since 1h
+$V jobs list --since 1h
+first=$($V jobs list --type register --status failed --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+step "A failed job, with its log" jobs show "$first"
+$V jobs show "$first"
+
+printf '\nDemo state is in %s (export VMVAULT_HOME=%s to explore); lab guests are still running.\n' \
+  "$VMVAULT_HOME" "$VMVAULT_HOME"
+printf 'Remove them with: VMVAULT_HOME=%s .venv/bin/vmvault lab down\n' "$VMVAULT_HOME"

@@ -1,0 +1,1 @@
+"""Adapters to hypervisors: libvirt connections, the guest agent, and the test lab."""

@@ -1,0 +1,1 @@
+"""The lab: real Linux test guests that vmvault builds and runs itself (see docs/lab.md)."""

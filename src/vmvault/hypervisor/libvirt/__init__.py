@@ -1,0 +1,1 @@
+"""libvirt adapter: thin wrappers over libvirt-python (and libvirt_qemu for the guest agent)."""
