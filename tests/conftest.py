@@ -40,7 +40,7 @@ def cli(home: Path) -> CliRunner:
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> Result:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
         full_env["VMVAULT_HOME"] = str(home)
-        for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE"):
+        for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE", "VMVAULT_LAB_PREFIX"):
             if key in os.environ:
                 full_env[key] = os.environ[key]
         full_env.update(env or {})

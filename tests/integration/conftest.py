@@ -19,7 +19,7 @@ LAB_VARIANTS = ("standard", "no-agent", "raw-disk", "passthrough", "writer", "ap
 def lab_settings(home: Path) -> Settings:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
     env["VMVAULT_HOME"] = str(home)
-    for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE"):
+    for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE", "VMVAULT_LAB_PREFIX"):
         if key in os.environ:
             env[key] = os.environ[key]
     return Settings.from_env(env)

@@ -14,14 +14,17 @@ import libvirt
 import pytest
 
 from tests.conftest import CliRunner
-from tests.integration.conftest import lab_settings
+from tests.integration.conftest import LAB_VARIANTS, lab_settings
 from vmvault.bootstrap import bootstrap
 from vmvault.domain.job import JobType
+from vmvault.hypervisor.lab.vms import lab_prefix
 from vmvault.hypervisor.libvirt import agent
 
 pytestmark = pytest.mark.lab
 
 URI = "qemu:///system"
+#: Lab guest names (``VMVAULT_LAB_PREFIX`` lets several labs share one libvirtd).
+N = {v: f"{lab_prefix()}-{v}-1" for v in LAB_VARIANTS}
 
 
 def domain_xml(name: str, disk: Path, *, group: str = "it", extra_disk: Path | None = None) -> str:
@@ -123,7 +126,7 @@ def test_discovery_records_every_lab_vm(lab: dict, cli: CliRunner) -> None:
     doc = discover(cli)
     assert {str(v["uuid"]) for v in lab.values()} <= set(doc["result"]["new"])  # type: ignore[index]
     vms = by_name(cli("vm", "list", "--json").json())
-    std = vms["lab-standard-1"]
+    std = vms[N["standard"]]
     assert std["state"] == "discovered" and std["power_state"] == "running"
     assert std["group"] == "lab" and std["agent_channel"] is True
     assert [
@@ -132,9 +135,9 @@ def test_discovery_records_every_lab_vm(lab: dict, cli: CliRunner) -> None:
         ("vda", "qcow2", "file", "disk", False),
         ("vdb", "qcow2", "file", "disk", False),
     ]
-    assert vms["lab-no-agent-1"]["agent_channel"] is False
-    assert {d["format"] for d in vms["lab-raw-disk-1"]["disks"]} == {"qcow2", "raw"}
-    lun = [d for d in vms["lab-passthrough-1"]["disks"] if d["device"] == "lun"]
+    assert vms[N["no-agent"]]["agent_channel"] is False
+    assert {d["format"] for d in vms[N["raw-disk"]]["disks"]} == {"qcow2", "raw"}
+    lun = [d for d in vms[N["passthrough"]]["disks"] if d["device"] == "lun"]
     assert lun and lun[0]["excluded"] and "pass-through" in lun[0]["reason"]
     # a job was recorded with its log
     job = cli("jobs", "show", str(doc["id"]), "--json").json()
@@ -191,34 +194,34 @@ def test_registration_outcomes(lab: dict, cli: CliRunner, defined: Defined) -> N
     off = defined.define("vmvault-it-off")
     discover(cli)
 
-    r, jobs = register(cli, "lab-standard-1")
+    r, jobs = register(cli, N["standard"])
     assert r.code == 0 and jobs[0]["state"] == "completed", r.stderr
-    vm = cli("vm", "show", "lab-standard-1", "--json").json()
+    vm = cli("vm", "show", N["standard"], "--json").json()
     assert vm["state"] == "registered" and vm["vault"] == "main"
     assert vm["agent_version"] and vm["agent_version"].split(".")[0].isdigit()
 
-    r, _ = register(cli, "lab-standard-1")
+    r, _ = register(cli, N["standard"])
     assert r.code == 2 and "error ALREADY_REGISTERED" in r.stderr
 
-    r, jobs = register(cli, "lab-no-agent-1")
+    r, jobs = register(cli, N["no-agent"])
     assert r.code == 1 and jobs[0]["error_code"] == "AGENT_NOT_CONFIGURED" and jobs[0]["remedy"]
-    assert cli("vm", "show", "lab-no-agent-1", "--json").json()["state"] == "discovered"
-    r, jobs = register(cli, "lab-no-agent-1", "--crash-consistent")
+    assert cli("vm", "show", N["no-agent"], "--json").json()["state"] == "discovered"
+    r, jobs = register(cli, N["no-agent"], "--crash-consistent")
     assert r.code == 3 and jobs[0]["state"] == "completed-with-warnings"
-    assert cli("vm", "show", "lab-no-agent-1", "--json").json()["crash_consistent_only"] is True
+    assert cli("vm", "show", N["no-agent"], "--json").json()["crash_consistent_only"] is True
 
-    r, jobs = register(cli, "lab-raw-disk-1")
+    r, jobs = register(cli, N["raw-disk"])
     assert r.code == 3 and any("raw" in w and "full backup" in w for w in jobs[0]["warnings"])
 
-    r, jobs = register(cli, "lab-passthrough-1")
+    r, jobs = register(cli, N["passthrough"])
     assert r.code == 3
     assert any("excluded" in w and "pass-through" in w for w in jobs[0]["warnings"])
 
-    r, jobs = register(cli, "lab-writer-1", env={"VMVAULT_MIN_AGENT": "99.0"})
+    r, jobs = register(cli, N["writer"], env={"VMVAULT_MIN_AGENT": "99.0"})
     assert r.code == 1 and jobs[0]["error_code"] == "AGENT_TOO_OLD"
     assert "99.0" in jobs[0]["remedy"]
 
-    r, jobs = register(cli, "lab-app-hook-1", env={"VMVAULT_MAX_DISKS": "1"})
+    r, jobs = register(cli, N["app-hook"], env={"VMVAULT_MAX_DISKS": "1"})
     assert r.code == 1 and jobs[0]["error_code"] == "TOO_MANY_DISKS"
 
     r, jobs = register(cli, off)
@@ -238,10 +241,10 @@ def test_registration_outcomes(lab: dict, cli: CliRunner, defined: Defined) -> N
 def test_a_bad_reference_refuses_the_whole_request(lab: dict, cli: CliRunner) -> None:
     setup_vault(cli)
     discover(cli)
-    r, _ = register(cli, "lab-standard-1", "no-such-vm")
+    r, _ = register(cli, N["standard"], "no-such-vm")
     assert r.code == 2 and "error VM_NOT_FOUND" in r.stderr and "Traceback" not in r.stderr
     assert cli("jobs", "list", "--type", "register", "--json").json() == []
-    assert cli("vm", "show", "lab-standard-1", "--json").json()["state"] == "discovered"
+    assert cli("vm", "show", N["standard"], "--json").json()["state"] == "discovered"
 
 
 def test_vm_of_another_location_is_refused(cli: CliRunner) -> None:
@@ -270,7 +273,7 @@ def test_silent_agent(lab: dict, cli: CliRunner) -> None:
     setup_vault(cli)
     discover(cli)
     conn = libvirt.open(URI)
-    dom = conn.lookupByName("lab-writer-1")
+    dom = conn.lookupByName(N["writer"])
     try:
         agent.exec_(
             dom,
@@ -282,14 +285,14 @@ def test_silent_agent(lab: dict, cli: CliRunner) -> None:
             ],
         )
         time.sleep(2)
-        r, jobs = register(cli, "lab-writer-1", env={"VMVAULT_AGENT_TIMEOUT": "2"})
+        r, jobs = register(cli, N["writer"], env={"VMVAULT_AGENT_TIMEOUT": "2"})
         assert r.code == 1 and jobs[0]["error_code"] == "AGENT_NOT_RESPONDING"
     finally:
         deadline = time.monotonic() + 60
         while not agent.ping(dom, timeout=2) and time.monotonic() < deadline:
             time.sleep(1)
         conn.close()
-    r, jobs = register(cli, "lab-writer-1")
+    r, jobs = register(cli, N["writer"])
     assert r.code == 0, r.stderr
 
 
@@ -297,14 +300,14 @@ def test_concurrent_jobs_are_refused(lab: dict, cli: CliRunner, home: Path) -> N
     setup_vault(cli)
     discover(cli)
     services = bootstrap(lab_settings(home))
-    vm = services.inventory.find("lab-standard-1")
+    vm = services.inventory.find(N["standard"])
     held = services.runner.start(JobType.BACKUP, "main", vm.uuid, vm.label)
-    r, _ = register(cli, "lab-standard-1")
+    r, _ = register(cli, N["standard"])
     assert r.code == 2 and "error OPERATION_IN_PROGRESS" in r.stderr
     assert "another operation is in progress on this item" in r.stderr
     assert f"job {held.id}" in r.stderr
     services.runner.finish(held, None)
-    assert register(cli, "lab-standard-1")[0].code == 0
+    assert register(cli, N["standard"])[0].code == 0
 
     running = services.runner.start(JobType.DISCOVERY, "main", None, None)
     r = cli("discover")

@@ -30,6 +30,7 @@ from vmvault.hypervisor.lab.vms import (
     LabVm,
     check_writer_records,
     lab_down,
+    lab_prefix,
     lab_status,
     lab_up,
 )
@@ -133,7 +134,7 @@ def _dom(conn: Any, vm: LabVm) -> Any:
 def test_every_variant_is_up(lab_vms: dict[str, LabVm], conn: Any) -> None:
     assert set(lab_vms) == set(VARIANTS)
     for variant, vm in lab_vms.items():
-        assert vm.name.startswith(f"lab-{variant}-")
+        assert vm.name.startswith(f"{lab_prefix()}-{variant}-")
         assert vm.state == "running", vm
         dom = _dom(conn, vm)
         assert READY_MARK in vm.console_log.read_text()
@@ -227,7 +228,7 @@ def test_app_hook_runs_on_freeze_and_thaw(lab_vms: dict[str, LabVm], conn: Any) 
 def test_second_lab_up_adds_guests(lab_vms: dict[str, LabVm]) -> None:
     number = int(lab_vms["standard"].name.rsplit("-", 1)[1])
     (added,) = lab_up(URI, LAB_DIR, CACHE_DIR, {"standard": 1})
-    assert added.name == f"lab-standard-{number + 1}"
+    assert added.name == f"{lab_prefix()}-standard-{number + 1}"
     assert added.state == "running"
 
 
@@ -242,11 +243,14 @@ def test_lab_down_leaves_nothing(lab_vms: dict[str, LabVm], conn: Any) -> None:
     assert lab_status(URI, LAB_DIR) == []
     assert not [d.name() for d in conn.listAllDomains(0) if d.name() in names]
     qemus = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True).stdout
-    left = [line for line in qemus.splitlines() if "guest=lab-" in line or "tgtd -C" in line]
+    prefix = lab_prefix()
+    left = [line for line in qemus.splitlines() if f"guest={prefix}-" in line]
     assert left == []
-    assert not any((LAB_DIR / "vms").iterdir())
-    assert not list(Path("/var/lib/libvirt/qemu/checkpoint").glob("lab-*"))
+    assert not [d for d in (LAB_DIR / "vms").iterdir() if d.name.startswith(f"{prefix}-")]
+    assert not list(Path("/var/lib/libvirt/qemu/checkpoint").glob(f"{lab_prefix()}-*"))
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     assert str(LAB_DIR) not in loops
     tools = iscsi.recorded_tools(LAB_DIR / "daemon" / "tgt")
-    assert tools is None or not iscsi.tgtd_running(tools)
+    other_labs = [d for d in conn.listAllDomains(0) if LAB_NS in d.XMLDesc(0)]
+    if not other_labs:  # tgtd is shared by the labs of every prefix
+        assert tools is None or not iscsi.tgtd_running(tools)

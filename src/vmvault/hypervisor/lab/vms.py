@@ -26,6 +26,7 @@ kernel and initramfs; ``LAB_DIR/daemon/`` the libvirtd/virtlogd/tgtd state.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -104,6 +105,22 @@ class LabVm:
     console_log: Path = Path("/dev/null")
 
 
+def lab_prefix() -> str:
+    """Name prefix of this lab's guests: ``VMVAULT_LAB_PREFIX`` or ``lab``.
+
+    Separate prefixes let several labs share one libvirtd (e.g. two test runs at once):
+    each ``lab_status``/``lab_down`` only sees guests named ``<prefix>-<variant>-<n>``.
+    """
+    prefix = os.environ.get("VMVAULT_LAB_PREFIX") or "lab"
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,15}", prefix):
+        raise LabError(f"VMVAULT_LAB_PREFIX={prefix!r}: use 1-16 lower-case letters or digits")
+    return prefix
+
+
+def _own(name: str, prefix: str) -> bool:
+    return re.fullmatch(rf"{re.escape(prefix)}-[a-z-]+-\d+", name) is not None
+
+
 def domain_type() -> str:
     """``kvm`` only where hardware virtualization really exists, else ``qemu`` (TCG).
 
@@ -144,10 +161,13 @@ def _qemu_log_tail(name: str) -> str:
         return ""
 
 
-def _lab_domains(conn: Any) -> list[tuple[Any, str]]:
-    """(domain, XML) of every domain that carries the lab mark."""
+def _lab_domains(conn: Any, prefix: str | None = None) -> list[tuple[Any, str]]:
+    """(domain, XML) of every domain that carries the lab mark (and, given a prefix, is
+    named ``<prefix>-<variant>-<n>``)."""
     out = []
     for dom in conn.listAllDomains(0):
+        if prefix is not None and not _own(dom.name(), prefix):
+            continue
         try:
             xml = dom.XMLDesc(0)
         except libvirt.libvirtError:
@@ -188,11 +208,12 @@ def _next_names(conn: Any, lab_dir: Path, counts: dict[str, int]) -> list[tuple[
     if vms_dir.is_dir():
         taken |= {p.name for p in vms_dir.iterdir()}
     out = []
+    prefix = lab_prefix()
     for variant in VARIANTS:
-        pattern = re.compile(rf"^lab-{re.escape(variant)}-(\d+)$")
+        pattern = re.compile(rf"^{re.escape(prefix)}-{re.escape(variant)}-(\d+)$")
         n = max((int(m.group(1)) for t in taken if (m := pattern.match(t))), default=0)
         for i in range(1, counts.get(variant, 0) + 1):
-            out.append((variant, f"lab-{variant}-{n + i}"))
+            out.append((variant, f"{prefix}-{variant}-{n + i}"))
     return out
 
 
@@ -336,7 +357,8 @@ def lab_status(uri: str, lab_dir: Path) -> list[LabVm]:
     """Every lab guest on ``uri`` (running or not), in variant and number order."""
     conn = _connect(uri, Path(lab_dir).absolute())
     try:
-        return sorted((_to_vm(d, x) for d, x in _lab_domains(conn)), key=_sort_key)
+        guests = _lab_domains(conn, lab_prefix())
+        return sorted((_to_vm(d, x) for d, x in guests), key=_sort_key)
     finally:
         conn.close()
 
@@ -350,9 +372,10 @@ def lab_down(uri: str, lab_dir: Path) -> list[str]:
     lab_dir = Path(lab_dir).absolute()
     conn = _connect(uri, lab_dir)
     tgt = iscsi.recorded_tools(lab_dir / "daemon" / "tgt")
+    prefix = lab_prefix()
     removed = []
     try:
-        for dom, xml in _lab_domains(conn):
+        for dom, xml in _lab_domains(conn, prefix):
             name = dom.name()
             destroy_and_undefine(dom)
             if tgt:
@@ -364,15 +387,17 @@ def lab_down(uri: str, lab_dir: Path) -> list[str]:
                 shutil.rmtree(vm_dir, ignore_errors=True)
             removed.append(name)
         names = {d.name() for d in conn.listAllDomains(0)}
+        others = _lab_domains(conn)  # guests of other prefixes may still use tgtd
     finally:
         conn.close()
     vms_dir = lab_dir / "vms"
     if vms_dir.is_dir():
         for d in vms_dir.iterdir():
-            if re.match(r"^lab-[a-z-]+-\d+$", d.name) and d.name not in names:
+            if _own(d.name, prefix) and d.name not in names:
                 if tgt:
                     iscsi.remove_target(tgt, iscsi.IQN_PREFIX + d.name)
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d.name)
-    iscsi.stop_tgtd(lab_dir / "daemon" / "tgt", tgt)
+    if not others:
+        iscsi.stop_tgtd(lab_dir / "daemon" / "tgt", tgt)
     return sorted(set(removed))
