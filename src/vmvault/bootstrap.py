@@ -7,6 +7,7 @@ Entry points (CLI, API, jobs) call :func:`bootstrap` and use the returned
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -17,9 +18,11 @@ from vmvault.domain.vault import DEFAULT_HOST_URI
 from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
+from vmvault.services.backups import BackupService
 from vmvault.services.inventory import InventoryService
 from vmvault.services.jobs import JobQueries, JobRunner
 from vmvault.services.lab import LabService
+from vmvault.services.points import PointService
 from vmvault.services.vaults import VaultService
 
 
@@ -40,6 +43,11 @@ def pid_alive(pid: int) -> bool:
 @dataclass
 class Services:
     settings: Settings
+    #: Asked for an encrypted vault's passphrase when the settings have none (CLI: a prompt).
+    passphrase_prompt: Callable[[], str | None] = lambda: None
+
+    def _passphrase(self) -> str | None:
+        return self.settings.passphrase or self.passphrase_prompt()
 
     @cached_property
     def _engine(self):  # type: ignore[no-untyped-def]
@@ -59,7 +67,9 @@ class Services:
     @cached_property
     def vaults(self) -> VaultService:
         s = self.settings
-        return VaultService(self._uow, self._hypervisor, utcnow, s.home, s.default_vault)
+        return VaultService(
+            self._uow, self._hypervisor, utcnow, s.home, s.default_vault, self._passphrase
+        )
 
     @cached_property
     def inventory(self) -> InventoryService:
@@ -68,6 +78,20 @@ class Services:
         return InventoryService(
             self._uow, self._hypervisor, self.runner, self.vaults, utcnow, limits, s.agent_timeout
         )
+
+    @cached_property
+    def backups(self) -> BackupService:
+        from vmvault.hypervisor.backups import LibvirtBackupDriver
+
+        s = self.settings
+        driver = LibvirtBackupDriver(s.work_dir)
+        return BackupService(
+            self._uow, self.runner, self.vaults, self._hypervisor, driver, utcnow, s.workers
+        )
+
+    @cached_property
+    def points(self) -> PointService:
+        return PointService(self._uow, self.runner, self.vaults, utcnow, self.settings.workers)
 
     @cached_property
     def jobs(self) -> JobQueries:

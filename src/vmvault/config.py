@@ -10,6 +10,9 @@
 | ``VMVAULT_MAX_DISKS``       | ``8`` disks per VM that registration accepts |
 | ``VMVAULT_MIN_AGENT``       | ``5.0.0`` minimum qemu-guest-agent version |
 | ``VMVAULT_AGENT_TIMEOUT``   | ``5`` seconds for a guest-agent answer    |
+| ``VMVAULT_PASSPHRASE``      | passphrase of encrypted vaults (or ``VMVAULT_PASSPHRASE_FILE``; else asked on a terminal) |
+| ``VMVAULT_WORK_DIR``        | ``/var/lib/vmvault/run``: NBD sockets and scratch files of running backups |
+| ``VMVAULT_WORKERS``         | ``2`` threads hashing/compressing (one per core) |
 
 The lab lives outside ``VMVAULT_HOME`` on purpose: its domains are global to the host's
 libvirtd, and QEMU (user ``libvirt-qemu``) must be able to reach its files, which it cannot
@@ -37,6 +40,9 @@ class Settings:
     max_disks: int
     min_agent_version: str
     agent_timeout: int
+    passphrase: str | None = None
+    work_dir: Path = Path("/var/lib/vmvault/run")
+    workers: int = 2
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -51,6 +57,9 @@ class Settings:
             max_disks=_int(env, "VMVAULT_MAX_DISKS", 8),
             min_agent_version=env.get("VMVAULT_MIN_AGENT") or "5.0.0",
             agent_timeout=_int(env, "VMVAULT_AGENT_TIMEOUT", 5),
+            passphrase=_passphrase(env),
+            work_dir=Path(env.get("VMVAULT_WORK_DIR") or "/var/lib/vmvault/run"),
+            workers=_int(env, "VMVAULT_WORKERS", min(os.cpu_count() or 2, 8)),
         )
 
 
@@ -66,3 +75,15 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         # Raised before anything runs; the CLI shows it as a one-line usage error.
         raise InvalidInput("must be a positive integer", what=f"{name}={raw!r}")
     return value
+
+
+def _passphrase(env: dict[str, str]) -> str | None:
+    if env.get("VMVAULT_PASSPHRASE"):
+        return env["VMVAULT_PASSPHRASE"]
+    path = env.get("VMVAULT_PASSPHRASE_FILE")
+    if path:
+        try:
+            return Path(path).read_text().rstrip("\n")
+        except OSError as exc:
+            raise InvalidInput(str(exc), what=f"VMVAULT_PASSPHRASE_FILE={path}") from None
+    return None

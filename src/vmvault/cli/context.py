@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 from functools import cache
+
+import typer
 
 from vmvault.bootstrap import Services, bootstrap
 
 
 @cache
 def services() -> Services:
-    return bootstrap()
+    svc = bootstrap()
+    svc.passphrase_prompt = _prompt
+    return svc
+
+
+def _prompt() -> str | None:
+    """Ask on a terminal when VMVAULT_PASSPHRASE(_FILE) gave nothing."""
+    if not sys.stdin.isatty():
+        return None
+    return str(typer.prompt("vault passphrase", hide_input=True))

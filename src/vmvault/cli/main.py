@@ -15,13 +15,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vmvault.cli import render
+from vmvault.cli import data, render
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
 from vmvault.cli.render import emit_json, out
 from vmvault.domain.errors import InternalError, VmvaultError, catalog_markdown
 from vmvault.domain.job import JobState, JobType, parse_since
-from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION
+from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION, parse_size
 from vmvault.domain.vm import VmState
 
 app = typer.Typer(
@@ -39,6 +39,11 @@ app.add_typer(host_app, name="host")
 app.add_typer(vm_app, name="vm")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(lab_app, name="lab")
+app.add_typer(data.points_app, name="points")
+app.command()(data.backup)
+app.command()(data.restore)
+app.command()(data.verify)
+app.command()(data.gc)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 VaultOpt = Annotated[
@@ -57,14 +62,37 @@ def vault_create(
     path: Annotated[
         str | None, typer.Option(help="Directory (default: VMVAULT_HOME/vaults/NAME).")
     ] = None,
+    encrypt: Annotated[
+        bool, typer.Option("--encrypt", help="AES-256-GCM; passphrase from VMVAULT_PASSPHRASE.")
+    ] = False,
+    key_file: Annotated[
+        str | None,
+        typer.Option(help="Where the wrapped keys go (default VMVAULT_HOME/keys/NAME.key)."),
+    ] = None,
+    chunk_size: Annotated[
+        str | None, typer.Option(help="Chunk size, a power of two: 64K … 64M (default 4M).")
+    ] = None,
+    compression_level: Annotated[int | None, typer.Option(help="zstd level (default 1).")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Create a vault serving the VMs of one location."""
-    vault = services().vaults.create(name, location, path)
+    vault = services().vaults.create(
+        name,
+        location,
+        path,
+        encrypt=encrypt,
+        key_file=key_file,
+        chunk_size=parse_size(chunk_size) if chunk_size else None,
+        zstd_level=compression_level,
+    )
     if json_:
         emit_json(render.vault_doc(vault))
     else:
-        out.print(f"vault '{vault.name}' created in {vault.path} (location {vault.location})")
+        extra = f", encrypted, keys in {vault.key_file}" if vault.encrypted else ""
+        out.print(
+            f"vault '{vault.name}' created in {vault.path} (location {vault.location}{extra})",
+            markup=False,
+        )
 
 
 @vault_app.command("list")

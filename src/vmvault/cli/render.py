@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vmvault.domain.errors import VmvaultError
-from vmvault.domain.job import Job
+from vmvault.domain.job import Job, JobState
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import VmItem
 
@@ -55,6 +55,8 @@ def vault_doc(v: Vault) -> dict[str, Any]:
         "location": v.location,
         "path": v.path,
         "created_at": iso(v.created_at),
+        "encrypted": v.encrypted,
+        "key_file": v.key_file,
     }
 
 
@@ -181,7 +183,7 @@ def job_result_line(job: Job) -> None:
 
 
 def exit_code_for(jobs: list[Job]) -> int:
-    if any(j.error_code for j in jobs):
+    if any(j.error_code or j.state is JobState.CANCELLED for j in jobs):
         return EXIT_FAILED
     if any(j.warnings for j in jobs):
         return EXIT_WARNINGS

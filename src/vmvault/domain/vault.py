@@ -60,6 +60,11 @@ class Vault:
     location: str
     path: str
     created_at: datetime
+    key_file: str | None = None  # encrypted vaults: where the wrapped keys live
+
+    @property
+    def encrypted(self) -> bool:
+        return self.key_file is not None
 
 
 @dataclass(frozen=True)
@@ -69,3 +74,15 @@ class Host:
     location: str
     hostname: str | None
     created_at: datetime
+
+
+def parse_size(text: str) -> int:
+    """``"4M"``, ``"64K"``, ``"1G"`` or plain bytes → bytes (binary units)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    try:
+        if t and t[-1] in units:
+            return int(t[:-1]) * units[t[-1]]
+        return int(t)
+    except ValueError:
+        raise InvalidInput("use a number with K, M or G (e.g. 4M)", what=f"size '{text}'") from None

@@ -18,6 +18,13 @@ from sqlalchemy import Connection, Engine, delete, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vmvault.domain.job import Job, JobConflict, JobState, JobType
+from vmvault.domain.recovery_point import (
+    CheckpointRecord,
+    Consistency,
+    Method,
+    PointDisk,
+    RecoveryPoint,
+)
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import Disk, Nic, PowerState, VmItem, VmState
 from vmvault.persistence import tables as t
@@ -57,7 +64,7 @@ class SqlVaults:
         self.conn = conn
 
     def _row(self, r: Any) -> Vault:
-        return Vault(r.id, r.name, r.location, r.path, _req(r.created_at))
+        return Vault(r.id, r.name, r.location, r.path, _req(r.created_at), r.key_file)
 
     def get(self, name: str) -> Vault | None:
         r = self.conn.execute(select(t.vaults).where(t.vaults.c.name == name)).first()
@@ -70,12 +77,16 @@ class SqlVaults:
     def all(self) -> list[Vault]:
         return [self._row(r) for r in self.conn.execute(select(t.vaults).order_by(t.vaults.c.name))]
 
-    def add(self, name: str, location: str, path: str, now: datetime) -> Vault:
+    def add(
+        self, name: str, location: str, path: str, now: datetime, key_file: str | None = None
+    ) -> Vault:
         res = self.conn.execute(
-            insert(t.vaults).values(name=name, location=location, path=path, created_at=now)
+            insert(t.vaults).values(
+                name=name, location=location, path=path, created_at=now, key_file=key_file
+            )
         )
         assert res.inserted_primary_key is not None
-        return Vault(res.inserted_primary_key[0], name, location, path, now)
+        return Vault(res.inserted_primary_key[0], name, location, path, now, key_file)
 
 
 class SqlHosts:
@@ -300,6 +311,84 @@ class SqlJobs:
         return [f"{_req(r.at).strftime('%Y-%m-%d %H:%M:%S')} {r.line}" for r in rows]
 
 
+class SqlPoints:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _row(self, r: Any) -> RecoveryPoint:
+        return RecoveryPoint(
+            id=r.id,
+            vault=r.vault,
+            vm_uuid=r.vm_uuid,
+            vm_name=r.vm_name,
+            created_at=_req(r.created_at),
+            consistency=Consistency(r.consistency),
+            method=Method(r.method),
+            frozen_ms=r.frozen_ms,
+            checkpoint=r.checkpoint,
+            disks=[PointDisk(**d) for d in r.disks],
+            set_id=r.set_id,
+            job_id=r.job_id,
+            warnings=list(r.warnings),
+        )
+
+    def add(self, point: RecoveryPoint) -> None:
+        self.conn.execute(
+            insert(t.recovery_points).values(
+                id=point.id,
+                vault=point.vault,
+                vm_uuid=point.vm_uuid,
+                vm_name=point.vm_name,
+                created_at=point.created_at,
+                consistency=point.consistency.value,
+                method=point.method.value,
+                frozen_ms=point.frozen_ms,
+                checkpoint=point.checkpoint,
+                set_id=point.set_id,
+                job_id=point.job_id,
+                disks=[asdict(d) for d in point.disks],
+                warnings=list(point.warnings),
+            )
+        )
+
+    def get(self, point_id: str) -> RecoveryPoint | None:
+        q = select(t.recovery_points).where(t.recovery_points.c.id == point_id)
+        r = self.conn.execute(q).first()
+        return self._row(r) if r else None
+
+    def for_vm(self, vm_uuid: str, vault: str | None = None) -> list[RecoveryPoint]:
+        q = select(t.recovery_points).where(t.recovery_points.c.vm_uuid == vm_uuid)
+        if vault is not None:
+            q = q.where(t.recovery_points.c.vault == vault)
+        q = q.order_by(t.recovery_points.c.created_at.desc(), t.recovery_points.c.id.desc())
+        return [self._row(r) for r in self.conn.execute(q)]
+
+    def in_vault(self, vault: str) -> list[RecoveryPoint]:
+        q = select(t.recovery_points).where(t.recovery_points.c.vault == vault)
+        return [self._row(r) for r in self.conn.execute(q.order_by(t.recovery_points.c.id))]
+
+    def delete(self, point_id: str) -> None:
+        self.conn.execute(delete(t.recovery_points).where(t.recovery_points.c.id == point_id))
+
+
+class SqlCheckpoints:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, record: CheckpointRecord) -> None:
+        self.conn.execute(insert(t.checkpoints).values(**asdict(record)))
+
+    def for_vm(self, vm_uuid: str) -> list[CheckpointRecord]:
+        q = select(t.checkpoints).where(t.checkpoints.c.vm_uuid == vm_uuid)
+        rows = self.conn.execute(q.order_by(t.checkpoints.c.created_at, t.checkpoints.c.name))
+        return [
+            CheckpointRecord(r.name, r.vm_uuid, r.point_id, _req(r.created_at), r.xml) for r in rows
+        ]
+
+    def delete(self, name: str) -> None:
+        self.conn.execute(delete(t.checkpoints).where(t.checkpoints.c.name == name))
+
+
 class SqlUnitOfWork:
     """One catalog transaction; rolls back unless :meth:`commit` was called."""
 
@@ -313,6 +402,8 @@ class SqlUnitOfWork:
         self.hosts = SqlHosts(self.conn)
         self.vms = SqlVms(self.conn)
         self.jobs = SqlJobs(self.conn)
+        self.points = SqlPoints(self.conn)
+        self.checkpoints = SqlCheckpoints(self.conn)
         return self
 
     def __exit__(

@@ -31,6 +31,7 @@ vaults = Table(
     Column("location", String(64), nullable=False),
     Column("path", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("key_file", Text),
 )
 
 hosts = Table(
@@ -98,4 +99,33 @@ job_log = Table(
     ),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("line", Text, nullable=False),
+)
+
+recovery_points = Table(
+    "recovery_points",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("vault", String(64), nullable=False, index=True),
+    Column("vm_uuid", String(36), nullable=False, index=True),
+    Column("vm_name", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("consistency", String(32), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("frozen_ms", Integer, nullable=False),
+    Column("checkpoint", String(128)),
+    Column("set_id", String(64)),
+    Column("job_id", Integer),
+    Column("disks", JSON, nullable=False),
+    Column("warnings", JSON, nullable=False),
+)
+
+#: Checkpoints vmvault created, with the XML needed to redefine one that libvirt lost.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("vm_uuid", String(36), nullable=False, index=True),
+    Column("point_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("xml", Text, nullable=False),
 )

@@ -13,6 +13,7 @@ gone) and closed as failed with ``JOB_INTERRUPTED``.
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from vmvault.domain.errors import (
+    Cancelled,
     DiscoveryInProgress,
     InternalError,
     JobInterrupted,
@@ -34,11 +36,18 @@ T = TypeVar("T")
 
 
 class JobContext:
-    """Handed to the work function: everything it reports is persisted at once."""
+    """Handed to the work function: log lines and warnings are persisted at once; progress
+    at most every :data:`PROGRESS_EVERY` seconds (it is called per chunk)."""
+
+    PROGRESS_EVERY = 0.5
+    CANCEL_POLL_EVERY = 1.0
 
     def __init__(self, runner: JobRunner, job: Job) -> None:
         self._runner = runner
         self.job = job
+        self._progress_at = 0.0
+        self._cancel_at = 0.0
+        self._cancelled = False
 
     def log(self, line: str) -> None:
         with self._runner.uow() as uow:
@@ -54,9 +63,26 @@ class JobContext:
 
     def progress(self, done: int, total: int) -> None:
         self.job.bytes_done, self.job.bytes_total = done, total
+        for observer in self._runner.observers:
+            observer(self.job)
+        now = time.monotonic()
+        if now - self._progress_at < self.PROGRESS_EVERY and done < total:
+            return
+        self._progress_at = now
         with self._runner.uow() as uow:
             uow.jobs.update(self.job)
             uow.commit()
+
+    def cancelled(self) -> bool:
+        """True once someone asked to cancel this job (state ``cancelling`` in the catalog)."""
+        now = time.monotonic()
+        if self._cancelled or now - self._cancel_at < self.CANCEL_POLL_EVERY:
+            return self._cancelled
+        self._cancel_at = now
+        with self._runner.uow() as uow:
+            current = uow.jobs.get(self.job.id)
+        self._cancelled = current is not None and current.state is JobState.CANCELLING
+        return self._cancelled
 
 
 @dataclass
@@ -78,6 +104,8 @@ class JobRunner:
         self.clock = clock
         self.pid = pid
         self.pid_alive = pid_alive
+        #: Called with the job on every progress report (the CLI draws its bar from them).
+        self.observers: list[Callable[[Job], None]] = []
 
     def start(self, job_type: JobType, vault: str, vm_uuid: str | None, vm_name: str | None) -> Job:
         """Create the job in-progress, or refuse with the conflicting job's id."""
@@ -136,6 +164,9 @@ class JobRunner:
         ctx = JobContext(self, job)
         try:
             result = work(ctx)
+        except Cancelled as exc:
+            ctx.log(exc.text)
+            return JobOutcome(self.finish(job, None, cancelled=True), None, exc)
         except VmvaultError as exc:
             return JobOutcome(self.finish(job, exc), None, exc)
         except KeyboardInterrupt:

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from vmvault.domain.inventory import AgentReport
 from vmvault.domain.job import Job, JobState, JobType
+from vmvault.domain.recovery_point import CheckpointRecord, RecoveryPoint
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import DomainFacts, VmItem
 
@@ -22,7 +23,9 @@ from vmvault.domain.vm import DomainFacts, VmItem
 class VaultRepository(Protocol):
     def get(self, name: str) -> Vault | None: ...
     def all(self) -> list[Vault]: ...
-    def add(self, name: str, location: str, path: str, now: datetime) -> Vault: ...
+    def add(
+        self, name: str, location: str, path: str, now: datetime, key_file: str | None = None
+    ) -> Vault: ...
 
 
 class HostRepository(Protocol):
@@ -38,6 +41,24 @@ class VmRepository(Protocol):
     def all(self, host_uris: Sequence[str] | None = None) -> list[VmItem]: ...
     def save(self, vm: VmItem) -> None:
         """Insert or update the VM item (keyed by uuid)."""
+
+
+class PointRepository(Protocol):
+    def add(self, point: RecoveryPoint) -> None: ...
+    def get(self, point_id: str) -> RecoveryPoint | None: ...
+    def for_vm(self, vm_uuid: str, vault: str | None = None) -> list[RecoveryPoint]:
+        """Newest first."""
+
+    def in_vault(self, vault: str) -> list[RecoveryPoint]: ...
+    def delete(self, point_id: str) -> None: ...
+
+
+class CheckpointRepository(Protocol):
+    def add(self, record: CheckpointRecord) -> None: ...
+    def for_vm(self, vm_uuid: str) -> list[CheckpointRecord]:
+        """Oldest first."""
+
+    def delete(self, name: str) -> None: ...
 
 
 class JobRepository(Protocol):
@@ -89,6 +110,10 @@ class UnitOfWork(Protocol):
     def vms(self) -> VmRepository: ...
     @property
     def jobs(self) -> JobRepository: ...
+    @property
+    def points(self) -> PointRepository: ...
+    @property
+    def checkpoints(self) -> CheckpointRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(

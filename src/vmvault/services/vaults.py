@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from vmvault.dataplane.config import validate_chunk_size, validate_level
+from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import (
     HostExists,
     HostNotFound,
+    InvalidInput,
     NoVault,
+    PassphraseRequired,
     VaultAmbiguous,
     VaultExists,
     VaultNotFound,
@@ -44,7 +48,9 @@ class VaultService:
         clock: Callable[[], datetime],
         home: Path,
         default_vault: str | None,
+        passphrase: Callable[[], str | None] = lambda: None,
     ) -> None:
+        self.passphrase = passphrase
         self.uow = uow
         self.hypervisor = hypervisor
         self.clock = clock
@@ -53,10 +59,41 @@ class VaultService:
 
     # --- vaults ------------------------------------------------------------------------------
 
-    def create(self, name: str, location: str, path: str | None) -> Vault:
+    def create(
+        self,
+        name: str,
+        location: str,
+        path: str | None,
+        *,
+        encrypt: bool = False,
+        chunk_size: int | None = None,
+        zstd_level: int | None = None,
+        key_file: str | None = None,
+    ) -> Vault:
+        """Create the vault directory (marker + chunk store) and its catalog row.
+
+        An encrypted vault's keys are wrapped with the passphrase (``passphrase()``) in a key
+        file outside the vault (default ``VMVAULT_HOME/keys/NAME.key``): losing it or the
+        passphrase loses the vault.
+        """
         validate_name(name, "vault name")
         location = validate_location(location)
         target = Path(path).absolute() if path else self.home / "vaults" / name
+        keys = Path(key_file).absolute() if key_file else self.home / "keys" / f"{name}.key"
+        secret = None
+        if encrypt:
+            secret = self.passphrase()
+            if not secret:
+                raise PassphraseRequired(path=target)
+            if keys.exists():
+                raise InvalidInput("it already exists", what=f"key file {keys}")
+            if keys.is_relative_to(target):
+                raise InvalidInput("keep it outside the vault", what=f"key file {keys}")
+        options: dict[str, int] = {}
+        if chunk_size is not None:
+            options["chunk_size"] = validate_chunk_size(chunk_size)
+        if zstd_level is not None:
+            options["zstd_level"] = validate_level(zstd_level)
         with self.uow() as uow:
             if uow.vaults.get(name) is not None:
                 raise VaultExists(name=name)
@@ -67,11 +104,27 @@ class VaultService:
                 local.initialise(target, {"name": name, "location": location})
             except local.VaultDirectoryInUse:
                 raise VaultPathInUse(path=target) from None
-            vault = uow.vaults.add(name, location, str(target), now)
+            if encrypt:
+                keys.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            VaultStore.create(
+                target, passphrase=secret, key_file=keys if encrypt else None, **options
+            )
+            vault = uow.vaults.add(name, location, str(target), now, str(keys) if encrypt else None)
             if location == DEFAULT_LOCATION and not uow.hosts.all(DEFAULT_LOCATION):
                 uow.hosts.add(DEFAULT_HOST_URI, DEFAULT_LOCATION, None, now)
             uow.commit()
         return vault
+
+    def open_store(self, vault: Vault) -> VaultStore:
+        """Open the vault's chunk store (asks for the passphrase of an encrypted vault)."""
+        if not vault.encrypted:
+            return VaultStore.open(Path(vault.path))
+        secret = self.passphrase()
+        if not secret:
+            raise PassphraseRequired(path=vault.path)
+        return VaultStore.open(
+            Path(vault.path), passphrase=secret, key_file=Path(str(vault.key_file))
+        )
 
     def list_vaults(self) -> list[Vault]:
         with self.uow() as uow:

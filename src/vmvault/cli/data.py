@@ -1,0 +1,293 @@
+"""Backup, recovery points, restore of disks, verify and GC commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from vmvault.cli import render
+from vmvault.cli.context import services
+from vmvault.cli.render import emit_json, out
+from vmvault.domain.job import Job
+from vmvault.domain.recovery_point import RecoveryPoint
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+VaultOpt = Annotated[
+    str | None,
+    typer.Option("--vault", help="Vault to use (default: VMVAULT_VAULT or the only one)."),
+]
+
+points_app = typer.Typer(help="Recovery points.", no_args_is_help=True)
+
+
+def point_doc(p: RecoveryPoint) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "vm": p.vm_uuid,
+        "vm_name": p.vm_name,
+        "vault": p.vault,
+        "created_at": render.iso(p.created_at),
+        "consistency": p.consistency.value,
+        "method": p.method.value,
+        "frozen_ms": p.frozen_ms,
+        "set_id": p.set_id,
+        "checkpoint": p.checkpoint,
+        "bytes_logical": p.bytes_logical,
+        "bytes_read": p.bytes_read,
+        "bytes_new": p.bytes_new,
+        "job_id": p.job_id,
+        "warnings": p.warnings,
+        "disks": [
+            {
+                "target": d.target,
+                "size": d.size,
+                "format": d.format,
+                "excluded": d.excluded,
+                "reason": d.reason,
+                "incremental": d.incremental,
+                "bytes_read": d.bytes_read,
+                "bytes_new": d.bytes_new,
+            }
+            for d in p.disks
+        ],
+    }
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(n)
+
+
+@contextmanager
+def live_progress(enabled: bool) -> Iterator[None]:
+    """A Rich progress bar fed by the job runner's progress reports (terminal only)."""
+    if not enabled or not out.is_terminal:
+        yield
+        return
+    bars: dict[int, Any] = {}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=out,
+        transient=True,
+    ) as progress:
+
+        def observe(job: Job) -> None:
+            if job.id not in bars:
+                bars[job.id] = progress.add_task(
+                    f"{job.type.value} {job.vm_name or ''}", total=job.bytes_total or None
+                )
+            progress.update(bars[job.id], completed=job.bytes_done, total=job.bytes_total or None)
+
+        runner = services().runner
+        runner.observers.append(observe)
+        try:
+            yield
+        finally:
+            runner.observers.remove(observe)
+
+
+def backup(
+    vms: Annotated[list[str], typer.Argument(help="VMs: uuid, NAME, HOST/NAME or GROUP/NAME.")],
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Run in the foreground (the default).")
+    ] = True,
+    vault: VaultOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Back up VMs now: one backup job per VM (full the first time, then incremental)."""
+    if not wait:
+        raise typer.BadParameter("--no-wait needs the job server ('vmvault serve'), not yet here")
+    with live_progress(not json_):
+        outcomes = services().backups.backup(vault, vms)
+    jobs = [o.job for o in outcomes]
+    if json_:
+        emit_json(
+            [
+                render.job_doc(o.job) | {"point": point_doc(o.result) if o.result else None}
+                for o in outcomes
+            ]
+        )
+    else:
+        for o in outcomes:
+            render.job_result_line(o.job)
+            if o.result is not None:
+                p = o.result
+                out.print(
+                    f"  point {p.id}: {p.consistency.value} ({p.method.value}, frozen "
+                    f"{p.frozen_ms} ms), {_size(p.bytes_logical)} logical, "
+                    f"{_size(p.bytes_read)} read, {_size(p.bytes_new)} new",
+                    markup=False,
+                )
+    raise typer.Exit(render.exit_code_for(jobs))
+
+
+@points_app.command("list")
+def points_list(
+    vm: Annotated[str | None, typer.Argument(help="Only this VM's points.")] = None,
+    vault: VaultOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List recovery points, newest first."""
+    points = services().points.list_points(vault, vm)
+    if json_:
+        emit_json([point_doc(p) for p in points])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD", "DISKS", "LOGICAL", "NEW"):
+        table.add_column(col, no_wrap=col in ("ID", "VM"))
+    for p in points:
+        disks = ",".join(
+            d.target + ("" if not d.excluded else "*") + ("+" if d.incremental else "")
+            for d in p.disks
+        )
+        table.add_row(
+            p.id,
+            p.vm_name,
+            render.short_time(p.created_at),
+            p.consistency.value,
+            p.method.value,
+            disks,
+            _size(p.bytes_logical),
+            _size(p.bytes_new),
+        )
+    out.print(table)
+
+
+@points_app.command("show")
+def points_show(point_id: str, json_: JsonOpt = False) -> None:
+    """Show one recovery point."""
+    p = services().points.get(point_id)
+    doc = point_doc(p)
+    if json_:
+        emit_json(doc)
+        return
+    for key in ("id", "vm_name", "vm", "vault", "created_at", "consistency", "method"):
+        out.print(f"{key:12} {doc[key]}", markup=False)
+    out.print(f"{'frozen':12} {p.frozen_ms} ms")
+    out.print(f"{'checkpoint':12} {p.checkpoint or '-'}", markup=False)
+    out.print(
+        f"{'sizes':12} {_size(p.bytes_logical)} logical, {_size(p.bytes_read)} read, "
+        f"{_size(p.bytes_new)} new"
+    )
+    for d in p.disks:
+        how = "excluded" if d.excluded else ("incremental" if d.incremental else "full")
+        out.print(
+            f"disk {d.target:6} {_size(d.size):>10}  {how:11} read {_size(d.bytes_read)}, "
+            f"new {_size(d.bytes_new)}  ({d.reason or ''})",
+            markup=False,
+        )
+    for w in p.warnings:
+        out.print(f"warning: {w}", markup=False)
+
+
+@points_app.command("delete")
+def points_delete(point_id: str, json_: JsonOpt = False) -> None:
+    """Delete one recovery point (its unshared chunks go at the next GC)."""
+    outcome = services().points.delete_point(point_id)
+    if json_:
+        emit_json(render.job_doc(outcome.job))
+    else:
+        render.job_result_line(outcome.job)
+    raise typer.Exit(render.exit_code_for([outcome.job]))
+
+
+def restore(
+    vm: str,
+    point: Annotated[str, typer.Option("--point", help="Recovery point id.")],
+    disks_only: Annotated[
+        bool, typer.Option("--disks-only", help="Write disk images + domain XML only.")
+    ] = False,
+    directory: Annotated[str | None, typer.Option("--dir", help="Target directory.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="qcow2 (default) or raw.")] = "qcow2",
+    overwrite: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Restore a VM's disks from a recovery point (a restore job)."""
+    if not disks_only or not directory:
+        raise typer.BadParameter("this release restores with --disks-only --dir DIR")
+    with live_progress(not json_):
+        outcome = services().points.restore_disks(
+            vm, point, directory, fmt=fmt, overwrite=overwrite
+        )
+    if json_:
+        doc = render.job_doc(outcome.job)
+        if outcome.result:
+            doc["files"] = [str(d.path) for d in outcome.result.disks] + [
+                str(outcome.result.domain_xml)
+            ]
+        emit_json(doc)
+    else:
+        render.job_result_line(outcome.job)
+        if outcome.result:
+            for d in outcome.result.disks:
+                out.print(
+                    f"  {d.target}: {d.path} ({_size(d.result.bytes_written)} written in "
+                    f"{d.result.seconds:.2f}s)",
+                    markup=False,
+                )
+            out.print(f"  domain XML: {outcome.result.domain_xml}", markup=False)
+    raise typer.Exit(render.exit_code_for([outcome.job]))
+
+
+def verify(
+    vm: Annotated[str | None, typer.Argument(help="Verify this VM's points.")] = None,
+    point: Annotated[str | None, typer.Option("--point", help="Verify one point.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Verify every point of the vault.")] = False,
+    vault: VaultOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Re-read and re-hash every chunk the chosen points reference (a verify job)."""
+    if len([x for x in (vm, point) if x is not None]) + int(all_) != 1:
+        raise typer.BadParameter("give exactly one of VM, --point ID or --all")
+    outcome = services().points.verify(vault, point_id=point, vm_ref=vm)
+    _, log = services().jobs.show(outcome.job.id)
+    if json_:
+        emit_json(render.job_doc(outcome.job, log))
+    else:
+        render.job_result_line(outcome.job)
+        for line in log:
+            if " point " in line or "chunk reads" in line:
+                out.print(f"  {line}", markup=False)
+    raise typer.Exit(render.exit_code_for([outcome.job]))
+
+
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count.")] = False,
+    vault: VaultOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Remove chunks no recovery point references (safe while backups run)."""
+    outcome = services().points.gc(vault, dry_run)
+    if json_:
+        doc = render.job_doc(outcome.job)
+        if outcome.result:
+            r = outcome.result
+            doc["result"] = {
+                "chunks_scanned": r.chunks_scanned,
+                "chunks_referenced": r.chunks_referenced,
+                "chunks_removed": r.chunks_removed,
+                "bytes_removed": r.bytes_removed,
+                "chunks_kept_recent": r.chunks_kept_recent,
+            }
+        emit_json(doc)
+    else:
+        render.job_result_line(outcome.job)
+        if outcome.result:
+            r = outcome.result
+            out.print(
+                f"  {r.chunks_removed} chunks removed ({_size(r.bytes_removed)}), "
+                f"{r.chunks_referenced} referenced, {r.chunks_kept_recent} kept as too recent"
+            )
+    raise typer.Exit(render.exit_code_for([outcome.job]))

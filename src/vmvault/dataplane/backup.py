@@ -1,0 +1,277 @@
+"""The backup pipeline: one disk from an :class:`ExtentSource` into the vault.
+
+::
+
+    reader thread ──► zero check ──► work queue ──► N worker threads ──► results ──► caller
+      pread_into        (is_zero)                    keyed BLAKE3 id         thread: index,
+      a free buffer                                  exists? touch : zstd    progress, cancel
+         ▲                                           (+ AES-GCM) → tmp file
+         └────────────── the buffer goes back to the pool ◄────┘
+
+* Memory is bounded: ``2 * workers + 2 * readers`` buffers of ``chunk_size`` are allocated
+  once and recycled, whatever the disk size; data is passed as memoryviews, never copied in
+  Python.  ``readers`` is 1 unless the source says it takes concurrent reads
+  (``max_readers``, e.g. an NBD source with several connections).
+* Chunks are aligned to ``chunk_size`` from offset 0; the last one may be shorter.
+* A chunk is read only when the allocation map says it holds data (full backup) or a dirty
+  extent touches it (incremental).  Other chunks are zero, or (incremental) take their id
+  from ``previous``; such a reused chunk is touched in the store, and if it is no longer
+  there (its point was pruned and collected meanwhile) it is read again.
+* After hashing, a chunk already in the vault (or already in this batch) is not compressed or
+  written again: it is touched, which protects it from a concurrent garbage collection.
+* New chunks are committed (fsynced, renamed into place) in one batch at the end, before the
+  caller writes the index.  On error or cancel the batch is discarded and nothing refers to
+  its chunks: no index is written, since the caller writes it only after this returns.
+* ``backup_disk`` must run inside ``store.writer(...)`` held by the caller for the whole
+  recovery point (first chunk to manifest): that is what garbage collection respects.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from vmvault.dataplane.chunk import ZERO_ID, is_zero
+from vmvault.dataplane.chunkstore import ChunkBatch
+from vmvault.dataplane.index import DiskIndex, chunk_count
+from vmvault.dataplane.source import ExtentSource
+from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.errors import Cancelled, InvalidInput
+
+Progress = Callable[[int, int], None]  # (bytes processed, bytes to process) of the read plan
+
+_NEW, _DEDUP, _ZERO = 0, 1, 2
+_Result = tuple[int, bytes, int, int, int]  # chunk no, id, kind, bytes written, length
+
+
+@dataclass
+class DiskBackupResult:
+    index: DiskIndex
+    bytes_read: int  # read from the source
+    bytes_new: int  # chunk file bytes written to the vault (compressed, with headers)
+    chunks_new: int  # stored by this backup
+    chunks_zero: int  # all-zero (not stored)
+    chunks_reused: int  # taken from `previous` without reading
+    chunks_dedup: int  # read, and found already in the vault
+    incremental: bool
+    seconds: float
+
+
+def _mark(flags: bytearray, runs: Sequence[tuple[int, int]], chunk_size: int, size: int) -> None:
+    for offset, length in runs:
+        end = min(offset + length, size)
+        if length <= 0 or offset >= end:
+            continue
+        first, last = offset // chunk_size, (end - 1) // chunk_size
+        flags[first : last + 1] = b"\1" * (last - first + 1)
+
+
+def _plan(
+    store: VaultStore,
+    source: ExtentSource,
+    ids: list[bytes],
+    previous: DiskIndex | None,
+    dirty: Sequence[tuple[int, int]] | None,
+) -> tuple[bytearray, int, bool]:
+    """Which chunks to read; fills ``ids`` for the others.  Returns (flags, reused, incremental)."""
+    cs, size, n = store.chunk_size, source.size, len(ids)
+    to_read = bytearray(n)
+    if previous is None or dirty is None or previous.chunk_size != cs:
+        _mark(to_read, [(o, ln) for o, ln, data in source.extents() if data], cs, size)
+        return to_read, 0, False
+    _mark(to_read, dirty, cs, size)
+    candidates: list[int] = []
+    for i in range(n):
+        if to_read[i]:
+            continue
+        if i >= len(previous.ids) or previous.chunk_length(i) != min(cs, size - i * cs):
+            to_read[i] = 1  # the disk was resized: this chunk changed length
+        elif previous.ids[i] != ZERO_ID:
+            candidates.append(i)
+    present = store.touch_chunks([previous.ids[i] for i in candidates])
+    reused = 0
+    for i, ok in zip(candidates, present, strict=True):
+        if ok:
+            ids[i] = previous.ids[i]
+            reused += 1
+        else:  # pruned and collected since: read it again
+            to_read[i] = 1
+    return to_read, reused, True
+
+
+def backup_disk(
+    store: VaultStore,
+    source: ExtentSource,
+    *,
+    previous: DiskIndex | None = None,
+    dirty: Sequence[tuple[int, int]] | None = None,
+    workers: int = 2,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> DiskBackupResult:
+    """Back up one disk; the caller then writes ``result.index`` with ``store.write_index``.
+
+    ``dirty`` (with ``previous``) makes it incremental: only chunks that a dirty extent
+    ``(offset, length)`` touches are read.  ``progress(done, total)`` and ``cancel()`` are
+    called from the calling thread, between chunks; ``cancel()`` returning True raises
+    ``CANCELLED``.
+    """
+    if dirty is not None and previous is None:
+        raise InvalidInput("dirty extents need the previous index", what="incremental backup")
+    if workers < 1:
+        raise InvalidInput("use at least 1", what=f"workers {workers}")
+    if store.active_writers == 0:
+        raise RuntimeError("backup_disk must run inside store.writer(...)")
+    started = time.monotonic()
+    cs, size = store.chunk_size, source.size
+    ids = [ZERO_ID] * chunk_count(size, cs)
+    if cancel is not None and cancel():
+        raise Cancelled(operation="the backup")
+    to_read, reused, incremental = _plan(store, source, ids, previous, dirty)
+    plan = [i for i, flag in enumerate(to_read) if flag]
+    total = sum(min(cs, size - i * cs) for i in plan)
+    batch = store.begin_batch()
+    counts = [0, 0, 0]  # new, dedup, zero-read
+    bytes_new = 0
+    done_bytes = 0
+    pipe = _Pipeline(store, source, batch, plan, workers)
+    try:
+        for i, cid, kind, written, length in pipe.results():
+            ids[i] = cid
+            counts[kind] += 1
+            bytes_new += written
+            done_bytes += length
+            if progress is not None:
+                progress(done_bytes, total)
+            if cancel is not None and cancel():
+                raise Cancelled(operation="the backup")
+        batch.commit()
+    except BaseException:
+        pipe.stop()
+        batch.abort()
+        raise
+    zero = sum(1 for cid in ids if cid == ZERO_ID)
+    return DiskBackupResult(
+        index=DiskIndex(cs, size, ids),
+        bytes_read=total,
+        bytes_new=bytes_new,
+        chunks_new=counts[_NEW],
+        chunks_zero=zero,
+        chunks_reused=reused,
+        chunks_dedup=counts[_DEDUP],
+        incremental=incremental,
+        seconds=time.monotonic() - started,
+    )
+
+
+class _Pipeline:
+    """The reader and worker threads of one disk backup."""
+
+    def __init__(
+        self,
+        store: VaultStore,
+        source: ExtentSource,
+        batch: ChunkBatch,
+        plan: list[int],
+        workers: int,
+    ) -> None:
+        self.store, self.source, self.batch, self.plan = store, source, batch, plan
+        readers = max(1, int(getattr(source, "max_readers", 1)))
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(2 * workers + 2 * readers):
+            self._free.put(bytearray(store.chunk_size))
+        self._work: queue.SimpleQueue[tuple[int, bytearray, int] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[_Result | BaseException] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._todo = iter(plan)
+        self._mu = threading.Lock()
+        self._readers_left = readers
+        self._workers = workers
+        self._threads = [
+            threading.Thread(target=self._read, name=f"vmvault-reader-{k}", daemon=True)
+            for k in range(readers)
+        ]
+        self._threads += [
+            threading.Thread(target=self._hash_and_store, name=f"vmvault-worker-{k}", daemon=True)
+            for k in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def results(self) -> Iterator[_Result]:
+        for _ in range(len(self.plan)):
+            item = self._done.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+    def _take_buffer(self) -> bytearray | None:
+        while not self._stop.is_set():
+            try:
+                return self._free.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+    def _next_chunk(self) -> int | None:
+        with self._mu:
+            return next(self._todo, None)
+
+    def _read(self) -> None:
+        cs, size = self.store.chunk_size, self.source.size
+        try:
+            while (i := self._next_chunk()) is not None:
+                buf = self._take_buffer()
+                if buf is None:
+                    return
+                length = min(cs, size - i * cs)
+                view = memoryview(buf)[:length]
+                try:
+                    self.source.pread_into(view, i * cs)
+                except BaseException:
+                    self._free.put(buf)
+                    raise
+                if is_zero(view):
+                    self._free.put(buf)
+                    self._done.put((i, ZERO_ID, _ZERO, 0, length))
+                else:
+                    self._work.put((i, buf, length))
+        except BaseException as exc:
+            self._stop.set()
+            self._done.put(exc)
+        finally:
+            with self._mu:
+                self._readers_left -= 1
+                last = self._readers_left == 0
+            if last:  # the workers stop once every reader is done
+                for _ in range(self._workers):
+                    self._work.put(None)
+
+    def _hash_and_store(self) -> None:
+        codec = self.store.codec()
+        while (item := self._work.get()) is not None:
+            i, buf, length = item
+            try:
+                if self._stop.is_set():
+                    continue
+                view = memoryview(buf)[:length]
+                cid = codec.chunk_id(view)
+                if not self.batch.reserve(cid) or self.store.touch_chunk(cid):
+                    self._done.put((i, cid, _DEDUP, 0, length))
+                    continue
+                written = self.batch.add(cid, codec.encode(cid, view))
+                self._done.put((i, cid, _NEW, written, length))
+            except BaseException as exc:
+                self._stop.set()
+                self._done.put(exc)
+            finally:
+                self._free.put(buf)

@@ -1,0 +1,409 @@
+"""Backing up VMs: one ``backup`` job per VM (design §2–§3).
+
+Order of one backup, and what each step leaves behind if it fails:
+
+1. re-read the domain (gone → ``VM_DELETED``); pick the method and, per disk, full or
+   incremental (``domain.recovery_point``), repairing the checkpoint chain when libvirt lost a
+   checkpoint whose bitmaps are still in the images;
+2. take the point in time (libvirt pull backup with a new checkpoint ``vmvault-<point>``,
+   guest frozen or paused just around it) — or, for a shut-off VM, export its images with
+   qemu-nbd;
+3. read every disk into the vault (chunks, then its index);
+4. write the manifest — from here on the point exists — then the catalog row and the
+   checkpoint record; delete the older vmvault checkpoints of the VM.
+
+A failure before 4 deletes the new checkpoint and the point's index files (orphan chunks are
+reclaimed by GC), so no half point and no stray checkpoint remain.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Protocol
+
+from vmvault.dataplane.backup import DiskBackupResult, backup_disk
+from vmvault.dataplane.index import DiskIndex
+from vmvault.dataplane.manifest import DiskEntry, Manifest
+from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.errors import InvalidInput, VmVanished, VmvaultError
+from vmvault.domain.inventory import match_vm
+from vmvault.domain.job import JobType
+from vmvault.domain.recovery_point import (
+    CheckpointRecord,
+    DiskRead,
+    Method,
+    PointDisk,
+    RecoveryPoint,
+    checkpoint_name,
+    choose_method,
+    consistency_of,
+    is_our_checkpoint,
+    new_point_id,
+    plan_reads,
+)
+from vmvault.domain.vault import Vault
+from vmvault.domain.vm import Disk, PowerState, VmItem, VmState
+from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
+from vmvault.services.ports import Hypervisor, UnitOfWorkFactory
+from vmvault.services.vaults import VaultService
+
+
+class Source(Protocol):
+    size: int
+
+    def extents(self) -> object: ...
+    def pread_into(self, buf: memoryview, offset: int) -> None: ...
+    def dirty_extents(self) -> list[tuple[int, int]]: ...
+
+
+class BackupDriver(Protocol):
+    """What a backup needs from the hypervisor (``vmvault.hypervisor.backups`` implements it)."""
+
+    def checkpoints(self, uri: str, vm_uuid: str) -> list[str]: ...
+    def checkpoint_xml(self, uri: str, vm_uuid: str, name: str) -> str: ...
+    def redefine_checkpoint(self, uri: str, vm_uuid: str, xml: str) -> None: ...
+    def delete_checkpoint(self, uri: str, vm_uuid: str, name: str) -> None: ...
+    def image_bitmaps(self, path: str) -> list[str]: ...
+    def disk_sizes(self, uri: str, vm_uuid: str) -> dict[str, int]:
+        """Virtual size (capacity) of every disk of the domain, by target."""
+
+    def domain_xml(self, uri: str, vm_uuid: str) -> str: ...
+    def take_point(
+        self,
+        uri: str,
+        vm_uuid: str,
+        disks: list[Disk],
+        *,
+        checkpoint: str | None,
+        incremental_from: str | None,
+        quiesce: str,
+        cancel: Callable[[], bool],
+    ) -> PointSession: ...
+    def offline(self, disks: list[Disk], bitmap: str | None) -> PointSession: ...
+
+
+class PointSession(Protocol):
+    """A point in time being read: a context manager yielding per-disk sources."""
+
+    frozen: bool
+    frozen_ms: int
+    notes: list[str]
+
+    def __enter__(self) -> PointSession: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def source(self, target: str) -> Source: ...
+
+
+@dataclass
+class ChainState:
+    usable: bool
+    problem: str | None
+    repaired: str | None = None
+
+
+class BackupService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        runner: JobRunner,
+        vaults: VaultService,
+        hypervisor: Hypervisor,
+        driver: BackupDriver,
+        clock: Callable[[], datetime],
+        workers: int = 2,
+    ) -> None:
+        self.uow = uow
+        self.runner = runner
+        self.vaults = vaults
+        self.hypervisor = hypervisor
+        self.driver = driver
+        self.clock = clock
+        self.workers = workers
+
+    def backup(
+        self, vault_name: str | None, refs: Sequence[str]
+    ) -> list[JobOutcome[RecoveryPoint]]:
+        """One backup job per VM; every reference is checked before any job starts."""
+        if not refs:
+            raise InvalidInput("name at least one VM", what="VM list")
+        vault = self.vaults.resolve(vault_name)
+        with self.uow() as uow:
+            known = uow.vms.all()
+        chosen: list[VmItem] = []
+        for ref in refs:
+            vm = match_vm(known, ref)
+            if vm.state is VmState.DISCOVERED or vm.vault != vault.name:
+                raise InvalidInput(
+                    f"register it with vault '{vault.name}' first ('vmvault register {ref}')",
+                    what=f"VM {vm.label} (not registered with this vault)",
+                )
+            if all(c.uuid != vm.uuid for c in chosen):
+                chosen.append(vm)
+        store = self.vaults.open_store(vault)
+        outcomes = []
+        for vm in chosen:
+            work = partial(self._backup, vault, store, vm)
+            outcomes.append(self.runner.run(JobType.BACKUP, vault.name, vm.uuid, vm.label, work))
+        return outcomes
+
+    # --- one VM --------------------------------------------------------------------------------
+
+    def _backup(
+        self, vault: Vault, store: VaultStore, vm: VmItem, ctx: JobContext
+    ) -> RecoveryPoint:
+        facts = self.hypervisor.domain_facts(vm.host_uri, vm.uuid)
+        if facts is None:
+            raise VmVanished(vm=vm.label, host=vm.hostname)
+        vm.apply(facts, self.clock())
+        disks = vm.backup_disks
+        for d in vm.excluded_disks:
+            ctx.warn(f"disk {d.target} skipped: {d.reason}")
+        choice = choose_method(vm.power_state, vm.agent_channel, vm.crash_consistent_only)
+        ctx.log(f"method {choice.method.value}: {choice.reason}")
+        with self.uow() as uow:
+            history = uow.points.for_vm(vm.uuid, vault.name)
+        previous = history[0] if history else None
+        chain = self._chain(vm, previous, disks, ctx)
+        capacity = self.driver.disk_sizes(vm.host_uri, vm.uuid)
+        sizes = {d.target: capacity[d.target] for d in disks}
+        reads = plan_reads(
+            [(d.target, d.format, sizes[d.target]) for d in disks],
+            previous,
+            chain.usable,
+            chain.problem,
+        )
+        for r in reads:
+            ctx.log(f"disk {r.target}: {'incremental' if r.incremental else 'full'} ({r.reason})")
+        now = self.clock()
+        point_id = new_point_id(now)
+        incremental = previous is not None and any(r.incremental for r in reads)
+        incremental_from = previous.checkpoint if previous is not None and incremental else None
+        offline = choice.method is Method.OFFLINE
+        new_checkpoint: str | None = None
+        if not offline and any(d.format == "qcow2" for d in disks):
+            new_checkpoint = checkpoint_name(point_id)
+        cancel = ctx.cancelled
+        try:
+            point = self._take_and_read(
+                vault, store, vm, ctx, point_id, disks, reads, sizes, previous,
+                incremental_from, new_checkpoint, choice.quiesce, offline, cancel,
+            )  # fmt: skip
+        except BaseException:
+            self._discard(vm, store, point_id, new_checkpoint, ctx)
+            raise
+        self._prune_checkpoints(vm, keep=point.checkpoint, ctx=ctx)
+        return point
+
+    def _take_and_read(
+        self,
+        vault: Vault,
+        store: VaultStore,
+        vm: VmItem,
+        ctx: JobContext,
+        point_id: str,
+        disks: list[Disk],
+        reads: list[DiskRead],
+        sizes: dict[str, int],
+        previous: RecoveryPoint | None,
+        incremental_from: str | None,
+        new_checkpoint: str | None,
+        quiesce: str,
+        offline: bool,
+        cancel: Callable[[], bool],
+    ) -> RecoveryPoint:
+        created = self.clock()
+        domain_xml = self.driver.domain_xml(vm.host_uri, vm.uuid)
+        by_target = {r.target: r for r in reads}
+        prev_manifest = store.read_manifest(previous.id) if previous and incremental_from else None
+        results: dict[str, DiskBackupResult] = {}
+        total = sum(sizes.values())
+        with ExitStack() as stack:
+            stack.enter_context(store.writer(point_id))
+            if offline:
+                session = self.driver.offline(disks, incremental_from)
+            else:
+                session = self.driver.take_point(
+                    vm.host_uri,
+                    vm.uuid,
+                    disks,
+                    checkpoint=new_checkpoint,
+                    incremental_from=incremental_from,
+                    quiesce=quiesce,
+                    cancel=cancel,
+                )
+            stack.enter_context(session)
+            for note in session.notes:
+                ctx.warn(note) if note.startswith("warning:") else ctx.log(note)
+            ctx.log(f"point in time taken (frozen={session.frozen}, window {session.frozen_ms} ms)")
+            done_before = 0
+            for disk in disks:
+                read = by_target[disk.target]
+                source = session.source(disk.target)
+                prev_index: DiskIndex | None = None
+                dirty = None
+                if read.incremental and prev_manifest is not None:
+                    prev_index = store.read_point_index(prev_manifest, disk.target)
+                    dirty = source.dirty_extents()
+
+                def progress(done: int, todo: int, base: int = done_before) -> None:
+                    ctx.progress(base + done, total)
+
+                t0 = time.monotonic()
+                res = backup_disk(
+                    store,
+                    source,  # type: ignore[arg-type]
+                    previous=prev_index,
+                    dirty=dirty,
+                    workers=self.workers,
+                    progress=progress,
+                    cancel=cancel,
+                )
+                secs = max(time.monotonic() - t0, 1e-6)
+                results[disk.target] = res
+                done_before += sizes[disk.target]
+                ctx.log(
+                    f"disk {disk.target}: read {res.bytes_read:,} B in {secs:.2f}s "
+                    f"({res.bytes_read / secs / 1e6:.0f} MB/s), new {res.bytes_new:,} B, "
+                    f"{res.chunks_new} new / {res.chunks_dedup} dedup / "
+                    f"{res.chunks_reused} reused / {res.chunks_zero} zero chunks"
+                )
+            # 3. indexes, then 4. the manifest: the point exists from here on
+            entries: list[DiskEntry] = []
+            for disk in disks:
+                res = results[disk.target]
+                digest = store.write_index(point_id, disk.target, res.index)
+                entries.append(
+                    DiskEntry(
+                        target=disk.target,
+                        size=sizes[disk.target],
+                        index=f"{disk.target}.fidx",
+                        index_digest=digest,
+                        bytes_read=res.bytes_read,
+                        bytes_new=res.bytes_new,
+                    )
+                )
+            for d in vm.excluded_disks:
+                entries.append(DiskEntry(target=d.target, size=0, excluded=True, reason=d.reason))
+            method = choose_method(vm.power_state, vm.agent_channel, vm.crash_consistent_only)
+            consistency = consistency_of(session.frozen)
+            checkpoint = new_checkpoint if not offline else incremental_from
+            store.write_manifest(
+                Manifest(
+                    point_id=point_id,
+                    vm_uuid=vm.uuid,
+                    vm_name=vm.name,
+                    created_at=created.isoformat(),
+                    domain_xml=domain_xml,
+                    method=method.method.value,
+                    consistency=consistency.value,
+                    frozen_ms=session.frozen_ms,
+                    checkpoint=checkpoint,
+                    disks=entries,
+                    extra={"host_uri": vm.host_uri, "incremental_from": incremental_from},
+                )
+            )
+        point = RecoveryPoint(
+            id=point_id,
+            vault=vault.name,
+            vm_uuid=vm.uuid,
+            vm_name=vm.name,
+            created_at=created,
+            consistency=consistency,
+            method=method.method,
+            frozen_ms=session.frozen_ms,
+            checkpoint=checkpoint,
+            disks=[
+                PointDisk(
+                    target=e.target,
+                    size=e.size,
+                    format=next((d.format for d in disks if d.target == e.target), None),
+                    excluded=e.excluded,
+                    reason=e.reason if e.excluded else by_target[e.target].reason,
+                    incremental=False if e.excluded else by_target[e.target].incremental,
+                    bytes_read=e.bytes_read,
+                    bytes_new=e.bytes_new,
+                )
+                for e in entries
+            ],
+            job_id=ctx.job.id,
+            warnings=list(ctx.job.warnings),
+        )
+        with self.uow() as uow:
+            uow.points.add(point)
+            if new_checkpoint is not None:
+                xml = self.driver.checkpoint_xml(vm.host_uri, vm.uuid, new_checkpoint)
+                uow.checkpoints.add(
+                    CheckpointRecord(new_checkpoint, vm.uuid, point_id, created, xml)
+                )
+            uow.vms.save(vm)
+            uow.commit()
+        ctx.log(
+            f"recovery point {point_id}: {point.consistency.value}, "
+            f"{point.bytes_logical:,} B logical, {point.bytes_new:,} B new"
+        )
+        return point
+
+    # --- chain ---------------------------------------------------------------------------------
+
+    def _chain(
+        self, vm: VmItem, previous: RecoveryPoint | None, disks: list[Disk], ctx: JobContext
+    ) -> ChainState:
+        """Is the previous point's checkpoint usable for an incremental? Repair if possible."""
+        if previous is None or previous.checkpoint is None:
+            return ChainState(False, None)
+        name = previous.checkpoint
+        missing = [
+            d.target
+            for d in disks
+            if d.format == "qcow2" and d.path and name not in self.driver.image_bitmaps(d.path)
+        ]
+        if missing:
+            return ChainState(False, f"bitmap {name} missing in the image of {', '.join(missing)}")
+        if vm.power_state is PowerState.SHUT_OFF:
+            return ChainState(True, None)
+        if name in self.driver.checkpoints(vm.host_uri, vm.uuid):
+            return ChainState(True, None)
+        with self.uow() as uow:
+            records = {r.name: r for r in uow.checkpoints.for_vm(vm.uuid)}
+        record = records.get(name)
+        if record is None:
+            return ChainState(False, f"checkpoint {name} missing in libvirt")
+        try:
+            self.driver.redefine_checkpoint(vm.host_uri, vm.uuid, record.xml)
+        except VmvaultError as exc:
+            return ChainState(False, f"checkpoint {name} missing in libvirt ({exc.text})")
+        ctx.log(f"checkpoint {name} was missing in libvirt: redefined from the catalog")
+        return ChainState(True, None, repaired=name)
+
+    def _discard(
+        self, vm: VmItem, store: VaultStore, point_id: str, checkpoint: str | None, ctx: JobContext
+    ) -> None:
+        """Undo a backup that did not commit: no half point, no stray checkpoint."""
+        if checkpoint is not None:
+            try:
+                if checkpoint in self.driver.checkpoints(vm.host_uri, vm.uuid):
+                    self.driver.delete_checkpoint(vm.host_uri, vm.uuid, checkpoint)
+                    ctx.log(f"removed checkpoint {checkpoint} of the failed backup")
+            except VmvaultError as exc:
+                ctx.log(f"could not remove checkpoint {checkpoint}: {exc.text}")
+        store.delete_point(point_id)
+
+    def _prune_checkpoints(self, vm: VmItem, keep: str | None, ctx: JobContext) -> None:
+        """Only the newest vmvault checkpoint is needed for the next incremental."""
+        with self.uow() as uow:
+            records = uow.checkpoints.for_vm(vm.uuid)
+        live = set(self.driver.checkpoints(vm.host_uri, vm.uuid)) if records else set()
+        for rec in records:
+            if rec.name == keep or not is_our_checkpoint(rec.name):
+                continue
+            if rec.name in live:
+                self.driver.delete_checkpoint(vm.host_uri, vm.uuid, rec.name)
+            with self.uow() as uow:
+                uow.checkpoints.delete(rec.name)
+                uow.commit()
+            ctx.log(f"deleted checkpoint {rec.name} (no longer needed)")

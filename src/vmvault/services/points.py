@@ -1,0 +1,295 @@
+"""Recovery points: listing, restoring disks, verifying, and reclaiming space (GC)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+
+from vmvault.dataplane.chunk import ZERO_ID
+from vmvault.dataplane.gc import GcReport, collect_garbage
+from vmvault.dataplane.restore import PointVerifyReport, RestoreResult, restore_disk, verify_point
+from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.errors import (
+    InsufficientSpace,
+    InvalidInput,
+    PointNotFound,
+    RestoreTargetExists,
+    VerifyFailed,
+)
+from vmvault.domain.inventory import match_vm
+from vmvault.domain.job import JobType
+from vmvault.domain.recovery_point import RecoveryPoint
+from vmvault.domain.vault import Vault
+from vmvault.domain.vm import VmItem
+from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
+from vmvault.services.ports import UnitOfWorkFactory
+from vmvault.services.vaults import VaultService
+
+FORMATS = ("qcow2", "raw")
+
+
+@dataclass
+class DiskRestore:
+    target: str
+    path: Path
+    result: RestoreResult
+
+
+@dataclass
+class RestoreOutcome:
+    point: RecoveryPoint
+    disks: list[DiskRestore]
+    domain_xml: Path
+
+
+@dataclass
+class VerifySummary:
+    points: int = 0
+    chunks_checked: int = 0
+    bytes_checked: int = 0
+    broken: dict[str, list[str]] = field(default_factory=dict)  # point id → problems
+
+
+class PointService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        runner: JobRunner,
+        vaults: VaultService,
+        clock: Callable[[], datetime],
+        workers: int = 2,
+    ) -> None:
+        self.uow = uow
+        self.runner = runner
+        self.vaults = vaults
+        self.clock = clock
+        self.workers = workers
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def find_vm(self, ref: str) -> VmItem:
+        with self.uow() as uow:
+            return match_vm(uow.vms.all(), ref)
+
+    def list_points(self, vault_name: str | None, vm_ref: str | None) -> list[RecoveryPoint]:
+        vault = self.vaults.resolve(vault_name)
+        with self.uow() as uow:
+            if vm_ref is None:
+                return sorted(uow.points.in_vault(vault.name), key=lambda p: p.id, reverse=True)
+            vm = match_vm(uow.vms.all(), vm_ref)
+            return uow.points.for_vm(vm.uuid, vault.name)
+
+    def get(self, point_id: str) -> RecoveryPoint:
+        with self.uow() as uow:
+            point = uow.points.get(point_id)
+        if point is None:
+            raise PointNotFound(point=point_id, path="the catalog")
+        return point
+
+    # --- restore (disks only) -------------------------------------------------------------------
+
+    def restore_disks(
+        self,
+        vm_ref: str,
+        point_id: str,
+        directory: str,
+        *,
+        fmt: str = "qcow2",
+        overwrite: bool = False,
+    ) -> JobOutcome[RestoreOutcome]:
+        """Rebuild every disk of the point as an image in ``directory`` + the domain XML.
+
+        Refused up front (nothing written): unknown VM or point, a point of another VM, an
+        unknown format, a directory that cannot be written or lacks the space, existing files
+        without ``overwrite``.
+        """
+        if fmt not in FORMATS:
+            raise InvalidInput("use qcow2 or raw", what=f"format '{fmt}'")
+        vm = self.find_vm(vm_ref)
+        point = self.get(point_id)
+        if point.vm_uuid != vm.uuid:
+            raise InvalidInput(
+                f"it belongs to VM {point.vm_name} ({point.vm_uuid})", what=f"point {point_id}"
+            )
+        vault = self.vaults.resolve(point.vault)
+        target_dir = Path(directory).absolute()
+        plan = {
+            d.target: target_dir / f"{point.vm_name}-{d.target}.{fmt}"
+            for d in point.disks
+            if not d.excluded
+        }
+        xml_path = target_dir / f"{point.vm_name}.xml"
+        store = self.vaults.open_store(vault)
+        manifest = store.read_manifest(point.id)
+        # Sparse images take the non-zero chunks only; a qcow2 is converted from a sparse raw
+        # written next to it, so it needs that twice.
+        need = sum(
+            sum(1 for cid in store.read_point_index(manifest, t).ids if cid != ZERO_ID)
+            * store.chunk_size
+            for t in plan
+        ) * (2 if fmt == "qcow2" else 1)
+        _check_target_dir(target_dir, [*plan.values(), xml_path], overwrite, need)
+        work = partial(self._restore, store, point, plan, xml_path, fmt, overwrite)
+        return self.runner.run(JobType.RESTORE, vault.name, vm.uuid, vm.label, work)
+
+    def _restore(
+        self,
+        store: VaultStore,
+        point: RecoveryPoint,
+        plan: dict[str, Path],
+        xml_path: Path,
+        fmt: str,
+        overwrite: bool,
+        ctx: JobContext,
+    ) -> RestoreOutcome:
+        manifest = store.read_manifest(point.id)
+        total = sum(d.size for d in point.disks if not d.excluded)
+        done: list[DiskRestore] = []
+        base = 0
+        with store.reader():
+            for target, path in plan.items():
+                index = store.read_point_index(manifest, target)
+
+                def progress(n: int, _todo: int, offset: int = base) -> None:
+                    ctx.progress(offset + n, total)
+
+                ctx.log(f"restoring {target} ({index.disk_size:,} B) to {path}")
+                res = restore_disk(
+                    store,
+                    index,
+                    path,
+                    fmt=fmt,
+                    workers=self.workers,
+                    overwrite=overwrite,
+                    progress=progress,
+                    cancel=ctx.cancelled,
+                )
+                base += index.disk_size
+                ctx.log(
+                    f"{target}: {res.bytes_written:,} B written in {res.seconds:.2f}s, "
+                    f"{res.chunks_zero} zero chunks left sparse"
+                )
+                done.append(DiskRestore(target, path, res))
+        tmp = xml_path.with_name(f".{xml_path.name}.tmp")
+        tmp.write_text(manifest.domain_xml)
+        os.replace(tmp, xml_path)
+        ctx.log(f"domain XML written to {xml_path}")
+        return RestoreOutcome(point, done, xml_path)
+
+    # --- delete ----------------------------------------------------------------------------------
+
+    def delete_point(self, point_id: str) -> JobOutcome[None]:
+        """Delete one recovery point (manifest first, then its indexes, then the catalog row).
+
+        Every point holds full indexes, so no other point depends on it; its chunks that no
+        other point references are reclaimed by the next GC.
+        """
+        point = self.get(point_id)
+        vault = self.vaults.resolve(point.vault)
+        store = self.vaults.open_store(vault)
+
+        def work(ctx: JobContext) -> None:
+            store.delete_point(point.id)
+            with self.uow() as uow:
+                uow.points.delete(point.id)
+                uow.commit()
+            ctx.log(f"deleted recovery point {point.id} of {point.vm_name}")
+
+        return self.runner.run(JobType.PRUNE, vault.name, point.vm_uuid, point.vm_name, work)
+
+    # --- verify ----------------------------------------------------------------------------------
+
+    def verify(
+        self,
+        vault_name: str | None,
+        *,
+        point_id: str | None = None,
+        vm_ref: str | None = None,
+    ) -> JobOutcome[VerifySummary]:
+        """Re-read and re-hash every chunk the chosen points reference (a ``verify`` job)."""
+        vault = self.vaults.resolve(vault_name)
+        vm: VmItem | None = None
+        if point_id is not None:
+            points = [self.get(point_id)]
+            vault = self.vaults.resolve(points[0].vault)
+        elif vm_ref is not None:
+            vm = self.find_vm(vm_ref)
+            with self.uow() as uow:
+                points = uow.points.for_vm(vm.uuid, vault.name)
+        else:
+            with self.uow() as uow:
+                points = uow.points.in_vault(vault.name)
+        store = self.vaults.open_store(vault)
+        work = partial(self._verify, store, [p.id for p in points])
+        # A whole-vault verify touches no VM: it needs no VM lock.
+        uuid = vm.uuid if vm else (points[0].vm_uuid if point_id and points else None)
+        label = vm.label if vm else (points[0].vm_name if point_id and points else None)
+        return self.runner.run(JobType.VERIFY, vault.name, uuid, label, work)
+
+    def _verify(
+        self, store: VaultStore, point_ids: Sequence[str], ctx: JobContext
+    ) -> VerifySummary:
+        summary = VerifySummary()
+        with store.reader():
+            for i, pid in enumerate(point_ids):
+                report: PointVerifyReport = verify_point(store, pid, workers=self.workers)
+                summary.points += 1
+                problems = [f"{p['code']}: {p['message']}" for p in report.problems]
+                for target, disk in report.disks.items():
+                    summary.chunks_checked += disk.chunks_checked
+                    summary.bytes_checked += disk.bytes_checked
+                    problems += [f"{target}: chunk {c.hex()} missing" for c in disk.missing]
+                    problems += [f"{target}: chunk {c.hex()} corrupt" for c in disk.corrupt]
+                if problems:
+                    summary.broken[pid] = problems
+                    for line in problems:
+                        ctx.log(f"point {pid}: {line}")
+                ctx.progress(i + 1, len(point_ids))
+        ctx.log(
+            f"{summary.points} point(s), {summary.chunks_checked} chunk reads, "
+            f"{summary.bytes_checked:,} B checked, {len(summary.broken)} broken"
+        )
+        if summary.broken:
+            raise VerifyFailed(count=len(summary.broken), points=", ".join(sorted(summary.broken)))
+        return summary
+
+    # --- gc --------------------------------------------------------------------------------------
+
+    def gc(self, vault_name: str | None, dry_run: bool = False) -> JobOutcome[GcReport]:
+        vault = self.vaults.resolve(vault_name)
+        store = self.vaults.open_store(vault)
+        return self.runner.run(
+            JobType.GC, vault.name, None, None, partial(self._gc, vault, store, dry_run)
+        )
+
+    def _gc(self, vault: Vault, store: VaultStore, dry_run: bool, ctx: JobContext) -> GcReport:
+        report = collect_garbage(store, dry_run=dry_run)
+        ctx.log(
+            f"{report.points} point(s), {report.chunks_scanned} chunks scanned, "
+            f"{report.chunks_referenced} referenced, {report.chunks_removed} removed "
+            f"({report.bytes_removed:,} B), {report.chunks_kept_recent} kept (too recent), "
+            f"running backups: {', '.join(report.writers) or 'none'}"
+        )
+        return report
+
+
+def _check_target_dir(directory: Path, files: list[Path], overwrite: bool, need: int) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise InvalidInput("it is not a directory", what=str(directory))
+    existing = [f for f in files if f.exists()]
+    if existing and not overwrite:
+        raise RestoreTargetExists(target=", ".join(str(f) for f in existing))
+    probe = directory
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InvalidInput("it is not writable", what=f"directory {probe}")
+    free = shutil.disk_usage(probe).free
+    if free < need:
+        raise InsufficientSpace(path=probe, need=need, free=free)
+    directory.mkdir(parents=True, exist_ok=True)
