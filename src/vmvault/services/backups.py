@@ -47,7 +47,7 @@ from vmvault.domain.recovery_point import (
     plan_reads,
 )
 from vmvault.domain.vault import Vault
-from vmvault.domain.vm import Disk, PowerState, VmItem, VmState
+from vmvault.domain.vm import Disk, VmItem, VmState
 from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
 from vmvault.services.ports import Hypervisor, UnitOfWorkFactory
 from vmvault.services.vaults import VaultService
@@ -68,7 +68,11 @@ class BackupDriver(Protocol):
     def checkpoint_xml(self, uri: str, vm_uuid: str, name: str) -> str: ...
     def redefine_checkpoint(self, uri: str, vm_uuid: str, xml: str) -> None: ...
     def delete_checkpoint(self, uri: str, vm_uuid: str, name: str) -> None: ...
-    def image_bitmaps(self, path: str) -> list[str]: ...
+    def checkpoint_problems(
+        self, uri: str, vm_uuid: str, name: str, targets: list[str]
+    ) -> list[str]:
+        """Why checkpoint ``name`` cannot serve an incremental of ``targets`` ([] = it can)."""
+
     def disk_sizes(self, uri: str, vm_uuid: str) -> dict[str, int]:
         """Virtual size (capacity) of every disk of the domain, by target."""
 
@@ -353,32 +357,30 @@ class BackupService:
     def _chain(
         self, vm: VmItem, previous: RecoveryPoint | None, disks: list[Disk], ctx: JobContext
     ) -> ChainState:
-        """Is the previous point's checkpoint usable for an incremental? Repair if possible."""
+        """Can the previous point's checkpoint serve an incremental?  Repair it if libvirt
+        lost its metadata while the bitmaps survived in the images."""
         if previous is None or previous.checkpoint is None:
             return ChainState(False, None)
         name = previous.checkpoint
-        missing = [
-            d.target
-            for d in disks
-            if d.format == "qcow2" and d.path and name not in self.driver.image_bitmaps(d.path)
-        ]
-        if missing:
-            return ChainState(False, f"bitmap {name} missing in the image of {', '.join(missing)}")
-        if vm.power_state is PowerState.SHUT_OFF:
-            return ChainState(True, None)
-        if name in self.driver.checkpoints(vm.host_uri, vm.uuid):
-            return ChainState(True, None)
-        with self.uow() as uow:
-            records = {r.name: r for r in uow.checkpoints.for_vm(vm.uuid)}
-        record = records.get(name)
-        if record is None:
-            return ChainState(False, f"checkpoint {name} missing in libvirt")
-        try:
-            self.driver.redefine_checkpoint(vm.host_uri, vm.uuid, record.xml)
-        except VmvaultError as exc:
-            return ChainState(False, f"checkpoint {name} missing in libvirt ({exc.text})")
-        ctx.log(f"checkpoint {name} was missing in libvirt: redefined from the catalog")
-        return ChainState(True, None, repaired=name)
+        repaired = None
+        if name not in self.driver.checkpoints(vm.host_uri, vm.uuid):
+            with self.uow() as uow:
+                records = {r.name: r for r in uow.checkpoints.for_vm(vm.uuid)}
+            record = records.get(name)
+            if record is None:
+                return ChainState(False, f"checkpoint {name} missing in libvirt")
+            try:
+                self.driver.redefine_checkpoint(vm.host_uri, vm.uuid, record.xml)
+            except VmvaultError as exc:
+                return ChainState(False, f"checkpoint {name} missing in libvirt ({exc.text})")
+            repaired = name
+        qcow2 = [d.target for d in disks if d.format == "qcow2"]
+        problems = self.driver.checkpoint_problems(vm.host_uri, vm.uuid, name, qcow2)
+        if problems:
+            return ChainState(False, "; ".join(problems))
+        if repaired:
+            ctx.log(f"checkpoint {name} was missing in libvirt: redefined from the catalog")
+        return ChainState(True, None, repaired=repaired)
 
     def _discard(
         self, vm: VmItem, store: VaultStore, point_id: str, checkpoint: str | None, ctx: JobContext

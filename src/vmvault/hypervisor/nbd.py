@@ -1,0 +1,294 @@
+"""Reading a disk over NBD with libnbd: the :class:`NbdSource` of a backup.
+
+An :class:`NbdSource` is the dataplane's ``ExtentSource`` (``size``, ``extents()``,
+``pread_into()``) over one NBD export: the export of a libvirt pull-mode backup job
+(:mod:`vmvault.hypervisor.libvirt.backup`) or of ``qemu-nbd`` over a shut-off VM's image
+(:mod:`vmvault.hypervisor.offline`).  For an incremental export it also gives the dirty
+extents (:meth:`NbdSource.dirty_extents`).
+
+How it reads (measured on the lab, see ``docs/backup-adapter.md``):
+
+* ``pread_into`` reads straight into the caller's buffer: ``aio_pread`` is given a memoryview
+  of each piece of it, so there is no copy in Python (``h.pread`` returns a new ``bytes`` that
+  would then be copied into the buffer).  libnbd 1.14's Python binding takes any writable
+  buffer there; an ``nbd.Buffer.from_buffer(view)`` would work too but **leaks** a reference to
+  the view on every request (``PyObject_GetAttrString(buf, "_o")`` is never released), which
+  pins the caller's buffer forever;
+* a buffer is cut into pieces of ``piece`` bytes (1 MiB) with up to ``depth`` (4) requests in
+  flight, spread over ``connections`` NBD connections (1): QEMU's NBD server answers them in
+  parallel, which hides the per-request round trip that a single synchronous read pays;
+* requests never exceed the server's maximum block size (32 MiB for QEMU);
+* ``block_status`` asks for at most 1 GiB at a time and loops on the extents the server
+  returns (a server may answer with less than was asked).
+
+Every libnbd failure becomes :class:`~vmvault.domain.errors.NbdReadFailed` (a
+``DiskReadFailed``).  After a failed read the source is closed: its in-flight requests may still
+target the caller's buffer, and closing the connections is what guarantees they never land.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import nbd
+
+from vmvault.domain.errors import NbdReadFailed
+
+BASE_ALLOCATION = "base:allocation"
+DIRTY_BITMAP_PREFIX = "qemu:dirty-bitmap:"
+MiB = 1 << 20
+#: QEMU's NBD server accepts requests of at most 32 MiB.
+MAX_REQUEST = 32 * MiB
+#: How much one block-status request covers (the protocol's length is 32 bits).
+BLOCK_STATUS_SPAN = 1 << 30
+
+Extent = tuple[int, int, bool]
+
+
+def _msg(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class NbdSource:
+    """One NBD export as an ``ExtentSource`` (+ ``dirty_extents()``).
+
+    ``socket`` is a unix socket; ``export`` the export name (libvirt names a backup export
+    after the disk target, qemu-nbd's default is ``""``).  ``dirty_context`` is the meta
+    context of the dirty bitmap (``qemu:dirty-bitmap:backup-vda`` for a libvirt incremental,
+    ``qemu:dirty-bitmap:NAME`` for ``qemu-nbd --bitmap=NAME``), or None for a full export.
+
+    ``pread_into`` must be called from one thread at a time (the dataplane's reader thread);
+    ``extents()`` and ``dirty_extents()`` are meant to be called before reading.
+    """
+
+    def __init__(
+        self,
+        socket: str | Path,
+        export: str = "",
+        *,
+        disk: str | None = None,
+        dirty_context: str | None = None,
+        connections: int = 1,
+        depth: int = 4,
+        piece: int = MiB,
+        timeout: float = 120.0,
+    ) -> None:
+        self.socket = str(socket)
+        self.export = export
+        self.disk = disk or export or self.socket
+        self.dirty_context = dirty_context
+        self._depth = max(1, depth)
+        self._timeout = timeout
+        self._handles: list[Any] = []
+        self._rr = 0
+        self._broken: str | None = None
+        try:
+            for i in range(max(1, connections)):
+                self._handles.append(self._connect(meta=(i == 0)))
+            h = self._handles[0]
+            self.size: int = int(h.get_size())
+            self._has_alloc = bool(h.can_meta_context(BASE_ALLOCATION))
+            self._has_dirty = dirty_context is not None and bool(h.can_meta_context(dirty_context))
+            max_block = 0
+            with contextlib.suppress(nbd.Error):
+                max_block = int(h.get_block_size(nbd.SIZE_MAXIMUM))
+        except nbd.Error as exc:
+            self.close()
+            raise NbdReadFailed(
+                f"cannot connect to export {export!r} at {self.socket}: {_msg(exc)}",
+                disk=self.disk,
+                offset=0,
+            ) from None
+        limit = min(MAX_REQUEST, max_block) if max_block > 0 else MAX_REQUEST
+        self._piece = max(4096, min(piece, limit))
+        if dirty_context is not None and not self._has_dirty:
+            self.close()
+            raise NbdReadFailed(
+                f"the export offers no meta context {dirty_context}", disk=self.disk, offset=0
+            )
+
+    # --- connection ------------------------------------------------------------------------
+
+    def _connect(self, meta: bool) -> Any:
+        h = nbd.NBD()
+        h.set_handle_name(f"vmvault-{self.disk}")
+        h.set_export_name(self.export)
+        if meta:
+            h.add_meta_context(BASE_ALLOCATION)
+            if self.dirty_context is not None:
+                h.add_meta_context(self.dirty_context)
+        h.connect_unix(self.socket)
+        return h
+
+    @property
+    def has_dirty_bitmap(self) -> bool:
+        """True when the export offers the dirty bitmap (an incremental export)."""
+        return self._has_dirty
+
+    def close(self) -> None:
+        """Disconnect; pending requests are abandoned (libnbd never touches their buffers again)."""
+        handles, self._handles = self._handles, []
+        for h in handles:
+            try:
+                if not h.aio_is_closed() and not h.aio_is_dead():
+                    h.shutdown(nbd.SHUTDOWN_ABANDON_PENDING)
+            except nbd.Error:
+                pass
+        # dropping the last reference closes the handle (nbd_close)
+        del handles
+
+    def __enter__(self) -> NbdSource:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _check_open(self, offset: int) -> None:
+        if self._broken is not None:
+            raise NbdReadFailed(
+                f"the source was closed after an earlier failure ({self._broken})",
+                disk=self.disk,
+                offset=offset,
+            )
+        if not self._handles:
+            raise NbdReadFailed("the source is closed", disk=self.disk, offset=offset)
+
+    # --- allocation and dirty maps ---------------------------------------------------------
+
+    def _block_status(self, context: str) -> Iterator[tuple[int, int, int]]:
+        """(offset, length, flags) of ``context`` over the whole export, in order."""
+        self._check_open(0)
+        h = self._handles[0]
+        pos = 0
+        while pos < self.size:
+            span = min(self.size - pos, BLOCK_STATUS_SPAN)
+            entries: list[int] = []
+
+            def callback(
+                ctx: str,
+                offset: int,
+                ents: list[int],
+                err: Any,
+                _at: int = pos,
+                _out: list[int] = entries,
+            ) -> int:
+                if ctx == context and offset == _at:
+                    _out.extend(ents)
+                return 0
+
+            try:
+                h.block_status(span, pos, callback)
+            except nbd.Error as exc:
+                raise NbdReadFailed(
+                    f"block status ({context}) failed: {_msg(exc)}", disk=self.disk, offset=pos
+                ) from None
+            end = pos + span
+            cur = pos
+            for i in range(0, len(entries) - 1, 2):
+                length, flags = entries[i], entries[i + 1]
+                length = min(length, end - cur)
+                if length <= 0:
+                    break
+                yield cur, length, flags
+                cur += length
+            if cur == pos:
+                raise NbdReadFailed(
+                    f"the server returned no extent for {context}", disk=self.disk, offset=pos
+                )
+            pos = cur
+
+    def extents(self) -> Iterator[Extent]:
+        """``(offset, length, is_data)`` runs covering ``[0, size)``; ``is_data=False`` reads
+        as zeros (``base:allocation`` says NBD_STATE_ZERO)."""
+        if not self._has_alloc:
+            if self.size:
+                yield (0, self.size, True)
+            return
+        run_off, run_len, run_data = 0, 0, True
+        for off, length, flags in self._block_status(BASE_ALLOCATION):
+            data = not (flags & nbd.STATE_ZERO)
+            if run_len and data == run_data:
+                run_len += length
+                continue
+            if run_len:
+                yield (run_off, run_len, run_data)
+            run_off, run_len, run_data = off, length, data
+        if run_len:
+            yield (run_off, run_len, run_data)
+
+    def dirty_extents(self) -> list[tuple[int, int]]:
+        """``(offset, length)`` runs the dirty bitmap marks as changed since the checkpoint.
+
+        Without a dirty bitmap (a full export, e.g. a raw disk or a disk the checkpoint does not
+        cover, in an otherwise incremental backup) the answer is the whole disk, which is
+        always correct: everything may have changed.
+        """
+        if not self._has_dirty or self.dirty_context is None:
+            return [(0, self.size)] if self.size else []
+        out: list[tuple[int, int]] = []
+        for off, length, flags in self._block_status(self.dirty_context):
+            if not flags & 1:
+                continue
+            if out and out[-1][0] + out[-1][1] == off:
+                out[-1] = (out[-1][0], out[-1][1] + length)
+            else:
+                out.append((off, length))
+        return out
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def pread_into(self, buf: memoryview, offset: int) -> None:
+        """Fill all of ``buf`` with the bytes at ``offset`` (zero copy, requests in flight)."""
+        self._check_open(offset)
+        mv = memoryview(buf)
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        n = len(mv)
+        if n == 0:
+            return
+        if offset < 0 or offset + n > self.size:
+            raise NbdReadFailed(
+                f"read of {n} bytes is outside the disk (size {self.size})",
+                disk=self.disk,
+                offset=offset,
+            )
+        handles = self._handles
+        pending: deque[tuple[Any, int, Any, int]] = deque()
+        pos = 0
+        step = self._piece
+        try:
+            while pos < n or pending:
+                while pos < n and len(pending) < self._depth:
+                    length = min(step, n - pos)
+                    h = handles[self._rr]
+                    self._rr = (self._rr + 1) % len(handles)
+                    view = mv[pos : pos + length]
+                    cookie = h.aio_pread(view, offset + pos)
+                    pending.append((h, cookie, view, offset + pos))
+                    pos += length
+                h, cookie, _nbuf, at = pending[0]
+                waited_since = time.monotonic()
+                while not h.aio_command_completed(cookie):
+                    if h.poll(1000) == 0 and time.monotonic() - waited_since > self._timeout:
+                        raise TimeoutError(f"no reply within {self._timeout:g}s")
+                pending.popleft()
+        except (nbd.Error, TimeoutError) as exc:
+            at = pending[0][3] if pending else offset
+            self._broken = _msg(exc)
+            pending.clear()
+            self.close()  # in-flight requests must never land in a buffer we gave back
+            raise NbdReadFailed(self._broken, disk=self.disk, offset=at) from None
+        except BaseException:
+            self._broken = "interrupted"
+            pending.clear()
+            self.close()
+            raise
