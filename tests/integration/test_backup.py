@@ -3,7 +3,9 @@ through the real ``vmvault`` command, checked inside the restored images."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,8 @@ import libvirt
 import pytest
 
 from tests.conftest import CliRunner
-from tests.integration.conftest import LAB_VARIANTS
+from tests.integration.conftest import LAB_VARIANTS, lab_settings
+from vmvault.bootstrap import bootstrap
 from vmvault.hypervisor.lab.vms import lab_prefix
 from vmvault.hypervisor.lab.writer import RECORDS_PATH, check_writer_records
 from vmvault.hypervisor.libvirt import agent
@@ -47,8 +50,6 @@ def image_file(img: Path, path: str) -> bytes:
 
 
 def md5_in_image(img: Path, path: str) -> str:
-    import hashlib
-
     return hashlib.md5(image_file(img, path)).hexdigest()
 
 
@@ -260,3 +261,40 @@ def test_encrypted_vault(lab: dict, cli: CliRunner, tmp_path: Path) -> None:
     assert r.code == 2 and "PASSPHRASE_REQUIRED" in r.stderr
     files = restore(cli, vm, point["id"], tmp_path / "r", env=good)
     fsck_clean(next(f for f in files if "vda" in f.name))
+
+
+def test_shut_off_vm_is_read_from_its_images(
+    lab: dict, cli: CliRunner, home: Path, tmp_path: Path
+) -> None:
+    """Running backup (checkpoint), then a write, then shut-off: the offline backup reads the
+    images through qemu-nbd, only what the checkpoint's bitmap marks dirty."""
+    services = bootstrap(lab_settings(home))
+    (extra,) = services.lab.up(1, ["standard"])
+    vm = str(extra["name"])
+    setup(cli, vm)
+    first = backup(cli, vm)["point"]
+    c = write_file(vm, "/data/c.bin", 6)
+    conn = libvirt.open(URI)
+    dom = conn.lookupByName(vm)
+    try:
+        dom.shutdown()  # through the guest agent: a clean shutdown flushes the bitmaps
+        for _ in range(120):
+            if dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF:
+                break
+            time.sleep(0.5)
+        assert dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
+        assert cli("discover").code in (0, 3)
+        doc = backup(cli, vm)
+        point = doc["point"]
+        assert point["method"] == "offline" and point["consistency"] == "crash-consistent"
+        vda = next(d for d in point["disks"] if d["target"] == "vda")
+        assert vda["incremental"] and vda["bytes_read"] < 64 << 20, vda
+        assert point["checkpoint"] == first["checkpoint"]  # no new checkpoint while off
+        files = restore(cli, vm, point["id"], tmp_path / "r")
+        img = next(f for f in files if "vda" in f.name)
+        assert md5_in_image(img, "/c.bin") == c
+        fsck_clean(img)
+        # and the image itself was not changed by the backup
+        assert dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
+    finally:
+        conn.close()
