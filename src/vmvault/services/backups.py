@@ -29,6 +29,7 @@ from typing import Protocol
 from vmvault.dataplane.backup import DiskBackupResult, backup_disk
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.manifest import DiskEntry, Manifest
+from vmvault.dataplane.source import ExtentSource
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import InvalidInput, VmVanished, VmvaultError
 from vmvault.domain.inventory import match_vm
@@ -37,6 +38,7 @@ from vmvault.domain.recovery_point import (
     CheckpointRecord,
     DiskRead,
     Method,
+    MethodChoice,
     PointDisk,
     RecoveryPoint,
     checkpoint_name,
@@ -53,11 +55,9 @@ from vmvault.services.ports import Hypervisor, UnitOfWorkFactory
 from vmvault.services.vaults import VaultService
 
 
-class Source(Protocol):
-    size: int
+class Source(ExtentSource, Protocol):
+    """A disk of the point in time: readable, and for an incremental, its dirty extents."""
 
-    def extents(self) -> object: ...
-    def pread_into(self, buf: memoryview, offset: int) -> None: ...
     def dirty_extents(self) -> list[tuple[int, int]]: ...
 
 
@@ -195,7 +195,7 @@ class BackupService:
         try:
             point = self._take_and_read(
                 vault, store, vm, ctx, point_id, disks, reads, sizes, previous,
-                incremental_from, new_checkpoint, choice.quiesce, offline, cancel,
+                incremental_from, new_checkpoint, choice, cancel,
             )  # fmt: skip
         except BaseException:
             self._discard(vm, store, point_id, new_checkpoint, ctx)
@@ -216,8 +216,7 @@ class BackupService:
         previous: RecoveryPoint | None,
         incremental_from: str | None,
         new_checkpoint: str | None,
-        quiesce: str,
-        offline: bool,
+        choice: MethodChoice,
         cancel: Callable[[], bool],
     ) -> RecoveryPoint:
         created = self.clock()
@@ -228,6 +227,7 @@ class BackupService:
         total = sum(sizes.values())
         with ExitStack() as stack:
             stack.enter_context(store.writer(point_id))
+            offline = choice.method is Method.OFFLINE
             if offline:
                 session = self.driver.offline(disks, incremental_from)
             else:
@@ -237,12 +237,15 @@ class BackupService:
                     disks,
                     checkpoint=new_checkpoint,
                     incremental_from=incremental_from,
-                    quiesce=quiesce,
+                    quiesce=choice.quiesce,
                     cancel=cancel,
                 )
             stack.enter_context(session)
             for note in session.notes:
-                ctx.warn(note) if note.startswith("warning:") else ctx.log(note)
+                if note.startswith("warning:"):
+                    ctx.warn(note.removeprefix("warning: "))
+                else:
+                    ctx.log(note)
             ctx.log(f"point in time taken (frozen={session.frozen}, window {session.frozen_ms} ms)")
             done_before = 0
             for disk in disks:
@@ -260,7 +263,7 @@ class BackupService:
                 t0 = time.monotonic()
                 res = backup_disk(
                     store,
-                    source,  # type: ignore[arg-type]
+                    source,
                     previous=prev_index,
                     dirty=dirty,
                     workers=self.workers,
@@ -293,7 +296,6 @@ class BackupService:
                 )
             for d in vm.excluded_disks:
                 entries.append(DiskEntry(target=d.target, size=0, excluded=True, reason=d.reason))
-            method = choose_method(vm.power_state, vm.agent_channel, vm.crash_consistent_only)
             consistency = consistency_of(session.frozen)
             checkpoint = new_checkpoint if not offline else incremental_from
             store.write_manifest(
@@ -303,7 +305,7 @@ class BackupService:
                     vm_name=vm.name,
                     created_at=created.isoformat(),
                     domain_xml=domain_xml,
-                    method=method.method.value,
+                    method=choice.method.value,
                     consistency=consistency.value,
                     frozen_ms=session.frozen_ms,
                     checkpoint=checkpoint,
@@ -318,7 +320,7 @@ class BackupService:
             vm_name=vm.name,
             created_at=created,
             consistency=consistency,
-            method=method.method,
+            method=choice.method,
             frozen_ms=session.frozen_ms,
             checkpoint=checkpoint,
             disks=[

@@ -639,7 +639,9 @@ class PullBackup:
                     pit.fs_frozen = int(dom.fsFreeze(None, 0))
                     t_frozen = time.monotonic()
                     pit.freeze_call_ms = round((t_frozen - t0) * 1000)
-                    pit.frozen = True
+                    pit.frozen = pit.fs_frozen > 0
+                    if not pit.frozen:
+                        self._no_freeze(FreezeFailed("the agent froze no file system", vm=self._vm))
                     self._save_state(phase="frozen")
                 except libvirt.libvirtError as exc:
                     pit.freeze_call_ms = round((time.monotonic() - t0) * 1000)
