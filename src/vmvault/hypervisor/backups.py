@@ -14,21 +14,11 @@ from typing import Any
 
 import libvirt
 
-from vmvault.domain.errors import HostUnreachable, VmVanished
 from vmvault.domain.vm import Disk
 from vmvault.hypervisor import offline as offline_mod
 from vmvault.hypervisor.libvirt import checkpoints as cps
 from vmvault.hypervisor.libvirt.backup import DiskSpec, PullBackup
-from vmvault.hypervisor.libvirt.connection import connection
-
-
-def _dom(conn: Any, uri: str, uuid: str) -> Any:
-    try:
-        return conn.lookupByUUIDString(uuid)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            raise VmVanished(vm=uuid, host=uri) from None
-        raise HostUnreachable(str(exc), uri=uri) from None
+from vmvault.hypervisor.libvirt.connection import connection, lookup_domain
 
 
 class _PullSession:
@@ -117,13 +107,13 @@ class LibvirtBackupDriver:
     def domain_xml(self, uri: str, vm_uuid: str) -> str:
         """The persistent configuration (what a restore defines), without secrets."""
         with connection(uri) as conn:
-            dom = _dom(conn, uri, vm_uuid)
+            dom = lookup_domain(conn, uri, vm_uuid)
             flags = libvirt.VIR_DOMAIN_XML_INACTIVE if dom.isPersistent() else 0
             return str(dom.XMLDesc(flags))
 
     def disk_sizes(self, uri: str, vm_uuid: str) -> dict[str, int]:
         with connection(uri) as conn:
-            dom = _dom(conn, uri, vm_uuid)
+            dom = lookup_domain(conn, uri, vm_uuid)
             sizes = {}
             for target in _targets(dom.XMLDesc(0)):
                 try:

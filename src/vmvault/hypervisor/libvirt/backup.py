@@ -63,16 +63,14 @@ from vmvault.domain.errors import (
     Cancelled,
     CheckpointMissing,
     FreezeFailed,
-    HostUnreachable,
     InvalidInput,
     ThawFailed,
-    VmVanished,
     VmvaultError,
     WorkDirUnusable,
 )
 from vmvault.hypervisor.libvirt import agent
 from vmvault.hypervisor.libvirt.checkpoints import checkpoint_coverage
-from vmvault.hypervisor.libvirt.connection import open_connection
+from vmvault.hypervisor.libvirt.connection import lookup_domain, open_connection
 from vmvault.hypervisor.nbd import DIRTY_BITMAP_PREFIX, NbdSource
 from vmvault.hypervisor.offline import cleanup_stale_exports
 
@@ -137,15 +135,6 @@ class PointInTime:
 
 def _msg(exc: libvirt.libvirtError) -> str:
     return str(exc.get_error_message() or exc)
-
-
-def _lookup(conn: Any, uri: str, vm_uuid: str) -> Any:
-    try:
-        return conn.lookupByUUIDString(vm_uuid)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            raise VmVanished(vm=vm_uuid, host=uri) from None
-        raise HostUnreachable(_msg(exc), uri=uri) from None
 
 
 def _name(dom: Any) -> str:
@@ -414,7 +403,7 @@ class PullBackup:
     def _enter(self) -> None:
         pit = self.point_in_time
         self._conn = open_connection(self.uri)
-        dom = self._dom = _lookup(self._conn, self.uri, self.vm_uuid)
+        dom = self._dom = lookup_domain(self._conn, self.uri, self.vm_uuid)
         self._vm = _name(dom)
 
         # 1. work directories and the per-VM lock

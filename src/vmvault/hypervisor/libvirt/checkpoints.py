@@ -39,9 +39,8 @@ from vmvault.domain.errors import (
     CheckpointOperationFailed,
     HostUnreachable,
     InvalidInput,
-    VmVanished,
 )
-from vmvault.hypervisor.libvirt.connection import connection
+from vmvault.hypervisor.libvirt.connection import connection, lookup_domain
 
 OUR_PREFIX = "vmvault-"
 
@@ -49,15 +48,6 @@ OUR_PREFIX = "vmvault-"
 def is_ours(name: str) -> bool:
     """True for checkpoints vmvault made (``vmvault-<point-id>``); never touch the others."""
     return name.startswith(OUR_PREFIX) and len(name) > len(OUR_PREFIX)
-
-
-def _lookup(conn: Any, uri: str, vm_uuid: str) -> Any:
-    try:
-        return conn.lookupByUUIDString(vm_uuid)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            raise VmVanished(vm=vm_uuid, host=uri) from None
-        raise HostUnreachable(str(exc.get_error_message()), uri=uri) from None
 
 
 def _err(exc: libvirt.libvirtError) -> str:
@@ -83,7 +73,7 @@ def _ordered(dom: Any) -> list[Any]:
 def list_checkpoints(uri: str, vm_uuid: str) -> list[str]:
     """Names of the VM's checkpoints (all of them, ours or not), oldest first."""
     with connection(uri) as conn:
-        dom = _lookup(conn, uri, vm_uuid)
+        dom = lookup_domain(conn, uri, vm_uuid)
         try:
             return [str(cp.getName()) for cp in _ordered(dom)]
         except libvirt.libvirtError as exc:
@@ -96,7 +86,7 @@ def checkpoint_xml(uri: str, vm_uuid: str, name: str) -> str:
     """The checkpoint's XML as libvirt gives it (with its ``<domain>``, no secrets): what
     :func:`redefine_checkpoint` takes back after libvirt lost its metadata."""
     with connection(uri) as conn:
-        dom = _lookup(conn, uri, vm_uuid)
+        dom = lookup_domain(conn, uri, vm_uuid)
         try:
             return str(dom.checkpointLookupByName(name).getXMLDesc(0))
         except libvirt.libvirtError as exc:
@@ -119,7 +109,7 @@ def redefine_checkpoint(uri: str, vm_uuid: str, xml: str) -> None:
     except ET.ParseError as exc:
         raise InvalidInput(str(exc), what="checkpoint XML") from None
     with connection(uri) as conn:
-        dom = _lookup(conn, uri, vm_uuid)
+        dom = lookup_domain(conn, uri, vm_uuid)
         try:
             dom.checkpointLookupByName(name)
             return
@@ -152,7 +142,7 @@ def delete_checkpoint(uri: str, vm_uuid: str, name: str, *, metadata_only: bool 
             f"vmvault deletes only its own checkpoints ({OUR_PREFIX}*)", what=f"checkpoint {name}"
         )
     with connection(uri) as conn:
-        dom = _lookup(conn, uri, vm_uuid)
+        dom = lookup_domain(conn, uri, vm_uuid)
         try:
             cp = dom.checkpointLookupByName(name)
         except libvirt.libvirtError as exc:
@@ -319,7 +309,7 @@ def verify_checkpoint(uri: str, vm_uuid: str, name: str, targets: Iterable[str])
     unclean stop).  Disks the checkpoint does not cover are reported too ("no bitmap")."""
     problems: list[str] = []
     with connection(uri) as conn:
-        dom = _lookup(conn, uri, vm_uuid)
+        dom = lookup_domain(conn, uri, vm_uuid)
         if dom.isActive():
             try:
                 coverage = checkpoint_coverage(dom, name)

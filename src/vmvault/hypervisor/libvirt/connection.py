@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 import libvirt
 
-from vmvault.domain.errors import HostUnreachable
+from vmvault.domain.errors import HostUnreachable, VmVanished
 
 _silenced = False
 
@@ -47,3 +48,14 @@ def connection(uri: str) -> Iterator[libvirt.virConnect]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def lookup_domain(conn: Any, uri: str, vm_uuid: str) -> Any:
+    """The domain with ``vm_uuid``: ``VM_DELETED`` when the host has none, ``HOST_UNREACHABLE``
+    when libvirt fails otherwise."""
+    try:
+        return conn.lookupByUUIDString(vm_uuid)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            raise VmVanished(vm=vm_uuid, host=uri) from None
+        raise HostUnreachable(_first_line(exc), uri=uri) from None
