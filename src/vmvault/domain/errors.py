@@ -550,3 +550,149 @@ class OfflineExportFailed(VmvaultError):
         "Check that the VM is shut off (a running VM holds the image's lock) and that the "
         "image is readable, then retry."
     )
+
+
+# --- policies (added by policy engineer) -----------------------------------------------------
+
+
+class InvalidSchedule(InvalidInput):
+    code = "INVALID_SCHEDULE"
+    message = "schedule '{text}' is not valid"
+    remedy = (
+        "Write daily@HH:MM, weekly:DAYS@HH:MM (DAYS like mon,wed,fri or mon-fri) or "
+        "every:Nh@HH:MM-HH:MM (N is 4, 6, 8 or 12; 24-hour times, 00:00-23:59)."
+    )
+    kind = "usage"
+
+
+class UnknownTimeZone(InvalidInput):
+    code = "UNKNOWN_TIME_ZONE"
+    message = "'{tz}' is not an IANA time zone"
+    remedy = (
+        "Use a name such as UTC, Europe/Berlin or America/New_York "
+        "('timedatectl list-timezones' lists them)."
+    )
+    kind = "usage"
+
+
+class InvalidRetention(InvalidInput):
+    code = "INVALID_RETENTION"
+    message = "retention {retention} is not valid"
+    remedy = (
+        "Give whole numbers from 0 to 9999 for daily, weekly, monthly and yearly, at least "
+        "one of them above 0 (e.g. daily=7 weekly=4 monthly=12)."
+    )
+    kind = "usage"
+
+
+class RetentionTooShort(InvalidInput):
+    code = "RETENTION_TOO_SHORT"
+    message = (
+        "retention {retention} is shorter than the schedule's interval: it keeps only the "
+        "newest point, so every backup of '{schedule}' deletes the one before"
+    )
+    remedy = "Keep at least 2 points at one level, e.g. daily=7 (the last 7 days)."
+    kind = "usage"
+
+
+# --- restore (added by restore engineer) ---------------------------------------------------
+
+
+class PointOfAnotherVm(VmvaultError):
+    code = "POINT_OF_ANOTHER_VM"
+    message = "recovery point {point} belongs to VM {owner}, not to {vm}"
+    remedy = "List the VM's points with 'vmvault points list {vm}' and pick one of them."
+    kind = "usage"
+
+
+class RestoreNameExists(VmvaultError):
+    code = "RESTORE_NAME_EXISTS"
+    message = "a VM named {name} is already defined on {host}"
+    remedy = (
+        "Choose another name for --as-new, or overwrite that VM from one of its own points "
+        "with --replace."
+    )
+    kind = "usage"
+
+
+class RestoreDirUnusable(VmvaultError):
+    code = "RESTORE_DIR_UNUSABLE"
+    message = "{path} cannot hold the restored disks: {why}"
+    remedy = (
+        "Give --dir a directory vmvault can write and QEMU (user libvirt-qemu) can reach: "
+        "every parent needs o+x (not under /root or a 0700 temporary directory)."
+    )
+    kind = "usage"
+
+
+class RestoreHostNotLocal(VmvaultError):
+    code = "RESTORE_HOST_NOT_LOCAL"
+    message = "host {uri} is not this machine: a restore writes the disks where vmvault runs"
+    remedy = "Run the restore with vmvault on that host, or restore to this host."
+    kind = "usage"
+
+
+class RestoreVmNotDefined(VmvaultError):
+    code = "RESTORE_VM_NOT_DEFINED"
+    message = "VM {vm} is no longer defined on {host}: there is nothing to replace"
+    remedy = "Restore it as a new VM: --as-new NAME (its old name is fine)."
+    kind = "usage"
+
+
+class RestoreVmHasSnapshots(VmvaultError):
+    code = "RESTORE_VM_HAS_SNAPSHOTS"
+    message = "VM {vm} has libvirt snapshots ({snapshots}) that --replace would orphan"
+    remedy = (
+        "Delete or revert the snapshots first ('virsh snapshot-list {vm}'), "
+        "or restore the point --as-new."
+    )
+    kind = "usage"
+
+
+class RestoreUnsupportedDisk(VmvaultError):
+    code = "RESTORE_UNSUPPORTED_DISK"
+    message = "disk {target} of VM {vm} is a {kind}: --replace writes image files in place"
+    remedy = "Restore the point --as-new (its disks become files), or --disks-only."
+    kind = "usage"
+
+
+class RestoreVerifyFailed(VmvaultError):
+    code = "RESTORE_VERIFY_FAILED"
+    message = "the restored image of disk {target} does not match the recovery point ({why})"
+    remedy = (
+        "Nothing was changed: the staged images were removed. Run 'vmvault verify --point "
+        "POINT' and check the target file system, then retry or restore another point."
+    )
+
+
+class RestoreShutdownFailed(VmvaultError):
+    code = "RESTORE_SHUTDOWN_FAILED"
+    message = "VM {vm} could not be shut off for the restore"
+    remedy = "Stop it yourself ('virsh destroy {vm}') and retry; nothing was replaced."
+
+
+class RestoreDefineFailed(VmvaultError):
+    code = "RESTORE_DEFINE_FAILED"
+    message = "libvirt refused the restored definition of VM {vm}"
+    remedy = (
+        "Read the message. For --replace the previous disks and definition were put back; "
+        "'vmvault jobs show' lists every step."
+    )
+
+
+class RestoreStartFailed(VmvaultError):
+    code = "RESTORE_START_FAILED"
+    message = "the restored VM {vm} did not start"
+    remedy = (
+        "The VM is defined with the restored disks; see /var/log/libvirt/qemu/{vm}.log. "
+        "The previous disks of a replaced VM were kept (their paths are in the job log)."
+    )
+
+
+class RestoreTestFailed(VmvaultError):
+    code = "RESTORE_TEST_FAILED"
+    message = "restore test of point {point} failed: {why}"
+    remedy = (
+        "The point does not give back a working VM: check the guest's console log kept in "
+        "the job log, and test an older point ('vmvault restore-test VM --point ID')."
+    )
