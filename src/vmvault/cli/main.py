@@ -20,7 +20,7 @@ from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
 from vmvault.cli.render import emit_json, out
 from vmvault.domain.errors import InternalError, VmvaultError, catalog_markdown
-from vmvault.domain.job import JobState, JobType, parse_since
+from vmvault.domain.job import Job, JobState, JobType, parse_since
 from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION, parse_size
 from vmvault.domain.vm import VmState
 
@@ -300,6 +300,40 @@ def jobs_show(job_id: int, json_: JsonOpt = False) -> None:
     out.print("log:")
     for line in log:
         out.print(f"  {line}", markup=False)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: int, json_: JsonOpt = False) -> None:
+    """Cancel a running job; it stops within seconds and leaves no trace."""
+    job = services().jobs.cancel(job_id)
+    if json_:
+        emit_json(render.job_doc(job))
+    else:
+        out.print(f"job {job.id} {job.type.value}: {job.state.value}")
+
+
+@jobs_app.command("wait")
+def jobs_wait(
+    job_id: int,
+    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Wait for a job to end (with a progress bar on a terminal); exit code as the job's."""
+    observers = services().runner.observers
+
+    def update(job: Job) -> None:
+        for observe in observers:
+            observe(job)
+
+    with data.live_progress(not json_):
+        job = services().jobs.wait(job_id, on_update=update, timeout=timeout)
+    if json_:
+        emit_json(render.job_doc(job))
+    else:
+        render.job_result_line(job)
+    if not job.state.final:
+        raise typer.Exit(render.EXIT_FAILED)
+    raise typer.Exit(render.exit_code_for([job]))
 
 
 @app.command("errors")

@@ -138,6 +138,13 @@ class JobNotFound(VmvaultError):
     kind = "usage"
 
 
+class JobNotActive(VmvaultError):
+    code = "JOB_NOT_ACTIVE"
+    message = "job {job} has already ended ({state})"
+    remedy = "Nothing to cancel; 'vmvault jobs show {job}' shows how it ended."
+    kind = "usage"
+
+
 # --- concurrency -----------------------------------------------------------------------------
 
 

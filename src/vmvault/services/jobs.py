@@ -25,6 +25,7 @@ from vmvault.domain.errors import (
     DiscoveryInProgress,
     InternalError,
     JobInterrupted,
+    JobNotActive,
     JobNotFound,
     OperationInProgress,
     VmvaultError,
@@ -194,6 +195,41 @@ class JobQueries:
         after = self.clock() - since if since is not None else None
         with self.uow() as uow:
             return uow.jobs.find(job_type=job_type, state=state, since=after, vm_uuid=vm_uuid)
+
+    def cancel(self, job_id: int) -> Job:
+        """Ask a job to stop.  A running job sees ``cancelling`` at its next check (within a
+        second or so), undoes what it started and ends ``cancelled``."""
+        with self.uow() as uow:
+            job = uow.jobs.get(job_id)
+            if job is None:
+                raise JobNotFound(job=job_id)
+            if job.state.final:
+                raise JobNotActive(job=job_id, state=job.state.value)
+            if job.state is JobState.IN_PROGRESS:
+                job.state = JobState.CANCELLING
+                uow.jobs.append_log(job.id, "cancel requested", self.clock())
+                uow.jobs.update(job)
+                uow.commit()
+            return job
+
+    def wait(
+        self,
+        job_id: int,
+        on_update: Callable[[Job], None] | None = None,
+        poll: float = 0.5,
+        timeout: float | None = None,
+    ) -> Job:
+        """Block until the job reaches a final state (or ``timeout`` seconds pass)."""
+        started = time.monotonic()
+        while True:
+            job, _ = self.show(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job.state.final:
+                return job
+            if timeout is not None and time.monotonic() - started > timeout:
+                return job
+            time.sleep(poll)
 
     def show(self, job_id: int) -> tuple[Job, list[str]]:
         with self.uow() as uow:
