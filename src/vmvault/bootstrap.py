@@ -19,10 +19,14 @@ from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
 from vmvault.services.backups import BackupService
+from vmvault.services.dashboard import DashboardService
 from vmvault.services.inventory import InventoryService
 from vmvault.services.jobs import JobQueries, JobRunner
 from vmvault.services.lab import LabService
 from vmvault.services.points import PointService
+from vmvault.services.policies import PolicyService
+from vmvault.services.protection import ProtectionService
+from vmvault.services.restores import RestoreService
 from vmvault.services.vaults import VaultService
 
 
@@ -85,13 +89,40 @@ class Services:
 
         s = self.settings
         driver = LibvirtBackupDriver(s.work_dir)
-        return BackupService(
+        service = BackupService(
             self._uow, self.runner, self.vaults, self._hypervisor, driver, utcnow, s.workers
         )
+        service.after_backup = self.protection.after_backup  # retention of protected VMs
+        return service
+
+    @cached_property
+    def policies(self) -> PolicyService:
+        return PolicyService(self._uow, self.vaults, utcnow)
+
+    @cached_property
+    def protection(self) -> ProtectionService:
+        return ProtectionService(self._uow, self.runner, self.vaults, utcnow, lambda: self.backups)
+
+    @cached_property
+    def dashboard(self) -> DashboardService:
+        return DashboardService(self._uow, self.vaults, utcnow)
 
     @cached_property
     def points(self) -> PointService:
         return PointService(self._uow, self.runner, self.vaults, utcnow, self.settings.workers)
+
+    @cached_property
+    def restores(self) -> RestoreService:
+        from vmvault.hypervisor.libvirt.restore import LibvirtRestoreDriver
+
+        return RestoreService(
+            self._uow,
+            self.runner,
+            self.vaults,
+            LibvirtRestoreDriver(),
+            utcnow,
+            self.settings.workers,
+        )
 
     @cached_property
     def jobs(self) -> JobQueries:

@@ -107,8 +107,17 @@ def test_build_guest_is_cached() -> None:
     assert second.initrd.stat().st_size > 1_000_000
 
 
+@pytest.fixture(scope="module", autouse=True)
+def own_prefix() -> Iterator[None]:
+    """This module brings labs up and down: give it a prefix of its own, so its ``lab_down``
+    never takes the session's shared guests (tests/integration/conftest.py) with it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VMVAULT_LAB_PREFIX", f"{lab_prefix()}t")
+        yield
+
+
 @pytest.fixture(scope="module")
-def lab_vms() -> Iterator[dict[str, LabVm]]:
+def lab_vms(own_prefix: None) -> Iterator[dict[str, LabVm]]:
     """One running guest of every variant, keyed by variant."""
     vms = lab_up(URI, LAB_DIR, CACHE_DIR, dict.fromkeys(VARIANTS, 1), timeout=180)
     try:

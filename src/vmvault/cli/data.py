@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -13,8 +14,11 @@ from rich.table import Table
 from vmvault.cli import render
 from vmvault.cli.context import services
 from vmvault.cli.render import emit_json, out
+from vmvault.domain.errors import InvalidInput
 from vmvault.domain.job import Job
 from vmvault.domain.recovery_point import RecoveryPoint
+from vmvault.domain.restore import RestoreMode
+from vmvault.services.restores import RestoreReport
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 VaultOpt = Annotated[
@@ -42,6 +46,8 @@ def point_doc(p: RecoveryPoint) -> dict[str, Any]:
         "bytes_new": p.bytes_new,
         "job_id": p.job_id,
         "warnings": p.warnings,
+        "protected": p.protected,
+        "keep_until": render.iso(p.keep_until),
         "disks": [
             {
                 "target": d.target,
@@ -103,14 +109,19 @@ def backup(
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="Run in the foreground (the default).")
     ] = True,
+    keep_until: Annotated[
+        str | None,
+        typer.Option(help="Retention leaves the point alone until then (YYYY-MM-DD[THH:MM])."),
+    ] = None,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Back up VMs now: one backup job per VM (full the first time, then incremental)."""
     if not wait:
         raise typer.BadParameter("--no-wait needs the job server ('vmvault serve'), not yet here")
+    until = _keep_until(keep_until) if keep_until else None
     with live_progress(not json_):
-        outcomes = services().backups.backup(vault, vms)
+        outcomes = services().backups.backup(vault, vms, keep_until=until)
     jobs = [o.job for o in outcomes]
     if json_:
         emit_json(
@@ -130,7 +141,21 @@ def backup(
                     f"{_size(p.bytes_read)} read, {_size(p.bytes_new)} new",
                     markup=False,
                 )
+        for prune in services().protection.prunes:  # retention of protected VMs
+            render.job_result_line(prune.job)
     raise typer.Exit(render.exit_code_for(jobs))
+
+
+def _keep_until(text: str) -> datetime:
+    """A date (midnight) or date-time, local time unless it names its offset; in the future."""
+    try:
+        value = datetime.fromisoformat(text.strip()).astimezone()
+    except ValueError:
+        what = f"--keep-until '{text}'"
+        raise InvalidInput("use YYYY-MM-DD or YYYY-MM-DDTHH:MM", what=what) from None
+    if value <= datetime.now(UTC):
+        raise InvalidInput("it is not in the future", what=f"--keep-until '{text}'")
+    return value
 
 
 @points_app.command("list")
@@ -204,19 +229,98 @@ def points_delete(point_id: str, json_: JsonOpt = False) -> None:
 
 
 def restore(
-    vm: str,
+    vm: Annotated[str, typer.Argument(help="The VM the point belongs to.")],
     point: Annotated[str, typer.Option("--point", help="Recovery point id.")],
+    as_new: Annotated[
+        str | None, typer.Option("--as-new", help="Define a new VM with this name.")
+    ] = None,
     disks_only: Annotated[
         bool, typer.Option("--disks-only", help="Write disk images + domain XML only.")
     ] = False,
-    directory: Annotated[str | None, typer.Option("--dir", help="Target directory.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="qcow2 (default) or raw.")] = "qcow2",
-    overwrite: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite the VM itself with the point.")
+    ] = False,
+    directory: Annotated[
+        str | None,
+        typer.Option("--dir", help="Target directory (default: the host's default pool dir)."),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="--as-new: libvirt URI of the target host.")
+    ] = None,
+    start: Annotated[bool, typer.Option("--start", help="Start the restored VM.")] = False,
+    test: Annotated[
+        bool,
+        typer.Option("--test", help="--as-new: boot it isolated, check it, then remove it."),
+    ] = False,
+    keep_previous: Annotated[
+        bool, typer.Option("--keep-previous", help="--replace: keep the displaced images.")
+    ] = False,
+    shutdown_timeout: Annotated[
+        float,
+        typer.Option(help="--replace: seconds of graceful shutdown before forcing it off."),
+    ] = 60.0,
+    fmt: Annotated[
+        str, typer.Option("--format", help="--disks-only: qcow2 (default) or raw.")
+    ] = "qcow2",
+    overwrite: Annotated[bool, typer.Option(help="--disks-only: replace existing files.")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Restore a VM's disks from a recovery point (a restore job)."""
-    if not disks_only or not directory:
-        raise typer.BadParameter("this release restores with --disks-only --dir DIR")
+    """Restore a VM from a recovery point (a restore job).
+
+    --as-new NAME: a new VM (new name, uuid and MAC addresses).
+    --replace: the VM itself, once its restored disks are verified.
+    --disks-only: the disk images and the domain XML, nothing defined.
+    """
+    modes = [m for m, on in (("--as-new", as_new is not None), ("--disks-only", disks_only),
+                             ("--replace", replace)) if on]  # fmt: skip
+    if len(modes) != 1:
+        raise typer.BadParameter("give exactly one of --as-new NAME, --disks-only, --replace")
+    if start and test:
+        raise typer.BadParameter("--start and --test exclude each other")
+    if disks_only:
+        if not directory:
+            raise typer.BadParameter("--disks-only needs --dir DIR")
+        if start or test or host or keep_previous:
+            raise typer.BadParameter("--disks-only defines no VM: no --start, --test, --host")
+        _restore_disks(vm, point, directory, fmt, overwrite, json_)
+        return
+    if test and replace:
+        raise typer.BadParameter("--test boots a copy and removes it: use it with --as-new")
+    mode = RestoreMode.REPLACE if replace else (RestoreMode.TEST if test else RestoreMode.AS_NEW)
+    with live_progress(not json_):
+        outcome = services().restores.restore(
+            vm,
+            point,
+            mode,
+            name=as_new,
+            directory=directory,
+            host=host,
+            start=start,
+            keep_previous=keep_previous,
+            shutdown_timeout=shutdown_timeout,
+        )
+    _restore_result(outcome.job, outcome.result, json_)
+
+
+def restore_test(
+    vm: Annotated[str, typer.Argument(help="The VM the point belongs to.")],
+    point: Annotated[str, typer.Option("--point", help="Recovery point id.")],
+    directory: Annotated[
+        str | None,
+        typer.Option("--dir", help="Where the test VM's disks go (default: the default pool dir)."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Test a recovery point: boot it as a throw-away VM with its NICs down, wait for its
+    agent and the file systems it had mounted, record the result on the point, remove it."""
+    with live_progress(not json_):
+        outcome = services().restores.restore_test(vm, point, directory)
+    _restore_result(outcome.job, outcome.result, json_)
+
+
+def _restore_disks(
+    vm: str, point: str, directory: str, fmt: str, overwrite: bool, json_: bool
+) -> None:
     with live_progress(not json_):
         outcome = services().points.restore_disks(
             vm, point, directory, fmt=fmt, overwrite=overwrite
@@ -239,6 +343,74 @@ def restore(
                 )
             out.print(f"  domain XML: {outcome.result.domain_xml}", markup=False)
     raise typer.Exit(render.exit_code_for([outcome.job]))
+
+
+def restore_doc(r: RestoreReport) -> dict[str, Any]:
+    return {
+        "mode": r.mode.value,
+        "point": r.point_id,
+        "vm_name": r.vm_name,
+        "vm_uuid": r.vm_uuid,
+        "host": r.host_uri,
+        "disks": [
+            {
+                "target": d.target,
+                "path": str(d.path),
+                "link": str(d.link) if d.link else None,
+                "bytes_written": d.bytes_written,
+                "seconds": round(d.seconds, 3),
+            }
+            for d in r.disks
+        ],
+        "nics": [
+            {
+                "mac": n.mac,
+                "original_mac": n.original_mac,
+                "type": n.type,
+                "source": n.source,
+                "connected": n.connected,
+                "link_down": n.link_down,
+                "problem": n.problem,
+            }
+            for n in r.nics
+        ],
+        "files": r.files,
+        "started": r.started,
+        "boot_seconds": r.boot_seconds,
+        "downtime_seconds": r.downtime_seconds,
+        "previous": [str(p) for p in r.previous],
+        "test": r.test.to_json() if r.test else None,
+    }
+
+
+def _restore_result(job: Job, report: RestoreReport | None, json_: bool) -> None:
+    if json_:
+        _, log = services().jobs.show(job.id)
+        emit_json(render.job_doc(job, log) | {"result": restore_doc(report) if report else None})
+        raise typer.Exit(render.exit_code_for([job]))
+    render.job_result_line(job)
+    if report is not None:
+        what = "tested as" if report.mode is RestoreMode.TEST else "restored as"
+        out.print(f"  {what} {report.vm_name} ({report.vm_uuid})", markup=False)
+        for d in report.disks:
+            link = f" (link {d.link})" if d.link else ""
+            out.print(
+                f"  {d.target}: {d.path}{link}, {_size(d.bytes_written)} in {d.seconds:.2f}s",
+                markup=False,
+            )
+        for n in report.nics:
+            state = "connected" if n.connected else f"disconnected: {n.problem}"
+            down = ", link down" if n.link_down and n.connected else ""
+            out.print(f"  NIC {n.mac} ({n.type} {n.source}): {state}{down}", markup=False)
+        if report.boot_seconds is not None:
+            out.print(f"  guest agent answered {report.boot_seconds:.1f}s after start")
+        if report.downtime_seconds is not None and report.started:
+            out.print(f"  downtime {report.downtime_seconds:.1f}s")
+        for p in report.previous:
+            out.print(f"  previous image kept: {p}", markup=False)
+        if report.test is not None:
+            out.print(f"  {report.test.summary}", markup=False)
+    raise typer.Exit(render.exit_code_for([job]))
 
 
 def verify(

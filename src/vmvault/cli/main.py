@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vmvault.cli import data, render
+from vmvault.cli import data, policies, render
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
 from vmvault.cli.render import emit_json, out
@@ -42,8 +42,14 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(data.points_app, name="points")
 app.command()(data.backup)
 app.command()(data.restore)
+app.command("restore-test")(data.restore_test)
 app.command()(data.verify)
 app.command()(data.gc)
+app.add_typer(policies.policy_app, name="policy")
+app.add_typer(policies.protection_app, name="protection")
+app.command()(policies.protect)
+app.command()(policies.unregister)
+app.command()(policies.dashboard)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 VaultOpt = Annotated[

@@ -703,3 +703,51 @@ class RestoreTestFailed(VmvaultError):
         "The point does not give back a working VM: check the guest's console log kept in "
         "the job log, and test an older point ('vmvault restore-test VM --point ID')."
     )
+
+
+# --- protection (added by protection engineer) ---------------------------------------------
+
+
+class PolicyExists(VmvaultError):
+    code = "POLICY_EXISTS"
+    message = "a policy named '{name}' already exists"
+    remedy = "Choose another name, or change it with 'vmvault policy update {name} …'."
+    kind = "usage"
+
+
+class PolicyNotFound(VmvaultError):
+    code = "POLICY_NOT_FOUND"
+    message = "no policy named '{name}'"
+    remedy = "List policies with 'vmvault policy list' or create one with 'vmvault policy create'."
+    kind = "usage"
+
+
+class PolicyInUse(VmvaultError):
+    code = "POLICY_IN_USE"
+    message = "policy '{name}' is used by {count} VM(s): {vms}"
+    remedy = (
+        "Move those VMs to another policy ('vmvault protect VM --policy OTHER') or stop "
+        "their protection with --delete-data first."
+    )
+    kind = "usage"
+
+
+class VmNotRegistered(VmvaultError):
+    code = "VM_NOT_REGISTERED"
+    message = "VM {vm} is not registered with vault '{vault}'"
+    remedy = "Register it first: 'vmvault register {vm}'."
+    kind = "usage"
+
+
+class VmProtected(VmvaultError):
+    code = "VM_PROTECTED"
+    message = "VM {vm} is protected by policy '{policy}'"
+    remedy = "Stop its protection first: 'vmvault protection stop {vm} --retain-data'."
+    kind = "usage"
+
+
+class WrongProtectionState(VmvaultError):
+    code = "WRONG_PROTECTION_STATE"
+    message = "VM {vm} is {state}: it cannot be {action}"
+    remedy = "See its state with 'vmvault vm show {vm}'."
+    kind = "usage"

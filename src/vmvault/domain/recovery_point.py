@@ -67,6 +67,10 @@ class RecoveryPoint:
     set_id: str | None = None
     job_id: int | None = None
     warnings: list[str] = field(default_factory=list)
+    #: retention leaves the point alone until then (ad-hoc ``backup --keep-until``)
+    keep_until: datetime | None = None
+    #: pinned by the user: never pruned
+    protected: bool = False
 
     @property
     def bytes_logical(self) -> int:

@@ -129,6 +129,10 @@ class VmItem:
     agent_version: str | None = None
     crash_consistent_only: bool = False
     registration_warnings: list[str] = field(default_factory=list)
+    #: the policy of a protected (or protection-stopped) VM
+    policy: str | None = None
+    #: when protection (with its current policy) was configured
+    protected_since: datetime | None = None
 
     @property
     def backup_disks(self) -> list[Disk]:

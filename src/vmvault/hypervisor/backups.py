@@ -27,10 +27,12 @@ class _PullSession:
         self.frozen = False
         self.frozen_ms = 0
         self.notes: list[str] = []
+        self.fsinfo: list[dict[str, Any]] | None = None
 
     def __enter__(self) -> _PullSession:
         self.backup.__enter__()
         pit = self.backup.point_in_time
+        self.fsinfo = pit.fsinfo
         self.frozen = pit.frozen
         self.frozen_ms = pit.frozen_ms
         if pit.freeze_error:
@@ -57,6 +59,7 @@ class _OfflineSession:
         self.work_dir = work_dir
         self.frozen = False
         self.frozen_ms = 0
+        self.fsinfo: list[dict[str, Any]] | None = None
         self.notes = ["VM shut off: its images are read directly (qemu-nbd, read-only)"]
         self._stack = ExitStack()
         self._exports: dict[str, offline_mod.OfflineExport] = {}

@@ -9,7 +9,7 @@ vmvault processes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, delete, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vmvault.domain.job import Job, JobConflict, JobState, JobType
+from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import (
     CheckpointRecord,
     Consistency,
@@ -150,6 +151,8 @@ class SqlVms:
             agent_version=r.agent_version,
             crash_consistent_only=r.crash_consistent_only,
             registration_warnings=list(r.registration_warnings),
+            policy=r.policy,
+            protected_since=_utc(r.protected_since),
         )
 
     def get(self, uuid: str) -> VmItem | None:
@@ -187,6 +190,8 @@ class SqlVms:
             agent_version=vm.agent_version,
             crash_consistent_only=vm.crash_consistent_only,
             registration_warnings=list(vm.registration_warnings),
+            policy=vm.policy,
+            protected_since=vm.protected_since,
         )
         done = self.conn.execute(update(t.vms).where(t.vms.c.uuid == vm.uuid).values(**values))
         if done.rowcount == 0:
@@ -330,6 +335,8 @@ class SqlPoints:
             set_id=r.set_id,
             job_id=r.job_id,
             warnings=list(r.warnings),
+            keep_until=_utc(r.keep_until),
+            protected=bool(r.protected),
         )
 
     def add(self, point: RecoveryPoint) -> None:
@@ -348,6 +355,8 @@ class SqlPoints:
                 job_id=point.job_id,
                 disks=[asdict(d) for d in point.disks],
                 warnings=list(point.warnings),
+                keep_until=point.keep_until,
+                protected=point.protected,
             )
         )
 
@@ -370,6 +379,25 @@ class SqlPoints:
     def delete(self, point_id: str) -> None:
         self.conn.execute(delete(t.recovery_points).where(t.recovery_points.c.id == point_id))
 
+    def set_pinned(self, point_id: str, protected: bool, keep_until: datetime | None) -> None:
+        self.conn.execute(
+            update(t.recovery_points)
+            .where(t.recovery_points.c.id == point_id)
+            .values(protected=protected, keep_until=keep_until)
+        )
+
+    def record_restore_test(self, point_id: str, result: dict[str, Any]) -> None:
+        self.conn.execute(
+            update(t.recovery_points)
+            .where(t.recovery_points.c.id == point_id)
+            .values(restore_test=result)
+        )
+
+    def restore_test(self, point_id: str) -> dict[str, Any] | None:
+        q = select(t.recovery_points.c.restore_test).where(t.recovery_points.c.id == point_id)
+        value = self.conn.execute(q).scalar_one_or_none()
+        return dict(value) if value else None
+
 
 class SqlCheckpoints:
     def __init__(self, conn: Connection) -> None:
@@ -389,6 +417,58 @@ class SqlCheckpoints:
         self.conn.execute(delete(t.checkpoints).where(t.checkpoints.c.name == name))
 
 
+@dataclass
+class PolicyRow:
+    """A stored policy (satisfies ``services.ports.PolicyRecord``)."""
+
+    name: str
+    vault: str
+    policy: Policy
+    created_at: datetime
+    updated_at: datetime
+
+
+class SqlPolicies:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _row(self, r: Any) -> PolicyRow:
+        policy = Policy.from_json(r.definition)
+        return PolicyRow(r.name, r.vault, policy, _req(r.created_at), _req(r.updated_at))
+
+    def get(self, name: str) -> PolicyRow | None:
+        r = self.conn.execute(select(t.policies).where(t.policies.c.name == name)).first()
+        return self._row(r) if r else None
+
+    def all(self, vault: str | None = None) -> list[PolicyRow]:
+        q = select(t.policies).order_by(t.policies.c.name)
+        if vault is not None:
+            q = q.where(t.policies.c.vault == vault)
+        return [self._row(r) for r in self.conn.execute(q)]
+
+    def add(self, vault: str, policy: Policy, now: datetime) -> PolicyRow:
+        self.conn.execute(
+            insert(t.policies).values(
+                name=policy.name,
+                vault=vault,
+                definition=policy.to_json(),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return PolicyRow(policy.name, vault, policy, now, now)
+
+    def update(self, policy: Policy, now: datetime) -> None:
+        self.conn.execute(
+            update(t.policies)
+            .where(t.policies.c.name == policy.name)
+            .values(definition=policy.to_json(), updated_at=now)
+        )
+
+    def delete(self, name: str) -> None:
+        self.conn.execute(delete(t.policies).where(t.policies.c.name == name))
+
+
 class SqlUnitOfWork:
     """One catalog transaction; rolls back unless :meth:`commit` was called."""
 
@@ -404,6 +484,7 @@ class SqlUnitOfWork:
         self.jobs = SqlJobs(self.conn)
         self.points = SqlPoints(self.conn)
         self.checkpoints = SqlCheckpoints(self.conn)
+        self.policies = SqlPolicies(self.conn)
         return self
 
     def __exit__(

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -66,6 +67,9 @@ vms = Table(
     Column("agent_version", String(64)),
     Column("crash_consistent_only", Boolean, nullable=False, default=False),
     Column("registration_warnings", JSON, nullable=False),
+    #: the VM's policy (protected or protection-stopped); NULL when it has none
+    Column("policy", String(64)),
+    Column("protected_since", DateTime(timezone=True)),
 )
 
 jobs = Table(
@@ -117,6 +121,12 @@ recovery_points = Table(
     Column("job_id", Integer),
     Column("disks", JSON, nullable=False),
     Column("warnings", JSON, nullable=False),
+    #: the latest restore test of the point (``RestoreTestResult.to_json``), NULL if never
+    Column("restore_test", JSON),
+    #: retention leaves the point alone until then (ad-hoc ``backup --keep-until``)
+    Column("keep_until", DateTime(timezone=True)),
+    #: pinned: never pruned (``points protect``)
+    Column("protected", Boolean, nullable=False, server_default=false()),
 )
 
 #: Checkpoints vmvault created, with the XML needed to redefine one that libvirt lost.
@@ -128,4 +138,16 @@ checkpoints = Table(
     Column("point_id", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("xml", Text, nullable=False),
+)
+
+#: Policies (``Policy.to_json()`` in ``definition``); a VM names its policy in ``vms.policy``.
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("vault", String(64), nullable=False, index=True),
+    Column("definition", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 from vmvault.dataplane.backup import DiskBackupResult, backup_disk
 from vmvault.dataplane.index import DiskIndex
@@ -48,6 +48,7 @@ from vmvault.domain.recovery_point import (
     new_point_id,
     plan_reads,
 )
+from vmvault.domain.restore import fs_summary
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import Disk, VmItem, VmState
 from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
@@ -97,6 +98,8 @@ class PointSession(Protocol):
     frozen: bool
     frozen_ms: int
     notes: list[str]
+    #: ``guest-get-fsinfo`` taken with the point in time (None: offline, or no agent)
+    fsinfo: list[dict[str, Any]] | None
 
     def __enter__(self) -> PointSession: ...
     def __exit__(self, *exc: object) -> None: ...
@@ -128,11 +131,16 @@ class BackupService:
         self.driver = driver
         self.clock = clock
         self.workers = workers
+        #: Called after each successful backup (bootstrap sets it: retention of a protected
+        #: VM runs as its own ``prune`` job once the backup job has ended).
+        self.after_backup: Callable[[Vault, VmItem, RecoveryPoint], None] | None = None
 
     def backup(
-        self, vault_name: str | None, refs: Sequence[str]
+        self, vault_name: str | None, refs: Sequence[str], keep_until: datetime | None = None
     ) -> list[JobOutcome[RecoveryPoint]]:
-        """One backup job per VM; every reference is checked before any job starts."""
+        """One backup job per VM; every reference is checked before any job starts.
+
+        ``keep_until``: retention leaves the new points alone until then (ad-hoc points)."""
         if not refs:
             raise InvalidInput("name at least one VM", what="VM list")
         vault = self.vaults.resolve(vault_name)
@@ -151,14 +159,22 @@ class BackupService:
         store = self.vaults.open_store(vault)
         outcomes = []
         for vm in chosen:
-            work = partial(self._backup, vault, store, vm)
-            outcomes.append(self.runner.run(JobType.BACKUP, vault.name, vm.uuid, vm.label, work))
+            work = partial(self._backup, vault, store, vm, keep_until)
+            outcome = self.runner.run(JobType.BACKUP, vault.name, vm.uuid, vm.label, work)
+            outcomes.append(outcome)
+            if outcome.result is not None and self.after_backup is not None:
+                self.after_backup(vault, vm, outcome.result)
         return outcomes
 
     # --- one VM --------------------------------------------------------------------------------
 
     def _backup(
-        self, vault: Vault, store: VaultStore, vm: VmItem, ctx: JobContext
+        self,
+        vault: Vault,
+        store: VaultStore,
+        vm: VmItem,
+        keep_until: datetime | None,
+        ctx: JobContext,
     ) -> RecoveryPoint:
         facts = self.hypervisor.domain_facts(vm.host_uri, vm.uuid)
         if facts is None:
@@ -201,6 +217,12 @@ class BackupService:
             self._discard(vm, store, point_id, new_checkpoint, ctx)
             raise
         self._prune_checkpoints(vm, keep=point.checkpoint, ctx=ctx)
+        if keep_until is not None:
+            point.keep_until = keep_until
+            with self.uow() as uow:
+                uow.points.set_pinned(point.id, point.protected, keep_until)
+                uow.commit()
+            ctx.log(f"retention leaves point {point.id} alone until {keep_until.isoformat()}")
         return point
 
     def _take_and_read(
@@ -310,7 +332,12 @@ class BackupService:
                     frozen_ms=session.frozen_ms,
                     checkpoint=checkpoint,
                     disks=entries,
-                    extra={"host_uri": vm.host_uri, "incremental_from": incremental_from},
+                    extra={
+                        "host_uri": vm.host_uri,
+                        "incremental_from": incremental_from,
+                        # what the guest had mounted: a restore test checks it is back
+                        "fsinfo": fs_summary(session.fsinfo),
+                    },
                 )
             )
         point = RecoveryPoint(

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from vmvault.domain.inventory import AgentReport
 from vmvault.domain.job import Job, JobState, JobType
+from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import CheckpointRecord, RecoveryPoint
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import DomainFacts, VmItem
@@ -51,6 +52,14 @@ class PointRepository(Protocol):
 
     def in_vault(self, vault: str) -> list[RecoveryPoint]: ...
     def delete(self, point_id: str) -> None: ...
+    def set_pinned(self, point_id: str, protected: bool, keep_until: datetime | None) -> None:
+        """Set the point's pin (never pruned) and its keep-until date."""
+
+    def record_restore_test(self, point_id: str, result: dict[str, Any]) -> None:
+        """Keep the latest restore test's result (JSON) on the point."""
+
+    def restore_test(self, point_id: str) -> dict[str, Any] | None:
+        """The latest restore test's result of the point, if it was ever tested."""
 
 
 class CheckpointRepository(Protocol):
@@ -114,6 +123,8 @@ class UnitOfWork(Protocol):
     def points(self) -> PointRepository: ...
     @property
     def checkpoints(self) -> CheckpointRepository: ...
+    @property
+    def policies(self) -> PolicyRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(
@@ -153,3 +164,37 @@ class LabDriver(Protocol):
     def up(self, counts: dict[str, int]) -> list[dict[str, object]]: ...
     def status(self) -> list[dict[str, object]]: ...
     def down(self) -> list[str]: ...
+
+
+# --- protection (added by protection engineer) ---------------------------------------------
+
+
+class PolicyRecord(Protocol):
+    """A stored policy: the policy itself, the vault it belongs to, and when it changed."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def vault(self) -> str: ...
+    @property
+    def policy(self) -> Policy: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+class PolicyRepository(Protocol):
+    """Policies by name (names are unique across vaults)."""
+
+    def get(self, name: str) -> PolicyRecord | None: ...
+    def all(self, vault: str | None = None) -> Sequence[PolicyRecord]:
+        """Sorted by name."""
+
+    def add(self, vault: str, policy: Policy, now: datetime) -> PolicyRecord:
+        """Insert; the caller has checked that the name is free."""
+
+    def update(self, policy: Policy, now: datetime) -> None:
+        """Replace the definition of the policy named ``policy.name``."""
+
+    def delete(self, name: str) -> None: ...

@@ -1,0 +1,324 @@
+"""Policies, protection, unregister, pinned points and the dashboard commands."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from vmvault.cli import render
+from vmvault.cli.context import services
+from vmvault.cli.data import live_progress, point_doc, points_app
+from vmvault.cli.render import emit_json, out
+from vmvault.domain.job import Job
+from vmvault.domain.policy import max_age
+from vmvault.domain.retention import Retention
+from vmvault.domain.schedule import format_schedule
+from vmvault.services.dashboard import Dashboard
+from vmvault.services.policies import PolicyView
+from vmvault.services.protection import ProtectResult
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+VaultOpt = Annotated[
+    str | None,
+    typer.Option("--vault", help="Vault to use (default: VMVAULT_VAULT or the only one)."),
+]
+VmsArg = Annotated[list[str], typer.Argument(help="VMs: uuid, NAME, HOST/NAME or GROUP/NAME.")]
+
+policy_app = typer.Typer(help="Policies: a schedule and a retention.", no_args_is_help=True)
+protection_app = typer.Typer(help="Protection of registered VMs.", no_args_is_help=True)
+
+
+def _count(level: str) -> Any:
+    return typer.Option(f"--{level}", help=f"Keep the newest point of this many {level} buckets.")
+
+
+# --- policies ------------------------------------------------------------------------------------
+
+
+def policy_doc(v: PolicyView) -> dict[str, Any]:
+    p = v.policy
+    return {
+        "name": p.name,
+        "vault": v.record.vault,
+        "schedule": format_schedule(p.schedule),
+        "timezone": p.timezone.key,
+        "retention": p.retention.counts,
+        "max_age_s": int(max_age(p).total_seconds()),
+        "warnings": v.warnings,
+        "vms": v.vms,
+        "created_at": render.iso(v.record.created_at),
+        "updated_at": render.iso(v.record.updated_at),
+    }
+
+
+def _show_policy(v: PolicyView, json_: bool) -> None:
+    if json_:
+        emit_json(policy_doc(v))
+    else:
+        out.print(v.policy.describe(), markup=False)
+        out.print(f"  vault:     {v.record.vault}", markup=False)
+        out.print(f"  VMs:       {', '.join(v.vms) or 'none'}", markup=False)
+    raise typer.Exit(render.EXIT_WARNINGS if v.warnings else render.EXIT_OK)
+
+
+@policy_app.command("create")
+def policy_create(
+    name: str,
+    schedule: Annotated[
+        str, typer.Option(help="daily@HH:MM, weekly:DAYS@HH:MM or every:Nh[@HH:MM-HH:MM].")
+    ],
+    tz: Annotated[str, typer.Option("--tz", "--timezone", help="IANA time zone.")] = "UTC",
+    daily: Annotated[int, _count("daily")] = 0,
+    weekly: Annotated[int, _count("weekly")] = 0,
+    monthly: Annotated[int, _count("monthly")] = 0,
+    yearly: Annotated[int, _count("yearly")] = 0,
+    vault: VaultOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Create a policy (warnings about unusual combinations: exit 3)."""
+    retention = Retention(daily, weekly, monthly, yearly)
+    _show_policy(services().policies.create(vault, name, schedule, tz, retention), json_)
+
+
+@policy_app.command("list")
+def policy_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
+    """List the vault's policies."""
+    views = services().policies.list_policies(vault)
+    if json_:
+        emit_json([policy_doc(v) for v in views])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("NAME", "SCHEDULE", "TIMEZONE", "RETENTION", "VMS"):
+        table.add_column(col)
+    for v in views:
+        p = v.policy
+        table.add_row(
+            p.name, format_schedule(p.schedule), p.timezone.key, str(p.retention), str(len(v.vms))
+        )
+    out.print(table)
+
+
+@policy_app.command("show")
+def policy_show(name: str, json_: JsonOpt = False) -> None:
+    """Show a policy, what it keeps, when a VM is overdue, its warnings and VMs."""
+    _show_policy(services().policies.get(name), json_)
+
+
+@policy_app.command("update")
+def policy_update(
+    name: str,
+    schedule: Annotated[str | None, typer.Option(help="New schedule.")] = None,
+    tz: Annotated[str | None, typer.Option("--tz", "--timezone", help="New time zone.")] = None,
+    daily: Annotated[int | None, _count("daily")] = None,
+    weekly: Annotated[int | None, _count("weekly")] = None,
+    monthly: Annotated[int | None, _count("monthly")] = None,
+    yearly: Annotated[int | None, _count("yearly")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Change a policy; options not given keep their values.  Its VMs follow at once."""
+    counts = {"daily": daily, "weekly": weekly, "monthly": monthly, "yearly": yearly}
+    view = services().policies.update(name, schedule=schedule, timezone=tz, counts=counts)
+    _show_policy(view, json_)
+
+
+@policy_app.command("delete")
+def policy_delete(name: str, json_: JsonOpt = False) -> None:
+    """Delete a policy no VM uses."""
+    services().policies.delete(name)
+    if json_:
+        emit_json({"deleted": name})
+    else:
+        out.print(f"policy '{name}' deleted", markup=False)
+
+
+# --- protection ----------------------------------------------------------------------------------
+
+
+def _jobs_result(result: ProtectResult, json_: bool) -> None:
+    prunes = services().protection.prunes
+    jobs: list[Job] = [o.job for o in result.configured] + [o.job for o in result.backups]
+    jobs += [o.job for o in prunes]
+    if json_:
+        docs = [
+            render.job_doc(o.job)
+            | {"vm_state": render.vm_doc(o.result)["state"] if o.result else None}
+            | {"policy": o.result.policy if o.result else None}
+            for o in result.configured
+        ]
+        docs += [
+            render.job_doc(o.job) | {"point": point_doc(o.result) if o.result else None}
+            for o in result.backups
+        ]
+        docs += [render.job_doc(o.job) for o in prunes]
+        emit_json(docs)
+    else:
+        for job in jobs:
+            render.job_result_line(job)
+    raise typer.Exit(render.exit_code_for(jobs))
+
+
+def protect(
+    vms: VmsArg,
+    policy: Annotated[str, typer.Option("--policy", help="The policy to protect them with.")],
+    backup_now: Annotated[
+        bool, typer.Option("--backup-now", help="Take the initial backup now.")
+    ] = False,
+    vault: VaultOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Protect registered VMs with a policy: one configure-protection job per VM.
+
+    A protected VM moves to the new policy.  The initial backup is at the policy's next slot
+    (the job server), or at once with --backup-now.
+    """
+    with live_progress(not json_ and backup_now):
+        result = services().protection.protect(vault, vms, policy, backup_now)
+    _jobs_result(result, json_)
+
+
+@protection_app.command("stop")
+def protection_stop(
+    vms: VmsArg,
+    retain_data: Annotated[
+        bool, typer.Option("--retain-data", help="Keep the points (restorable, never pruned).")
+    ] = False,
+    delete_data: Annotated[
+        bool, typer.Option("--delete-data", help="Delete the points (chunks at the next GC).")
+    ] = False,
+    vault: VaultOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Stop protecting VMs: one stop-protection job per VM."""
+    if retain_data == delete_data:
+        raise typer.BadParameter("give exactly one of --retain-data, --delete-data")
+    outcomes = services().protection.stop(vault, vms, retain_data=retain_data)
+    _jobs_result(ProtectResult(outcomes, []), json_)
+
+
+@protection_app.command("resume")
+def protection_resume(
+    vms: VmsArg,
+    policy: Annotated[
+        str | None, typer.Option("--policy", help="Resume with this policy (default: its own).")
+    ] = None,
+    vault: VaultOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Resume the protection of VMs whose protection was stopped with their data retained."""
+    _jobs_result(services().protection.resume(vault, vms, policy), json_)
+
+
+@protection_app.command("list")
+def protection_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
+    """The VMs registered with the vault, their protection, policy and newest point."""
+    items = services().protection.items(vault)
+    docs = [
+        {
+            "uuid": i.vm.uuid,
+            "name": i.vm.name,
+            "host": i.vm.hostname,
+            "state": i.vm.state.value,
+            "protection": i.protection,
+            "policy": i.vm.policy,
+            "protected_since": render.iso(i.vm.protected_since),
+            "points": i.points,
+            "last_point_at": render.iso(i.last_point_at),
+        }
+        for i in items
+    ]
+    if json_:
+        emit_json(docs)
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("NAME", "HOST", "PROTECTION", "POLICY", "POINTS", "LAST POINT"):
+        table.add_column(col)
+    for i in items:
+        table.add_row(
+            i.vm.name,
+            i.vm.hostname,
+            i.protection,
+            i.vm.policy or "-",
+            str(i.points),
+            render.short_time(i.last_point_at),
+        )
+    out.print(table)
+
+
+def unregister(vms: VmsArg, vault: VaultOpt = None, json_: JsonOpt = False) -> None:
+    """Unregister VMs that are not protected: one unregister job per VM."""
+    outcomes = services().protection.unregister(vault, vms)
+    _jobs_result(ProtectResult(outcomes, []), json_)
+
+
+# --- pinned points -------------------------------------------------------------------------------
+
+
+@points_app.command("protect")
+def points_protect(point_id: str, json_: JsonOpt = False) -> None:
+    """Pin a recovery point: retention never removes it."""
+    _pin(point_id, True, json_)
+
+
+@points_app.command("unprotect")
+def points_unprotect(point_id: str, json_: JsonOpt = False) -> None:
+    """Unpin a recovery point: retention decides about it again."""
+    _pin(point_id, False, json_)
+
+
+def _pin(point_id: str, protected: bool, json_: bool) -> None:
+    p = services().protection.pin(point_id, protected)
+    if json_:
+        emit_json(point_doc(p) | {"protected": p.protected, "keep_until": render.iso(p.keep_until)})
+    else:
+        out.print(f"point {p.id} {'protected' if protected else 'unprotected'}", markup=False)
+
+
+# --- dashboard -----------------------------------------------------------------------------------
+
+
+def dashboard_doc(d: Dashboard) -> dict[str, Any]:
+    return {
+        "vault": d.vault,
+        "at": render.iso(d.at),
+        "vms": d.vms,
+        "jobs_24h": d.jobs,
+        "attention": [
+            {
+                "vm": a.vm,
+                "name": a.name,
+                "policy": a.policy,
+                "reason": a.reason,
+                "detail": a.detail,
+                "last_backup_at": render.iso(a.last_backup_at),
+            }
+            for a in d.attention
+        ],
+        "storage": {
+            "used_bytes": d.storage_bytes,
+            "logical_bytes": d.logical_bytes,
+            "dedup_ratio": d.dedup_ratio,
+            "points": d.points,
+        },
+    }
+
+
+def dashboard(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
+    """VM and job counts, VMs that need attention, storage and dedup ratio."""
+    d = services().dashboard.summary(vault)
+    if json_:
+        emit_json(dashboard_doc(d))
+        return
+    out.print(f"[bold]vault {d.vault}[/]", highlight=False)
+    out.print("VMs       " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in d.vms.items()))
+    out.print("jobs 24h  " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in d.jobs.items()))
+    ratio = f"{d.dedup_ratio:.2f}x" if d.dedup_ratio else "-"
+    out.print(
+        f"storage   {d.storage_bytes:,} B used for {d.logical_bytes:,} B logical in "
+        f"{d.points} point(s), dedup ratio {ratio}"
+    )
+    if not d.attention:
+        out.print("attention none")
+    for a in d.attention:
+        out.print(f"attention {a.name} ({a.policy}): {a.reason}: {a.detail}", markup=False)

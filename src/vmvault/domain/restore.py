@@ -1,0 +1,508 @@
+"""Restoring a VM from a recovery point: the plan and the rules that need no libvirt (design §4).
+
+A restore that defines a VM (``--as-new``, ``--replace``, the restore test) is planned here
+before a byte is written.  The plan says, for every backed-up disk, where its image is staged,
+where it ends up, which file it displaces (``--replace``) and which symlink points at it from
+the host's default directory; for every NIC whether it stays connected; which files of the
+original VM (console logs, NVRAM, TPM state) get new paths; and what is left out.
+
+The libvirt adapter reads a domain XML into a :class:`DomainShape` and renders the plan back
+into XML; everything in between is decided here, so it is unit-tested without a hypervisor.
+
+Rules, each with its reason:
+
+* **staging next to the target** (``.<name>.vmvault-staging``): the final move is a rename on
+  the same file system, so it is atomic and needs no second copy of the data;
+* ``--replace`` moves the VM's current images aside to ``<name>.pre-restore-<job>`` in the
+  same directory and removes them only when the job has finished (``--keep-previous`` keeps
+  them), so a failure after the switch can always go back;
+* a **new VM** gets a new name, uuid and MAC addresses (``52:54:00`` + 3 random bytes, like
+  libvirt's own); its disks are called ``<name>-<target>.<fmt>``; a file of the original VM
+  moves next to them, renamed after the new VM; files that are read-only by design (kernel,
+  initrd, loader, CD-ROM images) stay shared;
+* a NIC whose network or bridge is missing (or not active) on the target host stays in the
+  XML, disconnected and with its link down, and the job names it in a warning; the restore
+  test sets every link down (the copy must not talk to the original's peers);
+* a new VM drops the disks that were not backed up and are not read-only (pass-through LUNs,
+  network disks: still the original's storage) and host devices (one device, one VM).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from vmvault.domain.errors import InvalidInput, RestoreUnsupportedDisk
+from vmvault.domain.recovery_point import PointDisk
+from vmvault.domain.vm import PowerState
+
+#: Prefix of the MAC addresses given to NICs of a new VM (QEMU/KVM's OUI, as libvirt uses).
+MAC_PREFIX = "52:54:00"
+STAGING_SUFFIX = ".vmvault-staging"
+PRE_RESTORE = ".pre-restore-"
+#: Where a host keeps VM images when libvirt has no storage pool named ``default``.
+FALLBACK_DEFAULT_DIR = Path("/var/lib/libvirt/images")
+
+_VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$")
+
+
+class RestoreMode(StrEnum):
+    AS_NEW = "as-new"
+    REPLACE = "replace"
+    TEST = "test"  # a new VM that is booted isolated, checked, then removed
+
+
+class FileKind(StrEnum):
+    """Files a domain XML names that belong to that one VM (they never stay shared)."""
+
+    LOG = "log"  # <serial|console|channel><log file=…> and file-backed char devices
+    NVRAM = "nvram"  # <os><nvram>: UEFI variables
+    TPM = "tpm"  # <tpm><backend type='emulator'><source path>: swtpm state
+    CHANNEL = "channel"  # <channel type='unix'><source path>: libvirt makes a new one
+
+
+@dataclass(frozen=True)
+class XmlDisk:
+    """One ``<disk>`` of a domain XML, in document order."""
+
+    target: str
+    type: str  # file | block | network | volume …
+    device: str  # disk | cdrom | lun | floppy
+    format: str | None
+    path: str | None
+    readonly: bool = False
+    shareable: bool = False
+
+
+@dataclass(frozen=True)
+class XmlNic:
+    """One ``<interface>`` of a domain XML, in document order (``index``)."""
+
+    index: int
+    mac: str | None
+    type: str  # network | bridge | direct | user | ethernet …
+    source: str | None  # network, bridge or device name
+
+
+@dataclass(frozen=True)
+class XmlFile:
+    kind: FileKind
+    path: str
+
+
+@dataclass(frozen=True)
+class DomainShape:
+    """What a restore needs to know about a domain XML."""
+
+    name: str
+    uuid: str
+    disks: list[XmlDisk]
+    nics: list[XmlNic]
+    files: list[XmlFile]
+    hostdevs: int = 0
+    agent_channel: bool = False
+    tpm_emulator: bool = False
+
+
+@dataclass(frozen=True)
+class LiveDomain:
+    """A domain as it is defined on a host now."""
+
+    uuid: str
+    name: str
+    power: PowerState
+    xml: str  # the persistent (inactive) definition
+    snapshots: list[str] = field(default_factory=list)
+    checkpoints: list[str] = field(default_factory=list)
+
+
+# --- names and paths ---------------------------------------------------------------------------
+
+
+def check_vm_name(name: str) -> str:
+    """Names of new VMs: 1–63 letters, digits, ``. _ + -``, starting with a letter or digit."""
+    if not _VM_NAME.match(name):
+        raise InvalidInput(
+            "use 1-63 letters, digits, '.', '_', '+' or '-', starting with a letter or digit",
+            what=f"VM name '{name}'",
+        )
+    return name
+
+
+def disk_file_name(vm_name: str, target: str, fmt: str) -> str:
+    return f"{vm_name}-{target}.{fmt}"
+
+
+def staging_path(final: Path) -> Path:
+    """Where a disk is restored and verified before it is renamed to ``final``."""
+    return final.with_name(f".{final.name}{STAGING_SUFFIX}")
+
+
+def pre_restore_path(current: Path, tag: str) -> Path:
+    """Where ``--replace`` keeps the image it displaced (same directory: a rename)."""
+    return current.with_name(f"{current.name}{PRE_RESTORE}{tag}")
+
+
+def renamed_file(path: str, old_name: str, new_name: str, directory: Path) -> Path:
+    """The new home of a file of the original VM: the new VM's directory, named after it.
+
+    ``/var/lib/libvirt/qemu/nvram/web_VARS.fd`` (VM ``web`` → ``web2``) → ``DIR/web2_VARS.fd``;
+    a name without the old VM's name gets the new one as a prefix
+    (``…/web/console.log`` → ``DIR/web2-console.log``).
+    """
+    base = Path(path).name
+    if old_name and old_name in base:
+        base = base.replace(old_name, new_name)
+    else:
+        base = f"{new_name}-{base}"
+    return directory / base
+
+
+def new_mac(taken: set[str], rand: Callable[[int], bytes] = os.urandom) -> str:
+    """A MAC address in ``52:54:00:xx:xx:xx`` that is not in ``taken`` (lower case)."""
+    for _ in range(1000):
+        tail = rand(3)
+        mac = MAC_PREFIX + "".join(f":{b:02x}" for b in tail)
+        if mac not in taken:
+            return mac
+    raise RuntimeError("no free MAC address found")  # pragma: no cover - 1000 collisions
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiskTarget:
+    """One backed-up disk of the point and where its restored image goes."""
+
+    target: str
+    fmt: str  # qcow2 | raw: the image format written (the disk's own)
+    size: int  # virtual size of the disk at the point
+    path: Path  # the final image
+    staging: Path  # restored and verified here first
+    previous: Path | None = None  # --replace: the current image, moved aside on the switch
+    link: Path | None = None  # symlink in the default directory (non-default DIR)
+
+
+@dataclass(frozen=True)
+class NicPlan:
+    index: int
+    mac: str | None  # the MAC the restored VM gets
+    original_mac: str | None
+    type: str
+    source: str | None
+    connected: bool  # False: network/bridge unusable → disconnected (type ethernet)
+    link_down: bool
+    problem: str | None = None  # why it is disconnected
+
+
+@dataclass
+class RestorePlan:
+    mode: RestoreMode
+    name: str  # of the VM defined
+    uuid: str
+    host_uri: str
+    directory: Path | None  # where the disks go (None for --replace: where they were)
+    disks: list[DiskTarget]
+    nics: list[NicPlan]
+    files: dict[str, str] = field(default_factory=dict)  # old path → new path
+    drop_disks: dict[str, str] = field(default_factory=dict)  # target → why left out
+    drop_hostdevs: bool = False
+    drop_channel_paths: bool = False
+    keep_identity: bool = False  # --replace: same name/uuid/MACs/files
+    notes: list[str] = field(default_factory=list)  # logged
+    warnings: list[str] = field(default_factory=list)  # the job's warnings
+
+    @property
+    def disk_paths(self) -> dict[str, tuple[Path, str]]:
+        return {d.target: (d.path, d.fmt) for d in self.disks}
+
+    @property
+    def links(self) -> list[tuple[Path, Path]]:
+        return [(d.link, d.path) for d in self.disks if d.link is not None]
+
+
+def backed_up(disks: Sequence[PointDisk]) -> list[PointDisk]:
+    return [d for d in disks if not d.excluded]
+
+
+def plan_new(
+    mode: RestoreMode,
+    shape: DomainShape,
+    point_disks: Sequence[PointDisk],
+    *,
+    name: str,
+    uuid: str,
+    host_uri: str,
+    directory: Path,
+    default_dir: Path,
+    nic_problems: Mapping[int, str | None],
+    taken_macs: set[str] | None = None,
+    rand: Callable[[int], bytes] = os.urandom,
+) -> RestorePlan:
+    """Plan a new VM (``--as-new`` or the restore test) from the point's domain XML."""
+    if mode is RestoreMode.REPLACE:
+        raise ValueError("plan_new plans a new VM")
+    xml_disks = {d.target: d for d in shape.disks}
+    plan = RestorePlan(mode, name, uuid, host_uri, directory, [], [])
+    same_dir = _same_dir(directory, default_dir)
+    for pd in backed_up(point_disks):
+        fmt = pd.format or (xml_disks[pd.target].format if pd.target in xml_disks else None)
+        fmt = fmt if fmt in ("qcow2", "raw") else "raw"
+        final = directory / disk_file_name(name, pd.target, fmt)
+        link = None
+        if mode is RestoreMode.AS_NEW and not same_dir:
+            link = default_dir / final.name
+        plan.disks.append(
+            DiskTarget(pd.target, fmt, pd.size, final, staging_path(final), None, link)
+        )
+    restored = {d.target for d in plan.disks}
+    for d in shape.disks:
+        if d.target in restored:
+            continue
+        if d.readonly or d.device in ("cdrom", "floppy"):
+            plan.notes.append(f"disk {d.target} ({d.device}, read-only) stays shared: {d.path}")
+            continue
+        why = _left_out(d)
+        plan.drop_disks[d.target] = why
+        plan.warnings.append(
+            f"disk {d.target} ({why}) is not part of the point and still belongs to "
+            f"{shape.name}: left out of {name}"
+        )
+    if shape.hostdevs:
+        plan.drop_hostdevs = True
+        plan.warnings.append(
+            f"{shape.hostdevs} host device(s) passed through to {shape.name} left out of {name} "
+            "(a device serves one VM)"
+        )
+    for f in shape.files:
+        if f.kind is FileKind.CHANNEL:
+            plan.drop_channel_paths = True
+            continue
+        new = renamed_file(f.path, shape.name, name, directory)
+        plan.files[f.path] = str(new)
+    if shape.tpm_emulator:
+        plan.warnings.append(
+            f"the TPM state of {shape.name} is not in the point: {name} starts with an empty TPM "
+            "(secrets sealed to the TPM, e.g. disk encryption keys, need their recovery keys)"
+        )
+    taken = {m.lower() for m in (taken_macs or set())}
+    taken |= {n.mac.lower() for n in shape.nics if n.mac}
+    for nic in shape.nics:
+        mac = new_mac(taken, rand)
+        taken.add(mac)
+        plan.nics.append(
+            decide_nic(nic, mac, nic_problems.get(nic.index), isolate=mode is RestoreMode.TEST)
+        )
+    plan.warnings += [_nic_warning(n, name) for n in plan.nics if n.problem]
+    return plan
+
+
+def plan_replace(
+    shape: DomainShape,
+    point_disks: Sequence[PointDisk],
+    *,
+    current: DomainShape,
+    host_uri: str,
+    nic_problems: Mapping[int, str | None],
+) -> RestorePlan:
+    """Plan ``--replace``: the point's definition under the VM's current name and uuid.
+
+    Each disk goes back where the VM has that disk now (or, for a disk the VM no longer has,
+    where it was at the point); the current image is moved aside to ``pre-restore`` when
+    the switch happens.  Disks of the VM that the point does not have stay untouched.
+    """
+    now_disks = {d.target: d for d in current.disks}
+    xml_disks = {d.target: d for d in shape.disks}
+    plan = RestorePlan(
+        RestoreMode.REPLACE, current.name, current.uuid, host_uri, None, [], [], keep_identity=True
+    )
+    for pd in backed_up(point_disks):
+        now = now_disks.get(pd.target)
+        then = xml_disks.get(pd.target)
+        fmt = pd.format or (then.format if then else None) or "raw"
+        where = now if now is not None else then
+        if where is None or where.type != "file" or not where.path:
+            kind = f"{where.type} disk" if where is not None else "disk without a source"
+            raise RestoreUnsupportedDisk(target=pd.target, vm=current.name, kind=kind)
+        final = Path(where.path)
+        previous = final if now is not None else None
+        plan.disks.append(
+            DiskTarget(pd.target, fmt, pd.size, final, staging_path(final), previous, None)
+        )
+    restored = {d.target for d in plan.disks}
+    for d in current.disks:
+        if d.target not in restored and d.target not in xml_disks and d.path:
+            plan.warnings.append(
+                f"disk {d.target} ({d.path}) was added to {current.name} after the point: "
+                "not in the restored definition, its file is left untouched"
+            )
+    for nic in shape.nics:
+        plan.nics.append(decide_nic(nic, nic.mac, nic_problems.get(nic.index), isolate=False))
+    plan.warnings += [_nic_warning(n, current.name) for n in plan.nics if n.problem]
+    if shape.name != current.name:
+        plan.notes.append(f"the VM was called {shape.name} at the point; it keeps {current.name}")
+    return plan
+
+
+def decide_nic(nic: XmlNic, mac: str | None, problem: str | None, *, isolate: bool) -> NicPlan:
+    """Connected when its network/bridge is usable (``problem`` None), else disconnected."""
+    return NicPlan(
+        index=nic.index,
+        mac=mac,
+        original_mac=nic.mac,
+        type=nic.type,
+        source=nic.source,
+        connected=problem is None,
+        link_down=isolate or problem is not None,
+        problem=problem,
+    )
+
+
+def _nic_warning(nic: NicPlan, vm: str) -> str:
+    return (
+        f"NIC {nic.mac or nic.index} of {vm}: {nic.problem}; it stays in the definition, "
+        f"disconnected with its link down (reconnect it with 'virsh update-device' once the "
+        f"{nic.type} '{nic.source}' exists)"
+    )
+
+
+def _left_out(d: XmlDisk) -> str:
+    if d.device == "lun":
+        return "pass-through LUN"
+    if d.type == "network":
+        return f"network disk {d.path or ''}".strip()
+    return f"{d.type} disk {d.path or ''} not backed up".strip()
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:  # pragma: no cover
+        return a.absolute() == b.absolute()
+
+
+def space_by_device(needs: Sequence[tuple[int, int]]) -> dict[int, int]:
+    """Sum ``(device, bytes)`` pairs per file system (``st_dev``)."""
+    out: dict[int, int] = {}
+    for dev, need in needs:
+        out[dev] = out.get(dev, 0) + need
+    return out
+
+
+# --- the guest's file systems and the restore test ----------------------------------------------
+
+
+def fs_summary(fsinfo: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """What a backup records of ``guest-get-fsinfo``: mount point, type, device names."""
+    if fsinfo is None:
+        return None
+    out = []
+    for fs in fsinfo:
+        mountpoint = fs.get("mountpoint")
+        if not isinstance(mountpoint, str):
+            continue
+        devices = sorted(
+            str(d.get("dev"))
+            for d in fs.get("disk") or []
+            if isinstance(d, Mapping) and d.get("dev")
+        )
+        out.append(
+            {
+                "mountpoint": mountpoint,
+                "type": str(fs.get("type", "")),
+                "name": str(fs.get("name", "")),
+                "devices": devices,
+            }
+        )
+    return sorted(out, key=lambda f: str(f["mountpoint"]))
+
+
+def expected_mounts(recorded: Sequence[Mapping[str, Any]], left_out: set[str]) -> list[str]:
+    """The mount points a restored VM must have again.
+
+    A file system that lives only on disks the point left out (a pass-through LUN …) cannot
+    come back, so it is not expected; device names are the guest's (``/dev/sda``), matched
+    against the left-out targets by their last component, which holds for virtio and SCSI.
+    """
+    out = []
+    for fs in recorded:
+        devices = [str(d).rsplit("/", 1)[-1] for d in fs.get("devices") or []]
+        if devices and all(d in left_out for d in devices):
+            continue
+        out.append(str(fs["mountpoint"]))
+    return sorted(set(out))
+
+
+def missing_mounts(expected: Sequence[str], fsinfo: Sequence[Mapping[str, Any]]) -> list[str]:
+    mounted = {fs.get("mountpoint") for fs in fsinfo}
+    return [m for m in expected if m not in mounted]
+
+
+@dataclass
+class RestoreTestResult:
+    """The outcome of a restore test, recorded on the point it tested."""
+
+    tested_at: datetime
+    ok: bool
+    boot_seconds: float | None  # start → agent answered (None: it never did)
+    job_id: int | None = None
+    expected: list[str] = field(default_factory=list)  # mount points recorded at backup
+    mounted: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    problem: str | None = None
+
+    @property
+    def summary(self) -> str:
+        when = self.tested_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+        booted = (
+            f"booted in {self.boot_seconds:.1f} s"
+            if self.boot_seconds is not None
+            else "did not boot"
+        )
+        if self.ok:
+            mounts = ", ".join(self.expected) if self.expected else "no file systems recorded"
+            return f"restore-tested at {when}, {booted}: passed ({mounts})"
+        return f"restore-tested at {when}, {booted}: FAILED ({self.problem})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tested_at": self.tested_at.isoformat(),
+            "ok": self.ok,
+            "boot_seconds": self.boot_seconds,
+            "job_id": self.job_id,
+            "expected": list(self.expected),
+            "mounted": list(self.mounted),
+            "missing": list(self.missing),
+            "problem": self.problem,
+            "summary": self.summary,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RestoreTestResult:
+        return cls(
+            tested_at=datetime.fromisoformat(str(doc["tested_at"])),
+            ok=bool(doc["ok"]),
+            boot_seconds=doc.get("boot_seconds"),
+            job_id=doc.get("job_id"),
+            expected=list(doc.get("expected") or []),
+            mounted=list(doc.get("mounted") or []),
+            missing=list(doc.get("missing") or []),
+            problem=doc.get("problem"),
+        )
+
+
+def judge_test(
+    expected: Sequence[str], fsinfo: Sequence[Mapping[str, Any]] | None
+) -> tuple[list[str], list[str]]:
+    """(mounted, missing) among the expected mount points, given the guest's fsinfo now."""
+    now = list(fsinfo or [])
+    missing = missing_mounts(expected, now)
+    mounted = sorted(str(fs.get("mountpoint")) for fs in now if fs.get("mountpoint"))
+    return mounted, missing

@@ -1,0 +1,365 @@
+"""Protection: a registered VM with a policy (design §1 "protected item"), and retention.
+
+States and jobs:
+
+* ``protect VM --policy P`` (a ``configure-protection`` job per VM): ``registered``,
+  ``protected`` (re-protect: moves to P) or ``protection-stopped`` → ``protected``.  Until the
+  VM's first recovery point exists it is shown as *pending initial backup*
+  (:func:`protection_detail`); ``--backup-now`` runs that backup at once.
+* ``protection stop --retain-data`` (a ``stop-protection`` job): ``protection-stopped``; the
+  policy is remembered, the points stay restorable and are never pruned.
+  ``--delete-data``: the VM's points are deleted (manifests and indexes now, their chunks at
+  the next GC) and it is ``registered`` again, without a policy.
+* ``protection resume [--policy P]``: ``protection-stopped`` → ``protected``.
+* ``unregister`` (an ``unregister`` job): refused while protected (``VM_PROTECTED``); the
+  VM is ``discovered`` again, retained points stay in the vault.
+
+Retention: after each successful backup of a protected VM a ``prune`` job applies
+:func:`~vmvault.domain.retention.apply_retention` with the VM's policy and deletes what it
+removes, logging every decision with its reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.errors import (
+    InvalidInput,
+    PointNotFound,
+    PolicyNotFound,
+    VmNotInLocation,
+    VmNotRegistered,
+    VmProtected,
+    WrongProtectionState,
+)
+from vmvault.domain.inventory import match_vm
+from vmvault.domain.job import JobType
+from vmvault.domain.policy import Policy
+from vmvault.domain.recovery_point import RecoveryPoint
+from vmvault.domain.retention import Decision, PointRef, apply_retention
+from vmvault.domain.vault import Vault
+from vmvault.domain.vm import VmItem, VmState
+from vmvault.services.backups import BackupService
+from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
+from vmvault.services.ports import UnitOfWorkFactory
+from vmvault.services.vaults import VaultService
+
+PENDING = "protection-configured (pending initial backup)"
+
+
+def protection_detail(vm: VmItem, has_points: bool) -> str:
+    """The protection state in words: design §1's states, with *pending* made explicit."""
+    if vm.state is VmState.PROTECTED:
+        return "protected" if has_points else PENDING
+    if vm.state is VmState.PROTECTION_STOPPED:
+        return "protection-stopped (data retained)"
+    return vm.state.value
+
+
+@dataclass
+class ProtectResult:
+    configured: list[JobOutcome[VmItem]]
+    backups: list[JobOutcome[RecoveryPoint]]
+
+
+@dataclass
+class PruneResult:
+    decisions: list[Decision]
+    removed: list[str]
+
+
+class ProtectionService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        runner: JobRunner,
+        vaults: VaultService,
+        clock: Callable[[], datetime],
+        backups: Callable[[], BackupService],
+    ) -> None:
+        self.uow = uow
+        self.runner = runner
+        self.vaults = vaults
+        self.clock = clock
+        self._backups = backups
+        self._stores: dict[str, VaultStore] = {}
+        #: The prune jobs run after backups by this process (the CLI shows them).
+        self.prunes: list[JobOutcome[PruneResult]] = []
+
+    # --- choosing VMs --------------------------------------------------------------------------
+
+    def _choose(self, vault: Vault, refs: Sequence[str]) -> list[VmItem]:
+        """Every reference resolved and checked before any job starts (one bad: none runs)."""
+        if not refs:
+            raise InvalidInput("name at least one VM", what="VM list")
+        locations = {h.uri: h.location for h in self.vaults.list_hosts()}
+        with self.uow() as uow:
+            known = uow.vms.all()
+        chosen: list[VmItem] = []
+        for ref in refs:
+            vm = match_vm(known, ref)
+            location = locations.get(vm.host_uri, "?")
+            if location != vault.location:
+                raise VmNotInLocation(
+                    vm=vm.label, host=vm.host_uri, location=location, vault_location=vault.location
+                )
+            if vm.state is VmState.DISCOVERED or vm.vault != vault.name:
+                raise VmNotRegistered(vm=vm.label, vault=vault.name)
+            if all(c.uuid != vm.uuid for c in chosen):
+                chosen.append(vm)
+        return chosen
+
+    def _policy(self, vault: Vault, name: str) -> Policy:
+        with self.uow() as uow:
+            record = uow.policies.get(name)
+        if record is None:
+            raise PolicyNotFound(name=name)
+        if record.vault != vault.name:
+            raise InvalidInput(
+                f"it belongs to vault '{record.vault}'",
+                what=f"policy '{name}' for vault '{vault.name}'",
+            )
+        return record.policy
+
+    def _run(
+        self,
+        job_type: JobType,
+        vault: Vault,
+        vm: VmItem,
+        work: Callable[[VmItem, JobContext], VmItem],
+    ) -> JobOutcome[VmItem]:
+        return self.runner.run(job_type, vault.name, vm.uuid, vm.label, partial(work, vm))
+
+    def _current(self, vm: VmItem) -> VmItem:
+        """The VM as the catalog has it now (inside its job: no one else may change it)."""
+        with self.uow() as uow:
+            current = uow.vms.get(vm.uuid)
+        assert current is not None
+        return current
+
+    # --- protect / resume ---------------------------------------------------------------------
+
+    def protect(
+        self, vault_name: str | None, refs: Sequence[str], policy: str, backup_now: bool = False
+    ) -> ProtectResult:
+        vault = self.vaults.resolve(vault_name)
+        self._policy(vault, policy)
+        chosen = self._choose(vault, refs)
+        configured = [
+            self._run(JobType.CONFIGURE_PROTECTION, vault, vm, partial(self._protect, policy))
+            for vm in chosen
+        ]
+        return ProtectResult(configured, self._backup_now(vault, configured, backup_now))
+
+    def resume(
+        self, vault_name: str | None, refs: Sequence[str], policy: str | None = None
+    ) -> ProtectResult:
+        vault = self.vaults.resolve(vault_name)
+        if policy is not None:
+            self._policy(vault, policy)
+        chosen = self._choose(vault, refs)
+        for vm in chosen:
+            if vm.state is not VmState.PROTECTION_STOPPED:
+                raise WrongProtectionState(vm=vm.label, state=vm.state.value, action="resumed")
+            if policy is None and vm.policy is None:
+                raise InvalidInput("give --policy", what=f"VM {vm.label} (it has no policy)")
+        configured = [
+            self._run(
+                JobType.CONFIGURE_PROTECTION,
+                vault,
+                vm,
+                partial(self._protect, policy or vm.policy or ""),
+            )
+            for vm in chosen
+        ]
+        return ProtectResult(configured, [])
+
+    def _protect(self, policy_name: str, vm: VmItem, ctx: JobContext) -> VmItem:
+        with self.uow() as uow:
+            current = uow.vms.get(vm.uuid)
+            assert current is not None
+            if uow.policies.get(policy_name) is None:  # deleted since the request was checked
+                raise PolicyNotFound(name=policy_name)
+            before, old = current.state, current.policy
+            if before is VmState.DISCOVERED:
+                raise VmNotRegistered(vm=vm.label, vault=vm.vault or "?")
+            current.state = VmState.PROTECTED
+            if old != policy_name or before is not VmState.PROTECTED:
+                current.protected_since = self.clock()
+            current.policy = policy_name
+            uow.vms.save(current)
+            has_points = bool(uow.points.for_vm(vm.uuid, current.vault))
+            uow.commit()
+        if before is VmState.PROTECTED and old != policy_name:
+            ctx.log(f"moved from policy '{old}' to '{policy_name}'")
+        elif before is VmState.PROTECTION_STOPPED:
+            ctx.log(f"protection resumed with policy '{policy_name}'")
+        else:
+            ctx.log(f"protected by policy '{policy_name}'")
+        ctx.log(f"state: {protection_detail(current, has_points)}")
+        return current
+
+    def _backup_now(
+        self, vault: Vault, configured: list[JobOutcome[VmItem]], wanted: bool
+    ) -> list[JobOutcome[RecoveryPoint]]:
+        ready = [o.result.uuid for o in configured if o.result is not None]
+        if not wanted or not ready:
+            return []
+        return self._backups().backup(vault.name, ready)
+
+    # --- stop / unregister ----------------------------------------------------------------------
+
+    def stop(
+        self, vault_name: str | None, refs: Sequence[str], *, retain_data: bool
+    ) -> list[JobOutcome[VmItem]]:
+        vault = self.vaults.resolve(vault_name)
+        chosen = self._choose(vault, refs)
+        for vm in chosen:
+            if vm.state is not VmState.PROTECTED:
+                raise WrongProtectionState(
+                    vm=vm.label, state=vm.state.value, action="stopped (it is not protected)"
+                )
+        store = None if retain_data else self._store(vault)
+        return [
+            self._run(JobType.STOP_PROTECTION, vault, vm, partial(self._stop, vault, store))
+            for vm in chosen
+        ]
+
+    def _stop(self, vault: Vault, store: VaultStore | None, vm: VmItem, ctx: JobContext) -> VmItem:
+        current = self._current(vm)
+        if current.state is not VmState.PROTECTED:
+            raise WrongProtectionState(vm=vm.label, state=current.state.value, action="stopped")
+        if store is None:
+            current.state = VmState.PROTECTION_STOPPED
+            with self.uow() as uow:
+                uow.vms.save(current)
+                uow.commit()
+            ctx.log(f"protection stopped, data retained (policy '{current.policy}' remembered)")
+            return current
+        with self.uow() as uow:
+            points = uow.points.for_vm(vm.uuid, vault.name)
+        for i, point in enumerate(points):
+            self._delete_point(store, point.id)
+            ctx.log(f"deleted recovery point {point.id}")
+            ctx.progress(i + 1, len(points))
+        current.state, current.policy, current.protected_since = VmState.REGISTERED, None, None
+        with self.uow() as uow:
+            uow.vms.save(current)
+            uow.commit()
+        ctx.log(
+            f"protection stopped, {len(points)} point(s) deleted; their chunks are reclaimed "
+            "by the next 'vmvault gc'"
+        )
+        return current
+
+    def unregister(self, vault_name: str | None, refs: Sequence[str]) -> list[JobOutcome[VmItem]]:
+        vault = self.vaults.resolve(vault_name)
+        chosen = self._choose(vault, refs)
+        for vm in chosen:
+            if vm.state is VmState.PROTECTED:
+                raise VmProtected(vm=vm.label, policy=vm.policy or "?")
+        return [self._run(JobType.UNREGISTER, vault, vm, self._unregister) for vm in chosen]
+
+    def _unregister(self, vm: VmItem, ctx: JobContext) -> VmItem:
+        current = self._current(vm)
+        if current.state is VmState.PROTECTED:
+            raise VmProtected(vm=vm.label, policy=current.policy or "?")
+        with self.uow() as uow:
+            kept = len(uow.points.for_vm(vm.uuid, current.vault))
+            current.state, current.vault, current.registered_at = VmState.DISCOVERED, None, None
+            current.policy, current.protected_since = None, None
+            uow.vms.save(current)
+            uow.commit()
+        ctx.log(f"unregistered; {kept} retained point(s) stay in the vault")
+        return current
+
+    # --- retention --------------------------------------------------------------------------------
+
+    def after_backup(self, vault: Vault, vm: VmItem, point: RecoveryPoint) -> None:
+        """BackupService's hook: prune a protected VM's points with its policy."""
+        current = self._current(vm)
+        if current.state is not VmState.PROTECTED or current.policy is None:
+            return
+        self.prunes.append(self.prune(vault, current))
+
+    def prune(self, vault: Vault, vm: VmItem) -> JobOutcome[PruneResult]:
+        """One ``prune`` job: apply the VM's policy's retention, delete what it removes."""
+        return self.runner.run(
+            JobType.PRUNE, vault.name, vm.uuid, vm.label, partial(self._prune, vault, vm)
+        )
+
+    def _prune(self, vault: Vault, vm: VmItem, ctx: JobContext) -> PruneResult:
+        store = self._store(vault)  # in the job: a locked vault fails the prune, not the backup
+        current = self._current(vm)
+        if current.state is not VmState.PROTECTED or current.policy is None:
+            ctx.log(f"VM is {current.state.value}: its points are not pruned")
+            return PruneResult([], [])
+        policy = self._policy(vault, current.policy)
+        with self.uow() as uow:
+            points = uow.points.for_vm(vm.uuid, vault.name)
+        refs = [PointRef(p.id, p.created_at, p.protected, p.keep_until) for p in points]
+        decisions = apply_retention(refs, policy.retention, self.clock(), policy.timezone)
+        ctx.log(f"policy '{policy.name}': {policy.retention}, {len(points)} point(s)")
+        removed = []
+        for d in decisions:
+            ctx.log(f"{'keep' if d.keep else 'remove'} {d.point_id}: {', '.join(d.reasons)}")
+            if not d.keep:
+                self._delete_point(store, d.point_id)
+                removed.append(d.point_id)
+        ctx.log(f"{len(removed)} point(s) removed; their chunks go at the next GC")
+        return PruneResult(decisions, removed)
+
+    def _delete_point(self, store: VaultStore, point_id: str) -> None:
+        """Manifest and indexes first (the point stops existing), then the catalog row."""
+        store.delete_point(point_id)
+        with self.uow() as uow:
+            uow.points.delete(point_id)
+            uow.commit()
+
+    def _store(self, vault: Vault) -> VaultStore:
+        if vault.name not in self._stores:
+            self._stores[vault.name] = self.vaults.open_store(vault)
+        return self._stores[vault.name]
+
+    # --- pins -------------------------------------------------------------------------------------
+
+    def pin(self, point_id: str, protected: bool) -> RecoveryPoint:
+        """``points protect`` / ``unprotect``: a protected point is never pruned."""
+        with self.uow() as uow:
+            point = uow.points.get(point_id)
+            if point is None:
+                raise PointNotFound(point=point_id, path="the catalog")
+            uow.points.set_pinned(point_id, protected, point.keep_until)
+            uow.commit()
+        point.protected = protected
+        return point
+
+    # --- listing --------------------------------------------------------------------------------
+
+    def items(self, vault_name: str | None) -> list[ProtectedItem]:
+        """The VMs registered with the vault, with their protection and newest point."""
+        vault = self.vaults.resolve(vault_name)
+        with self.uow() as uow:
+            vms = [v for v in uow.vms.all() if v.vault == vault.name]
+            points = {v.uuid: uow.points.for_vm(v.uuid, vault.name) for v in vms}
+        return [
+            ProtectedItem(
+                vm,
+                protection_detail(vm, bool(points[vm.uuid])),
+                len(points[vm.uuid]),
+                points[vm.uuid][0].created_at if points[vm.uuid] else None,
+            )
+            for vm in vms
+        ]
+
+
+@dataclass
+class ProtectedItem:
+    vm: VmItem
+    protection: str
+    points: int
+    last_point_at: datetime | None

@@ -1,0 +1,88 @@
+"""Policies through the CLI (no guest needed): create / list / show / update / delete, the
+domain's validation errors, warnings (exit 3), and what protection refuses without a VM."""
+
+from __future__ import annotations
+
+from tests.conftest import CliRunner
+
+GOLD = (
+    "policy", "create", "gold", "--schedule", "daily@02:30", "--tz", "Europe/Berlin",
+    "--daily", "7", "--weekly", "4", "--monthly", "12", "--yearly", "1",
+)  # fmt: skip
+
+
+def test_policy_crud(cli: CliRunner) -> None:
+    assert cli("vault", "create", "main", "--location", "local").code == 0
+    r = cli(*GOLD, "--json")
+    assert r.code == 0, r.stderr
+    doc = r.json()
+    assert doc["name"] == "gold" and doc["vault"] == "main"
+    assert doc["schedule"] == "daily@02:30" and doc["timezone"] == "Europe/Berlin"
+    assert doc["retention"] == {"daily": 7, "weekly": 4, "monthly": 12, "yearly": 1}
+    assert doc["max_age_s"] == 30 * 3600 and doc["warnings"] == [] and doc["vms"] == []
+
+    r = cli("policy", "update", "gold", "--daily", "14", "--schedule", "every:4h", "--json")
+    assert r.code == 0, r.stderr
+    doc = r.json()
+    assert doc["retention"]["daily"] == 14 and doc["retention"]["weekly"] == 4
+    assert doc["schedule"].startswith("every:4h") and doc["timezone"] == "Europe/Berlin"
+    shown = cli("policy", "show", "gold", "--json").json()
+    assert shown["schedule"] == doc["schedule"] and shown["updated_at"] >= shown["created_at"]
+
+    r = cli("policy", "create", "weekly", "--schedule", "weekly:sun@01:00", "--daily", "7")
+    assert r.code == 3, r.stderr  # legal, with a warning
+    assert "warning:" in r.stdout and "weekly=7 says the same" in r.stdout
+    assert cli("policy", "show", "weekly").code == 3
+    assert [p["name"] for p in cli("policy", "list", "--json").json()] == ["gold", "weekly"]
+
+    r = cli("policy", "delete", "weekly", "--json")
+    assert r.code == 0 and r.json() == {"deleted": "weekly"}
+    assert [p["name"] for p in cli("policy", "list", "--json").json()] == ["gold"]
+
+
+def test_policy_errors_change_nothing(cli: CliRunner) -> None:
+    cli("vault", "create", "main", "--location", "local")
+    assert cli(*GOLD).code == 0
+    before = cli("policy", "list", "--json").json()
+    for args, code in (
+        (GOLD, "POLICY_EXISTS"),
+        (("policy", "create", "x", "--schedule", "daily@25:00", "--daily", "7"), "INVALID_SCHEDULE"),
+        (("policy", "create", "x", "--schedule", "weekly:@10:00", "--daily", "7"), "INVALID_SCHEDULE"),
+        (("policy", "create", "x", "--schedule", "every:5h", "--daily", "7"), "INVALID_SCHEDULE"),
+        (("policy", "create", "x", "--schedule", "daily@02:00", "--tz", "Mars/Olympus",
+          "--daily", "7"), "UNKNOWN_TIME_ZONE"),
+        (("policy", "create", "x", "--schedule", "daily@02:00"), "INVALID_RETENTION"),
+        (("policy", "create", "x", "--schedule", "daily@02:00", "--daily", "-1"),
+         "INVALID_RETENTION"),
+        (("policy", "create", "x", "--schedule", "daily@02:00", "--daily", "1", "--weekly", "1"),
+         "RETENTION_TOO_SHORT"),
+        (("policy", "create", "bad name", "--schedule", "daily@02:00", "--daily", "7"),
+         "INVALID_INPUT"),
+        (("policy", "update", "gold", "--daily", "1", "--weekly", "0", "--monthly", "0",
+          "--yearly", "0"), "RETENTION_TOO_SHORT"),
+        (("policy", "update", "nope", "--daily", "3"), "POLICY_NOT_FOUND"),
+        (("policy", "show", "nope"), "POLICY_NOT_FOUND"),
+        (("policy", "delete", "nope"), "POLICY_NOT_FOUND"),
+        (("protect", "no-such-vm", "--policy", "gold"), "VM_NOT_FOUND"),
+        (("protect", "no-such-vm", "--policy", "nope"), "POLICY_NOT_FOUND"),
+        (("unregister", "no-such-vm"), "VM_NOT_FOUND"),
+        (("points", "protect", "20260101T000000Z-abcdef"), "POINT_NOT_FOUND"),
+        (("backup", "x", "--keep-until", "2001-01-01"), "INVALID_INPUT"),
+        (("backup", "x", "--keep-until", "tomorrow"), "INVALID_INPUT"),
+    ):  # fmt: skip
+        r = cli(*args)
+        assert r.code == 2 and f"error {code}:" in r.stderr, (args, r.code, r.stderr)
+        assert "Traceback" not in r.stderr
+    assert cli("policy", "list", "--json").json() == before
+    r = cli("protection", "stop", "x")
+    assert r.code == 2 and "--retain-data" in r.stderr
+
+
+def test_dashboard_of_an_empty_vault(cli: CliRunner) -> None:
+    cli("vault", "create", "main", "--location", "local")
+    doc = cli("dashboard", "--json").json()
+    assert doc["vault"] == "main"
+    assert doc["vms"]["discovered"] == 0 and doc["vms"]["protected"] == 0
+    assert doc["jobs_24h"]["failed"] == 0 and doc["attention"] == []
+    assert doc["storage"] == {"used_bytes": 0, "logical_bytes": 0, "dedup_ratio": None, "points": 0}
+    assert cli("dashboard").code == 0
