@@ -67,11 +67,25 @@ step "Restore the disks of the newest point as sparse qcow2 images" restore lab-
 ok_or_warn $V restore lab-standard-1 --point "$last" --disks-only --dir "$VMVAULT_HOME/restore"
 ls -ls "$VMVAULT_HOME/restore"
 
+step "Restore test: boot the point as a throw-away VM (NICs down), check its mounts, record it" restore-test lab-standard-1 --point "$last"
+ok_or_warn $V restore-test lab-standard-1 --point "$last"
+
+step "A policy: daily at 02:30 Berlin time, keep 7 daily + 4 weekly + 12 monthly points" policy create gold --schedule daily@02:30 --tz Europe/Berlin --daily 7 --weekly 4 --monthly 12
+ok_or_warn $V policy create gold --schedule daily@02:30 --tz Europe/Berlin --daily 7 --weekly 4 --monthly 12
+
+step "Protect VMs with it (lab-standard-2 gets its initial backup now; retention runs after it)" protect lab-standard-1 lab-standard-2 --policy gold --backup-now
+ok_or_warn $V protect lab-standard-1 --policy gold
+ok_or_warn $V protect lab-standard-2 --policy gold --backup-now
+$V protection list
+
 step "Verify re-reads and re-hashes every chunk of every point" verify --all
 $V verify --all
 
 step "Garbage collection (nothing to reclaim: every chunk is referenced)" gc
 $V gc
+
+step "Dashboard" dashboard
+$V dashboard
 
 step "Every operation is a job" jobs list --since 1h
 $V jobs list --since 1h
