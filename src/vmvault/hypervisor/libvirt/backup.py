@@ -45,7 +45,7 @@ import os
 import stat
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -260,25 +260,6 @@ def _agent_gone(exc: Exception) -> bool:
     return exc.get_error_code() == libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED or (
         "not configured" in text or "not connected" in text
     )
-
-
-@contextlib.contextmanager
-def _agent_timeout(dom: Any, seconds: int) -> Iterator[None]:
-    """libvirt's fsFreeze/fsThaw wait for the agent forever by default (measured: a stopped
-    qemu-ga blocked fsFreeze 14.5 s, until it was resumed); bound them, then restore the
-    default."""
-    changed = False
-    try:
-        dom.agentSetResponseTimeout(max(1, int(seconds)), 0)
-        changed = True
-    except libvirt.libvirtError:
-        pass
-    try:
-        yield
-    finally:
-        if changed:
-            with contextlib.suppress(libvirt.libvirtError):
-                dom.agentSetResponseTimeout(libvirt.VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0)
 
 
 # --- the backup job --------------------------------------------------------------------------
@@ -619,7 +600,7 @@ class PullBackup:
             self._begin(dom, backup_xml, checkpoint_xml)
             return
         t_frozen = 0.0
-        with _agent_timeout(dom, self.freeze_timeout):
+        with agent.response_timeout(dom, self.freeze_timeout):
             try:
                 self._save_state(phase="freezing", frozen_by_us=True)
                 self._needs_thaw = True  # even a failed freeze may land late in the guest
@@ -890,7 +871,7 @@ def _cleanup_domain(dom: Any, state: dict[str, Any], work_root: Path) -> list[st
             status = None
         if status == "frozen":
             try:
-                with _agent_timeout(dom, 10):
+                with agent.response_timeout(dom, 10):
                     n = _retry(lambda: dom.fsThaw(None, 0), 20.0, _agent_gone)
                 done.append(f"thawed {n} file system(s) of {name}")
             except libvirt.libvirtError as exc:

@@ -33,7 +33,6 @@ import stat
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -292,22 +291,6 @@ def _power(dom: Any) -> PowerState:
     return POWER_STATES.get(dom.state()[0], PowerState.UNKNOWN)
 
 
-@contextlib.contextmanager
-def _agent_timeout(dom: Any, seconds: int) -> Iterator[None]:
-    changed = False
-    try:
-        dom.agentSetResponseTimeout(seconds, 0)
-        changed = True
-    except libvirt.libvirtError:
-        pass
-    try:
-        yield
-    finally:
-        if changed:
-            with contextlib.suppress(libvirt.libvirtError):
-                dom.agentSetResponseTimeout(libvirt.VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0)
-
-
 class LibvirtRestoreDriver:
     """The restore service's ``RestoreDriver`` over libvirt (local hosts)."""
 
@@ -483,7 +466,7 @@ class LibvirtRestoreDriver:
         )
         if has_agent and agent.ping(dom, timeout=2):
             try:
-                with _agent_timeout(dom, 5):
+                with agent.response_timeout(dom, 5):
                     dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)
                 return "shutdown through the guest agent"
             except libvirt.libvirtError:
