@@ -1,0 +1,1216 @@
+"""Benchmark of backups of real lab guests: vmvault vs. an NBD read ceiling and virtnbdbackup.
+
+    .venv/bin/python bench/vm.py [--vdc-gib 4] [--random-mib 768] [--no-offline]
+
+Runs as root on the lab's libvirtd, with its own lab prefix (``VMVAULT_LAB_PREFIX=bn``: guests
+``bn-standard-1`` and ``bn-standard-2``), a private ``VMVAULT_HOME`` and ``VMVAULT_WORK_DIR``
+under a temporary directory, and always ends with ``vmvault lab down`` for that prefix. In one
+run (about 5.5 minutes; 4 without offline.py):
+
+0. Context: ``dd`` of 1 GiB to the file system of the vault, buffered + fsync and O_DIRECT
+   (this machine's disk is shared and its write speed varies by 3x from minute to minute).
+1. ``vmvault lab up --variant standard --count 2``; a full backup of bn-standard-1 as the lab
+   made it (vda 1 GiB + vdb 256 MiB, 33 MiB of data) into a separate home: the *small* RSS
+   reference.
+2. bn-standard-1 gets a third disk, vdc (``--vdc-gib``, qcow2 holding an empty ext4 made on
+   the host, attached with ``virsh attach-disk --config`` and a restart); the guest mounts it
+   and writes, through qemu-ga's guest-exec: ``random.bin`` (``--random-mib`` MiB of
+   /dev/urandom), ``binaries.bin`` (the guest's busybox, qemu-ga, libraries and kernel
+   modules, 9.2 MB, 24 times: compresses like binaries, no 4 MiB-aligned repeats),
+   ``text.bin`` (the lab's 8 MiB seed text 8 times: very compressible, period 1 MiB) and
+   ``zeros.bin`` (128 MiB written from /dev/zero: allocated in the qcow2, all-zero chunks).
+3. (a) ceiling: a libvirt pull backup (``PullBackup``, quiesce none, no checkpoint) and a plain
+   copy of every allocated extent of the three exports to /dev/null: vmvault's own reader as
+   the backup uses it (``NbdSource`` defaults, one 4 MiB chunk at a time), the same with
+   16 x 256 KiB requests per chunk, the same given 32 MiB at a time (32 x 1 MiB in flight:
+   what a read-ahead across chunks would get), and ``nbdcopy`` (4 connections, 64 requests)
+   to ``null:``. Also, once, ``nbdcopy`` to sparse raw files next to the vault + fsync: the
+   read + write that a backup storing most of the data cannot beat. And a what-if: the data path alone (``backup_disk`` of the three exports into a
+   new vault, no CLI, no freeze) as it is, with 16 x 256 KiB requests, and with the chunk files
+   written with O_DIRECT (``write_parts_direct`` replaces ``fsutil.write_parts`` in that child).
+4. (b) ``vmvault backup bn-standard-1 --json`` (full). (a) and (b) run in 3 interleaved rounds
+   (the first two fulls into throwaway homes): each row shows the median run and lists all
+   three; the ceiling is the best variant's median. (c) again with no change (the fixed
+   overhead; once more in-process with timers around its phases: ``--op probe``), then after
+   ~1 % of the data was rewritten in the guest (1 MiB ``dd`` of /dev/urandom at seeded random
+   offsets of random.bin, ``conv=notrunc``, then ``sync``);
+   (d) ``vmvault restore --disks-only`` of that newest point as qcow2 and as raw (compared
+   with ``qemu-img compare``); what-if: ``restore_disk`` alone, as it is and with the image's
+   data clusters written with O_DIRECT.
+5. (e) the clone: bn-standard-2 is shut off and gets the restored qcow2 images as its vda, vdb
+   and vdc, then ``vmvault backup bn-standard-2`` into the same vault (offline: qemu-nbd).
+6. (f) virtnbdbackup 1.9 on the clone, started again: ``-l full`` (3 times, median), the same
+   1 % change, ``-l inc``, then ``virtnbdrestore`` of the chain (defaults: stream format, no
+   compression).
+7. (g) ``bench/offline.py --size-gib 4`` (after ``lab down``), whose table is printed as is.
+
+Every measured operation runs in its own process; wall time includes an fsync of every file it
+wrote; CPU seconds and peak RSS come from ``wait4`` of that process (children included); the
+table adds the CPU seconds the guest's QEMU spent meanwhile (it serves the NBD export) and how
+busy the whole machine was (everyone's work: it is shared). Before each operation that reads
+a disk or a backup, the page cache of those files is dropped
+(``fdatasync`` + ``POSIX_FADV_DONTNEED``, those files only). MB/s is over the data the row
+names (allocated extents for full backups and the ceiling, bytes read for incrementals, the
+allocated bytes of the restored images for restores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PREFIX = "bn"
+ROUNDS = 3  # ceiling and full backups are measured this many times; the median is shown
+WHAT_IF = [  # the data path alone (backup_disk of the three exports, no CLI, no freeze)
+    ("backup_disk alone, as it is", 1 << 20, 4, False),
+    ("backup_disk alone, NbdSource(piece=256 KiB, depth=16)", 256 << 10, 16, False),
+    ("backup_disk alone, chunk files written with O_DIRECT", 1 << 20, 4, True),
+]
+URI = "qemu:///system"
+ROOT = Path(__file__).resolve().parents[1]
+VMVAULT = str(ROOT / ".venv" / "bin" / "vmvault")
+MiB = 1 << 20
+GiB = 1 << 30
+
+LOAD: list[float] = []  # 1-minute load average at the start of each measured operation
+
+os.environ["VMVAULT_LAB_PREFIX"] = PREFIX  # before anything imports vmvault
+sys.path.insert(0, str(ROOT / "src"))
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    rss_mib: float
+    rc: int
+    out: str
+    err: str
+    busy: float = 0.0  # share of all CPUs of the machine busy meanwhile (anyone's work)
+    qemu_cpu: float | None = None  # CPU seconds of the guest's QEMU process meanwhile
+    ended: float = 0.0  # time.time() when the process had exited
+
+
+def host_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    with open("/proc/stat") as fh:
+        f = [int(x) for x in fh.readline().split()[1:]]
+    return sum(f) - f[3] - f[4], sum(f)
+
+
+def proc_cpu(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            f = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fsync_tree(paths: list[Path]) -> None:
+    for p in paths:
+        files = [p] if p.is_file() else [Path(r) / f for r, _, fs in os.walk(p) for f in fs]
+        for f in files:
+            with contextlib.suppress(OSError):
+                fd = os.open(f, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+
+def drop_cache(paths: list[Path]) -> None:
+    """Write back and drop the page cache of these files (or of every file under a dir)."""
+    for p in paths:
+        files = [p] if p.is_file() else [Path(r) / f for r, _, fs in os.walk(p) for f in fs]
+        for f in files:
+            with contextlib.suppress(OSError):
+                fd = os.open(f, os.O_RDONLY)
+                try:
+                    os.fdatasync(fd)
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+
+
+def measure(
+    cmd: list[str],
+    env: dict[str, str],
+    *,
+    sync: list[Path] | None = None,
+    ok: tuple[int, ...] = (0,),
+    cwd: Path | None = None,
+    qemu: int | None = None,
+) -> Run:
+    """Run ``cmd`` in its own process; wall time includes fsyncing ``sync`` afterwards.
+
+    ``qemu``: pid of a guest's QEMU, whose CPU time meanwhile is recorded (it serves NBD)."""
+    LOAD.append(os.getloadavg()[0])
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        busy0, q0 = host_cpu(), proc_cpu(qemu)
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=cwd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        ended = time.time()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if sync:
+            fsync_tree(sync)
+        wall = time.perf_counter() - started
+        busy1, q1 = host_cpu(), proc_cpu(qemu)
+        out.seek(0)
+        err.seek(0)
+        run = Run(
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            usage.ru_maxrss / 1024,
+            proc.returncode,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+            (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
+            q1 - q0 if qemu is not None else None,
+            ended,
+        )
+    if run.rc not in ok:
+        raise RuntimeError(f"{' '.join(cmd)} exited {run.rc}:\n{run.err[-3000:]}{run.out[-2000:]}")
+    return run
+
+
+def du(path: Path) -> int:
+    from offline import du as _du  # bench/offline.py: allocated bytes under a directory
+
+    return _du(path)
+
+
+def allocated(path: Path) -> int:
+    return path.stat().st_blocks * 512
+
+
+def map_allocated(image: Path) -> int:
+    """Bytes of an image that read as data (``qemu-img map``: what base:allocation reports)."""
+    proc = subprocess.run(
+        ["qemu-img", "map", "-U", "--output=json", str(image)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return sum(e["length"] for e in json.loads(proc.stdout) if e["data"] and not e["zero"])
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    tool: str
+    op: str
+    data: int  # bytes the rate is computed over
+    run: Run
+    stored: int | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mbps(self) -> float:
+        return self.data / self.run.wall / 1e6
+
+
+def print_table(rows: list[Row], ceiling_mbps: float) -> None:
+    print(
+        "| tool | operation | data MB | seconds | MB/s | vs ceiling | CPU s | peak RSS MiB "
+        "| stored MB | QEMU CPU s | host busy | notes |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        stored = f"{r.stored / 1e6:,.1f}" if r.stored is not None else ""
+        qemu = f"{r.run.qemu_cpu:.2f}" if r.run.qemu_cpu is not None else ""
+        print(
+            f"| {r.tool} | {r.op} | {r.data / 1e6:,.0f} | {r.run.wall:.2f} | {r.mbps:,.0f} | "
+            f"{r.mbps / ceiling_mbps:.2f} | {r.run.cpu:.2f} | {r.run.rss_mib:.0f} | {stored} "
+            f"| {qemu} | {r.run.busy:.0%} | {r.note} |"
+        )
+
+
+# --- child operation: a plain read of every allocated extent over NBD -------------------------
+
+
+def op_nbd_read(argv: list[str]) -> None:
+    from vmvault.hypervisor.nbd import NbdSource
+
+    piece = MiB
+    if "--piece" in argv:
+        k = argv.index("--piece")
+        piece = int(argv[k + 1])
+        argv = argv[:k] + argv[k + 2 :]
+    sock, conns, depth, bufsize, *exports = argv
+    size = int(bufsize)
+    buf = bytearray(size)
+    total = 0
+    for export in exports:
+        with NbdSource(sock, export, connections=int(conns), depth=int(depth), piece=piece) as src:
+            for o, n, data in src.extents():
+                if not data:
+                    continue
+                end = o + n
+                while o < end:
+                    view = memoryview(buf)[: min(size, end - o)]
+                    src.pread_into(view, o)
+                    o += len(view)
+                    total += len(view)
+    print(json.dumps({"bytes": total}))
+
+
+# --- child operation: the data path alone (what-if for reader settings) ---------------------
+
+
+def write_parts_direct(
+    path: Path, parts: list[bytes | bytearray | memoryview], *, sync: bool, mode: int = 0o644
+) -> int:
+    """``fsutil.write_parts`` with O_DIRECT: parts are copied into a reused, page-aligned
+    buffer, written padded to 4 KiB, and the file is cut back to its size."""
+    import mmap
+    import threading
+
+    local = _DIRECT.setdefault(threading.get_ident(), {})
+    total = sum(len(p) for p in parts)
+    padded = -(-total // 4096) * 4096
+    buf = local.get("buf")
+    if buf is None or len(buf) < padded:
+        buf = local["buf"] = mmap.mmap(-1, max(padded, 4 * MiB + 65536))
+    pos = 0
+    for part in parts:
+        buf[pos : pos + len(part)] = part
+        pos += len(part)
+    buf[pos:padded] = bytes(padded - pos)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_DIRECT, mode)
+    try:
+        view = memoryview(buf)[:padded]
+        done = 0
+        while done < padded:
+            done += os.pwrite(fd, view[done:], done)
+        os.ftruncate(fd, total)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return total
+
+
+_DIRECT: dict[int, dict[str, Any]] = {}
+
+
+def op_pipeline(argv: list[str]) -> None:
+    """backup_disk of each export into a new vault, with the given NbdSource piece and depth;
+    ``--direct`` writes the chunk files with O_DIRECT (what-if)."""
+    from vmvault.dataplane import VaultStore, backup_disk
+    from vmvault.hypervisor.nbd import NbdSource
+
+    if "--direct" in argv:
+        argv = [a for a in argv if a != "--direct"]
+        import vmvault.dataplane.chunkstore as chunkstore
+
+        chunkstore.write_parts = write_parts_direct  # type: ignore[assignment]
+    sock, piece, depth, vault_dir, *exports = argv
+    store = VaultStore.create(Path(vault_dir))
+    read = new = 0
+    with store.writer("whatif"):
+        for export in exports:
+            with NbdSource(sock, export, piece=int(piece), depth=int(depth)) as src:
+                r = backup_disk(store, src, workers=2)
+            read += r.bytes_read
+            new += r.bytes_new
+    print(json.dumps({"read": read, "new": new}))
+
+
+def op_restore(argv: list[str]) -> None:
+    """restore_disk of every disk of a point (workers=2); ``--direct``: the image's data
+    clusters are written with O_DIRECT from a reused aligned buffer (what-if)."""
+    import vmvault.dataplane.restore as restore_mod
+    from vmvault.dataplane import VaultStore
+
+    if "--direct" in argv:
+        argv = [a for a in argv if a != "--direct"]
+        plain = restore_mod.write_sparse
+        direct_fds: dict[int, int] = {}
+
+        def write_sparse_direct(fd: int, offset: int, data: bytes) -> bytes:
+            import mmap
+            import threading
+
+            if offset % 4096 or len(data) % 4096:
+                return plain(fd, offset, data)
+            if fd not in direct_fds:  # same file, opened again with O_DIRECT
+                direct_fds[fd] = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT)
+            local = _DIRECT.setdefault(threading.get_ident(), {})
+            buf = local.get("rbuf")
+            if buf is None or len(buf) < len(data):
+                buf = local["rbuf"] = mmap.mmap(-1, max(len(data), 4 * MiB))
+            buf[: len(data)] = data
+            view = memoryview(buf)[: len(data)]
+            flags = bytearray(-(-len(data) // 65536))
+            start = -1
+            for k in range(len(flags) + 1):
+                nonzero = k < len(flags) and not is_zero_view(view[k * 65536 : (k + 1) * 65536])
+                if nonzero:
+                    flags[k] = 1
+                    start = k if start < 0 else start
+                elif start >= 0:
+                    run = view[start * 65536 : k * 65536]
+                    done = 0
+                    while done < len(run):
+                        done += os.pwrite(direct_fds[fd], run[done:], offset + start * 65536 + done)
+                    start = -1
+            return bytes(flags)
+
+        restore_mod.write_sparse = write_sparse_direct  # type: ignore[assignment]
+    vault_dir, point, out_dir, fmt = argv
+    store = VaultStore.open(Path(vault_dir))
+    m = store.read_manifest(point)
+    written = 0
+    for disk in m.disks:
+        if disk.index is None:
+            continue
+        index = store.read_point_index(m, disk.target)
+        r = restore_mod.restore_disk(
+            store, index, Path(out_dir) / f"{disk.target}.{fmt}", fmt=fmt, workers=2
+        )
+        written += r.bytes_written
+    print(json.dumps({"written": written}))
+
+
+def is_zero_view(view: memoryview) -> bool:
+    from vmvault.dataplane.chunk import is_zero
+
+    return is_zero(view)
+
+
+# --- child operation: ``vmvault backup`` in-process, with timers around its phases ----------
+
+PROBES = [
+    # (module, attribute path, label); nested phases are indented in the label
+    ("vmvault.services.jobs", "JobRunner.run", "the backup job (JobRunner.run)"),
+    ("vmvault.hypervisor.libvirt.driver", "LibvirtHypervisor.domain_facts", "  domain facts"),
+    ("vmvault.services.backups", "BackupService._chain", "  checkpoint chain check (_chain)"),
+    ("vmvault.hypervisor.backups", "LibvirtBackupDriver.disk_sizes", "  disk sizes"),
+    ("vmvault.hypervisor.backups", "LibvirtBackupDriver.domain_xml", "  domain XML"),
+    ("vmvault.hypervisor.libvirt.backup", "PullBackup._enter", "  PullBackup.__enter__"),
+    ("vmvault.hypervisor.libvirt.backup", "checkpoint_coverage", "    checkpoint_coverage"),
+    ("vmvault.hypervisor.libvirt.agent", "fsinfo", "    guest-get-fsinfo"),
+    ("vmvault.hypervisor.libvirt.backup", "PullBackup._take_frozen",
+     "    ping + freeze + backupBegin + thaw"),
+    ("vmvault.hypervisor.nbd", "NbdSource.__init__", "  NBD connect"),
+    ("vmvault.hypervisor.nbd", "NbdSource.dirty_extents", "  dirty extents (block status)"),
+    ("vmvault.services.backups", "backup_disk", "  backup_disk (all disks)"),
+    ("vmvault.dataplane.vault", "VaultStore.write_index", "  write indexes"),
+    ("vmvault.dataplane.vault", "VaultStore.write_manifest", "  write manifest"),
+    ("vmvault.hypervisor.libvirt.backup", "PullBackup._cleanup", "  end the job (abortJob, wait)"),
+    ("vmvault.hypervisor.backups", "LibvirtBackupDriver.checkpoint_xml", "  checkpoint XML"),
+    ("vmvault.persistence.catalog", "SqlUnitOfWork.commit", "  catalog commits (all)"),
+    ("vmvault.services.backups", "BackupService._prune_checkpoints",
+     "  delete the previous checkpoint"),
+]  # fmt: skip
+
+
+def op_probe(argv: list[str]) -> None:
+    import importlib
+
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/self/stat") as fh:
+        started = int(fh.read().rsplit(")", 1)[1].split()[19]) / tick
+    with open("/proc/uptime") as fh:
+        startup = float(fh.read().split()[0]) - started
+    t0 = time.perf_counter()
+    from vmvault.cli import main as cli
+
+    times: dict[str, float] = {"interpreter start (exec to first line)": startup}
+    times["import vmvault.cli.main"] = time.perf_counter() - t0
+    for module, attr, label in PROBES:
+        owner: Any = importlib.import_module(module)
+        *path, name = attr.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        fn = getattr(owner, name)
+        times[label] = 0.0
+
+        def timed(*a: Any, _fn: Any = fn, _label: str = label, **k: Any) -> Any:
+            s = time.perf_counter()
+            try:
+                return _fn(*a, **k)
+            finally:
+                times[_label] += time.perf_counter() - s
+
+        setattr(owner, name, timed)
+    sys.argv = ["vmvault", "backup", *argv, "--json"]
+    t1 = time.perf_counter()
+    with contextlib.suppress(SystemExit):
+        cli.main()
+    times["CLI command (services, job, output)"] = time.perf_counter() - t1
+    times["_end"] = time.time()
+    print("PROBE " + json.dumps(times), file=sys.stderr)
+
+
+# --- the lab and the guests -----------------------------------------------------------------
+
+
+class Lab:
+    def __init__(self, env: dict[str, str]) -> None:
+        import libvirt
+
+        self.env = env
+        self.conn = libvirt.open(URI)
+
+    def dom(self, name: str) -> Any:
+        return self.conn.lookupByName(name)
+
+    def disks(self, name: str) -> dict[str, tuple[Path, str]]:
+        """target -> (image path, format) of the domain's file disks."""
+        root = ET.fromstring(self.dom(name).XMLDesc(0))
+        out = {}
+        for d in root.findall("./devices/disk"):
+            src, tgt, drv = d.find("source"), d.find("target"), d.find("driver")
+            if src is not None and tgt is not None and src.get("file"):
+                fmt = drv.get("type", "raw") if drv is not None else "raw"
+                out[tgt.get("dev", "")] = (Path(src.get("file", "")), fmt)
+        return out
+
+    def paths(self, name: str) -> list[Path]:
+        return [p for p, _ in self.disks(name).values()]
+
+    def guest(self, name: str, script: str, timeout: float = 300) -> str:
+        from vmvault.hypervisor.libvirt import agent
+
+        res = agent.exec_(self.dom(name), "/bin/sh", ["-c", script], timeout=timeout)
+        out = res.stdout.decode(errors="replace") if isinstance(res.stdout, bytes) else res.stdout
+        if res.exitcode != 0:
+            raise RuntimeError(f"guest {name}: {script!r} exited {res.exitcode}: {res.stderr!r}")
+        return str(out or "")
+
+    def destroy(self, name: str) -> None:
+        dom = self.dom(name)
+        if dom.isActive():
+            dom.destroy()
+
+    def start(self, name: str) -> None:
+        from vmvault.hypervisor.lab.vms import wait_for_agent
+
+        dom = self.dom(name)
+        dom.create()
+        wait_for_agent(dom, 120)
+
+    def attach(self, name: str, image: Path, target: str) -> None:
+        subprocess.run(
+            ["virsh", "-q", "-c", URI, "attach-disk", name, str(image), target,
+             "--driver", "qemu", "--subdriver", "qcow2", "--targetbus", "virtio", "--config"],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+def versions() -> dict[str, str]:
+    def first_line(cmd: list[str]) -> str:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        text = (proc.stdout or proc.stderr).strip()
+        return text.splitlines()[0] if proc.returncode == 0 and text else "?"
+
+    import libvirt
+
+    conn = libvirt.open(URI)
+    try:
+        lib, hv = conn.getLibVersion(), conn.getVersion()
+    finally:
+        conn.close()
+    return {
+        "kernel": os.uname().release,
+        "libvirt": f"{lib // 1000000}.{lib // 1000 % 1000}.{lib % 1000}",
+        "QEMU": f"{hv // 1000000}.{hv // 1000 % 1000}.{hv % 1000}",
+        "virtnbdbackup": first_line(["virtnbdbackup", "-V"]),
+        "nbdcopy": first_line(["nbdcopy", "--version"]),
+        "python": sys.version.split()[0],
+    }
+
+
+def make_ext4_qcow2(image: Path, size: int, work: Path) -> None:
+    raw = work / "vdc.raw"
+    with open(raw, "wb") as fh:
+        fh.truncate(size)
+    subprocess.run(
+        ["mkfs.ext4", "-F", "-q", "-L", "data3", "-E", "lazy_itable_init=0,lazy_journal_init=0",
+         str(raw)],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(image)], check=True
+    )
+    raw.unlink()
+    image.chmod(0o644)
+
+
+FILL = """set -e
+mkdir -p /data3
+mount -t ext4 /dev/vdc /data3
+cd /data3
+dd if=/dev/urandom of=random.bin bs=1M count={random_mib} 2>/dev/null
+cat /bin/busybox /usr/sbin/qemu-ga /lib/x86_64-linux-gnu/* /lib/modules/* > /tmp/bin.cat
+i=0; while [ $i -lt 24 ]; do cat /tmp/bin.cat; i=$((i+1)); done > binaries.bin
+i=0; while [ $i -lt 8 ]; do cat /data/seed/text.txt; i=$((i+1)); done > text.bin
+dd if=/dev/zero of=zeros.bin bs=1M count=128 2>/dev/null
+sync
+ls -l /data3 /data/seed
+"""
+
+
+def change_script(count: int, file_mib: int, seed: int) -> tuple[str, int]:
+    """``count`` 1 MiB runs of random data at seeded offsets of random.bin (notrunc)."""
+    offsets = sorted(random.Random(seed).sample(range(file_mib), count))
+    lines = [
+        f"dd if=/dev/urandom of=/data3/random.bin bs=1M count=1 seek={m} conv=notrunc 2>/dev/null"
+        for m in offsets
+    ]
+    return "set -e\n" + "\n".join(lines) + "\nsync\n", count * MiB
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def vmvault_json(env: dict[str, str], *args: str) -> Any:
+    proc = subprocess.run([VMVAULT, *args, "--json"], env=env, capture_output=True, text=True)
+    if proc.returncode not in (0, 3):
+        raise RuntimeError(f"vmvault {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return json.loads(proc.stdout)
+
+
+def vmvault(env: dict[str, str], *args: str) -> None:
+    proc = subprocess.run([VMVAULT, *args], env=env, capture_output=True, text=True)
+    if proc.returncode not in (0, 3):
+        raise RuntimeError(f"vmvault {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+
+
+def median_of(runs: list[Row]) -> Row:
+    """The run with the median wall time, noting all of them."""
+    ordered = sorted(runs, key=lambda r: r.run.wall)
+    mid = ordered[len(ordered) // 2]
+    if len(runs) == 1:
+        return mid
+    times = " / ".join(f"{r.run.wall:.2f}" for r in runs)
+    note = f"median of {len(runs)} runs ({times} s)"
+    return Row(
+        mid.tool,
+        mid.op,
+        mid.data,
+        mid.run,
+        mid.stored,
+        f"{note}; {mid.note}".rstrip("; "),
+        mid.extra,
+    )
+
+
+def qemu_pid(name: str) -> int | None:
+    try:
+        return int(Path(f"/run/libvirt/qemu/{name}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def backup_row(
+    env: dict[str, str], vm: str, vault: Path, op: str, data: int | None, drop: list[Path]
+) -> Row:
+    drop_cache(drop)
+    before = du(vault)
+    run = measure([VMVAULT, "backup", vm, "--json"], env, ok=(0, 3), qemu=qemu_pid(vm))
+    doc = json.loads(run.out)[0]
+    point = doc["point"]
+    stored = du(vault) - before
+    job_doc = vmvault_json(env, "jobs", "show", str(doc["id"]))
+    disk_lines = [ln for ln in job_doc.get("log", []) if "disk " in ln and " read " in ln]
+    row = Row(
+        "vmvault",
+        op,
+        point["bytes_read"] if data is None else data,
+        run,
+        stored,
+        f"read {point['bytes_read'] / 1e6:,.0f} MB, new {point['bytes_new'] / 1e6:,.1f} MB, "
+        f"{point['consistency']}, {point['method']}",
+        {"point": point, "log": disk_lines},
+    )
+    print(f"  {op}: {run.wall:.2f}s, {row.note}", file=sys.stderr)
+    for ln in disk_lines:
+        print(f"    {ln}", file=sys.stderr)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--vdc-gib", type=int, default=4, help="virtual size of the extra disk")
+    ap.add_argument("--random-mib", type=int, default=768, help="MiB of random data on vdc")
+    ap.add_argument("--no-offline", action="store_true", help="skip bench/offline.py")
+    ap.add_argument("--offline-workdir", type=Path, default=Path("/var/tmp/vmvault-bench-offline"))
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--op", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.op:
+        if args.op[0] == "nbd-read":
+            op_nbd_read(args.op[1:])
+        elif args.op[0] == "probe":
+            op_probe(args.op[1:])
+        elif args.op[0] == "pipeline":
+            op_pipeline(args.op[1:])
+        elif args.op[0] == "restore":
+            op_restore(args.op[1:])
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+    tmp = Path(tempfile.mkdtemp(prefix="vmvault-bench-vm-", dir="/var/tmp"))
+    tmp.chmod(0o755)  # QEMU (libvirt-qemu) reaches the NBD socket under the work dir
+    env = {
+        **os.environ,
+        "VMVAULT_LAB_PREFIX": PREFIX,
+        "VMVAULT_HOME": str(tmp / "home"),
+        "VMVAULT_WORK_DIR": str(tmp / "run"),
+    }
+    os.environ.update({k: env[k] for k in ("VMVAULT_HOME", "VMVAULT_WORK_DIR")})
+    if not shutil.which("virtnbdbackup"):
+        subprocess.run(
+            ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", "virtnbdbackup"],
+            check=True,
+        )
+    t_start = time.monotonic()
+    load = [os.getloadavg()]
+    rows: list[Row] = []
+    ceilings: list[Row] = []
+    writes: list[Row] = []
+    facts: dict[str, Any] = {}
+    vm1, vm2 = f"{PREFIX}-standard-1", f"{PREFIX}-standard-2"
+
+    def log(msg: str) -> None:
+        print(f"[{time.monotonic() - t_start:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    vmvault(env, "lab", "down")  # leftovers of an interrupted run of this prefix
+    facts["versions"] = versions()
+    for label, flags in (("buffered + fsync", "conv=fsync"), ("O_DIRECT", "oflag=direct")):
+        target = tmp / "write-probe.bin"
+        run = measure(
+            ["dd", "if=/dev/zero", f"of={target}", "bs=4M", "count=256", flags, "status=none"], env
+        )
+        target.unlink()
+        writes.append(
+            Row("ceiling (write)", f"dd 1 GiB to the vault's file system, {label}", GiB, run)
+        )
+        log(f"write probe {label}: {GiB / run.wall / 1e6:,.0f} MB/s")
+    lab: Lab | None = None
+    try:
+        log("lab up: 2 standard guests")
+        vmvault(env, "lab", "up", "--variant", "standard", "--count", "2")
+        lab = Lab(env)
+        from vmvault.hypervisor.libvirt import checkpoints as cps
+        from vmvault.hypervisor.libvirt.backup import DiskSpec, PullBackup
+
+        # 1. the small reference: the lab guest as made (1.25 GiB of disks)
+        small_env = {**env, "VMVAULT_HOME": str(tmp / "home-small")}
+        vmvault(small_env, "vault", "create", "small", "--location", "local")
+        vmvault(small_env, "discover")
+        vmvault(small_env, "register", vm1)
+        log("full backup of the lab guest as made (small disks)")
+        small = backup_row(
+            small_env,
+            vm1,
+            tmp / "home-small" / "vaults" / "small",
+            "full, lab guest as made (vda 1 GiB + vdb 256 MiB)",
+            None,
+            lab.paths(vm1),
+        )
+        rows.append(small)
+        uuid1 = lab.dom(vm1).UUIDString()
+        for name in cps.list_checkpoints(URI, uuid1):  # the clone chain must start clean
+            cps.delete_checkpoint(URI, uuid1, name)
+
+        # 2. the big disk
+        log(f"vdc: {args.vdc_gib} GiB ext4 qcow2, attached to {vm1}; filling it in the guest")
+        vm_dir = lab.paths(vm1)[0].parent
+        lab.destroy(vm1)
+        make_ext4_qcow2(vm_dir / "data3.qcow2", args.vdc_gib * GiB, tmp)
+        lab.attach(vm1, vm_dir / "data3.qcow2", "vdc")
+        lab.start(vm1)
+        t0 = time.monotonic()
+        facts["fill_listing"] = lab.guest(vm1, FILL.format(random_mib=args.random_mib), 600)
+        facts["fill_seconds"] = time.monotonic() - t0
+        log(f"filled in {facts['fill_seconds']:.1f}s")
+        disks1 = lab.disks(vm1)
+        facts["sizes"] = {t: lab.dom(vm1).blockInfo(t)[0] for t in disks1}
+        logical = sum(facts["sizes"].values())
+
+        home = tmp / "home"
+        vault = home / "vaults" / "bench"
+        vmvault(env, "vault", "create", "bench", "--location", "local")
+        vmvault(env, "discover")
+        vmvault(env, "register", vm1, vm2)
+
+        # 3. (a) the ceiling
+        specs = [DiskSpec(t, str(p), f) for t, (p, f) in disks1.items()]
+        me = [sys.executable, str(Path(__file__).resolve()), "--op"]
+
+        by_variant: dict[str, list[Row]] = {}
+
+        def ceiling_round(first: bool) -> None:
+            with PullBackup(
+                URI,
+                uuid1,
+                specs,
+                checkpoint=None,
+                incremental_from=None,
+                work_dir=tmp / "run",
+                quiesce="none",
+            ) as pb:
+                if first:
+                    per = {}
+                    for t in disks1:
+                        per[t] = sum(n for _, n, d in pb.source(t).extents() if d)
+                        pb.source(t).close()
+                    facts["allocated_per_disk"] = per
+                    facts["allocated"] = sum(per.values())
+                data = facts["allocated"]
+                sock = str(pb.socket)
+                variants: list[tuple[str, list[str]]] = [
+                    ("NbdSource as vmvault reads: 4 MiB at a time, 4 x 1 MiB in flight",
+                     [*me, "nbd-read", sock, "1", "4", str(4 * MiB), *disks1]),
+                    ("NbdSource, 4 MiB at a time, 16 x 256 KiB in flight",
+                     [*me, "nbd-read", sock, "1", "16", str(4 * MiB), *disks1, "--piece",
+                      str(256 << 10)]),
+                    ("NbdSource, 32 MiB at a time, 32 x 1 MiB in flight",
+                     [*me, "nbd-read", sock, "1", "32", str(32 * MiB), *disks1]),
+                    ("nbdcopy (4 connections x 64 requests) to null:",
+                     ["sh", "-c", " && ".join(
+                         f"nbdcopy 'nbd+unix:///{t}?socket={sock}' null:" for t in disks1)]),
+                ]  # fmt: skip
+                for label, cmd in variants:
+                    drop_cache(lab.paths(vm1))
+                    run = measure(cmd, env, qemu=qemu_pid(vm1))
+                    by_variant.setdefault(label, []).append(Row("ceiling", label, data, run))
+                    log(f"ceiling {label}: {data / run.wall / 1e6:,.0f} MB/s")
+                for label, piece, depth, direct in WHAT_IF:
+                    target = tmp / "whatif-vault"
+                    drop_cache(lab.paths(vm1))
+                    run = measure(
+                        [*me, "pipeline", sock, str(piece), str(depth), str(target), *disks1]
+                        + (["--direct"] if direct else []),
+                        env,
+                        qemu=qemu_pid(vm1),
+                    )
+                    stored = du(target)
+                    shutil.rmtree(target)
+                    by_variant.setdefault(label, []).append(
+                        Row("what-if", label, data, run, stored)
+                    )
+                    log(f"{label}: {data / run.wall / 1e6:,.0f} MB/s")
+                if first:  # read + write: what a backup that stores it all pays
+                    copies = tmp / "copy"
+                    copies.mkdir()
+                    drop_cache(lab.paths(vm1))
+                    run = measure(
+                        ["sh", "-c", " && ".join(
+                            f"nbdcopy 'nbd+unix:///{t}?socket={sock}' {copies / t}.raw"
+                            for t in disks1)],
+                        env, sync=[copies], qemu=qemu_pid(vm1),
+                    )  # fmt: skip
+                    stored = du(copies)
+                    shutil.rmtree(copies)
+                    writes.append(
+                        Row(
+                            "ceiling (copy)",
+                            "nbdcopy to sparse raw files on the vault's file system + fsync",
+                            data,
+                            run,
+                            stored,
+                        )
+                    )
+                    log(f"copy ceiling: {data / run.wall / 1e6:,.0f} MB/s")
+
+        # 3. and 4. (a) ceiling and (b) full, interleaved, ROUNDS times (the machine is shared:
+        # single runs vary by 2x); the first fulls go to throwaway homes, the last one to the
+        # vault whose chain the incrementals continue.
+        fulls: list[Row] = []
+        for k in range(ROUNDS):
+            ceiling_round(first=k == 0)
+            log(f"vmvault full backup ({k + 1}/{ROUNDS})")
+            if k < ROUNDS - 1:
+                rep_env = {**env, "VMVAULT_HOME": str(tmp / f"home-rep{k}")}
+                vmvault(rep_env, "vault", "create", "rep", "--location", "local")
+                vmvault(rep_env, "discover")
+                vmvault(rep_env, "register", vm1)
+                had = set(cps.list_checkpoints(URI, uuid1))
+                rep_vault = tmp / f"home-rep{k}" / "vaults" / "rep"
+                fulls.append(
+                    backup_row(
+                        rep_env, vm1, rep_vault, "full backup", facts["allocated"], lab.paths(vm1)
+                    )
+                )
+                for name in set(cps.list_checkpoints(URI, uuid1)) - had:
+                    cps.delete_checkpoint(URI, uuid1, name)
+                shutil.rmtree(tmp / f"home-rep{k}")
+            else:
+                fulls.append(
+                    backup_row(env, vm1, vault, "full backup", facts["allocated"], lab.paths(vm1))
+                )
+        full = median_of(fulls)
+        rows.append(full)
+        medians = [median_of(v) for v in by_variant.values()]
+        ceilings.extend(r for r in medians if r.tool == "ceiling")
+        rows.extend(r for r in medians if r.tool == "what-if")
+        log("vmvault incremental, no change")
+        rows.append(backup_row(env, vm1, vault, "incremental, no change", None, lab.paths(vm1)))
+        log("probe: one more no-change incremental, timed by phase")
+        probe = measure([*me, "probe", vm1], env, ok=(0, 3))
+        facts["probe"] = json.loads(probe.err.split("PROBE ", 1)[1].splitlines()[0])
+        facts["probe"]["interpreter exit"] = probe.ended - facts["probe"].pop("_end")
+        facts["probe"]["(process wall)"] = probe.wall
+        change_count = max(1, round(facts["allocated"] / 100 / MiB))
+        script, changed = change_script(change_count, args.random_mib, seed=7)
+        facts["changed"] = changed
+        lab.guest(vm1, script)
+        log(f"vmvault incremental after {change_count} MiB rewritten")
+        inc = backup_row(
+            env, vm1, vault, f"incremental, {change_count} MiB (~1 %) changed", None, lab.paths(vm1)
+        )
+        rows.append(inc)
+        newest = inc.extra["point"]["id"]
+        restored: dict[str, dict[str, Path]] = {}
+        for fmt in ("qcow2", "raw"):
+            out = tmp / f"restore-{fmt}"
+            drop_cache([vault])
+            log(f"vmvault restore {fmt}")
+            run = measure(
+                [VMVAULT, "restore", vm1, "--point", newest, "--disks-only", "--dir", str(out),
+                 "--format", fmt, "--json"],
+                env, ok=(0, 3),
+            )  # fmt: skip
+            files = [Path(f) for f in json.loads(run.out)["files"]]
+            images = {f.stem.rsplit("-", 1)[-1]: f for f in files if f.suffix == f".{fmt}"}
+            restored[fmt] = images
+            data = sum(allocated(p) for p in images.values())
+            rows.append(
+                Row(
+                    "vmvault",
+                    f"restore of the newest point, {fmt}",
+                    data,
+                    run,
+                    None,
+                    f"{logical / GiB:.2f} GiB logical = {logical / run.wall / 1e9:.2f} GB/s; "
+                    f"{data / 1e6:,.0f} MB allocated",
+                )
+            )
+        same = all(
+            subprocess.run(
+                ["qemu-img", "compare", "-q", str(restored["raw"][t]), str(restored["qcow2"][t])]
+            ).returncode
+            == 0
+            for t in restored["raw"]
+        )
+        rows[-1].note += "; raw = qcow2" if same else "; raw and qcow2 DIFFER"
+        for p in restored["raw"].values():
+            p.unlink()
+        for fmt in ("raw", "qcow2"):  # what-if: the restore data path alone, page cache or not
+            for direct in (False, True):
+                out = tmp / "whatif-restore"
+                out.mkdir()
+                drop_cache([vault])
+                run = measure(
+                    [*me, "restore", str(vault), newest, str(out), fmt]
+                    + (["--direct"] if direct else []),
+                    env,
+                )
+                data = sum(allocated(p) for p in out.iterdir())
+                shutil.rmtree(out)
+                how = "image data written with O_DIRECT" if direct else "as it is"
+                rows.append(
+                    Row(
+                        "what-if",
+                        f"restore_disk alone, {fmt}, {how}",
+                        data,
+                        run,
+                        None,
+                        f"{logical / run.wall / 1e9:.2f} GB/s logical",
+                    )
+                )
+                log(f"what-if restore {fmt} direct={direct}: {data / run.wall / 1e6:,.0f} MB/s")
+
+        # 5. (e) the clone, backed up offline into the same vault
+        log(f"clone: {vm2} gets the restored images")
+        lab.destroy(vm2)
+        disks2 = lab.disks(vm2)
+        vm2_dir = next(iter(disks2.values()))[0].parent
+        for t, (p, _fmt) in disks2.items():
+            os.replace(restored["qcow2"][t], p)
+        os.replace(restored["qcow2"]["vdc"], vm2_dir / "data3.qcow2")
+        lab.attach(vm2, vm2_dir / "data3.qcow2", "vdc")
+        facts["clone_allocated"] = sum(map_allocated(p) for p in lab.paths(vm2))
+        log("vmvault backup of the clone (shut off)")
+        rows.append(
+            backup_row(
+                env,
+                vm2,
+                vault,
+                "full of the clone (2nd VM, same data, shut off: qemu-nbd)",
+                facts["clone_allocated"],
+                lab.paths(vm2),
+            )
+        )
+
+        # 6. (f) virtnbdbackup on the clone
+        lab.start(vm2)
+        lab.guest(vm2, "mkdir -p /data3 && mount -t ext4 /dev/vdc /data3")
+        vnb = tmp / "vnb"
+        vnb_fulls = []
+        for k in range(ROUNDS):  # each -l full into a new directory restarts its chain
+            out = tmp / f"vnb-{k}" if k < ROUNDS - 1 else vnb
+            drop_cache(lab.paths(vm2))
+            log(f"virtnbdbackup full ({k + 1}/{ROUNDS})")
+            run = measure(
+                ["virtnbdbackup", "-d", vm2, "-l", "full", "-o", str(out), "-n"],
+                env,
+                sync=[out],
+                qemu=qemu_pid(vm2),
+            )
+            data_files = sum(allocated(p) for p in out.glob("*.data"))
+            vnb_fulls.append(
+                Row(
+                    "virtnbdbackup",
+                    "full backup (of the clone)",
+                    facts["clone_allocated"],
+                    run,
+                    du(out),
+                    f"*.data {data_files / 1e6:,.0f} MB; the rest is its copy of kernel + initrd",
+                )
+            )
+            if out != vnb:
+                shutil.rmtree(out)
+        rows.append(median_of(vnb_fulls))
+        lab.guest(vm2, script)
+        before = du(vnb)
+        log("virtnbdbackup inc")
+        run = measure(
+            ["virtnbdbackup", "-d", vm2, "-l", "inc", "-o", str(vnb), "-n"],
+            env,
+            sync=[vnb],
+            qemu=qemu_pid(vm2),
+        )
+        inc_files = [p for p in vnb.glob("*.data") if ".inc." in p.name]
+        inc_data = sum(p.stat().st_size for p in inc_files)
+        rows.append(
+            Row(
+                "virtnbdbackup",
+                f"incremental, {change_count} MiB (~1 %) changed",
+                inc_data,
+                run,
+                du(vnb) - before,
+                f"{inc_data / 1e6:,.1f} MB in its .inc.data files",
+            )
+        )
+        out = tmp / "vnb-restore"
+        drop_cache([vnb])
+        log("virtnbdrestore")
+        run = measure(
+            ["virtnbdrestore", "-i", str(vnb), "-o", str(out), "-n", "-L",
+             str(tmp / "virtnbdrestore.log")],
+            env, sync=[out],
+        )  # fmt: skip
+        images = [p for p in out.iterdir() if p.suffix in (".qcow2", ".img", ".raw")]
+        data = sum(allocated(p) for p in images)
+        rows.append(
+            Row(
+                "virtnbdbackup",
+                "virtnbdrestore of full + inc (qcow2)",
+                data,
+                run,
+                None,
+                f"{logical / GiB:.2f} GiB logical = {logical / run.wall / 1e9:.2f} GB/s; "
+                f"{data / 1e6:,.0f} MB allocated",
+            )
+        )
+    finally:
+        log("lab down")
+        if lab is not None:
+            with contextlib.suppress(Exception):
+                lab.conn.close()
+        vmvault(env, "lab", "down")
+        load.append(os.getloadavg())
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    offline_out = ""
+    if not args.no_offline:
+        log("bench/offline.py --size-gib 4")
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "offline.py"), "--size-gib", "4",
+             "--workdir", str(args.offline_workdir)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        offline_out = proc.stdout if proc.returncode == 0 else f"offline.py failed: {proc.stderr}"
+        load.append(os.getloadavg())
+    log("done")
+    report(
+        rows,
+        ceilings,
+        writes,
+        facts,
+        offline_out,
+        load,
+        small,
+        full,
+        inc,
+        time.monotonic() - t_start,
+    )
+
+
+def offline_seconds(table: str, tool: str, op: str) -> float | None:
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 3 and cells[0] == tool and cells[1].startswith(op):
+            return float(cells[2])
+    return None
+
+
+def report(
+    rows: list[Row],
+    ceilings: list[Row],
+    writes: list[Row],
+    facts: dict[str, Any],
+    offline_out: str,
+    load: list[tuple[float, float, float]],
+    small: Row,
+    full: Row,
+    inc: Row,
+    seconds: float,
+) -> None:
+    best = max(ceilings, key=lambda r: r.mbps)
+    ceiling = best.mbps
+    sizes = facts["sizes"]
+    print()
+    print(
+        f"Guest bn-standard-1: vda {sizes['vda'] / GiB:g} GiB + vdb {sizes['vdb'] / MiB:g} MiB + "
+        f"vdc {sizes['vdc'] / GiB:g} GiB qcow2 = {sum(sizes.values()) / GiB:.2f} GiB; allocated "
+        f"{facts['allocated'] / 1e6:,.0f} MB ("
+        + ", ".join(f"{t} {n / 1e6:,.0f}" for t, n in facts["allocated_per_disk"].items())
+        + f"); vdc filled in {facts['fill_seconds']:.0f}s; 1 % change = "
+        f"{facts['changed'] // MiB} MiB. {os.cpu_count()} CPUs; load average "
+        + " -> ".join(f"{a:.1f}" for a, _, _ in load)
+        + f" (1-min load at the start of each measured operation: {min(LOAD):.1f}-"
+        f"{max(LOAD):.1f}); run {seconds:.0f}s. Ceiling = the fastest plain copy to /dev/null "
+        f"(median of its runs): {ceiling:,.0f} MB/s ({best.op})."
+    )
+    print()
+    print("Versions: " + "; ".join(f"{k} {v}" for k, v in facts["versions"].items()))
+    print()
+    print("Data on vdc (ls -l in the guest):")
+    for ln in facts["fill_listing"].splitlines():
+        if ln.endswith(".bin"):
+            print(f"    {' '.join(ln.split()[4:])}")
+    print()
+    print_table(writes + ceilings + rows, ceiling)
+
+    # --- targets ---
+    by_op = {(r.tool, r.op.split(",")[0]): r for r in rows}
+    vnb_full = next(r for r in rows if r.tool == "virtnbdbackup" and r.op.startswith("full"))
+    vnb_inc = next(r for r in rows if r.tool == "virtnbdbackup" and r.op.startswith("incr"))
+    overhead = next(r for r in rows if r.op == "incremental, no change").run.wall
+    raw = next(r for r in rows if r.op.endswith("raw"))
+    qcow = next(r for r in rows if r.op.endswith("qcow2") and r.tool == "vmvault")
+    logical = sum(facts["sizes"].values())
+    vmv_rss = [r.run.rss_mib for r in rows if r.tool == "vmvault"]
+    vmv_stored = (full.stored or 0) + (inc.stored or 0)
+    vnb_stored = (vnb_full.stored or 0) + (vnb_inc.stored or 0)
+    expected_inc = overhead + inc.extra["point"]["bytes_read"] / (ceiling * 1e6)
+    borg = offline_seconds(offline_out, "borg 1.4", "full backup")
+    off = offline_seconds(offline_out, "vmvault", "full backup")
+    checks = [
+        (
+            "full >= 0.9 x ceiling",
+            f"{full.mbps:,.0f} / {ceiling:,.0f} MB/s = {full.mbps / ceiling:.2f}",
+            full.mbps >= 0.9 * ceiling,
+        ),
+        (
+            "full >= 2 x virtnbdbackup (MB/s of allocated data)",
+            f"{full.mbps:,.0f} / {vnb_full.mbps:,.0f} MB/s = {full.mbps / vnb_full.mbps:.2f}x",
+            full.mbps >= 2 * vnb_full.mbps,
+        ),
+        (
+            "offline full >= 2 x borg",
+            f"{borg:.2f} s / {off:.2f} s = {borg / off:.2f}x" if borg and off else "not run",
+            bool(borg and off and borg >= 2 * off),
+        ),
+        (
+            "incremental = overhead < 1 s + changed bytes at ceiling speed",
+            f"overhead {overhead:.2f} s; measured {inc.run.wall:.2f} s vs expected "
+            f"{expected_inc:.2f} s",
+            overhead < 1.0 and inc.run.wall <= expected_inc + 0.25,
+        ),
+        (
+            "restore >= 1 GB/s to a sparse image (disk size / s, as in offline.py)",
+            f"raw {logical / raw.run.wall / 1e9:.2f}, qcow2 {logical / qcow.run.wall / 1e9:.2f} "
+            f"GB/s; over the allocated data only {raw.mbps / 1e3:.2f} and {qcow.mbps / 1e3:.2f}",
+            logical / max(raw.run.wall, qcow.run.wall) >= 1e9,
+        ),
+        (
+            "peak RSS <= 100 MiB",
+            f"max {max(vmv_rss):.0f} MiB (full backup {full.run.rss_mib:.0f} MiB)",
+            max(vmv_rss) <= 100,
+        ),
+        (
+            "less stored than virtnbdbackup (full + inc)",
+            f"{vmv_stored / 1e6:,.0f} MB vs {vnb_stored / 1e6:,.0f} MB",
+            vmv_stored < vnb_stored,
+        ),
+    ]
+    clone = by_op.get(("vmvault", "full of the clone (2nd VM"))
+    print()
+    print("| target | measured | |")
+    print("|---|---|---|")
+    for name, measured, ok in checks:
+        print(f"| {name} | {measured} | {'pass' if ok else '**FAIL**'} |")
+    print(
+        f"| RSS vs disk size (same data: compare with a --vdc-gib 8 run) | full of 1.25 GiB "
+        f"({small.data / 1e6:,.0f} MB read): {small.run.rss_mib:.0f} MiB; of "
+        f"{sum(sizes.values()) / GiB:.2f} GiB ({full.data / 1e6:,.0f} MB): "
+        f"{full.run.rss_mib:.0f} MiB | info |"
+    )
+    if clone is not None:
+        p = clone.extra["point"]
+        print(
+            f"| (e) dedup: 2nd VM with the same data | {p['bytes_new'] / 1e6:,.2f} MB new chunk "
+            f"bytes, {(clone.stored or 0) / 1e6:,.2f} MB on disk (index + manifest) | info |"
+        )
+    print()
+    print("Fixed overhead: a no-change incremental run in-process with timers (seconds):")
+    print()
+    print("| phase | s |")
+    print("|---|---:|")
+    for label, secs in facts["probe"].items():
+        name = label.strip()
+        indent = "&nbsp;&nbsp;" * ((len(label) - len(name)) // 2)
+        print(f"| {indent}{name} | {secs:.3f} |")
+    print()
+    print("Per-disk pipeline lines of the vmvault jobs:")
+    for r in rows:
+        for ln in r.extra.get("log", []):
+            print(f"    {r.op[:40]:40} {ln.split(' ', 2)[-1]}")
+    if offline_out:
+        print()
+        print("bench/offline.py --size-gib 4 (same run):")
+        print(offline_out.strip())
+
+
+if __name__ == "__main__":
+    main()
