@@ -81,6 +81,7 @@ def vm_doc(vm: VmItem) -> dict[str, Any]:
         "vanished": vm.vanished_at is not None,
         "vanished_at": iso(vm.vanished_at),
         "vault": vm.vault,
+        "policy": vm.policy,
         "agent_channel": vm.agent_channel,
         "agent_version": vm.agent_version,
         "crash_consistent_only": vm.crash_consistent_only,
