@@ -15,6 +15,7 @@ from functools import cached_property
 from vmvault.config import Settings
 from vmvault.domain.inventory import RegistrationLimits
 from vmvault.domain.vault import DEFAULT_HOST_URI
+from vmvault.hypervisor.host import pid_alive
 from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
@@ -32,16 +33,6 @@ from vmvault.services.vaults import VaultService
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass

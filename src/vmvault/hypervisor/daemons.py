@@ -25,19 +25,18 @@ both find the daemons down start them once, whatever state directories they pass
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
 
 from vmvault.domain.errors import LabError
+from vmvault.hypervisor.host import locked
 
 LIBVIRTD_SOCKET = Path("/run/libvirt/libvirt-sock")
 VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
@@ -92,16 +91,6 @@ def _socket_answers(path: Path) -> bool:
             return True
         except OSError:
             return False
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _mkdir(path: Path) -> None:
@@ -201,7 +190,7 @@ def ensure_libvirtd(state_dir: Path, timeout: float = 30.0) -> bool:
     started = False
     log = state_dir / "logs" / "libvirtd.log"
     _mkdir(START_LOCK.parent)
-    with _locked(START_LOCK):
+    with locked(START_LOCK):
         argvs = []
         if not _socket_answers(VIRTLOGD_SOCKET):
             argvs.append(["virtlogd", "-d", "-p", str(state_dir / "run" / "virtlogd.pid")])

@@ -49,20 +49,11 @@ from vmvault.domain.errors import (
     NbdReadFailed,
     OfflineExportFailed,
 )
+from vmvault.hypervisor.host import pid_alive
 from vmvault.hypervisor.nbd import DIRTY_BITMAP_PREFIX, NbdSource
 
 _counter = itertools.count(1)
 OWNER_NAME = "owner.json"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -249,17 +240,17 @@ def cleanup_stale_exports(work_dir: Path) -> list[str]:
             owner_pid = int(owner.get("pid", 0))
         except (OSError, ValueError, TypeError):
             owner_pid = 0
-        if owner_pid and _alive(owner_pid):
+        if owner_pid and pid_alive(owner_pid):
             continue
         try:
             pid = int((d / "qemu-nbd.pid").read_text().strip())
         except (OSError, ValueError):
             pid = 0
-        if pid and _alive(pid) and any("qemu-nbd" in a for a in _cmdline(pid)[:1]):
+        if pid and pid_alive(pid) and any("qemu-nbd" in a for a in _cmdline(pid)[:1]):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             for _ in range(50):
-                if not _alive(pid):
+                if not pid_alive(pid):
                     break
                 time.sleep(0.1)
             else:

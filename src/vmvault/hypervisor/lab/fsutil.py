@@ -10,14 +10,14 @@ disks live there fails at start with a permission error that says nothing about 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
-import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 from vmvault.domain.errors import LabError
+from vmvault.hypervisor.host import locked, untraversable
+
+__all__ = ["check_traversable", "link_or_copy", "locked", "make_dirs", "publish_dir"]
 
 
 def make_dirs(path: Path, mode: int = 0o755) -> None:
@@ -37,30 +37,17 @@ def make_dirs(path: Path, mode: int = 0o755) -> None:
 def check_traversable(path: Path, who: str = "libvirt-qemu") -> None:
     """Raise :class:`LabError` if an existing ancestor of ``path`` (or itself) lacks ``o+x``."""
     path = Path(path).absolute()
-    for p in (path, *path.parents):
-        try:
-            st = p.stat()
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            raise LabError(f"{p} is not a directory (needed for {path})")
-        if not st.st_mode & stat.S_IXOTH:
-            raise LabError(
-                f"{p} has mode {stat.filemode(st.st_mode)}: QEMU runs as {who} and cannot "
-                f"reach {path} through it. Use a directory outside it (the defaults are "
-                f"/var/lib/vmvault/lab and /var/cache/vmvault/lab) or 'chmod o+x {p}'."
-            )
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if needed) for the block."""
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    found = untraversable(path)
+    if found is None:
+        return
+    p, mode = found
+    if mode is None:
+        raise LabError(f"{p} is not a directory (needed for {path})")
+    raise LabError(
+        f"{p} has mode {mode}: QEMU runs as {who} and cannot "
+        f"reach {path} through it. Use a directory outside it (the defaults are "
+        f"/var/lib/vmvault/lab and /var/cache/vmvault/lab) or 'chmod o+x {p}'."
+    )
 
 
 def publish_dir(tmp: Path, final: Path) -> None:

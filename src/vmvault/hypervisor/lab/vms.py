@@ -46,6 +46,7 @@ from vmvault.domain.errors import (
     VmvaultError,
 )
 from vmvault.hypervisor.daemons import ensure_libvirtd, quiet_libvirt
+from vmvault.hypervisor.host import qemu_log_tail
 from vmvault.hypervisor.lab import iscsi
 from vmvault.hypervisor.lab.disks import Templates, build_templates, copy_disk
 from vmvault.hypervisor.lab.fsutil import check_traversable, link_or_copy, locked, make_dirs
@@ -151,14 +152,6 @@ def _connect(uri: str, lab_dir: Path) -> Any:
         return libvirt.open(uri)
     except libvirt.libvirtError as exc:
         raise HostUnreachable(str(exc.get_error_message()), uri=uri) from None
-
-
-def _qemu_log_tail(name: str) -> str:
-    path = Path("/var/log/libvirt/qemu") / f"{name}.log"
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-5:])
-    except OSError:
-        return ""
 
 
 def _lab_domains(conn: Any, prefix: str | None = None) -> list[tuple[Any, str]]:
@@ -277,7 +270,7 @@ def _boot(conn: Any, spec: DomainSpec, deadline: float, log: Callable[[str], Non
         dom.create()
     except libvirt.libvirtError as exc:
         raise LabError(
-            f"{spec.name} did not start: {exc.get_error_message()}\n{_qemu_log_tail(spec.name)}"
+            f"{spec.name} did not start: {exc.get_error_message()}\n{qemu_log_tail(spec.name)}"
         ) from None
     remaining = max(1.0, deadline - time.monotonic())
     if spec.agent:

@@ -42,7 +42,6 @@ import contextlib
 import fcntl
 import json
 import os
-import stat
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -68,6 +67,7 @@ from vmvault.domain.errors import (
     VmvaultError,
     WorkDirUnusable,
 )
+from vmvault.hypervisor.host import untraversable
 from vmvault.hypervisor.libvirt import agent
 from vmvault.hypervisor.libvirt.checkpoints import checkpoint_coverage
 from vmvault.hypervisor.libvirt.connection import lookup_domain, open_connection
@@ -193,19 +193,17 @@ def check_work_dir(path: Path) -> None:
     """Every existing ancestor of ``path`` must be traversable by others (QEMU runs as
     libvirt-qemu and must reach the socket and scratch directories)."""
     path = Path(path).absolute()
-    for p in (path, *path.parents):
-        try:
-            st = p.stat()
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            raise WorkDirUnusable(f"{p} is not a directory", path=str(path), culprit=str(p))
-        if not st.st_mode & stat.S_IXOTH:
-            raise WorkDirUnusable(
-                f"{p} has mode {stat.filemode(st.st_mode)}: QEMU cannot reach the NBD socket",
-                path=str(path),
-                culprit=str(p),
-            )
+    found = untraversable(path)
+    if found is None:
+        return
+    p, mode = found
+    if mode is None:
+        raise WorkDirUnusable(f"{p} is not a directory", path=str(path), culprit=str(p))
+    raise WorkDirUnusable(
+        f"{p} has mode {mode}: QEMU cannot reach the NBD socket",
+        path=str(path),
+        culprit=str(p),
+    )
 
 
 def _mkdir(path: Path, mode: int) -> None:

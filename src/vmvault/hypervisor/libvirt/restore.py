@@ -58,6 +58,7 @@ from vmvault.domain.restore import (
     XmlNic,
 )
 from vmvault.domain.vm import PowerState
+from vmvault.hypervisor.host import qemu_log_tail
 from vmvault.hypervisor.libvirt import agent
 from vmvault.hypervisor.libvirt.connection import connection, lookup_domain
 from vmvault.hypervisor.libvirt.domxml import AGENT_CHANNEL, POWER_STATES
@@ -510,7 +511,7 @@ class LibvirtRestoreDriver:
             except libvirt.libvirtError as exc:
                 name = str(dom.name())
                 raise RestoreStartFailed(
-                    f"{_err(exc)}\n{_qemu_log_tail(name)}".strip(), vm=name
+                    f"{_err(exc)}\n{qemu_log_tail(name)}".strip(), vm=name
                 ) from None
 
     def wait_for_agent(self, uri: str, uuid: str, timeout: float) -> bool:
@@ -611,11 +612,3 @@ class LibvirtRestoreDriver:
                     why="qemu-img check failed",
                 )
         return size
-
-
-def _qemu_log_tail(name: str) -> str:
-    path = Path("/var/log/libvirt/qemu") / f"{name}.log"
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-5:])
-    except OSError:
-        return ""
