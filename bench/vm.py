@@ -5,7 +5,7 @@
 Runs as root on the lab's libvirtd, with its own lab prefix (``VMVAULT_LAB_PREFIX=bn``: guests
 ``bn-standard-1`` and ``bn-standard-2``), a private ``VMVAULT_HOME`` and ``VMVAULT_WORK_DIR``
 under a temporary directory, and always ends with ``vmvault lab down`` for that prefix. In one
-run (about 5.5 minutes; 4 without offline.py):
+run (3.5-6 minutes with the load; about 1.2 less without offline.py):
 
 0. Context: ``dd`` of 1 GiB to the file system of the vault, buffered + fsync and O_DIRECT
    (this machine's disk is shared and its write speed varies by 3x from minute to minute).
@@ -21,22 +21,23 @@ run (about 5.5 minutes; 4 without offline.py):
    ``zeros.bin`` (128 MiB written from /dev/zero: allocated in the qcow2, all-zero chunks).
 3. (a) ceiling: a libvirt pull backup (``PullBackup``, quiesce none, no checkpoint) and a plain
    copy of every allocated extent of the three exports to /dev/null: vmvault's own reader as
-   the backup uses it (``NbdSource`` defaults, one 4 MiB chunk at a time), the same with
-   16 x 256 KiB requests per chunk, the same given 32 MiB at a time (32 x 1 MiB in flight:
-   what a read-ahead across chunks would get), and ``nbdcopy`` (4 connections, 64 requests)
-   to ``null:``. Also, once, ``nbdcopy`` to sparse raw files next to the vault + fsync: the
-   read + write that a backup storing most of the data cannot beat. And a what-if: the data path alone (``backup_disk`` of the three exports into a
-   new vault, no CLI, no freeze) as it is, with 16 x 256 KiB requests, and with the chunk files
-   written with O_DIRECT (``write_parts_direct`` replaces ``fsutil.write_parts`` in that child).
+   the backup uses it (``NbdSource`` defaults: one 4 MiB chunk at a time, 16 x 256 KiB in
+   flight), the same with the old defaults (4 x 1 MiB), and ``nbdcopy`` (4 connections,
+   64 requests) to ``null:``. Also, once, ``nbdcopy`` to sparse raw files next
+   to the vault + fsync: the read + write that a backup storing most of the data cannot beat.
+   And the data path alone (``backup_disk`` of the three exports into a new vault, no CLI, no
+   freeze): as shipped, and with the settings it had before (4 x 1 MiB reads, chunk files
+   through the page cache: ``fsutil.O_DIRECT = 0`` in that child), for comparison.
 4. (b) ``vmvault backup bn-standard-1 --json`` (full). (a) and (b) run in 3 interleaved rounds
    (the first two fulls into throwaway homes): each row shows the median run and lists all
    three; the ceiling is the best variant's median. (c) again with no change (the fixed
-   overhead; once more in-process with timers around its phases: ``--op probe``), then after
+   overhead; once more in-process with timers around its phases and its RSS sampled after the
+   imports, when ``backup_disk`` starts and at its peak: ``--op probe``), then after
    ~1 % of the data was rewritten in the guest (1 MiB ``dd`` of /dev/urandom at seeded random
    offsets of random.bin, ``conv=notrunc``, then ``sync``);
    (d) ``vmvault restore --disks-only`` of that newest point as qcow2 and as raw (compared
-   with ``qemu-img compare``); what-if: ``restore_disk`` alone, as it is and with the image's
-   data clusters written with O_DIRECT.
+   with ``qemu-img compare``); ``restore_disk`` alone, as shipped (data clusters written with
+   O_DIRECT) and through the page cache as before.
 5. (e) the clone: bn-standard-2 is shut off and gets the restored qcow2 images as its vda, vdb
    and vdc, then ``vmvault backup bn-standard-2`` into the same vault (offline: qemu-nbd).
 6. (f) virtnbdbackup 1.9 on the clone, started again: ``-l full`` (3 times, median), the same
@@ -74,10 +75,11 @@ from typing import Any
 PREFIX = "bn"
 ROUNDS = 3  # ceiling and full backups are measured this many times; the median is shown
 WHAT_IF = [  # the data path alone (backup_disk of the three exports, no CLI, no freeze)
-    ("backup_disk alone, as it is", 1 << 20, 4, False),
-    ("backup_disk alone, NbdSource(piece=256 KiB, depth=16)", 256 << 10, 16, False),
-    ("backup_disk alone, chunk files written with O_DIRECT", 1 << 20, 4, True),
-]
+    ("backup_disk alone, as shipped (16 x 256 KiB reads, O_DIRECT chunk files)", 256 << 10, 16,
+     False),
+    ("backup_disk alone, as before (4 x 1 MiB reads, chunk files via the page cache)", 1 << 20,
+     4, True),
+]  # fmt: skip
 URI = "qemu:///system"
 ROOT = Path(__file__).resolve().parents[1]
 VMVAULT = str(ROOT / ".venv" / "bin" / "vmvault")
@@ -277,53 +279,22 @@ def op_nbd_read(argv: list[str]) -> None:
 # --- child operation: the data path alone (what-if for reader settings) ---------------------
 
 
-def write_parts_direct(
-    path: Path, parts: list[bytes | bytearray | memoryview], *, sync: bool, mode: int = 0o644
-) -> int:
-    """``fsutil.write_parts`` with O_DIRECT: parts are copied into a reused, page-aligned
-    buffer, written padded to 4 KiB, and the file is cut back to its size."""
-    import mmap
-    import threading
+def buffered_writes(argv: list[str]) -> list[str]:
+    """``--buffered``: the dataplane writes through the page cache, as before O_DIRECT."""
+    if "--buffered" in argv:
+        import vmvault.dataplane.fsutil as fsutil
 
-    local = _DIRECT.setdefault(threading.get_ident(), {})
-    total = sum(len(p) for p in parts)
-    padded = -(-total // 4096) * 4096
-    buf = local.get("buf")
-    if buf is None or len(buf) < padded:
-        buf = local["buf"] = mmap.mmap(-1, max(padded, 4 * MiB + 65536))
-    pos = 0
-    for part in parts:
-        buf[pos : pos + len(part)] = part
-        pos += len(part)
-    buf[pos:padded] = bytes(padded - pos)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_DIRECT, mode)
-    try:
-        view = memoryview(buf)[:padded]
-        done = 0
-        while done < padded:
-            done += os.pwrite(fd, view[done:], done)
-        os.ftruncate(fd, total)
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    return total
-
-
-_DIRECT: dict[int, dict[str, Any]] = {}
+        fsutil.O_DIRECT = 0
+    return [a for a in argv if a != "--buffered"]
 
 
 def op_pipeline(argv: list[str]) -> None:
     """backup_disk of each export into a new vault, with the given NbdSource piece and depth;
-    ``--direct`` writes the chunk files with O_DIRECT (what-if)."""
+    ``--buffered`` writes the chunk files through the page cache (the old way)."""
     from vmvault.dataplane import VaultStore, backup_disk
     from vmvault.hypervisor.nbd import NbdSource
 
-    if "--direct" in argv:
-        argv = [a for a in argv if a != "--direct"]
-        import vmvault.dataplane.chunkstore as chunkstore
-
-        chunkstore.write_parts = write_parts_direct  # type: ignore[assignment]
+    argv = buffered_writes(argv)
     sock, piece, depth, vault_dir, *exports = argv
     store = VaultStore.create(Path(vault_dir))
     read = new = 0
@@ -337,46 +308,12 @@ def op_pipeline(argv: list[str]) -> None:
 
 
 def op_restore(argv: list[str]) -> None:
-    """restore_disk of every disk of a point (workers=2); ``--direct``: the image's data
-    clusters are written with O_DIRECT from a reused aligned buffer (what-if)."""
+    """restore_disk of every disk of a point (workers=2); ``--buffered``: the image is written
+    through the page cache (the old way)."""
     import vmvault.dataplane.restore as restore_mod
     from vmvault.dataplane import VaultStore
 
-    if "--direct" in argv:
-        argv = [a for a in argv if a != "--direct"]
-        plain = restore_mod.write_sparse
-        direct_fds: dict[int, int] = {}
-
-        def write_sparse_direct(fd: int, offset: int, data: bytes) -> bytes:
-            import mmap
-            import threading
-
-            if offset % 4096 or len(data) % 4096:
-                return plain(fd, offset, data)
-            if fd not in direct_fds:  # same file, opened again with O_DIRECT
-                direct_fds[fd] = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT)
-            local = _DIRECT.setdefault(threading.get_ident(), {})
-            buf = local.get("rbuf")
-            if buf is None or len(buf) < len(data):
-                buf = local["rbuf"] = mmap.mmap(-1, max(len(data), 4 * MiB))
-            buf[: len(data)] = data
-            view = memoryview(buf)[: len(data)]
-            flags = bytearray(-(-len(data) // 65536))
-            start = -1
-            for k in range(len(flags) + 1):
-                nonzero = k < len(flags) and not is_zero_view(view[k * 65536 : (k + 1) * 65536])
-                if nonzero:
-                    flags[k] = 1
-                    start = k if start < 0 else start
-                elif start >= 0:
-                    run = view[start * 65536 : k * 65536]
-                    done = 0
-                    while done < len(run):
-                        done += os.pwrite(direct_fds[fd], run[done:], offset + start * 65536 + done)
-                    start = -1
-            return bytes(flags)
-
-        restore_mod.write_sparse = write_sparse_direct  # type: ignore[assignment]
+    argv = buffered_writes(argv)
     vault_dir, point, out_dir, fmt = argv
     store = VaultStore.open(Path(vault_dir))
     m = store.read_manifest(point)
@@ -390,12 +327,6 @@ def op_restore(argv: list[str]) -> None:
         )
         written += r.bytes_written
     print(json.dumps({"written": written}))
-
-
-def is_zero_view(view: memoryview) -> bool:
-    from vmvault.dataplane.chunk import is_zero
-
-    return is_zero(view)
 
 
 # --- child operation: ``vmvault backup`` in-process, with timers around its phases ----------
@@ -438,6 +369,7 @@ def op_probe(argv: list[str]) -> None:
 
     times: dict[str, float] = {"interpreter start (exec to first line)": startup}
     times["import vmvault.cli.main"] = time.perf_counter() - t0
+    mem = {"after import": vm_kib("VmRSS") / 1024}
     for module, attr, label in PROBES:
         owner: Any = importlib.import_module(module)
         *path, name = attr.split(".")
@@ -447,6 +379,8 @@ def op_probe(argv: list[str]) -> None:
         times[label] = 0.0
 
         def timed(*a: Any, _fn: Any = fn, _label: str = label, **k: Any) -> Any:
+            if _label.strip().startswith("backup_disk"):
+                mem.setdefault("when backup_disk starts", vm_kib("VmRSS") / 1024)
             s = time.perf_counter()
             try:
                 return _fn(*a, **k)
@@ -460,7 +394,14 @@ def op_probe(argv: list[str]) -> None:
         cli.main()
     times["CLI command (services, job, output)"] = time.perf_counter() - t1
     times["_end"] = time.time()
+    mem["peak"] = vm_kib("VmHWM") / 1024
     print("PROBE " + json.dumps(times), file=sys.stderr)
+    print("PROBEMEM " + json.dumps(mem), file=sys.stderr)
+
+
+def vm_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(ln.split()[1]) for ln in fh if ln.startswith(field + ":"))
 
 
 # --- the lab and the guests -----------------------------------------------------------------
@@ -785,13 +726,11 @@ def main() -> None:
                 data = facts["allocated"]
                 sock = str(pb.socket)
                 variants: list[tuple[str, list[str]]] = [
-                    ("NbdSource as vmvault reads: 4 MiB at a time, 4 x 1 MiB in flight",
-                     [*me, "nbd-read", sock, "1", "4", str(4 * MiB), *disks1]),
-                    ("NbdSource, 4 MiB at a time, 16 x 256 KiB in flight",
+                    ("NbdSource as vmvault reads: 4 MiB at a time, 16 x 256 KiB in flight",
                      [*me, "nbd-read", sock, "1", "16", str(4 * MiB), *disks1, "--piece",
                       str(256 << 10)]),
-                    ("NbdSource, 32 MiB at a time, 32 x 1 MiB in flight",
-                     [*me, "nbd-read", sock, "1", "32", str(32 * MiB), *disks1]),
+                    ("NbdSource, old defaults: 4 MiB at a time, 4 x 1 MiB in flight",
+                     [*me, "nbd-read", sock, "1", "4", str(4 * MiB), *disks1]),
                     ("nbdcopy (4 connections x 64 requests) to null:",
                      ["sh", "-c", " && ".join(
                          f"nbdcopy 'nbd+unix:///{t}?socket={sock}' null:" for t in disks1)]),
@@ -801,19 +740,19 @@ def main() -> None:
                     run = measure(cmd, env, qemu=qemu_pid(vm1))
                     by_variant.setdefault(label, []).append(Row("ceiling", label, data, run))
                     log(f"ceiling {label}: {data / run.wall / 1e6:,.0f} MB/s")
-                for label, piece, depth, direct in WHAT_IF:
+                for label, piece, depth, buffered in WHAT_IF:
                     target = tmp / "whatif-vault"
                     drop_cache(lab.paths(vm1))
                     run = measure(
                         [*me, "pipeline", sock, str(piece), str(depth), str(target), *disks1]
-                        + (["--direct"] if direct else []),
+                        + (["--buffered"] if buffered else []),
                         env,
                         qemu=qemu_pid(vm1),
                     )
                     stored = du(target)
                     shutil.rmtree(target)
                     by_variant.setdefault(label, []).append(
-                        Row("what-if", label, data, run, stored)
+                        Row("data path", label, data, run, stored)
                     )
                     log(f"{label}: {data / run.wall / 1e6:,.0f} MB/s")
                 if first:  # read + write: what a backup that stores it all pays
@@ -869,7 +808,7 @@ def main() -> None:
         rows.append(full)
         medians = [median_of(v) for v in by_variant.values()]
         ceilings.extend(r for r in medians if r.tool == "ceiling")
-        rows.extend(r for r in medians if r.tool == "what-if")
+        rows.extend(r for r in medians if r.tool == "data path")
         log("vmvault incremental, no change")
         rows.append(backup_row(env, vm1, vault, "incremental, no change", None, lab.paths(vm1)))
         log("probe: one more no-change incremental, timed by phase")
@@ -877,6 +816,7 @@ def main() -> None:
         facts["probe"] = json.loads(probe.err.split("PROBE ", 1)[1].splitlines()[0])
         facts["probe"]["interpreter exit"] = probe.ended - facts["probe"].pop("_end")
         facts["probe"]["(process wall)"] = probe.wall
+        facts["probe_mem"] = json.loads(probe.err.split("PROBEMEM ", 1)[1].splitlines()[0])
         change_count = max(1, round(facts["allocated"] / 100 / MiB))
         script, changed = change_script(change_count, args.random_mib, seed=7)
         facts["changed"] = changed
@@ -922,22 +862,22 @@ def main() -> None:
         rows[-1].note += "; raw = qcow2" if same else "; raw and qcow2 DIFFER"
         for p in restored["raw"].values():
             p.unlink()
-        for fmt in ("raw", "qcow2"):  # what-if: the restore data path alone, page cache or not
-            for direct in (False, True):
+        for fmt in ("raw", "qcow2"):  # the restore data path alone, as shipped and as before
+            for buffered in (False, True):
                 out = tmp / "whatif-restore"
                 out.mkdir()
                 drop_cache([vault])
                 run = measure(
                     [*me, "restore", str(vault), newest, str(out), fmt]
-                    + (["--direct"] if direct else []),
+                    + (["--buffered"] if buffered else []),
                     env,
                 )
                 data = sum(allocated(p) for p in out.iterdir())
                 shutil.rmtree(out)
-                how = "image data written with O_DIRECT" if direct else "as it is"
+                how = "as before (via the page cache)" if buffered else "as shipped (O_DIRECT)"
                 rows.append(
                     Row(
-                        "what-if",
+                        "data path",
                         f"restore_disk alone, {fmt}, {how}",
                         data,
                         run,
@@ -945,7 +885,7 @@ def main() -> None:
                         f"{logical / run.wall / 1e9:.2f} GB/s logical",
                     )
                 )
-                log(f"what-if restore {fmt} direct={direct}: {data / run.wall / 1e6:,.0f} MB/s")
+                log(f"restore_disk {fmt} buffered={buffered}: {data / run.wall / 1e6:,.0f} MB/s")
 
         # 5. (e) the clone, backed up offline into the same vault
         log(f"clone: {vm2} gets the restored images")
@@ -1201,6 +1141,11 @@ def report(
         name = label.strip()
         indent = "&nbsp;&nbsp;" * ((len(label) - len(name)) // 2)
         print(f"| {indent}{name} | {secs:.3f} |")
+    print()
+    print(
+        "RSS of that process (MiB): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in facts.get("probe_mem", {}).items())
+    )
     print()
     print("Per-disk pipeline lines of the vmvault jobs:")
     for r in rows:

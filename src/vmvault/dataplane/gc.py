@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from vmvault.dataplane.chunkstore import is_chunk_name
 from vmvault.dataplane.fsutil import is_tmp_name
 from vmvault.dataplane.locks import DEFAULT_WAIT
 from vmvault.dataplane.vault import INDEXES, MANIFESTS, VaultStore
-from vmvault.domain.errors import IndexCorrupt, PointNotFound
+from vmvault.domain.errors import Cancelled, IndexCorrupt, PointNotFound
 
 DEFAULT_GRACE = 3600.0
 CLOCK_SLACK = 2.0
@@ -103,8 +104,18 @@ def collect_garbage(
     grace_seconds: float = DEFAULT_GRACE,
     dry_run: bool = False,
     lock_timeout: float = DEFAULT_WAIT,
+    cancel: Callable[[], bool] | None = None,
 ) -> GcReport:
-    """Mark from every manifest's indexes; sweep unreferenced files older than the cutoff."""
+    """Mark from every manifest's indexes; sweep unreferenced files older than the cutoff.
+
+    ``cancel`` is polled after the mark, every 1024 files of the scan and of the sweep; when it
+    returns True, :class:`Cancelled` is raised.  Stopping anywhere is safe: only unreferenced
+    files past the cutoff are ever deleted, and the next GC finds what this one left."""
+
+    def check() -> None:
+        if cancel is not None and cancel():
+            raise Cancelled(operation="garbage collection")
+
     with store.gc_lock():
         gc_start = time.time()
         writers = store.writers.live()
@@ -113,9 +124,12 @@ def collect_garbage(
         report = GcReport(dry_run=dry_run, cutoff=cutoff, writers=[w.name for w in writers])
         referenced, report.points = _mark(store)
         report.chunks_referenced = len(referenced)
+        check()
 
         candidates: list[Path] = []
-        for entry in store.chunks.scan():
+        for n, entry in enumerate(store.chunks.scan()):
+            if n % 1024 == 1023:
+                check()
             try:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
@@ -151,23 +165,31 @@ def collect_garbage(
             report.indexes_removed = orphans
             return report
 
-        with store.exclusive_lock(lock_timeout):
-            for path in candidates:
-                try:
-                    st = path.stat()
-                    if st.st_mtime >= cutoff:  # touched since the scan: in use again
-                        report.chunks_kept_recent += 1
-                        continue
-                    path.unlink()
-                except FileNotFoundError:
-                    continue
-                if is_chunk_name(path.name):
-                    report.chunks_removed += 1
-                    report.bytes_removed += st.st_size
-                else:
-                    report.tmp_removed += 1
+        for start in range(0, max(len(candidates), 1), 1024):  # the lock even with none
+            check()  # between batches: the vault lock is not held while we look
+            with store.exclusive_lock(lock_timeout):
+                _sweep(candidates[start : start + 1024], cutoff, report)
+        check()
         for point_id in orphans:
             if not store.manifest_path(point_id).exists():
                 shutil.rmtree(store.path / INDEXES / point_id, ignore_errors=True)
                 report.indexes_removed.append(point_id)
         return report
+
+
+def _sweep(candidates: list[Path], cutoff: float, report: GcReport) -> None:
+    """Re-check and unlink candidates; the caller holds the vault's exclusive lock."""
+    for path in candidates:
+        try:
+            st = path.stat()
+            if st.st_mtime >= cutoff:  # touched since the scan: in use again
+                report.chunks_kept_recent += 1
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        if is_chunk_name(path.name):
+            report.chunks_removed += 1
+            report.bytes_removed += st.st_size
+        else:
+            report.tmp_removed += 1

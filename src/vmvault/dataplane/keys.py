@@ -32,9 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from vmvault.dataplane.fsutil import write_atomic
 from vmvault.domain.errors import InvalidInput, KeyFileInvalid, KeyFileMissing, WrongPassphrase
@@ -96,7 +93,28 @@ class KeySet:
         )
 
 
+def seal(key: bytes, nonce: bytes, plain: bytes, aad: bytes) -> bytes:
+    """AES-256-GCM encrypt.  ``cryptography`` is imported on first use only: it adds ~7 MiB
+    to every process, and only encrypted vaults need it."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key).encrypt(nonce, plain, aad)
+
+
+def unseal(key: bytes, nonce: bytes, sealed: bytes, aad: bytes) -> bytes | None:
+    """AES-256-GCM decrypt; ``None`` when the tag does not authenticate."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    try:
+        return AESGCM(key).decrypt(nonce, sealed, aad)
+    except InvalidTag:
+        return None
+
+
 def _kek(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     return Scrypt(salt=salt, length=KEY_LEN, n=n, r=r, p=p).derive(passphrase.encode())
 
 
@@ -109,7 +127,7 @@ def write_key_file(path: Path, keys: KeySet, passphrase: str, *, n: int | None =
         raise InvalidInput("it already exists; choose a new path", what=f"key file {path}")
     salt, nonce = os.urandom(16), os.urandom(12)
     kek = _kek(passphrase, salt, n, SCRYPT_R, SCRYPT_P)
-    wrapped = AESGCM(kek).encrypt(nonce, keys.packed(), _WRAP_AAD)
+    wrapped = seal(kek, nonce, keys.packed(), _WRAP_AAD)
     doc = {
         "vmvault_key_file": KEY_FILE_VERSION,
         "fingerprint": keys.fingerprint(),
@@ -143,9 +161,8 @@ def read_key_file(path: Path, passphrase: str) -> KeySet:
         wrapped = base64.b64decode(doc["wrapped"], validate=True)
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
         raise KeyFileInvalid(str(exc), key_file=str(path)) from None
-    try:
-        packed = AESGCM(_kek(passphrase, salt, n, r, p)).decrypt(nonce, wrapped, _WRAP_AAD)
-    except InvalidTag:
+    packed = unseal(_kek(passphrase, salt, n, r, p), nonce, wrapped, _WRAP_AAD)
+    if packed is None:
         raise WrongPassphrase(key_file=str(path)) from None
     try:
         return KeySet.unpack(packed)

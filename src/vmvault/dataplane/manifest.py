@@ -24,10 +24,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import blake3
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from vmvault.dataplane.keys import KeySet
+from vmvault.dataplane.keys import KeySet, seal, unseal
 from vmvault.domain.errors import ManifestCorrupt, VaultFormatUnsupported
 
 VERSION = 1
@@ -84,7 +82,7 @@ def encode(m: Manifest, keys: KeySet, *, encrypted: bool) -> bytes:
     doc: dict[str, Any] = {"format": VERSION}
     if encrypted:
         nonce = os.urandom(12)
-        sealed = AESGCM(keys.enc_key).encrypt(nonce, body, m.point_id.encode())
+        sealed = seal(keys.enc_key, nonce, body, m.point_id.encode())
         doc.update(nonce=nonce.hex(), ciphertext=base64.b64encode(sealed).decode())
         doc["mac"] = _mac(keys, m.point_id, sealed)
     else:
@@ -121,14 +119,17 @@ def decode(data: bytes, point_id: str, keys: KeySet, *, encrypted: bool, where: 
         raise corrupt("malformed envelope") from None
     if not hmac.compare_digest(mac, _mac(keys, point_id, payload)):
         raise corrupt("authentication failed")
+    body: Any = doc.get("body")
+    if encrypted:
+        plain = unseal(keys.enc_key, nonce, payload, point_id.encode())
+        if plain is None:
+            raise corrupt("decryption failed")
+        try:
+            body = json.loads(plain)
+        except ValueError:
+            raise corrupt("malformed body") from None
     try:
-        if encrypted:
-            body = json.loads(AESGCM(keys.enc_key).decrypt(nonce, payload, point_id.encode()))
-        else:
-            body = doc["body"]
         m = Manifest.from_json(body)
-    except InvalidTag:
-        raise corrupt("decryption failed") from None
     except (ValueError, KeyError, TypeError):
         raise corrupt("malformed body") from None
     if m.point_id != point_id:

@@ -18,6 +18,7 @@ The chunks it alone referenced are left to garbage collection.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -27,10 +28,10 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from vmvault.dataplane import manifest as manifest_codec
-from vmvault.dataplane.chunk import ZERO_ID, BytesLike, ChunkCodec, is_zero
+from vmvault.dataplane.chunk import HEADER, ZERO_ID, BytesLike, ChunkCodec, file_capacity, is_zero
 from vmvault.dataplane.chunkstore import ChunkBatch, ChunkStore
 from vmvault.dataplane.config import CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, VaultConfig
-from vmvault.dataplane.fsutil import fsync_dir, write_atomic
+from vmvault.dataplane.fsutil import DIRECT_ALIGN, align_up, fsync_dir, page_buffer, write_atomic
 from vmvault.dataplane.index import SUFFIX as INDEX_SUFFIX
 from vmvault.dataplane.index import DiskIndex, IndexFormatError
 from vmvault.dataplane.index import digest as index_digest
@@ -67,6 +68,26 @@ def check_name(value: str, what: str) -> str:
     if not _NAME.match(value) or ".." in value:
         raise InvalidInput("use 1-128 of A-Z a-z 0-9 . _ : -", what=f"{what} '{value}'")
     return value
+
+
+class ChunkScratch:
+    """Two page-aligned buffers for reading chunks without allocating (one per thread).
+
+    ``blob`` receives chunk files at offset ``DIRECT_ALIGN - HEADER.size``, so that the
+    payload of a raw chunk starts on a page; ``out`` receives decompressed plaintext.
+    """
+
+    def __init__(self, chunk_size: int) -> None:
+        self.blob = page_buffer(align_up(file_capacity(chunk_size)) + DIRECT_ALIGN)
+        self.out = page_buffer(chunk_size)
+        self.blob_view = memoryview(self.blob)[DIRECT_ALIGN - HEADER.size :]
+
+    def close(self) -> None:
+        """Unmap now; a view still held (by an exception's traceback) defers it to GC."""
+        self.blob_view.release()
+        for buf in (self.blob, self.out):
+            with contextlib.suppress(BufferError):
+                buf.close()
 
 
 class VaultStore:
@@ -227,6 +248,21 @@ class VaultStore:
         if cid == ZERO_ID:
             raise ValueError("the zero chunk has no stored content; its length is the index's")
         return self.codec().decode(cid, self.chunks.read(cid))
+
+    def get_chunk_into(self, cid: bytes, scratch: ChunkScratch) -> tuple[memoryview, bool]:
+        """:meth:`get_chunk` into the two buffers of ``scratch`` (no allocation per chunk
+        when the chunk is unencrypted).  Returns the verified plaintext and whether it starts
+        at a page boundary (so it can be written with O_DIRECT as it is): a raw payload is
+        read to land on one, a compressed one is decompressed to the start of ``scratch.out``.
+        """
+        if cid == ZERO_ID:
+            raise ValueError("the zero chunk has no stored content; its length is the index's")
+        n = self.chunks.read_into(cid, scratch.blob_view)
+        plain = self.codec().decode_into(cid, scratch.blob_view[:n], scratch.out)
+        return plain, plain.obj is scratch.out or plain.obj is scratch.blob
+
+    def chunk_scratch(self) -> ChunkScratch:
+        return ChunkScratch(self.chunk_size)
 
     def begin_batch(self) -> ChunkBatch:
         return self.chunks.begin_batch()

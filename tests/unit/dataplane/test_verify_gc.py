@@ -33,7 +33,13 @@ from vmvault.dataplane import (
     verify_point,
 )
 from vmvault.dataplane.fsutil import is_tmp_name
-from vmvault.domain.errors import ChunkCorrupt, ChunkMissing, ManifestCorrupt, VaultLocked
+from vmvault.domain.errors import (
+    Cancelled,
+    ChunkCorrupt,
+    ChunkMissing,
+    ManifestCorrupt,
+    VaultLocked,
+)
 
 
 def _age_everything(store: VaultStore) -> None:
@@ -294,3 +300,20 @@ def test_quarantine_lets_the_next_backup_heal_a_corrupt_chunk(
     out = tmp_path / "out.raw"
     restore_disk(store, r.index, out)
     assert out.read_bytes() == content
+
+
+def test_gc_cancel_stops_it_and_the_next_gc_finishes(store: VaultStore) -> None:
+    strays = [store.put_chunk(chunk_bytes("rand", 4096, seed=1000 + n))[0] for n in range(1500)]
+    _age_everything(store)
+    polls = 0
+
+    def cancel_on_second_poll() -> bool:  # 1: after the mark, 2: during the scan
+        nonlocal polls
+        polls += 1
+        return polls >= 2
+
+    with pytest.raises(Cancelled):
+        collect_garbage(store, grace_seconds=0, cancel=cancel_on_second_poll)
+    assert polls == 2 and all(store.has_chunk(c) for c in strays)  # stopped before any delete
+    report = collect_garbage(store, grace_seconds=0, cancel=lambda: False)
+    assert report.chunks_removed == 1500
