@@ -78,6 +78,30 @@ ok_or_warn $V protect lab-standard-1 --policy gold
 ok_or_warn $V protect lab-standard-2 --policy gold --backup-now
 $V protection list
 
+step "The server: scheduler + job workers + REST API (in the background)" serve --listen 127.0.0.1:8479
+$V serve --listen 127.0.0.1:8479 >"$VMVAULT_HOME/serve.log" 2>&1 &
+server=$!
+trap 'kill -TERM $server 2>/dev/null || true' EXIT
+api() { .venv/bin/python -c 'import sys, httpx; r = httpx.request(sys.argv[1], "http://127.0.0.1:8479/api/v1" + sys.argv[2], timeout=30); print(r.text)' "$@"; }
+for _ in $(seq 100); do api GET /health >/dev/null 2>&1 && break; sleep 0.2; done
+api GET /health
+
+step "Queue a backup for the server and follow it to the end" backup lab-standard-1 --no-wait
+job=$($V backup lab-standard-1 --no-wait --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+echo "queued job $job"
+ok_or_warn $V jobs wait "$job"
+
+step "The same through the REST API: queue, then cancel while it is queued or running" "(POST /api/v1/backups, POST /api/v1/jobs/ID/cancel)"
+job=$(.venv/bin/python -c 'import httpx; print(httpx.post("http://127.0.0.1:8479/api/v1/backups", json={"vms": ["lab-raw-disk-1"]}).json()[0]["id"])')
+api POST "/jobs/$job/cancel" >/dev/null
+$V jobs wait "$job" || true
+$V jobs show "$job"
+
+step "Stop the server (SIGTERM): running jobs are cancelled cleanly" "(kill -TERM)"
+kill -TERM "$server"; wait "$server" || true
+trap - EXIT
+tail -n 8 "$VMVAULT_HOME/serve.log"
+
 step "Verify re-reads and re-hashes every chunk of every point" verify --all
 $V verify --all
 

@@ -14,6 +14,7 @@ from functools import cached_property
 
 from vmvault.config import Settings
 from vmvault.domain.inventory import RegistrationLimits
+from vmvault.domain.schedule import parse_schedule
 from vmvault.domain.vault import DEFAULT_HOST_URI
 from vmvault.hypervisor.host import pid_alive
 from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
@@ -27,7 +28,10 @@ from vmvault.services.lab import LabService
 from vmvault.services.points import PointService
 from vmvault.services.policies import PolicyService
 from vmvault.services.protection import ProtectionService
+from vmvault.services.queue import QueueService
+from vmvault.services.recovery import RecoveryService
 from vmvault.services.restores import RestoreService
+from vmvault.services.scheduler import SchedulerService
 from vmvault.services.vaults import VaultService
 
 
@@ -40,6 +44,8 @@ class Services:
     settings: Settings
     #: Asked for an encrypted vault's passphrase when the settings have none (CLI: a prompt).
     passphrase_prompt: Callable[[], str | None] = lambda: None
+    #: The clock every service reads (tests of the scheduler inject a simulated one).
+    clock: Callable[[], datetime] = utcnow
 
     def _passphrase(self) -> str | None:
         return self.settings.passphrase or self.passphrase_prompt()
@@ -57,13 +63,13 @@ class Services:
 
     @cached_property
     def runner(self) -> JobRunner:
-        return JobRunner(self._uow, utcnow, os.getpid(), pid_alive)
+        return JobRunner(self._uow, self.clock, os.getpid(), pid_alive)
 
     @cached_property
     def vaults(self) -> VaultService:
         s = self.settings
         return VaultService(
-            self._uow, self._hypervisor, utcnow, s.home, s.default_vault, self._passphrase
+            self._uow, self._hypervisor, self.clock, s.home, s.default_vault, self._passphrase
         )
 
     @cached_property
@@ -71,7 +77,13 @@ class Services:
         s = self.settings
         limits = RegistrationLimits(max_disks=s.max_disks, min_agent_version=s.min_agent_version)
         return InventoryService(
-            self._uow, self._hypervisor, self.runner, self.vaults, utcnow, limits, s.agent_timeout
+            self._uow,
+            self._hypervisor,
+            self.runner,
+            self.vaults,
+            self.clock,
+            limits,
+            s.agent_timeout,
         )
 
     @cached_property
@@ -81,26 +93,28 @@ class Services:
         s = self.settings
         driver = LibvirtBackupDriver(s.work_dir)
         service = BackupService(
-            self._uow, self.runner, self.vaults, self._hypervisor, driver, utcnow, s.workers
+            self._uow, self.runner, self.vaults, self._hypervisor, driver, self.clock, s.workers
         )
         service.after_backup = self.protection.after_backup  # retention of protected VMs
         return service
 
     @cached_property
     def policies(self) -> PolicyService:
-        return PolicyService(self._uow, self.vaults, utcnow)
+        return PolicyService(self._uow, self.vaults, self.clock)
 
     @cached_property
     def protection(self) -> ProtectionService:
-        return ProtectionService(self._uow, self.runner, self.vaults, utcnow, lambda: self.backups)
+        return ProtectionService(
+            self._uow, self.runner, self.vaults, self.clock, lambda: self.backups
+        )
 
     @cached_property
     def dashboard(self) -> DashboardService:
-        return DashboardService(self._uow, self.vaults, utcnow)
+        return DashboardService(self._uow, self.vaults, self.clock)
 
     @cached_property
     def points(self) -> PointService:
-        return PointService(self._uow, self.runner, self.vaults, utcnow, self.settings.workers)
+        return PointService(self._uow, self.runner, self.vaults, self.clock, self.settings.workers)
 
     @cached_property
     def restores(self) -> RestoreService:
@@ -111,13 +125,32 @@ class Services:
             self.runner,
             self.vaults,
             LibvirtRestoreDriver(),
-            utcnow,
+            self.clock,
             self.settings.workers,
         )
 
     @cached_property
+    def queue(self) -> QueueService:
+        return QueueService(
+            self._uow,
+            self.runner,
+            self.vaults,
+            self.clock,
+            lambda: self.backups,
+            lambda: self.points,
+            lambda: self.restores,
+            lambda: self.protection,
+        )
+
+    @cached_property
+    def scheduler(self) -> SchedulerService:
+        s = self.settings
+        gc = None if s.gc_schedule == "off" else parse_schedule(s.gc_schedule, s.timezone)
+        return SchedulerService(self._uow, self.clock, gc)
+
+    @cached_property
     def jobs(self) -> JobQueries:
-        return JobQueries(self._uow, utcnow)
+        return JobQueries(self._uow, self.clock)
 
     @cached_property
     def lab(self) -> LabService:
@@ -130,7 +163,15 @@ class Services:
         driver = LocalLab(DEFAULT_HOST_URI, s.lab_dir, s.lab_cache, state)
         return LabService(driver, lab_vms.VARIANTS, state)
 
+    @cached_property
+    def recovery(self) -> RecoveryService:
+        return RecoveryService(
+            self._uow, self.runner, self.vaults, self.backups, self.restores, self.clock
+        )
 
-def bootstrap(settings: Settings | None = None) -> Services:
+
+def bootstrap(
+    settings: Settings | None = None, clock: Callable[[], datetime] | None = None
+) -> Services:
     """Build the services lazily: a command that needs no catalog never opens it."""
-    return Services(settings or Settings.from_env())
+    return Services(settings or Settings.from_env(), clock=clock or utcnow)

@@ -13,6 +13,10 @@
 | ``VMVAULT_PASSPHRASE``      | passphrase of encrypted vaults (or ``VMVAULT_PASSPHRASE_FILE``; else asked on a terminal) |
 | ``VMVAULT_WORK_DIR``        | ``/var/lib/vmvault/run``: NBD sockets and scratch files of running backups |
 | ``VMVAULT_WORKERS``         | ``2`` threads hashing/compressing (one per core) |
+| ``VMVAULT_JOB_WORKERS``     | ``2`` jobs ``vmvault serve`` runs at once |
+| ``VMVAULT_LISTEN``          | ``127.0.0.1:8470``: where ``vmvault serve``'s REST API listens |
+| ``VMVAULT_GC_SCHEDULE``     | ``daily@03:00`` (a policy schedule, or ``off``): when the server runs GC |
+| ``VMVAULT_TIMEZONE``        | ``UTC``: the zone of ``VMVAULT_GC_SCHEDULE`` |
 
 The lab lives outside ``VMVAULT_HOME`` on purpose: its domains are global to the host's
 libvirtd, and QEMU (user ``libvirt-qemu``) must be able to reach its files, which it cannot
@@ -43,6 +47,11 @@ class Settings:
     passphrase: str | None = None
     work_dir: Path = Path("/var/lib/vmvault/run")
     workers: int = 2
+    #: ``vmvault serve``: jobs run at once, where the REST API listens, when GC runs.
+    job_workers: int = 2
+    listen: str = "127.0.0.1:8470"
+    gc_schedule: str = "daily@03:00"
+    timezone: str = "UTC"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -60,6 +69,10 @@ class Settings:
             passphrase=_passphrase(env),
             work_dir=Path(env.get("VMVAULT_WORK_DIR") or "/var/lib/vmvault/run"),
             workers=_int(env, "VMVAULT_WORKERS", min(os.cpu_count() or 2, 8)),
+            job_workers=_int(env, "VMVAULT_JOB_WORKERS", 2),
+            listen=env.get("VMVAULT_LISTEN") or "127.0.0.1:8470",
+            gc_schedule=env.get("VMVAULT_GC_SCHEDULE") or "daily@03:00",
+            timezone=env.get("VMVAULT_TIMEZONE") or "UTC",
         )
 
 

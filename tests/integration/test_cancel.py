@@ -1,10 +1,19 @@
-"""Cancelling a backup: it ends the libvirt job, thaws the guest, leaves no half point and no
-new checkpoint, and the VM's next backup works."""
+"""Cancel at every phase of a backup, and of a restore, leaves no trace.
+
+A backup cancelled in ``freezing`` (guest frozen or paused, nothing begun), ``reading``,
+``writing`` or ``committing``: the job ends cancelled, the libvirt job is ended, the guest is
+thawed / resumed and running, no new point (catalog, vault) and no new checkpoint remain, the
+work directory is empty, and the next backup works and is incremental.  One VM is reused for
+every phase; each case's "next backup" is the next case's base.
+"""
 
 from __future__ import annotations
 
+import os
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
@@ -12,69 +21,214 @@ import pytest
 from tests.conftest import CliRunner
 from tests.integration.conftest import LAB_VARIANTS, lab_settings
 from vmvault.bootstrap import Services, bootstrap
-from vmvault.domain.job import Job, JobState
+from vmvault.domain.job import Job, JobState, JobType
+from vmvault.domain.restore import RestoreMode
 from vmvault.hypervisor.lab.vms import lab_prefix
+from vmvault.hypervisor.libvirt import agent
 from vmvault.services.jobs import JobContext
 
 pytestmark = pytest.mark.lab
 
 URI = "qemu:///system"
 N = {v: f"{lab_prefix()}-{v}-1" for v in LAB_VARIANTS}
+PHASES = ["freezing", "reading", "writing", "committing"]
 
 
-@pytest.fixture()
-def services(home: Path) -> Iterator[Services]:
-    svc = bootstrap(lab_settings(home))
-    svc.vaults.create("main", "local", None)
-    svc.inventory.discover(None)
+@pytest.fixture(scope="module")
+def svc(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """One catalog and vault for the module; the writer, no-agent and standard guests
+    registered, each with a first (full) point."""
+    services = bootstrap(lab_settings(tmp_path_factory.mktemp("cancel-home")))
+    services.vaults.create("main", "local", None)
+    services.inventory.discover(None)
+    vms = [N["writer"], N["no-agent"], N["standard"]]
+    for out in services.inventory.register(None, vms, allow_crash_consistent=True):
+        assert out.error is None, out.error
+    for out in services.backups.backup(None, vms):
+        assert out.result is not None, services.jobs.show(out.job.id)
     poll = JobContext.CANCEL_POLL_EVERY
     JobContext.CANCEL_POLL_EVERY = 0.0  # see a cancel at the very next chunk
-    yield svc
+    yield services
     JobContext.CANCEL_POLL_EVERY = poll
+    services.runner.observers.clear()
+    services.runner.phase_observers.clear()
 
 
-def cancel_once_reading(services: Services) -> None:
-    """Cancel every job as soon as it reports its first bytes read."""
+def _vault_files(svc: Services) -> tuple[list[str], list[str]]:
+    vault = svc.settings.home / "vaults" / "main"
+    return sorted(os.listdir(vault / "indexes")), sorted(os.listdir(vault / "manifests"))
+
+
+def _phases(log: list[str]) -> list[str]:
+    return [line.split("phase: ", 1)[1] for line in log if "phase: " in line]
+
+
+def _assert_clean_vm(svc: Services, name: str, checkpoint: str | None) -> None:
+    """No libvirt job, only the last point's checkpoint, running, thawed, work dir empty."""
+    conn = libvirt.open(URI)
+    try:
+        dom = conn.lookupByName(name)
+        assert dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE
+        assert [c.getName() for c in dom.listAllCheckpoints()] == [checkpoint]
+        assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        if agent.has_agent_channel(dom.XMLDesc(0)):
+            assert agent.agent_command(dom, "guest-fsfreeze-status", timeout=10) == "thawed"
+        vm_dir = svc.settings.work_dir / dom.UUIDString()
+    finally:
+        conn.close()
+    assert not (vm_dir / "state.json").exists()
+    assert list((vm_dir / "sock").iterdir()) == []
+    assert list((vm_dir / "scratch").iterdir()) == []
+
+
+def _cancel_backup_at(svc: Services, vm: str, phase: str) -> None:
+    """Back ``vm`` up, cancelling the job as it enters ``phase``; check that nothing is left
+    and that the next backup works, incrementally."""
+    points = [p.id for p in svc.points.list_points(None, vm)]
+    files = _vault_files(svc)
+    seen: dict[str, Any] = {}
+
+    def cancel_at(job: Job, name: str) -> None:
+        if job.type is JobType.BACKUP and name == phase:
+            conn = libvirt.open(URI)
+            try:  # what the guest looks like inside the window
+                dom = conn.lookupByName(vm)
+                seen["state"] = dom.state()[0]
+                if agent.has_agent_channel(dom.XMLDesc(0)):
+                    seen["freeze"] = agent.agent_command(dom, "guest-fsfreeze-status", timeout=5)
+            finally:
+                conn.close()
+            svc.jobs.cancel(job.id)
+
+    svc.runner.phase_observers.append(cancel_at)
+    try:
+        outcome = svc.backups.backup(None, [vm])[0]
+    finally:
+        svc.runner.phase_observers.remove(cancel_at)
+    job, log = svc.jobs.show(outcome.job.id)
+    assert job.state is JobState.CANCELLED, log
+    assert any("cancel requested" in line for line in log)
+    assert _phases(log) == PHASES[: PHASES.index(phase) + 1], log
+    if phase == "freezing":  # the hook ran inside the freeze / pause window
+        if "freeze" in seen:
+            assert seen["freeze"] == "frozen", seen
+        else:
+            assert seen["state"] == libvirt.VIR_DOMAIN_PAUSED, seen
+    assert [p.id for p in svc.points.list_points(None, vm)] == points  # catalog
+    assert _vault_files(svc) == files  # no index directory, no manifest
+    last = svc.points.get(points[0])
+    _assert_clean_vm(svc, vm, last.checkpoint)
+
+    again = svc.backups.backup(None, [vm])[0]
+    assert again.result is not None, svc.jobs.show(again.job.id)
+    assert all(d.incremental for d in again.result.disks if not d.excluded), again.result
+    _assert_clean_vm(svc, vm, again.result.checkpoint)
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_cancel_a_backup_at_each_phase(svc: Services, phase: str) -> None:
+    _cancel_backup_at(svc, N["writer"], phase)
+
+
+def test_cancel_while_the_vm_is_paused_for_its_point(svc: Services) -> None:
+    """The no-agent guest is paused around backupBegin: a cancel there resumes it."""
+    _cancel_backup_at(svc, N["no-agent"], "freezing")
+
+
+def test_cancel_while_reading_chunks(svc: Services) -> None:
+    """Not at a phase boundary: in the middle of the reads (the per-chunk check)."""
+    vm = N["writer"]
+    points = [p.id for p in svc.points.list_points(None, vm)]
 
     def observe(job: Job) -> None:
         if job.state is JobState.IN_PROGRESS and job.bytes_done > 0:
-            services.jobs.cancel(job.id)
+            svc.jobs.cancel(job.id)
 
-    services.runner.observers.append(observe)
+    svc.runner.observers.append(observe)
+    try:
+        outcome = svc.backups.backup(None, [vm])[0]
+    finally:
+        svc.runner.observers.remove(observe)
+    job, log = svc.jobs.show(outcome.job.id)
+    assert job.state is JobState.CANCELLED, log
+    assert _phases(log) == ["freezing", "reading"], log
+    assert [p.id for p in svc.points.list_points(None, vm)] == points
+    _assert_clean_vm(svc, vm, svc.points.get(points[0]).checkpoint)
 
 
-def test_cancel_while_reading(lab: dict, services: Services, home: Path) -> None:
-    vm = N["writer"]
-    services.inventory.register(None, [vm])
-    first = services.backups.backup(None, [vm])[0]
-    assert first.job.state is JobState.COMPLETED and first.result is not None
+def _images(vm: str) -> dict[Path, int]:
+    """The VM's disk images and their inodes (a rename into place would change them)."""
+    conn = libvirt.open(URI)
+    try:
+        root = ET.fromstring(conn.lookupByName(vm).XMLDesc(0))
+    finally:
+        conn.close()
+    files = [s.get("file", "") for s in root.findall("./devices/disk[@device='disk']/source")]
+    return {Path(f): Path(f).stat().st_ino for f in files if f}
 
-    cancel_once_reading(services)
-    outcome = services.backups.backup(None, [vm])[0]
-    services.runner.observers.clear()
-    job, log = services.jobs.show(outcome.job.id)
-    assert job.state is JobState.CANCELLED, (job, log)
-    assert any("cancel requested" in line for line in log)
 
+def _leftovers(dirs: set[Path]) -> list[Path]:
+    return [
+        p
+        for d in dirs
+        for p in d.iterdir()
+        if "vmvault-staging" in p.name or ".pre-restore-" in p.name
+    ]
+
+
+@pytest.mark.parametrize("when", ["writing", "switching"])
+def test_cancel_a_replace_leaves_the_vm_untouched(svc: Services, when: str) -> None:
+    """Cancelled while its staging images are written (mid-disk), or once they are staged
+    and verified (the last cancel point): staged files gone, the VM as it was."""
+    vm = N["standard"]
+    point = svc.points.list_points(None, vm)[0]
+    images = _images(vm)
+    dirs = {p.parent for p in images}
+    conn = libvirt.open(URI)
+    try:
+        definition = conn.lookupByName(vm).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    finally:
+        conn.close()
+    seen: list[Path] = []
+
+    def mid_write(job: Job) -> None:
+        if job.type is JobType.RESTORE and job.bytes_done > 0 and not seen:
+            seen.extend(_leftovers(dirs))  # the partial staging file being written
+            svc.jobs.cancel(job.id)
+
+    def at_switch(job: Job, name: str) -> None:
+        if job.type is JobType.RESTORE and name == "switching":
+            seen.extend(_leftovers(dirs))  # every disk staged and verified
+            svc.jobs.cancel(job.id)
+
+    if when == "writing":
+        svc.runner.observers.append(mid_write)
+    else:
+        svc.runner.phase_observers.append(at_switch)
+    try:
+        outcome = svc.restores.restore(vm, point.id, RestoreMode.REPLACE)
+    finally:
+        svc.runner.observers.clear()
+        svc.runner.phase_observers.clear()
+    job, log = svc.jobs.show(outcome.job.id)
+    assert job.state is JobState.CANCELLED, log
+    phases = _phases(log)
+    assert phases == (
+        ["reading", "writing"] if when == "writing" else ["reading", "writing", "switching"]
+    ), log
+    if when == "writing":
+        assert len(seen) == 1 and ".tmp." in seen[0].name, seen
+    else:
+        assert len(seen) == len(images) and all(p.name.endswith(".vmvault-staging") for p in seen)
+    assert _leftovers(dirs) == []
+    assert _images(vm) == images  # same files, never renamed
     conn = libvirt.open(URI)
     try:
         dom = conn.lookupByName(vm)
-        assert dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE  # the pull job was ended
-        names = [c.getName() for c in dom.listAllCheckpoints()]
-        assert names == [first.result.checkpoint]  # no new checkpoint
         assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        assert dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == definition
     finally:
         conn.close()
-    points = services.points.list_points(None, vm)
-    assert [p.id for p in points] == [first.result.id]  # no half point in the catalog
-    vault_dir = home / "vaults" / "main"
-    assert sorted(p.name for p in (vault_dir / "indexes").iterdir()) == [first.result.id]
-    assert len(list((vault_dir / "manifests").iterdir())) == 1
-
-    again = services.backups.backup(None, [vm])[0]
-    assert again.job.state is JobState.COMPLETED and again.result is not None
-    assert all(d.incremental for d in again.result.disks if not d.excluded)
-    assert services.points.verify(None, vm_ref=vm).job.state is JobState.COMPLETED
 
 
 def test_cancel_of_an_ended_job_is_refused(cli: CliRunner) -> None:

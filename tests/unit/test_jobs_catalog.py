@@ -153,3 +153,16 @@ def test_list_filters(engine) -> None:  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
     assert len(q.list_jobs(since=timedelta(hours=1))) == 2
+
+
+def test_an_update_never_undoes_a_cancel_from_another_process(engine) -> None:  # type: ignore[no-untyped-def]
+    r = runner(engine)
+    job = r.start(JobType.BACKUP, "main", "vm-1", "vm-1")
+    JobQueries(r.uow, now).cancel(job.id)  # another process asks to cancel
+    job.bytes_done = 10  # this process still holds the in-progress copy and saves progress
+    with r.uow() as uow:
+        uow.jobs.update(job)
+        uow.commit()
+    with r.uow() as uow:
+        saved = uow.jobs.get(job.id)
+    assert saved is not None and saved.state is JobState.CANCELLING and saved.bytes_done == 10

@@ -93,7 +93,7 @@ def test_dashboard_counts_and_attention(uow: Any) -> None:
         job = u.jobs.create(
             JobType.BACKUP, "main", failing.uuid, "failing", JobState.IN_PROGRESS, NOW, 1, None
         )
-        job.state, job.error_code, job.message = JobState.FAILED, "VM_DELETED", "gone"
+        job.state, job.error_code, job.message = JobState.FAILED, "BACKUP_FAILED", "broken"
         u.jobs.update(job)
         u.commit()
 
@@ -110,6 +110,17 @@ def test_dashboard_counts_and_attention(uow: Any) -> None:
         "failing": "last-backup-failed",
         "gone": "vm-deleted",
     }
+    # a backup that found the VM deleted flags it before discovery notices
+    with uow() as u:
+        job = u.jobs.create(
+            JobType.BACKUP, "main", late.uuid, "late", JobState.FAILED, NOW, 1, None
+        )
+        job.error_code, job.message = "VM_DELETED", "VM late no longer exists"
+        u.jobs.update(job)
+        u.commit()
+    assert {a.name.split("/")[1]: a.reason for a in dashboard.summary(None).attention}["late"] == (
+        "vm-deleted"
+    )
     assert board.points == 3 and board.logical_bytes == 3000
     assert board.storage_bytes == 0 and board.dedup_ratio is None
 

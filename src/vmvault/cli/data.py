@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
+from vmvault import documents
 from vmvault.cli import render
 from vmvault.cli.context import services
 from vmvault.cli.render import emit_json, out
+from vmvault.documents import point_doc
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.job import Job
-from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.restore import RestoreMode
 from vmvault.services.restores import RestoreReport
 
@@ -27,41 +28,6 @@ VaultOpt = Annotated[
 ]
 
 points_app = typer.Typer(help="Recovery points.", no_args_is_help=True)
-
-
-def point_doc(p: RecoveryPoint) -> dict[str, Any]:
-    return {
-        "id": p.id,
-        "vm": p.vm_uuid,
-        "vm_name": p.vm_name,
-        "vault": p.vault,
-        "created_at": render.iso(p.created_at),
-        "consistency": p.consistency.value,
-        "method": p.method.value,
-        "frozen_ms": p.frozen_ms,
-        "set_id": p.set_id,
-        "checkpoint": p.checkpoint,
-        "bytes_logical": p.bytes_logical,
-        "bytes_read": p.bytes_read,
-        "bytes_new": p.bytes_new,
-        "job_id": p.job_id,
-        "warnings": p.warnings,
-        "protected": p.protected,
-        "keep_until": render.iso(p.keep_until),
-        "disks": [
-            {
-                "target": d.target,
-                "size": d.size,
-                "format": d.format,
-                "excluded": d.excluded,
-                "reason": d.reason,
-                "incremental": d.incremental,
-                "bytes_read": d.bytes_read,
-                "bytes_new": d.bytes_new,
-            }
-            for d in p.disks
-        ],
-    }
 
 
 def _size(n: int) -> str:
@@ -107,7 +73,11 @@ def live_progress(enabled: bool) -> Iterator[None]:
 def backup(
     vms: Annotated[list[str], typer.Argument(help="VMs: uuid, NAME, HOST/NAME or GROUP/NAME.")],
     wait: Annotated[
-        bool, typer.Option("--wait/--no-wait", help="Run in the foreground (the default).")
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Run in the foreground (default) or queue it for 'vmvault serve'.",
+        ),
     ] = True,
     keep_until: Annotated[
         str | None,
@@ -117,16 +87,16 @@ def backup(
     json_: JsonOpt = False,
 ) -> None:
     """Back up VMs now: one backup job per VM (full the first time, then incremental)."""
-    if not wait:
-        raise typer.BadParameter("--no-wait needs the job server ('vmvault serve'), not yet here")
     until = _keep_until(keep_until) if keep_until else None
+    if not wait:
+        queued(services().queue.submit_backup(vault, vms, keep_until=until), json_)
     with live_progress(not json_):
         outcomes = services().backups.backup(vault, vms, keep_until=until)
     jobs = [o.job for o in outcomes]
     if json_:
         emit_json(
             [
-                render.job_doc(o.job) | {"point": point_doc(o.result) if o.result else None}
+                documents.job_doc(o.job) | {"point": point_doc(o.result) if o.result else None}
                 for o in outcomes
             ]
         )
@@ -144,6 +114,20 @@ def backup(
         for prune in services().protection.prunes:  # retention of protected VMs
             render.job_result_line(prune.job)
     raise typer.Exit(render.exit_code_for(jobs))
+
+
+def queued(jobs: list[Job], json_: bool) -> NoReturn:
+    """Report jobs queued for the server and exit 0."""
+    if json_:
+        emit_json([documents.job_doc(j) for j in jobs])
+    else:
+        for j in jobs:
+            out.print(
+                f"job {j.id} queued: {j.type.value} {j.vm_name or j.vault} "
+                f"(runs in 'vmvault serve'; watch it with 'vmvault jobs wait {j.id}')",
+                markup=False,
+            )
+    raise typer.Exit(render.EXIT_OK)
 
 
 def _keep_until(text: str) -> datetime:
@@ -222,7 +206,7 @@ def points_delete(point_id: str, json_: JsonOpt = False) -> None:
     """Delete one recovery point (its unshared chunks go at the next GC)."""
     outcome = services().points.delete_point(point_id)
     if json_:
-        emit_json(render.job_doc(outcome.job))
+        emit_json(documents.job_doc(outcome.job))
     else:
         render.job_result_line(outcome.job)
     raise typer.Exit(render.exit_code_for([outcome.job]))
@@ -309,10 +293,23 @@ def restore_test(
         str | None,
         typer.Option("--dir", help="Where the test VM's disks go (default: the default pool dir)."),
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Run in the foreground (default) or queue it for 'vmvault serve'.",
+        ),
+    ] = True,
     json_: JsonOpt = False,
 ) -> None:
     """Test a recovery point: boot it as a throw-away VM with its NICs down, wait for its
     agent and the file systems it had mounted, record the result on the point, remove it."""
+    if not wait:
+        if directory is not None:
+            raise typer.BadParameter(
+                "--dir is not kept for a queued test; the server uses the default pool dir"
+            )
+        queued([services().queue.submit_restore_test(vm, point)], json_)
     with live_progress(not json_):
         outcome = services().restores.restore_test(vm, point, directory)
     _restore_result(outcome.job, outcome.result, json_)
@@ -326,7 +323,7 @@ def _restore_disks(
             vm, point, directory, fmt=fmt, overwrite=overwrite
         )
     if json_:
-        doc = render.job_doc(outcome.job)
+        doc = documents.job_doc(outcome.job)
         if outcome.result:
             doc["files"] = [str(d.path) for d in outcome.result.disks] + [
                 str(outcome.result.domain_xml)
@@ -386,7 +383,7 @@ def restore_doc(r: RestoreReport) -> dict[str, Any]:
 def _restore_result(job: Job, report: RestoreReport | None, json_: bool) -> None:
     if json_:
         _, log = services().jobs.show(job.id)
-        emit_json(render.job_doc(job, log) | {"result": restore_doc(report) if report else None})
+        emit_json(documents.job_doc(job, log) | {"result": restore_doc(report) if report else None})
         raise typer.Exit(render.exit_code_for([job]))
     render.job_result_line(job)
     if report is not None:
@@ -417,16 +414,25 @@ def verify(
     vm: Annotated[str | None, typer.Argument(help="Verify this VM's points.")] = None,
     point: Annotated[str | None, typer.Option("--point", help="Verify one point.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Verify every point of the vault.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Run in the foreground (default) or queue it for 'vmvault serve'.",
+        ),
+    ] = True,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Re-read and re-hash every chunk the chosen points reference (a verify job)."""
     if len([x for x in (vm, point) if x is not None]) + int(all_) != 1:
         raise typer.BadParameter("give exactly one of VM, --point ID or --all")
+    if not wait:
+        queued([services().queue.submit_verify(vault, point_id=point, vm_ref=vm)], json_)
     outcome = services().points.verify(vault, point_id=point, vm_ref=vm)
     _, log = services().jobs.show(outcome.job.id)
     if json_:
-        emit_json(render.job_doc(outcome.job, log))
+        emit_json(documents.job_doc(outcome.job, log))
     else:
         render.job_result_line(outcome.job)
         for line in log:
@@ -437,13 +443,24 @@ def verify(
 
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Run in the foreground (default) or queue it for 'vmvault serve'.",
+        ),
+    ] = True,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Remove chunks no recovery point references (safe while backups run)."""
+    if not wait:
+        if dry_run:
+            raise typer.BadParameter("--dry-run runs in the foreground only")
+        queued([services().queue.submit_gc(vault)], json_)
     outcome = services().points.gc(vault, dry_run)
     if json_:
-        doc = render.job_doc(outcome.job)
+        doc = documents.job_doc(outcome.job)
         if outcome.result:
             r = outcome.result
             doc["result"] = {

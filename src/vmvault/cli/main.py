@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from vmvault import documents
 from vmvault.cli import data, policies, render
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
@@ -92,7 +93,7 @@ def vault_create(
         zstd_level=compression_level,
     )
     if json_:
-        emit_json(render.vault_doc(vault))
+        emit_json(documents.vault_doc(vault))
     else:
         extra = f", encrypted, keys in {vault.key_file}" if vault.encrypted else ""
         out.print(
@@ -106,7 +107,7 @@ def vault_list(json_: JsonOpt = False) -> None:
     """List vaults."""
     vaults = services().vaults.list_vaults()
     if json_:
-        emit_json([render.vault_doc(v) for v in vaults])
+        emit_json([documents.vault_doc(v) for v in vaults])
         return
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "LOCATION", "PATH", "CREATED"):
@@ -122,8 +123,8 @@ def vault_show(
 ) -> None:
     """Show a vault, its hosts and how many VMs it sees in each state."""
     summary = services().vaults.show(name)
-    doc = render.vault_doc(summary.vault) | {
-        "hosts": [render.host_doc(h) for h in summary.hosts],
+    doc = documents.vault_doc(summary.vault) | {
+        "hosts": [documents.host_doc(h) for h in summary.hosts],
         "vm_counts": summary.vm_counts,
     }
     if json_:
@@ -146,7 +147,7 @@ def host_add(
     """Add a libvirt host to a location (checks that it answers first)."""
     host = services().vaults.add_host(uri, location, check=not no_check)
     if json_:
-        emit_json(render.host_doc(host))
+        emit_json(documents.host_doc(host))
     else:
         out.print(f"host {host.uri} ({host.hostname or '?'}) added to location {host.location}")
 
@@ -156,7 +157,7 @@ def host_list(json_: JsonOpt = False) -> None:
     """List hosts."""
     hosts = services().vaults.list_hosts()
     if json_:
-        emit_json([render.host_doc(h) for h in hosts])
+        emit_json([documents.host_doc(h) for h in hosts])
         return
     table = Table(box=None, header_style="bold")
     for col in ("URI", "LOCATION", "HOSTNAME"):
@@ -181,7 +182,7 @@ def discover(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     """Find the VMs of every host in the vault's location (a discovery job)."""
     outcome = services().inventory.discover(vault)
     if json_:
-        doc = render.job_doc(outcome.job)
+        doc = documents.job_doc(outcome.job)
         if outcome.result is not None:
             r = outcome.result
             doc["result"] = {
@@ -209,7 +210,7 @@ def vm_list(
     """List the VMs of the vault's location (vanished ones are marked)."""
     vms = services().inventory.list_vms(vault, state)
     if json_:
-        emit_json([render.vm_doc(vm) for vm in vms])
+        emit_json([documents.vm_doc(vm) for vm in vms])
     else:
         out.print(render.vm_table(vms))
 
@@ -219,7 +220,7 @@ def vm_show(vm: str, json_: JsonOpt = False) -> None:
     """Show one VM: disks, NICs, agent, state, recent jobs."""
     item = services().inventory.find(vm)
     jobs = services().inventory.history(item)
-    doc = render.vm_doc(item) | {"recent_jobs": [render.job_doc(j) for j in jobs]}
+    doc = documents.vm_doc(item) | {"recent_jobs": [documents.job_doc(j) for j in jobs]}
     if json_:
         emit_json(doc)
         return
@@ -258,7 +259,7 @@ def register(
     outcomes = services().inventory.register(vault, vms, allow_crash_consistent=crash_consistent)
     jobs = [o.job for o in outcomes]
     if json_:
-        emit_json([render.job_doc(j) for j in jobs])
+        emit_json([documents.job_doc(j) for j in jobs])
     else:
         for job in jobs:
             render.job_result_line(job)
@@ -281,7 +282,7 @@ def jobs_list(
     vm_uuid = services().inventory.find(vm).uuid if vm else None
     jobs = services().jobs.list_jobs(type_, status, window, vm_uuid)
     if json_:
-        emit_json([render.job_doc(j) for j in jobs])
+        emit_json([documents.job_doc(j) for j in jobs])
     else:
         out.print(render.job_table(jobs))
 
@@ -290,11 +291,12 @@ def jobs_list(
 def jobs_show(job_id: int, json_: JsonOpt = False) -> None:
     """Show one job with its log."""
     job, log = services().jobs.show(job_id)
-    doc = render.job_doc(job, log)
+    doc = documents.job_doc(job, log)
     if json_:
         emit_json(doc)
         return
-    for key in ("id", "type", "state", "vault", "vm_name", "vm", "started_at", "ended_at"):
+    keys = ("id", "type", "state", "vault", "vm_name", "vm", "origin", "started_at", "ended_at")
+    for key in keys:
         out.print(f"{key:11} {doc[key] if doc[key] is not None else '-'}", markup=False)
     if job.duration is not None:
         out.print(f"{'duration':11} {job.duration.total_seconds():.1f}s")
@@ -313,7 +315,7 @@ def jobs_cancel(job_id: int, json_: JsonOpt = False) -> None:
     """Cancel a running job; it stops within seconds and leaves no trace."""
     job = services().jobs.cancel(job_id)
     if json_:
-        emit_json(render.job_doc(job))
+        emit_json(documents.job_doc(job))
     else:
         out.print(f"job {job.id} {job.type.value}: {job.state.value}")
 
@@ -326,20 +328,52 @@ def jobs_wait(
 ) -> None:
     """Wait for a job to end (with a progress bar on a terminal); exit code as the job's."""
     observers = services().runner.observers
+    noted = False
 
     def update(job: Job) -> None:
+        nonlocal noted
+        if job.state is JobState.QUEUED and not noted and not json_:
+            render.err.print(f"job {job.id} is queued: 'vmvault serve' runs it", markup=False)
+            noted = True
         for observe in observers:
             observe(job)
 
     with data.live_progress(not json_):
         job = services().jobs.wait(job_id, on_update=update, timeout=timeout)
     if json_:
-        emit_json(render.job_doc(job))
+        emit_json(documents.job_doc(job))
     else:
         render.job_result_line(job)
     if not job.state.final:
         raise typer.Exit(render.EXIT_FAILED)
     raise typer.Exit(render.exit_code_for([job]))
+
+
+@app.command()
+def serve(
+    listen: Annotated[
+        str | None, typer.Option(help="host:port of the REST API (default VMVAULT_LISTEN).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Jobs run at once (default VMVAULT_JOB_WORKERS, 2).")
+    ] = None,
+) -> None:
+    """Run the server: scheduler, job workers and the REST API, until SIGTERM/SIGINT.
+
+    At start-up, jobs a dead process left running are closed as failed and their VMs
+    cleaned up; queued jobs ('--no-wait', the API, the scheduler) then run here."""
+    import logging
+
+    from vmvault.jobs.server import serve as run_server
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    if workers is not None and not 1 <= workers <= 32:
+        raise typer.BadParameter("--workers must be between 1 and 32")
+    run_server(services().settings, listen, workers)
 
 
 @app.command("errors")

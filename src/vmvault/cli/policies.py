@@ -7,15 +7,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from vmvault import documents
 from vmvault.cli import render
 from vmvault.cli.context import services
-from vmvault.cli.data import live_progress, point_doc, points_app
+from vmvault.cli.data import live_progress, points_app
 from vmvault.cli.render import emit_json, out
+from vmvault.documents import dashboard_doc, point_doc, policy_doc
 from vmvault.domain.job import Job
-from vmvault.domain.policy import max_age
 from vmvault.domain.retention import Retention
 from vmvault.domain.schedule import format_schedule
-from vmvault.services.dashboard import Dashboard
 from vmvault.services.policies import PolicyView
 from vmvault.services.protection import ProtectResult
 
@@ -35,22 +35,6 @@ def _count(level: str) -> Any:
 
 
 # --- policies ------------------------------------------------------------------------------------
-
-
-def policy_doc(v: PolicyView) -> dict[str, Any]:
-    p = v.policy
-    return {
-        "name": p.name,
-        "vault": v.record.vault,
-        "schedule": format_schedule(p.schedule),
-        "timezone": p.timezone.key,
-        "retention": p.retention.counts,
-        "max_age_s": int(max_age(p).total_seconds()),
-        "warnings": v.warnings,
-        "vms": v.vms,
-        "created_at": render.iso(v.record.created_at),
-        "updated_at": render.iso(v.record.updated_at),
-    }
 
 
 def _show_policy(v: PolicyView, json_: bool) -> None:
@@ -142,16 +126,16 @@ def _jobs_result(result: ProtectResult, json_: bool) -> None:
     jobs += [o.job for o in prunes]
     if json_:
         docs = [
-            render.job_doc(o.job)
-            | {"vm_state": render.vm_doc(o.result)["state"] if o.result else None}
+            documents.job_doc(o.job)
+            | {"vm_state": documents.vm_doc(o.result)["state"] if o.result else None}
             | {"policy": o.result.policy if o.result else None}
             for o in result.configured
         ]
         docs += [
-            render.job_doc(o.job) | {"point": point_doc(o.result) if o.result else None}
+            documents.job_doc(o.job) | {"point": point_doc(o.result) if o.result else None}
             for o in result.backups
         ]
-        docs += [render.job_doc(o.job) for o in prunes]
+        docs += [documents.job_doc(o.job) for o in prunes]
         emit_json(docs)
     else:
         for job in jobs:
@@ -222,9 +206,9 @@ def protection_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
             "state": i.vm.state.value,
             "protection": i.protection,
             "policy": i.vm.policy,
-            "protected_since": render.iso(i.vm.protected_since),
+            "protected_since": documents.iso(i.vm.protected_since),
             "points": i.points,
-            "last_point_at": render.iso(i.last_point_at),
+            "last_point_at": documents.iso(i.last_point_at),
         }
         for i in items
     ]
@@ -270,38 +254,14 @@ def points_unprotect(point_id: str, json_: JsonOpt = False) -> None:
 def _pin(point_id: str, protected: bool, json_: bool) -> None:
     p = services().protection.pin(point_id, protected)
     if json_:
-        emit_json(point_doc(p) | {"protected": p.protected, "keep_until": render.iso(p.keep_until)})
+        emit_json(
+            point_doc(p) | {"protected": p.protected, "keep_until": documents.iso(p.keep_until)}
+        )
     else:
         out.print(f"point {p.id} {'protected' if protected else 'unprotected'}", markup=False)
 
 
 # --- dashboard -----------------------------------------------------------------------------------
-
-
-def dashboard_doc(d: Dashboard) -> dict[str, Any]:
-    return {
-        "vault": d.vault,
-        "at": render.iso(d.at),
-        "vms": d.vms,
-        "jobs_24h": d.jobs,
-        "attention": [
-            {
-                "vm": a.vm,
-                "name": a.name,
-                "policy": a.policy,
-                "reason": a.reason,
-                "detail": a.detail,
-                "last_backup_at": render.iso(a.last_backup_at),
-            }
-            for a in d.attention
-        ],
-        "storage": {
-            "used_bytes": d.storage_bytes,
-            "logical_bytes": d.logical_bytes,
-            "dedup_ratio": d.dedup_ratio,
-            "points": d.points,
-        },
-    }
 
 
 def dashboard(vault: VaultOpt = None, json_: JsonOpt = False) -> None:

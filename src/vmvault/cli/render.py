@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +15,6 @@ from rich.table import Table
 
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.job import Job, JobState
-from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import VmItem
 
 # Piped output (scripts, tests) gets wide tables instead of truncated cells.
@@ -25,10 +23,6 @@ out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS = 0, 1, 2, 3
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") if value else None
 
 
 def short_time(value: datetime | None) -> str:
@@ -43,80 +37,6 @@ def error(exc: VmvaultError) -> int:
     err.print(f"error {exc.code}: {exc.text}", markup=False)
     err.print(f"remedy: {exc.remedy_text}", markup=False)
     return EXIT_USAGE if exc.kind == "usage" else EXIT_FAILED
-
-
-# --- documents ---------------------------------------------------------------------------------
-
-
-def vault_doc(v: Vault) -> dict[str, Any]:
-    return {
-        "id": v.id,
-        "name": v.name,
-        "location": v.location,
-        "path": v.path,
-        "created_at": iso(v.created_at),
-        "encrypted": v.encrypted,
-        "key_file": v.key_file,
-    }
-
-
-def host_doc(h: Host) -> dict[str, Any]:
-    return {
-        "uri": h.uri,
-        "location": h.location,
-        "hostname": h.hostname,
-        "created_at": iso(h.created_at),
-    }
-
-
-def vm_doc(vm: VmItem) -> dict[str, Any]:
-    return {
-        "uuid": vm.uuid,
-        "name": vm.name,
-        "host": vm.hostname,
-        "host_uri": vm.host_uri,
-        "group": vm.group,
-        "state": vm.state.value,
-        "power_state": vm.power_state.value,
-        "vanished": vm.vanished_at is not None,
-        "vanished_at": iso(vm.vanished_at),
-        "vault": vm.vault,
-        "policy": vm.policy,
-        "agent_channel": vm.agent_channel,
-        "agent_version": vm.agent_version,
-        "crash_consistent_only": vm.crash_consistent_only,
-        "registered_at": iso(vm.registered_at),
-        "first_seen": iso(vm.first_seen),
-        "last_seen": iso(vm.last_seen),
-        "disks": [asdict(d) for d in vm.disks],
-        "nics": [asdict(n) for n in vm.nics],
-        "warnings": list(vm.registration_warnings),
-    }
-
-
-def job_doc(job: Job, log: list[str] | None = None) -> dict[str, Any]:
-    doc = {
-        "id": job.id,
-        "type": job.type.value,
-        "state": job.state.value,
-        "vault": job.vault,
-        "vm": job.vm_uuid,
-        "vm_name": job.vm_name,
-        "created_at": iso(job.created_at),
-        "started_at": iso(job.started_at),
-        "ended_at": iso(job.ended_at),
-        "duration_s": job.duration.total_seconds() if job.duration is not None else None,
-        "bytes_done": job.bytes_done,
-        "bytes_total": job.bytes_total,
-        "percent": job.percent,
-        "error_code": job.error_code,
-        "message": job.message,
-        "remedy": job.remedy,
-        "warnings": list(job.warnings),
-    }
-    if log is not None:
-        doc["log"] = log
-    return doc
 
 
 # --- tables ------------------------------------------------------------------------------------

@@ -176,8 +176,9 @@ class VmVanished(VmvaultError):
     code = "VM_DELETED"
     message = "VM {vm} no longer exists on host {host}"
     remedy = (
-        "Run 'vmvault discover'. If the VM was deleted on purpose, stop its protection "
-        "and keep its data."
+        "If the VM was deleted on purpose, stop its protection and keep its data "
+        "('vmvault protection stop {vm} --retain-data': its points stay restorable); if it "
+        "was moved or recreated, run 'vmvault discover'."
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from vmvault.domain.errors import InvalidInput
 
@@ -77,6 +78,10 @@ class Job:
     remedy: str | None = None
     log: list[str] = field(default_factory=list)
     pid: int | None = None
+    #: What a queued job will do: ``{"op": "backup", "vm": uuid, ...}`` (see services/queue.py).
+    request: dict[str, Any] | None = None
+    #: Who asked for it: ``cli``, ``api``, ``policy NAME at SLOT``, ``gc schedule at SLOT``.
+    origin: str | None = None
 
     @property
     def percent(self) -> float | None:

@@ -17,7 +17,7 @@ import libvirt
 from vmvault.domain.vm import Disk
 from vmvault.hypervisor import offline as offline_mod
 from vmvault.hypervisor.libvirt import checkpoints as cps
-from vmvault.hypervisor.libvirt.backup import DiskSpec, PullBackup
+from vmvault.hypervisor.libvirt.backup import DiskSpec, PullBackup, cleanup_stale
 from vmvault.hypervisor.libvirt.connection import connection, lookup_domain
 
 
@@ -135,6 +135,7 @@ class LibvirtBackupDriver:
         incremental_from: str | None,
         quiesce: str,
         cancel: Callable[[], bool],
+        before_begin: Callable[[], None] | None = None,
     ) -> _PullSession:
         specs = [DiskSpec(d.target, d.path or "", d.format or "raw") for d in disks]
         backup = PullBackup(
@@ -147,11 +148,15 @@ class LibvirtBackupDriver:
             quiesce=quiesce,
             freeze_timeout=self.freeze_timeout,
             cancel=cancel,
+            before_begin=before_begin,
         )
         return _PullSession(backup)
 
     def offline(self, disks: list[Disk], bitmap: str | None) -> _OfflineSession:
         return _OfflineSession(disks, bitmap, self.work_dir)
+
+    def cleanup_stale(self, uri: str, vm_uuid: str) -> list[str]:
+        return cleanup_stale(uri, vm_uuid, self.work_dir)
 
 
 def _targets(xml: str) -> list[str]:

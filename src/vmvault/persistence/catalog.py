@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, event, insert, select, update
+from sqlalchemy import Connection, Engine, case, delete, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from vmvault.domain.job import Job, JobConflict, JobState, JobType
+from vmvault.domain.job import ACTIVE_STATES, Job, JobConflict, JobState, JobType
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import (
     CheckpointRecord,
@@ -220,6 +220,8 @@ class SqlJobs:
             message=r.message,
             remedy=r.remedy,
             pid=r.pid,
+            request=r.request,
+            origin=r.origin,
         )
 
     def create(
@@ -232,6 +234,8 @@ class SqlJobs:
         now: datetime,
         pid: int | None,
         conflict_key: str | None,
+        request: dict[str, Any] | None = None,
+        origin: str | None = None,
     ) -> Job:
         values: dict[str, Any] = dict(
             type=job_type.value,
@@ -245,9 +249,11 @@ class SqlJobs:
             bytes_total=0,
             warnings=[],
             pid=pid,
-            conflict_key=conflict_key,
+            conflict_key=conflict_key if state.active else None,
+            request=request,
+            origin=origin,
         )
-        if conflict_key is not None:
+        if conflict_key is not None and state.active:
             holder = self.holder(conflict_key)
             if holder is not None:
                 raise JobConflict(holder)
@@ -267,6 +273,23 @@ class SqlJobs:
     def get(self, job_id: int) -> Job | None:
         r = self.conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).first()
         return self._row(r) if r else None
+
+    def queued(self, limit: int = 100) -> list[Job]:
+        q = select(t.jobs).where(t.jobs.c.state == JobState.QUEUED.value)
+        return [self._row(r) for r in self.conn.execute(q.order_by(t.jobs.c.id).limit(limit))]
+
+    def active(self) -> list[Job]:
+        q = select(t.jobs).where(t.jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
+        return [self._row(r) for r in self.conn.execute(q.order_by(t.jobs.c.id))]
+
+    def claim(self, job_id: int, pid: int, now: datetime) -> bool:
+        """queued → in-progress for process ``pid``; False when it is no longer queued."""
+        res = self.conn.execute(
+            update(t.jobs)
+            .where(t.jobs.c.id == job_id, t.jobs.c.state == JobState.QUEUED.value)
+            .values(state=JobState.IN_PROGRESS.value, pid=pid, started_at=now)
+        )
+        return res.rowcount == 1
 
     def holder(self, conflict_key: str) -> Job | None:
         r = self.conn.execute(select(t.jobs).where(t.jobs.c.conflict_key == conflict_key)).first()
@@ -305,7 +328,14 @@ class SqlJobs:
         )
         if job.state.final:
             values["conflict_key"] = None
-        self.conn.execute(update(t.jobs).where(t.jobs.c.id == job.id).values(**values))
+        q = update(t.jobs).where(t.jobs.c.id == job.id)
+        if job.state is JobState.IN_PROGRESS:
+            # a cancel asked by another process meanwhile is never overwritten
+            values["state"] = case(
+                (t.jobs.c.state == JobState.CANCELLING.value, JobState.CANCELLING.value),
+                else_=JobState.IN_PROGRESS.value,
+            )
+        self.conn.execute(q.values(**values))
 
     def append_log(self, job_id: int, line: str, now: datetime) -> None:
         self.conn.execute(insert(t.job_log).values(job_id=job_id, at=now, line=line))
@@ -469,6 +499,35 @@ class SqlPolicies:
         self.conn.execute(delete(t.policies).where(t.policies.c.name == name))
 
 
+class SqlSchedules:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def last(self, name: str) -> datetime | None:
+        q = select(t.schedule_state.c.last_slot).where(t.schedule_state.c.name == name)
+        return _utc(self.conn.execute(q).scalar())
+
+    def advance(
+        self, name: str, old: datetime | None, new: datetime, key: str | None, now: datetime
+    ) -> bool:
+        tbl = t.schedule_state
+        if old is None:
+            try:
+                with self.conn.begin_nested():
+                    self.conn.execute(
+                        insert(tbl).values(name=name, last_slot=new, last_key=key, updated_at=now)
+                    )
+            except IntegrityError:
+                return False
+            return True
+        res = self.conn.execute(
+            update(tbl)
+            .where(tbl.c.name == name, tbl.c.last_slot == old)
+            .values(last_slot=new, last_key=key, updated_at=now)
+        )
+        return res.rowcount == 1
+
+
 class SqlUnitOfWork:
     """One catalog transaction; rolls back unless :meth:`commit` was called."""
 
@@ -485,6 +544,7 @@ class SqlUnitOfWork:
         self.points = SqlPoints(self.conn)
         self.checkpoints = SqlCheckpoints(self.conn)
         self.policies = SqlPolicies(self.conn)
+        self.schedules = SqlSchedules(self.conn)
         return self
 
     def __exit__(

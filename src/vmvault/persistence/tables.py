@@ -92,6 +92,10 @@ jobs = Table(
     Column("remedy", Text),
     Column("pid", Integer),
     Column("conflict_key", String(128), unique=True),
+    # what a queued job will do (operation + arguments), for the server's workers
+    Column("request", JSON),
+    # who asked: "cli", "api", "policy <name> at <slot key>", "gc schedule at <slot key>"
+    Column("origin", String(255)),
 )
 
 job_log = Table(
@@ -149,5 +153,17 @@ policies = Table(
     Column("vault", String(64), nullable=False, index=True),
     Column("definition", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: The scheduler's progress per schedule (``policy:<name>`` or ``gc:<vault>``): the last slot
+#: it handled.  Advanced with compare-and-set in the same transaction that queues the slot's
+#: jobs, so a slot's jobs are created once, whatever restarts or second servers do.
+schedule_state = Table(
+    "schedule_state",
+    metadata,
+    Column("name", String(160), primary_key=True),
+    Column("last_slot", DateTime(timezone=True), nullable=False),
+    Column("last_key", String(160)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -2,6 +2,9 @@
 
 Order of one backup, and what each step leaves behind if it fails:
 
+0. clean up what an earlier backup of the VM that died left behind
+   (:meth:`BackupService.clean_up`): its libvirt job, a frozen or paused guest, work files,
+   its checkpoint, its half-written point;
 1. re-read the domain (gone → ``VM_DELETED``); pick the method and, per disk, full or
    incremental (``domain.recovery_point``), repairing the checkpoint chain when libvirt lost a
    checkpoint whose bitmaps are still in the images;
@@ -14,12 +17,25 @@ Order of one backup, and what each step leaves behind if it fails:
 
 A failure before 4 deletes the new checkpoint and the point's index files (orphan chunks are
 reclaimed by GC), so no half point and no stray checkpoint remain.
+
+**Phases** (:meth:`JobContext.phase`: logged, shown to ``runner.phase_observers``, and a cancel
+point), each a place where a cancel stops the backup with the undo above:
+
+* ``freezing`` — running VM only: the guest is frozen (or paused) and ``backupBegin`` has not
+  been called; a cancel here thaws / resumes it and nothing was begun;
+* ``reading`` — the point in time is taken, no disk read yet (reads also check for a cancel
+  between chunks, at most once a second);
+* ``writing`` — every disk read, its chunks committed; the indexes are written next;
+* ``committing`` — indexes written; the manifest and the catalog row are written next.  This
+  is the last cancel point: once the manifest and the catalog row are written the backup is
+  complete, and a cancel that arrives later is ignored (logged; the job ends completed).
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,10 +47,11 @@ from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.manifest import DiskEntry, Manifest
 from vmvault.dataplane.source import ExtentSource
 from vmvault.dataplane.vault import VaultStore
-from vmvault.domain.errors import InvalidInput, VmVanished, VmvaultError
+from vmvault.domain.errors import InvalidInput, JobInterrupted, VmVanished, VmvaultError
 from vmvault.domain.inventory import match_vm
-from vmvault.domain.job import JobType
+from vmvault.domain.job import JobState, JobType
 from vmvault.domain.recovery_point import (
+    CHECKPOINT_PREFIX,
     CheckpointRecord,
     DiskRead,
     Method,
@@ -88,8 +105,17 @@ class BackupDriver(Protocol):
         incremental_from: str | None,
         quiesce: str,
         cancel: Callable[[], bool],
-    ) -> PointSession: ...
+        before_begin: Callable[[], None] | None = None,
+    ) -> PointSession:
+        """The point in time of a running or paused VM.  ``before_begin()`` MUST be called
+        with the guest frozen (or paused) just before the backup job begins; when it raises,
+        the guest MUST be thawed / resumed and no job or checkpoint left behind."""
+
     def offline(self, disks: list[Disk], bitmap: str | None) -> PointSession: ...
+    def cleanup_stale(self, uri: str, vm_uuid: str) -> list[str]:
+        """End what a dead vmvault process left on the VM (its backup job, a frozen or paused
+        guest, work files, offline exports); what was done, one line each.  MUST do nothing
+        while a live process is backing the VM up.  Leaves checkpoints alone."""
 
 
 class PointSession(Protocol):
@@ -104,6 +130,20 @@ class PointSession(Protocol):
     def __enter__(self) -> PointSession: ...
     def __exit__(self, *exc: object) -> None: ...
     def source(self, target: str) -> Source: ...
+
+
+#: The job-log line that names the point a backup writes (recovery reads it back).
+POINT_LINE = "writing recovery point {point}"
+_POINT_RE = re.compile(r"writing recovery point (\d{8}T\d{6}Z-[0-9a-f]+)")
+
+
+def point_in_log(log: Iterable[str]) -> str | None:
+    """The point a backup job was writing, from its log (:data:`POINT_LINE`)."""
+    for line in log:
+        found = _POINT_RE.search(line)
+        if found:
+            return found.group(1)
+    return None
 
 
 @dataclass
@@ -135,12 +175,9 @@ class BackupService:
         #: VM runs as its own ``prune`` job once the backup job has ended).
         self.after_backup: Callable[[Vault, VmItem, RecoveryPoint], None] | None = None
 
-    def backup(
-        self, vault_name: str | None, refs: Sequence[str], keep_until: datetime | None = None
-    ) -> list[JobOutcome[RecoveryPoint]]:
-        """One backup job per VM; every reference is checked before any job starts.
-
-        ``keep_until``: retention leaves the new points alone until then (ad-hoc points)."""
+    def choose(self, vault_name: str | None, refs: Sequence[str]) -> tuple[Vault, list[VmItem]]:
+        """The vault and the VMs to back up, each registered with it (one bad reference
+        refuses the whole request before anything starts or is queued)."""
         if not refs:
             raise InvalidInput("name at least one VM", what="VM list")
         vault = self.vaults.resolve(vault_name)
@@ -156,6 +193,15 @@ class BackupService:
                 )
             if all(c.uuid != vm.uuid for c in chosen):
                 chosen.append(vm)
+        return vault, chosen
+
+    def backup(
+        self, vault_name: str | None, refs: Sequence[str], keep_until: datetime | None = None
+    ) -> list[JobOutcome[RecoveryPoint]]:
+        """One backup job per VM; every reference is checked before any job starts.
+
+        ``keep_until``: retention leaves the new points alone until then (ad-hoc points)."""
+        vault, chosen = self.choose(vault_name, refs)
         store = self.vaults.open_store(vault)
         outcomes = []
         for vm in chosen:
@@ -179,6 +225,8 @@ class BackupService:
         facts = self.hypervisor.domain_facts(vm.host_uri, vm.uuid)
         if facts is None:
             raise VmVanished(vm=vm.label, host=vm.hostname)
+        for line in self.clean_up(vm, store, self._interrupted_points(vm)):
+            ctx.log(f"left by an interrupted backup: {line}")
         vm.apply(facts, self.clock())
         disks = vm.backup_disks
         for d in vm.excluded_disks:
@@ -207,6 +255,7 @@ class BackupService:
         new_checkpoint: str | None = None
         if not offline and any(d.format == "qcow2" for d in disks):
             new_checkpoint = checkpoint_name(point_id)
+        ctx.log(POINT_LINE.format(point=point_id))
         cancel = ctx.cancelled
         try:
             point = self._take_and_read(
@@ -216,6 +265,8 @@ class BackupService:
         except BaseException:
             self._discard(vm, store, point_id, new_checkpoint, ctx)
             raise
+        if self._cancel_asked(ctx):
+            ctx.log("cancel requested after the point was committed: ignored, it is complete")
         self._prune_checkpoints(vm, keep=point.checkpoint, ctx=ctx)
         if keep_until is not None:
             point.keep_until = keep_until
@@ -261,6 +312,7 @@ class BackupService:
                     incremental_from=incremental_from,
                     quiesce=choice.quiesce,
                     cancel=cancel,
+                    before_begin=lambda: ctx.phase("freezing"),
                 )
             stack.enter_context(session)
             for note in session.notes:
@@ -269,6 +321,7 @@ class BackupService:
                 else:
                     ctx.log(note)
             ctx.log(f"point in time taken (frozen={session.frozen}, window {session.frozen_ms} ms)")
+            ctx.phase("reading")
             done_before = 0
             for disk in disks:
                 read = by_target[disk.target]
@@ -302,6 +355,7 @@ class BackupService:
                     f"{res.chunks_reused} reused / {res.chunks_zero} zero chunks"
                 )
             # 3. indexes, then 4. the manifest: the point exists from here on
+            ctx.phase("writing")
             entries: list[DiskEntry] = []
             for disk in disks:
                 res = results[disk.target]
@@ -320,6 +374,7 @@ class BackupService:
                 entries.append(DiskEntry(target=d.target, size=0, excluded=True, reason=d.reason))
             consistency = consistency_of(session.frozen)
             checkpoint = new_checkpoint if not offline else incremental_from
+            ctx.phase("committing")  # the last cancel point
             store.write_manifest(
                 Manifest(
                     point_id=point_id,
@@ -423,6 +478,96 @@ class BackupService:
             except VmvaultError as exc:
                 ctx.log(f"could not remove checkpoint {checkpoint}: {exc.text}")
         store.delete_point(point_id)
+
+    def _cancel_asked(self, ctx: JobContext) -> bool:
+        with self.uow() as uow:
+            current = uow.jobs.get(ctx.job.id)
+        return current is not None and current.state is JobState.CANCELLING
+
+    # --- what a dead backup left ---------------------------------------------------------------
+
+    def clean_up(
+        self,
+        vm: VmItem,
+        store: VaultStore | None,
+        points: Iterable[str] = (),
+        *,
+        still_ours: Callable[[], bool] = lambda: True,
+    ) -> list[str]:
+        """Undo what a backup of ``vm`` that died left behind; returns what was done.
+
+        1. the libvirt side (:meth:`BackupDriver.cleanup_stale`): a stray pull job, a frozen or
+           paused guest, socket / scratch / state files, stale qemu-nbd exports;
+        2. every ``vmvault-*`` checkpoint of the VM that no checkpoint record of the catalog
+           references (a backup that died between ``backupBegin`` and its commit).  Other
+           tools' checkpoints are never touched;
+        3. the half-written points in ``store`` (indexes, no manifest, no catalog row, no live
+           writer) of those checkpoints and of ``points``.
+
+        The caller holds the VM (it runs a job on it, or the dead job still holds its conflict
+        key); ``still_ours()`` is asked before anything is deleted, and deletion stops as soon
+        as it says False (another job took the VM over: it cleans up itself).
+        """
+        done = self.driver.cleanup_stale(vm.host_uri, vm.uuid)
+        with self.uow() as uow:
+            recorded = {r.name for r in uow.checkpoints.for_vm(vm.uuid)}
+            recorded |= {p.checkpoint for p in uow.points.for_vm(vm.uuid) if p.checkpoint}
+        half = set(points)
+        try:
+            names = self.driver.checkpoints(vm.host_uri, vm.uuid)
+        except VmvaultError as exc:
+            return [*done, f"could not list the checkpoints: {exc.text}"]
+        for name in names:
+            if not is_our_checkpoint(name) or name in recorded:
+                continue
+            if not still_ours():
+                return [*done, "another job took the VM over: the rest is left to it"]
+            try:
+                self.driver.delete_checkpoint(vm.host_uri, vm.uuid, name)
+            except VmvaultError as exc:
+                done.append(f"could not delete checkpoint {name}: {exc.text}")
+                continue
+            done.append(f"deleted checkpoint {name}: no recovery point uses it")
+            half.add(name.removeprefix(CHECKPOINT_PREFIX))
+        if store is not None and half:
+            done += self._drop_half_points(store, half, still_ours)
+        return done
+
+    def _drop_half_points(
+        self, store: VaultStore, ids: set[str], still_ours: Callable[[], bool]
+    ) -> list[str]:
+        """Delete the index directories of points that never got their manifest.
+
+        Checked in this order so that a backup committing meanwhile is never hit: the
+        directory exists, no manifest, no live writer registered for it, still no manifest
+        (a writer ends only after its manifest is written)."""
+        done: list[str] = []
+        present = set(store.list_index_dirs())
+        for point_id in sorted(ids & present):
+            if store.manifest_path(point_id).exists():
+                continue
+            with self.uow() as uow:
+                if uow.points.get(point_id) is not None:
+                    continue
+            if any(w.name == point_id for w in store.writers.live()):
+                continue
+            if store.manifest_path(point_id).exists() or not still_ours():
+                continue
+            store.delete_point(point_id)
+            done.append(f"removed the half-written point {point_id} (indexes without manifest)")
+        return done
+
+    def _interrupted_points(self, vm: VmItem) -> list[str]:
+        """Points that the VM's recent interrupted backup jobs were writing (their logs)."""
+        ids: list[str] = []
+        with self.uow() as uow:
+            jobs = uow.jobs.find(job_type=JobType.BACKUP, vm_uuid=vm.uuid, limit=10)
+            for job in jobs:
+                if job.error_code == JobInterrupted.code:
+                    found = point_in_log(uow.jobs.log(job.id))
+                    if found is not None:
+                        ids.append(found)
+        return ids
 
     def _prune_checkpoints(self, vm: VmItem, keep: str | None, ctx: JobContext) -> None:
         """Only the newest vmvault checkpoint is needed for the next incremental."""

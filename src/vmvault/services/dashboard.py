@@ -115,7 +115,7 @@ class DashboardService:
             job = last_backup_job.get(vm.uuid)
             policy = policies.get(vm.policy or "")
             flag = partial(Attention, vm.uuid, vm.label, vm.policy, last_backup_at=last)
-            if vm.vanished_at is not None:
+            if vm.vanished_at is not None or (job is not None and job.error_code == "VM_DELETED"):
                 why = "the VM no longer exists in libvirt: stop its protection with --retain-data"
                 board.attention.append(flag("vm-deleted", why))
             elif job is not None and job.state is JobState.FAILED:

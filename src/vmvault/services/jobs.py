@@ -8,7 +8,14 @@ happen, and ends the job in exactly one final state.  Expected failures
 else becomes ``INTERNAL_ERROR`` with the traceback in the job log, never on the user's screen.
 
 A job left active by a process that died is detected when its key is next claimed (its pid is
-gone) and closed as failed with ``JOB_INTERRUPTED``.
+gone) and closed as failed with ``JOB_INTERRUPTED``; ``vmvault serve`` closes every such job at
+start-up and cleans its VM up (services/recovery.py).  A job may also start *queued*
+(services/queue.py): a worker claims it and :meth:`JobRunner.adopt` makes the service's
+:meth:`JobRunner.run` execute that job instead of creating another.
+
+Jobs enter named phases (:meth:`JobContext.phase`); each is a cancel point.  A cancel is a
+state (``cancelling``) written by whoever asks; the catalog never lets a progress update of
+the running job turn it back into ``in-progress``.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from vmvault.domain.errors import (
     VmvaultError,
 )
 from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key, final_state
-from vmvault.services.ports import UnitOfWorkFactory
+from vmvault.services.ports import UnitOfWork, UnitOfWorkFactory
 
 T = TypeVar("T")
 
@@ -59,7 +66,7 @@ class JobContext:
         self.job.warnings.append(message)
         with self._runner.uow() as uow:
             uow.jobs.append_log(self.job.id, f"WARNING {message}", self._runner.clock())
-            uow.jobs.update(self.job)
+            self._save(uow)
             uow.commit()
 
     def progress(self, done: int, total: int) -> None:
@@ -71,8 +78,28 @@ class JobContext:
             return
         self._progress_at = now
         with self._runner.uow() as uow:
-            uow.jobs.update(self.job)
+            self._save(uow)
             uow.commit()
+
+    def _save(self, uow: UnitOfWork) -> None:
+        """Persist the job without undoing a cancel another process asked for meanwhile
+        (its state ``cancelling`` is kept, and seen)."""
+        current = uow.jobs.get(self.job.id)
+        if current is not None and current.state is JobState.CANCELLING:
+            self.job.state = JobState.CANCELLING
+            self._cancelled = True
+        uow.jobs.update(self.job)
+
+    def phase(self, name: str) -> None:
+        """Enter a named phase (``freezing``, ``reading``, ``writing``, ``committing`` …):
+        logged, shown to the phase observers, and a cancel point — a cancel asked before
+        this moment raises :class:`Cancelled` here, whatever the poll interval."""
+        self.log(f"phase: {name}")
+        for observer in self._runner.phase_observers:
+            observer(self.job, name)
+        self._cancel_at = 0.0
+        if self.cancelled():
+            raise Cancelled(operation=f"{self.job.type.value} job {self.job.id} (before {name})")
 
     def cancelled(self) -> bool:
         """True once someone asked to cancel this job (state ``cancelling`` in the catalog)."""
@@ -107,9 +134,33 @@ class JobRunner:
         self.pid_alive = pid_alive
         #: Called with the job on every progress report (the CLI draws its bar from them).
         self.observers: list[Callable[[Job], None]] = []
+        #: Called with the job and the phase's name each time a job enters a phase.
+        self.phase_observers: list[Callable[[Job, str], None]] = []
+        self._adopted: Job | None = None
+
+    def adopt(self, job: Job | None) -> None:
+        """The next :meth:`start` of the same type runs ``job`` — a queued job a worker has
+        claimed — instead of creating a new one (``None`` forgets it).  The job already holds
+        its VM's conflict key: it was taken when the job was queued."""
+        self._adopted = job
+
+    @property
+    def adopted(self) -> Job | None:
+        """The claimed job no :meth:`start` has taken yet."""
+        return self._adopted
 
     def start(self, job_type: JobType, vault: str, vm_uuid: str | None, vm_name: str | None) -> Job:
         """Create the job in-progress, or refuse with the conflicting job's id."""
+        adopted = self.adopted
+        if adopted is not None and adopted.type is job_type:
+            self._adopted = None
+            with self.uow() as uow:
+                current = uow.jobs.get(adopted.id)
+                uow.jobs.append_log(
+                    adopted.id, f"{job_type.value} started (pid {self.pid})", self.clock()
+                )
+                uow.commit()
+            return current or adopted
         key = conflict_key(job_type, vault, vm_uuid)
         now = self.clock()
         with self.uow() as uow:
@@ -205,7 +256,12 @@ class JobQueries:
                 raise JobNotFound(job=job_id)
             if job.state.final:
                 raise JobNotActive(job=job_id, state=job.state.value)
-            if job.state is JobState.IN_PROGRESS:
+            if job.state is JobState.QUEUED:  # never started: nothing to undo
+                job.state, job.ended_at = JobState.CANCELLED, self.clock()
+                uow.jobs.append_log(job.id, "cancelled before it started", job.ended_at)
+                uow.jobs.update(job)
+                uow.commit()
+            elif job.state is JobState.IN_PROGRESS:
                 job.state = JobState.CANCELLING
                 uow.jobs.append_log(job.id, "cancel requested", self.clock())
                 uow.jobs.update(job)

@@ -1,4 +1,12 @@
-"""Recovery points: listing, restoring disks, verifying, and reclaiming space (GC)."""
+"""Recovery points: listing, restoring disks, verifying, and reclaiming space (GC).
+
+**Cancel.**  A ``--disks-only`` restore (phase ``writing``) checks for a cancel between chunks;
+a cancelled or failed one removes the images it had written (the partial one is removed by
+the dataplane), so no half set of disks is left.  A verify (phase ``verifying``) checks
+between chunks; it writes nothing, so nothing is left.  A GC (phase ``collecting``) checks after its
+mark and between batches of 1,024 files of its scan and sweep; stopping anywhere is safe (it
+only ever deletes unreferenced files, and the next GC finds what this one left).
+"""
 
 from __future__ import annotations
 
@@ -12,14 +20,22 @@ from pathlib import Path
 
 from vmvault.dataplane.chunk import ZERO_ID
 from vmvault.dataplane.gc import GcReport, collect_garbage
-from vmvault.dataplane.restore import PointVerifyReport, RestoreResult, restore_disk, verify_point
+from vmvault.dataplane.manifest import Manifest
+from vmvault.dataplane.restore import (
+    PointVerifyReport,
+    RestoreResult,
+    restore_disk,
+    verify_disk,
+)
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import (
+    Cancelled,
     InsufficientSpace,
     InvalidInput,
     PointNotFound,
     RestoreTargetExists,
     VerifyFailed,
+    VmvaultError,
 )
 from vmvault.domain.inventory import match_vm
 from vmvault.domain.job import JobType
@@ -150,6 +166,31 @@ class PointService:
         manifest = store.read_manifest(point.id)
         total = sum(d.size for d in point.disks if not d.excluded)
         done: list[DiskRestore] = []
+        ctx.phase("writing")
+        try:
+            self._restore_each(store, manifest, plan, fmt, overwrite, total, done, ctx)
+        except BaseException:
+            for d in done:  # a half set of disks is no restore: leave none
+                d.path.unlink(missing_ok=True)
+                ctx.log(f"removed {d.path}: the restore did not finish")
+            raise
+        tmp = xml_path.with_name(f".{xml_path.name}.tmp")
+        tmp.write_text(manifest.domain_xml)
+        os.replace(tmp, xml_path)
+        ctx.log(f"domain XML written to {xml_path}")
+        return RestoreOutcome(point, done, xml_path)
+
+    def _restore_each(
+        self,
+        store: VaultStore,
+        manifest: Manifest,
+        plan: dict[str, Path],
+        fmt: str,
+        overwrite: bool,
+        total: int,
+        done: list[DiskRestore],
+        ctx: JobContext,
+    ) -> None:
         base = 0
         with store.reader():
             for target, path in plan.items():
@@ -175,11 +216,6 @@ class PointService:
                     f"{res.chunks_zero} zero chunks left sparse"
                 )
                 done.append(DiskRestore(target, path, res))
-        tmp = xml_path.with_name(f".{xml_path.name}.tmp")
-        tmp.write_text(manifest.domain_xml)
-        os.replace(tmp, xml_path)
-        ctx.log(f"domain XML written to {xml_path}")
-        return RestoreOutcome(point, done, xml_path)
 
     # --- delete ----------------------------------------------------------------------------------
 
@@ -235,9 +271,10 @@ class PointService:
         self, store: VaultStore, point_ids: Sequence[str], ctx: JobContext
     ) -> VerifySummary:
         summary = VerifySummary()
+        ctx.phase("verifying")
         with store.reader():
             for i, pid in enumerate(point_ids):
-                report: PointVerifyReport = verify_point(store, pid, workers=self.workers)
+                report = self._verify_point(store, pid, ctx)
                 summary.points += 1
                 problems = [f"{p['code']}: {p['message']}" for p in report.problems]
                 for target, disk in report.disks.items():
@@ -258,6 +295,32 @@ class PointService:
             raise VerifyFailed(count=len(summary.broken), points=", ".join(sorted(summary.broken)))
         return summary
 
+    def _verify_point(self, store: VaultStore, point_id: str, ctx: JobContext) -> PointVerifyReport:
+        """``verify_point`` of the dataplane, with a cancel check between chunks."""
+
+        def check_cancel(_done: int, _total: int) -> None:
+            if ctx.cancelled():
+                raise Cancelled(operation=f"verify job {ctx.job.id}")
+
+        report = PointVerifyReport(point_id)
+        try:
+            m = store.read_manifest(point_id)
+        except VmvaultError as exc:
+            report.problems.append(exc.as_dict())
+            return report
+        for disk in m.disks:
+            if disk.index is None:
+                continue
+            try:
+                index = store.read_point_index(m, disk.target)
+            except VmvaultError as exc:
+                report.problems.append(exc.as_dict())
+                continue
+            report.disks[disk.target] = verify_disk(
+                store, index, workers=self.workers, progress=check_cancel
+            )
+        return report
+
     # --- gc --------------------------------------------------------------------------------------
 
     def gc(self, vault_name: str | None, dry_run: bool = False) -> JobOutcome[GcReport]:
@@ -268,7 +331,8 @@ class PointService:
         )
 
     def _gc(self, vault: Vault, store: VaultStore, dry_run: bool, ctx: JobContext) -> GcReport:
-        report = collect_garbage(store, dry_run=dry_run)
+        ctx.phase("collecting")
+        report = collect_garbage(store, dry_run=dry_run, cancel=ctx.cancelled)
         ctx.log(
             f"{report.points} point(s), {report.chunks_scanned} chunks scanned, "
             f"{report.chunks_referenced} referenced, {report.chunks_removed} removed "

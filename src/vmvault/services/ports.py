@@ -81,11 +81,24 @@ class JobRepository(Protocol):
         now: datetime,
         pid: int | None,
         conflict_key: str | None,
+        request: dict[str, Any] | None = None,
+        origin: str | None = None,
     ) -> Job:
         """Insert a job.  MUST raise :class:`~vmvault.domain.job.JobConflict` when ``conflict_key`` is held by
-        another active job (atomically: two concurrent creates never both succeed)."""
+        another active job (atomically: two concurrent creates never both succeed).  A job
+        created in a final state holds no key."""
 
     def get(self, job_id: int) -> Job | None: ...
+    def queued(self, limit: int = 100) -> list[Job]:
+        """Queued jobs, oldest first."""
+
+    def active(self) -> list[Job]:
+        """Queued, in-progress and cancelling jobs, oldest first."""
+
+    def claim(self, job_id: int, pid: int, now: datetime) -> bool:
+        """Atomically move a queued job to in-progress for process ``pid``; False when it is
+        no longer queued (cancelled, or claimed by another worker)."""
+
     def holder(self, conflict_key: str) -> Job | None:
         """The active job that holds ``conflict_key``, if any."""
 
@@ -125,6 +138,8 @@ class UnitOfWork(Protocol):
     def checkpoints(self) -> CheckpointRepository: ...
     @property
     def policies(self) -> PolicyRepository: ...
+    @property
+    def schedules(self) -> ScheduleRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(
@@ -198,3 +213,14 @@ class PolicyRepository(Protocol):
         """Replace the definition of the policy named ``policy.name``."""
 
     def delete(self, name: str) -> None: ...
+
+
+class ScheduleRepository(Protocol):
+    """The scheduler's progress: the last slot handled per schedule name."""
+
+    def last(self, name: str) -> datetime | None: ...
+    def advance(
+        self, name: str, old: datetime | None, new: datetime, key: str | None, now: datetime
+    ) -> bool:
+        """Compare-and-set ``old`` → ``new`` (``old=None``: first record).  False when another
+        scheduler got there first: the caller must then create nothing."""

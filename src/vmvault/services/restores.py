@@ -29,12 +29,29 @@ restore, and what a failure at each step leaves behind:
    NIC link down, waits for the agent and for the file systems the VM had mounted at backup
    time, records the result on the point, then destroys and undefines the VM and deletes its
    files (also when the test fails).
+
+**Phases and cancel** (:meth:`JobContext.phase`; each is a cancel point):
+
+* ``reading`` — before the point's indexes are read; ``writing`` — before the first disk is
+  staged (staging also checks for a cancel between chunks).  A cancel in either removes every
+  staged image; the VM was not touched;
+* ``switching`` (``--replace``) / ``defining`` (new VM, test) — staged and verified, nothing
+  defined or shut off yet: the last cancel point.  After it the restore runs to its end and a
+  later cancel is ignored (logged), except in a test:
+* ``testing`` — the test VM is booting or being checked: a cancel (seen within seconds)
+  destroys and removes it with its files; no result is recorded.
+
+**Interrupted** (the process died): :meth:`RestoreService.clean_up`, called by start-up
+recovery, removes the staged images and partial files named in the job log, and rolls back a
+``--replace`` that died during its switch (images moved back, the definition logged before
+the switch defined again, the VM started if it was running).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import time
@@ -46,11 +63,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vmvault.dataplane.chunk import ZERO_ID
-from vmvault.dataplane.fsutil import fsync_dir
+from vmvault.dataplane.fsutil import TMP_MARK, fsync_dir
 from vmvault.dataplane.manifest import Manifest
 from vmvault.dataplane.restore import restore_disk
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import (
+    Cancelled,
     HostNotFound,
     InsufficientSpace,
     InvalidInput,
@@ -67,9 +85,10 @@ from vmvault.domain.errors import (
     RestoreVmNotDefined,
 )
 from vmvault.domain.inventory import match_vm
-from vmvault.domain.job import JobType
+from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.restore import (
+    STAGING_SUFFIX,
     DomainShape,
     FileKind,
     LiveDomain,
@@ -93,6 +112,13 @@ from vmvault.services.vaults import VaultService
 
 #: Room for a qcow2's metadata on top of its data (L1/L2/refcount tables): generous.
 QCOW2_OVERHEAD = 1 << 20
+#: A restore test waits for its guest in slices this long, to see a cancel in between.
+CANCEL_SLICE = 2.0
+#: Job-log lines that recovery reads back (see :meth:`RestoreService.clean_up`).
+_WRITING = re.compile(r"restoring (\S+) \(.*?\) to (/.+)$", re.M)
+_WRITTEN = re.compile(r"(?:^|\s)(\S+): [\d,]+ B written", re.M)
+SWITCH_LINE = "switch of {name} (was {power}); its definition before the switch:\n{xml}"
+_SWITCH = re.compile(r"switch of (.+?) \(was ([a-z-]+)\); its definition before the switch:\n")
 
 
 class RestoreDriver(Protocol):
@@ -261,6 +287,86 @@ class RestoreService:
             doc = uow.points.restore_test(point_id)
         return RestoreTestResult.from_json(doc) if doc else None
 
+    # --- after a dead process ------------------------------------------------------------------
+
+    def clean_up(
+        self, job: Job, log: list[str], still_ours: Callable[[], bool] = lambda: True
+    ) -> list[str]:
+        """Undo what restore job ``job``, whose process died, left behind (from its ``log``);
+        returns what was done.
+
+        * the partial files (``.<name>.tmp.<pid>.*``) and staged images it was writing;
+        * the images a ``--disks-only`` restore finished (the restore as a whole did not);
+        * a ``--replace`` that died during its switch — the VM undefined — is rolled back: the
+          images moved aside go back, the definition logged before the switch is defined
+          again, and the VM is started if it was running.  If the VM is defined, images moved
+          aside are kept and named (the switch had finished).
+
+        ``still_ours()`` is asked before the VM is touched (False: another job holds it now).
+        """
+        text = "\n".join(log)
+        done: list[str] = []
+        finished = set(_WRITTEN.findall(text))
+        staged: list[Path] = []
+        for target, raw in _WRITING.findall(text):
+            path = Path(raw)
+            for partial in path.parent.glob(f".{path.name}{TMP_MARK}{job.pid}.*"):
+                partial.unlink(missing_ok=True)
+                done.append(f"removed the partial file {partial}")
+            if path.name.endswith(STAGING_SUFFIX):
+                staged.append(path)
+                if path.exists():
+                    path.unlink()
+                    done.append(f"removed the staged image {path}")
+            elif target in finished and path.exists():
+                path.unlink()
+                done.append(f"removed {path}: the disks-only restore did not finish")
+        for entry in log:
+            switch = _SWITCH.search(entry)
+            if switch is not None:  # the XML is the rest of that log entry
+                name, power, xml = switch.group(1), switch.group(2), entry[switch.end() :]
+                done += self._undo_switch(job, name, power, xml, staged, still_ours)
+        return done
+
+    def _undo_switch(
+        self,
+        job: Job,
+        name: str,
+        power: str,
+        xml: str,
+        staged: list[Path],
+        still_ours: Callable[[], bool],
+    ) -> list[str]:
+        with self.uow() as uow:
+            vm = uow.vms.get(job.vm_uuid) if job.vm_uuid else None
+        if vm is None:
+            return [f"{name}: no longer in the catalog, its replace is not rolled back"]
+        uri, uuid = vm.host_uri, vm.uuid
+        pairs = []  # (final image, the image the switch moved aside)
+        for s in staged:
+            final = s.with_name(s.name[1 : -len(STAGING_SUFFIX)])
+            pairs.append((final, pre_restore_path(final, str(job.id))))
+        if self.driver.domain(uri, uuid) is not None:
+            return [
+                f"previous image {pre} kept: the replace of {name} was interrupted after its "
+                "switch; delete it once the VM is checked"
+                for _, pre in pairs
+                if pre.exists()
+            ]
+        if not still_ours():
+            return [f"{name} is not defined, but another job holds it now: left to it"]
+        done = []
+        for final, pre in pairs:
+            if pre.exists():
+                os.replace(pre, final)
+                done.append(f"moved {pre} back to {final}")
+        self.driver.define(uri, xml)
+        done.append(f"defined {name} again as it was before the interrupted replace")
+        if power in (PowerState.RUNNING, PowerState.PAUSED, PowerState.BLOCKED):
+            self.driver.start(uri, uuid)
+            done.append(f"started {name} again (it was {power})")
+        return done
+
     # --- checks up front -----------------------------------------------------------------------
 
     def _vm_and_point(self, vm_ref: str, point_id: str) -> tuple[VmItem, RecoveryPoint]:
@@ -401,18 +507,25 @@ class RestoreService:
         self._stage(req, report, ctx)
         try:
             if plan.mode is RestoreMode.REPLACE:
+                ctx.phase("switching")  # the last cancel point: the VM is touched from here on
                 self._replace(req, report, shutdown_timeout, ctx)
             else:
+                ctx.phase("defining")  # the last cancel point (a test: see "testing")
                 self._new(req, report, ctx)
         finally:
             for d in plan.disks:
                 if d.staging.exists():
                     d.staging.unlink()
+        with self.uow() as uow:
+            current = uow.jobs.get(ctx.job.id)
+        if current is not None and current.state is JobState.CANCELLING:
+            ctx.log("cancel requested after the restore was in place: ignored, it is complete")
         return report
 
     def _stage(self, req: _Request, report: RestoreReport, ctx: JobContext) -> None:
         """Restore and verify every disk into its staging file; on failure remove them all."""
         plan = req.plan
+        ctx.phase("reading")
         indexes = {d.target: req.store.read_point_index(req.manifest, d.target) for d in plan.disks}
         total = sum(
             sum(ix.chunk_length(i) for i, c in enumerate(ix.ids) if c != ZERO_ID)
@@ -421,6 +534,7 @@ class RestoreService:
         base = 0
         made_dirs: list[Path] = []
         try:
+            ctx.phase("writing")
             for d in plan.disks:
                 made_dirs += _make_dirs(d.path.parent)
                 index = indexes[d.target]
@@ -584,10 +698,11 @@ class RestoreService:
             if not req.shape.agent_channel:
                 problem = "the VM has no guest agent channel: nothing can answer the test"
             else:
+                ctx.phase("testing")
                 t0 = time.monotonic()
                 self.driver.start(uri, plan.uuid)
                 report.started = True
-                if self.driver.wait_for_agent(uri, plan.uuid, self.boot_timeout):
+                if self._wait_for_agent(uri, plan.uuid, ctx):
                     result.boot_seconds = report.boot_seconds = time.monotonic() - t0
                     result.mounted, result.missing = self._wait_for_mounts(uri, plan.uuid, expected)
                     if result.missing:
@@ -608,6 +723,20 @@ class RestoreService:
             if tail:
                 ctx.log("console of the test VM (last lines):\n" + tail)
             raise RestoreTestFailed(point=req.point.id, why=problem)
+
+    def _wait_for_agent(self, uri: str, uuid: str, ctx: JobContext) -> bool:
+        """The driver's wait, in slices of :data:`CANCEL_SLICE` s: a cancel is seen in time."""
+        deadline = time.monotonic() + self.boot_timeout
+        while True:
+            step = max(0.0, min(CANCEL_SLICE, deadline - time.monotonic()))
+            t0 = time.monotonic()
+            if self.driver.wait_for_agent(uri, uuid, step):
+                return True
+            if ctx.cancelled():
+                raise Cancelled(operation=f"restore test (job {ctx.job.id})")
+            now = time.monotonic()
+            if now >= deadline or now - t0 < step:  # out of time, or the domain stopped
+                return False
 
     def _wait_for_mounts(
         self, uri: str, uuid: str, expected: list[str]
@@ -643,6 +772,8 @@ class RestoreService:
         t_down = time.monotonic()
         moved: list[tuple[Path, Path]] = []  # (final, pre-restore)
         placed: list[Path] = []
+        # what start-up recovery needs to put the VM back if this process dies in the switch
+        ctx.log(SWITCH_LINE.format(name=name, power=was.value, xml=live.xml))
         how = self.driver.shutdown(uri, uuid, shutdown_timeout)
         ctx.log(f"{name} ({was.value}) shut off: {how}")
         try:

@@ -23,7 +23,10 @@ touched):
 4. ``guest-get-fsinfo`` (before the freeze: a frozen agent refuses almost everything);
 5. the point in time: freeze → ``backupBegin`` → thaw (or suspend → ``backupBegin`` → resume),
    thaw/resume in a ``finally``.  A freeze that fails or times out is not fatal: the point is
-   crash-consistent and ``point_in_time.freeze_error`` says why.
+   crash-consistent and ``point_in_time.freeze_error`` says why.  ``before_begin()`` is called
+   in the window (guest frozen or paused) just before ``backupBegin``, then ``cancel()`` is
+   asked: either may stop the backup there, and the guest is thawed / resumed with nothing
+   begun;
 6. connect nothing yet: :meth:`source` connects to a disk's export on first use.
 
 If ``__enter__`` fails after ``backupBegin`` it aborts the job and deletes the new checkpoint
@@ -278,6 +281,7 @@ class PullBackup:
         quiesce: str = "freeze",
         freeze_timeout: int = 10,
         cancel: Callable[[], bool] | None = None,
+        before_begin: Callable[[], None] | None = None,
         connections: int = 1,
     ) -> None:
         if quiesce not in QUIESCE_MODES:
@@ -307,6 +311,8 @@ class PullBackup:
         self.quiesce = quiesce
         self.freeze_timeout = int(freeze_timeout)
         self.cancel = cancel
+        #: called with the guest frozen / paused, just before ``backupBegin``; may raise
+        self.before_begin = before_begin
         self.connections = connections
         self.point_in_time = PointInTime(
             checkpoint=checkpoint, incremental_from=incremental_from, quiesce=quiesce
@@ -373,6 +379,14 @@ class PullBackup:
     def _cancelled(self) -> None:
         if self.cancel is not None and self.cancel():
             raise Cancelled(operation="the backup")
+
+    def _at_point(self) -> None:
+        """The last moment to stop before ``backupBegin`` (the guest is frozen or paused, if
+        it was to be): the caller's hook, then a cancel check.  Raising here thaws / resumes
+        the guest in the caller's ``finally``; nothing has been begun."""
+        if self.before_begin is not None:
+            self.before_begin()
+        self._cancelled()
 
     def _save_state(self, **changes: Any) -> None:
         self._state.update(changes)
@@ -508,6 +522,7 @@ class PullBackup:
         elif self.quiesce == "pause":
             self._take_paused(dom, running, backup_xml, checkpoint_xml)
         else:
+            self._at_point()
             self._begin(dom, backup_xml, checkpoint_xml)
         if pit.thaw_error:
             self._save_state(phase="thaw-failed")
@@ -595,6 +610,7 @@ class PullBackup:
                 )
             )
         if pit.freeze_error_code is not None:
+            self._at_point()
             self._begin(dom, backup_xml, checkpoint_xml)
             return
         t_frozen = 0.0
@@ -624,6 +640,7 @@ class PullBackup:
                         self._no_freeze(FreezeFailed(_msg(exc), vm=self._vm))
                         if _agent_gone(exc):
                             self._needs_thaw = False
+                self._at_point()
                 self._begin(dom, backup_xml, checkpoint_xml)
             finally:
                 if self._needs_thaw:
@@ -654,6 +671,7 @@ class PullBackup:
     ) -> None:
         pit = self.point_in_time
         if not running:  # a paused VM stays paused: it is already still
+            self._at_point()
             self._begin(dom, backup_xml, checkpoint_xml)
             return
         self._save_state(phase="pausing", paused_by_us=True)
@@ -665,6 +683,7 @@ class PullBackup:
         t0 = time.monotonic()
         self._paused_by_us = pit.paused = True
         try:
+            self._at_point()
             self._begin(dom, backup_xml, checkpoint_xml)
         finally:
             self._resume(dom)
@@ -847,8 +866,8 @@ def _cleanup_domain(dom: Any, state: dict[str, Any], work_root: Path) -> list[st
     cp = state.get("checkpoint")
     if cp and _has_checkpoint(dom, cp) and (ours or state.get("phase") != "preparing"):
         done.append(
-            f"checkpoint {state['checkpoint']} of the interrupted backup is left in place: "
-            "delete it unless a recovery point uses it"
+            f"the interrupted backup had created checkpoint {state['checkpoint']} "
+            "(not deleted here: only the catalog knows whether a recovery point uses it)"
         )
     if state.get("paused_by_us"):
         try:

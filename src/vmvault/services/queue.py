@@ -1,0 +1,253 @@
+"""The job queue: work asked for now and done by the server's workers.
+
+``vmvault backup --no-wait``, the REST API and the scheduler do not run jobs themselves; they
+*queue* them: a job row in state ``queued`` that carries its request (``jobs.request``, JSON):
+
+=================  ==========================================================  ==============
+``op``             arguments                                                   runs
+=================  ==========================================================  ==============
+``backup``         ``vm`` (uuid), ``keep_until`` (ISO time or null)            BackupService
+``verify``         ``point`` or ``vm`` (uuid) or neither (whole vault)         PointService
+``gc``             –                                                           PointService
+``restore-test``   ``vm`` (uuid), ``point``                                    RestoreService
+=================  ==========================================================  ==============
+
+Invariants:
+
+* A request is checked when it is queued (bad input is refused before anything exists) *and*
+  again when it runs (the world may have changed meanwhile; a request that no longer holds
+  ends its job ``failed`` with the error's code and remedy).
+* A queued job of a VM holds the VM's conflict key like a running one: one active job per VM
+  counts queued jobs too, so nothing can slip in between queueing and running.
+* Claiming is atomic (``queued → in-progress`` only if still queued); a cancelled queued job
+  is never claimed and never started (it ends ``cancelled`` with nothing to undo).
+* The worker that claims a job runs it with its pid: a server that dies mid-job leaves a job
+  whose pid is dead, which start-up recovery closes as ``JOB_INTERRUPTED``.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from vmvault.domain.errors import (
+    InternalError,
+    InvalidInput,
+    OperationInProgress,
+    PointNotFound,
+    VmvaultError,
+)
+from vmvault.domain.inventory import match_vm
+from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key
+from vmvault.domain.vm import VmItem
+from vmvault.services.backups import BackupService
+from vmvault.services.jobs import JobRunner
+from vmvault.services.points import PointService
+from vmvault.services.ports import UnitOfWork, UnitOfWorkFactory
+from vmvault.services.protection import ProtectionService
+from vmvault.services.restores import RestoreService
+from vmvault.services.vaults import VaultService
+
+OPS: dict[str, JobType] = {
+    "backup": JobType.BACKUP,
+    "verify": JobType.VERIFY,
+    "gc": JobType.GC,
+    "restore-test": JobType.RESTORE,
+}
+
+
+def queue_job(
+    uow: UnitOfWork,
+    op: str,
+    vault: str,
+    vm: VmItem | None,
+    request: dict[str, Any],
+    origin: str,
+    now: datetime,
+) -> Job:
+    """Insert one queued job (inside the caller's transaction); raises
+    :class:`~vmvault.domain.job.JobConflict` when its VM has an active job."""
+    job_type = OPS[op]
+    uuid = vm.uuid if vm is not None else None
+    return uow.jobs.create(
+        job_type,
+        vault,
+        uuid,
+        vm.label if vm is not None else None,
+        JobState.QUEUED,
+        now,
+        None,
+        conflict_key(job_type, vault, uuid),
+        request={"op": op, **request},
+        origin=origin,
+    )
+
+
+class QueueService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        runner: JobRunner,
+        vaults: VaultService,
+        clock: Callable[[], datetime],
+        backups: Callable[[], BackupService],
+        points: Callable[[], PointService],
+        restores: Callable[[], RestoreService],
+        protection: Callable[[], ProtectionService],
+    ) -> None:
+        self.uow = uow
+        self.runner = runner
+        self.vaults = vaults
+        self.clock = clock
+        self._backups = backups
+        self._points = points
+        self._restores = restores
+        self._protection = protection
+        #: Called after jobs were queued (the server wakes its workers).
+        self.on_queued: Callable[[], None] | None = None
+
+    # --- queueing --------------------------------------------------------------------------------
+
+    def submit_backup(
+        self,
+        vault_name: str | None,
+        refs: Sequence[str],
+        keep_until: datetime | None = None,
+        origin: str = "cli",
+    ) -> list[Job]:
+        """Queue one backup job per VM; all or none (one VM busy: nothing is queued)."""
+        if keep_until is not None:
+            if keep_until.tzinfo is None:
+                keep_until = keep_until.replace(tzinfo=UTC)
+            if keep_until <= self.clock():
+                raise InvalidInput("it is not in the future", what=f"keep-until {keep_until}")
+        vault, chosen = self._backups().choose(vault_name, refs)
+        until = keep_until.isoformat() if keep_until is not None else None
+        return self._submit(
+            [("backup", vault.name, vm, {"vm": vm.uuid, "keep_until": until}) for vm in chosen],
+            origin,
+        )
+
+    def submit_verify(
+        self,
+        vault_name: str | None,
+        *,
+        point_id: str | None = None,
+        vm_ref: str | None = None,
+        origin: str = "cli",
+    ) -> Job:
+        vault = self.vaults.resolve(vault_name)
+        vm: VmItem | None = None
+        request: dict[str, Any] = {}
+        if point_id is not None:
+            point = self._points().get(point_id)
+            vault = self.vaults.resolve(point.vault)
+            request["point"] = point_id
+            with self.uow() as uow:
+                vm = uow.vms.get(point.vm_uuid)
+        elif vm_ref is not None:
+            vm = self._points().find_vm(vm_ref)
+            request["vm"] = vm.uuid
+        return self._submit([("verify", vault.name, vm, request)], origin)[0]
+
+    def submit_gc(self, vault_name: str | None, origin: str = "cli") -> Job:
+        vault = self.vaults.resolve(vault_name)
+        return self._submit([("gc", vault.name, None, {})], origin)[0]
+
+    def submit_restore_test(self, vm_ref: str, point_id: str, origin: str = "cli") -> Job:
+        with self.uow() as uow:
+            vm = match_vm(uow.vms.all(), vm_ref)
+            point = uow.points.get(point_id)
+        if point is None:
+            raise PointNotFound(point=point_id, path="the catalog")
+        request = {"vm": vm.uuid, "point": point_id}
+        return self._submit([("restore-test", point.vault, vm, request)], origin)[0]
+
+    def _submit(
+        self, items: list[tuple[str, str, VmItem | None, dict[str, Any]]], origin: str
+    ) -> list[Job]:
+        now = self.clock()
+        jobs: list[Job] = []
+        with self.uow() as uow:
+            for op, vault, vm, request in items:
+                try:
+                    job = queue_job(uow, op, vault, vm, request, origin, now)
+                except JobConflict as conflict:  # rolled back: none of them is queued
+                    h = conflict.holder
+                    raise OperationInProgress(
+                        vm=vm.label if vm else vault, job=h.id, job_type=h.type.value
+                    ) from None
+                uow.jobs.append_log(job.id, f"queued by {origin}", now)
+                jobs.append(job)
+            uow.commit()
+        if self.on_queued is not None:
+            self.on_queued()
+        return jobs
+
+    # --- running ---------------------------------------------------------------------------------
+
+    def claim_next(self) -> Job | None:
+        """Claim the oldest queued job for this process, or None when there is none."""
+        with self.uow() as uow:
+            candidates = uow.jobs.queued(limit=20)
+        for job in candidates:
+            with self.uow() as uow:
+                if uow.jobs.claim(job.id, self.runner.pid, self.clock()):
+                    uow.jobs.append_log(
+                        job.id, f"claimed by worker (pid {self.runner.pid})", self.clock()
+                    )
+                    uow.commit()
+                    claimed = uow.jobs.get(job.id)
+                    return claimed
+        return None
+
+    def execute(self, job: Job) -> Job:
+        """Run a claimed job to its end; returns it as the catalog has it afterwards."""
+        self.runner.adopt(job)
+        error: VmvaultError | None = None
+        try:
+            self._dispatch(job)
+        except VmvaultError as exc:  # refused before its work began (or after it ended)
+            error = exc
+        except Exception as exc:
+            self._log(job, "internal error:\n" + traceback.format_exc())
+            error = InternalError(f"{type(exc).__name__}: {exc}")
+        finally:
+            unstarted = self.runner.adopted is not None
+            self.runner.adopt(None)
+            self._protection().prunes.clear()  # only the CLI shows them; don't accumulate
+        with self.uow() as uow:
+            current = uow.jobs.get(job.id)
+        assert current is not None
+        if not current.state.final:
+            if error is None:
+                error = InternalError(f"request {job.request} started no {job.type.value} job")
+            cancelled = unstarted and current.state is JobState.CANCELLING
+            current = self.runner.finish(current, None if cancelled else error, cancelled)
+        elif error is not None and not unstarted:
+            self._log(job, f"after the job: {error.code} {error.text}")
+        return current
+
+    def _log(self, job: Job, line: str) -> None:
+        with self.uow() as uow:
+            uow.jobs.append_log(job.id, line, self.clock())
+            uow.commit()
+
+    def _dispatch(self, job: Job) -> None:
+        req = job.request or {}
+        op = req.get("op")
+        if op == "backup":
+            until = req.get("keep_until")
+            keep_until = datetime.fromisoformat(until) if until else None
+            self._backups().backup(job.vault, [req["vm"]], keep_until=keep_until)
+        elif op == "verify":
+            vm_ref = req.get("vm")
+            self._points().verify(job.vault, point_id=req.get("point"), vm_ref=vm_ref)
+        elif op == "gc":
+            self._points().gc(job.vault)
+        elif op == "restore-test":
+            self._restores().restore_test(req["vm"], req["point"])
+        else:
+            raise InvalidInput(f"unknown operation {op!r}", what=f"request of job {job.id}")

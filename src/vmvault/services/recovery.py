@@ -1,0 +1,133 @@
+"""Start-up recovery: jobs whose process died, and what they left behind.
+
+A vmvault process that dies mid-job (killed, OOM, power loss) leaves its job *in-progress* (or
+*cancelling*) in the catalog, holding its VM's conflict key, and may leave the VM in a state no
+one should find it in: a libvirt pull-backup job still running, a guest frozen or paused, NBD
+sockets and scratch files, a checkpoint that no recovery point uses, a half-written point in
+the vault, staged images of a restore.  :meth:`RecoveryService.recover` — which ``vmvault
+serve`` calls at start-up — finds every such job and, for each:
+
+1. cleans up its VM while the dead job still holds the VM's conflict key (so no new job of
+   this catalog can start on the VM meanwhile; if one takes it over anyway, by closing the
+   orphan itself, deletion stops and that job's own clean-up finishes the work):
+
+   * ``backup``: :meth:`BackupService.clean_up` — the libvirt job, thaw / resume, work files,
+     stray ``vmvault-*`` checkpoints, the half-written point it was writing;
+   * ``restore``: :meth:`RestoreService.clean_up` — staged images and partial files; a
+     ``--replace`` interrupted during its switch is rolled back;
+   * other types touch nothing that needs undoing (a GC or verify is safe to interrupt);
+
+2. writes what it did into the job's log, one ``recovery:`` line each;
+3. closes the job ``failed`` with ``JOB_INTERRUPTED``.
+
+Only jobs whose pid is gone are touched (queued jobs never ran and are left to the queue).  A
+second call finds nothing left to do.  A backup started later on the VM runs the same backup
+clean-up first, so a job closed by someone else (``JobRunner.start`` closes a dead holder of
+the key it needs) still gets its VM cleaned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.errors import JobInterrupted, VmvaultError
+from vmvault.domain.job import Job, JobState, JobType, conflict_key
+from vmvault.domain.vm import VmItem
+from vmvault.services.backups import BackupService, point_in_log
+from vmvault.services.jobs import JobRunner
+from vmvault.services.ports import UnitOfWorkFactory
+from vmvault.services.restores import RestoreService
+from vmvault.services.vaults import VaultService
+
+
+@dataclass
+class RecoveredJob:
+    """A job whose process had died: now failed with ``JOB_INTERRUPTED``."""
+
+    job: Job
+    actions: list[str] = field(default_factory=list)  # what was cleaned up, for the log
+
+
+class RecoveryService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        runner: JobRunner,
+        vaults: VaultService,
+        backups: BackupService,
+        restores: RestoreService,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.uow = uow
+        self.runner = runner
+        self.vaults = vaults
+        self.backups = backups
+        self.restores = restores
+        self.clock = clock
+
+    def recover(self) -> list[RecoveredJob]:
+        """Close every in-progress or cancelling job whose process is gone, after cleaning up
+        what it left; returns them, oldest first.  Jobs of live processes are not touched.
+        Call it before this process starts any job (``vmvault serve`` does, at start-up)."""
+        with self.uow() as uow:
+            active = uow.jobs.find(state=JobState.IN_PROGRESS)
+            active += uow.jobs.find(state=JobState.CANCELLING)
+        # Our own pid counts as dead: this is called before this process runs any job, so
+        # a job with our pid is a previous process's whose pid was reused (containers).
+        dead = [
+            j
+            for j in active
+            if j.pid is not None and (j.pid == self.runner.pid or not self.runner.pid_alive(j.pid))
+        ]
+        return [self._recover(job) for job in sorted(dead, key=lambda j: j.id)]
+
+    def _recover(self, job: Job) -> RecoveredJob:
+        with self.uow() as uow:
+            log = uow.jobs.log(job.id)
+            vm = uow.vms.get(job.vm_uuid) if job.vm_uuid else None
+
+        def still_ours() -> bool:
+            key = conflict_key(job.type, job.vault, job.vm_uuid)
+            if key is None:
+                return True
+            with self.uow() as uow:
+                holder = uow.jobs.holder(key)
+            return holder is not None and holder.id == job.id
+
+        actions: list[str] = []
+        try:
+            if job.type is JobType.BACKUP and vm is not None:
+                actions = self._backup(job, vm, log, still_ours)
+            elif job.type is JobType.RESTORE:
+                actions = self.restores.clean_up(job, log, still_ours)
+        except Exception as exc:  # one job's clean-up never keeps the others from theirs
+            actions.append(f"clean-up stopped: {type(exc).__name__}: {exc}")
+        now = self.clock()
+        with self.uow() as uow:
+            for line in actions or ["nothing to clean up"]:
+                uow.jobs.append_log(job.id, f"recovery: {line}", now)
+            current = uow.jobs.get(job.id)
+            uow.commit()
+        if current is not None and current.state.active:
+            detail = "cleaned up after it, see the job log" if actions else None
+            current = self.runner.finish(current, JobInterrupted(detail, pid=job.pid))
+        return RecoveredJob(current or job, actions)
+
+    def _backup(
+        self, job: Job, vm: VmItem, log: list[str], still_ours: Callable[[], bool]
+    ) -> list[str]:
+        actions: list[str] = []
+        store: VaultStore | None = None
+        try:
+            store = self.vaults.open_store(self.vaults.resolve(job.vault))
+        except VmvaultError as exc:
+            actions.append(
+                f"vault {job.vault} not opened ({exc.text}): a half-written point is left "
+                "to the next gc"
+            )
+        point = point_in_log(log)
+        actions += self.backups.clean_up(vm, store, [point] if point else [], still_ours=still_ours)
+        return actions

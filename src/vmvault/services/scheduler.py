@@ -1,0 +1,148 @@
+"""The scheduler: turns due slots of policies (and of the GC schedule) into queued jobs.
+
+Each schedule has a name — ``policy:<policy name>`` or ``gc:<vault>`` — and a row in the
+catalog's ``schedule_state`` with the last slot the scheduler handled.  A :meth:`tick`:
+
+1. for each schedule, asks :func:`~vmvault.domain.schedule.catch_up` for the one slot due
+   in ``(last handled, now]``.  Before a schedule's first slot, "last handled" is the
+   policy's last change (``updated_at``; a new or edited schedule never fires for a slot
+   before it existed) or, for GC, the moment the server first saw the vault;
+2. in **one transaction**: advances the row to that slot with compare-and-set and queues the
+   slot's jobs.  A second server, or the same one after a restart, finds the row moved and
+   creates nothing, so every slot's jobs are created exactly once;
+3. however many slots were missed while the server was down, only the latest is run (caught
+   up once, not once per missed slot).
+
+A policy's slot queues a ``backup`` job for every VM it protects (state ``protected``).  A VM
+that already has an active job gets a ``failed`` backup job instead, with
+``OPERATION_IN_PROGRESS`` and the holder's id, so a skipped backup shows on the dashboard.
+Retention runs after each successful backup (BackupService's hook), not here.
+
+Nothing here reads the wall clock: ``clock`` is injected (tests walk a simulated day).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from vmvault.domain.errors import OperationInProgress
+from vmvault.domain.job import Job, JobConflict, JobState, JobType
+from vmvault.domain.schedule import Schedule, catch_up, next_slot, slot_key
+from vmvault.domain.vm import VmState
+from vmvault.services.ports import UnitOfWork, UnitOfWorkFactory
+from vmvault.services.queue import queue_job
+
+
+@dataclass
+class Fired:
+    """One slot handled: its schedule, identity, and the jobs it created."""
+
+    schedule: str
+    slot: datetime
+    key: str
+    jobs: list[Job] = field(default_factory=list)
+
+
+class SchedulerService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Callable[[], datetime],
+        gc_schedule: Schedule | None,
+    ) -> None:
+        self.uow = uow
+        self.clock = clock
+        self.gc_schedule = gc_schedule
+        #: Called after a tick queued jobs (the server wakes its workers).
+        self.on_queued: Callable[[], None] | None = None
+
+    def tick(self) -> list[Fired]:
+        """Queue the jobs of every slot due now; returns what fired."""
+        now = self.clock()
+        fired: list[Fired] = []
+        with self.uow() as uow:
+            policies = list(uow.policies.all())
+            vaults = [v.name for v in uow.vaults.all()]
+        for rec in policies:
+            name = f"policy:{rec.name}"
+            f = self._fire(name, rec.policy.schedule, rec.updated_at, now, rec.vault, rec.name)
+            if f is not None:
+                fired.append(f)
+        if self.gc_schedule is not None:
+            for vault in vaults:
+                f = self._fire(f"gc:{vault}", self.gc_schedule, None, now, vault, None)
+                if f is not None:
+                    fired.append(f)
+        if any(f.jobs for f in fired) and self.on_queued is not None:
+            self.on_queued()
+        return fired
+
+    def next_due(self) -> datetime | None:
+        """The earliest slot after now of any schedule (the server sleeps until then)."""
+        now = self.clock()
+        with self.uow() as uow:
+            schedules = [r.policy.schedule for r in uow.policies.all()]
+        if self.gc_schedule is not None:
+            schedules.append(self.gc_schedule)
+        return min((next_slot(s, now) for s in schedules), default=None)
+
+    def _fire(
+        self,
+        name: str,
+        schedule: Schedule,
+        changed: datetime | None,
+        now: datetime,
+        vault: str,
+        policy: str | None,
+    ) -> Fired | None:
+        with self.uow() as uow:
+            last = uow.schedules.last(name)
+            if last is None and changed is None:  # GC: armed from the first time we see it
+                uow.schedules.advance(name, None, now, None, now)
+                uow.commit()
+                return None
+            since = max(d for d in (last, changed) if d is not None)
+            due = catch_up(schedule, since, now)
+            if due is None:
+                return None
+            key = slot_key(schedule, due)
+            if not uow.schedules.advance(name, last, due, key, now):
+                return None  # another scheduler handled it: the transaction creates nothing
+            f = Fired(name, due, key)
+            if policy is not None:
+                f.jobs = self._backups(uow, vault, policy, key, now)
+            else:
+                origin = f"gc schedule at {key}"
+                f.jobs = [queue_job(uow, "gc", vault, None, {}, origin, now)]
+                uow.jobs.append_log(f.jobs[0].id, f"queued by {origin}", now)
+            uow.commit()
+        return f
+
+    def _backups(
+        self, uow: UnitOfWork, vault: str, policy: str, key: str, now: datetime
+    ) -> list[Job]:
+        origin = f"policy {policy} at {key}"
+        jobs: list[Job] = []
+        for vm in uow.vms.all():
+            if vm.state is not VmState.PROTECTED or vm.policy != policy or vm.vault != vault:
+                continue
+            try:
+                job = queue_job(
+                    uow, "backup", vault, vm, {"vm": vm.uuid, "keep_until": None}, origin, now
+                )
+                uow.jobs.append_log(job.id, f"queued by {origin}", now)
+            except JobConflict as conflict:
+                h = conflict.holder
+                err = OperationInProgress(vm=vm.label, job=h.id, job_type=h.type.value)
+                job = uow.jobs.create(
+                    JobType.BACKUP, vault, vm.uuid, vm.label, JobState.FAILED, now, None, None,
+                    request={"op": "backup", "vm": vm.uuid, "keep_until": None}, origin=origin,
+                )  # fmt: skip
+                job.started_at, job.ended_at = now, now
+                job.error_code, job.message, job.remedy = err.code, err.text, err.remedy_text
+                uow.jobs.update(job)
+                uow.jobs.append_log(job.id, f"{origin}: not started, {err.text}", now)
+            jobs.append(job)
+        return jobs
