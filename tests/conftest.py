@@ -54,3 +54,24 @@ def cli(home: Path) -> CliRunner:
         return Result(p.returncode, p.stdout, p.stderr)
 
     return run
+
+
+def save_vm(
+    services: Any, name: str, state: Any, policy: str | None = None, host: str = "host"
+) -> Any:
+    """Write a VM into the catalog as discovery (and registration) would, without libvirt:
+    for tests of catalog-level logic (queue, scheduler, API)."""
+    from vmvault.domain.vm import PowerState, VmItem, VmState
+
+    now = services.clock()
+    vm = VmItem(
+        uuid=f"00000000-0000-0000-0000-{name:0>12}",
+        name=name, host_uri="qemu:///system", hostname=host, group=host,
+        power_state=PowerState.RUNNING, disks=[], nics=[], agent_channel=True, fingerprint="",
+        first_seen=now, last_seen=now, state=state,
+        vault=None if state is VmState.DISCOVERED else "main", policy=policy,
+    )  # fmt: skip
+    with services._uow() as uow:
+        uow.vms.save(vm)
+        uow.commit()
+    return vm

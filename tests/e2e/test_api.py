@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import save_vm
 from vmvault.api.app import create_app
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
-from vmvault.domain.vm import PowerState, VmItem, VmState
+from vmvault.domain.vm import VmState
 
 
 @pytest.fixture()
 def services(tmp_path: Path) -> Services:
     svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(tmp_path / "home")}))
     svc.vaults.create("main", "local", None)
-    now = datetime.now(UTC)
-    for name, state in (("web", VmState.REGISTERED), ("db", VmState.DISCOVERED)):
-        vm = VmItem(
-            uuid=f"00000000-0000-0000-0000-{name:0>12}",
-            name=name, host_uri="qemu:///system", hostname="h1", group="h1",
-            power_state=PowerState.RUNNING, disks=[], nics=[], agent_channel=True,
-            fingerprint="", first_seen=now, last_seen=now, state=state,
-            vault="main" if state is VmState.REGISTERED else None,
-        )  # fmt: skip
-        with svc._uow() as uow:
-            uow.vms.save(vm)
-            uow.commit()
+    save_vm(svc, "web", VmState.REGISTERED, host="h1")
+    save_vm(svc, "db", VmState.DISCOVERED, host="h1")
     return svc
 
 

@@ -7,10 +7,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import libvirt
 import pytest
 
 from vmvault.bootstrap import bootstrap
 from vmvault.config import Settings
+from vmvault.hypervisor.libvirt import agent
 
 #: Guests every integration test may use (names are lab-<variant>-1).
 LAB_VARIANTS = ("standard", "no-agent", "raw-disk", "passthrough", "writer", "app-hook")
@@ -33,3 +35,24 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str
     vms = services.lab.up(1, list(LAB_VARIANTS))
     yield {str(vm["name"]): vm for vm in vms}
     services.lab.down()
+
+
+def assert_vm_clean(work_dir: Path, name: str, checkpoints: set[str], exact: bool = True) -> None:
+    """What a cancelled, failed or interrupted backup must leave behind: no libvirt job, the
+    guest running and thawed, no checkpoint but ``checkpoints`` (all of them when ``exact``),
+    and nothing in the VM's work directory."""
+    conn = libvirt.open("qemu:///system")
+    try:
+        dom = conn.lookupByName(name)
+        assert dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE
+        found = {c.getName() for c in dom.listAllCheckpoints()}
+        assert found == checkpoints if exact else found <= checkpoints, (found, checkpoints)
+        assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        if agent.has_agent_channel(dom.XMLDesc(0)):
+            assert agent.agent_command(dom, "guest-fsfreeze-status", timeout=10) == "thawed"
+        vm_dir = work_dir / dom.UUIDString()
+    finally:
+        conn.close()
+    assert not (vm_dir / "state.json").exists()
+    for sub in ("sock", "scratch"):
+        assert not (vm_dir / sub).exists() or list((vm_dir / sub).iterdir()) == []

@@ -19,7 +19,7 @@ import libvirt
 import pytest
 
 from tests.conftest import CliRunner
-from tests.integration.conftest import LAB_VARIANTS, lab_settings
+from tests.integration.conftest import LAB_VARIANTS, assert_vm_clean, lab_settings
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.restore import RestoreMode
@@ -63,24 +63,6 @@ def _phases(log: list[str]) -> list[str]:
     return [line.split("phase: ", 1)[1] for line in log if "phase: " in line]
 
 
-def _assert_clean_vm(svc: Services, name: str, checkpoint: str | None) -> None:
-    """No libvirt job, only the last point's checkpoint, running, thawed, work dir empty."""
-    conn = libvirt.open(URI)
-    try:
-        dom = conn.lookupByName(name)
-        assert dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE
-        assert [c.getName() for c in dom.listAllCheckpoints()] == [checkpoint]
-        assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
-        if agent.has_agent_channel(dom.XMLDesc(0)):
-            assert agent.agent_command(dom, "guest-fsfreeze-status", timeout=10) == "thawed"
-        vm_dir = svc.settings.work_dir / dom.UUIDString()
-    finally:
-        conn.close()
-    assert not (vm_dir / "state.json").exists()
-    assert list((vm_dir / "sock").iterdir()) == []
-    assert list((vm_dir / "scratch").iterdir()) == []
-
-
 def _cancel_backup_at(svc: Services, vm: str, phase: str) -> None:
     """Back ``vm`` up, cancelling the job as it enters ``phase``; check that nothing is left
     and that the next backup works, incrementally."""
@@ -117,12 +99,12 @@ def _cancel_backup_at(svc: Services, vm: str, phase: str) -> None:
     assert [p.id for p in svc.points.list_points(None, vm)] == points  # catalog
     assert _vault_files(svc) == files  # no index directory, no manifest
     last = svc.points.get(points[0])
-    _assert_clean_vm(svc, vm, last.checkpoint)
+    assert_vm_clean(svc.settings.work_dir, vm, {last.checkpoint} - {None})
 
     again = svc.backups.backup(None, [vm])[0]
     assert again.result is not None, svc.jobs.show(again.job.id)
     assert all(d.incremental for d in again.result.disks if not d.excluded), again.result
-    _assert_clean_vm(svc, vm, again.result.checkpoint)
+    assert_vm_clean(svc.settings.work_dir, vm, {again.result.checkpoint} - {None})
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -153,7 +135,7 @@ def test_cancel_while_reading_chunks(svc: Services) -> None:
     assert job.state is JobState.CANCELLED, log
     assert _phases(log) == ["freezing", "reading"], log
     assert [p.id for p in svc.points.list_points(None, vm)] == points
-    _assert_clean_vm(svc, vm, svc.points.get(points[0]).checkpoint)
+    assert_vm_clean(svc.settings.work_dir, vm, {svc.points.get(points[0]).checkpoint} - {None})
 
 
 def _images(vm: str) -> dict[Path, int]:

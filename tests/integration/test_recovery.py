@@ -18,7 +18,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from tests.integration.conftest import LAB_VARIANTS, lab_settings
+from tests.integration.conftest import LAB_VARIANTS, assert_vm_clean, lab_settings
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.hypervisor.lab.vms import lab_prefix
@@ -125,20 +125,7 @@ def _recover_and_check(svc: Services, vm: str, job: Job, expect: list[str]) -> J
     assert svc.recovery.recover() == []  # idempotent
 
     checkpoints = {p.checkpoint for p in svc.points.list_points(None, vm)} - {None}
-    conn = libvirt.open(URI)
-    try:
-        dom = _dom(conn, vm)
-        assert dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE
-        assert {c.getName() for c in dom.listAllCheckpoints()} <= checkpoints  # none stray
-        assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
-        if agent.has_agent_channel(dom.XMLDesc(0)):
-            assert agent.agent_command(dom, "guest-fsfreeze-status", timeout=10) == "thawed"
-        vm_dir = svc.settings.work_dir / dom.UUIDString()
-    finally:
-        conn.close()
-    assert not (vm_dir / "state.json").exists()
-    assert list((vm_dir / "sock").iterdir()) == []
-    assert list((vm_dir / "scratch").iterdir()) == []
+    assert_vm_clean(svc.settings.work_dir, vm, checkpoints, exact=False)  # none stray
     vault = svc.settings.home / "vaults" / "main"
     indexes = set(os.listdir(vault / "indexes"))
     manifests = {n.removesuffix(".manifest") for n in os.listdir(vault / "manifests")}

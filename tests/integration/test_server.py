@@ -5,7 +5,6 @@ and the restart that recovers from it."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -18,12 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import libvirt
-import libvirt_qemu
 import pytest
 
 from tests.conftest import CliRunner
-from tests.integration.conftest import LAB_VARIANTS, lab_settings
+from tests.integration.conftest import LAB_VARIANTS, assert_vm_clean, lab_settings
 from vmvault.bootstrap import bootstrap
 from vmvault.domain.job import JobState, JobType
 from vmvault.domain.retention import Retention
@@ -146,7 +143,9 @@ class ServerProcess:
         assert r.status_code in (200, 202), r.text
         return r.json()
 
-    def wait(self, job_id: int, until: Any = None, timeout: float = 300) -> dict[str, Any]:
+    def wait(
+        self, job_id: int, until: Any = None, timeout: float = 300, poll: float = 0.2
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             job: dict[str, Any] = self.get(f"/jobs/{job_id}")
@@ -154,7 +153,7 @@ class ServerProcess:
                 job
             ):
                 return job
-            time.sleep(0.2)
+            time.sleep(poll)
         raise AssertionError(f"job {job_id}: {job}\n" + self.log.read_text())
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
@@ -174,23 +173,10 @@ def server(home: Path) -> Iterator[ServerProcess]:
         s.proc.wait()
 
 
-def domain_clean(name: str) -> None:
-    """No libvirt job, running, thawed, no checkpoint vmvault's catalog does not know."""
-    conn = libvirt.open(URI)
-    try:
-        dom = conn.lookupByName(name)
-        assert dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE
-        assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
-        status = json.loads(libvirt_qemu_agent(dom, '{"execute":"guest-fsfreeze-status"}'))[
-            "return"
-        ]
-        assert status == "thawed", status
-    finally:
-        conn.close()
-
-
-def libvirt_qemu_agent(dom: Any, cmd: str) -> str:
-    return str(libvirt_qemu.qemuAgentCommand(dom, cmd, 10, 0))
+def vm_clean(cli: CliRunner, home: Path, name: str) -> None:
+    """No libvirt job, running and thawed, no checkpoint no point uses, work dir empty."""
+    used = {p["checkpoint"] for p in cli("points", "list", name, "--json").json()} - {None}
+    assert_vm_clean(lab_settings(home).work_dir, name, used, exact=False)
 
 
 def test_serve_runs_queued_jobs_cancels_and_recovers_from_a_kill(
@@ -216,7 +202,7 @@ def test_serve_runs_queued_jobs_cancels_and_recovers_from_a_kill(
     server.post(f"/jobs/{job['id']}/cancel")
     done = server.wait(job["id"], timeout=60)
     assert done["state"] in ("cancelled", "completed"), done  # a tiny incremental may win
-    domain_clean(vm)
+    vm_clean(cli, home, vm)
     before = {p["id"] for p in cli("points", "list", vm, "--json").json()}
 
     # 3. kill -9 the server in the middle of a full backup; queue another while it is down
@@ -224,14 +210,16 @@ def test_serve_runs_queued_jobs_cancels_and_recovers_from_a_kill(
         for p in cli("points", "list", other, "--json").json():  # no points: the next is full
             assert cli("points", "delete", p["id"]).code == 0
         [job2] = server.post("/backups", {"vms": [other]})
-        seen = server.wait(
+        seen = server.wait(  # kill as soon as it reads: a full takes about a second
             job2["id"],
             until=lambda j: (
-                j["state"] != "queued" and (j["bytes_done"] > 0 or j["state"] != "in-progress")
+                j["state"] not in ("queued", "in-progress")
+                or any(line.endswith("phase: reading") for line in j["log"])
             ),
             timeout=120,
+            poll=0.02,
         )
-        if seen["state"] == "in-progress":
+        if seen["state"] == "in-progress" and not any("phase: writing" in ln for ln in seen["log"]):
             break
     else:
         raise AssertionError("never caught a backup in progress")
@@ -244,7 +232,7 @@ def test_serve_runs_queued_jobs_cancels_and_recovers_from_a_kill(
     server.start()  # recovery: the dead server's job failed, its VM cleaned
     after = server.get(f"/jobs/{job2['id']}")
     assert after["state"] == "failed" and after["error_code"] == "JOB_INTERRUPTED", after
-    domain_clean(other)
+    vm_clean(cli, home, other)
     # the job queued while the server was down runs now, and a new backup of `other` works
     assert server.wait(waiting.json()[0]["id"])["state"] == "completed", server.log.read_text()
     [again] = server.post("/backups", {"vms": [other]})

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import save_vm
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
 from vmvault.domain.errors import InvalidInput, OperationInProgress
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.retention import Retention
-from vmvault.domain.vm import PowerState, VmItem, VmState
+from vmvault.domain.vm import VmState
 
 URI = "qemu:///system"
 
@@ -35,20 +36,6 @@ def make(home: Path, clock: Clock, gc: str = "off") -> Services:
         {"VMVAULT_HOME": str(home), "VMVAULT_GC_SCHEDULE": gc, "VMVAULT_TIMEZONE": "Europe/Berlin"}
     )
     return bootstrap(settings, clock)
-
-
-def add_vm(services: Services, name: str, state: VmState, policy: str | None = None) -> VmItem:
-    now = services.clock()
-    vm = VmItem(
-        uuid=f"00000000-0000-0000-0000-{name:0>12}",
-        name=name, host_uri=URI, hostname="host", group="host", power_state=PowerState.RUNNING,
-        disks=[], nics=[], agent_channel=True, fingerprint="", first_seen=now, last_seen=now,
-        state=state, vault=None if state is VmState.DISCOVERED else "main", policy=policy,
-    )  # fmt: skip
-    with services._uow() as uow:
-        uow.vms.save(vm)
-        uow.commit()
-    return vm
 
 
 @pytest.fixture()
@@ -81,10 +68,10 @@ def test_every_4h_over_a_day_with_a_dst_change(services: Services, clock: Clock)
     services.policies.create(
         None, "p4", "every:4h@02:00-23:59", "Europe/Berlin", Retention(daily=7)
     )
-    a = add_vm(services, "a", VmState.PROTECTED, "p4")
-    add_vm(services, "b", VmState.PROTECTED, "p4")
-    add_vm(services, "c", VmState.REGISTERED)  # not protected: never scheduled
-    add_vm(services, "d", VmState.PROTECTION_STOPPED, "p4")  # stopped: never scheduled
+    a = save_vm(services, "a", VmState.PROTECTED, "p4")
+    save_vm(services, "b", VmState.PROTECTED, "p4")
+    save_vm(services, "c", VmState.REGISTERED)  # not protected: never scheduled
+    save_vm(services, "d", VmState.PROTECTION_STOPPED, "p4")  # stopped: never scheduled
 
     # 24 h from 23:30 CET: a 23-hour day, 02:00 does not exist (clocks jump to 03:00)
     fired: list[tuple[str, datetime]] = []
@@ -118,7 +105,7 @@ def test_a_restart_creates_nothing_twice_and_catches_up_once(
     tmp_path: Path, services: Services, clock: Clock
 ) -> None:
     services.policies.create(None, "p4", "every:4h", "Europe/Berlin", Retention(daily=7))
-    add_vm(services, "a", VmState.PROTECTED, "p4")
+    save_vm(services, "a", VmState.PROTECTED, "p4")
     walk(services, clock, clock.now + timedelta(hours=2), timedelta(minutes=10))
     first = backups(services)
     assert len(first) == 1
@@ -140,7 +127,7 @@ def test_two_schedulers_racing_create_one_set_of_jobs(
 ) -> None:
     services.policies.create(None, "p4", "every:4h", "Europe/Berlin", Retention(daily=7))
     for n in range(4):
-        add_vm(services, f"v{n}", VmState.PROTECTED, "p4")
+        save_vm(services, f"v{n}", VmState.PROTECTED, "p4")
     clock.now += timedelta(minutes=31)  # 00:01: the 00:00 slot is due
     servers = [make(tmp_path / "home", clock) for _ in range(4)]
     barrier = threading.Barrier(len(servers))
@@ -161,7 +148,7 @@ def test_two_schedulers_racing_create_one_set_of_jobs(
 
 def test_a_busy_vm_gets_a_failed_job_not_a_duplicate(services: Services, clock: Clock) -> None:
     services.policies.create(None, "p4", "every:4h", "Europe/Berlin", Retention(daily=7))
-    add_vm(services, "a", VmState.PROTECTED, "p4")
+    save_vm(services, "a", VmState.PROTECTED, "p4")
     clock.now += timedelta(minutes=31)
     services.scheduler.tick()
     clock.now += timedelta(hours=4)
@@ -175,7 +162,7 @@ def test_a_busy_vm_gets_a_failed_job_not_a_duplicate(services: Services, clock: 
 def test_a_new_policy_does_not_fire_for_slots_before_it(services: Services, clock: Clock) -> None:
     clock.now = datetime(2026, 6, 1, 10, 1, tzinfo=UTC)  # 12:01 CEST: 12:00 slot just passed
     services.policies.create(None, "p4", "every:4h", "Europe/Berlin", Retention(daily=7))
-    add_vm(services, "a", VmState.PROTECTED, "p4")
+    save_vm(services, "a", VmState.PROTECTED, "p4")
     assert services.scheduler.tick() == []
     clock.now += timedelta(hours=4)
     assert [f.key for f in services.scheduler.tick()] == ["2026-06-01T16:00 Europe/Berlin"]
@@ -201,9 +188,9 @@ def test_next_due_is_the_earliest_slot(services: Services, clock: Clock) -> None
 
 
 def test_submit_is_all_or_nothing_and_holds_the_vm(services: Services) -> None:
-    add_vm(services, "a", VmState.REGISTERED)
-    add_vm(services, "b", VmState.REGISTERED)
-    add_vm(services, "n", VmState.DISCOVERED)
+    save_vm(services, "a", VmState.REGISTERED)
+    save_vm(services, "b", VmState.REGISTERED)
+    save_vm(services, "n", VmState.DISCOVERED)
     with pytest.raises(InvalidInput):  # n is not registered: nothing queued
         services.queue.submit_backup(None, ["a", "n"])
     assert backups(services) == []
@@ -217,8 +204,8 @@ def test_submit_is_all_or_nothing_and_holds_the_vm(services: Services) -> None:
 
 
 def test_cancelled_queued_job_is_never_claimed(services: Services) -> None:
-    add_vm(services, "a", VmState.REGISTERED)
-    add_vm(services, "b", VmState.REGISTERED)
+    save_vm(services, "a", VmState.REGISTERED)
+    save_vm(services, "b", VmState.REGISTERED)
     ja, jb = services.queue.submit_backup(None, ["a", "b"])
     cancelled = services.jobs.cancel(ja.id)
     assert cancelled.state is JobState.CANCELLED
@@ -236,7 +223,7 @@ def test_concurrent_claims_take_each_job_once(
     tmp_path: Path, services: Services, clock: Clock
 ) -> None:
     for n in range(6):
-        add_vm(services, f"v{n}", VmState.REGISTERED)
+        save_vm(services, f"v{n}", VmState.REGISTERED)
     services.queue.submit_backup(None, [f"v{n}" for n in range(6)])
     workers = [make(tmp_path / "home", clock) for _ in range(3)]
     claimed: list[int] = []
@@ -256,7 +243,7 @@ def test_concurrent_claims_take_each_job_once(
 
 
 def test_a_request_that_no_longer_holds_fails_its_job(services: Services) -> None:
-    vm = add_vm(services, "a", VmState.REGISTERED)
+    vm = save_vm(services, "a", VmState.REGISTERED)
     [job] = services.queue.submit_backup(None, ["a"])
     vm.state, vm.vault = VmState.DISCOVERED, None  # unregistered while it waited
     with services._uow() as uow:
@@ -278,7 +265,7 @@ def test_a_request_that_no_longer_holds_fails_its_job(services: Services) -> Non
 def test_protection_changes_wait_for_a_queued_backup(services: Services, clock: Clock) -> None:
     """A queued backup holds its VM: stopping or moving protection is refused meanwhile."""
     services.policies.create(None, "p4", "every:4h", "Europe/Berlin", Retention(daily=7))
-    add_vm(services, "a", VmState.PROTECTED, "p4")
+    save_vm(services, "a", VmState.PROTECTED, "p4")
     clock.now += timedelta(minutes=31)
     [fired] = services.scheduler.tick()
     with pytest.raises(OperationInProgress, match=f"job {fired.jobs[0].id}, backup"):

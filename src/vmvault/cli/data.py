@@ -22,6 +22,12 @@ from vmvault.domain.restore import RestoreMode
 from vmvault.services.restores import RestoreReport
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait", help="Run in the foreground (default) or queue it for 'vmvault serve'."
+    ),
+]
 VaultOpt = Annotated[
     str | None,
     typer.Option("--vault", help="Vault to use (default: VMVAULT_VAULT or the only one)."),
@@ -72,13 +78,7 @@ def live_progress(enabled: bool) -> Iterator[None]:
 
 def backup(
     vms: Annotated[list[str], typer.Argument(help="VMs: uuid, NAME, HOST/NAME or GROUP/NAME.")],
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait/--no-wait",
-            help="Run in the foreground (default) or queue it for 'vmvault serve'.",
-        ),
-    ] = True,
+    wait: WaitOpt = True,
     keep_until: Annotated[
         str | None,
         typer.Option(help="Retention leaves the point alone until then (YYYY-MM-DD[THH:MM])."),
@@ -293,13 +293,7 @@ def restore_test(
         str | None,
         typer.Option("--dir", help="Where the test VM's disks go (default: the default pool dir)."),
     ] = None,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait/--no-wait",
-            help="Run in the foreground (default) or queue it for 'vmvault serve'.",
-        ),
-    ] = True,
+    wait: WaitOpt = True,
     json_: JsonOpt = False,
 ) -> None:
     """Test a recovery point: boot it as a throw-away VM with its NICs down, wait for its
@@ -414,13 +408,7 @@ def verify(
     vm: Annotated[str | None, typer.Argument(help="Verify this VM's points.")] = None,
     point: Annotated[str | None, typer.Option("--point", help="Verify one point.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Verify every point of the vault.")] = False,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait/--no-wait",
-            help="Run in the foreground (default) or queue it for 'vmvault serve'.",
-        ),
-    ] = True,
+    wait: WaitOpt = True,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -443,13 +431,7 @@ def verify(
 
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count.")] = False,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait/--no-wait",
-            help="Run in the foreground (default) or queue it for 'vmvault serve'.",
-        ),
-    ] = True,
+    wait: WaitOpt = True,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:

@@ -284,9 +284,15 @@ def verify_disk(
 
 
 def verify_point(
-    store: VaultStore, point_id: str, *, workers: int = 2, quarantine: bool = False
+    store: VaultStore,
+    point_id: str,
+    *,
+    workers: int = 2,
+    quarantine: bool = False,
+    progress: Progress | None = None,
 ) -> PointVerifyReport:
-    """Verify a recovery point: its manifest, each index against its digest, every chunk."""
+    """Verify a recovery point: its manifest, each index against its digest, every chunk.
+    ``progress`` is called per chunk of each disk (it may raise to stop the verify)."""
     report = PointVerifyReport(point_id)
     try:
         m = store.read_manifest(point_id)
@@ -302,6 +308,6 @@ def verify_point(
             report.problems.append(exc.as_dict())
             continue
         report.disks[disk.target] = verify_disk(
-            store, index, workers=workers, quarantine=quarantine
+            store, index, workers=workers, progress=progress, quarantine=quarantine
         )
     return report

@@ -25,7 +25,7 @@ from vmvault.dataplane.restore import (
     PointVerifyReport,
     RestoreResult,
     restore_disk,
-    verify_disk,
+    verify_point,
 )
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import (
@@ -35,7 +35,6 @@ from vmvault.domain.errors import (
     PointNotFound,
     RestoreTargetExists,
     VerifyFailed,
-    VmvaultError,
 )
 from vmvault.domain.inventory import match_vm
 from vmvault.domain.job import JobType
@@ -302,24 +301,7 @@ class PointService:
             if ctx.cancelled():
                 raise Cancelled(operation=f"verify job {ctx.job.id}")
 
-        report = PointVerifyReport(point_id)
-        try:
-            m = store.read_manifest(point_id)
-        except VmvaultError as exc:
-            report.problems.append(exc.as_dict())
-            return report
-        for disk in m.disks:
-            if disk.index is None:
-                continue
-            try:
-                index = store.read_point_index(m, disk.target)
-            except VmvaultError as exc:
-                report.problems.append(exc.as_dict())
-                continue
-            report.disks[disk.target] = verify_disk(
-                store, index, workers=self.workers, progress=check_cancel
-            )
-        return report
+        return verify_point(store, point_id, workers=self.workers, progress=check_cancel)
 
     # --- gc --------------------------------------------------------------------------------------
 
