@@ -15,8 +15,9 @@ import pytest
 from tests.conftest import save_vm
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
-from vmvault.domain.errors import InvalidInput, OperationInProgress
+from vmvault.domain.errors import InvalidInput, OperationInProgress, VmvaultError
 from vmvault.domain.job import Job, JobState, JobType
+from vmvault.domain.recovery_point import Consistency, Method, PointDisk, RecoveryPoint
 from vmvault.domain.retention import Retention
 from vmvault.domain.vm import VmState
 
@@ -277,3 +278,27 @@ def test_protection_changes_wait_for_a_queued_backup(services: Services, clock: 
     assert stop.job.state is JobState.COMPLETED
     clock.now += timedelta(hours=4)
     assert [len(f.jobs) for f in services.scheduler.tick()] == [0]  # stopped: no backup
+
+
+def test_queued_verify_and_restore_test_are_checked_like_foreground_ones(
+    services: Services,
+) -> None:
+    a = save_vm(services, "a", VmState.REGISTERED)
+    b = save_vm(services, "b", VmState.REGISTERED)
+    point = RecoveryPoint(
+        id="20260328T220000Z-a", vault="main", vm_uuid=a.uuid, vm_name=a.name,
+        created_at=services.clock(), consistency=Consistency.CRASH, method=Method.OFFLINE,
+        frozen_ms=0, checkpoint=None, disks=[PointDisk("vda", 1000)],
+    )  # fmt: skip
+    with services._uow() as uow:
+        uow.points.add(point)
+        uow.commit()
+    with pytest.raises(VmvaultError) as refused:  # a point of another VM: nothing queued
+        services.queue.submit_restore_test(b.name, point.id)
+    assert refused.value.code == "POINT_OF_ANOTHER_VM"
+    assert services.jobs.list_jobs() == []
+    # verifying one point holds the point's VM, as the verify job itself will
+    job = services.queue.submit_verify(None, point_id=point.id)
+    assert job.vm_uuid == a.uuid and job.request == {"op": "verify", "point": point.id}
+    with pytest.raises(OperationInProgress):
+        services.queue.submit_restore_test(a.name, point.id)

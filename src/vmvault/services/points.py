@@ -70,6 +70,14 @@ class VerifySummary:
     broken: dict[str, list[str]] = field(default_factory=dict)  # point id → problems
 
 
+@dataclass
+class VerifyScope:
+    vault: Vault
+    vm_uuid: str | None
+    vm_label: str | None
+    point_ids: list[str]
+
+
 class PointService:
     def __init__(
         self,
@@ -247,24 +255,31 @@ class PointService:
         vm_ref: str | None = None,
     ) -> JobOutcome[VerifySummary]:
         """Re-read and re-hash every chunk the chosen points reference (a ``verify`` job)."""
+        scope = self.verify_scope(vault_name, point_id=point_id, vm_ref=vm_ref)
+        store = self.vaults.open_store(scope.vault)
+        work = partial(self._verify, store, scope.point_ids)
+        return self.runner.run(
+            JobType.VERIFY, scope.vault.name, scope.vm_uuid, scope.vm_label, work
+        )
+
+    def verify_scope(
+        self, vault_name: str | None, *, point_id: str | None = None, vm_ref: str | None = None
+    ) -> VerifyScope:
+        """What a verify covers: one point, a VM's points, or the whole vault; and the VM it
+        locks (a whole-vault verify touches no VM: it needs no VM lock)."""
         vault = self.vaults.resolve(vault_name)
-        vm: VmItem | None = None
         if point_id is not None:
-            points = [self.get(point_id)]
-            vault = self.vaults.resolve(points[0].vault)
-        elif vm_ref is not None:
+            point = self.get(point_id)
+            vault = self.vaults.resolve(point.vault)
+            return VerifyScope(vault, point.vm_uuid, point.vm_name, [point.id])
+        if vm_ref is not None:
             vm = self.find_vm(vm_ref)
             with self.uow() as uow:
                 points = uow.points.for_vm(vm.uuid, vault.name)
-        else:
-            with self.uow() as uow:
-                points = uow.points.in_vault(vault.name)
-        store = self.vaults.open_store(vault)
-        work = partial(self._verify, store, [p.id for p in points])
-        # A whole-vault verify touches no VM: it needs no VM lock.
-        uuid = vm.uuid if vm else (points[0].vm_uuid if point_id and points else None)
-        label = vm.label if vm else (points[0].vm_name if point_id and points else None)
-        return self.runner.run(JobType.VERIFY, vault.name, uuid, label, work)
+            return VerifyScope(vault, vm.uuid, vm.label, [p.id for p in points])
+        with self.uow() as uow:
+            points = uow.points.in_vault(vault.name)
+        return VerifyScope(vault, None, None, [p.id for p in points])
 
     def _verify(
         self, store: VaultStore, point_ids: Sequence[str], ctx: JobContext

@@ -36,12 +36,9 @@ from vmvault.domain.errors import (
     InternalError,
     InvalidInput,
     OperationInProgress,
-    PointNotFound,
     VmvaultError,
 )
-from vmvault.domain.inventory import match_vm
 from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key
-from vmvault.domain.vm import VmItem
 from vmvault.services.backups import BackupService
 from vmvault.services.jobs import JobRunner
 from vmvault.services.points import PointService
@@ -62,20 +59,20 @@ def queue_job(
     uow: UnitOfWork,
     op: str,
     vault: str,
-    vm: VmItem | None,
+    vm: tuple[str, str | None] | None,
     request: dict[str, Any],
     origin: str,
     now: datetime,
 ) -> Job:
-    """Insert one queued job (inside the caller's transaction); raises
-    :class:`~vmvault.domain.job.JobConflict` when its VM has an active job."""
+    """Insert one queued job (inside the caller's transaction) for ``vm`` (uuid, label) or
+    for no VM; raises :class:`~vmvault.domain.job.JobConflict` when its VM has an active job."""
     job_type = OPS[op]
-    uuid = vm.uuid if vm is not None else None
-    return uow.jobs.create(
+    uuid, label = vm if vm is not None else (None, None)
+    job = uow.jobs.create(
         job_type,
         vault,
         uuid,
-        vm.label if vm is not None else None,
+        label,
         JobState.QUEUED,
         now,
         None,
@@ -83,6 +80,8 @@ def queue_job(
         request={"op": op, **request},
         origin=origin,
     )
+    uow.jobs.append_log(job.id, f"queued by {origin}", now)
+    return job
 
 
 class QueueService:
@@ -126,7 +125,10 @@ class QueueService:
         vault, chosen = self._backups().choose(vault_name, refs)
         until = keep_until.isoformat() if keep_until is not None else None
         return self._submit(
-            [("backup", vault.name, vm, {"vm": vm.uuid, "keep_until": until}) for vm in chosen],
+            [
+                ("backup", vault.name, (vm.uuid, vm.label), {"vm": vm.uuid, "keep_until": until})
+                for vm in chosen
+            ],
             origin,
         )
 
@@ -138,49 +140,38 @@ class QueueService:
         vm_ref: str | None = None,
         origin: str = "cli",
     ) -> Job:
-        vault = self.vaults.resolve(vault_name)
-        vm: VmItem | None = None
-        request: dict[str, Any] = {}
-        if point_id is not None:
-            point = self._points().get(point_id)
-            vault = self.vaults.resolve(point.vault)
-            request["point"] = point_id
-            with self.uow() as uow:
-                vm = uow.vms.get(point.vm_uuid)
-        elif vm_ref is not None:
-            vm = self._points().find_vm(vm_ref)
-            request["vm"] = vm.uuid
-        return self._submit([("verify", vault.name, vm, request)], origin)[0]
+        scope = self._points().verify_scope(vault_name, point_id=point_id, vm_ref=vm_ref)
+        vm = (scope.vm_uuid, scope.vm_label) if scope.vm_uuid is not None else None
+        request = {"point": point_id} if point_id else {"vm": scope.vm_uuid} if vm_ref else {}
+        return self._submit([("verify", scope.vault.name, vm, request)], origin)[0]
 
     def submit_gc(self, vault_name: str | None, origin: str = "cli") -> Job:
         vault = self.vaults.resolve(vault_name)
         return self._submit([("gc", vault.name, None, {})], origin)[0]
 
     def submit_restore_test(self, vm_ref: str, point_id: str, origin: str = "cli") -> Job:
-        with self.uow() as uow:
-            vm = match_vm(uow.vms.all(), vm_ref)
-            point = uow.points.get(point_id)
-        if point is None:
-            raise PointNotFound(point=point_id, path="the catalog")
+        vm, point = self._restores().vm_and_point(vm_ref, point_id)
         request = {"vm": vm.uuid, "point": point_id}
-        return self._submit([("restore-test", point.vault, vm, request)], origin)[0]
+        return self._submit([("restore-test", point.vault, (vm.uuid, vm.label), request)], origin)[
+            0
+        ]
 
     def _submit(
-        self, items: list[tuple[str, str, VmItem | None, dict[str, Any]]], origin: str
+        self,
+        items: list[tuple[str, str, tuple[str, str | None] | None, dict[str, Any]]],
+        origin: str,
     ) -> list[Job]:
         now = self.clock()
         jobs: list[Job] = []
         with self.uow() as uow:
             for op, vault, vm, request in items:
                 try:
-                    job = queue_job(uow, op, vault, vm, request, origin, now)
+                    jobs.append(queue_job(uow, op, vault, vm, request, origin, now))
                 except JobConflict as conflict:  # rolled back: none of them is queued
                     h = conflict.holder
                     raise OperationInProgress(
-                        vm=vm.label if vm else vault, job=h.id, job_type=h.type.value
+                        vm=(vm[1] or vm[0]) if vm else vault, job=h.id, job_type=h.type.value
                     ) from None
-                uow.jobs.append_log(job.id, f"queued by {origin}", now)
-                jobs.append(job)
             uow.commit()
         if self.on_queued is not None:
             self.on_queued()

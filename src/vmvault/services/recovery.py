@@ -34,7 +34,7 @@ from datetime import datetime
 
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import JobInterrupted, VmvaultError
-from vmvault.domain.job import Job, JobState, JobType, conflict_key
+from vmvault.domain.job import Job, JobType, conflict_key
 from vmvault.domain.vm import VmItem
 from vmvault.services.backups import BackupService, point_in_log
 from vmvault.services.jobs import JobRunner
@@ -73,8 +73,7 @@ class RecoveryService:
         what it left; returns them, oldest first.  Jobs of live processes are not touched.
         Call it before this process starts any job (``vmvault serve`` does, at start-up)."""
         with self.uow() as uow:
-            active = uow.jobs.find(state=JobState.IN_PROGRESS)
-            active += uow.jobs.find(state=JobState.CANCELLING)
+            active = uow.jobs.active()  # queued jobs have no pid: they are left to the queue
         # Our own pid counts as dead: this is called before this process runs any job, so
         # a job with our pid is a previous process's whose pid was reused (containers).
         dead = [

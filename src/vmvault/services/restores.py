@@ -252,7 +252,7 @@ class RestoreService:
             raise InvalidInput("a restore test starts the VM itself", what="--start")
         if shutdown_timeout is not None and shutdown_timeout < 0:
             raise InvalidInput("give 0 or more seconds", what="shutdown timeout")
-        vm, point = self._vm_and_point(vm_ref, point_id)
+        vm, point = self.vm_and_point(vm_ref, point_id)
         vault = self.vaults.resolve(point.vault)
         store = self.vaults.open_store(vault)
         manifest = store.read_manifest(point.id)
@@ -369,7 +369,8 @@ class RestoreService:
 
     # --- checks up front -----------------------------------------------------------------------
 
-    def _vm_and_point(self, vm_ref: str, point_id: str) -> tuple[VmItem, RecoveryPoint]:
+    def vm_and_point(self, vm_ref: str, point_id: str) -> tuple[VmItem, RecoveryPoint]:
+        """The VM and one of its points, or the error that refuses the request."""
         with self.uow() as uow:
             vm = match_vm(uow.vms.all(), vm_ref)
             point = uow.points.get(point_id)

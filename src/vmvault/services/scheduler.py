@@ -116,7 +116,6 @@ class SchedulerService:
             else:
                 origin = f"gc schedule at {key}"
                 f.jobs = [queue_job(uow, "gc", vault, None, {}, origin, now)]
-                uow.jobs.append_log(f.jobs[0].id, f"queued by {origin}", now)
             uow.commit()
         return f
 
@@ -128,17 +127,15 @@ class SchedulerService:
         for vm in uow.vms.all():
             if vm.state is not VmState.PROTECTED or vm.policy != policy or vm.vault != vault:
                 continue
+            request = {"vm": vm.uuid, "keep_until": None}
             try:
-                job = queue_job(
-                    uow, "backup", vault, vm, {"vm": vm.uuid, "keep_until": None}, origin, now
-                )
-                uow.jobs.append_log(job.id, f"queued by {origin}", now)
+                job = queue_job(uow, "backup", vault, (vm.uuid, vm.label), request, origin, now)
             except JobConflict as conflict:
                 h = conflict.holder
                 err = OperationInProgress(vm=vm.label, job=h.id, job_type=h.type.value)
                 job = uow.jobs.create(
                     JobType.BACKUP, vault, vm.uuid, vm.label, JobState.FAILED, now, None, None,
-                    request={"op": "backup", "vm": vm.uuid, "keep_until": None}, origin=origin,
+                    request={"op": "backup", **request}, origin=origin,
                 )  # fmt: skip
                 job.started_at, job.ended_at = now, now
                 job.error_code, job.message, job.remedy = err.code, err.text, err.remedy_text
