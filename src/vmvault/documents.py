@@ -11,6 +11,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from vmvault.domain.errors import VmvaultError
 from vmvault.domain.job import Job
 from vmvault.domain.policy import max_age
 from vmvault.domain.recovery_point import RecoveryPoint
@@ -173,3 +174,21 @@ def dashboard_doc(d: Dashboard) -> dict[str, Any]:
             "points": d.points,
         },
     }
+
+
+def catalog_markdown() -> str:
+    """The error catalog as the Markdown table of ``docs/errors.md`` (kept in step by a test)."""
+    lines = [
+        "# Errors",
+        "",
+        "Every failure a user can meet, as `vmvault errors` lists it. `usage` errors are refused",
+        "before anything changes (exit 2); `failure` errors end a job as failed (exit 1).",
+        "Generated from `src/vmvault/domain/errors/` by `vmvault errors --markdown`.",
+        "",
+        "| code | kind | message | remedy |",
+        "|---|---|---|---|",
+    ]
+    for cls in sorted(VmvaultError.registry.values(), key=lambda c: c.code):
+        cells = [f"`{cls.code}`", cls.kind, cls.message, cls.remedy]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ import libvirt_qemu
 import pytest
 
 from vmvault.domain.errors import (
-    AgentError,
+    AgentCommandFailed,
     BackupJobRunning,
     BackupVmNotRunning,
     Cancelled,
@@ -159,7 +159,7 @@ def _fsfreeze_status(dom: Any) -> str:
 def _hook_log(dom: Any) -> bytes:
     try:
         return agent.read_file(dom, "/run/fsfreeze-hook.log")
-    except AgentError:
+    except AgentCommandFailed:
         return b""
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vmvault.domain.errors import InvalidInput, VmNotFound, VmvaultError, catalog_markdown
+from vmvault.documents import catalog_markdown
+from vmvault.domain.errors import InvalidInput, VmNotFound, VmvaultError
 from vmvault.domain.job import parse_since
 from vmvault.domain.vault import validate_location, validate_name, validate_uri
 

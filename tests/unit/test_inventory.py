@@ -12,11 +12,11 @@ from vmvault.domain.errors import (
     AgentNotResponding,
     AgentTooOld,
     AlreadyRegistered,
-    NoBackupableDisk,
     TooManyDisks,
+    UnsupportedConfiguration,
     VmAmbiguous,
+    VmDeleted,
     VmNotFound,
-    VmVanished,
 )
 from vmvault.domain.inventory import (
     AgentReport,
@@ -194,14 +194,14 @@ def test_excluded_disks_do_not_count_and_are_named() -> None:
 
 
 def test_register_vm_with_only_excluded_disks() -> None:
-    with pytest.raises(NoBackupableDisk):
+    with pytest.raises(UnsupportedConfiguration):
         assess_registration(vm(disks=[LUN, NET]), OK_AGENT, LIMITS)
 
 
 def test_register_twice_and_vanished() -> None:
     with pytest.raises(AlreadyRegistered):
         assess_registration(vm(state=VmState.REGISTERED, vault="v"), OK_AGENT, LIMITS)
-    with pytest.raises(VmVanished):
+    with pytest.raises(VmDeleted):
         assess_registration(vm(vanished_at=T0), OK_AGENT, LIMITS)
 
 

@@ -166,3 +166,37 @@ def test_an_update_never_undoes_a_cancel_from_another_process(engine) -> None:  
     with r.uow() as uow:
         saved = uow.jobs.get(job.id)
     assert saved is not None and saved.state is JobState.CANCELLING and saved.bytes_done == 10
+
+
+def test_the_journal_keeps_typed_steps_in_order_with_the_phase_log(engine) -> None:  # type: ignore[no-untyped-def]
+    def work(ctx: JobContext) -> list[str]:
+        ctx.record("point-chosen", point="20261201T000000Z-ab", checkpoint=None)
+        ctx.phase("reading", disks=["vda", "vdb"])
+        ctx.record("disk-written", target="vda", bytes=4096)
+        return [s.step for s in ctx.steps()]
+
+    out = runner(engine).run(JobType.BACKUP, "v", "uuid-j", "vm", work)
+    assert out.result == ["point-chosen", "reading", "disk-written"]
+    with SqlUnitOfWork(engine) as uow:
+        steps = uow.jobs.steps(out.job.id)
+        log = uow.jobs.log(out.job.id)
+    assert [(s.step, s.data) for s in steps] == [
+        ("point-chosen", {"point": "20261201T000000Z-ab", "checkpoint": None}),
+        ("reading", {"disks": ["vda", "vdb"]}),
+        ("disk-written", {"target": "vda", "bytes": 4096}),
+    ]
+    assert [s.seq for s in steps] == sorted(s.seq for s in steps)
+    assert all(s.job_id == out.job.id for s in steps)
+    # the phase is logged for people too, but recovery never reads that line
+    assert any(line.endswith("phase: reading") for line in log)
+    assert not any("point-chosen" in line for line in log)
+
+
+def test_a_journal_step_that_json_cannot_hold_is_refused_before_it_is_written(engine) -> None:  # type: ignore[no-untyped-def]
+    def work(ctx: JobContext) -> None:
+        ctx.record("bad", when=datetime.now(UTC))
+
+    out = runner(engine).run(JobType.BACKUP, "v", "uuid-k", "vm", work)
+    assert out.job.error_code == "INTERNAL_ERROR" and "JSON" in (out.job.message or "")
+    with SqlUnitOfWork(engine) as uow:
+        assert uow.jobs.steps(out.job.id) == []

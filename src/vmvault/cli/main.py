@@ -20,7 +20,7 @@ from vmvault.cli import data, policies, render
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
 from vmvault.cli.render import emit_json, out
-from vmvault.domain.errors import InternalError, VmvaultError, catalog_markdown
+from vmvault.domain.errors import InternalError, VmvaultError
 from vmvault.domain.job import Job, JobState, JobType, parse_since
 from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION, parse_size
 from vmvault.domain.vm import VmState
@@ -383,7 +383,7 @@ def errors_cmd(
 ) -> None:
     """List every error code vmvault can report, with its message and remedy."""
     if markdown:
-        sys.stdout.write(catalog_markdown())
+        sys.stdout.write(documents.catalog_markdown())
         return
     rows = [
         {"code": cls.code, "kind": cls.kind, "message": cls.message, "remedy": cls.remedy}

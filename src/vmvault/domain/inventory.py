@@ -21,11 +21,11 @@ from vmvault.domain.errors import (
     AgentNotResponding,
     AgentTooOld,
     AlreadyRegistered,
-    NoBackupableDisk,
     TooManyDisks,
+    UnsupportedConfiguration,
     VmAmbiguous,
+    VmDeleted,
     VmNotFound,
-    VmVanished,
 )
 from vmvault.domain.vm import DomainFacts, PowerState, VmItem, VmState
 
@@ -163,11 +163,11 @@ def check_registrable(vm: VmItem, limits: RegistrationLimits) -> list[str]:
     if vm.state is not VmState.DISCOVERED:
         raise AlreadyRegistered(vm=vm.label, vault=vm.vault or "?")
     if vm.vanished_at is not None:
-        raise VmVanished(vm=vm.label, host=vm.hostname)
+        raise VmDeleted(vm=vm.label, host=vm.hostname)
     disks = vm.backup_disks
     if not disks:
         reasons = "; ".join(f"{d.target}: {d.reason}" for d in vm.excluded_disks) or "no disks"
-        raise NoBackupableDisk(vm=vm.label, reasons=reasons)
+        raise UnsupportedConfiguration(vm=vm.label, reasons=reasons)
     if len(disks) > limits.max_disks:
         raise TooManyDisks(vm=vm.label, count=len(disks), limit=limits.max_disks)
     warnings = [f"disk {d.target} is excluded from backups: {d.reason}" for d in vm.excluded_disks]

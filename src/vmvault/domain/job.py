@@ -97,6 +97,32 @@ class Job:
         return end - self.started_at
 
 
+@dataclass(frozen=True)
+class JournalStep:
+    """One entry of a job's journal: a typed step that recovery reads after a kill.
+
+    The log is text for people; the journal is for the program.  A job records a step when
+    it has done something that recovery must know about (the point it writes, the files it
+    staged, the VM it is switching) — before the thing it describes can be left half done.
+    ``data`` is a JSON object; each job type documents its steps and their keys
+    (docs/backup.md, docs/restore.md).
+    """
+
+    job_id: int
+    seq: int
+    step: str
+    data: dict[str, Any]
+    at: datetime
+
+
+def last_step(steps: list[JournalStep], *names: str) -> JournalStep | None:
+    """The newest of ``steps`` named one of ``names`` (any step when none is given)."""
+    for entry in reversed(steps):
+        if not names or entry.step in names:
+            return entry
+    return None
+
+
 class JobConflict(Exception):
     """A repository refused to create a job: its conflict key is held by ``holder``.
 

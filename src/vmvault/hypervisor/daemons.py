@@ -35,7 +35,7 @@ from pathlib import Path
 
 import libvirt
 
-from vmvault.domain.errors import LabError
+from vmvault.domain.errors import LabFailed
 from vmvault.hypervisor.host import locked
 
 LIBVIRTD_SOCKET = Path("/run/libvirt/libvirt-sock")
@@ -154,7 +154,7 @@ def start_daemons(argvs: list[list[str]], run_dir: Path) -> None:
             start_new_session=True,
         )
     except OSError as exc:
-        raise LabError(f"could not start {argvs[0][0]}: {exc}") from None
+        raise LabFailed(f"could not start {argvs[0][0]}: {exc}") from None
     assert proc.stdout is not None
     proc.wait()
     line = proc.stdout.readline()
@@ -162,10 +162,10 @@ def start_daemons(argvs: list[list[str]], run_dir: Path) -> None:
     try:
         results = json.loads(line)
     except ValueError:
-        raise LabError(f"starting {', '.join(a[0] for a in argvs)} failed: {line!r}") from None
+        raise LabFailed(f"starting {', '.join(a[0] for a in argvs)} failed: {line!r}") from None
     for argv, (code, err) in zip(argvs, results, strict=False):
         if code != 0:
-            raise LabError(f"{' '.join(argv)} exited with {code}: {err.strip()}")
+            raise LabFailed(f"{' '.join(argv)} exited with {code}: {err.strip()}")
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -179,7 +179,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 def ensure_libvirtd(state_dir: Path, timeout: float = 30.0) -> bool:
     """Start virtlogd then libvirtd if the local libvirtd does not answer; return True if it did.
 
-    Idempotent and safe to call concurrently. Raises :class:`LabError` (with the tail of
+    Idempotent and safe to call concurrently. Raises :class:`LabFailed` (with the tail of
     libvirtd's log) if the daemons cannot be started or do not answer within ``timeout``.
     """
     state_dir = Path(state_dir)
@@ -205,7 +205,7 @@ def ensure_libvirtd(state_dir: Path, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
         while not libvirtd_running():
             if time.monotonic() > deadline:
-                raise LabError(
+                raise LabFailed(
                     f"libvirtd did not answer on qemu:///system within {timeout:.0f}s; "
                     f"last lines of {log}:\n{_tail(log)}"
                 )
@@ -213,7 +213,7 @@ def ensure_libvirtd(state_dir: Path, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
         while not _socket_answers(VIRTLOGD_SOCKET):
             if time.monotonic() > deadline:
-                raise LabError(f"virtlogd did not create {VIRTLOGD_SOCKET} within {timeout:.0f}s")
+                raise LabFailed(f"virtlogd did not create {VIRTLOGD_SOCKET} within {timeout:.0f}s")
             time.sleep(0.05)
     return started
 

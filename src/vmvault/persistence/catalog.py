@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, case, delete, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from vmvault.domain.job import ACTIVE_STATES, Job, JobConflict, JobState, JobType
+from vmvault.domain.job import ACTIVE_STATES, Job, JobConflict, JobState, JobType, JournalStep
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import (
     CheckpointRecord,
@@ -344,6 +344,16 @@ class SqlJobs:
         q = select(t.job_log.c.at, t.job_log.c.line).where(t.job_log.c.job_id == job_id)
         rows = self.conn.execute(q.order_by(t.job_log.c.id))
         return [f"{_req(r.at).strftime('%Y-%m-%d %H:%M:%S')} {r.line}" for r in rows]
+
+    def record_step(self, job_id: int, step: str, data: dict[str, Any], now: datetime) -> None:
+        self.conn.execute(insert(t.job_steps).values(job_id=job_id, step=step, data=data, at=now))
+
+    def steps(self, job_id: int) -> list[JournalStep]:
+        q = select(t.job_steps).where(t.job_steps.c.job_id == job_id).order_by(t.job_steps.c.id)
+        return [
+            JournalStep(job_id, r.id, r.step, dict(r.data or {}), _req(r.at))
+            for r in self.conn.execute(q)
+        ]
 
 
 class SqlPoints:

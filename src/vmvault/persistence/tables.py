@@ -109,6 +109,20 @@ job_log = Table(
     Column("line", Text, nullable=False),
 )
 
+#: The job journal (``JobContext.record``): typed steps, in order, that recovery reads after a
+#: kill.  ``data`` is a JSON object whose keys each step documents (docs/backup.md, restore.md).
+job_steps = Table(
+    "job_steps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("step", String(64), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
 recovery_points = Table(
     "recovery_points",
     metadata,

@@ -40,14 +40,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, Protocol
 
 from vmvault.dataplane.backup import DiskBackupResult, backup_disk
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.manifest import DiskEntry, Manifest
-from vmvault.dataplane.source import ExtentSource
 from vmvault.dataplane.vault import VaultStore
-from vmvault.domain.errors import InvalidInput, JobInterrupted, VmVanished, VmvaultError
+from vmvault.domain.errors import InvalidInput, JobInterrupted, VmDeleted, VmvaultError
 from vmvault.domain.inventory import match_vm
 from vmvault.domain.job import JobState, JobType
 from vmvault.domain.recovery_point import (
@@ -69,68 +67,8 @@ from vmvault.domain.restore import fs_summary
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import Disk, VmItem, VmState
 from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
-from vmvault.services.ports import Hypervisor, UnitOfWorkFactory
+from vmvault.services.ports import BackupDriver, Hypervisor, UnitOfWorkFactory
 from vmvault.services.vaults import VaultService
-
-
-class Source(ExtentSource, Protocol):
-    """A disk of the point in time: readable, and for an incremental, its dirty extents."""
-
-    def dirty_extents(self) -> list[tuple[int, int]]: ...
-
-
-class BackupDriver(Protocol):
-    """What a backup needs from the hypervisor (``vmvault.hypervisor.backups`` implements it)."""
-
-    def checkpoints(self, uri: str, vm_uuid: str) -> list[str]: ...
-    def checkpoint_xml(self, uri: str, vm_uuid: str, name: str) -> str: ...
-    def redefine_checkpoint(self, uri: str, vm_uuid: str, xml: str) -> None: ...
-    def delete_checkpoint(self, uri: str, vm_uuid: str, name: str) -> None: ...
-    def checkpoint_problems(
-        self, uri: str, vm_uuid: str, name: str, targets: list[str]
-    ) -> list[str]:
-        """Why checkpoint ``name`` cannot serve an incremental of ``targets`` ([] = it can)."""
-
-    def disk_sizes(self, uri: str, vm_uuid: str) -> dict[str, int]:
-        """Virtual size (capacity) of every disk of the domain, by target."""
-
-    def domain_xml(self, uri: str, vm_uuid: str) -> str: ...
-    def take_point(
-        self,
-        uri: str,
-        vm_uuid: str,
-        disks: list[Disk],
-        *,
-        checkpoint: str | None,
-        incremental_from: str | None,
-        quiesce: str,
-        cancel: Callable[[], bool],
-        before_begin: Callable[[], None] | None = None,
-    ) -> PointSession:
-        """The point in time of a running or paused VM.  ``before_begin()`` MUST be called
-        with the guest frozen (or paused) just before the backup job begins; when it raises,
-        the guest MUST be thawed / resumed and no job or checkpoint left behind."""
-
-    def offline(self, disks: list[Disk], bitmap: str | None) -> PointSession: ...
-    def cleanup_stale(self, uri: str, vm_uuid: str) -> list[str]:
-        """End what a dead vmvault process left on the VM (its backup job, a frozen or paused
-        guest, work files, offline exports); what was done, one line each.  MUST do nothing
-        while a live process is backing the VM up.  Leaves checkpoints alone."""
-
-
-class PointSession(Protocol):
-    """A point in time being read: a context manager yielding per-disk sources."""
-
-    frozen: bool
-    frozen_ms: int
-    notes: list[str]
-    #: ``guest-get-fsinfo`` taken with the point in time (None: offline, or no agent)
-    fsinfo: list[dict[str, Any]] | None
-
-    def __enter__(self) -> PointSession: ...
-    def __exit__(self, *exc: object) -> None: ...
-    def source(self, target: str) -> Source: ...
-
 
 #: The job-log line that names the point a backup writes (recovery reads it back).
 POINT_LINE = "writing recovery point {point}"
@@ -224,7 +162,7 @@ class BackupService:
     ) -> RecoveryPoint:
         facts = self.hypervisor.domain_facts(vm.host_uri, vm.uuid)
         if facts is None:
-            raise VmVanished(vm=vm.label, host=vm.hostname)
+            raise VmDeleted(vm=vm.label, host=vm.hostname)
         for line in self.clean_up(vm, store, self._interrupted_points(vm)):
             ctx.log(f"left by an interrupted backup: {line}")
         vm.apply(facts, self.clock())

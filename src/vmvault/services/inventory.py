@@ -10,8 +10,8 @@ from vmvault.domain.errors import (
     AlreadyRegistered,
     HostUnreachable,
     InvalidInput,
+    VmDeleted,
     VmNotInLocation,
-    VmVanished,
 )
 from vmvault.domain.inventory import (
     DiscoveryResult,
@@ -171,7 +171,7 @@ class InventoryService:
             with self.uow() as uow:
                 uow.vms.save(vm)
                 uow.commit()
-            raise VmVanished(vm=vm.label, host=vm.hostname)
+            raise VmDeleted(vm=vm.label, host=vm.hostname)
         vm.apply(facts, now)
         ctx.log(
             f"power state {vm.power_state.value}; disks: "

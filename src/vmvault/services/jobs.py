@@ -20,12 +20,13 @@ the running job turn it back into ``in-progress``.
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from vmvault.domain.errors import (
     Cancelled,
@@ -37,7 +38,15 @@ from vmvault.domain.errors import (
     OperationInProgress,
     VmvaultError,
 )
-from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key, final_state
+from vmvault.domain.job import (
+    Job,
+    JobConflict,
+    JobState,
+    JobType,
+    JournalStep,
+    conflict_key,
+    final_state,
+)
 from vmvault.services.ports import UnitOfWork, UnitOfWorkFactory
 
 T = TypeVar("T")
@@ -90,11 +99,34 @@ class JobContext:
             self._cancelled = True
         uow.jobs.update(self.job)
 
-    def phase(self, name: str) -> None:
+    def record(self, step: str, /, **data: Any) -> None:
+        """Append ``step`` with ``data`` (JSON values) to the job's journal.
+
+        The journal is what recovery reads after a kill (``uow.jobs.steps``); the log is text
+        for people.  Never call it while a guest is frozen or paused: it writes the catalog.
+        """
+        self._write_step(step, data, None)
+
+    def _write_step(self, step: str, data: dict[str, Any], line: str | None) -> None:
+        doc = json.loads(json.dumps(data))  # refuse what JSON cannot hold, here and not later
+        with self._runner.uow() as uow:
+            now = self._runner.clock()
+            if line is not None:
+                uow.jobs.append_log(self.job.id, line, now)
+            uow.jobs.record_step(self.job.id, step, doc, now)
+            uow.commit()
+
+    def steps(self) -> list[JournalStep]:
+        """This job's journal so far."""
+        with self._runner.uow() as uow:
+            return uow.jobs.steps(self.job.id)
+
+    def phase(self, name: str, /, **data: Any) -> None:
         """Enter a named phase (``freezing``, ``reading``, ``writing``, ``committing`` …):
-        logged, shown to the phase observers, and a cancel point — a cancel asked before
-        this moment raises :class:`Cancelled` here, whatever the poll interval."""
-        self.log(f"phase: {name}")
+        logged and journaled (with ``data``) in one transaction, shown to the phase
+        observers, and a cancel point — a cancel asked before this moment raises
+        :class:`Cancelled` here, whatever the poll interval."""
+        self._write_step(name, data, f"phase: {name}")
         for observer in self._runner.phase_observers:
             observer(self.job, name)
         self._cancel_at = 0.0

@@ -7,18 +7,20 @@ in-memory fakes that honour the same contracts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+from vmvault.dataplane.source import ExtentSource
 from vmvault.domain.inventory import AgentReport
-from vmvault.domain.job import Job, JobState, JobType
+from vmvault.domain.job import Job, JobState, JobType, JournalStep
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import CheckpointRecord, RecoveryPoint
+from vmvault.domain.restore import DomainShape, LiveDomain, RestorePlan, XmlNic
 from vmvault.domain.vault import Host, Vault
-from vmvault.domain.vm import DomainFacts, VmItem
+from vmvault.domain.vm import Disk, DomainFacts, VmItem
 
 
 class VaultRepository(Protocol):
@@ -116,6 +118,11 @@ class JobRepository(Protocol):
 
     def append_log(self, job_id: int, line: str, now: datetime) -> None: ...
     def log(self, job_id: int) -> list[str]: ...
+    def record_step(self, job_id: int, step: str, data: dict[str, Any], now: datetime) -> None:
+        """Append a step to the job's journal (in the caller's transaction)."""
+
+    def steps(self, job_id: int) -> list[JournalStep]:
+        """The job's journal, in the order the steps were recorded."""
 
 
 class UnitOfWork(Protocol):
@@ -224,3 +231,98 @@ class ScheduleRepository(Protocol):
     ) -> bool:
         """Compare-and-set ``old`` → ``new`` (``old=None``: first record).  False when another
         scheduler got there first: the caller must then create nothing."""
+
+
+# --- backup: the point in time and the disks' sources --------------------------------------
+
+
+class Source(ExtentSource, Protocol):
+    """A disk of the point in time: readable, and for an incremental, its dirty extents."""
+
+    def dirty_extents(self) -> list[tuple[int, int]]: ...
+
+
+class BackupDriver(Protocol):
+    """What a backup needs from the hypervisor (``vmvault.hypervisor.backups`` implements it)."""
+
+    def checkpoints(self, uri: str, vm_uuid: str) -> list[str]: ...
+    def checkpoint_xml(self, uri: str, vm_uuid: str, name: str) -> str: ...
+    def redefine_checkpoint(self, uri: str, vm_uuid: str, xml: str) -> None: ...
+    def delete_checkpoint(self, uri: str, vm_uuid: str, name: str) -> None: ...
+    def checkpoint_problems(
+        self, uri: str, vm_uuid: str, name: str, targets: list[str]
+    ) -> list[str]:
+        """Why checkpoint ``name`` cannot serve an incremental of ``targets`` ([] = it can)."""
+
+    def disk_sizes(self, uri: str, vm_uuid: str) -> dict[str, int]:
+        """Virtual size (capacity) of every disk of the domain, by target."""
+
+    def domain_xml(self, uri: str, vm_uuid: str) -> str: ...
+    def take_point(
+        self,
+        uri: str,
+        vm_uuid: str,
+        disks: list[Disk],
+        *,
+        checkpoint: str | None,
+        incremental_from: str | None,
+        quiesce: str,
+        cancel: Callable[[], bool],
+        before_begin: Callable[[], None] | None = None,
+    ) -> PointSession:
+        """The point in time of a running or paused VM.  ``before_begin()`` MUST be called
+        with the guest frozen (or paused) just before the backup job begins; when it raises,
+        the guest MUST be thawed / resumed and no job or checkpoint left behind."""
+
+    def offline(self, disks: list[Disk], bitmap: str | None) -> PointSession: ...
+    def cleanup_stale(self, uri: str, vm_uuid: str) -> list[str]:
+        """End what a dead vmvault process left on the VM (its backup job, a frozen or paused
+        guest, work files, offline exports); what was done, one line each.  MUST do nothing
+        while a live process is backing the VM up.  Leaves checkpoints alone."""
+
+
+class PointSession(Protocol):
+    """A point in time being read: a context manager yielding per-disk sources."""
+
+    frozen: bool
+    frozen_ms: int
+    notes: list[str]
+    #: ``guest-get-fsinfo`` taken with the point in time (None: offline, or no agent)
+    fsinfo: list[dict[str, Any]] | None
+
+    def __enter__(self) -> PointSession: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def source(self, target: str) -> Source: ...
+
+
+# --- restore: defining, switching and testing VMs -------------------------------------------
+
+
+class RestoreDriver(Protocol):
+    """What a restore needs from the hypervisor (``vmvault.hypervisor.libvirt.restore``)."""
+
+    def is_local(self, uri: str) -> bool: ...
+    def default_dir(self, uri: str) -> Path:
+        """The host's default image directory (pool ``default``, else /var/lib/libvirt/images)."""
+
+    def refresh_default_pool(self, uri: str) -> None: ...
+    def dir_problem(self, path: Path) -> str | None:
+        """Why ``path`` cannot take restored disks (not writable, QEMU cannot enter it)."""
+
+    def nic_problem(self, uri: str, nic: XmlNic) -> str | None:
+        """Why ``nic`` cannot be attached as it was on ``uri`` (its network/bridge is gone)."""
+
+    def used_macs(self, uri: str) -> set[str]: ...
+    def inspect(self, xml: str) -> DomainShape: ...
+    def render(self, xml: str, plan: RestorePlan) -> str: ...
+    def domain_named(self, uri: str, name: str) -> str | None: ...
+    def domain(self, uri: str, uuid: str) -> LiveDomain | None: ...
+    def shutdown(self, uri: str, uuid: str, timeout: float) -> str: ...
+    def undefine(self, uri: str, uuid: str) -> None: ...
+    def define(self, uri: str, xml: str) -> str: ...
+    def start(self, uri: str, uuid: str) -> None: ...
+    def wait_for_agent(self, uri: str, uuid: str, timeout: float) -> bool: ...
+    def guest_filesystems(self, uri: str, uuid: str) -> list[dict[str, Any]] | None: ...
+    def console_tail(self, uri: str, uuid: str, lines: int = 20) -> str: ...
+    def remove(self, uri: str, uuid: str) -> None: ...
+    def image_size(self, path: Path, fmt: str, target: str) -> int: ...

@@ -60,7 +60,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
 
 from vmvault.dataplane.chunk import ZERO_ID
 from vmvault.dataplane.fsutil import TMP_MARK, fsync_dir
@@ -96,7 +95,6 @@ from vmvault.domain.restore import (
     RestoreMode,
     RestorePlan,
     RestoreTestResult,
-    XmlNic,
     check_vm_name,
     expected_mounts,
     judge_test,
@@ -107,7 +105,7 @@ from vmvault.domain.restore import (
 )
 from vmvault.domain.vm import PowerState, VmItem
 from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
-from vmvault.services.ports import UnitOfWorkFactory
+from vmvault.services.ports import RestoreDriver, UnitOfWorkFactory
 from vmvault.services.vaults import VaultService
 
 #: Room for a qcow2's metadata on top of its data (L1/L2/refcount tables): generous.
@@ -119,36 +117,6 @@ _WRITING = re.compile(r"restoring (\S+) \(.*?\) to (/.+)$", re.M)
 _WRITTEN = re.compile(r"(?:^|\s)(\S+): [\d,]+ B written", re.M)
 SWITCH_LINE = "switch of {name} (was {power}); its definition before the switch:\n{xml}"
 _SWITCH = re.compile(r"switch of (.+?) \(was ([a-z-]+)\); its definition before the switch:\n")
-
-
-class RestoreDriver(Protocol):
-    """What a restore needs from the hypervisor (``vmvault.hypervisor.libvirt.restore``)."""
-
-    def is_local(self, uri: str) -> bool: ...
-    def default_dir(self, uri: str) -> Path:
-        """The host's default image directory (pool ``default``, else /var/lib/libvirt/images)."""
-
-    def refresh_default_pool(self, uri: str) -> None: ...
-    def dir_problem(self, path: Path) -> str | None:
-        """Why ``path`` cannot take restored disks (not writable, QEMU cannot enter it)."""
-
-    def nic_problem(self, uri: str, nic: XmlNic) -> str | None:
-        """Why ``nic`` cannot be attached as it was on ``uri`` (its network/bridge is gone)."""
-
-    def used_macs(self, uri: str) -> set[str]: ...
-    def inspect(self, xml: str) -> DomainShape: ...
-    def render(self, xml: str, plan: RestorePlan) -> str: ...
-    def domain_named(self, uri: str, name: str) -> str | None: ...
-    def domain(self, uri: str, uuid: str) -> LiveDomain | None: ...
-    def shutdown(self, uri: str, uuid: str, timeout: float) -> str: ...
-    def undefine(self, uri: str, uuid: str) -> None: ...
-    def define(self, uri: str, xml: str) -> str: ...
-    def start(self, uri: str, uuid: str) -> None: ...
-    def wait_for_agent(self, uri: str, uuid: str, timeout: float) -> bool: ...
-    def guest_filesystems(self, uri: str, uuid: str) -> list[dict[str, Any]] | None: ...
-    def console_tail(self, uri: str, uuid: str, lines: int = 20) -> str: ...
-    def remove(self, uri: str, uuid: str) -> None: ...
-    def image_size(self, path: Path, fmt: str, target: str) -> int: ...
 
 
 @dataclass

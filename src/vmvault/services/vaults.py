@@ -15,8 +15,8 @@ from vmvault.domain.errors import (
     InvalidInput,
     NoVault,
     PassphraseRequired,
-    VaultAmbiguous,
     VaultExists,
+    VaultNotChosen,
     VaultNotFound,
     VaultPathInUse,
 )
@@ -146,7 +146,7 @@ class VaultService:
         if not vaults:
             raise NoVault()
         if len(vaults) > 1:
-            raise VaultAmbiguous(count=len(vaults))
+            raise VaultNotChosen(count=len(vaults))
         return vaults[0]
 
     def show(self, name: str | None) -> VaultSummary:

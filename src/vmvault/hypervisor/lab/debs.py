@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmvault.domain.errors import LabError
+from vmvault.domain.errors import LabFailed
 
 _APT_ENV = {**os.environ, "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}
 
@@ -51,10 +51,10 @@ def _run(argv: list[str], *, cwd: Path | None = None, timeout: float = 300) -> s
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LabError(f"could not run {' '.join(argv)}: {exc}") from None
+        raise LabFailed(f"could not run {' '.join(argv)}: {exc}") from None
     if proc.returncode != 0:
         err = (proc.stderr or proc.stdout).decode(errors="replace").strip()
-        raise LabError(f"{' '.join(argv)} failed ({proc.returncode}): {err[-2000:]}")
+        raise LabFailed(f"{' '.join(argv)} failed ({proc.returncode}): {err[-2000:]}")
     return proc.stdout.decode(errors="replace")
 
 
@@ -78,7 +78,7 @@ def _candidate_or_update(name: str) -> str:
         _updated = True
         version = _candidate(name)
     if version is None:
-        raise LabError(f"apt has no package {name} (even after apt-get update)")
+        raise LabFailed(f"apt has no package {name} (even after apt-get update)")
     return version
 
 
@@ -116,7 +116,7 @@ def resolve_kernel(
     out = _run(["apt-cache", "show", "--no-all-versions", metapackage])
     m = re.search(r"^Depends:.*?(linux-image-[^\s,]+) \(= ([^)\s]+)\)", out, re.MULTILINE)
     if not m:
-        raise LabError(f"cannot tell which kernel {metapackage} depends on:\n{out.strip()}")
+        raise LabFailed(f"cannot tell which kernel {metapackage} depends on:\n{out.strip()}")
     pkg = Package(m.group(1), m.group(2))
     if memo is not None:
         tmp = memo.with_suffix(".tmp")
@@ -148,7 +148,7 @@ def download(pkg: Package, debs_dir: Path) -> Path:
         _run(["apt-get", "download", f"{pkg.name}={pkg.version}"], cwd=Path(tmp), timeout=600)
         got = list(Path(tmp).glob("*.deb"))
         if len(got) != 1:
-            raise LabError(f"apt-get download {pkg.name} produced {len(got)} files")
+            raise LabFailed(f"apt-get download {pkg.name} produced {len(got)} files")
         got[0].rename(target)
     return target
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmvault.domain.errors import LabError
+from vmvault.domain.errors import LabFailed
 from vmvault.hypervisor.lab.fsutil import locked, make_dirs, publish_dir
 
 TEMPLATE_VERSION = "1"
@@ -49,7 +49,7 @@ def _run(argv: list[str]) -> None:
     proc = subprocess.run(argv, capture_output=True, check=False)
     if proc.returncode != 0:
         err = (proc.stderr or proc.stdout).decode(errors="replace").strip()
-        raise LabError(f"{' '.join(argv)} failed ({proc.returncode}): {err}")
+        raise LabFailed(f"{' '.join(argv)} failed ({proc.returncode}): {err}")
 
 
 def _template_key() -> str:

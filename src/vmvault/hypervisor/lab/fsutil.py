@@ -4,7 +4,7 @@ QEMU runs as ``libvirt-qemu``, not root. libvirt chowns the disk images it is gi
 does not touch the directories above them, so every parent of the lab and cache directories
 must be traversable (``o+x``) by others. ``/root`` (mode 700) is the usual trap: a VM whose
 disks live there fails at start with a permission error that says nothing about ``/root``.
-:func:`check_traversable` turns that into a clear :class:`LabError` before anything is made.
+:func:`check_traversable` turns that into a clear :class:`LabFailed` before anything is made.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from vmvault.domain.errors import LabError
+from vmvault.domain.errors import LabFailed
 from vmvault.hypervisor.host import locked, untraversable
 
 __all__ = ["check_traversable", "link_or_copy", "locked", "make_dirs", "publish_dir"]
@@ -35,15 +35,15 @@ def make_dirs(path: Path, mode: int = 0o755) -> None:
 
 
 def check_traversable(path: Path, who: str = "libvirt-qemu") -> None:
-    """Raise :class:`LabError` if an existing ancestor of ``path`` (or itself) lacks ``o+x``."""
+    """Raise :class:`LabFailed` if an existing ancestor of ``path`` (or itself) lacks ``o+x``."""
     path = Path(path).absolute()
     found = untraversable(path)
     if found is None:
         return
     p, mode = found
     if mode is None:
-        raise LabError(f"{p} is not a directory (needed for {path})")
-    raise LabError(
+        raise LabFailed(f"{p} is not a directory (needed for {path})")
+    raise LabFailed(
         f"{p} has mode {mode}: QEMU runs as {who} and cannot "
         f"reach {path} through it. Use a directory outside it (the defaults are "
         f"/var/lib/vmvault/lab and /var/cache/vmvault/lab) or 'chmod o+x {p}'."

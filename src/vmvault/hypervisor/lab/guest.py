@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmvault.domain.errors import LabError
+from vmvault.domain.errors import LabFailed
 from vmvault.hypervisor.lab import debs
 from vmvault.hypervisor.lab.fsutil import locked, make_dirs, publish_dir
 
@@ -80,7 +80,7 @@ def shared_libs(binary: Path) -> list[Path]:
         if m:
             libs.append(Path(m.group(1)))
     if not libs:
-        raise LabError(f"ldd found no libraries for {binary}: {out.strip()}")
+        raise LabFailed(f"ldd found no libraries for {binary}: {out.strip()}")
     return libs
 
 
@@ -116,7 +116,7 @@ def build_guest(
     binaries = [BUSYBOX, QEMU_GA, *shared_libs(QEMU_GA)]
     for b in binaries:
         if not b.is_file():
-            raise LabError(f"{b} is missing (packages busybox-static and qemu-guest-agent)")
+            raise LabFailed(f"{b} is missing (packages busybox-static and qemu-guest-agent)")
     key = image_key(f"{kernel_pkg.name} {kernel_pkg.version}", binaries)
     final = images / key
     image = GuestImage(final / "vmlinuz", final / "initrd.img", key)
@@ -133,7 +133,7 @@ def build_guest(
             debs.extract(deb, tmp / "pkg")
             vmlinuz = sorted((tmp / "pkg" / "boot").glob("vmlinuz-*"))
             if len(vmlinuz) != 1:
-                raise LabError(f"{deb.name} holds {len(vmlinuz)} vmlinuz files, expected 1")
+                raise LabFailed(f"{deb.name} holds {len(vmlinuz)} vmlinuz files, expected 1")
             shutil.copyfile(vmlinuz[0], tmp / "vmlinuz")
             root = tmp / "root"
             _populate(root, tmp / "pkg", binaries)
@@ -224,7 +224,7 @@ def _install_modules(dest: Path, kernel_tree: Path) -> None:
             if name in loaded or name in out:
                 return
             if name not in index:
-                raise LabError(f"kernel module {name} not found in the kernel package")
+                raise LabFailed(f"kernel module {name} not found in the kernel package")
             data = index[name].read_bytes()
             for dep in _modinfo(data):
                 visit(dep)
@@ -256,7 +256,7 @@ def _write_initramfs(root: Path, out: Path) -> None:
         check=False,
     )
     if proc.returncode != 0:
-        raise LabError(f"busybox cpio failed: {proc.stderr.decode(errors='replace')}")
+        raise LabFailed(f"busybox cpio failed: {proc.stderr.decode(errors='replace')}")
     with (
         open(out, "wb") as fh,
         gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=6, mtime=0) as gz,

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vmvault.domain.errors import LabError
+from vmvault.domain.errors import LabFailed
 from vmvault.hypervisor.daemons import start_daemons
 from vmvault.hypervisor.lab import debs
 from vmvault.hypervisor.lab.fsutil import locked, make_dirs, publish_dir
@@ -73,7 +73,7 @@ def _adm(sbin: Path, *args: str, check: bool = True) -> str:
         check=False,
     )
     if check and proc.returncode != 0:
-        raise LabError(f"tgtadm {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout}")
+        raise LabFailed(f"tgtadm {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout}")
     return proc.stdout if proc.returncode == 0 else ""
 
 
@@ -102,7 +102,7 @@ def ensure_tgtd(cache_dir: Path, state_dir: Path) -> Path:
         deadline = time.monotonic() + 10
         while not tgtd_running(sbin):
             if time.monotonic() > deadline:
-                raise LabError(f"the lab's tgtd does not answer on {MGMT_SOCKET}")
+                raise LabFailed(f"the lab's tgtd does not answer on {MGMT_SOCKET}")
             time.sleep(0.05)
     return sbin
 

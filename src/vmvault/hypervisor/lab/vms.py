@@ -42,7 +42,7 @@ import libvirt
 from vmvault.domain.errors import (
     HostUnreachable,
     InvalidInput,
-    LabError,
+    LabFailed,
     VmvaultError,
 )
 from vmvault.hypervisor.daemons import ensure_libvirtd, quiet_libvirt
@@ -114,7 +114,7 @@ def lab_prefix() -> str:
     """
     prefix = os.environ.get("VMVAULT_LAB_PREFIX") or "lab"
     if not re.fullmatch(r"[a-z][a-z0-9]{0,15}", prefix):
-        raise LabError(f"VMVAULT_LAB_PREFIX={prefix!r}: use 1-16 lower-case letters or digits")
+        raise LabFailed(f"VMVAULT_LAB_PREFIX={prefix!r}: use 1-16 lower-case letters or digits")
     return prefix
 
 
@@ -260,7 +260,7 @@ def _define(conn: Any, spec: DomainSpec) -> Any:
     try:
         return conn.defineXML(domain_xml(spec))
     except libvirt.libvirtError as exc:
-        raise LabError(f"cannot define {spec.name}: {exc.get_error_message()}") from None
+        raise LabFailed(f"cannot define {spec.name}: {exc.get_error_message()}") from None
 
 
 def _boot(conn: Any, spec: DomainSpec, deadline: float, log: Callable[[str], None]) -> None:
@@ -269,7 +269,7 @@ def _boot(conn: Any, spec: DomainSpec, deadline: float, log: Callable[[str], Non
         dom = conn.lookupByName(spec.name)
         dom.create()
     except libvirt.libvirtError as exc:
-        raise LabError(
+        raise LabFailed(
             f"{spec.name} did not start: {exc.get_error_message()}\n{qemu_log_tail(spec.name)}"
         ) from None
     remaining = max(1.0, deadline - time.monotonic())
@@ -331,7 +331,7 @@ def lab_up(
         if failed:
             first = failed[0]
             if not isinstance(first, VmvaultError):
-                raise LabError(f"unexpected failure: {first!r}") from first
+                raise LabFailed(f"unexpected failure: {first!r}") from first
             if len(failed) > 1:
                 others = "; ".join(str(e).splitlines()[0] for e in failed[1:])
                 detail = f"{first.detail or ''}\n(also failed: {others})"

@@ -15,7 +15,7 @@ from typing import Any
 
 import libvirt
 
-from vmvault.domain.errors import GuestBootTimeout, LabError
+from vmvault.domain.errors import LabFailed, LabGuestTimeout
 from vmvault.hypervisor.lab.xml import console_log
 from vmvault.hypervisor.libvirt.agent import ping
 
@@ -48,7 +48,7 @@ def console_tail(path: Path | None, lines: int = 20) -> str:
 def wait_for_agent(dom: Any, timeout: float) -> None:
     """Return once the guest agent of ``dom`` answers guest-ping.
 
-    Raises :class:`GuestBootTimeout`, with the tail of the guest's console log, if it does not
+    Raises :class:`LabGuestTimeout`, with the tail of the guest's console log, if it does not
     within ``timeout`` seconds or if the domain stops running meanwhile.
     """
     deadline = time.monotonic() + timeout
@@ -57,7 +57,7 @@ def wait_for_agent(dom: Any, timeout: float) -> None:
             return
         problem = not_running(dom)
         if problem or time.monotonic() > deadline:
-            raise GuestBootTimeout(
+            raise LabGuestTimeout(
                 f"{problem + '; ' if problem else ''}{console_tail(_console_of(dom))}",
                 vm=dom.name(),
                 seconds=round(timeout),
@@ -94,7 +94,7 @@ def wait_for_ready(dom: Any, log_path: Path, timeout: float) -> None:
             pass
         problem = not_running(dom)
         if problem or time.monotonic() > deadline:
-            raise GuestBootTimeout(
+            raise LabGuestTimeout(
                 f"no agent channel, and no {READY_MARK} line on the console; "
                 f"{problem + '; ' if problem else ''}{console_tail(log_path)}",
                 vm=dom.name(),
@@ -116,7 +116,7 @@ def destroy_and_undefine(dom: Any) -> None:
             break
         except libvirt.libvirtError as exc:
             if attempt == 4:
-                raise LabError(f"cannot stop {dom.name()}: {exc.get_error_message()}") from None
+                raise LabFailed(f"cannot stop {dom.name()}: {exc.get_error_message()}") from None
             time.sleep(0.5)
     flags = (
         libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
@@ -129,4 +129,4 @@ def destroy_and_undefine(dom: Any) -> None:
             dom.undefineFlags(flags)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-            raise LabError(f"cannot undefine {dom.name()}: {exc.get_error_message()}") from None
+            raise LabFailed(f"cannot undefine {dom.name()}: {exc.get_error_message()}") from None

@@ -3,7 +3,7 @@
 qemu-ga speaks QMP-like JSON over a virtio-serial port named ``org.qemu.guest_agent.0``;
 libvirt owns the host end of that channel, so we never open the socket ourselves. Each
 function here sends one command and returns its ``"return"`` value, or raises
-:class:`~vmvault.domain.errors.AgentError`. :func:`ping` is the exception: it answers a
+:class:`~vmvault.domain.errors.AgentCommandFailed`. :func:`ping` is the exception: it answers a
 question and never raises.
 
 While the guest's file systems are frozen, qemu-ga refuses almost every command (``guest-exec``,
@@ -24,7 +24,7 @@ from typing import Any
 import libvirt
 import libvirt_qemu
 
-from vmvault.domain.errors import AgentError
+from vmvault.domain.errors import AgentCommandFailed
 
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 _READ_CHUNK = 1 << 20
@@ -56,14 +56,18 @@ def agent_command(
     try:
         raw = libvirt_qemu.qemuAgentCommand(dom, json.dumps(payload), max(1, int(timeout)), 0)
     except libvirt.libvirtError as exc:
-        raise AgentError(str(exc.get_error_message()), vm=_name(dom), command=command) from None
+        raise AgentCommandFailed(
+            str(exc.get_error_message()), vm=_name(dom), command=command
+        ) from None
     try:
         reply = json.loads(raw)
     except (TypeError, ValueError):
-        raise AgentError(f"unreadable reply {raw!r}", vm=_name(dom), command=command) from None
+        raise AgentCommandFailed(
+            f"unreadable reply {raw!r}", vm=_name(dom), command=command
+        ) from None
     if "error" in reply:
         err = reply["error"]
-        raise AgentError(
+        raise AgentCommandFailed(
             f"{err.get('class', 'Error')}: {err.get('desc', err)}", vm=_name(dom), command=command
         )
     return reply.get("return")
@@ -74,7 +78,7 @@ def ping(dom: Any, timeout: int = 5) -> bool:
     try:
         agent_command(dom, "guest-ping", timeout=timeout)
         return True
-    except AgentError:
+    except AgentCommandFailed:
         return False
 
 
@@ -109,7 +113,7 @@ def exec_(
         if status.get("exited"):
             break
         if time.monotonic() > deadline:
-            raise AgentError(
+            raise AgentCommandFailed(
                 f"{path} did not exit within {timeout:g}s", vm=_name(dom), command="guest-exec"
             )
         time.sleep(delay)
@@ -135,7 +139,7 @@ def read_file(dom: Any, path: str) -> bytes:
             if r.get("eof") or not r.get("count"):
                 break
     finally:
-        with contextlib.suppress(AgentError):
+        with contextlib.suppress(AgentCommandFailed):
             agent_command(dom, "guest-file-close", {"handle": handle})
     return b"".join(chunks)
 

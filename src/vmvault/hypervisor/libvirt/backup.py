@@ -56,7 +56,7 @@ from typing import IO, Any
 import libvirt
 
 from vmvault.domain.errors import (
-    AgentError,
+    AgentCommandFailed,
     AgentFreezeTimeout,
     BackupAbortFailed,
     BackupBeginFailed,
@@ -511,7 +511,7 @@ class PullBackup:
         if has_agent and running:
             try:
                 pit.fsinfo = agent.fsinfo(dom, timeout=min(5, self.freeze_timeout))
-            except AgentError as exc:
+            except AgentCommandFailed as exc:
                 # "not responding": no need to ask again with a ping before the freeze
                 self._agent_silent = "not responding" in exc.text or "not available" in exc.text
         self._cancelled()
@@ -884,7 +884,7 @@ def _cleanup_domain(dom: Any, state: dict[str, Any], work_root: Path) -> list[st
     if running and (state.get("frozen_by_us") or ours):
         try:
             status = agent.agent_command(dom, "guest-fsfreeze-status", timeout=5)
-        except AgentError:
+        except AgentCommandFailed:
             status = None
         if status == "frozen":
             try:

@@ -12,7 +12,7 @@ from typing import Any
 
 import libvirt
 
-from vmvault.domain.errors import HostUnreachable, VmVanished
+from vmvault.domain.errors import HostUnreachable, VmDeleted
 
 _silenced = False
 
@@ -57,5 +57,5 @@ def lookup_domain(conn: Any, uri: str, vm_uuid: str) -> Any:
         return conn.lookupByUUIDString(vm_uuid)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            raise VmVanished(vm=vm_uuid, host=uri) from None
+            raise VmDeleted(vm=vm_uuid, host=uri) from None
         raise HostUnreachable(_first_line(exc), uri=uri) from None

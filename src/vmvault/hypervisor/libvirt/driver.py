@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import libvirt
 
-from vmvault.domain.errors import HostUnreachable, VmVanished, VmvaultError
+from vmvault.domain.errors import HostUnreachable, VmDeleted, VmvaultError
 from vmvault.domain.inventory import AgentReport
 from vmvault.domain.vm import DomainFacts
 from vmvault.hypervisor.libvirt import agent
@@ -63,7 +63,7 @@ class LibvirtHypervisor:
             try:
                 dom = conn.lookupByUUIDString(uuid)
             except libvirt.libvirtError:
-                raise VmVanished(vm=uuid, host=uri) from None
+                raise VmDeleted(vm=uuid, host=uri) from None
             if not agent.ping(dom, timeout=timeout):
                 return AgentReport(responded=False)
             try:

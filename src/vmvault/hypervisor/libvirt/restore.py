@@ -39,13 +39,13 @@ from typing import Any
 import libvirt
 
 from vmvault.domain.errors import (
-    AgentError,
+    AgentCommandFailed,
     HostUnreachable,
     RestoreDefineFailed,
     RestoreShutdownFailed,
     RestoreStartFailed,
     RestoreVerifyFailed,
-    VmVanished,
+    VmDeleted,
 )
 from vmvault.domain.restore import (
     FALLBACK_DEFAULT_DIR,
@@ -538,7 +538,7 @@ class LibvirtRestoreDriver:
             dom = lookup_domain(conn, uri, uuid)
             try:
                 return agent.fsinfo(dom, timeout=10)
-            except AgentError:
+            except AgentCommandFailed:
                 return None
 
     def console_tail(self, uri: str, uuid: str, lines: int = 20) -> str:
@@ -546,7 +546,7 @@ class LibvirtRestoreDriver:
         with connection(uri) as conn:
             try:
                 root = ET.fromstring(lookup_domain(conn, uri, uuid).XMLDesc(0))
-            except (libvirt.libvirtError, VmVanished):
+            except (libvirt.libvirtError, VmDeleted):
                 return ""
         log = root.find("./devices/serial/log")
         if log is None or not log.get("file"):

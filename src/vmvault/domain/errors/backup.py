@@ -1,0 +1,113 @@
+"""Taking a backup: the point in time (freeze, pause, libvirt's backup job, checkpoints) and reading disks."""
+
+from __future__ import annotations
+
+from vmvault.domain.errors.base import VmvaultError
+
+
+class DiskReadFailed(VmvaultError):
+    code = "DISK_READ_FAILED"
+    message = "reading disk {disk} at offset {offset} failed"
+    remedy = "Check that the disk (or its NBD export) is still reachable, then retry the backup."
+
+
+class NbdReadFailed(DiskReadFailed):
+    code = "NBD_READ_FAILED"
+    message = "reading disk {disk} at offset {offset} through NBD failed"
+    remedy = (
+        "The export of the backup job (or qemu-nbd) failed or went away: check that the VM "
+        "still runs and /var/log/libvirt/qemu/<vm>.log, then retry the backup."
+    )
+
+
+class FreezeFailed(VmvaultError):
+    code = "FREEZE_FAILED"
+    message = "the guest agent of VM {vm} could not freeze its file systems"
+    remedy = (
+        "The backup continued crash-consistent. Check the guest's fsfreeze hook scripts and "
+        "qemu-guest-agent log ('guest-fsfreeze-status' should say thawed), then retry."
+    )
+
+
+class AgentFreezeTimeout(VmvaultError):
+    code = "AGENT_FREEZE_TIMEOUT"
+    message = "the guest agent of VM {vm} did not answer the freeze within {seconds}s"
+    remedy = (
+        "The backup continued crash-consistent. Check that qemu-guest-agent runs in the guest "
+        "and that its fsfreeze hooks finish quickly; raise the freeze timeout if they need longer."
+    )
+
+
+class ThawFailed(VmvaultError):
+    code = "THAW_FAILED"
+    message = "the file systems of VM {vm} may still be frozen: thaw failed"
+    remedy = (
+        "Thaw them now with 'virsh domfsthaw {vm}'; the guest cannot write to them until then. "
+        "vmvault retries the thaw when it cleans up before the next backup."
+    )
+
+
+class BackupBeginFailed(VmvaultError):
+    code = "BACKUP_BEGIN_FAILED"
+    message = "libvirt could not start the backup job of VM {vm}"
+    remedy = (
+        "Read the message; libvirtd's log and /var/log/libvirt/qemu/<vm>.log say more. "
+        "Nothing was left behind; retry the backup."
+    )
+
+
+class BackupAbortFailed(VmvaultError):
+    code = "BACKUP_ABORT_FAILED"
+    message = "the backup job of VM {vm} could not be ended"
+    remedy = "End it with 'virsh domjobabort {vm}'; until then no other backup of the VM can start."
+
+
+class BackupJobRunning(VmvaultError):
+    code = "BACKUP_JOB_RUNNING"
+    message = "VM {vm} already has an active {job} job that vmvault did not start now"
+    remedy = (
+        "Wait for that job to end ('virsh domjobinfo {vm}'). If it belongs to a vmvault process "
+        "that died, vmvault cleans it up before the next backup; otherwise end it with "
+        "'virsh domjobabort {vm}'."
+    )
+    kind = "usage"
+
+
+class BackupVmNotRunning(VmvaultError):
+    code = "BACKUP_VM_NOT_RUNNING"
+    message = "VM {vm} is {state}: a live (pull-mode) backup needs a running or paused VM"
+    remedy = "Back it up offline (its images are read directly), or start it first."
+    kind = "usage"
+
+
+class CheckpointMissing(VmvaultError):
+    code = "CHECKPOINT_MISSING"
+    message = "checkpoint {checkpoint} of VM {vm} cannot be used for an incremental backup"
+    remedy = (
+        "Take a full backup (vmvault falls back to one by itself); it starts a new "
+        "checkpoint chain."
+    )
+
+
+class CheckpointOperationFailed(VmvaultError):
+    code = "CHECKPOINT_OPERATION_FAILED"
+    message = "could not {operation} checkpoint {checkpoint} of VM {vm}"
+    remedy = "Read the message; 'virsh checkpoint-list {vm}' shows the VM's checkpoints."
+
+
+class WorkDirUnusable(VmvaultError):
+    code = "WORK_DIR_UNUSABLE"
+    message = "the backup work directory {path} cannot be used"
+    remedy = (
+        "QEMU (user libvirt-qemu) must reach its NBD socket and scratch files there: every "
+        "parent needs o+x (e.g. 'chmod o+x {culprit}'), or choose another directory."
+    )
+
+
+class OfflineExportFailed(VmvaultError):
+    code = "OFFLINE_EXPORT_FAILED"
+    message = "qemu-nbd could not export {image}"
+    remedy = (
+        "Check that the VM is shut off (a running VM holds the image's lock) and that the "
+        "image is readable, then retry."
+    )

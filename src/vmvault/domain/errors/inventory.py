@@ -1,0 +1,115 @@
+"""Hosts, VMs, discovery and registration (including the guest agent's checks)."""
+
+from __future__ import annotations
+
+from vmvault.domain.errors.base import VmvaultError
+
+
+class HostExists(VmvaultError):
+    code = "HOST_EXISTS"
+    message = "host {uri} is already known (location '{location}')"
+    remedy = "Remove it first with 'vmvault host remove' to move it to another location."
+    kind = "usage"
+
+
+class HostNotFound(VmvaultError):
+    code = "HOST_NOT_FOUND"
+    message = "no host with URI {uri}"
+    remedy = "List hosts with 'vmvault host list'."
+    kind = "usage"
+
+
+class HostUnreachable(VmvaultError):
+    code = "HOST_UNREACHABLE"
+    message = "cannot connect to libvirt at {uri}"
+    remedy = (
+        "Check that libvirtd runs on that host and that the URI is right "
+        "('vmvault lab up' starts a local libvirtd)."
+    )
+
+
+class VmNotFound(VmvaultError):
+    code = "VM_NOT_FOUND"
+    message = "no VM matches '{vm}'"
+    remedy = "Run 'vmvault discover' and then 'vmvault vm list' to see the VMs vmvault knows."
+    kind = "usage"
+
+
+class VmAmbiguous(VmvaultError):
+    code = "VM_AMBIGUOUS"
+    message = "'{vm}' matches several VMs: {candidates}"
+    remedy = "Name the VM by uuid, or as HOST/NAME or GROUP/NAME."
+    kind = "usage"
+
+
+class VmNotInLocation(VmvaultError):
+    code = "VM_NOT_IN_LOCATION"
+    message = "VM {vm} is on host {host} in location '{location}', not in '{vault_location}'"
+    remedy = "Register it with a vault of location '{location}'."
+    kind = "usage"
+
+
+class VmDeleted(VmvaultError):
+    code = "VM_DELETED"
+    message = "VM {vm} no longer exists on host {host}"
+    remedy = (
+        "If the VM was deleted on purpose, stop its protection and keep its data "
+        "('vmvault protection stop {vm} --retain-data': its points stay restorable); if it "
+        "was moved or recreated, run 'vmvault discover'."
+    )
+
+
+class AlreadyRegistered(VmvaultError):
+    code = "ALREADY_REGISTERED"
+    message = "VM {vm} is already registered with vault '{vault}'"
+    remedy = "Nothing to do; 'vmvault vm show {vm}' shows its state."
+    kind = "usage"
+
+
+class AgentNotConfigured(VmvaultError):
+    code = "AGENT_NOT_CONFIGURED"
+    message = "VM {vm} has no qemu-guest-agent channel (org.qemu.guest_agent.0)"
+    remedy = (
+        "Add a <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/>"
+        "</channel> to the domain and install qemu-guest-agent in the guest, or register with "
+        "--crash-consistent to accept crash-consistent backups only."
+    )
+
+
+class AgentNotResponding(VmvaultError):
+    code = "AGENT_NOT_RESPONDING"
+    message = "the guest agent of VM {vm} does not answer guest-ping"
+    remedy = (
+        "Check that qemu-guest-agent is installed and running in the guest, then retry; "
+        "or register with --crash-consistent to accept crash-consistent backups only."
+    )
+
+
+class AgentTooOld(VmvaultError):
+    code = "AGENT_TOO_OLD"
+    message = "the guest agent of VM {vm} is version {version}; at least {minimum} is required"
+    remedy = "Update qemu-guest-agent in the guest to {minimum} or later and retry."
+
+
+class AgentCommandFailed(VmvaultError):
+    code = "AGENT_COMMAND_FAILED"
+    message = "guest agent command {command} failed on VM {vm}"
+    remedy = (
+        "Check that qemu-guest-agent runs in the guest ('guest-ping') and that the VM is "
+        "running and not frozen, then retry."
+    )
+
+
+class TooManyDisks(VmvaultError):
+    code = "TOO_MANY_DISKS"
+    message = "VM {vm} has {count} disks to back up; the limit is {limit}"
+    remedy = (
+        "Detach some data disks, or raise the limit (VMVAULT_MAX_DISKS / --max-disks) "
+        "if this host can take it."
+    )
+
+
+class UnsupportedConfiguration(VmvaultError):
+    code = "UNSUPPORTED_CONFIGURATION"
+    message = "VM {vm} has no disk that can be backed up ({reasons})"
+    remedy = "vmvault backs up file-backed qcow2 or raw disks; give the VM one."

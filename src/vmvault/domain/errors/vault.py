@@ -1,0 +1,170 @@
+"""Vaults and what they hold: choosing a vault, its format, keys, chunks, indexes, manifests and points."""
+
+from __future__ import annotations
+
+from vmvault.domain.errors.base import VmvaultError
+
+
+class VaultNotFound(VmvaultError):
+    code = "VAULT_NOT_FOUND"
+    message = "no vault named '{name}'"
+    remedy = "List vaults with 'vmvault vault list' or create one with 'vmvault vault create'."
+    kind = "usage"
+
+
+class VaultNotChosen(VmvaultError):
+    code = "VAULT_NOT_CHOSEN"
+    message = "{count} vaults exist and none was chosen"
+    remedy = "Name the vault with --vault NAME (or set VMVAULT_VAULT)."
+    kind = "usage"
+
+
+class NoVault(VmvaultError):
+    code = "NO_VAULT"
+    message = "no vault exists yet"
+    remedy = "Create one with 'vmvault vault create NAME --location LOC'."
+    kind = "usage"
+
+
+class VaultExists(VmvaultError):
+    code = "VAULT_EXISTS"
+    message = "a vault named '{name}' already exists"
+    remedy = "Choose another name."
+    kind = "usage"
+
+
+class VaultPathInUse(VmvaultError):
+    code = "VAULT_PATH_IN_USE"
+    message = "{path} is not an empty directory"
+    remedy = "Give --path an empty or new directory."
+    kind = "usage"
+
+
+class VaultNotInitialised(VmvaultError):
+    code = "VAULT_NOT_INITIALISED"
+    message = "{path} holds no vmvault chunk store (its 'config' file is missing)"
+    remedy = "Check the vault's directory; a vault created by 'vmvault vault create' has one."
+    kind = "usage"
+
+
+class VaultConfigCorrupt(VmvaultError):
+    code = "VAULT_CONFIG_CORRUPT"
+    message = "the configuration of the vault at {path} cannot be read"
+    remedy = "Restore the vault's 'config' file from a copy of the vault directory."
+
+
+class VaultFormatUnsupported(VmvaultError):
+    code = "VAULT_FORMAT_UNSUPPORTED"
+    message = "{what} at {path} has format version {found}; this vmvault reads version {supported}"
+    remedy = "Use the vmvault release that wrote this vault (or a newer one)."
+    kind = "usage"
+
+
+class VaultLocked(VmvaultError):
+    code = "VAULT_LOCKED"
+    message = "the vault at {path} is locked by {holder}"
+    remedy = "Wait for the {holder} to finish, then retry."
+    kind = "usage"
+
+
+class VaultFull(VmvaultError):
+    code = "VAULT_FULL"
+    message = "the file system of the vault at {path} is full"
+    remedy = (
+        "Free space: delete old recovery points and run garbage collection, "
+        "or move the vault to a larger file system."
+    )
+
+
+class PassphraseRequired(VmvaultError):
+    code = "PASSPHRASE_REQUIRED"
+    message = "the vault at {path} is encrypted and no passphrase was given"
+    remedy = "Give the vault's passphrase (and its key file)."
+    kind = "usage"
+
+
+class WrongPassphrase(VmvaultError):
+    code = "WRONG_PASSPHRASE"
+    message = "the passphrase does not unlock the key file {key_file}"
+    remedy = "Check the passphrase (it is case sensitive) and that this is the vault's key file."
+    kind = "usage"
+
+
+class KeyFileMissing(VmvaultError):
+    code = "KEY_FILE_MISSING"
+    message = "the key file {key_file} of an encrypted vault does not exist"
+    remedy = (
+        "Give the path of the key file written when the vault was created (it is kept outside "
+        "the vault; restore it from your copy). Without it the vault cannot be read."
+    )
+    kind = "usage"
+
+
+class KeyFileInvalid(VmvaultError):
+    code = "KEY_FILE_INVALID"
+    message = "{key_file} is not a vmvault key file or is damaged"
+    remedy = "Give the key file written when the vault was created, or restore it from your copy."
+    kind = "usage"
+
+
+class KeyFileMismatch(VmvaultError):
+    code = "KEY_FILE_MISMATCH"
+    message = "the key file {key_file} belongs to another vault than {path}"
+    remedy = "Give the key file written when this vault was created."
+    kind = "usage"
+
+
+class ChunkMissing(VmvaultError):
+    code = "CHUNK_MISSING"
+    message = "chunk {chunk} is missing from the vault"
+    remedy = (
+        "Run a verify of the vault to find every recovery point that references it; the next "
+        "full backup of an affected VM stores the chunk again."
+    )
+
+
+class ChunkCorrupt(VmvaultError):
+    code = "CHUNK_CORRUPT"
+    message = "chunk {chunk} failed verification ({why})"
+    remedy = (
+        "The vault's storage damaged or altered this chunk. Restore from another recovery "
+        "point, check the storage (dmesg, SMART), and run a verify of the vault."
+    )
+
+
+class IndexCorrupt(VmvaultError):
+    code = "INDEX_CORRUPT"
+    message = "the disk index {index} is damaged or does not match its manifest ({why})"
+    remedy = "Do not use this recovery point; restore from another one and run a verify."
+
+
+class ManifestCorrupt(VmvaultError):
+    code = "MANIFEST_CORRUPT"
+    message = "the manifest of recovery point {point} is damaged or was altered ({why})"
+    remedy = (
+        "Do not trust this recovery point; restore from another one, check who can write "
+        "the vault directory, and run a verify."
+    )
+
+
+class PointNotFound(VmvaultError):
+    code = "POINT_NOT_FOUND"
+    message = "no recovery point {point} in the vault at {path}"
+    remedy = "List the recovery points of the VM and pick one of them."
+    kind = "usage"
+
+
+class PointOfAnotherVm(VmvaultError):
+    code = "POINT_OF_ANOTHER_VM"
+    message = "recovery point {point} belongs to VM {owner}, not to {vm}"
+    remedy = "List the VM's points with 'vmvault points list {vm}' and pick one of them."
+    kind = "usage"
+
+
+class VerifyFailed(VmvaultError):
+    code = "VERIFY_FAILED"
+    message = "{count} recovery point(s) are damaged: {points}"
+    remedy = (
+        "The job log names each missing or corrupt chunk. Take a new backup of the affected "
+        "VMs; the damaged points cannot be fully restored."
+    )
