@@ -88,7 +88,7 @@ class Services:
 
     @cached_property
     def backups(self) -> BackupService:
-        from vmvault.hypervisor.backups import LibvirtBackupDriver
+        from vmvault.hypervisor.libvirt.backup_driver import LibvirtBackupDriver
 
         s = self.settings
         driver = LibvirtBackupDriver(s.work_dir)

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from vmvault.domain.job import Job, JobState, JobType
-from vmvault.domain.recovery_point import CheckpointRecord
+from vmvault.domain.recovery_point import CheckpointRecord, UnfinishedBackup
 from vmvault.domain.restore import LiveDomain
 from vmvault.domain.vm import PowerState, VmItem
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
-from vmvault.services.backups import POINT_LINE, BackupService
+from vmvault.services.backups import BackupService
 from vmvault.services.jobs import JobRunner
 from vmvault.services.recovery import RecoveryService
 from vmvault.services.restores import SWITCH_LINE, RestoreService
@@ -39,9 +39,13 @@ class FakeBackupDriver:
 
     checkpoint_names: list[str] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    left: list[UnfinishedBackup | None] = field(default_factory=list)
 
-    def cleanup_stale(self, uri: str, vm_uuid: str) -> list[str]:
+    def cleanup_stale(
+        self, uri: str, vm_uuid: str, left: UnfinishedBackup | None = None
+    ) -> list[str]:
         self.calls.append(f"cleanup_stale {vm_uuid}")
+        self.left.append(left)
         return [f"aborted the stale backup job of {vm_uuid}"]
 
     def checkpoints(self, uri: str, vm_uuid: str) -> list[str]:
@@ -77,12 +81,21 @@ class World:
     restore_driver: FakeRestoreDriver
     alive: set[int]
 
-    def job(self, job_type: JobType, pid: int, lines: list[str], key: str | None = UUID) -> Job:
+    def job(
+        self,
+        job_type: JobType,
+        pid: int,
+        lines: list[str],
+        key: str | None = UUID,
+        steps: list[tuple[str, dict[str, Any]]] = (),  # type: ignore[assignment]
+    ) -> Job:
         runner = JobRunner(self.uow, now, pid, lambda p: p in self.alive)
         job = runner.start(job_type, "main", key, "h/vm")
         with self.uow() as uow:
             for line in lines:
                 uow.jobs.append_log(job.id, line, now())
+            for step, data in steps:
+                uow.jobs.record_step(job.id, step, data, now())
             uow.commit()
         return job
 
@@ -122,7 +135,13 @@ def test_a_dead_backup_is_cleaned_up_and_failed(world: World) -> None:
     with world.uow() as uow:  # vmvault-old belongs to a recovery point: kept
         uow.checkpoints.add(CheckpointRecord("vmvault-old", UUID, "p0", now(), "<x/>"))
         uow.commit()
-    job = world.job(JobType.BACKUP, DEAD, [POINT_LINE.format(point=point), "phase: reading"])
+    planned = {"point": point, "checkpoint": f"vmvault-{point}", "quiesce": "freeze"}
+    job = world.job(
+        JobType.BACKUP,
+        DEAD,
+        ["phase: reading"],
+        steps=[("planned", planned), ("freezing", {}), ("point-taken", {"released": True})],
+    )
 
     recovered = world.recovery.recover()
 
@@ -130,6 +149,9 @@ def test_a_dead_backup_is_cleaned_up_and_failed(world: World) -> None:
     assert f"aborted the stale backup job of {UUID}" in recovered[0].actions
     assert world.backup_driver.calls == [f"cleanup_stale {UUID}", f"delete vmvault-{point}"]
     assert world.backup_driver.checkpoint_names == ["foreign", "vmvault-old"]
+    (left,) = world.backup_driver.left  # what the journal says, handed to the adapter
+    assert left is not None and left.point == point and left.checkpoint == f"vmvault-{point}"
+    assert left.window_entered and left.released and not left.may_hold_guest
     closed, log = world.show(job.id)
     assert closed.error_code == "JOB_INTERRUPTED" and str(DEAD) in (closed.message or "")
     assert f"recovery: deleted checkpoint vmvault-{point}: no recovery point uses it" in log
@@ -169,7 +191,7 @@ def test_other_job_types_are_just_closed(world: World) -> None:
 
 
 def test_a_failing_clean_up_still_closes_the_job(world: World) -> None:
-    def broken(uri: str, vm_uuid: str) -> list[str]:
+    def broken(uri: str, vm_uuid: str, left: UnfinishedBackup | None = None) -> list[str]:
         raise OSError("libvirtd is gone")
 
     world.backup_driver.cleanup_stale = broken  # type: ignore[method-assign]

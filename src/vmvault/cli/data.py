@@ -111,8 +111,9 @@ def backup(
                     f"{_size(p.bytes_read)} read, {_size(p.bytes_new)} new",
                     markup=False,
                 )
-        for prune in services().protection.prunes:  # retention of protected VMs
-            render.job_result_line(prune.job)
+        for o in outcomes:  # retention of protected VMs
+            if o.prune is not None:
+                render.job_result_line(o.prune.job)
     raise typer.Exit(render.exit_code_for(jobs))
 
 

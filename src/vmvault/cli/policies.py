@@ -121,7 +121,7 @@ def policy_delete(name: str, json_: JsonOpt = False) -> None:
 
 
 def _jobs_result(result: ProtectResult, json_: bool) -> None:
-    prunes = services().protection.prunes
+    prunes = [o.prune for o in result.backups if o.prune is not None]
     jobs: list[Job] = [o.job for o in result.configured] + [o.job for o in result.backups]
     jobs += [o.job for o in prunes]
     if json_:

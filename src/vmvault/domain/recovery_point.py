@@ -13,15 +13,23 @@ Decisions made here, all pure:
 * the **consistency** that follows from what actually happened;
 * per disk, whether the read is **incremental** (only the dirty extents since the previous
   point's checkpoint) or **full**, and why.
+
+And the values a backup passes around: :class:`TakenPoint` (what the hypervisor adapter
+reports about the point in time it took), the backup journal's step names
+(:class:`BackupStep`) and :class:`UnfinishedBackup` (what a dead backup's journal says it
+left, read by :func:`unfinished_backup` for the clean-up).
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
+from vmvault.domain.job import JournalStep
 from vmvault.domain.vm import PowerState
 
 #: Checkpoints vmvault creates are named ``vmvault-<point id>``; others are never touched.
@@ -178,3 +186,126 @@ def plan_reads(
         else:
             out.append(DiskRead(target, True, f"dirty extents since {previous.checkpoint}"))
     return out
+
+
+# --- the point in time, as the hypervisor adapter hands it over ------------------------------
+
+
+@dataclass(frozen=True)
+class TakenPoint:
+    """How the point in time of a backup was taken (the adapter's report to the service).
+
+    ``warnings`` end the job "completed with warnings" (a freeze that failed: the point is
+    crash-consistent); ``notes`` are job-log lines.  ``frozen_ms`` is the freeze window (fsFreeze
+    returned → fsThaw returned), ``paused_ms`` the pause window of a VM vmvault paused; at
+    most one of them is non-zero.  ``released`` is False when the thaw or resume failed even
+    after its retries: the guest may still be frozen or paused (a clean-up tries again)."""
+
+    method: Method
+    reason: str
+    frozen: bool = False
+    fs_frozen: int = 0
+    frozen_ms: int = 0
+    paused_ms: int = 0
+    released: bool = True
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    #: ``guest-get-fsinfo`` taken just before the point (None: offline, no agent, no answer)
+    fsinfo: tuple[Mapping[str, Any], ...] | None = None
+    #: target → why the disk is read in full although the backup is incremental
+    full_disks: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def window_ms(self) -> int:
+        """How long the guest was held still (frozen or paused): the point's ``frozen_ms``."""
+        return self.frozen_ms or self.paused_ms
+
+    @property
+    def consistency(self) -> Consistency:
+        return consistency_of(self.frozen)
+
+
+# --- the backup job's journal ------------------------------------------------------------------
+
+
+class BackupStep(StrEnum):
+    """The steps of a backup job's journal, in order (docs/backup.md, "Journal").
+
+    Phases (``JobContext.phase``: a log line, the phase observers, a cancel point) and plain
+    records (``JobContext.record``).  Nothing is recorded while the guest is frozen or
+    paused: ``freezing`` is entered before the window, ``point-taken`` after it."""
+
+    PLANNED = "planned"  # record: point, checkpoint, incremental_from, method, quiesce, ...
+    FREEZING = "freezing"  # phase: the point in time is being taken (window next)
+    POINT_TAKEN = "point-taken"  # record: the guest is released (or not: released=false)
+    READING = "reading"  # phase
+    WRITING = "writing"  # phase
+    INDEXES_WRITTEN = "indexes-written"  # record
+    COMMITTING = "committing"  # phase: the last cancel point
+    MANIFEST_WRITTEN = "manifest-written"  # record: the point exists in the vault
+    COMMITTED = "committed"  # record, in the catalog row's transaction: the backup is complete
+    CLEANED_UP = "cleaned-up"  # record, by whoever cleaned up after the job
+
+
+@dataclass(frozen=True)
+class UnfinishedBackup:
+    """What a backup that did not finish left behind, according to its journal.
+
+    The hypervisor adapter's clean-up takes it as it is (it knows no catalog): which
+    checkpoint the backup was creating, how it held the guest still, whether the VM was
+    paused before it started (then it stays paused), and whether the window was entered and
+    released."""
+
+    job_id: int
+    point: str
+    checkpoint: str | None
+    quiesce: str  # "freeze" | "pause" | "none"
+    was_paused: bool
+    offline: bool
+    #: the ``freezing`` step was recorded: the guest may have been frozen or paused
+    window_entered: bool
+    #: ``point-taken`` was recorded (the window is over, backupBegin succeeded)
+    point_taken: bool
+    #: ``point-taken`` says the guest was thawed / resumed
+    released: bool
+    #: the last step recorded
+    last_step: str
+    #: ``manifest-written`` was recorded: the point exists in the vault
+    manifest_written: bool = False
+
+    @property
+    def may_hold_guest(self) -> bool:
+        """The guest may still be frozen or paused by this backup."""
+        return self.window_entered and not self.released
+
+    @property
+    def left_guest_held(self) -> bool:
+        """The backup went on, but its thaw / resume failed: the guest may still be held."""
+        return self.point_taken and not self.released
+
+
+def unfinished_backup(job_id: int, steps: Sequence[JournalStep]) -> UnfinishedBackup | None:
+    """Read a backup job's journal: None when it planned nothing (nothing to undo), when it
+    committed with the guest released, or when someone already cleaned up after it."""
+    by_name = {s.step: s for s in steps}
+    planned = by_name.get(BackupStep.PLANNED)
+    if planned is None or BackupStep.CLEANED_UP in by_name:
+        return None
+    taken = by_name.get(BackupStep.POINT_TAKEN)
+    released = taken is not None and bool(taken.data.get("released", True))
+    if BackupStep.COMMITTED in by_name and released:
+        return None
+    data = planned.data
+    return UnfinishedBackup(
+        job_id=job_id,
+        point=str(data["point"]),
+        checkpoint=data.get("checkpoint"),
+        quiesce=str(data.get("quiesce", "none")),
+        was_paused=bool(data.get("was_paused", False)),
+        offline=bool(data.get("offline", False)),
+        window_entered=BackupStep.FREEZING in by_name,
+        point_taken=taken is not None,
+        released=released,
+        last_step=steps[-1].step,
+        manifest_written=BackupStep.MANIFEST_WRITTEN in by_name,
+    )

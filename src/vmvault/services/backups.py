@@ -1,28 +1,38 @@
 """Backing up VMs: one ``backup`` job per VM (design §2–§3).
 
-Order of one backup, and what each step leaves behind if it fails:
+Order of one backup, and what each step leaves behind if it fails (the steps live in
+:mod:`vmvault.services.backup`):
 
 0. clean up what an earlier backup of the VM that died left behind
-   (:meth:`BackupService.clean_up`): its libvirt job, a frozen or paused guest, work files,
-   its checkpoint, its half-written point;
-1. re-read the domain (gone → ``VM_DELETED``); pick the method and, per disk, full or
-   incremental (``domain.recovery_point``), repairing the checkpoint chain when libvirt lost a
-   checkpoint whose bitmaps are still in the images;
+   (:meth:`BackupService.clean_up`, from that job's journal): its libvirt job, a frozen or
+   paused guest, work files, its checkpoint, its half-written point;
+1. re-read the domain (gone → ``VM_DELETED``); plan (:mod:`.backup.plan`): the method and, per
+   disk, full or incremental (``domain.recovery_point``), repairing the checkpoint chain when
+   libvirt lost a checkpoint whose bitmaps are still in the images.  Journal: ``planned``;
 2. take the point in time (libvirt pull backup with a new checkpoint ``vmvault-<point>``,
-   guest frozen or paused just around it) — or, for a shut-off VM, export its images with
-   qemu-nbd;
-3. read every disk into the vault (chunks, then its index);
-4. write the manifest — from here on the point exists — then the catalog row and the
-   checkpoint record; delete the older vmvault checkpoints of the VM.
+   guest frozen or paused just around ``backupBegin``) — or, for a shut-off VM, export its
+   images with qemu-nbd.  The adapter hands back a typed
+   :class:`~vmvault.domain.recovery_point.TakenPoint`.  Journal: ``freezing`` (before the
+   window), ``point-taken`` (after it);
+3. read every disk into the vault (:mod:`.backup.read`: chunks);
+4. commit (:mod:`.backup.commit`): the indexes (``indexes-written``), the manifest — from
+   here on the point exists (``manifest-written``) — then the catalog row, the checkpoint
+   record and ``committed`` in one transaction; delete the older vmvault checkpoints.
 
 A failure before 4 deletes the new checkpoint and the point's index files (orphan chunks are
-reclaimed by GC), so no half point and no stray checkpoint remain.
+reclaimed by GC), so no half point and no stray checkpoint remain (:func:`.backup.cleanup.
+discard`).
 
-**Phases** (:meth:`JobContext.phase`: logged, shown to ``runner.phase_observers``, and a cancel
-point), each a place where a cancel stops the backup with the undo above:
+**Nothing touches the catalog while the guest is frozen or paused.**  Every journal step and
+phase is written before the window or after it; inside it only the adapter's ``in_window``
+hook runs, which calls :attr:`BackupService.window_observers` (in memory).  A cancel asked
+meanwhile is seen at the first check after the guest is released.
 
-* ``freezing`` — running VM only: the guest is frozen (or paused) and ``backupBegin`` has not
-  been called; a cancel here thaws / resumes it and nothing was begun;
+**Phases** (:meth:`JobContext.phase`: logged, journaled, shown to ``runner.phase_observers``,
+and a cancel point), each a place where a cancel stops the backup with the undo above:
+
+* ``freezing`` — not for a shut-off VM: the point in time is about to be taken (the guest is
+  frozen or paused next); a cancel here leaves the guest untouched and nothing begun;
 * ``reading`` — the point in time is taken, no disk read yet (reads also check for a cancel
   between chunks, at most once a second);
 * ``writing`` — every disk read, its chunks committed; the indexes are written next;
@@ -33,62 +43,40 @@ point), each a place where a cancel stops the backup with the undo above:
 
 from __future__ import annotations
 
-import re
-import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Any
 
-from vmvault.dataplane.backup import DiskBackupResult, backup_disk
-from vmvault.dataplane.index import DiskIndex
-from vmvault.dataplane.manifest import DiskEntry, Manifest
 from vmvault.dataplane.vault import VaultStore
-from vmvault.domain.errors import InvalidInput, JobInterrupted, VmDeleted, VmvaultError
+from vmvault.domain.errors import InvalidInput, VmDeleted
 from vmvault.domain.inventory import match_vm
-from vmvault.domain.job import JobState, JobType
-from vmvault.domain.recovery_point import (
-    CHECKPOINT_PREFIX,
-    CheckpointRecord,
-    DiskRead,
-    Method,
-    MethodChoice,
-    PointDisk,
-    RecoveryPoint,
-    checkpoint_name,
-    choose_method,
-    consistency_of,
-    is_our_checkpoint,
-    new_point_id,
-    plan_reads,
-)
-from vmvault.domain.restore import fs_summary
+from vmvault.domain.job import Job, JobState, JobType
+from vmvault.domain.recovery_point import BackupStep, RecoveryPoint, TakenPoint, UnfinishedBackup
 from vmvault.domain.vault import Vault
-from vmvault.domain.vm import Disk, VmItem, VmState
+from vmvault.domain.vm import VmItem, VmState
+from vmvault.services.backup.cleanup import BackupCleanUp, discard
+from vmvault.services.backup.commit import (
+    record_point,
+    recovery_point,
+    write_indexes,
+    write_manifest,
+)
+from vmvault.services.backup.plan import BackupPlan, plan_backup
+from vmvault.services.backup.read import read_disks
 from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
-from vmvault.services.ports import BackupDriver, Hypervisor, UnitOfWorkFactory
+from vmvault.services.ports import BackupDriver, Hypervisor, PointSession, UnitOfWorkFactory
 from vmvault.services.vaults import VaultService
-
-#: The job-log line that names the point a backup writes (recovery reads it back).
-POINT_LINE = "writing recovery point {point}"
-_POINT_RE = re.compile(r"writing recovery point (\d{8}T\d{6}Z-[0-9a-f]+)")
-
-
-def point_in_log(log: Iterable[str]) -> str | None:
-    """The point a backup job was writing, from its log (:data:`POINT_LINE`)."""
-    for line in log:
-        found = _POINT_RE.search(line)
-        if found:
-            return found.group(1)
-    return None
 
 
 @dataclass
-class ChainState:
-    usable: bool
-    problem: str | None
-    repaired: str | None = None
+class BackupOutcome(JobOutcome[RecoveryPoint]):
+    """A backup job's outcome, with the ``prune`` job that retention ran after it (protected
+    VMs only)."""
+
+    prune: JobOutcome[Any] | None = None
 
 
 class BackupService:
@@ -109,9 +97,17 @@ class BackupService:
         self.driver = driver
         self.clock = clock
         self.workers = workers
+        self.cleanup = BackupCleanUp(uow, driver, clock)
         #: Called after each successful backup (bootstrap sets it: retention of a protected
-        #: VM runs as its own ``prune`` job once the backup job has ended).
-        self.after_backup: Callable[[Vault, VmItem, RecoveryPoint], None] | None = None
+        #: VM runs as its own ``prune`` job once the backup job has ended); what it returns
+        #: comes back as :attr:`BackupOutcome.prune`.
+        self.after_backup: (
+            Callable[[Vault, VmItem, RecoveryPoint], JobOutcome[Any] | None] | None
+        ) = None
+        #: Called with the job inside the freeze / pause window, just before the backup job
+        #: begins (tests and benchmarks hook in here).  They run while the guest is held:
+        #: keep them in memory; a raise thaws / resumes the guest with nothing begun.
+        self.window_observers: list[Callable[[Job], None]] = []
 
     def choose(self, vault_name: str | None, refs: Sequence[str]) -> tuple[Vault, list[VmItem]]:
         """The vault and the VMs to back up, each registered with it (one bad reference
@@ -135,7 +131,7 @@ class BackupService:
 
     def backup(
         self, vault_name: str | None, refs: Sequence[str], keep_until: datetime | None = None
-    ) -> list[JobOutcome[RecoveryPoint]]:
+    ) -> list[BackupOutcome]:
         """One backup job per VM; every reference is checked before any job starts.
 
         ``keep_until``: retention leaves the new points alone until then (ad-hoc points)."""
@@ -144,10 +140,11 @@ class BackupService:
         outcomes = []
         for vm in chosen:
             work = partial(self._backup, vault, store, vm, keep_until)
-            outcome = self.runner.run(JobType.BACKUP, vault.name, vm.uuid, vm.label, work)
-            outcomes.append(outcome)
+            run = self.runner.run(JobType.BACKUP, vault.name, vm.uuid, vm.label, work)
+            outcome = BackupOutcome(run.job, run.result, run.error)
             if outcome.result is not None and self.after_backup is not None:
-                self.after_backup(vault, vm, outcome.result)
+                outcome.prune = self.after_backup(vault, vm, outcome.result)
+            outcomes.append(outcome)
         return outcomes
 
     # --- one VM --------------------------------------------------------------------------------
@@ -163,49 +160,23 @@ class BackupService:
         facts = self.hypervisor.domain_facts(vm.host_uri, vm.uuid)
         if facts is None:
             raise VmDeleted(vm=vm.label, host=vm.hostname)
-        for line in self.clean_up(vm, store, self._interrupted_points(vm)):
+        left = self.cleanup.unfinished(vm, besides=ctx.job.id)
+        for line in self.clean_up(vm, store, left):
             ctx.log(f"left by an interrupted backup: {line}")
         vm.apply(facts, self.clock())
-        disks = vm.backup_disks
         for d in vm.excluded_disks:
             ctx.warn(f"disk {d.target} skipped: {d.reason}")
-        choice = choose_method(vm.power_state, vm.agent_channel, vm.crash_consistent_only)
-        ctx.log(f"method {choice.method.value}: {choice.reason}")
-        with self.uow() as uow:
-            history = uow.points.for_vm(vm.uuid, vault.name)
-        previous = history[0] if history else None
-        chain = self._chain(vm, previous, disks, ctx)
-        capacity = self.driver.disk_sizes(vm.host_uri, vm.uuid)
-        sizes = {d.target: capacity[d.target] for d in disks}
-        reads = plan_reads(
-            [(d.target, d.format, sizes[d.target]) for d in disks],
-            previous,
-            chain.usable,
-            chain.problem,
-        )
-        for r in reads:
-            ctx.log(f"disk {r.target}: {'incremental' if r.incremental else 'full'} ({r.reason})")
-        now = self.clock()
-        point_id = new_point_id(now)
-        incremental = previous is not None and any(r.incremental for r in reads)
-        incremental_from = previous.checkpoint if previous is not None and incremental else None
-        offline = choice.method is Method.OFFLINE
-        new_checkpoint: str | None = None
-        if not offline and any(d.format == "qcow2" for d in disks):
-            new_checkpoint = checkpoint_name(point_id)
-        ctx.log(POINT_LINE.format(point=point_id))
-        cancel = ctx.cancelled
+        plan = plan_backup(self.uow, self.driver, self.clock, vault, vm, ctx)
+        ctx.log(f"writing recovery point {plan.point_id}")
+        ctx.record(BackupStep.PLANNED, **plan.journal())
         try:
-            point = self._take_and_read(
-                vault, store, vm, ctx, point_id, disks, reads, sizes, previous,
-                incremental_from, new_checkpoint, choice, cancel,
-            )  # fmt: skip
+            point = self._take_read_commit(store, plan, ctx)
         except BaseException:
-            self._discard(vm, store, point_id, new_checkpoint, ctx)
+            discard(self.driver, vm, store, plan.point_id, plan.checkpoint, ctx)
             raise
         if self._cancel_asked(ctx):
             ctx.log("cancel requested after the point was committed: ignored, it is complete")
-        self._prune_checkpoints(vm, keep=point.checkpoint, ctx=ctx)
+        self.cleanup.prune_checkpoints(vm, keep=point.checkpoint, ctx=ctx)
         if keep_until is not None:
             point.keep_until = keep_until
             with self.uow() as uow:
@@ -214,208 +185,95 @@ class BackupService:
             ctx.log(f"retention leaves point {point.id} alone until {keep_until.isoformat()}")
         return point
 
-    def _take_and_read(
-        self,
-        vault: Vault,
-        store: VaultStore,
-        vm: VmItem,
-        ctx: JobContext,
-        point_id: str,
-        disks: list[Disk],
-        reads: list[DiskRead],
-        sizes: dict[str, int],
-        previous: RecoveryPoint | None,
-        incremental_from: str | None,
-        new_checkpoint: str | None,
-        choice: MethodChoice,
-        cancel: Callable[[], bool],
+    def _take_read_commit(
+        self, store: VaultStore, plan: BackupPlan, ctx: JobContext
     ) -> RecoveryPoint:
-        created = self.clock()
+        """Steps 2–4 of the module docstring; the caller discards on any exception."""
+        vm = plan.vm
         domain_xml = self.driver.domain_xml(vm.host_uri, vm.uuid)
-        by_target = {r.target: r for r in reads}
-        prev_manifest = store.read_manifest(previous.id) if previous and incremental_from else None
-        results: dict[str, DiskBackupResult] = {}
-        total = sum(sizes.values())
-        with ExitStack() as stack:
-            stack.enter_context(store.writer(point_id))
-            offline = choice.method is Method.OFFLINE
-            if offline:
-                session = self.driver.offline(disks, incremental_from)
-            else:
-                session = self.driver.take_point(
-                    vm.host_uri,
-                    vm.uuid,
-                    disks,
-                    checkpoint=new_checkpoint,
-                    incremental_from=incremental_from,
-                    quiesce=choice.quiesce,
-                    cancel=cancel,
-                    before_begin=lambda: ctx.phase("freezing"),
-                )
-            stack.enter_context(session)
-            for note in session.notes:
-                if note.startswith("warning:"):
-                    ctx.warn(note.removeprefix("warning: "))
-                else:
-                    ctx.log(note)
-            ctx.log(f"point in time taken (frozen={session.frozen}, window {session.frozen_ms} ms)")
-            ctx.phase("reading")
-            done_before = 0
-            for disk in disks:
-                read = by_target[disk.target]
-                source = session.source(disk.target)
-                prev_index: DiskIndex | None = None
-                dirty = None
-                if read.incremental and prev_manifest is not None:
-                    prev_index = store.read_point_index(prev_manifest, disk.target)
-                    dirty = source.dirty_extents()
-
-                def progress(done: int, todo: int, base: int = done_before) -> None:
-                    ctx.progress(base + done, total)
-
-                t0 = time.monotonic()
-                res = backup_disk(
-                    store,
-                    source,
-                    previous=prev_index,
-                    dirty=dirty,
-                    workers=self.workers,
-                    progress=progress,
-                    cancel=cancel,
-                )
-                secs = max(time.monotonic() - t0, 1e-6)
-                results[disk.target] = res
-                done_before += sizes[disk.target]
-                ctx.log(
-                    f"disk {disk.target}: read {res.bytes_read:,} B in {secs:.2f}s "
-                    f"({res.bytes_read / secs / 1e6:.0f} MB/s), new {res.bytes_new:,} B, "
-                    f"{res.chunks_new} new / {res.chunks_dedup} dedup / "
-                    f"{res.chunks_reused} reused / {res.chunks_zero} zero chunks"
-                )
-            # 3. indexes, then 4. the manifest: the point exists from here on
-            ctx.phase("writing")
-            entries: list[DiskEntry] = []
-            for disk in disks:
-                res = results[disk.target]
-                digest = store.write_index(point_id, disk.target, res.index)
-                entries.append(
-                    DiskEntry(
-                        target=disk.target,
-                        size=sizes[disk.target],
-                        index=f"{disk.target}.fidx",
-                        index_digest=digest,
-                        bytes_read=res.bytes_read,
-                        bytes_new=res.bytes_new,
-                    )
-                )
-            for d in vm.excluded_disks:
-                entries.append(DiskEntry(target=d.target, size=0, excluded=True, reason=d.reason))
-            consistency = consistency_of(session.frozen)
-            checkpoint = new_checkpoint if not offline else incremental_from
-            ctx.phase("committing")  # the last cancel point
-            store.write_manifest(
-                Manifest(
-                    point_id=point_id,
-                    vm_uuid=vm.uuid,
-                    vm_name=vm.name,
-                    created_at=created.isoformat(),
-                    domain_xml=domain_xml,
-                    method=choice.method.value,
-                    consistency=consistency.value,
-                    frozen_ms=session.frozen_ms,
-                    checkpoint=checkpoint,
-                    disks=entries,
-                    extra={
-                        "host_uri": vm.host_uri,
-                        "incremental_from": incremental_from,
-                        # what the guest had mounted: a restore test checks it is back
-                        "fsinfo": fs_summary(session.fsinfo),
-                    },
-                )
-            )
-        point = RecoveryPoint(
-            id=point_id,
-            vault=vault.name,
-            vm_uuid=vm.uuid,
-            vm_name=vm.name,
-            created_at=created,
-            consistency=consistency,
-            method=choice.method,
-            frozen_ms=session.frozen_ms,
-            checkpoint=checkpoint,
-            disks=[
-                PointDisk(
-                    target=e.target,
-                    size=e.size,
-                    format=next((d.format for d in disks if d.target == e.target), None),
-                    excluded=e.excluded,
-                    reason=e.reason if e.excluded else by_target[e.target].reason,
-                    incremental=False if e.excluded else by_target[e.target].incremental,
-                    bytes_read=e.bytes_read,
-                    bytes_new=e.bytes_new,
-                )
-                for e in entries
-            ],
-            job_id=ctx.job.id,
-            warnings=list(ctx.job.warnings),
+        previous = plan.previous
+        prev_manifest = (
+            store.read_manifest(previous.id) if previous and plan.incremental_from else None
         )
-        with self.uow() as uow:
-            uow.points.add(point)
-            if new_checkpoint is not None:
-                xml = self.driver.checkpoint_xml(vm.host_uri, vm.uuid, new_checkpoint)
-                uow.checkpoints.add(
-                    CheckpointRecord(new_checkpoint, vm.uuid, point_id, created, xml)
-                )
-            uow.vms.save(vm)
-            uow.commit()
+        with ExitStack() as stack:
+            stack.enter_context(store.writer(plan.point_id))
+            session, taken = stack.enter_context(self._point_in_time(plan, ctx))
+            ctx.phase(BackupStep.READING)
+            results = read_disks(
+                store,
+                session,
+                plan,
+                prev_manifest,
+                ctx,
+                workers=self.workers,
+                cancel=ctx.cancelled,
+            )
+            ctx.phase(BackupStep.WRITING)
+            entries = write_indexes(store, plan, results)
+            ctx.record(BackupStep.INDEXES_WRITTEN, disks=[e.target for e in entries])
+            ctx.phase(BackupStep.COMMITTING)  # the last cancel point
+            write_manifest(store, plan, taken, entries, domain_xml)
+            ctx.record(BackupStep.MANIFEST_WRITTEN, point=plan.point_id)
+        point = recovery_point(plan, taken, entries, ctx)
+        record_point(self.uow, self.driver, plan, point, ctx, self.clock())
         ctx.log(
-            f"recovery point {point_id}: {point.consistency.value}, "
+            f"recovery point {point.id}: {point.consistency.value}, "
             f"{point.bytes_logical:,} B logical, {point.bytes_new:,} B new"
         )
         return point
 
-    # --- chain ---------------------------------------------------------------------------------
+    @contextmanager
+    def _point_in_time(
+        self, plan: BackupPlan, ctx: JobContext
+    ) -> Iterator[tuple[PointSession, TakenPoint]]:
+        """Take the point in time (step 2) and hold its session open while it is read.
 
-    def _chain(
-        self, vm: VmItem, previous: RecoveryPoint | None, disks: list[Disk], ctx: JobContext
-    ) -> ChainState:
-        """Can the previous point's checkpoint serve an incremental?  Repair it if libvirt
-        lost its metadata while the bitmaps survived in the images."""
-        if previous is None or previous.checkpoint is None:
-            return ChainState(False, None)
-        name = previous.checkpoint
-        repaired = None
-        if name not in self.driver.checkpoints(vm.host_uri, vm.uuid):
-            with self.uow() as uow:
-                records = {r.name: r for r in uow.checkpoints.for_vm(vm.uuid)}
-            record = records.get(name)
-            if record is None:
-                return ChainState(False, f"checkpoint {name} missing in libvirt")
-            try:
-                self.driver.redefine_checkpoint(vm.host_uri, vm.uuid, record.xml)
-            except VmvaultError as exc:
-                return ChainState(False, f"checkpoint {name} missing in libvirt ({exc.text})")
-            repaired = name
-        qcow2 = [d.target for d in disks if d.format == "qcow2"]
-        problems = self.driver.checkpoint_problems(vm.host_uri, vm.uuid, name, qcow2)
-        if problems:
-            return ChainState(False, "; ".join(problems))
-        if repaired:
-            ctx.log(f"checkpoint {name} was missing in libvirt: redefined from the catalog")
-        return ChainState(True, None, repaired=repaired)
+        The ``freezing`` phase is entered — logged, journaled, a cancel point — before the
+        guest is frozen or paused; inside the window only :attr:`window_observers` run (in
+        memory); ``point-taken`` is journaled once the guest is released."""
+        vm = plan.vm
+        session: PointSession
+        if plan.offline:
+            session = self.driver.offline(list(plan.disks), plan.incremental_from)
+        else:
+            ctx.phase(
+                BackupStep.FREEZING,
+                quiesce=plan.choice.quiesce,
+                was_paused=plan.choice.quiesce == "none",
+            )
+            session = self.driver.take_point(
+                vm.host_uri,
+                vm.uuid,
+                list(plan.disks),
+                checkpoint=plan.checkpoint,
+                incremental_from=plan.incremental_from,
+                quiesce=plan.choice.quiesce,
+                cancel=ctx.cancelled,
+                in_window=partial(self._in_window, ctx.job),
+            )
+        with session:
+            taken = session.taken
+            ctx.record(
+                BackupStep.POINT_TAKEN,
+                method=taken.method.value,
+                reason=taken.reason,
+                frozen=taken.frozen,
+                fs_frozen=taken.fs_frozen,
+                frozen_ms=taken.frozen_ms,
+                paused_ms=taken.paused_ms,
+                released=taken.released,
+            )
+            for note in taken.notes:
+                ctx.log(note)
+            for warning in taken.warnings:
+                ctx.warn(warning)
+            ctx.log(f"point in time taken (frozen={taken.frozen}, window {taken.window_ms} ms)")
+            yield session, taken
 
-    def _discard(
-        self, vm: VmItem, store: VaultStore, point_id: str, checkpoint: str | None, ctx: JobContext
-    ) -> None:
-        """Undo a backup that did not commit: no half point, no stray checkpoint."""
-        if checkpoint is not None:
-            try:
-                if checkpoint in self.driver.checkpoints(vm.host_uri, vm.uuid):
-                    self.driver.delete_checkpoint(vm.host_uri, vm.uuid, checkpoint)
-                    ctx.log(f"removed checkpoint {checkpoint} of the failed backup")
-            except VmvaultError as exc:
-                ctx.log(f"could not remove checkpoint {checkpoint}: {exc.text}")
-        store.delete_point(point_id)
+    def _in_window(self, job: Job) -> None:
+        """Inside the freeze / pause window: in memory only (no catalog, no log)."""
+        for observer in self.window_observers:
+            observer(job)
 
     def _cancel_asked(self, ctx: JobContext) -> bool:
         with self.uow() as uow:
@@ -428,96 +286,10 @@ class BackupService:
         self,
         vm: VmItem,
         store: VaultStore | None,
-        points: Iterable[str] = (),
+        unfinished: Sequence[UnfinishedBackup] = (),
         *,
         still_ours: Callable[[], bool] = lambda: True,
     ) -> list[str]:
-        """Undo what a backup of ``vm`` that died left behind; returns what was done.
-
-        1. the libvirt side (:meth:`BackupDriver.cleanup_stale`): a stray pull job, a frozen or
-           paused guest, socket / scratch / state files, stale qemu-nbd exports;
-        2. every ``vmvault-*`` checkpoint of the VM that no checkpoint record of the catalog
-           references (a backup that died between ``backupBegin`` and its commit).  Other
-           tools' checkpoints are never touched;
-        3. the half-written points in ``store`` (indexes, no manifest, no catalog row, no live
-           writer) of those checkpoints and of ``points``.
-
-        The caller holds the VM (it runs a job on it, or the dead job still holds its conflict
-        key); ``still_ours()`` is asked before anything is deleted, and deletion stops as soon
-        as it says False (another job took the VM over: it cleans up itself).
-        """
-        done = self.driver.cleanup_stale(vm.host_uri, vm.uuid)
-        with self.uow() as uow:
-            recorded = {r.name for r in uow.checkpoints.for_vm(vm.uuid)}
-            recorded |= {p.checkpoint for p in uow.points.for_vm(vm.uuid) if p.checkpoint}
-        half = set(points)
-        try:
-            names = self.driver.checkpoints(vm.host_uri, vm.uuid)
-        except VmvaultError as exc:
-            return [*done, f"could not list the checkpoints: {exc.text}"]
-        for name in names:
-            if not is_our_checkpoint(name) or name in recorded:
-                continue
-            if not still_ours():
-                return [*done, "another job took the VM over: the rest is left to it"]
-            try:
-                self.driver.delete_checkpoint(vm.host_uri, vm.uuid, name)
-            except VmvaultError as exc:
-                done.append(f"could not delete checkpoint {name}: {exc.text}")
-                continue
-            done.append(f"deleted checkpoint {name}: no recovery point uses it")
-            half.add(name.removeprefix(CHECKPOINT_PREFIX))
-        if store is not None and half:
-            done += self._drop_half_points(store, half, still_ours)
-        return done
-
-    def _drop_half_points(
-        self, store: VaultStore, ids: set[str], still_ours: Callable[[], bool]
-    ) -> list[str]:
-        """Delete the index directories of points that never got their manifest.
-
-        Checked in this order so that a backup committing meanwhile is never hit: the
-        directory exists, no manifest, no live writer registered for it, still no manifest
-        (a writer ends only after its manifest is written)."""
-        done: list[str] = []
-        present = set(store.list_index_dirs())
-        for point_id in sorted(ids & present):
-            if store.manifest_path(point_id).exists():
-                continue
-            with self.uow() as uow:
-                if uow.points.get(point_id) is not None:
-                    continue
-            if any(w.name == point_id for w in store.writers.live()):
-                continue
-            if store.manifest_path(point_id).exists() or not still_ours():
-                continue
-            store.delete_point(point_id)
-            done.append(f"removed the half-written point {point_id} (indexes without manifest)")
-        return done
-
-    def _interrupted_points(self, vm: VmItem) -> list[str]:
-        """Points that the VM's recent interrupted backup jobs were writing (their logs)."""
-        ids: list[str] = []
-        with self.uow() as uow:
-            jobs = uow.jobs.find(job_type=JobType.BACKUP, vm_uuid=vm.uuid, limit=10)
-            for job in jobs:
-                if job.error_code == JobInterrupted.code:
-                    found = point_in_log(uow.jobs.log(job.id))
-                    if found is not None:
-                        ids.append(found)
-        return ids
-
-    def _prune_checkpoints(self, vm: VmItem, keep: str | None, ctx: JobContext) -> None:
-        """Only the newest vmvault checkpoint is needed for the next incremental."""
-        with self.uow() as uow:
-            records = uow.checkpoints.for_vm(vm.uuid)
-        live = set(self.driver.checkpoints(vm.host_uri, vm.uuid)) if records else set()
-        for rec in records:
-            if rec.name == keep or not is_our_checkpoint(rec.name):
-                continue
-            if rec.name in live:
-                self.driver.delete_checkpoint(vm.host_uri, vm.uuid, rec.name)
-            with self.uow() as uow:
-                uow.checkpoints.delete(rec.name)
-                uow.commit()
-            ctx.log(f"deleted checkpoint {rec.name} (no longer needed)")
+        """Undo what backups of ``vm`` that died left behind (their journals: ``unfinished``,
+        newest first); returns what was done (:meth:`.backup.cleanup.BackupCleanUp.clean_up`)."""
+        return self.cleanup.clean_up(vm, store, unfinished, still_ours=still_ours)

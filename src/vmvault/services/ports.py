@@ -17,7 +17,12 @@ from vmvault.dataplane.source import ExtentSource
 from vmvault.domain.inventory import AgentReport
 from vmvault.domain.job import Job, JobState, JobType, JournalStep
 from vmvault.domain.policy import Policy
-from vmvault.domain.recovery_point import CheckpointRecord, RecoveryPoint
+from vmvault.domain.recovery_point import (
+    CheckpointRecord,
+    RecoveryPoint,
+    TakenPoint,
+    UnfinishedBackup,
+)
 from vmvault.domain.restore import DomainShape, LiveDomain, RestorePlan, XmlNic
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import Disk, DomainFacts, VmItem
@@ -243,12 +248,20 @@ class Source(ExtentSource, Protocol):
 
 
 class BackupDriver(Protocol):
-    """What a backup needs from the hypervisor (``vmvault.hypervisor.backups`` implements it)."""
+    """What a backup needs from the hypervisor (``vmvault.hypervisor.libvirt.backup_driver``
+    implements it over libvirt, ``vmvault.hypervisor.memory`` in memory)."""
 
-    def checkpoints(self, uri: str, vm_uuid: str) -> list[str]: ...
+    def checkpoints(self, uri: str, vm_uuid: str) -> list[str]:
+        """The VM's checkpoints, oldest first."""
+
     def checkpoint_xml(self, uri: str, vm_uuid: str, name: str) -> str: ...
-    def redefine_checkpoint(self, uri: str, vm_uuid: str, xml: str) -> None: ...
-    def delete_checkpoint(self, uri: str, vm_uuid: str, name: str) -> None: ...
+    def redefine_checkpoint(self, uri: str, vm_uuid: str, xml: str) -> None:
+        """Bring back a checkpoint whose metadata was lost; MUST refuse
+        (``CHECKPOINT_MISSING``) one whose bitmaps are gone."""
+
+    def delete_checkpoint(self, uri: str, vm_uuid: str, name: str) -> None:
+        """Delete one of vmvault's checkpoints (a missing one is a no-op)."""
+
     def checkpoint_problems(
         self, uri: str, vm_uuid: str, name: str, targets: list[str]
     ) -> list[str]:
@@ -268,30 +281,46 @@ class BackupDriver(Protocol):
         incremental_from: str | None,
         quiesce: str,
         cancel: Callable[[], bool],
-        before_begin: Callable[[], None] | None = None,
+        in_window: Callable[[], None] | None = None,
     ) -> PointSession:
-        """The point in time of a running or paused VM.  ``before_begin()`` MUST be called
-        with the guest frozen (or paused) just before the backup job begins; when it raises,
-        the guest MUST be thawed / resumed and no job or checkpoint left behind."""
+        """The point in time of a running or paused VM, taken when the session is entered.
+
+        ``cancel()`` is asked before the guest is frozen or paused and again once it is
+        released (it may read the catalog) — never inside the window.  ``in_window()`` MUST
+        be called with the guest frozen (or paused) just before the backup job begins, and
+        nowhere else; it does no I/O.  When it or ``cancel()`` raises, the guest MUST be
+        thawed / resumed first, and no job or checkpoint left behind."""
 
     def offline(self, disks: list[Disk], bitmap: str | None) -> PointSession: ...
-    def cleanup_stale(self, uri: str, vm_uuid: str) -> list[str]:
+    def cleanup_stale(
+        self, uri: str, vm_uuid: str, left: UnfinishedBackup | None = None
+    ) -> list[str]:
         """End what a dead vmvault process left on the VM (its backup job, a frozen or paused
-        guest, work files, offline exports); what was done, one line each.  MUST do nothing
-        while a live process is backing the VM up.  Leaves checkpoints alone."""
+        guest, work files, offline exports); what was done, one line each.  ``left`` is what
+        the dead backup's journal says (None: unknown).  MUST do nothing while a live process
+        is backing the VM up.  Leaves checkpoints alone."""
 
 
 class PointSession(Protocol):
-    """A point in time being read: a context manager yielding per-disk sources."""
+    """A point in time being read: a context manager yielding per-disk sources.
 
-    frozen: bool
-    frozen_ms: int
-    notes: list[str]
-    #: ``guest-get-fsinfo`` taken with the point in time (None: offline, or no agent)
-    fsinfo: list[dict[str, Any]] | None
+    After ``__enter__``, :attr:`taken` says how the point was taken (the typed hand-off: method
+    and reason, frozen window, warnings, log notes, fsinfo).  :attr:`released` is False while
+    the guest may still be frozen or paused because a thaw / resume failed (``__exit__``
+    tries once more)."""
+
+    @property
+    def taken(self) -> TakenPoint: ...
+    @property
+    def released(self) -> bool: ...
 
     def __enter__(self) -> PointSession: ...
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
     def source(self, target: str) -> Source: ...
 
 

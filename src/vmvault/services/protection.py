@@ -43,7 +43,7 @@ from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.retention import Decision, PointRef, apply_retention
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem, VmState
-from vmvault.services.backups import BackupService
+from vmvault.services.backups import BackupOutcome, BackupService
 from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
 from vmvault.services.ports import UnitOfWorkFactory
 from vmvault.services.vaults import VaultService
@@ -63,7 +63,7 @@ def protection_detail(vm: VmItem, has_points: bool) -> str:
 @dataclass
 class ProtectResult:
     configured: list[JobOutcome[VmItem]]
-    backups: list[JobOutcome[RecoveryPoint]]
+    backups: list[BackupOutcome]  # each with the prune job retention ran after it
 
 
 @dataclass
@@ -87,8 +87,6 @@ class ProtectionService:
         self.clock = clock
         self._backups = backups
         self._stores: dict[str, VaultStore] = {}
-        #: The prune jobs run after backups by this process (the CLI shows them).
-        self.prunes: list[JobOutcome[PruneResult]] = []
 
     # --- choosing VMs --------------------------------------------------------------------------
 
@@ -205,7 +203,7 @@ class ProtectionService:
 
     def _backup_now(
         self, vault: Vault, configured: list[JobOutcome[VmItem]], wanted: bool
-    ) -> list[JobOutcome[RecoveryPoint]]:
+    ) -> list[BackupOutcome]:
         ready = [o.result.uuid for o in configured if o.result is not None]
         if not wanted or not ready:
             return []
@@ -279,12 +277,15 @@ class ProtectionService:
 
     # --- retention --------------------------------------------------------------------------------
 
-    def after_backup(self, vault: Vault, vm: VmItem, point: RecoveryPoint) -> None:
-        """BackupService's hook: prune a protected VM's points with its policy."""
+    def after_backup(
+        self, vault: Vault, vm: VmItem, point: RecoveryPoint
+    ) -> JobOutcome[PruneResult] | None:
+        """BackupService's hook: prune a protected VM's points with its policy (the prune
+        job's outcome comes back with the backup's, as ``BackupOutcome.prune``)."""
         current = self._current(vm)
         if current.state is not VmState.PROTECTED or current.policy is None:
-            return
-        self.prunes.append(self.prune(vault, current))
+            return None
+        return self.prune(vault, current)
 
     def prune(self, vault: Vault, vm: VmItem) -> JobOutcome[PruneResult]:
         """One ``prune`` job: apply the VM's policy's retention, delete what it removes."""

@@ -208,7 +208,6 @@ class QueueService:
         finally:
             unstarted = self.runner.adopted is not None
             self.runner.adopt(None)
-            self._protection().prunes.clear()  # only the CLI shows them; don't accumulate
         with self.uow() as uow:
             current = uow.jobs.get(job.id)
         assert current is not None

@@ -11,8 +11,10 @@ serve`` calls at start-up — finds every such job and, for each:
    this catalog can start on the VM meanwhile; if one takes it over anyway, by closing the
    orphan itself, deletion stops and that job's own clean-up finishes the work):
 
-   * ``backup``: :meth:`BackupService.clean_up` — the libvirt job, thaw / resume, work files,
-     stray ``vmvault-*`` checkpoints, the half-written point it was writing;
+   * ``backup``: :meth:`BackupService.clean_up`, told what the job's journal says
+     (:func:`~vmvault.domain.recovery_point.unfinished_backup`) — the libvirt job, thaw /
+     resume, work files, stray ``vmvault-*`` checkpoints, the half-written point it was
+     writing;
    * ``restore``: :meth:`RestoreService.clean_up` — staged images and partial files; a
      ``--replace`` interrupted during its switch is rolled back;
    * other types touch nothing that needs undoing (a GC or verify is safe to interrupt);
@@ -35,8 +37,9 @@ from datetime import datetime
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import JobInterrupted, VmvaultError
 from vmvault.domain.job import Job, JobType, conflict_key
+from vmvault.domain.recovery_point import unfinished_backup
 from vmvault.domain.vm import VmItem
-from vmvault.services.backups import BackupService, point_in_log
+from vmvault.services.backups import BackupService
 from vmvault.services.jobs import JobRunner
 from vmvault.services.ports import UnitOfWorkFactory
 from vmvault.services.restores import RestoreService
@@ -99,7 +102,7 @@ class RecoveryService:
         actions: list[str] = []
         try:
             if job.type is JobType.BACKUP and vm is not None:
-                actions = self._backup(job, vm, log, still_ours)
+                actions = self._backup(job, vm, still_ours)
             elif job.type is JobType.RESTORE:
                 actions = self.restores.clean_up(job, log, still_ours)
         except Exception as exc:  # one job's clean-up never keeps the others from theirs
@@ -115,9 +118,8 @@ class RecoveryService:
             current = self.runner.finish(current, JobInterrupted(detail, pid=job.pid))
         return RecoveredJob(current or job, actions)
 
-    def _backup(
-        self, job: Job, vm: VmItem, log: list[str], still_ours: Callable[[], bool]
-    ) -> list[str]:
+    def _backup(self, job: Job, vm: VmItem, still_ours: Callable[[], bool]) -> list[str]:
+        """The dead backup's journal says what it left (docs/backup.md, "Journal")."""
         actions: list[str] = []
         store: VaultStore | None = None
         try:
@@ -127,6 +129,9 @@ class RecoveryService:
                 f"vault {job.vault} not opened ({exc.text}): a half-written point is left "
                 "to the next gc"
             )
-        point = point_in_log(log)
-        actions += self.backups.clean_up(vm, store, [point] if point else [], still_ours=still_ours)
+        with self.uow() as uow:
+            left = unfinished_backup(job.id, uow.jobs.steps(job.id))
+        actions += self.backups.clean_up(
+            vm, store, [left] if left is not None else [], still_ours=still_ours
+        )
         return actions

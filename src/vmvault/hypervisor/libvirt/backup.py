@@ -13,43 +13,41 @@
 touched):
 
 1. lock ``work_dir/<uuid>/lock`` (one vmvault backup per VM on this host), prepare
-   ``work_dir/<uuid>/sock`` (owned by QEMU's user, 0750: QEMU creates the socket there) and
-   ``work_dir/<uuid>/scratch`` (libvirt creates and labels the scratch files);
+   ``sock/`` and ``scratch/`` (:mod:`~vmvault.hypervisor.libvirt.rundir`);
 2. refuse a VM that is not running/paused (``BACKUP_VM_NOT_RUNNING``) or that already has a job
    (``BACKUP_JOB_RUNNING``);
 3. incremental: the checkpoint must exist and QEMU must still have its bitmap on every qcow2
    disk it covers (``CHECKPOINT_MISSING`` otherwise).  Disks it does not cover (raw disks,
    disks added later) are exported *full* in the same job (per-disk ``backupmode='full'``);
-4. ``guest-get-fsinfo`` (before the freeze: a frozen agent refuses almost everything);
-5. the point in time: freeze → ``backupBegin`` → thaw (or suspend → ``backupBegin`` → resume),
-   thaw/resume in a ``finally``.  A freeze that fails or times out is not fatal: the point is
-   crash-consistent and ``point_in_time.freeze_error`` says why.  ``before_begin()`` is called
-   in the window (guest frozen or paused) just before ``backupBegin``, then ``cancel()`` is
-   asked: either may stop the backup there, and the guest is thawed / resumed with nothing
-   begun;
-6. connect nothing yet: :meth:`source` connects to a disk's export on first use.
+4. ``guest-get-fsinfo`` (before the freeze: a frozen agent refuses almost everything), then
+   ``cancel()`` is asked;
+5. the point in time (:mod:`~vmvault.hypervisor.libvirt.quiesce`): freeze → ``backupBegin`` →
+   thaw (or suspend → ``backupBegin`` → resume), thaw/resume always.  A freeze that fails or
+   times out is not fatal: the point is crash-consistent and ``point_in_time.freeze_error``
+   says why.  Inside the window only ``in_window()`` (in memory: it must not block or do I/O)
+   and ``backupBegin`` run; if ``in_window()`` raises, the guest is thawed / resumed with
+   nothing begun;
+6. once the guest is released, ``cancel()`` is asked again (it may read a catalog); connect
+   nothing yet: :meth:`source` connects to a disk's export on first use.
 
 If ``__enter__`` fails after ``backupBegin`` it aborts the job and deletes the new checkpoint
 itself (the caller has nothing to clean).  ``__exit__`` never deletes the new checkpoint: a
 caller whose recovery point did not commit deletes it (``checkpoints.delete_checkpoint``).
 
 A vmvault process that dies mid-backup leaves a job whose socket lives under ``work_dir`` (and
-maybe a frozen or paused guest): :func:`cleanup_stale` finds and ends it.  It uses the state
-file ``work_dir/<uuid>/state.json`` that :class:`PullBackup` keeps up to date, and the lock to
+maybe a frozen or paused guest): :func:`~vmvault.hypervisor.libvirt.stale.cleanup_stale` ends
+it, told by the caller what the dead backup was doing (its journal), and using the lock to
 tell a dead owner from a live one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
-import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
@@ -57,42 +55,37 @@ import libvirt
 
 from vmvault.domain.errors import (
     AgentCommandFailed,
-    AgentFreezeTimeout,
     BackupAbortFailed,
     BackupBeginFailed,
     BackupJobRunning,
     BackupVmNotRunning,
     Cancelled,
     CheckpointMissing,
-    FreezeFailed,
     InvalidInput,
-    ThawFailed,
-    VmvaultError,
-    WorkDirUnusable,
 )
-from vmvault.hypervisor.host import untraversable
-from vmvault.hypervisor.libvirt import agent
+from vmvault.hypervisor.libvirt import agent, backup_xml
 from vmvault.hypervisor.libvirt.checkpoints import checkpoint_coverage
 from vmvault.hypervisor.libvirt.connection import lookup_domain, open_connection
+from vmvault.hypervisor.libvirt.jobcontrol import (
+    _msg,
+    backup_socket,
+    domain_name,
+    end_backup_job,
+    has_checkpoint,
+    job_info,
+)
+from vmvault.hypervisor.libvirt.quiesce import (
+    QUIESCE_MODES,
+    Window,
+    freeze_window,
+    pause_window,
+    resume,
+    thaw,
+    why_not_freeze,
+)
+from vmvault.hypervisor.libvirt.rundir import RunDir, check_work_dir
 from vmvault.hypervisor.nbd import DIRTY_BITMAP_PREFIX, NbdSource
-from vmvault.hypervisor.offline import cleanup_stale_exports
 
-QUIESCE_MODES = ("freeze", "pause", "none")
-SOCKET_NAME = "nbd.sock"
-STATE_NAME = "state.json"
-LOCK_NAME = "lock"
-_JOB_OPERATIONS = {
-    1: "start",
-    2: "save",
-    3: "restore",
-    4: "incoming migration",
-    5: "outgoing migration",
-    6: "snapshot",
-    7: "snapshot revert",
-    8: "dump",
-    9: "backup",
-    10: "snapshot delete",
-}
 _STATE_NAMES = {
     libvirt.VIR_DOMAIN_NOSTATE: "in no state",
     libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
@@ -112,158 +105,16 @@ class DiskSpec:
 
 
 @dataclass
-class PointInTime:
-    """How the point in time was taken."""
+class PointInTime(Window):
+    """How the point in time was taken: the window (:class:`~.quiesce.Window`: frozen,
+    fs_frozen, frozen_ms, paused_ms, freeze_error …) and the rest of the job."""
 
-    frozen: bool = False  # the guest's file systems were frozen by the agent
-    frozen_ms: int = 0  # freeze (or pause) window: freeze returned → thaw returned
-    freeze_error: str | None = None  # why there was no freeze (crash-consistent)
-    fs_frozen: int = 0  # file systems the agent froze
-    paused: bool = False  # vmvault paused the VM for the point (quiesce="pause")
     checkpoint: str | None = None  # the checkpoint created with the point
     incremental_from: str | None = None
     fsinfo: list[dict[str, Any]] | None = None  # guest-get-fsinfo, before the freeze
-    # --- beyond the contract ---
-    freeze_error_code: str | None = None  # FREEZE_FAILED | AGENT_FREEZE_TIMEOUT | ...
-    freeze_call_ms: int = 0  # how long fsFreeze took (the guest's fsfreeze hooks run in it)
-    thaw_error: str | None = None  # set if the thaw failed: the guest may still be frozen
-    quiesce: str = "freeze"
     was_paused: bool = False  # the VM was already paused (and stays so)
     began_at: float = 0.0  # epoch seconds of backupBegin
     full_disks: dict[str, str] = field(default_factory=dict)  # target -> why full (incremental)
-
-
-# --- small helpers ---------------------------------------------------------------------------
-
-
-def _msg(exc: libvirt.libvirtError) -> str:
-    return str(exc.get_error_message() or exc)
-
-
-def _name(dom: Any) -> str:
-    try:
-        return str(dom.name())
-    except libvirt.libvirtError:
-        return "?"
-
-
-def job_info(dom: Any) -> tuple[int, str | None]:
-    """(job type, operation name) of the domain's current job; type 0 = none."""
-    try:
-        stats = dom.jobStats(0)
-    except libvirt.libvirtError:
-        return 0, None
-    jtype = int(stats.get("type", 0))
-    if jtype == libvirt.VIR_DOMAIN_JOB_NONE:
-        return 0, None
-    op = stats.get("operation")
-    return jtype, _JOB_OPERATIONS.get(int(op), f"operation {op}") if op is not None else "unknown"
-
-
-def backup_socket(dom: Any) -> str | None:
-    """The unix socket of the domain's running pull-mode backup job, if any."""
-    try:
-        root = ET.fromstring(dom.backupGetXMLDesc(0))
-    except (libvirt.libvirtError, ET.ParseError):
-        return None
-    server = root.find("server")
-    if server is None or server.get("transport", "tcp") != "unix":
-        return None
-    return server.get("socket")
-
-
-def _qemu_owner(domain_xml: ET.Element) -> tuple[int, int]:
-    """uid/gid QEMU runs as: the DAC seclabel of the live XML (``+64055:+64055``), else the
-    libvirt-qemu user, else root."""
-    for sl in domain_xml.findall("seclabel"):
-        if sl.get("model") == "dac":
-            label = sl.findtext("label") or ""
-            try:
-                u, g = label.split(":")
-                return int(u.lstrip("+")), int(g.lstrip("+"))
-            except ValueError:
-                break
-    try:
-        import pwd
-
-        pw = pwd.getpwnam("libvirt-qemu")
-        return pw.pw_uid, pw.pw_gid
-    except KeyError:
-        return 0, 0
-
-
-def check_work_dir(path: Path) -> None:
-    """Every existing ancestor of ``path`` must be traversable by others (QEMU runs as
-    libvirt-qemu and must reach the socket and scratch directories)."""
-    path = Path(path).absolute()
-    found = untraversable(path)
-    if found is None:
-        return
-    p, mode = found
-    if mode is None:
-        raise WorkDirUnusable(f"{p} is not a directory", path=str(path), culprit=str(p))
-    raise WorkDirUnusable(
-        f"{p} has mode {mode}: QEMU cannot reach the NBD socket",
-        path=str(path),
-        culprit=str(p),
-    )
-
-
-def _mkdir(path: Path, mode: int) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, mode)
-
-
-def _write_state(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, path)
-
-
-def _read_state(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _try_lock(path: Path) -> IO[str] | None:
-    """Open and ``flock`` ``path`` without blocking; None if another holder has it."""
-    fh = open(path, "a+")  # noqa: SIM115 - held for the object's life
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        return None
-    return fh
-
-
-def _retry(fn: Callable[[], Any], budget: float, stop: Callable[[Exception], bool]) -> Any:
-    """Call ``fn`` until it succeeds, ``stop(exc)`` or the budget (s) is used; re-raise last."""
-    deadline = time.monotonic() + budget
-    delay = 0.1
-    while True:
-        try:
-            return fn()
-        except libvirt.libvirtError as exc:
-            if stop(exc) or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 2.0)
-
-
-def _agent_gone(exc: Exception) -> bool:
-    """The agent cannot be reached at all (no channel / not connected): retrying is useless."""
-    if not isinstance(exc, libvirt.libvirtError):
-        return False
-    text = _msg(exc)
-    return exc.get_error_code() == libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED or (
-        "not configured" in text or "not connected" in text
-    )
-
-
-# --- the backup job --------------------------------------------------------------------------
 
 
 class PullBackup:
@@ -277,11 +128,11 @@ class PullBackup:
         *,
         checkpoint: str | None,
         incremental_from: str | None,
-        work_dir: Path,
+        work_dir: Any,
         quiesce: str = "freeze",
         freeze_timeout: int = 10,
         cancel: Callable[[], bool] | None = None,
-        before_begin: Callable[[], None] | None = None,
+        in_window: Callable[[], None] | None = None,
         connections: int = 1,
     ) -> None:
         if quiesce not in QUIESCE_MODES:
@@ -303,16 +154,18 @@ class PullBackup:
         self.disks = list(disks)
         self.checkpoint = checkpoint
         self.incremental_from = incremental_from
-        self.work_root = Path(work_dir).absolute()
-        self.vm_dir = self.work_root / vm_uuid
-        self.sock_dir = self.vm_dir / "sock"
-        self.scratch_dir = self.vm_dir / "scratch"
-        self.socket = self.sock_dir / SOCKET_NAME
+        self.run = RunDir.of(work_dir, vm_uuid)
+        self.work_root = self.run.root
+        self.vm_dir = self.run.path
+        self.sock_dir = self.run.sock_dir
+        self.scratch_dir = self.run.scratch_dir
+        self.socket = self.run.socket
         self.quiesce = quiesce
         self.freeze_timeout = int(freeze_timeout)
         self.cancel = cancel
-        #: called with the guest frozen / paused, just before ``backupBegin``; may raise
-        self.before_begin = before_begin
+        #: called with the guest frozen / paused, just before ``backupBegin``; may raise; must
+        #: not block or do I/O (it runs inside the window)
+        self.in_window = in_window
         self.connections = connections
         self.point_in_time = PointInTime(
             checkpoint=checkpoint, incremental_from=incremental_from, quiesce=quiesce
@@ -324,13 +177,10 @@ class PullBackup:
         self._conn: Any = None
         self._dom: Any = None
         self._lock: IO[str] | None = None
-        self._state: dict[str, Any] = {}
         self._exports: dict[str, tuple[str, str | None]] = {}
         self._sources: dict[str, NbdSource] = {}
         self._job_started = False
         self._checkpoint_created = False
-        self._needs_thaw = False
-        self._paused_by_us = False
         self._agent_silent = False
         self._vm = vm_uuid
 
@@ -380,40 +230,19 @@ class PullBackup:
         if self.cancel is not None and self.cancel():
             raise Cancelled(operation="the backup")
 
-    def _at_point(self) -> None:
-        """The last moment to stop before ``backupBegin`` (the guest is frozen or paused, if
-        it was to be): the caller's hook, then a cancel check.  Raising here thaws / resumes
-        the guest in the caller's ``finally``; nothing has been begun."""
-        if self.before_begin is not None:
-            self.before_begin()
-        self._cancelled()
-
-    def _save_state(self, **changes: Any) -> None:
-        self._state.update(changes)
-        with contextlib.suppress(OSError):
-            _write_state(self.vm_dir / STATE_NAME, self._state)
-
     def _enter(self) -> None:
         pit = self.point_in_time
         self._conn = open_connection(self.uri)
         dom = self._dom = lookup_domain(self._conn, self.uri, self.vm_uuid)
-        self._vm = _name(dom)
+        self._vm = domain_name(dom)
 
         # 1. work directories and the per-VM lock
         check_work_dir(self.work_root)
-        try:
-            _mkdir(self.work_root, 0o755)
-            _mkdir(self.vm_dir, 0o755)
-            _mkdir(self.scratch_dir, 0o755)
-            _mkdir(self.sock_dir, 0o750)
-        except OSError as exc:
-            raise WorkDirUnusable(
-                str(exc), path=str(self.vm_dir), culprit=str(self.vm_dir)
-            ) from None
-        self._lock = _try_lock(self.vm_dir / LOCK_NAME)
+        self.run.create()
+        self._lock = self.run.try_lock()
         if self._lock is None:
             raise BackupJobRunning(
-                f"another vmvault process holds {self.vm_dir / LOCK_NAME}",
+                f"another vmvault process holds {self.run.lock_path}",
                 vm=self._vm,
                 job="vmvault backup",
             )
@@ -445,66 +274,30 @@ class PullBackup:
                     f"VM {self._vm} has no disk {d.target} (it has {', '.join(domain_disks)})",
                     what=f"disk {d.target}",
                 )
-        uid, gid = _qemu_owner(root)
         has_agent = agent.has_agent_channel(ET.tostring(root, encoding="unicode"))
 
         # 3. incremental: the checkpoint and its bitmaps, per disk mode
-        coverage: dict[str, str] = {}
-        if self.incremental_from:
-            coverage = checkpoint_coverage(dom, self.incremental_from)
-        for d in self.disks:
-            fmt = domain_disks[d.target]
-            if not self.incremental_from:
-                self.modes[d.target] = "full"
-            elif fmt != "qcow2":
-                self.modes[d.target] = "full"
-                pit.full_disks[d.target] = f"{fmt} disk: no checkpoints"
-            elif coverage.get(d.target, "none") == "none":
-                self.modes[d.target] = "full"
-                pit.full_disks[d.target] = (
-                    f"checkpoint {self.incremental_from} has no bitmap for it (disk added later?)"
-                )
-            elif coverage[d.target] == "broken":
-                raise CheckpointMissing(
-                    f"the bitmap of disk {d.target} is missing or inconsistent",
-                    checkpoint=self.incremental_from,
-                    vm=self._vm,
-                )
-            else:
-                self.modes[d.target] = "incremental"
-        if self.incremental_from and "incremental" not in self.modes.values():
-            # nothing to be incremental about: a plain full backup (no <incremental>)
-            self.incremental_from = pit.incremental_from = None
-        if self.checkpoint and _has_checkpoint(dom, self.checkpoint):
+        self._plan_modes(dom, domain_disks)
+        if self.checkpoint and has_checkpoint(dom, self.checkpoint):
             raise BackupBeginFailed(
                 f"checkpoint {self.checkpoint} already exists (left by an earlier attempt?)",
                 vm=self._vm,
             )
-        backup_xml = self._backup_xml(domain_disks)
-        checkpoint_xml = self._checkpoint_xml(domain_disks) if self.checkpoint else None
-
-        # socket directory owned by QEMU's user; no leftover socket
-        try:
-            os.chown(self.sock_dir, uid, gid)
-            os.chmod(self.sock_dir, 0o750)
-            for p in (self.socket, *self.scratch_dir.glob("*.scratch")):
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
-        except OSError as exc:
-            raise WorkDirUnusable(
-                str(exc), path=str(self.sock_dir), culprit=str(self.sock_dir)
-            ) from None
-        self._save_state(
-            pid=os.getpid(),
-            started=time.time(),
-            vm=self._vm,
-            uri=self.uri,
-            socket=str(self.socket),
-            checkpoint=self.checkpoint,
-            phase="preparing",
-            frozen_by_us=False,
-            paused_by_us=False,
+        wanted = [d.target for d in self.disks]
+        bxml = backup_xml.backup_xml(
+            domain_disks,
+            wanted,
+            socket=self.socket,
+            scratch_dir=self.scratch_dir,
+            incremental_from=self.incremental_from,
+            modes=self.modes,
         )
+        cxml = (
+            backup_xml.checkpoint_xml(self.checkpoint, domain_disks, wanted)
+            if self.checkpoint
+            else None
+        )
+        self.run.hand_to_qemu(root)  # socket directory owned by QEMU's user; no leftovers
 
         # 4. what the guest mounts (the agent refuses this while frozen)
         self._agent_silent = False
@@ -516,18 +309,57 @@ class PullBackup:
                 self._agent_silent = "not responding" in exc.text or "not available" in exc.text
         self._cancelled()
 
-        # 5. the point in time
-        if self.quiesce == "freeze":
-            self._take_frozen(dom, running, has_agent, backup_xml, checkpoint_xml)
-        elif self.quiesce == "pause":
-            self._take_paused(dom, running, backup_xml, checkpoint_xml)
-        else:
-            self._at_point()
-            self._begin(dom, backup_xml, checkpoint_xml)
-        if pit.thaw_error:
-            self._save_state(phase="thaw-failed")
-        self._read_exports(dom)
+        # 5. the point in time: only the hook and backupBegin inside the window
+        with self._window(dom, running, has_agent):
+            if self.in_window is not None:
+                self.in_window()
+            self._begin(dom, bxml, cxml)
+
+        # 6. the guest is released: a cancel asked meanwhile is seen here
         self._cancelled()
+        self._exports = backup_xml.exports(dom.backupGetXMLDesc(0))
+        missing = [d.target for d in self.disks if d.target not in self._exports]
+        if missing:
+            raise BackupBeginFailed(f"no export for {', '.join(missing)}", vm=self._vm)
+        self._cancelled()
+
+    def _window(self, dom: Any, running: bool, has_agent: bool) -> AbstractContextManager[Any]:
+        """The context manager that holds the guest still while ``backupBegin`` runs."""
+        pit = self.point_in_time
+        if self.quiesce == "freeze":
+            why = why_not_freeze(
+                dom,
+                self._vm,
+                running=running,
+                has_agent=has_agent,
+                agent_silent=self._agent_silent,
+                timeout=self.freeze_timeout,
+            )
+            if why is not None:
+                pit.no_freeze(why)
+                return nullcontext()
+            return freeze_window(dom, self._vm, self.freeze_timeout, pit)
+        if self.quiesce == "pause" and running:
+            return pause_window(dom, self._vm, pit)
+        return nullcontext()  # "none", or a paused VM: it is already still, and stays paused
+
+    def _plan_modes(self, dom: Any, domain_disks: dict[str, str]) -> None:
+        """Per disk, ``full`` or ``incremental`` (``CHECKPOINT_MISSING`` when a covered bitmap
+        is broken); an incremental with no incremental disk becomes a plain full backup."""
+        coverage = checkpoint_coverage(dom, self.incremental_from) if self.incremental_from else {}
+        targets = [d.target for d in self.disks]
+        plan = backup_xml.disk_modes(domain_disks, targets, self.incremental_from, coverage)
+        if plan.broken is not None:
+            raise CheckpointMissing(
+                f"the bitmap of disk {plan.broken} is missing or inconsistent",
+                checkpoint=self.incremental_from,
+                vm=self._vm,
+            )
+        self.modes.update(plan.modes)
+        self.point_in_time.full_disks.update(plan.full_disks)
+        if self.incremental_from and "incremental" not in self.modes.values():
+            # nothing to be incremental about: a plain full backup (no <incremental>)
+            self.incremental_from = self.point_in_time.incremental_from = None
 
     @staticmethod
     def _domain_disks(root: ET.Element) -> dict[str, str]:
@@ -543,40 +375,9 @@ class PullBackup:
             ) or "raw"
         return out
 
-    def _backup_xml(self, domain_disks: dict[str, str]) -> str:
-        root = ET.Element("domainbackup", mode="pull")
-        if self.incremental_from:
-            ET.SubElement(root, "incremental").text = self.incremental_from
-        ET.SubElement(root, "server", transport="unix", socket=str(self.socket))
-        disks = ET.SubElement(root, "disks")
-        wanted = {d.target for d in self.disks}
-        for target in domain_disks:
-            if target not in wanted:
-                ET.SubElement(disks, "disk", name=target, backup="no")
-                continue
-            attrs = {"name": target, "backup": "yes", "type": "file"}
-            if self.incremental_from:
-                attrs["backupmode"] = self.modes[target]
-                if self.modes[target] == "incremental":
-                    attrs["incremental"] = self.incremental_from
-            el = ET.SubElement(disks, "disk", attrs)
-            ET.SubElement(el, "scratch", file=str(self.scratch_dir / f"{target}.scratch"))
-        return ET.tostring(root, encoding="unicode")
-
-    def _checkpoint_xml(self, domain_disks: dict[str, str]) -> str:
-        root = ET.Element("domaincheckpoint")
-        ET.SubElement(root, "name").text = self.checkpoint
-        ET.SubElement(root, "description").text = "vmvault"
-        disks = ET.SubElement(root, "disks")
-        wanted = {d.target for d in self.disks}
-        for target, fmt in domain_disks.items():
-            mode = "bitmap" if target in wanted and fmt == "qcow2" else "no"
-            ET.SubElement(disks, "disk", name=target, checkpoint=mode)
-        return ET.tostring(root, encoding="unicode")
-
-    def _begin(self, dom: Any, backup_xml: str, checkpoint_xml: str | None) -> None:
+    def _begin(self, dom: Any, bxml: str, cxml: str | None) -> None:
         try:
-            dom.backupBegin(backup_xml, checkpoint_xml, 0)
+            dom.backupBegin(bxml, cxml, 0)
         except libvirt.libvirtError as exc:
             code = exc.get_error_code()
             if self.incremental_from and code in (
@@ -590,137 +391,13 @@ class PullBackup:
         self._job_started = True
         self._checkpoint_created = self.checkpoint is not None
         self.point_in_time.began_at = time.time()
-        self._save_state(phase="begun")
-
-    def _take_frozen(
-        self, dom: Any, running: bool, has_agent: bool, backup_xml: str, checkpoint_xml: str | None
-    ) -> None:
-        pit = self.point_in_time
-        if not has_agent:
-            self._no_freeze(FreezeFailed("the VM has no guest agent channel", vm=self._vm))
-        elif not running:
-            self._no_freeze(FreezeFailed("the VM is paused: its agent cannot answer", vm=self._vm))
-        elif self._agent_silent or not agent.ping(dom, timeout=min(5, self.freeze_timeout)):
-            # not even sent: a hung agent would run a queued freeze later, with nobody to thaw
-            self._no_freeze(
-                AgentFreezeTimeout(
-                    "the agent did not answer guest-ping",
-                    vm=self._vm,
-                    seconds=min(5, self.freeze_timeout),
-                )
-            )
-        if pit.freeze_error_code is not None:
-            self._at_point()
-            self._begin(dom, backup_xml, checkpoint_xml)
-            return
-        t_frozen = 0.0
-        with agent.response_timeout(dom, self.freeze_timeout):
-            try:
-                self._save_state(phase="freezing", frozen_by_us=True)
-                self._needs_thaw = True  # even a failed freeze may land late in the guest
-                t0 = time.monotonic()
-                try:
-                    pit.fs_frozen = int(dom.fsFreeze(None, 0))
-                    t_frozen = time.monotonic()
-                    pit.freeze_call_ms = round((t_frozen - t0) * 1000)
-                    pit.frozen = pit.fs_frozen > 0
-                    if not pit.frozen:
-                        self._no_freeze(FreezeFailed("the agent froze no file system", vm=self._vm))
-                    self._save_state(phase="frozen")
-                except libvirt.libvirtError as exc:
-                    pit.freeze_call_ms = round((time.monotonic() - t0) * 1000)
-                    if exc.get_error_code() in (
-                        libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
-                        libvirt.VIR_ERR_OPERATION_TIMEOUT,
-                    ) and not _agent_gone(exc):
-                        self._no_freeze(
-                            AgentFreezeTimeout(_msg(exc), vm=self._vm, seconds=self.freeze_timeout)
-                        )
-                    else:
-                        self._no_freeze(FreezeFailed(_msg(exc), vm=self._vm))
-                        if _agent_gone(exc):
-                            self._needs_thaw = False
-                self._at_point()
-                self._begin(dom, backup_xml, checkpoint_xml)
-            finally:
-                if self._needs_thaw:
-                    self._thaw(dom)
-                    if pit.frozen and t_frozen:
-                        pit.frozen_ms = round((time.monotonic() - t_frozen) * 1000)
-
-    def _no_freeze(self, err: VmvaultError) -> None:
-        self.point_in_time.freeze_error = err.text
-        self.point_in_time.freeze_error_code = err.code
-
-    def _thaw(self, dom: Any) -> None:
-        """Thaw with retries (``budget``: a slow agent gets several chances); never raises."""
-        budget = max(10.0, 3.0 * self.freeze_timeout)
-        try:
-            _retry(lambda: dom.fsThaw(None, 0), budget, _agent_gone)
-            self._needs_thaw = False
-            self.point_in_time.thaw_error = None
-            self._save_state(phase="thawed")
-        except libvirt.libvirtError as exc:
-            if _agent_gone(exc) and not self.point_in_time.frozen:
-                self._needs_thaw = False  # nothing reached the guest
-                return
-            self.point_in_time.thaw_error = ThawFailed(_msg(exc), vm=self._vm).text
-
-    def _take_paused(
-        self, dom: Any, running: bool, backup_xml: str, checkpoint_xml: str | None
-    ) -> None:
-        pit = self.point_in_time
-        if not running:  # a paused VM stays paused: it is already still
-            self._at_point()
-            self._begin(dom, backup_xml, checkpoint_xml)
-            return
-        self._save_state(phase="pausing", paused_by_us=True)
-        try:
-            dom.suspend()
-        except libvirt.libvirtError as exc:
-            self._save_state(phase="preparing", paused_by_us=False)
-            raise BackupBeginFailed(f"cannot pause the VM: {_msg(exc)}", vm=self._vm) from None
-        t0 = time.monotonic()
-        self._paused_by_us = pit.paused = True
-        try:
-            self._at_point()
-            self._begin(dom, backup_xml, checkpoint_xml)
-        finally:
-            self._resume(dom)
-            pit.frozen_ms = round((time.monotonic() - t0) * 1000)
-
-    def _resume(self, dom: Any) -> None:
-        try:
-            _retry(
-                dom.resume,
-                10.0,
-                lambda exc: (
-                    getattr(exc, "get_error_code", lambda: None)()
-                    == libvirt.VIR_ERR_OPERATION_INVALID
-                ),
-            )
-            self._paused_by_us = False
-            self._save_state(phase="resumed", paused_by_us=False)
-        except libvirt.libvirtError as exc:
-            self.cleanup_errors.append(f"resume failed: {_msg(exc)}")
-
-    def _read_exports(self, dom: Any) -> None:
-        """Export name and bitmap of each disk, as libvirt reports them."""
-        root = ET.fromstring(dom.backupGetXMLDesc(0))
-        for el in root.findall("./disks/disk"):
-            if el.get("backup") != "yes":
-                continue
-            target = el.get("name", "")
-            self._exports[target] = (el.get("exportname") or target, el.get("exportbitmap"))
-        missing = [d.target for d in self.disks if d.target not in self._exports]
-        if missing:
-            raise BackupBeginFailed(f"no export for {', '.join(missing)}", vm=self._vm)
 
     # --- cleanup ---------------------------------------------------------------------------
 
     def _cleanup(self, entering: bool) -> None:
         """Close, abort, thaw/resume, remove files; record problems, never raise."""
         dom = self._dom
+        pit = self.point_in_time
         for src in self._sources.values():
             try:
                 src.close()
@@ -728,12 +405,14 @@ class PullBackup:
                 self.cleanup_errors.append(f"close {src.disk}: {exc}")
         self._sources.clear()
         if dom is not None:
-            if self._needs_thaw:
-                self._thaw(dom)
-                if self.point_in_time.thaw_error:
-                    self.cleanup_errors.append(self.point_in_time.thaw_error)
-            if self._paused_by_us:
-                self._resume(dom)
+            if pit.needs_thaw:
+                thaw(dom, self._vm, pit, budget=max(10.0, 3.0 * self.freeze_timeout))
+                if pit.thaw_error:
+                    self.cleanup_errors.append(pit.thaw_error)
+            if pit.needs_resume:
+                resume(dom, pit)
+            if pit.resume_error:
+                self.cleanup_errors.append(pit.resume_error)
             if self._job_started:
                 self._abort(dom)
             if entering and self._checkpoint_created and self.checkpoint and not self._job_started:
@@ -743,13 +422,7 @@ class PullBackup:
                 except libvirt.libvirtError as exc:
                     self.cleanup_errors.append(f"delete checkpoint {self.checkpoint}: {_msg(exc)}")
         if self._lock is not None:  # only the lock holder's files are ours to remove
-            for p in (self.socket, *self.scratch_dir.glob("*.scratch")):
-                with contextlib.suppress(OSError):
-                    p.unlink()
-            if not (self._job_started or self._needs_thaw or self._paused_by_us):
-                # else kept: cleanup_stale finishes the job / thaw / resume later
-                with contextlib.suppress(OSError):
-                    (self.vm_dir / STATE_NAME).unlink()
+            self.run.remove_leftovers()
             with contextlib.suppress(OSError):
                 self._lock.close()
             self._lock = None
@@ -760,149 +433,14 @@ class PullBackup:
             self._dom = None
 
     def _abort(self, dom: Any) -> None:
-        """End our job (abortJob finishes a pull job) and wait until libvirt says it is gone."""
-        deadline = time.monotonic() + 30
-        while True:
-            jtype, op = job_info(dom)
-            if not jtype:
-                self._job_started = False
-                break
-            if op != "backup" or backup_socket(dom) not in (str(self.socket), None):
-                self._job_started = False  # not ours (any more): leave it
-                break
-            try:
-                dom.abortJob()
-            except libvirt.libvirtError as exc:
-                if time.monotonic() > deadline:
-                    self.cleanup_errors.append(f"abortJob: {_msg(exc)}")
-                    return
-            if time.monotonic() > deadline:
-                self.cleanup_errors.append("the backup job did not end within 30 s")
-                return
-            time.sleep(0.05)
+        """End our job (abortJob finishes a pull job) and wait until libvirt says it is gone;
+        a job that is not ours (any more) is left alone."""
+        mine = str(self.socket)
+        end = end_backup_job(dom, lambda sock: sock in (mine, None))
+        if end.ended:
+            self._job_started = False
+        elif end.error:
+            self.cleanup_errors.append(end.error)
 
 
-# --- stale jobs ------------------------------------------------------------------------------
-
-
-def cleanup_stale(uri: str, vm_uuid: str, work_root: Path) -> list[str]:
-    """End what a dead vmvault process left on VM ``vm_uuid``; returns what was done.
-
-    * a backup job whose NBD socket lives under ``work_root`` is aborted (a job of anyone else
-      is left alone and reported);
-    * a guest frozen by that process is thawed, a VM it paused is resumed;
-    * leftover socket, scratch and state files are removed, and stale offline exports
-      (qemu-nbd) under ``work_root`` are stopped.
-
-    Nothing is done while a live vmvault process holds the VM's lock.  The checkpoint the dead
-    backup created is reported, not deleted: only the caller knows whether a recovery point
-    uses it.
-    """
-    work_root = Path(work_root).absolute()
-    vm_dir = work_root / vm_uuid
-    done: list[str] = []
-    lock: IO[str] | None = None
-    if vm_dir.is_dir():
-        lock = _try_lock(vm_dir / LOCK_NAME)
-        if lock is None:
-            return [f"a live vmvault process holds {vm_dir / LOCK_NAME}: nothing done"]
-    try:
-        state = _read_state(vm_dir / STATE_NAME)
-        with contextlib.closing(open_connection(uri)) as conn:
-            try:
-                dom = conn.lookupByUUIDString(vm_uuid)
-            except libvirt.libvirtError:
-                dom = None
-            if dom is not None:
-                done += _cleanup_domain(dom, state, work_root)
-        if vm_dir.is_dir():
-            for p in (
-                vm_dir / "sock" / SOCKET_NAME,
-                *(vm_dir / "scratch").glob("*.scratch"),
-                vm_dir / STATE_NAME,
-            ):
-                if p.exists():
-                    with contextlib.suppress(OSError):
-                        p.unlink()
-                        if p.name != STATE_NAME:
-                            done.append(f"removed {p}")
-        done += cleanup_stale_exports(work_root)
-    finally:
-        if lock is not None:
-            lock.close()
-    return done
-
-
-def _has_checkpoint(dom: Any, name: str) -> bool:
-    try:
-        dom.checkpointLookupByName(name)
-        return True
-    except libvirt.libvirtError:
-        return False
-
-
-def _cleanup_domain(dom: Any, state: dict[str, Any], work_root: Path) -> list[str]:
-    done: list[str] = []
-    name = _name(dom)
-    ours = False
-    jtype, op = job_info(dom)
-    if jtype and op == "backup":
-        sock = backup_socket(dom)
-        if sock and Path(sock).absolute().is_relative_to(work_root):
-            deadline = time.monotonic() + 30
-            while job_info(dom)[0] and time.monotonic() < deadline:
-                with contextlib.suppress(libvirt.libvirtError):
-                    dom.abortJob()
-                time.sleep(0.05)
-            if job_info(dom)[0]:
-                done.append(f"could not abort the stale backup job of {name} (socket {sock})")
-            else:
-                ours = True
-                done.append(f"aborted the stale backup job of {name} (socket {sock})")
-        else:
-            done.append(f"left the backup job of {name} alone: not vmvault's (socket {sock})")
-    elif jtype:
-        done.append(f"left the {op} job of {name} alone")
-    cp = state.get("checkpoint")
-    if cp and _has_checkpoint(dom, cp) and (ours or state.get("phase") != "preparing"):
-        done.append(
-            f"the interrupted backup had created checkpoint {state['checkpoint']} "
-            "(not deleted here: only the catalog knows whether a recovery point uses it)"
-        )
-    if state.get("paused_by_us"):
-        try:
-            st, reason = dom.state()
-            if st == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_USER:
-                dom.resume()
-                done.append(f"resumed {name} (paused by the interrupted backup)")
-        except libvirt.libvirtError as exc:
-            done.append(f"could not resume {name}: {_msg(exc)}")
-    try:
-        running = dom.isActive() and dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED
-    except libvirt.libvirtError:
-        running = False
-    if running and (state.get("frozen_by_us") or ours):
-        try:
-            status = agent.agent_command(dom, "guest-fsfreeze-status", timeout=5)
-        except AgentCommandFailed:
-            status = None
-        if status == "frozen":
-            try:
-                with agent.response_timeout(dom, 10):
-                    n = _retry(lambda: dom.fsThaw(None, 0), 20.0, _agent_gone)
-                done.append(f"thawed {n} file system(s) of {name}")
-            except libvirt.libvirtError as exc:
-                done.append(f"could not thaw {name}: {_msg(exc)}")
-    return done
-
-
-__all__ = [
-    "QUIESCE_MODES",
-    "DiskSpec",
-    "PointInTime",
-    "PullBackup",
-    "backup_socket",
-    "check_work_dir",
-    "cleanup_stale",
-    "job_info",
-]
+__all__ = ["QUIESCE_MODES", "DiskSpec", "PointInTime", "PullBackup", "check_work_dir"]

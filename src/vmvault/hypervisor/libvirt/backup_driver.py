@@ -1,8 +1,10 @@
-"""The backup service's :class:`~vmvault.services.backups.BackupDriver` over libvirt.
+"""The backup service's :class:`~vmvault.services.ports.BackupDriver` over libvirt.
 
-Thin: it adapts :mod:`vmvault.hypervisor.libvirt.backup` (pull-mode backup of a running or
-paused VM), :mod:`vmvault.hypervisor.offline` (qemu-nbd over the images of a shut-off VM)
-and :mod:`vmvault.hypervisor.libvirt.checkpoints` to the shape the service expects.
+Thin: it adapts :mod:`~vmvault.hypervisor.libvirt.backup` (pull-mode backup of a running or
+paused VM), :mod:`vmvault.hypervisor.offline` (qemu-nbd over the images of a shut-off VM),
+:mod:`~vmvault.hypervisor.libvirt.stale` and :mod:`~vmvault.hypervisor.libvirt.checkpoints`
+to the shape the service expects, and reports each point in time as a typed
+:class:`~vmvault.domain.recovery_point.TakenPoint`.
 """
 
 from __future__ import annotations
@@ -10,45 +12,89 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from types import TracebackType
 
 import libvirt
 
+from vmvault.domain.recovery_point import Method, TakenPoint, UnfinishedBackup
 from vmvault.domain.vm import Disk
 from vmvault.hypervisor import offline as offline_mod
 from vmvault.hypervisor.libvirt import checkpoints as cps
-from vmvault.hypervisor.libvirt.backup import DiskSpec, PullBackup, cleanup_stale
+from vmvault.hypervisor.libvirt.backup import DiskSpec, PointInTime, PullBackup
 from vmvault.hypervisor.libvirt.connection import connection, lookup_domain
+from vmvault.hypervisor.libvirt.stale import cleanup_stale
+from vmvault.hypervisor.nbd import NbdSource
+from vmvault.hypervisor.offline import OfflineExport
+
+_OFFLINE = TakenPoint(
+    method=Method.OFFLINE,
+    reason="VM is shut off: its images are read directly",
+    notes=("VM shut off: its images are read directly (qemu-nbd, read-only)",),
+)
+
+
+def taken_point(pit: PointInTime) -> TakenPoint:
+    """The service's view of how the point in time was taken."""
+    warnings: list[str] = []
+    notes: list[str] = []
+    if pit.quiesce == "freeze":
+        method = Method.GUEST_QUIESCE
+        if pit.frozen:
+            reason = f"the guest agent froze {pit.fs_frozen} file system(s)"
+        else:
+            reason = f"the guest could not be frozen ({pit.freeze_error}): crash-consistent"
+    elif pit.paused:
+        method, reason = Method.SAVED_STATE, "VM paused while the point in time was taken"
+    else:
+        method = Method.SAVED_STATE
+        reason = "VM already paused: taken as it is" if pit.was_paused else "taken as it runs"
+    if pit.freeze_error:
+        warnings.append(f"the guest could not be frozen ({pit.freeze_error}): crash-consistent")
+    if pit.paused:
+        notes.append(f"VM paused for {pit.paused_ms} ms while the point was taken")
+    elif pit.frozen:
+        notes.append(f"{pit.fs_frozen} file system(s) frozen for {pit.frozen_ms} ms")
+    if pit.thaw_error:
+        warnings.append(f"{pit.thaw_error}: the guest may still be frozen")
+    if pit.resume_error:
+        warnings.append(f"{pit.resume_error}: the VM may still be paused")
+    for target, why in pit.full_disks.items():
+        notes.append(f"disk {target} exported in full: {why}")
+    return TakenPoint(
+        method=method,
+        reason=reason,
+        frozen=pit.frozen,
+        fs_frozen=pit.fs_frozen,
+        frozen_ms=pit.frozen_ms if pit.frozen else 0,
+        paused_ms=pit.paused_ms,
+        released=not pit.held,
+        warnings=tuple(warnings),
+        notes=tuple(notes),
+        fsinfo=tuple(pit.fsinfo) if pit.fsinfo is not None else None,
+        full_disks=dict(pit.full_disks),
+    )
 
 
 class _PullSession:
     def __init__(self, backup: PullBackup) -> None:
         self.backup = backup
-        self.frozen = False
-        self.frozen_ms = 0
-        self.notes: list[str] = []
-        self.fsinfo: list[dict[str, Any]] | None = None
+        self.taken = TakenPoint(method=Method.SAVED_STATE, reason="not taken yet")
 
     def __enter__(self) -> _PullSession:
         self.backup.__enter__()
-        pit = self.backup.point_in_time
-        self.fsinfo = pit.fsinfo
-        self.frozen = pit.frozen
-        self.frozen_ms = pit.frozen_ms
-        if pit.freeze_error:
-            self.notes.append(
-                f"warning: the guest could not be frozen ({pit.freeze_error}): crash-consistent"
-            )
-        if pit.paused:
-            self.notes.append(f"VM paused for {pit.frozen_ms} ms while the point was taken")
-        elif pit.frozen:
-            self.notes.append(f"{pit.fs_frozen} file system(s) frozen for {pit.frozen_ms} ms")
+        self.taken = taken_point(self.backup.point_in_time)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.backup.__exit__(*exc)  # type: ignore[arg-type]
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.backup.__exit__(t, e, tb)
 
-    def source(self, target: str) -> Any:
+    @property
+    def released(self) -> bool:
+        return not self.backup.point_in_time.held
+
+    def source(self, target: str) -> NbdSource:
         return self.backup.source(target)
 
 
@@ -57,12 +103,10 @@ class _OfflineSession:
         self.disks = disks
         self.bitmap = bitmap
         self.work_dir = work_dir
-        self.frozen = False
-        self.frozen_ms = 0
-        self.fsinfo: list[dict[str, Any]] | None = None
-        self.notes = ["VM shut off: its images are read directly (qemu-nbd, read-only)"]
+        self.taken = _OFFLINE
+        self.released = True
         self._stack = ExitStack()
-        self._exports: dict[str, offline_mod.OfflineExport] = {}
+        self._exports: dict[str, OfflineExport] = {}
 
     def __enter__(self) -> _OfflineSession:
         try:
@@ -78,10 +122,12 @@ class _OfflineSession:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stack.close()
 
-    def source(self, target: str) -> Any:
+    def source(self, target: str) -> NbdSource:
         return self._exports[target].source()
 
 
@@ -135,7 +181,7 @@ class LibvirtBackupDriver:
         incremental_from: str | None,
         quiesce: str,
         cancel: Callable[[], bool],
-        before_begin: Callable[[], None] | None = None,
+        in_window: Callable[[], None] | None = None,
     ) -> _PullSession:
         specs = [DiskSpec(d.target, d.path or "", d.format or "raw") for d in disks]
         backup = PullBackup(
@@ -148,15 +194,17 @@ class LibvirtBackupDriver:
             quiesce=quiesce,
             freeze_timeout=self.freeze_timeout,
             cancel=cancel,
-            before_begin=before_begin,
+            in_window=in_window,
         )
         return _PullSession(backup)
 
     def offline(self, disks: list[Disk], bitmap: str | None) -> _OfflineSession:
         return _OfflineSession(disks, bitmap, self.work_dir)
 
-    def cleanup_stale(self, uri: str, vm_uuid: str) -> list[str]:
-        return cleanup_stale(uri, vm_uuid, self.work_dir)
+    def cleanup_stale(
+        self, uri: str, vm_uuid: str, left: UnfinishedBackup | None = None
+    ) -> list[str]:
+        return cleanup_stale(uri, vm_uuid, self.work_dir, left)
 
 
 def _targets(xml: str) -> list[str]:

@@ -1,0 +1,69 @@
+"""How long a backup keeps the guest frozen: N backups of the lab's standard guest.
+
+    VMVAULT_LAB_PREFIX=bk VMVAULT_LAB_DIR=/var/lib/vmvault/lab-bk \
+        .venv/bin/python bench/frozen_window.py [-n 15] [--label after] [--keep-lab]
+
+Boots (or reuses) ``<prefix>-standard-1``, registers it with a vault in a temporary home and
+runs ``n`` backups one after another (the first full, the rest incremental).  Each point's
+``frozen_ms`` is the window from the moment ``fsFreeze`` returned to the moment ``fsThaw``
+returned (``hypervisor/libvirt/quiesce.py``): what the guest's applications wait for.  Prints
+one Markdown row: label, n, median, min, max.  Run it with another tree's interpreter and
+``PYTHONPATH`` to compare two versions on the same lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from vmvault.bootstrap import bootstrap
+from vmvault.config import Settings
+from vmvault.hypervisor.lab.vms import lab_prefix
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=15)
+    ap.add_argument("--label", default="this tree")
+    ap.add_argument("--keep-lab", action="store_true", help="leave the guest running")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="frozen-window-") as home:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
+        env["VMVAULT_HOME"] = home
+        for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE", "VMVAULT_LAB_PREFIX"):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        env["VMVAULT_WORK_DIR"] = str(Path(home) / "run")
+        os.chmod(home, 0o755)
+        services = bootstrap(Settings.from_env(env))
+        services.lab.ensure_daemons()
+        vm = f"{lab_prefix()}-standard-1"
+        services.lab.up(1, ["standard"])
+        services.vaults.create("main", "local", None)
+        services.inventory.discover(None)
+        for out in services.inventory.register(None, [vm]):
+            assert out.error is None, out.error
+        frozen: list[int] = []
+        for _ in range(args.n):
+            outcome = services.backups.backup(None, [vm])[0]
+            point = outcome.result
+            assert point is not None, services.jobs.show(outcome.job.id)[1]
+            assert point.method.value == "guest-quiesce", point.method
+            frozen.append(point.frozen_ms)
+        print("| tree | backups | frozen_ms median | min | max | all |")
+        print("|---|---|---|---|---|---|")
+        print(
+            f"| {args.label} | {len(frozen)} | {statistics.median(frozen):.0f} | {min(frozen)} "
+            f"| {max(frozen)} | {' '.join(map(str, frozen))} |"
+        )
+        if not args.keep_lab:
+            services.lab.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""libvirt job control for pull-mode backups: what job a domain runs, where its NBD socket is,
+and ending our job.
+
+A pull-mode backup job never ends by itself: ``abortJob()`` is how it *ends* (libvirt then
+removes the scratch files and the new checkpoint stays).  :func:`end_backup_job` aborts the
+domain's backup job only while it is ours — its NBD socket is the one we gave, or lives under
+our work directory — and waits until ``jobStats`` says the domain has no job.  The live
+backup (:class:`~vmvault.hypervisor.libvirt.backup.PullBackup`) and the clean-up after a dead
+process (:mod:`~vmvault.hypervisor.libvirt.stale`) both end jobs with it.
+"""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import libvirt
+
+_JOB_OPERATIONS = {
+    1: "start",
+    2: "save",
+    3: "restore",
+    4: "incoming migration",
+    5: "outgoing migration",
+    6: "snapshot",
+    7: "snapshot revert",
+    8: "dump",
+    9: "backup",
+    10: "snapshot delete",
+}
+
+#: How long :func:`end_backup_job` waits for libvirt to drop an aborted job.
+ABORT_WAIT = 30.0
+
+
+def _msg(exc: libvirt.libvirtError) -> str:
+    return str(exc.get_error_message() or exc)
+
+
+def domain_name(dom: Any) -> str:
+    try:
+        return str(dom.name())
+    except libvirt.libvirtError:
+        return "?"
+
+
+def job_info(dom: Any) -> tuple[int, str | None]:
+    """(job type, operation name) of the domain's current job; type 0 = none."""
+    try:
+        stats = dom.jobStats(0)
+    except libvirt.libvirtError:
+        return 0, None
+    jtype = int(stats.get("type", 0))
+    if jtype == libvirt.VIR_DOMAIN_JOB_NONE:
+        return 0, None
+    op = stats.get("operation")
+    return jtype, _JOB_OPERATIONS.get(int(op), f"operation {op}") if op is not None else "unknown"
+
+
+def backup_socket(dom: Any) -> str | None:
+    """The unix socket of the domain's running pull-mode backup job, if any."""
+    try:
+        root = ET.fromstring(dom.backupGetXMLDesc(0))
+    except (libvirt.libvirtError, ET.ParseError):
+        return None
+    server = root.find("server")
+    if server is None or server.get("transport", "tcp") != "unix":
+        return None
+    return server.get("socket")
+
+
+def has_checkpoint(dom: Any, name: str) -> bool:
+    try:
+        dom.checkpointLookupByName(name)
+        return True
+    except libvirt.libvirtError:
+        return False
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """What :func:`end_backup_job` found and did."""
+
+    ended: bool  # the domain has no job of ours any more (ended now, or there was none)
+    aborted: bool  # we called abortJob and the job went away
+    foreign: str | None = None  # a job that is not ours was left alone: which
+    error: str | None = None  # why our job could not be ended
+
+
+def end_backup_job(
+    dom: Any, ours: Callable[[str | None], bool], *, wait: float = ABORT_WAIT
+) -> JobEnd:
+    """Abort the domain's backup job if ``ours(socket)`` says it is ours, and wait until
+    libvirt says there is no job (at most ``wait`` seconds).  Any other job — another
+    operation, or a backup whose socket is not ours — is left alone and named in
+    :attr:`JobEnd.foreign`.  Never raises."""
+    deadline = time.monotonic() + wait
+    aborted = False
+    last_error: str | None = None
+    while True:
+        jtype, op = job_info(dom)
+        if not jtype:
+            return JobEnd(ended=True, aborted=aborted)
+        if op != "backup":
+            return JobEnd(ended=True, aborted=aborted, foreign=f"{op} job")
+        sock = backup_socket(dom)
+        if not ours(sock):
+            return JobEnd(ended=True, aborted=aborted, foreign=f"backup job (socket {sock})")
+        try:
+            dom.abortJob()
+            aborted = True
+        except libvirt.libvirtError as exc:
+            last_error = f"abortJob: {_msg(exc)}"
+        if time.monotonic() > deadline:
+            why = last_error or f"the backup job did not end within {wait:.0f} s"
+            return JobEnd(ended=False, aborted=aborted, error=why)
+        time.sleep(0.05)
+
+
+__all__ = [
+    "ABORT_WAIT",
+    "JobEnd",
+    "backup_socket",
+    "domain_name",
+    "end_backup_job",
+    "has_checkpoint",
+    "job_info",
+]

@@ -1,0 +1,184 @@
+"""Undoing a backup that did not commit, and cleaning up after one whose process died.
+
+*A failure or cancel* in the backup's own process: :func:`discard` deletes the new checkpoint
+and the point's index files (its orphan chunks go at the next GC): no half point, no stray
+checkpoint.  The pull job was already ended and the guest released by the point session.
+
+*A process that died* left its job's journal (``docs/backup.md``, "Journal"), which
+:func:`~vmvault.domain.recovery_point.unfinished_backup` reads into an
+:class:`~vmvault.domain.recovery_point.UnfinishedBackup`.  :meth:`BackupCleanUp.clean_up` —
+run by the VM's next backup and by start-up recovery — then, in order:
+
+1. lets the adapter end the libvirt side (:meth:`BackupDriver.cleanup_stale`, given what the
+   newest journal says): a stray pull job, a frozen or paused guest, socket and scratch
+   files, stale qemu-nbd exports;
+2. deletes every ``vmvault-*`` checkpoint of the VM that no checkpoint record and no recovery
+   point of the catalog references.  Other tools' checkpoints are never touched;
+3. removes the half-written points (indexes, no manifest, no catalog row, no live writer)
+   of those checkpoints and of the journals;
+4. records ``cleaned-up`` in each dead job's journal, so that no later clean-up acts on it
+   again (a VM the user paused since is never resumed by mistake).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.errors import JobInterrupted, VmvaultError
+from vmvault.domain.job import JobType
+from vmvault.domain.recovery_point import (
+    CHECKPOINT_PREFIX,
+    BackupStep,
+    UnfinishedBackup,
+    is_our_checkpoint,
+    unfinished_backup,
+)
+from vmvault.domain.vm import VmItem
+from vmvault.services.jobs import JobContext
+from vmvault.services.ports import BackupDriver, UnitOfWorkFactory
+
+#: How many of a VM's latest backup jobs the next backup looks at for unfinished journals.
+RECENT_JOBS = 10
+
+
+def discard(
+    driver: BackupDriver,
+    vm: VmItem,
+    store: VaultStore,
+    point_id: str,
+    checkpoint: str | None,
+    ctx: JobContext,
+) -> None:
+    """Undo a backup that did not commit: no half point, no stray checkpoint."""
+    if checkpoint is not None:
+        try:
+            if checkpoint in driver.checkpoints(vm.host_uri, vm.uuid):
+                driver.delete_checkpoint(vm.host_uri, vm.uuid, checkpoint)
+                ctx.log(f"removed checkpoint {checkpoint} of the failed backup")
+        except VmvaultError as exc:
+            ctx.log(f"could not remove checkpoint {checkpoint}: {exc.text}")
+    store.delete_point(point_id)
+
+
+class BackupCleanUp:
+    """What a dead backup left behind (see the module docstring)."""
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, driver: BackupDriver, clock: Callable[[], datetime]
+    ) -> None:
+        self.uow = uow
+        self.driver = driver
+        self.clock = clock
+
+    def unfinished(self, vm: VmItem, *, besides: int | None = None) -> list[UnfinishedBackup]:
+        """The VM's recent backup jobs that were interrupted (``JOB_INTERRUPTED``) or left the
+        guest held (a thaw / resume that failed) and that nobody cleaned up after yet;
+        newest first.  ``besides``: the running job's id."""
+        found: list[UnfinishedBackup] = []
+        with self.uow() as uow:
+            jobs = uow.jobs.find(job_type=JobType.BACKUP, vm_uuid=vm.uuid, limit=RECENT_JOBS)
+            for job in jobs:
+                if job.id == besides or job.state.active:
+                    continue
+                left = unfinished_backup(job.id, uow.jobs.steps(job.id))
+                if left is None:
+                    continue
+                if job.error_code == JobInterrupted.code or left.left_guest_held:
+                    found.append(left)
+        return found
+
+    def clean_up(
+        self,
+        vm: VmItem,
+        store: VaultStore | None,
+        unfinished: Sequence[UnfinishedBackup] = (),
+        *,
+        still_ours: Callable[[], bool] = lambda: True,
+    ) -> list[str]:
+        """Undo what backups of ``vm`` that died left behind; returns what was done.
+
+        The caller holds the VM (it runs a job on it, or the dead job still holds its conflict
+        key); ``still_ours()`` is asked before anything is deleted, and deletion stops as soon
+        as it says False (another job took the VM over: it cleans up itself)."""
+        newest = unfinished[0] if unfinished else None
+        done = self.driver.cleanup_stale(vm.host_uri, vm.uuid, newest)
+        with self.uow() as uow:
+            recorded = {r.name for r in uow.checkpoints.for_vm(vm.uuid)}
+            recorded |= {p.checkpoint for p in uow.points.for_vm(vm.uuid) if p.checkpoint}
+        half = {u.point for u in unfinished if not u.manifest_written}
+        for u in unfinished:
+            if u.manifest_written and u.last_step != BackupStep.COMMITTED:
+                done.append(
+                    f"point {u.point} is in the vault but not in the catalog (its manifest was "
+                    "written, its catalog row was not): left as it is"
+                )
+        try:
+            names = self.driver.checkpoints(vm.host_uri, vm.uuid)
+        except VmvaultError as exc:
+            return [*done, f"could not list the checkpoints: {exc.text}"]
+        for name in names:
+            if not is_our_checkpoint(name) or name in recorded:
+                continue
+            if not still_ours():
+                return [*done, "another job took the VM over: the rest is left to it"]
+            try:
+                self.driver.delete_checkpoint(vm.host_uri, vm.uuid, name)
+            except VmvaultError as exc:
+                done.append(f"could not delete checkpoint {name}: {exc.text}")
+                continue
+            done.append(f"deleted checkpoint {name}: no recovery point uses it")
+            half.add(name.removeprefix(CHECKPOINT_PREFIX))
+        if store is not None and half:
+            done += self._drop_half_points(store, half, still_ours)
+        self._mark_cleaned(unfinished, done)
+        return done
+
+    def _mark_cleaned(self, unfinished: Sequence[UnfinishedBackup], done: list[str]) -> None:
+        if not unfinished:
+            return
+        now = self.clock()
+        with self.uow() as uow:
+            for u in unfinished:
+                uow.jobs.record_step(u.job_id, BackupStep.CLEANED_UP, {"actions": done}, now)
+            uow.commit()
+
+    def _drop_half_points(
+        self, store: VaultStore, ids: set[str], still_ours: Callable[[], bool]
+    ) -> list[str]:
+        """Delete the index directories of points that never got their manifest.
+
+        Checked in this order so that a backup committing meanwhile is never hit: the
+        directory exists, no manifest, no live writer registered for it, still no manifest
+        (a writer ends only after its manifest is written)."""
+        done: list[str] = []
+        present = set(store.list_index_dirs())
+        for point_id in sorted(ids & present):
+            if store.manifest_path(point_id).exists():
+                continue
+            with self.uow() as uow:
+                if uow.points.get(point_id) is not None:
+                    continue
+            if any(w.name == point_id for w in store.writers.live()):
+                continue
+            if store.manifest_path(point_id).exists() or not still_ours():
+                continue
+            store.delete_point(point_id)
+            done.append(f"removed the half-written point {point_id} (indexes without manifest)")
+        return done
+
+    def prune_checkpoints(self, vm: VmItem, keep: str | None, ctx: JobContext) -> None:
+        """Only the newest vmvault checkpoint is needed for the next incremental."""
+        with self.uow() as uow:
+            records = uow.checkpoints.for_vm(vm.uuid)
+        live = set(self.driver.checkpoints(vm.host_uri, vm.uuid)) if records else set()
+        for rec in records:
+            if rec.name == keep or not is_our_checkpoint(rec.name):
+                continue
+            if rec.name in live:
+                self.driver.delete_checkpoint(vm.host_uri, vm.uuid, rec.name)
+            with self.uow() as uow:
+                uow.checkpoints.delete(rec.name)
+                uow.commit()
+            ctx.log(f"deleted checkpoint {rec.name} (no longer needed)")

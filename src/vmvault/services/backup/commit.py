@@ -1,0 +1,146 @@
+"""Committing a point: indexes → manifest → catalog row (phases ``writing``, ``committing``).
+
+The order is the vault's write ordering (``docs/vault-format.md``): every disk's index, then
+the manifest — from here on the point exists in the vault — then, in one catalog transaction,
+the recovery point's row, the new checkpoint's record (with the XML to redefine it) and the
+journal's ``committed`` step.  A failure before the manifest leaves indexes that the caller's
+discard (or a later clean-up) removes; the catalog transaction is all or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from vmvault.dataplane.backup import DiskBackupResult
+from vmvault.dataplane.manifest import DiskEntry, Manifest
+from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.recovery_point import (
+    BackupStep,
+    CheckpointRecord,
+    PointDisk,
+    RecoveryPoint,
+    TakenPoint,
+)
+from vmvault.domain.restore import fs_summary
+from vmvault.services.backup.plan import BackupPlan
+from vmvault.services.jobs import JobContext
+from vmvault.services.ports import BackupDriver, UnitOfWorkFactory
+
+
+def write_indexes(
+    store: VaultStore, plan: BackupPlan, results: Mapping[str, DiskBackupResult]
+) -> list[DiskEntry]:
+    """Each disk's index into the vault; the manifest's disk entries (excluded disks too)."""
+    entries: list[DiskEntry] = []
+    for disk in plan.disks:
+        res = results[disk.target]
+        digest = store.write_index(plan.point_id, disk.target, res.index)
+        entries.append(
+            DiskEntry(
+                target=disk.target,
+                size=plan.sizes[disk.target],
+                index=f"{disk.target}.fidx",
+                index_digest=digest,
+                bytes_read=res.bytes_read,
+                bytes_new=res.bytes_new,
+            )
+        )
+    for d in plan.vm.excluded_disks:
+        entries.append(DiskEntry(target=d.target, size=0, excluded=True, reason=d.reason))
+    return entries
+
+
+def point_checkpoint(plan: BackupPlan) -> str | None:
+    """The checkpoint the point records: the new one, or for an offline point (which cannot
+    create one) the previous checkpoint, so the next backup is incremental from it again."""
+    return plan.incremental_from if plan.offline else plan.checkpoint
+
+
+def write_manifest(
+    store: VaultStore,
+    plan: BackupPlan,
+    taken: TakenPoint,
+    entries: list[DiskEntry],
+    domain_xml: str,
+) -> None:
+    """Publish the manifest: the point exists in the vault from here on."""
+    vm = plan.vm
+    store.write_manifest(
+        Manifest(
+            point_id=plan.point_id,
+            vm_uuid=vm.uuid,
+            vm_name=vm.name,
+            created_at=plan.created_at.isoformat(),
+            domain_xml=domain_xml,
+            method=plan.choice.method.value,
+            consistency=taken.consistency.value,
+            frozen_ms=taken.window_ms,
+            checkpoint=point_checkpoint(plan),
+            disks=entries,
+            extra={
+                "host_uri": vm.host_uri,
+                "incremental_from": plan.incremental_from,
+                # what the guest had mounted: a restore test checks it is back
+                "fsinfo": fs_summary(taken.fsinfo),
+            },
+        )
+    )
+
+
+def recovery_point(
+    plan: BackupPlan, taken: TakenPoint, entries: list[DiskEntry], ctx: JobContext
+) -> RecoveryPoint:
+    formats = {d.target: d.format for d in plan.disks}
+    return RecoveryPoint(
+        id=plan.point_id,
+        vault=plan.vault.name,
+        vm_uuid=plan.vm.uuid,
+        vm_name=plan.vm.name,
+        created_at=plan.created_at,
+        consistency=taken.consistency,
+        method=plan.choice.method,
+        frozen_ms=taken.window_ms,
+        checkpoint=point_checkpoint(plan),
+        disks=[
+            PointDisk(
+                target=e.target,
+                size=e.size,
+                format=formats.get(e.target),
+                excluded=e.excluded,
+                reason=e.reason if e.excluded else plan.reads[e.target].reason,
+                incremental=False if e.excluded else plan.reads[e.target].incremental,
+                bytes_read=e.bytes_read,
+                bytes_new=e.bytes_new,
+            )
+            for e in entries
+        ],
+        job_id=ctx.job.id,
+        warnings=list(ctx.job.warnings),
+    )
+
+
+def record_point(
+    uow: UnitOfWorkFactory,
+    driver: BackupDriver,
+    plan: BackupPlan,
+    point: RecoveryPoint,
+    ctx: JobContext,
+    now: datetime,
+) -> None:
+    """The catalog row, the checkpoint record and the ``committed`` step, in one transaction."""
+    vm = plan.vm
+    xml = (
+        driver.checkpoint_xml(vm.host_uri, vm.uuid, plan.checkpoint)
+        if plan.checkpoint is not None
+        else None
+    )
+    with uow() as u:
+        u.points.add(point)
+        if plan.checkpoint is not None and xml is not None:
+            u.checkpoints.add(
+                CheckpointRecord(plan.checkpoint, vm.uuid, point.id, plan.created_at, xml)
+            )
+        u.vms.save(vm)
+        u.jobs.record_step(ctx.job.id, BackupStep.COMMITTED, {"point": point.id}, now)
+        u.commit()
