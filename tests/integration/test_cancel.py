@@ -1,6 +1,8 @@
 """Cancel at every phase of a backup, and of a restore, leaves no trace.
 
-A backup cancelled in ``freezing`` (guest frozen or paused, nothing begun), ``reading``,
+A backup cancelled in ``freezing`` (asked from inside the freeze / pause window, where the
+backup writes nothing to the catalog: seen at the first check once the guest is released),
+``reading``,
 ``writing`` or ``committing``: the job ends cancelled, the libvirt job is ended, the guest is
 thawed / resumed and running, no new point (catalog, vault) and no new checkpoint remain, the
 work directory is empty, and the next backup works and is incremental.  One VM is reused for
@@ -70,6 +72,9 @@ def _cancel_backup_at(svc: Services, vm: str, phase: str) -> None:
     files = _vault_files(svc)
     seen: dict[str, Any] = {}
 
+    def in_window(job: Job) -> None:
+        cancel_at(job, "freezing")
+
     def cancel_at(job: Job, name: str) -> None:
         if job.type is JobType.BACKUP and name == phase:
             conn = libvirt.open(URI)
@@ -82,16 +87,22 @@ def _cancel_backup_at(svc: Services, vm: str, phase: str) -> None:
                 conn.close()
             svc.jobs.cancel(job.id)
 
-    svc.runner.phase_observers.append(cancel_at)
+    # ``freezing`` is entered (and journaled) before the window: cancel from inside it
+    hooks: list[Any] = svc.backups.window_observers
+    hook: Any = in_window
+    if phase != "freezing":
+        hooks, hook = svc.runner.phase_observers, cancel_at
+    hooks.append(hook)
     try:
         outcome = svc.backups.backup(None, [vm])[0]
     finally:
-        svc.runner.phase_observers.remove(cancel_at)
+        hooks.remove(hook)
     job, log = svc.jobs.show(outcome.job.id)
     assert job.state is JobState.CANCELLED, log
     assert any("cancel requested" in line for line in log)
     assert _phases(log) == PHASES[: PHASES.index(phase) + 1], log
     if phase == "freezing":  # the hook ran inside the freeze / pause window
+        assert seen, "the window hook never ran"
         if "freeze" in seen:
             assert seen["freeze"] == "frozen", seen
         else:

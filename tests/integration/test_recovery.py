@@ -23,26 +23,34 @@ from vmvault.bootstrap import Services, bootstrap
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.hypervisor.lab.vms import lab_prefix
 from vmvault.hypervisor.libvirt import agent
-from vmvault.services.backups import point_in_log
 
 pytestmark = pytest.mark.lab
 
 URI = "qemu:///system"
 N = {v: f"{lab_prefix()}-{v}-1" for v in LAB_VARIANTS}
 
-#: A real backup in its own process that stops (sleeps) on entering a phase, to be killed there.
+#: A real backup in its own process that stops (sleeps) on entering a phase, to be killed there;
+#: "window": inside the freeze / pause window (the guest frozen or paused, nothing begun).
 HOLD_AT_PHASE = """
 import sys, time
 from vmvault.bootstrap import bootstrap
 vm, phase = sys.argv[1], sys.argv[2]
 services = bootstrap()
-def hold(job, name):
+def hold(job, name="window"):
     if name == phase:
         print("holding", job.id, flush=True)
         time.sleep(600)
 services.runner.phase_observers.append(hold)
+services.backups.window_observers.append(hold)
 services.backups.backup(None, [vm])
 """
+
+
+def _point(svc: Services, job: Job) -> str:
+    """The point the backup job was writing (its journal's ``planned`` step)."""
+    with svc.backups.uow() as uow:
+        planned = [s for s in uow.jobs.steps(job.id) if s.step == "planned"]
+    return str(planned[0].data["point"])
 
 
 @pytest.fixture(scope="module")
@@ -177,8 +185,8 @@ def test_restart_while_reading(svc: Services, home: Path) -> None:
 @pytest.mark.parametrize(
     ("variant", "phase", "expect"),
     [
-        ("standard", "freezing", "thawed 2 file system(s)"),
-        ("no-agent", "freezing", "resumed"),
+        ("standard", "window", "thawed 2 file system(s)"),
+        ("no-agent", "window", "resumed"),
         ("standard", "committing", "removed the half-written point"),
     ],
     ids=["frozen", "paused", "half-point"],
@@ -206,14 +214,14 @@ def test_restart_at_a_phase(
         conn = libvirt.open(URI)
         try:
             dom = _dom(conn, vm)
-            if phase == "freezing" and variant == "standard":
+            if phase == "window" and variant == "standard":
                 assert agent.agent_command(dom, "guest-fsfreeze-status", timeout=5) == "frozen"
-            elif phase == "freezing":
+            elif phase == "window":
                 assert dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED
         finally:
             conn.close()
         if phase == "committing":  # indexes written, no manifest yet: a half point
-            point = point_in_log(svc.jobs.show(job.id)[1])
+            point = _point(svc, job)
             vault = home / "vaults" / "main"
             assert (vault / "indexes" / str(point)).is_dir()
             assert not (vault / "manifests" / f"{point}.manifest").exists()
@@ -241,7 +249,7 @@ def test_the_next_backup_cleans_up_without_recovery(svc: Services, home: Path) -
         assert dead is not None
     finally:
         _kill(proc)
-    point = point_in_log(svc.jobs.show(dead.id)[1])
+    point = _point(svc, dead)
     out = svc.backups.backup(None, [vm])[0]
     assert out.result is not None, svc.jobs.show(out.job.id)
     assert all(d.incremental for d in out.result.disks if not d.excluded)

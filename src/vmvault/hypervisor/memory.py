@@ -1,0 +1,496 @@
+"""An in-memory hypervisor for the backup service: fake VMs whose disks are bytearrays.
+
+Shipped with the product (not only the tests) so that services can be exercised without
+libvirt, QEMU or a guest agent — the lab tests keep everything that touches those.  It
+implements the :class:`~vmvault.services.ports.BackupDriver` port and the read part of the
+:class:`~vmvault.services.ports.Hypervisor` port, with the same contracts and the same
+failure modes the libvirt adapter has:
+
+* a :class:`MemoryDisk` keeps one dirty set per checkpoint (blocks of :data:`BLOCK` bytes
+  written since it was created) — an incremental reads exactly those;  a bitmap can be
+  *broken* (inconsistent after a crash) or lost, and a checkpoint's metadata can be
+  *forgotten* while its bitmaps survive (then ``redefine_checkpoint`` brings it back);
+* a :class:`FakeAgent` freezes and thaws, or hangs (``AGENT_FREEZE_TIMEOUT``), or fails the
+  freeze (``FREEZE_FAILED``), or fails the thaw;
+* :meth:`MemoryBackupDriver.take_point` checks, then holds the guest still (freeze or pause),
+  calls ``in_window()``, "begins" (copies the disks as they are and creates the new
+  checkpoint), releases the guest — always — and asks ``cancel()`` outside the window only;
+* a session is the live owner of its VM until it ends: :meth:`MemoryBackupDriver.
+  cleanup_stale` does nothing meanwhile.  :meth:`MemoryHypervisor.kill` makes every open
+  session "die" where it stands (its exit does nothing, the guest stays frozen or paused,
+  the job runs on), as a killed process would leave them.
+
+Every call raises :class:`Killed` while :attr:`MemoryHypervisor.dead` is set (the process is
+gone); tests clear it and go on as the next process.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from vmvault.domain.errors import (
+    AgentFreezeTimeout,
+    BackupBeginFailed,
+    BackupJobRunning,
+    BackupVmNotRunning,
+    Cancelled,
+    CheckpointMissing,
+    FreezeFailed,
+    InvalidInput,
+    VmvaultError,
+)
+from vmvault.domain.inventory import AgentReport
+from vmvault.domain.recovery_point import Method, TakenPoint, UnfinishedBackup, is_our_checkpoint
+from vmvault.domain.vm import Disk, DomainFacts, PowerState
+
+BLOCK = 64 * 1024  # dirty-tracking granularity, as QEMU's default bitmap granularity
+
+
+class Killed(BaseException):
+    """The process "died" here (a test's SIGKILL): nothing after it runs, no clean-up."""
+
+
+@dataclass
+class FakeAgent:
+    """The guest agent: ``mode`` ``ok`` | ``hang`` (no answer) | ``fail`` (freeze refused)."""
+
+    mode: str = "ok"
+    thaw_fails: bool = False
+    frozen: bool = False
+    freezes: int = 0
+    filesystems: int = 2
+
+    def freeze(self, vm: str) -> int:
+        if self.mode == "hang":
+            raise AgentFreezeTimeout("the agent did not answer guest-ping", vm=vm, seconds=5)
+        if self.mode == "fail":
+            raise FreezeFailed("guest-fsfreeze-freeze failed", vm=vm)
+        self.frozen = True
+        self.freezes += 1
+        return self.filesystems
+
+    def thaw(self) -> bool:
+        if self.thaw_fails:
+            return False
+        self.frozen = False
+        return True
+
+
+@dataclass
+class MemoryDisk:
+    target: str
+    size: int
+    format: str = "qcow2"
+    data: bytearray = field(default_factory=bytearray)
+    #: checkpoint name → blocks written since it was created
+    bitmaps: dict[str, set[int]] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            self.data = bytearray(self.size)
+
+    def write(self, offset: int, payload: bytes) -> None:
+        self.data[offset : offset + len(payload)] = payload
+        blocks = range(offset // BLOCK, (offset + len(payload) - 1) // BLOCK + 1)
+        for dirty in self.bitmaps.values():
+            dirty.update(blocks)
+
+    def as_disk(self) -> Disk:
+        return Disk(self.target, "file", "disk", self.format, f"/mem/{self.target}.{self.format}")
+
+
+@dataclass
+class MemoryDomain:
+    uuid: str
+    name: str
+    disks: list[MemoryDisk]
+    power: PowerState = PowerState.RUNNING
+    agent: FakeAgent | None = field(default_factory=FakeAgent)
+    checkpoints: list[str] = field(default_factory=list)  # libvirt's metadata, oldest first
+    job: MemorySession | None = None  # the running backup job
+    owner: MemorySession | None = None  # the live session holding the VM ("the lock")
+    paused_by_backup: bool = False
+
+    def disk(self, target: str) -> MemoryDisk:
+        return next(d for d in self.disks if d.target == target)
+
+    def facts(self, uri: str) -> DomainFacts:
+        return DomainFacts(
+            uuid=self.uuid,
+            name=self.name,
+            host_uri=uri,
+            hostname="memory",
+            group="memory",
+            power_state=self.power,
+            disks=tuple(d.as_disk() for d in self.disks),
+            nics=(),
+            agent_channel=self.agent is not None,
+            fingerprint="-".join(f"{d.target}:{d.size}" for d in self.disks),
+        )
+
+
+class MemorySource:
+    """One disk of a point in time: the bytes as they were at ``begin``."""
+
+    def __init__(self, data: bytes, dirty: set[int] | None) -> None:
+        self._data = data
+        self.size = len(data)
+        self._dirty = dirty
+
+    def extents(self) -> Iterator[tuple[int, int, bool]]:
+        yield (0, self.size, True)
+
+    def pread_into(self, buf: memoryview, offset: int) -> None:
+        buf[:] = self._data[offset : offset + len(buf)]
+
+    def dirty_extents(self) -> list[tuple[int, int]]:
+        if self._dirty is None:
+            return [(0, self.size)]
+        out: list[tuple[int, int]] = []
+        for block in sorted(self._dirty):
+            start, end = block * BLOCK, min((block + 1) * BLOCK, self.size)
+            if out and out[-1][0] + out[-1][1] == start:
+                out[-1] = (out[-1][0], end - out[-1][0])
+            else:
+                out.append((start, end - start))
+        return out
+
+
+class MemoryHypervisor:
+    """Domains in memory: the ``Hypervisor`` read port and the world the driver acts on."""
+
+    def __init__(self, uri: str = "memory:///") -> None:
+        self.uri = uri
+        self.domains: dict[str, MemoryDomain] = {}
+        self.dead = False
+        self.sessions: list[MemorySession] = []
+
+    def add(self, dom: MemoryDomain) -> MemoryDomain:
+        self.domains[dom.uuid] = dom
+        return dom
+
+    def alive(self) -> None:
+        if self.dead:
+            raise Killed("this process is dead")
+
+    def kill(self) -> None:
+        """Every open session dies where it stands; every call raises until :attr:`dead` is
+        cleared (the next process)."""
+        self.dead = True
+        for s in self.sessions:
+            s.alive = False
+        self.sessions.clear()
+
+    def dom(self, uuid: str) -> MemoryDomain:
+        self.alive()
+        return self.domains[uuid]
+
+    # --- Hypervisor (read part) -------------------------------------------------------------
+
+    def hostname(self, uri: str) -> str:
+        self.alive()
+        return "memory"
+
+    def list_domains(self, uri: str) -> list[DomainFacts]:
+        self.alive()
+        return [d.facts(uri) for d in self.domains.values()]
+
+    def domain_facts(self, uri: str, uuid: str) -> DomainFacts | None:
+        self.alive()
+        d = self.domains.get(uuid)
+        return d.facts(uri) if d is not None else None
+
+    def agent_report(self, uri: str, uuid: str, timeout: int) -> AgentReport:
+        d = self.dom(uuid)
+        ok = d.agent is not None and d.agent.mode != "hang"
+        return AgentReport(responded=ok, version="8.0.0" if ok else None)
+
+
+class MemoryBackupDriver:
+    """:class:`~vmvault.services.ports.BackupDriver` over a :class:`MemoryHypervisor`."""
+
+    def __init__(self, hv: MemoryHypervisor) -> None:
+        self.hv = hv
+
+    def checkpoints(self, uri: str, vm_uuid: str) -> list[str]:
+        return list(self.hv.dom(vm_uuid).checkpoints)
+
+    def checkpoint_xml(self, uri: str, vm_uuid: str, name: str) -> str:
+        if name not in self.hv.dom(vm_uuid).checkpoints:
+            raise CheckpointMissing("no such checkpoint", checkpoint=name, vm=vm_uuid)
+        return f"<domaincheckpoint><name>{name}</name></domaincheckpoint>"
+
+    def redefine_checkpoint(self, uri: str, vm_uuid: str, xml: str) -> None:
+        d = self.hv.dom(vm_uuid)
+        name = ET.fromstring(xml).findtext("name") or ""
+        if name in d.checkpoints:
+            return
+        if not any(name in disk.bitmaps for disk in d.disks):
+            raise CheckpointMissing("its bitmaps are gone", checkpoint=name, vm=d.name)
+        d.checkpoints.append(name)
+
+    def delete_checkpoint(self, uri: str, vm_uuid: str, name: str) -> None:
+        if not is_our_checkpoint(name):
+            raise InvalidInput("not a vmvault checkpoint", what=f"checkpoint {name}")
+        d = self.hv.dom(vm_uuid)
+        if name in d.checkpoints:
+            d.checkpoints.remove(name)
+        for disk in d.disks:
+            disk.bitmaps.pop(name, None)
+            disk.broken.discard(name)
+
+    def forget_checkpoint(self, vm_uuid: str, name: str) -> None:
+        """libvirt lost the checkpoint's metadata; the bitmaps stay in the images."""
+        self.hv.dom(vm_uuid).checkpoints.remove(name)
+
+    def checkpoint_problems(
+        self, uri: str, vm_uuid: str, name: str, targets: list[str]
+    ) -> list[str]:
+        d = self.hv.dom(vm_uuid)
+        if name not in d.checkpoints:
+            return [f"checkpoint {name} missing"]
+        problems = []
+        for t in targets:
+            disk = d.disk(t)
+            if name not in disk.bitmaps:  # as libvirt: a disk added later has none either
+                problems.append(f"checkpoint {name} has no bitmap for disk {t}")
+            elif name in disk.broken:
+                problems.append(f"bitmap {name} of disk {t} is missing or inconsistent")
+        return problems
+
+    def disk_sizes(self, uri: str, vm_uuid: str) -> dict[str, int]:
+        return {disk.target: disk.size for disk in self.hv.dom(vm_uuid).disks}
+
+    def domain_xml(self, uri: str, vm_uuid: str) -> str:
+        d = self.hv.dom(vm_uuid)
+        disks = "".join(
+            f"<disk type='file' device='disk'><driver type='{x.format}'/>"
+            f"<target dev='{x.target}'/></disk>"
+            for x in d.disks
+        )
+        return (
+            f"<domain><name>{d.name}</name><uuid>{d.uuid}</uuid><devices>{disks}</devices></domain>"
+        )
+
+    def take_point(
+        self,
+        uri: str,
+        vm_uuid: str,
+        disks: list[Disk],
+        *,
+        checkpoint: str | None,
+        incremental_from: str | None,
+        quiesce: str,
+        cancel: Callable[[], bool],
+        in_window: Callable[[], None] | None = None,
+    ) -> MemorySession:
+        return MemorySession(
+            self.hv, vm_uuid, [x.target for x in disks], checkpoint, incremental_from, quiesce,
+            cancel, in_window,
+        )  # fmt: skip
+
+    def offline(self, disks: list[Disk], bitmap: str | None) -> MemorySession:
+        targets = {x.target for x in disks}
+        dom = next(d for d in self.hv.domains.values() if {x.target for x in d.disks} >= targets)
+        return MemorySession(
+            self.hv, dom.uuid, [x.target for x in disks], None, bitmap, "none",
+            lambda: False, None, offline=True,
+        )  # fmt: skip
+
+    def cleanup_stale(
+        self, uri: str, vm_uuid: str, left: UnfinishedBackup | None = None
+    ) -> list[str]:
+        d = self.hv.dom(vm_uuid)
+        if d.owner is not None and d.owner.alive:
+            return ["a live vmvault process holds the VM: nothing done"]
+        done: list[str] = []
+        d.owner = None
+        if d.job is not None:
+            d.job = None
+            done.append(f"aborted the stale backup job of {d.name}")
+        if left is not None and left.checkpoint and left.checkpoint in d.checkpoints:
+            done.append(
+                f"the interrupted backup had created checkpoint {left.checkpoint} "
+                "(not deleted here: only the catalog knows whether a recovery point uses it)"
+            )
+        if d.paused_by_backup and left is not None and left.may_hold_guest:
+            d.power, d.paused_by_backup = PowerState.RUNNING, False
+            done.append(f"resumed {d.name} (paused by the interrupted backup)")
+        if d.agent is not None and d.agent.frozen and d.agent.thaw():
+            done.append(f"thawed {d.agent.filesystems} file system(s) of {d.name}")
+        return done
+
+
+class MemorySession:
+    """One point in time of a memory domain (see the module docstring)."""
+
+    def __init__(
+        self,
+        hv: MemoryHypervisor,
+        vm_uuid: str,
+        targets: list[str],
+        checkpoint: str | None,
+        incremental_from: str | None,
+        quiesce: str,
+        cancel: Callable[[], bool],
+        in_window: Callable[[], None] | None,
+        *,
+        offline: bool = False,
+    ) -> None:
+        self.hv = hv
+        self.vm_uuid = vm_uuid
+        self.targets = targets
+        self.checkpoint = checkpoint
+        self.incremental_from = incremental_from
+        self.quiesce = quiesce
+        self.cancel = cancel
+        self.in_window = in_window
+        self.offline = offline
+        self.alive = True
+        self.taken = TakenPoint(method=Method.SAVED_STATE, reason="not taken yet")
+        self.released = True
+        self._sources: dict[str, MemorySource] = {}
+        self._begun = False
+
+    def __enter__(self) -> MemorySession:
+        d = self.hv.dom(self.vm_uuid)
+        if d.owner is not None and d.owner.alive:
+            raise BackupJobRunning("another vmvault process holds the VM", vm=d.name, job="backup")
+        d.owner = self
+        self.hv.sessions.append(self)
+        try:
+            if self.offline:
+                self._snapshot(d)
+                self.taken = TakenPoint(Method.OFFLINE, "VM is shut off: its images are read")
+            else:
+                self._take(d)
+        except BaseException:
+            if self.alive:
+                self._end(d, failed=True)
+            raise
+        return self
+
+    def _take(self, d: MemoryDomain) -> None:
+        if d.power is PowerState.SHUT_OFF:
+            raise BackupVmNotRunning(vm=d.name, state="shut off")
+        if d.job is not None:
+            raise BackupJobRunning("backup job", vm=d.name, job="backup")
+        if self.incremental_from is not None:
+            if self.incremental_from not in d.checkpoints:
+                raise CheckpointMissing("no such checkpoint", checkpoint=self.incremental_from)
+            for t in self.targets:
+                disk = d.disk(t)
+                if disk.format == "qcow2" and self.incremental_from in disk.broken:
+                    raise CheckpointMissing(
+                        f"the bitmap of disk {t} is missing or inconsistent",
+                        checkpoint=self.incremental_from,
+                        vm=d.name,
+                    )
+        if self.checkpoint is not None and self.checkpoint in d.checkpoints:
+            raise BackupBeginFailed(f"checkpoint {self.checkpoint} already exists", vm=d.name)
+        if self.cancel():
+            raise Cancelled(operation="the backup")
+        running = d.power is PowerState.RUNNING
+        warnings: list[str] = []
+        frozen, fs, reason = False, 0, "taken as it is"
+        if self.quiesce == "freeze":
+            try:
+                if d.agent is None:
+                    raise FreezeFailed("the VM has no guest agent channel", vm=d.name)
+                fs = d.agent.freeze(d.name)
+                frozen, reason = True, f"the guest agent froze {fs} file system(s)"
+            except VmvaultError as exc:
+                reason = f"the guest could not be frozen ({exc.text}): crash-consistent"
+                warnings.append(reason)
+        elif self.quiesce == "pause" and running:
+            d.power, d.paused_by_backup = PowerState.PAUSED, True
+            reason = "VM paused while the point in time was taken"
+        try:
+            if self.in_window is not None:
+                self.in_window()
+            self._snapshot(d)
+            d.job = self
+            if self.checkpoint is not None:
+                d.checkpoints.append(self.checkpoint)
+                for disk in d.disks:
+                    if disk.target in self.targets and disk.format == "qcow2":
+                        disk.bitmaps[self.checkpoint] = set()
+            self._begun = True
+        finally:
+            if self.alive:  # a dead process releases nothing
+                self.released = self._release(d)
+        if not self.released:
+            warnings.append("the thaw failed: the guest may still be frozen")
+        method = Method.GUEST_QUIESCE if self.quiesce == "freeze" else Method.SAVED_STATE
+        self.taken = TakenPoint(
+            method=method,
+            reason=reason,
+            frozen=frozen,
+            fs_frozen=fs,
+            frozen_ms=1 if frozen else 0,
+            paused_ms=1 if self.quiesce == "pause" and running else 0,
+            released=self.released,
+            warnings=tuple(warnings),
+            fsinfo=({"mountpoint": "/", "type": "ext4", "name": "vda1"},) if frozen else None,
+        )
+        if self.cancel():
+            raise Cancelled(operation="the backup")
+
+    def _release(self, d: MemoryDomain) -> bool:
+        ok = True
+        if d.agent is not None and d.agent.frozen:
+            ok = d.agent.thaw()
+        if d.paused_by_backup:
+            d.power, d.paused_by_backup = PowerState.RUNNING, False
+        return ok
+
+    def _snapshot(self, d: MemoryDomain) -> None:
+        for t in self.targets:
+            disk = d.disk(t)
+            dirty = None
+            if self.incremental_from is not None and self.incremental_from in disk.bitmaps:
+                dirty = set(disk.bitmaps[self.incremental_from])
+            self._sources[t] = MemorySource(bytes(disk.data), dirty)
+
+    def _end(self, d: MemoryDomain, failed: bool) -> None:
+        if not self.released:
+            self.released = self._release(d)
+        if d.job is self:
+            d.job = None
+        if failed and self._begun and self.checkpoint in d.checkpoints:
+            d.checkpoints.remove(self.checkpoint)
+            for disk in d.disks:
+                disk.bitmaps.pop(self.checkpoint or "", None)
+        if d.owner is self:
+            d.owner = None
+        if self in self.hv.sessions:
+            self.hv.sessions.remove(self)
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self.alive:
+            return  # the process died: nothing is ended, released or removed
+        self._end(self.hv.domains[self.vm_uuid], failed=False)
+
+    def source(self, target: str) -> Any:
+        self.hv.alive()
+        return self._sources[target]
+
+
+__all__ = [
+    "BLOCK",
+    "FakeAgent",
+    "Killed",
+    "MemoryBackupDriver",
+    "MemoryDisk",
+    "MemoryDomain",
+    "MemoryHypervisor",
+    "MemorySession",
+    "MemorySource",
+]

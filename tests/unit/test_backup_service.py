@@ -1,0 +1,443 @@
+"""The backup service over the in-memory hypervisor (``vmvault.hypervisor.memory``), a real
+SQLite catalog and a real local vault in a temporary directory: full and incremental reads,
+chain repair, fallbacks to full, discard after a failure, the freeze window (nothing touches
+the catalog in it), and recovery after a kill at every journal step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmvault.dataplane.restore import restore_disk
+from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.errors import DiskReadFailed
+from vmvault.domain.job import Job, JobState, JobType
+from vmvault.domain.recovery_point import BackupStep, Consistency, RecoveryPoint
+from vmvault.domain.vm import PowerState, VmItem, VmState
+from vmvault.hypervisor.memory import (
+    Killed,
+    MemoryBackupDriver,
+    MemoryDisk,
+    MemoryDomain,
+    MemoryHypervisor,
+)
+from vmvault.persistence.catalog import SqlUnitOfWork
+from vmvault.persistence.engine import open_catalog
+from vmvault.services.backups import BackupOutcome, BackupService
+from vmvault.services.jobs import JobContext, JobQueries, JobRunner
+from vmvault.services.recovery import RecoveryService
+from vmvault.services.restores import RestoreService
+from vmvault.services.vaults import VaultService
+
+URI = "memory:///"
+UUID = "aaaaaaaa-2222-3333-4444-555555555555"
+MiB = 1 << 20
+CHUNK = MiB  # the vault's chunk size here: an incremental reads whole chunks
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Jobs:
+    """The job repository, noting which journal steps a transaction records."""
+
+    def __init__(self, inner: Any, steps: list[str]) -> None:
+        self._inner, self._steps = inner, steps
+
+    def record_step(self, job_id: int, step: str, data: dict[str, Any], at: datetime) -> None:
+        self._steps.append(str(step))
+        self._inner.record_step(job_id, step, data, at)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _Uow:
+    """A catalog transaction of a process that may be killed (see :class:`World`)."""
+
+    def __init__(self, inner: SqlUnitOfWork, world: World) -> None:
+        self._inner, self._world, self._steps = inner, world, []
+
+    def __enter__(self) -> _Uow:
+        self._inner.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._inner.__exit__(*exc)
+
+    @property
+    def jobs(self) -> _Jobs:
+        return _Jobs(self._inner.jobs, self._steps)
+
+    def commit(self) -> None:
+        self._inner.commit()
+        if self._world.kill_at is not None and self._world.kill_at in self._steps:
+            self._world.kill()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@dataclass
+class World:
+    tmp: Path
+    engine: Any
+    hv: MemoryHypervisor
+    driver: MemoryBackupDriver
+    pid: int = 5000001
+    kill_at: str | None = None
+    #: called with the guest's state each time the catalog is opened
+    on_catalog: list[Callable[[], None]] = field(default_factory=list)
+
+    # --- the process -------------------------------------------------------------------------
+
+    def uow(self) -> _Uow:
+        self.hv.alive()  # a dead process writes nothing
+        for check in self.on_catalog:
+            check()
+        return _Uow(SqlUnitOfWork(self.engine), self)
+
+    def kill(self) -> None:
+        """SIGKILL: every open session dies where it stands; nothing more runs."""
+        self.kill_at = None
+        self.hv.kill()
+        raise Killed("killed")
+
+    def restart(self) -> None:
+        """The next process (another pid: the dead one's jobs are orphans)."""
+        self.hv.dead = False
+        self.pid += 1
+
+    # --- services -----------------------------------------------------------------------------
+
+    def runner(self) -> JobRunner:
+        return JobRunner(self.uow, now, self.pid, lambda p: p == self.pid)
+
+    def vaults(self) -> VaultService:
+        return VaultService(self.uow, self.hv, now, self.tmp, "main")  # type: ignore[arg-type]
+
+    def service(self) -> BackupService:
+        return BackupService(self.uow, self.runner(), self.vaults(), self.hv, self.driver, now, 1)  # type: ignore[arg-type]
+
+    def recovery(self) -> RecoveryService:
+        runner = self.runner()
+        backups = self.service()
+        restores = RestoreService(self.uow, runner, self.vaults(), None, now)  # type: ignore[arg-type]
+        return RecoveryService(self.uow, runner, self.vaults(), backups, restores, now)  # type: ignore[arg-type]
+
+    def backup(self, service: BackupService | None = None) -> BackupOutcome:
+        return (service or self.service()).backup(None, [UUID])[0]
+
+    def ok(self, service: BackupService | None = None) -> RecoveryPoint:
+        out = self.backup(service)
+        assert out.result is not None, self.log(out.job.id)
+        return out.result
+
+    # --- what is there -----------------------------------------------------------------------
+
+    @property
+    def dom(self) -> MemoryDomain:
+        return self.hv.domains[UUID]
+
+    def store(self) -> VaultStore:
+        return VaultStore.open(self.tmp / "vaults" / "main")
+
+    def log(self, job_id: int) -> list[str]:
+        with self.uow() as uow:
+            return [line.split(" ", 2)[2] for line in uow.jobs.log(job_id)]
+
+    def steps(self, job_id: int) -> list[str]:
+        with self.uow() as uow:
+            return [s.step for s in uow.jobs.steps(job_id)]
+
+    def job(self, job_id: int) -> Job:
+        with self.uow() as uow:
+            job = uow.jobs.get(job_id)
+        assert job is not None
+        return job
+
+    def points(self) -> list[RecoveryPoint]:
+        with self.uow() as uow:
+            return uow.points.for_vm(UUID)
+
+    def restored(self, point: RecoveryPoint, target: str) -> bytes:
+        store = self.store()
+        index = store.read_point_index(store.read_manifest(point.id), target)
+        out = self.tmp / f"{point.id}-{target}.raw"
+        restore_disk(store, index, out, overwrite=True, workers=1)
+        return out.read_bytes()
+
+    def assert_clean(self) -> None:
+        """No job, guest running and thawed, only the catalog's checkpoints, no half point."""
+        dom = self.dom
+        assert dom.job is None and dom.owner is None
+        assert dom.power is PowerState.RUNNING
+        assert dom.agent is None or not dom.agent.frozen
+        with self.uow() as uow:
+            known = {r.name for r in uow.checkpoints.for_vm(UUID)}
+        assert set(dom.checkpoints) <= known, (dom.checkpoints, known)
+        store = self.store()
+        manifests = {p for p in store.list_index_dirs() if store.manifest_path(p).exists()}
+        assert set(store.list_index_dirs()) == manifests  # no indexes without a manifest
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> Iterator[World]:
+    engine = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    hv = MemoryHypervisor(URI)
+    hv.add(MemoryDomain(UUID, "vm", [MemoryDisk("vda", 4 * MiB), MemoryDisk("vdb", 2 * MiB)]))
+    w = World(tmp_path, engine, hv, MemoryBackupDriver(hv))
+    t = now()
+    with w.uow() as uow:
+        uow.hosts.add(URI, "local", "memory", t)
+        uow.commit()
+    w.vaults().create("main", "local", None, chunk_size=CHUNK)
+    facts = hv.domain_facts(URI, UUID)
+    assert facts is not None
+    vm = VmItem(
+        UUID, "vm", URI, "memory", "memory", PowerState.RUNNING, list(facts.disks), [], True,
+        facts.fingerprint, t, t, state=VmState.REGISTERED, vault="main", registered_at=t,
+    )  # fmt: skip
+    with w.uow() as uow:
+        uow.vms.save(vm)
+        uow.commit()
+    w.dom.disk("vda").write(0, b"boot" * 1000)
+    w.dom.disk("vdb").write(MiB, b"data" * 1000)
+    yield w
+    engine.dispose()
+
+
+# --- full, incremental, chain --------------------------------------------------------------------
+
+
+def test_first_backup_is_full_and_restores_the_disks(world: World) -> None:
+    point = world.ok()
+    assert [(d.target, d.incremental) for d in point.disks] == [("vda", False), ("vdb", False)]
+    assert (
+        point.consistency is Consistency.FILE_SYSTEM and point.checkpoint in world.dom.checkpoints
+    )
+    assert point.frozen_ms > 0 and world.dom.agent is not None and world.dom.agent.freezes == 1
+    assert world.restored(point, "vda") == bytes(world.dom.disk("vda").data)
+    assert world.restored(point, "vdb") == bytes(world.dom.disk("vdb").data)
+    job = world.job(point.job_id or 0)
+    assert job.state is JobState.COMPLETED
+    assert world.steps(job.id) == [
+        "planned", "freezing", "point-taken", "reading", "writing", "indexes-written",
+        "committing", "manifest-written", "committed",
+    ]  # fmt: skip
+    world.assert_clean()
+
+
+def test_an_incremental_reads_only_the_dirty_chunks(world: World) -> None:
+    first = world.ok()
+    world.dom.disk("vda").write(3 * MiB + 5, b"changed")
+    point = world.ok()
+    vda, vdb = point.disks
+    assert vda.incremental and vdb.incremental
+    assert vda.bytes_read == CHUNK and vdb.bytes_read == 0  # one dirty chunk, nothing on vdb
+    assert world.restored(point, "vda") == bytes(world.dom.disk("vda").data)
+    assert world.dom.checkpoints == [point.checkpoint]  # the older one was pruned
+    assert first.checkpoint not in world.dom.checkpoints
+    world.assert_clean()
+
+
+def test_a_checkpoint_libvirt_forgot_is_redefined_from_the_catalog(world: World) -> None:
+    first = world.ok()
+    assert first.checkpoint is not None
+    world.driver.forget_checkpoint(UUID, first.checkpoint)  # the bitmaps stay in the images
+    world.dom.disk("vdb").write(0, b"x")
+    out = world.backup()
+    assert out.result is not None and all(d.incremental for d in out.result.disks)
+    assert any("redefined from the catalog" in line for line in world.log(out.job.id))
+    world.assert_clean()
+
+
+def test_a_broken_bitmap_falls_back_to_a_full_read(world: World) -> None:
+    first = world.ok()
+    world.dom.disk("vda").broken.add(str(first.checkpoint))
+    out = world.backup()
+    assert out.result is not None and not any(d.incremental for d in out.result.disks)
+    assert all("chain broken" in (d.reason or "") for d in out.result.disks), out.result.disks
+    assert out.result.bytes_new == 0  # unchanged chunks deduplicate
+    world.assert_clean()
+
+
+def test_a_disk_added_since_the_previous_point_makes_a_full_backup(world: World) -> None:
+    """As with libvirt: the checkpoint has no bitmap for the new disk, so the chain check
+    fails and every disk is read in full (unchanged chunks deduplicate)."""
+    world.ok()
+    world.dom.disks.append(MemoryDisk("vdc", 2 * MiB))
+    world.dom.disk("vdc").write(0, b"new disk")
+    point = world.ok()
+    reads = {d.target: (d.incremental, d.reason or "") for d in point.disks}
+    assert not any(incremental for incremental, _ in reads.values())
+    assert "has no bitmap for disk vdc" in reads["vdc"][1]
+    assert world.restored(point, "vdc") == bytes(world.dom.disk("vdc").data)
+    nxt = world.ok()  # and the next one is incremental on all three
+    assert [d.incremental for d in nxt.disks] == [True, True, True]
+
+
+# --- failures, the window -----------------------------------------------------------------------
+
+
+def test_a_failed_read_is_discarded(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = world.ok()
+    store_before = sorted(world.store().list_index_dirs())
+
+    def broken(self: Any, buf: memoryview, offset: int) -> None:
+        raise DiskReadFailed("I/O error", disk="vdb", offset=offset)
+
+    world.dom.disk("vdb").write(0, b"x")
+    monkeypatch.setattr("vmvault.hypervisor.memory.MemorySource.pread_into", broken)
+    out = world.backup()
+    monkeypatch.undo()
+    assert out.result is None and world.job(out.job.id).state is JobState.FAILED
+    assert [p.id for p in world.points()] == [first.id]  # no half point in the catalog
+    assert sorted(world.store().list_index_dirs()) == store_before  # nor in the vault
+    assert world.dom.checkpoints == [first.checkpoint]  # no stray checkpoint
+    world.assert_clean()
+    again = world.ok()
+    assert all(d.incremental for d in again.disks)
+
+
+@pytest.mark.parametrize("mode", ["hang", "fail"])
+def test_an_agent_that_cannot_freeze_gives_a_crash_consistent_point(
+    world: World, mode: str
+) -> None:
+    assert world.dom.agent is not None
+    world.dom.agent.mode = mode
+    out = world.backup()
+    assert out.result is not None and out.result.consistency is Consistency.CRASH
+    assert world.job(out.job.id).state is JobState.COMPLETED_WITH_WARNINGS
+    assert any("could not be frozen" in w for w in out.result.warnings)
+    world.assert_clean()
+
+
+def test_a_failed_thaw_is_retried_by_the_next_backup(world: World) -> None:
+    assert world.dom.agent is not None
+    world.dom.agent.thaw_fails = True
+    out = world.backup()
+    assert out.result is not None and world.dom.agent.frozen
+    assert any("may still be frozen" in w for w in out.result.warnings)
+    world.dom.agent.thaw_fails = False  # the agent came back
+    nxt = world.backup()
+    assert nxt.result is not None and not world.dom.agent.frozen
+    assert any(
+        line.startswith("left by an interrupted backup: thawed") for line in world.log(nxt.job.id)
+    )
+    assert "cleaned-up" in world.steps(out.job.id)
+    third = world.backup()  # the thaw is not repeated
+    assert not any("left by" in line for line in world.log(third.job.id))
+
+
+def test_nothing_touches_the_catalog_while_the_guest_is_held(world: World) -> None:
+    """Every catalog transaction of a backup happens with the guest thawed and running."""
+    held: list[str] = []
+
+    def check() -> None:
+        if world.dom.agent is not None and world.dom.agent.frozen:
+            held.append("frozen")
+        if world.dom.power is PowerState.PAUSED:
+            held.append("paused")
+
+    world.on_catalog.append(check)
+    world.ok()  # frozen by the agent
+    world.dom.agent = None  # no agent: paused for the point
+    with world.uow() as uow:
+        vm = uow.vms.get(UUID)
+        assert vm is not None
+        vm.agent_channel = False
+        uow.vms.save(vm)
+        uow.commit()
+    point = world.ok()
+    assert point.consistency is Consistency.CRASH and point.frozen_ms > 0
+    assert held == []
+
+
+@pytest.mark.parametrize("where", ["freezing", "window"])
+def test_a_cancel_around_the_window_releases_the_guest_first(
+    world: World, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Asked as ``freezing`` is entered (before the guest is touched) or from inside the
+    window (seen once the guest is released): cancelled, nothing left."""
+    monkeypatch.setattr(JobContext, "CANCEL_POLL_EVERY", 0.0)
+    first = world.ok()
+    service = world.service()
+    seen: list[bool] = []
+
+    def cancel(job: Job, name: str = "window") -> None:
+        if name == where:
+            seen.append(bool(world.dom.agent and world.dom.agent.frozen))
+            JobQueries(world.uow, now).cancel(job.id)
+
+    service.runner.phase_observers.append(cancel)
+    service.window_observers.append(cancel)
+    out = world.backup(service)
+    assert world.job(out.job.id).state is JobState.CANCELLED
+    assert seen == [where == "window"]  # frozen inside the window only
+    assert [p.id for p in world.points()] == [first.id]
+    assert world.dom.checkpoints == [first.checkpoint]
+    world.assert_clean()
+    assert all(d.incremental for d in world.ok().disks)
+
+
+# --- recovery after a kill at each journal step -----------------------------------------------
+
+STEPS = [s.value for s in BackupStep if s is not BackupStep.CLEANED_UP]
+
+
+def _kill_at(world: World, step: str) -> Job:
+    """A backup whose process dies just after it recorded ``step`` ("window": inside the
+    freeze window, guest frozen and nothing begun)."""
+    service = world.service()
+    if step == "window":
+
+        def die(job: Job) -> None:
+            world.kill()
+
+        service.window_observers.append(die)
+    else:
+        world.kill_at = step
+    with pytest.raises(Killed):
+        world.backup(service)
+    world.restart()
+    with world.uow() as uow:
+        (job,) = [j for j in uow.jobs.find(job_type=JobType.BACKUP) if j.state.active]
+    return job
+
+
+@pytest.mark.parametrize("step", [*STEPS[:2], "window", *STEPS[2:]])
+@pytest.mark.parametrize("by", ["recovery", "next-backup"])
+def test_recovery_after_a_kill_at_each_step(world: World, step: str, by: str) -> None:
+    first = world.ok()
+    world.dom.disk("vda").write(0, b"more")
+    dead = _kill_at(world, step)
+    assert world.steps(dead.id)[-1] == (step if step != "window" else "freezing")
+    if step == "window":
+        assert world.dom.agent is not None and world.dom.agent.frozen  # left frozen
+    committed = step == "committed"
+    if by == "recovery":
+        [recovered] = world.recovery().recover()
+        assert recovered.job.id == dead.id
+        assert recovered.job.error_code == "JOB_INTERRUPTED"
+        if step != "committed":
+            assert world.steps(dead.id)[-1] == "cleaned-up"
+        assert world.recovery().recover() == []  # idempotent
+        world.assert_clean()
+    out = world.backup()
+    assert out.result is not None, world.log(out.job.id)
+    assert all(d.incremental for d in out.result.disks), out.result.disks
+    world.assert_clean()
+    ids = [p.id for p in world.points()]
+    assert ids[-1] == first.id and len(ids) == (3 if committed else 2)
+    if step == "manifest-written":  # complete in the vault, never in the catalog: left alone
+        store = world.store()
+        extra = {p for p in store.list_index_dirs() if store.manifest_path(p).exists()}
+        assert len(extra - set(ids)) == 1
+    assert world.restored(out.result, "vda") == bytes(world.dom.disk("vda").data)
