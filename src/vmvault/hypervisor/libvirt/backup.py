@@ -58,7 +58,6 @@ from vmvault.domain.errors import (
     BackupAbortFailed,
     BackupBeginFailed,
     BackupJobRunning,
-    BackupVmNotRunning,
     Cancelled,
     CheckpointMissing,
     InvalidInput,
@@ -68,11 +67,10 @@ from vmvault.hypervisor.libvirt.checkpoints import checkpoint_coverage
 from vmvault.hypervisor.libvirt.connection import lookup_domain, open_connection
 from vmvault.hypervisor.libvirt.jobcontrol import (
     _msg,
-    backup_socket,
     domain_name,
     end_backup_job,
     has_checkpoint,
-    job_info,
+    refuse_unless_ready,
 )
 from vmvault.hypervisor.libvirt.quiesce import (
     QUIESCE_MODES,
@@ -85,14 +83,6 @@ from vmvault.hypervisor.libvirt.quiesce import (
 )
 from vmvault.hypervisor.libvirt.rundir import RunDir, check_work_dir
 from vmvault.hypervisor.nbd import DIRTY_BITMAP_PREFIX, NbdSource
-
-_STATE_NAMES = {
-    libvirt.VIR_DOMAIN_NOSTATE: "in no state",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
-    libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
-    libvirt.VIR_DOMAIN_CRASHED: "crashed",
-    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended by the guest",
-}
 
 
 @dataclass(frozen=True)
@@ -248,21 +238,7 @@ class PullBackup:
             )
 
         # 2. state of the VM, foreign jobs
-        state = dom.state()[0]
-        if state not in (
-            libvirt.VIR_DOMAIN_RUNNING,
-            libvirt.VIR_DOMAIN_BLOCKED,
-            libvirt.VIR_DOMAIN_PAUSED,
-        ):
-            raise BackupVmNotRunning(
-                vm=self._vm, state=_STATE_NAMES.get(state, f"in state {state}")
-            )
-        jtype, op = job_info(dom)
-        if jtype:
-            sock = backup_socket(dom) if op == "backup" else None
-            where = f" (NBD socket {sock})" if sock else ""
-            raise BackupJobRunning(f"{op} job{where}", vm=self._vm, job=op or "unknown")
-        running = state != libvirt.VIR_DOMAIN_PAUSED
+        running = refuse_unless_ready(dom, self._vm)
         pit.was_paused = not running
 
         # the live XML: disks, QEMU's user, agent channel

@@ -19,6 +19,8 @@ from typing import Any
 
 import libvirt
 
+from vmvault.domain.errors import BackupJobRunning, BackupVmNotRunning
+
 _JOB_OPERATIONS = {
     1: "start",
     2: "save",
@@ -30,6 +32,14 @@ _JOB_OPERATIONS = {
     8: "dump",
     9: "backup",
     10: "snapshot delete",
+}
+
+_STATE_NAMES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "in no state",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended by the guest",
 }
 
 #: How long :func:`end_backup_job` waits for libvirt to drop an aborted job.
@@ -78,6 +88,25 @@ def has_checkpoint(dom: Any, name: str) -> bool:
         return True
     except libvirt.libvirtError:
         return False
+
+
+def refuse_unless_ready(dom: Any, vm: str) -> bool:
+    """A backup job can begin: the VM runs or is paused (``BACKUP_VM_NOT_RUNNING``) and has
+    no job (``BACKUP_JOB_RUNNING``, naming it and, for a backup job, its socket).  Returns
+    whether it is running (False: paused)."""
+    state = dom.state()[0]
+    if state not in (
+        libvirt.VIR_DOMAIN_RUNNING,
+        libvirt.VIR_DOMAIN_BLOCKED,
+        libvirt.VIR_DOMAIN_PAUSED,
+    ):
+        raise BackupVmNotRunning(vm=vm, state=_STATE_NAMES.get(state, f"in state {state}"))
+    jtype, op = job_info(dom)
+    if jtype:
+        sock = backup_socket(dom) if op == "backup" else None
+        where = f" (NBD socket {sock})" if sock else ""
+        raise BackupJobRunning(f"{op} job{where}", vm=vm, job=op or "unknown")
+    return bool(state != libvirt.VIR_DOMAIN_PAUSED)
 
 
 @dataclass(frozen=True)
