@@ -441,3 +441,19 @@ def test_recovery_after_a_kill_at_each_step(world: World, step: str, by: str) ->
         extra = {p for p in store.list_index_dirs() if store.manifest_path(p).exists()}
         assert len(extra - set(ids)) == 1
     assert world.restored(out.result, "vda") == bytes(world.dom.disk("vda").data)
+
+
+def test_the_prune_after_a_backup_comes_back_with_its_outcome(world: World) -> None:
+    """Retention's prune job (protected VMs) is returned with the backup's outcome, not kept
+    on a list that someone has to clear."""
+    service = world.service()
+    pruned: list[str] = []
+    marker: Any = object()
+
+    def after(vault: Any, vm: VmItem, point: RecoveryPoint) -> Any:
+        pruned.append(point.id)
+        return marker
+
+    service.after_backup = after
+    out = world.backup(service)
+    assert out.result is not None and pruned == [out.result.id] and out.prune is marker
