@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from vmvault.domain.job import JournalStep
 from vmvault.domain.recovery_point import (
     Consistency,
     Method,
@@ -16,6 +17,7 @@ from vmvault.domain.recovery_point import (
     is_our_checkpoint,
     new_point_id,
     plan_reads,
+    unfinished_backup,
 )
 from vmvault.domain.vm import PowerState
 
@@ -102,3 +104,46 @@ def test_sizes_sum_over_backed_up_disks() -> None:
     p = point()
     p.disks.append(PointDisk("sda", 0, excluded=True, reason="lun"))
     assert p.bytes_logical == 150
+
+
+# --- the backup journal, read back -----------------------------------------------------------
+
+
+def _journal(*steps: tuple[str, dict[str, object]]) -> list[JournalStep]:
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    return [JournalStep(7, i, name, dict(data), at) for i, (name, data) in enumerate(steps)]
+
+
+PLANNED = ("planned", {"point": "P", "checkpoint": "vmvault-P", "quiesce": "pause"})
+
+
+def test_a_journal_without_a_plan_or_cleaned_up_leaves_nothing() -> None:
+    assert unfinished_backup(7, []) is None
+    assert unfinished_backup(7, _journal(PLANNED, ("cleaned-up", {}))) is None
+
+
+def test_a_kill_in_the_window_may_hold_the_guest() -> None:
+    left = unfinished_backup(7, _journal(PLANNED, ("freezing", {})))
+    assert left is not None and left.may_hold_guest and not left.point_taken
+    assert (left.point, left.checkpoint, left.quiesce) == ("P", "vmvault-P", "pause")
+
+
+def test_after_point_taken_the_guest_was_released() -> None:
+    left = unfinished_backup(
+        7, _journal(PLANNED, ("freezing", {}), ("point-taken", {"released": True}), ("reading", {}))
+    )
+    assert left is not None and not left.may_hold_guest and left.last_step == "reading"
+
+
+def test_a_committed_backup_is_finished_unless_its_thaw_failed() -> None:
+    done = [PLANNED, ("freezing", {}), ("point-taken", {"released": True}), ("committed", {})]
+    assert unfinished_backup(7, _journal(*done)) is None
+    held = [PLANNED, ("freezing", {}), ("point-taken", {"released": False}), ("committed", {})]
+    left = unfinished_backup(7, _journal(*held))
+    assert left is not None and left.left_guest_held
+
+
+def test_the_point_was_in_the_vault_after_manifest_written() -> None:
+    steps = [PLANNED, ("point-taken", {"released": True}), ("manifest-written", {"point": "P"})]
+    left = unfinished_backup(7, _journal(*steps))
+    assert left is not None and left.manifest_written
