@@ -272,6 +272,12 @@ class UnfinishedBackup:
     last_step: str
     #: ``manifest-written`` was recorded: the point exists in the vault
     manifest_written: bool = False
+    #: ``committed`` was recorded: the catalog has the point
+    committed: bool = False
+    #: the vault the point was written to
+    vault: str | None = None
+    #: the plan per disk: target → {"incremental": bool, "reason": str, "format": str}
+    disks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def may_hold_guest(self) -> bool:
@@ -308,4 +314,7 @@ def unfinished_backup(job_id: int, steps: Sequence[JournalStep]) -> UnfinishedBa
         released=released,
         last_step=steps[-1].step,
         manifest_written=BackupStep.MANIFEST_WRITTEN in by_name,
+        committed=BackupStep.COMMITTED in by_name,
+        vault=data.get("vault"),
+        disks=data.get("disks") or {},
     )

@@ -14,9 +14,11 @@ run by the VM's next backup and by start-up recovery — then, in order:
    files, stale qemu-nbd exports;
 2. deletes every ``vmvault-*`` checkpoint of the VM that no checkpoint record and no recovery
    point of the catalog references.  Other tools' checkpoints are never touched;
-3. removes the half-written points (indexes, no manifest, no catalog row, no live writer)
+3. commits a point whose manifest the dead backup wrote but whose catalog row it did not
+   (from the manifest and the journal's plan), keeping its checkpoint;
+4. removes the half-written points (indexes, no manifest, no catalog row, no live writer)
    of those checkpoints and of the journals;
-4. records ``cleaned-up`` in each dead job's journal, so that no later clean-up acts on it
+5. records ``cleaned-up`` in each dead job's journal, so that no later clean-up acts on it
    again (a VM the user paused since is never resumed by mistake).
 """
 
@@ -31,11 +33,13 @@ from vmvault.domain.job import JobType
 from vmvault.domain.recovery_point import (
     CHECKPOINT_PREFIX,
     BackupStep,
+    CheckpointRecord,
     UnfinishedBackup,
     is_our_checkpoint,
     unfinished_backup,
 )
 from vmvault.domain.vm import VmItem
+from vmvault.services.backup.commit import point_from_manifest
 from vmvault.services.jobs import JobContext
 from vmvault.services.ports import BackupDriver, UnitOfWorkFactory
 
@@ -104,16 +108,13 @@ class BackupCleanUp:
         as it says False (another job took the VM over: it cleans up itself)."""
         newest = unfinished[0] if unfinished else None
         done = self.driver.cleanup_stale(vm.host_uri, vm.uuid, newest)
+        for u in unfinished:
+            if u.manifest_written and not u.committed:
+                done += self._finish_commit(vm, store, u)
         with self.uow() as uow:
             recorded = {r.name for r in uow.checkpoints.for_vm(vm.uuid)}
             recorded |= {p.checkpoint for p in uow.points.for_vm(vm.uuid) if p.checkpoint}
         half = {u.point for u in unfinished if not u.manifest_written}
-        for u in unfinished:
-            if u.manifest_written and u.last_step != BackupStep.COMMITTED:
-                done.append(
-                    f"point {u.point} is in the vault but not in the catalog (its manifest was "
-                    "written, its catalog row was not): left as it is"
-                )
         try:
             names = self.driver.checkpoints(vm.host_uri, vm.uuid)
         except VmvaultError as exc:
@@ -134,6 +135,42 @@ class BackupCleanUp:
             done += self._drop_half_points(store, half, still_ours)
         self._mark_cleaned(unfinished, done)
         return done
+
+    def _finish_commit(
+        self, vm: VmItem, store: VaultStore | None, u: UnfinishedBackup
+    ) -> list[str]:
+        """The dead backup wrote its manifest but not its catalog row: commit it now (row,
+        checkpoint record if libvirt still has the checkpoint, ``committed``)."""
+        if store is None:
+            return [f"point {u.point} is in the vault but not in the catalog: vault not opened"]
+        try:
+            manifest = store.read_manifest(u.point)
+        except VmvaultError as exc:
+            return [f"point {u.point} is not in the catalog and its manifest is unreadable "
+                    f"({exc.text}): left as it is"]  # fmt: skip
+        xml = None
+        if u.checkpoint is not None and u.checkpoint == manifest.checkpoint:
+            try:
+                if u.checkpoint in self.driver.checkpoints(vm.host_uri, vm.uuid):
+                    xml = self.driver.checkpoint_xml(vm.host_uri, vm.uuid, u.checkpoint)
+            except VmvaultError:
+                xml = None
+        with self.uow() as uow:
+            if uow.points.get(u.point) is not None:
+                return []
+            job = uow.jobs.get(u.job_id)
+            point = point_from_manifest(
+                manifest, u.vault or vm.vault or "", u, job.warnings if job else []
+            )
+            uow.points.add(point)
+            if xml is not None and u.checkpoint is not None:
+                record = CheckpointRecord(u.checkpoint, vm.uuid, u.point, point.created_at, xml)
+                uow.checkpoints.add(record)
+            uow.jobs.record_step(
+                u.job_id, BackupStep.COMMITTED, {"point": u.point, "by": "clean-up"}, self.clock()
+            )
+            uow.commit()
+        return [f"committed point {u.point} from its manifest (the catalog row was missing)"]
 
     def _mark_cleaned(self, unfinished: Sequence[UnfinishedBackup], done: list[str]) -> None:
         if not unfinished:

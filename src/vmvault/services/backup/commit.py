@@ -4,7 +4,9 @@ The order is the vault's write ordering (``docs/vault-format.md``): every disk's
 the manifest — from here on the point exists in the vault — then, in one catalog transaction,
 the recovery point's row, the new checkpoint's record (with the XML to redefine it) and the
 journal's ``committed`` step.  A failure before the manifest leaves indexes that the caller's
-discard (or a later clean-up) removes; the catalog transaction is all or nothing.
+discard (or a later clean-up) removes; the catalog transaction is all or nothing.  A process
+that died between the manifest and the catalog row left a complete point: the clean-up
+commits it from its manifest (:func:`point_from_manifest`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.recovery_point import (
     BackupStep,
     CheckpointRecord,
+    Consistency,
+    Method,
     PointDisk,
     RecoveryPoint,
     TakenPoint,
+    UnfinishedBackup,
 )
 from vmvault.domain.restore import fs_summary
 from vmvault.services.backup.plan import BackupPlan
@@ -117,6 +122,40 @@ def recovery_point(
         ],
         job_id=ctx.job.id,
         warnings=list(ctx.job.warnings),
+    )
+
+
+def point_from_manifest(
+    m: Manifest, vault: str, unfinished: UnfinishedBackup, warnings: list[str]
+) -> RecoveryPoint:
+    """The catalog row of a point whose manifest was written by a backup that died before
+    its catalog transaction (the journal's ``planned`` step gives each disk's read)."""
+    plan = unfinished.disks
+    return RecoveryPoint(
+        id=m.point_id,
+        vault=vault,
+        vm_uuid=m.vm_uuid,
+        vm_name=m.vm_name,
+        created_at=datetime.fromisoformat(m.created_at),
+        consistency=Consistency(m.consistency),
+        method=Method(m.method),
+        frozen_ms=m.frozen_ms or 0,
+        checkpoint=m.checkpoint,
+        disks=[
+            PointDisk(
+                target=e.target,
+                size=e.size,
+                format=plan.get(e.target, {}).get("format"),
+                excluded=e.excluded,
+                reason=e.reason if e.excluded else plan.get(e.target, {}).get("reason"),
+                incremental=bool(plan.get(e.target, {}).get("incremental", False)),
+                bytes_read=e.bytes_read,
+                bytes_new=e.bytes_new,
+            )
+            for e in m.disks
+        ],
+        job_id=unfinished.job_id,
+        warnings=list(warnings),
     )
 
 

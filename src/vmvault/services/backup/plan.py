@@ -65,15 +65,20 @@ class BackupPlan:
 
     def journal(self) -> dict[str, Any]:
         """The ``planned`` step's data (docs/backup.md, "Journal")."""
+        formats = {d.target: d.format for d in self.disks}
         return {
             "point": self.point_id,
+            "vault": self.vault.name,
             "checkpoint": self.checkpoint,
             "incremental_from": self.incremental_from,
             "method": self.choice.method.value,
             "quiesce": self.choice.quiesce,
             "was_paused": self.choice.quiesce == "none" and not self.offline,
             "offline": self.offline,
-            "disks": {t: "incremental" if r.incremental else "full" for t, r in self.reads.items()},
+            "disks": {
+                t: {"incremental": r.incremental, "reason": r.reason, "format": formats.get(t)}
+                for t, r in self.reads.items()
+            },
         }
 
 
