@@ -19,6 +19,7 @@ from vmvault.domain.vm import PowerState, VmItem
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
 from vmvault.services.backups import POINT_LINE, BackupService
+from vmvault.services.context import ServiceContext
 from vmvault.services.jobs import JobRunner
 from vmvault.services.recovery import RecoveryService
 from vmvault.services.restores import SWITCH_LINE, RestoreService
@@ -111,7 +112,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     bdriver, rdriver = FakeBackupDriver(), FakeRestoreDriver()
     backups = BackupService(uow, runner, vaults, None, bdriver, now)  # type: ignore[arg-type]
     restores = RestoreService(uow, runner, vaults, rdriver, now)  # type: ignore[arg-type]
-    recovery = RecoveryService(uow, runner, vaults, backups, restores, now)
+    recovery = RecoveryService(ServiceContext(uow, runner, vaults, now), backups, restores)
     yield World(uow, recovery, bdriver, rdriver, alive)
     engine.dispose()
 

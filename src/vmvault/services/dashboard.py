@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -22,8 +21,7 @@ from pathlib import Path
 from vmvault.domain.job import JobState, JobType
 from vmvault.domain.policy import overdue_at
 from vmvault.domain.vm import VmState
-from vmvault.services.ports import UnitOfWorkFactory
-from vmvault.services.vaults import VaultService
+from vmvault.services.context import Service
 
 WINDOW = timedelta(hours=24)
 
@@ -54,14 +52,7 @@ class Dashboard:
         return round(self.logical_bytes / self.storage_bytes, 2) if self.storage_bytes else None
 
 
-class DashboardService:
-    def __init__(
-        self, uow: UnitOfWorkFactory, vaults: VaultService, clock: Callable[[], datetime]
-    ) -> None:
-        self.uow = uow
-        self.vaults = vaults
-        self.clock = clock
-
+class DashboardService(Service):
     def summary(self, vault_name: str | None) -> Dashboard:
         vault = self.vaults.resolve(vault_name)
         now = self.clock()

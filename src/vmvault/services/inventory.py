@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from functools import partial
 
 from vmvault.domain.errors import (
@@ -24,27 +23,21 @@ from vmvault.domain.inventory import (
 from vmvault.domain.job import Job, JobType
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import DomainFacts, PowerState, VmItem, VmState
-from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
-from vmvault.services.ports import Hypervisor, UnitOfWorkFactory
-from vmvault.services.vaults import VaultService
+from vmvault.services.context import Service, ServiceContext
+from vmvault.services.jobs import JobContext, JobOutcome
+from vmvault.services.ports import Hypervisor
 
 
-class InventoryService:
+class InventoryService(Service):
     def __init__(
         self,
-        uow: UnitOfWorkFactory,
+        ctx: ServiceContext,
         hypervisor: Hypervisor,
-        runner: JobRunner,
-        vaults: VaultService,
-        clock: Callable[[], datetime],
         limits: RegistrationLimits,
         agent_timeout: int,
     ) -> None:
-        self.uow = uow
+        super().__init__(ctx)
         self.hypervisor = hypervisor
-        self.runner = runner
-        self.vaults = vaults
-        self.clock = clock
         self.limits = limits
         self.agent_timeout = agent_timeout
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -41,9 +40,8 @@ from vmvault.domain.job import JobType
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
-from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
-from vmvault.services.ports import UnitOfWorkFactory
-from vmvault.services.vaults import VaultService
+from vmvault.services.context import Service
+from vmvault.services.jobs import JobContext, JobOutcome
 
 FORMATS = ("qcow2", "raw")
 
@@ -78,21 +76,7 @@ class VerifyScope:
     point_ids: list[str]
 
 
-class PointService:
-    def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        runner: JobRunner,
-        vaults: VaultService,
-        clock: Callable[[], datetime],
-        workers: int = 2,
-    ) -> None:
-        self.uow = uow
-        self.runner = runner
-        self.vaults = vaults
-        self.clock = clock
-        self.workers = workers
-
+class PointService(Service):
     # --- queries -------------------------------------------------------------------------------
 
     def find_vm(self, ref: str) -> VmItem:

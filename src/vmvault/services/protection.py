@@ -44,9 +44,8 @@ from vmvault.domain.retention import Decision, PointRef, apply_retention
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem, VmState
 from vmvault.services.backups import BackupService
-from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
-from vmvault.services.ports import UnitOfWorkFactory
-from vmvault.services.vaults import VaultService
+from vmvault.services.context import Service, ServiceContext
+from vmvault.services.jobs import JobContext, JobOutcome
 
 PENDING = "protection-configured (pending initial backup)"
 
@@ -72,19 +71,9 @@ class PruneResult:
     removed: list[str]
 
 
-class ProtectionService:
-    def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        runner: JobRunner,
-        vaults: VaultService,
-        clock: Callable[[], datetime],
-        backups: Callable[[], BackupService],
-    ) -> None:
-        self.uow = uow
-        self.runner = runner
-        self.vaults = vaults
-        self.clock = clock
+class ProtectionService(Service):
+    def __init__(self, ctx: ServiceContext, backups: Callable[[], BackupService]) -> None:
+        super().__init__(ctx)
         self._backups = backups
         self._stores: dict[str, VaultStore] = {}
         #: The prune jobs run after backups by this process (the CLI shows them).

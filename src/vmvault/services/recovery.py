@@ -30,17 +30,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import JobInterrupted, VmvaultError
 from vmvault.domain.job import Job, JobType, conflict_key
 from vmvault.domain.vm import VmItem
 from vmvault.services.backups import BackupService, point_in_log
-from vmvault.services.jobs import JobRunner
-from vmvault.services.ports import UnitOfWorkFactory
+from vmvault.services.context import Service, ServiceContext
 from vmvault.services.restores import RestoreService
-from vmvault.services.vaults import VaultService
 
 
 @dataclass
@@ -51,22 +48,13 @@ class RecoveredJob:
     actions: list[str] = field(default_factory=list)  # what was cleaned up, for the log
 
 
-class RecoveryService:
+class RecoveryService(Service):
     def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        runner: JobRunner,
-        vaults: VaultService,
-        backups: BackupService,
-        restores: RestoreService,
-        clock: Callable[[], datetime],
+        self, ctx: ServiceContext, backups: BackupService, restores: RestoreService
     ) -> None:
-        self.uow = uow
-        self.runner = runner
-        self.vaults = vaults
+        super().__init__(ctx)
         self.backups = backups
         self.restores = restores
-        self.clock = clock
 
     def recover(self) -> list[RecoveredJob]:
         """Close every in-progress or cancelling job whose process is gone, after cleaning up
