@@ -109,3 +109,12 @@ def exit_code_for(jobs: list[Job]) -> int:
     if any(j.warnings for j in jobs):
         return EXIT_WARNINGS
     return EXIT_OK
+
+
+def size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(n)
