@@ -348,7 +348,11 @@ def jobs_wait(
 @app.command()
 def serve(
     listen: Annotated[
-        str | None, typer.Option(help="host:port of the REST API (default VMVAULT_LISTEN).")
+        str | None,
+        typer.Option(
+            help="HOST:PORT of the REST API, loopback only (the API has no authentication yet); "
+            "default VMVAULT_LISTEN or 127.0.0.1:8470."
+        ),
     ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Jobs run at once (default VMVAULT_JOB_WORKERS, 2).")
