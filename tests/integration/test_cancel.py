@@ -103,7 +103,8 @@ def _cancel_backup_at(svc: Services, vm: str, phase: str) -> None:
 
     again = svc.backups.backup(None, [vm])[0]
     assert again.result is not None, svc.jobs.show(again.job.id)
-    assert all(d.incremental for d in again.result.disks if not d.excluded), again.result
+    reads = [d.incremental for d in again.result.disks if not d.excluded]
+    assert reads and all(reads), again.result
     assert_vm_clean(svc.settings.work_dir, vm, {again.result.checkpoint} - {None})
 
 

@@ -136,7 +136,8 @@ def _recover_and_check(svc: Services, vm: str, job: Job, expect: list[str]) -> J
 def _next_backup_works(svc: Services, vm: str, incremental: bool) -> None:
     out = svc.backups.backup(None, [vm])[0]
     assert out.result is not None, svc.jobs.show(out.job.id)
-    assert all(d.incremental == incremental for d in out.result.disks if not d.excluded)
+    reads = [d.incremental for d in out.result.disks if not d.excluded]
+    assert reads and all(r == incremental for r in reads), out.result
 
 
 def test_restart_while_reading(svc: Services, home: Path) -> None:
@@ -244,7 +245,8 @@ def test_the_next_backup_cleans_up_without_recovery(svc: Services, home: Path) -
     point = point_in_log(svc.jobs.show(dead.id)[1])
     out = svc.backups.backup(None, [vm])[0]
     assert out.result is not None, svc.jobs.show(out.job.id)
-    assert all(d.incremental for d in out.result.disks if not d.excluded)
+    reads = [d.incremental for d in out.result.disks if not d.excluded]
+    assert reads and all(reads), out.result
     closed = svc.jobs.show(dead.id)[0]
     assert closed.state is JobState.FAILED and closed.error_code == "JOB_INTERRUPTED"
     log = [line.split(" ", 2)[2] for line in svc.jobs.show(out.job.id)[1]]

@@ -280,6 +280,7 @@ def test_backup_with_and_without_o_direct_stores_the_same_files(
         restore_disk(store, store.read_point_index(m1, "vda"), out)
         assert out.read_bytes() == content
     assert results["direct"] == results["buffered"] == results["refused"]
+    assert results["direct"]  # chunk files were written (else the next line proves nothing)
     assert all(not name.startswith(".") for name in results["direct"])  # no temp files
 
 
