@@ -1,6 +1,6 @@
 """Turning domain objects into the CLI's JSON documents and Rich tables.
 
-JSON field names are a public contract (design §6): scripts and monitoring rely on them.
+JSON field names are a public contract (see documents.py): scripts and monitoring rely on them.
 """
 
 from __future__ import annotations

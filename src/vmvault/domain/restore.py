@@ -1,4 +1,5 @@
-"""Restoring a VM from a recovery point: the plan and the rules that need no libvirt (design §4).
+"""Restoring a VM from a recovery point (docs/restore.md): the plan and the rules that need
+no libvirt.
 
 A restore that defines a VM (``--as-new``, ``--replace``, the restore test) is planned here
 before a byte is written.  The plan says, for every backed-up disk, where its image is staged,

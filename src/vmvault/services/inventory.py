@@ -1,4 +1,4 @@
-"""Discovery and registration of VMs (design §1), each run as jobs."""
+"""Discovery and registration of VMs, each run as jobs (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Protection: a registered VM with a policy (design §1 "protected item"), and retention.
+"""Protection: a registered VM with a policy, and retention (docs/architecture.md,
+"Protection and retention").
 
 States and jobs:
 
@@ -51,7 +52,7 @@ PENDING = "protection-configured (pending initial backup)"
 
 
 def protection_detail(vm: VmItem, has_points: bool) -> str:
-    """The protection state in words: design §1's states, with *pending* made explicit."""
+    """The VM's protection state in words, with *pending* made explicit."""
     if vm.state is VmState.PROTECTED:
         return "protected" if has_points else PENDING
     if vm.state is VmState.PROTECTION_STOPPED:
