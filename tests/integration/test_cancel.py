@@ -25,6 +25,7 @@ from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.restore import RestoreMode
 from vmvault.hypervisor.lab.vms import lab_prefix
 from vmvault.hypervisor.libvirt import agent
+from vmvault.hypervisor.libvirt.domxml import has_agent_channel
 from vmvault.services.jobs import JobContext
 
 pytestmark = pytest.mark.lab
@@ -76,7 +77,7 @@ def _cancel_backup_at(svc: Services, vm: str, phase: str) -> None:
             try:  # what the guest looks like inside the window
                 dom = conn.lookupByName(vm)
                 seen["state"] = dom.state()[0]
-                if agent.has_agent_channel(dom.XMLDesc(0)):
+                if has_agent_channel(dom.XMLDesc(0)):
                     seen["freeze"] = agent.agent_command(dom, "guest-fsfreeze-status", timeout=5)
             finally:
                 conn.close()

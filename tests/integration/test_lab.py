@@ -36,6 +36,7 @@ from vmvault.hypervisor.lab.vms import (
 )
 from vmvault.hypervisor.lab.xml import GROUP_NS, LAB_NS
 from vmvault.hypervisor.libvirt import agent
+from vmvault.hypervisor.libvirt.domxml import has_agent_channel
 
 URI = "qemu:///system"
 LAB_DIR = Path(os.environ.get("VMVAULT_LAB_DIR", "/var/lib/vmvault/lab"))
@@ -148,10 +149,10 @@ def test_every_variant_is_up(lab_vms: dict[str, LabVm], conn: Any) -> None:
         dom = _dom(conn, vm)
         assert READY_MARK in vm.console_log.read_text()
         if variant == "no-agent":
-            assert not agent.has_agent_channel(dom.XMLDesc(0))
+            assert not has_agent_channel(dom.XMLDesc(0))
             assert not agent.ping(dom, timeout=1)
         else:
-            assert agent.has_agent_channel(dom.XMLDesc(0))
+            assert has_agent_channel(dom.XMLDesc(0))
             assert agent.ping(dom)
     assert agent.info(_dom(conn, lab_vms["standard"]))["version"]
 

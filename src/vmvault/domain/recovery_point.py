@@ -106,7 +106,10 @@ def checkpoint_name(point_id: str) -> str:
 
 
 def is_our_checkpoint(name: str) -> bool:
-    return name.startswith(CHECKPOINT_PREFIX)
+    """True for a checkpoint vmvault made (``vmvault-<something>``, as :func:`checkpoint_name`
+    writes them): the one rule for which checkpoints vmvault may delete, redefine or count as
+    stray.  The bare prefix is nobody's; every other checkpoint is left alone."""
+    return name.startswith(CHECKPOINT_PREFIX) and len(name) > len(CHECKPOINT_PREFIX)
 
 
 @dataclass(frozen=True)

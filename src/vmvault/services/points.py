@@ -35,13 +35,13 @@ from vmvault.domain.errors import (
     RestoreTargetExists,
     VerifyFailed,
 )
-from vmvault.domain.inventory import match_vm
 from vmvault.domain.job import JobType
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
 from vmvault.services.context import Service
 from vmvault.services.jobs import JobContext, JobOutcome
+from vmvault.services.vm_refs import resolve_vm
 
 FORMATS = ("qcow2", "raw")
 
@@ -81,14 +81,14 @@ class PointService(Service):
 
     def find_vm(self, ref: str) -> VmItem:
         with self.uow() as uow:
-            return match_vm(uow.vms.all(), ref)
+            return resolve_vm(uow, ref)
 
     def list_points(self, vault_name: str | None, vm_ref: str | None) -> list[RecoveryPoint]:
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
             if vm_ref is None:
                 return sorted(uow.points.in_vault(vault.name), key=lambda p: p.id, reverse=True)
-            vm = match_vm(uow.vms.all(), vm_ref)
+            vm = resolve_vm(uow, vm_ref)
             return uow.points.for_vm(vm.uuid, vault.name)
 
     def get(self, point_id: str) -> RecoveryPoint:

@@ -32,12 +32,10 @@ from vmvault.domain.errors import (
     InvalidInput,
     PointNotFound,
     PolicyNotFound,
-    VmNotInLocation,
     VmNotRegistered,
     VmProtected,
     WrongProtectionState,
 )
-from vmvault.domain.inventory import match_vm
 from vmvault.domain.job import JobType
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import RecoveryPoint
@@ -47,6 +45,7 @@ from vmvault.domain.vm import VmItem, VmState
 from vmvault.services.backups import BackupService
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.jobs import JobContext, JobOutcome
+from vmvault.services.vm_refs import MustBe, resolve_vms
 
 PENDING = "protection-configured (pending initial backup)"
 
@@ -84,24 +83,8 @@ class ProtectionService(Service):
 
     def _choose(self, vault: Vault, refs: Sequence[str]) -> list[VmItem]:
         """Every reference resolved and checked before any job starts (one bad: none runs)."""
-        if not refs:
-            raise InvalidInput("name at least one VM", what="VM list")
-        locations = {h.uri: h.location for h in self.vaults.list_hosts()}
         with self.uow() as uow:
-            known = uow.vms.all()
-        chosen: list[VmItem] = []
-        for ref in refs:
-            vm = match_vm(known, ref)
-            location = locations.get(vm.host_uri, "?")
-            if location != vault.location:
-                raise VmNotInLocation(
-                    vm=vm.label, host=vm.host_uri, location=location, vault_location=vault.location
-                )
-            if vm.state is VmState.DISCOVERED or vm.vault != vault.name:
-                raise VmNotRegistered(vm=vm.label, vault=vault.name)
-            if all(c.uuid != vm.uuid for c in chosen):
-                chosen.append(vm)
-        return chosen
+            return resolve_vms(uow, refs, vault=vault, must_be=MustBe.REGISTERED)
 
     def _policy(self, vault: Vault, name: str) -> Policy:
         with self.uow() as uow:

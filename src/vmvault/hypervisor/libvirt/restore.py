@@ -53,7 +53,6 @@ from vmvault.domain.restore import (
     FileKind,
     LiveDomain,
     RestorePlan,
-    XmlDisk,
     XmlFile,
     XmlNic,
 )
@@ -61,7 +60,15 @@ from vmvault.domain.vm import PowerState
 from vmvault.hypervisor.host import qemu_log_tail
 from vmvault.hypervisor.libvirt import agent
 from vmvault.hypervisor.libvirt.connection import connection, lookup_domain
-from vmvault.hypervisor.libvirt.domxml import AGENT_CHANNEL, POWER_STATES
+from vmvault.hypervisor.libvirt.connection import error_message as _err  # LibvirtRestoreDriver
+from vmvault.hypervisor.libvirt.domxml import (
+    AGENT_CHANNEL,
+    POWER_STATES,
+    disk_elements,
+    has_agent_channel,
+    parse_disks,
+    parse_nics,
+)
 
 RESTORE_NS = "https://vmvault.dev/xmlns/restore/1"
 RESTORE_PREFIX = "vmvault-restore"
@@ -71,51 +78,14 @@ _KEEP_IN_ETHERNET = {"mac", "model", "driver", "address", "boot", "rom", "mtu", 
 _CHAR_DEVICES = ("serial", "console", "parallel", "channel")
 
 
-def _err(exc: libvirt.libvirtError) -> str:
-    return str(exc.get_error_message() or exc)
-
-
 # --- reading a domain XML ----------------------------------------------------------------------
 
 
 def inspect_xml(xml: str) -> DomainShape:
     """The parts of a domain XML a restore plans with."""
     root = ET.fromstring(xml)
-    disks = []
-    for el in root.findall("./devices/disk"):
-        target = el.find("target")
-        driver = el.find("driver")
-        source = el.find("source")
-        dtype = el.get("type", "file")
-        path = None
-        if source is not None:
-            if dtype == "network":
-                path = f"{source.get('protocol', 'network')}://{source.get('name', '')}"
-            elif dtype == "volume":
-                path = f"{source.get('pool', '')}/{source.get('volume', '')}"
-            else:
-                path = source.get("file") or source.get("dev") or source.get("dir")
-        disks.append(
-            XmlDisk(
-                target=target.get("dev", "?") if target is not None else "?",
-                type=dtype,
-                device=el.get("device", "disk"),
-                format=driver.get("type") if driver is not None else None,
-                path=path,
-                readonly=el.find("readonly") is not None,
-                shareable=el.find("shareable") is not None,
-            )
-        )
-    nics = []
-    for i, el in enumerate(root.findall("./devices/interface")):
-        mac = el.find("mac")
-        source = el.find("source")
-        src = None
-        if source is not None:
-            src = source.get("network") or source.get("bridge") or source.get("dev")
-        nics.append(
-            XmlNic(i, mac.get("address") if mac is not None else None, el.get("type", "?"), src)
-        )
+    disks = [d.as_xml_disk() for d in parse_disks(root)]
+    nics = [XmlNic(i, n.mac, n.type, n.source) for i, n in enumerate(parse_nics(root))]
     files: list[XmlFile] = []
     seen: set[str] = set()
 
@@ -146,9 +116,6 @@ def inspect_xml(xml: str) -> DomainShape:
             for child in backend:
                 if child.get("path"):
                     add(FileKind.TPM, child.get("path"))
-    agent_channel = any(
-        t.get("name") == AGENT_CHANNEL for t in root.findall("./devices/channel/target")
-    )
     return DomainShape(
         name=root.findtext("name", default="").strip(),
         uuid=root.findtext("uuid", default="").strip(),
@@ -156,7 +123,7 @@ def inspect_xml(xml: str) -> DomainShape:
         nics=nics,
         files=files,
         hostdevs=len(root.findall("./devices/hostdev")),
-        agent_channel=agent_channel,
+        agent_channel=has_agent_channel(root),
         tpm_emulator=tpm_emulator,
     )
 
@@ -182,9 +149,7 @@ def render_xml(xml: str, plan: RestorePlan) -> str:
     if devices is None:
         devices = ET.SubElement(root, "devices")
     paths = plan.disk_paths
-    for el in list(devices.findall("disk")):
-        target = el.find("target")
-        dev = target.get("dev", "") if target is not None else ""
+    for dev, el in list(disk_elements(root)):
         if dev in plan.drop_disks:
             devices.remove(el)
         elif dev in paths:
