@@ -182,7 +182,7 @@ def test_cancel_leaves_no_index_and_no_chunks(store: VaultStore, tmp_path: Path)
         backup_disk(store, src, cancel=cancel)
     assert exc.value.code == "CANCELLED"
     assert chunk_files(store) == []  # neither chunks nor temporary files
-    assert list((store.path / "indexes").iterdir()) == []
+    assert store.list_index_dirs() == []
 
 
 def test_backup_requires_a_writer_registration(store: VaultStore, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from tests.unit.dataplane.conftest import CS, backup_point, chunk_bytes, make_image
+from tests.unit.dataplane.conftest import CS, backup_point, chunk_bytes, chunk_files, make_image
 from vmvault.dataplane import FileSource, VaultStore, backup_disk, fsutil, keys, qcow2, restore_disk
 from vmvault.dataplane import backup as backup_mod
 from vmvault.dataplane.chunk import (
@@ -246,7 +246,7 @@ LAYOUT = [("rand", 1), ("zero", 0), ("text", 2), ("rand", 3), ("text", 4), ("ran
 
 
 def _chunk_files(store: VaultStore) -> dict[str, bytes]:
-    return {e.name: Path(e.path).read_bytes() for e in store.chunks.scan()}
+    return {p.name: p.read_bytes() for p in chunk_files(store)}
 
 
 @pytest.mark.parametrize("chunk_size", [CS, 1 << 20])
