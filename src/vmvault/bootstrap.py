@@ -39,7 +39,8 @@ from vmvault.services.queue import QueueService
 from vmvault.services.recovery import RecoveryService
 from vmvault.services.restores import RestoreService
 from vmvault.services.scheduler import SchedulerService
-from vmvault.services.vaults import VaultService
+from vmvault.services.vaults import StorageFactory, VaultService
+from vmvault.storage.local import LocalBackend
 
 
 def utcnow() -> datetime:
@@ -59,6 +60,8 @@ class Adapters:
     hypervisor: Hypervisor | None = None
     backup_driver: BackupDriver | None = None
     restore_driver: RestoreDriver | None = None
+    #: opens a vault's storage backend from its path (default: the local directory)
+    storage: StorageFactory | None = None
 
 
 @dataclass
@@ -104,7 +107,13 @@ class Services:
     def vaults(self) -> VaultService:
         s = self.settings
         return VaultService(
-            self._uow, self._hypervisor, self.clock, s.home, s.default_vault, self._passphrase
+            self._uow,
+            self._hypervisor,
+            self.clock,
+            s.home,
+            s.default_vault,
+            self._passphrase,
+            storage=self.overrides.storage or LocalBackend,
         )
 
     @cached_property
@@ -198,9 +207,10 @@ def bootstrap(
     hypervisor: Hypervisor | None = None,
     backup_driver: BackupDriver | None = None,
     restore_driver: RestoreDriver | None = None,
+    storage: StorageFactory | None = None,
 ) -> Services:
     """Build the services lazily: a command that needs no catalog never opens it.
 
     Every adapter is the real one unless given: tests pass in-memory adapters here."""
-    adapters = Adapters(uow, hypervisor, backup_driver, restore_driver)
+    adapters = Adapters(uow, hypervisor, backup_driver, restore_driver, storage)
     return Services(settings or Settings.from_env(), clock=clock or utcnow, overrides=adapters)

@@ -31,6 +31,10 @@ from vmvault.domain.vault import (
 )
 from vmvault.services.ports import Hypervisor, UnitOfWork, UnitOfWorkFactory
 from vmvault.storage import local
+from vmvault.storage.backend import StorageBackend
+
+#: Opens the storage backend of a vault from the path in its catalog row.
+StorageFactory = Callable[[Path], StorageBackend]
 
 
 @dataclass
@@ -49,8 +53,10 @@ class VaultService:
         home: Path,
         default_vault: str | None,
         passphrase: Callable[[], str | None] = lambda: None,
+        storage: StorageFactory = local.LocalBackend,
     ) -> None:
         self.passphrase = passphrase
+        self.storage = storage
         self.uow = uow
         self.hypervisor = hypervisor
         self.clock = clock
@@ -107,7 +113,10 @@ class VaultService:
             if encrypt:
                 keys.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             VaultStore.create(
-                target, passphrase=secret, key_file=keys if encrypt else None, **options
+                self.storage(target),
+                passphrase=secret,
+                key_file=keys if encrypt else None,
+                **options,
             )
             vault = uow.vaults.add(name, location, str(target), now, str(keys) if encrypt else None)
             if location == DEFAULT_LOCATION and not uow.hosts.all(DEFAULT_LOCATION):
@@ -118,12 +127,12 @@ class VaultService:
     def open_store(self, vault: Vault) -> VaultStore:
         """Open the vault's chunk store (asks for the passphrase of an encrypted vault)."""
         if not vault.encrypted:
-            return VaultStore.open(Path(vault.path))
+            return VaultStore.open(self.storage(Path(vault.path)))
         secret = self.passphrase()
         if not secret:
             raise PassphraseRequired(path=vault.path)
         return VaultStore.open(
-            Path(vault.path), passphrase=secret, key_file=Path(str(vault.key_file))
+            self.storage(Path(vault.path)), passphrase=secret, key_file=Path(str(vault.key_file))
         )
 
     def list_vaults(self) -> list[Vault]:
