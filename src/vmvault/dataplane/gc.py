@@ -88,17 +88,17 @@ def _mark(store: VaultStore) -> tuple[set[bytes], int]:
     return referenced, points
 
 
-def _orphan_indexes(store: VaultStore, cutoff: float) -> dict[str, list[str]]:
-    """Index objects of points without a manifest, whose newest object is older than cutoff."""
+def _orphan_indexes(store: VaultStore, cutoff: float) -> list[str]:
+    """Points with index objects and no manifest, whose newest index is older than cutoff."""
     groups: dict[str, list[ObjectInfo]] = {}
     for info in store.backend.list_objects(INDEXES + "/"):
         groups.setdefault(info.key.split("/")[1], []).append(info)
     manifests = set(store.list_manifests())
-    return {
-        point: [i.key for i in infos]
+    return [
+        point
         for point, infos in sorted(groups.items())
         if point not in manifests and max(i.mtime for i in infos) < cutoff
-    }
+    ]
 
 
 def collect_garbage(
@@ -160,10 +160,9 @@ def collect_garbage(
                 _sweep(store, candidates[start : start + _BATCH], cutoff, report)
         check()
         report.tmp_removed = backend.sweep_leftovers(cutoff)
-        for point_id, keys in orphans.items():
+        for point_id in orphans:
             if not store.has_manifest(point_id):
-                for key in keys:
-                    backend.delete(key, sync=False)
+                backend.delete_prefix(f"{INDEXES}/{point_id}/")
                 report.indexes_removed.append(point_id)
         return report
 

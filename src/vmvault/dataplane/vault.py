@@ -56,6 +56,9 @@ INDEXES = "indexes"
 MANIFESTS = "manifests"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
+#: The prefixes of a vault's objects (``StorageBackend.create_layout``).
+LAYOUT = [f"{CHUNKS}/{i:02x}/" for i in range(256)] + [f"{INDEXES}/", f"{MANIFESTS}/"]
+
 #: Where a vault is: a directory (the local backend) or any backend.
 Where = Path | str | os.PathLike[str] | StorageBackend
 
@@ -151,7 +154,8 @@ class VaultStore:
                 )
             write_key_file(key_file, keys, passphrase)
         with space_errors(backend.location):
-            if not backend.put(CONFIG_NAME, config.to_bytes()):  # the one object of a new vault
+            backend.create_layout(LAYOUT)
+            if not backend.put(CONFIG_NAME, config.to_bytes()):  # last: "initialised"
                 raise taken
         return cls(backend, config, keys)
 
@@ -386,7 +390,4 @@ class VaultStore:
     def delete_point(self, point_id: str) -> None:
         """Manifest first, durably (the point stops existing), then its indexes."""
         retry(lambda: self.backend.delete(manifest_key(point_id)))
-        for info in list(
-            self.backend.list_objects(f"{INDEXES}/{check_name(point_id, 'point id')}/")
-        ):
-            self.backend.delete(info.key, sync=False)
+        self.backend.delete_prefix(f"{INDEXES}/{check_name(point_id, 'recovery point id')}/")

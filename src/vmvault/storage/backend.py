@@ -41,6 +41,11 @@ segment ``locks`` is reserved for the backend's locks and writer registry.  :fun
   meanwhile may or may not be.
 * :meth:`~StorageBackend.delete` — idempotent: deleting a missing key is not an error.
   Durable when it returns (``sync=False``: may come back after a crash, for garbage).
+  :meth:`~StorageBackend.delete_prefix` deletes every object under a prefix (a point's
+  indexes), like ``delete(sync=False)`` for each.
+* :meth:`~StorageBackend.create_layout` — prepares new storage for the prefixes a vault will
+  use (a directory makes its sub-directories, as restic's ``Create`` does; object storage has
+  nothing to prepare).
 * :meth:`~StorageBackend.touch` — sets an existing object's mtime to now (content unchanged);
   False when the object does not exist.  Garbage collection keeps what was touched recently.
 * :meth:`~StorageBackend.usage` — bytes and number of the objects under a prefix.
@@ -203,6 +208,11 @@ class StorageBackend(Protocol):
         ``sync`` is False: then a crash may bring the object back (whole) — for garbage."""
         ...
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object whose key starts with ``prefix`` (ending in ``/``), not durably
+        (as ``delete(sync=False)``); returns how many.  Objects put meanwhile may stay."""
+        ...
+
     def touch(self, key: str) -> bool:
         """Set the mtime of an existing object to now; False when it does not exist."""
         ...
@@ -219,6 +229,11 @@ class StorageBackend(Protocol):
 
     def now(self) -> float:
         """The current time on the clock that stamps mtimes."""
+        ...
+
+    def create_layout(self, prefixes: Sequence[str]) -> None:
+        """Prepare new storage for objects under ``prefixes`` (each ends with ``/``), durably;
+        idempotent.  Nothing else may depend on it: every operation works without it."""
         ...
 
     # --- locks and writers -------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The local-directory backend: :class:`LocalBackend`, and the vault directory's marker file.
 
-Object ``a/b/c`` is the file ``<root>/a/b/c``; directories are made when a key first needs
-them and the parent of a deleted key is removed when it becomes empty (top-level directories
-stay).  How each operation of the contract (:mod:`vmvault.storage.backend`) is kept:
+Object ``a/b/c`` is the file ``<root>/a/b/c``; ``create_layout`` makes the directories a
+vault uses (``chunks/00`` … ``chunks/ff``, ``indexes``, ``manifests``), and any other is made
+when a key first needs it; ``delete_prefix`` removes the directory of the prefix.  How each operation of the contract (:mod:`vmvault.storage.backend`) is kept:
 
 * **put** (put-if-absent): write a temporary file ``.<name>.tmp.<pid>.<random>`` next to the
   final name, fsync it, ``link(2)`` it to the final name — which fails with ``EEXIST`` if
@@ -16,7 +16,7 @@ stay).  How each operation of the contract (:mod:`vmvault.storage.backend`) is k
   fsyncs each touched directory once.  A crash leaves temporary files only.
 * **list** skips dot-names (temporaries, registrations being made) and the ``locks/``
   directory; **touch** is ``utime``; **delete** unlinks (and fsyncs the directory unless
-  ``sync=False``); **sweep_leftovers** removes old temporary files and empty directories.
+  ``sync=False``); **sweep_leftovers** removes old temporary files.
 * **locks and writers**: ``flock(2)`` files under ``<root>/locks/`` (:mod:`vmvault.storage.flock`).
 * Errors: ``ENOENT`` → :class:`ObjectMissing`, ``ENOSPC``/``EDQUOT`` → :class:`StorageFull`,
   ``EAGAIN``/``ETIMEDOUT``/``EBUSY``/``ESTALE``/connection errors → transient, anything else
@@ -29,10 +29,11 @@ import errno
 import json
 import mmap
 import os
+import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -49,6 +50,7 @@ from vmvault.storage.backend import (
     parts_of,
 )
 from vmvault.storage.errors import (
+    InvalidKey,
     ObjectMissing,
     ObjectTooLarge,
     PermanentStorageError,
@@ -292,22 +294,24 @@ class LocalBackend:
         path = self.path(key)
         try:
             path.unlink()
+            if sync:
+                fsutil.fsync_dir(path.parent)
         except FileNotFoundError:
             return
         except OSError as exc:
             raise self._error(exc, key) from exc
-        parent = path.parent
-        if key.count("/") >= 2:  # not a top-level directory: remove it once empty
-            try:
-                parent.rmdir()
-                parent = parent.parent
-            except OSError:
-                pass
-        if sync:
-            try:
-                fsutil.fsync_dir(parent)
-            except OSError as exc:
-                raise self._error(exc, key) from exc
+
+    def delete_prefix(self, prefix: str) -> int:
+        head, _, rest = prefix.rpartition("/")
+        if not head or rest:
+            raise InvalidKey("a prefix to delete names a directory: 'a/b/'", key=prefix)
+        removed = 0
+        for info in list(self.list_objects(prefix)):
+            self.delete(info.key, sync=False)
+            removed += 1
+        if "/" in head:  # remove the emptied directory tree, temporaries included
+            shutil.rmtree(self.root / check_key(head), ignore_errors=True)
+        return removed
 
     def touch(self, key: str) -> bool:
         try:
@@ -327,10 +331,9 @@ class LocalBackend:
 
     def sweep_leftovers(self, older_than: float, *, dry_run: bool = False) -> int:
         removed = 0
-        for dirpath, _dirs, filenames in os.walk(self.root, topdown=False):
-            rel = os.path.relpath(dirpath, self.root)
-            if rel == RESERVED or rel.startswith(RESERVED + "/"):
-                continue
+        for dirpath, dirs, filenames in os.walk(self.root):
+            if dirpath == str(self.root) and RESERVED in dirs:
+                dirs.remove(RESERVED)
             for name in filenames:
                 if not fsutil.is_tmp_name(name):
                     continue
@@ -343,16 +346,18 @@ class LocalBackend:
                 except FileNotFoundError:
                     continue
                 removed += 1
-            if not dry_run and rel.count("/") >= 1 and rel != ".":  # below a top-level dir
-                try:
-                    if not os.listdir(dirpath) and os.stat(dirpath).st_mtime < older_than:
-                        os.rmdir(dirpath)
-                except OSError:
-                    pass
         return removed
 
     def now(self) -> float:
         return time.time()
+
+    def create_layout(self, prefixes: Sequence[str]) -> None:
+        try:
+            for prefix in prefixes:
+                self._ensure_dir(self.root / check_key(prefix.rstrip("/")))
+            self._ensure_dir(self.root / RESERVED)
+        except OSError as exc:
+            raise self._error(exc, None) from exc
 
     # --- locks and writers -------------------------------------------------------------------
 

@@ -18,12 +18,13 @@ import mmap
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from vmvault.storage.backend import Data, ObjectInfo, Usage, WriterInfo, check_key, parts_of
 from vmvault.storage.errors import (
+    InvalidKey,
     LockTimeout,
     ObjectMissing,
     ObjectTooLarge,
@@ -165,6 +166,16 @@ class MemoryBackend:
         with self._mu:
             self._objects.pop(check_key(key), None)
 
+    def delete_prefix(self, prefix: str) -> int:
+        self._fault("delete_prefix")
+        if not prefix.endswith("/"):
+            raise InvalidKey("a prefix to delete names a directory: 'a/b/'", key=prefix)
+        with self._mu:
+            doomed = [k for k in self._objects if k.startswith(prefix)]
+            for key in doomed:
+                del self._objects[key]
+        return len(doomed)
+
     def touch(self, key: str) -> bool:
         self._fault("touch")
         with self._mu:
@@ -191,6 +202,10 @@ class MemoryBackend:
 
     def now(self) -> float:
         return self.clock()
+
+    def create_layout(self, prefixes: Sequence[str]) -> None:
+        for prefix in prefixes:
+            check_key(prefix.rstrip("/"))  # nothing to prepare, but the same rules
 
     # --- locks and writers -------------------------------------------------------------------
 

@@ -159,6 +159,10 @@ def test_list_by_prefix(backend: StorageBackend) -> None:
 
 def test_list_of_an_empty_backend(backend: StorageBackend) -> None:
     assert _keys(backend) == [] and _keys(backend, "chunks/") == []
+    backend.create_layout(["chunks/00/", "chunks/ff/", "indexes/"])  # prepares, creates nothing
+    backend.create_layout(["chunks/00/"])  # idempotent
+    assert _keys(backend) == [] and backend.usage().objects == 0
+    assert backend.put("chunks/00/x", b"x") and backend.put("elsewhere/y", b"y")
 
 
 def test_list_many_objects_each_once(backend: StorageBackend) -> None:
@@ -241,6 +245,17 @@ def test_delete_is_idempotent(backend: StorageBackend) -> None:
     assert _keys(backend) == []
     assert backend.put("d/x/1", b"again") is True  # a deleted key can be put again
     assert backend.get("d/x/1") == b"again"
+
+
+def test_delete_prefix(backend: StorageBackend) -> None:
+    for key in ("i/p1/vda", "i/p1/vdb", "i/p10/vda", "i/p2/vda", "j"):
+        backend.put(key, b"x")
+    assert backend.delete_prefix("i/p1/") == 2
+    assert _keys(backend) == ["i/p10/vda", "i/p2/vda", "j"]
+    assert backend.delete_prefix("i/p1/") == 0  # idempotent
+    assert backend.put("i/p1/vda", b"again") is True
+    with pytest.raises(InvalidKey):
+        backend.delete_prefix("i/p")  # a prefix to delete ends with "/"
 
 
 def test_touch_refreshes_the_mtime_only(harness: Harness) -> None:
