@@ -2,10 +2,11 @@
 
 * :mod:`~vmvault.storage.backend` — the contract, :class:`StorageBackend` (objects with
   put-if-absent, atomic publish, batches, get/get-into, stat, list by prefix, delete, touch,
-  usage; named reader/writer locks; the writer registry), and the key rules.
+  usage, leftovers, layout; named reader/writer locks; the writer registry), and the key rules.
 * :mod:`~vmvault.storage.errors` — transient vs permanent failures, :func:`retry`.
 * :mod:`~vmvault.storage.local` — a directory (O_DIRECT, fsync, link/rename, flock); the
-  vault directory's marker file.  :mod:`~vmvault.storage.flock` — its locks and writers.
+  vault directory's marker file; :mod:`~vmvault.storage.local_batch` its batches,
+  :mod:`~vmvault.storage.flock` its locks and writers.
 * :mod:`~vmvault.storage.memory` — in memory, for tests and the fake composition root.
 * :mod:`~vmvault.storage.fsutil` — local file primitives (durable writes, O_DIRECT), also
   used by the data path to write restored images.

@@ -10,10 +10,11 @@ when a key first needs it; ``delete_prefix`` removes the directory of the prefix
   directory.  (A file system without hard links gets "rename if absent", which two racing
   puts of *different* content could both pass; chunk objects are content-addressed.)
 * **publish**: temporary file, fsync, ``rename(2)`` over the final name, fsync the directory.
-* **batches**: each object goes to its temporary file written with **O_DIRECT** where the file
-  system takes it (:mod:`vmvault.storage.fsutil`), without fsync; ``commit`` fsyncs them all in
-  8 threads (the file system groups them into few journal commits), links them into place and
-  fsyncs each touched directory once.  A crash leaves temporary files only.
+* **batches** (:mod:`vmvault.storage.local_batch`): each object goes to its temporary file
+  written with **O_DIRECT** where the file system takes it (:mod:`vmvault.storage.fsutil`),
+  without fsync; ``commit`` fsyncs them all in 8 threads (the file system groups them into
+  few journal commits), links them into place and fsyncs each touched directory once.  A
+  crash leaves temporary files only.
 * **list** skips dot-names (temporaries, registrations being made) and the ``locks/``
   directory; **touch** is ``utime``; **delete** unlinks (and fsyncs the directory unless
   ``sync=False``); **sweep_leftovers** removes old temporary files.
@@ -27,14 +28,11 @@ from __future__ import annotations
 
 import errno
 import json
-import mmap
 import os
 import shutil
 import stat
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -59,11 +57,11 @@ from vmvault.storage.errors import (
     TransientStorageError,
 )
 from vmvault.storage.flock import FileLocks
+from vmvault.storage.local_batch import LocalBatch
 
 #: Written at the root of every vault directory; the data-path format builds on it.
 VAULT_MARKER = "vmvault-vault.json"
 VAULT_FORMAT = 1
-_SYNC_THREADS = 8
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _TRANSIENT = {
     errno.EAGAIN,
@@ -256,7 +254,12 @@ class LocalBackend:
         return ObjectInfo(key, st.st_size, st.st_mtime)
 
     def exists(self, key: str) -> bool:
-        return self.path(key).is_file()
+        try:
+            return stat.S_ISREG(os.stat(self.path(key)).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise self._error(exc, key) from exc
 
     def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         head, _, _ = prefix.rpartition("/")
@@ -371,66 +374,3 @@ class LocalBackend:
 
     def live_writers(self) -> list[WriterInfo]:
         return self._locks.live_writers()
-
-
-class LocalBatch:
-    """Temporary files written with O_DIRECT, made durable and linked into place together."""
-
-    def __init__(self, backend: LocalBackend) -> None:
-        self._backend = backend
-        self._mu = threading.Lock()
-        self._pending: dict[str, tuple[Path, Path]] = {}  # key -> (temporary, final)
-
-    def _stage(self, key: str, write: Any) -> None:
-        final = self._backend.path(key)
-        try:
-            tmp = self._backend._write_tmp(final, write)
-        except OSError as exc:
-            raise self._backend._error(exc, key) from exc
-        with self._mu:
-            old = self._pending.pop(key, None)
-            self._pending[key] = (tmp, final)
-        if old is not None:
-            old[0].unlink(missing_ok=True)
-
-    def add(self, key: str, data: Data) -> int:
-        parts = parts_of(data)
-        size = sum(len(p) for p in parts)
-        self._stage(key, lambda t: fsutil.write_parts_direct(t, parts))
-        return size
-
-    def add_buffer(self, key: str, buf: mmap.mmap, size: int) -> int:
-        self._stage(key, lambda t: fsutil.write_buffer_direct(t, buf, size))
-        return size
-
-    def __len__(self) -> int:
-        return len(self._pending)
-
-    def commit(self) -> None:
-        with self._mu:
-            pending, self._pending = self._pending, {}
-        if not pending:
-            return
-        dirs = {final.parent for _, final in pending.values()}
-        try:
-            with ThreadPoolExecutor(_SYNC_THREADS) as pool:
-                list(pool.map(fsutil.fsync_path, [tmp for tmp, _ in pending.values()]))
-                for tmp, final in pending.values():
-                    self._backend._link_into_place(tmp, final)
-                list(pool.map(fsutil.fsync_dir, dirs))
-        except OSError as exc:
-            self._discard(pending)
-            raise self._backend._error(exc, None) from exc
-        except BaseException:
-            self._discard(pending)
-            raise
-
-    def abort(self) -> None:
-        with self._mu:
-            pending, self._pending = self._pending, {}
-        self._discard(pending)
-
-    @staticmethod
-    def _discard(pending: dict[str, tuple[Path, Path]]) -> None:
-        for tmp, _ in pending.values():
-            tmp.unlink(missing_ok=True)
