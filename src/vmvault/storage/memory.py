@@ -21,8 +21,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from vmvault.storage.backend import Data, ObjectInfo, Usage, WriterInfo, check_key, parts_of
+from vmvault.storage.backend import (
+    Data,
+    ObjectInfo,
+    StorageBackend,
+    Usage,
+    WriterInfo,
+    check_key,
+    parts_of,
+)
 from vmvault.storage.errors import (
     InvalidKey,
     LockTimeout,
@@ -292,3 +301,7 @@ class MemoryBatch:
         with self._mu:
             pending, self._pending = self._pending, {}
         self._backend._unstage([token for _, token in pending.values()])
+
+
+if TYPE_CHECKING:  # mypy checks that the class keeps the contract
+    _backend: StorageBackend = MemoryBackend()
