@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from vmvault.dataplane.chunkstore import CHUNKS
 from vmvault.dataplane.config import validate_chunk_size, validate_level
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import (
@@ -134,6 +135,10 @@ class VaultService:
         return VaultStore.open(
             self.storage(Path(vault.path)), passphrase=secret, key_file=Path(str(vault.key_file))
         )
+
+    def stored_chunk_bytes(self, vault: Vault) -> int:
+        """Bytes the vault's chunk objects take (through the storage contract; no key needed)."""
+        return self.storage(Path(vault.path)).usage(CHUNKS + "/").bytes
 
     def list_vaults(self) -> list[Vault]:
         with self.uow() as uow:
