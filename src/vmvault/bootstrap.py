@@ -30,7 +30,7 @@ from vmvault.services.policies import PolicyService
 from vmvault.services.protection import ProtectionService
 from vmvault.services.queue import QueueService
 from vmvault.services.recovery import RecoveryService
-from vmvault.services.restores import RestoreService
+from vmvault.services.restore import RestoreService
 from vmvault.services.scheduler import SchedulerService
 from vmvault.services.vaults import VaultService
 
@@ -118,6 +118,7 @@ class Services:
 
     @cached_property
     def restores(self) -> RestoreService:
+        from vmvault.hypervisor.files import LocalHostFiles
         from vmvault.hypervisor.libvirt.restore import LibvirtRestoreDriver
 
         return RestoreService(
@@ -127,6 +128,7 @@ class Services:
             LibvirtRestoreDriver(),
             self.clock,
             self.settings.workers,
+            files=LocalHostFiles(),
         )
 
     @cached_property

@@ -19,7 +19,7 @@ from vmvault.documents import point_doc
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.job import Job
 from vmvault.domain.restore import RestoreMode
-from vmvault.services.restores import RestoreReport
+from vmvault.services.restore import RestoreReport
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 WaitOpt = Annotated[

@@ -44,7 +44,7 @@ from vmvault.services.jobs import JobRunner
 from vmvault.services.points import PointService
 from vmvault.services.ports import UnitOfWork, UnitOfWorkFactory
 from vmvault.services.protection import ProtectionService
-from vmvault.services.restores import RestoreService
+from vmvault.services.restore import RestoreService
 from vmvault.services.vaults import VaultService
 
 OPS: dict[str, JobType] = {
