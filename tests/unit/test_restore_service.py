@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from vmvault.dataplane import DiskEntry, FileSource, Manifest, backup_disk, keys
-from vmvault.domain.errors import RestoreDefineFailed
+from vmvault.domain.errors import RestoreDefineFailed, RestoreShutdownFailed
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import (
     CheckpointRecord,
@@ -326,6 +326,22 @@ def test_replace_rolls_back_when_define_fails(world: World) -> None:
     _, log = world.show(out.job.id)
     assert "web is back as it was (running)" in log
     assert world.driver.calls[-5:] == ["shutdown", "undefine", "define", "define", "start"]
+
+
+def test_a_shutdown_that_fails_leaves_the_vm_as_it_was(world: World) -> None:
+    world.driver.fail["shutdown"] = [RestoreShutdownFailed("destroy refused", vm="web")]
+    out = world.restore(RestoreMode.REPLACE)
+    assert out.job.error_code == "RESTORE_SHUTDOWN_FAILED"
+    original_state(world)
+    assert "undefine" not in world.driver.calls
+
+
+def test_a_silent_agent_after_start_is_a_warning(world: World) -> None:
+    world.driver.new_agent = False  # the agent of the domain defined by the restore is silent
+    out = world.restore(RestoreMode.REPLACE, start=True)
+    assert out.job.state is JobState.COMPLETED_WITH_WARNINGS
+    assert any("guest agent did not answer" in w for w in out.job.warnings)
+    assert out.result is not None and out.result.started and out.result.boot_seconds is None
 
 
 def test_cancel_before_switching_leaves_the_vm_untouched(world: World) -> None:
