@@ -285,7 +285,7 @@ def op_nbd_read(argv: list[str]) -> None:
 def buffered_writes(argv: list[str]) -> list[str]:
     """``--buffered``: the dataplane writes through the page cache, as before O_DIRECT."""
     if "--buffered" in argv:
-        import vmvault.dataplane.fsutil as fsutil
+        import vmvault.storage.fsutil as fsutil
 
         fsutil.O_DIRECT = 0
     return [a for a in argv if a != "--buffered"]

@@ -30,6 +30,7 @@ from vmvault.services.points import PointService
 from vmvault.services.policies import PolicyService
 from vmvault.services.ports import (
     BackupDriver,
+    HostFiles,
     Hypervisor,
     RestoreDriver,
     UnitOfWorkFactory,
@@ -37,7 +38,7 @@ from vmvault.services.ports import (
 from vmvault.services.protection import ProtectionService
 from vmvault.services.queue import QueueService
 from vmvault.services.recovery import RecoveryService
-from vmvault.services.restores import RestoreService
+from vmvault.services.restore import RestoreService
 from vmvault.services.scheduler import SchedulerService
 from vmvault.services.vaults import StorageFactory, VaultService
 from vmvault.storage.local import LocalBackend
@@ -53,13 +54,14 @@ class Adapters:
 
     Tests of services pass in-memory ones here, and nowhere else: the catalog (any
     unit-of-work factory, e.g. SQLite in a temporary directory), the hypervisor's read-only
-    view, the backup and restore drivers.
+    view, the backup and restore drivers, the files of the restore's host, the vaults' storage.
     """
 
     uow: UnitOfWorkFactory | None = None
     hypervisor: Hypervisor | None = None
     backup_driver: BackupDriver | None = None
     restore_driver: RestoreDriver | None = None
+    host_files: HostFiles | None = None
     #: opens a vault's storage backend from its path (default: the local directory)
     storage: StorageFactory | None = None
 
@@ -152,15 +154,13 @@ class Services:
 
     @cached_property
     def restores(self) -> RestoreService:
+        from vmvault.hypervisor.files import LocalHostFiles
         from vmvault.hypervisor.libvirt.restore import LibvirtRestoreDriver
 
         return RestoreService(
-            self._uow,
-            self.runner,
-            self.vaults,
+            self.context,
             self.overrides.restore_driver or LibvirtRestoreDriver(),
-            self.clock,
-            self.settings.workers,
+            files=self.overrides.host_files or LocalHostFiles(),
         )
 
     @cached_property
@@ -207,10 +207,11 @@ def bootstrap(
     hypervisor: Hypervisor | None = None,
     backup_driver: BackupDriver | None = None,
     restore_driver: RestoreDriver | None = None,
+    host_files: HostFiles | None = None,
     storage: StorageFactory | None = None,
 ) -> Services:
     """Build the services lazily: a command that needs no catalog never opens it.
 
     Every adapter is the real one unless given: tests pass in-memory adapters here."""
-    adapters = Adapters(uow, hypervisor, backup_driver, restore_driver, storage)
+    adapters = Adapters(uow, hypervisor, backup_driver, restore_driver, host_files, storage)
     return Services(settings or Settings.from_env(), clock=clock or utcnow, overrides=adapters)

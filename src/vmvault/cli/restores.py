@@ -15,7 +15,7 @@ from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out, size
 from vmvault.domain.job import Job
 from vmvault.domain.restore import RestoreMode
-from vmvault.services.restores import RestoreReport
+from vmvault.services.restore import RestoreReport
 
 
 def restore(

@@ -123,6 +123,15 @@ class LiveDomain:
     checkpoints: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class FreeSpace:
+    """The file system a path is on (or will be on, once made), as the host reports it."""
+
+    fs: int  # equal for two paths on the same file system (``st_dev``)
+    free: int  # bytes an unprivileged writer may still use
+    at: Path  # the nearest existing ancestor of the path (the path itself if it exists)
+
+
 # --- names and paths ---------------------------------------------------------------------------
 
 

@@ -1,6 +1,8 @@
 """Recovery points: listing, restoring disks, verifying, and reclaiming space (GC).
 
-**Cancel.**  A ``--disks-only`` restore (phase ``writing``) checks for a cancel between chunks;
+**Cancel.**  A ``--disks-only`` restore (phase ``writing``, which journals the images it
+writes; a ``written`` step per finished image, for start-up recovery: see
+:mod:`vmvault.services.restore.clean_up`) checks for a cancel between chunks;
 a cancelled or failed one removes the images it had written (the partial one is removed by
 the dataplane), so no half set of disks is left.  A verify (phase ``verifying``) checks
 between chunks; it writes nothing, so nothing is left.  A GC (phase ``collecting``) checks after its
@@ -41,6 +43,7 @@ from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
 from vmvault.services.context import Service
 from vmvault.services.jobs import JobContext, JobOutcome
+from vmvault.services.restore import journal
 from vmvault.services.vm_refs import resolve_vm
 
 FORMATS = ("qcow2", "raw")
@@ -157,7 +160,8 @@ class PointService(Service):
         manifest = store.read_manifest(point.id)
         total = sum(d.size for d in point.disks if not d.excluded)
         done: list[DiskRestore] = []
-        ctx.phase("writing")
+        targets = [journal.WriteTarget(t, path, path) for t, path in plan.items()]
+        ctx.phase(journal.WRITING, **journal.writing(targets, disks_only=True))
         try:
             self._restore_each(store, manifest, plan, fmt, overwrite, total, done, ctx)
         except BaseException:
@@ -206,6 +210,7 @@ class PointService(Service):
                     f"{target}: {res.bytes_written:,} B written in {res.seconds:.2f}s, "
                     f"{res.chunks_zero} zero chunks left sparse"
                 )
+                ctx.record(journal.WRITTEN, target=target, path=str(path))
                 done.append(DiskRestore(target, path, res))
 
     # --- delete ----------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from vmvault.services.context import Service, ServiceContext
 from vmvault.services.points import PointService
 from vmvault.services.ports import UnitOfWork
 from vmvault.services.protection import ProtectionService
-from vmvault.services.restores import RestoreService
+from vmvault.services.restore import RestoreService
 
 OPS: dict[str, JobType] = {
     "backup": JobType.BACKUP,

@@ -13,8 +13,9 @@ serve`` calls at start-up — finds every such job and, for each:
 
    * ``backup``: :meth:`BackupService.clean_up` — the libvirt job, thaw / resume, work files,
      stray ``vmvault-*`` checkpoints, the half-written point it was writing;
-   * ``restore``: :meth:`RestoreService.clean_up` — staged images and partial files; a
-     ``--replace`` interrupted during its switch is rolled back;
+   * ``restore``: :meth:`RestoreService.clean_up`, from the job's journal — staged images
+     and partial files; a ``--replace`` interrupted during its switch is rolled back; a
+     half-made new VM or a restore test's VM is removed (docs/restore.md, "The journal");
    * other types touch nothing that needs undoing (a GC or verify is safe to interrupt);
 
 2. writes what it did into the job's log, one ``recovery:`` line each;
@@ -37,7 +38,7 @@ from vmvault.domain.job import Job, JobType, conflict_key
 from vmvault.domain.vm import VmItem
 from vmvault.services.backups import BackupService, point_in_log
 from vmvault.services.context import Service, ServiceContext
-from vmvault.services.restores import RestoreService
+from vmvault.services.restore import RestoreService
 
 
 @dataclass
@@ -74,6 +75,7 @@ class RecoveryService(Service):
     def _recover(self, job: Job) -> RecoveredJob:
         with self.uow() as uow:
             log = uow.jobs.log(job.id)
+            steps = uow.jobs.steps(job.id)
             vm = uow.vms.get(job.vm_uuid) if job.vm_uuid else None
 
         def still_ours() -> bool:
@@ -89,7 +91,7 @@ class RecoveryService(Service):
             if job.type is JobType.BACKUP and vm is not None:
                 actions = self._backup(job, vm, log, still_ours)
             elif job.type is JobType.RESTORE:
-                actions = self.restores.clean_up(job, log, still_ours)
+                actions = self.restores.clean_up(job, steps, still_ours)
         except Exception as exc:  # one job's clean-up never keeps the others from theirs
             actions.append(f"clean-up stopped: {type(exc).__name__}: {exc}")
         now = self.clock()

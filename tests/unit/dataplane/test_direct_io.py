@@ -15,7 +15,7 @@ import pytest
 import zstandard
 
 from tests.unit.dataplane.conftest import CS, backup_point, chunk_bytes, chunk_files, make_image
-from vmvault.dataplane import FileSource, VaultStore, backup_disk, fsutil, keys, qcow2, restore_disk
+from vmvault.dataplane import FileSource, VaultStore, backup_disk, keys, qcow2, restore_disk
 from vmvault.dataplane import backup as backup_mod
 from vmvault.dataplane.chunk import (
     DATA_OFFSET,
@@ -27,6 +27,7 @@ from vmvault.dataplane.chunk import (
     ChunkCodec,
     file_capacity,
 )
+from vmvault.storage import fsutil
 
 SIZES = [0, 1, 11, 4095, 4096, 4097, CS + HEADER.size, 3 * 4096 + 100]
 
