@@ -63,7 +63,9 @@ from vmvault.domain.recovery_point import (
     new_point_id,
     plan_reads,
 )
-from vmvault.domain.restore import fs_summary
+from vmvault.domain.restore_test import (
+    fs_summary,
+)
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import Disk, VmItem, VmState
 from vmvault.services.jobs import JobContext, JobOutcome, JobRunner

@@ -14,6 +14,8 @@ from vmvault.domain.restore import (
     NicPlan,
     RestoreMode,
     RestorePlan,
+)
+from vmvault.domain.restore_test import (
     RestoreTestResult,
 )
 from vmvault.domain.vm import VmItem

@@ -13,7 +13,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from vmvault.domain.errors import Cancelled, RestoreStartFailed, RestoreTestFailed
-from vmvault.domain.restore import RestoreTestResult, expected_mounts, judge_test
+from vmvault.domain.restore_test import (
+    RestoreTestResult,
+    expected_mounts,
+    judge_test,
+)
 from vmvault.services.jobs import JobContext
 from vmvault.services.restore import journal
 from vmvault.services.restore.model import CANCEL_SLICE, RestoreReport, RestoreRequest

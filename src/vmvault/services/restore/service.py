@@ -9,7 +9,12 @@ from vmvault.dataplane.restore import restore_disk
 from vmvault.domain.errors import InvalidInput, PointNotFound
 from vmvault.domain.job import Job, JobState, JobType, JournalStep
 from vmvault.domain.recovery_point import RecoveryPoint
-from vmvault.domain.restore import RestoreMode, RestoreTestResult
+from vmvault.domain.restore import (
+    RestoreMode,
+)
+from vmvault.domain.restore_test import (
+    RestoreTestResult,
+)
 from vmvault.domain.vm import VmItem
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.jobs import JobContext, JobOutcome
