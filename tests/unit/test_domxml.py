@@ -20,7 +20,7 @@ from vmvault.hypervisor.libvirt.domxml import (
     has_agent_channel,
     parse_disks,
 )
-from vmvault.hypervisor.libvirt.restore import inspect_xml
+from vmvault.hypervisor.libvirt.restore_xml import inspect_xml
 
 XML = """
 <domain type='qemu'>

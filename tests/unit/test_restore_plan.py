@@ -31,7 +31,7 @@ from vmvault.domain.restore_test import (
     fs_summary,
     judge_test,
 )
-from vmvault.hypervisor.libvirt.restore import RESTORE_NS, inspect_xml, render_xml
+from vmvault.hypervisor.libvirt.restore_xml import RESTORE_NS, inspect_xml, render_xml
 
 XML = """
 <domain type='qemu'>

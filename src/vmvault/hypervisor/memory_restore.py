@@ -20,7 +20,7 @@ from typing import Any
 from vmvault.domain.errors import RestoreDefineFailed, RestoreVerifyFailed, VmDeleted
 from vmvault.domain.restore import DomainShape, LiveDomain, RestorePlan, XmlNic
 from vmvault.domain.vm import PowerState
-from vmvault.hypervisor.libvirt.restore import inspect_xml, render_xml
+from vmvault.hypervisor.libvirt.restore_xml import inspect_xml, render_xml
 from vmvault.hypervisor.memory_files import Fault, MemoryFiles
 
 RUNNING = (PowerState.RUNNING, PowerState.PAUSED, PowerState.BLOCKED)
