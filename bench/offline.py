@@ -15,9 +15,16 @@ RSS come from ``wait4`` of that process):
 * borg 1.4 (``--chunker-params fixed,4194304``, same zstd level, ``-e none``): full,
   incremental, ``extract --sparse``.
 
-borg comes from ``--borg PATH`` or a venv made under the work directory with
-``pip install 'borgbackup==1.4.*'`` (building it needs Debian's libacl1-dev liblz4-dev
-libzstd-dev libxxhash-dev libssl-dev pkg-config); ``--no-borg`` skips it.
+borg comes from ``--borg PATH``, or from a venv that this script makes (once, reused by later
+runs) under ``--borg-venv`` (``/var/tmp/vmvault-bench-borg``) with ``pip install
+'borgbackup==1.4.*'``. PyPI has no wheels of borg, only its source: pip compiles it against
+the C headers of Debian's ``libacl1-dev liblz4-dev libzstd-dev libxxhash-dev libssl-dev
+pkg-config python3-dev``. A fresh machine lacks them: there the build failed, and the only
+word of it went to stderr, which ``bench/vm.py`` does not print, so its borg row silently said
+"not run". Missing packages are installed with ``apt-get`` when running as root (else the
+command is printed); when borg still cannot be had, the output ends with a ``borg not run:
+WHY`` line, which ``bench/vm.py`` shows in its target table. ``--no-borg`` skips borg.
+borg's code never enters this repository.
 """
 
 from __future__ import annotations
@@ -221,18 +228,57 @@ def op(argv: list[str]) -> None:
 # --- main ------------------------------------------------------------------------------------
 
 
-def ensure_borg(work: Path, given: str | None) -> str | None:
-    if given:
-        return given
-    venv = work / "borg-venv"
-    borg = venv / "bin" / "borg"
-    if not borg.exists():
-        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
-        res = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "borgbackup==1.4.*"])
+BORG_VENV = Path("/var/tmp/vmvault-bench-borg")
+#: Debian packages pip needs to build borg 1.4 from its source distribution.
+BORG_BUILD_DEBS = [
+    "pkg-config", "python3-dev", "libacl1-dev", "liblz4-dev", "libzstd-dev", "libxxhash-dev",
+    "libssl-dev",
+]  # fmt: skip
+
+
+def missing_debs(names: list[str]) -> list[str]:
+    def installed(name: str) -> bool:
+        proc = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True
+        )
+        return proc.returncode == 0 and "install ok installed" in proc.stdout
+
+    return [n for n in names if not installed(n)]
+
+
+def ensure_borg(venv: Path, given: str | None) -> tuple[str | None, str]:
+    """(path of a working borg 1.4, its version) or (None, why there is none)."""
+    borg = given or str(venv / "bin" / "borg")
+    if not given and not Path(borg).exists():
+        missing = missing_debs(BORG_BUILD_DEBS)
+        if missing:
+            cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                   "-o", "DPkg::Lock::Timeout=600", *missing]  # fmt: skip
+            if os.geteuid() != 0:
+                return None, f"building borg needs: sudo {' '.join(cmd)}"
+            print(f"installing borg's build dependencies: {' '.join(missing)}", file=sys.stderr)
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
+            if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+                return None, f"'{' '.join(cmd)}' failed"
+        print(f"installing borg 1.4 from PyPI into {venv} (builds it) ...", file=sys.stderr)
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        log = venv / "pip-install.log"
+        with log.open("w") as fh:
+            res = subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "borgbackup==1.4.*"],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
         if res.returncode != 0:
-            print("borg could not be installed; skipping it", file=sys.stderr)
-            return None
-    return str(borg)
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:]
+            return None, f"pip install 'borgbackup==1.4.*' failed ({log}): {' '.join(tail)}"
+    proc = subprocess.run([borg, "--version"], capture_output=True, text=True)
+    version = proc.stdout.strip()
+    if proc.returncode != 0 or not version.startswith("borg 1.4"):
+        return None, f"{borg} --version gave {version or proc.stderr.strip()!r}, not borg 1.4"
+    return borg, version
 
 
 def main() -> None:
@@ -244,6 +290,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/vmvault-bench"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--borg", help="path of a borg 1.4 binary")
+    ap.add_argument("--borg-venv", type=Path, default=BORG_VENV, help="where borg is installed")
     ap.add_argument("--no-borg", action="store_true")
     ap.add_argument("--op", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -254,6 +301,13 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from vmvault.dataplane import DEFAULT_LEVEL, VaultStore
 
+    # First: installing borg (apt-get, a C build) must not run into the measurements.
+    if args.no_borg:
+        borg, borg_version = None, "skipped (--no-borg)"
+    else:
+        borg, borg_version = ensure_borg(args.borg_venv, args.borg)
+    if borg is None:
+        print(f"borg not run: {borg_version}", file=sys.stderr)
     work: Path = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     for sub in ("vault", "borg-repo", "borg-base", "restore"):
@@ -281,7 +335,6 @@ def main() -> None:
     wall, cpu, rss = run_measured([*me, "backup", str(vault), str(img), "full", w])
     rows.append(Row("vmvault", "full backup", wall, cpu, rss, du(vault)))
 
-    borg = None if args.no_borg else ensure_borg(work, args.borg)
     env = {
         **os.environ,
         "BORG_BASE_DIR": str(work / "borg-base"),
@@ -354,7 +407,8 @@ def main() -> None:
     print(
         f"image {size / (1 << 30):g} GiB, allocated {allocated / (1 << 30):.2f} GiB "
         f"({allocated / size:.0%}), 1 % change = {len(dirty)} MiB; {os.cpu_count()} CPUs; "
-        f"zstd level {DEFAULT_LEVEL}; {args.workers} workers; page cache warm"
+        f"zstd level {DEFAULT_LEVEL}; {args.workers} workers; page cache warm; "
+        + (borg_version if borg else "no borg")
     )
     print()
     print(
@@ -369,6 +423,9 @@ def main() -> None:
             f"| {r.tool} | {r.op}{note} | {r.seconds:.2f} | {rate:.2f} | "
             f"{size / r.seconds / ceiling:.2f} | {r.cpu:.2f} | {r.rss_mib:.0f} | {stored} |"
         )
+    if borg is None:  # bench/vm.py reads this line: the borg target shows why it is missing
+        print()
+        print(f"borg not run: {borg_version}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
@@ -21,22 +21,49 @@ from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
 from vmvault.services.backups import BackupService
+from vmvault.services.context import ServiceContext
 from vmvault.services.dashboard import DashboardService
 from vmvault.services.inventory import InventoryService
 from vmvault.services.jobs import JobQueries, JobRunner
 from vmvault.services.lab import LabService
 from vmvault.services.points import PointService
 from vmvault.services.policies import PolicyService
+from vmvault.services.ports import (
+    BackupDriver,
+    HostFiles,
+    Hypervisor,
+    RestoreDriver,
+    UnitOfWorkFactory,
+)
 from vmvault.services.protection import ProtectionService
 from vmvault.services.queue import QueueService
 from vmvault.services.recovery import RecoveryService
-from vmvault.services.restores import RestoreService
+from vmvault.services.restore import RestoreService
 from vmvault.services.scheduler import SchedulerService
-from vmvault.services.vaults import VaultService
+from vmvault.services.vaults import StorageFactory, VaultService
+from vmvault.storage.local import LocalBackend
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass
+class Adapters:
+    """Adapters the composition root uses instead of the real ones (``None``: the real one).
+
+    Tests of services pass in-memory ones here, and nowhere else: the catalog (any
+    unit-of-work factory, e.g. SQLite in a temporary directory), the hypervisor's read-only
+    view, the backup and restore drivers, the files of the restore's host, the vaults' storage.
+    """
+
+    uow: UnitOfWorkFactory | None = None
+    hypervisor: Hypervisor | None = None
+    backup_driver: BackupDriver | None = None
+    restore_driver: RestoreDriver | None = None
+    host_files: HostFiles | None = None
+    #: opens a vault's storage backend from its path (default: the local directory)
+    storage: StorageFactory | None = None
 
 
 @dataclass
@@ -46,6 +73,8 @@ class Services:
     passphrase_prompt: Callable[[], str | None] = lambda: None
     #: The clock every service reads (tests of the scheduler inject a simulated one).
     clock: Callable[[], datetime] = utcnow
+    #: Adapters given instead of the real ones (:func:`bootstrap`'s keyword arguments).
+    overrides: Adapters = field(default_factory=lambda: Adapters())
 
     def _passphrase(self) -> str | None:
         return self.settings.passphrase or self.passphrase_prompt()
@@ -54,44 +83,53 @@ class Services:
     def _engine(self):  # type: ignore[no-untyped-def]
         return open_catalog(self.settings.catalog_url)
 
-    def _uow(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self._engine)
+    @cached_property
+    def _uow(self) -> UnitOfWorkFactory:
+        if self.overrides.uow is not None:
+            return self.overrides.uow
+        engine = self._engine
+        return lambda: SqlUnitOfWork(engine)
 
     @cached_property
-    def _hypervisor(self) -> LibvirtHypervisor:
-        return LibvirtHypervisor()
+    def _hypervisor(self) -> Hypervisor:
+        return self.overrides.hypervisor or LibvirtHypervisor()
 
     @cached_property
     def runner(self) -> JobRunner:
         return JobRunner(self._uow, self.clock, os.getpid(), pid_alive)
 
     @cached_property
+    def context(self) -> ServiceContext:
+        """What every service shares (one per Services: one per worker in ``vmvault serve``)."""
+        return ServiceContext(
+            self._uow, self.runner, self.vaults, self.clock, self.settings.workers
+        )
+
+    @cached_property
     def vaults(self) -> VaultService:
         s = self.settings
         return VaultService(
-            self._uow, self._hypervisor, self.clock, s.home, s.default_vault, self._passphrase
+            self._uow,
+            self._hypervisor,
+            self.clock,
+            s.home,
+            s.default_vault,
+            self._passphrase,
+            storage=self.overrides.storage or LocalBackend,
         )
 
     @cached_property
     def inventory(self) -> InventoryService:
         s = self.settings
         limits = RegistrationLimits(max_disks=s.max_disks, min_agent_version=s.min_agent_version)
-        return InventoryService(
-            self._uow,
-            self._hypervisor,
-            self.runner,
-            self.vaults,
-            self.clock,
-            limits,
-            s.agent_timeout,
-        )
+        return InventoryService(self.context, self._hypervisor, limits, s.agent_timeout)
 
     @cached_property
     def backups(self) -> BackupService:
         from vmvault.hypervisor.libvirt.backup_driver import LibvirtBackupDriver
 
         s = self.settings
-        driver = LibvirtBackupDriver(s.work_dir)
+        driver = self.overrides.backup_driver or LibvirtBackupDriver(s.work_dir)
         service = BackupService(
             self._uow, self.runner, self.vaults, self._hypervisor, driver, self.clock, s.workers
         )
@@ -100,42 +138,35 @@ class Services:
 
     @cached_property
     def policies(self) -> PolicyService:
-        return PolicyService(self._uow, self.vaults, self.clock)
+        return PolicyService(self.context)
 
     @cached_property
     def protection(self) -> ProtectionService:
-        return ProtectionService(
-            self._uow, self.runner, self.vaults, self.clock, lambda: self.backups
-        )
+        return ProtectionService(self.context, lambda: self.backups)
 
     @cached_property
     def dashboard(self) -> DashboardService:
-        return DashboardService(self._uow, self.vaults, self.clock)
+        return DashboardService(self.context)
 
     @cached_property
     def points(self) -> PointService:
-        return PointService(self._uow, self.runner, self.vaults, self.clock, self.settings.workers)
+        return PointService(self.context)
 
     @cached_property
     def restores(self) -> RestoreService:
+        from vmvault.hypervisor.files import LocalHostFiles
         from vmvault.hypervisor.libvirt.restore import LibvirtRestoreDriver
 
         return RestoreService(
-            self._uow,
-            self.runner,
-            self.vaults,
-            LibvirtRestoreDriver(),
-            self.clock,
-            self.settings.workers,
+            self.context,
+            self.overrides.restore_driver or LibvirtRestoreDriver(),
+            files=self.overrides.host_files or LocalHostFiles(),
         )
 
     @cached_property
     def queue(self) -> QueueService:
         return QueueService(
-            self._uow,
-            self.runner,
-            self.vaults,
-            self.clock,
+            self.context,
             lambda: self.backups,
             lambda: self.points,
             lambda: self.restores,
@@ -165,13 +196,22 @@ class Services:
 
     @cached_property
     def recovery(self) -> RecoveryService:
-        return RecoveryService(
-            self._uow, self.runner, self.vaults, self.backups, self.restores, self.clock
-        )
+        return RecoveryService(self.context, self.backups, self.restores)
 
 
 def bootstrap(
-    settings: Settings | None = None, clock: Callable[[], datetime] | None = None
+    settings: Settings | None = None,
+    clock: Callable[[], datetime] | None = None,
+    *,
+    uow: UnitOfWorkFactory | None = None,
+    hypervisor: Hypervisor | None = None,
+    backup_driver: BackupDriver | None = None,
+    restore_driver: RestoreDriver | None = None,
+    host_files: HostFiles | None = None,
+    storage: StorageFactory | None = None,
 ) -> Services:
-    """Build the services lazily: a command that needs no catalog never opens it."""
-    return Services(settings or Settings.from_env(), clock=clock or utcnow)
+    """Build the services lazily: a command that needs no catalog never opens it.
+
+    Every adapter is the real one unless given: tests pass in-memory adapters here."""
+    adapters = Adapters(uow, hypervisor, backup_driver, restore_driver, host_files, storage)
+    return Services(settings or Settings.from_env(), clock=clock or utcnow, overrides=adapters)

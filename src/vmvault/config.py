@@ -14,7 +14,7 @@
 | ``VMVAULT_WORK_DIR``        | ``/var/lib/vmvault/run``: NBD sockets and scratch files of running backups |
 | ``VMVAULT_WORKERS``         | ``2`` threads hashing/compressing (one per core) |
 | ``VMVAULT_JOB_WORKERS``     | ``2`` jobs ``vmvault serve`` runs at once |
-| ``VMVAULT_LISTEN``          | ``127.0.0.1:8470``: where ``vmvault serve``'s REST API listens |
+| ``VMVAULT_LISTEN``          | ``127.0.0.1:8470``: where ``vmvault serve``'s API listens (loopback only) |
 | ``VMVAULT_GC_SCHEDULE``     | ``daily@03:00`` (a policy schedule, or ``off``): when the server runs GC |
 | ``VMVAULT_TIMEZONE``        | ``UTC``: the zone of ``VMVAULT_GC_SCHEDULE`` |
 
@@ -25,13 +25,14 @@ under ``/root``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
-from vmvault.domain.errors import InvalidInput
+from vmvault.domain.errors import InvalidInput, ListenNotLoopback
 
 
 @dataclass(frozen=True)
@@ -100,3 +101,47 @@ def _passphrase(env: dict[str, str]) -> str | None:
         except OSError as exc:
             raise InvalidInput(str(exc), what=f"VMVAULT_PASSPHRASE_FILE={path}") from None
     return None
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str  # as the server binds it: an address of 127.0.0.0/8, ``::1`` or ``localhost``
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(value: str) -> ListenAddress:
+    """Where ``vmvault serve``'s REST API listens: ``HOST:PORT``, ``[IPV6]:PORT`` or ``:PORT``
+    (127.0.0.1).
+
+    The API has no authentication yet, so only a loopback address is accepted: 127.0.0.0/8,
+    ``::1`` or ``localhost``. Anything else — another address, the unspecified ``0.0.0.0`` and
+    ``::``, any other host name (what it resolves to may change) — is refused with
+    :class:`ListenNotLoopback` before the server starts anything.
+    """
+    text = value.strip()
+    if text.startswith("["):  # [::1]:8470
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise InvalidInput("write an IPv6 address as [ADDRESS]:PORT", what=f"listen {value!r}")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise InvalidInput("give HOST:PORT, e.g. 127.0.0.1:8470", what=f"listen {value!r}")
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise InvalidInput("the port must be a number from 1 to 65535", what=f"listen {value!r}")
+    host = host or "127.0.0.1"
+    if host.lower() != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name: what it resolves to is not ours to trust
+            if ":" in host:
+                raise InvalidInput(
+                    "write an IPv6 address as [ADDRESS]:PORT", what=f"listen {value!r}"
+                ) from None
+            loopback = False
+        if not loopback:
+            raise ListenNotLoopback(address=value)
+    return ListenAddress(host, int(port))

@@ -1,8 +1,8 @@
 """The JSON documents of vmvault's public interfaces: the CLI's ``--json`` output and the
 REST API's bodies are the same documents, built here from domain objects and service views.
 
-Field names are a public contract (design §6): scripts, monitoring and the web UI rely on
-them.  Add fields; never rename or remove one.
+Field names are a public contract (docs/server.md, "REST API"): scripts, monitoring and the
+web UI rely on them.  Add fields; never rename or remove one.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import pytest
 from vmvault.bootstrap import bootstrap
 from vmvault.config import Settings
 from vmvault.hypervisor.libvirt import agent
+from vmvault.hypervisor.libvirt.domxml import has_agent_channel
 
 #: Guests every integration test may use (names are lab-<variant>-1).
 LAB_VARIANTS = ("standard", "no-agent", "raw-disk", "passthrough", "writer", "app-hook")
@@ -48,7 +49,7 @@ def assert_vm_clean(work_dir: Path, name: str, checkpoints: set[str], exact: boo
         found = {c.getName() for c in dom.listAllCheckpoints()}
         assert found == checkpoints if exact else found <= checkpoints, (found, checkpoints)
         assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
-        if agent.has_agent_channel(dom.XMLDesc(0)):
+        if has_agent_channel(dom.XMLDesc(0)):
             assert agent.agent_command(dom, "guest-fsfreeze-status", timeout=10) == "thawed"
         vm_dir = work_dir / dom.UUIDString()
     finally:

@@ -35,7 +35,7 @@ from vmvault.domain.errors import (
     InvalidInput,
     OfflineExportFailed,
 )
-from vmvault.domain.recovery_point import UnfinishedBackup
+from vmvault.domain.recovery_point import UnfinishedBackup, is_our_checkpoint
 from vmvault.hypervisor.lab.vms import check_writer_records, lab_prefix, wait_for_agent
 from vmvault.hypervisor.libvirt import agent
 from vmvault.hypervisor.libvirt.backup import DiskSpec, PullBackup
@@ -43,11 +43,11 @@ from vmvault.hypervisor.libvirt.checkpoints import (
     checkpoint_xml,
     delete_checkpoint,
     image_bitmaps,
-    is_ours,
     list_checkpoints,
     redefine_checkpoint,
     verify_checkpoint,
 )
+from vmvault.hypervisor.libvirt.domxml import parse_disks
 from vmvault.hypervisor.libvirt.stale import cleanup_stale
 from vmvault.hypervisor.nbd import NbdSource
 from vmvault.hypervisor.offline import OfflineExport
@@ -81,21 +81,18 @@ def work_dir() -> Iterator[Path]:
 def _dom(conn: Any, variant: str) -> Any:
     dom = conn.lookupByName(f"{lab_prefix()}-{variant}-1")
     for c in list_checkpoints(URI, dom.UUIDString()):  # a clean chain for each test
-        if is_ours(c):
+        if is_our_checkpoint(c):
             delete_checkpoint(URI, dom.UUIDString(), c)
     return dom
 
 
 def _specs(dom: Any) -> list[DiskSpec]:
     """The file-backed qcow2/raw disks of the domain (what vmvault backs up)."""
-    out = []
-    for el in ET.fromstring(dom.XMLDesc(0)).findall("./devices/disk"):
-        driver, source, target = el.find("driver"), el.find("source"), el.find("target")
-        if el.get("type") != "file" or el.get("device", "disk") != "disk" or source is None:
-            continue
-        assert driver is not None and target is not None
-        out.append(DiskSpec(target.get("dev", ""), source.get("file", ""), driver.get("type", "")))
-    return out
+    return [
+        DiskSpec(d.target, d.file or "", d.format or "")
+        for d in parse_disks(dom.XMLDesc(0))
+        if d.type == "file" and d.device == "disk" and d.file
+    ]
 
 
 def _sh(dom: Any, script: str, timeout: float = 90) -> str:

@@ -27,6 +27,7 @@ from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.restore import RestoreMode
 from vmvault.hypervisor.lab.vms import lab_prefix
 from vmvault.hypervisor.libvirt import agent
+from vmvault.hypervisor.libvirt.domxml import has_agent_channel
 from vmvault.services.jobs import JobContext
 
 pytestmark = pytest.mark.lab
@@ -81,7 +82,7 @@ def _cancel_backup_at(svc: Services, vm: str, phase: str) -> None:
             try:  # what the guest looks like inside the window
                 dom = conn.lookupByName(vm)
                 seen["state"] = dom.state()[0]
-                if agent.has_agent_channel(dom.XMLDesc(0)):
+                if has_agent_channel(dom.XMLDesc(0)):
                     seen["freeze"] = agent.agent_command(dom, "guest-fsfreeze-status", timeout=5)
             finally:
                 conn.close()
@@ -114,7 +115,8 @@ def _cancel_backup_at(svc: Services, vm: str, phase: str) -> None:
 
     again = svc.backups.backup(None, [vm])[0]
     assert again.result is not None, svc.jobs.show(again.job.id)
-    assert all(d.incremental for d in again.result.disks if not d.excluded), again.result
+    reads = [d.incremental for d in again.result.disks if not d.excluded]
+    assert reads and all(reads), again.result
     assert_vm_clean(svc.settings.work_dir, vm, {again.result.checkpoint} - {None})
 
 

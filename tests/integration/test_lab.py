@@ -36,6 +36,7 @@ from vmvault.hypervisor.lab.vms import (
 )
 from vmvault.hypervisor.lab.xml import GROUP_NS, LAB_NS
 from vmvault.hypervisor.libvirt import agent
+from vmvault.hypervisor.libvirt.domxml import has_agent_channel
 
 URI = "qemu:///system"
 LAB_DIR = Path(os.environ.get("VMVAULT_LAB_DIR", "/var/lib/vmvault/lab"))
@@ -148,10 +149,10 @@ def test_every_variant_is_up(lab_vms: dict[str, LabVm], conn: Any) -> None:
         dom = _dom(conn, vm)
         assert READY_MARK in vm.console_log.read_text()
         if variant == "no-agent":
-            assert not agent.has_agent_channel(dom.XMLDesc(0))
+            assert not has_agent_channel(dom.XMLDesc(0))
             assert not agent.ping(dom, timeout=1)
         else:
-            assert agent.has_agent_channel(dom.XMLDesc(0))
+            assert has_agent_channel(dom.XMLDesc(0))
             assert agent.ping(dom)
     assert agent.info(_dom(conn, lab_vms["standard"]))["version"]
 
@@ -259,7 +260,26 @@ def test_lab_down_leaves_nothing(lab_vms: dict[str, LabVm], conn: Any) -> None:
     assert not list(Path("/var/lib/libvirt/qemu/checkpoint").glob(f"{lab_prefix()}-*"))
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     assert str(LAB_DIR) not in loops
-    tools = iscsi.recorded_tools(LAB_DIR / "daemon" / "tgt")
     other_labs = [d for d in conn.listAllDomains(0) if LAB_NS in d.XMLDesc(0)]
-    if not other_labs:  # tgtd is shared by the labs of every prefix
-        assert tools is None or not iscsi.tgtd_running(tools)
+    if other_labs:  # tgtd is shared by the labs of every prefix: it stays, our targets go
+        ours = iscsi.IQN_PREFIX + f"{prefix}-"
+        tgt = iscsi.tgt_tools(CACHE_DIR)
+        assert [iqn for iqn in iscsi.targets(tgt) if iqn.startswith(ours)] == []
+    else:  # the last lab is gone: so is tgtd, whichever lab started it
+        assert _tgtd_pids() == []
+
+
+def _tgtd_pids() -> list[int]:
+    """Processes of a tgtd serving the lab's iSCSI port."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if (
+            Path(argv[0].decode(errors="replace")).name == "tgtd"
+            and str(iscsi.PORT).encode() in argv
+        ):
+            pids.append(int(cmdline.parent.name))
+    return pids

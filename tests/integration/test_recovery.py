@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from vmvault.bootstrap import Services, bootstrap
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.hypervisor.lab.vms import lab_prefix
 from vmvault.hypervisor.libvirt import agent
+from vmvault.hypervisor.libvirt.restore import LibvirtRestoreDriver
 
 pytestmark = pytest.mark.lab
 
@@ -144,7 +146,8 @@ def _recover_and_check(svc: Services, vm: str, job: Job, expect: list[str]) -> J
 def _next_backup_works(svc: Services, vm: str, incremental: bool) -> None:
     out = svc.backups.backup(None, [vm])[0]
     assert out.result is not None, svc.jobs.show(out.job.id)
-    assert all(d.incremental == incremental for d in out.result.disks if not d.excluded)
+    reads = [d.incremental for d in out.result.disks if not d.excluded]
+    assert reads and all(r == incremental for r in reads), out.result
 
 
 def test_restart_while_reading(svc: Services, home: Path) -> None:
@@ -252,7 +255,8 @@ def test_the_next_backup_cleans_up_without_recovery(svc: Services, home: Path) -
     point = _point(svc, dead)
     out = svc.backups.backup(None, [vm])[0]
     assert out.result is not None, svc.jobs.show(out.job.id)
-    assert all(d.incremental for d in out.result.disks if not d.excluded)
+    reads = [d.incremental for d in out.result.disks if not d.excluded]
+    assert reads and all(reads), out.result
     closed = svc.jobs.show(dead.id)[0]
     assert closed.state is JobState.FAILED and closed.error_code == "JOB_INTERRUPTED"
     log = [line.split(" ", 2)[2] for line in svc.jobs.show(out.job.id)[1]]
@@ -267,3 +271,87 @@ def test_the_next_backup_cleans_up_without_recovery(svc: Services, home: Path) -
         )
     vault = home / "vaults" / "main"
     assert not (vault / "indexes" / str(point)).exists()
+
+
+# --- a restore whose process dies in its --replace switch -----------------------------------------
+
+#: A real ``--replace`` in its own process that stops right after recording journal step STEP.
+HOLD_AT_STEP = """
+import sys, time
+from vmvault.bootstrap import bootstrap
+from vmvault.domain.restore import RestoreMode
+from vmvault.services.jobs import JobContext
+vm, point, step = sys.argv[1], sys.argv[2], sys.argv[3]
+record = JobContext.record
+def hold(ctx, name, /, **data):
+    record(ctx, name, **data)
+    if name == step:
+        print("holding", ctx.job.id, flush=True)
+        time.sleep(600)
+JobContext.record = hold
+bootstrap().restores.restore(vm, point, RestoreMode.REPLACE)
+"""
+
+
+@pytest.mark.parametrize("step", ["undefined", "switched"])
+def test_a_replace_killed_in_its_switch_is_rolled_back(
+    svc: Services, home: Path, step: str
+) -> None:
+    """Killed with the VM undefined (nothing moved yet), or with every restored image in
+    place and the old ones set aside: recovery puts the images back, defines the VM again
+    as it was, and starts it; no staged or set-aside file is left."""
+    vm = N["standard"]
+    if not svc.points.list_points(None, vm):
+        _next_backup_works(svc, vm, incremental=False)
+    point = svc.points.list_points(None, vm)[0]
+    conn = libvirt.open(URI)
+    try:
+        dom = _dom(conn, vm)
+        definition = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        uuid = dom.UUIDString()
+    finally:
+        conn.close()
+    dirs = {Path(p).parent for p in _disk_files(definition)}
+    before = {d: sorted(os.listdir(d)) for d in dirs}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_AT_STEP, vm, point.id, step],
+        env=_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = _read_line(proc, 300)
+        assert line.startswith("holding"), line
+        job_id = int(line.split()[1])
+    finally:
+        _kill(proc)
+    conn = libvirt.open(URI)
+    try:
+        with pytest.raises(libvirt.libvirtError):
+            conn.lookupByUUIDString(uuid)  # killed with the VM undefined
+    finally:
+        conn.close()
+    recovered = svc.recovery.recover()
+    assert [r.job.id for r in recovered] == [job_id], recovered
+    closed, log = svc.jobs.show(job_id)
+    assert closed.state is JobState.FAILED and closed.error_code == "JOB_INTERRUPTED", closed
+    lines = [line.split(" ", 2)[2] for line in log]
+    for words in (f"defined {vm} again", f"started {vm} again"):
+        assert any(line.startswith(f"recovery: {words}") for line in lines), (words, log)
+    assert svc.recovery.recover() == []  # idempotent
+    conn = libvirt.open(URI)
+    try:
+        dom = _dom(conn, vm)
+        assert dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == definition
+        assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    finally:
+        conn.close()
+    assert {d: sorted(os.listdir(d)) for d in dirs} == before  # no staged, no .pre-restore-
+    assert LibvirtRestoreDriver().wait_for_agent(URI, uuid, 180)
+    _guest(vm, "test -d /data")  # it boots from its own disks
+
+
+def _disk_files(xml: str) -> list[str]:
+    disks = ET.fromstring(xml).findall("./devices/disk[@device='disk']/source")
+    return [str(s.get("file")) for s in disks if s.get("file")]

@@ -35,7 +35,8 @@ from vmvault.domain.job import JobType
 from vmvault.domain.restore import RestoreMode
 from vmvault.hypervisor.lab.vms import lab_prefix
 from vmvault.hypervisor.libvirt import agent
-from vmvault.hypervisor.libvirt.restore import RESTORE_NS, LibvirtRestoreDriver
+from vmvault.hypervisor.libvirt.restore import LibvirtRestoreDriver
+from vmvault.hypervisor.libvirt.restore_xml import RESTORE_NS
 
 pytestmark = pytest.mark.lab
 

@@ -19,6 +19,7 @@ from vmvault.domain.errors import DiskReadFailed
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import BackupStep, Consistency, RecoveryPoint
 from vmvault.domain.vm import PowerState, VmItem, VmState
+from vmvault.hypervisor.files import LocalHostFiles
 from vmvault.hypervisor.memory import (
     Killed,
     MemoryBackupDriver,
@@ -29,9 +30,10 @@ from vmvault.hypervisor.memory import (
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
 from vmvault.services.backups import BackupOutcome, BackupService
+from vmvault.services.context import ServiceContext
 from vmvault.services.jobs import JobContext, JobQueries, JobRunner
 from vmvault.services.recovery import RecoveryService
-from vmvault.services.restores import RestoreService
+from vmvault.services.restore import RestoreService
 from vmvault.services.vaults import VaultService
 
 URI = "memory:///"
@@ -126,10 +128,9 @@ class World:
         return BackupService(self.uow, self.runner(), self.vaults(), self.hv, self.driver, now, 1)  # type: ignore[arg-type]
 
     def recovery(self) -> RecoveryService:
-        runner = self.runner()
-        backups = self.service()
-        restores = RestoreService(self.uow, runner, self.vaults(), None, now)  # type: ignore[arg-type]
-        return RecoveryService(self.uow, runner, self.vaults(), backups, restores, now)  # type: ignore[arg-type]
+        ctx = ServiceContext(self.uow, self.runner(), self.vaults(), now)  # type: ignore[arg-type]
+        restores = RestoreService(ctx, None, files=LocalHostFiles())  # type: ignore[arg-type]
+        return RecoveryService(ctx, self.service(), restores)
 
     def backup(self, service: BackupService | None = None) -> BackupOutcome:
         return (service or self.service()).backup(None, [UUID])[0]

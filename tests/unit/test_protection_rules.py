@@ -17,6 +17,7 @@ from vmvault.domain.retention import Retention
 from vmvault.domain.vm import PowerState, VmItem, VmState
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
+from vmvault.services.context import ServiceContext
 from vmvault.services.dashboard import DashboardService
 from vmvault.services.policies import PolicyService
 from vmvault.services.protection import PENDING, protection_detail
@@ -40,7 +41,8 @@ def uow(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def services(uow: Any) -> tuple[PolicyService, DashboardService]:
     vaults = VaultService(uow, None, lambda: NOW, Path("/nonexistent"), None)  # type: ignore[arg-type]
-    return PolicyService(uow, vaults, lambda: NOW), DashboardService(uow, vaults, lambda: NOW)
+    ctx = ServiceContext(uow, None, vaults, lambda: NOW)  # type: ignore[arg-type]
+    return PolicyService(ctx), DashboardService(ctx)
 
 
 def vm(name: str, state: VmState, **kw: Any) -> VmItem:

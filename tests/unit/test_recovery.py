@@ -1,6 +1,7 @@
 """Start-up recovery over a real SQLite catalog, with fake hypervisor drivers: which jobs it
 closes, what it asks the drivers to clean, what it writes in the job log, and the restore
-clean-up (staged files, an interrupted ``--replace`` switch) on real files."""
+clean-up from the job's journal (staged files, an interrupted ``--replace`` switch) on real
+files.  Recovery after a kill at each step of a real restore job: test_restore_service.py."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import CheckpointRecord, UnfinishedBackup
 from vmvault.domain.restore import LiveDomain
 from vmvault.domain.vm import PowerState, VmItem
+from vmvault.hypervisor.files import LocalHostFiles
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
 from vmvault.services.backups import BackupService
+from vmvault.services.context import ServiceContext
 from vmvault.services.jobs import JobRunner
 from vmvault.services.recovery import RecoveryService
-from vmvault.services.restores import SWITCH_LINE, RestoreService
+from vmvault.services.restore import RestoreService
 from vmvault.services.vaults import VaultService
 
 UUID = "11111111-2222-3333-4444-555555555555"
@@ -99,6 +102,12 @@ class World:
             uow.commit()
         return job
 
+    def record(self, job: Job, *steps: tuple[str, dict[str, Any]]) -> None:
+        with self.uow() as uow:
+            for step, data in steps:
+                uow.jobs.record_step(job.id, step, data, now())
+            uow.commit()
+
     def show(self, job_id: int) -> tuple[Job, list[str]]:
         with self.uow() as uow:
             job = uow.jobs.get(job_id)
@@ -123,8 +132,12 @@ def world(tmp_path: Path) -> Iterator[World]:
     vaults = VaultService(uow, None, now, tmp_path, None)  # type: ignore[arg-type]
     bdriver, rdriver = FakeBackupDriver(), FakeRestoreDriver()
     backups = BackupService(uow, runner, vaults, None, bdriver, now)  # type: ignore[arg-type]
-    restores = RestoreService(uow, runner, vaults, rdriver, now)  # type: ignore[arg-type]
-    recovery = RecoveryService(uow, runner, vaults, backups, restores, now)
+    restores = RestoreService(
+        ServiceContext(uow, runner, vaults, now),
+        rdriver,  # type: ignore[arg-type]
+        files=LocalHostFiles(),
+    )
+    recovery = RecoveryService(ServiceContext(uow, runner, vaults, now), backups, restores)
     yield World(uow, recovery, bdriver, rdriver, alive)
     engine.dispose()
 
@@ -202,48 +215,84 @@ def test_a_failing_clean_up_still_closes_the_job(world: World) -> None:
     assert world.show(job.id)[0].error_code == "JOB_INTERRUPTED"
 
 
+def staged(*pairs: tuple[str, Path]) -> tuple[str, dict[str, Any]]:
+    """The ``writing`` step of a restore staging ``(target, staging path)`` pairs."""
+    disks = [
+        {"target": t, "path": str(p), "final": str(p.with_name(p.name[1:].split(".vmvault")[0]))}
+        for t, p in pairs
+    ]
+    return ("writing", {"disks": disks, "disks_only": False})
+
+
 def test_a_dead_restore_leaves_no_staged_files(world: World, tmp_path: Path) -> None:
     d = tmp_path / "images"
     d.mkdir()
-    staged = d / ".vm-vda.qcow2.vmvault-staging"
+    staging = d / ".vm-vda.qcow2.vmvault-staging"
     partial = d / f"..vm-vdb.qcow2.vmvault-staging.tmp.{DEAD}.0a1b2c3d"
     other = d / f"..vm-vdb.qcow2.vmvault-staging.tmp.{ALIVE}.0a1b2c3d"  # not that job's
-    disks_only = d / "vm-vdc.raw"
-    for f in (staged, partial, other, disks_only):
+    for f in (staging, partial, other):
         f.write_bytes(b"x")
-    job = world.job(
-        JobType.RESTORE,
-        DEAD,
-        [
-            f"restoring vda (1,073,741,824 B, qcow2) to {staged}",
-            "vda: 62,914,560 B written in 0.20s (300 MB/s), 15 chunks verified",
-            f"restoring vdb (268,435,456 B, qcow2) to {d / '.vm-vdb.qcow2.vmvault-staging'}",
-            f"restoring vdc (1,048,576 B) to {disks_only}",
-            "vdc: 1,048,576 B written in 0.01s, 0 zero chunks left sparse",
-        ],
+    job = world.job(JobType.RESTORE, DEAD, [])
+    world.record(
+        job,
+        staged(("vda", staging), ("vdb", d / ".vm-vdb.qcow2.vmvault-staging")),
+        ("staging", {"target": "vda", "dirs": []}),
+        ("staged", {"target": "vda", "path": str(staging), "bytes": 1}),
+        ("staging", {"target": "vdb", "dirs": []}),
     )
     [recovered] = world.recovery.recover()
     assert sorted(p.name for p in d.iterdir()) == [other.name]
-    assert f"removed the staged image {staged}" in recovered.actions
+    assert f"removed the staged image {staging}" in recovered.actions
     assert f"removed the partial file {partial}" in recovered.actions
-    assert any(str(disks_only) in a for a in recovered.actions)
     assert world.show(job.id)[0].state is JobState.FAILED
+
+
+def test_a_dead_disks_only_restore_leaves_no_half_set_of_disks(
+    world: World, tmp_path: Path
+) -> None:
+    done, partial = tmp_path / "vm-vdc.raw", tmp_path / f".vm-vdd.raw.tmp.{DEAD}.0a1b2c3d"
+    for f in (done, partial):
+        f.write_bytes(b"x")
+    job = world.job(JobType.RESTORE, DEAD, [])
+    disks = [{"target": t, "path": str(p), "final": str(p)} for t, p in
+             (("vdc", done), ("vdd", tmp_path / "vm-vdd.raw"))]  # fmt: skip
+    world.record(
+        job,
+        ("writing", {"disks": disks, "disks_only": True}),
+        ("written", {"target": "vdc", "path": str(done)}),
+    )
+    [recovered] = world.recovery.recover()
+    assert list(tmp_path.glob("vm-*")) == [] and not partial.exists()
+    assert f"removed {done}: the disks-only restore did not finish" in recovered.actions
+
+
+def switching(job: Job, tmp_path: Path, xml: str) -> tuple[str, dict[str, Any]]:
+    final = tmp_path / "vm-vda.qcow2"
+    move = {
+        "target": "vda",
+        "final": str(final),
+        "staging": str(tmp_path / ".vm-vda.qcow2.vmvault-staging"),
+        "aside": str(tmp_path / f"vm-vda.qcow2.pre-restore-{job.id}"),
+    }
+    data = {"vm": "vm", "uuid": UUID, "uri": URI, "was": "running", "previous_xml": xml}
+    return ("switching", {**data, "moves": [move]})
 
 
 def test_a_replace_that_died_in_its_switch_is_rolled_back(world: World, tmp_path: Path) -> None:
     final = tmp_path / "vm-vda.qcow2"
-    staged = tmp_path / ".vm-vda.qcow2.vmvault-staging"
-    job_lines = [f"restoring vda (1,048,576 B, qcow2) to {staged}"]
-    job = world.job(JobType.RESTORE, DEAD, job_lines)
+    staging = tmp_path / ".vm-vda.qcow2.vmvault-staging"
+    job = world.job(JobType.RESTORE, DEAD, [])
     moved_aside = tmp_path / f"vm-vda.qcow2.pre-restore-{job.id}"
     moved_aside.write_bytes(b"the VM's own disk")
     final.write_bytes(b"the restored disk")  # renamed into place; then the process died
-    with world.uow() as uow:
-        xml = "<domain><name>vm</name>\n  <uuid>u</uuid>\n</domain>"
-        line = SWITCH_LINE.format(name="vm", power="running", xml=xml)
-        uow.jobs.append_log(job.id, line, now())
-        uow.jobs.append_log(job.id, "vm (running) shut off: by the guest agent", now())
-        uow.commit()
+    xml = "<domain><name>vm</name>\n  <uuid>u</uuid>\n</domain>"
+    world.record(
+        job,
+        staged(("vda", staging)),
+        switching(job, tmp_path, xml),
+        ("shut-off", {"how": "shutdown through the guest agent"}),
+        ("undefined", {}),
+    )
 
     [recovered] = world.recovery.recover()
 
@@ -256,16 +305,20 @@ def test_a_replace_that_died_in_its_switch_is_rolled_back(world: World, tmp_path
 def test_a_replace_that_finished_its_switch_keeps_the_previous_image(
     world: World, tmp_path: Path
 ) -> None:
-    staged = tmp_path / ".vm-vda.qcow2.vmvault-staging"
-    job = world.job(JobType.RESTORE, DEAD, [f"restoring vda (1 B, qcow2) to {staged}"])
+    staging = tmp_path / ".vm-vda.qcow2.vmvault-staging"
+    job = world.job(JobType.RESTORE, DEAD, [])
     moved_aside = tmp_path / f"vm-vda.qcow2.pre-restore-{job.id}"
     moved_aside.write_bytes(b"old")
     (tmp_path / "vm-vda.qcow2").write_bytes(b"new")
     world.restore_driver.defined[UUID] = "<domain/>"  # the point's XML is defined
-    with world.uow() as uow:
-        line = SWITCH_LINE.format(name="vm", power="running", xml="<domain/>")
-        uow.jobs.append_log(job.id, line, now())
-        uow.commit()
+    world.record(
+        job,
+        staged(("vda", staging)),
+        switching(job, tmp_path, "<domain/>"),
+        ("shut-off", {"how": "ACPI shutdown"}),
+        ("undefined", {}),
+        ("switched", {}),
+    )
     [recovered] = world.recovery.recover()
     assert moved_aside.exists() and world.restore_driver.started == []
     assert any(a.startswith(f"previous image {moved_aside} kept") for a in recovered.actions)

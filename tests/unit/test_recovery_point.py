@@ -64,6 +64,10 @@ def test_point_ids_and_checkpoint_names() -> None:
     assert re.fullmatch(r"20261122T031500Z-[0-9a-f]{6}", pid)
     assert new_point_id(NOW) != pid
     assert is_our_checkpoint(checkpoint_name(pid)) and not is_our_checkpoint("virtnbdbackup.0")
+    # the one rule the service, the adapter and delete_checkpoint share: the bare prefix and
+    # a name that merely contains it are not ours
+    assert is_our_checkpoint("vmvault-hb-full")
+    assert not is_our_checkpoint("vmvault-") and not is_our_checkpoint("x-vmvault-1")
 
 
 def test_first_backup_is_full() -> None:

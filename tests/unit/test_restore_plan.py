@@ -15,12 +15,8 @@ from vmvault.domain.restore import (
     DomainShape,
     FileKind,
     RestoreMode,
-    RestoreTestResult,
     XmlDisk,
     check_vm_name,
-    expected_mounts,
-    fs_summary,
-    judge_test,
     new_mac,
     plan_new,
     plan_replace,
@@ -29,7 +25,13 @@ from vmvault.domain.restore import (
     space_by_device,
     staging_path,
 )
-from vmvault.hypervisor.libvirt.restore import RESTORE_NS, inspect_xml, render_xml
+from vmvault.domain.restore_test import (
+    RestoreTestResult,
+    expected_mounts,
+    fs_summary,
+    judge_test,
+)
+from vmvault.hypervisor.libvirt.restore_xml import RESTORE_NS, inspect_xml, render_xml
 
 XML = """
 <domain type='qemu'>

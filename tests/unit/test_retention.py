@@ -74,9 +74,9 @@ def test_golden(path: Path) -> None:
         ZoneInfo(case["tz"]),
     )
     got = [{"id": d.point_id, "keep": d.keep, "reasons": list(d.reasons)} for d in decisions]
-    if os.environ.get("VMVAULT_UPDATE_GOLDEN"):
-        case["expected"] = got
-        path.write_text(_dump(case))
+    if os.environ.get("VMVAULT_UPDATE_GOLDEN"):  # rewriting is not passing: review the diff
+        path.write_text(_dump(case | {"expected": got}))
+        pytest.skip(f"{path.name} rewritten from the code (VMVAULT_UPDATE_GOLDEN)")
     assert got == case["expected"]
 
 

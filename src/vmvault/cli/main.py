@@ -16,9 +16,11 @@ import typer
 from rich.table import Table
 
 from vmvault import documents
-from vmvault.cli import data, policies, render
+from vmvault.cli import backups, points, policies, render, restores
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
+from vmvault.cli.options import JsonOpt, VaultOpt
+from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
 from vmvault.domain.errors import InternalError, VmvaultError
 from vmvault.domain.job import Job, JobState, JobType, parse_since
@@ -40,23 +42,17 @@ app.add_typer(host_app, name="host")
 app.add_typer(vm_app, name="vm")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(lab_app, name="lab")
-app.add_typer(data.points_app, name="points")
-app.command()(data.backup)
-app.command()(data.restore)
-app.command("restore-test")(data.restore_test)
-app.command()(data.verify)
-app.command()(data.gc)
+app.add_typer(points.points_app, name="points")
+app.command()(backups.backup)
+app.command()(restores.restore)
+app.command("restore-test")(restores.restore_test)
+app.command()(points.verify)
+app.command()(points.gc)
 app.add_typer(policies.policy_app, name="policy")
 app.add_typer(policies.protection_app, name="protection")
 app.command()(policies.protect)
 app.command()(policies.unregister)
 app.command()(policies.dashboard)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-VaultOpt = Annotated[
-    str | None,
-    typer.Option("--vault", help="Vault to use (default: VMVAULT_VAULT or the only one)."),
-]
 
 
 # --- vaults and hosts --------------------------------------------------------------------------
@@ -338,7 +334,7 @@ def jobs_wait(
         for observe in observers:
             observe(job)
 
-    with data.live_progress(not json_):
+    with live_progress(not json_):
         job = services().jobs.wait(job_id, on_update=update, timeout=timeout)
     if json_:
         emit_json(documents.job_doc(job))
@@ -352,7 +348,11 @@ def jobs_wait(
 @app.command()
 def serve(
     listen: Annotated[
-        str | None, typer.Option(help="host:port of the REST API (default VMVAULT_LISTEN).")
+        str | None,
+        typer.Option(
+            help="HOST:PORT of the REST API, loopback only (the API has no authentication yet); "
+            "default VMVAULT_LISTEN or 127.0.0.1:8470."
+        ),
     ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Jobs run at once (default VMVAULT_JOB_WORKERS, 2).")

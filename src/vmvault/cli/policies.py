@@ -10,7 +10,9 @@ from rich.table import Table
 from vmvault import documents
 from vmvault.cli import render
 from vmvault.cli.context import services
-from vmvault.cli.data import live_progress, points_app
+from vmvault.cli.options import JsonOpt, VaultOpt
+from vmvault.cli.points import points_app
+from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
 from vmvault.documents import dashboard_doc, point_doc, policy_doc
 from vmvault.domain.job import Job
@@ -19,11 +21,6 @@ from vmvault.domain.schedule import format_schedule
 from vmvault.services.policies import PolicyView
 from vmvault.services.protection import ProtectResult
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-VaultOpt = Annotated[
-    str | None,
-    typer.Option("--vault", help="Vault to use (default: VMVAULT_VAULT or the only one)."),
-]
 VmsArg = Annotated[list[str], typer.Argument(help="VMs: uuid, NAME, HOST/NAME or GROUP/NAME.")]
 
 policy_app = typer.Typer(help="Policies: a schedule and a retention.", no_args_is_help=True)

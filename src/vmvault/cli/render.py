@@ -1,6 +1,6 @@
 """Turning domain objects into the CLI's JSON documents and Rich tables.
 
-JSON field names are a public contract (design §6): scripts and monitoring rely on them.
+JSON field names are a public contract (see documents.py): scripts and monitoring rely on them.
 """
 
 from __future__ import annotations
@@ -109,3 +109,12 @@ def exit_code_for(jobs: list[Job]) -> int:
     if any(j.warnings for j in jobs):
         return EXIT_WARNINGS
     return EXIT_OK
+
+
+def size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(n)

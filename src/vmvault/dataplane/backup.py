@@ -46,11 +46,11 @@ from dataclasses import dataclass
 
 from vmvault.dataplane.chunk import DATA_OFFSET, ZERO_ID, file_capacity, is_zero
 from vmvault.dataplane.chunkstore import ChunkBatch
-from vmvault.dataplane.fsutil import page_buffer
 from vmvault.dataplane.index import DiskIndex, chunk_count
 from vmvault.dataplane.source import ExtentSource
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import Cancelled, InvalidInput
+from vmvault.storage.fsutil import page_buffer
 
 Progress = Callable[[int, int], None]  # (bytes processed, bytes to process) of the read plan
 

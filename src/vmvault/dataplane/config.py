@@ -1,6 +1,7 @@
-"""The chunk-store configuration of a vault: the file ``<vault>/config`` (JSON).
+"""The chunk-store configuration of a vault: the object ``config`` (JSON).
 
-Written once, when the chunk store is created, and never changed::
+Written once (a put-if-absent: of two racing creations one wins), when the chunk store is
+created, and never changed::
 
     {"format": 1,
      "chunk_size": 4194304,
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from vmvault.dataplane.keys import KeySet
@@ -86,18 +86,16 @@ class VaultConfig:
         )
 
     @classmethod
-    def load(cls, vault: Path) -> VaultConfig:
-        path = vault / CONFIG_NAME
+    def from_bytes(cls, data: bytes, vault: str) -> VaultConfig:
+        """Parse the ``config`` object of the vault at ``vault`` (a location, for errors)."""
         try:
-            doc = json.loads(path.read_bytes())
+            doc = json.loads(data)
             fmt = int(doc["format"])
-        except FileNotFoundError:
-            raise
         except (ValueError, KeyError, TypeError) as exc:
-            raise VaultConfigCorrupt(str(exc), path=str(vault)) from None
+            raise VaultConfigCorrupt(str(exc), path=vault) from None
         if fmt != FORMAT_VERSION:
             raise VaultFormatUnsupported(
-                what="vault", path=str(vault), found=fmt, supported=FORMAT_VERSION
+                what="vault", path=vault, found=fmt, supported=FORMAT_VERSION
             )
         try:
             encryption = doc["encryption"]["algorithm"]
@@ -115,7 +113,7 @@ class VaultConfig:
                 created_at=str(doc["created_at"]),
             )
         except (ValueError, KeyError, TypeError, InvalidInput) as exc:
-            raise VaultConfigCorrupt(str(exc), path=str(vault)) from None
+            raise VaultConfigCorrupt(str(exc), path=vault) from None
         if keys is not None and keys.fingerprint() != config.key_fingerprint:
-            raise VaultConfigCorrupt("keys do not match their fingerprint", path=str(vault))
+            raise VaultConfigCorrupt("keys do not match their fingerprint", path=vault)
         return config

@@ -33,8 +33,8 @@ from typing import Any
 
 import blake3
 
-from vmvault.dataplane.fsutil import write_atomic
 from vmvault.domain.errors import InvalidInput, KeyFileInvalid, KeyFileMissing, WrongPassphrase
+from vmvault.storage.fsutil import write_atomic
 
 KEY_LEN = 32
 KEY_FILE_VERSION = 1

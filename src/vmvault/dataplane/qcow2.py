@@ -24,7 +24,7 @@ import struct
 from dataclasses import dataclass, field
 
 from vmvault.dataplane.chunk import ZERO_ID, BytesLike, is_zero
-from vmvault.dataplane.fsutil import DIRECT_ALIGN, aligned_buffer, pwrite_direct
+from vmvault.storage.fsutil import DIRECT_ALIGN, aligned_buffer, pwrite_direct
 
 CLUSTER_BITS = 16
 CLUSTER = 1 << CLUSTER_BITS
@@ -143,7 +143,7 @@ def write_sparse(
     """pwrite the non-zero 64 KiB clusters of ``data`` at ``offset``; one flag byte each.
 
     With ``direct_fd`` (the same file opened with O_DIRECT, see
-    :func:`~vmvault.dataplane.fsutil.open_direct`) and a 4 KiB-aligned ``offset``, the runs
+    :func:`~vmvault.storage.fsutil.open_direct`) and a 4 KiB-aligned ``offset``, the runs
     of non-zero clusters are written through it, bypassing the page cache: straight from
     ``data`` when it starts on a page (``aligned``), else copied into this thread's aligned
     buffer first.  A tail that is not a multiple of 4 KiB (the end of a disk) goes through

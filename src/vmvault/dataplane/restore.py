@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmvault.dataplane.chunk import ZERO_ID
-from vmvault.dataplane.fsutil import fsync_dir, open_direct, tmp_path
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.qcow2 import Qcow2Layout, write_sparse
 from vmvault.dataplane.vault import ChunkScratch, VaultStore
@@ -43,6 +42,7 @@ from vmvault.domain.errors import (
     RestoreWriteFailed,
     VmvaultError,
 )
+from vmvault.storage.fsutil import fsync_dir, open_direct, tmp_path
 
 FORMATS = ("raw", "qcow2")
 Progress = Callable[[int, int], None]

@@ -1,19 +1,20 @@
-"""The vault's chunk store on a local directory: :class:`VaultStore`.
+"""The vault store: :class:`VaultStore`, chunks, indexes and manifests of one vault.
 
-Layout (the marker ``vmvault-vault.json`` is written by the storage layer and left alone)::
+It reads and writes only through the storage contract
+(:class:`~vmvault.storage.backend.StorageBackend`); ``VaultStore.open(path)`` and
+``create(path)`` take a directory (the local backend) or a backend.  Object layout (keys)::
 
-    <vault>/
-      vmvault-vault.json          identity (storage layer)
-      config                      chunk size, compression, encryption, key fingerprint
-      chunks/<2 hex>/<64 hex>     chunk files (vmvault.dataplane.chunk)
-      indexes/<point-id>/<target>.fidx   disk indexes (vmvault.dataplane.index)
-      manifests/<point-id>.manifest      manifests (vmvault.dataplane.manifest)
-      locks/                      vault.lock, gc.lock, writers/ (vmvault.dataplane.locks)
+    vmvault-vault.json                 identity (local directories; the storage layer's)
+    config                             chunk size, compression, encryption, key fingerprint
+    chunks/<2 hex>/<64 hex>            chunk objects (vmvault.dataplane.chunk, .chunkstore)
+    indexes/<point-id>/<target>.fidx   disk indexes (vmvault.dataplane.index)
+    manifests/<point-id>.manifest      manifests (vmvault.dataplane.manifest)
+    (locks: lock "vault", lock "gc", the writer registry — vmvault.dataplane.locks)
 
-**Write ordering** of a recovery point: chunks (batched, fsynced) → disk indexes → manifest →
-(catalog row, by the caller).  Every file is written ``tmp + fsync + rename + fsync(dir)``.
-A point exists only when its manifest does; it is deleted manifest first, then its indexes.
-The chunks it alone referenced are left to garbage collection.
+**Write ordering** of a recovery point: chunks (one batch per disk: durable, then visible) →
+disk indexes (atomic publish) → manifest (atomic publish) → (catalog row, by the caller).
+A point exists only when its manifest does; it is deleted manifest first (durably), then its
+indexes.  The chunks it alone referenced are left to garbage collection.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -29,22 +29,13 @@ from pathlib import Path
 
 from vmvault.dataplane import manifest as manifest_codec
 from vmvault.dataplane.chunk import HEADER, ZERO_ID, BytesLike, ChunkCodec, file_capacity, is_zero
-from vmvault.dataplane.chunkstore import ChunkBatch, ChunkStore
+from vmvault.dataplane.chunkstore import CHUNKS, ChunkBatch, ChunkStore, space_errors
 from vmvault.dataplane.config import CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, VaultConfig
-from vmvault.dataplane.fsutil import DIRECT_ALIGN, align_up, fsync_dir, page_buffer, write_atomic
 from vmvault.dataplane.index import SUFFIX as INDEX_SUFFIX
 from vmvault.dataplane.index import DiskIndex, IndexFormatError
 from vmvault.dataplane.index import digest as index_digest
 from vmvault.dataplane.keys import KeySet, read_key_file, write_key_file
-from vmvault.dataplane.locks import (
-    DEFAULT_WAIT,
-    GC_LOCK,
-    VAULT_LOCK,
-    WRITERS,
-    WriterInfo,
-    WriterRegistry,
-    locked,
-)
+from vmvault.dataplane.locks import DEFAULT_WAIT, GC_LOCK, VAULT_LOCK, WriterRegistry, held
 from vmvault.dataplane.manifest import SUFFIX as MANIFEST_SUFFIX
 from vmvault.dataplane.manifest import Manifest
 from vmvault.domain.errors import (
@@ -56,18 +47,42 @@ from vmvault.domain.errors import (
     PointNotFound,
     VaultNotInitialised,
 )
+from vmvault.storage.backend import StorageBackend, Usage, WriterInfo
+from vmvault.storage.errors import ObjectMissing, retry
+from vmvault.storage.fsutil import DIRECT_ALIGN, align_up, page_buffer
+from vmvault.storage.local import LocalBackend
 
 INDEXES = "indexes"
 MANIFESTS = "manifests"
-LOCKS = "locks"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+#: The prefixes of a vault's objects (``StorageBackend.create_layout``).
+LAYOUT = [f"{CHUNKS}/{i:02x}/" for i in range(256)] + [f"{INDEXES}/", f"{MANIFESTS}/"]
+
+#: Where a vault is: a directory (the local backend) or any backend.
+Where = Path | str | os.PathLike[str] | StorageBackend
+
+
+def backend_of(where: Where) -> StorageBackend:
+    if isinstance(where, str | os.PathLike):
+        return LocalBackend(Path(where))
+    return where
 
 
 def check_name(value: str, what: str) -> str:
-    """Point ids and disk targets become file names: keep them plain."""
+    """Point ids and disk targets become parts of keys: keep them plain."""
     if not _NAME.match(value) or ".." in value:
         raise InvalidInput("use 1-128 of A-Z a-z 0-9 . _ : -", what=f"{what} '{value}'")
     return value
+
+
+def index_key(point_id: str, target: str) -> str:
+    point = check_name(point_id, "recovery point id")
+    return f"{INDEXES}/{point}/{check_name(target, 'disk target')}{INDEX_SUFFIX}"
+
+
+def manifest_key(point_id: str) -> str:
+    return f"{MANIFESTS}/{check_name(point_id, 'recovery point id')}{MANIFEST_SUFFIX}"
 
 
 class ChunkScratch:
@@ -91,17 +106,18 @@ class ChunkScratch:
 
 
 class VaultStore:
-    """Chunks, indexes and manifests of one vault directory.  Thread-safe."""
+    """Chunks, indexes and manifests of one vault, on a storage backend.  Thread-safe."""
 
-    def __init__(self, path: Path, config: VaultConfig, keys: KeySet) -> None:
-        self.path = path
+    def __init__(self, backend: StorageBackend, config: VaultConfig, keys: KeySet) -> None:
+        self.backend = backend
+        self.location = backend.location
         self.config = config
         self.keys = keys
         self.chunk_size = config.chunk_size
         self.zstd_level = config.zstd_level
         self.encrypted = config.encryption != "none"
-        self.chunks = ChunkStore(path, self.shared_lock)
-        self.writers = WriterRegistry(path / LOCKS / WRITERS)
+        self.chunks = ChunkStore(backend, self.shared_lock)
+        self.writers = WriterRegistry(backend)
         self._local = threading.local()
         self._mu = threading.Lock()
         self.active_writers = 0  # registrations held through this object
@@ -111,22 +127,25 @@ class VaultStore:
     @classmethod
     def create(
         cls,
-        path: Path,
+        where: Where,
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         zstd_level: int = DEFAULT_LEVEL,
         passphrase: str | None = None,
         key_file: Path | None = None,
     ) -> VaultStore:
-        """Create the chunk store in ``path`` (new, empty, or holding only the marker).
+        """Create the chunk store in ``where`` (a directory: new, empty, or holding only the
+        marker; or a backend holding no ``config``).
 
         With ``passphrase`` the vault is encrypted and its keys go to ``key_file``, which
         must be given, must not exist yet, and should live outside the vault.
         """
+        backend = backend_of(where)
         keys = KeySet.generate()
         config = VaultConfig.new(chunk_size, zstd_level, keys, encrypted=passphrase is not None)
-        if (path / CONFIG_NAME).exists():
-            raise InvalidInput("it already holds a chunk store", what=f"vault directory {path}")
+        taken = InvalidInput("it already holds a chunk store", what=f"vault {backend.location}")
+        if backend.exists(CONFIG_NAME):
+            raise taken
         if passphrase is not None:
             if key_file is None:
                 raise InvalidInput(
@@ -134,49 +153,54 @@ class VaultStore:
                     what="key file",
                 )
             write_key_file(key_file, keys, passphrase)
-        path.mkdir(parents=True, exist_ok=True)
-        for sub in (INDEXES, MANIFESTS, LOCKS, f"{LOCKS}/{WRITERS}"):
-            (path / sub).mkdir(exist_ok=True)
-        for name in (VAULT_LOCK, GC_LOCK):
-            (path / LOCKS / name).touch()
-        ChunkStore.create_layout(path)
-        fsync_dir(path)
-        write_atomic(path / CONFIG_NAME, [config.to_bytes()], vault=path)  # last: "initialised"
-        return cls(path, config, keys)
+        with space_errors(backend.location):
+            backend.create_layout(LAYOUT)
+            if not backend.put(CONFIG_NAME, config.to_bytes()):  # last: "initialised"
+                raise taken
+        return cls(backend, config, keys)
 
     @classmethod
     def open(
-        cls, path: Path, *, passphrase: str | None = None, key_file: Path | None = None
+        cls, where: Where, *, passphrase: str | None = None, key_file: Path | None = None
     ) -> VaultStore:
+        backend = backend_of(where)
         try:
-            config = VaultConfig.load(path)
-        except FileNotFoundError:
-            raise VaultNotInitialised(path=str(path)) from None
+            data = retry(lambda: backend.get(CONFIG_NAME))
+        except ObjectMissing:
+            raise VaultNotInitialised(path=backend.location) from None
+        config = VaultConfig.from_bytes(data, backend.location)
         if config.keys is not None:
-            return cls(path, config, config.keys)
+            return cls(backend, config, config.keys)
         if passphrase is None:
-            raise PassphraseRequired(path=str(path))
+            raise PassphraseRequired(path=backend.location)
         if key_file is None:
             raise KeyFileMissing("none was given", key_file="(none)")
         keys = read_key_file(key_file, passphrase)
         if keys.fingerprint() != config.key_fingerprint:
-            raise KeyFileMismatch(key_file=str(key_file), path=str(path))
-        return cls(path, config, keys)
+            raise KeyFileMismatch(key_file=str(key_file), path=backend.location)
+        return cls(backend, config, keys)
 
     # --- locks -------------------------------------------------------------------------------
 
     def shared_lock(self, timeout: float | None = DEFAULT_WAIT) -> AbstractContextManager[None]:
         """Readers (whole run) and writers (per chunk reuse): waits out a GC sweep."""
-        path = self.path / LOCKS / VAULT_LOCK
-        return locked(path, exclusive=False, timeout=timeout, holder="garbage collection")
+        return held(
+            self.backend, VAULT_LOCK, exclusive=False, timeout=timeout, holder="garbage collection"
+        )
 
     def exclusive_lock(self, timeout: float) -> AbstractContextManager[None]:
-        path = self.path / LOCKS / VAULT_LOCK
-        return locked(path, exclusive=True, timeout=timeout, holder="a restore or verify")
+        return held(
+            self.backend, VAULT_LOCK, exclusive=True, timeout=timeout, holder="a restore or verify"
+        )
 
     def gc_lock(self) -> AbstractContextManager[None]:
-        path = self.path / LOCKS / GC_LOCK
-        return locked(path, exclusive=True, timeout=0, holder="another garbage collection")
+        return held(
+            self.backend,
+            GC_LOCK,
+            exclusive=True,
+            timeout=0,
+            holder="another garbage collection",
+        )
 
     def reader(self) -> AbstractContextManager[None]:
         """Hold while restoring or verifying: no GC sweep runs meanwhile."""
@@ -186,8 +210,8 @@ class VaultStore:
     def writer(self, name: str) -> Iterator[WriterInfo]:
         """Hold around a whole recovery point (first chunk to manifest) of a backup.
 
-        Registers a running writer in ``locks/writers/``: garbage collection keeps every
-        chunk written or touched since the oldest running writer started.
+        Registers a running writer: garbage collection keeps every chunk written or touched
+        since the oldest running writer started.
         """
         with self.writers.register(name) as info:
             with self._mu:
@@ -270,31 +294,31 @@ class VaultStore:
     def iter_chunk_ids(self) -> Iterator[bytes]:
         return self.chunks.iter_ids()
 
+    def chunk_usage(self) -> Usage:
+        """Bytes and number of the stored chunk objects."""
+        return self.backend.usage(CHUNKS + "/")
+
     # --- indexes -----------------------------------------------------------------------------
 
-    def index_path(self, point_id: str, target: str) -> Path:
-        point = check_name(point_id, "recovery point id")
-        return self.path / INDEXES / point / (check_name(target, "disk target") + INDEX_SUFFIX)
+    index_key = staticmethod(index_key)
 
     def write_index(self, point_id: str, target: str, index: DiskIndex) -> str:
-        """Write a disk index (after its chunks are committed); returns its digest."""
+        """Publish a disk index (after its chunks are committed); returns its digest."""
         if index.chunk_size != self.chunk_size:
             raise ValueError("index chunk size differs from the vault's")
-        path = self.index_path(point_id, target)
-        if not path.parent.exists():
-            path.parent.mkdir()
-            fsync_dir(path.parent.parent)
+        key = index_key(point_id, target)
         data = index.to_bytes()
-        write_atomic(path, [data], vault=self.path)
+        with space_errors(self.location):
+            retry(lambda: self.backend.publish(key, data))
         return index_digest(data)
 
     def read_index(self, point_id: str, target: str, digest: str | None = None) -> DiskIndex:
         """Read and parse an index; with ``digest`` (from the manifest) also authenticate it."""
-        path = self.index_path(point_id, target)
+        key = index_key(point_id, target)
         name = f"{point_id}/{target}{INDEX_SUFFIX}"
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+            data = retry(lambda: self.backend.get(key))
+        except ObjectMissing:
             raise IndexCorrupt(index=name, why="file missing") from None
         if digest is not None and index_digest(data) != digest:
             raise IndexCorrupt(index=name, why="digest differs from the manifest's")
@@ -306,30 +330,45 @@ class VaultStore:
             raise IndexCorrupt(index=name, why="chunk size differs from the vault's")
         return index
 
+    def list_index_dirs(self) -> list[str]:
+        """The point ids that have index objects (with or without a manifest)."""
+        return sorted({info.key.split("/")[1] for info in self.backend.list_objects(INDEXES + "/")})
+
     # --- manifests ---------------------------------------------------------------------------
 
+    manifest_key = staticmethod(manifest_key)
+
     def manifest_path(self, point_id: str) -> Path:
-        return self.path / MANIFESTS / (check_name(point_id, "recovery point id") + MANIFEST_SUFFIX)
+        """The manifest's file on a local backend.  Deprecated: use :meth:`has_manifest`;
+        kept only until ``services/backups.py`` stops calling ``manifest_path(p).exists()``."""
+        if not isinstance(self.backend, LocalBackend):
+            raise TypeError("manifest_path exists for vaults in a local directory only")
+        return self.backend.path(manifest_key(point_id))
+
+    def has_manifest(self, point_id: str) -> bool:
+        """Whether the recovery point exists in the vault."""
+        return retry(lambda: self.backend.exists(manifest_key(point_id)))
 
     def write_manifest(self, m: Manifest) -> None:
         """Make the recovery point exist (its indexes must be written already)."""
         for disk in m.disks:
-            if (
-                disk.index is not None
-                and not (self.path / INDEXES / m.point_id / disk.index).exists()
+            if disk.index is not None and not self.backend.exists(
+                f"{INDEXES}/{m.point_id}/{disk.index}"
             ):
                 raise ValueError(f"index {disk.index} of point {m.point_id} is not written")
         data = manifest_codec.encode(m, self.keys, encrypted=self.encrypted)
-        write_atomic(self.manifest_path(m.point_id), [data], vault=self.path)
+        key = manifest_key(m.point_id)
+        with space_errors(self.location):
+            retry(lambda: self.backend.publish(key, data))
 
     def read_manifest(self, point_id: str) -> Manifest:
-        path = self.manifest_path(point_id)
+        key = manifest_key(point_id)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise PointNotFound(point=point_id, path=str(self.path)) from None
+            data = retry(lambda: self.backend.get(key))
+        except ObjectMissing:
+            raise PointNotFound(point=point_id, path=self.location) from None
         return manifest_codec.decode(
-            data, point_id, self.keys, encrypted=self.encrypted, where=str(path)
+            data, point_id, self.keys, encrypted=self.encrypted, where=f"{self.location}:{key}"
         )
 
     def read_point_index(self, m: Manifest, target: str) -> DiskIndex:
@@ -340,23 +379,15 @@ class VaultStore:
         raise InvalidInput("the recovery point has no such backed-up disk", what=f"disk {target}")
 
     def list_manifests(self) -> list[str]:
-        names = os.listdir(self.path / MANIFESTS)
+        prefix = MANIFESTS + "/"
+        names = (info.key[len(prefix) :] for info in self.backend.list_objects(prefix))
         return sorted(
             n[: -len(MANIFEST_SUFFIX)]
             for n in names
-            if n.endswith(MANIFEST_SUFFIX) and not n.startswith(".")
+            if n.endswith(MANIFEST_SUFFIX) and "/" not in n
         )
 
-    def list_index_dirs(self) -> list[str]:
-        return sorted(os.listdir(self.path / INDEXES))
-
     def delete_point(self, point_id: str) -> None:
-        """Manifest first (the point stops existing), then its indexes."""
-        path = self.manifest_path(point_id)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        else:
-            fsync_dir(path.parent)
-        shutil.rmtree(self.path / INDEXES / point_id, ignore_errors=True)
+        """Manifest first, durably (the point stops existing), then its indexes."""
+        retry(lambda: self.backend.delete(manifest_key(point_id)))
+        self.backend.delete_prefix(f"{INDEXES}/{check_name(point_id, 'recovery point id')}/")

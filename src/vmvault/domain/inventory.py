@@ -5,9 +5,10 @@ sorts every VM into new / changed / unchanged / vanished.  A VM is only declared
 the host it lived on was actually scanned: an unreachable host makes its VMs *unknown*, not
 gone.
 
-*Registration* decides whether a VM can be prepared for backup (design §1 "registration"): its
-disks, the disk-count limit, its power state and its guest agent.  Failures raise
-:class:`~vmvault.domain.errors.VmvaultError`; acceptable deviations become warnings.
+*Registration* decides whether a VM can be prepared for backup (docs/architecture.md,
+"Registration"): its disks, the disk-count limit, its power state and its guest agent.
+Failures raise :class:`~vmvault.domain.errors.VmvaultError`; acceptable deviations become
+warnings.
 """
 
 from __future__ import annotations

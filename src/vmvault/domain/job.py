@@ -1,4 +1,5 @@
-"""Jobs: every operation vmvault performs is a persisted job (design §1 "job").
+"""Jobs: every operation vmvault performs is a persisted job (docs/architecture.md, "Jobs
+and their exclusion").
 
 A job has a type, an optional VM, a state, progress, times, warnings, a log and — when it
 failed — the error's code, message and remedy.  At most one *active* job (queued,

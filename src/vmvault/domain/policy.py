@@ -1,4 +1,4 @@
-"""Policies: a schedule and a retention in one time zone (design §1 "policy").
+"""Policies: a schedule and a retention in one time zone (docs/policies.md).
 
 The policy's zone is the zone of the schedule's wall times *and* of retention's calendar
 buckets, so "daily at 02:30" and "one point per day" mean the same day.

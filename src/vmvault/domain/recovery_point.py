@@ -3,13 +3,13 @@
 A *recovery point* is a point-in-time copy of one VM: its domain XML, one disk index per
 backed-up disk (kept in the vault), the consistency level, the method, the frozen window and
 sizes.  Every point holds a full index of each disk, so deleting any other point never breaks
-it (design §1).
+it (docs/backup.md, "Recovery points").
 
 Decisions made here, all pure:
 
-* the **method** (design §2): ``guest-quiesce`` when the VM runs and its agent may freeze;
-  ``saved-state`` (pause for the instant the point is taken) when it runs without a usable
-  agent; ``offline`` when it is shut off;
+* the **method** (docs/backup.md, step 2): ``guest-quiesce`` when the VM runs and its agent
+  may freeze; ``saved-state`` (pause for the instant the point is taken) when it runs without
+  a usable agent; ``offline`` when it is shut off;
 * the **consistency** that follows from what actually happened;
 * per disk, whether the read is **incremental** (only the dirty extents since the previous
   point's checkpoint) or **full**, and why.
@@ -114,7 +114,10 @@ def checkpoint_name(point_id: str) -> str:
 
 
 def is_our_checkpoint(name: str) -> bool:
-    return name.startswith(CHECKPOINT_PREFIX)
+    """True for a checkpoint vmvault made (``vmvault-<something>``, as :func:`checkpoint_name`
+    writes them): the one rule for which checkpoints vmvault may delete, redefine or count as
+    stray.  The bare prefix is nobody's; every other checkpoint is left alone."""
+    return name.startswith(CHECKPOINT_PREFIX) and len(name) > len(CHECKPOINT_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Restoring a VM from a recovery point: the plan and the rules that need no libvirt (design §4).
+"""Restoring a VM from a recovery point (docs/restore.md): the plan and the rules that need
+no libvirt.
 
 A restore that defines a VM (``--as-new``, ``--replace``, the restore test) is planned here
 before a byte is written.  The plan says, for every backed-up disk, where its image is staged,
@@ -33,10 +34,8 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from vmvault.domain.errors import InvalidInput, RestoreUnsupportedDisk
 from vmvault.domain.recovery_point import PointDisk
@@ -120,6 +119,15 @@ class LiveDomain:
     xml: str  # the persistent (inactive) definition
     snapshots: list[str] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FreeSpace:
+    """The file system a path is on (or will be on, once made), as the host reports it."""
+
+    fs: int  # equal for two paths on the same file system (``st_dev``)
+    free: int  # bytes an unprivileged writer may still use
+    at: Path  # the nearest existing ancestor of the path (the path itself if it exists)
 
 
 # --- names and paths ---------------------------------------------------------------------------
@@ -394,115 +402,3 @@ def space_by_device(needs: Sequence[tuple[int, int]]) -> dict[int, int]:
     for dev, need in needs:
         out[dev] = out.get(dev, 0) + need
     return out
-
-
-# --- the guest's file systems and the restore test ----------------------------------------------
-
-
-def fs_summary(fsinfo: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
-    """What a backup records of ``guest-get-fsinfo``: mount point, type, device names."""
-    if fsinfo is None:
-        return None
-    out = []
-    for fs in fsinfo:
-        mountpoint = fs.get("mountpoint")
-        if not isinstance(mountpoint, str):
-            continue
-        devices = sorted(
-            str(d.get("dev"))
-            for d in fs.get("disk") or []
-            if isinstance(d, Mapping) and d.get("dev")
-        )
-        out.append(
-            {
-                "mountpoint": mountpoint,
-                "type": str(fs.get("type", "")),
-                "name": str(fs.get("name", "")),
-                "devices": devices,
-            }
-        )
-    return sorted(out, key=lambda f: str(f["mountpoint"]))
-
-
-def expected_mounts(recorded: Sequence[Mapping[str, Any]], left_out: set[str]) -> list[str]:
-    """The mount points a restored VM must have again.
-
-    A file system that lives only on disks the point left out (a pass-through LUN …) cannot
-    come back, so it is not expected; device names are the guest's (``/dev/sda``), matched
-    against the left-out targets by their last component, which holds for virtio and SCSI.
-    """
-    out = []
-    for fs in recorded:
-        devices = [str(d).rsplit("/", 1)[-1] for d in fs.get("devices") or []]
-        if devices and all(d in left_out for d in devices):
-            continue
-        out.append(str(fs["mountpoint"]))
-    return sorted(set(out))
-
-
-def missing_mounts(expected: Sequence[str], fsinfo: Sequence[Mapping[str, Any]]) -> list[str]:
-    mounted = {fs.get("mountpoint") for fs in fsinfo}
-    return [m for m in expected if m not in mounted]
-
-
-@dataclass
-class RestoreTestResult:
-    """The outcome of a restore test, recorded on the point it tested."""
-
-    tested_at: datetime
-    ok: bool
-    boot_seconds: float | None  # start → agent answered (None: it never did)
-    job_id: int | None = None
-    expected: list[str] = field(default_factory=list)  # mount points recorded at backup
-    mounted: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    problem: str | None = None
-
-    @property
-    def summary(self) -> str:
-        when = self.tested_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
-        booted = (
-            f"booted in {self.boot_seconds:.1f} s"
-            if self.boot_seconds is not None
-            else "did not boot"
-        )
-        if self.ok:
-            mounts = ", ".join(self.expected) if self.expected else "no file systems recorded"
-            return f"restore-tested at {when}, {booted}: passed ({mounts})"
-        return f"restore-tested at {when}, {booted}: FAILED ({self.problem})"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tested_at": self.tested_at.isoformat(),
-            "ok": self.ok,
-            "boot_seconds": self.boot_seconds,
-            "job_id": self.job_id,
-            "expected": list(self.expected),
-            "mounted": list(self.mounted),
-            "missing": list(self.missing),
-            "problem": self.problem,
-            "summary": self.summary,
-        }
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> RestoreTestResult:
-        return cls(
-            tested_at=datetime.fromisoformat(str(doc["tested_at"])),
-            ok=bool(doc["ok"]),
-            boot_seconds=doc.get("boot_seconds"),
-            job_id=doc.get("job_id"),
-            expected=list(doc.get("expected") or []),
-            mounted=list(doc.get("mounted") or []),
-            missing=list(doc.get("missing") or []),
-            problem=doc.get("problem"),
-        )
-
-
-def judge_test(
-    expected: Sequence[str], fsinfo: Sequence[Mapping[str, Any]] | None
-) -> tuple[list[str], list[str]]:
-    """(mounted, missing) among the expected mount points, given the guest's fsinfo now."""
-    now = list(fsinfo or [])
-    missing = missing_mounts(expected, now)
-    mounted = sorted(str(fs.get("mountpoint")) for fs in now if fs.get("mountpoint"))
-    return mounted, missing

@@ -5,8 +5,9 @@ groups) may each have a ``web-1``; every listing therefore shows host and group,
 :func:`vmvault.domain.inventory.match_vm` resolves ``uuid``, ``NAME``, ``HOST/NAME`` or
 ``GROUP/NAME``.
 
-Protection states (design §1) are ``discovered`` → ``registered`` → ``protected`` →
-``protection-stopped``.  Power states are libvirt's, spelled as ``virsh domstate`` does.
+Protection states (docs/architecture.md, "Protection and retention") are ``discovered`` →
+``registered`` → ``protected`` → ``protection-stopped``.  Power states are libvirt's, spelled
+as ``virsh domstate`` does.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def classify_disk(disk: Disk) -> Disk:
     """Decide whether a disk can be backed up; excluded disks carry the reason.
 
     Pass-through LUNs, network disks and removable media are left out of every backup
-    (design §2); formats other than qcow2/raw are not read either.
+    (docs/architecture.md, "Registration"); formats other than qcow2/raw are not read either.
     """
     reason: str | None = None
     if disk.device in ("cdrom", "floppy"):

@@ -14,6 +14,9 @@ Start-up, in this order:
    on ``VMVAULT_GC_SCHEDULE``;
 4. the **REST API** listens on ``VMVAULT_LISTEN`` (see api/app.py).
 
+Before any of that, :func:`serve` refuses a listen address that is not loopback
+(``LISTEN_NOT_LOOPBACK``, see config.parse_listen): the API has no authentication yet.
+
 Each worker and the scheduler have their own :class:`~vmvault.bootstrap.Services` (their own
 catalog engine, vault handles and libvirt connections): nothing is shared between threads but
 the catalog, whose transactions serialise them.
@@ -36,7 +39,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from vmvault.bootstrap import Services, bootstrap
-from vmvault.config import Settings
+from vmvault.config import Settings, parse_listen
 from vmvault.domain.errors import JobNotActive, VmvaultError
 
 if TYPE_CHECKING:
@@ -176,19 +179,20 @@ class Server:
 
 def serve(settings: Settings, listen: str | None = None, workers: int | None = None) -> None:
     """Run the server until SIGTERM/SIGINT (what ``vmvault serve`` calls)."""
+    # First of all: a refused address must leave every job, the catalog and libvirt untouched.
+    address = parse_listen(listen or settings.listen)
     import uvicorn
 
-    host, _, port = (listen or settings.listen).rpartition(":")
     server = Server(settings, workers=workers)
     server.start()
     config = uvicorn.Config(
         server.app(),
-        host=host or "127.0.0.1",
-        port=int(port),
+        host=address.host,
+        port=address.port,
         log_level="warning",
         access_log=False,
     )
-    log.info("REST API on http://%s:%s/api/v1 (docs at /docs)", host or "127.0.0.1", port)
+    log.info("REST API on http://%s/api/v1 (docs at /docs)", address)
     # uvicorn handles SIGTERM/SIGINT while it serves, then re-raises the signal to the
     # handler it found: ours, so the jobs are stopped cleanly instead of the process dying.
     signals: list[int] = []

@@ -12,18 +12,14 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from pathlib import Path
 
 from vmvault.domain.job import JobState, JobType
 from vmvault.domain.policy import overdue_at
 from vmvault.domain.vm import VmState
-from vmvault.services.ports import UnitOfWorkFactory
-from vmvault.services.vaults import VaultService
+from vmvault.services.context import Service
 
 WINDOW = timedelta(hours=24)
 
@@ -54,14 +50,7 @@ class Dashboard:
         return round(self.logical_bytes / self.storage_bytes, 2) if self.storage_bytes else None
 
 
-class DashboardService:
-    def __init__(
-        self, uow: UnitOfWorkFactory, vaults: VaultService, clock: Callable[[], datetime]
-    ) -> None:
-        self.uow = uow
-        self.vaults = vaults
-        self.clock = clock
-
+class DashboardService(Service):
     def summary(self, vault_name: str | None) -> Dashboard:
         vault = self.vaults.resolve(vault_name)
         now = self.clock()
@@ -106,7 +95,7 @@ class DashboardService:
                 )
             }
             | {"in_progress": sum(1 for j in jobs if j.state.active)},
-            storage_bytes=_chunk_bytes(Path(vault.path) / "chunks"),
+            storage_bytes=self.vaults.stored_chunk_bytes(vault),
             logical_bytes=sum(p.bytes_logical for p in points),
             points=len(points),
         )
@@ -129,15 +118,3 @@ class DashboardService:
                     why = f"{what} at {since.isoformat(timespec='seconds')}, overdue since {due}"
                     board.attention.append(flag("overdue" if last else "never-backed-up", why))
         return board
-
-
-def _chunk_bytes(root: Path) -> int:
-    """Bytes the chunk files take (their sizes; the vault's other files are small)."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(dirpath, name)).st_size
-            except FileNotFoundError:  # GC removed it meanwhile
-                continue
-    return total

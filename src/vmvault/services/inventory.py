@@ -1,9 +1,8 @@
-"""Discovery and registration of VMs (design §1), each run as jobs."""
+"""Discovery and registration of VMs, each run as jobs (docs/architecture.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from functools import partial
 
 from vmvault.domain.errors import (
@@ -11,40 +10,33 @@ from vmvault.domain.errors import (
     HostUnreachable,
     InvalidInput,
     VmDeleted,
-    VmNotInLocation,
 )
 from vmvault.domain.inventory import (
     DiscoveryResult,
     RegistrationLimits,
     assess_registration,
     check_registrable,
-    match_vm,
     reconcile,
 )
 from vmvault.domain.job import Job, JobType
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import DomainFacts, PowerState, VmItem, VmState
-from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
-from vmvault.services.ports import Hypervisor, UnitOfWorkFactory
-from vmvault.services.vaults import VaultService
+from vmvault.services.context import Service, ServiceContext
+from vmvault.services.jobs import JobContext, JobOutcome
+from vmvault.services.ports import Hypervisor
+from vmvault.services.vm_refs import MustBe, resolve_vm, resolve_vms
 
 
-class InventoryService:
+class InventoryService(Service):
     def __init__(
         self,
-        uow: UnitOfWorkFactory,
+        ctx: ServiceContext,
         hypervisor: Hypervisor,
-        runner: JobRunner,
-        vaults: VaultService,
-        clock: Callable[[], datetime],
         limits: RegistrationLimits,
         agent_timeout: int,
     ) -> None:
-        self.uow = uow
+        super().__init__(ctx)
         self.hypervisor = hypervisor
-        self.runner = runner
-        self.vaults = vaults
-        self.clock = clock
         self.limits = limits
         self.agent_timeout = agent_timeout
 
@@ -114,7 +106,7 @@ class InventoryService:
     def find(self, ref: str) -> VmItem:
         """Resolve a VM reference among every VM the catalog knows."""
         with self.uow() as uow:
-            return match_vm(uow.vms.all(), ref)
+            return resolve_vm(uow, ref)
 
     def history(self, vm: VmItem) -> list[Job]:
         with self.uow() as uow:
@@ -139,21 +131,8 @@ class InventoryService:
         if not refs:
             raise InvalidInput("name at least one VM", what="VM list")
         vault = self.vaults.resolve(vault_name)
-        locations = {h.uri: h.location for h in self.vaults.list_hosts()}
-        chosen: list[VmItem] = []
         with self.uow() as uow:
-            known = uow.vms.all()
-        for ref in refs:
-            vm = match_vm(known, ref)
-            location = locations.get(vm.host_uri, "?")
-            if location != vault.location:
-                raise VmNotInLocation(
-                    vm=vm.label, host=vm.host_uri, location=location, vault_location=vault.location
-                )
-            if vm.state is not VmState.DISCOVERED:
-                raise AlreadyRegistered(vm=vm.label, vault=vm.vault or "?")
-            if all(vm.uuid != c.uuid for c in chosen):
-                chosen.append(vm)
+            chosen = resolve_vms(uow, refs, vault=vault, must_be=MustBe.UNREGISTERED)
         outcomes = []
         for vm in chosen:
             work = partial(self._register, vault, vm, allow_crash_consistent=allow_crash_consistent)

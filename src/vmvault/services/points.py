@@ -1,6 +1,8 @@
 """Recovery points: listing, restoring disks, verifying, and reclaiming space (GC).
 
-**Cancel.**  A ``--disks-only`` restore (phase ``writing``) checks for a cancel between chunks;
+**Cancel.**  A ``--disks-only`` restore (phase ``writing``, which journals the images it
+writes; a ``written`` step per finished image, for start-up recovery: see
+:mod:`vmvault.services.restore.clean_up`) checks for a cancel between chunks;
 a cancelled or failed one removes the images it had written (the partial one is removed by
 the dataplane), so no half set of disks is left.  A verify (phase ``verifying``) checks
 between chunks; it writes nothing, so nothing is left.  A GC (phase ``collecting``) checks after its
@@ -12,9 +14,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -36,14 +37,14 @@ from vmvault.domain.errors import (
     RestoreTargetExists,
     VerifyFailed,
 )
-from vmvault.domain.inventory import match_vm
 from vmvault.domain.job import JobType
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
-from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
-from vmvault.services.ports import UnitOfWorkFactory
-from vmvault.services.vaults import VaultService
+from vmvault.services.context import Service
+from vmvault.services.jobs import JobContext, JobOutcome
+from vmvault.services.restore import journal
+from vmvault.services.vm_refs import resolve_vm
 
 FORMATS = ("qcow2", "raw")
 
@@ -78,33 +79,19 @@ class VerifyScope:
     point_ids: list[str]
 
 
-class PointService:
-    def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        runner: JobRunner,
-        vaults: VaultService,
-        clock: Callable[[], datetime],
-        workers: int = 2,
-    ) -> None:
-        self.uow = uow
-        self.runner = runner
-        self.vaults = vaults
-        self.clock = clock
-        self.workers = workers
-
+class PointService(Service):
     # --- queries -------------------------------------------------------------------------------
 
     def find_vm(self, ref: str) -> VmItem:
         with self.uow() as uow:
-            return match_vm(uow.vms.all(), ref)
+            return resolve_vm(uow, ref)
 
     def list_points(self, vault_name: str | None, vm_ref: str | None) -> list[RecoveryPoint]:
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
             if vm_ref is None:
                 return sorted(uow.points.in_vault(vault.name), key=lambda p: p.id, reverse=True)
-            vm = match_vm(uow.vms.all(), vm_ref)
+            vm = resolve_vm(uow, vm_ref)
             return uow.points.for_vm(vm.uuid, vault.name)
 
     def get(self, point_id: str) -> RecoveryPoint:
@@ -173,7 +160,8 @@ class PointService:
         manifest = store.read_manifest(point.id)
         total = sum(d.size for d in point.disks if not d.excluded)
         done: list[DiskRestore] = []
-        ctx.phase("writing")
+        targets = [journal.WriteTarget(t, path, path) for t, path in plan.items()]
+        ctx.phase(journal.WRITING, **journal.writing(targets, disks_only=True))
         try:
             self._restore_each(store, manifest, plan, fmt, overwrite, total, done, ctx)
         except BaseException:
@@ -222,6 +210,7 @@ class PointService:
                     f"{target}: {res.bytes_written:,} B written in {res.seconds:.2f}s, "
                     f"{res.chunks_zero} zero chunks left sparse"
                 )
+                ctx.record(journal.WRITTEN, target=target, path=str(path))
                 done.append(DiskRestore(target, path, res))
 
     # --- delete ----------------------------------------------------------------------------------

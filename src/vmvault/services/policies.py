@@ -8,16 +8,14 @@ data) cannot be deleted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from vmvault.domain.errors import PolicyExists, PolicyInUse, PolicyNotFound
 from vmvault.domain.policy import Policy
 from vmvault.domain.retention import LEVELS, Retention
 from vmvault.domain.schedule import format_schedule
-from vmvault.services.ports import PolicyRecord, UnitOfWorkFactory
-from vmvault.services.vaults import VaultService
+from vmvault.services.context import Service
+from vmvault.services.ports import PolicyRecord
 
 
 @dataclass
@@ -36,14 +34,7 @@ class PolicyView:
         return self.record.policy.warnings()
 
 
-class PolicyService:
-    def __init__(
-        self, uow: UnitOfWorkFactory, vaults: VaultService, clock: Callable[[], datetime]
-    ) -> None:
-        self.uow = uow
-        self.vaults = vaults
-        self.clock = clock
-
+class PolicyService(Service):
     def create(
         self,
         vault_name: str | None,

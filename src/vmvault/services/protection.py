@@ -1,4 +1,5 @@
-"""Protection: a registered VM with a policy (design §1 "protected item"), and retention.
+"""Protection: a registered VM with a policy, and retention (docs/architecture.md,
+"Protection and retention").
 
 States and jobs:
 
@@ -31,12 +32,10 @@ from vmvault.domain.errors import (
     InvalidInput,
     PointNotFound,
     PolicyNotFound,
-    VmNotInLocation,
     VmNotRegistered,
     VmProtected,
     WrongProtectionState,
 )
-from vmvault.domain.inventory import match_vm
 from vmvault.domain.job import JobType
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import RecoveryPoint
@@ -44,15 +43,15 @@ from vmvault.domain.retention import Decision, PointRef, apply_retention
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem, VmState
 from vmvault.services.backups import BackupOutcome, BackupService
-from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
-from vmvault.services.ports import UnitOfWorkFactory
-from vmvault.services.vaults import VaultService
+from vmvault.services.context import Service, ServiceContext
+from vmvault.services.jobs import JobContext, JobOutcome
+from vmvault.services.vm_refs import MustBe, resolve_vms
 
 PENDING = "protection-configured (pending initial backup)"
 
 
 def protection_detail(vm: VmItem, has_points: bool) -> str:
-    """The protection state in words: design §1's states, with *pending* made explicit."""
+    """The VM's protection state in words, with *pending* made explicit."""
     if vm.state is VmState.PROTECTED:
         return "protected" if has_points else PENDING
     if vm.state is VmState.PROTECTION_STOPPED:
@@ -72,19 +71,9 @@ class PruneResult:
     removed: list[str]
 
 
-class ProtectionService:
-    def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        runner: JobRunner,
-        vaults: VaultService,
-        clock: Callable[[], datetime],
-        backups: Callable[[], BackupService],
-    ) -> None:
-        self.uow = uow
-        self.runner = runner
-        self.vaults = vaults
-        self.clock = clock
+class ProtectionService(Service):
+    def __init__(self, ctx: ServiceContext, backups: Callable[[], BackupService]) -> None:
+        super().__init__(ctx)
         self._backups = backups
         self._stores: dict[str, VaultStore] = {}
 
@@ -92,24 +81,8 @@ class ProtectionService:
 
     def _choose(self, vault: Vault, refs: Sequence[str]) -> list[VmItem]:
         """Every reference resolved and checked before any job starts (one bad: none runs)."""
-        if not refs:
-            raise InvalidInput("name at least one VM", what="VM list")
-        locations = {h.uri: h.location for h in self.vaults.list_hosts()}
         with self.uow() as uow:
-            known = uow.vms.all()
-        chosen: list[VmItem] = []
-        for ref in refs:
-            vm = match_vm(known, ref)
-            location = locations.get(vm.host_uri, "?")
-            if location != vault.location:
-                raise VmNotInLocation(
-                    vm=vm.label, host=vm.host_uri, location=location, vault_location=vault.location
-                )
-            if vm.state is VmState.DISCOVERED or vm.vault != vault.name:
-                raise VmNotRegistered(vm=vm.label, vault=vault.name)
-            if all(c.uuid != vm.uuid for c in chosen):
-                chosen.append(vm)
-        return chosen
+            return resolve_vms(uow, refs, vault=vault, must_be=MustBe.REGISTERED)
 
     def _policy(self, vault: Vault, name: str) -> Policy:
         with self.uow() as uow:

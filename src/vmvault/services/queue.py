@@ -40,12 +40,11 @@ from vmvault.domain.errors import (
 )
 from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key
 from vmvault.services.backups import BackupService
-from vmvault.services.jobs import JobRunner
+from vmvault.services.context import Service, ServiceContext
 from vmvault.services.points import PointService
-from vmvault.services.ports import UnitOfWork, UnitOfWorkFactory
+from vmvault.services.ports import UnitOfWork
 from vmvault.services.protection import ProtectionService
-from vmvault.services.restores import RestoreService
-from vmvault.services.vaults import VaultService
+from vmvault.services.restore import RestoreService
 
 OPS: dict[str, JobType] = {
     "backup": JobType.BACKUP,
@@ -84,22 +83,16 @@ def queue_job(
     return job
 
 
-class QueueService:
+class QueueService(Service):
     def __init__(
         self,
-        uow: UnitOfWorkFactory,
-        runner: JobRunner,
-        vaults: VaultService,
-        clock: Callable[[], datetime],
+        ctx: ServiceContext,
         backups: Callable[[], BackupService],
         points: Callable[[], PointService],
         restores: Callable[[], RestoreService],
         protection: Callable[[], ProtectionService],
     ) -> None:
-        self.uow = uow
-        self.runner = runner
-        self.vaults = vaults
-        self.clock = clock
+        super().__init__(ctx)
         self._backups = backups
         self._points = points
         self._restores = restores

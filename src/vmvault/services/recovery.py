@@ -14,9 +14,10 @@ serve`` calls at start-up — finds every such job and, for each:
    * ``backup``: :meth:`BackupService.clean_up`, told what the job's journal says
      (:func:`~vmvault.domain.recovery_point.unfinished_backup`) — the libvirt job, thaw /
      resume, work files, stray ``vmvault-*`` checkpoints, the half-written point it was
-     writing;
-   * ``restore``: :meth:`RestoreService.clean_up` — staged images and partial files; a
-     ``--replace`` interrupted during its switch is rolled back;
+     writing (docs/backup.md, "The journal of a backup job");
+   * ``restore``: :meth:`RestoreService.clean_up`, from the job's journal — staged images
+     and partial files; a ``--replace`` interrupted during its switch is rolled back; a
+     half-made new VM or a restore test's VM is removed (docs/restore.md, "The journal");
    * other types touch nothing that needs undoing (a GC or verify is safe to interrupt);
 
 2. writes what it did into the job's log, one ``recovery:`` line each;
@@ -32,18 +33,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import JobInterrupted, VmvaultError
-from vmvault.domain.job import Job, JobType, conflict_key
+from vmvault.domain.job import Job, JobType, JournalStep, conflict_key
 from vmvault.domain.recovery_point import unfinished_backup
 from vmvault.domain.vm import VmItem
 from vmvault.services.backups import BackupService
-from vmvault.services.jobs import JobRunner
-from vmvault.services.ports import UnitOfWorkFactory
-from vmvault.services.restores import RestoreService
-from vmvault.services.vaults import VaultService
+from vmvault.services.context import Service, ServiceContext
+from vmvault.services.restore import RestoreService
 
 
 @dataclass
@@ -54,22 +52,13 @@ class RecoveredJob:
     actions: list[str] = field(default_factory=list)  # what was cleaned up, for the log
 
 
-class RecoveryService:
+class RecoveryService(Service):
     def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        runner: JobRunner,
-        vaults: VaultService,
-        backups: BackupService,
-        restores: RestoreService,
-        clock: Callable[[], datetime],
+        self, ctx: ServiceContext, backups: BackupService, restores: RestoreService
     ) -> None:
-        self.uow = uow
-        self.runner = runner
-        self.vaults = vaults
+        super().__init__(ctx)
         self.backups = backups
         self.restores = restores
-        self.clock = clock
 
     def recover(self) -> list[RecoveredJob]:
         """Close every in-progress or cancelling job whose process is gone, after cleaning up
@@ -88,7 +77,7 @@ class RecoveryService:
 
     def _recover(self, job: Job) -> RecoveredJob:
         with self.uow() as uow:
-            log = uow.jobs.log(job.id)
+            steps = uow.jobs.steps(job.id)
             vm = uow.vms.get(job.vm_uuid) if job.vm_uuid else None
 
         def still_ours() -> bool:
@@ -102,9 +91,9 @@ class RecoveryService:
         actions: list[str] = []
         try:
             if job.type is JobType.BACKUP and vm is not None:
-                actions = self._backup(job, vm, still_ours)
+                actions = self._backup(job, vm, steps, still_ours)
             elif job.type is JobType.RESTORE:
-                actions = self.restores.clean_up(job, log, still_ours)
+                actions = self.restores.clean_up(job, steps, still_ours)
         except Exception as exc:  # one job's clean-up never keeps the others from theirs
             actions.append(f"clean-up stopped: {type(exc).__name__}: {exc}")
         now = self.clock()
@@ -118,7 +107,9 @@ class RecoveryService:
             current = self.runner.finish(current, JobInterrupted(detail, pid=job.pid))
         return RecoveredJob(current or job, actions)
 
-    def _backup(self, job: Job, vm: VmItem, still_ours: Callable[[], bool]) -> list[str]:
+    def _backup(
+        self, job: Job, vm: VmItem, steps: list[JournalStep], still_ours: Callable[[], bool]
+    ) -> list[str]:
         """The dead backup's journal says what it left (docs/backup.md, "Journal")."""
         actions: list[str] = []
         store: VaultStore | None = None
@@ -129,8 +120,7 @@ class RecoveryService:
                 f"vault {job.vault} not opened ({exc.text}): a half-written point is left "
                 "to the next gc"
             )
-        with self.uow() as uow:
-            left = unfinished_backup(job.id, uow.jobs.steps(job.id))
+        left = unfinished_backup(job.id, steps)
         actions += self.backups.clean_up(
             vm, store, [left] if left is not None else [], still_ours=still_ours
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from vmvault.dataplane.chunkstore import CHUNKS
 from vmvault.dataplane.config import validate_chunk_size, validate_level
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import (
@@ -31,6 +32,10 @@ from vmvault.domain.vault import (
 )
 from vmvault.services.ports import Hypervisor, UnitOfWork, UnitOfWorkFactory
 from vmvault.storage import local
+from vmvault.storage.backend import StorageBackend
+
+#: Opens the storage backend of a vault from the path in its catalog row.
+StorageFactory = Callable[[Path], StorageBackend]
 
 
 @dataclass
@@ -49,8 +54,10 @@ class VaultService:
         home: Path,
         default_vault: str | None,
         passphrase: Callable[[], str | None] = lambda: None,
+        storage: StorageFactory = local.LocalBackend,
     ) -> None:
         self.passphrase = passphrase
+        self.storage = storage
         self.uow = uow
         self.hypervisor = hypervisor
         self.clock = clock
@@ -107,7 +114,10 @@ class VaultService:
             if encrypt:
                 keys.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             VaultStore.create(
-                target, passphrase=secret, key_file=keys if encrypt else None, **options
+                self.storage(target),
+                passphrase=secret,
+                key_file=keys if encrypt else None,
+                **options,
             )
             vault = uow.vaults.add(name, location, str(target), now, str(keys) if encrypt else None)
             if location == DEFAULT_LOCATION and not uow.hosts.all(DEFAULT_LOCATION):
@@ -118,13 +128,17 @@ class VaultService:
     def open_store(self, vault: Vault) -> VaultStore:
         """Open the vault's chunk store (asks for the passphrase of an encrypted vault)."""
         if not vault.encrypted:
-            return VaultStore.open(Path(vault.path))
+            return VaultStore.open(self.storage(Path(vault.path)))
         secret = self.passphrase()
         if not secret:
             raise PassphraseRequired(path=vault.path)
         return VaultStore.open(
-            Path(vault.path), passphrase=secret, key_file=Path(str(vault.key_file))
+            self.storage(Path(vault.path)), passphrase=secret, key_file=Path(str(vault.key_file))
         )
+
+    def stored_chunk_bytes(self, vault: Vault) -> int:
+        """Bytes the vault's chunk objects take (through the storage contract; no key needed)."""
+        return self.storage(Path(vault.path)).usage(CHUNKS + "/").bytes
 
     def list_vaults(self) -> list[Vault]:
         with self.uow() as uow:

@@ -19,6 +19,7 @@ from vmvault.dataplane import (
     keys,
 )
 from vmvault.dataplane.index import DiskIndex
+from vmvault.storage.local import LocalBackend
 
 CS = 64 << 10  # chunk size of the test vaults
 
@@ -106,8 +107,27 @@ def backup_point(
     return results
 
 
+def vault_dir(store: VaultStore) -> Path:
+    """The directory of a vault on the local backend (these tests look at its files)."""
+    assert isinstance(store.backend, LocalBackend)
+    return store.backend.root
+
+
+def chunk_path(store: VaultStore, cid: bytes) -> Path:
+    return vault_dir(store) / store.chunks.key(cid)
+
+
+def manifest_file(store: VaultStore, point_id: str) -> Path:
+    return vault_dir(store) / store.manifest_key(point_id)
+
+
+def index_file(store: VaultStore, point_id: str, target: str) -> Path:
+    return vault_dir(store) / store.index_key(point_id, target)
+
+
 def chunk_files(store: VaultStore) -> list[Path]:
-    return [Path(e.path) for e in store.chunks.scan()]
+    """Every file under ``chunks/``: chunk files and temporary files."""
+    return [p for p in (vault_dir(store) / "chunks").rglob("*") if p.is_file()]
 
 
 def age(path: Path, seconds: float = 7200) -> None:

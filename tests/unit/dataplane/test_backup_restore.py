@@ -11,7 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.dataplane.conftest import CS, backup_point, chunk_bytes, chunk_files, make_image
+from tests.unit.dataplane.conftest import (
+    CS,
+    backup_point,
+    chunk_bytes,
+    chunk_files,
+    make_image,
+    vault_dir,
+)
 from vmvault.dataplane import ZERO_ID, FileSource, VaultStore, backup_disk, restore_disk
 from vmvault.domain.errors import Cancelled, DiskReadFailed, InvalidInput, RestoreTargetExists
 
@@ -182,7 +189,7 @@ def test_cancel_leaves_no_index_and_no_chunks(store: VaultStore, tmp_path: Path)
         backup_disk(store, src, cancel=cancel)
     assert exc.value.code == "CANCELLED"
     assert chunk_files(store) == []  # neither chunks nor temporary files
-    assert list((store.path / "indexes").iterdir()) == []
+    assert list((vault_dir(store) / "indexes").iterdir()) == []
 
 
 def test_backup_requires_a_writer_registration(store: VaultStore, tmp_path: Path) -> None:

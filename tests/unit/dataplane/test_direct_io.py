@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import zstandard
 
-from tests.unit.dataplane.conftest import CS, backup_point, chunk_bytes, make_image
-from vmvault.dataplane import FileSource, VaultStore, backup_disk, fsutil, keys, qcow2, restore_disk
+from tests.unit.dataplane.conftest import CS, backup_point, chunk_bytes, chunk_files, make_image
+from vmvault.dataplane import FileSource, VaultStore, backup_disk, keys, qcow2, restore_disk
 from vmvault.dataplane import backup as backup_mod
 from vmvault.dataplane.chunk import (
     DATA_OFFSET,
@@ -27,6 +27,7 @@ from vmvault.dataplane.chunk import (
     ChunkCodec,
     file_capacity,
 )
+from vmvault.storage import fsutil
 
 SIZES = [0, 1, 11, 4095, 4096, 4097, CS + HEADER.size, 3 * 4096 + 100]
 
@@ -246,7 +247,7 @@ LAYOUT = [("rand", 1), ("zero", 0), ("text", 2), ("rand", 3), ("text", 4), ("ran
 
 
 def _chunk_files(store: VaultStore) -> dict[str, bytes]:
-    return {e.name: Path(e.path).read_bytes() for e in store.chunks.scan()}
+    return {p.name: p.read_bytes() for p in chunk_files(store)}
 
 
 @pytest.mark.parametrize("chunk_size", [CS, 1 << 20])
@@ -280,6 +281,7 @@ def test_backup_with_and_without_o_direct_stores_the_same_files(
         restore_disk(store, store.read_point_index(m1, "vda"), out)
         assert out.read_bytes() == content
     assert results["direct"] == results["buffered"] == results["refused"]
+    assert results["direct"]  # chunk files were written (else the next line proves nothing)
     assert all(not name.startswith(".") for name in results["direct"])  # no temp files
 
 

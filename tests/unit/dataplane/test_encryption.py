@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.dataplane.conftest import CS, backup_point, chunk_bytes, make_image, sample_manifest
+from tests.unit.dataplane.conftest import (
+    CS,
+    backup_point,
+    chunk_bytes,
+    chunk_path,
+    make_image,
+    manifest_file,
+    sample_manifest,
+    vault_dir,
+)
 from vmvault.dataplane import VaultStore, restore_disk, verify_point
 from vmvault.dataplane.chunk import FLAG_ENCRYPTED
 from vmvault.domain.errors import (
@@ -31,7 +40,7 @@ def enc(tmp_path: Path) -> VaultStore:
 
 def test_encrypted_round_trip(enc: VaultStore, tmp_path: Path) -> None:
     assert enc.encrypted
-    config = json.loads((enc.path / "config").read_text())
+    config = json.loads((vault_dir(enc) / "config").read_text())
     assert "keys" not in config and config["encryption"]["algorithm"] == "aes-256-gcm"
     key_doc = json.loads((tmp_path / "k.key").read_text())
     assert key_doc["kdf"]["name"] == "scrypt" and (tmp_path / "k.key").stat().st_mode & 0o077 == 0
@@ -39,12 +48,12 @@ def test_encrypted_round_trip(enc: VaultStore, tmp_path: Path) -> None:
     content = make_image(image, [("text", 1), ("zero", 0), ("rand", 2)], tail=77)
     backup_point(enc, "p1", {"vda": image})
     for cid in enc.iter_chunk_ids():
-        blob = enc.chunks.path(cid).read_bytes()
+        blob = chunk_path(enc, cid).read_bytes()
         assert blob[5] & FLAG_ENCRYPTED
         assert b"compressible chunk" not in blob
-    manifest_text = enc.manifest_path("p1").read_text()
+    manifest_text = manifest_file(enc, "p1").read_text()
     assert "vm1" not in manifest_text and "domain" not in manifest_text
-    again = VaultStore.open(enc.path, passphrase="correct horse", key_file=tmp_path / "k.key")
+    again = VaultStore.open(vault_dir(enc), passphrase="correct horse", key_file=tmp_path / "k.key")
     m = again.read_manifest("p1")
     assert m.vm_name == "vm1"
     out = tmp_path / "out.raw"
@@ -55,7 +64,7 @@ def test_encrypted_round_trip(enc: VaultStore, tmp_path: Path) -> None:
 
 def test_wrong_passphrase_is_refused_cleanly(enc: VaultStore, tmp_path: Path) -> None:
     with pytest.raises(WrongPassphrase) as exc:
-        VaultStore.open(enc.path, passphrase="Correct horse", key_file=tmp_path / "k.key")
+        VaultStore.open(vault_dir(enc), passphrase="Correct horse", key_file=tmp_path / "k.key")
     assert exc.value.code == "WRONG_PASSPHRASE" and exc.value.kind == "usage"
     assert str(tmp_path / "k.key") in exc.value.text
     assert exc.value.__cause__ is None and exc.value.__suppress_context__
@@ -63,19 +72,19 @@ def test_wrong_passphrase_is_refused_cleanly(enc: VaultStore, tmp_path: Path) ->
 
 def test_missing_or_foreign_key_file_and_no_passphrase(enc: VaultStore, tmp_path: Path) -> None:
     with pytest.raises(KeyFileMissing):
-        VaultStore.open(enc.path, passphrase="correct horse", key_file=tmp_path / "nope.key")
+        VaultStore.open(vault_dir(enc), passphrase="correct horse", key_file=tmp_path / "nope.key")
     with pytest.raises(KeyFileMissing):
-        VaultStore.open(enc.path, passphrase="correct horse")
+        VaultStore.open(vault_dir(enc), passphrase="correct horse")
     with pytest.raises(PassphraseRequired):
-        VaultStore.open(enc.path, key_file=tmp_path / "k.key")
+        VaultStore.open(vault_dir(enc), key_file=tmp_path / "k.key")
     VaultStore.create(
         tmp_path / "other", chunk_size=CS, passphrase="x", key_file=tmp_path / "o.key"
     )
     with pytest.raises(KeyFileMismatch):
-        VaultStore.open(enc.path, passphrase="x", key_file=tmp_path / "o.key")
+        VaultStore.open(vault_dir(enc), passphrase="x", key_file=tmp_path / "o.key")
     (tmp_path / "bad.key").write_text("{}")
     with pytest.raises(KeyFileInvalid):
-        VaultStore.open(enc.path, passphrase="x", key_file=tmp_path / "bad.key")
+        VaultStore.open(vault_dir(enc), passphrase="x", key_file=tmp_path / "bad.key")
 
 
 def test_create_needs_a_new_key_file(tmp_path: Path) -> None:
@@ -92,14 +101,14 @@ def test_create_needs_a_new_key_file(tmp_path: Path) -> None:
 
 def test_encrypted_chunk_and_manifest_tampering(enc: VaultStore) -> None:
     cid, _ = enc.put_chunk(chunk_bytes("text", CS))
-    path = enc.chunks.path(cid)
+    path = chunk_path(enc, cid)
     blob = bytearray(path.read_bytes())
     blob[20] ^= 1
     path.write_bytes(bytes(blob))
     with pytest.raises(ChunkCorrupt):
         enc.get_chunk(cid)
     enc.write_manifest(sample_manifest("p1"))
-    mpath = enc.manifest_path("p1")
+    mpath = manifest_file(enc, "p1")
     doc = json.loads(mpath.read_text())
     doc["ciphertext"] = doc["ciphertext"][:-8] + "AAAAAAA="
     mpath.write_text(json.dumps(doc))

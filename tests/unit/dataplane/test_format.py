@@ -9,7 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.dataplane.conftest import CS, backup_point, chunk_bytes, make_image, sample_manifest
+from tests.unit.dataplane.conftest import (
+    CS,
+    backup_point,
+    chunk_bytes,
+    chunk_path,
+    index_file,
+    make_image,
+    manifest_file,
+    sample_manifest,
+    vault_dir,
+)
 from vmvault.dataplane import ZERO_ID, DiskEntry, DiskIndex, VaultStore
 from vmvault.dataplane.chunk import FLAG_COMPRESSED, HEADER
 from vmvault.dataplane.index import IndexFormatError
@@ -27,7 +37,7 @@ from vmvault.domain.errors import (
 
 
 def test_layout_and_config(store: VaultStore) -> None:
-    root = store.path
+    root = vault_dir(store)
     assert {p.name for p in root.iterdir()} >= {"config", "chunks", "indexes", "manifests", "locks"}
     assert len(list((root / "chunks").iterdir())) == 256
     doc = json.loads((root / "config").read_text())
@@ -57,15 +67,15 @@ def test_create_keeps_the_marker_and_refuses_twice(tmp_path: Path) -> None:
 def test_open_errors(tmp_path: Path, store: VaultStore) -> None:
     with pytest.raises(VaultNotInitialised):
         VaultStore.open(tmp_path / "nothing")
-    cfg = store.path / "config"
+    cfg = vault_dir(store) / "config"
     doc = json.loads(cfg.read_text())
     cfg.write_text(json.dumps({**doc, "format": 2}))
     with pytest.raises(VaultFormatUnsupported) as exc:
-        VaultStore.open(store.path)
+        VaultStore.open(vault_dir(store))
     assert "version 2" in exc.value.text
     cfg.write_text("{not json")
     with pytest.raises(VaultConfigCorrupt):
-        VaultStore.open(store.path)
+        VaultStore.open(vault_dir(store))
 
 
 def test_put_get_chunk_and_zero(store: VaultStore) -> None:
@@ -82,7 +92,7 @@ def test_put_get_chunk_and_zero(store: VaultStore) -> None:
     assert rwritten == HEADER.size + 5000  # incompressible: stored raw
     assert store.get_chunk(rid) == raw
     assert sorted(store.iter_chunk_ids()) == sorted([cid, rid])
-    flags = store.chunks.path(cid).read_bytes()[5]
+    flags = chunk_path(store, cid).read_bytes()[5]
     assert flags == FLAG_COMPRESSED
 
 
@@ -95,7 +105,7 @@ def test_chunk_ids_are_keyed_per_vault(tmp_path: Path) -> None:
 @pytest.mark.parametrize("where", ["header", "payload", "truncate", "swap"])
 def test_every_chunk_read_verifies(store: VaultStore, where: str) -> None:
     cid, _ = store.put_chunk(chunk_bytes("text", CS))
-    path = store.chunks.path(cid)
+    path = chunk_path(store, cid)
     blob = bytearray(path.read_bytes())
     if where == "header":
         blob[0] ^= 1
@@ -105,7 +115,7 @@ def test_every_chunk_read_verifies(store: VaultStore, where: str) -> None:
         del blob[len(blob) // 2 :]
     else:  # a valid chunk file stored under another chunk's name
         other, _ = store.put_chunk(chunk_bytes("text", CS, seed=7))
-        blob = bytearray(store.chunks.path(other).read_bytes())
+        blob = bytearray(chunk_path(store, other).read_bytes())
     path.write_bytes(bytes(blob))
     with pytest.raises(ChunkCorrupt) as exc:
         store.get_chunk(cid)
@@ -144,7 +154,7 @@ def test_index_digest_in_manifest_detects_tampering(store: VaultStore, tmp_path:
     make_image(image, [("rand", 1), ("rand", 2)])
     backup_point(store, "p1", {"vda": image})
     m = store.read_manifest("p1")
-    path = store.index_path("p1", "vda")
+    path = index_file(store, "p1", "vda")
     raw = bytearray(path.read_bytes())
     raw[40] ^= 1
     path.write_bytes(bytes(raw))
@@ -172,7 +182,7 @@ def test_manifest_round_trip_and_listing(store: VaultStore) -> None:
 @pytest.mark.parametrize("how", ["field", "mac", "rename", "garbage"])
 def test_manifest_tampering_is_detected(store: VaultStore, how: str) -> None:
     store.write_manifest(sample_manifest("p1"))
-    path = store.manifest_path("p1")
+    path = manifest_file(store, "p1")
     doc = json.loads(path.read_text())
     name = "p1"
     if how == "field":
@@ -183,7 +193,7 @@ def test_manifest_tampering_is_detected(store: VaultStore, how: str) -> None:
         doc["mac"] = "0" * 64
         path.write_text(json.dumps(doc))
     elif how == "rename":
-        path.rename(store.manifest_path("p2"))
+        path.rename(manifest_file(store, "p2"))
         name = "p2"
     else:
         path.write_bytes(b"\x00garbage")

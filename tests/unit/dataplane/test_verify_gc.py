@@ -19,8 +19,11 @@ from tests.unit.dataplane.conftest import (
     backup_point,
     chunk_bytes,
     chunk_files,
+    chunk_path,
     make_image,
+    manifest_file,
     sample_manifest,
+    vault_dir,
 )
 from vmvault.dataplane import (
     DiskEntry,
@@ -32,7 +35,6 @@ from vmvault.dataplane import (
     verify_disk,
     verify_point,
 )
-from vmvault.dataplane.fsutil import is_tmp_name
 from vmvault.domain.errors import (
     Cancelled,
     ChunkCorrupt,
@@ -40,6 +42,7 @@ from vmvault.domain.errors import (
     ManifestCorrupt,
     VaultLocked,
 )
+from vmvault.storage.fsutil import is_tmp_name
 
 
 def _age_everything(store: VaultStore) -> None:
@@ -53,7 +56,7 @@ def test_verify_reports_corrupt_and_missing_chunks(store: VaultStore, tmp_path: 
     r = backup_point(store, "p1", {"vda": image})["vda"]
     assert verify_disk(store, r.index).ok
     flipped, gone = r.index.ids[1], r.index.ids[2]
-    path = store.chunks.path(flipped)
+    path = chunk_path(store, flipped)
     blob = bytearray(path.read_bytes())
     blob[len(blob) // 2] ^= 0x01
     path.write_bytes(bytes(blob))
@@ -77,8 +80,8 @@ def test_verify_point_reports_a_tampered_manifest(store: VaultStore, tmp_path: P
     image = tmp_path / "d.img"
     make_image(image, [("rand", 1)])
     backup_point(store, "p1", {"vda": image})
-    store.manifest_path("p1").write_text(
-        store.manifest_path("p1").read_text().replace("vm1", "vm2")
+    manifest_file(store, "p1").write_text(
+        manifest_file(store, "p1").read_text().replace("vm1", "vm2")
     )
     report = verify_point(store, "p1")
     assert not report.ok and report.problems[0]["code"] == "MANIFEST_CORRUPT"
@@ -112,7 +115,7 @@ def test_gc_deletes_nothing_when_a_manifest_cannot_be_read(
     backup_point(store, "p1", {"vda": image})
     stray, _ = store.put_chunk(chunk_bytes("rand", CS, seed=5))
     _age_everything(store)
-    path = store.manifest_path("p1")
+    path = manifest_file(store, "p1")
     path.write_text(path.read_text().replace("vm1", "vm9"))
     with pytest.raises(ManifestCorrupt):
         collect_garbage(store, grace_seconds=0)
@@ -147,7 +150,7 @@ def test_deleting_a_middle_point_keeps_the_others(store: VaultStore, tmp_path: P
         restore_disk(store, store.read_point_index(m, "vda"), out)
         assert out.read_bytes() == contents[point]
     assert store.list_manifests() == ["p0", "p2"]
-    assert not (store.path / "indexes" / "p1").exists()
+    assert not (vault_dir(store) / "indexes" / "p1").exists()
 
 
 def test_gc_keeps_the_chunks_of_a_running_writer(store: VaultStore, tmp_path: Path) -> None:
@@ -247,7 +250,7 @@ def test_a_killed_backup_leaves_a_clean_vault(store: VaultStore, tmp_path: Path,
     image = tmp_path / "d.img"
     make_image(image, [("rand", 100 + i) for i in range(12)] + [("rand", 1)])
     proc = subprocess.run(
-        [sys.executable, "-c", CRASHER, str(store.path), str(image), mode],
+        [sys.executable, "-c", CRASHER, str(vault_dir(store)), str(image), mode],
         capture_output=True,
         text=True,
         timeout=60,
@@ -255,21 +258,21 @@ def test_a_killed_backup_leaves_a_clean_vault(store: VaultStore, tmp_path: Path,
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     leftovers = [p for p in chunk_files(store) if is_tmp_name(p.name)]
     if mode == "mid-chunks":
-        assert leftovers and not (store.path / "indexes" / "crashed").exists()
+        assert leftovers and not (vault_dir(store) / "indexes" / "crashed").exists()
     else:
-        assert (store.path / "indexes" / "crashed").exists()
+        assert (vault_dir(store) / "indexes" / "crashed").exists()
     assert store.list_manifests() == ["p1"]
     assert verify_point(store, "p1").ok
     assert store.writers.live() == []  # the dead writer's registration is recognised as such
     for path in chunk_files(store):
         age(path)
-    for path in (store.path / "indexes").rglob("*"):
+    for path in (vault_dir(store) / "indexes").rglob("*"):
         age(path)
-    age(store.path / "indexes" / "p1")
+    age(vault_dir(store) / "indexes" / "p1")
     report = collect_garbage(store, grace_seconds=0)
     assert report.tmp_removed == len(leftovers)
     assert [p for p in chunk_files(store) if is_tmp_name(p.name)] == []
-    assert not (store.path / "indexes" / "crashed").exists()
+    assert not (vault_dir(store) / "indexes" / "crashed").exists()
     assert (
         set(store.iter_chunk_ids())
         == store.read_point_index(store.read_manifest("p1"), "vda").referenced()
@@ -288,7 +291,7 @@ def test_quarantine_lets_the_next_backup_heal_a_corrupt_chunk(
     content = make_image(image, [("rand", 1), ("text", 2)])
     r = backup_point(store, "p1", {"vda": image})["vda"]
     bad = r.index.ids[1]
-    path = store.chunks.path(bad)
+    path = chunk_path(store, bad)
     blob = bytearray(path.read_bytes())
     blob[-3] ^= 0xFF
     path.write_bytes(bytes(blob))

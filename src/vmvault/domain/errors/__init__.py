@@ -58,6 +58,7 @@ from vmvault.domain.errors.jobs import (
     JobInterrupted,
     JobNotActive,
     JobNotFound,
+    ListenNotLoopback,
     OperationInProgress,
 )
 from vmvault.domain.errors.lab import (
@@ -155,6 +156,7 @@ __all__ = [
     "Kind",
     "LabFailed",
     "LabGuestTimeout",
+    "ListenNotLoopback",
     "ManifestCorrupt",
     "NbdReadFailed",
     "NoVault",

@@ -1,4 +1,5 @@
-"""The catalog and the jobs: lookups, conflicts between jobs, jobs of dead processes."""
+"""The catalog and the jobs: lookups, conflicts between jobs, jobs of dead processes, and the
+server that runs them."""
 
 from __future__ import annotations
 
@@ -43,3 +44,14 @@ class JobInterrupted(VmvaultError):
     code = "JOB_INTERRUPTED"
     message = "the process running this job ({pid}) ended before the job did"
     remedy = "Run the operation again."
+
+
+class ListenNotLoopback(VmvaultError):
+    code = "LISTEN_NOT_LOOPBACK"
+    message = "the REST API may only listen on a loopback address, not {address}"
+    remedy = (
+        "The API has no authentication yet: anyone who reaches its port can replace or delete "
+        "VMs. Listen on 127.0.0.1 or [::1] (the default is 127.0.0.1:8470) and put a reverse "
+        "proxy that authenticates users in front of it, forwarding to that loopback address."
+    )
+    kind = "usage"

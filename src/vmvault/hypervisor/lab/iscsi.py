@@ -95,6 +95,8 @@ def ensure_tgtd(cache_dir: Path, state_dir: Path) -> Path:
     make_dirs(state_dir)
     with locked(state_dir / "tgtd.lock"):
         if tgtd_running(sbin):
+            # started by another lab: this lab still needs to know its tools to clean up
+            (state_dir / "tools").write_text(f"{sbin}\n")
             return sbin
         argv = [str(sbin / "tgtd"), "-C", str(PORT), "--iscsi", f"portal={PORTAL_HOST}:{PORT}"]
         start_daemons([[*argv, "-p", str(state_dir / "tgtd.pid")]], state_dir)

@@ -69,6 +69,7 @@ from vmvault.hypervisor.lab.xml import (
     iscsi_iqns,
     lab_mark,
 )
+from vmvault.hypervisor.libvirt.connection import error_message
 
 VARIANTS: tuple[str, ...] = (
     "standard",
@@ -151,7 +152,7 @@ def _connect(uri: str, lab_dir: Path) -> Any:
     try:
         return libvirt.open(uri)
     except libvirt.libvirtError as exc:
-        raise HostUnreachable(str(exc.get_error_message()), uri=uri) from None
+        raise HostUnreachable(error_message(exc), uri=uri) from None
 
 
 def _lab_domains(conn: Any, prefix: str | None = None) -> list[tuple[Any, str]]:
@@ -260,7 +261,7 @@ def _define(conn: Any, spec: DomainSpec) -> Any:
     try:
         return conn.defineXML(domain_xml(spec))
     except libvirt.libvirtError as exc:
-        raise LabFailed(f"cannot define {spec.name}: {exc.get_error_message()}") from None
+        raise LabFailed(f"cannot define {spec.name}: {error_message(exc)}") from None
 
 
 def _boot(conn: Any, spec: DomainSpec, deadline: float, log: Callable[[str], None]) -> None:
@@ -270,7 +271,7 @@ def _boot(conn: Any, spec: DomainSpec, deadline: float, log: Callable[[str], Non
         dom.create()
     except libvirt.libvirtError as exc:
         raise LabFailed(
-            f"{spec.name} did not start: {exc.get_error_message()}\n{qemu_log_tail(spec.name)}"
+            f"{spec.name} did not start: {error_message(exc)}\n{qemu_log_tail(spec.name)}"
         ) from None
     remaining = max(1.0, deadline - time.monotonic())
     if spec.agent:

@@ -18,6 +18,7 @@ import libvirt
 from vmvault.domain.errors import LabFailed, LabGuestTimeout
 from vmvault.hypervisor.lab.xml import console_log
 from vmvault.hypervisor.libvirt.agent import ping
+from vmvault.hypervisor.libvirt.connection import error_message
 
 READY_MARK = "LABGUEST-READY"
 
@@ -77,7 +78,7 @@ def not_running(dom: Any) -> str | None:
     try:
         state = dom.state()[0]
     except libvirt.libvirtError as exc:
-        return f"the domain is gone ({exc.get_error_message()})"
+        return f"the domain is gone ({error_message(exc)})"
     if state in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED):
         return None
     return f"the domain is {STATES.get(state, 'unknown')}"
@@ -116,7 +117,7 @@ def destroy_and_undefine(dom: Any) -> None:
             break
         except libvirt.libvirtError as exc:
             if attempt == 4:
-                raise LabFailed(f"cannot stop {dom.name()}: {exc.get_error_message()}") from None
+                raise LabFailed(f"cannot stop {dom.name()}: {error_message(exc)}") from None
             time.sleep(0.5)
     flags = (
         libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
@@ -129,4 +130,4 @@ def destroy_and_undefine(dom: Any) -> None:
             dom.undefineFlags(flags)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-            raise LabFailed(f"cannot undefine {dom.name()}: {exc.get_error_message()}") from None
+            raise LabFailed(f"cannot undefine {dom.name()}: {error_message(exc)}") from None

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from vmvault.hypervisor.libvirt.domxml import AGENT_CHANNEL, parse_disks
+
 LAB_NS = "https://vmvault.dev/xmlns/lab/1"
 GROUP_NS = "https://vmvault.dev/xmlns/1"
 LAB_GROUP = "lab"
-AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 
 @dataclass(frozen=True)
@@ -169,13 +170,7 @@ def lab_mark(domain_xml_text: str) -> LabMark | None:
 
 def file_disks(domain_xml_text: str) -> list[Path]:
     """Source paths of the file-backed disks, in XML order."""
-    root = ET.fromstring(domain_xml_text)
-    out = []
-    for disk in root.findall("devices/disk"):
-        src = disk.find("source")
-        if disk.get("type") == "file" and src is not None and src.get("file"):
-            out.append(Path(src.get("file", "")))
-    return out
+    return [Path(d.file) for d in parse_disks(domain_xml_text) if d.type == "file" and d.file]
 
 
 def console_log(domain_xml_text: str) -> Path | None:
@@ -187,9 +182,8 @@ def console_log(domain_xml_text: str) -> Path | None:
 
 def iscsi_iqns(domain_xml_text: str) -> list[str]:
     """The iSCSI target names (without the ``/lun`` suffix) of the domain's network disks."""
-    root = ET.fromstring(domain_xml_text)
-    out = []
-    for src in root.findall("devices/disk/source[@protocol='iscsi']"):
-        name = src.get("name", "")
-        out.append(name.rsplit("/", 1)[0])
-    return out
+    return [
+        d.network.name.rsplit("/", 1)[0]
+        for d in parse_disks(domain_xml_text)
+        if d.network is not None and d.network.protocol == "iscsi"
+    ]

@@ -4,7 +4,8 @@ qemu-ga speaks QMP-like JSON over a virtio-serial port named ``org.qemu.guest_ag
 libvirt owns the host end of that channel, so we never open the socket ourselves. Each
 function here sends one command and returns its ``"return"`` value, or raises
 :class:`~vmvault.domain.errors.AgentCommandFailed`. :func:`ping` is the exception: it answers a
-question and never raises.
+question and never raises. Whether a domain has the channel at all is
+:func:`~vmvault.hypervisor.libvirt.domxml.has_agent_channel` (libvirt's rule).
 
 While the guest's file systems are frozen, qemu-ga refuses almost every command (``guest-exec``,
 ``guest-file-*``, a second freeze); start guest-side helpers before a freeze and always thaw.
@@ -16,7 +17,6 @@ import base64
 import contextlib
 import json
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +25,11 @@ import libvirt
 import libvirt_qemu
 
 from vmvault.domain.errors import AgentCommandFailed
+from vmvault.hypervisor.libvirt.connection import error_message
 
-AGENT_CHANNEL = "org.qemu.guest_agent.0"
+# the channel rule lives in domxml; re-exported for the callers that still ask agent
+from vmvault.hypervisor.libvirt.domxml import has_agent_channel as has_agent_channel
+
 _READ_CHUNK = 1 << 20
 
 
@@ -56,9 +59,7 @@ def agent_command(
     try:
         raw = libvirt_qemu.qemuAgentCommand(dom, json.dumps(payload), max(1, int(timeout)), 0)
     except libvirt.libvirtError as exc:
-        raise AgentCommandFailed(
-            str(exc.get_error_message()), vm=_name(dom), command=command
-        ) from None
+        raise AgentCommandFailed(error_message(exc), vm=_name(dom), command=command) from None
     try:
         reply = json.loads(raw)
     except (TypeError, ValueError):
@@ -142,18 +143,6 @@ def read_file(dom: Any, path: str) -> bytes:
         with contextlib.suppress(AgentCommandFailed):
             agent_command(dom, "guest-file-close", {"handle": handle})
     return b"".join(chunks)
-
-
-def has_agent_channel(domain_xml: str) -> bool:
-    """True if the domain XML has the virtio channel ``org.qemu.guest_agent.0``."""
-    try:
-        root = ET.fromstring(domain_xml)
-    except ET.ParseError:
-        return False
-    for target in root.findall("devices/channel/target"):
-        if target.get("type") == "virtio" and target.get("name") == AGENT_CHANNEL:
-            return True
-    return False
 
 
 @contextlib.contextmanager

@@ -5,8 +5,9 @@ things: libvirt's metadata (``/var/lib/libvirt/qemu/checkpoint/<vm>/N.xml``) and
 qcow2 disk it covers, a persistent dirty bitmap named ``N`` that QEMU keeps in memory while
 the VM runs and writes into the image when it closes it (clean shutdown).
 
-vmvault only ever touches its own checkpoints, named ``vmvault-<point-id>`` (:func:`is_ours`);
-:func:`delete_checkpoint` refuses any other name.
+vmvault only ever touches its own checkpoints, named ``vmvault-<point-id>``
+(:func:`vmvault.domain.recovery_point.is_our_checkpoint`); :func:`delete_checkpoint` refuses
+any other name.
 
 Facts that shape this module (libvirt 9.0 / QEMU 7.2, measured):
 
@@ -40,18 +41,9 @@ from vmvault.domain.errors import (
     HostUnreachable,
     InvalidInput,
 )
-from vmvault.hypervisor.libvirt.connection import connection, lookup_domain
-
-OUR_PREFIX = "vmvault-"
-
-
-def is_ours(name: str) -> bool:
-    """True for checkpoints vmvault made (``vmvault-<point-id>``); never touch the others."""
-    return name.startswith(OUR_PREFIX) and len(name) > len(OUR_PREFIX)
-
-
-def _err(exc: libvirt.libvirtError) -> str:
-    return str(exc.get_error_message() or exc)
+from vmvault.domain.recovery_point import CHECKPOINT_PREFIX, is_our_checkpoint
+from vmvault.hypervisor.libvirt.connection import connection, error_message, lookup_domain
+from vmvault.hypervisor.libvirt.domxml import DomainDisk, parse_disks
 
 
 def _ordered(dom: Any) -> list[Any]:
@@ -78,7 +70,7 @@ def list_checkpoints(uri: str, vm_uuid: str) -> list[str]:
             return [str(cp.getName()) for cp in _ordered(dom)]
         except libvirt.libvirtError as exc:
             raise CheckpointOperationFailed(
-                _err(exc), operation="list", checkpoint="*", vm=vm_uuid
+                error_message(exc), operation="list", checkpoint="*", vm=vm_uuid
             ) from None
 
 
@@ -95,7 +87,7 @@ def checkpoint_xml(uri: str, vm_uuid: str, name: str) -> str:
                     "libvirt has no such checkpoint", checkpoint=name, vm=vm_uuid
                 ) from None
             raise CheckpointOperationFailed(
-                _err(exc), operation="read", checkpoint=name, vm=vm_uuid
+                error_message(exc), operation="read", checkpoint=name, vm=vm_uuid
             ) from None
 
 
@@ -123,9 +115,9 @@ def redefine_checkpoint(uri: str, vm_uuid: str, xml: str) -> None:
             dom.checkpointCreateXML(xml, flags)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == libvirt.VIR_ERR_CHECKPOINT_INCONSISTENT:
-                raise CheckpointMissing(_err(exc), checkpoint=name, vm=vm_uuid) from None
+                raise CheckpointMissing(error_message(exc), checkpoint=name, vm=vm_uuid) from None
             raise CheckpointOperationFailed(
-                _err(exc), operation="redefine", checkpoint=name, vm=vm_uuid
+                error_message(exc), operation="redefine", checkpoint=name, vm=vm_uuid
             ) from None
 
 
@@ -137,9 +129,10 @@ def delete_checkpoint(uri: str, vm_uuid: str, name: str, *, metadata_only: bool 
     libvirt does when it "loses" a checkpoint).  If the bitmap of a disk is already gone, a
     normal delete fails in libvirt; the metadata is then dropped alone.
     """
-    if not is_ours(name):
+    if not is_our_checkpoint(name):
         raise InvalidInput(
-            f"vmvault deletes only its own checkpoints ({OUR_PREFIX}*)", what=f"checkpoint {name}"
+            f"vmvault deletes only its own checkpoints ({CHECKPOINT_PREFIX}*)",
+            what=f"checkpoint {name}",
         )
     with connection(uri) as conn:
         dom = lookup_domain(conn, uri, vm_uuid)
@@ -149,19 +142,19 @@ def delete_checkpoint(uri: str, vm_uuid: str, name: str, *, metadata_only: bool 
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_CHECKPOINT:
                 return
             raise CheckpointOperationFailed(
-                _err(exc), operation="delete", checkpoint=name, vm=vm_uuid
+                error_message(exc), operation="delete", checkpoint=name, vm=vm_uuid
             ) from None
         flags = libvirt.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY if metadata_only else 0
         try:
             cp.delete(flags)
         except libvirt.libvirtError as exc:
-            message = _err(exc)
+            message = error_message(exc)
             if not metadata_only and "not found" in message and "bitmap" in message:
                 try:
                     cp.delete(libvirt.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY)
                     return
                 except libvirt.libvirtError as exc2:
-                    message = _err(exc2)
+                    message = error_message(exc2)
             raise CheckpointOperationFailed(
                 message, operation="delete", checkpoint=name, vm=vm_uuid
             ) from None
@@ -237,7 +230,9 @@ def _live_bitmaps(uri: str, path: Path) -> list[str] | None:
         with connection(uri) as conn:
             for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
                 try:
-                    paths = {os.path.realpath(p) for p, _ in _disk_paths(dom).values()}
+                    paths = {
+                        os.path.realpath(d.local_path or "") for d in _local_disks(dom).values()
+                    }
                 except (libvirt.libvirtError, ET.ParseError):
                     continue
                 if real not in paths:
@@ -260,19 +255,9 @@ def _live_bitmaps(uri: str, path: Path) -> list[str] | None:
     return None
 
 
-def _disk_paths(dom: Any) -> dict[str, tuple[str, str]]:
-    """target -> (source file, driver type) of the domain's file disks."""
-    root = ET.fromstring(dom.XMLDesc(0))
-    out = {}
-    for el in root.findall("./devices/disk"):
-        target, source, driver = el.find("target"), el.find("source"), el.find("driver")
-        if target is None or source is None:
-            continue
-        path = source.get("file") or source.get("dev")
-        if path:
-            fmt = driver.get("type", "raw") if driver is not None else "raw"
-            out[target.get("dev", "")] = (path, fmt)
-    return out
+def _local_disks(dom: Any) -> dict[str, DomainDisk]:
+    """target -> disk, for the domain's disks backed by a file or block device on this host."""
+    return {d.target: d for d in parse_disks(dom.XMLDesc(0)) if d.local_path}
 
 
 def checkpoint_coverage(dom: Any, name: str) -> dict[str, str]:
@@ -289,7 +274,7 @@ def checkpoint_coverage(dom: Any, name: str) -> dict[str, str]:
             raise CheckpointMissing(
                 "libvirt has no such checkpoint", checkpoint=name, vm=dom.UUIDString()
             ) from None
-        raise CheckpointMissing(_err(exc), checkpoint=name, vm=dom.UUIDString()) from None
+        raise CheckpointMissing(error_message(exc), checkpoint=name, vm=dom.UUIDString()) from None
     out: dict[str, str] = {}
     for el in ET.fromstring(xml).findall("./disks/disk"):
         target = el.get("name", "")
@@ -322,18 +307,18 @@ def verify_checkpoint(uri: str, vm_uuid: str, name: str, targets: Iterable[str])
                 elif state == "none":
                     problems.append(f"checkpoint {name} has no bitmap for disk {t}")
             return problems
-        paths = _disk_paths(dom)
+        disks = _local_disks(dom)
         try:
             dom.checkpointLookupByName(name)
         except libvirt.libvirtError:
             problems.append(f"libvirt has no checkpoint {name}")
     for t in targets:
-        if t not in paths:
+        disk = disks.get(t)
+        if disk is None or disk.local_path is None:
             problems.append(f"the VM has no disk {t}")
             continue
-        path, _fmt = paths[t]
         try:
-            found = {str(b.get("name")): b for b in image_bitmap_info(Path(path))}
+            found = {str(b.get("name")): b for b in image_bitmap_info(Path(disk.local_path))}
         except InvalidInput as exc:
             problems.append(f"cannot read the bitmaps of {t}: {exc.detail}")
             continue

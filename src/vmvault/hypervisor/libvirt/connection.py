@@ -2,6 +2,7 @@
 
 libvirt's default error handler prints every error to stderr; we silence it once and turn
 failures into :class:`~vmvault.domain.errors.HostUnreachable` so no traceback reaches a user.
+:func:`error_message` is how every adapter words a libvirt error in one of ours.
 """
 
 from __future__ import annotations
@@ -24,12 +25,18 @@ def _silence() -> None:
         _silenced = True
 
 
+def error_message(exc: libvirt.libvirtError) -> str:
+    """What a libvirt error says, as libvirt words it (``virGetLastError``'s message, else the
+    exception's text): the ``detail`` every adapter puts in the error it raises."""
+    return str(exc.get_error_message() or exc).strip()
+
+
 def open_connection(uri: str) -> libvirt.virConnect:
     _silence()
     try:
         conn = libvirt.open(uri)
     except libvirt.libvirtError as exc:
-        raise HostUnreachable(_first_line(exc), uri=uri) from None
+        raise HostUnreachable(error_message(exc), uri=uri) from None
     if conn is None:  # pragma: no cover - old bindings returned None
         raise HostUnreachable(uri=uri)
     return conn
@@ -45,11 +52,6 @@ def connection(uri: str) -> Iterator[libvirt.virConnect]:
             conn.close()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def lookup_domain(conn: Any, uri: str, vm_uuid: str) -> Any:
     """The domain with ``vm_uuid``: ``VM_DELETED`` when the host has none, ``HOST_UNREACHABLE``
     when libvirt fails otherwise."""
@@ -58,4 +60,4 @@ def lookup_domain(conn: Any, uri: str, vm_uuid: str) -> Any:
     except libvirt.libvirtError as exc:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
             raise VmDeleted(vm=vm_uuid, host=uri) from None
-        raise HostUnreachable(_first_line(exc), uri=uri) from None
+        raise HostUnreachable(error_message(exc), uri=uri) from None

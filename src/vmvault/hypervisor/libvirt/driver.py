@@ -8,7 +8,7 @@ from vmvault.domain.errors import HostUnreachable, VmDeleted, VmvaultError
 from vmvault.domain.inventory import AgentReport
 from vmvault.domain.vm import DomainFacts
 from vmvault.hypervisor.libvirt import agent
-from vmvault.hypervisor.libvirt.connection import connection
+from vmvault.hypervisor.libvirt.connection import connection, error_message
 from vmvault.hypervisor.libvirt.domxml import facts_from_xml
 
 
@@ -18,7 +18,7 @@ class LibvirtHypervisor:
             try:
                 return str(conn.getHostname())
             except libvirt.libvirtError as exc:
-                raise HostUnreachable(str(exc), uri=uri) from None
+                raise HostUnreachable(error_message(exc), uri=uri) from None
 
     def list_domains(self, uri: str) -> list[DomainFacts]:
         with connection(uri) as conn:
@@ -26,7 +26,7 @@ class LibvirtHypervisor:
                 hostname = str(conn.getHostname())
                 domains = conn.listAllDomains(0)
             except libvirt.libvirtError as exc:
-                raise HostUnreachable(str(exc), uri=uri) from None
+                raise HostUnreachable(error_message(exc), uri=uri) from None
             facts = []
             for dom in domains:
                 try:
@@ -56,7 +56,7 @@ class LibvirtHypervisor:
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                     return None
-                raise HostUnreachable(str(exc), uri=uri) from None
+                raise HostUnreachable(error_message(exc), uri=uri) from None
 
     def agent_report(self, uri: str, uuid: str, timeout: int) -> AgentReport:
         with connection(uri) as conn:

@@ -1,31 +1,21 @@
-"""The libvirt side of a restore: domain XML in and out, and the domain's life cycle.
+"""The libvirt side of a restore: the domain's life cycle on its host.
 
-:func:`inspect_xml` reads what a restore plan needs from a domain XML
-(:class:`~vmvault.domain.restore.DomainShape`); :func:`render_xml` writes a plan back into
-the point's XML.  :class:`LibvirtRestoreDriver` is the service's ``RestoreDriver``: default
-directory, networks, shutdown, undefine, define, start, guest agent, image checks.
+:class:`LibvirtRestoreDriver` is the service's ``RestoreDriver``: default directory,
+networks, shutdown, undefine, define, start, guest agent, image checks; the domain XML in and
+out is :mod:`vmvault.hypervisor.libvirt.restore_xml`.
 
 Facts that shape this module (libvirt 9.0, QEMU 7.2, measured on the lab):
 
-* ``<link state='down'/>`` alone does not let a VM start when its network is gone: libvirt
-  looks the network up at start (``Network not found: no network with matching name``) and a
-  missing bridge fails the same way.  A NIC whose network or bridge is unusable therefore
-  becomes ``type='ethernet'`` (a tap device attached to nothing) with its link down; its MAC,
-  model and PCI address stay, and the original connection is kept in the domain's metadata
-  (``<vmvault-restore:restore>``) so it can be reconnected by hand.
 * A plain ``undefine`` refuses a domain with checkpoints; ``--replace`` undefines with the
   checkpoint metadata, the managed-save image (its memory would not match the new disks) and
   keeps NVRAM and TPM state (same VM, same uuid).
 * ``virDomainShutdownFlags(GUEST_AGENT)`` waits for the agent forever by default: the agent's
   response timeout is set to 5 s around it.
-* The namespaces of ``<metadata>`` children survive a round trip through ElementTree: the
-  declarations end up on ``<domain>`` and libvirt moves them back.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import socket
@@ -50,242 +40,19 @@ from vmvault.domain.errors import (
 from vmvault.domain.restore import (
     FALLBACK_DEFAULT_DIR,
     DomainShape,
-    FileKind,
     LiveDomain,
     RestorePlan,
-    XmlDisk,
-    XmlFile,
     XmlNic,
 )
 from vmvault.domain.vm import PowerState
 from vmvault.hypervisor.host import qemu_log_tail
 from vmvault.hypervisor.libvirt import agent
-from vmvault.hypervisor.libvirt.connection import connection, lookup_domain
-from vmvault.hypervisor.libvirt.domxml import AGENT_CHANNEL, POWER_STATES
-
-RESTORE_NS = "https://vmvault.dev/xmlns/restore/1"
-RESTORE_PREFIX = "vmvault-restore"
-DEFAULT_POOL = "default"
-#: Children an ``<interface>`` keeps when it is disconnected (type ``ethernet``).
-_KEEP_IN_ETHERNET = {"mac", "model", "driver", "address", "boot", "rom", "mtu", "alias", "acpi"}
-_CHAR_DEVICES = ("serial", "console", "parallel", "channel")
-
-
-def _err(exc: libvirt.libvirtError) -> str:
-    return str(exc.get_error_message() or exc)
-
-
-# --- reading a domain XML ----------------------------------------------------------------------
-
-
-def inspect_xml(xml: str) -> DomainShape:
-    """The parts of a domain XML a restore plans with."""
-    root = ET.fromstring(xml)
-    disks = []
-    for el in root.findall("./devices/disk"):
-        target = el.find("target")
-        driver = el.find("driver")
-        source = el.find("source")
-        dtype = el.get("type", "file")
-        path = None
-        if source is not None:
-            if dtype == "network":
-                path = f"{source.get('protocol', 'network')}://{source.get('name', '')}"
-            elif dtype == "volume":
-                path = f"{source.get('pool', '')}/{source.get('volume', '')}"
-            else:
-                path = source.get("file") or source.get("dev") or source.get("dir")
-        disks.append(
-            XmlDisk(
-                target=target.get("dev", "?") if target is not None else "?",
-                type=dtype,
-                device=el.get("device", "disk"),
-                format=driver.get("type") if driver is not None else None,
-                path=path,
-                readonly=el.find("readonly") is not None,
-                shareable=el.find("shareable") is not None,
-            )
-        )
-    nics = []
-    for i, el in enumerate(root.findall("./devices/interface")):
-        mac = el.find("mac")
-        source = el.find("source")
-        src = None
-        if source is not None:
-            src = source.get("network") or source.get("bridge") or source.get("dev")
-        nics.append(
-            XmlNic(i, mac.get("address") if mac is not None else None, el.get("type", "?"), src)
-        )
-    files: list[XmlFile] = []
-    seen: set[str] = set()
-
-    def add(kind: FileKind, path: str | None) -> None:
-        if path and path not in seen:
-            seen.add(path)
-            files.append(XmlFile(kind, path))
-
-    for tag in _CHAR_DEVICES:
-        for el in root.findall(f"./devices/{tag}"):
-            log = el.find("log")
-            if log is not None:
-                add(FileKind.LOG, log.get("file"))
-            source = el.find("source")
-            if source is None:
-                continue
-            if el.get("type") == "file":
-                add(FileKind.LOG, source.get("path"))
-            elif tag == "channel" and el.get("type") == "unix" and source.get("path"):
-                files.append(XmlFile(FileKind.CHANNEL, source.get("path", "")))
-    nvram = root.find("./os/nvram")
-    if nvram is not None and nvram.text and nvram.text.strip():
-        add(FileKind.NVRAM, nvram.text.strip())
-    tpm_emulator = False
-    for backend in root.findall("./devices/tpm/backend"):
-        if backend.get("type") == "emulator":
-            tpm_emulator = True
-            for child in backend:
-                if child.get("path"):
-                    add(FileKind.TPM, child.get("path"))
-    agent_channel = any(
-        t.get("name") == AGENT_CHANNEL for t in root.findall("./devices/channel/target")
-    )
-    return DomainShape(
-        name=root.findtext("name", default="").strip(),
-        uuid=root.findtext("uuid", default="").strip(),
-        disks=disks,
-        nics=nics,
-        files=files,
-        hostdevs=len(root.findall("./devices/hostdev")),
-        agent_channel=agent_channel,
-        tpm_emulator=tpm_emulator,
-    )
-
-
-# --- writing the restored domain XML -----------------------------------------------------------
-
-
-def _register_namespaces(xml: str) -> None:
-    """Keep the document's namespace prefixes (``lab:``, ``vmvault:``…) when serialising."""
-    for _event, (prefix, uri) in ET.iterparse(io.StringIO(xml), events=("start-ns",)):
-        with contextlib.suppress(ValueError):  # prefixes ElementTree reserves (ns0 …)
-            ET.register_namespace(prefix, uri)
-    ET.register_namespace(RESTORE_PREFIX, RESTORE_NS)
-
-
-def render_xml(xml: str, plan: RestorePlan) -> str:
-    """The point's domain XML rewritten as the plan says (see the module docstring)."""
-    _register_namespaces(xml)
-    root = ET.fromstring(xml)
-    _set_text(root, "name", plan.name)
-    _set_text(root, "uuid", plan.uuid)
-    devices = root.find("devices")
-    if devices is None:
-        devices = ET.SubElement(root, "devices")
-    paths = plan.disk_paths
-    for el in list(devices.findall("disk")):
-        target = el.find("target")
-        dev = target.get("dev", "") if target is not None else ""
-        if dev in plan.drop_disks:
-            devices.remove(el)
-        elif dev in paths:
-            path, fmt = paths[dev]
-            _file_disk(el, path, fmt)
-    if plan.drop_hostdevs:
-        for el in list(devices.findall("hostdev")):
-            devices.remove(el)
-    if plan.files:
-        for el in root.iter():
-            for key, value in list(el.attrib.items()):
-                if value in plan.files:
-                    el.set(key, plan.files[value])
-            if el.text and el.text.strip() in plan.files:
-                el.text = plan.files[el.text.strip()]
-    if plan.drop_channel_paths:
-        for el in devices.findall("channel"):
-            source = el.find("source")
-            if el.get("type") == "unix" and source is not None and "path" in source.attrib:
-                del source.attrib["path"]
-    disconnected = []
-    for el, nic in zip(devices.findall("interface"), plan.nics, strict=False):
-        if nic.mac:
-            mac = el.find("mac")
-            if mac is None:
-                mac = ET.Element("mac")
-                el.insert(0, mac)
-            mac.set("address", nic.mac)
-        if not nic.connected:
-            el.set("type", "ethernet")
-            for child in list(el):
-                if child.tag not in _KEEP_IN_ETHERNET:
-                    el.remove(child)
-            disconnected.append(nic)
-        if nic.link_down:
-            link = el.find("link")
-            if link is None:
-                link = ET.SubElement(el, "link")
-            link.set("state", "down")
-    if disconnected:
-        meta = root.find("metadata")
-        if meta is None:
-            meta = ET.Element("metadata")
-            root.insert(_after_identity(root), meta)
-        for old in meta.findall(f"{{{RESTORE_NS}}}restore"):
-            meta.remove(old)
-        record = ET.SubElement(meta, f"{{{RESTORE_NS}}}restore")
-        for nic in disconnected:
-            ET.SubElement(
-                record,
-                f"{{{RESTORE_NS}}}disconnected",
-                {
-                    "mac": nic.mac or "",
-                    "type": nic.type,
-                    "source": nic.source or "",
-                    "why": nic.problem or "",
-                },
-            )
-    return ET.tostring(root, encoding="unicode")
-
-
-def _set_text(root: ET.Element, tag: str, value: str) -> None:
-    el = root.find(tag)
-    if el is None:
-        el = ET.Element(tag)
-        root.insert(_after_identity(root), el)
-    el.text = value
-
-
-def _after_identity(root: ET.Element) -> int:
-    pos = 0
-    for i, child in enumerate(root):
-        if child.tag in ("name", "uuid", "genid", "title", "description"):
-            pos = i + 1
-    return pos
-
-
-def _file_disk(el: ET.Element, path: Path, fmt: str) -> None:
-    """Make ``el`` a file disk of ``fmt`` at ``path`` (no backing chain: images are flat)."""
-    el.set("type", "file")
-    source = el.find("source")
-    keep_children = []
-    if source is not None:
-        # <seclabel> children of a source stay; hosts/auth/reservations of other types go
-        keep_children = [c for c in source if c.tag == "seclabel"]
-        el.remove(source)
-    new_source = ET.Element("source", {"file": str(path)})
-    for child in keep_children:
-        new_source.append(child)
-    driver = el.find("driver")
-    if driver is None:
-        driver = ET.Element("driver", {"name": "qemu"})
-        el.insert(0, driver)
-    driver.set("type", fmt)
-    index = list(el).index(driver) + 1
-    el.insert(index, new_source)
-    for bs in el.findall("backingStore"):
-        el.remove(bs)
-
-
-# --- the driver --------------------------------------------------------------------------------
+from vmvault.hypervisor.libvirt.connection import connection, error_message, lookup_domain
+from vmvault.hypervisor.libvirt.domxml import (
+    POWER_STATES,
+    has_agent_channel,
+)
+from vmvault.hypervisor.libvirt.restore_xml import DEFAULT_POOL, inspect_xml, render_xml
 
 
 def _power(dom: Any) -> PowerState:
@@ -314,7 +81,7 @@ class LibvirtRestoreDriver:
             try:
                 remote = str(conn.getHostname())
             except libvirt.libvirtError as exc:
-                raise HostUnreachable(_err(exc), uri=uri) from None
+                raise HostUnreachable(error_message(exc), uri=uri) from None
         local = socket.gethostname()
         return remote.split(".")[0] == local.split(".")[0]
 
@@ -372,7 +139,7 @@ class LibvirtRestoreDriver:
                     if not net.isActive():
                         return f"network '{nic.source}' is not active on {uri}"
                 except libvirt.libvirtError as exc:
-                    return f"network '{nic.source}': {_err(exc)}"
+                    return f"network '{nic.source}': {error_message(exc)}"
             return None
         if nic.type == "bridge" and nic.source:
             if not Path("/sys/class/net", nic.source, "bridge").is_dir():
@@ -406,7 +173,7 @@ class LibvirtRestoreDriver:
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                     return None
-                raise HostUnreachable(_err(exc), uri=uri) from None
+                raise HostUnreachable(error_message(exc), uri=uri) from None
 
     def domain(self, uri: str, uuid: str) -> LiveDomain | None:
         with connection(uri) as conn:
@@ -415,7 +182,7 @@ class LibvirtRestoreDriver:
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                     return None
-                raise HostUnreachable(_err(exc), uri=uri) from None
+                raise HostUnreachable(error_message(exc), uri=uri) from None
             try:
                 flags = libvirt.VIR_DOMAIN_XML_INACTIVE if dom.isPersistent() else 0
                 return LiveDomain(
@@ -427,7 +194,7 @@ class LibvirtRestoreDriver:
                     checkpoints=[str(c.getName()) for c in dom.listAllCheckpoints(0)],
                 )
             except libvirt.libvirtError as exc:
-                raise HostUnreachable(_err(exc), uri=uri) from None
+                raise HostUnreachable(error_message(exc), uri=uri) from None
 
     def shutdown(self, uri: str, uuid: str, timeout: float) -> str:
         """Shut the domain off: through the agent (else ACPI), forced after ``timeout`` s.
@@ -456,16 +223,12 @@ class LibvirtRestoreDriver:
                     break
                 except libvirt.libvirtError as exc:
                     if attempt == 4:
-                        raise RestoreShutdownFailed(_err(exc), vm=name) from None
+                        raise RestoreShutdownFailed(error_message(exc), vm=name) from None
                     time.sleep(0.5)
             return f"{how} ({time.monotonic() - started:.1f} s)"
 
     def _ask_shutdown(self, dom: Any) -> str:
-        has_agent = any(
-            t.get("name") == AGENT_CHANNEL
-            for t in ET.fromstring(dom.XMLDesc(0)).findall("./devices/channel/target")
-        )
-        if has_agent and agent.ping(dom, timeout=2):
+        if has_agent_channel(dom.XMLDesc(0)) and agent.ping(dom, timeout=2):
             try:
                 with agent.response_timeout(dom, 5):
                     dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)
@@ -476,7 +239,7 @@ class LibvirtRestoreDriver:
             dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
             return "ACPI shutdown"
         except libvirt.libvirtError as exc:
-            return f"no graceful shutdown ({_err(exc)})"
+            return f"no graceful shutdown ({error_message(exc)})"
 
     def undefine(self, uri: str, uuid: str) -> None:
         """Undefine a shut-off domain with its checkpoint metadata and managed-save image,
@@ -492,7 +255,9 @@ class LibvirtRestoreDriver:
             try:
                 dom.undefineFlags(flags)
             except libvirt.libvirtError as exc:
-                raise RestoreDefineFailed(f"undefine: {_err(exc)}", vm=dom.name()) from None
+                raise RestoreDefineFailed(
+                    f"undefine: {error_message(exc)}", vm=dom.name()
+                ) from None
 
     def define(self, uri: str, xml: str) -> str:
         """Define the domain; returns its uuid."""
@@ -501,7 +266,7 @@ class LibvirtRestoreDriver:
             try:
                 return str(conn.defineXML(xml).UUIDString())
             except libvirt.libvirtError as exc:
-                raise RestoreDefineFailed(_err(exc), vm=name) from None
+                raise RestoreDefineFailed(error_message(exc), vm=name) from None
 
     def start(self, uri: str, uuid: str) -> None:
         with connection(uri) as conn:
@@ -511,7 +276,7 @@ class LibvirtRestoreDriver:
             except libvirt.libvirtError as exc:
                 name = str(dom.name())
                 raise RestoreStartFailed(
-                    f"{_err(exc)}\n{qemu_log_tail(name)}".strip(), vm=name
+                    f"{error_message(exc)}\n{qemu_log_tail(name)}".strip(), vm=name
                 ) from None
 
     def wait_for_agent(self, uri: str, uuid: str, timeout: float) -> bool:

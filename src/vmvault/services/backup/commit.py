@@ -27,7 +27,7 @@ from vmvault.domain.recovery_point import (
     TakenPoint,
     UnfinishedBackup,
 )
-from vmvault.domain.restore import fs_summary
+from vmvault.domain.restore_test import fs_summary
 from vmvault.services.backup.plan import BackupPlan
 from vmvault.services.jobs import JobContext
 from vmvault.services.ports import BackupDriver, UnitOfWorkFactory

@@ -1,4 +1,5 @@
-"""Durable file writes: ``tmp + fsync + rename + fsync(dir)``, and writes that bypass the
+"""Local file primitives (the storage layer's, also used to write restored images): durable
+file writes: ``tmp + fsync + rename + fsync(dir)``, and writes that bypass the
 page cache.
 
 A reader, or a crash, sees either the old file or the new one, never a torn one.  Temporary

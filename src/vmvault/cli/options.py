@@ -1,0 +1,19 @@
+"""Options every command shares (one definition each)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait", help="Run in the foreground (default) or queue it for 'vmvault serve'."
+    ),
+]
+VaultOpt = Annotated[
+    str | None,
+    typer.Option("--vault", help="Vault to use (default: VMVAULT_VAULT or the only one)."),
+]

@@ -1,0 +1,148 @@
+"""`vmvault points`, `verify` and `gc`: recovery points and the vault's upkeep."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vmvault import documents
+from vmvault.cli import render
+from vmvault.cli.backups import queued
+from vmvault.cli.context import services
+from vmvault.cli.options import JsonOpt, VaultOpt, WaitOpt
+from vmvault.cli.render import emit_json, out, size
+from vmvault.documents import point_doc
+
+points_app = typer.Typer(help="Recovery points.", no_args_is_help=True)
+
+
+@points_app.command("list")
+def points_list(
+    vm: Annotated[str | None, typer.Argument(help="Only this VM's points.")] = None,
+    vault: VaultOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List recovery points, newest first."""
+    points = services().points.list_points(vault, vm)
+    if json_:
+        emit_json([point_doc(p) for p in points])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD", "DISKS", "LOGICAL", "NEW"):
+        table.add_column(col, no_wrap=col in ("ID", "VM"))
+    for p in points:
+        disks = ",".join(
+            d.target + ("" if not d.excluded else "*") + ("+" if d.incremental else "")
+            for d in p.disks
+        )
+        table.add_row(
+            p.id,
+            p.vm_name,
+            render.short_time(p.created_at),
+            p.consistency.value,
+            p.method.value,
+            disks,
+            size(p.bytes_logical),
+            size(p.bytes_new),
+        )
+    out.print(table)
+
+
+@points_app.command("show")
+def points_show(point_id: str, json_: JsonOpt = False) -> None:
+    """Show one recovery point."""
+    p = services().points.get(point_id)
+    doc = point_doc(p)
+    if json_:
+        emit_json(doc)
+        return
+    for key in ("id", "vm_name", "vm", "vault", "created_at", "consistency", "method"):
+        out.print(f"{key:12} {doc[key]}", markup=False)
+    out.print(f"{'frozen':12} {p.frozen_ms} ms")
+    out.print(f"{'checkpoint':12} {p.checkpoint or '-'}", markup=False)
+    out.print(
+        f"{'sizes':12} {size(p.bytes_logical)} logical, {size(p.bytes_read)} read, "
+        f"{size(p.bytes_new)} new"
+    )
+    for d in p.disks:
+        how = "excluded" if d.excluded else ("incremental" if d.incremental else "full")
+        out.print(
+            f"disk {d.target:6} {size(d.size):>10}  {how:11} read {size(d.bytes_read)}, "
+            f"new {size(d.bytes_new)}  ({d.reason or ''})",
+            markup=False,
+        )
+    for w in p.warnings:
+        out.print(f"warning: {w}", markup=False)
+
+
+@points_app.command("delete")
+def points_delete(point_id: str, json_: JsonOpt = False) -> None:
+    """Delete one recovery point (its unshared chunks go at the next GC)."""
+    outcome = services().points.delete_point(point_id)
+    if json_:
+        emit_json(documents.job_doc(outcome.job))
+    else:
+        render.job_result_line(outcome.job)
+    raise typer.Exit(render.exit_code_for([outcome.job]))
+
+
+def verify(
+    vm: Annotated[str | None, typer.Argument(help="Verify this VM's points.")] = None,
+    point: Annotated[str | None, typer.Option("--point", help="Verify one point.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Verify every point of the vault.")] = False,
+    wait: WaitOpt = True,
+    vault: VaultOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Re-read and re-hash every chunk the chosen points reference (a verify job)."""
+    if len([x for x in (vm, point) if x is not None]) + int(all_) != 1:
+        raise typer.BadParameter("give exactly one of VM, --point ID or --all")
+    if not wait:
+        queued([services().queue.submit_verify(vault, point_id=point, vm_ref=vm)], json_)
+    outcome = services().points.verify(vault, point_id=point, vm_ref=vm)
+    _, log = services().jobs.show(outcome.job.id)
+    if json_:
+        emit_json(documents.job_doc(outcome.job, log))
+    else:
+        render.job_result_line(outcome.job)
+        for line in log:
+            if " point " in line or "chunk reads" in line:
+                out.print(f"  {line}", markup=False)
+    raise typer.Exit(render.exit_code_for([outcome.job]))
+
+
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count.")] = False,
+    wait: WaitOpt = True,
+    vault: VaultOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Remove chunks no recovery point references (safe while backups run)."""
+    if not wait:
+        if dry_run:
+            raise typer.BadParameter("--dry-run runs in the foreground only")
+        queued([services().queue.submit_gc(vault)], json_)
+    outcome = services().points.gc(vault, dry_run)
+    if json_:
+        doc = documents.job_doc(outcome.job)
+        if outcome.result:
+            r = outcome.result
+            doc["result"] = {
+                "chunks_scanned": r.chunks_scanned,
+                "chunks_referenced": r.chunks_referenced,
+                "chunks_removed": r.chunks_removed,
+                "bytes_removed": r.bytes_removed,
+                "chunks_kept_recent": r.chunks_kept_recent,
+            }
+        emit_json(doc)
+    else:
+        render.job_result_line(outcome.job)
+        if outcome.result:
+            r = outcome.result
+            out.print(
+                f"  {r.chunks_removed} chunks removed ({size(r.bytes_removed)}), "
+                f"{r.chunks_referenced} referenced, {r.chunks_kept_recent} kept as too recent"
+            )
+    raise typer.Exit(render.exit_code_for([outcome.job]))

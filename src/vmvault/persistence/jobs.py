@@ -1,0 +1,172 @@
+"""Jobs in the catalog: rows, conflict keys, claims, the log (text for people) and the journal
+(typed steps recovery reads)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from vmvault.domain.job import ACTIVE_STATES, Job, JobConflict, JobState, JobType, JournalStep
+from vmvault.persistence import tables as t
+from vmvault.persistence.times import req, utc
+
+
+class SqlJobs:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _row(self, r: Any) -> Job:
+        return Job(
+            id=r.id,
+            type=JobType(r.type),
+            vault=r.vault,
+            vm_uuid=r.vm_uuid,
+            vm_name=r.vm_name,
+            state=JobState(r.state),
+            created_at=req(r.created_at),
+            started_at=utc(r.started_at),
+            ended_at=utc(r.ended_at),
+            bytes_done=r.bytes_done,
+            bytes_total=r.bytes_total,
+            warnings=list(r.warnings),
+            error_code=r.error_code,
+            message=r.message,
+            remedy=r.remedy,
+            pid=r.pid,
+            request=r.request,
+            origin=r.origin,
+        )
+
+    def create(
+        self,
+        job_type: JobType,
+        vault: str,
+        vm_uuid: str | None,
+        vm_name: str | None,
+        state: JobState,
+        now: datetime,
+        pid: int | None,
+        conflict_key: str | None,
+        request: dict[str, Any] | None = None,
+        origin: str | None = None,
+    ) -> Job:
+        values: dict[str, Any] = dict(
+            type=job_type.value,
+            vault=vault,
+            vm_uuid=vm_uuid,
+            vm_name=vm_name,
+            state=state.value,
+            created_at=now,
+            started_at=now if state is JobState.IN_PROGRESS else None,
+            bytes_done=0,
+            bytes_total=0,
+            warnings=[],
+            pid=pid,
+            conflict_key=conflict_key if state.active else None,
+            request=request,
+            origin=origin,
+        )
+        if conflict_key is not None and state.active:
+            holder = self.holder(conflict_key)
+            if holder is not None:
+                raise JobConflict(holder)
+        try:
+            with self.conn.begin_nested():
+                res = self.conn.execute(insert(t.jobs).values(**values))
+        except IntegrityError:
+            holder = self.holder(conflict_key) if conflict_key else None
+            if holder is None:
+                raise
+            raise JobConflict(holder) from None
+        assert res.inserted_primary_key is not None
+        job = self.get(res.inserted_primary_key[0])
+        assert job is not None
+        return job
+
+    def get(self, job_id: int) -> Job | None:
+        r = self.conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).first()
+        return self._row(r) if r else None
+
+    def queued(self, limit: int = 100) -> list[Job]:
+        q = select(t.jobs).where(t.jobs.c.state == JobState.QUEUED.value)
+        return [self._row(r) for r in self.conn.execute(q.order_by(t.jobs.c.id).limit(limit))]
+
+    def active(self) -> list[Job]:
+        q = select(t.jobs).where(t.jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
+        return [self._row(r) for r in self.conn.execute(q.order_by(t.jobs.c.id))]
+
+    def claim(self, job_id: int, pid: int, now: datetime) -> bool:
+        """queued → in-progress for process ``pid``; False when it is no longer queued."""
+        res = self.conn.execute(
+            update(t.jobs)
+            .where(t.jobs.c.id == job_id, t.jobs.c.state == JobState.QUEUED.value)
+            .values(state=JobState.IN_PROGRESS.value, pid=pid, started_at=now)
+        )
+        return res.rowcount == 1
+
+    def holder(self, conflict_key: str) -> Job | None:
+        r = self.conn.execute(select(t.jobs).where(t.jobs.c.conflict_key == conflict_key)).first()
+        return self._row(r) if r else None
+
+    def find(
+        self,
+        job_type: JobType | None = None,
+        state: JobState | None = None,
+        since: datetime | None = None,
+        vm_uuid: str | None = None,
+        limit: int = 500,
+    ) -> list[Job]:
+        q = select(t.jobs).order_by(t.jobs.c.id.desc()).limit(limit)
+        if job_type is not None:
+            q = q.where(t.jobs.c.type == job_type.value)
+        if state is not None:
+            q = q.where(t.jobs.c.state == state.value)
+        if since is not None:
+            q = q.where(t.jobs.c.created_at >= since)
+        if vm_uuid is not None:
+            q = q.where(t.jobs.c.vm_uuid == vm_uuid)
+        return [self._row(r) for r in self.conn.execute(q)]
+
+    def update(self, job: Job) -> None:
+        values: dict[str, Any] = dict(
+            state=job.state.value,
+            started_at=job.started_at,
+            ended_at=job.ended_at,
+            bytes_done=job.bytes_done,
+            bytes_total=job.bytes_total,
+            warnings=list(job.warnings),
+            error_code=job.error_code,
+            message=job.message,
+            remedy=job.remedy,
+        )
+        if job.state.final:
+            values["conflict_key"] = None
+        q = update(t.jobs).where(t.jobs.c.id == job.id)
+        if job.state is JobState.IN_PROGRESS:
+            # a cancel asked by another process meanwhile is never overwritten
+            values["state"] = case(
+                (t.jobs.c.state == JobState.CANCELLING.value, JobState.CANCELLING.value),
+                else_=JobState.IN_PROGRESS.value,
+            )
+        self.conn.execute(q.values(**values))
+
+    def append_log(self, job_id: int, line: str, now: datetime) -> None:
+        self.conn.execute(insert(t.job_log).values(job_id=job_id, at=now, line=line))
+
+    def log(self, job_id: int) -> list[str]:
+        q = select(t.job_log.c.at, t.job_log.c.line).where(t.job_log.c.job_id == job_id)
+        rows = self.conn.execute(q.order_by(t.job_log.c.id))
+        return [f"{req(r.at).strftime('%Y-%m-%d %H:%M:%S')} {r.line}" for r in rows]
+
+    def record_step(self, job_id: int, step: str, data: dict[str, Any], now: datetime) -> None:
+        self.conn.execute(insert(t.job_steps).values(job_id=job_id, step=step, data=data, at=now))
+
+    def steps(self, job_id: int) -> list[JournalStep]:
+        q = select(t.job_steps).where(t.job_steps.c.job_id == job_id).order_by(t.job_steps.c.id)
+        return [
+            JournalStep(job_id, r.id, r.step, dict(r.data or {}), req(r.at))
+            for r in self.conn.execute(q)
+        ]

@@ -1,0 +1,73 @@
+"""Vaults and hosts in the catalog."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from vmvault.domain.vault import Host, Vault
+from vmvault.persistence import tables as t
+from vmvault.persistence.times import req
+
+
+class SqlVaults:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _row(self, r: Any) -> Vault:
+        return Vault(r.id, r.name, r.location, r.path, req(r.created_at), r.key_file)
+
+    def get(self, name: str) -> Vault | None:
+        r = self.conn.execute(select(t.vaults).where(t.vaults.c.name == name)).first()
+        return self._row(r) if r else None
+
+    def get_by_id(self, vault_id: int) -> Vault | None:
+        r = self.conn.execute(select(t.vaults).where(t.vaults.c.id == vault_id)).first()
+        return self._row(r) if r else None
+
+    def all(self) -> list[Vault]:
+        return [self._row(r) for r in self.conn.execute(select(t.vaults).order_by(t.vaults.c.name))]
+
+    def add(
+        self, name: str, location: str, path: str, now: datetime, key_file: str | None = None
+    ) -> Vault:
+        res = self.conn.execute(
+            insert(t.vaults).values(
+                name=name, location=location, path=path, created_at=now, key_file=key_file
+            )
+        )
+        assert res.inserted_primary_key is not None
+        return Vault(res.inserted_primary_key[0], name, location, path, now, key_file)
+
+
+class SqlHosts:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _row(self, r: Any) -> Host:
+        return Host(r.id, r.uri, r.location, r.hostname, req(r.created_at))
+
+    def get(self, uri: str) -> Host | None:
+        r = self.conn.execute(select(t.hosts).where(t.hosts.c.uri == uri)).first()
+        return self._row(r) if r else None
+
+    def all(self, location: str | None = None) -> list[Host]:
+        q = select(t.hosts).order_by(t.hosts.c.location, t.hosts.c.uri)
+        if location is not None:
+            q = q.where(t.hosts.c.location == location)
+        return [self._row(r) for r in self.conn.execute(q)]
+
+    def add(self, uri: str, location: str, hostname: str | None, now: datetime) -> Host:
+        res = self.conn.execute(
+            insert(t.hosts).values(uri=uri, location=location, hostname=hostname, created_at=now)
+        )
+        assert res.inserted_primary_key is not None
+        return Host(res.inserted_primary_key[0], uri, location, hostname, now)
+
+    def remove(self, uri: str) -> None:
+        self.conn.execute(delete(t.hosts).where(t.hosts.c.uri == uri))
+
+    def set_hostname(self, uri: str, hostname: str) -> None:
+        self.conn.execute(update(t.hosts).where(t.hosts.c.uri == uri).values(hostname=hostname))

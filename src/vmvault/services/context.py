@@ -1,0 +1,59 @@
+"""What every service shares, passed as one object: :class:`ServiceContext`.
+
+The catalog (a unit-of-work factory), the job runner (the one way work runs), the vault
+service (resolving and opening vaults), the clock every decision reads and the size of the
+data path's thread pool.  The composition root builds one per process (one per worker in
+``vmvault serve``) and hands it to each service; a service adds only what is its own (the
+hypervisor port, a driver, limits).  :class:`Service` gives subclasses the shared parts as
+attributes, so a use case reads ``self.uow``, ``self.runner``, ``self.vaults``, ``self.clock``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from vmvault.services.jobs import JobRunner
+from vmvault.services.ports import UnitOfWorkFactory
+
+if TYPE_CHECKING:  # vaults.py builds on nothing here; only the type is needed
+    from vmvault.services.vaults import VaultService
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    uow: UnitOfWorkFactory
+    runner: JobRunner
+    vaults: VaultService
+    clock: Callable[[], datetime]
+    #: Threads of the data path (hashing, compression, restore writes).
+    workers: int = 2
+
+
+class Service:
+    """Base of the use-case services that run jobs over vaults."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def uow(self) -> UnitOfWorkFactory:
+        return self.ctx.uow
+
+    @property
+    def runner(self) -> JobRunner:
+        return self.ctx.runner
+
+    @property
+    def vaults(self) -> VaultService:
+        return self.ctx.vaults
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self.ctx.clock
+
+    @property
+    def workers(self) -> int:
+        return self.ctx.workers

@@ -1,0 +1,160 @@
+"""The restore service: its entry points, and the job that runs the steps in order."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable
+
+from vmvault.dataplane.restore import restore_disk
+from vmvault.domain.errors import InvalidInput, PointNotFound
+from vmvault.domain.job import Job, JobState, JobType, JournalStep
+from vmvault.domain.recovery_point import RecoveryPoint
+from vmvault.domain.restore import (
+    RestoreMode,
+)
+from vmvault.domain.restore_test import (
+    RestoreTestResult,
+)
+from vmvault.domain.vm import VmItem
+from vmvault.services.context import Service, ServiceContext
+from vmvault.services.jobs import JobContext, JobOutcome
+from vmvault.services.ports import DiskWriter, HostFiles, RestoreDriver
+from vmvault.services.restore import checks, clean_up, new_vm, staging, switch
+from vmvault.services.restore.model import RestoreReport, RestoreRequest
+
+
+class RestoreService(Service):
+    """Restores of whole VMs; ``driver``, ``files`` and ``write_disk`` are the host's side
+    (libvirt and the local file system, or the in-memory fakes)."""
+
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        driver: RestoreDriver,
+        *,
+        files: HostFiles,
+        write_disk: DiskWriter = restore_disk,
+        shutdown_timeout: float = 60.0,
+        boot_timeout: float = 180.0,
+        mount_wait: float = 10.0,
+    ) -> None:
+        super().__init__(ctx)
+        self.driver = driver
+        self.files = files
+        self.write_disk = write_disk
+        self.shutdown_timeout = shutdown_timeout
+        self.boot_timeout = boot_timeout
+        self.mount_wait = mount_wait
+
+    # --- entry points --------------------------------------------------------------------------
+
+    def restore(
+        self,
+        vm_ref: str,
+        point_id: str,
+        mode: RestoreMode,
+        *,
+        name: str | None = None,
+        directory: str | None = None,
+        host: str | None = None,
+        start: bool = False,
+        keep_previous: bool = False,
+        shutdown_timeout: float | None = None,
+    ) -> JobOutcome[RestoreReport]:
+        """Restore ``point_id`` of ``vm_ref`` (``--as-new``, ``--replace`` or a test).
+
+        Bad input is refused before the job starts, with nothing changed.
+        """
+        if mode is RestoreMode.AS_NEW and not name:
+            raise InvalidInput("--as-new needs the new VM's name", what="restore options")
+        if mode is RestoreMode.REPLACE and (name or directory or host):
+            raise InvalidInput(
+                "--replace restores the VM where it is: no name, --dir or --host",
+                what="restore options",
+            )
+        if mode is not RestoreMode.REPLACE and keep_previous:
+            raise InvalidInput("--keep-previous goes with --replace", what="restore options")
+        if mode is RestoreMode.TEST and start:
+            raise InvalidInput("a restore test starts the VM itself", what="--start")
+        if shutdown_timeout is not None and shutdown_timeout < 0:
+            raise InvalidInput("give 0 or more seconds", what="shutdown timeout")
+        vm, point = self.vm_and_point(vm_ref, point_id)
+        vault = self.vaults.resolve(point.vault)
+        store = self.vaults.open_store(vault)
+        manifest = store.read_manifest(point.id)
+        shape = self.driver.inspect(manifest.domain_xml)
+        if mode is RestoreMode.REPLACE:
+            req = checks.check_replace(self, vm, point, store, manifest, shape)
+        else:
+            if mode is RestoreMode.TEST and not name:
+                name = f"{vm.name[:50]}-rtest-{secrets.token_hex(3)}"
+            assert name is not None
+            req = checks.check_new(
+                self, mode, vm, point, store, manifest, shape, name, directory, host
+            )
+        req.start = start
+        req.keep_previous = keep_previous
+        timeout = self.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
+
+        def work(ctx: JobContext) -> RestoreReport:
+            return self._run(req, timeout, ctx)
+
+        return self.runner.run(JobType.RESTORE, vault.name, vm.uuid, vm.label, work)
+
+    def restore_test(
+        self, vm_ref: str, point_id: str, directory: str | None = None
+    ) -> JobOutcome[RestoreReport]:
+        """Boot the point as a throw-away VM (isolated), check it, record the result."""
+        return self.restore(vm_ref, point_id, RestoreMode.TEST, directory=directory)
+
+    def last_test(self, point_id: str) -> RestoreTestResult | None:
+        """The result of the latest restore test of a point, if it was ever tested."""
+        with self.uow() as uow:
+            if uow.points.get(point_id) is None:
+                raise PointNotFound(point=point_id, path="the catalog")
+            doc = uow.points.restore_test(point_id)
+        return RestoreTestResult.from_json(doc) if doc else None
+
+    def vm_and_point(self, vm_ref: str, point_id: str) -> tuple[VmItem, RecoveryPoint]:
+        """The VM and one of its points, or the error that refuses the request."""
+        return checks.vm_and_point(self, vm_ref, point_id)
+
+    def clean_up(
+        self,
+        job: Job,
+        steps: Iterable[JournalStep],
+        still_ours: Callable[[], bool] = lambda: True,
+    ) -> list[str]:
+        """Undo what restore job ``job``, whose process died, left behind (from its journal
+        ``steps``); returns what was done.  See :mod:`vmvault.services.restore.clean_up`."""
+        return clean_up.clean_up(self, job, steps, still_ours)
+
+    # --- the job -------------------------------------------------------------------------------
+
+    def _run(self, req: RestoreRequest, shutdown_timeout: float, ctx: JobContext) -> RestoreReport:
+        plan = req.plan
+        ctx.log(
+            f"restore of point {req.point.id} ({req.point.consistency.value}, "
+            f"{req.point.created_at.isoformat(timespec='seconds')}) of {req.vm.label}: "
+            f"{plan.mode.value} as {plan.name} ({plan.uuid}) on {plan.host_uri}"
+        )
+        for note in plan.notes:
+            ctx.log(note)
+        for warning in plan.warnings:
+            ctx.warn(warning)
+        report = RestoreReport(plan.mode, req.point.id, plan.name, plan.uuid, plan.host_uri)
+        report.nics = list(plan.nics)
+        report.files = dict(plan.files)
+        staging.stage(self, req, report, ctx)
+        try:
+            if plan.mode is RestoreMode.REPLACE:
+                switch.replace(self, req, report, shutdown_timeout, ctx)
+            else:
+                new_vm.define_new(self, req, report, ctx)
+        finally:
+            staging.unstage(self, req)
+        with self.uow() as uow:
+            current = uow.jobs.get(ctx.job.id)
+        if current is not None and current.state is JobState.CANCELLING:
+            ctx.log("cancel requested after the restore was in place: ignored, it is complete")
+        return report
