@@ -130,9 +130,7 @@ class Services:
 
         s = self.settings
         driver = self.overrides.backup_driver or LibvirtBackupDriver(s.work_dir)
-        service = BackupService(
-            self._uow, self.runner, self.vaults, self._hypervisor, driver, self.clock, s.workers
-        )
+        service = BackupService(self.context, self._hypervisor, driver)
         service.after_backup = self.protection.after_backup  # retention of protected VMs
         return service
 

@@ -125,7 +125,8 @@ class World:
         return VaultService(self.uow, self.hv, now, self.tmp, "main")  # type: ignore[arg-type]
 
     def service(self) -> BackupService:
-        return BackupService(self.uow, self.runner(), self.vaults(), self.hv, self.driver, now, 1)  # type: ignore[arg-type]
+        ctx = ServiceContext(self.uow, self.runner(), self.vaults(), now, 1)
+        return BackupService(ctx, self.hv, self.driver)  # type: ignore[arg-type]
 
     def recovery(self) -> RecoveryService:
         ctx = ServiceContext(self.uow, self.runner(), self.vaults(), now)  # type: ignore[arg-type]
@@ -184,7 +185,7 @@ class World:
             known = {r.name for r in uow.checkpoints.for_vm(UUID)}
         assert set(dom.checkpoints) <= known, (dom.checkpoints, known)
         store = self.store()
-        manifests = {p for p in store.list_index_dirs() if store.manifest_path(p).exists()}
+        manifests = {p for p in store.list_index_dirs() if store.has_manifest(p)}
         assert set(store.list_index_dirs()) == manifests  # no indexes without a manifest
 
 
@@ -439,7 +440,7 @@ def test_recovery_after_a_kill_at_each_step(world: World, step: str, by: str) ->
     kept = step in ("manifest-written", "committed")
     assert ids[-1] == first.id and len(ids) == (3 if kept else 2), ids
     store = world.store()
-    assert {p for p in store.list_index_dirs() if store.manifest_path(p).exists()} == set(ids)
+    assert {p for p in store.list_index_dirs() if store.has_manifest(p)} == set(ids)
     if kept:
         dead_point = world.points()[1]
         assert dead_point.job_id == dead.id and all(d.incremental for d in dead_point.disks)

@@ -10,7 +10,6 @@ import pytest
 from vmvault.domain.vm import PowerState
 from vmvault.hypervisor.lab.xml import DomainSpec, FileDisk, IscsiLun, file_disks, iscsi_iqns
 from vmvault.hypervisor.lab.xml import domain_xml as lab_domain_xml
-from vmvault.hypervisor.libvirt import agent
 from vmvault.hypervisor.libvirt.domxml import (
     AGENT_CHANNEL,
     BackingImage,
@@ -308,4 +307,3 @@ def test_inventory_restore_and_backup_share_the_channel_rule() -> None:
     )  # fmt: skip
     assert not facts.agent_channel
     assert not inspect_xml(lenient).agent_channel
-    assert agent.has_agent_channel is has_agent_channel

@@ -131,7 +131,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     runner = JobRunner(uow, now, SELF, lambda p: p in alive)
     vaults = VaultService(uow, None, now, tmp_path, None)  # type: ignore[arg-type]
     bdriver, rdriver = FakeBackupDriver(), FakeRestoreDriver()
-    backups = BackupService(uow, runner, vaults, None, bdriver, now)  # type: ignore[arg-type]
+    backups = BackupService(ServiceContext(uow, runner, vaults, now), None, bdriver)  # type: ignore[arg-type]
     restores = RestoreService(
         ServiceContext(uow, runner, vaults, now),
         rdriver,  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import save_vm
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
-from vmvault.domain.errors import InvalidInput, OperationInProgress, VmvaultError
+from vmvault.domain.errors import InvalidInput, OperationInProgress, VmNotRegistered, VmvaultError
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import Consistency, Method, PointDisk, RecoveryPoint
 from vmvault.domain.retention import Retention
@@ -192,7 +192,7 @@ def test_submit_is_all_or_nothing_and_holds_the_vm(services: Services) -> None:
     save_vm(services, "a", VmState.REGISTERED)
     save_vm(services, "b", VmState.REGISTERED)
     save_vm(services, "n", VmState.DISCOVERED)
-    with pytest.raises(InvalidInput):  # n is not registered: nothing queued
+    with pytest.raises(VmNotRegistered):  # n is not registered: nothing queued
         services.queue.submit_backup(None, ["a", "n"])
     assert backups(services) == []
     [job] = services.queue.submit_backup(None, ["a"])
@@ -253,8 +253,8 @@ def test_a_request_that_no_longer_holds_fails_its_job(services: Services) -> Non
     claimed = services.queue.claim_next()
     assert claimed is not None and claimed.id == job.id
     done = services.queue.execute(claimed)
-    assert done.state is JobState.FAILED and done.error_code == "INVALID_INPUT"
-    assert "register it" in (done.remedy or "") + (done.message or "")
+    assert done.state is JobState.FAILED and done.error_code == "VM_NOT_REGISTERED"
+    assert "register it" in ((done.remedy or "") + (done.message or "")).lower()
     vm.state, vm.vault = VmState.REGISTERED, "main"  # the failed job released the VM
     with services._uow() as uow:
         uow.vms.save(vm)

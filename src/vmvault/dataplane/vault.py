@@ -338,13 +338,6 @@ class VaultStore:
 
     manifest_key = staticmethod(manifest_key)
 
-    def manifest_path(self, point_id: str) -> Path:
-        """The manifest's file on a local backend.  Deprecated: use :meth:`has_manifest`;
-        kept only until ``services/backups.py`` stops calling ``manifest_path(p).exists()``."""
-        if not isinstance(self.backend, LocalBackend):
-            raise TypeError("manifest_path exists for vaults in a local directory only")
-        return self.backend.path(manifest_key(point_id))
-
     def has_manifest(self, point_id: str) -> bool:
         """Whether the recovery point exists in the vault."""
         return retry(lambda: self.backend.exists(manifest_key(point_id)))

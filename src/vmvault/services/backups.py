@@ -52,11 +52,10 @@ from typing import Any
 
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import InvalidInput, VmDeleted
-from vmvault.domain.inventory import match_vm
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import BackupStep, RecoveryPoint, TakenPoint, UnfinishedBackup
 from vmvault.domain.vault import Vault
-from vmvault.domain.vm import VmItem, VmState
+from vmvault.domain.vm import VmItem
 from vmvault.services.backup.cleanup import BackupCleanUp, discard
 from vmvault.services.backup.commit import (
     record_point,
@@ -66,9 +65,10 @@ from vmvault.services.backup.commit import (
 )
 from vmvault.services.backup.plan import BackupPlan, plan_backup
 from vmvault.services.backup.read import read_disks
-from vmvault.services.jobs import JobContext, JobOutcome, JobRunner
-from vmvault.services.ports import BackupDriver, Hypervisor, PointSession, UnitOfWorkFactory
-from vmvault.services.vaults import VaultService
+from vmvault.services.context import Service, ServiceContext
+from vmvault.services.jobs import JobContext, JobOutcome
+from vmvault.services.ports import BackupDriver, Hypervisor, PointSession
+from vmvault.services.vm_refs import MustBe, resolve_vms
 
 
 @dataclass
@@ -79,25 +79,12 @@ class BackupOutcome(JobOutcome[RecoveryPoint]):
     prune: JobOutcome[Any] | None = None
 
 
-class BackupService:
-    def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        runner: JobRunner,
-        vaults: VaultService,
-        hypervisor: Hypervisor,
-        driver: BackupDriver,
-        clock: Callable[[], datetime],
-        workers: int = 2,
-    ) -> None:
-        self.uow = uow
-        self.runner = runner
-        self.vaults = vaults
+class BackupService(Service):
+    def __init__(self, ctx: ServiceContext, hypervisor: Hypervisor, driver: BackupDriver) -> None:
+        super().__init__(ctx)
         self.hypervisor = hypervisor
         self.driver = driver
-        self.clock = clock
-        self.workers = workers
-        self.cleanup = BackupCleanUp(uow, driver, clock)
+        self.cleanup = BackupCleanUp(ctx.uow, driver, ctx.clock)
         #: Called after each successful backup (bootstrap sets it: retention of a protected
         #: VM runs as its own ``prune`` job once the backup job has ended); what it returns
         #: comes back as :attr:`BackupOutcome.prune`.
@@ -116,17 +103,7 @@ class BackupService:
             raise InvalidInput("name at least one VM", what="VM list")
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
-            known = uow.vms.all()
-        chosen: list[VmItem] = []
-        for ref in refs:
-            vm = match_vm(known, ref)
-            if vm.state is VmState.DISCOVERED or vm.vault != vault.name:
-                raise InvalidInput(
-                    f"register it with vault '{vault.name}' first ('vmvault register {ref}')",
-                    what=f"VM {vm.label} (not registered with this vault)",
-                )
-            if all(c.uuid != vm.uuid for c in chosen):
-                chosen.append(vm)
+            chosen = resolve_vms(uow, refs, vault=vault, must_be=MustBe.REGISTERED)
         return vault, chosen
 
     def backup(

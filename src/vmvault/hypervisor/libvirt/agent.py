@@ -27,9 +27,6 @@ import libvirt_qemu
 from vmvault.domain.errors import AgentCommandFailed
 from vmvault.hypervisor.libvirt.connection import error_message
 
-# the channel rule lives in domxml; re-exported for the callers that still ask agent
-from vmvault.hypervisor.libvirt.domxml import has_agent_channel as has_agent_channel
-
 _READ_CHUNK = 1 << 20
 
 

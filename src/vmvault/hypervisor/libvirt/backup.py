@@ -64,9 +64,9 @@ from vmvault.domain.errors import (
 )
 from vmvault.hypervisor.libvirt import agent, backup_xml
 from vmvault.hypervisor.libvirt.checkpoints import checkpoint_coverage
-from vmvault.hypervisor.libvirt.connection import lookup_domain, open_connection
+from vmvault.hypervisor.libvirt.connection import error_message, lookup_domain, open_connection
+from vmvault.hypervisor.libvirt.domxml import has_agent_channel, parse_disks
 from vmvault.hypervisor.libvirt.jobcontrol import (
-    _msg,
     domain_name,
     end_backup_job,
     has_checkpoint,
@@ -243,14 +243,14 @@ class PullBackup:
 
         # the live XML: disks, QEMU's user, agent channel
         root = ET.fromstring(dom.XMLDesc(0))
-        domain_disks = self._domain_disks(root)
+        domain_disks = {d.target: d.driver_format for d in parse_disks(root) if d.target}
         for d in self.disks:
             if d.target not in domain_disks:
                 raise InvalidInput(
                     f"VM {self._vm} has no disk {d.target} (it has {', '.join(domain_disks)})",
                     what=f"disk {d.target}",
                 )
-        has_agent = agent.has_agent_channel(ET.tostring(root, encoding="unicode"))
+        has_agent = has_agent_channel(root)
 
         # 3. incremental: the checkpoint and its bitmaps, per disk mode
         self._plan_modes(dom, domain_disks)
@@ -337,20 +337,6 @@ class PullBackup:
             # nothing to be incremental about: a plain full backup (no <incremental>)
             self.incremental_from = self.point_in_time.incremental_from = None
 
-    @staticmethod
-    def _domain_disks(root: ET.Element) -> dict[str, str]:
-        """target -> driver type of every disk of the live domain (in XML order)."""
-        out: dict[str, str] = {}
-        for el in root.findall("./devices/disk"):
-            target = el.find("target")
-            if target is None or not target.get("dev"):
-                continue
-            driver = el.find("driver")
-            out[target.get("dev", "")] = (
-                driver.get("type") if driver is not None else None
-            ) or "raw"
-        return out
-
     def _begin(self, dom: Any, bxml: str, cxml: str | None) -> None:
         try:
             dom.backupBegin(bxml, cxml, 0)
@@ -361,9 +347,9 @@ class PullBackup:
                 libvirt.VIR_ERR_NO_DOMAIN_CHECKPOINT,
             ):
                 raise CheckpointMissing(
-                    _msg(exc), checkpoint=self.incremental_from, vm=self._vm
+                    error_message(exc), checkpoint=self.incremental_from, vm=self._vm
                 ) from None
-            raise BackupBeginFailed(_msg(exc), vm=self._vm) from None
+            raise BackupBeginFailed(error_message(exc), vm=self._vm) from None
         self._job_started = True
         self._checkpoint_created = self.checkpoint is not None
         self.point_in_time.began_at = time.time()
@@ -396,7 +382,9 @@ class PullBackup:
                     dom.checkpointLookupByName(self.checkpoint).delete(0)
                     self._checkpoint_created = False
                 except libvirt.libvirtError as exc:
-                    self.cleanup_errors.append(f"delete checkpoint {self.checkpoint}: {_msg(exc)}")
+                    self.cleanup_errors.append(
+                        f"delete checkpoint {self.checkpoint}: {error_message(exc)}"
+                    )
         if self._lock is not None:  # only the lock holder's files are ours to remove
             self.run.remove_leftovers()
             with contextlib.suppress(OSError):

@@ -22,6 +22,7 @@ from vmvault.hypervisor import offline as offline_mod
 from vmvault.hypervisor.libvirt import checkpoints as cps
 from vmvault.hypervisor.libvirt.backup import DiskSpec, PointInTime, PullBackup
 from vmvault.hypervisor.libvirt.connection import connection, lookup_domain
+from vmvault.hypervisor.libvirt.domxml import parse_disks
 from vmvault.hypervisor.libvirt.stale import cleanup_stale
 from vmvault.hypervisor.nbd import NbdSource
 from vmvault.hypervisor.offline import OfflineExport
@@ -164,7 +165,7 @@ class LibvirtBackupDriver:
         with connection(uri) as conn:
             dom = lookup_domain(conn, uri, vm_uuid)
             sizes = {}
-            for target in _targets(dom.XMLDesc(0)):
+            for target in [d.target for d in parse_disks(dom.XMLDesc(0)) if d.target]:
                 try:
                     sizes[target] = int(dom.blockInfo(target)[0])
                 except libvirt.libvirtError:
@@ -205,14 +206,3 @@ class LibvirtBackupDriver:
         self, uri: str, vm_uuid: str, left: UnfinishedBackup | None = None
     ) -> list[str]:
         return cleanup_stale(uri, vm_uuid, self.work_dir, left)
-
-
-def _targets(xml: str) -> list[str]:
-    import xml.etree.ElementTree as ET
-
-    root = ET.fromstring(xml)
-    return [
-        t.get("dev", "")
-        for t in (d.find("target") for d in root.findall("./devices/disk"))
-        if t is not None and t.get("dev")
-    ]

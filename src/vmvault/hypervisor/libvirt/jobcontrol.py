@@ -20,6 +20,7 @@ from typing import Any
 import libvirt
 
 from vmvault.domain.errors import BackupJobRunning, BackupVmNotRunning
+from vmvault.hypervisor.libvirt.connection import error_message
 
 _JOB_OPERATIONS = {
     1: "start",
@@ -44,10 +45,6 @@ _STATE_NAMES = {
 
 #: How long :func:`end_backup_job` waits for libvirt to drop an aborted job.
 ABORT_WAIT = 30.0
-
-
-def _msg(exc: libvirt.libvirtError) -> str:
-    return str(exc.get_error_message() or exc)
 
 
 def domain_name(dom: Any) -> str:
@@ -142,7 +139,7 @@ def end_backup_job(
             dom.abortJob()
             aborted = True
         except libvirt.libvirtError as exc:
-            last_error = f"abortJob: {_msg(exc)}"
+            last_error = f"abortJob: {error_message(exc)}"
         if time.monotonic() > deadline:
             why = last_error or f"the backup job did not end within {wait:.0f} s"
             return JobEnd(ended=False, aborted=aborted, error=why)

@@ -39,7 +39,7 @@ from vmvault.domain.errors import (
     VmvaultError,
 )
 from vmvault.hypervisor.libvirt import agent
-from vmvault.hypervisor.libvirt.jobcontrol import _msg
+from vmvault.hypervisor.libvirt.connection import error_message
 
 QUIESCE_MODES = ("freeze", "pause", "none")
 T = TypeVar("T")
@@ -92,7 +92,7 @@ def agent_gone(exc: Exception) -> bool:
     """The agent cannot be reached at all (no channel / not connected): retrying is useless."""
     if not isinstance(exc, libvirt.libvirtError):
         return False
-    text = _msg(exc)
+    text = error_message(exc)
     return exc.get_error_code() == libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED or (
         "not configured" in text or "not connected" in text
     )
@@ -138,9 +138,9 @@ def freeze_window(dom: Any, vm: str, timeout: int, w: Window) -> Iterator[Window
                     libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
                     libvirt.VIR_ERR_OPERATION_TIMEOUT,
                 ) and not agent_gone(exc):
-                    w.no_freeze(AgentFreezeTimeout(_msg(exc), vm=vm, seconds=timeout))
+                    w.no_freeze(AgentFreezeTimeout(error_message(exc), vm=vm, seconds=timeout))
                 else:
-                    w.no_freeze(FreezeFailed(_msg(exc), vm=vm))
+                    w.no_freeze(FreezeFailed(error_message(exc), vm=vm))
                     if agent_gone(exc):
                         w.needs_thaw = False
             yield w
@@ -162,7 +162,7 @@ def thaw(dom: Any, vm: str, w: Window, budget: float = 10.0) -> None:
         if agent_gone(exc) and not w.frozen:
             w.needs_thaw = False  # nothing reached the guest
             return
-        w.thaw_error = ThawFailed(_msg(exc), vm=vm).text
+        w.thaw_error = ThawFailed(error_message(exc), vm=vm).text
 
 
 @contextmanager
@@ -172,7 +172,7 @@ def pause_window(dom: Any, vm: str, w: Window) -> Iterator[Window]:
     try:
         dom.suspend()
     except libvirt.libvirtError as exc:
-        raise BackupBeginFailed(f"cannot pause the VM: {_msg(exc)}", vm=vm) from None
+        raise BackupBeginFailed(f"cannot pause the VM: {error_message(exc)}", vm=vm) from None
     t0 = time.monotonic()
     w.paused = w.needs_resume = True
     try:
@@ -195,7 +195,7 @@ def resume(dom: Any, w: Window, budget: float = 10.0) -> None:
         w.needs_resume = False
         w.resume_error = None
     except libvirt.libvirtError as exc:
-        w.resume_error = f"resume failed: {_msg(exc)}"
+        w.resume_error = f"resume failed: {error_message(exc)}"
 
 
 def frozen_now(dom: Any) -> bool:

@@ -32,9 +32,8 @@ import libvirt
 
 from vmvault.domain.recovery_point import UnfinishedBackup
 from vmvault.hypervisor.libvirt import agent
-from vmvault.hypervisor.libvirt.connection import open_connection
+from vmvault.hypervisor.libvirt.connection import error_message, open_connection
 from vmvault.hypervisor.libvirt.jobcontrol import (
-    _msg,
     domain_name,
     end_backup_job,
     has_checkpoint,
@@ -106,7 +105,7 @@ def _cleanup_domain(dom: Any, run: RunDir, left: UnfinishedBackup | None) -> lis
                 else:
                     done.append(f"resumed {name} (paused by the interrupted backup)")
         except libvirt.libvirtError as exc:
-            done.append(f"could not resume {name}: {_msg(exc)}")
+            done.append(f"could not resume {name}: {error_message(exc)}")
     may_be_frozen = ours or (left is not None and left.may_hold_guest and left.quiesce == "freeze")
     try:
         running = dom.isActive() and dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED

@@ -192,14 +192,14 @@ class BackupCleanUp:
         done: list[str] = []
         present = set(store.list_index_dirs())
         for point_id in sorted(ids & present):
-            if store.manifest_path(point_id).exists():
+            if store.has_manifest(point_id):
                 continue
             with self.uow() as uow:
                 if uow.points.get(point_id) is not None:
                     continue
             if any(w.name == point_id for w in store.writers.live()):
                 continue
-            if store.manifest_path(point_id).exists() or not still_ours():
+            if store.has_manifest(point_id) or not still_ours():
                 continue
             store.delete_point(point_id)
             done.append(f"removed the half-written point {point_id} (indexes without manifest)")
