@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from vmvault.hypervisor.files import LocalHostFiles
-from vmvault.hypervisor.memory_files import MemoryFiles
+from vmvault.hypervisor.memory.files import MemoryFiles
 from vmvault.services.ports import HostFiles
 
 

@@ -27,8 +27,8 @@ from vmvault.domain.recovery_point import (
 )
 from vmvault.domain.restore import RestoreMode
 from vmvault.domain.vm import PowerState, VmItem
-from vmvault.hypervisor.memory_files import MemoryFiles
-from vmvault.hypervisor.memory_restore import MemoryRestoreDriver
+from vmvault.hypervisor.memory.files import MemoryFiles
+from vmvault.hypervisor.memory.restore import MemoryRestoreDriver
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
 from vmvault.services.context import ServiceContext

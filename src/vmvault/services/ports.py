@@ -331,7 +331,7 @@ class PointSession(Protocol):
 
 class RestoreDriver(Protocol):
     """What a restore needs from the hypervisor (``vmvault.hypervisor.libvirt.restore``;
-    in memory: ``vmvault.hypervisor.memory_restore``).
+    in memory: ``vmvault.hypervisor.memory.restore``).
 
     Failures are :class:`~vmvault.domain.errors.VmvaultError` s naming the VM:
     ``RESTORE_SHUTDOWN_FAILED``, ``RESTORE_DEFINE_FAILED`` (define and undefine),
@@ -387,7 +387,7 @@ class RestoreDriver(Protocol):
 class HostFiles(Protocol):
     """The file system of the host whose VM is restored: every file a restore makes,
     moves or removes outside the vault goes through this port (``vmvault.hypervisor.files``;
-    in memory: ``vmvault.hypervisor.memory_files``).
+    in memory: ``vmvault.hypervisor.memory.files``).
 
     Paths are absolute.  A failure is an :class:`OSError` with its ``errno``
     (``FileNotFoundError``, ``FileExistsError``, ``EXDEV``, ``ENOSPC`` …); nothing is retried.

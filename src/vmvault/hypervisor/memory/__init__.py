@@ -1,4 +1,8 @@
-"""An in-memory hypervisor for the backup service: fake VMs whose disks are bytearrays.
+"""An in-memory hypervisor: fake VMs whose disks are bytearrays, and a restore's host.
+
+For backups, :mod:`.world` and :mod:`.driver` (below); for restores, :mod:`.restore`
+(``MemoryRestoreDriver``: domains, networks, an agent that answers or not) and :mod:`.files`
+(``MemoryFiles``: the host's files, the ``HostFiles`` and ``DiskWriter`` ports).
 
 Shipped with the product (not only the tests) so that services can be exercised without
 libvirt, QEMU or a guest agent — the lab tests keep everything that touches those.  It

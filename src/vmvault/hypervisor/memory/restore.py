@@ -3,7 +3,7 @@
 Domains are defined, undefined, started and shut off in a dict; their XML is read and
 rendered by the real functions of the libvirt adapter.  Each domain has a guest agent that
 answers or not, and the file systems it reports.  Networks and bridges that exist are sets;
-an image's size is read from the :class:`~vmvault.hypervisor.memory_files.MemoryFiles` the
+an image's size is read from the :class:`~vmvault.hypervisor.memory.files.MemoryFiles` the
 restore wrote it to.  Failures are injected per operation (``fail["define"] = [error]``
 raises that error at the next define instead of defining), and ``fault(op, args)`` is called
 before every operation, as in ``MemoryFiles``.
@@ -21,7 +21,7 @@ from vmvault.domain.errors import RestoreDefineFailed, RestoreVerifyFailed, VmDe
 from vmvault.domain.restore import DomainShape, LiveDomain, RestorePlan, XmlNic
 from vmvault.domain.vm import PowerState
 from vmvault.hypervisor.libvirt.restore_xml import inspect_xml, render_xml
-from vmvault.hypervisor.memory_files import Fault, MemoryFiles
+from vmvault.hypervisor.memory.files import Fault, MemoryFiles
 
 RUNNING = (PowerState.RUNNING, PowerState.PAUSED, PowerState.BLOCKED)
 
