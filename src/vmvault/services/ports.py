@@ -1,8 +1,11 @@
-"""Ports: the contracts services need from adapters.
+"""Ports: the contracts services need from adapters, all in this one module on purpose.
 
-Each is a :class:`typing.Protocol`; the real implementations live in ``vmvault.persistence``
-(SQLAlchemy catalog) and ``vmvault.hypervisor`` (libvirt).  Unit tests of services may pass
-in-memory fakes that honour the same contracts.
+It is longer than our modules usually are because it is the one page an adapter's author
+reads: every contract, with its docstring, in one place (the vault's storage contract is
+``vmvault.storage.backend``).  Each is a :class:`typing.Protocol`; the real implementations
+live in ``vmvault.persistence`` (SQLAlchemy catalog) and ``vmvault.hypervisor`` (libvirt, the
+host's files); the in-memory ones, which unit tests of services pass to the composition root,
+in ``vmvault.hypervisor.memory``.
 """
 
 from __future__ import annotations
