@@ -14,7 +14,6 @@ from functools import cached_property
 
 from vmvault.config import Settings
 from vmvault.domain.inventory import RegistrationLimits
-from vmvault.domain.schedule import parse_schedule
 from vmvault.domain.vault import DEFAULT_HOST_URI
 from vmvault.hypervisor.host import pid_alive
 from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
@@ -173,9 +172,7 @@ class Services:
 
     @cached_property
     def scheduler(self) -> SchedulerService:
-        s = self.settings
-        gc = None if s.gc_schedule == "off" else parse_schedule(s.gc_schedule, s.timezone)
-        return SchedulerService(self._uow, self.clock, gc)
+        return SchedulerService(self._uow, self.clock, self.settings.parsed_gc_schedule())
 
     @cached_property
     def jobs(self) -> JobQueries:

@@ -18,6 +18,10 @@
 | ``VMVAULT_GC_SCHEDULE``     | ``daily@03:00`` (a policy schedule, or ``off``): when the server runs GC |
 | ``VMVAULT_TIMEZONE``        | ``UTC``: the zone of ``VMVAULT_GC_SCHEDULE`` |
 
+Every value is checked once, by :meth:`Settings.validate` (whole numbers within
+:data:`INT_RANGES`, a known zone, a GC schedule that parses, a loopback listen address): a bad
+one is ``INVALID_SETTING`` naming its variable (exit 2), before any command does anything.
+
 The lab lives outside ``VMVAULT_HOME`` on purpose: its domains are global to the host's
 libvirtd, and QEMU (user ``libvirt-qemu``) must be able to reach its files, which it cannot
 under ``/root``.
@@ -27,12 +31,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
-from vmvault.domain.errors import InvalidInput, ListenNotLoopback
+from vmvault.domain.errors import InvalidInput, InvalidSetting, ListenNotLoopback
+from vmvault.domain.schedule import Schedule, parse_schedule, parse_timezone
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Read the settings and :meth:`validate` them: a bad one is refused before anything."""
         env = dict(os.environ if env is None else env)
         home = Path(env.get("VMVAULT_HOME") or platformdirs.user_data_dir("vmvault")).absolute()
         return cls(
@@ -74,21 +82,81 @@ class Settings:
             listen=env.get("VMVAULT_LISTEN") or "127.0.0.1:8470",
             gc_schedule=env.get("VMVAULT_GC_SCHEDULE") or "daily@03:00",
             timezone=env.get("VMVAULT_TIMEZONE") or "UTC",
-        )
+        ).validate()
+
+    def validate(self) -> Settings:
+        """Check every setting's meaning and range; returns ``self``, or raises the first bad
+        one as :class:`InvalidSetting` (exit 2) naming its variable (a listen address that is
+        not loopback stays :class:`ListenNotLoopback`, also exit 2).
+
+        The one place settings are checked: :meth:`from_env` calls it, so every command refuses
+        a bad setting before it does anything, and ``vmvault serve`` calls it again on the
+        settings its options changed, before it binds its port or starts anything.
+        """
+        for name, value in (
+            ("VMVAULT_MAX_DISKS", self.max_disks),
+            ("VMVAULT_AGENT_TIMEOUT", self.agent_timeout),
+            ("VMVAULT_WORKERS", self.workers),
+            ("VMVAULT_JOB_WORKERS", self.job_workers),
+        ):
+            _in_range(name, str(value), value)
+        with _setting("VMVAULT_TIMEZONE", self.timezone):
+            parse_timezone(self.timezone)
+        with _setting("VMVAULT_GC_SCHEDULE", self.gc_schedule, "Or write 'off' to run no GC."):
+            self.parsed_gc_schedule()
+        with _setting("VMVAULT_LISTEN", self.listen, "Write HOST:PORT, e.g. 127.0.0.1:8470."):
+            parse_listen(self.listen)
+        return self
+
+    def parsed_gc_schedule(self) -> Schedule | None:
+        """The GC schedule (``None``: ``off``), in ``timezone``."""
+        if self.gc_schedule.strip().lower() == "off":
+            return None
+        return parse_schedule(self.gc_schedule, self.timezone)
+
+
+#: The range of each whole-number setting (a value outside is ``INVALID_SETTING``).
+INT_RANGES = {
+    "VMVAULT_MAX_DISKS": (1, 256),
+    "VMVAULT_AGENT_TIMEOUT": (1, 3600),  # seconds
+    "VMVAULT_WORKERS": (1, 64),
+    "VMVAULT_JOB_WORKERS": (1, 32),
+}
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if not raw:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 1:
-        # Raised before anything runs; the CLI shows it as a one-line usage error.
-        raise InvalidInput("must be a positive integer", what=f"{name}={raw!r}")
+    text = raw.strip()
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
+    return _in_range(name, raw, value)
+
+
+def _in_range(name: str, raw: str, value: int | None) -> int:
+    low, high = INT_RANGES[name]
+    if value is None or not low <= value <= high:
+        raise InvalidSetting(
+            f"must be a whole number from {low} to {high}",
+            name=name,
+            value=repr(raw),
+            hint=f"Give a whole number from {low} to {high}.",
+        )
     return value
+
+
+@contextmanager
+def _setting(name: str, value: str, extra: str = "") -> Iterator[None]:
+    """Re-raise a value's :class:`InvalidInput` as :class:`InvalidSetting` naming ``name``."""
+    try:
+        yield
+    except InvalidSetting:
+        raise
+    except InvalidInput as exc:
+        generic = type(exc) is InvalidInput  # its remedy says nothing about this value
+        hint = extra if generic else f"{exc.remedy_text} {extra}".strip()
+        detail = exc.detail or exc.text  # the value is in the message already
+        raise InvalidSetting(detail, name=name, value=repr(value), hint=hint) from None
 
 
 def _passphrase(env: dict[str, str]) -> str | None:

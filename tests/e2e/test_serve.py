@@ -1,20 +1,29 @@
-"""``vmvault serve`` listens on loopback only (the API has no authentication yet): any other
-address is refused before the server does anything, and a loopback one serves.
+"""The real ``vmvault serve``: what it refuses before it does anything, and how it reports its
+health.
 
-The same catalog is used both ways: a job a dead process left in progress (start-up recovery
-would close it) and a queued GC (a worker would run it). Refused, the server leaves both as
-they were; on loopback it closes the one and runs the other, which shows the refusal is what
-kept them untouched."""
+Refused up front (exit 2, or 1 for a port it cannot have): an address that is not loopback
+(the API has no authentication yet), a bad setting, a port in use or out of range. The same
+catalog is used each time: a job a dead process left in progress (start-up recovery would close
+it) and a queued GC (a worker would run it). Refused, the server leaves both as they were; on
+loopback it closes the one and runs the other, which shows the refusal is what kept them
+untouched.
+
+Served, ``/api/v1/health`` answers 200 with each component up; when the scheduler crashes (a
+policy row this version cannot read), 503 naming it, and after too many crashes the server
+exits 1 with ``SERVER_COMPONENT_FAILED``."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +131,136 @@ def test_serve_on_loopback_recovers_and_runs_the_queue(home: Path, catalog: dict
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=150)
     assert code == 0, log.read_text()
+
+
+def _files(home: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in home.rglob("*")}
+
+
+def _untouched(cli: CliRunner, catalog: dict[str, Any]) -> None:
+    """The dead job was not recovered, the queued GC not run, no log line added."""
+    assert cli("jobs", "list", "--json").json() == catalog["jobs"]
+    for job_id in (catalog["queued"], catalog["stale"]):
+        shown = cli("jobs", "show", str(job_id), "--json").json()
+        assert len(shown["log"]) == 1, shown["log"]
+
+
+BAD_SETTINGS = [
+    ("VMVAULT_GC_SCHEDULE", "daily@3am"),
+    ("VMVAULT_TIMEZONE", "Europe/Berlim"),
+    ("VMVAULT_JOB_WORKERS", "0"),
+    ("VMVAULT_LISTEN", "127.0.0.1:65536"),
+]
+
+
+def test_a_bad_setting_is_refused_before_anything_starts(
+    cli: CliRunner, home: Path, catalog: dict[str, Any]
+) -> None:
+    # every refused value is in tests/unit/test_settings.py; here, the real command
+    before = _files(home)
+    for name, value in BAD_SETTINGS:
+        r = cli("serve", env={name: value}, timeout=60)
+        assert r.code == 2, (name, r.stdout, r.stderr)
+        lines = r.stderr.splitlines()
+        assert lines[0].startswith(
+            f"error INVALID_SETTING: setting {name}={value!r} is not valid: "
+        )
+        assert (
+            lines[1].startswith("remedy: ") and f"Fix {name} in vmvault's environment" in lines[1]
+        )
+        assert len(lines) == 2 and r.stdout == ""  # no traceback, no log line: nothing ran
+    assert _files(home) == before  # the catalog was not even opened
+    _untouched(cli, catalog)
+
+
+def test_a_port_in_use_or_out_of_range_is_refused_before_anything_starts(
+    cli: CliRunner, home: Path, catalog: dict[str, Any]
+) -> None:
+    before = _files(home)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        r = cli("serve", "--listen", f"127.0.0.1:{port}", timeout=60)
+    assert r.code == 1, (r.stdout, r.stderr)
+    lines = r.stderr.splitlines()
+    assert lines[0] == f"error LISTEN_FAILED: cannot listen on 127.0.0.1:{port}: the port is in use"
+    assert lines[1].startswith("remedy: Another process may hold the port")
+    assert len(lines) == 2 and r.stdout == ""
+    r = cli("serve", "--listen", "127.0.0.1:65536", timeout=60)
+    assert r.code == 2 and r.stderr.startswith("error INVALID_INPUT: listen '127.0.0.1:65536'")
+    assert "Traceback" not in r.stderr
+    assert _files(home) == before
+    _untouched(cli, catalog)
+
+
+@contextlib.contextmanager
+def _serving(home: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
+    env |= {"VMVAULT_HOME": str(home), "VMVAULT_GC_SCHEDULE": "off"}
+    with log.open("w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vmvault", "serve", "--listen", f"127.0.0.1:{port}"],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield proc, f"http://127.0.0.1:{port}/api/v1/health"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=150)
+
+
+def _health(proc: subprocess.Popen[bytes], url: str, log: Path, status: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        with contextlib.suppress(httpx.HTTPError):
+            r = httpx.get(url, timeout=5)
+            if r.status_code == status:
+                return dict(r.json())
+        time.sleep(0.1)
+    raise AssertionError(f"no {status} from {url}: " + log.read_text())
+
+
+def test_health_is_200_then_503_when_the_scheduler_breaks_then_the_server_exits_1(
+    cli: CliRunner, home: Path
+) -> None:
+    assert cli("vault", "create", "main", "--location", "local").code == 0
+    assert cli("policy", "create", "nightly", "--schedule", "daily@01:00", "--daily", "7").code == 0
+    log = home / "serve.log"
+    with _serving(home, log) as (proc, url):
+        doc = _health(proc, url, log, 200)
+        while doc["components"]["scheduler"]["last_beat"] is None:  # before its first tick
+            doc = _health(proc, url, log, 200)
+        assert doc["status"] == "ok" and "down" not in doc
+        assert set(doc["components"]) == {"worker-0", "worker-1", "scheduler", "api", "catalog"}
+        assert all(c["status"] == "up" for c in doc["components"].values())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=150) == 0, log.read_text()
+
+    # A policy row this version cannot read (a newer vmvault wrote it, or a hand edit): the
+    # settings are fine, the scheduler's tick raises only when it runs.
+    with sqlite3.connect(home / "catalog.db") as db:
+        [(definition,)] = db.execute("SELECT definition FROM policies").fetchall()
+        stored = json.loads(definition) | {"version": 99}
+        db.execute("UPDATE policies SET definition = ?", (json.dumps(stored),))
+    with _serving(home, log) as (proc, url):
+        doc = _health(proc, url, log, 503)
+        assert doc["status"] == "down" and doc["down"] == ["scheduler"], doc
+        sched = doc["components"]["scheduler"]
+        assert sched["status"] == "down" and sched["state"] == "restarting"
+        assert "stored policy 'nightly' is not valid: unknown version 99" in sched["problem"]
+        assert doc["components"]["worker-0"]["status"] == "up"  # the rest goes on meanwhile
+        code = proc.wait(timeout=120)  # a few restarts with back-off, then it gives up
+    text = log.read_text()
+    assert code == 1, text
+    assert "scheduler crashed (1 of 5 allowed within 300 s); restarting in 0.5 s" in text
+    assert "Traceback (most recent call last)" in text  # each crash logged with its traceback
+    assert (
+        "error SERVER_COMPONENT_FAILED: the server's scheduler crashed 6 times within 300 s; "
+        "the server stopped: InvalidInput: stored policy 'nightly' is not valid"
+    ) in text

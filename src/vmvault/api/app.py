@@ -14,6 +14,7 @@ catalog transactions, so a slow request never blocks the others.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -82,7 +83,11 @@ def _enum(
         raise InvalidInput(f"use one of {choices}", what=f"{what} '{value}'") from None
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(
+    services: Services, liveness: Callable[[], dict[str, dict[str, Any]]] | None = None
+) -> FastAPI:
+    """The app; ``liveness`` reports the server's components for ``/api/v1/health``
+    (``vmvault serve`` passes its own), each ``{"status": "up" | "down", ...}``."""
     app = FastAPI(
         title="vmvault",
         version=__version__,
@@ -98,16 +103,25 @@ def create_app(services: Services) -> FastAPI:
         err = InternalError(f"{type(exc).__name__}: {exc}")
         return JSONResponse({"error": err.as_dict()}, status_code=500)
 
-    @app.get("/api/v1/health")
-    def health() -> dict[str, Any]:
-        active = services.jobs.list_jobs(state=JobState.IN_PROGRESS)
-        queued = services.jobs.list_jobs(state=JobState.QUEUED)
-        return {
-            "status": "ok",
-            "version": __version__,
-            "jobs_running": len(active),
-            "jobs_queued": len(queued),
-        }
+    @app.get("/api/v1/health", responses={503: {"description": "a component is down"}})
+    def health() -> JSONResponse:
+        """Liveness of each component (the server's, then the API's and the catalog's): 200
+        when all are up, else 503 with the same body (see docs/server.md)."""
+        components = dict(liveness()) if liveness else {}
+        components["api"] = {"status": "up"}
+        doc: dict[str, Any] = {"status": "ok", "version": __version__}
+        doc |= {"jobs_running": None, "jobs_queued": None}
+        try:
+            doc["jobs_running"] = len(services.jobs.list_jobs(state=JobState.IN_PROGRESS))
+            doc["jobs_queued"] = len(services.jobs.list_jobs(state=JobState.QUEUED))
+            components["catalog"] = {"status": "up"}
+        except Exception as exc:
+            components["catalog"] = {"status": "down", "problem": f"{type(exc).__name__}: {exc}"}
+        down = sorted(name for name, c in components.items() if c["status"] != "up")
+        if down:
+            doc["status"], doc["down"] = "down", down
+        doc["components"] = components
+        return JSONResponse(doc, status_code=503 if down else 200)
 
     @app.get("/api/v1/dashboard")
     def dashboard(vault: str | None = None) -> dict[str, Any]:

@@ -1,8 +1,13 @@
 """``vmvault serve``: one long-running process with the scheduler, a pool of job workers and
 the REST API.
 
-Start-up, in this order:
+Start-up, in this order — so that any refusal leaves every job, the catalog and libvirt as
+they were:
 
+0. **validate and bind** — every setting, the options included (``Settings.validate``: a bad
+   one is ``INVALID_SETTING``, exit 2; an address that is not loopback is
+   ``LISTEN_NOT_LOOPBACK``: the API has no authentication yet), then the port is bound and
+   held (:func:`bind`; in use: ``LISTEN_FAILED``, exit 1). Nothing has opened the catalog yet;
 1. **recovery** — every job left in-progress or cancelling by a process that is gone is closed
    ``failed`` (``JOB_INTERRUPTED``) and its VM's libvirt side cleaned (stray backup job,
    frozen or paused guest, scratch files, stray checkpoint); queued jobs stay queued and run;
@@ -12,35 +17,42 @@ Start-up, in this order:
 3. the **scheduler** ticks at every due slot (and at least every ``tick`` seconds): each due
    slot of each policy queues its VMs' backups once (see services/scheduler.py), and GC runs
    on ``VMVAULT_GC_SCHEDULE``;
-4. the **REST API** listens on ``VMVAULT_LISTEN`` (see api/app.py).
+4. the **REST API** (see api/app.py) serves on the socket bound in step 0.
 
-Before any of that, :func:`serve` refuses a listen address that is not loopback
-(``LISTEN_NOT_LOOPBACK``, see config.parse_listen): the API has no authentication yet.
+The workers and the scheduler are supervised (jobs/supervisor.py): an exception that escapes
+one's loop is logged with its traceback and the loop restarted after a back-off; one crash too
+many within the window stops the server with ``SERVER_COMPONENT_FAILED`` (exit 1).
+``/api/v1/health`` reports each one's liveness and the scheduler's last tick (:meth:`health`),
+and answers 503 when one is down.
 
 Each worker and the scheduler have their own :class:`~vmvault.bootstrap.Services` (their own
-catalog engine, vault handles and libvirt connections): nothing is shared between threads but
-the catalog, whose transactions serialise them.
+catalog engine, vault handles and libvirt connections), built anew at each restart: nothing is
+shared between threads but the catalog, whose transactions serialise them.
 
-Stopping (SIGTERM or SIGINT): no new job is claimed, the scheduler stops, running jobs are
-asked to cancel (each undoes what it started: the libvirt job ends, the guest is thawed, no
-half point stays) and the server waits up to ``stop_timeout`` seconds for them.  A job still
-running after that is closed by the next start-up's recovery.
+Stopping (SIGTERM or SIGINT, or a component that failed): no new job is claimed, the scheduler
+stops, running jobs are asked to cancel (each undoes what it started: the libvirt job ends, the
+guest is thawed, no half point stays) and the server waits up to ``stop_timeout`` seconds for
+them.  A job still running after that is closed by the next start-up's recovery.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vmvault.bootstrap import Services, bootstrap
-from vmvault.config import Settings, parse_listen
-from vmvault.domain.errors import JobNotActive, VmvaultError
+from vmvault.config import ListenAddress, Settings, parse_listen
+from vmvault.domain.errors import JobNotActive, ListenFailed, ServerComponentFailed
+from vmvault.jobs.supervisor import Component, RestartPolicy, Supervisor
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -58,8 +70,10 @@ class Server:
         poll: float = 1.0,
         stop_timeout: float = 120.0,
         clock: Callable[[], datetime] | None = None,
+        restarts: RestartPolicy | None = None,
+        stale_after: float | None = None,
     ) -> None:
-        self.settings = settings
+        self.settings = settings.validate()
         self.workers = workers if workers is not None else settings.job_workers
         self.tick = tick
         self.poll = poll
@@ -68,7 +82,17 @@ class Server:
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.running: dict[int, int | None] = {}
-        self.threads: list[threading.Thread] = []
+        self.supervisor = Supervisor(self.stopping, restarts)
+        self.supervisor.on_give_up = self._give_up
+        #: Called when a component failed for good (``serve`` stops uvicorn with it).
+        self.on_fatal: Callable[[], None] = lambda: None
+        self.failure: ServerComponentFailed | None = None
+        for n in range(self.workers):
+            self.running[n] = None
+            self.supervisor.add(f"worker-{n}", partial(self._work, n))
+        #: The scheduler ticks at least every ``tick`` s: older than this, it is stuck.
+        self.stale_after = stale_after if stale_after is not None else max(120.0, 4 * tick)
+        self.scheduler = self.supervisor.add("scheduler", self._schedule, self.stale_after)
         self.services = self._services()
         self.services.queue.on_queued = self.wake.set
 
@@ -88,15 +112,12 @@ class Server:
                 job.vm_name or "",
                 "; ".join(recovered.actions) or "nothing to clean",
             )
-        for n in range(self.workers):
-            self._thread(f"worker-{n}", partial(self._work, n))
-        self._thread("scheduler", self._schedule)
+        self.supervisor.start()
         log.info("%d worker(s) and the scheduler started", self.workers)
 
-    def _thread(self, name: str, target: Callable[[], None]) -> None:
-        t = threading.Thread(target=target, name=name, daemon=True)
-        t.start()
-        self.threads.append(t)
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return self.supervisor.threads()
 
     def stop(self) -> None:
         """Stop claiming, cancel running jobs, wait for them (see the module doc)."""
@@ -114,24 +135,38 @@ class Server:
         if left:
             log.warning("still running after %.0f s: %s", self.stop_timeout, ", ".join(left))
 
+    def _give_up(self, c: Component) -> None:
+        p = self.supervisor.policy
+        self.failure = ServerComponentFailed(
+            c.last_error, component=c.name, crashes=len(c.crashes), window=f"{p.window:.0f}"
+        )
+        self.stopping.set()
+        self.wake.set()
+        self.on_fatal()
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Each component's liveness (the REST API's ``/api/v1/health`` adds its own)."""
+        report = self.supervisor.health()
+        for n, job in list(self.running.items()):
+            report[f"worker-{n}"]["job"] = job
+        return report
+
     def app(self) -> FastAPI:
         """The REST API app, with its own services; queueing through it wakes the workers."""
         from vmvault.api.app import create_app
 
         api_services = self._services()
         api_services.queue.on_queued = self.wake.set
-        return create_app(api_services)
+        return create_app(api_services, liveness=self.health)
 
-    # --- loops -----------------------------------------------------------------------------------
+    # --- loops (each run by the supervisor: what escapes is a crash, logged and restarted) ------
 
     def _work(self, n: int) -> None:
         services = self._services()
+        me = self.supervisor.components[f"worker-{n}"]
         while not self.stopping.is_set():
-            try:
-                job = services.queue.claim_next()
-            except Exception:
-                log.exception("worker %d: cannot read the queue", n)
-                job = None
+            me.beat()
+            job = services.queue.claim_next()
             if job is None:
                 self.wake.wait(self.poll)
                 self.wake.clear()
@@ -142,56 +177,83 @@ class Server:
             )
             try:
                 done = services.queue.execute(job)
-                log.info(
-                    "worker %d: job %s %s%s",
-                    n,
-                    done.id,
-                    done.state.value,
-                    f" {done.error_code}: {done.message}" if done.error_code else "",
-                )
-            except Exception:
-                log.exception("worker %d: job %s", n, job.id)
             finally:
                 self.running[n] = None
+            log.info(
+                "worker %d: job %s %s%s",
+                n,
+                done.id,
+                done.state.value,
+                f" {done.error_code}: {done.message}" if done.error_code else "",
+            )
 
     def _schedule(self) -> None:
         services = self._services()
         scheduler = services.scheduler
         scheduler.on_queued = self.wake.set
         while not self.stopping.is_set():
-            try:
-                for fired in scheduler.tick():
-                    log.info(
-                        "%s: slot %s queued %d job(s)", fired.schedule, fired.key, len(fired.jobs)
-                    )
-                nxt = scheduler.next_due()
-            except VmvaultError as exc:
-                log.error("scheduler: %s %s", exc.code, exc.text)
-                nxt = None
-            except Exception:
-                log.exception("scheduler")
-                nxt = None
+            for fired in scheduler.tick():
+                log.info("%s: slot %s queued %d job(s)", fired.schedule, fired.key, len(fired.jobs))
+            nxt = scheduler.next_due()
+            self.scheduler.beat()
             wait = self.tick
             if nxt is not None:
                 wait = min(wait, max(0.5, (nxt - services.clock()).total_seconds() + 0.05))
             self.stopping.wait(wait)
 
 
+def bind(address: ListenAddress) -> socket.socket:
+    """Bind and listen on ``address`` now, so that the port is ours before anything starts."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address.host, address.port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = {
+            errno.EADDRINUSE: "the port is in use",
+            errno.EACCES: "permission denied",
+            errno.EADDRNOTAVAIL: "the address is not on this host",
+        }.get(exc.errno or 0, exc.strerror or str(exc))
+        raise ListenFailed(reason, address=str(address)) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(settings: Settings, listen: str | None = None, workers: int | None = None) -> None:
-    """Run the server until SIGTERM/SIGINT (what ``vmvault serve`` calls)."""
-    # First of all: a refused address must leave every job, the catalog and libvirt untouched.
-    address = parse_listen(listen or settings.listen)
+    """Run the server until SIGTERM/SIGINT (what ``vmvault serve`` calls).
+
+    In this order, so that a refusal leaves every job, the catalog and libvirt untouched:
+    validate every setting (the options included), bind the port, then recover, start the
+    workers and the scheduler, and serve."""
+    address = parse_listen(listen) if listen is not None else None  # the option's own errors
+    settings = replace(
+        settings,
+        listen=str(address) if address else settings.listen,
+        job_workers=workers if workers is not None else settings.job_workers,
+    ).validate()
+    address = parse_listen(settings.listen)
+    sock = bind(address)
+    try:
+        _run(settings, address, sock)
+    finally:
+        sock.close()
+
+
+def _run(settings: Settings, address: ListenAddress, sock: socket.socket) -> None:
     import uvicorn
 
-    server = Server(settings, workers=workers)
+    server = Server(settings)
+    config = uvicorn.Config(server.app(), log_level="warning", access_log=False, lifespan="off")
+    api = uvicorn.Server(config)
+
+    def fatal() -> None:
+        api.should_exit = True
+
+    server.on_fatal = fatal
     server.start()
-    config = uvicorn.Config(
-        server.app(),
-        host=address.host,
-        port=address.port,
-        log_level="warning",
-        access_log=False,
-    )
     log.info("REST API on http://%s/api/v1 (docs at /docs)", address)
     # uvicorn handles SIGTERM/SIGINT while it serves, then re-raises the signal to the
     # handler it found: ours, so the jobs are stopped cleanly instead of the process dying.
@@ -199,15 +261,17 @@ def serve(settings: Settings, listen: str | None = None, workers: int | None = N
 
     def on_signal(sig: int, _frame: object) -> None:
         signals.append(sig)
-        if server.stopping.is_set():  # a second signal while stopping: give up waiting
+        if server.stopping.is_set():  # a signal while stopping: give up waiting
             log.warning("stopping now; running jobs are closed by the next start-up")
             os._exit(1)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     try:
-        uvicorn.Server(config).run()  # returns after SIGTERM/SIGINT
+        api.run(sockets=[sock])  # returns after SIGTERM/SIGINT, or when a component failed
     finally:
         log.info("stopping")
         server.stop()
+    if server.failure is not None:
+        raise server.failure
     log.info("stopped")

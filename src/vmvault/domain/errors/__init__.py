@@ -55,11 +55,14 @@ from vmvault.domain.errors.inventory import (
 from vmvault.domain.errors.jobs import (
     CatalogError,
     DiscoveryInProgress,
+    InvalidSetting,
     JobInterrupted,
     JobNotActive,
     JobNotFound,
+    ListenFailed,
     ListenNotLoopback,
     OperationInProgress,
+    ServerComponentFailed,
 )
 from vmvault.domain.errors.lab import (
     LabFailed,
@@ -147,6 +150,7 @@ __all__ = [
     "InvalidInput",
     "InvalidRetention",
     "InvalidSchedule",
+    "InvalidSetting",
     "JobInterrupted",
     "JobNotActive",
     "JobNotFound",
@@ -156,6 +160,7 @@ __all__ = [
     "Kind",
     "LabFailed",
     "LabGuestTimeout",
+    "ListenFailed",
     "ListenNotLoopback",
     "ManifestCorrupt",
     "NbdReadFailed",
@@ -182,6 +187,7 @@ __all__ = [
     "RestoreVmNotDefined",
     "RestoreWriteFailed",
     "RetentionTooShort",
+    "ServerComponentFailed",
     "ThawFailed",
     "TooManyDisks",
     "UnknownTimeZone",

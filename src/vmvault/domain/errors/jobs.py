@@ -3,7 +3,7 @@ server that runs them."""
 
 from __future__ import annotations
 
-from vmvault.domain.errors.base import VmvaultError
+from vmvault.domain.errors.base import InvalidInput, VmvaultError
 
 
 class CatalogError(VmvaultError):
@@ -55,3 +55,34 @@ class ListenNotLoopback(VmvaultError):
         "proxy that authenticates users in front of it, forwarding to that loopback address."
     )
     kind = "usage"
+
+
+class InvalidSetting(InvalidInput):
+    code = "INVALID_SETTING"
+    message = "setting {name}={value} is not valid"
+    remedy = (
+        "{hint} Fix {name} in vmvault's environment, or unset it to get the default "
+        "(docs/server.md lists the settings). Nothing was done."
+    )
+
+
+class ListenFailed(VmvaultError):
+    code = "LISTEN_FAILED"
+    message = "cannot listen on {address}"
+    remedy = (
+        "Another process may hold the port ('ss -ltnp' shows which; another vmvault serve?): "
+        "stop it or choose another port with --listen or VMVAULT_LISTEN. Ports below 1024 "
+        "need root. Nothing was started: no job was claimed."
+    )
+
+
+class ServerComponentFailed(VmvaultError):
+    code = "SERVER_COMPONENT_FAILED"
+    message = (
+        "the server's {component} crashed {crashes} times within {window} s; the server stopped"
+    )
+    remedy = (
+        "The tracebacks logged before this line say why. Fix the cause and start the server "
+        "again (under systemd, Restart=on-failure does so); running jobs were cancelled and "
+        "queued jobs stay queued."
+    )

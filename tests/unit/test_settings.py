@@ -1,0 +1,99 @@
+"""Every setting is checked in one place (``Settings.validate``, which ``from_env`` and the
+server call) before anything starts: a bad one is ``INVALID_SETTING`` naming its variable."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from vmvault.config import INT_RANGES, Settings
+from vmvault.domain.errors import InvalidSetting, ListenNotLoopback
+from vmvault.domain.schedule import parse_schedule
+
+BAD = [
+    ("VMVAULT_GC_SCHEDULE", "bogus", "expected daily@HH:MM, weekly:DAYS@HH:MM or every:Nh"),
+    ("VMVAULT_GC_SCHEDULE", "daily@25:00", ""),
+    ("VMVAULT_GC_SCHEDULE", "every:5h", ""),
+    ("VMVAULT_TIMEZONE", "Mars/Olympus_Mons", "'Mars/Olympus_Mons' is not an IANA time zone"),
+    ("VMVAULT_TIMEZONE", "localtime", "is not an IANA time zone"),
+    ("VMVAULT_LISTEN", "127.0.0.1", "give HOST:PORT, e.g. 127.0.0.1:8470"),
+    ("VMVAULT_LISTEN", "127.0.0.1:0", "the port must be a number from 1 to 65535"),
+    ("VMVAULT_LISTEN", "127.0.0.1:65536", "the port must be a number from 1 to 65535"),
+    ("VMVAULT_LISTEN", "::1:x", ""),
+    ("VMVAULT_JOB_WORKERS", "0", "must be a whole number from 1 to 32"),
+    ("VMVAULT_JOB_WORKERS", "33", "must be a whole number from 1 to 32"),
+    ("VMVAULT_WORKERS", "-1", "must be a whole number from 1 to 64"),
+    ("VMVAULT_WORKERS", "2.5", ""),
+    ("VMVAULT_AGENT_TIMEOUT", "nan", "must be a whole number from 1 to 3600"),
+    ("VMVAULT_AGENT_TIMEOUT", "1e9", ""),
+    ("VMVAULT_AGENT_TIMEOUT", "99999999999999999999", ""),
+    ("VMVAULT_MAX_DISKS", "zero", "must be a whole number from 1 to 256"),
+    ("VMVAULT_MAX_DISKS", "\u0663", ""),  # an Arabic-Indic three: int() would take it
+]
+
+
+@pytest.mark.parametrize(("name", "value", "detail"), BAD)
+def test_a_bad_setting_is_refused_naming_its_variable(
+    tmp_path: Path, name: str, value: str, detail: str
+) -> None:
+    with pytest.raises(InvalidSetting) as caught:
+        Settings.from_env({"VMVAULT_HOME": str(tmp_path), name: value})
+    err = caught.value
+    assert err.code == "INVALID_SETTING" and err.kind == "usage"  # exit 2
+    assert err.text.startswith(f"setting {name}={value!r} is not valid: "), err.text
+    assert detail in err.text
+    assert f"Fix {name} in vmvault's environment" in err.remedy_text
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+def test_a_non_loopback_listen_address_keeps_its_own_code(tmp_path: Path) -> None:
+    with pytest.raises(ListenNotLoopback):
+        Settings.from_env({"VMVAULT_HOME": str(tmp_path), "VMVAULT_LISTEN": "0.0.0.0:8470"})
+
+
+def test_the_remedy_of_a_value_error_is_kept(tmp_path: Path) -> None:
+    with pytest.raises(InvalidSetting) as caught:
+        Settings.from_env({"VMVAULT_HOME": str(tmp_path), "VMVAULT_GC_SCHEDULE": "weekly"})
+    assert caught.value.remedy_text.startswith("Write daily@HH:MM, weekly:DAYS@HH:MM")
+    assert "Or write 'off' to run no GC." in caught.value.remedy_text
+
+
+def test_good_settings_and_the_defaults_pass(tmp_path: Path) -> None:
+    s = Settings.from_env({"VMVAULT_HOME": str(tmp_path)})
+    assert (s.job_workers, s.listen, s.gc_schedule, s.timezone) == (
+        2, "127.0.0.1:8470", "daily@03:00", "UTC"
+    )  # fmt: skip
+    assert s.parsed_gc_schedule() == parse_schedule("daily@03:00", "UTC")
+    env = {
+        "VMVAULT_HOME": str(tmp_path),
+        "VMVAULT_GC_SCHEDULE": " OFF ",
+        "VMVAULT_TIMEZONE": "Europe/Berlin",
+        "VMVAULT_LISTEN": "[::1]:9000",
+        "VMVAULT_JOB_WORKERS": " 32 ",
+        "VMVAULT_MAX_DISKS": "256",
+    }
+    s = Settings.from_env(env)
+    assert s.parsed_gc_schedule() is None and s.job_workers == 32 and s.max_disks == 256
+
+
+def test_validate_checks_settings_made_in_code_too(tmp_path: Path) -> None:
+    """The server calls validate() itself: Settings built by hand or changed by an option."""
+    s = Settings.from_env({"VMVAULT_HOME": str(tmp_path)})
+    assert s.validate() is s
+    for change, name in (
+        ({"job_workers": 0}, "VMVAULT_JOB_WORKERS"),
+        ({"agent_timeout": 10**6}, "VMVAULT_AGENT_TIMEOUT"),
+        ({"timezone": "Nowhere/City"}, "VMVAULT_TIMEZONE"),
+        ({"gc_schedule": "daily@3"}, "VMVAULT_GC_SCHEDULE"),
+    ):
+        with pytest.raises(InvalidSetting, match=f"setting {name}="):
+            replace(s, **change).validate()  # type: ignore[arg-type]
+
+
+def test_every_whole_number_setting_has_a_range() -> None:
+    assert set(INT_RANGES) == {
+        "VMVAULT_MAX_DISKS", "VMVAULT_AGENT_TIMEOUT", "VMVAULT_WORKERS", "VMVAULT_JOB_WORKERS"
+    }  # fmt: skip
+    assert all(1 <= low < high for low, high in INT_RANGES.values())
