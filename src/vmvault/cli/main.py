@@ -360,8 +360,12 @@ def serve(
 ) -> None:
     """Run the server: scheduler, job workers and the REST API, until SIGTERM/SIGINT.
 
-    At start-up, jobs a dead process left running are closed as failed and their VMs
-    cleaned up; queued jobs ('--no-wait', the API, the scheduler) then run here."""
+    Settings are checked and the port bound before anything starts: a bad
+    setting exits 2, a port in use 1. Then jobs a dead process left running
+    are closed as failed and their VMs cleaned up; queued jobs ('--no-wait',
+    the API, the scheduler) then run here. A crashed scheduler or worker is
+    restarted; after 6 crashes in 300 s the server stops with exit 1.
+    GET /api/v1/health answers 503 while a component is down."""
     import logging
 
     from vmvault.jobs.server import serve as run_server

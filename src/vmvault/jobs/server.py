@@ -163,9 +163,7 @@ class Server:
 
     def _work(self, n: int) -> None:
         services = self._services()
-        me = self.supervisor.components[f"worker-{n}"]
         while not self.stopping.is_set():
-            me.beat()
             job = services.queue.claim_next()
             if job is None:
                 self.wake.wait(self.poll)
@@ -218,8 +216,7 @@ def bind(address: ListenAddress) -> socket.socket:
             errno.EADDRNOTAVAIL: "the address is not on this host",
         }.get(exc.errno or 0, exc.strerror or str(exc))
         raise ListenFailed(reason, address=str(address)) from None
-    sock.set_inheritable(True)
-    return sock
+    return sock  # not inheritable: a job's child process must not hold the port
 
 
 def serve(settings: Settings, listen: str | None = None, workers: int | None = None) -> None:
