@@ -90,9 +90,7 @@ def test_a_scheduler_whose_tick_raises_is_down_restarted_then_stops_the_server(
     server.on_fatal = fatal.set
     api = TestClient(server.app())
     server.start()
-    until(lambda: server.scheduler.state == "restarting")
-    r = api.get("/api/v1/health")
-    assert r.status_code == 503
+    r = until(lambda: (r := api.get("/api/v1/health")).status_code == 503 and r)
     doc = r.json()
     assert doc["status"] == "down" and doc["down"] == ["scheduler"]
     sched = doc["components"]["scheduler"]
