@@ -72,9 +72,9 @@ def test_no_regex_validates_with_anchors_instead_of_fullmatch() -> None:
                 t = text.decode() if isinstance(text, bytes) else text
                 if t.endswith("$") and not t.endswith("\\$"):
                     offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
-            if node.func.attr == "match" and isinstance(node.func.value, ast.Name):
-                if node.func.value.id.isupper():  # a compiled module-level pattern
-                    offenders.append(f"{path.relative_to(SRC)}:{node.lineno} (.match)")
+            target = node.func.value
+            if node.func.attr == "match" and isinstance(target, ast.Name) and target.id.isupper():
+                offenders.append(f"{path.relative_to(SRC)}:{node.lineno} (.match)")  # a pattern
     assert offenders == [], "use re.fullmatch: " + ", ".join(offenders)
 
 
