@@ -28,7 +28,7 @@ def backup(
     json_: JsonOpt = False,
 ) -> None:
     """Back up VMs now: one backup job per VM (full the first time, then incremental)."""
-    until = parse_instant(keep_until, "--keep-until") if keep_until else None
+    until = parse_instant(keep_until, "--keep-until") if keep_until is not None else None
     if not wait:
         queued(services().queue.submit_backup(vault, vms, keep_until=until), json_)
     with live_progress(not json_):

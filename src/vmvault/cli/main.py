@@ -86,7 +86,7 @@ def vault_create(
         path,
         encrypt=encrypt,
         key_file=key_file,
-        chunk_size=parse_size(chunk_size, "--chunk-size") if chunk_size else None,
+        chunk_size=parse_size(chunk_size, "--chunk-size") if chunk_size is not None else None,
         zstd_level=compression_level,
     )
     if json_:
@@ -295,8 +295,8 @@ def jobs_list(
     json_: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
-    window = parse_since(since) if since else None
-    vm_uuid = services().inventory.find(vm).uuid if vm else None
+    window = parse_since(since) if since is not None else None
+    vm_uuid = services().inventory.find(vm).uuid if vm is not None else None
     jobs = services().jobs.list_jobs(type_, status, window, vm_uuid)
     if json_:
         emit_json([documents.job_doc(j) for j in jobs])

@@ -94,10 +94,10 @@ class VaultService:
         location = validate_location(location)
         if key_file is not None and not encrypt:
             raise InvalidInput("it goes with --encrypt", what="--key-file")
-        where = user_path(path, "--path") if path else None
+        where = user_path(path, "--path") if path is not None else None
         target = where.path if where else self.home / "vaults" / name
         said = where.said if where else str(target)
-        given_keys = user_path(key_file, "--key-file") if key_file else None
+        given_keys = user_path(key_file, "--key-file") if key_file is not None else None
         keys = given_keys.path if given_keys else self.home / "keys" / f"{name}.key"
         secret = None
         if encrypt:

@@ -83,7 +83,7 @@ class RestoreService(Service):
             check_seconds(shutdown_timeout, "--shutdown-timeout", MAX_SHUTDOWN)
         if name is not None:
             check_vm_name(name)
-        target_dir = user_path(directory, "--dir") if directory else None
+        target_dir = user_path(directory, "--dir") if directory is not None else None
         vm, point = self.vm_and_point(vm_ref, point_id)
         vault = self.vaults.resolve(point.vault)
         store = self.vaults.open_store(vault)
