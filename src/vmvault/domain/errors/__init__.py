@@ -14,6 +14,7 @@ Messages are ``str.format`` templates filled from keyword arguments, so a caller
 
 from __future__ import annotations
 
+from vmvault.domain.errors.api import MethodNotAllowed, RequestTooLarge, RouteNotFound
 from vmvault.domain.errors.backup import (
     AgentFreezeTimeout,
     BackupAbortFailed,
@@ -158,6 +159,7 @@ __all__ = [
     "LabGuestTimeout",
     "ListenNotLoopback",
     "ManifestCorrupt",
+    "MethodNotAllowed",
     "NbdReadFailed",
     "NoVault",
     "OfflineExportFailed",
@@ -168,6 +170,7 @@ __all__ = [
     "PolicyExists",
     "PolicyInUse",
     "PolicyNotFound",
+    "RequestTooLarge",
     "RestoreDefineFailed",
     "RestoreDirUnusable",
     "RestoreHostNotLocal",
@@ -182,6 +185,7 @@ __all__ = [
     "RestoreVmNotDefined",
     "RestoreWriteFailed",
     "RetentionTooShort",
+    "RouteNotFound",
     "ThawFailed",
     "TooManyDisks",
     "UnknownTimeZone",
