@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import inspect
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
@@ -210,6 +215,11 @@ def test_openapi_declares_statuses_and_response_models(api: TestClient) -> None:
                 assert "404" in codes, (method, path)
             if method == "post":
                 assert {"404", "409"} <= codes, (method, path)
+    # query parameters that take fixed values say so (the fuzzer found them as free strings)
+    params = {p["name"]: p["schema"] for p in spec["paths"]["/api/v1/jobs"]["get"]["parameters"]}
+    for name in ("type", "status"):
+        ref = next(s["$ref"] for s in params[name]["anyOf"] if "$ref" in s)
+        assert spec["components"]["schemas"][ref.rsplit("/", 1)[1]]["enum"], name
 
 
 def test_response_models_match_the_documents(services: Services, api: TestClient) -> None:
@@ -243,3 +253,32 @@ def test_response_models_match_the_documents(services: Services, api: TestClient
 def test_a_huge_since_is_bad_input_not_a_failure(api: TestClient) -> None:
     # OverflowError inside timedelta: today a 500 INTERNAL_ERROR
     _error(api.get("/api/v1/jobs?since=99999999999999d"), 400, "INVALID_INPUT")
+
+
+def test_a_real_server_refuses_a_chunked_upload_over_the_limit(services: Services) -> None:
+    """Through uvicorn, as a client would: a body without Content-Length is counted."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    config = uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(MAX_BODY_BYTES // 4096 + 2):
+                yield b" " * 4096
+
+        url = f"http://127.0.0.1:{port}/api/v1/gc"
+        r = httpx.post(url, content=chunks(), headers=JSON, timeout=30)
+        assert r.request.headers["transfer-encoding"] == "chunked"
+        _error(r, 413, "REQUEST_TOO_LARGE")
+        assert httpx.post(url, json={}, timeout=30).status_code == 202  # still serving
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -17,18 +17,18 @@ import tempfile
 from pathlib import Path
 
 import schemathesis
-from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from tests.conftest import save_vm
 from vmvault.api.app import create_app
-from vmvault.bootstrap import bootstrap
+from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
+from vmvault.domain.job import JobState
 from vmvault.domain.vm import VmState
 
-MAX_EXAMPLES = int(os.environ.get("VMVAULT_FUZZ_EXAMPLES", "25"))
+MAX_EXAMPLES = int(os.environ.get("VMVAULT_FUZZ_EXAMPLES", "50"))
 
 CHECKS = [
     checks.not_a_server_error,
@@ -40,16 +40,26 @@ CHECKS = [
 ]
 
 
-def make_app() -> FastAPI:
+def make_services() -> Services:
     home = Path(tempfile.mkdtemp(prefix="vmvault-fuzz-")) / "home"
     svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(home)}))
     svc.vaults.create("main", "local", None)
     save_vm(svc, "web", VmState.REGISTERED, host="h1")
     save_vm(svc, "db", VmState.DISCOVERED, host="h1")
-    return create_app(svc)
+    return svc
 
 
-schema = schemathesis.openapi.from_asgi("/openapi.json", make_app())
+def reset(svc: Services) -> None:
+    """Cancel every job still queued, so that each case starts from the same state (a VM
+    without an active job): the same request gets the same status every time, which
+    Hypothesis needs to replay and shrink a failure."""
+    for state in (JobState.QUEUED, JobState.IN_PROGRESS):
+        for job in svc.jobs.list_jobs(state=state):
+            svc.jobs.cancel(job.id)
+
+
+SERVICES = make_services()
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(SERVICES))
 if True:
     schema.config.generation.update(
         modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE],
@@ -62,11 +72,15 @@ if True:
 @schema.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation(case: schemathesis.Case) -> None:
+    reset(SERVICES)
     case.call_and_validate(checks=CHECKS)
 
 
 class Workflow(schema.as_state_machine()):  # type: ignore[misc]
     """Chains of calls along the OpenAPI links: queue a job, show it, cancel it (twice)."""
+
+    def setup(self) -> None:
+        reset(SERVICES)
 
     def validate_response(  # type: ignore[override]
         self, response: schemathesis.Response, case: schemathesis.Case, **kwargs: object

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Path
+from fastapi import FastAPI, Path, Query
 
 from vmvault import __version__, documents
 from vmvault.api import errors
@@ -113,7 +113,9 @@ def create_app(services: Services) -> FastAPI:
         type: JobType | None = None,
         status: JobState | None = None,
         vm: str | None = None,
-        since: str | None = None,
+        since: Annotated[
+            str | None, Query(description="only jobs created this long ago or later: 24h, 7d…")
+        ] = None,
     ) -> list[dict[str, Any]]:
         uuid = services.inventory.find(vm).uuid if vm else None
         found = services.jobs.list_jobs(
