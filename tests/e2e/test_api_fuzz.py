@@ -1,10 +1,11 @@
 """Schemathesis against the API's own OpenAPI document, in process (ASGI).
 
 Every operation gets generated requests — valid ones and, in negative mode, ones that break
-the schema — over a catalog with a vault, a registered VM, a discovered VM and a policy, and
-every response must be: no 5xx, a status the route declares, a body of the declared schema
+the schema — over a catalog with a vault, a protected, a registered and a discovered VM, a
+policy and a recovery point (so lists and the dashboard have rows to check), and every
+response must be: no 5xx, a status the route declares, a body of the declared schema
 and content type, and a 4xx for input the schema forbids.  Then the stateful run chains
-calls along the links schemathesis infers (a queued job's id into show and cancel).
+calls along the OpenAPI links (a queued job's id into show and cancel).
 
 Bounded: a fixed number of examples per operation, derandomized (the same cases every run)
 and without Hypothesis' example database, so a run takes the same time and never flakes.
@@ -26,6 +27,8 @@ from vmvault.api.app import create_app
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
 from vmvault.domain.job import JobState
+from vmvault.domain.recovery_point import Consistency, Method, PointDisk, RecoveryPoint
+from vmvault.domain.retention import Retention
 from vmvault.domain.vm import VmState
 
 MAX_EXAMPLES = int(os.environ.get("VMVAULT_FUZZ_EXAMPLES", "50"))
@@ -44,8 +47,20 @@ def make_services() -> Services:
     home = Path(tempfile.mkdtemp(prefix="vmvault-fuzz-")) / "home"
     svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(home)}))
     svc.vaults.create("main", "local", None)
-    save_vm(svc, "web", VmState.REGISTERED, host="h1")
+    web = save_vm(svc, "web", VmState.REGISTERED, host="h1")
     save_vm(svc, "db", VmState.DISCOVERED, host="h1")
+    save_vm(svc, "app", VmState.REGISTERED, host="h2")
+    svc.policies.create(None, "daily", "daily@03:00", "UTC", Retention(daily=7))
+    [configured] = svc.protection.protect(None, ["web"], "daily").configured
+    assert configured.job.state is JobState.COMPLETED
+    point = RecoveryPoint(
+        id="20261201T030000Z-web", vault="main", vm_uuid=web.uuid, vm_name=web.name,
+        created_at=svc.clock(), consistency=Consistency.CRASH, method=Method.OFFLINE,
+        frozen_ms=0, checkpoint=None, disks=[PointDisk("vda", 1 << 30)],
+    )  # fmt: skip
+    with svc._uow() as uow:
+        uow.points.add(point)
+        uow.commit()
     return svc
 
 
