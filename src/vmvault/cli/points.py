@@ -37,7 +37,8 @@ def points_list(
             d.target + ("" if not d.excluded else "*") + ("+" if d.incremental else "")
             for d in p.disks
         )
-        table.add_row(
+        render.add_row(
+            table,
             p.id,
             p.vm_name,
             render.short_time(p.created_at),
