@@ -37,11 +37,12 @@ from vmvault.api.models import (
     VmDoc,
 )
 from vmvault.bootstrap import Services
+from vmvault.domain.inputs import MAX_INT64
 from vmvault.domain.job import JobState, JobType, parse_since
 from vmvault.domain.vm import VmState
 
 #: Job ids are SQLite integers: anything outside is refused as bad input, not looked up.
-JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a job id")]
+JobId = Annotated[int, Path(ge=1, le=MAX_INT64, description="a job id")]
 
 
 def _queued(pointer: str) -> dict[int | str, dict[str, Any]]:
