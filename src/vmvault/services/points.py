@@ -258,7 +258,13 @@ class PointService(Service):
         self, vault_name: str | None, *, point_id: str | None = None, vm_ref: str | None = None
     ) -> VerifyScope:
         """What a verify covers: one point, a VM's points, or the whole vault; and the VM it
-        locks (a whole-vault verify touches no VM: it needs no VM lock)."""
+        locks (a whole-vault verify touches no VM: it needs no VM lock).  A point and a VM
+        together are refused: the CLI, the API and a queued job share this one check."""
+        if point_id is not None and vm_ref is not None:
+            raise InvalidInput(
+                "give one point, one VM, or neither (every point of the vault)",
+                what="a verify of both a point and a VM",
+            )
         vault = self.vaults.resolve(vault_name)
         if point_id is not None:
             point = self.get(point_id)

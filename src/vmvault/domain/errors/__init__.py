@@ -14,6 +14,7 @@ Messages are ``str.format`` templates filled from keyword arguments, so a caller
 
 from __future__ import annotations
 
+from vmvault.domain.errors.api import MethodNotAllowed, RequestTooLarge, RouteNotFound
 from vmvault.domain.errors.backup import (
     AgentFreezeTimeout,
     BackupAbortFailed,
@@ -162,6 +163,7 @@ __all__ = [
     "LabGuestTimeout",
     "ListenNotLoopback",
     "ManifestCorrupt",
+    "MethodNotAllowed",
     "NbdReadFailed",
     "NoVault",
     "OfflineExportFailed",
@@ -173,6 +175,7 @@ __all__ = [
     "PolicyExists",
     "PolicyInUse",
     "PolicyNotFound",
+    "RequestTooLarge",
     "RestoreDefineFailed",
     "RestoreDirUnusable",
     "RestoreHostNotLocal",
@@ -187,6 +190,7 @@ __all__ = [
     "RestoreVmNotDefined",
     "RestoreWriteFailed",
     "RetentionTooShort",
+    "RouteNotFound",
     "ThawFailed",
     "TooManyDisks",
     "UnknownTimeZone",
