@@ -82,3 +82,13 @@ def test_errors_catalog(cli: CliRunner) -> None:
 def test_invalid_setting_is_a_usage_error(cli: CliRunner) -> None:
     r = cli("vault", "list", env={"VMVAULT_MAX_DISKS": "zero"})
     assert r.code == 2 and "VMVAULT_MAX_DISKS" in r.stderr
+
+
+def test_verify_refuses_a_point_and_a_vm_as_the_api_does(cli: CliRunner) -> None:
+    assert cli("vault", "create", "main", "--location", "local").code == 0
+    r = cli("verify", "web", "--point", "p1")  # the service's check, shared with the API
+    assert r.code == 2, (r.stdout, r.stderr)
+    assert r.stderr.startswith("error INVALID_INPUT: a verify of both a point and a VM"), r.stderr
+    assert cli("verify").code == 2  # neither a scope nor --all
+    assert cli("verify", "web", "--all").code == 2
+    assert cli("jobs", "list", "--json").json() == []

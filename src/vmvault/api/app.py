@@ -5,8 +5,9 @@ Operations that take time are *queued* (``202 Accepted`` with the queued jobs); 
 with ``GET /api/v1/jobs/{id}`` and stop them with ``POST /api/v1/jobs/{id}/cancel``.
 
 Errors are ``{"error": {"code", "message", "remedy"}}`` with a status derived from the
-error: ``404`` for what does not exist, ``409`` for a conflict with an active job or a state,
-``400`` for other bad input, ``500`` for failures.  No traceback ever leaves the server.
+error's code, validation errors and unknown routes included (:mod:`vmvault.api.errors`);
+every route declares its statuses and its response model (:mod:`vmvault.api.models`) in
+``/openapi.json``.  No traceback and no request body ever leaves the server.
 
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, each call opens its own
 catalog transactions, so a slow request never blocks the others.
@@ -15,72 +16,46 @@ catalog transactions, so a slow request never blocks the others.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
 from vmvault import __version__, documents
+from vmvault.api import errors
+from vmvault.api.errors import responses
+from vmvault.api.models import (
+    BackupRequest,
+    DashboardDoc,
+    HealthDoc,
+    JobDoc,
+    JobWithLogDoc,
+    PointDoc,
+    PolicyDoc,
+    RestoreTestRequest,
+    VaultDoc,
+    VaultRequest,
+    VerifyRequest,
+    VmDoc,
+)
 from vmvault.bootstrap import Services
-from vmvault.domain.errors import InternalError, InvalidInput, VmvaultError
+from vmvault.domain.inputs import MAX_INT64
 from vmvault.domain.job import JobState, JobType, parse_since
 from vmvault.domain.vm import VmState
 
-CONFLICTS = {
-    "OPERATION_IN_PROGRESS",
-    "DISCOVERY_IN_PROGRESS",
-    "JOB_NOT_ACTIVE",
-    "VM_PROTECTED",
-    "WRONG_PROTECTION_STATE",
-    "ALREADY_REGISTERED",
-    "POLICY_IN_USE",
-    "NAME_IN_USE",
-}
+#: Job ids are SQLite integers: anything outside is refused as bad input, not looked up.
+JobId = Annotated[int, Path(ge=1, le=MAX_INT64, description="a job id")]
 
 
-def status_for(error: VmvaultError) -> int:
-    if error.code.endswith("_NOT_FOUND"):
-        return 404
-    if error.code in CONFLICTS:
-        return 409
-    return 400 if error.kind == "usage" else 500
-
-
-class BackupRequest(BaseModel):
-    vms: list[str] = Field(description="VM references: uuid, NAME, HOST/NAME or GROUP/NAME")
-    vault: str | None = None
-    keep_until: datetime | None = Field(
-        None, description="retention leaves the points alone until then"
-    )
-
-
-class VerifyRequest(BaseModel):
-    vault: str | None = None
-    point: str | None = None
-    vm: str | None = None
-
-
-class VaultRequest(BaseModel):
-    vault: str | None = None
-
-
-class RestoreTestRequest(BaseModel):
-    vm: str
-    point: str
-
-
-def _enum(
-    kind: type[JobType] | type[JobState] | type[VmState], value: str | None, what: str
-) -> Any:
-    if value is None:
-        return None
-    try:
-        return kind(value)
-    except ValueError:
-        choices = ", ".join(m.value for m in kind)
-        raise InvalidInput(f"use one of {choices}", what=f"{what} '{value}'") from None
+def _queued(pointer: str) -> dict[int | str, dict[str, Any]]:
+    """The responses of a route that queues a job: its errors, and OpenAPI links from the
+    job's id (at JSON ``pointer`` in the 202 body) to showing and cancelling it."""
+    link = {"parameters": {"job_id": f"$response.body#{pointer}"}}
+    links = {
+        "ShowJob": {"operationId": "show_job", **link},
+        "CancelJob": {"operationId": "cancel_job", **link},
+    }
+    return {202: {"description": "Queued", "links": links}, **responses(404, 409)}
 
 
 def create_app(
@@ -94,16 +69,13 @@ def create_app(
         description="Backups of libvirt/QEMU virtual machines: vault, policies, jobs.",
     )
 
-    @app.exception_handler(VmvaultError)
-    def _error(_request: Request, exc: VmvaultError) -> JSONResponse:
-        return JSONResponse({"error": exc.as_dict()}, status_code=status_for(exc))
+    errors.install(app)
 
-    @app.exception_handler(Exception)
-    def _internal(_request: Request, exc: Exception) -> JSONResponse:
-        err = InternalError(f"{type(exc).__name__}: {exc}")
-        return JSONResponse({"error": err.as_dict()}, status_code=500)
-
-    @app.get("/api/v1/health", responses={503: {"description": "a component is down"}})
+    @app.get(
+        "/api/v1/health",
+        response_model=HealthDoc,
+        responses={503: {"model": HealthDoc, "description": "A component is down"}, **responses()},
+    )
     def health() -> JSONResponse:
         """Liveness of each component (the server's, then the API's and the catalog's): 200
         when all are up, else 503 with the same body (see docs/server.md)."""
@@ -123,81 +95,106 @@ def create_app(
         doc["components"] = components
         return JSONResponse(doc, status_code=503 if down else 200)
 
-    @app.get("/api/v1/dashboard")
+    @app.get("/api/v1/dashboard", response_model=DashboardDoc, responses=responses(404))
     def dashboard(vault: str | None = None) -> dict[str, Any]:
         return documents.dashboard_doc(services.dashboard.summary(vault))
 
-    @app.get("/api/v1/vaults")
+    @app.get("/api/v1/vaults", response_model=list[VaultDoc], responses=responses())
     def vaults() -> list[dict[str, Any]]:
         return [documents.vault_doc(v) for v in services.vaults.list_vaults()]
 
-    @app.get("/api/v1/vms")
-    def vms(vault: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
-        found = services.inventory.list_vms(vault, _enum(VmState, state, "state"))
+    @app.get("/api/v1/vms", response_model=list[VmDoc], responses=responses(404))
+    def vms(vault: str | None = None, state: VmState | None = None) -> list[dict[str, Any]]:
+        found = services.inventory.list_vms(vault, state)
         return [documents.vm_doc(vm) for vm in found]
 
-    @app.get("/api/v1/vms/{ref:path}")
+    @app.get("/api/v1/vms/{ref:path}", response_model=VmDoc, responses=responses(404))
     def vm(ref: str) -> dict[str, Any]:
         return documents.vm_doc(services.inventory.find(ref))
 
-    @app.get("/api/v1/points")
+    @app.get("/api/v1/points", response_model=list[PointDoc], responses=responses(404))
     def points(vault: str | None = None, vm: str | None = None) -> list[dict[str, Any]]:
         return [documents.point_doc(p) for p in services.points.list_points(vault, vm)]
 
-    @app.get("/api/v1/points/{point_id}")
+    @app.get("/api/v1/points/{point_id}", response_model=PointDoc, responses=responses(404))
     def point(point_id: str) -> dict[str, Any]:
         return documents.point_doc(services.points.get(point_id))
 
-    @app.get("/api/v1/policies")
+    @app.get("/api/v1/policies", response_model=list[PolicyDoc], responses=responses(404))
     def policies(vault: str | None = None) -> list[dict[str, Any]]:
         return [documents.policy_doc(v) for v in services.policies.list_policies(vault)]
 
-    @app.get("/api/v1/policies/{name}")
+    @app.get("/api/v1/policies/{name}", response_model=PolicyDoc, responses=responses(404))
     def policy(name: str) -> dict[str, Any]:
         return documents.policy_doc(services.policies.get(name))
 
-    @app.get("/api/v1/jobs")
+    @app.get("/api/v1/jobs", response_model=list[JobDoc], responses=responses(404))
     def jobs(
-        type: str | None = None,
-        status: str | None = None,
+        type: JobType | None = None,
+        status: JobState | None = None,
         vm: str | None = None,
-        since: str | None = None,
+        since: Annotated[
+            str | None, Query(description="only jobs created this long ago or later: 24h, 7d…")
+        ] = None,
     ) -> list[dict[str, Any]]:
         uuid = services.inventory.find(vm).uuid if vm else None
         found = services.jobs.list_jobs(
-            job_type=_enum(JobType, type, "job type"),
-            state=_enum(JobState, status, "job state"),
+            job_type=type,
+            state=status,
             since=parse_since(since) if since else None,
             vm_uuid=uuid,
         )
         return [documents.job_doc(j) for j in found]
 
-    @app.get("/api/v1/jobs/{job_id}")
-    def job(job_id: int) -> dict[str, Any]:
+    @app.get(
+        "/api/v1/jobs/{job_id}",
+        response_model=JobWithLogDoc,
+        responses=responses(404),
+        operation_id="show_job",
+    )
+    def job(job_id: JobId) -> dict[str, Any]:
         found, log = services.jobs.show(job_id)
         return documents.job_doc(found, log)
 
-    @app.post("/api/v1/jobs/{job_id}/cancel", status_code=202)
-    def cancel(job_id: int) -> dict[str, Any]:
+    @app.post(
+        "/api/v1/jobs/{job_id}/cancel",
+        status_code=202,
+        response_model=JobDoc,
+        responses=_queued("/id"),
+        operation_id="cancel_job",
+    )
+    def cancel(job_id: JobId) -> dict[str, Any]:
         return documents.job_doc(services.jobs.cancel(job_id))
 
-    @app.post("/api/v1/backups", status_code=202)
+    @app.post(
+        "/api/v1/backups",
+        status_code=202,
+        response_model=list[JobDoc],
+        responses=_queued("/0/id"),
+    )
     def backup(body: BackupRequest) -> list[dict[str, Any]]:
         queued = services.queue.submit_backup(body.vault, body.vms, body.keep_until, origin="api")
         return [documents.job_doc(j) for j in queued]
 
-    @app.post("/api/v1/verify", status_code=202)
-    def verify(body: VerifyRequest) -> dict[str, Any]:
+    @app.post("/api/v1/verify", status_code=202, response_model=JobDoc, responses=_queued("/id"))
+    def verify(body: VerifyRequest | None = None) -> dict[str, Any]:
+        body = body or VerifyRequest()
         job = services.queue.submit_verify(
             body.vault, point_id=body.point, vm_ref=body.vm, origin="api"
         )
         return documents.job_doc(job)
 
-    @app.post("/api/v1/gc", status_code=202)
-    def gc(body: VaultRequest) -> dict[str, Any]:
+    @app.post("/api/v1/gc", status_code=202, response_model=JobDoc, responses=_queued("/id"))
+    def gc(body: VaultRequest | None = None) -> dict[str, Any]:
+        body = body or VaultRequest()
         return documents.job_doc(services.queue.submit_gc(body.vault, origin="api"))
 
-    @app.post("/api/v1/restore-tests", status_code=202)
+    @app.post(
+        "/api/v1/restore-tests",
+        status_code=202,
+        response_model=JobDoc,
+        responses=_queued("/id"),
+    )
     def restore_test(body: RestoreTestRequest) -> dict[str, Any]:
         return documents.job_doc(
             services.queue.submit_restore_test(body.vm, body.point, origin="api")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, NoReturn
 
 import typer
@@ -14,7 +13,7 @@ from vmvault.cli.options import JsonOpt, VaultOpt, WaitOpt
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out, size
 from vmvault.documents import point_doc
-from vmvault.domain.errors import InvalidInput
+from vmvault.domain.inputs import parse_instant
 from vmvault.domain.job import Job
 
 
@@ -29,7 +28,7 @@ def backup(
     json_: JsonOpt = False,
 ) -> None:
     """Back up VMs now: one backup job per VM (full the first time, then incremental)."""
-    until = _keep_until(keep_until) if keep_until else None
+    until = parse_instant(keep_until, "--keep-until") if keep_until is not None else None
     if not wait:
         queued(services().queue.submit_backup(vault, vms, keep_until=until), json_)
     with live_progress(not json_):
@@ -71,15 +70,3 @@ def queued(jobs: list[Job], json_: bool) -> NoReturn:
                 markup=False,
             )
     raise typer.Exit(render.EXIT_OK)
-
-
-def _keep_until(text: str) -> datetime:
-    """A date (midnight) or date-time, local time unless it names its offset; in the future."""
-    try:
-        value = datetime.fromisoformat(text.strip()).astimezone()
-    except ValueError:
-        what = f"--keep-until '{text}'"
-        raise InvalidInput("use YYYY-MM-DD or YYYY-MM-DDTHH:MM", what=what) from None
-    if value <= datetime.now(UTC):
-        raise InvalidInput("it is not in the future", what=f"--keep-until '{text}'")
-    return value

@@ -35,9 +35,7 @@ def lab_up(
 ) -> None:
     """Start lab guests (adds to those already running) and wait for their agents."""
     t0 = time.monotonic()
-    svc = services().lab
-    svc.ensure_daemons()
-    vms = svc.up(count, variant or [])
+    vms = services().lab.up(count, variant or [])
     if json_:
         emit_json(vms)
         return

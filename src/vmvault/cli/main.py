@@ -23,8 +23,9 @@ from vmvault.cli.options import JsonOpt, VaultOpt
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
 from vmvault.domain.errors import InternalError, VmvaultError
+from vmvault.domain.inputs import check_encoded, parse_size, quoted
 from vmvault.domain.job import Job, JobState, JobType, parse_since
-from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION, parse_size
+from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION
 from vmvault.domain.vm import VmState
 
 app = typer.Typer(
@@ -85,7 +86,7 @@ def vault_create(
         path,
         encrypt=encrypt,
         key_file=key_file,
-        chunk_size=parse_size(chunk_size) if chunk_size else None,
+        chunk_size=parse_size(chunk_size, "--chunk-size") if chunk_size is not None else None,
         zstd_level=compression_level,
     )
     if json_:
@@ -96,6 +97,12 @@ def vault_create(
             f"vault '{vault.name}' created in {vault.path} (location {vault.location}{extra})",
             markup=False,
         )
+        for option, given in (("--path", path), ("--key-file", key_file)):
+            if given and not os.path.isabs(given):
+                out.print(
+                    f"  {option} {quoted(given)} was taken relative to {os.getcwd()}",
+                    markup=False,
+                )
 
 
 @vault_app.command("list")
@@ -109,7 +116,7 @@ def vault_list(json_: JsonOpt = False) -> None:
     for col in ("NAME", "LOCATION", "PATH", "CREATED"):
         table.add_column(col)
     for v in vaults:
-        table.add_row(v.name, v.location, v.path, render.short_time(v.created_at))
+        render.add_row(table, v.name, v.location, v.path, render.short_time(v.created_at))
     out.print(table)
 
 
@@ -138,14 +145,27 @@ def host_add(
     uri: Annotated[str, typer.Argument(help="libvirt URI")] = DEFAULT_HOST_URI,
     location: Annotated[str, typer.Option(help="Location of the host.")] = DEFAULT_LOCATION,
     no_check: Annotated[bool, typer.Option("--no-check", help="Do not connect first.")] = False,
+    allow_command: Annotated[
+        bool,
+        typer.Option(
+            "--allow-command",
+            help="Accept a URI that makes libvirt run a local command "
+            "(the ext transport, command= or netcat=).",
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Add a libvirt host to a location (checks that it answers first)."""
-    host = services().vaults.add_host(uri, location, check=not no_check)
+    host = services().vaults.add_host(
+        uri, location, check=not no_check, allow_command=allow_command
+    )
     if json_:
         emit_json(documents.host_doc(host))
     else:
-        out.print(f"host {host.uri} ({host.hostname or '?'}) added to location {host.location}")
+        out.print(
+            f"host {host.uri} ({host.hostname or '?'}) added to location {host.location}",
+            markup=False,
+        )
 
 
 @host_app.command("list")
@@ -159,7 +179,7 @@ def host_list(json_: JsonOpt = False) -> None:
     for col in ("URI", "LOCATION", "HOSTNAME"):
         table.add_column(col)
     for h in hosts:
-        table.add_row(h.uri, h.location, h.hostname or "-")
+        render.add_row(table, h.uri, h.location, h.hostname or "-")
     out.print(table)
 
 
@@ -167,7 +187,7 @@ def host_list(json_: JsonOpt = False) -> None:
 def host_remove(uri: str) -> None:
     """Forget a host."""
     services().vaults.remove_host(uri)
-    out.print(f"host {uri} removed")
+    out.print(f"host {uri} removed", markup=False)
 
 
 # --- discovery, VMs, registration --------------------------------------------------------------
@@ -222,7 +242,8 @@ def vm_show(vm: str, json_: JsonOpt = False) -> None:
         return
     for key in ("name", "uuid", "host", "host_uri", "group", "state", "power_state", "vault"):
         out.print(f"{key:14} {doc[key]}", markup=False)
-    out.print(f"{'agent':14} {item.agent_version or ('channel' if item.agent_channel else 'none')}")
+    agent = item.agent_version or ("channel" if item.agent_channel else "none")
+    out.print(f"{'agent':14} {agent}", markup=False)
     if item.vanished_at:
         out.print(f"{'vanished_at':14} {doc['vanished_at']}")
     for d in item.disks:
@@ -274,8 +295,8 @@ def jobs_list(
     json_: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
-    window = parse_since(since) if since else None
-    vm_uuid = services().inventory.find(vm).uuid if vm else None
+    window = parse_since(since) if since is not None else None
+    vm_uuid = services().inventory.find(vm).uuid if vm is not None else None
     jobs = services().jobs.list_jobs(type_, status, window, vm_uuid)
     if json_:
         emit_json([documents.job_doc(j) for j in jobs])
@@ -402,9 +423,13 @@ def errors_cmd(
         out.print(f"  remedy: {row['remedy']}", markup=False)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The ``vmvault`` command (``argv``: the arguments, default ``sys.argv[1:]``)."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        app()
+        for arg in args:
+            check_encoded(arg, "argument")
+        app(args=args, prog_name="vmvault")
     except VmvaultError as exc:
         sys.exit(render.error(exc))
     except KeyboardInterrupt:

@@ -37,7 +37,8 @@ def points_list(
             d.target + ("" if not d.excluded else "*") + ("+" if d.incremental else "")
             for d in p.disks
         )
-        table.add_row(
+        render.add_row(
+            table,
             p.id,
             p.vm_name,
             render.short_time(p.created_at),
@@ -97,7 +98,7 @@ def verify(
     json_: JsonOpt = False,
 ) -> None:
     """Re-read and re-hash every chunk the chosen points reference (a verify job)."""
-    if len([x for x in (vm, point) if x is not None]) + int(all_) != 1:
+    if all_ == (vm is not None or point is not None):  # VM and --point: the service refuses
         raise typer.BadParameter("give exactly one of VM, --point ID or --all")
     if not wait:
         queued([services().queue.submit_verify(vault, point_id=point, vm_ref=vm)], json_)

@@ -75,8 +75,13 @@ def policy_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
         table.add_column(col)
     for v in views:
         p = v.policy
-        table.add_row(
-            p.name, format_schedule(p.schedule), p.timezone.key, str(p.retention), str(len(v.vms))
+        render.add_row(
+            table,
+            p.name,
+            format_schedule(p.schedule),
+            p.timezone.key,
+            str(p.retention),
+            str(len(v.vms)),
         )
     out.print(table)
 
@@ -101,6 +106,8 @@ def policy_update(
     """Change a policy; options not given keep their values.  Its VMs follow at once."""
     counts = {"daily": daily, "weekly": weekly, "monthly": monthly, "yearly": yearly}
     view = services().policies.update(name, schedule=schedule, timezone=tz, counts=counts)
+    if not view.changed and not json_:
+        out.print(f"policy '{name}' unchanged: it has these values already", markup=False)
     _show_policy(view, json_)
 
 
@@ -216,7 +223,8 @@ def protection_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     for col in ("NAME", "HOST", "PROTECTION", "POLICY", "POINTS", "LAST POINT"):
         table.add_column(col)
     for i in items:
-        table.add_row(
+        render.add_row(
+            table,
             i.vm.name,
             i.vm.hostname,
             i.protection,

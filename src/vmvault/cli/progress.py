@@ -9,7 +9,7 @@ from typing import Any
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from vmvault.cli.context import services
-from vmvault.cli.render import out
+from vmvault.cli.render import markup, out
 from vmvault.domain.job import Job
 
 
@@ -32,7 +32,7 @@ def live_progress(enabled: bool) -> Iterator[None]:
         def observe(job: Job) -> None:
             if job.id not in bars:
                 bars[job.id] = progress.add_task(
-                    f"{job.type.value} {job.vm_name or ''}", total=job.bytes_total or None
+                    f"{job.type.value} {markup(job.vm_name or '')}", total=job.bytes_total or None
                 )
             progress.update(bars[job.id], completed=job.bytes_done, total=job.bytes_total or None)
 

@@ -11,16 +11,34 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from vmvault.domain.errors import VmvaultError
+from vmvault.domain.inputs import shown
 from vmvault.domain.job import Job, JobState
 from vmvault.domain.vm import VmItem
 
+
+class SafeConsole(Console):
+    """A Rich console that never writes a control character it was handed as text.
+
+    Names, paths, messages and log lines hold what users, guests and hosts typed; an escape
+    sequence among them would drive the terminal.  Every string printed (and every table
+    cell) is rendered with its control characters escaped (:func:`shown`); line breaks and
+    tabs stay.  Data printed with markup on goes through :func:`markup`, table cells through
+    :func:`add_row`, so brackets in data are never read as Rich markup either.
+    """
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(shown(text, newlines=True), **kwargs)
+
+
 # Piped output (scripts, tests) gets wide tables instead of truncated cells.
 _WIDTH = None if sys.stdout.isatty() else 250
-out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = SafeConsole(highlight=False, soft_wrap=True, width=_WIDTH)
+err = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS = 0, 1, 2, 3
 
@@ -34,9 +52,20 @@ def emit_json(doc: Any) -> None:
 
 
 def error(exc: VmvaultError) -> int:
-    err.print(f"error {exc.code}: {exc.text}", markup=False)
-    err.print(f"remedy: {exc.remedy_text}", markup=False)
+    """The two lines of an error on stderr (each one line: line breaks escaped too)."""
+    err.print(f"error {exc.code}: {shown(exc.text)}", markup=False)
+    err.print(f"remedy: {shown(exc.remedy_text)}", markup=False)
     return EXIT_USAGE if exc.kind == "usage" else EXIT_FAILED
+
+
+def markup(value: object) -> str:
+    """``value`` for a string printed with Rich markup on: its brackets are not markup."""
+    return escape(str(value))
+
+
+def add_row(table: Table, *cells: str | Text) -> None:
+    """Add a row of data: plain text (no markup), control characters escaped."""
+    table.add_row(*(c if isinstance(c, Text) else Text(shown(c)) for c in cells))
 
 
 # --- tables ------------------------------------------------------------------------------------
@@ -59,7 +88,8 @@ def vm_table(vms: list[VmItem]) -> Table:
     for vm in vms:
         state = vm.state.value + (" (vanished)" if vm.vanished_at else "")
         disks = ",".join(d.target + ("*" if d.excluded else "") for d in vm.disks)
-        table.add_row(
+        add_row(
+            table,
             vm.name,
             vm.hostname,
             vm.group,
@@ -80,11 +110,12 @@ def job_table(jobs: list[Job]) -> Table:
         duration = f"{job.duration.total_seconds():.1f}s" if job.duration is not None else "-"
         result = job.error_code or (f"{len(job.warnings)} warning(s)" if job.warnings else "")
         style = STATE_STYLE.get(job.state.value, "")
-        table.add_row(
+        add_row(
+            table,
             str(job.id),
             job.type.value,
             job.vm_name or "-",
-            f"[{style}]{job.state.value}[/]",
+            Text(job.state.value, style=style),
             short_time(job.started_at),
             duration,
             result,
@@ -94,13 +125,13 @@ def job_table(jobs: list[Job]) -> Table:
 
 def job_result_line(job: Job) -> None:
     style = STATE_STYLE.get(job.state.value, "")
-    subject = f" {job.vm_name}" if job.vm_name else ""
+    subject = f" {markup(job.vm_name)}" if job.vm_name else ""
     out.print(f"job {job.id} {job.type.value}{subject}: [{style}]{job.state.value}[/]")
     for w in job.warnings:
-        out.print(f"  warning: {w}", markup=False)
+        out.print(f"  warning: {shown(w)}", markup=False)
     if job.error_code:
-        err.print(f"error {job.error_code}: {job.message}", markup=False)
-        err.print(f"remedy: {job.remedy}", markup=False)
+        err.print(f"error {job.error_code}: {shown(job.message or '')}", markup=False)
+        err.print(f"remedy: {shown(job.remedy or '')}", markup=False)
 
 
 def exit_code_for(jobs: list[Job]) -> int:

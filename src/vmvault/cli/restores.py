@@ -68,7 +68,7 @@ def restore(
     if start and test:
         raise typer.BadParameter("--start and --test exclude each other")
     if disks_only:
-        if not directory:
+        if directory is None:
             raise typer.BadParameter("--disks-only needs --dir DIR")
         if start or test or host or keep_previous:
             raise typer.BadParameter("--disks-only defines no VM: no --start, --test, --host")

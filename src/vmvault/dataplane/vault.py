@@ -54,7 +54,7 @@ from vmvault.storage.local import LocalBackend
 
 INDEXES = "indexes"
 MANIFESTS = "manifests"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 #: The prefixes of a vault's objects (``StorageBackend.create_layout``).
 LAYOUT = [f"{CHUNKS}/{i:02x}/" for i in range(256)] + [f"{INDEXES}/", f"{MANIFESTS}/"]
@@ -71,7 +71,7 @@ def backend_of(where: Where) -> StorageBackend:
 
 def check_name(value: str, what: str) -> str:
     """Point ids and disk targets become parts of keys: keep them plain."""
-    if not _NAME.match(value) or ".." in value:
+    if not _NAME.fullmatch(value) or ".." in value:
         raise InvalidInput("use 1-128 of A-Z a-z 0-9 . _ : -", what=f"{what} '{value}'")
     return value
 

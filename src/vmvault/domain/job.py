@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from vmvault.domain.errors import InvalidInput
+from vmvault.domain.inputs import parse_duration
 
 
 class JobType(StrEnum):
@@ -145,9 +145,6 @@ def final_state(warnings: list[str], failed: bool, cancelled: bool = False) -> J
 
 
 def parse_since(text: str) -> timedelta:
-    """``"24h"``, ``"30m"``, ``"7d"``, ``"90s"``, ``"2w"`` → timedelta."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-    text = text.strip().lower()
-    if len(text) >= 2 and text[-1] in units and text[:-1].isdigit():
-        return timedelta(seconds=int(text[:-1]) * units[text[-1]])
-    raise InvalidInput("use a number followed by s, m, h, d or w (e.g. 24h)", what=f"'{text}'")
+    """``--since``: how far back a job list reaches (``24h``, ``7d``; see
+    :func:`~vmvault.domain.inputs.parse_duration`)."""
+    return parse_duration(text, "--since")

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from vmvault.domain.errors import InvalidInput, RestoreUnsupportedDisk
+from vmvault.domain.errors import RestoreUnsupportedDisk
+from vmvault.domain.inputs import check_text
 from vmvault.domain.recovery_point import PointDisk
 from vmvault.domain.vm import PowerState
 
@@ -48,7 +49,7 @@ PRE_RESTORE = ".pre-restore-"
 #: Where a host keeps VM images when libvirt has no storage pool named ``default``.
 FALLBACK_DEFAULT_DIR = Path("/var/lib/libvirt/images")
 
-_VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$")
+_VM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,62}")
 
 
 class RestoreMode(StrEnum):
@@ -135,12 +136,12 @@ class FreeSpace:
 
 def check_vm_name(name: str) -> str:
     """Names of new VMs: 1–63 letters, digits, ``. _ + -``, starting with a letter or digit."""
-    if not _VM_NAME.match(name):
-        raise InvalidInput(
-            "use 1-63 letters, digits, '.', '_', '+' or '-', starting with a letter or digit",
-            what=f"VM name '{name}'",
-        )
-    return name
+    return check_text(
+        name,
+        _VM_NAME,
+        "VM name",
+        "use 1-63 letters, digits, '.', '_', '+' or '-', starting with a letter or digit",
+    )
 
 
 def disk_file_name(vm_name: str, target: str, fmt: str) -> str:

@@ -169,7 +169,7 @@ def format_schedule(s: Schedule) -> str:
     return f"every:{s.hours}h@{_hhmm(s.window_start)}-{_hhmm(s.window_end)}"
 
 
-_TIME = re.compile(r"(\d{1,2}):(\d{2})")
+_TIME = re.compile(r"([0-9]{1,2}):([0-9]{2})")
 _DAYS = {d.short: d for d in Weekday} | {d.long.lower(): d for d in Weekday}
 
 
@@ -224,7 +224,7 @@ def parse_schedule(text: str, tz: str | ZoneInfo) -> Schedule:
             n, at_sep, window = t[6:].partition("@")
             if not t.startswith("every:"):
                 raise InvalidSchedule("expected every:Nh or every:Nh@HH:MM-HH:MM", text=text)
-            if not re.fullmatch(r"\d{1,3}h?", n):
+            if not re.fullmatch(r"[0-9]{1,3}h?", n):
                 raise InvalidSchedule(
                     f"'{n}' is not a number of hours (4h, 6h, 8h or 12h)", text=text
                 )

@@ -11,46 +11,74 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from vmvault.domain.errors import InvalidInput
+from vmvault.domain.errors import HostUriRunsCommand, InvalidInput
+from vmvault.domain.inputs import check_printable, check_text, quoted
 
 DEFAULT_HOST_URI = "qemu:///system"
 DEFAULT_LOCATION = "local"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-# driver[+transport]://[user@][host[:port]]/path[?query]
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+#: ``driver[+transport]://[user@][host[:port]]/path[?query]``
 _URI = re.compile(
-    r"^(?P<driver>[a-z][a-z0-9]*)(\+(?P<transport>[a-z]+))?://"
-    r"(?P<authority>[^/?#\s]*)(?P<path>/[^?#\s]*)(\?(?P<query>[^#\s]*))?$"
+    r"(?P<driver>[a-z][a-z0-9]*)(?:\+(?P<transport>[a-z0-9]+))?://"
+    r"(?P<authority>[^/?#\s]*)(?P<path>/[^?#\s]*)(?:\?(?P<query>[^#\s]*))?",
+    re.ASCII,
 )
-_TRANSPORTS = {None, "unix", "ssh", "tcp", "tls", "libssh", "libssh2", "ext"}
+MAX_URI = 1024
+#: libvirt drivers vmvault talks to: QEMU/KVM, and libvirt's built-in ``test`` driver.
+DRIVERS = {"qemu", "test"}
+#: Transports that only open a connection (``None``: a local socket).
+TRANSPORTS = {None, "unix", "ssh", "libssh", "libssh2", "tcp", "tls"}
+#: What makes libvirt run a command of the URI's choosing: the ``ext`` transport, and the
+#: ``command`` (local) and ``netcat`` (remote) parameters of the ssh transports.
+COMMAND_TRANSPORTS = {"ext"}
+COMMAND_PARAMETERS = {"command", "netcat"}
 
 
 def validate_name(value: str, what: str = "name") -> str:
-    """Names of vaults (and later policies): 1–63 of ``[A-Za-z0-9._-]``, starting alnum."""
-    if not _NAME.match(value):
-        raise InvalidInput(
-            "use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit",
-            what=f"{what} '{value}'",
-        )
-    return value
+    """Names of vaults and policies: 1–63 of ``[A-Za-z0-9._-]``, starting alnum."""
+    return check_text(
+        value,
+        _NAME,
+        what,
+        "use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+    )
 
 
 def validate_location(value: str) -> str:
-    value = value.strip()
-    if not value or len(value) > 64 or any(c.isspace() for c in value):
-        raise InvalidInput("use 1-64 characters without spaces", what=f"location '{value}'")
+    value = check_printable(value.strip(), "location")
+    if len(value) > 64 or any(c.isspace() for c in value):
+        raise InvalidInput("use 1-64 characters without spaces", what=f"location {quoted(value)}")
     return value
 
 
-def validate_uri(uri: str) -> str:
-    """Accept libvirt connection URIs such as ``qemu:///system`` or ``qemu+ssh://h/system``."""
-    m = _URI.match(uri.strip())
-    if not m or m.group("transport") not in _TRANSPORTS or m.group("path") == "/":
+def validate_uri(uri: str, *, allow_command: bool = False) -> str:
+    """Accept libvirt connection URIs such as ``qemu:///system`` or ``qemu+ssh://h/system``.
+
+    Drivers :data:`DRIVERS`, transports :data:`TRANSPORTS`; a URI that makes libvirt run a
+    command (:data:`COMMAND_TRANSPORTS`, :data:`COMMAND_PARAMETERS`) only with
+    ``allow_command`` (``host add --allow-command``), see docs/input.md.
+    """
+    uri = check_printable(uri.strip(), "URI", max_length=MAX_URI)
+    m = _URI.fullmatch(uri)
+    hint = "expected a libvirt URI such as qemu:///system or qemu+ssh://HOST/system"
+    if not m or m.group("path") == "/":
+        raise InvalidInput(hint, what=f"URI {quoted(uri)}")
+    if m.group("driver") not in DRIVERS:
         raise InvalidInput(
-            "expected a libvirt URI such as qemu:///system or qemu+ssh://HOST/system",
-            what=f"URI '{uri}'",
+            f"vmvault backs up QEMU/KVM: use a qemu:// URI ({hint})", what=f"URI {quoted(uri)}"
         )
-    return uri.strip()
+    transport = m.group("transport")
+    params = {p.partition("=")[0].lower() for p in (m.group("query") or "").split("&") if p}
+    runs = transport in COMMAND_TRANSPORTS or bool(params & COMMAND_PARAMETERS)
+    if runs and not allow_command:
+        raise HostUriRunsCommand(uri=uri)
+    if transport not in TRANSPORTS | COMMAND_TRANSPORTS:
+        raise InvalidInput(
+            "use no transport or one of " + ", ".join(sorted(t for t in TRANSPORTS if t)),
+            what=f"URI {quoted(uri)}",
+        )
+    return uri
 
 
 @dataclass(frozen=True)
@@ -74,15 +102,3 @@ class Host:
     location: str
     hostname: str | None
     created_at: datetime
-
-
-def parse_size(text: str) -> int:
-    """``"4M"``, ``"64K"``, ``"1G"`` or plain bytes → bytes (binary units)."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    try:
-        if t and t[-1] in units:
-            return int(t[:-1]) * units[t[-1]]
-        return int(t)
-    except ValueError:
-        raise InvalidInput("use a number with K, M or G (e.g. 4M)", what=f"size '{text}'") from None

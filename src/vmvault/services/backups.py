@@ -52,6 +52,7 @@ from typing import Any
 
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import InvalidInput, VmDeleted
+from vmvault.domain.inputs import check_until
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import BackupStep, RecoveryPoint, TakenPoint, UnfinishedBackup
 from vmvault.domain.vault import Vault
@@ -112,6 +113,8 @@ class BackupService(Service):
         """One backup job per VM; every reference is checked before any job starts.
 
         ``keep_until``: retention leaves the new points alone until then (ad-hoc points)."""
+        if keep_until is not None:
+            keep_until = check_until(keep_until, self.clock())
         vault, chosen = self.choose(vault_name, refs)
         store = self.vaults.open_store(vault)
         outcomes = []

@@ -32,12 +32,14 @@ from vmvault.domain.errors import (
     Cancelled,
     DiscoveryInProgress,
     InternalError,
+    InvalidInput,
     JobInterrupted,
     JobNotActive,
     JobNotFound,
     OperationInProgress,
     VmvaultError,
 )
+from vmvault.domain.inputs import MAX_DURATION, check_id, check_seconds
 from vmvault.domain.job import (
     Job,
     JobConflict,
@@ -50,6 +52,8 @@ from vmvault.domain.job import (
 from vmvault.services.ports import UnitOfWork, UnitOfWorkFactory
 
 T = TypeVar("T")
+#: The longest ``jobs wait --timeout`` (30 days).
+MAX_WAIT = 30 * 86400.0
 
 
 class JobContext:
@@ -275,6 +279,8 @@ class JobQueries:
         since: timedelta | None = None,
         vm_uuid: str | None = None,
     ) -> list[Job]:
+        if since is not None and not timedelta(0) <= since <= MAX_DURATION:
+            raise InvalidInput(f"use 0 to {MAX_DURATION.days} days", what=f"since {since}")
         after = self.clock() - since if since is not None else None
         with self.uow() as uow:
             return uow.jobs.find(job_type=job_type, state=state, since=after, vm_uuid=vm_uuid)
@@ -282,6 +288,7 @@ class JobQueries:
     def cancel(self, job_id: int) -> Job:
         """Ask a job to stop.  A running job sees ``cancelling`` at its next check (within a
         second or so), undoes what it started and ends ``cancelled``."""
+        check_id(job_id, "job id")
         with self.uow() as uow:
             job = uow.jobs.get(job_id)
             if job is None:
@@ -308,6 +315,9 @@ class JobQueries:
         timeout: float | None = None,
     ) -> Job:
         """Block until the job reaches a final state (or ``timeout`` seconds pass)."""
+        check_id(job_id, "job id")
+        if timeout is not None:
+            check_seconds(timeout, "--timeout", MAX_WAIT)
         started = time.monotonic()
         while True:
             job, _ = self.show(job_id)
@@ -320,6 +330,7 @@ class JobQueries:
             time.sleep(poll)
 
     def show(self, job_id: int) -> tuple[Job, list[str]]:
+        check_id(job_id, "job id")
         with self.uow() as uow:
             job = uow.jobs.get(job_id)
             if job is None:

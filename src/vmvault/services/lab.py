@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vmvault.domain.errors import InvalidInput
+from vmvault.domain.inputs import check_count, quoted
 from vmvault.services.ports import LabDriver
 
 
@@ -22,14 +23,15 @@ class LabService:
         return self.driver.build(force)
 
     def up(self, count: int, variants: list[str]) -> list[dict[str, object]]:
-        if count < 1 or count > 16:
-            raise InvalidInput("use 1 to 16", what=f"--count {count}")
+        """Check the request, start the daemons when needed, then the guests."""
+        check_count(count, "--count", 1, 16)
         chosen = variants or ["standard"]
         unknown = [v for v in chosen if v not in self.variants]
         if unknown:
             raise InvalidInput(
-                "known variants: " + ", ".join(self.variants), what=f"variant {unknown[0]!r}"
+                "known variants: " + ", ".join(self.variants), what=f"variant {quoted(unknown[0])}"
             )
+        self.ensure_daemons()
         return self.driver.up({v: count for v in dict.fromkeys(chosen)})
 
     def status(self) -> list[dict[str, object]]:

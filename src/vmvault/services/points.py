@@ -37,12 +37,14 @@ from vmvault.domain.errors import (
     RestoreTargetExists,
     VerifyFailed,
 )
+from vmvault.domain.inputs import quoted
 from vmvault.domain.job import JobType
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
 from vmvault.services.context import Service
 from vmvault.services.jobs import JobContext, JobOutcome
+from vmvault.services.paths import UserPath, check_writable, nearest_existing, user_path
 from vmvault.services.restore import journal
 from vmvault.services.vm_refs import resolve_vm
 
@@ -119,7 +121,8 @@ class PointService(Service):
         without ``overwrite``.
         """
         if fmt not in FORMATS:
-            raise InvalidInput("use qcow2 or raw", what=f"format '{fmt}'")
+            raise InvalidInput("use qcow2 or raw", what=f"format {quoted(fmt)}")
+        where = user_path(directory, "--dir")
         vm = self.find_vm(vm_ref)
         point = self.get(point_id)
         if point.vm_uuid != vm.uuid:
@@ -127,7 +130,7 @@ class PointService(Service):
                 f"it belongs to VM {point.vm_name} ({point.vm_uuid})", what=f"point {point_id}"
             )
         vault = self.vaults.resolve(point.vault)
-        target_dir = Path(directory).absolute()
+        target_dir = where.path
         plan = {
             d.target: target_dir / f"{point.vm_name}-{d.target}.{fmt}"
             for d in point.disks
@@ -143,7 +146,7 @@ class PointService(Service):
             * store.chunk_size
             for t in plan
         ) * (2 if fmt == "qcow2" else 1)
-        _check_target_dir(target_dir, [*plan.values(), xml_path], overwrite, need)
+        _check_target_dir(where, [*plan.values(), xml_path], overwrite, need)
         work = partial(self._restore, store, point, plan, xml_path, fmt, overwrite)
         return self.runner.run(JobType.RESTORE, vault.name, vm.uuid, vm.label, work)
 
@@ -255,7 +258,13 @@ class PointService(Service):
         self, vault_name: str | None, *, point_id: str | None = None, vm_ref: str | None = None
     ) -> VerifyScope:
         """What a verify covers: one point, a VM's points, or the whole vault; and the VM it
-        locks (a whole-vault verify touches no VM: it needs no VM lock)."""
+        locks (a whole-vault verify touches no VM: it needs no VM lock).  A point and a VM
+        together are refused: the CLI, the API and a queued job share this one check."""
+        if point_id is not None and vm_ref is not None:
+            raise InvalidInput(
+                "give one point, one VM, or neither (every point of the vault)",
+                what="a verify of both a point and a VM",
+            )
         vault = self.vaults.resolve(vault_name)
         if point_id is not None:
             point = self.get(point_id)
@@ -328,17 +337,15 @@ class PointService(Service):
         return report
 
 
-def _check_target_dir(directory: Path, files: list[Path], overwrite: bool, need: int) -> None:
+def _check_target_dir(where: UserPath, files: list[Path], overwrite: bool, need: int) -> None:
+    directory = where.path
     if directory.exists() and not directory.is_dir():
-        raise InvalidInput("it is not a directory", what=str(directory))
+        raise InvalidInput("it is not a directory", what=where.said)
     existing = [f for f in files if f.exists()]
     if existing and not overwrite:
         raise RestoreTargetExists(target=", ".join(str(f) for f in existing))
-    probe = directory
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise InvalidInput("it is not writable", what=f"directory {probe}")
+    check_writable(directory, where.said)
+    probe = nearest_existing(directory)
     free = shutil.disk_usage(probe).free
     if free < need:
         raise InsufficientSpace(path=probe, need=need, free=free)

@@ -8,9 +8,10 @@ data) cannot be deleted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from vmvault.domain.errors import PolicyExists, PolicyInUse, PolicyNotFound
+from vmvault.domain.errors import InvalidInput, PolicyExists, PolicyInUse, PolicyNotFound
+from vmvault.domain.inputs import quoted
 from vmvault.domain.policy import Policy
 from vmvault.domain.retention import LEVELS, Retention
 from vmvault.domain.schedule import format_schedule
@@ -24,6 +25,8 @@ class PolicyView:
 
     record: PolicyRecord
     vms: list[str]
+    #: ``update`` only: False when the values given were the policy's already (nothing written).
+    changed: bool = True
 
     @property
     def policy(self) -> Policy:
@@ -75,13 +78,27 @@ class PolicyService(Service):
         timezone: str | None = None,
         counts: dict[str, int | None] | None = None,
     ) -> PolicyView:
-        """Change the given parts; the others keep their values.  VMs follow at once."""
-        current = self.get(name).policy
-        merged = {lv: current.retention.counts[lv] for lv in LEVELS}
-        merged.update({lv: n for lv, n in (counts or {}).items() if n is not None})
-        zone = timezone or current.timezone.key
-        text = schedule or format_schedule(current.schedule)
+        """Change the given parts; the others keep their values.  VMs follow at once.
+
+        Nothing given is refused (``INVALID_INPUT``); values that are the policy's already
+        write nothing (``changed`` False), so ``updated_at``, from which the scheduler counts
+        a policy's slots, moves only when the policy does.  An empty schedule or zone is
+        refused like any other bad one.
+        """
+        given = {lv: n for lv, n in (counts or {}).items() if n is not None}
+        if schedule is None and timezone is None and not given:
+            raise InvalidInput(
+                "give at least one of --schedule, --tz, --daily, --weekly, --monthly, --yearly",
+                what=f"update of policy {quoted(name)}",
+            )
+        view = self.get(name)
+        current = view.policy
+        merged = {lv: current.retention.counts[lv] for lv in LEVELS} | given
+        zone = current.timezone.key if timezone is None else timezone
+        text = format_schedule(current.schedule) if schedule is None else schedule
         policy = Policy.create(name, text, zone, Retention(**merged))
+        if policy.to_json() == current.to_json():
+            return replace(view, changed=False)
         with self.uow() as uow:
             if uow.policies.get(name) is None:
                 raise PolicyNotFound(name=name)

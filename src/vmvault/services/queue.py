@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from vmvault.domain.errors import (
@@ -38,6 +38,7 @@ from vmvault.domain.errors import (
     OperationInProgress,
     VmvaultError,
 )
+from vmvault.domain.inputs import check_until
 from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key
 from vmvault.services.backups import BackupService
 from vmvault.services.context import Service, ServiceContext
@@ -111,10 +112,7 @@ class QueueService(Service):
     ) -> list[Job]:
         """Queue one backup job per VM; all or none (one VM busy: nothing is queued)."""
         if keep_until is not None:
-            if keep_until.tzinfo is None:
-                keep_until = keep_until.replace(tzinfo=UTC)
-            if keep_until <= self.clock():
-                raise InvalidInput("it is not in the future", what=f"keep-until {keep_until}")
+            keep_until = check_until(keep_until, self.clock())
         vault, chosen = self._backups().choose(vault_name, refs)
         until = keep_until.isoformat() if keep_until is not None else None
         return self._submit(
@@ -224,6 +222,9 @@ class QueueService(Service):
         if op == "backup":
             until = req.get("keep_until")
             keep_until = datetime.fromisoformat(until) if until else None
+            if keep_until is not None and keep_until <= self.clock():  # checked when queued
+                self._log(job, f"keep-until {until} has passed while queued: not pinned")
+                keep_until = None
             self._backups().backup(job.vault, [req["vm"]], keep_until=keep_until)
         elif op == "verify":
             vm_ref = req.get("vm")

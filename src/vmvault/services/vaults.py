@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from vmvault.domain.errors import (
     InvalidInput,
     NoVault,
     PassphraseRequired,
+    VaultCreateFailed,
     VaultExists,
     VaultNotChosen,
     VaultNotFound,
@@ -30,6 +32,7 @@ from vmvault.domain.vault import (
     validate_name,
     validate_uri,
 )
+from vmvault.services.paths import check_writable, first_missing, user_path
 from vmvault.services.ports import Hypervisor, UnitOfWork, UnitOfWorkFactory
 from vmvault.storage import local
 from vmvault.storage.backend import StorageBackend
@@ -82,11 +85,20 @@ class VaultService:
         An encrypted vault's keys are wrapped with the passphrase (``passphrase()``) in a key
         file outside the vault (default ``VMVAULT_HOME/keys/NAME.key``): losing it or the
         passphrase loses the vault.
+
+        All or nothing: every check runs before the first write, and a failure after it
+        removes what this call made (the directories, the marker, the chunk store, the key
+        file), so the same command can simply be run again.
         """
         validate_name(name, "vault name")
         location = validate_location(location)
-        target = Path(path).absolute() if path else self.home / "vaults" / name
-        keys = Path(key_file).absolute() if key_file else self.home / "keys" / f"{name}.key"
+        if key_file is not None and not encrypt:
+            raise InvalidInput("it goes with --encrypt", what="--key-file")
+        where = user_path(path, "--path") if path is not None else None
+        target = where.path if where else self.home / "vaults" / name
+        said = where.said if where else str(target)
+        given_keys = user_path(key_file, "--key-file") if key_file is not None else None
+        keys = given_keys.path if given_keys else self.home / "keys" / f"{name}.key"
         secret = None
         if encrypt:
             secret = self.passphrase()
@@ -96,6 +108,7 @@ class VaultService:
                 raise InvalidInput("it already exists", what=f"key file {keys}")
             if keys.is_relative_to(target):
                 raise InvalidInput("keep it outside the vault", what=f"key file {keys}")
+            check_writable(keys.parent, given_keys.said if given_keys else f"key file {keys}")
         options: dict[str, int] = {}
         if chunk_size is not None:
             options["chunk_size"] = validate_chunk_size(chunk_size)
@@ -105,24 +118,33 @@ class VaultService:
             if uow.vaults.get(name) is not None:
                 raise VaultExists(name=name)
             if local.is_unusable(target):
-                raise VaultPathInUse(path=target)
-            now = self.clock()
+                raise VaultPathInUse(path=said)
+            check_writable(target, said)
+            undo = _Undo(target, keys if encrypt else None)
             try:
+                now = self.clock()
                 local.initialise(target, {"name": name, "location": location})
-            except local.VaultDirectoryInUse:
-                raise VaultPathInUse(path=target) from None
-            if encrypt:
-                keys.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            VaultStore.create(
-                self.storage(target),
-                passphrase=secret,
-                key_file=keys if encrypt else None,
-                **options,
-            )
-            vault = uow.vaults.add(name, location, str(target), now, str(keys) if encrypt else None)
-            if location == DEFAULT_LOCATION and not uow.hosts.all(DEFAULT_LOCATION):
-                uow.hosts.add(DEFAULT_HOST_URI, DEFAULT_LOCATION, None, now)
-            uow.commit()
+                if encrypt:
+                    keys.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                VaultStore.create(
+                    self.storage(target),
+                    passphrase=secret,
+                    key_file=keys if encrypt else None,
+                    **options,
+                )
+                vault = uow.vaults.add(
+                    name, location, str(target), now, str(keys) if encrypt else None
+                )
+                if location == DEFAULT_LOCATION and not uow.hosts.all(DEFAULT_LOCATION):
+                    uow.hosts.add(DEFAULT_HOST_URI, DEFAULT_LOCATION, None, now)
+                uow.commit()
+            except local.VaultDirectoryInUse:  # filled by someone else since the check
+                raise VaultPathInUse(path=said) from None
+            except BaseException as exc:
+                undo()
+                if isinstance(exc, OSError):
+                    raise VaultCreateFailed(str(exc), name=name, path=target) from exc
+                raise
         return vault
 
     def open_store(self, vault: Vault) -> VaultStore:
@@ -176,8 +198,12 @@ class VaultService:
 
     # --- hosts -------------------------------------------------------------------------------
 
-    def add_host(self, uri: str, location: str, check: bool = True) -> Host:
-        uri = validate_uri(uri)
+    def add_host(
+        self, uri: str, location: str, check: bool = True, *, allow_command: bool = False
+    ) -> Host:
+        """Add a libvirt host; a URI that makes libvirt run a command (the ``ext``
+        transport, ``command=``, ``netcat=``) only with ``allow_command``."""
+        uri = validate_uri(uri, allow_command=allow_command)
         location = validate_location(location)
         with self.uow() as uow:
             existing = uow.hosts.get(uri)
@@ -201,3 +227,28 @@ class VaultService:
     def list_hosts(self, location: str | None = None) -> list[Host]:
         with self.uow() as uow:
             return uow.hosts.all(location)
+
+
+class _Undo:
+    """Removes what a failed :meth:`VaultService.create` made: the directories it created
+    (or the contents of the empty vault directory it was given) and the key file."""
+
+    def __init__(self, target: Path, key_file: Path | None) -> None:
+        self.target = target
+        self.target_made = first_missing(target)
+        self.key_file = key_file
+        self.keys_made = first_missing(key_file.parent) if key_file is not None else None
+
+    def __call__(self) -> None:
+        if self.target_made is not None:
+            shutil.rmtree(self.target_made, ignore_errors=True)
+        elif self.target.is_dir():  # it was empty before
+            for child in self.target.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        if self.key_file is not None:
+            self.key_file.unlink(missing_ok=True)  # it did not exist before (checked)
+        if self.keys_made is not None:
+            shutil.rmtree(self.keys_made, ignore_errors=True)

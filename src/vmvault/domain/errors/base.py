@@ -46,6 +46,16 @@ class InvalidInput(VmvaultError):
     kind = "usage"
 
 
+class PathNotAllowed(InvalidInput):
+    code = "PATH_NOT_ALLOWED"
+    message = "{what} is not a place vmvault writes to: {why}"
+    remedy = (
+        "Give a directory of its own outside /proc, /sys, /dev, /run and the system's trees "
+        "(/etc, /usr, /bin, /sbin, /boot, /lib*), e.g. /srv/vmvault or /var/lib/libvirt/images "
+        "(docs/input.md)."
+    )
+
+
 class InternalError(VmvaultError):
     code = "INTERNAL_ERROR"
     message = "unexpected internal error"

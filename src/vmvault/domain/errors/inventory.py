@@ -28,6 +28,16 @@ class HostUnreachable(VmvaultError):
     )
 
 
+class HostUriRunsCommand(VmvaultError):
+    code = "HOST_URI_RUNS_COMMAND"
+    message = "URI {uri} makes libvirt run a command (the ext transport, command= or netcat=)"
+    remedy = (
+        "Use a qemu:// URI with the ssh, libssh, tls, tcp or unix transport; if running that "
+        "command is intended, add the host with 'vmvault host add URI --allow-command'."
+    )
+    kind = "usage"
+
+
 class VmNotFound(VmvaultError):
     code = "VM_NOT_FOUND"
     message = "no VM matches '{vm}'"

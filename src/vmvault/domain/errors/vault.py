@@ -40,6 +40,15 @@ class VaultPathInUse(VmvaultError):
     kind = "usage"
 
 
+class VaultCreateFailed(VmvaultError):
+    code = "VAULT_CREATE_FAILED"
+    message = "vault '{name}' could not be created in {path}"
+    remedy = (
+        "Nothing was left behind: fix the cause (permissions, space, the key file's "
+        "directory) and run the same 'vmvault vault create' again."
+    )
+
+
 class VaultNotInitialised(VmvaultError):
     code = "VAULT_NOT_INITIALISED"
     message = "{path} holds no vmvault chunk store (its 'config' file is missing)"

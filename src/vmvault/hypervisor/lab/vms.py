@@ -120,7 +120,7 @@ def lab_prefix() -> str:
 
 
 def _own(name: str, prefix: str) -> bool:
-    return re.fullmatch(rf"{re.escape(prefix)}-[a-z-]+-\d+", name) is not None
+    return re.fullmatch(rf"{re.escape(prefix)}-[a-z-]+-[0-9]+", name) is not None
 
 
 def domain_type() -> str:
@@ -188,7 +188,7 @@ def _to_vm(dom: Any, xml: str) -> LabVm:
 
 
 def _sort_key(vm: LabVm) -> tuple[int, int, str]:
-    m = re.search(r"-(\d+)$", vm.name)
+    m = re.search(r"-([0-9]+)\Z", vm.name)
     idx = VARIANTS.index(vm.variant) if vm.variant in VARIANTS else len(VARIANTS)
     return (idx, int(m.group(1)) if m else 0, vm.name)
 
@@ -204,8 +204,8 @@ def _next_names(conn: Any, lab_dir: Path, counts: dict[str, int]) -> list[tuple[
     out = []
     prefix = lab_prefix()
     for variant in VARIANTS:
-        pattern = re.compile(rf"^{re.escape(prefix)}-{re.escape(variant)}-(\d+)$")
-        n = max((int(m.group(1)) for t in taken if (m := pattern.match(t))), default=0)
+        pattern = re.compile(rf"{re.escape(prefix)}-{re.escape(variant)}-([0-9]+)")
+        n = max((int(m.group(1)) for t in taken if (m := pattern.fullmatch(t))), default=0)
         for i in range(1, counts.get(variant, 0) + 1):
             out.append((variant, f"{prefix}-{variant}-{n + i}"))
     return out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 RECORDS_PATH = "/data/writer/records.log"
 
-_LINE = re.compile(rb"^(seq=(\d+) t=[0-9.]+ payload=[0-9a-f]+) sum=([0-9a-f]{32})$")
+_LINE = re.compile(rb"(seq=([0-9]+) t=[0-9.]+ payload=[0-9a-f]+) sum=([0-9a-f]{32})")
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def check_writer_records(data: bytes) -> WriterCheck:
     records = 0
     last = 0
     for i, line in enumerate(lines, start=1):
-        m = _LINE.match(line)
+        m = _LINE.fullmatch(line)
         if not m:
             return WriterCheck(records, last, False, f"line {i} is malformed: {line[:80]!r}")
         body, seq, digest = m.group(1), int(m.group(2)), m.group(3).decode()

@@ -36,6 +36,7 @@ from vmvault.domain.restore import (
     space_by_device,
 )
 from vmvault.domain.vm import VmItem
+from vmvault.services.paths import UserPath
 from vmvault.services.restore.model import QCOW2_OVERHEAD, RestoreRequest
 from vmvault.services.vm_refs import resolve_vm
 
@@ -77,7 +78,7 @@ def check_new(
     manifest: Manifest,
     shape: DomainShape,
     name: str,
-    directory: str | None,
+    directory: UserPath | None,
     host: str | None,
 ) -> RestoreRequest:
     """``--as-new`` and the restore test: a free name, a usable directory, nothing in the way."""
@@ -87,10 +88,10 @@ def check_new(
     if driver.domain_named(uri, name) is not None:
         raise RestoreNameExists(name=name, host=uri)
     default_dir = driver.default_dir(uri)
-    target_dir = Path(directory).absolute() if directory else default_dir
+    target_dir = directory.path if directory else default_dir
     problem = driver.dir_problem(target_dir)
     if problem:
-        raise RestoreDirUnusable(path=target_dir, why=problem)
+        raise RestoreDirUnusable(path=directory or target_dir, why=problem)
     problems = {n.index: driver.nic_problem(uri, n) for n in shape.nics}
     plan = plan_new(
         mode,

@@ -7,20 +7,23 @@ from collections.abc import Callable, Iterable
 
 from vmvault.dataplane.restore import restore_disk
 from vmvault.domain.errors import InvalidInput, PointNotFound
+from vmvault.domain.inputs import check_seconds
 from vmvault.domain.job import Job, JobState, JobType, JournalStep
 from vmvault.domain.recovery_point import RecoveryPoint
-from vmvault.domain.restore import (
-    RestoreMode,
-)
+from vmvault.domain.restore import RestoreMode, check_vm_name
 from vmvault.domain.restore_test import (
     RestoreTestResult,
 )
 from vmvault.domain.vm import VmItem
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.jobs import JobContext, JobOutcome
+from vmvault.services.paths import user_path
 from vmvault.services.ports import DiskWriter, HostFiles, RestoreDriver
 from vmvault.services.restore import checks, clean_up, new_vm, staging, switch
 from vmvault.services.restore.model import RestoreReport, RestoreRequest
+
+#: The longest graceful shutdown ``--replace`` waits for before forcing the VM off (1 day).
+MAX_SHUTDOWN = 86400.0
 
 
 class RestoreService(Service):
@@ -76,8 +79,11 @@ class RestoreService(Service):
             raise InvalidInput("--keep-previous goes with --replace", what="restore options")
         if mode is RestoreMode.TEST and start:
             raise InvalidInput("a restore test starts the VM itself", what="--start")
-        if shutdown_timeout is not None and shutdown_timeout < 0:
-            raise InvalidInput("give 0 or more seconds", what="shutdown timeout")
+        if shutdown_timeout is not None:
+            check_seconds(shutdown_timeout, "--shutdown-timeout", MAX_SHUTDOWN)
+        if name is not None:
+            check_vm_name(name)
+        target_dir = user_path(directory, "--dir") if directory is not None else None
         vm, point = self.vm_and_point(vm_ref, point_id)
         vault = self.vaults.resolve(point.vault)
         store = self.vaults.open_store(vault)
@@ -90,7 +96,7 @@ class RestoreService(Service):
                 name = f"{vm.name[:50]}-rtest-{secrets.token_hex(3)}"
             assert name is not None
             req = checks.check_new(
-                self, mode, vm, point, store, manifest, shape, name, directory, host
+                self, mode, vm, point, store, manifest, shape, name, target_dir, host
             )
         req.start = start
         req.keep_previous = keep_previous

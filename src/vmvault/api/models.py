@@ -1,0 +1,243 @@
+"""The REST API's request and response models: the OpenAPI schema of every body.
+
+Responses are the documents of :mod:`vmvault.documents` (the CLI's ``--json``); the models
+here describe them field by field so that a client generator or schemathesis can check a
+response against the schema.  ``tests/e2e/test_api.py`` compares each model's fields with
+the keys its document builder returns, so the two cannot drift apart.  Documents may gain
+fields (never lose or rename one): clients must ignore fields they do not know.
+
+Request models refuse fields they do not know (``extra="forbid"``): a misspelt option
+(``{"dry_run": true}`` to ``POST /gc``) is an error, not silently a different request.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vmvault.domain.job import JobState, JobType
+from vmvault.domain.vm import PowerState, VmState
+
+# --- requests -------------------------------------------------------------------------------
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackupRequest(_Request):
+    vms: list[str] = Field(
+        min_length=1, description="VM references: uuid, NAME, HOST/NAME or GROUP/NAME"
+    )
+    vault: str | None = None
+    keep_until: datetime | None = Field(
+        None, description="retention leaves the points alone until then"
+    )
+
+
+class VerifyRequest(_Request):
+    """One point, one VM's points, or (neither) every point of the vault; not both."""
+
+    vault: str | None = None
+    point: str | None = None
+    vm: str | None = None
+
+
+class VaultRequest(_Request):
+    vault: str | None = None
+
+
+class RestoreTestRequest(_Request):
+    vm: str
+    point: str
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable code, see docs/errors.md (e.g. INVALID_INPUT)")
+    message: str
+    remedy: str
+
+
+class ErrorDoc(BaseModel):
+    """Every error the API returns, whatever its status."""
+
+    error: ErrorDetail
+
+
+# --- documents ------------------------------------------------------------------------------
+
+
+class ComponentDoc(BaseModel):
+    """One component's liveness in :class:`HealthDoc` (docs/server.md lists the fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str = Field(description="up or down")
+    problem: str | None = Field(None, description="why it is down")
+
+
+class HealthDoc(BaseModel):
+    """The server's health: 200 when every component is up, else 503 with this same body;
+    the server may add fields (they pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str = Field(description="ok, or down when a component is")
+    version: str
+    jobs_running: int | None = Field(description="null when the catalog cannot be read")
+    jobs_queued: int | None
+    components: dict[str, ComponentDoc]
+    down: list[str] = Field([], description="the components that are down")
+
+
+class VaultDoc(BaseModel):
+    id: int
+    name: str
+    location: str
+    path: str
+    created_at: str | None
+    encrypted: bool
+    key_file: str | None
+
+
+class DiskDoc(BaseModel):
+    target: str
+    type: str
+    device: str
+    format: str | None
+    path: str | None
+    bus: str | None
+    readonly: bool
+    excluded: bool
+    reason: str | None
+
+
+class NicDoc(BaseModel):
+    mac: str | None
+    type: str
+    source: str | None
+    model: str | None
+
+
+class VmDoc(BaseModel):
+    uuid: str
+    name: str
+    host: str
+    host_uri: str
+    group: str
+    state: VmState
+    power_state: PowerState
+    vanished: bool
+    vanished_at: str | None
+    vault: str | None
+    policy: str | None
+    agent_channel: bool
+    agent_version: str | None
+    crash_consistent_only: bool
+    registered_at: str | None
+    first_seen: str | None
+    last_seen: str | None
+    disks: list[DiskDoc]
+    nics: list[NicDoc]
+    warnings: list[str]
+
+
+class JobDoc(BaseModel):
+    id: int
+    type: JobType
+    state: JobState
+    vault: str
+    vm: str | None
+    vm_name: str | None
+    created_at: str | None
+    started_at: str | None
+    ended_at: str | None
+    duration_s: float | None
+    bytes_done: int
+    bytes_total: int
+    percent: float | None
+    error_code: str | None
+    message: str | None
+    remedy: str | None
+    warnings: list[str]
+    origin: str | None
+    request: dict[str, Any] | None
+
+
+class JobWithLogDoc(JobDoc):
+    log: list[str]
+
+
+class PointDiskDoc(BaseModel):
+    target: str
+    size: int
+    format: str | None
+    excluded: bool
+    reason: str | None
+    incremental: bool
+    bytes_read: int
+    bytes_new: int
+
+
+class PointDoc(BaseModel):
+    id: str
+    vm: str
+    vm_name: str
+    vault: str
+    created_at: str | None
+    consistency: str
+    method: str
+    frozen_ms: int
+    set_id: str | None
+    checkpoint: str | None
+    bytes_logical: int
+    bytes_read: int
+    bytes_new: int
+    job_id: int | None
+    warnings: list[str]
+    protected: bool
+    keep_until: str | None
+    disks: list[PointDiskDoc]
+
+
+class PolicyDoc(BaseModel):
+    name: str
+    vault: str
+    schedule: str
+    timezone: str
+    retention: dict[str, int]
+    max_age_s: int
+    warnings: list[str]
+    vms: list[str]
+    created_at: str | None
+    updated_at: str | None
+
+
+class AttentionDoc(BaseModel):
+    vm: str
+    name: str
+    policy: str | None
+    reason: str
+    detail: str
+    last_backup_at: str | None
+
+
+class StorageDoc(BaseModel):
+    used_bytes: int
+    logical_bytes: int
+    dedup_ratio: float | None
+    points: int
+
+
+class DashboardDoc(BaseModel):
+    vault: str
+    at: str | None
+    vms: dict[str, int]
+    jobs_24h: dict[str, int]
+    attention: list[AttentionDoc]
+    storage: StorageDoc
