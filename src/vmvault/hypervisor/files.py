@@ -12,14 +12,7 @@ import shutil
 from pathlib import Path
 
 from vmvault.domain.restore import FreeSpace
-
-
-def _sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from vmvault.storage.fsutil import fsync_dir
 
 
 class LocalHostFiles:
@@ -44,7 +37,7 @@ class LocalHostFiles:
         for directory in made:
             directory.mkdir(mode=0o755, exist_ok=True)
             directory.chmod(0o755)  # whatever the umask
-            _sync_dir(directory.parent)
+            fsync_dir(directory.parent)
         return made
 
     def remove_dir(self, path: Path) -> bool:
@@ -56,13 +49,13 @@ class LocalHostFiles:
 
     def rename(self, src: Path, dst: Path) -> None:
         os.replace(src, dst)
-        _sync_dir(dst.parent)
+        fsync_dir(dst.parent)
         if src.parent != dst.parent:
-            _sync_dir(src.parent)
+            fsync_dir(src.parent)
 
     def symlink(self, link: Path, target: Path) -> None:
         os.symlink(target, link)
-        _sync_dir(link.parent)
+        fsync_dir(link.parent)
 
     def copy(self, src: Path, dst: Path) -> None:
         try:
