@@ -3,6 +3,9 @@ bad input refused without changing anything."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import CliRunner
@@ -92,3 +95,30 @@ def test_verify_refuses_a_point_and_a_vm_as_the_api_does(cli: CliRunner) -> None
     assert cli("verify").code == 2  # neither a scope nor --all
     assert cli("verify", "web", "--all").code == 2
     assert cli("jobs", "list", "--json").json() == []
+
+
+def test_an_argument_that_is_not_utf8_is_bad_input_not_a_failure(
+    cli: CliRunner, home: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
+    env["VMVAULT_HOME"] = str(home)
+    p = subprocess.run(
+        [sys.executable, "-m", "vmvault", "vault", "create", b"v\xff\xfe", "--location", "l"],
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    assert p.returncode == 2, p.stderr
+    assert b"error INVALID_INPUT" in p.stderr and b"Traceback" not in p.stderr
+    listed = cli("vault", "list", "--json")
+    assert listed.code == 0 and listed.json() == []  # nothing was created
+
+
+def test_lab_up_with_a_count_out_of_range_starts_nothing(cli: CliRunner, tmp_path: Path) -> None:
+    lab_dir = tmp_path / "lab"
+    env = {"VMVAULT_LAB_DIR": str(lab_dir), "VMVAULT_LAB_PREFIX": "zz"}
+    for count in ("0", "17", "-1"):
+        r = cli("lab", "up", "--count", count, env=env)
+        assert r.code == 2 and "error INVALID_INPUT" in r.stderr, (count, r.stderr)
+    # refused before the daemons' state directory or the lab directory was made
+    assert not lab_dir.exists() and not (tmp_path / "daemons").exists()
