@@ -53,6 +53,9 @@ def catalog(cli: CliRunner, home: Path) -> dict[str, Any]:
     svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(home)}))
     dead = JobRunner(svc._uow, svc.clock, _dead_pid(), lambda _pid: False)
     stale = dead.start(JobType.VERIFY, "main", None, None)
+    # close this process's connections now: the last one to close checkpoints the WAL into
+    # catalog.db and removes -wal/-shm, which must not happen later, while a test compares files
+    svc._engine.dispose()
     jobs = cli("jobs", "list", "--json").json()
     assert {j["id"]: j["state"] for j in jobs} == {
         queued["id"]: "queued",
