@@ -5,6 +5,7 @@ PKGS=(
   qemu-system-x86 qemu-utils qemu-guest-agent libvirt-daemon-system libvirt-clients
   python3-libvirt python3-libnbd python3-venv busybox-static e2fsprogs nbdkit libnbd-bin
   qemu-block-extra gzip kmod
+  ceph-mon ceph-osd radosgw ceph-common
 )
 missing=()
 for p in "${PKGS[@]}"; do

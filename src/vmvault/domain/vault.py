@@ -82,17 +82,64 @@ def validate_uri(uri: str, *, allow_command: bool = False) -> str:
 
 
 @dataclass(frozen=True)
+class S3Location:
+    """Where an S3 vault's objects are: ``bucket`` at ``endpoint``, keys under ``prefix``.
+
+    Credentials are never stored here: ``credentials_file`` names a file that holds them (an
+    INI file with ``aws_access_key_id`` / ``aws_secret_access_key``, as the AWS tools write),
+    or None for the environment (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``).
+    """
+
+    endpoint: str  # http(s)://host[:port]
+    bucket: str
+    prefix: str = ""  # "" or ends with "/"
+    region: str = "us-east-1"
+    credentials_file: str | None = None
+
+    @property
+    def url(self) -> str:
+        """For people: ``s3://bucket/prefix`` (the endpoint is shown apart)."""
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "kind": "s3",
+            "endpoint": self.endpoint,
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "region": self.region,
+            "credentials_file": self.credentials_file,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, str | None]) -> S3Location:
+        return cls(
+            endpoint=str(doc["endpoint"]),
+            bucket=str(doc["bucket"]),
+            prefix=str(doc.get("prefix") or ""),
+            region=str(doc.get("region") or "us-east-1"),
+            credentials_file=doc.get("credentials_file"),
+        )
+
+
+@dataclass(frozen=True)
 class Vault:
     id: int
     name: str
     location: str
+    #: a local vault's directory; an S3 vault's ``s3://bucket/prefix`` (for people)
     path: str
     created_at: datetime
     key_file: str | None = None  # encrypted vaults: where the wrapped keys live
+    s3: S3Location | None = None  # None: a directory on this host (``path``)
 
     @property
     def encrypted(self) -> bool:
         return self.key_file is not None
+
+    @property
+    def storage(self) -> str:
+        return "local" if self.s3 is None else "s3"
 
 
 @dataclass(frozen=True)

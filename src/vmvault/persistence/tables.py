@@ -33,6 +33,8 @@ vaults = Table(
     Column("path", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("key_file", Text),
+    #: NULL: a directory on this host (``path``); else ``S3Location.to_json()``
+    Column("storage", JSON),
 )
 
 hosts = Table(
@@ -145,6 +147,23 @@ recovery_points = Table(
     Column("keep_until", DateTime(timezone=True)),
     #: pinned: never pruned (``points protect``)
     Column("protected", Boolean, nullable=False, server_default=false()),
+    #: NULL when intact; else what verify found damaged and could not heal from a copy
+    #: (``[{"disk": …, "ranges": [[start, end], …]}]``, byte ranges of the disk)
+    Column("damaged", JSON),
+)
+
+#: Copies of recovery points in vaults other than the one they were taken into
+#: (``recovery_points.vault``): written by copy jobs, removed by the copy vault's retention.
+#: ``damaged``: NULL when intact, else the damage verify found and could not heal
+#: (``[{"disk": …, "ranges": [[start, end], …]}]``).
+point_copies = Table(
+    "point_copies",
+    metadata,
+    Column("point_id", String(64), primary_key=True),
+    Column("vault", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("job_id", Integer),
+    Column("damaged", JSON),
 )
 
 #: Checkpoints vmvault created, with the XML needed to redefine one that libvirt lost.

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from vmvault.domain.vault import Host, Vault
+from vmvault.domain.vault import Host, S3Location, Vault
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req
 
@@ -17,7 +17,8 @@ class SqlVaults:
         self.conn = conn
 
     def _row(self, r: Any) -> Vault:
-        return Vault(r.id, r.name, r.location, r.path, req(r.created_at), r.key_file)
+        s3 = S3Location.from_json(r.storage) if r.storage else None
+        return Vault(r.id, r.name, r.location, r.path, req(r.created_at), r.key_file, s3)
 
     def get(self, name: str) -> Vault | None:
         r = self.conn.execute(select(t.vaults).where(t.vaults.c.name == name)).first()
@@ -31,15 +32,26 @@ class SqlVaults:
         return [self._row(r) for r in self.conn.execute(select(t.vaults).order_by(t.vaults.c.name))]
 
     def add(
-        self, name: str, location: str, path: str, now: datetime, key_file: str | None = None
+        self,
+        name: str,
+        location: str,
+        path: str,
+        now: datetime,
+        key_file: str | None = None,
+        s3: S3Location | None = None,
     ) -> Vault:
         res = self.conn.execute(
             insert(t.vaults).values(
-                name=name, location=location, path=path, created_at=now, key_file=key_file
+                name=name,
+                location=location,
+                path=path,
+                created_at=now,
+                key_file=key_file,
+                storage=s3.to_json() if s3 is not None else None,
             )
         )
         assert res.inserted_primary_key is not None
-        return Vault(res.inserted_primary_key[0], name, location, path, now, key_file)
+        return Vault(res.inserted_primary_key[0], name, location, path, now, key_file, s3)
 
 
 class SqlHosts:

@@ -29,7 +29,7 @@ from vmvault.domain.recovery_point import (
     UnfinishedBackup,
 )
 from vmvault.domain.restore import DomainShape, FreeSpace, LiveDomain, RestorePlan, XmlNic
-from vmvault.domain.vault import Host, Vault
+from vmvault.domain.vault import Host, S3Location, Vault
 from vmvault.domain.vm import Disk, DomainFacts, VmItem
 
 
@@ -37,7 +37,13 @@ class VaultRepository(Protocol):
     def get(self, name: str) -> Vault | None: ...
     def all(self) -> list[Vault]: ...
     def add(
-        self, name: str, location: str, path: str, now: datetime, key_file: str | None = None
+        self,
+        name: str,
+        location: str,
+        path: str,
+        now: datetime,
+        key_file: str | None = None,
+        s3: S3Location | None = None,
     ) -> Vault: ...
 
 
