@@ -60,6 +60,33 @@ class PointDisk:
     bytes_new: int = 0
 
 
+@dataclass(frozen=True)
+class DamagedDisk:
+    """What verify found damaged in one disk of a point and could not heal from a copy:
+    byte ranges ``[start, end)`` of the disk whose chunks are missing or corrupt."""
+
+    disk: str
+    ranges: tuple[tuple[int, int], ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"disk": self.disk, "ranges": [list(r) for r in self.ranges]}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> DamagedDisk:
+        return cls(str(doc["disk"]), tuple((int(a), int(b)) for a, b in doc["ranges"]))
+
+
+@dataclass(frozen=True)
+class PointCopy:
+    """A recovery point held in a vault other than the one it was taken into."""
+
+    point_id: str
+    vault: str
+    created_at: datetime
+    job_id: int | None = None
+    damaged: tuple[DamagedDisk, ...] | None = None
+
+
 @dataclass
 class RecoveryPoint:
     id: str
@@ -79,6 +106,8 @@ class RecoveryPoint:
     keep_until: datetime | None = None
     #: pinned by the user: never pruned
     protected: bool = False
+    #: None when intact; what verify found damaged (in this vault) and could not heal
+    damaged: tuple[DamagedDisk, ...] | None = None
 
     @property
     def bytes_logical(self) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event
 
 from vmvault.persistence.jobs import SqlJobs
-from vmvault.persistence.points import SqlCheckpoints, SqlPoints
+from vmvault.persistence.points import SqlCheckpoints, SqlPointCopies, SqlPoints
 from vmvault.persistence.policies import SqlPolicies, SqlSchedules
 from vmvault.persistence.vaults import SqlHosts, SqlVaults
 from vmvault.persistence.vms import SqlVms
@@ -53,6 +53,7 @@ class SqlUnitOfWork:
         self.jobs = SqlJobs(self.conn)
         self.points = SqlPoints(self.conn)
         self.checkpoints = SqlCheckpoints(self.conn)
+        self.copies = SqlPointCopies(self.conn)
         self.policies = SqlPolicies(self.conn)
         self.schedules = SqlSchedules(self.conn)
         return self

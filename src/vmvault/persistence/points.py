@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -11,12 +12,22 @@ from sqlalchemy import Connection, delete, insert, select, update
 from vmvault.domain.recovery_point import (
     CheckpointRecord,
     Consistency,
+    DamagedDisk,
     Method,
+    PointCopy,
     PointDisk,
     RecoveryPoint,
 )
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req, utc
+
+
+def _damage(doc: Any) -> tuple[DamagedDisk, ...] | None:
+    return None if doc is None else tuple(DamagedDisk.from_json(d) for d in doc)
+
+
+def _damage_json(damage: Sequence[DamagedDisk] | None) -> Any:
+    return None if damage is None else [d.to_json() for d in damage]
 
 
 class SqlPoints:
@@ -40,6 +51,7 @@ class SqlPoints:
             warnings=list(r.warnings),
             keep_until=utc(r.keep_until),
             protected=bool(r.protected),
+            damaged=_damage(r.damaged),
         )
 
     def add(self, point: RecoveryPoint) -> None:
@@ -118,3 +130,68 @@ class SqlCheckpoints:
 
     def delete(self, name: str) -> None:
         self.conn.execute(delete(t.checkpoints).where(t.checkpoints.c.name == name))
+
+
+class SqlPointCopies:
+    """Copies of points in vaults other than their own (``point_copies``), and the damage
+    verify found in any vault's copy of a point (the point's own row for its own vault)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _row(self, r: Any) -> PointCopy:
+        return PointCopy(r.point_id, r.vault, req(r.created_at), r.job_id, _damage(r.damaged))
+
+    def add(self, copy: PointCopy) -> None:
+        self.conn.execute(
+            insert(t.point_copies).values(
+                point_id=copy.point_id,
+                vault=copy.vault,
+                created_at=copy.created_at,
+                job_id=copy.job_id,
+                damaged=_damage_json(copy.damaged),
+            )
+        )
+
+    def get(self, point_id: str, vault: str) -> PointCopy | None:
+        c = t.point_copies.c
+        r = self.conn.execute(
+            select(t.point_copies).where(c.point_id == point_id, c.vault == vault)
+        ).first()
+        return self._row(r) if r else None
+
+    def of_point(self, point_id: str) -> list[PointCopy]:
+        """The point's copies (not its own vault), by vault name."""
+        c = t.point_copies.c
+        q = select(t.point_copies).where(c.point_id == point_id).order_by(c.vault)
+        return [self._row(r) for r in self.conn.execute(q)]
+
+    def in_vault(self, vault: str) -> list[PointCopy]:
+        c = t.point_copies.c
+        q = select(t.point_copies).where(c.vault == vault).order_by(c.point_id)
+        return [self._row(r) for r in self.conn.execute(q)]
+
+    def remove(self, point_id: str, vault: str) -> None:
+        c = t.point_copies.c
+        self.conn.execute(delete(t.point_copies).where(c.point_id == point_id, c.vault == vault))
+
+    def remove_all(self, point_id: str) -> None:
+        """Every copy of the point (when the point itself is deleted from the catalog)."""
+        self.conn.execute(delete(t.point_copies).where(t.point_copies.c.point_id == point_id))
+
+    def set_damaged(self, point_id: str, vault: str, damage: Sequence[DamagedDisk] | None) -> None:
+        """Record (or, None, clear) the damage of the point's copy in ``vault``; for the
+        point's own vault it is written on the point's row."""
+        value = _damage_json(damage)
+        p = t.recovery_points.c
+        c = t.point_copies.c
+        self.conn.execute(
+            update(t.recovery_points)
+            .where(p.id == point_id, p.vault == vault)
+            .values(damaged=value)
+        )
+        self.conn.execute(
+            update(t.point_copies)
+            .where(c.point_id == point_id, c.vault == vault)
+            .values(damaged=value)
+        )

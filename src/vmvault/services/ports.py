@@ -24,6 +24,8 @@ from vmvault.domain.job import Job, JobState, JobType, JournalStep
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import (
     CheckpointRecord,
+    DamagedDisk,
+    PointCopy,
     RecoveryPoint,
     TakenPoint,
     UnfinishedBackup,
@@ -141,6 +143,20 @@ class JobRepository(Protocol):
         """The job's journal, in the order the steps were recorded."""
 
 
+class PointCopyRepository(Protocol):
+    """Copies of points in vaults other than their own, and damage found by verify."""
+
+    def add(self, copy: PointCopy) -> None: ...
+    def get(self, point_id: str, vault: str) -> PointCopy | None: ...
+    def of_point(self, point_id: str) -> list[PointCopy]: ...
+    def in_vault(self, vault: str) -> list[PointCopy]: ...
+    def remove(self, point_id: str, vault: str) -> None: ...
+    def remove_all(self, point_id: str) -> None: ...
+    def set_damaged(
+        self, point_id: str, vault: str, damage: Sequence[DamagedDisk] | None
+    ) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """A catalog transaction: ``with uow_factory() as uow: ...; uow.commit()``.
 
@@ -159,6 +175,8 @@ class UnitOfWork(Protocol):
     def points(self) -> PointRepository: ...
     @property
     def checkpoints(self) -> CheckpointRepository: ...
+    @property
+    def copies(self) -> PointCopyRepository: ...
     @property
     def policies(self) -> PolicyRepository: ...
     @property
