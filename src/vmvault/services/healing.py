@@ -20,14 +20,16 @@ own vault first, then its copies by vault name, V left out (:func:`holders`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from vmvault.dataplane.heal import HealedChunk, HealingStore, Holder, PointHealer, format_ranges
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.restore import PointVerifyReport, verify_point
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import PointDamaged
+from vmvault.domain.job import JournalStep
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.services.context import Service
 from vmvault.services.jobs import JobContext
@@ -57,6 +59,22 @@ def damage_of(uow: UnitOfWork, point: RecoveryPoint, vault: str) -> tuple[Damage
 
 def describe(damage: tuple[DamagedDisk, ...] | list[DamagedDisk]) -> str:
     return "; ".join(f"disk {d.disk} bytes {format_ranges(d.ranges)}" for d in damage)
+
+
+def findings(steps: Sequence[JournalStep]) -> dict[str, list[dict[str, Any]]]:
+    """What a verify or restore job healed and found damaged, from its journal: ``healed``
+    (each chunk: point, vault, disk, chunk, ``from`` the vault it came from) and ``damaged``
+    (each point marked: point, vault, disks with byte ranges)."""
+    healed: list[dict[str, Any]] = []
+    damaged: list[dict[str, Any]] = []
+    for step in steps:
+        d = step.data
+        if step.step == HEALED:
+            where = {"point": d["point"], "vault": d["vault"], "disk": d["disk"]}
+            healed += [{**where, **c} for c in d["chunks"]]
+        elif step.step == DAMAGED and d.get("disks"):
+            damaged.append({"point": d["point"], "vault": d["vault"], "disks": d["disks"]})
+    return {"healed": healed, "damaged": damaged}
 
 
 @dataclass

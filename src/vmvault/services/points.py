@@ -40,7 +40,7 @@ from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
 from vmvault.services.context import Service
-from vmvault.services.healing import DAMAGED, HEALED, Healing, ReadPlan
+from vmvault.services.healing import Healing, ReadPlan, findings
 from vmvault.services.jobs import JobContext, JobOutcome
 from vmvault.services.paths import UserPath, check_writable, nearest_existing, user_path
 from vmvault.services.restore import journal
@@ -303,23 +303,9 @@ class PointService(Service):
         return VerifyScope(vault, vm.uuid, vm.label, ids)
 
     def verify_findings(self, job_id: int) -> dict[str, list[dict[str, Any]]]:
-        """What verify job ``job_id`` healed and found damaged, from its journal:
-        ``healed`` (each chunk: point, vault, disk, chunk, the vault it came from) and
-        ``damaged`` (each point marked: point, vault, disks with byte ranges)."""
+        """What job ``job_id`` healed and found damaged, from its journal (``findings``)."""
         with self.uow() as uow:
-            steps = uow.jobs.steps(job_id)
-        healed: list[dict[str, Any]] = []
-        damaged: list[dict[str, Any]] = []
-        for step in steps:
-            d = step.data
-            if step.step == HEALED:
-                healed += [
-                    {"point": d["point"], "vault": d["vault"], "disk": d["disk"], **c}
-                    for c in d["chunks"]
-                ]
-            elif step.step == DAMAGED and d.get("disks"):
-                damaged.append({"point": d["point"], "vault": d["vault"], "disks": d["disks"]})
-        return {"healed": healed, "damaged": damaged}
+            return findings(uow.jobs.steps(job_id))
 
     def _verify(
         self, store: VaultStore, vault: str, point_ids: Sequence[str], ctx: JobContext
