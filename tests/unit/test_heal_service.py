@@ -16,6 +16,7 @@ import pytest
 from tests.unit.dataplane.conftest import CS, backup_point, make_image
 from tests.unit.test_heal import LAYOUT, POINT, copy_reencoded, flip, indexes
 from vmvault.dataplane import VaultStore, keys
+from vmvault.dataplane.chunkstore import QUARANTINE_SUFFIX
 from vmvault.dataplane.restore import verify_point
 from vmvault.domain.errors import PointDamaged, PointNotFound
 from vmvault.domain.job import Job, JobState
@@ -174,6 +175,9 @@ def test_a_copy_damaged_in_the_same_chunk_leaves_the_point_damaged(world: World)
     assert outcome.job.state is JobState.FAILED
     assert world.point().damaged == (DamagedDisk("vda", ((2 * CS, 3 * CS),)),)
     assert any("vault offsite: chunk" in line for line in world.log(outcome.job))
+    # moved aside, so the next backup of the same data stores the chunk again
+    assert not main.chunks.exists(cid)
+    assert main.backend.exists(main.chunks.key(cid) + QUARANTINE_SUFFIX)
 
 
 def test_a_restore_of_a_damaged_point_reads_the_intact_copy(world: World) -> None:

@@ -142,6 +142,8 @@ class Healing(Service):
                 health.damage.append(DamagedDisk(target, ranges))
                 for cid in left:
                     state = "missing" if cid in disk.missing else "corrupt"
+                    if state == "corrupt":  # the next backup of the same data stores it again
+                        store.chunks.quarantine(cid)
                     health.problems.append(
                         f"{target}: chunk {cid.hex()} {state} (bytes "
                         f"{format_ranges(disk.index.ranges_of([cid]) if disk.index else ())}), "
