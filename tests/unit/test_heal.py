@@ -129,10 +129,11 @@ def verify_and_heal(h: PointHealer, store: VaultStore) -> tuple[list[str], dict[
     report = verify_point(store, POINT)
     healed: list[str] = []
     failed: dict[str, str] = {}
-    for target, disk in report.disks.items():
-        out = h.heal(target, [*disk.missing, *disk.corrupt], set(disk.corrupt))
-        healed += [f"{x.disk}:{x.chunk}:{x.source}" for x in out.healed]
-        failed |= out.failed
+    with store.reader():  # as verify holds it
+        for target, disk in report.disks.items():
+            out = h.heal(target, [*disk.missing, *disk.corrupt], set(disk.corrupt))
+            healed += [f"{x.disk}:{x.chunk}:{x.source}" for x in out.healed]
+            failed |= out.failed
     return healed, failed
 
 

@@ -111,7 +111,9 @@ class PointHealer:
 
     Thread-safe (restore workers call :meth:`recover` concurrently; repairs run one at a
     time).  ``indexes`` gives the damaged vault's index of each disk of the point (read on
-    the first failure, never on the hot path).
+    the first failure, never on the hot path).  The caller holds the damaged store's reader
+    lock (``VaultStore.reader``, as verify and restore do), so no GC sweep runs while a chunk
+    is repaired; each holder's reader lock is taken around each read from it.
     """
 
     def __init__(
@@ -230,11 +232,10 @@ class PointHealer:
         dst = self.damaged
         if blob is None:
             blob = b"".join(bytes(p) for p in dst.codec().encode(cid, plain))
-        with dst.shared_lock():
-            if corrupt:
-                dst.chunks.quarantine(cid)
-            with space_errors(dst.location):
-                retry(lambda: dst.backend.publish(chunk_key(cid), blob))
+        if corrupt:
+            dst.chunks.quarantine(cid)
+        with space_errors(dst.location):
+            retry(lambda: dst.backend.publish(chunk_key(cid), blob))
         if dst.get_chunk(cid) != plain:  # read back and verified in the damaged vault
             raise ChunkCorrupt(chunk=cid.hex(), why="the repaired chunk does not read back")
 

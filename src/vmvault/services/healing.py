@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from vmvault.dataplane.heal import HealedChunk, HealingStore, Holder, PointHealer, format_ranges
@@ -31,7 +32,7 @@ from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import PointDamaged
 from vmvault.domain.job import JournalStep
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
-from vmvault.services.context import Service
+from vmvault.services.context import Service, ServiceContext
 from vmvault.services.jobs import JobContext
 from vmvault.services.ports import UnitOfWork
 
@@ -101,13 +102,22 @@ class ReadPlan:
 
 
 class Healing(Service):
+    """Healing for one job: the other vaults' stores are opened once, on first need (an
+    encrypted vault's key file is unwrapped once per job, not per point)."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx)
+        self._stores: dict[str, VaultStore] = {}
+
     def _holders(self, point: RecoveryPoint, exclude: str) -> list[Holder]:
         with self.uow() as uow:
             names = holders(uow, point, exclude)
-        return [Holder(n, self._opener(n)) for n in names]
+        return [Holder(n, partial(self._open, n)) for n in names]
 
-    def _opener(self, name: str) -> Callable[[], VaultStore]:
-        return lambda: self.vaults.open_store(self.vaults.resolve(name))
+    def _open(self, name: str) -> VaultStore:
+        if name not in self._stores:
+            self._stores[name] = self.vaults.open_store(self.vaults.resolve(name))
+        return self._stores[name]
 
     # --- verify ---------------------------------------------------------------------------------
 
