@@ -173,8 +173,9 @@ class PointHealer:
             healed, why, plain = self._heal_one(target, cid, corrupt)
             if healed is None:
                 ranges = self.indexes()[target].ranges_of([cid])
+                state = "corrupt" if corrupt else "missing"
                 raise PointDamaged(
-                    f"chunk {cid.hex()} {why}",
+                    f"chunk {cid.hex()} is {state}, and no other vault supplied it intact ({why})",
                     point=self.point_id,
                     vault=self.vault,
                     where=f"disk {target} bytes {format_ranges(ranges)}",

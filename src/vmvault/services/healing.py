@@ -27,7 +27,7 @@ from typing import Any
 
 from vmvault.dataplane.heal import HealedChunk, HealingStore, Holder, PointHealer, format_ranges
 from vmvault.dataplane.index import DiskIndex
-from vmvault.dataplane.restore import PointVerifyReport, verify_point
+from vmvault.dataplane.restore import PointVerifyReport, VerifyReport, verify_point
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import PointDamaged
 from vmvault.domain.job import JournalStep
@@ -142,7 +142,7 @@ class Healing(Service):
             lambda: {t: r.index for t, r in report.disks.items() if r.index is not None},
         )
         for target, disk in bad.items():
-            out = healer.heal(target, [*disk.missing, *disk.corrupt], set(disk.corrupt))
+            out = healer.heal(target, _by_position(disk), set(disk.corrupt))
             if out.healed:
                 self._journal_healed(ctx, point.id, vault, target, out.healed)
             health.healed += out.healed
@@ -253,3 +253,11 @@ class Healing(Service):
         ]
         if damage:
             self._record_damage(ctx, point, plan.vault, damage)
+
+
+def _by_position(disk: VerifyReport) -> list[bytes]:
+    """The disk's missing and corrupt chunks in the order they first appear on the disk."""
+    bad = {*disk.missing, *disk.corrupt}
+    ids = disk.index.ids if disk.index is not None else []
+    first = list(dict.fromkeys(cid for cid in ids if cid in bad))
+    return first + sorted(bad - set(first))
