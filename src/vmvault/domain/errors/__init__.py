@@ -121,6 +121,7 @@ from vmvault.domain.errors.vault import (
     VaultNotFound,
     VaultNotInitialised,
     VaultPathInUse,
+    VaultStorageInUse,
     VerifyFailed,
     WrongPassphrase,
 )
@@ -211,6 +212,7 @@ __all__ = [
     "VaultNotFound",
     "VaultNotInitialised",
     "VaultPathInUse",
+    "VaultStorageInUse",
     "VerifyFailed",
     "VmAmbiguous",
     "VmDeleted",
