@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 
 from vmvault.config import Settings
 from vmvault.domain.inventory import RegistrationLimits
-from vmvault.domain.vault import DEFAULT_HOST_URI
+from vmvault.domain.vault import DEFAULT_HOST_URI, S3Location
 from vmvault.hypervisor.host import pid_alive
 from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
 from vmvault.persistence.catalog import SqlUnitOfWork
@@ -40,11 +41,21 @@ from vmvault.services.recovery import RecoveryService
 from vmvault.services.restore import RestoreService
 from vmvault.services.scheduler import SchedulerService
 from vmvault.services.vaults import StorageFactory, VaultService
+from vmvault.storage.backend import StorageBackend
 from vmvault.storage.local import LocalBackend
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def open_storage(where: Path | S3Location) -> StorageBackend:
+    """A vault's storage backend: the directory, or the bucket and prefix on S3."""
+    if isinstance(where, S3Location):
+        from vmvault.storage.s3 import open_s3
+
+        return open_s3(where)
+    return LocalBackend(where)
 
 
 @dataclass
@@ -114,7 +125,7 @@ class Services:
             s.home,
             s.default_vault,
             self._passphrase,
-            storage=self.overrides.storage or LocalBackend,
+            storage=self.overrides.storage or open_storage,
         )
 
     @cached_property

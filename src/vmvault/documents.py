@@ -32,6 +32,9 @@ def vault_doc(v: Vault) -> dict[str, Any]:
         "name": v.name,
         "location": v.location,
         "path": v.path,
+        "storage": v.storage,
+        # where an S3 vault is (never its credentials: a file name at most)
+        "s3": v.s3.to_json() if v.s3 is not None else None,
         "created_at": iso(v.created_at),
         "encrypted": v.encrypted,
         "key_file": v.key_file,

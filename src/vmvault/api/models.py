@@ -95,11 +95,22 @@ class HealthDoc(BaseModel):
     down: list[str] = Field([], description="the components that are down")
 
 
+class S3LocationDoc(BaseModel):
+    kind: str = Field(description="s3")
+    endpoint: str
+    bucket: str
+    prefix: str
+    region: str
+    credentials_file: str | None = Field(description="null: from the server's environment")
+
+
 class VaultDoc(BaseModel):
     id: int
     name: str
     location: str
-    path: str
+    path: str = Field(description="the directory, or s3://bucket/prefix")
+    storage: str = Field(description="local or s3")
+    s3: S3LocationDoc | None
     created_at: str | None
     encrypted: bool
     key_file: str | None

@@ -13,7 +13,6 @@ import traceback
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from vmvault import documents
 from vmvault.cli import backups, points, policies, render, restores
@@ -22,10 +21,10 @@ from vmvault.cli.lab import lab_app
 from vmvault.cli.options import JsonOpt, VaultOpt
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
+from vmvault.cli.vaults import host_app, vault_app
 from vmvault.domain.errors import InternalError, VmvaultError
-from vmvault.domain.inputs import check_encoded, parse_size, quoted
+from vmvault.domain.inputs import check_encoded
 from vmvault.domain.job import Job, JobState, JobType, parse_since
-from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION
 from vmvault.domain.vm import VmState
 
 app = typer.Typer(
@@ -34,8 +33,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-vault_app = typer.Typer(help="Create and inspect vaults.", no_args_is_help=True)
-host_app = typer.Typer(help="libvirt hosts and the location they belong to.", no_args_is_help=True)
 vm_app = typer.Typer(help="VMs found by discovery.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Jobs: every operation vmvault ran.", no_args_is_help=True)
 app.add_typer(vault_app, name="vault")
@@ -54,140 +51,6 @@ app.add_typer(policies.protection_app, name="protection")
 app.command()(policies.protect)
 app.command()(policies.unregister)
 app.command()(policies.dashboard)
-
-
-# --- vaults and hosts --------------------------------------------------------------------------
-
-
-@vault_app.command("create")
-def vault_create(
-    name: str,
-    location: Annotated[str, typer.Option(help="Location (region) the vault serves.")],
-    path: Annotated[
-        str | None, typer.Option(help="Directory (default: VMVAULT_HOME/vaults/NAME).")
-    ] = None,
-    encrypt: Annotated[
-        bool, typer.Option("--encrypt", help="AES-256-GCM; passphrase from VMVAULT_PASSPHRASE.")
-    ] = False,
-    key_file: Annotated[
-        str | None,
-        typer.Option(help="Where the wrapped keys go (default VMVAULT_HOME/keys/NAME.key)."),
-    ] = None,
-    chunk_size: Annotated[
-        str | None, typer.Option(help="Chunk size, a power of two: 64K … 64M (default 4M).")
-    ] = None,
-    compression_level: Annotated[int | None, typer.Option(help="zstd level (default 1).")] = None,
-    json_: JsonOpt = False,
-) -> None:
-    """Create a vault serving the VMs of one location."""
-    vault = services().vaults.create(
-        name,
-        location,
-        path,
-        encrypt=encrypt,
-        key_file=key_file,
-        chunk_size=parse_size(chunk_size, "--chunk-size") if chunk_size is not None else None,
-        zstd_level=compression_level,
-    )
-    if json_:
-        emit_json(documents.vault_doc(vault))
-    else:
-        extra = f", encrypted, keys in {vault.key_file}" if vault.encrypted else ""
-        out.print(
-            f"vault '{vault.name}' created in {vault.path} (location {vault.location}{extra})",
-            markup=False,
-        )
-        for option, given in (("--path", path), ("--key-file", key_file)):
-            if given and not os.path.isabs(given):
-                out.print(
-                    f"  {option} {quoted(given)} was taken relative to {os.getcwd()}",
-                    markup=False,
-                )
-
-
-@vault_app.command("list")
-def vault_list(json_: JsonOpt = False) -> None:
-    """List vaults."""
-    vaults = services().vaults.list_vaults()
-    if json_:
-        emit_json([documents.vault_doc(v) for v in vaults])
-        return
-    table = Table(box=None, header_style="bold")
-    for col in ("NAME", "LOCATION", "PATH", "CREATED"):
-        table.add_column(col)
-    for v in vaults:
-        render.add_row(table, v.name, v.location, v.path, render.short_time(v.created_at))
-    out.print(table)
-
-
-@vault_app.command("show")
-def vault_show(
-    name: Annotated[str | None, typer.Argument()] = None, json_: JsonOpt = False
-) -> None:
-    """Show a vault, its hosts and how many VMs it sees in each state."""
-    summary = services().vaults.show(name)
-    doc = documents.vault_doc(summary.vault) | {
-        "hosts": [documents.host_doc(h) for h in summary.hosts],
-        "vm_counts": summary.vm_counts,
-    }
-    if json_:
-        emit_json(doc)
-        return
-    for key in ("name", "location", "path", "created_at"):
-        out.print(f"{key:10} {doc[key]}", markup=False)
-    out.print("hosts      " + (", ".join(h.uri for h in summary.hosts) or "none"), markup=False)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.vm_counts.items())) or "none yet"
-    out.print(f"VMs        {counts}", markup=False)
-
-
-@host_app.command("add")
-def host_add(
-    uri: Annotated[str, typer.Argument(help="libvirt URI")] = DEFAULT_HOST_URI,
-    location: Annotated[str, typer.Option(help="Location of the host.")] = DEFAULT_LOCATION,
-    no_check: Annotated[bool, typer.Option("--no-check", help="Do not connect first.")] = False,
-    allow_command: Annotated[
-        bool,
-        typer.Option(
-            "--allow-command",
-            help="Accept a URI that makes libvirt run a local command "
-            "(the ext transport, command= or netcat=).",
-        ),
-    ] = False,
-    json_: JsonOpt = False,
-) -> None:
-    """Add a libvirt host to a location (checks that it answers first)."""
-    host = services().vaults.add_host(
-        uri, location, check=not no_check, allow_command=allow_command
-    )
-    if json_:
-        emit_json(documents.host_doc(host))
-    else:
-        out.print(
-            f"host {host.uri} ({host.hostname or '?'}) added to location {host.location}",
-            markup=False,
-        )
-
-
-@host_app.command("list")
-def host_list(json_: JsonOpt = False) -> None:
-    """List hosts."""
-    hosts = services().vaults.list_hosts()
-    if json_:
-        emit_json([documents.host_doc(h) for h in hosts])
-        return
-    table = Table(box=None, header_style="bold")
-    for col in ("URI", "LOCATION", "HOSTNAME"):
-        table.add_column(col)
-    for h in hosts:
-        render.add_row(table, h.uri, h.location, h.hostname or "-")
-    out.print(table)
-
-
-@host_app.command("remove")
-def host_remove(uri: str) -> None:
-    """Forget a host."""
-    services().vaults.remove_host(uri)
-    out.print(f"host {uri} removed", markup=False)
 
 
 # --- discovery, VMs, registration --------------------------------------------------------------

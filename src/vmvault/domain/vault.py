@@ -81,6 +81,56 @@ def validate_uri(uri: str, *, allow_command: bool = False) -> str:
     return uri
 
 
+#: ``http(s)://host[:port]`` with nothing after (path-style addressing adds the bucket).
+_ENDPOINT = re.compile(r"https?://[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?/?", re.ASCII)
+#: S3 bucket names: 3–63 of lower-case letters, digits, '.', '-', starting and ending alnum.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
+#: A key prefix: segments as the storage contract's keys, each followed by '/'.
+_PREFIX = re.compile(r"([A-Za-z0-9][A-Za-z0-9._:-]{0,127}/){0,8}", re.ASCII)
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,31}", re.ASCII)
+
+
+def s3_location(
+    endpoint: str,
+    bucket: str,
+    prefix: str | None = None,
+    region: str | None = None,
+    credentials_file: str | None = None,
+) -> S3Location:
+    """The one parser of an S3 vault's coordinates (``vault create --storage s3``): refuses
+    what cannot be an endpoint, a bucket name, a key prefix or a region, before anything
+    changes.  The prefix is normalised to end with ``/`` (or is empty)."""
+    endpoint = check_printable(endpoint.strip(), "--endpoint", max_length=300)
+    check_text(
+        endpoint, _ENDPOINT, "--endpoint", "use http(s)://HOST[:PORT], e.g. http://127.0.0.1:7480"
+    )
+    port = endpoint.rstrip("/").rpartition(":")[2]
+    if port.isdigit() and not 0 < int(port) < 65536:
+        raise InvalidInput("the port must be 1-65535", what=f"--endpoint {quoted(endpoint)}")
+    check_text(
+        bucket,
+        _BUCKET,
+        "--bucket",
+        "S3 bucket names are 3-63 lower-case letters, digits, '.' or '-', "
+        "starting and ending with a letter or digit",
+    )
+    if ".." in bucket:
+        raise InvalidInput("no '..' in a bucket name", what=f"--bucket {quoted(bucket)}")
+    norm = (prefix or "").strip("/")
+    norm = norm + "/" if norm else ""
+    check_text(
+        norm,
+        _PREFIX,
+        "--prefix",
+        "use up to 8 '/'-separated segments of A-Z a-z 0-9 . _ : -, each starting with a "
+        "letter or digit",
+    )
+    region = check_text(
+        region or "us-east-1", _REGION, "--region", "use lower-case letters, digits and '-'"
+    )
+    return S3Location(endpoint.rstrip("/"), bucket, norm, region, credentials_file)
+
+
 @dataclass(frozen=True)
 class S3Location:
     """Where an S3 vault's objects are: ``bucket`` at ``endpoint``, keys under ``prefix``.

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from vmvault.dataplane.chunkstore import CHUNKS
-from vmvault.dataplane.config import validate_chunk_size, validate_level
+from vmvault.dataplane.config import CONFIG_NAME, validate_chunk_size, validate_level
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import (
     HostExists,
@@ -22,11 +24,13 @@ from vmvault.domain.errors import (
     VaultNotChosen,
     VaultNotFound,
     VaultPathInUse,
+    VaultStorageInUse,
 )
 from vmvault.domain.vault import (
     DEFAULT_HOST_URI,
     DEFAULT_LOCATION,
     Host,
+    S3Location,
     Vault,
     validate_location,
     validate_name,
@@ -36,9 +40,15 @@ from vmvault.services.paths import check_writable, first_missing, user_path
 from vmvault.services.ports import Hypervisor, UnitOfWork, UnitOfWorkFactory
 from vmvault.storage import local
 from vmvault.storage.backend import StorageBackend
+from vmvault.storage.errors import StorageError
 
-#: Opens the storage backend of a vault from the path in its catalog row.
-StorageFactory = Callable[[Path], StorageBackend]
+#: Opens the storage backend of a vault: its directory, or its S3 coordinates.
+StorageFactory = Callable[[Path | S3Location], StorageBackend]
+
+#: The identity object of a vault on object storage (a directory has its marker file,
+#: ``storage.local``): written first at creation, so a second ``vault create`` on the same
+#: bucket and prefix finds it.  Holds ``{"name", "location", "created_at"}``.
+IDENTITY_KEY = "vmvault-vault.json"
 
 
 @dataclass
@@ -57,10 +67,10 @@ class VaultService:
         home: Path,
         default_vault: str | None,
         passphrase: Callable[[], str | None] = lambda: None,
-        storage: StorageFactory = local.LocalBackend,
+        storage: StorageFactory | None = None,
     ) -> None:
         self.passphrase = passphrase
-        self.storage = storage
+        self.storage = storage or _directories_only
         self.uow = uow
         self.hypervisor = hypervisor
         self.clock = clock
@@ -79,8 +89,10 @@ class VaultService:
         chunk_size: int | None = None,
         zstd_level: int | None = None,
         key_file: str | None = None,
+        s3: S3Location | None = None,
     ) -> Vault:
-        """Create the vault directory (marker + chunk store) and its catalog row.
+        """Create the vault directory (marker + chunk store) and its catalog row; with ``s3``,
+        the vault's identity object and chunk store in a bucket instead (:meth:`_create_s3`).
 
         An encrypted vault's keys are wrapped with the passphrase (``passphrase()``) in a key
         file outside the vault (default ``VMVAULT_HOME/keys/NAME.key``): losing it or the
@@ -94,6 +106,8 @@ class VaultService:
         location = validate_location(location)
         if key_file is not None and not encrypt:
             raise InvalidInput("it goes with --encrypt", what="--key-file")
+        if s3 is not None and path is not None:
+            raise InvalidInput("an S3 vault has no directory: drop --path", what="--path")
         where = user_path(path, "--path") if path is not None else None
         target = where.path if where else self.home / "vaults" / name
         said = where.said if where else str(target)
@@ -114,6 +128,8 @@ class VaultService:
             options["chunk_size"] = validate_chunk_size(chunk_size)
         if zstd_level is not None:
             options["zstd_level"] = validate_level(zstd_level)
+        if s3 is not None:
+            return self._create_s3(name, location, s3, secret, keys if encrypt else None, options)
         with self.uow() as uow:
             if uow.vaults.get(name) is not None:
                 raise VaultExists(name=name)
@@ -147,20 +163,83 @@ class VaultService:
                 raise
         return vault
 
+    def _create_s3(
+        self,
+        name: str,
+        location: str,
+        s3: S3Location,
+        secret: str | None,
+        keys: Path | None,
+        options: dict[str, int],
+    ) -> Vault:
+        """An S3 vault: refused unless the endpoint answers, the credentials are accepted and
+        the bucket exists and holds nothing under the prefix; then the identity object, the
+        chunk store's ``config``, the key file, the catalog row.  A failure after the first
+        write deletes what this call wrote (nothing else was there), so the command can be run
+        again."""
+        if s3.credentials_file is not None:
+            s3 = replace(
+                s3, credentials_file=str(user_path(s3.credentials_file, "--credentials").path)
+            )
+        with self.uow() as uow:
+            if uow.vaults.get(name) is not None:
+                raise VaultExists(name=name)
+        with storage_failures(s3.url, name):
+            backend = self.storage(s3)
+            first = next(iter(backend.list_objects("")), None)
+        if first is not None:
+            raise VaultStorageInUse(url=s3.url, endpoint=s3.endpoint, key=first.key)
+        with self.uow() as uow:
+            if uow.vaults.get(name) is not None:
+                raise VaultExists(name=name)
+            now = self.clock()
+            identity = {"name": name, "location": location, "created_at": now.isoformat()}
+            wrote = False
+            try:
+                with storage_failures(s3.url, name):
+                    if not backend.put(IDENTITY_KEY, json.dumps(identity).encode()):
+                        raise VaultStorageInUse(url=s3.url, endpoint=s3.endpoint, key=IDENTITY_KEY)
+                    wrote = True
+                    if keys is not None:
+                        keys.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    VaultStore.create(backend, passphrase=secret, key_file=keys, **options)
+                vault = uow.vaults.add(
+                    name, location, s3.url, now, str(keys) if keys else None, s3=s3
+                )
+                if location == DEFAULT_LOCATION and not uow.hosts.all(DEFAULT_LOCATION):
+                    uow.hosts.add(DEFAULT_HOST_URI, DEFAULT_LOCATION, None, now)
+                uow.commit()
+            except BaseException as exc:
+                if wrote:  # the prefix was empty: what is there now is this call's
+                    with contextlib.suppress(StorageError):
+                        for key in (CONFIG_NAME, IDENTITY_KEY):
+                            backend.delete(key)
+                if keys is not None and wrote:
+                    keys.unlink(missing_ok=True)
+                if isinstance(exc, OSError):
+                    raise VaultCreateFailed(str(exc), name=name, path=s3.url) from exc
+                raise
+        return vault
+
+    def backend(self, vault: Vault) -> StorageBackend:
+        """The vault's storage backend (its directory, or its bucket and prefix)."""
+        return self.storage(vault.s3 if vault.s3 is not None else Path(vault.path))
+
     def open_store(self, vault: Vault) -> VaultStore:
         """Open the vault's chunk store (asks for the passphrase of an encrypted vault)."""
+        with storage_failures(vault.path, vault.name):
+            backend = self.backend(vault)
         if not vault.encrypted:
-            return VaultStore.open(self.storage(Path(vault.path)))
+            return VaultStore.open(backend)
         secret = self.passphrase()
         if not secret:
             raise PassphraseRequired(path=vault.path)
-        return VaultStore.open(
-            self.storage(Path(vault.path)), passphrase=secret, key_file=Path(str(vault.key_file))
-        )
+        return VaultStore.open(backend, passphrase=secret, key_file=Path(str(vault.key_file)))
 
     def stored_chunk_bytes(self, vault: Vault) -> int:
         """Bytes the vault's chunk objects take (through the storage contract; no key needed)."""
-        return self.storage(Path(vault.path)).usage(CHUNKS + "/").bytes
+        with storage_failures(vault.path, vault.name):
+            return self.backend(vault).usage(CHUNKS + "/").bytes
 
     def list_vaults(self) -> list[Vault]:
         with self.uow() as uow:
@@ -227,6 +306,23 @@ class VaultService:
     def list_hosts(self, location: str | None = None) -> list[Host]:
         with self.uow() as uow:
             return uow.hosts.all(location)
+
+
+def _directories_only(where: Path | S3Location) -> StorageBackend:
+    """The storage factory of a VaultService built without one (unit tests): directories."""
+    if isinstance(where, S3Location):
+        raise InvalidInput("this composition opens directories only", what=f"vault {where.url}")
+    return local.LocalBackend(where)
+
+
+@contextlib.contextmanager
+def storage_failures(where: str, name: str) -> Iterator[None]:
+    """Storage failures outside the data path (opening, probing, creating a vault) as the
+    errors users see."""
+    try:
+        yield
+    except StorageError as exc:
+        raise VaultCreateFailed(str(exc), name=name, path=where) from exc
 
 
 class _Undo:

@@ -122,6 +122,7 @@ from vmvault.domain.errors.vault import (
     VaultNotFound,
     VaultNotInitialised,
     VaultPathInUse,
+    VaultStorageInUse,
     VerifyFailed,
     WrongPassphrase,
 )
@@ -213,6 +214,7 @@ __all__ = [
     "VaultNotFound",
     "VaultNotInitialised",
     "VaultPathInUse",
+    "VaultStorageInUse",
     "VerifyFailed",
     "VmAmbiguous",
     "VmDeleted",

@@ -40,6 +40,16 @@ class VaultPathInUse(VmvaultError):
     kind = "usage"
 
 
+class VaultStorageInUse(VmvaultError):
+    code = "VAULT_STORAGE_IN_USE"
+    message = "{url} at {endpoint} already holds objects ('{key}' …)"
+    remedy = (
+        "A vault needs a bucket and prefix of its own: give another --bucket or --prefix (a "
+        "bucket can hold many vaults under different prefixes), or empty that prefix."
+    )
+    kind = "usage"
+
+
 class VaultCreateFailed(VmvaultError):
     code = "VAULT_CREATE_FAILED"
     message = "vault '{name}' could not be created in {path}"

@@ -1,0 +1,200 @@
+"""``vmvault vault`` and ``vmvault host``: vaults (in a directory or an S3 bucket) and the
+libvirt hosts of each location."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vmvault import documents
+from vmvault.cli import render
+from vmvault.cli.context import services
+from vmvault.cli.options import JsonOpt
+from vmvault.cli.render import emit_json, out
+from vmvault.domain.errors import InvalidInput
+from vmvault.domain.inputs import parse_size, quoted
+from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION, s3_location
+
+vault_app = typer.Typer(help="Create and inspect vaults.", no_args_is_help=True)
+host_app = typer.Typer(help="libvirt hosts and the location they belong to.", no_args_is_help=True)
+
+# --- vaults --------------------------------------------------------------------------
+
+
+class StorageKind(StrEnum):
+    local = "local"
+    s3 = "s3"
+
+
+def S3_OPTIONS(*values: str | None) -> list[tuple[str, str | None]]:
+    names = ("--endpoint", "--bucket", "--prefix", "--region", "--credentials-file")
+    return list(zip(names, values, strict=True))
+
+
+@vault_app.command("create")
+def vault_create(
+    name: str,
+    location: Annotated[str, typer.Option(help="Location (region) the vault serves.")],
+    path: Annotated[
+        str | None, typer.Option(help="Directory (default: VMVAULT_HOME/vaults/NAME).")
+    ] = None,
+    encrypt: Annotated[
+        bool, typer.Option("--encrypt", help="AES-256-GCM; passphrase from VMVAULT_PASSPHRASE.")
+    ] = False,
+    key_file: Annotated[
+        str | None,
+        typer.Option(help="Where the wrapped keys go (default VMVAULT_HOME/keys/NAME.key)."),
+    ] = None,
+    chunk_size: Annotated[
+        str | None, typer.Option(help="Chunk size, a power of two: 64K … 64M (default 4M).")
+    ] = None,
+    compression_level: Annotated[int | None, typer.Option(help="zstd level (default 1).")] = None,
+    storage: Annotated[
+        StorageKind, typer.Option(help="Where the vault's objects go: a directory or S3.")
+    ] = StorageKind.local,
+    endpoint: Annotated[
+        str | None, typer.Option(help="S3: the service's URL, e.g. http://127.0.0.1:7480.")
+    ] = None,
+    bucket: Annotated[str | None, typer.Option(help="S3: an existing bucket.")] = None,
+    prefix: Annotated[
+        str | None, typer.Option(help="S3: keys under this prefix (default: none).")
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="S3: region (default us-east-1).")] = None,
+    credentials_file: Annotated[
+        str | None,
+        typer.Option(
+            help="S3: INI file with aws_access_key_id/aws_secret_access_key "
+            "(default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment)."
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Create a vault serving the VMs of one location, in a directory or an S3 bucket."""
+    s3 = None
+    if storage is StorageKind.s3:
+        if endpoint is None or bucket is None:
+            raise InvalidInput("--storage s3 needs --endpoint and --bucket", what="vault create")
+        s3 = s3_location(endpoint, bucket, prefix, region, credentials_file)
+    else:
+        s3_only = [
+            o for o, v in S3_OPTIONS(endpoint, bucket, prefix, region, credentials_file) if v
+        ]
+        if s3_only:
+            raise InvalidInput("it goes with --storage s3", what=s3_only[0])
+    vault = services().vaults.create(
+        name,
+        location,
+        path,
+        encrypt=encrypt,
+        key_file=key_file,
+        chunk_size=parse_size(chunk_size, "--chunk-size") if chunk_size is not None else None,
+        zstd_level=compression_level,
+        s3=s3,
+    )
+    if json_:
+        emit_json(documents.vault_doc(vault))
+    else:
+        extra = f", encrypted, keys in {vault.key_file}" if vault.encrypted else ""
+        at = f" at {vault.s3.endpoint}" if vault.s3 is not None else ""
+        out.print(
+            f"vault '{vault.name}' created in {vault.path}{at} (location {vault.location}{extra})",
+            markup=False,
+        )
+        for option, given in (("--path", path), ("--key-file", key_file)):
+            if given and not os.path.isabs(given):
+                out.print(
+                    f"  {option} {quoted(given)} was taken relative to {os.getcwd()}",
+                    markup=False,
+                )
+
+
+@vault_app.command("list")
+def vault_list(json_: JsonOpt = False) -> None:
+    """List vaults."""
+    vaults = services().vaults.list_vaults()
+    if json_:
+        emit_json([documents.vault_doc(v) for v in vaults])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("NAME", "LOCATION", "STORAGE", "WHERE", "CREATED"):
+        table.add_column(col)
+    for v in vaults:
+        where = f"{v.path} at {v.s3.endpoint}" if v.s3 is not None else v.path
+        render.add_row(table, v.name, v.location, v.storage, where, render.short_time(v.created_at))
+    out.print(table)
+
+
+@vault_app.command("show")
+def vault_show(
+    name: Annotated[str | None, typer.Argument()] = None, json_: JsonOpt = False
+) -> None:
+    """Show a vault, its hosts and how many VMs it sees in each state."""
+    summary = services().vaults.show(name)
+    doc = documents.vault_doc(summary.vault) | {
+        "hosts": [documents.host_doc(h) for h in summary.hosts],
+        "vm_counts": summary.vm_counts,
+    }
+    if json_:
+        emit_json(doc)
+        return
+    for key in ("name", "location", "storage", "path", "created_at"):
+        out.print(f"{key:10} {doc[key]}", markup=False)
+    if summary.vault.s3 is not None:
+        out.print(f"{'endpoint':10} {summary.vault.s3.endpoint}", markup=False)
+    out.print("hosts      " + (", ".join(h.uri for h in summary.hosts) or "none"), markup=False)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.vm_counts.items())) or "none yet"
+    out.print(f"VMs        {counts}", markup=False)
+
+
+@host_app.command("add")
+def host_add(
+    uri: Annotated[str, typer.Argument(help="libvirt URI")] = DEFAULT_HOST_URI,
+    location: Annotated[str, typer.Option(help="Location of the host.")] = DEFAULT_LOCATION,
+    no_check: Annotated[bool, typer.Option("--no-check", help="Do not connect first.")] = False,
+    allow_command: Annotated[
+        bool,
+        typer.Option(
+            "--allow-command",
+            help="Accept a URI that makes libvirt run a local command "
+            "(the ext transport, command= or netcat=).",
+        ),
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Add a libvirt host to a location (checks that it answers first)."""
+    host = services().vaults.add_host(
+        uri, location, check=not no_check, allow_command=allow_command
+    )
+    if json_:
+        emit_json(documents.host_doc(host))
+    else:
+        out.print(
+            f"host {host.uri} ({host.hostname or '?'}) added to location {host.location}",
+            markup=False,
+        )
+
+
+@host_app.command("list")
+def host_list(json_: JsonOpt = False) -> None:
+    """List hosts."""
+    hosts = services().vaults.list_hosts()
+    if json_:
+        emit_json([documents.host_doc(h) for h in hosts])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("URI", "LOCATION", "HOSTNAME"):
+        table.add_column(col)
+    for h in hosts:
+        render.add_row(table, h.uri, h.location, h.hostname or "-")
+    out.print(table)
+
+
+@host_app.command("remove")
+def host_remove(uri: str) -> None:
+    """Forget a host."""
+    services().vaults.remove_host(uri)
+    out.print(f"host {uri} removed", markup=False)
