@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,12 +53,14 @@ def s3(doc: dict[str, str]) -> object:
 
 
 def test_up_gives_keys_that_work_status_and_idempotent_up_then_down_leaves_nothing(
-    cli: CliRunner, lab_dir: Path
+    cli: CliRunner, lab_dir: Path, rgw: Rgw
 ) -> None:
+    """Beside the session's cluster (``rgw``): two clusters coexist, and down stops only its own."""
     env = {"VMVAULT_LAB_DIR": str(lab_dir)}
     r = cli("lab", "storage", "up", "--json", env=env)
     assert r.code == 0, r.stderr
     doc = r.json()
+    assert doc["endpoint"] != rgw.endpoint
     assert doc["endpoint"].startswith("http://127.0.0.1:") and doc["dir"] == str(lab_dir / "ceph")
     client = s3(doc)
     client.create_bucket(Bucket="lab-storage-test")  # type: ignore[attr-defined]
@@ -91,6 +94,7 @@ def test_up_gives_keys_that_work_status_and_idempotent_up_then_down_leaves_nothi
     after = cli("lab", "storage", "status", "--json", env=env).json()
     assert after["state"] == "down" and after["endpoint"] is None
     assert "no lab storage" in cli("lab", "storage", "down", env=env).stdout
+    assert rgw.running() and len(processes_of(rgw.cluster.paths.conf)) == 3
 
 
 def test_a_dead_osd_makes_the_cluster_partial_and_up_starts_it_again(
@@ -175,3 +179,23 @@ def test_the_session_rgw_survives_a_kill_and_restart(rgw: Rgw) -> None:
         client.get_object(Bucket=bucket, Key="k")
     rgw.restart_rgw()
     assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v1"
+
+
+def test_down_never_signals_a_stranger_named_by_a_stale_pid_file(
+    cli: CliRunner, lab_dir: Path
+) -> None:
+    root = lab_dir / "ceph"
+    (root / "run").mkdir(parents=True)
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        for daemon in ("mon.a", "osd.0", "client.rgw.gw"):
+            (root / "run" / f"{daemon}.pid").write_text(f"{stranger.pid}\n")
+        st = cli("lab", "storage", "status", "--json", env={"VMVAULT_LAB_DIR": str(lab_dir)})
+        assert st.json()["state"] == "down" and st.json()["exists"] is True
+        r = cli("lab", "storage", "down", env={"VMVAULT_LAB_DIR": str(lab_dir)})
+        assert r.code == 0, r.stderr
+        assert not root.exists()
+        assert stranger.poll() is None  # still running: it was not started with our ceph.conf
+    finally:
+        stranger.kill()
+        stranger.wait()

@@ -17,9 +17,11 @@ one directory (see :mod:`ceph_conf`), from Debian's packages and without systemd
 ``up`` is idempotent: when ``state.json`` exists it only starts the daemons that are not
 running and returns the same endpoint and keys. A failed ``up`` stops what it started and
 keeps the directory for its logs (``down`` removes it). Concurrent calls on one directory are
-serialised by a lock file beside it. ``down`` stops the gateway and the OSD together, then
-the monitor (an OSD whose monitor is gone waits ~5 s longer), each with TERM and, after a
-timeout, KILL, and removes the directory.
+serialised by a lock file beside it. ``down`` stops the gateway, then the OSD, then the
+monitor, each with TERM and, after a timeout, KILL, and removes the directory. One at a time
+on purpose: a gateway that has run a while unregisters its watches from the OSD when it
+stops, and with the OSD stopped at the same moment it hung until the KILL (15 s instead of
+0.3 s, measured); an OSD whose monitor is gone waits ~5 s longer too.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class CephCluster:
             state = self._state()
             if state is None:
                 if self.root.exists():  # an up that did not finish: start afresh
-                    stop(self.paths, DAEMONS, STOP_TIMEOUT)
+                    self._stop_all()
                     shutil.rmtree(self.root)
                 return self._create()
             self._revive(state)
@@ -119,8 +121,7 @@ class CephCluster:
         with self._lock():
             if not self.root.exists():
                 return False
-            stop(self.paths, (RGW, OSD), STOP_TIMEOUT)
-            stop(self.paths, (MON,), STOP_TIMEOUT)
+            self._stop_all()
             shutil.rmtree(self.root)
             return True
 
@@ -143,6 +144,11 @@ class CephCluster:
         if pid_of(self.paths, RGW) is None:
             start(self.paths, RGW, ["radosgw", "-n", RGW])
         self._wait_rgw(int(state["rgw_port"]))
+
+    def _stop_all(self) -> None:
+        """Stop the gateway, then the OSD, then the monitor (see the module docstring)."""
+        for daemon in (RGW, OSD, MON):
+            stop(self.paths, (daemon,), STOP_TIMEOUT)
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -167,8 +173,7 @@ class CephCluster:
             keys = self._create_rgw(rgw_port)
         except BaseException:
             with contextlib.suppress(Exception):
-                stop(self.paths, (RGW, OSD), STOP_TIMEOUT)
-                stop(self.paths, (MON,), STOP_TIMEOUT)
+                self._stop_all()
             raise
         state = {
             "endpoint": f"http://127.0.0.1:{rgw_port}",
@@ -243,8 +248,7 @@ class CephCluster:
             self._wait_rgw(int(state["rgw_port"]))
         except BaseException:
             with contextlib.suppress(Exception):
-                stop(self.paths, (RGW, OSD), STOP_TIMEOUT)
-                stop(self.paths, (MON,), STOP_TIMEOUT)
+                self._stop_all()
             raise
 
     # --- waiting -----------------------------------------------------------------------------

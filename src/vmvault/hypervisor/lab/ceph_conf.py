@@ -8,7 +8,9 @@ and several clusters (different directories, different ports) coexist on one hos
 The settings are those of ``../shared/notes/ceph-rgw.md``: a v2-only monitor on 127.0.0.1,
 one OSD and pools of size 1 (with the warnings that would otherwise keep the cluster in
 HEALTH_WARN switched off), and ``paxos propose interval = 0.1``, without which RGW's first
-pool creations take 10-15 s more. There is no manager: S3 works without it.
+pool creations take 10-15 s more. There is no manager: S3 works without it. The gateway's
+lifecycle threads are off: they poll in 5 s sleeps, which held every stop of the gateway for
+5 s, and the lab sets no lifecycle rules.
 """
 
 from __future__ import annotations
