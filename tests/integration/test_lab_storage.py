@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,3 +200,39 @@ def test_down_never_signals_a_stranger_named_by_a_stale_pid_file(
     finally:
         stranger.kill()
         stranger.wait()
+
+
+INNER_TESTS = """
+import os
+from pathlib import Path
+
+def test_kills_the_gateway_and_leaves_it_dead(rgw):
+    Path(os.environ["ROOT_FILE"]).write_text(str(rgw.cluster.root))
+    rgw.kill_rgw()
+    assert not rgw.running()
+
+def test_the_next_test_finds_it_running(rgw):
+    assert rgw.running()
+    assert rgw.client().list_buckets()["Buckets"] == []
+"""
+
+
+def test_the_plugin_restarts_a_gateway_a_test_left_dead_and_removes_its_cluster(
+    tmp_path: Path,
+) -> None:
+    """A pytest session of its own with the plugin: after a test that killed RGW without
+    restarting it, the next test finds it answering; the session's end removes the cluster."""
+    (tmp_path / "test_inner.py").write_text(INNER_TESTS)
+    root_file = tmp_path / "root"
+    repo = Path(__file__).resolve().parents[2]
+    p = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.s3lab", "-q", "-p", "no:cacheprovider",
+         "--basetemp", str(tmp_path / "b"), str(tmp_path / "test_inner.py")],
+        cwd=repo, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, ROOT_FILE=str(root_file), PYTHONPATH=str(repo)),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "2 passed" in p.stdout
+    root = Path(root_file.read_text())
+    assert not root.exists()
+    assert processes_of(root / "ceph.conf") == []

@@ -235,20 +235,30 @@ class CephCluster:
             raise failed(p, "radosgw-admin user create", f"no keys in {out[:200]!r}") from None
 
     def _revive(self, state: dict[str, Any]) -> None:
-        """Start, in order, the daemons of a complete cluster that are not running."""
+        """Start, in order, the daemons of a complete cluster that are not running; on failure
+        stop those it started (the others keep running, as they were)."""
+        started: list[str] = []
         try:
             if pid_of(self.paths, MON) is None:
+                started.append(MON)
                 start(self.paths, MON, ["ceph-mon", "-i", "a"])
                 self._wait_mon()
             if pid_of(self.paths, OSD) is None:
+                # The map may still count the dead OSD up (the monitor has not noticed yet):
+                # mark it down so that "1 OSD up" below means the new one has booted.
+                self._ceph(["osd", "down", "0"])
+                started.append(OSD)
                 start(self.paths, OSD, ["ceph-osd", "-i", "0"])
                 self._wait_osd()
             if pid_of(self.paths, RGW) is None:
+                started.append(RGW)
                 start(self.paths, RGW, ["radosgw", "-n", RGW])
             self._wait_rgw(int(state["rgw_port"]))
         except BaseException:
             with contextlib.suppress(Exception):
-                self._stop_all()
+                for daemon in (RGW, OSD, MON):
+                    if daemon in started:
+                        stop(self.paths, (daemon,), STOP_TIMEOUT)
             raise
 
     # --- waiting -----------------------------------------------------------------------------
