@@ -107,13 +107,16 @@ class CephCluster:
             word = "down"
         else:
             word = "partial"
-        doc: dict[str, Any] = {"state": word, "dir": str(self.root), "exists": self.root.exists()}
-        doc["daemons"] = pids
-        return (
-            doc
-            | ({"endpoint": state["endpoint"]} if state else {"endpoint": None})
-            | ({k: state[k] for k in ("access_key", "secret_key", "region")} if state else {})
-        )
+        doc: dict[str, Any] = {
+            "state": word,
+            "dir": str(self.root),
+            "exists": self.root.exists(),
+            "daemons": pids,
+            "endpoint": state["endpoint"] if state else None,
+        }
+        if state:
+            doc |= {k: state[k] for k in ("access_key", "secret_key", "region")}
+        return doc
 
     def down(self) -> bool:
         """Stop every daemon and remove the directory; False if there was nothing."""
