@@ -174,6 +174,9 @@ def test_the_session_rgw_survives_a_kill_and_restart(rgw: Rgw) -> None:
     client.put_object(Bucket=bucket, Key="k", Body=b"v1")
     assert rgw.bucket("fixture") != bucket
     assert set(rgw.env()) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
+    locked = rgw.bucket("locked", object_lock=True)
+    lock = client.get_object_lock_configuration(Bucket=locked)["ObjectLockConfiguration"]
+    assert lock["ObjectLockEnabled"] == "Enabled"
 
     rgw.kill_rgw()
     with pytest.raises(EndpointConnectionError):
@@ -236,3 +239,34 @@ def test_the_plugin_restarts_a_gateway_a_test_left_dead_and_removes_its_cluster(
     root = Path(root_file.read_text())
     assert not root.exists()
     assert processes_of(root / "ceph.conf") == []
+
+
+def test_an_up_killed_half_way_is_started_afresh_by_the_next_up(
+    cli: CliRunner, lab_dir: Path
+) -> None:
+    root = lab_dir / "ceph"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "vmvault", "lab", "storage", "up"],
+        env=env | {"VMVAULT_LAB_DIR": str(lab_dir)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (root / "run" / "mon.a.pid").exists():  # the monitor runs: kill the up
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        first.kill()
+        first.wait()
+    assert not (root / "state.json").exists()
+    old_mon = int((root / "run" / "mon.a.pid").read_text())
+    assert old_mon in processes_of(root / "ceph.conf")
+
+    r = cli("lab", "storage", "up", "--json", env={"VMVAULT_LAB_DIR": str(lab_dir)})
+    assert r.code == 0, r.stderr
+    running = processes_of(root / "ceph.conf")
+    assert old_mon not in running and len(running) == 3
+    client = s3(r.json())
+    client.create_bucket(Bucket="fresh")  # type: ignore[attr-defined]
+    assert client.list_buckets()["Buckets"][0]["Name"] == "fresh"  # type: ignore[attr-defined]
