@@ -38,6 +38,13 @@ from vmvault.domain.errors.base import (
     PathNotAllowed,
     VmvaultError,
 )
+from vmvault.domain.errors.copy import (
+    CopyChunkSizeDiffers,
+    CopySameVault,
+    CopyVerifyFailed,
+    CopyWouldDecrypt,
+    NothingToCopy,
+)
 from vmvault.domain.errors.inventory import (
     AgentCommandFailed,
     AgentNotConfigured,
@@ -137,6 +144,10 @@ __all__ = [
     "BackupJobRunning",
     "BackupVmNotRunning",
     "Cancelled",
+    "CopyChunkSizeDiffers",
+    "CopySameVault",
+    "CopyVerifyFailed",
+    "CopyWouldDecrypt",
     "CatalogError",
     "CheckpointMissing",
     "CheckpointOperationFailed",
@@ -171,6 +182,7 @@ __all__ = [
     "MethodNotAllowed",
     "NbdReadFailed",
     "NoVault",
+    "NothingToCopy",
     "OfflineExportFailed",
     "OperationInProgress",
     "PassphraseRequired",
