@@ -44,6 +44,7 @@ from vmvault.domain.errors.copy import (
     CopyVerifyFailed,
     CopyWouldDecrypt,
     NothingToCopy,
+    PointNotInVault,
 )
 from vmvault.domain.errors.inventory import (
     AgentCommandFailed,
@@ -188,6 +189,7 @@ __all__ = [
     "PassphraseRequired",
     "PathNotAllowed",
     "PointNotFound",
+    "PointNotInVault",
     "PointOfAnotherVm",
     "PolicyExists",
     "PolicyInUse",

@@ -49,3 +49,10 @@ class CopyVerifyFailed(VmvaultError):
         "The copy was removed from '{vault}' (the point in its source vault is untouched). "
         "Verify the source point ('vmvault verify --point {point}'), then run the copy again."
     )
+
+
+class PointNotInVault(VmvaultError):
+    code = "POINT_NOT_IN_VAULT"
+    message = "recovery point {point} is not held by vault '{vault}' (held by: {holders})"
+    remedy = "Name one of the vaults that hold it, or copy it there with 'vmvault copy'."
+    kind = "usage"
