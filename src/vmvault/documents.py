@@ -99,8 +99,10 @@ def job_doc(job: Job, log: list[str] | None = None) -> dict[str, Any]:
     return doc
 
 
-def point_doc(p: RecoveryPoint) -> dict[str, Any]:
-    return {
+def point_doc(p: RecoveryPoint, vaults: list[str] | None = None) -> dict[str, Any]:
+    """``vaults``: every vault holding the point (own first, then copies), when known."""
+    extra = {"vaults": vaults} if vaults is not None else {}
+    return extra | {
         "id": p.id,
         "vm": p.vm_uuid,
         "vm_name": p.vm_name,
@@ -145,6 +147,13 @@ def policy_doc(v: PolicyView) -> dict[str, Any]:
         "max_age_s": int(max_age(p).total_seconds()),
         "warnings": v.warnings,
         "vms": v.vms,
+        "copy": None
+        if p.copy is None
+        else {
+            "vault": p.copy.vault,
+            "retention": (p.copy_retention.counts if p.copy_retention else None),
+            "retention_own": p.copy.retention is not None,
+        },
         "created_at": iso(v.record.created_at),
         "updated_at": iso(v.record.updated_at),
     }

@@ -88,7 +88,9 @@ class World:
         return JobQueries(self.uow, now).list_jobs(JobType.COPY)
 
 
-def add_point(w: World, vault: str, point_id: str, seed: int, when: datetime, vm: str = UUID) -> bytes:
+def add_point(
+    w: World, vault: str, point_id: str, seed: int, when: datetime, vm: str = UUID
+) -> bytes:
     """A real point (one disk) in ``vault`` and its catalog row; returns the disk."""
     rnd = random.Random(seed)
     shared = random.Random(0).randbytes(3 * CS)  # the same in every point: dedupes
@@ -145,7 +147,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     t = now()
     with uow() as u:
         for uuid, name in ((UUID, "web"), (OTHER, "db")):
-            u.vms.save(VmItem(uuid, name, URI, "h", "h", PowerState.RUNNING, [], [], True, "f", t, t))
+            u.vms.save(
+                VmItem(uuid, name, URI, "h", "h", PowerState.RUNNING, [], [], True, "f", t, t)
+            )
         u.commit()
     yield World(tmp_path, uow, vaults, set())
     engine.dispose()
@@ -211,9 +215,7 @@ def test_bad_input_is_refused_with_nothing_changed(world: World, tmp_path: Path)
     with pytest.raises(CopyWouldDecrypt):
         svc.copy("C", "B", ["web"])
     assert world.jobs() == []
-    assert {v: world.files(v) for v in ("A", "B", "D")} == {
-        v: before[v] for v in ("A", "B", "D")
-    }
+    assert {v: world.files(v) for v in ("A", "B", "D")} == {v: before[v] for v in ("A", "B", "D")}
 
 
 def test_cancel_leaves_no_point_in_the_target_and_a_rerun_completes(

@@ -115,9 +115,9 @@ class CopyService(Service):
         have = {p.vm_uuid for p in held}
         for vm in vms:
             if vm.uuid not in have:
-                raise NothingToCopy(vm=vm.label, vault=source.name)
+                raise NothingToCopy(vm=f"VM {vm.label}", vault=source.name)
         if not vms:
-            raise NothingToCopy(vm="(any)", vault=source.name)
+            raise NothingToCopy(vm="any VM", vault=source.name)
         copy_mode(
             self.vaults.open_store(source),
             self.vaults.open_store(target),
