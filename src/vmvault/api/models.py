@@ -185,6 +185,7 @@ class PointDiskDoc(BaseModel):
 
 
 class PointDoc(BaseModel):
+    vaults: list[str] = Field(description="every vault holding it: its own first, then copies")
     id: str
     vm: str
     vm_name: str
@@ -205,6 +206,12 @@ class PointDoc(BaseModel):
     disks: list[PointDiskDoc]
 
 
+class PolicyCopyDoc(BaseModel):
+    vault: str
+    retention: dict[str, int]
+    retention_own: bool = Field(description="false: the policy's own retention applies")
+
+
 class PolicyDoc(BaseModel):
     name: str
     vault: str
@@ -214,6 +221,9 @@ class PolicyDoc(BaseModel):
     max_age_s: int
     warnings: list[str]
     vms: list[str]
+    copy_to: PolicyCopyDoc | None = Field(
+        description="copy every new point to a second vault (docs/copies.md)"
+    )
     created_at: str | None
     updated_at: str | None
 
