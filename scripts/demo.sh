@@ -165,6 +165,6 @@ first=$($V jobs list --type register --status failed --json | .venv/bin/python -
 step "A failed job, with its log" jobs show "$first"
 $V jobs show "$first"
 
-printf '\nDemo state is in %s (export VMVAULT_HOME=%s to explore); lab guests and the lab's object store are still running.\n' \
+printf '\nDemo state is in %s (export VMVAULT_HOME=%s to explore); the lab guests and the object store are still running.\n' \
   "$VMVAULT_HOME" "$VMVAULT_HOME"
 printf 'Remove them with: VMVAULT_HOME=%s .venv/bin/vmvault lab down; the object store with: .venv/bin/vmvault lab storage down\n' "$VMVAULT_HOME"
