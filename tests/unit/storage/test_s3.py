@@ -219,6 +219,8 @@ def test_a_lapsed_lease_stops_every_change(creds: Any) -> None:
             pytest.fail("the lost lease went unnoticed")
         with pytest.raises(LeaseLost):
             backend.publish("m", b"manifest")
+        with pytest.raises(StorageUnreachable), space_errors(backend.location):
+            backend.touch("a")
         assert backend.get("a") == b"1"  # reading is still allowed
     backend.put("c", b"3")  # the registration ended: changes are allowed again
 
