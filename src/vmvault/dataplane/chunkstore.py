@@ -52,6 +52,7 @@ from vmvault.storage.errors import (
     AccessDenied,
     BucketMissing,
     CredentialsUnavailable,
+    LeaseLost,
     ObjectMissing,
     ObjectTooLarge,
     StorageError,
@@ -91,7 +92,7 @@ def user_error(exc: StorageError, location: str) -> VmvaultError | None:
         return StorageBucketNotFound(path=location)
     if isinstance(exc, CredentialsUnavailable):
         return StorageCredentialsMissing(path=location, why=why)
-    if isinstance(exc, TransientStorageError):
+    if isinstance(exc, TransientStorageError | LeaseLost):  # a lease lapses: no answer in time
         return StorageUnreachable(path=location, why=why)
     return None
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.unit.storage.conftest import inject_503, s3_backend
-from vmvault.dataplane.chunkstore import ChunkBatch, chunk_key, space_errors
+from vmvault.dataplane.chunkstore import ChunkBatch, chunk_key, space_errors, user_error
 from vmvault.domain.errors import (
     StorageAccessDenied,
     StorageBucketNotFound,
@@ -84,9 +84,15 @@ def test_a_missing_or_unreadable_credential_is_clear_and_shows_no_secret(
     assert not is_transient(exc.value)
 
 
-def test_no_credentials_in_the_environment() -> None:
-    with pytest.raises(CredentialsUnavailable, match="AWS_SECRET_ACCESS_KEY"):
+def test_no_credentials_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(CredentialsUnavailable, match="AWS_SECRET_ACCESS_KEY") as exc:
         load_credentials(None, environ={"AWS_ACCESS_KEY_ID": "A"})
+    user = user_error(exc.value, "s3://b/v/")
+    assert user is not None and user.code == "STORAGE_CREDENTIALS_MISSING"
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    with pytest.raises(CredentialsUnavailable):
+        open_s3(S3Location("http://127.0.0.1:1", "b", "v/"))
 
 
 # --- the probe and its errors ----------------------------------------------------------------
@@ -213,6 +219,8 @@ def test_a_lapsed_lease_stops_every_change(creds: Any) -> None:
             pytest.fail("the lost lease went unnoticed")
         with pytest.raises(LeaseLost):
             backend.publish("m", b"manifest")
+        with pytest.raises(StorageUnreachable), space_errors(backend.location):
+            backend.touch("a")
         assert backend.get("a") == b"1"  # reading is still allowed
     backend.put("c", b"3")  # the registration ended: changes are allowed again
 
