@@ -25,7 +25,7 @@ from vmvault.services.context import ServiceContext
 from vmvault.services.dashboard import DashboardService
 from vmvault.services.inventory import InventoryService
 from vmvault.services.jobs import JobQueries, JobRunner
-from vmvault.services.lab import LabService
+from vmvault.services.lab import LabService, StorageLabService
 from vmvault.services.points import PointService
 from vmvault.services.policies import PolicyService
 from vmvault.services.ports import (
@@ -199,6 +199,12 @@ class Services:
         state = s.lab_dir.parent / "daemons"
         driver = LocalLab(DEFAULT_HOST_URI, s.lab_dir, s.lab_cache, state)
         return LabService(driver, lab_vms.VARIANTS, state)
+
+    @cached_property
+    def lab_storage(self) -> StorageLabService:
+        from vmvault.hypervisor.lab.ceph import CephCluster
+
+        return StorageLabService(CephCluster(self.settings.lab_dir / "ceph"))
 
     @cached_property
     def recovery(self) -> RecoveryService:

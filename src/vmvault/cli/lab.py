@@ -62,3 +62,50 @@ def lab_down() -> None:
     """Destroy every lab guest and remove its disks and metadata."""
     names = services().lab.down()
     out.print(f"removed {len(names)} lab guest(s)" + (": " + ", ".join(names) if names else ""))
+
+
+storage_app = typer.Typer(
+    help="The lab's real S3 service: a single-node Ceph cluster with the RADOS Gateway, "
+    "under $VMVAULT_LAB_DIR/ceph.",
+    no_args_is_help=True,
+)
+lab_app.add_typer(storage_app, name="storage")
+
+
+@storage_app.command("up")
+def storage_up(json_: JsonOpt = False) -> None:
+    """Start the cluster (or what of it is not running) and print its endpoint and S3 keys."""
+    t0 = time.monotonic()
+    doc = services().lab_storage.up()
+    if json_:
+        emit_json(doc)
+        return
+    out.print(f"endpoint    {doc['endpoint']}", markup=False)
+    out.print(f"access key  {doc['access_key']}", markup=False)
+    out.print(f"secret key  {doc['secret_key']}", markup=False)
+    out.print(f"region      {doc['region']} (path-style addressing)", markup=False)
+    out.print(f"cluster in {doc['dir']}, ready in {time.monotonic() - t0:.1f}s", markup=False)
+
+
+@storage_app.command("status")
+def storage_status(json_: JsonOpt = False) -> None:
+    """Say whether the cluster is up, down or partial, and where it answers."""
+    doc = services().lab_storage.status()
+    if json_:
+        emit_json(doc)
+        return
+    where = f" at {doc['endpoint']}" if doc["endpoint"] else ""
+    out.print(f"lab storage {doc['state']}{where} ({doc['dir']})", markup=False)
+    for daemon, pid in doc["daemons"].items():
+        out.print(f"  {daemon:14} {'pid ' + str(pid) if pid else 'not running'}", markup=False)
+
+
+@storage_app.command("down")
+def storage_down() -> None:
+    """Stop the cluster's daemons and remove its directory (and every object in it)."""
+    t0 = time.monotonic()
+    removed = services().lab_storage.down()
+    if removed:
+        out.print(f"lab storage stopped and removed in {time.monotonic() - t0:.1f}s")
+    else:
+        out.print("no lab storage to remove")

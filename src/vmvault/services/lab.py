@@ -1,12 +1,14 @@
-"""The built-in lab: real test guests on the local libvirtd (``vmvault lab …``)."""
+"""The built-in lab: real test guests on the local libvirtd (``vmvault lab …``) and a real
+S3 service beside them (``vmvault lab storage …``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import check_count, quoted
-from vmvault.services.ports import LabDriver
+from vmvault.services.ports import LabDriver, ObjectStoreLab
 
 
 class LabService:
@@ -38,4 +40,20 @@ class LabService:
         return self.driver.status()
 
     def down(self) -> list[str]:
+        return self.driver.down()
+
+
+class StorageLabService:
+    """The lab's object store: a single-node Ceph cluster with the RADOS Gateway."""
+
+    def __init__(self, driver: ObjectStoreLab) -> None:
+        self.driver = driver
+
+    def up(self) -> dict[str, Any]:
+        return self.driver.up()
+
+    def status(self) -> dict[str, Any]:
+        return self.driver.status()
+
+    def down(self) -> bool:
         return self.driver.down()

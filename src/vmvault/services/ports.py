@@ -222,6 +222,23 @@ class LabDriver(Protocol):
     def down(self) -> list[str]: ...
 
 
+class ObjectStoreLab(Protocol):
+    """The lab's real S3 service (only ``vmvault lab storage`` uses it): one single-node Ceph
+    cluster with the RADOS Gateway, everything under one directory.
+
+    ``up`` is idempotent: a running cluster gives the same endpoint and keys, a partly running
+    one has its missing daemons started. Its document holds at least ``endpoint``,
+    ``access_key``, ``secret_key``, ``region`` and ``dir``. ``status`` has ``state`` (up, down
+    or partial), ``dir``, ``endpoint`` (None before the first complete ``up``) and ``daemons``.
+    ``down`` stops every daemon and removes the directory (False when there was none).
+    Failures raise :class:`~vmvault.domain.errors.StorageLabFailed` with the daemon's log tail.
+    """
+
+    def up(self) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any]: ...
+    def down(self) -> bool: ...
+
+
 # --- protection (added by protection engineer) ---------------------------------------------
 
 

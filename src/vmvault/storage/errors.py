@@ -15,7 +15,16 @@ The class says what the caller may do:
   :class:`ObjectMissing` (the key does not exist: a *specific* error, so that callers can
   turn it into ``CHUNK_MISSING``, ``POINT_NOT_FOUND`` …), :class:`ObjectTooLarge`,
   :class:`InvalidKey`, :class:`StorageFull` (no space or quota), :class:`LockTimeout` (the
-  caller's own wait is over), :class:`PermanentStorageError` (permission, I/O error …).
+  caller's own wait is over), :class:`AccessDenied` (credentials refused),
+  :class:`BucketMissing`, :class:`CredentialsUnavailable`, :class:`LeaseLost` (a lease this
+  process held lapsed), :class:`PermanentStorageError` (permission, I/O error …).
+* :class:`EndpointUnreachable` is transient (connection refused or reset, DNS, connect
+  timeout): mid-run the endpoint may come back; at ``vault create`` it is reported as it is.
+
+**Retrying** is :func:`retry`'s, and only once per request: exponential backoff with jitter
+(each delay drawn from ``[d/2, d]``, so that many clients failing together do not retry in
+lock step).  The S3 backend turns botocore's own retries off and uses this one mechanism
+(see :mod:`vmvault.storage.s3`).
 
 These are not :class:`~vmvault.domain.errors.VmvaultError`: the data path, which knows what a
 key *means*, turns them into the errors users see.
@@ -23,6 +32,7 @@ key *means*, turns them into the errors users see.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -76,6 +86,27 @@ class LockTimeout(PermanentStorageError):
     """The lock was not granted within the caller's timeout."""
 
 
+class AccessDenied(PermanentStorageError):
+    """The service refused the credentials or the request (403, unknown key, bad signature)."""
+
+
+class BucketMissing(PermanentStorageError):
+    """The bucket does not exist."""
+
+
+class CredentialsUnavailable(PermanentStorageError):
+    """No usable credentials: the credentials file or the environment lacks them."""
+
+
+class LeaseLost(PermanentStorageError):
+    """A lease this process held (a lock hold, a writer registration) could not be renewed
+    in time: acting on it could be unsafe, so the backend refuses to change anything."""
+
+
+class EndpointUnreachable(TransientStorageError):
+    """No connection to the endpoint (refused, reset, DNS, connect timeout)."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when ``exc`` is a storage failure that retrying the same call may cure."""
     return isinstance(exc, StorageError) and exc.transient
@@ -89,12 +120,14 @@ def retry(
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """``call()``, called again after a transient failure (up to ``attempts`` times in all,
-    backing off exponentially); a permanent failure, or the last transient one, is raised."""
+    backing off exponentially with jitter: the n-th delay is drawn from
+    ``[delay·2ⁿ/2, delay·2ⁿ]``); a permanent failure, or the last transient one, is raised."""
     for n in range(attempts):
         try:
             return call()
         except StorageError as exc:
             if not exc.transient or n == attempts - 1:
                 raise
-        sleep(delay * (2**n))
+        backoff = delay * (2**n)
+        sleep(backoff / 2 + random.uniform(0, backoff / 2))
     raise AssertionError("unreachable")  # pragma: no cover

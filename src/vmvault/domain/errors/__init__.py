@@ -70,6 +70,7 @@ from vmvault.domain.errors.jobs import (
 from vmvault.domain.errors.lab import (
     LabFailed,
     LabGuestTimeout,
+    StorageLabFailed,
 )
 from vmvault.domain.errors.protection import (
     InvalidRetention,
@@ -198,6 +199,7 @@ __all__ = [
     "RetentionTooShort",
     "RouteNotFound",
     "ServerComponentFailed",
+    "StorageLabFailed",
     "ThawFailed",
     "TooManyDisks",
     "UnknownTimeZone",

@@ -17,3 +17,13 @@ class LabGuestTimeout(VmvaultError):
     code = "LAB_GUEST_TIMEOUT"
     message = "lab guest {vm} did not answer guest-ping within {seconds}s"
     remedy = "The console log tail above shows how far it got; 'vmvault lab down' cleans up."
+
+
+class StorageLabFailed(VmvaultError):
+    code = "LAB_STORAGE_FAILED"
+    message = "the lab's Ceph cluster failed: {what}"
+    remedy = (
+        "The end of the daemon's log is shown (all logs: {logs}). 'vmvault lab storage status' "
+        "shows what runs; 'vmvault lab storage down' stops it and removes {root}, then "
+        "'vmvault lab storage up' starts a fresh cluster."
+    )

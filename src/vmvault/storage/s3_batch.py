@@ -1,0 +1,129 @@
+"""Batches on S3: each staged object is a conditional PUT, uploaded on a bounded pool.
+
+A PUT is durable and visible when it returns, so there is nothing to make durable at the
+end: :meth:`S3Batch.commit` waits for the uploads and raises the first failure.  Each
+:meth:`~S3Batch.add` copies the caller's bytes once (the caller reuses its buffer as soon as
+``add`` returns) and hands the copy to a worker thread; ``add`` blocks while more than the
+backend's byte budget is in flight (:class:`ByteBudget`, shared by every batch of the
+backend), so memory stays bounded whatever the disk size: 8 uploads of 4 MiB chunks = 32 MiB.
+
+Visibility, as the contract allows for object storage: an object is visible as soon as its
+upload returns (never before it is durable: a PUT is both at once).  ``abort`` cancels the
+uploads not yet started and waits for the running ones; what was uploaded stays, an
+unreferenced object for garbage collection — deleting it would be wrong, since another
+backup may have found it present and referenced it meanwhile.  A crash leaves the same.
+"""
+
+from __future__ import annotations
+
+import mmap
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING
+
+from vmvault.storage.backend import Data, check_key, parts_of
+
+if TYPE_CHECKING:
+    from vmvault.storage.s3 import S3Backend
+
+
+class ByteBudget:
+    """At most ``limit`` bytes in flight (one object larger than that goes alone)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> int:
+        n = min(n, self.limit)
+        with self._cond:
+            while self._used + n > self.limit:
+                self._cond.wait()
+            self._used += n
+        return n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self._used -= n
+            self._cond.notify_all()
+
+
+class S3Batch:
+    """Concurrent conditional PUTs; ``commit`` waits for them (see the module docstring)."""
+
+    def __init__(self, backend: S3Backend, workers: int) -> None:
+        self._backend = backend
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="vmvault-s3-put")
+        self._mu = threading.Lock()
+        self._pending: list[Future[bool]] = []
+        self._failed: BaseException | None = None
+        self._closed = False
+
+    def add(self, key: str, data: Data) -> int:
+        parts = parts_of(data)
+        body = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)  # the one copy
+        return self._submit(check_key(key), body)
+
+    def add_buffer(self, key: str, buf: mmap.mmap, size: int) -> int:
+        check_key(key)
+        return self._submit(key, buf[:size])  # slicing an mmap copies: the one copy
+
+    def _submit(self, key: str, body: bytes) -> int:
+        with self._mu:
+            if self._failed is not None:
+                raise self._failed  # fail fast: the batch cannot commit any more
+            if self._closed:
+                raise RuntimeError("the batch was committed or aborted")
+        held = self._backend.budget.acquire(len(body))
+        try:
+            future = self._pool.submit(self._upload, key, body)
+        except BaseException:
+            self._backend.budget.release(held)
+            raise
+        future.add_done_callback(lambda f: self._done(f, held))
+        with self._mu:
+            self._pending.append(future)
+        return len(body)
+
+    def _upload(self, key: str, body: bytes) -> bool:
+        return self._backend.session.retry(lambda: self._backend.put_once(key, body))
+
+    def _done(self, future: Future[bool], held: int) -> None:
+        self._backend.budget.release(held)
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            with self._mu:
+                if self._failed is None:
+                    self._failed = exc
+
+    def __len__(self) -> int:
+        with self._mu:
+            return len(self._pending)
+
+    def commit(self) -> None:
+        with self._mu:
+            pending, self._pending = self._pending, []
+        try:
+            wait(pending)
+            with self._mu:
+                failed = self._failed
+            if failed is not None:
+                raise failed
+        finally:
+            self._close()
+
+    def abort(self) -> None:
+        with self._mu:
+            pending, self._pending = self._pending, []
+        for future in pending:
+            future.cancel()
+        wait(pending)
+        self._close()
+
+    def _close(self) -> None:
+        with self._mu:
+            self._closed = True
+        self._pool.shutdown(wait=True)
