@@ -43,6 +43,7 @@ class Run:
     busy: float = 0.0  # share of all CPUs of the machine busy meanwhile (anyone's work)
     qemu_cpu: float | None = None  # CPU seconds of the guest's QEMU process meanwhile
     ended: float = 0.0  # time.time() when the process had exited
+    watched: dict[str, float] = field(default_factory=dict)  # CPU s of other processes meanwhile
 
 
 def host_cpu() -> tuple[int, int]:
@@ -97,13 +98,17 @@ def measure(
     ok: tuple[int, ...] = (0,),
     cwd: Path | None = None,
     qemu: int | None = None,
+    watch: dict[str, int | None] | None = None,
 ) -> Run:
     """Run ``cmd`` in its own process; wall time includes fsyncing ``sync`` afterwards.
 
-    ``qemu``: pid of a guest's QEMU, whose CPU time meanwhile is recorded (it serves NBD)."""
+    ``qemu``: pid of a guest's QEMU, whose CPU time meanwhile is recorded (it serves NBD);
+    ``watch``: name -> pid of other processes whose CPU seconds meanwhile are recorded."""
+    watch = watch or {}
     LOAD.append(os.getloadavg()[0])
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         busy0, q0 = host_cpu(), proc_cpu(qemu)
+        w0 = {k: proc_cpu(pid) for k, pid in watch.items()}
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -113,6 +118,7 @@ def measure(
             fsync_tree(sync)
         wall = time.perf_counter() - started
         busy1, q1 = host_cpu(), proc_cpu(qemu)
+        w1 = {k: proc_cpu(pid) for k, pid in watch.items()}
         out.seek(0)
         err.seek(0)
         run = Run(
@@ -125,6 +131,7 @@ def measure(
             (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
             q1 - q0 if qemu is not None else None,
             ended,
+            {k: w1[k] - w0[k] for k in watch},
         )
     if run.rc not in ok:
         raise RuntimeError(f"{' '.join(cmd)} exited {run.rc}:\n{run.err[-3000:]}{run.out[-2000:]}")
