@@ -36,6 +36,7 @@ from vmvault.services.ports import (
     UnitOfWorkFactory,
 )
 from vmvault.services.protection import ProtectionService
+from vmvault.services.copies import CopyService
 from vmvault.services.queue import QueueService
 from vmvault.services.recovery import RecoveryService
 from vmvault.services.restore import RestoreService
@@ -150,7 +151,15 @@ class Services:
 
     @cached_property
     def protection(self) -> ProtectionService:
-        return ProtectionService(self.context, lambda: self.backups)
+        service = ProtectionService(self.context, lambda: self.backups)
+        service.copy_after_backup = lambda vault, vm, policy: self.queue.queue_policy_copy(
+            vault, vm, policy
+        )
+        return service
+
+    @cached_property
+    def copies(self) -> CopyService:
+        return CopyService(self.context)
 
     @cached_property
     def dashboard(self) -> DashboardService:
@@ -179,6 +188,7 @@ class Services:
             lambda: self.points,
             lambda: self.restores,
             lambda: self.protection,
+            lambda: self.copies,
         )
 
     @cached_property

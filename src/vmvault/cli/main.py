@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from vmvault import documents
-from vmvault.cli import backups, points, policies, render, restores
+from vmvault.cli import backups, copies, points, policies, render, restores
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
 from vmvault.cli.options import JsonOpt, VaultOpt
@@ -42,6 +42,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(lab_app, name="lab")
 app.add_typer(points.points_app, name="points")
 app.command()(backups.backup)
+app.command()(copies.copy)
 app.command()(restores.restore)
 app.command("restore-test")(restores.restore_test)
 app.command()(points.verify)

@@ -28,6 +28,7 @@ class JobType(StrEnum):
     GC = "gc"
     STOP_PROTECTION = "stop-protection"
     UNREGISTER = "unregister"
+    COPY = "copy"
 
 
 class JobState(StrEnum):

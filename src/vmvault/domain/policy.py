@@ -55,21 +55,69 @@ MIN_GRACE = timedelta(hours=3)
 
 
 @dataclass(frozen=True)
+class CopyOption:
+    """"Copy every new point to vault ``vault``" (docs/copies.md): after each backup of the
+    policy commits a point, a ``copy`` job sends it to ``vault``, whose own retention
+    (``retention``; None: the policy's) then prunes the copies held there."""
+
+    vault: str
+    retention: Retention | None = None
+
+    def __post_init__(self) -> None:
+        validate_name(self.vault, "--copy-to vault name")
+        if self.retention is not None:
+            self.retention.validate()
+            if max(self.retention.counts.values()) < 2:
+                raise RetentionTooShort(retention=str(self.retention), schedule="copies")
+
+    def to_json(self) -> dict[str, object]:
+        doc: dict[str, object] = {"vault": self.vault}
+        if self.retention is not None:
+            doc["retention"] = self.retention.counts
+        return doc
+
+    @classmethod
+    def from_json(cls, data: object, what: str) -> CopyOption:
+        if not isinstance(data, Mapping) or not isinstance(data.get("vault"), str):
+            raise InvalidInput("its copy option names no vault", what=what)
+        counts = data.get("retention")
+        if counts is None:
+            return cls(str(data["vault"]))
+        return cls(str(data["vault"]), _retention(counts, what))
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     schedule: Schedule
     retention: Retention
     timezone: ZoneInfo
+    #: copy every new point to a second vault (None: no copies)
+    copy: CopyOption | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timezone", parse_timezone(self.timezone))
         self.validate()
 
     @classmethod
-    def create(cls, name: str, schedule: str, timezone: str, retention: Retention) -> Policy:
+    def create(
+        cls,
+        name: str,
+        schedule: str,
+        timezone: str,
+        retention: Retention,
+        copy: CopyOption | None = None,
+    ) -> Policy:
         """From the CLI's words: ``Policy.create("gold", "daily@02:30", "Europe/Berlin", …)``."""
         zone = parse_timezone(timezone)
-        return cls(name, parse_schedule(schedule, zone), retention, zone)
+        return cls(name, parse_schedule(schedule, zone), retention, zone, copy)
+
+    @property
+    def copy_retention(self) -> Retention | None:
+        """The retention of the copies in the copy vault (None: no copies)."""
+        if self.copy is None:
+            return None
+        return self.copy.retention or self.retention
 
     def validate(self) -> None:
         validate_name(self.name, "policy name")
@@ -123,6 +171,14 @@ class Policy:
             "             protected points and points kept until a date are kept as well",
             f"  overdue:   a VM whose last backup is older than {_human(max_age(self))}",
         ]
+        if self.copy is not None:
+            own = "" if self.copy.retention else " (the policy's)"
+            retention = self.copy_retention
+            assert retention is not None
+            lines += [
+                f"  copy to:   vault {self.copy.vault}, after each backup",
+                f"             retention there: {retention.describe()}{own}",
+            ]
         lines += [f"  warning:   {w}" for w in self.warnings()]
         return "\n".join(lines)
 
@@ -134,6 +190,7 @@ class Policy:
             "schedule": format_schedule(self.schedule),
             "timezone": self.timezone.key,
             "retention": self.retention.counts,
+            **({"copy": self.copy.to_json()} if self.copy is not None else {}),
         }
 
     @classmethod
@@ -152,14 +209,22 @@ class Policy:
             and isinstance(retention, Mapping)
         ):
             raise InvalidInput("name, schedule, timezone or retention missing", what=what)
-        if set(retention) - set(LEVELS):
-            raise InvalidInput(
-                f"unknown retention levels {sorted(set(retention) - set(LEVELS))}", what=what
-            )
-        counts = {level: retention.get(level, 0) for level in LEVELS}
-        if not all(isinstance(n, int) for n in counts.values()):
-            raise InvalidInput("retention counts must be whole numbers", what=what)
-        return cls.create(name, schedule, timezone, Retention(**counts))
+        copy = data.get("copy")
+        option = CopyOption.from_json(copy, what) if copy is not None else None
+        return cls.create(name, schedule, timezone, _retention(retention, what), option)
+
+
+def _retention(retention: object, what: str) -> Retention:
+    if not isinstance(retention, Mapping):
+        raise InvalidInput("retention missing", what=what)
+    if set(retention) - set(LEVELS):
+        raise InvalidInput(
+            f"unknown retention levels {sorted(set(retention) - set(LEVELS))}", what=what
+        )
+    counts = {level: retention.get(level, 0) for level in LEVELS}
+    if not all(isinstance(n, int) for n in counts.values()):
+        raise InvalidInput("retention counts must be whole numbers", what=what)
+    return Retention(**counts)
 
 
 _BUCKET_NAME = {"daily": "day", "weekly": "week", "monthly": "month", "yearly": "year"}

@@ -113,6 +113,13 @@ class SqlPoints:
         value = self.conn.execute(q).scalar_one_or_none()
         return dict(value) if value else None
 
+    def move(self, point_id: str, vault: str, damaged: Sequence[DamagedDisk] | None) -> None:
+        self.conn.execute(
+            update(t.recovery_points)
+            .where(t.recovery_points.c.id == point_id)
+            .values(vault=vault, damaged=_damage_json(damaged))
+        )
+
 
 class SqlCheckpoints:
     def __init__(self, conn: Connection) -> None:

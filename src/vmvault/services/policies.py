@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from vmvault.domain.errors import InvalidInput, PolicyExists, PolicyInUse, PolicyNotFound
+from vmvault.domain.errors import (
+    CopySameVault,
+    InvalidInput,
+    PolicyExists,
+    PolicyInUse,
+    PolicyNotFound,
+)
 from vmvault.domain.inputs import quoted
-from vmvault.domain.policy import Policy
+from vmvault.domain.policy import CopyOption, Policy
 from vmvault.domain.retention import LEVELS, Retention
 from vmvault.domain.schedule import format_schedule
 from vmvault.services.context import Service
@@ -45,9 +51,17 @@ class PolicyService(Service):
         schedule: str,
         timezone: str,
         retention: Retention,
+        copy_to: str | None = None,
+        copy_counts: dict[str, int | None] | None = None,
     ) -> PolicyView:
+        """``copy_to``: copy every new point to that vault, whose copies ``copy_counts``
+        prune (None or no count given: the policy's retention) — docs/copies.md."""
         vault = self.vaults.resolve(vault_name)
-        policy = Policy.create(name, schedule, timezone, retention)
+        given = {lv: n for lv, n in (copy_counts or {}).items() if n is not None}
+        if given and copy_to is None:
+            raise InvalidInput("it goes with --copy-to VAULT", what="--copy-keep-*")
+        copy = self._copy_option(vault.name, copy_to, given) if copy_to is not None else None
+        policy = Policy.create(name, schedule, timezone, retention, copy)
         with self.uow() as uow:
             if uow.policies.get(name) is not None:
                 raise PolicyExists(name=name)
@@ -77,8 +91,15 @@ class PolicyService(Service):
         schedule: str | None = None,
         timezone: str | None = None,
         counts: dict[str, int | None] | None = None,
+        copy_to: str | None = None,
+        copy_counts: dict[str, int | None] | None = None,
+        no_copy: bool = False,
     ) -> PolicyView:
         """Change the given parts; the others keep their values.  VMs follow at once.
+
+        ``copy_to`` sets (or changes) the copy vault, ``copy_counts`` the copies' retention
+        (merged with the current one), ``no_copy`` stops copying (copies already made stay,
+        and are no longer pruned).
 
         Nothing given is refused (``INVALID_INPUT``); values that are the policy's already
         write nothing (``changed`` False), so ``updated_at``, from which the scheduler counts
@@ -86,17 +107,32 @@ class PolicyService(Service):
         refused like any other bad one.
         """
         given = {lv: n for lv, n in (counts or {}).items() if n is not None}
-        if schedule is None and timezone is None and not given:
+        copy_given = {lv: n for lv, n in (copy_counts or {}).items() if n is not None}
+        nothing = schedule is None and timezone is None and copy_to is None
+        if nothing and not (given or copy_given or no_copy):
             raise InvalidInput(
-                "give at least one of --schedule, --tz, --daily, --weekly, --monthly, --yearly",
+                "give at least one of --schedule, --tz, --daily, --weekly, --monthly, --yearly, "
+                "--copy-to, --copy-keep-*, --no-copy",
                 what=f"update of policy {quoted(name)}",
             )
+        if no_copy and (copy_to is not None or copy_given):
+            raise InvalidInput("it cannot go with --copy-to or --copy-keep-*", what="--no-copy")
         view = self.get(name)
         current = view.policy
         merged = {lv: current.retention.counts[lv] for lv in LEVELS} | given
         zone = current.timezone.key if timezone is None else timezone
         text = format_schedule(current.schedule) if schedule is None else schedule
-        policy = Policy.create(name, text, zone, Retention(**merged))
+        copy = None if no_copy else current.copy
+        if copy_to is not None or copy_given:
+            if copy_to is None and copy is None:
+                raise InvalidInput("it goes with --copy-to VAULT", what="--copy-keep-*")
+            base = copy.retention.counts if copy is not None and copy.retention else {}
+            copy = self._copy_option(
+                view.record.vault,
+                copy_to if copy_to is not None else copy.vault if copy else "",
+                {**base, **copy_given},
+            )
+        policy = Policy.create(name, text, zone, Retention(**merged), copy)
         if policy.to_json() == current.to_json():
             return replace(view, changed=False)
         with self.uow() as uow:
@@ -105,6 +141,18 @@ class PolicyService(Service):
             uow.policies.update(policy, self.clock())
             uow.commit()
         return self.get(name)
+
+    def _copy_option(self, vault: str, copy_to: str, counts: dict[str, int]) -> CopyOption:
+        """The copy option, its vault checked: known, and not the policy's own."""
+        target = self.vaults.resolve(copy_to) if copy_to else None
+        if target is None:
+            raise InvalidInput("name a vault", what="--copy-to")
+        if target.name == vault:
+            raise CopySameVault(vault=vault)
+        retention = None
+        if counts:
+            retention = Retention(**{lv: counts.get(lv, 0) or 0 for lv in LEVELS})
+        return CopyOption(target.name, retention)
 
     def delete(self, name: str) -> None:
         """Refused while a VM uses the policy (checked in the deleting transaction)."""

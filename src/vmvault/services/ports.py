@@ -81,6 +81,11 @@ class PointRepository(Protocol):
     def restore_test(self, point_id: str) -> dict[str, Any] | None:
         """The latest restore test's result of the point, if it was ever tested."""
 
+    # --- copies (docs/copies.md) ---
+    def move(self, point_id: str, vault: str, damaged: Sequence[DamagedDisk] | None) -> None:
+        """Make ``vault`` (a vault holding a copy) the point's own vault, with that copy's
+        damage record: what deleting the point from its own vault does when copies exist."""
+
 
 class CheckpointRepository(Protocol):
     def add(self, record: CheckpointRecord) -> None: ...

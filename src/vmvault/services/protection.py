@@ -42,6 +42,7 @@ from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.retention import Decision, PointRef, apply_retention
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem, VmState
+from vmvault.services import holdings
 from vmvault.services.backups import BackupOutcome, BackupService
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.jobs import JobContext, JobOutcome
@@ -76,6 +77,9 @@ class ProtectionService(Service):
         super().__init__(ctx)
         self._backups = backups
         self._stores: dict[str, VaultStore] = {}
+        #: Queues the copy of a protected VM's new points when its policy copies to a second
+        #: vault (bootstrap sets it: ``QueueService.queue_policy_copy``; docs/copies.md).
+        self.copy_after_backup: Callable[[str, VmItem, Policy], object] | None = None
 
     # --- choosing VMs --------------------------------------------------------------------------
 
@@ -214,8 +218,9 @@ class ProtectionService(Service):
         with self.uow() as uow:
             points = uow.points.for_vm(vm.uuid, vault.name)
         for i, point in enumerate(points):
-            self._delete_point(store, point.id)
-            ctx.log(f"deleted recovery point {point.id}")
+            heir = self._delete_point(store, vault, point)
+            kept = f" (its copy in vault '{heir}' stays)" if heir else ""
+            ctx.log(f"deleted recovery point {point.id}{kept}")
             ctx.progress(i + 1, len(points))
         current.state, current.policy, current.protected_since = VmState.REGISTERED, None, None
         with self.uow() as uow:
@@ -258,7 +263,11 @@ class ProtectionService(Service):
         current = self._current(vm)
         if current.state is not VmState.PROTECTED or current.policy is None:
             return None
-        return self.prune(vault, current)
+        outcome = self.prune(vault, current)
+        policy = self._policy(vault, current.policy)
+        if policy.copy is not None and self.copy_after_backup is not None:
+            self.copy_after_backup(vault.name, current, policy)
+        return outcome
 
     def prune(self, vault: Vault, vm: VmItem) -> JobOutcome[PruneResult]:
         """One ``prune`` job: apply the VM's policy's retention, delete what it removes."""
@@ -279,20 +288,26 @@ class ProtectionService(Service):
         decisions = apply_retention(refs, policy.retention, self.clock(), policy.timezone)
         ctx.log(f"policy '{policy.name}': {policy.retention}, {len(points)} point(s)")
         removed = []
+        by_id = {p.id: p for p in points}
         for d in decisions:
             ctx.log(f"{'keep' if d.keep else 'remove'} {d.point_id}: {', '.join(d.reasons)}")
             if not d.keep:
-                self._delete_point(store, d.point_id)
+                heir = self._delete_point(store, vault, by_id[d.point_id])
                 removed.append(d.point_id)
+                if heir is not None:
+                    ctx.log(f"{d.point_id} stays in vault '{heir}', which holds a copy")
         ctx.log(f"{len(removed)} point(s) removed; their chunks go at the next GC")
         return PruneResult(decisions, removed)
 
-    def _delete_point(self, store: VaultStore, point_id: str) -> None:
-        """Manifest and indexes first (the point stops existing), then the catalog row."""
-        store.delete_point(point_id)
+    def _delete_point(self, store: VaultStore, vault: Vault, point: RecoveryPoint) -> str | None:
+        """Manifest and indexes first (the point stops existing in the vault), then the
+        catalog: the row goes, or — when another vault holds a copy — that vault becomes the
+        point's own (:func:`holdings.forget`; returned)."""
+        store.delete_point(point.id)
         with self.uow() as uow:
-            uow.points.delete(point_id)
+            heir = holdings.forget(uow, point, vault.name)
             uow.commit()
+        return heir
 
     def _store(self, vault: Vault) -> VaultStore:
         if vault.name not in self._stores:

@@ -10,6 +10,8 @@
 ``verify``         ``point`` or ``vm`` (uuid) or neither (whole vault)         PointService
 ``gc``             –                                                           PointService
 ``restore-test``   ``vm`` (uuid), ``point``                                    RestoreService
+``copy``           ``vm`` (uuid), ``from``, ``to`` (vaults), ``policy`` (name   CopyService
+                   or null: its copy retention prunes the target)
 =================  ==========================================================  ==============
 
 Invariants:
@@ -40,8 +42,11 @@ from vmvault.domain.errors import (
 )
 from vmvault.domain.inputs import check_until
 from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key
+from vmvault.domain.policy import Policy
+from vmvault.domain.vm import VmItem
 from vmvault.services.backups import BackupService
 from vmvault.services.context import Service, ServiceContext
+from vmvault.services.copies import CopyService
 from vmvault.services.points import PointService
 from vmvault.services.ports import UnitOfWork
 from vmvault.services.protection import ProtectionService
@@ -52,6 +57,7 @@ OPS: dict[str, JobType] = {
     "verify": JobType.VERIFY,
     "gc": JobType.GC,
     "restore-test": JobType.RESTORE,
+    "copy": JobType.COPY,
 }
 
 
@@ -92,8 +98,10 @@ class QueueService(Service):
         points: Callable[[], PointService],
         restores: Callable[[], RestoreService],
         protection: Callable[[], ProtectionService],
+        copies: Callable[[], CopyService] | None = None,
     ) -> None:
         super().__init__(ctx)
+        self._copies = copies or (lambda: CopyService(ctx))
         self._backups = backups
         self._points = points
         self._restores = restores
@@ -146,6 +154,33 @@ class QueueService(Service):
         return self._submit([("restore-test", point.vault, (vm.uuid, vm.label), request)], origin)[
             0
         ]
+
+    def submit_copy(
+        self, from_vault: str, to_vault: str, refs: Sequence[str], all_vms: bool = False
+    ) -> list[Job]:
+        """Queue one copy job per VM; all or none (checked as :meth:`CopyService.copy`)."""
+        request = self._copies().plan(from_vault, to_vault, refs, all_vms)
+        src, dst = request.source.name, request.target.name
+        items: list[tuple[str, str, tuple[str, str | None] | None, dict[str, Any]]] = [
+            ("copy", dst, (vm.uuid, vm.label), {"vm": vm.uuid, "from": src, "to": dst})
+            for vm in request.vms
+        ]
+        return self._submit(items, "cli")
+
+    def queue_policy_copy(self, from_vault: str, vm: VmItem, policy: Policy) -> Job | None:
+        """After a policy backup: queue the copy of the VM's new points to the policy's copy
+        vault.  A VM busy with another job gets none now; the next copy sends every point
+        the copy vault lacks, so nothing is lost."""
+        if policy.copy is None:
+            return None
+        request = {"vm": vm.uuid, "from": from_vault, "to": policy.copy.vault, "policy": policy.name}
+        try:
+            return self._submit(
+                [("copy", policy.copy.vault, (vm.uuid, vm.label), request)],
+                f"policy {policy.name} after a backup",
+            )[0]
+        except OperationInProgress:
+            return None
 
     def _submit(
         self,
@@ -233,5 +268,7 @@ class QueueService(Service):
             self._points().gc(job.vault)
         elif op == "restore-test":
             self._restores().restore_test(req["vm"], req["point"])
+        elif op == "copy":
+            self._copies().run_request(req)
         else:
             raise InvalidInput(f"unknown operation {op!r}", what=f"request of job {job.id}")

@@ -1,0 +1,311 @@
+"""The copy service (services/copies.py) over a real SQLite catalog and real local vaults:
+one job per VM through the job runner, bad input refused with nothing changed, a copy
+that is cancelled or killed leaves no point in the target and the next copy completes,
+the target's own retention prunes its copies only, and a point deleted from its own vault
+stays in the vault that holds a copy."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmvault.dataplane import DiskEntry, FileSource, Manifest, backup_disk, keys, verify_point
+from vmvault.dataplane.restore import restore_disk
+from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.errors import (
+    CopySameVault,
+    CopyWouldDecrypt,
+    InvalidInput,
+    NothingToCopy,
+    PointNotInVault,
+    VaultNotFound,
+    VmNotFound,
+)
+from vmvault.domain.job import JobState, JobType
+from vmvault.domain.policy import CopyOption, Policy
+from vmvault.domain.recovery_point import Consistency, Method, PointDisk, RecoveryPoint
+from vmvault.domain.retention import Retention
+from vmvault.domain.vm import PowerState, VmItem
+from vmvault.persistence.catalog import SqlUnitOfWork
+from vmvault.persistence.engine import open_catalog
+from vmvault.services import copies as copies_module
+from vmvault.services import holdings
+from vmvault.services.context import ServiceContext
+from vmvault.services.copies import CopyService
+from vmvault.services.jobs import JobContext, JobQueries, JobRunner
+from vmvault.services.vaults import VaultService
+
+CS = 64 << 10
+URI = "memory:///"
+UUID = "cccccccc-2222-3333-4444-555555555555"
+OTHER = "dddddddd-2222-3333-4444-555555555555"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Killed(BaseException):
+    """The copying process dies here: nothing after it runs."""
+
+
+@dataclass
+class World:
+    tmp: Path
+    uow: Any
+    vaults: VaultService
+    alive: set[int]
+    pid: int = 7000001
+
+    def service(self) -> CopyService:
+        runner = JobRunner(self.uow, now, self.pid, lambda p: p in self.alive)
+        self.alive.add(self.pid)
+        return CopyService(ServiceContext(self.uow, runner, self.vaults, now))
+
+    def die(self) -> None:
+        """The process is gone: its pid is no longer alive; the next one has another."""
+        self.alive.discard(self.pid)
+        self.pid += 1
+
+    def store(self, name: str) -> VaultStore:
+        return self.vaults.open_store(self.vaults.resolve(name))
+
+    def files(self, name: str) -> dict[str, bytes]:
+        root = self.tmp / name
+        return {
+            str(p.relative_to(root)): p.read_bytes()
+            for p in root.rglob("*")
+            if p.is_file() and "locks" not in p.parts
+        }
+
+    def jobs(self) -> list[Any]:
+        return JobQueries(self.uow, now).list_jobs(JobType.COPY)
+
+
+def add_point(w: World, vault: str, point_id: str, seed: int, when: datetime, vm: str = UUID) -> bytes:
+    """A real point (one disk) in ``vault`` and its catalog row; returns the disk."""
+    rnd = random.Random(seed)
+    shared = random.Random(0).randbytes(3 * CS)  # the same in every point: dedupes
+    data = shared + rnd.randbytes(3 * CS) + bytes(CS) + b"tail" * 50
+    image = w.tmp / f"{point_id}.img"
+    image.write_bytes(data)
+    store = w.store(vault)
+    with store.writer(point_id):
+        with FileSource(image) as src:
+            r = backup_disk(store, src)
+        digest = store.write_index(point_id, "vda", r.index)
+        store.write_manifest(
+            Manifest(
+                point_id=point_id,
+                vm_uuid=vm,
+                vm_name="web" if vm == UUID else "db",
+                created_at=when.isoformat(),
+                domain_xml="<domain><name>web</name></domain>",
+                method="offline",
+                consistency="crash-consistent",
+                disks=[DiskEntry("vda", len(data), "vda.fidx", digest, len(data), r.bytes_new)],
+            )
+        )
+    with w.uow() as u:
+        u.points.add(
+            RecoveryPoint(
+                point_id,
+                vault,
+                vm,
+                "web" if vm == UUID else "db",
+                when,
+                Consistency.CRASH,
+                Method.OFFLINE,
+                0,
+                None,
+                [PointDisk("vda", len(data), "raw")],
+            )
+        )
+        u.commit()
+    return data
+
+
+@pytest.fixture()
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    monkeypatch.setattr(keys, "SCRYPT_N", 2**12)
+    engine = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+
+    def uow() -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine)
+
+    vaults = VaultService(uow, None, now, tmp_path, None)  # type: ignore[arg-type]
+    for name in ("A", "B"):
+        vaults.create(name, "local", str(tmp_path / name), chunk_size=CS)
+    t = now()
+    with uow() as u:
+        for uuid, name in ((UUID, "web"), (OTHER, "db")):
+            u.vms.save(VmItem(uuid, name, URI, "h", "h", PowerState.RUNNING, [], [], True, "f", t, t))
+        u.commit()
+    yield World(tmp_path, uow, vaults, set())
+    engine.dispose()
+
+
+DAY = timedelta(days=1)
+
+
+def test_copy_one_job_per_vm_then_nothing_more_to_send(world: World) -> None:
+    t = now() - 3 * DAY
+    disks = {p: add_point(world, "A", p, i, t + i * DAY) for i, p in enumerate(("p1", "p2"))}
+    add_point(world, "A", "q1", 9, t, vm=OTHER)
+
+    outcomes = world.service().copy("A", "B", [], all_vms=True)
+
+    assert [o.job.state for o in outcomes] == [JobState.COMPLETED] * 2
+    assert {o.job.type for o in outcomes} == {JobType.COPY}
+    web = next(o for o in outcomes if o.job.vm_uuid == UUID)
+    assert web.result is not None and web.result.points == ["p1", "p2"]  # oldest first
+    assert web.result.mode == "re-encoded"
+    # p2 shares its first 3 chunks with p1 (and q1 with both): they travel once
+    assert web.result.chunks_sent == 6 + 1 and web.result.chunks_present == 3 + 1
+    b = world.store("B")
+    for p, data in disks.items():
+        assert verify_point(b, p).ok
+        out = world.tmp / f"{p}.out"
+        restore_disk(b, b.read_point_index(b.read_manifest(p), "vda"), out)
+        assert out.read_bytes() == data
+    with world.uow() as u:
+        assert holdings.holders(u, u.points.get("p1")) == ["A", "B"]
+        assert [p.id for p in holdings.held_in(u, "B", UUID)] == ["p2", "p1"]
+        assert u.jobs.steps(web.job.id)[-1].step == "copied"
+    before = world.files("B")
+    again = world.service().copy("A", "B", ["web"])
+    assert again[0].job.state is JobState.COMPLETED and again[0].result is not None
+    assert again[0].result.points == [] and again[0].result.already == 2
+    assert world.files("B") == before
+
+
+def test_bad_input_is_refused_with_nothing_changed(world: World, tmp_path: Path) -> None:
+    add_point(world, "A", "p1", 1, now())
+    monkey_pw = "secret"
+    world.vaults.passphrase = lambda: monkey_pw
+    world.vaults.create("C", "local", str(tmp_path / "C"), chunk_size=CS, encrypt=True)
+    world.vaults.create("D", "local", str(tmp_path / "D"), chunk_size=2 * CS)
+    svc = world.service()
+    before = {v: world.files(v) for v in ("A", "B", "C", "D")}
+    cases: list[tuple[tuple[Any, ...], type[Exception]]] = [
+        (("A", "A", ["web"]), CopySameVault),
+        (("A", "nope", ["web"]), VaultNotFound),
+        (("nope", "B", ["web"]), VaultNotFound),
+        (("A", "B", []), InvalidInput),
+        (("A", "B", ["web"], True), InvalidInput),
+        (("A", "B", ["ghost"]), VmNotFound),
+        (("A", "B", ["db"]), NothingToCopy),  # db has no point in A
+        (("B", "A", [], True), NothingToCopy),  # B holds nothing
+        (("A", "D", ["web"]), Exception),  # another chunk size
+    ]
+    for args, error in cases:
+        with pytest.raises(error):
+            svc.copy(*args)
+    add_point(world, "C", "c1", 3, now())
+    with pytest.raises(CopyWouldDecrypt):
+        svc.copy("C", "B", ["web"])
+    assert world.jobs() == []
+    assert {v: world.files(v) for v in ("A", "B", "D")} == {
+        v: before[v] for v in ("A", "B", "D")
+    }
+
+
+def test_cancel_leaves_no_point_in_the_target_and_a_rerun_completes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = now() - DAY
+    add_point(world, "A", "p1", 1, t)
+    add_point(world, "A", "p2", 2, t + timedelta(hours=1))
+    monkeypatch.setattr(JobContext, "cancelled", lambda self: True)  # asked at once
+    [outcome] = world.service().copy("A", "B", ["web"])
+    assert outcome.job.state is JobState.CANCELLED
+    b = world.store("B")
+    assert b.list_manifests() == [] and b.list_index_dirs() == []
+    with world.uow() as u:
+        assert u.copies.in_vault("B") == []
+    monkeypatch.undo()
+    monkeypatch.setattr(keys, "SCRYPT_N", 2**12)
+    [rerun] = world.service().copy("A", "B", ["web"])
+    assert rerun.job.state is JobState.COMPLETED and rerun.result is not None
+    assert rerun.result.points == ["p1", "p2"]
+    assert all(verify_point(b, p).ok for p in ("p1", "p2"))
+
+
+def test_kill_between_manifest_and_catalog_row_is_cleaned_up_by_the_next_copy(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = now() - DAY
+    add_point(world, "A", "p1", 1, t)
+    add_point(world, "A", "p2", 2, t + timedelta(hours=1))
+    real = copies_module.copy_point
+
+    def dies_after_p2(*args: Any, **kw: Any) -> Any:
+        result = real(*args, **kw)
+        if args[2] == "p2":
+            raise Killed("after the manifest of p2, before its row")
+        return result
+
+    monkeypatch.setattr(copies_module, "copy_point", dies_after_p2)
+    with pytest.raises(Killed):
+        world.service().copy("A", "B", ["web"])
+    world.die()
+    b = world.store("B")
+    assert b.list_manifests() == ["p1", "p2"]  # p2 is in B, but the catalog does not know
+    with world.uow() as u:
+        assert [c.point_id for c in u.copies.in_vault("B")] == ["p1"]
+    monkeypatch.setattr(copies_module, "copy_point", real)
+
+    [rerun] = world.service().copy("A", "B", ["web"])
+
+    assert rerun.job.state is JobState.COMPLETED and rerun.result is not None
+    assert rerun.result.cleaned == ["p2"] and rerun.result.points == ["p2"]
+    assert rerun.result.chunks_sent == 0  # its chunks were there: only metadata again
+    [killed] = [j for j in world.jobs() if j.id != rerun.job.id]
+    assert killed.state is JobState.FAILED and killed.error_code == "JOB_INTERRUPTED"
+    assert verify_point(b, "p2").ok
+
+
+def test_retention_of_the_target_prunes_its_copies_only(world: World) -> None:
+    start = now() - 5 * DAY
+    for i in range(4):
+        add_point(world, "A", f"p{i}", i, start + i * DAY)
+    policy = Policy.create(
+        "gold",
+        "daily@02:00",
+        "UTC",
+        Retention(daily=7),
+        CopyOption("B", Retention(daily=2)),
+    )
+    assert policy.copy_retention == Retention(daily=2)
+    outcome = world.service().copy_vm("A", "B", "web", None, (policy, Retention(daily=2)))
+    assert outcome.result is not None
+    assert outcome.result.points == ["p0", "p1", "p2", "p3"]
+    assert sorted(outcome.result.pruned) == ["p0", "p1"]
+    assert world.store("B").list_manifests() == ["p2", "p3"]
+    assert world.store("A").list_manifests() == ["p0", "p1", "p2", "p3"]
+    with world.uow() as u:
+        assert [c.point_id for c in u.copies.in_vault("B")] == ["p2", "p3"]
+        assert {p.id for p in u.points.in_vault("A")} == {"p0", "p1", "p2", "p3"}
+
+
+def test_a_point_removed_from_its_own_vault_stays_in_its_copy(world: World) -> None:
+    add_point(world, "A", "p1", 1, now())
+    world.service().copy("A", "B", ["web"])
+    world.store("A").delete_point("p1")
+    with world.uow() as u:
+        point = u.points.get("p1")
+        assert point is not None
+        assert holdings.forget(u, point, "A") == "B"
+        u.commit()
+    with world.uow() as u:
+        moved = u.points.get("p1")
+        assert moved is not None and moved.vault == "B" and u.copies.of_point("p1") == []
+        with pytest.raises(PointNotInVault):
+            holdings.vault_holding(u, moved, "A")
+        assert holdings.vault_holding(u, moved, None) == "B"
