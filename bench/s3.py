@@ -68,6 +68,7 @@ from typing import Any
 from common import (
     FILL,
     LOAD,
+    PROBES,
     ROOT,
     URI,
     VMVAULT,
@@ -81,6 +82,7 @@ from common import (
     make_ext4_qcow2,
     measure,
     median_of,
+    op_probe,
     qemu_pid,
     vmvault,
     vmvault_json,
@@ -92,6 +94,18 @@ BUCKET = "bench"
 CEILING_BUCKET = "ceiling"
 COPY_BUCKET = "offsite"
 STORED = ("chunks/", "indexes/", "manifests/")  # what a backup adds to a vault
+S3_PROBES = [  # the phases of a backup (common.PROBES) and what the S3 backend does in them
+    *PROBES,
+    ("vmvault.storage.s3", "S3Backend.probe", "  S3: probe (endpoint, keys, bucket)"),
+    ("vmvault.storage.s3_leases", "Leases._acquire_shared", "  S3: acquire shared leases"),
+    ("vmvault.storage.s3_leases", "Leases._acquire_exclusive", "  S3: acquire exclusive leases"),
+    ("vmvault.storage.s3_leases", "Leases._drop", "  S3: drop leases"),
+    ("vmvault.storage.s3_leases", "Leases.live_writers", "  S3: list live writers"),
+    ("vmvault.storage.s3_batch", "S3Batch.commit", "  S3: batch commits (wait for uploads)"),
+    ("vmvault.storage.s3_batch", "ByteBudget.acquire", "  S3: waits for the upload budget"),
+    ("vmvault.dataplane.vault", "VaultStore.touch_chunks", "  touch reused chunks (many)"),
+    ("vmvault.dataplane.vault", "VaultStore.touch_chunk", "  touch reused chunks (one)"),
+]  # fmt: skip
 
 os.environ["VMVAULT_LAB_PREFIX"] = PREFIX  # before anything imports vmvault
 os.environ["VMVAULT_LAB_DIR"] = LAB_DIR
@@ -249,6 +263,24 @@ class Bench:
         self.log(f"  {tool} {op}: {run.wall:.2f}s, {note}")
         return row
 
+    def probe(self, env: dict[str, str]) -> dict[str, Any]:
+        """``vmvault backup`` in-process under ``op_probe``: seconds by phase, RSS, and S3
+        requests by operation."""
+        assert self.lab is not None
+        drop_cache(self.lab.paths(self.vm))
+        run = measure(
+            [*self.me, "probe", self.vm, "--vault", "s3"], env, ok=(0, 3), watch=self.watch()
+        )
+        err = run.err
+
+        def line(tag: str) -> Any:
+            return json.loads(err.split(f"{tag} ", 1)[1].splitlines()[0])
+
+        times = line("PROBE")
+        times["interpreter exit"] = run.ended - times.pop("_end")
+        times["(process wall)"] = run.wall
+        return {"times": times, "mem": line("PROBEMEM"), "requests": line("PROBEREQ"), "run": run}
+
     def transfer(self, verb: str, prefix: str, objects: Path, threads: int, op: str) -> Row:
         if verb == "get":
             drop_cache([Path(LAB_DIR) / "ceph"])
@@ -293,6 +325,8 @@ def main() -> None:
     if args.op:
         if args.op[0] == "s3":
             op_s3(args.op[1:])
+        elif args.op[0] == "probe":
+            op_probe(args.op[1:], S3_PROBES)
         return
 
     from vmvault.config import Settings
@@ -401,10 +435,18 @@ def main() -> None:
                 shutil.rmtree(tmp / f"home-s3{k}")
                 delete_prefix(bench.s3, BUCKET, prefix)
         medians = {name: median_of(runs) for name, runs in rounds.items()}
+        log("probe: an S3 full in-process, timed by phase (throwaway vault)")
+        had = bench.checkpoints()
+        probe_env = bench.home("home-probe", ("s3", f"{BUCKET}/probe/"))
+        facts["probe_full"] = bench.probe(probe_env)
+        bench.forget_checkpoints(had)
+        delete_prefix(bench.s3, BUCKET, "probe/")
 
         # 2. incrementals on the kept S3 vault
         log("S3 incremental, no change")
         rows.append(bench.backup(main_env, "s3", "incremental, no change", "vmvault", "vault/"))
+        log("probe: one more no-change S3 incremental, timed by phase")
+        facts["probe_inc"] = bench.probe(main_env)
         allocated_bytes = medians["local full"].data
         change = max(1, round(allocated_bytes / 100 / MiB))
         script, changed = change_script(change, args.random_mib, seed=7)
@@ -437,7 +479,9 @@ def copy_row(bench: Bench, tmp: Path) -> Row:
     """A full backup into a local vault; half its chunk objects pre-seeded on the S3 vault;
     then ``vmvault copy`` to it (see the docstring, 3)."""
     probe = subprocess.run([VMVAULT, "copy", "--help"], env=bench.env, capture_output=True)
-    empty = Row("vmvault", "copy local -> S3, half the chunks present", 0, measure(["true"], bench.env))
+    empty = Row(
+        "vmvault", "copy local -> S3, half the chunks present", 0, measure(["true"], bench.env)
+    )
     if probe.returncode != 0:
         empty.note = "NOT RUN: no `vmvault copy` on this branch yet"
         bench.log(f"  copy: {empty.note}")
@@ -445,6 +489,7 @@ def copy_row(bench: Bench, tmp: Path) -> Row:
     bench.log("copy: full backup into a local vault, half of its chunks pre-seeded on S3")
     had = bench.checkpoints()
     env = bench.home("home-copy", ("loc", None), ("offsite", f"{COPY_BUCKET}/copy/"))
+    env["VMVAULT_VAULT"] = "loc"
     src = bench.backup(env, "loc", "full backup to a local vault", "vmvault", None)
     bench.forget_checkpoints(had)
     vault_dir = tmp / "home-copy" / "vaults" / "loc"
@@ -464,6 +509,11 @@ def copy_row(bench: Bench, tmp: Path) -> Row:
         env, ok=(0, 3), watch=bench.daemons,
     )  # fmt: skip
     after = listing(bench.s3, COPY_BUCKET, "copy/")
+    said = [d.get("copy") or {} for d in json.loads(run.out)]
+    told = ", ".join(
+        f"{k} {sum(int(d.get(k, 0)) for d in said):,}"
+        for k in ("chunks_sent", "chunks_present", "bytes_sent")
+    )
     added = {k: n for k, n in after.items() if k not in before}
     sent_chunks = {k: n for k, n in added.items() if k.startswith("copy/chunks/")}
     missing = set(chunks) - set(seeded)
@@ -475,7 +525,7 @@ def copy_row(bench: Bench, tmp: Path) -> Row:
         sum(added.values()),
         f"point {len(chunks)} chunks, {total / 1e6:,.1f} MB; {len(seeded)} pre-seeded; sent "
         f"{len(sent_chunks)} chunks, {sum(sent_chunks.values()) / 1e6:,.1f} MB (missing "
-        f"{len(missing)}) + {len(added) - len(sent_chunks)} other objects",
+        f"{len(missing)}) + {len(added) - len(sent_chunks)} other objects; its report: {told}",
         {
             "chunks": len(chunks),
             "seeded": len(seeded),
@@ -607,6 +657,45 @@ def report(
             f"    {r.op[:44]:44} {r.run.cpu:6.2f} / {w.get('rgw', 0):6.2f} / "
             f"{w.get('osd', 0):6.2f} / {w.get('qemu') or 0:6.2f} / {w.get('mon', 0):5.2f}"
             f"  in {r.run.wall:.2f} s"
+        )
+
+    probes = [
+        ("full (throwaway vault)", facts["probe_full"]),
+        ("no-change inc", facts["probe_inc"]),
+    ]
+    print()
+    print("In-process probes (``op_probe``): seconds by phase")
+    print()
+    print("| phase | " + " | ".join(name for name, _ in probes) + " |")
+    print("|---|" + "---:|" * len(probes))
+    labels = list(dict.fromkeys(k for _, p in probes for k in p["times"]))
+    for label in labels:
+        name = label.strip()
+        indent = "&nbsp;&nbsp;" * ((len(label) - len(name)) // 2)
+        cells = " | ".join(
+            f"{p['times'][label]:.3f}" if label in p["times"] else "" for _, p in probes
+        )
+        print(f"| {indent}{name} | {cells} |")
+    print()
+    print("S3 requests of those runs: count, summed seconds (concurrent requests overlap)")
+    print()
+    print("| operation | " + " | ".join(name for name, _ in probes) + " |")
+    print("|---|" + "---:|" * len(probes))
+    ops = sorted({k for _, p in probes for k in p["requests"]})
+    for op in ops:
+        cells = " | ".join(
+            "{:,} / {:.2f} s".format(*p["requests"][op]) if op in p["requests"] else ""
+            for _, p in probes
+        )
+        print(f"| {op} | {cells} |")
+    print()
+    for name, p in probes:
+        r = p["run"]
+        print(
+            f"RSS of the {name} probe (MiB): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in p["mem"].items())
+            + f"; its process {r.cpu:.2f} CPU s, RGW {r.watched.get('rgw', 0):.2f}, OSD "
+            f"{r.watched.get('osd', 0):.2f}, QEMU {r.watched.get('qemu') or 0:.2f} in {r.wall:.2f} s"
         )
 
 

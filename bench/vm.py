@@ -74,6 +74,7 @@ from typing import Any
 from common import (
     FILL,
     LOAD,
+    PROBES,
     ROOT,
     URI,
     VMVAULT,
@@ -91,9 +92,9 @@ from common import (
     map_allocated,
     measure,
     median_of,
+    op_probe,
     proc_cpu,
     qemu_pid,
-    vm_kib,
     vmvault,
     vmvault_json,
 )
@@ -210,82 +211,6 @@ def op_restore(argv: list[str]) -> None:
         )
         written += r.bytes_written
     print(json.dumps({"written": written}))
-
-
-# --- child operation: ``vmvault backup`` in-process, with timers around its phases ----------
-
-PROBES = [
-    # (module, attribute path, label); nested phases are indented in the label
-    ("vmvault.services.jobs", "JobRunner.run", "the backup job (JobRunner.run)"),
-    ("vmvault.hypervisor.libvirt.driver", "LibvirtHypervisor.domain_facts", "  domain facts"),
-    ("vmvault.services.backup.plan", "check_chain", "  checkpoint chain check"),
-    ("vmvault.hypervisor.libvirt.backup_driver", "LibvirtBackupDriver.disk_sizes", "  disk sizes"),
-    ("vmvault.hypervisor.libvirt.backup_driver", "LibvirtBackupDriver.domain_xml", "  domain XML"),
-    ("vmvault.hypervisor.libvirt.backup", "PullBackup._enter", "  PullBackup.__enter__"),
-    ("vmvault.hypervisor.libvirt.backup", "checkpoint_coverage", "    checkpoint_coverage"),
-    ("vmvault.hypervisor.libvirt.agent", "fsinfo", "    guest-get-fsinfo"),
-    ("vmvault.hypervisor.libvirt.backup", "why_not_freeze", "    guest-ping"),
-    ("vmvault.hypervisor.libvirt.backup", "PullBackup._begin", "    backupBegin (frozen)"),
-    ("vmvault.hypervisor.libvirt.quiesce", "thaw", "    thaw"),
-    ("vmvault.hypervisor.nbd", "NbdSource.__init__", "  NBD connect"),
-    ("vmvault.hypervisor.nbd", "NbdSource.dirty_extents", "  dirty extents (block status)"),
-    ("vmvault.services.backup.read", "backup_disk", "  backup_disk (all disks)"),
-    ("vmvault.dataplane.vault", "VaultStore.write_index", "  write indexes"),
-    ("vmvault.dataplane.vault", "VaultStore.write_manifest", "  write manifest"),
-    ("vmvault.hypervisor.libvirt.backup", "PullBackup._cleanup", "  end the job (abortJob, wait)"),
-    ("vmvault.hypervisor.libvirt.backup_driver", "LibvirtBackupDriver.checkpoint_xml",
-     "  checkpoint XML"),
-    ("vmvault.persistence.catalog", "SqlUnitOfWork.commit", "  catalog commits (all)"),
-    ("vmvault.services.backup.cleanup", "BackupCleanUp.prune_checkpoints",
-     "  delete the previous checkpoint"),
-]  # fmt: skip
-
-
-def op_probe(argv: list[str]) -> None:
-    import importlib
-
-    tick = os.sysconf("SC_CLK_TCK")
-    with open("/proc/self/stat") as fh:
-        started = int(fh.read().rsplit(")", 1)[1].split()[19]) / tick
-    with open("/proc/uptime") as fh:
-        startup = float(fh.read().split()[0]) - started
-    t0 = time.perf_counter()
-    from vmvault.cli import main as cli
-
-    times: dict[str, float] = {"interpreter start (exec to first line)": startup}
-    times["import vmvault.cli.main"] = time.perf_counter() - t0
-    mem = {"after import": vm_kib("VmRSS") / 1024}
-    for module, attr, label in PROBES:
-        *path, name = attr.split(".")
-        try:  # code moves: a probe whose target is gone is named in the table, not fatal
-            owner: Any = importlib.import_module(module)
-            for part in path:
-                owner = getattr(owner, part)
-            fn = getattr(owner, name)
-        except (ImportError, AttributeError):
-            times[f"{label} (probe target {module}.{attr} is gone: update PROBES)"] = 0.0
-            continue
-        times[label] = 0.0
-
-        def timed(*a: Any, _fn: Any = fn, _label: str = label, **k: Any) -> Any:
-            if _label.strip().startswith("backup_disk"):
-                mem.setdefault("when backup_disk starts", vm_kib("VmRSS") / 1024)
-            s = time.perf_counter()
-            try:
-                return _fn(*a, **k)
-            finally:
-                times[_label] += time.perf_counter() - s
-
-        setattr(owner, name, timed)
-    sys.argv = ["vmvault", "backup", *argv, "--json"]
-    t1 = time.perf_counter()
-    with contextlib.suppress(SystemExit):
-        cli.main()
-    times["CLI command (services, job, output)"] = time.perf_counter() - t1
-    times["_end"] = time.time()
-    mem["peak"] = vm_kib("VmHWM") / 1024
-    print("PROBE " + json.dumps(times), file=sys.stderr)
-    print("PROBEMEM " + json.dumps(mem), file=sys.stderr)
 
 
 def versions() -> dict[str, str]:
@@ -437,7 +362,7 @@ def main() -> None:
         if args.op[0] == "nbd-read":
             op_nbd_read(args.op[1:])
         elif args.op[0] == "probe":
-            op_probe(args.op[1:])
+            op_probe(args.op[1:], PROBES)
         elif args.op[0] == "pipeline":
             op_pipeline(args.op[1:])
         elif args.op[0] == "restore":
