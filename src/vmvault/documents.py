@@ -121,6 +121,7 @@ def point_doc(p: RecoveryPoint) -> dict[str, Any]:
         "warnings": p.warnings,
         "protected": p.protected,
         "keep_until": iso(p.keep_until),
+        "damaged": None if p.damaged is None else [d.to_json() for d in p.damaged],
         "disks": [
             {
                 "target": d.target,

@@ -195,6 +195,11 @@ class PointDiskDoc(BaseModel):
     bytes_new: int
 
 
+class DamagedDiskDoc(BaseModel):
+    disk: str
+    ranges: list[list[int]]
+
+
 class PointDoc(BaseModel):
     id: str
     vm: str
@@ -214,6 +219,9 @@ class PointDoc(BaseModel):
     protected: bool
     keep_until: str | None
     disks: list[PointDiskDoc]
+    #: what verify or a restore found damaged in the point's own vault and could not heal
+    #: (per disk, byte ranges [start, end)); null when intact
+    damaged: list[DamagedDiskDoc] | None = None
 
 
 class PolicyDoc(BaseModel):

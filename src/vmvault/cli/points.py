@@ -39,7 +39,7 @@ def points_list(
         )
         render.add_row(
             table,
-            p.id,
+            p.id + (" DAMAGED" if p.damaged else ""),
             p.vm_name,
             render.short_time(p.created_at),
             p.consistency.value,
@@ -76,6 +76,9 @@ def points_show(point_id: str, json_: JsonOpt = False) -> None:
         )
     for w in p.warnings:
         out.print(f"warning: {w}", markup=False)
+    for dmg in p.damaged or ():
+        spans = ", ".join(f"[{a}, {b})" for a, b in dmg.ranges)
+        out.print(f"DAMAGED disk {dmg.disk}: bytes {spans} (docs/healing.md)", markup=False)
 
 
 @points_app.command("delete")
@@ -97,7 +100,8 @@ def verify(
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Re-read and re-hash every chunk the chosen points reference (a verify job)."""
+    """Re-read and re-hash every chunk the chosen points reference (a verify job); heal
+    damaged chunks from another vault holding the point, and name each one healed."""
     if all_ == (vm is not None or point is not None):  # VM and --point: the service refuses
         raise typer.BadParameter("give exactly one of VM, --point ID or --all")
     if not wait:
@@ -105,7 +109,9 @@ def verify(
     outcome = services().points.verify(vault, point_id=point, vm_ref=vm)
     _, log = services().jobs.show(outcome.job.id)
     if json_:
-        emit_json(documents.job_doc(outcome.job, log))
+        doc = documents.job_doc(outcome.job, log)
+        doc.update(services().points.verify_findings(outcome.job.id))
+        emit_json(doc)
     else:
         render.job_result_line(outcome.job)
         for line in log:

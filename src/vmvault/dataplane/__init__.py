@@ -14,6 +14,8 @@ Glossary (the format is written down in ``docs/vault-format.md`` and in each mod
   locks (:mod:`~vmvault.dataplane.locks`).
 * **pipelines** – :func:`backup_disk`, :func:`restore_disk`, :func:`verify_disk`,
   :func:`collect_garbage`; disks are read through an :class:`ExtentSource`.
+* **healing** – a damaged chunk repaired from another vault holding the same point, by id
+  or by disk position; a restore reads through damage (:mod:`~vmvault.dataplane.heal`).
 
 This layer imports ``vmvault.domain`` only; it knows nothing of libvirt, the catalog or jobs.
 """

@@ -19,6 +19,7 @@ cannot be altered or swapped without the point failing verification.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import blake3
@@ -59,6 +60,21 @@ class DiskIndex:
 
     def chunk_length(self, i: int) -> int:
         return min(self.chunk_size, self.disk_size - i * self.chunk_size)
+
+    def ranges_of(self, cids: Iterable[bytes]) -> tuple[tuple[int, int], ...]:
+        """The byte ranges ``[start, end)`` of the disk that the chunks ``cids`` cover, in
+        order, adjacent ones merged (what a damaged point reports per disk)."""
+        wanted = set(cids)
+        out: list[tuple[int, int]] = []
+        for i, cid in enumerate(self.ids):
+            if cid in wanted:
+                start = i * self.chunk_size
+                end = start + self.chunk_length(i)
+                if out and out[-1][1] == start:
+                    out[-1] = (out[-1][0], end)
+                else:
+                    out.append((start, end))
+        return tuple(out)
 
     def referenced(self) -> set[bytes]:
         """The distinct stored chunks this index needs (zero chunks excluded)."""

@@ -65,17 +65,25 @@ class VerifyReport:
     bytes_checked: int = 0  # plaintext bytes
     missing: list[bytes] = field(default_factory=list)
     corrupt: list[bytes] = field(default_factory=list)
+    #: the index verified (to map a bad chunk to the byte ranges of the disk it covers)
+    index: DiskIndex | None = None
 
     @property
     def ok(self) -> bool:
         return not self.missing and not self.corrupt
+
+    def ranges(self, cid: bytes) -> tuple[tuple[int, int], ...]:
+        """The byte ranges ``[start, end)`` of the disk that chunk ``cid`` covers, merged."""
+        assert self.index is not None
+        return self.index.ranges_of([cid])
 
 
 @dataclass
 class PointVerifyReport:
     point_id: str
     disks: dict[str, VerifyReport] = field(default_factory=dict)
-    problems: list[dict[str, str]] = field(default_factory=list)  # manifest/index errors
+    #: manifest/index errors (code, message, remedy; ``disk`` for an index's)
+    problems: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -257,7 +265,7 @@ def verify_disk(
     references it; until then restores of those points fail with ``CHUNK_MISSING``.
     """
     ids = sorted(index.referenced())
-    report = VerifyReport()
+    report = VerifyReport(index=index)
 
     def check(cid: bytes) -> tuple[bytes, int | str]:
         try:
@@ -305,7 +313,7 @@ def verify_point(
         try:
             index = store.read_point_index(m, disk.target)
         except VmvaultError as exc:
-            report.problems.append(exc.as_dict())
+            report.problems.append({**exc.as_dict(), "disk": disk.target})
             continue
         report.disks[disk.target] = verify_disk(
             store, index, workers=workers, progress=progress, quarantine=quarantine

@@ -18,16 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from vmvault.dataplane.chunk import ZERO_ID
 from vmvault.dataplane.gc import GcReport, collect_garbage
+from vmvault.dataplane.heal import HealedChunk
 from vmvault.dataplane.manifest import Manifest
-from vmvault.dataplane.restore import (
-    PointVerifyReport,
-    RestoreResult,
-    restore_disk,
-    verify_point,
-)
+from vmvault.dataplane.restore import RestoreResult, restore_disk
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import (
     Cancelled,
@@ -39,10 +36,11 @@ from vmvault.domain.errors import (
 )
 from vmvault.domain.inputs import quoted
 from vmvault.domain.job import JobType
-from vmvault.domain.recovery_point import RecoveryPoint
+from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
 from vmvault.services.context import Service
+from vmvault.services.healing import Healing, ReadPlan, findings
 from vmvault.services.jobs import JobContext, JobOutcome
 from vmvault.services.paths import UserPath, check_writable, nearest_existing, user_path
 from vmvault.services.restore import journal
@@ -71,6 +69,10 @@ class VerifySummary:
     chunks_checked: int = 0
     bytes_checked: int = 0
     broken: dict[str, list[str]] = field(default_factory=dict)  # point id → problems
+    #: point id → each chunk healed (disk, chunk, the vault it came from, ranges)
+    healed: dict[str, list[HealedChunk]] = field(default_factory=dict)
+    #: point id → the damage left (marked in the catalog)
+    damaged: dict[str, list[DamagedDisk]] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,6 +132,7 @@ class PointService(Service):
                 f"it belongs to VM {point.vm_name} ({point.vm_uuid})", what=f"point {point_id}"
             )
         vault = self.vaults.resolve(point.vault)
+        reading = Healing(self.ctx).reading_store(point)  # POINT_DAMAGED: refused here
         target_dir = where.path
         plan = {
             d.target: target_dir / f"{point.vm_name}-{d.target}.{fmt}"
@@ -137,7 +140,7 @@ class PointService(Service):
             if not d.excluded
         }
         xml_path = target_dir / f"{point.vm_name}.xml"
-        store = self.vaults.open_store(vault)
+        store = reading.store
         manifest = store.read_manifest(point.id)
         # Sparse images take the non-zero chunks only; a qcow2 is converted from a sparse raw
         # written next to it, so it needs that twice.
@@ -147,12 +150,12 @@ class PointService(Service):
             for t in plan
         ) * (2 if fmt == "qcow2" else 1)
         _check_target_dir(where, [*plan.values(), xml_path], overwrite, need)
-        work = partial(self._restore, store, point, plan, xml_path, fmt, overwrite)
+        work = partial(self._restore, reading, point, plan, xml_path, fmt, overwrite)
         return self.runner.run(JobType.RESTORE, vault.name, vm.uuid, vm.label, work)
 
     def _restore(
         self,
-        store: VaultStore,
+        reading: ReadPlan,
         point: RecoveryPoint,
         plan: dict[str, Path],
         xml_path: Path,
@@ -160,6 +163,9 @@ class PointService(Service):
         overwrite: bool,
         ctx: JobContext,
     ) -> RestoreOutcome:
+        store = reading.store
+        if reading.note:
+            ctx.log(reading.note)
         manifest = store.read_manifest(point.id)
         total = sum(d.size for d in point.disks if not d.excluded)
         done: list[DiskRestore] = []
@@ -172,6 +178,8 @@ class PointService(Service):
                 d.path.unlink(missing_ok=True)
                 ctx.log(f"removed {d.path}: the restore did not finish")
             raise
+        finally:
+            Healing(self.ctx).report(reading, point, ctx)
         tmp = xml_path.with_name(f".{xml_path.name}.tmp")
         tmp.write_text(manifest.domain_xml)
         os.replace(tmp, xml_path)
@@ -246,10 +254,12 @@ class PointService(Service):
         point_id: str | None = None,
         vm_ref: str | None = None,
     ) -> JobOutcome[VerifySummary]:
-        """Re-read and re-hash every chunk the chosen points reference (a ``verify`` job)."""
+        """Re-read and re-hash every chunk the chosen points reference in the vault (a
+        ``verify`` job); heal damaged chunks from the other vaults holding the point, and mark
+        what cannot be healed (:mod:`vmvault.services.healing`)."""
         scope = self.verify_scope(vault_name, point_id=point_id, vm_ref=vm_ref)
         store = self.vaults.open_store(scope.vault)
-        work = partial(self._verify, store, scope.point_ids)
+        work = partial(self._verify, store, scope.vault.name, scope.point_ids)
         return self.runner.run(
             JobType.VERIFY, scope.vault.name, scope.vm_uuid, scope.vm_label, work
         )
@@ -257,64 +267,90 @@ class PointService(Service):
     def verify_scope(
         self, vault_name: str | None, *, point_id: str | None = None, vm_ref: str | None = None
     ) -> VerifyScope:
-        """What a verify covers: one point, a VM's points, or the whole vault; and the VM it
-        locks (a whole-vault verify touches no VM: it needs no VM lock).  A point and a VM
-        together are refused: the CLI, the API and a queued job share this one check."""
+        """What a verify covers: one point, a VM's points, or the whole vault, as held in the
+        vault (for a point: its own vault unless ``vault_name`` names a vault holding a copy);
+        and the VM it locks (a whole-vault verify touches no VM: it needs no VM lock).  A
+        point and a VM together are refused: the CLI, the API and a queued job share this one
+        check."""
         if point_id is not None and vm_ref is not None:
             raise InvalidInput(
                 "give one point, one VM, or neither (every point of the vault)",
                 what="a verify of both a point and a VM",
             )
-        vault = self.vaults.resolve(vault_name)
         if point_id is not None:
             point = self.get(point_id)
-            vault = self.vaults.resolve(point.vault)
-            return VerifyScope(vault, point.vm_uuid, point.vm_name, [point.id])
-        if vm_ref is not None:
-            vm = self.find_vm(vm_ref)
+            vault = self.vaults.resolve(vault_name or point.vault)
             with self.uow() as uow:
-                points = uow.points.for_vm(vm.uuid, vault.name)
-            return VerifyScope(vault, vm.uuid, vm.label, [p.id for p in points])
+                copy = uow.copies.get(point.id, vault.name)
+            if vault.name != point.vault and copy is None:
+                raise PointNotFound(point=point.id, path=f"vault {vault.name}")
+            return VerifyScope(vault, point.vm_uuid, point.vm_name, [point.id])
+        vault = self.vaults.resolve(vault_name)
+        vm = self.find_vm(vm_ref) if vm_ref is not None else None
         with self.uow() as uow:
-            points = uow.points.in_vault(vault.name)
-        return VerifyScope(vault, None, None, [p.id for p in points])
+            own = (
+                uow.points.in_vault(vault.name)
+                if vm is None
+                else uow.points.for_vm(vm.uuid, vault.name)
+            )
+            ids = [p.id for p in own]
+            for c in uow.copies.in_vault(vault.name):
+                other = uow.points.get(c.point_id)
+                if other is not None and (vm is None or other.vm_uuid == vm.uuid):
+                    ids.append(other.id)
+        if vm is None:
+            return VerifyScope(vault, None, None, ids)
+        return VerifyScope(vault, vm.uuid, vm.label, ids)
+
+    def verify_findings(self, job_id: int) -> dict[str, list[dict[str, Any]]]:
+        """What job ``job_id`` healed and found damaged, from its journal (``findings``)."""
+        with self.uow() as uow:
+            return findings(uow.jobs.steps(job_id))
 
     def _verify(
-        self, store: VaultStore, point_ids: Sequence[str], ctx: JobContext
+        self, store: VaultStore, vault: str, point_ids: Sequence[str], ctx: JobContext
     ) -> VerifySummary:
         summary = VerifySummary()
+        healing = Healing(self.ctx)
         ctx.phase("verifying")
-        with store.reader():
-            for i, pid in enumerate(point_ids):
-                report = self._verify_point(store, pid, ctx)
-                summary.points += 1
-                problems = [f"{p['code']}: {p['message']}" for p in report.problems]
-                for target, disk in report.disks.items():
-                    summary.chunks_checked += disk.chunks_checked
-                    summary.bytes_checked += disk.bytes_checked
-                    problems += [f"{target}: chunk {c.hex()} missing" for c in disk.missing]
-                    problems += [f"{target}: chunk {c.hex()} corrupt" for c in disk.corrupt]
-                if problems:
-                    summary.broken[pid] = problems
-                    for line in problems:
-                        ctx.log(f"point {pid}: {line}")
-                ctx.progress(i + 1, len(point_ids))
-        ctx.log(
-            f"{summary.points} point(s), {summary.chunks_checked} chunk reads, "
-            f"{summary.bytes_checked:,} B checked, {len(summary.broken)} broken"
-        )
-        if summary.broken:
-            raise VerifyFailed(count=len(summary.broken), points=", ".join(sorted(summary.broken)))
-        return summary
-
-    def _verify_point(self, store: VaultStore, point_id: str, ctx: JobContext) -> PointVerifyReport:
-        """``verify_point`` of the dataplane, with a cancel check between chunks."""
 
         def check_cancel(_done: int, _total: int) -> None:
             if ctx.cancelled():
                 raise Cancelled(operation=f"verify job {ctx.job.id}")
 
-        return verify_point(store, point_id, workers=self.workers, progress=check_cancel)
+        with store.reader():
+            for i, pid in enumerate(point_ids):
+                with self.uow() as uow:
+                    point = uow.points.get(pid)
+                if point is None:  # deleted since the job was asked for
+                    continue
+                health = healing.verify_point(store, vault, point, ctx, check_cancel)
+                summary.points += 1
+                for disk in health.report.disks.values():
+                    summary.chunks_checked += disk.chunks_checked
+                    summary.bytes_checked += disk.bytes_checked
+                if health.healed:
+                    summary.healed[pid] = health.healed
+                    sources = sorted({h.source for h in health.healed})
+                    ctx.warn(
+                        f"point {pid}: {len(health.healed)} damaged chunk(s) healed in vault "
+                        f"{vault} from vault {', '.join(sources)}: check the vault's storage"
+                    )
+                if health.problems or health.damage:
+                    summary.broken[pid] = health.problems
+                    summary.damaged[pid] = health.damage
+                    for line in health.problems:
+                        ctx.log(f"point {pid}: {line}")
+                ctx.progress(i + 1, len(point_ids))
+        healed = sum(len(h) for h in summary.healed.values())
+        ctx.log(
+            f"{summary.points} point(s), {summary.chunks_checked} chunk reads, "
+            f"{summary.bytes_checked:,} B checked, {healed} chunk(s) healed, "
+            f"{len(summary.broken)} broken"
+        )
+        if summary.broken:
+            raise VerifyFailed(count=len(summary.broken), points=", ".join(sorted(summary.broken)))
+        return summary
 
     # --- gc --------------------------------------------------------------------------------------
 

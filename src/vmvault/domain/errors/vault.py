@@ -184,6 +184,20 @@ class VerifyFailed(VmvaultError):
     code = "VERIFY_FAILED"
     message = "{count} recovery point(s) are damaged: {points}"
     remedy = (
-        "The job log names each missing or corrupt chunk. Take a new backup of the affected "
-        "VMs; the damaged points cannot be fully restored."
+        "The job log names each missing or corrupt chunk and the disk ranges affected; no "
+        "other vault held an intact copy to heal them from. Take a new backup of the affected "
+        "VMs (the damaged points cannot be fully restored), or copy the points to this vault "
+        "again from a vault that holds them intact, then verify again."
     )
+
+
+class PointDamaged(VmvaultError):
+    code = "POINT_DAMAGED"
+    message = "recovery point {point} is damaged in vault {vault}: {where}"
+    remedy = (
+        "No other vault holds an intact copy to read or heal the damaged ranges from. Restore "
+        "another recovery point of the VM, or copy this point to the vault again from a vault "
+        "that holds it intact; a verify that finds it intact clears the mark "
+        "(docs/healing.md)."
+    )
+    kind = "usage"

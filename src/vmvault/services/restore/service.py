@@ -16,6 +16,7 @@ from vmvault.domain.restore_test import (
 )
 from vmvault.domain.vm import VmItem
 from vmvault.services.context import Service, ServiceContext
+from vmvault.services.healing import Healing
 from vmvault.services.jobs import JobContext, JobOutcome
 from vmvault.services.paths import user_path
 from vmvault.services.ports import DiskWriter, HostFiles, RestoreDriver
@@ -86,7 +87,8 @@ class RestoreService(Service):
         target_dir = user_path(directory, "--dir") if directory is not None else None
         vm, point = self.vm_and_point(vm_ref, point_id)
         vault = self.vaults.resolve(point.vault)
-        store = self.vaults.open_store(vault)
+        reading = Healing(self.ctx).reading_store(point)  # POINT_DAMAGED: refused here
+        store = reading.store
         manifest = store.read_manifest(point.id)
         shape = self.driver.inspect(manifest.domain_xml)
         if mode is RestoreMode.REPLACE:
@@ -103,7 +105,12 @@ class RestoreService(Service):
         timeout = self.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
 
         def work(ctx: JobContext) -> RestoreReport:
-            return self._run(req, timeout, ctx)
+            if reading.note:
+                ctx.log(reading.note)
+            try:
+                return self._run(req, timeout, ctx)
+            finally:
+                Healing(self.ctx).report(reading, point, ctx)
 
         return self.runner.run(JobType.RESTORE, vault.name, vm.uuid, vm.label, work)
 
