@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 
+#: The session fixture ``rgw``: a real Ceph RADOS Gateway for every S3 test.
+pytest_plugins = ["tests.s3lab"]
+
 
 @dataclass
 class Result:

@@ -12,7 +12,19 @@ the backend a chunk file laid out in an aligned buffer (the local backend writes
 O_DIRECT, no page-cache copy), :meth:`ChunkBatch.commit` makes them all durable and only then
 visible.  A chunk therefore never appears before its content is durable, and a later backup
 can trust any chunk it finds present; a crash leaves only in-flight debris, which garbage
-collection sweeps (``StorageBackend.sweep_leftovers``).
+collection sweeps (``StorageBackend.sweep_leftovers``), or (object storage, where each chunk
+is visible once its upload returns) whole chunks that nothing references, which it collects.
+
+**Requests per chunk** (what object storage charges in latency): a new chunk costs one touch
+that finds nothing (a ``CopyObject`` answered 404, no data moved) and one conditional PUT; a
+chunk found present costs one touch (``CopyObject``), under the shared vault lock, whose
+lease the S3 backend shares among all holds of the process, so it costs no request per chunk.
+The backup pipeline runs ``workers`` chunks at once, the batch ``S3Backend.uploads`` uploads,
+and :meth:`ChunkStore.touch_many` touches a reused incremental's chunks concurrently.
+
+Every storage failure that is not about one chunk becomes a user's error here
+(:func:`user_error`: ``VAULT_FULL``, ``STORAGE_UNREACHABLE``, ``STORAGE_ACCESS_DENIED`` …),
+after :func:`~vmvault.storage.errors.retry` has retried the transient ones.
 """
 
 from __future__ import annotations
@@ -20,14 +32,39 @@ from __future__ import annotations
 import mmap
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
+from typing import TypeVar
 
 from vmvault.dataplane.chunk import ID_LEN, BytesLike
-from vmvault.domain.errors import ChunkCorrupt, ChunkMissing, VaultFull
+from vmvault.domain.errors import (
+    ChunkCorrupt,
+    ChunkMissing,
+    StorageAccessDenied,
+    StorageBucketNotFound,
+    StorageCredentialsMissing,
+    StorageUnreachable,
+    VaultFull,
+    VmvaultError,
+)
 from vmvault.storage.backend import ObjectInfo, StorageBackend, WriteBatch
-from vmvault.storage.errors import ObjectMissing, ObjectTooLarge, StorageFull, retry
+from vmvault.storage.errors import (
+    AccessDenied,
+    BucketMissing,
+    CredentialsUnavailable,
+    ObjectMissing,
+    ObjectTooLarge,
+    StorageError,
+    StorageFull,
+    TransientStorageError,
+    retry,
+)
+
+T = TypeVar("T")
 
 CHUNKS = "chunks"
+#: Concurrent touches of :meth:`ChunkStore.touch_many` (requests, on object storage).
+TOUCH_THREADS = 8
 QUARANTINE_SUFFIX = ".bad"
 _HEX = frozenset("0123456789abcdef")
 
@@ -41,13 +78,36 @@ def chunk_key(cid: bytes) -> str:
     return f"{CHUNKS}/{hexid[:2]}/{hexid}"
 
 
+def user_error(exc: StorageError, location: str) -> VmvaultError | None:
+    """The error a user sees for a storage failure that is not about one key (None: the
+    caller decides): no space, credentials refused or missing, no bucket, no answer (a
+    transient failure still there after the retries)."""
+    why = str(exc)
+    if isinstance(exc, StorageFull):
+        return VaultFull(path=location)
+    if isinstance(exc, AccessDenied):
+        return StorageAccessDenied(path=location, why=why)
+    if isinstance(exc, BucketMissing):
+        return StorageBucketNotFound(path=location)
+    if isinstance(exc, CredentialsUnavailable):
+        return StorageCredentialsMissing(path=location, why=why)
+    if isinstance(exc, TransientStorageError):
+        return StorageUnreachable(path=location, why=why)
+    return None
+
+
 @contextmanager
 def space_errors(location: str) -> Iterator[None]:
-    """Turn "no space left" (or quota) into :class:`VaultFull`; other errors pass."""
+    """Turn the storage failures of :func:`user_error` into the errors users see ("no space
+    left" is :class:`VaultFull`, an endpoint that vanished ``STORAGE_UNREACHABLE`` …); the
+    others (a missing object …) pass, for the caller to name."""
     try:
         yield
-    except StorageFull as exc:
-        raise VaultFull(path=location) from exc
+    except StorageError as exc:
+        error = user_error(exc, location)
+        if error is None:
+            raise
+        raise error from exc
 
 
 class ChunkStore:
@@ -61,8 +121,13 @@ class ChunkStore:
 
     key = staticmethod(chunk_key)
 
+    def _call(self, call: Callable[[], T]) -> T:
+        """``call()`` retried after transient failures; what is left is a user's error."""
+        with space_errors(self.backend.location):
+            return retry(call)
+
     def exists(self, cid: bytes) -> bool:
-        return retry(lambda: self.backend.exists(chunk_key(cid)))
+        return self._call(lambda: self.backend.exists(chunk_key(cid)))
 
     def touch(self, cid: bytes) -> bool:
         """Mark an existing chunk as just used; False when it is not in the store."""
@@ -71,11 +136,22 @@ class ChunkStore:
 
     def touch_unlocked(self, cid: bytes) -> bool:
         """:meth:`touch` for a caller that holds the shared vault lock."""
-        return retry(lambda: self.backend.touch(chunk_key(cid)))
+        return self._call(lambda: self.backend.touch(chunk_key(cid)))
+
+    def touch_many(self, cids: Sequence[bytes], *, threads: int = TOUCH_THREADS) -> list[bool]:
+        """:meth:`touch` of many chunks under one shared hold, ``threads`` at a time (on
+        object storage each touch is a request: run them concurrently, not one by one)."""
+        if not cids:
+            return []
+        with self._shared_lock():
+            if len(cids) == 1 or threads <= 1:
+                return [self.touch_unlocked(cid) for cid in cids]
+            with ThreadPoolExecutor(min(threads, len(cids))) as pool:
+                return list(pool.map(self.touch_unlocked, cids))
 
     def read(self, cid: bytes) -> bytes:
         try:
-            return retry(lambda: self.backend.get(chunk_key(cid)))
+            return self._call(lambda: self.backend.get(chunk_key(cid)))
         except ObjectMissing:
             raise ChunkMissing(chunk=cid.hex()) from None
 
@@ -83,7 +159,7 @@ class ChunkStore:
         """Read the chunk file into ``buf``; its size, or :class:`ChunkCorrupt` when it does
         not fit (no chunk file of this vault is that long)."""
         try:
-            return retry(lambda: self.backend.get_into(chunk_key(cid), buf))
+            return self._call(lambda: self.backend.get_into(chunk_key(cid), buf))
         except ObjectMissing:
             raise ChunkMissing(chunk=cid.hex()) from None
         except ObjectTooLarge:
@@ -91,8 +167,7 @@ class ChunkStore:
 
     def write(self, cid: bytes, parts: Sequence[BytesLike]) -> int:
         """Store one chunk durably now (outside a batch); bytes written, 0 if present."""
-        with space_errors(self.backend.location):
-            created = retry(lambda: self.backend.put(chunk_key(cid), parts))
+        created = self._call(lambda: self.backend.put(chunk_key(cid), parts))
         return sum(len(p) for p in parts) if created else 0
 
     def quarantine(self, cid: bytes) -> None:
@@ -101,14 +176,14 @@ class ChunkStore:
         There is no rename in the contract: the object is copied, then deleted."""
         key = chunk_key(cid)
         try:
-            blob = self.backend.get(key)
+            blob = self._call(lambda: self.backend.get(key))
         except ObjectMissing:
             return
-        self.backend.publish(key + QUARANTINE_SUFFIX, blob)
-        self.backend.delete(key)
+        self._call(lambda: self.backend.publish(key + QUARANTINE_SUFFIX, blob))
+        self._call(lambda: self.backend.delete(key))
 
     def remove(self, cid: bytes) -> None:
-        self.backend.delete(chunk_key(cid), sync=False)
+        self._call(lambda: self.backend.delete(chunk_key(cid), sync=False))
 
     def begin_batch(self) -> ChunkBatch:
         return ChunkBatch(self.backend)
@@ -165,4 +240,5 @@ class ChunkBatch:
 
     def abort(self) -> None:
         """Discard the chunks not committed."""
-        self._batch.abort()
+        with space_errors(self._location):
+            self._batch.abort()

@@ -7,6 +7,12 @@
 * :mod:`~vmvault.storage.local` — a directory (O_DIRECT, fsync, link/rename, flock); the
   vault directory's marker file; :mod:`~vmvault.storage.local_batch` its batches,
   :mod:`~vmvault.storage.flock` its locks and writers.
+* :mod:`~vmvault.storage.s3` — S3-compatible object storage (Ceph RGW, AWS, MinIO …):
+  :func:`~vmvault.storage.s3.open_s3`, ``S3Backend.probe``; :mod:`~vmvault.storage.s3_batch`
+  its concurrent uploads, :mod:`~vmvault.storage.s3_leases` its locks and writers on lease
+  objects, :mod:`~vmvault.storage.s3_errors` botocore's errors as storage errors,
+  :mod:`~vmvault.storage.s3_session` the client, the server's clock and the retry policy,
+  :mod:`~vmvault.storage.s3_credentials` where the keys come from.
 * :mod:`~vmvault.storage.memory` — in memory, for tests and the fake composition root.
 * :mod:`~vmvault.storage.fsutil` — local file primitives (durable writes, O_DIRECT), also
   used by the data path to write restored images.

@@ -6,7 +6,8 @@ this contract; a backend implements it on a medium.  The contract is written for
 storage (S3 and the like) as much as for a local directory, so it offers **no rename, no
 append, no partial write, no flock** to its callers: an object is written whole, in one
 operation, or not at all.  Backends: :mod:`vmvault.storage.local` (a directory),
-:mod:`vmvault.storage.memory` (in memory: tests and the fake composition root).  Every backend
+:mod:`vmvault.storage.s3` (S3-compatible object storage), :mod:`vmvault.storage.memory`
+(in memory: tests and the fake composition root).  Every backend
 passes the conformance suite in ``tests/unit/storage/``.
 
 **Keys.**  ``/``-separated segments; each segment is 1–128 characters of

@@ -236,7 +236,7 @@ class S3Backend:
     def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         _check_prefix(prefix)
         cut = len(self.session.prefix)
-        for page in self.session.pages(prefix):
+        for page in self.session.pages(prefix, retried=False):
             for obj in page:
                 key = obj["Key"][cut:]
                 if key.startswith(LOCKS):

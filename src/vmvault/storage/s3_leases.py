@@ -138,7 +138,7 @@ class Leases:
         """The live leases under ``prefix`` (key, LastModified); expired ones are deleted."""
         now = self.session.clock.now()
         live: list[tuple[str, float]] = []
-        for page in self.session.pages(prefix):
+        for page in self.session.pages(prefix, retried=True):
             for obj in page:
                 key = obj["Key"][len(self.session.prefix) :]
                 seconds = _lease_seconds(key)

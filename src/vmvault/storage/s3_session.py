@@ -151,12 +151,12 @@ class S3Session:
 
         return self.retry(once) if retried else once()
 
-    def pages(self, prefix: str) -> Iterator[list[dict[str, Any]]]:
-        """The objects under vault prefix ``prefix``, one ListObjectsV2 page at a time (each
-        page retried on its own)."""
+    def pages(self, prefix: str, *, retried: bool) -> Iterator[list[dict[str, Any]]]:
+        """The objects under vault prefix ``prefix``, one ListObjectsV2 page at a time (with
+        ``retried``, each page retried on its own)."""
         params: dict[str, Any] = {"Prefix": self.full(prefix)}
         while True:
-            page = self.call("ListObjectsV2", None, retried=True, **params)
+            page = self.call("ListObjectsV2", None, retried=retried, **params)
             yield list(page.get("Contents", ()))
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:

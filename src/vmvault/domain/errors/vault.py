@@ -95,6 +95,41 @@ class VaultFull(VmvaultError):
     )
 
 
+class StorageAccessDenied(VmvaultError):
+    code = "STORAGE_ACCESS_DENIED"
+    message = "the object storage of {path} refused the credentials or the request ({why})"
+    remedy = (
+        "Check the access key and secret (credentials file or AWS_ACCESS_KEY_ID / "
+        "AWS_SECRET_ACCESS_KEY) and that this user may read, write and delete in the bucket."
+    )
+
+
+class StorageBucketNotFound(VmvaultError):
+    code = "STORAGE_BUCKET_NOT_FOUND"
+    message = "the bucket of {path} does not exist"
+    remedy = "Create the bucket first (vmvault never creates buckets), or correct --bucket."
+
+
+class StorageUnreachable(VmvaultError):
+    code = "STORAGE_UNREACHABLE"
+    message = "the object storage of {path} did not answer ({why})"
+    remedy = (
+        "Check that the endpoint URL is right and the service is up and reachable from this "
+        "host; nothing half-written is visible: run the operation again once it answers."
+    )
+
+
+class StorageCredentialsMissing(VmvaultError):
+    code = "STORAGE_CREDENTIALS_MISSING"
+    message = "no credentials for the object storage of {path}: {why}"
+    remedy = (
+        "Give a credentials file (an INI file with aws_access_key_id and "
+        "aws_secret_access_key under [default]) or set AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY."
+    )
+    kind = "usage"
+
+
 class PassphraseRequired(VmvaultError):
     code = "PASSPHRASE_REQUIRED"
     message = "the vault at {path} is encrypted and no passphrase was given"

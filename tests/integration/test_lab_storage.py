@@ -1,0 +1,177 @@
+"""``vmvault lab storage``: a real Ceph cluster with the RADOS Gateway, through the real CLI,
+each test with a private VMVAULT_LAB_DIR; and the session fixture ``rgw`` (tests/s3lab.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import EndpointConnectionError
+
+from tests.conftest import CliRunner
+from tests.s3lab import Rgw
+from vmvault.hypervisor.lab.ceph import CephCluster
+
+
+@pytest.fixture()
+def lab_dir(tmp_path: Path) -> Iterator[Path]:
+    """A private lab directory; whatever cluster a test leaves in it is removed afterwards."""
+    d = tmp_path / "lab"
+    yield d
+    CephCluster(d / "ceph").down()
+
+
+def processes_of(conf: Path) -> list[int]:
+    """Pids of every process started with ``conf`` on its command line (zombies excluded)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if os.fsencode(str(conf)) in argv and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def s3(doc: dict[str, str]) -> object:
+    return boto3.client(
+        "s3", endpoint_url=doc["endpoint"], aws_access_key_id=doc["access_key"],
+        aws_secret_access_key=doc["secret_key"], region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )  # fmt: skip
+
+
+def test_up_gives_keys_that_work_status_and_idempotent_up_then_down_leaves_nothing(
+    cli: CliRunner, lab_dir: Path
+) -> None:
+    env = {"VMVAULT_LAB_DIR": str(lab_dir)}
+    r = cli("lab", "storage", "up", "--json", env=env)
+    assert r.code == 0, r.stderr
+    doc = r.json()
+    assert doc["endpoint"].startswith("http://127.0.0.1:") and doc["dir"] == str(lab_dir / "ceph")
+    client = s3(doc)
+    client.create_bucket(Bucket="lab-storage-test")  # type: ignore[attr-defined]
+    client.put_object(Bucket="lab-storage-test", Key="a/b", Body=b"payload")  # type: ignore[attr-defined]
+    got = client.get_object(Bucket="lab-storage-test", Key="a/b")  # type: ignore[attr-defined]
+    assert got["Body"].read() == b"payload"
+    state = lab_dir / "ceph" / "state.json"
+    assert state.stat().st_mode & 0o777 == 0o600
+
+    st = cli("lab", "storage", "status", "--json", env=env).json()
+    assert st["state"] == "up" and st["endpoint"] == doc["endpoint"]
+    assert all(isinstance(pid, int) for pid in st["daemons"].values())
+    human = cli("lab", "storage", "status", env=env)
+    assert f"lab storage up at {doc['endpoint']}" in human.stdout
+
+    again = cli("lab", "storage", "up", "--json", env=env)
+    assert again.code == 0, again.stderr
+    assert {k: again.json()[k] for k in ("endpoint", "access_key", "secret_key")} == {
+        k: doc[k] for k in ("endpoint", "access_key", "secret_key")
+    }
+    assert cli("lab", "storage", "status", "--json", env=env).json()["daemons"] == st["daemons"]
+    printed = cli("lab", "storage", "up", env=env).stdout
+    assert doc["access_key"] in printed and doc["secret_key"] in printed
+
+    conf = lab_dir / "ceph" / "ceph.conf"
+    assert len(processes_of(conf)) == 3
+    down = cli("lab", "storage", "down", env=env)
+    assert down.code == 0, down.stderr
+    assert processes_of(conf) == []
+    assert not (lab_dir / "ceph").exists()
+    after = cli("lab", "storage", "status", "--json", env=env).json()
+    assert after["state"] == "down" and after["endpoint"] is None
+    assert "no lab storage" in cli("lab", "storage", "down", env=env).stdout
+
+
+def test_a_dead_osd_makes_the_cluster_partial_and_up_starts_it_again(
+    cli: CliRunner, lab_dir: Path
+) -> None:
+    env = {"VMVAULT_LAB_DIR": str(lab_dir)}
+    doc = cli("lab", "storage", "up", "--json", env=env).json()
+    client = s3(doc)
+    client.create_bucket(Bucket="kept")  # type: ignore[attr-defined]
+    client.put_object(Bucket="kept", Key="k", Body=b"before")  # type: ignore[attr-defined]
+    osd_pid = int((lab_dir / "ceph" / "run" / "osd.0.pid").read_text())
+    os.kill(osd_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while osd_pid in processes_of(lab_dir / "ceph" / "ceph.conf"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    st = cli("lab", "storage", "status", "--json", env=env).json()
+    assert st["state"] == "partial" and st["daemons"]["osd.0"] is None
+    assert "osd.0          not running" in cli("lab", "storage", "status", env=env).stdout
+
+    again = cli("lab", "storage", "up", "--json", env=env)
+    assert again.code == 0, again.stderr
+    assert again.json()["secret_key"] == doc["secret_key"]
+    assert cli("lab", "storage", "status", "--json", env=env).json()["state"] == "up"
+    got = client.get_object(Bucket="kept", Key="k")  # type: ignore[attr-defined]
+    assert got["Body"].read() == b"before"
+
+
+def test_a_monitor_that_cannot_start_is_named_with_its_log_and_no_traceback(
+    cli: CliRunner, lab_dir: Path
+) -> None:
+    env = {"VMVAULT_LAB_DIR": str(lab_dir)}
+    assert cli("lab", "storage", "up", "--json", env=env).code == 0
+    root = lab_dir / "ceph"
+    pids = processes_of(root / "ceph.conf")
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    while processes_of(root / "ceph.conf"):
+        time.sleep(0.1)
+    for f in (root / "mon" / "a" / "store.db").iterdir():
+        f.unlink()  # the monitor's store is gone: ceph-mon refuses to start
+
+    r = cli("lab", "storage", "up", env=env)
+    assert r.code == 1
+    assert "Traceback" not in r.stderr
+    assert "error LAB_STORAGE_FAILED: the lab's Ceph cluster failed: ceph-mon (mon.a)" in r.stderr
+    assert f"{root}/log/mon.a.log" in r.stderr  # the tail of its log is quoted
+    assert "remedy:" in r.stderr and "vmvault lab storage down" in r.stderr
+    assert processes_of(root / "ceph.conf") == []
+    assert cli("lab", "storage", "status", "--json", env=env).json()["state"] == "down"
+
+
+@pytest.mark.parametrize("problem", ["a file", "too long"])
+def test_an_unusable_lab_dir_is_refused_without_traceback_and_nothing_made(
+    cli: CliRunner, tmp_path: Path, problem: str
+) -> None:
+    if problem == "a file":
+        lab = tmp_path / "plain-file"
+        lab.write_text("not a directory")
+    else:
+        lab = tmp_path / ("x" * (100 - len(str(tmp_path))))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = cli("lab", "storage", "up", env={"VMVAULT_LAB_DIR": str(lab)})
+    assert r.code == 1
+    assert "Traceback" not in r.stderr
+    assert f"error LAB_STORAGE_FAILED: the lab's Ceph cluster failed: the directory {lab}/ceph" in (
+        r.stderr
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_the_session_rgw_survives_a_kill_and_restart(rgw: Rgw) -> None:
+    bucket = rgw.bucket("fixture")
+    client = rgw.client()
+    client.put_object(Bucket=bucket, Key="k", Body=b"v1")
+    assert rgw.bucket("fixture") != bucket
+    assert set(rgw.env()) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
+
+    rgw.kill_rgw()
+    with pytest.raises(EndpointConnectionError):
+        client.get_object(Bucket=bucket, Key="k")
+    rgw.restart_rgw()
+    assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v1"
