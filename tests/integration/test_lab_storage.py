@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,12 +54,14 @@ def s3(doc: dict[str, str]) -> object:
 
 
 def test_up_gives_keys_that_work_status_and_idempotent_up_then_down_leaves_nothing(
-    cli: CliRunner, lab_dir: Path
+    cli: CliRunner, lab_dir: Path, rgw: Rgw
 ) -> None:
+    """Beside the session's cluster (``rgw``): two clusters coexist, and down stops only its own."""
     env = {"VMVAULT_LAB_DIR": str(lab_dir)}
     r = cli("lab", "storage", "up", "--json", env=env)
     assert r.code == 0, r.stderr
     doc = r.json()
+    assert doc["endpoint"] != rgw.endpoint
     assert doc["endpoint"].startswith("http://127.0.0.1:") and doc["dir"] == str(lab_dir / "ceph")
     client = s3(doc)
     client.create_bucket(Bucket="lab-storage-test")  # type: ignore[attr-defined]
@@ -91,6 +95,7 @@ def test_up_gives_keys_that_work_status_and_idempotent_up_then_down_leaves_nothi
     after = cli("lab", "storage", "status", "--json", env=env).json()
     assert after["state"] == "down" and after["endpoint"] is None
     assert "no lab storage" in cli("lab", "storage", "down", env=env).stdout
+    assert rgw.running() and len(processes_of(rgw.cluster.paths.conf)) == 3
 
 
 def test_a_dead_osd_makes_the_cluster_partial_and_up_starts_it_again(
@@ -169,9 +174,99 @@ def test_the_session_rgw_survives_a_kill_and_restart(rgw: Rgw) -> None:
     client.put_object(Bucket=bucket, Key="k", Body=b"v1")
     assert rgw.bucket("fixture") != bucket
     assert set(rgw.env()) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
+    locked = rgw.bucket("locked", object_lock=True)
+    lock = client.get_object_lock_configuration(Bucket=locked)["ObjectLockConfiguration"]
+    assert lock["ObjectLockEnabled"] == "Enabled"
 
     rgw.kill_rgw()
     with pytest.raises(EndpointConnectionError):
         client.get_object(Bucket=bucket, Key="k")
     rgw.restart_rgw()
     assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v1"
+
+
+def test_down_never_signals_a_stranger_named_by_a_stale_pid_file(
+    cli: CliRunner, lab_dir: Path
+) -> None:
+    root = lab_dir / "ceph"
+    (root / "run").mkdir(parents=True)
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        for daemon in ("mon.a", "osd.0", "client.rgw.gw"):
+            (root / "run" / f"{daemon}.pid").write_text(f"{stranger.pid}\n")
+        st = cli("lab", "storage", "status", "--json", env={"VMVAULT_LAB_DIR": str(lab_dir)})
+        assert st.json()["state"] == "down" and st.json()["exists"] is True
+        r = cli("lab", "storage", "down", env={"VMVAULT_LAB_DIR": str(lab_dir)})
+        assert r.code == 0, r.stderr
+        assert not root.exists()
+        assert stranger.poll() is None  # still running: it was not started with our ceph.conf
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+INNER_TESTS = """
+import os
+from pathlib import Path
+
+def test_kills_the_gateway_and_leaves_it_dead(rgw):
+    Path(os.environ["ROOT_FILE"]).write_text(str(rgw.cluster.root))
+    rgw.kill_rgw()
+    assert not rgw.running()
+
+def test_the_next_test_finds_it_running(rgw):
+    assert rgw.running()
+    assert rgw.client().list_buckets()["Buckets"] == []
+"""
+
+
+def test_the_plugin_restarts_a_gateway_a_test_left_dead_and_removes_its_cluster(
+    tmp_path: Path,
+) -> None:
+    """A pytest session of its own with the plugin: after a test that killed RGW without
+    restarting it, the next test finds it answering; the session's end removes the cluster."""
+    (tmp_path / "test_inner.py").write_text(INNER_TESTS)
+    root_file = tmp_path / "root"
+    repo = Path(__file__).resolve().parents[2]
+    p = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.s3lab", "-q", "-p", "no:cacheprovider",
+         "--basetemp", str(tmp_path / "b"), str(tmp_path / "test_inner.py")],
+        cwd=repo, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, ROOT_FILE=str(root_file), PYTHONPATH=str(repo)),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "2 passed" in p.stdout
+    root = Path(root_file.read_text())
+    assert not root.exists()
+    assert processes_of(root / "ceph.conf") == []
+
+
+def test_an_up_killed_half_way_is_started_afresh_by_the_next_up(
+    cli: CliRunner, lab_dir: Path
+) -> None:
+    root = lab_dir / "ceph"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "vmvault", "lab", "storage", "up"],
+        env=env | {"VMVAULT_LAB_DIR": str(lab_dir)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (root / "run" / "mon.a.pid").exists():  # the monitor runs: kill the up
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        first.kill()
+        first.wait()
+    assert not (root / "state.json").exists()
+    old_mon = int((root / "run" / "mon.a.pid").read_text())
+    assert old_mon in processes_of(root / "ceph.conf")
+
+    r = cli("lab", "storage", "up", "--json", env={"VMVAULT_LAB_DIR": str(lab_dir)})
+    assert r.code == 0, r.stderr
+    running = processes_of(root / "ceph.conf")
+    assert old_mon not in running and len(running) == 3
+    client = s3(r.json())
+    client.create_bucket(Bucket="fresh")  # type: ignore[attr-defined]
+    assert client.list_buckets()["Buckets"][0]["Name"] == "fresh"  # type: ignore[attr-defined]

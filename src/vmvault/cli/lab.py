@@ -94,8 +94,10 @@ def storage_status(json_: JsonOpt = False) -> None:
     if json_:
         emit_json(doc)
         return
-    where = f" at {doc['endpoint']}" if doc["endpoint"] else ""
+    where = f" at {doc['endpoint']}" if doc["endpoint"] and doc["state"] != "down" else ""
     out.print(f"lab storage {doc['state']}{where} ({doc['dir']})", markup=False)
+    if doc["state"] != "up" and doc["exists"]:
+        out.print("  'vmvault lab storage up' starts what is missing, 'down' removes it")
     for daemon, pid in doc["daemons"].items():
         out.print(f"  {daemon:14} {'pid ' + str(pid) if pid else 'not running'}", markup=False)
 

@@ -7,8 +7,11 @@ and several clusters (different directories, different ports) coexist on one hos
 
 The settings are those of ``../shared/notes/ceph-rgw.md``: a v2-only monitor on 127.0.0.1,
 one OSD and pools of size 1 (with the warnings that would otherwise keep the cluster in
-HEALTH_WARN switched off), and ``paxos propose interval = 0.1``, without which RGW's first
-pool creations take 10-15 s more. There is no manager: S3 works without it.
+HEALTH_WARN switched off; a shared disk with less than 30 % free would also warn, so only
+below 10 % does), and ``paxos propose interval = 0.1``, without which RGW's first
+pool creations take 10-15 s more. There is no manager: S3 works without it. The gateway's
+lifecycle threads are off: they poll in 5 s sleeps, which held every stop of the gateway for
+5 s, and the lab sets no lifecycle rules.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ osd crush chooseleaf type = 0
 mon allow pool size one = true
 mon max pg per osd = 1000
 mon warn on pool no redundancy = false
+mon data avail warn = 10
 paxos propose interval = 0.1
 
 [mon]

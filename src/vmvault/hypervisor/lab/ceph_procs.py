@@ -35,7 +35,8 @@ def tail(path: Path, lines: int = 6) -> str:
         return f"(no {path})"
     except OSError as exc:
         return f"(cannot read {path}: {exc.strerror})"
-    body = "\n".join(line.strip() for line in text.splitlines()[-lines:])
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    body = "\n".join(kept[-lines:])
     return f"last lines of {path}:\n{body or '(empty)'}"
 
 
