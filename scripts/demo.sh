@@ -108,6 +108,54 @@ $V verify --all
 step "Garbage collection (nothing to reclaim: every chunk is referenced)" gc
 $V gc
 
+step "The lab's object store: a real single-node Ceph cluster with the RADOS Gateway (S3)" lab storage up
+s3=$($V lab storage up --json)
+s3get() { .venv/bin/python -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$s3" "$1"; }
+endpoint=$(s3get endpoint)
+export AWS_ACCESS_KEY_ID=$(s3get access_key) AWS_SECRET_ACCESS_KEY=$(s3get secret_key)
+echo "endpoint $endpoint, access key $AWS_ACCESS_KEY_ID (the secret key is in the JSON)"
+.venv/bin/python - "$endpoint" <<'PY'
+import sys, boto3  # the operator makes a bucket with the provider's tools; here, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
+if "vmvault-demo" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+    s3.create_bucket(Bucket="vmvault-demo")
+print("bucket vmvault-demo ready")
+PY
+
+step "A vault off the host is refused for a bucket that does not exist, with nothing created" vault create offsite --storage s3 --bucket no-such-bucket
+if $V vault create offsite --location local --storage s3 --endpoint "$endpoint" --bucket no-such-bucket; then
+  echo "unexpected success" >&2; exit 1
+fi
+
+step "An S3 vault (credentials from the environment; never stored, never printed)" vault create offsite --location local --storage s3 --endpoint "$endpoint" --bucket vmvault-demo --prefix demo
+$V vault create offsite --location local --storage s3 --endpoint "$endpoint" --bucket vmvault-demo --prefix demo
+$V vault list
+
+step "Copy lab-standard-1's points off the host: only the chunks the S3 vault lacks are sent, each copy verified there" copy --from demo --to offsite lab-standard-1
+ok_or_warn $V copy --from demo --to offsite lab-standard-1
+
+step "Each point says which vaults hold it" points list lab-standard-1
+$V points list lab-standard-1
+
+step "Lose a chunk of the local vault: verify finds it and heals it from the S3 copy" verify --point "$last" --vault demo
+.venv/bin/python - "$VMVAULT_HOME/vaults/demo" "$last" <<'PY'
+import sys
+from vmvault.dataplane.chunk import ZERO_ID
+from vmvault.dataplane.chunkstore import chunk_key
+from vmvault.dataplane.vault import VaultStore
+store = VaultStore.open(sys.argv[1])
+m = store.read_manifest(sys.argv[2])
+cid = next(c for d in m.disks if d.index for c in store.read_point_index(m, d.target).ids if c != ZERO_ID)
+store.backend.delete(chunk_key(cid))
+print(f"deleted chunk {cid.hex()[:16]}… of point {sys.argv[2]}")
+PY
+ok_or_warn $V verify --point "$last" --vault demo
+$V verify --point "$last" --vault demo
+
+step "Restore straight from the S3 copy" restore lab-standard-1 --point "$last" --from-vault offsite --disks-only --dir .demo/restore-s3
+ok_or_warn $V restore lab-standard-1 --point "$last" --from-vault offsite --disks-only --dir "$VMVAULT_HOME/restore-s3" --format raw
+ls -ls "$VMVAULT_HOME/restore-s3"
+
 step "Dashboard" dashboard
 $V dashboard
 
@@ -117,6 +165,6 @@ first=$($V jobs list --type register --status failed --json | .venv/bin/python -
 step "A failed job, with its log" jobs show "$first"
 $V jobs show "$first"
 
-printf '\nDemo state is in %s (export VMVAULT_HOME=%s to explore); lab guests are still running.\n' \
+printf '\nDemo state is in %s (export VMVAULT_HOME=%s to explore); the lab guests and the object store are still running.\n' \
   "$VMVAULT_HOME" "$VMVAULT_HOME"
-printf 'Remove them with: VMVAULT_HOME=%s .venv/bin/vmvault lab down\n' "$VMVAULT_HOME"
+printf 'Remove them with: VMVAULT_HOME=%s .venv/bin/vmvault lab down; the object store with: .venv/bin/vmvault lab storage down\n' "$VMVAULT_HOME"

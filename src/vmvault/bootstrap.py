@@ -22,6 +22,7 @@ from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
 from vmvault.services.backups import BackupService
 from vmvault.services.context import ServiceContext
+from vmvault.services.copies import CopyService
 from vmvault.services.dashboard import DashboardService
 from vmvault.services.inventory import InventoryService
 from vmvault.services.jobs import JobQueries, JobRunner
@@ -36,7 +37,6 @@ from vmvault.services.ports import (
     UnitOfWorkFactory,
 )
 from vmvault.services.protection import ProtectionService
-from vmvault.services.copies import CopyService
 from vmvault.services.queue import QueueService
 from vmvault.services.recovery import RecoveryService
 from vmvault.services.restore import RestoreService

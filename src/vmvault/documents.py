@@ -13,7 +13,7 @@ from typing import Any
 
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.job import Job
-from vmvault.domain.policy import max_age
+from vmvault.domain.policy import Policy, max_age
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.schedule import format_schedule
 from vmvault.domain.vault import Host, Vault
@@ -102,8 +102,10 @@ def job_doc(job: Job, log: list[str] | None = None) -> dict[str, Any]:
     return doc
 
 
-def point_doc(p: RecoveryPoint) -> dict[str, Any]:
+def point_doc(p: RecoveryPoint, vaults: list[str] | None = None) -> dict[str, Any]:
+    # vaults: every vault holding the point, its own first, then those holding a copy
     return {
+        "vaults": vaults if vaults is not None else [p.vault],
         "id": p.id,
         "vm": p.vm_uuid,
         "vm_name": p.vm_name,
@@ -149,9 +151,18 @@ def policy_doc(v: PolicyView) -> dict[str, Any]:
         "max_age_s": int(max_age(p).total_seconds()),
         "warnings": v.warnings,
         "vms": v.vms,
+        "copy_to": _copy_doc(p),
         "created_at": iso(v.record.created_at),
         "updated_at": iso(v.record.updated_at),
     }
+
+
+def _copy_doc(p: Policy) -> dict[str, Any] | None:
+    """A policy's copy option (docs/copies.md), or None."""
+    if p.copy is None or p.copy_retention is None:
+        return None
+    own = p.copy.retention is not None
+    return {"vault": p.copy.vault, "retention": p.copy_retention.counts, "retention_own": own}
 
 
 def dashboard_doc(d: Dashboard) -> dict[str, Any]:

@@ -88,7 +88,9 @@ class World:
         return JobQueries(self.uow, now).list_jobs(JobType.COPY)
 
 
-def add_point(w: World, vault: str, point_id: str, seed: int, when: datetime, vm: str = UUID) -> bytes:
+def add_point(
+    w: World, vault: str, point_id: str, seed: int, when: datetime, vm: str = UUID
+) -> bytes:
     """A real point (one disk) in ``vault`` and its catalog row; returns the disk."""
     rnd = random.Random(seed)
     shared = random.Random(0).randbytes(3 * CS)  # the same in every point: dedupes
@@ -145,7 +147,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     t = now()
     with uow() as u:
         for uuid, name in ((UUID, "web"), (OTHER, "db")):
-            u.vms.save(VmItem(uuid, name, URI, "h", "h", PowerState.RUNNING, [], [], True, "f", t, t))
+            u.vms.save(
+                VmItem(uuid, name, URI, "h", "h", PowerState.RUNNING, [], [], True, "f", t, t)
+            )
         u.commit()
     yield World(tmp_path, uow, vaults, set())
     engine.dispose()
@@ -211,9 +215,7 @@ def test_bad_input_is_refused_with_nothing_changed(world: World, tmp_path: Path)
     with pytest.raises(CopyWouldDecrypt):
         svc.copy("C", "B", ["web"])
     assert world.jobs() == []
-    assert {v: world.files(v) for v in ("A", "B", "D")} == {
-        v: before[v] for v in ("A", "B", "D")
-    }
+    assert {v: world.files(v) for v in ("A", "B", "D")} == {v: before[v] for v in ("A", "B", "D")}
 
 
 def test_cancel_leaves_no_point_in_the_target_and_a_rerun_completes(
@@ -309,3 +311,41 @@ def test_a_point_removed_from_its_own_vault_stays_in_its_copy(world: World) -> N
         with pytest.raises(PointNotInVault):
             holdings.vault_holding(u, moved, "A")
         assert holdings.vault_holding(u, moved, None) == "B"
+
+
+def test_a_policy_copy_is_queued_and_run_by_a_worker_with_the_copy_retention(
+    world: World,
+) -> None:
+    from vmvault.services.queue import QueueService
+
+    start = now() - 4 * DAY
+    for i in range(3):
+        add_point(world, "A", f"p{i}", i, start + i * DAY)
+    policy = Policy.create(
+        "gold", "daily@02:00", "UTC", Retention(daily=7), CopyOption("B", Retention(daily=2))
+    )
+    with world.uow() as u:
+        u.policies.add("A", policy, now())
+        vm = u.vms.get(UUID)
+        u.commit()
+    assert vm is not None
+    svc = world.service()
+    queue = QueueService(
+        svc.ctx,
+        backups=lambda: None,  # type: ignore[arg-type,return-value]
+        points=lambda: None,  # type: ignore[arg-type,return-value]
+        restores=lambda: None,  # type: ignore[arg-type,return-value]
+        protection=lambda: None,  # type: ignore[arg-type,return-value]
+        copies=lambda: svc,
+    )
+    job = queue.queue_policy_copy("A", vm, policy)
+    assert job is not None and job.state is JobState.QUEUED and job.type is JobType.COPY
+    assert job.request == {"op": "copy", "vm": UUID, "from": "A", "to": "B", "policy": "gold"}
+    # the VM busy with that queued job: a second policy copy is not queued (the first sends all)
+    assert queue.queue_policy_copy("A", vm, policy) is None
+    claimed = queue.claim_next()
+    assert claimed is not None and claimed.id == job.id
+    done = queue.execute(claimed)
+    assert done.state is JobState.COMPLETED, (done.error_code, done.message)
+    assert world.store("B").list_manifests() == ["p1", "p2"]  # daily=2 in B
+    assert world.store("A").list_manifests() == ["p0", "p1", "p2"]

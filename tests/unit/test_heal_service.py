@@ -18,7 +18,7 @@ from tests.unit.test_heal import LAYOUT, POINT, copy_reencoded, flip, indexes
 from vmvault.dataplane import VaultStore, keys
 from vmvault.dataplane.chunkstore import QUARANTINE_SUFFIX
 from vmvault.dataplane.restore import verify_point
-from vmvault.domain.errors import PointDamaged, PointNotFound
+from vmvault.domain.errors import PointDamaged, PointNotInVault
 from vmvault.domain.job import Job, JobState
 from vmvault.domain.recovery_point import (
     Consistency,
@@ -244,5 +244,5 @@ def test_verify_of_the_copy_heals_it_from_the_points_own_vault(world: World) -> 
 
 
 def test_a_verify_of_the_copys_vault_without_a_copy_is_refused(world: World) -> None:
-    with pytest.raises(PointNotFound):
+    with pytest.raises(PointNotInVault):
         world.svc.verify("offsite", point_id=POINT)

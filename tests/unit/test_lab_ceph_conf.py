@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
-from vmvault.hypervisor.lab.ceph_conf import DAEMONS, MAX_DIR_CHARS, CephPaths, render_conf
+from vmvault.hypervisor.lab.ceph_conf import (
+    DAEMONS,
+    MAX_DIR_CHARS,
+    PORT_RANGE,
+    CephPaths,
+    free_port,
+    render_conf,
+)
 
 
 def settings(text: str) -> dict[str, list[str]]:
@@ -42,3 +50,13 @@ def test_the_longest_socket_path_fits_a_unix_socket_at_the_longest_directory() -
     sockets = [paths.root / "run" / f"{d}.asok" for d in DAEMONS]
     assert max(len(str(s).encode()) for s in sockets) <= 107
     assert re.fullmatch(r"/d+", str(paths.root)) and len(str(paths.root)) == MAX_DIR_CHARS
+
+
+def test_free_ports_are_outside_the_ephemeral_range_and_bindable() -> None:
+    first = free_port()
+    second = free_port(avoid=(first,))
+    assert first != second
+    for port in (first, second):
+        assert PORT_RANGE[0] <= port < PORT_RANGE[1] <= 32768 and not 6800 <= port <= 7300
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))

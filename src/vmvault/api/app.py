@@ -114,11 +114,14 @@ def create_app(
 
     @app.get("/api/v1/points", response_model=list[PointDoc], responses=responses(404))
     def points(vault: str | None = None, vm: str | None = None) -> list[dict[str, Any]]:
-        return [documents.point_doc(p) for p in services.points.list_points(vault, vm)]
+        listed = services.points.list_points(vault, vm)
+        held = services.points.holders([p.id for p in listed])
+        return [documents.point_doc(p, held.get(p.id)) for p in listed]
 
     @app.get("/api/v1/points/{point_id}", response_model=PointDoc, responses=responses(404))
     def point(point_id: str) -> dict[str, Any]:
-        return documents.point_doc(services.points.get(point_id))
+        p = services.points.get(point_id)
+        return documents.point_doc(p, services.points.holders([p.id]).get(p.id))
 
     @app.get("/api/v1/policies", response_model=list[PolicyDoc], responses=responses(404))
     def policies(vault: str | None = None) -> list[dict[str, Any]]:

@@ -201,6 +201,7 @@ class DamagedDiskDoc(BaseModel):
 
 
 class PointDoc(BaseModel):
+    vaults: list[str] = Field(description="every vault holding it: its own first, then copies")
     id: str
     vm: str
     vm_name: str
@@ -224,6 +225,12 @@ class PointDoc(BaseModel):
     damaged: list[DamagedDiskDoc] | None = None
 
 
+class PolicyCopyDoc(BaseModel):
+    vault: str
+    retention: dict[str, int]
+    retention_own: bool = Field(description="false: the policy's own retention applies")
+
+
 class PolicyDoc(BaseModel):
     name: str
     vault: str
@@ -233,6 +240,9 @@ class PolicyDoc(BaseModel):
     max_age_s: int
     warnings: list[str]
     vms: list[str]
+    copy_to: PolicyCopyDoc | None = Field(
+        description="copy every new point to a second vault (docs/copies.md)"
+    )
     created_at: str | None
     updated_at: str | None
 

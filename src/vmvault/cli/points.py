@@ -24,13 +24,16 @@ def points_list(
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """List recovery points, newest first."""
+    """List the recovery points a vault holds (taken into it or copied there), newest first;
+    VAULTS names every vault holding each (its own first)."""
     points = services().points.list_points(vault, vm)
+    held = services().points.holders([p.id for p in points])
     if json_:
-        emit_json([point_doc(p) for p in points])
+        emit_json([point_doc(p, held.get(p.id)) for p in points])
         return
     table = Table(box=None, header_style="bold")
-    for col in ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD", "DISKS", "LOGICAL", "NEW"):
+    cols = ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD", "DISKS", "LOGICAL", "NEW", "VAULTS")
+    for col in cols:
         table.add_column(col, no_wrap=col in ("ID", "VM"))
     for p in points:
         disks = ",".join(
@@ -47,20 +50,22 @@ def points_list(
             disks,
             size(p.bytes_logical),
             size(p.bytes_new),
+            ",".join(held.get(p.id, [p.vault])),
         )
     out.print(table)
 
 
 @points_app.command("show")
 def points_show(point_id: str, json_: JsonOpt = False) -> None:
-    """Show one recovery point."""
+    """Show one recovery point (VAULTS: every vault holding it, its own first)."""
     p = services().points.get(point_id)
-    doc = point_doc(p)
+    doc = point_doc(p, services().points.holders([p.id]).get(p.id, [p.vault]))
     if json_:
         emit_json(doc)
         return
     for key in ("id", "vm_name", "vm", "vault", "created_at", "consistency", "method"):
         out.print(f"{key:12} {doc[key]}", markup=False)
+    out.print(f"{'vaults':12} {', '.join(doc['vaults'])}", markup=False)
     out.print(f"{'frozen':12} {p.frozen_ms} ms")
     out.print(f"{'checkpoint':12} {p.checkpoint or '-'}", markup=False)
     out.print(
@@ -82,9 +87,17 @@ def points_show(point_id: str, json_: JsonOpt = False) -> None:
 
 
 @points_app.command("delete")
-def points_delete(point_id: str, json_: JsonOpt = False) -> None:
-    """Delete one recovery point (its unshared chunks go at the next GC)."""
-    outcome = services().points.delete_point(point_id)
+def points_delete(
+    point_id: str,
+    vault: Annotated[
+        str | None,
+        typer.Option("--vault", help="Delete it from this vault only (default: from every vault)."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Delete one recovery point from every vault holding it, or --vault from one
+    (its unshared chunks go at each vault's next GC)."""
+    outcome = services().points.delete_point(point_id, vault)
     if json_:
         emit_json(documents.job_doc(outcome.job))
     else:

@@ -31,6 +31,21 @@ def _count(level: str) -> Any:
     return typer.Option(f"--{level}", help=f"Keep the newest point of this many {level} buckets.")
 
 
+def _copy_count(level: str) -> Any:
+    return typer.Option(
+        f"--copy-keep-{level}",
+        help=f"Retention in the --copy-to vault: {level} buckets (default: the policy's).",
+    )
+
+
+CopyToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--copy-to", help="Copy every new point to this vault (a copy job after each backup)."
+    ),
+]
+
+
 # --- policies ------------------------------------------------------------------------------------
 
 
@@ -55,12 +70,26 @@ def policy_create(
     weekly: Annotated[int, _count("weekly")] = 0,
     monthly: Annotated[int, _count("monthly")] = 0,
     yearly: Annotated[int, _count("yearly")] = 0,
+    copy_to: CopyToOpt = None,
+    copy_keep_daily: Annotated[int | None, _copy_count("daily")] = None,
+    copy_keep_weekly: Annotated[int | None, _copy_count("weekly")] = None,
+    copy_keep_monthly: Annotated[int | None, _copy_count("monthly")] = None,
+    copy_keep_yearly: Annotated[int | None, _copy_count("yearly")] = None,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Create a policy (warnings about unusual combinations: exit 3)."""
     retention = Retention(daily, weekly, monthly, yearly)
-    _show_policy(services().policies.create(vault, name, schedule, tz, retention), json_)
+    copy_counts = {
+        "daily": copy_keep_daily,
+        "weekly": copy_keep_weekly,
+        "monthly": copy_keep_monthly,
+        "yearly": copy_keep_yearly,
+    }
+    view = services().policies.create(
+        vault, name, schedule, tz, retention, copy_to=copy_to, copy_counts=copy_counts
+    )
+    _show_policy(view, json_)
 
 
 @policy_app.command("list")
@@ -101,11 +130,33 @@ def policy_update(
     weekly: Annotated[int | None, _count("weekly")] = None,
     monthly: Annotated[int | None, _count("monthly")] = None,
     yearly: Annotated[int | None, _count("yearly")] = None,
+    copy_to: CopyToOpt = None,
+    copy_keep_daily: Annotated[int | None, _copy_count("daily")] = None,
+    copy_keep_weekly: Annotated[int | None, _copy_count("weekly")] = None,
+    copy_keep_monthly: Annotated[int | None, _copy_count("monthly")] = None,
+    copy_keep_yearly: Annotated[int | None, _copy_count("yearly")] = None,
+    no_copy: Annotated[
+        bool, typer.Option("--no-copy", help="Stop copying new points (copies made stay).")
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Change a policy; options not given keep their values.  Its VMs follow at once."""
     counts = {"daily": daily, "weekly": weekly, "monthly": monthly, "yearly": yearly}
-    view = services().policies.update(name, schedule=schedule, timezone=tz, counts=counts)
+    copy_counts = {
+        "daily": copy_keep_daily,
+        "weekly": copy_keep_weekly,
+        "monthly": copy_keep_monthly,
+        "yearly": copy_keep_yearly,
+    }
+    view = services().policies.update(
+        name,
+        schedule=schedule,
+        timezone=tz,
+        counts=counts,
+        copy_to=copy_to,
+        copy_counts=copy_counts,
+        no_copy=no_copy,
+    )
     if not view.changed and not json_:
         out.print(f"policy '{name}' unchanged: it has these values already", markup=False)
     _show_policy(view, json_)

@@ -17,6 +17,14 @@ from vmvault.domain.job import Job
 from vmvault.domain.restore import RestoreMode
 from vmvault.services.restore import RestoreReport
 
+FromVaultOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from-vault",
+        help="Read the point from this vault (one holding it or a copy; default: its own).",
+    ),
+]
+
 
 def restore(
     vm: Annotated[str, typer.Argument(help="The VM the point belongs to.")],
@@ -53,6 +61,7 @@ def restore(
         str, typer.Option("--format", help="--disks-only: qcow2 (default) or raw.")
     ] = "qcow2",
     overwrite: Annotated[bool, typer.Option(help="--disks-only: replace existing files.")] = False,
+    from_vault: FromVaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Restore a VM from a recovery point (a restore job).
@@ -72,7 +81,7 @@ def restore(
             raise typer.BadParameter("--disks-only needs --dir DIR")
         if start or test or host or keep_previous:
             raise typer.BadParameter("--disks-only defines no VM: no --start, --test, --host")
-        _restore_disks(vm, point, directory, fmt, overwrite, json_)
+        _restore_disks(vm, point, directory, fmt, overwrite, from_vault, json_)
         return
     if test and replace:
         raise typer.BadParameter("--test boots a copy and removes it: use it with --as-new")
@@ -88,6 +97,7 @@ def restore(
             start=start,
             keep_previous=keep_previous,
             shutdown_timeout=shutdown_timeout,
+            from_vault=from_vault,
         )
     _restore_result(outcome.job, outcome.result, json_)
 
@@ -100,6 +110,7 @@ def restore_test(
         typer.Option("--dir", help="Where the test VM's disks go (default: the default pool dir)."),
     ] = None,
     wait: WaitOpt = True,
+    from_vault: FromVaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Test a recovery point: boot it as a throw-away VM with its NICs down, wait for its
@@ -109,18 +120,24 @@ def restore_test(
             raise typer.BadParameter(
                 "--dir is not kept for a queued test; the server uses the default pool dir"
             )
-        queued([services().queue.submit_restore_test(vm, point)], json_)
+        queued([services().queue.submit_restore_test(vm, point, from_vault=from_vault)], json_)
     with live_progress(not json_):
-        outcome = services().restores.restore_test(vm, point, directory)
+        outcome = services().restores.restore_test(vm, point, directory, from_vault)
     _restore_result(outcome.job, outcome.result, json_)
 
 
 def _restore_disks(
-    vm: str, point: str, directory: str, fmt: str, overwrite: bool, json_: bool
+    vm: str,
+    point: str,
+    directory: str,
+    fmt: str,
+    overwrite: bool,
+    from_vault: str | None,
+    json_: bool,
 ) -> None:
     with live_progress(not json_):
         outcome = services().points.restore_disks(
-            vm, point, directory, fmt=fmt, overwrite=overwrite
+            vm, point, directory, fmt=fmt, overwrite=overwrite, from_vault=from_vault
         )
     if json_:
         doc = documents.job_doc(outcome.job)

@@ -56,7 +56,7 @@ MIN_GRACE = timedelta(hours=3)
 
 @dataclass(frozen=True)
 class CopyOption:
-    """"Copy every new point to vault ``vault``" (docs/copies.md): after each backup of the
+    """ "Copy every new point to vault ``vault``" (docs/copies.md): after each backup of the
     policy commits a point, a ``copy`` job sends it to ``vault``, whose own retention
     (``retention``; None: the policy's) then prunes the copies held there."""
 

@@ -115,9 +115,9 @@ class CopyService(Service):
         have = {p.vm_uuid for p in held}
         for vm in vms:
             if vm.uuid not in have:
-                raise NothingToCopy(vm=vm.label, vault=source.name)
+                raise NothingToCopy(vm=f"VM {vm.label}", vault=source.name)
         if not vms:
-            raise NothingToCopy(vm="(any)", vault=source.name)
+            raise NothingToCopy(vm="any VM", vault=source.name)
         copy_mode(
             self.vaults.open_store(source),
             self.vaults.open_store(target),
@@ -214,12 +214,15 @@ class CopyService(Service):
     ) -> None:
         newest_shared = sorted(in_target)[-1:] if report.mode == "re-encoded" else []
         known = known_ids(src, dst, newest_shared)
-        total = len(todo)
-        for n, point in enumerate(todo):
+        total = sum(p.bytes_logical for p in todo)  # progress: logical bytes, as a backup's
+        base = 0
+        for point in todo:
             ctx.phase(COPYING, point=point.id)
 
-            def progress(done: int, of: int, n: int = n) -> None:
-                ctx.progress(n * 1000 + (1000 * done // max(1, of)), total * 1000)
+            def progress(
+                done: int, of: int, at: int = base, size: int = point.bytes_logical
+            ) -> None:
+                ctx.progress(at + size * done // max(1, of), total)
 
             try:
                 r = copy_point(
@@ -237,6 +240,7 @@ class CopyService(Service):
                     ctx.log(f"point {point.id} left '{report.source}' meanwhile: not copied")
                     continue
                 raise
+            base += point.bytes_logical
             known.update(r.ids)
             with self.uow() as uow:
                 uow.copies.add(PointCopy(point.id, target.name, self.clock(), ctx.job.id))

@@ -32,6 +32,7 @@ from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import PointDamaged
 from vmvault.domain.job import JournalStep
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
+from vmvault.services import holdings
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.jobs import JobContext
 from vmvault.services.ports import UnitOfWork
@@ -46,8 +47,7 @@ Progress = Callable[[int, int], None]
 
 def holders(uow: UnitOfWork, point: RecoveryPoint, exclude: str) -> list[str]:
     """The vaults holding ``point`` other than ``exclude``: its own first, then copies by name."""
-    names = [point.vault] + [c.vault for c in uow.copies.of_point(point.id)]
-    return [n for n in names if n != exclude]
+    return [n for n in holdings.holders(uow, point) if n != exclude]
 
 
 def damage_of(uow: UnitOfWork, point: RecoveryPoint, vault: str) -> tuple[DamagedDisk, ...] | None:

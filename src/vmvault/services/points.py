@@ -39,6 +39,7 @@ from vmvault.domain.job import JobType
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
+from vmvault.services import holdings
 from vmvault.services.context import Service
 from vmvault.services.healing import Healing, ReadPlan, findings
 from vmvault.services.jobs import JobContext, JobOutcome
@@ -91,12 +92,21 @@ class PointService(Service):
             return resolve_vm(uow, ref)
 
     def list_points(self, vault_name: str | None, vm_ref: str | None) -> list[RecoveryPoint]:
+        """The points the vault holds — taken into it or copied there — newest first."""
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
-            if vm_ref is None:
-                return sorted(uow.points.in_vault(vault.name), key=lambda p: p.id, reverse=True)
-            vm = resolve_vm(uow, vm_ref)
-            return uow.points.for_vm(vm.uuid, vault.name)
+            vm = resolve_vm(uow, vm_ref) if vm_ref is not None else None
+            return holdings.held_in(uow, vault.name, vm.uuid if vm else None)
+
+    def holders(self, point_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The vaults holding each point: its own first, then those holding a copy."""
+        out: dict[str, list[str]] = {}
+        with self.uow() as uow:
+            for point_id in point_ids:
+                point = uow.points.get(point_id)
+                if point is not None:
+                    out[point_id] = holdings.holders(uow, point)
+        return out
 
     def get(self, point_id: str) -> RecoveryPoint:
         with self.uow() as uow:
@@ -115,8 +125,10 @@ class PointService(Service):
         *,
         fmt: str = "qcow2",
         overwrite: bool = False,
+        from_vault: str | None = None,
     ) -> JobOutcome[RestoreOutcome]:
-        """Rebuild every disk of the point as an image in ``directory`` + the domain XML.
+        """Rebuild every disk of the point as an image in ``directory`` + the domain XML,
+        read from ``from_vault`` (a vault holding the point or a copy; default its own).
 
         Refused up front (nothing written): unknown VM or point, a point of another VM, an
         unknown format, a directory that cannot be written or lacks the space, existing files
@@ -131,8 +143,11 @@ class PointService(Service):
             raise InvalidInput(
                 f"it belongs to VM {point.vm_name} ({point.vm_uuid})", what=f"point {point_id}"
             )
-        vault = self.vaults.resolve(point.vault)
-        reading = Healing(self.ctx).reading_store(point)  # POINT_DAMAGED: refused here
+        with self.uow() as uow:
+            source = holdings.vault_holding(uow, point, from_vault)
+        # POINT_DAMAGED: refused here (unless another vault holds it intact: read from there)
+        reading = Healing(self.ctx).reading_store(point, source)
+        vault = self.vaults.resolve(reading.vault)
         target_dir = where.path
         plan = {
             d.target: target_dir / f"{point.vm_name}-{d.target}.{fmt}"
@@ -226,24 +241,36 @@ class PointService(Service):
 
     # --- delete ----------------------------------------------------------------------------------
 
-    def delete_point(self, point_id: str) -> JobOutcome[None]:
-        """Delete one recovery point (manifest first, then its indexes, then the catalog row).
+    def delete_point(self, point_id: str, vault_name: str | None = None) -> JobOutcome[None]:
+        """Delete one recovery point from every vault that holds it, or — ``vault_name`` —
+        from that vault only (docs/copies.md).  In each vault: manifest first, then its
+        indexes, then the catalog (a copy's row; the point's row once no vault holds it, or
+        the oldest copy's vault becomes its own vault).
 
         Every point holds full indexes, so no other point depends on it; its chunks that no
-        other point references are reclaimed by the next GC.
+        other point references are reclaimed by each vault's next GC.
         """
         point = self.get(point_id)
-        vault = self.vaults.resolve(point.vault)
-        store = self.vaults.open_store(vault)
+        with self.uow() as uow:
+            names = holdings.holders(uow, point)
+            if vault_name is not None:
+                names = [holdings.vault_holding(uow, point, vault_name)]
+        stores = [(n, self.vaults.open_store(self.vaults.resolve(n))) for n in names]
+        own = self.vaults.resolve(point.vault)
 
         def work(ctx: JobContext) -> None:
-            store.delete_point(point.id)
-            with self.uow() as uow:
-                uow.points.delete(point.id)
-                uow.commit()
-            ctx.log(f"deleted recovery point {point.id} of {point.vm_name}")
+            for name, store in sorted(stores, key=lambda s: s[0] == point.vault):  # copies first
+                store.delete_point(point.id)
+                with self.uow() as uow:
+                    current = uow.points.get(point.id)
+                    heir = holdings.forget(uow, current, name) if current else None
+                    uow.commit()
+                moved = f"; its own vault is now '{heir}'" if heir else ""
+                ctx.log(
+                    f"deleted recovery point {point.id} of {point.vm_name} from '{name}'{moved}"
+                )
 
-        return self.runner.run(JobType.PRUNE, vault.name, point.vm_uuid, point.vm_name, work)
+        return self.runner.run(JobType.PRUNE, own.name, point.vm_uuid, point.vm_name, work)
 
     # --- verify ----------------------------------------------------------------------------------
 
@@ -279,25 +306,14 @@ class PointService(Service):
             )
         if point_id is not None:
             point = self.get(point_id)
-            vault = self.vaults.resolve(vault_name or point.vault)
-            with self.uow() as uow:
-                copy = uow.copies.get(point.id, vault.name)
-            if vault.name != point.vault and copy is None:
-                raise PointNotFound(point=point.id, path=f"vault {vault.name}")
+            with self.uow() as uow:  # POINT_NOT_IN_VAULT when the vault holds no copy
+                holder = holdings.vault_holding(uow, point, vault_name)
+            vault = self.vaults.resolve(holder)
             return VerifyScope(vault, point.vm_uuid, point.vm_name, [point.id])
         vault = self.vaults.resolve(vault_name)
         vm = self.find_vm(vm_ref) if vm_ref is not None else None
         with self.uow() as uow:
-            own = (
-                uow.points.in_vault(vault.name)
-                if vm is None
-                else uow.points.for_vm(vm.uuid, vault.name)
-            )
-            ids = [p.id for p in own]
-            for c in uow.copies.in_vault(vault.name):
-                other = uow.points.get(c.point_id)
-                if other is not None and (vm is None or other.vm_uuid == vm.uuid):
-                    ids.append(other.id)
+            ids = [p.id for p in holdings.held_in(uow, vault.name, vm.uuid if vm else None)]
         if vm is None:
             return VerifyScope(vault, None, None, ids)
         return VerifyScope(vault, vm.uuid, vm.label, ids)

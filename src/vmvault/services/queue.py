@@ -9,7 +9,7 @@
 ``backup``         ``vm`` (uuid), ``keep_until`` (ISO time or null)            BackupService
 ``verify``         ``point`` or ``vm`` (uuid) or neither (whole vault)         PointService
 ``gc``             –                                                           PointService
-``restore-test``   ``vm`` (uuid), ``point``                                    RestoreService
+``restore-test``   ``vm`` (uuid), ``point``, ``from_vault`` (optional)            RestoreService
 ``copy``           ``vm`` (uuid), ``from``, ``to`` (vaults), ``policy`` (name   CopyService
                    or null: its copy retention prunes the target)
 =================  ==========================================================  ==============
@@ -44,6 +44,7 @@ from vmvault.domain.inputs import check_until
 from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key
 from vmvault.domain.policy import Policy
 from vmvault.domain.vm import VmItem
+from vmvault.services import holdings
 from vmvault.services.backups import BackupService
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.copies import CopyService
@@ -148,12 +149,14 @@ class QueueService(Service):
         vault = self.vaults.resolve(vault_name)
         return self._submit([("gc", vault.name, None, {})], origin)[0]
 
-    def submit_restore_test(self, vm_ref: str, point_id: str, origin: str = "cli") -> Job:
+    def submit_restore_test(
+        self, vm_ref: str, point_id: str, origin: str = "cli", from_vault: str | None = None
+    ) -> Job:
         vm, point = self._restores().vm_and_point(vm_ref, point_id)
-        request = {"vm": vm.uuid, "point": point_id}
-        return self._submit([("restore-test", point.vault, (vm.uuid, vm.label), request)], origin)[
-            0
-        ]
+        with self.uow() as uow:
+            vault = holdings.vault_holding(uow, point, from_vault)
+        request = {"vm": vm.uuid, "point": point_id, "from_vault": vault}
+        return self._submit([("restore-test", vault, (vm.uuid, vm.label), request)], origin)[0]
 
     def submit_copy(
         self, from_vault: str, to_vault: str, refs: Sequence[str], all_vms: bool = False
@@ -173,7 +176,12 @@ class QueueService(Service):
         the copy vault lacks, so nothing is lost."""
         if policy.copy is None:
             return None
-        request = {"vm": vm.uuid, "from": from_vault, "to": policy.copy.vault, "policy": policy.name}
+        request = {
+            "vm": vm.uuid,
+            "from": from_vault,
+            "to": policy.copy.vault,
+            "policy": policy.name,
+        }
         try:
             return self._submit(
                 [("copy", policy.copy.vault, (vm.uuid, vm.label), request)],
@@ -267,7 +275,7 @@ class QueueService(Service):
         elif op == "gc":
             self._points().gc(job.vault)
         elif op == "restore-test":
-            self._restores().restore_test(req["vm"], req["point"])
+            self._restores().restore_test(req["vm"], req["point"], None, req.get("from_vault"))
         elif op == "copy":
             self._copies().run_request(req)
         else:

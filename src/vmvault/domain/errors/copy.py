@@ -37,7 +37,7 @@ class CopyWouldDecrypt(VmvaultError):
 
 class NothingToCopy(VmvaultError):
     code = "NOTHING_TO_COPY"
-    message = "VM {vm} has no recovery point in vault '{vault}'"
+    message = "no recovery point of {vm} in vault '{vault}'"
     remedy = "List its points with 'vmvault points list VM --vault {vault}'; back it up first."
     kind = "usage"
 

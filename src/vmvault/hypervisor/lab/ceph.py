@@ -165,9 +165,11 @@ class CephCluster:
             raise failed(
                 self.paths, f"the directory {self.root}", exc.strerror or str(exc)
             ) from None
-        mon_port, rgw_port = free_port(), free_port()
-        while rgw_port == mon_port:
-            rgw_port = free_port()
+        try:
+            mon_port = free_port()
+            rgw_port = free_port(avoid=(mon_port,))
+        except OSError as exc:
+            raise failed(self.paths, "choosing ports", str(exc)) from None
         fsid = str(uuid.uuid4())
         self.paths.conf.write_text(render_conf(self.paths, fsid, mon_port, rgw_port))
         try:

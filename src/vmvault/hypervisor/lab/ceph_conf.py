@@ -16,6 +16,7 @@ lifecycle threads are off: they poll in 5 s sleeps, which held every stop of the
 
 from __future__ import annotations
 
+import random
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,9 +145,23 @@ def render_conf(paths: CephPaths, fsid: str, mon_port: int, rgw_port: int) -> st
     )
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+#: Where the monitor's and the gateway's ports are drawn from: below Linux's ephemeral range
+#: (32768-60999), so that no outgoing connection takes a port between the choice at ``up`` and
+#: the bind (or while a killed gateway is down), and above the OSDs' 6800-7300.
+PORT_RANGE = (20000, 32768)
+
+
+def free_port(avoid: tuple[int, ...] = ()) -> int:
+    """A TCP port of :data:`PORT_RANGE` on 127.0.0.1 that nothing listens on now."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(*PORT_RANGE)
+        if port in avoid:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free TCP port in {PORT_RANGE[0]}-{PORT_RANGE[1] - 1} on 127.0.0.1")

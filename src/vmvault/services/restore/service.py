@@ -15,6 +15,7 @@ from vmvault.domain.restore_test import (
     RestoreTestResult,
 )
 from vmvault.domain.vm import VmItem
+from vmvault.services import holdings
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.healing import Healing
 from vmvault.services.jobs import JobContext, JobOutcome
@@ -64,8 +65,10 @@ class RestoreService(Service):
         start: bool = False,
         keep_previous: bool = False,
         shutdown_timeout: float | None = None,
+        from_vault: str | None = None,
     ) -> JobOutcome[RestoreReport]:
-        """Restore ``point_id`` of ``vm_ref`` (``--as-new``, ``--replace`` or a test).
+        """Restore ``point_id`` of ``vm_ref`` (``--as-new``, ``--replace`` or a test), read
+        from ``from_vault`` (any vault that holds the point or a copy; default its own).
 
         Bad input is refused before the job starts, with nothing changed.
         """
@@ -86,8 +89,11 @@ class RestoreService(Service):
             check_vm_name(name)
         target_dir = user_path(directory, "--dir") if directory is not None else None
         vm, point = self.vm_and_point(vm_ref, point_id)
-        vault = self.vaults.resolve(point.vault)
-        reading = Healing(self.ctx).reading_store(point)  # POINT_DAMAGED: refused here
+        with self.uow() as uow:
+            source = holdings.vault_holding(uow, point, from_vault)
+        # POINT_DAMAGED: refused here (unless another vault holds it intact: read from there)
+        reading = Healing(self.ctx).reading_store(point, source)
+        vault = self.vaults.resolve(reading.vault)
         store = reading.store
         manifest = store.read_manifest(point.id)
         shape = self.driver.inspect(manifest.domain_xml)
@@ -115,10 +121,16 @@ class RestoreService(Service):
         return self.runner.run(JobType.RESTORE, vault.name, vm.uuid, vm.label, work)
 
     def restore_test(
-        self, vm_ref: str, point_id: str, directory: str | None = None
+        self,
+        vm_ref: str,
+        point_id: str,
+        directory: str | None = None,
+        from_vault: str | None = None,
     ) -> JobOutcome[RestoreReport]:
         """Boot the point as a throw-away VM (isolated), check it, record the result."""
-        return self.restore(vm_ref, point_id, RestoreMode.TEST, directory=directory)
+        return self.restore(
+            vm_ref, point_id, RestoreMode.TEST, directory=directory, from_vault=from_vault
+        )
 
     def last_test(self, point_id: str) -> RestoreTestResult | None:
         """The result of the latest restore test of a point, if it was ever tested."""
