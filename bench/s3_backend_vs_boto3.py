@@ -72,7 +72,9 @@ def main() -> None:
     client = plain_client(endpoint)
     bucket = f"bench-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
-    backend = open_s3(S3Location(endpoint, bucket, "vault/"), uploads=THREADS)
+    backend = open_s3(
+        S3Location(endpoint, bucket, "vault/"), uploads=THREADS, inflight_bytes=THREADS * SIZE
+    )
     blobs = [os.urandom(SIZE) for _ in range(count)]
     mb = count * SIZE / 1e6
     rows: dict[str, list[float]] = {

@@ -131,7 +131,7 @@ class ChunkStore:
 
     def touch(self, cid: bytes) -> bool:
         """Mark an existing chunk as just used; False when it is not in the store."""
-        with self._shared_lock():
+        with space_errors(self.backend.location), self._shared_lock():
             return self.touch_unlocked(cid)
 
     def touch_unlocked(self, cid: bytes) -> bool:
@@ -143,7 +143,7 @@ class ChunkStore:
         object storage each touch is a request: run them concurrently, not one by one)."""
         if not cids:
             return []
-        with self._shared_lock():
+        with space_errors(self.backend.location), self._shared_lock():
             if len(cids) == 1 or threads <= 1:
                 return [self.touch_unlocked(cid) for cid in cids]
             with ThreadPoolExecutor(min(threads, len(cids))) as pool:

@@ -33,6 +33,7 @@ conformance harness calls it; nothing in vmvault does.
 
 from __future__ import annotations
 
+import mmap
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -64,8 +65,8 @@ from vmvault.storage.s3_leases import LOCKS, Leases
 from vmvault.storage.s3_session import S3Session, make_client
 
 #: Uploads of one batch in flight, and the bytes all batches of a backend may hold meanwhile.
-UPLOADS = 8
-INFLIGHT_BYTES = 32 << 20
+UPLOADS = 3
+INFLIGHT_BYTES = 12 << 20
 LEASE_SECONDS = 120.0
 RENEW_SECONDS = 30.0
 _DELETE_MAX = 1000
@@ -138,7 +139,7 @@ class S3Backend:
         check_key(key)
         return self.put_once(key, _body(data))
 
-    def put_once(self, key: str, body: bytes) -> bool:
+    def put_once(self, key: str, body: bytes | mmap.mmap) -> bool:
         """One conditional PUT (a 409 conflict is asked again: it is not a failure)."""
         self.leases.check()
         self._forget_age(key)
@@ -153,7 +154,7 @@ class S3Backend:
             location=self.location,
         )
 
-    def _put_if_absent(self, key: str, body: bytes) -> bool | None:
+    def _put_if_absent(self, key: str, body: bytes | mmap.mmap) -> bool | None:
         """True: created; False: the key exists (412); None: a racing write (409)."""
         try:
             self.session.client.put_object(

@@ -3,9 +3,10 @@
 A PUT is durable and visible when it returns, so there is nothing to make durable at the
 end: :meth:`S3Batch.commit` waits for the uploads and raises the first failure.  Each
 :meth:`~S3Batch.add` copies the caller's bytes once (the caller reuses its buffer as soon as
-``add`` returns) and hands the copy to a worker thread; ``add`` blocks while more than the
+``add`` returns) into an anonymous mapping of its own (sent as a file-like body, unmapped when
+the upload ends) and hands it to a worker thread; ``add`` blocks while more than the
 backend's byte budget is in flight (:class:`ByteBudget`, shared by every batch of the
-backend), so memory stays bounded whatever the disk size: 8 uploads of 4 MiB chunks = 32 MiB.
+backend), so memory stays bounded whatever the disk size: 3 uploads of 4 MiB chunks = 12 MiB.
 
 Visibility, as the contract allows for object storage: an object is visible as soon as its
 upload returns (never before it is durable: a PUT is both at once).  ``abort`` cancels the
@@ -18,13 +19,35 @@ from __future__ import annotations
 
 import mmap
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
-from vmvault.storage.backend import Data, check_key, parts_of
+from vmvault.storage.backend import BytesLike, Data, check_key, parts_of
 
 if TYPE_CHECKING:
     from vmvault.storage.s3 import S3Backend
+
+
+#: A body at least this large is copied into its own anonymous mapping, not a ``bytes``: a
+#: mapping goes back to the system when closed, whereas 4 MiB ``bytes`` freed by another
+#: thread stay in malloc's per-thread arenas (measured: +40 MiB peak RSS over a backup).
+MAP_AT = 256 << 10
+
+Body = bytes | mmap.mmap
+
+
+def _copy(parts: Sequence[BytesLike], size: int) -> Body:
+    if size < MAP_AT:
+        return b"".join(parts)
+    body = mmap.mmap(-1, size)
+    offset = 0
+    with memoryview(body) as view:
+        for part in parts:
+            n = memoryview(part).nbytes
+            view[offset : offset + n] = memoryview(part).cast("B")
+            offset += n
+    return body
 
 
 class ByteBudget:
@@ -61,35 +84,45 @@ class S3Batch:
         self._closed = False
 
     def add(self, key: str, data: Data) -> int:
-        parts = parts_of(data)
-        body = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)  # the one copy
-        return self._submit(check_key(key), body)
+        return self._submit(check_key(key), parts_of(data))
 
     def add_buffer(self, key: str, buf: mmap.mmap, size: int) -> int:
-        check_key(key)
-        return self._submit(key, buf[:size])  # slicing an mmap copies: the one copy
+        with memoryview(buf) as view:
+            return self._submit(check_key(key), [view[:size]])
 
-    def _submit(self, key: str, body: bytes) -> int:
+    def _submit(self, key: str, parts: Sequence[BytesLike]) -> int:
+        size = sum(memoryview(p).nbytes for p in parts)
+        held = self._backend.budget.acquire(size)
+        try:
+            body = _copy(parts, size)  # the one copy: the caller reuses its buffers
+            return self._queue(key, body, held)
+        except BaseException:
+            self._backend.budget.release(held)
+            raise
+
+    def _queue(self, key: str, body: Body, held: int) -> int:
         with self._mu:
             if self._failed is not None:
                 raise self._failed  # fail fast: the batch cannot commit any more
             if self._closed:
                 raise RuntimeError("the batch was committed or aborted")
-        held = self._backend.budget.acquire(len(body))
-        try:
-            future = self._pool.submit(self._upload, key, body)
-        except BaseException:
-            self._backend.budget.release(held)
-            raise
-        future.add_done_callback(lambda f: self._done(f, held))
+        future = self._pool.submit(self._upload, key, body)
+        future.add_done_callback(lambda f: self._done(f, held, body))
         with self._mu:
             self._pending.append(future)
         return len(body)
 
-    def _upload(self, key: str, body: bytes) -> bool:
-        return self._backend.session.retry(lambda: self._backend.put_once(key, body))
+    def _upload(self, key: str, body: Body) -> bool:
+        def once() -> bool:
+            if isinstance(body, mmap.mmap):
+                body.seek(0)
+            return self._backend.put_once(key, body)
 
-    def _done(self, future: Future[bool], held: int) -> None:
+        return self._backend.session.retry(once)
+
+    def _done(self, future: Future[bool], held: int, body: Body) -> None:
+        if isinstance(body, mmap.mmap):
+            body.close()  # unmapped: the memory goes back to the system at once
         self._backend.budget.release(held)
         if future.cancelled():
             return

@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 20.0
+_SESSION: Any = None
+_SESSION_MU = threading.Lock()
 #: How long a clock sample is trusted (drift of the two clocks is ppm: 60 ms per 10 min).
 CLOCK_WINDOW = 600.0
 
@@ -53,22 +55,26 @@ def make_client(
 ) -> Any:
     config = Config(
         region_name=region,
-        s3={"addressing_style": "path"},
+        s3={"addressing_style": "path", "payload_signing_enabled": False},
         max_pool_connections=connections,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         retries={"total_max_attempts": 1, "mode": "standard"},
         tcp_keepalive=True,
     )
-    session = boto3.session.Session()
-    return session.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=credentials.access_key,
-        aws_secret_access_key=credentials.secret_key,
-        aws_session_token=credentials.session_token,
-        config=config,
-    )
+    with _SESSION_MU:  # one session: its loader reads the S3 model once (13 MiB a session)
+        global _SESSION
+        if _SESSION is None:
+            _SESSION = boto3.session.Session()
+        session = _SESSION
+        return session.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=credentials.access_key,
+            aws_secret_access_key=credentials.secret_key,
+            aws_session_token=credentials.session_token,
+            config=config,
+        )
 
 
 class ServerClock:
