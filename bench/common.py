@@ -28,6 +28,7 @@ VMVAULT = str(ROOT / ".venv" / "bin" / "vmvault")
 MiB = 1 << 20
 GiB = 1 << 30
 
+GNU_TIME = "/usr/bin/time"  # reports a command's own peak RSS (see measure)
 LOAD: list[float] = []  # 1-minute load average at the start of each measured operation
 
 
@@ -104,15 +105,26 @@ def measure(
 ) -> Run:
     """Run ``cmd`` in its own process; wall time includes fsyncing ``sync`` afterwards.
 
+    Peak RSS is the command's own, as GNU time reports it from the ``wait4`` of a process it
+    forked: ``ru_maxrss`` of a process forked from this (large) Python process and then
+    exec'ed starts at this process's RSS (the kernel keeps the high-water mark of the mm it
+    replaced), so our own ``wait4`` would report at least that much for any command.
+
     ``qemu``: pid of a guest's QEMU, whose CPU time meanwhile is recorded (it serves NBD);
     ``watch``: name -> pid of other processes whose CPU seconds meanwhile are recorded."""
     watch = watch or {}
     LOAD.append(os.getloadavg()[0])
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    timed = os.access(GNU_TIME, os.X_OK)
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as rss,
+    ):
         busy0, q0 = host_cpu(), proc_cpu(qemu)
         w0 = {k: proc_cpu(pid) for k, pid in watch.items()}
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=cwd)
+        argv = [GNU_TIME, "-f", "%M", "-o", rss.name, *cmd] if timed else cmd
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         ended = time.time()
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -126,7 +138,7 @@ def measure(
         run = Run(
             wall,
             usage.ru_utime + usage.ru_stime,
-            usage.ru_maxrss / 1024,
+            (int(rss.read().split()[-1]) if timed else usage.ru_maxrss) / 1024,
             proc.returncode,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),

@@ -15,39 +15,52 @@ takes 6-10 minutes on 2 shared cores:
    ``random.bin`` (``--random-mib``, 512 MiB of /dev/urandom), ``binaries.bin`` (the guest's
    binaries 24 times, ~220 MB), ``text.bin`` (64 MiB, very compressible) and ``zeros.bin``
    (128 MiB): ~1 GB allocated over vda + vdb + vdc, ~0.7 GB stored.
-1. In ``--rounds`` interleaved rounds (median shown, all listed):
+1. An S3 full into a throwaway S3 vault, in-process under ``common.op_probe``: seconds by
+   phase (``S3_PROBES``: the backup's phases and the S3 backend's leases, batch commits and
+   touches), RSS after the imports / when ``backup_disk`` starts / at the peak, and every S3
+   request counted and timed by operation (botocore's ``_make_api_call``). It runs first: a
+   throwaway backup after the kept full would prune that full's checkpoint.
+2. In ``--rounds`` interleaved rounds (median shown, all listed):
    (a) *local full*: ``vmvault backup`` into a local vault (a throwaway home);
    (b) *S3 full*: ``vmvault backup`` into an S3 vault (``vault create --storage s3``, bucket
-       ``bench``, its own prefix per round; the last round's vault is kept for rows 2-3);
+       ``bench``, its own prefix per round; the last round's vault is kept for rows 3);
    (c) *ceiling PUT*: after the first S3 full, its ``chunks/``, ``indexes/`` and
        ``manifests/`` objects are listed (key and size); a child process PUTs objects of
        exactly those keys and sizes (bytes sliced from one random buffer: RGW neither
        compresses nor deduplicates) into bucket ``ceiling`` with boto3, the client made by
-       vmvault's ``make_client`` (same botocore config: path style, pool, no retries) and as
-       many threads as the S3 backend uploads at once (``vmvault.storage.s3.UPLOADS``), plain
-       PutObject, no vmvault logic;
+       vmvault's ``make_client`` (same botocore config: path style, pool, no retries, no
+       payload signing) and as many threads as the S3 backend uploads at once
+       (``vmvault.storage.s3.UPLOADS``), plain PutObject, no vmvault logic; and again with
+       ``INFO_THREADS`` (8) threads: what more concurrency would give (info, not the bound);
    (d) *ceiling GET*: the same objects read back (whole bodies) with as many threads as
-       ``vmvault restore`` reads chunks with (``VMVAULT_WORKERS``: min(CPUs, 8)), and again
-       with ``UPLOADS`` threads (what more concurrency would give: info, not the bound);
+       ``vmvault restore`` reads chunks with (``VMVAULT_WORKERS``: min(CPUs, 8)), and with 8;
    (e) *S3 restore*: ``vmvault restore --disks-only --format qcow2`` of that round's S3 full.
    Local and S3 fulls start with the guest images' page cache dropped; the ceph directory's
    page cache is dropped before every GET and restore (BlueStore reads with O_DIRECT; its
    own cache in the OSD cannot be dropped without a restart and serves both alike).
-2. On the kept S3 vault: an incremental with no change (the fixed overhead on S3), then one
-   after ~1 % of the allocated data was rewritten in the guest (1 MiB ``dd`` of /dev/urandom
-   at seeded offsets of random.bin): bytes read, objects and bytes sent (the bucket is listed
-   before and after: what was added under the vault's prefix).
-3. The copy local -> S3 (if ``vmvault copy`` exists on this branch): a full backup into a
-   local vault of a fresh home, a second S3 vault in that home, every other chunk object of
-   the local vault (by key order: half of them) uploaded as is into the S3 vault's prefix
-   (pre-seeded, as a previous copy would have left them), then ``vmvault copy --from local
-   --to offsite``: objects and bytes it added, listed before and after, vs. what the point has.
+   The S3 full is judged against the ceiling PUT or, when the local full is slower than
+   that PUT, against the local full (the issue's rule); the restore against the GET.
+3. On the kept S3 vault: an incremental with no change (the fixed overhead on S3; then once
+   more under ``op_probe``), then one after ~1 % of the allocated data was rewritten in the
+   guest (1 MiB ``dd`` of /dev/urandom at seeded offsets of random.bin): bytes read, objects
+   and bytes sent (the bucket is listed before and after: what was added under the prefix).
+4. Copies local -> S3, in a fresh home with a local vault and an S3 vault (bucket
+   ``offsite``): a full backup into the local vault and ``vmvault copy --from loc --to
+   offsite`` (nothing present); then the first N MiB of random.bin are rewritten in the
+   guest, N = 4 MiB x half the chunks the S3 vault now holds, a backup into the local vault
+   (incremental) and the copy again: about half of that point's chunks are present on S3.
+   The row shows the copy's report (chunks sent / present, bytes sent) and what the bucket
+   gained (listed before and after), judged against how many chunk files the local vault
+   gained with the second point (what S3 lacked). (Pre-seeding half the chunk objects cannot
+   work: chunk ids are keyed per vault, so S3's ids of the same data differ from the local
+   vault's.)
 
-Every measured operation runs in its own process; CPU seconds and peak RSS come from
-``wait4`` of that process (children included); the table adds the CPU seconds the RGW, the
-OSD and the guest's QEMU spent meanwhile (from /proc/PID/stat) and how busy the whole machine
-was (it is shared with other engineers). Restores write their images to /var/tmp and fsync
-them within the measured time; the ceiling GET writes nothing.
+Every measured operation runs in its own process; CPU seconds come from ``wait4`` of that
+process (children included), peak RSS from GNU time (``common.measure``: the process's own);
+the table adds the CPU seconds the RGW, the OSD and the guest's QEMU spent meanwhile (from
+/proc/PID/stat) and how busy the whole machine was (it is shared with other engineers).
+Restores write their images to /var/tmp and fsync them within the measured time; the ceiling
+GET writes nothing.
 """
 
 from __future__ import annotations
@@ -92,6 +105,7 @@ LAB_DIR = f"/var/lib/vmvault/lab-{PREFIX}"
 BUCKET = "bench"
 CEILING_BUCKET = "ceiling"
 COPY_BUCKET = "offsite"
+INFO_THREADS = 8  # the info rows: what more concurrency than vmvault's would give
 STORED = ("chunks/", "indexes/", "manifests/")  # what a backup adds to a vault
 S3_PROBES = [  # the phases of a backup (common.PROBES) and what the S3 backend does in them
     *PROBES,
@@ -459,10 +473,16 @@ def main() -> None:
             rounds.setdefault("get", []).append(
                 bench.transfer("get", ceiling_prefix, objects_file, readers, "GET of the objects")
             )
+            rounds.setdefault("put8", []).append(
+                bench.transfer(
+                    "put", f"x{k}/", objects_file, INFO_THREADS,
+                    f"PUT of the objects, {INFO_THREADS} threads (info)",
+                )
+            )  # fmt: skip
             rounds.setdefault("get8", []).append(
                 bench.transfer(
-                    "get", ceiling_prefix, objects_file, UPLOADS,
-                    f"GET of the objects, {UPLOADS} threads (info)",
+                    "get", ceiling_prefix, objects_file, INFO_THREADS,
+                    f"GET of the objects, {INFO_THREADS} threads (info)",
                 )
             )  # fmt: skip
             rounds.setdefault("restore", []).append(
@@ -471,6 +491,7 @@ def main() -> None:
                 )
             )
             delete_prefix(bench.s3, CEILING_BUCKET, ceiling_prefix)
+            delete_prefix(bench.s3, CEILING_BUCKET, f"x{k}/")
             if last:
                 main_env = s3_env
             else:
@@ -603,7 +624,7 @@ def report(
         put.op: 1.0,
         get.op: 1.0,
     }
-    print_rows([put, get, m["get8"], loc_full, s3_full, restore, *rows], bound)
+    print_rows([put, m["put8"], get, m["get8"], loc_full, s3_full, restore, *rows], bound)
     print()
     noop, inc, copy = rows[0], rows[1], rows[-1]
     rss = max(r.run.rss_mib for r in (s3_full, loc_full, noop, inc))
