@@ -48,8 +48,8 @@ run (3.5-6 minutes with the load; about 1.2 less without offline.py):
 7. (g) ``bench/offline.py --size-gib 4`` (after ``lab down``), whose table is printed as is.
 
 Every measured operation runs in its own process; wall time includes an fsync of every file it
-wrote; CPU seconds and peak RSS come from ``wait4`` of that process (children included); the
-table adds the CPU seconds the guest's QEMU spent meanwhile (it serves the NBD export) and how
+wrote; CPU seconds come from ``wait4`` of that process (children included), peak RSS from GNU
+time around it (the process's own: ``common.measure``; from 2026-12-02 on); the table adds the CPU seconds the guest's QEMU spent meanwhile (it serves the NBD export) and how
 busy the whole machine was (everyone's work: it is shared). Before each operation that reads
 a disk or a backup, the page cache of those files is dropped
 (``fdatasync`` + ``POSIX_FADV_DONTNEED``, those files only). MB/s is over the data the row
