@@ -111,7 +111,7 @@ def test_vault_create_refuses_bad_s3_coordinates_and_creates_nothing(
         "no credentials": (
             (*base, "--endpoint", rgw.endpoint, "--bucket", bucket),
             {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
-            "STORAGE_ACCESS_DENIED",
+            "STORAGE_CREDENTIALS_MISSING",
         ),
         "an endpoint that is not a URL": (
             (*base, "--endpoint", "rgw:7480", "--bucket", bucket),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from vmvault.dataplane.chunkstore import CHUNKS
+from vmvault.dataplane.chunkstore import CHUNKS, space_errors
 from vmvault.dataplane.config import CONFIG_NAME, validate_chunk_size, validate_level
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import (
@@ -227,7 +227,7 @@ class VaultService:
 
     def open_store(self, vault: Vault) -> VaultStore:
         """Open the vault's chunk store (asks for the passphrase of an encrypted vault)."""
-        with storage_failures(vault.path, vault.name):
+        with space_errors(vault.path):
             backend = self.backend(vault)
         if not vault.encrypted:
             return VaultStore.open(backend)
@@ -238,7 +238,7 @@ class VaultService:
 
     def stored_chunk_bytes(self, vault: Vault) -> int:
         """Bytes the vault's chunk objects take (through the storage contract; no key needed)."""
-        with storage_failures(vault.path, vault.name):
+        with space_errors(vault.path):
             return self.backend(vault).usage(CHUNKS + "/").bytes
 
     def list_vaults(self) -> list[Vault]:
@@ -317,10 +317,12 @@ def _directories_only(where: Path | S3Location) -> StorageBackend:
 
 @contextlib.contextmanager
 def storage_failures(where: str, name: str) -> Iterator[None]:
-    """Storage failures outside the data path (opening, probing, creating a vault) as the
-    errors users see."""
+    """Storage failures while a vault is created or opened, as the errors users see: the data
+    path's (:func:`~vmvault.dataplane.chunkstore.space_errors`: credentials refused or missing,
+    no bucket, no answer, no space), else ``VAULT_CREATE_FAILED``."""
     try:
-        yield
+        with space_errors(where):
+            yield
     except StorageError as exc:
         raise VaultCreateFailed(str(exc), name=name, path=where) from exc
 
