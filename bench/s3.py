@@ -6,7 +6,7 @@ Runs as root on the lab's libvirtd with its own lab (``VMVAULT_LAB_PREFIX=bs``,
 ``VMVAULT_LAB_DIR=/var/lib/vmvault/lab-bs``: guest ``bs-standard-1`` and a Ceph cluster under
 ``lab-bs/ceph``), private ``VMVAULT_HOME``s and ``VMVAULT_WORK_DIR`` under a temporary
 directory, and always ends with ``vmvault lab storage down`` and ``vmvault lab down``. One run
-takes 6-10 minutes on 2 shared cores:
+takes 4-6 minutes on 2 shared cores (4.3 min on 2026-12-02):
 
 0. ``vmvault lab storage up --json`` (one mon, one OSD on a sparse BlueStore file, RGW; its
    daemons' pids come from ``lab storage status``) and ``vmvault lab up --variant standard
