@@ -48,8 +48,8 @@ run (3.5-6 minutes with the load; about 1.2 less without offline.py):
 7. (g) ``bench/offline.py --size-gib 4`` (after ``lab down``), whose table is printed as is.
 
 Every measured operation runs in its own process; wall time includes an fsync of every file it
-wrote; CPU seconds and peak RSS come from ``wait4`` of that process (children included); the
-table adds the CPU seconds the guest's QEMU spent meanwhile (it serves the NBD export) and how
+wrote; CPU seconds come from ``wait4`` of that process (children included), peak RSS from GNU
+time around it (the process's own: ``common.measure``; from 2026-12-02 on); the table adds the CPU seconds the guest's QEMU spent meanwhile (it serves the NBD export) and how
 busy the whole machine was (everyone's work: it is shared). Before each operation that reads
 a disk or a backup, the page cache of those files is dropped
 (``fdatasync`` + ``POSIX_FADV_DONTNEED``, those files only). MB/s is over the data the row
@@ -63,16 +63,41 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from common import (
+    FILL,
+    LOAD,
+    PROBES,
+    ROOT,
+    URI,
+    VMVAULT,
+    GiB,
+    Lab,
+    MiB,
+    Row,
+    Run,
+    allocated,
+    change_script,
+    drop_cache,
+    du,
+    host_cpu,
+    make_ext4_qcow2,
+    map_allocated,
+    measure,
+    median_of,
+    op_probe,
+    proc_cpu,
+    qemu_pid,
+    vmvault,
+    vmvault_json,
+)
 
 PREFIX = "bn"
 ROUNDS = 3  # ceiling and full backups are measured this many times; the median is shown
@@ -83,155 +108,11 @@ WHAT_IF = [  # the data path alone (backup_disk of the three exports, no CLI, no
      4, True),
 ]  # fmt: skip
 COPY_CEILING = "nbdcopy to sparse raw files on the vault's file system + fsync"
-URI = "qemu:///system"
-ROOT = Path(__file__).resolve().parents[1]
-VMVAULT = str(ROOT / ".venv" / "bin" / "vmvault")
-MiB = 1 << 20
-GiB = 1 << 30
-
-LOAD: list[float] = []  # 1-minute load average at the start of each measured operation
-
 os.environ["VMVAULT_LAB_PREFIX"] = PREFIX  # before anything imports vmvault
 sys.path.insert(0, str(ROOT / "src"))
 
 
-# --- measuring ------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    wall: float
-    cpu: float
-    rss_mib: float
-    rc: int
-    out: str
-    err: str
-    busy: float = 0.0  # share of all CPUs of the machine busy meanwhile (anyone's work)
-    qemu_cpu: float | None = None  # CPU seconds of the guest's QEMU process meanwhile
-    ended: float = 0.0  # time.time() when the process had exited
-
-
-def host_cpu() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs since boot."""
-    with open("/proc/stat") as fh:
-        f = [int(x) for x in fh.readline().split()[1:]]
-    return sum(f) - f[3] - f[4], sum(f)
-
-
-def proc_cpu(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            f = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def fsync_tree(paths: list[Path]) -> None:
-    for p in paths:
-        files = [p] if p.is_file() else [Path(r) / f for r, _, fs in os.walk(p) for f in fs]
-        for f in files:
-            with contextlib.suppress(OSError):
-                fd = os.open(f, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-
-
-def drop_cache(paths: list[Path]) -> None:
-    """Write back and drop the page cache of these files (or of every file under a dir)."""
-    for p in paths:
-        files = [p] if p.is_file() else [Path(r) / f for r, _, fs in os.walk(p) for f in fs]
-        for f in files:
-            with contextlib.suppress(OSError):
-                fd = os.open(f, os.O_RDONLY)
-                try:
-                    os.fdatasync(fd)
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                finally:
-                    os.close(fd)
-
-
-def measure(
-    cmd: list[str],
-    env: dict[str, str],
-    *,
-    sync: list[Path] | None = None,
-    ok: tuple[int, ...] = (0,),
-    cwd: Path | None = None,
-    qemu: int | None = None,
-) -> Run:
-    """Run ``cmd`` in its own process; wall time includes fsyncing ``sync`` afterwards.
-
-    ``qemu``: pid of a guest's QEMU, whose CPU time meanwhile is recorded (it serves NBD)."""
-    LOAD.append(os.getloadavg()[0])
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        busy0, q0 = host_cpu(), proc_cpu(qemu)
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=cwd)
-        _, status, usage = os.wait4(proc.pid, 0)
-        ended = time.time()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if sync:
-            fsync_tree(sync)
-        wall = time.perf_counter() - started
-        busy1, q1 = host_cpu(), proc_cpu(qemu)
-        out.seek(0)
-        err.seek(0)
-        run = Run(
-            wall,
-            usage.ru_utime + usage.ru_stime,
-            usage.ru_maxrss / 1024,
-            proc.returncode,
-            out.read().decode(errors="replace"),
-            err.read().decode(errors="replace"),
-            (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
-            q1 - q0 if qemu is not None else None,
-            ended,
-        )
-    if run.rc not in ok:
-        raise RuntimeError(f"{' '.join(cmd)} exited {run.rc}:\n{run.err[-3000:]}{run.out[-2000:]}")
-    return run
-
-
-def du(path: Path) -> int:
-    from offline import du as _du  # bench/offline.py: allocated bytes under a directory
-
-    return _du(path)
-
-
-def allocated(path: Path) -> int:
-    return path.stat().st_blocks * 512
-
-
-def map_allocated(image: Path) -> int:
-    """Bytes of an image that read as data (``qemu-img map``: what base:allocation reports)."""
-    proc = subprocess.run(
-        ["qemu-img", "map", "-U", "--output=json", str(image)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return sum(e["length"] for e in json.loads(proc.stdout) if e["data"] and not e["zero"])
-
-
 # --- the table ------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    tool: str
-    op: str
-    data: int  # bytes the rate is computed over
-    run: Run
-    stored: int | None = None
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def mbps(self) -> float:
-        return self.data / self.run.wall / 1e6
 
 
 def print_table(rows: list[Row], ceiling_mbps: float) -> None:
@@ -332,143 +213,6 @@ def op_restore(argv: list[str]) -> None:
     print(json.dumps({"written": written}))
 
 
-# --- child operation: ``vmvault backup`` in-process, with timers around its phases ----------
-
-PROBES = [
-    # (module, attribute path, label); nested phases are indented in the label
-    ("vmvault.services.jobs", "JobRunner.run", "the backup job (JobRunner.run)"),
-    ("vmvault.hypervisor.libvirt.driver", "LibvirtHypervisor.domain_facts", "  domain facts"),
-    ("vmvault.services.backup.plan", "check_chain", "  checkpoint chain check"),
-    ("vmvault.hypervisor.libvirt.backup_driver", "LibvirtBackupDriver.disk_sizes", "  disk sizes"),
-    ("vmvault.hypervisor.libvirt.backup_driver", "LibvirtBackupDriver.domain_xml", "  domain XML"),
-    ("vmvault.hypervisor.libvirt.backup", "PullBackup._enter", "  PullBackup.__enter__"),
-    ("vmvault.hypervisor.libvirt.backup", "checkpoint_coverage", "    checkpoint_coverage"),
-    ("vmvault.hypervisor.libvirt.agent", "fsinfo", "    guest-get-fsinfo"),
-    ("vmvault.hypervisor.libvirt.backup", "why_not_freeze", "    guest-ping"),
-    ("vmvault.hypervisor.libvirt.backup", "PullBackup._begin", "    backupBegin (frozen)"),
-    ("vmvault.hypervisor.libvirt.quiesce", "thaw", "    thaw"),
-    ("vmvault.hypervisor.nbd", "NbdSource.__init__", "  NBD connect"),
-    ("vmvault.hypervisor.nbd", "NbdSource.dirty_extents", "  dirty extents (block status)"),
-    ("vmvault.services.backup.read", "backup_disk", "  backup_disk (all disks)"),
-    ("vmvault.dataplane.vault", "VaultStore.write_index", "  write indexes"),
-    ("vmvault.dataplane.vault", "VaultStore.write_manifest", "  write manifest"),
-    ("vmvault.hypervisor.libvirt.backup", "PullBackup._cleanup", "  end the job (abortJob, wait)"),
-    ("vmvault.hypervisor.libvirt.backup_driver", "LibvirtBackupDriver.checkpoint_xml",
-     "  checkpoint XML"),
-    ("vmvault.persistence.catalog", "SqlUnitOfWork.commit", "  catalog commits (all)"),
-    ("vmvault.services.backup.cleanup", "BackupCleanUp.prune_checkpoints",
-     "  delete the previous checkpoint"),
-]  # fmt: skip
-
-
-def op_probe(argv: list[str]) -> None:
-    import importlib
-
-    tick = os.sysconf("SC_CLK_TCK")
-    with open("/proc/self/stat") as fh:
-        started = int(fh.read().rsplit(")", 1)[1].split()[19]) / tick
-    with open("/proc/uptime") as fh:
-        startup = float(fh.read().split()[0]) - started
-    t0 = time.perf_counter()
-    from vmvault.cli import main as cli
-
-    times: dict[str, float] = {"interpreter start (exec to first line)": startup}
-    times["import vmvault.cli.main"] = time.perf_counter() - t0
-    mem = {"after import": vm_kib("VmRSS") / 1024}
-    for module, attr, label in PROBES:
-        *path, name = attr.split(".")
-        try:  # code moves: a probe whose target is gone is named in the table, not fatal
-            owner: Any = importlib.import_module(module)
-            for part in path:
-                owner = getattr(owner, part)
-            fn = getattr(owner, name)
-        except (ImportError, AttributeError):
-            times[f"{label} (probe target {module}.{attr} is gone: update PROBES)"] = 0.0
-            continue
-        times[label] = 0.0
-
-        def timed(*a: Any, _fn: Any = fn, _label: str = label, **k: Any) -> Any:
-            if _label.strip().startswith("backup_disk"):
-                mem.setdefault("when backup_disk starts", vm_kib("VmRSS") / 1024)
-            s = time.perf_counter()
-            try:
-                return _fn(*a, **k)
-            finally:
-                times[_label] += time.perf_counter() - s
-
-        setattr(owner, name, timed)
-    sys.argv = ["vmvault", "backup", *argv, "--json"]
-    t1 = time.perf_counter()
-    with contextlib.suppress(SystemExit):
-        cli.main()
-    times["CLI command (services, job, output)"] = time.perf_counter() - t1
-    times["_end"] = time.time()
-    mem["peak"] = vm_kib("VmHWM") / 1024
-    print("PROBE " + json.dumps(times), file=sys.stderr)
-    print("PROBEMEM " + json.dumps(mem), file=sys.stderr)
-
-
-def vm_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        return next(int(ln.split()[1]) for ln in fh if ln.startswith(field + ":"))
-
-
-# --- the lab and the guests -----------------------------------------------------------------
-
-
-class Lab:
-    def __init__(self, env: dict[str, str]) -> None:
-        import libvirt
-
-        self.env = env
-        self.conn = libvirt.open(URI)
-
-    def dom(self, name: str) -> Any:
-        return self.conn.lookupByName(name)
-
-    def disks(self, name: str) -> dict[str, tuple[Path, str]]:
-        """target -> (image path, format) of the domain's file disks."""
-        root = ET.fromstring(self.dom(name).XMLDesc(0))
-        out = {}
-        for d in root.findall("./devices/disk"):
-            src, tgt, drv = d.find("source"), d.find("target"), d.find("driver")
-            if src is not None and tgt is not None and src.get("file"):
-                fmt = drv.get("type", "raw") if drv is not None else "raw"
-                out[tgt.get("dev", "")] = (Path(src.get("file", "")), fmt)
-        return out
-
-    def paths(self, name: str) -> list[Path]:
-        return [p for p, _ in self.disks(name).values()]
-
-    def guest(self, name: str, script: str, timeout: float = 300) -> str:
-        from vmvault.hypervisor.libvirt import agent
-
-        res = agent.exec_(self.dom(name), "/bin/sh", ["-c", script], timeout=timeout)
-        out = res.stdout.decode(errors="replace") if isinstance(res.stdout, bytes) else res.stdout
-        if res.exitcode != 0:
-            raise RuntimeError(f"guest {name}: {script!r} exited {res.exitcode}: {res.stderr!r}")
-        return str(out or "")
-
-    def destroy(self, name: str) -> None:
-        dom = self.dom(name)
-        if dom.isActive():
-            dom.destroy()
-
-    def start(self, name: str) -> None:
-        from vmvault.hypervisor.lab.vms import wait_for_agent
-
-        dom = self.dom(name)
-        dom.create()
-        wait_for_agent(dom, 120)
-
-    def attach(self, name: str, image: Path, target: str) -> None:
-        subprocess.run(
-            ["virsh", "-q", "-c", URI, "attach-disk", name, str(image), target,
-             "--driver", "qemu", "--subdriver", "qcow2", "--targetbus", "virtio", "--config"],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-
-
 def versions() -> dict[str, str]:
     def first_line(cmd: list[str]) -> str:
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -492,86 +236,7 @@ def versions() -> dict[str, str]:
     }
 
 
-def make_ext4_qcow2(image: Path, size: int, work: Path) -> None:
-    raw = work / "vdc.raw"
-    with open(raw, "wb") as fh:
-        fh.truncate(size)
-    subprocess.run(
-        ["mkfs.ext4", "-F", "-q", "-L", "data3", "-E", "lazy_itable_init=0,lazy_journal_init=0",
-         str(raw)],
-        check=True,
-    )  # fmt: skip
-    subprocess.run(
-        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(image)], check=True
-    )
-    raw.unlink()
-    image.chmod(0o644)
-
-
-FILL = """set -e
-mkdir -p /data3
-mount -t ext4 /dev/vdc /data3
-cd /data3
-dd if=/dev/urandom of=random.bin bs=1M count={random_mib} 2>/dev/null
-cat /bin/busybox /usr/sbin/qemu-ga /lib/x86_64-linux-gnu/* /lib/modules/* > /tmp/bin.cat
-i=0; while [ $i -lt 24 ]; do cat /tmp/bin.cat; i=$((i+1)); done > binaries.bin
-i=0; while [ $i -lt 8 ]; do cat /data/seed/text.txt; i=$((i+1)); done > text.bin
-dd if=/dev/zero of=zeros.bin bs=1M count=128 2>/dev/null
-sync
-ls -l /data3 /data/seed
-"""
-
-
-def change_script(count: int, file_mib: int, seed: int) -> tuple[str, int]:
-    """``count`` 1 MiB runs of random data at seeded offsets of random.bin (notrunc)."""
-    offsets = sorted(random.Random(seed).sample(range(file_mib), count))
-    lines = [
-        f"dd if=/dev/urandom of=/data3/random.bin bs=1M count=1 seek={m} conv=notrunc 2>/dev/null"
-        for m in offsets
-    ]
-    return "set -e\n" + "\n".join(lines) + "\nsync\n", count * MiB
-
-
 # --- main -----------------------------------------------------------------------------------
-
-
-def vmvault_json(env: dict[str, str], *args: str) -> Any:
-    proc = subprocess.run([VMVAULT, *args, "--json"], env=env, capture_output=True, text=True)
-    if proc.returncode not in (0, 3):
-        raise RuntimeError(f"vmvault {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-    return json.loads(proc.stdout)
-
-
-def vmvault(env: dict[str, str], *args: str) -> None:
-    proc = subprocess.run([VMVAULT, *args], env=env, capture_output=True, text=True)
-    if proc.returncode not in (0, 3):
-        raise RuntimeError(f"vmvault {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-
-
-def median_of(runs: list[Row]) -> Row:
-    """The run with the median wall time, noting all of them."""
-    ordered = sorted(runs, key=lambda r: r.run.wall)
-    mid = ordered[len(ordered) // 2]
-    if len(runs) == 1:
-        return mid
-    times = " / ".join(f"{r.run.wall:.2f}" for r in runs)
-    note = f"median of {len(runs)} runs ({times} s)"
-    return Row(
-        mid.tool,
-        mid.op,
-        mid.data,
-        mid.run,
-        mid.stored,
-        f"{note}; {mid.note}".rstrip("; "),
-        mid.extra,
-    )
-
-
-def qemu_pid(name: str) -> int | None:
-    try:
-        return int(Path(f"/run/libvirt/qemu/{name}.pid").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def backup_row(
@@ -697,7 +362,7 @@ def main() -> None:
         if args.op[0] == "nbd-read":
             op_nbd_read(args.op[1:])
         elif args.op[0] == "probe":
-            op_probe(args.op[1:])
+            op_probe(args.op[1:], PROBES)
         elif args.op[0] == "pipeline":
             op_pipeline(args.op[1:])
         elif args.op[0] == "restore":
