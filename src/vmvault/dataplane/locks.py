@@ -14,14 +14,17 @@ What a backend must guarantee for these (a hold ends when its holder dies; a reg
 visible before the writer stores anything) is the contract of
 :class:`~vmvault.storage.backend.StorageBackend`; the local backend uses ``flock`` files
 ``locks/vault.lock``, ``locks/gc.lock`` and ``locks/writers/…``.  Here the data path only
-names the locks and turns a timeout into ``VAULT_LOCKED``, naming what it waited for.
+names the locks and turns a timeout into ``VAULT_LOCKED``, naming what it waited for; a
+storage failure while taking a lock or registering a writer (an S3 endpoint gone at the start
+of a backup) becomes the error users see (``STORAGE_UNREACHABLE`` …), as on every chunk.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 
+from vmvault.dataplane.chunkstore import space_errors
 from vmvault.domain.errors import VaultLocked
 from vmvault.storage.backend import StorageBackend, WriterInfo
 from vmvault.storage.errors import LockTimeout
@@ -39,7 +42,8 @@ def held(
     """Hold lock ``name``; :class:`VaultLocked` naming ``holder`` (who we wait for) on timeout."""
     with ExitStack() as stack:
         try:
-            stack.enter_context(backend.lock(name, exclusive=exclusive, timeout=timeout))
+            with space_errors(backend.location):
+                stack.enter_context(backend.lock(name, exclusive=exclusive, timeout=timeout))
         except LockTimeout:
             raise VaultLocked(path=backend.location, holder=holder) from None
         yield
@@ -51,10 +55,15 @@ class WriterRegistry:
     def __init__(self, backend: StorageBackend) -> None:
         self._backend = backend
 
-    def register(self, name: str) -> AbstractContextManager[WriterInfo]:
+    @contextmanager
+    def register(self, name: str) -> Iterator[WriterInfo]:
         """Hold a registration for the duration of the ``with`` block."""
-        return self._backend.register_writer(name)
+        with ExitStack() as stack:
+            with space_errors(self._backend.location):
+                info = stack.enter_context(self._backend.register_writer(name))
+            yield info
 
     def live(self) -> list[WriterInfo]:
         """The writers still running (dead ones are removed)."""
-        return self._backend.live_writers()
+        with space_errors(self._backend.location):
+            return self._backend.live_writers()

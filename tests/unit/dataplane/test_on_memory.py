@@ -14,6 +14,7 @@ from vmvault.domain.errors import (
     ChunkMissing,
     InvalidInput,
     PointNotFound,
+    StorageUnreachable,
     VaultLocked,
     VaultNotInitialised,
 )
@@ -124,3 +125,23 @@ def test_quarantine_without_rename(mem: MemoryBackend, store: VaultStore, tmp_pa
         store.get_chunk(bad)
     backup_point(store, "p2", {"vda": image})  # stores it again: p1 heals
     assert verify_point(store, "p1").ok
+
+
+@pytest.mark.parametrize("op", ["register_writer", "lock", "live_writers"])
+def test_storage_gone_when_a_backup_or_gc_starts_is_storage_unreachable(
+    store: VaultStore, mem: MemoryBackend, op: str
+) -> None:
+    """An endpoint that is gone before the first chunk (the writer registration, the vault
+    lock, GC's list of writers) fails with the error users see, not a raw storage error."""
+    mem.inject(op, times=1)
+    with pytest.raises(StorageUnreachable):
+        if op == "register_writer":
+            with store.writer("p1"):
+                pass
+        elif op == "lock":
+            with store.shared_lock():
+                pass
+        else:
+            store.writers.live()
+    with store.writer("p1"), store.shared_lock():  # the next attempt works
+        assert [w.name for w in store.writers.live()] == ["p1"]
