@@ -16,6 +16,8 @@ from tests.conftest import CliRunner
 from tests.integration.conftest import LAB_VARIANTS, assert_vm_clean, lab_settings
 from tests.integration.test_backup import backup, fsck_clean, md5_in_image, restore, write_file
 from vmvault.bootstrap import Services, bootstrap
+from vmvault.dataplane.chunk import ZERO_ID
+from vmvault.dataplane.chunkstore import chunk_key
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.vault import s3_location
@@ -189,11 +191,11 @@ def test_rgw_killed_during_a_backup_fails_it_cleanly_and_the_next_backup_works(
     s3svc: Services, rgw: Any
 ) -> None:
     vm = N["writer"]
-    before = [p.id for p in s3svc.points.list_points(None, vm)]
+    before = [p.id for p in s3svc.points.list_points("main", vm)]
     last = s3svc.points.get(before[0])
     killed = _kill_rgw_at(s3svc, rgw, JobType.BACKUP, "writing")
     try:
-        outcome = s3svc.backups.backup(None, [vm])[0]
+        outcome = s3svc.backups.backup("main", [vm])[0]
     finally:
         s3svc.runner.phase_observers.clear()
         rgw.restart_rgw()
@@ -201,12 +203,12 @@ def test_rgw_killed_during_a_backup_fails_it_cleanly_and_the_next_backup_works(
     job, log = s3svc.jobs.show(outcome.job.id)
     assert job.state is JobState.FAILED, log
     assert job.error_code == "STORAGE_UNREACHABLE", (job.error_code, log)
-    assert [p.id for p in s3svc.points.list_points(None, vm)] == before  # no half point
+    assert [p.id for p in s3svc.points.list_points("main", vm)] == before  # no half point
     assert_vm_clean(s3svc.settings.work_dir, vm, {last.checkpoint} - {None})
 
-    again = s3svc.backups.backup(None, [vm])[0]
+    again = s3svc.backups.backup("main", [vm])[0]
     assert again.result is not None, s3svc.jobs.show(again.job.id)
-    verified = s3svc.points.verify(None)
+    verified = s3svc.points.verify("main")
     assert verified.job.state is JobState.COMPLETED, s3svc.jobs.show(verified.job.id)
 
 
@@ -215,12 +217,12 @@ def test_rgw_killed_during_gc_fails_it_cleanly_and_the_rerun_collects(
 ) -> None:
     vm = N["writer"]
     write_file(vm, "/data/gc.bin", 4)
-    doomed = s3svc.backups.backup(None, [vm])[0]
+    doomed = s3svc.backups.backup("main", [vm])[0]
     assert doomed.result is not None
     s3svc.points.delete_point(doomed.result.id)
     killed = _kill_rgw_at(s3svc, rgw, JobType.GC, "collecting")
     try:
-        outcome = s3svc.points.gc(None)
+        outcome = s3svc.points.gc("main")
     except VmvaultError:
         outcome = None
     finally:
@@ -228,7 +230,81 @@ def test_rgw_killed_during_gc_fails_it_cleanly_and_the_rerun_collects(
         rgw.restart_rgw()
     assert killed, "GC never started collecting"
     assert outcome is not None and outcome.job.state is JobState.FAILED
-    rerun = s3svc.points.gc(None)
+    rerun = s3svc.points.gc("main")
     assert rerun.job.state is JobState.COMPLETED, s3svc.jobs.show(rerun.job.id)
-    verified = s3svc.points.verify(None)
+    verified = s3svc.points.verify("main")
+    assert verified.job.state is JobState.COMPLETED, s3svc.jobs.show(verified.job.id)
+
+
+def _a_chunk_of(svc: Services, vault: str, point_id: str) -> str:
+    """The storage key of one non-zero chunk the point references in ``vault``."""
+    store = svc.vaults.open_store(svc.vaults.resolve(vault))
+    manifest = store.read_manifest(point_id)
+    for disk in manifest.disks:
+        if disk.index is None:
+            continue
+        for cid in store.read_point_index(manifest, disk.target).ids:
+            if cid != ZERO_ID:
+                return chunk_key(cid)
+    raise AssertionError(f"point {point_id} has no data chunk")
+
+
+def test_a_chunk_lost_or_corrupted_in_the_s3_vault_is_healed_from_a_local_copy(
+    s3svc: Services, rgw: Any
+) -> None:
+    vm = N["writer"]
+    s3svc.vaults.create("local", "local", None)
+    copies = s3svc.copies.copy("main", "local", [vm])
+    assert all(c.job.state is JobState.COMPLETED for c in copies), copies
+    newest = s3svc.points.list_points("main", vm)[0]
+    lost = _a_chunk_of(s3svc, "main", newest.id)
+    backend = s3svc.vaults.backend(s3svc.vaults.resolve("main"))
+    backend.delete(lost)
+
+    found = s3svc.points.verify("main", point_id=newest.id)
+    job, log = s3svc.jobs.show(found.job.id)
+    assert job.state is JobState.COMPLETED_WITH_WARNINGS, log
+    assert any("healed" in line and "local" in line for line in log), log
+    assert backend.exists(lost)
+    clean = s3svc.points.verify("main", point_id=newest.id)
+    assert clean.job.state is JobState.COMPLETED, s3svc.jobs.show(clean.job.id)
+
+    # corrupted in place (a PUT over it, as a faulty or malicious store would): healed too
+    data = bytearray(backend.get(lost))
+    data[len(data) // 2] ^= 0xFF
+    backend.publish(lost, bytes(data))
+    found = s3svc.points.verify("main", point_id=newest.id)
+    assert found.job.state is JobState.COMPLETED_WITH_WARNINGS, s3svc.jobs.show(found.job.id)
+    assert s3svc.points.verify("main", point_id=newest.id).job.state is JobState.COMPLETED
+
+
+def test_rgw_killed_during_a_copy_leaves_no_point_and_the_rerun_completes(
+    s3svc: Services, rgw: Any
+) -> None:
+    """A copy from the local vault into a second, empty S3 vault; RGW killed as the copy of
+    the first point begins."""
+    vm = N["writer"]
+    if "local" not in [v.name for v in s3svc.vaults.list_vaults()]:
+        s3svc.vaults.create("local", "local", None)
+        s3svc.copies.copy("main", "local", [vm])
+    where = s3_location(
+        rgw.endpoint, rgw.bucket("copy"), "v", credentials_file=str(s3svc.settings.home / "s3.ini")
+    )
+    s3svc.vaults.create("far", "local", None, s3=where)
+    killed = _kill_rgw_at(s3svc, rgw, JobType.COPY, "copying")
+    try:
+        outcomes = s3svc.copies.copy("local", "far", [vm])
+    finally:
+        s3svc.runner.phase_observers.clear()
+        rgw.restart_rgw()
+    assert killed, "the copy never began copying"
+    job, log = s3svc.jobs.show(outcomes[0].job.id)
+    assert job.state is JobState.FAILED, log
+    assert job.error_code == "STORAGE_UNREACHABLE", (job.error_code, log)
+    held = [p.id for p in s3svc.points.list_points("far", vm)]
+    assert held == [], held  # no half point
+
+    rerun = s3svc.copies.copy("local", "far", [vm])
+    assert all(c.job.state is JobState.COMPLETED for c in rerun), rerun
+    verified = s3svc.points.verify("far")
     assert verified.job.state is JobState.COMPLETED, s3svc.jobs.show(verified.job.id)

@@ -15,7 +15,7 @@ import pytest
 
 from vmvault.dataplane.restore import restore_disk
 from vmvault.dataplane.vault import VaultStore
-from vmvault.domain.errors import DiskReadFailed
+from vmvault.domain.errors import DiskReadFailed, StorageUnreachable
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import BackupStep, Consistency, RecoveryPoint
 from vmvault.domain.vm import PowerState, VmItem, VmState
@@ -304,6 +304,31 @@ def test_a_failed_read_is_discarded(world: World, monkeypatch: pytest.MonkeyPatc
     assert sorted(world.store().list_index_dirs()) == store_before  # nor in the vault
     assert world.dom.checkpoints == [first.checkpoint]  # no stray checkpoint
     world.assert_clean()
+    again = world.ok()
+    assert all(d.incremental for d in again.disks)
+
+
+def test_a_vault_gone_mid_backup_keeps_its_error_when_the_discard_fails_too(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vault (an S3 endpoint) vanishes while chunks are written: the undo cannot delete
+    what was written either; the job fails with the vault's error, not an internal one."""
+    first = world.ok()
+    world.dom.disk("vdb").write(0, b"y")
+
+    def gone(*_args: Any, **_kw: Any) -> Any:
+        raise StorageUnreachable(path="s3://b/v/", why="the endpoint cannot be reached")
+
+    monkeypatch.setattr("vmvault.dataplane.chunkstore.ChunkBatch.commit", gone)
+    monkeypatch.setattr("vmvault.dataplane.vault.VaultStore.delete_point", gone)
+    out = world.backup()
+    monkeypatch.undo()
+    job = world.job(out.job.id)
+    assert job.state is JobState.FAILED and job.error_code == "STORAGE_UNREACHABLE"
+    log = world.log(out.job.id)
+    assert any("could not remove what was written" in line for line in log), log
+    assert [p.id for p in world.points()] == [first.id]
+    assert world.dom.checkpoints == [first.checkpoint]  # the checkpoint went all the same
     again = world.ok()
     assert all(d.incremental for d in again.disks)
 

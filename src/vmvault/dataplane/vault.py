@@ -382,5 +382,6 @@ class VaultStore:
 
     def delete_point(self, point_id: str) -> None:
         """Manifest first, durably (the point stops existing), then its indexes."""
-        retry(lambda: self.backend.delete(manifest_key(point_id)))
-        self.backend.delete_prefix(f"{INDEXES}/{check_name(point_id, 'recovery point id')}/")
+        with space_errors(self.location):
+            retry(lambda: self.backend.delete(manifest_key(point_id)))
+            self.backend.delete_prefix(f"{INDEXES}/{check_name(point_id, 'recovery point id')}/")

@@ -90,7 +90,7 @@ def error_code(exc: bx.ClientError) -> tuple[str, int]:
 
 def translate(exc: BaseException, op: str, key: str | None, location: str) -> StorageError:
     """The storage error for ``exc``, raised by the S3 request ``op`` on ``key``."""
-    where = f"{location}/{key}" if key else location
+    where = f"{location.rstrip('/')}/{key}" if key else location
     if isinstance(exc, bx.ClientError):
         code, status = error_code(exc)
         label = f"{status} {code}".strip()

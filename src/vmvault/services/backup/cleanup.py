@@ -2,7 +2,9 @@
 
 *A failure or cancel* in the backup's own process: :func:`discard` deletes the new checkpoint
 and the point's index files (its orphan chunks go at the next GC): no half point, no stray
-checkpoint.  The pull job was already ended and the guest released by the point session.
+checkpoint.  When the vault itself is what failed (an S3 endpoint gone), the deletion may
+fail too: it is logged and the job keeps its own error; what was written has no manifest,
+so it is no point, and GC removes it.  The pull job was already ended and the guest released by the point session.
 
 *A process that died* left its job's journal (``docs/backup.md``, "Journal"), which
 :func:`~vmvault.domain.recovery_point.unfinished_backup` reads into an
@@ -63,7 +65,13 @@ def discard(
                 ctx.log(f"removed checkpoint {checkpoint} of the failed backup")
         except VmvaultError as exc:
             ctx.log(f"could not remove checkpoint {checkpoint}: {exc.text}")
-    store.delete_point(point_id)
+    try:
+        store.delete_point(point_id)
+    except VmvaultError as exc:  # the vault itself failed (an S3 endpoint gone): keep the cause
+        ctx.log(
+            f"could not remove what was written of point {point_id} ({exc.text}): without a "
+            "manifest it is no point; garbage collection removes its indexes and chunks"
+        )
 
 
 class BackupCleanUp:
