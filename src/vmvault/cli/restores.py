@@ -21,6 +21,7 @@ FromVaultOpt = Annotated[
     str | None,
     typer.Option(
         "--from-vault",
+        "--vault",
         help="Read the point from this vault (one holding it or a copy; default: its own).",
     ),
 ]
