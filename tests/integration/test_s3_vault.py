@@ -133,14 +133,19 @@ def test_vault_create_refuses_bad_s3_coordinates_and_creates_nothing(
     assert cli("vault", "list", "--json").json() == []
     assert _objects(rgw, bucket) == []
 
-    # a bucket and prefix that already hold a vault: refused, the first vault untouched
+    # a bucket and prefix that already hold a vault: refused, the first vault untouched —
+    # by this catalog (it knows the vault) and by another one (it finds the objects)
     create_s3_vault(cli, rgw, bucket)
     before = sorted(_objects(rgw, bucket))
-    r = cli(
+    second = (
         "vault", "create", "second", "--location", "local", "--storage", "s3",
         "--endpoint", rgw.endpoint, "--bucket", bucket, "--prefix", "vaults/main/",
-        env=rgw.env(),
     )  # fmt: skip
+    r = cli(*second, env=rgw.env())
+    assert r.code == 2 and "error INVALID_INPUT" in r.stderr and "overlaps" in r.stderr, r.stderr
+    elsewhere = tmp_path / "another-catalog"
+    elsewhere.mkdir()
+    r = cli(*second, env=rgw.env() | {"VMVAULT_HOME": str(elsewhere)})
     assert r.code == 2 and "error VAULT_STORAGE_IN_USE" in r.stderr, r.stderr
     assert sorted(_objects(rgw, bucket)) == before
     assert [v["name"] for v in cli("vault", "list", "--json").json()] == ["main"]
@@ -220,6 +225,7 @@ def test_rgw_killed_during_gc_fails_it_cleanly_and_the_rerun_collects(
     doomed = s3svc.backups.backup("main", [vm])[0]
     assert doomed.result is not None
     s3svc.points.delete_point(doomed.result.id)
+    chunks_before = s3svc.vaults.stored_chunk_bytes(s3svc.vaults.resolve("main"))
     killed = _kill_rgw_at(s3svc, rgw, JobType.GC, "collecting")
     try:
         outcome = s3svc.points.gc("main")
@@ -230,6 +236,8 @@ def test_rgw_killed_during_gc_fails_it_cleanly_and_the_rerun_collects(
         rgw.restart_rgw()
     assert killed, "GC never started collecting"
     assert outcome is not None and outcome.job.state is JobState.FAILED
+    assert outcome.job.error_code == "STORAGE_UNREACHABLE", s3svc.jobs.show(outcome.job.id)
+    assert s3svc.vaults.stored_chunk_bytes(s3svc.vaults.resolve("main")) == chunks_before
     rerun = s3svc.points.gc("main")
     assert rerun.job.state is JobState.COMPLETED, s3svc.jobs.show(rerun.job.id)
     verified = s3svc.points.verify("main")

@@ -9,13 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from vmvault.domain.errors import InvalidInput, VaultExists, VaultStorageInUse, VmvaultError
+from vmvault.dataplane.gc import collect_garbage
+from vmvault.domain.errors import (
+    InvalidInput,
+    StorageUnreachable,
+    VaultExists,
+    VaultStorageInUse,
+    VmvaultError,
+)
 from vmvault.domain.vault import S3Location, s3_location
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
 from vmvault.services.vaults import IDENTITY_KEY, VaultService
 from vmvault.storage.backend import Data, StorageBackend
-from vmvault.storage.errors import PermanentStorageError
+from vmvault.storage.errors import RETRY_ATTEMPTS, EndpointUnreachable, PermanentStorageError
 from vmvault.storage.local import LocalBackend
 from vmvault.storage.memory import MemoryBackend
 
@@ -88,16 +95,38 @@ def test_an_s3_vault_holds_its_identity_and_config_and_the_catalog_names_the_buc
 def test_a_prefix_that_holds_objects_is_refused_and_nothing_is_created(
     setup: tuple[VaultService, Buckets],
 ) -> None:
-    svc, _ = setup
+    svc, buckets = setup
     svc.create("far", "local", None, s3=WHERE)
+    # the same bucket and prefix, or one inside the other, as a vault of this catalog
+    for prefix in ("site-a", "site-a/inner", ""):
+        where = s3_location(WHERE.endpoint, "backups", prefix)
+        with pytest.raises(InvalidInput, match="overlaps vault 'far'"):
+            svc.create("other", "local", None, s3=where)
+    # objects of someone else (another catalog's vault, any data)
+    foreign = s3_location(WHERE.endpoint, "backups", "site-b")
+    buckets(foreign).put("data/x", b"not ours")
     with pytest.raises(VaultStorageInUse) as e:
-        svc.create("other", "local", None, s3=WHERE)
+        svc.create("other", "local", None, s3=foreign)
     assert e.value.code == "VAULT_STORAGE_IN_USE"
     assert [v.name for v in svc.list_vaults()] == ["far"]
     with pytest.raises(VaultExists):
         svc.create("far", "local", None, s3=s3_location("http://h", "backups", "elsewhere"))
     # another prefix of the same bucket is another vault
     assert svc.create("b", "local", None, s3=s3_location(WHERE.endpoint, "backups", "b")).s3
+
+
+def test_what_a_failed_create_left_is_taken_over_by_the_same_command(
+    setup: tuple[VaultService, Buckets],
+) -> None:
+    """A create whose identity put timed out after the server applied it (or whose undo
+    could not reach the bucket) left ``vmvault-vault.json``: the same command again works."""
+    svc, buckets = setup
+    backend = buckets(WHERE)
+    backend.put(IDENTITY_KEY, b'{"name": "far", "location": "local"}')
+    with pytest.raises(VaultStorageInUse):  # another name: not its leftover
+        svc.create("near", "local", None, s3=WHERE)
+    assert svc.create("far", "local", None, s3=WHERE).name == "far"
+    assert {o.key for o in backend.list_objects("")} == {IDENTITY_KEY, "config"}
 
 
 def test_a_storage_failure_leaves_nothing_behind(setup: tuple[VaultService, Buckets]) -> None:
@@ -122,3 +151,25 @@ def test_s3_and_a_directory_are_exclusive(setup: tuple[VaultService, Buckets]) -
     svc, _ = setup
     with pytest.raises(InvalidInput, match="--path"):
         svc.create("far", "local", "/tmp/x", s3=WHERE)
+
+
+def test_a_vault_whose_endpoint_is_gone_is_storage_unreachable_for_every_command(
+    setup: tuple[VaultService, Buckets],
+) -> None:
+    """Opening the vault (its config), reading a manifest, listing, GC: each a user's error
+    (``STORAGE_UNREACHABLE``), never an internal one."""
+    svc, buckets = setup
+    vault = svc.create("far", "local", None, s3=WHERE)
+    store = svc.open_store(vault)
+    backend = buckets.backends[WHERE]
+    gone = EndpointUnreachable("GetObject: the endpoint cannot be reached")
+    for op, call in [
+        ("get", lambda: svc.open_store(vault)),
+        ("get", lambda: store.read_manifest("p1")),
+        ("list_objects", store.list_manifests),
+        ("list_objects", lambda: collect_garbage(store)),
+        ("exists", lambda: store.has_manifest("p1")),
+    ]:
+        backend.inject(op, gone, times=RETRY_ATTEMPTS)
+        with pytest.raises(StorageUnreachable):
+            call()

@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vmvault.dataplane.chunkstore import is_chunk_name
+from vmvault.dataplane.chunkstore import is_chunk_name, space_errors
 from vmvault.dataplane.locks import DEFAULT_WAIT
 from vmvault.dataplane.vault import INDEXES, VaultStore
 from vmvault.domain.errors import Cancelled, IndexCorrupt, PointNotFound
@@ -114,8 +114,19 @@ def collect_garbage(
     ``cancel`` is polled after the mark, every 1024 objects of the scan and of the sweep; when
     it returns True, :class:`Cancelled` is raised.  Stopping anywhere is safe: only
     unreferenced objects past the cutoff are ever deleted, and the next GC finds what this one
-    left."""
+    left.  A storage failure (an S3 endpoint gone) ends it with the error users see
+    (``STORAGE_UNREACHABLE`` …): what was deleted by then was garbage, the rest stays."""
+    with space_errors(store.location):
+        return _collect(store, grace_seconds, dry_run, lock_timeout, cancel)
 
+
+def _collect(
+    store: VaultStore,
+    grace_seconds: float,
+    dry_run: bool,
+    lock_timeout: float,
+    cancel: Callable[[], bool] | None,
+) -> GcReport:
     def check() -> None:
         if cancel is not None and cancel():
             raise Cancelled(operation="garbage collection")

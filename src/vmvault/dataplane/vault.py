@@ -69,6 +69,13 @@ def backend_of(where: Where) -> StorageBackend:
     return where
 
 
+def _get(backend: StorageBackend, key: str) -> bytes:
+    """One metadata object (config, index, manifest), retried; storage failures as the errors
+    users see (``STORAGE_UNREACHABLE`` …); :class:`ObjectMissing` for the caller to name."""
+    with space_errors(backend.location):
+        return retry(lambda: backend.get(key))
+
+
 def check_name(value: str, what: str) -> str:
     """Point ids and disk targets become parts of keys: keep them plain."""
     if not _NAME.fullmatch(value) or ".." in value:
@@ -165,7 +172,7 @@ class VaultStore:
     ) -> VaultStore:
         backend = backend_of(where)
         try:
-            data = retry(lambda: backend.get(CONFIG_NAME))
+            data = _get(backend, CONFIG_NAME)
         except ObjectMissing:
             raise VaultNotInitialised(path=backend.location) from None
         config = VaultConfig.from_bytes(data, backend.location)
@@ -317,7 +324,7 @@ class VaultStore:
         key = index_key(point_id, target)
         name = f"{point_id}/{target}{INDEX_SUFFIX}"
         try:
-            data = retry(lambda: self.backend.get(key))
+            data = _get(self.backend, key)
         except ObjectMissing:
             raise IndexCorrupt(index=name, why="file missing") from None
         if digest is not None and index_digest(data) != digest:
@@ -332,7 +339,9 @@ class VaultStore:
 
     def list_index_dirs(self) -> list[str]:
         """The point ids that have index objects (with or without a manifest)."""
-        return sorted({info.key.split("/")[1] for info in self.backend.list_objects(INDEXES + "/")})
+        with space_errors(self.location):
+            listed = list(self.backend.list_objects(INDEXES + "/"))
+        return sorted({info.key.split("/")[1] for info in listed})
 
     # --- manifests ---------------------------------------------------------------------------
 
@@ -340,7 +349,8 @@ class VaultStore:
 
     def has_manifest(self, point_id: str) -> bool:
         """Whether the recovery point exists in the vault."""
-        return retry(lambda: self.backend.exists(manifest_key(point_id)))
+        with space_errors(self.location):
+            return retry(lambda: self.backend.exists(manifest_key(point_id)))
 
     def write_manifest(self, m: Manifest) -> None:
         """Make the recovery point exist (its indexes must be written already)."""
@@ -357,7 +367,7 @@ class VaultStore:
     def read_manifest(self, point_id: str) -> Manifest:
         key = manifest_key(point_id)
         try:
-            data = retry(lambda: self.backend.get(key))
+            data = _get(self.backend, key)
         except ObjectMissing:
             raise PointNotFound(point=point_id, path=self.location) from None
         return manifest_codec.decode(
@@ -373,7 +383,9 @@ class VaultStore:
 
     def list_manifests(self) -> list[str]:
         prefix = MANIFESTS + "/"
-        names = (info.key[len(prefix) :] for info in self.backend.list_objects(prefix))
+        with space_errors(self.location):
+            listed = list(self.backend.list_objects(prefix))
+        names = (info.key[len(prefix) :] for info in listed)
         return sorted(
             n[: -len(MANIFEST_SUFFIX)]
             for n in names

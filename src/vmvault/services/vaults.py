@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -40,7 +41,7 @@ from vmvault.services.paths import check_writable, first_missing, user_path
 from vmvault.services.ports import Hypervisor, UnitOfWork, UnitOfWorkFactory
 from vmvault.storage import local
 from vmvault.storage.backend import StorageBackend
-from vmvault.storage.errors import StorageError
+from vmvault.storage.errors import ObjectMissing, StorageError
 
 #: Opens the storage backend of a vault: its directory, or its S3 coordinates.
 StorageFactory = Callable[[Path | S3Location], StorageBackend]
@@ -184,11 +185,23 @@ class VaultService:
         with self.uow() as uow:
             if uow.vaults.get(name) is not None:
                 raise VaultExists(name=name)
+        with self.uow() as uow:
+            for other in uow.vaults.all():
+                if _overlaps(other.s3, s3):
+                    raise InvalidInput(
+                        f"it overlaps vault '{other.name}' ({other.path}): vaults in one bucket "
+                        "need prefixes that do not contain each other",
+                        what=f"--prefix {s3.prefix or '(none)'}",
+                    )
         with storage_failures(s3.url, name):
             backend = self.storage(s3)
-            first = next(iter(backend.list_objects("")), None)
-        if first is not None:
-            raise VaultStorageInUse(url=s3.url, endpoint=s3.endpoint, key=first.key)
+            found = [o.key for o in itertools.islice(backend.list_objects(""), 3)]
+            if found and self._leftover(backend, found, name):
+                for key in (CONFIG_NAME, IDENTITY_KEY):  # an earlier create of this name failed
+                    backend.delete(key)
+                found = []
+        if found:
+            raise VaultStorageInUse(url=s3.url, endpoint=s3.endpoint, key=found[0])
         with self.uow() as uow:
             if uow.vaults.get(name) is not None:
                 raise VaultExists(name=name)
@@ -221,6 +234,18 @@ class VaultService:
                 raise
         return vault
 
+    def _leftover(self, backend: StorageBackend, keys: list[str], name: str) -> bool:
+        """Whether ``keys`` are what a failed ``vault create`` of ``name`` could leave (its
+        identity object, perhaps its config) and no vault of that name exists."""
+        if not set(keys) <= {IDENTITY_KEY, CONFIG_NAME} or IDENTITY_KEY not in keys:
+            return False
+        try:
+            identity = json.loads(backend.get(IDENTITY_KEY))
+        except (ValueError, ObjectMissing):
+            return False
+        with self.uow() as uow:
+            return identity.get("name") == name and uow.vaults.get(name) is None
+
     def backend(self, vault: Vault) -> StorageBackend:
         """The vault's storage backend (its directory, or its bucket and prefix)."""
         return self.storage(vault.s3 if vault.s3 is not None else Path(vault.path))
@@ -229,12 +254,12 @@ class VaultService:
         """Open the vault's chunk store (asks for the passphrase of an encrypted vault)."""
         with space_errors(vault.path):
             backend = self.backend(vault)
-        if not vault.encrypted:
-            return VaultStore.open(backend)
-        secret = self.passphrase()
-        if not secret:
-            raise PassphraseRequired(path=vault.path)
-        return VaultStore.open(backend, passphrase=secret, key_file=Path(str(vault.key_file)))
+            if not vault.encrypted:
+                return VaultStore.open(backend)
+            secret = self.passphrase()
+            if not secret:
+                raise PassphraseRequired(path=vault.path)
+            return VaultStore.open(backend, passphrase=secret, key_file=Path(str(vault.key_file)))
 
     def stored_chunk_bytes(self, vault: Vault) -> int:
         """Bytes the vault's chunk objects take (through the storage contract; no key needed)."""
@@ -306,6 +331,14 @@ class VaultService:
     def list_hosts(self, location: str | None = None) -> list[Host]:
         with self.uow() as uow:
             return uow.hosts.all(location)
+
+
+def _overlaps(a: S3Location | None, b: S3Location) -> bool:
+    """Two S3 vaults whose keys could meet: same endpoint and bucket, one prefix inside the
+    other (a vault's GC would take the other's objects for its own garbage)."""
+    if a is None or (a.endpoint, a.bucket) != (b.endpoint, b.bucket):
+        return False
+    return a.prefix.startswith(b.prefix) or b.prefix.startswith(a.prefix)
 
 
 def _directories_only(where: Path | S3Location) -> StorageBackend:
