@@ -156,8 +156,9 @@ step "Restore straight from the S3 copy" restore lab-standard-1 --point "$last" 
 ok_or_warn $V restore lab-standard-1 --point "$last" --from-vault offsite --disks-only --dir "$VMVAULT_HOME/restore-s3" --format raw
 ls -ls "$VMVAULT_HOME/restore-s3"
 
-step "Dashboard" dashboard
-$V dashboard
+step "Dashboard of each vault (the S3 one holds the copies)" dashboard --vault demo
+$V dashboard --vault demo
+$V dashboard --vault offsite
 
 step "Every operation is a job" jobs list --since 1h
 $V jobs list --since 1h

@@ -7,7 +7,8 @@
 * the protected VMs that need attention: last backup failed, overdue
   (:func:`~vmvault.domain.policy.overdue_at` after the last point, or after protection was
   configured when there is none yet), or deleted from libvirt;
-* storage: bytes of the vault's chunk files, logical bytes of its points, their ratio.
+* storage: bytes of the vault's chunk files, logical bytes of the points it holds (its own
+  and the copies of other vaults' points), their ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from functools import partial
 from vmvault.domain.job import JobState, JobType
 from vmvault.domain.policy import overdue_at
 from vmvault.domain.vm import VmState
+from vmvault.services import holdings
 from vmvault.services.context import Service
 
 WINDOW = timedelta(hours=24)
@@ -58,7 +60,7 @@ class DashboardService(Service):
         with self.uow() as uow:
             vms = uow.vms.all(uris)
             jobs = uow.jobs.find(since=now - WINDOW, limit=100_000)
-            points = uow.points.in_vault(vault.name)
+            points = holdings.held_in(uow, vault.name)  # its own points and its copies
             policies = {r.name: r.policy for r in uow.policies.all(vault.name)}
             last_backup_job = {
                 vm.uuid: next(iter(uow.jobs.find(JobType.BACKUP, vm_uuid=vm.uuid, limit=1)), None)

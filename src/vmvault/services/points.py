@@ -92,7 +92,11 @@ class PointService(Service):
             return resolve_vm(uow, ref)
 
     def list_points(self, vault_name: str | None, vm_ref: str | None) -> list[RecoveryPoint]:
-        """The points the vault holds — taken into it or copied there — newest first."""
+        """The points the vault holds — taken into it or copied there — newest first; for a
+        VM and no vault named, its points in every vault (``holders`` says which)."""
+        if vault_name is None and vm_ref is not None:
+            with self.uow() as uow:
+                return uow.points.for_vm(resolve_vm(uow, vm_ref).uuid)
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
             vm = resolve_vm(uow, vm_ref) if vm_ref is not None else None
