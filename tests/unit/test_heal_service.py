@@ -118,7 +118,7 @@ def test_verify_heals_a_deleted_chunk_from_the_copy_and_names_it(world: World) -
     job = outcome.job
     assert job.state is JobState.COMPLETED_WITH_WARNINGS, world.log(job)
     assert any(
-        f"vda: chunk {gone.hex()} (bytes [{2 * CS}, {3 * CS})) healed in vault main from "
+        f"chunk {gone.hex()} (disk vda bytes [{2 * CS}, {3 * CS})) healed in vault main from "
         "vault offsite" in line
         for line in world.log(job)
     )

@@ -25,8 +25,9 @@ def points_list(
     json_: JsonOpt = False,
 ) -> None:
     """List the recovery points a vault holds (taken into it or copied there), newest first;
-    VAULTS names every vault holding each (its own first)."""
-    points = services().points.list_points(vault, vm)
+    VAULTS names every vault holding each (its own first); DAMAGED: marked damaged in the
+    listed vault."""
+    listed, points = services().points.listing(vault, vm)
     held = services().points.holders([p.id for p in points])
     if json_:
         emit_json([point_doc(p, held.get(p.id)) for p in points])
@@ -42,7 +43,7 @@ def points_list(
         )
         render.add_row(
             table,
-            p.id + (" DAMAGED" if p.damaged else ""),
+            p.id + (" DAMAGED" if listed in held[p.id].damaged else ""),
             p.vm_name,
             render.short_time(p.created_at),
             p.consistency.value,
@@ -50,16 +51,18 @@ def points_list(
             disks,
             size(p.bytes_logical),
             size(p.bytes_new),
-            ",".join(held.get(p.id, [p.vault])),
+            ",".join(held[p.id].vaults),
         )
     out.print(table)
 
 
 @points_app.command("show")
 def points_show(point_id: str, json_: JsonOpt = False) -> None:
-    """Show one recovery point (VAULTS: every vault holding it, its own first)."""
+    """Show one recovery point (VAULTS: every vault holding it, its own first; DAMAGED: the
+    damage recorded in each vault)."""
     p = services().points.get(point_id)
-    doc = point_doc(p, services().points.holders([p.id]).get(p.id, [p.vault]))
+    held = services().points.holders([p.id])[p.id]
+    doc = point_doc(p, held)
     if json_:
         emit_json(doc)
         return
@@ -81,9 +84,11 @@ def points_show(point_id: str, json_: JsonOpt = False) -> None:
         )
     for w in p.warnings:
         out.print(f"warning: {w}", markup=False)
-    for dmg in p.damaged or ():
-        spans = ", ".join(f"[{a}, {b})" for a, b in dmg.ranges)
-        out.print(f"DAMAGED disk {dmg.disk}: bytes {spans} (docs/healing.md)", markup=False)
+    for vault_name, damage in held.damaged.items():
+        for dmg in damage:
+            out.print(
+                f"DAMAGED in vault {vault_name}: {dmg.describe()} (docs/healing.md)", markup=False
+            )
 
 
 @points_app.command("delete")
