@@ -296,6 +296,48 @@ def test_retention_of_the_target_prunes_its_copies_only(world: World) -> None:
         assert {p.id for p in u.points.in_vault("A")} == {"p0", "p1", "p2", "p3"}
 
 
+def test_retention_of_the_target_leaves_backups_taken_into_it(world: World) -> None:
+    """A backup taken directly into B (its own vault is B) is no copy: B's copy retention
+    keeps it however old it is, and its catalog row stays."""
+    start = now() - 5 * DAY
+    add_point(world, "B", "b0", 9, start - DAY)  # the oldest point B holds
+    for i in range(4):
+        add_point(world, "A", f"p{i}", i, start + i * DAY)
+    policy = Policy.create(
+        "gold", "daily@02:00", "UTC", Retention(daily=7), CopyOption("B", Retention(daily=2))
+    )
+    outcome = world.service().copy_vm("A", "B", "web", None, (policy, Retention(daily=2)))
+    assert outcome.result is not None
+    assert sorted(outcome.result.pruned) == ["p0", "p1"]
+    assert world.store("B").list_manifests() == ["b0", "p2", "p3"]
+    with world.uow() as u:
+        b0 = u.points.get("b0")
+        assert b0 is not None and b0.vault == "B"
+
+
+def test_the_id_hint_comes_from_a_point_both_vaults_hold(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B's newest point of the VM is one A does not hold (taken into B): the hint is read
+    from the newest point *both* hold, whose two indexes are of the same data."""
+    t = now() - 3 * DAY
+    add_point(world, "A", "p1", 1, t)
+    world.service().copy("A", "B", ["web"])
+    add_point(world, "B", "zb", 5, t + DAY)  # newest in B, sorts last, not in A
+    add_point(world, "A", "p2", 2, t + 2 * DAY)
+    asked: list[list[str]] = []
+    real = copies_module.known_ids
+
+    def spy(src: VaultStore, dst: VaultStore, point_ids: Any) -> dict[bytes, bytes]:
+        asked.append(list(point_ids))
+        return real(src, dst, point_ids)
+
+    monkeypatch.setattr(copies_module, "known_ids", spy)
+    [outcome] = world.service().copy("A", "B", ["web"])
+    assert outcome.result is not None and outcome.result.points == ["p2"]
+    assert asked == [["p1"]]
+
+
 def test_a_point_removed_from_its_own_vault_stays_in_its_copy(world: World) -> None:
     add_point(world, "A", "p1", 1, now())
     world.service().copy("A", "B", ["web"])

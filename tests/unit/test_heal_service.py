@@ -18,6 +18,7 @@ from tests.unit.test_heal import LAYOUT, POINT, copy_reencoded, flip, indexes
 from vmvault.dataplane import VaultStore, keys
 from vmvault.dataplane.chunkstore import QUARANTINE_SUFFIX
 from vmvault.dataplane.restore import verify_point
+from vmvault.documents import point_doc
 from vmvault.domain.errors import PointDamaged, PointNotInVault
 from vmvault.domain.job import Job, JobState
 from vmvault.domain.recovery_point import (
@@ -246,3 +247,43 @@ def test_verify_of_the_copy_heals_it_from_the_points_own_vault(world: World) -> 
 def test_a_verify_of_the_copys_vault_without_a_copy_is_refused(world: World) -> None:
     with pytest.raises(PointNotInVault):
         world.svc.verify("offsite", point_id=POINT)
+
+
+def test_an_explicit_vault_marked_damaged_is_refused_naming_the_intact_holder(
+    world: World,
+) -> None:
+    """``--from-vault main`` is what the user asked for: never silently read from offsite."""
+    world.add_copy()
+    with world.uow() as uow:
+        uow.copies.set_damaged(POINT, "main", [DamagedDisk("vdb", ((0, CS),))])
+        uow.commit()
+    out = world.tmp / "r"
+    with pytest.raises(PointDamaged) as err:
+        world.svc.restore_disks("vm1", POINT, str(out), fmt="raw", from_vault="main")
+    assert "intact in vault offsite" in err.value.text
+    assert f"disk vdb bytes [0, {CS})" in err.value.text
+    assert "--from-vault" in err.value.remedy_text
+    assert not out.exists() or not list(out.iterdir())
+    # not named: the intact copy is read instead (and the log says so)
+    restore, _ = world.restore("r2")
+    assert restore.job.state is JobState.COMPLETED, world.log(restore.job)
+
+
+def test_the_damage_shown_is_the_listed_vaults(world: World) -> None:
+    """Damage of the copy in offsite: DAMAGED under offsite, not under main (and back)."""
+    world.add_copy()
+    with world.uow() as uow:
+        uow.copies.set_damaged(POINT, "offsite", [DamagedDisk("vda", ((0, CS),))])
+        uow.commit()
+    held = world.svc.holders([POINT])[POINT]
+    assert held.vaults == ["main", "offsite"]
+    assert held.damaged == {"offsite": (DamagedDisk("vda", ((0, CS),)),)}
+    listed, points = world.svc.listing("offsite", None)
+    assert listed == "offsite" and [p.id for p in points] == [POINT]
+    assert world.point().damaged is None  # the own vault's mark is not the copy's
+    doc = point_doc(world.point(), held)
+    assert doc["damaged"] == {"offsite": [{"disk": "vda", "ranges": [[0, CS]]}]}
+    assert point_doc(world.point(), world.svc.holders([POINT])[POINT])["vaults"] == [
+        "main",
+        "offsite",
+    ]
