@@ -9,12 +9,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.unit.catalog_world import catalog, now
 from vmvault.dataplane import DiskEntry, FileSource, Manifest, backup_disk, keys, verify_point
 from vmvault.dataplane.restore import restore_disk
 from vmvault.dataplane.vault import VaultStore
@@ -31,9 +32,6 @@ from vmvault.domain.job import JobState, JobType
 from vmvault.domain.policy import CopyOption, Policy
 from vmvault.domain.recovery_point import Consistency, Method, PointDisk, RecoveryPoint
 from vmvault.domain.retention import Retention
-from vmvault.domain.vm import PowerState, VmItem
-from vmvault.persistence.catalog import SqlUnitOfWork
-from vmvault.persistence.engine import open_catalog
 from vmvault.services import copies as copies_module
 from vmvault.services import holdings
 from vmvault.services.context import ServiceContext
@@ -45,10 +43,6 @@ CS = 64 << 10
 URI = "memory:///"
 UUID = "cccccccc-2222-3333-4444-555555555555"
 OTHER = "dddddddd-2222-3333-4444-555555555555"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Killed(BaseException):
@@ -135,24 +129,10 @@ def add_point(
 
 @pytest.fixture()
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.setattr(keys, "SCRYPT_N", 2**12)
-    engine = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-
-    def uow() -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine)
-
-    vaults = VaultService(uow, None, now, tmp_path, None)  # type: ignore[arg-type]
-    for name in ("A", "B"):
-        vaults.create(name, "local", str(tmp_path / name), chunk_size=CS)
-    t = now()
-    with uow() as u:
-        for uuid, name in ((UUID, "web"), (OTHER, "db")):
-            u.vms.save(
-                VmItem(uuid, name, URI, "h", "h", PowerState.RUNNING, [], [], True, "f", t, t)
-            )
-        u.commit()
-    yield World(tmp_path, uow, vaults, set())
-    engine.dispose()
+    with catalog(tmp_path, monkeypatch, {UUID: "web", OTHER: "db"}, URI) as c:
+        for name in ("A", "B"):
+            c.vaults.create(name, "local", str(tmp_path / name), chunk_size=CS)
+        yield World(tmp_path, c.uow, c.vaults, set())
 
 
 DAY = timedelta(days=1)

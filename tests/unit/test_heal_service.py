@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.unit.catalog_world import catalog, now
 from tests.unit.dataplane.conftest import CS, backup_point, make_image
 from tests.unit.test_heal import LAYOUT, POINT, copy_reencoded, flip, indexes
-from vmvault.dataplane import VaultStore, keys
+from vmvault.dataplane import VaultStore
 from vmvault.dataplane.chunkstore import QUARANTINE_SUFFIX
 from vmvault.dataplane.restore import verify_point
 from vmvault.documents import point_doc
@@ -29,19 +29,12 @@ from vmvault.domain.recovery_point import (
     PointDisk,
     RecoveryPoint,
 )
-from vmvault.domain.vm import PowerState, VmItem
-from vmvault.persistence.catalog import SqlUnitOfWork
-from vmvault.persistence.engine import open_catalog
 from vmvault.services.context import ServiceContext
 from vmvault.services.jobs import JobRunner
 from vmvault.services.points import PointService
 from vmvault.services.vaults import VaultService
 
 UUID = "uuid-vm1"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -75,37 +68,25 @@ class World:
 
 @pytest.fixture()
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.setattr(keys, "SCRYPT_N", 2**12)
-    engine = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-
-    def uow() -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine)
-
-    vaults = VaultService(uow, None, now, tmp_path, None)  # type: ignore[arg-type]
-    vaults.create("main", "local", None, chunk_size=CS)
-    vaults.create("offsite", "local", None, chunk_size=2 * CS)
-    disks = {
-        "vda": make_image(tmp_path / "vda.img", LAYOUT, tail=1000),
-        "vdb": make_image(tmp_path / "vdb.img", [("rand", 7), ("rand", 8)]),
-    }
-    main = vaults.open_store(vaults.resolve("main"))
-    backup_point(main, POINT, {t: tmp_path / f"{t}.img" for t in disks})
-    t = now()
-    with uow() as u:
-        u.vms.save(
-            VmItem(UUID, "vm1", "qemu:///system", "h", "h", PowerState.RUNNING, [], [], True,
-                   "f", t, t)
-        )  # fmt: skip
-        pdisks = [PointDisk(target, len(data), "raw") for target, data in disks.items()]
-        u.points.add(
-            RecoveryPoint(POINT, "main", UUID, "vm1", t, Consistency.CRASH, Method.OFFLINE, 0,
-                          None, pdisks)
-        )  # fmt: skip
-        u.commit()
-    runner = JobRunner(uow, now, 4242, lambda p: p == 4242)
-    svc = PointService(ServiceContext(uow, runner, vaults, now))
-    yield World(tmp_path, uow, vaults, svc, disks)
-    engine.dispose()
+    with catalog(tmp_path, monkeypatch, {UUID: "vm1"}) as c:
+        c.vaults.create("main", "local", None, chunk_size=CS)
+        c.vaults.create("offsite", "local", None, chunk_size=2 * CS)
+        disks = {
+            "vda": make_image(tmp_path / "vda.img", LAYOUT, tail=1000),
+            "vdb": make_image(tmp_path / "vdb.img", [("rand", 7), ("rand", 8)]),
+        }
+        main = c.vaults.open_store(c.vaults.resolve("main"))
+        backup_point(main, POINT, {t: tmp_path / f"{t}.img" for t in disks})
+        with c.uow() as u:
+            pdisks = [PointDisk(target, len(data), "raw") for target, data in disks.items()]
+            u.points.add(
+                RecoveryPoint(POINT, "main", UUID, "vm1", now(), Consistency.CRASH,
+                              Method.OFFLINE, 0, None, pdisks)
+            )  # fmt: skip
+            u.commit()
+        runner = JobRunner(c.uow, now, 4242, lambda p: p == 4242)
+        svc = PointService(ServiceContext(c.uow, runner, c.vaults, now))
+        yield World(tmp_path, c.uow, c.vaults, svc, disks)
 
 
 def test_verify_heals_a_deleted_chunk_from_the_copy_and_names_it(world: World) -> None:

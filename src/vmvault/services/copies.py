@@ -240,8 +240,9 @@ class CopyService(Service):
                 )
             except PointNotFound:
                 with self.uow() as uow:
-                    now_held = holdings.held_in(uow, report.source, point.vm_uuid)
-                if point.id not in {p.id for p in now_held}:
+                    current = uow.points.get(point.id)
+                    gone = current is None or report.source not in holdings.holders(uow, current)
+                if gone:
                     ctx.log(f"point {point.id} left '{report.source}' meanwhile: not copied")
                     continue
                 raise
