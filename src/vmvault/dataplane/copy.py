@@ -7,7 +7,8 @@ index → after every disk, each index's chunks re-read and checked on B
 → the manifest and indexes read back and authenticated.  The caller writes the catalog row
 after that.  A failure or a cancel before the manifest aborts the batch and deletes the
 indexes written so far: B holds no point, only chunks for its garbage collection (which the
-next copy reuses).  A kill leaves the same, plus index objects without a manifest, which B's
+next copy reuses).  When that deletion fails too (B is what failed), the copy's own error is
+raised, not the deletion's, and ``say`` is told what was left.  A kill leaves the same, plus index objects without a manifest, which B's
 GC removes like a killed backup's.
 
 **GC safety on B.**  The whole copy of a point runs under B's writer registration
