@@ -14,6 +14,7 @@ from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, VaultOpt, WaitOpt
 from vmvault.cli.render import emit_json, out, size
 from vmvault.documents import point_doc
+from vmvault.services.holdings import Holding
 
 points_app = typer.Typer(help="Recovery points.", no_args_is_help=True)
 
@@ -37,13 +38,14 @@ def points_list(
     for col in cols:
         table.add_column(col, no_wrap=col in ("ID", "VM"))
     for p in points:
+        h = held.get(p.id) or Holding([p.vault], {})  # deleted meanwhile: as listed
         disks = ",".join(
             d.target + ("" if not d.excluded else "*") + ("+" if d.incremental else "")
             for d in p.disks
         )
         render.add_row(
             table,
-            p.id + (" DAMAGED" if listed in held[p.id].damaged else ""),
+            p.id + (" DAMAGED" if listed in h.damaged else ""),
             p.vm_name,
             render.short_time(p.created_at),
             p.consistency.value,
@@ -51,7 +53,7 @@ def points_list(
             disks,
             size(p.bytes_logical),
             size(p.bytes_new),
-            ",".join(held[p.id].vaults),
+            ",".join(h.vaults),
         )
     out.print(table)
 
