@@ -8,13 +8,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.unit.catalog_world import catalog, now
 from tests.unit.dataplane.conftest import CS, backup_point, make_image
 from tests.unit.test_heal import LAYOUT, POINT, copy_reencoded, flip, indexes
+from vmvault.cli import points as cli_points
 from vmvault.dataplane import VaultStore
 from vmvault.dataplane.chunkstore import QUARANTINE_SUFFIX
 from vmvault.dataplane.restore import verify_point
@@ -268,3 +271,25 @@ def test_the_damage_shown_is_the_listed_vaults(world: World) -> None:
         "main",
         "offsite",
     ]
+
+
+def test_points_list_marks_damaged_in_the_listed_vault_only(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`points list --vault offsite` shows DAMAGED for damage of the copy in offsite; the
+    listing of main does not (and `points show` names the vault of each damage)."""
+    world.add_copy()
+    with world.uow() as uow:
+        uow.copies.set_damaged(POINT, "offsite", [DamagedDisk("vda", ((0, CS),))])
+        uow.commit()
+    monkeypatch.setattr(cli_points, "services", lambda: SimpleNamespace(points=world.svc))
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        r = runner.invoke(cli_points.points_app, list(args), env={"COLUMNS": "300"})
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    assert f"{POINT} DAMAGED" in run("list", "--vault", "offsite")
+    assert "DAMAGED" not in run("list", "--vault", "main")
+    assert f"DAMAGED in vault offsite: disk vda bytes [0, {CS})" in run("show", POINT)
