@@ -19,6 +19,7 @@ from vmvault.domain.schedule import format_schedule
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import VmItem
 from vmvault.services.dashboard import Dashboard
+from vmvault.services.holdings import Holding
 from vmvault.services.policies import PolicyView
 
 
@@ -102,10 +103,12 @@ def job_doc(job: Job, log: list[str] | None = None) -> dict[str, Any]:
     return doc
 
 
-def point_doc(p: RecoveryPoint, vaults: list[str] | None = None) -> dict[str, Any]:
-    # vaults: every vault holding the point, its own first, then those holding a copy
+def point_doc(p: RecoveryPoint, held: Holding | None = None) -> dict[str, Any]:
+    # held: every vault holding the point (its own first, then those holding a copy) and the
+    # damage recorded in each; None: its own vault only
+    damaged = held.damaged if held is not None else ({p.vault: p.damaged} if p.damaged else {})
     return {
-        "vaults": vaults if vaults is not None else [p.vault],
+        "vaults": held.vaults if held is not None else [p.vault],
         "id": p.id,
         "vm": p.vm_uuid,
         "vm_name": p.vm_name,
@@ -123,7 +126,7 @@ def point_doc(p: RecoveryPoint, vaults: list[str] | None = None) -> dict[str, An
         "warnings": p.warnings,
         "protected": p.protected,
         "keep_until": iso(p.keep_until),
-        "damaged": None if p.damaged is None else [d.to_json() for d in p.damaged],
+        "damaged": {v: [d.to_json() for d in dmg] for v, dmg in damaged.items()} or None,
         "disks": [
             {
                 "target": d.target,

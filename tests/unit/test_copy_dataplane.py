@@ -13,13 +13,17 @@ from tests.unit.dataplane.conftest import CS, backup_point, chunk_bytes, make_im
 from vmvault.dataplane import VaultStore, collect_garbage, restore_disk, verify_point
 from vmvault.dataplane import keys as keys_module
 from vmvault.dataplane.copy import copy_mode, copy_point, known_ids
+from vmvault.dataplane.vault import manifest_key
 from vmvault.domain.errors import (
     Cancelled,
     CopyChunkSizeDiffers,
     CopyVerifyFailed,
     CopyWouldDecrypt,
+    PointNotFound,
+    StorageAccessDenied,
 )
-from vmvault.storage.errors import PermanentStorageError
+from vmvault.domain.recovery_point import DamagedDisk
+from vmvault.storage.errors import AccessDenied, PermanentStorageError, StorageFull
 from vmvault.storage.memory import MemoryBackend
 
 PW = "correct horse"
@@ -235,6 +239,93 @@ def test_a_copy_that_does_not_verify_on_b_is_removed(tmp_path: Path) -> None:
     assert b.list_manifests() == [] and b.list_index_dirs() == []
     assert not mem_b.exists(victim)  # quarantined: no later copy or backup trusts it
     assert mem_b.exists(victim + ".bad")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [StorageFull("disk full", location="memory:B"), PermanentStorageError("gone", location="B")],
+)
+def test_a_failed_clean_up_keeps_the_copys_own_error(
+    tmp_path: Path, failure: PermanentStorageError
+) -> None:
+    """B cannot delete what the copy wrote (it is what failed): the cancel, not the clean-up's
+    error, is what the copy raises; the job log is told what was left."""
+    a = VaultStore.create(tmp_path / "A", chunk_size=CS)
+    backup_point(a, "p1", {"vda": _image(tmp_path), "vdb": _image(tmp_path, "e.img")})
+    mem_b = CountingBackend()
+    b = VaultStore.create(mem_b, chunk_size=CS)
+    mem_b.inject("delete", failure, times=3)
+    said: list[str] = []
+    with pytest.raises(Cancelled):
+        copy_point(a, b, "p1", workers=1, cancel=lambda: True, say=said.append)
+    assert len(said) == 1 and "could not remove what was written of point p1" in said[0]
+    assert b.list_manifests() == []
+
+
+def test_a_failed_clean_up_after_a_bad_read_back_keeps_copy_verify_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mem_a = MemoryBackend("memory:A")
+    a = VaultStore.create(mem_a, chunk_size=CS)
+    backup_point(a, "p1", {"vda": _image(tmp_path)})
+    mem_b = _twin(mem_a)
+    b = VaultStore.open(mem_b)
+    real = b.read_manifest
+
+    def unreadable_then_undeletable(point_id: str) -> object:  # B fails after the publish
+        mem_b.inject("delete", StorageFull("disk full", location="memory:B"))
+        raise PointNotFound(point=point_id, path="memory:B")
+
+    monkeypatch.setattr(b, "read_manifest", unreadable_then_undeletable)
+    with pytest.raises(CopyVerifyFailed):
+        copy_point(a, b, "p1", names=("A", "B"))
+    monkeypatch.setattr(b, "read_manifest", real)
+
+
+def test_a_point_deleted_from_a_after_its_manifest_was_read_is_point_not_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As-stored, the manifest object is read again to be published as it is: a point pruned
+    from A in between is POINT_NOT_FOUND (the copy service skips it), not a raw storage error."""
+    mem_a = MemoryBackend("memory:A")
+    a = VaultStore.create(mem_a, chunk_size=CS)
+    backup_point(a, "p1", {"vda": _image(tmp_path)})
+    b = VaultStore.open(_twin(mem_a))
+    real = a.read_manifest
+
+    def read_then_pruned(point_id: str) -> object:
+        m = real(point_id)
+        mem_a.delete(manifest_key(point_id))  # a prune of A, right after
+        return m
+
+    monkeypatch.setattr(a, "read_manifest", read_then_pruned)
+    with pytest.raises(PointNotFound):
+        copy_point(a, b, "p1")
+    assert b.list_manifests() == []
+
+
+def test_b_refusing_the_manifest_stat_is_a_storage_error_users_see(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = VaultStore.create(tmp_path / "A", chunk_size=CS)
+    backup_point(a, "p1", {"vda": _image(tmp_path)})
+    mem_b = CountingBackend()
+    b = VaultStore.create(mem_b, chunk_size=CS)  # own keys: re-encoded
+    real = b.write_manifest
+
+    def then_refused(m: object) -> None:
+        real(m)  # type: ignore[arg-type]
+        mem_b.inject("stat", AccessDenied("403", location="memory:B"))
+
+    monkeypatch.setattr(b, "write_manifest", then_refused)
+    with pytest.raises(StorageAccessDenied):
+        copy_point(a, b, "p1")
+    assert b.list_manifests() == []  # the clean-up removed the manifest written
+
+
+def test_damaged_disk_describes_its_ranges() -> None:
+    d = DamagedDisk("vda", ((0, CS), (3 * CS, 4 * CS)))
+    assert d.describe() == f"disk vda bytes [0, {CS}), [{3 * CS}, {4 * CS})"
 
 
 def test_chunks_present_on_b_are_touched(tmp_path: Path) -> None:

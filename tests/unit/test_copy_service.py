@@ -9,12 +9,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.unit.catalog_world import catalog, now
 from vmvault.dataplane import DiskEntry, FileSource, Manifest, backup_disk, keys, verify_point
 from vmvault.dataplane.restore import restore_disk
 from vmvault.dataplane.vault import VaultStore
@@ -31,9 +32,6 @@ from vmvault.domain.job import JobState, JobType
 from vmvault.domain.policy import CopyOption, Policy
 from vmvault.domain.recovery_point import Consistency, Method, PointDisk, RecoveryPoint
 from vmvault.domain.retention import Retention
-from vmvault.domain.vm import PowerState, VmItem
-from vmvault.persistence.catalog import SqlUnitOfWork
-from vmvault.persistence.engine import open_catalog
 from vmvault.services import copies as copies_module
 from vmvault.services import holdings
 from vmvault.services.context import ServiceContext
@@ -45,10 +43,6 @@ CS = 64 << 10
 URI = "memory:///"
 UUID = "cccccccc-2222-3333-4444-555555555555"
 OTHER = "dddddddd-2222-3333-4444-555555555555"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Killed(BaseException):
@@ -135,24 +129,10 @@ def add_point(
 
 @pytest.fixture()
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.setattr(keys, "SCRYPT_N", 2**12)
-    engine = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-
-    def uow() -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine)
-
-    vaults = VaultService(uow, None, now, tmp_path, None)  # type: ignore[arg-type]
-    for name in ("A", "B"):
-        vaults.create(name, "local", str(tmp_path / name), chunk_size=CS)
-    t = now()
-    with uow() as u:
-        for uuid, name in ((UUID, "web"), (OTHER, "db")):
-            u.vms.save(
-                VmItem(uuid, name, URI, "h", "h", PowerState.RUNNING, [], [], True, "f", t, t)
-            )
-        u.commit()
-    yield World(tmp_path, uow, vaults, set())
-    engine.dispose()
+    with catalog(tmp_path, monkeypatch, {UUID: "web", OTHER: "db"}, URI) as c:
+        for name in ("A", "B"):
+            c.vaults.create(name, "local", str(tmp_path / name), chunk_size=CS)
+        yield World(tmp_path, c.uow, c.vaults, set())
 
 
 DAY = timedelta(days=1)
@@ -294,6 +274,48 @@ def test_retention_of_the_target_prunes_its_copies_only(world: World) -> None:
     with world.uow() as u:
         assert [c.point_id for c in u.copies.in_vault("B")] == ["p2", "p3"]
         assert {p.id for p in u.points.in_vault("A")} == {"p0", "p1", "p2", "p3"}
+
+
+def test_retention_of_the_target_leaves_backups_taken_into_it(world: World) -> None:
+    """A backup taken directly into B (its own vault is B) is no copy: B's copy retention
+    keeps it however old it is, and its catalog row stays."""
+    start = now() - 5 * DAY
+    add_point(world, "B", "b0", 9, start - DAY)  # the oldest point B holds
+    for i in range(4):
+        add_point(world, "A", f"p{i}", i, start + i * DAY)
+    policy = Policy.create(
+        "gold", "daily@02:00", "UTC", Retention(daily=7), CopyOption("B", Retention(daily=2))
+    )
+    outcome = world.service().copy_vm("A", "B", "web", None, (policy, Retention(daily=2)))
+    assert outcome.result is not None
+    assert sorted(outcome.result.pruned) == ["p0", "p1"]
+    assert world.store("B").list_manifests() == ["b0", "p2", "p3"]
+    with world.uow() as u:
+        b0 = u.points.get("b0")
+        assert b0 is not None and b0.vault == "B"
+
+
+def test_the_id_hint_comes_from_a_point_both_vaults_hold(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B's newest point of the VM is one A does not hold (taken into B): the hint is read
+    from the newest point *both* hold, whose two indexes are of the same data."""
+    t = now() - 3 * DAY
+    add_point(world, "A", "p1", 1, t)
+    world.service().copy("A", "B", ["web"])
+    add_point(world, "B", "zb", 5, t + DAY)  # newest in B, sorts last, not in A
+    add_point(world, "A", "p2", 2, t + 2 * DAY)
+    asked: list[list[str]] = []
+    real = copies_module.known_ids
+
+    def spy(src: VaultStore, dst: VaultStore, point_ids: Any) -> dict[bytes, bytes]:
+        asked.append(list(point_ids))
+        return real(src, dst, point_ids)
+
+    monkeypatch.setattr(copies_module, "known_ids", spy)
+    [outcome] = world.service().copy("A", "B", ["web"])
+    assert outcome.result is not None and outcome.result.points == ["p2"]
+    assert asked == [["p1"]]
 
 
 def test_a_point_removed_from_its_own_vault_stays_in_its_copy(world: World) -> None:

@@ -15,7 +15,8 @@ from tests.unit.dataplane.conftest import CS, backup_point, make_image
 from vmvault.dataplane import FileSource, Manifest, VaultStore, backup_disk, keys, restore_disk
 from vmvault.dataplane.chunkstore import QUARANTINE_SUFFIX
 from vmvault.dataplane.config import CONFIG_NAME
-from vmvault.dataplane.heal import HealingStore, Holder, PointHealer, same_identity
+from vmvault.dataplane.copy import same_identity
+from vmvault.dataplane.heal import HealingStore, Holder, PointHealer
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.manifest import DiskEntry
 from vmvault.dataplane.restore import verify_point

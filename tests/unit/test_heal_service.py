@@ -7,17 +7,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from tests.unit.catalog_world import catalog, now
 from tests.unit.dataplane.conftest import CS, backup_point, make_image
 from tests.unit.test_heal import LAYOUT, POINT, copy_reencoded, flip, indexes
-from vmvault.dataplane import VaultStore, keys
+from vmvault.cli import points as cli_points
+from vmvault.dataplane import VaultStore
 from vmvault.dataplane.chunkstore import QUARANTINE_SUFFIX
 from vmvault.dataplane.restore import verify_point
+from vmvault.documents import point_doc
 from vmvault.domain.errors import PointDamaged, PointNotInVault
 from vmvault.domain.job import Job, JobState
 from vmvault.domain.recovery_point import (
@@ -28,19 +32,12 @@ from vmvault.domain.recovery_point import (
     PointDisk,
     RecoveryPoint,
 )
-from vmvault.domain.vm import PowerState, VmItem
-from vmvault.persistence.catalog import SqlUnitOfWork
-from vmvault.persistence.engine import open_catalog
 from vmvault.services.context import ServiceContext
 from vmvault.services.jobs import JobRunner
 from vmvault.services.points import PointService
 from vmvault.services.vaults import VaultService
 
 UUID = "uuid-vm1"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -74,37 +71,25 @@ class World:
 
 @pytest.fixture()
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.setattr(keys, "SCRYPT_N", 2**12)
-    engine = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-
-    def uow() -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine)
-
-    vaults = VaultService(uow, None, now, tmp_path, None)  # type: ignore[arg-type]
-    vaults.create("main", "local", None, chunk_size=CS)
-    vaults.create("offsite", "local", None, chunk_size=2 * CS)
-    disks = {
-        "vda": make_image(tmp_path / "vda.img", LAYOUT, tail=1000),
-        "vdb": make_image(tmp_path / "vdb.img", [("rand", 7), ("rand", 8)]),
-    }
-    main = vaults.open_store(vaults.resolve("main"))
-    backup_point(main, POINT, {t: tmp_path / f"{t}.img" for t in disks})
-    t = now()
-    with uow() as u:
-        u.vms.save(
-            VmItem(UUID, "vm1", "qemu:///system", "h", "h", PowerState.RUNNING, [], [], True,
-                   "f", t, t)
-        )  # fmt: skip
-        pdisks = [PointDisk(target, len(data), "raw") for target, data in disks.items()]
-        u.points.add(
-            RecoveryPoint(POINT, "main", UUID, "vm1", t, Consistency.CRASH, Method.OFFLINE, 0,
-                          None, pdisks)
-        )  # fmt: skip
-        u.commit()
-    runner = JobRunner(uow, now, 4242, lambda p: p == 4242)
-    svc = PointService(ServiceContext(uow, runner, vaults, now))
-    yield World(tmp_path, uow, vaults, svc, disks)
-    engine.dispose()
+    with catalog(tmp_path, monkeypatch, {UUID: "vm1"}) as c:
+        c.vaults.create("main", "local", None, chunk_size=CS)
+        c.vaults.create("offsite", "local", None, chunk_size=2 * CS)
+        disks = {
+            "vda": make_image(tmp_path / "vda.img", LAYOUT, tail=1000),
+            "vdb": make_image(tmp_path / "vdb.img", [("rand", 7), ("rand", 8)]),
+        }
+        main = c.vaults.open_store(c.vaults.resolve("main"))
+        backup_point(main, POINT, {t: tmp_path / f"{t}.img" for t in disks})
+        with c.uow() as u:
+            pdisks = [PointDisk(target, len(data), "raw") for target, data in disks.items()]
+            u.points.add(
+                RecoveryPoint(POINT, "main", UUID, "vm1", now(), Consistency.CRASH,
+                              Method.OFFLINE, 0, None, pdisks)
+            )  # fmt: skip
+            u.commit()
+        runner = JobRunner(c.uow, now, 4242, lambda p: p == 4242)
+        svc = PointService(ServiceContext(c.uow, runner, c.vaults, now))
+        yield World(tmp_path, c.uow, c.vaults, svc, disks)
 
 
 def test_verify_heals_a_deleted_chunk_from_the_copy_and_names_it(world: World) -> None:
@@ -118,7 +103,7 @@ def test_verify_heals_a_deleted_chunk_from_the_copy_and_names_it(world: World) -
     job = outcome.job
     assert job.state is JobState.COMPLETED_WITH_WARNINGS, world.log(job)
     assert any(
-        f"vda: chunk {gone.hex()} (bytes [{2 * CS}, {3 * CS})) healed in vault main from "
+        f"chunk {gone.hex()} (disk vda bytes [{2 * CS}, {3 * CS})) healed in vault main from "
         "vault offsite" in line
         for line in world.log(job)
     )
@@ -246,3 +231,65 @@ def test_verify_of_the_copy_heals_it_from_the_points_own_vault(world: World) -> 
 def test_a_verify_of_the_copys_vault_without_a_copy_is_refused(world: World) -> None:
     with pytest.raises(PointNotInVault):
         world.svc.verify("offsite", point_id=POINT)
+
+
+def test_an_explicit_vault_marked_damaged_is_refused_naming_the_intact_holder(
+    world: World,
+) -> None:
+    """``--from-vault main`` is what the user asked for: never silently read from offsite."""
+    world.add_copy()
+    with world.uow() as uow:
+        uow.copies.set_damaged(POINT, "main", [DamagedDisk("vdb", ((0, CS),))])
+        uow.commit()
+    out = world.tmp / "r"
+    with pytest.raises(PointDamaged) as err:
+        world.svc.restore_disks("vm1", POINT, str(out), fmt="raw", from_vault="main")
+    assert "intact in vault offsite" in err.value.text
+    assert f"disk vdb bytes [0, {CS})" in err.value.text
+    assert "--from-vault" in err.value.remedy_text
+    assert not out.exists() or not list(out.iterdir())
+    # not named: the intact copy is read instead (and the log says so)
+    restore, _ = world.restore("r2")
+    assert restore.job.state is JobState.COMPLETED, world.log(restore.job)
+
+
+def test_the_damage_shown_is_the_listed_vaults(world: World) -> None:
+    """Damage of the copy in offsite: DAMAGED under offsite, not under main (and back)."""
+    world.add_copy()
+    with world.uow() as uow:
+        uow.copies.set_damaged(POINT, "offsite", [DamagedDisk("vda", ((0, CS),))])
+        uow.commit()
+    held = world.svc.holders([POINT])[POINT]
+    assert held.vaults == ["main", "offsite"]
+    assert held.damaged == {"offsite": (DamagedDisk("vda", ((0, CS),)),)}
+    listed, points = world.svc.listing("offsite", None)
+    assert listed == "offsite" and [p.id for p in points] == [POINT]
+    assert world.point().damaged is None  # the own vault's mark is not the copy's
+    doc = point_doc(world.point(), held)
+    assert doc["damaged"] == {"offsite": [{"disk": "vda", "ranges": [[0, CS]]}]}
+    assert point_doc(world.point(), world.svc.holders([POINT])[POINT])["vaults"] == [
+        "main",
+        "offsite",
+    ]
+
+
+def test_points_list_marks_damaged_in_the_listed_vault_only(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`points list --vault offsite` shows DAMAGED for damage of the copy in offsite; the
+    listing of main does not (and `points show` names the vault of each damage)."""
+    world.add_copy()
+    with world.uow() as uow:
+        uow.copies.set_damaged(POINT, "offsite", [DamagedDisk("vda", ((0, CS),))])
+        uow.commit()
+    monkeypatch.setattr(cli_points, "services", lambda: SimpleNamespace(points=world.svc))
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        r = runner.invoke(cli_points.points_app, list(args), env={"COLUMNS": "300"})
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    assert f"{POINT} DAMAGED" in run("list", "--vault", "offsite")
+    assert "DAMAGED" not in run("list", "--vault", "main")
+    assert f"DAMAGED in vault offsite: disk vda bytes [0, {CS})" in run("show", POINT)

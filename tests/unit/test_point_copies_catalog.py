@@ -52,5 +52,5 @@ def test_copies_are_listed_per_point_and_per_vault_and_damage_is_kept_per_vault(
         point = uow.points.get("p1")
         assert point is not None and point.damaged is None
         assert [c.vault for c in uow.copies.of_point("p1")] == ["b"]
-        uow.copies.remove_all("p1")
+        uow.copies.remove("p1", "b")
         assert uow.copies.of_point("p1") == []

@@ -220,9 +220,10 @@ class PointDoc(BaseModel):
     protected: bool
     keep_until: str | None
     disks: list[PointDiskDoc]
-    #: what verify or a restore found damaged in the point's own vault and could not heal
-    #: (per disk, byte ranges [start, end)); null when intact
-    damaged: list[DamagedDiskDoc] | None = None
+    #: what verify or a restore found damaged and could not heal, per vault holding the point
+    #: (vault name → per disk, byte ranges [start, end)); only the vaults where it is marked
+    #: damaged; null when intact everywhere
+    damaged: dict[str, list[DamagedDiskDoc]] | None = None
 
 
 class PolicyCopyDoc(BaseModel):

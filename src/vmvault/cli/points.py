@@ -14,6 +14,7 @@ from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, VaultOpt, WaitOpt
 from vmvault.cli.render import emit_json, out, size
 from vmvault.documents import point_doc
+from vmvault.services.holdings import Holding
 
 points_app = typer.Typer(help="Recovery points.", no_args_is_help=True)
 
@@ -25,8 +26,9 @@ def points_list(
     json_: JsonOpt = False,
 ) -> None:
     """List the recovery points a vault holds (taken into it or copied there), newest first;
-    VAULTS names every vault holding each (its own first)."""
-    points = services().points.list_points(vault, vm)
+    VAULTS names every vault holding each (its own first); DAMAGED: marked damaged in the
+    listed vault (a VM's points without --vault: in any vault)."""
+    listed, points = services().points.listing(vault, vm)
     held = services().points.holders([p.id for p in points])
     if json_:
         emit_json([point_doc(p, held.get(p.id)) for p in points])
@@ -36,13 +38,14 @@ def points_list(
     for col in cols:
         table.add_column(col, no_wrap=col in ("ID", "VM"))
     for p in points:
+        h = held.get(p.id) or Holding([p.vault], {})  # deleted meanwhile: as listed
         disks = ",".join(
             d.target + ("" if not d.excluded else "*") + ("+" if d.incremental else "")
             for d in p.disks
         )
         render.add_row(
             table,
-            p.id + (" DAMAGED" if p.damaged else ""),
+            p.id + (" DAMAGED" if (listed in h.damaged if listed else h.damaged) else ""),
             p.vm_name,
             render.short_time(p.created_at),
             p.consistency.value,
@@ -50,16 +53,18 @@ def points_list(
             disks,
             size(p.bytes_logical),
             size(p.bytes_new),
-            ",".join(held.get(p.id, [p.vault])),
+            ",".join(h.vaults),
         )
     out.print(table)
 
 
 @points_app.command("show")
 def points_show(point_id: str, json_: JsonOpt = False) -> None:
-    """Show one recovery point (VAULTS: every vault holding it, its own first)."""
+    """Show one recovery point (VAULTS: every vault holding it, its own first; DAMAGED: the
+    damage recorded in each vault)."""
     p = services().points.get(point_id)
-    doc = point_doc(p, services().points.holders([p.id]).get(p.id, [p.vault]))
+    held = services().points.holders([p.id])[p.id]
+    doc = point_doc(p, held)
     if json_:
         emit_json(doc)
         return
@@ -81,9 +86,11 @@ def points_show(point_id: str, json_: JsonOpt = False) -> None:
         )
     for w in p.warnings:
         out.print(f"warning: {w}", markup=False)
-    for dmg in p.damaged or ():
-        spans = ", ".join(f"[{a}, {b})" for a, b in dmg.ranges)
-        out.print(f"DAMAGED disk {dmg.disk}: bytes {spans} (docs/healing.md)", markup=False)
+    for vault_name, damage in held.damaged.items():
+        for dmg in damage:
+            out.print(
+                f"DAMAGED in vault {vault_name}: {dmg.describe()} (docs/healing.md)", markup=False
+            )
 
 
 @points_app.command("delete")

@@ -7,7 +7,8 @@ index → after every disk, each index's chunks re-read and checked on B
 → the manifest and indexes read back and authenticated.  The caller writes the catalog row
 after that.  A failure or a cancel before the manifest aborts the batch and deletes the
 indexes written so far: B holds no point, only chunks for its garbage collection (which the
-next copy reuses).  A kill leaves the same, plus index objects without a manifest, which B's
+next copy reuses).  When that deletion fails too (B is what failed), the copy's own error is
+raised, not the deletion's, and ``say`` is told what was left.  A kill leaves the same, plus index objects without a manifest, which B's
 GC removes like a killed backup's.
 
 **GC safety on B.**  The whole copy of a point runs under B's writer registration
@@ -64,9 +65,10 @@ from vmvault.domain.errors import (
     CopyChunkSizeDiffers,
     CopyVerifyFailed,
     CopyWouldDecrypt,
+    PointNotFound,
     VmvaultError,
 )
-from vmvault.storage.errors import retry
+from vmvault.storage.errors import ObjectMissing, StorageError, retry
 
 Mode = Literal["as-stored", "re-encoded"]
 Progress = Callable[[int, int], None]
@@ -99,8 +101,17 @@ def copy_mode(src: VaultStore, dst: VaultStore, names: tuple[str, str] | None = 
         )
     if src.encrypted and not dst.encrypted:
         raise CopyWouldDecrypt(source=source, target=target)
-    same_keys = src.config.key_fingerprint == dst.config.key_fingerprint
-    return "as-stored" if same_keys and src.encrypted == dst.encrypted else "re-encoded"
+    return "as-stored" if same_identity(src, dst) else "re-encoded"
+
+
+def same_identity(a: VaultStore, b: VaultStore) -> bool:
+    """True when a chunk has the same id and a valid object in both vaults: the same chunk
+    size, key set (fingerprint) and encryption mode (the one rule of copy and heal)."""
+    return (
+        a.chunk_size == b.chunk_size
+        and a.encrypted == b.encrypted
+        and a.config.key_fingerprint == b.config.key_fingerprint
+    )
 
 
 def copy_point(
@@ -113,19 +124,23 @@ def copy_point(
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
     names: tuple[str, str] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> CopyResult:
-    """Copy one recovery point from ``src`` to ``dst`` (module docstring: order, modes)."""
+    """Copy one recovery point from ``src`` to ``dst`` (module docstring: order, modes).
+
+    ``say`` gets a line for the job log when the clean-up of a failed copy fails too."""
     mode = copy_mode(src, dst, names)
     started = time.monotonic()
     result = CopyResult(point_id, mode)
     with src.reader():
-        manifest = src.read_manifest(point_id)
-        raw_manifest = retry(lambda: src.backend.get(src.manifest_key(point_id)))
-        indexes = {
-            d.target: src.read_point_index(manifest, d.target)
-            for d in manifest.disks
-            if d.index is not None
-        }
+        with space_errors(src.location):
+            manifest = src.read_manifest(point_id)
+            raw_manifest = _raw_manifest(src, point_id) if mode == "as-stored" else b""
+            indexes = {
+                d.target: src.read_point_index(manifest, d.target)
+                for d in manifest.disks
+                if d.index is not None
+            }
         result.chunks_total = len(set().union(*(i.referenced() for i in indexes.values())))
         copier = _Copier(src, dst, mode, result, max(1, workers), known or {}, progress, cancel)
         with dst.writer(point_id):
@@ -140,9 +155,9 @@ def copy_point(
                 else:
                     result.bytes_sent += _write_reencoded_manifest(dst, manifest, written)
             except BaseException:
-                dst.delete_point(point_id)  # manifest (if written) first, then the indexes
+                _discard(dst, point_id, say)
                 raise
-    _read_back(dst, point_id, names)
+    _read_back(dst, point_id, names, say)
     result.seconds = time.monotonic() - started
     return result
 
@@ -251,6 +266,32 @@ class _Copier:
                 self.result.chunks_present += 1
 
 
+def _raw_manifest(src: VaultStore, point_id: str) -> bytes:
+    """The manifest object as stored (an as-stored copy publishes it byte for byte).  Read
+    after :meth:`VaultStore.read_manifest` authenticated it: a point deleted in between is
+    ``PointNotFound``, as the first read would have said."""
+    try:
+        return retry(lambda: src.backend.get(src.manifest_key(point_id)))
+    except ObjectMissing:
+        raise PointNotFound(point=point_id, path=src.location) from None
+
+
+def _discard(dst: VaultStore, point_id: str, say: Callable[[str], None] | None) -> None:
+    """Delete what a failed copy wrote in B (manifest first, then the indexes).  When that
+    fails too (B unreachable) the copy's own error stays the one reported: the clean-up's
+    failure is only said, and what is left goes at B's GC (indexes) or at the next copy's
+    step 0 (a manifest without its catalog row)."""
+    try:
+        dst.delete_point(point_id)
+    except (VmvaultError, StorageError) as exc:
+        text = exc.text if isinstance(exc, VmvaultError) else str(exc)
+        if say is not None:
+            say(
+                f"could not remove what was written of point {point_id} from "
+                f"{dst.location} ({text}): its garbage collection or the next copy removes it"
+            )
+
+
 def _verify_on_destination(
     dst: VaultStore, point_id: str, written: dict[str, DiskIndex], names: tuple[str, str] | None
 ) -> None:
@@ -277,10 +318,16 @@ def _write_reencoded_manifest(dst: VaultStore, m: Manifest, written: dict[str, D
         data = written[d.target].to_bytes()
         disks.append(replace(d, index_digest=digest(data)))
     dst.write_manifest(replace(m, disks=disks))
-    return dst.backend.stat(dst.manifest_key(m.point_id)).size
+    with space_errors(dst.location):
+        return retry(lambda: dst.backend.stat(dst.manifest_key(m.point_id))).size
 
 
-def _read_back(dst: VaultStore, point_id: str, names: tuple[str, str] | None) -> None:
+def _read_back(
+    dst: VaultStore,
+    point_id: str,
+    names: tuple[str, str] | None,
+    say: Callable[[str], None] | None,
+) -> None:
     """The manifest authenticates and names indexes that match it; else the copy is removed."""
     try:
         m = dst.read_manifest(point_id)
@@ -288,7 +335,7 @@ def _read_back(dst: VaultStore, point_id: str, names: tuple[str, str] | None) ->
             if d.index is not None:
                 dst.read_point_index(m, d.target)
     except VmvaultError as exc:
-        dst.delete_point(point_id)
+        _discard(dst, point_id, say)
         raise CopyVerifyFailed(
             point=point_id, vault=names[1] if names else dst.location, problem=exc.text
         ) from exc
@@ -297,9 +344,11 @@ def _read_back(dst: VaultStore, point_id: str, names: tuple[str, str] | None) ->
 def known_ids(src: VaultStore, dst: VaultStore, point_ids: Iterable[str]) -> dict[bytes, bytes]:
     """A id → B id learnt from points both vaults hold (same disk, same position, same data).
 
-    Read failures are ignored: the map is only a hint (a wrong or missing entry costs a read
-    of A, never a wrong chunk, since a hinted B id is used only when it is present in B and
-    B's verify re-reads every chunk of the copy)."""
+    ``point_ids`` must be points that *both* vaults hold: the two indexes are then of the same
+    point, disk and position, so each pair is the same data under A's and B's keys.  That is
+    what makes the hint safe — B's verify cannot catch a wrong hint (a hinted B id present in
+    B is a valid chunk, just possibly of other data).  Read failures are ignored: a missing
+    entry only costs a read of A."""
     out: dict[bytes, bytes] = {}
     for point_id in point_ids:
         try:

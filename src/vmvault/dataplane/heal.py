@@ -40,10 +40,12 @@ from dataclasses import dataclass, field
 
 from vmvault.dataplane.chunk import ZERO_ID
 from vmvault.dataplane.chunkstore import chunk_key, space_errors
+from vmvault.dataplane.copy import same_identity
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.manifest import Manifest
 from vmvault.dataplane.vault import ChunkScratch, VaultStore
 from vmvault.domain.errors import ChunkCorrupt, ChunkMissing, PointDamaged, VmvaultError
+from vmvault.domain.recovery_point import DamagedDisk
 from vmvault.storage.errors import StorageError, retry
 
 Range = tuple[int, int]
@@ -71,15 +73,6 @@ class HealOutcome:
     healed: list[HealedChunk] = field(default_factory=list)
     #: chunk hex id → why no holder could supply it (each holder's reason)
     failed: dict[str, str] = field(default_factory=dict)
-
-
-def format_ranges(ranges: Sequence[Range]) -> str:
-    return ", ".join(f"[{a}, {b})" for a, b in ranges)
-
-
-def same_identity(a: VaultStore, b: VaultStore) -> bool:
-    """True when a chunk has the same id and a valid object in both vaults."""
-    return a.chunk_size == b.chunk_size and a.encrypted == b.encrypted and a.keys == b.keys
 
 
 class _Source:
@@ -178,7 +171,7 @@ class PointHealer:
                     f"chunk {cid.hex()} is {state}, and no other vault supplied it intact ({why})",
                     point=self.point_id,
                     vault=self.vault,
-                    where=f"disk {target} bytes {format_ranges(ranges)}",
+                    where=DamagedDisk(target, ranges).describe(),
                 ) from None
             return plain
 

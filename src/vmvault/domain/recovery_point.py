@@ -23,7 +23,7 @@ left, read by :func:`unfinished_backup` for the clean-up).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -68,12 +68,22 @@ class DamagedDisk:
     disk: str
     ranges: tuple[tuple[int, int], ...]
 
+    def describe(self) -> str:
+        """``disk vda bytes [0, 65536), [131072, 196608)`` — for logs, errors and the CLI."""
+        spans = ", ".join(f"[{a}, {b})" for a, b in self.ranges)
+        return f"disk {self.disk} bytes {spans}"
+
     def to_json(self) -> dict[str, object]:
         return {"disk": self.disk, "ranges": [list(r) for r in self.ranges]}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> DamagedDisk:
         return cls(str(doc["disk"]), tuple((int(a), int(b)) for a, b in doc["ranges"]))
+
+
+def describe_damage(damage: Iterable[DamagedDisk]) -> str:
+    """Every damaged disk of a point, ``; ``-separated."""
+    return "; ".join(d.describe() for d in damage)
 
 
 @dataclass(frozen=True)

@@ -182,10 +182,6 @@ class SqlPointCopies:
         c = t.point_copies.c
         self.conn.execute(delete(t.point_copies).where(c.point_id == point_id, c.vault == vault))
 
-    def remove_all(self, point_id: str) -> None:
-        """Every copy of the point (when the point itself is deleted from the catalog)."""
-        self.conn.execute(delete(t.point_copies).where(t.point_copies.c.point_id == point_id))
-
     def set_damaged(self, point_id: str, vault: str, damage: Sequence[DamagedDisk] | None) -> None:
         """Record (or, None, clear) the damage of the point's copy in ``vault``; for the
         point's own vault it is written on the point's row."""

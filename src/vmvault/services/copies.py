@@ -20,8 +20,8 @@ One job, in order (journal steps, :meth:`JobContext.record`):
 2. per point: phase ``copying`` (a cancel point; journaled with the point id) →
    :func:`~vmvault.dataplane.copy.copy_point` (chunks B lacks, indexes, verify on B, manifest)
    → the ``point_copies`` row and ``copied`` in one transaction;
-3. with a retention for the target (a policy's copy option): the VM's points held in the
-   target are pruned by it, the target only (``pruned``).
+3. with a retention for the target (a policy's copy option): the VM's copies in the target
+   (not the points whose own vault it is) are pruned by it, the target only (``pruned``).
 
 A cancel or failure in 2 leaves no point in the target for the point being copied (the data
 path deletes what it wrote but chunks, which the target's GC reclaims or the next copy
@@ -197,7 +197,10 @@ class CopyService(Service):
         )
         if todo:
             report.mode = copy_mode(src, dst, (source.name, target.name))
-            self._copy_points(src, dst, target, todo, in_target, report, ctx)
+            # held by both vaults, newest first (held_in's order): known_ids needs the same
+            # point in both
+            shared = [p.id for p in in_source if p.id in in_target]
+            self._copy_points(src, dst, target, todo, shared, report, ctx)
         if retention is not None:
             report.pruned = self._prune(dst, target, vm, *retention, ctx)
         return report
@@ -208,12 +211,11 @@ class CopyService(Service):
         dst: VaultStore,
         target: Vault,
         todo: list[RecoveryPoint],
-        in_target: set[str],
+        shared: list[str],
         report: CopyReport,
         ctx: JobContext,
     ) -> None:
-        newest_shared = sorted(in_target)[-1:] if report.mode == "re-encoded" else []
-        known = known_ids(src, dst, newest_shared)
+        known = known_ids(src, dst, shared[:1] if report.mode == "re-encoded" else [])
         total = sum(p.bytes_logical for p in todo)  # progress: logical bytes, as a backup's
         base = 0
         for point in todo:
@@ -234,9 +236,13 @@ class CopyService(Service):
                     progress=progress,
                     cancel=ctx.cancelled,
                     names=(report.source, report.target),
+                    say=ctx.log,
                 )
             except PointNotFound:
-                if self._gone(point.id, report.source):
+                with self.uow() as uow:
+                    current = uow.points.get(point.id)
+                    gone = current is None or report.source not in holdings.holders(uow, current)
+                if gone:
                     ctx.log(f"point {point.id} left '{report.source}' meanwhile: not copied")
                     continue
                 raise
@@ -265,11 +271,6 @@ class CopyService(Service):
             report.bytes_sent += r.bytes_sent
             report.seconds += r.seconds
 
-    def _gone(self, point_id: str, vault: str) -> bool:
-        with self.uow() as uow:
-            point = uow.points.get(point_id)
-            return point is None or vault not in holdings.holders(uow, point)
-
     # --- retention of the target ---------------------------------------------------------------
 
     def _prune(
@@ -281,10 +282,13 @@ class CopyService(Service):
         retention: Retention,
         ctx: JobContext,
     ) -> list[str]:
-        """Apply ``retention`` to the VM's points held in the target; removes them there
-        only (manifest and indexes, then the catalog: :func:`holdings.forget`)."""
+        """Apply ``retention`` to the VM's *copies* in the target; removes them there only
+        (manifest and indexes, then the catalog: :func:`holdings.forget`).  Points whose own
+        vault is the target (backups taken into it, or re-homed there when their own vault
+        dropped them) are its own retention's, never this one's."""
         with self.uow() as uow:
-            points = holdings.held_in(uow, target.name, vm.uuid)
+            copied = (uow.points.get(c.point_id) for c in uow.copies.in_vault(target.name))
+            points = [p for p in copied if p is not None and p.vm_uuid == vm.uuid]
         refs = [PointRef(p.id, p.created_at, p.protected, p.keep_until) for p in points]
         decisions = apply_retention(refs, retention, self.clock(), policy.timezone)
         ctx.log(f"retention in '{target.name}': {retention}, {len(points)} point(s)")

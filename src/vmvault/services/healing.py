@@ -2,7 +2,7 @@
 
 A point keeps its id in every vault that holds it: its own vault (``RecoveryPoint.vault``)
 and its copies (``uow.copies``).  The **holders** of a point for a repair of vault V are its
-own vault first, then its copies by vault name, V left out (:func:`holders`).
+own vault first, then its copies by vault name, V left out (:func:`holdings.holders`).
 
 * **Verify** (:meth:`Healing.verify_point`): every missing or corrupt chunk of the point in V
   is repaired from the holders (:class:`~vmvault.dataplane.heal.PointHealer`); each healed
@@ -11,8 +11,9 @@ own vault first, then its copies by vault name, V left out (:func:`holders`).
   (``uow.copies.set_damaged``) with the byte ranges of each disk; a verify that finds the
   point intact (after healing) clears the mark.
 * **Restore** (:meth:`Healing.reading_store`): a point marked damaged in the vault it would be
-  read from is refused with ``POINT_DAMAGED`` before anything changes, unless another holder
-  is not marked damaged: then the restore reads from that vault (and says so).  The store it
+  read from is refused with ``POINT_DAMAGED`` before anything changes, naming the holders not
+  marked damaged — unless the user named no vault and such a holder exists: then the restore
+  reads from that vault (and says so).  A vault the user named is never replaced.  The store it
   reads through falls back to the other holders for a chunk found damaged on the way
   (:class:`~vmvault.dataplane.heal.HealingStore`), repairing the vault; :meth:`Healing.report`
   journals and logs what was healed, and marks the point damaged when the read failed.
@@ -25,17 +26,16 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from vmvault.dataplane.heal import HealedChunk, HealingStore, Holder, PointHealer, format_ranges
+from vmvault.dataplane.heal import HealedChunk, HealingStore, Holder, PointHealer
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.restore import PointVerifyReport, VerifyReport, verify_point
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import PointDamaged
 from vmvault.domain.job import JournalStep
-from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
+from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint, describe_damage
 from vmvault.services import holdings
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.jobs import JobContext
-from vmvault.services.ports import UnitOfWork
 
 #: The journal step of a batch of chunks healed (one per disk and verify or restore).
 HEALED = "healed"
@@ -43,23 +43,6 @@ HEALED = "healed"
 DAMAGED = "damaged"
 
 Progress = Callable[[int, int], None]
-
-
-def holders(uow: UnitOfWork, point: RecoveryPoint, exclude: str) -> list[str]:
-    """The vaults holding ``point`` other than ``exclude``: its own first, then copies by name."""
-    return [n for n in holdings.holders(uow, point) if n != exclude]
-
-
-def damage_of(uow: UnitOfWork, point: RecoveryPoint, vault: str) -> tuple[DamagedDisk, ...] | None:
-    """The damage recorded for ``point`` in ``vault`` (None: intact, as far as verify knows)."""
-    if vault == point.vault:
-        return point.damaged
-    copy = uow.copies.get(point.id, vault)
-    return copy.damaged if copy is not None else None
-
-
-def describe(damage: tuple[DamagedDisk, ...] | list[DamagedDisk]) -> str:
-    return "; ".join(f"disk {d.disk} bytes {format_ranges(d.ranges)}" for d in damage)
 
 
 def findings(steps: Sequence[JournalStep]) -> dict[str, list[dict[str, Any]]]:
@@ -111,7 +94,7 @@ class Healing(Service):
 
     def _holders(self, point: RecoveryPoint, exclude: str) -> list[Holder]:
         with self.uow() as uow:
-            names = holders(uow, point, exclude)
+            names = holdings.holders(uow, point, exclude)
         return [Holder(n, partial(self._open, n)) for n in names]
 
     def _open(self, name: str) -> VaultStore:
@@ -154,9 +137,9 @@ class Healing(Service):
                     state = "missing" if cid in disk.missing else "corrupt"
                     if state == "corrupt":  # the next backup of the same data stores it again
                         store.chunks.quarantine(cid)
+                    at = DamagedDisk(target, disk.index.ranges_of([cid]) if disk.index else ())
                     health.problems.append(
-                        f"{target}: chunk {cid.hex()} {state} (bytes "
-                        f"{format_ranges(disk.index.ranges_of([cid]) if disk.index else ())}), "
+                        f"chunk {cid.hex()} {state} ({at.describe()}), "
                         f"not healed: {out.failed[cid.hex()]}"
                     )
         self._structural_damage(point, report, health)
@@ -186,7 +169,7 @@ class Healing(Service):
         )
         for h in healed:
             ctx.log(
-                f"point {point_id}: {target}: chunk {h.chunk} (bytes {format_ranges(h.ranges)}) "
+                f"point {point_id}: chunk {h.chunk} ({DamagedDisk(target, h.ranges).describe()}) "
                 f"healed in vault {vault} from vault {h.source}"
             )
 
@@ -194,36 +177,44 @@ class Healing(Service):
         self, ctx: JobContext, point: RecoveryPoint, vault: str, damage: list[DamagedDisk]
     ) -> None:
         with self.uow() as uow:
-            before = damage_of(uow, point, vault)
+            before = holdings.damage_in(uow, point, vault)
             if not damage and before is None:
                 return
             uow.copies.set_damaged(point.id, vault, damage or None)
             uow.commit()
         if damage:
             ctx.record(DAMAGED, point=point.id, vault=vault, disks=[d.to_json() for d in damage])
-            ctx.log(f"point {point.id} marked damaged in vault {vault}: {describe(damage)}")
+            ctx.log(f"point {point.id} marked damaged in vault {vault}: {describe_damage(damage)}")
         else:
             ctx.record(DAMAGED, point=point.id, vault=vault, disks=None)
             ctx.log(f"point {point.id} is intact in vault {vault}: damage mark cleared")
 
     # --- restore --------------------------------------------------------------------------------
 
-    def reading_store(self, point: RecoveryPoint, vault: str | None = None) -> ReadPlan:
-        """The store a restore of ``point`` reads through (``vault``: default its own).
+    def reading_store(
+        self, point: RecoveryPoint, vault: str | None = None, *, named: bool = False
+    ) -> ReadPlan:
+        """The store a restore of ``point`` reads through (``vault``: default its own;
+        ``named``: the user named it, ``--from-vault``).
 
-        Refused with ``POINT_DAMAGED`` when the point is marked damaged there and every other
-        holder is too (or there is none); else a holder not marked damaged is read instead."""
+        Marked damaged there: refused with ``POINT_DAMAGED`` (naming the holders not marked
+        damaged) when the vault was named or no other holder is intact; else the first intact
+        holder is read instead."""
         vault = vault or point.vault
         note = None
         with self.uow() as uow:
-            damage = damage_of(uow, point, vault)
+            damage = holdings.damage_in(uow, point, vault)
             if damage is not None:
-                intact = [v for v in holders(uow, point, vault) if damage_of(uow, point, v) is None]
-                if not intact:
-                    raise PointDamaged(point=point.id, vault=vault, where=describe(damage))
+                intact = [
+                    v
+                    for v in holdings.holders(uow, point, exclude=vault)
+                    if holdings.damage_in(uow, point, v) is None
+                ]
+                if named or not intact:
+                    raise _damaged(point, vault, damage, intact)
                 note = (
                     f"point {point.id} is marked damaged in vault {vault} "
-                    f"({describe(damage)}): reading it from vault {intact[0]}"
+                    f"({describe_damage(damage)}): reading it from vault {intact[0]}"
                 )
                 vault = intact[0]
         base = self.vaults.open_store(self.vaults.resolve(vault))
@@ -253,6 +244,14 @@ class Healing(Service):
         ]
         if damage:
             self._record_damage(ctx, point, plan.vault, damage)
+
+
+def _damaged(
+    point: RecoveryPoint, vault: str, damage: tuple[DamagedDisk, ...], intact: list[str]
+) -> PointDamaged:
+    """The refusal; it names the holders not marked damaged (none: no vault to read from)."""
+    where = f"intact in vault {', '.join(intact)}" if intact else "no other vault holds it intact"
+    return PointDamaged(where, point=point.id, vault=vault, where=describe_damage(damage))
 
 
 def _by_position(disk: VerifyReport) -> list[bytes]:

@@ -4,7 +4,9 @@ A point keeps its id in every vault.  ``recovery_points.vault`` is its *own* vau
 it was taken into); ``point_copies`` lists the other vaults that hold it (docs/copies.md).
 These helpers read and change that, inside the caller's transaction:
 
-* :func:`holders` — own vault first, then the copies, by name;
+* :func:`holders` — own vault first, then the copies, by name (``exclude``: one left out);
+* :func:`damage_in` — the damage verify or a restore recorded for the point in one vault;
+* :func:`holding` — both, for showing a point: every holder and the damage in each;
 * :func:`held_in` — the points a vault holds (its own and its copies), newest first;
 * :func:`vault_holding` — the vault a restore reads from (``--from-vault``), or the refusal;
 * :func:`forget` — the catalog side of removing the point from one vault: a copy's row goes;
@@ -15,13 +17,41 @@ These helpers read and change that, inside the caller's transaction:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from vmvault.domain.errors import PointNotInVault
-from vmvault.domain.recovery_point import RecoveryPoint
+from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.services.ports import UnitOfWork
 
 
-def holders(uow: UnitOfWork, point: RecoveryPoint) -> list[str]:
-    return [point.vault, *(c.vault for c in uow.copies.of_point(point.id))]
+@dataclass(frozen=True)
+class Holding:
+    """Where a point is held: ``vaults`` (own first), ``damaged`` (vault → its damage
+    there, only the vaults where the point is marked damaged)."""
+
+    vaults: list[str]
+    damaged: dict[str, tuple[DamagedDisk, ...]]
+
+
+def holders(uow: UnitOfWork, point: RecoveryPoint, exclude: str | None = None) -> list[str]:
+    """The vaults holding ``point``: its own first, then its copies by name; ``exclude``
+    left out (the vault a repair is for)."""
+    copies = [c.vault for c in uow.copies.of_point(point.id)]  # by vault name
+    return [v for v in [point.vault, *copies] if v != exclude]
+
+
+def damage_in(uow: UnitOfWork, point: RecoveryPoint, vault: str) -> tuple[DamagedDisk, ...] | None:
+    """The damage recorded for ``point`` in ``vault`` (None: intact, as far as verify knows)."""
+    if vault == point.vault:
+        return point.damaged
+    copy = uow.copies.get(point.id, vault)
+    return copy.damaged if copy is not None else None
+
+
+def holding(uow: UnitOfWork, point: RecoveryPoint) -> Holding:
+    damaged = {point.vault: point.damaged} if point.damaged else {}
+    damaged |= {c.vault: c.damaged for c in uow.copies.of_point(point.id) if c.damaged}
+    return Holding(holders(uow, point), damaged)
 
 
 def held_in(uow: UnitOfWork, vault: str, vm_uuid: str | None = None) -> list[RecoveryPoint]:

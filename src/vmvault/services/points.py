@@ -94,22 +94,30 @@ class PointService(Service):
     def list_points(self, vault_name: str | None, vm_ref: str | None) -> list[RecoveryPoint]:
         """The points the vault holds — taken into it or copied there — newest first; for a
         VM and no vault named, its points in every vault (``holders`` says which)."""
+        return self.listing(vault_name, vm_ref)[1]
+
+    def listing(
+        self, vault_name: str | None, vm_ref: str | None
+    ) -> tuple[str | None, list[RecoveryPoint]]:
+        """The vault listed (``vault_name`` resolved; None: a VM's points in every vault) and
+        the points, newest first."""
         if vault_name is None and vm_ref is not None:
             with self.uow() as uow:
-                return uow.points.for_vm(resolve_vm(uow, vm_ref).uuid)
+                return None, uow.points.for_vm(resolve_vm(uow, vm_ref).uuid)
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
             vm = resolve_vm(uow, vm_ref) if vm_ref is not None else None
-            return holdings.held_in(uow, vault.name, vm.uuid if vm else None)
+            return vault.name, holdings.held_in(uow, vault.name, vm.uuid if vm else None)
 
-    def holders(self, point_ids: Sequence[str]) -> dict[str, list[str]]:
-        """The vaults holding each point: its own first, then those holding a copy."""
-        out: dict[str, list[str]] = {}
+    def holders(self, point_ids: Sequence[str]) -> dict[str, holdings.Holding]:
+        """Where each point is held: every vault (its own first, then those holding a copy)
+        and the damage recorded in each (:func:`holdings.holding`)."""
+        out: dict[str, holdings.Holding] = {}
         with self.uow() as uow:
             for point_id in point_ids:
                 point = uow.points.get(point_id)
                 if point is not None:
-                    out[point_id] = holdings.holders(uow, point)
+                    out[point_id] = holdings.holding(uow, point)
         return out
 
     def get(self, point_id: str) -> RecoveryPoint:
@@ -149,8 +157,9 @@ class PointService(Service):
             )
         with self.uow() as uow:
             source = holdings.vault_holding(uow, point, from_vault)
-        # POINT_DAMAGED: refused here (unless another vault holds it intact: read from there)
-        reading = Healing(self.ctx).reading_store(point, source)
+        # POINT_DAMAGED: refused here (unless no vault was named and another vault holds it
+        # intact: read from there)
+        reading = Healing(self.ctx).reading_store(point, source, named=from_vault is not None)
         vault = self.vaults.resolve(reading.vault)
         target_dir = where.path
         plan = {

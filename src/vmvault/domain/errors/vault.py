@@ -230,9 +230,9 @@ class PointDamaged(VmvaultError):
     code = "POINT_DAMAGED"
     message = "recovery point {point} is damaged in vault {vault}: {where}"
     remedy = (
-        "No other vault holds an intact copy to read or heal the damaged ranges from. Restore "
-        "another recovery point of the VM, or copy this point to the vault again from a vault "
-        "that holds it intact; a verify that finds it intact clears the mark "
-        "(docs/healing.md)."
+        "Read it from a vault where it is intact (--from-vault VAULT), if the message names "
+        "one; else restore another recovery point of the VM, or copy this point to the vault "
+        "again from a vault that holds it intact; a verify that finds it intact clears the "
+        "mark (docs/healing.md)."
     )
     kind = "usage"

@@ -92,7 +92,7 @@ class RestoreService(Service):
         with self.uow() as uow:
             source = holdings.vault_holding(uow, point, from_vault)
         # POINT_DAMAGED: refused here (unless another vault holds it intact: read from there)
-        reading = Healing(self.ctx).reading_store(point, source)
+        reading = Healing(self.ctx).reading_store(point, source, named=from_vault is not None)
         vault = self.vaults.resolve(reading.vault)
         store = reading.store
         manifest = store.read_manifest(point.id)
