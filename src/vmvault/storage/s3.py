@@ -11,7 +11,8 @@ backend's lease objects are under ``<prefix>locks/`` and are never listed
   key; RGW and AWS both refuse atomically, which the conformance race test checks), 409
   ``ConditionalRequestConflict`` (a racing conditional write still in progress) → asked again.
 * ``publish`` — plain ``PutObject`` (a single PUT is atomic: readers see old or new, whole).
-* batches — conditional PUTs on a bounded pool (:mod:`~vmvault.storage.s3_batch`).
+* batches — conditional PUTs on a bounded pool (:mod:`~vmvault.storage.s3_batch`); a 412
+  is followed by a touch (the contract: an add whose key exists refreshes its mtime).
 * ``get_into`` — ``GetObject`` streamed straight into the caller's buffer.
 * ``stat``/``exists`` — ``HeadObject``; ``touch`` — ``CopyObject`` onto itself with
   ``MetadataDirective=REPLACE`` (a new ``LastModified``; 404 → False).
@@ -45,6 +46,7 @@ from botocore.exceptions import ClientError
 from vmvault.domain.vault import S3Location
 from vmvault.storage.backend import (
     Data,
+    Guard,
     ObjectInfo,
     Usage,
     WriterInfo,
@@ -113,6 +115,7 @@ class S3Backend:
             client, bucket, prefix, retry_attempts=retry_attempts, retry_delay=retry_delay
         )
         self.location = self.session.location
+        self.remote = True
         self.uploads = uploads
         self.budget = ByteBudget(inflight_bytes)
         self.leases = Leases(self.session, lease_seconds, renew_seconds)
@@ -175,8 +178,8 @@ class S3Backend:
         self._forget_age(key)
         self.session.call("PutObject", key, Body=_body(data))
 
-    def begin_batch(self) -> S3Batch:
-        return S3Batch(self, self.uploads)
+    def begin_batch(self, guard: Guard | None = None) -> S3Batch:
+        return S3Batch(self, self.uploads, guard)
 
     def get(self, key: str) -> bytes:
         check_key(key)

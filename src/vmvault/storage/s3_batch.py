@@ -8,6 +8,9 @@ the upload ends) and hands it to a worker thread; ``add`` blocks while more than
 backend's byte budget is in flight (:class:`ByteBudget`, shared by every batch of the
 backend), so memory stays bounded whatever the disk size: 3 uploads of 4 MiB chunks = 12 MiB.
 
+A key found present (the PUT answered 412) is touched (``CopyObject``) inside the batch's
+guard and put again if that finds it gone; :meth:`S3Batch.commit` returns those keys.
+
 Visibility, as the contract allows for object storage: an object is visible as soon as its
 upload returns (never before it is durable: a PUT is both at once).  ``abort`` cancels the
 uploads not yet started and waits for the running ones; what was uploaded stays, an
@@ -21,9 +24,10 @@ import mmap
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
-from vmvault.storage.backend import BytesLike, Data, check_key, parts_of
+from vmvault.storage.backend import BytesLike, Data, Guard, check_key, parts_of, put_or_touch
 
 if TYPE_CHECKING:
     from vmvault.storage.s3 import S3Backend
@@ -75,8 +79,10 @@ class ByteBudget:
 class S3Batch:
     """Concurrent conditional PUTs; ``commit`` waits for them (see the module docstring)."""
 
-    def __init__(self, backend: S3Backend, workers: int) -> None:
+    def __init__(self, backend: S3Backend, workers: int, guard: Guard | None = None) -> None:
         self._backend = backend
+        self._guard = guard or nullcontext
+        self._present: set[str] = set()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="vmvault-s3-put")
         self._mu = threading.Lock()
         self._pending: list[Future[bool]] = []
@@ -118,7 +124,17 @@ class S3Batch:
                 body.seek(0)
             return self._backend.put_once(key, body)
 
-        return self._backend.session.retry(once)
+        def put() -> bool:
+            return self._backend.session.retry(once)
+
+        def touch() -> bool:
+            return self._backend.session.retry(lambda: self._backend.touch(key))
+
+        created = put_or_touch(put, touch, self._guard)
+        if not created:
+            with self._mu:
+                self._present.add(key)
+        return created
 
     def _done(self, future: Future[bool], held: int, body: Body) -> None:
         if isinstance(body, mmap.mmap):
@@ -136,17 +152,18 @@ class S3Batch:
         with self._mu:
             return len(self._pending)
 
-    def commit(self) -> None:
+    def commit(self) -> frozenset[str]:
         with self._mu:
             pending, self._pending = self._pending, []
         try:
             wait(pending)
             with self._mu:
-                failed = self._failed
+                failed, present = self._failed, frozenset(self._present)
             if failed is not None:
                 raise failed
         finally:
             self._close()
+        return present
 
     def abort(self) -> None:
         with self._mu:
