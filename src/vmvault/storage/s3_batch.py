@@ -112,11 +112,12 @@ class S3Batch:
                 raise self._failed  # fail fast: the batch cannot commit any more
             if self._closed:
                 raise RuntimeError("the batch was committed or aborted")
+        size = len(body)  # not after the submit: a finished upload closes a mapped body
         future = self._pool.submit(self._upload, key, body)
         future.add_done_callback(lambda f: self._done(f, held, body))
         with self._mu:
             self._pending.append(future)
-        return len(body)
+        return size
 
     def _upload(self, key: str, body: Body) -> bool:
         def once() -> bool:

@@ -349,6 +349,21 @@ def test_a_batch_add_of_a_present_key_touches_it_inside_the_guard(harness: Harne
     assert len(guarded) == 1  # the touch ran inside the guard; the new object needed none
 
 
+def test_a_batch_add_of_a_large_present_object_touches_it(backend: StorageBackend) -> None:
+    big = random.Random(7).randbytes(3 << 20)  # a chunk's size: mapped, sent in parts
+    backend.put("b/big", big)
+    buf = mmap.mmap(-1, len(big))
+    buf[:] = big
+    for _ in range(2):
+        batch = backend.begin_batch()
+        batch.add_buffer("b/big", buf, len(big))
+        batch.add_buffer("b/big2", buf, len(big))
+        assert batch.commit() == frozenset({"b/big"})
+        backend.delete("b/big2")
+    buf.close()
+    assert backend.get("b/big") == big
+
+
 def test_a_batch_add_whose_present_object_vanishes_puts_it_again(harness: Harness) -> None:
     backend = harness.backend
     backend.put("b/k", b"old bytes")
