@@ -6,7 +6,8 @@ end: :meth:`S3Batch.commit` waits for the uploads and raises the first failure. 
 ``add`` returns) into an anonymous mapping of its own (sent as a file-like body, unmapped when
 the upload ends) and hands it to a worker thread; ``add`` blocks while more than the
 backend's byte budget is in flight (:class:`ByteBudget`, shared by every batch of the
-backend), so memory stays bounded whatever the disk size: 3 uploads of 4 MiB chunks = 12 MiB.
+backend), so memory stays bounded whatever the disk size: 3 uploads of 4 MiB chunk files
+(``INFLIGHT_BYTES``: 12.2 MiB, room for three whole chunk files with their headers).
 
 A key found present (the PUT answered 412) is touched (``CopyObject``) inside the batch's
 guard and put again if that finds it gone; :meth:`S3Batch.commit` returns those keys.
