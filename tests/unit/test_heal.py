@@ -37,10 +37,12 @@ def _cheap_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
 Backends = Callable[[str], StorageBackend]
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "remote"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backends:
     if request.param == "memory":
         return lambda name: MemoryBackend(f"memory:{name}")
+    if request.param == "remote":  # as object storage: restores read ahead, backups skip checks
+        return lambda name: MemoryBackend(f"memory:{name}", remote=True)
     return lambda name: LocalBackend(tmp_path / name)
 
 

@@ -4,7 +4,8 @@
 
     reader thread ──► zero check ──► work queue ──► N worker threads ──► results ──► caller
       pread_into        (is_zero)                    keyed BLAKE3 id         thread: index,
-      a free buffer                                  exists? touch : zstd    progress, cancel
+      a free buffer                                  (local: exists? touch)  progress, cancel
+                                                     zstd
          ▲                                           (if a sample shrinks)
          │                                           (+ AES-GCM) in place
          │                                           → tmp file, O_DIRECT
@@ -26,8 +27,13 @@
   extent touches it (incremental).  Other chunks are zero, or (incremental) take their id
   from ``previous``; such a reused chunk is touched in the store, and if it is no longer
   there (its point was pruned and collected meanwhile) it is read again.
-* After hashing, a chunk already in the vault (or already in this batch) is not compressed or
-  written again: it is touched, which protects it from a concurrent garbage collection.
+* After hashing, a chunk already in this batch is skipped.  On a local backend a chunk already
+  in the vault is not compressed or written again: it is touched (a ``utime``), which
+  protects it from a concurrent garbage collection.  On a remote backend (object storage,
+  where that check is a ~50 ms request per chunk) the pipeline does not ask: it adds the
+  chunk to the batch, whose put-if-absent finds it present and touches it under the shared
+  vault lock (the storage contract's batch semantics); at commit the batch names the chunks
+  it found present, and the result counts them as dedup, not as new bytes.
 * New chunks are committed (fsynced, renamed into place) in one batch at the end, before the
   caller writes the index.  On error or cancel the batch is discarded and nothing refers to
   its chunks: no index is written, since the caller writes it only after this returns.
@@ -148,22 +154,29 @@ def backup_disk(
     counts = [0, 0, 0]  # new, dedup, zero-read
     bytes_new = 0
     done_bytes = 0
+    added: dict[bytes, int] = {}  # id -> bytes, of the chunks added to the batch
     pipe = _Pipeline(store, source, batch, plan, workers)
     try:
         for i, cid, kind, written, length in pipe.results():
             ids[i] = cid
             counts[kind] += 1
+            if kind == _NEW:
+                added[cid] = written
             bytes_new += written
             done_bytes += length
             if progress is not None:
                 progress(done_bytes, total)
             if cancel is not None and cancel():
                 raise Cancelled(operation="the backup")
-        batch.commit()
+        present = batch.commit()
     except BaseException:
         pipe.stop()
         batch.abort()
         raise
+    for cid in present & added.keys():  # found in the vault by the batch: not stored
+        counts[_NEW] -= 1
+        counts[_DEDUP] += 1
+        bytes_new -= added[cid]
     zero = sum(1 for cid in ids if cid == ZERO_ID)
     return DiskBackupResult(
         index=DiskIndex(cs, size, ids),
@@ -190,6 +203,8 @@ class _Pipeline:
         workers: int,
     ) -> None:
         self.store, self.source, self.batch, self.plan = store, source, batch, plan
+        #: ask the vault before compressing (local); remote: the batch's put-if-absent does
+        self.precheck = not store.backend.remote
         readers = max(1, int(getattr(source, "max_readers", 1)))
         self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
         capacity = file_capacity(store.chunk_size)
@@ -280,7 +295,7 @@ class _Pipeline:
                     continue
                 with memoryview(buf) as whole:
                     cid = codec.chunk_id(whole[DATA_OFFSET : DATA_OFFSET + length])
-                if not self.batch.reserve(cid) or self.store.touch_chunk(cid):
+                if not self.batch.reserve(cid) or (self.precheck and self.store.touch_chunk(cid)):
                     self._done.put((i, cid, _DEDUP, 0, length))
                     continue
                 size = codec.encode_in_place(cid, buf, length)

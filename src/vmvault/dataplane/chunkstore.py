@@ -15,12 +15,16 @@ can trust any chunk it finds present; a crash leaves only in-flight debris, whic
 collection sweeps (``StorageBackend.sweep_leftovers``), or (object storage, where each chunk
 is visible once its upload returns) whole chunks that nothing references, which it collects.
 
-**Requests per chunk** (what object storage charges in latency): a new chunk costs one touch
-that finds nothing (a ``CopyObject`` answered 404, no data moved) and one conditional PUT; a
-chunk found present costs one touch (``CopyObject``), under the shared vault lock, whose
-lease the S3 backend shares among all holds of the process, so it costs no request per chunk.
-The backup pipeline runs ``workers`` chunks at once, the batch ``S3Backend.uploads`` uploads,
-and :meth:`ChunkStore.touch_many` touches a reused incremental's chunks concurrently.
+**Requests per chunk** (what object storage charges in latency): on a ``remote`` backend the
+backup pipeline does not ask whether a new chunk is present; it compresses it and adds it to
+the batch, whose conditional PUT answers the question (412: present) and then touches the
+chunk (``CopyObject``) under the shared vault lock — so a new chunk costs one PUT, a chunk
+already stored a PUT refused before its body is read and a touch.  On a local directory the
+pipeline first touches (a ``utime``, µs) and skips the compression of a chunk found present.
+The shared vault lock's lease is shared by all holds of the S3 backend's process, so it costs
+no request per chunk.  The pipeline runs ``workers`` chunks at once, the batch
+``S3Backend.uploads`` uploads, and :meth:`ChunkStore.touch_many` touches a reused
+incremental's chunks concurrently.
 
 Every storage failure that is not about one chunk becomes a user's error here
 (:func:`user_error`: ``VAULT_FULL``, ``STORAGE_UNREACHABLE``, ``STORAGE_ACCESS_DENIED`` …),
@@ -139,11 +143,14 @@ class ChunkStore:
         """:meth:`touch` for a caller that holds the shared vault lock."""
         return self._call(lambda: self.backend.touch(chunk_key(cid)))
 
-    def touch_many(self, cids: Sequence[bytes], *, threads: int = TOUCH_THREADS) -> list[bool]:
-        """:meth:`touch` of many chunks under one shared hold, ``threads`` at a time (on
-        object storage each touch is a request: run them concurrently, not one by one)."""
+    def touch_many(self, cids: Sequence[bytes], *, threads: int | None = None) -> list[bool]:
+        """:meth:`touch` of many chunks under one shared hold, ``threads`` at a time (default:
+        :data:`TOUCH_THREADS` on a remote backend, where each touch is a request; one on a
+        local one, where a touch takes microseconds and a thread pool would cost more)."""
         if not cids:
             return []
+        if threads is None:
+            threads = TOUCH_THREADS if self.backend.remote else 1
         with space_errors(self.backend.location), self._shared_lock():
             if len(cids) == 1 or threads <= 1:
                 return [self.touch_unlocked(cid) for cid in cids]
@@ -187,7 +194,9 @@ class ChunkStore:
         self._call(lambda: self.backend.delete(chunk_key(cid), sync=False))
 
     def begin_batch(self) -> ChunkBatch:
-        return ChunkBatch(self.backend)
+        """A batch whose adds that find their chunk present touch it under the shared vault
+        lock (as :meth:`touch` does)."""
+        return ChunkBatch(self.backend, self._shared_lock)
 
     def scan(self) -> Iterator[ObjectInfo]:
         """Every object under ``chunks/``: chunks (and quarantined ones)."""
@@ -206,9 +215,13 @@ class ChunkBatch:
     Thread-safe: pipeline workers call :meth:`reserve` and :meth:`add` concurrently.
     """
 
-    def __init__(self, backend: StorageBackend) -> None:
+    def __init__(
+        self,
+        backend: StorageBackend,
+        guard: Callable[[], AbstractContextManager[None]] | None = None,
+    ) -> None:
         self._location = backend.location
-        self._batch: WriteBatch = backend.begin_batch()
+        self._batch: WriteBatch = backend.begin_batch(guard)
         self._mu = threading.Lock()
         self._reserved: set[bytes] = set()
 
@@ -234,10 +247,12 @@ class ChunkBatch:
     def __len__(self) -> int:
         return len(self._batch)
 
-    def commit(self) -> None:
-        """Make every staged chunk durable, then visible."""
+    def commit(self) -> set[bytes]:
+        """Make every staged chunk durable, then visible; returns the ids of those found
+        already in the store (not written: touched, or stored again if GC took them)."""
         with space_errors(self._location):
-            self._batch.commit()
+            present = self._batch.commit()
+        return {bytes.fromhex(key.rpartition("/")[2]) for key in present}
 
     def abort(self) -> None:
         """Discard the chunks not committed."""

@@ -3,7 +3,9 @@
 **Restore** writes a sparse image from ``workers`` threads, each chunk verified as it is read
 (:meth:`VaultStore.get_chunk_into`: into two aligned buffers per thread, no allocation per
 chunk) and written with ``os.pwrite``, skipping its all-zero 64 KiB
-clusters; zero chunks are not touched at all.  The data clusters go through a second
+clusters; zero chunks are not touched at all.  On a remote backend the chunk files are
+fetched ahead by :class:`~vmvault.dataplane.readahead.ReadAhead` (8 GETs in flight, 8 buffers)
+and the workers only decode and write.  The data clusters go through a second
 descriptor opened with O_DIRECT (no page-cache copy, no writers serialised on the inode lock
 of a buffered write), where the file system takes it; metadata and an unaligned tail go
 through the buffered one.  Raw: the file is truncated to the disk size
@@ -32,6 +34,7 @@ from pathlib import Path
 from vmvault.dataplane.chunk import ZERO_ID
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.qcow2 import Qcow2Layout, write_sparse
+from vmvault.dataplane.readahead import Fetched, ReadAhead
 from vmvault.dataplane.vault import ChunkScratch, VaultStore
 from vmvault.domain.errors import (
     Cancelled,
@@ -194,26 +197,47 @@ def _parallel_writes(
     jobs_mu = threading.Lock()
     results: queue.SimpleQueue[tuple[int, int, bytes] | BaseException] = queue.SimpleQueue()
     stop = threading.Event()
+    ahead = ReadAhead(store, index.ids, todo) if store.backend.remote and todo else None
+
+    def next_job() -> tuple[int, Fetched | None] | None:
+        if ahead is None:
+            with jobs_mu:
+                i = next(jobs, None)
+            return None if i is None else (i, None)
+        item = ahead.take()
+        return None if item is None else (item[0], item)
 
     def work() -> None:
         scratch = store.chunk_scratch()
         try:
-            while not stop.is_set():
-                with jobs_mu:
-                    i = next(jobs, None)
-                if i is None:
-                    return
+            while not stop.is_set() and (job := next_job()) is not None:
+                i, fetched = job
                 try:
-                    results.put((i, *fetch_and_write(i, scratch)))
+                    results.put((i, *fetch_and_write(i, scratch, fetched)))
                 except BaseException as exc:
                     stop.set()
                     results.put(exc)
                     return
+                finally:
+                    if ahead is not None and fetched is not None:
+                        ahead.release(fetched[1])
         finally:
             scratch.close()
 
-    def fetch_and_write(i: int, scratch: ChunkScratch) -> tuple[int, bytes]:
-        data, aligned = store.get_chunk_into(index.ids[i], scratch)
+    def read(i: int, scratch: ChunkScratch, fetched: Fetched | None) -> tuple[memoryview, bool]:
+        cid = index.ids[i]
+        if fetched is not None and isinstance(fetched[2], int):
+            try:
+                return store.decode_chunk_into(cid, fetched[1], fetched[2], scratch.out)
+            except ChunkCorrupt:
+                pass
+        # no read-ahead, or it failed: the ordinary read (a healing store heals there)
+        return store.get_chunk_into(cid, scratch)
+
+    def fetch_and_write(
+        i: int, scratch: ChunkScratch, fetched: Fetched | None
+    ) -> tuple[int, bytes]:
+        data, aligned = read(i, scratch, fetched)
         with data:
             if len(data) != index.chunk_length(i):
                 raise ChunkCorrupt(chunk=index.ids[i].hex(), why="length differs from index")
@@ -235,6 +259,8 @@ def _parallel_writes(
         stop.set()
         for t in threads:
             t.join()
+        if ahead is not None:
+            ahead.close()
 
 
 def _sync_and_rename(partial: Path, target: Path) -> None:

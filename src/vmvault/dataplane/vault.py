@@ -20,6 +20,7 @@ indexes.  The chunks it alone referenced are left to garbage collection.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import re
 import threading
@@ -252,11 +253,11 @@ class VaultStore:
         return cid == ZERO_ID or self.chunks.touch(cid)
 
     def touch_chunks(self, cids: list[bytes]) -> list[bool]:
-        """:meth:`touch_chunk` for many ids under one shared lock."""
-        if not cids:
-            return []
-        with self.shared_lock():
-            return [cid == ZERO_ID or self.chunks.touch_unlocked(cid) for cid in cids]
+        """:meth:`touch_chunk` for many ids under one shared lock, concurrently
+        (:meth:`ChunkStore.touch_many`: on object storage each touch is a request)."""
+        stored = [cid for cid in cids if cid != ZERO_ID]
+        found = iter(self.chunks.touch_many(stored))
+        return [cid == ZERO_ID or next(found) for cid in cids]
 
     def put_chunk(self, data: BytesLike, cid: bytes | None = None) -> tuple[bytes, int]:
         """Store one chunk durably; returns (id, bytes written, 0 when already present).
@@ -289,8 +290,16 @@ class VaultStore:
         if cid == ZERO_ID:
             raise ValueError("the zero chunk has no stored content; its length is the index's")
         n = self.chunks.read_into(cid, scratch.blob_view)
-        plain = self.codec().decode_into(cid, scratch.blob_view[:n], scratch.out)
-        return plain, plain.obj is scratch.out or plain.obj is scratch.blob
+        return self.decode_chunk_into(cid, scratch, n, scratch.out)
+
+    def decode_chunk_into(
+        self, cid: bytes, fetched: ChunkScratch, n: int, out: mmap.mmap
+    ) -> tuple[memoryview, bool]:
+        """The second half of :meth:`get_chunk_into`, for a chunk file already read into
+        ``fetched.blob_view[:n]`` (read-ahead): the plaintext (in ``out`` when compressed)
+        and whether it starts at a page boundary.  Raises ``CHUNK_CORRUPT``."""
+        plain = self.codec().decode_into(cid, fetched.blob_view[:n], out)
+        return plain, plain.obj is out or plain.obj is fetched.blob
 
     def chunk_scratch(self) -> ChunkScratch:
         return ChunkScratch(self.chunk_size)

@@ -28,9 +28,15 @@ segment ``locks`` is reserved for the backend's locks and writer registry.  :fun
   many puts made durable by one :meth:`WriteBatch.commit` (the local backend: temporary files
   written with O_DIRECT, then one fsync each in parallel and one per directory).  An object
   added to a batch becomes visible no earlier than its content is durable, and at the latest
-  when ``commit`` returns; each is a put-if-absent.  ``abort`` (or a crash) discards what was not
-  yet visible; what was (object storage may show an object as soon as it is uploaded) stays, as
-  an unreferenced object for garbage collection.
+  when ``commit`` returns; each is a put-if-absent.  **An add whose key already exists
+  refreshes that object's mtime** (a :meth:`~StorageBackend.touch`, run inside the batch's
+  ``guard()`` when ``begin_batch`` was given one: the caller's lock that orders it against a
+  garbage collector's delete), and if the object is gone by then (deleted meanwhile) the add
+  puts it again: once ``commit`` returns, every added key is present with an mtime at or after
+  the add began.  ``commit`` returns the keys that were found already present (their bytes were
+  not stored).  ``abort`` (or a crash) discards what was not yet visible; what was (object
+  storage may show an object as soon as it is uploaded) stays, as an unreferenced object for
+  garbage collection.
 * :meth:`~StorageBackend.get` / :meth:`~StorageBackend.get_into` — the whole object, as
   ``bytes`` or into the caller's buffer (the hot path: no allocation per object).  A missing
   key raises :class:`~vmvault.storage.errors.ObjectMissing`.
@@ -52,6 +58,11 @@ segment ``locks`` is reserved for the backend's locks and writer registry.  :fun
 * :meth:`~StorageBackend.usage` — bytes and number of the objects under a prefix.
 * :meth:`~StorageBackend.sweep_leftovers` — removes the debris of crashed writers that is not
   an object (temporary files, incomplete multipart uploads) older than a time.
+
+**Cost.**  :attr:`~StorageBackend.remote` is True when each request is a network round trip
+(object storage: tens of milliseconds, whatever the size), False for a local medium (µs).  A
+caller then overlaps requests (read-ahead, concurrent touches) and skips an existence check
+that a batch's put-if-absent answers anyway.
 
 **Time.**  :meth:`~StorageBackend.now` is the clock that stamps mtimes (the kernel's for a
 directory, the server's for S3).  An mtime may lag ``now()`` by up to a second (coarse kernel
@@ -79,13 +90,15 @@ from __future__ import annotations
 
 import mmap
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
 from vmvault.storage.errors import InvalidKey
 
+#: A context factory a batch holds while it touches an object it found present.
+Guard: TypeAlias = Callable[[], AbstractContextManager[None]]
 BytesLike: TypeAlias = bytes | bytearray | memoryview
 #: Objects are given as one buffer or as parts written back to back (one ``writev``).
 Data: TypeAlias = BytesLike | Sequence[BytesLike]
@@ -110,6 +123,18 @@ def check_key(key: str) -> str:
 
 def parts_of(data: Data) -> Sequence[BytesLike]:
     return [data] if isinstance(data, bytes | bytearray | memoryview) else data
+
+
+def put_or_touch(put: Callable[[], bool], touch: Callable[[], bool], guard: Guard) -> bool:
+    """A batch's add made visible (module docstring, "Batches"): ``put()`` (put-if-absent);
+    a key found present is ``touch()``-ed inside ``guard()``, and put again if it vanished
+    meanwhile.  True when this call created the object, False when it found it present."""
+    while True:
+        if put():
+            return True
+        with guard():
+            if touch():
+                return False
 
 
 @dataclass(frozen=True)
@@ -148,9 +173,10 @@ class WriteBatch(Protocol):
         the medium allows, e.g. O_DIRECT); ``buf`` may be reused once this returns."""
         ...
 
-    def commit(self) -> None:
-        """Make every staged object durable, then visible.  On failure nothing more of the
-        batch becomes visible and the staged data is discarded."""
+    def commit(self) -> frozenset[str]:
+        """Make every staged object durable, then visible; returns the keys that were already
+        present (each touched instead, see "Batches").  On failure nothing more of the batch
+        becomes visible and the staged data is discarded."""
         ...
 
     def abort(self) -> None:
@@ -170,6 +196,8 @@ class StorageBackend(Protocol):
 
     #: Where the objects are, for people: a directory, ``s3://bucket/prefix``, ``memory:…``.
     location: str
+    #: Each request is a network round trip (see "Cost" in the module docstring).
+    remote: bool
 
     # --- objects -----------------------------------------------------------------------------
 
@@ -181,8 +209,9 @@ class StorageBackend(Protocol):
         """Create or replace ``key`` atomically and durably (readers: old or new, whole)."""
         ...
 
-    def begin_batch(self) -> WriteBatch:
-        """A batch of puts made durable by one commit."""
+    def begin_batch(self, guard: Guard | None = None) -> WriteBatch:
+        """A batch of puts made durable by one commit; ``guard()`` is held around each touch
+        of an added key found present (module docstring, "Batches")."""
         ...
 
     def get(self, key: str) -> bytes:

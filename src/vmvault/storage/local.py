@@ -41,6 +41,7 @@ from vmvault.storage import fsutil
 from vmvault.storage.backend import (
     RESERVED,
     Data,
+    Guard,
     ObjectInfo,
     Usage,
     WriterInfo,
@@ -104,6 +105,7 @@ class LocalBackend:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.location = str(self.root)
+        self.remote = False
         self._locks = FileLocks(self.root / RESERVED)
 
     # --- paths and errors --------------------------------------------------------------------
@@ -155,8 +157,9 @@ class LocalBackend:
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
-    def _link_into_place(tmp: Path, final: Path) -> bool:
-        """Put-if-absent of ``tmp`` as ``final``; the temporary is gone afterwards."""
+    def _link_into_place(tmp: Path, final: Path, *, keep: bool = False) -> bool:
+        """Put-if-absent of ``tmp`` as ``final``; the temporary is gone afterwards (``keep``:
+        it stays when ``final`` existed, for a caller that may link it again)."""
         try:
             os.link(tmp, final)
             created = True
@@ -170,7 +173,8 @@ class LocalBackend:
             if created:
                 os.rename(tmp, final)
                 return True
-        tmp.unlink(missing_ok=True)
+        if not (keep and not created):
+            tmp.unlink(missing_ok=True)
         return created
 
     # --- objects -----------------------------------------------------------------------------
@@ -200,8 +204,8 @@ class LocalBackend:
         except OSError as exc:
             raise self._error(exc, key) from exc
 
-    def begin_batch(self) -> LocalBatch:
-        return LocalBatch(self)
+    def begin_batch(self, guard: Guard | None = None) -> LocalBatch:
+        return LocalBatch(self, guard)
 
     def get(self, key: str) -> bytes:
         try:

@@ -4,8 +4,9 @@ made durable and linked into place together.
 Each staged object goes to ``.<name>.tmp.<pid>.<random>`` next to its final name, written
 with O_DIRECT where the file system takes it (:mod:`vmvault.storage.fsutil`) and without
 fsync.  ``commit`` fsyncs them all in 8 threads (the file system groups them into few journal
-commits), links each to its name (put-if-absent: an existing object is left as it is) and
-fsyncs each touched directory once.  A crash leaves temporary files only, which
+commits), links each to its name (put-if-absent: an existing object is left as it is, and touched
+inside the batch's guard — linked again if it vanished meanwhile) and fsyncs each touched
+directory once.  A crash leaves temporary files only, which
 ``LocalBackend.sweep_leftovers`` removes once old enough.
 """
 
@@ -14,11 +15,12 @@ from __future__ import annotations
 import mmap
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vmvault.storage import fsutil
-from vmvault.storage.backend import Data, parts_of
+from vmvault.storage.backend import Data, Guard, parts_of, put_or_touch
 
 if TYPE_CHECKING:
     from vmvault.storage.local import LocalBackend
@@ -29,8 +31,9 @@ _SYNC_THREADS = 8
 class LocalBatch:
     """Temporary files written with O_DIRECT, made durable and linked into place together."""
 
-    def __init__(self, backend: LocalBackend) -> None:
+    def __init__(self, backend: LocalBackend, guard: Guard | None = None) -> None:
         self._backend = backend
+        self._guard = guard or nullcontext
         self._mu = threading.Lock()
         self._pending: dict[str, tuple[Path, Path]] = {}  # key -> (temporary, final)
 
@@ -59,17 +62,19 @@ class LocalBatch:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def commit(self) -> None:
+    def commit(self) -> frozenset[str]:
         with self._mu:
             pending, self._pending = self._pending, {}
         if not pending:
-            return
+            return frozenset()
         dirs = {final.parent for _, final in pending.values()}
+        present: set[str] = set()
         try:
             with ThreadPoolExecutor(_SYNC_THREADS) as pool:
                 list(pool.map(fsutil.fsync_path, [tmp for tmp, _ in pending.values()]))
-                for tmp, final in pending.values():
-                    self._backend._link_into_place(tmp, final)
+                for key, (tmp, final) in pending.items():
+                    if not self._place(key, tmp, final):
+                        present.add(key)
                 list(pool.map(fsutil.fsync_dir, dirs))
         except OSError as exc:
             self._discard(pending)
@@ -77,6 +82,18 @@ class LocalBatch:
         except BaseException:
             self._discard(pending)
             raise
+        return frozenset(present)
+
+    def _place(self, key: str, tmp: Path, final: Path) -> bool:
+        """Link ``tmp`` as ``final``; False when ``final`` existed (then touched)."""
+
+        def link() -> bool:
+            return self._backend._link_into_place(tmp, final, keep=True)
+
+        created = put_or_touch(link, lambda: self._backend.touch(key), self._guard)
+        if not created:  # kept by the link for another try: not needed any more
+            tmp.unlink(missing_ok=True)
+        return created
 
     def abort(self) -> None:
         with self._mu:

@@ -13,24 +13,27 @@ object look older) and :meth:`inject` (make the next calls of an operation fail)
 
 from __future__ import annotations
 
+import functools
 import itertools
 import mmap
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vmvault.storage.backend import (
     Data,
+    Guard,
     ObjectInfo,
     StorageBackend,
     Usage,
     WriterInfo,
     check_key,
     parts_of,
+    put_or_touch,
 )
 from vmvault.storage.errors import (
     InvalidKey,
@@ -61,8 +64,15 @@ class _Lock:
 class MemoryBackend:
     """Objects in a dictionary (see the module docstring)."""
 
-    def __init__(self, location: str = "memory:", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        location: str = "memory:",
+        clock: Callable[[], float] = time.time,
+        *,
+        remote: bool = False,
+    ) -> None:
         self.location = location
+        self.remote = remote  # True: callers treat it as object storage (tests of that path)
         self.clock = clock
         self._mu = threading.Lock()
         self._objects: dict[str, tuple[bytes, float]] = {}
@@ -115,8 +125,8 @@ class MemoryBackend:
         with self._mu:
             self._objects[check_key(key)] = (blob, self.clock())
 
-    def begin_batch(self) -> MemoryBatch:
-        return MemoryBatch(self)
+    def begin_batch(self, guard: Guard | None = None) -> MemoryBatch:
+        return MemoryBatch(self, guard)
 
     def _stage(self, key: str) -> int:
         token = next(_ids)
@@ -264,8 +274,9 @@ class MemoryBackend:
 class MemoryBatch:
     """Staged objects, put (if absent) together on commit."""
 
-    def __init__(self, backend: MemoryBackend) -> None:
+    def __init__(self, backend: MemoryBackend, guard: Guard | None) -> None:
         self._backend = backend
+        self._guard = guard or nullcontext
         self._mu = threading.Lock()
         self._pending: dict[str, tuple[bytes, int]] = {}
 
@@ -287,15 +298,20 @@ class MemoryBatch:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def commit(self) -> None:
+    def commit(self) -> frozenset[str]:
         with self._mu:
             pending, self._pending = self._pending, {}
+        present: set[str] = set()
         try:
             self._backend._fault("batch_commit")
             for key, (blob, _) in pending.items():
-                self._backend.put(key, blob)
+                put = functools.partial(self._backend.put, key, blob)
+                touch = functools.partial(self._backend.touch, key)
+                if not put_or_touch(put, touch, self._guard):
+                    present.add(key)
         finally:
             self._backend._unstage([token for _, token in pending.values()])
+        return frozenset(present)
 
     def abort(self) -> None:
         with self._mu:

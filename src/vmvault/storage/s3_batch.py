@@ -6,7 +6,11 @@ end: :meth:`S3Batch.commit` waits for the uploads and raises the first failure. 
 ``add`` returns) into an anonymous mapping of its own (sent as a file-like body, unmapped when
 the upload ends) and hands it to a worker thread; ``add`` blocks while more than the
 backend's byte budget is in flight (:class:`ByteBudget`, shared by every batch of the
-backend), so memory stays bounded whatever the disk size: 3 uploads of 4 MiB chunks = 12 MiB.
+backend), so memory stays bounded whatever the disk size: 3 uploads of 4 MiB chunk files
+(``INFLIGHT_BYTES``: 12.2 MiB, room for three whole chunk files with their headers).
+
+A key found present (the PUT answered 412) is touched (``CopyObject``) inside the batch's
+guard and put again if that finds it gone; :meth:`S3Batch.commit` returns those keys.
 
 Visibility, as the contract allows for object storage: an object is visible as soon as its
 upload returns (never before it is durable: a PUT is both at once).  ``abort`` cancels the
@@ -21,9 +25,10 @@ import mmap
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
-from vmvault.storage.backend import BytesLike, Data, check_key, parts_of
+from vmvault.storage.backend import BytesLike, Data, Guard, check_key, parts_of, put_or_touch
 
 if TYPE_CHECKING:
     from vmvault.storage.s3 import S3Backend
@@ -75,8 +80,10 @@ class ByteBudget:
 class S3Batch:
     """Concurrent conditional PUTs; ``commit`` waits for them (see the module docstring)."""
 
-    def __init__(self, backend: S3Backend, workers: int) -> None:
+    def __init__(self, backend: S3Backend, workers: int, guard: Guard | None = None) -> None:
         self._backend = backend
+        self._guard = guard or nullcontext
+        self._present: set[str] = set()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="vmvault-s3-put")
         self._mu = threading.Lock()
         self._pending: list[Future[bool]] = []
@@ -106,11 +113,12 @@ class S3Batch:
                 raise self._failed  # fail fast: the batch cannot commit any more
             if self._closed:
                 raise RuntimeError("the batch was committed or aborted")
+        size = len(body)  # not after the submit: a finished upload closes a mapped body
         future = self._pool.submit(self._upload, key, body)
         future.add_done_callback(lambda f: self._done(f, held, body))
         with self._mu:
             self._pending.append(future)
-        return len(body)
+        return size
 
     def _upload(self, key: str, body: Body) -> bool:
         def once() -> bool:
@@ -118,7 +126,17 @@ class S3Batch:
                 body.seek(0)
             return self._backend.put_once(key, body)
 
-        return self._backend.session.retry(once)
+        def put() -> bool:
+            return self._backend.session.retry(once)
+
+        def touch() -> bool:
+            return self._backend.session.retry(lambda: self._backend.touch(key))
+
+        created = put_or_touch(put, touch, self._guard)
+        if not created:
+            with self._mu:
+                self._present.add(key)
+        return created
 
     def _done(self, future: Future[bool], held: int, body: Body) -> None:
         if isinstance(body, mmap.mmap):
@@ -136,17 +154,18 @@ class S3Batch:
         with self._mu:
             return len(self._pending)
 
-    def commit(self) -> None:
+    def commit(self) -> frozenset[str]:
         with self._mu:
             pending, self._pending = self._pending, []
         try:
             wait(pending)
             with self._mu:
-                failed = self._failed
+                failed, present = self._failed, frozenset(self._present)
             if failed is not None:
                 raise failed
         finally:
             self._close()
+        return present
 
     def abort(self) -> None:
         with self._mu:

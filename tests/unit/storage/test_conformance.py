@@ -11,7 +11,8 @@ import mmap
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -322,6 +323,66 @@ def test_batch_puts_are_puts_if_absent(backend: StorageBackend) -> None:
     batch.add("b/y", b"new")
     batch.commit()
     assert backend.get("b/x") == b"original" and backend.get("b/y") == b"new"
+
+
+def test_a_batch_add_of_a_present_key_touches_it_inside_the_guard(harness: Harness) -> None:
+    backend = harness.backend
+    backend.put("b/old", b"stored long ago")
+    harness.age("b/old", 3600)
+    aged = backend.stat("b/old").mtime
+    guarded: list[str] = []
+
+    @contextmanager
+    def guard() -> Iterator[None]:
+        guarded.append(threading.current_thread().name)
+        yield
+
+    batch = backend.begin_batch(guard)
+    batch.add("b/old", b"stored long ago")
+    batch.add("b/new", b"fresh")
+    started = backend.now()
+    present = batch.commit()
+    assert present == frozenset({"b/old"})  # found present: its bytes were not stored
+    assert backend.get("b/old") == b"stored long ago" and backend.get("b/new") == b"fresh"
+    touched = backend.stat("b/old").mtime
+    assert touched >= started - 2 and touched > aged + 3000  # the mtime was refreshed
+    assert len(guarded) == 1  # the touch ran inside the guard; the new object needed none
+
+
+def test_a_batch_add_of_a_large_present_object_touches_it(backend: StorageBackend) -> None:
+    big = random.Random(7).randbytes(3 << 20)  # a chunk's size: mapped, sent in parts
+    backend.put("b/big", big)
+    buf = mmap.mmap(-1, len(big))
+    buf[:] = big
+    for _ in range(2):
+        batch = backend.begin_batch()
+        batch.add_buffer("b/big", buf, len(big))
+        batch.add_buffer("b/big2", buf, len(big))
+        assert batch.commit() == frozenset({"b/big"})
+        backend.delete("b/big2")
+    buf.close()
+    assert backend.get("b/big") == big
+
+
+def test_a_batch_add_whose_present_object_vanishes_puts_it_again(harness: Harness) -> None:
+    backend = harness.backend
+    backend.put("b/k", b"old bytes")
+    harness.age("b/k", 3600)
+    deleted: list[bool] = []
+
+    @contextmanager
+    def guard() -> Iterator[None]:  # a GC deletes it between the put's refusal and the touch
+        if not deleted:
+            backend.delete("b/k")
+            deleted.append(True)
+        yield
+
+    batch = backend.begin_batch(guard)
+    batch.add("b/k", b"old bytes")
+    started = backend.now()
+    assert batch.commit() == frozenset()  # stored again by this batch: not "present"
+    assert deleted and backend.get("b/k") == b"old bytes"
+    assert backend.stat("b/k").mtime >= started - 2
 
 
 def test_batches_from_many_threads(backend: StorageBackend) -> None:

@@ -7,6 +7,7 @@ import os
 import resource
 import socket
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,34 @@ def test_a_batch_retries_a_503_by_itself(creds: Any) -> None:
         batch.add("c/1", b"one")
         batch.commit()
     assert backend.get("c/1") == b"one"
+
+
+class _Inline:
+    """An executor that runs each upload at once, in the caller's thread: the upload (and
+    the unmapping of its body) is over before ``submit`` returns."""
+
+    def submit(self, fn: Any, *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_running_or_notify_cancel()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+def test_an_upload_that_ends_before_its_add_returns(creds: Any) -> None:
+    """A 412 comes back in microseconds: the add must not look at its (then unmapped) body
+    after handing it over (it did: ``ValueError: mmap closed or invalid``)."""
+    backend = s3_backend(creds, creds.bucket("fast"))
+    big = os.urandom(1 << 20)  # mapped: large enough
+    backend.put("c/present", big)
+    batch = backend.begin_batch()
+    batch._pool = _Inline()  # type: ignore[assignment]
+    assert batch.add("c/present", big) == len(big)
+    assert batch.add("c/new", big) == len(big)
+    assert batch.commit() == frozenset({"c/present"})
+    assert backend.get("c/new") == big
 
 
 def test_the_gateway_killed_mid_batch(creds: Any) -> None:

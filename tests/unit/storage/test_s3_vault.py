@@ -154,3 +154,27 @@ def test_a_backup_to_s3_stays_within_100_mib(rgw: Any, tmp_path: Path) -> None:
     result = json.loads(proc.stdout)
     assert result["new"] == 48
     assert result["peak_mib"] <= 100, result
+
+
+def test_chunks_shared_between_disks_and_points_are_stored_once_on_s3(
+    s3: S3Backend, tmp_path: Path
+) -> None:
+    """On S3 the pipeline does not ask before storing: the batch's conditional PUT finds a
+    chunk present (412) and touches it; chunks large enough to be sent from a mapping."""
+    cs = 1 << 20
+    store = VaultStore.create(s3, chunk_size=cs)
+    a, b = tmp_path / "a.img", tmp_path / "b.img"
+    blocks = [chunk_bytes("rand", cs, seed=n) for n in range(6)]
+    a.write_bytes(b"".join(blocks))
+    b.write_bytes(b"".join(blocks[3:] + blocks[:3] + [blocks[0]]))
+    first = backup_point(store, "p1", {"vda": a, "vdb": b})
+    assert (first["vda"].chunks_new, first["vdb"].chunks_new) == (6, 0)
+    assert first["vdb"].chunks_dedup == 7 and first["vdb"].bytes_new == 0
+    _age_chunks(s3)
+    second = backup_point(store, "p2", {"vda": a})["vda"]
+    assert (second.chunks_new, second.chunks_dedup, second.bytes_new) == (0, 6, 0)
+    assert store.chunk_usage().objects == 6
+    assert all(i.mtime > s3.now() - 60 for i in s3.list_objects("chunks/"))
+    out = tmp_path / "out.raw"
+    restore_disk(store, second.index, out)
+    assert out.read_bytes() == a.read_bytes()
