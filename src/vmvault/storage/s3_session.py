@@ -129,6 +129,9 @@ class S3Session:
         self.location = f"s3://{bucket}/{prefix}"
         self.retry_attempts = retry_attempts
         self.retry_delay = retry_delay
+        config = client.meta.config
+        #: The longest one request lives once sent: its connect plus its read timeout.
+        self.request_seconds = float(config.connect_timeout) + float(config.read_timeout)
         self.clock = ServerClock(self._ask_time)
         client.meta.events.register("after-call.s3", self._after_call)
 
