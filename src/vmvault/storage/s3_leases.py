@@ -11,13 +11,17 @@ lease length the reader itself uses.
 ``locks/<name>/exclusive/<lease>``, ``locks/<name>/shared/<lease>``
     *Exclusive*: PUT ours, then list ``exclusive/``: another live one → delete ours, wait,
     try again.  Else wait until ``shared/`` holds no live lease (ours keeps new shared holds
-    out meanwhile), then hold.  *Shared*: PUT ours, then list ``exclusive/``: a live one →
-    delete ours, wait, try again; else hold.  With strongly consistent listings (S3 and RGW
+    out meanwhile), then hold; after ``exclusive_wait`` (30 s) of waiting, delete ours, let
+    the readers in for 1-2 × ``exclusive_wait`` and try again.  *Shared*: PUT ours, then
+    list ``exclusive/``: a live one → delete ours, wait, try again; else hold.  With strongly consistent listings (S3 and RGW
     are), of two requests that each PUT then LIST, at least one sees the other's PUT: two
     exclusive holds, or an exclusive and a shared one, never both proceed.
     The shared holds of one backend share one lease per lock name (counted; deleted one
     second after the last hold ends, or at once when this backend wants the lock exclusive),
-    so a backup's per-chunk holds cost no requests while a lease is up.
+    so a backup's per-chunk holds cost no requests while a lease is up; a new hold more than
+    ``recheck`` (2 s) after the last listing of ``exclusive/`` lists it again, and a waiting
+    exclusive request closes the shared lease to new holds (it ends with its last hold), so
+    that a GC gets in past a backup (docs/vault-format.md §8, fairness).
 ``locks/writers/<lease>``
     JSON ``{"name", "pid", "started_at"}``; ``started_at`` is ``floor(now())`` before the
     PUT, on the server's clock, which never runs ahead of the server, so it is at or before
@@ -25,7 +29,10 @@ lease length the reader itself uses.
 
 **A holder never acts on a lease it cannot prove alive.**  Each lease records when its last
 renewal was *sent* (monotonic ``t``); the server's copy then lives at least until its
-server time at ``t`` plus the lease, so the holder trusts it until ``t + lease − margin``.
+server time at ``t`` plus the lease, so the holder trusts it until ``t + lease − margin``,
+``margin = connect + read timeout + 1 s``, and every change is checked at its sending (a
+``before-send`` hook): a change sent in trust is applied within one request lifetime, before
+anyone may judge the lease expired.
 A renewal whose answer arrives after that, or that finds the object gone, marks it lost,
 and the backend then refuses every change (:class:`~vmvault.storage.errors.LeaseLost`):
 a process cut off (or stopped) for longer than its lease cannot resume writing as if it
