@@ -19,6 +19,7 @@ from botocore.exceptions import EndpointConnectionError
 from tests.conftest import CliRunner
 from tests.s3lab import Rgw
 from vmvault.hypervisor.lab.ceph import CephCluster
+from vmvault.hypervisor.lab.ceph_conf import MARKER
 
 
 @pytest.fixture()
@@ -168,6 +169,22 @@ def test_an_unusable_lab_dir_is_refused_without_traceback_and_nothing_made(
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@pytest.mark.parametrize("verb", ["up", "down"])
+def test_a_ceph_directory_the_lab_did_not_make_is_never_deleted(
+    cli: CliRunner, tmp_path: Path, verb: str
+) -> None:
+    """VMVAULT_LAB_DIR=/var/lib would name Debian's /var/lib/ceph: no marker, no deletion."""
+    foreign = tmp_path / "ceph"
+    (foreign / "osd").mkdir(parents=True)
+    (foreign / "osd" / "keep-me").write_text("someone else's data")
+    r = cli("lab", "storage", verb, env={"VMVAULT_LAB_DIR": str(tmp_path)})
+    assert r.code == 1 and "Traceback" not in r.stderr
+    assert f"error LAB_STORAGE_DIR_FOREIGN: {foreign} is not a lab Ceph directory" in r.stderr
+    assert "VMVAULT_LAB_DIR" in r.stderr  # the remedy
+    assert (foreign / "osd" / "keep-me").read_text() == "someone else's data"
+    assert sorted(p.name for p in foreign.iterdir()) == ["osd"]
+
+
 def test_the_session_rgw_survives_a_kill_and_restart(rgw: Rgw) -> None:
     bucket = rgw.bucket("fixture")
     client = rgw.client()
@@ -190,6 +207,7 @@ def test_down_never_signals_a_stranger_named_by_a_stale_pid_file(
 ) -> None:
     root = lab_dir / "ceph"
     (root / "run").mkdir(parents=True)
+    (root / MARKER).write_text("")  # a set-up of ours that got as far as its pid files
     stranger = subprocess.Popen(["sleep", "60"])
     try:
         for daemon in ("mon.a", "osd.0", "client.rgw.gw"):
@@ -259,7 +277,7 @@ def test_an_up_killed_half_way_is_started_afresh_by_the_next_up(
     finally:
         first.kill()
         first.wait()
-    assert not (root / "state.json").exists()
+    assert not (root / "state.json").exists() and (root / MARKER).is_file()
     old_mon = int((root / "run" / "mon.a.pid").read_text())
     assert old_mon in processes_of(root / "ceph.conf")
 

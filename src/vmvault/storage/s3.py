@@ -54,6 +54,8 @@ from vmvault.storage.backend import (
     parts_of,
 )
 from vmvault.storage.errors import (
+    RETRY_ATTEMPTS,
+    RETRY_DELAY,
     InvalidKey,
     ObjectMissing,
     ObjectTooLarge,
@@ -111,8 +113,8 @@ class S3Backend:
         inflight_bytes: int = INFLIGHT_BYTES,
         lease_seconds: float = LEASE_SECONDS,
         renew_seconds: float = RENEW_SECONDS,
-        retry_attempts: int = 4,
-        retry_delay: float = 0.2,
+        retry_attempts: int = RETRY_ATTEMPTS,
+        retry_delay: float = RETRY_DELAY,
     ) -> None:
         self.session = S3Session(
             client, bucket, prefix, retry_attempts=retry_attempts, retry_delay=retry_delay

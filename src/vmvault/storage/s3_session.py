@@ -9,7 +9,10 @@ clock, and the single retry mechanism.
   single-object operations (the contract lets it: every operation is idempotent), by
   :meth:`S3Session.call` with ``retried=True`` inside the backend's compound operations
   (batch uploads, listing pages, deletes of many, leases).  Two stacked mechanisms would
-  multiply the attempts and hide transient failures from the conformance suite.
+  multiply the attempts and hide transient failures from the conformance suite.  Both use
+  one policy: ``RETRY_ATTEMPTS`` attempts from ``RETRY_DELAY`` of
+  :mod:`vmvault.storage.errors` (the session's ``retry_attempts``/``retry_delay`` default to
+  them; only tests shorten the delay).
 * **Clock** (:class:`ServerClock`): the server's ``Date`` header of every response is a
   sample of its clock.  ``Date`` has whole seconds and arrives after it was stamped, so
   ``Date − monotonic()`` at arrival is never more than the true offset; the largest sample
@@ -30,7 +33,7 @@ from typing import Any, TypeVar
 import boto3
 from botocore.config import Config
 
-from vmvault.storage.errors import retry
+from vmvault.storage.errors import RETRY_ATTEMPTS, RETRY_DELAY, retry
 from vmvault.storage.s3_credentials import Credentials
 from vmvault.storage.s3_errors import translated
 
@@ -118,8 +121,8 @@ class S3Session:
         bucket: str,
         prefix: str,
         *,
-        retry_attempts: int = 4,
-        retry_delay: float = 0.2,
+        retry_attempts: int = RETRY_ATTEMPTS,
+        retry_delay: float = RETRY_DELAY,
     ) -> None:
         if prefix and not prefix.endswith("/"):
             prefix += "/"
@@ -129,6 +132,9 @@ class S3Session:
         self.location = f"s3://{bucket}/{prefix}"
         self.retry_attempts = retry_attempts
         self.retry_delay = retry_delay
+        config = client.meta.config
+        #: The longest one request lives once sent: its connect plus its read timeout.
+        self.request_seconds = float(config.connect_timeout) + float(config.read_timeout)
         self.clock = ServerClock(self._ask_time)
         client.meta.events.register("after-call.s3", self._after_call)
 

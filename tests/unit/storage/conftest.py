@@ -14,7 +14,7 @@ The S3 backend runs against the real Ceph RGW of the session fixture ``rgw``
 * *inject*: a botocore ``before-send`` handler answers the next request of the operation
   with a real ``503 ServiceUnavailable`` response, which then takes the client's whole path
   (parsing, error translation) — the request never reaches the gateway.
-* *dead writer / holder*: a child process takes the lease (2 s) and is killed with SIGKILL;
+* *dead writer / holder*: a child process takes the lease (3 s) and is killed with SIGKILL;
   on object storage a holder is known dead only when its lease expires, so the harness then
   waits the lease out (the contract allows a dead holder to count as live that long).
 * ``visible_early``: an object of a batch shows as soon as its upload returns (one PUT per
@@ -187,7 +187,7 @@ S3_REQUEST = {
     "touch": "CopyObject",
     "delete": "DeleteObject",
 }
-S3_LEASE = 2.0  # the lease of the dead holders' child processes (s)
+S3_LEASE = 3.0  # the lease of the dead holders' child processes (s)
 
 _S3_DEAD = textwrap.dedent(
     """
@@ -196,7 +196,8 @@ _S3_DEAD = textwrap.dedent(
     from vmvault.storage.s3 import open_s3
     endpoint, bucket, prefix, what, name, exclusive, lease = sys.argv[1:]
     backend = open_s3(
-        S3Location(endpoint, bucket, prefix), lease_seconds=float(lease), renew_seconds=0.5
+        S3Location(endpoint, bucket, prefix), lease_seconds=float(lease), renew_seconds=0.5,
+        connect_timeout=0.5, read_timeout=0.5,
     )
     if what == "writer":
         backend.register_writer(name).__enter__()
@@ -243,8 +244,11 @@ def inject_503(backend: S3Backend, request_name: str) -> Iterator[None]:
 
 def s3_backend(rgw: Any, bucket: str, prefix: str = "vault/", **options: Any) -> S3Backend:
     """An S3 backend on the session's RGW (credentials from the environment)."""
-    options.setdefault("lease_seconds", 6.0)
-    options.setdefault("renew_seconds", 1.5)
+    # short leases need short timeouts: trust ends margin = connect + read + 1 s early
+    options.setdefault("lease_seconds", 8.0)
+    options.setdefault("renew_seconds", 1.0)
+    options.setdefault("connect_timeout", 1.0)
+    options.setdefault("read_timeout", 3.0)
     options.setdefault("retry_delay", 0.02)
     return open_s3(S3Location(rgw.endpoint, bucket, prefix, rgw.region), **options)
 

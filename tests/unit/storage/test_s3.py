@@ -231,7 +231,9 @@ def test_the_gateway_killed_mid_batch(creds: Any) -> None:
 
 def test_a_lapsed_lease_stops_every_change(creds: Any) -> None:
     bucket = creds.bucket("lapse")
-    backend = s3_backend(creds, bucket, lease_seconds=3.0, renew_seconds=0.5)
+    backend = s3_backend(
+        creds, bucket, lease_seconds=3.0, renew_seconds=0.5, connect_timeout=0.5, read_timeout=0.5
+    )
     with backend.register_writer("p1") as info:
         backend.put("a", b"1")
         # someone found it expired and deleted it (or the admin did): the renewal finds it gone
@@ -255,10 +257,16 @@ def test_a_lapsed_lease_stops_every_change(creds: Any) -> None:
 
 
 def test_a_lease_is_renewed_while_held(creds: Any) -> None:
-    backend = s3_backend(creds, creds.bucket("renew"), lease_seconds=2.0, renew_seconds=0.4)
-    other = s3_backend(creds, backend.session.bucket, lease_seconds=2.0, renew_seconds=0.4)
+    short = {
+        "lease_seconds": 3.0,
+        "renew_seconds": 0.4,
+        "connect_timeout": 0.5,
+        "read_timeout": 0.5,
+    }
+    backend = s3_backend(creds, creds.bucket("renew"), **short)
+    other = s3_backend(creds, backend.session.bucket, **short)
     with backend.lock("gc", exclusive=True, timeout=0):
-        time.sleep(4)  # two leases long: only renewals keep it
+        time.sleep(6)  # two leases long: only renewals keep it
         with pytest.raises(LockTimeout), other.lock("gc", exclusive=True, timeout=0):
             pass
         backend.put("still/allowed", b"x")

@@ -80,8 +80,8 @@ def s3_backend_like(backend: S3Backend) -> S3Backend:
         backend.session.client,
         backend.session.bucket,
         backend.session.prefix,
-        lease_seconds=6.0,
-        renew_seconds=1.5,
+        lease_seconds=8.0,
+        renew_seconds=1.0,
         retry_delay=0.02,
     )
 

@@ -27,3 +27,12 @@ class StorageLabFailed(VmvaultError):
         "shows what runs; 'vmvault lab storage down' stops it and removes {root}, then "
         "'vmvault lab storage up' starts a fresh cluster."
     )
+
+
+class StorageLabDirForeign(StorageLabFailed):
+    code = "LAB_STORAGE_DIR_FOREIGN"
+    message = "{root} is not a lab Ceph directory (it has files but no {marker}): left untouched"
+    remedy = (
+        "Set VMVAULT_LAB_DIR to a directory of the lab's own (its 'ceph' subdirectory is the "
+        "cluster's), or, if {root} is a leftover of the lab, remove it yourself."
+    )

@@ -15,7 +15,11 @@ one directory (see :mod:`ceph_conf`), from Debian's packages and without systemd
    (mode 0600), written last: a directory without it is a set-up that did not finish.
 
 ``up`` is idempotent: when ``state.json`` exists it only starts the daemons that are not
-running and returns the same endpoint and keys. A failed ``up`` stops what it started and
+running and returns the same endpoint and keys.  The first file a set-up writes is the marker
+:data:`~ceph_conf.MARKER`: ``up`` (restarting a set-up that did not finish) and ``down``
+delete the directory only when it holds the marker (or is empty), so a ``VMVAULT_LAB_DIR``
+pointed at a directory of something else (``/var/lib``, whose ``ceph`` is Debian's) is
+refused untouched (``LAB_STORAGE_DIR_FOREIGN``). A failed ``up`` stops what it started and
 keeps the directory for its logs (``down`` removes it). Concurrent calls on one directory are
 serialised by a lock file beside it. ``down`` stops the gateway, then the OSD, then the
 monitor, each with TERM and, after a timeout, KILL, and removes the directory. One at a time
@@ -37,9 +41,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vmvault.domain.errors.lab import StorageLabDirForeign
 from vmvault.hypervisor.host import locked
 from vmvault.hypervisor.lab.ceph_conf import (
     DAEMONS,
+    MARKER,
     MAX_DIR_CHARS,
     MON,
     OSD,
@@ -89,8 +95,7 @@ class CephCluster:
             state = self._state()
             if state is None:
                 if self.root.exists():  # an up that did not finish: start afresh
-                    self._stop_all()
-                    shutil.rmtree(self.root)
+                    self._remove()
                 return self._create()
             self._revive(state)
             return state
@@ -124,8 +129,7 @@ class CephCluster:
         with self._lock():
             if not self.root.exists():
                 return False
-            self._stop_all()
-            shutil.rmtree(self.root)
+            self._remove()
             return True
 
     # --- the gateway alone, for fault tests ----------------------------------------------------
@@ -148,6 +152,20 @@ class CephCluster:
             start(self.paths, RGW, ["radosgw", "-n", RGW])
         self._wait_rgw(int(state["rgw_port"]))
 
+    def _remove(self) -> None:
+        """Stop the daemons and delete the directory: only one this class created (it holds
+        the marker), or an empty one; anything else is refused untouched."""
+        state = self._state() or {}
+        ours = self.paths.marker.is_file() or state.get("dir") == str(self.root)  # or older
+        if not ours:
+            try:
+                self.root.rmdir()  # empty: nothing of anyone's to lose
+            except OSError:
+                raise StorageLabDirForeign(root=self.root, marker=MARKER) from None
+            return
+        self._stop_all()
+        shutil.rmtree(self.root)
+
     def _stop_all(self) -> None:
         """Stop the gateway, then the OSD, then the monitor (see the module docstring)."""
         for daemon in (RGW, OSD, MON):
@@ -159,6 +177,7 @@ class CephCluster:
         t0 = time.monotonic()
         try:
             self.root.mkdir(parents=True, mode=0o700)
+            self.paths.marker.write_text("a vmvault lab Ceph cluster: 'vmvault lab storage down'\n")
             for d in self.paths.dirs():
                 d.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

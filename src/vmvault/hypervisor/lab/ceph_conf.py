@@ -28,6 +28,8 @@ DAEMONS = (MON, OSD, RGW)
 BLOCK_BYTES = 10 * 1024**3
 #: A unix socket path holds at most 107 bytes; the longest one is ``run/client.rgw.gw.asok``.
 MAX_DIR_CHARS = 80
+#: The file a set-up writes first into its directory: only a directory holding it is deleted.
+MARKER = ".vmvault-lab-ceph"
 
 CONF = """\
 # Written by vmvault (hypervisor/lab/ceph_conf.py): a one-node lab cluster.
@@ -105,6 +107,10 @@ class CephPaths:
     @property
     def monmap(self) -> Path:
         return self.root / "monmap"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / MARKER
 
     @property
     def state(self) -> Path:
