@@ -28,6 +28,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from vmvault.domain.errors import StorageLabFailed
 from vmvault.hypervisor.lab.ceph import CephCluster
 from vmvault.hypervisor.lab.ceph_conf import MAX_DIR_CHARS, RGW
 from vmvault.hypervisor.lab.ceph_procs import http_answers, pid_of
@@ -105,7 +106,11 @@ def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rgw]:
     """One real RGW for the whole session, removed at its end."""
     cluster = CephCluster(_cluster_dir(tmp_path_factory))
     try:
-        state = cluster.up()
+        try:
+            state = cluster.up()
+        except StorageLabFailed:  # a daemon that died at start on a loaded machine: once more
+            cluster.down()
+            state = cluster.up()
         yield Rgw(
             cluster=cluster,
             endpoint=state["endpoint"],

@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vmvault.domain.errors import StorageLabFailed
 from vmvault.domain.errors.lab import StorageLabDirForeign
 from vmvault.hypervisor.host import locked
 from vmvault.hypervisor.lab.ceph_conf import (
@@ -148,9 +149,16 @@ class CephCluster:
         state = self._state()
         if state is None:
             raise failed(self.paths, "radosgw", f"no complete cluster in {self.root}")
-        if pid_of(self.paths, RGW) is None:
-            start(self.paths, RGW, ["radosgw", "-n", RGW])
-        self._wait_rgw(int(state["rgw_port"]))
+        for attempt in (1, 2):  # a gateway started right after a kill can exit at once
+            if pid_of(self.paths, RGW) is None:
+                start(self.paths, RGW, ["radosgw", "-n", RGW])
+            try:
+                self._wait_rgw(int(state["rgw_port"]))
+                return
+            except StorageLabFailed:
+                if attempt == 2 or pid_of(self.paths, RGW) is not None:
+                    raise
+            time.sleep(1.0)
 
     def _remove(self) -> None:
         """Stop the daemons and delete the directory: only one this class created (it holds
