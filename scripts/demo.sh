@@ -119,7 +119,12 @@ import sys, boto3  # the operator makes a bucket with the provider's tools; here
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
 if "vmvault-demo" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
     s3.create_bucket(Bucket="vmvault-demo")
-print("bucket vmvault-demo ready")
+# the demo's state is recreated each run: so is its vault under the prefix demo/
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket="vmvault-demo", Prefix="demo/"):
+    keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+    if keys:
+        s3.delete_objects(Bucket="vmvault-demo", Delete={"Objects": keys})
+print("bucket vmvault-demo ready (prefix demo/ empty)")
 PY
 
 step "A vault off the host is refused for a bucket that does not exist, with nothing created" vault create offsite --storage s3 --bucket no-such-bucket
