@@ -90,7 +90,7 @@ from __future__ import annotations
 
 import mmap
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
@@ -148,6 +148,15 @@ class ObjectInfo:
 class Usage:
     bytes: int
     objects: int
+
+
+def usage_of(objects: Iterable[ObjectInfo]) -> Usage:
+    """Bytes and number of ``objects`` (``StorageBackend.usage`` of a listing)."""
+    total = count = 0
+    for info in objects:
+        total += info.size
+        count += 1
+    return Usage(total, count)
 
 
 @dataclass(frozen=True)

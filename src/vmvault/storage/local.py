@@ -47,6 +47,7 @@ from vmvault.storage.backend import (
     WriterInfo,
     check_key,
     parts_of,
+    usage_of,
 )
 from vmvault.storage.errors import (
     InvalidKey,
@@ -330,11 +331,7 @@ class LocalBackend:
         return True
 
     def usage(self, prefix: str = "") -> Usage:
-        total = count = 0
-        for info in self.list_objects(prefix):
-            total += info.size
-            count += 1
-        return Usage(total, count)
+        return usage_of(self.list_objects(prefix))
 
     def sweep_leftovers(self, older_than: float, *, dry_run: bool = False) -> int:
         removed = 0

@@ -34,6 +34,7 @@ from vmvault.storage.backend import (
     check_key,
     parts_of,
     put_or_touch,
+    usage_of,
 )
 from vmvault.storage.errors import (
     InvalidKey,
@@ -205,11 +206,7 @@ class MemoryBackend:
             return True
 
     def usage(self, prefix: str = "") -> Usage:
-        total = count = 0
-        for info in self.list_objects(prefix):
-            total += info.size
-            count += 1
-        return Usage(total, count)
+        return usage_of(self.list_objects(prefix))
 
     def sweep_leftovers(self, older_than: float, *, dry_run: bool = False) -> int:
         with self._mu:

@@ -52,6 +52,7 @@ from vmvault.storage.backend import (
     WriterInfo,
     check_key,
     parts_of,
+    usage_of,
 )
 from vmvault.storage.errors import (
     RETRY_ATTEMPTS,
@@ -301,11 +302,7 @@ class S3Backend:
         return True
 
     def usage(self, prefix: str = "") -> Usage:
-        total = count = 0
-        for info in self.list_objects(prefix):
-            total += info.size
-            count += 1
-        return Usage(total, count)
+        return usage_of(self.list_objects(prefix))
 
     def sweep_leftovers(self, older_than: float, *, dry_run: bool = False) -> int:
         params: dict[str, Any] = {"Prefix": self.session.prefix}
