@@ -5,14 +5,13 @@ this test), a chunk deleted and another corrupted in the first vault; ``vmvault 
 both from the copy and names them, and the disks restored afterwards are byte-identical to
 those restored before the damage.
 
-Boots one guest of its own (not the session lab); run with a lab prefix of its own, e.g.
-``VMVAULT_LAB_PREFIX=he VMVAULT_LAB_DIR=/var/lib/vmvault/lab-he``.
+Uses the session lab's standard guest (it must never boot or tear down guests of its own: a
+``lab down`` would take the session lab's guests with it).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,11 +20,12 @@ import pytest
 from tests.conftest import Result
 from tests.integration.conftest import lab_settings
 from tests.integration.test_restore import run_cli
-from vmvault.bootstrap import Services, bootstrap
+from vmvault.bootstrap import bootstrap
 from vmvault.dataplane import DiskEntry, FileSource, Manifest, VaultStore, backup_disk
 from vmvault.dataplane.chunk import ZERO_ID
 from vmvault.dataplane.restore import restore_disk
 from vmvault.domain.recovery_point import PointCopy
+from vmvault.hypervisor.lab.vms import lab_prefix
 
 pytestmark = pytest.mark.lab
 
@@ -64,20 +64,11 @@ def copy_point(src: VaultStore, dst: VaultStore, point_id: str, scratch: Path) -
     )
 
 
-@pytest.fixture(scope="module")
-def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, str]]:
-    home = tmp_path_factory.mktemp("heal-lab")
-    services = bootstrap(lab_settings(home))
-    services.lab.ensure_daemons()
-    [vm] = services.lab.up(1, ["standard"])
-    yield services, str(vm["name"])
-    services.lab.down()
-
-
 def test_verify_heals_the_vault_from_a_copy_and_restores_match(
-    guest: tuple[Services, str], tmp_path: Path
+    lab: dict[str, object], tmp_path: Path
 ) -> None:
-    _, vm = guest
+    vm = f"{lab_prefix()}-standard-1"
+    assert vm in lab
     home = tmp_path / "home"
     home.mkdir()
 
