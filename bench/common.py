@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,30 +68,35 @@ def proc_cpu(pid: int | None) -> float:
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def fsync_tree(paths: list[Path]) -> None:
+def _files(paths: list[Path]) -> Iterator[Path]:
+    """These files, and every file under these directories."""
     for p in paths:
-        files = [p] if p.is_file() else [Path(r) / f for r, _, fs in os.walk(p) for f in fs]
-        for f in files:
-            with contextlib.suppress(OSError):
-                fd = os.open(f, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+        if p.is_file():
+            yield p
+        else:
+            yield from (Path(r) / f for r, _, fs in os.walk(p) for f in fs)
+
+
+def fsync_tree(paths: list[Path]) -> None:
+    for f in _files(paths):
+        with contextlib.suppress(OSError):
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def drop_cache(paths: list[Path]) -> None:
     """Write back and drop the page cache of these files (or of every file under a dir)."""
-    for p in paths:
-        files = [p] if p.is_file() else [Path(r) / f for r, _, fs in os.walk(p) for f in fs]
-        for f in files:
-            with contextlib.suppress(OSError):
-                fd = os.open(f, os.O_RDONLY)
-                try:
-                    os.fdatasync(fd)
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                finally:
-                    os.close(fd)
+    for f in _files(paths):
+        with contextlib.suppress(OSError):
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
 
 
 def measure(
