@@ -115,6 +115,13 @@ def space_errors(location: str) -> Iterator[None]:
         raise error from exc
 
 
+def retried(location: str, call: Callable[[], T]) -> T:
+    """``call()`` (one storage operation) retried after transient failures; what is left is
+    a user's error (:func:`space_errors`).  The data path's one way to call its backend."""
+    with space_errors(location):
+        return retry(call)
+
+
 class ChunkStore:
     """Chunk objects.  ``shared_lock`` is the vault lock's shared mode (a context factory)."""
 
@@ -127,9 +134,7 @@ class ChunkStore:
     key = staticmethod(chunk_key)
 
     def _call(self, call: Callable[[], T]) -> T:
-        """``call()`` retried after transient failures; what is left is a user's error."""
-        with space_errors(self.backend.location):
-            return retry(call)
+        return retried(self.backend.location, call)
 
     def exists(self, cid: bytes) -> bool:
         return self._call(lambda: self.backend.exists(chunk_key(cid)))

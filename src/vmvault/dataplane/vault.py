@@ -30,7 +30,7 @@ from pathlib import Path
 
 from vmvault.dataplane import manifest as manifest_codec
 from vmvault.dataplane.chunk import HEADER, ZERO_ID, BytesLike, ChunkCodec, file_capacity, is_zero
-from vmvault.dataplane.chunkstore import CHUNKS, ChunkBatch, ChunkStore, space_errors
+from vmvault.dataplane.chunkstore import CHUNKS, ChunkBatch, ChunkStore, retried, space_errors
 from vmvault.dataplane.config import CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, VaultConfig
 from vmvault.dataplane.index import SUFFIX as INDEX_SUFFIX
 from vmvault.dataplane.index import DiskIndex, IndexFormatError
@@ -73,8 +73,7 @@ def backend_of(where: Where) -> StorageBackend:
 def _get(backend: StorageBackend, key: str) -> bytes:
     """One metadata object (config, index, manifest), retried; storage failures as the errors
     users see (``STORAGE_UNREACHABLE`` …); :class:`ObjectMissing` for the caller to name."""
-    with space_errors(backend.location):
-        return retry(lambda: backend.get(key))
+    return retried(backend.location, lambda: backend.get(key))
 
 
 def check_name(value: str, what: str) -> str:
@@ -324,8 +323,7 @@ class VaultStore:
             raise ValueError("index chunk size differs from the vault's")
         key = index_key(point_id, target)
         data = index.to_bytes()
-        with space_errors(self.location):
-            retry(lambda: self.backend.publish(key, data))
+        retried(self.location, lambda: self.backend.publish(key, data))
         return index_digest(data)
 
     def read_index(self, point_id: str, target: str, digest: str | None = None) -> DiskIndex:
@@ -358,8 +356,7 @@ class VaultStore:
 
     def has_manifest(self, point_id: str) -> bool:
         """Whether the recovery point exists in the vault."""
-        with space_errors(self.location):
-            return retry(lambda: self.backend.exists(manifest_key(point_id)))
+        return retried(self.location, lambda: self.backend.exists(manifest_key(point_id)))
 
     def write_manifest(self, m: Manifest) -> None:
         """Make the recovery point exist (its indexes must be written already)."""
@@ -370,8 +367,7 @@ class VaultStore:
                 raise ValueError(f"index {disk.index} of point {m.point_id} is not written")
         data = manifest_codec.encode(m, self.keys, encrypted=self.encrypted)
         key = manifest_key(m.point_id)
-        with space_errors(self.location):
-            retry(lambda: self.backend.publish(key, data))
+        retried(self.location, lambda: self.backend.publish(key, data))
 
     def read_manifest(self, point_id: str) -> Manifest:
         key = manifest_key(point_id)
