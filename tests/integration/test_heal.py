@@ -20,10 +20,9 @@ import pytest
 from tests.conftest import Result
 from tests.integration.conftest import lab_settings
 from tests.integration.test_restore import run_cli
+from tests.unit.test_heal import copy_reencoded
 from vmvault.bootstrap import bootstrap
-from vmvault.dataplane import DiskEntry, FileSource, Manifest, VaultStore, backup_disk
 from vmvault.dataplane.chunk import ZERO_ID
-from vmvault.dataplane.restore import restore_disk
 from vmvault.domain.recovery_point import PointCopy
 from vmvault.hypervisor.lab.vms import lab_prefix
 
@@ -32,36 +31,6 @@ pytestmark = pytest.mark.lab
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def copy_point(src: VaultStore, dst: VaultStore, point_id: str, scratch: Path) -> None:
-    """The point stored again in ``dst`` under the same id, with ``dst``'s identity."""
-    m = src.read_manifest(point_id)
-    entries = []
-    with dst.writer(point_id):
-        for d in m.disks:
-            if d.index is None:
-                entries.append(d)
-                continue
-            image = scratch / f"copy-{d.target}.raw"
-            restore_disk(src, src.read_point_index(m, d.target), image, overwrite=True)
-            with FileSource(image) as source:
-                r = backup_disk(dst, source)
-            image.unlink()
-            digest = dst.write_index(point_id, d.target, r.index)
-            entries.append(DiskEntry(d.target, d.size, f"{d.target}.fidx", digest))
-    dst.write_manifest(
-        Manifest(
-            point_id=point_id,
-            vm_uuid=m.vm_uuid,
-            vm_name=m.vm_name,
-            created_at=m.created_at,
-            domain_xml=m.domain_xml,
-            method=m.method,
-            consistency=m.consistency,
-            disks=entries,
-        )
-    )
 
 
 def test_verify_heals_the_vault_from_a_copy_and_restores_match(
@@ -88,7 +57,7 @@ def test_verify_heals_the_vault_from_a_copy_and_restores_match(
     services = bootstrap(lab_settings(home))
     main = services.vaults.open_store(services.vaults.resolve("main"))
     offsite = services.vaults.open_store(services.vaults.resolve("offsite"))
-    copy_point(main, offsite, point, tmp_path)
+    copy_reencoded(main, offsite, tmp_path, point)
     with services.context.uow() as uow:
         uow.copies.add(PointCopy(point, "offsite", datetime.now(UTC)))
         uow.commit()

@@ -72,16 +72,27 @@ def copy_as_is(src: VaultStore, dst: StorageBackend) -> VaultStore:
     return VaultStore.open(dst)
 
 
-def copy_reencoded(src: VaultStore, dst: VaultStore, tmp_path: Path) -> None:
+def copy_reencoded(src: VaultStore, dst: VaultStore, tmp_path: Path, point_id: str = POINT) -> None:
     """A copy into a vault of another identity: each disk read back, stored again with the
-    other vault's chunk size and keys, and the manifest written under the same point id."""
-    m = src.read_manifest(POINT)
+    other vault's chunk size and keys, and the manifest written under the same point id
+    (also the lab test's low-level copy: tests/integration/test_heal.py)."""
+    m = src.read_manifest(point_id)
     entries = []
-    with dst.writer(POINT):
-        _store_disks(src, dst, m, entries, tmp_path)
+    with dst.writer(point_id):
+        for d in m.disks:
+            if d.index is None:  # a disk left out of the point: nothing to copy
+                entries.append(d)
+                continue
+            image = tmp_path / f"copy-{d.target}.raw"
+            restore_disk(src, src.read_point_index(m, d.target), image, overwrite=True)
+            with FileSource(image) as source:
+                r = backup_disk(dst, source)
+            image.unlink()
+            digest = dst.write_index(point_id, d.target, r.index)
+            entries.append(DiskEntry(d.target, d.size, f"{d.target}.fidx", digest))
     dst.write_manifest(
         Manifest(
-            point_id=POINT,
+            point_id=point_id,
             vm_uuid=m.vm_uuid,
             vm_name=m.vm_name,
             created_at=m.created_at,
@@ -91,18 +102,6 @@ def copy_reencoded(src: VaultStore, dst: VaultStore, tmp_path: Path) -> None:
             disks=entries,
         )
     )
-
-
-def _store_disks(
-    src: VaultStore, dst: VaultStore, m: Manifest, entries: list[DiskEntry], tmp_path: Path
-) -> None:
-    for d in m.disks:
-        image = tmp_path / f"copy-{d.target}.raw"
-        restore_disk(src, src.read_point_index(m, d.target), image, overwrite=True)
-        with FileSource(image) as source:
-            r = backup_disk(dst, source)
-        digest = dst.write_index(POINT, d.target, r.index)
-        entries.append(DiskEntry(d.target, d.size, f"{d.target}.fidx", digest))
 
 
 def indexes(store: VaultStore) -> dict[str, DiskIndex]:
