@@ -24,6 +24,7 @@ from vmvault.domain.errors import (
 )
 from vmvault.domain.recovery_point import DamagedDisk
 from vmvault.storage.errors import AccessDenied, PermanentStorageError, StorageFull
+from vmvault.storage.fsutil import is_tmp_name
 from vmvault.storage.memory import MemoryBackend
 
 PW = "correct horse"
@@ -372,8 +373,9 @@ def test_sigkill_mid_copy_leaves_no_point_and_a_rerun_completes(tmp_path: Path) 
     )
     child.start()
     deadline = time.monotonic() + 60
-    # vda's chunks committed (visible), vdb's in flight: kill it there
-    while sum(1 for p in chunks_b.rglob("*") if p.is_file()) < 6:
+    # vda's chunks committed (visible: final names, not the batch's temporaries), vdb's in
+    # flight: kill it there
+    while sum(1 for p in chunks_b.rglob("*") if p.is_file() and not is_tmp_name(p.name)) < 6:
         assert time.monotonic() < deadline and child.is_alive()
         time.sleep(0.005)
     assert child.pid is not None
