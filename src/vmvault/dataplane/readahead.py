@@ -13,9 +13,9 @@ memory until written).
 A fetch that fails is handed to the decoder as the exception: the decoder then reads the
 chunk the ordinary way (:meth:`~vmvault.dataplane.vault.VaultStore.get_chunk_into`), so a
 store that heals a missing or corrupt chunk (:class:`~vmvault.dataplane.heal.HealingStore`)
-still does, and any other failure is raised from there.  Only the restore uses it, and only
-on a ``remote`` backend: on a local disk a read is a ``pread`` and read-ahead would only add
-a thread hop per chunk.
+still does, and any other failure is raised from there (:func:`read_chunk`).  The restore
+and the verify use it, only on a ``remote`` backend: on a local disk a read is a ``pread``
+and read-ahead would only add a thread hop per chunk.
 """
 
 from __future__ import annotations
@@ -25,11 +25,27 @@ import threading
 from collections.abc import Sequence
 
 from vmvault.dataplane.vault import ChunkScratch, VaultStore
+from vmvault.domain.errors import ChunkCorrupt
 
 #: Chunk files fetched or being fetched at once (GETs in flight, and their buffers).
 SLOTS = 8
 
 Fetched = tuple[int, ChunkScratch, int | BaseException]  # chunk no, slot, size or failure
+
+
+def read_chunk(
+    store: VaultStore, cid: bytes, scratch: ChunkScratch, fetched: Fetched | None
+) -> tuple[memoryview, bool]:
+    """The verified plaintext of ``cid`` (and whether it starts at a page boundary): decoded
+    from what the read-ahead ``fetched`` when it could, else read the ordinary way into
+    ``scratch`` — no read-ahead, a failed fetch, or a fetched file that does not decode (the
+    ordinary read raises ``CHUNK_MISSING`` / ``CHUNK_CORRUPT``, or heals, for itself)."""
+    if fetched is not None and isinstance(fetched[2], int):
+        try:
+            return store.decode_chunk_into(cid, fetched[1], fetched[2], scratch.out)
+        except ChunkCorrupt:
+            pass
+    return store.get_chunk_into(cid, scratch)
 
 
 class ReadAhead:

@@ -15,7 +15,7 @@ result appears under the target's name only when complete and fsynced (written a
 dot-file next to it, then renamed): a failed or cancelled restore leaves nothing behind.
 
 **Verify** re-reads every distinct chunk an index references and lists the missing and the
-corrupt ones.  Both hold the vault's shared lock, so no garbage-collection sweep runs under
+corrupt ones; on a remote backend with the same read-ahead ahead of its ``workers``.  Both hold the vault's shared lock, so no garbage-collection sweep runs under
 them.
 """
 
@@ -34,7 +34,7 @@ from pathlib import Path
 from vmvault.dataplane.chunk import ZERO_ID
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.qcow2 import Qcow2Layout, write_sparse
-from vmvault.dataplane.readahead import Fetched, ReadAhead
+from vmvault.dataplane.readahead import Fetched, ReadAhead, read_chunk
 from vmvault.dataplane.vault import ChunkScratch, VaultStore
 from vmvault.domain.errors import (
     Cancelled,
@@ -224,20 +224,10 @@ def _parallel_writes(
         finally:
             scratch.close()
 
-    def read(i: int, scratch: ChunkScratch, fetched: Fetched | None) -> tuple[memoryview, bool]:
-        cid = index.ids[i]
-        if fetched is not None and isinstance(fetched[2], int):
-            try:
-                return store.decode_chunk_into(cid, fetched[1], fetched[2], scratch.out)
-            except ChunkCorrupt:
-                pass
-        # no read-ahead, or it failed: the ordinary read (a healing store heals there)
-        return store.get_chunk_into(cid, scratch)
-
     def fetch_and_write(
         i: int, scratch: ChunkScratch, fetched: Fetched | None
     ) -> tuple[int, bytes]:
-        data, aligned = read(i, scratch, fetched)
+        data, aligned = read_chunk(store, index.ids[i], scratch, fetched)
         with data:
             if len(data) != index.chunk_length(i):
                 raise ChunkCorrupt(chunk=index.ids[i].hex(), why="length differs from index")
@@ -292,28 +282,54 @@ def verify_disk(
     """
     ids = sorted(index.referenced())
     report = VerifyReport(index=index)
+    # remote: chunk files fetched ahead (GETs in flight) of the ``workers`` decoding them
+    ahead = ReadAhead(store, ids, range(len(ids))) if store.backend.remote and ids else None
+    local = threading.local()
+    scratches: list[ChunkScratch] = []
+    mu = threading.Lock()
 
-    def check(cid: bytes) -> tuple[bytes, int | str]:
+    def scratch() -> ChunkScratch:
+        mine: ChunkScratch | None = getattr(local, "scratch", None)
+        if mine is None:
+            mine = local.scratch = store.chunk_scratch()
+            with mu:
+                scratches.append(mine)
+        return mine
+
+    def check(i: int) -> tuple[bytes, int | str]:
+        fetched = ahead.take() if ahead is not None else None
+        cid = ids[i if fetched is None else fetched[0]]
         try:
-            return cid, len(store.get_chunk(cid))
+            data, _ = read_chunk(store, cid, scratch(), fetched)
+            with data:
+                return cid, len(data)
         except ChunkMissing:
             return cid, "missing"
         except ChunkCorrupt:
             if quarantine:
                 store.chunks.quarantine(cid)
             return cid, "corrupt"
+        finally:
+            if ahead is not None and fetched is not None:
+                ahead.release(fetched[1])
 
-    with store.reader(), ThreadPoolExecutor(max(1, workers)) as pool:
-        for cid, outcome in pool.map(check, ids):
-            report.chunks_checked += 1
-            if outcome == "missing":
-                report.missing.append(cid)
-            elif outcome == "corrupt":
-                report.corrupt.append(cid)
-            elif isinstance(outcome, int):
-                report.bytes_checked += outcome
-            if progress is not None:
-                progress(report.chunks_checked, len(ids))
+    try:
+        with store.reader(), ThreadPoolExecutor(max(1, workers)) as pool:
+            for cid, outcome in pool.map(check, range(len(ids))):
+                report.chunks_checked += 1
+                if outcome == "missing":
+                    report.missing.append(cid)
+                elif outcome == "corrupt":
+                    report.corrupt.append(cid)
+                elif isinstance(outcome, int):
+                    report.bytes_checked += outcome
+                if progress is not None:
+                    progress(report.chunks_checked, len(ids))
+    finally:
+        if ahead is not None:
+            ahead.close()
+        for s in scratches:
+            s.close()
     return report
 
 
