@@ -183,6 +183,11 @@ class ChunkStore:
         created = self._call(lambda: self.backend.put(chunk_key(cid), parts))
         return sum(len(p) for p in parts) if created else 0
 
+    def replace(self, cid: bytes, blob: BytesLike) -> None:
+        """Store a chunk file durably now, over whatever object holds its key (a repair:
+        nothing left there can block it the way a put-if-absent would)."""
+        self._call(lambda: self.backend.publish(chunk_key(cid), blob))
+
     def quarantine(self, cid: bytes) -> None:
         """Move a corrupt chunk aside (``<id>.bad``): it no longer counts as present.
 

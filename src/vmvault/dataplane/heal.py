@@ -18,7 +18,7 @@ its copies by vault name, the damaged one left out) until one supplies the chunk
   the same data), and it is encoded with the damaged vault's codec.  Plaintext exists only in
   memory.
 
-The repaired object replaces the damaged one with ``publish`` (create or replace): a corrupt
+The repaired object replaces the damaged one with ``ChunkStore.replace`` (a ``publish``: create or replace): a corrupt
 object is first moved aside (``ChunkStore.quarantine``, ``<id>.bad``) for the operator, and a
 leftover can never block the repair the way a put-if-absent would.  The chunk is then read
 back and verified in the damaged vault.
@@ -39,14 +39,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from vmvault.dataplane.chunk import ZERO_ID
-from vmvault.dataplane.chunkstore import chunk_key, space_errors
 from vmvault.dataplane.copy import same_identity
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.manifest import Manifest
 from vmvault.dataplane.vault import ChunkScratch, VaultStore
 from vmvault.domain.errors import ChunkCorrupt, ChunkMissing, PointDamaged, VmvaultError
 from vmvault.domain.recovery_point import DamagedDisk
-from vmvault.storage.errors import StorageError, retry
+from vmvault.storage.errors import StorageError
 
 Range = tuple[int, int]
 
@@ -228,8 +227,7 @@ class PointHealer:
             blob = b"".join(bytes(p) for p in dst.codec().encode(cid, plain))
         if corrupt:
             dst.chunks.quarantine(cid)
-        with space_errors(dst.location):
-            retry(lambda: dst.backend.publish(chunk_key(cid), blob))
+        dst.chunks.replace(cid, blob)
         if dst.get_chunk(cid) != plain:  # read back and verified in the damaged vault
             raise ChunkCorrupt(chunk=cid.hex(), why="the repaired chunk does not read back")
 
