@@ -289,3 +289,9 @@ def test_the_shape_of_a_marked_domain_carries_the_marker() -> None:
     xml = TWO_DISKS.format(uuid=UUID, vdb="/b").replace("<devices>", marker + "<devices>")
     assert inspect_xml(xml).cluster_managed == "marked cluster-managed in its libvirt metadata"
     assert inspect_xml(TWO_DISKS.format(uuid=UUID, vdb="/b")).cluster_managed is None
+
+
+def test_registration_warns_of_automatic_exclusions_only() -> None:
+    vm = item(excluded_targets=["vdb"])
+    outcome = assess_registration(vm, AgentReport(True, "8.0.0"), RegistrationLimits())
+    assert outcome.warnings == ["disk sdb is excluded from backups: cdrom media"]

@@ -25,7 +25,7 @@ from vmvault.domain.errors import (
 from vmvault.domain.vm import VmItem, with_exclusions
 
 #: A disk target as libvirt writes it (``<target dev>``): vda, sdb, hdc, xvda, nvme0n1 …
-_TARGET = re.compile(r"^[a-z][a-z0-9]{1,31}$")
+_TARGET = re.compile(r"[a-z][a-z0-9]{1,31}")
 
 
 def clean_targets(names: Iterable[str], option: str) -> list[str]:
@@ -33,7 +33,7 @@ def clean_targets(names: Iterable[str], option: str) -> list[str]:
     out: list[str] = []
     for raw in names:
         name = raw.strip()
-        if not _TARGET.match(name):
+        if not _TARGET.fullmatch(name):
             raise InvalidInput("a disk target such as vdb or sdc", what=f"{option} {raw!r}")
         if name not in out:
             out.append(name)

@@ -29,7 +29,7 @@ from vmvault.domain.errors import (
     VmDeleted,
     VmNotFound,
 )
-from vmvault.domain.vm import DomainFacts, PowerState, VmItem, VmState
+from vmvault.domain.vm import EXCLUDED_BY_USER, DomainFacts, PowerState, VmItem, VmState
 
 
 @dataclass
@@ -172,7 +172,11 @@ def check_registrable(vm: VmItem, limits: RegistrationLimits) -> list[str]:
         raise UnsupportedConfiguration(vm=vm.label, reasons=reasons)
     if len(disks) > limits.max_disks:
         raise TooManyDisks(vm=vm.label, count=len(disks), limit=limits.max_disks)
-    warnings = [f"disk {d.target} is excluded from backups: {d.reason}" for d in vm.excluded_disks]
+    warnings = [  # the operator's own exclusions are no warning
+        f"disk {d.target} is excluded from backups: {d.reason}"
+        for d in vm.excluded_disks
+        if d.reason != EXCLUDED_BY_USER
+    ]
     warnings += [
         f"disk {d.target} is {d.format}: no checkpoints, so it gets a full backup every time"
         for d in disks

@@ -192,7 +192,10 @@ class InventoryService(Service):
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
             chosen = resolve_vms(uow, refs, vault=vault, must_be=MustBe.UNREGISTERED)
-        excluded = {vm.uuid: select_disks(vm, exclude_disks) for vm in chosen}
+        excluded = {  # no --exclude-disk: the VM keeps the list it has (vm update)
+            vm.uuid: select_disks(vm, exclude_disks) if exclude_disks else vm.excluded_targets
+            for vm in chosen
+        }
         outcomes = []
         for vm in chosen:
             vm.excluded_targets = excluded[vm.uuid]

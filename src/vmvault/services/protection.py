@@ -133,7 +133,7 @@ class ProtectionService(Service):
         vault = self.vaults.resolve(vault_name)
         self._policy(vault, policy)
         chosen = self._choose(vault, refs)
-        for vm in chosen:
+        for vm in chosen if exclude_disks else ():
             select_disks(vm, exclude_disks)
         configured = [
             self._run(
