@@ -48,6 +48,7 @@ def host_doc(h: Host) -> dict[str, Any]:
         "location": h.location,
         "hostname": h.hostname,
         "created_at": iso(h.created_at),
+        "cluster_managed": list(h.cluster_managed),
     }
 
 
@@ -70,7 +71,10 @@ def vm_doc(vm: VmItem) -> dict[str, Any]:
         "registered_at": iso(vm.registered_at),
         "first_seen": iso(vm.first_seen),
         "last_seen": iso(vm.last_seen),
-        "disks": [asdict(d) for d in vm.disks],
+        "disks": [asdict(d) for d in vm.effective_disks],
+        "excluded_disks": list(vm.excluded_targets),
+        "cluster_managed": vm.cluster_managed is not None,
+        "cluster_managed_reason": vm.cluster_managed,
         "nics": [asdict(n) for n in vm.nics],
         "warnings": list(vm.registration_warnings),
     }

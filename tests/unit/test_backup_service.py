@@ -17,7 +17,7 @@ from vmvault.dataplane.restore import restore_disk
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import DiskReadFailed, StorageUnreachable
 from vmvault.domain.job import Job, JobState, JobType
-from vmvault.domain.recovery_point import BackupStep, Consistency, RecoveryPoint
+from vmvault.domain.recovery_point import BackupStep, Consistency, Method, RecoveryPoint
 from vmvault.domain.vm import PowerState, VmItem, VmState
 from vmvault.hypervisor.files import LocalHostFiles
 from vmvault.hypervisor.memory import (
@@ -270,16 +270,16 @@ def test_a_broken_bitmap_falls_back_to_a_full_read(world: World) -> None:
     world.assert_clean()
 
 
-def test_a_disk_added_since_the_previous_point_makes_a_full_backup(world: World) -> None:
-    """As with libvirt: the checkpoint has no bitmap for the new disk, so the chain check
-    fails and every disk is read in full (unchanged chunks deduplicate)."""
+def test_a_disk_added_since_the_previous_point_is_read_in_full(world: World) -> None:
+    """The checkpoint has no bitmap for the new disk: that disk is read in full and the chain
+    of the others is kept (their reads stay incremental)."""
     world.ok()
     world.dom.disks.append(MemoryDisk("vdc", 2 * MiB))
     world.dom.disk("vdc").write(0, b"new disk")
     point = world.ok()
     reads = {d.target: (d.incremental, d.reason or "") for d in point.disks}
-    assert not any(incremental for incremental, _ in reads.values())
-    assert "has no bitmap for disk vdc" in reads["vdc"][1]
+    assert reads["vdc"] == (False, "disk added since the previous point: full read")
+    assert reads["vda"][0] and reads["vdb"][0], reads
     assert world.restored(point, "vdc") == bytes(world.dom.disk("vdc").data)
     nxt = world.ok()  # and the next one is incremental on all three
     assert [d.incremental for d in nxt.disks] == [True, True, True]
@@ -487,3 +487,52 @@ def test_the_prune_after_a_backup_comes_back_with_its_outcome(world: World) -> N
     service.after_backup = after
     out = world.backup(service)
     assert out.result is not None and pruned == [out.result.id] and out.prune is marker
+
+
+# --- selective disks, cluster-managed VMs ---------------------------------------------------------
+
+
+def _set_excluded(world: World, targets: list[str]) -> None:
+    with world.uow() as uow:
+        vm = uow.vms.get(UUID)
+        assert vm is not None
+        vm.excluded_targets = targets
+        uow.vms.save(vm)
+        uow.commit()
+
+
+def test_excluding_a_disk_later_keeps_the_chain_and_including_it_reads_it_in_full(
+    world: World,
+) -> None:
+    world.ok()
+    _set_excluded(world, ["vdb"])
+    out = world.backup()
+    point = out.result
+    assert point is not None and out.job.state is JobState.COMPLETED  # a choice, not a warning
+    disks = {d.target: d for d in point.disks}
+    assert disks["vda"].incremental
+    assert disks["vdb"].excluded and disks["vdb"].reason == "excluded by user"
+    assert disks["vdb"].bytes_read == 0
+    entry = {e.target: e for e in world.store().read_manifest(point.id).disks}["vdb"]
+    assert entry.excluded and entry.index is None and entry.reason == "excluded by user"
+    _set_excluded(world, [])
+    world.dom.disk("vdb").write(0, b"back again")
+    again = {d.target: d for d in world.ok().disks}
+    assert again["vda"].incremental
+    assert not again["vdb"].incremental and "disk added" in (again["vdb"].reason or "")
+    world.assert_clean()
+
+
+def test_a_cluster_managed_vm_is_backed_up_without_ever_being_paused(world: World) -> None:
+    with world.uow() as uow:
+        uow.hosts.set_cluster_managed(URI, ["vm"])
+        uow.commit()
+    point = world.ok()
+    assert point.method is Method.GUEST_QUIESCE
+    with world.uow() as uow:
+        planned = [s for s in uow.jobs.steps(point.job_id or 0) if s.step == "planned"]
+    assert planned[0].data["allow_pause"] is False
+    world.dom.agent = None  # no agent: the backup would need a pause → refused, VM untouched
+    out = world.backup()
+    assert out.result is None and out.job.error_code == "CLUSTER_MANAGED_NO_PAUSE"
+    assert world.dom.power is PowerState.RUNNING and world.dom.job is None

@@ -145,7 +145,7 @@ def test_new_vm_plan_paths_links_files_and_leftouts() -> None:
         "/lab/web-1/console.log": "/srv/restores/web-2-console.log",
         "/var/lib/libvirt/qemu/nvram/web-1_VARS.fd": "/srv/restores/web-2_VARS.fd",
     }
-    assert plan.drop_disks == {"sda": "pass-through LUN"}
+    assert plan.drop_disks == {"sda": "pass-through LUN (device='lun')"}  # the point's reason
     assert plan.drop_hostdevs and plan.drop_channel_paths
     text = "\n".join(plan.warnings)
     assert "sda" in text and "host device" in text and "TPM" in text and "br-gone" in text

@@ -154,6 +154,9 @@ class VmDoc(BaseModel):
     first_seen: str | None
     last_seen: str | None
     disks: list[DiskDoc]
+    excluded_disks: list[str]
+    cluster_managed: bool
+    cluster_managed_reason: str | None
     nics: list[NicDoc]
     warnings: list[str]
 

@@ -18,7 +18,7 @@ from vmvault import documents
 from vmvault.cli import backups, copies, points, policies, render, restores
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
-from vmvault.cli.options import JsonOpt, VaultOpt
+from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, VaultOpt
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
 from vmvault.cli.vaults import host_app, vault_app
@@ -110,7 +110,9 @@ def vm_show(vm: str, json_: JsonOpt = False) -> None:
     out.print(f"{'agent':14} {agent}", markup=False)
     if item.vanished_at:
         out.print(f"{'vanished_at':14} {doc['vanished_at']}")
-    for d in item.disks:
+    cluster = f"yes: {item.cluster_managed}" if item.cluster_managed else "no"
+    out.print(f"{'cluster-managed':14} {cluster}", markup=False)
+    for d in item.effective_disks:
         extra = f"  excluded: {d.reason}" if d.excluded else ""
         out.print(
             f"disk {d.target:6} {d.type}/{d.device}/{d.format}  {d.path}{extra}", markup=False
@@ -123,6 +125,27 @@ def vm_show(vm: str, json_: JsonOpt = False) -> None:
         out.print(render.job_table(jobs))
 
 
+@vm_app.command("update")
+def vm_update(
+    vm: str,
+    exclude_disk: ExcludeDiskOpt = None,
+    include_disk: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include-disk", help="Back this disk up again (target, repeatable): a full read."
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Change which disks of a VM its backups leave out (from its next backup on)."""
+    item = services().inventory.update_vm(vm, exclude_disk or [], include_disk or [])
+    if json_:
+        emit_json(documents.vm_doc(item))
+        return
+    excluded = ", ".join(item.excluded_targets) or "none"
+    out.print(f"{item.label}: disks excluded by user: {excluded}", markup=False)
+
+
 @app.command()
 def register(
     vms: Annotated[list[str], typer.Argument(help="VMs: uuid, NAME, HOST/NAME or GROUP/NAME.")],
@@ -133,17 +156,26 @@ def register(
             help="Accept a VM whose guest agent is missing or silent (crash-consistent only).",
         ),
     ] = False,
+    exclude_disk: ExcludeDiskOpt = None,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Register VMs with the vault: one register job per VM."""
-    outcomes = services().inventory.register(vault, vms, allow_crash_consistent=crash_consistent)
+    outcomes = services().inventory.register(
+        vault, vms, allow_crash_consistent=crash_consistent, exclude_disks=exclude_disk or []
+    )
     jobs = [o.job for o in outcomes]
     if json_:
         emit_json([documents.job_doc(j) for j in jobs])
     else:
-        for job in jobs:
-            render.job_result_line(job)
+        for o in outcomes:
+            render.job_result_line(o.job)
+            if o.result is not None and o.result.cluster_managed:
+                out.print(
+                    f"  cluster-managed ({o.result.cluster_managed}): vmvault never pauses, "
+                    "shuts off, undefines or replaces it",
+                    markup=False,
+                )
     raise typer.Exit(render.exit_code_for(jobs))
 
 

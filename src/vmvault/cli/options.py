@@ -17,3 +17,10 @@ VaultOpt = Annotated[
     str | None,
     typer.Option("--vault", help="Vault to use (default: VMVAULT_VAULT or the only one)."),
 ]
+ExcludeDiskOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude-disk",
+        help="Leave this disk (target: vdb, sdc …) out of every backup; repeatable.",
+    ),
+]

@@ -10,7 +10,7 @@ from rich.table import Table
 from vmvault import documents
 from vmvault.cli import render
 from vmvault.cli.context import services
-from vmvault.cli.options import JsonOpt, VaultOpt
+from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, VaultOpt
 from vmvault.cli.points import points_app
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
@@ -204,16 +204,20 @@ def protect(
     backup_now: Annotated[
         bool, typer.Option("--backup-now", help="Take the initial backup now.")
     ] = False,
+    exclude_disk: ExcludeDiskOpt = None,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Protect registered VMs with a policy: one configure-protection job per VM.
 
     A protected VM moves to the new policy.  The initial backup is at the policy's next slot
-    (the job server), or at once with --backup-now.
+    (the job server), or at once with --backup-now.  --exclude-disk adds to the disks the
+    VM's backups leave out ('vmvault vm update' changes them later).
     """
     with live_progress(not json_ and backup_now):
-        result = services().protection.protect(vault, vms, policy, backup_now)
+        result = services().protection.protect(
+            vault, vms, policy, backup_now, exclude_disks=exclude_disk or []
+        )
     _jobs_result(result, json_)
 
 

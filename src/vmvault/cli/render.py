@@ -83,11 +83,11 @@ STATE_STYLE = {
 
 def vm_table(vms: list[VmItem]) -> Table:
     table = Table(box=None, header_style="bold")
-    for col in ("NAME", "HOST", "GROUP", "UUID", "POWER", "STATE", "DISKS", "AGENT"):
+    for col in ("NAME", "HOST", "GROUP", "UUID", "POWER", "STATE", "DISKS", "AGENT", "CLUSTER"):
         table.add_column(col, no_wrap=col in ("NAME", "UUID"))
     for vm in vms:
         state = vm.state.value + (" (vanished)" if vm.vanished_at else "")
-        disks = ",".join(d.target + ("*" if d.excluded else "") for d in vm.disks)
+        disks = ",".join(d.target + ("*" if d.excluded else "") for d in vm.effective_disks)
         add_row(
             table,
             vm.name,
@@ -98,6 +98,7 @@ def vm_table(vms: list[VmItem]) -> Table:
             state,
             disks or "-",
             vm.agent_version or ("channel" if vm.agent_channel else "none"),
+            "managed" if vm.cluster_managed else "-",
         )
     return table
 

@@ -186,11 +186,39 @@ def host_list(json_: JsonOpt = False) -> None:
         emit_json([documents.host_doc(h) for h in hosts])
         return
     table = Table(box=None, header_style="bold")
-    for col in ("URI", "LOCATION", "HOSTNAME"):
+    for col in ("URI", "LOCATION", "HOSTNAME", "CLUSTER-MANAGED VMS"):
         table.add_column(col)
     for h in hosts:
-        render.add_row(table, h.uri, h.location, h.hostname or "-")
+        render.add_row(
+            table, h.uri, h.location, h.hostname or "-", ", ".join(h.cluster_managed) or "-"
+        )
     out.print(table)
+
+
+@host_app.command("update")
+def host_update(
+    uri: Annotated[str, typer.Argument(help="libvirt URI")],
+    cluster_managed: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cluster-managed",
+            help="A VM (name or uuid) a cluster manager owns: never paused, shut off or "
+            "replaced by vmvault; repeatable.",
+        ),
+    ] = None,
+    not_cluster_managed: Annotated[
+        list[str] | None,
+        typer.Option("--not-cluster-managed", help="Take a VM off that list; repeatable."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Change a host's settings: the VMs a cluster manager owns."""
+    host = services().inventory.update_host(uri, cluster_managed or [], not_cluster_managed or [])
+    if json_:
+        emit_json(documents.host_doc(host))
+        return
+    listed = ", ".join(host.cluster_managed) or "none"
+    out.print(f"host {host.uri}: cluster-managed VMs: {listed}", markup=False)
 
 
 @host_app.command("remove")

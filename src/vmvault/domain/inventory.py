@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from vmvault.domain.cluster import refuse_pause
 from vmvault.domain.errors import (
     AgentNotConfigured,
     AgentNotResponding,
@@ -28,7 +29,7 @@ from vmvault.domain.errors import (
     VmDeleted,
     VmNotFound,
 )
-from vmvault.domain.vm import DomainFacts, PowerState, VmItem, VmState
+from vmvault.domain.vm import EXCLUDED_BY_USER, DomainFacts, PowerState, VmItem, VmState
 
 
 @dataclass
@@ -171,7 +172,11 @@ def check_registrable(vm: VmItem, limits: RegistrationLimits) -> list[str]:
         raise UnsupportedConfiguration(vm=vm.label, reasons=reasons)
     if len(disks) > limits.max_disks:
         raise TooManyDisks(vm=vm.label, count=len(disks), limit=limits.max_disks)
-    warnings = [f"disk {d.target} is excluded from backups: {d.reason}" for d in vm.excluded_disks]
+    warnings = [  # the operator's own exclusions are no warning
+        f"disk {d.target} is excluded from backups: {d.reason}"
+        for d in vm.excluded_disks
+        if d.reason != EXCLUDED_BY_USER
+    ]
     warnings += [
         f"disk {d.target} is {d.format}: no checkpoints, so it gets a full backup every time"
         for d in disks
@@ -197,8 +202,15 @@ def assess_registration(
     if not vm.agent_channel:
         if not allow_crash_consistent:
             raise AgentNotConfigured(vm=vm.label)
+        refuse_pause(vm, "no guest agent channel: crash-consistent backups pause the VM")
         outcome.crash_consistent_only = True
         outcome.warnings.append("no guest agent channel: backups will be crash-consistent only")
+        return outcome
+    if (vm.power_state is not PowerState.RUNNING or agent is None) and vm.cluster_managed:
+        outcome.warnings.append(
+            f"VM is {vm.power_state.value}: the guest agent could not be validated; it is "
+            "cluster-managed, so a backup while it runs fails unless its agent freezes it"
+        )
         return outcome
     if vm.power_state is not PowerState.RUNNING or agent is None:
         outcome.warnings.append(
@@ -210,6 +222,7 @@ def assess_registration(
     if not agent.responded:
         if not allow_crash_consistent:
             raise AgentNotResponding(vm=vm.label)
+        refuse_pause(vm, "its guest agent does not answer: crash-consistent backups pause it")
         outcome.crash_consistent_only = True
         outcome.warnings.append("guest agent not answering: backups will be crash-consistent")
         return outcome

@@ -108,6 +108,7 @@ class DomainShape:
     hostdevs: int = 0
     agent_channel: bool = False
     tpm_emulator: bool = False
+    cluster_managed: str | None = None  # the domain's cluster marker (docs/backup.md)
 
 
 @dataclass(frozen=True)
@@ -272,13 +273,14 @@ def plan_new(
             DiskTarget(pd.target, fmt, pd.size, final, staging_path(final), None, link)
         )
     restored = {d.target for d in plan.disks}
+    left_out = {pd.target: pd.reason for pd in point_disks if pd.excluded and pd.reason}
     for d in shape.disks:
         if d.target in restored:
             continue
         if d.readonly or d.device in ("cdrom", "floppy"):
             plan.notes.append(f"disk {d.target} ({d.device}, read-only) stays shared: {d.path}")
             continue
-        why = _left_out(d)
+        why = left_out.get(d.target) or _left_out(d)
         plan.drop_disks[d.target] = why
         plan.warnings.append(
             f"disk {d.target} ({why}) is not part of the point and still belongs to "
@@ -325,7 +327,9 @@ def plan_replace(
 
     Each disk goes back where the VM has that disk now (or, for a disk the VM no longer has,
     where it was at the point); the current image is moved aside to ``pre-restore`` when
-    the switch happens.  Disks of the VM that the point does not have stay untouched.
+    the switch happens.  Disks of the VM that the point does not have stay untouched: one
+    the point left out (excluded by user, pass-through …) stays attached as the VM has it now
+    (its current source), or is left out of the definition when the VM no longer has it.
     """
     now_disks = {d.target: d for d in current.disks}
     xml_disks = {d.target: d for d in shape.disks}
@@ -346,6 +350,23 @@ def plan_replace(
             DiskTarget(pd.target, fmt, pd.size, final, staging_path(final), previous, None)
         )
     restored = {d.target for d in plan.disks}
+    for pd in point_disks:
+        if not pd.excluded or pd.target not in xml_disks:
+            continue
+        now, then = now_disks.get(pd.target), xml_disks[pd.target]
+        if now is None:
+            plan.drop_disks[pd.target] = pd.reason or "not in the point"
+            plan.warnings.append(
+                f"disk {pd.target} ({pd.reason}) is not in the point and {current.name} no "
+                "longer has it: left out of the restored definition"
+            )
+            continue
+        if then.path and now.path and then.path != now.path:
+            plan.files[then.path] = now.path
+        plan.notes.append(
+            f"disk {pd.target} ({pd.reason}) is not in the point: {current.name} keeps its "
+            f"current {pd.target} ({now.path}) attached, untouched"
+        )
     for d in current.disks:
         if d.target not in restored and d.target not in xml_disks and d.path:
             plan.warnings.append(

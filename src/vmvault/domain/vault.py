@@ -199,3 +199,6 @@ class Host:
     location: str
     hostname: str | None
     created_at: datetime
+    #: names or uuids of the host's VMs that a cluster manager owns (``host update
+    #: --cluster-managed``): vmvault never pauses, shuts off, undefines or replaces them
+    cluster_managed: tuple[str, ...] = ()

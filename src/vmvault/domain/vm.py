@@ -12,6 +12,7 @@ as ``virsh domstate`` does.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -39,6 +40,8 @@ class PowerState(StrEnum):
 CHECKPOINT_FORMATS = frozenset({"qcow2"})
 #: Formats we can read through an NBD export for a full backup.
 BACKUP_FORMATS = frozenset({"qcow2", "raw"})
+#: The reason a point and ``vm show`` give for a disk the operator left out (``--exclude-disk``).
+EXCLUDED_BY_USER = "excluded by user"
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,10 @@ def classify_disk(disk: Disk) -> Disk:
     """Decide whether a disk can be backed up; excluded disks carry the reason.
 
     Pass-through LUNs, network disks and removable media are left out of every backup
-    (docs/architecture.md, "Registration"); formats other than qcow2/raw are not read either.
+    (docs/backup.md, "Selective disks"); formats other than qcow2/raw are not read either.
+    A ``type='block' device='disk'`` (an LV, a whole host disk) is emulated by QEMU, not
+    passed through: it is backed up, as raw.  Disks the operator excludes are applied on top
+    (:func:`with_exclusions`).
     """
     reason: str | None = None
     if disk.device in ("cdrom", "floppy"):
@@ -80,6 +86,17 @@ def classify_disk(disk: Disk) -> Disk:
     elif disk.format not in BACKUP_FORMATS:
         reason = f"format '{disk.format}' not supported (qcow2 or raw only)"
     return replace(disk, excluded=reason is not None, reason=reason)
+
+
+def with_exclusions(disks: Iterable[Disk], excluded: Collection[str]) -> list[Disk]:
+    """``disks`` with those whose target the operator excluded marked ``excluded by user``
+    (a disk already left out automatically keeps its own reason)."""
+    return [
+        replace(d, excluded=True, reason=EXCLUDED_BY_USER)
+        if d.target in excluded and not d.excluded
+        else d
+        for d in disks
+    ]
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,8 @@ class DomainFacts:
     agent_channel: bool
     persistent: bool = True
     fingerprint: str = ""  # hash of the parts of the XML we record; changes mean "changed"
+    #: why a cluster manager owns the domain (its metadata marker, a pacemaker resource)
+    cluster_managed: str | None = None
 
 
 @dataclass
@@ -134,14 +153,24 @@ class VmItem:
     policy: str | None = None
     #: when protection (with its current policy) was configured
     protected_since: datetime | None = None
+    #: targets the operator excluded from backups (``--exclude-disk``), kept across discoveries
+    excluded_targets: list[str] = field(default_factory=list)
+    #: why a cluster manager owns the VM (None: it does not); vmvault never pauses, shuts
+    #: off, undefines or replaces such a VM (docs/backup.md, "VMs owned by a cluster manager")
+    cluster_managed: str | None = None
+
+    @property
+    def effective_disks(self) -> list[Disk]:
+        """The disks as backups see them: discovery's view plus the operator's exclusions."""
+        return with_exclusions(self.disks, self.excluded_targets)
 
     @property
     def backup_disks(self) -> list[Disk]:
-        return [d for d in self.disks if not d.excluded]
+        return [d for d in self.effective_disks if not d.excluded]
 
     @property
     def excluded_disks(self) -> list[Disk]:
-        return [d for d in self.disks if d.excluded]
+        return [d for d in self.effective_disks if d.excluded]
 
     @property
     def label(self) -> str:
@@ -159,6 +188,7 @@ class VmItem:
         self.nics = list(facts.nics)
         self.agent_channel = facts.agent_channel
         self.fingerprint = facts.fingerprint
+        self.cluster_managed = facts.cluster_managed
         self.last_seen = now
         self.vanished_at = None
 
@@ -177,4 +207,5 @@ class VmItem:
             fingerprint=facts.fingerprint,
             first_seen=now,
             last_seen=now,
+            cluster_managed=facts.cluster_managed,
         )

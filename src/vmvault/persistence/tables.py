@@ -45,6 +45,8 @@ hosts = Table(
     Column("location", String(64), nullable=False),
     Column("hostname", String(255)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    #: names/uuids of VMs a cluster manager owns (NULL: none)
+    Column("cluster_managed", JSON),
 )
 
 vms = Table(
@@ -72,6 +74,10 @@ vms = Table(
     #: the VM's policy (protected or protection-stopped); NULL when it has none
     Column("policy", String(64)),
     Column("protected_since", DateTime(timezone=True)),
+    #: targets the operator excluded from backups (NULL: none)
+    Column("excluded_disks", JSON),
+    #: why a cluster manager owns the VM (NULL: it does not)
+    Column("cluster_managed", Text),
 )
 
 jobs = Table(

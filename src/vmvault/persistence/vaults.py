@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -59,7 +60,8 @@ class SqlHosts:
         self.conn = conn
 
     def _row(self, r: Any) -> Host:
-        return Host(r.id, r.uri, r.location, r.hostname, req(r.created_at))
+        marked = tuple(r.cluster_managed or ())
+        return Host(r.id, r.uri, r.location, r.hostname, req(r.created_at), marked)
 
     def get(self, uri: str) -> Host | None:
         r = self.conn.execute(select(t.hosts).where(t.hosts.c.uri == uri)).first()
@@ -83,3 +85,7 @@ class SqlHosts:
 
     def set_hostname(self, uri: str, hostname: str) -> None:
         self.conn.execute(update(t.hosts).where(t.hosts.c.uri == uri).values(hostname=hostname))
+
+    def set_cluster_managed(self, uri: str, vms: Sequence[str]) -> None:
+        values = {"cluster_managed": list(vms)}
+        self.conn.execute(update(t.hosts).where(t.hosts.c.uri == uri).values(**values))

@@ -45,6 +45,8 @@ class SqlVms:
             registration_warnings=list(r.registration_warnings),
             policy=r.policy,
             protected_since=utc(r.protected_since),
+            excluded_targets=list(r.excluded_disks or []),
+            cluster_managed=r.cluster_managed,
         )
 
     def get(self, uuid: str) -> VmItem | None:
@@ -84,6 +86,8 @@ class SqlVms:
             registration_warnings=list(vm.registration_warnings),
             policy=vm.policy,
             protected_since=vm.protected_since,
+            excluded_disks=list(vm.excluded_targets) or None,
+            cluster_managed=vm.cluster_managed,
         )
         done = self.conn.execute(update(t.vms).where(t.vms.c.uuid == vm.uuid).values(**values))
         if done.rowcount == 0:

@@ -51,12 +51,13 @@ from functools import partial
 from typing import Any
 
 from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.cluster import mark_from_host
 from vmvault.domain.errors import InvalidInput, VmDeleted
 from vmvault.domain.inputs import check_until
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import BackupStep, RecoveryPoint, TakenPoint, UnfinishedBackup
 from vmvault.domain.vault import Vault
-from vmvault.domain.vm import VmItem
+from vmvault.domain.vm import EXCLUDED_BY_USER, VmItem
 from vmvault.services.backup.cleanup import BackupCleanUp, discard
 from vmvault.services.backup.commit import (
     record_point,
@@ -144,8 +145,13 @@ class BackupService(Service):
         for line in self.clean_up(vm, store, left):
             ctx.log(f"left by an interrupted backup: {line}")
         vm.apply(facts, self.clock())
-        for d in vm.excluded_disks:
-            ctx.warn(f"disk {d.target} skipped: {d.reason}")
+        with self.uow() as uow:
+            host = uow.hosts.get(vm.host_uri)
+        if host is not None:
+            mark_from_host(vm, host.cluster_managed, host.hostname or host.uri)
+        for d in vm.excluded_disks:  # the operator's choice is logged; the others warned
+            say = ctx.log if d.reason == EXCLUDED_BY_USER else ctx.warn
+            say(f"disk {d.target} skipped: {d.reason}")
         plan = plan_backup(self.uow, self.driver, self.clock, vault, vm, ctx)
         ctx.log(f"writing recovery point {plan.point_id}")
         ctx.record(BackupStep.PLANNED, **plan.journal())
@@ -230,6 +236,7 @@ class BackupService(Service):
                 quiesce=plan.choice.quiesce,
                 cancel=ctx.cancelled,
                 in_window=partial(self._in_window, ctx.job),
+                allow_pause=plan.allow_pause,
             )
         with session:
             taken = session.taken

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
+from vmvault.domain.cluster import mark_from_host
+from vmvault.domain.disk_selection import select_disks
 from vmvault.domain.errors import (
     AlreadyRegistered,
+    HostNotFound,
     HostUnreachable,
     InvalidInput,
     VmDeleted,
@@ -19,7 +22,7 @@ from vmvault.domain.inventory import (
     reconcile,
 )
 from vmvault.domain.job import Job, JobType
-from vmvault.domain.vault import Vault
+from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import DomainFacts, PowerState, VmItem, VmState
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.jobs import JobContext, JobOutcome
@@ -76,8 +79,12 @@ class InventoryService(Service):
         if not scanned:
             raise failures[0]
         now = self.clock()
+        by_uri = {h.uri: h for h in hosts}
         with self.uow() as uow:
             result = reconcile(uow.vms.all(), seen, scanned, now)
+            for vm in result.new + result.changed + result.unchanged:
+                host = by_uri[vm.host_uri]
+                mark_from_host(vm, host.cluster_managed, host.hostname or host.uri)
             for vm in result.new + result.changed + result.unchanged + result.vanished:
                 uow.vms.save(vm)
             uow.commit()
@@ -88,6 +95,8 @@ class InventoryService(Service):
         ):
             for vm in vms:
                 ctx.log(f"{label}: {vm.label} ({vm.uuid}) group={vm.group} {vm.power_state}")
+                if vm.cluster_managed:
+                    ctx.log(f"{vm.label} is cluster-managed: {vm.cluster_managed}")
         for vm in result.vanished:
             if vm.state is not VmState.DISCOVERED:
                 ctx.warn(f"{vm.state.value} VM {vm.label} ({vm.uuid}) no longer exists")
@@ -108,6 +117,53 @@ class InventoryService(Service):
         with self.uow() as uow:
             return resolve_vm(uow, ref)
 
+    def update_vm(
+        self, ref: str, exclude_disks: Sequence[str] = (), include_disks: Sequence[str] = ()
+    ) -> VmItem:
+        """Change which disks of a VM its backups leave out (``vm update``); takes effect at
+        its next backup.  Refused before anything changes when a name is not one of its disks,
+        names a disk that cannot be backed up, or leaves no disk to back up."""
+        if not exclude_disks and not include_disks:
+            raise InvalidInput(
+                "give --exclude-disk or --include-disk", what="vm update (nothing to change)"
+            )
+        with self.uow() as uow:
+            vm = resolve_vm(uow, ref)
+            vm.excluded_targets = select_disks(vm, exclude_disks, include_disks)
+            uow.vms.save(vm)
+            uow.commit()
+        return vm
+
+    def update_host(
+        self, uri: str, cluster_managed: Sequence[str] = (), not_cluster_managed: Sequence[str] = ()
+    ) -> Host:
+        """Add VMs (names or uuids) to the host's settings as cluster-managed, or take them
+        off (``host update``); the host's VMs in the catalog are marked or unmarked at once."""
+        add = [v.strip() for v in cluster_managed if v.strip()]
+        remove = [v.strip() for v in not_cluster_managed if v.strip()]
+        if not add and not remove:
+            raise InvalidInput(
+                "give --cluster-managed or --not-cluster-managed", what="host update"
+            )
+        if set(add) & set(remove):
+            raise InvalidInput("a VM is either cluster-managed or not", what="host update")
+        with self.uow() as uow:
+            host = uow.hosts.get(uri)
+            if host is None:
+                raise HostNotFound(uri=uri)
+            listed = [v for v in host.cluster_managed if v not in remove]
+            listed += [v for v in add if v not in listed]
+            uow.hosts.set_cluster_managed(uri, listed)
+            for vm in uow.vms.all([uri]):
+                before = vm.cluster_managed
+                mark_from_host(vm, listed, host.hostname or host.uri)
+                if vm.cluster_managed != before:
+                    uow.vms.save(vm)
+            uow.commit()
+            updated = uow.hosts.get(uri)
+        assert updated is not None
+        return updated
+
     def history(self, vm: VmItem) -> list[Job]:
         with self.uow() as uow:
             return uow.jobs.find(vm_uuid=vm.uuid, limit=20)
@@ -120,21 +176,29 @@ class InventoryService(Service):
         refs: Sequence[str],
         *,
         allow_crash_consistent: bool = False,
+        exclude_disks: Sequence[str] = (),
     ) -> list[JobOutcome[VmItem]]:
         """One ``register`` job per VM.
 
         Every reference is checked first (exists, unique, in the vault's location, not
-        registered yet); one bad reference refuses the whole request and changes nothing.
-        The VM's own configuration (disks, agent) is then checked by its job, so a refusal
-        is recorded there with its code and remedy.
+        registered yet), and so is ``exclude_disks`` against each VM's disks
+        (:func:`~vmvault.domain.disk_selection.select_disks`); one bad reference or disk name
+        refuses the whole request and changes nothing.  The VM's own configuration (disks,
+        agent, cluster ownership) is then checked by its job, so a refusal is recorded there
+        with its code and remedy.
         """
         if not refs:
             raise InvalidInput("name at least one VM", what="VM list")
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
             chosen = resolve_vms(uow, refs, vault=vault, must_be=MustBe.UNREGISTERED)
+        excluded = {  # no --exclude-disk: the VM keeps the list it has (vm update)
+            vm.uuid: select_disks(vm, exclude_disks) if exclude_disks else vm.excluded_targets
+            for vm in chosen
+        }
         outcomes = []
         for vm in chosen:
+            vm.excluded_targets = excluded[vm.uuid]
             work = partial(self._register, vault, vm, allow_crash_consistent=allow_crash_consistent)
             outcomes.append(self.runner.run(JobType.REGISTER, vault.name, vm.uuid, vm.label, work))
         return outcomes
@@ -152,13 +216,22 @@ class InventoryService(Service):
                 uow.commit()
             raise VmDeleted(vm=vm.label, host=vm.hostname)
         vm.apply(facts, now)
+        with self.uow() as uow:
+            host = uow.hosts.get(vm.host_uri)
+        if host is not None:
+            mark_from_host(vm, host.cluster_managed, host.hostname or host.uri)
         ctx.log(
             f"power state {vm.power_state.value}; disks: "
             + ", ".join(
                 f"{d.target}({d.type}/{d.device}/{d.format}{' excluded' if d.excluded else ''})"
-                for d in vm.disks
+                for d in vm.effective_disks
             )
         )
+        if vm.cluster_managed:
+            ctx.log(
+                f"cluster-managed ({vm.cluster_managed}): vmvault never pauses, shuts off, "
+                "undefines or replaces it"
+            )
         report = None
         if vm.agent_channel and vm.power_state is PowerState.RUNNING:
             check_registrable(vm, self.limits)  # disks first: no agent round-trip if refused

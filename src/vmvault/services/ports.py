@@ -55,6 +55,8 @@ class HostRepository(Protocol):
     def add(self, uri: str, location: str, hostname: str | None, now: datetime) -> Host: ...
     def remove(self, uri: str) -> None: ...
     def set_hostname(self, uri: str, hostname: str) -> None: ...
+    def set_cluster_managed(self, uri: str, vms: Sequence[str]) -> None:
+        """Replace the host's list of cluster-managed VMs (names or uuids)."""
 
 
 class VmRepository(Protocol):
@@ -332,8 +334,13 @@ class BackupDriver(Protocol):
         quiesce: str,
         cancel: Callable[[], bool],
         in_window: Callable[[], None] | None = None,
+        allow_pause: bool = True,
     ) -> PointSession:
         """The point in time of a running or paused VM, taken when the session is entered.
+
+        ``allow_pause=False`` (a cluster-managed VM): the VM MUST NOT be paused — neither for
+        ``quiesce='pause'`` (refused with ``CLUSTER_MANAGED_NO_PAUSE`` before anything is
+        begun) nor as the fallback of a failed freeze.
 
         ``cancel()`` is asked before the guest is frozen or paused and again once it is
         released (it may read the catalog) — never inside the window.  ``in_window()`` MUST

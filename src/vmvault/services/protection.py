@@ -28,6 +28,8 @@ from datetime import datetime
 from functools import partial
 
 from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.cluster import pause_needed, refuse_pause
+from vmvault.domain.disk_selection import select_disks
 from vmvault.domain.errors import (
     InvalidInput,
     PointNotFound,
@@ -119,13 +121,27 @@ class ProtectionService(Service):
     # --- protect / resume ---------------------------------------------------------------------
 
     def protect(
-        self, vault_name: str | None, refs: Sequence[str], policy: str, backup_now: bool = False
+        self,
+        vault_name: str | None,
+        refs: Sequence[str],
+        policy: str,
+        backup_now: bool = False,
+        exclude_disks: Sequence[str] = (),
     ) -> ProtectResult:
+        """``exclude_disks``: targets added to each VM's excluded disks (checked for every VM
+        before any job starts)."""
         vault = self.vaults.resolve(vault_name)
         self._policy(vault, policy)
         chosen = self._choose(vault, refs)
+        for vm in chosen if exclude_disks else ():
+            select_disks(vm, exclude_disks)
         configured = [
-            self._run(JobType.CONFIGURE_PROTECTION, vault, vm, partial(self._protect, policy))
+            self._run(
+                JobType.CONFIGURE_PROTECTION,
+                vault,
+                vm,
+                partial(self._protect, policy, exclude_disks=tuple(exclude_disks)),
+            )
             for vm in chosen
         ]
         return ProtectResult(configured, self._backup_now(vault, configured, backup_now))
@@ -153,7 +169,9 @@ class ProtectionService(Service):
         ]
         return ProtectResult(configured, [])
 
-    def _protect(self, policy_name: str, vm: VmItem, ctx: JobContext) -> VmItem:
+    def _protect(
+        self, policy_name: str, vm: VmItem, ctx: JobContext, exclude_disks: Sequence[str] = ()
+    ) -> VmItem:
         with self.uow() as uow:
             current = uow.vms.get(vm.uuid)
             assert current is not None
@@ -162,6 +180,12 @@ class ProtectionService(Service):
             before, old = current.state, current.policy
             if before is VmState.DISCOVERED:
                 raise VmNotRegistered(vm=vm.label, vault=vm.vault or "?")
+            need = pause_needed(current)
+            if need is not None:
+                refuse_pause(current, need)
+            if exclude_disks:
+                current.excluded_targets = select_disks(current, exclude_disks)
+                ctx.log(f"disks excluded by user: {', '.join(current.excluded_targets)}")
             current.state = VmState.PROTECTED
             if old != policy_name or before is not VmState.PROTECTED:
                 current.protected_since = self.clock()

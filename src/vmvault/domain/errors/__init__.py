@@ -38,6 +38,13 @@ from vmvault.domain.errors.base import (
     PathNotAllowed,
     VmvaultError,
 )
+from vmvault.domain.errors.cluster import (
+    AllDisksExcluded,
+    ClusterManagedNoPause,
+    ClusterManagedReplace,
+    DiskNotBackupable,
+    DiskNotOfVm,
+)
 from vmvault.domain.errors.copy import (
     CopyChunkSizeDiffers,
     CopySameVault,
@@ -146,6 +153,7 @@ __all__ = [
     "AgentNotConfigured",
     "AgentNotResponding",
     "AgentTooOld",
+    "AllDisksExcluded",
     "AlreadyRegistered",
     "BackupAbortFailed",
     "BackupBeginFailed",
@@ -157,11 +165,15 @@ __all__ = [
     "CheckpointOperationFailed",
     "ChunkCorrupt",
     "ChunkMissing",
+    "ClusterManagedNoPause",
+    "ClusterManagedReplace",
     "CopyChunkSizeDiffers",
     "CopySameVault",
     "CopyVerifyFailed",
     "CopyWouldDecrypt",
     "DiscoveryInProgress",
+    "DiskNotBackupable",
+    "DiskNotOfVm",
     "DiskReadFailed",
     "FreezeFailed",
     "HostExists",

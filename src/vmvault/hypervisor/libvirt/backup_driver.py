@@ -16,6 +16,7 @@ from types import TracebackType
 
 import libvirt
 
+from vmvault.domain.errors import ClusterManagedNoPause
 from vmvault.domain.recovery_point import Method, TakenPoint, UnfinishedBackup
 from vmvault.domain.vm import Disk
 from vmvault.hypervisor import offline as offline_mod
@@ -183,7 +184,10 @@ class LibvirtBackupDriver:
         quiesce: str,
         cancel: Callable[[], bool],
         in_window: Callable[[], None] | None = None,
+        allow_pause: bool = True,
     ) -> _PullSession:
+        if quiesce == "pause" and not allow_pause:
+            raise ClusterManagedNoPause(vm=vm_uuid, why="cluster-managed", need="quiesce pause")
         specs = [DiskSpec(d.target, d.path or "", d.format or "raw") for d in disks]
         backup = PullBackup(
             uri,

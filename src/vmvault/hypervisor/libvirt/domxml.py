@@ -13,6 +13,11 @@ The *group* of a VM (design §1: libvirt has no "cloud service") is the text of
 ``<metadata><vmvault:group xmlns:vmvault="https://vmvault.dev/xmlns/1">…</vmvault:group>``,
 or the host's name when the element is absent.
 
+A domain a cluster manager owns carries the *cluster marker*
+``<metadata><vmcluster:managed xmlns:vmcluster="https://vmvault.dev/xmlns/cluster/1"
+by="pacemaker"/></metadata>`` (its own namespace, so ``virsh metadata … --set`` of it leaves
+the group element alone; ``by`` is optional): :func:`cluster_marker`.
+
 The *fingerprint* hashes what discovery records of the configuration (name, disks, NICs,
 agent channel, group), so a changed domain shows up as "changed" in a discovery.
 """
@@ -29,6 +34,8 @@ from vmvault.domain.restore import XmlDisk
 from vmvault.domain.vm import Disk, DomainFacts, Nic, PowerState, classify_disk
 
 GROUP_NS = "https://vmvault.dev/xmlns/1"
+#: The namespace of the cluster marker (docs/backup.md, "VMs owned by a cluster manager").
+CLUSTER_NS = "https://vmvault.dev/xmlns/cluster/1"
 #: The virtio-serial port name qemu-ga listens on, and libvirt looks for.
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
@@ -267,6 +274,15 @@ def group_of(root: ET.Element, default: str) -> str:
     return default
 
 
+def cluster_marker(root: ET.Element) -> str | None:
+    """Why the domain's metadata says a cluster manager owns it (None: no marker)."""
+    el = root.find(f"./metadata/{{{CLUSTER_NS}}}managed")
+    if el is None:
+        return None
+    by = (el.get("by") or "").strip()
+    return f"marked cluster-managed in its libvirt metadata{f' (by {by})' if by else ''}"
+
+
 def facts_from_xml(
     xml: str, *, uri: str, hostname: str, state: int, persistent: bool = True
 ) -> DomainFacts:
@@ -276,13 +292,16 @@ def facts_from_xml(
     name = root.findtext("name", default="?")
     group = group_of(root, hostname)
     agent = has_agent_channel(root)
-    recorded = {
+    cluster = cluster_marker(root)
+    recorded: dict[str, object] = {
         "name": name,
         "group": group,
         "agent": agent,
         "disks": [asdict(d) for d in disks],
         "nics": [asdict(n) for n in nics],
     }
+    if cluster is not None:  # only when marked: unmarked VMs keep their fingerprints
+        recorded["cluster"] = cluster
     fingerprint = hashlib.sha256(json.dumps(recorded, sort_keys=True).encode()).hexdigest()
     return DomainFacts(
         uuid=root.findtext("uuid", default="").strip(),
@@ -296,4 +315,5 @@ def facts_from_xml(
         agent_channel=agent,
         persistent=persistent,
         fingerprint=fingerprint,
+        cluster_managed=cluster,
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from dataclasses import replace
+
 import libvirt
 
 from vmvault.domain.errors import HostUnreachable, VmDeleted, VmvaultError
@@ -10,6 +13,22 @@ from vmvault.domain.vm import DomainFacts
 from vmvault.hypervisor.libvirt import agent
 from vmvault.hypervisor.libvirt.connection import connection, error_message
 from vmvault.hypervisor.libvirt.domxml import facts_from_xml
+from vmvault.hypervisor.pacemaker import ClusterDomain, local_cluster_domains, owner_of, read_text
+
+
+def _with_pacemaker(facts: DomainFacts, domains: list[ClusterDomain]) -> DomainFacts:
+    """``facts`` with ``cluster_managed`` set when a pacemaker primitive owns the domain."""
+    if facts.cluster_managed is not None or not domains:
+        return facts
+    owner = owner_of(domains, facts.name, facts.uuid, read_text)
+    return replace(facts, cluster_managed=owner) if owner else facts
+
+
+def _cluster_domains(hostname: str) -> list[ClusterDomain]:
+    """Pacemaker's VirtualDomain resources, when the libvirt host is this machine."""
+    if hostname.split(".")[0] != socket.gethostname().split(".")[0]:
+        return []  # cibadmin here knows nothing of another host's cluster
+    return local_cluster_domains()
 
 
 class LibvirtHypervisor:
@@ -28,6 +47,7 @@ class LibvirtHypervisor:
             except libvirt.libvirtError as exc:
                 raise HostUnreachable(error_message(exc), uri=uri) from None
             facts = []
+            cluster = _cluster_domains(hostname)
             for dom in domains:
                 try:
                     state = dom.state()[0]
@@ -35,24 +55,25 @@ class LibvirtHypervisor:
                     persistent = bool(dom.isPersistent())
                 except libvirt.libvirtError:
                     continue  # undefined while we looked: it is simply not there
-                facts.append(
-                    facts_from_xml(
-                        xml, uri=uri, hostname=hostname, state=state, persistent=persistent
-                    )
+                found = facts_from_xml(
+                    xml, uri=uri, hostname=hostname, state=state, persistent=persistent
                 )
+                facts.append(_with_pacemaker(found, cluster))
             return facts
 
     def domain_facts(self, uri: str, uuid: str) -> DomainFacts | None:
         with connection(uri) as conn:
             try:
                 dom = conn.lookupByUUIDString(uuid)
-                return facts_from_xml(
+                hostname = str(conn.getHostname())
+                found = facts_from_xml(
                     dom.XMLDesc(0),
                     uri=uri,
-                    hostname=str(conn.getHostname()),
+                    hostname=hostname,
                     state=dom.state()[0],
                     persistent=bool(dom.isPersistent()),
                 )
+                return _with_pacemaker(found, _cluster_domains(hostname))
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                     return None

@@ -32,6 +32,7 @@ from vmvault.domain.restore import (
     XmlNic,
 )
 from vmvault.hypervisor.libvirt.domxml import (
+    cluster_marker,
     disk_elements,
     has_agent_channel,
     parse_disks,
@@ -93,6 +94,7 @@ def inspect_xml(xml: str) -> DomainShape:
         hostdevs=len(root.findall("./devices/hostdev")),
         agent_channel=has_agent_channel(root),
         tpm_emulator=tpm_emulator,
+        cluster_managed=cluster_marker(root),
     )
 
 

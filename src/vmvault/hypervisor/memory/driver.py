@@ -13,6 +13,7 @@ from vmvault.domain.errors import (
     BackupVmNotRunning,
     Cancelled,
     CheckpointMissing,
+    ClusterManagedNoPause,
     FreezeFailed,
     InvalidInput,
     VmvaultError,
@@ -103,7 +104,10 @@ class MemoryBackupDriver:
         quiesce: str,
         cancel: Callable[[], bool],
         in_window: Callable[[], None] | None = None,
+        allow_pause: bool = True,
     ) -> MemorySession:
+        if quiesce == "pause" and not allow_pause:
+            raise ClusterManagedNoPause(vm=vm_uuid, why="cluster-managed", need="quiesce pause")
         return MemorySession(
             self.hv, vm_uuid, [x.target for x in disks], checkpoint, incremental_from, quiesce,
             cancel, in_window,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from vmvault.domain.cluster import refuse_pause
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.recovery_point import (
     DiskRead,
@@ -54,6 +55,9 @@ class BackupPlan:
     previous: RecoveryPoint | None
     incremental_from: str | None  # the previous point's checkpoint, when any disk uses it
     checkpoint: str | None  # the checkpoint this backup creates (None: offline, or no qcow2)
+    #: False for a cluster-managed VM: the hypervisor must never pause it, not even as the
+    #: fallback of a failed freeze (``take_point(allow_pause=…)``)
+    allow_pause: bool = True
 
     @property
     def offline(self) -> bool:
@@ -75,6 +79,7 @@ class BackupPlan:
             "quiesce": self.choice.quiesce,
             "was_paused": self.choice.quiesce == "none" and not self.offline,
             "offline": self.offline,
+            "allow_pause": self.allow_pause,
             "disks": {
                 t: {"incremental": r.incremental, "reason": r.reason, "format": formats.get(t)}
                 for t, r in self.reads.items()
@@ -93,6 +98,11 @@ def plan_backup(
     """Decide the method and each disk's read (logged), name the point and its checkpoint."""
     disks = vm.backup_disks
     choice = choose_method(vm.power_state, vm.agent_channel, vm.crash_consistent_only)
+    allow_pause = not vm.cluster_managed
+    if not allow_pause:
+        if choice.quiesce == "pause":
+            refuse_pause(vm, choice.reason)
+        ctx.log(f"cluster-managed ({vm.cluster_managed}): never paused")
     ctx.log(f"method {choice.method.value}: {choice.reason}")
     with uow() as u:
         history = u.points.for_vm(vm.uuid, vault.name)
@@ -126,6 +136,7 @@ def plan_backup(
         previous=previous,
         incremental_from=previous.checkpoint if previous is not None and incremental else None,
         checkpoint=checkpoint,
+        allow_pause=allow_pause,
     )
 
 
@@ -154,7 +165,10 @@ def check_chain(
         except VmvaultError as exc:
             return ChainState(False, f"checkpoint {name} missing in libvirt ({exc.text})")
         repaired = name
-    qcow2 = [d.target for d in disks if d.format == "qcow2"]
+    # only disks the previous point backed up: a disk added or included since then is read
+    # in full (plan_reads) and must not break the chain of the others
+    before = {d.target for d in previous.disks if not d.excluded}
+    qcow2 = [d.target for d in disks if d.format == "qcow2" and d.target in before]
     problems = driver.checkpoint_problems(vm.host_uri, vm.uuid, name, qcow2)
     if problems:
         return ChainState(False, "; ".join(problems))

@@ -7,12 +7,14 @@ of checks and codes is in docs/restore.md ("The workflow", step 1).
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vmvault.dataplane.chunk import ZERO_ID
 from vmvault.dataplane.manifest import Manifest
 from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.cluster import refuse_replace
 from vmvault.domain.errors import (
     HostNotFound,
     InsufficientSpace,
@@ -127,15 +129,19 @@ def check_replace(
     manifest: Manifest,
     shape: DomainShape,
 ) -> RestoreRequest:
-    """``--replace``: the VM is still defined, has no snapshots, and only file disks."""
+    """``--replace``: the VM is not cluster-managed (the catalog's view, then its current
+    metadata), is still defined, has no snapshots, and only file disks."""
+    refuse_replace(vm)
     uri = target_host(svc, vm, None)
     driver = svc.driver
     live = driver.domain(uri, vm.uuid)
     if live is None:
         raise RestoreVmNotDefined(vm=vm.label, host=uri)
+    current = driver.inspect(live.xml)
+    if current.cluster_managed:
+        refuse_replace(replace(vm, cluster_managed=current.cluster_managed))
     if live.snapshots:
         raise RestoreVmHasSnapshots(vm=live.name, snapshots=", ".join(live.snapshots))
-    current = driver.inspect(live.xml)
     problems = {n.index: driver.nic_problem(uri, n) for n in shape.nics}
     plan = plan_replace(shape, point.disks, current=current, host_uri=uri, nic_problems=problems)
     strangers = [d.path for d in plan.disks if d.previous is None and svc.files.exists(d.path)]
