@@ -142,10 +142,9 @@ def backup_disk(
 
     ``dirty`` (with ``previous``) makes it incremental: only chunks that a dirty extent
     ``(offset, length)`` touches are read; ``epoch`` is the GC epoch read before the
-    manifest ``previous`` comes from (:meth:`VaultStore.read_parent`; None: touch each reused
-    chunk).  ``progress(done, total)`` and ``cancel()`` are
-    called from the calling thread, between chunks; ``cancel()`` returning True raises
-    ``CANCELLED``.
+    manifest ``previous`` comes from (:meth:`VaultStore.read_parent`; None: touch each
+    reused chunk).  ``progress(done, total)`` and ``cancel()`` are called from the calling
+    thread, between chunks; ``cancel()`` returning True raises ``CANCELLED``.
     """
     if dirty is not None and previous is None:
         raise InvalidInput("dirty extents need the previous index", what="incremental backup")

@@ -27,7 +27,7 @@ point references was, during that time, either written by it (file mtime = write
 found present and touched by it (``StorageBackend.touch``: mtime = touch time), or reused
 from the previous index and either touched or held by the writer's reuse list (whose mtime
 is at or after the writer's start; docs/vault-format.md §8 has that case).  Either way the
-chunk's mtime is at or after the writer's start.  If the writer
+chunk's mtime (or its list's) is at or after the writer's start.  If the writer
 registered before GC read the registrations, the cutoff is at or before its start minus the
 slack, so none of those chunks is a candidate.  If it registered later, all its writes and
 touches happen after ``gc_start``, which is after the cutoff.  A touch and the sweep's

@@ -94,7 +94,11 @@ class ReuseLists:
         needed, see :meth:`remove_older_than`)."""
         self.new_epoch()
         keep: set[bytes] = set()
-        for info in self.backend.list_objects(REUSE + "/"):
+        listed = list(self.backend.list_objects(REUSE + "/"))
+        with self._mu:  # forget lists another process's GC removed
+            names = {info.key for info in listed}
+            self._seen = {key: ids for key, ids in self._seen.items() if key in names}
+        for info in listed:
             if info.mtime >= cutoff:
                 keep |= self._ids(info.key)
         return frozenset(keep)
