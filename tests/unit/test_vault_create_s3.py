@@ -86,7 +86,7 @@ def test_an_s3_vault_holds_its_identity_and_config_and_the_catalog_names_the_buc
     vault = svc.create("far", "local", None, s3=WHERE)
     assert vault.s3 == WHERE and vault.path == "s3://backups/site-a/" and vault.storage == "s3"
     backend = buckets.backends[WHERE]
-    assert {o.key for o in backend.list_objects("")} == {IDENTITY_KEY, "config"}
+    assert {o.key for o in backend.list_objects("")} == {IDENTITY_KEY, "config", "gc-epoch"}
     assert svc.resolve("far") == vault
     store = svc.open_store(vault)
     assert store.chunk_size == 4 << 20 and svc.stored_chunk_bytes(vault) == 0
@@ -126,7 +126,7 @@ def test_what_a_failed_create_left_is_taken_over_by_the_same_command(
     with pytest.raises(VaultStorageInUse):  # another name: not its leftover
         svc.create("near", "local", None, s3=WHERE)
     assert svc.create("far", "local", None, s3=WHERE).name == "far"
-    assert {o.key for o in backend.list_objects("")} == {IDENTITY_KEY, "config"}
+    assert {o.key for o in backend.list_objects("")} == {IDENTITY_KEY, "config", "gc-epoch"}
 
 
 def test_a_storage_failure_leaves_nothing_behind(setup: tuple[VaultService, Buckets]) -> None:

@@ -25,8 +25,11 @@
 * Chunks are aligned to ``chunk_size`` from offset 0; the last one may be shorter.
 * A chunk is read only when the allocation map says it holds data (full backup) or a dirty
   extent touches it (incremental).  Other chunks are zero, or (incremental) take their id
-  from ``previous``; such a reused chunk is touched in the store, and if it is no longer
-  there (its point was pruned and collected meanwhile) it is read again.
+  from ``previous``.  The reused ids are kept from garbage collection by one reuse list
+  (:mod:`.reuse`: one object, whatever their number) when ``epoch``, the GC epoch read
+  before the previous point's manifest, is still current; otherwise each reused chunk is
+  touched in the store, and if it is no longer there (its point was pruned and collected
+  meanwhile) it is read again.
 * After hashing, a chunk already in this batch is skipped.  On a local backend a chunk already
   in the vault is not compressed or written again: it is touched (a ``utime``), which
   protects it from a concurrent garbage collection.  On a remote backend (object storage,
@@ -92,6 +95,7 @@ def _plan(
     ids: list[bytes],
     previous: DiskIndex | None,
     dirty: Sequence[tuple[int, int]] | None,
+    epoch: bytes | None,
 ) -> tuple[bytearray, int, bool]:
     """Which chunks to read; fills ``ids`` for the others.  Returns (flags, reused, incremental)."""
     cs, size, n = store.chunk_size, source.size, len(ids)
@@ -108,7 +112,11 @@ def _plan(
             to_read[i] = 1  # the disk was resized: this chunk changed length
         elif previous.ids[i] != ZERO_ID:
             candidates.append(i)
-    present = store.touch_chunks([previous.ids[i] for i in candidates])
+    reused_ids = [previous.ids[i] for i in candidates]
+    if candidates and store.reuse.claim(sorted(set(reused_ids)), epoch):
+        present = [True] * len(candidates)  # held by the reuse list: nothing to touch
+    else:
+        present = store.touch_chunks(reused_ids)
     reused = 0
     for i, ok in zip(candidates, present, strict=True):
         if ok:
@@ -125,6 +133,7 @@ def backup_disk(
     *,
     previous: DiskIndex | None = None,
     dirty: Sequence[tuple[int, int]] | None = None,
+    epoch: bytes | None = None,
     workers: int = 2,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -132,9 +141,10 @@ def backup_disk(
     """Back up one disk; the caller then writes ``result.index`` with ``store.write_index``.
 
     ``dirty`` (with ``previous``) makes it incremental: only chunks that a dirty extent
-    ``(offset, length)`` touches are read.  ``progress(done, total)`` and ``cancel()`` are
-    called from the calling thread, between chunks; ``cancel()`` returning True raises
-    ``CANCELLED``.
+    ``(offset, length)`` touches are read; ``epoch`` is the GC epoch read before the
+    manifest ``previous`` comes from (:meth:`VaultStore.read_parent`; None: touch each
+    reused chunk).  ``progress(done, total)`` and ``cancel()`` are called from the calling
+    thread, between chunks; ``cancel()`` returning True raises ``CANCELLED``.
     """
     if dirty is not None and previous is None:
         raise InvalidInput("dirty extents need the previous index", what="incremental backup")
@@ -147,7 +157,7 @@ def backup_disk(
     ids = [ZERO_ID] * chunk_count(size, cs)
     if cancel is not None and cancel():
         raise Cancelled(operation="the backup")
-    to_read, reused, incremental = _plan(store, source, ids, previous, dirty)
+    to_read, reused, incremental = _plan(store, source, ids, previous, dirty, epoch)
     plan = [i for i, flag in enumerate(to_read) if flag]
     total = sum(min(cs, size - i * cs) for i in plan)
     batch = store.begin_batch()

@@ -24,7 +24,8 @@ pipeline first touches (a ``utime``, µs) and skips the compression of a chunk f
 The shared vault lock's lease is shared by all holds of the S3 backend's process, so it costs
 no request per chunk.  The pipeline runs ``workers`` chunks at once, the batch
 ``S3Backend.uploads`` uploads, and :meth:`ChunkStore.touch_many` touches a reused
-incremental's chunks concurrently.
+incremental's chunks concurrently — only when its reuse list cannot hold them
+(:mod:`vmvault.dataplane.reuse`: a GC delete step began while it read its parent).
 
 Every storage failure that is not about one chunk becomes a user's error here
 (:func:`user_error`: ``VAULT_FULL``, ``STORAGE_UNREACHABLE``, ``STORAGE_ACCESS_DENIED`` …),

@@ -12,7 +12,10 @@ the cutoff::
 
 Candidates are found without locks (``list``); each is then re-checked (``stat``) and deleted
 under the vault's exclusive lock, which writers take in shared mode around "exists? then
-touch" and readers hold for their whole run.  The in-flight debris of crashed writers
+touch" (and around storing a reuse list) and readers hold for their whole run.  Each hold
+of that lock that will delete starts by replacing the GC epoch and reading every reuse list
+(:mod:`vmvault.dataplane.reuse`): a chunk in one is kept.  Reuse lists older than the cutoff
+are removed at the end.  The in-flight debris of crashed writers
 (``StorageBackend.sweep_leftovers``: temporary files, incomplete uploads) and the index
 objects of points without a manifest are swept by the same mtime rule.  Everything goes
 through the storage contract; times are the backend's (``StorageBackend.now``), the clock that
@@ -21,8 +24,10 @@ stamps mtimes.
 **Why a backup running at the same time is safe.** Such a backup holds a writer registration
 (``store.writer``) from before its first chunk until after its manifest.  Each chunk its
 point references was, during that time, either written by it (file mtime = write time) or
-found present and touched by it (``StorageBackend.touch``: mtime = touch time; reused ids from
-the previous index are touched too).  Either way the chunk's mtime is at or after the writer's start.  If the writer
+found present and touched by it (``StorageBackend.touch``: mtime = touch time), or reused
+from the previous index and either touched or held by the writer's reuse list (whose mtime
+is at or after the writer's start; docs/vault-format.md §8 has that case).  Either way the
+chunk's mtime (or its list's) is at or after the writer's start.  If the writer
 registered before GC read the registrations, the cutoff is at or before its start minus the
 slack, so none of those chunks is a candidate.  If it registered later, all its writes and
 touches happen after ``gc_start``, which is after the cutoff.  A touch and the sweep's
@@ -65,6 +70,7 @@ class GcReport:
     chunks_kept_recent: int = 0  # unreferenced, but newer than the cutoff
     tmp_removed: int = 0  # in-flight debris of crashed writers
     indexes_removed: list[str] = field(default_factory=list)  # point ids without manifest
+    reuse_lists_removed: int = 0  # incrementals' reuse lists older than the cutoff
 
 
 def _mark(store: VaultStore) -> tuple[set[bytes], int]:
@@ -167,9 +173,14 @@ def _collect(
 
         for start in range(0, max(len(candidates), 1), _BATCH):  # the lock even with none
             check()  # between batches: the vault lock is not held while we look
+            batch = candidates[start : start + _BATCH]
             with store.exclusive_lock(lock_timeout):
-                _sweep(store, candidates[start : start + _BATCH], cutoff, report)
+                # before any delete: a new epoch, then what running incrementals reuse
+                reused = store.reuse.begin_delete_step(cutoff) if batch else frozenset()
+                _sweep(store, batch, cutoff, reused, report)
         check()
+        store.reuse.ensure_epoch()
+        report.reuse_lists_removed = store.reuse.remove_older_than(cutoff)
         report.tmp_removed = backend.sweep_leftovers(cutoff)
         for point_id in orphans:
             if not store.has_manifest(point_id):
@@ -179,11 +190,19 @@ def _collect(
 
 
 def _sweep(
-    store: VaultStore, candidates: list[ObjectInfo], cutoff: float, report: GcReport
+    store: VaultStore,
+    candidates: list[ObjectInfo],
+    cutoff: float,
+    reused: frozenset[bytes],
+    report: GcReport,
 ) -> None:
-    """Re-check and delete candidates; the caller holds the vault's exclusive lock."""
+    """Re-check and delete candidates, but none in a reuse list (``reused``); the caller
+    holds the vault's exclusive lock."""
     backend = store.backend
     for info in candidates:
+        if bytes.fromhex(info.key.rpartition("/")[2]) in reused:  # an incremental's, now
+            report.chunks_kept_recent += 1
+            continue
         try:
             now = backend.stat(info.key)
         except ObjectMissing:

@@ -1,8 +1,9 @@
 """The vault's locks, on the storage contract's named locks and writer registry.
 
 * lock ``vault`` – **shared** by readers (restore, verify) for their whole run and by writers
-  around each "does this chunk exist? then touch it" step (microseconds); **exclusive** by
-  garbage collection during its sweep only.  So a sweep never deletes a chunk that a backup
+  around each "does this chunk exist? then touch it" step (microseconds) and around storing
+  an incremental's reuse list and reading the GC epoch again (:mod:`.reuse`); **exclusive**
+  by garbage collection during its sweep only (each hold starts by replacing the epoch).  So a sweep never deletes a chunk that a backup
   has just decided to reuse, and never runs under a restore.
 * lock ``gc`` – exclusive, non-blocking: one garbage collection at a time.
 * the **writer registry** – one registration per running backup, from before its first chunk

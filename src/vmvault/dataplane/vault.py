@@ -9,6 +9,7 @@ It reads and writes only through the storage contract
     chunks/<2 hex>/<64 hex>            chunk objects (vmvault.dataplane.chunk, .chunkstore)
     indexes/<point-id>/<target>.fidx   disk indexes (vmvault.dataplane.index)
     manifests/<point-id>.manifest      manifests (vmvault.dataplane.manifest)
+    gc-epoch, reuse/<32 hex>           GC epoch, incrementals' reuse lists (vmvault.dataplane.reuse)
     (locks: lock "vault", lock "gc", the writer registry — vmvault.dataplane.locks)
 
 **Write ordering** of a recovery point: chunks (one batch per disk: durable, then visible) →
@@ -39,6 +40,7 @@ from vmvault.dataplane.keys import KeySet, read_key_file, write_key_file
 from vmvault.dataplane.locks import DEFAULT_WAIT, GC_LOCK, VAULT_LOCK, WriterRegistry, held
 from vmvault.dataplane.manifest import SUFFIX as MANIFEST_SUFFIX
 from vmvault.dataplane.manifest import Manifest
+from vmvault.dataplane.reuse import REUSE, ReuseLists
 from vmvault.domain.errors import (
     IndexCorrupt,
     InvalidInput,
@@ -58,7 +60,7 @@ MANIFESTS = "manifests"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 #: The prefixes of a vault's objects (``StorageBackend.create_layout``).
-LAYOUT = [f"{CHUNKS}/{i:02x}/" for i in range(256)] + [f"{INDEXES}/", f"{MANIFESTS}/"]
+LAYOUT = [f"{CHUNKS}/{i:02x}/" for i in range(256)] + [f"{INDEXES}/", f"{MANIFESTS}/", f"{REUSE}/"]
 
 #: Where a vault is: a directory (the local backend) or any backend.
 Where = Path | str | os.PathLike[str] | StorageBackend
@@ -125,6 +127,7 @@ class VaultStore:
         self.encrypted = config.encryption != "none"
         self.chunks = ChunkStore(backend, self.shared_lock)
         self.writers = WriterRegistry(backend)
+        self.reuse = ReuseLists(backend, self.shared_lock)
         self._local = threading.local()
         self._mu = threading.Lock()
         self.active_writers = 0  # registrations held through this object
@@ -162,6 +165,7 @@ class VaultStore:
             write_key_file(key_file, keys, passphrase)
         with space_errors(backend.location):
             backend.create_layout(LAYOUT)
+            ReuseLists(backend, contextlib.nullcontext).new_epoch()
             if not backend.put(CONFIG_NAME, config.to_bytes()):  # last: "initialised"
                 raise taken
         return cls(backend, config, keys)
@@ -378,6 +382,12 @@ class VaultStore:
         return manifest_codec.decode(
             data, point_id, self.keys, encrypted=self.encrypted, where=f"{self.location}:{key}"
         )
+
+    def read_parent(self, point_id: str) -> tuple[Manifest, bytes | None]:
+        """The manifest of the point an incremental starts from, and the GC epoch read just
+        before it (for :meth:`ReuseLists.claim`: the order matters, see :mod:`.reuse`)."""
+        epoch = self.reuse.epoch()
+        return self.read_manifest(point_id), epoch
 
     def read_point_index(self, m: Manifest, target: str) -> DiskIndex:
         """The index of one backed-up disk of a point, checked against the manifest's digest."""

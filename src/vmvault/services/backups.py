@@ -178,8 +178,8 @@ class BackupService(Service):
         vm = plan.vm
         domain_xml = self.driver.domain_xml(vm.host_uri, vm.uuid)
         previous = plan.previous
-        prev_manifest = (
-            store.read_manifest(previous.id) if previous and plan.incremental_from else None
+        prev_manifest, epoch = (
+            store.read_parent(previous.id) if previous and plan.incremental_from else (None, None)
         )
         with ExitStack() as stack:
             stack.enter_context(store.writer(plan.point_id))
@@ -190,6 +190,7 @@ class BackupService(Service):
                 session,
                 plan,
                 prev_manifest,
+                epoch,
                 ctx,
                 workers=self.workers,
                 cancel=ctx.cancelled,

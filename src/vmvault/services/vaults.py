@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vmvault.dataplane.chunkstore import CHUNKS, space_errors
 from vmvault.dataplane.config import CONFIG_NAME, validate_chunk_size, validate_level
+from vmvault.dataplane.reuse import EPOCH
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import (
     HostExists,
@@ -50,6 +51,8 @@ StorageFactory = Callable[[Path | S3Location], StorageBackend]
 #: ``storage.local``): written first at creation, so a second ``vault create`` on the same
 #: bucket and prefix finds it.  Holds ``{"name", "location", "created_at"}``.
 IDENTITY_KEY = "vmvault-vault.json"
+#: What ``vault create`` writes on S3 (deleted again when it fails): config last.
+_CREATED = (CONFIG_NAME, EPOCH, IDENTITY_KEY)
 
 
 @dataclass
@@ -197,7 +200,7 @@ class VaultService:
             backend = self.storage(s3)
             found = [o.key for o in itertools.islice(backend.list_objects(""), 3)]
             if found and self._leftover(backend, found, name):
-                for key in (CONFIG_NAME, IDENTITY_KEY):  # an earlier create of this name failed
+                for key in _CREATED:  # an earlier create of this name failed
                     backend.delete(key)
                 found = []
         if found:
@@ -225,7 +228,7 @@ class VaultService:
             except BaseException as exc:
                 if wrote:  # the prefix was empty: what is there now is this call's
                     with contextlib.suppress(StorageError):
-                        for key in (CONFIG_NAME, IDENTITY_KEY):
+                        for key in _CREATED:
                             backend.delete(key)
                 if keys is not None and wrote:
                     keys.unlink(missing_ok=True)
@@ -236,8 +239,8 @@ class VaultService:
 
     def _leftover(self, backend: StorageBackend, keys: list[str], name: str) -> bool:
         """Whether ``keys`` are what a failed ``vault create`` of ``name`` could leave (its
-        identity object, perhaps its config) and no vault of that name exists."""
-        if not set(keys) <= {IDENTITY_KEY, CONFIG_NAME} or IDENTITY_KEY not in keys:
+        identity object, perhaps its GC epoch and config) and no vault of that name exists."""
+        if not set(keys) <= set(_CREATED) or IDENTITY_KEY not in keys:
             return False
         try:
             identity = json.loads(backend.get(IDENTITY_KEY))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -74,8 +74,21 @@ def backup_point(
     previous: dict[str, DiskIndex] | None = None,
     dirty: dict[str, list[tuple[int, int]]] | None = None,
     vm: str = "vm1",
+    parent: str | None = None,
+    then: Callable[[], object] | None = None,
 ) -> dict[str, DiskBackupResult]:
-    """A whole recovery point, as the backup service does it: chunks, indexes, manifest."""
+    """A whole recovery point, as the backup service does it: chunks, indexes, manifest.
+
+    ``parent``: incremental from that point as the service reads it (the GC epoch, then its
+    manifest, ``VaultStore.read_parent``, then its indexes); ``previous`` alone: from these
+    indexes, without an epoch (each reused chunk touched).  ``then()`` runs once the parent
+    is read, before the disks are (e.g. the parent deleted mid-backup)."""
+    epoch = None
+    if parent is not None:
+        m, epoch = store.read_parent(parent)
+        previous = {target: store.read_point_index(m, target) for target in disks}
+    if then is not None:
+        then()
     results: dict[str, DiskBackupResult] = {}
     entries: list[DiskEntry] = []
     with store.writer(point_id):
@@ -86,6 +99,7 @@ def backup_point(
                     src,
                     previous=(previous or {}).get(target),
                     dirty=(dirty or {}).get(target),
+                    epoch=epoch,
                 )
             results[target] = r
             d = store.write_index(point_id, target, r.index)

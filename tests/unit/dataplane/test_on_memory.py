@@ -56,6 +56,7 @@ def test_create_open_and_round_trip(mem: MemoryBackend, store: VaultStore, tmp_p
         "chunks",
         "indexes",
         "manifests",
+        "gc-epoch",
     }
     assert again.chunk_usage().objects == 3  # rand 1 (twice), text 2, the tail
 

@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,7 @@ def test_backup_restore_verify_and_gc(s3: S3Backend, tmp_path: Path) -> None:
         "chunks",
         "indexes",
         "manifests",
+        "gc-epoch",
     }
     make_image(image, [("rand", 1), ("rand", 5)])  # the second chunk changed
     p2 = backup_point(
@@ -72,6 +75,64 @@ def test_backup_restore_verify_and_gc(s3: S3Backend, tmp_path: Path) -> None:
     _age_chunks(s3)
     assert collect_garbage(store, grace_seconds=0).chunks_removed >= 1
     assert verify_point(store, "p2").ok
+
+
+@contextmanager
+def _requests(backend: S3Backend, *ops: str) -> Iterator[list[tuple[str, str]]]:
+    """The (operation, key below the vault's prefix) of each ``ops`` request the backend
+    sends meanwhile (botocore's parameter events: once per call, not per retry)."""
+    seen: list[tuple[str, str]] = []
+    events = backend.session.client.meta.events
+    prefix = backend.session.prefix
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        seen.append((model.name, str(params.get("Key", "")).removeprefix(prefix)))
+
+    for op in ops:
+        events.register(f"before-parameter-build.s3.{op}", record)
+    try:
+        yield seen
+    finally:
+        for op in ops:
+            events.unregister(f"before-parameter-build.s3.{op}", record)
+
+
+def test_a_no_change_incremental_sends_no_copy_object_for_its_reused_chunks(
+    s3: S3Backend, tmp_path: Path
+) -> None:
+    """Its reused chunks cost one reuse list and two reads of the GC epoch, not one
+    CopyObject each; GC keeps them through the list once the parent is gone; a GC delete step
+    between the two epoch reads sends the next incremental back to one touch per chunk."""
+    store = VaultStore.create(s3, chunk_size=CS)
+    image = tmp_path / "d.img"
+    content = make_image(image, [("rand", s) for s in range(8)])
+    p1 = backup_point(store, "p1", {"vda": image})["vda"]
+    chunks = {f"chunks/{cid.hex()[:2]}/{cid.hex()}" for cid in p1.index.ids}
+    with _requests(s3, "CopyObject", "PutObject", "GetObject") as sent:
+        p2 = backup_point(store, "p2", {"vda": image}, parent="p1", dirty={"vda": []})["vda"]
+    assert p2.chunks_reused == 8 and p2.bytes_read == 0
+    assert [key for op, key in sent if op == "CopyObject" and key.startswith("chunks/")] == []
+    assert [op for op, key in sent if key.startswith("reuse/")] == ["PutObject"]
+    assert [op for op, key in sent if key == "gc-epoch"] == ["GetObject", "GetObject"]
+    store.delete_point("p1")  # the parent goes; its chunks look old; the list keeps them
+    _age_chunks(s3)
+    report = collect_garbage(store, grace_seconds=0)
+    assert report.chunks_removed == 0 and report.chunks_kept_recent == 0  # p2 marks them
+    out = tmp_path / "out.raw"
+    restore_disk(store, store.read_point_index(store.read_manifest("p2"), "vda"), out)
+    assert out.read_bytes() == content and verify_point(store, "p2").ok
+    m, epoch = store.read_parent("p2")
+    previous = store.read_point_index(m, "vda")
+    store.delete_point("p2")
+    _age_chunks(s3)
+    for info in list(s3.list_objects("reuse/")):  # the list is old too: its writer ended
+        s3.age_for_tests(info.key, 7200)  # long before this GC, which needs it no more
+    report = collect_garbage(store, grace_seconds=0)
+    assert report.reuse_lists_removed == 1 and report.chunks_removed == 8
+    with _requests(s3, "CopyObject") as sent, store.writer("p3"), FileSource(image) as src:
+        p3 = backup_disk(store, src, previous=previous, dirty=[], epoch=epoch)
+    assert {key for _, key in sent if key.startswith("chunks/")} == chunks  # the fallback
+    assert p3.chunks_reused == 0 and p3.chunks_new == 8  # found gone: read again
 
 
 def s3_backend_like(backend: S3Backend) -> S3Backend:

@@ -26,13 +26,15 @@ def read_disks(
     session: PointSession,
     plan: BackupPlan,
     previous: Manifest | None,
+    epoch: bytes | None,
     ctx: JobContext,
     *,
     workers: int,
     cancel: Callable[[], bool],
 ) -> dict[str, DiskBackupResult]:
     """Read every disk of ``plan`` from ``session``; ``previous``: the manifest of the point
-    an incremental read starts from.  Returns each disk's result (with its index)."""
+    an incremental read starts from, ``epoch`` the GC epoch read before it
+    (``VaultStore.read_parent``).  Returns each disk's result (with its index)."""
     results: dict[str, DiskBackupResult] = {}
     total = plan.total
     done_before = 0
@@ -54,6 +56,7 @@ def read_disks(
             source,
             previous=prev_index,
             dirty=dirty,
+            epoch=epoch,
             workers=workers,
             progress=progress,
             cancel=cancel,
