@@ -108,6 +108,12 @@ from vmvault.domain.errors.restore import (
     RestoreVmNotDefined,
     RestoreWriteFailed,
 )
+from vmvault.domain.errors.sets import (
+    BackupSetAborted,
+    BackupSetFailed,
+    BackupSetTimeout,
+    SetNotFound,
+)
 from vmvault.domain.errors.vault import (
     ChunkCorrupt,
     ChunkMissing,
@@ -150,6 +156,9 @@ __all__ = [
     "BackupAbortFailed",
     "BackupBeginFailed",
     "BackupJobRunning",
+    "BackupSetAborted",
+    "BackupSetFailed",
+    "BackupSetTimeout",
     "BackupVmNotRunning",
     "Cancelled",
     "CatalogError",
@@ -219,6 +228,7 @@ __all__ = [
     "RetentionTooShort",
     "RouteNotFound",
     "ServerComponentFailed",
+    "SetNotFound",
     "StorageAccessDenied",
     "StorageBucketNotFound",
     "StorageCredentialsMissing",

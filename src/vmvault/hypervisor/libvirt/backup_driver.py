@@ -183,6 +183,7 @@ class LibvirtBackupDriver:
         quiesce: str,
         cancel: Callable[[], bool],
         in_window: Callable[[], None] | None = None,
+        after_begin: Callable[[], None] | None = None,
     ) -> _PullSession:
         specs = [DiskSpec(d.target, d.path or "", d.format or "raw") for d in disks]
         backup = PullBackup(
@@ -196,6 +197,7 @@ class LibvirtBackupDriver:
             freeze_timeout=self.freeze_timeout,
             cancel=cancel,
             in_window=in_window,
+            after_begin=after_begin,
         )
         return _PullSession(backup)
 

@@ -103,10 +103,11 @@ class MemoryBackupDriver:
         quiesce: str,
         cancel: Callable[[], bool],
         in_window: Callable[[], None] | None = None,
+        after_begin: Callable[[], None] | None = None,
     ) -> MemorySession:
         return MemorySession(
             self.hv, vm_uuid, [x.target for x in disks], checkpoint, incremental_from, quiesce,
-            cancel, in_window,
+            cancel, in_window, after_begin=after_begin,
         )  # fmt: skip
 
     def offline(self, disks: list[Disk], bitmap: str | None) -> MemorySession:
@@ -156,6 +157,7 @@ class MemorySession:
         in_window: Callable[[], None] | None,
         *,
         offline: bool = False,
+        after_begin: Callable[[], None] | None = None,
     ) -> None:
         self.hv = hv
         self.vm_uuid = vm_uuid
@@ -165,6 +167,7 @@ class MemorySession:
         self.quiesce = quiesce
         self.cancel = cancel
         self.in_window = in_window
+        self.after_begin = after_begin
         self.offline = offline
         self.alive = True
         self.taken = TakenPoint(method=Method.SAVED_STATE, reason="not taken yet")
@@ -236,6 +239,8 @@ class MemorySession:
                     if disk.target in self.targets and disk.format == "qcow2":
                         disk.bitmaps[self.checkpoint] = set()
             self._begun = True
+            if self.after_begin is not None:
+                self.after_begin()
         finally:
             if self.alive:  # a dead process releases nothing
                 self.released = self._release(d)
