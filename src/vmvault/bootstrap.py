@@ -196,6 +196,7 @@ class Services:
             lambda: self.restores,
             lambda: self.protection,
             lambda: self.copies,
+            lambda: self.backup_sets,
         )
 
     @cached_property

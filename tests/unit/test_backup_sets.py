@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
-from types import SimpleNamespace
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -46,7 +46,9 @@ class SetWorld(World):
         ctx = ServiceContext(self.uow, service.runner, self.vaults(), now, 1)
         return BackupSetService(ctx, service, **kw)
 
-    def run(self, sets: BackupSetService | None = None, names: tuple[str, ...] = NAMES) -> SetOutcome:
+    def run(
+        self, sets: BackupSetService | None = None, names: tuple[str, ...] = NAMES
+    ) -> SetOutcome:
         return (sets or self.sets()).backup_set(None, list(names))
 
     def recover(self) -> RecoveryService:
