@@ -302,3 +302,22 @@ def test_queued_verify_and_restore_test_are_checked_like_foreground_ones(
     assert job.vm_uuid == a.uuid and job.request == {"op": "verify", "point": point.id}
     with pytest.raises(OperationInProgress):
         services.queue.submit_restore_test(a.name, point.id)
+
+
+def test_a_policy_as_a_set_queues_one_set_job_per_slot(services: Services, clock: Clock) -> None:
+    services.policies.create(
+        None, "grp", "every:4h", "Europe/Berlin", Retention(daily=7), as_set=True
+    )
+    for name in ("a", "b", "c"):
+        save_vm(services, name, VmState.PROTECTED, "grp")
+    assert services.policies.get("grp").policy.as_set
+    clock.now += timedelta(minutes=31)
+    fired = services.scheduler.tick()
+    assert len(fired) == 1 and len(fired[0].jobs) == 1
+    job = fired[0].jobs[0]
+    assert job.type is JobType.BACKUP_SET and job.state is JobState.QUEUED
+    assert job.request is not None and len(job.request["vms"]) == 3
+    assert backups(services) == []  # no single backup jobs
+    # back to one job per VM
+    services.policies.update("grp", as_set=False)
+    assert not services.policies.get("grp").policy.as_set
