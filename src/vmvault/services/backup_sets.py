@@ -235,11 +235,13 @@ class BackupSetService(Service):
         self._watch(ctx, run, jobs, threads)
         outcomes += [results[j.id] for j in jobs]
         failed = [o for o in outcomes if o.result is None]
-        if failed or run.gate.broken:
+        if failed:  # a broken gate fails every child that had not passed ``written``
             removed = self._roll_back(ctx, set_id, [o.result for o in outcomes if o.result])
             if removed:
                 ctx.log(f"removed the points the set had published: {', '.join(removed)}")
             raise self._cause(run, failed)
+        if ctx.cancelled():
+            ctx.log("cancel requested after every point was published: ignored, it is complete")
         points = [o.result for o in outcomes if o.result is not None]
         assert run.instant is not None
         result = SetResult(set_id, run.instant, run.window_ms, points)
