@@ -14,8 +14,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.unit.test_backup_service import CHUNK, URI, World, now
+from vmvault.cli import points as cli_points
 from vmvault.domain.backup_set import Hold, SetStep, set_window_ms, unfinished_set
 from vmvault.domain.errors import BackupSetAborted, BackupSetTimeout, Cancelled, InvalidInput
 from vmvault.domain.job import Job, JobState, JournalStep
@@ -33,6 +35,7 @@ from vmvault.services.backup.set_gate import SetGate
 from vmvault.services.backup_sets import BackupSetService, SetOutcome
 from vmvault.services.context import ServiceContext
 from vmvault.services.jobs import JobQueries
+from vmvault.services.points import PointService
 from vmvault.services.recovery import RecoveryService
 
 MiB = 1 << 20
@@ -315,3 +318,31 @@ def test_the_gate_names_the_vm_that_never_arrived() -> None:
     assert gate.failed_vm == "b" and isinstance(gate.failure, BackupSetTimeout)
     with pytest.raises(BackupSetTimeout):  # the late VM learns it was too late
         gate.wait("held", "b", timeout=1)
+
+
+def test_points_list_shows_a_set_and_lists_it_alone(
+    world: SetWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    single = world.service().backup(None, [UUIDS["vm1"]])[0]
+    assert single.result is not None
+    sets = world.sets()
+    out = world.run(sets)
+    assert out.result is not None
+    ctx = ServiceContext(world.uow, sets.runner, world.vaults(), now, 1)
+    fake = SimpleNamespace(points=PointService(ctx), backup_sets=sets)
+    monkeypatch.setattr(cli_points, "services", lambda: fake)
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[int, str]:
+        r = runner.invoke(cli_points.points_app, list(args), env={"COLUMNS": "300"})
+        return r.exit_code, r.output
+
+    code, listing = run("list", "--set", out.result.set_id)
+    assert code == 0, listing
+    assert all(p.id in listing for p in out.result.points) and single.result.id not in listing
+    code, listing = run("list", "--vault", "main")
+    assert code == 0 and "SET" in listing and single.result.id in listing
+    code, shown = run("show", out.result.points[0].id)
+    assert code == 0 and f"set          {out.result.set_id}" in shown
+    code, _ = run("list", "--set", "set-nope")
+    assert code != 0  # SET_NOT_FOUND
