@@ -14,10 +14,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from tests.unit.test_backup_service import CHUNK, URI, World, now
 from vmvault.cli import points as cli_points
+from vmvault.cli import restores as cli_restores
+from vmvault.cli import set_restore as cli_set_restore
 from vmvault.domain.backup_set import Hold, SetStep, set_window_ms, unfinished_set
 from vmvault.domain.errors import BackupSetAborted, BackupSetTimeout, Cancelled, InvalidInput
 from vmvault.domain.job import Job, JobState, JournalStep
@@ -346,3 +349,26 @@ def test_points_list_shows_a_set_and_lists_it_alone(
     assert code == 0 and f"set          {out.result.set_id}" in shown
     code, _ = run("list", "--set", "set-nope")
     assert code != 0  # SET_NOT_FOUND
+
+
+def test_restore_a_whole_set_as_disk_images(
+    world: SetWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sets = world.sets()
+    out = world.run(sets)
+    assert out.result is not None
+    ctx = ServiceContext(world.uow, sets.runner, world.vaults(), now, 1)
+    fake = SimpleNamespace(points=PointService(ctx), backup_sets=sets)
+    monkeypatch.setattr(cli_set_restore, "services", lambda: fake)
+    app = typer.Typer()
+    app.command()(cli_restores.restore)
+    target = tmp_path / "restored"
+    r = CliRunner().invoke(
+        app, ["--set", out.result.set_id, "--disks-only", "--dir", str(target), "--format", "raw"]
+    )
+    assert r.exit_code == 0, r.output
+    for n in NAMES:
+        assert (target / f"{n}-vda.raw").read_bytes() == bytes(world.d(n).disk("vda").data)
+        assert (target / f"{n}.xml").exists()
+    refused = CliRunner().invoke(app, ["--set", out.result.set_id, "--replace"])
+    assert refused.exit_code == 2  # a set is not replaced VM by VM
