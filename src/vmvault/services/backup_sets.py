@@ -33,7 +33,6 @@ from vmvault.domain.backup_set import (
     SetStep,
     new_set_id,
     set_window_ms,
-    unfinished_set,
 )
 from vmvault.domain.errors import (
     BackupSetFailed,
@@ -44,11 +43,12 @@ from vmvault.domain.errors import (
     SetNotFound,
     VmvaultError,
 )
-from vmvault.domain.job import Job, JobType, JournalStep, last_step
-from vmvault.domain.recovery_point import BackupStep, RecoveryPoint, TakenPoint
+from vmvault.domain.job import Job, JobType, JournalStep
+from vmvault.domain.recovery_point import RecoveryPoint, TakenPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
 from vmvault.services.backup.set_gate import HELD, READY, WRITTEN, SetGate
+from vmvault.services.backup.set_undo import SetUndo
 from vmvault.services.backups import BackupService
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.jobs import JobContext, JobOutcome, JobQueries
@@ -162,6 +162,7 @@ class BackupSetService(Service):
     ) -> None:
         super().__init__(ctx)
         self.backups = backups
+        self.undo = SetUndo(ctx.uow, ctx.vaults, backups.driver, ctx.clock)
         self.hold_timeout = hold_timeout
         self.ready_timeout = ready_timeout
         #: how many VMs of a set read their disks at once (the host's cores bound it)
@@ -236,7 +237,7 @@ class BackupSetService(Service):
         outcomes += [results[j.id] for j in jobs]
         failed = [o for o in outcomes if o.result is None]
         if failed:  # a broken gate fails every child that had not passed ``written``
-            removed = self._roll_back(ctx, set_id, [o.result for o in outcomes if o.result])
+            removed = self.undo.roll_back(ctx, set_id, [o.result for o in outcomes if o.result])
             if removed:
                 ctx.log(f"removed the points the set had published: {', '.join(removed)}")
             raise self._cause(run, failed)
@@ -334,83 +335,10 @@ class BackupSetService(Service):
         text = err.text if err is not None else "unknown"
         return BackupSetFailed(vm=vm or "?", reason=text)
 
-    # --- removing what a failed set published ---------------------------------------------------
-
-    def _roll_back(self, ctx: JobContext, set_id: str, published: list[RecoveryPoint]) -> list[str]:
-        with self.uow() as uow:
-            points = {p.id: p for p in [*published, *uow.points.in_set(set_id)]}
-        if not points:
-            return []
-        ctx.record(SetStep.ROLLING_BACK, points=sorted(points))
-        removed = [line for p in points.values() for line in self._remove(p.id)]
-        ctx.record(SetStep.ROLLED_BACK, removed=removed)
-        return sorted(points)
-
-    def _remove(self, point_id: str) -> list[str]:
-        """Remove one point of a set that did not complete: its manifest and indexes, its
-        catalog row, its checkpoint (record and libvirt's).  A missing part is no error."""
-        done: list[str] = []
-        with self.uow() as uow:
-            point = uow.points.get(point_id)
-            vm = uow.vms.get(point.vm_uuid) if point else None
-        if point is None:
-            return done
-        store = self.vaults.open_store(self.vaults.resolve(point.vault))
-        if store.has_manifest(point_id) or point_id in store.list_index_dirs():
-            store.delete_point(point_id)
-            done.append(f"removed point {point_id} of {point.vm_name} from vault {point.vault}")
-        with self.uow() as uow:
-            mine = [r.name for r in uow.checkpoints.for_vm(point.vm_uuid) if r.point_id == point_id]
-            for name in mine:
-                uow.checkpoints.delete(name)
-            uow.points.delete(point_id)
-            uow.commit()
-        done.append(f"removed point {point_id} from the catalog")
-        if vm is not None:
-            driver = self.backups.driver
-            for name in mine:
-                try:
-                    if name in driver.checkpoints(vm.host_uri, vm.uuid):
-                        driver.delete_checkpoint(vm.host_uri, vm.uuid, name)
-                        done.append(f"deleted checkpoint {name} of {vm.label}")
-                except VmvaultError as exc:
-                    done.append(f"could not delete checkpoint {name}: {exc.text}")
-        return done
-
-    # --- after a dead process ---------------------------------------------------------------------
-
     def clean_up(self, job: Job, steps: Sequence[JournalStep]) -> list[str]:
         """A set job whose process died (start-up recovery, after its children's VMs were
-        cleaned up): remove whatever of the set exists unless it was fully published."""
-        left = unfinished_set(job.id, steps)
-        if left is None or not left.needs_rollback:
-            return []
-        ids = set(left.points)
-        with self.uow() as uow:
-            ids |= {p.id for p in uow.points.in_set(left.set_id)}
-            for child in left.children:
-                planned = last_step(uow.jobs.steps(child.job_id), BackupStep.PLANNED)
-                if planned is not None:
-                    ids.add(str(planned.data["point"]))
-        done: list[str] = []
-        for point_id in sorted(ids):
-            done += self._remove(point_id) or self._remove_unlisted(job.vault, point_id)
-        now = self.clock()
-        with self.uow() as uow:
-            uow.jobs.record_step(job.id, SetStep.ROLLED_BACK, {"removed": done}, now)
-            uow.commit()
-        return done or [f"nothing of set {left.set_id} was published"]
-
-    def _remove_unlisted(self, vault_name: str, point_id: str) -> list[str]:
-        """A point of the set in the vault (manifest written) but in no catalog row."""
-        try:
-            store = self.vaults.open_store(self.vaults.resolve(vault_name))
-            if not store.has_manifest(point_id):
-                return []
-            store.delete_point(point_id)
-        except VmvaultError as exc:
-            return [f"could not remove point {point_id} from vault {vault_name}: {exc.text}"]
-        return [f"removed point {point_id} from vault {vault_name} (the set was not published)"]
+        cleaned up): :meth:`SetUndo.clean_up`."""
+        return self.undo.clean_up(job, steps)
 
     # --- reading sets -----------------------------------------------------------------------------
 
