@@ -24,6 +24,7 @@ from vmvault.bootstrap import Services, bootstrap
 from vmvault.domain.backup_set import SetStep
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.hypervisor.lab.vms import lab_prefix
+from vmvault.hypervisor.libvirt import agent
 from vmvault.hypervisor.libvirt.rundir import RunDir
 from vmvault.services.backup_sets import SetOutcome
 
@@ -129,14 +130,23 @@ def test_a_vm_failing_phase_1_leaves_no_point_for_any_vm(svc: Services) -> None:
     run.create()
     lock = run.try_lock()
     assert lock is not None
+
+    def late(job: Job, name: str) -> None:  # the others are frozen, waiting, when it fails
+        if name == "freezing" and job.vm_name == failing.label:
+            time.sleep(3)
+
+    svc.runner.phase_observers.append(late)
     try:
         out = svc.backup_sets.backup_set(None, SET)
     finally:
         lock.close()
+        svc.runner.phase_observers.remove(late)
     assert out.result is None and out.error is not None
     assert out.error.code == "BACKUP_SET_FAILED" and N["app-hook"] in out.error.text, out.error
     codes = {c.job.vm_name: c.job.error_code for c in out.children}
     assert codes[failing.label] == "BACKUP_JOB_RUNNING", codes
+    others = [c for c in out.children if c.job.vm_name != failing.label]
+    assert all(c.job.error_code == "BACKUP_SET_ABORTED" for c in others), codes
     _, log = svc.jobs.show(out.job.id)
     print("\n".join(log))
     _assert_undone(svc, before_points, before_cps)
@@ -176,6 +186,16 @@ def test_a_set_killed_mid_way_is_clean_after_the_next_start(
         proc.wait()
     parent = _set_job(svc)
     assert parent is not None
+    # what the dead process left: begun libvirt jobs, new checkpoints, a frozen guest
+    conn = libvirt.open(URI)
+    try:
+        doms = {vm: conn.lookupByName(vm) for vm in SET}
+        begun = [vm for vm, d in doms.items() if d.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE]
+        frozen = agent.agent_command(doms[held], "guest-fsfreeze-status", timeout=10)
+    finally:
+        conn.close()
+    assert len(begun) >= 2, begun
+    assert frozen == ("frozen" if phase == "window" else "thawed")
     recovered = svc.recovery.recover()
     assert {r.job.id for r in recovered} >= {parent.id}
     assert recovered[-1].job.id == parent.id  # the set after its children
