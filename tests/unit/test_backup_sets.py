@@ -6,6 +6,7 @@ kill at each journal step, cleaned up by the next start's recovery."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import typer
 from typer.testing import CliRunner
 
 from tests.unit.test_backup_service import CHUNK, URI, World, now
+from vmvault.cli import backups as cli_backups
 from vmvault.cli import points as cli_points
 from vmvault.cli import restores as cli_restores
 from vmvault.cli import set_restore as cli_set_restore
@@ -372,3 +374,21 @@ def test_restore_a_whole_set_as_disk_images(
         assert (target / f"{n}.xml").exists()
     refused = CliRunner().invoke(app, ["--set", out.result.set_id, "--replace"])
     assert refused.exit_code == 2  # a set is not replaced VM by VM
+
+
+def test_backup_set_on_the_command_line(world: SetWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    sets = world.sets()
+    monkeypatch.setattr(cli_backups, "services", lambda: SimpleNamespace(backup_sets=sets))
+    app = typer.Typer()
+    app.command()(cli_backups.backup)
+    r = CliRunner().invoke(app, [*NAMES, "--set", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["type"] == "backup-set" and doc["state"] == "completed"
+    assert len(doc["points"]) == 3 and {p["set_id"] for p in doc["points"]} == {doc["set_id"]}
+    assert [c["parent"] for c in doc["children"]] == [doc["id"]] * 3
+    world.d("vm2").owner = SimpleNamespace(alive=True)  # type: ignore[assignment]
+    failed = CliRunner().invoke(app, [*NAMES, "--set"], env={"COLUMNS": "300"})
+    world.d("vm2").owner = None
+    assert failed.exit_code == 1
+    assert "BACKUP_SET_FAILED" in failed.output and "memory/vm2" in failed.output
