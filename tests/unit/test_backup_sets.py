@@ -392,3 +392,21 @@ def test_backup_set_on_the_command_line(world: SetWorld, monkeypatch: pytest.Mon
     world.d("vm2").owner = None
     assert failed.exit_code == 1
     assert "BACKUP_SET_FAILED" in failed.output and "memory/vm2" in failed.output
+
+
+def test_a_single_backup_after_a_killed_set_does_not_publish_the_sets_point(
+    world: SetWorld,
+) -> None:
+    """The VM's next backup runs before start-up recovery: it cleans the dead child up, and
+    the point that child had written its manifest for is removed, not committed."""
+    world.kill_at = "manifest-written"
+    with pytest.raises(Killed):
+        world.run()
+    _join_set_threads()
+    world.restart()
+    for n in NAMES:
+        out = world.service().backup(None, [UUIDS[n]])[0]
+        assert out.result is not None and out.result.set_id is None, world.log(out.job.id)
+    assert len(world.all_points()) == 3  # only the three single points
+    world.recover().recover()
+    world.assert_all_clean(points=3)
