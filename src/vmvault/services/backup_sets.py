@@ -307,15 +307,22 @@ class BackupSetService(Service):
         """Until every child has ended: pass a cancel of the set on to the children, and
         stop the others' reads as soon as one child failed."""
         stopped = False
-        while any(t.is_alive() for t in threads):
+        try:
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(WATCH_EVERY / len(threads))
+                if not stopped and ctx.cancelled():
+                    run.gate.fail(None, Cancelled(operation=f"backup set {run.set_id}"))
+                    ctx.log("cancel requested: cancelling every VM's backup")
+                if not stopped and run.gate.broken:
+                    stopped = True
+                    self._cancel_children(jobs)
+        except KeyboardInterrupt:  # Ctrl-C: every child undoes itself before the process ends
+            run.gate.fail(None, Cancelled(operation=f"backup set {run.set_id}"))
+            self._cancel_children(jobs)
             for t in threads:
-                t.join(WATCH_EVERY / len(threads))
-            if not stopped and ctx.cancelled():
-                run.gate.fail(None, Cancelled(operation=f"backup set {run.set_id}"))
-                ctx.log("cancel requested: cancelling every VM's backup")
-            if not stopped and run.gate.broken:
-                stopped = True
-                self._cancel_children(jobs)
+                t.join()
+            raise
 
     def _cancel_children(self, jobs: list[Job]) -> None:
         queries = JobQueries(self.uow, self.clock)
