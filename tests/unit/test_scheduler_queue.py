@@ -321,3 +321,17 @@ def test_a_policy_as_a_set_queues_one_set_job_per_slot(services: Services, clock
     # back to one job per VM
     services.policies.update("grp", as_set=False)
     assert not services.policies.get("grp").policy.as_set
+
+
+def test_a_queued_set_is_one_job_checked_when_queued(services: Services) -> None:
+    a = save_vm(services, "a", VmState.REGISTERED)
+    b = save_vm(services, "b", VmState.REGISTERED)
+    save_vm(services, "n", VmState.DISCOVERED)
+    with pytest.raises(VmNotRegistered):
+        services.queue.submit_backup_set(None, ["a", "n"])
+    with pytest.raises(InvalidInput):  # a set of one
+        services.queue.submit_backup_set(None, ["a", "a"])
+    job = services.queue.submit_backup_set(None, ["a", "b"])
+    assert job.type is JobType.BACKUP_SET and job.state is JobState.QUEUED and job.vm_uuid is None
+    assert job.request == {"op": "backup-set", "vms": [a.uuid, b.uuid], "keep_until": None}
+    assert backups(services) == []  # its children are created when it runs
