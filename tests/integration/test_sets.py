@@ -24,6 +24,7 @@ from vmvault.bootstrap import Services, bootstrap
 from vmvault.domain.backup_set import SetStep
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.hypervisor.lab.vms import lab_prefix
+from vmvault.hypervisor.lab.waiting import destroy_and_undefine
 from vmvault.hypervisor.libvirt import agent
 from vmvault.hypervisor.libvirt.rundir import RunDir
 from vmvault.services.backup_sets import SetOutcome
@@ -149,6 +150,53 @@ def test_a_vm_failing_phase_1_leaves_no_point_for_any_vm(svc: Services) -> None:
     assert all(c.job.error_code == "BACKUP_SET_ABORTED" for c in others), codes
     _, log = svc.jobs.show(out.job.id)
     print("\n".join(log))
+    _assert_undone(svc, before_points, before_cps)
+
+
+def test_a_vm_undefined_mid_set_leaves_no_point_for_any_vm(svc: Services) -> None:
+    """A fourth guest (added to the session lab, never ``lab down``) is destroyed and
+    undefined while the set runs: the other two, frozen and waiting, are undone."""
+    [extra] = svc.lab.up(1, ["standard"])  # numbers continue: <prefix>-standard-2
+    name = str(extra["name"])
+    svc.inventory.discover(None)
+    for reg in svc.inventory.register(None, [name]):
+        assert reg.error is None, reg.error
+    members = [N["standard"], N["raw-disk"], name]
+    before_points, before_cps = _points(svc), _checkpoints()
+    reached, go = threading.Event(), threading.Event()
+
+    def hold(job: Job, phase: str) -> None:
+        if phase == "freezing" and (job.vm_name or "").endswith("/" + name):
+            reached.set()
+            go.wait(120)
+
+    svc.runner.phase_observers.append(hold)
+    svc.backup_sets.hold_timeout = 300.0  # the undefine may be slow on a loaded host
+    result: list[SetOutcome] = []
+    worker = threading.Thread(
+        target=lambda: result.append(svc.backup_sets.backup_set(None, members))
+    )
+    worker.start()
+    try:
+        assert reached.wait(180)
+        time.sleep(3)  # the other two freeze and wait for it
+        conn = libvirt.open(URI)
+        try:
+            destroy_and_undefine(conn.lookupByName(name))
+        finally:
+            conn.close()
+    finally:
+        go.set()
+        worker.join(300)
+        svc.runner.phase_observers.remove(hold)
+        svc.backup_sets.hold_timeout = 60.0
+    out = result[0]
+    _, log = svc.jobs.show(out.job.id)
+    print("\n".join(log))
+    assert out.error is not None and out.error.code == "BACKUP_SET_FAILED"
+    assert name in out.error.text, out.error
+    codes = {c.job.vm_name: c.job.error_code for c in out.children}
+    assert sum(1 for code in codes.values() if code == "BACKUP_SET_ABORTED") == 2, codes
     _assert_undone(svc, before_points, before_cps)
 
 
