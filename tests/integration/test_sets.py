@@ -1,6 +1,7 @@
 """Backup sets on real lab guests (three of the session lab's guests with an agent): three
-points with one set id, one instant and a measured set window; a VM that fails phase 1 leaves
-no point for any VM and every guest released, with no libvirt job or checkpoint left; a
+points with one set id, one instant and a measured set window; a VM that fails phase 1 (its
+lock held by another process, or the VM undefined mid-set) leaves no point for any VM and
+every guest released, with no libvirt job or checkpoint left; a
 SIGKILL in phase 1 (guests frozen, waiting for one another) and in phase 3 (reading) is
 cleaned up by the next start; a cancel of the set job in each phase undoes every VM."""
 
