@@ -20,6 +20,7 @@ from vmvault.hypervisor.host import pid_alive
 from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
+from vmvault.services.backup_sets import BackupSetService
 from vmvault.services.backups import BackupService
 from vmvault.services.context import ServiceContext
 from vmvault.services.copies import CopyService
@@ -146,6 +147,12 @@ class Services:
         return service
 
     @cached_property
+    def backup_sets(self) -> BackupSetService:
+        return BackupSetService(
+            self.context, self.backups, hold_timeout=float(self.settings.set_hold_timeout)
+        )
+
+    @cached_property
     def policies(self) -> PolicyService:
         return PolicyService(self.context)
 
@@ -189,6 +196,7 @@ class Services:
             lambda: self.restores,
             lambda: self.protection,
             lambda: self.copies,
+            lambda: self.backup_sets,
         )
 
     @cached_property
@@ -218,7 +226,9 @@ class Services:
 
     @cached_property
     def recovery(self) -> RecoveryService:
-        return RecoveryService(self.context, self.backups, self.restores)
+        service = RecoveryService(self.context, self.backups, self.restores)
+        service.sets = self.backup_sets
+        return service
 
 
 def bootstrap(

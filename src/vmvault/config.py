@@ -60,6 +60,8 @@ class Settings:
     listen: str = "127.0.0.1:8470"
     gc_schedule: str = "daily@03:00"
     timezone: str = "UTC"
+    #: A backup set: how long (s) its first held VM waits for the last (docs/sets.md).
+    set_hold_timeout: int = 60
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -82,6 +84,7 @@ class Settings:
             listen=env.get("VMVAULT_LISTEN") or "127.0.0.1:8470",
             gc_schedule=env.get("VMVAULT_GC_SCHEDULE") or "daily@03:00",
             timezone=env.get("VMVAULT_TIMEZONE") or "UTC",
+            set_hold_timeout=_int(env, "VMVAULT_SET_HOLD_TIMEOUT", 60),
         ).validate()
 
     def validate(self) -> Settings:
@@ -98,6 +101,7 @@ class Settings:
             ("VMVAULT_AGENT_TIMEOUT", self.agent_timeout),
             ("VMVAULT_WORKERS", self.workers),
             ("VMVAULT_JOB_WORKERS", self.job_workers),
+            ("VMVAULT_SET_HOLD_TIMEOUT", self.set_hold_timeout),
         ):
             _in_range(name, str(value), value)
         with _setting("VMVAULT_TIMEZONE", self.timezone):
@@ -121,6 +125,7 @@ INT_RANGES = {
     "VMVAULT_AGENT_TIMEOUT": (1, 3600),  # seconds
     "VMVAULT_WORKERS": (1, 64),
     "VMVAULT_JOB_WORKERS": (1, 32),
+    "VMVAULT_SET_HOLD_TIMEOUT": (1, 3600),  # seconds
 }
 
 

@@ -101,6 +101,7 @@ def job_doc(job: Job, log: list[str] | None = None) -> dict[str, Any]:
         "warnings": list(job.warnings),
         "origin": job.origin,
         "request": job.request,
+        "parent": job.parent_id,
     }
     if log is not None:
         doc["log"] = log

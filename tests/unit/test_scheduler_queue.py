@@ -302,3 +302,36 @@ def test_queued_verify_and_restore_test_are_checked_like_foreground_ones(
     assert job.vm_uuid == a.uuid and job.request == {"op": "verify", "point": point.id}
     with pytest.raises(OperationInProgress):
         services.queue.submit_restore_test(a.name, point.id)
+
+
+def test_a_policy_as_a_set_queues_one_set_job_per_slot(services: Services, clock: Clock) -> None:
+    services.policies.create(
+        None, "grp", "every:4h", "Europe/Berlin", Retention(daily=7), as_set=True
+    )
+    for name in ("a", "b", "c"):
+        save_vm(services, name, VmState.PROTECTED, "grp")
+    assert services.policies.get("grp").policy.as_set
+    clock.now += timedelta(minutes=31)
+    fired = services.scheduler.tick()
+    assert len(fired) == 1 and len(fired[0].jobs) == 1
+    job = fired[0].jobs[0]
+    assert job.type is JobType.BACKUP_SET and job.state is JobState.QUEUED
+    assert job.request is not None and len(job.request["vms"]) == 3
+    assert backups(services) == []  # no single backup jobs
+    # back to one job per VM
+    services.policies.update("grp", as_set=False)
+    assert not services.policies.get("grp").policy.as_set
+
+
+def test_a_queued_set_is_one_job_checked_when_queued(services: Services) -> None:
+    a = save_vm(services, "a", VmState.REGISTERED)
+    b = save_vm(services, "b", VmState.REGISTERED)
+    save_vm(services, "n", VmState.DISCOVERED)
+    with pytest.raises(VmNotRegistered):
+        services.queue.submit_backup_set(None, ["a", "n"])
+    with pytest.raises(InvalidInput):  # a set of one
+        services.queue.submit_backup_set(None, ["a", "a"])
+    job = services.queue.submit_backup_set(None, ["a", "b"])
+    assert job.type is JobType.BACKUP_SET and job.state is JobState.QUEUED and job.vm_uuid is None
+    assert job.request == {"op": "backup-set", "vms": [a.uuid, b.uuid], "keep_until": None}
+    assert backups(services) == []  # its children are created when it runs

@@ -176,6 +176,9 @@ def create_app(
         responses=_queued("/0/id"),
     )
     def backup(body: BackupRequest) -> list[dict[str, Any]]:
+        if body.set:  # one set job (docs/sets.md)
+            job = services.queue.submit_backup_set(body.vault, body.vms, body.keep_until, "api")
+            return [documents.job_doc(job)]
         queued = services.queue.submit_backup(body.vault, body.vms, body.keep_until, origin="api")
         return [documents.job_doc(j) for j in queued]
 

@@ -35,6 +35,7 @@ class BackupRequest(_Request):
     keep_until: datetime | None = Field(
         None, description="retention leaves the points alone until then"
     )
+    set: bool = Field(False, description="one all-or-nothing backup set job (docs/sets.md)")
 
 
 class VerifyRequest(_Request):
@@ -181,6 +182,7 @@ class JobDoc(BaseModel):
     warnings: list[str]
     origin: str | None
     request: dict[str, Any] | None
+    parent: int | None = None  # the set job of a set's child backup job
 
 
 class JobWithLogDoc(JobDoc):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, NoReturn
 
 import typer
@@ -25,10 +26,20 @@ def backup(
         typer.Option(help="Retention leaves the point alone until then (YYYY-MM-DD[THH:MM])."),
     ] = None,
     vault: VaultOpt = None,
+    as_set: Annotated[
+        bool,
+        typer.Option(
+            "--set",
+            help="Back the VMs up as one all-or-nothing set: one point in time for all, a "
+            "point for every VM or for none (docs/sets.md).",
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Back up VMs now: one backup job per VM (full the first time, then incremental)."""
     until = parse_instant(keep_until, "--keep-until") if keep_until is not None else None
+    if as_set:
+        backup_set(vms, wait, until, vault, json_)
     if not wait:
         queued(services().queue.submit_backup(vault, vms, keep_until=until), json_)
     with live_progress(not json_):
@@ -56,6 +67,39 @@ def backup(
             if o.prune is not None:
                 render.job_result_line(o.prune.job)
     raise typer.Exit(render.exit_code_for(jobs))
+
+
+def backup_set(
+    vms: list[str], wait: bool, until: datetime | None, vault: str | None, json_: bool
+) -> NoReturn:
+    """``backup --set``: one set job, a child backup job per VM."""
+    if not wait:
+        queued([services().queue.submit_backup_set(vault, vms, keep_until=until)], json_)
+    with live_progress(not json_):
+        outcome = services().backup_sets.backup_set(vault, vms, keep_until=until)
+    result = outcome.result
+    if json_:
+        doc = documents.job_doc(outcome.job) | {
+            "set_id": result.set_id if result else None,
+            "window_ms": result.window_ms if result else None,
+            "children": [documents.job_doc(c.job) for c in outcome.children],
+            "points": [point_doc(p) for p in result.points] if result else [],
+        }
+        emit_json(doc)
+    else:
+        render.job_result_line(outcome.job)
+        for child in outcome.children:
+            render.job_result_line(child.job)
+        if result is not None:
+            out.print(
+                f"  set {result.set_id}: {len(result.points)} points at "
+                f"{result.instant.isoformat(timespec='milliseconds')}, set window "
+                f"{result.window_ms} ms (first freeze to last thaw)",
+                markup=False,
+            )
+            for p in result.points:
+                out.print(f"  point {p.id} {p.vm_name}: {p.consistency.value}", markup=False)
+    raise typer.Exit(render.exit_code_for([outcome.job]))
 
 
 def queued(jobs: list[Job], json_: bool) -> NoReturn:

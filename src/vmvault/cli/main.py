@@ -211,6 +211,12 @@ def jobs_show(job_id: int, json_: JsonOpt = False) -> None:
     keys = ("id", "type", "state", "vault", "vm_name", "vm", "origin", "started_at", "ended_at")
     for key in keys:
         out.print(f"{key:11} {doc[key] if doc[key] is not None else '-'}", markup=False)
+    if job.parent_id is not None:
+        out.print(f"{'set job':11} {job.parent_id}")
+    if job.type is JobType.BACKUP_SET:
+        for child in sorted(services().jobs.list_jobs(parent_id=job.id), key=lambda j: j.id):
+            line = f"job {child.id} {child.vm_name}: {child.state.value}"
+            out.print(f"{'child':11} {line} {child.error_code or ''}".rstrip(), markup=False)
     if job.duration is not None:
         out.print(f"{'duration':11} {job.duration.total_seconds():.1f}s")
     for w in job.warnings:

@@ -23,18 +23,27 @@ points_app = typer.Typer(help="Recovery points.", no_args_is_help=True)
 def points_list(
     vm: Annotated[str | None, typer.Argument(help="Only this VM's points.")] = None,
     vault: VaultOpt = None,
+    set_id: Annotated[
+        str | None, typer.Option("--set", help="Only the points of this backup set.")
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """List the recovery points a vault holds (taken into it or copied there), newest first;
     VAULTS names every vault holding each (its own first); DAMAGED: marked damaged in the
-    listed vault (a VM's points without --vault: in any vault)."""
-    listed, points = services().points.listing(vault, vm)
+    listed vault (a VM's points without --vault: in any vault); SET: the backup set a point
+    belongs to (--set ID: only that set's points, one per VM)."""
+    if set_id is not None:
+        listed, points = None, services().backup_sets.points(set_id)
+    else:
+        listed, points = services().points.listing(vault, vm)
     held = services().points.holders([p.id for p in points])
     if json_:
         emit_json([point_doc(p, held.get(p.id)) for p in points])
         return
     table = Table(box=None, header_style="bold")
-    cols = ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD", "DISKS", "LOGICAL", "NEW", "VAULTS")
+    cols: tuple[str, ...] = ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD", "DISKS", "LOGICAL")
+    cols += ("NEW", "VAULTS")
+    cols += ("SET",) if any(p.set_id for p in points) else ()
     for col in cols:
         table.add_column(col, no_wrap=col in ("ID", "VM"))
     for p in points:
@@ -54,6 +63,7 @@ def points_list(
             size(p.bytes_logical),
             size(p.bytes_new),
             ",".join(h.vaults),
+            *((p.set_id or "-",) if len(cols) > 9 else ()),
         )
     out.print(table)
 
@@ -73,6 +83,8 @@ def points_show(point_id: str, json_: JsonOpt = False) -> None:
     out.print(f"{'vaults':12} {', '.join(doc['vaults'])}", markup=False)
     out.print(f"{'frozen':12} {p.frozen_ms} ms")
     out.print(f"{'checkpoint':12} {p.checkpoint or '-'}", markup=False)
+    if p.set_id is not None:
+        out.print(f"{'set':12} {p.set_id} (vmvault points list --set {p.set_id})", markup=False)
     out.print(
         f"{'sizes':12} {size(p.bytes_logical)} logical, {size(p.bytes_read)} read, "
         f"{size(p.bytes_new)} new"

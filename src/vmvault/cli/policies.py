@@ -59,6 +59,12 @@ def _show_policy(v: PolicyView, json_: bool) -> None:
     raise typer.Exit(render.EXIT_WARNINGS if v.warnings else render.EXIT_OK)
 
 
+_AS_SET = typer.Option(
+    "--as-set",
+    help="At each slot, back up all the policy's VMs as one all-or-nothing set (docs/sets.md).",
+)
+
+
 @policy_app.command("create")
 def policy_create(
     name: str,
@@ -75,6 +81,7 @@ def policy_create(
     copy_keep_weekly: Annotated[int | None, _copy_count("weekly")] = None,
     copy_keep_monthly: Annotated[int | None, _copy_count("monthly")] = None,
     copy_keep_yearly: Annotated[int | None, _copy_count("yearly")] = None,
+    as_set: Annotated[bool, _AS_SET] = False,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -87,8 +94,9 @@ def policy_create(
         "yearly": copy_keep_yearly,
     }
     view = services().policies.create(
-        vault, name, schedule, tz, retention, copy_to=copy_to, copy_counts=copy_counts
-    )
+        vault, name, schedule, tz, retention, copy_to=copy_to, copy_counts=copy_counts,
+        as_set=as_set,
+    )  # fmt: skip
     _show_policy(view, json_)
 
 
@@ -138,6 +146,10 @@ def policy_update(
     no_copy: Annotated[
         bool, typer.Option("--no-copy", help="Stop copying new points (copies made stay).")
     ] = False,
+    as_set: Annotated[
+        bool | None,
+        typer.Option("--as-set/--not-as-set", help="Back its VMs up as one set (or not)."),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Change a policy; options not given keep their values.  Its VMs follow at once."""
@@ -156,6 +168,7 @@ def policy_update(
         copy_to=copy_to,
         copy_counts=copy_counts,
         no_copy=no_copy,
+        as_set=as_set,
     )
     if not view.changed and not json_:
         out.print(f"policy '{name}' unchanged: it has these values already", markup=False)

@@ -114,7 +114,7 @@ def job_table(jobs: list[Job]) -> Table:
         add_row(
             table,
             str(job.id),
-            job.type.value,
+            job.type.value + (f" (of {job.parent_id})" if job.parent_id is not None else ""),
             job.vm_name or "-",
             Text(job.state.value, style=style),
             short_time(job.started_at),

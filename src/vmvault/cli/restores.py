@@ -13,6 +13,7 @@ from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, WaitOpt
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out, size
+from vmvault.cli.set_restore import restore_set
 from vmvault.domain.job import Job
 from vmvault.domain.restore import RestoreMode
 from vmvault.services.restore import RestoreReport
@@ -28,10 +29,11 @@ FromVaultOpt = Annotated[
 
 
 def restore(
-    vm: Annotated[str, typer.Argument(help="The VM the point belongs to.")],
-    point: Annotated[str, typer.Option("--point", help="Recovery point id.")],
+    vm: Annotated[str | None, typer.Argument(help="The VM the point belongs to.")] = None,
+    point: Annotated[str | None, typer.Option("--point", help="Recovery point id.")] = None,
     as_new: Annotated[
-        str | None, typer.Option("--as-new", help="Define a new VM with this name.")
+        str | None,
+        typer.Option("--as-new", help="Define a new VM with this name (--set: name suffix)."),
     ] = None,
     disks_only: Annotated[
         bool, typer.Option("--disks-only", help="Write disk images + domain XML only.")
@@ -63,6 +65,10 @@ def restore(
     ] = "qcow2",
     overwrite: Annotated[bool, typer.Option(help="--disks-only: replace existing files.")] = False,
     from_vault: FromVaultOpt = None,
+    set_id: Annotated[
+        str | None,
+        typer.Option("--set", help="Restore every point of this backup set (no VM, no --point)."),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Restore a VM from a recovery point (a restore job).
@@ -70,7 +76,17 @@ def restore(
     --as-new NAME: a new VM (new name, uuid and MAC addresses).
     --replace: the VM itself, once its restored disks are verified.
     --disks-only: the disk images and the domain XML, nothing defined.
+    --set ID: every VM of a backup set, --as-new SUFFIX (VM NAME-SUFFIX) or --disks-only.
     """
+    if set_id is not None:
+        if vm is not None or point is not None or replace or test or keep_previous:
+            raise typer.BadParameter(
+                "--set restores a whole set: no VM, --point, --replace or --test"
+            )
+        restore_set(set_id, as_new, disks_only, directory, host, start, fmt, overwrite,
+                    from_vault, json_)  # fmt: skip
+    if vm is None or point is None:
+        raise typer.BadParameter("name the VM and --point (or a whole set with --set)")
     modes = [m for m, on in (("--as-new", as_new is not None), ("--disks-only", disks_only),
                              ("--replace", replace)) if on]  # fmt: skip
     if len(modes) != 1:

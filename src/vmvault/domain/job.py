@@ -29,6 +29,7 @@ class JobType(StrEnum):
     STOP_PROTECTION = "stop-protection"
     UNREGISTER = "unregister"
     COPY = "copy"
+    BACKUP_SET = "backup-set"
 
 
 class JobState(StrEnum):
@@ -84,6 +85,8 @@ class Job:
     request: dict[str, Any] | None = None
     #: Who asked for it: ``cli``, ``api``, ``policy NAME at SLOT``, ``gc schedule at SLOT``.
     origin: str | None = None
+    #: The set job this job belongs to (a backup set's child; see services/backup_sets.py).
+    parent_id: int | None = None
 
     @property
     def percent(self) -> float | None:

@@ -94,6 +94,8 @@ class Policy:
     timezone: ZoneInfo
     #: copy every new point to a second vault (None: no copies)
     copy: CopyOption | None = None
+    #: back up all the policy's VMs of a vault as one all-or-nothing set at each slot
+    as_set: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timezone", parse_timezone(self.timezone))
@@ -107,10 +109,11 @@ class Policy:
         timezone: str,
         retention: Retention,
         copy: CopyOption | None = None,
+        as_set: bool = False,
     ) -> Policy:
         """From the CLI's words: ``Policy.create("gold", "daily@02:30", "Europe/Berlin", …)``."""
         zone = parse_timezone(timezone)
-        return cls(name, parse_schedule(schedule, zone), retention, zone, copy)
+        return cls(name, parse_schedule(schedule, zone), retention, zone, copy, as_set)
 
     @property
     def copy_retention(self) -> Retention | None:
@@ -179,6 +182,8 @@ class Policy:
                 f"  copy to:   vault {self.copy.vault}, after each backup",
                 f"             retention there: {retention.describe()}{own}",
             ]
+        if self.as_set:
+            lines.append("  as a set:  all its VMs in one all-or-nothing backup set per slot")
         lines += [f"  warning:   {w}" for w in self.warnings()]
         return "\n".join(lines)
 
@@ -191,6 +196,7 @@ class Policy:
             "timezone": self.timezone.key,
             "retention": self.retention.counts,
             **({"copy": self.copy.to_json()} if self.copy is not None else {}),
+            **({"as_set": True} if self.as_set else {}),
         }
 
     @classmethod
@@ -211,7 +217,10 @@ class Policy:
             raise InvalidInput("name, schedule, timezone or retention missing", what=what)
         copy = data.get("copy")
         option = CopyOption.from_json(copy, what) if copy is not None else None
-        return cls.create(name, schedule, timezone, _retention(retention, what), option)
+        as_set = data.get("as_set", False)
+        if not isinstance(as_set, bool):
+            raise InvalidInput("as_set must be true or false", what=what)
+        return cls.create(name, schedule, timezone, _retention(retention, what), option, as_set)
 
 
 def _retention(retention: object, what: str) -> Retention:

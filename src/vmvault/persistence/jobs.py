@@ -38,6 +38,7 @@ class SqlJobs:
             pid=r.pid,
             request=r.request,
             origin=r.origin,
+            parent_id=r.parent_id,
         )
 
     def create(
@@ -52,6 +53,7 @@ class SqlJobs:
         conflict_key: str | None,
         request: dict[str, Any] | None = None,
         origin: str | None = None,
+        parent_id: int | None = None,
     ) -> Job:
         values: dict[str, Any] = dict(
             type=job_type.value,
@@ -68,6 +70,7 @@ class SqlJobs:
             conflict_key=conflict_key if state.active else None,
             request=request,
             origin=origin,
+            parent_id=parent_id,
         )
         if conflict_key is not None and state.active:
             holder = self.holder(conflict_key)
@@ -118,6 +121,7 @@ class SqlJobs:
         since: datetime | None = None,
         vm_uuid: str | None = None,
         limit: int = 500,
+        parent_id: int | None = None,
     ) -> list[Job]:
         q = select(t.jobs).order_by(t.jobs.c.id.desc()).limit(limit)
         if job_type is not None:
@@ -128,6 +132,8 @@ class SqlJobs:
             q = q.where(t.jobs.c.created_at >= since)
         if vm_uuid is not None:
             q = q.where(t.jobs.c.vm_uuid == vm_uuid)
+        if parent_id is not None:
+            q = q.where(t.jobs.c.parent_id == parent_id)
         return [self._row(r) for r in self.conn.execute(q)]
 
     def update(self, job: Job) -> None:

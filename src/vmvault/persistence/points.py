@@ -91,6 +91,11 @@ class SqlPoints:
         q = select(t.recovery_points).where(t.recovery_points.c.vault == vault)
         return [self._row(r) for r in self.conn.execute(q.order_by(t.recovery_points.c.id))]
 
+    def in_set(self, set_id: str) -> list[RecoveryPoint]:
+        q = select(t.recovery_points).where(t.recovery_points.c.set_id == set_id)
+        rows = self.conn.execute(q.order_by(t.recovery_points.c.vm_name, t.recovery_points.c.id))
+        return [self._row(r) for r in rows]
+
     def delete(self, point_id: str) -> None:
         self.conn.execute(delete(t.recovery_points).where(t.recovery_points.c.id == point_id))
 

@@ -104,6 +104,8 @@ jobs = Table(
     Column("request", JSON),
     # who asked: "cli", "api", "policy <name> at <slot key>", "gc schedule at <slot key>"
     Column("origin", String(255)),
+    # the set job a backup job belongs to (``backup --set``); NULL for any other job
+    Column("parent_id", Integer, index=True),
 )
 
 job_log = Table(
@@ -143,7 +145,7 @@ recovery_points = Table(
     Column("method", String(32), nullable=False),
     Column("frozen_ms", Integer, nullable=False),
     Column("checkpoint", String(128)),
-    Column("set_id", String(64)),
+    Column("set_id", String(64), index=True),
     Column("job_id", Integer),
     Column("disks", JSON, nullable=False),
     Column("warnings", JSON, nullable=False),

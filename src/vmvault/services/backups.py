@@ -44,14 +44,15 @@ and a cancel point), each a place where a cancel stops the backup with the undo 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
 
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.cluster import mark_from_host
+from vmvault.domain.backup_set import SetMember
 from vmvault.domain.errors import InvalidInput, VmDeleted
 from vmvault.domain.inputs import check_until
 from vmvault.domain.job import Job, JobState, JobType
@@ -128,6 +129,14 @@ class BackupService(Service):
             outcomes.append(outcome)
         return outcomes
 
+    def member_work(
+        self, vault: Vault, vm: VmItem, keep_until: datetime | None, member: SetMember
+    ) -> Callable[[JobContext], RecoveryPoint]:
+        """The work of one VM's backup as a member of a backup set (services/backup_sets.py
+        runs it as the set's child job)."""
+        store = self.vaults.open_store(vault)
+        return partial(self._backup, vault, store, vm, keep_until, member=member)
+
     # --- one VM --------------------------------------------------------------------------------
 
     def _backup(
@@ -137,7 +146,10 @@ class BackupService(Service):
         vm: VmItem,
         keep_until: datetime | None,
         ctx: JobContext,
+        member: SetMember | None = None,
     ) -> RecoveryPoint:
+        """One VM's backup; ``member``: it is part of a backup set (services/backup_sets.py),
+        which it waits for before it freezes, inside its window and before it publishes."""
         facts = self.hypervisor.domain_facts(vm.host_uri, vm.uuid)
         if facts is None:
             raise VmDeleted(vm=vm.label, host=vm.hostname)
@@ -156,7 +168,7 @@ class BackupService(Service):
         ctx.log(f"writing recovery point {plan.point_id}")
         ctx.record(BackupStep.PLANNED, **plan.journal())
         try:
-            point = self._take_read_commit(store, plan, ctx)
+            point = self._take_read_commit(store, plan, ctx, member)
         except BaseException:
             discard(self.driver, vm, store, plan.point_id, plan.checkpoint, ctx)
             raise
@@ -172,7 +184,7 @@ class BackupService(Service):
         return point
 
     def _take_read_commit(
-        self, store: VaultStore, plan: BackupPlan, ctx: JobContext
+        self, store: VaultStore, plan: BackupPlan, ctx: JobContext, member: SetMember | None
     ) -> RecoveryPoint:
         """Steps 2–4 of the module docstring; the caller discards on any exception."""
         vm = plan.vm
@@ -183,25 +195,31 @@ class BackupService(Service):
         )
         with ExitStack() as stack:
             stack.enter_context(store.writer(plan.point_id))
-            session, taken = stack.enter_context(self._point_in_time(plan, ctx))
+            session, taken = stack.enter_context(self._point_in_time(plan, ctx, member))
             ctx.phase(BackupStep.READING)
-            results = read_disks(
-                store,
-                session,
-                plan,
-                prev_manifest,
-                epoch,
-                ctx,
-                workers=self.workers,
-                cancel=ctx.cancelled,
-            )
+            with member.read_slot() if member is not None else nullcontext():
+                results = read_disks(
+                    store,
+                    session,
+                    plan,
+                    prev_manifest,
+                    epoch,
+                    ctx,
+                    workers=self.workers,
+                    cancel=ctx.cancelled,
+                )
             ctx.phase(BackupStep.WRITING)
             entries = write_indexes(store, plan, results)
             ctx.record(BackupStep.INDEXES_WRITTEN, disks=[e.target for e in entries])
             ctx.phase(BackupStep.COMMITTING)  # the last cancel point
-            write_manifest(store, plan, taken, entries, domain_xml)
+            extra = None
+            if member is not None:  # a set publishes all its points or none
+                plan = replace(plan, created_at=member.before_publish(plan.point_id))
+                extra = member.manifest_extra()
+            write_manifest(store, plan, taken, entries, domain_xml, extra)
             ctx.record(BackupStep.MANIFEST_WRITTEN, point=plan.point_id)
         point = recovery_point(plan, taken, entries, ctx)
+        point.set_id = member.set_id if member is not None else None
         record_point(self.uow, self.driver, plan, point, ctx, self.clock())
         ctx.log(
             f"recovery point {point.id}: {point.consistency.value}, "
@@ -211,7 +229,7 @@ class BackupService(Service):
 
     @contextmanager
     def _point_in_time(
-        self, plan: BackupPlan, ctx: JobContext
+        self, plan: BackupPlan, ctx: JobContext, member: SetMember | None = None
     ) -> Iterator[tuple[PointSession, TakenPoint]]:
         """Take the point in time (step 2) and hold its session open while it is read.
 
@@ -221,8 +239,14 @@ class BackupService(Service):
         vm = plan.vm
         session: PointSession
         if plan.offline:
+            if member is not None:  # a shut-off VM is still: its point is any instant
+                member.ready()
+                member.in_window()
+                member.after_begin()
             session = self.driver.offline(list(plan.disks), plan.incremental_from)
         else:
+            if member is not None:
+                member.ready()
             ctx.phase(
                 BackupStep.FREEZING,
                 quiesce=plan.choice.quiesce,
@@ -236,11 +260,14 @@ class BackupService(Service):
                 incremental_from=plan.incremental_from,
                 quiesce=plan.choice.quiesce,
                 cancel=ctx.cancelled,
-                in_window=partial(self._in_window, ctx.job),
+                in_window=partial(self._in_window, ctx.job, member),
                 allow_pause=plan.allow_pause,
+                after_begin=member.after_begin if member is not None else None,
             )
         with session:
             taken = session.taken
+            if member is not None:
+                member.released(taken)
             ctx.record(
                 BackupStep.POINT_TAKEN,
                 method=taken.method.value,
@@ -258,8 +285,10 @@ class BackupService(Service):
             ctx.log(f"point in time taken (frozen={taken.frozen}, window {taken.window_ms} ms)")
             yield session, taken
 
-    def _in_window(self, job: Job) -> None:
+    def _in_window(self, job: Job, member: SetMember | None) -> None:
         """Inside the freeze / pause window: in memory only (no catalog, no log)."""
+        if member is not None:
+            member.in_window()
         for observer in self.window_observers:
             observer(job)
 

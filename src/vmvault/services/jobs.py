@@ -185,10 +185,18 @@ class JobRunner:
         """The claimed job no :meth:`start` has taken yet."""
         return self._adopted
 
-    def start(self, job_type: JobType, vault: str, vm_uuid: str | None, vm_name: str | None) -> Job:
-        """Create the job in-progress, or refuse with the conflicting job's id."""
+    def start(
+        self,
+        job_type: JobType,
+        vault: str,
+        vm_uuid: str | None,
+        vm_name: str | None,
+        parent_id: int | None = None,
+    ) -> Job:
+        """Create the job in-progress, or refuse with the conflicting job's id.  ``parent_id``:
+        the set job it belongs to (such a job is never an adopted queued one)."""
         adopted = self.adopted
-        if adopted is not None and adopted.type is job_type:
+        if adopted is not None and adopted.type is job_type and parent_id is None:
             self._adopted = None
             with self.uow() as uow:
                 current = uow.jobs.get(adopted.id)
@@ -208,8 +216,9 @@ class JobRunner:
                     uow.jobs.append_log(holder.id, f"FAILED {holder.message}", now)
             try:
                 job = uow.jobs.create(
-                    job_type, vault, vm_uuid, vm_name, JobState.IN_PROGRESS, now, self.pid, key
-                )
+                    job_type, vault, vm_uuid, vm_name, JobState.IN_PROGRESS, now, self.pid, key,
+                    parent_id=parent_id,
+                )  # fmt: skip
             except JobConflict as conflict:
                 h = conflict.holder
                 if job_type is JobType.DISCOVERY and vm_uuid is None:
@@ -248,7 +257,10 @@ class JobRunner:
         vm_name: str | None,
         work: Callable[[JobContext], T],
     ) -> JobOutcome[T]:
-        job = self.start(job_type, vault, vm_uuid, vm_name)
+        return self.execute(self.start(job_type, vault, vm_uuid, vm_name), work)
+
+    def execute(self, job: Job, work: Callable[[JobContext], T]) -> JobOutcome[T]:
+        """Run ``work`` as ``job`` (started by :meth:`start`) and end it in one final state."""
         ctx = JobContext(self, job)
         try:
             result = work(ctx)
@@ -278,16 +290,20 @@ class JobQueries:
         state: JobState | None = None,
         since: timedelta | None = None,
         vm_uuid: str | None = None,
+        parent_id: int | None = None,
     ) -> list[Job]:
         if since is not None and not timedelta(0) <= since <= MAX_DURATION:
             raise InvalidInput(f"use 0 to {MAX_DURATION.days} days", what=f"since {since}")
         after = self.clock() - since if since is not None else None
         with self.uow() as uow:
-            return uow.jobs.find(job_type=job_type, state=state, since=after, vm_uuid=vm_uuid)
+            return uow.jobs.find(
+                job_type=job_type, state=state, since=after, vm_uuid=vm_uuid, parent_id=parent_id
+            )
 
     def cancel(self, job_id: int) -> Job:
         """Ask a job to stop.  A running job sees ``cancelling`` at its next check (within a
-        second or so), undoes what it started and ends ``cancelled``."""
+        second or so), undoes what it started and ends ``cancelled``.  A set job passes the
+        cancel on to its children (services/backup_sets.py)."""
         check_id(job_id, "job id")
         with self.uow() as uow:
             job = uow.jobs.get(job_id)

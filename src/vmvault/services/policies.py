@@ -53,15 +53,17 @@ class PolicyService(Service):
         retention: Retention,
         copy_to: str | None = None,
         copy_counts: dict[str, int | None] | None = None,
+        as_set: bool = False,
     ) -> PolicyView:
         """``copy_to``: copy every new point to that vault, whose copies ``copy_counts``
-        prune (None or no count given: the policy's retention) — docs/copies.md."""
+        prune (None or no count given: the policy's retention) — docs/copies.md.
+        ``as_set``: each slot backs up the policy's VMs as one set (docs/sets.md)."""
         vault = self.vaults.resolve(vault_name)
         given = {lv: n for lv, n in (copy_counts or {}).items() if n is not None}
         if given and copy_to is None:
             raise InvalidInput("it goes with --copy-to VAULT", what="--copy-keep-*")
         copy = self._copy_option(vault.name, copy_to, given) if copy_to is not None else None
-        policy = Policy.create(name, schedule, timezone, retention, copy)
+        policy = Policy.create(name, schedule, timezone, retention, copy, as_set)
         with self.uow() as uow:
             if uow.policies.get(name) is not None:
                 raise PolicyExists(name=name)
@@ -94,6 +96,7 @@ class PolicyService(Service):
         copy_to: str | None = None,
         copy_counts: dict[str, int | None] | None = None,
         no_copy: bool = False,
+        as_set: bool | None = None,
     ) -> PolicyView:
         """Change the given parts; the others keep their values.  VMs follow at once.
 
@@ -108,11 +111,11 @@ class PolicyService(Service):
         """
         given = {lv: n for lv, n in (counts or {}).items() if n is not None}
         copy_given = {lv: n for lv, n in (copy_counts or {}).items() if n is not None}
-        nothing = schedule is None and timezone is None and copy_to is None
+        nothing = schedule is None and timezone is None and copy_to is None and as_set is None
         if nothing and not (given or copy_given or no_copy):
             raise InvalidInput(
                 "give at least one of --schedule, --tz, --daily, --weekly, --monthly, --yearly, "
-                "--copy-to, --copy-keep-*, --no-copy",
+                "--copy-to, --copy-keep-*, --no-copy, --as-set/--not-as-set",
                 what=f"update of policy {quoted(name)}",
             )
         if no_copy and (copy_to is not None or copy_given):
@@ -132,7 +135,8 @@ class PolicyService(Service):
                 copy_to if copy_to is not None else copy.vault if copy else "",
                 {**base, **copy_given},
             )
-        policy = Policy.create(name, text, zone, Retention(**merged), copy)
+        grouped = current.as_set if as_set is None else as_set
+        policy = Policy.create(name, text, zone, Retention(**merged), copy, grouped)
         if policy.to_json() == current.to_json():
             return replace(view, changed=False)
         with self.uow() as uow:

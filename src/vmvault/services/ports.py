@@ -73,6 +73,9 @@ class PointRepository(Protocol):
         """Newest first."""
 
     def in_vault(self, vault: str) -> list[RecoveryPoint]: ...
+    def in_set(self, set_id: str) -> list[RecoveryPoint]:
+        """The points of one backup set (``set_id``), by VM name."""
+
     def delete(self, point_id: str) -> None: ...
     def set_pinned(self, point_id: str, protected: bool, keep_until: datetime | None) -> None:
         """Set the point's pin (never pruned) and its keep-until date."""
@@ -110,8 +113,9 @@ class JobRepository(Protocol):
         conflict_key: str | None,
         request: dict[str, Any] | None = None,
         origin: str | None = None,
+        parent_id: int | None = None,
     ) -> Job:
-        """Insert a job.  MUST raise :class:`~vmvault.domain.job.JobConflict` when ``conflict_key`` is held by
+        """Insert a job (``parent_id``: the set job it belongs to).  MUST raise :class:`~vmvault.domain.job.JobConflict` when ``conflict_key`` is held by
         another active job (atomically: two concurrent creates never both succeed).  A job
         created in a final state holds no key."""
 
@@ -136,7 +140,10 @@ class JobRepository(Protocol):
         since: datetime | None = None,
         vm_uuid: str | None = None,
         limit: int = 500,
-    ) -> list[Job]: ...
+        parent_id: int | None = None,
+    ) -> list[Job]:
+        """Newest first; ``parent_id``: only the children of that set job."""
+
     def update(self, job: Job) -> None:
         """Persist state, times, progress, warnings and error; clears the conflict key when
         the state is final."""
@@ -335,6 +342,7 @@ class BackupDriver(Protocol):
         cancel: Callable[[], bool],
         in_window: Callable[[], None] | None = None,
         allow_pause: bool = True,
+        after_begin: Callable[[], None] | None = None,
     ) -> PointSession:
         """The point in time of a running or paused VM, taken when the session is entered.
 
@@ -345,8 +353,12 @@ class BackupDriver(Protocol):
         ``cancel()`` is asked before the guest is frozen or paused and again once it is
         released (it may read the catalog) — never inside the window.  ``in_window()`` MUST
         be called with the guest frozen (or paused) just before the backup job begins, and
-        nowhere else; it does no I/O.  When it or ``cancel()`` raises, the guest MUST be
-        thawed / resumed first, and no job or checkpoint left behind."""
+        nowhere else; it does no I/O.  ``after_begin()`` MUST be called with the guest still
+        frozen (or paused) right after the backup job has begun (its checkpoint created), and
+        nowhere else; it does no catalog I/O but may block for a bounded time (a backup
+        set waits there until every VM of the set holds its point in time).  When either hook
+        or ``cancel()`` raises, the guest MUST be thawed / resumed first, and no job or
+        checkpoint left behind (a job begun is aborted, its new checkpoint deleted)."""
 
     def offline(self, disks: list[Disk], bitmap: str | None) -> PointSession: ...
     def cleanup_stale(

@@ -7,6 +7,7 @@
 ``op``             arguments                                                   runs
 =================  ==========================================================  ==============
 ``backup``         ``vm`` (uuid), ``keep_until`` (ISO time or null)            BackupService
+``backup-set``     ``vms`` (uuids), ``keep_until``                             BackupSetService
 ``verify``         ``point`` or ``vm`` (uuid) or neither (whole vault)         PointService
 ``gc``             –                                                           PointService
 ``restore-test``   ``vm`` (uuid), ``point``, ``from_vault`` (optional)            RestoreService
@@ -45,6 +46,7 @@ from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key
 from vmvault.domain.policy import Policy
 from vmvault.domain.vm import VmItem
 from vmvault.services import holdings
+from vmvault.services.backup_sets import BackupSetService
 from vmvault.services.backups import BackupService
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.copies import CopyService
@@ -55,6 +57,7 @@ from vmvault.services.restore import RestoreService
 
 OPS: dict[str, JobType] = {
     "backup": JobType.BACKUP,
+    "backup-set": JobType.BACKUP_SET,
     "verify": JobType.VERIFY,
     "gc": JobType.GC,
     "restore-test": JobType.RESTORE,
@@ -100,8 +103,10 @@ class QueueService(Service):
         restores: Callable[[], RestoreService],
         protection: Callable[[], ProtectionService],
         copies: Callable[[], CopyService] | None = None,
+        sets: Callable[[], BackupSetService] | None = None,
     ) -> None:
         super().__init__(ctx)
+        self._sets = sets or (lambda: BackupSetService(ctx, backups()))
         self._copies = copies or (lambda: CopyService(ctx))
         self._backups = backups
         self._points = points
@@ -131,6 +136,21 @@ class QueueService(Service):
             ],
             origin,
         )
+
+    def submit_backup_set(
+        self,
+        vault_name: str | None,
+        refs: Sequence[str],
+        keep_until: datetime | None = None,
+        origin: str = "cli",
+    ) -> Job:
+        """Queue one set job (its VMs are held by its children once it runs)."""
+        if keep_until is not None:
+            keep_until = check_until(keep_until, self.clock())
+        vault, chosen = self._sets().choose(vault_name, refs)
+        until = keep_until.isoformat() if keep_until is not None else None
+        request = {"vms": [vm.uuid for vm in chosen], "keep_until": until}
+        return self._submit([("backup-set", vault.name, None, request)], origin)[0]
 
     def submit_verify(
         self,
@@ -259,16 +279,22 @@ class QueueService(Service):
             uow.jobs.append_log(job.id, line, self.clock())
             uow.commit()
 
+    def _keep_until(self, job: Job) -> datetime | None:
+        """A queued backup's ``keep_until``, unless it has passed while queued."""
+        until = (job.request or {}).get("keep_until")
+        keep_until = datetime.fromisoformat(until) if until else None
+        if keep_until is not None and keep_until <= self.clock():  # checked when queued
+            self._log(job, f"keep-until {until} has passed while queued: not pinned")
+            return None
+        return keep_until
+
     def _dispatch(self, job: Job) -> None:
         req = job.request or {}
         op = req.get("op")
         if op == "backup":
-            until = req.get("keep_until")
-            keep_until = datetime.fromisoformat(until) if until else None
-            if keep_until is not None and keep_until <= self.clock():  # checked when queued
-                self._log(job, f"keep-until {until} has passed while queued: not pinned")
-                keep_until = None
-            self._backups().backup(job.vault, [req["vm"]], keep_until=keep_until)
+            self._backups().backup(job.vault, [req["vm"]], keep_until=self._keep_until(job))
+        elif op == "backup-set":
+            self._sets().backup_set(job.vault, req["vms"], keep_until=self._keep_until(job))
         elif op == "verify":
             vm_ref = req.get("vm")
             self._points().verify(job.vault, point_id=req.get("point"), vm_ref=vm_ref)

@@ -18,6 +18,9 @@ serve`` calls at start-up — finds every such job and, for each:
    * ``restore``: :meth:`RestoreService.clean_up`, from the job's journal — staged images
      and partial files; a ``--replace`` interrupted during its switch is rolled back; a
      half-made new VM or a restore test's VM is removed (docs/restore.md, "The journal");
+   * ``backup-set``: after its children (each a ``backup``, cleaned up as above — the set
+     jobs are recovered last), :meth:`BackupSetService.clean_up` removes whatever of a set
+     that was not fully published exists (docs/sets.md);
    * other types touch nothing that needs undoing (a GC or verify is safe to interrupt);
 
 2. writes what it did into the job's log, one ``recovery:`` line each;
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import JobInterrupted, VmvaultError
@@ -42,6 +46,9 @@ from vmvault.domain.vm import VmItem
 from vmvault.services.backups import BackupService
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.restore import RestoreService
+
+if TYPE_CHECKING:
+    from vmvault.services.backup_sets import BackupSetService
 
 
 @dataclass
@@ -59,6 +66,8 @@ class RecoveryService(Service):
         super().__init__(ctx)
         self.backups = backups
         self.restores = restores
+        #: cleans up after backup sets (bootstrap sets it)
+        self.sets: BackupSetService | None = None
 
     def recover(self) -> list[RecoveredJob]:
         """Close every in-progress or cancelling job whose process is gone, after cleaning up
@@ -73,7 +82,9 @@ class RecoveryService(Service):
             for j in active
             if j.pid is not None and (j.pid == self.runner.pid or not self.runner.pid_alive(j.pid))
         ]
-        return [self._recover(job) for job in sorted(dead, key=lambda j: j.id)]
+        # a set job after its children: their VMs are clean before the set's points go
+        order = sorted(dead, key=lambda j: (j.type is JobType.BACKUP_SET, j.id))
+        return [self._recover(job) for job in order]
 
     def _recover(self, job: Job) -> RecoveredJob:
         with self.uow() as uow:
@@ -92,6 +103,8 @@ class RecoveryService(Service):
         try:
             if job.type is JobType.BACKUP and vm is not None:
                 actions = self._backup(job, vm, steps, still_ours)
+            elif job.type is JobType.BACKUP_SET and self.sets is not None:
+                actions = self.sets.clean_up(job, steps)
             elif job.type is JobType.RESTORE:
                 actions = self.restores.clean_up(job, steps, still_ours)
         except Exception as exc:  # one job's clean-up never keeps the others from theirs

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from vmvault.domain.errors import OperationInProgress
 from vmvault.domain.job import Job, JobConflict, JobState, JobType
@@ -124,9 +125,16 @@ class SchedulerService:
     ) -> list[Job]:
         origin = f"policy {policy} at {key}"
         jobs: list[Job] = []
-        for vm in uow.vms.all():
-            if vm.state is not VmState.PROTECTED or vm.policy != policy or vm.vault != vault:
-                continue
+        due = [
+            vm
+            for vm in uow.vms.all()
+            if vm.state is VmState.PROTECTED and vm.policy == policy and vm.vault == vault
+        ]
+        record = uow.policies.get(policy)
+        if record is not None and record.policy.as_set and len(due) > 1:  # docs/sets.md
+            group: dict[str, Any] = {"vms": [vm.uuid for vm in due], "keep_until": None}
+            return [queue_job(uow, "backup-set", vault, None, group, origin, now)]
+        for vm in due:
             request = {"vm": vm.uuid, "keep_until": None}
             try:
                 job = queue_job(uow, "backup", vault, (vm.uuid, vm.label), request, origin, now)

@@ -115,6 +115,12 @@ from vmvault.domain.errors.restore import (
     RestoreVmNotDefined,
     RestoreWriteFailed,
 )
+from vmvault.domain.errors.sets import (
+    BackupSetAborted,
+    BackupSetFailed,
+    BackupSetTimeout,
+    SetNotFound,
+)
 from vmvault.domain.errors.vault import (
     ChunkCorrupt,
     ChunkMissing,
@@ -158,6 +164,9 @@ __all__ = [
     "BackupAbortFailed",
     "BackupBeginFailed",
     "BackupJobRunning",
+    "BackupSetAborted",
+    "BackupSetFailed",
+    "BackupSetTimeout",
     "BackupVmNotRunning",
     "Cancelled",
     "CatalogError",
@@ -231,6 +240,7 @@ __all__ = [
     "RetentionTooShort",
     "RouteNotFound",
     "ServerComponentFailed",
+    "SetNotFound",
     "StorageAccessDenied",
     "StorageBucketNotFound",
     "StorageCredentialsMissing",

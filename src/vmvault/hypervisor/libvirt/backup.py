@@ -24,9 +24,11 @@ touched):
 5. the point in time (:mod:`~vmvault.hypervisor.libvirt.quiesce`): freeze → ``backupBegin`` →
    thaw (or suspend → ``backupBegin`` → resume), thaw/resume always.  A freeze that fails or
    times out is not fatal: the point is crash-consistent and ``point_in_time.freeze_error``
-   says why.  Inside the window only ``in_window()`` (in memory: it must not block or do I/O)
-   and ``backupBegin`` run; if ``in_window()`` raises, the guest is thawed / resumed with
-   nothing begun;
+   says why.  Inside the window only ``in_window()`` (in memory: it must not block or do I/O),
+   ``backupBegin`` and ``after_begin()`` (a backup set's bounded wait for its other VMs) run;
+   if ``in_window()`` raises, the guest is thawed / resumed with nothing begun; if
+   ``after_begin()`` raises, the guest is thawed / resumed, the job aborted and the new
+   checkpoint deleted;
 6. once the guest is released, ``cancel()`` is asked again (it may read a catalog); connect
    nothing yet: :meth:`source` connects to a disk's export on first use.
 
@@ -123,6 +125,7 @@ class PullBackup:
         freeze_timeout: int = 10,
         cancel: Callable[[], bool] | None = None,
         in_window: Callable[[], None] | None = None,
+        after_begin: Callable[[], None] | None = None,
         connections: int = 1,
     ) -> None:
         if quiesce not in QUIESCE_MODES:
@@ -156,6 +159,9 @@ class PullBackup:
         #: called with the guest frozen / paused, just before ``backupBegin``; may raise; must
         #: not block or do I/O (it runs inside the window)
         self.in_window = in_window
+        #: called with the guest still frozen / paused right after ``backupBegin``; may raise
+        #: (then the job is aborted and the new checkpoint deleted); may block, bounded
+        self.after_begin = after_begin
         self.connections = connections
         self.point_in_time = PointInTime(
             checkpoint=checkpoint, incremental_from=incremental_from, quiesce=quiesce
@@ -290,6 +296,8 @@ class PullBackup:
             if self.in_window is not None:
                 self.in_window()
             self._begin(dom, bxml, cxml)
+            if self.after_begin is not None:
+                self.after_begin()
 
         # 6. the guest is released: a cancel asked meanwhile is seen here
         self._cancelled()

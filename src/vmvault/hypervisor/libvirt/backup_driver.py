@@ -185,6 +185,7 @@ class LibvirtBackupDriver:
         cancel: Callable[[], bool],
         in_window: Callable[[], None] | None = None,
         allow_pause: bool = True,
+        after_begin: Callable[[], None] | None = None,
     ) -> _PullSession:
         if quiesce == "pause" and not allow_pause:
             raise ClusterManagedNoPause(vm=vm_uuid, why="cluster-managed", need="quiesce pause")
@@ -200,6 +201,7 @@ class LibvirtBackupDriver:
             freeze_timeout=self.freeze_timeout,
             cancel=cancel,
             in_window=in_window,
+            after_begin=after_begin,
         )
         return _PullSession(backup)
 

@@ -105,12 +105,13 @@ class MemoryBackupDriver:
         cancel: Callable[[], bool],
         in_window: Callable[[], None] | None = None,
         allow_pause: bool = True,
+        after_begin: Callable[[], None] | None = None,
     ) -> MemorySession:
         if quiesce == "pause" and not allow_pause:
             raise ClusterManagedNoPause(vm=vm_uuid, why="cluster-managed", need="quiesce pause")
         return MemorySession(
             self.hv, vm_uuid, [x.target for x in disks], checkpoint, incremental_from, quiesce,
-            cancel, in_window,
+            cancel, in_window, after_begin=after_begin,
         )  # fmt: skip
 
     def offline(self, disks: list[Disk], bitmap: str | None) -> MemorySession:
@@ -160,6 +161,7 @@ class MemorySession:
         in_window: Callable[[], None] | None,
         *,
         offline: bool = False,
+        after_begin: Callable[[], None] | None = None,
     ) -> None:
         self.hv = hv
         self.vm_uuid = vm_uuid
@@ -169,6 +171,7 @@ class MemorySession:
         self.quiesce = quiesce
         self.cancel = cancel
         self.in_window = in_window
+        self.after_begin = after_begin
         self.offline = offline
         self.alive = True
         self.taken = TakenPoint(method=Method.SAVED_STATE, reason="not taken yet")
@@ -240,6 +243,8 @@ class MemorySession:
                     if disk.target in self.targets and disk.format == "qcow2":
                         disk.bitmaps[self.checkpoint] = set()
             self._begun = True
+            if self.after_begin is not None:
+                self.after_begin()
         finally:
             if self.alive:  # a dead process releases nothing
                 self.released = self._release(d)

@@ -17,7 +17,8 @@ run by the VM's next backup and by start-up recovery — then, in order:
 2. deletes every ``vmvault-*`` checkpoint of the VM that no checkpoint record and no recovery
    point of the catalog references.  Other tools' checkpoints are never touched;
 3. commits a point whose manifest the dead backup wrote but whose catalog row it did not
-   (from the manifest and the journal's plan), keeping its checkpoint;
+   (from the manifest and the journal's plan), keeping its checkpoint — unless the backup was
+   part of a backup set that never published: then the point is removed (docs/sets.md);
 4. removes the half-written points (indexes, no manifest, no catalog row, no live writer)
    of those checkpoints and of the journals;
 5. records ``cleaned-up`` in each dead job's journal, so that no later clean-up acts on it
@@ -30,6 +31,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.backup_set import SetStep
 from vmvault.domain.errors import JobInterrupted, VmvaultError
 from vmvault.domain.job import JobType
 from vmvault.domain.recovery_point import (
@@ -151,6 +153,13 @@ class BackupCleanUp:
         checkpoint record if libvirt still has the checkpoint, ``committed``)."""
         if store is None:
             return [f"point {u.point} is in the vault but not in the catalog: vault not opened"]
+        with self.uow() as uow:
+            job = uow.jobs.get(u.job_id)
+            parent = job.parent_id if job is not None else None
+            set_steps = {s.step for s in uow.jobs.steps(parent)} if parent is not None else set()
+        if parent is not None and SetStep.PUBLISHED not in set_steps:
+            store.delete_point(u.point)  # no partial set is ever visible
+            return [f"removed point {u.point}: its backup set (job {parent}) was never published"]
         try:
             manifest = store.read_manifest(u.point)
         except VmvaultError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from vmvault.dataplane.backup import DiskBackupResult
 from vmvault.dataplane.manifest import DiskEntry, Manifest
@@ -68,8 +69,10 @@ def write_manifest(
     taken: TakenPoint,
     entries: list[DiskEntry],
     domain_xml: str,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Publish the manifest: the point exists in the vault from here on."""
+    """Publish the manifest: the point exists in the vault from here on.  ``extra``: more
+    of the manifest's ``extra`` (a backup set's ``set``)."""
     vm = plan.vm
     store.write_manifest(
         Manifest(
@@ -88,7 +91,8 @@ def write_manifest(
                 "incremental_from": plan.incremental_from,
                 # what the guest had mounted: a restore test checks it is back
                 "fsinfo": fs_summary(taken.fsinfo),
-            },
+            }
+            | (extra or {}),
         )
     )
 

@@ -1,0 +1,42 @@
+"""Errors of backup sets (``vmvault backup VM… --set``, docs/sets.md)."""
+
+from __future__ import annotations
+
+from vmvault.domain.errors.base import VmvaultError
+
+
+class BackupSetFailed(VmvaultError):
+    code = "BACKUP_SET_FAILED"
+    message = "the backup set failed: VM {vm} failed ({reason})"
+    remedy = (
+        "No point was kept for any VM of the set (all were released, every begun backup job "
+        "aborted, every new checkpoint deleted). Fix what the message names for that VM — "
+        "its own job (see 'vmvault jobs show' of the set job) has the details — and back the "
+        "set up again."
+    )
+
+
+class BackupSetAborted(VmvaultError):
+    code = "BACKUP_SET_ABORTED"
+    message = "the backup of VM {vm} was given up: its set failed ({reason})"
+    remedy = (
+        "Nothing is wrong with this VM: another VM of the set failed or the set was "
+        "cancelled (the set job names it). This VM was released and its backup undone."
+    )
+
+
+class BackupSetTimeout(VmvaultError):
+    code = "BACKUP_SET_TIMEOUT"
+    message = "VM {vm} did not reach its point in time within {seconds} s of the set's first VM"
+    remedy = (
+        "Its guest agent or libvirt answered too slowly for the set's window. Check the VM "
+        "(vmvault vm show, its agent), back it up alone to see how long its point takes, or "
+        "raise VMVAULT_SET_HOLD_TIMEOUT."
+    )
+
+
+class SetNotFound(VmvaultError):
+    kind = "usage"
+    code = "SET_NOT_FOUND"
+    message = "no backup set {set} in the catalog"
+    remedy = "List the points with 'vmvault points list' (column SET) to see the sets."

@@ -1,0 +1,362 @@
+"""Backing up several VMs as one all-or-nothing set (``vmvault backup VM… --set``; docs/sets.md).
+
+One ``backup-set`` job (the parent) runs one ``backup`` child job per VM, each in its own
+thread, through the ordinary backup (:meth:`BackupService.member_work`): the children meet at
+a :class:`~vmvault.services.backup.set_gate.SetGate` before they freeze (``ready``), inside
+their freeze / pause window right after their libvirt backup job began (``held``: bounded by
+``hold_timeout``) and once their indexes are written (``written``).  Only then does any of
+them publish (manifest, catalog row).  A child that fails breaks the gate: every other child
+raises where it waits, or is cancelled while it reads, and undoes its own backup.  A child
+that fails while the others publish leaves published points: the set removes them again
+(``set-rolling-back`` → ``set-rolled-back``), so no partial set stays visible.
+
+The parent watches its own cancel (``jobs cancel`` of the set job) and passes it on to every
+child, in any phase.  A process killed mid-set leaves the set job and its children active:
+start-up recovery (services/recovery.py) cleans each child's VM first, as for any backup,
+then :meth:`BackupSetService.clean_up` removes whatever of an unpublished set exists.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from vmvault.domain.backup_set import (
+    Hold,
+    SetChild,
+    SetResult,
+    SetStep,
+    new_set_id,
+    set_window_ms,
+)
+from vmvault.domain.errors import (
+    BackupSetFailed,
+    Cancelled,
+    InternalError,
+    InvalidInput,
+    JobNotActive,
+    SetNotFound,
+    VmvaultError,
+)
+from vmvault.domain.job import Job, JobType, JournalStep
+from vmvault.domain.recovery_point import RecoveryPoint, TakenPoint
+from vmvault.domain.vault import Vault
+from vmvault.domain.vm import VmItem
+from vmvault.services.backup.set_gate import HELD, READY, WRITTEN, SetGate
+from vmvault.services.backup.set_undo import SetUndo
+from vmvault.services.backups import BackupService
+from vmvault.services.context import Service, ServiceContext
+from vmvault.services.jobs import JobContext, JobOutcome, JobQueries
+
+#: How long the first VM of a set, frozen or paused, waits for the last (``BACKUP_SET_TIMEOUT``).
+HOLD_TIMEOUT = 60.0
+#: How long a planned VM waits for the others to be planned before it freezes.
+READY_TIMEOUT = 600.0
+#: How often the set job looks at its own cancel and its children.
+WATCH_EVERY = 0.2
+
+
+@dataclass
+class SetOutcome(JobOutcome[SetResult]):
+    """The set job's outcome and each child backup job's."""
+
+    children: list[JobOutcome[RecoveryPoint]] = field(default_factory=list)
+
+
+class _SetRun:
+    """What the threads of one running set share."""
+
+    def __init__(
+        self, ctx: BackupSetService, job: JobContext, set_id: str, vms: Sequence[VmItem]
+    ) -> None:
+        self.service = ctx
+        self.job = job
+        self.set_id = set_id
+        self.vms = list(vms)
+        self.gate = SetGate([vm.label for vm in vms])
+        self.slots = threading.BoundedSemaphore(max(1, ctx.parallel))
+        self.lock = threading.Lock()
+        self.holds: list[Hold] = []
+        self.points: dict[str, str] = {}  # VM label → point id
+        self.instant: datetime | None = None
+
+    def all_held(self) -> None:
+        """Every VM holds its point in time: the set's instant (guests held: no I/O)."""
+        self.instant = self.service.clock()
+
+    def all_written(self) -> None:
+        """Every VM's indexes are written: journal what is about to be published."""
+        with self.lock:
+            points = [self.points[vm.label] for vm in self.vms]
+        self.job.record(SetStep.PUBLISHING, points=points)
+
+    @property
+    def window_ms(self) -> int:
+        with self.lock:
+            return set_window_ms(self.holds)
+
+
+class _Member:
+    """One VM's part in the set (:class:`~vmvault.domain.backup_set.SetMember`)."""
+
+    def __init__(self, run: _SetRun, vm: VmItem) -> None:
+        self.run = run
+        self.vm = vm.label
+        self.start = 0.0
+
+    @property
+    def set_id(self) -> str:
+        return self.run.set_id
+
+    def ready(self) -> None:
+        self.run.gate.wait(READY, self.vm, self.run.service.ready_timeout)
+
+    def in_window(self) -> None:
+        self.start = time.monotonic()
+
+    def after_begin(self) -> None:
+        self.run.gate.wait(HELD, self.vm, self.run.service.hold_timeout, self.run.all_held)
+
+    def released(self, taken: TakenPoint) -> None:
+        with self.run.lock:
+            self.run.holds.append(Hold(self.vm, self.start, taken.window_ms))
+
+    @contextmanager
+    def read_slot(self) -> Iterator[None]:
+        with self.run.slots:
+            yield
+
+    def before_publish(self, point_id: str) -> datetime:
+        with self.run.lock:
+            self.run.points[self.vm] = point_id
+        self.run.gate.wait(WRITTEN, self.vm, None, self.run.all_written)
+        assert self.run.instant is not None  # set by the ``held`` stage
+        return self.run.instant
+
+    def manifest_extra(self) -> dict[str, Any]:
+        run = self.run
+        return {
+            "set": {
+                "id": run.set_id,
+                "instant": run.instant.isoformat() if run.instant else None,
+                "window_ms": run.window_ms,
+                "vms": [vm.uuid for vm in run.vms],
+            }
+        }
+
+
+class BackupSetService(Service):
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        backups: BackupService,
+        *,
+        hold_timeout: float = HOLD_TIMEOUT,
+        ready_timeout: float = READY_TIMEOUT,
+        parallel: int | None = None,
+    ) -> None:
+        super().__init__(ctx)
+        self.backups = backups
+        self.undo = SetUndo(ctx.uow, ctx.vaults, backups.driver, ctx.clock)
+        self.hold_timeout = hold_timeout
+        self.ready_timeout = ready_timeout
+        #: how many VMs of a set read their disks at once (the host's cores bound it)
+        self.parallel = parallel if parallel is not None else max(1, ctx.workers)
+
+    # --- the set ------------------------------------------------------------------------------
+
+    def choose(self, vault_name: str | None, refs: Sequence[str]) -> tuple[Vault, list[VmItem]]:
+        """The vault and the set's VMs (at least two, one host); refused before anything."""
+        vault, chosen = self.backups.choose(vault_name, refs)
+        if len(chosen) < 2:
+            raise InvalidInput("a set needs at least two different VMs", what="VM list")
+        hosts = sorted({vm.host_uri for vm in chosen})
+        if len(hosts) > 1:
+            raise InvalidInput(
+                "the VMs of a set must run on one host for now (docs/sets.md: sets across "
+                f"hosts); these are on {', '.join(hosts)}",
+                what="VM list",
+            )
+        return vault, chosen
+
+    def backup_set(
+        self,
+        vault_name: str | None,
+        refs: Sequence[str],
+        keep_until: datetime | None = None,
+    ) -> SetOutcome:
+        """Back up ``refs`` as one set: a point for every VM, or for none."""
+        vault, chosen = self.choose(vault_name, refs)
+        children: list[JobOutcome[RecoveryPoint]] = []
+        label = "set: " + ", ".join(vm.name for vm in chosen)
+        run = self.runner.run(
+            JobType.BACKUP_SET,
+            vault.name,
+            None,
+            label[:255],
+            lambda ctx: self._run(vault, chosen, keep_until, ctx, children),
+        )
+        return SetOutcome(run.job, run.result, run.error, children=children)
+
+    def _run(
+        self,
+        vault: Vault,
+        vms: list[VmItem],
+        keep_until: datetime | None,
+        ctx: JobContext,
+        outcomes: list[JobOutcome[RecoveryPoint]],
+    ) -> SetResult:
+        set_id = new_set_id(self.clock())
+        jobs = self._start_children(vault, vms, ctx)
+        pairs = list(zip(vms, jobs, strict=True))
+        ctx.record(
+            SetStep.PLANNED,
+            set_id=set_id,
+            vms=[SetChild(j.id, vm.uuid, vm.label).to_json() for vm, j in pairs],
+        )
+        ctx.log(f"backup set {set_id}: " + ", ".join(f"{vm.label} (job {j.id})" for vm, j in pairs))
+        run = _SetRun(self, ctx, set_id, vms)
+        results: dict[int, JobOutcome[RecoveryPoint]] = {}
+        threads = [
+            threading.Thread(
+                target=self._child,
+                args=(run, vault, vm, job, keep_until, results),
+                name=f"set-{vm.name}",
+                daemon=True,
+            )
+            for vm, job in pairs
+        ]
+        for t in threads:
+            t.start()
+        self._watch(ctx, run, jobs, threads)
+        outcomes += [results[j.id] for j in jobs]
+        failed = [o for o in outcomes if o.result is None]
+        if failed:  # a broken gate fails every child that had not passed ``written``
+            removed = self.undo.roll_back(ctx, set_id, [o.result for o in outcomes if o.result])
+            if removed:
+                ctx.log(f"removed the points the set had published: {', '.join(removed)}")
+            raise self._cause(run, failed)
+        if ctx.cancelled():
+            ctx.log("cancel requested after every point was published: ignored, it is complete")
+        points = [o.result for o in outcomes if o.result is not None]
+        assert run.instant is not None
+        result = SetResult(set_id, run.instant, run.window_ms, points)
+        ctx.record(
+            SetStep.PUBLISHED,
+            points=[p.id for p in points],
+            window_ms=result.window_ms,
+            instant=result.instant.isoformat(),
+        )
+        ctx.log(f"backup set {set_id}: {len(points)} points, set window {result.window_ms} ms")
+        if self.backups.after_backup is not None:
+            for vm, p in zip(vms, points, strict=True):
+                self.backups.after_backup(vault, vm, p)
+        return result
+
+    def _start_children(self, vault: Vault, vms: list[VmItem], ctx: JobContext) -> list[Job]:
+        """One child job per VM, each holding its VM (a busy VM refuses the whole set)."""
+        jobs: list[Job] = []
+        try:
+            for vm in vms:
+                jobs.append(
+                    self.runner.start(
+                        JobType.BACKUP, vault.name, vm.uuid, vm.label, parent_id=ctx.job.id
+                    )
+                )
+        except VmvaultError:
+            for job in jobs:
+                self.runner.finish(job, None, cancelled=True)
+            raise
+        return jobs
+
+    def _child(
+        self,
+        run: _SetRun,
+        vault: Vault,
+        vm: VmItem,
+        job: Job,
+        keep_until: datetime | None,
+        results: dict[int, JobOutcome[RecoveryPoint]],
+    ) -> None:
+        def work(ctx: JobContext) -> RecoveryPoint:
+            ctx.log(f"part of backup set {run.set_id} (job {run.job.job.id})")
+            try:
+                return self.backups.member_work(vault, vm, keep_until, _Member(run, vm))(ctx)
+            except VmvaultError as exc:
+                run.gate.fail(vm.label, exc)
+                raise
+            except BaseException as exc:
+                run.gate.fail(vm.label, InternalError(f"{type(exc).__name__}: {exc}"))
+                raise
+
+        try:
+            results[job.id] = self.runner.execute(job, work)
+        except BaseException as exc:  # never leave the set waiting for this thread
+            err = InternalError(f"{type(exc).__name__}: {exc}")
+            run.gate.fail(vm.label, err)
+            results[job.id] = JobOutcome(job, None, err)
+
+    def _watch(
+        self, ctx: JobContext, run: _SetRun, jobs: list[Job], threads: list[threading.Thread]
+    ) -> None:
+        """Until every child has ended: pass a cancel of the set on to the children, and
+        stop the others' reads as soon as one child failed."""
+        stopped = False
+        try:
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(WATCH_EVERY / len(threads))
+                if not stopped and ctx.cancelled():
+                    run.gate.fail(None, Cancelled(operation=f"backup set {run.set_id}"))
+                    ctx.log("cancel requested: cancelling every VM's backup")
+                if not stopped and run.gate.broken:
+                    stopped = True
+                    self._cancel_children(jobs)
+        except KeyboardInterrupt:  # Ctrl-C: every child undoes itself before the process ends
+            run.gate.fail(None, Cancelled(operation=f"backup set {run.set_id}"))
+            self._cancel_children(jobs)
+            for t in threads:
+                t.join()
+            raise
+
+    def _cancel_children(self, jobs: list[Job]) -> None:
+        queries = JobQueries(self.uow, self.clock)
+        for job in jobs:
+            try:
+                queries.cancel(job.id)
+            except JobNotActive:
+                continue
+
+    def _cause(self, run: _SetRun, failed: list[JobOutcome[RecoveryPoint]]) -> VmvaultError:
+        """What the set job fails with: the cancel, or the first VM's failure, named."""
+        if isinstance(run.gate.failure, Cancelled):
+            return run.gate.failure
+        vm, err = run.gate.failed_vm, run.gate.failure
+        if err is None and failed:  # cannot happen: a failed child breaks the gate first
+            err, vm = failed[0].error, failed[0].job.vm_name
+        text = err.text if err is not None else "unknown"
+        return BackupSetFailed(vm=vm or "?", reason=text)
+
+    def clean_up(self, job: Job, steps: Sequence[JournalStep]) -> list[str]:
+        """A set job whose process died (start-up recovery, after its children's VMs were
+        cleaned up): :meth:`SetUndo.clean_up`."""
+        return self.undo.clean_up(job, steps)
+
+    # --- reading sets -----------------------------------------------------------------------------
+
+    def points(self, set_id: str) -> list[RecoveryPoint]:
+        """The points of a set (``points list --set``, ``restore --set``)."""
+        with self.uow() as uow:
+            found = uow.points.in_set(set_id)
+        if not found:
+            raise SetNotFound(set=set_id)
+        return found
+
+    def children(self, job_id: int) -> list[Job]:
+        with self.uow() as uow:
+            return sorted(uow.jobs.find(parent_id=job_id), key=lambda j: j.id)
