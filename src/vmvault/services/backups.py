@@ -51,8 +51,8 @@ from functools import partial
 from typing import Any
 
 from vmvault.dataplane.vault import VaultStore
-from vmvault.domain.cluster import mark_from_host
 from vmvault.domain.backup_set import SetMember
+from vmvault.domain.cluster import mark_from_host
 from vmvault.domain.errors import InvalidInput, VmDeleted
 from vmvault.domain.inputs import check_until
 from vmvault.domain.job import Job, JobState, JobType
