@@ -100,7 +100,7 @@ from common import (
     vmvault_json,
 )
 
-PREFIX = "bs"
+PREFIX = os.environ.get("BENCH_LAB_PREFIX", "bs")  # another prefix: a private lab
 LAB_DIR = f"/var/lib/vmvault/lab-{PREFIX}"
 BUCKET = "bench"
 CEILING_BUCKET = "ceiling"

@@ -45,6 +45,7 @@ the server's clock is compared with server times, see :class:`ServerClock`).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import math
@@ -53,6 +54,7 @@ import random
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -81,6 +83,9 @@ EXCLUSIVE_WAIT = 30.0
 _RECHECK = 2.0
 #: Requests that change objects: each is sent only while every held lease is trusted.
 _CHANGES = ("PutObject", "CopyObject", "DeleteObject", "DeleteObjects", "CompleteMultipartUpload")
+#: At exit, idle shared leases are deleted at once (not _LINGER s later), waiting this long
+#: at most (a lease not deleted in time expires by itself).
+_EXIT_WAIT = 1.0
 
 
 @dataclass
@@ -152,6 +157,7 @@ class Leases:
         events = session.client.meta.events
         for op in _CHANGES:
             events.register(f"before-send.s3.{op}", self._before_change)
+        _ALL.add(self)
 
     def _before_change(self, request: Any = None, **_: Any) -> None:
         """Refuse to send a change (every attempt of it) once a held lease is not trusted;
@@ -351,6 +357,15 @@ class Leases:
         if idle:
             self._drop(lease)
 
+    def release_idle(self) -> None:
+        """Delete now the shared leases no hold uses (instead of ``_LINGER`` s later)."""
+        with self._mu:
+            idle = [(name, lease) for name, lease in self._shared.items() if not lease.holds]
+            for name, _ in idle:
+                del self._shared[name]
+        for _, lease in idle:
+            self._drop(lease)
+
     def _drop_idle_shared(self, name: str) -> None:
         with self._mu:
             lease = self._shared.get(name)
@@ -445,3 +460,23 @@ class Leases:
             lease.valid_until = max(lease.valid_until, sent + lease.seconds - lease.margin)
         else:
             lease.lost = True
+
+
+_ALL: weakref.WeakSet[Leases] = weakref.WeakSet()
+
+
+@atexit.register
+def _release_at_exit() -> None:
+    """The process ends: its idle shared leases go now, not one lease later (a GC would wait
+    for them), within ``_EXIT_WAIT`` s — exit is not held up by a slow endpoint."""
+    leases = list(_ALL)
+    if not leases:
+        return
+
+    def release() -> None:
+        for each in leases:
+            each.release_idle()
+
+    done = threading.Thread(target=release, name="vmvault-s3-exit", daemon=True)
+    done.start()
+    done.join(_EXIT_WAIT)

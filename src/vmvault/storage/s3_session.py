@@ -24,14 +24,12 @@ clock, and the single retry mechanism.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-
-import boto3
-from botocore.config import Config
 
 from vmvault.storage.errors import RETRY_ATTEMPTS, RETRY_DELAY, retry
 from vmvault.storage.s3_credentials import Credentials
@@ -56,6 +54,11 @@ def make_client(
     connect_timeout: float = CONNECT_TIMEOUT,
     read_timeout: float = READ_TIMEOUT,
 ) -> Any:
+    """A botocore S3 client (see the module docstring); every client of the process shares
+    one botocore session, so the S3 model is loaded once."""
+    session = _session()
+    from botocore.config import Config
+
     config = Config(
         region_name=region,
         s3={"addressing_style": "path", "payload_signing_enabled": False},
@@ -64,20 +67,40 @@ def make_client(
         read_timeout=read_timeout,
         retries={"total_max_attempts": 1, "mode": "standard"},
         tcp_keepalive=True,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
-    with _SESSION_MU:  # one session: its loader reads the S3 model once (13 MiB a session)
-        global _SESSION
+    return session.create_client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
+        aws_session_token=credentials.session_token,
+        config=config,
+    )
+
+
+def _session() -> Any:
+    """The process's botocore session (its loader reads the S3 model once: 13 MiB each)."""
+    global _SESSION
+    with _SESSION_MU:
         if _SESSION is None:
-            _SESSION = boto3.session.Session()
-        session = _SESSION
-        return session.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=credentials.access_key,
-            aws_secret_access_key=credentials.secret_key,
-            aws_session_token=credentials.session_token,
-            config=config,
-        )
+            # botocore tries urllib3's pyOpenSSL shim and falls back to the stdlib's
+            # SSLContext when pyOpenSSL is absent — but the shim imports ``cryptography``
+            # first (~9 MiB resident, measured), kept for nothing: fail that import at once
+            # (the same fallback; with pyOpenSSL installed, the same stdlib SSLContext).
+            shim = "urllib3.contrib.pyopenssl"
+            blocked = shim not in sys.modules
+            if blocked:
+                sys.modules[shim] = None  # type: ignore[assignment]
+            try:
+                import botocore.httpsession
+                import botocore.session
+            finally:
+                if blocked and sys.modules.get(shim, 0) is None:
+                    del sys.modules[shim]
+            _SESSION = botocore.session.get_session()
+        return _SESSION
 
 
 class ServerClock:
