@@ -306,14 +306,20 @@ def op_probe(argv: list[str], probes: list[tuple[str, str, str]]) -> None:
         setattr(owner, name, timed)
     sys.argv = ["vmvault", "backup", *argv, "--json"]
     t1 = time.perf_counter()
-    with contextlib.suppress(SystemExit):
+    code: Any = 0
+    try:
         cli.main()
+    except SystemExit as exc:
+        code = exc.code
     times["CLI command (services, job, output)"] = time.perf_counter() - t1
     times["_end"] = time.time()
     mem["peak"] = vm_kib("VmHWM") / 1024
     print("PROBE " + json.dumps(times), file=sys.stderr)
     print("PROBEMEM " + json.dumps(mem), file=sys.stderr)
     print("PROBEREQ " + json.dumps(REQUESTS), file=sys.stderr)
+    leave = getattr(cli, "leave", None)  # end as the console script does
+    if leave is not None:
+        leave(code)
 
 
 REQUESTS: dict[str, list[float]] = {}  # S3 operation -> [count, seconds] (op_probe)

@@ -17,7 +17,8 @@ lease length the reader itself uses.
     are), of two requests that each PUT then LIST, at least one sees the other's PUT: two
     exclusive holds, or an exclusive and a shared one, never both proceed.
     The shared holds of one backend share one lease per lock name (counted; deleted one
-    second after the last hold ends, or at once when this backend wants the lock exclusive),
+    second after the last hold ends, or at once when this backend wants the lock exclusive
+    or the process exits — an exit hook, :func:`_release_at_exit`),
     so a backup's per-chunk holds cost no requests while a lease is up; a new hold more than
     ``recheck`` (2 s) after the last listing of ``exclusive/`` lists it again, and a waiting
     exclusive request closes the shared lease to new holds (it ends with its last hold), so
