@@ -278,6 +278,9 @@ def op_probe(argv: list[str], probes: list[tuple[str, str, str]]) -> None:
     t0 = time.perf_counter()
     from vmvault.cli import main as cli
 
+    start = getattr(getattr(cli, "process", None), "start", None)  # as the console script
+    if start is not None:
+        start()
     times: dict[str, float] = {"interpreter start (exec to first line)": startup}
     times["import vmvault.cli.main"] = time.perf_counter() - t0
     mem = {"after import": vm_kib("VmRSS") / 1024}
@@ -317,7 +320,7 @@ def op_probe(argv: list[str], probes: list[tuple[str, str, str]]) -> None:
     print("PROBE " + json.dumps(times), file=sys.stderr)
     print("PROBEMEM " + json.dumps(mem), file=sys.stderr)
     print("PROBEREQ " + json.dumps(REQUESTS), file=sys.stderr)
-    leave = getattr(cli, "leave", None)  # end as the console script does
+    leave = getattr(getattr(cli, "process", None), "leave", None)  # as the console script
     if leave is not None:
         leave(code)
 

@@ -7,17 +7,15 @@ shown only for a bug, and only with ``VMVAULT_DEBUG=1``.
 
 from __future__ import annotations
 
-import atexit
 import os
 import sys
-import threading
 import traceback
 from typing import Annotated
 
 import typer
 
 from vmvault import documents
-from vmvault.cli import backups, copies, points, policies, render, restores
+from vmvault.cli import backups, copies, points, policies, process, render, restores
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
 from vmvault.cli.options import JsonOpt, VaultOpt
@@ -308,35 +306,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run() -> None:
-    """The console script: :func:`main`, then :func:`leave` with its exit code."""
+    """The console script: :func:`main` in a process set up and ended by
+    :mod:`vmvault.cli.process`."""
+    process.start()
     try:
         main()
     except SystemExit as exc:
-        leave(exc.code)
-    leave(0)
-
-
-def leave(code: int | str | None) -> None:
-    """End the process without tearing the interpreter down: the catalog is closed, the
-    exit hooks run (temporary files, S3 leases, log handlers) and the output is flushed as
-    at a normal exit, but the ~0.3 s Python spends freeing every module and object of a
-    backup's process (measured: sqlalchemy, botocore, libvirt) is skipped.  A non-daemon
-    thread still running gets the normal exit, which waits for it."""
-    if any(
-        t.is_alive() and not t.daemon
-        for t in threading.enumerate()
-        if t is not threading.main_thread()
-    ):
-        sys.exit(code)
-    if services.cache_info().currsize:
-        services().close()
-    if isinstance(code, str):
-        print(code, file=sys.stderr)
-        code = 1
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            code = code or 1  # e.g. stdout closed by the reader: as Python's own exit says
-    os._exit(code or 0)
+        process.leave(exc.code)
+    process.leave(0)
