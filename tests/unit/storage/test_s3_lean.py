@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.unit.storage.conftest import s3_backend
+from vmvault.storage.s3_batch import ByteBudget, MappedBody
 from vmvault.storage.s3_leases import LOCKS
 
 
@@ -111,3 +112,26 @@ def test_exit_deletes_the_idle_shared_lease_at_once_and_is_not_held_up(creds: An
     assert ended - released < 1.0  # the linger (1 s) is not waited for
     left = creds.client().list_objects_v2(Bucket=bucket, Prefix=f"vault/{LOCKS}")
     assert left.get("KeyCount") == 0, left.get("Contents")
+
+
+def test_upload_bodies_reuse_their_mappings_within_the_budget() -> None:
+    """A large body is a view of ``size`` bytes of a mapping; once sent, the mapping carries
+    the next body (no fresh pages per chunk), and the spare ones never exceed the budget."""
+    budget = ByteBudget(3 * (1 << 20))
+    data = os.urandom(700_000)
+    body = budget.copy([data[:300_000], data[300_000:]], len(data))
+    assert isinstance(body, MappedBody) and len(body) == len(data)
+    assert body.read(100) == data[:100] and body.read() == data[100:] and body.read() == b""
+    body.seek(0)
+    assert body.read() == data
+    mapping = body.mapping
+    budget.recycle(body)
+    again = budget.copy([data[:500_000]], 500_000)
+    assert isinstance(again, MappedBody) and again.mapping is mapping  # reused
+    assert again.read() == data[:500_000]
+    bodies = [budget.copy([os.urandom(1 << 20)], 1 << 20) for _ in range(5)]
+    for b in [again, *bodies]:
+        budget.recycle(b)
+    mappings = {id(b.mapping): b.mapping for b in [again, *bodies] if isinstance(b, MappedBody)}
+    assert sum(len(m) for m in mappings.values() if not m.closed) <= budget.limit  # spare ones
+    assert budget.copy([b"small"], 5) == b"small"  # small bodies stay bytes
