@@ -331,6 +331,9 @@ REQUESTS: dict[str, list[float]] = {}  # S3 operation -> [count, seconds] (op_pr
 def count_requests() -> None:
     """Count and time every botocore API call of this process by operation name."""
     try:
+        from vmvault.storage.s3_session import botocore_session
+
+        botocore_session()  # botocore imported as vmvault imports it (without cryptography)
         from botocore.client import BaseClient
     except ImportError:
         return

@@ -63,7 +63,7 @@ def make_client(
 ) -> Any:
     """A botocore S3 client (see the module docstring); every client of the process shares
     one botocore session, so the S3 model is loaded once."""
-    session = _session()
+    session = botocore_session()
     from botocore.config import Config
 
     config = Config(
@@ -87,7 +87,7 @@ def make_client(
     )
 
 
-def _session() -> Any:
+def botocore_session() -> Any:
     """The process's botocore session (its loader reads the S3 model once: 13 MiB each)."""
     global _SESSION
     with _SESSION_MU:
