@@ -92,10 +92,11 @@ def botocore_session() -> Any:
     global _SESSION
     with _SESSION_MU:
         if _SESSION is None:
-            # botocore tries urllib3's pyOpenSSL shim and falls back to the stdlib's
-            # SSLContext when pyOpenSSL is absent — but the shim imports ``cryptography``
-            # first (~9 MiB resident, measured), kept for nothing: fail that import at once
-            # (the same fallback; with pyOpenSSL installed, the same stdlib SSLContext).
+            # botocore imports urllib3's pyOpenSSL shim only to take the stdlib's original
+            # SSLContext from it, and falls back to the stdlib's own when that import fails
+            # (here it does: Debian's pyOpenSSL does not match the venv's cryptography) —
+            # but the shim has imported ``cryptography`` by then (~9 MiB resident, measured),
+            # kept for nothing.  Make that import fail at once: the same SSLContext.
             shim = "urllib3.contrib.pyopenssl"
             blocked = shim not in sys.modules
             if blocked:
