@@ -278,6 +278,9 @@ def op_probe(argv: list[str], probes: list[tuple[str, str, str]]) -> None:
     t0 = time.perf_counter()
     from vmvault.cli import main as cli
 
+    start = getattr(getattr(cli, "process", None), "start", None)  # as the console script
+    if start is not None:
+        start()
     times: dict[str, float] = {"interpreter start (exec to first line)": startup}
     times["import vmvault.cli.main"] = time.perf_counter() - t0
     mem = {"after import": vm_kib("VmRSS") / 1024}
@@ -306,14 +309,20 @@ def op_probe(argv: list[str], probes: list[tuple[str, str, str]]) -> None:
         setattr(owner, name, timed)
     sys.argv = ["vmvault", "backup", *argv, "--json"]
     t1 = time.perf_counter()
-    with contextlib.suppress(SystemExit):
+    code: Any = 0
+    try:
         cli.main()
+    except SystemExit as exc:
+        code = exc.code
     times["CLI command (services, job, output)"] = time.perf_counter() - t1
     times["_end"] = time.time()
     mem["peak"] = vm_kib("VmHWM") / 1024
     print("PROBE " + json.dumps(times), file=sys.stderr)
     print("PROBEMEM " + json.dumps(mem), file=sys.stderr)
     print("PROBEREQ " + json.dumps(REQUESTS), file=sys.stderr)
+    leave = getattr(getattr(cli, "process", None), "leave", None)  # as the console script
+    if leave is not None:
+        leave(code)
 
 
 REQUESTS: dict[str, list[float]] = {}  # S3 operation -> [count, seconds] (op_probe)
@@ -322,6 +331,9 @@ REQUESTS: dict[str, list[float]] = {}  # S3 operation -> [count, seconds] (op_pr
 def count_requests() -> None:
     """Count and time every botocore API call of this process by operation name."""
     try:
+        from vmvault.storage.s3_session import botocore_session
+
+        botocore_session()  # botocore imported as vmvault imports it (without cryptography)
         from botocore.client import BaseClient
     except ImportError:
         return

@@ -1,4 +1,4 @@
-"""Benchmark of an S3 vault on a real Ceph RGW: vmvault vs. a plain boto3 PUT/GET ceiling.
+"""Benchmark of an S3 vault on a real Ceph RGW: vmvault vs. a plain botocore PUT/GET ceiling.
 
     .venv/bin/python bench/s3.py [--vdc-gib 2] [--random-mib 512] [--rounds 3]
 
@@ -27,7 +27,7 @@ takes 4-6 minutes on 2 shared cores (4.3 min on 2026-12-02):
    (c) *ceiling PUT*: after the first S3 full, its ``chunks/``, ``indexes/`` and
        ``manifests/`` objects are listed (key and size); a child process PUTs objects of
        exactly those keys and sizes (bytes sliced from one random buffer: RGW neither
-       compresses nor deduplicates) into bucket ``ceiling`` with boto3, the client made by
+       compresses nor deduplicates) into bucket ``ceiling`` with botocore, the client made by
        vmvault's ``make_client`` (same botocore config: path style, pool, no retries, no
        payload signing) and as many threads as the S3 backend uploads at once
        (``vmvault.storage.s3.UPLOADS``), plain PutObject, no vmvault logic; and again with
@@ -100,7 +100,7 @@ from common import (
     vmvault_json,
 )
 
-PREFIX = "bs"
+PREFIX = os.environ.get("BENCH_LAB_PREFIX", "bs")  # another prefix: a private lab
 LAB_DIR = f"/var/lib/vmvault/lab-{PREFIX}"
 BUCKET = "bench"
 CEILING_BUCKET = "ceiling"
@@ -129,7 +129,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def client(env: dict[str, str], connections: int = 10) -> Any:
-    """A boto3 client made exactly as vmvault's S3 backend makes its own."""
+    """A botocore client made exactly as vmvault's S3 backend makes its own."""
     from vmvault.storage.s3_credentials import Credentials
     from vmvault.storage.s3_session import make_client
 
@@ -343,7 +343,7 @@ class Bench:
             f"{doc['p50_ms']:.0f} ms, p90 {doc['p90_ms']:.0f} ms"
         )
         self.log(f"  ceiling {op}: {run.wall:.2f}s, {note}")
-        return Row("ceiling (boto3)", op, doc["bytes"], run, None, note, doc)
+        return Row("ceiling (botocore)", op, doc["bytes"], run, None, note, doc)
 
     def restore(self, env: dict[str, str], point: str, op: str) -> Row:
         out = self.tmp / "restore"

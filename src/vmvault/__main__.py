@@ -1,5 +1,5 @@
 """``python -m vmvault`` is the ``vmvault`` command."""
 
-from vmvault.cli.main import main
+from vmvault.cli.main import run
 
-main()
+run()

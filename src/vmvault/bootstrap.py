@@ -91,6 +91,11 @@ class Services:
     def _passphrase(self) -> str | None:
         return self.settings.passphrase or self.passphrase_prompt()
 
+    def close(self) -> None:
+        """Close the catalog's connections, if any was opened (a process's last act)."""
+        if "_engine" in self.__dict__:
+            self._engine.dispose()
+
     @cached_property
     def _engine(self):  # type: ignore[no-untyped-def]
         return open_catalog(self.settings.catalog_url)

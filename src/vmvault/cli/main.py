@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from vmvault import documents
-from vmvault.cli import backups, copies, points, policies, render, restores
+from vmvault.cli import backups, copies, points, policies, process, render, restores
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
 from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, VaultOpt
@@ -341,3 +341,14 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("VMVAULT_DEBUG"):
             traceback.print_exc()
         sys.exit(render.error(InternalError(f"{type(exc).__name__}: {exc}")))
+
+
+def run() -> None:
+    """The console script: :func:`main` in a process set up and ended by
+    :mod:`vmvault.cli.process`."""
+    process.start()
+    try:
+        main()
+    except SystemExit as exc:
+        process.leave(exc.code)
+    process.leave(0)

@@ -34,7 +34,6 @@ conformance harness calls it; nothing in vmvault does.
 
 from __future__ import annotations
 
-import mmap
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -63,7 +62,7 @@ from vmvault.storage.errors import (
     PermanentStorageError,
     TransientStorageError,
 )
-from vmvault.storage.s3_batch import ByteBudget, S3Batch
+from vmvault.storage.s3_batch import Body, ByteBudget, S3Batch
 from vmvault.storage.s3_credentials import load_credentials
 from vmvault.storage.s3_errors import error_code, translated
 from vmvault.storage.s3_leases import LOCKS, Leases
@@ -148,7 +147,7 @@ class S3Backend:
         check_key(key)
         return self.put_once(key, _body(data))
 
-    def put_once(self, key: str, body: bytes | mmap.mmap) -> bool:
+    def put_once(self, key: str, body: Body) -> bool:
         """One conditional PUT (a 409 conflict is asked again: it is not a failure)."""
         self.leases.check()
         self._forget_age(key)
@@ -163,7 +162,7 @@ class S3Backend:
             location=self.location,
         )
 
-    def _put_if_absent(self, key: str, body: bytes | mmap.mmap) -> bool | None:
+    def _put_if_absent(self, key: str, body: Body) -> bool | None:
         """True: created; False: the key exists (412); None: a racing write (409)."""
         try:
             self.session.client.put_object(

@@ -3,8 +3,8 @@
 A PUT is durable and visible when it returns, so there is nothing to make durable at the
 end: :meth:`S3Batch.commit` waits for the uploads and raises the first failure.  Each
 :meth:`~S3Batch.add` copies the caller's bytes once (the caller reuses its buffer as soon as
-``add`` returns) into an anonymous mapping of its own (sent as a file-like body, unmapped when
-the upload ends) and hands it to a worker thread; ``add`` blocks while more than the
+``add`` returns) into an anonymous mapping (sent as a file-like body, :class:`MappedBody`;
+kept for the next body when the upload ends) and hands it to a worker thread; ``add`` blocks while more than the
 backend's byte budget is in flight (:class:`ByteBudget`, shared by every batch of the
 backend), so memory stays bounded whatever the disk size: 3 uploads of 4 MiB chunk files
 (``INFLIGHT_BYTES``: 12.2 MiB, room for three whole chunk files with their headers).
@@ -21,12 +21,13 @@ backup may have found it present and referenced it meanwhile.  A crash leaves th
 
 from __future__ import annotations
 
+import io
 import mmap
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vmvault.storage.backend import BytesLike, Data, Guard, check_key, parts_of, put_or_touch
 
@@ -34,34 +35,68 @@ if TYPE_CHECKING:
     from vmvault.storage.s3 import S3Backend
 
 
-#: A body at least this large is copied into its own anonymous mapping, not a ``bytes``: a
-#: mapping goes back to the system when closed, whereas 4 MiB ``bytes`` freed by another
-#: thread stay in malloc's per-thread arenas (measured: +40 MiB peak RSS over a backup).
+#: A body at least this large is copied into an anonymous mapping, not a ``bytes``: 4 MiB
+#: ``bytes`` freed by another thread stay in malloc's per-thread arenas (measured: +40 MiB
+#: peak RSS over a backup).  The mappings are reused (:class:`ByteBudget` keeps the spare
+#: ones, at most its limit): a fresh mapping per chunk cost a page fault and a zeroed page
+#: per 4 KiB sent.
 MAP_AT = 256 << 10
+_ROUND = 64 << 10
 
-Body = bytes | mmap.mmap
+
+class MappedBody(io.RawIOBase):
+    """The first ``size`` bytes of a (reused, larger) mapping, read as a file: what botocore
+    sends, learning the length from ``len``."""
+
+    def __init__(self, mapping: mmap.mmap, size: int) -> None:
+        super().__init__()
+        self.mapping = mapping
+        self.size = size
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = min(max(base + offset, 0), self.size)
+        return self._pos
+
+    def read(self, n: int | None = -1) -> bytes:
+        end = self.size if n is None or n < 0 else min(self.size, self._pos + n)
+        data = self.mapping[self._pos : end]
+        self._pos = end
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
 
 
-def _copy(parts: Sequence[BytesLike], size: int) -> Body:
-    if size < MAP_AT:
-        return b"".join(parts)
-    body = mmap.mmap(-1, size)
-    offset = 0
-    with memoryview(body) as view:
-        for part in parts:
-            n = memoryview(part).nbytes
-            view[offset : offset + n] = memoryview(part).cast("B")
-            offset += n
-    return body
+Body = bytes | MappedBody
 
 
 class ByteBudget:
-    """At most ``limit`` bytes in flight (one object larger than that goes alone)."""
+    """At most ``limit`` bytes in flight (one object larger than that goes alone), and the
+    mappings that carry them, reused by the next bodies: a sent body's mapping is kept while
+    all mappings alive hold at most ``limit`` bytes, else unmapped."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._used = 0
         self._cond = threading.Condition()
+        self._spare: list[mmap.mmap] = []
+        self._mapped = 0  # bytes of every mapping alive, spare or carrying a body
 
     def acquire(self, n: int) -> int:
         n = min(n, self.limit)
@@ -75,6 +110,45 @@ class ByteBudget:
         with self._cond:
             self._used -= n
             self._cond.notify_all()
+
+    def copy(self, parts: Sequence[BytesLike], size: int) -> Body:
+        """``parts`` (``size`` bytes) copied into a body of their own."""
+        if size < MAP_AT:
+            return b"".join(parts)
+        mapping = self._mapping(size)
+        offset = 0
+        with memoryview(mapping) as view:
+            for part in parts:
+                n = memoryview(part).nbytes
+                view[offset : offset + n] = memoryview(part).cast("B")
+                offset += n
+        return MappedBody(mapping, size)
+
+    def recycle(self, body: Body) -> None:
+        """``body`` was sent: keep its mapping for the next one (or unmap it)."""
+        if not isinstance(body, MappedBody):
+            return
+        mapping = body.mapping
+        with self._cond:
+            if self._mapped <= self.limit:
+                self._spare.append(mapping)
+                return
+            self._mapped -= len(mapping)
+        mapping.close()
+
+    def _mapping(self, size: int) -> mmap.mmap:
+        with self._cond:
+            fits = [m for m in self._spare if len(m) >= size]
+            if fits:
+                mapping = min(fits, key=len)
+                self._spare.remove(mapping)
+                return mapping
+            small = self._spare.pop() if self._spare else None
+            capacity = -(-size // _ROUND) * _ROUND
+            self._mapped += capacity - (len(small) if small is not None else 0)
+        if small is not None:
+            small.close()  # too small for bodies this size: make room for a larger one
+        return mmap.mmap(-1, capacity)
 
 
 class S3Batch:
@@ -101,7 +175,7 @@ class S3Batch:
         size = sum(memoryview(p).nbytes for p in parts)
         held = self._backend.budget.acquire(size)
         try:
-            body = _copy(parts, size)  # the one copy: the caller reuses its buffers
+            body = self._backend.budget.copy(parts, size)  # the caller reuses its own
             return self._queue(key, body, held)
         except BaseException:
             self._backend.budget.release(held)
@@ -113,7 +187,7 @@ class S3Batch:
                 raise self._failed  # fail fast: the batch cannot commit any more
             if self._closed:
                 raise RuntimeError("the batch was committed or aborted")
-        size = len(body)  # not after the submit: a finished upload closes a mapped body
+        size = len(body)  # not after the submit: a finished upload recycles a mapped body
         future = self._pool.submit(self._upload, key, body)
         future.add_done_callback(lambda f: self._done(f, held, body))
         with self._mu:
@@ -122,7 +196,7 @@ class S3Batch:
 
     def _upload(self, key: str, body: Body) -> bool:
         def once() -> bool:
-            if isinstance(body, mmap.mmap):
+            if isinstance(body, MappedBody):
                 body.seek(0)
             return self._backend.put_once(key, body)
 
@@ -139,8 +213,7 @@ class S3Batch:
         return created
 
     def _done(self, future: Future[bool], held: int, body: Body) -> None:
-        if isinstance(body, mmap.mmap):
-            body.close()  # unmapped: the memory goes back to the system at once
+        self._backend.budget.recycle(body)  # before the release: the next body reuses it
         self._backend.budget.release(held)
         if future.cancelled():
             return

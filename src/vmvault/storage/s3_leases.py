@@ -17,7 +17,8 @@ lease length the reader itself uses.
     are), of two requests that each PUT then LIST, at least one sees the other's PUT: two
     exclusive holds, or an exclusive and a shared one, never both proceed.
     The shared holds of one backend share one lease per lock name (counted; deleted one
-    second after the last hold ends, or at once when this backend wants the lock exclusive),
+    second after the last hold ends, or at once when this backend wants the lock exclusive
+    or the process exits — an exit hook, :func:`_release_at_exit`),
     so a backup's per-chunk holds cost no requests while a lease is up; a new hold more than
     ``recheck`` (2 s) after the last listing of ``exclusive/`` lists it again, and a waiting
     exclusive request closes the shared lease to new holds (it ends with its last hold), so
@@ -45,6 +46,7 @@ the server's clock is compared with server times, see :class:`ServerClock`).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import math
@@ -53,6 +55,7 @@ import random
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -81,6 +84,9 @@ EXCLUSIVE_WAIT = 30.0
 _RECHECK = 2.0
 #: Requests that change objects: each is sent only while every held lease is trusted.
 _CHANGES = ("PutObject", "CopyObject", "DeleteObject", "DeleteObjects", "CompleteMultipartUpload")
+#: At exit, idle shared leases are deleted at once (not _LINGER s later), waiting this long
+#: at most (a lease not deleted in time expires by itself).
+_EXIT_WAIT = 1.0
 
 
 @dataclass
@@ -152,6 +158,7 @@ class Leases:
         events = session.client.meta.events
         for op in _CHANGES:
             events.register(f"before-send.s3.{op}", self._before_change)
+        _ALL.add(self)
 
     def _before_change(self, request: Any = None, **_: Any) -> None:
         """Refuse to send a change (every attempt of it) once a held lease is not trusted;
@@ -351,6 +358,15 @@ class Leases:
         if idle:
             self._drop(lease)
 
+    def release_idle(self) -> None:
+        """Delete now the shared leases no hold uses (instead of ``_LINGER`` s later)."""
+        with self._mu:
+            idle = [(name, lease) for name, lease in self._shared.items() if not lease.holds]
+            for name, _ in idle:
+                del self._shared[name]
+        for _, lease in idle:
+            self._drop(lease)
+
     def _drop_idle_shared(self, name: str) -> None:
         with self._mu:
             lease = self._shared.get(name)
@@ -445,3 +461,23 @@ class Leases:
             lease.valid_until = max(lease.valid_until, sent + lease.seconds - lease.margin)
         else:
             lease.lost = True
+
+
+_ALL: weakref.WeakSet[Leases] = weakref.WeakSet()
+
+
+@atexit.register
+def _release_at_exit() -> None:
+    """The process ends: its idle shared leases go now, not one lease later (a GC would wait
+    for them), within ``_EXIT_WAIT`` s — exit is not held up by a slow endpoint."""
+    leases = list(_ALL)
+    if not leases:
+        return
+
+    def release() -> None:
+        for each in leases:
+            each.release_idle()
+
+    done = threading.Thread(target=release, name="vmvault-s3-exit", daemon=True)
+    done.start()
+    done.join(_EXIT_WAIT)
