@@ -5,8 +5,9 @@ A set job (type ``backup-set``) runs one child ``backup`` job per VM.  Its phase
 1. every VM is frozen (or paused) and its backup job begun with its checkpoint; each waits,
    still held, until every VM of the set holds its point in time (or one failed);
 2. all are released at once — the set's *instant* is when the last VM reached its point;
-3. each VM's data is read (a bounded number at a time); no point becomes visible before
-   every VM's indexes are written, then all are published (manifest + catalog row).
+3. each VM's data is read (a bounded number at a time); no manifest is written before every
+   VM's indexes are, and no catalog row before every VM's manifest is: then every VM's row
+   and the set's ``set-published`` step are committed in one catalog transaction.
 
 What is pure about that lives here: the set's journal steps and what recovery reads from
 them (:func:`unfinished_set`), the set's window (:func:`set_window_ms`), the ids, and the
@@ -16,7 +17,7 @@ them (:func:`unfinished_set`), the set's window (:func:`set_window_ms`), the ids
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,11 +34,13 @@ class SetStep:
     PLANNED = "set-planned"
     #: ``{points: [...]}`` — every child's indexes are written; manifests and rows follow
     PUBLISHING = "set-publishing"
-    #: ``{points, window_ms, instant}`` — every point of the set is published: the set exists
+    #: ``{points, window_ms, instant}`` — committed in the same catalog transaction as every
+    #: point's row: the set exists
     PUBLISHED = "set-published"
     #: ``{points}`` — removing the points a failed set had published already
     ROLLING_BACK = "set-rolling-back"
-    #: ``{removed}`` — nothing of the set is left
+    #: ``{removed}`` — nothing of the set is left (not written while anything is: a later
+    #: recovery, or the next set, retries a rollback that has no ``set-rolled-back``)
     ROLLED_BACK = "set-rolled-back"
 
 
@@ -99,6 +102,12 @@ class SetMember(Protocol):
 
     def manifest_extra(self) -> dict[str, Any]:
         """What the manifest says about the set (id, instant, window, its VMs)."""
+
+    def publish(self, point_id: str, rows: Callable[[Any], None]) -> None:
+        """The VM's manifest is written; ``rows`` writes its catalog rows into a catalog
+        transaction.  Wait until every VM's manifest is written: the last one commits every
+        VM's rows and the set's ``set-published`` step in ONE transaction.  Raises (the
+        set failed) when any VM's manifest was not written: then no row is committed."""
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ then :meth:`BackupSetService.clean_up` removes whatever of an unpublished set ex
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,11 +48,12 @@ from vmvault.domain.job import Job, JobType, JournalStep
 from vmvault.domain.recovery_point import RecoveryPoint, TakenPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
-from vmvault.services.backup.set_gate import HELD, READY, WRITTEN, SetGate
+from vmvault.services.backup.set_gate import HELD, PUBLISHED, READY, WRITTEN, SetGate
 from vmvault.services.backup.set_undo import SetUndo
 from vmvault.services.backups import BackupService
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.jobs import JobContext, JobOutcome, JobQueries
+from vmvault.services.ports import UnitOfWork
 
 #: How long the first VM of a set, frozen or paused, waits for the last (``BACKUP_SET_TIMEOUT``).
 HOLD_TIMEOUT = 60.0
@@ -83,7 +85,12 @@ class _SetRun:
         self.lock = threading.Lock()
         self.holds: list[Hold] = []
         self.points: dict[str, str] = {}  # VM label → point id
+        self.rows: dict[str, Callable[[UnitOfWork], None]] = {}  # VM label → its catalog rows
         self.instant: datetime | None = None
+        #: every row and ``set-published`` committed (the ``published`` stage's action)
+        self.published: list[str] | None = None
+        #: Ctrl-C (SIGINT) arrived while the set ran in the main thread
+        self.interrupted = threading.Event()
 
     def all_held(self) -> None:
         """Every VM holds its point in time: the set's instant (guests held: no I/O)."""
@@ -94,6 +101,22 @@ class _SetRun:
         with self.lock:
             points = [self.points[vm.label] for vm in self.vms]
         self.job.record(SetStep.PUBLISHING, points=points)
+
+    def all_published(self) -> None:
+        """Every VM's manifest is written: commit every VM's catalog rows and the set job's
+        ``set-published`` in ONE transaction — the set appears whole, or not at all."""
+        with self.lock:
+            points = [self.points[vm.label] for vm in self.vms]
+            rows = [self.rows[vm.label] for vm in self.vms]
+        assert self.instant is not None
+        data = {"points": points, "window_ms": self.window_ms, "instant": self.instant.isoformat()}
+        now = self.service.clock()
+        with self.service.uow() as uow:
+            for write in rows:
+                write(uow)
+            uow.jobs.record_step(self.job.job.id, SetStep.PUBLISHED, data, now)
+            uow.commit()
+        self.published = points
 
     @property
     def window_ms(self) -> int:
@@ -138,6 +161,11 @@ class _Member:
         assert self.run.instant is not None  # set by the ``held`` stage
         return self.run.instant
 
+    def publish(self, point_id: str, rows: Callable[[UnitOfWork], None]) -> None:
+        with self.run.lock:
+            self.run.rows[self.vm] = rows
+        self.run.gate.wait(PUBLISHED, self.vm, None, self.run.all_published)
+
     def manifest_extra(self) -> dict[str, Any]:
         run = self.run
         return {
@@ -148,6 +176,26 @@ class _Member:
                 "vms": [vm.uuid for vm in run.vms],
             }
         }
+
+
+@contextmanager
+def _sigint_cancels(run: _SetRun) -> Iterator[None]:
+    """In the main thread (``vmvault backup --set`` in the foreground), Ctrl-C only sets
+    :attr:`_SetRun.interrupted`: the set job cancels the set as for ``jobs cancel``, waits
+    for every child to undo itself and rolls back — a second Ctrl-C changes nothing — then
+    raises ``KeyboardInterrupt`` (unless the set was already committed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum: int, frame: object) -> None:
+        run.interrupted.set()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 class BackupSetService(Service):
@@ -221,6 +269,7 @@ class BackupSetService(Service):
         )
         ctx.log(f"backup set {set_id}: " + ", ".join(f"{vm.label} (job {j.id})" for vm, j in pairs))
         run = _SetRun(self, ctx, set_id, vms)
+        self._retry_rollbacks(ctx)
         results: dict[int, JobOutcome[RecoveryPoint]] = {}
         threads = [
             threading.Thread(
@@ -231,32 +280,59 @@ class BackupSetService(Service):
             )
             for vm, job in pairs
         ]
-        for t in threads:
-            t.start()
-        self._watch(ctx, run, jobs, threads)
-        outcomes += [results[j.id] for j in jobs]
-        failed = [o for o in outcomes if o.result is None]
-        if failed:  # a broken gate fails every child that had not passed ``written``
-            removed = self.undo.roll_back(ctx, set_id, [o.result for o in outcomes if o.result])
-            if removed:
-                ctx.log(f"removed the points the set had published: {', '.join(removed)}")
-            raise self._cause(run, failed)
-        if ctx.cancelled():
-            ctx.log("cancel requested after every point was published: ignored, it is complete")
-        points = [o.result for o in outcomes if o.result is not None]
+        with _sigint_cancels(run):  # Ctrl-C cancels the set: the outcome below still runs
+            for t in threads:
+                t.start()
+            self._watch(ctx, run, jobs, threads)
+            outcomes += [results[j.id] for j in jobs]
+            failed = [o for o in outcomes if o.result is None]
+            if run.published is None:  # a broken gate: no row of the set was committed
+                self._roll_back(ctx, run, jobs)
+                if run.interrupted.is_set():
+                    raise KeyboardInterrupt
+                raise self._cause(run, failed)
+        if ctx.cancelled() or run.interrupted.is_set():
+            ctx.log("cancel requested after every index was written: ignored, it is complete")
+        for o in failed:  # after the set was committed (pruning a checkpoint, …): it stays
+            ctx.warn(f"{o.job.vm_name}: {o.error.text if o.error else 'failed'} (its point stays)")
+        with self.uow() as uow:
+            by_id = {p.id: p for p in uow.points.in_set(set_id)}
+        points = [by_id[pid] for pid in run.published if pid in by_id]
         assert run.instant is not None
         result = SetResult(set_id, run.instant, run.window_ms, points)
-        ctx.record(
-            SetStep.PUBLISHED,
-            points=[p.id for p in points],
-            window_ms=result.window_ms,
-            instant=result.instant.isoformat(),
-        )
         ctx.log(f"backup set {set_id}: {len(points)} points, set window {result.window_ms} ms")
         if self.backups.after_backup is not None:
             for vm, p in zip(vms, points, strict=True):
                 self.backups.after_backup(vault, vm, p)
         return result
+
+    def _roll_back(self, ctx: JobContext, run: _SetRun, jobs: list[Job]) -> None:
+        """Remove whatever of the failed set was written (:meth:`SetUndo.roll_back`)."""
+        with run.lock:
+            ids = list(run.points.values())
+        try:
+            done, left = self.undo.roll_back(ctx.job, run.set_id, [j.id for j in jobs], ids)
+        except Exception as exc:  # the catalog itself failed: the set job keeps its cause
+            ctx.warn(f"could not roll the set back ({type(exc).__name__}: {exc})")
+            return
+        for line in done:
+            ctx.log(line)
+        if left:
+            ctx.warn(
+                f"{len(left)} point(s) of the set could not be removed ({', '.join(left)}): "
+                "the next start-up recovery or set backup removes them (journal: "
+                f"{SetStep.ROLLING_BACK} without {SetStep.ROLLED_BACK})"
+            )
+
+    def _retry_rollbacks(self, ctx: JobContext) -> None:
+        """Finish what earlier failed sets could not remove (:meth:`SetUndo.retry`)."""
+        try:
+            redone = self.undo.retry()
+        except Exception as exc:  # never keeps this set from running
+            ctx.log(f"could not retry earlier sets' rollbacks: {type(exc).__name__}: {exc}")
+            return
+        for job, _ in redone:
+            ctx.log(f"finished the rollback of set job {job.id} (see its log)")
 
     def _start_children(self, vault: Vault, vms: list[VmItem], ctx: JobContext) -> list[Job]:
         """One child job per VM, each holding its VM (a busy VM refuses the whole set)."""
@@ -304,25 +380,20 @@ class BackupSetService(Service):
     def _watch(
         self, ctx: JobContext, run: _SetRun, jobs: list[Job], threads: list[threading.Thread]
     ) -> None:
-        """Until every child has ended: pass a cancel of the set on to the children, and
-        stop the others' reads as soon as one child failed."""
+        """Until every child has ended: pass a cancel of the set (or a Ctrl-C) on to the
+        children, and stop the others' reads as soon as one child failed.  Once every
+        VM's indexes are written a cancel is ignored (the set commits within moments)."""
         stopped = False
-        try:
-            while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(WATCH_EVERY / len(threads))
-                if not stopped and ctx.cancelled():
-                    run.gate.fail(None, Cancelled(operation=f"backup set {run.set_id}"))
-                    ctx.log("cancel requested: cancelling every VM's backup")
-                if not stopped and run.gate.broken:
-                    stopped = True
-                    self._cancel_children(jobs)
-        except KeyboardInterrupt:  # Ctrl-C: every child undoes itself before the process ends
-            run.gate.fail(None, Cancelled(operation=f"backup set {run.set_id}"))
-            self._cancel_children(jobs)
+        while any(t.is_alive() for t in threads):
             for t in threads:
-                t.join()
-            raise
+                t.join(WATCH_EVERY / len(threads))
+            asked = ctx.cancelled() or run.interrupted.is_set()
+            if not stopped and asked and not run.gate.passed(WRITTEN):
+                run.gate.fail(None, Cancelled(operation=f"backup set {run.set_id}"))
+                ctx.log("cancel requested: cancelling every VM's backup")
+            if not stopped and run.gate.broken:
+                stopped = True
+                self._cancel_children(jobs)
 
     def _cancel_children(self, jobs: list[Job]) -> None:
         queries = JobQueries(self.uow, self.clock)

@@ -17,7 +17,8 @@ Order of one backup, and what each step leaves behind if it fails (the steps liv
 3. read every disk into the vault (:mod:`.backup.read`: chunks);
 4. commit (:mod:`.backup.commit`): the indexes (``indexes-written``), the manifest — from
    here on the point exists (``manifest-written``) — then the catalog row, the checkpoint
-   record and ``committed`` in one transaction; delete the older vmvault checkpoints.
+   record and ``committed`` in one transaction (a set's member hands its rows to the set,
+   which commits every VM's at once); delete the older vmvault checkpoints.
 
 A failure before 4 deletes the new checkpoint and the point's index files (orphan chunks are
 reclaimed by GC), so no half point and no stray checkpoint remain (:func:`.backup.cleanup.
@@ -61,6 +62,7 @@ from vmvault.domain.vault import Vault
 from vmvault.domain.vm import EXCLUDED_BY_USER, VmItem
 from vmvault.services.backup.cleanup import BackupCleanUp, discard
 from vmvault.services.backup.commit import (
+    point_rows,
     record_point,
     recovery_point,
     write_indexes,
@@ -219,8 +221,11 @@ class BackupService(Service):
             write_manifest(store, plan, taken, entries, domain_xml, extra)
             ctx.record(BackupStep.MANIFEST_WRITTEN, point=plan.point_id)
         point = recovery_point(plan, taken, entries, ctx)
-        point.set_id = member.set_id if member is not None else None
-        record_point(self.uow, self.driver, plan, point, ctx, self.clock())
+        if member is None:
+            record_point(self.uow, self.driver, plan, point, ctx, self.clock())
+        else:  # the set commits every VM's row at once, or none (docs/sets.md)
+            point.set_id = member.set_id
+            member.publish(point.id, point_rows(self.driver, plan, point, ctx.job.id, self.clock()))
         ctx.log(
             f"recovery point {point.id}: {point.consistency.value}, "
             f"{point.bytes_logical:,} B logical, {point.bytes_new:,} B new"

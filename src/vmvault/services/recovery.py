@@ -20,7 +20,8 @@ serve`` calls at start-up — finds every such job and, for each:
      half-made new VM or a restore test's VM is removed (docs/restore.md, "The journal");
    * ``backup-set``: after its children (each a ``backup``, cleaned up as above — the set
      jobs are recovered last), :meth:`BackupSetService.clean_up` removes whatever of a set
-     that was not fully published exists (docs/sets.md);
+     that was not fully published exists (docs/sets.md); then the rollbacks that failed
+     sets left unfinished (the vault was unreachable) are retried (``SetUndo.retry``);
    * other types touch nothing that needs undoing (a GC or verify is safe to interrupt);
 
 2. writes what it did into the job's log, one ``recovery:`` line each;
@@ -84,7 +85,10 @@ class RecoveryService(Service):
         ]
         # a set job after its children: their VMs are clean before the set's points go
         order = sorted(dead, key=lambda j: (j.type is JobType.BACKUP_SET, j.id))
-        return [self._recover(job) for job in order]
+        recovered = [self._recover(job) for job in order]
+        if self.sets is not None:  # failed sets whose rollback could not remove everything
+            recovered += [RecoveredJob(job, acts) for job, acts in self.sets.undo.retry()]
+        return recovered
 
     def _recover(self, job: Job) -> RecoveredJob:
         with self.uow() as uow:

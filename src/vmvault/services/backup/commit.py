@@ -11,7 +11,7 @@ commits it from its manifest (:func:`point_from_manifest`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +31,7 @@ from vmvault.domain.recovery_point import (
 from vmvault.domain.restore_test import fs_summary
 from vmvault.services.backup.plan import BackupPlan
 from vmvault.services.jobs import JobContext
-from vmvault.services.ports import BackupDriver, UnitOfWorkFactory
+from vmvault.services.ports import BackupDriver, UnitOfWork, UnitOfWorkFactory
 
 
 def write_indexes(
@@ -163,6 +163,30 @@ def point_from_manifest(
     )
 
 
+def point_rows(
+    driver: BackupDriver, plan: BackupPlan, point: RecoveryPoint, job_id: int, now: datetime
+) -> Callable[[UnitOfWork], None]:
+    """What commits the point, for one catalog transaction: its row, the checkpoint record
+    and the job's ``committed`` step (a backup set commits every VM's in one transaction)."""
+    vm = plan.vm
+    xml = (
+        driver.checkpoint_xml(vm.host_uri, vm.uuid, plan.checkpoint)
+        if plan.checkpoint is not None
+        else None
+    )
+
+    def write(u: UnitOfWork) -> None:
+        u.points.add(point)
+        if plan.checkpoint is not None and xml is not None:
+            u.checkpoints.add(
+                CheckpointRecord(plan.checkpoint, vm.uuid, point.id, plan.created_at, xml)
+            )
+        u.vms.save(vm)
+        u.jobs.record_step(job_id, BackupStep.COMMITTED, {"point": point.id}, now)
+
+    return write
+
+
 def record_point(
     uow: UnitOfWorkFactory,
     driver: BackupDriver,
@@ -172,18 +196,7 @@ def record_point(
     now: datetime,
 ) -> None:
     """The catalog row, the checkpoint record and the ``committed`` step, in one transaction."""
-    vm = plan.vm
-    xml = (
-        driver.checkpoint_xml(vm.host_uri, vm.uuid, plan.checkpoint)
-        if plan.checkpoint is not None
-        else None
-    )
+    write = point_rows(driver, plan, point, ctx.job.id, now)
     with uow() as u:
-        u.points.add(point)
-        if plan.checkpoint is not None and xml is not None:
-            u.checkpoints.add(
-                CheckpointRecord(plan.checkpoint, vm.uuid, point.id, plan.created_at, xml)
-            )
-        u.vms.save(vm)
-        u.jobs.record_step(ctx.job.id, BackupStep.COMMITTED, {"point": point.id}, now)
+        write(u)
         u.commit()

@@ -1,7 +1,7 @@
 """Where the VMs of a backup set wait for one another (docs/sets.md).
 
 One :class:`SetGate` per set, shared by the threads running its child backups.  Each VM
-arrives at each *stage* (``ready``, ``held``, ``written``) and waits there until every VM of
+arrives at each *stage* (``ready``, ``held``, ``written``, ``published``) and waits there until every VM of
 the set has arrived — or until the set failed: then every waiter raises at once, and each
 child's own error path undoes its backup (thaw / resume, abort the libvirt job, delete the new
 checkpoint, drop what it wrote).  A stage may have a timeout: the first waiter whose wait runs
@@ -9,7 +9,9 @@ out fails the set in the name of the first VM that has not arrived (``BACKUP_SET
 
 The last VM to arrive runs the stage's action (inside the lock, before anyone goes on): the
 ``held`` action only reads the clock (the guests are still held: no I/O), the ``written``
-action journals ``set-publishing`` in the set job.  An action that raises fails the set.
+action journals ``set-publishing`` in the set job, the ``published`` action (every manifest
+written) commits every VM's catalog row and ``set-published`` in one transaction.  An action
+that raises fails the set.
 
 The first failure is the set's cause (:attr:`SetGate.failure`); what the other VMs raise when
 they give up because of it is ``BACKUP_SET_ABORTED`` naming that VM.
@@ -29,7 +31,7 @@ from vmvault.domain.errors import (
     VmvaultError,
 )
 
-READY, HELD, WRITTEN = "ready", "held", "written"
+READY, HELD, WRITTEN, PUBLISHED = "ready", "held", "written", "published"
 
 
 class SetGate:
@@ -46,6 +48,11 @@ class SetGate:
     def broken(self) -> bool:
         with self._cond:
             return self.failure is not None
+
+    def passed(self, stage: str) -> bool:
+        """Every VM arrived at ``stage`` and its action succeeded."""
+        with self._cond:
+            return stage in self._passed
 
     def fail(self, vm: str | None, error: VmvaultError) -> None:
         """The set fails (the first call wins; later ones are consequences)."""
