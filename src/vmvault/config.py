@@ -60,8 +60,9 @@ class Settings:
     listen: str = "127.0.0.1:8470"
     gc_schedule: str = "daily@03:00"
     timezone: str = "UTC"
-    #: A backup set: how long (s) its first held VM waits for the last (docs/sets.md).
-    set_hold_timeout: int = 60
+    #: A backup set: how long (s) its first held VM waits for the last (docs/sets.md: at
+    #: most 60 s — a guest frozen longer stalls its applications).
+    set_hold_timeout: int = 30
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -84,7 +85,7 @@ class Settings:
             listen=env.get("VMVAULT_LISTEN") or "127.0.0.1:8470",
             gc_schedule=env.get("VMVAULT_GC_SCHEDULE") or "daily@03:00",
             timezone=env.get("VMVAULT_TIMEZONE") or "UTC",
-            set_hold_timeout=_int(env, "VMVAULT_SET_HOLD_TIMEOUT", 60),
+            set_hold_timeout=_int(env, "VMVAULT_SET_HOLD_TIMEOUT", 30),
         ).validate()
 
     def validate(self) -> Settings:
@@ -125,7 +126,7 @@ INT_RANGES = {
     "VMVAULT_AGENT_TIMEOUT": (1, 3600),  # seconds
     "VMVAULT_WORKERS": (1, 64),
     "VMVAULT_JOB_WORKERS": (1, 32),
-    "VMVAULT_SET_HOLD_TIMEOUT": (1, 3600),  # seconds
+    "VMVAULT_SET_HOLD_TIMEOUT": (1, 60),  # seconds a guest may stay frozen: docs/sets.md
 }
 
 

@@ -44,6 +44,7 @@ import sys, time
 from vmvault.bootstrap import bootstrap
 vm, phase, vms = sys.argv[1], sys.argv[2], sys.argv[3:]
 services = bootstrap()
+services.backup_sets.hold_timeout = 600.0  # held on purpose (the setting stops at 60 s)
 def hold(job, name="window"):
     if name == phase and job.vm_name and job.vm_name.endswith("/" + vm):
         print("holding", job.id, flush=True)
@@ -190,7 +191,7 @@ def test_a_vm_undefined_mid_set_leaves_no_point_for_any_vm(svc: Services) -> Non
         go.set()
         worker.join(300)
         svc.runner.phase_observers.remove(hold)
-        svc.backup_sets.hold_timeout = 60.0
+        svc.backup_sets.hold_timeout = float(svc.settings.set_hold_timeout)
     out = result[0]
     _, log = svc.jobs.show(out.job.id)
     print("\n".join(log))
@@ -210,7 +211,7 @@ def test_a_set_killed_mid_way_is_clean_after_the_next_start(
 ) -> None:
     before_points, before_cps = _points(svc), _checkpoints()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
-    env |= {"VMVAULT_HOME": str(home), "VMVAULT_SET_HOLD_TIMEOUT": "600"}
+    env |= {"VMVAULT_HOME": str(home)}
     for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE", "VMVAULT_LAB_PREFIX"):
         if key in os.environ:
             env[key] = os.environ[key]

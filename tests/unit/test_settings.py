@@ -98,3 +98,13 @@ def test_every_whole_number_setting_has_a_range() -> None:
         "VMVAULT_SET_HOLD_TIMEOUT",
     }  # fmt: skip
     assert all(1 <= low < high for low, high in INT_RANGES.values())
+
+
+def test_the_set_hold_timeout_stops_at_a_minute(tmp_path: Path) -> None:
+    """A guest held longer than that stalls its applications (docs/sets.md): refused."""
+    home = {"VMVAULT_HOME": str(tmp_path)}
+    assert Settings.from_env(home).set_hold_timeout == 30
+    assert Settings.from_env(home | {"VMVAULT_SET_HOLD_TIMEOUT": "60"}).set_hold_timeout == 60
+    for bad in ("61", "600", "0"):
+        with pytest.raises(InvalidSetting, match="from 1 to 60"):
+            Settings.from_env(home | {"VMVAULT_SET_HOLD_TIMEOUT": bad})

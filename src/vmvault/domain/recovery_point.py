@@ -287,6 +287,9 @@ class BackupStep(StrEnum):
     MANIFEST_WRITTEN = "manifest-written"  # record: the point exists in the vault
     COMMITTED = "committed"  # record, in the catalog row's transaction: the backup is complete
     CLEANED_UP = "cleaned-up"  # record, by whoever cleaned up after the job
+    #: record: a failed backup could not delete what it wrote (``point``, ``manifest``: its
+    #: manifest was written); the VM's next backup or recovery finishes it
+    DISCARD_FAILED = "discard-failed"
 
 
 @dataclass(frozen=True)
@@ -318,6 +321,8 @@ class UnfinishedBackup:
     committed: bool = False
     #: the vault the point was written to
     vault: str | None = None
+    #: the failed backup could not delete its point (``discard-failed``)
+    discard_failed: bool = False
     #: the plan per disk: target → {"incremental": bool, "reason": str, "format": str}
     disks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -359,4 +364,5 @@ def unfinished_backup(job_id: int, steps: Sequence[JournalStep]) -> UnfinishedBa
         committed=BackupStep.COMMITTED in by_name,
         vault=data.get("vault"),
         disks=data.get("disks") or {},
+        discard_failed=BackupStep.DISCARD_FAILED in by_name,
     )

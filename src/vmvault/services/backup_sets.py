@@ -55,8 +55,9 @@ from vmvault.services.context import Service, ServiceContext
 from vmvault.services.jobs import JobContext, JobOutcome, JobQueries
 from vmvault.services.ports import UnitOfWork
 
-#: How long the first VM of a set, frozen or paused, waits for the last (``BACKUP_SET_TIMEOUT``).
-HOLD_TIMEOUT = 60.0
+#: How long the first VM of a set, frozen or paused, waits for the last (``BACKUP_SET_TIMEOUT``;
+#: ``VMVAULT_SET_HOLD_TIMEOUT``, at most 60 s: docs/sets.md).
+HOLD_TIMEOUT = 30.0
 #: How long a planned VM waits for the others to be planned before it freezes.
 READY_TIMEOUT = 600.0
 #: How often the set job looks at its own cancel and its children.

@@ -1,10 +1,12 @@
 """Undoing a backup that did not commit, and cleaning up after one whose process died.
 
 *A failure or cancel* in the backup's own process: :func:`discard` deletes the new checkpoint
-and the point's index files (its orphan chunks go at the next GC): no half point, no stray
-checkpoint.  When the vault itself is what failed (an S3 endpoint gone), the deletion may
-fail too: it is logged and the job keeps its own error; what was written has no manifest,
-so it is no point, and GC removes it.  The pull job was already ended and the guest released by the point session.
+and the point (its orphan chunks go at the next GC): no half point, no stray checkpoint.
+When the vault itself is what failed (an S3 endpoint gone), the deletion may fail too: it is
+logged and the job keeps its own error.  What was written without a manifest is no point,
+and GC removes it; a point whose manifest was written (a set member that failed at the
+set's commit, a catalog that failed) is journalled ``discard-failed``, and the VM's next
+backup finishes it as a dead backup's (step 3 below).  The pull job was already ended and the guest released by the point session.
 
 *A process that died* left its job's journal (``docs/backup.md``, "Journal"), which
 :func:`~vmvault.domain.recovery_point.unfinished_backup` reads into an
@@ -67,13 +69,31 @@ def discard(
                 ctx.log(f"removed checkpoint {checkpoint} of the failed backup")
         except VmvaultError as exc:
             ctx.log(f"could not remove checkpoint {checkpoint}: {exc.text}")
+    manifest = _has_manifest(store, point_id)
     try:
         store.delete_point(point_id)
     except VmvaultError as exc:  # the vault itself failed (an S3 endpoint gone): keep the cause
+        if manifest is False:
+            ctx.log(
+                f"could not remove what was written of point {point_id} ({exc.text}): it has "
+                "no manifest, so it is no point; garbage collection removes its indexes and chunks"
+            )
+            return
+        said = "was written" if manifest else "may have been written (the vault did not say)"
         ctx.log(
-            f"could not remove what was written of point {point_id} ({exc.text}): without a "
-            "manifest it is no point; garbage collection removes its indexes and chunks"
+            f"could not remove point {point_id} ({exc.text}): its manifest {said}, so the "
+            "vault may hold a point the catalog does not list; the VM's next backup (or the "
+            "set's recovery) removes it or commits it"
         )
+        ctx.record(BackupStep.DISCARD_FAILED, point=point_id, manifest=manifest)
+
+
+def _has_manifest(store: VaultStore, point_id: str) -> bool | None:
+    """Whether the point's manifest is in the vault (None: the vault does not answer)."""
+    try:
+        return store.has_manifest(point_id)
+    except VmvaultError:
+        return None
 
 
 class BackupCleanUp:
@@ -99,7 +119,9 @@ class BackupCleanUp:
                 left = unfinished_backup(job.id, uow.jobs.steps(job.id))
                 if left is None:
                     continue
-                if job.error_code == JobInterrupted.code or left.left_guest_held:
+                # a failed backup that could not delete its manifest had released its guest
+                left_point = left.discard_failed and left.manifest_written
+                if job.error_code == JobInterrupted.code or left.left_guest_held or left_point:
                     found.append(left)
         return found
 
@@ -158,7 +180,11 @@ class BackupCleanUp:
             parent = job.parent_id if job is not None else None
             set_steps = {s.step for s in uow.jobs.steps(parent)} if parent is not None else set()
         if parent is not None and SetStep.PUBLISHED not in set_steps:
-            store.delete_point(u.point)  # no partial set is ever visible
+            try:  # no partial set is ever visible
+                store.delete_point(u.point)
+            except VmvaultError as exc:  # the set's recovery removes it (its children's plans)
+                return [f"could not remove point {u.point} of the unpublished backup set (job "
+                        f"{parent}): {exc.text}; left to the set's recovery"]  # fmt: skip
             return [f"removed point {u.point}: its backup set (job {parent}) was never published"]
         try:
             manifest = store.read_manifest(u.point)
