@@ -14,6 +14,7 @@ from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, VaultOpt, WaitOpt
 from vmvault.cli.render import emit_json, out, size
 from vmvault.documents import point_doc
+from vmvault.domain.errors import InvalidInput
 from vmvault.services.holdings import Holding
 
 points_app = typer.Typer(help="Recovery points.", no_args_is_help=True)
@@ -33,6 +34,10 @@ def points_list(
     listed vault (a VM's points without --vault: in any vault); SET: the backup set a point
     belongs to (--set ID: only that set's points, one per VM)."""
     if set_id is not None:
+        if vm is not None or vault is not None:
+            raise InvalidInput(
+                "--set lists one whole backup set: no VM, no --vault", what="points list --set"
+            )
         listed, points = None, services().backup_sets.points(set_id)
     else:
         listed, points = services().points.listing(vault, vm)

@@ -8,13 +8,17 @@ Two modes make sense for a set (docs/sets.md, "Restoring a set"):
   (``<name>-<disk>.<format>``, ``<name>.xml``: the names do not collide).
 
 ``--replace`` is refused: overwriting several running VMs one after the other would not give
-back the set's single instant (each VM's switch happens at its own moment).  The restores run
-one after another; every VM's restore is checked as a single restore is, and the first that
-fails stops the others (those done stay, named in the output).
+back the set's single instant (each VM's switch happens at its own moment).  Every VM's
+target is checked first, as a single restore checks its own (names free, the directory usable
+with the space, no file in the way): one bad target refuses the whole set before anything is
+restored.  The restores then run one after another; the first that fails stops the others
+(those done stay, named in the output).  There is no ``--no-wait`` (restores run in the
+foreground: typer refuses the option).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import typer
@@ -26,6 +30,7 @@ from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
 from vmvault.domain.job import Job
 from vmvault.domain.restore import RestoreMode
+from vmvault.services.jobs import JobOutcome
 
 
 def restore_set(
@@ -45,26 +50,26 @@ def restore_set(
     if disks_only and directory is None:
         raise typer.BadParameter("--disks-only needs --dir DIR")
     points = services().backup_sets.points(set_id)
+    runs: list[Callable[[], JobOutcome[Any]]] = []
+    for p in points:  # every VM's target is checked before the first restore starts
+        if disks_only:
+            assert directory is not None
+            runs.append(services().points.prepare_disks(
+                p.vm_uuid, p.id, directory, fmt=fmt, overwrite=overwrite, from_vault=from_vault,
+            ))  # fmt: skip
+        else:
+            runs.append(services().restores.prepare(
+                p.vm_uuid, p.id, RestoreMode.AS_NEW, name=f"{p.vm_name}-{suffix}",
+                directory=directory, host=host, start=start, from_vault=from_vault,
+            ))  # fmt: skip
     jobs: list[Job] = []
     docs: list[dict[str, Any]] = []
     with live_progress(not json_):
-        for p in points:
-            if disks_only:
-                assert directory is not None
-                disks = services().points.restore_disks(
-                    p.vm_uuid, p.id, directory, fmt=fmt, overwrite=overwrite,
-                    from_vault=from_vault,
-                )  # fmt: skip
-                job, ok = disks.job, disks.result is not None
-            else:
-                new = services().restores.restore(
-                    p.vm_uuid, p.id, RestoreMode.AS_NEW, name=f"{p.vm_name}-{suffix}",
-                    directory=directory, host=host, start=start, from_vault=from_vault,
-                )  # fmt: skip
-                job, ok = new.job, new.result is not None
-            jobs.append(job)
-            docs.append(documents.job_doc(job) | {"point": p.id, "vm_name": p.vm_name})
-            if not ok:
+        for p, run in zip(points, runs, strict=True):
+            done = run()
+            jobs.append(done.job)
+            docs.append(documents.job_doc(done.job) | {"point": p.id, "vm_name": p.vm_name})
+            if done.result is None:
                 break
     if json_:
         emit_json({"set": set_id, "restores": docs})

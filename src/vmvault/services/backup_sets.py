@@ -34,6 +34,7 @@ from vmvault.domain.backup_set import (
     SetStep,
     new_set_id,
     set_window_ms,
+    unfinished_set,
 )
 from vmvault.domain.errors import (
     BackupSetFailed,
@@ -41,6 +42,7 @@ from vmvault.domain.errors import (
     InternalError,
     InvalidInput,
     JobNotActive,
+    SetIncomplete,
     SetNotFound,
     VmvaultError,
 )
@@ -422,11 +424,32 @@ class BackupSetService(Service):
     # --- reading sets -----------------------------------------------------------------------------
 
     def points(self, set_id: str) -> list[RecoveryPoint]:
-        """The points of a set (``points list --set``, ``restore --set``)."""
+        """The points of a set (``points list --set``, ``restore --set``) — only of a set
+        whose job committed it whole (``SET_INCOMPLETE`` otherwise: never a part of a set)."""
         with self.uow() as uow:
             found = uow.points.in_set(set_id)
+            child = uow.jobs.get(found[0].job_id) if found and found[0].job_id else None
+            parent = child.parent_id if child is not None else None
+            steps = uow.jobs.steps(parent) if parent is not None else None
         if not found:
             raise SetNotFound(set=set_id)
+        ids = {p.id for p in found}
+        if steps is not None:  # the set job's journal says what it committed
+            left = unfinished_set(parent or 0, steps)
+            published = next((s for s in steps if s.step == SetStep.PUBLISHED), None)
+            expected = len(left.children) if left is not None else len(found)
+            if left is None or not left.published or published is None:
+                why = "its set job never committed it"
+                raise SetIncomplete(set=set_id, found=len(found), expected=expected, why=why)
+            if ids != {str(p) for p in published.data.get("points", [])}:
+                why = "the catalog and its set job disagree"
+                raise SetIncomplete(set=set_id, found=len(found), expected=expected, why=why)
+        else:  # no job left to ask: the manifest names the set's VMs
+            store = self.vaults.open_store(self.vaults.resolve(found[0].vault))
+            vms = store.read_manifest(found[0].id).extra.get("set", {}).get("vms", [])
+            if len(vms) != len(found):
+                why = "its manifest names more VMs"
+                raise SetIncomplete(set=set_id, found=len(found), expected=len(vms), why=why)
         return found
 
     def children(self, job_id: int) -> list[Job]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -146,6 +146,23 @@ class PointService(Service):
         unknown format, a directory that cannot be written or lacks the space, existing files
         without ``overwrite``.
         """
+        return self.prepare_disks(
+            vm_ref, point_id, directory, fmt=fmt, overwrite=overwrite, from_vault=from_vault
+        )()
+
+    def prepare_disks(
+        self,
+        vm_ref: str,
+        point_id: str,
+        directory: str,
+        *,
+        fmt: str = "qcow2",
+        overwrite: bool = False,
+        from_vault: str | None = None,
+    ) -> Callable[[], JobOutcome[RestoreOutcome]]:
+        """Every check of :meth:`restore_disks` (a bad target raises; only the directory may
+        be created), and the checked restore, to run (``restore --set`` checks every VM
+        before the first runs)."""
         if fmt not in FORMATS:
             raise InvalidInput("use qcow2 or raw", what=f"format {quoted(fmt)}")
         where = user_path(directory, "--dir")
@@ -179,7 +196,7 @@ class PointService(Service):
         ) * (2 if fmt == "qcow2" else 1)
         _check_target_dir(where, [*plan.values(), xml_path], overwrite, need)
         work = partial(self._restore, reading, point, plan, xml_path, fmt, overwrite)
-        return self.runner.run(JobType.RESTORE, vault.name, vm.uuid, vm.label, work)
+        return partial(self.runner.run, JobType.RESTORE, vault.name, vm.uuid, vm.label, work)
 
     def _restore(
         self,

@@ -119,6 +119,7 @@ from vmvault.domain.errors.sets import (
     BackupSetAborted,
     BackupSetFailed,
     BackupSetTimeout,
+    SetIncomplete,
     SetNotFound,
 )
 from vmvault.domain.errors.vault import (
@@ -240,6 +241,7 @@ __all__ = [
     "RetentionTooShort",
     "RouteNotFound",
     "ServerComponentFailed",
+    "SetIncomplete",
     "SetNotFound",
     "StorageAccessDenied",
     "StorageBucketNotFound",

@@ -40,3 +40,14 @@ class SetNotFound(VmvaultError):
     code = "SET_NOT_FOUND"
     message = "no backup set {set} in the catalog"
     remedy = "List the points with 'vmvault points list' (column SET) to see the sets."
+
+
+class SetIncomplete(VmvaultError):
+    code = "SET_INCOMPLETE"
+    message = "backup set {set} is not complete: {found} of its {expected} points ({why})"
+    remedy = (
+        "A set whose job did not commit it is never restored or listed in part. Its job "
+        "(column SET of 'vmvault points list', then 'vmvault jobs show') was interrupted or "
+        "failed: start 'vmvault serve' (start-up recovery) or run the next set backup, which "
+        "remove what is left of it, then back the set up again."
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable
+from functools import partial
 
 from vmvault.dataplane.restore import restore_disk
 from vmvault.domain.errors import InvalidInput, PointNotFound
@@ -72,6 +73,28 @@ class RestoreService(Service):
 
         Bad input is refused before the job starts, with nothing changed.
         """
+        return self.prepare(
+            vm_ref, point_id, mode, name=name, directory=directory, host=host, start=start,
+            keep_previous=keep_previous, shutdown_timeout=shutdown_timeout,
+            from_vault=from_vault,
+        )()  # fmt: skip
+
+    def prepare(
+        self,
+        vm_ref: str,
+        point_id: str,
+        mode: RestoreMode,
+        *,
+        name: str | None = None,
+        directory: str | None = None,
+        host: str | None = None,
+        start: bool = False,
+        keep_previous: bool = False,
+        shutdown_timeout: float | None = None,
+        from_vault: str | None = None,
+    ) -> Callable[[], JobOutcome[RestoreReport]]:
+        """Every check of :meth:`restore` (nothing changed; a bad target raises), and the
+        checked restore, to run (``restore --set`` checks every VM before the first runs)."""
         if mode is RestoreMode.AS_NEW and not name:
             raise InvalidInput("--as-new needs the new VM's name", what="restore options")
         if mode is RestoreMode.REPLACE and (name or directory or host):
@@ -118,7 +141,7 @@ class RestoreService(Service):
             finally:
                 Healing(self.ctx).report(reading, point, ctx)
 
-        return self.runner.run(JobType.RESTORE, vault.name, vm.uuid, vm.label, work)
+        return partial(self.runner.run, JobType.RESTORE, vault.name, vm.uuid, vm.label, work)
 
     def restore_test(
         self,
