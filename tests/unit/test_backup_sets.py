@@ -7,6 +7,7 @@ kill at each journal step, cleaned up by the next start's recovery."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -23,9 +24,18 @@ from vmvault.cli import backups as cli_backups
 from vmvault.cli import points as cli_points
 from vmvault.cli import restores as cli_restores
 from vmvault.cli import set_restore as cli_set_restore
+from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.backup_set import Hold, SetStep, set_window_ms, unfinished_set
-from vmvault.domain.errors import BackupSetAborted, BackupSetTimeout, Cancelled, InvalidInput
-from vmvault.domain.job import Job, JobState, JournalStep
+from vmvault.domain.errors import (
+    BackupSetAborted,
+    BackupSetTimeout,
+    Cancelled,
+    InvalidInput,
+    RestoreTargetExists,
+    SetIncomplete,
+    StorageUnreachable,
+)
+from vmvault.domain.job import Job, JobState, JobType, JournalStep
 from vmvault.domain.vm import PowerState, VmItem, VmState
 from vmvault.hypervisor.memory import (
     Killed,
@@ -36,6 +46,7 @@ from vmvault.hypervisor.memory import (
 )
 from vmvault.persistence.engine import open_catalog
 from vmvault.services import backups as backups_mod
+from vmvault.services.backup.cleanup import discard
 from vmvault.services.backup.set_gate import SetGate
 from vmvault.services.backup_sets import BackupSetService, SetOutcome
 from vmvault.services.context import ServiceContext
@@ -411,3 +422,204 @@ def test_a_single_backup_after_a_killed_set_does_not_publish_the_sets_point(
     assert len(world.all_points()) == 3  # only the three single points
     world.recover().recover()
     world.assert_all_clean(points=3)
+
+
+# --- no partial set, ever (review fixes) --------------------------------------------------
+
+
+def _set_id(world: SetWorld) -> str:
+    with world.uow() as uow:
+        parent = next(j for j in uow.jobs.find() if j.type.value == "backup-set")
+        steps = uow.jobs.steps(parent.id)
+    return str(next(s for s in steps if s.step == SetStep.PLANNED).data["set_id"])
+
+
+def test_a_kill_at_the_first_commit_leaves_no_part_of_a_set_in_the_catalog(
+    world: SetWorld,
+) -> None:
+    """Every VM's row and ``set-published`` are one transaction: a kill at the first commit
+    of a ``committed`` step leaves the whole set or nothing — never 1 of 3 rows (before
+    recovery, which only ``serve`` runs)."""
+    world.kill_at = "committed"
+    with pytest.raises(Killed):
+        world.run()
+    _join_set_threads()
+    world.restart()
+    listed = world.all_points()
+    assert len(listed) in (0, 3), listed
+    if listed:
+        assert len(world.sets().points(_set_id(world))) == 3
+
+
+def test_a_set_its_job_did_not_commit_whole_is_refused_with_set_incomplete(
+    world: SetWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sets = world.sets()
+    out = world.run(sets)
+    assert out.result is not None
+    with world.uow() as uow:  # a row gone behind the set's back (or never committed)
+        uow.points.delete(out.result.points[0].id)
+        uow.commit()
+    with pytest.raises(SetIncomplete) as exc:
+        sets.points(out.result.set_id)
+    assert exc.value.code == "SET_INCOMPLETE" and "2 of its 3 points" in exc.value.text
+
+
+class _Unreachable:
+    """``VaultStore.delete_point`` failing for the points of some VMs (an S3 endpoint gone)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, world: SetWorld, *names: str) -> None:
+        self.down = True
+        self.world = world
+        self.names = set(names)
+        real = VaultStore.delete_point
+        unreachable = self
+
+        def delete_point(store: VaultStore, point_id: str) -> None:
+            if unreachable.down and unreachable.vm_of(point_id) in unreachable.names:
+                raise StorageUnreachable(path="main", why="connection refused")
+            real(store, point_id)
+
+        monkeypatch.setattr(VaultStore, "delete_point", delete_point)
+
+    def vm_of(self, point_id: str) -> str | None:
+        with self.world.uow() as uow:
+            for job in uow.jobs.find(job_type=JobType.BACKUP):
+                for step in uow.jobs.steps(job.id):
+                    if step.step == "planned" and step.data.get("point") == point_id:
+                        return (job.vm_name or "").split("/")[-1]
+        return None
+
+
+def test_a_rollback_the_vault_refuses_is_finished_by_the_next_recovery(
+    world: SetWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = backups_mod.write_manifest
+
+    def flaky(store: Any, plan: Any, *args: Any) -> None:
+        if plan.vm.name == "vm3":
+            time.sleep(0.5)  # the others wrote their manifests
+            raise OSError("disk full")
+        real(store, plan, *args)
+
+    monkeypatch.setattr(backups_mod, "write_manifest", flaky)
+    vault = _Unreachable(monkeypatch, world, "vm1")
+    out = world.run()
+    assert out.error is not None and out.error.code == "BACKUP_SET_FAILED", out.error
+    steps = world.steps(out.job.id)
+    assert SetStep.ROLLING_BACK in steps and SetStep.ROLLED_BACK not in steps  # left: retried
+    assert world.all_points() == []  # never a row of the set
+    assert any("could not be removed" in line for line in world.log(out.job.id))
+    vault.down = False
+    recovered = world.recover().recover()
+    assert [r.job.id for r in recovered] == [out.job.id]
+    assert SetStep.ROLLED_BACK in world.steps(out.job.id)
+    world.assert_all_clean(points=0)
+    assert world.recover().recover() == []  # done once
+
+
+def test_ctrl_c_during_publishing_rolls_the_set_back_even_pressed_twice(
+    world: SetWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT in the main thread: the set is cancelled through the same outcome (the
+    rollback runs; a second Ctrl-C changes nothing), then KeyboardInterrupt ends it."""
+    real = backups_mod.write_manifest
+
+    def flaky(store: Any, plan: Any, *args: Any) -> None:
+        signal.raise_signal(signal.SIGINT)
+        if plan.vm.name == "vm3":
+            time.sleep(0.5)
+            signal.raise_signal(signal.SIGINT)
+            raise OSError("disk full")
+        real(store, plan, *args)
+
+    monkeypatch.setattr(backups_mod, "write_manifest", flaky)
+    assert threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        world.run()
+    assert signal.getsignal(signal.SIGINT) is before
+    with world.uow() as uow:
+        parent = next(j for j in uow.jobs.find() if j.type.value == "backup-set")
+    assert parent.state is JobState.CANCELLED
+    assert SetStep.ROLLED_BACK in world.steps(parent.id)
+    world.assert_all_clean(points=0)
+
+
+def test_a_single_backup_is_not_failed_by_a_dead_sets_point_the_vault_will_not_delete(
+    world: SetWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.kill_at = "manifest-written"
+    with pytest.raises(Killed):
+        world.run()
+    _join_set_threads()
+    world.restart()
+    vault = _Unreachable(monkeypatch, world, *NAMES)
+    dead = [n for n in NAMES if vault.vm_of(_manifest_point(world, n) or "") == n]
+    assert dead  # one child died after writing its manifest
+    out = world.service().backup(None, [UUIDS[dead[0]]])[0]
+    assert out.result is not None, world.log(out.job.id)
+    assert any("left to the set's recovery" in line for line in world.log(out.job.id))
+    vault.down = False
+    world.recover().recover()
+    world.assert_all_clean(points=1)
+
+
+def _manifest_point(world: SetWorld, name: str) -> str | None:
+    with world.uow() as uow:
+        for job in uow.jobs.find(job_type=JobType.BACKUP, vm_uuid=UUIDS[name]):
+            for step in uow.jobs.steps(job.id):
+                if step.step == "manifest-written":
+                    return str(step.data["point"])
+    return None
+
+
+def test_a_discard_that_fails_after_the_manifest_says_so_and_journals_it() -> None:
+    logs: list[str] = []
+    records: list[tuple[str, dict[str, Any]]] = []
+
+    def refuse(point_id: str) -> None:
+        raise StorageUnreachable(path="main", why="connection refused")
+
+    store = SimpleNamespace(has_manifest=lambda point_id: True, delete_point=refuse)
+    ctx = SimpleNamespace(log=logs.append, record=lambda step, **data: records.append((step, data)))
+    vm = SimpleNamespace(host_uri=URI, uuid=UUIDS["vm1"])
+    discard(None, vm, store, "p1", None, ctx)  # type: ignore[arg-type]
+    assert not any("without a manifest" in line for line in logs), logs
+    assert any("its manifest was written" in line for line in logs), logs
+    assert records == [("discard-failed", {"point": "p1", "manifest": True})]
+
+
+def test_points_list_set_refuses_a_vm_or_a_vault(
+    world: SetWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    fake = SimpleNamespace(backup_sets=SimpleNamespace(points=asked.append))
+    monkeypatch.setattr(cli_points, "services", lambda: fake)
+    for args in (["vm1", "--set", "set-x"], ["--vault", "main", "--set", "set-x"]):
+        r = CliRunner().invoke(cli_points.points_app, ["list", *args])
+        assert isinstance(r.exception, InvalidInput), r.output
+    assert asked == []  # refused before anything
+
+
+def test_restore_set_checks_every_target_before_the_first_restore(
+    world: SetWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sets = world.sets()
+    out = world.run(sets)
+    assert out.result is not None
+    ctx = ServiceContext(world.uow, sets.runner, world.vaults(), now, 1)
+    fake = SimpleNamespace(points=PointService(ctx), backup_sets=sets)
+    monkeypatch.setattr(cli_set_restore, "services", lambda: fake)
+    app = typer.Typer()
+    app.command()(cli_restores.restore)
+    target = tmp_path / "restored"
+    target.mkdir()
+    (target / "vm3-vda.raw").write_bytes(b"mine")  # the last VM's target is taken
+    args = ["--set", out.result.set_id, "--disks-only", "--dir", str(target), "--format", "raw"]
+    r = CliRunner().invoke(app, args)
+    assert isinstance(r.exception, RestoreTargetExists), r.output
+    assert sorted(p.name for p in target.iterdir()) == ["vm3-vda.raw"]  # nothing restored
+    with world.uow() as uow:
+        assert not [j for j in uow.jobs.find() if j.type.value == "restore"]
+    assert CliRunner().invoke(app, [*args, "--no-wait"]).exit_code == 2  # foreground only
