@@ -4,36 +4,33 @@ One ``backup-set`` job (the parent) runs one ``backup`` child job per VM, each i
 thread, through the ordinary backup (:meth:`BackupService.member_work`): the children meet at
 a :class:`~vmvault.services.backup.set_gate.SetGate` before they freeze (``ready``), inside
 their freeze / pause window right after their libvirt backup job began (``held``: bounded by
-``hold_timeout``) and once their indexes are written (``written``).  Only then does any of
-them publish (manifest, catalog row).  A child that fails breaks the gate: every other child
-raises where it waits, or is cancelled while it reads, and undoes its own backup.  A child
-that fails while the others publish leaves published points: the set removes them again
-(``set-rolling-back`` → ``set-rolled-back``), so no partial set stays visible.
+``hold_timeout``), once their indexes are written (``written``) and once their manifests are
+(``published``): the last to arrive there commits every VM's catalog rows and
+``set-published`` in one transaction (:meth:`SetRun.all_published`), so the catalog holds
+the whole set or none of it.  A child that fails breaks the gate: every other child raises
+where it waits, or is cancelled while it reads, and undoes its own backup; the set job then
+removes whatever of the set was written (:meth:`SetUndo.roll_back`, retried from the journal
+when the vault refused).
 
-The parent watches its own cancel (``jobs cancel`` of the set job) and passes it on to every
-child, in any phase.  A process killed mid-set leaves the set job and its children active:
-start-up recovery (services/recovery.py) cleans each child's VM first, as for any backup,
-then :meth:`BackupSetService.clean_up` removes whatever of an unpublished set exists.
+The parent watches its own cancel (``jobs cancel`` of the set job, or Ctrl-C in the main
+thread) and passes it on to every child until every index is written.  A process killed
+mid-set leaves the set job and its children active: start-up recovery (services/recovery.py)
+cleans each child's VM first, as for any backup, then :meth:`BackupSetService.clean_up`
+removes whatever of an unpublished set exists.
 """
 
 from __future__ import annotations
 
-import signal
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from vmvault.domain.backup_set import (
-    Hold,
     SetChild,
     SetResult,
     SetStep,
     new_set_id,
-    set_window_ms,
     unfinished_set,
 )
 from vmvault.domain.errors import (
@@ -47,15 +44,15 @@ from vmvault.domain.errors import (
     VmvaultError,
 )
 from vmvault.domain.job import Job, JobType, JournalStep
-from vmvault.domain.recovery_point import RecoveryPoint, TakenPoint
+from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
-from vmvault.services.backup.set_gate import HELD, PUBLISHED, READY, WRITTEN, SetGate
+from vmvault.services.backup.set_gate import WRITTEN
+from vmvault.services.backup.set_run import Member, SetRun, sigint_cancels
 from vmvault.services.backup.set_undo import SetUndo
 from vmvault.services.backups import BackupService
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.jobs import JobContext, JobOutcome, JobQueries
-from vmvault.services.ports import UnitOfWork
 
 #: How long the first VM of a set, frozen or paused, waits for the last (``BACKUP_SET_TIMEOUT``;
 #: ``VMVAULT_SET_HOLD_TIMEOUT``, at most 60 s: docs/sets.md).
@@ -71,134 +68,6 @@ class SetOutcome(JobOutcome[SetResult]):
     """The set job's outcome and each child backup job's."""
 
     children: list[JobOutcome[RecoveryPoint]] = field(default_factory=list)
-
-
-class _SetRun:
-    """What the threads of one running set share."""
-
-    def __init__(
-        self, ctx: BackupSetService, job: JobContext, set_id: str, vms: Sequence[VmItem]
-    ) -> None:
-        self.service = ctx
-        self.job = job
-        self.set_id = set_id
-        self.vms = list(vms)
-        self.gate = SetGate([vm.label for vm in vms])
-        self.slots = threading.BoundedSemaphore(max(1, ctx.parallel))
-        self.lock = threading.Lock()
-        self.holds: list[Hold] = []
-        self.points: dict[str, str] = {}  # VM label → point id
-        self.rows: dict[str, Callable[[UnitOfWork], None]] = {}  # VM label → its catalog rows
-        self.instant: datetime | None = None
-        #: every row and ``set-published`` committed (the ``published`` stage's action)
-        self.published: list[str] | None = None
-        #: Ctrl-C (SIGINT) arrived while the set ran in the main thread
-        self.interrupted = threading.Event()
-
-    def all_held(self) -> None:
-        """Every VM holds its point in time: the set's instant (guests held: no I/O)."""
-        self.instant = self.service.clock()
-
-    def all_written(self) -> None:
-        """Every VM's indexes are written: journal what is about to be published."""
-        with self.lock:
-            points = [self.points[vm.label] for vm in self.vms]
-        self.job.record(SetStep.PUBLISHING, points=points)
-
-    def all_published(self) -> None:
-        """Every VM's manifest is written: commit every VM's catalog rows and the set job's
-        ``set-published`` in ONE transaction — the set appears whole, or not at all."""
-        with self.lock:
-            points = [self.points[vm.label] for vm in self.vms]
-            rows = [self.rows[vm.label] for vm in self.vms]
-        assert self.instant is not None
-        data = {"points": points, "window_ms": self.window_ms, "instant": self.instant.isoformat()}
-        now = self.service.clock()
-        with self.service.uow() as uow:
-            for write in rows:
-                write(uow)
-            uow.jobs.record_step(self.job.job.id, SetStep.PUBLISHED, data, now)
-            uow.commit()
-        self.published = points
-
-    @property
-    def window_ms(self) -> int:
-        with self.lock:
-            return set_window_ms(self.holds)
-
-
-class _Member:
-    """One VM's part in the set (:class:`~vmvault.domain.backup_set.SetMember`)."""
-
-    def __init__(self, run: _SetRun, vm: VmItem) -> None:
-        self.run = run
-        self.vm = vm.label
-        self.start = 0.0
-
-    @property
-    def set_id(self) -> str:
-        return self.run.set_id
-
-    def ready(self) -> None:
-        self.run.gate.wait(READY, self.vm, self.run.service.ready_timeout)
-
-    def in_window(self) -> None:
-        self.start = time.monotonic()
-
-    def after_begin(self) -> None:
-        self.run.gate.wait(HELD, self.vm, self.run.service.hold_timeout, self.run.all_held)
-
-    def released(self, taken: TakenPoint) -> None:
-        with self.run.lock:
-            self.run.holds.append(Hold(self.vm, self.start, taken.window_ms))
-
-    @contextmanager
-    def read_slot(self) -> Iterator[None]:
-        with self.run.slots:
-            yield
-
-    def before_publish(self, point_id: str) -> datetime:
-        with self.run.lock:
-            self.run.points[self.vm] = point_id
-        self.run.gate.wait(WRITTEN, self.vm, None, self.run.all_written)
-        assert self.run.instant is not None  # set by the ``held`` stage
-        return self.run.instant
-
-    def publish(self, point_id: str, rows: Callable[[UnitOfWork], None]) -> None:
-        with self.run.lock:
-            self.run.rows[self.vm] = rows
-        self.run.gate.wait(PUBLISHED, self.vm, None, self.run.all_published)
-
-    def manifest_extra(self) -> dict[str, Any]:
-        run = self.run
-        return {
-            "set": {
-                "id": run.set_id,
-                "instant": run.instant.isoformat() if run.instant else None,
-                "window_ms": run.window_ms,
-                "vms": [vm.uuid for vm in run.vms],
-            }
-        }
-
-
-@contextmanager
-def _sigint_cancels(run: _SetRun) -> Iterator[None]:
-    """In the main thread (``vmvault backup --set`` in the foreground), Ctrl-C only sets
-    :attr:`_SetRun.interrupted`: the set job cancels the set as for ``jobs cancel``, waits
-    for every child to undo itself and rolls back — a second Ctrl-C changes nothing — then
-    raises ``KeyboardInterrupt`` (unless the set was already committed)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupted(signum: int, frame: object) -> None:
-        run.interrupted.set()
-
-    previous = signal.signal(signal.SIGINT, interrupted)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 class BackupSetService(Service):
@@ -271,7 +140,7 @@ class BackupSetService(Service):
             vms=[SetChild(j.id, vm.uuid, vm.label).to_json() for vm, j in pairs],
         )
         ctx.log(f"backup set {set_id}: " + ", ".join(f"{vm.label} (job {j.id})" for vm, j in pairs))
-        run = _SetRun(self, ctx, set_id, vms)
+        run = SetRun(self, ctx, set_id, vms)
         self._retry_rollbacks(ctx)
         results: dict[int, JobOutcome[RecoveryPoint]] = {}
         threads = [
@@ -283,7 +152,7 @@ class BackupSetService(Service):
             )
             for vm, job in pairs
         ]
-        with _sigint_cancels(run):  # Ctrl-C cancels the set: the outcome below still runs
+        with sigint_cancels(run):  # Ctrl-C cancels the set: the outcome below still runs
             for t in threads:
                 t.start()
             self._watch(ctx, run, jobs, threads)
@@ -309,7 +178,7 @@ class BackupSetService(Service):
                 self.backups.after_backup(vault, vm, p)
         return result
 
-    def _roll_back(self, ctx: JobContext, run: _SetRun, jobs: list[Job]) -> None:
+    def _roll_back(self, ctx: JobContext, run: SetRun, jobs: list[Job]) -> None:
         """Remove whatever of the failed set was written (:meth:`SetUndo.roll_back`)."""
         with run.lock:
             ids = list(run.points.values())
@@ -355,7 +224,7 @@ class BackupSetService(Service):
 
     def _child(
         self,
-        run: _SetRun,
+        run: SetRun,
         vault: Vault,
         vm: VmItem,
         job: Job,
@@ -365,7 +234,7 @@ class BackupSetService(Service):
         def work(ctx: JobContext) -> RecoveryPoint:
             ctx.log(f"part of backup set {run.set_id} (job {run.job.job.id})")
             try:
-                return self.backups.member_work(vault, vm, keep_until, _Member(run, vm))(ctx)
+                return self.backups.member_work(vault, vm, keep_until, Member(run, vm))(ctx)
             except VmvaultError as exc:
                 run.gate.fail(vm.label, exc)
                 raise
@@ -381,7 +250,7 @@ class BackupSetService(Service):
             results[job.id] = JobOutcome(job, None, err)
 
     def _watch(
-        self, ctx: JobContext, run: _SetRun, jobs: list[Job], threads: list[threading.Thread]
+        self, ctx: JobContext, run: SetRun, jobs: list[Job], threads: list[threading.Thread]
     ) -> None:
         """Until every child has ended: pass a cancel of the set (or a Ctrl-C) on to the
         children, and stop the others' reads as soon as one child failed.  Once every
@@ -406,7 +275,7 @@ class BackupSetService(Service):
             except JobNotActive:
                 continue
 
-    def _cause(self, run: _SetRun, failed: list[JobOutcome[RecoveryPoint]]) -> VmvaultError:
+    def _cause(self, run: SetRun, failed: list[JobOutcome[RecoveryPoint]]) -> VmvaultError:
         """What the set job fails with: the cancel, or the first VM's failure, named."""
         if isinstance(run.gate.failure, Cancelled):
             return run.gate.failure
