@@ -383,7 +383,7 @@ def test_nothing_touches_the_catalog_while_the_guest_is_held(world: World) -> No
         uow.vms.save(vm)
         uow.commit()
     point = world.ok()
-    assert point.consistency is Consistency.CRASH and point.frozen_ms > 0
+    assert point.consistency is Consistency.CRASH and point.paused_ms > 0 and point.frozen_ms == 0
     assert held == []
 
 

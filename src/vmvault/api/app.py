@@ -176,7 +176,9 @@ def create_app(
         responses=_queued("/0/id"),
     )
     def backup(body: BackupRequest) -> list[dict[str, Any]]:
-        queued = services.queue.submit_backup(body.vault, body.vms, body.keep_until, origin="api")
+        queued = services.queue.submit_backup(
+            body.vault, body.vms, body.keep_until, origin="api", require=body.require
+        )
         return [documents.job_doc(j) for j in queued]
 
     @app.post("/api/v1/verify", status_code=202, response_model=JobDoc, responses=_queued("/id"))

@@ -9,7 +9,7 @@ import typer
 from vmvault import documents
 from vmvault.cli import render
 from vmvault.cli.context import services
-from vmvault.cli.options import JsonOpt, VaultOpt, WaitOpt
+from vmvault.cli.options import JsonOpt, RequireOpt, VaultOpt, WaitOpt
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out, size
 from vmvault.documents import point_doc
@@ -24,15 +24,16 @@ def backup(
         str | None,
         typer.Option(help="Retention leaves the point alone until then (YYYY-MM-DD[THH:MM])."),
     ] = None,
+    require: RequireOpt = None,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Back up VMs now: one backup job per VM (full the first time, then incremental)."""
     until = parse_instant(keep_until, "--keep-until") if keep_until is not None else None
     if not wait:
-        queued(services().queue.submit_backup(vault, vms, keep_until=until), json_)
+        queued(services().queue.submit_backup(vault, vms, until, require=require), json_)
     with live_progress(not json_):
-        outcomes = services().backups.backup(vault, vms, keep_until=until)
+        outcomes = services().backups.backup(vault, vms, keep_until=until, require=require)
     jobs = [o.job for o in outcomes]
     if json_:
         emit_json(
@@ -48,7 +49,7 @@ def backup(
                 p = o.result
                 out.print(
                     f"  point {p.id}: {p.consistency.value} ({p.method.value}, frozen "
-                    f"{p.frozen_ms} ms), {size(p.bytes_logical)} logical, "
+                    f"{p.frozen_ms} ms, paused {p.paused_ms} ms), {size(p.bytes_logical)} logical, "
                     f"{size(p.bytes_read)} read, {size(p.bytes_new)} new",
                     markup=False,
                 )

@@ -17,3 +17,13 @@ VaultOpt = Annotated[
     str | None,
     typer.Option("--vault", help="Vault to use (default: VMVAULT_VAULT or the only one)."),
 ]
+
+RequireOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--require",
+        metavar="LEVEL",
+        help="application-consistent | file-system-consistent: a VM that cannot give that "
+        "level fails its backup (CONSISTENCY_NOT_MET) and keeps no point.",
+    ),
+]

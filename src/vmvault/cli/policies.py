@@ -10,7 +10,7 @@ from rich.table import Table
 from vmvault import documents
 from vmvault.cli import render
 from vmvault.cli.context import services
-from vmvault.cli.options import JsonOpt, VaultOpt
+from vmvault.cli.options import JsonOpt, RequireOpt, VaultOpt
 from vmvault.cli.points import points_app
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
@@ -75,6 +75,7 @@ def policy_create(
     copy_keep_weekly: Annotated[int | None, _copy_count("weekly")] = None,
     copy_keep_monthly: Annotated[int | None, _copy_count("monthly")] = None,
     copy_keep_yearly: Annotated[int | None, _copy_count("yearly")] = None,
+    require: RequireOpt = None,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -87,7 +88,14 @@ def policy_create(
         "yearly": copy_keep_yearly,
     }
     view = services().policies.create(
-        vault, name, schedule, tz, retention, copy_to=copy_to, copy_counts=copy_counts
+        vault,
+        name,
+        schedule,
+        tz,
+        retention,
+        copy_to=copy_to,
+        copy_counts=copy_counts,
+        require=require,
     )
     _show_policy(view, json_)
 
@@ -138,6 +146,14 @@ def policy_update(
     no_copy: Annotated[
         bool, typer.Option("--no-copy", help="Stop copying new points (copies made stay).")
     ] = False,
+    require: Annotated[
+        str | None,
+        typer.Option(
+            "--require",
+            metavar="LEVEL",
+            help="application-consistent | file-system-consistent | any (none required).",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Change a policy; options not given keep their values.  Its VMs follow at once."""
@@ -156,6 +172,7 @@ def policy_update(
         copy_to=copy_to,
         copy_counts=copy_counts,
         no_copy=no_copy,
+        require=require,
     )
     if not view.changed and not json_:
         out.print(f"policy '{name}' unchanged: it has these values already", markup=False)
@@ -334,6 +351,7 @@ def dashboard(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
         f"storage   {d.storage_bytes:,} B used for {d.logical_bytes:,} B logical in "
         f"{d.points} point(s), dedup ratio {ratio}"
     )
+    out.print("points    " + ", ".join(f"{n} {k}" for k, n in d.by_consistency.items()))
     if not d.attention:
         out.print("attention none")
     for a in d.attention:

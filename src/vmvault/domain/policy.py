@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from vmvault.domain.consistency import Consistency, parse_required
 from vmvault.domain.errors import InvalidInput, RetentionTooShort
 from vmvault.domain.retention import LEVELS, Retention
 from vmvault.domain.schedule import (
@@ -94,6 +95,8 @@ class Policy:
     timezone: ZoneInfo
     #: copy every new point to a second vault (None: no copies)
     copy: CopyOption | None = None
+    #: the least consistency of its backups' points (None: any; docs/backup.md)
+    require: Consistency | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timezone", parse_timezone(self.timezone))
@@ -107,10 +110,12 @@ class Policy:
         timezone: str,
         retention: Retention,
         copy: CopyOption | None = None,
+        require: str | None = None,
     ) -> Policy:
         """From the CLI's words: ``Policy.create("gold", "daily@02:30", "Europe/Berlin", …)``."""
         zone = parse_timezone(timezone)
-        return cls(name, parse_schedule(schedule, zone), retention, zone, copy)
+        level = parse_required(require)
+        return cls(name, parse_schedule(schedule, zone), retention, zone, copy, level)
 
     @property
     def copy_retention(self) -> Retention | None:
@@ -179,6 +184,8 @@ class Policy:
                 f"  copy to:   vault {self.copy.vault}, after each backup",
                 f"             retention there: {retention.describe()}{own}",
             ]
+        if self.require is not None:
+            lines.append(f"  require:   {self.require.value} points (else the backup fails)")
         lines += [f"  warning:   {w}" for w in self.warnings()]
         return "\n".join(lines)
 
@@ -191,6 +198,7 @@ class Policy:
             "timezone": self.timezone.key,
             "retention": self.retention.counts,
             **({"copy": self.copy.to_json()} if self.copy is not None else {}),
+            **({"require": self.require.value} if self.require is not None else {}),
         }
 
     @classmethod
@@ -211,7 +219,10 @@ class Policy:
             raise InvalidInput("name, schedule, timezone or retention missing", what=what)
         copy = data.get("copy")
         option = CopyOption.from_json(copy, what) if copy is not None else None
-        return cls.create(name, schedule, timezone, _retention(retention, what), option)
+        require = data.get("require")
+        if require is not None and not isinstance(require, str):
+            raise InvalidInput("its require is not a level", what=what)
+        return cls.create(name, schedule, timezone, _retention(retention, what), option, require)
 
 
 def _retention(retention: object, what: str) -> Retention:

@@ -3,6 +3,10 @@
 Order of one backup, and what each step leaves behind if it fails (the steps live in
 :mod:`vmvault.services.backup`):
 
+The point's consistency (``domain.consistency``) is known only once the point in time is
+taken: a ``require`` it does not meet fails the backup ``CONSISTENCY_NOT_MET`` right there,
+before any disk is read — the job is aborted, its checkpoint deleted, no point written.
+
 0. clean up what an earlier backup of the VM that died left behind
    (:meth:`BackupService.clean_up`, from that job's journal): its libvirt job, a frozen or
    paused guest, work files, its checkpoint, its half-written point;
@@ -51,7 +55,8 @@ from functools import partial
 from typing import Any
 
 from vmvault.dataplane.vault import VaultStore
-from vmvault.domain.errors import InvalidInput, VmDeleted
+from vmvault.domain.consistency import Consistency, meets, parse_required
+from vmvault.domain.errors import ConsistencyNotMet, InvalidInput, VmDeleted
 from vmvault.domain.inputs import check_until
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import BackupStep, RecoveryPoint, TakenPoint, UnfinishedBackup
@@ -108,18 +113,26 @@ class BackupService(Service):
         return vault, chosen
 
     def backup(
-        self, vault_name: str | None, refs: Sequence[str], keep_until: datetime | None = None
+        self,
+        vault_name: str | None,
+        refs: Sequence[str],
+        keep_until: datetime | None = None,
+        require: str | None = None,
     ) -> list[BackupOutcome]:
         """One backup job per VM; every reference is checked before any job starts.
 
-        ``keep_until``: retention leaves the new points alone until then (ad-hoc points)."""
+        ``keep_until``: retention leaves the new points alone until then (ad-hoc points).
+        ``require``: the least consistency level of the new points (``--require``; None: the
+        VM's policy's, if it has one) — a VM that cannot give it fails ``CONSISTENCY_NOT_MET``
+        and keeps no point (docs/backup.md, "Consistency")."""
+        required = parse_required(require)
         if keep_until is not None:
             keep_until = check_until(keep_until, self.clock())
         vault, chosen = self.choose(vault_name, refs)
         store = self.vaults.open_store(vault)
         outcomes = []
         for vm in chosen:
-            work = partial(self._backup, vault, store, vm, keep_until)
+            work = partial(self._backup, vault, store, vm, keep_until, required)
             run = self.runner.run(JobType.BACKUP, vault.name, vm.uuid, vm.label, work)
             outcome = BackupOutcome(run.job, run.result, run.error)
             if outcome.result is not None and self.after_backup is not None:
@@ -135,6 +148,7 @@ class BackupService(Service):
         store: VaultStore,
         vm: VmItem,
         keep_until: datetime | None,
+        require: Consistency | None,
         ctx: JobContext,
     ) -> RecoveryPoint:
         facts = self.hypervisor.domain_facts(vm.host_uri, vm.uuid)
@@ -146,7 +160,10 @@ class BackupService(Service):
         vm.apply(facts, self.clock())
         for d in vm.excluded_disks:
             ctx.warn(f"disk {d.target} skipped: {d.reason}")
-        plan = plan_backup(self.uow, self.driver, self.clock, vault, vm, ctx)
+        require = require or self._policy_requires(vm)
+        if require is not None:
+            ctx.log(f"required: {require.value} or better")
+        plan = plan_backup(self.uow, self.driver, self.clock, vault, vm, ctx, require)
         ctx.log(f"writing recovery point {plan.point_id}")
         ctx.record(BackupStep.PLANNED, **plan.journal())
         try:
@@ -230,6 +247,8 @@ class BackupService(Service):
                 quiesce=plan.choice.quiesce,
                 cancel=ctx.cancelled,
                 in_window=partial(self._in_window, ctx.job),
+                allow_pause=plan.allow_pause,
+                before_pause=partial(self._before_pause, ctx),
             )
         with session:
             taken = session.taken
@@ -242,13 +261,39 @@ class BackupService(Service):
                 frozen_ms=taken.frozen_ms,
                 paused_ms=taken.paused_ms,
                 released=taken.released,
+                consistency=taken.consistency.value,
+                hooks=taken.hooks.state.value,
             )
             for note in taken.notes:
                 ctx.log(note)
             for warning in taken.warnings:
                 ctx.warn(warning)
-            ctx.log(f"point in time taken (frozen={taken.frozen}, window {taken.window_ms} ms)")
+            ctx.log(
+                f"point in time taken: {taken.method.value}, {taken.consistency.value} "
+                f"({taken.reason}; frozen {taken.frozen_ms} ms, paused {taken.paused_ms} ms)"
+            )
+            if not meets(taken.consistency, plan.require):
+                assert plan.require is not None
+                raise ConsistencyNotMet(
+                    taken.reason,
+                    vm=vm.label,
+                    actual=taken.consistency.value,
+                    required=plan.require.value,
+                )
             yield session, taken
+
+    def _before_pause(self, ctx: JobContext, reason: str) -> None:
+        """The freeze failed and the guest is thawed: journal the saved-state pause that
+        follows, so a kill inside it is undone by the next start (the VM is resumed)."""
+        ctx.record(BackupStep.PAUSING, reason=reason)
+
+    def _policy_requires(self, vm: VmItem) -> Consistency | None:
+        """The consistency the VM's policy requires (None: no policy, or none required)."""
+        if vm.policy is None:
+            return None
+        with self.uow() as uow:
+            row = uow.policies.get(vm.policy)
+        return row.policy.require if row is not None else None
 
     def _in_window(self, job: Job) -> None:
         """Inside the freeze / pause window: in memory only (no catalog, no log)."""

@@ -332,8 +332,18 @@ class BackupDriver(Protocol):
         quiesce: str,
         cancel: Callable[[], bool],
         in_window: Callable[[], None] | None = None,
+        allow_pause: bool = True,
+        before_pause: Callable[[str], None] | None = None,
     ) -> PointSession:
         """The point in time of a running or paused VM, taken when the session is entered.
+
+        With ``quiesce="freeze"`` a freeze that fails or times out is never fatal by itself
+        and never yields a ``guest-quiesce`` point: the guest is thawed (verified with
+        ``guest-fsfreeze-status`` when the agent answers), then — if ``allow_pause`` —
+        ``before_pause(reason)`` is called (the guest is released: it may journal) and the
+        point is taken ``saved-state`` (pause → backup job → resume).  If not
+        ``allow_pause`` (a VM a cluster manager owns) it MUST raise ``FREEZE_REQUIRED`` with
+        nothing left behind.
 
         ``cancel()`` is asked before the guest is frozen or paused and again once it is
         released (it may read the catalog) — never inside the window.  ``in_window()`` MUST

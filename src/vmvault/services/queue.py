@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from vmvault.domain.consistency import parse_required
 from vmvault.domain.errors import (
     InternalError,
     InvalidInput,
@@ -118,15 +119,22 @@ class QueueService(Service):
         refs: Sequence[str],
         keep_until: datetime | None = None,
         origin: str = "cli",
+        require: str | None = None,
     ) -> list[Job]:
         """Queue one backup job per VM; all or none (one VM busy: nothing is queued)."""
         if keep_until is not None:
             keep_until = check_until(keep_until, self.clock())
+        parse_required(require)  # refused before anything is queued
         vault, chosen = self._backups().choose(vault_name, refs)
         until = keep_until.isoformat() if keep_until is not None else None
         return self._submit(
             [
-                ("backup", vault.name, (vm.uuid, vm.label), {"vm": vm.uuid, "keep_until": until})
+                (
+                    "backup",
+                    vault.name,
+                    (vm.uuid, vm.label),
+                    {"vm": vm.uuid, "keep_until": until, "require": require},
+                )
                 for vm in chosen
             ],
             origin,
@@ -268,7 +276,9 @@ class QueueService(Service):
             if keep_until is not None and keep_until <= self.clock():  # checked when queued
                 self._log(job, f"keep-until {until} has passed while queued: not pinned")
                 keep_until = None
-            self._backups().backup(job.vault, [req["vm"]], keep_until=keep_until)
+            self._backups().backup(
+                job.vault, [req["vm"]], keep_until=keep_until, require=req.get("require")
+            )
         elif op == "verify":
             vm_ref = req.get("vm")
             self._points().verify(job.vault, point_id=req.get("point"), vm_ref=vm_ref)

@@ -22,11 +22,16 @@ touched):
 4. ``guest-get-fsinfo`` (before the freeze: a frozen agent refuses almost everything), then
    ``cancel()`` is asked;
 5. the point in time (:mod:`~vmvault.hypervisor.libvirt.quiesce`): freeze → ``backupBegin`` →
-   thaw (or suspend → ``backupBegin`` → resume), thaw/resume always.  A freeze that fails or
-   times out is not fatal: the point is crash-consistent and ``point_in_time.freeze_error``
-   says why.  Inside the window only ``in_window()`` (in memory: it must not block or do I/O)
-   and ``backupBegin`` run; if ``in_window()`` raises, the guest is thawed / resumed with
-   nothing begun;
+   thaw (or suspend → ``backupBegin`` → resume), thaw/resume always.  Before a freeze a token
+   is written into the guest and after the thaw its hook dispatcher's report is read
+   (:mod:`~vmvault.hypervisor.libvirt.hooks`: application-consistent or not).  A freeze that
+   fails or times out is not fatal, and is never a ``guest-quiesce`` point: the guest is
+   thawed — verified with ``guest-fsfreeze-status`` when the agent answers — and, if
+   ``allow_pause``, ``before_pause(reason)`` is called and the point taken **saved-state**
+   (suspend → ``backupBegin`` → resume; ``point_in_time.fallback_reason`` says why); if not,
+   ``FREEZE_REQUIRED`` with nothing begun.  Inside the window only ``in_window()`` (in
+   memory: it must not block or do I/O) and ``backupBegin`` run; if ``in_window()`` raises,
+   the guest is thawed / resumed with nothing begun;
 6. once the guest is released, ``cancel()`` is asked again (it may read a catalog); connect
    nothing yet: :meth:`source` connects to a disk's export on first use.
 
@@ -53,6 +58,7 @@ from typing import IO, Any
 
 import libvirt
 
+from vmvault.domain.consistency import NOT_RUN, HookOutcome
 from vmvault.domain.errors import (
     AgentCommandFailed,
     BackupAbortFailed,
@@ -60,9 +66,11 @@ from vmvault.domain.errors import (
     BackupJobRunning,
     Cancelled,
     CheckpointMissing,
+    FreezeRequired,
     InvalidInput,
+    ThawFailed,
 )
-from vmvault.hypervisor.libvirt import agent, backup_xml
+from vmvault.hypervisor.libvirt import agent, backup_xml, hooks
 from vmvault.hypervisor.libvirt.checkpoints import checkpoint_coverage
 from vmvault.hypervisor.libvirt.connection import error_message, lookup_domain, open_connection
 from vmvault.hypervisor.libvirt.domxml import has_agent_channel, parse_disks
@@ -76,6 +84,7 @@ from vmvault.hypervisor.libvirt.quiesce import (
     QUIESCE_MODES,
     Window,
     freeze_window,
+    fsfreeze_status,
     pause_window,
     resume,
     thaw,
@@ -105,6 +114,10 @@ class PointInTime(Window):
     was_paused: bool = False  # the VM was already paused (and stays so)
     began_at: float = 0.0  # epoch seconds of backupBegin
     full_disks: dict[str, str] = field(default_factory=dict)  # target -> why full (incremental)
+    hooks: HookOutcome = NOT_RUN  # what the guest's application hooks reported for the freeze
+    fallback_reason: str | None = None  # the freeze failed: saved-state instead, and why
+    freeze_attempt_ms: int = 0  # a failed freeze: fsFreeze called → thaw verified
+    thaw_verified: bool | None = None  # guest-fsfreeze-status said thawed (None: not asked)
 
 
 class PullBackup:
@@ -124,6 +137,8 @@ class PullBackup:
         cancel: Callable[[], bool] | None = None,
         in_window: Callable[[], None] | None = None,
         connections: int = 1,
+        allow_pause: bool = True,
+        before_pause: Callable[[str], None] | None = None,
     ) -> None:
         if quiesce not in QUIESCE_MODES:
             raise InvalidInput(
@@ -156,6 +171,10 @@ class PullBackup:
         #: called with the guest frozen / paused, just before ``backupBegin``; may raise; must
         #: not block or do I/O (it runs inside the window)
         self.in_window = in_window
+        #: False: a failed freeze fails the backup (FREEZE_REQUIRED) instead of pausing
+        self.allow_pause = allow_pause
+        #: called with the reason before a saved-state fallback pauses the VM (guest released)
+        self.before_pause = before_pause
         self.connections = connections
         self.point_in_time = PointInTime(
             checkpoint=checkpoint, incremental_from=incremental_from, quiesce=quiesce
@@ -172,6 +191,8 @@ class PullBackup:
         self._job_started = False
         self._checkpoint_created = False
         self._agent_silent = False
+        self._token: str | None = None
+        self._unarmed: str | None = None
         self._vm = vm_uuid
 
     # --- context manager -------------------------------------------------------------------
@@ -283,13 +304,16 @@ class PullBackup:
             except AgentCommandFailed as exc:
                 # "not responding": no need to ask again with a ping before the freeze
                 self._agent_silent = "not responding" in exc.text or "not available" in exc.text
+            if self.quiesce == "freeze" and not self._agent_silent:
+                self._token, self._unarmed = hooks.arm(dom, timeout=min(5, self.freeze_timeout))
         self._cancelled()
 
         # 5. the point in time: only the hook and backupBegin inside the window
-        with self._window(dom, running, has_agent):
-            if self.in_window is not None:
-                self.in_window()
-            self._begin(dom, bxml, cxml)
+        if self.quiesce == "freeze":
+            self._freeze_or_pause(dom, running, has_agent, bxml, cxml)
+        else:
+            with self._window(dom, running):
+                self._hold_and_begin(dom, bxml, cxml)
 
         # 6. the guest is released: a cancel asked meanwhile is seen here
         self._cancelled()
@@ -299,25 +323,73 @@ class PullBackup:
             raise BackupBeginFailed(f"no export for {', '.join(missing)}", vm=self._vm)
         self._cancelled()
 
-    def _window(self, dom: Any, running: bool, has_agent: bool) -> AbstractContextManager[Any]:
-        """The context manager that holds the guest still while ``backupBegin`` runs."""
-        pit = self.point_in_time
-        if self.quiesce == "freeze":
-            why = why_not_freeze(
-                dom,
-                self._vm,
-                running=running,
-                has_agent=has_agent,
-                agent_silent=self._agent_silent,
-                timeout=self.freeze_timeout,
-            )
-            if why is not None:
-                pit.no_freeze(why)
-                return nullcontext()
-            return freeze_window(dom, self._vm, self.freeze_timeout, pit)
+    def _hold_and_begin(self, dom: Any, bxml: str, cxml: str | None) -> None:
+        """Inside the window: the caller's in-memory hook, then ``backupBegin``."""
+        if self.in_window is not None:
+            self.in_window()
+        self._begin(dom, bxml, cxml)
+
+    def _window(self, dom: Any, running: bool) -> AbstractContextManager[Any]:
+        """Pause (``quiesce="pause"``) or nothing: the window of a point without a freeze."""
         if self.quiesce == "pause" and running:
-            return pause_window(dom, self._vm, pit)
+            return pause_window(dom, self._vm, self.point_in_time)
         return nullcontext()  # "none", or a paused VM: it is already still, and stays paused
+
+    def _freeze_or_pause(
+        self, dom: Any, running: bool, has_agent: bool, bxml: str, cxml: str | None
+    ) -> None:
+        """Freeze → begin → thaw; if the freeze fails: thaw verified, then saved-state."""
+        pit = self.point_in_time
+        why = why_not_freeze(
+            dom,
+            self._vm,
+            running=running,
+            has_agent=has_agent,
+            agent_silent=self._agent_silent,
+            timeout=self.freeze_timeout,
+        )
+        t0 = time.monotonic()
+        if why is None:
+            with freeze_window(dom, self._vm, self.freeze_timeout, pit):
+                if pit.frozen:
+                    self._hold_and_begin(dom, bxml, cxml)
+            if pit.frozen:
+                pit.hooks = hooks.report(dom, self._token, self._unarmed)
+                return
+        else:
+            pit.no_freeze(why)
+        # never a guest-quiesce point that was not frozen: make sure the guest is thawed
+        if pit.needs_thaw:
+            raise ThawFailed(pit.thaw_error, vm=self._vm)
+        if why is None or has_agent:
+            self._verify_thawed(dom)
+        pit.freeze_attempt_ms = round((time.monotonic() - t0) * 1000)
+        reason = pit.freeze_error or "the freeze failed"
+        pit.fallback_reason = reason
+        if not running:  # paused since the plan: it is still already, and stays paused
+            self._hold_and_begin(dom, bxml, cxml)
+            return
+        if not self.allow_pause:
+            raise FreezeRequired(reason, vm=self._vm)
+        if self.before_pause is not None:
+            self.before_pause(reason)  # the guest is released: may journal
+        self._cancelled()
+        with pause_window(dom, self._vm, pit):
+            self._hold_and_begin(dom, bxml, cxml)
+
+    def _verify_thawed(self, dom: Any) -> None:
+        """``guest-fsfreeze-status`` after a failed freeze: thaw again if a late freeze
+        landed; ``THAW_FAILED`` if the guest stays frozen."""
+        pit = self.point_in_time
+        status = fsfreeze_status(dom)
+        if status == "frozen":
+            pit.needs_thaw = True
+            thaw(dom, self._vm, pit, budget=max(10.0, 3.0 * self.freeze_timeout))
+            status = fsfreeze_status(dom)
+            if status == "frozen":
+                pit.needs_thaw = True
+                raise ThawFailed("guest-fsfreeze-status still says frozen", vm=self._vm)
+        pit.thaw_verified = status == "thawed" if status is not None else None
 
     def _plan_modes(self, dom: Any, domain_disks: dict[str, str]) -> None:
         """Per disk, ``full`` or ``incremental`` (``CHECKPOINT_MISSING`` when a covered bitmap

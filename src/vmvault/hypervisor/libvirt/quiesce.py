@@ -4,8 +4,9 @@ The window is as short as it can be: only ``backupBegin`` (and an in-memory hook
 it.  Two context managers own "always release the guest, even on error":
 
 * :func:`freeze_window` — ``fsFreeze`` through the guest agent, yield, ``fsThaw`` in a
-  ``finally``, with retries.  A freeze that fails or times out is not fatal: the point is
-  crash-consistent and :attr:`Window.freeze_error` says why.  A freeze that libvirt timed out
+  ``finally``, with retries.  A freeze that fails or times out is recorded in
+  :attr:`Window.freeze_error` (the caller then verifies the thaw and takes a saved-state
+  point: :class:`~vmvault.hypervisor.libvirt.backup.PullBackup`).  A freeze that libvirt timed out
   **still reaches the guest** once a hung agent wakes up, so every failed freeze — except "no
   agent" and "not connected" — is followed by thaw retries (budget
   ``max(10, 3 × freeze_timeout)`` s).  ``virDomainFSFreeze`` waits for the agent forever by
@@ -117,8 +118,8 @@ def why_not_freeze(
 def freeze_window(dom: Any, vm: str, timeout: int, w: Window) -> Iterator[Window]:
     """Freeze the guest's file systems, yield, thaw — always, even when the body raises.
 
-    A freeze that fails is recorded in ``w`` (the body still runs: the point is
-    crash-consistent); :attr:`Window.frozen_ms` is the time from ``fsFreeze`` returning to
+    A freeze that fails is recorded in ``w`` and the body still runs (the caller checks
+    :attr:`Window.frozen` before it begins anything); :attr:`Window.frozen_ms` is the time from ``fsFreeze`` returning to
     ``fsThaw`` returning."""
     t_frozen = 0.0
     with agent.response_timeout(dom, timeout):
@@ -198,12 +199,17 @@ def resume(dom: Any, w: Window, budget: float = 10.0) -> None:
         w.resume_error = f"resume failed: {error_message(exc)}"
 
 
+def fsfreeze_status(dom: Any, timeout: int = 5) -> str | None:
+    """``guest-fsfreeze-status``: ``"frozen"`` | ``"thawed"`` (None: the agent did not answer)."""
+    try:
+        return str(agent.agent_command(dom, "guest-fsfreeze-status", timeout=timeout))
+    except VmvaultError:
+        return None
+
+
 def frozen_now(dom: Any) -> bool:
     """``guest-fsfreeze-status`` says ``frozen`` (False when the agent does not answer)."""
-    try:
-        return bool(agent.agent_command(dom, "guest-fsfreeze-status", timeout=5) == "frozen")
-    except VmvaultError:
-        return False
+    return fsfreeze_status(dom) == "frozen"
 
 
 __all__ = [
@@ -212,6 +218,7 @@ __all__ = [
     "agent_gone",
     "freeze_window",
     "frozen_now",
+    "fsfreeze_status",
     "pause_window",
     "resume",
     "retry",

@@ -17,6 +17,7 @@ from datetime import datetime
 from vmvault.dataplane.backup import DiskBackupResult
 from vmvault.dataplane.manifest import DiskEntry, Manifest
 from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.consistency import HookOutcome
 from vmvault.domain.recovery_point import (
     BackupStep,
     CheckpointRecord,
@@ -78,9 +79,9 @@ def write_manifest(
             vm_name=vm.name,
             created_at=plan.created_at.isoformat(),
             domain_xml=domain_xml,
-            method=plan.choice.method.value,
+            method=taken.method.value,
             consistency=taken.consistency.value,
-            frozen_ms=taken.window_ms,
+            frozen_ms=taken.frozen_ms,
             checkpoint=point_checkpoint(plan),
             disks=entries,
             extra={
@@ -88,6 +89,10 @@ def write_manifest(
                 "incremental_from": plan.incremental_from,
                 # what the guest had mounted: a restore test checks it is back
                 "fsinfo": fs_summary(taken.fsinfo),
+                # how the point was taken (docs/backup.md, "Consistency")
+                "method_reason": taken.reason,
+                "paused_ms": taken.paused_ms,
+                "hooks": taken.hooks.to_json(),
             },
         )
     )
@@ -104,8 +109,11 @@ def recovery_point(
         vm_name=plan.vm.name,
         created_at=plan.created_at,
         consistency=taken.consistency,
-        method=plan.choice.method,
-        frozen_ms=taken.window_ms,
+        method=taken.method,
+        frozen_ms=taken.frozen_ms,
+        method_reason=taken.reason,
+        paused_ms=taken.paused_ms,
+        hooks=taken.hooks,
         checkpoint=point_checkpoint(plan),
         disks=[
             PointDisk(
@@ -140,6 +148,9 @@ def point_from_manifest(
         consistency=Consistency(m.consistency),
         method=Method(m.method),
         frozen_ms=m.frozen_ms or 0,
+        method_reason=m.extra.get("method_reason"),
+        paused_ms=int(m.extra.get("paused_ms") or 0),
+        hooks=HookOutcome.from_json(m.extra["hooks"]) if m.extra.get("hooks") else None,
         checkpoint=m.checkpoint,
         disks=[
             PointDisk(

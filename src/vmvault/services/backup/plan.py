@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from vmvault.domain.consistency import Consistency
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.recovery_point import (
     DiskRead,
@@ -54,6 +55,11 @@ class BackupPlan:
     previous: RecoveryPoint | None
     incremental_from: str | None  # the previous point's checkpoint, when any disk uses it
     checkpoint: str | None  # the checkpoint this backup creates (None: offline, or no qcow2)
+    #: the level the point must reach, or the backup fails (None: any; ``--require``)
+    require: Consistency | None = None
+    #: False for a VM that may never be paused (cluster-managed): a failed freeze then fails
+    #: the backup (``FREEZE_REQUIRED``) instead of taking a saved-state point
+    allow_pause: bool = True
 
     @property
     def offline(self) -> bool:
@@ -75,6 +81,8 @@ class BackupPlan:
             "quiesce": self.choice.quiesce,
             "was_paused": self.choice.quiesce == "none" and not self.offline,
             "offline": self.offline,
+            "require": self.require.value if self.require is not None else None,
+            "allow_pause": self.allow_pause,
             "disks": {
                 t: {"incremental": r.incremental, "reason": r.reason, "format": formats.get(t)}
                 for t, r in self.reads.items()
@@ -89,6 +97,7 @@ def plan_backup(
     vault: Vault,
     vm: VmItem,
     ctx: JobContext,
+    require: Consistency | None = None,
 ) -> BackupPlan:
     """Decide the method and each disk's read (logged), name the point and its checkpoint."""
     disks = vm.backup_disks
@@ -126,6 +135,7 @@ def plan_backup(
         previous=previous,
         incremental_from=previous.checkpoint if previous is not None and incremental else None,
         checkpoint=checkpoint,
+        require=require,
     )
 
 
