@@ -10,6 +10,7 @@
 | ``VMVAULT_MAX_DISKS``       | ``8`` disks per VM that registration accepts |
 | ``VMVAULT_MIN_AGENT``       | ``5.0.0`` minimum qemu-guest-agent version |
 | ``VMVAULT_AGENT_TIMEOUT``   | ``5`` seconds for a guest-agent answer    |
+| ``VMVAULT_FREEZE_TIMEOUT``  | ``10`` seconds a freeze (and the guest's fsfreeze hooks) may take before the backup thaws and takes a saved-state point |
 | ``VMVAULT_PASSPHRASE``      | passphrase of encrypted vaults (or ``VMVAULT_PASSPHRASE_FILE``; else asked on a terminal) |
 | ``VMVAULT_WORK_DIR``        | ``/var/lib/vmvault/run``: NBD sockets and scratch files of running backups |
 | ``VMVAULT_WORKERS``         | ``2`` threads hashing/compressing (one per core) |
@@ -60,6 +61,7 @@ class Settings:
     listen: str = "127.0.0.1:8470"
     gc_schedule: str = "daily@03:00"
     timezone: str = "UTC"
+    freeze_timeout: int = 10
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -82,6 +84,7 @@ class Settings:
             listen=env.get("VMVAULT_LISTEN") or "127.0.0.1:8470",
             gc_schedule=env.get("VMVAULT_GC_SCHEDULE") or "daily@03:00",
             timezone=env.get("VMVAULT_TIMEZONE") or "UTC",
+            freeze_timeout=_int(env, "VMVAULT_FREEZE_TIMEOUT", 10),
         ).validate()
 
     def validate(self) -> Settings:
@@ -98,6 +101,7 @@ class Settings:
             ("VMVAULT_AGENT_TIMEOUT", self.agent_timeout),
             ("VMVAULT_WORKERS", self.workers),
             ("VMVAULT_JOB_WORKERS", self.job_workers),
+            ("VMVAULT_FREEZE_TIMEOUT", self.freeze_timeout),
         ):
             _in_range(name, str(value), value)
         with _setting("VMVAULT_TIMEZONE", self.timezone):
@@ -121,6 +125,7 @@ INT_RANGES = {
     "VMVAULT_AGENT_TIMEOUT": (1, 3600),  # seconds
     "VMVAULT_WORKERS": (1, 64),
     "VMVAULT_JOB_WORKERS": (1, 32),
+    "VMVAULT_FREEZE_TIMEOUT": (1, 600),  # seconds
 }
 
 

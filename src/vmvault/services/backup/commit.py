@@ -57,6 +57,14 @@ def write_indexes(
     return entries
 
 
+def method_reason(plan: BackupPlan, taken: TakenPoint) -> str:
+    """Why the point was taken as it was: the adapter's account when it froze (or fell back
+    from a failed freeze to saved-state), else the plan's reason for its method."""
+    if plan.choice.quiesce == "freeze" or taken.method is not plan.choice.method:
+        return taken.reason
+    return plan.choice.reason
+
+
 def point_checkpoint(plan: BackupPlan) -> str | None:
     """The checkpoint the point records: the new one, or for an offline point (which cannot
     create one) the previous checkpoint, so the next backup is incremental from it again."""
@@ -90,7 +98,7 @@ def write_manifest(
                 # what the guest had mounted: a restore test checks it is back
                 "fsinfo": fs_summary(taken.fsinfo),
                 # how the point was taken (docs/backup.md, "Consistency")
-                "method_reason": taken.reason,
+                "method_reason": method_reason(plan, taken),
                 "paused_ms": taken.paused_ms,
                 "hooks": taken.hooks.to_json(),
             },
@@ -111,7 +119,7 @@ def recovery_point(
         consistency=taken.consistency,
         method=taken.method,
         frozen_ms=taken.frozen_ms,
-        method_reason=taken.reason,
+        method_reason=method_reason(plan, taken),
         paused_ms=taken.paused_ms,
         hooks=taken.hooks,
         checkpoint=point_checkpoint(plan),
