@@ -210,8 +210,8 @@ def test_require_application_consistent_without_hooks_fails(
     )
     assert r.code == 1, r.stdout + r.stderr
     job = r.json()[0]
-    assert job["error"]["code"] == "CONSISTENCY_NOT_MET", job
-    assert "file-system-consistent" in job["error"]["message"]
+    assert job["error_code"] == "CONSISTENCY_NOT_MET", job
+    assert "file-system-consistent" in job["message"] and job["remedy"], job
     assert [p.id for p in svc.points.list_points(None, N["standard"])] == points  # no point
     kept = {p.checkpoint for p in svc.points.list_points(None, N["standard"])} - {None}
     assert_vm_clean(svc.settings.work_dir, N["standard"], kept, exact=False)

@@ -361,7 +361,7 @@ class PullBackup:
         # never a guest-quiesce point that was not frozen: make sure the guest is thawed
         if pit.needs_thaw:
             raise ThawFailed(pit.thaw_error, vm=self._vm)
-        if why is None or has_agent:
+        if why is None:  # sent: a late freeze may have landed (not sent: nothing can have)
             self._verify_thawed(dom)
         pit.freeze_attempt_ms = round((time.monotonic() - t0) * 1000)
         reason = pit.freeze_error or "the freeze failed"

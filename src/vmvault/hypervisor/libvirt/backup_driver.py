@@ -53,7 +53,11 @@ def taken_point(pit: PointInTime) -> TakenPoint:
         how = "VM paused while the point in time was taken" if pit.paused else "VM already paused"
         reason = f"the guest could not be frozen ({pit.fallback_reason}): {how}"
         warnings.append(f"the guest could not be frozen ({pit.fallback_reason}): saved-state")
-        verified = {True: "thaw verified", False: "thaw not verified", None: "agent silent"}
+        verified = {
+            True: "thaw verified",
+            False: "thaw not verified",
+            None: "freeze not sent or agent silent: nothing to verify",
+        }
         notes.append(
             f"freeze attempt {pit.freeze_attempt_ms} ms ({verified[pit.thaw_verified]}), "
             "then saved-state"
