@@ -289,6 +289,9 @@ def test_app_hook_runs_at_freeze_and_thaw(conn: Any, work_dir: Path, tmp_path: P
     ) as pb:
         pit = pb.point_in_time
         assert pit.frozen and pit.frozen_ms > 0
+        # the dispatcher reported the app's flush hook for this freeze: application-consistent
+        assert pit.hooks.state.value == "succeeded", pit.hooks
+        assert [h.name for h in pit.hooks.hooks] == ["10-app"]
         print(f"app-hook: fsFreeze took {pit.freeze_call_ms} ms, frozen window {pit.frozen_ms} ms")
         _dump(pb.source("vda"), tmp_path / "vda.raw")
     _assert_nothing_left(dom, pb)
