@@ -53,12 +53,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from typing import IO, Any
 
 import libvirt
 
-from vmvault.domain.consistency import NOT_RUN, HookOutcome
 from vmvault.domain.errors import (
     AgentCommandFailed,
     BackupAbortFailed,
@@ -66,9 +66,7 @@ from vmvault.domain.errors import (
     BackupJobRunning,
     Cancelled,
     CheckpointMissing,
-    FreezeRequired,
     InvalidInput,
-    ThawFailed,
 )
 from vmvault.hypervisor.libvirt import agent, backup_xml, hooks
 from vmvault.hypervisor.libvirt.checkpoints import checkpoint_coverage
@@ -83,8 +81,7 @@ from vmvault.hypervisor.libvirt.jobcontrol import (
 from vmvault.hypervisor.libvirt.quiesce import (
     QUIESCE_MODES,
     Window,
-    freeze_window,
-    fsfreeze_status,
+    freeze_or_pause,
     pause_window,
     resume,
     thaw,
@@ -114,10 +111,6 @@ class PointInTime(Window):
     was_paused: bool = False  # the VM was already paused (and stays so)
     began_at: float = 0.0  # epoch seconds of backupBegin
     full_disks: dict[str, str] = field(default_factory=dict)  # target -> why full (incremental)
-    hooks: HookOutcome = NOT_RUN  # what the guest's application hooks reported for the freeze
-    fallback_reason: str | None = None  # the freeze failed: saved-state instead, and why
-    freeze_attempt_ms: int = 0  # a failed freeze: fsFreeze called → thaw verified
-    thaw_verified: bool | None = None  # guest-fsfreeze-status said thawed (None: not asked)
 
 
 class PullBackup:
@@ -310,7 +303,27 @@ class PullBackup:
 
         # 5. the point in time: only the hook and backupBegin inside the window
         if self.quiesce == "freeze":
-            self._freeze_or_pause(dom, running, has_agent, bxml, cxml)
+            why = why_not_freeze(
+                dom,
+                self._vm,
+                running=running,
+                has_agent=has_agent,
+                agent_silent=self._agent_silent,
+                timeout=self.freeze_timeout,
+            )
+            freeze_or_pause(
+                dom,
+                self._vm,
+                pit,
+                why=why,
+                running=running,
+                timeout=self.freeze_timeout,
+                allow_pause=self.allow_pause,
+                before_pause=self.before_pause,
+                cancelled=self._cancelled,
+                hold=partial(self._hold_and_begin, dom, bxml, cxml),
+                report=lambda: hooks.report(dom, self._token, self._unarmed),
+            )
         else:
             with self._window(dom, running):
                 self._hold_and_begin(dom, bxml, cxml)
@@ -334,62 +347,6 @@ class PullBackup:
         if self.quiesce == "pause" and running:
             return pause_window(dom, self._vm, self.point_in_time)
         return nullcontext()  # "none", or a paused VM: it is already still, and stays paused
-
-    def _freeze_or_pause(
-        self, dom: Any, running: bool, has_agent: bool, bxml: str, cxml: str | None
-    ) -> None:
-        """Freeze → begin → thaw; if the freeze fails: thaw verified, then saved-state."""
-        pit = self.point_in_time
-        why = why_not_freeze(
-            dom,
-            self._vm,
-            running=running,
-            has_agent=has_agent,
-            agent_silent=self._agent_silent,
-            timeout=self.freeze_timeout,
-        )
-        t0 = time.monotonic()
-        if why is None:
-            with freeze_window(dom, self._vm, self.freeze_timeout, pit):
-                if pit.frozen:
-                    self._hold_and_begin(dom, bxml, cxml)
-            if pit.frozen:
-                pit.hooks = hooks.report(dom, self._token, self._unarmed)
-                return
-        else:
-            pit.no_freeze(why)
-        # never a guest-quiesce point that was not frozen: make sure the guest is thawed
-        if pit.needs_thaw:
-            raise ThawFailed(pit.thaw_error, vm=self._vm)
-        if why is None:  # sent: a late freeze may have landed (not sent: nothing can have)
-            self._verify_thawed(dom)
-        pit.freeze_attempt_ms = round((time.monotonic() - t0) * 1000)
-        reason = pit.freeze_error or "the freeze failed"
-        pit.fallback_reason = reason
-        if not running:  # paused since the plan: it is still already, and stays paused
-            self._hold_and_begin(dom, bxml, cxml)
-            return
-        if not self.allow_pause:
-            raise FreezeRequired(reason, vm=self._vm)
-        if self.before_pause is not None:
-            self.before_pause(reason)  # the guest is released: may journal
-        self._cancelled()
-        with pause_window(dom, self._vm, pit):
-            self._hold_and_begin(dom, bxml, cxml)
-
-    def _verify_thawed(self, dom: Any) -> None:
-        """``guest-fsfreeze-status`` after a failed freeze: thaw again if a late freeze
-        landed; ``THAW_FAILED`` if the guest stays frozen."""
-        pit = self.point_in_time
-        status = fsfreeze_status(dom)
-        if status == "frozen":
-            pit.needs_thaw = True
-            thaw(dom, self._vm, pit, budget=max(10.0, 3.0 * self.freeze_timeout))
-            status = fsfreeze_status(dom)
-            if status == "frozen":
-                pit.needs_thaw = True
-                raise ThawFailed("guest-fsfreeze-status still says frozen", vm=self._vm)
-        pit.thaw_verified = status == "thawed" if status is not None else None
 
     def _plan_modes(self, dom: Any, domain_disks: dict[str, str]) -> None:
         """Per disk, ``full`` or ``incremental`` (``CHECKPOINT_MISSING`` when a covered bitmap

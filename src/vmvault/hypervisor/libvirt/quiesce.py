@@ -11,7 +11,9 @@ it.  Two context managers own "always release the guest, even on error":
   agent" and "not connected" — is followed by thaw retries (budget
   ``max(10, 3 × freeze_timeout)`` s).  ``virDomainFSFreeze`` waits for the agent forever by
   default: the window sets ``agentSetResponseTimeout(freeze_timeout)`` around freeze and thaw;
-* :func:`pause_window` — ``suspend``, yield, ``resume`` in a ``finally`` (retried for 10 s).
+* :func:`pause_window` — ``suspend``, yield, ``resume`` in a ``finally`` (retried for 10 s);
+* :func:`freeze_or_pause` — the two together for ``quiesce="freeze"``: the freeze window, or
+  after a failed freeze the thaw verified and the saved-state pause (or ``FREEZE_REQUIRED``).
 
 A thaw or resume that finally fails leaves :attr:`Window.held` true: the caller retries once
 more when it ends (``PullBackup.__exit__``), and the clean-up after a dead process
@@ -32,10 +34,12 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from vmvault.domain.consistency import NOT_RUN, HookOutcome
 from vmvault.domain.errors import (
     AgentFreezeTimeout,
     BackupBeginFailed,
     FreezeFailed,
+    FreezeRequired,
     ThawFailed,
     VmvaultError,
 )
@@ -64,6 +68,10 @@ class Window:
     needs_resume: bool = False  # vmvault paused the VM and no resume succeeded yet
     resume_error: str | None = None
     fs_thawed: int = 0  # what the last successful thaw returned
+    hooks: HookOutcome = NOT_RUN  # what the guest's application hooks reported for the freeze
+    fallback_reason: str | None = None  # the freeze failed: saved-state instead, and why
+    freeze_attempt_ms: int = 0  # a failed freeze: fsFreeze called → thaw verified
+    thaw_verified: bool | None = None  # guest-fsfreeze-status said thawed (None: not asked)
 
     @property
     def held(self) -> bool:
@@ -152,6 +160,69 @@ def freeze_window(dom: Any, vm: str, timeout: int, w: Window) -> Iterator[Window
                     w.frozen_ms = round((time.monotonic() - t_frozen) * 1000)
 
 
+def freeze_or_pause(
+    dom: Any,
+    vm: str,
+    w: Window,
+    *,
+    why: VmvaultError | None,
+    running: bool,
+    timeout: int,
+    allow_pause: bool,
+    before_pause: Callable[[str], None] | None,
+    cancelled: Callable[[], None],
+    hold: Callable[[], None],
+    report: Callable[[], HookOutcome],
+) -> None:
+    """The point in time of ``quiesce="freeze"``: freeze → ``hold()`` → thaw, then
+    ``report()`` the hooks' outcome.  ``why``: why no freeze is attempted (None: try it).
+
+    A freeze that fails or times out never yields a frozen-labelled point: the guest is thawed
+    (a sent freeze: verified with ``guest-fsfreeze-status``), then — if ``allow_pause`` —
+    ``before_pause(reason)`` (the guest is released), ``cancelled()`` and the saved-state
+    window: suspend → ``hold()`` → resume.  Not allowed: ``FREEZE_REQUIRED``, nothing held."""
+    t0 = time.monotonic()
+    if why is None:
+        with freeze_window(dom, vm, timeout, w):
+            if w.frozen:
+                hold()
+        if w.frozen:
+            w.hooks = report()
+            return
+    else:
+        w.no_freeze(why)
+    if w.needs_thaw:  # the thaw failed even after its retries
+        raise ThawFailed(w.thaw_error, vm=vm)
+    if why is None:  # sent: a late freeze may have landed (not sent: nothing can have)
+        verify_thawed(dom, vm, w, timeout)
+    w.freeze_attempt_ms = round((time.monotonic() - t0) * 1000)
+    reason = w.fallback_reason = w.freeze_error or "the freeze failed"
+    if not running:  # paused since the plan: it is still already, and stays paused
+        hold()
+        return
+    if not allow_pause:
+        raise FreezeRequired(reason, vm=vm)
+    if before_pause is not None:
+        before_pause(reason)
+    cancelled()
+    with pause_window(dom, vm, w):
+        hold()
+
+
+def verify_thawed(dom: Any, vm: str, w: Window, timeout: int) -> None:
+    """``guest-fsfreeze-status`` after a failed freeze: thaw again if a late freeze landed;
+    ``THAW_FAILED`` if the guest stays frozen."""
+    status = fsfreeze_status(dom)
+    if status == "frozen":
+        w.needs_thaw = True
+        thaw(dom, vm, w, budget=max(10.0, 3.0 * timeout))
+        status = fsfreeze_status(dom)
+        if status == "frozen":
+            w.needs_thaw = True
+            raise ThawFailed("guest-fsfreeze-status still says frozen", vm=vm)
+    w.thaw_verified = status == "thawed" if status is not None else None
+
+
 def thaw(dom: Any, vm: str, w: Window, budget: float = 10.0) -> None:
     """Thaw with retries for ``budget`` s (a slow agent gets several chances); never raises:
     a failure is left in :attr:`Window.thaw_error` with :attr:`Window.needs_thaw` still set."""
@@ -216,6 +287,7 @@ __all__ = [
     "QUIESCE_MODES",
     "Window",
     "agent_gone",
+    "freeze_or_pause",
     "freeze_window",
     "frozen_now",
     "fsfreeze_status",
@@ -223,5 +295,6 @@ __all__ = [
     "resume",
     "retry",
     "thaw",
+    "verify_thawed",
     "why_not_freeze",
 ]
