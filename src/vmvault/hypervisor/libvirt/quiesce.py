@@ -62,7 +62,7 @@ class Window:
     freeze_error_code: str | None = None  # FREEZE_FAILED | AGENT_FREEZE_TIMEOUT | ...
     thaw_error: str | None = None  # set if the thaw failed: the guest may still be frozen
     paused: bool = False  # vmvault paused the VM for the point (quiesce="pause")
-    frozen_ms: int = 0  # freeze returned → thaw returned (or pause → resume returned)
+    frozen_ms: int = 0  # freeze returned → thaw returned (0 unless frozen)
     paused_ms: int = 0  # suspend returned → resume returned (0 unless vmvault paused it)
     needs_thaw: bool = False  # a freeze may have reached the guest and no thaw succeeded yet
     needs_resume: bool = False  # vmvault paused the VM and no resume succeeded yet
@@ -251,7 +251,7 @@ def pause_window(dom: Any, vm: str, w: Window) -> Iterator[Window]:
         yield w
     finally:
         resume(dom, w)
-        w.paused_ms = w.frozen_ms = round((time.monotonic() - t0) * 1000)
+        w.paused_ms = round((time.monotonic() - t0) * 1000)
 
 
 def resume(dom: Any, w: Window, budget: float = 10.0) -> None:
