@@ -199,6 +199,38 @@ def test_freeze_required_when_pause_not_allowed_leaves_nothing(svc: Services, do
 
 
 @pytest.mark.parametrize("dom", ["standard"], indirect=True)
+def test_freeze_required_after_a_timed_out_freeze_leaves_the_guest_thawed(
+    svc: Services, dom: Any
+) -> None:
+    """A freeze that was sent and timed out (a sleeping hook), pause not allowed: the late
+    freeze is thawed and verified, then FREEZE_REQUIRED — no job, no checkpoint, never paused."""
+    before = {c.getName() for c in dom.listAllCheckpoints()}
+    set_test_hook(dom, f"sleep {FREEZE_TIMEOUT + 3}")
+    try:
+        backup = PullBackup(
+            URI,
+            dom.UUIDString(),
+            [DiskSpec("vda", "", "qcow2")],
+            checkpoint="vmvault-freeze-required-test",
+            incremental_from=None,
+            work_dir=svc.settings.work_dir,
+            quiesce="freeze",
+            freeze_timeout=FREEZE_TIMEOUT,
+            allow_pause=False,
+            in_window=lambda: pytest.fail("no window may be entered"),
+        )
+        with pytest.raises(FreezeRequired), backup:
+            pass
+    finally:
+        set_test_hook(dom, None)
+    pit = backup.point_in_time
+    assert pit.freeze_error_code == "AGENT_FREEZE_TIMEOUT" and not pit.paused
+    assert pit.thaw_verified is True and not pit.held
+    _running_and_thawed(dom)
+    assert_vm_clean(svc.settings.work_dir, N["standard"], before)
+
+
+@pytest.mark.parametrize("dom", ["standard"], indirect=True)
 def test_require_application_consistent_without_hooks_fails(
     svc: Services, dom: Any, home: Path, cli: CliRunner
 ) -> None:
