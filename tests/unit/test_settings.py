@@ -94,6 +94,7 @@ def test_validate_checks_settings_made_in_code_too(tmp_path: Path) -> None:
 
 def test_every_whole_number_setting_has_a_range() -> None:
     assert set(INT_RANGES) == {
-        "VMVAULT_MAX_DISKS", "VMVAULT_AGENT_TIMEOUT", "VMVAULT_WORKERS", "VMVAULT_JOB_WORKERS"
+        "VMVAULT_MAX_DISKS", "VMVAULT_AGENT_TIMEOUT", "VMVAULT_WORKERS", "VMVAULT_JOB_WORKERS",
+        "VMVAULT_FREEZE_TIMEOUT",
     }  # fmt: skip
     assert all(1 <= low < high for low, high in INT_RANGES.values())
