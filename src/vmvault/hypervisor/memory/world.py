@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vmvault.domain.consistency import HookOutcome, HookState
 from vmvault.domain.errors import AgentFreezeTimeout, FreezeFailed
 from vmvault.domain.inventory import AgentReport
 from vmvault.domain.vm import Disk, DomainFacts, PowerState
@@ -29,6 +30,8 @@ class FakeAgent:
     frozen: bool = False
     freezes: int = 0
     filesystems: int = 2
+    #: what the guest's fsfreeze hook dispatcher reports for a freeze (default: no hooks)
+    hooks: HookOutcome = field(default_factory=lambda: HookOutcome(HookState.NONE))
 
     def freeze(self, vm: str) -> int:
         if self.mode == "hang":
