@@ -13,11 +13,17 @@ from typing import Any
 
 import pytest
 
-from vmvault.dataplane.restore import restore_disk
+from vmvault.dataplane.restore import restore_disk, verify_point
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import DiskReadFailed, StorageUnreachable
 from vmvault.domain.job import Job, JobState, JobType
-from vmvault.domain.recovery_point import BackupStep, Consistency, Method, RecoveryPoint
+from vmvault.domain.recovery_point import (
+    BackupStep,
+    Consistency,
+    DamagedDisk,
+    Method,
+    RecoveryPoint,
+)
 from vmvault.domain.vm import PowerState, VmItem, VmState
 from vmvault.hypervisor.files import LocalHostFiles
 from vmvault.hypervisor.memory import (
@@ -247,6 +253,27 @@ def test_an_incremental_reads_only_the_dirty_chunks(world: World) -> None:
     assert world.dom.checkpoints == [point.checkpoint]  # the older one was pruned
     assert first.checkpoint not in world.dom.checkpoints
     world.assert_clean()
+
+
+def test_an_incremental_after_recorded_damage_reads_a_missing_parent_chunk_again(
+    world: World,
+) -> None:
+    """A reuse list keeps GC away from the parent's chunks but cannot vouch for a chunk that
+    is gone (verify quarantined it): once damage is recorded in the vault, the incremental
+    checks each reused chunk and reads a missing one from the disk again."""
+    first = world.ok()
+    store = world.store()
+    lost = store.read_point_index(store.read_manifest(first.id), "vdb").ids[1]
+    store.chunks.remove(lost)
+    with world.uow() as uow:
+        uow.copies.set_damaged(first.id, "main", [DamagedDisk("vdb", ((MiB, 2 * MiB),))])
+        uow.commit()
+    point = world.ok()
+    # nothing dirty: what it read is the lost chunk, again from the disk
+    assert point.disks[1].incremental and point.disks[1].bytes_read == CHUNK
+    assert "damage is recorded in this vault" in " ".join(world.log(point.job_id or 0))
+    assert verify_point(world.store(), point.id).ok  # the lost chunk is stored again
+    assert world.restored(point, "vdb") == bytes(world.dom.disk("vdb").data)
 
 
 def test_a_checkpoint_libvirt_forgot_is_redefined_from_the_catalog(world: World) -> None:

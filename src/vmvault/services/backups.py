@@ -74,6 +74,7 @@ from vmvault.services.backup.commit import (
 from vmvault.services.backup.plan import BackupPlan, plan_backup
 from vmvault.services.backup.read import read_disks
 from vmvault.services.context import Service, ServiceContext
+from vmvault.services.holdings import damage_recorded
 from vmvault.services.jobs import JobContext, JobOutcome
 from vmvault.services.ports import BackupDriver, Hypervisor, PointSession
 from vmvault.services.vm_refs import MustBe, resolve_vms
@@ -210,6 +211,11 @@ class BackupService(Service):
         prev_manifest, epoch = (
             store.read_parent(previous.id) if previous and plan.incremental_from else (None, None)
         )
+        if epoch is not None and self._damage_recorded(plan.vault.name):
+            # a reuse list vouches only for what GC may delete, not for damage: touch each
+            # reused chunk instead, and read a missing one (e.g. quarantined) from the disk
+            ctx.log("damage is recorded in this vault: the reused chunks are checked one by one")
+            epoch = None
         with ExitStack() as stack:
             stack.enter_context(store.writer(plan.point_id))
             session, taken = stack.enter_context(self._point_in_time(plan, ctx, member))
@@ -320,6 +326,10 @@ class BackupService(Service):
         """The freeze failed and the guest is thawed: journal the saved-state pause that
         follows, so a kill inside it is undone by the next start (the VM is resumed)."""
         ctx.record(BackupStep.PAUSING, reason=reason)
+
+    def _damage_recorded(self, vault: str) -> bool:
+        with self.uow() as uow:
+            return damage_recorded(uow, vault)
 
     def _policy_requires(self, vm: VmItem) -> Consistency | None:
         """The consistency the VM's policy requires (None: no policy, or none required)."""
