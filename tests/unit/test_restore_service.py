@@ -209,7 +209,7 @@ def world(
     alive = {DEAD, SELF}
     runner = JobRunner(uow, now, DEAD, lambda p: p in alive)
     svc = RestoreService(
-        ServiceContext(uow, runner, vaults, now), driver, files=files,
+        ServiceContext(uow, runner, vaults, now), driver, hypervisor=driver, files=files,
         write_disk=files.write_disk, boot_timeout=1, mount_wait=0,
     )  # fmt: skip
     recovery = RecoveryService(

@@ -127,6 +127,7 @@ class PullBackup:
         in_window: Callable[[], None] | None = None,
         after_begin: Callable[[], None] | None = None,
         connections: int = 1,
+        allow_pause: bool = True,
     ) -> None:
         if quiesce not in QUIESCE_MODES:
             raise InvalidInput(
@@ -163,6 +164,9 @@ class PullBackup:
         #: (then the job is aborted and the new checkpoint deleted); may block, bounded
         self.after_begin = after_begin
         self.connections = connections
+        #: False for a cluster-managed VM: the guest MUST NOT be paused, not even as the
+        #: fallback of a failed freeze (the caller refuses ``quiesce='pause'`` itself)
+        self.allow_pause = allow_pause
         self.point_in_time = PointInTime(
             checkpoint=checkpoint, incremental_from=incremental_from, quiesce=quiesce
         )

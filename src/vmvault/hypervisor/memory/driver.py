@@ -7,13 +7,13 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from vmvault.domain.cluster import pause_forbidden
 from vmvault.domain.errors import (
     BackupBeginFailed,
     BackupJobRunning,
     BackupVmNotRunning,
     Cancelled,
     CheckpointMissing,
-    ClusterManagedNoPause,
     FreezeFailed,
     InvalidInput,
     VmvaultError,
@@ -108,10 +108,10 @@ class MemoryBackupDriver:
         after_begin: Callable[[], None] | None = None,
     ) -> MemorySession:
         if quiesce == "pause" and not allow_pause:
-            raise ClusterManagedNoPause(vm=vm_uuid, why="cluster-managed", need="quiesce pause")
+            raise pause_forbidden(f"{self.hv.hostname(uri)}/{self.hv.dom(vm_uuid).name}")
         return MemorySession(
             self.hv, vm_uuid, [x.target for x in disks], checkpoint, incremental_from, quiesce,
-            cancel, in_window, after_begin=after_begin,
+            cancel, in_window, after_begin=after_begin, allow_pause=allow_pause,
         )  # fmt: skip
 
     def offline(self, disks: list[Disk], bitmap: str | None) -> MemorySession:
@@ -162,6 +162,7 @@ class MemorySession:
         *,
         offline: bool = False,
         after_begin: Callable[[], None] | None = None,
+        allow_pause: bool = True,
     ) -> None:
         self.hv = hv
         self.vm_uuid = vm_uuid
@@ -173,6 +174,8 @@ class MemorySession:
         self.in_window = in_window
         self.after_begin = after_begin
         self.offline = offline
+        #: False for a cluster-managed VM: never paused, not even after a failed freeze
+        self.allow_pause = allow_pause
         self.alive = True
         self.taken = TakenPoint(method=Method.SAVED_STATE, reason="not taken yet")
         self.released = True
