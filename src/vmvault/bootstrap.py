@@ -191,6 +191,7 @@ class Services:
         return RestoreService(
             self.context,
             self.overrides.restore_driver or LibvirtRestoreDriver(),
+            hypervisor=self._hypervisor,
             files=self.overrides.host_files or LocalHostFiles(),
         )
 

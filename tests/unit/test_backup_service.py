@@ -136,7 +136,7 @@ class World:
 
     def recovery(self) -> RecoveryService:
         ctx = ServiceContext(self.uow, self.runner(), self.vaults(), now)  # type: ignore[arg-type]
-        restores = RestoreService(ctx, None, files=LocalHostFiles())  # type: ignore[arg-type]
+        restores = RestoreService(ctx, None, hypervisor=self.hv, files=LocalHostFiles())  # type: ignore[arg-type]
         return RecoveryService(ctx, self.service(), restores)
 
     def backup(self, service: BackupService | None = None) -> BackupOutcome:
@@ -564,3 +564,90 @@ def test_a_cluster_managed_vm_is_backed_up_without_ever_being_paused(world: Worl
     out = world.backup()
     assert out.result is None and out.job.error_code == "CLUSTER_MANAGED_NO_PAUSE"
     assert world.dom.power is PowerState.RUNNING and world.dom.job is None
+
+
+def test_operator_changes_made_while_a_backup_runs_survive_its_commit(world: World) -> None:
+    """``vm update --exclude-disk`` and ``host update --cluster-managed`` during the read: the
+    commit writes only the facts the backup owns, not the VM row it loaded at its start."""
+    done: list[bool] = []
+
+    def operator() -> None:
+        if done or world.dom.job is None or (world.dom.agent and world.dom.agent.frozen):
+            return
+        done.append(True)
+        with SqlUnitOfWork(world.engine) as uow:  # what vm update / host update write
+            vm = uow.vms.get(UUID)
+            assert vm is not None
+            vm.excluded_targets = ["vdb"]
+            vm.cluster_managed = "listed as cluster-managed in the settings of host memory"
+            uow.vms.save(vm)
+            uow.commit()
+
+    with world.uow() as uow:
+        seen_before = uow.vms.get(UUID).last_seen  # type: ignore[union-attr]
+    world.on_catalog.append(operator)
+    point = world.ok()
+    assert done, "the operator's change never ran during the backup"
+    assert not any(d.excluded for d in point.disks)  # this backup had planned both disks
+    with world.uow() as uow:
+        vm = uow.vms.get(UUID)
+    assert vm is not None
+    assert vm.excluded_targets == ["vdb"]
+    assert vm.cluster_managed == "listed as cluster-managed in the settings of host memory"
+    assert vm.last_seen > seen_before  # the backup's facts were written
+
+
+def test_unknown_cluster_ownership_keeps_the_catalogs_and_never_pauses(world: World) -> None:
+    """cibadmin failed (the adapter says ``cluster_unknown``): the VM recorded as pacemaker's
+    stays cluster-managed, so a backup that would pause it is refused, with a warning."""
+    owner = "pacemaker resource vm-db (VirtualDomain)"
+    with world.uow() as uow:
+        vm = uow.vms.get(UUID)
+        assert vm is not None
+        vm.cluster_managed = owner
+        uow.vms.save(vm)
+        uow.commit()
+    world.dom.cluster_unknown = "pacemaker ownership not known: cibadmin --query failed (exit 1)"
+    world.dom.agent = None  # a backup would need the saved-state pause
+    out = world.backup()
+    assert out.result is None and out.job.error_code == "CLUSTER_MANAGED_NO_PAUSE"
+    assert owner in (out.job.message or "")
+    assert world.dom.power is PowerState.RUNNING and not world.dom.paused_by_backup
+    assert any("cibadmin --query failed" in line for line in world.log(out.job.id))
+    with world.uow() as uow:
+        vm = uow.vms.get(UUID)
+    assert vm is not None and vm.cluster_managed == owner
+
+
+def test_allow_pause_reaches_the_point_session(world: World) -> None:
+    """A cluster-managed VM's session is told it may not pause (for a failed freeze's
+    fallback); another VM's may."""
+    seen: list[bool] = []
+    take = world.driver.take_point
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        session = take(*args, **kw)
+        seen.append(session.allow_pause)
+        return session
+
+    world.driver.take_point = spy  # type: ignore[method-assign]
+    world.ok()
+    with world.uow() as uow:
+        uow.hosts.set_cluster_managed(URI, ["vm"])
+        uow.commit()
+    world.ok()
+    assert seen == [True, False]
+
+
+def test_the_drivers_refusal_names_the_vm_and_why(world: World) -> None:
+    """The driver's own refusal (the service refuses first): HOST/NAME, not a uuid."""
+    from vmvault.domain.errors import ClusterManagedNoPause
+
+    with pytest.raises(ClusterManagedNoPause) as exc:
+        world.driver.take_point(
+            URI, UUID, [], checkpoint=None, incremental_from=None, quiesce="pause",
+            cancel=lambda: False, allow_pause=False,
+        )  # fmt: skip
+    assert exc.value.fields["vm"] == "memory/vm" and UUID not in exc.value.text
+    assert "allow_pause=False" in exc.value.text and "pause" in exc.value.fields["need"]
+    assert exc.value.kind == "usage"

@@ -169,6 +169,15 @@ class MethodChoice:
     reason: str
 
 
+def pause_reason(agent_channel: bool, crash_consistent_only: bool) -> str | None:
+    """Why a backup of a *running* VM pauses it (None: the guest agent freezes it instead)."""
+    if not agent_channel:
+        return "no guest agent channel"
+    if crash_consistent_only:
+        return "registered crash-consistent only"
+    return None
+
+
 def choose_method(
     power: PowerState, agent_channel: bool, crash_consistent_only: bool
 ) -> MethodChoice:
@@ -179,9 +188,9 @@ def choose_method(
         return MethodChoice(
             Method.SAVED_STATE, "none", "VM is paused: taken as it is, and left paused"
         )
-    if agent_channel and not crash_consistent_only:
+    why = pause_reason(agent_channel, crash_consistent_only)
+    if why is None:
         return MethodChoice(Method.GUEST_QUIESCE, "freeze", "guest agent freezes the file systems")
-    why = "no guest agent channel" if not agent_channel else "registered crash-consistent only"
     return MethodChoice(
         Method.SAVED_STATE, "pause", f"{why}: VM paused while the point in time is taken"
     )

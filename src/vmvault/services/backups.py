@@ -56,7 +56,6 @@ from typing import Any
 
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.backup_set import SetMember
-from vmvault.domain.cluster import mark_from_host
 from vmvault.domain.consistency import Consistency, meets, parse_required
 from vmvault.domain.errors import ConsistencyNotMet, InvalidInput, VmDeleted
 from vmvault.domain.inputs import check_until
@@ -77,6 +76,7 @@ from vmvault.services.context import Service, ServiceContext
 from vmvault.services.holdings import damage_recorded
 from vmvault.services.jobs import JobContext, JobOutcome
 from vmvault.services.ports import BackupDriver, Hypervisor, PointSession
+from vmvault.services.vm_facts import refresh
 from vmvault.services.vm_refs import MustBe, resolve_vms
 
 
@@ -171,11 +171,9 @@ class BackupService(Service):
         left = self.cleanup.unfinished(vm, besides=ctx.job.id)
         for line in self.clean_up(vm, store, left):
             ctx.log(f"left by an interrupted backup: {line}")
-        vm.apply(facts, self.clock())
-        with self.uow() as uow:
-            host = uow.hosts.get(vm.host_uri)
-        if host is not None:
-            mark_from_host(vm, host.cluster_managed, host.hostname or host.uri)
+        unknown = refresh(self.uow, vm, facts, self.clock())
+        if unknown:
+            ctx.warn(unknown)
         for d in vm.excluded_disks:  # the operator's choice is logged; the others warned
             say = ctx.log if d.reason == EXCLUDED_BY_USER else ctx.warn
             say(f"disk {d.target} skipped: {d.reason}")

@@ -65,6 +65,11 @@ class VmRepository(Protocol):
     def save(self, vm: VmItem) -> None:
         """Insert or update the VM item (keyed by uuid)."""
 
+    def save_facts(self, vm: VmItem) -> None:
+        """Update only the discovery facts of an existing VM item (a backup's commit: the
+        operator's changes made while it ran — excluded disks, cluster ownership,
+        protection — stay)."""
+
 
 class PointRepository(Protocol):
     def add(self, point: RecoveryPoint) -> None: ...

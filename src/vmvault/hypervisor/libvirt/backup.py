@@ -170,7 +170,8 @@ class PullBackup:
         #: called with the guest still frozen / paused right after ``backupBegin``; may raise
         #: (then the job is aborted and the new checkpoint deleted); may block, bounded
         self.after_begin = after_begin
-        #: False: a failed freeze fails the backup (FREEZE_REQUIRED) instead of pausing
+        #: False (a cluster-managed VM): the guest MUST NOT be paused — a failed freeze fails
+        #: the backup (FREEZE_REQUIRED); the caller refuses ``quiesce='pause'`` itself
         self.allow_pause = allow_pause
         #: called with the reason before a saved-state fallback pauses the VM (guest released)
         self.before_pause = before_pause

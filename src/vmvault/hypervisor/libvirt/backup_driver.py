@@ -16,8 +16,9 @@ from types import TracebackType
 
 import libvirt
 
+from vmvault.domain.cluster import pause_forbidden
 from vmvault.domain.consistency import NOT_RUN, HookState
-from vmvault.domain.errors import ClusterManagedNoPause
+from vmvault.domain.errors import VmvaultError
 from vmvault.domain.recovery_point import Method, TakenPoint, UnfinishedBackup
 from vmvault.domain.vm import Disk
 from vmvault.hypervisor import offline as offline_mod
@@ -34,6 +35,16 @@ _OFFLINE = TakenPoint(
     reason="VM is shut off: its images are read directly",
     notes=("VM shut off: its images are read directly (qemu-nbd, read-only)",),
 )
+
+
+def _label(uri: str, vm_uuid: str) -> str:
+    """``HOST/NAME`` of the domain, as messages name VMs (its uuid if libvirt cannot say)."""
+    try:
+        with connection(uri) as conn:
+            dom = lookup_domain(conn, uri, vm_uuid)
+            return f"{conn.getHostname()}/{dom.name()}"
+    except (libvirt.libvirtError, VmvaultError):
+        return vm_uuid
 
 
 def taken_point(pit: PointInTime) -> TakenPoint:
@@ -207,7 +218,7 @@ class LibvirtBackupDriver:
         before_pause: Callable[[str], None] | None = None,
     ) -> _PullSession:
         if quiesce == "pause" and not allow_pause:
-            raise ClusterManagedNoPause(vm=vm_uuid, why="cluster-managed", need="quiesce pause")
+            raise pause_forbidden(_label(uri, vm_uuid))
         specs = [DiskSpec(d.target, d.path or "", d.format or "raw") for d in disks]
         backup = PullBackup(
             uri,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from vmvault.domain.cluster import pause_forbidden
 from vmvault.domain.consistency import NOT_RUN, HookState
 from vmvault.domain.errors import (
     BackupBeginFailed,
@@ -14,7 +15,6 @@ from vmvault.domain.errors import (
     BackupVmNotRunning,
     Cancelled,
     CheckpointMissing,
-    ClusterManagedNoPause,
     FreezeFailed,
     FreezeRequired,
     InvalidInput,
@@ -111,12 +111,12 @@ class MemoryBackupDriver:
         before_pause: Callable[[str], None] | None = None,
     ) -> MemorySession:
         if quiesce == "pause" and not allow_pause:
-            raise ClusterManagedNoPause(vm=vm_uuid, why="cluster-managed", need="quiesce pause")
+            raise pause_forbidden(f"{self.hv.hostname(uri)}/{self.hv.dom(vm_uuid).name}")
         session = MemorySession(
             self.hv, vm_uuid, [x.target for x in disks], checkpoint, incremental_from, quiesce,
-            cancel, in_window, after_begin=after_begin,
+            cancel, in_window, after_begin=after_begin, allow_pause=allow_pause,
         )  # fmt: skip
-        session.allow_pause, session.before_pause = allow_pause, before_pause
+        session.before_pause = before_pause
         return session
 
     def offline(self, disks: list[Disk], bitmap: str | None) -> MemorySession:
@@ -167,6 +167,7 @@ class MemorySession:
         *,
         offline: bool = False,
         after_begin: Callable[[], None] | None = None,
+        allow_pause: bool = True,
     ) -> None:
         self.hv = hv
         self.vm_uuid = vm_uuid
@@ -178,12 +179,13 @@ class MemorySession:
         self.in_window = in_window
         self.after_begin = after_begin
         self.offline = offline
+        #: False for a cluster-managed VM: never paused, not even after a failed freeze
+        self.allow_pause = allow_pause
         self.alive = True
         self.taken = TakenPoint(method=Method.SAVED_STATE, reason="not taken yet")
         self.released = True
         self._sources: dict[str, MemorySource] = {}
         self._begun = False
-        self.allow_pause = True
         self.before_pause: Callable[[str], None] | None = None
 
     def __enter__(self) -> MemorySession:

@@ -84,6 +84,9 @@ class MemoryDomain:
     job: MemorySession | None = None  # the running backup job
     owner: MemorySession | None = None  # the live session holding the VM ("the lock")
     paused_by_backup: bool = False
+    #: what the hypervisor adapter reports of its cluster ownership (``DomainFacts``)
+    cluster_managed: str | None = None
+    cluster_unknown: str | None = None
 
     def disk(self, target: str) -> MemoryDisk:
         return next(d for d in self.disks if d.target == target)
@@ -100,6 +103,8 @@ class MemoryDomain:
             nics=(),
             agent_channel=self.agent is not None,
             fingerprint="-".join(f"{d.target}:{d.size}" for d in self.disks),
+            cluster_managed=self.cluster_managed,
+            cluster_unknown=self.cluster_unknown,
         )
 
 

@@ -203,6 +203,6 @@ def record_point(
             u.checkpoints.add(
                 CheckpointRecord(plan.checkpoint, vm.uuid, point.id, plan.created_at, xml)
             )
-        u.vms.save(vm)
+        u.vms.save_facts(vm)  # not save(): keeps operator changes made during the backup
         u.jobs.record_step(ctx.job.id, BackupStep.COMMITTED, {"point": point.id}, now)
         u.commit()
