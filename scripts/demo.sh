@@ -14,7 +14,7 @@ ok_or_warn() { "$@" || { rc=$?; [ "$rc" = 3 ] || exit "$rc"; }; }
 
 step "Lab: real Linux guests (Debian kernel + busybox + qemu-ga) on libvirt/QEMU" lab up
 $V lab down >/dev/null
-$V lab up --count 2 --variant standard --variant no-agent --variant raw-disk --variant passthrough
+$V lab up --count 2 --variant standard --variant no-agent --variant raw-disk --variant passthrough --variant app-hook
 
 step "Create a vault for location 'local' (host qemu:///system is added)" vault create demo --location local
 $V vault create demo --location local
@@ -24,8 +24,8 @@ ok_or_warn $V discover
 $V vm list
 
 step "Register VMs: one register job each; warnings for raw and pass-through disks" \
-  register lab-standard-1 lab-standard-2 lab-raw-disk-1 lab-passthrough-1
-ok_or_warn $V register lab-standard-1 lab-standard-2 lab-raw-disk-1 lab-passthrough-1
+  register lab-standard-1 lab-standard-2 lab-raw-disk-1 lab-passthrough-1 lab-app-hook-1
+ok_or_warn $V register lab-standard-1 lab-standard-2 lab-raw-disk-1 lab-passthrough-1 lab-app-hook-1
 
 step "A VM without a guest agent is refused, with a code and a remedy" register lab-no-agent-1
 if $V register lab-no-agent-1; then echo "unexpected success" >&2; exit 1; fi
@@ -58,6 +58,34 @@ ok_or_warn $V backup lab-standard-1
 
 step "A raw disk is re-read in full each time but deduplicated; a LUN is skipped" backup lab-raw-disk-1 lab-passthrough-1
 ok_or_warn $V backup lab-raw-disk-1 lab-passthrough-1
+
+point_field() {  # point_field VM FIELD: a field of the VM's newest point
+  $V points list "$1" --json | .venv/bin/python -c "import json,sys; print(json.load(sys.stdin)[0]['$2'])"
+}
+step "Consistency, honestly: the app-hook guest's hook reports success for this very freeze" backup lab-app-hook-1
+ok_or_warn $V backup lab-app-hook-1
+$V points show "$(point_field lab-app-hook-1 id)" | grep -iE "consisten|method|frozen|paused|hook"
+test "$(point_field lab-app-hook-1 consistency)" = application-consistent
+
+step "A VM without application hooks cannot give an application-consistent point: refused, no point kept" backup lab-standard-2 --require application-consistent
+if $V backup lab-standard-2 --require application-consistent; then echo "unexpected success" >&2; exit 1; fi
+
+step "A backup set: two VMs frozen together, one instant, a point for each or for none" backup lab-standard-1 lab-app-hook-1 --set
+ok_or_warn $V backup lab-standard-1 lab-app-hook-1 --set
+set_id=$(point_field lab-app-hook-1 set_id)
+$V points list --set "$set_id"
+
+step "Selective disks: leave lab-raw-disk-1's vdb out; its next point lists it as excluded by user" vm update lab-raw-disk-1 --exclude-disk vdb
+$V vm update lab-raw-disk-1 --exclude-disk vdb
+ok_or_warn $V backup lab-raw-disk-1
+$V points show "$(point_field lab-raw-disk-1 id)" | grep -i "vdb"
+$V vm update lab-raw-disk-1 --include-disk vdb
+
+step "A VM a cluster manager owns is never paused or replaced: restore --replace is refused" host update qemu:///system --cluster-managed lab-raw-disk-1
+$V host update qemu:///system --cluster-managed lab-raw-disk-1
+$V vm show lab-raw-disk-1 | grep -i cluster
+if $V restore lab-raw-disk-1 --point "$(point_field lab-raw-disk-1 id)" --replace; then echo "unexpected success" >&2; exit 1; fi
+$V host update qemu:///system --not-cluster-managed lab-raw-disk-1
 
 step "Recovery points" points list
 $V points list

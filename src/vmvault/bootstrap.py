@@ -146,7 +146,9 @@ class Services:
         from vmvault.hypervisor.libvirt.backup_driver import LibvirtBackupDriver
 
         s = self.settings
-        driver = self.overrides.backup_driver or LibvirtBackupDriver(s.work_dir)
+        driver = self.overrides.backup_driver or LibvirtBackupDriver(
+            s.work_dir, freeze_timeout=s.freeze_timeout
+        )
         service = BackupService(self.context, self._hypervisor, driver)
         service.after_backup = self.protection.after_backup  # retention of protected VMs
         return service
@@ -189,6 +191,7 @@ class Services:
         return RestoreService(
             self.context,
             self.overrides.restore_driver or LibvirtRestoreDriver(),
+            hypervisor=self._hypervisor,
             files=self.overrides.host_files or LocalHostFiles(),
         )
 

@@ -10,6 +10,7 @@
 | ``VMVAULT_MAX_DISKS``       | ``8`` disks per VM that registration accepts |
 | ``VMVAULT_MIN_AGENT``       | ``5.0.0`` minimum qemu-guest-agent version |
 | ``VMVAULT_AGENT_TIMEOUT``   | ``5`` seconds for a guest-agent answer    |
+| ``VMVAULT_FREEZE_TIMEOUT``  | ``10`` seconds a freeze (and the guest's fsfreeze hooks) may take before the backup thaws and takes a saved-state point |
 | ``VMVAULT_PASSPHRASE``      | passphrase of encrypted vaults (or ``VMVAULT_PASSPHRASE_FILE``; else asked on a terminal) |
 | ``VMVAULT_WORK_DIR``        | ``/var/lib/vmvault/run``: NBD sockets and scratch files of running backups |
 | ``VMVAULT_WORKERS``         | ``2`` threads hashing/compressing (one per core) |
@@ -63,6 +64,7 @@ class Settings:
     #: A backup set: how long (s) its first held VM waits for the last (docs/sets.md: at
     #: most 60 s — a guest frozen longer stalls its applications).
     set_hold_timeout: int = 30
+    freeze_timeout: int = 10
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -86,6 +88,7 @@ class Settings:
             gc_schedule=env.get("VMVAULT_GC_SCHEDULE") or "daily@03:00",
             timezone=env.get("VMVAULT_TIMEZONE") or "UTC",
             set_hold_timeout=_int(env, "VMVAULT_SET_HOLD_TIMEOUT", 30),
+            freeze_timeout=_int(env, "VMVAULT_FREEZE_TIMEOUT", 10),
         ).validate()
 
     def validate(self) -> Settings:
@@ -103,6 +106,7 @@ class Settings:
             ("VMVAULT_WORKERS", self.workers),
             ("VMVAULT_JOB_WORKERS", self.job_workers),
             ("VMVAULT_SET_HOLD_TIMEOUT", self.set_hold_timeout),
+            ("VMVAULT_FREEZE_TIMEOUT", self.freeze_timeout),
         ):
             _in_range(name, str(value), value)
         with _setting("VMVAULT_TIMEZONE", self.timezone):
@@ -127,6 +131,7 @@ INT_RANGES = {
     "VMVAULT_WORKERS": (1, 64),
     "VMVAULT_JOB_WORKERS": (1, 32),
     "VMVAULT_SET_HOLD_TIMEOUT": (1, 60),  # seconds a guest may stay frozen: docs/sets.md
+    "VMVAULT_FREEZE_TIMEOUT": (1, 600),  # seconds
 }
 
 

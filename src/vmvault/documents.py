@@ -121,7 +121,10 @@ def point_doc(p: RecoveryPoint, held: Holding | None = None) -> dict[str, Any]:
         "created_at": iso(p.created_at),
         "consistency": p.consistency.value,
         "method": p.method.value,
+        "method_reason": p.method_reason,
         "frozen_ms": p.frozen_ms,
+        "paused_ms": p.paused_ms,
+        "hooks": p.hooks.to_json() if p.hooks is not None else None,
         "set_id": p.set_id,
         "checkpoint": p.checkpoint,
         "bytes_logical": p.bytes_logical,
@@ -160,6 +163,7 @@ def policy_doc(v: PolicyView) -> dict[str, Any]:
         "warnings": v.warnings,
         "vms": v.vms,
         "copy_to": _copy_doc(p),
+        "require": p.require.value if p.require is not None else None,
         "created_at": iso(v.record.created_at),
         "updated_at": iso(v.record.updated_at),
     }
@@ -195,6 +199,7 @@ def dashboard_doc(d: Dashboard) -> dict[str, Any]:
             "logical_bytes": d.logical_bytes,
             "dedup_ratio": d.dedup_ratio,
             "points": d.points,
+            "by_consistency": d.by_consistency,
         },
     }
 

@@ -84,5 +84,36 @@ def test_dashboard_of_an_empty_vault(cli: CliRunner) -> None:
     assert doc["vault"] == "main"
     assert doc["vms"]["discovered"] == 0 and doc["vms"]["protected"] == 0
     assert doc["jobs_24h"]["failed"] == 0 and doc["attention"] == []
-    assert doc["storage"] == {"used_bytes": 0, "logical_bytes": 0, "dedup_ratio": None, "points": 0}
+    assert doc["storage"] == {
+        "used_bytes": 0,
+        "logical_bytes": 0,
+        "dedup_ratio": None,
+        "points": 0,
+        "by_consistency": {
+            "application-consistent": 0,
+            "file-system-consistent": 0,
+            "crash-consistent": 0,
+        },
+    }
     assert cli("dashboard").code == 0
+
+
+def test_a_policy_stores_and_shows_its_required_consistency(cli: CliRunner) -> None:
+    assert cli("vault", "create", "main", "--location", "local").code == 0
+    r = cli(*GOLD, "--require", "application-consistent", "--json")
+    assert r.code == 0, r.stderr
+    assert r.json()["require"] == "application-consistent"
+    shown = cli("policy", "show", "gold")
+    assert "require:   application-consistent" in shown.stdout, shown.stdout
+    r = cli("policy", "update", "gold", "--daily", "9", "--json")  # other changes keep it
+    assert r.json()["require"] == "application-consistent"
+    r = cli("policy", "update", "gold", "--require", "file-system-consistent", "--json")
+    assert r.code == 0 and r.json()["require"] == "file-system-consistent", r.stderr
+    r = cli("policy", "update", "gold", "--require", "any", "--json")
+    assert r.code == 0 and r.json()["require"] is None, r.stderr
+    bad = cli("policy", "update", "gold", "--require", "crash-consistent")
+    assert bad.code == 2 and "INVALID_INPUT" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli(
+        "policy", "create", "x", "--schedule", "daily@01:00", "--daily", "7", "--require", "x"
+    )
+    assert bad.code == 2 and "INVALID_INPUT" in bad.stderr

@@ -289,6 +289,9 @@ def test_app_hook_runs_at_freeze_and_thaw(conn: Any, work_dir: Path, tmp_path: P
     ) as pb:
         pit = pb.point_in_time
         assert pit.frozen and pit.frozen_ms > 0
+        # the dispatcher reported the app's flush hook for this freeze: application-consistent
+        assert pit.hooks.state.value == "succeeded", pit.hooks
+        assert [h.name for h in pit.hooks.hooks] == ["10-app"]
         print(f"app-hook: fsFreeze took {pit.freeze_call_ms} ms, frozen window {pit.frozen_ms} ms")
         _dump(pb.source("vda"), tmp_path / "vda.raw")
     _assert_nothing_left(dom, pb)
@@ -314,6 +317,8 @@ def test_no_agent_gives_a_crash_consistent_point(conn: Any, work_dir: Path) -> N
         assert not pit.frozen and pit.frozen_ms == 0 and pit.fsinfo is None
         assert pit.freeze_error_code == "FREEZE_FAILED"
         assert pit.freeze_error is not None and "agent" in pit.freeze_error
+        # never a frozen-labelled point: the saved-state fallback paused it for the instant
+        assert pit.paused and pit.paused_ms > 0 and pit.fallback_reason == pit.freeze_error
         src = pb.source("vda")
         off, length, _ = next(e for e in src.extents() if e[2])
         buf = bytearray(min(length, CHUNK))
@@ -375,7 +380,7 @@ def test_pause_resumes_a_running_vm_and_leaves_a_paused_one_paused(
         quiesce="pause",
     ) as pb:
         pit = pb.point_in_time
-        assert pit.paused and not pit.frozen and pit.frozen_ms > 0
+        assert pit.paused and not pit.frozen and pit.paused_ms > 0 and pit.frozen_ms == 0
         assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING  # resumed right after backupBegin
     assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
 

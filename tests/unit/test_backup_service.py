@@ -13,11 +13,17 @@ from typing import Any
 
 import pytest
 
-from vmvault.dataplane.restore import restore_disk
+from vmvault.dataplane.restore import restore_disk, verify_point
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import DiskReadFailed, StorageUnreachable
 from vmvault.domain.job import Job, JobState, JobType
-from vmvault.domain.recovery_point import BackupStep, Consistency, Method, RecoveryPoint
+from vmvault.domain.recovery_point import (
+    BackupStep,
+    Consistency,
+    DamagedDisk,
+    Method,
+    RecoveryPoint,
+)
 from vmvault.domain.vm import PowerState, VmItem, VmState
 from vmvault.hypervisor.files import LocalHostFiles
 from vmvault.hypervisor.memory import (
@@ -130,7 +136,7 @@ class World:
 
     def recovery(self) -> RecoveryService:
         ctx = ServiceContext(self.uow, self.runner(), self.vaults(), now)  # type: ignore[arg-type]
-        restores = RestoreService(ctx, None, files=LocalHostFiles())  # type: ignore[arg-type]
+        restores = RestoreService(ctx, None, hypervisor=self.hv, files=LocalHostFiles())  # type: ignore[arg-type]
         return RecoveryService(ctx, self.service(), restores)
 
     def backup(self, service: BackupService | None = None) -> BackupOutcome:
@@ -247,6 +253,27 @@ def test_an_incremental_reads_only_the_dirty_chunks(world: World) -> None:
     assert world.dom.checkpoints == [point.checkpoint]  # the older one was pruned
     assert first.checkpoint not in world.dom.checkpoints
     world.assert_clean()
+
+
+def test_an_incremental_after_recorded_damage_reads_a_missing_parent_chunk_again(
+    world: World,
+) -> None:
+    """A reuse list keeps GC away from the parent's chunks but cannot vouch for a chunk that
+    is gone (verify quarantined it): once damage is recorded in the vault, the incremental
+    checks each reused chunk and reads a missing one from the disk again."""
+    first = world.ok()
+    store = world.store()
+    lost = store.read_point_index(store.read_manifest(first.id), "vdb").ids[1]
+    store.chunks.remove(lost)
+    with world.uow() as uow:
+        uow.copies.set_damaged(first.id, "main", [DamagedDisk("vdb", ((MiB, 2 * MiB),))])
+        uow.commit()
+    point = world.ok()
+    # nothing dirty: what it read is the lost chunk, again from the disk
+    assert point.disks[1].incremental and point.disks[1].bytes_read == CHUNK
+    assert "damage is recorded in this vault" in " ".join(world.log(point.job_id or 0))
+    assert verify_point(world.store(), point.id).ok  # the lost chunk is stored again
+    assert world.restored(point, "vdb") == bytes(world.dom.disk("vdb").data)
 
 
 def test_a_checkpoint_libvirt_forgot_is_redefined_from_the_catalog(world: World) -> None:
@@ -383,7 +410,7 @@ def test_nothing_touches_the_catalog_while_the_guest_is_held(world: World) -> No
         uow.vms.save(vm)
         uow.commit()
     point = world.ok()
-    assert point.consistency is Consistency.CRASH and point.frozen_ms > 0
+    assert point.consistency is Consistency.CRASH and point.paused_ms > 0 and point.frozen_ms == 0
     assert held == []
 
 
@@ -416,8 +443,13 @@ def test_a_cancel_around_the_window_releases_the_guest_first(
 
 # --- recovery after a kill at each journal step -----------------------------------------------
 
-# cleaned-up and discard-failed are written after the job failed, not on its way
-STEPS = [s.value for s in BackupStep if s not in (BackupStep.CLEANED_UP, BackupStep.DISCARD_FAILED)]
+#: every step a backup whose freeze works records on its way (``pausing``:
+#: tests/unit/test_backup_consistency; cleaned-up and discard-failed come after it failed)
+STEPS = [
+    s.value
+    for s in BackupStep
+    if s not in (BackupStep.CLEANED_UP, BackupStep.PAUSING, BackupStep.DISCARD_FAILED)
+]
 
 
 def _kill_at(world: World, step: str) -> Job:
@@ -537,3 +569,90 @@ def test_a_cluster_managed_vm_is_backed_up_without_ever_being_paused(world: Worl
     out = world.backup()
     assert out.result is None and out.job.error_code == "CLUSTER_MANAGED_NO_PAUSE"
     assert world.dom.power is PowerState.RUNNING and world.dom.job is None
+
+
+def test_operator_changes_made_while_a_backup_runs_survive_its_commit(world: World) -> None:
+    """``vm update --exclude-disk`` and ``host update --cluster-managed`` during the read: the
+    commit writes only the facts the backup owns, not the VM row it loaded at its start."""
+    done: list[bool] = []
+
+    def operator() -> None:
+        if done or world.dom.job is None or (world.dom.agent and world.dom.agent.frozen):
+            return
+        done.append(True)
+        with SqlUnitOfWork(world.engine) as uow:  # what vm update / host update write
+            vm = uow.vms.get(UUID)
+            assert vm is not None
+            vm.excluded_targets = ["vdb"]
+            vm.cluster_managed = "listed as cluster-managed in the settings of host memory"
+            uow.vms.save(vm)
+            uow.commit()
+
+    with world.uow() as uow:
+        seen_before = uow.vms.get(UUID).last_seen  # type: ignore[union-attr]
+    world.on_catalog.append(operator)
+    point = world.ok()
+    assert done, "the operator's change never ran during the backup"
+    assert not any(d.excluded for d in point.disks)  # this backup had planned both disks
+    with world.uow() as uow:
+        vm = uow.vms.get(UUID)
+    assert vm is not None
+    assert vm.excluded_targets == ["vdb"]
+    assert vm.cluster_managed == "listed as cluster-managed in the settings of host memory"
+    assert vm.last_seen > seen_before  # the backup's facts were written
+
+
+def test_unknown_cluster_ownership_keeps_the_catalogs_and_never_pauses(world: World) -> None:
+    """cibadmin failed (the adapter says ``cluster_unknown``): the VM recorded as pacemaker's
+    stays cluster-managed, so a backup that would pause it is refused, with a warning."""
+    owner = "pacemaker resource vm-db (VirtualDomain)"
+    with world.uow() as uow:
+        vm = uow.vms.get(UUID)
+        assert vm is not None
+        vm.cluster_managed = owner
+        uow.vms.save(vm)
+        uow.commit()
+    world.dom.cluster_unknown = "pacemaker ownership not known: cibadmin --query failed (exit 1)"
+    world.dom.agent = None  # a backup would need the saved-state pause
+    out = world.backup()
+    assert out.result is None and out.job.error_code == "CLUSTER_MANAGED_NO_PAUSE"
+    assert owner in (out.job.message or "")
+    assert world.dom.power is PowerState.RUNNING and not world.dom.paused_by_backup
+    assert any("cibadmin --query failed" in line for line in world.log(out.job.id))
+    with world.uow() as uow:
+        vm = uow.vms.get(UUID)
+    assert vm is not None and vm.cluster_managed == owner
+
+
+def test_allow_pause_reaches_the_point_session(world: World) -> None:
+    """A cluster-managed VM's session is told it may not pause (for a failed freeze's
+    fallback); another VM's may."""
+    seen: list[bool] = []
+    take = world.driver.take_point
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        session = take(*args, **kw)
+        seen.append(session.allow_pause)
+        return session
+
+    world.driver.take_point = spy  # type: ignore[method-assign]
+    world.ok()
+    with world.uow() as uow:
+        uow.hosts.set_cluster_managed(URI, ["vm"])
+        uow.commit()
+    world.ok()
+    assert seen == [True, False]
+
+
+def test_the_drivers_refusal_names_the_vm_and_why(world: World) -> None:
+    """The driver's own refusal (the service refuses first): HOST/NAME, not a uuid."""
+    from vmvault.domain.errors import ClusterManagedNoPause
+
+    with pytest.raises(ClusterManagedNoPause) as exc:
+        world.driver.take_point(
+            URI, UUID, [], checkpoint=None, incremental_from=None, quiesce="pause",
+            cancel=lambda: False, allow_pause=False,
+        )  # fmt: skip
+    assert exc.value.fields["vm"] == "memory/vm" and UUID not in exc.value.text
+    assert "allow_pause=False" in exc.value.text and "pause" in exc.value.fields["need"]
+    assert exc.value.kind == "usage"

@@ -135,6 +135,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     restores = RestoreService(
         ServiceContext(uow, runner, vaults, now),
         rdriver,  # type: ignore[arg-type]
+        hypervisor=None,  # type: ignore[arg-type]  # no --replace here
         files=LocalHostFiles(),
     )
     recovery = RecoveryService(ServiceContext(uow, runner, vaults, now), backups, restores)

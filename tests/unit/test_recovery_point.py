@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from vmvault.domain.consistency import HookOutcome, HookResult, HookState
 from vmvault.domain.job import JournalStep
 from vmvault.domain.recovery_point import (
     Consistency,
@@ -54,9 +55,10 @@ def test_method_choice() -> None:
 
 
 def test_consistency() -> None:
-    assert consistency_of(True, True) is Consistency.APPLICATION
+    ok = HookOutcome(HookState.SUCCEEDED, (HookResult("h", 0),))
+    assert consistency_of(True, ok) is Consistency.APPLICATION
     assert consistency_of(True) is Consistency.FILE_SYSTEM
-    assert consistency_of(False, True) is Consistency.CRASH
+    assert consistency_of(False, ok) is Consistency.CRASH
 
 
 def test_point_ids_and_checkpoint_names() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from vmvault.dataplane import DiskEntry, FileSource, Manifest, backup_disk, keys
-from vmvault.domain.errors import RestoreDefineFailed, RestoreShutdownFailed
+from vmvault.domain.errors import RestoreDefineFailed, RestoreShutdownFailed, VmvaultError
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import (
     CheckpointRecord,
@@ -209,7 +209,7 @@ def world(
     alive = {DEAD, SELF}
     runner = JobRunner(uow, now, DEAD, lambda p: p in alive)
     svc = RestoreService(
-        ServiceContext(uow, runner, vaults, now), driver, files=files,
+        ServiceContext(uow, runner, vaults, now), driver, hypervisor=driver, files=files,
         write_disk=files.write_disk, boot_timeout=1, mount_wait=0,
     )  # fmt: skip
     recovery = RecoveryService(
@@ -471,3 +471,28 @@ def test_a_restore_test_killed_at_each_step_leaves_no_test_vm(world: World, kill
     assert world.files.listing() == {VM_DIR / "web-vda.qcow2", VM_DIR / "web-vdb.raw"}
     result = world.svc.last_test(POINT)  # recorded only when the check had run
     assert (result is not None) == (kill_at == "op:remove:1")
+
+
+def test_replace_checks_ownership_as_discovery_sees_it_now(world: World) -> None:
+    """Owned by pacemaker since the catalog last looked (no metadata marker): refused before
+    anything changes; a CIB that cannot be read keeps the catalog's view (not owned here)."""
+    world.driver.pacemaker[UUID] = "pacemaker resource web (VirtualDomain)"
+    with pytest.raises(VmvaultError) as exc:
+        world.restore(RestoreMode.REPLACE)
+    assert (
+        exc.value.code == "CLUSTER_MANAGED_REPLACE" and "pacemaker resource web" in exc.value.text
+    )
+    assert world.driver.calls == [] and world.driver.domains[UUID].power is PowerState.RUNNING
+    world.driver.pacemaker.clear()
+    with world.uow() as uow:  # the host's settings list it
+        uow.hosts.set_cluster_managed(URI, ["web"])
+        uow.commit()
+    with pytest.raises(VmvaultError) as exc:
+        world.restore(RestoreMode.REPLACE)
+    assert exc.value.code == "CLUSTER_MANAGED_REPLACE" and "settings of host" in exc.value.text
+    with world.uow() as uow:
+        uow.hosts.set_cluster_managed(URI, [])
+        uow.commit()
+    world.driver.cib_unknown = "pacemaker ownership not known: cibadmin timed out"
+    out = world.restore(RestoreMode.REPLACE)
+    assert out.error is None, world.show(out.job.id)

@@ -96,6 +96,7 @@ def test_every_whole_number_setting_has_a_range() -> None:
     assert set(INT_RANGES) == {
         "VMVAULT_MAX_DISKS", "VMVAULT_AGENT_TIMEOUT", "VMVAULT_WORKERS", "VMVAULT_JOB_WORKERS",
         "VMVAULT_SET_HOLD_TIMEOUT",
+        "VMVAULT_FREEZE_TIMEOUT",
     }  # fmt: skip
     assert all(1 <= low < high for low, high in INT_RANGES.values())
 

@@ -39,6 +39,7 @@ from vmvault.api.models import (
     VmDoc,
 )
 from vmvault.bootstrap import Services
+from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import MAX_INT64
 from vmvault.domain.job import JobState, JobType, parse_since
 from vmvault.domain.vm import VmState
@@ -177,9 +178,16 @@ def create_app(
     )
     def backup(body: BackupRequest) -> list[dict[str, Any]]:
         if body.set:  # one set job (docs/sets.md)
+            if body.require is not None:
+                raise InvalidInput(
+                    "a backup set takes each VM's policy's requirement, not its own",
+                    what="require with set",
+                )
             job = services.queue.submit_backup_set(body.vault, body.vms, body.keep_until, "api")
             return [documents.job_doc(job)]
-        queued = services.queue.submit_backup(body.vault, body.vms, body.keep_until, origin="api")
+        queued = services.queue.submit_backup(
+            body.vault, body.vms, body.keep_until, origin="api", require=body.require
+        )
         return [documents.job_doc(j) for j in queued]
 
     @app.post("/api/v1/verify", status_code=202, response_model=JobDoc, responses=_queued("/id"))

@@ -13,7 +13,7 @@ Request models refuse fields they do not know (``extra="forbid"``): a misspelt o
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +36,9 @@ class BackupRequest(_Request):
         None, description="retention leaves the points alone until then"
     )
     set: bool = Field(False, description="one all-or-nothing backup set job (docs/sets.md)")
+    require: Literal["application-consistent", "file-system-consistent"] | None = Field(
+        None, description="the least consistency: a VM that cannot give it fails its backup"
+    )
 
 
 class VerifyRequest(_Request):
@@ -205,6 +208,18 @@ class DamagedDiskDoc(BaseModel):
     ranges: list[list[int]]
 
 
+class HookResultDoc(BaseModel):
+    name: str
+    exit: int
+    message: str
+
+
+class HookOutcomeDoc(BaseModel):
+    state: Literal["succeeded", "failed", "none", "no-report", "not-run"]
+    hooks: list[HookResultDoc]
+    detail: str | None
+
+
 class PointDoc(BaseModel):
     vaults: list[str] = Field(description="every vault holding it: its own first, then copies")
     id: str
@@ -214,7 +229,15 @@ class PointDoc(BaseModel):
     created_at: str | None
     consistency: str
     method: str
-    frozen_ms: int
+    method_reason: str | None = Field(None, description="why this method and level")
+    frozen_ms: int = Field(
+        description="freeze window (ms); for a saved-state point after a failed freeze, the "
+        "failed attempt"
+    )
+    paused_ms: int = Field(0, description="how long vmvault paused the VM for the point (ms)")
+    hooks: HookOutcomeDoc | None = Field(
+        None, description="the guest's application hooks for the freeze (null: before 0008)"
+    )
     set_id: str | None
     checkpoint: str | None
     bytes_logical: int
@@ -249,6 +272,7 @@ class PolicyDoc(BaseModel):
     copy_to: PolicyCopyDoc | None = Field(
         description="copy every new point to a second vault (docs/copies.md)"
     )
+    require: str | None = Field(None, description="the least consistency of its points (null: any)")
     created_at: str | None
     updated_at: str | None
 
@@ -267,6 +291,9 @@ class StorageDoc(BaseModel):
     logical_bytes: int
     dedup_ratio: float | None
     points: int
+    by_consistency: dict[str, int] = Field(
+        default_factory=dict, description="points held, by consistency level"
+    )
 
 
 class DashboardDoc(BaseModel):

@@ -10,10 +10,11 @@ import typer
 from vmvault import documents
 from vmvault.cli import render
 from vmvault.cli.context import services
-from vmvault.cli.options import JsonOpt, VaultOpt, WaitOpt
+from vmvault.cli.options import JsonOpt, RequireOpt, VaultOpt, WaitOpt
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out, size
 from vmvault.documents import point_doc
+from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import parse_instant
 from vmvault.domain.job import Job
 
@@ -25,6 +26,7 @@ def backup(
         str | None,
         typer.Option(help="Retention leaves the point alone until then (YYYY-MM-DD[THH:MM])."),
     ] = None,
+    require: RequireOpt = None,
     vault: VaultOpt = None,
     as_set: Annotated[
         bool,
@@ -39,11 +41,16 @@ def backup(
     """Back up VMs now: one backup job per VM (full the first time, then incremental)."""
     until = parse_instant(keep_until, "--keep-until") if keep_until is not None else None
     if as_set:
+        if require is not None:  # the children's level is each VM's policy's (docs/sets.md)
+            raise InvalidInput(
+                "a backup set takes each VM's policy's requirement, not its own",
+                what="--require with --set",
+            )
         backup_set(vms, wait, until, vault, json_)
     if not wait:
-        queued(services().queue.submit_backup(vault, vms, keep_until=until), json_)
+        queued(services().queue.submit_backup(vault, vms, until, require=require), json_)
     with live_progress(not json_):
-        outcomes = services().backups.backup(vault, vms, keep_until=until)
+        outcomes = services().backups.backup(vault, vms, keep_until=until, require=require)
     jobs = [o.job for o in outcomes]
     if json_:
         emit_json(
@@ -59,7 +66,7 @@ def backup(
                 p = o.result
                 out.print(
                     f"  point {p.id}: {p.consistency.value} ({p.method.value}, frozen "
-                    f"{p.frozen_ms} ms), {size(p.bytes_logical)} logical, "
+                    f"{p.frozen_ms} ms, paused {p.paused_ms} ms), {size(p.bytes_logical)} logical, "
                     f"{size(p.bytes_read)} read, {size(p.bytes_new)} new",
                     markup=False,
                 )

@@ -24,3 +24,12 @@ ExcludeDiskOpt = Annotated[
         help="Leave this disk (target: vdb, sdc …) out of every backup; repeatable.",
     ),
 ]
+RequireOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--require",
+        metavar="LEVEL",
+        help="application-consistent | file-system-consistent: a VM that cannot give that "
+        "level fails its backup (CONSISTENCY_NOT_MET) and keeps no point.",
+    ),
+]

@@ -46,8 +46,8 @@ def points_list(
         emit_json([point_doc(p, held.get(p.id)) for p in points])
         return
     table = Table(box=None, header_style="bold")
-    cols: tuple[str, ...] = ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD", "DISKS", "LOGICAL")
-    cols += ("NEW", "VAULTS")
+    cols: tuple[str, ...] = ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD")
+    cols += ("FROZEN/PAUSED MS", "DISKS", "LOGICAL", "NEW", "VAULTS")
     cols += ("SET",) if any(p.set_id for p in points) else ()
     for col in cols:
         table.add_column(col, no_wrap=col in ("ID", "VM"))
@@ -64,11 +64,12 @@ def points_list(
             render.short_time(p.created_at),
             p.consistency.value,
             p.method.value,
+            f"{p.frozen_ms}/{p.paused_ms}",
             disks,
             size(p.bytes_logical),
             size(p.bytes_new),
             ",".join(h.vaults),
-            *((p.set_id or "-",) if len(cols) > 9 else ()),
+            *((p.set_id or "-",) if "SET" in cols else ()),
         )
     out.print(table)
 
@@ -86,7 +87,10 @@ def points_show(point_id: str, json_: JsonOpt = False) -> None:
     for key in ("id", "vm_name", "vm", "vault", "created_at", "consistency", "method"):
         out.print(f"{key:12} {doc[key]}", markup=False)
     out.print(f"{'vaults':12} {', '.join(doc['vaults'])}", markup=False)
+    out.print(f"{'why':12} {p.method_reason or '-'}", markup=False)
     out.print(f"{'frozen':12} {p.frozen_ms} ms")
+    out.print(f"{'paused':12} {p.paused_ms} ms")
+    out.print(f"{'hooks':12} {p.hooks.summary() if p.hooks else '-'}", markup=False)
     out.print(f"{'checkpoint':12} {p.checkpoint or '-'}", markup=False)
     if p.set_id is not None:
         out.print(f"{'set':12} {p.set_id} (vmvault points list --set {p.set_id})", markup=False)

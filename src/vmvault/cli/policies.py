@@ -10,7 +10,7 @@ from rich.table import Table
 from vmvault import documents
 from vmvault.cli import render
 from vmvault.cli.context import services
-from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, VaultOpt
+from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, RequireOpt, VaultOpt
 from vmvault.cli.points import points_app
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
@@ -82,6 +82,7 @@ def policy_create(
     copy_keep_monthly: Annotated[int | None, _copy_count("monthly")] = None,
     copy_keep_yearly: Annotated[int | None, _copy_count("yearly")] = None,
     as_set: Annotated[bool, _AS_SET] = False,
+    require: RequireOpt = None,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -94,9 +95,16 @@ def policy_create(
         "yearly": copy_keep_yearly,
     }
     view = services().policies.create(
-        vault, name, schedule, tz, retention, copy_to=copy_to, copy_counts=copy_counts,
+        vault,
+        name,
+        schedule,
+        tz,
+        retention,
+        copy_to=copy_to,
+        copy_counts=copy_counts,
         as_set=as_set,
-    )  # fmt: skip
+        require=require,
+    )
     _show_policy(view, json_)
 
 
@@ -150,6 +158,14 @@ def policy_update(
         bool | None,
         typer.Option("--as-set/--not-as-set", help="Back its VMs up as one set (or not)."),
     ] = None,
+    require: Annotated[
+        str | None,
+        typer.Option(
+            "--require",
+            metavar="LEVEL",
+            help="application-consistent | file-system-consistent | any (none required).",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Change a policy; options not given keep their values.  Its VMs follow at once."""
@@ -169,6 +185,7 @@ def policy_update(
         copy_counts=copy_counts,
         no_copy=no_copy,
         as_set=as_set,
+        require=require,
     )
     if not view.changed and not json_:
         out.print(f"policy '{name}' unchanged: it has these values already", markup=False)
@@ -351,6 +368,7 @@ def dashboard(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
         f"storage   {d.storage_bytes:,} B used for {d.logical_bytes:,} B logical in "
         f"{d.points} point(s), dedup ratio {ratio}"
     )
+    out.print("points    " + ", ".join(f"{n} {k}" for k, n in d.by_consistency.items()))
     if not d.attention:
         out.print("attention none")
     for a in d.attention:

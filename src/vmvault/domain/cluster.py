@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from vmvault.domain.errors import ClusterManagedNoPause, ClusterManagedReplace
+from vmvault.domain.recovery_point import pause_reason
 from vmvault.domain.vm import VmItem
 
 #: The reason's prefix when the host's settings make a VM cluster-managed.
@@ -40,19 +41,27 @@ def mark_from_host(vm: VmItem, listed: Collection[str], host: str) -> None:
 
 
 def pause_needed(vm: VmItem) -> str | None:
-    """Why a backup of ``vm`` while it runs would pause it (None: it would freeze instead),
-    as :func:`vmvault.domain.recovery_point.choose_method` decides."""
-    if not vm.agent_channel:
-        return "no guest agent channel"
-    if vm.crash_consistent_only:
-        return "registered crash-consistent only"
-    return None
+    """Why a backup of ``vm`` while it runs would pause it (None: it would freeze instead):
+    :func:`vmvault.domain.recovery_point.pause_reason`, the rule ``choose_method`` applies."""
+    return pause_reason(vm.agent_channel, vm.crash_consistent_only)
 
 
 def refuse_pause(vm: VmItem, need: str) -> None:
     """Raise ``CLUSTER_MANAGED_NO_PAUSE`` for a cluster-managed VM (``need``: why a pause)."""
     if vm.cluster_managed:
         raise ClusterManagedNoPause(vm=vm.label, why=vm.cluster_managed, need=need)
+
+
+#: ``why`` of the refusal by a backup driver, which knows only the ``allow_pause`` it was given.
+DRIVER_WHY = "its backup was started with allow_pause=False"
+#: ``need`` of that refusal: the plan asked the driver to pause the guest.
+DRIVER_NEED = "the plan had no guest-agent freeze for it, only the saved-state pause"
+
+
+def pause_forbidden(label: str) -> ClusterManagedNoPause:
+    """The refusal a backup driver raises when asked to pause a VM it may not pause (the
+    service refuses first, with the catalog's reason: :func:`refuse_pause`)."""
+    return ClusterManagedNoPause(vm=label, why=DRIVER_WHY, need=DRIVER_NEED)
 
 
 def refuse_replace(vm: VmItem) -> None:

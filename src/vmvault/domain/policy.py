@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from vmvault.domain.consistency import Consistency, parse_required
 from vmvault.domain.errors import InvalidInput, RetentionTooShort
 from vmvault.domain.retention import LEVELS, Retention
 from vmvault.domain.schedule import (
@@ -96,6 +97,8 @@ class Policy:
     copy: CopyOption | None = None
     #: back up all the policy's VMs of a vault as one all-or-nothing set at each slot
     as_set: bool = False
+    #: the least consistency of its backups' points (None: any; docs/backup.md)
+    require: Consistency | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timezone", parse_timezone(self.timezone))
@@ -110,10 +113,12 @@ class Policy:
         retention: Retention,
         copy: CopyOption | None = None,
         as_set: bool = False,
+        require: str | None = None,
     ) -> Policy:
         """From the CLI's words: ``Policy.create("gold", "daily@02:30", "Europe/Berlin", …)``."""
         zone = parse_timezone(timezone)
-        return cls(name, parse_schedule(schedule, zone), retention, zone, copy, as_set)
+        level = parse_required(require)
+        return cls(name, parse_schedule(schedule, zone), retention, zone, copy, as_set, level)
 
     @property
     def copy_retention(self) -> Retention | None:
@@ -184,6 +189,8 @@ class Policy:
             ]
         if self.as_set:
             lines.append("  as a set:  all its VMs in one all-or-nothing backup set per slot")
+        if self.require is not None:
+            lines.append(f"  require:   {self.require.value} points (else the backup fails)")
         lines += [f"  warning:   {w}" for w in self.warnings()]
         return "\n".join(lines)
 
@@ -197,6 +204,7 @@ class Policy:
             "retention": self.retention.counts,
             **({"copy": self.copy.to_json()} if self.copy is not None else {}),
             **({"as_set": True} if self.as_set else {}),
+            **({"require": self.require.value} if self.require is not None else {}),
         }
 
     @classmethod
@@ -220,7 +228,12 @@ class Policy:
         as_set = data.get("as_set", False)
         if not isinstance(as_set, bool):
             raise InvalidInput("as_set must be true or false", what=what)
-        return cls.create(name, schedule, timezone, _retention(retention, what), option, as_set)
+        require = data.get("require")
+        if require is not None and not isinstance(require, str):
+            raise InvalidInput("its require is not a level", what=what)
+        return cls.create(
+            name, schedule, timezone, _retention(retention, what), option, as_set, require
+        )
 
 
 def _retention(retention: object, what: str) -> Retention:

@@ -29,17 +29,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from vmvault.domain.consistency import NOT_RUN, HookOutcome
+from vmvault.domain.consistency import Consistency as Consistency  # re-exported
+from vmvault.domain.consistency import consistency_of as consistency_of  # re-exported
 from vmvault.domain.job import JournalStep
 from vmvault.domain.vm import PowerState
 
 #: Checkpoints vmvault creates are named ``vmvault-<point id>``; others are never touched.
 CHECKPOINT_PREFIX = "vmvault-"
-
-
-class Consistency(StrEnum):
-    APPLICATION = "application-consistent"
-    FILE_SYSTEM = "file-system-consistent"
-    CRASH = "crash-consistent"
 
 
 class Method(StrEnum):
@@ -110,6 +107,12 @@ class RecoveryPoint:
     checkpoint: str | None
     disks: list[PointDisk]
     set_id: str | None = None
+    #: why this method, and for a point below file-system-consistent why not frozen
+    method_reason: str | None = None
+    #: how long vmvault paused the VM for the point (saved-state), ms
+    paused_ms: int = 0
+    #: what the guest's application hooks reported for the freeze (None: before 0008)
+    hooks: HookOutcome | None = None
     job_id: int | None = None
     warnings: list[str] = field(default_factory=list)
     #: retention leaves the point alone until then (ad-hoc ``backup --keep-until``)
@@ -166,6 +169,15 @@ class MethodChoice:
     reason: str
 
 
+def pause_reason(agent_channel: bool, crash_consistent_only: bool) -> str | None:
+    """Why a backup of a *running* VM pauses it (None: the guest agent freezes it instead)."""
+    if not agent_channel:
+        return "no guest agent channel"
+    if crash_consistent_only:
+        return "registered crash-consistent only"
+    return None
+
+
 def choose_method(
     power: PowerState, agent_channel: bool, crash_consistent_only: bool
 ) -> MethodChoice:
@@ -176,20 +188,12 @@ def choose_method(
         return MethodChoice(
             Method.SAVED_STATE, "none", "VM is paused: taken as it is, and left paused"
         )
-    if agent_channel and not crash_consistent_only:
+    why = pause_reason(agent_channel, crash_consistent_only)
+    if why is None:
         return MethodChoice(Method.GUEST_QUIESCE, "freeze", "guest agent freezes the file systems")
-    why = "no guest agent channel" if not agent_channel else "registered crash-consistent only"
     return MethodChoice(
         Method.SAVED_STATE, "pause", f"{why}: VM paused while the point in time is taken"
     )
-
-
-def consistency_of(frozen: bool, app_hooks_ran: bool = False) -> Consistency:
-    if frozen and app_hooks_ran:
-        return Consistency.APPLICATION
-    if frozen:
-        return Consistency.FILE_SYSTEM
-    return Consistency.CRASH
 
 
 @dataclass(frozen=True)
@@ -239,9 +243,11 @@ class TakenPoint:
 
     ``warnings`` end the job "completed with warnings" (a freeze that failed: the point is
     crash-consistent); ``notes`` are job-log lines.  ``frozen_ms`` is the freeze window (fsFreeze
-    returned → fsThaw returned), ``paused_ms`` the pause window of a VM vmvault paused; at
-    most one of them is non-zero.  ``released`` is False when the thaw or resume failed even
-    after its retries: the guest may still be frozen or paused (a clean-up tries again)."""
+    returned → fsThaw returned) — or, for a saved-state point taken after a failed freeze, the
+    failed attempt (fsFreeze called → thaw verified); ``paused_ms`` the pause window of a VM
+    vmvault paused.  ``hooks`` is what the guest's application hooks reported for the freeze
+    (:mod:`vmvault.domain.consistency`).  ``released`` is False when the thaw or resume failed
+    even after its retries: the guest may still be frozen or paused (a clean-up tries again)."""
 
     method: Method
     reason: str
@@ -256,15 +262,16 @@ class TakenPoint:
     fsinfo: tuple[Mapping[str, Any], ...] | None = None
     #: target → why the disk is read in full although the backup is incremental
     full_disks: Mapping[str, str] = field(default_factory=dict)
+    hooks: HookOutcome = NOT_RUN
 
     @property
     def window_ms(self) -> int:
-        """How long the guest was held still (frozen or paused): the point's ``frozen_ms``."""
-        return self.frozen_ms or self.paused_ms
+        """How long the guest was held still (frozen, or paused after a failed attempt)."""
+        return self.frozen_ms + self.paused_ms
 
     @property
     def consistency(self) -> Consistency:
-        return consistency_of(self.frozen)
+        return consistency_of(self.frozen, self.hooks)
 
 
 # --- the backup job's journal ------------------------------------------------------------------
@@ -279,6 +286,9 @@ class BackupStep(StrEnum):
 
     PLANNED = "planned"  # record: point, checkpoint, incremental_from, method, quiesce, ...
     FREEZING = "freezing"  # phase: the point in time is being taken (window next)
+    #: record: the freeze failed, the guest is thawed (verified); the VM is paused next for a
+    #: saved-state point (a kill from here to ``point-taken`` leaves it paused: resume it)
+    PAUSING = "pausing"
     POINT_TAKEN = "point-taken"  # record: the guest is released (or not: released=false)
     READING = "reading"  # phase
     WRITING = "writing"  # phase
@@ -325,11 +335,23 @@ class UnfinishedBackup:
     discard_failed: bool = False
     #: the plan per disk: target → {"incremental": bool, "reason": str, "format": str}
     disks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: ``pausing`` was recorded: after a failed freeze the VM was (about to be) paused
+    fallback_pause: bool = False
 
     @property
     def may_hold_guest(self) -> bool:
         """The guest may still be frozen or paused by this backup."""
         return self.window_entered and not self.released
+
+    @property
+    def may_have_paused(self) -> bool:
+        """This backup may have left the VM paused (planned pause, or saved-state fallback);
+        never a VM that was paused before it started."""
+        return (
+            self.may_hold_guest
+            and not self.was_paused
+            and (self.quiesce == "pause" or self.fallback_pause)
+        )
 
     @property
     def left_guest_held(self) -> bool:
@@ -365,4 +387,5 @@ def unfinished_backup(job_id: int, steps: Sequence[JournalStep]) -> UnfinishedBa
         vault=data.get("vault"),
         disks=data.get("disks") or {},
         discard_failed=BackupStep.DISCARD_FAILED in by_name,
+        fallback_pause=BackupStep.PAUSING in by_name,
     )

@@ -124,6 +124,9 @@ class DomainFacts:
     fingerprint: str = ""  # hash of the parts of the XML we record; changes mean "changed"
     #: why a cluster manager owns the domain (its metadata marker, a pacemaker resource)
     cluster_managed: str | None = None
+    #: why ownership could not be read (the cluster's configuration query failed): the
+    #: catalog's previous ``cluster_managed`` is kept, never taken as "not cluster-managed"
+    cluster_unknown: str | None = None
 
 
 @dataclass
@@ -188,7 +191,8 @@ class VmItem:
         self.nics = list(facts.nics)
         self.agent_channel = facts.agent_channel
         self.fingerprint = facts.fingerprint
-        self.cluster_managed = facts.cluster_managed
+        if facts.cluster_managed is not None or facts.cluster_unknown is None:
+            self.cluster_managed = facts.cluster_managed  # unknown: the previous value stays
         self.last_seen = now
         self.vanished_at = None
 

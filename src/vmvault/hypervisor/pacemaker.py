@@ -9,13 +9,18 @@ When ``cibadmin`` exists on this machine and the libvirt host is this machine, d
 ``cibadmin --query`` for the CIB and matches each domain against the primitives
 (:func:`owner_of`): by the name or uuid in the ``config`` file when it can be read, else by
 the file's stem or the resource id equal to the domain's name.  :func:`virtual_domains` is a
-pure parser (tested on a golden CIB); :func:`query_cib` is the only part that runs anything.
+pure parser (tested on a golden CIB); :func:`query_cib` is the only part that runs anything,
+through :class:`CibCache` (one query per host per 30 s).  A cibadmin that exists but fails
+makes ownership *unknown*: discovery then keeps the catalog's previous value and warns
+(:attr:`~vmvault.domain.vm.DomainFacts.cluster_unknown`), never "not cluster-managed".
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,11 +95,21 @@ def read_text(path: str) -> str | None:
         return None
 
 
-def query_cib() -> str | None:
-    """``cibadmin --query`` on this machine (None: no cibadmin, no cluster running, error)."""
+@dataclass(frozen=True)
+class CibView:
+    """What this machine's cluster says: its ``VirtualDomain`` primitives, or why it could
+    not be read (``unknown``: cibadmin exists but failed — ownership is then not known)."""
+
+    domains: tuple[ClusterDomain, ...] = ()
+    unknown: str | None = None
+
+
+def query_cib() -> CibView:
+    """``cibadmin --query`` on this machine, parsed.  No cibadmin: no cluster, ``CibView()``;
+    a cibadmin that times out, exits non-zero or prints no/bad XML: ``unknown`` says why."""
     cibadmin = shutil.which("cibadmin")
     if cibadmin is None:
-        return None
+        return CibView()
     try:
         done = subprocess.run(
             [cibadmin, "--query"],
@@ -103,17 +118,42 @@ def query_cib() -> str | None:
             timeout=CIB_TIMEOUT,
             check=False,
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 and done.stdout.strip() else None
-
-
-def local_cluster_domains() -> list[ClusterDomain]:
-    """The ``VirtualDomain`` primitives of the cluster this machine belongs to ([] if none)."""
-    cib = query_cib()
-    if cib is None:
-        return []
+    except subprocess.TimeoutExpired:
+        return CibView(unknown=f"cibadmin --query took more than {CIB_TIMEOUT:g} s")
+    except OSError as exc:
+        return CibView(unknown=f"cibadmin --query could not run: {exc}")
+    if done.returncode != 0 or not done.stdout.strip():
+        err = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        return CibView(unknown=f"cibadmin --query failed (exit {done.returncode}): {err[0]}")
     try:
-        return virtual_domains(cib)
-    except ET.ParseError:
-        return []
+        return CibView(domains=tuple(virtual_domains(done.stdout)))
+    except ET.ParseError as exc:
+        return CibView(unknown=f"cibadmin --query gave a CIB that is not XML: {exc}")
+
+
+#: How long one CIB reading is reused (a backup set asks once per VM, within seconds).
+CIB_TTL = 30.0
+
+
+class CibCache:
+    """:func:`query_cib` at most once per ``ttl`` seconds per host (failures too: a timing
+    out cibadmin must not cost 10 s per VM).  Thread-safe: set members ask in parallel."""
+
+    def __init__(
+        self,
+        query: Callable[[], CibView] = query_cib,
+        clock: Callable[[], float] = time.monotonic,
+        ttl: float = CIB_TTL,
+    ) -> None:
+        self.query, self.clock, self.ttl = query, clock, ttl
+        self._seen: dict[str, tuple[float, CibView]] = {}
+        self._lock = threading.Lock()
+
+    def view(self, host: str) -> CibView:
+        with self._lock:
+            hit = self._seen.get(host)
+            if hit is not None and self.clock() - hit[0] < self.ttl:
+                return hit[1]
+            found = self.query()
+            self._seen[host] = (self.clock(), found)
+            return found

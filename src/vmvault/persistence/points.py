@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from vmvault.domain.consistency import HookOutcome
 from vmvault.domain.recovery_point import (
     CheckpointRecord,
     Consistency,
@@ -44,6 +45,9 @@ class SqlPoints:
             consistency=Consistency(r.consistency),
             method=Method(r.method),
             frozen_ms=r.frozen_ms,
+            method_reason=r.method_reason,
+            paused_ms=r.paused_ms or 0,
+            hooks=HookOutcome.from_json(r.hooks) if r.hooks else None,
             checkpoint=r.checkpoint,
             disks=[PointDisk(**d) for d in r.disks],
             set_id=r.set_id,
@@ -65,6 +69,9 @@ class SqlPoints:
                 consistency=point.consistency.value,
                 method=point.method.value,
                 frozen_ms=point.frozen_ms,
+                method_reason=point.method_reason,
+                paused_ms=point.paused_ms,
+                hooks=point.hooks.to_json() if point.hooks is not None else None,
                 checkpoint=point.checkpoint,
                 set_id=point.set_id,
                 job_id=point.job_id,

@@ -144,6 +144,12 @@ recovery_points = Table(
     Column("consistency", String(32), nullable=False),
     Column("method", String(32), nullable=False),
     Column("frozen_ms", Integer, nullable=False),
+    #: why this method (and level); NULL for points taken before migration 0008
+    Column("method_reason", Text),
+    #: how long vmvault paused the VM for the point (saved-state)
+    Column("paused_ms", Integer, nullable=False, server_default="0"),
+    #: the application hooks' outcome (``HookOutcome.to_json``); NULL before 0008
+    Column("hooks", JSON),
     Column("checkpoint", String(128)),
     Column("set_id", String(64), index=True),
     Column("job_id", Integer),

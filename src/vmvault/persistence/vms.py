@@ -92,3 +92,25 @@ class SqlVms:
         done = self.conn.execute(update(t.vms).where(t.vms.c.uuid == vm.uuid).values(**values))
         if done.rowcount == 0:
             self.conn.execute(insert(t.vms).values(uuid=vm.uuid, **values))
+
+    def save_facts(self, vm: VmItem) -> None:
+        """Update only what discovery sees (:meth:`VmItem.apply`'s facts, ``last_seen``) of an
+        existing row: the operator's fields (excluded disks, cluster ownership, protection)
+        changed meanwhile are left as they are now."""
+        self.conn.execute(
+            update(t.vms)
+            .where(t.vms.c.uuid == vm.uuid)
+            .values(
+                name=vm.name,
+                host_uri=vm.host_uri,
+                hostname=vm.hostname,
+                grp=vm.group,
+                power_state=vm.power_state.value,
+                disks=[asdict(d) for d in vm.disks],
+                nics=[asdict(n) for n in vm.nics],
+                agent_channel=vm.agent_channel,
+                fingerprint=vm.fingerprint,
+                last_seen=vm.last_seen,
+                vanished_at=vm.vanished_at,
+            )
+        )

@@ -3,6 +3,10 @@
 Order of one backup, and what each step leaves behind if it fails (the steps live in
 :mod:`vmvault.services.backup`):
 
+The point's consistency (``domain.consistency``) is known only once the point in time is
+taken: a ``require`` it does not meet fails the backup ``CONSISTENCY_NOT_MET`` right there,
+before any disk is read — the job is aborted, its checkpoint deleted, no point written.
+
 0. clean up what an earlier backup of the VM that died left behind
    (:meth:`BackupService.clean_up`, from that job's journal): its libvirt job, a frozen or
    paused guest, work files, its checkpoint, its half-written point;
@@ -53,8 +57,8 @@ from typing import Any
 
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.backup_set import SetMember
-from vmvault.domain.cluster import mark_from_host
-from vmvault.domain.errors import InvalidInput, VmDeleted
+from vmvault.domain.consistency import Consistency, meets, parse_required
+from vmvault.domain.errors import ConsistencyNotMet, InvalidInput, VmDeleted
 from vmvault.domain.inputs import check_until
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import BackupStep, RecoveryPoint, TakenPoint, UnfinishedBackup
@@ -71,8 +75,10 @@ from vmvault.services.backup.commit import (
 from vmvault.services.backup.plan import BackupPlan, plan_backup
 from vmvault.services.backup.read import read_disks
 from vmvault.services.context import Service, ServiceContext
+from vmvault.services.holdings import damage_recorded
 from vmvault.services.jobs import JobContext, JobOutcome
 from vmvault.services.ports import BackupDriver, Hypervisor, PointSession
+from vmvault.services.vm_facts import refresh
 from vmvault.services.vm_refs import MustBe, resolve_vms
 
 
@@ -112,18 +118,26 @@ class BackupService(Service):
         return vault, chosen
 
     def backup(
-        self, vault_name: str | None, refs: Sequence[str], keep_until: datetime | None = None
+        self,
+        vault_name: str | None,
+        refs: Sequence[str],
+        keep_until: datetime | None = None,
+        require: str | None = None,
     ) -> list[BackupOutcome]:
         """One backup job per VM; every reference is checked before any job starts.
 
-        ``keep_until``: retention leaves the new points alone until then (ad-hoc points)."""
+        ``keep_until``: retention leaves the new points alone until then (ad-hoc points).
+        ``require``: the least consistency level of the new points (``--require``; None: the
+        VM's policy's, if it has one) — a VM that cannot give it fails ``CONSISTENCY_NOT_MET``
+        and keeps no point (docs/backup.md, "Consistency")."""
+        required = parse_required(require)
         if keep_until is not None:
             keep_until = check_until(keep_until, self.clock())
         vault, chosen = self.choose(vault_name, refs)
         store = self.vaults.open_store(vault)
         outcomes = []
         for vm in chosen:
-            work = partial(self._backup, vault, store, vm, keep_until)
+            work = partial(self._backup, vault, store, vm, keep_until, required)
             run = self.runner.run(JobType.BACKUP, vault.name, vm.uuid, vm.label, work)
             outcome = BackupOutcome(run.job, run.result, run.error)
             if outcome.result is not None and self.after_backup is not None:
@@ -135,9 +149,9 @@ class BackupService(Service):
         self, vault: Vault, vm: VmItem, keep_until: datetime | None, member: SetMember
     ) -> Callable[[JobContext], RecoveryPoint]:
         """The work of one VM's backup as a member of a backup set (services/backup_sets.py
-        runs it as the set's child job)."""
+        runs it as the set's child job; the level required is its policy's, if any)."""
         store = self.vaults.open_store(vault)
-        return partial(self._backup, vault, store, vm, keep_until, member=member)
+        return partial(self._backup, vault, store, vm, keep_until, None, member=member)
 
     # --- one VM --------------------------------------------------------------------------------
 
@@ -147,6 +161,7 @@ class BackupService(Service):
         store: VaultStore,
         vm: VmItem,
         keep_until: datetime | None,
+        require: Consistency | None,
         ctx: JobContext,
         member: SetMember | None = None,
     ) -> RecoveryPoint:
@@ -158,15 +173,16 @@ class BackupService(Service):
         left = self.cleanup.unfinished(vm, besides=ctx.job.id)
         for line in self.clean_up(vm, store, left):
             ctx.log(f"left by an interrupted backup: {line}")
-        vm.apply(facts, self.clock())
-        with self.uow() as uow:
-            host = uow.hosts.get(vm.host_uri)
-        if host is not None:
-            mark_from_host(vm, host.cluster_managed, host.hostname or host.uri)
+        unknown = refresh(self.uow, vm, facts, self.clock())
+        if unknown:
+            ctx.warn(unknown)
         for d in vm.excluded_disks:  # the operator's choice is logged; the others warned
             say = ctx.log if d.reason == EXCLUDED_BY_USER else ctx.warn
             say(f"disk {d.target} skipped: {d.reason}")
-        plan = plan_backup(self.uow, self.driver, self.clock, vault, vm, ctx)
+        require = require or self._policy_requires(vm)
+        if require is not None:
+            ctx.log(f"required: {require.value} or better")
+        plan = plan_backup(self.uow, self.driver, self.clock, vault, vm, ctx, require)
         ctx.log(f"writing recovery point {plan.point_id}")
         ctx.record(BackupStep.PLANNED, **plan.journal())
         try:
@@ -195,6 +211,11 @@ class BackupService(Service):
         prev_manifest, epoch = (
             store.read_parent(previous.id) if previous and plan.incremental_from else (None, None)
         )
+        if epoch is not None and self._damage_recorded(plan.vault.name):
+            # a reuse list vouches only for what GC may delete, not for damage: touch each
+            # reused chunk instead, and read a missing one (e.g. quarantined) from the disk
+            ctx.log("damage is recorded in this vault: the reused chunks are checked one by one")
+            epoch = None
         with ExitStack() as stack:
             stack.enter_context(store.writer(plan.point_id))
             session, taken = stack.enter_context(self._point_in_time(plan, ctx, member))
@@ -268,6 +289,7 @@ class BackupService(Service):
                 in_window=partial(self._in_window, ctx.job, member),
                 allow_pause=plan.allow_pause,
                 after_begin=member.after_begin if member is not None else None,
+                before_pause=partial(self._before_pause, ctx),
             )
         with session:
             taken = session.taken
@@ -282,13 +304,43 @@ class BackupService(Service):
                 frozen_ms=taken.frozen_ms,
                 paused_ms=taken.paused_ms,
                 released=taken.released,
+                consistency=taken.consistency.value,
+                hooks=taken.hooks.state.value,
             )
             for note in taken.notes:
                 ctx.log(note)
             for warning in taken.warnings:
                 ctx.warn(warning)
-            ctx.log(f"point in time taken (frozen={taken.frozen}, window {taken.window_ms} ms)")
+            ctx.log(
+                f"point in time taken: {taken.method.value}, {taken.consistency.value} "
+                f"({taken.reason}; frozen {taken.frozen_ms} ms, paused {taken.paused_ms} ms)"
+            )
+            if not meets(taken.consistency, plan.require):
+                assert plan.require is not None
+                raise ConsistencyNotMet(
+                    taken.reason,
+                    vm=vm.label,
+                    actual=taken.consistency.value,
+                    required=plan.require.value,
+                )
             yield session, taken
+
+    def _before_pause(self, ctx: JobContext, reason: str) -> None:
+        """The freeze failed and the guest is thawed: journal the saved-state pause that
+        follows, so a kill inside it is undone by the next start (the VM is resumed)."""
+        ctx.record(BackupStep.PAUSING, reason=reason)
+
+    def _damage_recorded(self, vault: str) -> bool:
+        with self.uow() as uow:
+            return damage_recorded(uow, vault)
+
+    def _policy_requires(self, vm: VmItem) -> Consistency | None:
+        """The consistency the VM's policy requires (None: no policy, or none required)."""
+        if vm.policy is None:
+            return None
+        with self.uow() as uow:
+            row = uow.policies.get(vm.policy)
+        return row.policy.require if row is not None else None
 
     def _in_window(self, job: Job, member: SetMember | None) -> None:
         """Inside the freeze / pause window: in memory only (no catalog, no log)."""

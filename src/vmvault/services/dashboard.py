@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
+from vmvault.domain.consistency import Consistency
 from vmvault.domain.job import JobState, JobType
 from vmvault.domain.policy import overdue_at
 from vmvault.domain.vm import VmState
@@ -46,6 +47,8 @@ class Dashboard:
     storage_bytes: int = 0
     logical_bytes: int = 0
     points: int = 0
+    #: the points it holds, by consistency level (docs/backup.md, "Consistency")
+    by_consistency: dict[str, int] = field(default_factory=dict)
 
     @property
     def dedup_ratio(self) -> float | None:
@@ -100,6 +103,9 @@ class DashboardService(Service):
             storage_bytes=self.vaults.stored_chunk_bytes(vault),
             logical_bytes=sum(p.bytes_logical for p in points),
             points=len(points),
+            by_consistency={
+                c.value: sum(1 for p in points if p.consistency is c) for c in Consistency
+            },
         )
         for vm in protected:
             last = newest.get(vm.uuid)

@@ -48,6 +48,13 @@ def damage_in(uow: UnitOfWork, point: RecoveryPoint, vault: str) -> tuple[Damage
     return copy.damaged if copy is not None else None
 
 
+def damage_recorded(uow: UnitOfWork, vault: str) -> bool:
+    """Whether verify recorded damage on any point ``vault`` holds (own points and copies)."""
+    return any(p.damaged for p in uow.points.in_vault(vault)) or any(
+        c.damaged for c in uow.copies.in_vault(vault)
+    )
+
+
 def holding(uow: UnitOfWork, point: RecoveryPoint) -> Holding:
     damaged = {point.vault: point.damaged} if point.damaged else {}
     damaged |= {c.vault: c.damaged for c in uow.copies.of_point(point.id) if c.damaged}

@@ -25,8 +25,9 @@ from vmvault.domain.job import Job, JobType
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import DomainFacts, PowerState, VmItem, VmState
 from vmvault.services.context import Service, ServiceContext
-from vmvault.services.jobs import JobContext, JobOutcome
-from vmvault.services.ports import Hypervisor
+from vmvault.services.jobs import JobContext, JobOutcome, record_change
+from vmvault.services.ports import Hypervisor, UnitOfWork
+from vmvault.services.vm_facts import UNKNOWN_OWNERSHIP, refresh
 from vmvault.services.vm_refs import MustBe, resolve_vm, resolve_vms
 
 
@@ -71,6 +72,8 @@ class InventoryService(Service):
                 continue
             scanned.add(host.uri)
             seen.extend(found)
+            for unknown in sorted({f.cluster_unknown for f in found if f.cluster_unknown}):
+                ctx.warn(f"{host.uri}: " + UNKNOWN_OWNERSHIP.format(why=unknown))
             if found and found[0].hostname != host.hostname:
                 with self.uow() as uow:
                     uow.hosts.set_hostname(host.uri, found[0].hostname)
@@ -129,10 +132,28 @@ class InventoryService(Service):
             )
         with self.uow() as uow:
             vm = resolve_vm(uow, ref)
+            before = vm.excluded_targets
             vm.excluded_targets = select_disks(vm, exclude_disks, include_disks)
             uow.vms.save(vm)
+            if vm.excluded_targets != before:
+                line = (
+                    f"vm update: disks excluded by user: {', '.join(vm.excluded_targets) or 'none'}"
+                    f" (before: {', '.join(before) or 'none'}); from its next backup"
+                )
+                vault = vm.vault or self._vault_of(uow, vm)
+                change = (vm.uuid, vm.label)
+                record_change(
+                    uow, JobType.CONFIGURE_PROTECTION, vault, change, [line], self.clock()
+                )
             uow.commit()
         return vm
+
+    def _vault_of(self, uow: UnitOfWork, vm: VmItem) -> str:
+        """The vault a change of unregistered ``vm`` is recorded under: the first (by name)
+        serving its host's location — the vaults its discovery ran for."""
+        host = uow.hosts.get(vm.host_uri)
+        names = sorted(v.name for v in uow.vaults.all() if host and v.location == host.location)
+        return names[0] if names else "-"
 
     def update_host(
         self, uri: str, cluster_managed: Sequence[str] = (), not_cluster_managed: Sequence[str] = ()
@@ -215,11 +236,9 @@ class InventoryService(Service):
                 uow.vms.save(vm)
                 uow.commit()
             raise VmDeleted(vm=vm.label, host=vm.hostname)
-        vm.apply(facts, now)
-        with self.uow() as uow:
-            host = uow.hosts.get(vm.host_uri)
-        if host is not None:
-            mark_from_host(vm, host.cluster_managed, host.hostname or host.uri)
+        unknown = refresh(self.uow, vm, facts, now)
+        if unknown:
+            ctx.warn(unknown)
         ctx.log(
             f"power state {vm.power_state.value}; disks: "
             + ", ".join(

@@ -156,6 +156,27 @@ class JobOutcome(Generic[T]):
     error: VmvaultError | None
 
 
+def record_change(
+    uow: UnitOfWork,
+    job_type: JobType,
+    vault: str,
+    vm: tuple[str, str],
+    lines: list[str],
+    now: datetime,
+) -> Job:
+    """Record a change made outside any job (``vm update``) as a completed job of the VM
+    ``(uuid, label)`` with ``lines`` as its log, in the caller's transaction: it shows in
+    ``vm history`` and ``jobs list`` like the changes jobs make.  No conflict key: it never
+    ran, so it neither waits for nor blocks the VM's running job."""
+    job = uow.jobs.create(job_type, vault, vm[0], vm[1], JobState.COMPLETED, now, None, None)
+    job.started_at = job.ended_at = now
+    uow.jobs.update(job)
+    for line in lines:
+        uow.jobs.append_log(job.id, line, now)
+    uow.jobs.append_log(job.id, JobState.COMPLETED.value, now)
+    return job
+
+
 class JobRunner:
     def __init__(
         self,

@@ -54,16 +54,18 @@ class PolicyService(Service):
         copy_to: str | None = None,
         copy_counts: dict[str, int | None] | None = None,
         as_set: bool = False,
+        require: str | None = None,
     ) -> PolicyView:
         """``copy_to``: copy every new point to that vault, whose copies ``copy_counts``
         prune (None or no count given: the policy's retention) — docs/copies.md.
-        ``as_set``: each slot backs up the policy's VMs as one set (docs/sets.md)."""
+        ``as_set``: each slot backs up the policy's VMs as one set (docs/sets.md).
+        ``require``: the least consistency of the policy's points (docs/backup.md)."""
         vault = self.vaults.resolve(vault_name)
         given = {lv: n for lv, n in (copy_counts or {}).items() if n is not None}
         if given and copy_to is None:
             raise InvalidInput("it goes with --copy-to VAULT", what="--copy-keep-*")
         copy = self._copy_option(vault.name, copy_to, given) if copy_to is not None else None
-        policy = Policy.create(name, schedule, timezone, retention, copy, as_set)
+        policy = Policy.create(name, schedule, timezone, retention, copy, as_set, require)
         with self.uow() as uow:
             if uow.policies.get(name) is not None:
                 raise PolicyExists(name=name)
@@ -97,12 +99,14 @@ class PolicyService(Service):
         copy_counts: dict[str, int | None] | None = None,
         no_copy: bool = False,
         as_set: bool | None = None,
+        require: str | None = None,
     ) -> PolicyView:
         """Change the given parts; the others keep their values.  VMs follow at once.
 
         ``copy_to`` sets (or changes) the copy vault, ``copy_counts`` the copies' retention
         (merged with the current one), ``no_copy`` stops copying (copies already made stay,
-        and are no longer pruned).
+        and are no longer pruned).  ``require`` sets the least consistency of the points
+        (``any``: none required).
 
         Nothing given is refused (``INVALID_INPUT``); values that are the policy's already
         write nothing (``changed`` False), so ``updated_at``, from which the scheduler counts
@@ -111,11 +115,17 @@ class PolicyService(Service):
         """
         given = {lv: n for lv, n in (counts or {}).items() if n is not None}
         copy_given = {lv: n for lv, n in (copy_counts or {}).items() if n is not None}
-        nothing = schedule is None and timezone is None and copy_to is None and as_set is None
+        nothing = (
+            schedule is None
+            and timezone is None
+            and copy_to is None
+            and as_set is None
+            and require is None
+        )
         if nothing and not (given or copy_given or no_copy):
             raise InvalidInput(
                 "give at least one of --schedule, --tz, --daily, --weekly, --monthly, --yearly, "
-                "--copy-to, --copy-keep-*, --no-copy, --as-set/--not-as-set",
+                "--copy-to, --copy-keep-*, --no-copy, --as-set/--not-as-set, --require",
                 what=f"update of policy {quoted(name)}",
             )
         if no_copy and (copy_to is not None or copy_given):
@@ -136,7 +146,10 @@ class PolicyService(Service):
                 {**base, **copy_given},
             )
         grouped = current.as_set if as_set is None else as_set
-        policy = Policy.create(name, text, zone, Retention(**merged), copy, grouped)
+        level = current.require.value if current.require is not None else None
+        if require is not None:
+            level = None if require == "any" else require
+        policy = Policy.create(name, text, zone, Retention(**merged), copy, grouped, level)
         if policy.to_json() == current.to_json():
             return replace(view, changed=False)
         with self.uow() as uow:

@@ -65,6 +65,11 @@ class VmRepository(Protocol):
     def save(self, vm: VmItem) -> None:
         """Insert or update the VM item (keyed by uuid)."""
 
+    def save_facts(self, vm: VmItem) -> None:
+        """Update only the discovery facts of an existing VM item (a backup's commit: the
+        operator's changes made while it ran — excluded disks, cluster ownership,
+        protection — stay)."""
+
 
 class PointRepository(Protocol):
     def add(self, point: RecoveryPoint) -> None: ...
@@ -343,12 +348,18 @@ class BackupDriver(Protocol):
         in_window: Callable[[], None] | None = None,
         allow_pause: bool = True,
         after_begin: Callable[[], None] | None = None,
+        before_pause: Callable[[str], None] | None = None,
     ) -> PointSession:
         """The point in time of a running or paused VM, taken when the session is entered.
 
-        ``allow_pause=False`` (a cluster-managed VM): the VM MUST NOT be paused — neither for
-        ``quiesce='pause'`` (refused with ``CLUSTER_MANAGED_NO_PAUSE`` before anything is
-        begun) nor as the fallback of a failed freeze.
+        With ``quiesce="freeze"`` a freeze that fails or times out is never fatal by itself
+        and never yields a ``guest-quiesce`` point: the guest is thawed (verified with
+        ``guest-fsfreeze-status`` when the agent answers), then — if ``allow_pause`` —
+        ``before_pause(reason)`` is called (the guest is released: it may journal) and the
+        point is taken ``saved-state`` (pause → backup job → resume).  ``allow_pause=False``
+        (a VM a cluster manager owns): the VM MUST NOT be paused — ``quiesce='pause'`` is
+        refused with ``CLUSTER_MANAGED_NO_PAUSE`` before anything is begun, and a failed
+        freeze MUST raise ``FREEZE_REQUIRED`` with nothing left behind.
 
         ``cancel()`` is asked before the guest is frozen or paused and again once it is
         released (it may read the catalog) — never inside the window.  ``in_window()`` MUST

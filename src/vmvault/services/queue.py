@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from vmvault.domain.consistency import parse_required
 from vmvault.domain.errors import (
     InternalError,
     InvalidInput,
@@ -123,15 +124,22 @@ class QueueService(Service):
         refs: Sequence[str],
         keep_until: datetime | None = None,
         origin: str = "cli",
+        require: str | None = None,
     ) -> list[Job]:
         """Queue one backup job per VM; all or none (one VM busy: nothing is queued)."""
         if keep_until is not None:
             keep_until = check_until(keep_until, self.clock())
+        parse_required(require)  # refused before anything is queued
         vault, chosen = self._backups().choose(vault_name, refs)
         until = keep_until.isoformat() if keep_until is not None else None
         return self._submit(
             [
-                ("backup", vault.name, (vm.uuid, vm.label), {"vm": vm.uuid, "keep_until": until})
+                (
+                    "backup",
+                    vault.name,
+                    (vm.uuid, vm.label),
+                    {"vm": vm.uuid, "keep_until": until, "require": require},
+                )
                 for vm in chosen
             ],
             origin,
@@ -292,7 +300,12 @@ class QueueService(Service):
         req = job.request or {}
         op = req.get("op")
         if op == "backup":
-            self._backups().backup(job.vault, [req["vm"]], keep_until=self._keep_until(job))
+            self._backups().backup(
+                job.vault,
+                [req["vm"]],
+                keep_until=self._keep_until(job),
+                require=req.get("require"),
+            )
         elif op == "backup-set":
             self._sets().backup_set(job.vault, req["vms"], keep_until=self._keep_until(job))
         elif op == "verify":

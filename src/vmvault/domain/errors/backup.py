@@ -24,7 +24,8 @@ class FreezeFailed(VmvaultError):
     code = "FREEZE_FAILED"
     message = "the guest agent of VM {vm} could not freeze its file systems"
     remedy = (
-        "The backup continued crash-consistent. Check the guest's fsfreeze hook scripts and "
+        "The backup took a saved-state point instead (VM paused for the instant, "
+        "crash-consistent). Check the guest's fsfreeze hook scripts and "
         "qemu-guest-agent log ('guest-fsfreeze-status' should say thawed), then retry."
     )
 
@@ -33,9 +34,32 @@ class AgentFreezeTimeout(VmvaultError):
     code = "AGENT_FREEZE_TIMEOUT"
     message = "the guest agent of VM {vm} did not answer the freeze within {seconds}s"
     remedy = (
-        "The backup continued crash-consistent. Check that qemu-guest-agent runs in the guest "
+        "The backup took a saved-state point instead (VM paused for the instant, "
+        "crash-consistent). Check that qemu-guest-agent runs in the guest "
         "and that its fsfreeze hooks finish quickly; raise the freeze timeout if they need longer."
     )
+
+
+class FreezeRequired(VmvaultError):
+    code = "FREEZE_REQUIRED"
+    message = "VM {vm} may not be paused and its file systems could not be frozen"
+    remedy = (
+        "Nothing was left behind (guest thawed, no backup job, no checkpoint). Fix the guest "
+        "agent or its freeze (qemu-guest-agent running, fsfreeze hooks finishing within the "
+        "freeze timeout), or back the VM up with its cluster manager's help."
+    )
+
+
+class ConsistencyNotMet(VmvaultError):
+    code = "CONSISTENCY_NOT_MET"
+    message = "VM {vm} gave a {actual} point, {required} was required"
+    remedy = (
+        "The point was discarded (no point, no checkpoint). For application-consistent "
+        "points install the vmvault fsfreeze hook dispatcher and working application hooks "
+        "in /etc/qemu/fsfreeze-hook.d/; for file-system-consistent ones a running "
+        'qemu-guest-agent; or lower --require (docs/backup.md, "Consistency").'
+    )
+    kind = "failure"
 
 
 class ThawFailed(VmvaultError):

@@ -57,3 +57,4 @@ class ClusterManagedNoPause(VmvaultError):
         "running) so that its backups freeze the guest instead, and register it while it runs "
         "without --crash-consistent; or back it up through the cluster manager."
     )
+    kind = "usage"

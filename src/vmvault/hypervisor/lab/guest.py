@@ -50,6 +50,8 @@ GUEST_FILES: dict[str, tuple[str, int]] = {
     "writer": ("usr/lib/lab/writer", 0o755),
     "app": ("usr/lib/lab/app", 0o755),
     "fsfreeze-hook": ("etc/qemu/fsfreeze-hook", 0o755),
+    "app-hook": ("usr/lib/lab/app-hook", 0o755),
+    "test-hook": ("usr/lib/lab/test-hook", 0o755),
 }
 
 #: Modules insmod'ed at every boot (their dependencies first); ext4, crc32c and devtmpfs are

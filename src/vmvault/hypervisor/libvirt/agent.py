@@ -142,6 +142,21 @@ def read_file(dom: Any, path: str) -> bytes:
     return b"".join(chunks)
 
 
+def write_file(dom: Any, path: str, data: bytes, timeout: int = 5) -> None:
+    """Create or replace the guest file ``path`` with ``data`` (``guest-file-open/write``)."""
+    handle = agent_command(dom, "guest-file-open", {"path": path, "mode": "w"}, timeout)
+    try:
+        agent_command(
+            dom,
+            "guest-file-write",
+            {"handle": handle, "buf-b64": base64.b64encode(data).decode()},
+            timeout,
+        )
+    finally:
+        with contextlib.suppress(AgentCommandFailed):
+            agent_command(dom, "guest-file-close", {"handle": handle}, timeout)
+
+
 @contextlib.contextmanager
 def response_timeout(dom: Any, seconds: float) -> Iterator[None]:
     """Bound how long libvirt waits for the agent inside the block (by default it waits

@@ -22,13 +22,18 @@ touched):
 4. ``guest-get-fsinfo`` (before the freeze: a frozen agent refuses almost everything), then
    ``cancel()`` is asked;
 5. the point in time (:mod:`~vmvault.hypervisor.libvirt.quiesce`): freeze → ``backupBegin`` →
-   thaw (or suspend → ``backupBegin`` → resume), thaw/resume always.  A freeze that fails or
-   times out is not fatal: the point is crash-consistent and ``point_in_time.freeze_error``
-   says why.  Inside the window only ``in_window()`` (in memory: it must not block or do I/O),
-   ``backupBegin`` and ``after_begin()`` (a backup set's bounded wait for its other VMs) run;
-   if ``in_window()`` raises, the guest is thawed / resumed with nothing begun; if
-   ``after_begin()`` raises, the guest is thawed / resumed, the job aborted and the new
-   checkpoint deleted;
+   thaw (or suspend → ``backupBegin`` → resume), thaw/resume always.  Before a freeze a token
+   is written into the guest and after the thaw its hook dispatcher's report is read
+   (:mod:`~vmvault.hypervisor.libvirt.hooks`: application-consistent or not).  A freeze that
+   fails or times out is not fatal, and is never a ``guest-quiesce`` point: the guest is
+   thawed — verified with ``guest-fsfreeze-status`` when the agent answers — and, if
+   ``allow_pause``, ``before_pause(reason)`` is called and the point taken **saved-state**
+   (suspend → ``backupBegin`` → resume; ``point_in_time.fallback_reason`` says why); if not,
+   ``FREEZE_REQUIRED`` with nothing begun.  Inside the window only ``in_window()`` (in
+   memory: it must not block or do I/O), ``backupBegin`` and ``after_begin()`` (a backup
+   set's bounded wait for its other VMs) run; if ``in_window()`` raises, the guest is thawed /
+   resumed with nothing begun; if ``after_begin()`` raises, the guest is thawed / resumed,
+   the job aborted and the new checkpoint deleted;
 6. once the guest is released, ``cancel()`` is asked again (it may read a catalog); connect
    nothing yet: :meth:`source` connects to a disk's export on first use.
 
@@ -50,6 +55,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from typing import IO, Any
 
@@ -64,7 +70,7 @@ from vmvault.domain.errors import (
     CheckpointMissing,
     InvalidInput,
 )
-from vmvault.hypervisor.libvirt import agent, backup_xml
+from vmvault.hypervisor.libvirt import agent, backup_xml, hooks
 from vmvault.hypervisor.libvirt.checkpoints import checkpoint_coverage
 from vmvault.hypervisor.libvirt.connection import error_message, lookup_domain, open_connection
 from vmvault.hypervisor.libvirt.domxml import has_agent_channel, parse_disks
@@ -77,7 +83,7 @@ from vmvault.hypervisor.libvirt.jobcontrol import (
 from vmvault.hypervisor.libvirt.quiesce import (
     QUIESCE_MODES,
     Window,
-    freeze_window,
+    freeze_or_pause,
     pause_window,
     resume,
     thaw,
@@ -127,6 +133,8 @@ class PullBackup:
         in_window: Callable[[], None] | None = None,
         after_begin: Callable[[], None] | None = None,
         connections: int = 1,
+        allow_pause: bool = True,
+        before_pause: Callable[[str], None] | None = None,
     ) -> None:
         if quiesce not in QUIESCE_MODES:
             raise InvalidInput(
@@ -162,6 +170,11 @@ class PullBackup:
         #: called with the guest still frozen / paused right after ``backupBegin``; may raise
         #: (then the job is aborted and the new checkpoint deleted); may block, bounded
         self.after_begin = after_begin
+        #: False (a cluster-managed VM): the guest MUST NOT be paused — a failed freeze fails
+        #: the backup (FREEZE_REQUIRED); the caller refuses ``quiesce='pause'`` itself
+        self.allow_pause = allow_pause
+        #: called with the reason before a saved-state fallback pauses the VM (guest released)
+        self.before_pause = before_pause
         self.connections = connections
         self.point_in_time = PointInTime(
             checkpoint=checkpoint, incremental_from=incremental_from, quiesce=quiesce
@@ -178,6 +191,8 @@ class PullBackup:
         self._job_started = False
         self._checkpoint_created = False
         self._agent_silent = False
+        self._token: str | None = None
+        self._unarmed: str | None = None
         self._vm = vm_uuid
 
     # --- context manager -------------------------------------------------------------------
@@ -289,27 +304,11 @@ class PullBackup:
             except AgentCommandFailed as exc:
                 # "not responding": no need to ask again with a ping before the freeze
                 self._agent_silent = "not responding" in exc.text or "not available" in exc.text
+            if self.quiesce == "freeze" and not self._agent_silent:
+                self._token, self._unarmed = hooks.arm(dom, timeout=min(5, self.freeze_timeout))
         self._cancelled()
 
         # 5. the point in time: only the hook and backupBegin inside the window
-        with self._window(dom, running, has_agent):
-            if self.in_window is not None:
-                self.in_window()
-            self._begin(dom, bxml, cxml)
-            if self.after_begin is not None:
-                self.after_begin()
-
-        # 6. the guest is released: a cancel asked meanwhile is seen here
-        self._cancelled()
-        self._exports = backup_xml.exports(dom.backupGetXMLDesc(0))
-        missing = [d.target for d in self.disks if d.target not in self._exports]
-        if missing:
-            raise BackupBeginFailed(f"no export for {', '.join(missing)}", vm=self._vm)
-        self._cancelled()
-
-    def _window(self, dom: Any, running: bool, has_agent: bool) -> AbstractContextManager[Any]:
-        """The context manager that holds the guest still while ``backupBegin`` runs."""
-        pit = self.point_in_time
         if self.quiesce == "freeze":
             why = why_not_freeze(
                 dom,
@@ -319,12 +318,44 @@ class PullBackup:
                 agent_silent=self._agent_silent,
                 timeout=self.freeze_timeout,
             )
-            if why is not None:
-                pit.no_freeze(why)
-                return nullcontext()
-            return freeze_window(dom, self._vm, self.freeze_timeout, pit)
+            freeze_or_pause(
+                dom,
+                self._vm,
+                pit,
+                why=why,
+                running=running,
+                timeout=self.freeze_timeout,
+                allow_pause=self.allow_pause,
+                before_pause=self.before_pause,
+                cancelled=self._cancelled,
+                hold=partial(self._hold_and_begin, dom, bxml, cxml),
+                report=lambda: hooks.report(dom, self._token, self._unarmed),
+            )
+        else:
+            with self._window(dom, running):
+                self._hold_and_begin(dom, bxml, cxml)
+
+        # 6. the guest is released: a cancel asked meanwhile is seen here
+        self._cancelled()
+        self._exports = backup_xml.exports(dom.backupGetXMLDesc(0))
+        missing = [d.target for d in self.disks if d.target not in self._exports]
+        if missing:
+            raise BackupBeginFailed(f"no export for {', '.join(missing)}", vm=self._vm)
+        self._cancelled()
+
+    def _hold_and_begin(self, dom: Any, bxml: str, cxml: str | None) -> None:
+        """Inside the window: the caller's in-memory hook, then ``backupBegin``, then
+        ``after_begin()`` (a backup set's bounded wait for its other VMs)."""
+        if self.in_window is not None:
+            self.in_window()
+        self._begin(dom, bxml, cxml)
+        if self.after_begin is not None:
+            self.after_begin()
+
+    def _window(self, dom: Any, running: bool) -> AbstractContextManager[Any]:
+        """Pause (``quiesce="pause"``) or nothing: the window of a point without a freeze."""
         if self.quiesce == "pause" and running:
-            return pause_window(dom, self._vm, pit)
+            return pause_window(dom, self._vm, self.point_in_time)
         return nullcontext()  # "none", or a paused VM: it is already still, and stays paused
 
     def _plan_modes(self, dom: Any, domain_disks: dict[str, str]) -> None:

@@ -16,7 +16,9 @@ from types import TracebackType
 
 import libvirt
 
-from vmvault.domain.errors import ClusterManagedNoPause
+from vmvault.domain.cluster import pause_forbidden
+from vmvault.domain.consistency import NOT_RUN, HookState
+from vmvault.domain.errors import VmvaultError
 from vmvault.domain.recovery_point import Method, TakenPoint, UnfinishedBackup
 from vmvault.domain.vm import Disk
 from vmvault.hypervisor import offline as offline_mod
@@ -35,27 +37,53 @@ _OFFLINE = TakenPoint(
 )
 
 
+def _label(uri: str, vm_uuid: str) -> str:
+    """``HOST/NAME`` of the domain, as messages name VMs (its uuid if libvirt cannot say)."""
+    try:
+        with connection(uri) as conn:
+            dom = lookup_domain(conn, uri, vm_uuid)
+            return f"{conn.getHostname()}/{dom.name()}"
+    except (libvirt.libvirtError, VmvaultError):
+        return vm_uuid
+
+
 def taken_point(pit: PointInTime) -> TakenPoint:
     """The service's view of how the point in time was taken."""
     warnings: list[str] = []
     notes: list[str] = []
-    if pit.quiesce == "freeze":
+    if pit.quiesce == "freeze" and pit.frozen:
         method = Method.GUEST_QUIESCE
-        if pit.frozen:
-            reason = f"the guest agent froze {pit.fs_frozen} file system(s)"
-        else:
-            reason = f"the guest could not be frozen ({pit.freeze_error}): crash-consistent"
+        reason = f"the guest agent froze {pit.fs_frozen} file system(s); {pit.hooks.summary()}"
+        if pit.hooks.state is HookState.FAILED:
+            warnings.append(
+                f"application hook failed ({pit.hooks.summary()}): the point is "
+                "file-system-consistent, not application-consistent"
+            )
+    elif pit.quiesce == "freeze":
+        # never a guest-quiesce point that was not frozen: the saved-state fallback
+        method = Method.SAVED_STATE
+        how = "VM paused while the point in time was taken" if pit.paused else "VM already paused"
+        reason = f"the guest could not be frozen ({pit.fallback_reason}): {how}"
+        warnings.append(f"the guest could not be frozen ({pit.fallback_reason}): saved-state")
+        verified = {
+            True: "thaw verified",
+            False: "thaw not verified",
+            None: "freeze not sent or agent silent: nothing to verify",
+        }
+        notes.append(
+            f"freeze attempt {pit.freeze_attempt_ms} ms ({verified[pit.thaw_verified]}), "
+            "then saved-state"
+        )
     elif pit.paused:
         method, reason = Method.SAVED_STATE, "VM paused while the point in time was taken"
     else:
         method = Method.SAVED_STATE
         reason = "VM already paused: taken as it is" if pit.was_paused else "taken as it runs"
-    if pit.freeze_error:
-        warnings.append(f"the guest could not be frozen ({pit.freeze_error}): crash-consistent")
     if pit.paused:
         notes.append(f"VM paused for {pit.paused_ms} ms while the point was taken")
     elif pit.frozen:
         notes.append(f"{pit.fs_frozen} file system(s) frozen for {pit.frozen_ms} ms")
+        notes.append(f"application hooks: {pit.hooks.summary()}")
     if pit.thaw_error:
         warnings.append(f"{pit.thaw_error}: the guest may still be frozen")
     if pit.resume_error:
@@ -67,13 +95,14 @@ def taken_point(pit: PointInTime) -> TakenPoint:
         reason=reason,
         frozen=pit.frozen,
         fs_frozen=pit.fs_frozen,
-        frozen_ms=pit.frozen_ms if pit.frozen else 0,
+        frozen_ms=pit.frozen_ms if pit.frozen else pit.freeze_attempt_ms,
         paused_ms=pit.paused_ms,
         released=not pit.held,
         warnings=tuple(warnings),
         notes=tuple(notes),
         fsinfo=tuple(pit.fsinfo) if pit.fsinfo is not None else None,
         full_disks=dict(pit.full_disks),
+        hooks=pit.hooks if pit.frozen else NOT_RUN,
     )
 
 
@@ -186,9 +215,10 @@ class LibvirtBackupDriver:
         in_window: Callable[[], None] | None = None,
         allow_pause: bool = True,
         after_begin: Callable[[], None] | None = None,
+        before_pause: Callable[[str], None] | None = None,
     ) -> _PullSession:
         if quiesce == "pause" and not allow_pause:
-            raise ClusterManagedNoPause(vm=vm_uuid, why="cluster-managed", need="quiesce pause")
+            raise pause_forbidden(_label(uri, vm_uuid))
         specs = [DiskSpec(d.target, d.path or "", d.format or "raw") for d in disks]
         backup = PullBackup(
             uri,
@@ -202,6 +232,8 @@ class LibvirtBackupDriver:
             cancel=cancel,
             in_window=in_window,
             after_begin=after_begin,
+            allow_pause=allow_pause,
+            before_pause=before_pause,
         )
         return _PullSession(backup)
 

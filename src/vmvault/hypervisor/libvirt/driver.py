@@ -13,25 +13,30 @@ from vmvault.domain.vm import DomainFacts
 from vmvault.hypervisor.libvirt import agent
 from vmvault.hypervisor.libvirt.connection import connection, error_message
 from vmvault.hypervisor.libvirt.domxml import facts_from_xml
-from vmvault.hypervisor.pacemaker import ClusterDomain, local_cluster_domains, owner_of, read_text
+from vmvault.hypervisor.pacemaker import CibCache, CibView, owner_of, read_text
 
 
-def _with_pacemaker(facts: DomainFacts, domains: list[ClusterDomain]) -> DomainFacts:
-    """``facts`` with ``cluster_managed`` set when a pacemaker primitive owns the domain."""
-    if facts.cluster_managed is not None or not domains:
+def _with_pacemaker(facts: DomainFacts, cib: CibView) -> DomainFacts:
+    """``facts`` with ``cluster_managed`` set when a pacemaker primitive owns the domain, or
+    ``cluster_unknown`` when the CIB could not be read (and nothing else marks it)."""
+    if facts.cluster_managed is not None:
         return facts
-    owner = owner_of(domains, facts.name, facts.uuid, read_text)
+    if cib.unknown is not None:
+        return replace(facts, cluster_unknown=f"pacemaker ownership not known: {cib.unknown}")
+    owner = owner_of(cib.domains, facts.name, facts.uuid, read_text)
     return replace(facts, cluster_managed=owner) if owner else facts
 
 
-def _cluster_domains(hostname: str) -> list[ClusterDomain]:
-    """Pacemaker's VirtualDomain resources, when the libvirt host is this machine."""
-    if hostname.split(".")[0] != socket.gethostname().split(".")[0]:
-        return []  # cibadmin here knows nothing of another host's cluster
-    return local_cluster_domains()
-
-
 class LibvirtHypervisor:
+    def __init__(self, cib: CibCache | None = None) -> None:
+        self.cib = cib or CibCache()
+
+    def _cluster(self, hostname: str) -> CibView:
+        """Pacemaker's VirtualDomain resources, when the libvirt host is this machine."""
+        if hostname.split(".")[0] != socket.gethostname().split(".")[0]:
+            return CibView()  # cibadmin here knows nothing of another host's cluster
+        return self.cib.view(hostname)
+
     def hostname(self, uri: str) -> str:
         with connection(uri) as conn:
             try:
@@ -47,7 +52,7 @@ class LibvirtHypervisor:
             except libvirt.libvirtError as exc:
                 raise HostUnreachable(error_message(exc), uri=uri) from None
             facts = []
-            cluster = _cluster_domains(hostname)
+            cluster = self._cluster(hostname)
             for dom in domains:
                 try:
                     state = dom.state()[0]
@@ -73,7 +78,7 @@ class LibvirtHypervisor:
                     state=dom.state()[0],
                     persistent=bool(dom.isPersistent()),
                 )
-                return _with_pacemaker(found, _cluster_domains(hostname))
+                return _with_pacemaker(found, self._cluster(hostname))
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                     return None

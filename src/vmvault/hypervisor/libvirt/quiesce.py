@@ -4,13 +4,16 @@ The window is as short as it can be: only ``backupBegin`` (and an in-memory hook
 it.  Two context managers own "always release the guest, even on error":
 
 * :func:`freeze_window` — ``fsFreeze`` through the guest agent, yield, ``fsThaw`` in a
-  ``finally``, with retries.  A freeze that fails or times out is not fatal: the point is
-  crash-consistent and :attr:`Window.freeze_error` says why.  A freeze that libvirt timed out
+  ``finally``, with retries.  A freeze that fails or times out is recorded in
+  :attr:`Window.freeze_error` (the caller then verifies the thaw and takes a saved-state
+  point: :class:`~vmvault.hypervisor.libvirt.backup.PullBackup`).  A freeze that libvirt timed out
   **still reaches the guest** once a hung agent wakes up, so every failed freeze — except "no
   agent" and "not connected" — is followed by thaw retries (budget
   ``max(10, 3 × freeze_timeout)`` s).  ``virDomainFSFreeze`` waits for the agent forever by
   default: the window sets ``agentSetResponseTimeout(freeze_timeout)`` around freeze and thaw;
-* :func:`pause_window` — ``suspend``, yield, ``resume`` in a ``finally`` (retried for 10 s).
+* :func:`pause_window` — ``suspend``, yield, ``resume`` in a ``finally`` (retried for 10 s);
+* :func:`freeze_or_pause` — the two together for ``quiesce="freeze"``: the freeze window, or
+  after a failed freeze the thaw verified and the saved-state pause (or ``FREEZE_REQUIRED``).
 
 A thaw or resume that finally fails leaves :attr:`Window.held` true: the caller retries once
 more when it ends (``PullBackup.__exit__``), and the clean-up after a dead process
@@ -31,10 +34,12 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from vmvault.domain.consistency import NOT_RUN, HookOutcome
 from vmvault.domain.errors import (
     AgentFreezeTimeout,
     BackupBeginFailed,
     FreezeFailed,
+    FreezeRequired,
     ThawFailed,
     VmvaultError,
 )
@@ -57,12 +62,16 @@ class Window:
     freeze_error_code: str | None = None  # FREEZE_FAILED | AGENT_FREEZE_TIMEOUT | ...
     thaw_error: str | None = None  # set if the thaw failed: the guest may still be frozen
     paused: bool = False  # vmvault paused the VM for the point (quiesce="pause")
-    frozen_ms: int = 0  # freeze returned → thaw returned (or pause → resume returned)
+    frozen_ms: int = 0  # freeze returned → thaw returned (0 unless frozen)
     paused_ms: int = 0  # suspend returned → resume returned (0 unless vmvault paused it)
     needs_thaw: bool = False  # a freeze may have reached the guest and no thaw succeeded yet
     needs_resume: bool = False  # vmvault paused the VM and no resume succeeded yet
     resume_error: str | None = None
     fs_thawed: int = 0  # what the last successful thaw returned
+    hooks: HookOutcome = NOT_RUN  # what the guest's application hooks reported for the freeze
+    fallback_reason: str | None = None  # the freeze failed: saved-state instead, and why
+    freeze_attempt_ms: int = 0  # a failed freeze: fsFreeze called → thaw verified
+    thaw_verified: bool | None = None  # guest-fsfreeze-status said thawed (None: not asked)
 
     @property
     def held(self) -> bool:
@@ -117,8 +126,8 @@ def why_not_freeze(
 def freeze_window(dom: Any, vm: str, timeout: int, w: Window) -> Iterator[Window]:
     """Freeze the guest's file systems, yield, thaw — always, even when the body raises.
 
-    A freeze that fails is recorded in ``w`` (the body still runs: the point is
-    crash-consistent); :attr:`Window.frozen_ms` is the time from ``fsFreeze`` returning to
+    A freeze that fails is recorded in ``w`` and the body still runs (the caller checks
+    :attr:`Window.frozen` before it begins anything); :attr:`Window.frozen_ms` is the time from ``fsFreeze`` returning to
     ``fsThaw`` returning."""
     t_frozen = 0.0
     with agent.response_timeout(dom, timeout):
@@ -151,6 +160,69 @@ def freeze_window(dom: Any, vm: str, timeout: int, w: Window) -> Iterator[Window
                     w.frozen_ms = round((time.monotonic() - t_frozen) * 1000)
 
 
+def freeze_or_pause(
+    dom: Any,
+    vm: str,
+    w: Window,
+    *,
+    why: VmvaultError | None,
+    running: bool,
+    timeout: int,
+    allow_pause: bool,
+    before_pause: Callable[[str], None] | None,
+    cancelled: Callable[[], None],
+    hold: Callable[[], None],
+    report: Callable[[], HookOutcome],
+) -> None:
+    """The point in time of ``quiesce="freeze"``: freeze → ``hold()`` → thaw, then
+    ``report()`` the hooks' outcome.  ``why``: why no freeze is attempted (None: try it).
+
+    A freeze that fails or times out never yields a frozen-labelled point: the guest is thawed
+    (a sent freeze: verified with ``guest-fsfreeze-status``), then — if ``allow_pause`` —
+    ``before_pause(reason)`` (the guest is released), ``cancelled()`` and the saved-state
+    window: suspend → ``hold()`` → resume.  Not allowed: ``FREEZE_REQUIRED``, nothing held."""
+    t0 = time.monotonic()
+    if why is None:
+        with freeze_window(dom, vm, timeout, w):
+            if w.frozen:
+                hold()
+        if w.frozen:
+            w.hooks = report()
+            return
+    else:
+        w.no_freeze(why)
+    if w.needs_thaw:  # the thaw failed even after its retries
+        raise ThawFailed(w.thaw_error, vm=vm)
+    if why is None:  # sent: a late freeze may have landed (not sent: nothing can have)
+        verify_thawed(dom, vm, w, timeout)
+    w.freeze_attempt_ms = round((time.monotonic() - t0) * 1000)
+    reason = w.fallback_reason = w.freeze_error or "the freeze failed"
+    if not running:  # paused since the plan: it is still already, and stays paused
+        hold()
+        return
+    if not allow_pause:
+        raise FreezeRequired(reason, vm=vm)
+    if before_pause is not None:
+        before_pause(reason)
+    cancelled()
+    with pause_window(dom, vm, w):
+        hold()
+
+
+def verify_thawed(dom: Any, vm: str, w: Window, timeout: int) -> None:
+    """``guest-fsfreeze-status`` after a failed freeze: thaw again if a late freeze landed;
+    ``THAW_FAILED`` if the guest stays frozen."""
+    status = fsfreeze_status(dom)
+    if status == "frozen":
+        w.needs_thaw = True
+        thaw(dom, vm, w, budget=max(10.0, 3.0 * timeout))
+        status = fsfreeze_status(dom)
+        if status == "frozen":
+            w.needs_thaw = True
+            raise ThawFailed("guest-fsfreeze-status still says frozen", vm=vm)
+    w.thaw_verified = status == "thawed" if status is not None else None
+
+
 def thaw(dom: Any, vm: str, w: Window, budget: float = 10.0) -> None:
     """Thaw with retries for ``budget`` s (a slow agent gets several chances); never raises:
     a failure is left in :attr:`Window.thaw_error` with :attr:`Window.needs_thaw` still set."""
@@ -179,7 +251,7 @@ def pause_window(dom: Any, vm: str, w: Window) -> Iterator[Window]:
         yield w
     finally:
         resume(dom, w)
-        w.paused_ms = w.frozen_ms = round((time.monotonic() - t0) * 1000)
+        w.paused_ms = round((time.monotonic() - t0) * 1000)
 
 
 def resume(dom: Any, w: Window, budget: float = 10.0) -> None:
@@ -198,23 +270,31 @@ def resume(dom: Any, w: Window, budget: float = 10.0) -> None:
         w.resume_error = f"resume failed: {error_message(exc)}"
 
 
+def fsfreeze_status(dom: Any, timeout: int = 5) -> str | None:
+    """``guest-fsfreeze-status``: ``"frozen"`` | ``"thawed"`` (None: the agent did not answer)."""
+    try:
+        return str(agent.agent_command(dom, "guest-fsfreeze-status", timeout=timeout))
+    except VmvaultError:
+        return None
+
+
 def frozen_now(dom: Any) -> bool:
     """``guest-fsfreeze-status`` says ``frozen`` (False when the agent does not answer)."""
-    try:
-        return bool(agent.agent_command(dom, "guest-fsfreeze-status", timeout=5) == "frozen")
-    except VmvaultError:
-        return False
+    return fsfreeze_status(dom) == "frozen"
 
 
 __all__ = [
     "QUIESCE_MODES",
     "Window",
     "agent_gone",
+    "freeze_or_pause",
     "freeze_window",
     "frozen_now",
+    "fsfreeze_status",
     "pause_window",
     "resume",
     "retry",
     "thaw",
+    "verify_thawed",
     "why_not_freeze",
 ]

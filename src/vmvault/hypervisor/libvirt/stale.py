@@ -11,8 +11,9 @@ nothing is done), in order:
    job is left alone and reported;
 2. the dead backup's checkpoint is *reported*, not deleted (only the catalog knows whether a
    recovery point uses it);
-3. a VM the dead backup paused (its journal: ``quiesce`` ``pause``, not paused before, window
-   entered and not released) is resumed if it is still paused by a user request, and a guest
+3. a VM the dead backup paused (its journal: ``quiesce`` ``pause`` — or a ``pausing`` step, the
+   saved-state fallback after a failed freeze —, not paused before, window entered and not
+   released: :attr:`~vmvault.domain.recovery_point.UnfinishedBackup.may_have_paused`) is resumed if it is still paused by a user request, and a guest
    it may have frozen — or any guest whose backup job was ours — is thawed if
    ``guest-fsfreeze-status`` says ``frozen``; both with :mod:`~vmvault.hypervisor.libvirt.
    quiesce`'s own :func:`resume` / :func:`thaw`;
@@ -94,7 +95,7 @@ def _cleanup_domain(dom: Any, run: RunDir, left: UnfinishedBackup | None) -> lis
             "(not deleted here: only the catalog knows whether a recovery point uses it)"
         )
     window = Window(quiesce=left.quiesce if left is not None else "none")
-    if left is not None and left.may_hold_guest and left.quiesce == "pause" and not left.was_paused:
+    if left is not None and left.may_have_paused:
         try:
             st, reason = dom.state()
             if st == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_USER:

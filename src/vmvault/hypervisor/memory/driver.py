@@ -7,14 +7,16 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from vmvault.domain.cluster import pause_forbidden
+from vmvault.domain.consistency import NOT_RUN, HookState
 from vmvault.domain.errors import (
     BackupBeginFailed,
     BackupJobRunning,
     BackupVmNotRunning,
     Cancelled,
     CheckpointMissing,
-    ClusterManagedNoPause,
     FreezeFailed,
+    FreezeRequired,
     InvalidInput,
     VmvaultError,
 )
@@ -106,13 +108,16 @@ class MemoryBackupDriver:
         in_window: Callable[[], None] | None = None,
         allow_pause: bool = True,
         after_begin: Callable[[], None] | None = None,
+        before_pause: Callable[[str], None] | None = None,
     ) -> MemorySession:
         if quiesce == "pause" and not allow_pause:
-            raise ClusterManagedNoPause(vm=vm_uuid, why="cluster-managed", need="quiesce pause")
-        return MemorySession(
+            raise pause_forbidden(f"{self.hv.hostname(uri)}/{self.hv.dom(vm_uuid).name}")
+        session = MemorySession(
             self.hv, vm_uuid, [x.target for x in disks], checkpoint, incremental_from, quiesce,
-            cancel, in_window, after_begin=after_begin,
+            cancel, in_window, after_begin=after_begin, allow_pause=allow_pause,
         )  # fmt: skip
+        session.before_pause = before_pause
+        return session
 
     def offline(self, disks: list[Disk], bitmap: str | None) -> MemorySession:
         targets = {x.target for x in disks}
@@ -138,7 +143,7 @@ class MemoryBackupDriver:
                 f"the interrupted backup had created checkpoint {left.checkpoint} "
                 "(not deleted here: only the catalog knows whether a recovery point uses it)"
             )
-        if d.paused_by_backup and left is not None and left.may_hold_guest:
+        if d.paused_by_backup and left is not None and left.may_have_paused:
             d.power, d.paused_by_backup = PowerState.RUNNING, False
             done.append(f"resumed {d.name} (paused by the interrupted backup)")
         if d.agent is not None and d.agent.frozen and d.agent.thaw():
@@ -162,6 +167,7 @@ class MemorySession:
         *,
         offline: bool = False,
         after_begin: Callable[[], None] | None = None,
+        allow_pause: bool = True,
     ) -> None:
         self.hv = hv
         self.vm_uuid = vm_uuid
@@ -173,11 +179,14 @@ class MemorySession:
         self.in_window = in_window
         self.after_begin = after_begin
         self.offline = offline
+        #: False for a cluster-managed VM: never paused, not even after a failed freeze
+        self.allow_pause = allow_pause
         self.alive = True
         self.taken = TakenPoint(method=Method.SAVED_STATE, reason="not taken yet")
         self.released = True
         self._sources: dict[str, MemorySource] = {}
         self._begun = False
+        self.before_pause: Callable[[str], None] | None = None
 
     def __enter__(self) -> MemorySession:
         d = self.hv.dom(self.vm_uuid)
@@ -220,18 +229,29 @@ class MemorySession:
         running = d.power is PowerState.RUNNING
         warnings: list[str] = []
         frozen, fs, reason = False, 0, "taken as it is"
+        method = Method.GUEST_QUIESCE if self.quiesce == "freeze" else Method.SAVED_STATE
+        hooks = NOT_RUN
+        pause = self.quiesce == "pause" and running
         if self.quiesce == "freeze":
             try:
                 if d.agent is None:
                     raise FreezeFailed("the VM has no guest agent channel", vm=d.name)
                 fs = d.agent.freeze(d.name)
                 frozen, reason = True, f"the guest agent froze {fs} file system(s)"
+                hooks = d.agent.hooks
             except VmvaultError as exc:
-                reason = f"the guest could not be frozen ({exc.text}): crash-consistent"
+                # never a guest-quiesce point that was not frozen: saved-state instead
+                if not self.allow_pause:
+                    raise FreezeRequired(exc.text, vm=d.name) from None
+                if self.before_pause is not None:
+                    self.before_pause(exc.text)
+                method, pause = Method.SAVED_STATE, True
+                reason = f"the guest could not be frozen ({exc.text}): VM paused instead"
                 warnings.append(reason)
-        elif self.quiesce == "pause" and running:
+        if pause:
             d.power, d.paused_by_backup = PowerState.PAUSED, True
-            reason = "VM paused while the point in time was taken"
+            if self.quiesce == "pause":
+                reason = "VM paused while the point in time was taken"
         try:
             if self.in_window is not None:
                 self.in_window()
@@ -250,17 +270,19 @@ class MemorySession:
                 self.released = self._release(d)
         if not self.released:
             warnings.append("the thaw failed: the guest may still be frozen")
-        method = Method.GUEST_QUIESCE if self.quiesce == "freeze" else Method.SAVED_STATE
+        if hooks.state is HookState.FAILED:
+            warnings.append(f"application hook failed ({hooks.summary()}): file-system-consistent")
         self.taken = TakenPoint(
             method=method,
             reason=reason,
             frozen=frozen,
             fs_frozen=fs,
-            frozen_ms=1 if frozen else 0,
-            paused_ms=1 if self.quiesce == "pause" and running else 0,
+            frozen_ms=1 if frozen or self.quiesce == "freeze" else 0,
+            paused_ms=1 if pause else 0,
             released=self.released,
             warnings=tuple(warnings),
             fsinfo=({"mountpoint": "/", "type": "ext4", "name": "vda1"},) if frozen else None,
+            hooks=hooks,
         )
         if self.cancel():
             raise Cancelled(operation="the backup")

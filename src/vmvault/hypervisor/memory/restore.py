@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from vmvault.domain.errors import RestoreDefineFailed, RestoreVerifyFailed, VmDeleted
 from vmvault.domain.restore import DomainShape, LiveDomain, RestorePlan, XmlNic
-from vmvault.domain.vm import PowerState
+from vmvault.domain.vm import DomainFacts, PowerState
+from vmvault.hypervisor.libvirt.domxml import facts_from_xml
 from vmvault.hypervisor.libvirt.restore_xml import inspect_xml, render_xml
 from vmvault.hypervisor.memory.files import Fault, MemoryFiles
 
@@ -60,6 +61,8 @@ class MemoryRestoreDriver:
         self.calls: list[str] = []
         self.console = ""
         self.graceful = True  # a shutdown request is obeyed
+        self.pacemaker: dict[str, str] = {}  # uuid -> why pacemaker owns the domain
+        self.cib_unknown: str | None = None  # the CIB could not be read: why
 
     def add(self, xml: str, power: PowerState = PowerState.RUNNING, **kw: Any) -> MemoryDomain:
         """A domain that exists before the test (not an operation: no fault, no call)."""
@@ -112,6 +115,21 @@ class MemoryRestoreDriver:
         if d is None:
             return None
         return LiveDomain(uuid, d.name, d.power, d.xml, list(d.snapshots), list(d.checkpoints))
+
+    def domain_facts(self, uri: str, uuid: str) -> DomainFacts | None:
+        """The ``Hypervisor`` port's read of the same domains (the libvirt adapter's parser:
+        its metadata marker), plus what ``pacemaker`` says of them: uuid → owner, or
+        ``cib_unknown`` when the CIB could not be read."""
+        d = self.domains.get(uuid)
+        if d is None:
+            return None
+        state = {PowerState.RUNNING: 1, PowerState.PAUSED: 3, PowerState.SHUT_OFF: 5}
+        facts = facts_from_xml(d.xml, uri=uri, hostname="memory", state=state.get(d.power, 0))
+        if facts.cluster_managed is None and uuid in self.pacemaker:
+            return replace(facts, cluster_managed=self.pacemaker[uuid])
+        if facts.cluster_managed is None and self.cib_unknown:
+            return replace(facts, cluster_unknown=self.cib_unknown)
+        return facts
 
     def shutdown(self, uri: str, uuid: str, timeout: float) -> str:
         d = self._op("shutdown", uuid)

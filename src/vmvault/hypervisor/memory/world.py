@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vmvault.domain.consistency import HookOutcome, HookState
 from vmvault.domain.errors import AgentFreezeTimeout, FreezeFailed
 from vmvault.domain.inventory import AgentReport
 from vmvault.domain.vm import Disk, DomainFacts, PowerState
@@ -29,6 +30,8 @@ class FakeAgent:
     frozen: bool = False
     freezes: int = 0
     filesystems: int = 2
+    #: what the guest's fsfreeze hook dispatcher reports for a freeze (default: no hooks)
+    hooks: HookOutcome = field(default_factory=lambda: HookOutcome(HookState.NONE))
 
     def freeze(self, vm: str) -> int:
         if self.mode == "hang":
@@ -81,6 +84,9 @@ class MemoryDomain:
     job: MemorySession | None = None  # the running backup job
     owner: MemorySession | None = None  # the live session holding the VM ("the lock")
     paused_by_backup: bool = False
+    #: what the hypervisor adapter reports of its cluster ownership (``DomainFacts``)
+    cluster_managed: str | None = None
+    cluster_unknown: str | None = None
 
     def disk(self, target: str) -> MemoryDisk:
         return next(d for d in self.disks if d.target == target)
@@ -97,6 +103,8 @@ class MemoryDomain:
             nics=(),
             agent_channel=self.agent is not None,
             fingerprint="-".join(f"{d.target}:{d.size}" for d in self.disks),
+            cluster_managed=self.cluster_managed,
+            cluster_unknown=self.cluster_unknown,
         )
 
 

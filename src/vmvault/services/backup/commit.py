@@ -18,6 +18,7 @@ from typing import Any
 from vmvault.dataplane.backup import DiskBackupResult
 from vmvault.dataplane.manifest import DiskEntry, Manifest
 from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.consistency import HookOutcome
 from vmvault.domain.recovery_point import (
     BackupStep,
     CheckpointRecord,
@@ -57,6 +58,14 @@ def write_indexes(
     return entries
 
 
+def method_reason(plan: BackupPlan, taken: TakenPoint) -> str:
+    """Why the point was taken as it was: the adapter's account when it froze (or fell back
+    from a failed freeze to saved-state), else the plan's reason for its method."""
+    if plan.choice.quiesce == "freeze" or taken.method is not plan.choice.method:
+        return taken.reason
+    return plan.choice.reason
+
+
 def point_checkpoint(plan: BackupPlan) -> str | None:
     """The checkpoint the point records: the new one, or for an offline point (which cannot
     create one) the previous checkpoint, so the next backup is incremental from it again."""
@@ -81,9 +90,9 @@ def write_manifest(
             vm_name=vm.name,
             created_at=plan.created_at.isoformat(),
             domain_xml=domain_xml,
-            method=plan.choice.method.value,
+            method=taken.method.value,
             consistency=taken.consistency.value,
-            frozen_ms=taken.window_ms,
+            frozen_ms=taken.frozen_ms,
             checkpoint=point_checkpoint(plan),
             disks=entries,
             extra={
@@ -91,6 +100,10 @@ def write_manifest(
                 "incremental_from": plan.incremental_from,
                 # what the guest had mounted: a restore test checks it is back
                 "fsinfo": fs_summary(taken.fsinfo),
+                # how the point was taken (docs/backup.md, "Consistency")
+                "method_reason": method_reason(plan, taken),
+                "paused_ms": taken.paused_ms,
+                "hooks": taken.hooks.to_json(),
             }
             | (extra or {}),
         )
@@ -108,8 +121,11 @@ def recovery_point(
         vm_name=plan.vm.name,
         created_at=plan.created_at,
         consistency=taken.consistency,
-        method=plan.choice.method,
-        frozen_ms=taken.window_ms,
+        method=taken.method,
+        frozen_ms=taken.frozen_ms,
+        method_reason=method_reason(plan, taken),
+        paused_ms=taken.paused_ms,
+        hooks=taken.hooks,
         checkpoint=point_checkpoint(plan),
         disks=[
             PointDisk(
@@ -144,6 +160,9 @@ def point_from_manifest(
         consistency=Consistency(m.consistency),
         method=Method(m.method),
         frozen_ms=m.frozen_ms or 0,
+        method_reason=m.extra.get("method_reason"),
+        paused_ms=int(m.extra.get("paused_ms") or 0),
+        hooks=HookOutcome.from_json(m.extra["hooks"]) if m.extra.get("hooks") else None,
         checkpoint=m.checkpoint,
         disks=[
             PointDisk(
@@ -181,7 +200,7 @@ def point_rows(
             u.checkpoints.add(
                 CheckpointRecord(plan.checkpoint, vm.uuid, point.id, plan.created_at, xml)
             )
-        u.vms.save(vm)
+        u.vms.save_facts(vm)  # not save(): keeps operator changes made during the backup
         u.jobs.record_step(job_id, BackupStep.COMMITTED, {"point": point.id}, now)
 
     return write

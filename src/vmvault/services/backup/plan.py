@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from vmvault.domain.cluster import refuse_pause
+from vmvault.domain.consistency import Consistency
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.recovery_point import (
     DiskRead,
@@ -55,8 +56,10 @@ class BackupPlan:
     previous: RecoveryPoint | None
     incremental_from: str | None  # the previous point's checkpoint, when any disk uses it
     checkpoint: str | None  # the checkpoint this backup creates (None: offline, or no qcow2)
-    #: False for a cluster-managed VM: the hypervisor must never pause it, not even as the
-    #: fallback of a failed freeze (``take_point(allow_pause=…)``)
+    #: the level the point must reach, or the backup fails (None: any; ``--require``)
+    require: Consistency | None = None
+    #: False for a cluster-managed VM: the hypervisor must never pause it — a failed freeze
+    #: then fails the backup (``FREEZE_REQUIRED``) instead of taking a saved-state point
     allow_pause: bool = True
 
     @property
@@ -79,6 +82,7 @@ class BackupPlan:
             "quiesce": self.choice.quiesce,
             "was_paused": self.choice.quiesce == "none" and not self.offline,
             "offline": self.offline,
+            "require": self.require.value if self.require is not None else None,
             "allow_pause": self.allow_pause,
             "disks": {
                 t: {"incremental": r.incremental, "reason": r.reason, "format": formats.get(t)}
@@ -94,6 +98,7 @@ def plan_backup(
     vault: Vault,
     vm: VmItem,
     ctx: JobContext,
+    require: Consistency | None = None,
 ) -> BackupPlan:
     """Decide the method and each disk's read (logged), name the point and its checkpoint."""
     disks = vm.backup_disks
@@ -137,6 +142,7 @@ def plan_backup(
         incremental_from=previous.checkpoint if previous is not None and incremental else None,
         checkpoint=checkpoint,
         allow_pause=allow_pause,
+        require=require,
     )
 
 

@@ -40,6 +40,7 @@ from vmvault.domain.restore import (
 from vmvault.domain.vm import VmItem
 from vmvault.services.paths import UserPath
 from vmvault.services.restore.model import QCOW2_OVERHEAD, RestoreRequest
+from vmvault.services.vm_facts import refresh
 from vmvault.services.vm_refs import resolve_vm
 
 if TYPE_CHECKING:
@@ -129,17 +130,20 @@ def check_replace(
     manifest: Manifest,
     shape: DomainShape,
 ) -> RestoreRequest:
-    """``--replace``: the VM is not cluster-managed (the catalog's view, then its current
-    metadata), is still defined, has no snapshots, and only file disks."""
+    """``--replace``: the VM is not cluster-managed (the catalog's view, then as discovery
+    sees it now: metadata marker, pacemaker, host settings), is still defined, has no
+    snapshots, and only file disks."""
     refuse_replace(vm)
     uri = target_host(svc, vm, None)
     driver = svc.driver
+    facts = svc.hypervisor.domain_facts(uri, vm.uuid)
     live = driver.domain(uri, vm.uuid)
-    if live is None:
+    if facts is None or live is None:
         raise RestoreVmNotDefined(vm=vm.label, host=uri)
+    now_seen = replace(vm)
+    refresh(svc.uow, now_seen, facts, svc.clock())  # ownership unknown: the catalog's stays
+    refuse_replace(now_seen)
     current = driver.inspect(live.xml)
-    if current.cluster_managed:
-        refuse_replace(replace(vm, cluster_managed=current.cluster_managed))
     if live.snapshots:
         raise RestoreVmHasSnapshots(vm=live.name, snapshots=", ".join(live.snapshots))
     problems = {n.index: driver.nic_problem(uri, n) for n in shape.nics}

@@ -21,7 +21,7 @@ from vmvault.services.context import Service, ServiceContext
 from vmvault.services.healing import Healing
 from vmvault.services.jobs import JobContext, JobOutcome
 from vmvault.services.paths import user_path
-from vmvault.services.ports import DiskWriter, HostFiles, RestoreDriver
+from vmvault.services.ports import DiskWriter, HostFiles, Hypervisor, RestoreDriver
 from vmvault.services.restore import checks, clean_up, new_vm, staging, switch
 from vmvault.services.restore.model import RestoreReport, RestoreRequest
 
@@ -38,6 +38,7 @@ class RestoreService(Service):
         ctx: ServiceContext,
         driver: RestoreDriver,
         *,
+        hypervisor: Hypervisor,
         files: HostFiles,
         write_disk: DiskWriter = restore_disk,
         shutdown_timeout: float = 60.0,
@@ -46,6 +47,8 @@ class RestoreService(Service):
     ) -> None:
         super().__init__(ctx)
         self.driver = driver
+        #: what discovery asks: a ``--replace`` checks cluster ownership as discovery sees it
+        self.hypervisor = hypervisor
         self.files = files
         self.write_disk = write_disk
         self.shutdown_timeout = shutdown_timeout

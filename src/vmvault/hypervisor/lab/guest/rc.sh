@@ -61,9 +61,13 @@ for port in /sys/class/virtio-ports/vport*; do
     ln -sf "/dev/${port##*/}" "/dev/virtio-ports/$(cat "$port/name")"
 done
 
+mkdir -p /etc/qemu/fsfreeze-hook.d
 case "$variant" in
     writer) setsid /usr/lib/lab/writer </dev/null >/dev/console 2>&1 & ;;
-    app-hook) setsid /usr/lib/lab/app </dev/null >/dev/console 2>&1 & ;;
+    app-hook)
+        ln -sf /usr/lib/lab/app-hook /etc/qemu/fsfreeze-hook.d/10-app
+        setsid /usr/lib/lab/app </dev/null >/dev/console 2>&1 &
+        ;;
 esac
 
 read -r up _ < /proc/uptime
