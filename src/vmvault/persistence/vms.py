@@ -65,19 +65,8 @@ class SqlVms:
             vault_id = self.conn.execute(
                 select(t.vaults.c.id).where(t.vaults.c.name == vm.vault)
             ).scalar_one()
-        values: dict[str, Any] = dict(
-            name=vm.name,
-            host_uri=vm.host_uri,
-            hostname=vm.hostname,
-            grp=vm.group,
-            power_state=vm.power_state.value,
-            disks=[asdict(d) for d in vm.disks],
-            nics=[asdict(n) for n in vm.nics],
-            agent_channel=vm.agent_channel,
-            fingerprint=vm.fingerprint,
+        values: dict[str, Any] = _facts(vm) | dict(
             first_seen=vm.first_seen,
-            last_seen=vm.last_seen,
-            vanished_at=vm.vanished_at,
             state=vm.state.value,
             vault_id=vault_id,
             registered_at=vm.registered_at,
@@ -97,20 +86,21 @@ class SqlVms:
         """Update only what discovery sees (:meth:`VmItem.apply`'s facts, ``last_seen``) of an
         existing row: the operator's fields (excluded disks, cluster ownership, protection)
         changed meanwhile are left as they are now."""
-        self.conn.execute(
-            update(t.vms)
-            .where(t.vms.c.uuid == vm.uuid)
-            .values(
-                name=vm.name,
-                host_uri=vm.host_uri,
-                hostname=vm.hostname,
-                grp=vm.group,
-                power_state=vm.power_state.value,
-                disks=[asdict(d) for d in vm.disks],
-                nics=[asdict(n) for n in vm.nics],
-                agent_channel=vm.agent_channel,
-                fingerprint=vm.fingerprint,
-                last_seen=vm.last_seen,
-                vanished_at=vm.vanished_at,
-            )
-        )
+        self.conn.execute(update(t.vms).where(t.vms.c.uuid == vm.uuid).values(**_facts(vm)))
+
+
+def _facts(vm: VmItem) -> dict[str, Any]:
+    """The columns of what discovery sees of a VM (the rest is the operator's or vmvault's)."""
+    return dict(
+        name=vm.name,
+        host_uri=vm.host_uri,
+        hostname=vm.hostname,
+        grp=vm.group,
+        power_state=vm.power_state.value,
+        disks=[asdict(d) for d in vm.disks],
+        nics=[asdict(n) for n in vm.nics],
+        agent_channel=vm.agent_channel,
+        fingerprint=vm.fingerprint,
+        last_seen=vm.last_seen,
+        vanished_at=vm.vanished_at,
+    )
