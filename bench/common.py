@@ -263,6 +263,25 @@ PROBES = [  # the phases of a vmvault backup, timed by op_probe
 ]  # fmt: skip
 
 
+def lab_services(home: str) -> Any:
+    """The services of a throwaway vmvault home ``home`` on the lab this shell uses
+    (``VMVAULT_LAB_DIR``/``_CACHE``/``_PREFIX`` passed on, every other ``VMVAULT_*`` left
+    out), its lab daemons started."""
+    from vmvault.bootstrap import bootstrap
+    from vmvault.config import Settings
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
+    env["VMVAULT_HOME"] = home
+    for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE", "VMVAULT_LAB_PREFIX"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    env["VMVAULT_WORK_DIR"] = str(Path(home) / "run")
+    os.chmod(home, 0o755)
+    services = bootstrap(Settings.from_env(env))
+    services.lab.ensure_daemons()
+    return services
+
+
 def op_probe(argv: list[str], probes: list[tuple[str, str, str]]) -> None:
     """Child: ``vmvault backup ARGV --json`` in-process, with timers around ``probes``
     (module, attribute path, label), its RSS at three moments and, when it talks S3, its

@@ -16,15 +16,12 @@ Markdown row: label, n, median, min, max, every value, ctx.phase median / max.  
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-from vmvault.bootstrap import bootstrap
-from vmvault.config import Settings
+from common import lab_services
 from vmvault.domain.job import JobType
 from vmvault.hypervisor.lab.vms import lab_prefix
 from vmvault.services.jobs import JobContext
@@ -37,15 +34,7 @@ def main() -> int:
     ap.add_argument("--keep-lab", action="store_true", help="leave the guest running")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="frozen-window-") as home:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
-        env["VMVAULT_HOME"] = home
-        for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE", "VMVAULT_LAB_PREFIX"):
-            if key in os.environ:
-                env[key] = os.environ[key]
-        env["VMVAULT_WORK_DIR"] = str(Path(home) / "run")
-        os.chmod(home, 0o755)
-        services = bootstrap(Settings.from_env(env))
-        services.lab.ensure_daemons()
+        services = lab_services(home)
         vm = f"{lab_prefix()}-standard-1"
         if not any(v["name"] == vm and v["state"] == "running" for v in services.lab.status()):
             services.lab.up(1, ["standard"])  # adds a guest: only when the first is not up

@@ -23,10 +23,8 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-from vmvault.bootstrap import bootstrap
-from vmvault.config import Settings
+from common import lab_services
 from vmvault.hypervisor.lab.vms import lab_prefix
 
 
@@ -37,15 +35,7 @@ def main() -> int:
     ap.add_argument("--keep-lab", action="store_true", help="leave the guests running")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-sets-") as home:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
-        env["VMVAULT_HOME"] = home
-        for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE", "VMVAULT_LAB_PREFIX"):
-            if key in os.environ:
-                env[key] = os.environ[key]
-        env["VMVAULT_WORK_DIR"] = str(Path(home) / "run")
-        os.chmod(home, 0o755)
-        services = bootstrap(Settings.from_env(env))
-        services.lab.ensure_daemons()
+        services = lab_services(home)
         vms = [f"{lab_prefix()}-standard-{i}" for i in (1, 2, 3)]
         running = {v["name"] for v in services.lab.status() if v["state"] == "running"}
         missing = [vm for vm in vms if vm not in running]
