@@ -39,7 +39,7 @@ class ClusterManagedReplace(VmvaultError):
         "or replaces it"
     )
     remedy = (
-        "Restore it as a new VM ('vmvault restore {vm} POINT --as-new NAME'), then hand the "
+        "Restore it as a new VM ('vmvault restore {vm} --point POINT --as-new NAME'), then hand the "
         "restored disks to the cluster manager (e.g. stop the resource, swap the images, "
         "start it: 'pcs resource disable/enable')."
     )
