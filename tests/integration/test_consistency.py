@@ -18,7 +18,7 @@ import libvirt
 import pytest
 
 from tests.conftest import CliRunner
-from tests.integration.conftest import assert_vm_clean, lab_settings
+from tests.integration.conftest import assert_vm_clean
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
 from vmvault.domain.consistency import HookState
@@ -41,14 +41,12 @@ FREEZE_TIMEOUT = 3
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("consistency-home")
-    services = bootstrap(lab_settings(path))
-    services.lab.ensure_daemons()
-    services.lab.down()
-    services.lab.up(1, list(VARIANTS))
-    yield path
-    services.lab.down()
+def home(lab: dict[str, dict[str, object]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's catalog, on the session lab's guests (``lab``): never a lab of its own —
+    its ``lab down`` would destroy the guests every later module uses.  Each test leaves its
+    guest as it found it (running, no test hook)."""
+    assert all(name in lab for name in N.values()), sorted(lab)
+    return tmp_path_factory.mktemp("consistency-home")
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -358,7 +356,10 @@ def test_kill_inside_the_saved_state_pause_is_resumed_at_next_start(
 
 @pytest.mark.parametrize("dom", ["no-agent"], indirect=True)
 def test_a_shut_off_vm_stays_off(svc: Services, dom: Any) -> None:
-    dom.destroy()  # last test of the module: the guest is not started again
-    _, point = _ok(svc, N["no-agent"])
-    assert point.method.value == "offline"
-    assert dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
+    dom.destroy()
+    try:
+        _, point = _ok(svc, N["no-agent"])
+        assert point.method.value == "offline"
+        assert dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
+    finally:
+        dom.create()  # the session lab's guest: running again for the modules after this one
