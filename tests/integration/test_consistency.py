@@ -40,13 +40,31 @@ N = {v: f"{lab_prefix()}-{v}-1" for v in VARIANTS}
 FREEZE_TIMEOUT = 3
 
 
+def _checkpoints(conn: Any) -> dict[str, set[str]]:
+    return {
+        vm: {c.getName() for c in conn.lookupByName(vm).listAllCheckpoints()} for vm in N.values()
+    }
+
+
 @pytest.fixture(scope="module")
-def home(lab: dict[str, dict[str, object]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def home(
+    lab: dict[str, dict[str, object]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """This module's catalog, on the session lab's guests (``lab``): never a lab of its own —
     its ``lab down`` would destroy the guests every later module uses.  Each test leaves its
-    guest as it found it (running, no test hook)."""
+    guest as it found it (running, no test hook); the module removes the checkpoints its
+    backups left on them, so later modules find the guests as they were."""
     assert all(name in lab for name in N.values()), sorted(lab)
-    return tmp_path_factory.mktemp("consistency-home")
+    conn = libvirt.open(URI)
+    try:
+        before = _checkpoints(conn)
+        yield tmp_path_factory.mktemp("consistency-home")
+        for vm, names in _checkpoints(conn).items():
+            dom = conn.lookupByName(vm)
+            for name in names - before[vm]:
+                dom.checkpointLookupByName(name).delete(0)
+    finally:
+        conn.close()
 
 
 def _env(home: Path) -> dict[str, str]:

@@ -224,6 +224,17 @@ def world(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iter
     home = tmp_path_factory.mktemp("restore-home")
     services = bootstrap(lab_settings(home))
     src, other = (str(vm["name"]) for vm in services.lab.up(2, ["standard"]))
+    # what an interrupted earlier run left (the teardown below never ran): its restored VMs,
+    # their images and links, its directory
+    with libvirt_conn() as conn:
+        leftover = [
+            d.name() for d in conn.listAllDomains() if d.name().startswith(f"{PREFIX}-restored")
+        ]
+    for name in leftover:
+        remove_domain(name)
+    for link in default_dir().glob(f"{PREFIX}-*"):
+        link.unlink()
+    shutil.rmtree(ROOT, ignore_errors=True)
     ROOT.mkdir(parents=True, exist_ok=True)
     for p in (ROOT, *ROOT.parents):
         assert p.stat().st_mode & 0o001, f"{p} must be traversable by libvirt-qemu"
