@@ -268,4 +268,7 @@ def test_a_vm_whose_backups_would_pause_it_is_refused_and_never_paused(
         dom = conn.lookupByName(NO_AGENT)
         assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
         assert dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE
-        assert {c.getName() for c in dom.listAllCheckpoints()} == checkpoints
+        # no new checkpoint.  (Not "the same set": a session guest may carry a checkpoint of
+        # another module's catalog, which this catalog's backup removes as a stale leftover of
+        # its own before it plans — the one-catalog-per-host assumption, see docs/backup.md.)
+        assert {c.getName() for c in dom.listAllCheckpoints()} <= checkpoints
