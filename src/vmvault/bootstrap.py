@@ -42,6 +42,7 @@ from vmvault.services.queue import QueueService
 from vmvault.services.recovery import RecoveryService
 from vmvault.services.restore import RestoreService
 from vmvault.services.scheduler import SchedulerService
+from vmvault.services.vault_keys import VaultKeyService
 from vmvault.services.vaults import StorageFactory, VaultService
 from vmvault.storage.backend import StorageBackend
 from vmvault.storage.local import LocalBackend
@@ -83,6 +84,8 @@ class Services:
     settings: Settings
     #: Asked for an encrypted vault's passphrase when the settings have none (CLI: a prompt).
     passphrase_prompt: Callable[[], str | None] = lambda: None
+    #: Asked for a new passphrase (key import, passphrase change) when the settings have none.
+    new_passphrase_prompt: Callable[[], str | None] = lambda: None
     #: The clock every service reads (tests of the scheduler inject a simulated one).
     clock: Callable[[], datetime] = utcnow
     #: Adapters given instead of the real ones (:func:`bootstrap`'s keyword arguments).
@@ -120,6 +123,12 @@ class Services:
         """What every service shares (one per Services: one per worker in ``vmvault serve``)."""
         return ServiceContext(
             self._uow, self.runner, self.vaults, self.clock, self.settings.workers
+        )
+
+    @cached_property
+    def vault_keys(self) -> VaultKeyService:
+        return VaultKeyService(
+            self.vaults, lambda: self.settings.new_passphrase or self.new_passphrase_prompt()
         )
 
     @cached_property

@@ -12,6 +12,7 @@
 | ``VMVAULT_AGENT_TIMEOUT``   | ``5`` seconds for a guest-agent answer    |
 | ``VMVAULT_FREEZE_TIMEOUT``  | ``10`` seconds a freeze (and the guest's fsfreeze hooks) may take before the backup thaws and takes a saved-state point |
 | ``VMVAULT_PASSPHRASE``      | passphrase of encrypted vaults (or ``VMVAULT_PASSPHRASE_FILE``; else asked on a terminal) |
+| ``VMVAULT_NEW_PASSPHRASE``  | the new passphrase of ``vault key change-passphrase`` / ``import`` (or ``…_FILE``; else asked twice on a terminal) |
 | ``VMVAULT_WORK_DIR``        | ``/var/lib/vmvault/run``: NBD sockets and scratch files of running backups |
 | ``VMVAULT_WORKERS``         | ``2`` threads hashing/compressing (one per core) |
 | ``VMVAULT_JOB_WORKERS``     | ``2`` jobs ``vmvault serve`` runs at once |
@@ -54,6 +55,7 @@ class Settings:
     min_agent_version: str
     agent_timeout: int
     passphrase: str | None = None
+    new_passphrase: str | None = None
     work_dir: Path = Path("/var/lib/vmvault/run")
     workers: int = 2
     #: ``vmvault serve``: jobs run at once, where the REST API listens, when GC runs.
@@ -80,7 +82,8 @@ class Settings:
             max_disks=_int(env, "VMVAULT_MAX_DISKS", 8),
             min_agent_version=env.get("VMVAULT_MIN_AGENT") or "5.0.0",
             agent_timeout=_int(env, "VMVAULT_AGENT_TIMEOUT", 5),
-            passphrase=_passphrase(env),
+            passphrase=_passphrase(env, "VMVAULT_PASSPHRASE"),
+            new_passphrase=_passphrase(env, "VMVAULT_NEW_PASSPHRASE"),
             work_dir=Path(env.get("VMVAULT_WORK_DIR") or "/var/lib/vmvault/run"),
             workers=_int(env, "VMVAULT_WORKERS", min(os.cpu_count() or 2, 8)),
             job_workers=_int(env, "VMVAULT_JOB_WORKERS", 2),
@@ -170,15 +173,16 @@ def _setting(name: str, value: str, extra: str = "") -> Iterator[None]:
         raise InvalidSetting(detail, name=name, value=repr(value), hint=hint) from None
 
 
-def _passphrase(env: dict[str, str]) -> str | None:
-    if env.get("VMVAULT_PASSPHRASE"):
-        return env["VMVAULT_PASSPHRASE"]
-    path = env.get("VMVAULT_PASSPHRASE_FILE")
+def _passphrase(env: dict[str, str], name: str) -> str | None:
+    """A passphrase from ``name`` or the file named by ``name``_FILE (its last newline off)."""
+    if env.get(name):
+        return env[name]
+    path = env.get(f"{name}_FILE")
     if path:
         try:
             return Path(path).read_text().rstrip("\n")
         except OSError as exc:
-            raise InvalidInput(str(exc), what=f"VMVAULT_PASSPHRASE_FILE={path}") from None
+            raise InvalidInput(str(exc), what=f"{name}_FILE={path}") from None
     return None
 
 

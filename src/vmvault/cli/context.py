@@ -14,6 +14,7 @@ from vmvault.bootstrap import Services, bootstrap
 def services() -> Services:
     svc = bootstrap()
     svc.passphrase_prompt = _prompt
+    svc.new_passphrase_prompt = _prompt_new
     return svc
 
 
@@ -22,3 +23,10 @@ def _prompt() -> str | None:
     if not sys.stdin.isatty():
         return None
     return str(typer.prompt("vault passphrase", hide_input=True))
+
+
+def _prompt_new() -> str | None:
+    """Ask twice on a terminal when VMVAULT_NEW_PASSPHRASE(_FILE) gave nothing."""
+    if not sys.stdin.isatty():
+        return None
+    return str(typer.prompt("new passphrase", hide_input=True, confirmation_prompt=True))

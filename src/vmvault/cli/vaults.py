@@ -15,12 +15,14 @@ from vmvault.cli import render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
 from vmvault.cli.render import emit_json, out
+from vmvault.cli.vault_keys import key_app
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import parse_size, quoted
 from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION, s3_location
 
 vault_app = typer.Typer(help="Create and inspect vaults.", no_args_is_help=True)
 host_app = typer.Typer(help="libvirt hosts and the location they belong to.", no_args_is_help=True)
+vault_app.add_typer(key_app, name="key")
 
 # --- vaults --------------------------------------------------------------------------
 

@@ -33,8 +33,14 @@ from typing import Any
 
 import blake3
 
-from vmvault.domain.errors import InvalidInput, KeyFileInvalid, KeyFileMissing, WrongPassphrase
-from vmvault.storage.fsutil import write_atomic
+from vmvault.domain.errors import (
+    InternalError,
+    InvalidInput,
+    KeyFileInvalid,
+    KeyFileMissing,
+    WrongPassphrase,
+)
+from vmvault.storage.fsutil import fsync_dir, write_atomic
 
 KEY_LEN = 32
 KEY_FILE_VERSION = 1
@@ -168,3 +174,24 @@ def read_key_file(path: Path, passphrase: str) -> KeySet:
         return KeySet.unpack(packed)
     except ValueError as exc:
         raise KeyFileInvalid(str(exc), key_file=str(path)) from None
+
+
+def replace_key_file(path: Path, keys: KeySet, passphrase: str, *, n: int | None = None) -> None:
+    """Put a key file wrapping ``keys`` with ``passphrase`` at ``path``, replacing any there.
+
+    The new file is written beside it (``<name>.new``), read back with the passphrase and its
+    fingerprint compared, and only then renamed over ``path`` (directory fsynced): a crash
+    leaves the old file or the new one, never neither, and never one that does not open.
+    The chunks are not touched: the keys stay the same, only their wrapping changes.
+    """
+    staged = path.with_name(path.name + ".new")
+    staged.unlink(missing_ok=True)  # a leftover of an interrupted change
+    write_key_file(staged, keys, passphrase, n=n)
+    try:
+        if read_key_file(staged, passphrase).fingerprint() != keys.fingerprint():
+            raise InternalError(f"the key file written at {staged} does not read back")
+        os.replace(staged, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise

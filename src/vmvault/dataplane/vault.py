@@ -170,16 +170,22 @@ class VaultStore:
                 raise taken
         return cls(backend, config, keys)
 
-    @classmethod
-    def open(
-        cls, where: Where, *, passphrase: str | None = None, key_file: Path | None = None
-    ) -> VaultStore:
+    @staticmethod
+    def read_config(where: Where) -> VaultConfig:
+        """The vault's ``config`` (no key needed: an encrypted vault's has no keys in it)."""
         backend = backend_of(where)
         try:
             data = _get(backend, CONFIG_NAME)
         except ObjectMissing:
             raise VaultNotInitialised(path=backend.location) from None
-        config = VaultConfig.from_bytes(data, backend.location)
+        return VaultConfig.from_bytes(data, backend.location)
+
+    @classmethod
+    def open(
+        cls, where: Where, *, passphrase: str | None = None, key_file: Path | None = None
+    ) -> VaultStore:
+        backend = backend_of(where)
+        config = cls.read_config(backend)
         if config.keys is not None:
             return cls(backend, config, config.keys)
         if passphrase is None:

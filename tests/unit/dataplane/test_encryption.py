@@ -114,3 +114,31 @@ def test_encrypted_chunk_and_manifest_tampering(enc: VaultStore) -> None:
     mpath.write_text(json.dumps(doc))
     with pytest.raises(ManifestCorrupt):
         enc.read_manifest("p1")
+
+
+def test_replacing_a_key_file_leaves_the_old_one_when_the_rename_fails(
+    enc: VaultStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from vmvault.dataplane import keys
+
+    path = tmp_path / "k.key"
+    before = path.read_bytes()
+
+    real = os.replace
+
+    def fail(src: object, dst: object) -> None:  # only the final rename over the key file
+        if Path(str(dst)) == path:
+            raise OSError(5, "Input/output error")
+        real(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(keys.os, "replace", fail)
+    with pytest.raises(OSError):
+        keys.replace_key_file(path, enc.keys, "new one", n=2**14)
+    assert path.read_bytes() == before and not path.with_name("k.key.new").exists()
+    monkeypatch.setattr(keys.os, "replace", real)
+    keys.replace_key_file(path, enc.keys, "new one", n=2**14)
+    assert keys.read_key_file(path, "new one").fingerprint() == enc.keys.fingerprint()
+    with pytest.raises(WrongPassphrase):
+        keys.read_key_file(path, "correct horse")

@@ -236,3 +236,30 @@ class PointDamaged(VmvaultError):
         "mark (docs/healing.md)."
     )
     kind = "usage"
+
+
+class PaperKeyInvalid(VmvaultError):
+    code = "PAPER_KEY_INVALID"
+    message = "the paper key is not valid: {where}"
+    remedy = (
+        "Retype the line named (letters and digits as printed; case, spaces and hyphens do not "
+        "matter), or give the QR code's text; nothing was written."
+    )
+    kind = "usage"
+
+
+class PaperKeyMismatch(VmvaultError):
+    code = "PAPER_KEY_MISMATCH"
+    message = "the paper key is of key set {given}, but vault {vault} uses key set {expected}"
+    remedy = "Give the paper key exported from this vault (its fingerprint line must match)."
+    kind = "usage"
+
+
+class VaultNotEncrypted(VmvaultError):
+    code = "VAULT_NOT_ENCRYPTED"
+    message = "vault {vault} is not encrypted: it has no key file to {action}"
+    remedy = (
+        "Key export, import and passphrase changes are for encrypted vaults "
+        "(vault create --encrypt); an unencrypted vault's keys are in its config."
+    )
+    kind = "usage"
