@@ -191,6 +191,18 @@ step "Restore straight from the S3 copy" restore lab-standard-1 --point "$last" 
 ok_or_warn $V restore lab-standard-1 --point "$last" --from-vault offsite --disks-only --dir "$VMVAULT_HOME/restore-s3" --format raw
 ls -ls "$VMVAULT_HOME/restore-s3"
 
+step "An encrypted vault's paper key (and QR code): lose the key file, get access back, change the passphrase" vault key export sealed --qr sealed.png
+(
+  export VMVAULT_HOME="$VMVAULT_HOME/keys-demo" VMVAULT_PASSPHRASE="demo passphrase"
+  $V vault create sealed --location local --encrypt
+  $V vault key export sealed --qr "$VMVAULT_HOME/sealed.png" | tee "$VMVAULT_HOME/sealed.paper"
+  rm "$VMVAULT_HOME/keys/sealed.key"
+  echo "(key file removed)"
+  VMVAULT_NEW_PASSPHRASE="from paper" $V vault key import sealed --from "$VMVAULT_HOME/sealed.paper"
+  VMVAULT_PASSPHRASE="from paper" VMVAULT_NEW_PASSPHRASE="second" $V vault key change-passphrase sealed
+  if $V vault key change-passphrase sealed 2>&1; then echo "unexpected success" >&2; exit 1; fi
+)
+
 step "Dashboard of each vault (the S3 one holds the copies)" dashboard --vault demo
 $V dashboard --vault demo
 $V dashboard --vault offsite
