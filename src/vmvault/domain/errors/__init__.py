@@ -14,7 +14,13 @@ Messages are ``str.format`` templates filled from keyword arguments, so a caller
 
 from __future__ import annotations
 
-from vmvault.domain.errors.api import MethodNotAllowed, RequestTooLarge, RouteNotFound
+from vmvault.domain.errors.api import (
+    AuthRequired,
+    MethodNotAllowed,
+    RequestTooLarge,
+    RoleRequired,
+    RouteNotFound,
+)
 from vmvault.domain.errors.backup import (
     AgentFreezeTimeout,
     BackupAbortFailed,
@@ -164,6 +170,7 @@ __all__ = [
     "AgentTooOld",
     "AllDisksExcluded",
     "AlreadyRegistered",
+    "AuthRequired",
     "BackupAbortFailed",
     "BackupBeginFailed",
     "BackupJobRunning",
@@ -243,6 +250,7 @@ __all__ = [
     "RestoreVmNotDefined",
     "RestoreWriteFailed",
     "RetentionTooShort",
+    "RoleRequired",
     "RouteNotFound",
     "ServerComponentFailed",
     "SetIncomplete",
