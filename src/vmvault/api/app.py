@@ -22,7 +22,7 @@ from fastapi import FastAPI, Path, Query
 from fastapi.responses import JSONResponse
 
 from vmvault import __version__, documents
-from vmvault.api import errors
+from vmvault.api import audit_trail, errors
 from vmvault.api.auth import Authenticate, needs
 from vmvault.api.errors import responses
 from vmvault.api.models import (
@@ -39,6 +39,7 @@ from vmvault.api.models import (
     VerifyRequest,
     VmDoc,
 )
+from vmvault.api.routes import admin
 from vmvault.bootstrap import Services
 from vmvault.domain.access import Role
 from vmvault.domain.errors import InvalidInput
@@ -77,7 +78,9 @@ def create_app(
     )
 
     errors.install(app)
+    app.add_middleware(audit_trail.AuditTrail, record=services.audit.record)
     app.state.authenticate = authenticate
+    app.include_router(admin.routes(services))
     reader, operator = [needs(Role.READER)], [needs(Role.OPERATOR)]
 
     @app.get(

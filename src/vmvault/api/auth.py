@@ -53,7 +53,8 @@ def principal(request: Request) -> Principal:
 
 
 def needs(role: Role) -> Any:
-    """The dependency of a route that ``role`` (or a higher one) may call."""
+    """The dependency of a route that ``role`` (or a higher one) may call; the role it
+    needs is its ``needed_role`` (see :func:`needed_role`)."""
 
     def check(request: Request) -> Principal:
         who = principal(request)
@@ -61,4 +62,19 @@ def needs(role: Role) -> Any:
             raise RoleRequired(name=who.name, role=who.role.value, needed=role.value)
         return who
 
+    check.needed_role = role  # type: ignore[attr-defined]
     return Depends(check)
+
+
+def needed_role(route: Any) -> Role | None:
+    """The role an API route needs (its :func:`needs` dependency), None when it has none."""
+    dependant = getattr(route, "dependant", None)
+    found: list[Role] = []
+    stack = list(dependant.dependencies) if dependant else []
+    while stack:
+        dep = stack.pop()
+        role = getattr(dep.call, "needed_role", None)
+        if isinstance(role, Role):
+            found.append(role)
+        stack.extend(dep.dependencies)
+    return max(found, key=lambda r: r.rank) if found else None

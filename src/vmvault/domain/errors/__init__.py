@@ -14,6 +14,11 @@ Messages are ``str.format`` templates filled from keyword arguments, so a caller
 
 from __future__ import annotations
 
+from vmvault.domain.errors.access import (
+    TlsCertificateInvalid,
+    TokenExists,
+    TokenNotFound,
+)
 from vmvault.domain.errors.api import (
     AuthRequired,
     MethodNotAllowed,
@@ -86,7 +91,6 @@ from vmvault.domain.errors.jobs import (
     JobNotActive,
     JobNotFound,
     ListenFailed,
-    ListenNotLoopback,
     OperationInProgress,
     ServerComponentFailed,
 )
@@ -218,7 +222,6 @@ __all__ = [
     "LabFailed",
     "LabGuestTimeout",
     "ListenFailed",
-    "ListenNotLoopback",
     "ManifestCorrupt",
     "MethodNotAllowed",
     "NbdReadFailed",
@@ -261,6 +264,9 @@ __all__ = [
     "StorageLabFailed",
     "StorageUnreachable",
     "ThawFailed",
+    "TlsCertificateInvalid",
+    "TokenExists",
+    "TokenNotFound",
     "TooManyDisks",
     "UnknownTimeZone",
     "UnsupportedConfiguration",
