@@ -61,3 +61,11 @@ def test_a_bad_pair_is_refused_with_its_code(tmp_path: Path) -> None:
         assert err.code == "TLS_CERTIFICATE_INVALID" and err.kind == "usage"  # exit 2
         assert err.text.startswith(f"the TLS certificate {cert} and key {key} cannot be used")
         assert why in err.text, err.text
+
+
+def test_a_home_where_no_pair_can_be_written_is_refused(tmp_path: Path) -> None:
+    blocked = tmp_path / "home"
+    blocked.mkdir()
+    (blocked / "tls").write_text("a file where the directory would be\n")
+    with pytest.raises(TlsCertificateInvalid, match="a self-signed pair cannot be written"):
+        tls.choose(parse_listen("0.0.0.0:1"), blocked, None, None)

@@ -54,7 +54,11 @@ def choose(
     directory = home / "tls"
     cert, key = directory / "cert.pem", directory / "key.pem"
     if not (cert.exists() and key.exists()):
-        generate(cert, key, address)
+        try:
+            generate(cert, key, address)
+        except OSError as exc:
+            why = f"a self-signed pair cannot be written: {_why(exc)}"
+            raise TlsCertificateInvalid(why, cert=str(cert), key=str(key)) from None
     return load(cert, key, generated=True)
 
 
