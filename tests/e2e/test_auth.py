@@ -232,3 +232,28 @@ def test_the_cli_makes_tokens_the_api_takes_and_records_its_changes(
     assert "local" not in str([e["target"] for e in entries])  # no option value recorded
     assert cli("audit", "list", "--actor", "someone-else", "--json").json() == []
     svc.close()
+
+
+def test_a_body_over_the_limit_and_an_unknown_route_are_audited_too(
+    api: TestClient, keys: dict[Role, dict[str, str]]
+) -> None:
+    big = b'{"vms": ["' + b"x" * 70_000 + b'"]}'
+    headers = {**keys[Role.OPERATOR], "content-type": "application/json"}
+    assert api.post("/api/v1/backups", content=big, headers=headers).status_code == 413
+    assert api.delete("/api/v1/nowhere", headers=keys[Role.ADMIN]).status_code == 404
+    r = api.get("/api/v1/audit", headers=keys[Role.ADMIN])
+    got = [(e["actor"], e["action"], e["status"]) for e in r.json()]
+    # refused before any route ran: the audit trail checks the token itself
+    assert got == [
+        ("t-admin", "DELETE /api/v1/nowhere", 404),
+        ("t-operator", "POST /api/v1/backups", 413),
+    ]
+    assert (
+        api.post(
+            "/api/v1/backups", content=big, headers={"content-type": "application/json"}
+        ).status_code
+        == 413
+    )
+    assert (
+        api.get("/api/v1/audit?limit=1", headers=keys[Role.ADMIN]).json()[0]["actor"] == "anonymous"
+    )

@@ -78,7 +78,9 @@ def create_app(
     )
 
     errors.install(app)
-    app.add_middleware(audit_trail.AuditTrail, record=services.audit.record)
+    app.add_middleware(
+        audit_trail.AuditTrail, record=services.audit.record, authenticate=authenticate
+    )
     app.state.authenticate = authenticate
     app.include_router(admin.routes(services))
     reader, operator = [needs(Role.READER)], [needs(Role.OPERATOR)]

@@ -20,10 +20,13 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vmvault.api.auth import Authenticate, bearer_token
 from vmvault.domain.access import Principal
 from vmvault.domain.audit import ANONYMOUS, READ_METHODS
+from vmvault.domain.errors import AuthRequired
 
 log = logging.getLogger("vmvault.audit")
 
@@ -32,9 +35,10 @@ Record = Callable[[str, str | None, str, str | None, int, str], Any]
 
 
 class AuditTrail:
-    def __init__(self, app: ASGIApp, record: Record) -> None:
+    def __init__(self, app: ASGIApp, record: Record, authenticate: Authenticate) -> None:
         self.app = app
         self.record = record
+        self.authenticate = authenticate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in READ_METHODS:
@@ -56,6 +60,8 @@ class AuditTrail:
     def _write(self, scope: Scope, status: int) -> None:
         state = scope.get("state") or {}
         who = state.get("principal")
+        if who is None and "route" not in scope:  # refused before routing: who sent it?
+            who = self._principal(scope)
         actor, role = (
             (who.name, who.role.value) if isinstance(who, Principal) else (ANONYMOUS, None)
         )
@@ -70,3 +76,12 @@ class AuditTrail:
             self.record(actor, role, action, target, status, remote)
         except Exception:
             log.exception("audit entry not written: %s %s by %s", action, status, actor)
+
+    def _principal(self, scope: Scope) -> Principal | None:
+        try:
+            return self.authenticate(bearer_token(Request(scope)))
+        except AuthRequired:
+            return None
+        except Exception:
+            log.exception("token of a refused request not checked")
+            return None
