@@ -257,3 +257,16 @@ def test_a_body_over_the_limit_and_an_unknown_route_are_audited_too(
     assert (
         api.get("/api/v1/audit?limit=1", headers=keys[Role.ADMIN]).json()[0]["actor"] == "anonymous"
     )
+
+
+def test_an_audit_write_that_fails_is_logged_and_the_answer_stands(
+    services: Services, keys: dict[Role, dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_args: Any) -> None:
+        raise OSError("disk full")
+
+    services.audit.record = broken  # type: ignore[method-assign]
+    api = TestClient(create_app(services, authenticate=services.tokens.authenticate))
+    r = api.post("/api/v1/gc", json={}, headers=keys[Role.OPERATOR])
+    assert r.status_code == 202 and r.json()["type"] == "gc"
+    assert "audit entry not written: POST /api/v1/gc 202 by t-operator" in caplog.text
