@@ -280,11 +280,18 @@ def served_backup_row(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}/api/v1"
+    name = f"bench-{os.getpid()}-{time.time_ns()}"  # a token name is never reused
+    made = subprocess.run(
+        [VMVAULT, "token", "create", name, "--role", "operator"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    token = made.stdout.splitlines()[-1]
 
     def call(method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(base + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
+        req.add_header("Authorization", f"Bearer {token}")
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())
 

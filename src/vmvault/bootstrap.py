@@ -20,6 +20,7 @@ from vmvault.hypervisor.host import pid_alive
 from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
+from vmvault.services.audit import AuditService
 from vmvault.services.backup_sets import BackupSetService
 from vmvault.services.backups import BackupService
 from vmvault.services.context import ServiceContext
@@ -42,6 +43,7 @@ from vmvault.services.queue import QueueService
 from vmvault.services.recovery import RecoveryService
 from vmvault.services.restore import RestoreService
 from vmvault.services.scheduler import SchedulerService
+from vmvault.services.tokens import TokenService
 from vmvault.services.vault_keys import VaultKeyService
 from vmvault.services.vaults import StorageFactory, VaultService
 from vmvault.storage.backend import StorageBackend
@@ -223,6 +225,14 @@ class Services:
     @cached_property
     def jobs(self) -> JobQueries:
         return JobQueries(self._uow, self.clock)
+
+    @cached_property
+    def tokens(self) -> TokenService:
+        return TokenService(self._uow, self.clock)
+
+    @cached_property
+    def audit(self) -> AuditService:
+        return AuditService(self._uow, self.clock)
 
     @cached_property
     def lab(self) -> LabService:

@@ -16,12 +16,14 @@
 | ``VMVAULT_WORK_DIR``        | ``/var/lib/vmvault/run``: NBD sockets and scratch files of running backups |
 | ``VMVAULT_WORKERS``         | ``2`` threads hashing/compressing (one per core) |
 | ``VMVAULT_JOB_WORKERS``     | ``2`` jobs ``vmvault serve`` runs at once |
-| ``VMVAULT_LISTEN``          | ``127.0.0.1:8470``: where ``vmvault serve``'s API listens (loopback only) |
+| ``VMVAULT_LISTEN``          | ``127.0.0.1:8470``: where ``vmvault serve``'s API listens (beyond loopback: TLS) |
+| ``VMVAULT_TLS_CERT``        | the PEM certificate ``vmvault serve`` presents (with ``VMVAULT_TLS_KEY``) |
+| ``VMVAULT_TLS_KEY``         | its PEM private key (neither given beyond loopback: a self-signed pair in ``$VMVAULT_HOME/tls``) |
 | ``VMVAULT_GC_SCHEDULE``     | ``daily@03:00`` (a policy schedule, or ``off``): when the server runs GC |
 | ``VMVAULT_TIMEZONE``        | ``UTC``: the zone of ``VMVAULT_GC_SCHEDULE`` |
 
 Every value is checked once, by :meth:`Settings.validate` (whole numbers within
-:data:`INT_RANGES`, a known zone, a GC schedule that parses, a loopback listen address): a bad
+:data:`INT_RANGES`, a known zone, a GC schedule that parses, a listen address, a TLS certificate given with its key): a bad
 one is ``INVALID_SETTING`` naming its variable (exit 2), before any command does anything.
 
 The lab lives outside ``VMVAULT_HOME`` on purpose: its domains are global to the host's
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +43,7 @@ from pathlib import Path
 
 import platformdirs
 
-from vmvault.domain.errors import InvalidInput, InvalidSetting, ListenNotLoopback
+from vmvault.domain.errors import InvalidInput, InvalidSetting
 from vmvault.domain.schedule import Schedule, parse_schedule, parse_timezone
 
 
@@ -67,6 +70,9 @@ class Settings:
     #: most 60 s — a guest frozen longer stalls its applications).
     set_hold_timeout: int = 30
     freeze_timeout: int = 10
+    #: ``vmvault serve``'s TLS certificate and key (PEM files), both or neither.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -92,12 +98,13 @@ class Settings:
             timezone=env.get("VMVAULT_TIMEZONE") or "UTC",
             set_hold_timeout=_int(env, "VMVAULT_SET_HOLD_TIMEOUT", 30),
             freeze_timeout=_int(env, "VMVAULT_FREEZE_TIMEOUT", 10),
+            tls_cert=_path(env, "VMVAULT_TLS_CERT"),
+            tls_key=_path(env, "VMVAULT_TLS_KEY"),
         ).validate()
 
     def validate(self) -> Settings:
         """Check every setting's meaning and range; returns ``self``, or raises the first bad
-        one as :class:`InvalidSetting` (exit 2) naming its variable (a listen address that is
-        not loopback stays :class:`ListenNotLoopback`, also exit 2).
+        one as :class:`InvalidSetting` (exit 2) naming its variable.
 
         The one place settings are checked: :meth:`from_env` calls it, so every command refuses
         a bad setting before it does anything, and ``vmvault serve`` calls it again on the
@@ -118,6 +125,18 @@ class Settings:
             self.parsed_gc_schedule()
         with _setting("VMVAULT_LISTEN", self.listen, "Write HOST:PORT, e.g. 127.0.0.1:8470."):
             parse_listen(self.listen)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            given, missing = (
+                ("VMVAULT_TLS_CERT", "VMVAULT_TLS_KEY")
+                if self.tls_cert
+                else ("VMVAULT_TLS_KEY", "VMVAULT_TLS_CERT")
+            )
+            raise InvalidSetting(
+                f"{given} is set but {missing} is not",
+                name=missing,
+                value="''",
+                hint="Give the certificate and its key together (--tls-cert/--tls-key).",
+            )
         return self
 
     def parsed_gc_schedule(self) -> Schedule | None:
@@ -173,6 +192,11 @@ def _setting(name: str, value: str, extra: str = "") -> Iterator[None]:
         raise InvalidSetting(detail, name=name, value=repr(value), hint=hint) from None
 
 
+def _path(env: dict[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw).absolute() if raw else None
+
+
 def _passphrase(env: dict[str, str], name: str) -> str | None:
     """A passphrase from ``name`` or the file named by ``name``_FILE (its last newline off)."""
     if env.get(name):
@@ -188,43 +212,58 @@ def _passphrase(env: dict[str, str], name: str) -> str | None:
 
 @dataclass(frozen=True)
 class ListenAddress:
-    host: str  # as the server binds it: an address of 127.0.0.0/8, ``::1`` or ``localhost``
+    host: str  # as the server binds it: an IP address or a host name
     port: int
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
+    @property
+    def loopback(self) -> bool:
+        """Whether only this host can connect: 127.0.0.0/8, ``::1`` or ``localhost``.
+
+        Anything else needs TLS (docs/server.md, "TLS"): another address, the unspecified
+        ``0.0.0.0`` and ``::``, an IPv4-mapped ``::ffff:127.0.0.1`` (an IPv6 socket, not the
+        loopback interface), and every other host name (what it resolves to may change)."""
+        if self.host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
 
 def parse_listen(value: str) -> ListenAddress:
     """Where ``vmvault serve``'s REST API listens: ``HOST:PORT``, ``[IPV6]:PORT`` or ``:PORT``
-    (127.0.0.1).
-
-    The API has no authentication yet, so only a loopback address is accepted: 127.0.0.0/8,
-    ``::1`` or ``localhost``. Anything else — another address, the unspecified ``0.0.0.0`` and
-    ``::``, any other host name (what it resolves to may change) — is refused with
-    :class:`ListenNotLoopback` before the server starts anything.
-    """
+    (127.0.0.1). HOST is an IP address or a host name; one that is not loopback
+    (:attr:`ListenAddress.loopback`) makes the server use TLS."""
     text = value.strip()
     if text.startswith("["):  # [::1]:8470
         host, sep, port = text[1:].partition("]:")
         if not sep:
             raise InvalidInput("write an IPv6 address as [ADDRESS]:PORT", what=f"listen {value!r}")
+        _ipv6(host, value)
     else:
         host, sep, port = text.rpartition(":")
         if not sep:
             raise InvalidInput("give HOST:PORT, e.g. 127.0.0.1:8470", what=f"listen {value!r}")
+        if ":" in host:  # ::1:8470, as before brackets were required
+            _ipv6(host, value)
     if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         raise InvalidInput("the port must be a number from 1 to 65535", what=f"listen {value!r}")
     host = host or "127.0.0.1"
-    if host.lower() != "localhost":
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:  # a host name: what it resolves to is not ours to trust
-            if ":" in host:
-                raise InvalidInput(
-                    "write an IPv6 address as [ADDRESS]:PORT", what=f"listen {value!r}"
-                ) from None
-            loopback = False
-        if not loopback:
-            raise ListenNotLoopback(address=value)
+    if ":" not in host and not _HOST.fullmatch(host):
+        raise InvalidInput("HOST is an IP address or a host name", what=f"listen {value!r}")
     return ListenAddress(host, int(port))
+
+
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", re.ASCII)
+
+
+def _ipv6(host: str, value: str) -> None:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        raise InvalidInput(
+            "write an IPv6 address as [ADDRESS]:PORT", what=f"listen {value!r}"
+        ) from None

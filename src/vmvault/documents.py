@@ -11,11 +11,13 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from vmvault.domain.audit import AuditEntry
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.job import Job
 from vmvault.domain.policy import Policy, max_age
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.schedule import format_schedule
+from vmvault.domain.tokens import ApiToken
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import VmItem
 from vmvault.services.dashboard import Dashboard
@@ -201,6 +203,30 @@ def dashboard_doc(d: Dashboard) -> dict[str, Any]:
             "points": d.points,
             "by_consistency": d.by_consistency,
         },
+    }
+
+
+def token_doc(t: ApiToken) -> dict[str, Any]:
+    """A token as listed (never its secret; ``token`` is added once, by its creation)."""
+    return {
+        "name": t.name,
+        "role": t.role.value,
+        "created_at": iso(t.created_at),
+        "created_by": t.created_by,
+        "last_used_at": iso(t.last_used_at),
+        "revoked_at": iso(t.revoked_at),
+    }
+
+
+def audit_doc(e: AuditEntry) -> dict[str, Any]:
+    return {
+        "at": iso(e.at),
+        "actor": e.actor,
+        "role": e.role,
+        "action": e.action,
+        "target": e.target,
+        "status": e.status,
+        "remote": e.remote,
     }
 
 

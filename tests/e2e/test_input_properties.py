@@ -49,10 +49,17 @@ class World:
 
     def snapshot(self) -> tuple[dict[str, list[Any]], list[tuple[str, int, int]]]:
         """Every catalog table's rows, and every file under home and cwd (not the catalog's
-        own files, which SQLite may touch on a read) with its size and mtime."""
+        own files, which SQLite may touch on a read) with its size and mtime.
+
+        Not the audit log: it records what was asked, refused commands too (exit 2), as it
+        does for refused API requests (docs/server.md, "The audit log")."""
         con = sqlite3.connect(f"file:{self.home / 'catalog.db'}?mode=ro", uri=True)
         try:
-            names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            names = [
+                r[0]
+                for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                if r[0] != "audit_log"
+            ]
             tables = {n: sorted(map(repr, con.execute(f'SELECT * FROM "{n}"'))) for n in names}
         finally:
             con.close()

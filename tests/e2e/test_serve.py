@@ -1,8 +1,8 @@
 """The real ``vmvault serve``: what it refuses before it does anything, and how it reports its
 health.
 
-Refused up front (exit 2, or 1 for a port it cannot have): an address that is not loopback
-(the API has no authentication yet), a bad setting, a port in use or out of range. The same
+Refused up front (exit 2, or 1 for a port it cannot have): a TLS certificate and key that
+cannot be used, a bad setting, a port in use or out of range. The same
 catalog is used each time: a job a dead process left in progress (start-up recovery would close
 it) and a queued GC (a worker would run it). Refused, the server leaves both as they were; on
 loopback it closes the one and runs the other, which shows the refusal is what kept them
@@ -15,11 +15,14 @@ exits 1 with ``SERVER_COMPONENT_FAILED``."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -64,31 +67,36 @@ def catalog(cli: CliRunner, home: Path) -> dict[str, Any]:
     return {"queued": queued["id"], "stale": stale.id, "jobs": jobs}
 
 
-def test_serve_refuses_a_non_loopback_address(cli: CliRunner, catalog: dict[str, Any]) -> None:
-    # every refused form is in tests/unit/test_listen.py; here, the real command, both ways
-    runs = [(a, ("--listen", a), {}) for a in ("0.0.0.0:8470", "[::]:8470", "192.0.2.10:8470")]
-    runs += [(a, (), {"VMVAULT_LISTEN": a}) for a in ("0.0.0.0:8470", "vmvault.example:8470")]
-    for address, args, env in runs:
-        r = cli("serve", *args, env=env, timeout=60)
-        assert r.code == 2, (address, env, r.stdout, r.stderr)
+def test_serve_refuses_a_bad_tls_pair_before_anything_starts(
+    cli: CliRunner, home: Path, catalog: dict[str, Any]
+) -> None:
+    # every bad pair is in tests/unit/test_tls.py; here, the real command, both ways
+    key = home / "key.pem"
+    key.write_text("not a key\n")
+    missing = home / "missing.pem"
+    runs = [
+        ("--listen", "0.0.0.0:8470", "--tls-cert", str(missing), "--tls-key", str(key)),
+        ("--listen", "127.0.0.1:8470", "--tls-cert", str(key), "--tls-key", str(key)),
+    ]
+    env = {"VMVAULT_TLS_CERT": str(missing), "VMVAULT_TLS_KEY": str(key)}
+    before = _files(home)
+    for args, extra in [(runs[0], {}), (runs[1], {}), (("--listen", "[::]:8470"), env)]:
+        r = cli("serve", *args, env=extra, timeout=60)
+        assert r.code == 2, (args, r.stdout, r.stderr)
         lines = r.stderr.splitlines()
-        assert lines[0] == (
-            "error LISTEN_NOT_LOOPBACK: the REST API may only listen on a loopback address, "
-            f"not {address}"
-        ), r.stderr
-        assert lines[1].startswith("remedy: The API has no authentication yet")
-        assert "reverse proxy that authenticates" in lines[1]
+        assert lines[0].startswith("error TLS_CERTIFICATE_INVALID: the TLS certificate "), r.stderr
+        assert lines[1].startswith("remedy: Give a PEM certificate (--tls-cert, VMVAULT_TLS_CERT)")
         assert len(lines) == 2 and r.stdout == ""  # no traceback, no log line: nothing ran
-    # nothing started: the dead job was not recovered, the queued GC not run, no log line added
-    assert cli("jobs", "list", "--json").json() == catalog["jobs"]
-    for job_id in (catalog["queued"], catalog["stale"]):
-        shown = cli("jobs", "show", str(job_id), "--json").json()
-        assert len(shown["log"]) == 1, shown["log"]  # only the line written when it was made
+    r = cli("serve", "--listen", "0.0.0.0:8470", "--tls-cert", str(key), timeout=60)
+    assert r.code == 2 and r.stderr.startswith("error INVALID_INPUT: the TLS options"), r.stderr
+    assert _files(home) == before  # the catalog was not even opened
+    _untouched(cli, catalog)
 
 
 def test_a_refused_serve_creates_no_catalog(cli: CliRunner, home: Path) -> None:
-    r = cli("serve", "--listen", "0.0.0.0:8470", timeout=60)
-    assert r.code == 2 and r.stderr.startswith("error LISTEN_NOT_LOOPBACK:"), r.stderr
+    bad = str(home.parent / "nothing.pem")
+    r = cli("serve", "--listen", "0.0.0.0:8470", "--tls-cert", bad, "--tls-key", bad, timeout=60)
+    assert r.code == 2 and r.stderr.startswith("error TLS_CERTIFICATE_INVALID:"), r.stderr
     assert list(home.iterdir()) == []  # not even the catalog file
     r = cli("serve", "--listen", "127.0.0.1", timeout=60)  # no port
     assert r.code == 2 and r.stderr.startswith("error INVALID_INPUT:"), r.stderr
@@ -101,7 +109,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_serve_on_loopback_recovers_and_runs_the_queue(home: Path, catalog: dict[str, Any]) -> None:
+def test_serve_on_loopback_recovers_and_runs_the_queue(
+    cli: CliRunner, home: Path, catalog: dict[str, Any]
+) -> None:
+    token = cli("token", "create", "watcher", "--role", "reader").stdout.splitlines()[-1]
+    auth = {"Authorization": f"Bearer {token}"}
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
     env |= {"VMVAULT_HOME": str(home), "VMVAULT_GC_SCHEDULE": "off"}
@@ -120,7 +132,7 @@ def test_serve_on_loopback_recovers_and_runs_the_queue(home: Path, catalog: dict
         while time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()
             with contextlib.suppress(httpx.HTTPError):
-                jobs = httpx.get(f"{url}/jobs", timeout=5).json()
+                jobs = httpx.get(f"{url}/jobs", headers=auth, timeout=5).json()
                 states = {j["id"]: j["state"] for j in jobs}
                 if states.get(catalog["queued"]) == "completed":
                     break
@@ -128,7 +140,7 @@ def test_serve_on_loopback_recovers_and_runs_the_queue(home: Path, catalog: dict
         assert states == {catalog["queued"]: "completed", catalog["stale"]: "failed"}, (
             log.read_text()
         )
-        stale = httpx.get(f"{url}/jobs/{catalog['stale']}", timeout=5).json()
+        stale = httpx.get(f"{url}/jobs/{catalog['stale']}", headers=auth, timeout=5).json()
         assert stale["error_code"] == "JOB_INTERRUPTED"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -267,3 +279,69 @@ def test_health_is_200_then_503_when_the_scheduler_breaks_then_the_server_exits_
         "error SERVER_COMPONENT_FAILED: the server's scheduler crashed 6 times within 300 s; "
         "the server stopped: InvalidInput: stored policy 'nightly' is not valid"
     ) in text
+
+
+def _log_line(proc: subprocess.Popen[bytes], log: Path, pattern: str) -> re.Match[str]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = re.search(pattern, log.read_text())
+        if found:
+            return found
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.1)
+    raise AssertionError(f"no {pattern!r} in the log: " + log.read_text())
+
+
+def test_serve_beyond_loopback_speaks_tls_with_a_self_signed_certificate_it_keeps(
+    cli: CliRunner, home: Path
+) -> None:
+    token = cli("token", "create", "remote", "--role", "reader").stdout.splitlines()[-1]
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
+    env |= {"VMVAULT_HOME": str(home), "VMVAULT_GC_SCHEDULE": "off"}
+    cert = home / "tls" / "cert.pem"
+    prints = []
+    for run in range(2):  # the second start reuses the certificate the first generated
+        log = home / f"serve-{run}.log"
+        with log.open("w") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "vmvault", "serve", "--listen", f"0.0.0.0:{port}"],
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            printed = _log_line(proc, log, r"SHA-256 fingerprint ([0-9A-F:]{95})")[1]
+            _log_line(proc, log, rf"REST API on https://0\.0\.0\.0:{port}/api/v1")
+            prints.append(printed)
+            context = ssl.create_default_context(cafile=str(cert))  # trust only that cert
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.1)
+            with context.wrap_socket(conn, server_hostname="localhost") as tls_sock:
+                der = tls_sock.getpeercert(binary_form=True)
+                assert der is not None
+                digest = hashlib.sha256(der).hexdigest().upper()
+                assert printed == ":".join(digest[i : i + 2] for i in range(0, 64, 2))
+            base = f"https://localhost:{port}/api/v1"
+            auth = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(verify=context, timeout=10) as client:
+                assert client.get(f"{base}/health").status_code == 200
+                assert client.get(f"{base}/whoami", headers=auth).json() == {
+                    "name": "remote", "role": "reader"
+                }  # fmt: skip
+                assert client.get(f"{base}/vms").status_code == 401
+            with pytest.raises(httpx.HTTPError):  # no plain HTTP beside it
+                httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=150)
+        assert code == 0, log.read_text()
+        assert "Traceback" not in log.read_text()
+    assert prints[0] == prints[1]
+    assert (home / "tls" / "key.pem").stat().st_mode & 0o777 == 0o600

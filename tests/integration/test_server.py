@@ -105,6 +105,7 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}/api/v1"
         self.proc: subprocess.Popen[str] | None = None
         self.log = home / "serve.log"
+        self.auth: dict[str, str] = {}
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
@@ -116,6 +117,12 @@ class ServerProcess:
         return env
 
     def start(self) -> None:
+        if not self.auth:  # an operator's token, made as an admin would
+            made = subprocess.run(
+                [sys.executable, "-m", "vmvault", "token", "create", "tests", "--role", "operator"],
+                env=self.env(), capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            self.auth = {"Authorization": f"Bearer {made.stdout.splitlines()[-1]}"}
         with self.log.open("a") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "vmvault", "serve", "--listen", f"127.0.0.1:{self.port}"],
@@ -134,12 +141,12 @@ class ServerProcess:
         raise AssertionError("server did not answer:\n" + self.log.read_text())
 
     def get(self, path: str) -> Any:
-        r = httpx.get(f"{self.url}{path}", timeout=30)
+        r = httpx.get(f"{self.url}{path}", headers=self.auth, timeout=30)
         assert r.status_code == 200, r.text
         return r.json()
 
     def post(self, path: str, body: Any = None) -> Any:
-        r = httpx.post(f"{self.url}{path}", json=body or {}, timeout=30)
+        r = httpx.post(f"{self.url}{path}", json=body or {}, headers=self.auth, timeout=30)
         assert r.status_code in (200, 202), r.text
         return r.json()
 

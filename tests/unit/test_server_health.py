@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from vmvault.bootstrap import bootstrap
 from vmvault.config import ListenAddress, Settings
+from vmvault.domain.access import Role
 from vmvault.domain.errors import InvalidSetting, ListenFailed
 from vmvault.jobs.server import Server, bind
 from vmvault.jobs.supervisor import RestartPolicy
@@ -48,11 +49,19 @@ def until(check: Callable[[], Any], timeout: float = 10) -> Any:
     raise AssertionError("timed out")
 
 
+def client(server: Server, settings: Settings) -> TestClient:
+    """The server's API, with a reader's token made through the token service."""
+    _token, text = bootstrap(settings).tokens.create(
+        f"reader-{len(server.services.tokens.list_tokens())}", Role.READER, "local:test"
+    )
+    return TestClient(server.app(), headers={"Authorization": f"Bearer {text}"})
+
+
 def start(servers: list[Server], settings: Settings, **kw: Any) -> tuple[Server, TestClient]:
     server = Server(settings, tick=0.05, poll=0.05, stop_timeout=10, **kw)
     servers.append(server)
     server.start()
-    return server, TestClient(server.app())
+    return server, client(server, settings)
 
 
 def test_health_reports_every_component_and_the_last_tick(
@@ -88,7 +97,7 @@ def test_a_scheduler_whose_tick_raises_is_down_restarted_then_stops_the_server(
     server = Server(settings, tick=0.05, poll=0.05, stop_timeout=10, restarts=policy)
     servers.append(server)
     server.on_fatal = fatal.set
-    api = TestClient(server.app())
+    api = client(server, settings)
     server.start()
     r = until(lambda: (r := api.get("/api/v1/health")).status_code == 503 and r)
     doc = r.json()
@@ -151,6 +160,7 @@ def test_a_worker_that_crashes_is_restarted_and_the_queue_still_runs(
     assert worker.last_error == "OSError: disk I/O error"
     job = bootstrap(settings).queue.submit_gc(None, origin="cli")
     until(lambda: api.get(f"/api/v1/jobs/{job.id}").json()["state"] == "completed")
+    assert TestClient(server.app()).get(f"/api/v1/jobs/{job.id}").status_code == 401
     until(lambda: api.get("/api/v1/health").status_code == 200)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vmvault.config import INT_RANGES, Settings
-from vmvault.domain.errors import InvalidSetting, ListenNotLoopback
+from vmvault.domain.errors import InvalidSetting
 from vmvault.domain.schedule import parse_schedule
 
 BAD = [
@@ -48,9 +48,22 @@ def test_a_bad_setting_is_refused_naming_its_variable(
     assert list(tmp_path.iterdir()) == []  # nothing created
 
 
-def test_a_non_loopback_listen_address_keeps_its_own_code(tmp_path: Path) -> None:
-    with pytest.raises(ListenNotLoopback):
-        Settings.from_env({"VMVAULT_HOME": str(tmp_path), "VMVAULT_LISTEN": "0.0.0.0:8470"})
+def test_a_non_loopback_listen_address_is_a_setting_and_tls_files_come_in_pairs(
+    tmp_path: Path,
+) -> None:
+    s = Settings.from_env({"VMVAULT_HOME": str(tmp_path), "VMVAULT_LISTEN": "0.0.0.0:8470"})
+    assert s.listen == "0.0.0.0:8470" and s.tls_cert is None and s.tls_key is None
+    both = {"VMVAULT_TLS_CERT": "c.pem", "VMVAULT_TLS_KEY": "k.pem"}
+    s = Settings.from_env({"VMVAULT_HOME": str(tmp_path), **both})
+    assert (s.tls_cert, s.tls_key) == (Path("c.pem").absolute(), Path("k.pem").absolute())
+    for given, missing in (
+        ("VMVAULT_TLS_CERT", "VMVAULT_TLS_KEY"),
+        ("VMVAULT_TLS_KEY", "VMVAULT_TLS_CERT"),
+    ):
+        with pytest.raises(InvalidSetting) as caught:
+            Settings.from_env({"VMVAULT_HOME": str(tmp_path), given: "x.pem"})
+        assert caught.value.text.startswith(f"setting {missing}='' is not valid: {given} is set")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_remedy_of_a_value_error_is_kept(tmp_path: Path) -> None:

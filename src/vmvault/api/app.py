@@ -22,7 +22,8 @@ from fastapi import FastAPI, Path, Query
 from fastapi.responses import JSONResponse
 
 from vmvault import __version__, documents
-from vmvault.api import errors
+from vmvault.api import audit_trail, errors
+from vmvault.api.auth import Authenticate, needs
 from vmvault.api.errors import responses
 from vmvault.api.models import (
     BackupRequest,
@@ -38,7 +39,9 @@ from vmvault.api.models import (
     VerifyRequest,
     VmDoc,
 )
+from vmvault.api.routes import admin
 from vmvault.bootstrap import Services
+from vmvault.domain.access import Role
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import MAX_INT64
 from vmvault.domain.job import JobState, JobType, parse_since
@@ -60,10 +63,14 @@ def _queued(pointer: str) -> dict[int | str, dict[str, Any]]:
 
 
 def create_app(
-    services: Services, liveness: Callable[[], dict[str, dict[str, Any]]] | None = None
+    services: Services,
+    liveness: Callable[[], dict[str, dict[str, Any]]] | None = None,
+    *,
+    authenticate: Authenticate,
 ) -> FastAPI:
     """The app; ``liveness`` reports the server's components for ``/api/v1/health``
-    (``vmvault serve`` passes its own), each ``{"status": "up" | "down", ...}``."""
+    (``vmvault serve`` passes its own), each ``{"status": "up" | "down", ...}``;
+    ``authenticate`` says who holds a token (:mod:`vmvault.api.auth`)."""
     app = FastAPI(
         title="vmvault",
         version=__version__,
@@ -71,11 +78,20 @@ def create_app(
     )
 
     errors.install(app)
+    app.add_middleware(
+        audit_trail.AuditTrail, record=services.audit.record, authenticate=authenticate
+    )
+    app.state.authenticate = authenticate
+    app.include_router(admin.routes(services))
+    reader, operator = [needs(Role.READER)], [needs(Role.OPERATOR)]
 
     @app.get(
         "/api/v1/health",
         response_model=HealthDoc,
-        responses={503: {"model": HealthDoc, "description": "A component is down"}, **responses()},
+        responses={
+            503: {"model": HealthDoc, "description": "A component is down"},
+            **responses(auth=False),
+        },
     )
     def health() -> JSONResponse:
         """Liveness of each component (the server's, then the API's and the catalog's): 200
@@ -96,43 +112,79 @@ def create_app(
         doc["components"] = components
         return JSONResponse(doc, status_code=503 if down else 200)
 
-    @app.get("/api/v1/dashboard", response_model=DashboardDoc, responses=responses(404))
+    @app.get(
+        "/api/v1/dashboard",
+        response_model=DashboardDoc,
+        responses=responses(404),
+        dependencies=reader,
+    )
     def dashboard(vault: str | None = None) -> dict[str, Any]:
         return documents.dashboard_doc(services.dashboard.summary(vault))
 
-    @app.get("/api/v1/vaults", response_model=list[VaultDoc], responses=responses())
+    @app.get(
+        "/api/v1/vaults", response_model=list[VaultDoc], responses=responses(), dependencies=reader
+    )
     def vaults() -> list[dict[str, Any]]:
         return [documents.vault_doc(v) for v in services.vaults.list_vaults()]
 
-    @app.get("/api/v1/vms", response_model=list[VmDoc], responses=responses(404))
+    @app.get(
+        "/api/v1/vms", response_model=list[VmDoc], responses=responses(404), dependencies=reader
+    )
     def vms(vault: str | None = None, state: VmState | None = None) -> list[dict[str, Any]]:
         found = services.inventory.list_vms(vault, state)
         return [documents.vm_doc(vm) for vm in found]
 
-    @app.get("/api/v1/vms/{ref:path}", response_model=VmDoc, responses=responses(404))
+    @app.get(
+        "/api/v1/vms/{ref:path}",
+        response_model=VmDoc,
+        responses=responses(404),
+        dependencies=reader,
+    )
     def vm(ref: str) -> dict[str, Any]:
         return documents.vm_doc(services.inventory.find(ref))
 
-    @app.get("/api/v1/points", response_model=list[PointDoc], responses=responses(404))
+    @app.get(
+        "/api/v1/points",
+        response_model=list[PointDoc],
+        responses=responses(404),
+        dependencies=reader,
+    )
     def points(vault: str | None = None, vm: str | None = None) -> list[dict[str, Any]]:
         listed = services.points.list_points(vault, vm)
         held = services.points.holders([p.id for p in listed])
         return [documents.point_doc(p, held.get(p.id)) for p in listed]
 
-    @app.get("/api/v1/points/{point_id}", response_model=PointDoc, responses=responses(404))
+    @app.get(
+        "/api/v1/points/{point_id}",
+        response_model=PointDoc,
+        responses=responses(404),
+        dependencies=reader,
+    )
     def point(point_id: str) -> dict[str, Any]:
         p = services.points.get(point_id)
         return documents.point_doc(p, services.points.holders([p.id]).get(p.id))
 
-    @app.get("/api/v1/policies", response_model=list[PolicyDoc], responses=responses(404))
+    @app.get(
+        "/api/v1/policies",
+        response_model=list[PolicyDoc],
+        responses=responses(404),
+        dependencies=reader,
+    )
     def policies(vault: str | None = None) -> list[dict[str, Any]]:
         return [documents.policy_doc(v) for v in services.policies.list_policies(vault)]
 
-    @app.get("/api/v1/policies/{name}", response_model=PolicyDoc, responses=responses(404))
+    @app.get(
+        "/api/v1/policies/{name}",
+        response_model=PolicyDoc,
+        responses=responses(404),
+        dependencies=reader,
+    )
     def policy(name: str) -> dict[str, Any]:
         return documents.policy_doc(services.policies.get(name))
 
-    @app.get("/api/v1/jobs", response_model=list[JobDoc], responses=responses(404))
+    @app.get(
+        "/api/v1/jobs", response_model=list[JobDoc], responses=responses(404), dependencies=reader
+    )
     def jobs(
         type: JobType | None = None,
         status: JobState | None = None,
@@ -155,6 +207,7 @@ def create_app(
         response_model=JobWithLogDoc,
         responses=responses(404),
         operation_id="show_job",
+        dependencies=reader,
     )
     def job(job_id: JobId) -> dict[str, Any]:
         found, log = services.jobs.show(job_id)
@@ -166,6 +219,7 @@ def create_app(
         response_model=JobDoc,
         responses=_queued("/id"),
         operation_id="cancel_job",
+        dependencies=operator,
     )
     def cancel(job_id: JobId) -> dict[str, Any]:
         return documents.job_doc(services.jobs.cancel(job_id))
@@ -175,6 +229,7 @@ def create_app(
         status_code=202,
         response_model=list[JobDoc],
         responses=_queued("/0/id"),
+        dependencies=operator,
     )
     def backup(body: BackupRequest) -> list[dict[str, Any]]:
         if body.set:  # one set job (docs/sets.md)
@@ -190,7 +245,13 @@ def create_app(
         )
         return [documents.job_doc(j) for j in queued]
 
-    @app.post("/api/v1/verify", status_code=202, response_model=JobDoc, responses=_queued("/id"))
+    @app.post(
+        "/api/v1/verify",
+        status_code=202,
+        response_model=JobDoc,
+        responses=_queued("/id"),
+        dependencies=operator,
+    )
     def verify(body: VerifyRequest | None = None) -> dict[str, Any]:
         body = body or VerifyRequest()
         job = services.queue.submit_verify(
@@ -198,7 +259,13 @@ def create_app(
         )
         return documents.job_doc(job)
 
-    @app.post("/api/v1/gc", status_code=202, response_model=JobDoc, responses=_queued("/id"))
+    @app.post(
+        "/api/v1/gc",
+        status_code=202,
+        response_model=JobDoc,
+        responses=_queued("/id"),
+        dependencies=operator,
+    )
     def gc(body: VaultRequest | None = None) -> dict[str, Any]:
         body = body or VaultRequest()
         return documents.job_doc(services.queue.submit_gc(body.vault, origin="api"))
@@ -208,6 +275,7 @@ def create_app(
         status_code=202,
         response_model=JobDoc,
         responses=_queued("/id"),
+        dependencies=operator,
     )
     def restore_test(body: RestoreTestRequest) -> dict[str, Any]:
         return documents.job_doc(

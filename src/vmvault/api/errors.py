@@ -3,6 +3,8 @@
 ``{"error": {"code", "message", "remedy"}}`` with a status derived from the error's code:
 
 ======  ==================================================================================
+401     ``AUTH_REQUIRED``: no token, or one that is unknown, revoked or malformed
+403     ``ROLE_REQUIRED``: the token's role is below the one the route needs
 404     what does not exist (``*_NOT_FOUND``, also ``ROUTE_NOT_FOUND``)
 405     ``METHOD_NOT_ALLOWED``
 409     a conflict with an active job or a state (:data:`CONFLICTS`)
@@ -56,8 +58,14 @@ CONFLICTS = {
     "ALREADY_REGISTERED",
     "POLICY_IN_USE",
     "NAME_IN_USE",
+    "TOKEN_EXISTS",
 }
-_BY_CODE = {"METHOD_NOT_ALLOWED": 405, "REQUEST_TOO_LARGE": 413}
+_BY_CODE = {
+    "AUTH_REQUIRED": 401,
+    "ROLE_REQUIRED": 403,
+    "METHOD_NOT_ALLOWED": 405,
+    "REQUEST_TOO_LARGE": 413,
+}
 
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 #: How many validation problems one message names, and how long a location may be.
@@ -76,15 +84,21 @@ def status_for(error: VmvaultError) -> int:
 
 
 def error_response(error: VmvaultError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error.as_dict()}, status_code=status_for(error), headers=headers)
+    status = status_for(error)
+    if status == 401:  # RFC 9110: a 401 names the scheme it wants
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="vmvault"'}
+    return JSONResponse({"error": error.as_dict()}, status_code=status, headers=headers)
 
 
-def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def responses(*statuses: int, auth: bool = True) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI ``responses`` of a route: its own error ``statuses`` plus those any
-    request can meet (400 for a bad header or parameter, 413 for a body over the limit,
-    500 for a failure); each with the error schema."""
+    request can meet (400 for a bad header or parameter, 401/403 when the route needs a
+    token (``auth``), 413 for a body over the limit, 500 for a failure); each with the error
+    schema."""
     described = {
         400: "Bad input (INVALID_INPUT or another usage error)",
+        401: "No valid API token (AUTH_REQUIRED)",
+        403: "The token's role is too low (ROLE_REQUIRED)",
         404: "Not found (a *_NOT_FOUND code)",
         409: "Conflict with an active job or a state",
         413: "Request body too large (REQUEST_TOO_LARGE)",
@@ -92,7 +106,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
     return {
         s: {"model": ErrorDoc, "description": described[s]}
-        for s in sorted({400, 413, 500, *statuses})
+        for s in sorted({400, 413, 500, *statuses, *((401, 403) if auth else ())})
     }
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.main
 
 from vmvault import documents
-from vmvault.cli import backups, copies, points, policies, process, render, restores
+from vmvault.cli import audit_trail, backups, copies, points, policies, process, render, restores
+from vmvault.cli.access import audit_app, token_app
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
 from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, VaultOpt
@@ -41,6 +44,8 @@ app.add_typer(vm_app, name="vm")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(lab_app, name="lab")
 app.add_typer(points.points_app, name="points")
+app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
 app.command()(backups.backup)
 app.command()(copies.copy)
 app.command()(restores.restore)
@@ -273,22 +278,32 @@ def serve(
     listen: Annotated[
         str | None,
         typer.Option(
-            help="HOST:PORT of the REST API, loopback only (the API has no authentication yet); "
+            help="HOST:PORT of the REST API; beyond loopback it speaks HTTPS only; "
             "default VMVAULT_LISTEN or 127.0.0.1:8470."
         ),
     ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Jobs run at once (default VMVAULT_JOB_WORKERS, 2).")
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(help="PEM certificate (chain) to serve HTTPS with (VMVAULT_TLS_CERT)."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="Its PEM private key (VMVAULT_TLS_KEY).")
+    ] = None,
 ) -> None:
     """Run the server: scheduler, job workers and the REST API, until SIGTERM/SIGINT.
 
-    Settings are checked and the port bound before anything starts: a bad
-    setting exits 2, a port in use 1. Then jobs a dead process left running
-    are closed as failed and their VMs cleaned up; queued jobs ('--no-wait',
-    the API, the scheduler) then run here. A crashed scheduler or worker is
-    restarted; after 6 crashes in 300 s the server stops with exit 1.
-    GET /api/v1/health answers 503 while a component is down."""
+    Settings and the TLS certificate are checked and the port bound before
+    anything starts: a bad setting or certificate exits 2, a port in use 1.
+    Beyond loopback the API is HTTPS only: with --tls-cert/--tls-key, or a
+    self-signed pair kept in VMVAULT_HOME/tls (its fingerprint is logged).
+    Then jobs a dead process left running are closed as failed and their VMs
+    cleaned up; queued jobs ('--no-wait', the API, the scheduler) then run
+    here. A crashed scheduler or worker is restarted; after 6 crashes in 300 s
+    the server stops with exit 1. GET /api/v1/health answers 503 while a
+    component is down."""
     import logging
 
     from vmvault.jobs.server import serve as run_server
@@ -300,7 +315,8 @@ def serve(
     )
     if workers is not None and not 1 <= workers <= 32:
         raise typer.BadParameter("--workers must be between 1 and 32")
-    run_server(services().settings, listen, workers)
+    absolute = [p.absolute() if p else None for p in (tls_cert, tls_key)]
+    run_server(services().settings, listen, workers, *absolute)
 
 
 @app.command("errors")
@@ -326,8 +342,24 @@ def errors_cmd(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The ``vmvault`` command (``argv``: the arguments, default ``sys.argv[1:]``)."""
+    """The ``vmvault`` command (``argv``: the arguments, default ``sys.argv[1:]``); a command
+    that changes something is written to the audit log with its exit code
+    (:mod:`vmvault.cli.audit_trail`)."""
     args = sys.argv[1:] if argv is None else argv
+    try:
+        _command(args)
+    except SystemExit as exc:
+        audit_trail.record(_tree, args, exc.code)
+        raise
+    audit_trail.record(_tree, args, 0)
+
+
+def _tree() -> object:
+    """The click command tree of :data:`app` (built only when a command is recorded)."""
+    return typer.main.get_command(app)
+
+
+def _command(args: list[str]) -> None:
     try:
         for arg in args:
             check_encoded(arg, "argument")

@@ -5,9 +5,10 @@ Start-up, in this order — so that any refusal leaves every job, the catalog an
 they were:
 
 0. **validate and bind** — every setting, the options included (``Settings.validate``: a bad
-   one is ``INVALID_SETTING``, exit 2; an address that is not loopback is
-   ``LISTEN_NOT_LOOPBACK``: the API has no authentication yet), then the port is bound and
-   held (:func:`bind`; in use: ``LISTEN_FAILED``, exit 1). Nothing has opened the catalog yet;
+   one is ``INVALID_SETTING``, exit 2), the TLS certificate and key (jobs/tls.py: required
+   beyond loopback, a self-signed pair generated when none is given; a bad pair is
+   ``TLS_CERTIFICATE_INVALID``, exit 2), then the port is bound and held (:func:`bind`; in
+   use: ``LISTEN_FAILED``, exit 1). Nothing has opened the catalog yet;
 1. **recovery** — every job left in-progress or cancelling by a process that is gone is closed
    ``failed`` (``JOB_INTERRUPTED``) and its VM's libvirt side cleaned (stray backup job,
    frozen or paused guest, scratch files, stray checkpoint); queued jobs stay queued and run;
@@ -17,7 +18,9 @@ they were:
 3. the **scheduler** ticks at every due slot (and at least every ``tick`` seconds): each due
    slot of each policy queues its VMs' backups once (see services/scheduler.py), and GC runs
    on ``VMVAULT_GC_SCHEDULE``;
-4. the **REST API** (see api/app.py) serves on the socket bound in step 0.
+4. the **REST API** (see api/app.py) serves on the socket bound in step 0, each request
+   authenticated by its API token (services/tokens.py) and each change written to the audit
+   log (api/audit_trail.py).
 
 The workers and the scheduler are supervised (jobs/supervisor.py): an exception that escapes
 one's loop is logged with its traceback and the loop restarted after a back-off; one crash too
@@ -47,11 +50,18 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import ListenAddress, Settings, parse_listen
-from vmvault.domain.errors import JobNotActive, ListenFailed, ServerComponentFailed
+from vmvault.domain.errors import (
+    InvalidInput,
+    JobNotActive,
+    ListenFailed,
+    ServerComponentFailed,
+)
+from vmvault.jobs import tls
 from vmvault.jobs.supervisor import Component, RestartPolicy, Supervisor
 
 if TYPE_CHECKING:
@@ -157,7 +167,9 @@ class Server:
 
         api_services = self._services()
         api_services.queue.on_queued = self.wake.set
-        return create_app(api_services, liveness=self.health)
+        return create_app(
+            api_services, liveness=self.health, authenticate=api_services.tokens.authenticate
+        )
 
     # --- loops (each run by the supervisor: what escapes is a crash, logged and restarted) ------
 
@@ -219,31 +231,51 @@ def bind(address: ListenAddress) -> socket.socket:
     return sock  # not inheritable: a job's child process must not hold the port
 
 
-def serve(settings: Settings, listen: str | None = None, workers: int | None = None) -> None:
+def serve(
+    settings: Settings,
+    listen: str | None = None,
+    workers: int | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+) -> None:
     """Run the server until SIGTERM/SIGINT (what ``vmvault serve`` calls).
 
     In this order, so that a refusal leaves every job, the catalog and libvirt untouched:
-    validate every setting (the options included), bind the port, then recover, start the
-    workers and the scheduler, and serve."""
+    validate every setting (the options included) and the TLS pair, bind the port, then
+    recover, start the workers and the scheduler, and serve."""
     address = parse_listen(listen) if listen is not None else None  # the option's own errors
+    if (tls_cert is None) != (tls_key is None):
+        raise InvalidInput("give --tls-cert and --tls-key together", what="the TLS options")
     settings = replace(
         settings,
         listen=str(address) if address else settings.listen,
         job_workers=workers if workers is not None else settings.job_workers,
+        tls_cert=tls_cert or settings.tls_cert,
+        tls_key=tls_key or settings.tls_key,
     ).validate()
     address = parse_listen(settings.listen)
+    files = tls.choose(address, settings.home, settings.tls_cert, settings.tls_key)
     sock = bind(address)
     try:
-        _run(settings, address, sock)
+        _run(settings, address, sock, files)
     finally:
         sock.close()
 
 
-def _run(settings: Settings, address: ListenAddress, sock: socket.socket) -> None:
+def _run(
+    settings: Settings, address: ListenAddress, sock: socket.socket, files: tls.TlsFiles | None
+) -> None:
     import uvicorn
 
     server = Server(settings)
-    config = uvicorn.Config(server.app(), log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        server.app(),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        ssl_certfile=str(files.cert) if files else None,
+        ssl_keyfile=str(files.key) if files else None,
+    )
     api = uvicorn.Server(config)
 
     def fatal() -> None:
@@ -251,7 +283,11 @@ def _run(settings: Settings, address: ListenAddress, sock: socket.socket) -> Non
 
     server.on_fatal = fatal
     server.start()
-    log.info("REST API on http://%s/api/v1 (docs at /docs)", address)
+    scheme = "https" if files else "http"
+    log.info("REST API on %s://%s/api/v1 (docs at /docs)", scheme, address)
+    if files:
+        kind = "self-signed certificate" if files.generated else "certificate"
+        log.info("TLS %s %s, SHA-256 fingerprint %s", kind, files.cert, files.fingerprint)
     # uvicorn handles SIGTERM/SIGINT while it serves, then re-raises the signal to the
     # handler it found: ours, so the jobs are stopped cleanly instead of the process dying.
     signals: list[int] = []

@@ -1,5 +1,5 @@
 """The unit of work over SQLAlchemy Core: one catalog transaction, with one repository per
-aggregate (vaults.py, vms.py, jobs.py, points.py, policies.py in this package).
+aggregate (vaults.py, vms.py, jobs.py, points.py, policies.py, access.py in this package).
 
 Times are stored as UTC; SQLite drops the zone, so every read re-attaches UTC (times.py).
 On SQLite every transaction starts with ``BEGIN IMMEDIATE`` (one writer at a time, WAL
@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 
+from vmvault.persistence.access import SqlAudit, SqlTokens
 from vmvault.persistence.jobs import SqlJobs
 from vmvault.persistence.points import SqlCheckpoints, SqlPointCopies, SqlPoints
 from vmvault.persistence.policies import SqlPolicies, SqlSchedules
@@ -56,6 +57,8 @@ class SqlUnitOfWork:
         self.copies = SqlPointCopies(self.conn)
         self.policies = SqlPolicies(self.conn)
         self.schedules = SqlSchedules(self.conn)
+        self.tokens = SqlTokens(self.conn)
+        self.audit = SqlAudit(self.conn)
         return self
 
     def __exit__(

@@ -214,3 +214,33 @@ schedule_state = Table(
     Column("last_key", String(160)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+#: API tokens (domain/tokens.py): the secret's SHA-256, never the secret. A revoked token
+#: keeps its row (and its name: the audit log names one token per name).
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("public_id", String(32), nullable=False, unique=True),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(160), nullable=False),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+#: Every change requested through the API or the CLI (domain/audit.py); append-only.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("actor", String(160), nullable=False, index=True),
+    Column("role", String(16)),
+    Column("action", String(300), nullable=False),
+    Column("target", String(300)),
+    Column("status", Integer, nullable=False),
+    Column("remote", String(64), nullable=False),
+)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.source import ExtentSource
 from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.audit import AuditEntry
 from vmvault.domain.inventory import AgentReport
 from vmvault.domain.job import Job, JobState, JobType, JournalStep
 from vmvault.domain.policy import Policy
@@ -31,6 +32,7 @@ from vmvault.domain.recovery_point import (
     UnfinishedBackup,
 )
 from vmvault.domain.restore import DomainShape, FreeSpace, LiveDomain, RestorePlan, XmlNic
+from vmvault.domain.tokens import ApiToken
 from vmvault.domain.vault import Host, S3Location, Vault
 from vmvault.domain.vm import Disk, DomainFacts, VmItem
 
@@ -175,6 +177,34 @@ class PointCopyRepository(Protocol):
     ) -> None: ...
 
 
+class TokenRepository(Protocol):
+    """API tokens (domain/tokens.py): the catalog keeps a secret's SHA-256, never the secret."""
+
+    def get(self, name: str) -> ApiToken | None: ...
+    def by_public_id(self, public_id: str) -> tuple[ApiToken, str] | None:
+        """The token with this public id and its secret's SHA-256 (hex), revoked or not."""
+
+    def all(self) -> list[ApiToken]:
+        """Every token, revoked ones included, by name."""
+
+    def add(self, token: ApiToken, secret_sha256: str) -> None:
+        """Insert; MUST raise (the catalog's unique constraint) when the name is taken."""
+
+    def set_last_used(self, name: str, when: datetime) -> None: ...
+    def set_revoked(self, name: str, when: datetime) -> None: ...
+
+
+class AuditRepository(Protocol):
+    """The audit log: append-only (nothing updates or deletes an entry)."""
+
+    def add(self, entry: AuditEntry) -> None: ...
+    def find(
+        self, actor: str | None, since: datetime | None, limit: int, offset: int
+    ) -> tuple[list[AuditEntry], int]:
+        """Entries of ``actor`` at or after ``since``, newest first, a page of them (``limit``
+        from ``offset``), and how many match in all."""
+
+
 class UnitOfWork(Protocol):
     """A catalog transaction: ``with uow_factory() as uow: ...; uow.commit()``.
 
@@ -199,6 +229,10 @@ class UnitOfWork(Protocol):
     def policies(self) -> PolicyRepository: ...
     @property
     def schedules(self) -> ScheduleRepository: ...
+    @property
+    def tokens(self) -> TokenRepository: ...
+    @property
+    def audit(self) -> AuditRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(

@@ -14,7 +14,18 @@ Messages are ``str.format`` templates filled from keyword arguments, so a caller
 
 from __future__ import annotations
 
-from vmvault.domain.errors.api import MethodNotAllowed, RequestTooLarge, RouteNotFound
+from vmvault.domain.errors.access import (
+    TlsCertificateInvalid,
+    TokenExists,
+    TokenNotFound,
+)
+from vmvault.domain.errors.api import (
+    AuthRequired,
+    MethodNotAllowed,
+    RequestTooLarge,
+    RoleRequired,
+    RouteNotFound,
+)
 from vmvault.domain.errors.backup import (
     AgentFreezeTimeout,
     BackupAbortFailed,
@@ -80,7 +91,6 @@ from vmvault.domain.errors.jobs import (
     JobNotActive,
     JobNotFound,
     ListenFailed,
-    ListenNotLoopback,
     OperationInProgress,
     ServerComponentFailed,
 )
@@ -167,6 +177,7 @@ __all__ = [
     "AgentTooOld",
     "AllDisksExcluded",
     "AlreadyRegistered",
+    "AuthRequired",
     "BackupAbortFailed",
     "BackupBeginFailed",
     "BackupJobRunning",
@@ -214,7 +225,6 @@ __all__ = [
     "LabFailed",
     "LabGuestTimeout",
     "ListenFailed",
-    "ListenNotLoopback",
     "ManifestCorrupt",
     "MethodNotAllowed",
     "NbdReadFailed",
@@ -248,6 +258,7 @@ __all__ = [
     "RestoreVmNotDefined",
     "RestoreWriteFailed",
     "RetentionTooShort",
+    "RoleRequired",
     "RouteNotFound",
     "ServerComponentFailed",
     "SetIncomplete",
@@ -258,6 +269,9 @@ __all__ = [
     "StorageLabFailed",
     "StorageUnreachable",
     "ThawFailed",
+    "TlsCertificateInvalid",
+    "TokenExists",
+    "TokenNotFound",
     "TooManyDisks",
     "UnknownTimeZone",
     "UnsupportedConfiguration",

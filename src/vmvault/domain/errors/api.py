@@ -25,3 +25,22 @@ class RequestTooLarge(VmvaultError):
     message = "the request body is larger than {limit} bytes"
     remedy = "API requests are small JSON documents; send at most {limit} bytes."
     kind = "usage"
+
+
+class AuthRequired(VmvaultError):
+    code = "AUTH_REQUIRED"
+    message = "this request needs a valid API token: {why}"
+    remedy = (
+        "Send 'Authorization: Bearer TOKEN' with a token from 'vmvault token create NAME "
+        "--role ROLE' (an admin creates it; it is printed once)."
+    )
+    kind = "usage"
+
+
+class RoleRequired(VmvaultError):
+    code = "ROLE_REQUIRED"
+    message = "token {name!r} has role {role}; this needs {needed} or above"
+    remedy = (
+        "Ask an admin for a token with role {needed} (vmvault token create NAME --role {needed})."
+    )
+    kind = "usage"

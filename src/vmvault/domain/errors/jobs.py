@@ -46,17 +46,6 @@ class JobInterrupted(VmvaultError):
     remedy = "Run the operation again."
 
 
-class ListenNotLoopback(VmvaultError):
-    code = "LISTEN_NOT_LOOPBACK"
-    message = "the REST API may only listen on a loopback address, not {address}"
-    remedy = (
-        "The API has no authentication yet: anyone who reaches its port can replace or delete "
-        "VMs. Listen on 127.0.0.1 or [::1] (the default is 127.0.0.1:8470) and put a reverse "
-        "proxy that authenticates users in front of it, forwarding to that loopback address."
-    )
-    kind = "usage"
-
-
 class InvalidSetting(InvalidInput):
     code = "INVALID_SETTING"
     message = "setting {name}={value} is not valid"

@@ -1,0 +1,121 @@
+"""``vmvault token …`` (API tokens) and ``vmvault audit list`` (docs/server.md)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vmvault import documents
+from vmvault.cli import render
+from vmvault.cli.context import services
+from vmvault.cli.options import JsonOpt
+from vmvault.cli.render import emit_json, out
+from vmvault.domain.access import Role
+from vmvault.domain.audit import local_actor
+from vmvault.domain.job import parse_since
+
+token_app = typer.Typer(
+    help="API tokens of the REST API and the web console.", no_args_is_help=True
+)
+audit_app = typer.Typer(
+    help="The audit log: every change, by whom, from where.", no_args_is_help=True
+)
+
+
+def unix_user() -> str:
+    """This process's (effective) user, the CLI's actor in the audit log."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="A name of the token's holder, e.g. ci-backups.")],
+    role: Annotated[Role, typer.Option(help="What the token may do (docs/server.md, roles).")],
+    json_: JsonOpt = False,
+) -> None:
+    """Create a token and print it — once: it is stored hashed and cannot be shown again.
+
+    The token is alone on the last line of the output."""
+    token, text = services().tokens.create(name, role, local_actor(unix_user()))
+    if json_:
+        emit_json(documents.token_doc(token) | {"token": text})
+        return
+    out.print(
+        f"token {token.name!r} created with role {token.role.value}; keep it now, it is not "
+        "shown again:",
+        markup=False,
+    )
+    out.print(text, markup=False)
+
+
+@token_app.command("list")
+def token_list(json_: JsonOpt = False) -> None:
+    """List tokens (never their secrets), revoked ones included."""
+    found = services().tokens.list_tokens()
+    if json_:
+        emit_json([documents.token_doc(t) for t in found])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("NAME", "ROLE", "CREATED", "CREATED BY", "LAST USED", "REVOKED"):
+        table.add_column(col)
+    for t in found:
+        render.add_row(
+            table,
+            t.name,
+            t.role.value,
+            render.short_time(t.created_at),
+            t.created_by,
+            render.short_time(t.last_used_at),
+            render.short_time(t.revoked_at),
+        )
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(name: str, json_: JsonOpt = False) -> None:
+    """Revoke a token: the next request that carries it is refused."""
+    token = services().tokens.revoke(name)
+    if json_:
+        emit_json(documents.token_doc(token))
+    else:
+        out.print(f"token {token.name!r} revoked", markup=False)
+
+
+@audit_app.command("list")
+def audit_list(
+    actor: Annotated[
+        str | None, typer.Option(help="Only this actor: a token's name or local:USER.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only entries within, e.g. 24h.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many entries (1-1000).")] = 100,
+    json_: JsonOpt = False,
+) -> None:
+    """List the audit log, newest first."""
+    window = parse_since(since) if since is not None else None
+    entries, _total = services().audit.list_entries(actor, window, limit)
+    if json_:
+        emit_json([documents.audit_doc(e) for e in entries])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("AT", "ACTOR", "ROLE", "ACTION", "TARGET", "STATUS", "FROM"):
+        table.add_column(col)
+    for e in entries:
+        render.add_row(
+            table,
+            render.short_time(e.at),
+            e.actor,
+            e.role or "-",
+            e.action,
+            e.target or "-",
+            str(e.status),
+            e.remote,
+        )
+    out.print(table)
