@@ -5,7 +5,7 @@ the API without touching a real libvirt host."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -29,9 +29,26 @@ MiB = 1 << 20
 
 @dataclass
 class World:
-    services: Services
+    settings: Settings
     hv: MemoryHypervisor
+    files: MemoryFiles
     restore_driver: MemoryRestoreDriver
+    services: Services = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.services = self.fresh_services()
+
+    def fresh_services(self) -> Services:
+        """Services over this world's home and in-memory adapters (what the next process
+        would build)."""
+        return bootstrap(
+            self.settings,
+            hypervisor=self.hv,
+            backup_driver=MemoryBackupDriver(self.hv),
+            restore_driver=self.restore_driver,
+            host_files=self.files,
+            storage=open_storage,
+        )
 
     def client(self, role: Role = Role.ADMIN) -> TestClient:
         app = create_app(self.services, authenticate=authenticate)
@@ -53,24 +70,14 @@ class World:
 def open_storage(where: Path | S3Location) -> StorageBackend:
     """A directory as it is; a bucket in memory (one per URL): no request leaves the host."""
     if isinstance(where, S3Location):
-        return _BUCKETS.setdefault(where.url, MemoryBackend(where.url, remote=True))
+        return BUCKETS.setdefault(where.url, MemoryBackend(where.url, remote=True))
     return LocalBackend(where)
 
 
-_BUCKETS: dict[str, MemoryBackend] = {}
+BUCKETS: dict[str, MemoryBackend] = {}
 
 
 def make_world(home: Path, env: dict[str, str] | None = None) -> World:
-    hv = MemoryHypervisor()
     files = MemoryFiles()
-    driver = MemoryRestoreDriver(files)
     settings = Settings.from_env({"VMVAULT_HOME": str(home), **(env or {})})
-    services = bootstrap(
-        settings,
-        hypervisor=hv,
-        backup_driver=MemoryBackupDriver(hv),
-        restore_driver=driver,
-        host_files=files,
-        storage=open_storage,
-    )
-    return World(services, hv, driver)
+    return World(settings, MemoryHypervisor(), files, MemoryRestoreDriver(files))

@@ -17,6 +17,7 @@ and without Hypothesis' example database, so a run takes the same time and never
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import zlib
 from pathlib import Path
@@ -28,6 +29,7 @@ from schemathesis import checks
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from tests.api_tokens import authenticate, bearer
+from tests.e2e import api_world
 from tests.e2e.api_world import World, make_world
 from vmvault.api.app import create_app
 from vmvault.domain.job import JobState
@@ -70,13 +72,39 @@ def make_world_for_fuzz() -> World:
     return w
 
 
+class Swappable:
+    """The app under test, replaced by :func:`reset` (an ASGI app that calls the current one)."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
 def reset(w: World) -> None:
-    """Cancel every job still queued, so that each case starts from the same state (a VM
-    without an active job): the same request gets the same status every time, which
-    Hypothesis needs to replay and shrink a failure."""
+    """Cancel every job still queued, so that each case starts with no active job on a VM:
+    the same request gets the same status every time, which Hypothesis needs to replay and
+    shrink a failure."""
     for state in (JobState.QUEUED, JobState.IN_PROGRESS):
         for job in w.services.jobs.list_jobs(state=state):
             w.services.jobs.cancel(job.id)
+
+
+def restart(w: World) -> None:
+    """Start from the state :func:`make_world_for_fuzz` left: the home copied back (catalog
+    and vault: the points, policies and VMs earlier cases deleted or changed), an empty
+    sandbox, new services and app.  Each stateful run does (it chooses its next step by the
+    answers so far, so they must not depend on earlier runs); it takes about a second, too
+    long for every single case."""
+    w.services.close()
+    shutil.rmtree(HOME)
+    shutil.copytree(PRISTINE, HOME, symlinks=True)
+    shutil.rmtree(SANDBOX)
+    SANDBOX.mkdir()
+    api_world.BUCKETS.clear()
+    w.services = w.fresh_services()
+    APP.app = create_app(w.services, authenticate=authenticate)
 
 
 def confine(body: Any) -> Any:
@@ -95,10 +123,13 @@ def confine(body: Any) -> Any:
 
 
 WORLD = make_world_for_fuzz()
+HOME = WORLD.settings.home
+PRISTINE = Path(tempfile.mkdtemp(prefix="vmvault-fuzz-pristine-")) / "home"
+shutil.copytree(HOME, PRISTINE, symlinks=True)
 SANDBOX = Path(tempfile.mkdtemp(prefix="vmvault-fuzz-paths-"))
-schema = schemathesis.openapi.from_asgi(
-    "/openapi.json", create_app(WORLD.services, authenticate=authenticate)
-)
+APP = Swappable()
+restart(WORLD)
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 if True:
     schema.config.update(headers=bearer())
     schema.config.generation.update(
@@ -126,7 +157,7 @@ class Workflow(schema.as_state_machine()):  # type: ignore[misc]
     """Chains of calls along the OpenAPI links: queue a job, show it, cancel it (twice)."""
 
     def setup(self) -> None:
-        reset(WORLD)
+        restart(WORLD)
 
     def before_call(self, case: schemathesis.Case) -> None:
         prepared(case)
