@@ -9,10 +9,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from tests.e2e.api_world import World, make_world
-from vmvault.api import openapi
+from vmvault import documents
+from vmvault.api import models, openapi
 from vmvault.domain.access import Role
+from vmvault.domain.retention import Retention
+from vmvault.services.protection import ProtectResult
 
 WEB = "00000000-0000-0000-0000-0000000000aa"
 DB = "00000000-0000-0000-0000-0000000000bb"
@@ -265,3 +269,27 @@ def test_the_committed_openapi_document_is_current() -> None:
     assert committed.read_text() == openapi.text(), (
         "docs/openapi.json is stale: run 'python -m vmvault.api.openapi > docs/openapi.json'"
     )
+
+
+def test_the_new_models_name_exactly_their_documents_keys(world: World, api: TestClient) -> None:
+    """As test_api.py's check for the older ones: a document's field the model lacks would be
+    dropped from the answer, a model's field the document lacks would fail its schema."""
+    svc = world.services
+    preview = svc.policies.preview(None, "daily@01:00", "UTC", Retention(daily=2), vm_ref="web")
+    discovered = api.post("/api/v1/vms/discover", json={}).json()
+    docs: list[tuple[type[BaseModel], dict[str, Any]]] = [
+        (models.HostDoc, documents.host_doc(svc.vaults.list_hosts()[0])),
+        (models.VaultShowDoc, documents.vault_summary_doc(svc.vaults.show(None))),
+        (models.ProtectedItemDoc, documents.protected_item_doc(svc.protection.items(None)[0])),
+        (models.PolicyPreviewDoc, documents.preview_doc(preview)),
+        (models.RetentionDecisionDoc, documents.preview_doc(preview)["retention"][0]),
+        (models.ErrorCatalogDoc, documents.error_catalog()[0]),
+        (models.DayDoc, documents.dashboard_doc(svc.dashboard.summary(None))["daily"][0]),
+        (models.DiscoveryDoc, discovered),
+        (models.DiscoveryResultDoc, discovered["result"]),
+    ]
+    for model, doc in docs:
+        assert set(doc) == set(model.model_fields), model.__name__
+    [stopped] = documents.protect_docs(ProtectResult(svc.protection.stop(None, ["web"],
+                                                                         retain_data=True), []))  # fmt: skip
+    assert set(stopped) == set(models.ProtectJobDoc.model_fields)
