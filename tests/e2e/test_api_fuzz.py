@@ -53,7 +53,7 @@ SERVER_PATHS = {"path", "key_file", "credentials_file", "directory"}
 
 def make_world_for_fuzz() -> World:
     """Vault ``main`` (the default: a vault created by a case changes no other case's
-    answer); VMs ``web`` (protected by ``daily``, with a real point), ``app`` (registered)
+    answer); VMs ``web`` (protected by ``gold``, with a real point), ``app`` (registered)
     and ``db`` (discovered) — all in the in-memory hypervisor, so discovery, registration
     and restores' checks never reach a real libvirt host."""
     home = Path(tempfile.mkdtemp(prefix="vmvault-fuzz-")) / "home"
@@ -64,8 +64,8 @@ def make_world_for_fuzz() -> World:
         w.add_vm(name, f"00000000-0000-0000-0000-{n:012d}")
     svc.inventory.discover(None)
     svc.inventory.register(None, ["web", "app"])
-    svc.policies.create(None, "daily", "daily@03:00", "UTC", Retention(daily=7))
-    [configured] = svc.protection.protect(None, ["web"], "daily").configured
+    svc.policies.create(None, "gold", "daily@03:00", "UTC", Retention(daily=7))
+    [configured] = svc.protection.protect(None, ["web"], "gold").configured
     assert configured.job.state is JobState.COMPLETED
     [backup] = svc.backups.backup(None, ["web"])
     assert backup.job.state is JobState.COMPLETED, backup.job.message

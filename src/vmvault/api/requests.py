@@ -1,7 +1,8 @@
 """The REST API's request bodies (their OpenAPI schema; responses: :mod:`vmvault.api.models`).
 
 Request models refuse fields they do not know (``extra="forbid"``): a misspelt option
-(``{"dry_run": true}`` to ``POST /gc``) is an error, not silently a different request.
+(``{"dry_run": true}`` to ``POST /gc``) is an error, not silently a different request.  They
+are strict: ``0`` is no boolean and ``"7"`` no count (a date is the one string converted).
 Each takes what the CLI command of the same operation takes.
 """
 
@@ -14,16 +15,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _example(**doc: Any) -> ConfigDict:
+    """A request model's settings with one example body (shown in /docs; the fuzz test
+    sends it too)."""
+    return ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [doc]})
 
 
 class BackupRequest(_Request):
+    model_config = _example(vms=["web"])
+
     vms: list[str] = Field(
         min_length=1, description="VM references: uuid, NAME, HOST/NAME or GROUP/NAME"
     )
     vault: str | None = None
     keep_until: datetime | None = Field(
-        None, description="retention leaves the points alone until then"
+        None, description="retention leaves the points alone until then", strict=False
     )
     set: bool = Field(False, description="one all-or-nothing backup set job (docs/sets.md)")
     require: Literal["application-consistent", "file-system-consistent"] | None = Field(
@@ -33,6 +42,8 @@ class BackupRequest(_Request):
 
 class VerifyRequest(_Request):
     """One point, one VM's points, or (neither) every point of the vault; not both."""
+
+    model_config = _example(vm="web")
 
     vault: str | None = None
     point: str | None = None
@@ -55,6 +66,8 @@ def _vm_refs() -> Any:
 class CopyRequest(_Request):
     """Copy the points ``from_vault`` holds and ``to_vault`` lacks: of ``vms``, or ``all``."""
 
+    model_config = _example(from_vault="main", to_vault="offsite", all=True)
+
     from_vault: str
     to_vault: str
     vms: list[str] = Field([], description="VM references (or all: true)")
@@ -62,6 +75,10 @@ class CopyRequest(_Request):
 
 
 class RestoreRequest(_Request):
+    model_config = _example(
+        vm="web", point="20261201T020000Z-3f2a1c", mode="as-new", name="web-restored"
+    )
+
     vm: str = Field(description="the VM the point belongs to")
     point: str
     mode: Literal["as-new", "replace", "disks-only"]
@@ -94,6 +111,8 @@ class VaultCreate(_Request):
     """As ``vault create``: in a directory (``path``, default under the server's home) or,
     with ``s3``, in a bucket."""
 
+    model_config = _example(name="offsite", location="local")
+
     name: str
     location: str
     path: str | None = Field(None, description="an absolute directory on the server")
@@ -105,12 +124,16 @@ class VaultCreate(_Request):
 
 
 class HostCreate(_Request):
+    model_config = _example(uri="qemu+ssh://host2/system", location="local")
+
     uri: str = Field(description="libvirt URI (a URI that runs a local command is refused)")
     location: str
     check: bool = Field(True, description="connect to the host first")
 
 
 class HostUpdate(_Request):
+    model_config = _example(cluster_managed=["db"])
+
     cluster_managed: list[str] = Field([], description="VMs (name or uuid) to mark")
     not_cluster_managed: list[str] = Field([], description="VMs to unmark")
 
@@ -120,6 +143,8 @@ class VaultOnly(_Request):
 
 
 class RegisterRequest(_Request):
+    model_config = _example(vms=["app"])
+
     vms: list[str] = _vm_refs()
     vault: str | None = None
     crash_consistent: bool = Field(
@@ -129,11 +154,15 @@ class RegisterRequest(_Request):
 
 
 class VmsRequest(_Request):
+    model_config = _example(vms=["app"])
+
     vms: list[str] = _vm_refs()
     vault: str | None = None
 
 
 class VmUpdate(_Request):
+    model_config = _example(exclude_disks=["vdb"])
+
     exclude_disks: list[str] = Field([], description="disk targets to leave out")
     include_disks: list[str] = Field([], description="disk targets to back up again")
 
@@ -168,16 +197,27 @@ class _PolicyFields(_Request):
 
 
 class PolicyCreate(_PolicyFields):
+    model_config = _example(
+        name="silver",
+        schedule="weekly:sat,sun@01:30",
+        timezone="Europe/Berlin",
+        retention={"weekly": 4, "monthly": 6},
+    )
+
     name: str
 
 
 class PolicyPreviewRequest(_PolicyFields):
+    model_config = _example(schedule="daily@02:00", retention={"daily": 7}, vm="web", runs=5)
+
     name: str = "preview"
     vm: str | None = Field(None, description="show what retention keeps of this VM's points")
     runs: int = Field(10, description="how many next runs (1 … 100)")
 
 
 class PolicyUpdate(_Request):
+    model_config = _example(retention={"daily": 14})
+
     schedule: str | None = None
     timezone: str | None = None
     retention: RetentionChange | None = None
@@ -189,6 +229,8 @@ class PolicyUpdate(_Request):
 
 
 class ProtectRequest(_Request):
+    model_config = _example(vms=["app"], policy="gold")
+
     vms: list[str] = _vm_refs()
     policy: str
     vault: str | None = None
@@ -196,16 +238,22 @@ class ProtectRequest(_Request):
 
 
 class StopRequest(_Request):
+    model_config = _example(vms=["web"])
+
     vms: list[str] = _vm_refs()
     delete_data: bool = Field(False, description="delete the points (default: keep them)")
     vault: str | None = None
 
 
 class ResumeRequest(_Request):
+    model_config = _example(vms=["web"])
+
     vms: list[str] = _vm_refs()
     policy: str | None = Field(None, description="default: the VM's own")
     vault: str | None = None
 
 
 class PinRequest(_Request):
+    model_config = _example(protected=True)
+
     protected: bool
