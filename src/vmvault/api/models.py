@@ -1,4 +1,4 @@
-"""The REST API's request and response models: the OpenAPI schema of every body.
+"""The REST API's response models: the OpenAPI schema of every answer.
 
 Responses are the documents of :mod:`vmvault.documents` (the CLI's ``--json``); the models
 here describe them field by field so that a client generator or schemathesis can check a
@@ -6,57 +6,17 @@ response against the schema.  ``tests/e2e/test_api.py`` compares each model's fi
 the keys its document builder returns, so the two cannot drift apart.  Documents may gain
 fields (never lose or rename one): clients must ignore fields they do not know.
 
-Request models refuse fields they do not know (``extra="forbid"``): a misspelt option
-(``{"dry_run": true}`` to ``POST /gc``) is an error, not silently a different request.
+The request bodies are in :mod:`vmvault.api.requests`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from vmvault.domain.job import JobState, JobType
 from vmvault.domain.vm import PowerState, VmState
-
-# --- requests -------------------------------------------------------------------------------
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BackupRequest(_Request):
-    vms: list[str] = Field(
-        min_length=1, description="VM references: uuid, NAME, HOST/NAME or GROUP/NAME"
-    )
-    vault: str | None = None
-    keep_until: datetime | None = Field(
-        None, description="retention leaves the points alone until then"
-    )
-    set: bool = Field(False, description="one all-or-nothing backup set job (docs/sets.md)")
-    require: Literal["application-consistent", "file-system-consistent"] | None = Field(
-        None, description="the least consistency: a VM that cannot give it fails its backup"
-    )
-
-
-class VerifyRequest(_Request):
-    """One point, one VM's points, or (neither) every point of the vault; not both."""
-
-    vault: str | None = None
-    point: str | None = None
-    vm: str | None = None
-
-
-class VaultRequest(_Request):
-    vault: str | None = None
-
-
-class RestoreTestRequest(_Request):
-    vm: str
-    point: str
-
 
 # --- errors ---------------------------------------------------------------------------------
 
@@ -277,6 +237,13 @@ class PolicyDoc(BaseModel):
     updated_at: str | None
 
 
+class DayDoc(BaseModel):
+    day: str = Field(description="a UTC day, YYYY-MM-DD")
+    backups: int = Field(description="backup jobs created that day that completed")
+    failed: int
+    bytes_new: int = Field(description="bytes the vault's new points of that day added")
+
+
 class AttentionDoc(BaseModel):
     vm: str
     name: str
@@ -303,3 +270,77 @@ class DashboardDoc(BaseModel):
     jobs_24h: dict[str, int]
     attention: list[AttentionDoc]
     storage: StorageDoc
+    daily: list[DayDoc] = Field(description="the last 14 UTC days, oldest first")
+
+
+class HostDoc(BaseModel):
+    uri: str
+    location: str
+    hostname: str | None
+    created_at: str | None
+    cluster_managed: list[str]
+
+
+class VaultShowDoc(VaultDoc):
+    hosts: list[HostDoc]
+    vm_counts: dict[str, int]
+
+
+class DiscoveryResultDoc(BaseModel):
+    new: list[str]
+    changed: list[str]
+    unchanged: list[str]
+    vanished: list[str]
+
+
+class DiscoveryDoc(JobDoc):
+    result: DiscoveryResultDoc | None = Field(None, description="null: the job failed")
+
+
+class ProtectJobDoc(JobDoc):
+    """A job of protect, stop, resume or unregister (a configuring job: the VM's new state)."""
+
+    vm_state: str | None = None
+    policy: str | None = None
+
+
+class ProtectedItemDoc(BaseModel):
+    uuid: str
+    name: str
+    host: str
+    state: VmState
+    protection: str
+    policy: str | None
+    protected_since: str | None
+    points: int
+    last_point_at: str | None
+    health: str = Field(
+        description="ok, last-backup-failed, overdue, never-backed-up, vm-deleted; "
+        "- when not protected"
+    )
+
+
+class RetentionDecisionDoc(BaseModel):
+    point: str
+    created_at: str | None
+    kept: bool
+    reasons: list[str]
+
+
+class PolicyPreviewDoc(BaseModel):
+    schedule: str
+    timezone: str
+    next_runs: list[str | None]
+    retention: list[RetentionDecisionDoc]
+    warnings: list[str]
+
+
+class ErrorCatalogDoc(BaseModel):
+    code: str
+    kind: Literal["usage", "failure"]
+    message: str
+    remedy: str
+
+
+class DeletedDoc(BaseModel):
+    deleted: str
