@@ -18,6 +18,11 @@
 | ``VMVAULT_LISTEN``          | ``127.0.0.1:8470``: where ``vmvault serve``'s API listens (loopback only) |
 | ``VMVAULT_GC_SCHEDULE``     | ``daily@03:00`` (a policy schedule, or ``off``): when the server runs GC |
 | ``VMVAULT_TIMEZONE``        | ``UTC``: the zone of ``VMVAULT_GC_SCHEDULE`` |
+| ``VMVAULT_SMTP_HOST``       | unset: the SMTP server notification e-mails go through (docs/notifications.md) |
+| ``VMVAULT_SMTP_PORT``       | ``25`` |
+| ``VMVAULT_SMTP_FROM``       | ``vmvault@localhost``: the e-mails' sender address |
+| ``VMVAULT_SMTP_STARTTLS``   | ``0``; ``1``: STARTTLS before anything else, the certificate verified |
+| ``VMVAULT_SMTP_USER``       | unset; with ``VMVAULT_SMTP_PASSWORD``: SMTP AUTH (never logged) |
 
 Every value is checked once, by :meth:`Settings.validate` (whole numbers within
 :data:`INT_RANGES`, a known zone, a GC schedule that parses, a loopback listen address): a bad
@@ -34,7 +39,7 @@ import ipaddress
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -65,6 +70,13 @@ class Settings:
     #: most 60 s — a guest frozen longer stalls its applications).
     set_hold_timeout: int = 30
     freeze_timeout: int = 10
+    #: Notification e-mail (docs/notifications.md); no host: e-mail targets cannot be sent.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "vmvault@localhost"
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -89,6 +101,12 @@ class Settings:
             timezone=env.get("VMVAULT_TIMEZONE") or "UTC",
             set_hold_timeout=_int(env, "VMVAULT_SET_HOLD_TIMEOUT", 30),
             freeze_timeout=_int(env, "VMVAULT_FREEZE_TIMEOUT", 10),
+            smtp_host=env.get("VMVAULT_SMTP_HOST") or None,
+            smtp_port=_int(env, "VMVAULT_SMTP_PORT", 25),
+            smtp_from=env.get("VMVAULT_SMTP_FROM") or "vmvault@localhost",
+            smtp_starttls=_flag(env, "VMVAULT_SMTP_STARTTLS"),
+            smtp_user=env.get("VMVAULT_SMTP_USER") or None,
+            smtp_password=env.get("VMVAULT_SMTP_PASSWORD") or None,
         ).validate()
 
     def validate(self) -> Settings:
@@ -107,6 +125,7 @@ class Settings:
             ("VMVAULT_JOB_WORKERS", self.job_workers),
             ("VMVAULT_SET_HOLD_TIMEOUT", self.set_hold_timeout),
             ("VMVAULT_FREEZE_TIMEOUT", self.freeze_timeout),
+            ("VMVAULT_SMTP_PORT", self.smtp_port),
         ):
             _in_range(name, str(value), value)
         with _setting("VMVAULT_TIMEZONE", self.timezone):
@@ -132,6 +151,7 @@ INT_RANGES = {
     "VMVAULT_JOB_WORKERS": (1, 32),
     "VMVAULT_SET_HOLD_TIMEOUT": (1, 60),  # seconds a guest may stay frozen: docs/sets.md
     "VMVAULT_FREEZE_TIMEOUT": (1, 600),  # seconds
+    "VMVAULT_SMTP_PORT": (1, 65535),
 }
 
 
@@ -168,6 +188,15 @@ def _setting(name: str, value: str, extra: str = "") -> Iterator[None]:
         hint = extra if generic else f"{exc.remedy_text} {extra}".strip()
         detail = exc.detail or exc.text  # the value is in the message already
         raise InvalidSetting(detail, name=name, value=repr(value), hint=hint) from None
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    raw = (env.get(name) or "0").strip().lower()
+    if raw not in ("0", "1", "yes", "no", "true", "false"):
+        raise InvalidSetting(
+            "must be 0 or 1", name=name, value=repr(env.get(name)), hint="Write 0 or 1."
+        )
+    return raw in ("1", "yes", "true")
 
 
 def _passphrase(env: dict[str, str]) -> str | None:

@@ -39,6 +39,7 @@ from vmvault.api.models import (
     VerifyRequest,
     VmDoc,
 )
+from vmvault.api.routes import metrics, notifications
 from vmvault.bootstrap import Services
 from vmvault.domain.access import Role
 from vmvault.domain.errors import InvalidInput
@@ -78,6 +79,8 @@ def create_app(
 
     errors.install(app)
     app.state.authenticate = authenticate
+    metrics.install(app, services)  # /metrics and the API request counter
+    app.include_router(notifications.routes(services))
     reader, operator = [needs(Role.READER)], [needs(Role.OPERATOR)]
 
     @app.get(

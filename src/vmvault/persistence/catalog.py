@@ -15,8 +15,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event
 
 from vmvault.persistence.jobs import SqlJobs
+from vmvault.persistence.notifications import SqlNotifications
 from vmvault.persistence.points import SqlCheckpoints, SqlPointCopies, SqlPoints
 from vmvault.persistence.policies import SqlPolicies, SqlSchedules
+from vmvault.persistence.stats import SqlStats
 from vmvault.persistence.vaults import SqlHosts, SqlVaults
 from vmvault.persistence.vms import SqlVms
 
@@ -56,6 +58,8 @@ class SqlUnitOfWork:
         self.copies = SqlPointCopies(self.conn)
         self.policies = SqlPolicies(self.conn)
         self.schedules = SqlSchedules(self.conn)
+        self.notifications = SqlNotifications(self.conn)
+        self.stats = SqlStats(self.conn)
         return self
 
     def __exit__(

@@ -18,9 +18,10 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from vmvault.domain.consistency import Consistency
-from vmvault.domain.job import JobState, JobType
-from vmvault.domain.policy import overdue_at
-from vmvault.domain.vm import VmState
+from vmvault.domain.job import Job, JobState, JobType
+from vmvault.domain.policy import Policy, overdue_at
+from vmvault.domain.recovery_point import RecoveryPoint
+from vmvault.domain.vm import VmItem, VmState
 from vmvault.services import holdings
 from vmvault.services.context import Service
 
@@ -35,6 +36,9 @@ class Attention:
     reason: str  # last-backup-failed | overdue | never-backed-up | vm-deleted
     detail: str
     last_backup_at: datetime | None = None
+    #: what an overdue VM's lateness is counted from (its last point, or when protection was
+    #: configured); None for the other reasons
+    since: datetime | None = None
 
 
 @dataclass
@@ -55,7 +59,70 @@ class Dashboard:
         return round(self.logical_bytes / self.storage_bytes, 2) if self.storage_bytes else None
 
 
+def newest_points(points: list[RecoveryPoint]) -> dict[str, datetime]:
+    """The time of each VM's newest point."""
+    newest: dict[str, datetime] = {}
+    for p in points:
+        if p.created_at > newest.get(p.vm_uuid, p.created_at - timedelta(1)):
+            newest[p.vm_uuid] = p.created_at
+    return newest
+
+
+def needing_attention(
+    protected: list[VmItem],
+    newest: dict[str, datetime],
+    last_backup_job: dict[str, Job | None],
+    policies: dict[str, Policy],
+    now: datetime,
+) -> list[Attention]:
+    """The attention rule (the one rule: the dashboard, ``/metrics``' health and the overdue
+    notifications use it): of the ``protected`` VMs, those deleted from libvirt, those whose
+    last backup job failed, those overdue (``newest`` point per VM) or never backed up."""
+    found: list[Attention] = []
+    for vm in protected:
+        last = newest.get(vm.uuid)
+        job = last_backup_job.get(vm.uuid)
+        policy = policies.get(vm.policy or "")
+        flag = partial(Attention, vm.uuid, vm.label, vm.policy, last_backup_at=last)
+        if vm.vanished_at is not None or (job is not None and job.error_code == "VM_DELETED"):
+            why = "the VM no longer exists in libvirt: stop its protection with --retain-data"
+            found.append(flag("vm-deleted", why))
+        elif job is not None and job.state is JobState.FAILED:
+            why = f"job {job.id}: {job.error_code}: {job.message}"
+            found.append(flag("last-backup-failed", why))
+        elif policy is not None:
+            since = last or vm.protected_since
+            if since is not None and overdue_at(policy, since) <= now:
+                what = "last backup" if last else "protection configured"
+                due = overdue_at(policy, since).isoformat(timespec="seconds")
+                why = f"{what} at {since.isoformat(timespec='seconds')}, overdue since {due}"
+                reason = "overdue" if last else "never-backed-up"
+                found.append(flag(reason, why, since=since))
+    return found
+
+
 class DashboardService(Service):
+    def attention(self, vault_name: str) -> tuple[int, list[Attention]]:
+        """The vault's protected VMs (how many) and those that need attention, with only the
+        catalog reads the rule needs (no job window, no storage walk)."""
+        vault = self.vaults.resolve(vault_name)
+        now = self.clock()
+        uris = [h.uri for h in self.vaults.list_hosts(vault.location)]
+        with self.uow() as uow:
+            vms = uow.vms.all(uris)
+            protected = [
+                vm for vm in vms if vm.vault == vault.name and vm.state is VmState.PROTECTED
+            ]
+            points = holdings.held_in(uow, vault.name)
+            policies = {r.name: r.policy for r in uow.policies.all(vault.name)}
+            last_job = {
+                vm.uuid: next(iter(uow.jobs.find(JobType.BACKUP, vm_uuid=vm.uuid, limit=1)), None)
+                for vm in protected
+            }
+        return len(protected), needing_attention(
+            protected, newest_points(points), last_job, policies, now
+        )
+
     def summary(self, vault_name: str | None) -> Dashboard:
         vault = self.vaults.resolve(vault_name)
         now = self.clock()
@@ -71,10 +138,7 @@ class DashboardService(Service):
                 if vm.state is VmState.PROTECTED
             }
         jobs = [j for j in jobs if j.vault == vault.name]
-        newest: dict[str, datetime] = {}
-        for p in points:
-            if p.created_at > newest.get(p.vm_uuid, p.created_at - timedelta(1)):
-                newest[p.vm_uuid] = p.created_at
+        newest = newest_points(points)
         mine = [vm for vm in vms if vm.vault == vault.name and vm.state is not VmState.DISCOVERED]
         protected = [vm for vm in mine if vm.state is VmState.PROTECTED]
         board = Dashboard(
@@ -107,22 +171,5 @@ class DashboardService(Service):
                 c.value: sum(1 for p in points if p.consistency is c) for c in Consistency
             },
         )
-        for vm in protected:
-            last = newest.get(vm.uuid)
-            job = last_backup_job.get(vm.uuid)
-            policy = policies.get(vm.policy or "")
-            flag = partial(Attention, vm.uuid, vm.label, vm.policy, last_backup_at=last)
-            if vm.vanished_at is not None or (job is not None and job.error_code == "VM_DELETED"):
-                why = "the VM no longer exists in libvirt: stop its protection with --retain-data"
-                board.attention.append(flag("vm-deleted", why))
-            elif job is not None and job.state is JobState.FAILED:
-                why = f"job {job.id}: {job.error_code}: {job.message}"
-                board.attention.append(flag("last-backup-failed", why))
-            elif policy is not None:
-                since = last or vm.protected_since
-                if since is not None and overdue_at(policy, since) <= now:
-                    what = "last backup" if last else "protection configured"
-                    due = overdue_at(policy, since).isoformat(timespec="seconds")
-                    why = f"{what} at {since.isoformat(timespec='seconds')}, overdue since {due}"
-                    board.attention.append(flag("overdue" if last else "never-backed-up", why))
+        board.attention = needing_attention(protected, newest, last_backup_job, policies, now)
         return board

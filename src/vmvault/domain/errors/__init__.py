@@ -95,6 +95,12 @@ from vmvault.domain.errors.lab import (
     LabGuestTimeout,
     StorageLabFailed,
 )
+from vmvault.domain.errors.notify import (
+    NotifyDeliveryFailed,
+    NotifyNoTarget,
+    NotifyTargetNotFound,
+    SmtpNotConfigured,
+)
 from vmvault.domain.errors.protection import (
     InvalidRetention,
     InvalidSchedule,
@@ -224,6 +230,9 @@ __all__ = [
     "NbdReadFailed",
     "NoVault",
     "NothingToCopy",
+    "NotifyDeliveryFailed",
+    "NotifyNoTarget",
+    "NotifyTargetNotFound",
     "OfflineExportFailed",
     "OperationInProgress",
     "PassphraseRequired",
@@ -255,6 +264,7 @@ __all__ = [
     "ServerComponentFailed",
     "SetIncomplete",
     "SetNotFound",
+    "SmtpNotConfigured",
     "StorageAccessDenied",
     "StorageBucketNotFound",
     "StorageCredentialsMissing",
