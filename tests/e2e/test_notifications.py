@@ -255,9 +255,11 @@ def test_notify_test_of_an_unreachable_webhook_fails(
     services: Services, webhook: WebhookReceiver
 ) -> None:
     dead = f"http://127.0.0.1:{webhook.port + 1 if webhook.port < 65535 else 1}/x"
-    target = services.notifications.add_target("main", Channel.WEBHOOK, dead, (Event.FAILED,))
-    [result] = services.notifications.test(target.id)
-    assert result.error is not None and result.error.code == "NOTIFY_DELIVERY_FAILED"
+    bad_port = "http://127.0.0.1:99999/x"  # urllib's own error, not an OSError
+    for url in (dead, bad_port):
+        target = services.notifications.add_target("main", Channel.WEBHOOK, url, (Event.FAILED,))
+        [result] = services.notifications.test(target.id)
+        assert result.error is not None and result.error.code == "NOTIFY_DELIVERY_FAILED"
 
 
 TOKENS = {

@@ -40,7 +40,7 @@ class EmailSender:
         mail = EmailMessage()
         mail["From"] = c.sender
         mail["To"] = target.address
-        mail["Subject"] = message.subject
+        mail["Subject"] = " ".join(message.subject.split())  # no line break in a header
         mail["Date"] = formatdate(localtime=False, usegmt=True)
         mail["Message-ID"] = make_msgid(domain="vmvault")
         mail["X-Vmvault-Event"] = message.event.value

@@ -26,6 +26,8 @@ from vmvault.services import holdings
 from vmvault.services.context import Service
 
 WINDOW = timedelta(hours=24)
+#: Why a protected VM needs attention (:func:`needing_attention`), in the order checked.
+ATTENTION_REASONS = ("vm-deleted", "last-backup-failed", "overdue", "never-backed-up")
 
 
 @dataclass
@@ -33,7 +35,7 @@ class Attention:
     vm: str
     name: str
     policy: str | None
-    reason: str  # last-backup-failed | overdue | never-backed-up | vm-deleted
+    reason: str  # one of ATTENTION_REASONS
     detail: str
     last_backup_at: datetime | None = None
     #: what an overdue VM's lateness is counted from (its last point, or when protection was

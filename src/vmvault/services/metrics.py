@@ -18,7 +18,7 @@ from vmvault.domain.metrics import MetricsSnapshot, VaultFigures, histogram
 from vmvault.domain.vault import Vault
 from vmvault.services import holdings
 from vmvault.services.context import Service, ServiceContext
-from vmvault.services.dashboard import DashboardService
+from vmvault.services.dashboard import ATTENTION_REASONS, DashboardService
 
 log = logging.getLogger("vmvault.metrics")
 
@@ -42,7 +42,7 @@ class MetricsService(Service):
         figures = []
         for vault in vaults:
             protected, attention = self.dashboard.attention(vault.name)
-            health = {"ok": protected - len(attention)}
+            health = {"ok": protected - len(attention)} | dict.fromkeys(ATTENTION_REASONS, 0)
             for a in attention:
                 health[a.reason] = health.get(a.reason, 0) + 1
             points = held[vault.name]

@@ -25,7 +25,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from vmvault.domain.errors import NotifyNoTarget, NotifyTargetNotFound, VmvaultError
+from vmvault.domain.errors import (
+    NotifyDeliveryFailed,
+    NotifyNoTarget,
+    NotifyTargetNotFound,
+    VmvaultError,
+)
 from vmvault.domain.inputs import check_id
 from vmvault.domain.job import Job
 from vmvault.domain.notification import (
@@ -42,6 +47,7 @@ from vmvault.domain.notification import (
     job_message,
     overdue_message,
     sample_message,
+    shown_address,
 )
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.dashboard import DashboardService
@@ -160,22 +166,35 @@ class NotificationService(Service):
         done = []
         for o in due:
             attempts = o.attempts + 1
-            try:
-                self.sender.send(o.target, o.message)
-            except VmvaultError as exc:
+            error = self._send(o.target, o.message)
+            if error is None:
                 now = self.clock()
-                state, nxt = after_failure(attempts, now, self.retry_base)
-                self._mark(o, state, attempts, nxt, exc.text, None)
-                log.warning(
-                    "notification %s (%s) to target %s: attempt %d failed (%s)%s",
-                    o.id, o.message.event.value, o.target.id, attempts, exc.text,
-                    ", giving up" if state is Delivery.FAILED else "",
-                )  # fmt: skip
-                done.append(self._with(o, state, attempts, exc.text))
+                self._mark(o, Delivery.SENT, attempts, now, None, now)
+                done.append(self._with(o, Delivery.SENT, attempts, None))
                 continue
-            self._mark(o, Delivery.SENT, attempts, self.clock(), None, self.clock())
-            done.append(self._with(o, Delivery.SENT, attempts, None))
+            state, nxt = after_failure(attempts, self.clock(), self.retry_base)
+            self._mark(o, state, attempts, nxt, error.text, None)
+            log.warning(
+                "notification %s (%s) to target %s: attempt %d failed (%s)%s",
+                o.id, o.message.event.value, o.target.id, attempts, error.text,
+                ", giving up" if state is Delivery.FAILED else "",
+            )  # fmt: skip
+            done.append(self._with(o, state, attempts, error.text))
         return done
+
+    def _send(self, target: Target, message: Message) -> VmvaultError | None:
+        """Deliver once; the failure as data.  A sender's unexpected exception is a failed
+        delivery too: one bad message must not stop the notifier."""
+        try:
+            self.sender.send(target, message)
+        except VmvaultError as exc:
+            return exc
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            return NotifyDeliveryFailed(
+                detail, channel=target.channel.value, address=shown_address(target.address)
+            )
+        return None
 
     def _mark(
         self,
@@ -207,11 +226,4 @@ class NotificationService(Service):
             targets = self.list_targets(vault)
             if not targets:
                 raise NotifyNoTarget(where=f" for vault {vault}" if vault else "")
-        results = []
-        for target in targets:
-            try:
-                self.sender.send(target, sample_message(target, self.clock()))
-                results.append(SendResult(target, None))
-            except VmvaultError as exc:
-                results.append(SendResult(target, exc))
-        return results
+        return [SendResult(t, self._send(t, sample_message(t, self.clock()))) for t in targets]
