@@ -203,6 +203,10 @@ def test_overdue_is_notified_once_per_episode(
     assert post.body["event"] == "overdue" and post.body["never_backed_up"] is True
     assert post.body["vm"]["name"] == "host/db" and post.body["policy"] == "nightly"
     assert "protection configured at" in post.body["detail"]
+    clock.advance(28 * 86400)
+    assert n.prune() == 0 and n.check_overdue() == 0  # kept 30 days: still the same episode
+    clock.advance(2 * 86400)
+    assert n.prune() == 1 and n.check_overdue() == 1  # then a reminder, once a month
 
 
 def test_notify_cli_add_list_test_remove(

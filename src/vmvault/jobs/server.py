@@ -219,6 +219,7 @@ class Server:
         next_overdue = 0.0
         while not self.stopping.is_set():
             if time.monotonic() >= next_overdue:
+                notifications.prune()
                 written = notifications.check_overdue()
                 if written:
                     log.info("overdue check: %d notification(s) queued", written)

@@ -158,3 +158,11 @@ class SqlNotifications:
                 sent_at=sent_at,
             )
         )
+
+    def prune(self, before: datetime) -> int:
+        """Delete the sent and failed messages created before ``before``; how many."""
+        o = t.notify_outbox.c
+        done = o.state.in_([Delivery.SENT.value, Delivery.FAILED.value])
+        return int(
+            self.conn.execute(delete(t.notify_outbox).where(done, o.created_at < before)).rowcount
+        )

@@ -57,6 +57,8 @@ log = logging.getLogger("vmvault.notify")
 
 #: The attention reasons that are an overdue episode (services/dashboard.py).
 OVERDUE_REASONS = ("overdue", "never-backed-up")
+#: How long delivered and failed messages stay in the outbox.
+KEEP_OUTBOX = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,14 @@ class NotificationService(Service):
                 )
                 written += self.emit(overdue_message(late))
         return written
+
+    def prune(self) -> int:
+        """Forget the delivered and failed messages older than :data:`KEEP_OUTBOX`.  An
+        overdue episode longer than that is notified again: a reminder, once a month."""
+        with self.uow() as uow:
+            gone = uow.notifications.prune(self.clock() - KEEP_OUTBOX)
+            uow.commit()
+        return gone
 
     # --- delivering -------------------------------------------------------------------------
 

@@ -586,6 +586,9 @@ class NotificationRepository(Protocol):
         error: str | None,
         sent_at: datetime | None,
     ) -> None: ...
+    def prune(self, before: datetime) -> int:
+        """Delete the ``sent`` and ``failed`` messages created before ``before`` (never a
+        pending one); how many."""
 
 
 class CatalogStats(Protocol):
