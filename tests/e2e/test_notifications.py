@@ -23,7 +23,8 @@ from vmvault.api.app import create_app
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
 from vmvault.domain.access import Principal, Role
-from vmvault.domain.job import JobState
+from vmvault.domain.errors import ChunkCorrupt
+from vmvault.domain.job import JobState, JobType
 from vmvault.domain.notification import MAX_ATTEMPTS, Channel, Delivery, Event
 from vmvault.domain.retention import Retention
 from vmvault.domain.vm import VmState
@@ -329,3 +330,33 @@ def test_the_server_notifier_delivers_a_failed_backup(
     finally:
         server.stop()
         setup.close()
+
+
+def test_warnings_and_verify_failures_reach_the_targets_that_want_them(
+    services: Services, webhook: WebhookReceiver, smtp: MailReceiver
+) -> None:
+    """Jobs driven through the real JobRunner on the real catalog: a backup that completes
+    with warnings and a verify that fails."""
+    vm = save_vm(services, "app", VmState.REGISTERED)
+    path, address = webhook.new_path(), new_address()
+    n = services.notifications
+    n.add_target("main", Channel.WEBHOOK, webhook.url(path), (Event.WARNINGS,))
+    n.add_target("main", Channel.EMAIL, address, (Event.VERIFY_FAILED,))
+
+    def warn(ctx) -> None:  # type: ignore[no-untyped-def]
+        ctx.warn("disk vdb skipped: it is excluded")
+
+    def corrupt(ctx) -> None:  # type: ignore[no-untyped-def]
+        raise ChunkCorrupt(chunk="ab" * 32, why="its digest differs")
+
+    warned = services.runner.run(JobType.BACKUP, "main", vm.uuid, vm.label, warn).job
+    failed = services.runner.run(JobType.VERIFY, "main", None, None, corrupt).job
+    assert warned.state is JobState.COMPLETED_WITH_WARNINGS and failed.state is JobState.FAILED
+    assert sorted(o.message.event.value for o in n.outbox()) == ["verify-failed", "warnings"]
+    n.deliver_due()
+    [post] = webhook.at(path)
+    assert post.body["event"] == "warnings" and post.body["job"]["id"] == warned.id
+    assert post.body["job"]["warnings"] == ["disk vdb skipped: it is excluded"]
+    [mail] = smtp.to(address)
+    assert mail["Subject"] == f"[vmvault] vault main: verify failed (job {failed.id})"
+    assert f"error: {failed.error_code}: {failed.message}" in mail.get_content()
