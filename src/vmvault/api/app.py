@@ -9,6 +9,10 @@ error's code, validation errors and unknown routes included (:mod:`vmvault.api.e
 every route declares its statuses and its response model (:mod:`vmvault.api.models`) in
 ``/openapi.json``.  No traceback and no request body ever leaves the server.
 
+Groups of routes live in ``api/routes/<group>.py`` (``routes(services) -> APIRouter``):
+``/metrics`` with the request counter (routes/metrics.py, docs/metrics.md) and the
+notification targets (routes/notifications.py, docs/notifications.md).
+
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, each call opens its own
 catalog transactions, so a slow request never blocks the others.
 """
