@@ -26,7 +26,9 @@ from tests.conftest import save_vm
 from vmvault.api.app import create_app
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
+from vmvault.domain.errors import NotifyDeliveryFailed
 from vmvault.domain.job import JobState
+from vmvault.domain.notification import Message, Target
 from vmvault.domain.recovery_point import Consistency, Method, PointDisk, RecoveryPoint
 from vmvault.domain.retention import Retention
 from vmvault.domain.vm import VmState
@@ -43,9 +45,17 @@ CHECKS = [
 ]
 
 
+class Undelivered:
+    """The fuzzer's notification sender: it adds webhooks at URLs it makes up, so nothing
+    leaves this host (delivery has its own tests: tests/e2e/test_notifications.py)."""
+
+    def send(self, target: Target, message: Message) -> None:
+        raise NotifyDeliveryFailed("not sent by the fuzz test", channel="any", address="-")
+
+
 def make_services() -> Services:
     home = Path(tempfile.mkdtemp(prefix="vmvault-fuzz-")) / "home"
-    svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(home)}))
+    svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(home)}), notifier=Undelivered())
     svc.vaults.create("main", "local", None)
     web = save_vm(svc, "web", VmState.REGISTERED, host="h1")
     save_vm(svc, "db", VmState.DISCOVERED, host="h1")
