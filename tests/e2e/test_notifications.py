@@ -360,3 +360,16 @@ def test_warnings_and_verify_failures_reach_the_targets_that_want_them(
     [mail] = smtp.to(address)
     assert mail["Subject"] == f"[vmvault] vault main: verify failed (job {failed.id})"
     assert f"error: {failed.error_code}: {failed.message}" in mail.get_content()
+
+
+def test_the_overdue_check_skips_a_vault_that_is_gone(
+    services: Services, webhook: WebhookReceiver
+) -> None:
+    """Targets of a vault no longer in the catalog must not stop the notifier's check."""
+    with services._uow() as uow:
+        uow.notifications.add_target(
+            "gone", Channel.WEBHOOK, webhook.url(webhook.new_path()), (Event.OVERDUE,),
+            services.clock(),
+        )  # fmt: skip
+        uow.commit()
+    assert services.notifications.check_overdue() == 0

@@ -149,7 +149,11 @@ class NotificationService(Service):
             )
         written = 0
         for vault in vaults:
-            _count, flagged = self.dashboard.attention(vault)
+            try:
+                _count, flagged = self.dashboard.attention(vault)
+            except VmvaultError as exc:  # e.g. the vault was deleted: its targets wait
+                log.warning("overdue check of vault %s: %s", vault, exc.text)
+                continue
             for a in flagged:
                 if a.reason not in OVERDUE_REASONS or a.since is None:
                     continue
