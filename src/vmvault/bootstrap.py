@@ -29,12 +29,15 @@ from vmvault.services.dashboard import DashboardService
 from vmvault.services.inventory import InventoryService
 from vmvault.services.jobs import JobQueries, JobRunner
 from vmvault.services.lab import LabService, StorageLabService
+from vmvault.services.metrics import MetricsService
+from vmvault.services.notifications import NotificationService
 from vmvault.services.points import PointService
 from vmvault.services.policies import PolicyService
 from vmvault.services.ports import (
     BackupDriver,
     HostFiles,
     Hypervisor,
+    NotificationSender,
     RestoreDriver,
     UnitOfWorkFactory,
 )
@@ -79,6 +82,8 @@ class Adapters:
     host_files: HostFiles | None = None
     #: opens a vault's storage backend from its path (default: the local directory)
     storage: StorageFactory | None = None
+    #: delivers notifications (default: webhook over HTTP, e-mail over the settings' SMTP)
+    notifier: NotificationSender | None = None
 
 
 @dataclass
@@ -118,7 +123,10 @@ class Services:
 
     @cached_property
     def runner(self) -> JobRunner:
-        return JobRunner(self._uow, self.clock, os.getpid(), pid_alive)
+        runner = JobRunner(self._uow, self.clock, os.getpid(), pid_alive)
+        # the outbox is written in the transaction that ends the job (services/notifications.py)
+        runner.on_end.append(lambda uow, job: self.notifications.job_ended(uow, job))
+        return runner
 
     @cached_property
     def context(self) -> ServiceContext:
@@ -189,6 +197,26 @@ class Services:
     @cached_property
     def dashboard(self) -> DashboardService:
         return DashboardService(self.context)
+
+    @cached_property
+    def notifications(self) -> NotificationService:
+        return NotificationService(self.context, self._notifier, self.dashboard)
+
+    @cached_property
+    def _notifier(self) -> NotificationSender:
+        if self.overrides.notifier is not None:
+            return self.overrides.notifier
+        from vmvault.notify import EmailSender, Senders, SmtpConfig, WebhookSender
+
+        s = self.settings
+        smtp = SmtpConfig(
+            s.smtp_host, s.smtp_port, s.smtp_from, s.smtp_starttls, s.smtp_user, s.smtp_password
+        )
+        return Senders(WebhookSender(), EmailSender(smtp))
+
+    @cached_property
+    def metrics(self) -> MetricsService:
+        return MetricsService(self.context, self.dashboard)
 
     @cached_property
     def points(self) -> PointService:
@@ -268,9 +296,12 @@ def bootstrap(
     restore_driver: RestoreDriver | None = None,
     host_files: HostFiles | None = None,
     storage: StorageFactory | None = None,
+    notifier: NotificationSender | None = None,
 ) -> Services:
     """Build the services lazily: a command that needs no catalog never opens it.
 
     Every adapter is the real one unless given: tests pass in-memory adapters here."""
-    adapters = Adapters(uow, hypervisor, backup_driver, restore_driver, host_files, storage)
+    adapters = Adapters(
+        uow, hypervisor, backup_driver, restore_driver, host_files, storage, notifier
+    )
     return Services(settings or Settings.from_env(), clock=clock or utcnow, overrides=adapters)

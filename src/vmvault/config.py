@@ -21,6 +21,11 @@
 | ``VMVAULT_TLS_KEY``         | its PEM private key (neither given beyond loopback: a self-signed pair in ``$VMVAULT_HOME/tls``) |
 | ``VMVAULT_GC_SCHEDULE``     | ``daily@03:00`` (a policy schedule, or ``off``): when the server runs GC |
 | ``VMVAULT_TIMEZONE``        | ``UTC``: the zone of ``VMVAULT_GC_SCHEDULE`` |
+| ``VMVAULT_SMTP_HOST``       | unset: the SMTP server notification e-mails go through (docs/notifications.md) |
+| ``VMVAULT_SMTP_PORT``       | ``25`` |
+| ``VMVAULT_SMTP_FROM``       | ``vmvault@localhost``: the e-mails' sender address |
+| ``VMVAULT_SMTP_STARTTLS``   | ``0``; ``1``: STARTTLS before anything else, the certificate verified |
+| ``VMVAULT_SMTP_USER``       | unset; with ``VMVAULT_SMTP_PASSWORD``: SMTP AUTH (never logged) |
 
 Every value is checked once, by :meth:`Settings.validate` (whole numbers within
 :data:`INT_RANGES`, a known zone, a GC schedule that parses, a listen address, a TLS certificate given with its key): a bad
@@ -38,7 +43,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -73,6 +78,13 @@ class Settings:
     #: ``vmvault serve``'s TLS certificate and key (PEM files), both or neither.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: Notification e-mail (docs/notifications.md); no host: e-mail targets cannot be sent.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "vmvault@localhost"
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -100,6 +112,12 @@ class Settings:
             freeze_timeout=_int(env, "VMVAULT_FREEZE_TIMEOUT", 10),
             tls_cert=_path(env, "VMVAULT_TLS_CERT"),
             tls_key=_path(env, "VMVAULT_TLS_KEY"),
+            smtp_host=env.get("VMVAULT_SMTP_HOST") or None,
+            smtp_port=_int(env, "VMVAULT_SMTP_PORT", 25),
+            smtp_from=env.get("VMVAULT_SMTP_FROM") or "vmvault@localhost",
+            smtp_starttls=_flag(env, "VMVAULT_SMTP_STARTTLS"),
+            smtp_user=env.get("VMVAULT_SMTP_USER") or None,
+            smtp_password=env.get("VMVAULT_SMTP_PASSWORD") or None,
         ).validate()
 
     def validate(self) -> Settings:
@@ -117,6 +135,7 @@ class Settings:
             ("VMVAULT_JOB_WORKERS", self.job_workers),
             ("VMVAULT_SET_HOLD_TIMEOUT", self.set_hold_timeout),
             ("VMVAULT_FREEZE_TIMEOUT", self.freeze_timeout),
+            ("VMVAULT_SMTP_PORT", self.smtp_port),
         ):
             _in_range(name, str(value), value)
         with _setting("VMVAULT_TIMEZONE", self.timezone):
@@ -154,6 +173,7 @@ INT_RANGES = {
     "VMVAULT_JOB_WORKERS": (1, 32),
     "VMVAULT_SET_HOLD_TIMEOUT": (1, 60),  # seconds a guest may stay frozen: docs/sets.md
     "VMVAULT_FREEZE_TIMEOUT": (1, 600),  # seconds
+    "VMVAULT_SMTP_PORT": (1, 65535),
 }
 
 
@@ -195,6 +215,15 @@ def _setting(name: str, value: str, extra: str = "") -> Iterator[None]:
 def _path(env: dict[str, str], name: str) -> Path | None:
     raw = env.get(name)
     return Path(raw).absolute() if raw else None
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    raw = (env.get(name) or "0").strip().lower()
+    if raw not in ("0", "1", "yes", "no", "true", "false"):
+        raise InvalidSetting(
+            "must be 0 or 1", name=name, value=repr(env.get(name)), hint="Write 0 or 1."
+        )
+    return raw in ("1", "yes", "true")
 
 
 def _passphrase(env: dict[str, str], name: str) -> str | None:

@@ -15,6 +15,7 @@ from vmvault.domain.audit import AuditEntry
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.inventory import DiscoveryResult
 from vmvault.domain.job import Job
+from vmvault.domain.notification import Target, shown_address
 from vmvault.domain.policy import Policy, max_age
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.schedule import format_schedule
@@ -340,3 +341,15 @@ def catalog_markdown() -> str:
         cells = [f"`{cls.code}`", cls.kind, cls.message, cls.remedy]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def notify_target_doc(t: Target) -> dict[str, Any]:
+    """A notification target (``notify list --json``, ``GET /api/v1/notifications``)."""
+    return {
+        "id": t.id,
+        "vault": t.vault,
+        "channel": t.channel.value,
+        "address": shown_address(t.address),
+        "events": [e.value for e in t.events],
+        "created_at": iso(t.created_at),
+    }

@@ -15,7 +15,9 @@ from vmvault.api.app import create_app
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
 from vmvault.domain.access import Role
+from vmvault.domain.errors import NotifyDeliveryFailed
 from vmvault.domain.job import Job
+from vmvault.domain.notification import Message, Target
 from vmvault.domain.vault import S3Location
 from vmvault.hypervisor.memory import MemoryBackupDriver, MemoryDisk, MemoryDomain, MemoryHypervisor
 from vmvault.hypervisor.memory.files import MemoryFiles
@@ -48,6 +50,7 @@ class World:
             restore_driver=self.restore_driver,
             host_files=self.files,
             storage=open_storage,
+            notifier=Undelivered(),
         )
 
     def client(self, role: Role = Role.ADMIN) -> TestClient:
@@ -65,6 +68,15 @@ class World:
         while (job := self.services.queue.claim_next()) is not None:
             done.append(self.services.queue.execute(job))
         return done
+
+
+class Undelivered:
+    """The world's notification sender: requests add webhooks at URLs they make up (the
+    fuzzer above all), so nothing leaves this host; delivery has its own tests with real
+    receivers (tests/e2e/test_notifications.py)."""
+
+    def send(self, target: Target, message: Message) -> None:
+        raise NotifyDeliveryFailed("not sent by the in-memory world", channel="any", address="-")
 
 
 def open_storage(where: Path | S3Location) -> StorageBackend:

@@ -252,7 +252,14 @@ def test_health_is_200_then_503_when_the_scheduler_breaks_then_the_server_exits_
         while doc["components"]["scheduler"]["last_beat"] is None:  # before its first tick
             doc = _health(proc, url, log, 200)
         assert doc["status"] == "ok" and "down" not in doc
-        assert set(doc["components"]) == {"worker-0", "worker-1", "scheduler", "api", "catalog"}
+        assert set(doc["components"]) == {
+            "worker-0",
+            "worker-1",
+            "scheduler",
+            "notifier",
+            "api",
+            "catalog",
+        }
         assert all(c["status"] == "up" for c in doc["components"].values())
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=150) == 0, log.read_text()

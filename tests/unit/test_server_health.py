@@ -74,7 +74,7 @@ def test_health_reports_every_component_and_the_last_tick(
     doc = r.json()
     assert doc["status"] == "ok" and doc["jobs_running"] == 0 and "down" not in doc
     comps = doc["components"]
-    assert set(comps) == {"worker-0", "worker-1", "scheduler", "api", "catalog"}
+    assert set(comps) == {"worker-0", "worker-1", "scheduler", "notifier", "api", "catalog"}
     assert all(c["status"] == "up" for c in comps.values()), comps
     assert comps["scheduler"]["last_beat"].startswith(str(server.scheduler.last_beat)[:10])
     assert comps["worker-0"] == {

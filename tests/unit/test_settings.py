@@ -110,8 +110,28 @@ def test_every_whole_number_setting_has_a_range() -> None:
         "VMVAULT_MAX_DISKS", "VMVAULT_AGENT_TIMEOUT", "VMVAULT_WORKERS", "VMVAULT_JOB_WORKERS",
         "VMVAULT_SET_HOLD_TIMEOUT",
         "VMVAULT_FREEZE_TIMEOUT",
+        "VMVAULT_SMTP_PORT",
     }  # fmt: skip
     assert all(1 <= low < high for low, high in INT_RANGES.values())
+
+
+def test_smtp_settings(tmp_path: Path) -> None:
+    """The notification e-mail's server: the port's range, STARTTLS as 0/1, and a password
+    that no repr shows."""
+    home = {"VMVAULT_HOME": str(tmp_path)}
+    s = Settings.from_env(home)
+    assert (s.smtp_host, s.smtp_port, s.smtp_starttls) == (None, 25, False)
+    env = home | {
+        "VMVAULT_SMTP_HOST": "mail.example.com", "VMVAULT_SMTP_PORT": "587",
+        "VMVAULT_SMTP_STARTTLS": "1", "VMVAULT_SMTP_USER": "vmvault",
+        "VMVAULT_SMTP_PASSWORD": "hunter2-secret",
+    }  # fmt: skip
+    s = Settings.from_env(env)
+    assert (s.smtp_port, s.smtp_starttls, s.smtp_password) == (587, True, "hunter2-secret")
+    assert "hunter2-secret" not in repr(s)
+    for name, bad in (("VMVAULT_SMTP_PORT", "70000"), ("VMVAULT_SMTP_STARTTLS", "maybe")):
+        with pytest.raises(InvalidSetting, match=name):
+            Settings.from_env(home | {name: bad})
 
 
 def test_the_set_hold_timeout_stops_at_a_minute(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ every route declares its statuses and its response model (:mod:`vmvault.api.mode
 The routes live in :mod:`vmvault.api.routes`, one module per group, each declaring the role
 it needs (:mod:`vmvault.api.auth`); this module builds the app and serves ``/api/v1/health``
 (no token needed).
+``/metrics`` and its request counter are installed by routes/metrics.py (docs/metrics.md).
 
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, each call opens its own
 catalog transactions, so a slow request never blocks the others.
@@ -36,6 +37,8 @@ from vmvault.api.routes import (
     hosts,
     jobs,
     maintenance,
+    metrics,
+    notifications,
     points,
     policies,
     protection,
@@ -49,7 +52,7 @@ from vmvault.domain.job import JobState
 
 #: The route groups, in the order of the OpenAPI document.
 GROUPS = (system, vaults, hosts, vms, policies, protection, backups, jobs, points, restores,
-          maintenance, admin)  # fmt: skip
+          maintenance, admin, notifications)  # fmt: skip
 
 
 def create_app(
@@ -72,6 +75,7 @@ def create_app(
         audit_trail.AuditTrail, record=services.audit.record, authenticate=authenticate
     )
     app.state.authenticate = authenticate
+    metrics.install(app, services)  # /metrics and the API request counter
 
     @app.get(
         "/api/v1/health",

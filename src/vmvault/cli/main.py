@@ -21,6 +21,7 @@ from vmvault.cli import audit_trail, backups, copies, points, policies, process,
 from vmvault.cli.access import audit_app, token_app
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
+from vmvault.cli.notify import notify_app
 from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, VaultOpt
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
@@ -43,6 +44,7 @@ app.add_typer(host_app, name="host")
 app.add_typer(vm_app, name="vm")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(lab_app, name="lab")
+app.add_typer(notify_app, name="notify")
 app.add_typer(points.points_app, name="points")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")

@@ -15,10 +15,13 @@ they were:
 2. the **workers** (``VMVAULT_JOB_WORKERS``, default 2: a backup already keeps both cores of a
    small host busy with hashing and compression) claim queued jobs, oldest first, and run them
    through the same services as the CLI;
-3. the **scheduler** ticks at every due slot (and at least every ``tick`` seconds): each due
+3. the **notifier** delivers the notification outbox (webhooks, e-mail) with retries and
+   queues one notification per overdue episode (services/notifications.py,
+   docs/notifications.md);
+4. the **scheduler** ticks at every due slot (and at least every ``tick`` seconds): each due
    slot of each policy queues its VMs' backups once (see services/scheduler.py), and GC runs
    on ``VMVAULT_GC_SCHEDULE``;
-4. the **REST API** (see api/app.py) serves on the socket bound in step 0, each request
+5. the **REST API** (see api/app.py, ``/metrics`` included) serves on the socket bound in step 0, each request
    authenticated by its API token (services/tokens.py) and each change written to the audit
    log (api/audit_trail.py).
 
@@ -46,6 +49,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -82,6 +86,8 @@ class Server:
         clock: Callable[[], datetime] | None = None,
         restarts: RestartPolicy | None = None,
         stale_after: float | None = None,
+        notify_poll: float = 5.0,
+        overdue_every: float = 300.0,
     ) -> None:
         self.settings = settings.validate()
         self.workers = workers if workers is not None else settings.job_workers
@@ -103,6 +109,12 @@ class Server:
         #: The scheduler ticks at least every ``tick`` s: older than this, it is stuck.
         self.stale_after = stale_after if stale_after is not None else max(120.0, 4 * tick)
         self.scheduler = self.supervisor.add("scheduler", self._schedule, self.stale_after)
+        #: The notifier delivers the outbox every ``notify_poll`` s and looks for overdue VMs
+        #: every ``overdue_every`` s (services/notifications.py).
+        self.notify_poll = notify_poll
+        self.overdue_every = overdue_every
+        notify_stale = max(120.0, 4 * notify_poll)
+        self.notifier = self.supervisor.add("notifier", self._notify, notify_stale)
         self.services = self._services()
         self.services.queue.on_queued = self.wake.set
 
@@ -123,7 +135,7 @@ class Server:
                 "; ".join(recovered.actions) or "nothing to clean",
             )
         self.supervisor.start()
-        log.info("%d worker(s) and the scheduler started", self.workers)
+        log.info("%d worker(s), the scheduler and the notifier started", self.workers)
 
     @property
     def threads(self) -> list[threading.Thread]:
@@ -210,6 +222,26 @@ class Server:
             if nxt is not None:
                 wait = min(wait, max(0.5, (nxt - services.clock()).total_seconds() + 0.05))
             self.stopping.wait(wait)
+
+    def _notify(self) -> None:
+        services = self._services()
+        notifications = services.notifications
+        next_overdue = 0.0
+        while not self.stopping.is_set():
+            if time.monotonic() >= next_overdue:
+                notifications.prune()
+                written = notifications.check_overdue()
+                if written:
+                    log.info("overdue check: %d notification(s) queued", written)
+                next_overdue = time.monotonic() + self.overdue_every
+            for o in notifications.deliver_due():
+                log.info(
+                    "notification %s (%s) to %s target %s: %s after %d attempt(s)",
+                    o.id, o.message.event.value, o.target.channel.value, o.target.id,
+                    o.state.value, o.attempts,
+                )  # fmt: skip
+            self.notifier.beat()
+            self.stopping.wait(self.notify_poll)
 
 
 def bind(address: ListenAddress) -> socket.socket:

@@ -16,8 +16,10 @@ from sqlalchemy import Connection, Engine, event
 
 from vmvault.persistence.access import SqlAudit, SqlTokens
 from vmvault.persistence.jobs import SqlJobs
+from vmvault.persistence.notifications import SqlNotifications
 from vmvault.persistence.points import SqlCheckpoints, SqlPointCopies, SqlPoints
 from vmvault.persistence.policies import SqlPolicies, SqlSchedules
+from vmvault.persistence.stats import SqlStats
 from vmvault.persistence.vaults import SqlHosts, SqlVaults
 from vmvault.persistence.vms import SqlVms
 
@@ -29,8 +31,8 @@ def configure_sqlite(engine: Engine) -> None:
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=30000")  # first: the next pragma may wait for a lock
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -59,6 +61,8 @@ class SqlUnitOfWork:
         self.schedules = SqlSchedules(self.conn)
         self.tokens = SqlTokens(self.conn)
         self.audit = SqlAudit(self.conn)
+        self.notifications = SqlNotifications(self.conn)
+        self.stats = SqlStats(self.conn)
         return self
 
     def __exit__(

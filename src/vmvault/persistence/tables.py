@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
 )
 
@@ -243,4 +244,47 @@ audit_log = Table(
     Column("target", String(300)),
     Column("status", Integer, nullable=False),
     Column("remote", String(64), nullable=False),
+)
+
+#: Notification targets (docs/notifications.md): a webhook URL or an e-mail address for one
+#: vault and a list of events.
+notify_targets = Table(
+    "notify_targets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("vault", String(64), nullable=False, index=True),
+    Column("channel", String(16), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+#: The transactional outbox: one row per message and target, written in the transaction that
+#: ends the job (or by the overdue check), delivered by the server's notifier.  The unique
+#: ``(target_id, key)`` makes an event — an overdue episode above all — produce one message.
+notify_outbox = Table(
+    "notify_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "target_id",
+        Integer,
+        ForeignKey("notify_targets.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("key", String(200), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("vault", String(64), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("doc", JSON, nullable=False),
+    #: pending | sent | failed
+    Column("state", String(16), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    UniqueConstraint("target_id", "key", name="uq_notify_outbox_target_key"),
 )

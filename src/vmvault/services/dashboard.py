@@ -22,6 +22,7 @@ from functools import partial
 from vmvault.domain.consistency import Consistency
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.policy import Policy, overdue_at
+from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.vm import VmItem, VmState
 from vmvault.services import holdings
 from vmvault.services.context import Service
@@ -30,6 +31,8 @@ from vmvault.services.ports import UnitOfWork
 WINDOW = timedelta(hours=24)
 #: How many days the dashboard's chart of backups and bytes per day covers.
 DAYS = 14
+#: Why a protected VM needs attention (:func:`needing_attention`), in the order checked.
+ATTENTION_REASONS = ("vm-deleted", "last-backup-failed", "overdue", "never-backed-up")
 
 
 @dataclass
@@ -37,9 +40,12 @@ class Attention:
     vm: str
     name: str
     policy: str | None
-    reason: str  # last-backup-failed | overdue | never-backed-up | vm-deleted
+    reason: str  # one of ATTENTION_REASONS
     detail: str
     last_backup_at: datetime | None = None
+    #: what an overdue VM's lateness is counted from (its last point, or when protection was
+    #: configured); None for the other reasons
+    since: datetime | None = None
 
 
 @dataclass
@@ -72,7 +78,60 @@ class Dashboard:
         return round(self.logical_bytes / self.storage_bytes, 2) if self.storage_bytes else None
 
 
+def newest_points(points: list[RecoveryPoint]) -> dict[str, datetime]:
+    """The time of each VM's newest point."""
+    newest: dict[str, datetime] = {}
+    for p in points:
+        if p.created_at > newest.get(p.vm_uuid, p.created_at - timedelta(1)):
+            newest[p.vm_uuid] = p.created_at
+    return newest
+
+
+def needing_attention(
+    protected: list[VmItem],
+    newest: dict[str, datetime],
+    last_backup_job: dict[str, Job | None],
+    policies: dict[str, Policy],
+    now: datetime,
+) -> list[Attention]:
+    """The attention rule (the one rule: the dashboard, ``/metrics``' health and the overdue
+    notifications use it): of the ``protected`` VMs, those deleted from libvirt, those whose
+    last backup job failed, those overdue (``newest`` point per VM) or never backed up."""
+    found = [
+        attention_for(
+            vm,
+            newest.get(vm.uuid),
+            last_backup_job.get(vm.uuid),
+            policies.get(vm.policy or ""),
+            now,
+        )
+        for vm in protected
+    ]
+    return [a for a in found if a is not None]
+
+
 class DashboardService(Service):
+    def attention(self, vault_name: str) -> tuple[int, list[Attention]]:
+        """The vault's protected VMs (how many) and those that need attention, with only the
+        catalog reads the rule needs (no job window, no storage walk)."""
+        vault = self.vaults.resolve(vault_name)
+        now = self.clock()
+        uris = [h.uri for h in self.vaults.list_hosts(vault.location)]
+        with self.uow() as uow:
+            vms = uow.vms.all(uris)
+            protected = [
+                vm for vm in vms if vm.vault == vault.name and vm.state is VmState.PROTECTED
+            ]
+            points = holdings.held_in(uow, vault.name)
+            policies = {r.name: r.policy for r in uow.policies.all(vault.name)}
+            last_job = {
+                vm.uuid: next(iter(uow.jobs.find(JobType.BACKUP, vm_uuid=vm.uuid, limit=1)), None)
+                for vm in protected
+            }
+        return len(protected), needing_attention(
+            protected, newest_points(points), last_job, policies, now
+        )
+
     def summary(self, vault_name: str | None) -> Dashboard:
         vault = self.vaults.resolve(vault_name)
         now = self.clock()
@@ -89,10 +148,7 @@ class DashboardService(Service):
             }
             daily = self._daily(uow, vault.name, now)
         jobs = [j for j in jobs if j.vault == vault.name]
-        newest: dict[str, datetime] = {}
-        for p in points:
-            if p.created_at > newest.get(p.vm_uuid, p.created_at - timedelta(1)):
-                newest[p.vm_uuid] = p.created_at
+        newest = newest_points(points)
         mine = [vm for vm in vms if vm.vault == vault.name and vm.state is not VmState.DISCOVERED]
         protected = [vm for vm in mine if vm.state is VmState.PROTECTED]
         board = Dashboard(
@@ -126,11 +182,7 @@ class DashboardService(Service):
             },
             daily=daily,
         )
-        for vm in protected:
-            policy = policies.get(vm.policy or "")
-            flag = attention_for(vm, newest.get(vm.uuid), last_backup_job.get(vm.uuid), policy, now)
-            if flag is not None:
-                board.attention.append(flag)
+        board.attention = needing_attention(protected, newest, last_backup_job, policies, now)
         return board
 
     def _daily(self, uow: UnitOfWork, vault: str, now: datetime) -> list[DayCount]:
@@ -159,8 +211,9 @@ def attention_for(
     vm: VmItem, last: datetime | None, job: Job | None, policy: Policy | None, now: datetime
 ) -> Attention | None:
     """Why a protected VM needs attention (``last``: its newest point; ``job``: its latest
-    backup job), or None when it does not: the dashboard's rule, and the protection list's
-    health."""
+    backup job), or None when it does not: the one attention rule — the dashboard, the
+    protection list's health, ``/metrics``' health and the overdue notifications use it
+    (through :func:`needing_attention` for many VMs)."""
     flag = partial(Attention, vm.uuid, vm.label, vm.policy, last_backup_at=last)
     if vm.vanished_at is not None or (job is not None and job.error_code == "VM_DELETED"):
         why = "the VM no longer exists in libvirt: stop its protection with --retain-data"
@@ -172,5 +225,5 @@ def attention_for(
         what = "last backup" if last else "protection configured"
         due = overdue_at(policy, since).isoformat(timespec="seconds")
         why = f"{what} at {since.isoformat(timespec='seconds')}, overdue since {due}"
-        return flag("overdue" if last else "never-backed-up", why)
+        return flag("overdue" if last else "never-backed-up", why, since=since)
     return None

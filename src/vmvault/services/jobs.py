@@ -193,6 +193,9 @@ class JobRunner:
         self.observers: list[Callable[[Job], None]] = []
         #: Called with the job and the phase's name each time a job enters a phase.
         self.phase_observers: list[Callable[[Job, str], None]] = []
+        #: Called with the transaction that ends a job, before it commits (the notification
+        #: outbox is written there: services/notifications.py).
+        self.on_end: list[Callable[[UnitOfWork, Job], object]] = []
         self._adopted: Job | None = None
 
     def adopt(self, job: Job | None) -> None:
@@ -235,6 +238,7 @@ class JobRunner:
                     self._close_orphan(holder, now)
                     uow.jobs.update(holder)
                     uow.jobs.append_log(holder.id, f"FAILED {holder.message}", now)
+                    self._ended(uow, holder, now)
             try:
                 job = uow.jobs.create(
                     job_type, vault, vm_uuid, vm_name, JobState.IN_PROGRESS, now, self.pid, key,
@@ -267,8 +271,18 @@ class JobRunner:
             line = job.state.value if error is None else f"{job.state.value}: {error.text}"
             uow.jobs.append_log(job.id, line, now)
             uow.jobs.update(job)
+            self._ended(uow, job, now)
             uow.commit()
         return job
+
+    def _ended(self, uow: UnitOfWork, job: Job, now: datetime) -> None:
+        """Run the :attr:`on_end` hooks in the job's final transaction.  A hook that fails
+        does not keep the job from ending: its failure is a line of the job's log."""
+        for hook in self.on_end:
+            try:
+                hook(uow, job)
+            except Exception as exc:
+                uow.jobs.append_log(job.id, f"after the end: {type(exc).__name__}: {exc}", now)
 
     def run(
         self,

@@ -22,6 +22,8 @@ from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.audit import AuditEntry
 from vmvault.domain.inventory import AgentReport
 from vmvault.domain.job import Job, JobState, JobType, JournalStep
+from vmvault.domain.metrics import LastBackup
+from vmvault.domain.notification import Channel, Delivery, Event, Message, Outgoing, Target
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import (
     CheckpointRecord,
@@ -245,6 +247,10 @@ class UnitOfWork(Protocol):
     def tokens(self) -> TokenRepository: ...
     @property
     def audit(self) -> AuditRepository: ...
+    @property
+    def notifications(self) -> NotificationRepository: ...
+    @property
+    def stats(self) -> CatalogStats: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(
@@ -587,3 +593,68 @@ class DiskWriter(Protocol):
         progress: Callable[[int, int], None] | None,
         cancel: Callable[[], bool] | None,
     ) -> WrittenImage: ...
+
+
+# --- notifications and metrics (docs/notifications.md, docs/metrics.md) ----------------------
+
+
+class NotificationRepository(Protocol):
+    """Notification targets and the outbox of messages to deliver to them."""
+
+    def add_target(
+        self, vault: str, channel: Channel, address: str, events: Sequence[Event], now: datetime
+    ) -> Target: ...
+    def target(self, target_id: int) -> Target | None: ...
+    def targets(self, vault: str | None = None) -> list[Target]:
+        """Oldest first; all vaults' when ``vault`` is None."""
+
+    def remove_target(self, target_id: int) -> None:
+        """Remove the target and its messages, delivered or not."""
+
+    def enqueue(self, target: Target, message: Message, now: datetime) -> bool:
+        """Add ``message`` for ``target``, due now, in the caller's transaction.  MUST add
+        nothing (and return False) when the target already has a message with the same
+        ``message.key``, whatever its state: that is what makes an overdue episode notify
+        once."""
+
+    def due(self, now: datetime, limit: int = 50) -> list[Outgoing]:
+        """Pending messages whose next attempt is due, oldest first."""
+
+    def outbox(self, limit: int = 100, target_id: int | None = None) -> list[Outgoing]:
+        """The newest messages, newest first."""
+
+    def mark(
+        self,
+        outgoing_id: int,
+        state: Delivery,
+        attempts: int,
+        next_attempt_at: datetime,
+        error: str | None,
+        sent_at: datetime | None,
+    ) -> None: ...
+    def prune(self, before: datetime) -> int:
+        """Delete the ``sent`` and ``failed`` messages created before ``before`` (never a
+        pending one); how many."""
+
+
+class CatalogStats(Protocol):
+    """Aggregates of the catalog for ``/metrics``, computed by the database: the cost of a
+    scrape grows with the number of VMs, never with the number of jobs ever run."""
+
+    def job_counts(self) -> dict[tuple[str, str], int]:
+        """Jobs by ``(type, state)``."""
+
+    def last_backups(self) -> list[LastBackup]:
+        """Per VM with an ended backup job: the newest one and its newest good one's end."""
+
+
+class NotificationSender(Protocol):
+    """Delivers one message to one target, once (``vmvault.notify``): a webhook is a JSON
+    POST of ``message.doc`` answered 2xx within the timeout; an e-mail is accepted by the SMTP
+    server for the address.  Anything else MUST raise
+    :class:`~vmvault.domain.errors.NotifyDeliveryFailed` (its ``detail`` says why, never a
+    password) or, for e-mail without an SMTP server configured,
+    :class:`~vmvault.domain.errors.SmtpNotConfigured`.  Retries are the caller's: the
+    outbox tries again later."""
+
+    def send(self, target: Target, message: Message) -> None: ...

@@ -99,6 +99,12 @@ from vmvault.domain.errors.lab import (
     LabGuestTimeout,
     StorageLabFailed,
 )
+from vmvault.domain.errors.notify import (
+    NotifyDeliveryFailed,
+    NotifyNoTarget,
+    NotifyTargetNotFound,
+    SmtpNotConfigured,
+)
 from vmvault.domain.errors.protection import (
     InvalidRetention,
     InvalidSchedule,
@@ -230,6 +236,9 @@ __all__ = [
     "NbdReadFailed",
     "NoVault",
     "NothingToCopy",
+    "NotifyDeliveryFailed",
+    "NotifyNoTarget",
+    "NotifyTargetNotFound",
     "OfflineExportFailed",
     "OperationInProgress",
     "PaperKeyInvalid",
@@ -263,6 +272,7 @@ __all__ = [
     "ServerComponentFailed",
     "SetIncomplete",
     "SetNotFound",
+    "SmtpNotConfigured",
     "StorageAccessDenied",
     "StorageBucketNotFound",
     "StorageCredentialsMissing",

@@ -1,0 +1,114 @@
+"""Notification targets: ``/api/v1/notifications`` (contributor; docs/notifications.md).
+
+The same operations as ``vmvault notify add | list | remove | test``, through
+``services.notifications``.  A target's address is shown without a URL's user and password.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from vmvault import documents
+from vmvault.api.auth import needs
+from vmvault.api.errors import responses
+from vmvault.bootstrap import Services
+from vmvault.domain.access import Role
+from vmvault.domain.errors import InvalidInput
+from vmvault.domain.inputs import MAX_INT64
+from vmvault.domain.notification import Channel, Event
+
+TargetId = Annotated[int, Path(ge=1, le=MAX_INT64, description="a notification target's id")]
+EventName = Literal["failed", "overdue", "warnings", "verify-failed", "approval"]
+
+
+class TargetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    vault: str | None = None
+    webhook: str | None = Field(
+        default=None, description="an http(s) URL the JSON messages are POSTed to"
+    )
+    email: str | None = Field(default=None, description="an e-mail address")
+    events: list[EventName] = Field(min_length=1, description="the events the target gets")
+
+
+class NotifyTestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: int | None = Field(
+        default=None, ge=1, le=MAX_INT64, description="one target (default: all)"
+    )
+    vault: str | None = Field(default=None, description="every target of this vault")
+
+
+class TargetDoc(BaseModel):
+    id: int
+    vault: str
+    channel: Literal["webhook", "email"]
+    address: str
+    events: list[str]
+    created_at: datetime | None
+
+
+class NotifyTestResultDoc(BaseModel):
+    target: TargetDoc
+    ok: bool
+    error: dict[str, str] | None
+
+
+def routes(services: Services) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
+    contributor = [needs(Role.CONTRIBUTOR)]
+
+    @router.get(
+        "", response_model=list[TargetDoc], responses=responses(404), dependencies=contributor
+    )
+    def list_targets(vault: str | None = None) -> list[dict[str, Any]]:
+        return [documents.notify_target_doc(t) for t in services.notifications.list_targets(vault)]
+
+    @router.post(
+        "",
+        status_code=201,
+        response_model=TargetDoc,
+        responses=responses(404),
+        dependencies=contributor,
+    )
+    def add_target(body: TargetCreate) -> dict[str, Any]:
+        if (body.webhook is None) == (body.email is None):
+            raise InvalidInput("give exactly one of webhook and email", what="target")
+        channel = Channel.WEBHOOK if body.webhook is not None else Channel.EMAIL
+        address = body.webhook if body.webhook is not None else body.email
+        events = tuple(e for e in Event if e.value in body.events)
+        target = services.notifications.add_target(body.vault, channel, address or "", events)
+        return documents.notify_target_doc(target)
+
+    @router.delete(
+        "/{target_id}",
+        response_model=TargetDoc,
+        responses=responses(404),
+        dependencies=contributor,
+    )
+    def remove_target(target_id: TargetId) -> dict[str, Any]:
+        return documents.notify_target_doc(services.notifications.remove_target(target_id))
+
+    @router.post(
+        "/test",
+        response_model=list[NotifyTestResultDoc],
+        responses=responses(404),
+        dependencies=contributor,
+    )
+    def test(body: NotifyTestRequest | None = None) -> list[dict[str, Any]]:
+        """Send a test message now to one target, or to every target (of a vault)."""
+        body = body or NotifyTestRequest()
+        return [
+            {
+                "target": documents.notify_target_doc(r.target),
+                "ok": r.error is None,
+                "error": r.error.as_dict() if r.error else None,
+            }
+            for r in services.notifications.test(body.id, body.vault)
+        ]
+
+    return router

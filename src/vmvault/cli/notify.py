@@ -1,0 +1,121 @@
+"""``vmvault notify``: notification targets per vault and event (docs/notifications.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vmvault import documents
+from vmvault.cli import render
+from vmvault.cli.context import services
+from vmvault.cli.options import JsonOpt, VaultOpt
+from vmvault.cli.render import emit_json, out
+from vmvault.domain.errors import InvalidInput
+from vmvault.domain.notification import Channel, parse_events
+
+notify_app = typer.Typer(
+    help="Notifications: webhooks and e-mail on failed, overdue … backups.",
+    no_args_is_help=True,
+)
+
+
+@notify_app.command("add")
+def add(
+    vault: VaultOpt = None,
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", help="POST JSON messages to this http(s) URL.")
+    ] = None,
+    email: Annotated[
+        str | None, typer.Option("--email", help="Send e-mail to this address.")
+    ] = None,
+    events: Annotated[
+        str,
+        typer.Option(
+            "--events",
+            help="Comma-separated: failed, overdue, warnings, verify-failed, approval (or all).",
+        ),
+    ] = "failed,overdue,verify-failed",
+    json_: JsonOpt = False,
+) -> None:
+    """Add a target: one webhook or one e-mail address, for one vault and some events."""
+    if (webhook is None) == (email is None):
+        raise InvalidInput("give exactly one of --webhook URL and --email ADDRESS", what="target")
+    wanted = parse_events(events)
+    channel = Channel.WEBHOOK if webhook is not None else Channel.EMAIL
+    target = services().notifications.add_target(vault, channel, webhook or email or "", wanted)
+    doc = documents.notify_target_doc(target)
+    if json_:
+        emit_json(doc)
+    else:
+        out.print(
+            f"target {target.id}: {doc['channel']} {doc['address']} "
+            f"(vault {target.vault}; {', '.join(doc['events'])})",
+            markup=False,
+        )
+
+
+@notify_app.command("list")
+def list_targets(
+    vault: Annotated[str | None, typer.Option("--vault", help="Only this vault's targets.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """The notification targets."""
+    targets = services().notifications.list_targets(vault)
+    docs = [documents.notify_target_doc(t) for t in targets]
+    if json_:
+        emit_json(docs)
+        return
+    if not docs:
+        out.print("no notification target (add one with 'vmvault notify add')")
+        return
+    table = Table("id", "vault", "channel", "address", "events", box=None)
+    for d in docs:
+        render.add_row(
+            table, str(d["id"]), d["vault"], d["channel"], d["address"], ",".join(d["events"])
+        )
+    out.print(table)
+
+
+@notify_app.command("remove")
+def remove(target_id: Annotated[int, typer.Argument(help="The target's id.")]) -> None:
+    """Remove a target (its undelivered messages with it)."""
+    target = services().notifications.remove_target(target_id)
+    out.print(f"target {target.id} removed", markup=False)
+
+
+@notify_app.command("test")
+def test(
+    target_id: Annotated[
+        int | None, typer.Argument(help="One target's id (default: every target).")
+    ] = None,
+    vault: Annotated[
+        str | None, typer.Option("--vault", help="Every target of this vault.")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Send a test message now; exit 1 when a target did not get it."""
+    results = services().notifications.test(target_id, vault)
+    if json_:
+        emit_json(
+            [
+                {
+                    "target": documents.notify_target_doc(r.target),
+                    "ok": r.error is None,
+                    "error": r.error.as_dict() if r.error else None,
+                }
+                for r in results
+            ]
+        )
+    else:
+        for r in results:
+            doc = documents.notify_target_doc(r.target)
+            where = f"target {r.target.id} ({doc['channel']} {doc['address']})"
+            if r.error is None:
+                out.print(f"{where}: sent", markup=False)
+            else:
+                out.print(f"{where}: not sent", markup=False)
+                render.error(r.error)
+    if any(r.error is not None for r in results):
+        raise typer.Exit(render.EXIT_FAILED)

@@ -1,0 +1,315 @@
+"""Notifications: which events reach whom, and what they say (docs/notifications.md).
+
+A *target* is a webhook URL or an e-mail address, configured for one vault and a set of
+*events*.  Events come from two places:
+
+* the end of a job (:func:`job_events`): a backup that failed (``failed``), a backup that
+  completed with warnings (``warnings``), a verify that failed (``verify-failed``);
+* the periodic overdue check (:func:`overdue_event`): a protected VM the dashboard flags as
+  overdue or never backed up.  One notification per overdue *episode*: the episode is named
+  by the VM and the time its lateness is counted from (its last good point, or the moment
+  protection was configured), so a check every few minutes re-finds the same key and sends
+  nothing new, and a new backup followed by a new lateness is a new episode;
+* ``approval`` (an operation waiting for an admin's approval) is defined here; nothing emits
+  it until approvals exist (issue 14).
+
+Every event becomes one :class:`Message` per matching target, written to the catalog's
+outbox and delivered by the server's notifier with retries (:func:`retry_delay`); after
+:data:`MAX_ATTEMPTS` failed deliveries the message is ``failed`` for good.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from vmvault.domain.errors import InvalidInput
+from vmvault.domain.job import Job, JobState, JobType
+
+
+class Event(StrEnum):
+    FAILED = "failed"
+    OVERDUE = "overdue"
+    WARNINGS = "warnings"
+    VERIFY_FAILED = "verify-failed"
+    APPROVAL = "approval"
+    #: ``vmvault notify test``: never subscribed to, sent on request.
+    TEST = "test"
+
+
+#: The events a target may subscribe to (``--events``), in the documented order.
+SUBSCRIBABLE = (Event.FAILED, Event.OVERDUE, Event.WARNINGS, Event.VERIFY_FAILED, Event.APPROVAL)
+
+
+class Channel(StrEnum):
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+
+
+class Delivery(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Target:
+    id: int
+    vault: str
+    channel: Channel
+    address: str
+    events: tuple[Event, ...]
+    created_at: datetime
+
+    def wants(self, event: Event) -> bool:
+        return event is Event.TEST or event in self.events
+
+
+@dataclass(frozen=True)
+class Message:
+    """What one event says: a subject line, a text body (the e-mail), and a JSON document
+    (the webhook's body).  ``key`` deduplicates: one message per target and key."""
+
+    event: Event
+    vault: str
+    key: str
+    subject: str
+    text: str
+    doc: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message of the outbox, for one target."""
+
+    id: int
+    target: Target
+    message: Message
+    state: Delivery
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+#: Failed deliveries before a message is ``failed`` for good.
+MAX_ATTEMPTS = 6
+
+
+def retry_delay(attempts: int, base: timedelta = timedelta(seconds=30)) -> timedelta:
+    """How long after its ``attempts``-th failed delivery a message is tried again: ``base``
+    doubled each time, at most one hour (30 s, 1 min, 2 min, 4 min, 8 min with the default)."""
+    if attempts < 1:
+        raise ValueError("attempts counts failed deliveries: at least 1")
+    delay: timedelta = base * (2 ** min(attempts - 1, 20))
+    return min(delay, timedelta(hours=1))
+
+
+def after_failure(attempts: int, now: datetime, base: timedelta) -> tuple[Delivery, datetime]:
+    """The state and next attempt time of a message whose ``attempts``-th delivery failed."""
+    if attempts >= MAX_ATTEMPTS:
+        return Delivery.FAILED, now
+    return Delivery.PENDING, now + retry_delay(attempts, base)
+
+
+# --- parsing what the user gives ----------------------------------------------------------
+
+_EMAIL = re.compile(r"[^@\s<>,;\"]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
+MAX_ADDRESS = 2000
+
+
+def parse_events(text: str) -> tuple[Event, ...]:
+    """``failed,overdue,…`` (or ``all``) → the events, in the documented order."""
+    names = {n.strip().lower() for n in text.split(",") if n.strip()}
+    if names == {"all"}:
+        return SUBSCRIBABLE
+    known = {e.value for e in SUBSCRIBABLE}
+    unknown = sorted(names - known)
+    if unknown or not names:
+        what = f"--events {text!r}"
+        raise InvalidInput(f"use a comma-separated list of {', '.join(sorted(known))}", what=what)
+    return tuple(e for e in SUBSCRIBABLE if e.value in names)
+
+
+def check_address(channel: Channel, address: str) -> str:
+    """A webhook's http(s) URL or an e-mail address, refused before anything is stored."""
+    address = address.strip()
+    if not address or len(address) > MAX_ADDRESS or not address.isprintable():
+        raise InvalidInput("it is empty, too long or not printable", what=f"{channel} address")
+    if channel is Channel.WEBHOOK:
+        scheme, sep, rest = address.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest or " " in rest:
+            raise InvalidInput("give an http:// or https:// URL", what=f"webhook {address!r}")
+    elif not _EMAIL.fullmatch(address):
+        raise InvalidInput("give one address such as ops@example.com", what=f"e-mail {address!r}")
+    return address
+
+
+# --- which events a job's end produces -------------------------------------------------------
+
+
+def job_events(job: Job) -> list[Event]:
+    """The events the end of ``job`` produces (none for a job still active or cancelled).
+
+    A backup set's children are backup jobs: each VM's failure is its own event, and the
+    set job itself produces none (it would repeat them)."""
+    if job.type is JobType.BACKUP:
+        if job.state is JobState.FAILED:
+            return [Event.FAILED]
+        if job.state is JobState.COMPLETED_WITH_WARNINGS:
+            return [Event.WARNINGS]
+    if job.type is JobType.VERIFY and job.state is JobState.FAILED:
+        return [Event.VERIFY_FAILED]
+    return []
+
+
+def _when(at: datetime | None) -> str:
+    return at.isoformat(timespec="seconds") if at else "-"
+
+
+def job_message(event: Event, job: Job) -> Message:
+    """The message of a job's end event."""
+    who = job.vm_name or job.vm_uuid or f"vault {job.vault}"
+    what = {
+        Event.FAILED: "backup failed",
+        Event.WARNINGS: "backup completed with warnings",
+        Event.VERIFY_FAILED: "verify failed",
+    }.get(event, event.value)
+    subject = f"[vmvault] {who}: {what} (job {job.id})"
+    lines = [
+        f"{what}: {who}",
+        f"vault: {job.vault}",
+        f"job: {job.id} ({job.type.value}, {job.state.value})",
+        f"started: {_when(job.started_at)}",
+        f"ended: {_when(job.ended_at)}",
+    ]
+    if job.error_code:
+        lines += [f"error: {job.error_code}: {job.message}", f"remedy: {job.remedy}"]
+    lines += [f"warning: {w}" for w in job.warnings]
+    lines.append(f"details: vmvault jobs show {job.id}")
+    doc = {
+        "event": event.value,
+        "vault": job.vault,
+        "vm": {"uuid": job.vm_uuid, "name": job.vm_name} if job.vm_uuid else None,
+        "job": {
+            "id": job.id,
+            "type": job.type.value,
+            "state": job.state.value,
+            "started_at": _when(job.started_at),
+            "ended_at": _when(job.ended_at),
+            "error": (
+                {"code": job.error_code, "message": job.message, "remedy": job.remedy}
+                if job.error_code
+                else None
+            ),
+            "warnings": list(job.warnings),
+        },
+        "subject": subject,
+    }
+    return Message(event, job.vault, f"job:{job.id}:{event.value}", subject, "\n".join(lines), doc)
+
+
+# --- overdue episodes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lateness:
+    """A protected VM the dashboard's attention rule flags as late (services/dashboard.py)."""
+
+    vault: str
+    vm_uuid: str
+    vm_name: str
+    policy: str | None
+    #: what lateness is counted from: the last good point, else when protection was configured
+    since: datetime
+    detail: str
+    never_backed_up: bool = False
+
+
+def overdue_key(late: Lateness) -> str:
+    """The episode's key: the same VM late from the same moment is one episode."""
+    return f"overdue:{late.vm_uuid}:{late.since.isoformat(timespec='seconds')}"
+
+
+def overdue_message(late: Lateness) -> Message:
+    what = "never backed up" if late.never_backed_up else "backup overdue"
+    subject = f"[vmvault] {late.vm_name}: {what}"
+    text = "\n".join(
+        [
+            f"{what}: {late.vm_name} ({late.vm_uuid})",
+            f"vault: {late.vault}",
+            f"policy: {late.policy or '-'}",
+            late.detail,
+            f"details: vmvault dashboard --vault {late.vault}",
+        ]
+    )
+    doc = {
+        "event": Event.OVERDUE.value,
+        "vault": late.vault,
+        "vm": {"uuid": late.vm_uuid, "name": late.vm_name},
+        "policy": late.policy,
+        "since": _when(late.since),
+        "never_backed_up": late.never_backed_up,
+        "detail": late.detail,
+        "subject": subject,
+    }
+    return Message(Event.OVERDUE, late.vault, overdue_key(late), subject, text, doc)
+
+
+# --- approvals (issue 14) and tests ---------------------------------------------------------
+
+
+def approval_message(vault: str, request_id: str, operation: str, requested_by: str) -> Message:
+    """An operation waits for an admin's approval.  Nothing emits it yet: approvals arrive
+    with issue 14, which calls this when it records a pending request."""
+    subject = f"[vmvault] approval needed: {operation}"
+    text = "\n".join(
+        [
+            f"{requested_by} asks to {operation} (vault {vault}).",
+            f"request: {request_id}",
+            "An admin approves or refuses it.",
+        ]
+    )
+    doc = {
+        "event": Event.APPROVAL.value,
+        "vault": vault,
+        "request": request_id,
+        "operation": operation,
+        "requested_by": requested_by,
+        "subject": subject,
+    }
+    return Message(Event.APPROVAL, vault, f"approval:{request_id}", subject, text, doc)
+
+
+def sample_message(target: Target, at: datetime) -> Message:
+    subject = f"[vmvault] test message for vault {target.vault}"
+    text = "\n".join(
+        [
+            f"This is a test message from vmvault ({_when(at)}).",
+            f"target {target.id}: {target.channel.value} {target.address}",
+            f"events: {', '.join(e.value for e in target.events)}",
+        ]
+    )
+    doc = {
+        "event": Event.TEST.value,
+        "vault": target.vault,
+        "target": target.id,
+        "at": _when(at),
+        "subject": subject,
+    }
+    return Message(Event.TEST, target.vault, f"test:{_when(at)}", subject, text, doc)
+
+
+def shown_address(address: str) -> str:
+    """The address as logs and errors show it: a URL without its user and password."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        return address
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "…@" + authority.rpartition("@")[2]
+    return f"{scheme}://{authority}{slash}{path}"

@@ -1,0 +1,80 @@
+"""The figures ``/metrics`` exposes (docs/metrics.md), read from the catalog at each scrape.
+
+Bounded by design: jobs are counted by the database (``uow.stats``), never loaded; per VM
+only its newest ended backup job and its newest good one's end are read; points are those
+the vaults hold now (bounded by retention).  The one figure that reads the vault's storage —
+the bytes its chunk files take — is kept :data:`STORED_BYTES_TTL` seconds, so a scrape every
+15 s does not walk a large vault every 15 s.  Protected VMs' health is the dashboard's
+attention rule (services/dashboard.py), not a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from vmvault.domain.errors import VmvaultError
+from vmvault.domain.metrics import MetricsSnapshot, VaultFigures, histogram
+from vmvault.domain.vault import Vault
+from vmvault.services import holdings
+from vmvault.services.context import Service, ServiceContext
+from vmvault.services.dashboard import ATTENTION_REASONS, DashboardService
+
+log = logging.getLogger("vmvault.metrics")
+
+#: Seconds a vault's stored bytes are reused before its storage is asked again.
+STORED_BYTES_TTL = 300.0
+
+
+class MetricsService(Service):
+    def __init__(self, ctx: ServiceContext, dashboard: DashboardService) -> None:
+        super().__init__(ctx)
+        self.dashboard = dashboard
+        self._stored: dict[str, tuple[float, int | None]] = {}
+
+    def snapshot(self) -> MetricsSnapshot:
+        with self.uow() as uow:
+            jobs = uow.stats.job_counts()
+            last = uow.stats.last_backups()
+            vaults = uow.vaults.all()
+            held = {v.name: holdings.held_in(uow, v.name) for v in vaults}
+        own = {p.id: p for points in held.values() for p in points}  # a copy counts once
+        figures = []
+        for vault in vaults:
+            protected, attention = self.dashboard.attention(vault.name)
+            health = {"ok": protected - len(attention)} | dict.fromkeys(ATTENTION_REASONS, 0)
+            for a in attention:
+                health[a.reason] = health.get(a.reason, 0) + 1
+            points = held[vault.name]
+            figures.append(
+                VaultFigures(
+                    vault=vault.name,
+                    stored_bytes=self._stored_bytes(vault),
+                    logical_bytes=sum(p.bytes_logical for p in points),
+                    points=len(points),
+                    health=health,
+                )
+            )
+        return MetricsSnapshot(
+            at=self.clock(),
+            jobs=jobs,
+            last_backups=last,
+            vaults=figures,
+            frozen=histogram(p.frozen_ms / 1000 for p in own.values() if p.frozen_ms > 0),
+            paused=histogram(p.paused_ms / 1000 for p in own.values() if p.paused_ms > 0),
+        )
+
+    def _stored_bytes(self, vault: Vault) -> int | None:
+        """The vault's chunk bytes (None: its storage cannot be read now)."""
+        cached = self._stored.get(vault.name)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < STORED_BYTES_TTL:
+            return cached[1]
+        value: int | None
+        try:
+            value = self.vaults.stored_chunk_bytes(vault)
+        except VmvaultError as exc:
+            log.warning("vault %s: stored bytes unknown: %s", vault.name, exc.text)
+            value = None
+        self._stored[vault.name] = (now, value)
+        return value
