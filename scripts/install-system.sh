@@ -6,6 +6,7 @@ PKGS=(
   python3-libvirt python3-libnbd python3-venv busybox-static e2fsprogs nbdkit libnbd-bin
   qemu-block-extra gzip kmod
   ceph-mon ceph-osd radosgw ceph-common
+  chromium chromium-driver  # the web console's browser tests and screenshots (headless)
 )
 missing=()
 for p in "${PKGS[@]}"; do
