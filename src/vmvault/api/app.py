@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Path, Query
 from fastapi.responses import JSONResponse
 
-from vmvault import __version__, documents
+from vmvault import __version__, documents, web
 from vmvault.api import errors
 from vmvault.api.auth import Authenticate, needs
 from vmvault.api.errors import responses
@@ -277,4 +277,5 @@ def create_app(
             services.queue.submit_restore_test(body.vm, body.point, origin="api")
         )
 
+    web.mount(app)
     return app
