@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from vmvault.domain.errors import VmvaultError
+from vmvault.domain.inventory import DiscoveryResult
 from vmvault.domain.job import Job
 from vmvault.domain.policy import Policy, max_age
 from vmvault.domain.recovery_point import RecoveryPoint
@@ -20,7 +21,10 @@ from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import VmItem
 from vmvault.services.dashboard import Dashboard
 from vmvault.services.holdings import Holding
-from vmvault.services.policies import PolicyView
+from vmvault.services.jobs import JobOutcome
+from vmvault.services.policies import PolicyPreview, PolicyView
+from vmvault.services.protection import ProtectedItem, ProtectResult
+from vmvault.services.vaults import VaultSummary
 
 
 def iso(value: datetime | None) -> str | None:
@@ -201,7 +205,97 @@ def dashboard_doc(d: Dashboard) -> dict[str, Any]:
             "points": d.points,
             "by_consistency": d.by_consistency,
         },
+        "daily": [
+            {
+                "day": c.day.isoformat(),
+                "backups": c.backups,
+                "failed": c.failed,
+                "bytes_new": c.bytes_new,
+            }
+            for c in d.daily
+        ],
     }
+
+
+def vault_summary_doc(s: VaultSummary) -> dict[str, Any]:
+    """``vault show``: the vault, its location's hosts and its VMs by state."""
+    return vault_doc(s.vault) | {
+        "hosts": [host_doc(h) for h in s.hosts],
+        "vm_counts": s.vm_counts,
+    }
+
+
+def protected_item_doc(i: ProtectedItem) -> dict[str, Any]:
+    """One row of ``protection list``."""
+    return {
+        "uuid": i.vm.uuid,
+        "name": i.vm.name,
+        "host": i.vm.hostname,
+        "state": i.vm.state.value,
+        "protection": i.protection,
+        "policy": i.vm.policy,
+        "protected_since": iso(i.vm.protected_since),
+        "points": i.points,
+        "last_point_at": iso(i.last_point_at),
+        "health": i.health,
+    }
+
+
+def discovery_doc(outcome: JobOutcome[DiscoveryResult]) -> dict[str, Any]:
+    """``discover --json``: the job and, when it ran, the uuids it found by kind."""
+    doc = job_doc(outcome.job)
+    if outcome.result is not None:
+        r = outcome.result
+        doc["result"] = {
+            key: [vm.uuid for vm in getattr(r, key)]
+            for key in ("new", "changed", "unchanged", "vanished")
+        }
+    return doc
+
+
+def protect_docs(result: ProtectResult) -> list[dict[str, Any]]:
+    """The jobs of ``protect``, ``protection stop|resume`` and ``unregister``: each
+    configuring job with the VM's new state and policy, each backup job with its point, then
+    the prune jobs."""
+    docs = [
+        job_doc(o.job)
+        | {"vm_state": o.result.state.value if o.result else None}
+        | {"policy": o.result.policy if o.result else None}
+        for o in result.configured
+    ]
+    docs += [
+        job_doc(o.job) | {"point": point_doc(o.result) if o.result else None}
+        for o in result.backups
+    ]
+    docs += [job_doc(o.prune.job) for o in result.backups if o.prune is not None]
+    return docs
+
+
+def preview_doc(p: PolicyPreview) -> dict[str, Any]:
+    """A policy preview: its next runs and retention's decision on a VM's points."""
+    return {
+        "schedule": format_schedule(p.policy.schedule),
+        "timezone": p.policy.timezone.key,
+        "next_runs": [iso(t) for t in p.next_runs],
+        "retention": [
+            {
+                "point": pt.id,
+                "created_at": iso(pt.created_at),
+                "kept": d.keep,
+                "reasons": list(d.reasons),
+            }
+            for pt, d in p.retention
+        ],
+        "warnings": p.policy.warnings(),
+    }
+
+
+def error_catalog() -> list[dict[str, str]]:
+    """Every error code with its kind, message and remedy (``vmvault errors --json``)."""
+    return [
+        {"code": cls.code, "kind": cls.kind, "message": cls.message, "remedy": cls.remedy}
+        for cls in sorted(VmvaultError.registry.values(), key=lambda c: c.code)
+    ]
 
 
 def catalog_markdown() -> str:

@@ -58,6 +58,169 @@ class RestoreTestRequest(_Request):
     point: str
 
 
+def _vm_refs() -> Any:
+    return Field(min_length=1, description="VM references: uuid, NAME, HOST/NAME or GROUP/NAME")
+
+
+class CopyRequest(_Request):
+    """Copy the points ``from_vault`` holds and ``to_vault`` lacks: of ``vms``, or ``all``."""
+
+    from_vault: str
+    to_vault: str
+    vms: list[str] = Field([], description="VM references (or all: true)")
+    all: bool = Field(False, description="every VM with points in from_vault")
+
+
+class RestoreRequest(_Request):
+    vm: str = Field(description="the VM the point belongs to")
+    point: str
+    mode: Literal["as-new", "replace", "disks-only"]
+    name: str | None = Field(None, description="as-new: the new VM's name")
+    directory: str | None = Field(
+        None, description="an absolute directory on the server (disks-only: required)"
+    )
+    host: str | None = Field(None, description="as-new: libvirt URI of the target host")
+    start: bool | None = Field(None, description="start the restored VM")
+    keep_previous: bool | None = Field(None, description="replace: keep the displaced images")
+    shutdown_timeout: float | None = Field(
+        None, description="replace: seconds of graceful shutdown before forcing it off"
+    )
+    format: Literal["qcow2", "raw"] | None = Field(None, description="disks-only (default qcow2)")
+    overwrite: bool | None = Field(None, description="disks-only: replace existing files")
+    from_vault: str | None = Field(None, description="a vault holding the point or a copy")
+
+
+class S3Request(_Request):
+    endpoint: str = Field(description="the service's URL, e.g. http://127.0.0.1:7480")
+    bucket: str
+    prefix: str | None = None
+    region: str | None = None
+    credentials_file: str | None = Field(
+        None, description="absolute path on the server (null: the server's environment)"
+    )
+
+
+class VaultCreate(_Request):
+    """As ``vault create``: in a directory (``path``, default under the server's home) or,
+    with ``s3``, in a bucket."""
+
+    name: str
+    location: str
+    path: str | None = Field(None, description="an absolute directory on the server")
+    encrypt: bool = Field(False, description="the passphrase is the server's VMVAULT_PASSPHRASE")
+    key_file: str | None = Field(None, description="absolute path on the server")
+    chunk_size: int | None = Field(None, description="bytes, a power of two: 64 KiB … 64 MiB")
+    compression_level: int | None = Field(None, description="zstd level (default 1)")
+    s3: S3Request | None = None
+
+
+class HostCreate(_Request):
+    uri: str = Field(description="libvirt URI (a URI that runs a local command is refused)")
+    location: str
+    check: bool = Field(True, description="connect to the host first")
+
+
+class HostUpdate(_Request):
+    cluster_managed: list[str] = Field([], description="VMs (name or uuid) to mark")
+    not_cluster_managed: list[str] = Field([], description="VMs to unmark")
+
+
+class VaultOnly(_Request):
+    vault: str | None = None
+
+
+class RegisterRequest(_Request):
+    vms: list[str] = _vm_refs()
+    vault: str | None = None
+    crash_consistent: bool = Field(
+        False, description="accept a VM whose guest agent is missing or silent"
+    )
+    exclude_disks: list[str] = Field([], description="disk targets left out of every backup")
+
+
+class VmsRequest(_Request):
+    vms: list[str] = _vm_refs()
+    vault: str | None = None
+
+
+class VmUpdate(_Request):
+    exclude_disks: list[str] = Field([], description="disk targets to leave out")
+    include_disks: list[str] = Field([], description="disk targets to back up again")
+
+
+class RetentionCounts(_Request):
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+    yearly: int = 0
+
+
+class RetentionChange(_Request):
+    """Counts to change (the others keep their values)."""
+
+    daily: int | None = None
+    weekly: int | None = None
+    monthly: int | None = None
+    yearly: int | None = None
+
+
+class _PolicyFields(_Request):
+    schedule: str = Field(description="daily@HH:MM, weekly:DAYS@HH:MM or every:Nh[@HH:MM-HH:MM]")
+    timezone: str = Field("UTC", description="IANA time zone")
+    retention: RetentionCounts
+    copy_to: str | None = Field(None, description="copy every new point to this vault")
+    copy_retention: RetentionChange | None = Field(
+        None, description="retention in copy_to (default: the policy's)"
+    )
+    as_set: bool = False
+    require: Literal["application-consistent", "file-system-consistent"] | None = None
+    vault: str | None = None
+
+
+class PolicyCreate(_PolicyFields):
+    name: str
+
+
+class PolicyPreviewRequest(_PolicyFields):
+    name: str = "preview"
+    vm: str | None = Field(None, description="show what retention keeps of this VM's points")
+    runs: int = Field(10, description="how many next runs (1 … 100)")
+
+
+class PolicyUpdate(_Request):
+    schedule: str | None = None
+    timezone: str | None = None
+    retention: RetentionChange | None = None
+    copy_to: str | None = None
+    copy_retention: RetentionChange | None = None
+    no_copy: bool = Field(False, description="stop copying new points (copies made stay)")
+    as_set: bool | None = None
+    require: Literal["application-consistent", "file-system-consistent", "any"] | None = None
+
+
+class ProtectRequest(_Request):
+    vms: list[str] = _vm_refs()
+    policy: str
+    vault: str | None = None
+    exclude_disks: list[str] = Field([], description="disk targets added to the excluded ones")
+
+
+class StopRequest(_Request):
+    vms: list[str] = _vm_refs()
+    delete_data: bool = Field(False, description="delete the points (default: keep them)")
+    vault: str | None = None
+
+
+class ResumeRequest(_Request):
+    vms: list[str] = _vm_refs()
+    policy: str | None = Field(None, description="default: the VM's own")
+    vault: str | None = None
+
+
+class PinRequest(_Request):
+    protected: bool
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 
@@ -277,6 +440,13 @@ class PolicyDoc(BaseModel):
     updated_at: str | None
 
 
+class DayDoc(BaseModel):
+    day: str = Field(description="a UTC day, YYYY-MM-DD")
+    backups: int = Field(description="backup jobs created that day that completed")
+    failed: int
+    bytes_new: int = Field(description="bytes the vault's new points of that day added")
+
+
 class AttentionDoc(BaseModel):
     vm: str
     name: str
@@ -303,3 +473,77 @@ class DashboardDoc(BaseModel):
     jobs_24h: dict[str, int]
     attention: list[AttentionDoc]
     storage: StorageDoc
+    daily: list[DayDoc] = Field(description="the last 14 UTC days, oldest first")
+
+
+class HostDoc(BaseModel):
+    uri: str
+    location: str
+    hostname: str | None
+    created_at: str | None
+    cluster_managed: list[str]
+
+
+class VaultShowDoc(VaultDoc):
+    hosts: list[HostDoc]
+    vm_counts: dict[str, int]
+
+
+class DiscoveryResultDoc(BaseModel):
+    new: list[str]
+    changed: list[str]
+    unchanged: list[str]
+    vanished: list[str]
+
+
+class DiscoveryDoc(JobDoc):
+    result: DiscoveryResultDoc | None = Field(None, description="null: the job failed")
+
+
+class ProtectJobDoc(JobDoc):
+    """A job of protect, stop, resume or unregister (a configuring job: the VM's new state)."""
+
+    vm_state: str | None = None
+    policy: str | None = None
+
+
+class ProtectedItemDoc(BaseModel):
+    uuid: str
+    name: str
+    host: str
+    state: VmState
+    protection: str
+    policy: str | None
+    protected_since: str | None
+    points: int
+    last_point_at: str | None
+    health: str = Field(
+        description="ok, last-backup-failed, overdue, never-backed-up, vm-deleted; "
+        "- when not protected"
+    )
+
+
+class RetentionDecisionDoc(BaseModel):
+    point: str
+    created_at: str | None
+    kept: bool
+    reasons: list[str]
+
+
+class PolicyPreviewDoc(BaseModel):
+    schedule: str
+    timezone: str
+    next_runs: list[str | None]
+    retention: list[RetentionDecisionDoc]
+    warnings: list[str]
+
+
+class ErrorCatalogDoc(BaseModel):
+    code: str
+    kind: Literal["usage", "failure"]
+    message: str
+    remedy: str
+
+
+class DeletedDoc(BaseModel):
+    deleted: str

@@ -62,14 +62,7 @@ def discover(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     """Find the VMs of every host in the vault's location (a discovery job)."""
     outcome = services().inventory.discover(vault)
     if json_:
-        doc = documents.job_doc(outcome.job)
-        if outcome.result is not None:
-            r = outcome.result
-            doc["result"] = {
-                key: [vm.uuid for vm in getattr(r, key)]
-                for key in ("new", "changed", "unchanged", "vanished")
-            }
-        emit_json(doc)
+        emit_json(documents.discovery_doc(outcome))
     else:
         render.job_result_line(outcome.job)
         if outcome.result is not None:
@@ -312,10 +305,7 @@ def errors_cmd(
     if markdown:
         sys.stdout.write(documents.catalog_markdown())
         return
-    rows = [
-        {"code": cls.code, "kind": cls.kind, "message": cls.message, "remedy": cls.remedy}
-        for cls in sorted(VmvaultError.registry.values(), key=lambda c: c.code)
-    ]
+    rows = documents.error_catalog()
     if json_:
         emit_json(rows)
         return

@@ -210,18 +210,7 @@ def _jobs_result(result: ProtectResult, json_: bool) -> None:
     jobs: list[Job] = [o.job for o in result.configured] + [o.job for o in result.backups]
     jobs += [o.job for o in prunes]
     if json_:
-        docs = [
-            documents.job_doc(o.job)
-            | {"vm_state": documents.vm_doc(o.result)["state"] if o.result else None}
-            | {"policy": o.result.policy if o.result else None}
-            for o in result.configured
-        ]
-        docs += [
-            documents.job_doc(o.job) | {"point": point_doc(o.result) if o.result else None}
-            for o in result.backups
-        ]
-        docs += [documents.job_doc(o.job) for o in prunes]
-        emit_json(docs)
+        emit_json(documents.protect_docs(result))
     else:
         for job in jobs:
             render.job_result_line(job)
@@ -287,25 +276,11 @@ def protection_resume(
 def protection_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     """The VMs registered with the vault, their protection, policy and newest point."""
     items = services().protection.items(vault)
-    docs = [
-        {
-            "uuid": i.vm.uuid,
-            "name": i.vm.name,
-            "host": i.vm.hostname,
-            "state": i.vm.state.value,
-            "protection": i.protection,
-            "policy": i.vm.policy,
-            "protected_since": documents.iso(i.vm.protected_since),
-            "points": i.points,
-            "last_point_at": documents.iso(i.last_point_at),
-        }
-        for i in items
-    ]
     if json_:
-        emit_json(docs)
+        emit_json([documents.protected_item_doc(i) for i in items])
         return
     table = Table(box=None, header_style="bold")
-    for col in ("NAME", "HOST", "PROTECTION", "POLICY", "POINTS", "LAST POINT"):
+    for col in ("NAME", "HOST", "PROTECTION", "HEALTH", "POLICY", "POINTS", "LAST POINT"):
         table.add_column(col)
     for i in items:
         render.add_row(
@@ -313,6 +288,7 @@ def protection_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
             i.vm.name,
             i.vm.hostname,
             i.protection,
+            i.health,
             i.vm.policy or "-",
             str(i.points),
             render.short_time(i.last_point_at),

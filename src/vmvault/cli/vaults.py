@@ -134,10 +134,7 @@ def vault_show(
 ) -> None:
     """Show a vault, its hosts and how many VMs it sees in each state."""
     summary = services().vaults.show(name)
-    doc = documents.vault_doc(summary.vault) | {
-        "hosts": [documents.host_doc(h) for h in summary.hosts],
-        "vm_counts": summary.vm_counts,
-    }
+    doc = documents.vault_summary_doc(summary)
     if json_:
         emit_json(doc)
         return

@@ -29,9 +29,10 @@ unpinned points are kept; applying the decisions and then retention again remove
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from vmvault.domain.errors import InvalidRetention
@@ -96,6 +97,24 @@ class PointRef:
     created_at: datetime
     protected: bool = False
     keep_until: datetime | None = None
+
+
+class Retainable(Protocol):
+    """What retention reads of a recovery point (a catalog's point has all of it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def protected(self) -> bool: ...
+    @property
+    def keep_until(self) -> datetime | None: ...
+
+
+def point_refs(points: Iterable[Retainable]) -> list[PointRef]:
+    """The :class:`PointRef` of each point, in order."""
+    return [PointRef(p.id, p.created_at, p.protected, p.keep_until) for p in points]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy import Connection, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vmvault.domain.job import ACTIVE_STATES, Job, JobConflict, JobState, JobType, JournalStep
@@ -122,8 +122,34 @@ class SqlJobs:
         vm_uuid: str | None = None,
         limit: int = 500,
         parent_id: int | None = None,
+        offset: int = 0,
     ) -> list[Job]:
-        q = select(t.jobs).order_by(t.jobs.c.id.desc()).limit(limit)
+        q = select(t.jobs).order_by(t.jobs.c.id.desc()).limit(limit).offset(offset)
+        q = self._filtered(q, job_type, state, since, vm_uuid, parent_id)
+        return [self._row(r) for r in self.conn.execute(q)]
+
+    def count(
+        self,
+        job_type: JobType | None = None,
+        state: JobState | None = None,
+        since: datetime | None = None,
+        vm_uuid: str | None = None,
+        parent_id: int | None = None,
+    ) -> int:
+        q = select(func.count()).select_from(t.jobs)
+        q = self._filtered(q, job_type, state, since, vm_uuid, parent_id)
+        return int(self.conn.execute(q).scalar_one())
+
+    @staticmethod
+    def _filtered(
+        q: Any,
+        job_type: JobType | None,
+        state: JobState | None,
+        since: datetime | None,
+        vm_uuid: str | None,
+        parent_id: int | None,
+    ) -> Any:
+        """``q`` narrowed to the jobs :meth:`find` and :meth:`count` select."""
         if job_type is not None:
             q = q.where(t.jobs.c.type == job_type.value)
         if state is not None:
@@ -134,7 +160,7 @@ class SqlJobs:
             q = q.where(t.jobs.c.vm_uuid == vm_uuid)
         if parent_id is not None:
             q = q.where(t.jobs.c.parent_id == parent_id)
-        return [self._row(r) for r in self.conn.execute(q)]
+        return q
 
     def update(self, job: Job) -> None:
         values: dict[str, Any] = dict(

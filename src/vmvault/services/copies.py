@@ -46,7 +46,7 @@ from vmvault.domain.errors import (
 from vmvault.domain.job import JobState, JobType, last_step
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import PointCopy, RecoveryPoint
-from vmvault.domain.retention import PointRef, Retention, apply_retention
+from vmvault.domain.retention import Retention, apply_retention, point_refs
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
 from vmvault.services import holdings
@@ -289,8 +289,7 @@ class CopyService(Service):
         with self.uow() as uow:
             copied = (uow.points.get(c.point_id) for c in uow.copies.in_vault(target.name))
             points = [p for p in copied if p is not None and p.vm_uuid == vm.uuid]
-        refs = [PointRef(p.id, p.created_at, p.protected, p.keep_until) for p in points]
-        decisions = apply_retention(refs, retention, self.clock(), policy.timezone)
+        decisions = apply_retention(point_refs(points), retention, self.clock(), policy.timezone)
         ctx.log(f"retention in '{target.name}': {retention}, {len(points)} point(s)")
         by_id = {p.id: p for p in points}
         removed = []

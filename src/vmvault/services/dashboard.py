@@ -8,23 +8,28 @@
   (:func:`~vmvault.domain.policy.overdue_at` after the last point, or after protection was
   configured when there is none yet), or deleted from libvirt;
 * storage: bytes of the vault's chunk files, logical bytes of the points it holds (its own
-  and the copies of other vaults' points), their ratio.
+  and the copies of other vaults' points), their ratio;
+* ``daily``: for each of the last 14 UTC days, the vault's backup jobs created that day that
+  completed or failed, and the bytes its new points of that day added (the console's chart).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 
 from vmvault.domain.consistency import Consistency
-from vmvault.domain.job import JobState, JobType
-from vmvault.domain.policy import overdue_at
-from vmvault.domain.vm import VmState
+from vmvault.domain.job import Job, JobState, JobType
+from vmvault.domain.policy import Policy, overdue_at
+from vmvault.domain.vm import VmItem, VmState
 from vmvault.services import holdings
 from vmvault.services.context import Service
+from vmvault.services.ports import UnitOfWork
 
 WINDOW = timedelta(hours=24)
+#: How many days the dashboard's chart of backups and bytes per day covers.
+DAYS = 14
 
 
 @dataclass
@@ -35,6 +40,16 @@ class Attention:
     reason: str  # last-backup-failed | overdue | never-backed-up | vm-deleted
     detail: str
     last_backup_at: datetime | None = None
+
+
+@dataclass
+class DayCount:
+    """One UTC day of the dashboard's chart."""
+
+    day: date
+    backups: int = 0  # backup jobs that completed (with or without warnings)
+    failed: int = 0
+    bytes_new: int = 0  # what that day's new points added to the vault
 
 
 @dataclass
@@ -49,6 +64,8 @@ class Dashboard:
     points: int = 0
     #: the points it holds, by consistency level (docs/backup.md, "Consistency")
     by_consistency: dict[str, int] = field(default_factory=dict)
+    #: the last :data:`DAYS` days, oldest first
+    daily: list[DayCount] = field(default_factory=list)
 
     @property
     def dedup_ratio(self) -> float | None:
@@ -70,6 +87,7 @@ class DashboardService(Service):
                 for vm in vms
                 if vm.state is VmState.PROTECTED
             }
+            daily = self._daily(uow, vault.name, now)
         jobs = [j for j in jobs if j.vault == vault.name]
         newest: dict[str, datetime] = {}
         for p in points:
@@ -106,23 +124,53 @@ class DashboardService(Service):
             by_consistency={
                 c.value: sum(1 for p in points if p.consistency is c) for c in Consistency
             },
+            daily=daily,
         )
         for vm in protected:
-            last = newest.get(vm.uuid)
-            job = last_backup_job.get(vm.uuid)
             policy = policies.get(vm.policy or "")
-            flag = partial(Attention, vm.uuid, vm.label, vm.policy, last_backup_at=last)
-            if vm.vanished_at is not None or (job is not None and job.error_code == "VM_DELETED"):
-                why = "the VM no longer exists in libvirt: stop its protection with --retain-data"
-                board.attention.append(flag("vm-deleted", why))
-            elif job is not None and job.state is JobState.FAILED:
-                why = f"job {job.id}: {job.error_code}: {job.message}"
-                board.attention.append(flag("last-backup-failed", why))
-            elif policy is not None:
-                since = last or vm.protected_since
-                if since is not None and overdue_at(policy, since) <= now:
-                    what = "last backup" if last else "protection configured"
-                    due = overdue_at(policy, since).isoformat(timespec="seconds")
-                    why = f"{what} at {since.isoformat(timespec='seconds')}, overdue since {due}"
-                    board.attention.append(flag("overdue" if last else "never-backed-up", why))
+            flag = attention_for(vm, newest.get(vm.uuid), last_backup_job.get(vm.uuid), policy, now)
+            if flag is not None:
+                board.attention.append(flag)
         return board
+
+    def _daily(self, uow: UnitOfWork, vault: str, now: datetime) -> list[DayCount]:
+        """The last :data:`DAYS` UTC days, oldest first: the vault's backup jobs created that
+        day that completed (with or without warnings) or failed, and the bytes its new points
+        of that day added."""
+        first = (now.astimezone(UTC) - timedelta(days=DAYS - 1)).date()
+        start = datetime.combine(first, time(), UTC)
+        days = {first + timedelta(days=i): DayCount(first + timedelta(days=i)) for i in range(DAYS)}
+        for job in uow.jobs.find(JobType.BACKUP, since=start, limit=100_000):
+            day = days.get(job.created_at.astimezone(UTC).date())
+            if day is None or job.vault != vault:
+                continue
+            if job.state in (JobState.COMPLETED, JobState.COMPLETED_WITH_WARNINGS):
+                day.backups += 1
+            elif job.state is JobState.FAILED:
+                day.failed += 1
+        for p in uow.points.in_vault(vault):
+            day = days.get(p.created_at.astimezone(UTC).date())
+            if day is not None:
+                day.bytes_new += p.bytes_new
+        return list(days.values())
+
+
+def attention_for(
+    vm: VmItem, last: datetime | None, job: Job | None, policy: Policy | None, now: datetime
+) -> Attention | None:
+    """Why a protected VM needs attention (``last``: its newest point; ``job``: its latest
+    backup job), or None when it does not: the dashboard's rule, and the protection list's
+    health."""
+    flag = partial(Attention, vm.uuid, vm.label, vm.policy, last_backup_at=last)
+    if vm.vanished_at is not None or (job is not None and job.error_code == "VM_DELETED"):
+        why = "the VM no longer exists in libvirt: stop its protection with --retain-data"
+        return flag("vm-deleted", why)
+    if job is not None and job.state is JobState.FAILED:
+        return flag("last-backup-failed", f"job {job.id}: {job.error_code}: {job.message}")
+    since = last or vm.protected_since
+    if policy is not None and since is not None and overdue_at(policy, since) <= now:
+        what = "last backup" if last else "protection configured"
+        due = overdue_at(policy, since).isoformat(timespec="seconds")
+        why = f"{what} at {since.isoformat(timespec='seconds')}, overdue since {due}"
+        return flag("overdue" if last else "never-backed-up", why)
+    return None

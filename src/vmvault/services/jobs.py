@@ -312,14 +312,39 @@ class JobQueries:
         since: timedelta | None = None,
         vm_uuid: str | None = None,
         parent_id: int | None = None,
+        *,
+        limit: int = 500,
+        offset: int = 0,
     ) -> list[Job]:
-        if since is not None and not timedelta(0) <= since <= MAX_DURATION:
-            raise InvalidInput(f"use 0 to {MAX_DURATION.days} days", what=f"since {since}")
-        after = self.clock() - since if since is not None else None
+        """Newest first: ``limit`` jobs after the first ``offset`` (a page of a listing)."""
+        after = self._after(since)
         with self.uow() as uow:
             return uow.jobs.find(
-                job_type=job_type, state=state, since=after, vm_uuid=vm_uuid, parent_id=parent_id
+                job_type=job_type,
+                state=state,
+                since=after,
+                vm_uuid=vm_uuid,
+                parent_id=parent_id,
+                limit=limit,
+                offset=offset,
             )
+
+    def count_jobs(
+        self,
+        job_type: JobType | None = None,
+        state: JobState | None = None,
+        since: timedelta | None = None,
+        vm_uuid: str | None = None,
+    ) -> int:
+        """How many jobs :meth:`list_jobs` pages through with the same filters."""
+        after = self._after(since)
+        with self.uow() as uow:
+            return uow.jobs.count(job_type=job_type, state=state, since=after, vm_uuid=vm_uuid)
+
+    def _after(self, since: timedelta | None) -> datetime | None:
+        if since is not None and not timedelta(0) <= since <= MAX_DURATION:
+            raise InvalidInput(f"use 0 to {MAX_DURATION.days} days", what=f"since {since}")
+        return self.clock() - since if since is not None else None
 
     def cancel(self, job_id: int) -> Job:
         """Ask a job to stop.  A running job sees ``cancelling`` at its next check (within a

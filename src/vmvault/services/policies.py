@@ -9,6 +9,7 @@ data) cannot be deleted.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from vmvault.domain.errors import (
     CopySameVault,
@@ -19,10 +20,13 @@ from vmvault.domain.errors import (
 )
 from vmvault.domain.inputs import quoted
 from vmvault.domain.policy import CopyOption, Policy
-from vmvault.domain.retention import LEVELS, Retention
-from vmvault.domain.schedule import format_schedule
+from vmvault.domain.recovery_point import RecoveryPoint
+from vmvault.domain.retention import LEVELS, Decision, Retention, apply_retention, point_refs
+from vmvault.domain.schedule import format_schedule, next_slot
+from vmvault.domain.vault import Vault
 from vmvault.services.context import Service
 from vmvault.services.ports import PolicyRecord
+from vmvault.services.vm_refs import resolve_vm
 
 
 @dataclass
@@ -43,6 +47,20 @@ class PolicyView:
         return self.record.policy.warnings()
 
 
+#: The most slots a preview lists.
+MAX_PREVIEW_RUNS = 100
+
+
+@dataclass
+class PolicyPreview:
+    """A policy's next runs and, for one VM, its retention's decision on each point."""
+
+    policy: Policy
+    next_runs: list[datetime]
+    #: the VM's points in the vault, newest first, each with retention's decision
+    retention: list[tuple[RecoveryPoint, Decision]]
+
+
 class PolicyService(Service):
     def create(
         self,
@@ -61,17 +79,72 @@ class PolicyService(Service):
         ``as_set``: each slot backs up the policy's VMs as one set (docs/sets.md).
         ``require``: the least consistency of the policy's points (docs/backup.md)."""
         vault = self.vaults.resolve(vault_name)
-        given = {lv: n for lv, n in (copy_counts or {}).items() if n is not None}
-        if given and copy_to is None:
-            raise InvalidInput("it goes with --copy-to VAULT", what="--copy-keep-*")
-        copy = self._copy_option(vault.name, copy_to, given) if copy_to is not None else None
-        policy = Policy.create(name, schedule, timezone, retention, copy, as_set, require)
+        policy = self._new(
+            vault, name, schedule, timezone, retention, copy_to, copy_counts, as_set, require
+        )
         with self.uow() as uow:
             if uow.policies.get(name) is not None:
                 raise PolicyExists(name=name)
             record = uow.policies.add(vault.name, policy, self.clock())
             uow.commit()
         return PolicyView(record, [])
+
+    def _new(
+        self,
+        vault: Vault,
+        name: str,
+        schedule: str,
+        timezone: str,
+        retention: Retention,
+        copy_to: str | None,
+        copy_counts: dict[str, int | None] | None,
+        as_set: bool,
+        require: str | None,
+    ) -> Policy:
+        """A new policy of ``vault`` from :meth:`create`'s words, checked (nothing stored)."""
+        given = {lv: n for lv, n in (copy_counts or {}).items() if n is not None}
+        if given and copy_to is None:
+            raise InvalidInput("it goes with --copy-to VAULT", what="--copy-keep-*")
+        copy = self._copy_option(vault.name, copy_to, given) if copy_to is not None else None
+        return Policy.create(name, schedule, timezone, retention, copy, as_set, require)
+
+    def preview(
+        self,
+        vault_name: str | None,
+        schedule: str,
+        timezone: str,
+        retention: Retention,
+        *,
+        name: str = "preview",
+        copy_to: str | None = None,
+        copy_counts: dict[str, int | None] | None = None,
+        as_set: bool = False,
+        require: str | None = None,
+        vm_ref: str | None = None,
+        runs: int = 10,
+    ) -> PolicyPreview:
+        """What a policy with :meth:`create`'s words would do, nothing stored: its next
+        ``runs`` slots after now, and — ``vm_ref`` — which of that VM's points in the vault
+        its retention would keep, and why (:func:`~vmvault.domain.retention.apply_retention`,
+        the rule every prune applies)."""
+        if not 1 <= runs <= MAX_PREVIEW_RUNS:
+            raise InvalidInput(f"use 1 to {MAX_PREVIEW_RUNS}", what=f"runs {runs}")
+        vault = self.vaults.resolve(vault_name)
+        policy = self._new(
+            vault, name, schedule, timezone, retention, copy_to, copy_counts, as_set, require
+        )
+        now = self.clock()
+        slots = [next_slot(policy.schedule, now)]
+        while len(slots) < runs:
+            slots.append(next_slot(policy.schedule, slots[-1]))
+        decisions: list[tuple[RecoveryPoint, Decision]] = []
+        if vm_ref is not None:
+            with self.uow() as uow:
+                vm = resolve_vm(uow, vm_ref)
+                points = uow.points.for_vm(vm.uuid, vault.name)
+            found = apply_retention(point_refs(points), policy.retention, now, policy.timezone)
+            decisions = list(zip(points, found, strict=True))
+        return PolicyPreview(policy, slots, decisions)
 
     def list_policies(self, vault_name: str | None) -> list[PolicyView]:
         vault = self.vaults.resolve(vault_name)

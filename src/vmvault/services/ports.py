@@ -146,8 +146,20 @@ class JobRepository(Protocol):
         vm_uuid: str | None = None,
         limit: int = 500,
         parent_id: int | None = None,
+        offset: int = 0,
     ) -> list[Job]:
-        """Newest first; ``parent_id``: only the children of that set job."""
+        """Newest first, ``limit`` of them after skipping ``offset``; ``parent_id``: only the
+        children of that set job."""
+
+    def count(
+        self,
+        job_type: JobType | None = None,
+        state: JobState | None = None,
+        since: datetime | None = None,
+        vm_uuid: str | None = None,
+        parent_id: int | None = None,
+    ) -> int:
+        """How many jobs :meth:`find` selects with the same filters, without limit."""
 
     def update(self, job: Job) -> None:
         """Persist state, times, progress, warnings and error; clears the conflict key when

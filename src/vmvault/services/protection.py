@@ -41,12 +41,13 @@ from vmvault.domain.errors import (
 from vmvault.domain.job import JobType
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import RecoveryPoint
-from vmvault.domain.retention import Decision, PointRef, apply_retention
+from vmvault.domain.retention import Decision, apply_retention, point_refs
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem, VmState
 from vmvault.services import holdings
 from vmvault.services.backups import BackupOutcome, BackupService
 from vmvault.services.context import Service, ServiceContext
+from vmvault.services.dashboard import attention_for
 from vmvault.services.jobs import JobContext, JobOutcome
 from vmvault.services.vm_refs import MustBe, resolve_vms
 
@@ -308,8 +309,9 @@ class ProtectionService(Service):
         policy = self._policy(vault, current.policy)
         with self.uow() as uow:
             points = uow.points.for_vm(vm.uuid, vault.name)
-        refs = [PointRef(p.id, p.created_at, p.protected, p.keep_until) for p in points]
-        decisions = apply_retention(refs, policy.retention, self.clock(), policy.timezone)
+        decisions = apply_retention(
+            point_refs(points), policy.retention, self.clock(), policy.timezone
+        )
         ctx.log(f"policy '{policy.name}': {policy.retention}, {len(points)} point(s)")
         removed = []
         by_id = {p.id: p for p in points}
@@ -354,20 +356,31 @@ class ProtectionService(Service):
     # --- listing --------------------------------------------------------------------------------
 
     def items(self, vault_name: str | None) -> list[ProtectedItem]:
-        """The VMs registered with the vault, with their protection and newest point."""
+        """The VMs registered with the vault, with their protection, newest point and health
+        (a protected VM's :func:`~vmvault.services.dashboard.attention_for` reason, else
+        ``ok``; ``-`` for a VM that is not protected)."""
         vault = self.vaults.resolve(vault_name)
+        now = self.clock()
         with self.uow() as uow:
             vms = [v for v in uow.vms.all() if v.vault == vault.name]
             points = {v.uuid: uow.points.for_vm(v.uuid, vault.name) for v in vms}
-        return [
-            ProtectedItem(
-                vm,
-                protection_detail(vm, bool(points[vm.uuid])),
-                len(points[vm.uuid]),
-                points[vm.uuid][0].created_at if points[vm.uuid] else None,
-            )
-            for vm in vms
-        ]
+            policies = {r.name: r.policy for r in uow.policies.all(vault.name)}
+            last_job = {
+                v.uuid: next(iter(uow.jobs.find(JobType.BACKUP, vm_uuid=v.uuid, limit=1)), None)
+                for v in vms
+                if v.state is VmState.PROTECTED
+            }
+        items = []
+        for vm in vms:
+            newest = points[vm.uuid][0].created_at if points[vm.uuid] else None
+            health = "-"
+            if vm.state is VmState.PROTECTED:
+                policy = policies.get(vm.policy or "")
+                flag = attention_for(vm, newest, last_job.get(vm.uuid), policy, now)
+                health = flag.reason if flag is not None else "ok"
+            detail = protection_detail(vm, bool(points[vm.uuid]))
+            items.append(ProtectedItem(vm, detail, len(points[vm.uuid]), newest, health))
+        return items
 
 
 @dataclass
@@ -376,3 +389,5 @@ class ProtectedItem:
     protection: str
     points: int
     last_point_at: datetime | None
+    #: ok | last-backup-failed | overdue | never-backed-up | vm-deleted; ``-``: not protected
+    health: str = "-"

@@ -13,6 +13,11 @@
 ``restore-test``   ``vm`` (uuid), ``point``, ``from_vault`` (optional)            RestoreService
 ``copy``           ``vm`` (uuid), ``from``, ``to`` (vaults), ``policy`` (name   CopyService
                    or null: its copy retention prunes the target)
+``restore``        ``vm`` (uuid), ``point``, ``mode`` (``as-new``, ``replace``  RestoreService
+                   or ``disks-only``), ``from_vault``, and the mode's options:  (disks-only:
+                   ``name``, ``directory``, ``host``, ``start``,               PointService)
+                   ``keep_previous``, ``shutdown_timeout``, ``format``,
+                   ``overwrite`` (null: the default)
 =================  ==========================================================  ==============
 
 Invariants:
@@ -45,6 +50,7 @@ from vmvault.domain.errors import (
 from vmvault.domain.inputs import check_until
 from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key
 from vmvault.domain.policy import Policy
+from vmvault.domain.restore import RestoreMode
 from vmvault.domain.vm import VmItem
 from vmvault.services import holdings
 from vmvault.services.backup_sets import BackupSetService
@@ -63,7 +69,20 @@ OPS: dict[str, JobType] = {
     "gc": JobType.GC,
     "restore-test": JobType.RESTORE,
     "copy": JobType.COPY,
+    "restore": JobType.RESTORE,
 }
+
+#: The options of a queued ``restore`` request, each passed on as the keyword of that name.
+RESTORE_OPTIONS = (
+    "name",
+    "directory",
+    "host",
+    "start",
+    "keep_previous",
+    "shutdown_timeout",
+    "format",
+    "overwrite",
+)
 
 
 def queue_job(
@@ -186,8 +205,63 @@ class QueueService(Service):
         request = {"vm": vm.uuid, "point": point_id, "from_vault": vault}
         return self._submit([("restore-test", vault, (vm.uuid, vm.label), request)], origin)[0]
 
+    def submit_restore(
+        self,
+        vm_ref: str,
+        point_id: str,
+        mode: str,
+        *,
+        from_vault: str | None = None,
+        origin: str = "cli",
+        **options: Any,
+    ) -> Job:
+        """Queue one restore of ``point_id`` (``mode``: ``as-new``, ``replace`` or
+        ``disks-only``; ``options``: :data:`RESTORE_OPTIONS`).  Every check of the restore
+        itself runs first (:meth:`_prepare_restore`): a bad target is refused with nothing
+        queued, and checked again when the job runs."""
+        unknown = sorted(set(options) - set(RESTORE_OPTIONS))
+        if unknown:
+            raise InvalidInput("not a restore option", what=", ".join(unknown))
+        vm, point = self._restores().vm_and_point(vm_ref, point_id)
+        request: dict[str, Any] = {"vm": vm.uuid, "point": point_id, "mode": mode}
+        request |= {"from_vault": from_vault, **options}
+        self._prepare_restore(request)
+        with self.uow() as uow:
+            vault = holdings.vault_holding(uow, point, from_vault)
+        return self._submit([("restore", vault, (vm.uuid, vm.label), request)], origin)[0]
+
+    def _prepare_restore(self, req: dict[str, Any]) -> Callable[[], Any]:
+        """The checked restore of a ``restore`` request, to run (a refusal raises)."""
+        mode = req.get("mode")
+        options = {k: req[k] for k in RESTORE_OPTIONS if req.get(k) is not None}
+        vm, point, from_vault = req["vm"], req["point"], req.get("from_vault")
+        if mode == "disks-only":
+            extra = sorted(set(options) - {"directory", "format", "overwrite"})
+            if extra or "directory" not in options:
+                raise InvalidInput(
+                    "a disks-only restore takes a directory (and format, overwrite) only",
+                    what="restore options",
+                )
+            fmt = options.pop("format", "qcow2")
+            directory = options.pop("directory")
+            return self._points().prepare_disks(
+                vm, point, directory, fmt=fmt, from_vault=from_vault, **options
+            )
+        if mode not in (RestoreMode.AS_NEW.value, RestoreMode.REPLACE.value):
+            raise InvalidInput("use as-new, replace or disks-only", what=f"restore mode {mode!r}")
+        if {"format", "overwrite"} & set(options):
+            raise InvalidInput("format and overwrite go with disks-only", what="restore options")
+        return self._restores().prepare(
+            vm, point, RestoreMode(mode), from_vault=from_vault, **options
+        )
+
     def submit_copy(
-        self, from_vault: str, to_vault: str, refs: Sequence[str], all_vms: bool = False
+        self,
+        from_vault: str,
+        to_vault: str,
+        refs: Sequence[str],
+        all_vms: bool = False,
+        origin: str = "cli",
     ) -> list[Job]:
         """Queue one copy job per VM; all or none (checked as :meth:`CopyService.copy`)."""
         request = self._copies().plan(from_vault, to_vault, refs, all_vms)
@@ -196,7 +270,7 @@ class QueueService(Service):
             ("copy", dst, (vm.uuid, vm.label), {"vm": vm.uuid, "from": src, "to": dst})
             for vm in request.vms
         ]
-        return self._submit(items, "cli")
+        return self._submit(items, origin)
 
     def queue_policy_copy(self, from_vault: str, vm: VmItem, policy: Policy) -> Job | None:
         """After a policy backup: queue the copy of the VM's new points to the policy's copy
@@ -317,5 +391,7 @@ class QueueService(Service):
             self._restores().restore_test(req["vm"], req["point"], None, req.get("from_vault"))
         elif op == "copy":
             self._copies().run_request(req)
+        elif op == "restore":
+            self._prepare_restore(req)()
         else:
             raise InvalidInput(f"unknown operation {op!r}", what=f"request of job {job.id}")

@@ -1,0 +1,86 @@
+"""``/jobs``: every operation's job — a filtered, paged list; one with its log; cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from vmvault import documents
+from vmvault.api.errors import responses
+from vmvault.api.models import JobDoc, JobWithLogDoc
+from vmvault.api.routes.common import OPERATOR, PREFIX, READER, JobId, queued
+from vmvault.bootstrap import Services
+from vmvault.domain.errors import InvalidInput
+from vmvault.domain.inputs import MAX_INT64
+from vmvault.domain.job import JobState, JobType, parse_since
+
+#: A page of the job list: 100 jobs unless asked, 1,000 at most.
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+
+_TOTAL = {
+    "X-Total-Count": {
+        "description": "how many jobs match the filters (every page)",
+        "schema": {"type": "integer"},
+    }
+}
+
+
+def routes(services: Services) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, tags=["jobs"])
+
+    @router.get(
+        "/jobs",
+        response_model=list[JobDoc],
+        responses={200: {"description": "A page of jobs", "headers": _TOTAL}, **responses(404)},
+        dependencies=READER,
+    )
+    def jobs(
+        response: Response,
+        type: JobType | None = None,
+        state: JobState | None = None,
+        vm: str | None = None,
+        since: Annotated[
+            str | None, Query(description="only jobs created this long ago or later: 24h, 7d…")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
+        status: Annotated[
+            JobState | None, Query(deprecated=True, description="the old name of state")
+        ] = None,
+    ) -> list[dict[str, Any]]:
+        """Jobs newest first, ``limit`` of them after ``offset``; the header X-Total-Count
+        says how many match."""
+        if status is not None and state is not None and status is not state:
+            raise InvalidInput("state and its old name status disagree", what="query.status")
+        state = state or status
+        window = parse_since(since) if since else None
+        uuid = services.inventory.find(vm).uuid if vm else None
+        found = services.jobs.list_jobs(type, state, window, uuid, limit=limit, offset=offset)
+        total = services.jobs.count_jobs(type, state, window, uuid)
+        response.headers["X-Total-Count"] = str(total)
+        return [documents.job_doc(j) for j in found]
+
+    @router.get(
+        "/jobs/{job_id}",
+        response_model=JobWithLogDoc,
+        responses=responses(404),
+        operation_id="show_job",
+        dependencies=READER,
+    )
+    def job(job_id: JobId) -> dict[str, Any]:
+        found, log = services.jobs.show(job_id)
+        return documents.job_doc(found, log)
+
+    @router.post(
+        "/jobs/{job_id}/cancel",
+        status_code=202,
+        response_model=JobDoc,
+        responses=queued("/id"),
+        operation_id="cancel_job",
+        dependencies=OPERATOR,
+    )
+    def cancel(job_id: JobId) -> dict[str, Any]:
+        return documents.job_doc(services.jobs.cancel(job_id))
+
+    return router

@@ -1,0 +1,61 @@
+"""``/protection``: registered VMs with a policy — protect, stop, resume, and their health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from vmvault import documents
+from vmvault.api.errors import responses
+from vmvault.api.models import (
+    ProtectedItemDoc,
+    ProtectJobDoc,
+    ProtectRequest,
+    ResumeRequest,
+    StopRequest,
+)
+from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
+from vmvault.bootstrap import Services
+from vmvault.services.protection import ProtectResult
+
+
+def routes(services: Services) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, tags=["protection"])
+    changes: dict[str, Any] = {
+        "response_model": list[ProtectJobDoc],
+        "responses": responses(404, 409),
+        "dependencies": CONTRIBUTOR,
+    }
+
+    @router.get(
+        "/protection",
+        response_model=list[ProtectedItemDoc],
+        responses=responses(404),
+        dependencies=READER,
+    )
+    def protection(vault: str | None = None) -> list[dict[str, Any]]:
+        """The VMs registered with the vault: protection, policy, points, health."""
+        return [documents.protected_item_doc(i) for i in services.protection.items(vault)]
+
+    @router.post("/protection", **changes)
+    def protect(body: ProtectRequest) -> list[dict[str, Any]]:
+        """One configure-protection job per VM (inline); the initial backup is at the
+        policy's next slot (or queue one with ``POST /backups``)."""
+        result = services.protection.protect(
+            body.vault, body.vms, body.policy, exclude_disks=body.exclude_disks
+        )
+        return documents.protect_docs(result)
+
+    @router.post("/protection/stop", **changes)
+    def stop(body: StopRequest) -> list[dict[str, Any]]:
+        """One stop-protection job per VM (inline): points kept, or deleted."""
+        outcomes = services.protection.stop(body.vault, body.vms, retain_data=not body.delete_data)
+        return documents.protect_docs(ProtectResult(outcomes, []))
+
+    @router.post("/protection/resume", **changes)
+    def resume(body: ResumeRequest) -> list[dict[str, Any]]:
+        """Resume VMs whose protection was stopped with their data retained."""
+        return documents.protect_docs(services.protection.resume(body.vault, body.vms, body.policy))
+
+    return router

@@ -1,0 +1,66 @@
+"""``/vaults``: where recovery points live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from vmvault import documents
+from vmvault.api.errors import responses
+from vmvault.api.models import (
+    VaultCreate,
+    VaultDoc,
+    VaultShowDoc,
+)
+from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER, server_path
+from vmvault.bootstrap import Services
+from vmvault.domain.vault import s3_location
+
+
+def routes(services: Services) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, tags=["vaults"])
+
+    @router.get(
+        "/vaults", response_model=list[VaultDoc], responses=responses(), dependencies=READER
+    )
+    def vaults() -> list[dict[str, Any]]:
+        return [documents.vault_doc(v) for v in services.vaults.list_vaults()]
+
+    @router.get(
+        "/vaults/{name}",
+        response_model=VaultShowDoc,
+        responses=responses(404),
+        dependencies=READER,
+    )
+    def vault(name: str) -> dict[str, Any]:
+        """A vault, its location's hosts and its VMs by state (as ``vault show``)."""
+        return documents.vault_summary_doc(services.vaults.show(name))
+
+    @router.post(
+        "/vaults",
+        status_code=201,
+        response_model=VaultDoc,
+        responses=responses(404, 409),
+        dependencies=CONTRIBUTOR,
+    )
+    def create_vault(body: VaultCreate) -> dict[str, Any]:
+        """Create a vault in a directory of the server or, with ``s3``, in a bucket."""
+        s3 = None
+        if body.s3 is not None:
+            b = body.s3
+            creds = server_path(b.credentials_file, "s3.credentials_file")
+            s3 = s3_location(b.endpoint, b.bucket, b.prefix, b.region, creds)
+        created = services.vaults.create(
+            body.name,
+            body.location,
+            server_path(body.path, "path"),
+            encrypt=body.encrypt,
+            key_file=server_path(body.key_file, "key_file"),
+            chunk_size=body.chunk_size,
+            zstd_level=body.compression_level,
+            s3=s3,
+        )
+        return documents.vault_doc(created)
+
+    return router
