@@ -41,10 +41,10 @@ function bars(root, days, series) {
 export function backupsChart(daily) {
   const days = daily || [];
   const max = Math.max(1, ...days.map((d) => (d.backups || 0) + (d.failed || 0)));
-  const root = frame("Backups per day (recovery points made, and failed backups)", max,
+  const root = frame("Backup jobs per day: completed and failed", max,
     (v) => Math.round(v));
   bars(root, days, [
-    { key: "backups", cls: "bar-ok", label: "backups (points made)" },
+    { key: "backups", cls: "bar-ok", label: "backups completed" },
     { key: "failed", cls: "bar-bad", label: "backups failed" },
   ]);
   return root;

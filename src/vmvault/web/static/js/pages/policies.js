@@ -32,10 +32,10 @@ function scheduleText(f) {
   return `daily@${f.at}`;
 }
 
-// The request body of POST/PATCH /policies and of /policies/preview, as the CLI takes it.
+// The request body of POST/PATCH /policies and of /policies/preview.
 export function policyBody(values) {
-  const body = { schedule: values.schedule, timezone: values.timezone };
-  for (const k of LEVELS) body[k] = Number(values[k] || 0);
+  const retention = Object.fromEntries(LEVELS.map((k) => [k, Number(values[k] || 0)]));
+  const body = { schedule: values.schedule, timezone: values.timezone, retention };
   if (values.name !== undefined) body.name = values.name;
   return body;
 }
