@@ -2,7 +2,7 @@
 // backups, failed ones stacked on top) and, beside it, the bytes each day added to the vault.
 import { svg, bytes } from "./ui.js";
 
-const W = 560, H = 200, PAD = { l: 44, r: 12, t: 14, b: 34 };
+const W = 520, H = 220, PAD = { l: 58, r: 10, t: 14, b: 30 };
 
 function frame(label, max, fmt) {
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": label });
@@ -15,10 +15,9 @@ function frame(label, max, fmt) {
   return root;
 }
 
-function bars(root, days, series) {
+function bars(root, days, series, max) {
   const iw = W - PAD.l - PAD.r, ih = H - PAD.t - PAD.b;
   const step = iw / Math.max(days.length, 1), bw = Math.max(step * 0.6, 2);
-  const max = Math.max(1, ...days.map((d) => series.reduce((s, k) => s + (d[k.key] || 0), 0)));
   days.forEach((d, i) => {
     let y = PAD.t + ih;
     const x = PAD.l + i * step + (step - bw) / 2;
@@ -40,13 +39,14 @@ function bars(root, days, series) {
 
 export function backupsChart(daily) {
   const days = daily || [];
-  const max = Math.max(1, ...days.map((d) => (d.backups || 0) + (d.failed || 0)));
+  const top = Math.max(0, ...days.map((d) => (d.backups || 0) + (d.failed || 0)));
+  const max = Math.max(2, top + (top % 2)); // even: the middle grid line is a whole number
   const root = frame("Backup jobs per day: completed and failed", max,
     (v) => Math.round(v));
   bars(root, days, [
     { key: "backups", cls: "bar-ok", label: "backups completed" },
     { key: "failed", cls: "bar-bad", label: "backups failed" },
-  ]);
+  ], max);
   return root;
 }
 
@@ -54,6 +54,6 @@ export function bytesChart(daily) {
   const days = daily || [];
   const max = Math.max(1, ...days.map((d) => d.bytes_new || 0));
   const root = frame("New bytes stored per day", max, (v) => bytes(v));
-  bars(root, days, [{ key: "bytes_new", cls: "bar-info", label: "new bytes stored", fmt: bytes }]);
+  bars(root, days, [{ key: "bytes_new", cls: "bar-info", label: "new bytes stored", fmt: bytes }], max);
   return root;
 }

@@ -46,7 +46,7 @@ export async function render(view) {
     }))));
 
   const attention = d.attention || [];
-  view.append(h("section", { class: "card", "aria-labelledby": "att-h" },
+  const attentionCard = h("section", { class: "card", "aria-labelledby": "att-h" },
     h("h2", { id: "att-h" }, "VMs needing attention ", badge(String(attention.length), attention.length ? "bad" : "ok")),
     attention.length === 0
       ? empty("Nothing needs attention", "Every protected VM's last backup succeeded within its policy.")
@@ -56,26 +56,27 @@ export async function render(view) {
         { title: "Reason", cell: (a) => badge(a.reason, a.reason === "overdue" ? "warn" : "bad") },
         { title: "Detail", cell: (a) => a.detail },
         { title: "Last backup", cell: (a) => ago(a.last_backup_at) },
-      ], attention, { caption: "VMs needing attention", key: (a) => a.vm })));
+      ], attention, { caption: "VMs needing attention", key: (a) => a.vm }));
 
   const ratio = s.dedup_ratio === null || s.dedup_ratio === undefined ? "–" : `${s.dedup_ratio.toFixed(2)} ×`;
   const levels = Object.entries(s.by_consistency || {});
-  view.append(h("div", { class: "grid-2" },
-    h("section", { class: "card", "aria-labelledby": "st-h" },
-      h("h2", { id: "st-h" }, "Storage"),
-      h("dl", { class: "facts" },
-        h("dt", {}, "Used on disk"), h("dd", { id: "storage-used" }, bytes(s.used_bytes)),
-        h("dt", {}, "Logical (points' disks)"), h("dd", {}, bytes(s.logical_bytes)),
-        h("dt", {}, "Dedup ratio"), h("dd", { id: "dedup-ratio" }, ratio),
-        h("dt", {}, "Recovery points"), h("dd", {}, h("a", { href: "#/points" }, String(s.points))),
-        levels.map(([level, n]) => [h("dt", {}, badge(level)), h("dd", {}, String(n))]))),
-    h("section", { class: "card", "aria-labelledby": "ch-h" },
-      h("h2", { id: "ch-h" }, "Last 14 days"),
-      d.daily && d.daily.length
-        ? h("div", { class: "charts" },
-          h("figure", {}, backupsChart(d.daily), h("figcaption", {},
-            h("span", { class: "key key-ok" }), "backups completed ", h("span", { class: "key key-bad" }), "failed")),
-          h("figure", {}, bytesChart(d.daily), h("figcaption", {},
-            h("span", { class: "key key-info" }), "new bytes stored per day")))
-        : empty("No history yet", "Backups will show here day by day."))));
+  const storageCard = h("section", { class: "card", "aria-labelledby": "st-h" },
+    h("h2", { id: "st-h" }, "Storage"),
+    h("dl", { class: "facts" },
+      h("dt", {}, "Used on disk"), h("dd", { id: "storage-used" }, bytes(s.used_bytes)),
+      h("dt", {}, "Logical (points' disks)"), h("dd", {}, bytes(s.logical_bytes)),
+      h("dt", {}, "Dedup ratio"), h("dd", { id: "dedup-ratio" }, ratio),
+      h("dt", {}, "Recovery points"), h("dd", {}, h("a", { href: "#/points" }, String(s.points))),
+      levels.map(([level, n]) => [h("dt", {}, badge(level)), h("dd", {}, String(n))])));
+  view.append(h("div", { class: "grid-2 dash" }, storageCard, attentionCard));
+
+  view.append(h("section", { class: "card", "aria-labelledby": "ch-h" },
+    h("h2", { id: "ch-h" }, `Last ${(d.daily || []).length || 14} days`),
+    d.daily && d.daily.length
+      ? h("div", { class: "charts" },
+        h("figure", {}, backupsChart(d.daily), h("figcaption", {},
+          h("span", { class: "key key-ok" }), "backup jobs completed ", h("span", { class: "key key-bad" }), "failed")),
+        h("figure", {}, bytesChart(d.daily), h("figcaption", {},
+          h("span", { class: "key key-info" }), "new bytes stored per day")))
+      : empty("No history yet", "Backups will show here day by day.")));
 }

@@ -96,6 +96,16 @@ export function policyForm(policy, { nameEditable = true } = {}) {
   };
 }
 
+// A time as the wall clock of the policy's zone shows it.
+function inZone(iso, zone) {
+  try {
+    return `${new Date(iso).toLocaleString(undefined, { timeZone: zone, weekday: "short", month: "short",
+      day: "2-digit", hour: "2-digit", minute: "2-digit" })}`;
+  } catch {
+    return when(iso);
+  }
+}
+
 // The preview: next runs and the retention verdict on the vault's existing points.
 function previewPanel(form, vmSelect) {
   const out = h("div", { class: "preview", "aria-live": "polite" });
@@ -110,9 +120,9 @@ function previewPanel(form, vmSelect) {
       if (mine !== seq) return;
       const kept = (p.retention || []).filter((x) => x.kept).length;
       clear(out,
-        h("h3", {}, "Next runs"),
+        h("h3", {}, `Next runs (${p.timezone || body.timezone})`),
         p.next_runs && p.next_runs.length
-          ? h("ol", { class: "runs" }, p.next_runs.map((t) => h("li", {}, when(t))))
+          ? h("ol", { class: "runs" }, p.next_runs.map((t) => h("li", {}, inZone(t, p.timezone || body.timezone))))
           : empty("No run scheduled"),
         h("h3", {}, "Retention on existing points ", (p.retention || []).length
           ? h("span", { class: "muted" }, `(${kept} kept of ${p.retention.length})`) : null),
@@ -135,6 +145,13 @@ function previewPanel(form, vmSelect) {
   return out;
 }
 
+// The policy's first VM (the preview judges its points), by uuid.
+function firstVm(vms, policy) {
+  const ref = policy && policy.vms[0];
+  const vm = ref && vms.find((v) => v.uuid === ref || v.name === ref || `${v.host}/${v.name}` === ref);
+  return vm ? vm.uuid : "";
+}
+
 async function editor(view, name) {
   const existing = name ? await api.get(`/policies/${encodeURIComponent(name)}`) : null;
   const editable = can("contributor");
@@ -145,7 +162,7 @@ async function editor(view, name) {
   const form = policyForm(existing, { nameEditable: !existing });
   const vms = await api.get("/vms").catch(() => []);
   const vmSelect = select([["", "— any VM —"], ...vms.filter((v) => v.state !== "discovered")
-    .map((v) => [v.uuid, v.name])], (existing && existing.vms[0]) || "", { name: "preview-vm" });
+    .map((v) => [v.uuid, v.name])], firstVm(vms, existing), { name: "preview-vm" });
   const status = h("div", { "aria-live": "polite" });
   const formEl = h("form", { class: "card", id: "policy-form" }, form.element, status,
     editable ? h("div", { class: "form-actions" },
