@@ -65,14 +65,18 @@ class Shooter:
         )
 
     def save(self, name: str) -> Path:
+        """The page as tall as its content (a viewport that tall, then back)."""
         height = self.b.execute_script(
             "return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight)"
         )
-        self.b.set_window_size(WIDTH, min(max(int(height), 720), MAX_HEIGHT))
+        metrics = {"width": WIDTH, "height": min(max(int(height), 720), MAX_HEIGHT)}
+        self.b.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride", metrics | {"deviceScaleFactor": 1, "mobile": False}
+        )
         time.sleep(0.3)
         path = self.out / f"{name}.png"
         self.b.save_screenshot(str(path))
-        self.b.set_window_size(WIDTH, 900)
+        self.b.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         print(path)
         return path
 
@@ -95,8 +99,8 @@ class Shooter:
             "jobs": lambda: self.open("#/jobs", "#jobs-list table, #jobs-list .empty"),
         }
         if policies:
-            name = quote(policies[0]["name"])
-            shots["policy"] = lambda: self.open(f"#/policies/{name}", ".preview h3")
+            policy = quote(policies[0]["name"])
+            shots["policy"] = lambda: self.open(f"#/policies/{policy}", ".preview h3")
         if job is not None:
             shots["job"] = lambda: self.open(f"#/jobs/{job['id']}", "#job-state")
         if vm is not None:
@@ -108,12 +112,12 @@ class Shooter:
             self.open("#/dashboard", "#token")
             self.save("signin")
         self.sign_in()
-        for name in pages:
-            if name in shots:
-                shots[name]()
-                self.save(name)
-            elif name != "signin":
-                print(f"skipped {name}: nothing to show", file=sys.stderr)
+        for page in pages:
+            if page in shots:
+                shots[page]()
+                self.save(page)
+            elif page != "signin":
+                print(f"skipped {page}: nothing to show", file=sys.stderr)
 
     def restore_wizard(self, vm: str) -> None:
         """The restore wizard on the newest point, at its second step (as a new VM)."""

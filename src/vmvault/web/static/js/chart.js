@@ -30,7 +30,7 @@ function bars(root, days, series, max) {
           svg("title", {}, `${d.day}: ${k.fmt ? k.fmt(v) : v} ${k.label}`)));
       }
     }
-    if (days.length <= 16 && (i % 2 === 0 || days.length <= 8)) {
+    if (days.length <= 16 && ((days.length - 1 - i) % 2 === 0 || days.length <= 8)) {
       root.append(svg("text", { x: x + bw / 2, y: H - PAD.b + 16, class: "axis", "text-anchor": "middle" },
         d.day.slice(5)));
     }

@@ -58,6 +58,14 @@ export function when(iso) {
   });
 }
 
+// Compact, for table cells: "Dec 02, 08:27".
+export function short(iso) {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return d.toLocaleString(undefined, { month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false });
+}
+
 export function ago(iso) {
   if (!iso) return "never";
   const s = Math.round((Date.now() - new Date(iso).getTime()) / 1000);

@@ -2,7 +2,7 @@
 // live progress (polled every 2 s while a job is active, rows updated in place), cancel, and
 // the detail of one job with its log, error and remedy.
 import { api, can } from "../api.js";
-import { h, clear, table, empty, pageHeader, button, badge, errorBox, progress, when, duration,
+import { h, clear, table, empty, pageHeader, button, badge, errorBox, progress, when, short, duration,
   bytes, select, field } from "../ui.js";
 import { go } from "../app.js";
 
@@ -77,7 +77,7 @@ async function list(view, route) {
     { title: "VM", cell: (j) => j.vm_name || "–" },
     { title: "State", class: "state", cell: (j) => badge(j.state) },
     { title: "Progress", class: "progress-cell", cell: progressCell },
-    { title: "Created", cell: (j) => when(j.created_at) },
+    { title: "Created", class: "nowrap", cell: (j) => h("span", { title: when(j.created_at) }, short(j.created_at)) },
     { title: "Duration", class: "duration", cell: (j) => duration(j.duration_s) },
     { title: "Error", class: "error", cell: (j) => (j.error_code ? h("code", { title: j.message || "" }, j.error_code) : "–") },
     { title: h("span", { class: "visually-hidden" }, "Actions"), class: "actions-cell", cell: (j) => cancelButton(j, status) },

@@ -1,7 +1,7 @@
 // Recovery points of a VM: consistency, method, sizes, the vaults holding each; a restore
 // wizard for the three modes (as a new VM, replace the VM, disks only) and a restore test.
 import { api, can } from "../api.js";
-import { h, clear, table, empty, pageHeader, button, badge, errorBox, when, bytes, dialog,
+import { h, clear, table, empty, pageHeader, button, badge, errorBox, when, short, bytes, dialog,
   field, select } from "../ui.js";
 import { go } from "../app.js";
 
@@ -42,14 +42,14 @@ export async function render(view, route) {
       button("Test", () => restoreTest(vm, p, status), { class: "btn btn-secondary btn-small", "aria-label": `Restore test of point ${p.id}` }));
   };
   view.append(h("div", { class: "card table-wrap" }, table([
-    { title: "Created", cell: (p) => h("span", { title: p.id }, when(p.created_at)) },
+    { title: "Created", class: "nowrap", cell: (p) => h("span", { title: `${when(p.created_at)} · ${p.id}` }, short(p.created_at)) },
     { title: "Consistency", cell: (p) => badge(p.consistency) },
-    { title: "Method", cell: (p) => h("span", { title: p.method_reason || "" }, p.method) },
-    { title: "Frozen / paused", class: "num", cell: (p) => `${p.frozen_ms} / ${p.paused_ms} ms` },
+    { title: "Method", class: "nowrap", cell: (p) => h("span", { title: p.method_reason || "" }, p.method) },
+    { title: "Frozen", class: "num", cell: (p) => (p.paused_ms ? `${p.frozen_ms} ms, paused ${p.paused_ms} ms` : `${p.frozen_ms} ms`) },
     { title: "Logical", class: "num", cell: (p) => bytes(p.bytes_logical) },
-    { title: "Read", class: "num", cell: (p) => bytes(p.bytes_read) },
     { title: "New", class: "num", cell: (p) => bytes(p.bytes_new) },
-    { title: "Disks", cell: (p) => p.disks.map((d) => `${d.target} ${bytes(d.size)}${d.excluded ? " (excluded)" : ""}`).join(", ") },
+    { title: "Disks", cell: (p) => h("div", { class: "disk-list" }, p.disks.map((d) =>
+      h("span", { class: d.excluded ? "muted" : null }, `${d.target} ${bytes(d.size)}${d.excluded ? " (excluded)" : ""}`))) },
     { title: "Vaults", cell: (p) => p.vaults.join(", ") },
     { title: "Flags", cell: (p) => [p.protected ? badge("pinned", "info") : null, p.set_id ? badge("set", "info") : null,
       p.damaged ? badge("damaged", "bad") : null, p.warnings && p.warnings.length ? badge(`${p.warnings.length} warning(s)`, "warn") : null] },

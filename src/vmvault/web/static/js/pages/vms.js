@@ -59,7 +59,7 @@ export async function render(view, route) {
   if (actionButtons.length) toolbar.append(countLabel, ...actionButtons);
 
   const panel = h("div", { class: "card", role: "tabpanel", "aria-labelledby": `tab-${tab}` },
-    h("p", { class: "muted" }, TABS.find(([t]) => t === tab)[2]));
+    h("p", { class: "muted tab-help" }, TABS.find(([t]) => t === tab)[2]));
   view.append(panel);
   if (!rows.length) {
     panel.append(empty(`No ${tab} VMs`, tab === "discovered"
@@ -86,11 +86,16 @@ export async function render(view, route) {
     columns.push({ title: "Policy", cell: (v) => (v.policy ? h("a", { href: `#/policies/${encodeURIComponent(v.policy)}` }, v.policy) : "–") });
   }
   if (tab === "protected") {
-    columns.push({ title: "Protection", cell: (v) => (health[v.uuid] ? health[v.uuid].protection : "–") });
+    columns.push({ title: "Health", cell: (v) => {
+      const item = health[v.uuid];
+      if (!item || !item.health || item.health === "-") return "–";
+      return badge(item.health, item.health === "ok" ? "ok" : item.health === "overdue" ? "warn" : "bad");
+    } });
+    columns.push({ title: "Points", class: "num", cell: (v) => (health[v.uuid] ? String(health[v.uuid].points) : "–") });
     columns.push({ title: "Last point", cell: (v) => (health[v.uuid] ? ago(health[v.uuid].last_point_at) : "–") });
   }
   if (selectable) {
-    columns.unshift({ title: all, class: "check", cell: (v) => {
+    columns.unshift({ title: all, class: "select-cell", cell: (v) => {
       const box = h("input", { type: "checkbox", name: "vm", value: v.uuid, "aria-label": `Select ${v.name}` });
       box.addEventListener("change", () => { if (box.checked) selected.add(v.uuid); else selected.delete(v.uuid); refresh(); });
       return box;
