@@ -73,8 +73,8 @@ async function list(view, route) {
   let rows = [];
   const columns = [
     { title: "Job", cell: (j) => h("a", { href: `#/jobs/${j.id}` }, `#${j.id}`) },
-    { title: "Type", cell: (j) => j.type },
-    { title: "VM", cell: (j) => j.vm_name || "–" },
+    { title: "Type", class: "nowrap", cell: (j) => j.type },
+    { title: "VM", class: "nowrap", cell: (j) => j.vm_name || "–" },
     { title: "State", class: "state", cell: (j) => badge(j.state) },
     { title: "Progress", class: "progress-cell", cell: progressCell },
     { title: "Created", class: "nowrap", cell: (j) => h("span", { title: when(j.created_at) }, short(j.created_at)) },

@@ -50,9 +50,10 @@ export async function render(view, route) {
     { title: "New", class: "num", cell: (p) => bytes(p.bytes_new) },
     { title: "Disks", cell: (p) => h("div", { class: "disk-list" }, p.disks.map((d) =>
       h("span", { class: d.excluded ? "muted" : null }, `${d.target} ${bytes(d.size)}${d.excluded ? " (excluded)" : ""}`))) },
-    { title: "Vaults", cell: (p) => p.vaults.join(", ") },
-    { title: "Flags", cell: (p) => [p.protected ? badge("pinned", "info") : null, p.set_id ? badge("set", "info") : null,
-      p.damaged ? badge("damaged", "bad") : null, p.warnings && p.warnings.length ? badge(`${p.warnings.length} warning(s)`, "warn") : null] },
+    { title: "Held in", cell: (p) => h("div", { class: "disk-list" }, p.vaults.join(", "),
+      h("span", {}, p.protected ? badge("pinned", "info") : null, p.set_id ? badge("set", "info") : null,
+        p.damaged ? badge("damaged", "bad") : null,
+        p.warnings && p.warnings.length ? badge(`${p.warnings.length} warning(s)`, "warn") : null)) },
     { title: h("span", { class: "visually-hidden" }, "Actions"), cell: actions },
   ], points, { caption: `Recovery points of ${vm.name}`, key: (p) => p.id })));
 }
