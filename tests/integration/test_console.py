@@ -20,7 +20,7 @@ import httpx
 import libvirt
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -91,14 +91,12 @@ class Console:
     # --- the browser ------------------------------------------------------------------------
 
     def sign_in(self, role: str) -> None:
-        """Through the sign-in form, as a person would."""
+        """Through the sign-in form of a freshly loaded console, as a person would."""
         b = self.browser
         b.get(f"{self.base}/console/")
-        with contextlib.suppress(WebDriverException):
-            b.execute_script("sessionStorage.clear()")
-        b.get(f"{self.base}/console/#/dashboard")
-        token = self.wait("#token")
-        token.send_keys(self.tokens[role])
+        b.execute_script("sessionStorage.clear()")
+        b.refresh()
+        self.wait("#token").send_keys(self.tokens[role])
         self.click("#signin-form button[type=submit]")
         self.wait_text(".who .role", role)
 
@@ -106,7 +104,9 @@ class Console:
         self.browser.execute_script("location.hash = arguments[0]", hash_)
 
     def wait(self, css: str, timeout: float = 20) -> WebElement:
-        return WebDriverWait(self.browser, timeout).until(
+        return WebDriverWait(
+            self.browser, timeout, ignored_exceptions=(StaleElementReferenceException,)
+        ).until(
             lambda b: next(
                 (e for e in b.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()), None
             ),
