@@ -6,6 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 V=.venv/bin/vmvault
 export VMVAULT_HOME="${VMVAULT_DEMO_HOME:-$PWD/.demo}"
+CONSOLE=127.0.0.1:8479
+# the console server a previous run left running (its last step) is stopped first
+if [ -f "$VMVAULT_HOME/console.pid" ]; then
+  pid=$(cat "$VMVAULT_HOME/console.pid")
+  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "vmvault serve"; then
+    kill -TERM "$pid"
+    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  fi
+fi
 rm -rf "$VMVAULT_HOME"
 
 step() { printf '\n\033[1m== %s\033[0m\n$ vmvault %s\n' "$1" "${*:2}"; }
@@ -201,6 +210,23 @@ first=$($V jobs list --type register --status failed --json | .venv/bin/python -
 step "A failed job, with its log" jobs show "$first"
 $V jobs show "$first"
 
+step "The web console: 'vmvault serve' stays running; an admin token to sign in with" token create demo-admin --role admin
+token=$($V token create demo-admin --role admin | tail -n 1)
+setsid $V serve --listen "$CONSOLE" >"$VMVAULT_HOME/console.log" 2>&1 </dev/null &
+echo $! >"$VMVAULT_HOME/console.pid"
+for _ in $(seq 150); do
+  .venv/bin/python -c 'import sys, httpx; httpx.get(sys.argv[1], timeout=2).raise_for_status()' \
+    "http://$CONSOLE/api/v1/health" 2>/dev/null && break
+  sleep 0.2
+done
+.venv/bin/python scripts/screenshots.py --url "http://$CONSOLE" --token "$token" \
+  --out "$VMVAULT_HOME/screenshots" --page dashboard
+
 printf '\nDemo state is in %s (export VMVAULT_HOME=%s to explore); the lab guests and the object store are still running.\n' \
   "$VMVAULT_HOME" "$VMVAULT_HOME"
 printf 'Remove them with: VMVAULT_HOME=%s .venv/bin/vmvault lab down; the object store with: .venv/bin/vmvault lab storage down\n' "$VMVAULT_HOME"
+printf '\n\033[1mThe web console is running (pid %s, log %s):\033[0m\n' "$(cat "$VMVAULT_HOME/console.pid")" "$VMVAULT_HOME/console.log"
+printf '  URL:         http://%s/console/\n' "$CONSOLE"
+printf '  admin token: %s\n' "$token"
+printf '  dashboard:   %s\n' "$VMVAULT_HOME/screenshots/dashboard.png"
+printf 'Stop it with: kill %s (the next make demo stops it too)\n' "$(cat "$VMVAULT_HOME/console.pid")"
