@@ -51,24 +51,28 @@ export async function render(view) {
     attention.length === 0
       ? empty("Nothing needs attention", "Every protected VM's last backup succeeded within its policy.")
       : table([
-        { title: "VM", cell: (a) => h("a", { href: `#/points?vm=${encodeURIComponent(a.vm)}` }, a.name) },
+        { title: "VM", class: "nowrap", cell: (a) => h("a", { href: `#/points?vm=${encodeURIComponent(a.vm)}` }, a.name) },
         { title: "Policy", cell: (a) => a.policy || "–" },
         { title: "Reason", cell: (a) => badge(a.reason, a.reason === "overdue" ? "warn" : "bad") },
         { title: "Detail", cell: (a) => a.detail },
-        { title: "Last backup", cell: (a) => ago(a.last_backup_at) },
+        { title: "Last backup", class: "nowrap", cell: (a) => ago(a.last_backup_at) },
       ], attention, { caption: "VMs needing attention", key: (a) => a.vm }));
 
   const ratio = s.dedup_ratio === null || s.dedup_ratio === undefined ? "–" : `${s.dedup_ratio.toFixed(2)} ×`;
   const levels = Object.entries(s.by_consistency || {});
-  const storageCard = h("section", { class: "card", "aria-labelledby": "st-h" },
+  const fact = (value, label, id) => h("div", { class: "stat stat-static", id },
+    h("span", { class: "stat-value" }, value), h("span", { class: "stat-label" }, label));
+  view.append(attentionCard);
+  view.append(h("section", { class: "card", "aria-labelledby": "st-h" },
     h("h2", { id: "st-h" }, "Storage"),
-    h("dl", { class: "facts" },
-      h("dt", {}, "Used on disk"), h("dd", { id: "storage-used" }, bytes(s.used_bytes)),
-      h("dt", {}, "Logical (points' disks)"), h("dd", {}, bytes(s.logical_bytes)),
-      h("dt", {}, "Dedup ratio"), h("dd", { id: "dedup-ratio" }, ratio),
-      h("dt", {}, "Recovery points"), h("dd", {}, h("a", { href: "#/points" }, String(s.points))),
-      levels.map(([level, n]) => [h("dt", {}, badge(level)), h("dd", {}, String(n))])));
-  view.append(h("div", { class: "grid-2 dash" }, storageCard, attentionCard));
+    h("div", { class: "stats" },
+      fact(bytes(s.used_bytes), "Used on disk", "storage-used"),
+      fact(bytes(s.logical_bytes), "Logical (the points' disks)", "storage-logical"),
+      fact(ratio, "Dedup ratio", "dedup-ratio"),
+      h("a", { class: "stat", href: "#/points", id: "storage-points" }, h("span", { class: "stat-value" }, String(s.points)),
+        h("span", { class: "stat-label" }, "Recovery points")),
+      h("div", { class: "stat stat-static levels" }, levels.map(([level, n]) =>
+        h("div", { class: "level" }, badge(level), h("strong", {}, String(n))))))));
 
   view.append(h("section", { class: "card", "aria-labelledby": "ch-h" },
     h("h2", { id: "ch-h" }, `Last ${(d.daily || []).length || 14} days`),

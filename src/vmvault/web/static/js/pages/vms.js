@@ -74,12 +74,11 @@ export async function render(view, route) {
     panel.querySelectorAll("input[name=vm]").forEach((c) => { c.checked = all.checked; c.dispatchEvent(new Event("change")); });
   });
   const columns = [
-    { title: "Name", cell: (v) => h("a", { href: `#/points?vm=${encodeURIComponent(v.uuid)}` }, v.name) },
-    { title: "Host", cell: (v) => v.host },
-    { title: "Group", cell: (v) => v.group },
+    { title: "Name", class: "nowrap", cell: (v) => h("a", { href: `#/points?vm=${encodeURIComponent(v.uuid)}` }, v.name) },
+    { title: "Host / group", class: "nowrap", cell: (v) => `${v.host} / ${v.group}` },
     { title: "Power", cell: (v) => badge(v.vanished ? "vanished" : v.power_state, v.vanished ? "bad" : null) },
-    { title: "Guest agent", cell: (v) => (v.agent_version ? `qemu-ga ${v.agent_version}` : v.agent_channel ? "channel, no answer" : "none") },
-    { title: "Disks", cell: (v) => v.disks.map((d) => d.target + (d.excluded ? " (excluded)" : "")).join(", ") },
+    { title: "Agent", class: "nowrap", cell: (v) => (v.agent_version ? v.agent_version : v.agent_channel ? "no answer" : "none") },
+    { title: "Disks", class: "nowrap", cell: (v) => v.disks.map((d) => d.target + (d.excluded ? " (excluded)" : "")).join(", ") },
   ];
   if (tab !== "discovered") {
     columns.push({ title: "State", cell: (v) => badge(v.state) });
@@ -92,7 +91,7 @@ export async function render(view, route) {
       return badge(item.health, item.health === "ok" ? "ok" : item.health === "overdue" ? "warn" : "bad");
     } });
     columns.push({ title: "Points", class: "num", cell: (v) => (health[v.uuid] ? String(health[v.uuid].points) : "–") });
-    columns.push({ title: "Last point", cell: (v) => (health[v.uuid] ? ago(health[v.uuid].last_point_at) : "–") });
+    columns.push({ title: "Last point", class: "nowrap", cell: (v) => (health[v.uuid] ? ago(health[v.uuid].last_point_at) : "–") });
   }
   if (selectable) {
     columns.unshift({ title: all, class: "select-cell", cell: (v) => {
