@@ -90,8 +90,10 @@ export async function render(view, route) {
       if (!item || !item.health || item.health === "-") return "–";
       return badge(item.health, item.health === "ok" ? "ok" : item.health === "overdue" ? "warn" : "bad");
     } });
-    columns.push({ title: "Points", class: "num", cell: (v) => (health[v.uuid] ? String(health[v.uuid].points) : "–") });
-    columns.push({ title: "Last point", class: "nowrap", cell: (v) => (health[v.uuid] ? ago(health[v.uuid].last_point_at) : "–") });
+    columns.push({ title: "Last point", class: "nowrap", cell: (v) => {
+      const item = health[v.uuid];
+      return item ? h("span", { title: `${item.points} point(s)` }, ago(item.last_point_at)) : "–";
+    } });
   }
   if (selectable) {
     columns.unshift({ title: all, class: "select-cell", cell: (v) => {
