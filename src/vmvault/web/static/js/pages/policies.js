@@ -1,7 +1,7 @@
 // Policies: the list, the editor (schedule + retention) with a live preview of the next runs
 // and of which existing points retention would keep (POST /api/v1/policies/preview).
 import { api, can } from "../api.js";
-import { h, clear, table, empty, pageHeader, button, field, select, errorBox, when, badge, loading } from "../ui.js";
+import { h, clear, table, empty, pageHeader, field, select, errorBox, when, short, badge, loading } from "../ui.js";
 import { go } from "../app.js";
 
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -129,8 +129,7 @@ function previewPanel(form, vmSelect) {
         (p.retention || []).length === 0
           ? empty("No points to judge", vmSelect ? "Choose a VM with recovery points to see what would be kept." : null)
           : table([
-            { title: "Point", cell: (x) => h("code", {}, String(x.point).slice(0, 12)) },
-            { title: "Created", cell: (x) => when(x.created_at) },
+            { title: "Created", class: "nowrap", cell: (x) => h("span", { title: String(x.point) }, short(x.created_at)) },
             { title: "Verdict", cell: (x) => badge(x.kept ? "kept" : "pruned", x.kept ? "ok" : "bad") },
             { title: "Why", cell: (x) => (x.reasons || []).join(", ") || "–" },
           ], p.retention, { caption: "Retention preview" }));
