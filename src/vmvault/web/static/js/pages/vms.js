@@ -33,10 +33,10 @@ export async function render(view, route) {
   view.append(status);
 
   const counts = Object.fromEntries(TABS.map(([t]) => [t, vms.filter((v) => tabOf(v) === t).length]));
-  const tablist = h("div", { class: "tabs", role: "tablist", "aria-label": "VM state" },
-    TABS.map(([t, label]) => h("a", { role: "tab", href: `#/vms?tab=${t}`, id: `tab-${t}`,
-      "aria-selected": String(t === tab), class: t === tab ? "tab active" : "tab" },
-    label, " ", h("span", { class: "count" }, String(counts[t])))));
+  const tablist = h("nav", { class: "tabs", "aria-label": "VMs by state" },
+    TABS.map(([t, label]) => h("a", { href: `#/vms?tab=${t}`, id: `tab-${t}`,
+      "aria-current": t === tab ? "page" : null, class: t === tab ? "tab active" : "tab" },
+    label, " ", h("span", { class: "count", "aria-label": `(${counts[t]})` }, String(counts[t])))));
   view.append(tablist);
 
   const rows = vms.filter((v) => tabOf(v) === tab).sort((a, b) => a.name.localeCompare(b.name));
@@ -58,7 +58,7 @@ export async function render(view, route) {
   };
   if (actionButtons.length) toolbar.append(countLabel, ...actionButtons);
 
-  const panel = h("div", { class: "card", role: "tabpanel", "aria-labelledby": `tab-${tab}` },
+  const panel = h("section", { class: "card", "aria-labelledby": `tab-${tab}` },
     h("p", { class: "muted tab-help" }, TABS.find(([t]) => t === tab)[2]));
   view.append(panel);
   if (!rows.length) {
