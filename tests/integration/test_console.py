@@ -233,14 +233,17 @@ def test_dashboard_counts_equal_the_cli(console: Console) -> None:
     cli = r.json()
     shown = {
         e.get_attribute("id"): int(e.find_element(By.CLASS_NAME, "stat-value").text)
-        for e in console.browser.find_elements(By.CSS_SELECTOR, ".stat")
+        for e in console.browser.find_elements(By.CSS_SELECTOR, ".stat[id^=vms-], .stat[id^=jobs-]")
     }
     expected = {f"vms-{k}": v for k, v in cli["vms"].items()} | {
         f"jobs-{k}": v for k, v in cli["jobs_24h"].items()
     }
     assert shown == expected
     assert shown["vms-registered"] >= 1 and shown["jobs-failed"] >= 1
-    assert console.wait("#dedup-ratio").text  # storage is shown
+    storage = cli["storage"]
+    assert console.wait("#storage-points .stat-value").text == str(storage["points"])
+    ratio = console.wait("#dedup-ratio .stat-value").text
+    assert ratio == (f"{storage['dedup_ratio']:.2f} ×" if storage["dedup_ratio"] else "–")
     assert console.browser.find_elements(By.CSS_SELECTOR, "svg.chart")  # the 14 days
 
 
