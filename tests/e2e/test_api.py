@@ -17,6 +17,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from tests.api_tokens import authenticate, bearer
 from tests.conftest import save_vm
 from vmvault import documents
 from vmvault.api import models
@@ -39,7 +40,7 @@ def services(tmp_path: Path) -> Services:
 
 @pytest.fixture()
 def api(services: Services) -> TestClient:
-    return TestClient(create_app(services))
+    return TestClient(create_app(services, authenticate=authenticate), headers=bearer())
 
 
 def test_health_vms_and_dashboard(api: TestClient) -> None:
@@ -260,7 +261,8 @@ def test_a_real_server_refuses_a_chunked_upload_over_the_limit(services: Service
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    config = uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="error")
+    app = create_app(services, authenticate=authenticate)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -274,10 +276,10 @@ def test_a_real_server_refuses_a_chunked_upload_over_the_limit(services: Service
                 yield b" " * 4096
 
         url = f"http://127.0.0.1:{port}/api/v1/gc"
-        r = httpx.post(url, content=chunks(), headers=JSON, timeout=30)
+        r = httpx.post(url, content=chunks(), headers=JSON | bearer(), timeout=30)
         assert r.request.headers["transfer-encoding"] == "chunked"
         _error(r, 413, "REQUEST_TOO_LARGE")
-        assert httpx.post(url, json={}, timeout=30).status_code == 202  # still serving
+        assert httpx.post(url, json={}, headers=bearer(), timeout=30).status_code == 202
     finally:
         server.should_exit = True
         thread.join(timeout=30)

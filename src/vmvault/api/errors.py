@@ -58,6 +58,11 @@ CONFLICTS = {
     "ALREADY_REGISTERED",
     "POLICY_IN_USE",
     "NAME_IN_USE",
+    # a create that meets an existing one of the same name
+    "VAULT_EXISTS",
+    "HOST_EXISTS",
+    "POLICY_EXISTS",
+    "RESTORE_NAME_EXISTS",
 }
 _BY_CODE = {
     "AUTH_REQUIRED": 401,

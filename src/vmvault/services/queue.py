@@ -224,7 +224,8 @@ class QueueService(Service):
             raise InvalidInput("not a restore option", what=", ".join(unknown))
         vm, point = self._restores().vm_and_point(vm_ref, point_id)
         request: dict[str, Any] = {"vm": vm.uuid, "point": point_id, "mode": mode}
-        request |= {"from_vault": from_vault, **options}
+        request |= {"from_vault": from_vault}
+        request |= {k: v for k, v in options.items() if v is not None}
         self._prepare_restore(request)
         with self.uow() as uow:
             vault = holdings.vault_holding(uow, point, from_vault)

@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from vmvault import documents
-from vmvault.api.models import BackupRequest, CopyRequest, JobDoc
+from vmvault.api.models import JobDoc
+from vmvault.api.requests import BackupRequest, CopyRequest
 from vmvault.api.routes.common import OPERATOR, PREFIX, queued
 from vmvault.bootstrap import Services
 from vmvault.domain.errors import InvalidInput

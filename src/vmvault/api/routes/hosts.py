@@ -8,7 +8,8 @@ from fastapi import APIRouter
 
 from vmvault import documents
 from vmvault.api.errors import responses
-from vmvault.api.models import DeletedDoc, HostCreate, HostDoc, HostUpdate
+from vmvault.api.models import DeletedDoc, HostDoc
+from vmvault.api.requests import HostCreate, HostUpdate
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
 from vmvault.bootstrap import Services
 

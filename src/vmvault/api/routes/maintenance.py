@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from vmvault import documents
-from vmvault.api.models import JobDoc, VaultRequest, VerifyRequest
+from vmvault.api.models import JobDoc
+from vmvault.api.requests import VaultRequest, VerifyRequest
 from vmvault.api.routes.common import OPERATOR, PREFIX, queued
 from vmvault.bootstrap import Services
 

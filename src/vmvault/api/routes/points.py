@@ -8,7 +8,8 @@ from fastapi import APIRouter
 
 from vmvault import documents
 from vmvault.api.errors import responses
-from vmvault.api.models import JobDoc, PinRequest, PointDoc
+from vmvault.api.models import JobDoc, PointDoc
+from vmvault.api.requests import PinRequest
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
 from vmvault.bootstrap import Services
 

@@ -8,15 +8,8 @@ from fastapi import APIRouter
 
 from vmvault import documents
 from vmvault.api.errors import responses
-from vmvault.api.models import (
-    DeletedDoc,
-    PolicyCreate,
-    PolicyDoc,
-    PolicyPreviewDoc,
-    PolicyPreviewRequest,
-    PolicyUpdate,
-    RetentionChange,
-)
+from vmvault.api.models import DeletedDoc, PolicyDoc, PolicyPreviewDoc
+from vmvault.api.requests import PolicyCreate, PolicyPreviewRequest, PolicyUpdate, RetentionChange
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
 from vmvault.bootstrap import Services
 from vmvault.domain.retention import Retention

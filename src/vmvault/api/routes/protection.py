@@ -8,13 +8,8 @@ from fastapi import APIRouter
 
 from vmvault import documents
 from vmvault.api.errors import responses
-from vmvault.api.models import (
-    ProtectedItemDoc,
-    ProtectJobDoc,
-    ProtectRequest,
-    ResumeRequest,
-    StopRequest,
-)
+from vmvault.api.models import ProtectedItemDoc, ProtectJobDoc
+from vmvault.api.requests import ProtectRequest, ResumeRequest, StopRequest
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
 from vmvault.bootstrap import Services
 from vmvault.services.protection import ProtectResult

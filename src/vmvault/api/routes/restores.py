@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from vmvault import documents
-from vmvault.api.models import JobDoc, RestoreRequest, RestoreTestRequest
+from vmvault.api.models import JobDoc
+from vmvault.api.requests import RestoreRequest, RestoreTestRequest
 from vmvault.api.routes.common import OPERATOR, PREFIX, queued, server_path
 from vmvault.bootstrap import Services
 

@@ -8,11 +8,8 @@ from fastapi import APIRouter
 
 from vmvault import documents
 from vmvault.api.errors import responses
-from vmvault.api.models import (
-    VaultCreate,
-    VaultDoc,
-    VaultShowDoc,
-)
+from vmvault.api.models import VaultDoc, VaultShowDoc
+from vmvault.api.requests import VaultCreate
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER, server_path
 from vmvault.bootstrap import Services
 from vmvault.domain.vault import s3_location

@@ -8,16 +8,8 @@ from fastapi import APIRouter
 
 from vmvault import documents
 from vmvault.api.errors import responses
-from vmvault.api.models import (
-    DiscoveryDoc,
-    JobDoc,
-    ProtectJobDoc,
-    RegisterRequest,
-    VaultOnly,
-    VmDoc,
-    VmsRequest,
-    VmUpdate,
-)
+from vmvault.api.models import DiscoveryDoc, JobDoc, ProtectJobDoc, VmDoc
+from vmvault.api.requests import RegisterRequest, VaultOnly, VmsRequest, VmUpdate
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
 from vmvault.bootstrap import Services
 from vmvault.domain.vm import VmState
