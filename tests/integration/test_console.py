@@ -270,6 +270,22 @@ def test_failed_in_the_last_24h_drills_down_to_the_filtered_jobs(console: Consol
     assert console.wait("pre.log").text
 
 
+def test_register_an_agentless_vm_accepting_crash_consistent_backups(console: Console) -> None:
+    console.sign_in("admin")
+    console.go("#/vms?tab=discovered")
+    console.page("vms")
+    console.click(f'input[name=vm][aria-label="Select {NO_AGENT}"]')
+    console.click("#act-register")
+    assert NO_AGENT in console.wait("#register-form .warn-box").text
+    console.click("#crash-consistent")
+    console.click("#register-submit")
+    notice = console.wait_text(".notice", "Register 1 VM")
+    job_id = int(notice.find_element(By.CSS_SELECTOR, "a").text.lstrip("#"))
+    assert console.wait_job(job_id)["state"] in ("completed", "completed-with-warnings")
+    vm = console.cli("vm", "show", NO_AGENT, "--json").json()
+    assert vm["state"] == "registered" and vm["crash_consistent_only"] is True
+
+
 def test_protect_a_vm_with_a_new_policy(console: Console) -> None:
     console.sign_in("admin")
     console.go("#/vms?tab=registered")

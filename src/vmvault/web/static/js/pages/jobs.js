@@ -74,7 +74,7 @@ async function list(view, route) {
   const columns = [
     { title: "Job", cell: (j) => h("a", { href: `#/jobs/${j.id}` }, `#${j.id}`) },
     { title: "Type", class: "nowrap", cell: (j) => j.type },
-    { title: "VM", class: "nowrap", cell: (j) => j.vm_name || "–" },
+    { title: "VM", class: "nowrap", cell: (j) => (j.vm ? h("a", { href: `#/points?vm=${encodeURIComponent(j.vm)}` }, j.vm_name || j.vm) : "–") },
     { title: "State", class: "state", cell: (j) => badge(j.state) },
     { title: "Progress", class: "progress-cell", cell: progressCell },
     { title: "Created", class: "nowrap", cell: (j) => h("span", { title: when(j.created_at) }, short(j.created_at)) },

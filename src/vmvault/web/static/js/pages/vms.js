@@ -124,8 +124,27 @@ async function discover(status) {
 }
 
 async function register(vms, status) {
-  await attempt(status, `Register ${vms.length} VM${vms.length === 1 ? "" : "s"}`,
-    () => api.post("/vms/register", { vms: vms.map((v) => v.uuid) }));
+  const what = `Register ${vms.length} VM${vms.length === 1 ? "" : "s"}`;
+  const agentless = vms.filter((v) => !v.agent_channel);
+  let crash = false;
+  if (agentless.length) {
+    // a VM without a guest agent channel is refused unless crash-consistent points are accepted
+    const answer = await dialog(what, (close) => {
+      const box = h("input", { type: "checkbox", name: "crash_consistent", id: "crash-consistent" });
+      const f = h("form", { class: "dialog-body", id: "register-form" },
+        h("div", { class: "warn-box", role: "note" }, `Without a guest agent channel: ${agentless.map((v) => v.name).join(", ")}. `,
+          "Their backups cannot freeze the file systems."),
+        h("label", { class: "check" }, box, "Accept crash-consistent backups for them"),
+        h("div", { class: "form-actions" }, button("Cancel", () => close(null)),
+          h("button", { type: "submit", class: "btn btn-primary", id: "register-submit" }, "Register")));
+      f.addEventListener("submit", (e) => { e.preventDefault(); close({ crash: box.checked }); });
+      return f;
+    });
+    if (!answer) return;
+    crash = answer.crash;
+  }
+  await attempt(status, what, () => api.post("/vms/register",
+    { vms: vms.map((v) => v.uuid), ...(crash ? { crash_consistent: true } : {}) }));
 }
 
 async function backupNow(vms, status) {
