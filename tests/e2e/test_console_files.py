@@ -1,6 +1,7 @@
 """The web console's files as ``vmvault serve`` serves them (no browser: the browser tests are
 tests/integration/test_console.py): the redirects, every file with a content type a browser
-runs as a module or a stylesheet, no token needed, and nothing of it in the OpenAPI document."""
+runs as a module or a stylesheet and the security headers, no token needed, and nothing of it in
+the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def test_every_file_is_served_without_a_token_with_its_type(client: TestClient) 
         assert r.status_code == 200, rel
         assert TYPES[f.suffix] in r.headers["content-type"], (rel, r.headers["content-type"])
         assert r.content == f.read_bytes()
+        assert {k: r.headers[k] for k in web.HEADERS} == web.HEADERS, rel
     index = client.get("/console/")
     assert index.status_code == 200 and '<script type="module" src="js/app.js">' in index.text
 

@@ -419,7 +419,10 @@ def test_a_reader_sees_no_action_buttons_and_gets_403(console: Console) -> None:
 
 def test_the_console_is_package_data_and_served_without_a_token(console: Console) -> None:
     """No build step and nothing fetched elsewhere: every file is in the package and the
-    pages reference only the server's own paths."""
+    pages reference only the server's own paths; nothing the earlier tests' pages did was
+    blocked by the console's Content-Security-Policy."""
+    logs = console.browser.get_log("browser")
+    assert not [e for e in logs if "Content Security Policy" in e["message"]], logs
     r = httpx.get(f"{console.base}/console/", timeout=10)
     assert r.status_code == 200 and 'type="module"' in r.text
     static = Path(sys.modules["vmvault"].__file__ or "").parent / "web" / "static"

@@ -6,6 +6,7 @@ export function h(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
     if (k === "class") el.className = v;
+    else if (k === "style") Object.assign(el.style, v); // an object: the page's CSP allows no style attribute
     else if (k === "dataset") Object.assign(el.dataset, v);
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else if (v === true) el.setAttribute(k, "");
@@ -101,7 +102,7 @@ export function progress(percent, label) {
   const p = percent === null || percent === undefined ? null : Math.max(0, Math.min(100, percent));
   return h("div", { class: "progress", role: "progressbar", "aria-label": label || "progress",
     "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": p === null ? null : p.toFixed(0) },
-  h("div", { class: "progress-bar", style: `width: ${p === null ? 0 : p}%` }),
+  h("div", { class: "progress-bar", style: { width: `${p === null ? 0 : p}%` } }),
   h("span", { class: "progress-text" }, p === null ? "–" : `${p.toFixed(0)} %`));
 }
 
