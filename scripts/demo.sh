@@ -6,6 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 V=.venv/bin/vmvault
 export VMVAULT_HOME="${VMVAULT_DEMO_HOME:-$PWD/.demo}"
+CONSOLE=127.0.0.1:8479
+# the console server a previous run left running (its last step) is stopped first
+if [ -f "$VMVAULT_HOME/console.pid" ]; then
+  pid=$(cat "$VMVAULT_HOME/console.pid")
+  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "vmvault serve"; then
+    kill -TERM "$pid"
+    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  fi
+fi
 rm -rf "$VMVAULT_HOME"
 
 step() { printf '\n\033[1m== %s\033[0m\n$ vmvault %s\n' "$1" "${*:2}"; }
@@ -107,10 +116,12 @@ ok_or_warn $V protect lab-standard-2 --policy gold --backup-now
 $V protection list
 
 step "The server: scheduler + job workers + REST API (in the background)" serve --listen 127.0.0.1:8479
+# the API wants a token: an admin one for the demo (the console's sign-in at the end uses it too)
+export DEMO_TOKEN=$($V token create demo-admin --role admin | tail -n 1)
 $V serve --listen 127.0.0.1:8479 >"$VMVAULT_HOME/serve.log" 2>&1 &
 server=$!
 trap 'kill -TERM $server 2>/dev/null || true' EXIT
-api() { .venv/bin/python -c 'import sys, httpx; r = httpx.request(sys.argv[1], "http://127.0.0.1:8479/api/v1" + sys.argv[2], timeout=30); print(r.text)' "$@"; }
+api() { .venv/bin/python -c 'import os, sys, httpx; r = httpx.request(sys.argv[1], "http://127.0.0.1:8479/api/v1" + sys.argv[2], headers={"Authorization": "Bearer " + os.environ["DEMO_TOKEN"]}, timeout=30); print(r.text)' "$@"; }
 for _ in $(seq 100); do api GET /health >/dev/null 2>&1 && break; sleep 0.2; done
 api GET /health
 
@@ -120,7 +131,7 @@ echo "queued job $job"
 ok_or_warn $V jobs wait "$job"
 
 step "The same through the REST API: queue, then cancel while it is queued or running" "(POST /api/v1/backups, POST /api/v1/jobs/ID/cancel)"
-job=$(.venv/bin/python -c 'import httpx; print(httpx.post("http://127.0.0.1:8479/api/v1/backups", json={"vms": ["lab-raw-disk-1"]}).json()[0]["id"])')
+job=$(.venv/bin/python -c 'import os, httpx; print(httpx.post("http://127.0.0.1:8479/api/v1/backups", json={"vms": ["lab-raw-disk-1"]}, headers={"Authorization": "Bearer " + os.environ["DEMO_TOKEN"]}).json()[0]["id"])')
 api POST "/jobs/$job/cancel" >/dev/null
 $V jobs wait "$job" || true
 $V jobs show "$job"
@@ -213,6 +224,23 @@ first=$($V jobs list --type register --status failed --json | .venv/bin/python -
 step "A failed job, with its log" jobs show "$first"
 $V jobs show "$first"
 
+step "The web console: 'vmvault serve' stays running; sign in with the demo's admin token" serve --listen "$CONSOLE"
+token=$DEMO_TOKEN
+setsid $V serve --listen "$CONSOLE" >"$VMVAULT_HOME/console.log" 2>&1 </dev/null &
+echo $! >"$VMVAULT_HOME/console.pid"
+for _ in $(seq 150); do
+  .venv/bin/python -c 'import sys, httpx; httpx.get(sys.argv[1], timeout=2).raise_for_status()' \
+    "http://$CONSOLE/api/v1/health" 2>/dev/null && break
+  sleep 0.2
+done
+.venv/bin/python scripts/screenshots.py --url "http://$CONSOLE" --token "$token" \
+  --out "$VMVAULT_HOME/screenshots" --page dashboard
+
 printf '\nDemo state is in %s (export VMVAULT_HOME=%s to explore); the lab guests and the object store are still running.\n' \
   "$VMVAULT_HOME" "$VMVAULT_HOME"
 printf 'Remove them with: VMVAULT_HOME=%s .venv/bin/vmvault lab down; the object store with: .venv/bin/vmvault lab storage down\n' "$VMVAULT_HOME"
+printf '\n\033[1mThe web console is running (pid %s, log %s):\033[0m\n' "$(cat "$VMVAULT_HOME/console.pid")" "$VMVAULT_HOME/console.log"
+printf '  URL:         http://%s/console/\n' "$CONSOLE"
+printf '  admin token: %s\n' "$token"
+printf '  dashboard:   %s\n' "$VMVAULT_HOME/screenshots/dashboard.png"
+printf 'Stop it with: kill %s (the next make demo stops it too)\n' "$(cat "$VMVAULT_HOME/console.pid")"

@@ -7,6 +7,7 @@ PKGS=(
   qemu-block-extra gzip kmod
   ceph-mon ceph-osd radosgw ceph-common
   zbar-tools
+  chromium chromium-driver  # the web console's browser tests and screenshots (headless)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from vmvault import __version__
+from vmvault import __version__, web
 from vmvault.api import audit_trail, errors
 from vmvault.api.auth import Authenticate
 from vmvault.api.errors import responses
@@ -106,4 +106,5 @@ def create_app(
 
     for group in GROUPS:
         app.include_router(group.routes(services))
+    web.mount(app)
     return app

@@ -1,0 +1,151 @@
+"""Screenshots of the web console's pages, taken with headless Chromium (Debian's chromium and
+chromedriver, driven by Selenium: nothing is downloaded).
+
+    .venv/bin/python scripts/screenshots.py --url http://127.0.0.1:8479 --token TOKEN \
+        [--out docs/screenshots] [--page dashboard ...]
+
+The server must be running (``vmvault serve``) with some data: the pages shown are the ones
+of its first VM with recovery points, its first policy and its newest failed job (else the
+newest job).  Each page is saved as OUT/NAME.png at 1280 px wide, as tall as its content.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+WIDTH, MAX_HEIGHT = 1280, 2400
+PAGES = ("signin", "dashboard", "vms", "policies", "policy", "jobs", "job", "points", "restore")
+
+
+def browser() -> WebDriver:
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--hide-scrollbars",
+                f"--window-size={WIDTH},900", "--lang=en-US"):  # fmt: skip
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+class Shooter:
+    def __init__(self, url: str, token: str, out: Path) -> None:
+        self.url, self.token, self.out = url.rstrip("/"), token, out
+        self.b = browser()
+
+    def api(self, path: str) -> Any:
+        r = httpx.get(
+            f"{self.url}/api/v1{path}",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+        )
+        r.raise_for_status()
+        return r.json()
+
+    def open(self, hash_: str, ready: str) -> None:
+        self.b.get(f"{self.url}/console/{hash_}")
+        self.wait(ready)
+        time.sleep(0.8)  # charts, previews and fonts settle
+
+    def wait(self, css: str) -> None:
+        WebDriverWait(self.b, 30).until(
+            lambda b: any(e.is_displayed() for e in b.find_elements(By.CSS_SELECTOR, css)),
+            f"{css} never showed",
+        )
+
+    def save(self, name: str) -> Path:
+        """The page as tall as its content (a viewport that tall, then back)."""
+        height = self.b.execute_script(
+            "return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight)"
+        )
+        metrics = {"width": WIDTH, "height": min(max(int(height), 720), MAX_HEIGHT)}
+        self.b.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride", metrics | {"deviceScaleFactor": 1, "mobile": False}
+        )
+        time.sleep(0.3)
+        path = self.out / f"{name}.png"
+        self.b.save_screenshot(str(path))
+        self.b.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        print(path)
+        return path
+
+    def sign_in(self) -> None:
+        self.b.get(f"{self.url}/console/")
+        self.b.execute_script("sessionStorage.setItem('vmvault.token', arguments[0])", self.token)
+
+    def run(self, pages: list[str]) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        points = self.api("/points")
+        policies = self.api("/policies")
+        jobs = self.api("/jobs?limit=50")
+        failed = [j for j in jobs if j["state"] == "failed"]
+        job = (failed or jobs or [None])[0]
+        vm = points[0]["vm"] if points else None
+        shots: dict[str, Callable[[], None]] = {
+            "dashboard": lambda: self.open("#/dashboard", "svg.chart, .empty"),
+            "vms": lambda: self.open("#/vms?tab=protected", ".page[data-page=vms] table, .empty"),
+            "policies": lambda: self.open("#/policies", ".page[data-page=policies] h1"),
+            "jobs": lambda: self.open("#/jobs", "#jobs-list table, #jobs-list .empty"),
+        }
+        if policies:
+            policy = quote(policies[0]["name"])
+            shots["policy"] = lambda: self.open(f"#/policies/{policy}", ".preview h3")
+        if job is not None:
+            shots["job"] = lambda: self.open(f"#/jobs/{job['id']}", "#job-state")
+        if vm is not None:
+            shots["points"] = lambda: self.open(f"#/points?vm={vm}", ".page[data-page=points] table")
+            shots["restore"] = lambda: self.restore_wizard(vm)
+        if "signin" in pages:
+            self.b.get(f"{self.url}/console/")
+            self.b.execute_script("sessionStorage.clear()")
+            self.open("#/dashboard", "#token")
+            self.save("signin")
+        self.sign_in()
+        for page in pages:
+            if page in shots:
+                shots[page]()
+                self.save(page)
+            elif page != "signin":
+                print(f"skipped {page}: nothing to show", file=sys.stderr)
+
+    def restore_wizard(self, vm: str) -> None:
+        """The restore wizard on the newest point, at its second step (as a new VM)."""
+        self.open(f"#/points?vm={vm}", ".page[data-page=points] table")
+        self.b.find_element(By.CSS_SELECTOR, "button[aria-label^='Restore point']").click()
+        self.wait("#restore-wizard")
+        self.b.find_element(By.ID, "wizard-next").click()
+        self.wait("#restore-wizard input[name=name]")
+        time.sleep(0.4)
+
+    def close(self) -> None:
+        self.b.quit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8479")
+    ap.add_argument("--token", required=True, help="an API token: operator or above (the restore wizard)")
+    ap.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    ap.add_argument("--page", action="append", choices=PAGES, help="only these (repeatable)")
+    args = ap.parse_args(argv)
+    shooter = Shooter(args.url, args.token, args.out)
+    try:
+        shooter.run(args.page or list(PAGES))
+    finally:
+        shooter.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

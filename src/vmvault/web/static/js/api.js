@@ -1,0 +1,81 @@
+// The REST API client: every call carries the signed-in token; every refusal becomes an
+// ApiError with the server's code, message and remedy (docs/errors.md).
+
+const TOKEN_KEY = "vmvault.token";
+
+export class ApiError extends Error {
+  constructor(status, code, message, remedy) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.remedy = remedy;
+  }
+}
+
+export const session = {
+  get token() { return sessionStorage.getItem(TOKEN_KEY); },
+  set token(value) {
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  },
+  principal: null, // {name, role} from GET /whoami
+};
+
+// Called when the server answers 401 (token revoked or unknown): the app signs out.
+let onUnauthorized = () => {};
+export function whenUnauthorized(handler) { onUnauthorized = handler; }
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v !== undefined && v !== null && v !== "") q.set(k, v);
+  }
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+async function call(method, path, { body, params, token } = {}) {
+  const headers = { Accept: "application/json" };
+  const auth = token ?? session.token;
+  if (auth) headers.Authorization = `Bearer ${auth}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(`/api/v1${path}${query(params)}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    throw new ApiError(0, "SERVER_UNREACHABLE", `the server did not answer (${err.message})`,
+      "check that 'vmvault serve' is running, then try again");
+  }
+  const text = await response.text();
+  let doc = null;
+  try { doc = text ? JSON.parse(text) : null; } catch { doc = null; }
+  if (!response.ok) {
+    const e = doc && doc.error ? doc.error : {};
+    const err = new ApiError(response.status, e.code || `HTTP_${response.status}`,
+      e.message || response.statusText || "the request failed", e.remedy || "");
+    if (response.status === 401 && token === undefined) onUnauthorized(err);
+    throw err;
+  }
+  const total = response.headers.get("X-Total-Count");
+  return { doc, total: total === null ? null : Number(total) };
+}
+
+export const api = {
+  get: async (path, params) => (await call("GET", path, { params })).doc,
+  page: (path, params) => call("GET", path, { params }),  // {doc, total}
+  post: async (path, body) => (await call("POST", path, { body: body ?? {} })).doc,
+  patch: async (path, body) => (await call("PATCH", path, { body })).doc,
+  del: async (path) => (await call("DELETE", path)).doc,
+  whoami: async (token) => (await call("GET", "/whoami", { token })).doc,
+};
+
+// Roles in order (domain/access.py): each one may do what the ones before it may.
+const ROLES = ["reader", "operator", "contributor", "admin"];
+export function can(needed) {
+  const role = session.principal ? session.principal.role : null;
+  return role !== null && ROLES.indexOf(role) >= ROLES.indexOf(needed);
+}

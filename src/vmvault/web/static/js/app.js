@@ -1,0 +1,114 @@
+// The console's shell: sign-in, the hash router (#/page?query) and the navigation.
+import { api, ApiError, session, whenUnauthorized } from "./api.js";
+import { h, clear, errorBox, field, button } from "./ui.js";
+import * as dashboard from "./pages/dashboard.js";
+import * as vms from "./pages/vms.js";
+import * as policies from "./pages/policies.js";
+import * as jobs from "./pages/jobs.js";
+import * as points from "./pages/points.js";
+
+const PAGES = { dashboard, vms, policies, jobs, points };
+const main = document.getElementById("main");
+let leave = null; // the current page's clean-up (stops its polling)
+
+export function route() {
+  const raw = location.hash.replace(/^#\/?/, "");
+  const [path, qs] = raw.split("?");
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  return { page: parts[0] || "dashboard", rest: parts.slice(1), params: new URLSearchParams(qs || "") };
+}
+
+export function go(hash) {
+  if (location.hash === hash) render();
+  else location.hash = hash;
+}
+
+async function render() {
+  if (leave) { leave(); leave = null; }
+  if (!session.token || !session.principal) {
+    if (session.token && !session.principal) {
+      try { session.principal = await api.whoami(); } catch { session.token = null; }
+    }
+    if (!session.principal) return signIn();
+  }
+  const r = route();
+  const page = PAGES[r.page];
+  showChrome(r.page);
+  if (!page) {
+    clear(main, errorBox({ code: "PAGE_NOT_FOUND", message: `there is no page '${r.page}'`,
+      remedy: "use the navigation on the left" }, "Page not found"));
+    return;
+  }
+  const view = h("div", { class: "page", "data-page": r.page });
+  clear(main, view);
+  try {
+    leave = (await page.render(view, r)) || null;
+  } catch (err) {
+    if (!(err instanceof ApiError)) console.error(err);
+    view.append(errorBox(err, "This page could not be loaded"));
+  }
+  const title = view.querySelector("h1");
+  document.title = `${title ? title.textContent : "vmvault"} · vmvault console`;
+  if (title) title.focus({ preventScroll: true });
+}
+
+function showChrome(current) {
+  const nav = document.getElementById("nav");
+  nav.hidden = false;
+  for (const a of nav.querySelectorAll("a")) {
+    if (a.dataset.page === current) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  const p = session.principal;
+  clear(document.getElementById("who"),
+    h("span", { class: "who-name" }, p.name), " ",
+    h("span", { class: `role role-${p.role}`, title: "the token's role" }, p.role), " ",
+    button("Sign out", signOut, { kind: "link", id: "sign-out" }));
+}
+
+function signOut() {
+  session.token = null;
+  session.principal = null;
+  location.hash = "#/dashboard";
+  render();
+}
+
+function signIn(problem) {
+  document.getElementById("nav").hidden = true;
+  clear(document.getElementById("who"));
+  const token = h("input", { type: "password", id: "token", name: "token", required: true,
+    autocomplete: "current-password", spellcheck: "false" });
+  const status = h("div", { "aria-live": "polite" }, problem ? errorBox(problem, "Signed out") : null);
+  const form = h("form", { class: "signin card", id: "signin-form" },
+    h("h1", { id: "page-title", tabindex: "-1" }, "Sign in to vmvault"),
+    h("p", { class: "subtitle" }, "Paste an API token. An administrator creates one with ",
+      h("code", {}, "vmvault token create NAME --role reader|operator|contributor|admin"), "."),
+    field("API token", token, "Kept in this browser tab only (sessionStorage) until you sign out or close the tab."),
+    status,
+    h("button", { type: "submit", class: "btn btn-primary" }, "Sign in"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    clear(status);
+    try {
+      const who = await api.whoami(token.value.trim());
+      session.token = token.value.trim();
+      session.principal = who;
+      render();
+    } catch (err) {
+      clear(status, errorBox(err, "Sign-in failed"));
+      token.focus();
+    }
+  });
+  clear(main, h("div", { class: "page page-signin" }, form));
+  document.title = "Sign in · vmvault console";
+  token.focus();
+}
+
+whenUnauthorized((err) => {
+  session.token = null;
+  session.principal = null;
+  signIn(err);
+});
+
+window.addEventListener("hashchange", render);
+render();

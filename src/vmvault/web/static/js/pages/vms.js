@@ -1,0 +1,206 @@
+// Virtual machines: discovered / registered / protected tabs, a selection of many VMs, and
+// the actions on it — discover, register, protect with a policy (existing or new), backup now.
+import { api, can } from "../api.js";
+import { h, clear, table, empty, pageHeader, button, badge, errorBox, notice, jobsQueued, dialog,
+  field, select, ago } from "../ui.js";
+import { go } from "../app.js";
+import { policyForm, policyBody, retentionText } from "./policies.js";
+
+const TABS = [
+  ["discovered", "Discovered", "Every VM discovery found on the vault's hosts, not registered yet."],
+  ["registered", "Registered", "Registered with the vault, without a policy."],
+  ["protected", "Protected", "With a policy (or protection stopped, data retained)."],
+];
+
+function tabOf(vm) {
+  if (vm.state === "protected" || vm.state === "protection-stopped") return "protected";
+  return vm.state;
+}
+
+export async function render(view, route) {
+  const tab = TABS.some(([t]) => t === route.params.get("tab")) ? route.params.get("tab") : "protected";
+  const [vms, protection] = await Promise.all([
+    api.get("/vms"),
+    api.get("/protection").catch(() => []),
+  ]);
+  const health = Object.fromEntries((protection || []).map((p) => [p.uuid, p]));
+  const selected = new Set();
+  const status = h("div", { class: "status-area" });
+
+  const actions = [button("Refresh", () => go(`#/vms?tab=${tab}`), { id: "act-refresh" })];
+  if (can("contributor")) actions.push(button("Discover VMs", () => discover(status), { id: "act-discover" }));
+  view.append(pageHeader("Virtual machines", "Select VMs, then act on all of them at once.", actions));
+  view.append(status);
+
+  const counts = Object.fromEntries(TABS.map(([t]) => [t, vms.filter((v) => tabOf(v) === t).length]));
+  const tablist = h("nav", { class: "tabs", "aria-label": "VMs by state" },
+    TABS.map(([t, label]) => h("a", { href: `#/vms?tab=${t}`, id: `tab-${t}`,
+      "aria-current": t === tab ? "page" : null, class: t === tab ? "tab active" : "tab" },
+    label, " ", h("span", { class: "count", "aria-label": `(${counts[t]})` }, String(counts[t])))));
+  view.append(tablist);
+
+  const rows = vms.filter((v) => tabOf(v) === tab).sort((a, b) => a.name.localeCompare(b.name));
+  const toolbar = h("div", { class: "toolbar", role: "toolbar", "aria-label": "Actions on the selected VMs" });
+  const chosen = () => rows.filter((v) => selected.has(v.uuid));
+  const countLabel = h("span", { class: "muted", "aria-live": "polite" }, "No VM selected");
+  const actionButtons = [];
+  const act = (label, needed, tabs, run, id) => {
+    if (!can(needed) || !tabs.includes(tab)) return;
+    actionButtons.push(button(label, () => run(chosen(), status), { id, disabled: true }));
+  };
+  act("Register", "contributor", ["discovered"], register, "act-register");
+  act("Protect…", "contributor", ["registered", "protected"], protect, "act-protect");
+  act("Back up now", "operator", ["registered", "protected"], backupNow, "act-backup");
+  const refresh = () => {
+    const n = selected.size;
+    countLabel.textContent = n ? `${n} selected` : "No VM selected";
+    actionButtons.forEach((b) => { b.disabled = n === 0; });
+  };
+  if (actionButtons.length) toolbar.append(countLabel, ...actionButtons);
+
+  const panel = h("section", { class: "card", "aria-labelledby": `tab-${tab}` },
+    h("p", { class: "muted tab-help" }, TABS.find(([t]) => t === tab)[2]));
+  view.append(panel);
+  if (!rows.length) {
+    panel.append(empty(`No ${tab} VMs`, tab === "discovered"
+      ? "Run a discovery to list the VMs of the vault's hosts." : "Register VMs from the Discovered tab, then protect them.",
+    tab === "discovered" && can("contributor") ? button("Discover VMs", () => discover(status), { kind: "primary" }) : null));
+    return;
+  }
+  if (actionButtons.length) panel.append(toolbar);
+  const selectable = actionButtons.length > 0;
+  const all = h("input", { type: "checkbox", id: "select-all", "aria-label": "Select all VMs" });
+  all.addEventListener("change", () => {
+    panel.querySelectorAll("input[name=vm]").forEach((c) => { c.checked = all.checked; c.dispatchEvent(new Event("change")); });
+  });
+  const columns = [
+    { title: "Name", class: "nowrap", cell: (v) => h("a", { href: `#/points?vm=${encodeURIComponent(v.uuid)}` }, v.name) },
+    { title: "Host / group", class: "nowrap", cell: (v) => `${v.host} / ${v.group}` },
+    { title: "Power", cell: (v) => badge(v.vanished ? "vanished" : v.power_state, v.vanished ? "bad" : null) },
+    { title: "Agent", class: "nowrap", cell: (v) => (v.agent_version ? v.agent_version : v.agent_channel ? "no answer" : "none") },
+    { title: "Disks", class: "nowrap", cell: (v) => v.disks.map((d) => d.target + (d.excluded ? " (excluded)" : "")).join(", ") },
+  ];
+  if (tab !== "discovered") {
+    columns.push({ title: "State", cell: (v) => badge(v.state) });
+    columns.push({ title: "Policy", cell: (v) => (v.policy ? h("a", { href: `#/policies/${encodeURIComponent(v.policy)}` }, v.policy) : "–") });
+  }
+  if (tab === "protected") {
+    columns.push({ title: "Health", cell: (v) => {
+      const item = health[v.uuid];
+      if (!item || !item.health || item.health === "-") return "–";
+      return badge(item.health, item.health === "ok" ? "ok" : item.health === "overdue" ? "warn" : "bad");
+    } });
+    columns.push({ title: "Last point", class: "nowrap", cell: (v) => {
+      const item = health[v.uuid];
+      return item ? h("span", { title: `${item.points} point(s)` }, ago(item.last_point_at)) : "–";
+    } });
+  }
+  if (selectable) {
+    columns.unshift({ title: all, class: "select-cell", cell: (v) => {
+      const box = h("input", { type: "checkbox", name: "vm", value: v.uuid, "aria-label": `Select ${v.name}` });
+      box.addEventListener("change", () => { if (box.checked) selected.add(v.uuid); else selected.delete(v.uuid); refresh(); });
+      return box;
+    } });
+  }
+  panel.append(h("div", { class: "table-wrap" }, table(columns, rows, { caption: `${tab} VMs`, key: (v) => v.uuid })));
+}
+
+// --- actions ---------------------------------------------------------------------------------
+
+async function attempt(status, what, run) {
+  try {
+    const result = await run();
+    if (result) notice(status, ...jobsQueued(result, what));
+    return result;
+  } catch (err) {
+    status.prepend(errorBox(err, `${what} was refused`));
+    return null;
+  }
+}
+
+async function discover(status) {
+  const job = await attempt(status, "Discovery", () => api.post("/vms/discover", {}));
+  if (job) setTimeout(() => go(`#/jobs/${job.id}`), 600);
+}
+
+async function register(vms, status) {
+  const what = `Register ${vms.length} VM${vms.length === 1 ? "" : "s"}`;
+  const agentless = vms.filter((v) => !v.agent_channel);
+  let crash = false;
+  if (agentless.length) {
+    // a VM without a guest agent channel is refused unless crash-consistent points are accepted
+    const answer = await dialog(what, (close) => {
+      const box = h("input", { type: "checkbox", name: "crash_consistent", id: "crash-consistent" });
+      const f = h("form", { class: "dialog-body", id: "register-form" },
+        h("div", { class: "warn-box", role: "note" }, `Without a guest agent channel: ${agentless.map((v) => v.name).join(", ")}. `,
+          "Their backups cannot freeze the file systems."),
+        h("label", { class: "check" }, box, "Accept crash-consistent backups for them"),
+        h("div", { class: "form-actions" }, button("Cancel", () => close(null)),
+          h("button", { type: "submit", class: "btn btn-primary", id: "register-submit" }, "Register")));
+      f.addEventListener("submit", (e) => { e.preventDefault(); close({ crash: box.checked }); });
+      return f;
+    });
+    if (!answer) return;
+    crash = answer.crash;
+  }
+  await attempt(status, what, () => api.post("/vms/register",
+    { vms: vms.map((v) => v.uuid), ...(crash ? { crash_consistent: true } : {}) }));
+}
+
+async function backupNow(vms, status) {
+  await attempt(status, `Backup of ${vms.length} VM${vms.length === 1 ? "" : "s"}`,
+    () => api.post("/backups", { vms: vms.map((v) => v.uuid) }));
+}
+
+async function protect(vms, status) {
+  const policies = await api.get("/policies");
+  const done = await dialog(`Protect ${vms.length} VM${vms.length === 1 ? "" : "s"}`, (close) => {
+    const choice = policies.length ? "existing" : "new";
+    const existing = select(policies.map((p) => [p.name, `${p.name} — ${p.schedule}, ${retentionText(p.retention)}`]),
+      policies[0] && policies[0].name, { name: "policy" });
+    const form = policyForm(null);
+    const radios = h("fieldset", { class: "choice" }, h("legend", {}, "Policy"),
+      h("label", { class: "check" }, h("input", { type: "radio", name: "which", value: "existing",
+        checked: choice === "existing", disabled: !policies.length }), "An existing policy"),
+      h("label", { class: "check" }, h("input", { type: "radio", name: "which", value: "new",
+        checked: choice === "new", id: "policy-new" }), "A new policy"));
+    const existingPart = field("Existing policy", existing);
+    const newPart = h("div", {}, form.element);
+    const backup = h("input", { type: "checkbox", name: "backup_now" });
+    const err = h("div", { "aria-live": "polite" });
+    const sync = () => {
+      const which = radios.querySelector("input:checked").value;
+      existingPart.hidden = which !== "existing";
+      newPart.hidden = which !== "new";
+    };
+    radios.addEventListener("change", sync);
+    sync();
+    const f = h("form", { class: "dialog-body", id: "protect-form" },
+      h("p", {}, "VMs: ", vms.map((v) => v.name).join(", ")),
+      radios, existingPart, newPart,
+      can("operator") ? h("label", { class: "check" }, backup, "Back up now (the initial backup)") : null,
+      err,
+      h("div", { class: "form-actions" }, button("Cancel", () => close(null)),
+        h("button", { type: "submit", class: "btn btn-primary", id: "protect-submit" }, "Protect")));
+    let created = null; // a new policy made by an earlier try of this dialog
+    f.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      clear(err);
+      try {
+        let policy = existing.value;
+        if (radios.querySelector("input:checked").value === "new") {
+          created = created || (await api.post("/policies", policyBody(form.values()))).name;
+          policy = created;
+        }
+        const refs = vms.map((v) => v.uuid);
+        const jobs = await api.post("/protection", { vms: refs, policy });
+        const backups = backup.checked ? await api.post("/backups", { vms: refs }) : [];
+        close({ policy, jobs: [...jobs, ...backups] });
+      } catch (error) {
+        clear(err, errorBox(error, "Protection was refused"));
+      }
+    });
+    return f;
+  });
+  if (done) notice(status, ...jobsQueued(done.jobs, `Protect with policy ${done.policy}`));
+}
