@@ -219,7 +219,7 @@ def test_openapi_declares_statuses_and_response_models(api: TestClient) -> None:
                     assert schema == {"$ref": error_ref}, (method, path, code)
             if path.startswith("/api/v1/") and "{" in path:
                 assert "404" in codes, (method, path)
-            if method == "post":
+            if "202" in codes:  # a queued job: its VM or point may not exist, or be busy
                 assert {"404", "409"} <= codes, (method, path)
     # query parameters that take fixed values say so (the fuzzer found them as free strings)
     params = {p["name"]: p["schema"] for p in spec["paths"]["/api/v1/jobs"]["get"]["parameters"]}
