@@ -32,6 +32,7 @@ from vmvault.domain.job import JobState, JobType
 from vmvault.domain.policy import CopyOption, Policy
 from vmvault.domain.recovery_point import Consistency, Method, PointDisk, RecoveryPoint
 from vmvault.domain.retention import Retention
+from vmvault.domain.soft_delete import SoftDelete, SoftDeleteMode
 from vmvault.services import copies as copies_module
 from vmvault.services import holdings
 from vmvault.services.context import ServiceContext
@@ -269,11 +270,22 @@ def test_retention_of_the_target_prunes_its_copies_only(world: World) -> None:
     assert outcome.result is not None
     assert outcome.result.points == ["p0", "p1", "p2", "p3"]
     assert sorted(outcome.result.pruned) == ["p0", "p1"]
-    assert world.store("B").list_manifests() == ["p2", "p3"]
+    # B's soft delete is on (the default): the pruned copies stay there, soft-deleted
+    assert world.store("B").list_manifests() == ["p0", "p1", "p2", "p3"]
     assert world.store("A").list_manifests() == ["p0", "p1", "p2", "p3"]
     with world.uow() as u:
         assert [c.point_id for c in u.copies.in_vault("B")] == ["p2", "p3"]
+        assert [c.point_id for c in u.copies.in_vault("B", deleted=True)] == ["p0", "p1"]
         assert {p.id for p in u.points.in_vault("A")} == {"p0", "p1", "p2", "p3"}
+    # with B's soft delete off they go at once (today's behaviour)
+    with world.uow() as u:
+        u.vaults.set_soft_delete("B", SoftDelete(SoftDeleteMode.OFF))
+        for pid in ("p0", "p1"):
+            u.copies.set_deleted(pid, "B", None)
+        u.commit()
+    outcome = world.service().copy_vm("A", "B", "web", None, (policy, Retention(daily=2)))
+    assert outcome.result is not None and sorted(outcome.result.pruned) == ["p0", "p1"]
+    assert world.store("B").list_manifests() == ["p2", "p3"]
 
 
 def test_retention_of_the_target_leaves_backups_taken_into_it(world: World) -> None:
@@ -289,8 +301,8 @@ def test_retention_of_the_target_leaves_backups_taken_into_it(world: World) -> N
     outcome = world.service().copy_vm("A", "B", "web", None, (policy, Retention(daily=2)))
     assert outcome.result is not None
     assert sorted(outcome.result.pruned) == ["p0", "p1"]
-    assert world.store("B").list_manifests() == ["b0", "p2", "p3"]
     with world.uow() as u:
+        assert [p.id for p in holdings.held_in(u, "B")] == ["p3", "p2", "b0"]
         b0 = u.points.get("b0")
         assert b0 is not None and b0.vault == "B"
 
@@ -369,5 +381,7 @@ def test_a_policy_copy_is_queued_and_run_by_a_worker_with_the_copy_retention(
     assert claimed is not None and claimed.id == job.id
     done = queue.execute(claimed)
     assert done.state is JobState.COMPLETED, (done.error_code, done.message)
-    assert world.store("B").list_manifests() == ["p1", "p2"]  # daily=2 in B
+    with world.uow() as u:  # daily=2 in B: p0 soft-deleted there (B's soft delete is on)
+        assert [p.id for p in holdings.held_in(u, "B")] == ["p2", "p1"]
+        assert [p.id for p, _ in holdings.deleted_in(u, "B")] == ["p0"]
     assert world.store("A").list_manifests() == ["p0", "p1", "p2"]

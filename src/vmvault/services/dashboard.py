@@ -8,7 +8,10 @@
   (:func:`~vmvault.domain.policy.overdue_at` after the last point, or after protection was
   configured when there is none yet), or deleted from libvirt;
 * storage: bytes of the vault's chunk files, logical bytes of the points it holds (its own
-  and the copies of other vaults' points), their ratio.
+  and the copies of other vaults' points), their ratio;
+* soft-deleted points the vault still holds (docs/soft-delete.md): their count and logical
+  bytes (the disks' sizes, as for the points above; the chunks they alone keep are not
+  counted apart), and the next purge due.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ class Dashboard:
     points: int = 0
     #: the points it holds, by consistency level (docs/backup.md, "Consistency")
     by_consistency: dict[str, int] = field(default_factory=dict)
+    #: soft-deleted points held until purged: count, logical bytes, the earliest purge_after
+    soft_deleted: int = 0
+    soft_deleted_bytes: int = 0
+    next_purge_at: datetime | None = None
 
     @property
     def dedup_ratio(self) -> float | None:
@@ -64,6 +71,7 @@ class DashboardService(Service):
             vms = uow.vms.all(uris)
             jobs = uow.jobs.find(since=now - WINDOW, limit=100_000)
             points = holdings.held_in(uow, vault.name)  # its own points and its copies
+            binned = holdings.deleted_in(uow, vault.name)
             policies = {r.name: r.policy for r in uow.policies.all(vault.name)}
             last_backup_job = {
                 vm.uuid: next(iter(uow.jobs.find(JobType.BACKUP, vm_uuid=vm.uuid, limit=1)), None)
@@ -106,6 +114,9 @@ class DashboardService(Service):
             by_consistency={
                 c.value: sum(1 for p in points if p.consistency is c) for c in Consistency
             },
+            soft_deleted=len(binned),
+            soft_deleted_bytes=sum(p.bytes_logical for p, _ in binned),
+            next_purge_at=min((d.purge_after for _, d in binned), default=None),
         )
         for vm in protected:
             last = newest.get(vm.uuid)

@@ -124,6 +124,12 @@ from vmvault.domain.errors.sets import (
     SetIncomplete,
     SetNotFound,
 )
+from vmvault.domain.errors.soft_delete import (
+    PointNotSoftDeleted,
+    PointSoftDeleted,
+    SoftDeleteAlwaysOn,
+    SoftDeleteExpired,
+)
 from vmvault.domain.errors.vault import (
     ChunkCorrupt,
     ChunkMissing,
@@ -229,7 +235,9 @@ __all__ = [
     "PointDamaged",
     "PointNotFound",
     "PointNotInVault",
+    "PointNotSoftDeleted",
     "PointOfAnotherVm",
+    "PointSoftDeleted",
     "PolicyExists",
     "PolicyInUse",
     "PolicyNotFound",
@@ -252,6 +260,8 @@ __all__ = [
     "ServerComponentFailed",
     "SetIncomplete",
     "SetNotFound",
+    "SoftDeleteAlwaysOn",
+    "SoftDeleteExpired",
     "StorageAccessDenied",
     "StorageBucketNotFound",
     "StorageCredentialsMissing",
