@@ -6,7 +6,6 @@ stays in the vault that holds a copy."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.unit.catalog_world import catalog, now
-from vmvault.dataplane import DiskEntry, FileSource, Manifest, backup_disk, keys, verify_point
+from tests.unit.catalog_world import catalog, now, write_point
+from vmvault.dataplane import keys, verify_point
 from vmvault.dataplane.restore import restore_disk
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import (
@@ -30,7 +29,6 @@ from vmvault.domain.errors import (
 )
 from vmvault.domain.job import JobState, JobType
 from vmvault.domain.policy import CopyOption, Policy
-from vmvault.domain.recovery_point import Consistency, Method, PointDisk, RecoveryPoint
 from vmvault.domain.retention import Retention
 from vmvault.domain.soft_delete import SoftDelete, SoftDeleteMode
 from vmvault.services import copies as copies_module
@@ -87,45 +85,8 @@ def add_point(
     w: World, vault: str, point_id: str, seed: int, when: datetime, vm: str = UUID
 ) -> bytes:
     """A real point (one disk) in ``vault`` and its catalog row; returns the disk."""
-    rnd = random.Random(seed)
-    shared = random.Random(0).randbytes(3 * CS)  # the same in every point: dedupes
-    data = shared + rnd.randbytes(3 * CS) + bytes(CS) + b"tail" * 50
-    image = w.tmp / f"{point_id}.img"
-    image.write_bytes(data)
-    store = w.store(vault)
-    with store.writer(point_id):
-        with FileSource(image) as src:
-            r = backup_disk(store, src)
-        digest = store.write_index(point_id, "vda", r.index)
-        store.write_manifest(
-            Manifest(
-                point_id=point_id,
-                vm_uuid=vm,
-                vm_name="web" if vm == UUID else "db",
-                created_at=when.isoformat(),
-                domain_xml="<domain><name>web</name></domain>",
-                method="offline",
-                consistency="crash-consistent",
-                disks=[DiskEntry("vda", len(data), "vda.fidx", digest, len(data), r.bytes_new)],
-            )
-        )
-    with w.uow() as u:
-        u.points.add(
-            RecoveryPoint(
-                point_id,
-                vault,
-                vm,
-                "web" if vm == UUID else "db",
-                when,
-                Consistency.CRASH,
-                Method.OFFLINE,
-                0,
-                None,
-                [PointDisk("vda", len(data), "raw")],
-            )
-        )
-        u.commit()
-    return data
+    name = "web" if vm == UUID else "db"
+    return write_point(w.tmp, w.uow, w.vaults, vault, point_id, seed, when, (vm, name))
 
 
 @pytest.fixture()
