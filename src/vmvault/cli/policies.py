@@ -258,7 +258,7 @@ def protection_stop(
         bool, typer.Option("--retain-data", help="Keep the points (restorable, never pruned).")
     ] = False,
     delete_data: Annotated[
-        bool, typer.Option("--delete-data", help="Delete the points (chunks at the next GC).")
+        bool, typer.Option("--delete-data", help="Delete the points (soft-deleted when the vault's soft delete is on).")
     ] = False,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
