@@ -258,7 +258,11 @@ def protection_stop(
         bool, typer.Option("--retain-data", help="Keep the points (restorable, never pruned).")
     ] = False,
     delete_data: Annotated[
-        bool, typer.Option("--delete-data", help="Delete the points (soft-deleted when the vault's soft delete is on).")
+        bool,
+        typer.Option(
+            "--delete-data",
+            help="Delete the points (soft-deleted when the vault's soft delete is on).",
+        ),
     ] = False,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
