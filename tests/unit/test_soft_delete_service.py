@@ -233,6 +233,7 @@ def test_holdings_are_per_vault(world: World) -> None:
         with pytest.raises(PointSoftDeleted):
             holdings.vault_holding(u, point, "A")
     assert world.listed("B") == ["p1"] and world.deleted("A") == ["p1"]
+    assert [p.id for p in world.points().list_points(None, "web")] == ["p1"]  # held in B
     with pytest.raises(PointNotSoftDeleted):
         world.soft().undelete("p1", "B")
     world.vaults.create("C", "local", str(world.tmp / "C"), chunk_size=CS)

@@ -101,9 +101,10 @@ class PointService(Service):
     ) -> tuple[str | None, list[RecoveryPoint]]:
         """The vault listed (``vault_name`` resolved; None: a VM's points in every vault) and
         the points, newest first."""
-        if vault_name is None and vm_ref is not None:
+        if vault_name is None and vm_ref is not None:  # held normally in some vault
             with self.uow() as uow:
-                return None, uow.points.for_vm(resolve_vm(uow, vm_ref).uuid)
+                every = uow.points.for_vm(resolve_vm(uow, vm_ref).uuid, deleted=None)
+                return None, [p for p in every if holdings.holders(uow, p)]
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
             vm = resolve_vm(uow, vm_ref) if vm_ref is not None else None
