@@ -185,10 +185,11 @@ def points_delete(
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Delete one recovery point from every vault holding it, or --vault from one: in a vault
-    whose soft delete is on it is soft-deleted (undelete with 'vmvault points undelete',
-    purged by 'vmvault gc' after the vault's period), else deleted at once (its unshared
-    chunks go at the vault's next GC)."""
+    """Delete one recovery point from every vault holding it, or --vault from one.
+
+    In a vault whose soft delete is on it is soft-deleted (undelete with 'vmvault points
+    undelete', purged by 'vmvault gc' after the vault's period); where it is off it is deleted
+    at once (its unshared chunks go at the vault's next GC)."""
     outcome = services().points.delete_point(point_id, vault)
     if json_:
         emit_json(documents.job_doc(outcome.job))
