@@ -46,6 +46,7 @@ from vmvault.services.queue import QueueService
 from vmvault.services.recovery import RecoveryService
 from vmvault.services.restore import RestoreService
 from vmvault.services.scheduler import SchedulerService
+from vmvault.services.soft_delete import SoftDeleteService
 from vmvault.services.tokens import TokenService
 from vmvault.services.vault_keys import VaultKeyService
 from vmvault.services.vaults import StorageFactory, VaultService
@@ -221,6 +222,10 @@ class Services:
     @cached_property
     def points(self) -> PointService:
         return PointService(self.context)
+
+    @cached_property
+    def soft_delete(self) -> SoftDeleteService:
+        return SoftDeleteService(self.context)
 
     @cached_property
     def restores(self) -> RestoreService:

@@ -19,6 +19,7 @@ from vmvault.domain.notification import Target, shown_address
 from vmvault.domain.policy import Policy, max_age
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.schedule import format_schedule
+from vmvault.domain.soft_delete import Deletion
 from vmvault.domain.tokens import ApiToken
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import VmItem
@@ -46,6 +47,9 @@ def vault_doc(v: Vault) -> dict[str, Any]:
         "created_at": iso(v.created_at),
         "encrypted": v.encrypted,
         "key_file": v.key_file,
+        # docs/soft-delete.md
+        "soft_delete": v.soft_delete.mode.value,
+        "soft_delete_days": v.soft_delete.days,
     }
 
 
@@ -142,6 +146,11 @@ def point_doc(p: RecoveryPoint, held: Holding | None = None) -> dict[str, Any]:
         "protected": p.protected,
         "keep_until": iso(p.keep_until),
         "damaged": {v: [d.to_json() for d in dmg] for v, dmg in damaged.items()} or None,
+        # vault → its soft deletion there (docs/soft-delete.md); None: soft-deleted nowhere
+        "soft_deleted": {
+            v: deletion_doc(g) for v, g in (held.deleted if held is not None else {}).items()
+        }
+        or None,
         "disks": [
             {
                 "target": d.target,
@@ -184,6 +193,16 @@ def _copy_doc(p: Policy) -> dict[str, Any] | None:
     return {"vault": p.copy.vault, "retention": p.copy_retention.counts, "retention_own": own}
 
 
+def deletion_doc(gone: Deletion) -> dict[str, str | None]:
+    """A point's soft deletion in one vault (docs/soft-delete.md)."""
+    return {"deleted_at": iso(gone.deleted_at), "purge_after": iso(gone.purge_after)}
+
+
+def deleted_point_doc(p: RecoveryPoint, vault: str, gone: Deletion) -> dict[str, Any]:
+    """A point soft-deleted in ``vault`` (``points list --deleted``, ``points undelete``)."""
+    return point_doc(p) | {"deleted_vault": vault} | deletion_doc(gone)
+
+
 def dashboard_doc(d: Dashboard) -> dict[str, Any]:
     return {
         "vault": d.vault,
@@ -207,6 +226,10 @@ def dashboard_doc(d: Dashboard) -> dict[str, Any]:
             "dedup_ratio": d.dedup_ratio,
             "points": d.points,
             "by_consistency": d.by_consistency,
+            # soft-deleted points still held (logical bytes: their disks' sizes)
+            "soft_deleted_points": d.soft_deleted,
+            "soft_deleted_logical_bytes": d.soft_deleted_bytes,
+            "next_purge_at": iso(d.next_purge_at),
         },
         "daily": [
             {

@@ -173,8 +173,37 @@ def test_points_pin_and_delete(api: TestClient) -> None:
             404, "POINT_NOT_FOUND")  # fmt: skip
     job = api.delete(f"/api/v1/points/{pid}").json()
     assert job["type"] == "prune" and job["state"] == "completed"
+    # soft-deleted (the vault's default): listed apart, refused for restores, undeletable
+    assert pid not in [p["id"] for p in api.get("/api/v1/points").json()]
+    [gone] = api.get("/api/v1/points/deleted").json()
+    assert gone["id"] == pid and gone["deleted_vault"] == "main" and gone["purge_after"]
+    refused(api.post("/api/v1/restores", json={"vm": "web", "point": pid, "mode": "disks-only",
+                                                "directory": "/tmp/x"}), 409, "POINT_SOFT_DELETED")  # fmt: skip
+    refused(api.post(f"/api/v1/points/{pid}/undelete", json={"vault": "nope"}),
+            404, "VAULT_NOT_FOUND")  # fmt: skip
+    [back] = api.post(f"/api/v1/points/{pid}/undelete").json()
+    assert back["id"] == pid
+    assert pid in [p["id"] for p in api.get("/api/v1/points").json()]
+    refused(api.post(f"/api/v1/points/{pid}/undelete"), 409, "POINT_NOT_SOFT_DELETED")
+    assert api.get("/api/v1/points/deleted").json() == []
+    # with soft delete off, a deletion is immediate
+    assert (
+        api.patch("/api/v1/vaults/main", json={"soft_delete": "off"}).json()["soft_delete"] == "off"
+    )
+    api.delete(f"/api/v1/points/{pid}")
     refused(api.get(f"/api/v1/points/{pid}"), 404, "POINT_NOT_FOUND")
     refused(api.delete(f"/api/v1/points/{pid}"), 404, "POINT_NOT_FOUND")
+
+
+def test_a_vaults_soft_delete_always_on_is_for_good(api: TestClient) -> None:
+    r = api.patch("/api/v1/vaults/main", json={"soft_delete": "always", "soft_delete_days": 30})
+    assert (r.json()["soft_delete"], r.json()["soft_delete_days"]) == ("always", 30)
+    refused(api.patch("/api/v1/vaults/main", json={"soft_delete": "off"}),
+            409, "SOFT_DELETE_ALWAYS_ON")  # fmt: skip
+    refused(api.patch("/api/v1/vaults/main", json={"soft_delete_days": 0}), 400, "INVALID_INPUT")
+    refused(api.patch("/api/v1/vaults/main", json={}), 400, "INVALID_INPUT")
+    refused(api.patch("/api/v1/vaults/nope", json={"soft_delete": "on"}), 404, "VAULT_NOT_FOUND")
+    assert api.get("/api/v1/vaults").json()[0]["soft_delete"] == "always"
 
 
 def test_copies_are_queued(world: World, api: TestClient, tmp_path: Path) -> None:

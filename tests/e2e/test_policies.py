@@ -94,6 +94,9 @@ def test_dashboard_of_an_empty_vault(cli: CliRunner) -> None:
             "file-system-consistent": 0,
             "crash-consistent": 0,
         },
+        "soft_deleted_points": 0,
+        "soft_deleted_logical_bytes": 0,
+        "next_purge_at": None,
     }
     assert cli("dashboard").code == 0
 

@@ -90,15 +90,18 @@ def test_protection_lifecycle(lab: dict, cli: CliRunner, home: Path) -> None:
     assert ok(cli("protection", "resume", std, "--json"))[0]["vm_state"] == "protected"
     assert items(cli)[std]["protection"] == "protected"
 
-    # stop, deleting data: points gone from vault and catalog; then unregister works
+    # stop, deleting data: points soft-deleted (the vault's default: docs/soft-delete.md),
+    # their manifests stay in the vault until purged; then unregister works
     noag_points = point_ids(cli, noag)
     assert len(noag_points) == 1
     manifests = home / "vaults" / "main" / "manifests"
     assert all((manifests / f"{pid}.manifest").exists() for pid in noag_points)
     ok(cli("protection", "stop", noag, "--delete-data", "--json"))
     assert point_ids(cli, noag) == set()
+    deleted = ok(cli("points", "list", noag, "--deleted", "--json"))
+    assert {p["id"] for p in deleted} == noag_points
     for pid in noag_points:
-        assert not (manifests / f"{pid}.manifest").exists()
+        assert (manifests / f"{pid}.manifest").exists()
     assert items(cli)[noag]["state"] == "registered" and items(cli)[noag]["policy"] is None
     assert ok(cli("unregister", noag, "--json"))[0]["vm_state"] == "discovered"
     assert noag not in items(cli)

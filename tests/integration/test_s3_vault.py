@@ -82,11 +82,21 @@ def test_backup_restore_verify_gc_of_a_guest_on_an_s3_vault(
     fsck_clean(vdb)
 
     assert cli("verify", "--all", env=env).code == 0
+    # soft delete (the default): the point stays in the bucket, GC keeps it
+    manifest = f"vaults/main/manifests/{p1['id']}.manifest"
+    assert cli("points", "delete", p1["id"], env=env).code == 0
+    r = cli("gc", "--json", env=env)
+    assert r.code == 0, r.stderr
+    assert manifest in _objects(rgw, bucket)
+    assert cli("verify", "--all", env=env).code == 0
+    assert cli("points", "undelete", p1["id"], env=env).code == 0
+    # soft delete off: deleted at once, its chunks collected
+    assert cli("vault", "update", "main", "--soft-delete", "off", env=env).code == 0
     assert cli("points", "delete", p1["id"], env=env).code == 0
     r = cli("gc", "--json", env=env)
     assert r.code == 0, r.stderr
     assert cli("verify", "--all", env=env).code == 0
-    assert f"vaults/main/manifests/{p1['id']}.manifest" not in _objects(rgw, bucket)
+    assert manifest not in _objects(rgw, bucket)
 
 
 def test_vault_create_refuses_bad_s3_coordinates_and_creates_nothing(
@@ -224,7 +234,11 @@ def test_rgw_killed_during_gc_fails_it_cleanly_and_the_rerun_collects(
     write_file(vm, "/data/gc.bin", 4)
     doomed = s3svc.backups.backup("main", [vm])[0]
     assert doomed.result is not None
-    s3svc.points.delete_point(doomed.result.id)
+    s3svc.soft_delete.update_vault("main", "off")  # deleted at once: GC has chunks to remove
+    try:
+        s3svc.points.delete_point(doomed.result.id)
+    finally:
+        s3svc.soft_delete.update_vault("main", "on")
     chunks_before = s3svc.vaults.stored_chunk_bytes(s3svc.vaults.resolve("main"))
     killed = _kill_rgw_at(s3svc, rgw, JobType.GC, "collecting")
     try:

@@ -6,7 +6,6 @@ stays in the vault that holds a copy."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.unit.catalog_world import catalog, now
-from vmvault.dataplane import DiskEntry, FileSource, Manifest, backup_disk, keys, verify_point
+from tests.unit.catalog_world import catalog, now, write_point
+from vmvault.dataplane import keys, verify_point
 from vmvault.dataplane.restore import restore_disk
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import (
@@ -30,8 +29,8 @@ from vmvault.domain.errors import (
 )
 from vmvault.domain.job import JobState, JobType
 from vmvault.domain.policy import CopyOption, Policy
-from vmvault.domain.recovery_point import Consistency, Method, PointDisk, RecoveryPoint
 from vmvault.domain.retention import Retention
+from vmvault.domain.soft_delete import SoftDelete, SoftDeleteMode
 from vmvault.services import copies as copies_module
 from vmvault.services import holdings
 from vmvault.services.context import ServiceContext
@@ -86,45 +85,8 @@ def add_point(
     w: World, vault: str, point_id: str, seed: int, when: datetime, vm: str = UUID
 ) -> bytes:
     """A real point (one disk) in ``vault`` and its catalog row; returns the disk."""
-    rnd = random.Random(seed)
-    shared = random.Random(0).randbytes(3 * CS)  # the same in every point: dedupes
-    data = shared + rnd.randbytes(3 * CS) + bytes(CS) + b"tail" * 50
-    image = w.tmp / f"{point_id}.img"
-    image.write_bytes(data)
-    store = w.store(vault)
-    with store.writer(point_id):
-        with FileSource(image) as src:
-            r = backup_disk(store, src)
-        digest = store.write_index(point_id, "vda", r.index)
-        store.write_manifest(
-            Manifest(
-                point_id=point_id,
-                vm_uuid=vm,
-                vm_name="web" if vm == UUID else "db",
-                created_at=when.isoformat(),
-                domain_xml="<domain><name>web</name></domain>",
-                method="offline",
-                consistency="crash-consistent",
-                disks=[DiskEntry("vda", len(data), "vda.fidx", digest, len(data), r.bytes_new)],
-            )
-        )
-    with w.uow() as u:
-        u.points.add(
-            RecoveryPoint(
-                point_id,
-                vault,
-                vm,
-                "web" if vm == UUID else "db",
-                when,
-                Consistency.CRASH,
-                Method.OFFLINE,
-                0,
-                None,
-                [PointDisk("vda", len(data), "raw")],
-            )
-        )
-        u.commit()
-    return data
+    name = "web" if vm == UUID else "db"
+    return write_point(w.tmp, w.uow, w.vaults, vault, point_id, seed, when, (vm, name))
 
 
 @pytest.fixture()
@@ -269,11 +231,22 @@ def test_retention_of_the_target_prunes_its_copies_only(world: World) -> None:
     assert outcome.result is not None
     assert outcome.result.points == ["p0", "p1", "p2", "p3"]
     assert sorted(outcome.result.pruned) == ["p0", "p1"]
-    assert world.store("B").list_manifests() == ["p2", "p3"]
+    # B's soft delete is on (the default): the pruned copies stay there, soft-deleted
+    assert world.store("B").list_manifests() == ["p0", "p1", "p2", "p3"]
     assert world.store("A").list_manifests() == ["p0", "p1", "p2", "p3"]
     with world.uow() as u:
         assert [c.point_id for c in u.copies.in_vault("B")] == ["p2", "p3"]
+        assert [c.point_id for c in u.copies.in_vault("B", deleted=True)] == ["p0", "p1"]
         assert {p.id for p in u.points.in_vault("A")} == {"p0", "p1", "p2", "p3"}
+    # with B's soft delete off they go at once (today's behaviour)
+    with world.uow() as u:
+        u.vaults.set_soft_delete("B", SoftDelete(SoftDeleteMode.OFF))
+        for pid in ("p0", "p1"):
+            u.copies.set_deleted(pid, "B", None)
+        u.commit()
+    outcome = world.service().copy_vm("A", "B", "web", None, (policy, Retention(daily=2)))
+    assert outcome.result is not None and sorted(outcome.result.pruned) == ["p0", "p1"]
+    assert world.store("B").list_manifests() == ["p2", "p3"]
 
 
 def test_retention_of_the_target_leaves_backups_taken_into_it(world: World) -> None:
@@ -289,8 +262,8 @@ def test_retention_of_the_target_leaves_backups_taken_into_it(world: World) -> N
     outcome = world.service().copy_vm("A", "B", "web", None, (policy, Retention(daily=2)))
     assert outcome.result is not None
     assert sorted(outcome.result.pruned) == ["p0", "p1"]
-    assert world.store("B").list_manifests() == ["b0", "p2", "p3"]
     with world.uow() as u:
+        assert [p.id for p in holdings.held_in(u, "B")] == ["p3", "p2", "b0"]
         b0 = u.points.get("b0")
         assert b0 is not None and b0.vault == "B"
 
@@ -369,5 +342,7 @@ def test_a_policy_copy_is_queued_and_run_by_a_worker_with_the_copy_retention(
     assert claimed is not None and claimed.id == job.id
     done = queue.execute(claimed)
     assert done.state is JobState.COMPLETED, (done.error_code, done.message)
-    assert world.store("B").list_manifests() == ["p1", "p2"]  # daily=2 in B
+    with world.uow() as u:  # daily=2 in B: p0 soft-deleted there (B's soft delete is on)
+        assert [p.id for p in holdings.held_in(u, "B")] == ["p2", "p1"]
+        assert [p.id for p, _ in holdings.deleted_in(u, "B")] == ["p0"]
     assert world.store("A").list_manifests() == ["p0", "p1", "p2"]

@@ -64,6 +64,11 @@ CONFLICTS = {
     "HOST_EXISTS",
     "POLICY_EXISTS",
     "RESTORE_NAME_EXISTS",
+    # soft delete (docs/soft-delete.md): the point's state forbids what was asked
+    "POINT_SOFT_DELETED",
+    "POINT_NOT_SOFT_DELETED",
+    "SOFT_DELETE_EXPIRED",
+    "SOFT_DELETE_ALWAYS_ON",
 }
 _BY_CODE = {
     "AUTH_REQUIRED": 401,

@@ -78,6 +78,10 @@ class VaultDoc(BaseModel):
     created_at: str | None
     encrypted: bool
     key_file: str | None
+    soft_delete: Literal["on", "off", "always"] = Field(
+        description="deleted points are kept restorable-by-undelete (docs/soft-delete.md)"
+    )
+    soft_delete_days: int = Field(description="how long a soft-deleted point is kept")
 
 
 class DiskDoc(BaseModel):
@@ -212,6 +216,17 @@ class PointDoc(BaseModel):
     #: (vault name → per disk, byte ranges [start, end)); only the vaults where it is marked
     #: damaged; null when intact everywhere
     damaged: dict[str, list[DamagedDiskDoc]] | None = None
+    #: the vaults where the point is soft-deleted (vault → deleted_at, purge_after); null when
+    #: it is soft-deleted nowhere
+    soft_deleted: dict[str, dict[str, str | None]] | None = None
+
+
+class DeletedPointDoc(PointDoc):
+    """A point soft-deleted in one vault (``points list --deleted``)."""
+
+    deleted_vault: str
+    deleted_at: str | None
+    purge_after: str | None
 
 
 class PolicyCopyDoc(BaseModel):
@@ -261,6 +276,9 @@ class StorageDoc(BaseModel):
     by_consistency: dict[str, int] = Field(
         default_factory=dict, description="points held, by consistency level"
     )
+    soft_deleted_points: int = Field(0, description="soft-deleted points held until purged")
+    soft_deleted_logical_bytes: int = Field(0, description="their disks' sizes")
+    next_purge_at: str | None = None
 
 
 class DashboardDoc(BaseModel):

@@ -257,3 +257,18 @@ class PinRequest(_Request):
     model_config = _example(protected=True)
 
     protected: bool
+
+
+class UndeleteRequest(_Request):
+    model_config = _example(vault="main")
+
+    vault: str | None = Field(None, description="only there (default: every vault where it is)")
+
+
+class VaultUpdate(_Request):
+    model_config = _example(soft_delete="on", soft_delete_days=14)
+
+    soft_delete: Literal["on", "off", "always"] | None = Field(
+        None, description="always: can never be turned off again"
+    )
+    soft_delete_days: int | None = Field(None, description="1…3650")

@@ -27,12 +27,24 @@ def points_list(
     set_id: Annotated[
         str | None, typer.Option("--set", help="Only the points of this backup set.")
     ] = None,
+    deleted: Annotated[
+        bool,
+        typer.Option(
+            "--deleted", help="Only the points soft-deleted in the vault (docs/soft-delete.md)."
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """List the recovery points a vault holds (taken into it or copied there), newest first;
     VAULTS names every vault holding each (its own first); DAMAGED: marked damaged in the
     listed vault (a VM's points without --vault: in any vault); SET: the backup set a point
-    belongs to (--set ID: only that set's points, one per VM)."""
+    belongs to (--set ID: only that set's points, one per VM); --deleted: the points
+    soft-deleted in the vault, with when each is purged."""
+    if deleted:
+        if set_id is not None:
+            raise InvalidInput("--deleted lists one vault's soft-deleted points", what="--set")
+        _list_deleted(vault, vm, json_)
+        return
     if set_id is not None:
         if vm is not None or vault is not None:
             raise InvalidInput(
@@ -74,6 +86,49 @@ def points_list(
     out.print(table)
 
 
+def _list_deleted(vault: str | None, vm: str | None, json_: bool) -> None:
+    listed, gone = services().soft_delete.deleted(vault, vm)
+    if json_:
+        emit_json([documents.deleted_point_doc(g.point, g.vault, g.deleted) for g in gone])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "VM", "CREATED", "LOGICAL", "VAULT", "DELETED", "PURGE AFTER"):
+        table.add_column(col, no_wrap=col in ("ID", "VM"))
+    for g in gone:
+        render.add_row(
+            table,
+            g.point.id,
+            g.point.vm_name,
+            render.short_time(g.point.created_at),
+            size(g.point.bytes_logical),
+            listed,
+            render.short_time(g.deleted.deleted_at),
+            render.short_time(g.deleted.purge_after),
+        )
+    out.print(table)
+
+
+@points_app.command("undelete")
+def points_undelete(
+    point_id: str,
+    vault: Annotated[
+        str | None,
+        typer.Option(
+            "--vault", help="Undelete it in this vault only (default: wherever soft-deleted)."
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Restore a soft-deleted recovery point to normal (restorable, listed, kept by
+    retention as any point) before its soft-delete period ends."""
+    back = services().soft_delete.undelete(point_id, vault)
+    if json_:
+        emit_json([documents.deleted_point_doc(g.point, g.vault, g.deleted) for g in back])
+        return
+    for g in back:
+        out.print(f"undeleted {g.point.id} of {g.point.vm_name} in vault '{g.vault}'", markup=False)
+
+
 @points_app.command("show")
 def points_show(point_id: str, json_: JsonOpt = False) -> None:
     """Show one recovery point (VAULTS: every vault holding it, its own first; DAMAGED: the
@@ -107,6 +162,13 @@ def points_show(point_id: str, json_: JsonOpt = False) -> None:
         )
     for w in p.warnings:
         out.print(f"warning: {w}", markup=False)
+    for vault_name, gone in held.deleted.items():
+        out.print(
+            f"SOFT-DELETED in vault {vault_name} at {gone.deleted_at.isoformat(timespec='seconds')}"
+            f", purged after {gone.purge_after.isoformat(timespec='seconds')} "
+            f"(vmvault points undelete {p.id} --vault {vault_name})",
+            markup=False,
+        )
     for vault_name, damage in held.damaged.items():
         for dmg in damage:
             out.print(
@@ -123,8 +185,11 @@ def points_delete(
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Delete one recovery point from every vault holding it, or --vault from one
-    (its unshared chunks go at each vault's next GC)."""
+    """Delete one recovery point from every vault holding it, or --vault from one.
+
+    In a vault whose soft delete is on it is soft-deleted (undelete with 'vmvault points
+    undelete', purged by 'vmvault gc' after the vault's period); where it is off it is deleted
+    at once (its unshared chunks go at the vault's next GC)."""
     outcome = services().points.delete_point(point_id, vault)
     if json_:
         emit_json(documents.job_doc(outcome.job))
@@ -167,7 +232,8 @@ def gc(
     vault: VaultOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Remove chunks no recovery point references (safe while backups run)."""
+    """Purge the soft-deleted points whose period has ended, then remove chunks no recovery
+    point references (safe while backups run)."""
     if not wait:
         if dry_run:
             raise typer.BadParameter("--dry-run runs in the foreground only")
@@ -183,14 +249,17 @@ def gc(
                 "chunks_removed": r.chunks_removed,
                 "bytes_removed": r.bytes_removed,
                 "chunks_kept_recent": r.chunks_kept_recent,
+                "points_purged": r.points_purged,
             }
         emit_json(doc)
     else:
         render.job_result_line(outcome.job)
         if outcome.result:
             r = outcome.result
+            verb = "due" if dry_run else "purged"
             out.print(
-                f"  {r.chunks_removed} chunks removed ({size(r.bytes_removed)}), "
+                f"  {len(r.points_purged)} soft-deleted point(s) {verb}, "
+                f"{r.chunks_removed} chunks removed ({size(r.bytes_removed)}), "
                 f"{r.chunks_referenced} referenced, {r.chunks_kept_recent} kept as too recent"
             )
     raise typer.Exit(render.exit_code_for([outcome.job]))

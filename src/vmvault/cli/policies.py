@@ -247,7 +247,11 @@ def protection_stop(
         bool, typer.Option("--retain-data", help="Keep the points (restorable, never pruned).")
     ] = False,
     delete_data: Annotated[
-        bool, typer.Option("--delete-data", help="Delete the points (chunks at the next GC).")
+        bool,
+        typer.Option(
+            "--delete-data",
+            help="Delete the points (soft-deleted when the vault's soft delete is on).",
+        ),
     ] = False,
     vault: VaultOpt = None,
     json_: JsonOpt = False,
@@ -345,6 +349,11 @@ def dashboard(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
         f"{d.points} point(s), dedup ratio {ratio}"
     )
     out.print("points    " + ", ".join(f"{n} {k}" for k, n in d.by_consistency.items()))
+    due = f", next purge {d.next_purge_at.isoformat(timespec='seconds')}" if d.next_purge_at else ""
+    out.print(
+        f"deleted   {d.soft_deleted} soft-deleted point(s) holding {d.soft_deleted_bytes:,} B "
+        f"logical{due}"
+    )
     if not d.attention:
         out.print("attention none")
     for a in d.attention:

@@ -18,7 +18,7 @@ from vmvault.cli.render import emit_json, out
 from vmvault.cli.vault_keys import key_app
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import parse_size, quoted
-from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION, s3_location
+from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION, Vault, s3_location
 
 vault_app = typer.Typer(help="Create and inspect vaults.", no_args_is_help=True)
 host_app = typer.Typer(help="libvirt hosts and the location they belong to.", no_args_is_help=True)
@@ -142,11 +142,49 @@ def vault_show(
         return
     for key in ("name", "location", "storage", "path", "created_at"):
         out.print(f"{key:10} {doc[key]}", markup=False)
+    out.print(f"{'soft del.':10} {_soft_delete(summary.vault)}", markup=False)
     if summary.vault.s3 is not None:
         out.print(f"{'endpoint':10} {summary.vault.s3.endpoint}", markup=False)
     out.print("hosts      " + (", ".join(h.uri for h in summary.hosts) or "none"), markup=False)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.vm_counts.items())) or "none yet"
     out.print(f"VMs        {counts}", markup=False)
+
+
+@vault_app.command("update")
+def vault_update(
+    name: Annotated[str, typer.Argument(help="The vault.")],
+    soft_delete: Annotated[
+        str | None,
+        typer.Option(
+            "--soft-delete",
+            help="on: deleted points are kept soft-deleted for --soft-delete-days (default); "
+            "off: deleted at once; always: on, and never again off (permanent).",
+        ),
+    ] = None,
+    soft_delete_days: Annotated[
+        int | None,
+        typer.Option("--soft-delete-days", help="Days a soft-deleted point is kept (1-3650)."),
+    ] = None,
+    always_on: Annotated[
+        bool, typer.Option("--always-on", help="The same as --soft-delete always.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Change a vault's settings: soft delete of its recovery points (docs/soft-delete.md)."""
+    if always_on:
+        if soft_delete not in (None, "always"):
+            raise InvalidInput("--always-on is --soft-delete always", what="--soft-delete")
+        soft_delete = "always"
+    vault = services().soft_delete.update_vault(name, soft_delete, soft_delete_days)
+    if json_:
+        emit_json(documents.vault_doc(vault))
+        return
+    out.print(f"vault {vault.name}: soft delete {_soft_delete(vault)}", markup=False)
+
+
+def _soft_delete(vault: Vault) -> str:
+    s = vault.soft_delete
+    return f"{s.mode.value}, {s.days} day(s)" if s.enabled else "off (points are deleted at once)"
 
 
 @host_app.command("add")

@@ -71,6 +71,8 @@ class GcReport:
     tmp_removed: int = 0  # in-flight debris of crashed writers
     indexes_removed: list[str] = field(default_factory=list)  # point ids without manifest
     reuse_lists_removed: int = 0  # incrementals' reuse lists older than the cutoff
+    #: soft-deleted points purged before the mark (or due, dry run): set by the GC service
+    points_purged: list[str] = field(default_factory=list)
 
 
 def _mark(store: VaultStore) -> tuple[set[bytes], int]:

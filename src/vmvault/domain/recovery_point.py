@@ -33,6 +33,7 @@ from vmvault.domain.consistency import NOT_RUN, HookOutcome
 from vmvault.domain.consistency import Consistency as Consistency  # re-exported
 from vmvault.domain.consistency import consistency_of as consistency_of  # re-exported
 from vmvault.domain.job import JournalStep
+from vmvault.domain.soft_delete import Deletion
 from vmvault.domain.vm import PowerState
 
 #: Checkpoints vmvault creates are named ``vmvault-<point id>``; others are never touched.
@@ -92,6 +93,8 @@ class PointCopy:
     created_at: datetime
     job_id: int | None = None
     damaged: tuple[DamagedDisk, ...] | None = None
+    #: None while the copy is held normally; set when soft-deleted from ``vault``
+    deleted: Deletion | None = None
 
 
 @dataclass
@@ -121,6 +124,9 @@ class RecoveryPoint:
     protected: bool = False
     #: None when intact; what verify found damaged (in this vault) and could not heal
     damaged: tuple[DamagedDisk, ...] | None = None
+    #: None while held normally in its own vault; set when soft-deleted there (the copies
+    #: carry their own: :attr:`PointCopy.deleted`)
+    deleted: Deletion | None = None
 
     @property
     def bytes_logical(self) -> int:

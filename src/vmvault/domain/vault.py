@@ -8,11 +8,12 @@ a libvirt connection URI that belongs to one location.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from vmvault.domain.errors import HostUriRunsCommand, InvalidInput
 from vmvault.domain.inputs import check_printable, check_text, quoted
+from vmvault.domain.soft_delete import SoftDelete
 
 DEFAULT_HOST_URI = "qemu:///system"
 DEFAULT_LOCATION = "local"
@@ -182,6 +183,8 @@ class Vault:
     created_at: datetime
     key_file: str | None = None  # encrypted vaults: where the wrapped keys live
     s3: S3Location | None = None  # None: a directory on this host (``path``)
+    #: what removing a point from the vault does (docs/soft-delete.md)
+    soft_delete: SoftDelete = field(default_factory=SoftDelete)
 
     @property
     def encrypted(self) -> bool:

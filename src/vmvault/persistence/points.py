@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, true, update
 
 from vmvault.domain.consistency import HookOutcome
 from vmvault.domain.recovery_point import (
@@ -19,12 +19,26 @@ from vmvault.domain.recovery_point import (
     PointDisk,
     RecoveryPoint,
 )
+from vmvault.domain.soft_delete import Deletion
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req, utc
 
 
 def _damage(doc: Any) -> tuple[DamagedDisk, ...] | None:
     return None if doc is None else tuple(DamagedDisk.from_json(d) for d in doc)
+
+
+def _deletion(r: Any) -> Deletion | None:
+    if r.deleted_at is None:
+        return None
+    return Deletion(req(r.deleted_at), req(r.purge_after))
+
+
+def _deleted(column: Any, deleted: bool | None) -> Any:
+    """The ``where`` of a listing: held normally (False), soft-deleted (True), both (None)."""
+    if deleted is None:
+        return true()
+    return column.is_not(None) if deleted else column.is_(None)
 
 
 def _damage_json(damage: Sequence[DamagedDisk] | None) -> Any:
@@ -56,6 +70,7 @@ class SqlPoints:
             keep_until=utc(r.keep_until),
             protected=bool(r.protected),
             damaged=_damage(r.damaged),
+            deleted=_deletion(r),
         )
 
     def add(self, point: RecoveryPoint) -> None:
@@ -87,15 +102,22 @@ class SqlPoints:
         r = self.conn.execute(q).first()
         return self._row(r) if r else None
 
-    def for_vm(self, vm_uuid: str, vault: str | None = None) -> list[RecoveryPoint]:
-        q = select(t.recovery_points).where(t.recovery_points.c.vm_uuid == vm_uuid)
+    def for_vm(
+        self, vm_uuid: str, vault: str | None = None, *, deleted: bool | None = False
+    ) -> list[RecoveryPoint]:
+        q = select(t.recovery_points).where(
+            t.recovery_points.c.vm_uuid == vm_uuid,
+            _deleted(t.recovery_points.c.deleted_at, deleted),
+        )
         if vault is not None:
             q = q.where(t.recovery_points.c.vault == vault)
         q = q.order_by(t.recovery_points.c.created_at.desc(), t.recovery_points.c.id.desc())
         return [self._row(r) for r in self.conn.execute(q)]
 
-    def in_vault(self, vault: str) -> list[RecoveryPoint]:
-        q = select(t.recovery_points).where(t.recovery_points.c.vault == vault)
+    def in_vault(self, vault: str, *, deleted: bool | None = False) -> list[RecoveryPoint]:
+        q = select(t.recovery_points).where(
+            t.recovery_points.c.vault == vault, _deleted(t.recovery_points.c.deleted_at, deleted)
+        )
         return [self._row(r) for r in self.conn.execute(q.order_by(t.recovery_points.c.id))]
 
     def in_set(self, set_id: str) -> list[RecoveryPoint]:
@@ -125,12 +147,31 @@ class SqlPoints:
         value = self.conn.execute(q).scalar_one_or_none()
         return dict(value) if value else None
 
-    def move(self, point_id: str, vault: str, damaged: Sequence[DamagedDisk] | None) -> None:
+    def move(
+        self,
+        point_id: str,
+        vault: str,
+        damaged: Sequence[DamagedDisk] | None,
+        deleted: Deletion | None = None,
+    ) -> None:
         self.conn.execute(
             update(t.recovery_points)
             .where(t.recovery_points.c.id == point_id)
-            .values(vault=vault, damaged=_damage_json(damaged))
+            .values(vault=vault, damaged=_damage_json(damaged), **_deletion_values(deleted))
         )
+
+    def set_deleted(self, point_id: str, deleted: Deletion | None) -> None:
+        self.conn.execute(
+            update(t.recovery_points)
+            .where(t.recovery_points.c.id == point_id)
+            .values(**_deletion_values(deleted))
+        )
+
+
+def _deletion_values(deleted: Deletion | None) -> dict[str, datetime | None]:
+    if deleted is None:
+        return {"deleted_at": None, "purge_after": None}
+    return {"deleted_at": deleted.deleted_at, "purge_after": deleted.purge_after}
 
 
 class SqlCheckpoints:
@@ -159,7 +200,9 @@ class SqlPointCopies:
         self.conn = conn
 
     def _row(self, r: Any) -> PointCopy:
-        return PointCopy(r.point_id, r.vault, req(r.created_at), r.job_id, _damage(r.damaged))
+        return PointCopy(
+            r.point_id, r.vault, req(r.created_at), r.job_id, _damage(r.damaged), _deletion(r)
+        )
 
     def add(self, copy: PointCopy) -> None:
         self.conn.execute(
@@ -169,6 +212,7 @@ class SqlPointCopies:
                 created_at=copy.created_at,
                 job_id=copy.job_id,
                 damaged=_damage_json(copy.damaged),
+                **_deletion_values(copy.deleted),
             )
         )
 
@@ -179,20 +223,30 @@ class SqlPointCopies:
         ).first()
         return self._row(r) if r else None
 
-    def of_point(self, point_id: str) -> list[PointCopy]:
+    def of_point(self, point_id: str, *, deleted: bool | None = False) -> list[PointCopy]:
         """The point's copies (not its own vault), by vault name."""
         c = t.point_copies.c
-        q = select(t.point_copies).where(c.point_id == point_id).order_by(c.vault)
+        where = (c.point_id == point_id, _deleted(c.deleted_at, deleted))
+        q = select(t.point_copies).where(*where).order_by(c.vault)
         return [self._row(r) for r in self.conn.execute(q)]
 
-    def in_vault(self, vault: str) -> list[PointCopy]:
+    def in_vault(self, vault: str, *, deleted: bool | None = False) -> list[PointCopy]:
         c = t.point_copies.c
-        q = select(t.point_copies).where(c.vault == vault).order_by(c.point_id)
+        where = (c.vault == vault, _deleted(c.deleted_at, deleted))
+        q = select(t.point_copies).where(*where).order_by(c.point_id)
         return [self._row(r) for r in self.conn.execute(q)]
 
     def remove(self, point_id: str, vault: str) -> None:
         c = t.point_copies.c
         self.conn.execute(delete(t.point_copies).where(c.point_id == point_id, c.vault == vault))
+
+    def set_deleted(self, point_id: str, vault: str, deleted: Deletion | None) -> None:
+        c = t.point_copies.c
+        self.conn.execute(
+            update(t.point_copies)
+            .where(c.point_id == point_id, c.vault == vault)
+            .values(**_deletion_values(deleted))
+        )
 
     def set_damaged(self, point_id: str, vault: str, damage: Sequence[DamagedDisk] | None) -> None:
         """Record (or, None, clear) the damage of the point's copy in ``vault``; for the

@@ -36,6 +36,9 @@ vaults = Table(
     Column("key_file", Text),
     #: NULL: a directory on this host (``path``); else ``S3Location.to_json()``
     Column("storage", JSON),
+    #: what removing a point does: on | off | always (docs/soft-delete.md)
+    Column("soft_delete", String(16), nullable=False, server_default="on"),
+    Column("soft_delete_days", Integer, nullable=False, server_default="14"),
 )
 
 hosts = Table(
@@ -165,6 +168,9 @@ recovery_points = Table(
     #: NULL when intact; else what verify found damaged and could not heal from a copy
     #: (``[{"disk": …, "ranges": [[start, end], …]}]``, byte ranges of the disk)
     Column("damaged", JSON),
+    #: soft-deleted in its own vault (NULL: held normally) and when it may be purged
+    Column("deleted_at", DateTime(timezone=True)),
+    Column("purge_after", DateTime(timezone=True)),
 )
 
 #: Copies of recovery points in vaults other than the one they were taken into
@@ -179,6 +185,9 @@ point_copies = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("job_id", Integer),
     Column("damaged", JSON),
+    #: soft-deleted in this vault (NULL: held normally) and when it may be purged
+    Column("deleted_at", DateTime(timezone=True)),
+    Column("purge_after", DateTime(timezone=True)),
 )
 
 #: Checkpoints vmvault created, with the XML needed to redefine one that libvirt lost.

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from vmvault.domain.soft_delete import SoftDelete, SoftDeleteMode
 from vmvault.domain.vault import Host, S3Location, Vault
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req
@@ -19,7 +20,8 @@ class SqlVaults:
 
     def _row(self, r: Any) -> Vault:
         s3 = S3Location.from_json(r.storage) if r.storage else None
-        return Vault(r.id, r.name, r.location, r.path, req(r.created_at), r.key_file, s3)
+        setting = SoftDelete(SoftDeleteMode(r.soft_delete), r.soft_delete_days)
+        return Vault(r.id, r.name, r.location, r.path, req(r.created_at), r.key_file, s3, setting)
 
     def get(self, name: str) -> Vault | None:
         r = self.conn.execute(select(t.vaults).where(t.vaults.c.name == name)).first()
@@ -53,6 +55,13 @@ class SqlVaults:
         )
         assert res.inserted_primary_key is not None
         return Vault(res.inserted_primary_key[0], name, location, path, now, key_file, s3)
+
+    def set_soft_delete(self, name: str, setting: SoftDelete) -> None:
+        self.conn.execute(
+            update(t.vaults)
+            .where(t.vaults.c.name == name)
+            .values(soft_delete=setting.mode.value, soft_delete_days=setting.days)
+        )
 
 
 class SqlHosts:

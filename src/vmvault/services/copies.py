@@ -49,7 +49,7 @@ from vmvault.domain.recovery_point import PointCopy, RecoveryPoint
 from vmvault.domain.retention import Retention, apply_retention, point_refs
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
-from vmvault.services import holdings
+from vmvault.services import holdings, soft_delete
 from vmvault.services.context import Service
 from vmvault.services.jobs import JobContext, JobOutcome
 from vmvault.services.vm_refs import resolve_vm
@@ -184,11 +184,19 @@ class CopyService(Service):
         with self.uow() as uow:
             in_source = holdings.held_in(uow, source.name, vm.uuid)
             in_target = {p.id for p in holdings.held_in(uow, target.name, vm.uuid)}
+            # soft-deleted in the target: held there still (undelete it rather than re-copy)
+            binned = {p.id for p, _ in holdings.deleted_in(uow, target.name, vm.uuid)}
         wanted = set(point_ids) if point_ids is not None else None
         todo = sorted(
-            (p for p in in_source if p.id not in in_target and (wanted is None or p.id in wanted)),
+            (
+                p
+                for p in in_source
+                if p.id not in in_target | binned and (wanted is None or p.id in wanted)
+            ),
             key=lambda p: (p.created_at, p.id),
         )
+        for point_id in sorted(binned & {p.id for p in in_source}):
+            ctx.log(f"{point_id} is soft-deleted in '{target.name}': not copied again")
         report.already = len(in_target)
         ctx.record(PLANNED, source=source.name, target=target.name, points=[p.id for p in todo])
         ctx.log(
@@ -282,8 +290,9 @@ class CopyService(Service):
         retention: Retention,
         ctx: JobContext,
     ) -> list[str]:
-        """Apply ``retention`` to the VM's *copies* in the target; removes them there only
-        (manifest and indexes, then the catalog: :func:`holdings.forget`).  Points whose own
+        """Apply ``retention`` to the VM's *copies* held normally in the target; removes
+        them there only, through the one deletion helper (:func:`soft_delete.remove_holding`:
+        soft-deleted when the target's soft delete is on).  Points whose own
         vault is the target (backups taken into it, or re-homed there when their own vault
         dropped them) are its own retention's, never this one's."""
         with self.uow() as uow:
@@ -296,13 +305,10 @@ class CopyService(Service):
         for d in decisions:
             if d.keep:
                 continue
-            dst.delete_point(d.point_id)
-            with self.uow() as uow:
-                heir = holdings.forget(uow, by_id[d.point_id], target.name)
-                uow.commit()
+            gone = soft_delete.remove_holding(self.ctx, dst, target.name, by_id[d.point_id].id)
             removed.append(d.point_id)
-            moved = f"; its own vault is now '{heir}'" if heir else ""
-            ctx.log(f"removed {d.point_id} from '{target.name}': {', '.join(d.reasons)}{moved}")
+            what = gone.describe() if gone else f"{d.point_id} already gone from '{target.name}'"
+            ctx.log(f"{what}: {', '.join(d.reasons)}")
         ctx.record(PRUNED, vault=target.name, points=removed)
         return removed
 
@@ -324,7 +330,11 @@ class CopyService(Service):
                     continue
                 point_id = str(last.data.get("point"))
                 point = uow.points.get(point_id)
-                if point is None or target.name not in holdings.holders(uow, point):
+                held = point is not None and (
+                    target.name in holdings.holders(uow, point)
+                    or holdings.deletion_in(uow, point, target.name) is not None
+                )
+                if not held:
                     left.append(point_id)
         removed = []
         for point_id in left:

@@ -11,6 +11,9 @@
   and the copies of other vaults' points), their ratio;
 * ``daily``: for each of the last 14 UTC days, the vault's backup jobs created that day that
   completed or failed, and the bytes its new points of that day added (the console's chart).
+* soft-deleted points the vault still holds (docs/soft-delete.md): their count and logical
+  bytes (the disks' sizes, as for the points above; the chunks they alone keep are not
+  counted apart), and the next purge due.
 """
 
 from __future__ import annotations
@@ -72,6 +75,10 @@ class Dashboard:
     by_consistency: dict[str, int] = field(default_factory=dict)
     #: the last :data:`DAYS` days, oldest first
     daily: list[DayCount] = field(default_factory=list)
+    #: soft-deleted points held until purged: count, logical bytes, the earliest purge_after
+    soft_deleted: int = 0
+    soft_deleted_bytes: int = 0
+    next_purge_at: datetime | None = None
 
     @property
     def dedup_ratio(self) -> float | None:
@@ -140,6 +147,7 @@ class DashboardService(Service):
             vms = uow.vms.all(uris)
             jobs = uow.jobs.find(since=now - WINDOW, limit=100_000)
             points = holdings.held_in(uow, vault.name)  # its own points and its copies
+            binned = holdings.deleted_in(uow, vault.name)
             policies = {r.name: r.policy for r in uow.policies.all(vault.name)}
             last_backup_job = {
                 vm.uuid: next(iter(uow.jobs.find(JobType.BACKUP, vm_uuid=vm.uuid, limit=1)), None)
@@ -181,6 +189,9 @@ class DashboardService(Service):
                 c.value: sum(1 for p in points if p.consistency is c) for c in Consistency
             },
             daily=daily,
+            soft_deleted=len(binned),
+            soft_deleted_bytes=sum(p.bytes_logical for p, _ in binned),
+            next_purge_at=min((d.purge_after for _, d in binned), default=None),
         )
         board.attention = needing_attention(protected, newest, last_backup_job, policies, now)
         return board

@@ -9,6 +9,9 @@ These helpers read and change that, inside the caller's transaction:
 * :func:`holding` — both, for showing a point: every holder and the damage in each;
 * :func:`held_in` — the points a vault holds (its own and its copies), newest first;
 * :func:`vault_holding` — the vault a restore reads from (``--from-vault``), or the refusal;
+* :func:`deletion_in`, :func:`deleted_in` — soft-deleted holdings (docs/soft-delete.md): a
+  point soft-deleted in a vault is not held there for anything above (listing, restore,
+  verify, copy, retention) until it is undeleted; only :func:`forget` (its purge) sees it;
 * :func:`forget` — the catalog side of removing the point from one vault: a copy's row goes;
   the own vault's row goes too unless a copy exists, in which case the oldest copy's vault
   becomes the point's own vault (its data is there, whole; nothing else refers to the old
@@ -17,27 +20,31 @@ These helpers read and change that, inside the caller's transaction:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from vmvault.domain.errors import PointNotInVault
+from vmvault.domain.errors import PointNotInVault, PointSoftDeleted
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
+from vmvault.domain.soft_delete import Deletion
 from vmvault.services.ports import UnitOfWork
 
 
 @dataclass(frozen=True)
 class Holding:
-    """Where a point is held: ``vaults`` (own first), ``damaged`` (vault → its damage
-    there, only the vaults where the point is marked damaged)."""
+    """Where a point is held: ``vaults`` (own first; held normally), ``damaged`` (vault →
+    its damage there, only the vaults where the point is marked damaged), ``deleted``
+    (vault → its soft deletion there)."""
 
     vaults: list[str]
     damaged: dict[str, tuple[DamagedDisk, ...]]
+    deleted: dict[str, Deletion] = field(default_factory=dict)
 
 
 def holders(uow: UnitOfWork, point: RecoveryPoint, exclude: str | None = None) -> list[str]:
-    """The vaults holding ``point``: its own first, then its copies by name; ``exclude``
-    left out (the vault a repair is for)."""
+    """The vaults holding ``point`` normally (not soft-deleted): its own first, then its
+    copies by name; ``exclude`` left out (the vault a repair is for)."""
     copies = [c.vault for c in uow.copies.of_point(point.id)]  # by vault name
-    return [v for v in [point.vault, *copies] if v != exclude]
+    own = [point.vault] if point.deleted is None else []
+    return [v for v in [*own, *copies] if v != exclude]
 
 
 def damage_in(uow: UnitOfWork, point: RecoveryPoint, vault: str) -> tuple[DamagedDisk, ...] | None:
@@ -58,7 +65,11 @@ def damage_recorded(uow: UnitOfWork, vault: str) -> bool:
 def holding(uow: UnitOfWork, point: RecoveryPoint) -> Holding:
     damaged = {point.vault: point.damaged} if point.damaged else {}
     damaged |= {c.vault: c.damaged for c in uow.copies.of_point(point.id) if c.damaged}
-    return Holding(holders(uow, point), damaged)
+    deleted = {point.vault: point.deleted} if point.deleted else {}
+    deleted |= {
+        c.vault: c.deleted for c in uow.copies.of_point(point.id, deleted=True) if c.deleted
+    }
+    return Holding(holders(uow, point), damaged, deleted)
 
 
 def held_in(uow: UnitOfWork, vault: str, vm_uuid: str | None = None) -> list[RecoveryPoint]:
@@ -73,26 +84,64 @@ def held_in(uow: UnitOfWork, vault: str, vm_uuid: str | None = None) -> list[Rec
 
 
 def vault_holding(uow: UnitOfWork, point: RecoveryPoint, vault: str | None) -> str:
-    """``vault`` if it holds the point (None: the point's own vault), else the refusal."""
-    if vault is None or vault == point.vault:
-        return point.vault
-    if uow.copies.get(point.id, vault) is None:
-        names = ", ".join(holders(uow, point))
+    """``vault`` if it holds the point normally (None: the point's own vault, or when it is
+    soft-deleted there the first vault holding a copy normally), else the refusal:
+    ``POINT_SOFT_DELETED`` when soft-deleted there, ``POINT_NOT_IN_VAULT`` when not held."""
+    if vault is None:
+        live = holders(uow, point)
+        if live:
+            return live[0]
+        vault = point.vault
+    gone = deletion_in(uow, point, vault)
+    if gone is not None:
+        raise PointSoftDeleted(
+            point=point.id, vault=vault, purge_after=gone.purge_after.isoformat(timespec="seconds")
+        )
+    if vault != point.vault and uow.copies.get(point.id, vault) is None:
+        names = ", ".join(holders(uow, point)) or "none (soft-deleted everywhere)"
         raise PointNotInVault(point=point.id, vault=vault, holders=names)
     return vault
 
 
+def deletion_in(uow: UnitOfWork, point: RecoveryPoint, vault: str) -> Deletion | None:
+    """The soft deletion of ``point`` in ``vault`` (None: held normally, or not held)."""
+    if vault == point.vault:
+        return point.deleted
+    copy = uow.copies.get(point.id, vault)
+    return copy.deleted if copy is not None else None
+
+
+def deleted_in(
+    uow: UnitOfWork, vault: str, vm_uuid: str | None = None
+) -> list[tuple[RecoveryPoint, Deletion]]:
+    """The points soft-deleted in ``vault`` (its own and copies), of one VM or all, with
+    each one's deletion there; newest first."""
+    out: dict[str, tuple[RecoveryPoint, Deletion]] = {}
+    for p in uow.points.in_vault(vault, deleted=True):
+        if p.deleted is not None:
+            out[p.id] = (p, p.deleted)
+    for c in uow.copies.in_vault(vault, deleted=True):
+        point = uow.points.get(c.point_id)
+        if point is not None and c.deleted is not None:
+            out[point.id] = (point, c.deleted)
+    listed = [x for x in out.values() if vm_uuid is None or x[0].vm_uuid == vm_uuid]
+    return sorted(listed, key=lambda x: (x[0].created_at, x[0].id), reverse=True)
+
+
 def forget(uow: UnitOfWork, point: RecoveryPoint, vault: str) -> str | None:
-    """Forget that ``vault`` holds the point; returns the point's new own vault when the own
-    vault was forgotten and a copy took its place."""
+    """Forget that ``vault`` holds the point (held normally or soft-deleted); returns the
+    point's new own vault when the own vault was forgotten and a copy (normal or
+    soft-deleted: it keeps its state) took its place."""
     if vault != point.vault:
         uow.copies.remove(point.id, vault)
         return None
-    copies = sorted(uow.copies.of_point(point.id), key=lambda c: (c.created_at, c.vault))
+    copies = sorted(
+        uow.copies.of_point(point.id, deleted=None), key=lambda c: (c.created_at, c.vault)
+    )
     if not copies:
         uow.points.delete(point.id)
         return None
     heir = copies[0]
-    uow.points.move(point.id, heir.vault, heir.damaged)
+    uow.points.move(point.id, heir.vault, heir.damaged, heir.deleted)
     uow.copies.remove(point.id, heir.vault)
     return heir.vault

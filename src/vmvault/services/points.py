@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vmvault.dataplane.chunk import ZERO_ID
-from vmvault.dataplane.gc import GcReport, collect_garbage
+from vmvault.dataplane.gc import DEFAULT_GRACE, GcReport, collect_garbage
 from vmvault.dataplane.heal import HealedChunk
 from vmvault.dataplane.manifest import Manifest
 from vmvault.dataplane.restore import RestoreResult, restore_disk
@@ -39,7 +39,7 @@ from vmvault.domain.job import JobType
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
-from vmvault.services import holdings
+from vmvault.services import holdings, soft_delete
 from vmvault.services.context import Service
 from vmvault.services.healing import Healing, ReadPlan, findings
 from vmvault.services.jobs import JobContext, JobOutcome
@@ -101,9 +101,10 @@ class PointService(Service):
     ) -> tuple[str | None, list[RecoveryPoint]]:
         """The vault listed (``vault_name`` resolved; None: a VM's points in every vault) and
         the points, newest first."""
-        if vault_name is None and vm_ref is not None:
+        if vault_name is None and vm_ref is not None:  # held normally in some vault
             with self.uow() as uow:
-                return None, uow.points.for_vm(resolve_vm(uow, vm_ref).uuid)
+                every = uow.points.for_vm(resolve_vm(uow, vm_ref).uuid, deleted=None)
+                return None, [p for p in every if holdings.holders(uow, p)]
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
             vm = resolve_vm(uow, vm_ref) if vm_ref is not None else None
@@ -272,33 +273,25 @@ class PointService(Service):
     # --- delete ----------------------------------------------------------------------------------
 
     def delete_point(self, point_id: str, vault_name: str | None = None) -> JobOutcome[None]:
-        """Delete one recovery point from every vault that holds it, or — ``vault_name`` —
-        from that vault only (docs/copies.md).  In each vault: manifest first, then its
-        indexes, then the catalog (a copy's row; the point's row once no vault holds it, or
-        the oldest copy's vault becomes its own vault).
-
-        Every point holds full indexes, so no other point depends on it; its chunks that no
-        other point references are reclaimed by each vault's next GC.
-        """
+        """Remove one recovery point from every vault that holds it, or — ``vault_name`` —
+        from that vault only (docs/copies.md), through the one deletion helper
+        (:func:`soft_delete.remove_holding`): soft-deleted in each vault whose soft delete is
+        on (docs/soft-delete.md), deleted at once where it is off (manifest, indexes, then the
+        catalog).  Copies first, the own vault last.  Refused up front: a point soft-deleted
+        in the vault named (or everywhere), ``POINT_SOFT_DELETED``."""
         point = self.get(point_id)
         with self.uow() as uow:
             names = holdings.holders(uow, point)
-            if vault_name is not None:
+            if vault_name is not None or not names:  # not held normally: the refusal
                 names = [holdings.vault_holding(uow, point, vault_name)]
         stores = [(n, self.vaults.open_store(self.vaults.resolve(n))) for n in names]
         own = self.vaults.resolve(point.vault)
 
         def work(ctx: JobContext) -> None:
             for name, store in sorted(stores, key=lambda s: s[0] == point.vault):  # copies first
-                store.delete_point(point.id)
-                with self.uow() as uow:
-                    current = uow.points.get(point.id)
-                    heir = holdings.forget(uow, current, name) if current else None
-                    uow.commit()
-                moved = f"; its own vault is now '{heir}'" if heir else ""
-                ctx.log(
-                    f"deleted recovery point {point.id} of {point.vm_name} from '{name}'{moved}"
-                )
+                removed = soft_delete.remove_holding(self.ctx, store, name, point.id)
+                if removed is not None:
+                    ctx.log(f"{removed.describe()} ({point.vm_name})")
 
         return self.runner.run(JobType.PRUNE, own.name, point.vm_uuid, point.vm_name, work)
 
@@ -400,16 +393,24 @@ class PointService(Service):
 
     # --- gc --------------------------------------------------------------------------------------
 
-    def gc(self, vault_name: str | None, dry_run: bool = False) -> JobOutcome[GcReport]:
+    def gc(
+        self, vault_name: str | None, dry_run: bool = False, *, grace: float = DEFAULT_GRACE
+    ) -> JobOutcome[GcReport]:
+        """Purge the vault's soft-deleted points whose period has ended, then remove the chunks
+        no point references that are older than ``grace`` seconds (docs/vault-format.md §8)."""
         vault = self.vaults.resolve(vault_name)
         store = self.vaults.open_store(vault)
-        return self.runner.run(
-            JobType.GC, vault.name, None, None, partial(self._gc, vault, store, dry_run)
-        )
+        work = partial(self._gc, vault, store, dry_run, grace)
+        return self.runner.run(JobType.GC, vault.name, None, None, work)
 
-    def _gc(self, vault: Vault, store: VaultStore, dry_run: bool, ctx: JobContext) -> GcReport:
+    def _gc(
+        self, vault: Vault, store: VaultStore, dry_run: bool, grace: float, ctx: JobContext
+    ) -> GcReport:
+        ctx.phase("purging")
+        purged = soft_delete.purge_expired(self.ctx, vault, store, ctx, dry_run)
         ctx.phase("collecting")
-        report = collect_garbage(store, dry_run=dry_run, cancel=ctx.cancelled)
+        report = collect_garbage(store, grace_seconds=grace, dry_run=dry_run, cancel=ctx.cancelled)
+        report.points_purged = purged
         ctx.log(
             f"{report.points} point(s), {report.chunks_scanned} chunks scanned, "
             f"{report.chunks_referenced} referenced, {report.chunks_removed} removed "

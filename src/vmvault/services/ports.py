@@ -34,6 +34,7 @@ from vmvault.domain.recovery_point import (
     UnfinishedBackup,
 )
 from vmvault.domain.restore import DomainShape, FreeSpace, LiveDomain, RestorePlan, XmlNic
+from vmvault.domain.soft_delete import Deletion, SoftDelete
 from vmvault.domain.tokens import ApiToken
 from vmvault.domain.vault import Host, S3Location, Vault
 from vmvault.domain.vm import Disk, DomainFacts, VmItem
@@ -51,6 +52,8 @@ class VaultRepository(Protocol):
         key_file: str | None = None,
         s3: S3Location | None = None,
     ) -> Vault: ...
+    def set_soft_delete(self, name: str, setting: SoftDelete) -> None:
+        """Store the vault's soft-delete setting (docs/soft-delete.md)."""
 
 
 class HostRepository(Protocol):
@@ -78,10 +81,15 @@ class VmRepository(Protocol):
 class PointRepository(Protocol):
     def add(self, point: RecoveryPoint) -> None: ...
     def get(self, point_id: str) -> RecoveryPoint | None: ...
-    def for_vm(self, vm_uuid: str, vault: str | None = None) -> list[RecoveryPoint]:
-        """Newest first."""
+    def for_vm(
+        self, vm_uuid: str, vault: str | None = None, *, deleted: bool | None = False
+    ) -> list[RecoveryPoint]:
+        """Newest first.  ``deleted``: False (default) the points held normally in their own
+        vault, True those soft-deleted there, None both."""
 
-    def in_vault(self, vault: str) -> list[RecoveryPoint]: ...
+    def in_vault(self, vault: str, *, deleted: bool | None = False) -> list[RecoveryPoint]:
+        """The points whose own vault is ``vault`` (``deleted`` as :meth:`for_vm`)."""
+
     def in_set(self, set_id: str) -> list[RecoveryPoint]:
         """The points of one backup set (``set_id``), by VM name."""
 
@@ -96,9 +104,19 @@ class PointRepository(Protocol):
         """The latest restore test's result of the point, if it was ever tested."""
 
     # --- copies (docs/copies.md) ---
-    def move(self, point_id: str, vault: str, damaged: Sequence[DamagedDisk] | None) -> None:
+    def move(
+        self,
+        point_id: str,
+        vault: str,
+        damaged: Sequence[DamagedDisk] | None,
+        deleted: Deletion | None = None,
+    ) -> None:
         """Make ``vault`` (a vault holding a copy) the point's own vault, with that copy's
-        damage record: what deleting the point from its own vault does when copies exist."""
+        damage record and soft deletion: what deleting the point from its own vault does when
+        copies exist."""
+
+    def set_deleted(self, point_id: str, deleted: Deletion | None) -> None:
+        """Mark the point's holding in its own vault soft-deleted (None: held normally)."""
 
 
 class CheckpointRepository(Protocol):
@@ -183,9 +201,15 @@ class PointCopyRepository(Protocol):
 
     def add(self, copy: PointCopy) -> None: ...
     def get(self, point_id: str, vault: str) -> PointCopy | None: ...
-    def of_point(self, point_id: str) -> list[PointCopy]: ...
-    def in_vault(self, vault: str) -> list[PointCopy]: ...
+    def of_point(self, point_id: str, *, deleted: bool | None = False) -> list[PointCopy]:
+        """By vault name; ``deleted``: False (default) held normally, True soft-deleted,
+        None both."""
+
+    def in_vault(self, vault: str, *, deleted: bool | None = False) -> list[PointCopy]: ...
     def remove(self, point_id: str, vault: str) -> None: ...
+    def set_deleted(self, point_id: str, vault: str, deleted: Deletion | None) -> None:
+        """Mark the copy in ``vault`` soft-deleted (None: held normally)."""
+
     def set_damaged(
         self, point_id: str, vault: str, damage: Sequence[DamagedDisk] | None
     ) -> None: ...

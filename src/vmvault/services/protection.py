@@ -9,15 +9,17 @@ States and jobs:
   (:func:`protection_detail`); ``--backup-now`` runs that backup at once.
 * ``protection stop --retain-data`` (a ``stop-protection`` job): ``protection-stopped``; the
   policy is remembered, the points stay restorable and are never pruned.
-  ``--delete-data``: the VM's points are deleted (manifests and indexes now, their chunks at
+  ``--delete-data``: the VM's points are removed from the vault — soft-deleted when its soft
+  delete is on (docs/soft-delete.md), else deleted (manifests and indexes now, their chunks at
   the next GC) and it is ``registered`` again, without a policy.
 * ``protection resume [--policy P]``: ``protection-stopped`` → ``protected``.
 * ``unregister`` (an ``unregister`` job): refused while protected (``VM_PROTECTED``); the
   VM is ``discovered`` again, retained points stay in the vault.
 
 Retention: after each successful backup of a protected VM a ``prune`` job applies
-:func:`~vmvault.domain.retention.apply_retention` with the VM's policy and deletes what it
-removes, logging every decision with its reasons.
+:func:`~vmvault.domain.retention.apply_retention` with the VM's policy (to the points held
+normally: soft-deleted ones are not seen again) and removes what it removes (soft-deleted or
+deleted, as above), logging every decision with its reasons.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.retention import Decision, apply_retention, point_refs
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem, VmState
-from vmvault.services import holdings
+from vmvault.services import soft_delete
 from vmvault.services.backups import BackupOutcome, BackupService
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.dashboard import attention_for
@@ -243,18 +245,20 @@ class ProtectionService(Service):
         with self.uow() as uow:
             points = uow.points.for_vm(vm.uuid, vault.name)
         for i, point in enumerate(points):
-            heir = self._delete_point(store, vault, point)
-            kept = f" (its copy in vault '{heir}' stays)" if heir else ""
-            ctx.log(f"deleted recovery point {point.id}{kept}")
+            removed = self._delete_point(store, vault, point)
+            ctx.log(removed.describe() if removed else f"{point.id}: already gone from the vault")
             ctx.progress(i + 1, len(points))
         current.state, current.policy, current.protected_since = VmState.REGISTERED, None, None
         with self.uow() as uow:
             uow.vms.save(current)
             uow.commit()
-        ctx.log(
-            f"protection stopped, {len(points)} point(s) deleted; their chunks are reclaimed "
-            "by the next 'vmvault gc'"
+        how = (
+            f"soft-deleted (purged by 'vmvault gc' after {vault.soft_delete.days} days; "
+            "'vmvault points list --deleted')"
+            if vault.soft_delete.enabled
+            else "deleted; their chunks are reclaimed by the next 'vmvault gc'"
         )
+        ctx.log(f"protection stopped, {len(points)} point(s) {how}")
         return current
 
     def unregister(self, vault_name: str | None, refs: Sequence[str]) -> list[JobOutcome[VmItem]]:
@@ -318,22 +322,19 @@ class ProtectionService(Service):
         for d in decisions:
             ctx.log(f"{'keep' if d.keep else 'remove'} {d.point_id}: {', '.join(d.reasons)}")
             if not d.keep:
-                heir = self._delete_point(store, vault, by_id[d.point_id])
+                gone = self._delete_point(store, vault, by_id[d.point_id])
                 removed.append(d.point_id)
-                if heir is not None:
-                    ctx.log(f"{d.point_id} stays in vault '{heir}', which holds a copy")
-        ctx.log(f"{len(removed)} point(s) removed; their chunks go at the next GC")
+                if gone is not None:
+                    ctx.log(gone.describe())
+        ctx.log(f"{len(removed)} point(s) removed (docs/soft-delete.md)")
         return PruneResult(decisions, removed)
 
-    def _delete_point(self, store: VaultStore, vault: Vault, point: RecoveryPoint) -> str | None:
-        """Manifest and indexes first (the point stops existing in the vault), then the
-        catalog: the row goes, or — when another vault holds a copy — that vault becomes the
-        point's own (:func:`holdings.forget`; returned)."""
-        store.delete_point(point.id)
-        with self.uow() as uow:
-            heir = holdings.forget(uow, point, vault.name)
-            uow.commit()
-        return heir
+    def _delete_point(
+        self, store: VaultStore, vault: Vault, point: RecoveryPoint
+    ) -> soft_delete.Removed | None:
+        """The point leaves the vault through the one deletion helper: soft-deleted when the
+        vault's soft delete is on, else deleted at once (:func:`soft_delete.remove_holding`)."""
+        return soft_delete.remove_holding(self.ctx, store, vault.name, point.id)
 
     def _store(self, vault: Vault) -> VaultStore:
         if vault.name not in self._stores:

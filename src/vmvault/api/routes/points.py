@@ -1,4 +1,5 @@
-"""``/points``: recovery points — list, show, delete, pin."""
+"""``/points``: recovery points — list, show, delete, pin; soft-deleted ones listed and
+undeleted (docs/soft-delete.md)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from fastapi import APIRouter
 
 from vmvault import documents
 from vmvault.api.errors import responses
-from vmvault.api.models import JobDoc, PointDoc
-from vmvault.api.requests import PinRequest
+from vmvault.api.models import DeletedPointDoc, JobDoc, PointDoc
+from vmvault.api.requests import PinRequest, UndeleteRequest
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
 from vmvault.bootstrap import Services
 
@@ -28,6 +29,19 @@ def routes(services: Services) -> APIRouter:
         listed = services.points.list_points(vault, vm)
         held = services.points.holders([p.id for p in listed])
         return [documents.point_doc(p, held.get(p.id)) for p in listed]
+
+    @router.get(
+        "/points/deleted",
+        response_model=list[DeletedPointDoc],
+        responses=responses(404),
+        dependencies=READER,
+    )
+    def deleted(vault: str | None = None, vm: str | None = None) -> list[dict[str, Any]]:
+        """The vault's soft-deleted points (own and copies), newest first, each with when it
+        was deleted and when GC purges it (``points list --deleted``). Declared before
+        ``/points/{point_id}``: no point id is ``deleted``."""
+        _, found = services.soft_delete.deleted(vault, vm)
+        return [documents.deleted_point_doc(h.point, h.vault, h.deleted) for h in found]
 
     @router.get(
         "/points/{point_id}", response_model=PointDoc, responses=responses(404), dependencies=READER
@@ -56,5 +70,17 @@ def routes(services: Services) -> APIRouter:
         """Pin (``protected: true``: retention never removes it) or unpin a point."""
         services.protection.pin(point_id, body.protected)
         return shown(point_id)
+
+    @router.post(
+        "/points/{point_id}/undelete",
+        response_model=list[DeletedPointDoc],
+        responses=responses(404, 409),
+        dependencies=CONTRIBUTOR,
+    )
+    def undelete(point_id: str, body: UndeleteRequest | None = None) -> list[dict[str, Any]]:
+        """Restore the point's soft-deleted holding in ``vault`` (default: every vault where
+        it is soft-deleted) to normal; answers what was undeleted, as it was."""
+        back = services.soft_delete.undelete(point_id, body.vault if body else None)
+        return [documents.deleted_point_doc(h.point, h.vault, h.deleted) for h in back]
 
     return router

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from vmvault import documents
 from vmvault.api.errors import responses
 from vmvault.api.models import VaultDoc, VaultShowDoc
-from vmvault.api.requests import VaultCreate
+from vmvault.api.requests import VaultCreate, VaultUpdate
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER, server_path
 from vmvault.bootstrap import Services
 from vmvault.domain.vault import s3_location
@@ -59,5 +59,18 @@ def routes(services: Services) -> APIRouter:
             s3=s3,
         )
         return documents.vault_doc(created)
+
+    @router.patch(
+        "/vaults/{name}",
+        response_model=VaultDoc,
+        responses=responses(404, 409),
+        dependencies=CONTRIBUTOR,
+    )
+    def update_vault(name: str, body: VaultUpdate) -> dict[str, Any]:
+        """Change the vault's soft delete (``vault update``): ``always`` can never be
+        turned off again (``SOFT_DELETE_ALWAYS_ON``)."""
+        return documents.vault_doc(
+            services.soft_delete.update_vault(name, body.soft_delete, body.soft_delete_days)
+        )
 
     return router

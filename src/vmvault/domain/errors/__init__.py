@@ -140,6 +140,12 @@ from vmvault.domain.errors.sets import (
     SetIncomplete,
     SetNotFound,
 )
+from vmvault.domain.errors.soft_delete import (
+    PointNotSoftDeleted,
+    PointSoftDeleted,
+    SoftDeleteAlwaysOn,
+    SoftDeleteExpired,
+)
 from vmvault.domain.errors.vault import (
     ChunkCorrupt,
     ChunkMissing,
@@ -248,7 +254,9 @@ __all__ = [
     "PointDamaged",
     "PointNotFound",
     "PointNotInVault",
+    "PointNotSoftDeleted",
     "PointOfAnotherVm",
+    "PointSoftDeleted",
     "PolicyExists",
     "PolicyInUse",
     "PolicyNotFound",
@@ -273,6 +281,8 @@ __all__ = [
     "SetIncomplete",
     "SetNotFound",
     "SmtpNotConfigured",
+    "SoftDeleteAlwaysOn",
+    "SoftDeleteExpired",
     "StorageAccessDenied",
     "StorageBucketNotFound",
     "StorageCredentialsMissing",

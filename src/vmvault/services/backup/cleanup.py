@@ -145,7 +145,9 @@ class BackupCleanUp:
                 done += self._finish_commit(vm, store, u)
         with self.uow() as uow:
             recorded = {r.name for r in uow.checkpoints.for_vm(vm.uuid)}
-            recorded |= {p.checkpoint for p in uow.points.for_vm(vm.uuid) if p.checkpoint}
+            # soft-deleted points too: a point exists until it is purged
+            points = uow.points.for_vm(vm.uuid, deleted=None)
+            recorded |= {p.checkpoint for p in points if p.checkpoint}
         half = {u.point for u in unfinished if not u.manifest_written}
         try:
             names = self.driver.checkpoints(vm.host_uri, vm.uuid)
