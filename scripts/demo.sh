@@ -202,6 +202,15 @@ step "Restore straight from the S3 copy" restore lab-standard-1 --point "$last" 
 ok_or_warn $V restore lab-standard-1 --point "$last" --from-vault offsite --disks-only --dir "$VMVAULT_HOME/restore-s3" --format raw
 ls -ls "$VMVAULT_HOME/restore-s3"
 
+oldest=$($V points list lab-standard-1 --vault demo --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+step "Soft delete: a deleted point stays restorable-by-undelete for the vault's period (14 days), its chunks kept by GC" points delete "$oldest" --vault demo
+$V points delete "$oldest" --vault demo
+$V points list --deleted --vault demo
+if $V restore lab-standard-1 --point "$oldest" --vault demo --disks-only --dir "$VMVAULT_HOME/restore-deleted"; then
+  echo "unexpected success" >&2; exit 1
+fi
+$V points undelete "$oldest" --vault demo
+
 step "An encrypted vault's paper key (and QR code): lose the key file, get access back, change the passphrase" vault key export sealed --qr sealed.png
 (
   export VMVAULT_HOME="$VMVAULT_HOME/keys-demo" VMVAULT_PASSPHRASE="demo passphrase"
