@@ -235,7 +235,8 @@ $V jobs show "$first"
 
 step "The web console: 'vmvault serve' stays running; sign in with the demo's admin token" serve --listen "$CONSOLE"
 token=$DEMO_TOKEN
-setsid $V serve --listen "$CONSOLE" >"$VMVAULT_HOME/console.log" 2>&1 </dev/null &
+# two vaults now (demo, offsite): the server's default vault is the one the console opens on
+VMVAULT_VAULT=demo setsid $V serve --listen "$CONSOLE" >"$VMVAULT_HOME/console.log" 2>&1 </dev/null &
 echo $! >"$VMVAULT_HOME/console.pid"
 for _ in $(seq 150); do
   .venv/bin/python -c 'import sys, httpx; httpx.get(sys.argv[1], timeout=2).raise_for_status()' \
