@@ -2,6 +2,7 @@
 // ApiError with the server's code, message and remedy (docs/errors.md).
 
 const TOKEN_KEY = "vmvault.token";
+const VAULT_KEY = "vmvault.vault";
 
 export class ApiError extends Error {
   constructor(status, code, message, remedy) {
@@ -18,8 +19,44 @@ export const session = {
     if (value) sessionStorage.setItem(TOKEN_KEY, value);
     else sessionStorage.removeItem(TOKEN_KEY);
   },
+  // The vault chosen in the header's picker (null: let the server choose its default).
+  get vault() { return sessionStorage.getItem(VAULT_KEY); },
+  set vault(value) {
+    if (value) sessionStorage.setItem(VAULT_KEY, value);
+    else sessionStorage.removeItem(VAULT_KEY);
+  },
   principal: null, // {name, role} from GET /whoami
 };
+
+// The calls that take a vault (api/routes/*.py, api/requests.py): in the query of these
+// GET/DELETE paths, in the body of these POST paths. Each gets the chosen one unless the
+// caller names a vault itself. Not POST /points/ID/undelete (no vault: every vault holding
+// the point) nor copies and restores (their vaults are from_vault/to_vault, chosen per call).
+const VAULT_IN_QUERY = [
+  /^GET \/(dashboard|vms|points|points\/deleted|policies|protection|notifications)$/,
+  /^DELETE \/points\/[^/]+$/,
+];
+const VAULT_IN_BODY = /^POST \/(backups|verify|gc|vms\/(discover|register|unregister)|policies|policies\/preview|protection(\/(stop|resume))?|notifications|notifications\/test)$/;
+
+// The one place a request gets the chosen vault.
+function withVault(method, path, params, body) {
+  const vault = session.vault;
+  const call = `${method} ${path}`;
+  if (!vault) return { params, body };
+  if (VAULT_IN_QUERY.some((re) => re.test(call)) && !(params && params.vault)) {
+    return { params: { ...(params || {}), vault }, body };
+  }
+  if (VAULT_IN_BODY.test(call) && body && typeof body === "object" && !Array.isArray(body)
+      && !body.vault) {
+    return { params, body: { ...body, vault } };
+  }
+  return { params, body };
+}
+
+// Called when the server answers VAULT_NOT_CHOSEN to a call made without a chosen vault
+// (several vaults, no server default): the handler chooses one and answers true to retry.
+let onVaultNotChosen = async () => false;
+export function whenVaultNotChosen(handler) { onVaultNotChosen = handler; }
 
 // Called when the server answers 401 (token revoked or unknown): the app signs out.
 let onUnauthorized = () => {};
@@ -35,6 +72,8 @@ function query(params) {
 }
 
 async function call(method, path, { body, params, token } = {}) {
+  const chosen = session.vault;
+  ({ params, body } = withVault(method, path, params, body));
   const headers = { Accept: "application/json" };
   const auth = token ?? session.token;
   if (auth) headers.Authorization = `Bearer ${auth}`;
@@ -58,6 +97,9 @@ async function call(method, path, { body, params, token } = {}) {
     const err = new ApiError(response.status, e.code || `HTTP_${response.status}`,
       e.message || response.statusText || "the request failed", e.remedy || "");
     if (response.status === 401 && token === undefined) onUnauthorized(err);
+    if (err.code === "VAULT_NOT_CHOSEN" && !chosen && (await onVaultNotChosen(err))) {
+      return call(method, path, { body, params, token });
+    }
     throw err;
   }
   const total = response.headers.get("X-Total-Count");
@@ -71,6 +113,7 @@ export const api = {
   patch: async (path, body) => (await call("PATCH", path, { body })).doc,
   del: async (path) => (await call("DELETE", path)).doc,
   whoami: async (token) => (await call("GET", "/whoami", { token })).doc,
+  vaults: async () => (await call("GET", "/vaults")).doc,
 };
 
 // Roles in order (domain/access.py): each one may do what the ones before it may.

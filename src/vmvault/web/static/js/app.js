@@ -1,6 +1,6 @@
 // The console's shell: sign-in, the hash router (#/page?query) and the navigation.
-import { api, ApiError, session, whenUnauthorized } from "./api.js";
-import { h, clear, errorBox, field, button } from "./ui.js";
+import { api, ApiError, session, whenUnauthorized, whenVaultNotChosen } from "./api.js";
+import { h, clear, errorBox, field, button, select } from "./ui.js";
 import * as dashboard from "./pages/dashboard.js";
 import * as vms from "./pages/vms.js";
 import * as policies from "./pages/policies.js";
@@ -10,6 +10,7 @@ import * as points from "./pages/points.js";
 const PAGES = { dashboard, vms, policies, jobs, points };
 const main = document.getElementById("main");
 let leave = null; // the current page's clean-up (stops its polling)
+let vaults = null; // the vaults' names (GET /vaults), loaded once per sign-in
 
 export function route() {
   const raw = location.hash.replace(/^#\/?/, "");
@@ -31,6 +32,7 @@ async function render() {
     }
     if (!session.principal) return signIn();
   }
+  if (vaults === null) await loadVaults();
   const r = route();
   const page = PAGES[r.page];
   showChrome(r.page);
@@ -64,11 +66,66 @@ function showChrome(current) {
     h("span", { class: "who-name" }, p.name), " ",
     h("span", { class: `role role-${p.role}`, title: "the token's role" }, p.role), " ",
     button("Sign out", signOut, { kind: "link", id: "sign-out" }));
+  showVaultPicker();
+}
+
+// The header's vault picker: every call that takes a vault gets the chosen one (api.js).
+// Hidden with fewer than two vaults; with none chosen, the server's default is used.
+async function loadVaults() {
+  try {
+    vaults = (await api.vaults()).map((v) => v.name);
+  } catch {
+    vaults = null; // tried again on the next page
+    return;
+  }
+  if (session.vault && !vaults.includes(session.vault)) session.vault = null;
+}
+
+function showVaultPicker() {
+  const box = document.getElementById("vault-pick");
+  if (!vaults || vaults.length < 2) {
+    box.hidden = true;
+    clear(box);
+    return;
+  }
+  const options = (session.vault ? [] : [["", "server's default"]]).concat(vaults.map((n) => [n, n]));
+  const pick = select(options, session.vault || "", { id: "vault-picker", name: "vault" });
+  pick.addEventListener("change", () => {
+    session.vault = pick.value || null;
+    showVaultNote(null);
+    render();
+  });
+  clear(box, h("label", { for: "vault-picker" }, "Vault"), pick);
+  box.hidden = false;
+}
+
+function showVaultNote(text) {
+  const note = document.getElementById("vault-note");
+  note.textContent = text || "";
+  note.hidden = !text;
+}
+
+whenVaultNotChosen(async () => {
+  if (vaults === null) await loadVaults();
+  if (!vaults || vaults.length === 0 || session.vault) return Boolean(session.vault);
+  session.vault = vaults[0];
+  showVaultPicker();
+  showVaultNote(`The server has no default vault: the console shows vault ${vaults[0]}. `
+    + "Choose another with the Vault picker at the top.");
+  return true;
+});
+
+function forget() {
+  session.token = null;
+  session.principal = null;
+  session.vault = null;
+  vaults = null;
+  showVaultNote(null);
+  showVaultPicker();
 }
 
 function signOut() {
-  session.token = null;
-  session.principal = null;
+  forget();
   location.hash = "#/dashboard";
   render();
 }
@@ -105,8 +162,7 @@ function signIn(problem) {
 }
 
 whenUnauthorized((err) => {
-  session.token = null;
-  session.principal = null;
+  forget();
   signIn(err);
 });
 
