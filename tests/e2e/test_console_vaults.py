@@ -138,7 +138,7 @@ def dashboard_vault(b: WebDriver, name: str) -> None:
 
 
 def test_without_a_server_default_the_picker_chooses_and_switches(
-    home: Path, two_vaults: str, browser: WebDriver
+    cli: CliRunner, home: Path, two_vaults: str, browser: WebDriver
 ) -> None:
     b = browser
     with serving(home) as base:
@@ -176,10 +176,26 @@ def test_without_a_server_default_the_picker_chooses_and_switches(
             alerts = [e.text for e in b.find_elements(By.CSS_SELECTOR, ".page [role=alert]")]
             assert not alerts, (page, alerts)
 
+        # a body that takes a vault gets the chosen one too: a policy made through the
+        # console's own client lands in that vault (the CLI agrees), not in the other
+        made = b.execute_async_script(
+            """const done = arguments[arguments.length - 1];
+            import("/console/js/api.js").then((m) => m.api.post("/policies",
+              {name: "nightly", schedule: "daily@02:00", retention: {daily: 7}}))
+              .then((p) => done(p.name), (e) => done(`${e.code}: ${e.message}`));"""
+        )
+        assert made == "nightly", made
+        for vault, names in ((other, ["nightly"]), (first, [])):
+            r = cli("policy", "list", "--vault", vault, "--json")
+            assert r.code == 0, r.stderr
+            assert [p["name"] for p in r.json()] == names, (vault, r.stdout)
+
         # back to the first vault by hand
         b.execute_script("location.hash = '#/dashboard'")
         Select(visible(b, "#vault-picker")).select_by_visible_text(first)
         dashboard_vault(b, first)
+        logs = b.get_log("browser")
+        assert not [e for e in logs if "Content Security Policy" in e["message"]], logs
 
 
 def test_with_a_server_default_the_server_chooses(
