@@ -245,6 +245,8 @@ def test_dashboard_counts_equal_the_cli(console: Console) -> None:
     ratio = console.wait("#dedup-ratio .stat-value").text
     assert ratio == (f"{storage['dedup_ratio']:.2f} ×" if storage["dedup_ratio"] else "–")
     assert console.browser.find_elements(By.CSS_SELECTOR, "svg.chart")  # the 14 days
+    soft = console.wait("#soft-deleted .stat-value").text
+    assert soft == str(storage["soft_deleted_points"])
 
 
 def test_failed_in_the_last_24h_drills_down_to_the_filtered_jobs(console: Console) -> None:

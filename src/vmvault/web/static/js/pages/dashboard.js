@@ -72,7 +72,12 @@ export async function render(view) {
       h("a", { class: "stat", href: "#/points", id: "storage-points" }, h("span", { class: "stat-value" }, String(s.points)),
         h("span", { class: "stat-label" }, "Recovery points")),
       h("div", { class: "stat stat-static levels" }, levels.map(([level, n]) =>
-        h("div", { class: "level" }, badge(level), h("strong", {}, String(n))))))));
+        h("div", { class: "level" }, badge(level), h("strong", {}, String(n)))))),
+    // soft-deleted points: kept until purged (docs/soft-delete.md)
+    h("div", { class: "stats" },
+      fact(String(s.soft_deleted_points || 0), "Soft-deleted points", "soft-deleted"),
+      fact(bytes(s.soft_deleted_logical_bytes || 0), "Held by them (logical)", "soft-deleted-bytes"),
+      fact(s.next_purge_at ? new Date(s.next_purge_at).toLocaleString() : "–", "Next purge", "next-purge"))));
 
   view.append(h("section", { class: "card", "aria-labelledby": "ch-h" },
     h("h2", { id: "ch-h" }, `Last ${(d.daily || []).length || 14} days`),
