@@ -1,8 +1,8 @@
 """The REST API's OpenAPI document, as committed in docs/openapi.json:
 ``python -m vmvault.api.openapi > docs/openapi.json`` (a test fails when it is not current).
 
-The app is built over services that are never called (nothing is opened: the services are
-lazy) and an authenticator that knows no token.
+The app is built over services in a throw-away home (removed afterwards: building the app
+may open its catalog) and an authenticator that knows no token.
 """
 
 from __future__ import annotations
@@ -19,8 +19,12 @@ from vmvault.config import Settings
 
 def spec() -> dict[str, Any]:
     """The document ``GET /openapi.json`` serves."""
-    settings = Settings.from_env({"VMVAULT_HOME": tempfile.gettempdir()})
-    return create_app(bootstrap(settings), authenticate=lambda _token: None).openapi()
+    with tempfile.TemporaryDirectory(prefix="vmvault-openapi-") as home:
+        services = bootstrap(Settings.from_env({"VMVAULT_HOME": home}))
+        try:
+            return create_app(services, authenticate=lambda _token: None).openapi()
+        finally:
+            services.close()
 
 
 def text() -> str:
