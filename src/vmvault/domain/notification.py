@@ -143,7 +143,8 @@ def check_address(channel: Channel, address: str) -> str:
     if channel is Channel.WEBHOOK:
         scheme, sep, rest = address.partition("://")
         if not sep or scheme.lower() not in ("http", "https") or not rest or " " in rest:
-            raise InvalidInput("give an http:// or https:// URL", what=f"webhook {address!r}")
+            shown = shown_address(address)
+            raise InvalidInput("give an http:// or https:// URL", what=f"webhook {shown!r}")
     elif not _EMAIL.fullmatch(address):
         raise InvalidInput("give one address such as ops@example.com", what=f"e-mail {address!r}")
     return address
@@ -290,7 +291,7 @@ def sample_message(target: Target, at: datetime) -> Message:
     text = "\n".join(
         [
             f"This is a test message from vmvault ({_when(at)}).",
-            f"target {target.id}: {target.channel.value} {target.address}",
+            f"target {target.id}: {target.channel.value} {shown_address(target.address)}",
             f"events: {', '.join(e.value for e in target.events)}",
         ]
     )
@@ -304,12 +305,31 @@ def sample_message(target: Target, at: datetime) -> Message:
     return Message(Event.TEST, target.vault, f"test:{_when(at)}", subject, text, doc)
 
 
+def split_credentials(address: str) -> tuple[str, str | None]:
+    """A URL without its ``user:password@``, and that ``user:password`` (still %-encoded),
+    or ``None`` when the URL has none."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        return address, None
+    end = _authority_end(rest)
+    userinfo, at, host = rest[:end].rpartition("@")
+    if not at:
+        return address, None
+    return f"{scheme}://{host}{rest[end:]}", userinfo
+
+
 def shown_address(address: str) -> str:
-    """The address as logs and errors show it: a URL without its user and password."""
+    """The address as lists, logs and errors show it.  An e-mail address whole; a URL as
+    ``scheme://host[:port]/…``: its user and password are secrets, and so are its path and
+    query (a Slack or Teams webhook's token is its path)."""
     scheme, sep, rest = address.partition("://")
     if not sep:
         return address
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "…@" + authority.rpartition("@")[2]
-    return f"{scheme}://{authority}{slash}{path}"
+    end = _authority_end(rest)
+    host = rest[:end].rpartition("@")[2]
+    return f"{scheme}://{host}/…" if rest[end:].strip("/") else f"{scheme}://{host}/"
+
+
+def _authority_end(rest: str) -> int:
+    """Where a URL's ``user:password@host:port`` ends (``rest`` follows ``scheme://``)."""
+    return min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
