@@ -283,3 +283,43 @@ def test_a_real_server_refuses_a_chunked_upload_over_the_limit(services: Service
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+SECRET_TEXT = "postgresql://vmvault:s3cret@db.internal/catalog"
+
+
+def test_a_bug_answers_a_fixed_text_with_an_error_id(
+    services: Services, api: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """A 500's exception text (a path, a URL with a password) stays in the server's log, under
+    the error id the client gets."""
+
+    def explode(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError(SECRET_TEXT)
+
+    monkeypatch.setattr(services.vaults, "list_vaults", explode)
+    api = TestClient(api.app, headers=bearer(), raise_server_exceptions=False)
+    r = api.get("/api/v1/vaults")
+    assert r.status_code == 500
+    error = r.json()["error"]
+    assert error["code"] == "INTERNAL_ERROR" and "s3cret" not in r.text
+    assert "RuntimeError" not in r.text
+    ident = error["message"].split("error id ")[1].split()[0]
+    logged = [rec for rec in caplog.records if ident in rec.getMessage()]
+    assert logged and SECRET_TEXT in logged[0].getMessage()
+
+
+def test_health_says_only_that_the_catalog_is_down(
+    services: Services, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    def explode(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError(SECRET_TEXT)
+
+    monkeypatch.setattr(services.jobs, "count_jobs", explode)
+    r = TestClient(create_app(services, authenticate=authenticate)).get("/api/v1/health")
+    assert r.status_code == 503 and r.json()["down"] == ["catalog"]
+    assert r.json()["components"]["catalog"] == {
+        "status": "down",
+        "problem": "the catalog did not answer",
+    }
+    assert "s3cret" not in r.text and SECRET_TEXT in caplog.text
