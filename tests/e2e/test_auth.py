@@ -259,6 +259,22 @@ def test_a_body_over_the_limit_and_an_unknown_route_are_audited_too(
     )
 
 
+def test_a_request_refused_before_its_role_check_is_audited_by_its_token(
+    api: TestClient, keys: dict[Role, dict[str, str]]
+) -> None:
+    """Malformed JSON (400: the body is parsed before the route's dependencies) and a method
+    the route does not take (405) carry a valid token: the entry names it, not anonymous."""
+    headers = {**keys[Role.OPERATOR], "content-type": "application/json"}
+    assert api.post("/api/v1/backups", content=b"{nope", headers=headers).status_code == 400
+    assert api.put("/api/v1/backups", json={}, headers=keys[Role.ADMIN]).status_code == 405
+    r = api.get("/api/v1/audit", headers=keys[Role.ADMIN])
+    got = [(e["actor"], e["role"], e["action"], e["status"]) for e in r.json()]
+    assert got == [
+        ("t-admin", "admin", "PUT /api/v1/backups", 405),
+        ("t-operator", "operator", "POST /api/v1/backups", 400),
+    ]
+
+
 def test_an_audit_write_that_fails_is_logged_and_the_answer_stands(
     services: Services, keys: dict[Role, dict[str, str]], caplog: pytest.LogCaptureFixture
 ) -> None:
