@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +287,36 @@ def test_an_audit_write_that_fails_is_logged_and_the_answer_stands(
     r = api.post("/api/v1/gc", json={}, headers=keys[Role.OPERATOR])
     assert r.status_code == 202 and r.json()["type"] == "gc"
     assert "audit entry not written: POST /api/v1/gc 202 by t-operator" in caplog.text
+
+
+def test_anonymous_refusals_are_one_entry_per_address_and_status_a_minute(
+    home: Path, keys: dict[Role, dict[str, str]]
+) -> None:
+    """Anyone who reaches the port cannot grow the audit log without bound: 50 refused POSTs
+    from one address in a minute are two entries (the first, then the count); a token holder's
+    requests are each recorded."""
+    now = [datetime(2026, 12, 2, 9, 0, tzinfo=UTC)]
+    svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(home)}), lambda: now[0])
+    api = TestClient(create_app(svc, authenticate=svc.tokens.authenticate))
+    for _ in range(50):
+        assert api.post("/api/v1/gc").status_code == 401
+    for _ in range(3):
+        assert api.delete("/api/v1/nowhere").status_code == 404
+    assert api.post("/api/v1/gc", headers=keys[Role.READER]).status_code == 403
+    assert api.post("/api/v1/gc", headers=keys[Role.READER]).status_code == 403
+    entries, total = svc.audit.list_entries(limit=100)
+    assert total == 4
+    now[0] += timedelta(seconds=61)
+    assert api.post("/api/v1/gc").status_code == 401  # a new minute: a new entry
+    entries, total = svc.audit.list_entries(limit=100)
+    got = [(e.actor, e.action, e.target, e.status) for e in reversed(entries)]
+    assert got == [
+        ("anonymous", "POST /api/v1/gc", None, 401),
+        ("anonymous", "DELETE /api/v1/nowhere", None, 404),
+        ("t-reader", "POST /api/v1/gc", None, 403),
+        ("t-reader", "POST /api/v1/gc", None, 403),
+        ("anonymous", "POST /api/v1/gc", "49 more anonymous refusals like this since 09:00:00", 401),
+        ("anonymous", "DELETE /api/v1/nowhere", "2 more anonymous refusals like this since 09:00:00", 404),
+        ("anonymous", "POST /api/v1/gc", None, 401),
+    ]  # fmt: skip
+    svc.close()
