@@ -22,6 +22,7 @@ notifier per catalog: two servers on one catalog could both send a due message.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -173,12 +174,18 @@ class NotificationService(Service):
 
     # --- delivering -------------------------------------------------------------------------
 
-    def deliver_due(self, limit: int = 50) -> list[Outgoing]:
-        """Try each due message once; what was tried, with its new state."""
+    def deliver_due(
+        self, limit: int = 50, beat: Callable[[], None] | None = None
+    ) -> list[Outgoing]:
+        """Try each due message once; what was tried, with its new state.  ``beat`` is called
+        before each message is tried: a batch of slow receivers (up to ``limit`` × the timeout) is no
+        sign of a stuck notifier (jobs/server.py)."""
         with self.uow() as uow:
             due = uow.notifications.due(self.clock(), limit)
         done = []
         for o in due:
+            if beat is not None:
+                beat()
             attempts = o.attempts + 1
             error = self._send(o.target, o.message)
             if error is None:
