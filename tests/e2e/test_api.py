@@ -323,3 +323,29 @@ def test_health_says_only_that_the_catalog_is_down(
         "problem": "the catalog did not answer",
     }
     assert "s3cret" not in r.text and SECRET_TEXT in caplog.text
+
+
+def test_each_dashboard_job_count_is_what_its_jobs_link_lists(
+    services: Services, api: TestClient
+) -> None:
+    """Jobs of two vaults in every state: each ``jobs_24h`` count of the dashboard equals the
+    X-Total-Count of ``GET /jobs?vault=&state=&since=24h`` (the console's link)."""
+    from vmvault.domain.job import JobState, JobType
+
+    services.vaults.create("other", "local", None)
+    now = services.clock()
+    states = [*JobState] * 2
+    with services._uow() as uow:
+        for n, state in enumerate(states):
+            for vault in ("main", "other") if n % 2 else ("main",):
+                uow.jobs.create(JobType.GC, vault, None, None, state, now, None, None)
+        uow.commit()
+    board = api.get("/api/v1/dashboard?vault=main").json()["jobs_24h"]
+    assert set(board) == {s.value.replace("-", "_") for s in JobState}
+    for key, n in board.items():
+        state = key.replace("_", "-")
+        r = api.get(f"/api/v1/jobs?vault=main&state={state}&since=24h")
+        assert r.status_code == 200 and int(r.headers["X-Total-Count"]) == n == 2, key
+        assert {j["vault"] for j in r.json()} == {"main"}
+    assert int(api.get("/api/v1/jobs?vault=other").headers["X-Total-Count"]) == len(JobState)
+    assert api.get("/api/v1/jobs?vault=nope").json()["error"]["code"] == "VAULT_NOT_FOUND"

@@ -3,7 +3,8 @@
 * VMs of the vault's location: ``discovered`` (every VM discovery knows there, vanished ones
   included), ``registered`` (with this vault, whatever their protection), ``protected``
   (of which ``pending_initial_backup``), ``protection_stopped``, ``vanished``;
-* the vault's jobs created in the last 24 h by final state, and those still in progress;
+* the vault's jobs created in the last 24 h by state (:data:`JOB_COUNTS`: every state, one
+  count each, so a count is what the Jobs page filtered by that state lists);
 * the protected VMs that need attention: last backup failed, overdue
   (:func:`~vmvault.domain.policy.overdue_at` after the last point, or after protection was
   configured when there is none yet), or deleted from libvirt;
@@ -29,6 +30,18 @@ from vmvault.services.context import Service
 from vmvault.services.ports import UnitOfWork
 
 WINDOW = timedelta(hours=24)
+#: The states the dashboard counts the vault's jobs of the last :data:`WINDOW` by, one count
+#: each (key: the state with ``_``): each count is exactly what ``GET /jobs?vault=&state=&since=24h``
+#: lists, the console's link.
+JOB_COUNTS = (
+    JobState.COMPLETED,
+    JobState.COMPLETED_WITH_WARNINGS,
+    JobState.FAILED,
+    JobState.CANCELLED,
+    JobState.IN_PROGRESS,
+    JobState.QUEUED,
+    JobState.CANCELLING,
+)
 #: How many days the dashboard's chart of backups and bytes per day covers.
 DAYS = 14
 #: Why a protected VM needs attention (:func:`needing_attention`), in the order checked.
@@ -138,7 +151,7 @@ class DashboardService(Service):
         uris = [h.uri for h in self.vaults.list_hosts(vault.location)]
         with self.uow() as uow:
             vms = uow.vms.all(uris)
-            jobs = uow.jobs.find(since=now - WINDOW, limit=100_000)
+            jobs = uow.jobs.find(since=now - WINDOW, limit=100_000, vault=vault.name)
             points = holdings.held_in(uow, vault.name)  # its own points and its copies
             policies = {r.name: r.policy for r in uow.policies.all(vault.name)}
             last_backup_job = {
@@ -147,7 +160,6 @@ class DashboardService(Service):
                 if vm.state is VmState.PROTECTED
             }
             daily = self._daily(uow, vault.name, now)
-        jobs = [j for j in jobs if j.vault == vault.name]
         newest = newest_points(points)
         mine = [vm for vm in vms if vm.vault == vault.name and vm.state is not VmState.DISCOVERED]
         protected = [vm for vm in mine if vm.state is VmState.PROTECTED]
@@ -166,14 +178,8 @@ class DashboardService(Service):
             },
             jobs={
                 state.value.replace("-", "_"): sum(1 for j in jobs if j.state is state)
-                for state in (
-                    JobState.COMPLETED,
-                    JobState.COMPLETED_WITH_WARNINGS,
-                    JobState.FAILED,
-                    JobState.CANCELLED,
-                )
-            }
-            | {"in_progress": sum(1 for j in jobs if j.state.active)},
+                for state in JOB_COUNTS
+            },
             storage_bytes=self.vaults.stored_chunk_bytes(vault),
             logical_bytes=sum(p.bytes_logical for p in points),
             points=len(points),

@@ -336,8 +336,10 @@ class JobQueries:
         *,
         limit: int = 500,
         offset: int = 0,
+        vault: str | None = None,
     ) -> list[Job]:
-        """Newest first: ``limit`` jobs after the first ``offset`` (a page of a listing)."""
+        """Newest first: ``limit`` jobs after the first ``offset`` (a page of a listing);
+        ``vault``: only that vault's jobs."""
         after = self._after(since)
         with self.uow() as uow:
             return uow.jobs.find(
@@ -348,6 +350,7 @@ class JobQueries:
                 parent_id=parent_id,
                 limit=limit,
                 offset=offset,
+                vault=vault,
             )
 
     def count_jobs(
@@ -356,11 +359,15 @@ class JobQueries:
         state: JobState | None = None,
         since: timedelta | None = None,
         vm_uuid: str | None = None,
+        *,
+        vault: str | None = None,
     ) -> int:
         """How many jobs :meth:`list_jobs` pages through with the same filters."""
         after = self._after(since)
         with self.uow() as uow:
-            return uow.jobs.count(job_type=job_type, state=state, since=after, vm_uuid=vm_uuid)
+            return uow.jobs.count(
+                job_type=job_type, state=state, since=after, vm_uuid=vm_uuid, vault=vault
+            )
 
     def _after(self, since: timedelta | None) -> datetime | None:
         if since is not None and not timedelta(0) <= since <= MAX_DURATION:
