@@ -26,7 +26,7 @@ from vmvault.config import Settings
 from vmvault.domain.access import Principal, Role
 from vmvault.domain.errors import ChunkCorrupt
 from vmvault.domain.job import JobState, JobType
-from vmvault.domain.notification import MAX_ATTEMPTS, Channel, Delivery, Event
+from vmvault.domain.notification import MAX_ATTEMPTS, SUBSCRIBABLE, Channel, Delivery, Event
 from vmvault.domain.retention import Retention
 from vmvault.domain.vm import VmState
 from vmvault.jobs.server import Server
@@ -298,6 +298,19 @@ def test_notifications_api(services: Services, webhook: WebhookReceiver) -> None
     tested = api.post("/api/v1/notifications/test", json={"id": doc["id"]}, headers=c)
     assert tested.status_code == 200 and tested.json()[0]["ok"] is True
     assert webhook.at(path)[0].body["event"] == "test"
+    both = api.post(
+        "/api/v1/notifications/test", json={"id": doc["id"], "vault": "main"}, headers=c
+    )
+    assert both.status_code == 400 and "not both" in both.json()["error"]["message"]
+    as_text = api.post("/api/v1/notifications/test", json={"id": str(doc["id"])}, headers=c)
+    assert as_text.status_code == 400  # strict: "7" is no id
+    listed = api.post(
+        "/api/v1/notifications", json={"webhook": webhook.url(path), "events": "failed"}, headers=c
+    )
+    assert listed.status_code == 400  # strict: a string is no list
+    spec = api.get("/openapi.json").json()["components"]["schemas"]
+    events = spec["TargetCreate"]["properties"]["events"]["items"]["enum"]
+    assert events == [e.value for e in SUBSCRIBABLE]
     gone = api.delete(f"/api/v1/notifications/{doc['id']}", headers=c)
     assert gone.status_code == 200 and gone.json()["id"] == doc["id"]
     missing = api.delete(f"/api/v1/notifications/{doc['id']}", headers=c)

@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from vmvault.domain.errors import InvalidInput
+from vmvault.domain.iso import iso
 from vmvault.domain.job import Job, JobState, JobType
 
 
@@ -168,10 +169,6 @@ def job_events(job: Job) -> list[Event]:
     return []
 
 
-def _when(at: datetime | None) -> str:
-    return at.isoformat(timespec="seconds") if at else "-"
-
-
 def job_message(event: Event, job: Job) -> Message:
     """The message of a job's end event."""
     who = job.vm_name or job.vm_uuid or f"vault {job.vault}"
@@ -185,8 +182,8 @@ def job_message(event: Event, job: Job) -> Message:
         f"{what}: {who}",
         f"vault: {job.vault}",
         f"job: {job.id} ({job.type.value}, {job.state.value})",
-        f"started: {_when(job.started_at)}",
-        f"ended: {_when(job.ended_at)}",
+        f"started: {iso(job.started_at) or '-'}",
+        f"ended: {iso(job.ended_at) or '-'}",
     ]
     if job.error_code:
         lines += [f"error: {job.error_code}: {job.message}", f"remedy: {job.remedy}"]
@@ -200,8 +197,8 @@ def job_message(event: Event, job: Job) -> Message:
             "id": job.id,
             "type": job.type.value,
             "state": job.state.value,
-            "started_at": _when(job.started_at),
-            "ended_at": _when(job.ended_at),
+            "started_at": iso(job.started_at),
+            "ended_at": iso(job.ended_at),
             "error": (
                 {"code": job.error_code, "message": job.message, "remedy": job.remedy}
                 if job.error_code
@@ -233,7 +230,7 @@ class Lateness:
 
 def overdue_key(late: Lateness) -> str:
     """The episode's key: the same VM late from the same moment is one episode."""
-    return f"overdue:{late.vm_uuid}:{late.since.isoformat(timespec='seconds')}"
+    return f"overdue:{late.vm_uuid}:{iso(late.since)}"
 
 
 def overdue_message(late: Lateness) -> Message:
@@ -253,7 +250,7 @@ def overdue_message(late: Lateness) -> Message:
         "vault": late.vault,
         "vm": {"uuid": late.vm_uuid, "name": late.vm_name},
         "policy": late.policy,
-        "since": _when(late.since),
+        "since": iso(late.since),
         "never_backed_up": late.never_backed_up,
         "detail": late.detail,
         "subject": subject,
@@ -290,7 +287,7 @@ def sample_message(target: Target, at: datetime) -> Message:
     subject = f"[vmvault] test message for vault {target.vault}"
     text = "\n".join(
         [
-            f"This is a test message from vmvault ({_when(at)}).",
+            f"This is a test message from vmvault ({iso(at)}).",
             f"target {target.id}: {target.channel.value} {shown_address(target.address)}",
             f"events: {', '.join(e.value for e in target.events)}",
         ]
@@ -299,10 +296,10 @@ def sample_message(target: Target, at: datetime) -> Message:
         "event": Event.TEST.value,
         "vault": target.vault,
         "target": target.id,
-        "at": _when(at),
+        "at": iso(at),
         "subject": subject,
     }
-    return Message(Event.TEST, target.vault, f"test:{_when(at)}", subject, text, doc)
+    return Message(Event.TEST, target.vault, f"test:{iso(at)}", subject, text, doc)
 
 
 def split_credentials(address: str) -> tuple[str, str | None]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from vmvault.domain.errors import (
+    InvalidInput,
     NotifyDeliveryFailed,
     NotifyNoTarget,
     NotifyTargetNotFound,
@@ -240,7 +241,9 @@ class NotificationService(Service):
 
     def test(self, target_id: int | None = None, vault: str | None = None) -> list[SendResult]:
         """Send a test message now (not through the outbox) to one target, or to every target
-        (of ``vault``); each target's outcome."""
+        (of ``vault``); each target's outcome.  Not both: a target is named by its id alone."""
+        if target_id is not None and vault is not None:
+            raise InvalidInput("give a target's id or a vault, not both", what="the test's targets")
         if target_id is not None:
             targets = [self.get_target(target_id)]
         else:
