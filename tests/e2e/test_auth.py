@@ -88,6 +88,88 @@ def test_every_route_but_the_public_ones_needs_a_role(api: TestClient) -> None:
         assert roles[route] is Role.ADMIN, route
 
 
+#: The contract: each route's role, as docs/server.md's routes table states it (a path
+#: parameter is ``{}``). The app's routes must match it exactly, and the table must say it.
+R, OP, C, A = Role.READER, Role.OPERATOR, Role.CONTRIBUTOR, Role.ADMIN
+CONTRACT: dict[tuple[str, str], Role] = {
+    ("GET", "/metrics"): R,
+    ("GET", "/api/v1/dashboard"): R,
+    ("GET", "/api/v1/errors"): R,
+    ("GET", "/api/v1/vaults"): R,
+    ("GET", "/api/v1/vaults/{}"): R,
+    ("POST", "/api/v1/vaults"): C,
+    ("GET", "/api/v1/hosts"): R,
+    ("POST", "/api/v1/hosts"): C,
+    ("PATCH", "/api/v1/hosts/{}"): C,
+    ("DELETE", "/api/v1/hosts/{}"): C,
+    ("GET", "/api/v1/vms"): R,
+    ("GET", "/api/v1/vms/{}"): R,
+    ("POST", "/api/v1/vms/discover"): C,
+    ("POST", "/api/v1/vms/register"): C,
+    ("POST", "/api/v1/vms/unregister"): C,
+    ("PATCH", "/api/v1/vms/{}"): C,
+    ("GET", "/api/v1/policies"): R,
+    ("GET", "/api/v1/policies/{}"): R,
+    ("POST", "/api/v1/policies/preview"): R,
+    ("POST", "/api/v1/policies"): C,
+    ("PATCH", "/api/v1/policies/{}"): C,
+    ("DELETE", "/api/v1/policies/{}"): C,
+    ("GET", "/api/v1/protection"): R,
+    ("POST", "/api/v1/protection"): C,
+    ("POST", "/api/v1/protection/stop"): C,
+    ("POST", "/api/v1/protection/resume"): C,
+    ("POST", "/api/v1/backups"): OP,
+    ("POST", "/api/v1/copies"): OP,
+    ("GET", "/api/v1/jobs"): R,
+    ("GET", "/api/v1/jobs/{}"): R,
+    ("POST", "/api/v1/jobs/{}/cancel"): OP,
+    ("GET", "/api/v1/points"): R,
+    ("GET", "/api/v1/points/{}"): R,
+    ("DELETE", "/api/v1/points/{}"): C,
+    ("POST", "/api/v1/points/{}/protect"): C,
+    ("POST", "/api/v1/restores"): OP,
+    ("POST", "/api/v1/restore-tests"): OP,
+    ("POST", "/api/v1/verify"): OP,
+    ("POST", "/api/v1/gc"): OP,
+    ("GET", "/api/v1/whoami"): R,
+    ("GET", "/api/v1/tokens"): A,
+    ("POST", "/api/v1/tokens"): A,
+    ("DELETE", "/api/v1/tokens/{}"): A,
+    ("GET", "/api/v1/audit"): A,
+    ("GET", "/api/v1/notifications"): C,
+    ("POST", "/api/v1/notifications"): C,
+    ("DELETE", "/api/v1/notifications/{}"): C,
+    ("POST", "/api/v1/notifications/test"): C,
+}
+
+
+def _shape(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "{}", path)
+
+
+def test_every_route_needs_the_role_the_contract_states(api: TestClient) -> None:
+    """Not only "each route refuses below its own declared role": the declared role is the
+    one the contract gives it, and no route is missing from or unknown to the contract."""
+    declared = {(m, _shape(p)): role for m, p, role in _routes(api) if p not in PUBLIC}
+    assert declared == CONTRACT
+
+
+def test_the_routes_table_of_docs_server_md_is_the_contract() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "server.md").read_text()
+    rows = re.findall(
+        r"^\| (reader|operator|contributor|admin) \| ([A-Z, ]+) \| ([^|]+) \|", text, re.M
+    )
+    documented: dict[tuple[str, str], Role] = {}
+    for role, methods, paths in rows:
+        for path in re.findall(r"`(/[^`]*)`", paths):
+            if path == "/api/v1":  # "(not under `/api/v1`)"
+                continue
+            full = path if path == "/metrics" else f"/api/v1{path}"
+            for method in methods.split(", "):
+                documented[(method, _shape(full))] = Role(role)
+    assert documented == CONTRACT
+
+
 def test_the_role_matrix_of_every_route(api: TestClient, keys: dict[Role, dict[str, str]]) -> None:
     """A route that needs role R: 401 without a token, 403 to every lower role, neither to R."""
     checked = 0
