@@ -253,7 +253,8 @@ class Services:
 
     @cached_property
     def scheduler(self) -> SchedulerService:
-        return SchedulerService(self._uow, self.clock, self.settings.parsed_gc_schedule())
+        gc = self.settings.parsed_gc_schedule()
+        return SchedulerService(self._uow, self.clock, gc, self.runner.on_end)
 
     @cached_property
     def jobs(self) -> JobQueries:

@@ -8,12 +8,12 @@ web UI rely on them.  Add fields; never rename or remove one.
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any
 
 from vmvault.domain.audit import AuditEntry
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.inventory import DiscoveryResult
+from vmvault.domain.iso import iso
 from vmvault.domain.job import Job
 from vmvault.domain.notification import Target, shown_address
 from vmvault.domain.policy import Policy, max_age
@@ -26,13 +26,10 @@ from vmvault.domain.vm import VmItem
 from vmvault.services.dashboard import Dashboard
 from vmvault.services.holdings import Holding
 from vmvault.services.jobs import JobOutcome
+from vmvault.services.notifications import SendResult
 from vmvault.services.policies import PolicyPreview, PolicyView
 from vmvault.services.protection import ProtectedItem, ProtectResult
 from vmvault.services.vaults import VaultSummary
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") if value else None
 
 
 def vault_doc(v: Vault) -> dict[str, Any]:
@@ -364,6 +361,15 @@ def catalog_markdown() -> str:
         cells = [f"`{cls.code}`", cls.kind, cls.message, cls.remedy]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def notify_test_doc(r: SendResult) -> dict[str, Any]:
+    """A target's test outcome (``notify test --json``, ``POST /api/v1/notifications/test``)."""
+    return {
+        "target": notify_target_doc(r.target),
+        "ok": r.error is None,
+        "error": r.error.as_dict() if r.error else None,
+    }
 
 
 def notify_target_doc(t: Target) -> dict[str, Any]:

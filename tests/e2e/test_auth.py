@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,91 @@ def test_every_route_but_the_public_ones_needs_a_role(api: TestClient) -> None:
     for route in [("GET", "/api/v1/tokens"), ("POST", "/api/v1/tokens"),
                   ("DELETE", "/api/v1/tokens/{name}"), ("GET", "/api/v1/audit")]:  # fmt: skip
         assert roles[route] is Role.ADMIN, route
+
+
+#: The contract: each route's role, as docs/server.md's routes table states it (a path
+#: parameter is ``{}``). The app's routes must match it exactly, and the table must say it.
+R, OP, C, A = Role.READER, Role.OPERATOR, Role.CONTRIBUTOR, Role.ADMIN
+CONTRACT: dict[tuple[str, str], Role] = {
+    ("GET", "/metrics"): R,
+    ("GET", "/api/v1/dashboard"): R,
+    ("GET", "/api/v1/errors"): R,
+    ("GET", "/api/v1/vaults"): R,
+    ("GET", "/api/v1/vaults/{}"): R,
+    ("POST", "/api/v1/vaults"): C,
+    ("PATCH", "/api/v1/vaults/{}"): C,
+    ("GET", "/api/v1/hosts"): R,
+    ("POST", "/api/v1/hosts"): C,
+    ("PATCH", "/api/v1/hosts/{}"): C,
+    ("DELETE", "/api/v1/hosts/{}"): C,
+    ("GET", "/api/v1/vms"): R,
+    ("GET", "/api/v1/vms/{}"): R,
+    ("POST", "/api/v1/vms/discover"): C,
+    ("POST", "/api/v1/vms/register"): C,
+    ("POST", "/api/v1/vms/unregister"): C,
+    ("PATCH", "/api/v1/vms/{}"): C,
+    ("GET", "/api/v1/policies"): R,
+    ("GET", "/api/v1/policies/{}"): R,
+    ("POST", "/api/v1/policies/preview"): R,
+    ("POST", "/api/v1/policies"): C,
+    ("PATCH", "/api/v1/policies/{}"): C,
+    ("DELETE", "/api/v1/policies/{}"): C,
+    ("GET", "/api/v1/protection"): R,
+    ("POST", "/api/v1/protection"): C,
+    ("POST", "/api/v1/protection/stop"): C,
+    ("POST", "/api/v1/protection/resume"): C,
+    ("POST", "/api/v1/backups"): OP,
+    ("POST", "/api/v1/copies"): OP,
+    ("GET", "/api/v1/jobs"): R,
+    ("GET", "/api/v1/jobs/{}"): R,
+    ("POST", "/api/v1/jobs/{}/cancel"): OP,
+    ("GET", "/api/v1/points"): R,
+    ("GET", "/api/v1/points/{}"): R,
+    ("DELETE", "/api/v1/points/{}"): C,
+    ("POST", "/api/v1/points/{}/protect"): C,
+    ("GET", "/api/v1/points/deleted"): R,
+    ("POST", "/api/v1/points/{}/undelete"): C,
+    ("POST", "/api/v1/restores"): OP,
+    ("POST", "/api/v1/restore-tests"): OP,
+    ("POST", "/api/v1/verify"): OP,
+    ("POST", "/api/v1/gc"): OP,
+    ("GET", "/api/v1/whoami"): R,
+    ("GET", "/api/v1/tokens"): A,
+    ("POST", "/api/v1/tokens"): A,
+    ("DELETE", "/api/v1/tokens/{}"): A,
+    ("GET", "/api/v1/audit"): A,
+    ("GET", "/api/v1/notifications"): C,
+    ("POST", "/api/v1/notifications"): C,
+    ("DELETE", "/api/v1/notifications/{}"): C,
+    ("POST", "/api/v1/notifications/test"): C,
+}
+
+
+def _shape(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "{}", path)
+
+
+def test_every_route_needs_the_role_the_contract_states(api: TestClient) -> None:
+    """Not only "each route refuses below its own declared role": the declared role is the
+    one the contract gives it, and no route is missing from or unknown to the contract."""
+    declared = {(m, _shape(p)): role for m, p, role in _routes(api) if p not in PUBLIC}
+    assert declared == CONTRACT
+
+
+def test_the_routes_table_of_docs_server_md_is_the_contract() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "server.md").read_text()
+    rows = re.findall(
+        r"^\| (reader|operator|contributor|admin) \| ([A-Z, ]+) \| ([^|]+) \|", text, re.M
+    )
+    documented: dict[tuple[str, str], Role] = {}
+    for role, methods, paths in rows:
+        for path in re.findall(r"`(/[^`]*)`", paths):
+            if path == "/api/v1":  # "(not under `/api/v1`)"
+                continue
+            full = path if path == "/metrics" else f"/api/v1{path}"
+            for method in methods.split(", "):
+                documented[(method, _shape(full))] = Role(role)
+    assert documented == CONTRACT
 
 
 def test_the_role_matrix_of_every_route(api: TestClient, keys: dict[Role, dict[str, str]]) -> None:
@@ -259,6 +345,22 @@ def test_a_body_over_the_limit_and_an_unknown_route_are_audited_too(
     )
 
 
+def test_a_request_refused_before_its_role_check_is_audited_by_its_token(
+    api: TestClient, keys: dict[Role, dict[str, str]]
+) -> None:
+    """Malformed JSON (400: the body is parsed before the route's dependencies) and a method
+    the route does not take (405) carry a valid token: the entry names it, not anonymous."""
+    headers = {**keys[Role.OPERATOR], "content-type": "application/json"}
+    assert api.post("/api/v1/backups", content=b"{nope", headers=headers).status_code == 400
+    assert api.put("/api/v1/backups", json={}, headers=keys[Role.ADMIN]).status_code == 405
+    r = api.get("/api/v1/audit", headers=keys[Role.ADMIN])
+    got = [(e["actor"], e["role"], e["action"], e["status"]) for e in r.json()]
+    assert got == [
+        ("t-admin", "admin", "PUT /api/v1/backups", 405),
+        ("t-operator", "operator", "POST /api/v1/backups", 400),
+    ]
+
+
 def test_an_audit_write_that_fails_is_logged_and_the_answer_stands(
     services: Services, keys: dict[Role, dict[str, str]], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -270,3 +372,36 @@ def test_an_audit_write_that_fails_is_logged_and_the_answer_stands(
     r = api.post("/api/v1/gc", json={}, headers=keys[Role.OPERATOR])
     assert r.status_code == 202 and r.json()["type"] == "gc"
     assert "audit entry not written: POST /api/v1/gc 202 by t-operator" in caplog.text
+
+
+def test_anonymous_refusals_are_one_entry_per_address_and_status_a_minute(
+    home: Path, keys: dict[Role, dict[str, str]]
+) -> None:
+    """Anyone who reaches the port cannot grow the audit log without bound: 50 refused POSTs
+    from one address in a minute are two entries (the first, then the count); a token holder's
+    requests are each recorded."""
+    now = [datetime(2026, 12, 2, 9, 0, tzinfo=UTC)]
+    svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(home)}), lambda: now[0])
+    api = TestClient(create_app(svc, authenticate=svc.tokens.authenticate))
+    for _ in range(50):
+        assert api.post("/api/v1/gc").status_code == 401
+    for _ in range(3):
+        assert api.delete("/api/v1/nowhere").status_code == 404
+    assert api.post("/api/v1/gc", headers=keys[Role.READER]).status_code == 403
+    assert api.post("/api/v1/gc", headers=keys[Role.READER]).status_code == 403
+    entries, total = svc.audit.list_entries(limit=100)
+    assert total == 4
+    now[0] += timedelta(seconds=61)
+    assert api.post("/api/v1/gc").status_code == 401  # a new minute: a new entry
+    entries, total = svc.audit.list_entries(limit=100)
+    got = [(e.actor, e.action, e.target, e.status) for e in reversed(entries)]
+    assert got == [
+        ("anonymous", "POST /api/v1/gc", None, 401),
+        ("anonymous", "DELETE /api/v1/nowhere", None, 404),
+        ("t-reader", "POST /api/v1/gc", None, 403),
+        ("t-reader", "POST /api/v1/gc", None, 403),
+        ("anonymous", "POST /api/v1/gc", "49 more anonymous refusals like this since 09:00:00", 401),
+        ("anonymous", "DELETE /api/v1/nowhere", "2 more anonymous refusals like this since 09:00:00", 404),
+        ("anonymous", "POST /api/v1/gc", None, 401),
+    ]  # fmt: skip
+    svc.close()

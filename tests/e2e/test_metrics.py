@@ -96,7 +96,8 @@ def scrape(api: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
 def test_metrics_match_the_catalog(world: tuple[Services, Clock]) -> None:
     services, _clock = world
     api = TestClient(create_app(services, authenticate=TOKENS.get))
-    assert api.get("/metrics").status_code == 401  # counted below
+    assert api.get("/metrics").status_code == 401  # not an API request: not counted
+    assert api.get("/api/v1/vaults").status_code == 401  # counted below
     m = scrape(api)
 
     # jobs by type and state, counted independently from the job list
@@ -153,10 +154,12 @@ def test_metrics_match_the_catalog(world: tuple[Services, Clock]) -> None:
     assert bucket("paused", "1.0") == 0 and bucket("paused", "2.5") == 1
     assert m[("vmvault_quiesce_window_seconds_count", (("kind", "paused"),))] == 1
 
-    # API requests by status: the 401 above, then this scrape counted by the next one
+    # API requests (/api/ paths only: not /metrics, not the console's files) by status
     requests = (("method", "GET"), ("status", "401"))
     assert m[("vmvault_api_requests_total", requests)] == 1
     assert ("vmvault_api_requests_total", (("method", "GET"), ("status", "200"))) not in m
+    api.get("/console/index.html")
+    assert api.get("/api/v1/vaults", headers={"Authorization": "Bearer r"}).status_code == 200
     again = scrape(api)
     assert again[("vmvault_api_requests_total", (("method", "GET"), ("status", "200")))] == 1
     api.get("/api/v1/nope", headers={"Authorization": "Bearer r"})

@@ -8,6 +8,7 @@ The failed backup is a real one: a VM registered on a libvirt host nobody listen
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,7 +26,7 @@ from vmvault.config import Settings
 from vmvault.domain.access import Principal, Role
 from vmvault.domain.errors import ChunkCorrupt
 from vmvault.domain.job import JobState, JobType
-from vmvault.domain.notification import MAX_ATTEMPTS, Channel, Delivery, Event
+from vmvault.domain.notification import MAX_ATTEMPTS, SUBSCRIBABLE, Channel, Delivery, Event
 from vmvault.domain.retention import Retention
 from vmvault.domain.vm import VmState
 from vmvault.jobs.server import Server
@@ -226,7 +227,7 @@ def test_notify_cli_add_list_test_remove(
     assert r.code == 0, r.stderr
     assert r.json()["channel"] == "email" and r.json()["events"] == ["failed", "warnings"]
     listed = cli("notify", "list", "--json").json()
-    assert [t["address"] for t in listed] == [webhook.url(path), address]
+    assert [t["address"] for t in listed] == [f"http://127.0.0.1:{webhook.port}/…", address]
 
     r = cli("notify", "test", env=env)
     assert r.code == 0, r.stderr
@@ -297,6 +298,19 @@ def test_notifications_api(services: Services, webhook: WebhookReceiver) -> None
     tested = api.post("/api/v1/notifications/test", json={"id": doc["id"]}, headers=c)
     assert tested.status_code == 200 and tested.json()[0]["ok"] is True
     assert webhook.at(path)[0].body["event"] == "test"
+    both = api.post(
+        "/api/v1/notifications/test", json={"id": doc["id"], "vault": "main"}, headers=c
+    )
+    assert both.status_code == 400 and "not both" in both.json()["error"]["message"]
+    as_text = api.post("/api/v1/notifications/test", json={"id": str(doc["id"])}, headers=c)
+    assert as_text.status_code == 400  # strict: "7" is no id
+    listed = api.post(
+        "/api/v1/notifications", json={"webhook": webhook.url(path), "events": "failed"}, headers=c
+    )
+    assert listed.status_code == 400  # strict: a string is no list
+    spec = api.get("/openapi.json").json()["components"]["schemas"]
+    events = spec["TargetCreate"]["properties"]["events"]["items"]["enum"]
+    assert events == [e.value for e in SUBSCRIBABLE]
     gone = api.delete(f"/api/v1/notifications/{doc['id']}", headers=c)
     assert gone.status_code == 200 and gone.json()["id"] == doc["id"]
     missing = api.delete(f"/api/v1/notifications/{doc['id']}", headers=c)
@@ -373,3 +387,54 @@ def test_the_overdue_check_skips_a_vault_that_is_gone(
         )  # fmt: skip
         uow.commit()
     assert services.notifications.check_overdue() == 0
+
+
+def test_a_webhook_urls_password_goes_as_basic_auth_and_is_never_shown(
+    cli: CliRunner,
+    home: Path,
+    webhook: WebhookReceiver,
+    smtp: MailReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``http://user:pass@host/path``: the receiver gets ``Authorization: Basic``, and neither
+    the password nor the path (a Slack-like secret) appears in any output, log or outbox row."""
+    caplog.set_level("DEBUG")
+    secret, token = "s3cret-pw", "path-token-42"
+    path = f"/hook/{token}"
+    webhook.script[path] = []
+    good = f"http://hookuser:{secret}@127.0.0.1:{webhook.port}{path}"
+    dead = f"http://hookuser:{secret}@127.0.0.1:1/{token}"
+    svc = make_services(home, smtp, None)
+    svc.vaults.create("main", "local", None)
+    n = svc.notifications
+    n.add_target("main", Channel.WEBHOOK, good, (Event.FAILED,))
+    n.add_target("main", Channel.WEBHOOK, dead, (Event.FAILED,))
+    unreachable_vm(svc, "web")
+    svc.backups.backup("main", ["web"])
+    done = n.deliver_due()
+    assert sorted(o.state.value for o in done) == ["pending", "sent"]
+    [post] = webhook.at(path)
+    expected = base64.b64encode(f"hookuser:{secret}".encode()).decode()
+    assert post.headers["Authorization"] == f"Basic {expected}"
+    rows = n.outbox()
+    [failed] = [o for o in rows if o.state is Delivery.PENDING]
+    assert failed.last_error and "127.0.0.1:1/…" in failed.last_error
+    svc.close()
+
+    listed = cli("notify", "list", "--json")
+    tested = cli("notify", "test")
+    assert tested.code == 1 and ": sent" in tested.stdout
+    shown = [
+        listed.stdout,
+        listed.stderr,
+        tested.stdout,
+        tested.stderr,
+        caplog.text,
+        *(o.last_error or "" for o in rows),
+    ]
+    assert [t["address"] for t in listed.json()] == [
+        f"http://127.0.0.1:{webhook.port}/…",
+        "http://127.0.0.1:1/…",
+    ]
+    for text in shown:
+        assert secret not in text and token not in text and "hookuser" not in text

@@ -3,6 +3,8 @@ domain's validation errors, warnings (exit 3), and what protection refuses witho
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.conftest import CliRunner
 
 GOLD = (
@@ -120,3 +122,46 @@ def test_a_policy_stores_and_shows_its_required_consistency(cli: CliRunner) -> N
         "policy", "create", "x", "--schedule", "daily@01:00", "--daily", "7", "--require", "x"
     )
     assert bad.code == 2 and "INVALID_INPUT" in bad.stderr
+
+
+def test_the_protection_lists_health_is_the_dashboards_with_copies(tmp_path: Path) -> None:
+    """A VM protected in vault b whose only point there is a copy of a's point: b holds it, so
+    the dashboard says nothing is wrong, and the protection list's health (one helper,
+    services/dashboard.py: vault_health) says ok too, with the copy as its point."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from tests.conftest import save_vm
+    from vmvault.bootstrap import bootstrap
+    from vmvault.config import Settings
+    from vmvault.domain.recovery_point import (
+        Consistency,
+        Method,
+        PointCopy,
+        PointDisk,
+        RecoveryPoint,
+    )
+    from vmvault.domain.retention import Retention
+    from vmvault.domain.vm import VmState
+
+    svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(tmp_path / "home")}))
+    svc.vaults.create("main", "local", None)
+    svc.vaults.create("b", "local", None)
+    svc.policies.create("b", "daily", "daily@02:00", "UTC", Retention(daily=7))
+    now = svc.clock()
+    vm = save_vm(svc, "web", VmState.PROTECTED, "daily")
+    vm = replace(vm, vault="b", protected_since=now - timedelta(days=3))
+    point = RecoveryPoint(
+        "p1", "main", vm.uuid, "web", now - timedelta(hours=1), Consistency.CRASH,
+        Method.OFFLINE, 0, None, [PointDisk("vda", 1 << 20)],
+    )  # fmt: skip
+    with svc._uow() as uow:
+        uow.vms.save(vm)
+        uow.points.add(point)
+        uow.copies.add(PointCopy("p1", "b", now))
+        uow.commit()
+    protected, flagged = svc.dashboard.attention("b")
+    assert (protected, flagged) == (1, [])
+    [item] = svc.protection.items("b")
+    assert item.health == "ok" and item.points == 1 and item.last_point_at == point.created_at
+    svc.close()

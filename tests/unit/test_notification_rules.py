@@ -32,6 +32,7 @@ from vmvault.domain.notification import (
     retry_delay,
     sample_message,
     shown_address,
+    split_credentials,
 )
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -173,10 +174,30 @@ def test_check_address(channel: Channel, address: str, ok: bool) -> None:
             check_address(channel, address)
 
 
-def test_shown_address_hides_a_urls_credentials() -> None:
-    assert shown_address("https://u:secret@h.example/p?q") == "https://…@h.example/p?q"
-    assert shown_address("https://h.example/a@b") == "https://h.example/a@b"
+def test_shown_address_hides_a_urls_credentials_path_and_query() -> None:
+    assert shown_address("https://u:secret@h.example/p?q") == "https://h.example/…"
+    assert shown_address("https://h.example/a@b") == "https://h.example/…"
+    assert shown_address("https://hooks.slack.example/services/T0/B0/XYZ") == (
+        "https://hooks.slack.example/…"
+    )
+    assert shown_address("http://h.example:8080?token=s") == "http://h.example:8080/…"
+    assert shown_address("http://u:p@h.example:8080/") == "http://h.example:8080/"
     assert shown_address("ops@example.com") == "ops@example.com"
+
+
+def test_split_credentials_takes_the_userinfo_out_of_a_url() -> None:
+    assert split_credentials("http://u:p%40ss@h.example:81/a@b?x") == (
+        "http://h.example:81/a@b?x",
+        "u:p%40ss",
+    )
+    assert split_credentials("https://h.example/a@b") == ("https://h.example/a@b", None)
+    assert split_credentials("ops@example.com") == ("ops@example.com", None)
+
+
+def test_a_refused_webhook_url_is_not_echoed() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        check_address(Channel.WEBHOOK, "ftp://u:secret@h.example/token")
+    assert "secret" not in str(refused.value) and "token" not in str(refused.value)
 
 
 def test_a_target_wants_its_events_and_tests() -> None:

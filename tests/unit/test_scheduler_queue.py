@@ -17,6 +17,7 @@ from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
 from vmvault.domain.errors import InvalidInput, OperationInProgress, VmNotRegistered, VmvaultError
 from vmvault.domain.job import Job, JobState, JobType
+from vmvault.domain.notification import Channel, Delivery, Event
 from vmvault.domain.recovery_point import Consistency, Method, PointDisk, RecoveryPoint
 from vmvault.domain.retention import Retention
 from vmvault.domain.vm import VmState
@@ -158,6 +159,28 @@ def test_a_busy_vm_gets_a_failed_job_not_a_duplicate(services: Services, clock: 
     assert first.state is JobState.QUEUED
     assert second.state is JobState.FAILED and second.error_code == "OPERATION_IN_PROGRESS"
     assert str(first.id) in (second.message or "")
+
+
+def test_a_busy_vms_failed_job_is_ended_like_any_job_and_notified(
+    services: Services, clock: Clock
+) -> None:
+    """The job the scheduler writes failed goes through the runner's end hooks: the failed
+    event of a webhook target is in the outbox, and the job's log says how it ended."""
+    services.notifications.add_target(
+        None, Channel.WEBHOOK, "http://127.0.0.1:9/hook", (Event.FAILED,)
+    )
+    services.policies.create(None, "p4", "every:4h", "Europe/Berlin", Retention(daily=7))
+    save_vm(services, "a", VmState.PROTECTED, "p4")
+    clock.now += timedelta(minutes=31)
+    services.scheduler.tick()
+    clock.now += timedelta(hours=4)
+    services.scheduler.tick()
+    _first, second = backups(services)
+    assert second.state is JobState.FAILED and second.started_at == second.ended_at == clock.now
+    [message] = services.notifications.outbox()
+    assert message.message.key == f"job:{second.id}:failed" and message.state is Delivery.PENDING
+    _job, log = services.jobs.show(second.id)
+    assert log[-1].endswith("failed: " + (second.message or ""))
 
 
 def test_a_new_policy_does_not_fire_for_slots_before_it(services: Services, clock: Clock) -> None:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ from vmvault.bootstrap import bootstrap
 from vmvault.config import ListenAddress, Settings
 from vmvault.domain.access import Role
 from vmvault.domain.errors import InvalidSetting, ListenFailed
+from vmvault.domain.notification import Channel, Event, sample_message
 from vmvault.jobs.server import Server, bind
 from vmvault.jobs.supervisor import RestartPolicy
+from vmvault.notify.webhook import WebhookSender
 from vmvault.services.queue import QueueService
 from vmvault.services.scheduler import SchedulerService
 
@@ -188,3 +191,38 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_a_slow_receiver_never_makes_the_notifier_look_stuck(
+    settings: Settings, servers: list[Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notifier beats before each message it tries: eight messages to a receiver that
+    takes 0.25 s each (2 s in all) keep it up with a 0.6 s staleness limit."""
+    svc = bootstrap(settings)
+    target = svc.notifications.add_target(
+        "main", Channel.WEBHOOK, "http://127.0.0.1:9/hook", (Event.FAILED,)
+    )
+    now = datetime.now(UTC)
+    with svc._uow() as uow:  # eight messages due now
+        for n in range(8):
+            uow.notifications.enqueue(target, sample_message(target, now + timedelta(n)), now)
+        uow.commit()
+    sent: list[str] = []
+
+    def slow_send(_self: WebhookSender, _target: Any, message: Any) -> None:
+        time.sleep(0.25)
+        sent.append(message.key)
+
+    monkeypatch.setattr(WebhookSender, "send", slow_send)
+    server = Server(
+        settings, tick=0.05, poll=0.05, stop_timeout=10, notify_poll=0.05, notify_stale_after=0.6
+    )
+    servers.append(server)
+    api = client(server, settings)
+    server.start()
+    statuses = []
+    deadline = time.monotonic() + 10
+    while len(sent) < 8 and time.monotonic() < deadline:
+        statuses.append(api.get("/api/v1/health").json()["components"]["notifier"]["status"])
+        time.sleep(0.05)
+    assert len(sent) == 8 and set(statuses) == {"up"}, statuses

@@ -5,7 +5,9 @@ refused ones (400, 401, 403, 404, 413…) and failed ones (500) too.
 An ASGI middleware (:class:`AuditTrail`), outside the routes and the error handlers, so it
 sees every answer's status — the body limit's 413, an exception's 500 — and the principal the
 route's :func:`~vmvault.api.auth.needs` left on ``request.state`` (no valid token: actor
-``anonymous``; a token whose role is too low: the token's name, answered 403). The target is
+``anonymous``; a token whose role is too low: the token's name, answered 403).  A request
+refused before that check ran (no route, a method the route does not take, a body too large or
+malformed) has no principal there: the trail checks its token itself. The target is
 what a route put in ``request.state.audit_target`` (e.g. the name of a token it created), else
 the route's path parameters. The body is never recorded.
 
@@ -60,7 +62,7 @@ class AuditTrail:
     def _write(self, scope: Scope, status: int) -> None:
         state = scope.get("state") or {}
         who = state.get("principal")
-        if who is None and "route" not in scope:  # refused before routing: who sent it?
+        if who is None:  # refused before the route's role check (404, 405, 413, bad JSON)
             who = self._principal(scope)
         actor, role = (
             (who.name, who.role.value) if isinstance(who, Principal) else (ANONYMOUS, None)

@@ -24,7 +24,9 @@ when there is not — so an oversized body is refused without being parsed or ke
 
 from __future__ import annotations
 
+import logging
 import re
+import secrets
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -47,6 +49,7 @@ from vmvault.domain.errors import (
 
 #: The largest request body the API reads. Its requests are small JSON documents (a list of
 #: VM references at most), so 64 KiB is generous.
+log = logging.getLogger("vmvault.api")
 MAX_BODY_BYTES = 64 * 1024
 
 CONFLICTS = {
@@ -149,11 +152,21 @@ def _validation_error(exc: RequestValidationError) -> InvalidInput:
     return InvalidInput("; ".join(problems), what="the request")
 
 
+def internal_error(detail: str, exc: BaseException | None = None) -> InternalError:
+    """A bug's answer: a fixed text with an error id; the details (an exception's text may
+    hold a path, a URL, a query) go to the server's log under that id, never to the client."""
+    ident = secrets.token_hex(6)
+    log.error("internal error %s: %s", ident, detail, exc_info=exc)
+    return InternalError(f"error id {ident} (the server's log has the details)")
+
+
 def install(app: FastAPI) -> None:
     """Route every error of ``app`` through :class:`ErrorDoc` and limit request bodies."""
 
     @app.exception_handler(VmvaultError)
     def _error(_request: Request, exc: VmvaultError) -> JSONResponse:
+        if isinstance(exc, InternalError):  # its detail is an exception's text
+            return error_response(internal_error(exc.text, exc))
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -175,12 +188,12 @@ def install(app: FastAPI) -> None:
         elif exc.status_code < 500:
             error = InvalidInput(str(exc.detail)[:200], what="the request")
         else:
-            error = InternalError(str(exc.detail)[:200])
+            error = internal_error(str(exc.detail)[:200], exc)
         return error_response(error, headers)
 
     @app.exception_handler(Exception)
     def _internal(_request: Request, exc: Exception) -> JSONResponse:
-        return error_response(InternalError(f"{type(exc).__name__}: {exc}"))
+        return error_response(internal_error(f"{type(exc).__name__}: {exc}", exc))
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.openapi = partial(_openapi_without_422, app, app.openapi)  # type: ignore[method-assign]

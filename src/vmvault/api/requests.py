@@ -13,6 +13,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vmvault.domain.access import Role
+from vmvault.domain.inputs import MAX_INT64
+from vmvault.domain.notification import SUBSCRIBABLE
+
+#: The events a target may subscribe to (domain.notification.SUBSCRIBABLE, in its order).
+EventName = Literal[tuple(e.value for e in SUBSCRIBABLE)]  # type: ignore[valid-type]
+
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -272,3 +279,33 @@ class VaultUpdate(_Request):
         None, description="always: can never be turned off again"
     )
     soft_delete_days: int | None = Field(None, description="1…3650")
+
+
+class TargetCreate(_Request):
+    """``POST /notifications``: exactly one of ``webhook`` and ``email``."""
+
+    model_config = _example(webhook="https://hooks.example.com/vmvault", events=["failed"])
+
+    vault: str | None = None
+    webhook: str | None = Field(
+        default=None, description="an http(s) URL the JSON messages are POSTed to"
+    )
+    email: str | None = Field(default=None, description="an e-mail address")
+    events: list[EventName] = Field(  # type: ignore[valid-type]
+        min_length=1, description="the events the target gets"
+    )
+
+
+class NotifyTestRequest(_Request):
+    """``POST /notifications/test``: one target (``id``), every target of a vault, or every
+    target (neither); not both."""
+
+    id: int | None = Field(default=None, ge=1, le=MAX_INT64, description="one target")
+    vault: str | None = Field(default=None, description="every target of this vault")
+
+
+class TokenCreate(_Request):
+    model_config = _example(name="ci-backups", role="operator")
+
+    name: str = Field(description="1-63 of [A-Za-z0-9._-], starting with a letter or digit")
+    role: Role = Field(strict=False, description="reader, operator, contributor or admin")

@@ -98,16 +98,7 @@ def test(
     """Send a test message now; exit 1 when a target did not get it."""
     results = services().notifications.test(target_id, vault)
     if json_:
-        emit_json(
-            [
-                {
-                    "target": documents.notify_target_doc(r.target),
-                    "ok": r.error is None,
-                    "error": r.error.as_dict() if r.error else None,
-                }
-                for r in results
-            ]
-        )
+        emit_json([documents.notify_test_doc(r) for r in results])
     else:
         for r in results:
             doc = documents.notify_target_doc(r.target)

@@ -15,6 +15,7 @@ from vmvault.cli.points import points_app
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
 from vmvault.documents import dashboard_doc, point_doc, policy_doc
+from vmvault.domain.iso import iso
 from vmvault.domain.job import Job
 from vmvault.domain.retention import Retention
 from vmvault.domain.schedule import format_schedule
@@ -324,9 +325,7 @@ def points_unprotect(point_id: str, json_: JsonOpt = False) -> None:
 def _pin(point_id: str, protected: bool, json_: bool) -> None:
     p = services().protection.pin(point_id, protected)
     if json_:
-        emit_json(
-            point_doc(p) | {"protected": p.protected, "keep_until": documents.iso(p.keep_until)}
-        )
+        emit_json(point_doc(p) | {"protected": p.protected, "keep_until": iso(p.keep_until)})
     else:
         out.print(f"point {p.id} {'protected' if protected else 'unprotected'}", markup=False)
 

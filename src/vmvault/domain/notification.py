@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from vmvault.domain.errors import InvalidInput
+from vmvault.domain.iso import iso
 from vmvault.domain.job import Job, JobState, JobType
 
 
@@ -143,7 +144,8 @@ def check_address(channel: Channel, address: str) -> str:
     if channel is Channel.WEBHOOK:
         scheme, sep, rest = address.partition("://")
         if not sep or scheme.lower() not in ("http", "https") or not rest or " " in rest:
-            raise InvalidInput("give an http:// or https:// URL", what=f"webhook {address!r}")
+            shown = shown_address(address)
+            raise InvalidInput("give an http:// or https:// URL", what=f"webhook {shown!r}")
     elif not _EMAIL.fullmatch(address):
         raise InvalidInput("give one address such as ops@example.com", what=f"e-mail {address!r}")
     return address
@@ -167,10 +169,6 @@ def job_events(job: Job) -> list[Event]:
     return []
 
 
-def _when(at: datetime | None) -> str:
-    return at.isoformat(timespec="seconds") if at else "-"
-
-
 def job_message(event: Event, job: Job) -> Message:
     """The message of a job's end event."""
     who = job.vm_name or job.vm_uuid or f"vault {job.vault}"
@@ -184,8 +182,8 @@ def job_message(event: Event, job: Job) -> Message:
         f"{what}: {who}",
         f"vault: {job.vault}",
         f"job: {job.id} ({job.type.value}, {job.state.value})",
-        f"started: {_when(job.started_at)}",
-        f"ended: {_when(job.ended_at)}",
+        f"started: {iso(job.started_at) or '-'}",
+        f"ended: {iso(job.ended_at) or '-'}",
     ]
     if job.error_code:
         lines += [f"error: {job.error_code}: {job.message}", f"remedy: {job.remedy}"]
@@ -199,8 +197,8 @@ def job_message(event: Event, job: Job) -> Message:
             "id": job.id,
             "type": job.type.value,
             "state": job.state.value,
-            "started_at": _when(job.started_at),
-            "ended_at": _when(job.ended_at),
+            "started_at": iso(job.started_at),
+            "ended_at": iso(job.ended_at),
             "error": (
                 {"code": job.error_code, "message": job.message, "remedy": job.remedy}
                 if job.error_code
@@ -232,7 +230,7 @@ class Lateness:
 
 def overdue_key(late: Lateness) -> str:
     """The episode's key: the same VM late from the same moment is one episode."""
-    return f"overdue:{late.vm_uuid}:{late.since.isoformat(timespec='seconds')}"
+    return f"overdue:{late.vm_uuid}:{iso(late.since)}"
 
 
 def overdue_message(late: Lateness) -> Message:
@@ -252,7 +250,7 @@ def overdue_message(late: Lateness) -> Message:
         "vault": late.vault,
         "vm": {"uuid": late.vm_uuid, "name": late.vm_name},
         "policy": late.policy,
-        "since": _when(late.since),
+        "since": iso(late.since),
         "never_backed_up": late.never_backed_up,
         "detail": late.detail,
         "subject": subject,
@@ -289,8 +287,8 @@ def sample_message(target: Target, at: datetime) -> Message:
     subject = f"[vmvault] test message for vault {target.vault}"
     text = "\n".join(
         [
-            f"This is a test message from vmvault ({_when(at)}).",
-            f"target {target.id}: {target.channel.value} {target.address}",
+            f"This is a test message from vmvault ({iso(at)}).",
+            f"target {target.id}: {target.channel.value} {shown_address(target.address)}",
             f"events: {', '.join(e.value for e in target.events)}",
         ]
     )
@@ -298,18 +296,37 @@ def sample_message(target: Target, at: datetime) -> Message:
         "event": Event.TEST.value,
         "vault": target.vault,
         "target": target.id,
-        "at": _when(at),
+        "at": iso(at),
         "subject": subject,
     }
-    return Message(Event.TEST, target.vault, f"test:{_when(at)}", subject, text, doc)
+    return Message(Event.TEST, target.vault, f"test:{iso(at)}", subject, text, doc)
+
+
+def split_credentials(address: str) -> tuple[str, str | None]:
+    """A URL without its ``user:password@``, and that ``user:password`` (still %-encoded),
+    or ``None`` when the URL has none."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        return address, None
+    end = _authority_end(rest)
+    userinfo, at, host = rest[:end].rpartition("@")
+    if not at:
+        return address, None
+    return f"{scheme}://{host}{rest[end:]}", userinfo
 
 
 def shown_address(address: str) -> str:
-    """The address as logs and errors show it: a URL without its user and password."""
+    """The address as lists, logs and errors show it.  An e-mail address whole; a URL as
+    ``scheme://host[:port]/…``: its user and password are secrets, and so are its path and
+    query (a Slack or Teams webhook's token is its path)."""
     scheme, sep, rest = address.partition("://")
     if not sep:
         return address
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "…@" + authority.rpartition("@")[2]
-    return f"{scheme}://{authority}{slash}{path}"
+    end = _authority_end(rest)
+    host = rest[:end].rpartition("@")[2]
+    return f"{scheme}://{host}/…" if rest[end:].strip("/") else f"{scheme}://{host}/"
+
+
+def _authority_end(rest: str) -> int:
+    """Where a URL's ``user:password@host:port`` ends (``rest`` follows ``scheme://``)."""
+    return min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))

@@ -88,6 +88,7 @@ class Server:
         stale_after: float | None = None,
         notify_poll: float = 5.0,
         overdue_every: float = 300.0,
+        notify_stale_after: float | None = None,
     ) -> None:
         self.settings = settings.validate()
         self.workers = workers if workers is not None else settings.job_workers
@@ -113,7 +114,9 @@ class Server:
         #: every ``overdue_every`` s (services/notifications.py).
         self.notify_poll = notify_poll
         self.overdue_every = overdue_every
-        notify_stale = max(120.0, 4 * notify_poll)
+        #: It beats after each message it tried (one is cut after the sender's 10 s timeout)
+        #: and after each round: older than this, it is stuck.
+        notify_stale = notify_stale_after or max(120.0, 4 * notify_poll)
         self.notifier = self.supervisor.add("notifier", self._notify, notify_stale)
         self.services = self._services()
         self.services.queue.on_queued = self.wake.set
@@ -234,7 +237,7 @@ class Server:
                 if written:
                     log.info("overdue check: %d notification(s) queued", written)
                 next_overdue = time.monotonic() + self.overdue_every
-            for o in notifications.deliver_due():
+            for o in notifications.deliver_due(beat=self.notifier.beat):
                 log.info(
                     "notification %s (%s) to %s target %s: %s after %d attempt(s)",
                     o.id, o.message.event.value, o.target.channel.value, o.target.id,

@@ -123,9 +123,10 @@ class SqlJobs:
         limit: int = 500,
         parent_id: int | None = None,
         offset: int = 0,
+        vault: str | None = None,
     ) -> list[Job]:
         q = select(t.jobs).order_by(t.jobs.c.id.desc()).limit(limit).offset(offset)
-        q = self._filtered(q, job_type, state, since, vm_uuid, parent_id)
+        q = self._filtered(q, job_type, state, since, vm_uuid, parent_id, vault)
         return [self._row(r) for r in self.conn.execute(q)]
 
     def count(
@@ -135,9 +136,10 @@ class SqlJobs:
         since: datetime | None = None,
         vm_uuid: str | None = None,
         parent_id: int | None = None,
+        vault: str | None = None,
     ) -> int:
         q = select(func.count()).select_from(t.jobs)
-        q = self._filtered(q, job_type, state, since, vm_uuid, parent_id)
+        q = self._filtered(q, job_type, state, since, vm_uuid, parent_id, vault)
         return int(self.conn.execute(q).scalar_one())
 
     @staticmethod
@@ -148,6 +150,7 @@ class SqlJobs:
         since: datetime | None,
         vm_uuid: str | None,
         parent_id: int | None,
+        vault: str | None = None,
     ) -> Any:
         """``q`` narrowed to the jobs :meth:`find` and :meth:`count` select."""
         if job_type is not None:
@@ -160,6 +163,8 @@ class SqlJobs:
             q = q.where(t.jobs.c.vm_uuid == vm_uuid)
         if parent_id is not None:
             q = q.where(t.jobs.c.parent_id == parent_id)
+        if vault is not None:
+            q = q.where(t.jobs.c.vault == vault)
         return q
 
     def update(self, job: Job) -> None:

@@ -3,7 +3,8 @@
 * VMs of the vault's location: ``discovered`` (every VM discovery knows there, vanished ones
   included), ``registered`` (with this vault, whatever their protection), ``protected``
   (of which ``pending_initial_backup``), ``protection_stopped``, ``vanished``;
-* the vault's jobs created in the last 24 h by final state, and those still in progress;
+* the vault's jobs created in the last 24 h by state (:data:`JOB_COUNTS`: every state, one
+  count each, so a count is what the Jobs page filtered by that state lists);
 * the protected VMs that need attention: last backup failed, overdue
   (:func:`~vmvault.domain.policy.overdue_at` after the last point, or after protection was
   configured when there is none yet), or deleted from libvirt;
@@ -32,6 +33,18 @@ from vmvault.services.context import Service
 from vmvault.services.ports import UnitOfWork
 
 WINDOW = timedelta(hours=24)
+#: The states the dashboard counts the vault's jobs of the last :data:`WINDOW` by, one count
+#: each (key: the state with ``_``): each count is exactly what ``GET /jobs?vault=&state=&since=24h``
+#: lists, the console's link.
+JOB_COUNTS = (
+    JobState.COMPLETED,
+    JobState.COMPLETED_WITH_WARNINGS,
+    JobState.FAILED,
+    JobState.CANCELLED,
+    JobState.IN_PROGRESS,
+    JobState.QUEUED,
+    JobState.CANCELLING,
+)
 #: How many days the dashboard's chart of backups and bytes per day covers.
 DAYS = 14
 #: Why a protected VM needs attention (:func:`needing_attention`), in the order checked.
@@ -117,48 +130,72 @@ def needing_attention(
     return [a for a in found if a is not None]
 
 
+@dataclass
+class VaultHealth:
+    """The attention rule's inputs and outcome for one vault (:func:`vault_health`)."""
+
+    #: the VMs of the vault's location (its hosts), every state
+    vms: list[VmItem]
+    #: the points the vault holds: its own and its copies of other vaults' points
+    points: list[RecoveryPoint]
+    #: the vault's protected VMs among ``vms``
+    protected: list[VmItem]
+    #: each VM's newest point among ``points``
+    newest: dict[str, datetime]
+    #: the protected VMs that need attention, by uuid
+    flags: dict[str, Attention]
+
+    def health(self, vm: VmItem) -> str:
+        """``ok`` or why the VM needs attention; ``-`` for a VM the vault does not protect."""
+        if vm.uuid in self.flags:
+            return self.flags[vm.uuid].reason
+        return "ok" if any(p.uuid == vm.uuid for p in self.protected) else "-"
+
+
+def vault_health(uow: UnitOfWork, vault: str, uris: list[str], now: datetime) -> VaultHealth:
+    """The one place the attention rule's inputs are read: the VMs of the vault's location's
+    hosts (``uris``), the points the vault holds (own and copies), its policies and each
+    protected VM's latest backup job.  The dashboard, the protection list's health,
+    ``/metrics`` and the overdue notifications use it."""
+    vms = uow.vms.all(uris)
+    protected = [vm for vm in vms if vm.vault == vault and vm.state is VmState.PROTECTED]
+    points = holdings.held_in(uow, vault)
+    policies = {r.name: r.policy for r in uow.policies.all(vault)}
+    last_job = {
+        vm.uuid: next(iter(uow.jobs.find(JobType.BACKUP, vm_uuid=vm.uuid, limit=1)), None)
+        for vm in protected
+    }
+    newest = newest_points(points)
+    flagged = needing_attention(protected, newest, last_job, policies, now)
+    return VaultHealth(vms, points, protected, newest, {a.vm: a for a in flagged})
+
+
 class DashboardService(Service):
     def attention(self, vault_name: str) -> tuple[int, list[Attention]]:
         """The vault's protected VMs (how many) and those that need attention, with only the
         catalog reads the rule needs (no job window, no storage walk)."""
+        health = self.health(vault_name)
+        return len(health.protected), list(health.flags.values())
+
+    def health(self, vault_name: str | None) -> VaultHealth:
+        """:func:`vault_health` of the vault (the default one when None)."""
         vault = self.vaults.resolve(vault_name)
         now = self.clock()
         uris = [h.uri for h in self.vaults.list_hosts(vault.location)]
         with self.uow() as uow:
-            vms = uow.vms.all(uris)
-            protected = [
-                vm for vm in vms if vm.vault == vault.name and vm.state is VmState.PROTECTED
-            ]
-            points = holdings.held_in(uow, vault.name)
-            policies = {r.name: r.policy for r in uow.policies.all(vault.name)}
-            last_job = {
-                vm.uuid: next(iter(uow.jobs.find(JobType.BACKUP, vm_uuid=vm.uuid, limit=1)), None)
-                for vm in protected
-            }
-        return len(protected), needing_attention(
-            protected, newest_points(points), last_job, policies, now
-        )
+            return vault_health(uow, vault.name, uris, now)
 
     def summary(self, vault_name: str | None) -> Dashboard:
         vault = self.vaults.resolve(vault_name)
         now = self.clock()
         uris = [h.uri for h in self.vaults.list_hosts(vault.location)]
         with self.uow() as uow:
-            vms = uow.vms.all(uris)
-            jobs = uow.jobs.find(since=now - WINDOW, limit=100_000)
-            points = holdings.held_in(uow, vault.name)  # its own points and its copies
+            health = vault_health(uow, vault.name, uris, now)
+            jobs = uow.jobs.find(since=now - WINDOW, limit=100_000, vault=vault.name)
             binned = holdings.deleted_in(uow, vault.name)
-            policies = {r.name: r.policy for r in uow.policies.all(vault.name)}
-            last_backup_job = {
-                vm.uuid: next(iter(uow.jobs.find(JobType.BACKUP, vm_uuid=vm.uuid, limit=1)), None)
-                for vm in vms
-                if vm.state is VmState.PROTECTED
-            }
             daily = self._daily(uow, vault.name, now)
-        jobs = [j for j in jobs if j.vault == vault.name]
-        newest = newest_points(points)
+        vms, points, newest, protected = health.vms, health.points, health.newest, health.protected
         mine = [vm for vm in vms if vm.vault == vault.name and vm.state is not VmState.DISCOVERED]
-        protected = [vm for vm in mine if vm.state is VmState.PROTECTED]
         board = Dashboard(
             vault=vault.name,
             at=now,
@@ -174,14 +211,8 @@ class DashboardService(Service):
             },
             jobs={
                 state.value.replace("-", "_"): sum(1 for j in jobs if j.state is state)
-                for state in (
-                    JobState.COMPLETED,
-                    JobState.COMPLETED_WITH_WARNINGS,
-                    JobState.FAILED,
-                    JobState.CANCELLED,
-                )
-            }
-            | {"in_progress": sum(1 for j in jobs if j.state.active)},
+                for state in JOB_COUNTS
+            },
             storage_bytes=self.vaults.stored_chunk_bytes(vault),
             logical_bytes=sum(p.bytes_logical for p in points),
             points=len(points),
@@ -193,7 +224,7 @@ class DashboardService(Service):
             soft_deleted_bytes=sum(p.bytes_logical for p, _ in binned),
             next_purge_at=min((d.purge_after for _, d in binned), default=None),
         )
-        board.attention = needing_attention(protected, newest, last_backup_job, policies, now)
+        board.attention = list(health.flags.values())
         return board
 
     def _daily(self, uow: UnitOfWork, vault: str, now: datetime) -> list[DayCount]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -177,6 +177,37 @@ def record_change(
     return job
 
 
+#: Called with the transaction that ends a job, before it commits.
+EndHook = Callable[[UnitOfWork, Job], object]
+
+
+def close_job(
+    uow: UnitOfWork,
+    job: Job,
+    state: JobState,
+    error: VmvaultError | None,
+    now: datetime,
+    on_end: Sequence[EndHook],
+) -> None:
+    """End ``job`` in ``uow`` (the caller commits): its final ``state``, its error, the log
+    line, then the end hooks (the notification outbox) in the same transaction.  The one way
+    a job ends: JobRunner's jobs and those the scheduler creates already failed.  A hook that
+    fails does not keep the job from ending: its failure is a line of the job's log."""
+    job.state = state
+    job.ended_at = now
+    if error is not None:
+        job.error_code, job.message, job.remedy = error.code, error.text, error.remedy_text
+    uow.jobs.update(job)
+    uow.jobs.append_log(
+        job.id, state.value if error is None else f"{state.value}: {error.text}", now
+    )
+    for hook in on_end:
+        try:
+            hook(uow, job)
+        except Exception as exc:
+            uow.jobs.append_log(job.id, f"after the end: {type(exc).__name__}: {exc}", now)
+
+
 class JobRunner:
     def __init__(
         self,
@@ -195,7 +226,7 @@ class JobRunner:
         self.phase_observers: list[Callable[[Job, str], None]] = []
         #: Called with the transaction that ends a job, before it commits (the notification
         #: outbox is written there: services/notifications.py).
-        self.on_end: list[Callable[[UnitOfWork, Job], object]] = []
+        self.on_end: list[EndHook] = []
         self._adopted: Job | None = None
 
     def adopt(self, job: Job | None) -> None:
@@ -235,10 +266,8 @@ class JobRunner:
             if key is not None:
                 holder = uow.jobs.holder(key)
                 if holder is not None and holder.pid is not None and not self.pid_alive(holder.pid):
-                    self._close_orphan(holder, now)
-                    uow.jobs.update(holder)
-                    uow.jobs.append_log(holder.id, f"FAILED {holder.message}", now)
-                    self._ended(uow, holder, now)
+                    interrupted = JobInterrupted(pid=holder.pid)
+                    close_job(uow, holder, JobState.FAILED, interrupted, now, self.on_end)
             try:
                 job = uow.jobs.create(
                     job_type, vault, vm_uuid, vm_name, JobState.IN_PROGRESS, now, self.pid, key,
@@ -255,34 +284,12 @@ class JobRunner:
             uow.commit()
         return job
 
-    def _close_orphan(self, job: Job, now: datetime) -> None:
-        err = JobInterrupted(pid=job.pid)
-        job.state = JobState.FAILED
-        job.ended_at = now
-        job.error_code, job.message, job.remedy = err.code, err.text, err.remedy_text
-
     def finish(self, job: Job, error: VmvaultError | None, cancelled: bool = False) -> Job:
-        now = self.clock()
-        job.state = final_state(job.warnings, failed=error is not None, cancelled=cancelled)
-        job.ended_at = now
-        if error is not None:
-            job.error_code, job.message, job.remedy = error.code, error.text, error.remedy_text
+        state = final_state(job.warnings, failed=error is not None, cancelled=cancelled)
         with self.uow() as uow:
-            line = job.state.value if error is None else f"{job.state.value}: {error.text}"
-            uow.jobs.append_log(job.id, line, now)
-            uow.jobs.update(job)
-            self._ended(uow, job, now)
+            close_job(uow, job, state, error, self.clock(), self.on_end)
             uow.commit()
         return job
-
-    def _ended(self, uow: UnitOfWork, job: Job, now: datetime) -> None:
-        """Run the :attr:`on_end` hooks in the job's final transaction.  A hook that fails
-        does not keep the job from ending: its failure is a line of the job's log."""
-        for hook in self.on_end:
-            try:
-                hook(uow, job)
-            except Exception as exc:
-                uow.jobs.append_log(job.id, f"after the end: {type(exc).__name__}: {exc}", now)
 
     def run(
         self,
@@ -329,8 +336,10 @@ class JobQueries:
         *,
         limit: int = 500,
         offset: int = 0,
+        vault: str | None = None,
     ) -> list[Job]:
-        """Newest first: ``limit`` jobs after the first ``offset`` (a page of a listing)."""
+        """Newest first: ``limit`` jobs after the first ``offset`` (a page of a listing);
+        ``vault``: only that vault's jobs."""
         after = self._after(since)
         with self.uow() as uow:
             return uow.jobs.find(
@@ -341,6 +350,7 @@ class JobQueries:
                 parent_id=parent_id,
                 limit=limit,
                 offset=offset,
+                vault=vault,
             )
 
     def count_jobs(
@@ -349,11 +359,15 @@ class JobQueries:
         state: JobState | None = None,
         since: timedelta | None = None,
         vm_uuid: str | None = None,
+        *,
+        vault: str | None = None,
     ) -> int:
         """How many jobs :meth:`list_jobs` pages through with the same filters."""
         after = self._after(since)
         with self.uow() as uow:
-            return uow.jobs.count(job_type=job_type, state=state, since=after, vm_uuid=vm_uuid)
+            return uow.jobs.count(
+                job_type=job_type, state=state, since=after, vm_uuid=vm_uuid, vault=vault
+            )
 
     def _after(self, since: timedelta | None) -> datetime | None:
         if since is not None and not timedelta(0) <= since <= MAX_DURATION:

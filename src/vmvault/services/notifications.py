@@ -22,10 +22,12 @@ notifier per catalog: two servers on one catalog could both send a due message.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from vmvault.domain.errors import (
+    InvalidInput,
     NotifyDeliveryFailed,
     NotifyNoTarget,
     NotifyTargetNotFound,
@@ -173,12 +175,18 @@ class NotificationService(Service):
 
     # --- delivering -------------------------------------------------------------------------
 
-    def deliver_due(self, limit: int = 50) -> list[Outgoing]:
-        """Try each due message once; what was tried, with its new state."""
+    def deliver_due(
+        self, limit: int = 50, beat: Callable[[], None] | None = None
+    ) -> list[Outgoing]:
+        """Try each due message once; what was tried, with its new state.  ``beat`` is called
+        before each message is tried: a batch of slow receivers (up to ``limit`` × the timeout) is no
+        sign of a stuck notifier (jobs/server.py)."""
         with self.uow() as uow:
             due = uow.notifications.due(self.clock(), limit)
         done = []
         for o in due:
+            if beat is not None:
+                beat()
             attempts = o.attempts + 1
             error = self._send(o.target, o.message)
             if error is None:
@@ -233,7 +241,9 @@ class NotificationService(Service):
 
     def test(self, target_id: int | None = None, vault: str | None = None) -> list[SendResult]:
         """Send a test message now (not through the outbox) to one target, or to every target
-        (of ``vault``); each target's outcome."""
+        (of ``vault``); each target's outcome.  Not both: a target is named by its id alone."""
+        if target_id is not None and vault is not None:
+            raise InvalidInput("give a target's id or a vault, not both", what="the test's targets")
         if target_id is not None:
             targets = [self.get_target(target_id)]
         else:

@@ -169,9 +169,10 @@ class JobRepository(Protocol):
         limit: int = 500,
         parent_id: int | None = None,
         offset: int = 0,
+        vault: str | None = None,
     ) -> list[Job]:
         """Newest first, ``limit`` of them after skipping ``offset``; ``parent_id``: only the
-        children of that set job."""
+        children of that set job; ``vault``: only that vault's jobs."""
 
     def count(
         self,
@@ -180,6 +181,7 @@ class JobRepository(Protocol):
         since: datetime | None = None,
         vm_uuid: str | None = None,
         parent_id: int | None = None,
+        vault: str | None = None,
     ) -> int:
         """How many jobs :meth:`find` selects with the same filters, without limit."""
 

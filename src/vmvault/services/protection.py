@@ -49,7 +49,7 @@ from vmvault.domain.vm import VmItem, VmState
 from vmvault.services import soft_delete
 from vmvault.services.backups import BackupOutcome, BackupService
 from vmvault.services.context import Service, ServiceContext
-from vmvault.services.dashboard import attention_for
+from vmvault.services.dashboard import vault_health
 from vmvault.services.jobs import JobContext, JobOutcome
 from vmvault.services.vm_refs import MustBe, resolve_vms
 
@@ -357,30 +357,24 @@ class ProtectionService(Service):
     # --- listing --------------------------------------------------------------------------------
 
     def items(self, vault_name: str | None) -> list[ProtectedItem]:
-        """The VMs registered with the vault, with their protection, newest point and health
-        (a protected VM's :func:`~vmvault.services.dashboard.attention_for` reason, else
-        ``ok``; ``-`` for a VM that is not protected)."""
+        """The VMs registered with the vault, with their protection, the points it holds of
+        each (own and copies) and their health (:func:`~vmvault.services.dashboard.vault_health`:
+        the dashboard's rule and inputs; ``ok``, the reason, or ``-`` when not protected)."""
         vault = self.vaults.resolve(vault_name)
         now = self.clock()
+        uris = [h.uri for h in self.vaults.list_hosts(vault.location)]
         with self.uow() as uow:
             vms = [v for v in uow.vms.all() if v.vault == vault.name]
-            points = {v.uuid: uow.points.for_vm(v.uuid, vault.name) for v in vms}
-            policies = {r.name: r.policy for r in uow.policies.all(vault.name)}
-            last_job = {
-                v.uuid: next(iter(uow.jobs.find(JobType.BACKUP, vm_uuid=v.uuid, limit=1)), None)
-                for v in vms
-                if v.state is VmState.PROTECTED
-            }
+            health = vault_health(uow, vault.name, uris, now)
+        held: dict[str, list[RecoveryPoint]] = {}
+        for p in health.points:
+            held.setdefault(p.vm_uuid, []).append(p)
         items = []
         for vm in vms:
-            newest = points[vm.uuid][0].created_at if points[vm.uuid] else None
-            health = "-"
-            if vm.state is VmState.PROTECTED:
-                policy = policies.get(vm.policy or "")
-                flag = attention_for(vm, newest, last_job.get(vm.uuid), policy, now)
-                health = flag.reason if flag is not None else "ok"
-            detail = protection_detail(vm, bool(points[vm.uuid]))
-            items.append(ProtectedItem(vm, detail, len(points[vm.uuid]), newest, health))
+            points = held.get(vm.uuid, [])
+            detail = protection_detail(vm, bool(points))
+            newest = health.newest.get(vm.uuid)
+            items.append(ProtectedItem(vm, detail, len(points), newest, health.health(vm)))
         return items
 
 

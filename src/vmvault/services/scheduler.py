@@ -15,7 +15,9 @@ catalog's ``schedule_state`` with the last slot the scheduler handled.  A :meth:
 
 A policy's slot queues a ``backup`` job for every VM it protects (state ``protected``).  A VM
 that already has an active job gets a ``failed`` backup job instead, with
-``OPERATION_IN_PROGRESS`` and the holder's id, so a skipped backup shows on the dashboard.
+``OPERATION_IN_PROGRESS`` and the holder's id, so a skipped backup shows on the dashboard; it
+is ended by :func:`~vmvault.services.jobs.close_job` like every job, so its end hooks (the
+``failed`` notification) run.
 Retention runs after each successful backup (BackupService's hook), not here.
 
 Nothing here reads the wall clock: ``clock`` is injected (tests walk a simulated day).
@@ -23,7 +25,7 @@ Nothing here reads the wall clock: ``clock`` is injected (tests walk a simulated
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,6 +34,7 @@ from vmvault.domain.errors import OperationInProgress
 from vmvault.domain.job import Job, JobConflict, JobState, JobType
 from vmvault.domain.schedule import Schedule, catch_up, next_slot, slot_key
 from vmvault.domain.vm import VmState
+from vmvault.services.jobs import EndHook, close_job
 from vmvault.services.ports import UnitOfWork, UnitOfWorkFactory
 from vmvault.services.queue import queue_job
 
@@ -52,12 +55,15 @@ class SchedulerService:
         uow: UnitOfWorkFactory,
         clock: Callable[[], datetime],
         gc_schedule: Schedule | None,
+        on_end: Sequence[EndHook] = (),
     ) -> None:
         self.uow = uow
         self.clock = clock
         self.gc_schedule = gc_schedule
         #: Called after a tick queued jobs (the server wakes its workers).
         self.on_queued: Callable[[], None] | None = None
+        #: The end hooks of a job the scheduler creates already failed (JobRunner's).
+        self.on_end: Sequence[EndHook] = on_end
 
     def tick(self) -> list[Fired]:
         """Queue the jobs of every slot due now; returns what fired."""
@@ -145,9 +151,9 @@ class SchedulerService:
                     JobType.BACKUP, vault, vm.uuid, vm.label, JobState.FAILED, now, None, None,
                     request={"op": "backup", **request}, origin=origin,
                 )  # fmt: skip
-                job.started_at, job.ended_at = now, now
-                job.error_code, job.message, job.remedy = err.code, err.text, err.remedy_text
-                uow.jobs.update(job)
-                uow.jobs.append_log(job.id, f"{origin}: not started, {err.text}", now)
+                job.started_at = now
+                uow.jobs.append_log(job.id, f"{origin}: not started", now)
+                # ended like every job: the end hooks write its notifications
+                close_job(uow, job, JobState.FAILED, err, now, self.on_end)
             jobs.append(job)
         return jobs

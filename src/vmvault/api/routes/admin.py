@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from vmvault import documents
 from vmvault.api.auth import needs
 from vmvault.api.errors import responses
+from vmvault.api.requests import TokenCreate
 from vmvault.bootstrap import Services
 from vmvault.domain.access import Principal, Role
 from vmvault.domain.job import parse_since
@@ -24,12 +25,6 @@ from vmvault.services.audit import MAX_PAGE
 
 class WhoAmIDoc(BaseModel):
     name: str
-    role: Role
-
-
-class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(description="1-63 of [A-Za-z0-9._-], starting with a letter or digit")
     role: Role
 
 

@@ -40,6 +40,7 @@ def routes(services: Services) -> APIRouter:
         type: JobType | None = None,
         state: JobState | None = None,
         vm: str | None = None,
+        vault: Annotated[str | None, Query(description="only this vault's jobs")] = None,
         since: Annotated[
             str | None, Query(description="only jobs created this long ago or later: 24h, 7d…")
         ] = None,
@@ -56,8 +57,11 @@ def routes(services: Services) -> APIRouter:
         state = state or status
         window = parse_since(since) if since else None
         uuid = services.inventory.find(vm).uuid if vm else None
-        found = services.jobs.list_jobs(type, state, window, uuid, limit=limit, offset=offset)
-        total = services.jobs.count_jobs(type, state, window, uuid)
+        name = services.vaults.resolve(vault).name if vault else None  # 404 if unknown
+        found = services.jobs.list_jobs(
+            type, state, window, uuid, limit=limit, offset=offset, vault=name
+        )
+        total = services.jobs.count_jobs(type, state, window, uuid, vault=name)
         response.headers["X-Total-Count"] = str(total)
         return [documents.job_doc(j) for j in found]
 

@@ -6,8 +6,9 @@ owns the format's details (label escaping, the histogram's cumulative ``le`` buc
 ``_total`` of counters), and its parser is what the tests read the answer back with.  No
 global registry: each app has its own, so two apps in one process never share a figure.
 
-API requests are counted by :class:`RequestCounter`, an ASGI middleware that sees every
-answer's status (errors included, and a 500 for an exception that escapes).
+API requests (paths under ``/api/``: not ``/metrics`` itself, not the console's files) are
+counted by :class:`RequestCounter`, an ASGI middleware that sees every answer's status
+(errors included, and a 500 for an exception that escapes).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class RequestCounter:
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         async def counted(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
+            if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/api/"):
                 await app(scope, receive, send)
                 return
             status: list[int] = []

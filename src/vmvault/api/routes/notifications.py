@@ -10,11 +10,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from vmvault import documents
 from vmvault.api.auth import needs
 from vmvault.api.errors import responses
+from vmvault.api.requests import NotifyTestRequest, TargetCreate
 from vmvault.bootstrap import Services
 from vmvault.domain.access import Role
 from vmvault.domain.errors import InvalidInput
@@ -22,25 +23,6 @@ from vmvault.domain.inputs import MAX_INT64
 from vmvault.domain.notification import Channel, Event
 
 TargetId = Annotated[int, Path(ge=1, le=MAX_INT64, description="a notification target's id")]
-EventName = Literal["failed", "overdue", "warnings", "verify-failed", "approval"]
-
-
-class TargetCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    vault: str | None = None
-    webhook: str | None = Field(
-        default=None, description="an http(s) URL the JSON messages are POSTed to"
-    )
-    email: str | None = Field(default=None, description="an e-mail address")
-    events: list[EventName] = Field(min_length=1, description="the events the target gets")
-
-
-class NotifyTestRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: int | None = Field(
-        default=None, ge=1, le=MAX_INT64, description="one target (default: all)"
-    )
-    vault: str | None = Field(default=None, description="every target of this vault")
 
 
 class TargetDoc(BaseModel):
@@ -100,15 +82,11 @@ def routes(services: Services) -> APIRouter:
         dependencies=contributor,
     )
     def test(body: NotifyTestRequest | None = None) -> list[dict[str, Any]]:
-        """Send a test message now to one target, or to every target (of a vault)."""
+        """Send a test message now to one target, or to every target (of a vault); an id and a
+        vault together are refused (400)."""
         body = body or NotifyTestRequest()
         return [
-            {
-                "target": documents.notify_target_doc(r.target),
-                "ok": r.error is None,
-                "error": r.error.as_dict() if r.error else None,
-            }
-            for r in services.notifications.test(body.id, body.vault)
+            documents.notify_test_doc(r) for r in services.notifications.test(body.id, body.vault)
         ]
 
     return router

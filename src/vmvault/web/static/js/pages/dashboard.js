@@ -19,6 +19,8 @@ const JOB_COUNTS = [
   ["failed", "Failed", "failed"],
   ["cancelled", "Cancelled", "cancelled"],
   ["in_progress", "In progress", "in-progress"],
+  ["queued", "Queued", "queued"],
+  ["cancelling", "Cancelling", "cancelling"],
 ];
 
 function stat(value, label, href, tone, id) {
@@ -42,7 +44,8 @@ export async function render(view) {
     h("div", { class: "stats" }, JOB_COUNTS.map(([k, label, state]) => {
       const n = d.jobs_24h[k] ?? 0;
       const tone = n && k === "failed" ? "bad" : n && k === "completed_with_warnings" ? "warn" : null;
-      return stat(n, label, `#/jobs?state=${state}&since=24h`, tone, `jobs-${k}`);
+      const q = new URLSearchParams({ vault: d.vault, state, since: "24h" });
+      return stat(n, label, `#/jobs?${q}`, tone, `jobs-${k}`);
     }))));
 
   const attention = d.attention || [];

@@ -39,9 +39,10 @@ function cancelButton(j, where) {
 async function list(view, route) {
   const p = route.params;
   const filters = { type: p.get("type") || "", state: p.get("state") || "", vm: p.get("vm") || "",
-    since: p.get("since") || "" };
+    since: p.get("since") || "", vault: p.get("vault") || "" };
   const offset = Math.max(0, Number(p.get("offset") || 0));
-  view.append(pageHeader("Jobs", "Every operation is a job: its state, progress, error and remedy."));
+  view.append(pageHeader("Jobs", filters.vault ? `The jobs of vault ${filters.vault}.`
+    : "Every operation is a job: its state, progress, error and remedy."));
 
   const typeSel = select([["", "All types"], ...TYPES.map((t) => [t, t])], filters.type, { name: "type" });
   const stateSel = select([["", "All states"], ...STATES.map((s) => [s, s])], filters.state, { name: "state" });
@@ -54,6 +55,7 @@ async function list(view, route) {
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const q = new URLSearchParams();
+    if (filters.vault) q.set("vault", filters.vault);  // from the dashboard's links
     for (const [k, el] of [["type", typeSel], ["state", stateSel], ["vm", vm], ["since", since]]) {
       if (el.value.trim()) q.set(k, el.value.trim());
     }
