@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -109,15 +110,16 @@ def backup_set(
     raise typer.Exit(render.exit_code_for([outcome.job]))
 
 
-def queued(jobs: list[Job], json_: bool) -> NoReturn:
-    """Report jobs queued for the server and exit 0."""
+def queued(jobs: Sequence[Job | dict[str, Any]], json_: bool) -> NoReturn:
+    """Report jobs queued for the server (objects or documents) and exit 0."""
+    docs = [render.as_doc(j) for j in jobs]
     if json_:
-        emit_json([documents.job_doc(j) for j in jobs])
+        emit_json(docs)
     else:
-        for j in jobs:
+        for j in docs:
             out.print(
-                f"job {j.id} queued: {j.type.value} {j.vm_name or j.vault} "
-                f"(runs in 'vmvault serve'; watch it with 'vmvault jobs wait {j.id}')",
+                f"job {j['id']} queued: {j['type']} {j['vm_name'] or j['vault']} "
+                f"(runs in 'vmvault serve'; watch it with 'vmvault jobs wait {j['id']}')",
                 markup=False,
             )
     raise typer.Exit(render.EXIT_OK)

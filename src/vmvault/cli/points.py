@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from vmvault import documents
-from vmvault.cli import render
+from vmvault.cli import remote, render
 from vmvault.cli.backups import queued
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, VaultOpt, WaitOpt
@@ -171,6 +171,8 @@ def gc(
     if not wait:
         if dry_run:
             raise typer.BadParameter("--dry-run runs in the foreground only")
+        if remote.active():
+            queued([remote.post("/gc", {"vault": vault})], json_)
         queued([services().queue.submit_gc(vault)], json_)
     outcome = services().points.gc(vault, dry_run)
     if json_:

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from vmvault import documents
-from vmvault.cli import render
+from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, RequireOpt, VaultOpt
 from vmvault.cli.points import points_app
@@ -275,23 +275,26 @@ def protection_resume(
 @protection_app.command("list")
 def protection_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     """The VMs registered with the vault, their protection, policy and newest point."""
-    items = services().protection.items(vault)
+    if remote.active():
+        docs = remote.get("/protection", vault=vault)
+    else:
+        docs = [documents.protected_item_doc(i) for i in services().protection.items(vault)]
     if json_:
-        emit_json([documents.protected_item_doc(i) for i in items])
+        emit_json(docs)
         return
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "HOST", "PROTECTION", "HEALTH", "POLICY", "POINTS", "LAST POINT"):
         table.add_column(col)
-    for i in items:
+    for i in docs:
         render.add_row(
             table,
-            i.vm.name,
-            i.vm.hostname,
-            i.protection,
-            i.health,
-            i.vm.policy or "-",
-            str(i.points),
-            render.short_time(i.last_point_at),
+            i["name"],
+            i["host"],
+            i["protection"],
+            i["health"],
+            i["policy"] or "-",
+            str(i["points"]),
+            render.when(i["last_point_at"]),
         )
     out.print(table)
 
@@ -332,20 +335,26 @@ def _pin(point_id: str, protected: bool, json_: bool) -> None:
 
 def dashboard(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     """VM and job counts, VMs that need attention, storage and dedup ratio."""
-    d = services().dashboard.summary(vault)
+    if remote.active():
+        d = remote.get("/dashboard", vault=vault)
+    else:
+        d = dashboard_doc(services().dashboard.summary(vault))
     if json_:
-        emit_json(dashboard_doc(d))
+        emit_json(d)
         return
-    out.print(f"[bold]vault {d.vault}[/]", highlight=False)
-    out.print("VMs       " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in d.vms.items()))
-    out.print("jobs 24h  " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in d.jobs.items()))
-    ratio = f"{d.dedup_ratio:.2f}x" if d.dedup_ratio else "-"
+    out.print(f"[bold]vault {render.markup(d['vault'])}[/]", highlight=False)
+    out.print("VMs       " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in d["vms"].items()))
+    jobs = d["jobs_24h"].items()
+    out.print("jobs 24h  " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in jobs))
+    st = d["storage"]
+    ratio = f"{st['dedup_ratio']:.2f}x" if st["dedup_ratio"] else "-"
     out.print(
-        f"storage   {d.storage_bytes:,} B used for {d.logical_bytes:,} B logical in "
-        f"{d.points} point(s), dedup ratio {ratio}"
+        f"storage   {st['used_bytes']:,} B used for {st['logical_bytes']:,} B logical in "
+        f"{st['points']} point(s), dedup ratio {ratio}"
     )
-    out.print("points    " + ", ".join(f"{n} {k}" for k, n in d.by_consistency.items()))
-    if not d.attention:
+    out.print("points    " + ", ".join(f"{n} {k}" for k, n in st["by_consistency"].items()))
+    if not d["attention"]:
         out.print("attention none")
-    for a in d.attention:
-        out.print(f"attention {a.name} ({a.policy}): {a.reason}: {a.detail}", markup=False)
+    for a in d["attention"]:
+        line = f"attention {a['name']} ({a['policy']}): {a['reason']}: {a['detail']}"
+        out.print(line, markup=False)
