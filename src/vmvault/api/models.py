@@ -207,11 +207,12 @@ class PointDoc(BaseModel):
     warnings: list[str]
     protected: bool
     keep_until: str | None
-    disks: list[PointDiskDoc]
     #: what verify or a restore found damaged and could not heal, per vault holding the point
     #: (vault name → per disk, byte ranges [start, end)); only the vaults where it is marked
-    #: damaged; null when intact everywhere
+    #: damaged; null when intact everywhere (before ``disks``, as in documents.point_doc:
+    #: the API and ``--json`` print the same document, byte for byte)
     damaged: dict[str, list[DamagedDiskDoc]] | None = None
+    disks: list[PointDiskDoc]
 
 
 class PolicyCopyDoc(BaseModel):

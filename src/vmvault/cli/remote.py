@@ -54,7 +54,7 @@ class Server:
 
 
 _server: Server | None = None
-_describe: Callable[[], tuple[str, list[str]] | None] = lambda: None
+_describe: Callable[[], tuple[str, list[str]] | None] | None = None
 
 
 def configure(url: str | None, token: str | None, token_file: Path | None, ca: Path | None) -> None:
@@ -135,7 +135,7 @@ def wait_job(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _command() -> str:
-    described = _describe()
+    described = _describe() if _describe is not None else None
     return f"vmvault {described[0]}" if described else "vmvault"
 
 
