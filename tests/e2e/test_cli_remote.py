@@ -77,6 +77,13 @@ def _seed(home: Path) -> None:
     assert c.post("/api/v1/vms/register", json={"vms": ["web"]}).status_code == 200
     gold = {"name": "gold", "schedule": "daily@02:00", "retention": {"daily": 7}}
     assert c.post("/api/v1/policies", json=gold).status_code == 201
+    hourly = {
+        "name": "sets",
+        "schedule": "every:6h@00:00-23:59",
+        "retention": {"daily": 2},
+        "as_set": True,
+    }
+    assert c.post("/api/v1/policies", json=hourly).status_code == 201, c.get("/api/v1/policies")
     assert c.post("/api/v1/protection", json={"vms": ["web"], "policy": "gold"}).status_code == 200
     assert c.post("/api/v1/backups", json={"vms": ["web"]}).status_code == 202
     [backup, *_] = w.run_queued()
@@ -147,6 +154,10 @@ READS = [
     ("jobs", "show", "1"),
     ("jobs", "show", "999"),
     ("protection", "list"),
+    ("policy", "list"),
+    ("policy", "show", "gold"),
+    ("policy", "show", "sets"),
+    ("policy", "show", "nope"),
     ("errors",),
 ]
 
@@ -228,7 +239,7 @@ UNSUPPORTED = [
     ("token", "create", "more", "--role", "admin"),
     ("gc",),
     ("gc", "--dry-run"),
-    ("policy", "list"),
+    ("policy", "create", "more", "--schedule", "daily@01:00", "--daily", "7"),
     ("serve",),
     ("errors", "--markdown"),
     ("points", "list", "--set", "some-set"),

@@ -236,6 +236,9 @@ class PolicyDoc(BaseModel):
     require: str | None = Field(None, description="the least consistency of its points (null: any)")
     created_at: str | None
     updated_at: str | None
+    as_set: bool = Field(
+        False, description="its VMs are backed up as one all-or-nothing set per slot"
+    )
 
 
 class DayDoc(BaseModel):

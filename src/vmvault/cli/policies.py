@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.table import Table
@@ -16,9 +17,10 @@ from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
 from vmvault.documents import dashboard_doc, point_doc, policy_doc
 from vmvault.domain.job import Job
+from vmvault.domain.policy import JSON_VERSION as POLICY_JSON_VERSION
+from vmvault.domain.policy import Policy
 from vmvault.domain.retention import Retention
 from vmvault.domain.schedule import format_schedule
-from vmvault.services.policies import PolicyView
 from vmvault.services.protection import ProtectResult
 
 VmsArg = Annotated[list[str], typer.Argument(help="VMs: uuid, NAME, HOST/NAME or GROUP/NAME.")]
@@ -49,14 +51,35 @@ CopyToOpt = Annotated[
 # --- policies ------------------------------------------------------------------------------------
 
 
-def _show_policy(v: PolicyView, json_: bool) -> None:
+def _show_policy(doc: dict[str, Any], json_: bool) -> None:
+    """A policy document, local or remote (:func:`documents.policy_doc`)."""
     if json_:
-        emit_json(policy_doc(v))
+        emit_json(doc)
     else:
-        out.print(v.policy.describe(), markup=False)
-        out.print(f"  vault:     {v.record.vault}", markup=False)
-        out.print(f"  VMs:       {', '.join(v.vms) or 'none'}", markup=False)
-    raise typer.Exit(render.EXIT_WARNINGS if v.warnings else render.EXIT_OK)
+        out.print(policy_of(doc).describe(), markup=False)
+        out.print(f"  vault:     {doc['vault']}", markup=False)
+        out.print(f"  VMs:       {', '.join(doc['vms']) or 'none'}", markup=False)
+    raise typer.Exit(render.EXIT_WARNINGS if doc["warnings"] else render.EXIT_OK)
+
+
+def policy_of(doc: dict[str, Any]) -> Policy:
+    """The policy a document shows, read back as the catalog's form is (so ``policy show``
+    describes a policy with the domain's own words, from a local or a remote document)."""
+    copy = doc["copy_to"]
+    data: dict[str, Any] = {
+        "version": POLICY_JSON_VERSION,
+        "name": doc["name"],
+        "schedule": doc["schedule"],
+        "timezone": doc["timezone"],
+        "retention": doc["retention"],
+        "as_set": doc["as_set"],
+        "require": doc["require"],
+    }
+    if copy is not None:
+        data["copy"] = {"vault": copy["vault"]} | (
+            {"retention": copy["retention"]} if copy["retention_own"] else {}
+        )
+    return Policy.from_json(data)
 
 
 _AS_SET = typer.Option(
@@ -105,28 +128,31 @@ def policy_create(
         as_set=as_set,
         require=require,
     )
-    _show_policy(view, json_)
+    _show_policy(policy_doc(view), json_)
 
 
 @policy_app.command("list")
 def policy_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     """List the vault's policies."""
-    views = services().policies.list_policies(vault)
+    if remote.active():
+        docs = remote.get("/policies", vault=vault)
+    else:
+        docs = [policy_doc(v) for v in services().policies.list_policies(vault)]
     if json_:
-        emit_json([policy_doc(v) for v in views])
+        emit_json(docs)
         return
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "SCHEDULE", "TIMEZONE", "RETENTION", "VMS"):
         table.add_column(col)
-    for v in views:
-        p = v.policy
+    for doc in docs:
+        p = policy_of(doc)
         render.add_row(
             table,
             p.name,
             format_schedule(p.schedule),
             p.timezone.key,
             str(p.retention),
-            str(len(v.vms)),
+            str(len(doc["vms"])),
         )
     out.print(table)
 
@@ -134,7 +160,11 @@ def policy_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
 @policy_app.command("show")
 def policy_show(name: str, json_: JsonOpt = False) -> None:
     """Show a policy, what it keeps, when a VM is overdue, its warnings and VMs."""
-    _show_policy(services().policies.get(name), json_)
+    if remote.active():
+        doc = remote.get(f"/policies/{quote(name, safe='')}")
+    else:
+        doc = policy_doc(services().policies.get(name))
+    _show_policy(doc, json_)
 
 
 @policy_app.command("update")
@@ -189,7 +219,7 @@ def policy_update(
     )
     if not view.changed and not json_:
         out.print(f"policy '{name}' unchanged: it has these values already", markup=False)
-    _show_policy(view, json_)
+    _show_policy(policy_doc(view), json_)
 
 
 @policy_app.command("delete")
