@@ -201,6 +201,18 @@ def test_actions_queue_on_the_server_and_refuse_like_locally(
     assert r.code == 0 and r.stdout.startswith(f"job {job['id'] + 1} queued: gc main"), r
     shown = cli("jobs", "show", str(job["id"]), "--json").json()  # on the server's catalog
     assert shown["id"] == job["id"] and shown["origin"] == "api"
+    # waiting for it: the server runs it; then the same lines as a local wait
+    r = _remote(cli, elsewhere, served.url, served.admin, "jobs", "wait", str(job["id"]))
+    assert r.code == 0 and r.stdout == f"job {job['id']} gc: completed\n", r
+    args = ("jobs", "wait", str(job["id"]), "--json")
+    _same(cli(*args), _remote(cli, elsewhere, served.url, served.admin, *args), args, "-")
+    # a backup queued on the server, then cancelled there
+    r = _remote(cli, elsewhere, served.url, served.admin, "backup", "web", "--no-wait", "--json")
+    assert r.code == 0, r
+    [queued] = r.json()
+    assert (queued["type"], queued["vm_name"], queued["origin"]) == ("backup", "web", "api")
+    r = _remote(cli, elsewhere, served.url, served.admin, "jobs", "cancel", str(queued["id"]))
+    assert r.code == 0 and r.stdout.startswith(f"job {queued['id']} backup: "), r
     # cancelling a finished job: the same refusal (JOB_NOT_ACTIVE, exit 2) both ways
     for shape in ((), ("--json",)):
         args = ("jobs", "cancel", "1", *shape)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from vmvault import documents
-from vmvault.cli import render
+from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, RequireOpt, VaultOpt, WaitOpt
 from vmvault.cli.progress import live_progress
@@ -41,12 +41,17 @@ def backup(
 ) -> None:
     """Back up VMs now: one backup job per VM (full the first time, then incremental)."""
     until = parse_instant(keep_until, "--keep-until") if keep_until is not None else None
+    if as_set and require is not None:  # the children's level is each VM's policy's
+        raise InvalidInput(
+            "a backup set takes each VM's policy's requirement, not its own",
+            what="--require with --set",
+        )
+    if remote.active():  # queued on the server: its jobs, as '--no-wait' prints them here
+        if wait:
+            remote.refuse_option("in the foreground (add --no-wait)")
+        body = {"vms": vms, "vault": vault, "set": as_set, "require": require}
+        queued(remote.post("/backups", body | {"keep_until": until and until.isoformat()}), json_)
     if as_set:
-        if require is not None:  # the children's level is each VM's policy's (docs/sets.md)
-            raise InvalidInput(
-                "a backup set takes each VM's policy's requirement, not its own",
-                what="--require with --set",
-            )
         backup_set(vms, wait, until, vault, json_)
     if not wait:
         queued(services().queue.submit_backup(vault, vms, until, require=require), json_)

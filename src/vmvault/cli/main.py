@@ -11,7 +11,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
 
 import typer
@@ -323,6 +323,12 @@ def jobs_wait(
     json_: JsonOpt = False,
 ) -> None:
     """Wait for a job to end (with a progress bar on a terminal); exit code as the job's."""
+    if remote.active():
+        doc = remote.get(f"/jobs/{job_id}")
+        if doc["state"] == JobState.QUEUED.value and not json_:
+            render.err.print(f"job {job_id} is queued: 'vmvault serve' runs it", markup=False)
+        doc = remote.wait_job(doc, timeout)
+        _waited(doc, json_)
     observers = services().runner.observers
     noted = False
 
@@ -336,13 +342,18 @@ def jobs_wait(
 
     with live_progress(not json_):
         job = services().jobs.wait(job_id, on_update=update, timeout=timeout)
+    _waited(documents.job_doc(job), json_)
+
+
+def _waited(doc: dict[str, Any], json_: bool) -> NoReturn:
+    """The end of ``jobs wait``: the job, and its exit code (1 when it has not ended)."""
     if json_:
-        emit_json(documents.job_doc(job))
+        emit_json(doc)
     else:
-        render.job_result_line(job)
-    if not job.state.final:
+        render.job_result_line(doc)
+    if not JobState(doc["state"]).final:
         raise typer.Exit(render.EXIT_FAILED)
-    raise typer.Exit(render.exit_code_for([job]))
+    raise typer.Exit(render.exit_code_for([doc]))
 
 
 @app.command()

@@ -33,6 +33,7 @@ from vmvault.domain.errors import (
     ServerUntrusted,
     VmvaultError,
 )
+from vmvault.domain.job import JobState
 
 PREFIX = "/api/v1"
 #: Seconds a request may take (a job is polled, never waited for in one request).
@@ -126,9 +127,13 @@ def post(path: str, body: dict[str, Any] | None = None) -> Any:
     return _request("POST", path, json=body).json()
 
 
-def wait_job(doc: dict[str, Any]) -> dict[str, Any]:
-    """The job document once the job has ended, polled from the server."""
-    while doc["state"] in ("queued", "in-progress", "cancelling"):
+def wait_job(doc: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    """The job document once the job has ended (or ``timeout`` seconds have passed), polled
+    from the server."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not JobState(doc["state"]).final:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
         time.sleep(POLL)
         doc = get(f"/jobs/{doc['id']}")
     return doc
