@@ -328,6 +328,7 @@ def jobs_wait(
         if doc["state"] == JobState.QUEUED.value and not json_:
             render.err.print(f"job {job_id} is queued: 'vmvault serve' runs it", markup=False)
         doc = remote.wait_job(doc, timeout)
+        doc.pop("log")  # GET /jobs/{id} shows the log; the local wait prints the job alone
         _waited(doc, json_)
     observers = services().runner.observers
     noted = False
