@@ -296,6 +296,8 @@ def test_a_server_that_is_down_is_reported(cli: CliRunner, tmp_path: Path) -> No
     assert len(lines) == 2 and "secret-token" not in r.stderr
     r = cli("--server", "127.0.0.1:8470", "vm", "list")
     assert r.code == 2 and r.stderr.startswith("error INVALID_INPUT: --server is not valid"), r
+    r = cli("--server", "http://192.0.2.1:8470", "--token", "secret-token", "vm", "list")
+    assert r.code == 2 and "https:// only" in r.stderr and "secret-token" not in r.stderr, r
 
 
 def test_https_with_the_servers_self_signed_certificate(

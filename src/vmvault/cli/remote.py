@@ -16,6 +16,7 @@ header: never printed, logged or put in an error.
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 import time
 from collections.abc import Callable
@@ -66,6 +67,9 @@ def configure(url: str | None, token: str | None, token_file: Path | None, ca: P
         return
     if not url.startswith(("http://", "https://")):
         raise InvalidInput("give http://HOST:PORT or https://HOST:PORT", what="--server")
+    if url.startswith("http://") and not _loopback(httpx.URL(url).host):
+        # as 'vmvault serve' speaks HTTPS only beyond loopback: the token never goes in clear
+        raise InvalidInput("beyond loopback the server speaks https:// only", what="--server")
     if token is None and token_file is not None:
         try:
             token = token_file.read_text().strip()
@@ -84,6 +88,13 @@ def command_args(args: list[str]) -> list[str]:
     while rest and rest[0].split("=", 1)[0] in GLOBAL_OPTIONS:
         rest = rest[1:] if "=" in rest[0] else rest[2:]
     return rest
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def active() -> bool:
