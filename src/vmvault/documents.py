@@ -179,6 +179,7 @@ def policy_doc(v: PolicyView) -> dict[str, Any]:
         "require": p.require.value if p.require is not None else None,
         "created_at": iso(v.record.created_at),
         "updated_at": iso(v.record.updated_at),
+        "as_set": p.as_set,
     }
 
 

@@ -211,14 +211,15 @@ class PointDoc(BaseModel):
     warnings: list[str]
     protected: bool
     keep_until: str | None
-    disks: list[PointDiskDoc]
     #: what verify or a restore found damaged and could not heal, per vault holding the point
     #: (vault name → per disk, byte ranges [start, end)); only the vaults where it is marked
-    #: damaged; null when intact everywhere
+    #: damaged; null when intact everywhere (before ``disks``, as in documents.point_doc:
+    #: the API and ``--json`` print the same document, byte for byte)
     damaged: dict[str, list[DamagedDiskDoc]] | None = None
     #: the vaults where the point is soft-deleted (vault → deleted_at, purge_after); null when
     #: it is soft-deleted nowhere
     soft_deleted: dict[str, dict[str, str | None]] | None = None
+    disks: list[PointDiskDoc]
 
 
 class DeletedPointDoc(PointDoc):
@@ -250,6 +251,9 @@ class PolicyDoc(BaseModel):
     require: str | None = Field(None, description="the least consistency of its points (null: any)")
     created_at: str | None
     updated_at: str | None
+    as_set: bool = Field(
+        False, description="its VMs are backed up as one all-or-nothing set per slot"
+    )
 
 
 class DayDoc(BaseModel):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from vmvault import documents
-from vmvault.cli import render
+from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, RequireOpt, VaultOpt, WaitOpt
 from vmvault.cli.progress import live_progress
@@ -40,12 +41,17 @@ def backup(
 ) -> None:
     """Back up VMs now: one backup job per VM (full the first time, then incremental)."""
     until = parse_instant(keep_until, "--keep-until") if keep_until is not None else None
+    if as_set and require is not None:  # the children's level is each VM's policy's
+        raise InvalidInput(
+            "a backup set takes each VM's policy's requirement, not its own",
+            what="--require with --set",
+        )
+    if remote.active():  # queued on the server: its jobs, as '--no-wait' prints them here
+        if wait:
+            remote.refuse_option("in the foreground (add --no-wait)")
+        body = {"vms": vms, "vault": vault, "set": as_set, "require": require}
+        queued(remote.post("/backups", body | {"keep_until": until and until.isoformat()}), json_)
     if as_set:
-        if require is not None:  # the children's level is each VM's policy's (docs/sets.md)
-            raise InvalidInput(
-                "a backup set takes each VM's policy's requirement, not its own",
-                what="--require with --set",
-            )
         backup_set(vms, wait, until, vault, json_)
     if not wait:
         queued(services().queue.submit_backup(vault, vms, until, require=require), json_)
@@ -109,15 +115,16 @@ def backup_set(
     raise typer.Exit(render.exit_code_for([outcome.job]))
 
 
-def queued(jobs: list[Job], json_: bool) -> NoReturn:
-    """Report jobs queued for the server and exit 0."""
+def queued(jobs: Sequence[Job | dict[str, Any]], json_: bool) -> NoReturn:
+    """Report jobs queued for the server (objects or documents) and exit 0."""
+    docs = [render.as_doc(j) for j in jobs]
     if json_:
-        emit_json([documents.job_doc(j) for j in jobs])
+        emit_json(docs)
     else:
-        for j in jobs:
+        for j in docs:
             out.print(
-                f"job {j.id} queued: {j.type.value} {j.vm_name or j.vault} "
-                f"(runs in 'vmvault serve'; watch it with 'vmvault jobs wait {j.id}')",
+                f"job {j['id']} queued: {j['type']} {j['vm_name'] or j['vault']} "
+                f"(runs in 'vmvault serve'; watch it with 'vmvault jobs wait {j['id']}')",
                 markup=False,
             )
     raise typer.Exit(render.EXIT_OK)

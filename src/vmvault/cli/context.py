@@ -8,10 +8,14 @@ from functools import cache
 import typer
 
 from vmvault.bootstrap import Services, bootstrap
+from vmvault.cli import remote
 
 
 @cache
 def services() -> Services:
+    """The local services; in remote mode a command that reaches them is refused
+    (``REMOTE_UNSUPPORTED``): it never runs locally by mistake."""
+    remote.refuse()
     svc = bootstrap()
     svc.passphrase_prompt = _prompt
     svc.new_passphrase_prompt = _prompt_new

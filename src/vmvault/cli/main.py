@@ -11,13 +11,24 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
 
 import typer
 import typer.main
 
 from vmvault import documents
-from vmvault.cli import audit_trail, backups, copies, points, policies, process, render, restores
+from vmvault.cli import (
+    audit_trail,
+    backups,
+    copies,
+    points,
+    policies,
+    process,
+    remote,
+    render,
+    restores,
+)
 from vmvault.cli.access import audit_app, token_app
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
@@ -31,6 +42,9 @@ from vmvault.domain.inputs import check_encoded
 from vmvault.domain.job import Job, JobState, JobType, parse_since
 from vmvault.domain.vm import VmState
 
+#: The jobs ``vm show`` lists (as many as the local history gives).
+VM_HISTORY = 20
+
 app = typer.Typer(
     help="vmvault: backups of libvirt KVM/QEMU virtual machines.",
     no_args_is_help=True,
@@ -39,6 +53,40 @@ app = typer.Typer(
 )
 vm_app = typer.Typer(help="VMs found by discovery.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Jobs: every operation vmvault ran.", no_args_is_help=True)
+
+
+@app.callback()
+def root(
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="VMVAULT_SERVER",
+            metavar="URL",
+            help="Run the command against this vmvault server's REST API "
+            "(https://HOST:8470); docs/server.md, 'Remote CLI'.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="VMVAULT_TOKEN",
+            metavar="TOKEN",
+            show_default=False,
+            help="API token for --server (or VMVAULT_TOKEN_FILE: a file holding it).",
+        ),
+    ] = None,
+) -> None:
+    """vmvault: backups of libvirt KVM/QEMU virtual machines."""
+    remote.configure(server, token, _env_path("VMVAULT_TOKEN_FILE"), _env_path("VMVAULT_SERVER_CA"))
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
 app.add_typer(vault_app, name="vault")
 app.add_typer(host_app, name="host")
 app.add_typer(vm_app, name="vm")
@@ -88,41 +136,48 @@ def vm_list(
     json_: JsonOpt = False,
 ) -> None:
     """List the VMs of the vault's location (vanished ones are marked)."""
-    vms = services().inventory.list_vms(vault, state)
-    if json_:
-        emit_json([documents.vm_doc(vm) for vm in vms])
+    if remote.active():
+        docs = remote.get("/vms", vault=vault, state=state.value if state else None)
     else:
-        out.print(render.vm_table(vms))
+        docs = [documents.vm_doc(vm) for vm in services().inventory.list_vms(vault, state)]
+    if json_:
+        emit_json(docs)
+    else:
+        out.print(render.vm_table(docs))
 
 
 @vm_app.command("show")
 def vm_show(vm: str, json_: JsonOpt = False) -> None:
     """Show one VM: disks, NICs, agent, state, recent jobs."""
-    item = services().inventory.find(vm)
-    jobs = services().inventory.history(item)
-    doc = documents.vm_doc(item) | {"recent_jobs": [documents.job_doc(j) for j in jobs]}
+    if remote.active():
+        doc = remote.get(f"/vms/{quote(vm, safe='/')}")
+        doc["recent_jobs"] = remote.get("/jobs", vm=doc["uuid"], limit=VM_HISTORY)
+    else:
+        item = services().inventory.find(vm)
+        jobs = services().inventory.history(item)
+        doc = documents.vm_doc(item) | {"recent_jobs": [documents.job_doc(j) for j in jobs]}
     if json_:
         emit_json(doc)
         return
     for key in ("name", "uuid", "host", "host_uri", "group", "state", "power_state", "vault"):
         out.print(f"{key:14} {doc[key]}", markup=False)
-    agent = item.agent_version or ("channel" if item.agent_channel else "none")
-    out.print(f"{'agent':14} {agent}", markup=False)
-    if item.vanished_at:
+    out.print(f"{'agent':14} {render.agent(doc)}", markup=False)
+    if doc["vanished_at"]:
         out.print(f"{'vanished_at':14} {doc['vanished_at']}")
-    cluster = f"yes: {item.cluster_managed}" if item.cluster_managed else "no"
-    out.print(f"{'cluster-managed':14} {cluster}", markup=False)
-    for d in item.effective_disks:
-        extra = f"  excluded: {d.reason}" if d.excluded else ""
+    reason = doc["cluster_managed_reason"]
+    out.print(f"{'cluster-managed':14} {f'yes: {reason}' if reason else 'no'}", markup=False)
+    for d in doc["disks"]:
+        extra = f"  excluded: {d['reason']}" if d["excluded"] else ""
         out.print(
-            f"disk {d.target:6} {d.type}/{d.device}/{d.format}  {d.path}{extra}", markup=False
+            f"disk {d['target']:6} {d['type']}/{d['device']}/{d['format']}  {d['path']}{extra}",
+            markup=False,
         )
-    for n in item.nics:
-        out.print(f"nic  {n.mac}  {n.type}:{n.source}  {n.model}", markup=False)
-    for w in item.registration_warnings:
+    for n in doc["nics"]:
+        out.print(f"nic  {n['mac']}  {n['type']}:{n['source']}  {n['model']}", markup=False)
+    for w in doc["warnings"]:
         out.print(f"warning: {w}", markup=False)
-    if jobs:
-        out.print(render.job_table(jobs))
+    if doc["recent_jobs"]:
+        out.print(render.job_table(doc["recent_jobs"]))
 
 
 @vm_app.command("update")
@@ -191,52 +246,74 @@ def jobs_list(
     json_: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
-    window = parse_since(since) if since is not None else None
-    vm_uuid = services().inventory.find(vm).uuid if vm is not None else None
-    jobs = services().jobs.list_jobs(type_, status, window, vm_uuid)
-    if json_:
-        emit_json([documents.job_doc(j) for j in jobs])
+    if remote.active():
+        docs = remote.get_all(
+            "/jobs",
+            type=type_.value if type_ else None,
+            state=status.value if status else None,
+            since=since,
+            vm=vm,
+        )
     else:
-        out.print(render.job_table(jobs))
+        window = parse_since(since) if since is not None else None
+        vm_uuid = services().inventory.find(vm).uuid if vm is not None else None
+        jobs = services().jobs.list_jobs(type_, status, window, vm_uuid)
+        docs = [documents.job_doc(j) for j in jobs]
+    if json_:
+        emit_json(docs)
+    else:
+        out.print(render.job_table(docs))
 
 
 @jobs_app.command("show")
 def jobs_show(job_id: int, json_: JsonOpt = False) -> None:
     """Show one job with its log."""
-    job, log = services().jobs.show(job_id)
-    doc = documents.job_doc(job, log)
+    if remote.active():
+        doc = remote.get(f"/jobs/{job_id}")
+    else:
+        doc = documents.job_doc(*services().jobs.show(job_id))
     if json_:
         emit_json(doc)
         return
     keys = ("id", "type", "state", "vault", "vm_name", "vm", "origin", "started_at", "ended_at")
     for key in keys:
         out.print(f"{key:11} {doc[key] if doc[key] is not None else '-'}", markup=False)
-    if job.parent_id is not None:
-        out.print(f"{'set job':11} {job.parent_id}")
-    if job.type is JobType.BACKUP_SET:
-        for child in sorted(services().jobs.list_jobs(parent_id=job.id), key=lambda j: j.id):
-            line = f"job {child.id} {child.vm_name}: {child.state.value}"
-            out.print(f"{'child':11} {line} {child.error_code or ''}".rstrip(), markup=False)
-    if job.duration is not None:
-        out.print(f"{'duration':11} {job.duration.total_seconds():.1f}s")
-    for w in job.warnings:
+    if doc["parent"] is not None:
+        out.print(f"{'set job':11} {doc['parent']}")
+    if doc["type"] == JobType.BACKUP_SET.value:
+        for child in sorted(_children(job_id), key=lambda j: j["id"]):
+            line = f"job {child['id']} {child['vm_name']}: {child['state']}"
+            out.print(f"{'child':11} {line} {child['error_code'] or ''}".rstrip(), markup=False)
+    if doc["duration_s"] is not None:
+        out.print(f"{'duration':11} {doc['duration_s']:.1f}s")
+    for w in doc["warnings"]:
         out.print(f"warning    {w}", markup=False)
-    if job.error_code:
-        out.print(f"{'error':11} {job.error_code}: {job.message}", markup=False)
-        out.print(f"{'remedy':11} {job.remedy}", markup=False)
+    if doc["error_code"]:
+        out.print(f"{'error':11} {doc['error_code']}: {doc['message']}", markup=False)
+        out.print(f"{'remedy':11} {doc['remedy']}", markup=False)
     out.print("log:")
-    for line in log:
+    for line in doc["log"]:
         out.print(f"  {line}", markup=False)
+
+
+def _children(set_job: int) -> list[dict[str, Any]]:
+    """The job documents of a backup set's jobs (the API lists them among all jobs)."""
+    if remote.active():
+        return [j for j in remote.get_all("/jobs") if j["parent"] == set_job]
+    return [documents.job_doc(j) for j in services().jobs.list_jobs(parent_id=set_job)]
 
 
 @jobs_app.command("cancel")
 def jobs_cancel(job_id: int, json_: JsonOpt = False) -> None:
     """Cancel a running job; it stops within seconds and leaves no trace."""
-    job = services().jobs.cancel(job_id)
-    if json_:
-        emit_json(documents.job_doc(job))
+    if remote.active():
+        doc = remote.post(f"/jobs/{job_id}/cancel")
     else:
-        out.print(f"job {job.id} {job.type.value}: {job.state.value}")
+        doc = documents.job_doc(services().jobs.cancel(job_id))
+    if json_:
+        emit_json(doc)
+    else:
+        out.print(f"job {doc['id']} {doc['type']}: {doc['state']}")
 
 
 @jobs_app.command("wait")
@@ -246,6 +323,13 @@ def jobs_wait(
     json_: JsonOpt = False,
 ) -> None:
     """Wait for a job to end (with a progress bar on a terminal); exit code as the job's."""
+    if remote.active():
+        doc = remote.get(f"/jobs/{job_id}")
+        if doc["state"] == JobState.QUEUED.value and not json_:
+            render.err.print(f"job {job_id} is queued: 'vmvault serve' runs it", markup=False)
+        doc = remote.wait_job(doc, timeout)
+        doc.pop("log")  # GET /jobs/{id} shows the log; the local wait prints the job alone
+        _waited(doc, json_)
     observers = services().runner.observers
     noted = False
 
@@ -259,13 +343,18 @@ def jobs_wait(
 
     with live_progress(not json_):
         job = services().jobs.wait(job_id, on_update=update, timeout=timeout)
+    _waited(documents.job_doc(job), json_)
+
+
+def _waited(doc: dict[str, Any], json_: bool) -> NoReturn:
+    """The end of ``jobs wait``: the job, and its exit code (1 when it has not ended)."""
     if json_:
-        emit_json(documents.job_doc(job))
+        emit_json(doc)
     else:
-        render.job_result_line(job)
-    if not job.state.final:
+        render.job_result_line(doc)
+    if not JobState(doc["state"]).final:
         raise typer.Exit(render.EXIT_FAILED)
-    raise typer.Exit(render.exit_code_for([job]))
+    raise typer.Exit(render.exit_code_for([doc]))
 
 
 @app.command()
@@ -321,9 +410,10 @@ def errors_cmd(
 ) -> None:
     """List every error code vmvault can report, with its message and remedy."""
     if markdown:
+        remote.refuse_option("--markdown")
         sys.stdout.write(documents.catalog_markdown())
         return
-    rows = documents.error_catalog()
+    rows = remote.get("/errors") if remote.active() else documents.error_catalog()
     if json_:
         emit_json(rows)
         return
@@ -341,9 +431,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _command(args)
     except SystemExit as exc:
-        audit_trail.record(_tree, args, exc.code)
+        audit_trail.record(_tree, remote.command_args(args), exc.code)
         raise
-    audit_trail.record(_tree, args, 0)
+    audit_trail.record(_tree, remote.command_args(args), 0)
 
 
 def _tree() -> object:
@@ -355,6 +445,8 @@ def _command(args: list[str]) -> None:
     try:
         for arg in args:
             check_encoded(arg, "argument")
+        words = remote.command_args(args)
+        remote.name_commands(lambda: audit_trail.describe(_tree(), words))
         app(args=args, prog_name="vmvault")
     except VmvaultError as exc:
         sys.exit(render.error(exc))

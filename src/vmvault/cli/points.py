@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.table import Table
 
 from vmvault import documents
-from vmvault.cli import render
+from vmvault.cli import remote, render
 from vmvault.cli.backups import queued
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, VaultOpt, WaitOpt
 from vmvault.cli.render import emit_json, out, size
 from vmvault.documents import point_doc
+from vmvault.domain.consistency import HookOutcome
 from vmvault.domain.errors import InvalidInput
+from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.services.holdings import Holding
 
 points_app = typer.Typer(help="Recovery points.", no_args_is_help=True)
@@ -50,38 +53,44 @@ def points_list(
             raise InvalidInput(
                 "--set lists one whole backup set: no VM, no --vault", what="points list --set"
             )
+        remote.refuse_option("--set")
         listed, points = None, services().backup_sets.points(set_id)
+        docs = _docs(points)
+    elif remote.active():
+        docs = remote.get("/points", vault=vault, vm=vm)
+        # the vault listed, as the server resolves it (none: a VM's points in every vault)
+        listed = vault or (None if vm is not None else remote.get("/dashboard")["vault"])
     else:
         listed, points = services().points.listing(vault, vm)
-    held = services().points.holders([p.id for p in points])
+        docs = _docs(points)
     if json_:
-        emit_json([point_doc(p, held.get(p.id)) for p in points])
+        emit_json(docs)
         return
     table = Table(box=None, header_style="bold")
     cols: tuple[str, ...] = ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD")
     cols += ("FROZEN/PAUSED MS", "DISKS", "LOGICAL", "NEW", "VAULTS")
-    cols += ("SET",) if any(p.set_id for p in points) else ()
+    cols += ("SET",) if any(p["set_id"] for p in docs) else ()
     for col in cols:
         table.add_column(col, no_wrap=col in ("ID", "VM"))
-    for p in points:
-        h = held.get(p.id) or Holding([p.vault], {})  # deleted meanwhile: as listed
+    for p in docs:
+        damaged = p["damaged"] or {}
         disks = ",".join(
-            d.target + ("" if not d.excluded else "*") + ("+" if d.incremental else "")
-            for d in p.disks
+            d["target"] + ("" if not d["excluded"] else "*") + ("+" if d["incremental"] else "")
+            for d in p["disks"]
         )
         render.add_row(
             table,
-            p.id + (" DAMAGED" if (listed in h.damaged if listed else h.damaged) else ""),
-            p.vm_name,
-            render.short_time(p.created_at),
-            p.consistency.value,
-            p.method.value,
-            f"{p.frozen_ms}/{p.paused_ms}",
+            p["id"] + (" DAMAGED" if (listed in damaged if listed else damaged) else ""),
+            p["vm_name"],
+            render.when(p["created_at"]),
+            p["consistency"],
+            p["method"],
+            f"{p['frozen_ms']}/{p['paused_ms']}",
             disks,
-            size(p.bytes_logical),
-            size(p.bytes_new),
-            ",".join(h.vaults),
-            *((p.set_id or "-",) if "SET" in cols else ()),
+            size(p["bytes_logical"]),
+            size(p["bytes_new"]),
+            ",".join(p["vaults"]),
+            *((p["set_id"] or "-",) if "SET" in cols else ()),
         )
     out.print(table)
 
@@ -129,50 +138,62 @@ def points_undelete(
         out.print(f"undeleted {g.point.id} of {g.point.vm_name} in vault '{g.vault}'", markup=False)
 
 
+def _docs(points: list[RecoveryPoint]) -> list[dict[str, Any]]:
+    """The points' documents, each with every vault holding it (its own alone when it was
+    deleted meanwhile)."""
+    held = services().points.holders([p.id for p in points])
+    return [point_doc(p, held.get(p.id) or Holding([p.vault], {})) for p in points]
+
+
 @points_app.command("show")
 def points_show(point_id: str, json_: JsonOpt = False) -> None:
     """Show one recovery point (VAULTS: every vault holding it, its own first; DAMAGED: the
     damage recorded in each vault)."""
-    p = services().points.get(point_id)
-    held = services().points.holders([p.id])[p.id]
-    doc = point_doc(p, held)
+    if remote.active():
+        doc = remote.get(f"/points/{quote(point_id, safe='')}")
+    else:
+        p = services().points.get(point_id)
+        doc = point_doc(p, services().points.holders([p.id])[p.id])
     if json_:
         emit_json(doc)
         return
     for key in ("id", "vm_name", "vm", "vault", "created_at", "consistency", "method"):
         out.print(f"{key:12} {doc[key]}", markup=False)
     out.print(f"{'vaults':12} {', '.join(doc['vaults'])}", markup=False)
-    out.print(f"{'why':12} {p.method_reason or '-'}", markup=False)
-    out.print(f"{'frozen':12} {p.frozen_ms} ms")
-    out.print(f"{'paused':12} {p.paused_ms} ms")
-    out.print(f"{'hooks':12} {p.hooks.summary() if p.hooks else '-'}", markup=False)
-    out.print(f"{'checkpoint':12} {p.checkpoint or '-'}", markup=False)
-    if p.set_id is not None:
-        out.print(f"{'set':12} {p.set_id} (vmvault points list --set {p.set_id})", markup=False)
+    out.print(f"{'why':12} {doc['method_reason'] or '-'}", markup=False)
+    out.print(f"{'frozen':12} {doc['frozen_ms']} ms")
+    out.print(f"{'paused':12} {doc['paused_ms']} ms")
+    hooks = HookOutcome.from_json(doc["hooks"]).summary() if doc["hooks"] else "-"
+    out.print(f"{'hooks':12} {hooks}", markup=False)
+    out.print(f"{'checkpoint':12} {doc['checkpoint'] or '-'}", markup=False)
+    if doc["set_id"] is not None:
+        set_id = doc["set_id"]
+        out.print(f"{'set':12} {set_id} (vmvault points list --set {set_id})", markup=False)
     out.print(
-        f"{'sizes':12} {size(p.bytes_logical)} logical, {size(p.bytes_read)} read, "
-        f"{size(p.bytes_new)} new"
+        f"{'sizes':12} {size(doc['bytes_logical'])} logical, {size(doc['bytes_read'])} read, "
+        f"{size(doc['bytes_new'])} new"
     )
-    for d in p.disks:
-        how = "excluded" if d.excluded else ("incremental" if d.incremental else "full")
+    for d in doc["disks"]:
+        how = "excluded" if d["excluded"] else ("incremental" if d["incremental"] else "full")
         out.print(
-            f"disk {d.target:6} {size(d.size):>10}  {how:11} read {size(d.bytes_read)}, "
-            f"new {size(d.bytes_new)}  ({d.reason or ''})",
+            f"disk {d['target']:6} {size(d['size']):>10}  {how:11} read {size(d['bytes_read'])}, "
+            f"new {size(d['bytes_new'])}  ({d['reason'] or ''})",
             markup=False,
         )
-    for w in p.warnings:
+    for w in doc["warnings"]:
         out.print(f"warning: {w}", markup=False)
-    for vault_name, gone in held.deleted.items():
+    for vault_name, gone in (doc["soft_deleted"] or {}).items():
         out.print(
-            f"SOFT-DELETED in vault {vault_name} at {gone.deleted_at.isoformat(timespec='seconds')}"
-            f", purged after {gone.purge_after.isoformat(timespec='seconds')} "
-            f"(vmvault points undelete {p.id} --vault {vault_name})",
+            f"SOFT-DELETED in vault {vault_name} at {gone['deleted_at']}, purged after "
+            f"{gone['purge_after']} (vmvault points undelete {doc['id']} --vault {vault_name})",
             markup=False,
         )
-    for vault_name, damage in held.damaged.items():
+    for vault_name, damage in (doc["damaged"] or {}).items():
         for dmg in damage:
             out.print(
-                f"DAMAGED in vault {vault_name}: {dmg.describe()} (docs/healing.md)", markup=False
+                f"DAMAGED in vault {vault_name}: {DamagedDisk.from_json(dmg).describe()} "
+                "(docs/healing.md)",
+                markup=False,
             )
 
 
@@ -237,6 +258,8 @@ def gc(
     if not wait:
         if dry_run:
             raise typer.BadParameter("--dry-run runs in the foreground only")
+        if remote.active():
+            queued([remote.post("/gc", {"vault": vault})], json_)
         queued([services().queue.submit_gc(vault)], json_)
     outcome = services().points.gc(vault, dry_run)
     if json_:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.table import Table
 
 from vmvault import documents
-from vmvault.cli import render
+from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, RequireOpt, VaultOpt
 from vmvault.cli.points import points_app
@@ -17,9 +18,10 @@ from vmvault.cli.render import emit_json, out
 from vmvault.documents import dashboard_doc, point_doc, policy_doc
 from vmvault.domain.iso import iso
 from vmvault.domain.job import Job
+from vmvault.domain.policy import JSON_VERSION as POLICY_JSON_VERSION
+from vmvault.domain.policy import Policy
 from vmvault.domain.retention import Retention
 from vmvault.domain.schedule import format_schedule
-from vmvault.services.policies import PolicyView
 from vmvault.services.protection import ProtectResult
 
 VmsArg = Annotated[list[str], typer.Argument(help="VMs: uuid, NAME, HOST/NAME or GROUP/NAME.")]
@@ -50,14 +52,35 @@ CopyToOpt = Annotated[
 # --- policies ------------------------------------------------------------------------------------
 
 
-def _show_policy(v: PolicyView, json_: bool) -> None:
+def _show_policy(doc: dict[str, Any], json_: bool) -> None:
+    """A policy document, local or remote (:func:`documents.policy_doc`)."""
     if json_:
-        emit_json(policy_doc(v))
+        emit_json(doc)
     else:
-        out.print(v.policy.describe(), markup=False)
-        out.print(f"  vault:     {v.record.vault}", markup=False)
-        out.print(f"  VMs:       {', '.join(v.vms) or 'none'}", markup=False)
-    raise typer.Exit(render.EXIT_WARNINGS if v.warnings else render.EXIT_OK)
+        out.print(policy_of(doc).describe(), markup=False)
+        out.print(f"  vault:     {doc['vault']}", markup=False)
+        out.print(f"  VMs:       {', '.join(doc['vms']) or 'none'}", markup=False)
+    raise typer.Exit(render.EXIT_WARNINGS if doc["warnings"] else render.EXIT_OK)
+
+
+def policy_of(doc: dict[str, Any]) -> Policy:
+    """The policy a document shows, read back as the catalog's form is (so ``policy show``
+    describes a policy with the domain's own words, from a local or a remote document)."""
+    copy = doc["copy_to"]
+    data: dict[str, Any] = {
+        "version": POLICY_JSON_VERSION,
+        "name": doc["name"],
+        "schedule": doc["schedule"],
+        "timezone": doc["timezone"],
+        "retention": doc["retention"],
+        "as_set": doc["as_set"],
+        "require": doc["require"],
+    }
+    if copy is not None:
+        data["copy"] = {"vault": copy["vault"]} | (
+            {"retention": copy["retention"]} if copy["retention_own"] else {}
+        )
+    return Policy.from_json(data)
 
 
 _AS_SET = typer.Option(
@@ -106,28 +129,31 @@ def policy_create(
         as_set=as_set,
         require=require,
     )
-    _show_policy(view, json_)
+    _show_policy(policy_doc(view), json_)
 
 
 @policy_app.command("list")
 def policy_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     """List the vault's policies."""
-    views = services().policies.list_policies(vault)
+    if remote.active():
+        docs = remote.get("/policies", vault=vault)
+    else:
+        docs = [policy_doc(v) for v in services().policies.list_policies(vault)]
     if json_:
-        emit_json([policy_doc(v) for v in views])
+        emit_json(docs)
         return
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "SCHEDULE", "TIMEZONE", "RETENTION", "VMS"):
         table.add_column(col)
-    for v in views:
-        p = v.policy
+    for doc in docs:
+        p = policy_of(doc)
         render.add_row(
             table,
             p.name,
             format_schedule(p.schedule),
             p.timezone.key,
             str(p.retention),
-            str(len(v.vms)),
+            str(len(doc["vms"])),
         )
     out.print(table)
 
@@ -135,7 +161,11 @@ def policy_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
 @policy_app.command("show")
 def policy_show(name: str, json_: JsonOpt = False) -> None:
     """Show a policy, what it keeps, when a VM is overdue, its warnings and VMs."""
-    _show_policy(services().policies.get(name), json_)
+    if remote.active():
+        doc = remote.get(f"/policies/{quote(name, safe='')}")
+    else:
+        doc = policy_doc(services().policies.get(name))
+    _show_policy(doc, json_)
 
 
 @policy_app.command("update")
@@ -190,7 +220,7 @@ def policy_update(
     )
     if not view.changed and not json_:
         out.print(f"policy '{name}' unchanged: it has these values already", markup=False)
-    _show_policy(view, json_)
+    _show_policy(policy_doc(view), json_)
 
 
 @policy_app.command("delete")
@@ -280,23 +310,26 @@ def protection_resume(
 @protection_app.command("list")
 def protection_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     """The VMs registered with the vault, their protection, policy and newest point."""
-    items = services().protection.items(vault)
+    if remote.active():
+        docs = remote.get("/protection", vault=vault)
+    else:
+        docs = [documents.protected_item_doc(i) for i in services().protection.items(vault)]
     if json_:
-        emit_json([documents.protected_item_doc(i) for i in items])
+        emit_json(docs)
         return
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "HOST", "PROTECTION", "HEALTH", "POLICY", "POINTS", "LAST POINT"):
         table.add_column(col)
-    for i in items:
+    for i in docs:
         render.add_row(
             table,
-            i.vm.name,
-            i.vm.hostname,
-            i.protection,
-            i.health,
-            i.vm.policy or "-",
-            str(i.points),
-            render.short_time(i.last_point_at),
+            i["name"],
+            i["host"],
+            i["protection"],
+            i["health"],
+            i["policy"] or "-",
+            str(i["points"]),
+            render.when(i["last_point_at"]),
         )
     out.print(table)
 
@@ -335,25 +368,31 @@ def _pin(point_id: str, protected: bool, json_: bool) -> None:
 
 def dashboard(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     """VM and job counts, VMs that need attention, storage and dedup ratio."""
-    d = services().dashboard.summary(vault)
+    if remote.active():
+        d = remote.get("/dashboard", vault=vault)
+    else:
+        d = dashboard_doc(services().dashboard.summary(vault))
     if json_:
-        emit_json(dashboard_doc(d))
+        emit_json(d)
         return
-    out.print(f"[bold]vault {d.vault}[/]", highlight=False)
-    out.print("VMs       " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in d.vms.items()))
-    out.print("jobs 24h  " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in d.jobs.items()))
-    ratio = f"{d.dedup_ratio:.2f}x" if d.dedup_ratio else "-"
+    out.print(f"[bold]vault {render.markup(d['vault'])}[/]", highlight=False)
+    out.print("VMs       " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in d["vms"].items()))
+    jobs = d["jobs_24h"].items()
+    out.print("jobs 24h  " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in jobs))
+    st = d["storage"]
+    ratio = f"{st['dedup_ratio']:.2f}x" if st["dedup_ratio"] else "-"
     out.print(
-        f"storage   {d.storage_bytes:,} B used for {d.logical_bytes:,} B logical in "
-        f"{d.points} point(s), dedup ratio {ratio}"
+        f"storage   {st['used_bytes']:,} B used for {st['logical_bytes']:,} B logical in "
+        f"{st['points']} point(s), dedup ratio {ratio}"
     )
-    out.print("points    " + ", ".join(f"{n} {k}" for k, n in d.by_consistency.items()))
-    due = f", next purge {d.next_purge_at.isoformat(timespec='seconds')}" if d.next_purge_at else ""
+    out.print("points    " + ", ".join(f"{n} {k}" for k, n in st["by_consistency"].items()))
+    due = f", next purge {st['next_purge_at']}" if st["next_purge_at"] else ""
     out.print(
-        f"deleted   {d.soft_deleted} soft-deleted point(s) holding {d.soft_deleted_bytes:,} B "
-        f"logical{due}"
+        f"deleted   {st['soft_deleted_points']} soft-deleted point(s) holding "
+        f"{st['soft_deleted_logical_bytes']:,} B logical{due}"
     )
-    if not d.attention:
+    if not d["attention"]:
         out.print("attention none")
-    for a in d.attention:
-        out.print(f"attention {a.name} ({a.policy}): {a.reason}: {a.detail}", markup=False)
+    for a in d["attention"]:
+        line = f"attention {a['name']} ({a['policy']}): {a['reason']}: {a['detail']}"
+        out.print(line, markup=False)

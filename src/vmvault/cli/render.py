@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,10 +16,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from vmvault import documents
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.inputs import shown
 from vmvault.domain.job import Job, JobState
-from vmvault.domain.vm import VmItem
 
 
 class SafeConsole(Console):
@@ -81,64 +82,84 @@ STATE_STYLE = {
 }
 
 
-def vm_table(vms: list[VmItem]) -> Table:
+def when(value: str | None) -> str:
+    """A document's ISO timestamp as :func:`short_time` shows it."""
+    return short_time(datetime.fromisoformat(value)) if value else "-"
+
+
+def as_doc(job: Job | dict[str, Any]) -> dict[str, Any]:
+    """A job's document (the renderers below work from documents, local and remote alike)."""
+    return job if isinstance(job, dict) else documents.job_doc(job)
+
+
+def vm_table(vms: list[dict[str, Any]]) -> Table:
+    """VM documents (:func:`documents.vm_doc`) as a table."""
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "HOST", "GROUP", "UUID", "POWER", "STATE", "DISKS", "AGENT", "CLUSTER"):
         table.add_column(col, no_wrap=col in ("NAME", "UUID"))
     for vm in vms:
-        state = vm.state.value + (" (vanished)" if vm.vanished_at else "")
-        disks = ",".join(d.target + ("*" if d.excluded else "") for d in vm.effective_disks)
+        state = vm["state"] + (" (vanished)" if vm["vanished_at"] else "")
+        disks = ",".join(d["target"] + ("*" if d["excluded"] else "") for d in vm["disks"])
         add_row(
             table,
-            vm.name,
-            vm.hostname,
-            vm.group,
-            vm.uuid,
-            vm.power_state.value,
+            vm["name"],
+            vm["host"],
+            vm["group"],
+            vm["uuid"],
+            vm["power_state"],
             state,
             disks or "-",
-            vm.agent_version or ("channel" if vm.agent_channel else "none"),
-            "managed" if vm.cluster_managed else "-",
+            agent(vm),
+            "managed" if vm["cluster_managed"] else "-",
         )
     return table
 
 
-def job_table(jobs: list[Job]) -> Table:
+def agent(vm: dict[str, Any]) -> str:
+    """A VM document's guest agent: its version, ``channel`` or ``none``."""
+    return str(vm["agent_version"] or ("channel" if vm["agent_channel"] else "none"))
+
+
+def job_table(jobs: list[dict[str, Any]]) -> Table:
+    """Job documents (:func:`documents.job_doc`) as a table."""
     table = Table(box=None, header_style="bold")
     for col in ("ID", "TYPE", "VM", "STATE", "STARTED", "DURATION", "RESULT"):
         table.add_column(col)
     for job in jobs:
-        duration = f"{job.duration.total_seconds():.1f}s" if job.duration is not None else "-"
-        result = job.error_code or (f"{len(job.warnings)} warning(s)" if job.warnings else "")
-        style = STATE_STYLE.get(job.state.value, "")
+        duration = f"{job['duration_s']:.1f}s" if job["duration_s"] is not None else "-"
+        warnings = job["warnings"]
+        result = job["error_code"] or (f"{len(warnings)} warning(s)" if warnings else "")
+        parent = job["parent"]
         add_row(
             table,
-            str(job.id),
-            job.type.value + (f" (of {job.parent_id})" if job.parent_id is not None else ""),
-            job.vm_name or "-",
-            Text(job.state.value, style=style),
-            short_time(job.started_at),
+            str(job["id"]),
+            job["type"] + (f" (of {parent})" if parent is not None else ""),
+            job["vm_name"] or "-",
+            Text(job["state"], style=STATE_STYLE.get(job["state"], "")),
+            when(job["started_at"]),
             duration,
             result,
         )
     return table
 
 
-def job_result_line(job: Job) -> None:
-    style = STATE_STYLE.get(job.state.value, "")
-    subject = f" {markup(job.vm_name)}" if job.vm_name else ""
-    out.print(f"job {job.id} {job.type.value}{subject}: [{style}]{job.state.value}[/]")
-    for w in job.warnings:
+def job_result_line(job: Job | dict[str, Any]) -> None:
+    doc = as_doc(job)
+    style = STATE_STYLE.get(doc["state"], "")
+    subject = f" {markup(doc['vm_name'])}" if doc["vm_name"] else ""
+    out.print(f"job {doc['id']} {doc['type']}{subject}: [{style}]{doc['state']}[/]")
+    for w in doc["warnings"]:
         out.print(f"  warning: {shown(w)}", markup=False)
-    if job.error_code:
-        err.print(f"error {job.error_code}: {shown(job.message or '')}", markup=False)
-        err.print(f"remedy: {shown(job.remedy or '')}", markup=False)
+    if doc["error_code"]:
+        err.print(f"error {doc['error_code']}: {shown(doc['message'] or '')}", markup=False)
+        err.print(f"remedy: {shown(doc['remedy'] or '')}", markup=False)
 
 
-def exit_code_for(jobs: list[Job]) -> int:
-    if any(j.error_code or j.state is JobState.CANCELLED for j in jobs):
+def exit_code_for(jobs: Sequence[Job | dict[str, Any]]) -> int:
+    docs = [as_doc(j) for j in jobs]
+    if any(d["error_code"] or d["state"] == JobState.CANCELLED.value for d in docs):
         return EXIT_FAILED
-    if any(j.warnings for j in jobs):
+    if any(d["warnings"] for d in docs):
         return EXIT_WARNINGS
     return EXIT_OK
 

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.table import Table
 
 from vmvault import documents
-from vmvault.cli import render
+from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
 from vmvault.cli.render import emit_json, out
 from vmvault.cli.vault_keys import key_app
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import parse_size, quoted
-from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION, Vault, s3_location
+from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION, s3_location
 
 vault_app = typer.Typer(help="Create and inspect vaults.", no_args_is_help=True)
 host_app = typer.Typer(help="libvirt hosts and the location they belong to.", no_args_is_help=True)
@@ -117,16 +118,21 @@ def vault_create(
 @vault_app.command("list")
 def vault_list(json_: JsonOpt = False) -> None:
     """List vaults."""
-    vaults = services().vaults.list_vaults()
+    if remote.active():
+        docs = remote.get("/vaults")
+    else:
+        docs = [documents.vault_doc(v) for v in services().vaults.list_vaults()]
     if json_:
-        emit_json([documents.vault_doc(v) for v in vaults])
+        emit_json(docs)
         return
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "LOCATION", "STORAGE", "WHERE", "CREATED"):
         table.add_column(col)
-    for v in vaults:
-        where = f"{v.path} at {v.s3.endpoint}" if v.s3 is not None else v.path
-        render.add_row(table, v.name, v.location, v.storage, where, render.short_time(v.created_at))
+    for v in docs:
+        where = f"{v['path']} at {v['s3']['endpoint']}" if v["s3"] is not None else v["path"]
+        render.add_row(
+            table, v["name"], v["location"], v["storage"], where, render.when(v["created_at"])
+        )
     out.print(table)
 
 
@@ -135,18 +141,22 @@ def vault_show(
     name: Annotated[str | None, typer.Argument()] = None, json_: JsonOpt = False
 ) -> None:
     """Show a vault, its hosts and how many VMs it sees in each state."""
-    summary = services().vaults.show(name)
-    doc = documents.vault_summary_doc(summary)
+    if remote.active():
+        # no name: the server's default vault, which its dashboard names
+        name = name or remote.get("/dashboard")["vault"]
+        doc = remote.get(f"/vaults/{quote(str(name), safe='')}")
+    else:
+        doc = documents.vault_summary_doc(services().vaults.show(name))
     if json_:
         emit_json(doc)
         return
     for key in ("name", "location", "storage", "path", "created_at"):
         out.print(f"{key:10} {doc[key]}", markup=False)
-    out.print(f"{'soft del.':10} {_soft_delete(summary.vault)}", markup=False)
-    if summary.vault.s3 is not None:
-        out.print(f"{'endpoint':10} {summary.vault.s3.endpoint}", markup=False)
-    out.print("hosts      " + (", ".join(h.uri for h in summary.hosts) or "none"), markup=False)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.vm_counts.items())) or "none yet"
+    out.print(f"{'soft del.':10} {_soft_delete(doc)}", markup=False)
+    if doc["s3"] is not None:
+        out.print(f"{'endpoint':10} {doc['s3']['endpoint']}", markup=False)
+    out.print("hosts      " + (", ".join(h["uri"] for h in doc["hosts"]) or "none"), markup=False)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(doc["vm_counts"].items())) or "none yet"
     out.print(f"VMs        {counts}", markup=False)
 
 
@@ -179,12 +189,17 @@ def vault_update(
     if json_:
         emit_json(documents.vault_doc(vault))
         return
-    out.print(f"vault {vault.name}: soft delete {_soft_delete(vault)}", markup=False)
+    out.print(
+        f"vault {vault.name}: soft delete {_soft_delete(documents.vault_doc(vault))}",
+        markup=False,
+    )
 
 
-def _soft_delete(vault: Vault) -> str:
-    s = vault.soft_delete
-    return f"{s.mode.value}, {s.days} day(s)" if s.enabled else "off (points are deleted at once)"
+def _soft_delete(doc: dict[str, Any]) -> str:
+    """A vault document's soft delete, for people."""
+    if doc["soft_delete"] == "off":
+        return "off (points are deleted at once)"
+    return f"{doc['soft_delete']}, {doc['soft_delete_days']} day(s)"
 
 
 @host_app.command("add")

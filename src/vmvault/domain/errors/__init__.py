@@ -117,6 +117,7 @@ from vmvault.domain.errors.protection import (
     VmProtected,
     WrongProtectionState,
 )
+from vmvault.domain.errors.remote import RemoteUnsupported, ServerUnreachable, ServerUntrusted
 from vmvault.domain.errors.restore import (
     InsufficientSpace,
     RestoreDefineFailed,
@@ -260,6 +261,7 @@ __all__ = [
     "PolicyExists",
     "PolicyInUse",
     "PolicyNotFound",
+    "RemoteUnsupported",
     "RequestTooLarge",
     "RestoreDefineFailed",
     "RestoreDirUnusable",
@@ -278,6 +280,8 @@ __all__ = [
     "RoleRequired",
     "RouteNotFound",
     "ServerComponentFailed",
+    "ServerUnreachable",
+    "ServerUntrusted",
     "SetIncomplete",
     "SetNotFound",
     "SmtpNotConfigured",

@@ -1,0 +1,212 @@
+"""The CLI's remote mode: ``vmvault --server URL --token T CMD`` calls the REST API of a
+running ``vmvault serve`` instead of the local services (docs/server.md, "Remote CLI").
+
+The root command calls :func:`configure` with its global options (or VMVAULT_SERVER,
+VMVAULT_TOKEN / VMVAULT_TOKEN_FILE, VMVAULT_SERVER_CA). A command that runs remotely asks
+:func:`active` and then :func:`get` / :func:`get_all` / :func:`post` for the same JSON
+documents it builds locally (:mod:`vmvault.documents`); every other command reaches
+:func:`vmvault.cli.context.services`, which refuses it with ``REMOTE_UNSUPPORTED``
+(:func:`refuse`) before anything runs.
+
+The API's error body is raised again as the same error class (so it is printed and exits as
+it would locally); a server that cannot be reached or whose certificate is not trusted is
+``SERVER_UNREACHABLE`` / ``SERVER_UNTRUSTED``. The token is sent only in the Authorization
+header: never printed, logged or put in an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from vmvault.domain.errors import (
+    InternalError,
+    InvalidInput,
+    RemoteUnsupported,
+    ServerUnreachable,
+    ServerUntrusted,
+    VmvaultError,
+)
+from vmvault.domain.job import JobState
+
+PREFIX = "/api/v1"
+#: Seconds a request may take (a job is polled, never waited for in one request).
+TIMEOUT = 60.0
+#: The largest page GET /jobs gives.
+PAGE = 1000
+#: Seconds between two polls of a job the CLI waits for.
+POLL = 0.5
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    token: str | None
+    ca: Path | None
+
+    def __repr__(self) -> str:  # never the token
+        return f"Server(url={self.url!r}, ca={self.ca!r})"
+
+
+_server: Server | None = None
+_describe: Callable[[], tuple[str, list[str]] | None] | None = None
+
+
+def configure(url: str | None, token: str | None, token_file: Path | None, ca: Path | None) -> None:
+    """Set remote mode from the root command's options (``url`` None: local mode)."""
+    global _server
+    if not url:
+        _server = None
+        return
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInput("give http://HOST:PORT or https://HOST:PORT", what="--server")
+    if url.startswith("http://") and not _loopback(httpx.URL(url).host):
+        # as 'vmvault serve' speaks HTTPS only beyond loopback: the token never goes in clear
+        raise InvalidInput("beyond loopback the server speaks https:// only", what="--server")
+    if token is None and token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise InvalidInput(exc.strerror or str(exc), what="VMVAULT_TOKEN_FILE") from None
+    _server = Server(url.rstrip("/"), token or None, ca)
+
+
+#: The root command's options that take a value (left out when a command is named).
+GLOBAL_OPTIONS = ("--server", "--token")
+
+
+def command_args(args: list[str]) -> list[str]:
+    """``args`` without the root command's options (before the command's first word)."""
+    rest = list(args)
+    while rest and rest[0].split("=", 1)[0] in GLOBAL_OPTIONS:
+        rest = rest[1:] if "=" in rest[0] else rest[2:]
+    return rest
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def active() -> bool:
+    return _server is not None
+
+
+def name_commands(describe: Callable[[], tuple[str, list[str]] | None]) -> None:
+    """How to name the command being run in a refusal (its words, from the command line)."""
+    global _describe
+    _describe = describe
+
+
+def refuse() -> None:
+    """Refuse a command that has no remote mode, when remote mode is on."""
+    if _server is not None:
+        raise RemoteUnsupported(command=_command())
+
+
+def refuse_option(option: str) -> None:
+    """Refuse an option of a remote command that the API does not take."""
+    if _server is not None:
+        raise RemoteUnsupported(command=f"{_command()} {option}")
+
+
+def get(path: str, **params: Any) -> Any:
+    return _request("GET", path, params=params).json()
+
+
+def get_all(path: str, **params: Any) -> list[Any]:
+    """Every item of a paginated list (``X-Total-Count``)."""
+    items: list[Any] = []
+    while True:
+        r = _request("GET", path, params=params | {"limit": PAGE, "offset": len(items)})
+        page = r.json()
+        items += page
+        if not page or len(items) >= int(r.headers.get("X-Total-Count", len(items))):
+            return items
+
+
+def post(path: str, body: dict[str, Any] | None = None) -> Any:
+    return _request("POST", path, json=body).json()
+
+
+def wait_job(doc: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    """The job document once the job has ended (or ``timeout`` seconds have passed), polled
+    from the server."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not JobState(doc["state"]).final:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        time.sleep(POLL)
+        doc = get(f"/jobs/{doc['id']}")
+    return doc
+
+
+def _command() -> str:
+    described = _describe() if _describe is not None else None
+    return f"vmvault {described[0]}" if described else "vmvault"
+
+
+def _request(method: str, path: str, **kwargs: Any) -> httpx.Response:
+    server = _server
+    assert server is not None, "remote mode is off"
+    params = {k: v for k, v in (kwargs.pop("params", None) or {}).items() if v is not None}
+    headers = {"Authorization": f"Bearer {server.token}"} if server.token else {}
+    try:
+        with httpx.Client(verify=_verify(server), timeout=TIMEOUT) as client:
+            r = client.request(
+                method, server.url + PREFIX + path, params=params, headers=headers, **kwargs
+            )
+    except httpx.TransportError as exc:
+        raise _unreachable(server, exc) from None
+    if r.is_success:
+        return r
+    raise _answered(r)
+
+
+def _verify(server: Server) -> ssl.SSLContext | bool:
+    if not server.url.startswith("https://"):
+        return False
+    try:
+        return ssl.create_default_context(cafile=str(server.ca) if server.ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidInput(f"not a readable PEM file: {exc}", what="VMVAULT_SERVER_CA") from None
+
+
+def _unreachable(server: Server, exc: httpx.TransportError) -> VmvaultError:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return ServerUntrusted(url=server.url, why=cause.verify_message or str(cause))
+        cause = cause.__cause__ or cause.__context__
+    why = str(exc) or type(exc).__name__
+    return ServerUnreachable(url=server.url, why=why)
+
+
+def _answered(r: httpx.Response) -> VmvaultError:
+    """The API's ``{"error": {code, message, remedy}}`` as the error class of that code, so
+    it prints and exits as locally; a code this CLI does not know exits by the status."""
+    try:
+        body = r.json()["error"]
+        code, message, remedy = str(body["code"]), str(body["message"]), str(body["remedy"])
+    except (ValueError, KeyError, TypeError):
+        return InternalError(f"the server answered HTTP {r.status_code} without an error body")
+    cls = VmvaultError.registry.get(code)
+    exc: VmvaultError
+    if cls is None:
+        exc = (InvalidInput if r.status_code < 500 else InternalError)(message)
+        exc.code = code  # type: ignore[misc]
+    else:
+        exc = cls.__new__(cls)
+        Exception.__init__(exc, message)
+        exc.fields, exc.detail = {}, None
+    exc.text, exc.remedy_text = message, remedy
+    return exc

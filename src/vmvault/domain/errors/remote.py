@@ -1,0 +1,35 @@
+"""The CLI's remote mode (``vmvault --server URL``, docs/server.md "Remote CLI"): what it
+refuses before any request, and a server it cannot reach or trust."""
+
+from __future__ import annotations
+
+from vmvault.domain.errors.base import VmvaultError
+
+
+class RemoteUnsupported(VmvaultError):
+    code = "REMOTE_UNSUPPORTED"
+    message = "'{command}' does not run against a server (--server / VMVAULT_SERVER)"
+    remedy = (
+        "Run it on the server host without --server (and with VMVAULT_SERVER unset); "
+        "docs/server.md lists the commands the remote CLI runs."
+    )
+    kind = "usage"
+
+
+class ServerUnreachable(VmvaultError):
+    code = "SERVER_UNREACHABLE"
+    message = "cannot reach the vmvault server at {url}: {why}"
+    remedy = (
+        "Check the URL (--server, VMVAULT_SERVER), that 'vmvault serve' runs there and that "
+        "this host may connect to its port."
+    )
+
+
+class ServerUntrusted(VmvaultError):
+    code = "SERVER_UNTRUSTED"
+    message = "the TLS certificate of {url} is not trusted: {why}"
+    remedy = (
+        "Give the server's certificate (or its CA) as VMVAULT_SERVER_CA=PEM file, e.g. the "
+        "self-signed $VMVAULT_HOME/tls/cert.pem of the server host; compare its fingerprint "
+        "with the one 'vmvault serve' logged."
+    )

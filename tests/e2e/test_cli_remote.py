@@ -1,0 +1,325 @@
+"""The remote CLI (docs/server.md, "Remote CLI"): ``vmvault --server URL --token T CMD``
+against a real ``vmvault serve`` prints the same stdout and stderr and exits with the same code
+as ``vmvault CMD`` run on the server host, for every command it runs remotely; it refuses the
+others before anything runs, and reports a refused token, a missing role, a server that is
+down and a certificate it does not trust as errors with a remedy, never a traceback.
+
+The server runs on its own VMVAULT_HOME; the remote runs use another, empty one, which stays
+empty: nothing is read or written locally."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import CliRunner, Result, save_vm
+from tests.e2e.api_world import make_world
+from tests.e2e.conftest import free_port
+from vmvault.domain.vm import VmState
+
+
+@dataclass
+class Served:
+    url: str
+    admin: str
+    reader: str
+    log: Path
+
+
+@contextlib.contextmanager
+def _serve(home: Path, listen: str, url: str, log: Path) -> Iterator[None]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
+    env |= {"VMVAULT_HOME": str(home), "VMVAULT_GC_SCHEDULE": "off"}
+    with log.open("w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vmvault", "serve", "--listen", listen],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"{url}/api/v1/health", timeout=5, verify=False)
+                break
+            time.sleep(0.2)
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=150)
+
+
+WEB = "11111111-2222-3333-4444-555555555555"
+
+
+def _seed(home: Path) -> None:
+    """Vault ``main``; ``web`` protected by ``gold`` with a point (backed up through the
+    in-memory hypervisor, into the real catalog and vault), and VMs in three states."""
+    w = make_world(home)
+    w.services.vaults.create("main", "local", None)
+    w.add_vm("web", WEB)
+    c = w.client()
+    assert c.post("/api/v1/vms/discover", json={}).status_code == 200
+    assert c.post("/api/v1/vms/register", json={"vms": ["web"]}).status_code == 200
+    gold = {"name": "gold", "schedule": "daily@02:00", "retention": {"daily": 7}}
+    assert c.post("/api/v1/policies", json=gold).status_code == 201
+    hourly = {
+        "name": "sets",
+        "schedule": "every:6h@00:00-23:59",
+        "retention": {"daily": 2},
+        "as_set": True,
+    }
+    assert c.post("/api/v1/policies", json=hourly).status_code == 201, c.get("/api/v1/policies")
+    assert c.post("/api/v1/protection", json={"vms": ["web"], "policy": "gold"}).status_code == 200
+    assert c.post("/api/v1/backups", json={"vms": ["web"]}).status_code == 202
+    [backup, *_] = w.run_queued()
+    assert backup.state.value == "completed", backup.message
+    save_vm(w.services, "web1", VmState.DISCOVERED)
+    save_vm(w.services, "db1", VmState.REGISTERED)
+    save_vm(w.services, "app[1]", VmState.REGISTERED, host="other")
+    w.services._engine.dispose()
+
+
+@pytest.fixture()
+def served(cli: CliRunner, home: Path) -> Iterator[Served]:
+    """The catalog of :func:`_seed` and finished GC jobs, served on loopback."""
+    _seed(home)
+    assert cli("gc").code == 0
+    assert cli("gc").code == 0
+    admin = cli("token", "create", "ops", "--role", "admin").stdout.splitlines()[-1]
+    reader = cli("token", "create", "eyes", "--role", "reader").stdout.splitlines()[-1]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = home / "serve.log"
+    with _serve(home, f"127.0.0.1:{port}", url, log):
+        yield Served(url, admin, reader, log)
+
+
+def _remote(cli: CliRunner, elsewhere: Path, url: str, token: str, *args: str) -> Result:
+    """``vmvault --server URL --token T ARGS`` from a home of its own."""
+    return cli("--server", url, "--token", token, *args, env={"VMVAULT_HOME": str(elsewhere)})
+
+
+def _same(local: Result, remote: Result, args: tuple[str, ...], token: str) -> None:
+    diff = "\n".join(
+        difflib.unified_diff(
+            (local.stdout + local.stderr).splitlines(),
+            (remote.stdout + remote.stderr).splitlines(),
+            "local",
+            "remote",
+            lineterm="",
+        )
+    )
+    assert (remote.stdout, remote.stderr) == (local.stdout, local.stderr), (args, diff)
+    assert remote.code == local.code, (args, local, remote)
+    assert "Traceback" not in remote.stderr and token not in remote.stdout + remote.stderr
+
+
+READS = [
+    ("vault", "list"),
+    ("vault", "show"),
+    ("vault", "show", "main"),
+    ("vault", "show", "nothing"),
+    ("vm", "list"),
+    ("vm", "list", "--state", "registered"),
+    ("vm", "show", "db1"),
+    ("vm", "show", "other/app[1]"),
+    ("vm", "show", "nobody"),
+    ("jobs", "list"),
+    ("jobs", "list", "--type", "gc"),
+    ("jobs", "list", "--since", "1h"),
+    ("jobs", "list", "--since", "soon"),
+    ("jobs", "list", "--vm", "web"),
+    ("vm", "show", "web"),
+    ("points", "list"),
+    ("points", "list", "web"),
+    ("points", "list", "--vault", "main"),
+    ("points", "list", "--vault", "nowhere"),
+    ("points", "show", "POINT"),
+    ("points", "show", "no-such-point"),
+    ("jobs", "show", "1"),
+    ("jobs", "show", "999"),
+    ("protection", "list"),
+    ("policy", "list"),
+    ("policy", "show", "gold"),
+    ("policy", "show", "sets"),
+    ("policy", "show", "nope"),
+    ("errors",),
+]
+
+
+def test_reads_print_the_same_remotely_as_locally(
+    cli: CliRunner, served: Served, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    [point] = cli("points", "list", "--json").json()
+    for args in READS:
+        for shape in ((), ("--json",)):
+            full = tuple(point["id"] if a == "POINT" else a for a in (*args, *shape))
+            local = cli(*full)
+            remote = _remote(cli, elsewhere, served.url, served.admin, *full)
+            _same(local, remote, full, served.admin)
+    # the dashboard's document says when it was made: the same but for that second
+    local, remote = (
+        cli("dashboard"),
+        _remote(cli, elsewhere, served.url, served.reader, "dashboard"),
+    )
+    _same(local, remote, ("dashboard",), served.reader)
+    local = cli("dashboard", "--json")
+    remote = _remote(cli, elsewhere, served.url, served.reader, "dashboard", "--json")
+    assert local.code == remote.code == 0
+    assert {**local.json(), "at": None} == {**remote.json(), "at": None}
+    assert cli("vm", "list", "--json").json()[0]["name"]  # the catalog is not empty
+    assert list(elsewhere.iterdir()) == []  # nothing local was opened
+
+
+def test_actions_queue_on_the_server_and_refuse_like_locally(
+    cli: CliRunner, served: Served, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = _remote(cli, elsewhere, served.url, served.admin, "gc", "--no-wait", "--json")
+    assert r.code == 0, r.stderr
+    [job] = r.json()
+    assert job["type"] == "gc" and job["state"] == "queued" and job["origin"] == "api"
+    r = _remote(cli, elsewhere, served.url, served.admin, "gc", "--no-wait")
+    assert r.code == 0 and r.stdout.startswith(f"job {job['id'] + 1} queued: gc main"), r
+    shown = cli("jobs", "show", str(job["id"]), "--json").json()  # on the server's catalog
+    assert shown["id"] == job["id"] and shown["origin"] == "api"
+    # waiting for it: the server runs it; then the same lines as a local wait
+    r = _remote(cli, elsewhere, served.url, served.admin, "jobs", "wait", str(job["id"]))
+    assert r.code == 0 and r.stdout == f"job {job['id']} gc: completed\n", r
+    args = ("jobs", "wait", str(job["id"]), "--json")
+    _same(cli(*args), _remote(cli, elsewhere, served.url, served.admin, *args), args, served.admin)
+    # a backup queued on the server
+    r = _remote(cli, elsewhere, served.url, served.admin, "backup", "web", "--no-wait", "--json")
+    assert r.code == 0, r
+    [queued] = r.json()
+    assert (queued["type"], queued["vm"], queued["origin"]) == ("backup", WEB, "api")
+    # the server runs it and it fails there (no libvirt domain behind this catalog's VM):
+    # the wait reports the failure (error lines, exit 1) as a local wait does
+    args = ("jobs", "wait", str(queued["id"]))
+    remote = _remote(cli, elsewhere, served.url, served.admin, *args)
+    assert remote.code == 1 and remote.stderr.startswith("error "), remote
+    _same(cli(*args), remote, args, served.admin)
+    # cancelling a finished job: the same refusal (JOB_NOT_ACTIVE, exit 2) both ways
+    for shape in ((), ("--json",)):
+        args = ("jobs", "cancel", "1", *shape)
+        _same(
+            cli(*args), _remote(cli, elsewhere, served.url, served.admin, *args), args, served.admin
+        )
+    # a role too low: the server's refusal, printed as a local error
+    r = _remote(cli, elsewhere, served.url, served.reader, "gc", "--no-wait")
+    assert r.code == 2 and r.stdout == "", r
+    lines = r.stderr.splitlines()
+    assert (
+        lines[0]
+        == "error ROLE_REQUIRED: token 'eyes' has role reader; this needs operator or above"
+    )
+    assert (
+        lines[1].startswith("remedy: Ask an admin for a token with role operator")
+        and len(lines) == 2
+    )
+    # a token the server does not know
+    r = _remote(cli, elsewhere, served.url, "vmv_not-a-token", "vm", "list")
+    assert r.code == 2 and r.stderr.startswith("error AUTH_REQUIRED: "), r
+    assert "vmv_not-a-token" not in r.stdout + r.stderr
+    # the token from the environment and from a file
+    env = {"VMVAULT_HOME": str(elsewhere), "VMVAULT_SERVER": served.url}
+    assert (
+        cli("vm", "list", env=env | {"VMVAULT_TOKEN": served.reader}).stdout
+        == cli("vm", "list").stdout
+    )
+    token_file = tmp_path / "token"
+    token_file.write_text(served.reader + "\n")
+    r = cli("vm", "list", "--json", env=env | {"VMVAULT_TOKEN_FILE": str(token_file)})
+    assert r.code == 0 and r.json() == cli("vm", "list", "--json").json()
+    assert list(elsewhere.iterdir()) == []
+
+
+UNSUPPORTED = [
+    ("vault", "create", "second", "--location", "local"),
+    ("token", "create", "more", "--role", "admin"),
+    ("gc",),
+    ("gc", "--dry-run"),
+    ("policy", "create", "more", "--schedule", "daily@01:00", "--daily", "7"),
+    ("serve",),
+    ("errors", "--markdown"),
+    ("points", "list", "--set", "some-set"),
+    ("backup", "web"),
+]
+
+
+def test_commands_without_a_remote_mode_are_refused_before_anything_runs(
+    cli: CliRunner, served: Served, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    before = cli("vault", "list", "--json").json()
+    jobs = len(cli("jobs", "list", "--json").json())
+    for args in UNSUPPORTED:
+        r = _remote(cli, elsewhere, served.url, served.admin, *args)
+        assert r.code == 2 and r.stdout == "", (args, r)
+        lines = r.stderr.splitlines()
+        assert lines[0].startswith("error REMOTE_UNSUPPORTED: 'vmvault "), (args, r.stderr)
+        assert "does not run against a server" in lines[0]
+        assert lines[1].startswith("remedy: Run it on the server host") and len(lines) == 2
+    assert cli("vault", "list", "--json").json() == before
+    assert len(cli("jobs", "list", "--json").json()) == jobs
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_server_that_is_down_is_reported(cli: CliRunner, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    r = cli("--server", url, "--token", "secret-token", "vm", "list")
+    assert r.code == 1 and r.stdout == "", r
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith(
+        f"error SERVER_UNREACHABLE: cannot reach the vmvault server at {url}"
+    )
+    assert lines[1].startswith("remedy: Check the URL (--server, VMVAULT_SERVER)")
+    assert len(lines) == 2 and "secret-token" not in r.stderr
+    r = cli("--server", "127.0.0.1:8470", "vm", "list")
+    assert r.code == 2 and r.stderr.startswith("error INVALID_INPUT: --server is not valid"), r
+    r = cli("--server", "http://192.0.2.1:8470", "--token", "secret-token", "vm", "list")
+    assert r.code == 2 and "https:// only" in r.stderr and "secret-token" not in r.stderr, r
+
+
+def test_https_with_the_servers_self_signed_certificate(
+    cli: CliRunner, home: Path, tmp_path: Path
+) -> None:
+    assert cli("vault", "create", "main", "--location", "local").code == 0
+    token = cli("token", "create", "ops", "--role", "admin").stdout.splitlines()[-1]
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    with _serve(home, f"0.0.0.0:{port}", url, home / "serve.log"):
+        cert = home / "tls" / "cert.pem"
+        assert cert.exists()
+        env = {"VMVAULT_SERVER": url, "VMVAULT_TOKEN": token}
+        r = cli("vault", "list", "--json", env=env | {"VMVAULT_SERVER_CA": str(cert)})
+        assert r.code == 0, r
+        assert r.json() == cli("vault", "list", "--json").json()
+        r = cli("vault", "list", env=env)  # the system's CAs do not know it
+        assert r.code == 1 and r.stdout == "", r
+        lines = r.stderr.splitlines()
+        assert lines[0].startswith(f"error SERVER_UNTRUSTED: the TLS certificate of {url} "), r
+        assert lines[1].startswith("remedy: Give the server's certificate (or its CA)")
+        assert len(lines) == 2 and token not in r.stderr
+        # plain HTTP to the HTTPS port is no answer either
+        r = cli("vault", "list", env=env | {"VMVAULT_SERVER": f"http://127.0.0.1:{port}"})
+        assert r.code == 1 and r.stderr.startswith("error SERVER_UNREACHABLE: "), r
