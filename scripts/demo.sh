@@ -10,7 +10,7 @@ CONSOLE=127.0.0.1:8479
 # the console server a previous run left running (its last step) is stopped first
 if [ -f "$VMVAULT_HOME/console.pid" ]; then
   pid=$(cat "$VMVAULT_HOME/console.pid")
-  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "vmvault serve"; then
+  if { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q "vmvault serve"; then
     kill -TERM "$pid"
     for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   fi
