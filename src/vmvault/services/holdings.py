@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vmvault.domain.errors import PointNotInVault, PointSoftDeleted
+from vmvault.domain.errors import PointNotFound, PointNotInVault, PointSoftDeleted
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.domain.soft_delete import Deletion
 from vmvault.services.ports import UnitOfWork
@@ -37,6 +37,14 @@ class Holding:
     vaults: list[str]
     damaged: dict[str, tuple[DamagedDisk, ...]]
     deleted: dict[str, Deletion] = field(default_factory=dict)
+
+
+def known(uow: UnitOfWork, point_id: str) -> RecoveryPoint:
+    """The catalog's point ``point_id``, or ``POINT_NOT_FOUND``."""
+    point = uow.points.get(point_id)
+    if point is None:
+        raise PointNotFound(point=point_id, path="the catalog")
+    return point
 
 
 def holders(uow: UnitOfWork, point: RecoveryPoint, exclude: str | None = None) -> list[str]:

@@ -30,7 +30,6 @@ from vmvault.domain.errors import (
     Cancelled,
     InsufficientSpace,
     InvalidInput,
-    PointNotFound,
     RestoreTargetExists,
     VerifyFailed,
 )
@@ -123,10 +122,7 @@ class PointService(Service):
 
     def get(self, point_id: str) -> RecoveryPoint:
         with self.uow() as uow:
-            point = uow.points.get(point_id)
-        if point is None:
-            raise PointNotFound(point=point_id, path="the catalog")
-        return point
+            return holdings.known(uow, point_id)
 
     # --- restore (disks only) -------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import (
     InvalidInput,
-    PointNotFound,
     PointNotInVault,
     PointNotSoftDeleted,
     VaultNotFound,
@@ -162,7 +161,8 @@ class SoftDeleteService(Service):
         changed: unknown point (``POINT_NOT_FOUND``, also once purged everywhere), a vault not
         holding it (``POINT_NOT_IN_VAULT``, also once purged there), not soft-deleted
         (``POINT_NOT_SOFT_DELETED``), its period ended (``SOFT_DELETE_EXPIRED``)."""
-        point = self._point(point_id)
+        with self.uow() as uow:
+            point = holdings.known(uow, point_id)
         if vault_name is not None:
             self.vaults.resolve(vault_name)
         now = self.clock()
@@ -178,13 +178,6 @@ class SoftDeleteService(Service):
                     uow.copies.set_deleted(point.id, holding.vault, None)
             uow.commit()
         return gone
-
-    def _point(self, point_id: str) -> RecoveryPoint:
-        with self.uow() as uow:
-            point = uow.points.get(point_id)
-        if point is None:
-            raise PointNotFound(point=point_id, path="the catalog")
-        return point
 
     def _deleted_holdings(
         self, uow: UnitOfWork, point: RecoveryPoint, vault: str | None
