@@ -36,7 +36,7 @@ class MemoryImage:
 
 
 class MemoryFiles:
-    """A host's file system in memory (see ``HostFiles`` in services/ports.py)."""
+    """A host's file system in memory (see ``HostFiles`` in services/ports/)."""
 
     def __init__(self, free: int = 1 << 40, pid: int | None = None) -> None:
         self.files: dict[Path, bytes] = {}

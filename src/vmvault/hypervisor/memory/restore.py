@@ -40,7 +40,7 @@ class MemoryDomain:
 
 
 class MemoryRestoreDriver:
-    """A host's domains in memory (see ``RestoreDriver`` in services/ports.py)."""
+    """A host's domains in memory (see ``RestoreDriver`` in services/ports/)."""
 
     def __init__(
         self, files: MemoryFiles, default_dir: Path = Path("/var/lib/libvirt/images")

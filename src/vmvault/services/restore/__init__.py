@@ -52,7 +52,7 @@ in its switch is rolled back (the same :mod:`.rollback` as a failure), a half-ma
 test VM is removed.
 
 The service does no file I/O itself: files go through the ``HostFiles`` port, images through
-the ``DiskWriter`` port, the hypervisor through ``RestoreDriver`` (services/ports.py).
+the ``DiskWriter`` port, the hypervisor through ``RestoreDriver`` (services/ports/restore.py).
 """
 
 from vmvault.services.restore.model import RestoredDisk, RestoreReport, RestoreRequest

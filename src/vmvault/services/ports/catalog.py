@@ -1,0 +1,370 @@
+"""The catalog's contracts: one repository per table group and the unit of work that
+holds them (``vmvault.persistence`` implements them over SQLAlchemy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol
+
+from vmvault.domain.audit import AuditEntry
+from vmvault.domain.job import Job, JobState, JobType, JournalStep
+from vmvault.domain.metrics import LastBackup
+from vmvault.domain.notification import Channel, Delivery, Event, Message, Outgoing, Target
+from vmvault.domain.policy import Policy
+from vmvault.domain.recovery_point import (
+    CheckpointRecord,
+    DamagedDisk,
+    PointCopy,
+    RecoveryPoint,
+)
+from vmvault.domain.soft_delete import Deletion, SoftDelete
+from vmvault.domain.tokens import ApiToken
+from vmvault.domain.vault import Host, S3Location, Vault
+from vmvault.domain.vm import VmItem
+
+
+class VaultRepository(Protocol):
+    def get(self, name: str) -> Vault | None: ...
+    def all(self) -> list[Vault]: ...
+    def add(
+        self,
+        name: str,
+        location: str,
+        path: str,
+        now: datetime,
+        key_file: str | None = None,
+        s3: S3Location | None = None,
+    ) -> Vault: ...
+    def set_soft_delete(self, name: str, setting: SoftDelete) -> None:
+        """Store the vault's soft-delete setting (docs/soft-delete.md)."""
+
+
+class HostRepository(Protocol):
+    def get(self, uri: str) -> Host | None: ...
+    def all(self, location: str | None = None) -> list[Host]: ...
+    def add(self, uri: str, location: str, hostname: str | None, now: datetime) -> Host: ...
+    def remove(self, uri: str) -> None: ...
+    def set_hostname(self, uri: str, hostname: str) -> None: ...
+    def set_cluster_managed(self, uri: str, vms: Sequence[str]) -> None:
+        """Replace the host's list of cluster-managed VMs (names or uuids)."""
+
+
+class VmRepository(Protocol):
+    def get(self, uuid: str) -> VmItem | None: ...
+    def all(self, host_uris: Sequence[str] | None = None) -> list[VmItem]: ...
+    def save(self, vm: VmItem) -> None:
+        """Insert or update the VM item (keyed by uuid)."""
+
+    def save_facts(self, vm: VmItem) -> None:
+        """Update only the discovery facts of an existing VM item (a backup's commit: the
+        operator's changes made while it ran — excluded disks, cluster ownership,
+        protection — stay)."""
+
+
+class PointRepository(Protocol):
+    def add(self, point: RecoveryPoint) -> None: ...
+    def get(self, point_id: str) -> RecoveryPoint | None: ...
+    def for_vm(
+        self, vm_uuid: str, vault: str | None = None, *, deleted: bool | None = False
+    ) -> list[RecoveryPoint]:
+        """Newest first.  ``deleted``: False (default) the points held normally in their own
+        vault, True those soft-deleted there, None both."""
+
+    def in_vault(self, vault: str, *, deleted: bool | None = False) -> list[RecoveryPoint]:
+        """The points whose own vault is ``vault`` (``deleted`` as :meth:`for_vm`)."""
+
+    def in_set(self, set_id: str) -> list[RecoveryPoint]:
+        """The points of one backup set (``set_id``), by VM name."""
+
+    def delete(self, point_id: str) -> None: ...
+    def set_pinned(self, point_id: str, protected: bool, keep_until: datetime | None) -> None:
+        """Set the point's pin (never pruned) and its keep-until date."""
+
+    def record_restore_test(self, point_id: str, result: dict[str, Any]) -> None:
+        """Keep the latest restore test's result (JSON) on the point."""
+
+    def restore_test(self, point_id: str) -> dict[str, Any] | None:
+        """The latest restore test's result of the point, if it was ever tested."""
+
+    # --- copies (docs/copies.md) ---
+    def move(
+        self,
+        point_id: str,
+        vault: str,
+        damaged: Sequence[DamagedDisk] | None,
+        deleted: Deletion | None = None,
+    ) -> None:
+        """Make ``vault`` (a vault holding a copy) the point's own vault, with that copy's
+        damage record and soft deletion: what deleting the point from its own vault does when
+        copies exist."""
+
+    def set_deleted(self, point_id: str, deleted: Deletion | None) -> None:
+        """Mark the point's holding in its own vault soft-deleted (None: held normally)."""
+
+
+class CheckpointRepository(Protocol):
+    def add(self, record: CheckpointRecord) -> None: ...
+    def for_vm(self, vm_uuid: str) -> list[CheckpointRecord]:
+        """Oldest first."""
+
+    def delete(self, name: str) -> None: ...
+
+
+class JobRepository(Protocol):
+    def create(
+        self,
+        job_type: JobType,
+        vault: str,
+        vm_uuid: str | None,
+        vm_name: str | None,
+        state: JobState,
+        now: datetime,
+        pid: int | None,
+        conflict_key: str | None,
+        request: dict[str, Any] | None = None,
+        origin: str | None = None,
+        parent_id: int | None = None,
+    ) -> Job:
+        """Insert a job (``parent_id``: the set job it belongs to).  MUST raise :class:`~vmvault.domain.job.JobConflict` when ``conflict_key`` is held by
+        another active job (atomically: two concurrent creates never both succeed).  A job
+        created in a final state holds no key."""
+
+    def get(self, job_id: int) -> Job | None: ...
+    def queued(self, limit: int = 100) -> list[Job]:
+        """Queued jobs, oldest first."""
+
+    def active(self) -> list[Job]:
+        """Queued, in-progress and cancelling jobs, oldest first."""
+
+    def claim(self, job_id: int, pid: int, now: datetime) -> bool:
+        """Atomically move a queued job to in-progress for process ``pid``; False when it is
+        no longer queued (cancelled, or claimed by another worker)."""
+
+    def holder(self, conflict_key: str) -> Job | None:
+        """The active job that holds ``conflict_key``, if any."""
+
+    def find(
+        self,
+        job_type: JobType | None = None,
+        state: JobState | None = None,
+        since: datetime | None = None,
+        vm_uuid: str | None = None,
+        limit: int = 500,
+        parent_id: int | None = None,
+        offset: int = 0,
+        vault: str | None = None,
+    ) -> list[Job]:
+        """Newest first, ``limit`` of them after skipping ``offset``; ``parent_id``: only the
+        children of that set job; ``vault``: only that vault's jobs."""
+
+    def count(
+        self,
+        job_type: JobType | None = None,
+        state: JobState | None = None,
+        since: datetime | None = None,
+        vm_uuid: str | None = None,
+        parent_id: int | None = None,
+        vault: str | None = None,
+    ) -> int:
+        """How many jobs :meth:`find` selects with the same filters, without limit."""
+
+    def update(self, job: Job) -> None:
+        """Persist state, times, progress, warnings and error; clears the conflict key when
+        the state is final."""
+
+    def append_log(self, job_id: int, line: str, now: datetime) -> None: ...
+    def log(self, job_id: int) -> list[str]: ...
+    def record_step(self, job_id: int, step: str, data: dict[str, Any], now: datetime) -> None:
+        """Append a step to the job's journal (in the caller's transaction)."""
+
+    def steps(self, job_id: int) -> list[JournalStep]:
+        """The job's journal, in the order the steps were recorded."""
+
+
+class PointCopyRepository(Protocol):
+    """Copies of points in vaults other than their own, and damage found by verify."""
+
+    def add(self, copy: PointCopy) -> None: ...
+    def get(self, point_id: str, vault: str) -> PointCopy | None: ...
+    def of_point(self, point_id: str, *, deleted: bool | None = False) -> list[PointCopy]:
+        """By vault name; ``deleted``: False (default) held normally, True soft-deleted,
+        None both."""
+
+    def in_vault(self, vault: str, *, deleted: bool | None = False) -> list[PointCopy]: ...
+    def remove(self, point_id: str, vault: str) -> None: ...
+    def set_deleted(self, point_id: str, vault: str, deleted: Deletion | None) -> None:
+        """Mark the copy in ``vault`` soft-deleted (None: held normally)."""
+
+    def set_damaged(
+        self, point_id: str, vault: str, damage: Sequence[DamagedDisk] | None
+    ) -> None: ...
+
+
+class TokenRepository(Protocol):
+    """API tokens (domain/tokens.py): the catalog keeps a secret's SHA-256, never the secret."""
+
+    def get(self, name: str) -> ApiToken | None: ...
+    def by_public_id(self, public_id: str) -> tuple[ApiToken, str] | None:
+        """The token with this public id and its secret's SHA-256 (hex), revoked or not."""
+
+    def all(self) -> list[ApiToken]:
+        """Every token, revoked ones included, by name."""
+
+    def add(self, token: ApiToken, secret_sha256: str) -> None:
+        """Insert; MUST raise (the catalog's unique constraint) when the name is taken."""
+
+    def set_last_used(self, name: str, when: datetime) -> None: ...
+    def set_revoked(self, name: str, when: datetime) -> None: ...
+
+
+class AuditRepository(Protocol):
+    """The audit log: append-only (nothing updates or deletes an entry)."""
+
+    def add(self, entry: AuditEntry) -> None: ...
+    def find(
+        self, actor: str | None, since: datetime | None, limit: int, offset: int
+    ) -> tuple[list[AuditEntry], int]:
+        """Entries of ``actor`` at or after ``since``, newest first, a page of them (``limit``
+        from ``offset``), and how many match in all."""
+
+
+class PolicyRecord(Protocol):
+    """A stored policy: the policy itself, the vault it belongs to, and when it changed."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def vault(self) -> str: ...
+    @property
+    def policy(self) -> Policy: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+class PolicyRepository(Protocol):
+    """Policies by name (names are unique across vaults)."""
+
+    def get(self, name: str) -> PolicyRecord | None: ...
+    def all(self, vault: str | None = None) -> Sequence[PolicyRecord]:
+        """Sorted by name."""
+
+    def add(self, vault: str, policy: Policy, now: datetime) -> PolicyRecord:
+        """Insert; the caller has checked that the name is free."""
+
+    def update(self, policy: Policy, now: datetime) -> None:
+        """Replace the definition of the policy named ``policy.name``."""
+
+    def delete(self, name: str) -> None: ...
+
+
+class ScheduleRepository(Protocol):
+    """The scheduler's progress: the last slot handled per schedule name."""
+
+    def last(self, name: str) -> datetime | None: ...
+    def advance(
+        self, name: str, old: datetime | None, new: datetime, key: str | None, now: datetime
+    ) -> bool:
+        """Compare-and-set ``old`` → ``new`` (``old=None``: first record).  False when another
+        scheduler got there first: the caller must then create nothing."""
+
+
+class NotificationRepository(Protocol):
+    """Notification targets and the outbox of messages to deliver to them."""
+
+    def add_target(
+        self, vault: str, channel: Channel, address: str, events: Sequence[Event], now: datetime
+    ) -> Target: ...
+    def target(self, target_id: int) -> Target | None: ...
+    def targets(self, vault: str | None = None) -> list[Target]:
+        """Oldest first; all vaults' when ``vault`` is None."""
+
+    def remove_target(self, target_id: int) -> None:
+        """Remove the target and its messages, delivered or not."""
+
+    def enqueue(self, target: Target, message: Message, now: datetime) -> bool:
+        """Add ``message`` for ``target``, due now, in the caller's transaction.  MUST add
+        nothing (and return False) when the target already has a message with the same
+        ``message.key``, whatever its state: that is what makes an overdue episode notify
+        once."""
+
+    def due(self, now: datetime, limit: int = 50) -> list[Outgoing]:
+        """Pending messages whose next attempt is due, oldest first."""
+
+    def outbox(self, limit: int = 100, target_id: int | None = None) -> list[Outgoing]:
+        """The newest messages, newest first."""
+
+    def mark(
+        self,
+        outgoing_id: int,
+        state: Delivery,
+        attempts: int,
+        next_attempt_at: datetime,
+        error: str | None,
+        sent_at: datetime | None,
+    ) -> None: ...
+    def prune(self, before: datetime) -> int:
+        """Delete the ``sent`` and ``failed`` messages created before ``before`` (never a
+        pending one); how many."""
+
+
+class CatalogStats(Protocol):
+    """Aggregates of the catalog for ``/metrics``, computed by the database: the cost of a
+    scrape grows with the number of VMs, never with the number of jobs ever run."""
+
+    def job_counts(self) -> dict[tuple[str, str], int]:
+        """Jobs by ``(type, state)``."""
+
+    def last_backups(self) -> list[LastBackup]:
+        """Per VM with an ended backup job: the newest one and its newest good one's end."""
+
+
+class UnitOfWork(Protocol):
+    """A catalog transaction: ``with uow_factory() as uow: ...; uow.commit()``.
+
+    Leaving the block without :meth:`commit` rolls back.
+    """
+
+    @property
+    def vaults(self) -> VaultRepository: ...
+    @property
+    def hosts(self) -> HostRepository: ...
+    @property
+    def vms(self) -> VmRepository: ...
+    @property
+    def jobs(self) -> JobRepository: ...
+    @property
+    def points(self) -> PointRepository: ...
+    @property
+    def checkpoints(self) -> CheckpointRepository: ...
+    @property
+    def copies(self) -> PointCopyRepository: ...
+    @property
+    def policies(self) -> PolicyRepository: ...
+    @property
+    def schedules(self) -> ScheduleRepository: ...
+    @property
+    def tokens(self) -> TokenRepository: ...
+    @property
+    def audit(self) -> AuditRepository: ...
+    @property
+    def notifications(self) -> NotificationRepository: ...
+    @property
+    def stats(self) -> CatalogStats: ...
+
+    def __enter__(self) -> UnitOfWork: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
