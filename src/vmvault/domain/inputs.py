@@ -115,6 +115,16 @@ def check_id(value: int, what: str) -> int:
     return value
 
 
+#: A page of a listing (jobs, the audit log, …): 100 items unless asked, 1,000 at most, from
+#: any offset a catalog integer can hold.
+DEFAULT_PAGE, MAX_PAGE = 100, 1000
+
+
+def check_page(limit: int, offset: int) -> tuple[int, int]:
+    """The one rule for a page of a listing: ``limit`` 1..MAX_PAGE, ``offset`` 0..MAX_INT64."""
+    return check_count(limit, "limit", 1, MAX_PAGE), check_count(offset, "offset", 0, MAX_INT64)
+
+
 def check_count(value: int, what: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise InvalidInput(f"use a whole number from {low} to {high}", what=f"{what} {value}")

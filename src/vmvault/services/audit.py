@@ -12,11 +12,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from vmvault.domain.audit import ANONYMOUS, AnonymousRefusals, AuditEntry, clip
-from vmvault.domain.inputs import check_count
+from vmvault.domain.inputs import check_page
 from vmvault.services.ports import UnitOfWorkFactory
-
-#: The most entries one page lists.
-MAX_PAGE = 1000
 
 
 class AuditService:
@@ -65,8 +62,7 @@ class AuditService:
         offset: int = 0,
     ) -> tuple[list[AuditEntry], int]:
         """Newest first: a page of ``limit`` entries from ``offset``, and how many match."""
-        check_count(limit, "limit", 1, MAX_PAGE)
-        check_count(offset, "offset", 0, 2**31)
+        check_page(limit, offset)
         start = self.clock() - since if since is not None else None
         with self.uow() as uow:
             return uow.audit.find(actor, start, limit, offset)

@@ -17,10 +17,10 @@ from vmvault import documents
 from vmvault.api.auth import needs
 from vmvault.api.errors import responses
 from vmvault.api.requests import TokenCreate
+from vmvault.api.routes.common import PAGE, Limit, Offset, paged, set_total
 from vmvault.bootstrap import Services
 from vmvault.domain.access import Principal, Role
 from vmvault.domain.job import parse_since
-from vmvault.services.audit import MAX_PAGE
 
 
 class WhoAmIDoc(BaseModel):
@@ -87,20 +87,25 @@ def routes(services: Services) -> APIRouter:
         """Revoke a token: the next request with it is refused (401)."""
         return documents.token_doc(services.tokens.revoke(name))
 
-    @router.get("/audit", response_model=list[AuditDoc], responses=responses(), dependencies=admin)
+    @router.get(
+        "/audit",
+        response_model=list[AuditDoc],
+        responses={**paged("audit entries"), **responses()},
+        dependencies=admin,
+    )
     def audit(
         response: Response,
         actor: str | None = None,
         since: Annotated[
             str | None, Query(description="only entries this long ago or later: 24h, 7d…")
         ] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-        offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+        limit: Limit = PAGE,
+        offset: Offset = 0,
     ) -> list[dict[str, Any]]:
         """The audit log, newest first; ``X-Total-Count``: how many entries match."""
         window = parse_since(since) if since else None
         found, total = services.audit.list_entries(actor, window, limit, offset)
-        response.headers["X-Total-Count"] = str(total)
+        set_total(response, total)
         return [documents.audit_doc(e) for e in found]
 
     return router

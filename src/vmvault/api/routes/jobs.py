@@ -9,21 +9,21 @@ from fastapi import APIRouter, Query, Response
 from vmvault import documents
 from vmvault.api.errors import responses
 from vmvault.api.models import JobDoc, JobWithLogDoc
-from vmvault.api.routes.common import OPERATOR, PREFIX, READER, JobId, queued
+from vmvault.api.routes.common import (
+    OPERATOR,
+    PAGE,
+    PREFIX,
+    READER,
+    JobId,
+    Limit,
+    Offset,
+    paged,
+    queued,
+    set_total,
+)
 from vmvault.bootstrap import Services
 from vmvault.domain.errors import InvalidInput
-from vmvault.domain.inputs import MAX_INT64
 from vmvault.domain.job import JobState, JobType, parse_since
-
-#: A page of the job list: 100 jobs unless asked, 1,000 at most.
-DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
-
-_TOTAL = {
-    "X-Total-Count": {
-        "description": "how many jobs match the filters (every page)",
-        "schema": {"type": "integer"},
-    }
-}
 
 
 def routes(services: Services) -> APIRouter:
@@ -32,7 +32,7 @@ def routes(services: Services) -> APIRouter:
     @router.get(
         "/jobs",
         response_model=list[JobDoc],
-        responses={200: {"description": "A page of jobs", "headers": _TOTAL}, **responses(404)},
+        responses={**paged("jobs"), **responses(404)},
         dependencies=READER,
     )
     def jobs(
@@ -44,8 +44,8 @@ def routes(services: Services) -> APIRouter:
         since: Annotated[
             str | None, Query(description="only jobs created this long ago or later: 24h, 7d…")
         ] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-        offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
+        limit: Limit = PAGE,
+        offset: Offset = 0,
         status: Annotated[
             JobState | None, Query(deprecated=True, description="the old name of state")
         ] = None,
@@ -62,7 +62,7 @@ def routes(services: Services) -> APIRouter:
             type, state, window, uuid, limit=limit, offset=offset, vault=name
         )
         total = services.jobs.count_jobs(type, state, window, uuid, vault=name)
-        response.headers["X-Total-Count"] = str(total)
+        set_total(response, total)
         return [documents.job_doc(j) for j in found]
 
     @router.get(
