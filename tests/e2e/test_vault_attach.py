@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import CliRunner
 from tests.e2e.api_world import World, make_world
+from tests.e2e.test_vault_keys import tree_digest
 from tests.s3lab import Rgw
 from vmvault.bootstrap import bootstrap
 from vmvault.domain import paper_key
@@ -133,6 +134,35 @@ def test_rediscovery_relinks_the_vm_and_its_next_backup_is_full_and_says_why(
     assert "missing in libvirt and not in the catalog" in log, log
 
 
+def test_a_vault_of_copies_is_recorded_as_holding_the_points_the_catalog_has(
+    tmp_path: Path,
+) -> None:
+    old = written_world(tmp_path / "old", tmp_path / "vault")
+    old.services.vaults.create("offsite", "local", str(tmp_path / "offsite"))
+    [copied] = old.services.copies.copy("main", "offsite", ["web"])
+    assert copied.job.state.value == "completed", copied.job.message
+    web_points = {p.id for p in old.services.points.list_points("main", "web")}
+    new = fresh(tmp_path / "new")
+    first = new.services.vault_attach.attach("main", "local", str(tmp_path / "vault"))
+    second = new.services.vault_attach.attach("offsite", "local", str(tmp_path / "offsite"))
+    assert (first.points, first.copies) == (4, 0)
+    # the offsite vault holds copies of points the catalog knows: held there too
+    assert (second.vms, second.vms_new, second.points, second.copies) == (1, 0, 0, 3)
+    held = new.services.points.holders(sorted(web_points))
+    assert {pid: h.vaults for pid, h in held.items()} == {
+        pid: ["main", "offsite"] for pid in web_points
+    }
+    # and a restore may read from the copy
+    newest = new.services.points.list_points("offsite", "web")[0]
+    out = tmp_path / "out"
+    done = new.services.points.restore_disks(
+        "web", newest.id, str(out), fmt="raw", from_vault="offsite"
+    )
+    assert done.job.state.value == "completed", done.job.message
+    for disk in old.hv.domains[WEB].disks:
+        assert (out / f"web-{disk.target}.raw").read_bytes() == bytes(disk.data)
+
+
 def test_refusals_write_nothing(tmp_path: Path) -> None:
     written_world(tmp_path / "old", tmp_path / "vault")
     new = fresh(tmp_path / "new")
@@ -189,10 +219,12 @@ def test_an_encrypted_vault_is_attached_with_its_paper_key_by_the_cli(
         assert r.code == 2 and f"error {code}" in r.stderr, (extra, r.stderr)
         assert "Traceback" not in r.stderr
         assert not (home / "keys").exists() or not any((home / "keys").iterdir())
-        assert cli("vault", "list", "--json").json() == []
+    assert cli("vault", "list", "--json").json() == []
 
+    stored = tree_digest(tmp_path / "vault")
     r = cli(*args, f"--paper-key={paper}", "--json", env=new_pass)
     assert r.code == 0, r.stderr
+    assert tree_digest(tmp_path / "vault") == stored  # attach only reads the storage
     doc = r.json()
     assert (doc["vms"], doc["points"], doc["keys_from"]) == (2, 4, "paper-key")
     assert doc["vault"]["encrypted"] and doc["vault"]["key_file"] == str(home / "keys/main.key")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -314,19 +315,28 @@ def _identity(backend: StorageBackend) -> dict[str, str]:
     return {k: str(doc[k]) for k in ("name", "location") if isinstance(doc.get(k), str)}
 
 
+#: Manifests read at once: on object storage each is a GET (~5-20 ms), so N points cost
+#: N/READERS round trips instead of N.
+READERS = 8
+
+
 def _read_points(store: VaultStore) -> tuple[list[Manifest], list[str], list[str]]:
     """Every point's manifest, authenticated; the ones skipped (``id: why``); the ids of
     half-written points (indexes without a manifest)."""
     ids = store.list_manifests()
-    manifests: list[Manifest] = []
-    skipped: list[str] = []
-    for point_id in ids:
+
+    def read(point_id: str) -> Manifest | str | None:
         try:
-            manifests.append(store.read_manifest(point_id))
+            return store.read_manifest(point_id)
         except PointNotFound:  # deleted since it was listed
-            continue
+            return None
         except (ManifestCorrupt, VaultFormatUnsupported) as exc:
-            skipped.append(f"{point_id}: {exc.text}")
+            return f"{point_id}: {exc.text}"
+
+    with ThreadPoolExecutor(READERS) as pool:
+        found = list(pool.map(read, ids))
+    manifests = [m for m in found if isinstance(m, Manifest)]
+    skipped = [m for m in found if isinstance(m, str)]
     incomplete = sorted(set(store.list_index_dirs()) - set(ids))
     return manifests, skipped, incomplete
 
