@@ -19,6 +19,8 @@ from tests.conftest import CliRunner
 from tests.e2e.api_world import World, make_world
 from tests.e2e.test_vault_keys import tree_digest
 from tests.s3lab import Rgw
+from vmvault import documents
+from vmvault.api import models
 from vmvault.bootstrap import bootstrap
 from vmvault.domain import paper_key
 from vmvault.domain.access import Role
@@ -60,8 +62,6 @@ def back_up(w: World) -> None:
 
 
 def points_of(services: Any) -> list[dict[str, Any]]:
-    from vmvault import documents
-
     docs = [documents.point_doc(p) for p in services.points.list_points("main", None)]
     return [comparable(d) for d in docs]
 
@@ -88,6 +88,8 @@ def test_a_local_vault_is_rebuilt_in_an_empty_home_and_restores_bit_exact(
     assert report.bytes_logical == sum(p["bytes_logical"] for p in before) > 0
     assert report.bytes_stored > 0 and report.keys_from == "config"
     assert report.recorded_name == "main" and not report.skipped
+    # the API's model names exactly the document's keys (a missing one would be dropped)
+    assert set(documents.attach_doc(report)) == set(models.AttachDoc.model_fields)
     # the same points, field for field (but the job that wrote them)
     assert points_of(new.services) == before
     incr = next(p for p in before if p["checkpoint"] and not p["set_id"])

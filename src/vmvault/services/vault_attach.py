@@ -315,8 +315,9 @@ def _identity(backend: StorageBackend) -> dict[str, str]:
     return {k: str(doc[k]) for k in ("name", "location") if isinstance(doc.get(k), str)}
 
 
-#: Manifests read at once: on object storage each is a GET (~5-20 ms), so N points cost
-#: N/READERS round trips instead of N.
+#: Manifests read at once on object storage, where each is a GET: 200 points on the lab RGW
+#: took 12.4 s one at a time, 3.0 s eight at a time.  A local directory reads them in one
+#: thread (parsing and the MAC hold the GIL: eight threads were no faster).
 READERS = 8
 
 
@@ -333,7 +334,7 @@ def _read_points(store: VaultStore) -> tuple[list[Manifest], list[str], list[str
         except (ManifestCorrupt, VaultFormatUnsupported) as exc:
             return f"{point_id}: {exc.text}"
 
-    with ThreadPoolExecutor(READERS) as pool:
+    with ThreadPoolExecutor(READERS if store.backend.remote else 1) as pool:
         found = list(pool.map(read, ids))
     manifests = [m for m in found if isinstance(m, Manifest)]
     skipped = [m for m in found if isinstance(m, str)]
