@@ -24,6 +24,7 @@ from vmvault.api import models
 from vmvault.bootstrap import bootstrap
 from vmvault.domain import paper_key
 from vmvault.domain.access import Role
+from vmvault.domain.errors import InvalidInput, VaultAlreadyAttached
 from vmvault.domain.vault import s3_location
 from vmvault.hypervisor.memory import MemoryBackupDriver
 
@@ -241,6 +242,31 @@ def test_an_encrypted_vault_is_attached_with_its_paper_key_by_the_cli(
     assert r.code == 0, r.stdout + r.stderr
 
 
+def test_an_encrypted_vault_opens_with_a_copy_of_its_key_file_and_its_passphrase(
+    tmp_path: Path,
+) -> None:
+    old = written_world(tmp_path / "old", tmp_path / "vault", encrypt=True)
+    saved = tmp_path / "saved.key"  # the copy kept offline
+    saved.write_bytes(Path(str(old.services.vaults.resolve("main").key_file)).read_bytes())
+    new = fresh(tmp_path / "new", PASS)
+    report = new.services.vault_attach.attach(
+        "main", "local", str(tmp_path / "vault"), key_file=str(saved)
+    )
+    assert (report.keys_from, report.points) == ("key-file", 4)
+    assert report.vault.key_file == str(saved)  # used where it is
+    assert points_of(new.services) == points_of(old.services)
+    # a key file already at VMVAULT_HOME/keys/NAME.key is found without the option
+    third = fresh(tmp_path / "third", PASS)
+    (tmp_path / "third" / "keys").mkdir(parents=True)
+    (tmp_path / "third" / "keys" / "main.key").write_bytes(saved.read_bytes())
+    assert third.services.vault_attach.attach("main", "local", str(tmp_path / "vault")).points == 4
+    newest = third.services.points.list_points("main", "db")[0]
+    done = third.services.points.restore_disks("db", newest.id, str(tmp_path / "o"), fmt="raw")
+    assert done.job.state.value == "completed", done.job.message
+    for disk in old.hv.domains[DB].disks:
+        assert (tmp_path / "o" / f"db-{disk.target}.raw").read_bytes() == bytes(disk.data)
+
+
 def test_an_s3_vault_is_attached_from_its_bucket(
     rgw: Rgw, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -261,9 +287,9 @@ def test_an_s3_vault_is_attached_from_its_bucket(
     show = new.services.vaults.show("main").vault
     assert show.s3 is not None and (show.s3.bucket, show.s3.prefix) == (bucket, "vaults/main/")
     other = replace(where, prefix="vaults/")
-    with pytest.raises(Exception, match="overlaps"):
+    with pytest.raises(InvalidInput, match="overlaps"):
         new.services.vault_attach.attach("two", "local", None, other)
-    with pytest.raises(Exception, match="already in this catalog"):
+    with pytest.raises(VaultAlreadyAttached):
         new.services.vault_attach.attach("two", "local", None, where)
 
 
