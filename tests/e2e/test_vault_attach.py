@@ -22,6 +22,7 @@ from tests.s3lab import Rgw
 from vmvault import documents
 from vmvault.api import models
 from vmvault.bootstrap import bootstrap
+from vmvault.dataplane.keys import KeySet
 from vmvault.domain import paper_key
 from vmvault.domain.access import Role
 from vmvault.domain.errors import InvalidInput, VaultAlreadyAttached
@@ -204,10 +205,11 @@ def test_an_encrypted_vault_is_attached_with_its_paper_key_by_the_cli(
     old = written_world(tmp_path / "old", tmp_path / "vault", encrypt=True)
     paper = tmp_path / "paper.txt"
     paper.write_text(paper_key.render(old.services.vault_keys.export("main")))
-    other = make_world(tmp_path / "other", PASS)
-    other.services.vaults.create("x", "local", str(tmp_path / "x"), encrypt=True)
+    keys = KeySet.generate()  # another vault's keys: a valid paper key, not this vault's
     foreign = tmp_path / "foreign.txt"
-    foreign.write_text(paper_key.render(other.services.vault_keys.export("x")))
+    foreign.write_text(
+        paper_key.render(paper_key.PaperKey("main", keys.fingerprint(), keys.packed()))
+    )
     args = ("vault", "attach", "main", "--location", "local", f"--path={tmp_path / 'vault'}")
     new_pass = {"VMVAULT_NEW_PASSPHRASE": "new battery"}
 
