@@ -48,6 +48,7 @@ from vmvault.services.restore import RestoreService
 from vmvault.services.scheduler import SchedulerService
 from vmvault.services.soft_delete import SoftDeleteService
 from vmvault.services.tokens import TokenService
+from vmvault.services.vault_attach import VaultAttachService
 from vmvault.services.vault_keys import VaultKeyService
 from vmvault.services.vaults import StorageFactory, VaultService
 from vmvault.storage.backend import StorageBackend
@@ -139,6 +140,12 @@ class Services:
     @cached_property
     def vault_keys(self) -> VaultKeyService:
         return VaultKeyService(
+            self.vaults, lambda: self.settings.new_passphrase or self.new_passphrase_prompt()
+        )
+
+    @cached_property
+    def vault_attach(self) -> VaultAttachService:
+        return VaultAttachService(
             self.vaults, lambda: self.settings.new_passphrase or self.new_passphrase_prompt()
         )
 

@@ -29,6 +29,7 @@ from vmvault.services.jobs import JobOutcome
 from vmvault.services.notifications import SendResult
 from vmvault.services.policies import PolicyPreview, PolicyView
 from vmvault.services.protection import ProtectedItem, ProtectResult
+from vmvault.services.vault_attach import AttachReport
 from vmvault.services.vaults import VaultSummary
 
 
@@ -262,6 +263,25 @@ def audit_doc(e: AuditEntry) -> dict[str, Any]:
         "target": e.target,
         "status": e.status,
         "remote": e.remote,
+    }
+
+
+def attach_doc(r: AttachReport) -> dict[str, Any]:
+    """``vault attach``: the vault now in the catalog and what was found in its storage."""
+    return {
+        "vault": vault_doc(r.vault),
+        "vms": r.vms,
+        "vms_new": r.vms_new,
+        "points": r.points,
+        "copies": r.copies,
+        "bytes_logical": r.bytes_logical,
+        "bytes_stored": r.bytes_stored,
+        "skipped": r.skipped,
+        "incomplete": r.incomplete,
+        "keys_from": r.keys_from,
+        "recorded_name": r.recorded_name,
+        "recorded_location": r.recorded_location,
+        "seconds": r.seconds,
     }
 
 

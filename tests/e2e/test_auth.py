@@ -98,6 +98,7 @@ CONTRACT: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/vaults"): R,
     ("GET", "/api/v1/vaults/{}"): R,
     ("POST", "/api/v1/vaults"): C,
+    ("POST", "/api/v1/vaults/attach"): C,
     ("PATCH", "/api/v1/vaults/{}"): C,
     ("GET", "/api/v1/hosts"): R,
     ("POST", "/api/v1/hosts"): C,

@@ -64,6 +64,7 @@ CONFLICTS = {
     "TOKEN_EXISTS",
     # a create that meets an existing one of the same name
     "VAULT_EXISTS",
+    "VAULT_ALREADY_ATTACHED",
     "HOST_EXISTS",
     "POLICY_EXISTS",
     "RESTORE_NAME_EXISTS",

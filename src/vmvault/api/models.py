@@ -303,6 +303,22 @@ class HostDoc(BaseModel):
     cluster_managed: list[str]
 
 
+class AttachDoc(BaseModel):
+    vault: VaultDoc
+    vms: int = Field(description="VMs the points belong to")
+    vms_new: int = Field(description="of them, VMs the catalog did not know")
+    points: int = Field(description="points recorded with this vault as their own")
+    copies: int = Field(description="points the catalog had in another vault, now held here too")
+    bytes_logical: int = Field(description="sum of the points' disk sizes")
+    bytes_stored: int = Field(description="bytes of the vault's chunk objects")
+    skipped: list[str] = Field(description="manifests that did not authenticate: 'id: why'")
+    incomplete: list[str] = Field(description="half-written points (no manifest): ignored")
+    keys_from: Literal["config", "paper-key", "key-file"]
+    recorded_name: str | None = Field(description="the name the storage's identity records")
+    recorded_location: str | None
+    seconds: float
+
+
 class VaultShowDoc(VaultDoc):
     hosts: list[HostDoc]
     vm_counts: dict[str, int]

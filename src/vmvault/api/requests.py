@@ -130,6 +130,28 @@ class VaultCreate(_Request):
     s3: S3Request | None = None
 
 
+class VaultAttach(_Request):
+    """As ``vault attach``: an existing vault in a directory of the server (``path``) or in
+    a bucket (``s3``) into this catalog, its points rebuilt from its manifests."""
+
+    model_config = _example(name="main", location="local", path="/srv/vmvault/main")
+
+    name: str
+    location: str
+    path: str | None = Field(None, description="the vault's absolute directory on the server")
+    s3: S3Request | None = None
+    paper_key: str | None = Field(
+        None,
+        description="encrypted vault: the paper key's text; the new key file is wrapped with "
+        "the server's VMVAULT_NEW_PASSPHRASE",
+    )
+    key_file: str | None = Field(
+        None,
+        description="encrypted vault: a copy of its key file (absolute path on the server), "
+        "opened with the server's VMVAULT_PASSPHRASE",
+    )
+
+
 class HostCreate(_Request):
     model_config = _example(uri="qemu+ssh://host2/system", location="local")
 

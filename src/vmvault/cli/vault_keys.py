@@ -62,7 +62,7 @@ def key_import(
 ) -> None:
     """Restore access to an encrypted vault from its paper key: write a new key file wrapped
     with a new passphrase (VMVAULT_NEW_PASSPHRASE(_FILE), or asked twice)."""
-    text = _read_paper(from_)
+    text = read_paper(from_)
     path = services().vault_keys.import_key(name, text)
     out.print(f"vault {name}: key file {path} written from the paper key", markup=False)
 
@@ -76,7 +76,8 @@ def key_change_passphrase(name: Annotated[str, typer.Argument(help="The vault.")
     out.print(f"vault {name}: key file {path} rewrapped with the new passphrase", markup=False)
 
 
-def _read_paper(source: Path) -> str:
+def read_paper(source: Path, option: str = "--from") -> str:
+    """The text of a paper key from a file, or stdin for ``-`` (bounded, decoded)."""
     try:
         if str(source) == "-":
             if sys.stdin.isatty():
@@ -86,13 +87,13 @@ def _read_paper(source: Path) -> str:
             with source.open("rb") as f:
                 data = f.read(MAX_PAPER_KEY_BYTES + 1)
     except OSError as exc:
-        raise InvalidInput(exc.strerror or str(exc), what=f"--from {source}") from None
+        raise InvalidInput(exc.strerror or str(exc), what=f"{option} {source}") from None
     if len(data) > MAX_PAPER_KEY_BYTES:
-        raise InvalidInput("it is far larger than a paper key", what=f"--from {source}")
+        raise InvalidInput("it is far larger than a paper key", what=f"{option} {source}")
     try:
         return data.decode()
     except UnicodeDecodeError:
-        raise InvalidInput("it is not text", what=f"--from {source}") from None
+        raise InvalidInput("it is not text", what=f"{option} {source}") from None
 
 
 def _write_qr(path: Path, payload: str) -> None:

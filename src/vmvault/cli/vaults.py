@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -15,8 +16,8 @@ from vmvault import documents
 from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
-from vmvault.cli.render import emit_json, out
-from vmvault.cli.vault_keys import key_app
+from vmvault.cli.render import emit_json, err, out
+from vmvault.cli.vault_keys import key_app, read_paper
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import parse_size, quoted
 from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION, s3_location
@@ -113,6 +114,82 @@ def vault_create(
                     f"  {option} {quoted(given)} was taken relative to {os.getcwd()}",
                     markup=False,
                 )
+
+
+@vault_app.command("attach")
+def vault_attach(
+    name: Annotated[str, typer.Argument(help="The vault's name in this catalog.")],
+    location: Annotated[str, typer.Option(help="Location (region) the vault serves.")],
+    path: Annotated[str | None, typer.Option(help="The vault's directory.")] = None,
+    storage: Annotated[
+        StorageKind, typer.Option(help="Where the vault is: a directory or S3.")
+    ] = StorageKind.local,
+    endpoint: Annotated[str | None, typer.Option(help="S3: the service's URL.")] = None,
+    bucket: Annotated[str | None, typer.Option(help="S3: the vault's bucket.")] = None,
+    prefix: Annotated[str | None, typer.Option(help="S3: the vault's key prefix.")] = None,
+    region: Annotated[str | None, typer.Option(help="S3: region (default us-east-1).")] = None,
+    credentials_file: Annotated[
+        str | None,
+        typer.Option(
+            help="S3: INI file with aws_access_key_id/aws_secret_access_key "
+            "(default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment)."
+        ),
+    ] = None,
+    paper_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="Encrypted vault: the paper key ('vault key export'), a file or '-' for "
+            "stdin; a new key file is wrapped with VMVAULT_NEW_PASSPHRASE."
+        ),
+    ] = None,
+    key_file: Annotated[
+        str | None,
+        typer.Option(
+            help="Encrypted vault: a copy of its key file (passphrase: VMVAULT_PASSPHRASE)."
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Attach an existing vault (e.g. on a new machine, after losing the catalog): read its
+    manifests and rebuild the catalog's VMs and recovery points (docs/disaster-recovery.md)."""
+    s3 = None
+    if storage is StorageKind.s3:
+        if endpoint is None or bucket is None or path is not None:
+            raise InvalidInput("--storage s3 needs --endpoint and --bucket, no --path",
+                               what="vault attach")  # fmt: skip
+        s3 = s3_location(endpoint, bucket, prefix, region, credentials_file)
+    else:
+        s3_only = [
+            o for o, v in S3_OPTIONS(endpoint, bucket, prefix, region, credentials_file) if v
+        ]
+        if s3_only:
+            raise InvalidInput("it goes with --storage s3", what=s3_only[0])
+        if path is None:
+            raise InvalidInput("give the vault's directory (--path)", what="vault attach")
+    text = read_paper(paper_key, "--paper-key") if paper_key is not None else None
+    report = services().vault_attach.attach(
+        name, location, path, s3, paper_key=text, key_file=key_file
+    )
+    doc = documents.attach_doc(report)
+    if json_:
+        emit_json(doc)
+        return
+    v = report.vault
+    at = f" at {v.s3.endpoint}" if v.s3 is not None else ""
+    out.print(
+        f"vault '{v.name}' attached from {v.path}{at} (location {v.location}, keys from "
+        f"{report.keys_from}): {report.vms} VMs ({report.vms_new} new), {report.points} "
+        f"points, {report.bytes_logical} bytes ({report.bytes_stored} stored)",
+        markup=False,
+    )
+    if report.copies:
+        out.print(f"  {report.copies} points already known: held by '{v.name}' too", markup=False)
+    for line in report.skipped:
+        err.print(f"warning: manifest skipped: {line}", markup=False)
+    if report.incomplete:
+        out.print(
+            f"  {len(report.incomplete)} half-written points (no manifest) ignored", markup=False
+        )
 
 
 @vault_app.command("list")

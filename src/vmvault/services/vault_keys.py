@@ -51,17 +51,9 @@ class VaultKeyService:
         """Write a new key file from a paper key, wrapped with the new passphrase; returns
         the key file's path."""
         vault = self._encrypted(name, "import into")
-        paper = parse(text)
-        keys = KeySet.unpack(paper.secret)
-        if keys.fingerprint() != paper.fingerprint:
-            raise PaperKeyInvalid(
-                "it does not match the key (a line was mistyped)", where="the fingerprint line"
-            )
         with space_errors(vault.path):
             expected = VaultStore.read_config(self.vaults.backend(vault)).key_fingerprint
-        if keys.fingerprint() != expected:
-            raise PaperKeyMismatch(given=keys.fingerprint(), vault=vault.name, expected=expected)
-        return self._write(vault, keys)
+        return self._write(vault, keys_from_paper(text, expected, vault.name))
 
     def change_passphrase(self, name: str | None) -> Path:
         """Rewrap the vault's keys with the new passphrase (needs the current one)."""
@@ -86,3 +78,18 @@ class VaultKeyService:
         with space_errors(str(path.parent)):
             replace_key_file(path, keys, secret)
         return path
+
+
+def keys_from_paper(text: str, expected: str, vault: str) -> KeySet:
+    """The key set a paper key holds (block or QR text), checked line by line, whole, and
+    against ``expected``, the fingerprint in the vault's ``config`` (``PAPER_KEY_INVALID``,
+    ``PAPER_KEY_MISMATCH``): ``vault key import`` and ``vault attach --paper-key``."""
+    paper = parse(text)
+    keys = KeySet.unpack(paper.secret)
+    if keys.fingerprint() != paper.fingerprint:
+        raise PaperKeyInvalid(
+            "it does not match the key (a line was mistyped)", where="the fingerprint line"
+        )
+    if keys.fingerprint() != expected:
+        raise PaperKeyMismatch(given=keys.fingerprint(), vault=vault, expected=expected)
+    return keys

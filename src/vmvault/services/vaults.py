@@ -190,7 +190,7 @@ class VaultService:
                 raise VaultExists(name=name)
         with self.uow() as uow:
             for other in uow.vaults.all():
-                if _overlaps(other.s3, s3):
+                if overlaps(other.s3, s3):
                     raise InvalidInput(
                         f"it overlaps vault '{other.name}' ({other.path}): vaults in one bucket "
                         "need prefixes that do not contain each other",
@@ -336,7 +336,7 @@ class VaultService:
             return uow.hosts.all(location)
 
 
-def _overlaps(a: S3Location | None, b: S3Location) -> bool:
+def overlaps(a: S3Location | None, b: S3Location) -> bool:
     """Two S3 vaults whose keys could meet: same endpoint and bucket, one prefix inside the
     other (a vault's GC would take the other's objects for its own garbage)."""
     if a is None or (a.endpoint, a.bucket) != (b.endpoint, b.bucket):

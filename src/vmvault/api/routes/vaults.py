@@ -8,8 +8,8 @@ from fastapi import APIRouter
 
 from vmvault import documents
 from vmvault.api.errors import responses
-from vmvault.api.models import VaultDoc, VaultShowDoc
-from vmvault.api.requests import VaultCreate, VaultUpdate
+from vmvault.api.models import AttachDoc, VaultDoc, VaultShowDoc
+from vmvault.api.requests import VaultAttach, VaultCreate, VaultUpdate
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER, server_path
 from vmvault.bootstrap import Services
 from vmvault.domain.vault import s3_location
@@ -59,6 +59,31 @@ def routes(services: Services) -> APIRouter:
             s3=s3,
         )
         return documents.vault_doc(created)
+
+    @router.post(
+        "/vaults/attach",
+        status_code=201,
+        response_model=AttachDoc,
+        responses=responses(404, 409),
+        dependencies=CONTRIBUTOR,
+    )
+    def attach_vault(body: VaultAttach) -> dict[str, Any]:
+        """Attach an existing vault (``vault attach``): its VMs and points rebuilt from the
+        manifests in its storage (docs/disaster-recovery.md)."""
+        s3 = None
+        if body.s3 is not None:
+            b = body.s3
+            creds = server_path(b.credentials_file, "s3.credentials_file")
+            s3 = s3_location(b.endpoint, b.bucket, b.prefix, b.region, creds)
+        report = services.vault_attach.attach(
+            body.name,
+            body.location,
+            server_path(body.path, "path"),
+            s3,
+            paper_key=body.paper_key,
+            key_file=server_path(body.key_file, "key_file"),
+        )
+        return documents.attach_doc(report)
 
     @router.patch(
         "/vaults/{name}",

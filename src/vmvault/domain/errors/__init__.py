@@ -26,6 +26,11 @@ from vmvault.domain.errors.api import (
     RoleRequired,
     RouteNotFound,
 )
+from vmvault.domain.errors.attach import (
+    NotAVault,
+    VaultAlreadyAttached,
+    VaultKeyRequired,
+)
 from vmvault.domain.errors.backup import (
     AgentFreezeTimeout,
     BackupAbortFailed,
@@ -242,6 +247,7 @@ __all__ = [
     "MethodNotAllowed",
     "NbdReadFailed",
     "NoVault",
+    "NotAVault",
     "NothingToCopy",
     "NotifyDeliveryFailed",
     "NotifyNoTarget",
@@ -299,11 +305,13 @@ __all__ = [
     "TooManyDisks",
     "UnknownTimeZone",
     "UnsupportedConfiguration",
+    "VaultAlreadyAttached",
     "VaultConfigCorrupt",
     "VaultCreateFailed",
     "VaultExists",
     "VaultFormatUnsupported",
     "VaultFull",
+    "VaultKeyRequired",
     "VaultLocked",
     "VaultNotChosen",
     "VaultNotEncrypted",

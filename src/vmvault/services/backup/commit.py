@@ -146,11 +146,17 @@ def recovery_point(
 
 
 def point_from_manifest(
-    m: Manifest, vault: str, unfinished: UnfinishedBackup, warnings: list[str]
+    m: Manifest, vault: str, unfinished: UnfinishedBackup | None, warnings: list[str]
 ) -> RecoveryPoint:
-    """The catalog row of a point whose manifest was written by a backup that died before
-    its catalog transaction (the journal's ``planned`` step gives each disk's read)."""
-    plan = unfinished.disks
+    """The catalog row of a point from its manifest alone: written by a backup that died
+    before its catalog transaction (the journal's ``planned`` step gives each disk's read),
+    or, with ``unfinished`` None, found in a vault the catalog never knew (``vault attach``:
+    a disk of an incremental point counts as read incrementally; why a disk was read in
+    full is not in the manifest)."""
+    plan = unfinished.disks if unfinished is not None else {}
+    # without a journal: a disk of a point taken incrementally counts as read so
+    chained = unfinished is None and m.extra.get("incremental_from") is not None
+    backup_set = m.extra.get("set")
     return RecoveryPoint(
         id=m.point_id,
         vault=vault,
@@ -171,13 +177,15 @@ def point_from_manifest(
                 format=plan.get(e.target, {}).get("format"),
                 excluded=e.excluded,
                 reason=e.reason if e.excluded else plan.get(e.target, {}).get("reason"),
-                incremental=bool(plan.get(e.target, {}).get("incremental", False)),
+                incremental=not e.excluded
+                and bool(plan.get(e.target, {}).get("incremental", chained)),
                 bytes_read=e.bytes_read,
                 bytes_new=e.bytes_new,
             )
             for e in m.disks
         ],
-        job_id=unfinished.job_id,
+        set_id=backup_set.get("id") if isinstance(backup_set, dict) else None,
+        job_id=unfinished.job_id if unfinished is not None else None,
         warnings=list(warnings),
     )
 

@@ -164,8 +164,9 @@ def check_chain(
         with uow() as u:
             records = {r.name: r for r in u.checkpoints.for_vm(vm.uuid)}
         record = records.get(name)
-        if record is None:
-            return ChainState(False, f"checkpoint {name} missing in libvirt")
+        if record is None:  # e.g. a catalog rebuilt by ``vault attach``: it keeps none
+            why = "and not in the catalog to redefine it from"
+            return ChainState(False, f"checkpoint {name} missing in libvirt {why}")
         try:
             driver.redefine_checkpoint(vm.host_uri, vm.uuid, record.xml)
         except VmvaultError as exc:
