@@ -223,6 +223,15 @@ step "An encrypted vault's paper key (and QR code): lose the key file, get acces
   if $V vault key change-passphrase sealed 2>&1; then echo "unexpected success" >&2; exit 1; fi
 )
 
+step "Disaster recovery: a new machine with an empty catalog attaches the S3 vault from the storage alone and restores from it" vault attach offsite --location dr --storage s3 --endpoint "$endpoint" --bucket vmvault-demo --prefix demo
+(
+  export VMVAULT_HOME="$VMVAULT_HOME/dr-host"
+  $V vault attach offsite --location dr --storage s3 --endpoint "$endpoint" --bucket vmvault-demo --prefix demo
+  $V points list lab-standard-1 --vault offsite
+  ok_or_warn $V restore lab-standard-1 --point "$last" --vault offsite --disks-only --dir "$VMVAULT_HOME/restore" --format raw
+  ls -ls "$VMVAULT_HOME/restore"
+)
+
 step "Dashboard of each vault (the S3 one holds the copies)" dashboard --vault demo
 $V dashboard --vault demo
 $V dashboard --vault offsite
