@@ -26,6 +26,12 @@ from vmvault.domain.errors.api import (
     RoleRequired,
     RouteNotFound,
 )
+from vmvault.domain.errors.approval import (
+    ApprovalExpired,
+    ApprovalNotFound,
+    ApprovalNotPending,
+    ApprovalSelf,
+)
 from vmvault.domain.errors.backup import (
     AgentFreezeTimeout,
     BackupAbortFailed,
@@ -171,6 +177,7 @@ from vmvault.domain.errors.vault import (
     VaultExists,
     VaultFormatUnsupported,
     VaultFull,
+    VaultInUse,
     VaultLocked,
     VaultNotChosen,
     VaultNotEncrypted,
@@ -190,6 +197,10 @@ __all__ = [
     "AgentTooOld",
     "AllDisksExcluded",
     "AlreadyRegistered",
+    "ApprovalExpired",
+    "ApprovalNotFound",
+    "ApprovalNotPending",
+    "ApprovalSelf",
     "AuthRequired",
     "BackupAbortFailed",
     "BackupBeginFailed",
@@ -304,6 +315,7 @@ __all__ = [
     "VaultExists",
     "VaultFormatUnsupported",
     "VaultFull",
+    "VaultInUse",
     "VaultLocked",
     "VaultNotChosen",
     "VaultNotEncrypted",
