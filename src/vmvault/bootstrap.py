@@ -22,7 +22,7 @@ from vmvault.hypervisor.host import pid_alive
 from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
-from vmvault.services.approvals import ApprovalService, Executors
+from vmvault.services.approvals import ApprovalService
 from vmvault.services.audit import AuditService
 from vmvault.services.backup_sets import BackupSetService
 from vmvault.services.backups import BackupService
@@ -44,6 +44,7 @@ from vmvault.services.ports import (
     RestoreDriver,
     UnitOfWorkFactory,
 )
+from vmvault.services.protected_calls import Executors, ProtectedCalls
 from vmvault.services.protection import ProtectionService
 from vmvault.services.queue import QueueService
 from vmvault.services.recovery import RecoveryService
@@ -240,8 +241,9 @@ class Services:
     @cached_property
     def approvals(self) -> ApprovalService:
         executors = Executors(lambda: self.soft_delete, lambda: self.policies,
-                              lambda: self.protection)  # fmt: skip
-        service = ApprovalService(self.context, self.audit, self.notifications, executors)
+                              lambda: self.protection, lambda: self.approvals)  # fmt: skip
+        calls = ProtectedCalls(self.context, executors)
+        service = ApprovalService(self.context, self.audit, self.notifications, calls)
         service.guard = service.guard_call
         return service
 
