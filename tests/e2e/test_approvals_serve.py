@@ -111,3 +111,21 @@ def test_the_console_approves_and_the_server_runs_due_requests(
         time.sleep(0.5)
     assert (doc["state"], doc["decided_by"]) == ("executed", "vmvault:delay"), doc
     assert _call(server, alice, "GET", "/vaults/main").json()["soft_delete_days"] == 2
+
+    # the remote CLI: the same documents as on the host, decisions as the token's holder
+    remote = ["--server", f"http://127.0.0.1:{server.port}"]
+    as_alice = [*remote, "--token", alice["Authorization"].split()[-1]]
+    as_bob = [*remote, "--token", bob["Authorization"].split()[-1]]
+    r = cli(*as_bob, "approvals", "list", "--json")
+    assert r.code == 0 and r.stdout == cli("approvals", "list", "--json").stdout, r.stderr
+    assert (
+        cli(*as_bob, "approvals", "show", str(rid)).stdout
+        == cli("approvals", "show", str(rid)).stdout
+    )
+    last = _call(server, alice, "PATCH", "/vaults/main", {"approvals": "off"}).json()
+    r = cli(*as_alice, "approvals", "approve", str(last["id"]))
+    assert r.code == 2 and "error APPROVAL_SELF" in r.stderr, r.stderr
+    r = cli(*as_bob, "approvals", "reject", str(last["id"]), "--json")
+    assert r.code == 0 and r.json()["state"] == "rejected" and r.json()["decided_by"] == "bob"
+    r = cli(*as_bob, "approvals", "run-due")
+    assert r.code == 2 and "error REMOTE_UNSUPPORTED" in r.stderr

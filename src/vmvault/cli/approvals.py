@@ -3,23 +3,26 @@ reports a held call (:func:`held`: exit 4).
 
 The CLI's principal is the local user, ``local:<user>``, an admin
 (:func:`~vmvault.cli.access.local_principal`): it may approve a request made through a token
-or by another local user, never its own.
+or by another local user, never its own.  With ``--server URL --token T`` (docs/server.md,
+"Remote CLI") ``list``, ``show``, ``approve`` and ``reject`` run as that token's holder
+through the API, rendered from the same documents.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from vmvault import documents
-from vmvault.cli import render
+from vmvault.cli import remote, render
 from vmvault.cli.access import local_principal
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
 from vmvault.cli.render import emit_json, out
-from vmvault.domain.approval import ApprovalRequest, HeldForApproval
+from vmvault.domain.approval import HeldForApproval
 from vmvault.services.approvals import EXIT_HELD
 
 approvals_app = typer.Typer(
@@ -56,46 +59,58 @@ def approvals_list(
     json_: JsonOpt = False,
 ) -> None:
     """List requests, newest first."""
-    found = services().approvals.list_requests(state, vault, limit)
+    if remote.active():
+        asked = {"state": state, "vault": vault, "limit": limit}
+        docs = remote.get("/approvals", **{k: v for k, v in asked.items() if v is not None})
+    else:
+        found = services().approvals.list_requests(state, vault, limit)
+        docs = [documents.approval_doc(r) for r in found]
     if json_:
-        emit_json([documents.approval_doc(r) for r in found])
+        emit_json(docs)
         return
     table = Table(box=None, header_style="bold")
     for col in ("ID", "STATE", "VAULT", "REQUESTED BY", "AT", "MODE", "WHAT"):
         table.add_column(col)
-    for r in found:
+    for d in docs:
+        at = datetime.fromisoformat(d["requested_at"])
         render.add_row(
-            table,
-            str(r.id),
-            r.state.value,
-            r.operation.vault,
-            r.requested_by,
-            render.short_time(r.requested_at),
-            r.mode.value,
-            r.operation.summary,
-        )
+            table, str(d["id"]), d["state"], d["vault"], d["requested_by"],
+            render.short_time(at), d["mode"], d["summary"],
+        )  # fmt: skip
     out.print(table)
 
 
 @approvals_app.command("show")
 def approvals_show(request_id: int, json_: JsonOpt = False) -> None:
     """Show one request and what became of it."""
-    _show(services().approvals.get(request_id), json_)
+    if remote.active():
+        _show(remote.get(f"/approvals/{request_id}"), json_)
+    else:
+        _show(documents.approval_doc(services().approvals.get(request_id)), json_)
 
 
 @approvals_app.command("approve")
 def approvals_approve(request_id: int, json_: JsonOpt = False) -> None:
     """Approve a request (not your own) and run it at once; exit 1 when it then failed."""
-    ended = services().approvals.approve(request_id, local_principal())
+    if remote.active():
+        ended = remote.post(f"/approvals/{request_id}/approve")
+    else:
+        ended = documents.approval_doc(services().approvals.approve(request_id, local_principal()))
     _show(ended, json_)
-    if ended.error_code:
+    if ended["error_code"]:
         raise typer.Exit(1)
 
 
 @approvals_app.command("reject")
 def approvals_reject(request_id: int, json_: JsonOpt = False) -> None:
     """Reject a request (your own too: a withdrawal); nothing of it is done."""
-    _show(services().approvals.reject(request_id, local_principal()), json_)
+    if remote.active():
+        _show(remote.post(f"/approvals/{request_id}/reject"), json_)
+    else:
+        _show(
+            documents.approval_doc(services().approvals.reject(request_id, local_principal())),
+            json_,
+        )
 
 
 @approvals_app.command("run-due")
@@ -114,8 +129,7 @@ def approvals_run_due(json_: JsonOpt = False) -> None:
         out.print("nothing due", markup=False)
 
 
-def _show(r: ApprovalRequest, json_: bool) -> None:
-    doc: dict[str, Any] = documents.approval_doc(r)
+def _show(doc: dict[str, Any], json_: bool) -> None:
     if json_:
         emit_json(doc)
         return
