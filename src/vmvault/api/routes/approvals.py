@@ -38,8 +38,7 @@ def install(app: FastAPI) -> None:
     """Answer a held call 202 with its request (whatever route it came through)."""
 
     @app.exception_handler(HeldForApproval)
-    def _held(request: Request, exc: HeldForApproval) -> JSONResponse:
-        request.state.audit_target = f"approval request {exc.request.id}"
+    def _held(_request: Request, exc: HeldForApproval) -> JSONResponse:
         return JSONResponse(documents.approval_doc(exc.request), status_code=202)
 
 
