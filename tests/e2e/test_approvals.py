@@ -328,3 +328,20 @@ def test_an_in_process_call_is_held_and_a_grant_is_not_held_again(admins: Admins
     done = a.services.approvals.approve(held.value.request.id, bob)
     assert done.state.value == "executed"
     assert a.services.vaults.resolve("main").soft_delete.mode.value == "off"
+
+
+def test_lowering_the_copies_retention_is_held_too(admins: Admins) -> None:
+    a = admins
+    a.services.vaults.create("offsite", "local", str(a.tmp / "offsite"))
+    a.services.policies.create(
+        "main", "gold", "daily@02:00", "UTC", Retention(daily=7),
+        copy_to="offsite", copy_counts={"daily": 5},
+    )  # fmt: skip
+    _second_admin(a)
+    r = a.alice.patch("/api/v1/policies/gold", json={"copy_retention": {"daily": 3}})
+    assert r.status_code == 202 and r.json()["summary"].endswith("(daily 3)"), r.text
+    r = a.alice.patch("/api/v1/policies/gold", json={"copy_retention": {"daily": 8}})
+    assert r.status_code == 200 and r.json()["copy_to"]["retention"]["daily"] == 8, r.text
+    # the copy vault's own setting does not matter: the policy's vault decides
+    r = a.alice.patch("/api/v1/vaults/offsite", json={"soft_delete": "off"})
+    assert r.status_code == 200 and r.json()["soft_delete"] == "off"
