@@ -229,6 +229,8 @@ def test_vault_delete_and_purge_run_once_approved(admins: Admins) -> None:
     assert not vault_dir.exists()
     # its requests stay listed (the audit of a deleted vault)
     assert len(a.bob.get("/api/v1/approvals").json()) == 2
+    assert len(a.bob.get("/api/v1/approvals", params={"vault": "main"}).json()) == 2
+    assert a.bob.get("/api/v1/approvals", params={"vault": "../x"}).status_code == 400
 
 
 def test_reject_withdraw_and_a_failed_execution(admins: Admins) -> None:

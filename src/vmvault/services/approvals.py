@@ -58,7 +58,7 @@ from vmvault.domain.errors import (
 )
 from vmvault.domain.inputs import check_count, check_id
 from vmvault.domain.notification import approval_message
-from vmvault.domain.vault import Vault
+from vmvault.domain.vault import Vault, validate_name
 from vmvault.services.context import Service, ServiceContext
 
 if TYPE_CHECKING:
@@ -149,8 +149,8 @@ class ApprovalService(Service):
         """Newest first; ``state`` as users see it (a lapsed request is ``expired``)."""
         check_count(limit, "limit", 1, MAX_LIST)
         wanted = _state(state) if state is not None else None
-        if vault is not None:
-            self.vaults.resolve(vault)
+        if vault is not None:  # a deleted vault's requests stay listed: its name is enough
+            validate_name(vault, "vault name")
         now = self.clock()
         with self.uow() as uow:
             found = uow.approvals.find(None, vault, MAX_LIST)
