@@ -12,14 +12,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from vmvault.config import Settings
+from vmvault.domain.approval import Kind, Requester
 from vmvault.domain.inventory import RegistrationLimits
 from vmvault.domain.vault import DEFAULT_HOST_URI, S3Location
 from vmvault.hypervisor.host import pid_alive
 from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
+from vmvault.services.approvals import ApprovalService
 from vmvault.services.audit import AuditService
 from vmvault.services.backup_sets import BackupSetService
 from vmvault.services.backups import BackupService
@@ -41,6 +44,7 @@ from vmvault.services.ports import (
     RestoreDriver,
     UnitOfWorkFactory,
 )
+from vmvault.services.protected_calls import Executors, ProtectedCalls
 from vmvault.services.protection import ProtectionService
 from vmvault.services.queue import QueueService
 from vmvault.services.recovery import RecoveryService
@@ -152,7 +156,7 @@ class Services:
     @cached_property
     def vaults(self) -> VaultService:
         s = self.settings
-        return VaultService(
+        service = VaultService(
             self._uow,
             self._hypervisor,
             self.clock,
@@ -161,6 +165,8 @@ class Services:
             self._passphrase,
             storage=self.overrides.storage or open_storage,
         )
+        service.guard = self._guard
+        return service
 
     @cached_property
     def inventory(self) -> InventoryService:
@@ -188,11 +194,14 @@ class Services:
 
     @cached_property
     def policies(self) -> PolicyService:
-        return PolicyService(self.context)
+        service = PolicyService(self.context)
+        service.guard = self._guard
+        return service
 
     @cached_property
     def protection(self) -> ProtectionService:
         service = ProtectionService(self.context, lambda: self.backups)
+        service.guard = self._guard
         service.copy_after_backup = lambda vault, vm, policy: self.queue.queue_policy_copy(
             vault, vm, policy
         )
@@ -232,7 +241,22 @@ class Services:
 
     @cached_property
     def soft_delete(self) -> SoftDeleteService:
-        return SoftDeleteService(self.context)
+        service = SoftDeleteService(self.context)
+        service.guard = self._guard
+        return service
+
+    @cached_property
+    def approvals(self) -> ApprovalService:
+        executors = Executors(lambda: self.soft_delete, lambda: self.policies,
+                              lambda: self.protection, lambda: self.approvals)  # fmt: skip
+        calls = ProtectedCalls(self.context, executors)
+        service = ApprovalService(self.context, self.audit, self.notifications, calls)
+        service.guard = service.guard_call
+        return service
+
+    def _guard(self, kind: Kind, args: dict[str, Any], by: Requester) -> None:
+        """The services' approval guard (built on first use: services/approvals.py)."""
+        self.approvals.guard_call(kind, args, by)
 
     @cached_property
     def restores(self) -> RestoreService:

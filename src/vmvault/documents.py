@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from vmvault.domain.approval import ApprovalRequest
 from vmvault.domain.audit import AuditEntry
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.inventory import DiscoveryResult
@@ -48,6 +49,10 @@ def vault_doc(v: Vault) -> dict[str, Any]:
         # docs/soft-delete.md
         "soft_delete": v.soft_delete.mode.value,
         "soft_delete_days": v.soft_delete.days,
+        # docs/approvals.md
+        "approvals": v.approvals.mode.value,
+        "approval_delay_hours": v.approvals.delay_hours,
+        "approval_expiry_hours": v.approvals.expiry_hours,
     }
 
 
@@ -251,6 +256,28 @@ def token_doc(t: ApiToken) -> dict[str, Any]:
         "created_by": t.created_by,
         "last_used_at": iso(t.last_used_at),
         "revoked_at": iso(t.revoked_at),
+    }
+
+
+def approval_doc(r: ApprovalRequest) -> dict[str, Any]:
+    """A request held for approval (docs/approvals.md)."""
+    return {
+        "id": r.id,
+        "state": r.state.value,
+        "operation": r.operation.kind.value,
+        "vault": r.operation.vault,
+        "summary": r.operation.summary,
+        "arguments": r.operation.args,
+        "mode": r.mode.value,
+        "requested_by": r.requested_by,
+        "requested_at": iso(r.requested_at),
+        "expires_at": iso(r.expires_at),
+        "due_at": iso(r.due_at),
+        "decided_by": r.decided_by,
+        "decided_at": iso(r.decided_at),
+        "executed_at": iso(r.executed_at),
+        "outcome": r.outcome,
+        "error_code": r.error_code,
     }
 
 

@@ -34,6 +34,7 @@ from vmvault.api.errors import responses
 from vmvault.api.models import HealthDoc
 from vmvault.api.routes import (
     admin,
+    approvals,
     backups,
     hosts,
     jobs,
@@ -55,7 +56,7 @@ log = logging.getLogger("vmvault.api")
 
 #: The route groups, in the order of the OpenAPI document.
 GROUPS = (system, vaults, hosts, vms, policies, protection, backups, jobs, points, restores,
-          maintenance, admin, notifications)  # fmt: skip
+          maintenance, admin, notifications, approvals)  # fmt: skip
 
 
 def create_app(
@@ -74,6 +75,7 @@ def create_app(
     )
 
     errors.install(app)
+    approvals.install(app)  # a held call is answered 202 with its request
     app.add_middleware(
         audit_trail.AuditTrail, record=services.audit.record, authenticate=authenticate
     )

@@ -4,7 +4,8 @@
 
 ======  ==================================================================================
 401     ``AUTH_REQUIRED``: no token, or one that is unknown, revoked or malformed
-403     ``ROLE_REQUIRED``: the token's role is below the one the route needs
+403     ``ROLE_REQUIRED``: the token's role is below the one the route needs;
+        ``APPROVAL_SELF``: an admin approving its own request (docs/approvals.md)
 404     what does not exist (``*_NOT_FOUND``, also ``ROUTE_NOT_FOUND``)
 405     ``METHOD_NOT_ALLOWED``
 409     a conflict with an active job or a state (:data:`CONFLICTS`)
@@ -73,10 +74,15 @@ CONFLICTS = {
     "POINT_NOT_SOFT_DELETED",
     "SOFT_DELETE_EXPIRED",
     "SOFT_DELETE_ALWAYS_ON",
+    # approvals (docs/approvals.md)
+    "APPROVAL_NOT_PENDING",
+    "APPROVAL_EXPIRED",
+    "VAULT_IN_USE",
 }
 _BY_CODE = {
     "AUTH_REQUIRED": 401,
     "ROLE_REQUIRED": 403,
+    "APPROVAL_SELF": 403,
     "METHOD_NOT_ALLOWED": 405,
     "REQUEST_TOO_LARGE": 413,
 }

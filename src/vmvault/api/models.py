@@ -82,6 +82,16 @@ class VaultDoc(BaseModel):
         description="deleted points are kept restorable-by-undelete (docs/soft-delete.md)"
     )
     soft_delete_days: int = Field(description="how long a soft-deleted point is kept")
+    approvals: Literal["off", "delay", "second-admin"] = Field(
+        description="who must agree to an operation that reduces protection (docs/approvals.md)"
+    )
+    approval_delay_hours: int
+    approval_expiry_hours: int
+
+
+class VaultDeletedDoc(BaseModel):
+    deleted: str
+    points_purged: int
 
 
 class DiskDoc(BaseModel):
@@ -382,3 +392,32 @@ class ErrorCatalogDoc(BaseModel):
 
 class DeletedDoc(BaseModel):
     deleted: str
+
+
+class ApprovalDoc(BaseModel):
+    """A request held for approval (docs/approvals.md)."""
+
+    id: int
+    state: Literal["pending", "approved", "executed", "failed", "rejected", "expired"]
+    operation: str = Field(description="what was held: soft-delete-setting, vault-delete, …")
+    vault: str = Field(description="the vault whose approval setting applies")
+    summary: str
+    arguments: dict[str, Any] = Field(description="the held call's arguments")
+    mode: Literal["second-admin", "delay"]
+    requested_by: str
+    requested_at: str
+    expires_at: str | None = Field(description="second-admin: lapses undecided then")
+    due_at: str | None = Field(description="delay: runs then unless rejected")
+    decided_by: str | None
+    decided_at: str | None
+    executed_at: str | None
+    outcome: str | None = Field(description="what the execution did, or its error")
+    error_code: str | None
+
+
+class PurgedDoc(BaseModel):
+    point: str
+    vault: str
+    own_vault_now: str | None = Field(
+        description="the point's own vault, when a copy took its place"
+    )

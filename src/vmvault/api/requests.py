@@ -301,6 +301,17 @@ class VaultUpdate(_Request):
         None, description="always: can never be turned off again"
     )
     soft_delete_days: int | None = Field(None, description="1…3650")
+    approvals: Literal["off", "delay", "second-admin"] | None = Field(
+        None, description="weakening it is held under the current setting (docs/approvals.md)"
+    )
+    approval_delay_hours: int | None = Field(None, description="1…720")
+    approval_expiry_hours: int | None = Field(None, description="1…720")
+
+
+class PurgeRequest(_Request):
+    model_config = _example(vault="main")
+
+    vault: str | None = Field(None, description="only there (default: every vault where it is)")
 
 
 class TargetCreate(_Request):

@@ -13,7 +13,7 @@ from vmvault.cli import render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
 from vmvault.cli.render import emit_json, out
-from vmvault.domain.access import Role
+from vmvault.domain.access import Principal, Role
 from vmvault.domain.audit import local_actor
 from vmvault.domain.job import parse_since
 
@@ -33,6 +33,12 @@ def unix_user() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         return str(os.geteuid())
+
+
+def local_principal() -> Principal:
+    """Who the CLI on the server's host is: ``local:<user>``, an admin (whoever may read the
+    catalog may do everything); the requester or approver of approval requests."""
+    return Principal(local_actor(unix_user()), Role.ADMIN)
 
 
 @token_app.command("create")

@@ -30,6 +30,7 @@ from vmvault.cli import (
     restores,
 )
 from vmvault.cli.access import audit_app, token_app
+from vmvault.cli.approvals import approvals_app, held
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
 from vmvault.cli.notify import notify_app
@@ -37,6 +38,7 @@ from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, VaultOpt
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
 from vmvault.cli.vaults import host_app, vault_app
+from vmvault.domain.approval import HeldForApproval
 from vmvault.domain.errors import InternalError, VmvaultError
 from vmvault.domain.inputs import check_encoded
 from vmvault.domain.job import Job, JobState, JobType, parse_since
@@ -96,6 +98,7 @@ app.add_typer(notify_app, name="notify")
 app.add_typer(points.points_app, name="points")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
+app.add_typer(approvals_app, name="approvals")
 app.command()(backups.backup)
 app.command()(copies.copy)
 app.command()(restores.restore)
@@ -450,6 +453,8 @@ def _command(args: list[str]) -> None:
         app(args=args, prog_name="vmvault")
     except VmvaultError as exc:
         sys.exit(render.error(exc))
+    except HeldForApproval as exc:  # not done: waits for an admin (docs/approvals.md)
+        sys.exit(held(exc))
     except KeyboardInterrupt:
         render.err.print("interrupted")
         sys.exit(130)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from vmvault import documents
 from vmvault.cli import remote, render
+from vmvault.cli.access import local_principal
 from vmvault.cli.backups import queued
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, VaultOpt, WaitOpt
@@ -136,6 +137,27 @@ def points_undelete(
         return
     for g in back:
         out.print(f"undeleted {g.point.id} of {g.point.vm_name} in vault '{g.vault}'", markup=False)
+
+
+@points_app.command("purge")
+def points_purge(
+    point_id: str,
+    vault: Annotated[
+        str | None,
+        typer.Option(
+            "--vault", help="Purge it in this vault only (default: wherever soft-deleted)."
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Purge a soft-deleted recovery point now, before its soft-delete period ends (held for
+    approval where the vault's approvals are on: docs/approvals.md)."""
+    gone = services().soft_delete.purge_point(point_id, vault, by=local_principal())
+    if json_:
+        emit_json([{"point": r.point, "vault": r.vault, "own_vault_now": r.heir} for r in gone])
+        return
+    for r in gone:
+        out.print(f"purged {r.point} from vault '{r.vault}'", markup=False)
 
 
 def _docs(points: list[RecoveryPoint]) -> list[dict[str, Any]]:

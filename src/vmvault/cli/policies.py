@@ -10,6 +10,7 @@ from rich.table import Table
 
 from vmvault import documents
 from vmvault.cli import remote, render
+from vmvault.cli.access import local_principal
 from vmvault.cli.context import services
 from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, RequireOpt, VaultOpt
 from vmvault.cli.points import points_app
@@ -217,6 +218,7 @@ def policy_update(
         no_copy=no_copy,
         as_set=as_set,
         require=require,
+        by=local_principal(),
     )
     if not view.changed and not json_:
         out.print(f"policy '{name}' unchanged: it has these values already", markup=False)
@@ -290,7 +292,7 @@ def protection_stop(
     """Stop protecting VMs: one stop-protection job per VM."""
     if retain_data == delete_data:
         raise typer.BadParameter("give exactly one of --retain-data, --delete-data")
-    outcomes = services().protection.stop(vault, vms, retain_data=retain_data)
+    outcomes = services().protection.stop(vault, vms, retain_data=retain_data, by=local_principal())
     _jobs_result(ProtectResult(outcomes, []), json_)
 
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from vmvault import documents
 from vmvault.cli import remote, render
+from vmvault.cli.access import local_principal
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
 from vmvault.cli.render import emit_json, err, out
@@ -230,6 +231,7 @@ def vault_show(
     for key in ("name", "location", "storage", "path", "created_at"):
         out.print(f"{key:10} {doc[key]}", markup=False)
     out.print(f"{'soft del.':10} {_soft_delete(doc)}", markup=False)
+    out.print(f"{'approvals':10} {_approvals(doc)}", markup=False)
     if doc["s3"] is not None:
         out.print(f"{'endpoint':10} {doc['s3']['endpoint']}", markup=False)
     out.print("hosts      " + (", ".join(h["uri"] for h in doc["hosts"]) or "none"), markup=False)
@@ -255,21 +257,79 @@ def vault_update(
     always_on: Annotated[
         bool, typer.Option("--always-on", help="The same as --soft-delete always.")
     ] = False,
+    approvals: Annotated[
+        str | None,
+        typer.Option(
+            "--approvals",
+            help="Who must agree to operations that reduce protection: off (default), "
+            "second-admin, delay (docs/approvals.md).",
+        ),
+    ] = None,
+    approval_delay: Annotated[
+        int | None,
+        typer.Option(
+            "--approval-delay", help="Hours a held operation waits in delay mode (1-720)."
+        ),
+    ] = None,
+    approval_expiry: Annotated[
+        int | None,
+        typer.Option(
+            "--approval-expiry", help="Hours a second-admin request waits undecided (1-720)."
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Change a vault's settings: soft delete of its recovery points (docs/soft-delete.md)."""
+    """Change a vault's settings: soft delete of its recovery points (docs/soft-delete.md)
+    and approvals (docs/approvals.md).  Weakening them is held for approval where the
+    vault's approvals are on."""
     if always_on:
         if soft_delete not in (None, "always"):
             raise InvalidInput("--always-on is --soft-delete always", what="--soft-delete")
         soft_delete = "always"
-    vault = services().soft_delete.update_vault(name, soft_delete, soft_delete_days)
+    asked = (approvals, approval_delay, approval_expiry)
+    who = local_principal()
+    vault = None
+    if soft_delete is not None or soft_delete_days is not None or all(a is None for a in asked):
+        vault = services().soft_delete.update_vault(name, soft_delete, soft_delete_days, by=who)
+    if any(a is not None for a in asked):
+        vault = services().approvals.configure(name, *asked, by=who)
+    assert vault is not None
     if json_:
         emit_json(documents.vault_doc(vault))
         return
+    doc = documents.vault_doc(vault)
     out.print(
-        f"vault {vault.name}: soft delete {_soft_delete(documents.vault_doc(vault))}",
+        f"vault {vault.name}: soft delete {_soft_delete(doc)}; approvals {_approvals(doc)}",
         markup=False,
     )
+
+
+@vault_app.command("delete")
+def vault_delete(
+    name: Annotated[str, typer.Argument(help="The vault.")],
+    with_points: Annotated[
+        bool,
+        typer.Option("--with-points", help="Purge the points it holds too (else refused)."),
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Delete a vault: its catalog entry, its notification targets and every object of its
+    storage.  Refused while VMs are registered with it or policies use it, and while it holds
+    points unless --with-points; held for approval where its approvals are on."""
+    purged = services().vaults.delete(name, with_points=with_points, by=local_principal())
+    if json_:
+        emit_json({"deleted": name, "points_purged": purged})
+        return
+    out.print(f"vault {name} deleted ({purged} point(s) purged)", markup=False)
+
+
+def _approvals(doc: dict[str, Any]) -> str:
+    """A vault document's approval setting, for people."""
+    if doc["approvals"] == "delay":
+        return f"delay {doc['approval_delay_hours']} h"
+    if doc["approvals"] == "second-admin":
+        return f"second-admin (requests expire after {doc['approval_expiry_hours']} h)"
+    return "off"
 
 
 def _soft_delete(doc: dict[str, Any]) -> str:

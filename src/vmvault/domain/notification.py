@@ -10,8 +10,8 @@ A *target* is a webhook URL or an e-mail address, configured for one vault and a
   by the VM and the time its lateness is counted from (its last good point, or the moment
   protection was configured), so a check every few minutes re-finds the same key and sends
   nothing new, and a new backup followed by a new lateness is a new episode;
-* ``approval`` (an operation waiting for an admin's approval) is defined here; nothing emits
-  it until approvals exist (issue 14).
+* ``approval``: an operation that reduces protection was held for an admin's approval
+  (services/approvals.py emits it when it stores the request; docs/approvals.md).
 
 Every event becomes one :class:`Message` per matching target, written to the catalog's
 outbox and delivered by the server's notifier with retries (:func:`retry_delay`); after
@@ -262,8 +262,8 @@ def overdue_message(late: Lateness) -> Message:
 
 
 def approval_message(vault: str, request_id: str, operation: str, requested_by: str) -> Message:
-    """An operation waits for an admin's approval.  Nothing emits it yet: approvals arrive
-    with issue 14, which calls this when it records a pending request."""
+    """An operation waits for an admin's approval (services/approvals.py, when it stores the
+    pending request ``request_id``; ``operation`` is its summary)."""
     subject = f"[vmvault] approval needed: {operation}"
     text = "\n".join(
         [

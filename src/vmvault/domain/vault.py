@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from vmvault.domain.approval import ApprovalSetting
 from vmvault.domain.errors import HostUriRunsCommand, InvalidInput
 from vmvault.domain.inputs import check_printable, check_text, quoted
 from vmvault.domain.soft_delete import SoftDelete
@@ -185,6 +186,8 @@ class Vault:
     s3: S3Location | None = None  # None: a directory on this host (``path``)
     #: what removing a point from the vault does (docs/soft-delete.md)
     soft_delete: SoftDelete = field(default_factory=SoftDelete)
+    #: who must agree to an operation that reduces protection (docs/approvals.md)
+    approvals: ApprovalSetting = field(default_factory=ApprovalSetting)
 
     @property
     def encrypted(self) -> bool:

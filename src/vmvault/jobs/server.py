@@ -17,7 +17,8 @@ they were:
    through the same services as the CLI;
 3. the **notifier** delivers the notification outbox (webhooks, e-mail) with retries and
    queues one notification per overdue episode (services/notifications.py,
-   docs/notifications.md);
+   docs/notifications.md), and runs the approval requests whose delay has passed
+   (services/approvals.py, docs/approvals.md);
 4. the **scheduler** ticks at every due slot (and at least every ``tick`` seconds): each due
    slot of each policy queues its VMs' backups once (see services/scheduler.py), and GC runs
    on ``VMVAULT_GC_SCHEDULE``;
@@ -237,6 +238,8 @@ class Server:
                 if written:
                     log.info("overdue check: %d notification(s) queued", written)
                 next_overdue = time.monotonic() + self.overdue_every
+            for r in services.approvals.run_due():  # delay mode, expiry (docs/approvals.md)
+                log.info("approval request %s: %s %s", r.id, r.state.value, r.outcome or "")
             for o in notifications.deliver_due(beat=self.notifier.beat):
                 log.info(
                     "notification %s (%s) to %s target %s: %s after %d attempt(s)",

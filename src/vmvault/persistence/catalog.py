@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event
 
 from vmvault.persistence.access import SqlAudit, SqlTokens
+from vmvault.persistence.approvals import SqlApprovals
 from vmvault.persistence.jobs import SqlJobs
 from vmvault.persistence.notifications import SqlNotifications
 from vmvault.persistence.points import SqlCheckpoints, SqlPointCopies, SqlPoints
@@ -61,6 +62,7 @@ class SqlUnitOfWork:
         self.schedules = SqlSchedules(self.conn)
         self.tokens = SqlTokens(self.conn)
         self.audit = SqlAudit(self.conn)
+        self.approvals = SqlApprovals(self.conn)
         self.notifications = SqlNotifications(self.conn)
         self.stats = SqlStats(self.conn)
         return self

@@ -39,6 +39,11 @@ vaults = Table(
     #: what removing a point does: on | off | always (docs/soft-delete.md)
     Column("soft_delete", String(16), nullable=False, server_default="on"),
     Column("soft_delete_days", Integer, nullable=False, server_default="14"),
+    #: who must agree to an operation that reduces protection: off | delay | second-admin
+    #: (docs/approvals.md)
+    Column("approvals", String(16), nullable=False, server_default="off"),
+    Column("approval_delay_hours", Integer, nullable=False, server_default="24"),
+    Column("approval_expiry_hours", Integer, nullable=False, server_default="72"),
 )
 
 hosts = Table(
@@ -253,6 +258,29 @@ audit_log = Table(
     Column("target", String(300)),
     Column("status", Integer, nullable=False),
     Column("remote", String(64), nullable=False),
+)
+
+#: Operations held for approval (domain/approval.py, docs/approvals.md); rows are never deleted.
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("vault", String(64), nullable=False, index=True),
+    #: the held call's arguments (JSON), passed back to the same service method
+    Column("args", JSON, nullable=False),
+    Column("summary", String(300), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("requested_by", String(160), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("due_at", DateTime(timezone=True)),
+    Column("state", String(16), nullable=False, index=True),
+    Column("decided_by", String(160)),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("executed_at", DateTime(timezone=True)),
+    Column("outcome", Text),
+    Column("error_code", String(64)),
 )
 
 #: Notification targets (docs/notifications.md): a webhook URL or an e-mail address for one

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from vmvault.domain.approval import ApprovalMode, ApprovalSetting
 from vmvault.domain.soft_delete import SoftDelete, SoftDeleteMode
 from vmvault.domain.vault import Host, S3Location, Vault
 from vmvault.persistence import tables as t
@@ -21,7 +22,13 @@ class SqlVaults:
     def _row(self, r: Any) -> Vault:
         s3 = S3Location.from_json(r.storage) if r.storage else None
         setting = SoftDelete(SoftDeleteMode(r.soft_delete), r.soft_delete_days)
-        return Vault(r.id, r.name, r.location, r.path, req(r.created_at), r.key_file, s3, setting)
+        approvals = ApprovalSetting(
+            ApprovalMode(r.approvals), r.approval_delay_hours, r.approval_expiry_hours
+        )
+        return Vault(
+            r.id, r.name, r.location, r.path, req(r.created_at), r.key_file, s3, setting,
+            approvals=approvals,
+        )  # fmt: skip
 
     def get(self, name: str) -> Vault | None:
         r = self.conn.execute(select(t.vaults).where(t.vaults.c.name == name)).first()
@@ -62,6 +69,20 @@ class SqlVaults:
             .where(t.vaults.c.name == name)
             .values(soft_delete=setting.mode.value, soft_delete_days=setting.days)
         )
+
+    def set_approvals(self, name: str, setting: ApprovalSetting) -> None:
+        self.conn.execute(
+            update(t.vaults)
+            .where(t.vaults.c.name == name)
+            .values(
+                approvals=setting.mode.value,
+                approval_delay_hours=setting.delay_hours,
+                approval_expiry_hours=setting.expiry_hours,
+            )
+        )
+
+    def remove(self, name: str) -> None:
+        self.conn.execute(delete(t.vaults).where(t.vaults.c.name == name))
 
 
 class SqlHosts:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from vmvault.domain.approval import Guard, no_guard
 from vmvault.services.jobs import JobRunner
 from vmvault.services.ports import UnitOfWorkFactory
 
@@ -37,6 +38,9 @@ class Service:
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        #: holds a call that reduces protection for approval (services/approvals.py; set by
+        #: bootstrap on the services that have such calls)
+        self.guard: Guard = no_guard
 
     @property
     def uow(self) -> UnitOfWorkFactory:

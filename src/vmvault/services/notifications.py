@@ -130,8 +130,8 @@ class NotificationService(Service):
         return written
 
     def emit(self, message: Message) -> int:
-        """Write ``message`` for every target of its vault that wants its event (approvals,
-        when they arrive, call this)."""
+        """Write ``message`` for every target of its vault that wants its event (the overdue
+        check and the approvals call this)."""
         with self.uow() as uow:
             written = self._enqueue(uow, message)
             uow.commit()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from vmvault.domain.approval import Kind, Requester
 from vmvault.domain.errors import (
     CopySameVault,
     InvalidInput,
@@ -173,8 +174,11 @@ class PolicyService(Service):
         no_copy: bool = False,
         as_set: bool | None = None,
         require: str | None = None,
+        by: Requester = None,
     ) -> PolicyView:
         """Change the given parts; the others keep their values.  VMs follow at once.
+        Lowering a retention count (of the policy or its copies) is held for approval where
+        the vault's approvals are on (docs/approvals.md).
 
         ``copy_to`` sets (or changes) the copy vault, ``copy_counts`` the copies' retention
         (merged with the current one), ``no_copy`` stops copying (copies already made stay,
@@ -186,6 +190,13 @@ class PolicyService(Service):
         a policy's slots, moves only when the policy does.  An empty schedule or zone is
         refused like any other bad one.
         """
+        self.guard(
+            Kind.POLICY_RETENTION,
+            {"name": name, "schedule": schedule, "timezone": timezone, "counts": counts,
+             "copy_to": copy_to, "copy_counts": copy_counts, "no_copy": no_copy,
+             "as_set": as_set, "require": require},
+            by,
+        )  # fmt: skip
         given = {lv: n for lv, n in (counts or {}).items() if n is not None}
         copy_given = {lv: n for lv, n in (copy_counts or {}).items() if n is not None}
         nothing = (

@@ -30,6 +30,7 @@ from datetime import datetime
 from functools import partial
 
 from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.approval import Kind, Requester
 from vmvault.domain.cluster import pause_needed, refuse_pause
 from vmvault.domain.disk_selection import select_disks
 from vmvault.domain.errors import (
@@ -216,8 +217,18 @@ class ProtectionService(Service):
     # --- stop / unregister ----------------------------------------------------------------------
 
     def stop(
-        self, vault_name: str | None, refs: Sequence[str], *, retain_data: bool
+        self,
+        vault_name: str | None,
+        refs: Sequence[str],
+        *,
+        retain_data: bool,
+        by: Requester = None,
     ) -> list[JobOutcome[VmItem]]:
+        """``--delete-data`` is held for approval where the vault's approvals are on."""
+        self.guard(
+            Kind.STOP_DELETE_DATA, {"vault": vault_name, "vms": list(refs),
+                                    "retain_data": retain_data}, by
+        )  # fmt: skip
         vault = self.vaults.resolve(vault_name)
         chosen = self._choose(vault, refs)
         for vm in chosen:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.approval import Kind, Requester
 from vmvault.domain.errors import (
     InvalidInput,
     PointNotInVault,
@@ -198,11 +199,37 @@ class SoftDeleteService(Service):
             raise PointNotSoftDeleted(point=point.id, vault=vault)
         return [DeletedHolding(point, vault, gone)]
 
-    def update_vault(self, name: str, mode: str | None = None, days: int | None = None) -> Vault:
+    def purge_point(
+        self, point_id: str, vault_name: str | None = None, *, by: Requester = None
+    ) -> list[Removed]:
+        """``points purge POINT [--vault V]``: purge the point's soft-deleted holding in
+        ``vault_name`` (None: in every vault where it is soft-deleted) now, before its period
+        ends — held for approval where the vault's approvals are on.  Refused as undelete is:
+        ``POINT_NOT_FOUND``, ``POINT_NOT_IN_VAULT``, ``POINT_NOT_SOFT_DELETED``."""
+        self.guard(Kind.POINT_PURGE, {"point": point_id, "vault": vault_name}, by)
+        with self.uow() as uow:
+            point = holdings.known(uow, point_id)
+        if vault_name is not None:
+            self.vaults.resolve(vault_name)
+        with self.uow() as uow:
+            gone = self._deleted_holdings(uow, point, vault_name)
+        removed = []
+        for holding in gone:
+            store = self.vaults.open_store(self.vaults.resolve(holding.vault))
+            done = purge(self.ctx, store, holding.vault, point.id)
+            if done is not None:
+                removed.append(done)
+        return removed
+
+    def update_vault(
+        self, name: str, mode: str | None = None, days: int | None = None, *, by: Requester = None
+    ) -> Vault:
         """``vault update NAME --soft-delete on|off|always --soft-delete-days N``: refused
         before anything changes when nothing is asked, the days are out of range or the vault
         is always-on and another mode is asked (``SOFT_DELETE_ALWAYS_ON``).  Holdings already
-        soft-deleted keep their ``purge_after``."""
+        soft-deleted keep their ``purge_after``.  Turning it off or shortening the days is
+        held for approval where the vault's approvals are on (docs/approvals.md)."""
+        self.guard(Kind.SOFT_DELETE_SETTING, {"vault": name, "mode": mode, "days": days}, by)
         if mode is None and days is None:
             raise InvalidInput(
                 "give --soft-delete on|off|always and/or --soft-delete-days N",

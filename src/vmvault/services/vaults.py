@@ -15,6 +15,7 @@ from vmvault.dataplane.chunkstore import CHUNKS, space_errors
 from vmvault.dataplane.config import CONFIG_NAME, validate_chunk_size, validate_level
 from vmvault.dataplane.reuse import EPOCH
 from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.approval import Guard, Kind, Requester, no_guard
 from vmvault.domain.errors import (
     HostExists,
     HostNotFound,
@@ -23,6 +24,7 @@ from vmvault.domain.errors import (
     PassphraseRequired,
     VaultCreateFailed,
     VaultExists,
+    VaultInUse,
     VaultNotChosen,
     VaultNotFound,
     VaultPathInUse,
@@ -38,6 +40,7 @@ from vmvault.domain.vault import (
     validate_name,
     validate_uri,
 )
+from vmvault.services import holdings
 from vmvault.services.paths import check_writable, first_missing, user_path
 from vmvault.services.ports import Hypervisor, UnitOfWork, UnitOfWorkFactory
 from vmvault.storage import local
@@ -80,6 +83,8 @@ class VaultService:
         self.clock = clock
         self.home = home
         self.default_vault = default_vault
+        #: holds a call that reduces protection for approval (services/approvals.py)
+        self.guard: Guard = no_guard
 
     # --- vaults ------------------------------------------------------------------------------
 
@@ -302,6 +307,64 @@ class VaultService:
             if vm.vanished_at is None:
                 counts[vm.state.value] = counts.get(vm.state.value, 0) + 1
         return VaultSummary(vault, hosts, counts)
+
+    def check_deletable(self, name: str, *, with_points: bool) -> Vault:
+        """The vault ``vault delete`` may delete, or why not (``VAULT_IN_USE``): VMs registered
+        with it, policies of it or copying to it, and — without ``with_points`` — points it
+        holds (its own or copies, soft-deleted ones too)."""
+        with self.uow() as uow:
+            vault = uow.vaults.get(name)
+            if vault is None:
+                raise VaultNotFound(name=name)
+            vms = sorted(v.label for v in uow.vms.all() if v.vault == name)
+            policies = sorted(
+                p.name
+                for p in uow.policies.all()
+                if p.vault == name or (p.policy.copy is not None and p.policy.copy.vault == name)
+            )
+            held = len(uow.points.in_vault(name, deleted=None))
+            held += len(uow.copies.in_vault(name, deleted=None))
+        if vms:
+            raise VaultInUse(name=name, why=f"{len(vms)} VM(s) registered: {', '.join(vms)}")
+        if policies:
+            raise VaultInUse(name=name, why=f"policies use it: {', '.join(policies)}")
+        if held and not with_points:
+            raise VaultInUse(name=name, why=f"it holds {held} recovery point(s)")
+        return vault
+
+    def delete(self, name: str, *, with_points: bool = False, by: Requester = None) -> int:
+        """``vault delete NAME [--with-points]``: refused while in use
+        (:meth:`check_deletable`).  Purges each point it holds (manifest, indexes, catalog:
+        a point whose copy lives elsewhere moves there, docs/soft-delete.md), removes the
+        vault's notification targets and its row, then every object of its storage (and a
+        local vault's directory).  The key file of an encrypted vault is left where it is.
+        Returns how many points were purged."""
+        self.guard(Kind.VAULT_DELETE, {"vault": name, "with_points": with_points}, by)
+        vault = self.check_deletable(name, with_points=with_points)
+        with self.uow() as uow:
+            ids = [p.id for p in uow.points.in_vault(name, deleted=None)]
+            ids += [c.point_id for c in uow.copies.in_vault(name, deleted=None)]
+        store = self.open_store(vault) if ids else None
+        for point_id in ids:
+            assert store is not None
+            store.delete_point(point_id)
+            with self.uow() as uow:
+                point = uow.points.get(point_id)
+                if point is not None:
+                    holdings.forget(uow, point, name)
+                    uow.commit()
+        with self.uow() as uow:
+            for target in uow.notifications.targets(name):
+                uow.notifications.remove_target(target.id)
+            uow.vaults.remove(name)
+            uow.commit()
+        with space_errors(vault.path):
+            backend = self.backend(vault)
+            for info in list(backend.list_objects("")):
+                backend.delete(info.key, sync=False)
+        if vault.s3 is None:
+            shutil.rmtree(vault.path, ignore_errors=True)
+        return len(ids)
 
     # --- hosts -------------------------------------------------------------------------------
 

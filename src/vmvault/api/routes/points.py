@@ -3,16 +3,19 @@ undeleted (docs/soft-delete.md)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 
 from vmvault import documents
+from vmvault.api.auth import needs
 from vmvault.api.errors import responses
-from vmvault.api.models import DeletedPointDoc, JobDoc, PointDoc
-from vmvault.api.requests import PinRequest, UndeleteRequest
+from vmvault.api.models import DeletedPointDoc, JobDoc, PointDoc, PurgedDoc
+from vmvault.api.requests import PinRequest, PurgeRequest, UndeleteRequest
+from vmvault.api.routes.approvals import HELD
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
 from vmvault.bootstrap import Services
+from vmvault.domain.access import Principal, Role
 
 
 def routes(services: Services) -> APIRouter:
@@ -82,5 +85,21 @@ def routes(services: Services) -> APIRouter:
         it is soft-deleted) to normal; answers what was undeleted, as it was."""
         back = services.soft_delete.undelete(point_id, body.vault if body else None)
         return [documents.deleted_point_doc(h.point, h.vault, h.deleted) for h in back]
+
+    @router.post(
+        "/points/{point_id}/purge",
+        response_model=list[PurgedDoc],
+        responses={**HELD, **responses(404, 409)},
+    )
+    def purge(
+        point_id: str,
+        who: Annotated[Principal, needs(Role.CONTRIBUTOR)],
+        body: PurgeRequest | None = None,
+    ) -> list[dict[str, Any]]:
+        """Purge the point's soft-deleted holding in ``vault`` (default: every vault where it
+        is soft-deleted) before its period ends; held for approval where the vault's
+        approvals are on (202, docs/approvals.md)."""
+        gone = services.soft_delete.purge_point(point_id, body.vault if body else None, by=who)
+        return [{"point": r.point, "vault": r.vault, "own_vault_now": r.heir} for r in gone]
 
     return router

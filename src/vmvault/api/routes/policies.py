@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 
 from vmvault import documents
+from vmvault.api.auth import needs
 from vmvault.api.errors import responses
 from vmvault.api.models import DeletedDoc, PolicyDoc, PolicyPreviewDoc
 from vmvault.api.requests import PolicyCreate, PolicyPreviewRequest, PolicyUpdate, RetentionChange
+from vmvault.api.routes.approvals import HELD
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
 from vmvault.bootstrap import Services
+from vmvault.domain.access import Principal, Role
 from vmvault.domain.retention import Retention
 
 
@@ -82,11 +85,14 @@ def routes(services: Services) -> APIRouter:
     @router.patch(
         "/policies/{name}",
         response_model=PolicyDoc,
-        responses=responses(404, 409),
-        dependencies=CONTRIBUTOR,
+        responses={**HELD, **responses(404, 409)},
     )
-    def update_policy(name: str, body: PolicyUpdate) -> dict[str, Any]:
-        """Change the given parts; the others keep their values. Its VMs follow at once."""
+    def update_policy(
+        name: str, body: PolicyUpdate, who: Annotated[Principal, needs(Role.CONTRIBUTOR)]
+    ) -> dict[str, Any]:
+        """Change the given parts; the others keep their values. Its VMs follow at once.
+        Lowering a retention count is held for approval where the vault's approvals are on
+        (202, docs/approvals.md)."""
         view = services.policies.update(
             name,
             schedule=body.schedule,
@@ -97,6 +103,7 @@ def routes(services: Services) -> APIRouter:
             no_copy=body.no_copy,
             as_set=body.as_set,
             require=body.require,
+            by=who,
         )
         return documents.policy_doc(view)
 

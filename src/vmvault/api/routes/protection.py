@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 
 from vmvault import documents
+from vmvault.api.auth import needs
 from vmvault.api.errors import responses
 from vmvault.api.models import ProtectedItemDoc, ProtectJobDoc
 from vmvault.api.requests import ProtectRequest, ResumeRequest, StopRequest
+from vmvault.api.routes.approvals import HELD
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
 from vmvault.bootstrap import Services
+from vmvault.domain.access import Principal, Role
 from vmvault.services.protection import ProtectResult
 
 
@@ -42,10 +45,19 @@ def routes(services: Services) -> APIRouter:
         )
         return documents.protect_docs(result)
 
-    @router.post("/protection/stop", **changes)
-    def stop(body: StopRequest) -> list[dict[str, Any]]:
-        """One stop-protection job per VM (inline): points kept, or deleted."""
-        outcomes = services.protection.stop(body.vault, body.vms, retain_data=not body.delete_data)
+    @router.post(
+        "/protection/stop",
+        response_model=list[ProtectJobDoc],
+        responses={**HELD, **responses(404, 409)},
+    )
+    def stop(
+        body: StopRequest, who: Annotated[Principal, needs(Role.CONTRIBUTOR)]
+    ) -> list[dict[str, Any]]:
+        """One stop-protection job per VM (inline): points kept, or deleted — held for
+        approval where the vault's approvals are on (202, docs/approvals.md)."""
+        outcomes = services.protection.stop(
+            body.vault, body.vms, retain_data=not body.delete_data, by=who
+        )
         return documents.protect_docs(ProtectResult(outcomes, []))
 
     @router.post("/protection/resume", **changes)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 
 from vmvault import documents
+from vmvault.api.auth import needs
 from vmvault.api.errors import responses
-from vmvault.api.models import AttachDoc, VaultDoc, VaultShowDoc
+from vmvault.api.models import AttachDoc, VaultDeletedDoc, VaultDoc, VaultShowDoc
 from vmvault.api.requests import VaultAttach, VaultCreate, VaultUpdate
+from vmvault.api.routes.approvals import HELD
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER, server_path
 from vmvault.bootstrap import Services
+from vmvault.domain.access import Principal, Role
 from vmvault.domain.vault import s3_location
 
 
@@ -88,14 +91,39 @@ def routes(services: Services) -> APIRouter:
     @router.patch(
         "/vaults/{name}",
         response_model=VaultDoc,
-        responses=responses(404, 409),
-        dependencies=CONTRIBUTOR,
+        responses={**HELD, **responses(404, 409)},
     )
-    def update_vault(name: str, body: VaultUpdate) -> dict[str, Any]:
-        """Change the vault's soft delete (``vault update``): ``always`` can never be
-        turned off again (``SOFT_DELETE_ALWAYS_ON``)."""
-        return documents.vault_doc(
-            services.soft_delete.update_vault(name, body.soft_delete, body.soft_delete_days)
-        )
+    def update_vault(
+        name: str, body: VaultUpdate, who: Annotated[Principal, needs(Role.CONTRIBUTOR)]
+    ) -> dict[str, Any]:
+        """Change the vault's soft delete and approvals (``vault update``): ``always`` can
+        never be turned off again (``SOFT_DELETE_ALWAYS_ON``); turning soft delete off,
+        shortening its days or weakening the approvals is held for approval where they are on
+        (202, docs/approvals.md)."""
+        approvals = (body.approvals, body.approval_delay_hours, body.approval_expiry_hours)
+        soft = (body.soft_delete, body.soft_delete_days)
+        vault = None
+        if any(v is not None for v in soft) or all(v is None for v in approvals):
+            vault = services.soft_delete.update_vault(name, *soft, by=who)
+        if any(v is not None for v in approvals):
+            vault = services.approvals.configure(name, *approvals, by=who)
+        assert vault is not None
+        return documents.vault_doc(vault)
+
+    @router.delete(
+        "/vaults/{name}",
+        response_model=VaultDeletedDoc,
+        responses={**HELD, **responses(404, 409)},
+    )
+    def delete_vault(
+        name: str,
+        who: Annotated[Principal, needs(Role.CONTRIBUTOR)],
+        with_points: bool = False,
+    ) -> dict[str, Any]:
+        """Delete the vault (``vault delete``): refused while VMs or policies use it
+        (``VAULT_IN_USE``) or it holds points, unless ``with_points``; held for approval
+        where its approvals are on (202)."""
+        purged = services.vaults.delete(name, with_points=with_points, by=who)
+        return {"deleted": name, "points_purged": purged}
 
     return router

@@ -26,6 +26,12 @@ from vmvault.domain.errors.api import (
     RoleRequired,
     RouteNotFound,
 )
+from vmvault.domain.errors.approval import (
+    ApprovalExpired,
+    ApprovalNotFound,
+    ApprovalNotPending,
+    ApprovalSelf,
+)
 from vmvault.domain.errors.attach import (
     NotAVault,
     VaultAlreadyAttached,
@@ -176,6 +182,7 @@ from vmvault.domain.errors.vault import (
     VaultExists,
     VaultFormatUnsupported,
     VaultFull,
+    VaultInUse,
     VaultLocked,
     VaultNotChosen,
     VaultNotEncrypted,
@@ -195,6 +202,10 @@ __all__ = [
     "AgentTooOld",
     "AllDisksExcluded",
     "AlreadyRegistered",
+    "ApprovalExpired",
+    "ApprovalNotFound",
+    "ApprovalNotPending",
+    "ApprovalSelf",
     "AuthRequired",
     "BackupAbortFailed",
     "BackupBeginFailed",
@@ -311,6 +322,7 @@ __all__ = [
     "VaultExists",
     "VaultFormatUnsupported",
     "VaultFull",
+    "VaultInUse",
     "VaultKeyRequired",
     "VaultLocked",
     "VaultNotChosen",

@@ -263,3 +263,13 @@ class VaultNotEncrypted(VmvaultError):
         "(vault create --encrypt); an unencrypted vault's keys are in its config."
     )
     kind = "usage"
+
+
+class VaultInUse(VmvaultError):
+    code = "VAULT_IN_USE"
+    message = "vault '{name}' is in use: {why}"
+    remedy = (
+        "Unregister its VMs and delete or move its policies first; points it holds go only "
+        "with 'vmvault vault delete {name} --with-points' (docs/approvals.md)."
+    )
+    kind = "usage"

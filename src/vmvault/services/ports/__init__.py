@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from vmvault.services.ports.backup import BackupDriver, PointSession, Source
 from vmvault.services.ports.catalog import (
+    ApprovalRepository,
     AuditRepository,
     CatalogStats,
     CheckpointRepository,
@@ -35,6 +36,7 @@ from vmvault.services.ports.notify import NotificationSender
 from vmvault.services.ports.restore import DiskWriter, HostFiles, RestoreDriver, WrittenImage
 
 __all__ = [
+    "ApprovalRepository",
     "AuditRepository",
     "BackupDriver",
     "CatalogStats",

@@ -9,6 +9,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
+from vmvault.domain.approval import ApprovalRequest, ApprovalSetting, RequestState
 from vmvault.domain.audit import AuditEntry
 from vmvault.domain.job import Job, JobState, JobType, JournalStep
 from vmvault.domain.metrics import LastBackup
@@ -40,6 +41,12 @@ class VaultRepository(Protocol):
     ) -> Vault: ...
     def set_soft_delete(self, name: str, setting: SoftDelete) -> None:
         """Store the vault's soft-delete setting (docs/soft-delete.md)."""
+
+    def set_approvals(self, name: str, setting: ApprovalSetting) -> None:
+        """Store the vault's approval setting (docs/approvals.md)."""
+
+    def remove(self, name: str) -> None:
+        """Delete the vault's row (``vault delete``: its points and copies are gone first)."""
 
 
 class HostRepository(Protocol):
@@ -231,6 +238,25 @@ class AuditRepository(Protocol):
         from ``offset``), and how many match in all."""
 
 
+class ApprovalRepository(Protocol):
+    """Requests held for approval (domain/approval.py).  A request changes state only through
+    :meth:`transition`, a compare-and-set: of two admins deciding at once, one wins."""
+
+    def add(self, request: ApprovalRequest) -> ApprovalRequest:
+        """Insert; the stored request with its id."""
+
+    def get(self, request_id: int) -> ApprovalRequest | None: ...
+    def find(
+        self, state: RequestState | None = None, vault: str | None = None
+    ) -> list[ApprovalRequest]:
+        """Every matching request, newest first (requests are rare: a few per vault and
+        month; the service pages them after deriving each one's shown state)."""
+
+    def transition(self, request: ApprovalRequest, expected: RequestState) -> bool:
+        """Write ``request``'s state and decision/outcome fields if its row is still in state
+        ``expected``; whether it was."""
+
+
 class PolicyRecord(Protocol):
     """A stored policy: the policy itself, the vault it belongs to, and when it changed."""
 
@@ -351,6 +377,8 @@ class UnitOfWork(Protocol):
     def tokens(self) -> TokenRepository: ...
     @property
     def audit(self) -> AuditRepository: ...
+    @property
+    def approvals(self) -> ApprovalRepository: ...
     @property
     def notifications(self) -> NotificationRepository: ...
     @property

@@ -6,8 +6,9 @@ import * as vms from "./pages/vms.js";
 import * as policies from "./pages/policies.js";
 import * as jobs from "./pages/jobs.js";
 import * as points from "./pages/points.js";
+import * as approvals from "./pages/approvals.js";
 
-const PAGES = { dashboard, vms, policies, jobs, points };
+const PAGES = { dashboard, vms, policies, jobs, points, approvals };
 const main = document.getElementById("main");
 let leave = null; // the current page's clean-up (stops its polling)
 let vaults = null; // the vaults' names (GET /vaults), loaded once per sign-in

@@ -174,7 +174,11 @@ async function editor(view, name) {
       const body = policyBody(form.values());
       if (existing) {
         delete body.name;
-        await api.patch(`/policies/${encodeURIComponent(existing.name)}`, body);
+        const held = await api.patch(`/policies/${encodeURIComponent(existing.name)}`, body);
+        if (held && held.state === "pending") { // 202: a lower retention waits for approval
+          clear(status, h("div", { class: "notice", role: "status" }, `Held for approval: request ${held.id} (${held.summary}). Another admin approves it on the Approvals page.`));
+          return;
+        }
       } else {
         await api.post("/policies", body);
       }
