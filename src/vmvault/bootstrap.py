@@ -26,6 +26,7 @@ from vmvault.services.backups import BackupService
 from vmvault.services.context import ServiceContext
 from vmvault.services.copies import CopyService
 from vmvault.services.dashboard import DashboardService
+from vmvault.services.immutability import ImmutabilityService
 from vmvault.services.inventory import InventoryService
 from vmvault.services.jobs import JobQueries, JobRunner
 from vmvault.services.lab import LabService, StorageLabService
@@ -226,6 +227,10 @@ class Services:
     @cached_property
     def soft_delete(self) -> SoftDeleteService:
         return SoftDeleteService(self.context)
+
+    @cached_property
+    def immutability(self) -> ImmutabilityService:
+        return ImmutabilityService(self.context)
 
     @cached_property
     def restores(self) -> RestoreService:

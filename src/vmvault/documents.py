@@ -47,6 +47,9 @@ def vault_doc(v: Vault) -> dict[str, Any]:
         # docs/soft-delete.md
         "soft_delete": v.soft_delete.mode.value,
         "soft_delete_days": v.soft_delete.days,
+        # docs/immutability.md
+        "immutable": v.immutable.value,
+        "object_lock": v.s3.object_lock.value if v.s3 and v.s3.object_lock else None,
     }
 
 
@@ -142,6 +145,8 @@ def point_doc(p: RecoveryPoint, held: Holding | None = None) -> dict[str, Any]:
         "warnings": p.warnings,
         "protected": p.protected,
         "keep_until": iso(p.keep_until),
+        # not deleted before then where its vault is immutable (docs/immutability.md)
+        "retain_until": iso(p.retain_until),
         "damaged": {v: [d.to_json() for d in dmg] for v, dmg in damaged.items()} or None,
         # vault → its soft deletion there (docs/soft-delete.md); None: soft-deleted nowhere
         "soft_deleted": {

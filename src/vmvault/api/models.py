@@ -66,6 +66,7 @@ class S3LocationDoc(BaseModel):
     prefix: str
     region: str
     credentials_file: str | None = Field(description="null: from the server's environment")
+    object_lock: str | None = Field(None, description="governance, compliance or null")
 
 
 class VaultDoc(BaseModel):
@@ -82,6 +83,13 @@ class VaultDoc(BaseModel):
         description="deleted points are kept restorable-by-undelete (docs/soft-delete.md)"
     )
     soft_delete_days: int = Field(description="how long a soft-deleted point is kept")
+    immutable: Literal["off", "on", "locked"] = Field(
+        description="on/locked: no point leaves before its retain_until; locked: for good "
+        "(docs/immutability.md)"
+    )
+    object_lock: Literal["governance", "compliance"] | None = Field(
+        description="an S3 vault's Object Lock mode; null: none"
+    )
 
 
 class DiskDoc(BaseModel):
@@ -211,6 +219,9 @@ class PointDoc(BaseModel):
     warnings: list[str]
     protected: bool
     keep_until: str | None
+    retain_until: str | None = Field(
+        None, description="not deleted before then in an immutable vault (docs/immutability.md)"
+    )
     #: what verify or a restore found damaged and could not heal, per vault holding the point
     #: (vault name → per disk, byte ranges [start, end)); only the vaults where it is marked
     #: damaged; null when intact everywhere (before ``disks``, as in documents.point_doc:

@@ -279,6 +279,16 @@ class VaultUpdate(_Request):
         None, description="always: can never be turned off again"
     )
     soft_delete_days: int | None = Field(None, description="1…3650")
+    immutable: bool | None = Field(
+        None, description="true: no point leaves before its retain_until (docs/immutability.md)"
+    )
+    lock: bool = Field(False, description="with immutable: for good (permanent)")
+
+
+class PointLock(_Request):
+    model_config = _example(keep_until="2027-06-30T00:00:00Z")
+
+    keep_until: datetime = Field(description="the point's new retain-until: never earlier")
 
 
 class TargetCreate(_Request):

@@ -17,6 +17,8 @@ from vmvault.cli.render import emit_json, out, size
 from vmvault.documents import point_doc
 from vmvault.domain.consistency import HookOutcome
 from vmvault.domain.errors import InvalidInput
+from vmvault.domain.inputs import parse_instant
+from vmvault.domain.iso import iso
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.services.holdings import Holding
 
@@ -68,7 +70,7 @@ def points_list(
         return
     table = Table(box=None, header_style="bold")
     cols: tuple[str, ...] = ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD")
-    cols += ("FROZEN/PAUSED MS", "DISKS", "LOGICAL", "NEW", "VAULTS")
+    cols += ("FROZEN/PAUSED MS", "DISKS", "LOGICAL", "NEW", "VAULTS", "RETAIN UNTIL")
     cols += ("SET",) if any(p["set_id"] for p in docs) else ()
     for col in cols:
         table.add_column(col, no_wrap=col in ("ID", "VM"))
@@ -90,6 +92,7 @@ def points_list(
             size(p["bytes_logical"]),
             size(p["bytes_new"]),
             ",".join(p["vaults"]),
+            render.when(p["retain_until"]) if p["retain_until"] else "-",
             *((p["set_id"] or "-",) if "SET" in cols else ()),
         )
     out.print(table)
@@ -138,6 +141,30 @@ def points_undelete(
         out.print(f"undeleted {g.point.id} of {g.point.vm_name} in vault '{g.vault}'", markup=False)
 
 
+@points_app.command("lock")
+def points_lock(
+    point_id: str,
+    keep_until: Annotated[
+        str,
+        typer.Option(
+            "--keep-until",
+            help="The point's new retain-until (YYYY-MM-DD[THH:MM]): never earlier than its "
+            "current one.",
+        ),
+    ],
+    json_: JsonOpt = False,
+) -> None:
+    """Lengthen a point's retain-until: in an immutable vault it cannot be deleted before,
+    and retention keeps it until then in any vault (docs/immutability.md)."""
+    until = parse_instant(keep_until, "--keep-until")
+    p, held = services().immutability.lock_point(point_id, until)
+    if json_:
+        emit_json(point_doc(p, services().points.holders([p.id])[p.id]))
+        return
+    where = f"; {held} object(s) held by the storage" if held else ""
+    out.print(f"point {p.id} retained until {iso(p.retain_until)}{where}", markup=False)
+
+
 def _docs(points: list[RecoveryPoint]) -> list[dict[str, Any]]:
     """The points' documents, each with every vault holding it (its own alone when it was
     deleted meanwhile)."""
@@ -166,6 +193,7 @@ def points_show(point_id: str, json_: JsonOpt = False) -> None:
     hooks = HookOutcome.from_json(doc["hooks"]).summary() if doc["hooks"] else "-"
     out.print(f"{'hooks':12} {hooks}", markup=False)
     out.print(f"{'checkpoint':12} {doc['checkpoint'] or '-'}", markup=False)
+    out.print(f"{'retain until':12} {doc['retain_until'] or '-'}", markup=False)
     if doc["set_id"] is not None:
         set_id = doc["set_id"]
         out.print(f"{'set':12} {set_id} (vmvault points list --set {set_id})", markup=False)

@@ -153,6 +153,7 @@ def vault_show(
     for key in ("name", "location", "storage", "path", "created_at"):
         out.print(f"{key:10} {doc[key]}", markup=False)
     out.print(f"{'soft del.':10} {_soft_delete(doc)}", markup=False)
+    out.print(f"{'immutable':10} {doc['immutable']}", markup=False)
     if doc["s3"] is not None:
         out.print(f"{'endpoint':10} {doc['s3']['endpoint']}", markup=False)
     out.print("hosts      " + (", ".join(h["uri"] for h in doc["hosts"]) or "none"), markup=False)
@@ -178,19 +179,39 @@ def vault_update(
     always_on: Annotated[
         bool, typer.Option("--always-on", help="The same as --soft-delete always.")
     ] = False,
+    immutable: Annotated[
+        bool | None,
+        typer.Option(
+            "--immutable/--no-immutable",
+            help="No point leaves before its retain-until; --no-immutable is refused once "
+            "locked (docs/immutability.md).",
+        ),
+    ] = None,
+    lock: Annotated[
+        bool, typer.Option("--lock", help="With --immutable: for good (permanent).")
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Change a vault's settings: soft delete of its recovery points (docs/soft-delete.md)."""
+    """Change a vault's settings: soft delete of its recovery points (docs/soft-delete.md) or
+    its immutability (docs/immutability.md), one of the two per command."""
     if always_on:
         if soft_delete not in (None, "always"):
             raise InvalidInput("--always-on is --soft-delete always", what="--soft-delete")
         soft_delete = "always"
-    vault = services().soft_delete.update_vault(name, soft_delete, soft_delete_days)
+    if immutable is not None or lock:
+        if soft_delete is not None or soft_delete_days is not None:
+            raise InvalidInput(
+                "change soft delete and immutability in separate commands", what="--immutable"
+            )
+        vault = services().immutability.update_vault(name, immutable, lock)
+    else:
+        vault = services().soft_delete.update_vault(name, soft_delete, soft_delete_days)
+    doc = documents.vault_doc(vault)
     if json_:
-        emit_json(documents.vault_doc(vault))
+        emit_json(doc)
         return
     out.print(
-        f"vault {vault.name}: soft delete {_soft_delete(documents.vault_doc(vault))}",
+        f"vault {vault.name}: soft delete {_soft_delete(doc)}; immutable {doc['immutable']}",
         markup=False,
     )
 

@@ -202,7 +202,14 @@ class ChunkStore:
         self._call(lambda: self.backend.delete(key))
 
     def remove(self, cid: bytes) -> None:
-        self._call(lambda: self.backend.delete(chunk_key(cid), sync=False))
+        """Delete an unreferenced chunk (GC).  Unreferenced, no retained point holds it (a
+        retained point's manifest stays: docs/immutability.md), so an undated hold left from
+        the points that referenced it is released first."""
+        key = chunk_key(cid)
+        holds = self.backend.holds
+        if holds is not None:
+            self._call(lambda: holds.release([key]))
+        self._call(lambda: self.backend.delete(key, sync=False))
 
     def begin_batch(self) -> ChunkBatch:
         """A batch whose adds that find their chunk present touch it under the shared vault

@@ -27,11 +27,19 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from vmvault.dataplane import manifest as manifest_codec
 from vmvault.dataplane.chunk import HEADER, ZERO_ID, BytesLike, ChunkCodec, file_capacity, is_zero
-from vmvault.dataplane.chunkstore import CHUNKS, ChunkBatch, ChunkStore, retried, space_errors
+from vmvault.dataplane.chunkstore import (
+    CHUNKS,
+    ChunkBatch,
+    ChunkStore,
+    chunk_key,
+    retried,
+    space_errors,
+)
 from vmvault.dataplane.config import CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, VaultConfig
 from vmvault.dataplane.index import SUFFIX as INDEX_SUFFIX
 from vmvault.dataplane.index import DiskIndex, IndexFormatError
@@ -42,6 +50,7 @@ from vmvault.dataplane.manifest import SUFFIX as MANIFEST_SUFFIX
 from vmvault.dataplane.manifest import Manifest
 from vmvault.dataplane.reuse import REUSE, ReuseLists
 from vmvault.domain.errors import (
+    ImmutableUnsupported,
     IndexCorrupt,
     InvalidInput,
     KeyFileMismatch,
@@ -413,8 +422,48 @@ class VaultStore:
             if n.endswith(MANIFEST_SUFFIX) and "/" not in n
         )
 
+    # --- holds (docs/immutability.md) ------------------------------------------------------
+
+    def check_hold(self, vault: str) -> None:
+        """Refuse (``IMMUTABLE_UNSUPPORTED``) when this storage cannot hold objects."""
+        holds = self.backend.holds
+        why = "this storage has no way to refuse a delete" if holds is None else holds.check()
+        if why is not None:
+            raise ImmutableUnsupported(vault=vault, why=why)
+
+    def point_keys(self, point_id: str) -> list[str]:
+        """The objects of a point: its manifest, its indexes, and the chunks they name."""
+        m = self.read_manifest(point_id)
+        keys = [manifest_key(point_id)]
+        cids: set[bytes] = set()
+        for disk in m.disks:
+            if disk.index is None:
+                continue
+            keys.append(index_key(point_id, disk.target))
+            cids.update(self.read_point_index(m, disk.target).ids)
+        cids.discard(ZERO_ID)
+        return keys + sorted(chunk_key(c) for c in cids)
+
+    def hold_point(self, point_id: str, until: datetime) -> int:
+        """Hold every object of the point until ``until`` where the storage can; returns how
+        many got a hold or a longer one (0 when the storage has none)."""
+        holds = self.backend.holds
+        if holds is None:
+            return 0
+        keys = self.point_keys(point_id)
+        with space_errors(self.location):
+            return holds.hold(keys, until)
+
     def delete_point(self, point_id: str) -> None:
-        """Manifest first, durably (the point stops existing), then its indexes."""
+        """Manifest first, durably (the point stops existing), then its indexes.  An undated
+        hold of the manifest and indexes is released first (the caller has checked that the
+        point's retention has ended: services/immutability.py)."""
+        holds = self.backend.holds
+        if holds is not None:
+            prefix = f"{INDEXES}/{check_name(point_id, 'recovery point id')}/"
+            with space_errors(self.location):
+                indexes = [i.key for i in self.backend.list_objects(prefix)]
+                holds.release([manifest_key(point_id), *indexes])
         with space_errors(self.location):
             retry(lambda: self.backend.delete(manifest_key(point_id)))
             self.backend.delete_prefix(f"{INDEXES}/{check_name(point_id, 'recovery point id')}/")

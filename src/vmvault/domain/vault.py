@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from vmvault.domain.errors import HostUriRunsCommand, InvalidInput
+from vmvault.domain.immutability import ImmutableMode, LockMode
 from vmvault.domain.inputs import check_printable, check_text, quoted
 from vmvault.domain.soft_delete import SoftDelete
 
@@ -146,6 +147,9 @@ class S3Location:
     prefix: str = ""  # "" or ends with "/"
     region: str = "us-east-1"
     credentials_file: str | None = None
+    #: the bucket has S3 Object Lock and the vault's retained objects are written with this
+    #: mode (docs/immutability.md); None: no Object Lock
+    object_lock: LockMode | None = None
 
     @property
     def url(self) -> str:
@@ -160,6 +164,7 @@ class S3Location:
             "prefix": self.prefix,
             "region": self.region,
             "credentials_file": self.credentials_file,
+            "object_lock": self.object_lock.value if self.object_lock else None,
         }
 
     @classmethod
@@ -170,6 +175,7 @@ class S3Location:
             prefix=str(doc.get("prefix") or ""),
             region=str(doc.get("region") or "us-east-1"),
             credentials_file=doc.get("credentials_file"),
+            object_lock=LockMode(str(doc["object_lock"])) if doc.get("object_lock") else None,
         )
 
 
@@ -185,6 +191,8 @@ class Vault:
     s3: S3Location | None = None  # None: a directory on this host (``path``)
     #: what removing a point from the vault does (docs/soft-delete.md)
     soft_delete: SoftDelete = field(default_factory=SoftDelete)
+    #: whether points may leave before their retain-until (docs/immutability.md)
+    immutable: ImmutableMode = ImmutableMode.OFF
 
     @property
     def encrypted(self) -> bool:

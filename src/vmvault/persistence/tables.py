@@ -39,6 +39,8 @@ vaults = Table(
     #: what removing a point does: on | off | always (docs/soft-delete.md)
     Column("soft_delete", String(16), nullable=False, server_default="on"),
     Column("soft_delete_days", Integer, nullable=False, server_default="14"),
+    #: off | on | locked (docs/immutability.md)
+    Column("immutable", String(16), nullable=False, server_default="off"),
 )
 
 hosts = Table(
@@ -171,6 +173,8 @@ recovery_points = Table(
     #: soft-deleted in its own vault (NULL: held normally) and when it may be purged
     Column("deleted_at", DateTime(timezone=True)),
     Column("purge_after", DateTime(timezone=True)),
+    #: not deleted before then in an immutable vault (docs/immutability.md)
+    Column("retain_until", DateTime(timezone=True)),
 )
 
 #: Copies of recovery points in vaults other than the one they were taken into

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from vmvault.domain.immutability import ImmutableMode
 from vmvault.domain.soft_delete import SoftDelete, SoftDeleteMode
 from vmvault.domain.vault import Host, S3Location, Vault
 from vmvault.persistence import tables as t
@@ -21,7 +22,17 @@ class SqlVaults:
     def _row(self, r: Any) -> Vault:
         s3 = S3Location.from_json(r.storage) if r.storage else None
         setting = SoftDelete(SoftDeleteMode(r.soft_delete), r.soft_delete_days)
-        return Vault(r.id, r.name, r.location, r.path, req(r.created_at), r.key_file, s3, setting)
+        return Vault(
+            r.id,
+            r.name,
+            r.location,
+            r.path,
+            req(r.created_at),
+            r.key_file,
+            s3,
+            setting,
+            ImmutableMode(r.immutable),
+        )
 
     def get(self, name: str) -> Vault | None:
         r = self.conn.execute(select(t.vaults).where(t.vaults.c.name == name)).first()
@@ -62,6 +73,10 @@ class SqlVaults:
             .where(t.vaults.c.name == name)
             .values(soft_delete=setting.mode.value, soft_delete_days=setting.days)
         )
+
+    def set_immutable(self, name: str, mode: ImmutableMode) -> None:
+        q = update(t.vaults).where(t.vaults.c.name == name).values(immutable=mode.value)
+        self.conn.execute(q)
 
 
 class SqlHosts:

@@ -34,14 +34,16 @@ import stat
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vmvault.storage import fsutil
+from vmvault.storage import fsutil, local_hold
 from vmvault.storage.backend import (
     RESERVED,
     Data,
     Guard,
+    ObjectHold,
     ObjectInfo,
     Usage,
     WriterInfo,
@@ -100,6 +102,30 @@ def initialise(path: Path, meta: dict[str, Any]) -> None:
     )
 
 
+class LocalHold:
+    """The directory's :class:`~vmvault.storage.backend.ObjectHold`: the immutable attribute
+    (:mod:`vmvault.storage.local_hold`).  Undated: ``until`` is the catalog's to keep."""
+
+    def __init__(self, backend: LocalBackend) -> None:
+        self.backend = backend
+        self.files = local_hold.ImmutableFiles(backend.root)
+
+    def check(self) -> str | None:
+        return self.files.check()
+
+    def hold(self, keys: Sequence[str], until: datetime) -> int:
+        try:
+            return self.files.hold(self.backend.path(k) for k in keys)
+        except OSError as exc:
+            raise self.backend._error(exc, None) from exc
+
+    def release(self, keys: Sequence[str]) -> int:
+        try:
+            return self.files.release(self.backend.path(k) for k in keys)
+        except OSError as exc:
+            raise self.backend._error(exc, None) from exc
+
+
 class LocalBackend:
     """A vault's objects as files under ``root`` (see the module docstring)."""
 
@@ -107,6 +133,7 @@ class LocalBackend:
         self.root = Path(root)
         self.location = str(self.root)
         self.remote = False
+        self.holds: ObjectHold | None = LocalHold(self)
         self._locks = FileLocks(self.root / RESERVED)
 
     # --- paths and errors --------------------------------------------------------------------
@@ -322,10 +349,19 @@ class LocalBackend:
         return removed
 
     def touch(self, key: str) -> bool:
+        path = self.path(key)
         try:
-            os.utime(self.path(key))
+            os.utime(path)
         except FileNotFoundError:
             return False
+        except PermissionError as exc:  # a held chunk that a new point shares: still touched
+            if not local_hold.is_immutable(path):
+                raise self._error(exc, key) from exc
+            local_hold.set_immutable(path, False)
+            try:
+                os.utime(path)
+            finally:
+                local_hold.set_immutable(path, True)
         except OSError as exc:
             raise self._error(exc, key) from exc
         return True

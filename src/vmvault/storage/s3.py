@@ -46,6 +46,7 @@ from vmvault.domain.vault import S3Location
 from vmvault.storage.backend import (
     Data,
     Guard,
+    ObjectHold,
     ObjectInfo,
     Usage,
     WriterInfo,
@@ -121,6 +122,7 @@ class S3Backend:
         )
         self.location = self.session.location
         self.remote = True
+        self.holds: ObjectHold | None = None  # Object Lock: not yet (docs/immutability.md)
         self.uploads = uploads
         self.budget = ByteBudget(inflight_bytes)
         self.leases = Leases(self.session, lease_seconds, renew_seconds)

@@ -12,6 +12,7 @@ from vmvault.api.models import VaultDoc, VaultShowDoc
 from vmvault.api.requests import VaultCreate, VaultUpdate
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER, server_path
 from vmvault.bootstrap import Services
+from vmvault.domain.errors import InvalidInput
 from vmvault.domain.vault import s3_location
 
 
@@ -67,8 +68,18 @@ def routes(services: Services) -> APIRouter:
         dependencies=CONTRIBUTOR,
     )
     def update_vault(name: str, body: VaultUpdate) -> dict[str, Any]:
-        """Change the vault's soft delete (``vault update``): ``always`` can never be
-        turned off again (``SOFT_DELETE_ALWAYS_ON``)."""
+        """Change the vault's soft delete or its immutability (``vault update``), one of the
+        two per request: soft delete ``always`` can never be turned off again
+        (``SOFT_DELETE_ALWAYS_ON``), nor a locked immutability (``IMMUTABLE_LOCKED``)."""
+        immutable = body.immutable is not None or body.lock
+        if immutable and (body.soft_delete is not None or body.soft_delete_days is not None):
+            raise InvalidInput(
+                "change soft delete and immutability in separate requests", what="the body"
+            )
+        if immutable:
+            return documents.vault_doc(
+                services.immutability.update_vault(name, body.immutable, body.lock)
+            )
         return documents.vault_doc(
             services.soft_delete.update_vault(name, body.soft_delete, body.soft_delete_days)
         )

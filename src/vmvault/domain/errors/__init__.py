@@ -66,6 +66,12 @@ from vmvault.domain.errors.copy import (
     NothingToCopy,
     PointNotInVault,
 )
+from vmvault.domain.errors.immutability import (
+    ImmutableLocked,
+    ImmutableUnsupported,
+    PointRetained,
+    RetentionShortened,
+)
 from vmvault.domain.errors.inventory import (
     AgentCommandFailed,
     AgentNotConfigured,
@@ -221,6 +227,8 @@ __all__ = [
     "HostNotFound",
     "HostUnreachable",
     "HostUriRunsCommand",
+    "ImmutableLocked",
+    "ImmutableUnsupported",
     "IndexCorrupt",
     "InsufficientSpace",
     "InternalError",
@@ -257,6 +265,7 @@ __all__ = [
     "PointNotInVault",
     "PointNotSoftDeleted",
     "PointOfAnotherVm",
+    "PointRetained",
     "PointSoftDeleted",
     "PolicyExists",
     "PolicyInUse",
@@ -276,6 +285,7 @@ __all__ = [
     "RestoreVmHasSnapshots",
     "RestoreVmNotDefined",
     "RestoreWriteFailed",
+    "RetentionShortened",
     "RetentionTooShort",
     "RoleRequired",
     "RouteNotFound",

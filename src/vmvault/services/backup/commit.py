@@ -179,6 +179,9 @@ def point_from_manifest(
         ],
         job_id=unfinished.job_id,
         warnings=list(warnings),
+        retain_until=(
+            datetime.fromisoformat(m.extra["retain_until"]) if m.extra.get("retain_until") else None
+        ),
     )
 
 

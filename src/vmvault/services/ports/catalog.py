@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from vmvault.domain.audit import AuditEntry
+from vmvault.domain.immutability import ImmutableMode
 from vmvault.domain.job import Job, JobState, JobType, JournalStep
 from vmvault.domain.metrics import LastBackup
 from vmvault.domain.notification import Channel, Delivery, Event, Message, Outgoing, Target
@@ -40,6 +41,9 @@ class VaultRepository(Protocol):
     ) -> Vault: ...
     def set_soft_delete(self, name: str, setting: SoftDelete) -> None:
         """Store the vault's soft-delete setting (docs/soft-delete.md)."""
+
+    def set_immutable(self, name: str, mode: ImmutableMode) -> None:
+        """Store the vault's immutability (docs/immutability.md)."""
 
 
 class HostRepository(Protocol):
@@ -82,6 +86,9 @@ class PointRepository(Protocol):
     def delete(self, point_id: str) -> None: ...
     def set_pinned(self, point_id: str, protected: bool, keep_until: datetime | None) -> None:
         """Set the point's pin (never pruned) and its keep-until date."""
+
+    def set_retain_until(self, point_id: str, until: datetime | None) -> None:
+        """Set the point's retain-until (docs/immutability.md)."""
 
     def record_restore_test(self, point_id: str, result: dict[str, Any]) -> None:
         """Keep the latest restore test's result (JSON) on the point."""
