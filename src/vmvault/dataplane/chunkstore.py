@@ -202,14 +202,17 @@ class ChunkStore:
         self._call(lambda: self.backend.delete(key))
 
     def remove(self, cid: bytes) -> None:
-        """Delete an unreferenced chunk (GC).  Unreferenced, no retained point holds it (a
-        retained point's manifest stays: docs/immutability.md), so an undated hold left from
-        the points that referenced it is released first."""
-        key = chunk_key(cid)
+        self._call(lambda: self.delete_unreferenced(chunk_key(cid)))
+
+    def delete_unreferenced(self, key: str) -> None:
+        """Delete a chunk object no point references (GC), not durably.  No retained point
+        references it (a retained point's manifest stays until its retention ends:
+        docs/immutability.md), so an undated hold left by the points that did is released
+        first; storage errors as the backend raises them."""
         holds = self.backend.holds
         if holds is not None:
-            self._call(lambda: holds.release([key]))
-        self._call(lambda: self.backend.delete(key, sync=False))
+            holds.release([key])
+        self.backend.delete(key, sync=False)
 
     def begin_batch(self) -> ChunkBatch:
         """A batch whose adds that find their chunk present touch it under the shared vault

@@ -212,6 +212,6 @@ def _sweep(
         if now.mtime >= cutoff:  # touched since the scan: in use again
             report.chunks_kept_recent += 1
             continue
-        backend.delete(info.key, sync=False)
+        store.chunks.delete_unreferenced(info.key)
         report.chunks_removed += 1
         report.bytes_removed += now.size
