@@ -23,6 +23,7 @@ from vmvault.domain.soft_delete import Deletion
 from vmvault.domain.tokens import ApiToken
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import VmItem
+from vmvault.services import immutability
 from vmvault.services.dashboard import Dashboard
 from vmvault.services.holdings import Holding
 from vmvault.services.jobs import JobOutcome
@@ -49,7 +50,8 @@ def vault_doc(v: Vault) -> dict[str, Any]:
         "soft_delete_days": v.soft_delete.days,
         # docs/immutability.md
         "immutable": v.immutable.value,
-        "object_lock": v.s3.object_lock.value if v.s3 and v.s3.object_lock else None,
+        # an S3 vault with Object Lock: the mode its retained objects get now
+        "object_lock": immutability.lock_mode(v).value if v.s3 and v.s3.object_lock else None,
     }
 
 

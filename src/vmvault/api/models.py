@@ -66,7 +66,10 @@ class S3LocationDoc(BaseModel):
     prefix: str
     region: str
     credentials_file: str | None = Field(description="null: from the server's environment")
-    object_lock: str | None = Field(None, description="governance, compliance or null")
+    object_lock: bool = Field(False, description="the bucket has S3 Object Lock")
+    lock_mode: str | None = Field(
+        None, description="governance or compliance; null: by the vault's immutability"
+    )
 
 
 class VaultDoc(BaseModel):
@@ -88,7 +91,7 @@ class VaultDoc(BaseModel):
         "(docs/immutability.md)"
     )
     object_lock: Literal["governance", "compliance"] | None = Field(
-        description="an S3 vault's Object Lock mode; null: none"
+        description="an S3 vault's Object Lock mode for its retained objects now; null: none"
     )
 
 

@@ -112,6 +112,12 @@ class S3Request(_Request):
     credentials_file: str | None = Field(
         None, description="absolute path on the server (null: the server's environment)"
     )
+    object_lock: bool = Field(
+        False, description="the bucket has S3 Object Lock: retained points' objects get one"
+    )
+    lock_mode: Literal["governance", "compliance"] | None = Field(
+        None, description="null: compliance once the vault is locked immutable, else governance"
+    )
 
 
 class VaultCreate(_Request):

@@ -74,6 +74,21 @@ def vault_create(
             "(default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment)."
         ),
     ] = None,
+    object_lock: Annotated[
+        bool,
+        typer.Option(
+            "--object-lock",
+            help="S3: the bucket has Object Lock (refused if not); retained points' objects "
+            "get a retention (docs/immutability.md).",
+        ),
+    ] = False,
+    lock_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="S3 Object Lock mode: governance or compliance (default: compliance once the "
+            "vault is locked immutable, governance before)."
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Create a vault serving the VMs of one location, in a directory or an S3 bucket."""
@@ -81,10 +96,16 @@ def vault_create(
     if storage is StorageKind.s3:
         if endpoint is None or bucket is None:
             raise InvalidInput("--storage s3 needs --endpoint and --bucket", what="vault create")
-        s3 = s3_location(endpoint, bucket, prefix, region, credentials_file)
+        s3 = s3_location(endpoint, bucket, prefix, region, credentials_file, object_lock, lock_mode)
     else:
+        lock_opts = ("--object-lock", "x" if object_lock else None), ("--lock-mode", lock_mode)
         s3_only = [
-            o for o, v in S3_OPTIONS(endpoint, bucket, prefix, region, credentials_file) if v
+            o
+            for o, v in [
+                *S3_OPTIONS(endpoint, bucket, prefix, region, credentials_file),
+                *lock_opts,
+            ]
+            if v
         ]
         if s3_only:
             raise InvalidInput("it goes with --storage s3", what=s3_only[0])

@@ -212,10 +212,13 @@ def check_soft_delete_change(vault: str, old: SoftDelete, new: SoftDelete) -> No
         )
 
 
-def extension(current: datetime | None, wanted: datetime) -> datetime | None:
+def extension(
+    current: datetime | None, wanted: datetime, margin: timedelta = EXTENSION_MARGIN
+) -> datetime | None:
     """Object Lock: the retain-until to set on an object that a point retained until
     ``wanted`` references, or None when its current one already covers it.  Extended to
-    ``wanted`` + :data:`EXTENSION_MARGIN`, so the points of the next margin find it covered."""
+    ``wanted + margin`` (chunks: :data:`EXTENSION_MARGIN`), so that the points of the next
+    margin find it covered; a point's own manifest and indexes take no margin."""
     if current is not None and current >= wanted:
         return None
-    return wanted + EXTENSION_MARGIN
+    return wanted + margin

@@ -21,7 +21,9 @@ from zoneinfo import ZoneInfo
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import PointNotFound, VaultNotFound
 from vmvault.domain.immutability import (
+    LockMode,
     change,
+    default_lock_mode,
     enabled,
     hold_retained,
     lengthen,
@@ -90,7 +92,14 @@ def hold_point(store: VaultStore, vault: Vault, point: RecoveryPoint) -> int:
     returns how many objects got a hold or a longer one (0: none could, or none needed)."""
     if point.retain_until is None or not enabled(vault.immutable):
         return 0
-    return store.hold_point(point.id, point.retain_until)
+    return store.hold_point(point.id, point.retain_until, lock_mode(vault))
+
+
+def lock_mode(vault: Vault) -> LockMode:
+    """The Object Lock mode of the vault's retained objects: the one chosen at ``vault
+    create --lock-mode``, else by its immutability (:func:`default_lock_mode`)."""
+    chosen = vault.s3.lock_mode if vault.s3 is not None else None
+    return chosen or default_lock_mode(vault.immutable)
 
 
 class ImmutabilityService(Service):

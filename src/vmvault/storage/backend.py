@@ -98,9 +98,10 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, TypeAlias
 
+from vmvault.domain.immutability import LockMode
 from vmvault.storage.errors import InvalidKey
 
 #: A context factory a batch holds while it touches an object it found present.
@@ -215,14 +216,22 @@ class ObjectHold(Protocol):
         """None when this storage can hold objects; else why not, for people."""
         ...
 
-    def hold(self, keys: Sequence[str], until: datetime) -> int:
-        """Hold each existing object of ``keys`` until at least ``until``; returns how many
-        got a hold or a longer one (the cost: one request each on object storage)."""
+    def hold(self, keys: Sequence[str], until: datetime, mode: LockMode, margin: timedelta) -> int:
+        """Hold each existing object of ``keys`` until at least ``until`` — a dated hold that
+        must be extended at all is extended to ``until + margin`` (``mode``: S3 Object Lock's
+        mode; an undated hold ignores both); returns how many got a hold or a longer one (the
+        cost: a request each on object storage)."""
         ...
 
     def release(self, keys: Sequence[str]) -> int:
         """End the undated holds of ``keys`` so they can be deleted (a dated hold is left to
         end by itself); returns how many were released."""
+        ...
+
+    def purge(self, key: str) -> bool:
+        """Delete the object for good — every version of it where the storage keeps versions
+        (a plain delete in a versioned bucket only hides it) — unless it is still held:
+        then nothing is done and False is returned.  A missing object: True."""
         ...
 
 

@@ -34,10 +34,11 @@ import stat
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from vmvault.domain.immutability import LockMode
 from vmvault.storage import fsutil, local_hold
 from vmvault.storage.backend import (
     RESERVED,
@@ -113,7 +114,7 @@ class LocalHold:
     def check(self) -> str | None:
         return self.files.check()
 
-    def hold(self, keys: Sequence[str], until: datetime) -> int:
+    def hold(self, keys: Sequence[str], until: datetime, mode: LockMode, margin: timedelta) -> int:
         try:
             return self.files.hold(self.backend.path(k) for k in keys)
         except OSError as exc:
@@ -124,6 +125,11 @@ class LocalHold:
             return self.files.release(self.backend.path(k) for k in keys)
         except OSError as exc:
             raise self.backend._error(exc, None) from exc
+
+    def purge(self, key: str) -> bool:
+        self.release([key])
+        self.backend.delete(key, sync=False)
+        return True
 
 
 class LocalBackend:

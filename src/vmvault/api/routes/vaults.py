@@ -48,7 +48,9 @@ def routes(services: Services) -> APIRouter:
         if body.s3 is not None:
             b = body.s3
             creds = server_path(b.credentials_file, "s3.credentials_file")
-            s3 = s3_location(b.endpoint, b.bucket, b.prefix, b.region, creds)
+            s3 = s3_location(
+                b.endpoint, b.bucket, b.prefix, b.region, creds, b.object_lock, b.lock_mode
+            )
         created = services.vaults.create(
             body.name,
             body.location,
