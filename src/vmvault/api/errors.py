@@ -72,6 +72,11 @@ CONFLICTS = {
     "POINT_NOT_SOFT_DELETED",
     "SOFT_DELETE_EXPIRED",
     "SOFT_DELETE_ALWAYS_ON",
+    # immutable vaults (docs/immutability.md): a retention or a lock forbids what was asked
+    "POINT_RETAINED",
+    "RETENTION_SHORTENED",
+    "IMMUTABLE_LOCKED",
+    "IMMUTABLE_UNSUPPORTED",
 }
 _BY_CODE = {
     "AUTH_REQUIRED": 401,

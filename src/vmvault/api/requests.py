@@ -294,7 +294,9 @@ class VaultUpdate(_Request):
 class PointLock(_Request):
     model_config = _example(keep_until="2027-06-30T00:00:00Z")
 
-    keep_until: datetime = Field(description="the point's new retain-until: never earlier")
+    keep_until: datetime = Field(
+        description="the point's new retain-until: never earlier", strict=False
+    )
 
 
 class TargetCreate(_Request):

@@ -300,6 +300,7 @@ def gc(
                 "chunks_removed": r.chunks_removed,
                 "bytes_removed": r.bytes_removed,
                 "chunks_kept_recent": r.chunks_kept_recent,
+                "chunks_kept_retained": r.chunks_kept_retained,
                 "points_purged": r.points_purged,
             }
         emit_json(doc)
@@ -312,5 +313,10 @@ def gc(
                 f"  {len(r.points_purged)} soft-deleted point(s) {verb}, "
                 f"{r.chunks_removed} chunks removed ({size(r.bytes_removed)}), "
                 f"{r.chunks_referenced} referenced, {r.chunks_kept_recent} kept as too recent"
+                + (
+                    f", {r.chunks_kept_retained} kept as still retained by the storage"
+                    if r.chunks_kept_retained
+                    else ""
+                )
             )
     raise typer.Exit(render.exit_code_for([outcome.job]))

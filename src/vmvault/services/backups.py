@@ -196,8 +196,10 @@ class BackupService(Service):
         self.cleanup.prune_checkpoints(vm, keep=point.checkpoint, ctx=ctx)
         held = immutability.hold_point(store, vault, point)
         if held:
+            until = point.retain_until.isoformat() if point.retain_until else ""
+            ctx.record(immutability.HELD, point=point.id, objects=held, until=until)
             ctx.log(
-                f"{held} object(s) of {point.id} held by the storage until {point.retain_until}"
+                f"{held} object(s) of {point.id} held (or extended) by the storage until {until}"
             )
         if keep_until is not None:
             point.keep_until = keep_until

@@ -42,6 +42,11 @@ from vmvault.domain.vm import VmItem
 from vmvault.services.context import Service
 from vmvault.services.ports import UnitOfWork
 
+#: The backup job's journal step after its point's objects were held by the storage:
+#: ``{"point", "objects", "until"}`` — ``objects``: how many got a hold or a longer one (on S3,
+#: the PutObjectRetention requests: the extension cost, docs/immutability.md).
+HELD = "held"
+
 
 def check_removal(vault: Vault, point: RecoveryPoint, now: datetime) -> None:
     """Refuse (``POINT_RETAINED``) to remove ``point`` from ``vault`` before its

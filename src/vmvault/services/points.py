@@ -414,6 +414,7 @@ class PointService(Service):
             f"{report.points} point(s), {report.chunks_scanned} chunks scanned, "
             f"{report.chunks_referenced} referenced, {report.chunks_removed} removed "
             f"({report.bytes_removed:,} B), {report.chunks_kept_recent} kept (too recent), "
+            f"{report.chunks_kept_retained} kept (still retained by the storage), "
             f"running backups: {', '.join(report.writers) or 'none'}"
         )
         return report
