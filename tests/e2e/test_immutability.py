@@ -47,6 +47,8 @@ def test_the_api_sets_immutability_and_refuses_deleting_a_retained_point(
     doc = api.patch("/api/v1/vaults/main", json={"immutable": True}).json()
     assert doc["immutable"] == "on" and doc["storage"] == "local" and doc["path"]
     assert api.get("/api/v1/vaults/main").json()["immutable"] == "on"
+    vault_dir = Path(doc["path"])  # its retained point's files: held from now on
+    assert local_hold.is_immutable(vault_dir / "manifests" / f"{pid}.manifest")
     refused(api.delete(f"/api/v1/points/{pid}"), 409, "POINT_RETAINED")
     refused(api.patch("/api/v1/policies/gold", json={"retention": {"daily": 3}}),
             409, "RETENTION_SHORTENED")  # fmt: skip
@@ -60,8 +62,6 @@ def test_the_api_sets_immutability_and_refuses_deleting_a_retained_point(
     earlier = (day + timedelta(days=10)).isoformat()
     refused(api.post(f"/api/v1/points/{pid}/lock", json={"keep_until": earlier}),
             409, "RETENTION_SHORTENED")  # fmt: skip
-    vault_dir = Path(doc["path"])
-    assert local_hold.is_immutable(vault_dir / "manifests" / f"{pid}.manifest")
 
     refused(api.patch("/api/v1/vaults/main", json={"immutable": True, "soft_delete": "on"}),
             400, "INVALID_INPUT")  # fmt: skip

@@ -273,6 +273,9 @@ class CopyService(Service):
                     now,
                 )
                 uow.commit()
+            held = immutability.hold_point(dst, target, point)  # an immutable target
+            if held:
+                ctx.log(f"{held} object(s) of {point.id} held by '{target.name}'s storage")
             report.points.append(point.id)
             report.chunks_sent += r.chunks_sent
             report.chunks_present += r.chunks_present

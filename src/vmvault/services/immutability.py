@@ -107,6 +107,11 @@ def lock_mode(vault: Vault) -> LockMode:
     return chosen or default_lock_mode(vault.immutable)
 
 
+def copied(uow: UnitOfWork, vault: str) -> list[RecoveryPoint | None]:
+    """The points of which ``vault`` holds a copy (normally)."""
+    return [uow.points.get(c.point_id) for c in uow.copies.in_vault(vault)]
+
+
 class ImmutabilityService(Service):
     """A vault's immutability and a point's retain-until."""
 
@@ -114,11 +119,14 @@ class ImmutabilityService(Service):
         """``vault update NAME --immutable [--lock]`` / ``--no-immutable``: refused before
         anything changes once locked (``IMMUTABLE_LOCKED``), or when the vault's storage
         cannot hold objects (``IMMUTABLE_UNSUPPORTED``: a directory on a file system without
-        the immutable attribute, an S3 bucket without Object Lock)."""
+        the immutable attribute, an S3 bucket without Object Lock).  Turned on, the points
+        (own and copies) it now retains get the storage's hold."""
         vault = self.vaults.resolve(name)
         mode = change(vault.name, vault.immutable, immutable, lock)
+        store = None
         if enabled(mode) and not enabled(vault.immutable):
-            self.vaults.open_store(vault).check_hold(vault.name)
+            store = self.vaults.open_store(vault)
+            store.check_hold(vault.name)
         with self.uow() as uow:
             current = uow.vaults.get(vault.name)
             if current is None:
@@ -126,7 +134,17 @@ class ImmutabilityService(Service):
             mode = change(vault.name, current.immutable, immutable, lock)
             uow.vaults.set_immutable(vault.name, mode)
             uow.commit()
-        return replace(current, immutable=mode)
+            now = self.clock()
+            retained = [
+                p
+                for p in [*uow.points.in_vault(vault.name), *copied(uow, vault.name)]
+                if p is not None and p.retain_until and p.retain_until > now
+            ]
+        updated = replace(current, immutable=mode)
+        if store is not None:  # turned on: the points it now retains get the storage's hold
+            for point in retained:
+                hold_point(store, updated, point)
+        return updated
 
     def lock_point(self, point_id: str, until: datetime) -> tuple[RecoveryPoint, int]:
         """``points lock POINT --keep-until DATE``: the point's retain-until moves to
