@@ -215,9 +215,10 @@ def test_locking_is_permanent_and_a_lock_only_lengthens(world: World) -> None:
 
 
 def test_a_storage_that_cannot_hold_is_refused() -> None:
+    from vmvault.dataplane.holds import check_hold
     from vmvault.dataplane.vault import VaultStore
 
     store = VaultStore.create(MemoryBackend(), chunk_size=CS)
     with pytest.raises(ImmutableUnsupported) as err:
-        store.check_hold("mem")
+        check_hold(store, "mem")
     assert err.value.code == "IMMUTABLE_UNSUPPORTED"

@@ -27,16 +27,15 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timedelta
 from pathlib import Path
 
+from vmvault.dataplane import holds
 from vmvault.dataplane import manifest as manifest_codec
 from vmvault.dataplane.chunk import HEADER, ZERO_ID, BytesLike, ChunkCodec, file_capacity, is_zero
 from vmvault.dataplane.chunkstore import (
     CHUNKS,
     ChunkBatch,
     ChunkStore,
-    chunk_key,
     retried,
     space_errors,
 )
@@ -50,17 +49,14 @@ from vmvault.dataplane.manifest import SUFFIX as MANIFEST_SUFFIX
 from vmvault.dataplane.manifest import Manifest
 from vmvault.dataplane.reuse import REUSE, ReuseLists
 from vmvault.domain.errors import (
-    ImmutableUnsupported,
     IndexCorrupt,
     InvalidInput,
     KeyFileMismatch,
     KeyFileMissing,
     PassphraseRequired,
     PointNotFound,
-    PointRetained,
     VaultNotInitialised,
 )
-from vmvault.domain.immutability import EXTENSION_MARGIN, LockMode
 from vmvault.storage.backend import StorageBackend, Usage, WriterInfo
 from vmvault.storage.errors import ObjectMissing, retry
 from vmvault.storage.fsutil import DIRECT_ALIGN, align_up, page_buffer
@@ -424,58 +420,14 @@ class VaultStore:
             if n.endswith(MANIFEST_SUFFIX) and "/" not in n
         )
 
-    # --- holds (docs/immutability.md) ------------------------------------------------------
-
-    def check_hold(self, vault: str) -> None:
-        """Refuse (``IMMUTABLE_UNSUPPORTED``) when this storage cannot hold objects."""
-        holds = self.backend.holds
-        why = "this storage has no way to refuse a delete" if holds is None else holds.check()
-        if why is not None:
-            raise ImmutableUnsupported(vault=vault, why=why)
-
-    def point_keys(self, point_id: str) -> tuple[list[str], list[str]]:
-        """The objects of a point: its manifest and indexes; the chunks they name."""
-        m = self.read_manifest(point_id)
-        keys = [manifest_key(point_id)]
-        cids: set[bytes] = set()
-        for disk in m.disks:
-            if disk.index is None:
-                continue
-            keys.append(index_key(point_id, disk.target))
-            cids.update(self.read_point_index(m, disk.target).ids)
-        cids.discard(ZERO_ID)
-        return keys, sorted(chunk_key(c) for c in cids)
-
-    def hold_point(self, point_id: str, until: datetime, mode: LockMode) -> int:
-        """Hold every object of the point until ``until`` where the storage can — its
-        manifest and indexes to that date, its chunks (shared by later points) extended to it
-        plus :data:`~vmvault.domain.immutability.EXTENSION_MARGIN` when they must be extended
-        at all; returns how many got a hold or a longer one (0 when the storage has none)."""
-        holds = self.backend.holds
-        if holds is None:
-            return 0
-        own, chunks = self.point_keys(point_id)
-        with space_errors(self.location):
-            made = holds.hold(own, until, mode, timedelta(0))
-            return made + holds.hold(chunks, until, mode, EXTENSION_MARGIN)
-
     def delete_point(self, point_id: str) -> None:
         """Manifest first, durably (the point stops existing), then its indexes.  Where the
         storage holds objects, each goes through its purge (an undated hold released, every
         version deleted), which refuses while the storage still retains it
         (``POINT_RETAINED``: the caller checked the catalog's date, services/immutability.py,
         but the storage's clock decides)."""
-        holds = self.backend.holds
-        if holds is not None:
-            prefix = f"{INDEXES}/{check_name(point_id, 'recovery point id')}/"
-            with space_errors(self.location):
-                indexes = [i.key for i in self.backend.list_objects(prefix)]
-                for key in [manifest_key(point_id), *indexes]:
-                    if not holds.purge(key):
-                        raise PointRetained(
-                            point=point_id, vault=self.location, until="the storage's date"
-                        )
-                self.backend.delete_prefix(prefix)  # a directory's emptied tree
+        if self.backend.holds is not None:
+            holds.purge_point(self, point_id, f"{INDEXES}/{check_name(point_id, 'point id')}/")
             return
         with space_errors(self.location):
             retry(lambda: self.backend.delete(manifest_key(point_id)))

@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from vmvault.dataplane import holds
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import PointNotFound, VaultNotFound
 from vmvault.domain.immutability import (
@@ -97,7 +98,7 @@ def hold_point(store: VaultStore, vault: Vault, point: RecoveryPoint) -> int:
     returns how many objects got a hold or a longer one (0: none could, or none needed)."""
     if point.retain_until is None or not enabled(vault.immutable):
         return 0
-    return store.hold_point(point.id, point.retain_until, lock_mode(vault))
+    return holds.hold_point(store, point.id, point.retain_until, lock_mode(vault))
 
 
 def lock_mode(vault: Vault) -> LockMode:
@@ -126,7 +127,7 @@ class ImmutabilityService(Service):
         store = None
         if enabled(mode) and not enabled(vault.immutable):
             store = self.vaults.open_store(vault)
-            store.check_hold(vault.name)
+            holds.check_hold(store, vault.name)
         with self.uow() as uow:
             current = uow.vaults.get(vault.name)
             if current is None:

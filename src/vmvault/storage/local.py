@@ -34,11 +34,9 @@ import stat
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from vmvault.domain.immutability import LockMode
 from vmvault.storage import fsutil, local_hold
 from vmvault.storage.backend import (
     RESERVED,
@@ -103,35 +101,6 @@ def initialise(path: Path, meta: dict[str, Any]) -> None:
     )
 
 
-class LocalHold:
-    """The directory's :class:`~vmvault.storage.backend.ObjectHold`: the immutable attribute
-    (:mod:`vmvault.storage.local_hold`).  Undated: ``until`` is the catalog's to keep."""
-
-    def __init__(self, backend: LocalBackend) -> None:
-        self.backend = backend
-        self.files = local_hold.ImmutableFiles(backend.root)
-
-    def check(self) -> str | None:
-        return self.files.check()
-
-    def hold(self, keys: Sequence[str], until: datetime, mode: LockMode, margin: timedelta) -> int:
-        try:
-            return self.files.hold(self.backend.path(k) for k in keys)
-        except OSError as exc:
-            raise self.backend._error(exc, None) from exc
-
-    def release(self, keys: Sequence[str]) -> int:
-        try:
-            return self.files.release(self.backend.path(k) for k in keys)
-        except OSError as exc:
-            raise self.backend._error(exc, None) from exc
-
-    def purge(self, key: str) -> bool:
-        self.release([key])
-        self.backend.delete(key, sync=False)
-        return True
-
-
 class LocalBackend:
     """A vault's objects as files under ``root`` (see the module docstring)."""
 
@@ -139,7 +108,7 @@ class LocalBackend:
         self.root = Path(root)
         self.location = str(self.root)
         self.remote = False
-        self.holds: ObjectHold | None = LocalHold(self)
+        self.holds: ObjectHold | None = local_hold.LocalHold(self)
         self._locks = FileLocks(self.root / RESERVED)
 
     # --- paths and errors --------------------------------------------------------------------

@@ -19,8 +19,15 @@ import errno
 import fcntl
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vmvault.domain.immutability import LockMode
+
+if TYPE_CHECKING:  # local.py imports this module
+    from vmvault.storage.local import LocalBackend
 
 FS_IOC_GETFLAGS = 0x80086601
 FS_IOC_SETFLAGS = 0x40086602
@@ -96,3 +103,32 @@ class ImmutableFiles:
     def release(self, paths: Iterable[Path]) -> int:
         """Clear the attribute of each file that has it; returns how many."""
         return sum(set_immutable(p, False) for p in paths)
+
+
+class LocalHold:
+    """The directory's :class:`~vmvault.storage.backend.ObjectHold`: the immutable attribute
+    (module docstring).  Undated: ``until`` is the catalog's to keep."""
+
+    def __init__(self, backend: LocalBackend) -> None:
+        self.backend = backend
+        self.files = ImmutableFiles(backend.root)
+
+    def check(self) -> str | None:
+        return self.files.check()
+
+    def hold(self, keys: Sequence[str], until: datetime, mode: LockMode, margin: timedelta) -> int:
+        try:
+            return self.files.hold(self.backend.path(k) for k in keys)
+        except OSError as exc:
+            raise self.backend._error(exc, None) from exc
+
+    def release(self, keys: Sequence[str]) -> int:
+        try:
+            return self.files.release(self.backend.path(k) for k in keys)
+        except OSError as exc:
+            raise self.backend._error(exc, None) from exc
+
+    def purge(self, key: str) -> bool:
+        self.release([key])
+        self.backend.delete(key, sync=False)
+        return True
