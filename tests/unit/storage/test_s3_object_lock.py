@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from tests.unit.catalog_world import catalog, write_point
 from tests.unit.test_soft_delete_service import WEB, Clock, World
 from vmvault.bootstrap import open_storage
-from vmvault.dataplane import vault as vault_module
+from vmvault.dataplane import holds as holds_module
 from vmvault.domain.errors import ImmutableUnsupported, PointRetained, RetentionShortened
 from vmvault.domain.retention import Retention
 from vmvault.domain.vault import s3_location
@@ -40,7 +40,7 @@ def world(
 ) -> Iterator[tuple[World, Any, str]]:
     for name, value in rgw.env().items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(vault_module, "EXTENSION_MARGIN", MARGIN)
+    monkeypatch.setattr(holds_module, "EXTENSION_MARGIN", MARGIN)
     with catalog(tmp_path, monkeypatch, {WEB[0]: WEB[1]}) as c:
         c.vaults.storage = open_storage
         yield World(tmp_path, c.uow, c.vaults, Clock()), rgw, rgw.bucket("lock", object_lock=True)
