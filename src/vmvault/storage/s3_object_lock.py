@@ -33,6 +33,9 @@ from vmvault.storage.s3_session import S3Session
 
 #: Requests of one hold in flight (HeadObject / PutObjectRetention are small).
 PARALLEL = 8
+#: Two versions of a key closer than this may be racing puts (:meth:`first_version`):
+#: racing uploads of one chunk land within milliseconds of each other.
+RACE_WINDOW = timedelta(seconds=0.5)
 
 
 class S3ObjectLock:
@@ -66,21 +69,38 @@ class S3ObjectLock:
     def first_version(self, key: str, ours: str | None) -> bool:
         """Put-if-absent in a versioned bucket, after the PUT: RGW does not honour
         ``If-None-Match: *`` once versioning is on (measured: the PUT of an existing key
-        succeeds and adds a version), so the put that made version ``ours`` won only if the
-        version just older than it is a delete marker or none (the key was absent); a loser
-        deletes its own version (it has no retention yet) and answers False.  Of racing puts
-        exactly the oldest version wins, and every caller then sees its object."""
+        succeeds and adds a version), so the put that made version ``ours`` won only if no
+        older version is listed below it, or a delete marker is (the key was absent).  A
+        loser answers False, and deletes its own version (it has no retention yet) when the
+        older one is older by more than :data:`RACE_WINDOW`: the sequential case (a backup
+        re-putting a chunk that exists), after which the key holds the first object, once.
+        Racing puts (within the window) keep their versions, and two may both win: a
+        listing does not order concurrent versions as their puts ended (measured: racing
+        puts that each deleted their own version whenever an older one was listed left the
+        key with none).  A version deletes itself only below one older by more than the window, so
+        the oldest never does: no race leaves the key without an object
+        (tests/unit/storage/test_s3_object_lock.py); racing puts of a chunk carry the same
+        bytes."""
         if ours is None:  # not versioned after all: the PUT was conditional
             return True
-        versions = self._versions(key)  # newest first, versions and markers together
-        versions.sort(key=lambda v: v["LastModified"], reverse=True)
+        entries = self._versions(key)
+        # the store's own order of a key's versions, newest first (LastModified has
+        # milliseconds: racing puts tie); delete markers are listed apart
+        versions = [v for v in entries if "Size" in v]
         ids = [v["VersionId"] for v in versions]
         if ours not in ids:
             return True  # purged meanwhile: nothing to compare with (ours was the put)
         older = versions[ids.index(ours) + 1 :]
-        if not older or "Size" not in older[0]:
+        if not older:
             return True
-        self.session.call("DeleteObject", key, retried=True, VersionId=ours)
+        deleted_since = any(
+            "Size" not in m and m["LastModified"] > older[0]["LastModified"] for m in entries
+        )
+        if deleted_since:  # a delete marker above the older version: the key was absent
+            return True
+        mine = versions[ids.index(ours)]["LastModified"]
+        if mine - older[0]["LastModified"] > RACE_WINDOW:
+            self.session.call("DeleteObject", key, retried=True, VersionId=ours)
         return False
 
     def retention_of(self, key: str) -> dict[str, Any] | None:

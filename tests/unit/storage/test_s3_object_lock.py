@@ -21,6 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.unit.catalog_world import catalog, write_point
+from tests.unit.storage.test_conformance import _race
 from tests.unit.test_soft_delete_service import WEB, Clock, World
 from vmvault.bootstrap import open_storage
 from vmvault.dataplane import holds as holds_module
@@ -29,6 +30,7 @@ from vmvault.domain.retention import Retention
 from vmvault.domain.vault import s3_location
 from vmvault.services.immutability import ImmutabilityService
 from vmvault.services.policies import PolicyService
+from vmvault.storage.s3 import open_s3
 
 CS = 64 << 10
 MARGIN = timedelta(seconds=4)
@@ -120,6 +122,12 @@ def test_object_lock_holds_a_retained_point_against_its_own_keys(
     # a newer point sharing p1's 4 common chunks: retained until before p1's chunks' date
     # (p1's + the margin): they are not extended; its 3 own chunks, manifest, index are held
     write_point(w.tmp, w.uow, w.vaults, "S", "p2", 2, w.clock.at, WEB)
+    for k in sorted(first_chunks)[:7]:
+        print(
+            "DBG",
+            k[-6:],
+            [(v["LastModified"], "Size" in v, v.get("IsLatest")) for v in _versions(s3, bucket, k)],
+        )
     _, held = imm.lock_point("p2", until1 + MARGIN / 2)
     assert held == 2 + 3
     # a third, retained past that date: the shared chunks are extended, once each
@@ -146,3 +154,25 @@ def test_object_lock_holds_a_retained_point_against_its_own_keys(
     assert len(left) == 4 + 3
     for key in first_chunks - left:
         assert _versions(s3, bucket, key) == []  # gone for good, not behind a marker
+
+
+def test_put_if_absent_on_a_versioned_bucket_has_one_winner(
+    rgw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RGW ignores ``If-None-Match: *`` once a bucket is versioned (Object Lock turns
+    versioning on): the backend decides by the versions — a put of a key that exists loses
+    and leaves the first object alone, once; of racing puts at least one wins (never none:
+    the key always keeps an object)."""
+    for name, value in rgw.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = rgw.bucket("race", object_lock=True)
+    where = s3_location(rgw.endpoint, bucket, "v", object_lock=True)
+    backend = open_s3(where, connect_timeout=2.0, read_timeout=5.0, retry_delay=0.02)
+    assert backend.put("k", b"first")
+    time.sleep(2.5)  # past the race window: a sequential second put
+    assert not backend.put("k", b"second")
+    assert backend.get("k") == b"first" and len(_versions(rgw.client(), bucket, "v/k")) == 1
+    for round_ in range(3):
+        won, _ = _race(backend, f"race/{round_}", 6)
+        assert len(won) >= 1, round_
+        assert backend.get(f"race/{round_}") in {bytes([n]) * (1000 + 100 * n) for n in range(6)}
