@@ -29,6 +29,7 @@ from vmvault.services.backups import BackupService
 from vmvault.services.context import ServiceContext
 from vmvault.services.copies import CopyService
 from vmvault.services.dashboard import DashboardService
+from vmvault.services.immutability import ImmutabilityService
 from vmvault.services.inventory import InventoryService
 from vmvault.services.jobs import JobQueries, JobRunner
 from vmvault.services.lab import LabService, StorageLabService
@@ -54,6 +55,7 @@ from vmvault.services.soft_delete import SoftDeleteService
 from vmvault.services.tokens import TokenService
 from vmvault.services.vault_attach import VaultAttachService
 from vmvault.services.vault_keys import VaultKeyService
+from vmvault.services.vault_settings import VaultSettingsService
 from vmvault.services.vaults import StorageFactory, VaultService
 from vmvault.storage.backend import StorageBackend
 from vmvault.storage.local import LocalBackend
@@ -257,6 +259,14 @@ class Services:
     def _guard(self, kind: Kind, args: dict[str, Any], by: Requester) -> None:
         """The services' approval guard (built on first use: services/approvals.py)."""
         self.approvals.guard_call(kind, args, by)
+
+    @cached_property
+    def immutability(self) -> ImmutabilityService:
+        return ImmutabilityService(self.context)
+
+    @cached_property
+    def vault_settings(self) -> VaultSettingsService:
+        return VaultSettingsService(self.soft_delete, self.approvals, self.immutability)
 
     @cached_property
     def restores(self) -> RestoreService:

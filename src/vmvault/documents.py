@@ -24,6 +24,7 @@ from vmvault.domain.soft_delete import Deletion
 from vmvault.domain.tokens import ApiToken
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import VmItem
+from vmvault.services import immutability
 from vmvault.services.dashboard import Dashboard
 from vmvault.services.holdings import Holding
 from vmvault.services.jobs import JobOutcome
@@ -53,6 +54,10 @@ def vault_doc(v: Vault) -> dict[str, Any]:
         "approvals": v.approvals.mode.value,
         "approval_delay_hours": v.approvals.delay_hours,
         "approval_expiry_hours": v.approvals.expiry_hours,
+        # docs/immutability.md
+        "immutable": v.immutable.value,
+        # an S3 vault with Object Lock: the mode its retained objects get now
+        "object_lock": immutability.lock_mode(v).value if v.s3 and v.s3.object_lock else None,
     }
 
 
@@ -148,6 +153,8 @@ def point_doc(p: RecoveryPoint, held: Holding | None = None) -> dict[str, Any]:
         "warnings": p.warnings,
         "protected": p.protected,
         "keep_until": iso(p.keep_until),
+        # not deleted before then where its vault is immutable (docs/immutability.md)
+        "retain_until": iso(p.retain_until),
         "damaged": {v: [d.to_json() for d in dmg] for v, dmg in damaged.items()} or None,
         # vault → its soft deletion there (docs/soft-delete.md); None: soft-deleted nowhere
         "soft_deleted": {

@@ -131,6 +131,7 @@ CONTRACT: dict[tuple[str, str], Role] = {
     ("DELETE", "/api/v1/points/{}"): C,
     ("POST", "/api/v1/points/{}/protect"): C,
     ("GET", "/api/v1/points/deleted"): R,
+    ("POST", "/api/v1/points/{}/lock"): C,
     ("POST", "/api/v1/points/{}/undelete"): C,
     ("POST", "/api/v1/points/{}/purge"): C,
     ("POST", "/api/v1/restores"): OP,

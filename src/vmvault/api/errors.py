@@ -78,6 +78,11 @@ CONFLICTS = {
     "APPROVAL_NOT_PENDING",
     "APPROVAL_EXPIRED",
     "VAULT_IN_USE",
+    # immutable vaults (docs/immutability.md): a retention or a lock forbids what was asked
+    "POINT_RETAINED",
+    "RETENTION_SHORTENED",
+    "IMMUTABLE_LOCKED",
+    "IMMUTABLE_UNSUPPORTED",
 }
 _BY_CODE = {
     "AUTH_REQUIRED": 401,

@@ -66,6 +66,10 @@ class S3LocationDoc(BaseModel):
     prefix: str
     region: str
     credentials_file: str | None = Field(description="null: from the server's environment")
+    object_lock: bool = Field(False, description="the bucket has S3 Object Lock")
+    lock_mode: str | None = Field(
+        None, description="governance or compliance; null: by the vault's immutability"
+    )
 
 
 class VaultDoc(BaseModel):
@@ -87,6 +91,13 @@ class VaultDoc(BaseModel):
     )
     approval_delay_hours: int
     approval_expiry_hours: int
+    immutable: Literal["off", "on", "locked"] = Field(
+        description="on/locked: no point leaves before its retain_until; locked: for good "
+        "(docs/immutability.md)"
+    )
+    object_lock: Literal["governance", "compliance"] | None = Field(
+        description="an S3 vault's Object Lock mode for its retained objects now; null: none"
+    )
 
 
 class VaultDeletedDoc(BaseModel):
@@ -221,6 +232,9 @@ class PointDoc(BaseModel):
     warnings: list[str]
     protected: bool
     keep_until: str | None
+    retain_until: str | None = Field(
+        None, description="not deleted before then in an immutable vault (docs/immutability.md)"
+    )
     #: what verify or a restore found damaged and could not heal, per vault holding the point
     #: (vault name → per disk, byte ranges [start, end)); only the vaults where it is marked
     #: damaged; null when intact everywhere (before ``disks``, as in documents.point_doc:

@@ -112,6 +112,12 @@ class S3Request(_Request):
     credentials_file: str | None = Field(
         None, description="absolute path on the server (null: the server's environment)"
     )
+    object_lock: bool = Field(
+        False, description="the bucket has S3 Object Lock: retained points' objects get one"
+    )
+    lock_mode: Literal["governance", "compliance"] | None = Field(
+        None, description="null: compliance once the vault is locked immutable, else governance"
+    )
 
 
 class VaultCreate(_Request):
@@ -306,12 +312,24 @@ class VaultUpdate(_Request):
     )
     approval_delay_hours: int | None = Field(None, description="1…720")
     approval_expiry_hours: int | None = Field(None, description="1…720")
+    immutable: bool | None = Field(
+        None, description="true: no point leaves before its retain_until (docs/immutability.md)"
+    )
+    lock: bool = Field(False, description="with immutable: for good (permanent)")
 
 
 class PurgeRequest(_Request):
     model_config = _example(vault="main")
 
     vault: str | None = Field(None, description="only there (default: every vault where it is)")
+
+
+class PointLock(_Request):
+    model_config = _example(keep_until="2027-06-30T00:00:00Z")
+
+    keep_until: datetime = Field(
+        description="the point's new retain-until: never earlier", strict=False
+    )
 
 
 class TargetCreate(_Request):

@@ -25,7 +25,10 @@ def backup(
     wait: WaitOpt = True,
     keep_until: Annotated[
         str | None,
-        typer.Option(help="Retention leaves the point alone until then (YYYY-MM-DD[THH:MM])."),
+        typer.Option(
+            help="Retention leaves the point alone until then, and in an immutable vault it "
+            "cannot be deleted before (its retain-until; YYYY-MM-DD[THH:MM])."
+        ),
     ] = None,
     require: RequireOpt = None,
     vault: VaultOpt = None,

@@ -18,6 +18,8 @@ from vmvault.cli.render import emit_json, out, size
 from vmvault.documents import point_doc
 from vmvault.domain.consistency import HookOutcome
 from vmvault.domain.errors import InvalidInput
+from vmvault.domain.inputs import parse_instant
+from vmvault.domain.iso import iso
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.services.holdings import Holding
 
@@ -69,7 +71,7 @@ def points_list(
         return
     table = Table(box=None, header_style="bold")
     cols: tuple[str, ...] = ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD")
-    cols += ("FROZEN/PAUSED MS", "DISKS", "LOGICAL", "NEW", "VAULTS")
+    cols += ("FROZEN/PAUSED MS", "DISKS", "LOGICAL", "NEW", "VAULTS", "RETAIN UNTIL")
     cols += ("SET",) if any(p["set_id"] for p in docs) else ()
     for col in cols:
         table.add_column(col, no_wrap=col in ("ID", "VM"))
@@ -91,6 +93,7 @@ def points_list(
             size(p["bytes_logical"]),
             size(p["bytes_new"]),
             ",".join(p["vaults"]),
+            render.when(p["retain_until"]) if p["retain_until"] else "-",
             *((p["set_id"] or "-",) if "SET" in cols else ()),
         )
     out.print(table)
@@ -160,6 +163,30 @@ def points_purge(
         out.print(f"purged {r.point} from vault '{r.vault}'", markup=False)
 
 
+@points_app.command("lock")
+def points_lock(
+    point_id: str,
+    keep_until: Annotated[
+        str,
+        typer.Option(
+            "--keep-until",
+            help="The point's new retain-until (YYYY-MM-DD[THH:MM]): never earlier than its "
+            "current one.",
+        ),
+    ],
+    json_: JsonOpt = False,
+) -> None:
+    """Lengthen a point's retain-until: in an immutable vault it cannot be deleted before,
+    and retention keeps it until then in any vault (docs/immutability.md)."""
+    until = parse_instant(keep_until, "--keep-until")
+    p, held = services().immutability.lock_point(point_id, until)
+    if json_:
+        emit_json(point_doc(p, services().points.holders([p.id])[p.id]))
+        return
+    where = f"; {held} object(s) held by the storage" if held else ""
+    out.print(f"point {p.id} retained until {iso(p.retain_until)}{where}", markup=False)
+
+
 def _docs(points: list[RecoveryPoint]) -> list[dict[str, Any]]:
     """The points' documents, each with every vault holding it (its own alone when it was
     deleted meanwhile)."""
@@ -188,6 +215,7 @@ def points_show(point_id: str, json_: JsonOpt = False) -> None:
     hooks = HookOutcome.from_json(doc["hooks"]).summary() if doc["hooks"] else "-"
     out.print(f"{'hooks':12} {hooks}", markup=False)
     out.print(f"{'checkpoint':12} {doc['checkpoint'] or '-'}", markup=False)
+    out.print(f"{'retain until':12} {doc['retain_until'] or '-'}", markup=False)
     if doc["set_id"] is not None:
         set_id = doc["set_id"]
         out.print(f"{'set':12} {set_id} (vmvault points list --set {set_id})", markup=False)
@@ -294,6 +322,7 @@ def gc(
                 "chunks_removed": r.chunks_removed,
                 "bytes_removed": r.bytes_removed,
                 "chunks_kept_recent": r.chunks_kept_recent,
+                "chunks_kept_retained": r.chunks_kept_retained,
                 "points_purged": r.points_purged,
             }
         emit_json(doc)
@@ -306,5 +335,10 @@ def gc(
                 f"  {len(r.points_purged)} soft-deleted point(s) {verb}, "
                 f"{r.chunks_removed} chunks removed ({size(r.bytes_removed)}), "
                 f"{r.chunks_referenced} referenced, {r.chunks_kept_recent} kept as too recent"
+                + (
+                    f", {r.chunks_kept_retained} kept as still retained by the storage"
+                    if r.chunks_kept_retained
+                    else ""
+                )
             )
     raise typer.Exit(render.exit_code_for([outcome.job]))

@@ -22,6 +22,7 @@ from vmvault.cli.vault_keys import key_app, read_paper
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import parse_size, quoted
 from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION, s3_location
+from vmvault.services.vault_settings import SettingsChange
 
 vault_app = typer.Typer(help="Create and inspect vaults.", no_args_is_help=True)
 host_app = typer.Typer(help="libvirt hosts and the location they belong to.", no_args_is_help=True)
@@ -76,6 +77,21 @@ def vault_create(
             "(default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment)."
         ),
     ] = None,
+    object_lock: Annotated[
+        bool,
+        typer.Option(
+            "--object-lock",
+            help="S3: the bucket has Object Lock (refused if not); retained points' objects "
+            "get a retention (docs/immutability.md).",
+        ),
+    ] = False,
+    lock_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="S3 Object Lock mode: governance or compliance (default: compliance once the "
+            "vault is locked immutable, governance before)."
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Create a vault serving the VMs of one location, in a directory or an S3 bucket."""
@@ -83,10 +99,16 @@ def vault_create(
     if storage is StorageKind.s3:
         if endpoint is None or bucket is None:
             raise InvalidInput("--storage s3 needs --endpoint and --bucket", what="vault create")
-        s3 = s3_location(endpoint, bucket, prefix, region, credentials_file)
+        s3 = s3_location(endpoint, bucket, prefix, region, credentials_file, object_lock, lock_mode)
     else:
+        lock_opts = ("--object-lock", "x" if object_lock else None), ("--lock-mode", lock_mode)
         s3_only = [
-            o for o, v in S3_OPTIONS(endpoint, bucket, prefix, region, credentials_file) if v
+            o
+            for o, v in [
+                *S3_OPTIONS(endpoint, bucket, prefix, region, credentials_file),
+                *lock_opts,
+            ]
+            if v
         ]
         if s3_only:
             raise InvalidInput("it goes with --storage s3", what=s3_only[0])
@@ -232,6 +254,7 @@ def vault_show(
         out.print(f"{key:10} {doc[key]}", markup=False)
     out.print(f"{'soft del.':10} {_soft_delete(doc)}", markup=False)
     out.print(f"{'approvals':10} {_approvals(doc)}", markup=False)
+    out.print(f"{'immutable':10} {doc['immutable']}", markup=False)
     if doc["s3"] is not None:
         out.print(f"{'endpoint':10} {doc['s3']['endpoint']}", markup=False)
     out.print("hosts      " + (", ".join(h["uri"] for h in doc["hosts"]) or "none"), markup=False)
@@ -277,29 +300,38 @@ def vault_update(
             "--approval-expiry", help="Hours a second-admin request waits undecided (1-720)."
         ),
     ] = None,
+    immutable: Annotated[
+        bool | None,
+        typer.Option(
+            "--immutable/--no-immutable",
+            help="No point leaves before its retain-until; --no-immutable is refused once "
+            "locked (docs/immutability.md).",
+        ),
+    ] = None,
+    lock: Annotated[
+        bool, typer.Option("--lock", help="With --immutable: for good (permanent).")
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Change a vault's settings: soft delete of its recovery points (docs/soft-delete.md)
-    and approvals (docs/approvals.md).  Weakening them is held for approval where the
-    vault's approvals are on."""
+    """Change a vault's settings: soft delete of its recovery points (docs/soft-delete.md),
+    approvals (docs/approvals.md) or its immutability (docs/immutability.md, in a command of
+    its own).  Weakening soft delete or approvals is held for approval where the vault's
+    approvals are on."""
     if always_on:
         if soft_delete not in (None, "always"):
             raise InvalidInput("--always-on is --soft-delete always", what="--soft-delete")
         soft_delete = "always"
-    asked = (approvals, approval_delay, approval_expiry)
-    who = local_principal()
-    vault = None
-    if soft_delete is not None or soft_delete_days is not None or all(a is None for a in asked):
-        vault = services().soft_delete.update_vault(name, soft_delete, soft_delete_days, by=who)
-    if any(a is not None for a in asked):
-        vault = services().approvals.configure(name, *asked, by=who)
-    assert vault is not None
-    if json_:
-        emit_json(documents.vault_doc(vault))
-        return
+    change = SettingsChange(
+        soft_delete, soft_delete_days, approvals, approval_delay, approval_expiry, immutable, lock
+    )
+    vault = services().vault_settings.update(name, change, by=local_principal())
     doc = documents.vault_doc(vault)
+    if json_:
+        emit_json(doc)
+        return
     out.print(
-        f"vault {vault.name}: soft delete {_soft_delete(doc)}; approvals {_approvals(doc)}",
+        f"vault {vault.name}: soft delete {_soft_delete(doc)}; approvals {_approvals(doc)}; "
+        f"immutable {doc['immutable']}",
         markup=False,
     )
 

@@ -202,7 +202,20 @@ class ChunkStore:
         self._call(lambda: self.backend.delete(key))
 
     def remove(self, cid: bytes) -> None:
-        self._call(lambda: self.backend.delete(chunk_key(cid), sync=False))
+        self._call(lambda: self.delete_unreferenced(chunk_key(cid)))
+
+    def delete_unreferenced(self, key: str) -> bool:
+        """Delete a chunk object no point references (GC), not durably; False when the
+        storage still holds it (nothing done).  No retained point references it (a retained
+        point's manifest stays until its retention ends: docs/immutability.md), so an undated
+        hold left by the points that did is released; a dated one (S3 Object Lock, extended
+        past the points' dates) may outlive them: the chunk waits for a later GC, and is then
+        deleted with all its versions.  Storage errors as the backend raises them."""
+        holds = self.backend.holds
+        if holds is not None:
+            return holds.purge(key)
+        self.backend.delete(key, sync=False)
+        return True
 
     def begin_batch(self) -> ChunkBatch:
         """A batch whose adds that find their chunk present touch it under the shared vault

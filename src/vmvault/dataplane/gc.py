@@ -66,6 +66,8 @@ class GcReport:
     chunks_referenced: int = 0  # distinct ids referenced by some point
     bytes_referenced: int = 0  # chunk object bytes of those present
     chunks_removed: int = 0
+    #: unreferenced chunks the storage still retains (S3 Object Lock): a later GC deletes them
+    chunks_kept_retained: int = 0
     bytes_removed: int = 0
     chunks_kept_recent: int = 0  # unreferenced, but newer than the cutoff
     tmp_removed: int = 0  # in-flight debris of crashed writers
@@ -212,6 +214,8 @@ def _sweep(
         if now.mtime >= cutoff:  # touched since the scan: in use again
             report.chunks_kept_recent += 1
             continue
-        backend.delete(info.key, sync=False)
+        if not store.chunks.delete_unreferenced(info.key):
+            report.chunks_kept_retained += 1  # the storage still retains it (Object Lock)
+            continue
         report.chunks_removed += 1
         report.bytes_removed += now.size

@@ -29,9 +29,16 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from vmvault.dataplane import holds
 from vmvault.dataplane import manifest as manifest_codec
 from vmvault.dataplane.chunk import HEADER, ZERO_ID, BytesLike, ChunkCodec, file_capacity, is_zero
-from vmvault.dataplane.chunkstore import CHUNKS, ChunkBatch, ChunkStore, retried, space_errors
+from vmvault.dataplane.chunkstore import (
+    CHUNKS,
+    ChunkBatch,
+    ChunkStore,
+    retried,
+    space_errors,
+)
 from vmvault.dataplane.config import CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, VaultConfig
 from vmvault.dataplane.index import SUFFIX as INDEX_SUFFIX
 from vmvault.dataplane.index import DiskIndex, IndexFormatError
@@ -414,7 +421,14 @@ class VaultStore:
         )
 
     def delete_point(self, point_id: str) -> None:
-        """Manifest first, durably (the point stops existing), then its indexes."""
+        """Manifest first, durably (the point stops existing), then its indexes.  Where the
+        storage holds objects, each goes through its purge (an undated hold released, every
+        version deleted), which refuses while the storage still retains it
+        (``POINT_RETAINED``: the caller checked the catalog's date, services/immutability.py,
+        but the storage's clock decides)."""
+        if self.backend.holds is not None:
+            holds.purge_point(self, point_id, f"{INDEXES}/{check_name(point_id, 'point id')}/")
+            return
         with space_errors(self.location):
             retry(lambda: self.backend.delete(manifest_key(point_id)))
             self.backend.delete_prefix(f"{INDEXES}/{check_name(point_id, 'recovery point id')}/")

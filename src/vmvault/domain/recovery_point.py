@@ -127,6 +127,8 @@ class RecoveryPoint:
     #: None while held normally in its own vault; set when soft-deleted there (the copies
     #: carry their own: :attr:`PointCopy.deleted`)
     deleted: Deletion | None = None
+    #: not deleted before then in an immutable vault (docs/immutability.md); None: no date
+    retain_until: datetime | None = None
 
     @property
     def bytes_logical(self) -> int:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from vmvault.domain.approval import ApprovalSetting
 from vmvault.domain.errors import HostUriRunsCommand, InvalidInput
+from vmvault.domain.immutability import ImmutableMode, LockMode, parse_lock_mode
 from vmvault.domain.inputs import check_printable, check_text, quoted
 from vmvault.domain.soft_delete import SoftDelete
 
@@ -98,6 +100,8 @@ def s3_location(
     prefix: str | None = None,
     region: str | None = None,
     credentials_file: str | None = None,
+    object_lock: bool = False,
+    lock_mode: str | None = None,
 ) -> S3Location:
     """The one parser of an S3 vault's coordinates (``vault create --storage s3``): refuses
     what cannot be an endpoint, a bucket name, a key prefix or a region, before anything
@@ -130,7 +134,12 @@ def s3_location(
     region = check_text(
         region or "us-east-1", _REGION, "--region", "use lower-case letters, digits and '-'"
     )
-    return S3Location(endpoint.rstrip("/"), bucket, norm, region, credentials_file)
+    if lock_mode is not None and not object_lock:
+        raise InvalidInput("it goes with --object-lock", what="--lock-mode")
+    mode = parse_lock_mode(lock_mode) if lock_mode is not None else None
+    return S3Location(
+        endpoint.rstrip("/"), bucket, norm, region, credentials_file, object_lock, mode
+    )
 
 
 @dataclass(frozen=True)
@@ -147,13 +156,19 @@ class S3Location:
     prefix: str = ""  # "" or ends with "/"
     region: str = "us-east-1"
     credentials_file: str | None = None
+    #: the bucket has S3 Object Lock: retained points' objects get a retention
+    #: (docs/immutability.md)
+    object_lock: bool = False
+    #: its mode, chosen at ``vault create --lock-mode``; None: by the vault's immutability
+    #: (compliance once locked, governance before)
+    lock_mode: LockMode | None = None
 
     @property
     def url(self) -> str:
         """For people: ``s3://bucket/prefix`` (the endpoint is shown apart)."""
         return f"s3://{self.bucket}/{self.prefix}"
 
-    def to_json(self) -> dict[str, str | None]:
+    def to_json(self) -> dict[str, str | bool | None]:
         return {
             "kind": "s3",
             "endpoint": self.endpoint,
@@ -161,16 +176,20 @@ class S3Location:
             "prefix": self.prefix,
             "region": self.region,
             "credentials_file": self.credentials_file,
+            "object_lock": self.object_lock,
+            "lock_mode": self.lock_mode.value if self.lock_mode else None,
         }
 
     @classmethod
-    def from_json(cls, doc: dict[str, str | None]) -> S3Location:
+    def from_json(cls, doc: dict[str, Any]) -> S3Location:
         return cls(
             endpoint=str(doc["endpoint"]),
             bucket=str(doc["bucket"]),
             prefix=str(doc.get("prefix") or ""),
             region=str(doc.get("region") or "us-east-1"),
             credentials_file=doc.get("credentials_file"),
+            object_lock=bool(doc.get("object_lock")),
+            lock_mode=LockMode(str(doc["lock_mode"])) if doc.get("lock_mode") else None,
         )
 
 
@@ -188,6 +207,8 @@ class Vault:
     soft_delete: SoftDelete = field(default_factory=SoftDelete)
     #: who must agree to an operation that reduces protection (docs/approvals.md)
     approvals: ApprovalSetting = field(default_factory=ApprovalSetting)
+    #: whether points may leave before their retain-until (docs/immutability.md)
+    immutable: ImmutableMode = ImmutableMode.OFF
 
     @property
     def encrypted(self) -> bool:

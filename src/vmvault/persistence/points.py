@@ -71,6 +71,7 @@ class SqlPoints:
             protected=bool(r.protected),
             damaged=_damage(r.damaged),
             deleted=_deletion(r),
+            retain_until=utc(r.retain_until),
         )
 
     def add(self, point: RecoveryPoint) -> None:
@@ -94,6 +95,7 @@ class SqlPoints:
                 warnings=list(point.warnings),
                 keep_until=point.keep_until,
                 protected=point.protected,
+                retain_until=point.retain_until,
             )
         )
 
@@ -133,6 +135,13 @@ class SqlPoints:
             update(t.recovery_points)
             .where(t.recovery_points.c.id == point_id)
             .values(protected=protected, keep_until=keep_until)
+        )
+
+    def set_retain_until(self, point_id: str, until: datetime | None) -> None:
+        self.conn.execute(
+            update(t.recovery_points)
+            .where(t.recovery_points.c.id == point_id)
+            .values(retain_until=until)
         )
 
     def record_restore_test(self, point_id: str, result: dict[str, Any]) -> None:

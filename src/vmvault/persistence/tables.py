@@ -44,6 +44,8 @@ vaults = Table(
     Column("approvals", String(16), nullable=False, server_default="off"),
     Column("approval_delay_hours", Integer, nullable=False, server_default="24"),
     Column("approval_expiry_hours", Integer, nullable=False, server_default="72"),
+    #: off | on | locked (docs/immutability.md)
+    Column("immutable", String(16), nullable=False, server_default="off"),
 )
 
 hosts = Table(
@@ -176,6 +178,8 @@ recovery_points = Table(
     #: soft-deleted in its own vault (NULL: held normally) and when it may be purged
     Column("deleted_at", DateTime(timezone=True)),
     Column("purge_after", DateTime(timezone=True)),
+    #: not deleted before then in an immutable vault (docs/immutability.md)
+    Column("retain_until", DateTime(timezone=True)),
 )
 
 #: Copies of recovery points in vaults other than the one they were taken into

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from vmvault.domain.approval import ApprovalMode, ApprovalSetting
+from vmvault.domain.immutability import ImmutableMode
 from vmvault.domain.soft_delete import SoftDelete, SoftDeleteMode
 from vmvault.domain.vault import Host, S3Location, Vault
 from vmvault.persistence import tables as t
@@ -27,7 +28,7 @@ class SqlVaults:
         )
         return Vault(
             r.id, r.name, r.location, r.path, req(r.created_at), r.key_file, s3, setting,
-            approvals=approvals,
+            approvals=approvals, immutable=ImmutableMode(r.immutable),
         )  # fmt: skip
 
     def get(self, name: str) -> Vault | None:
@@ -83,6 +84,10 @@ class SqlVaults:
 
     def remove(self, name: str) -> None:
         self.conn.execute(delete(t.vaults).where(t.vaults.c.name == name))
+
+    def set_immutable(self, name: str, mode: ImmutableMode) -> None:
+        q = update(t.vaults).where(t.vaults.c.name == name).values(immutable=mode.value)
+        self.conn.execute(q)
 
 
 class SqlHosts:

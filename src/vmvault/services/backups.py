@@ -64,6 +64,7 @@ from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import BackupStep, RecoveryPoint, TakenPoint, UnfinishedBackup
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import EXCLUDED_BY_USER, VmItem
+from vmvault.services import immutability
 from vmvault.services.backup.cleanup import BackupCleanUp, discard
 from vmvault.services.backup.commit import (
     point_rows,
@@ -186,13 +187,20 @@ class BackupService(Service):
         ctx.log(f"writing recovery point {plan.point_id}")
         ctx.record(BackupStep.PLANNED, **plan.journal())
         try:
-            point = self._take_read_commit(store, plan, ctx, member)
+            point = self._take_read_commit(store, plan, ctx, member, keep_until)
         except BaseException:
             discard(self.driver, vm, store, plan.point_id, plan.checkpoint, ctx)
             raise
         if self._cancel_asked(ctx):
             ctx.log("cancel requested after the point was committed: ignored, it is complete")
         self.cleanup.prune_checkpoints(vm, keep=point.checkpoint, ctx=ctx)
+        held = immutability.hold_point(store, vault, point)
+        if held:
+            until = point.retain_until.isoformat() if point.retain_until else ""
+            ctx.record(immutability.HELD, point=point.id, objects=held, until=until)
+            ctx.log(
+                f"{held} object(s) of {point.id} held (or extended) by the storage until {until}"
+            )
         if keep_until is not None:
             point.keep_until = keep_until
             with self.uow() as uow:
@@ -202,7 +210,12 @@ class BackupService(Service):
         return point
 
     def _take_read_commit(
-        self, store: VaultStore, plan: BackupPlan, ctx: JobContext, member: SetMember | None
+        self,
+        store: VaultStore,
+        plan: BackupPlan,
+        ctx: JobContext,
+        member: SetMember | None,
+        keep_until: datetime | None = None,
     ) -> RecoveryPoint:
         """Steps 2–4 of the module docstring; the caller discards on any exception."""
         vm = plan.vm
@@ -239,9 +252,14 @@ class BackupService(Service):
             if member is not None:  # a set publishes all its points or none
                 plan = replace(plan, created_at=member.before_publish(plan.point_id))
                 extra = member.manifest_extra()
+            with self.uow() as uow:  # fixed now, written in the manifest (docs/immutability.md)
+                until = immutability.new_point_retain_until(uow, vm, plan.created_at, keep_until)
+            if until is not None:
+                extra = (extra or {}) | {"retain_until": until.isoformat()}
             write_manifest(store, plan, taken, entries, domain_xml, extra)
             ctx.record(BackupStep.MANIFEST_WRITTEN, point=plan.point_id)
         point = recovery_point(plan, taken, entries, ctx)
+        point.retain_until = until
         if member is None:
             record_point(self.uow, self.driver, plan, point, ctx, self.clock())
         else:  # the set commits every VM's row at once, or none (docs/sets.md)

@@ -46,10 +46,10 @@ from vmvault.domain.errors import (
 from vmvault.domain.job import JobState, JobType, last_step
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import PointCopy, RecoveryPoint
-from vmvault.domain.retention import Retention, apply_retention, point_refs
+from vmvault.domain.retention import Retention
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
-from vmvault.services import holdings, soft_delete
+from vmvault.services import holdings, immutability, soft_delete
 from vmvault.services.context import Service
 from vmvault.services.jobs import JobContext, JobOutcome
 from vmvault.services.vm_refs import resolve_vm
@@ -273,6 +273,9 @@ class CopyService(Service):
                     now,
                 )
                 uow.commit()
+            held = immutability.hold_point(dst, target, point)  # an immutable target
+            if held:
+                ctx.log(f"{held} object(s) of {point.id} held by '{target.name}'s storage")
             report.points.append(point.id)
             report.chunks_sent += r.chunks_sent
             report.chunks_present += r.chunks_present
@@ -298,7 +301,9 @@ class CopyService(Service):
         with self.uow() as uow:
             copied = (uow.points.get(c.point_id) for c in uow.copies.in_vault(target.name))
             points = [p for p in copied if p is not None and p.vm_uuid == vm.uuid]
-        decisions = apply_retention(point_refs(points), retention, self.clock(), policy.timezone)
+        decisions = immutability.retention_decisions(
+            target, points, retention, self.clock(), policy.timezone
+        )
         ctx.log(f"retention in '{target.name}': {retention}, {len(points)} point(s)")
         by_id = {p.id: p for p in points}
         removed = []

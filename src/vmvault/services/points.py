@@ -38,7 +38,7 @@ from vmvault.domain.job import JobType
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
-from vmvault.services import holdings, soft_delete
+from vmvault.services import holdings, immutability, soft_delete
 from vmvault.services.context import Service
 from vmvault.services.healing import Healing, ReadPlan, findings
 from vmvault.services.jobs import JobContext, JobOutcome
@@ -280,6 +280,9 @@ class PointService(Service):
             names = holdings.holders(uow, point)
             if vault_name is not None or not names:  # not held normally: the refusal
                 names = [holdings.vault_holding(uow, point, vault_name)]
+        now = self.clock()
+        for name in names:
+            immutability.check_removal(self.vaults.resolve(name), point, now)
         stores = [(n, self.vaults.open_store(self.vaults.resolve(n))) for n in names]
         own = self.vaults.resolve(point.vault)
 
@@ -411,6 +414,7 @@ class PointService(Service):
             f"{report.points} point(s), {report.chunks_scanned} chunks scanned, "
             f"{report.chunks_referenced} referenced, {report.chunks_removed} removed "
             f"({report.bytes_removed:,} B), {report.chunks_kept_recent} kept (too recent), "
+            f"{report.chunks_kept_retained} kept (still retained by the storage), "
             f"running backups: {', '.join(report.writers) or 'none'}"
         )
         return report

@@ -19,6 +19,7 @@ from vmvault.domain.errors import (
     PolicyInUse,
     PolicyNotFound,
 )
+from vmvault.domain.immutability import check_retention_change, enabled
 from vmvault.domain.inputs import quoted
 from vmvault.domain.policy import CopyOption, Policy
 from vmvault.domain.recovery_point import RecoveryPoint
@@ -234,6 +235,9 @@ class PolicyService(Service):
         if require is not None:
             level = None if require == "any" else require
         policy = Policy.create(name, text, zone, Retention(**merged), copy, grouped, level)
+        vault = self.vaults.resolve(view.record.vault)
+        if enabled(vault.immutable):
+            check_retention_change(vault.name, name, current.retention, policy.retention)
         if policy.to_json() == current.to_json():
             return replace(view, changed=False)
         with self.uow() as uow:

@@ -44,10 +44,10 @@ from vmvault.domain.errors import (
 from vmvault.domain.job import JobType
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import RecoveryPoint
-from vmvault.domain.retention import Decision, apply_retention, point_refs
+from vmvault.domain.retention import Decision
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem, VmState
-from vmvault.services import soft_delete
+from vmvault.services import immutability, soft_delete
 from vmvault.services.backups import BackupOutcome, BackupService
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.dashboard import vault_health
@@ -236,6 +236,10 @@ class ProtectionService(Service):
                 raise WrongProtectionState(
                     vm=vm.label, state=vm.state.value, action="stopped (it is not protected)"
                 )
+        if not retain_data:
+            with self.uow() as uow:
+                doomed = [p for vm in chosen for p in uow.points.for_vm(vm.uuid, vault.name)]
+            immutability.check_removals(vault, doomed, self.clock())
         store = None if retain_data else self._store(vault)
         return [
             self._run(JobType.STOP_PROTECTION, vault, vm, partial(self._stop, vault, store))
@@ -324,8 +328,8 @@ class ProtectionService(Service):
         policy = self._policy(vault, current.policy)
         with self.uow() as uow:
             points = uow.points.for_vm(vm.uuid, vault.name)
-        decisions = apply_retention(
-            point_refs(points), policy.retention, self.clock(), policy.timezone
+        decisions = immutability.retention_decisions(
+            vault, points, policy.retention, self.clock(), policy.timezone
         )
         ctx.log(f"policy '{policy.name}': {policy.retention}, {len(points)} point(s)")
         removed = []

@@ -28,10 +28,11 @@ from vmvault.domain.errors import (
     PointNotSoftDeleted,
     VaultNotFound,
 )
+from vmvault.domain.immutability import check_soft_delete_change, enabled
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.soft_delete import Deletion, change, check_undelete, deletion, parse_mode
 from vmvault.domain.vault import Vault
-from vmvault.services import holdings
+from vmvault.services import holdings, immutability
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.jobs import JobContext
 from vmvault.services.ports import UnitOfWork
@@ -81,6 +82,7 @@ def remove_holding(
         point = uow.points.get(point_id)
         if where is None or point is None or vault not in holdings.holders(uow, point):
             return None
+        immutability.check_removal(where, point, ctx.clock())
         if where.soft_delete.enabled:
             gone = deletion(where.soft_delete, ctx.clock())
             if vault == point.vault:
@@ -126,6 +128,12 @@ def purge_expired(
             current = uow.points.get(point.id)
             still = current is not None and holdings.deletion_in(uow, current, vault.name)
         if not still:
+            continue
+        if current is not None and not immutability.purge_allowed(vault, current, now):
+            until = (
+                current.retain_until.isoformat(timespec="seconds") if current.retain_until else ""
+            )
+            job.log(f"kept {point.id}: retained until {until} (immutable vault)")
             continue
         removed = purge(ctx, store, vault.name, point.id)
         job.record(
@@ -241,6 +249,8 @@ class SoftDeleteService(Service):
             if vault is None:
                 raise VaultNotFound(name=name)
             setting = change(vault.name, vault.soft_delete, wanted, days)
+            if enabled(vault.immutable):
+                check_soft_delete_change(vault.name, vault.soft_delete, setting)
             uow.vaults.set_soft_delete(vault.name, setting)
             uow.commit()
         return replace(vault, soft_delete=setting)

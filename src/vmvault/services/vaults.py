@@ -19,6 +19,7 @@ from vmvault.domain.approval import Guard, Kind, Requester, no_guard
 from vmvault.domain.errors import (
     HostExists,
     HostNotFound,
+    ImmutableUnsupported,
     InvalidInput,
     NoVault,
     PassphraseRequired,
@@ -203,6 +204,10 @@ class VaultService:
                     )
         with storage_failures(s3.url, name):
             backend = self.storage(s3)
+            why = backend.holds.check() if backend.holds is not None else None
+        if s3.object_lock and why is not None:  # refused before anything is written
+            raise ImmutableUnsupported(vault=name, why=why)
+        with storage_failures(s3.url, name):
             found = [o.key for o in itertools.islice(backend.list_objects(""), 3)]
             if found and self._leftover(backend, found, name):
                 for key in _CREATED:  # an earlier create of this name failed

@@ -83,6 +83,11 @@ its holder dies; ``live_writers`` never reports a dead holder's registration (it
 A backend may report a dead writer as live for a bounded time (a lease not yet expired): that
 is the safe direction.
 
+**Holds** (optional capability, :attr:`~StorageBackend.holds`): a medium that can refuse
+to delete an object until a date, whoever asks — the local directory's immutable attribute,
+S3 Object Lock — offers an :class:`ObjectHold`; None when it cannot (the memory backend).
+Callers ask the capability, never the backend's class (docs/immutability.md).
+
 How each of these maps onto object storage is in ``docs/vault-format.md`` §8.
 """
 
@@ -93,8 +98,10 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol, TypeAlias
 
+from vmvault.domain.immutability import LockMode
 from vmvault.storage.errors import InvalidKey
 
 #: A context factory a batch holds while it touches an object it found present.
@@ -197,6 +204,37 @@ class WriteBatch(Protocol):
         ...
 
 
+class ObjectHold(Protocol):
+    """The storage's own refusal to delete objects before a date (module docstring, "Holds").
+
+    A held object cannot be deleted, replaced or changed through the storage's ordinary
+    interface by anyone, vmvault included, until its hold ends: a dated hold ends by itself
+    (S3 Object Lock); an undated one (the immutable attribute) ends only by :meth:`release`,
+    which vmvault calls once the catalog says retention has ended, just before it deletes."""
+
+    def check(self) -> str | None:
+        """None when this storage can hold objects; else why not, for people."""
+        ...
+
+    def hold(self, keys: Sequence[str], until: datetime, mode: LockMode, margin: timedelta) -> int:
+        """Hold each existing object of ``keys`` until at least ``until`` — a dated hold that
+        must be extended at all is extended to ``until + margin`` (``mode``: S3 Object Lock's
+        mode; an undated hold ignores both); returns how many got a hold or a longer one (the
+        cost: a request each on object storage)."""
+        ...
+
+    def release(self, keys: Sequence[str]) -> int:
+        """End the undated holds of ``keys`` so they can be deleted (a dated hold is left to
+        end by itself); returns how many were released."""
+        ...
+
+    def purge(self, key: str) -> bool:
+        """Delete the object for good — every version of it where the storage keeps versions
+        (a plain delete in a versioned bucket only hides it) — unless it is still held:
+        then nothing is done and False is returned.  A missing object: True."""
+        ...
+
+
 class StorageBackend(Protocol):
     """Objects, locks and writer registrations of one vault (module docstring: the contract).
 
@@ -207,6 +245,8 @@ class StorageBackend(Protocol):
     location: str
     #: Each request is a network round trip (see "Cost" in the module docstring).
     remote: bool
+    #: How this storage holds objects against deletion; None: it cannot ("Holds").
+    holds: ObjectHold | None
 
     # --- objects -----------------------------------------------------------------------------
 

@@ -37,11 +37,12 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from vmvault.storage import fsutil
+from vmvault.storage import fsutil, local_hold
 from vmvault.storage.backend import (
     RESERVED,
     Data,
     Guard,
+    ObjectHold,
     ObjectInfo,
     Usage,
     WriterInfo,
@@ -107,6 +108,7 @@ class LocalBackend:
         self.root = Path(root)
         self.location = str(self.root)
         self.remote = False
+        self.holds: ObjectHold | None = local_hold.LocalHold(self)
         self._locks = FileLocks(self.root / RESERVED)
 
     # --- paths and errors --------------------------------------------------------------------
@@ -322,10 +324,19 @@ class LocalBackend:
         return removed
 
     def touch(self, key: str) -> bool:
+        path = self.path(key)
         try:
-            os.utime(self.path(key))
+            os.utime(path)
         except FileNotFoundError:
             return False
+        except PermissionError as exc:  # a held chunk that a new point shares: still touched
+            if not local_hold.is_immutable(path):
+                raise self._error(exc, key) from exc
+            local_hold.set_immutable(path, False)
+            try:
+                os.utime(path)
+            finally:
+                local_hold.set_immutable(path, True)
         except OSError as exc:
             raise self._error(exc, key) from exc
         return True

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from vmvault.storage.backend import (
     Data,
     Guard,
+    ObjectHold,
     ObjectInfo,
     StorageBackend,
     Usage,
@@ -74,6 +75,7 @@ class MemoryBackend:
     ) -> None:
         self.location = location
         self.remote = remote  # True: callers treat it as object storage (tests of that path)
+        self.holds: ObjectHold | None = None  # no medium to refuse a delete
         self.clock = clock
         self._mu = threading.Lock()
         self._objects: dict[str, tuple[bytes, float]] = {}

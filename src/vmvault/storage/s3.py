@@ -46,6 +46,7 @@ from vmvault.domain.vault import S3Location
 from vmvault.storage.backend import (
     Data,
     Guard,
+    ObjectHold,
     ObjectInfo,
     Usage,
     WriterInfo,
@@ -66,6 +67,7 @@ from vmvault.storage.s3_batch import Body, ByteBudget, S3Batch
 from vmvault.storage.s3_credentials import load_credentials
 from vmvault.storage.s3_errors import error_code, translated
 from vmvault.storage.s3_leases import LOCKS, Leases
+from vmvault.storage.s3_object_lock import S3ObjectLock
 from vmvault.storage.s3_session import S3Session, make_client
 
 #: Uploads of one batch in flight, and the bytes all batches of a backend may hold meanwhile:
@@ -97,7 +99,11 @@ def open_s3(location: S3Location, **options: Any) -> S3Backend:
         connections=uploads + 8,
         **timeouts,
     )
-    return S3Backend(client, location.bucket, location.prefix, uploads=uploads, **options)
+    backend = S3Backend(client, location.bucket, location.prefix, uploads=uploads, **options)
+    if location.object_lock:
+        backend.object_lock = S3ObjectLock(backend.session, backend.now)
+        backend.holds = backend.object_lock
+    return backend
 
 
 class S3Backend:
@@ -121,6 +127,9 @@ class S3Backend:
         )
         self.location = self.session.location
         self.remote = True
+        #: S3 Object Lock when the vault has it (:func:`open_s3`; docs/immutability.md)
+        self.holds: ObjectHold | None = None
+        self.object_lock: S3ObjectLock | None = None
         self.uploads = uploads
         self.budget = ByteBudget(inflight_bytes)
         self.leases = Leases(self.session, lease_seconds, renew_seconds)
@@ -165,7 +174,7 @@ class S3Backend:
     def _put_if_absent(self, key: str, body: Body) -> bool | None:
         """True: created; False: the key exists (412); None: a racing write (409)."""
         try:
-            self.session.client.put_object(
+            made = self.session.client.put_object(
                 Bucket=self.session.bucket, Key=self.session.full(key), Body=body, IfNoneMatch="*"
             )
         except ClientError as exc:
@@ -175,6 +184,8 @@ class S3Backend:
             if status == 409 and code == "ConditionalRequestConflict":
                 return None
             raise
+        if self.object_lock is not None:  # a versioned bucket: RGW ignores If-None-Match
+            return self.object_lock.first_version(key, made.get("VersionId"))
         return True
 
     def publish(self, key: str, data: Data) -> None:
@@ -288,13 +299,16 @@ class S3Backend:
         check_key(key)
         self.leases.check()
         full = self.session.full(key)
-        try:
+        try:  # Object Lock: the new version keeps the retention (docs/immutability.md)
+            kept = self.object_lock.retention_of(key) if self.object_lock is not None else None
             self.session.call(
                 "CopyObject",
                 key,
                 CopySource={"Bucket": self.session.bucket, "Key": full},
                 MetadataDirective="REPLACE",
             )
+            if kept is not None and self.object_lock is not None:
+                self.object_lock.retain(key, kept)
         except ObjectMissing:
             return False
         self._forget_age(key)

@@ -11,7 +11,7 @@ from vmvault import documents
 from vmvault.api.auth import needs
 from vmvault.api.errors import responses
 from vmvault.api.models import DeletedPointDoc, JobDoc, PointDoc, PurgedDoc
-from vmvault.api.requests import PinRequest, PurgeRequest, UndeleteRequest
+from vmvault.api.requests import PinRequest, PointLock, PurgeRequest, UndeleteRequest
 from vmvault.api.routes.approvals import HELD
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
 from vmvault.bootstrap import Services
@@ -72,6 +72,18 @@ def routes(services: Services) -> APIRouter:
     def pin(point_id: str, body: PinRequest) -> dict[str, Any]:
         """Pin (``protected: true``: retention never removes it) or unpin a point."""
         services.protection.pin(point_id, body.protected)
+        return shown(point_id)
+
+    @router.post(
+        "/points/{point_id}/lock",
+        response_model=PointDoc,
+        responses=responses(404, 409),
+        dependencies=CONTRIBUTOR,
+    )
+    def lock(point_id: str, body: PointLock) -> dict[str, Any]:
+        """Lengthen the point's retain-until (``points lock``): never earlier
+        (``RETENTION_SHORTENED``); retention keeps it until then too (docs/immutability.md)."""
+        services.immutability.lock_point(point_id, body.keep_until)
         return shown(point_id)
 
     @router.post(

@@ -16,6 +16,7 @@ from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER, server_path
 from vmvault.bootstrap import Services
 from vmvault.domain.access import Principal, Role
 from vmvault.domain.vault import s3_location
+from vmvault.services.vault_settings import SettingsChange
 
 
 def routes(services: Services) -> APIRouter:
@@ -50,7 +51,9 @@ def routes(services: Services) -> APIRouter:
         if body.s3 is not None:
             b = body.s3
             creds = server_path(b.credentials_file, "s3.credentials_file")
-            s3 = s3_location(b.endpoint, b.bucket, b.prefix, b.region, creds)
+            s3 = s3_location(
+                b.endpoint, b.bucket, b.prefix, b.region, creds, b.object_lock, b.lock_mode
+            )
         created = services.vaults.create(
             body.name,
             body.location,
@@ -96,18 +99,17 @@ def routes(services: Services) -> APIRouter:
     def update_vault(
         name: str, body: VaultUpdate, who: Annotated[Principal, needs(Role.CONTRIBUTOR)]
     ) -> dict[str, Any]:
-        """Change the vault's soft delete and approvals (``vault update``): ``always`` can
-        never be turned off again (``SOFT_DELETE_ALWAYS_ON``); turning soft delete off,
-        shortening its days or weakening the approvals is held for approval where they are on
-        (202, docs/approvals.md)."""
-        approvals = (body.approvals, body.approval_delay_hours, body.approval_expiry_hours)
-        soft = (body.soft_delete, body.soft_delete_days)
-        vault = None
-        if any(v is not None for v in soft) or all(v is None for v in approvals):
-            vault = services.soft_delete.update_vault(name, *soft, by=who)
-        if any(v is not None for v in approvals):
-            vault = services.approvals.configure(name, *approvals, by=who)
-        assert vault is not None
+        """Change the vault's soft delete and approvals, or its immutability (``vault
+        update``; immutability alone in its request): ``always`` can never be turned off again
+        (``SOFT_DELETE_ALWAYS_ON``), nor a locked immutability (``IMMUTABLE_LOCKED``); turning
+        soft delete off, shortening its days or weakening the approvals is held for approval
+        where they are on (202, docs/approvals.md)."""
+        change = SettingsChange(
+            body.soft_delete, body.soft_delete_days,
+            body.approvals, body.approval_delay_hours, body.approval_expiry_hours,
+            body.immutable, body.lock,
+        )  # fmt: skip
+        vault = services.vault_settings.update(name, change, by=who)
         return documents.vault_doc(vault)
 
     @router.delete(

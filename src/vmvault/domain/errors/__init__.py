@@ -77,6 +77,12 @@ from vmvault.domain.errors.copy import (
     NothingToCopy,
     PointNotInVault,
 )
+from vmvault.domain.errors.immutability import (
+    ImmutableLocked,
+    ImmutableUnsupported,
+    PointRetained,
+    RetentionShortened,
+)
 from vmvault.domain.errors.inventory import (
     AgentCommandFailed,
     AgentNotConfigured,
@@ -237,6 +243,8 @@ __all__ = [
     "HostNotFound",
     "HostUnreachable",
     "HostUriRunsCommand",
+    "ImmutableLocked",
+    "ImmutableUnsupported",
     "IndexCorrupt",
     "InsufficientSpace",
     "InternalError",
@@ -274,6 +282,7 @@ __all__ = [
     "PointNotInVault",
     "PointNotSoftDeleted",
     "PointOfAnotherVm",
+    "PointRetained",
     "PointSoftDeleted",
     "PolicyExists",
     "PolicyInUse",
@@ -293,6 +302,7 @@ __all__ = [
     "RestoreVmHasSnapshots",
     "RestoreVmNotDefined",
     "RestoreWriteFailed",
+    "RetentionShortened",
     "RetentionTooShort",
     "RoleRequired",
     "RouteNotFound",

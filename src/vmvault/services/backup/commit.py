@@ -187,6 +187,9 @@ def point_from_manifest(
         set_id=backup_set.get("id") if isinstance(backup_set, dict) else None,
         job_id=unfinished.job_id if unfinished is not None else None,
         warnings=list(warnings),
+        retain_until=(
+            datetime.fromisoformat(m.extra["retain_until"]) if m.extra.get("retain_until") else None
+        ),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from vmvault.domain.approval import ApprovalRequest, ApprovalSetting, RequestState
 from vmvault.domain.audit import AuditEntry
+from vmvault.domain.immutability import ImmutableMode
 from vmvault.domain.job import Job, JobState, JobType, JournalStep
 from vmvault.domain.metrics import LastBackup
 from vmvault.domain.notification import Channel, Delivery, Event, Message, Outgoing, Target
@@ -47,6 +48,9 @@ class VaultRepository(Protocol):
 
     def remove(self, name: str) -> None:
         """Delete the vault's row (``vault delete``: its points and copies are gone first)."""
+
+    def set_immutable(self, name: str, mode: ImmutableMode) -> None:
+        """Store the vault's immutability (docs/immutability.md)."""
 
 
 class HostRepository(Protocol):
@@ -89,6 +93,9 @@ class PointRepository(Protocol):
     def delete(self, point_id: str) -> None: ...
     def set_pinned(self, point_id: str, protected: bool, keep_until: datetime | None) -> None:
         """Set the point's pin (never pruned) and its keep-until date."""
+
+    def set_retain_until(self, point_id: str, until: datetime | None) -> None:
+        """Set the point's retain-until (docs/immutability.md)."""
 
     def record_restore_test(self, point_id: str, result: dict[str, Any]) -> None:
         """Keep the latest restore test's result (JSON) on the point."""

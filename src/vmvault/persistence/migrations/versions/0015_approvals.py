@@ -5,7 +5,7 @@ Existing vaults get ``approvals`` off (operations run at once, as before), a 24-
 a 72-hour expiry for when it is turned on.
 
 Revision ID: 0015
-Revises: 0013 (0014 is taken in parallel; the merge re-chains 0014 → 0015)
+Revises: 0014
 Create Date: 2026-12-02
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
