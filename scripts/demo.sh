@@ -15,6 +15,8 @@ if [ -f "$VMVAULT_HOME/console.pid" ]; then
     for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   fi
 fi
+# an immutable vault's files carry the Linux immutable attribute (docs/immutability.md)
+[ -d "$VMVAULT_HOME" ] && chattr -R -i "$VMVAULT_HOME" 2>/dev/null || true
 rm -rf "$VMVAULT_HOME"
 
 step() { printf '\n\033[1m== %s\033[0m\n$ vmvault %s\n' "$1" "${*:2}"; }
@@ -231,6 +233,11 @@ step "Disaster recovery: a new machine with an empty catalog attaches the S3 vau
   ok_or_warn $V restore lab-standard-1 --point "$last" --vault offsite --disks-only --dir "$VMVAULT_HOME/restore" --format raw
   ls -ls "$VMVAULT_HOME/restore"
 )
+
+step "Immutable vault: a point kept until tomorrow cannot be deleted, by vmvault or below it (the Linux immutable attribute)" vault update demo --immutable
+$V vault update demo --immutable
+$V points lock "$last" --keep-until "$(date -u -d tomorrow +%Y-%m-%d)"
+if $V points delete "$last" --vault demo; then echo "unexpected success" >&2; exit 1; fi
 
 step "Dashboard of each vault (the S3 one holds the copies)" dashboard --vault demo
 $V dashboard --vault demo
