@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import subprocess
@@ -14,8 +15,69 @@ from typing import Any
 
 import pytest
 
+import vmvault
+
 #: The session fixture ``rgw``: a real Ceph RADOS Gateway for every S3 test.
 pytest_plugins = ["tests.s3lab"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile vmvault's modules to ``__pycache__`` once, before any test spawns ``vmvault``.
+
+    The suite starts the real command (``python -m vmvault``, ``vmvault serve``) some
+    hundreds of times; with PYTHONDONTWRITEBYTECODE set (as on these machines) no process
+    ever writes the bytecode of the editable source, so each one compiled all of it again at
+    start. Reading existing bytecode is still allowed, and a file edited later is compiled
+    in memory as usual (the cache is checked against the source's mtime and size)."""
+    compileall.compile_dir(Path(vmvault.__file__).parent, quiet=2)
+
+
+# --- running in parallel: `pytest -n 2` (make test) ---------------------------------------------
+#: The tests that need the real lab run in one xdist worker, in collection order, exactly as in
+#: a serial run (one session lab of guests, one Ceph cluster, the lab's own labs, tgtd and
+#: /var/lib/vmvault): every test in tests/integration and every test of the session's Ceph
+#: cluster (``rgw``). The other worker runs the rest meanwhile (e2e and unit tests make their
+#: own homes, ports and processes), then shares what is left. The controller schedules by test
+#: id only; :func:`pytest_collection_modifyitems` checks in each worker that the ids tell.
+LAB_GROUP = "lab"
+_S3_FILES = ("tests/unit/storage/test_s3.py", "tests/unit/storage/test_s3_lean.py",
+             "tests/unit/storage/test_s3_leases.py", "tests/unit/storage/test_s3_vault.py")  # fmt: skip
+
+
+def in_lab_group(nodeid: str) -> bool:
+    path, _, name = nodeid.partition("::")
+    return (
+        path.startswith("tests/integration/")
+        or path in _S3_FILES
+        or (path == "tests/unit/storage/test_conformance.py" and "[s3" in name)
+    )
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LabGroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        """The lab group is one unit of work (the largest: scheduled first); every other
+        test is a unit of its own."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return LAB_GROUP if in_lab_group(nodeid) else nodeid
+
+    return LabGroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test outside the lab group must not use the lab: refuse the run (in any mode)."""
+    for item in items:
+        uses = {"lab", "rgw"} & set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("harness") == "s3":
+            uses.add("rgw")  # the storage conformance suite's S3 harness asks for it late
+        if uses and not in_lab_group(item.nodeid):
+            raise pytest.UsageError(
+                f"{item.nodeid} uses {', '.join(sorted(uses))}: add it to in_lab_group() in "
+                "tests/conftest.py, so that it runs in the lab's xdist worker"
+            )
 
 
 @dataclass
