@@ -33,13 +33,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # --- running in parallel: `pytest -n 2` (make test) ---------------------------------------------
-#: The tests that need the real lab run in one xdist worker, in collection order, exactly as in
-#: a serial run (one session lab of guests, one Ceph cluster, the lab's own labs, tgtd and
-#: /var/lib/vmvault): every test in tests/integration and every test of the session's Ceph
-#: cluster (``rgw``). The other worker runs the rest meanwhile (e2e and unit tests make their
-#: own homes, ports and processes), then shares what is left. The controller schedules by test
-#: id only; :func:`pytest_collection_modifyitems` checks in each worker that the ids tell.
-LAB_GROUP = "lab"
+# The tests that need the real lab run in one xdist worker, in collection order, exactly as in
+# a serial run (one session lab of guests, one Ceph cluster, the lab's own labs, tgtd and
+# /var/lib/vmvault): every test in tests/integration and every test of the session's Ceph
+# cluster (``rgw``). The other worker runs the rest meanwhile (e2e and unit tests make their
+# own homes, ports and processes); the first takes a share of what is left when it is done.
+# The controller knows only test ids (in_lab_group); pytest_collection_modifyitems checks in
+# each worker, from the fixtures, that the ids tell every test that needs the lab.
 _S3_FILES = ("tests/unit/storage/test_s3.py", "tests/unit/storage/test_s3_lean.py",
              "tests/unit/storage/test_s3_leases.py", "tests/unit/storage/test_s3_vault.py")  # fmt: skip
 
@@ -54,16 +54,30 @@ def in_lab_group(nodeid: str) -> bool:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    from xdist.scheduler import LoadScopeScheduling
+    """xdist's load scheduling, but the lab group goes, whole and first, to the first worker.
 
-    class LabGroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
-        """The lab group is one unit of work (the largest: scheduled first); every other
-        test is a unit of its own."""
+    By index, not by test id: schemathesis gives every operation of tests/e2e/test_api_fuzz.py
+    the same id, which scheduling by id (loadscope, loadgroup) would run only once."""
+    from xdist.scheduler import LoadScheduling
 
-        def _split_scope(self, nodeid: str) -> str:
-            return LAB_GROUP if in_lab_group(nodeid) else nodeid
+    class LabFirstScheduling(LoadScheduling):  # type: ignore[misc]
+        def schedule(self) -> None:
+            if self.collection is not None or not self._check_nodes_have_same_collection():
+                super().schedule()
+                return
+            self.collection = next(iter(self.node2collection.values()))
+            lab = [i for i, nodeid in enumerate(self.collection) if in_lab_group(nodeid)]
+            self.pending[:] = sorted(set(range(len(self.collection))) - set(lab))
+            if self.maxschedchunk is None:
+                self.maxschedchunk = len(self.collection)
+            first = self.nodes[0]
+            if lab:
+                self.node2pending[first].extend(lab)
+                first.send_runtest_some(lab)
+            for node in self.nodes:
+                self.check_schedule(node)  # a share of the rest; once none is left: shutdown
 
-    return LabGroupScheduling(config, log)
+    return LabFirstScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
