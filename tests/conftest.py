@@ -33,24 +33,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # --- running in parallel: `pytest -n 2` (make test) ---------------------------------------------
-# The tests that need the real lab run in one xdist worker, in collection order, exactly as in
-# a serial run (one session lab of guests, one Ceph cluster, the lab's own labs, tgtd and
-# /var/lib/vmvault): every test in tests/integration and every test of the session's Ceph
-# cluster (``rgw``). The other worker runs the rest meanwhile (e2e and unit tests make their
+# The tests that need the libvirt lab run in one xdist worker, in collection order, exactly as
+# in a serial run (one session lab of guests, the lab's own labs, tgtd, /var/lib/vmvault): all
+# of tests/integration. The other worker runs the rest meanwhile (e2e and unit tests make their
 # own homes, ports and processes); the first takes a share of what is left when it is done.
+# The S3 tests may run in either: each worker starts its own Ceph cluster (``rgw``, a session
+# fixture) on first use, in a directory of its own on free ports (clusters coexist: docs/lab.md).
 # The controller knows only test ids (in_lab_group); pytest_collection_modifyitems checks in
-# each worker, from the fixtures, that the ids tell every test that needs the lab.
-_S3_FILES = ("tests/unit/storage/test_s3.py", "tests/unit/storage/test_s3_lean.py",
-             "tests/unit/storage/test_s3_leases.py", "tests/unit/storage/test_s3_vault.py")  # fmt: skip
+# each worker, from the fixtures, that every test that uses the lab is in the group.
 
 
 def in_lab_group(nodeid: str) -> bool:
-    path, _, name = nodeid.partition("::")
-    return (
-        path.startswith("tests/integration/")
-        or path in _S3_FILES
-        or (path == "tests/unit/storage/test_conformance.py" and "[s3" in name)
-    )
+    return nodeid.startswith("tests/integration/")
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -83,14 +77,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test outside the lab group must not use the lab: refuse the run (in any mode)."""
     for item in items:
-        uses = {"lab", "rgw"} & set(getattr(item, "fixturenames", ()))
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("harness") == "s3":
-            uses.add("rgw")  # the storage conformance suite's S3 harness asks for it late
-        if uses and not in_lab_group(item.nodeid):
+        if "lab" in getattr(item, "fixturenames", ()) and not in_lab_group(item.nodeid):
             raise pytest.UsageError(
-                f"{item.nodeid} uses {', '.join(sorted(uses))}: add it to in_lab_group() in "
-                "tests/conftest.py, so that it runs in the lab's xdist worker"
+                f"{item.nodeid} uses the lab: move it to tests/integration, whose tests run in "
+                "one xdist worker (tests/conftest.py, in_lab_group)"
             )
 
 
