@@ -62,8 +62,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             self.collection = next(iter(self.node2collection.values()))
             lab = [i for i, nodeid in enumerate(self.collection) if in_lab_group(nodeid)]
             self.pending[:] = sorted(set(range(len(self.collection))) - set(lab))
-            if self.maxschedchunk is None:
-                self.maxschedchunk = len(self.collection)
+            if self.maxschedchunk is None:  # small batches: the slow e2e tests come first, and
+                self.maxschedchunk = 4  # a worker given a big batch of them runs it alone
             first = self.nodes[0]
             if lab:
                 self.node2pending[first].extend(lab)
