@@ -31,7 +31,9 @@ unit: $(STAMP)
 test: system $(STAMP)
 	$(MAKE) --no-print-directory lint
 	@# pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
-	@$(VENV)/bin/pytest -q tests; rc=$$?; \
+	@# Two workers (xdist): one runs everything that needs the lab, in order, the other the
+	@# rest meanwhile (tests/conftest.py, "running in parallel").
+	@$(VENV)/bin/pytest -q -n 2 tests; rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 demo: system $(STAMP)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import subprocess
@@ -14,8 +15,73 @@ from typing import Any
 
 import pytest
 
+import vmvault
+
 #: The session fixture ``rgw``: a real Ceph RADOS Gateway for every S3 test.
 pytest_plugins = ["tests.s3lab"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile vmvault's modules to ``__pycache__`` once, before any test spawns ``vmvault``.
+
+    The suite starts the real command (``python -m vmvault``, ``vmvault serve``) some
+    hundreds of times; with PYTHONDONTWRITEBYTECODE set (as on these machines) no process
+    ever writes the bytecode of the editable source, so each one compiled all of it again at
+    start. Reading existing bytecode is still allowed, and a file edited later is compiled
+    in memory as usual (the cache is checked against the source's mtime and size)."""
+    compileall.compile_dir(Path(vmvault.__file__).parent, quiet=2)
+
+
+# --- running in parallel: `pytest -n 2` (make test) ---------------------------------------------
+# The tests that need the libvirt lab run in one xdist worker, in collection order, exactly as
+# in a serial run (one session lab of guests, the lab's own labs, tgtd, /var/lib/vmvault): all
+# of tests/integration. The other worker runs the rest meanwhile (e2e and unit tests make their
+# own homes, ports and processes); the first takes a share of what is left when it is done.
+# The S3 tests may run in either: each worker starts its own Ceph cluster (``rgw``, a session
+# fixture) on first use, in a directory of its own on free ports (clusters coexist: docs/lab.md).
+# The controller knows only test ids (in_lab_group); pytest_collection_modifyitems checks in
+# each worker, from the fixtures, that every test that uses the lab is in the group.
+
+
+def in_lab_group(nodeid: str) -> bool:
+    return nodeid.startswith("tests/integration/")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's load scheduling, but the lab group goes, whole and first, to the first worker.
+
+    By index, not by test id: schemathesis gives every operation of tests/e2e/test_api_fuzz.py
+    the same id, which scheduling by id (loadscope, loadgroup) would run only once."""
+    from xdist.scheduler import LoadScheduling
+
+    class LabFirstScheduling(LoadScheduling):  # type: ignore[misc]
+        def schedule(self) -> None:
+            if self.collection is not None or not self._check_nodes_have_same_collection():
+                super().schedule()
+                return
+            self.collection = next(iter(self.node2collection.values()))
+            lab = [i for i, nodeid in enumerate(self.collection) if in_lab_group(nodeid)]
+            self.pending[:] = sorted(set(range(len(self.collection))) - set(lab))
+            if self.maxschedchunk is None:  # small batches: the slow e2e tests come first, and
+                self.maxschedchunk = 4  # a worker given a big batch of them runs it alone
+            first = self.nodes[0]
+            if lab:
+                self.node2pending[first].extend(lab)
+                first.send_runtest_some(lab)
+            for node in self.nodes:
+                self.check_schedule(node)  # a share of the rest; once none is left: shutdown
+
+    return LabFirstScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test outside the lab group must not use the lab: refuse the run (in any mode)."""
+    for item in items:
+        if "lab" in getattr(item, "fixturenames", ()) and not in_lab_group(item.nodeid):
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the lab: move it to tests/integration, whose tests run in "
+                "one xdist worker (tests/conftest.py, in_lab_group)"
+            )
 
 
 @dataclass
