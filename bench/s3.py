@@ -1,6 +1,10 @@
 """Benchmark of an S3 vault on a real Ceph RGW: vmvault vs. a plain botocore PUT/GET ceiling.
 
-    .venv/bin/python bench/s3.py [--vdc-gib 2] [--random-mib 512] [--rounds 3]
+    .venv/bin/python bench/s3.py [--vdc-gib 2] [--random-mib 512] [--rounds 3] [--baseline DIR]
+
+``--baseline DIR`` (another checkout with its ``.venv``, e.g. ``/work/main``) adds, in each
+round, that code's local full and S3 full of the same VM: a change judged against the code
+before it under the same load (on this shared machine, runs minutes apart are not comparable).
 
 Runs as root on the lab's libvirtd with its own lab (``VMVAULT_LAB_PREFIX=bs``,
 ``VMVAULT_LAB_DIR=/var/lib/vmvault/lab-bs``: guest ``bs-standard-1`` and a Ceph cluster under
@@ -257,14 +261,21 @@ class Bench:
         return set(cps.list_checkpoints(URI, self.lab.dom(self.vm).UUIDString()))
 
     def backup(
-        self, env: dict[str, str], vault: str, op: str, tool: str, prefix: str | None
+        self,
+        env: dict[str, str],
+        vault: str,
+        op: str,
+        tool: str,
+        prefix: str | None,
+        exe: str = VMVAULT,
     ) -> Row:
-        """``vmvault backup --vault``; for an S3 vault, the objects it added to the bucket."""
+        """``vmvault backup --vault`` (``exe``: another checkout's, ``--baseline``); for an S3
+        vault, the objects it added to the bucket."""
         assert self.lab is not None
         drop_cache(self.lab.paths(self.vm))
         before = listing(self.s3, BUCKET, prefix) if prefix is not None else {}
         run = measure(
-            [VMVAULT, "backup", self.vm, "--vault", vault, "--json"],
+            [exe, "backup", self.vm, "--vault", vault, "--json"],
             env, ok=(0, 3), watch=self.watch(),
         )  # fmt: skip
         point = json.loads(run.out)[0]["point"]
@@ -374,6 +385,11 @@ def main() -> None:
     ap.add_argument("--random-mib", type=int, default=512, help="MiB of random data on vdc")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the full/ceiling rows")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (with its .venv) whose local and S3 fulls run in each round too",
+    )
     ap.add_argument("--op", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.op:
@@ -463,6 +479,8 @@ def main() -> None:
             )
             bench.forget_checkpoints(had)
             shutil.rmtree(tmp / f"home-local{k}")
+            if args.baseline is not None:
+                base_rows(bench, tmp, args.baseline, k, rounds)
             log(f"round {k + 1}/{args.rounds}: S3 full")
             prefix = "vault/" if last else f"rep{k}/"
             had = bench.checkpoints()
@@ -548,7 +566,37 @@ def main() -> None:
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     facts["seconds"] = time.monotonic() - t_start
+    if args.baseline is not None:
+        facts["baseline"] = f"{args.baseline} at {git_head(args.baseline)}"
     report(medians, rows, facts, load)
+
+
+def git_head(checkout: Path) -> str:
+    import subprocess
+
+    out = subprocess.run(
+        ["git", "-C", str(checkout), "log", "-1", "--format=%h"], capture_output=True, text=True
+    )
+    return out.stdout.strip() or "?"
+
+
+def base_rows(bench: Bench, tmp: Path, checkout: Path, k: int, rounds: dict[str, Any]) -> None:
+    """Round ``k`` of the baseline checkout's local and S3 fulls (``--baseline``): the same
+    VM, fresh homes and vaults (made by this checkout: one format), its own ``vmvault``."""
+    exe = str(checkout / ".venv" / "bin" / "vmvault")
+    for kind, where in (("local", None), ("s3", f"{BUCKET}/base{k}/")):
+        bench.log(f"round {k + 1}: baseline {kind} full")
+        had = bench.checkpoints()
+        env = bench.home(f"home-base-{kind}{k}", (kind, where))
+        op = f"full backup to {'a local' if kind == 'local' else 'the S3'} vault, baseline code"
+        prefix = None if where is None else f"base{k}/"
+        rounds.setdefault(f"base {kind} full", []).append(
+            bench.backup(env, kind, op, "vmvault (baseline)", prefix, exe)
+        )
+        bench.forget_checkpoints(had)
+        shutil.rmtree(tmp / f"home-base-{kind}{k}")
+        if prefix is not None:
+            delete_prefix(bench.s3, BUCKET, prefix)
 
 
 def local_chunks(vault_dir: Path) -> set[str]:
@@ -642,7 +690,13 @@ def report(
         get.op: 1.0,
     }
     loc_noop = m["local noop"]
-    print_rows([put, m["put8"], get, m["get8"], loc_full, s3_full, restore, loc_noop, *rows], bound)
+    base = [m[n] for n in ("base local full", "base s3 full") if n in m]
+    if base:
+        bound[base[-1].op] = bound_full.run.wall / base[-1].run.wall
+    print_rows(
+        [put, m["put8"], get, m["get8"], loc_full, s3_full, restore, loc_noop, *rows, *base],
+        bound,
+    )
     print()
     noop, inc, copy = rows[0], rows[1], rows[-1]
     noop_ratio = loc_noop.run.wall / noop.run.wall
@@ -718,6 +772,17 @@ def report(
         f"{floor_put:.2f} s; so the best S3 full ratio this machine allows is "
         f"{put.run.wall:.2f} / {floor_full:.2f} = {put.run.wall / floor_full:.2f}."
     )
+    if "base s3 full" in m and "base local full" in m:
+        b_s3, b_loc = m["base s3 full"], m["base local full"]
+        print()
+        print(
+            f"Baseline code in the same rounds ({facts.get('baseline')}): S3 full "
+            f"{b_s3.run.wall:.2f} s (ratio {bound_full.run.wall / b_s3.run.wall:.2f} against "
+            f"the same bound), peak RSS {b_s3.run.rss_mib:.0f} MiB; local full "
+            f"{b_loc.run.wall:.2f} s, peak RSS {b_loc.run.rss_mib:.0f} MiB. This code: S3 full "
+            f"{s3_full.run.wall:.2f} s (ratio {full_ratio:.2f}), {s3_full.run.rss_mib:.0f} MiB; "
+            f"local full {loc_full.run.wall:.2f} s, {loc_full.run.rss_mib:.0f} MiB."
+        )
     print()
     print("CPU seconds during each row (median run), process / RGW / OSD / QEMU / mon:")
     for r in (put, get, loc_full, s3_full, restore, loc_noop, noop, inc):

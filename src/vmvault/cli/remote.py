@@ -22,9 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from vmvault.domain.errors import (
     InternalError,
@@ -35,6 +33,9 @@ from vmvault.domain.errors import (
     VmvaultError,
 )
 from vmvault.domain.job import JobState
+
+if TYPE_CHECKING:  # imported when remote mode is on: a local command does not pay 4 MiB
+    import httpx
 
 PREFIX = "/api/v1"
 #: Seconds a request may take (a job is polled, never waited for in one request).
@@ -67,6 +68,8 @@ def configure(url: str | None, token: str | None, token_file: Path | None, ca: P
         return
     if not url.startswith(("http://", "https://")):
         raise InvalidInput("give http://HOST:PORT or https://HOST:PORT", what="--server")
+    import httpx
+
     if url.startswith("http://") and not _loopback(httpx.URL(url).host):
         # as 'vmvault serve' speaks HTTPS only beyond loopback: the token never goes in clear
         raise InvalidInput("beyond loopback the server speaks https:// only", what="--server")
@@ -156,6 +159,8 @@ def _command() -> str:
 
 
 def _request(method: str, path: str, **kwargs: Any) -> httpx.Response:
+    import httpx
+
     server = _server
     assert server is not None, "remote mode is off"
     params = {k: v for k, v in (kwargs.pop("params", None) or {}).items() if v is not None}

@@ -14,7 +14,10 @@
 * Memory is bounded: ``workers + 2 * readers`` buffers of a chunk file's size are allocated
   once and recycled, whatever the disk size (one per worker at work, two per reader: the one
   it fills and one ready in the work queue; a spare one measured no faster and cost 4 MiB);
-  data is passed as memoryviews, never copied in Python.
+  data is passed as memoryviews, never copied in Python.  On a remote backend a buffer goes
+  to the batch as the upload's body (``add_buffer(..., release=)``: object storage sends it
+  from where it lies) and comes back when the upload ends, so one more buffer keeps a chunk
+  ready while the uploads hold theirs; the uploads then need no memory of their own.
 * A buffer is page-aligned (``mmap``) and the chunk is read into it right after where a chunk
   file's header goes (:data:`~vmvault.dataplane.chunk.DATA_OFFSET`).  A worker turns it into
   the chunk file in place (:meth:`~vmvault.dataplane.chunk.ChunkCodec.encode_in_place`) and
@@ -46,6 +49,7 @@
 
 from __future__ import annotations
 
+import functools
 import mmap
 import queue
 import threading
@@ -218,7 +222,7 @@ class _Pipeline:
         readers = max(1, int(getattr(source, "max_readers", 1)))
         self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
         capacity = file_capacity(store.chunk_size)
-        for _ in range(workers + 2 * readers):
+        for _ in range(workers + 2 * readers + (0 if self.precheck else 1)):
             self._free.put(page_buffer(capacity))
         self._work: queue.SimpleQueue[tuple[int, mmap.mmap, int] | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Result | BaseException] = queue.SimpleQueue()
@@ -300,6 +304,7 @@ class _Pipeline:
         codec = self.store.codec()
         while (item := self._work.get()) is not None:
             i, buf, length = item
+            handed = False  # the batch gives the buffer back (release) once it is sent
             try:
                 if self._stop.is_set():
                     continue
@@ -309,10 +314,14 @@ class _Pipeline:
                     self._done.put((i, cid, _DEDUP, 0, length))
                     continue
                 size = codec.encode_in_place(cid, buf, length)
-                written = self.batch.add_buffer(cid, buf, size)
+                handed = True
+                written = self.batch.add_buffer(
+                    cid, buf, size, release=functools.partial(self._free.put, buf)
+                )
                 self._done.put((i, cid, _NEW, written, length))
             except BaseException as exc:
                 self._stop.set()
                 self._done.put(exc)
             finally:
-                self._free.put(buf)
+                if not handed:
+                    self._free.put(buf)

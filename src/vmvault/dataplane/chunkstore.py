@@ -262,11 +262,14 @@ class ChunkBatch:
         with space_errors(self._location):
             return self._batch.add(chunk_key(cid), parts)
 
-    def add_buffer(self, cid: bytes, buf: mmap.mmap, size: int) -> int:
+    def add_buffer(
+        self, cid: bytes, buf: mmap.mmap, size: int, *, release: Callable[[], None] | None = None
+    ) -> int:
         """:meth:`add` for a chunk file already laid out in ``buf[:size]`` (an aligned
-        buffer, see :meth:`~vmvault.dataplane.chunk.ChunkCodec.encode_in_place`)."""
+        buffer, see :meth:`~vmvault.dataplane.chunk.ChunkCodec.encode_in_place`); ``release``
+        as in :meth:`~vmvault.storage.backend.WriteBatch.add_buffer`."""
         with space_errors(self._location):
-            return self._batch.add_buffer(chunk_key(cid), buf, size)
+            return self._batch.add_buffer(chunk_key(cid), buf, size, release=release)
 
     def __len__(self) -> int:
         return len(self._batch)

@@ -184,9 +184,15 @@ class WriteBatch(Protocol):
         """Stage a put-if-absent of ``key``; returns the bytes written."""
         ...
 
-    def add_buffer(self, key: str, buf: mmap.mmap, size: int) -> int:
+    def add_buffer(
+        self, key: str, buf: mmap.mmap, size: int, *, release: Callable[[], None] | None = None
+    ) -> int:
         """:meth:`add` of ``buf[:size]``, a page-aligned buffer (written without a copy where
-        the medium allows, e.g. O_DIRECT); ``buf`` may be reused once this returns."""
+        the medium allows, e.g. O_DIRECT).  Without ``release``, ``buf`` may be reused once
+        this returns.  With it, the batch may keep ``buf`` (object storage sends it as the
+        body, no copy) and calls ``release()`` exactly once when done with it — the object
+        sent, failed or aborted, or this call failing; the caller leaves ``buf[:size]``
+        alone until then."""
         ...
 
     def commit(self) -> frozenset[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import mmap
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
@@ -55,8 +56,14 @@ class LocalBatch:
         self._stage(key, lambda t: fsutil.write_parts_direct(t, parts))
         return size
 
-    def add_buffer(self, key: str, buf: mmap.mmap, size: int) -> int:
-        self._stage(key, lambda t: fsutil.write_buffer_direct(t, buf, size))
+    def add_buffer(
+        self, key: str, buf: mmap.mmap, size: int, *, release: Callable[[], None] | None = None
+    ) -> int:
+        try:
+            self._stage(key, lambda t: fsutil.write_buffer_direct(t, buf, size))
+        finally:
+            if release is not None:
+                release()  # written (O_DIRECT) before this returns: nothing is kept
         return size
 
     def __len__(self) -> int:

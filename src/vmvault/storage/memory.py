@@ -290,9 +290,15 @@ class MemoryBatch:
             self._backend._unstage([old[1]])
         return len(blob)
 
-    def add_buffer(self, key: str, buf: mmap.mmap, size: int) -> int:
-        with memoryview(buf) as view:
-            return self.add(key, bytes(view[:size]))
+    def add_buffer(
+        self, key: str, buf: mmap.mmap, size: int, *, release: Callable[[], None] | None = None
+    ) -> int:
+        try:
+            with memoryview(buf) as view:
+                return self.add(key, bytes(view[:size]))
+        finally:
+            if release is not None:
+                release()
 
     def __len__(self) -> int:
         return len(self._pending)

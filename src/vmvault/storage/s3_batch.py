@@ -4,10 +4,14 @@ A PUT is durable and visible when it returns, so there is nothing to make durabl
 end: :meth:`S3Batch.commit` waits for the uploads and raises the first failure.  Each
 :meth:`~S3Batch.add` copies the caller's bytes once (the caller reuses its buffer as soon as
 ``add`` returns) into an anonymous mapping (sent as a file-like body, :class:`MappedBody`;
-kept for the next body when the upload ends) and hands it to a worker thread; ``add`` blocks while more than the
-backend's byte budget is in flight (:class:`ByteBudget`, shared by every batch of the
-backend), so memory stays bounded whatever the disk size: 3 uploads of 4 MiB chunk files
-(``INFLIGHT_BYTES``: 12.2 MiB, room for three whole chunk files with their headers).
+kept for the next body when the upload ends) and hands it to a worker thread; ``add`` blocks
+while more than the backend's byte budget is in flight (:class:`ByteBudget`, shared by every
+batch of the backend), so memory stays bounded whatever the disk size: 3 uploads of 4 MiB
+chunk files (``INFLIGHT_BYTES``: 12.2 MiB, room for three whole chunk files with their
+headers).  :meth:`~S3Batch.add_buffer` with a ``release`` (the backup pipeline's chunk
+buffers) copies nothing: the caller's buffer is the body, given back by ``release()`` when
+its upload ends — the pipeline's buffers are then the only chunk memory (measured: −12 MiB
+peak RSS of an S3 full, docs/vault-format.md §7).
 
 A key found present (the PUT answered 412) is touched (``CopyObject``) inside the batch's
 guard and put again if that finds it gone; :meth:`S3Batch.commit` returns those keys.
@@ -24,7 +28,7 @@ from __future__ import annotations
 import io
 import mmap
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
@@ -167,29 +171,47 @@ class S3Batch:
     def add(self, key: str, data: Data) -> int:
         return self._submit(check_key(key), parts_of(data))
 
-    def add_buffer(self, key: str, buf: mmap.mmap, size: int) -> int:
-        with memoryview(buf) as view:
-            return self._submit(check_key(key), [view[:size]])
+    def add_buffer(
+        self, key: str, buf: mmap.mmap, size: int, *, release: Callable[[], None] | None = None
+    ) -> int:
+        if release is None:
+            with memoryview(buf) as view:
+                return self._submit(check_key(key), [view[:size]])
+        try:  # the caller's buffer is the body: sent from where it lies, no copy
+            check_key(key)
+            held = self._backend.budget.acquire(size)
+        except BaseException:
+            release()
+            raise
+        return self._queue(key, MappedBody(buf, size), held, release)
 
     def _submit(self, key: str, parts: Sequence[BytesLike]) -> int:
         size = sum(memoryview(p).nbytes for p in parts)
         held = self._backend.budget.acquire(size)
         try:
             body = self._backend.budget.copy(parts, size)  # the caller reuses its own
-            return self._queue(key, body, held)
         except BaseException:
             self._backend.budget.release(held)
             raise
+        return self._queue(key, body, held)
 
-    def _queue(self, key: str, body: Body, held: int) -> int:
-        with self._mu:
-            if self._failed is not None:
-                raise self._failed  # fail fast: the batch cannot commit any more
-            if self._closed:
-                raise RuntimeError("the batch was committed or aborted")
-        size = len(body)  # not after the submit: a finished upload recycles a mapped body
-        future = self._pool.submit(self._upload, key, body)
-        future.add_done_callback(lambda f: self._done(f, held, body))
+    def _queue(
+        self, key: str, body: Body, held: int, release: Callable[[], None] | None = None
+    ) -> int:
+        """Hand ``body`` to an upload; whatever happens, ``_done`` gives back the budget and
+        the body (to the caller's ``release``, or to the budget's spare mappings)."""
+        try:
+            with self._mu:
+                if self._failed is not None:
+                    raise self._failed  # fail fast: the batch cannot commit any more
+                if self._closed:
+                    raise RuntimeError("the batch was committed or aborted")
+            size = len(body)  # not after the submit: a finished upload recycles a mapped body
+            future = self._pool.submit(self._upload, key, body)
+        except BaseException:
+            self._done(None, held, body, release)
+            raise
+        future.add_done_callback(lambda f: self._done(f, held, body, release))
         with self._mu:
             self._pending.append(future)
         return size
@@ -212,10 +234,19 @@ class S3Batch:
                 self._present.add(key)
         return created
 
-    def _done(self, future: Future[bool], held: int, body: Body) -> None:
-        self._backend.budget.recycle(body)  # before the release: the next body reuses it
+    def _done(
+        self,
+        future: Future[bool] | None,
+        held: int,
+        body: Body,
+        release: Callable[[], None] | None,
+    ) -> None:
+        if release is not None:
+            release()  # the caller's buffer: back to the caller
+        else:
+            self._backend.budget.recycle(body)  # before the release: the next body reuses it
         self._backend.budget.release(held)
-        if future.cancelled():
+        if future is None or future.cancelled():
             return
         exc = future.exception()
         if exc is not None:

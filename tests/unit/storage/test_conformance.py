@@ -316,6 +316,49 @@ def test_batch_objects_appear_on_commit(harness: Harness) -> None:
     buf.close()
 
 
+def test_a_batch_gives_a_released_buffer_back_once_it_is_done_with_it(
+    backend: StorageBackend,
+) -> None:
+    """``add_buffer(..., release=)``: the batch may keep the caller's buffer (object storage
+    sends it as the body) and gives it back exactly once, by commit at the latest; what it
+    stored is the buffer's content at the add, also for a key found present."""
+    backend.put("r/present", b"present!")
+    data = random.Random(3).randbytes(1 << 20)  # large enough to be sent as a mapped body
+    bufs = [mmap.mmap(-1, len(data)) for _ in range(3)]
+    released: list[int] = []
+    mu = threading.Lock()
+
+    def release(n: int) -> Callable[[], None]:
+        def back() -> None:
+            with mu:
+                released.append(n)
+
+        return back
+
+    batch = backend.begin_batch()
+    for n, (buf, key) in enumerate(zip(bufs, ("r/a", "r/b", "r/present"), strict=True)):
+        body = data if key != "r/present" else b"present!"
+        buf[: len(body)] = body
+        batch.add_buffer(key, buf, len(body), release=release(n))
+    assert batch.commit() == frozenset({"r/present"})
+    assert sorted(released) == [0, 1, 2]  # each once, all before commit returned
+    assert backend.get("r/a") == data and backend.get("r/b") == data
+    assert backend.get("r/present") == b"present!"
+    for buf in bufs:
+        buf.close()
+
+
+def test_an_aborted_batch_gives_every_released_buffer_back(backend: StorageBackend) -> None:
+    buf = mmap.mmap(-1, 8192)
+    buf[:5] = b"abort"
+    released: list[bool] = []
+    batch = backend.begin_batch()
+    batch.add_buffer("r/x", buf, 5, release=lambda: released.append(True))
+    batch.abort()
+    assert released == [True]
+    buf.close()
+
+
 def test_batch_puts_are_puts_if_absent(backend: StorageBackend) -> None:
     backend.put("b/x", b"original")
     batch = backend.begin_batch()
