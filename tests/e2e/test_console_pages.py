@@ -370,6 +370,40 @@ def test_tokens_audit_and_notifications(site: Site, webhook: WebhookReceiver) ->
     assert site.api("GET", "/notifications") == []
 
 
+def test_policy_options_and_delete(site: Site) -> None:
+    site.sign_in("admin")
+    site.open("#/policies/new", "policies")
+    form = visible(site.browser, "#policy-form")
+    site.fill("#policy-form input[name=name]", "copied")
+    Select(form.find_element(By.NAME, "copy_to")).select_by_value("offsite")
+    Select(form.find_element(By.NAME, "require")).select_by_value("file-system-consistent")
+    form.find_element(By.NAME, "as_set").click()
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    site.notice("Policy copied saved")
+    doc = site.api("GET", "/policies/copied")
+    assert doc["copy_to"]["vault"] == "offsite" and doc["as_set"] is True
+    assert doc["require"] == "file-system-consistent"
+
+    site.open("#/policies/copied", "policies")
+    form = visible(site.browser, "#policy-form")
+    Select(form.find_element(By.NAME, "copy_to")).select_by_value("")
+    Select(form.find_element(By.NAME, "require")).select_by_value("")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    site.notice("Policy copied saved")
+    doc = site.api("GET", "/policies/copied")
+    assert doc["copy_to"] is None and doc["require"] is None and doc["as_set"] is True
+
+    site.open("#/policies/gold", "policies")  # in use: the server refuses, the page says why
+    site.click("#delete-policy")
+    site.click("#confirm-submit")
+    assert "POLICY_IN_USE" in visible(site.browser, "#policy-form [role=alert]").text
+    site.open("#/policies/copied", "policies")
+    site.click("#delete-policy")
+    site.click("#confirm-submit")
+    site.notice("Policy copied deleted")
+    assert [p["name"] for p in site.api("GET", "/policies")] == ["gold"]
+
+
 def test_a_reader_sees_no_actions_nor_the_administration(site: Site) -> None:
     site.sign_in("reader")
     b = site.browser
@@ -385,11 +419,12 @@ def test_a_reader_sees_no_actions_nor_the_administration(site: Site) -> None:
     ]
     actions = (
         "#new-vault, #add-host, #act-copy, #act-stop, #act-resume, #act-unregister, "
-        "#act-verify-vault, .row-actions button, .page-header .actions button"
+        "#act-verify-vault, #act-backup-set, #act-disks, #delete-policy, .row-actions button, "
+        ".page-header .actions button, .page-header .actions a.btn-primary"
     )
     for hash_, page in (("#/vaults", "vaults"), ("#/hosts", "hosts"), ("#/points?vm=web", "points"),
                         ("#/points?tab=deleted", "points"), ("#/vms?tab=registered", "vms"),
-                        ("#/vms?tab=protected", "vms")):  # fmt: skip
+                        ("#/vms?tab=protected", "vms"), ("#/policies/gold", "policies")):  # fmt: skip
         site.open(hash_, page)
         time.sleep(0.3)
         found = [e.text for e in b.find_elements(By.CSS_SELECTOR, actions) if e.text != "Refresh"]

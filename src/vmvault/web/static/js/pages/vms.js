@@ -49,6 +49,8 @@ export async function render(view, route) {
   act("Register", "contributor", ["discovered"], register, "act-register");
   act("Protect…", "contributor", ["registered", "protected"], protect, "act-protect");
   act("Back up now", "operator", ["registered", "protected"], backupNow, "act-backup");
+  act("Back up as a set", "operator", ["registered", "protected"], backupSet, "act-backup-set");
+  act("Disks…", "contributor", ["registered", "protected"], disks, "act-disks");
   if (vaults.length > 1) {
     act("Copy to vault…", "operator", ["registered", "protected"], (list, where) => copy(list, where, vaults), "act-copy");
   }
@@ -253,4 +255,31 @@ async function copy(vms, status, vaults) {
     () => api.post("/copies", { from_vault: from, to_vault: to.value, vms: vms.map((v) => v.uuid) }),
     { action: "Copy now" });
   if (jobs) notice(status, ...jobsQueued(jobs, `Copy to ${to.value}`));
+}
+
+// One point in time for every VM or none (docs/sets.md): one backup-set job.
+async function backupSet(vms, status) {
+  await attempt(status, `Backup set of ${some(vms)}`, () => api.post("/backups", { vms: vms.map((v) => v.uuid), set: true }));
+}
+
+// Which disks the VMs' backups leave out (from their next backup on): PATCH /vms/REF each.
+async function disks(vms, status) {
+  const boxes = vms.map((v) => [v, v.disks.map((d) => h("input", { type: "checkbox", name: `disk-${v.uuid}`, value: d.target,
+    checked: !d.excluded, "aria-label": `Back up ${d.target} of ${v.name}` }))]);
+  const changed = await formDialog(`Disks of ${some(vms)}`, "disks-form", [
+    h("p", {}, "Ticked disks are backed up; an unticked one is left out of every backup from the next one on."),
+    boxes.map(([v, list]) => h("fieldset", {}, h("legend", {}, v.name), list.length ? list.map((b, i) =>
+      h("label", { class: "check" }, b, `${b.value} (${v.disks[i].device}, ${v.disks[i].format || v.disks[i].type})`)) : "no disks")),
+  ], async () => {
+    const done = [];
+    for (const [v, list] of boxes) {
+      const exclude = list.filter((b, i) => !b.checked && !v.disks[i].excluded).map((b) => b.value);
+      const include = list.filter((b, i) => b.checked && v.disks[i].excluded).map((b) => b.value);
+      if (exclude.length || include.length) {
+        done.push(await api.patch(`/vms/${encodeURIComponent(v.uuid)}`, { exclude_disks: exclude, include_disks: include }));
+      }
+    }
+    return done;
+  }, { action: "Save" });
+  if (changed) notice(status, changed.length ? `Disks changed for ${changed.map((v) => v.name).join(", ")}.` : "Nothing changed.");
 }
