@@ -184,7 +184,8 @@ def test_vaults_create_soft_delete_and_gc(site: Site, tmp_path: Path) -> None:
     page = site.open("#/vaults", "vaults")
     row = page.find_element(By.CSS_SELECTOR, 'tr[data-key="main"]')
     assert "local" in row.text and "on" in row.text and "14 d" in row.text
-    assert "2" in row.find_elements(By.CSS_SELECTOR, "td")[6].text  # its points
+    assert row.find_element(By.CSS_SELECTOR, "td.points").text == "2"
+    assert row.find_element(By.CSS_SELECTOR, "td.soft-deleted").text == "0 · 0 B"
 
     site.click("#new-vault")
     site.fill("#vault-form input[name=name]", "archive")

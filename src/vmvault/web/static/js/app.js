@@ -44,6 +44,8 @@ export function go(hash) {
 
 async function render() {
   if (leave) { leave(); leave = null; }
+  // a dialog left open (the browser's Back) belongs to the page left: cancelled
+  for (const d of document.querySelectorAll("dialog.dialog")) d.dispatchEvent(new Event("cancel"));
   if (!session.token || !session.principal) {
     if (session.token && !session.principal) {
       try { session.principal = await api.whoami(); } catch { session.token = null; }

@@ -27,7 +27,7 @@ export async function render(view, route) {
     e.preventDefault();
     go(link({ actor: actor.value.trim(), since: since.value }, 0));
   });
-  const holder = h("div", { class: "card", id: "audit-list" });
+  const holder = h("div", { class: "card table-wrap", id: "audit-list" });
   view.append(form, holder);
   const { doc, total } = await api.page("/audit", { ...filters, limit: PAGE, offset });
   if (!doc.length) {
@@ -39,8 +39,8 @@ export async function render(view, route) {
     { title: "When", class: "nowrap", cell: (e) => h("span", { title: when(e.at) }, short(e.at)) },
     { title: "Actor", class: "nowrap", cell: (e) => h("a", { href: link({ ...filters, actor: e.actor }, 0) }, e.actor) },
     { title: "Role", cell: (e) => e.role || "–" },
-    { title: "Action", cell: (e) => h("code", {}, e.action) },
-    { title: "Target", cell: (e) => e.target || "–" },
+    { title: "Action", cell: (e) => h("code", { class: "wrap" }, e.action) },
+    { title: "Target", cell: (e) => h("span", { class: "wrap" }, e.target || "–") },
     { title: "Status", class: "num", cell: (e) => badge(String(e.status), e.remote === "cli"
       ? (e.status === 0 ? "ok" : e.status === 3 ? "warn" : "bad") : (e.status < 400 ? "ok" : "bad")) },
     { title: "From", class: "nowrap", cell: (e) => e.remote },

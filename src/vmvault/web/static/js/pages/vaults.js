@@ -7,8 +7,9 @@ import { h, clear, table, empty, pageHeader, button, badge, bytes, field, select
 import { go, vaultsChanged } from "../app.js";
 
 function where(v) {
-  if (!v.s3) return h("code", {}, v.path);
-  return h("span", { class: "disk-list" }, h("code", {}, v.path), h("span", { class: "muted" }, v.s3.endpoint));
+  return h("span", { class: "disk-list" }, h("span", {}, badge(v.storage, v.storage === "s3" ? "info" : "muted"),
+    v.encrypted ? [" ", badge("encrypted", "ok")] : null), h("code", { class: "wrap" }, v.path),
+  v.s3 ? h("span", { class: "muted" }, v.s3.endpoint) : null);
 }
 
 function softDelete(v) {
@@ -40,17 +41,14 @@ export async function render(view, route) {
         title: "purge expired soft-deleted points, then remove unreferenced chunks" }),
     ] : null);
   view.append(h("div", { class: "card table-wrap" }, table([
-    { title: "Name", class: "nowrap", cell: (v) => h("strong", {}, v.name) },
-    { title: "Location", cell: (v) => v.location },
-    { title: "Storage", cell: (v) => badge(v.storage, v.storage === "s3" ? "info" : "muted") },
-    { title: "Where", cell: where },
-    { title: "Used", class: "num", cell: (v) => s(v, (x) => bytes(x.used_bytes)) },
-    { title: "Dedup", class: "num", cell: (v) => s(v, (x) => (x.dedup_ratio ? `${x.dedup_ratio.toFixed(2)} ×` : "–")) },
-    { title: "Points", class: "num", cell: (v) => s(v, (x) => String(x.points)) },
-    { title: "Encrypted", cell: (v) => (v.encrypted ? badge("encrypted", "ok") : "no") },
+    { title: "Name", class: "nowrap", cell: (v) => h("span", { class: "disk-list", title: `created ${short(v.created_at)}` },
+      h("strong", {}, v.name), h("span", { class: "muted" }, `location ${v.location}`)) },
+    { title: "Storage", cell: where },
+    { title: "Used", class: "num used", cell: (v) => s(v, (x) => bytes(x.used_bytes)) },
+    { title: "Dedup", class: "num dedup", cell: (v) => s(v, (x) => (x.dedup_ratio ? `${x.dedup_ratio.toFixed(2)} ×` : "–")) },
+    { title: "Points", class: "num points", cell: (v) => s(v, (x) => String(x.points)) },
     { title: "Soft delete", class: "nowrap", cell: softDelete },
-    { title: "Soft-deleted", class: "num", cell: (v) => s(v, (x) => `${x.soft_deleted_points || 0} · ${bytes(x.soft_deleted_logical_bytes || 0)}`) },
-    { title: "Created", class: "nowrap", cell: (v) => short(v.created_at) },
+    { title: "Soft-deleted", class: "num soft-deleted", cell: (v) => s(v, (x) => `${x.soft_deleted_points || 0} · ${bytes(x.soft_deleted_logical_bytes || 0)}`) },
     { title: h("span", { class: "visually-hidden" }, "Actions"), cell: actions },
   ], vaults, { caption: "Vaults", key: (v) => v.name })));
 }
