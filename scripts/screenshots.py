@@ -28,7 +28,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 WIDTH, MAX_HEIGHT = 1280, 2400
 PAGES = ("signin", "dashboard", "vms", "policies", "policy", "jobs", "job", "points", "restore",
-         "deleted", "vaults", "vault-new", "hosts", "notifications", "tokens", "audit")  # fmt: skip
+         "deleted", "vaults", "vault-new", "hosts", "errors", "notifications", "tokens", "audit")  # fmt: skip
 
 
 def browser() -> WebDriver:
@@ -103,6 +103,7 @@ class Shooter:
             "vaults": lambda: self.open("#/vaults", ".page[data-page=vaults] .card"),
             "vault-new": self.new_vault,
             "hosts": lambda: self.open("#/hosts", ".page[data-page=hosts] .card"),
+            "errors": lambda: self.open("#/errors?q=soft", "#errors-list"),
             "notifications": lambda: self.open("#/notifications", "#outbox"),
             "tokens": lambda: self.open("#/tokens", ".page[data-page=tokens] .card"),
             "audit": lambda: self.open("#/audit", "#audit-list"),

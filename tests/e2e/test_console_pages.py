@@ -417,7 +417,9 @@ def test_a_reader_sees_no_actions_nor_the_administration(site: Site) -> None:
         "Recovery points",
         "Vaults",
         "Hosts",
+        "Error codes",
     ]
+    assert not b.find_element(By.CSS_SELECTOR, "#nav .nav-head").is_displayed()
     actions = (
         "#new-vault, #add-host, #act-copy, #act-stop, #act-resume, #act-unregister, "
         "#act-verify-vault, #act-backup-set, #act-disks, #delete-policy, .row-actions button, "
@@ -437,5 +439,11 @@ def test_a_reader_sees_no_actions_nor_the_administration(site: Site) -> None:
     ):
         box = site.open(hash_, page).find_element(By.CSS_SELECTOR, "[role=alert]")
         assert "ROLE_REQUIRED" in box.text and "Remedy" in box.text, box.text
+    # a reader reads the error catalog: the filter narrows it to the code asked for
+    site.open("#/errors", "errors")
+    site.fill("#errors-filter", "ROLE_REQUIRED")
+    until(b, lambda: [e.text for e in b.find_elements(By.CSS_SELECTOR, "#errors-list td code")] == ["ROLE_REQUIRED"],
+          "the filtered catalog")  # fmt: skip
+    assert "#/errors?q=ROLE_REQUIRED" in b.current_url
     logs = b.get_log("browser")
     assert not [e for e in logs if "Content Security Policy" in e["message"]], logs

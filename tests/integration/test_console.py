@@ -224,7 +224,7 @@ def test_sign_in_with_a_token_and_a_wrong_one_is_refused(console: Console) -> No
     nav = console.texts("#nav a")
     assert nav == [
         "Dashboard", "Virtual machines", "Policies", "Jobs", "Recovery points", "Vaults", "Hosts",
-        "Notifications", "API tokens", "Audit log",
+        "Error codes", "Notifications", "API tokens", "Audit log",
     ]  # fmt: skip
 
 

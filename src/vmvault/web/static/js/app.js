@@ -11,6 +11,7 @@ import * as hosts from "./pages/hosts.js";
 import * as notifications from "./pages/notifications.js";
 import * as tokens from "./pages/tokens.js";
 import * as audit from "./pages/audit.js";
+import * as errors from "./pages/errors.js";
 
 // The pages by their fragment (#/NAME); the navigation is index.html's (one link each, with
 // the least role that uses the page in data-role).
@@ -25,6 +26,7 @@ const PAGES = {
   notifications,
   tokens,
   audit,
+  errors,
 };
 const main = document.getElementById("main");
 let leave = null; // the current page's clean-up (stops its polling)
