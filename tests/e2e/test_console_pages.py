@@ -301,7 +301,7 @@ def test_vms_copy_stop_resume_and_unregister(site: Site) -> None:
     site.click("#stop-delete-data")  # asks for the acknowledgement, refused without it
     visible(site.browser, "#stop-ack")
     site.click("#stop-form-submit")
-    assert "CONFIRMATION_NEEDED" in visible(site.browser, "#stop-form [role=alert]").text
+    assert "needs the box ticked" in visible(site.browser, "#stop-form [role=alert]").text
     site.click("#stop-form input[value=retain]")
     site.click("#stop-form-submit")
     site.notice("Stop protection of 1 VM")

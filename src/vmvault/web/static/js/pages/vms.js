@@ -225,7 +225,7 @@ async function stop(vms, status) {
     [h("p", {}, `VMs: ${names(vms)}. No more scheduled backups.`), data, ackLabel],
     async () => {
       if (drop.checked && !ack.checked) {
-        throw { code: "CONFIRMATION_NEEDED", message: "deleting the data needs the confirmation",
+        throw { code: "INVALID_INPUT", message: "deleting the points needs the box ticked",
           remedy: "tick the box, or keep the points" };
       }
       return api.post("/protection/stop", { vms: vms.map((v) => v.uuid), delete_data: drop.checked });
