@@ -51,9 +51,9 @@ async function add() {
   const kind = h("fieldset", { class: "choice" }, h("legend", {}, "Channel"),
     h("label", { class: "check" }, h("input", { type: "radio", name: "channel", value: "webhook", checked: true }), "Webhook (JSON POST)"),
     h("label", { class: "check" }, h("input", { type: "radio", name: "channel", value: "email", id: "channel-email" }), "E-mail"));
-  const address = h("input", { name: "address", required: true, autocomplete: "off", placeholder: "https://hooks.example.com/…" });
+  const address = h("input", { name: "address", required: true, autocomplete: "off", placeholder: "the receiver's URL (http or https)" });
   kind.addEventListener("change", () => {
-    address.placeholder = kind.querySelector("input:checked").value === "email" ? "ops@example.com" : "https://hooks.example.com/…";
+    address.placeholder = kind.querySelector("input:checked").value === "email" ? "ops@example.com" : "the receiver's URL (http or https)";
   });
   const events = h("fieldset", {}, h("legend", {}, "Events"), EVENTS.map(([e, text]) =>
     h("label", { class: "check" }, h("input", { type: "checkbox", name: "event", value: e, checked: ["failed", "overdue", "verify-failed"].includes(e) }),

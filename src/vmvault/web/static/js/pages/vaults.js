@@ -66,7 +66,7 @@ async function create() {
   const location = h("input", { name: "location", required: true, value: "local", autocomplete: "off" });
   const kind = select([["local", "A directory of the server"], ["s3", "An S3 bucket (Ceph RGW, AWS, MinIO…)"]], "local", { name: "storage", id: "vault-storage" });
   const path = h("input", { name: "path", autocomplete: "off", placeholder: "default: under the server's home" });
-  const endpoint = h("input", { name: "endpoint", autocomplete: "off", placeholder: "http://127.0.0.1:7480" });
+  const endpoint = h("input", { name: "endpoint", autocomplete: "off", placeholder: "the service's URL: scheme, host, port" });
   const bucket = h("input", { name: "bucket", autocomplete: "off" });
   const prefix = h("input", { name: "prefix", autocomplete: "off", placeholder: "optional" });
   const region = h("input", { name: "region", autocomplete: "off", placeholder: "optional" });
