@@ -27,7 +27,14 @@ from selenium.webdriver.support.ui import Select
 
 from tests.conftest import Result, save_vm
 from tests.e2e.conftest import WebhookReceiver
-from tests.e2e.test_console_vaults import CHROMEDRIVER, CHROMIUM, serving, until, visible
+from tests.e2e.test_console_vaults import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    new_browser,
+    serving,
+    until,
+    visible,
+)
 from tests.e2e.test_notifications import unreachable_vm
 from tests.unit.catalog_world import write_point
 from vmvault.bootstrap import bootstrap
@@ -163,15 +170,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         r: svc.tokens.create(f"console-{r}", Role(r), "local:test")[1] for r in ("admin", "reader")
     }
     svc.close()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--window-size=1280,900", "--lang=en-US"):  # fmt: skip
-        options.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    browser = new_browser()
     try:
         with serving(home, VMVAULT_VAULT="main") as base:
             yield Site(home, base, tokens, browser)

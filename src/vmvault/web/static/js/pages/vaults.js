@@ -2,7 +2,7 @@
 // delete and what it holds; create one (a directory of the server, or an S3 bucket), change
 // its soft delete, and its upkeep: verify every point, garbage collection (each a job).
 import { api, can } from "../api.js";
-import { h, clear, table, empty, pageHeader, button, badge, bytes, field, select, attempt, confirm,
+import { h, table, empty, pageHeader, button, badge, bytes, field, select, attempt, confirm,
   formDialog, notice, short } from "../ui.js";
 import { go, vaultsChanged } from "../app.js";
 
