@@ -287,6 +287,20 @@ def test_vms_copy_stop_resume_and_unregister(site: Site) -> None:
     assert job["type"] == "copy" and job["state"] == "completed", job
     assert len(site.api("GET", "/points?vault=offsite&vm=web")) == 2
 
+    page = site.open("#/vms?tab=registered", "vms")  # a backup with options
+    page.find_element(By.CSS_SELECTOR, 'input[aria-label="Select dead"]').click()
+    site.click("#act-backup-options")
+    form = visible(site.browser, "#backup-form")
+    assert not form.find_element(By.NAME, "set").is_enabled()  # a set needs two VMs
+    Select(form.find_element(By.NAME, "require")).select_by_value("file-system-consistent")
+    site.browser.execute_script(
+        "arguments[0].value = '2030-01-31'", form.find_element(By.NAME, "keep_until")
+    )
+    site.click("#backup-form-submit")
+    job = site.job_of(site.notice("Backup of 1 VM"))
+    assert job["request"]["require"] == "file-system-consistent", job["request"]
+    assert job["request"]["keep_until"].startswith("2030-01-31"), job["request"]
+
     page = site.open("#/vms?tab=registered", "vms")
     page.find_element(By.CSS_SELECTOR, 'input[aria-label="Select app"]').click()
     site.click("#act-unregister")
@@ -421,7 +435,7 @@ def test_a_reader_sees_no_actions_nor_the_administration(site: Site) -> None:
     assert not b.find_element(By.CSS_SELECTOR, "#nav .nav-head").is_displayed()
     actions = (
         "#new-vault, #add-host, #act-copy, #act-stop, #act-resume, #act-unregister, "
-        "#act-verify-vault, #act-backup-set, #act-disks, #delete-policy, .row-actions button, "
+        "#act-verify-vault, #act-backup-options, #act-disks, #delete-policy, .row-actions button, "
         ".page-header .actions button, .page-header .actions a.btn-primary"
     )
     for hash_, page in (("#/vaults", "vaults"), ("#/hosts", "hosts"), ("#/points?vm=web", "points"),

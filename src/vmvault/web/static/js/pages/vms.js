@@ -49,7 +49,7 @@ export async function render(view, route) {
   act("Register", "contributor", ["discovered"], register, "act-register");
   act("Protect…", "contributor", ["registered", "protected"], protect, "act-protect");
   act("Back up now", "operator", ["registered", "protected"], backupNow, "act-backup");
-  act("Back up as a set", "operator", ["registered", "protected"], backupSet, "act-backup-set");
+  act("Back up…", "operator", ["registered", "protected"], backupWith, "act-backup-options");
   act("Disks…", "contributor", ["registered", "protected"], disks, "act-disks");
   if (vaults.length > 1) {
     act("Copy to vault…", "operator", ["registered", "protected"], (list, where) => copy(list, where, vaults), "act-copy");
@@ -257,9 +257,23 @@ async function copy(vms, status, vaults) {
   if (jobs) notice(status, ...jobsQueued(jobs, `Copy to ${to.value}`));
 }
 
-// One point in time for every VM or none (docs/sets.md): one backup-set job.
-async function backupSet(vms, status) {
-  await attempt(status, `Backup set of ${some(vms)}`, () => api.post("/backups", { vms: vms.map((v) => v.uuid), set: true }));
+// A backup with options: as one set (one point in time for every VM or none, docs/sets.md),
+// a least consistency, points kept until a date whatever the retention.
+async function backupWith(vms, status) {
+  const asSet = h("input", { type: "checkbox", name: "set", disabled: vms.length < 2 });
+  const require = select([["", "any"], ["file-system-consistent", "file-system-consistent"],
+    ["application-consistent", "application-consistent"]], "", { name: "require" });
+  const keep = h("input", { type: "date", name: "keep_until" });
+  asSet.addEventListener("change", () => { require.disabled = asSet.checked; });
+  const jobs = await formDialog(`Back up ${some(vms)}`, "backup-form", [
+    h("p", {}, `VMs: ${names(vms)}.`),
+    h("label", { class: "check" }, asSet, "As one all-or-nothing set (two VMs or more; each VM's policy says its consistency)"),
+    h("div", { class: "row" }, field("Least consistency", require, "a VM that cannot give it fails, no point kept"),
+      field("Keep until", keep, "retention leaves these points alone until then")),
+  ], () => api.post("/backups", { vms: vms.map((v) => v.uuid), ...(asSet.checked ? { set: true } : {}),
+    ...(require.value && !asSet.checked ? { require: require.value } : {}),
+    ...(keep.value ? { keep_until: `${keep.value}T23:59:59Z` } : {}) }), { action: "Back up now" });
+  if (jobs) notice(status, ...jobsQueued(jobs, asSet.checked ? `Backup set of ${some(vms)}` : `Backup of ${some(vms)}`));
 }
 
 // Which disks the VMs' backups leave out (from their next backup on): PATCH /vms/REF each.
