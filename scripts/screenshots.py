@@ -27,7 +27,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 WIDTH, MAX_HEIGHT = 1280, 2400
-PAGES = ("signin", "dashboard", "vms", "policies", "policy", "jobs", "job", "points", "restore")
+PAGES = ("signin", "dashboard", "vms", "policies", "policy", "jobs", "job", "points", "restore",
+         "deleted", "vaults", "vault-new", "hosts", "errors", "notifications", "tokens", "audit")  # fmt: skip
 
 
 def browser() -> WebDriver:
@@ -71,7 +72,8 @@ class Shooter:
         )
         metrics = {"width": WIDTH, "height": min(max(int(height), 720), MAX_HEIGHT)}
         self.b.execute_cdp_cmd(
-            "Emulation.setDeviceMetricsOverride", metrics | {"deviceScaleFactor": 1, "mobile": False}
+            "Emulation.setDeviceMetricsOverride",
+            metrics | {"deviceScaleFactor": 1, "mobile": False},
         )
         time.sleep(0.3)
         path = self.out / f"{name}.png"
@@ -97,6 +99,14 @@ class Shooter:
             "vms": lambda: self.open("#/vms?tab=protected", ".page[data-page=vms] table, .empty"),
             "policies": lambda: self.open("#/policies", ".page[data-page=policies] h1"),
             "jobs": lambda: self.open("#/jobs", "#jobs-list table, #jobs-list .empty"),
+            "deleted": lambda: self.open("#/points?tab=deleted", ".page[data-page=points] .card"),
+            "vaults": lambda: self.open("#/vaults", ".page[data-page=vaults] .card"),
+            "vault-new": self.new_vault,
+            "hosts": lambda: self.open("#/hosts", ".page[data-page=hosts] .card"),
+            "errors": lambda: self.open("#/errors?q=soft", "#errors-list"),
+            "notifications": lambda: self.open("#/notifications", "#outbox"),
+            "tokens": lambda: self.open("#/tokens", ".page[data-page=tokens] .card"),
+            "audit": lambda: self.open("#/audit", "#audit-list"),
         }
         if policies:
             policy = quote(policies[0]["name"])
@@ -104,7 +114,9 @@ class Shooter:
         if job is not None:
             shots["job"] = lambda: self.open(f"#/jobs/{job['id']}", "#job-state")
         if vm is not None:
-            shots["points"] = lambda: self.open(f"#/points?vm={vm}", ".page[data-page=points] table")
+            shots["points"] = lambda: self.open(
+                f"#/points?vm={vm}", ".page[data-page=points] table"
+            )
             shots["restore"] = lambda: self.restore_wizard(vm)
         if "signin" in pages:
             self.b.get(f"{self.url}/console/")
@@ -128,6 +140,23 @@ class Shooter:
         self.wait("#restore-wizard input[name=name]")
         time.sleep(0.4)
 
+    def new_vault(self) -> None:
+        """The New vault dialog with an S3 bucket chosen (nothing is submitted)."""
+        self.open("#/vaults", ".page[data-page=vaults] .card")
+        self.b.find_element(By.ID, "new-vault").click()
+        self.wait("#vault-form")
+        for name, value in (("name", "offsite"), ("location", "local"), ("endpoint",
+                            "http://127.0.0.1:7480"), ("bucket", "vmvault"), ("prefix", "host1")):  # fmt: skip
+            if name in ("endpoint", "bucket", "prefix"):
+                self.b.execute_script(
+                    "const s = document.getElementById('vault-storage'); s.value = 's3';"
+                    "s.dispatchEvent(new Event('change'))"
+                )
+            box = self.b.find_element(By.CSS_SELECTOR, f"#vault-form input[name={name}]")
+            box.clear()
+            box.send_keys(value)
+        time.sleep(0.4)
+
     def close(self) -> None:
         self.b.quit()
 
@@ -135,7 +164,11 @@ class Shooter:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8479")
-    ap.add_argument("--token", required=True, help="an API token: operator or above (the restore wizard)")
+    ap.add_argument(
+        "--token",
+        required=True,
+        help="an API token: admin for every page (operator: not the administration's)",
+    )
     ap.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     ap.add_argument("--page", action="append", choices=PAGES, help="only these (repeatable)")
     args = ap.parse_args(argv)

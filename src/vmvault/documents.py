@@ -16,7 +16,7 @@ from vmvault.domain.errors import VmvaultError
 from vmvault.domain.inventory import DiscoveryResult
 from vmvault.domain.iso import iso
 from vmvault.domain.job import Job
-from vmvault.domain.notification import Target, shown_address
+from vmvault.domain.notification import Outgoing, Target, shown_address
 from vmvault.domain.policy import Policy, max_age
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.schedule import format_schedule
@@ -436,4 +436,22 @@ def notify_target_doc(t: Target) -> dict[str, Any]:
         "address": shown_address(t.address),
         "events": [e.value for e in t.events],
         "created_at": iso(t.created_at),
+    }
+
+
+def outbox_doc(o: Outgoing) -> dict[str, Any]:
+    """A message of the notification outbox (``notify outbox --json``,
+    ``GET /api/v1/notifications/outbox``): its target as listed, never the message's body."""
+    return {
+        "id": o.id,
+        "target": notify_target_doc(o.target),
+        "vault": o.message.vault,
+        "event": o.message.event.value,
+        "subject": o.message.subject,
+        "state": o.state.value,
+        "attempts": o.attempts,
+        "next_attempt_at": iso(o.next_attempt_at),
+        "last_error": o.last_error,
+        "created_at": iso(o.created_at),
+        "sent_at": iso(o.sent_at),
     }

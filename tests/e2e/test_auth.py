@@ -151,6 +151,7 @@ CONTRACT: dict[tuple[str, str], Role] = {
     ("POST", "/api/v1/notifications"): C,
     ("DELETE", "/api/v1/notifications/{}"): C,
     ("POST", "/api/v1/notifications/test"): C,
+    ("GET", "/api/v1/notifications/outbox"): C,
 }
 
 

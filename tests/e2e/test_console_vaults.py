@@ -86,14 +86,19 @@ def two_vaults(cli: CliRunner, home: Path) -> str:
     return r.stdout.strip().splitlines()[-1]
 
 
-@pytest.fixture()
-def browser() -> Iterator[WebDriver]:
+def new_browser() -> WebDriver:
+    """Headless Chromium at laptop width, given by path (selenium-manager downloads nothing)."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                 "--window-size=1280,900", "--lang=en-US"):  # fmt: skip
         options.add_argument(arg)
-    b = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture()
+def browser() -> Iterator[WebDriver]:
+    b = new_browser()
     try:
         yield b
     finally:

@@ -438,3 +438,44 @@ def test_a_webhook_urls_password_goes_as_basic_auth_and_is_never_shown(
     ]
     for text in shown:
         assert secret not in text and token not in text and "hookuser" not in text
+
+
+def test_the_outbox_through_the_cli_and_the_api(
+    cli: CliRunner, home: Path, webhook: WebhookReceiver, smtp: MailReceiver
+) -> None:
+    """``notify outbox`` and ``GET /notifications/outbox``: one document, newest first, the
+    state, attempts and last error of a message whose receiver answered 500."""
+    svc = make_services(home, smtp, None)
+    svc.vaults.create("main", "local", None)
+    unreachable_vm(svc, "web")
+    path = webhook.new_path(500)
+    n = svc.notifications
+    hook = n.add_target("main", Channel.WEBHOOK, webhook.url(path), (Event.FAILED,))
+    other = n.add_target("main", Channel.EMAIL, new_address(), (Event.WARNINGS,))
+    svc.backups.backup("main", ["web"])
+    [tried] = n.deliver_due()
+    assert tried.state is Delivery.PENDING
+    api = TestClient(create_app(svc, authenticate=TOKENS.get))
+    c = {"Authorization": "Bearer c"}
+    r = cli("notify", "outbox", "--json")
+    assert r.code == 0, r.stderr
+    [row] = r.json()
+    assert row["target"]["id"] == hook.id and row["event"] == "failed"
+    assert row["state"] == "pending" and row["attempts"] == 1
+    assert "HTTP 500" in row["last_error"] and row["sent_at"] is None
+    assert "backup failed" in row["subject"]
+    answer = api.get("/api/v1/notifications/outbox", headers=c)
+    assert answer.status_code == 200 and answer.json() == [row]
+    assert api.get(f"/api/v1/notifications/outbox?target={other.id}", headers=c).json() == []
+    text = cli("notify", "outbox")
+    assert text.code == 0 and "pending" in text.stdout and "HTTP 500" in text.stdout
+    missing = api.get("/api/v1/notifications/outbox?target=999", headers=c)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "NOTIFY_TARGET_NOT_FOUND"
+    assert api.get("/api/v1/notifications/outbox?limit=0", headers=c).status_code == 400
+    assert cli("notify", "outbox", "--limit", "0").code == 2
+    assert (
+        api.get("/api/v1/notifications/outbox", headers={"Authorization": "Bearer r"}).status_code
+        == 403
+    )
+    svc.close()

@@ -85,6 +85,33 @@ def remove(target_id: Annotated[int, typer.Argument(help="The target's id.")]) -
     out.print(f"target {target.id} removed", markup=False)
 
 
+@notify_app.command("outbox")
+def outbox(
+    target_id: Annotated[
+        int | None, typer.Option("--target", help="Only this target's messages.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many of the newest (1-1000).")] = 100,
+    json_: JsonOpt = False,
+) -> None:
+    """The newest messages of the outbox: pending, sent or failed, attempts, last error."""
+    docs = [documents.outbox_doc(o) for o in services().notifications.outbox(limit, target_id)]
+    if json_:
+        emit_json(docs)
+        return
+    if not docs:
+        out.print("the outbox is empty")
+        return
+    table = Table("id", "created", "target", "event", "state", "attempts", "last error", box=None)
+    for d in docs:
+        t = d["target"]
+        render.add_row(
+            table, str(d["id"]), render.when(d["created_at"]),
+            f"{t['id']} {t['channel']} {t['address']}", d["event"], d["state"],
+            str(d["attempts"]), d["last_error"] or "-",
+        )  # fmt: skip
+    out.print(table)
+
+
 @notify_app.command("test")
 def test(
     target_id: Annotated[

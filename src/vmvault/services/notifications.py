@@ -61,6 +61,8 @@ log = logging.getLogger("vmvault.notify")
 OVERDUE_REASONS = ("overdue", "never-backed-up")
 #: How long delivered and failed messages stay in the outbox.
 KEEP_OUTBOX = timedelta(days=30)
+#: The most messages one look at the outbox lists.
+MAX_OUTBOX_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,12 @@ class NotificationService(Service):
         return target
 
     def outbox(self, limit: int = 100, target_id: int | None = None) -> list[Outgoing]:
+        """The newest ``limit`` (1 … :data:`MAX_OUTBOX_PAGE`) messages of the outbox, newest
+        first: pending, sent and failed ones (of one target, which must exist)."""
+        if not 1 <= limit <= MAX_OUTBOX_PAGE:
+            raise InvalidInput(f"give 1 … {MAX_OUTBOX_PAGE}", what="limit")
+        if target_id is not None:
+            self.get_target(target_id)
         with self.uow() as uow:
             return uow.notifications.outbox(limit, target_id)
 

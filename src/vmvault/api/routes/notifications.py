@@ -1,16 +1,15 @@
 """Notification targets: ``/api/v1/notifications`` (contributor; docs/notifications.md).
 
-The same operations as ``vmvault notify add | list | remove | test``, through
+The same operations as ``vmvault notify add | list | remove | test | outbox``, through
 ``services.notifications``.  A target's address is shown without a URL's user and password.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
-from pydantic import BaseModel
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
 
 from vmvault import documents
 from vmvault.api.auth import needs
@@ -21,6 +20,7 @@ from vmvault.domain.access import Role
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import MAX_INT64
 from vmvault.domain.notification import Channel, Event
+from vmvault.services.notifications import MAX_OUTBOX_PAGE
 
 TargetId = Annotated[int, Path(ge=1, le=MAX_INT64, description="a notification target's id")]
 
@@ -31,7 +31,21 @@ class TargetDoc(BaseModel):
     channel: Literal["webhook", "email"]
     address: str
     events: list[str]
-    created_at: datetime | None
+    created_at: str | None
+
+
+class OutboxDoc(BaseModel):
+    id: int
+    target: TargetDoc
+    vault: str
+    event: str
+    subject: str
+    state: Literal["pending", "sent", "failed"]
+    attempts: int
+    next_attempt_at: str | None = Field(description="pending: when it is tried next")
+    last_error: str | None
+    created_at: str | None
+    sent_at: str | None
 
 
 class NotifyTestResultDoc(BaseModel):
@@ -49,6 +63,22 @@ def routes(services: Services) -> APIRouter:
     )
     def list_targets(vault: str | None = None) -> list[dict[str, Any]]:
         return [documents.notify_target_doc(t) for t in services.notifications.list_targets(vault)]
+
+    @router.get(
+        "/outbox",
+        response_model=list[OutboxDoc],
+        responses=responses(404),
+        dependencies=contributor,
+    )
+    def outbox(
+        target: Annotated[
+            int | None, Query(ge=1, le=MAX_INT64, description="only this target's messages")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_OUTBOX_PAGE)] = 100,
+    ) -> list[dict[str, Any]]:
+        """The newest messages of the outbox, newest first: state (pending, sent, failed),
+        attempts, the next attempt and the last error (``notify outbox``)."""
+        return [documents.outbox_doc(o) for o in services.notifications.outbox(limit, target)]
 
     @router.post(
         "",

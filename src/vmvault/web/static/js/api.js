@@ -38,12 +38,13 @@ const VAULT_IN_QUERY = [
 ];
 const VAULT_IN_BODY = /^POST \/(backups|verify|gc|vms\/(discover|register|unregister)|policies|policies\/preview|protection(\/(stop|resume))?|notifications|notifications\/test)$/;
 
-// The one place a request gets the chosen vault.
+// The one place a request gets the chosen vault. A caller that names `vault` itself keeps
+// it; `vault: null` in the query means none (e.g. DELETE /points/ID from every vault).
 function withVault(method, path, params, body) {
   const vault = session.vault;
   const call = `${method} ${path}`;
   if (!vault) return { params, body };
-  if (VAULT_IN_QUERY.some((re) => re.test(call)) && !(params && params.vault)) {
+  if (VAULT_IN_QUERY.some((re) => re.test(call)) && !(params && "vault" in params)) {
     return { params: { ...(params || {}), vault }, body };
   }
   if (VAULT_IN_BODY.test(call) && body && typeof body === "object" && !Array.isArray(body)
@@ -111,7 +112,7 @@ export const api = {
   page: (path, params) => call("GET", path, { params }),  // {doc, total}
   post: async (path, body) => (await call("POST", path, { body: body ?? {} })).doc,
   patch: async (path, body) => (await call("PATCH", path, { body })).doc,
-  del: async (path) => (await call("DELETE", path)).doc,
+  del: async (path, params) => (await call("DELETE", path, { params })).doc,
   whoami: async (token) => (await call("GET", "/whoami", { token })).doc,
   vaults: async () => (await call("GET", "/vaults")).doc,
 };

@@ -1,14 +1,35 @@
 // The console's shell: sign-in, the hash router (#/page?query) and the navigation.
-import { api, ApiError, session, whenUnauthorized, whenVaultNotChosen } from "./api.js";
+import { api, ApiError, can, session, whenUnauthorized, whenVaultNotChosen } from "./api.js";
 import { h, clear, errorBox, field, button, select } from "./ui.js";
 import * as dashboard from "./pages/dashboard.js";
 import * as vms from "./pages/vms.js";
 import * as policies from "./pages/policies.js";
 import * as jobs from "./pages/jobs.js";
 import * as points from "./pages/points.js";
+import * as vaultsPage from "./pages/vaults.js";
+import * as hosts from "./pages/hosts.js";
+import * as notifications from "./pages/notifications.js";
+import * as tokens from "./pages/tokens.js";
+import * as audit from "./pages/audit.js";
+import * as errors from "./pages/errors.js";
 import * as approvals from "./pages/approvals.js";
 
-const PAGES = { dashboard, vms, policies, jobs, points, approvals };
+// The pages by their fragment (#/NAME); the navigation is index.html's (one link each, with
+// the least role that uses the page in data-role).
+const PAGES = {
+  dashboard,
+  vms,
+  policies,
+  jobs,
+  points,
+  vaults: vaultsPage,
+  hosts,
+  notifications,
+  tokens,
+  audit,
+  errors,
+  approvals,
+};
 const main = document.getElementById("main");
 let leave = null; // the current page's clean-up (stops its polling)
 let vaults = null; // the vaults' names (GET /vaults), loaded once per sign-in
@@ -27,6 +48,8 @@ export function go(hash) {
 
 async function render() {
   if (leave) { leave(); leave = null; }
+  // a dialog left open (the browser's Back) belongs to the page left: cancelled
+  for (const d of document.querySelectorAll("dialog.dialog")) d.dispatchEvent(new Event("cancel"));
   if (!session.token || !session.principal) {
     if (session.token && !session.principal) {
       try { session.principal = await api.whoami(); } catch { session.token = null; }
@@ -58,6 +81,9 @@ async function render() {
 function showChrome(current) {
   const nav = document.getElementById("nav");
   nav.hidden = false;
+  // a link (or a heading) for a role above the token's is not drawn; the server refuses the
+  // page's calls anyway (403 ROLE_REQUIRED, shown with its remedy)
+  for (const el of nav.querySelectorAll("[data-role]")) el.hidden = !can(el.dataset.role);
   for (const a of nav.querySelectorAll("a")) {
     if (a.dataset.page === current) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
@@ -80,6 +106,11 @@ async function loadVaults() {
     return;
   }
   if (session.vault && !vaults.includes(session.vault)) session.vault = null;
+}
+
+// A vault was created: the picker's list is loaded again before the next page.
+export function vaultsChanged() {
+  vaults = null;
 }
 
 function showVaultPicker() {

@@ -184,3 +184,66 @@ export function select(options, value, attrs) {
   return h("select", attrs || {}, options.map(([v, text]) =>
     h("option", { value: v, selected: String(v) === String(value ?? "") }, text)));
 }
+
+// Ask before an action that changes or removes something: resolves true when confirmed.
+// `text` may be nodes; with `acknowledge` a checkbox must be ticked first (what is permanent).
+export function confirm(title, text, { action = "Confirm", danger = true, acknowledge = null } = {}) {
+  return dialog(title, (close) => {
+    const box = acknowledge ? h("input", { type: "checkbox", id: "confirm-ack", name: "acknowledge" }) : null;
+    const ok = h("button", { type: "submit", class: `btn ${danger ? "btn-danger" : "btn-primary"}`,
+      id: "confirm-submit", disabled: Boolean(box) }, action);
+    if (box) box.addEventListener("change", () => { ok.disabled = !box.checked; });
+    const form = h("form", { class: "dialog-body", id: "confirm-form" },
+      h("div", {}, text),
+      box ? h("label", { class: "check ack" }, box, acknowledge) : null,
+      h("div", { class: "form-actions" }, button("Cancel", () => close(false), { id: "confirm-cancel" }), ok));
+    form.addEventListener("submit", (e) => { e.preventDefault(); close(true); });
+    setTimeout(() => (box || ok).focus(), 0);
+    return form;
+  }).then((answer) => answer === true);
+}
+
+// Run an action; the job(s) it answers become a notice with links, a refusal an error box.
+export async function attempt(status, what, run) {
+  try {
+    const result = await run();
+    const isJob = (j) => j && typeof j.id === "number" && typeof j.type === "string" && typeof j.state === "string";
+    if (Array.isArray(result) ? result.length && result.every(isJob) : isJob(result)) {
+      notice(status, ...jobsQueued(result, what));
+    }
+    return result;
+  } catch (err) {
+    status.prepend(errorBox(err, `${what} was refused`));
+    return null;
+  }
+}
+
+// A form in a dialog: `fields` are nodes; `submit(values)` runs the request (errors shown in
+// the dialog, which stays open); resolves with what it returned, or null when cancelled.
+export function formDialog(title, id, fields, submit, { action = "Save", danger = false } = {}) {
+  return dialog(title, (close) => {
+    const err = h("div", { "aria-live": "polite" });
+    const form = h("form", { class: "dialog-body", id }, fields, err,
+      h("div", { class: "form-actions" }, button("Cancel", () => close(null)),
+        h("button", { type: "submit", class: `btn ${danger ? "btn-danger" : "btn-primary"}`, id: `${id}-submit` }, action)));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      clear(err);
+      try {
+        close(await submit());
+      } catch (error) {
+        clear(err, errorBox(error, `${title} was refused`));
+      }
+    });
+    setTimeout(() => { const first = form.querySelector("input, select, textarea"); if (first) first.focus(); }, 0);
+    return form;
+  });
+}
+
+// Tabs as links (the URL's fragment keeps the tab): [[value, label, count?]].
+export function tabs(label, current, items, href) {
+  return h("nav", { class: "tabs", "aria-label": label },
+    items.map(([t, text, count]) => h("a", { href: href(t), id: `tab-${t}`,
+      "aria-current": t === current ? "page" : null, class: t === current ? "tab active" : "tab" },
+    text, count === undefined ? null : [" ", h("span", { class: "count", "aria-label": `(${count})` }, String(count))])));
+}

@@ -1,9 +1,13 @@
 // Recovery points of a VM: consistency, method, sizes, the vaults holding each; a restore
-// wizard for the three modes (as a new VM, replace the VM, disks only) and a restore test.
+// wizard for the three modes (as a new VM, replace the VM, disks only), a restore test, verify,
+// pin, delete; and the vault's soft-deleted points with undelete (the Deleted tab).
 import { api, can } from "../api.js";
 import { h, clear, table, empty, pageHeader, button, badge, errorBox, when, short, bytes, dialog,
-  field, select } from "../ui.js";
+  field, select, attempt, confirm, notice, tabs } from "../ui.js";
 import { go } from "../app.js";
+
+const rowOf = (key) => document.querySelector(`tr[data-key="${CSS.escape(key)}"]`);
+const small = (label, onclick, attrs) => button(label, onclick, { class: "btn btn-secondary btn-small", ...attrs });
 
 const MODES = [
   ["as-new", "As a new VM", "A new VM (new name and uuid) with the point's disks in a directory you choose. The original VM is not touched."],
@@ -15,15 +19,26 @@ export async function render(view, route) {
   const vms = (await api.get("/vms")).filter((v) => v.state !== "discovered")
     .sort((a, b) => a.name.localeCompare(b.name));
   const ref = route.params.get("vm") || "";
+  const tab = route.params.get("tab") === "deleted" ? "deleted" : "points";
   const vm = vms.find((v) => v.uuid === ref || v.name === ref) || null;
-  const picker = select([["", "— choose a VM —"], ...vms.map((v) => [v.uuid, `${v.name} (${v.host})`])],
+  const link = (t, uuid) => {
+    const q = new URLSearchParams();
+    if (uuid) q.set("vm", uuid);
+    if (t === "deleted") q.set("tab", t);
+    return `#/points${q.toString() ? `?${q}` : ""}`;
+  };
+  const picker = select([["", tab === "deleted" ? "— every VM —" : "— choose a VM —"], ...vms.map((v) => [v.uuid, `${v.name} (${v.host})`])],
     vm ? vm.uuid : "", { name: "vm", id: "points-vm" });
-  picker.addEventListener("change", () => go(`#/points${picker.value ? `?vm=${encodeURIComponent(picker.value)}` : ""}`));
+  picker.addEventListener("change", () => go(link(tab, picker.value)));
+  const verifyAll = can("operator") && tab === "points"
+    ? button("Verify the vault", () => attempt(status, "Verify of the vault", () => api.post("/verify", {})), { id: "act-verify-vault" }) : null;
   view.append(pageHeader(vm ? `Recovery points of ${vm.name}` : "Recovery points",
-    "Restore a point as a new VM, over the VM, or as disk images; or boot it in a restore test."),
+    "Restore a point as a new VM, over the VM, or as disk images; or boot it in a restore test.", verifyAll),
+  tabs("Points by state", tab, [["points", "Points"], ["deleted", "Deleted"]], (t) => link(t, vm && vm.uuid)),
   h("div", { class: "card filters" }, field("Virtual machine", picker)));
   const status = h("div", { class: "status-area" });
   view.append(status);
+  if (tab === "deleted") return deletedList(view, vm, status);
   if (!vm) {
     view.append(h("div", { class: "card" }, empty(vms.length ? "Choose a VM" : "No registered VMs",
       vms.length ? "Its recovery points are listed here." : "Register and back up VMs from the Virtual machines page.")));
@@ -38,8 +53,15 @@ export async function render(view, route) {
   const actions = (p) => {
     if (!can("operator")) return null;
     return h("div", { class: "row-actions" },
-      button("Restore…", () => wizard(vm, p, status), { class: "btn btn-secondary btn-small", "aria-label": `Restore point ${p.id}` }),
-      button("Test", () => restoreTest(vm, p, status), { class: "btn btn-secondary btn-small", "aria-label": `Restore test of point ${p.id}` }));
+      small("Restore…", () => wizard(vm, p, status), { "aria-label": `Restore point ${p.id}` }),
+      small("Test", () => restoreTest(vm, p, status), { "aria-label": `Restore test of point ${p.id}` }),
+      small("Verify", () => attempt(status, `Verify of point ${p.id}`, () => api.post("/verify", { point: p.id })),
+        { "aria-label": `Verify point ${p.id}` }),
+      can("contributor") ? [
+        small(p.protected ? "Unpin" : "Pin", () => pin(p, status), { "aria-label": `${p.protected ? "Unpin" : "Pin"} point ${p.id}`,
+          title: p.protected ? "let retention prune it again" : "retention never prunes a pinned point" }),
+        button("Delete…", () => remove(vm, p, status), { class: "btn btn-danger-outline btn-small", "aria-label": `Delete point ${p.id}` }),
+      ] : null);
   };
   view.append(h("div", { class: "card table-wrap" }, table([
     { title: "Created", class: "nowrap", cell: (p) => h("span", { title: `${when(p.created_at)} · ${p.id}` }, short(p.created_at)) },
@@ -56,6 +78,61 @@ export async function render(view, route) {
         p.warnings && p.warnings.length ? badge(`${p.warnings.length} warning(s)`, "warn") : null)) },
     { title: h("span", { class: "visually-hidden" }, "Actions"), cell: actions },
   ], points, { caption: `Recovery points of ${vm.name}`, key: (p) => p.id })));
+}
+
+async function pin(point, status) {
+  const done = await attempt(status, `${point.protected ? "Unpin" : "Pin"} point ${point.id}`,
+    () => api.post(`/points/${encodeURIComponent(point.id)}/protect`, { protected: !point.protected }));
+  if (done) go(location.hash);
+}
+
+// Delete from every vault holding the point, or from one; soft-deleted where the vault keeps
+// deleted points (then the Deleted tab undeletes it).
+async function remove(vm, point, status) {
+  const vaults = await api.vaults().catch(() => []);
+  const soft = Object.fromEntries(vaults.map((v) => [v.name, v.soft_delete !== "off" ? v.soft_delete_days : 0]));
+  const where = select([["", point.vaults.length > 1 ? `every vault holding it (${point.vaults.join(", ")})` : point.vaults[0]],
+    ...(point.vaults.length > 1 ? point.vaults.map((v) => [v, `${v} only`]) : [])], "", { name: "vault", id: "delete-where" });
+  const fate = (v) => (soft[v] ? `kept soft-deleted for ${soft[v]} day(s) in ${v}, then purged` : `deleted at once from ${v}`);
+  const ok = await confirm(`Delete the point of ${when(point.created_at)}`, [
+    h("p", {}, `${vm.name}, ${point.consistency}, ${bytes(point.bytes_logical)}.`),
+    point.vaults.length > 1 ? field("From", where) : null,
+    h("ul", {}, point.vaults.map((v) => h("li", {}, fate(v))))], { action: "Delete point" });
+  if (!ok) return;
+  const done = await attempt(status, `Delete of point ${point.id}`,
+    () => api.del(`/points/${encodeURIComponent(point.id)}`, { vault: where.value || null }));
+  if (!done) return;
+  if (where.value) go(location.hash); // still held elsewhere: its vaults change
+  else rowOf(point.id)?.remove(); // the notice with the prune job stays
+}
+
+// The vault's soft-deleted points (GET /points/deleted), each undeletable until purged.
+async function deletedList(view, vm, status) {
+  const found = await api.get("/points/deleted", vm ? { vm: vm.uuid } : {});
+  if (!found.length) {
+    view.append(h("div", { class: "card" }, empty("No soft-deleted points",
+      "A point deleted while its vault keeps deleted points (soft delete on) waits here until it is purged.")));
+    return;
+  }
+  const undelete = async (p) => {
+    const back = await attempt(status, `Undelete of point ${p.id}`,
+      () => api.post(`/points/${encodeURIComponent(p.id)}/undelete`, { vault: p.deleted_vault }));
+    if (back) {
+      rowOf(`${p.id}/${p.deleted_vault}`)?.remove();
+      notice(status, `Point ${p.id} is back in vault ${p.deleted_vault}.`);
+    }
+  };
+  view.append(h("div", { class: "card table-wrap", id: "deleted-points" }, table([
+    { title: "VM", class: "nowrap", cell: (p) => p.vm_name },
+    { title: "Created", class: "nowrap", cell: (p) => h("span", { title: `${when(p.created_at)} · ${p.id}` }, short(p.created_at)) },
+    { title: "Consistency", cell: (p) => badge(p.consistency) },
+    { title: "Logical", class: "num", cell: (p) => bytes(p.bytes_logical) },
+    { title: "Vault", cell: (p) => p.deleted_vault },
+    { title: "Deleted", class: "nowrap", cell: (p) => short(p.deleted_at) },
+    { title: "Purged after", class: "nowrap", cell: (p) => short(p.purge_after) },
+    { title: h("span", { class: "visually-hidden" }, "Actions"), cell: (p) => (can("contributor")
+      ? small("Undelete", () => undelete(p), { "aria-label": `Undelete point ${p.id}` }) : null) },
+  ], found, { caption: "Soft-deleted recovery points", key: (p) => `${p.id}/${p.deleted_vault}` })));
 }
 
 async function restoreTest(vm, point, status) {

@@ -1,7 +1,8 @@
 // Policies: the list, the editor (schedule + retention) with a live preview of the next runs
 // and of which existing points retention would keep (POST /api/v1/policies/preview).
 import { api, can } from "../api.js";
-import { h, clear, table, empty, pageHeader, field, select, errorBox, when, short, badge, loading } from "../ui.js";
+import { h, clear, table, empty, pageHeader, field, select, errorBox, when, short, badge, loading, button,
+  confirm } from "../ui.js";
 import { go } from "../app.js";
 
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -32,16 +33,27 @@ function scheduleText(f) {
   return `daily@${f.at}`;
 }
 
-// The request body of POST/PATCH /policies and of /policies/preview.
-export function policyBody(values) {
+// The request body of POST /policies and /policies/preview; with `existing` (the PolicyDoc
+// edited), of PATCH /policies/NAME: "any" clears the requirement, no_copy stops the copies.
+export function policyBody(values, existing = null) {
   const retention = Object.fromEntries(LEVELS.map((k) => [k, Number(values[k] || 0)]));
   const body = { schedule: values.schedule, timezone: values.timezone, retention };
-  if (values.name !== undefined) body.name = values.name;
+  if (values.name !== undefined && !existing) body.name = values.name;
+  if (values.as_set !== undefined) body.as_set = values.as_set;
+  if (existing) {
+    if (values.require !== undefined) body.require = values.require || "any";
+    if (values.copy_to) body.copy_to = values.copy_to;
+    else if (values.copy_to === "" && existing.copy_to) body.no_copy = true;
+  } else {
+    if (values.require) body.require = values.require;
+    if (values.copy_to) body.copy_to = values.copy_to;
+  }
   return body;
 }
 
 // A policy form: returns {element, values(), onChange(fn)}; `policy` is a PolicyDoc to edit.
-export function policyForm(policy, { nameEditable = true } = {}) {
+// With `vaults` (GET /vaults) it also offers copying each new point to another vault.
+export function policyForm(policy, { nameEditable = true, vaults = null } = {}) {
   const s = parseSchedule(policy && policy.schedule);
   const r = (policy && policy.retention) || { daily: 7, weekly: 4, monthly: 12, yearly: 0 };
   const name = h("input", { name: "name", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9._-]*",
@@ -59,6 +71,12 @@ export function policyForm(policy, { nameEditable = true } = {}) {
   const counts = Object.fromEntries(LEVELS.map((k) => [k,
     h("input", { type: "number", name: k, min: "0", max: "1000", value: String(r[k] || 0), class: "num" })]));
   const text = h("code", { class: "schedule-text", "aria-live": "polite" });
+  const asSet = h("input", { type: "checkbox", name: "as_set", checked: Boolean(policy && policy.as_set) });
+  const require = select([["", "any"], ["file-system-consistent", "file-system-consistent"],
+    ["application-consistent", "application-consistent"]], (policy && policy.require) || "", { name: "require" });
+  const own = policy ? policy.vault : null;
+  const copyTo = vaults ? select([["", "no copy"], ...vaults.filter((v) => v.name !== own).map((v) => [v.name, v.name])],
+    policy && policy.copy_to ? policy.copy_to.vault : "", { name: "copy_to" }) : null;
 
   const atField = field("At", at), daysField = days;
   const everyFields = h("div", { class: "row" }, field("Every", hours), field("Window from", from, "optional"), field("to", to));
@@ -69,6 +87,10 @@ export function policyForm(policy, { nameEditable = true } = {}) {
       daysField, everyFields, h("div", { class: "help" }, "Schedule: ", text)),
     h("fieldset", {}, h("legend", {}, "Retention (newest point of each bucket)"),
       h("div", { class: "row" }, LEVELS.map((k) => field(k[0].toUpperCase() + k.slice(1), counts[k])))),
+    h("fieldset", {}, h("legend", {}, "Options"),
+      h("div", { class: "row" }, field("Least consistency", require, "a VM that cannot give it fails its backup"),
+        copyTo ? field("Copy each new point to", copyTo, "docs/copies.md: only missing chunks travel") : null),
+      h("label", { class: "check" }, asSet, "Back up its VMs as one all-or-nothing set at each slot")),
     h("datalist", { id: "tz-list" }, ["UTC", "Europe/Berlin", "Europe/Rome", "Europe/London",
       "America/New_York", "America/Los_Angeles", "Asia/Tokyo"].map((z) => h("option", { value: z }))));
 
@@ -91,7 +113,8 @@ export function policyForm(policy, { nameEditable = true } = {}) {
     element: el,
     name,
     values: () => ({ name: name.value.trim(), schedule: scheduleText(fields()), timezone: tz.value.trim(),
-      ...Object.fromEntries(LEVELS.map((k) => [k, counts[k].value])) }),
+      ...Object.fromEntries(LEVELS.map((k) => [k, counts[k].value])),
+      as_set: asSet.checked, require: require.value, ...(copyTo ? { copy_to: copyTo.value } : {}) }),
     onChange: (fn) => listeners.push(fn),
   };
 }
@@ -158,29 +181,28 @@ async function editor(view, name) {
     existing ? `Protects ${existing.vms.length} VM${existing.vms.length === 1 ? "" : "s"} · vault ${existing.vault}`
       : "A schedule and a retention; protect VMs with it from the VMs page.",
     h("a", { class: "btn btn-secondary", href: "#/policies" }, "Back to policies")));
-  const form = policyForm(existing, { nameEditable: !existing });
+  const form = policyForm(existing, { nameEditable: !existing, vaults: await api.vaults().catch(() => null) });
   const vms = await api.get("/vms").catch(() => []);
   const vmSelect = select([["", "— any VM —"], ...vms.filter((v) => v.state !== "discovered")
     .map((v) => [v.uuid, v.name])], firstVm(vms, existing), { name: "preview-vm" });
   const status = h("div", { "aria-live": "polite" });
   const formEl = h("form", { class: "card", id: "policy-form" }, form.element, status,
     editable ? h("div", { class: "form-actions" },
+      existing ? button("Delete policy…", () => removePolicy(existing, status), { kind: "danger-outline", id: "delete-policy" }) : null,
       h("button", { type: "submit", class: "btn btn-primary" }, existing ? "Save changes" : "Create policy")) : null);
   if (!editable) form.element.querySelectorAll("input, select").forEach((i) => { i.disabled = true; });
   formEl.addEventListener("submit", async (e) => {
     e.preventDefault();
     clear(status);
     try {
-      const body = policyBody(form.values());
       if (existing) {
-        delete body.name;
-        const held = await api.patch(`/policies/${encodeURIComponent(existing.name)}`, body);
+        const held = await api.patch(`/policies/${encodeURIComponent(existing.name)}`, policyBody(form.values(), existing));
         if (held && held.state === "pending") { // 202: a lower retention waits for approval
           clear(status, h("div", { class: "notice", role: "status" }, `Held for approval: request ${held.id} (${held.summary}). Another admin approves it on the Approvals page.`));
           return;
         }
       } else {
-        await api.post("/policies", body);
+        await api.post("/policies", policyBody(form.values()));
       }
       go(`#/policies?saved=${encodeURIComponent(form.values().name || existing.name)}`);
     } catch (err) {
@@ -192,11 +214,25 @@ async function editor(view, name) {
       field("Judge the points of", vmSelect), previewPanel(form, vmSelect))));
 }
 
+async function removePolicy(policy, status) {
+  const ok = await confirm(`Delete policy ${policy.name}?`, h("p", {},
+    policy.vms.length ? `${policy.vms.length} VM(s) use it: the server refuses (POLICY_IN_USE) until they use another or their protection is stopped.`
+      : "No VM uses it. Points it made stay."), { action: "Delete policy" });
+  if (!ok) return;
+  try {
+    await api.del(`/policies/${encodeURIComponent(policy.name)}`);
+    go(`#/policies?deleted=${encodeURIComponent(policy.name)}`);
+  } catch (err) {
+    clear(status, errorBox(err, "The policy was not deleted"));
+  }
+}
+
 async function list(view, params) {
   const policies = await api.get("/policies");
   view.append(pageHeader("Policies", "When backups run and how long their points are kept.",
     can("contributor") ? h("a", { class: "btn btn-primary", href: "#/policies/new", id: "new-policy" }, "New policy") : null));
   if (params.get("saved")) view.append(h("div", { class: "notice", role: "status" }, `Policy ${params.get("saved")} saved.`));
+  if (params.get("deleted")) view.append(h("div", { class: "notice", role: "status" }, `Policy ${params.get("deleted")} deleted.`));
   if (!policies.length) {
     view.append(h("div", { class: "card" }, empty("No policies yet",
       "A policy says when a VM is backed up and which points are kept.",

@@ -1,8 +1,9 @@
 // Virtual machines: discovered / registered / protected tabs, a selection of many VMs, and
-// the actions on it — discover, register, protect with a policy (existing or new), backup now.
-import { api, can } from "../api.js";
+// the actions on it — discover, register, protect with a policy (existing or new), backup now,
+// copy to another vault, stop and resume protection, unregister.
+import { api, can, session } from "../api.js";
 import { h, clear, table, empty, pageHeader, button, badge, errorBox, notice, jobsQueued, dialog,
-  field, select, ago } from "../ui.js";
+  field, select, ago, attempt, confirm, formDialog, tabs } from "../ui.js";
 import { go } from "../app.js";
 import { policyForm, policyBody, retentionText } from "./policies.js";
 
@@ -19,9 +20,10 @@ function tabOf(vm) {
 
 export async function render(view, route) {
   const tab = TABS.some(([t]) => t === route.params.get("tab")) ? route.params.get("tab") : "protected";
-  const [vms, protection] = await Promise.all([
+  const [vms, protection, vaults] = await Promise.all([
     api.get("/vms"),
     api.get("/protection").catch(() => []),
+    api.vaults().catch(() => []),
   ]);
   const health = Object.fromEntries((protection || []).map((p) => [p.uuid, p]));
   const selected = new Set();
@@ -33,11 +35,7 @@ export async function render(view, route) {
   view.append(status);
 
   const counts = Object.fromEntries(TABS.map(([t]) => [t, vms.filter((v) => tabOf(v) === t).length]));
-  const tablist = h("nav", { class: "tabs", "aria-label": "VMs by state" },
-    TABS.map(([t, label]) => h("a", { href: `#/vms?tab=${t}`, id: `tab-${t}`,
-      "aria-current": t === tab ? "page" : null, class: t === tab ? "tab active" : "tab" },
-    label, " ", h("span", { class: "count", "aria-label": `(${counts[t]})` }, String(counts[t])))));
-  view.append(tablist);
+  view.append(tabs("VMs by state", tab, TABS.map(([t, label]) => [t, label, counts[t]]), (t) => `#/vms?tab=${t}`));
 
   const rows = vms.filter((v) => tabOf(v) === tab).sort((a, b) => a.name.localeCompare(b.name));
   const toolbar = h("div", { class: "toolbar", role: "toolbar", "aria-label": "Actions on the selected VMs" });
@@ -51,6 +49,14 @@ export async function render(view, route) {
   act("Register", "contributor", ["discovered"], register, "act-register");
   act("Protect…", "contributor", ["registered", "protected"], protect, "act-protect");
   act("Back up now", "operator", ["registered", "protected"], backupNow, "act-backup");
+  act("Back up…", "operator", ["registered", "protected"], backupWith, "act-backup-options");
+  act("Disks…", "contributor", ["registered", "protected"], disks, "act-disks");
+  if (vaults.length > 1) {
+    act("Copy to vault…", "operator", ["registered", "protected"], (list, where) => copy(list, where, vaults), "act-copy");
+  }
+  act("Stop protection…", "contributor", ["protected"], stop, "act-stop");
+  act("Resume", "contributor", ["protected"], resume, "act-resume");
+  act("Unregister", "contributor", ["registered"], unregister, "act-unregister");
   const refresh = () => {
     const n = selected.size;
     countLabel.textContent = n ? `${n} selected` : "No VM selected";
@@ -107,16 +113,8 @@ export async function render(view, route) {
 
 // --- actions ---------------------------------------------------------------------------------
 
-async function attempt(status, what, run) {
-  try {
-    const result = await run();
-    if (result) notice(status, ...jobsQueued(result, what));
-    return result;
-  } catch (err) {
-    status.prepend(errorBox(err, `${what} was refused`));
-    return null;
-  }
-}
+const some = (vms) => `${vms.length} VM${vms.length === 1 ? "" : "s"}`;
+const names = (vms) => vms.map((v) => v.name).join(", ");
 
 async function discover(status) {
   const job = await attempt(status, "Discovery", () => api.post("/vms/discover", {}));
@@ -203,4 +201,99 @@ async function protect(vms, status) {
     return f;
   });
   if (done) notice(status, ...jobsQueued(done.jobs, `Protect with policy ${done.policy}`));
+}
+
+async function unregister(vms, status) {
+  const ok = await confirm(`Unregister ${some(vms)}`, [h("p", {}, `VMs: ${names(vms)}.`),
+    h("p", {}, "They go back to the Discovered tab; their recovery points stay in the vault.")],
+  { action: "Unregister" });
+  if (ok) await attempt(status, `Unregister ${some(vms)}`, () => api.post("/vms/unregister", { vms: vms.map((v) => v.uuid) }));
+}
+
+// Stop protection: the points are kept unless "delete data" is chosen and confirmed.
+async function stop(vms, status) {
+  const keep = h("input", { type: "radio", name: "data", value: "retain", checked: true });
+  const drop = h("input", { type: "radio", name: "data", value: "delete", id: "stop-delete-data" });
+  const ack = h("input", { type: "checkbox", name: "acknowledge", id: "stop-ack" });
+  const ackLabel = h("label", { class: "check ack", hidden: true }, ack,
+    "I understand: every recovery point of these VMs is deleted (soft-deleted where the vault keeps deleted points)");
+  const data = h("fieldset", { class: "choice" }, h("legend", {}, "Their recovery points"),
+    h("label", { class: "check" }, keep, "Keep them (protection can be resumed)"),
+    h("label", { class: "check" }, drop, "Delete them"));
+  data.addEventListener("change", () => { ackLabel.hidden = !drop.checked; });
+  const jobs = await formDialog(`Stop protection of ${some(vms)}`, "stop-form",
+    [h("p", {}, `VMs: ${names(vms)}. No more scheduled backups.`), data, ackLabel],
+    async () => {
+      if (drop.checked && !ack.checked) {
+        throw { code: "INVALID_INPUT", message: "deleting the points needs the box ticked",
+          remedy: "tick the box, or keep the points" };
+      }
+      return api.post("/protection/stop", { vms: vms.map((v) => v.uuid), delete_data: drop.checked });
+    }, { action: "Stop protection", danger: true });
+  if (jobs) notice(status, ...jobsQueued(jobs, `Stop protection of ${some(vms)}`));
+}
+
+async function resume(vms, status) {
+  const policies = await api.get("/policies");
+  const policy = select([["", "each VM's own policy"], ...policies.map((p) => [p.name, p.name])], "", { name: "policy" });
+  const jobs = await formDialog(`Resume protection of ${some(vms)}`, "resume-form",
+    [h("p", {}, `VMs: ${names(vms)} (protection stopped, data retained).`), field("Policy", policy)],
+    () => api.post("/protection/resume", { vms: vms.map((v) => v.uuid), ...(policy.value ? { policy: policy.value } : {}) }),
+    { action: "Resume" });
+  if (jobs) notice(status, ...jobsQueued(jobs, `Resume protection of ${some(vms)}`));
+}
+
+// Copy now: the points the VMs' vault holds and the other one lacks (docs/copies.md).
+async function copy(vms, status, vaults) {
+  const from = vms[0].vault || session.vault || vaults[0].name;
+  const others = vaults.filter((v) => v.name !== from);
+  const to = select(others.map((v) => [v.name, `${v.name} (${v.storage}${v.location ? `, ${v.location}` : ""})`]),
+    others[0] && others[0].name, { name: "to_vault", id: "copy-to" });
+  const jobs = await formDialog(`Copy ${some(vms)} to another vault`, "copy-form",
+    [h("p", {}, `VMs: ${names(vms)}. From vault ${from}: only the chunks the other vault lacks travel.`),
+      field("To vault", to)],
+    () => api.post("/copies", { from_vault: from, to_vault: to.value, vms: vms.map((v) => v.uuid) }),
+    { action: "Copy now" });
+  if (jobs) notice(status, ...jobsQueued(jobs, `Copy to ${to.value}`));
+}
+
+// A backup with options: as one set (one point in time for every VM or none, docs/sets.md),
+// a least consistency, points kept until a date whatever the retention.
+async function backupWith(vms, status) {
+  const asSet = h("input", { type: "checkbox", name: "set", disabled: vms.length < 2 });
+  const require = select([["", "any"], ["file-system-consistent", "file-system-consistent"],
+    ["application-consistent", "application-consistent"]], "", { name: "require" });
+  const keep = h("input", { type: "date", name: "keep_until" });
+  asSet.addEventListener("change", () => { require.disabled = asSet.checked; });
+  const jobs = await formDialog(`Back up ${some(vms)}`, "backup-form", [
+    h("p", {}, `VMs: ${names(vms)}.`),
+    h("label", { class: "check" }, asSet, "As one all-or-nothing set (two VMs or more; each VM's policy says its consistency)"),
+    h("div", { class: "row" }, field("Least consistency", require, "a VM that cannot give it fails, no point kept"),
+      field("Keep until", keep, "retention leaves these points alone until then")),
+  ], () => api.post("/backups", { vms: vms.map((v) => v.uuid), ...(asSet.checked ? { set: true } : {}),
+    ...(require.value && !asSet.checked ? { require: require.value } : {}),
+    ...(keep.value ? { keep_until: `${keep.value}T23:59:59Z` } : {}) }), { action: "Back up now" });
+  if (jobs) notice(status, ...jobsQueued(jobs, asSet.checked ? `Backup set of ${some(vms)}` : `Backup of ${some(vms)}`));
+}
+
+// Which disks the VMs' backups leave out (from their next backup on): PATCH /vms/REF each.
+async function disks(vms, status) {
+  const boxes = vms.map((v) => [v, v.disks.map((d) => h("input", { type: "checkbox", name: `disk-${v.uuid}`, value: d.target,
+    checked: !d.excluded, "aria-label": `Back up ${d.target} of ${v.name}` }))]);
+  const changed = await formDialog(`Disks of ${some(vms)}`, "disks-form", [
+    h("p", {}, "Ticked disks are backed up; an unticked one is left out of every backup from the next one on."),
+    boxes.map(([v, list]) => h("fieldset", {}, h("legend", {}, v.name), list.length ? list.map((b, i) =>
+      h("label", { class: "check" }, b, `${b.value} (${v.disks[i].device}, ${v.disks[i].format || v.disks[i].type})`)) : "no disks")),
+  ], async () => {
+    const done = [];
+    for (const [v, list] of boxes) {
+      const exclude = list.filter((b, i) => !b.checked && !v.disks[i].excluded).map((b) => b.value);
+      const include = list.filter((b, i) => b.checked && v.disks[i].excluded).map((b) => b.value);
+      if (exclude.length || include.length) {
+        done.push(await api.patch(`/vms/${encodeURIComponent(v.uuid)}`, { exclude_disks: exclude, include_disks: include }));
+      }
+    }
+    return done;
+  }, { action: "Save" });
+  if (changed) notice(status, changed.length ? `Disks changed for ${changed.map((v) => v.name).join(", ")}.` : "Nothing changed.");
 }
