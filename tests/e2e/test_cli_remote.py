@@ -394,7 +394,7 @@ UNSUPPORTED = [
     (("gc", "--dry-run"), "never a count"),
     (("host", "add", "qemu+ssh://h3/system", "--allow-command"), "never runs a command"),
     (("restore", "--set", "some-set", "--as-new", "copy"), "one restore at a time"),
-    (("points", "list", "--set", "some-set"), ""),
+    (("points", "list", "--set", "some-set"), "no set filter"),
 ]
 
 

@@ -53,7 +53,7 @@ def points_list(
             raise InvalidInput(
                 "--set lists one whole backup set: no VM, no --vault", what="points list --set"
             )
-        remote.refuse_option("--set")
+        remote.refuse_option("--set", "GET /points has no set filter")
         listed, points = None, services().backup_sets.points(set_id)
         docs = _docs(points)
     elif remote.active():
