@@ -192,7 +192,7 @@ class Server:
 
     def _work(self, n: int) -> None:
         services = self._services()
-        services.queue.on_outcome = partial(_record_outcome, services)
+        services.queue.on_outcome = partial(record_outcome, services)
         while not self.stopping.is_set():
             job = services.queue.claim_next()
             if job is None:
@@ -348,7 +348,7 @@ def _run(
     log.info("stopped")
 
 
-def _record_outcome(services: Services, job: Job, returned: Any) -> None:
+def record_outcome(services: Services, job: Job, returned: Any) -> None:
     """Keep what a queued job's run returned (vmvault/outcomes.py) for a remote CLI that
     waits for it (``GET /api/v1/jobs/{id}/outcome``)."""
     request = job.request or {}
