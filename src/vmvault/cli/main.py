@@ -356,7 +356,7 @@ def jobs_wait(
         doc = remote.get(f"/jobs/{job_id}")
         if doc["state"] == JobState.QUEUED.value and not json_:
             render.err.print(f"job {job_id} is queued: 'vmvault serve' runs it", markup=False)
-        _waited(remote_jobs.wait([doc], not json_, timeout)[0], json_)
+        _waited(remote_jobs.wait([doc], not json_, timeout, cancel=False)[0], json_)
     observers = services().runner.observers
     noted = False
 

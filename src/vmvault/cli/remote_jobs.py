@@ -36,9 +36,11 @@ def wait(
     progress: bool = True,
     timeout: float | None = None,
     with_log: bool = False,
+    cancel: bool = True,
 ) -> list[dict[str, Any]]:
     """The documents of the jobs ``docs`` once each has ended (or ``timeout`` seconds have
-    passed), polled from the server; a Ctrl-C cancels those still running."""
+    passed), polled from the server; a Ctrl-C cancels those still running (unless not
+    ``cancel``: ``jobs wait`` only watches, locally too)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     docs = list(docs)
     try:
@@ -54,7 +56,7 @@ def wait(
                 time.sleep(POLL)
                 docs = [d if _final(d) and "log" in d else _get(d["id"]) for d in docs]
     except KeyboardInterrupt:
-        for doc in docs:
+        for doc in docs if cancel else ():
             if not _final(doc):
                 with suppress(VmvaultError):  # it may have ended meanwhile
                     remote.post(f"/jobs/{doc['id']}/cancel")
