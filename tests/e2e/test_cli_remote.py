@@ -150,6 +150,7 @@ READS = [
     ("points", "list", "web"),
     ("points", "list", "--vault", "main"),
     ("points", "list", "--vault", "nowhere"),
+    ("points", "list", "--set", "no-such-set"),
     ("points", "show", "POINT"),
     ("points", "show", "no-such-point"),
     ("jobs", "show", "1"),
@@ -394,7 +395,6 @@ UNSUPPORTED = [
     (("gc", "--dry-run"), "never a count"),
     (("host", "add", "qemu+ssh://h3/system", "--allow-command"), "never runs a command"),
     (("restore", "--set", "some-set", "--as-new", "copy"), "one restore at a time"),
-    (("points", "list", "--set", "some-set"), "no set filter"),
 ]
 
 

@@ -86,7 +86,7 @@ def test_foreground_backup_and_restore_as_new_with_server(
         conn.close()
     disks = [d["target"] for d in point["disks"] if not d["excluded"]]
     for target, line in zip(disks, lines[2:], strict=False):
-        assert line.startswith(f"  {target}: {ROOT}/{RESTORED}-{target}.qcow2, "), r.stdout
+        assert line.startswith(f"  {target}: {ROOT}/{RESTORED}-{target}.qcow2 "), r.stdout
     # the same restore again: refused before anything is queued, as locally (exit 2)
     r = remote("restore", SOURCE, "--point", point["id"], "--as-new", RESTORED, "--dir", str(ROOT))
     local = cli("restore", SOURCE, "--point", point["id"], "--as-new", RESTORED, "--dir", str(ROOT))

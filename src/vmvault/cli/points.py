@@ -53,9 +53,11 @@ def points_list(
             raise InvalidInput(
                 "--set lists one whole backup set: no VM, no --vault", what="points list --set"
             )
-        remote.refuse_option("--set", "GET /points has no set filter")
-        listed, points = None, services().backup_sets.points(set_id)
-        docs = _docs(points)
+        listed = None
+        if remote.active():
+            docs = remote.get("/points", set=set_id)
+        else:
+            docs = _docs(services().backup_sets.points(set_id))
     elif remote.active():
         docs = remote.get("/points", vault=vault, vm=vm)
         # the vault listed, as the server resolves it (none: a VM's points in every vault)
