@@ -29,13 +29,20 @@ RESTORED = f"{lab_prefix()}-remote-restored"
 ROOT = Path("/var/lib/vmvault/test-remote-restores") / SOURCE
 
 
+def remove_files() -> None:
+    """The restored VM's disks and the links to them in the default pool."""
+    shutil.rmtree(ROOT, ignore_errors=True)
+    for link in Path("/var/lib/libvirt/images").glob(f"{RESTORED}-*"):
+        link.unlink()
+
+
 @pytest.fixture()
 def served(lab: dict[str, Any], home: Path) -> Iterator[ServerProcess]:
     assert SOURCE in lab, sorted(lab)
     conn = libvirt.open(URI)
     checkpoints = {c.getName() for c in conn.lookupByName(SOURCE).listAllCheckpoints()}
     remove_domain(conn, RESTORED)  # what an interrupted run left
-    shutil.rmtree(ROOT, ignore_errors=True)
+    remove_files()
     ROOT.mkdir(parents=True)
     server = ServerProcess(home)
     try:
@@ -44,7 +51,7 @@ def served(lab: dict[str, Any], home: Path) -> Iterator[ServerProcess]:
         if server.proc is not None:
             server.stop()
         remove_domain(conn, RESTORED)
-        shutil.rmtree(ROOT, ignore_errors=True)
+        remove_files()
         for c in conn.lookupByName(SOURCE).listAllCheckpoints():
             if c.getName() not in checkpoints:
                 c.delete(0)
