@@ -31,6 +31,7 @@ from vmvault.services.copies import CopyService
 from vmvault.services.dashboard import DashboardService
 from vmvault.services.immutability import ImmutabilityService
 from vmvault.services.inventory import InventoryService
+from vmvault.services.job_outcomes import JobOutcomes
 from vmvault.services.jobs import JobQueries, JobRunner
 from vmvault.services.lab import LabService, StorageLabService
 from vmvault.services.metrics import MetricsService
@@ -300,6 +301,10 @@ class Services:
     @cached_property
     def jobs(self) -> JobQueries:
         return JobQueries(self._uow, self.clock)
+
+    @cached_property
+    def job_outcomes(self) -> JobOutcomes:
+        return JobOutcomes(self._uow, self.clock)
 
     @cached_property
     def tokens(self) -> TokenService:

@@ -400,8 +400,9 @@ def error_catalog() -> list[dict[str, str]]:
     ]
 
 
-def catalog_markdown() -> str:
-    """The error catalog as the Markdown table of ``docs/errors.md`` (kept in step by a test)."""
+def catalog_markdown(rows: list[dict[str, str]] | None = None) -> str:
+    """The error catalog (``rows``: :func:`error_catalog`'s, by default this program's) as the
+    Markdown table of ``docs/errors.md`` (kept in step by a test)."""
     lines = [
         "# Errors",
         "",
@@ -412,8 +413,8 @@ def catalog_markdown() -> str:
         "| code | kind | message | remedy |",
         "|---|---|---|---|",
     ]
-    for cls in sorted(VmvaultError.registry.values(), key=lambda c: c.code):
-        cells = [f"`{cls.code}`", cls.kind, cls.message, cls.remedy]
+    for row in error_catalog() if rows is None else rows:
+        cells = [f"`{row['code']}`", row["kind"], row["message"], row["remedy"]]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -125,6 +125,7 @@ CONTRACT: dict[tuple[str, str], Role] = {
     ("POST", "/api/v1/copies"): OP,
     ("GET", "/api/v1/jobs"): R,
     ("GET", "/api/v1/jobs/{}"): R,
+    ("GET", "/api/v1/jobs/{}/outcome"): R,
     ("POST", "/api/v1/jobs/{}/cancel"): OP,
     ("GET", "/api/v1/points"): R,
     ("GET", "/api/v1/points/{}"): R,

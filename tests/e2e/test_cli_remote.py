@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,6 +150,7 @@ READS = [
     ("points", "list", "web"),
     ("points", "list", "--vault", "main"),
     ("points", "list", "--vault", "nowhere"),
+    ("points", "list", "--set", "no-such-set"),
     ("points", "show", "POINT"),
     ("points", "show", "no-such-point"),
     ("jobs", "show", "1"),
@@ -252,16 +254,147 @@ def test_actions_queue_on_the_server_and_refuse_like_locally(
     assert list(elsewhere.iterdir()) == []
 
 
+def _norm(text: str) -> str:
+    """Output without what differs between two runs of one command: job ids, log times,
+    durations."""
+    text = re.sub(r"\bjob \d+", "job N", text)
+    text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "TIME", text)
+    return re.sub(r"\d+\.\d\ds\b", "S", text)
+
+
+def _alike(local: Result, remote: Result, args: tuple[str, ...], token: str) -> None:
+    """The same output and exit code but for :func:`_norm`'s differences."""
+    assert (_norm(remote.stdout), _norm(remote.stderr)) == (
+        _norm(local.stdout),
+        _norm(local.stderr),
+    ), (args, local, remote)
+    assert remote.code == local.code, (args, local, remote)
+    assert "Traceback" not in remote.stderr and token not in remote.stdout + remote.stderr
+
+
+def test_actions_print_the_same_remotely_as_locally(
+    cli: CliRunner, served: Served, tmp_path: Path
+) -> None:
+    """A representative action of each group, run locally then (after undoing it locally)
+    remotely on the same catalog: the same output and exit code."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    token = served.admin
+
+    def remote(*args: str) -> Result:
+        return _remote(cli, elsewhere, served.url, token, *args)
+
+    def pair(do: tuple[str, ...], undo: tuple[str, ...] | None = None) -> Result:
+        local = cli(*do)
+        if undo is not None:
+            assert cli(*undo).code in (0, 3), (undo, local)
+        done = remote(*do)
+        _alike(local, done, do, token)
+        return done
+
+    [point] = cli("points", "list", "--json").json()
+    p = point["id"]
+    silver = ("policy", "create", "silver", "--schedule", "daily@03:00", "--daily", "3")
+    assert pair(silver, ("policy", "delete", "silver")).code == 0
+    pair(
+        ("policy", "update", "silver", "--daily", "5"),
+        ("policy", "update", "silver", "--daily", "3"),
+    )
+    unchanged = pair(("policy", "update", "silver", "--daily", "5"))
+    assert unchanged.stdout.startswith("policy 'silver' unchanged"), unchanged
+    pair(("policy", "delete", "silver"), silver)
+    assert pair(("policy", "delete", "gold")).code == 2  # POLICY_IN_USE both ways
+    protect = ("protect", "db1", "--policy", "gold")
+    assert pair(protect, ("protection", "stop", "db1", "--delete-data")).code == 0
+    pair(("protection", "stop", "db1", "--retain-data"), ("protection", "resume", "db1"))
+    pair(("protection", "resume", "db1"), ("protection", "stop", "db1", "--retain-data"))
+    pair(("points", "protect", p, "--json"), ("points", "unprotect", p))
+    pair(("points", "delete", p), ("points", "undelete", p))
+    pair(("points", "list", "--deleted"))
+    pair(("points", "undelete", p), ("points", "delete", p))
+    for shape in ((), ("--json",)):
+        pair(("vault", "update", "main", "--soft-delete-days", "9", *shape))
+    local = cli("vault", "create", "second", "--location", "local")
+    done = remote("vault", "create", "third", "--location", "local")
+    assert done.code == local.code == 0, done
+    assert done.stdout.replace("third", "second") == local.stdout
+    h2 = "qemu+ssh://h2/system"
+    pair(("host", "add", h2, "--no-check", "--location", "local"), ("host", "remove", h2))
+    pair(("host", "list"))
+    pair(("host", "remove", h2), ("host", "add", h2, "--no-check"))
+    local = cli("token", "create", "t1", "--role", "reader")
+    done = remote("token", "create", "t2", "--role", "reader")
+    assert done.code == local.code == 0, done
+    assert done.stdout.splitlines()[:-1] == local.stdout.replace("t1", "t2").splitlines()[:-1]
+    assert done.stdout.splitlines()[-1].startswith("vmv_")  # the token, alone on its last line
+    pair(("token", "list"))
+    assert remote("token", "revoke", "t2").stdout == cli("token", "revoke", "t1").stdout.replace(
+        "t1", "t2"
+    )
+    hook = ("notify", "add", "--vault", "main", "--events", "failed", "--webhook")
+    local = cli(*hook, "http://127.0.0.1:9/one")
+    done = remote(*hook, "http://127.0.0.1:9/two")
+    assert done.code == local.code == 0, done
+    *_, first, second = [str(t["id"]) for t in cli("notify", "list", "--json").json()]
+    assert done.stdout == local.stdout.replace(f"target {first}:", f"target {second}:")
+    pair(("notify", "list"))
+    local = cli("notify", "remove", first)
+    assert remote("notify", "remove", second).stdout == local.stdout.replace(
+        f"target {first} ", f"target {second} "
+    )
+    pair(("audit", "list", "--actor", "ops", "--limit", "3"))
+    pair(("errors", "--markdown"))
+    assert list(elsewhere.iterdir()) == []  # nothing local was opened
+
+
+def test_foreground_jobs_run_on_the_server_and_print_as_locally(
+    cli: CliRunner, served: Served, tmp_path: Path
+) -> None:
+    """Foreground commands queue their job on the server and wait for it: the job's line,
+    its outcome (vmvault/outcomes.py) and its exit code as a local run prints them — a
+    failed job included."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    token = served.admin
+    [point] = cli("points", "list", "--json").json()
+    target = tmp_path / "disks"
+    runs = [
+        ("gc",),
+        ("verify", "--point", point["id"]),
+        ("restore", "web", "--point", point["id"], "--disks-only", "--dir", str(target),
+         "--overwrite"),
+        ("backup", "web"),  # fails there as here: no libvirt domain behind the catalog's VM
+    ]  # fmt: skip
+    seen = []
+    for args in runs:
+        local = cli(*args)
+        remote = _remote(cli, elsewhere, served.url, token, *args)
+        _alike(local, remote, args, token)
+        seen.append(remote)
+    collected, verified, restored, failed = seen
+    assert collected.code == 0 and "chunks removed" in collected.stdout, collected
+    assert verified.code == 0 and "1 chunk reads" in verified.stdout, verified
+    assert restored.code == 0 and f"  domain XML: {target}/" in restored.stdout, restored
+    assert failed.code == 1 and failed.stderr.startswith("error VM_DELETED: "), failed
+    # --json: the job's document with the outcome's keys, as locally
+    for args in (("gc", "--json"), ("verify", "--point", point["id"], "--json")):
+        local = cli(*args).json()
+        remote = _remote(cli, elsewhere, served.url, token, *args).json()
+        assert set(remote) == set(local), args
+        assert {k: remote[k] for k in ("type", "state", "error_code")} == {
+            k: local[k] for k in ("type", "state", "error_code")
+        }
+        assert remote["origin"] == "api" and local["origin"] is None
+    assert list(elsewhere.iterdir()) == []
+
+
 UNSUPPORTED = [
-    ("vault", "create", "second", "--location", "local"),
-    ("token", "create", "more", "--role", "admin"),
-    ("gc",),
-    ("gc", "--dry-run"),
-    ("policy", "create", "more", "--schedule", "daily@01:00", "--daily", "7"),
-    ("serve",),
-    ("errors", "--markdown"),
-    ("points", "list", "--set", "some-set"),
-    ("backup", "web"),
+    (("serve",), "it runs the server itself"),
+    (("lab", "up"), "the lab's guests"),
+    (("vault", "key", "export", "main"), "a passphrase or a key never crosses the network"),
+    (("gc", "--dry-run"), "never a count"),
+    (("host", "add", "qemu+ssh://h3/system", "--allow-command"), "never runs a command"),
+    (("restore", "--set", "some-set", "--as-new", "copy"), "one restore at a time"),
 ]
 
 
@@ -272,12 +405,12 @@ def test_commands_without_a_remote_mode_are_refused_before_anything_runs(
     elsewhere.mkdir()
     before = cli("vault", "list", "--json").json()
     jobs = len(cli("jobs", "list", "--json").json())
-    for args in UNSUPPORTED:
+    for args, why in UNSUPPORTED:
         r = _remote(cli, elsewhere, served.url, served.admin, *args)
         assert r.code == 2 and r.stdout == "", (args, r)
         lines = r.stderr.splitlines()
         assert lines[0].startswith("error REMOTE_UNSUPPORTED: 'vmvault "), (args, r.stderr)
-        assert "does not run against a server" in lines[0]
+        assert "does not run against a server" in lines[0] and why in lines[0], lines
         assert lines[1].startswith("remedy: Run it on the server host") and len(lines) == 2
     assert cli("vault", "list", "--json").json() == before
     assert len(cli("jobs", "list", "--json").json()) == jobs

@@ -355,6 +355,16 @@ class DiscoveryResultDoc(BaseModel):
     vanished: list[str]
 
 
+class JobOutcomeDoc(BaseModel):
+    """What a queued job's run returned (vmvault/outcomes.py: its keys by operation)."""
+
+    id: int
+    recorded: bool = Field(description="false until the server's run of the job is over")
+    outcome: dict[str, Any] | None = Field(
+        description="the keys the CLI adds to the job's document; null: none for this job"
+    )
+
+
 class DiscoveryDoc(JobDoc):
     result: DiscoveryResultDoc | None = Field(None, description="null: the job failed")
 

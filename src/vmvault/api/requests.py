@@ -64,6 +64,7 @@ class VaultRequest(_Request):
 class RestoreTestRequest(_Request):
     vm: str
     point: str
+    from_vault: str | None = Field(None, description="a vault holding the point or a copy")
 
 
 def _vm_refs() -> Any:
@@ -88,8 +89,10 @@ class RestoreRequest(_Request):
 
     vm: str = Field(description="the VM the point belongs to")
     point: str
-    mode: Literal["as-new", "replace", "disks-only"]
-    name: str | None = Field(None, description="as-new: the new VM's name")
+    mode: Literal["as-new", "replace", "disks-only", "test"] = Field(
+        description="test: as-new, booted isolated, checked, then removed (restore --test)"
+    )
+    name: str | None = Field(None, description="as-new, test: the new VM's name")
     directory: str | None = Field(
         None, description="an absolute directory on the server (disks-only: required)"
     )

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from vmvault import documents
-from vmvault.cli import render
+from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
 from vmvault.cli.render import emit_json, out
@@ -50,37 +50,44 @@ def token_create(
     """Create a token and print it — once: it is stored hashed and cannot be shown again.
 
     The token is alone on the last line of the output."""
-    token, text = services().tokens.create(name, role, local_actor(unix_user()))
+    if remote.active():  # created by the token's holder (its name), as the API records
+        doc = remote.post("/tokens", {"name": name, "role": role.value})
+    else:
+        token, text = services().tokens.create(name, role, local_actor(unix_user()))
+        doc = documents.token_doc(token) | {"token": text}
     if json_:
-        emit_json(documents.token_doc(token) | {"token": text})
+        emit_json(doc)
         return
     out.print(
-        f"token {token.name!r} created with role {token.role.value}; keep it now, it is not "
+        f"token {doc['name']!r} created with role {doc['role']}; keep it now, it is not "
         "shown again:",
         markup=False,
     )
-    out.print(text, markup=False)
+    out.print(doc["token"], markup=False)
 
 
 @token_app.command("list")
 def token_list(json_: JsonOpt = False) -> None:
     """List tokens (never their secrets), revoked ones included."""
-    found = services().tokens.list_tokens()
+    if remote.active():
+        docs = remote.get("/tokens")
+    else:
+        docs = [documents.token_doc(t) for t in services().tokens.list_tokens()]
     if json_:
-        emit_json([documents.token_doc(t) for t in found])
+        emit_json(docs)
         return
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "ROLE", "CREATED", "CREATED BY", "LAST USED", "REVOKED"):
         table.add_column(col)
-    for t in found:
+    for t in docs:
         render.add_row(
             table,
-            t.name,
-            t.role.value,
-            render.short_time(t.created_at),
-            t.created_by,
-            render.short_time(t.last_used_at),
-            render.short_time(t.revoked_at),
+            t["name"],
+            t["role"],
+            render.when(t["created_at"]),
+            t["created_by"],
+            render.when(t["last_used_at"]),
+            render.when(t["revoked_at"]),
         )
     out.print(table)
 
@@ -88,11 +95,14 @@ def token_list(json_: JsonOpt = False) -> None:
 @token_app.command("revoke")
 def token_revoke(name: str, json_: JsonOpt = False) -> None:
     """Revoke a token: the next request that carries it is refused."""
-    token = services().tokens.revoke(name)
-    if json_:
-        emit_json(documents.token_doc(token))
+    if remote.active():
+        doc = remote.delete(f"/tokens/{remote.part(name)}")
     else:
-        out.print(f"token {token.name!r} revoked", markup=False)
+        doc = documents.token_doc(services().tokens.revoke(name))
+    if json_:
+        emit_json(doc)
+    else:
+        out.print(f"token {doc['name']!r} revoked", markup=False)
 
 
 @audit_app.command("list")
@@ -105,23 +115,27 @@ def audit_list(
     json_: JsonOpt = False,
 ) -> None:
     """List the audit log, newest first."""
-    window = parse_since(since) if since is not None else None
-    entries, _total = services().audit.list_entries(actor, window, limit)
+    if remote.active():
+        docs = remote.get("/audit", actor=actor, since=since, limit=limit)
+    else:
+        window = parse_since(since) if since is not None else None
+        entries, _total = services().audit.list_entries(actor, window, limit)
+        docs = [documents.audit_doc(e) for e in entries]
     if json_:
-        emit_json([documents.audit_doc(e) for e in entries])
+        emit_json(docs)
         return
     table = Table(box=None, header_style="bold")
     for col in ("AT", "ACTOR", "ROLE", "ACTION", "TARGET", "STATUS", "FROM"):
         table.add_column(col)
-    for e in entries:
+    for e in docs:
         render.add_row(
             table,
-            render.short_time(e.at),
-            e.actor,
-            e.role or "-",
-            e.action,
-            e.target or "-",
-            str(e.status),
-            e.remote,
+            render.when(e["at"]),
+            e["actor"],
+            e["role"] or "-",
+            e["action"],
+            e["target"] or "-",
+            str(e["status"]),
+            e["remote"],
         )
     out.print(table)

@@ -8,8 +8,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from vmvault import documents
-from vmvault.cli import remote, render
+from vmvault import documents, outcomes
+from vmvault.cli import remote, remote_jobs, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, RequireOpt, VaultOpt, WaitOpt
 from vmvault.cli.progress import live_progress
@@ -49,39 +49,54 @@ def backup(
             "a backup set takes each VM's policy's requirement, not its own",
             what="--require with --set",
         )
-    if remote.active():  # queued on the server: its jobs, as '--no-wait' prints them here
-        if wait:
-            remote.refuse_option("in the foreground (add --no-wait)")
+    if remote.active():  # queued on the server, then waited for (cli/remote_jobs.py)
         body = {"vms": vms, "vault": vault, "set": as_set, "require": require}
-        queued(remote.post("/backups", body | {"keep_until": until and until.isoformat()}), json_)
+        docs = remote.post("/backups", body | {"keep_until": until and until.isoformat()})
+        if not wait:
+            queued(docs, json_)
+        if as_set:
+            [job] = remote_jobs.wait(docs, not json_)
+            _set_result(job | remote_jobs.outcome(job, outcomes.set_doc(None)), json_)
+        jobs, points, prunes = zip(*remote_jobs.backups(docs, not json_), strict=True)
+        _result(list(jobs), list(points), list(prunes), json_)
     if as_set:
         backup_set(vms, wait, until, vault, json_)
     if not wait:
         queued(services().queue.submit_backup(vault, vms, until, require=require), json_)
     with live_progress(not json_):
-        outcomes = services().backups.backup(vault, vms, keep_until=until, require=require)
-    jobs = [o.job for o in outcomes]
+        done = services().backups.backup(vault, vms, keep_until=until, require=require)
+    _result(
+        [documents.job_doc(o.job) for o in done],
+        [point_doc(o.result) if o.result else None for o in done],
+        [documents.job_doc(o.prune.job) if o.prune else None for o in done],
+        json_,
+    )
+
+
+def _result(
+    jobs: list[dict[str, Any]],
+    points: list[dict[str, Any] | None],
+    prunes: list[dict[str, Any] | None],
+    json_: bool,
+) -> NoReturn:
+    """The backup jobs, the point each made and the retention job that ran after it (protected
+    VMs): their documents, local or remote."""
     if json_:
-        emit_json(
-            [
-                documents.job_doc(o.job) | {"point": point_doc(o.result) if o.result else None}
-                for o in outcomes
-            ]
-        )
+        emit_json([j | {"point": p} for j, p in zip(jobs, points, strict=True)])
     else:
-        for o in outcomes:
-            render.job_result_line(o.job)
-            if o.result is not None:
-                p = o.result
+        for job, p in zip(jobs, points, strict=True):
+            render.job_result_line(job)
+            if p is not None:
                 out.print(
-                    f"  point {p.id}: {p.consistency.value} ({p.method.value}, frozen "
-                    f"{p.frozen_ms} ms, paused {p.paused_ms} ms), {size(p.bytes_logical)} logical, "
-                    f"{size(p.bytes_read)} read, {size(p.bytes_new)} new",
+                    f"  point {p['id']}: {p['consistency']} ({p['method']}, frozen "
+                    f"{p['frozen_ms']} ms, paused {p['paused_ms']} ms), "
+                    f"{size(p['bytes_logical'])} logical, {size(p['bytes_read'])} read, "
+                    f"{size(p['bytes_new'])} new",
                     markup=False,
                 )
-        for o in outcomes:  # retention of protected VMs
-            if o.prune is not None:
-                render.job_result_line(o.prune.job)
+        for prune in prunes:  # retention of protected VMs
+            if prune is not None:
+                render.job_result_line(prune)
     raise typer.Exit(render.exit_code_for(jobs))
 
 
@@ -93,29 +108,27 @@ def backup_set(
         queued([services().queue.submit_backup_set(vault, vms, keep_until=until)], json_)
     with live_progress(not json_):
         outcome = services().backup_sets.backup_set(vault, vms, keep_until=until)
-    result = outcome.result
+    _set_result(documents.job_doc(outcome.job) | outcomes.set_doc(outcome), json_)
+
+
+def _set_result(doc: dict[str, Any], json_: bool) -> NoReturn:
+    """A set job's document with its outcome (vmvault/outcomes.py): children, points."""
     if json_:
-        doc = documents.job_doc(outcome.job) | {
-            "set_id": result.set_id if result else None,
-            "window_ms": result.window_ms if result else None,
-            "children": [documents.job_doc(c.job) for c in outcome.children],
-            "points": [point_doc(p) for p in result.points] if result else [],
-        }
         emit_json(doc)
     else:
-        render.job_result_line(outcome.job)
-        for child in outcome.children:
-            render.job_result_line(child.job)
-        if result is not None:
+        render.job_result_line(doc)
+        for child in doc["children"]:
+            render.job_result_line(child)
+        if doc["set_id"] is not None:
+            instant = datetime.fromisoformat(doc["instant"]).isoformat(timespec="milliseconds")
             out.print(
-                f"  set {result.set_id}: {len(result.points)} points at "
-                f"{result.instant.isoformat(timespec='milliseconds')}, set window "
-                f"{result.window_ms} ms (first freeze to last thaw)",
+                f"  set {doc['set_id']}: {len(doc['points'])} points at {instant}, set window "
+                f"{doc['window_ms']} ms (first freeze to last thaw)",
                 markup=False,
             )
-            for p in result.points:
-                out.print(f"  point {p.id} {p.vm_name}: {p.consistency.value}", markup=False)
-    raise typer.Exit(render.exit_code_for([outcome.job]))
+            for p in doc["points"]:
+                out.print(f"  point {p['id']} {p['vm_name']}: {p['consistency']}", markup=False)
+    raise typer.Exit(render.exit_code_for([doc]))
 
 
 def queued(jobs: Sequence[Job | dict[str, Any]], json_: bool) -> NoReturn:

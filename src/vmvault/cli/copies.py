@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from vmvault import documents
-from vmvault.cli import render
+from vmvault import documents, outcomes
+from vmvault.cli import remote, remote_jobs, render
 from vmvault.cli.backups import queued
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, WaitOpt
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out, size
-from vmvault.services.copies import CopyReport
 
 
 def copy(
@@ -31,50 +30,45 @@ def copy(
     """Copy every point of the VMs that --from holds and --to does not (oldest first): one
     copy job per VM; only the chunks --to lacks are sent; each copy is verified in --to."""
     refs = vms or []
+    if remote.active():  # queued on the server, then waited for (cli/remote_jobs.py)
+        body = {"from_vault": from_vault, "to_vault": to_vault, "vms": refs, "all": all_}
+        posted = remote.post("/copies", body)
+        if not wait:
+            queued(posted, json_)
+        jobs = remote_jobs.wait(posted, not json_)
+        _copied([j | remote_jobs.outcome(j, outcomes.copy_doc(None)) for j in jobs], json_)
     if not wait:
         queued(services().queue.submit_copy(from_vault, to_vault, refs, all_), json_)
     with live_progress(not json_):
-        outcomes = services().copies.copy(from_vault, to_vault, refs, all_)
+        done = services().copies.copy(from_vault, to_vault, refs, all_)
+    _copied([documents.job_doc(o.job) | outcomes.copy_doc(o.result) for o in done], json_)
+
+
+def _copied(docs: list[dict[str, Any]], json_: bool) -> NoReturn:
+    """The copy jobs' documents, each with its report (vmvault/outcomes.py)."""
     if json_:
-        emit_json(
-            [
-                documents.job_doc(o.job) | {"copy": report_doc(o.result) if o.result else None}
-                for o in outcomes
-            ]
-        )
+        emit_json(docs)
     else:
-        for o in outcomes:
-            render.job_result_line(o.job)
-            if o.result is not None:
-                out.print(f"  {summary(o.result)}", markup=False)
-    raise typer.Exit(render.exit_code_for([o.job for o in outcomes]))
+        for doc in docs:
+            render.job_result_line(doc)
+            if doc["copy"] is not None:
+                out.print(f"  {summary(doc['copy'])}", markup=False)
+    raise typer.Exit(render.exit_code_for(docs))
 
 
-def summary(r: CopyReport) -> str:
-    if not r.points:
-        line = f"nothing to copy: '{r.target}' holds every point of '{r.source}' ({r.already})"
+def summary(r: dict[str, Any]) -> str:
+    """A copy report (:func:`vmvault.outcomes.copy_doc`) in one line."""
+    if not r["points"]:
+        line = (
+            f"nothing to copy: '{r['to']}' holds every point of '{r['from']}' "
+            f"({r['points_already_there']})"
+        )
     else:
         line = (
-            f"{len(r.points)} point(s) copied to '{r.target}' ({r.mode}): "
-            f"{r.chunks_sent} chunk(s) sent, {r.chunks_present} already there, "
-            f"{size(r.bytes_sent)} sent"
+            f"{len(r['points'])} point(s) copied to '{r['to']}' ({r['mode']}): "
+            f"{r['chunks_sent']} chunk(s) sent, {r['chunks_present']} already there, "
+            f"{size(r['bytes_sent'])} sent"
         )
-    if r.pruned:
-        line += f"; retention removed {len(r.pruned)} point(s) from '{r.target}'"
+    if r["pruned"]:
+        line += f"; retention removed {len(r['pruned'])} point(s) from '{r['to']}'"
     return line
-
-
-def report_doc(r: CopyReport) -> dict[str, Any]:
-    return {
-        "from": r.source,
-        "to": r.target,
-        "mode": r.mode,
-        "points": r.points,
-        "points_already_there": r.already,
-        "chunks_sent": r.chunks_sent,
-        "chunks_present": r.chunks_present,
-        "bytes_sent": r.bytes_sent,
-        "seconds": round(r.seconds, 3),
-        "pruned": r.pruned,
-        "cleaned_up": r.cleaned,
-    }

@@ -7,12 +7,20 @@ from typing import Annotated
 
 import typer
 
+from vmvault.cli import remote
 from vmvault.cli.context import services
 from vmvault.cli.render import emit_json, out
 
 lab_app = typer.Typer(
     help="The built-in lab: real Linux test guests on the local libvirtd.", no_args_is_help=True
 )
+
+
+@lab_app.callback()
+def _local_only() -> None:
+    # the lab's guests, images and object store are this host's
+    remote.refuse("the lab's guests and object store are the local host's")
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 

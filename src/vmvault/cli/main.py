@@ -22,10 +22,12 @@ from vmvault.cli import (
     audit_trail,
     backups,
     copies,
+    dashboard,
     points,
     policies,
     process,
     remote,
+    remote_jobs,
     render,
     restores,
 )
@@ -44,6 +46,8 @@ from vmvault.domain.inputs import check_encoded
 from vmvault.domain.job import Job, JobState, JobType, parse_since
 from vmvault.domain.vm import VmState
 
+#: What discovery found, in the order ``discover`` prints it (domain.inventory's summary).
+DISCOVERED = ("new", "changed", "unchanged", "vanished")
 #: The jobs ``vm show`` lists (as many as the local history gives).
 VM_HISTORY = 20
 
@@ -109,7 +113,7 @@ app.add_typer(policies.policy_app, name="policy")
 app.add_typer(policies.protection_app, name="protection")
 app.command()(policies.protect)
 app.command()(policies.unregister)
-app.command()(policies.dashboard)
+app.command()(dashboard.dashboard)
 
 
 # --- discovery, VMs, registration --------------------------------------------------------------
@@ -118,18 +122,27 @@ app.command()(policies.dashboard)
 @app.command()
 def discover(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     """Find the VMs of every host in the vault's location (a discovery job)."""
-    outcome = services().inventory.discover(vault)
-    if json_:
-        emit_json(documents.discovery_doc(outcome))
+    if remote.active():
+        doc = remote.post("/vms/discover", {"vault": vault})
+        labels = (
+            {} if json_ else {v["uuid"]: render.label(v) for v in remote.get("/vms", vault=vault)}
+        )
     else:
-        render.job_result_line(outcome.job)
-        if outcome.result is not None:
-            r = outcome.result
-            out.print(r.summary())
-            for label, vms in (("new", r.new), ("changed", r.changed), ("vanished", r.vanished)):
-                for vm in vms:
-                    out.print(f"  {label:8} {vm.label} ({vm.uuid})", markup=False)
-    raise typer.Exit(render.exit_code_for([outcome.job]))
+        outcome = services().inventory.discover(vault)
+        doc = documents.discovery_doc(outcome)
+        r = outcome.result
+        labels = {v.uuid: v.label for v in (r.new + r.changed + r.vanished)} if r else {}
+    if json_:
+        emit_json(doc)
+    else:
+        render.job_result_line(doc)
+        if doc.get("result") is not None:
+            found = doc["result"]
+            out.print(", ".join(f"{len(found[k])} {k}" for k in DISCOVERED))
+            for kind in ("new", "changed", "vanished"):
+                for uuid in found[kind]:
+                    out.print(f"  {kind:8} {labels.get(uuid, uuid)} ({uuid})", markup=False)
+    raise typer.Exit(render.exit_code_for([doc]))
 
 
 @vm_app.command("list")
@@ -196,12 +209,17 @@ def vm_update(
     json_: JsonOpt = False,
 ) -> None:
     """Change which disks of a VM its backups leave out (from its next backup on)."""
-    item = services().inventory.update_vm(vm, exclude_disk or [], include_disk or [])
+    excludes, includes = exclude_disk or [], include_disk or []
+    if remote.active():
+        body = {"exclude_disks": excludes, "include_disks": includes}
+        doc = remote.patch(f"/vms/{quote(vm, safe='/')}", body)
+    else:
+        doc = documents.vm_doc(services().inventory.update_vm(vm, excludes, includes))
     if json_:
-        emit_json(documents.vm_doc(item))
+        emit_json(doc)
         return
-    excluded = ", ".join(item.excluded_targets) or "none"
-    out.print(f"{item.label}: disks excluded by user: {excluded}", markup=False)
+    excluded = ", ".join(doc["excluded_disks"]) or "none"
+    out.print(f"{render.label(doc)}: disks excluded by user: {excluded}", markup=False)
 
 
 @app.command()
@@ -219,18 +237,29 @@ def register(
     json_: JsonOpt = False,
 ) -> None:
     """Register VMs with the vault: one register job per VM."""
-    outcomes = services().inventory.register(
-        vault, vms, allow_crash_consistent=crash_consistent, exclude_disks=exclude_disk or []
-    )
-    jobs = [o.job for o in outcomes]
-    if json_:
-        emit_json([documents.job_doc(j) for j in jobs])
+    if remote.active():
+        body = {"vms": vms, "vault": vault, "crash_consistent": crash_consistent}
+        jobs = remote.post("/vms/register", body | {"exclude_disks": exclude_disk or []})
+        owners = [
+            None
+            if json_ or j["error_code"]
+            else remote.get(f"/vms/{j['vm']}")["cluster_managed_reason"]
+            for j in jobs
+        ]
     else:
-        for o in outcomes:
-            render.job_result_line(o.job)
-            if o.result is not None and o.result.cluster_managed:
+        outcomes = services().inventory.register(
+            vault, vms, allow_crash_consistent=crash_consistent, exclude_disks=exclude_disk or []
+        )
+        jobs = [documents.job_doc(o.job) for o in outcomes]
+        owners = [o.result.cluster_managed if o.result else None for o in outcomes]
+    if json_:
+        emit_json(jobs)
+    else:
+        for job, owner in zip(jobs, owners, strict=True):
+            render.job_result_line(job)
+            if owner:
                 out.print(
-                    f"  cluster-managed ({o.result.cluster_managed}): vmvault never pauses, "
+                    f"  cluster-managed ({owner}): vmvault never pauses, "
                     "shuts off, undefines or replaces it",
                     markup=False,
                 )
@@ -330,9 +359,7 @@ def jobs_wait(
         doc = remote.get(f"/jobs/{job_id}")
         if doc["state"] == JobState.QUEUED.value and not json_:
             render.err.print(f"job {job_id} is queued: 'vmvault serve' runs it", markup=False)
-        doc = remote.wait_job(doc, timeout)
-        doc.pop("log")  # GET /jobs/{id} shows the log; the local wait prints the job alone
-        _waited(doc, json_)
+        _waited(remote_jobs.wait([doc], not json_, timeout, cancel=False)[0], json_)
     observers = services().runner.observers
     noted = False
 
@@ -395,6 +422,8 @@ def serve(
 
     from vmvault.jobs.server import serve as run_server
 
+    remote.refuse("it runs the server itself: its workers and libvirt connections are local")
+
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -412,11 +441,10 @@ def errors_cmd(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print docs/errors.md.")] = False,
 ) -> None:
     """List every error code vmvault can report, with its message and remedy."""
-    if markdown:
-        remote.refuse_option("--markdown")
-        sys.stdout.write(documents.catalog_markdown())
-        return
     rows = remote.get("/errors") if remote.active() else documents.error_catalog()
+    if markdown:
+        sys.stdout.write(documents.catalog_markdown(rows))
+        return
     if json_:
         emit_json(rows)
         return

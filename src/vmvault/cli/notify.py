@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from vmvault import documents
-from vmvault.cli import render
+from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, VaultOpt
 from vmvault.cli.render import emit_json, out
@@ -44,14 +44,18 @@ def add(
         raise InvalidInput("give exactly one of --webhook URL and --email ADDRESS", what="target")
     wanted = parse_events(events)
     channel = Channel.WEBHOOK if webhook is not None else Channel.EMAIL
-    target = services().notifications.add_target(vault, channel, webhook or email or "", wanted)
-    doc = documents.notify_target_doc(target)
+    if remote.active():
+        body = {"vault": vault, "webhook": webhook, "email": email}
+        doc = remote.post("/notifications", body | {"events": [e.value for e in wanted]})
+    else:
+        target = services().notifications.add_target(vault, channel, webhook or email or "", wanted)
+        doc = documents.notify_target_doc(target)
     if json_:
         emit_json(doc)
     else:
         out.print(
-            f"target {target.id}: {doc['channel']} {doc['address']} "
-            f"(vault {target.vault}; {', '.join(doc['events'])})",
+            f"target {doc['id']}: {doc['channel']} {doc['address']} "
+            f"(vault {doc['vault']}; {', '.join(doc['events'])})",
             markup=False,
         )
 
@@ -62,8 +66,12 @@ def list_targets(
     json_: JsonOpt = False,
 ) -> None:
     """The notification targets."""
-    targets = services().notifications.list_targets(vault)
-    docs = [documents.notify_target_doc(t) for t in targets]
+    if remote.active():
+        docs = remote.get("/notifications", vault=vault)
+    else:
+        docs = [
+            documents.notify_target_doc(t) for t in services().notifications.list_targets(vault)
+        ]
     if json_:
         emit_json(docs)
         return
@@ -81,8 +89,11 @@ def list_targets(
 @notify_app.command("remove")
 def remove(target_id: Annotated[int, typer.Argument(help="The target's id.")]) -> None:
     """Remove a target (its undelivered messages with it)."""
-    target = services().notifications.remove_target(target_id)
-    out.print(f"target {target.id} removed", markup=False)
+    if remote.active():
+        remote.delete(f"/notifications/{target_id}")
+    else:
+        services().notifications.remove_target(target_id)
+    out.print(f"target {target_id} removed", markup=False)
 
 
 @notify_app.command("outbox")
@@ -123,17 +134,19 @@ def test(
     json_: JsonOpt = False,
 ) -> None:
     """Send a test message now; exit 1 when a target did not get it."""
-    results = services().notifications.test(target_id, vault)
-    if json_:
-        emit_json([documents.notify_test_doc(r) for r in results])
+    if remote.active():
+        docs = remote.post("/notifications/test", {"id": target_id, "vault": vault})
     else:
-        for r in results:
-            doc = documents.notify_target_doc(r.target)
-            where = f"target {r.target.id} ({doc['channel']} {doc['address']})"
-            if r.error is None:
-                out.print(f"{where}: sent", markup=False)
-            else:
-                out.print(f"{where}: not sent", markup=False)
-                render.error(r.error)
-    if any(r.error is not None for r in results):
+        results = services().notifications.test(target_id, vault)
+        docs = [documents.notify_test_doc(r) for r in results]
+    if json_:
+        emit_json(docs)
+    else:
+        for d in docs:
+            t = d["target"]
+            where = f"target {t['id']} ({t['channel']} {t['address']})"
+            out.print(f"{where}: {'sent' if d['ok'] else 'not sent'}", markup=False)
+            if d["error"] is not None:
+                render.error_lines(d["error"])
+    if not all(d["ok"] for d in docs):
         raise typer.Exit(render.EXIT_FAILED)

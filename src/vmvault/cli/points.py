@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
 
 import typer
 from rich.table import Table
 
-from vmvault import documents
-from vmvault.cli import remote, render
+from vmvault import documents, outcomes
+from vmvault.cli import remote, remote_jobs, render
 from vmvault.cli.access import local_principal
 from vmvault.cli.backups import queued
 from vmvault.cli.context import services
@@ -56,9 +56,11 @@ def points_list(
             raise InvalidInput(
                 "--set lists one whole backup set: no VM, no --vault", what="points list --set"
             )
-        remote.refuse_option("--set")
-        listed, points = None, services().backup_sets.points(set_id)
-        docs = _docs(points)
+        listed = None
+        if remote.active():
+            docs = remote.get("/points", set=set_id)
+        else:
+            docs = _docs(services().backup_sets.points(set_id))
     elif remote.active():
         docs = remote.get("/points", vault=vault, vm=vm)
         # the vault listed, as the server resolves it (none: a VM's points in every vault)
@@ -100,23 +102,27 @@ def points_list(
 
 
 def _list_deleted(vault: str | None, vm: str | None, json_: bool) -> None:
-    listed, gone = services().soft_delete.deleted(vault, vm)
+    if remote.active():
+        docs = remote.get("/points/deleted", vault=vault, vm=vm)
+    else:
+        _, gone = services().soft_delete.deleted(vault, vm)
+        docs = [documents.deleted_point_doc(g.point, g.vault, g.deleted) for g in gone]
     if json_:
-        emit_json([documents.deleted_point_doc(g.point, g.vault, g.deleted) for g in gone])
+        emit_json(docs)
         return
     table = Table(box=None, header_style="bold")
     for col in ("ID", "VM", "CREATED", "LOGICAL", "VAULT", "DELETED", "PURGE AFTER"):
         table.add_column(col, no_wrap=col in ("ID", "VM"))
-    for g in gone:
+    for d in docs:
         render.add_row(
             table,
-            g.point.id,
-            g.point.vm_name,
-            render.short_time(g.point.created_at),
-            size(g.point.bytes_logical),
-            listed,
-            render.short_time(g.deleted.deleted_at),
-            render.short_time(g.deleted.purge_after),
+            d["id"],
+            d["vm_name"],
+            render.when(d["created_at"]),
+            size(d["bytes_logical"]),
+            d["deleted_vault"],
+            render.when(d["deleted_at"]),
+            render.when(d["purge_after"]),
         )
     out.print(table)
 
@@ -134,12 +140,18 @@ def points_undelete(
 ) -> None:
     """Restore a soft-deleted recovery point to normal (restorable, listed, kept by
     retention as any point) before its soft-delete period ends."""
-    back = services().soft_delete.undelete(point_id, vault)
+    if remote.active():
+        docs = remote.post(f"/points/{remote.part(point_id)}/undelete", {"vault": vault})
+    else:
+        back = services().soft_delete.undelete(point_id, vault)
+        docs = [documents.deleted_point_doc(g.point, g.vault, g.deleted) for g in back]
     if json_:
-        emit_json([documents.deleted_point_doc(g.point, g.vault, g.deleted) for g in back])
+        emit_json(docs)
         return
-    for g in back:
-        out.print(f"undeleted {g.point.id} of {g.point.vm_name} in vault '{g.vault}'", markup=False)
+    for d in docs:
+        out.print(
+            f"undeleted {d['id']} of {d['vm_name']} in vault '{d['deleted_vault']}'", markup=False
+        )
 
 
 @points_app.command("purge")
@@ -261,12 +273,12 @@ def points_delete(
     In a vault whose soft delete is on it is soft-deleted (undelete with 'vmvault points
     undelete', purged by 'vmvault gc' after the vault's period); where it is off it is deleted
     at once (its unshared chunks go at the vault's next GC)."""
-    outcome = services().points.delete_point(point_id, vault)
-    if json_:
-        emit_json(documents.job_doc(outcome.job))
+    if remote.active():
+        job = remote.delete(f"/points/{remote.part(point_id)}", vault=vault)
     else:
-        render.job_result_line(outcome.job)
-    raise typer.Exit(render.exit_code_for([outcome.job]))
+        job = documents.job_doc(services().points.delete_point(point_id, vault).job)
+    emit_json(job) if json_ else render.job_result_line(job)
+    raise typer.Exit(render.exit_code_for([job]))
 
 
 def verify(
@@ -281,20 +293,30 @@ def verify(
     damaged chunks from another vault holding the point, and name each one healed."""
     if all_ == (vm is not None or point is not None):  # VM and --point: the service refuses
         raise typer.BadParameter("give exactly one of VM, --point ID or --all")
+    if remote.active():  # queued on the server, then waited for (cli/remote_jobs.py)
+        posted = remote.post("/verify", {"vault": vault, "point": point, "vm": vm})
+        if not wait:
+            queued([posted], json_)
+        [job] = remote_jobs.wait([posted], progress=False, with_log=True)
+        findings = remote_jobs.outcome(job, {"healed": [], "damaged": []}) if json_ else {}
+        _verified(job, findings, json_)
     if not wait:
         queued([services().queue.submit_verify(vault, point_id=point, vm_ref=vm)], json_)
     outcome = services().points.verify(vault, point_id=point, vm_ref=vm)
-    _, log = services().jobs.show(outcome.job.id)
+    doc = documents.job_doc(*services().jobs.show(outcome.job.id))
+    _verified(doc, services().points.verify_findings(outcome.job.id) if json_ else {}, json_)
+
+
+def _verified(job: dict[str, Any], findings: dict[str, Any], json_: bool) -> NoReturn:
+    """A verify job's document with its log (and, for ``--json``, its findings)."""
     if json_:
-        doc = documents.job_doc(outcome.job, log)
-        doc.update(services().points.verify_findings(outcome.job.id))
-        emit_json(doc)
+        emit_json(job | findings)
     else:
-        render.job_result_line(outcome.job)
-        for line in log:
+        render.job_result_line(job)
+        for line in job["log"]:
             if " point " in line or "chunk reads" in line:
                 out.print(f"  {line}", markup=False)
-    raise typer.Exit(render.exit_code_for([outcome.job]))
+    raise typer.Exit(render.exit_code_for([job]))
 
 
 def gc(
@@ -305,40 +327,39 @@ def gc(
 ) -> None:
     """Purge the soft-deleted points whose period has ended, then remove chunks no recovery
     point references (safe while backups run)."""
-    if not wait:
+    if not wait and dry_run:
+        raise typer.BadParameter("--dry-run runs in the foreground only")
+    if remote.active():  # queued on the server, then waited for (cli/remote_jobs.py)
         if dry_run:
-            raise typer.BadParameter("--dry-run runs in the foreground only")
-        if remote.active():
-            queued([remote.post("/gc", {"vault": vault})], json_)
+            remote.refuse_option("--dry-run", "the server queues a collection, never a count")
+        posted = remote.post("/gc", {"vault": vault})
+        if not wait:
+            queued([posted], json_)
+        [job] = remote_jobs.wait([posted], progress=False)
+        _collected(job | remote_jobs.outcome(job, outcomes.gc_doc(None)), dry_run, json_)
+    if not wait:
         queued([services().queue.submit_gc(vault)], json_)
     outcome = services().points.gc(vault, dry_run)
+    _collected(documents.job_doc(outcome.job) | outcomes.gc_doc(outcome.result), dry_run, json_)
+
+
+def _collected(doc: dict[str, Any], dry_run: bool, json_: bool) -> NoReturn:
+    """A GC job's document with its counts (vmvault/outcomes.py)."""
     if json_:
-        doc = documents.job_doc(outcome.job)
-        if outcome.result:
-            r = outcome.result
-            doc["result"] = {
-                "chunks_scanned": r.chunks_scanned,
-                "chunks_referenced": r.chunks_referenced,
-                "chunks_removed": r.chunks_removed,
-                "bytes_removed": r.bytes_removed,
-                "chunks_kept_recent": r.chunks_kept_recent,
-                "chunks_kept_retained": r.chunks_kept_retained,
-                "points_purged": r.points_purged,
-            }
         emit_json(doc)
     else:
-        render.job_result_line(outcome.job)
-        if outcome.result:
-            r = outcome.result
+        render.job_result_line(doc)
+        if "result" in doc:
+            r = doc["result"]
             verb = "due" if dry_run else "purged"
             out.print(
-                f"  {len(r.points_purged)} soft-deleted point(s) {verb}, "
-                f"{r.chunks_removed} chunks removed ({size(r.bytes_removed)}), "
-                f"{r.chunks_referenced} referenced, {r.chunks_kept_recent} kept as too recent"
+                f"  {len(r['points_purged'])} soft-deleted point(s) {verb}, "
+                f"{r['chunks_removed']} chunks removed ({size(r['bytes_removed'])}), "
+                f"{r['chunks_referenced']} referenced, {r['chunks_kept_recent']} kept as too recent"
                 + (
-                    f", {r.chunks_kept_retained} kept as still retained by the storage"
-                    if r.chunks_kept_retained
+                    f", {r['chunks_kept_retained']} kept as still retained by the storage"
+                    if r.get("chunks_kept_retained")
                     else ""
                 )
             )
-    raise typer.Exit(render.exit_code_for([outcome.job]))
+    raise typer.Exit(render.exit_code_for([doc]))

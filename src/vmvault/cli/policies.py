@@ -1,4 +1,4 @@
-"""Policies, protection, unregister, pinned points and the dashboard commands."""
+"""Policies, protection, unregister and pinned points commands."""
 
 from __future__ import annotations
 
@@ -9,16 +9,15 @@ import typer
 from rich.table import Table
 
 from vmvault import documents
-from vmvault.cli import remote, render
+from vmvault.cli import remote, remote_jobs, render
 from vmvault.cli.access import local_principal
 from vmvault.cli.context import services
 from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, RequireOpt, VaultOpt
 from vmvault.cli.points import points_app
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
-from vmvault.documents import dashboard_doc, point_doc, policy_doc
-from vmvault.domain.iso import iso
-from vmvault.domain.job import Job
+from vmvault.documents import point_doc, policy_doc
+from vmvault.domain.errors import VmvaultError
 from vmvault.domain.policy import JSON_VERSION as POLICY_JSON_VERSION
 from vmvault.domain.policy import Policy
 from vmvault.domain.retention import Retention
@@ -119,6 +118,10 @@ def policy_create(
         "monthly": copy_keep_monthly,
         "yearly": copy_keep_yearly,
     }
+    if remote.active():
+        body: dict[str, Any] = {"name": name, "schedule": schedule, "timezone": tz, "vault": vault}
+        body |= {"retention": retention.counts, "copy_to": copy_to, "copy_retention": copy_counts}
+        _show_policy(remote.post("/policies", body | {"as_set": as_set, "require": require}), json_)
     view = services().policies.create(
         vault,
         name,
@@ -208,6 +211,22 @@ def policy_update(
         "monthly": copy_keep_monthly,
         "yearly": copy_keep_yearly,
     }
+    if remote.active():
+        body: dict[str, Any] = {
+            "schedule": schedule,
+            "timezone": tz,
+            "retention": counts,
+            "copy_to": copy_to,
+        }
+        body |= {"copy_retention": copy_counts, "no_copy": no_copy, "as_set": as_set}
+        try:  # unchanged: nothing written, so updated_at stays (the PATCH refuses as locally)
+            before = remote.get(f"/policies/{remote.part(name)}")["updated_at"]
+        except VmvaultError:
+            before = None
+        doc = remote.patch(f"/policies/{remote.part(name)}", body | {"require": require})
+        if doc["updated_at"] == before and not json_:
+            out.print(f"policy '{name}' unchanged: it has these values already", markup=False)
+        _show_policy(doc, json_)
     view = services().policies.update(
         name,
         schedule=schedule,
@@ -228,7 +247,10 @@ def policy_update(
 @policy_app.command("delete")
 def policy_delete(name: str, json_: JsonOpt = False) -> None:
     """Delete a policy no VM uses."""
-    services().policies.delete(name)
+    if remote.active():
+        remote.delete(f"/policies/{remote.part(name)}")
+    else:
+        services().policies.delete(name)
     if json_:
         emit_json({"deleted": name})
     else:
@@ -238,16 +260,15 @@ def policy_delete(name: str, json_: JsonOpt = False) -> None:
 # --- protection ----------------------------------------------------------------------------------
 
 
-def _jobs_result(result: ProtectResult, json_: bool) -> None:
-    prunes = [o.prune for o in result.backups if o.prune is not None]
-    jobs: list[Job] = [o.job for o in result.configured] + [o.job for o in result.backups]
-    jobs += [o.job for o in prunes]
+def _jobs_result(docs: list[dict[str, Any]], json_: bool) -> None:
+    """The jobs of ``protect``, ``protection stop|resume`` and ``unregister``
+    (:func:`documents.protect_docs`: configuring jobs, backup jobs, then prune jobs)."""
     if json_:
-        emit_json(documents.protect_docs(result))
+        emit_json(docs)
     else:
-        for job in jobs:
+        for job in docs:
             render.job_result_line(job)
-    raise typer.Exit(render.exit_code_for(jobs))
+    raise typer.Exit(render.exit_code_for(docs))
 
 
 def protect(
@@ -266,11 +287,25 @@ def protect(
     (the job server), or at once with --backup-now.  --exclude-disk adds to the disks the
     VM's backups leave out ('vmvault vm update' changes them later).
     """
+    if remote.active():
+        body: dict[str, Any] = {
+            "vms": vms,
+            "policy": policy,
+            "vault": vault,
+            "exclude_disks": exclude_disk or [],
+        }
+        docs = remote.post("/protection", body)
+        ready = [d["vm"] for d in docs if d["vm_state"] is not None]  # as _backup_now's
+        if backup_now and ready:  # the backups, then the prune jobs (protect_docs' order)
+            queued = remote.post("/backups", {"vms": ready, "vault": docs[0]["vault"]})
+            done = remote_jobs.backups(queued, not json_)
+            docs += [j | {"point": p} for j, p, _ in done] + [r for *_, r in done if r]
+        _jobs_result(docs, json_)
     with live_progress(not json_ and backup_now):
         result = services().protection.protect(
             vault, vms, policy, backup_now, exclude_disks=exclude_disk or []
         )
-    _jobs_result(result, json_)
+    _jobs_result(documents.protect_docs(result), json_)
 
 
 @protection_app.command("stop")
@@ -292,8 +327,11 @@ def protection_stop(
     """Stop protecting VMs: one stop-protection job per VM."""
     if retain_data == delete_data:
         raise typer.BadParameter("give exactly one of --retain-data, --delete-data")
+    if remote.active():
+        body: dict[str, Any] = {"vms": vms, "delete_data": delete_data, "vault": vault}
+        _jobs_result(remote.post("/protection/stop", body), json_)
     outcomes = services().protection.stop(vault, vms, retain_data=retain_data, by=local_principal())
-    _jobs_result(ProtectResult(outcomes, []), json_)
+    _jobs_result(documents.protect_docs(ProtectResult(outcomes, [])), json_)
 
 
 @protection_app.command("resume")
@@ -306,7 +344,10 @@ def protection_resume(
     json_: JsonOpt = False,
 ) -> None:
     """Resume the protection of VMs whose protection was stopped with their data retained."""
-    _jobs_result(services().protection.resume(vault, vms, policy), json_)
+    if remote.active():
+        body: dict[str, Any] = {"vms": vms, "policy": policy, "vault": vault}
+        _jobs_result(remote.post("/protection/resume", body), json_)
+    _jobs_result(documents.protect_docs(services().protection.resume(vault, vms, policy)), json_)
 
 
 @protection_app.command("list")
@@ -338,8 +379,10 @@ def protection_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
 
 def unregister(vms: VmsArg, vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     """Unregister VMs that are not protected: one unregister job per VM."""
+    if remote.active():
+        _jobs_result(remote.post("/vms/unregister", {"vms": vms, "vault": vault}), json_)
     outcomes = services().protection.unregister(vault, vms)
-    _jobs_result(ProtectResult(outcomes, []), json_)
+    _jobs_result(documents.protect_docs(ProtectResult(outcomes, [])), json_)
 
 
 # --- pinned points -------------------------------------------------------------------------------
@@ -358,43 +401,13 @@ def points_unprotect(point_id: str, json_: JsonOpt = False) -> None:
 
 
 def _pin(point_id: str, protected: bool, json_: bool) -> None:
-    p = services().protection.pin(point_id, protected)
-    if json_:
-        emit_json(point_doc(p) | {"protected": p.protected, "keep_until": iso(p.keep_until)})
-    else:
-        out.print(f"point {p.id} {'protected' if protected else 'unprotected'}", markup=False)
-
-
-# --- dashboard -----------------------------------------------------------------------------------
-
-
-def dashboard(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
-    """VM and job counts, VMs that need attention, storage and dedup ratio."""
+    """The point's document as ``points show`` has it (every vault holding it)."""
     if remote.active():
-        d = remote.get("/dashboard", vault=vault)
+        doc = remote.post(f"/points/{remote.part(point_id)}/protect", {"protected": protected})
     else:
-        d = dashboard_doc(services().dashboard.summary(vault))
+        p = services().protection.pin(point_id, protected)
+        doc = point_doc(p, services().points.holders([p.id]).get(p.id))
     if json_:
-        emit_json(d)
-        return
-    out.print(f"[bold]vault {render.markup(d['vault'])}[/]", highlight=False)
-    out.print("VMs       " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in d["vms"].items()))
-    jobs = d["jobs_24h"].items()
-    out.print("jobs 24h  " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in jobs))
-    st = d["storage"]
-    ratio = f"{st['dedup_ratio']:.2f}x" if st["dedup_ratio"] else "-"
-    out.print(
-        f"storage   {st['used_bytes']:,} B used for {st['logical_bytes']:,} B logical in "
-        f"{st['points']} point(s), dedup ratio {ratio}"
-    )
-    out.print("points    " + ", ".join(f"{n} {k}" for k, n in st["by_consistency"].items()))
-    due = f", next purge {st['next_purge_at']}" if st["next_purge_at"] else ""
-    out.print(
-        f"deleted   {st['soft_deleted_points']} soft-deleted point(s) holding "
-        f"{st['soft_deleted_logical_bytes']:,} B logical{due}"
-    )
-    if not d["attention"]:
-        out.print("attention none")
-    for a in d["attention"]:
-        line = f"attention {a['name']} ({a['policy']}): {a['reason']}: {a['detail']}"
-        out.print(line, markup=False)
+        emit_json(doc)
+    else:
+        out.print(f"point {doc['id']} {'protected' if protected else 'unprotected'}", markup=False)

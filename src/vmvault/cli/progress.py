@@ -1,23 +1,28 @@
-"""Live progress bars for jobs run in the foreground (terminal only)."""
+"""Live progress bars for jobs run in the foreground (terminal only): fed by the job runner
+locally (:func:`live_progress`), by the polled job documents remotely
+(:mod:`vmvault.cli.remote_jobs`); one drawing for both (:func:`job_bars`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from vmvault.cli.context import services
-from vmvault.cli.render import markup, out
+from vmvault.cli.render import as_doc, markup, out
 from vmvault.domain.job import Job
+
+Show = Callable[[dict[str, Any]], None]
 
 
 @contextmanager
-def live_progress(enabled: bool) -> Iterator[None]:
-    """A Rich progress bar fed by the job runner's progress reports (terminal only)."""
+def job_bars(enabled: bool) -> Iterator[Show | None]:
+    """A function that shows a job document's progress, a Rich bar per job; None when not
+    ``enabled`` or stdout is no terminal."""
     if not enabled or not out.is_terminal:
-        yield
+        yield None
         return
     bars: dict[int, Any] = {}
     with Progress(
@@ -29,12 +34,26 @@ def live_progress(enabled: bool) -> Iterator[None]:
         transient=True,
     ) as progress:
 
+        def show(doc: dict[str, Any]) -> None:
+            total = doc["bytes_total"] or None
+            if doc["id"] not in bars:
+                label = f"{doc['type']} {markup(doc['vm_name'] or '')}"
+                bars[doc["id"]] = progress.add_task(label, total=total)
+            progress.update(bars[doc["id"]], completed=doc["bytes_done"], total=total)
+
+        yield show
+
+
+@contextmanager
+def live_progress(enabled: bool) -> Iterator[None]:
+    """Bars fed by the job runner's progress reports (terminal only)."""
+    with job_bars(enabled) as show:
+        if show is None:
+            yield
+            return
+
         def observe(job: Job) -> None:
-            if job.id not in bars:
-                bars[job.id] = progress.add_task(
-                    f"{job.type.value} {markup(job.vm_name or '')}", total=job.bytes_total or None
-                )
-            progress.update(bars[job.id], completed=job.bytes_done, total=job.bytes_total or None)
+            show(as_doc(job))
 
         runner = services().runner
         runner.observers.append(observe)

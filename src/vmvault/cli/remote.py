@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from vmvault.domain.errors import (
     InternalError,
@@ -32,7 +32,6 @@ from vmvault.domain.errors import (
     ServerUntrusted,
     VmvaultError,
 )
-from vmvault.domain.job import JobState
 
 if TYPE_CHECKING:  # imported when remote mode is on: a local command does not pay 4 MiB
     import httpx
@@ -42,8 +41,6 @@ PREFIX = "/api/v1"
 TIMEOUT = 60.0
 #: The largest page GET /jobs gives.
 PAGE = 1000
-#: Seconds between two polls of a job the CLI waits for.
-POLL = 0.5
 
 
 @dataclass(frozen=True)
@@ -110,16 +107,17 @@ def name_commands(describe: Callable[[], tuple[str, list[str]] | None]) -> None:
     _describe = describe
 
 
-def refuse() -> None:
-    """Refuse a command that has no remote mode, when remote mode is on."""
+def refuse(why: str | None = None) -> None:
+    """Refuse a command that has no remote mode, when remote mode is on (``why``: the reason,
+    added to the message)."""
     if _server is not None:
-        raise RemoteUnsupported(command=_command())
+        raise RemoteUnsupported(why, command=_command())
 
 
-def refuse_option(option: str) -> None:
+def refuse_option(option: str, why: str | None = None) -> None:
     """Refuse an option of a remote command that the API does not take."""
     if _server is not None:
-        raise RemoteUnsupported(command=f"{_command()} {option}")
+        raise RemoteUnsupported(why, command=f"{_command()} {option}")
 
 
 def get(path: str, **params: Any) -> Any:
@@ -141,16 +139,17 @@ def post(path: str, body: dict[str, Any] | None = None) -> Any:
     return _request("POST", path, json=body).json()
 
 
-def wait_job(doc: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-    """The job document once the job has ended (or ``timeout`` seconds have passed), polled
-    from the server."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while not JobState(doc["state"]).final:
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        time.sleep(POLL)
-        doc = get(f"/jobs/{doc['id']}")
-    return doc
+def patch(path: str, body: dict[str, Any]) -> Any:
+    return _request("PATCH", path, json=body).json()
+
+
+def delete(path: str, **params: Any) -> Any:
+    return _request("DELETE", path, params=params).json()
+
+
+def part(value: str | int) -> str:
+    """``value`` as one segment of a path (a name with ``/`` or ``?`` stays one segment)."""
+    return quote(str(value), safe="")
 
 
 def _command() -> str:

@@ -53,10 +53,16 @@ def emit_json(doc: Any) -> None:
 
 
 def error(exc: VmvaultError) -> int:
-    """The two lines of an error on stderr (each one line: line breaks escaped too)."""
-    err.print(f"error {exc.code}: {shown(exc.text)}", markup=False)
-    err.print(f"remedy: {shown(exc.remedy_text)}", markup=False)
+    """An error's two lines on stderr; its exit code."""
+    error_lines(exc.as_dict())
     return EXIT_USAGE if exc.kind == "usage" else EXIT_FAILED
+
+
+def error_lines(e: dict[str, Any]) -> None:
+    """The two lines of an error's document (code, message, remedy) on stderr, each one line:
+    line breaks escaped too."""
+    err.print(f"error {e['code']}: {shown(e['message'] or '')}", markup=False)
+    err.print(f"remedy: {shown(e['remedy'] or '')}", markup=False)
 
 
 def markup(value: object) -> str:
@@ -115,6 +121,11 @@ def vm_table(vms: list[dict[str, Any]]) -> Table:
     return table
 
 
+def label(vm: dict[str, Any]) -> str:
+    """A VM document's name in messages, as :attr:`VmItem.label`: HOST/NAME."""
+    return f"{vm['host']}/{vm['name']}"
+
+
 def agent(vm: dict[str, Any]) -> str:
     """A VM document's guest agent: its version, ``channel`` or ``none``."""
     return str(vm["agent_version"] or ("channel" if vm["agent_channel"] else "none"))
@@ -151,8 +162,7 @@ def job_result_line(job: Job | dict[str, Any]) -> None:
     for w in doc["warnings"]:
         out.print(f"  warning: {shown(w)}", markup=False)
     if doc["error_code"]:
-        err.print(f"error {doc['error_code']}: {shown(doc['message'] or '')}", markup=False)
-        err.print(f"remedy: {shown(doc['remedy'] or '')}", markup=False)
+        error_lines({"code": doc["error_code"], "message": doc["message"], "remedy": doc["remedy"]})
 
 
 def exit_code_for(jobs: Sequence[Job | dict[str, Any]]) -> int:

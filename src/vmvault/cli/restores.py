@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from vmvault import documents
-from vmvault.cli import render
+from vmvault import documents, outcomes
+from vmvault.cli import remote, remote_jobs, render
 from vmvault.cli.backups import queued
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, WaitOpt
@@ -16,6 +16,7 @@ from vmvault.cli.render import emit_json, out, size
 from vmvault.cli.set_restore import restore_set
 from vmvault.domain.job import Job
 from vmvault.domain.restore import RestoreMode
+from vmvault.domain.restore_test import RestoreTestResult
 from vmvault.services.restore import RestoreReport
 
 FromVaultOpt = Annotated[
@@ -83,6 +84,11 @@ def restore(
             raise typer.BadParameter(
                 "--set restores a whole set: no VM, --point, --replace or --test"
             )
+        remote.refuse_option(
+            "--set",
+            "the API queues one restore at a time, while a set's targets are all checked "
+            "before its first restore starts",
+        )
         restore_set(set_id, as_new, disks_only, directory, host, start, fmt, overwrite,
                     from_vault, json_)  # fmt: skip
     if vm is None or point is None:
@@ -98,11 +104,26 @@ def restore(
             raise typer.BadParameter("--disks-only needs --dir DIR")
         if start or test or host or keep_previous:
             raise typer.BadParameter("--disks-only defines no VM: no --start, --test, --host")
+        if remote.active():  # the server's directory: absolute only (the API refuses others)
+            body: dict[str, Any] = {
+                "vm": vm,
+                "point": point,
+                "mode": "disks-only",
+                "directory": directory,
+            }
+            body |= {"format": fmt, "overwrite": overwrite, "from_vault": from_vault}
+            [job] = remote_jobs.wait([remote.post("/restores", body)], not json_)
+            _disks_result(job | remote_jobs.outcome(job, outcomes.disks_doc(None)), json_)
         _restore_disks(vm, point, directory, fmt, overwrite, from_vault, json_)
         return
     if test and replace:
         raise typer.BadParameter("--test boots a copy and removes it: use it with --as-new")
     mode = RestoreMode.REPLACE if replace else (RestoreMode.TEST if test else RestoreMode.AS_NEW)
+    if remote.active():  # queued on the server, then waited for (cli/remote_jobs.py)
+        body = {"vm": vm, "point": point, "mode": mode.value, "name": as_new}
+        body |= {"directory": directory, "host": host, "start": start, "from_vault": from_vault}
+        body |= {"keep_previous": keep_previous, "shutdown_timeout": shutdown_timeout}
+        _remote_restore(remote.post("/restores", body), json_)
     with live_progress(not json_):
         outcome = services().restores.restore(
             vm,
@@ -116,7 +137,7 @@ def restore(
             shutdown_timeout=shutdown_timeout,
             from_vault=from_vault,
         )
-    _restore_result(outcome.job, outcome.result, json_)
+    _local_result(outcome.job, outcome.result, json_)
 
 
 def restore_test(
@@ -132,15 +153,20 @@ def restore_test(
 ) -> None:
     """Test a recovery point: boot it as a throw-away VM with its NICs down, wait for its
     agent and the file systems it had mounted, record the result on the point, remove it."""
+    if directory is not None and (not wait or remote.active()):
+        raise typer.BadParameter(
+            "--dir is not kept for a queued test; the server uses the default pool dir"
+        )
+    if remote.active():  # queued on the server, then waited for (cli/remote_jobs.py)
+        posted = remote.post("/restore-tests", {"vm": vm, "point": point, "from_vault": from_vault})
+        if not wait:
+            queued([posted], json_)
+        _remote_restore(posted, json_)
     if not wait:
-        if directory is not None:
-            raise typer.BadParameter(
-                "--dir is not kept for a queued test; the server uses the default pool dir"
-            )
         queued([services().queue.submit_restore_test(vm, point, from_vault=from_vault)], json_)
     with live_progress(not json_):
         outcome = services().restores.restore_test(vm, point, directory, from_vault)
-    _restore_result(outcome.job, outcome.result, json_)
+    _local_result(outcome.job, outcome.result, json_)
 
 
 def _restore_disks(
@@ -156,89 +182,65 @@ def _restore_disks(
         outcome = services().points.restore_disks(
             vm, point, directory, fmt=fmt, overwrite=overwrite, from_vault=from_vault
         )
+    _disks_result(documents.job_doc(outcome.job) | outcomes.disks_doc(outcome.result), json_)
+
+
+def _disks_result(doc: dict[str, Any], json_: bool) -> NoReturn:
+    """A disks-only restore job's document with its outcome (vmvault/outcomes.py)."""
     if json_:
-        doc = documents.job_doc(outcome.job)
-        if outcome.result:
-            doc["files"] = [str(d.path) for d in outcome.result.disks] + [
-                str(outcome.result.domain_xml)
-            ]
         emit_json(doc)
     else:
-        render.job_result_line(outcome.job)
-        if outcome.result:
-            for d in outcome.result.disks:
+        render.job_result_line(doc)
+        if "files" in doc:
+            for d in doc["disks"]:
                 out.print(
-                    f"  {d.target}: {d.path} ({size(d.result.bytes_written)} written in "
-                    f"{d.result.seconds:.2f}s)",
+                    f"  {d['target']}: {d['path']} ({size(d['bytes_written'])} written in "
+                    f"{d['seconds']:.2f}s)",
                     markup=False,
                 )
-            out.print(f"  domain XML: {outcome.result.domain_xml}", markup=False)
-    raise typer.Exit(render.exit_code_for([outcome.job]))
+            out.print(f"  domain XML: {doc['files'][-1]}", markup=False)
+    raise typer.Exit(render.exit_code_for([doc]))
 
 
-def restore_doc(r: RestoreReport) -> dict[str, Any]:
-    return {
-        "mode": r.mode.value,
-        "point": r.point_id,
-        "vm_name": r.vm_name,
-        "vm_uuid": r.vm_uuid,
-        "host": r.host_uri,
-        "disks": [
-            {
-                "target": d.target,
-                "path": str(d.path),
-                "link": str(d.link) if d.link else None,
-                "bytes_written": d.bytes_written,
-                "seconds": round(d.seconds, 3),
-            }
-            for d in r.disks
-        ],
-        "nics": [
-            {
-                "mac": n.mac,
-                "original_mac": n.original_mac,
-                "type": n.type,
-                "source": n.source,
-                "connected": n.connected,
-                "link_down": n.link_down,
-                "problem": n.problem,
-            }
-            for n in r.nics
-        ],
-        "files": r.files,
-        "started": r.started,
-        "boot_seconds": r.boot_seconds,
-        "downtime_seconds": r.downtime_seconds,
-        "previous": [str(p) for p in r.previous],
-        "test": r.test.to_json() if r.test else None,
-    }
+def _remote_restore(posted: dict[str, Any], json_: bool) -> NoReturn:
+    """A restore (or restore test) queued on the server, waited for and printed as locally."""
+    [job] = remote_jobs.wait([posted], not json_, with_log=json_)
+    _restore_result(job | remote_jobs.outcome(job, outcomes.restore_doc(None)), json_)
 
 
-def _restore_result(job: Job, report: RestoreReport | None, json_: bool) -> None:
+def _local_result(job: Job, report: RestoreReport | None, json_: bool) -> NoReturn:
+    log = services().jobs.show(job.id)[1] if json_ else None
+    _restore_result(documents.job_doc(job, log) | outcomes.restore_doc(report), json_)
+
+
+def _restore_result(doc: dict[str, Any], json_: bool) -> NoReturn:
+    """A restore job's document (with its log for ``--json``) and the VM it restored or
+    tested (vmvault/outcomes.py)."""
     if json_:
-        _, log = services().jobs.show(job.id)
-        emit_json(documents.job_doc(job, log) | {"result": restore_doc(report) if report else None})
-        raise typer.Exit(render.exit_code_for([job]))
-    render.job_result_line(job)
-    if report is not None:
-        what = "tested as" if report.mode is RestoreMode.TEST else "restored as"
-        out.print(f"  {what} {report.vm_name} ({report.vm_uuid})", markup=False)
-        for d in report.disks:
-            link = f" (link {d.link})" if d.link else ""
+        emit_json(doc)
+        raise typer.Exit(render.exit_code_for([doc]))
+    render.job_result_line(doc)
+    r = doc["result"]
+    if r is not None:
+        what = "tested as" if r["mode"] == RestoreMode.TEST.value else "restored as"
+        out.print(f"  {what} {r['vm_name']} ({r['vm_uuid']})", markup=False)
+        for d in r["disks"]:
+            link = f" (link {d['link']})" if d["link"] else ""
             out.print(
-                f"  {d.target}: {d.path}{link}, {size(d.bytes_written)} in {d.seconds:.2f}s",
+                f"  {d['target']}: {d['path']}{link}, {size(d['bytes_written'])} in "
+                f"{d['seconds']:.2f}s",
                 markup=False,
             )
-        for n in report.nics:
-            state = "connected" if n.connected else f"disconnected: {n.problem}"
-            down = ", link down" if n.link_down and n.connected else ""
-            out.print(f"  NIC {n.mac} ({n.type} {n.source}): {state}{down}", markup=False)
-        if report.boot_seconds is not None:
-            out.print(f"  guest agent answered {report.boot_seconds:.1f}s after start")
-        if report.downtime_seconds is not None and report.started:
-            out.print(f"  downtime {report.downtime_seconds:.1f}s")
-        for p in report.previous:
+        for n in r["nics"]:
+            state = "connected" if n["connected"] else f"disconnected: {n['problem']}"
+            down = ", link down" if n["link_down"] and n["connected"] else ""
+            out.print(f"  NIC {n['mac']} ({n['type']} {n['source']}): {state}{down}", markup=False)
+        if r["boot_seconds"] is not None:
+            out.print(f"  guest agent answered {r['boot_seconds']:.1f}s after start")
+        if r["downtime_seconds"] is not None and r["started"]:
+            out.print(f"  downtime {r['downtime_seconds']:.1f}s")
+        for p in r["previous"]:
             out.print(f"  previous image kept: {p}", markup=False)
-        if report.test is not None:
-            out.print(f"  {report.test.summary}", markup=False)
-    raise typer.Exit(render.exit_code_for([job]))
+        if r["test"] is not None:
+            out.print(f"  {RestoreTestResult.from_json(r['test']).summary}", markup=False)
+    raise typer.Exit(render.exit_code_for([doc]))

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from vmvault.cli import remote
 from vmvault.cli.context import services
 from vmvault.cli.render import err, out
 from vmvault.domain.errors import InvalidInput
@@ -19,6 +20,13 @@ key_app = typer.Typer(
     help="An encrypted vault's keys: paper key export/import, passphrase change.",
     no_args_is_help=True,
 )
+
+
+@key_app.callback()
+def _local_only() -> None:
+    # a passphrase, a key file or a paper key never crosses the network
+    remote.refuse("a passphrase or a key never crosses the network")
+
 
 #: A paper key is ~600 characters; anything far larger given to import is not one.
 MAX_PAPER_KEY_BYTES = 16 * 1024

@@ -112,23 +112,36 @@ def vault_create(
         ]
         if s3_only:
             raise InvalidInput("it goes with --storage s3", what=s3_only[0])
-    vault = services().vaults.create(
-        name,
-        location,
-        path,
-        encrypt=encrypt,
-        key_file=key_file,
-        chunk_size=parse_size(chunk_size, "--chunk-size") if chunk_size is not None else None,
-        zstd_level=compression_level,
-        s3=s3,
-    )
-    if json_:
-        emit_json(documents.vault_doc(vault))
+    size = parse_size(chunk_size, "--chunk-size") if chunk_size is not None else None
+    if remote.active():  # paths are the server's: absolute ones only (the API refuses others)
+        body: dict[str, Any] = {
+            "name": name,
+            "location": location,
+            "path": path,
+            "encrypt": encrypt,
+        }
+        body |= {"key_file": key_file, "chunk_size": size, "compression_level": compression_level}
+        s3_body = dict(
+            zip(
+                ("endpoint", "bucket", "prefix", "region", "credentials_file"),
+                (endpoint, bucket, prefix, region, credentials_file),
+                strict=True,
+            )
+        )
+        doc = remote.post("/vaults", body | {"s3": s3_body if s3 is not None else None})
     else:
-        extra = f", encrypted, keys in {vault.key_file}" if vault.encrypted else ""
-        at = f" at {vault.s3.endpoint}" if vault.s3 is not None else ""
+        doc = documents.vault_doc(services().vaults.create(
+            name, location, path, encrypt=encrypt, key_file=key_file, chunk_size=size,
+            zstd_level=compression_level, s3=s3,
+        ))  # fmt: skip
+    if json_:
+        emit_json(doc)
+    else:
+        extra = f", encrypted, keys in {doc['key_file']}" if doc["encrypted"] else ""
+        at = f" at {doc['s3']['endpoint']}" if doc["s3"] is not None else ""
         out.print(
-            f"vault '{vault.name}' created in {vault.path}{at} (location {vault.location}{extra})",
+            f"vault '{doc['name']}' created in {doc['path']}{at} "
+            f"(location {doc['location']}{extra})",
             markup=False,
         )
         for option, given in (("--path", path), ("--key-file", key_file)):
@@ -324,13 +337,25 @@ def vault_update(
     change = SettingsChange(
         soft_delete, soft_delete_days, approvals, approval_delay, approval_expiry, immutable, lock
     )
-    vault = services().vault_settings.update(name, change, by=local_principal())
-    doc = documents.vault_doc(vault)
+    if remote.active():
+        body: dict[str, Any] = {
+            "soft_delete": change.soft_delete,
+            "soft_delete_days": change.soft_delete_days,
+            "approvals": change.approvals,
+            "approval_delay_hours": change.approval_delay_hours,
+            "approval_expiry_hours": change.approval_expiry_hours,
+            "immutable": change.immutable,
+            "lock": change.lock,
+        }
+        doc = remote.patch(f"/vaults/{remote.part(name)}", body)
+    else:
+        vault = services().vault_settings.update(name, change, by=local_principal())
+        doc = documents.vault_doc(vault)
     if json_:
         emit_json(doc)
         return
     out.print(
-        f"vault {vault.name}: soft delete {_soft_delete(doc)}; approvals {_approvals(doc)}; "
+        f"vault {doc['name']}: soft delete {_soft_delete(doc)}; approvals {_approvals(doc)}; "
         f"immutable {doc['immutable']}",
         markup=False,
     )
@@ -387,14 +412,21 @@ def host_add(
     json_: JsonOpt = False,
 ) -> None:
     """Add a libvirt host to a location (checks that it answers first)."""
-    host = services().vaults.add_host(
-        uri, location, check=not no_check, allow_command=allow_command
-    )
+    if remote.active():
+        if allow_command:
+            remote.refuse_option("--allow-command", "a server never runs a command a URI names")
+        doc = remote.post("/hosts", {"uri": uri, "location": location, "check": not no_check})
+    else:
+        doc = documents.host_doc(
+            services().vaults.add_host(
+                uri, location, check=not no_check, allow_command=allow_command
+            )
+        )
     if json_:
-        emit_json(documents.host_doc(host))
+        emit_json(doc)
     else:
         out.print(
-            f"host {host.uri} ({host.hostname or '?'}) added to location {host.location}",
+            f"host {doc['uri']} ({doc['hostname'] or '?'}) added to location {doc['location']}",
             markup=False,
         )
 
@@ -402,17 +434,21 @@ def host_add(
 @host_app.command("list")
 def host_list(json_: JsonOpt = False) -> None:
     """List hosts."""
-    hosts = services().vaults.list_hosts()
+    if remote.active():
+        docs = remote.get("/hosts")
+    else:
+        docs = [documents.host_doc(h) for h in services().vaults.list_hosts()]
     if json_:
-        emit_json([documents.host_doc(h) for h in hosts])
+        emit_json(docs)
         return
     table = Table(box=None, header_style="bold")
     for col in ("URI", "LOCATION", "HOSTNAME", "CLUSTER-MANAGED VMS"):
         table.add_column(col)
-    for h in hosts:
+    for h in docs:
         render.add_row(
-            table, h.uri, h.location, h.hostname or "-", ", ".join(h.cluster_managed) or "-"
-        )
+            table, h["uri"], h["location"], h["hostname"] or "-",
+            ", ".join(h["cluster_managed"]) or "-",
+        )  # fmt: skip
     out.print(table)
 
 
@@ -434,16 +470,24 @@ def host_update(
     json_: JsonOpt = False,
 ) -> None:
     """Change a host's settings: the VMs a cluster manager owns."""
-    host = services().inventory.update_host(uri, cluster_managed or [], not_cluster_managed or [])
+    marks, unmarks = cluster_managed or [], not_cluster_managed or []
+    if remote.active():
+        body: dict[str, Any] = {"cluster_managed": marks, "not_cluster_managed": unmarks}
+        doc = remote.patch(f"/hosts/{remote.part(uri)}", body)
+    else:
+        doc = documents.host_doc(services().inventory.update_host(uri, marks, unmarks))
     if json_:
-        emit_json(documents.host_doc(host))
+        emit_json(doc)
         return
-    listed = ", ".join(host.cluster_managed) or "none"
-    out.print(f"host {host.uri}: cluster-managed VMs: {listed}", markup=False)
+    listed = ", ".join(doc["cluster_managed"]) or "none"
+    out.print(f"host {doc['uri']}: cluster-managed VMs: {listed}", markup=False)
 
 
 @host_app.command("remove")
 def host_remove(uri: str) -> None:
     """Forget a host."""
-    services().vaults.remove_host(uri)
+    if remote.active():
+        remote.delete(f"/hosts/{remote.part(uri)}")
+    else:
+        services().vaults.remove_host(uri)
     out.print(f"host {uri} removed", markup=False)

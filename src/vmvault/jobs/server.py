@@ -58,6 +58,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vmvault import outcomes
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import ListenAddress, Settings, parse_listen
 from vmvault.domain.errors import (
@@ -66,6 +67,7 @@ from vmvault.domain.errors import (
     ListenFailed,
     ServerComponentFailed,
 )
+from vmvault.domain.job import Job
 from vmvault.jobs import tls
 from vmvault.jobs.supervisor import Component, RestartPolicy, Supervisor
 
@@ -191,6 +193,7 @@ class Server:
 
     def _work(self, n: int) -> None:
         services = self._services()
+        services.queue.on_outcome = partial(record_outcome, services)
         while not self.stopping.is_set():
             job = services.queue.claim_next()
             if job is None:
@@ -346,3 +349,14 @@ def _run(
     if server.failure is not None:
         raise server.failure
     log.info("stopped")
+
+
+def record_outcome(services: Services, job: Job, returned: Any) -> None:
+    """Keep what a queued job's run returned (vmvault/outcomes.py) for a remote CLI that
+    waits for it (``GET /api/v1/jobs/{id}/outcome``)."""
+    request = job.request or {}
+    if request.get("op") == "verify":  # what it healed and found damaged: in its journal
+        doc: dict[str, Any] | None = services.points.verify_findings(job.id)
+    else:
+        doc = outcomes.of(request, returned)
+    services.job_outcomes.record(job.id, doc)

@@ -13,8 +13,8 @@
 ``restore-test``   ``vm`` (uuid), ``point``, ``from_vault`` (optional)            RestoreService
 ``copy``           ``vm`` (uuid), ``from``, ``to`` (vaults), ``policy`` (name   CopyService
                    or null: its copy retention prunes the target)
-``restore``        ``vm`` (uuid), ``point``, ``mode`` (``as-new``, ``replace``  RestoreService
-                   or ``disks-only``), ``from_vault``, and the mode's options:  (disks-only:
+``restore``        ``vm`` (uuid), ``point``, ``mode`` (``as-new``, ``replace``, RestoreService
+                   ``test`` or ``disks-only``), ``from_vault``, the options:   (disks-only:
                    ``name``, ``directory``, ``host``, ``start``,               PointService)
                    ``keep_previous``, ``shutdown_timeout``, ``format``,
                    ``overwrite`` (null: the default)
@@ -134,6 +134,10 @@ class QueueService(Service):
         self._protection = protection
         #: Called after jobs were queued (the server wakes its workers).
         self.on_queued: Callable[[], None] | None = None
+        #: Called after each run of a claimed job with the job (as claimed) and what its
+        #: service returned (None when it raised): the server records the outcome
+        #: (vmvault/outcomes.py) for the remote CLI.
+        self.on_outcome: Callable[[Job, Any], None] | None = None
 
     # --- queueing --------------------------------------------------------------------------------
 
@@ -248,8 +252,10 @@ class QueueService(Service):
             return self._points().prepare_disks(
                 vm, point, directory, fmt=fmt, from_vault=from_vault, **options
             )
-        if mode not in (RestoreMode.AS_NEW.value, RestoreMode.REPLACE.value):
-            raise InvalidInput("use as-new, replace or disks-only", what=f"restore mode {mode!r}")
+        if mode not in {m.value for m in RestoreMode}:
+            raise InvalidInput(
+                "use as-new, replace, test or disks-only", what=f"restore mode {mode!r}"
+            )
         if {"format", "overwrite"} & set(options):
             raise InvalidInput("format and overwrite go with disks-only", what="restore options")
         return self._restores().prepare(
@@ -335,8 +341,9 @@ class QueueService(Service):
         """Run a claimed job to its end; returns it as the catalog has it afterwards."""
         self.runner.adopt(job)
         error: VmvaultError | None = None
+        returned: Any = None
         try:
-            self._dispatch(job)
+            returned = self._dispatch(job)
         except VmvaultError as exc:  # refused before its work began (or after it ended)
             error = exc
         except Exception as exc:
@@ -355,6 +362,11 @@ class QueueService(Service):
             current = self.runner.finish(current, None if cancelled else error, cancelled)
         elif error is not None and not unstarted:
             self._log(job, f"after the job: {error.code} {error.text}")
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(job, returned)
+            except Exception:  # the job has ended as it should: its outcome is extra
+                self._log(job, "outcome not recorded:\n" + traceback.format_exc())
         return current
 
     def _log(self, job: Job, line: str) -> None:
@@ -371,28 +383,30 @@ class QueueService(Service):
             return None
         return keep_until
 
-    def _dispatch(self, job: Job) -> None:
+    def _dispatch(self, job: Job) -> Any:
+        """Run the job's request; what its service returned."""
         req = job.request or {}
         op = req.get("op")
         if op == "backup":
-            self._backups().backup(
+            return self._backups().backup(
                 job.vault,
                 [req["vm"]],
                 keep_until=self._keep_until(job),
                 require=req.get("require"),
             )
-        elif op == "backup-set":
-            self._sets().backup_set(job.vault, req["vms"], keep_until=self._keep_until(job))
-        elif op == "verify":
+        if op == "backup-set":
+            return self._sets().backup_set(job.vault, req["vms"], keep_until=self._keep_until(job))
+        if op == "verify":
             vm_ref = req.get("vm")
-            self._points().verify(job.vault, point_id=req.get("point"), vm_ref=vm_ref)
-        elif op == "gc":
-            self._points().gc(job.vault)
-        elif op == "restore-test":
-            self._restores().restore_test(req["vm"], req["point"], None, req.get("from_vault"))
-        elif op == "copy":
-            self._copies().run_request(req)
-        elif op == "restore":
-            self._prepare_restore(req)()
-        else:
-            raise InvalidInput(f"unknown operation {op!r}", what=f"request of job {job.id}")
+            return self._points().verify(job.vault, point_id=req.get("point"), vm_ref=vm_ref)
+        if op == "gc":
+            return self._points().gc(job.vault)
+        if op == "restore-test":
+            return self._restores().restore_test(
+                req["vm"], req["point"], None, req.get("from_vault")
+            )
+        if op == "copy":
+            return self._copies().run_request(req)
+        if op == "restore":
+            return self._prepare_restore(req)()
+        raise InvalidInput(f"unknown operation {op!r}", what=f"request of job {job.id}")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from vmvault import documents
 from vmvault.api.errors import responses
-from vmvault.api.models import JobDoc, JobWithLogDoc
+from vmvault.api.models import JobDoc, JobOutcomeDoc, JobWithLogDoc
 from vmvault.api.routes.common import (
     OPERATOR,
     PAGE,
@@ -75,6 +75,18 @@ def routes(services: Services) -> APIRouter:
     def job(job_id: JobId) -> dict[str, Any]:
         found, log = services.jobs.show(job_id)
         return documents.job_doc(found, log)
+
+    @router.get(
+        "/jobs/{job_id}/outcome",
+        response_model=JobOutcomeDoc,
+        responses=responses(404),
+        dependencies=READER,
+    )
+    def outcome(job_id: JobId) -> dict[str, Any]:
+        """What the server's run of a queued job returned beyond the job (the VM a restore
+        defined, GC's counts …: vmvault/outcomes.py), once the run is over (``recorded``)."""
+        job, recorded, doc = services.job_outcomes.get(job_id)
+        return {"id": job.id, "recorded": recorded, "outcome": doc}
 
     @router.post(
         "/jobs/{job_id}/cancel",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from vmvault import documents
 from vmvault.api.auth import needs
@@ -16,6 +16,7 @@ from vmvault.api.routes.approvals import HELD
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
 from vmvault.bootstrap import Services
 from vmvault.domain.access import Principal, Role
+from vmvault.domain.errors import InvalidInput
 
 
 def routes(services: Services) -> APIRouter:
@@ -28,8 +29,19 @@ def routes(services: Services) -> APIRouter:
     @router.get(
         "/points", response_model=list[PointDoc], responses=responses(404), dependencies=READER
     )
-    def points(vault: str | None = None, vm: str | None = None) -> list[dict[str, Any]]:
-        listed = services.points.list_points(vault, vm)
+    def points(
+        vault: str | None = None,
+        vm: str | None = None,
+        set_id: Annotated[
+            str | None, Query(alias="set", description="only this backup set's points (alone)")
+        ] = None,
+    ) -> list[dict[str, Any]]:
+        if set_id is not None:
+            if vault is not None or vm is not None:
+                raise InvalidInput("a set's points are listed whole: no vm, no vault", what="set")
+            listed = services.backup_sets.points(set_id)
+        else:
+            listed = services.points.list_points(vault, vm)
         held = services.points.holders([p.id for p in listed])
         return [documents.point_doc(p, held.get(p.id)) for p in listed]
 

@@ -24,7 +24,7 @@ def routes(services: Services) -> APIRouter:
         dependencies=OPERATOR,
     )
     def restore(body: RestoreRequest) -> dict[str, Any]:
-        """Queue a restore (as-new, replace or disks-only). Every check of the restore runs
+        """Queue a restore (as-new, replace, disks-only, or test: as-new and removed). Every check of the restore runs
         first — a bad target is refused with nothing queued — and again when it runs."""
         options = body.model_dump(exclude={"vm", "point", "mode", "from_vault"})
         options["directory"] = server_path(body.directory, "directory")
@@ -42,7 +42,9 @@ def routes(services: Services) -> APIRouter:
     )
     def restore_test(body: RestoreTestRequest) -> dict[str, Any]:
         return documents.job_doc(
-            services.queue.submit_restore_test(body.vm, body.point, origin="api")
+            services.queue.submit_restore_test(
+                body.vm, body.point, origin="api", from_vault=body.from_vault
+            )
         )
 
     return router
