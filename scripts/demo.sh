@@ -234,9 +234,9 @@ step "Disaster recovery: a new machine with an empty catalog attaches the S3 vau
   ls -ls "$VMVAULT_HOME/restore"
 )
 
-step "Immutable vault: a point kept until tomorrow cannot be deleted, by vmvault or below it (the Linux immutable attribute)" vault update demo --immutable
+step "Immutable vault: a point kept for 30 days cannot be deleted, by vmvault or below it (the Linux immutable attribute)" vault update demo --immutable
 $V vault update demo --immutable
-$V points lock "$last" --keep-until "$(date -u -d tomorrow +%Y-%m-%d)"
+$V points lock "$last" --keep-until "$(date -u -d '+30 days' +%Y-%m-%d)"
 if $V points delete "$last" --vault demo; then echo "unexpected success" >&2; exit 1; fi
 
 step "Dashboard of each vault (the S3 one holds the copies)" dashboard --vault demo
