@@ -41,6 +41,17 @@ def S3_OPTIONS(*values: str | None) -> list[tuple[str, str | None]]:
     return list(zip(names, values, strict=True))
 
 
+#: The S3 options ``vault create`` and ``vault attach`` share.
+RegionOpt = Annotated[str | None, typer.Option(help="S3: region (default us-east-1).")]
+CredentialsFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="S3: INI file with aws_access_key_id/aws_secret_access_key "
+        "(default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment)."
+    ),
+]
+
+
 @vault_app.command("create")
 def vault_create(
     name: str,
@@ -69,14 +80,8 @@ def vault_create(
     prefix: Annotated[
         str | None, typer.Option(help="S3: keys under this prefix (default: none).")
     ] = None,
-    region: Annotated[str | None, typer.Option(help="S3: region (default us-east-1).")] = None,
-    credentials_file: Annotated[
-        str | None,
-        typer.Option(
-            help="S3: INI file with aws_access_key_id/aws_secret_access_key "
-            "(default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment)."
-        ),
-    ] = None,
+    region: RegionOpt = None,
+    credentials_file: CredentialsFileOpt = None,
     object_lock: Annotated[
         bool,
         typer.Option(
@@ -163,14 +168,8 @@ def vault_attach(
     endpoint: Annotated[str | None, typer.Option(help="S3: the service's URL.")] = None,
     bucket: Annotated[str | None, typer.Option(help="S3: the vault's bucket.")] = None,
     prefix: Annotated[str | None, typer.Option(help="S3: the vault's key prefix.")] = None,
-    region: Annotated[str | None, typer.Option(help="S3: region (default us-east-1).")] = None,
-    credentials_file: Annotated[
-        str | None,
-        typer.Option(
-            help="S3: INI file with aws_access_key_id/aws_secret_access_key "
-            "(default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment)."
-        ),
-    ] = None,
+    region: RegionOpt = None,
+    credentials_file: CredentialsFileOpt = None,
     paper_key: Annotated[
         Path | None,
         typer.Option(
