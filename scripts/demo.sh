@@ -259,10 +259,11 @@ for _ in $(seq 150); do
     "http://$CONSOLE/api/v1/health" 2>/dev/null && break
   sleep 0.2
 done
-step "Multi-user authorization: an early purge of a soft-deleted point is held until a second admin approves it" points purge "$oldest" --vault demo
+purge_point=$($V points list lab-raw-disk-1 --vault demo --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+step "Multi-user authorization: an early purge of a soft-deleted point is held until a second admin approves it" points purge "$purge_point" --vault demo
 $V vault update demo --approvals second-admin
-$V points delete "$oldest" --vault demo
-rc=0; $V points purge "$oldest" --vault demo || rc=$?
+$V points delete "$purge_point" --vault demo
+rc=0; $V points purge "$purge_point" --vault demo || rc=$?
 test "$rc" = 4 || { echo "expected the purge to be held (exit 4), got $rc" >&2; exit 1; }
 request=$($V approvals list --state pending --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 if $V approvals approve "$request"; then echo "unexpected success: the requester approved its own request" >&2; exit 1; fi
