@@ -17,6 +17,7 @@ test that fails between the two does not take the others down with it.
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -90,15 +91,30 @@ class Rgw:
         return pid_of(self.cluster.paths, RGW) is not None and http_answers(self.port)
 
 
-def _cluster_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory under pytest's temporary tree, or under /var/lib/vmvault when that path
-    would be too long for the daemons' unix sockets."""
-    d = tmp_path_factory.mktemp("rgw") / "ceph"
-    if len(str(d)) <= MAX_DIR_CHARS:
-        return d
+#: The prefix of a session cluster's directory under /var/lib/vmvault (ceph_parent).
+RGW_PREFIX = "test-rgw-"
+
+
+def ceph_parent(preferred: Path, prefix: str) -> Path:
+    """Where a test's cluster directory (``…/ceph``) goes: ``preferred`` when the path fits the
+    daemons' unix sockets (MAX_DIR_CHARS), else a fresh directory ``/var/lib/vmvault/PREFIX…``
+    (pytest-xdist's temporary paths are longer by ``popen-gwN/``); the caller removes that one
+    with :func:`remove_ceph_parent`."""
+    if len(str(preferred / "ceph")) <= MAX_DIR_CHARS:
+        return preferred
     base = Path("/var/lib/vmvault")
     base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="test-rgw-", dir=base)) / "ceph"
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+
+
+def remove_ceph_parent(parent: Path, prefix: str) -> None:
+    """Remove a directory :func:`ceph_parent` made under /var/lib/vmvault (its cluster down)."""
+    if parent.name.startswith(prefix) and parent.parent == Path("/var/lib/vmvault"):
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def _cluster_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ceph_parent(tmp_path_factory.mktemp("rgw"), RGW_PREFIX) / "ceph"
 
 
 @pytest.fixture(scope="session")
@@ -121,8 +137,7 @@ def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rgw]:
         )
     finally:
         cluster.down()
-        if cluster.root.parent.name.startswith("test-rgw-"):
-            cluster.root.parent.rmdir()
+        remove_ceph_parent(cluster.root.parent, RGW_PREFIX)
 
 
 @pytest.fixture(autouse=True)

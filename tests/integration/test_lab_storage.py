@@ -17,17 +17,19 @@ from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 
 from tests.conftest import CliRunner
-from tests.s3lab import Rgw
+from tests.s3lab import Rgw, ceph_parent, remove_ceph_parent
 from vmvault.hypervisor.lab.ceph import CephCluster
 from vmvault.hypervisor.lab.ceph_conf import MARKER
 
 
 @pytest.fixture()
 def lab_dir(tmp_path: Path) -> Iterator[Path]:
-    """A private lab directory; whatever cluster a test leaves in it is removed afterwards."""
-    d = tmp_path / "lab"
+    """A private lab directory (short enough for the daemons' sockets: ceph_parent); whatever
+    cluster a test leaves in it is removed afterwards."""
+    d = ceph_parent(tmp_path / "lab", "test-lab-")
     yield d
     CephCluster(d / "ceph").down()
+    remove_ceph_parent(d, "test-lab-")
 
 
 def processes_of(conf: Path) -> list[int]:
