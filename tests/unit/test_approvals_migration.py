@@ -7,25 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic import command
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect
 
+from tests.unit.old_catalog import catalog_with_an_old_vault
 from vmvault.domain.approval import ApprovalSetting
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import alembic_config, open_catalog
 
 
 def test_an_existing_vault_gets_approvals_off(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    command.upgrade(alembic_config(url), "0013")
-    before = create_engine(url)
-    with before.begin() as c:
-        c.execute(
-            text(
-                "insert into vaults(name, location, path, created_at) "
-                "values ('old', 'local', '/srv/old', '2026-01-01 00:00:00')"
-            )
-        )
-    before.dispose()
+    url = catalog_with_an_old_vault(tmp_path, "0013")
     engine = open_catalog(url)  # brings it to the head revision
     try:
         with SqlUnitOfWork(engine) as uow:
