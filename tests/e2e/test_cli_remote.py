@@ -375,7 +375,11 @@ def test_foreground_jobs_run_on_the_server_and_print_as_locally(
     assert collected.code == 0 and "chunks removed" in collected.stdout, collected
     assert verified.code == 0 and "1 chunk reads" in verified.stdout, verified
     assert restored.code == 0 and f"  domain XML: {target}/" in restored.stdout, restored
-    assert failed.code == 1 and failed.stderr.startswith("error VM_DELETED: "), failed
+    # VM_DELETED where a libvirtd answers (the lab's, when the integration tests started it
+    # already), HOST_UNREACHABLE where none does: either way the same code both sides
+    assert failed.code == 1 and failed.stderr.startswith(
+        ("error VM_DELETED: ", "error HOST_UNREACHABLE: ")
+    ), failed
     # --json: the job's document with the outcome's keys, as locally
     for args in (("gc", "--json"), ("verify", "--point", point["id"], "--json")):
         local = cli(*args).json()

@@ -280,6 +280,12 @@ class PolicyDoc(BaseModel):
     )
 
 
+class PolicyUpdatedDoc(PolicyDoc):
+    changed: bool = Field(
+        description="false when the policy had these values already (nothing was written)"
+    )
+
+
 class DayDoc(BaseModel):
     day: str = Field(description="a UTC day, YYYY-MM-DD")
     backups: int = Field(description="backup jobs created that day that completed")

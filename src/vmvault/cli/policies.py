@@ -17,7 +17,6 @@ from vmvault.cli.points import points_app
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
 from vmvault.documents import point_doc, policy_doc
-from vmvault.domain.errors import VmvaultError
 from vmvault.domain.policy import JSON_VERSION as POLICY_JSON_VERSION
 from vmvault.domain.policy import Policy
 from vmvault.domain.retention import Retention
@@ -219,12 +218,8 @@ def policy_update(
             "copy_to": copy_to,
         }
         body |= {"copy_retention": copy_counts, "no_copy": no_copy, "as_set": as_set}
-        try:  # unchanged: nothing written, so updated_at stays (the PATCH refuses as locally)
-            before = remote.get(f"/policies/{remote.part(name)}")["updated_at"]
-        except VmvaultError:
-            before = None
         doc = remote.patch(f"/policies/{remote.part(name)}", body | {"require": require})
-        if doc["updated_at"] == before and not json_:
+        if not doc.pop("changed", True) and not json_:
             out.print(f"policy '{name}' unchanged: it has these values already", markup=False)
         _show_policy(doc, json_)
     view = services().policies.update(

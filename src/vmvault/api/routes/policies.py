@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from vmvault import documents
 from vmvault.api.auth import needs
 from vmvault.api.errors import responses
-from vmvault.api.models import DeletedDoc, PolicyDoc, PolicyPreviewDoc
+from vmvault.api.models import DeletedDoc, PolicyDoc, PolicyPreviewDoc, PolicyUpdatedDoc
 from vmvault.api.requests import PolicyCreate, PolicyPreviewRequest, PolicyUpdate, RetentionChange
 from vmvault.api.routes.approvals import HELD
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
@@ -84,7 +84,7 @@ def routes(services: Services) -> APIRouter:
 
     @router.patch(
         "/policies/{name}",
-        response_model=PolicyDoc,
+        response_model=PolicyUpdatedDoc,
         responses={**HELD, **responses(404, 409)},
     )
     def update_policy(
@@ -105,7 +105,7 @@ def routes(services: Services) -> APIRouter:
             require=body.require,
             by=who,
         )
-        return documents.policy_doc(view)
+        return documents.policy_doc(view) | {"changed": view.changed}
 
     @router.delete(
         "/policies/{name}",
