@@ -1,5 +1,6 @@
 """Real receivers for the notification tests: a local SMTP server (aiosmtpd) and a local HTTP
-server that records every POST and answers what a test scripted (status codes per path)."""
+server that records every POST and answers what a test scripted (status codes per path); and
+the console tests' one served site and browser (``site``)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,16 @@ class MailReceiver:
         assert isinstance(message, EmailMessage)
         self.mails.append((envelope.mail_from, list(envelope.rcpt_tos), message))
         return "250 OK"
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One ``vmvault serve`` and one headless Chromium for every console test of the session
+    (tests/e2e/console_site.py: what the home holds)."""
+    from tests.e2e.console_site import console_site  # it imports modules that import this one
+
+    with console_site(tmp_path_factory.mktemp("console-pages")) as made:
+        yield made
 
 
 @pytest.fixture(scope="session")

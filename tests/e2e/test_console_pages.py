@@ -1,6 +1,6 @@
 """The console's pages beyond the lab's (vaults, hosts, points' actions, VMs' protection
 actions, tokens, the audit log, notifications) in a real browser: headless Chromium against one
-real ``vmvault serve`` for the module, on a home made in-process (two local vaults, VMs written
+real ``vmvault serve`` for the session (``site``: tests/e2e/console_site.py), on a home made in-process (two local vaults, VMs written
 to the catalog as discovery would, real points written through the dataplane) — no guest is
 needed: every action here is catalog, vault or notification work that the server's own
 workers and notifier do. Each test does a page's main action through the UI and checks the
@@ -8,174 +8,22 @@ result through the API or the CLI; the last one signs in as a reader."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
-from tests.conftest import Result, save_vm
 from tests.e2e.conftest import WebhookReceiver
-from tests.e2e.test_console_vaults import (
-    CHROMEDRIVER,
-    CHROMIUM,
-    new_browser,
-    serving,
-    until,
-    visible,
-)
-from tests.e2e.test_notifications import unreachable_vm
-from tests.unit.catalog_world import write_point
-from vmvault.bootstrap import bootstrap
-from vmvault.config import Settings
-from vmvault.domain.access import Role
-from vmvault.domain.retention import Retention
-from vmvault.domain.vm import VmState
+from tests.e2e.console_site import POINTS, Site
+from tests.e2e.test_console_vaults import CHROMEDRIVER, CHROMIUM, until, visible
 
 pytestmark = pytest.mark.skipif(
     not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
     reason="needs Debian's chromium and chromedriver (scripts/install-system.sh)",
 )
-
-POINTS = ("20261201T010000Z-aaaa01", "20261201T020000Z-aaaa02")
-
-
-@dataclass
-class Site:
-    home: Path
-    base: str
-    tokens: dict[str, str]
-    browser: WebDriver
-
-    def cli(self, *args: str) -> Result:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
-        env["VMVAULT_HOME"] = str(self.home)
-        p = subprocess.run(
-            [sys.executable, "-m", "vmvault", *args],
-            capture_output=True, text=True, env=env, timeout=120,
-        )  # fmt: skip
-        return Result(p.returncode, p.stdout, p.stderr)
-
-    def api(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-        r = httpx.request(
-            method, f"{self.base}/api/v1{path}", json=body, timeout=30,
-            headers={"Authorization": f"Bearer {token or self.tokens['admin']}"},
-        )  # fmt: skip
-        assert r.status_code < 300, (method, path, r.status_code, r.text)
-        return r.json()
-
-    def wait_job(self, job_id: int) -> dict[str, Any]:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            job: dict[str, Any] = self.api("GET", f"/jobs/{job_id}")
-            if job["state"] not in ("queued", "in-progress", "cancelling"):
-                return job
-            time.sleep(0.3)
-        raise AssertionError(f"job {job_id} did not end")
-
-    # --- the browser ---
-
-    def sign_in(self, role: str) -> None:
-        b = self.browser
-        b.get(f"{self.base}/console/")
-        b.execute_script("sessionStorage.clear()")
-        b.refresh()
-        visible(b, "#token").send_keys(self.tokens[role])
-        self.click("#signin-form button[type=submit]")
-        until(b, lambda: role in b.find_element(By.CSS_SELECTOR, ".who .role").text, role)
-
-    def open(self, hash_: str, page: str) -> WebElement:
-        """Page ``page`` at ``hash_``, rendered anew (its content's first card or alert)."""
-        self.browser.execute_script(
-            """document.querySelectorAll('.page').forEach((p) => p.classList.add('stale'));
-            if (location.hash === arguments[0]) window.dispatchEvent(new HashChangeEvent('hashchange'));
-            else location.hash = arguments[0];""",
-            hash_,
-        )
-        css = f'.page[data-page="{page}"]:not(.stale)'
-        return until(
-            self.browser,
-            lambda: next(
-                (
-                    e
-                    for e in self.browser.find_elements(By.CSS_SELECTOR, css)
-                    if e.find_elements(By.CSS_SELECTOR, ".card, [role=alert]")
-                ),
-                None,
-            ),
-            f"page {page}",
-        )
-
-    def click(self, css: str) -> None:
-        visible(self.browser, css).click()
-
-    def fill(self, css: str, text: str) -> None:
-        box = visible(self.browser, css)
-        box.clear()
-        box.send_keys(text)
-
-    def notice(self, text: str) -> WebElement:
-        return until(
-            self.browser,
-            lambda: next(
-                (
-                    e
-                    for e in self.browser.find_elements(By.CSS_SELECTOR, ".notice")
-                    if text in e.text
-                ),
-                None,
-            ),
-            f"a notice with {text!r}",
-        )
-
-    def job_of(self, notice: WebElement) -> dict[str, Any]:
-        return self.wait_job(int(notice.find_element(By.CSS_SELECTOR, "a").text.lstrip("#")))
-
-    def no_alert(self) -> None:
-        alerts = [e.text for e in self.browser.find_elements(By.CSS_SELECTOR, ".page [role=alert]")]
-        assert not alerts, alerts
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """Vaults main and offsite; VMs web (registered, two points in main), app (registered),
-    db (protected by policy gold) and dead (registered on a host nobody listens on); an
-    admin, a reader and a server; one browser."""
-    tmp = tmp_path_factory.mktemp("console-pages")
-    home = tmp / "home"
-    svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(home)}))
-    svc.vaults.create("main", "local", None)
-    svc.vaults.create("offsite", "local", None)
-    svc.policies.create("main", "gold", "daily@02:00", "UTC", Retention(daily=7))
-    web = save_vm(svc, "web", VmState.REGISTERED)
-    save_vm(svc, "app", VmState.REGISTERED)
-    save_vm(svc, "db", VmState.PROTECTED, policy="gold")
-    unreachable_vm(svc, "dead")
-    now = datetime.now(UTC)
-    for i, point in enumerate(POINTS):
-        write_point(tmp, svc._uow, svc.vaults, "main", point, i + 1, now - timedelta(hours=2 - i),
-                    (web.uuid, web.name))  # fmt: skip
-    tokens = {
-        r: svc.tokens.create(f"console-{r}", Role(r), "local:test")[1] for r in ("admin", "reader")
-    }
-    svc.close()
-    browser = new_browser()
-    try:
-        with serving(home, VMVAULT_VAULT="main") as base:
-            yield Site(home, base, tokens, browser)
-    finally:
-        browser.quit()
 
 
 def test_vaults_create_soft_delete_and_gc(site: Site, tmp_path: Path) -> None:
@@ -283,7 +131,7 @@ def test_vms_copy_stop_resume_and_unregister(site: Site) -> None:
     site.click("#act-copy")
     Select(visible(site.browser, "#copy-to")).select_by_value("offsite")
     site.click("#copy-form-submit")
-    job = site.job_of(site.notice("Copy to offsite"))
+    job = site.job_of(site.notice("Copy of 1 VM to offsite"))
     assert job["type"] == "copy" and job["state"] == "completed", job
     assert len(site.api("GET", "/points?vault=offsite&vm=web")) == 2
 

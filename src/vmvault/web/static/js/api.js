@@ -13,6 +13,15 @@ export class ApiError extends Error {
   }
 }
 
+// A call held for approval (docs/approvals.md): the server answered 202 with the pending
+// request instead of doing it — neither a success nor a refusal. `api` returns one in place
+// of the call's document; ui.js shows it as "held for approval: request N" (`showHeld`).
+export class Held {
+  constructor(request) { Object.assign(this, request); }
+}
+const isRequest = (doc) => doc !== null && typeof doc === "object" && !Array.isArray(doc)
+  && typeof doc.id === "number" && typeof doc.operation === "string" && "requested_by" in doc;
+
 export const session = {
   get token() { return sessionStorage.getItem(TOKEN_KEY); },
   set token(value) {
@@ -103,6 +112,7 @@ async function call(method, path, { body, params, token } = {}) {
     }
     throw err;
   }
+  if (response.status === 202 && isRequest(doc)) return { doc: new Held(doc), total: null };
   const total = response.headers.get("X-Total-Count");
   return { doc, total: total === null ? null : Number(total) };
 }

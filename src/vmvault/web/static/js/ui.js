@@ -1,5 +1,6 @@
 // Small DOM helpers shared by the pages. Text always goes in as text nodes (never HTML), so
 // nothing the server returns can inject markup.
+import { Held } from "./api.js";
 
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -203,10 +204,32 @@ export function confirm(title, text, { action = "Confirm", danger = true, acknow
   }).then((answer) => answer === true);
 }
 
-// Run an action; the job(s) it answers become a notice with links, a refusal an error box.
+// A call held for approval (api.js `Held`): a notice of its own, neither success nor error,
+// with a link to the Approvals page where an admin decides it.
+export function showHeld(where, held, what) {
+  const box = notice(where || pageStatus(), h("strong", {}, "Held for approval: ",
+    h("a", { href: "#/approvals", class: "held-link" }, `request ${held.id}`)),
+  ` — ${what ? `${what}: ` : ""}${held.summary}. `,
+  held.due_at ? `It runs at ${when(held.due_at)} unless an admin rejects it first.`
+    : `An admin other than ${held.requested_by} approves or rejects it${held.expires_at ? ` before ${when(held.expires_at)}` : ""}.`);
+  box.classList.add("notice-held");
+  return box;
+}
+
+// The current page's status area (where its notices go), else the page itself.
+function pageStatus() {
+  return document.querySelector("#main .page .status-area") || document.querySelector("#main .page") || document.body;
+}
+
+// Run an action; the job(s) it answers become a notice with links, a refusal an error box, a
+// call held for approval its own notice (then it answers null: nothing was done yet).
 export async function attempt(status, what, run) {
   try {
     const result = await run();
+    if (result instanceof Held) {
+      showHeld(status, result, what);
+      return null;
+    }
     const isJob = (j) => j && typeof j.id === "number" && typeof j.type === "string" && typeof j.state === "string";
     if (Array.isArray(result) ? result.length && result.every(isJob) : isJob(result)) {
       notice(status, ...jobsQueued(result, what));
@@ -219,7 +242,8 @@ export async function attempt(status, what, run) {
 }
 
 // A form in a dialog: `fields` are nodes; `submit(values)` runs the request (errors shown in
-// the dialog, which stays open); resolves with what it returned, or null when cancelled.
+// the dialog, which stays open); resolves with what it returned, or null when cancelled or
+// held for approval (then the page's status area says so: `showHeld`).
 export function formDialog(title, id, fields, submit, { action = "Save", danger = false } = {}) {
   return dialog(title, (close) => {
     const err = h("div", { "aria-live": "polite" });
@@ -230,7 +254,13 @@ export function formDialog(title, id, fields, submit, { action = "Save", danger 
       e.preventDefault();
       clear(err);
       try {
-        close(await submit());
+        const result = await submit();
+        if (result instanceof Held) {
+          close(null);
+          showHeld(null, result, title);
+          return;
+        }
+        close(result);
       } catch (error) {
         clear(err, errorBox(error, `${title} was refused`));
       }

@@ -1,8 +1,8 @@
 // Policies: the list, the editor (schedule + retention) with a live preview of the next runs
 // and of which existing points retention would keep (POST /api/v1/policies/preview).
-import { api, can } from "../api.js";
+import { api, can, Held } from "../api.js";
 import { h, clear, table, empty, pageHeader, field, select, errorBox, when, short, badge, loading, button,
-  confirm } from "../ui.js";
+  confirm, showHeld } from "../ui.js";
 import { go } from "../app.js";
 
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -197,8 +197,8 @@ async function editor(view, name) {
     try {
       if (existing) {
         const held = await api.patch(`/policies/${encodeURIComponent(existing.name)}`, policyBody(form.values(), existing));
-        if (held && held.state === "pending") { // 202: a lower retention waits for approval
-          clear(status, h("div", { class: "notice", role: "status" }, `Held for approval: request ${held.id} (${held.summary}). Another admin approves it on the Approvals page.`));
+        if (held instanceof Held) { // 202: a lower retention waits for approval
+          showHeld(status, held);
           return;
         }
       } else {

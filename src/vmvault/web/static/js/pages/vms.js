@@ -31,6 +31,9 @@ export async function render(view, route) {
 
   const actions = [button("Refresh", () => go(`#/vms?tab=${tab}`), { id: "act-refresh" })];
   if (can("contributor")) actions.push(button("Discover VMs", () => discover(status), { id: "act-discover" }));
+  if (can("operator") && vaults.length > 1) {
+    actions.push(button("Copy all VMs…", () => copyDialog({}, status, vaults), { id: "act-copy-all", title: "copy every VM's points to another vault" }));
+  }
   view.append(pageHeader("Virtual machines", "Select VMs, then act on all of them at once.", actions));
   view.append(status);
 
@@ -52,7 +55,7 @@ export async function render(view, route) {
   act("Back up…", "operator", ["registered", "protected"], backupWith, "act-backup-options");
   act("Disks…", "contributor", ["registered", "protected"], disks, "act-disks");
   if (vaults.length > 1) {
-    act("Copy to vault…", "operator", ["registered", "protected"], (list, where) => copy(list, where, vaults), "act-copy");
+    act("Copy to vault…", "operator", ["registered", "protected"], (list, where) => copyDialog({ vms: list }, where, vaults), "act-copy");
   }
   act("Stop protection…", "contributor", ["protected"], stop, "act-stop");
   act("Resume", "contributor", ["protected"], resume, "act-resume");
@@ -243,18 +246,28 @@ async function resume(vms, status) {
   if (jobs) notice(status, ...jobsQueued(jobs, `Resume protection of ${some(vms)}`));
 }
 
-// Copy now: the points the VMs' vault holds and the other one lacks (docs/copies.md).
-async function copy(vms, status, vaults) {
-  const from = vms[0].vault || session.vault || vaults[0].name;
-  const others = vaults.filter((v) => v.name !== from);
-  const to = select(others.map((v) => [v.name, `${v.name} (${v.storage}${v.location ? `, ${v.location}` : ""})`]),
-    others[0] && others[0].name, { name: "to_vault", id: "copy-to" });
-  const jobs = await formDialog(`Copy ${some(vms)} to another vault`, "copy-form",
-    [h("p", {}, `VMs: ${names(vms)}. From vault ${from}: only the chunks the other vault lacks travel.`),
-      field("To vault", to)],
-    () => api.post("/copies", { from_vault: from, to_vault: to.value, vms: vms.map((v) => v.uuid) }),
-    { action: "Copy now" });
-  if (jobs) notice(status, ...jobsQueued(jobs, `Copy to ${to.value}`));
+// Copy now (docs/copies.md): the points the source vault holds and the other one lacks, of
+// some VMs (their vault is the source) or of every VM with points in a vault chosen here.
+export async function copyDialog({ vms = null }, status, vaults) {
+  const all = !vms;
+  const fromPick = select(vaults.map((v) => [v.name, v.name]), session.vault || vaults[0].name, { name: "from_vault", id: "copy-from" });
+  const source = () => (all ? fromPick.value : vms[0].vault || session.vault || vaults[0].name);
+  const to = select([], "", { name: "to_vault", id: "copy-to" });
+  const targets = () => {
+    const others = vaults.filter((v) => v.name !== source());
+    clear(to, others.map((v) => h("option", { value: v.name }, `${v.name} (${v.storage}${v.location ? `, ${v.location}` : ""})`)));
+  };
+  fromPick.addEventListener("change", targets);
+  targets();
+  const what = all ? "every VM" : some(vms);
+  const jobs = await formDialog(all ? "Copy every VM to another vault" : `Copy ${some(vms)} to another vault`, "copy-form", [
+    all ? [h("p", {}, "Every VM with points in the source vault: one copy job each. Only the chunks the other vault lacks travel."),
+      field("From vault", fromPick)]
+      : h("p", {}, `VMs: ${names(vms)}. From vault ${source()}: only the chunks the other vault lacks travel.`),
+    field("To vault", to),
+  ], () => api.post("/copies", { from_vault: source(), to_vault: to.value, ...(all ? { all: true } : { vms: vms.map((v) => v.uuid) }) }),
+  { action: "Copy now" });
+  if (jobs) notice(status, ...jobsQueued(jobs, `Copy of ${what} to ${to.value}`));
 }
 
 // A backup with options: as one set (one point in time for every VM or none, docs/sets.md),
