@@ -28,7 +28,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 WIDTH, MAX_HEIGHT = 1280, 2400
 PAGES = ("signin", "dashboard", "vms", "policies", "policy", "jobs", "job", "points", "restore",
-         "deleted", "vaults", "vault-new", "hosts", "errors", "notifications", "tokens", "audit")  # fmt: skip
+         "restore-disks", "point-lock", "deleted", "vaults", "vault-new", "vault-attach",
+         "vault-immutable", "vault-approvals", "hosts", "errors", "notifications", "tokens",
+         "audit", "approvals")  # fmt: skip
 
 
 def browser() -> WebDriver:
@@ -55,6 +57,11 @@ class Shooter:
         return r.json()
 
     def open(self, hash_: str, ready: str) -> None:
+        # a dialog the last shot left open is cancelled (as Escape does): the same fragment
+        # again does not draw the page anew
+        self.b.execute_script(
+            "document.querySelectorAll('dialog').forEach((d) => d.dispatchEvent(new Event('cancel')))"
+        )
         self.b.get(f"{self.url}/console/{hash_}")
         self.wait(ready)
         time.sleep(0.8)  # charts, previews and fonts settle
@@ -102,6 +109,14 @@ class Shooter:
             "deleted": lambda: self.open("#/points?tab=deleted", ".page[data-page=points] .card"),
             "vaults": lambda: self.open("#/vaults", ".page[data-page=vaults] .card"),
             "vault-new": self.new_vault,
+            "vault-attach": self.attach_vault,
+            "vault-immutable": lambda: self.vault_dialog(
+                "Immutability of", "#immutable-mode", "locked"
+            ),
+            "vault-approvals": lambda: self.vault_dialog(
+                "Approval settings of", "#approvals-mode", "delay"
+            ),
+            "approvals": lambda: self.open("#/approvals", ".page[data-page=approvals] .card"),
             "hosts": lambda: self.open("#/hosts", ".page[data-page=hosts] .card"),
             "errors": lambda: self.open("#/errors?q=soft", "#errors-list"),
             "notifications": lambda: self.open("#/notifications", "#outbox"),
@@ -118,6 +133,8 @@ class Shooter:
                 f"#/points?vm={vm}", ".page[data-page=points] table"
             )
             shots["restore"] = lambda: self.restore_wizard(vm)
+            shots["restore-disks"] = lambda: self.restore_wizard(vm, "disks-only")
+            shots["point-lock"] = lambda: self.point_dialog(vm, "Lock point", "#lock-form")
         if "signin" in pages:
             self.b.get(f"{self.url}/console/")
             self.b.execute_script("sessionStorage.clear()")
@@ -131,13 +148,45 @@ class Shooter:
             elif page != "signin":
                 print(f"skipped {page}: nothing to show", file=sys.stderr)
 
-    def restore_wizard(self, vm: str) -> None:
-        """The restore wizard on the newest point, at its second step (as a new VM)."""
-        self.open(f"#/points?vm={vm}", ".page[data-page=points] table")
-        self.b.find_element(By.CSS_SELECTOR, "button[aria-label^='Restore point']").click()
-        self.wait("#restore-wizard")
+    def restore_wizard(self, vm: str, mode: str = "as-new") -> None:
+        """The restore wizard on the newest point, at its second step (the options of
+        ``mode``)."""
+        self.point_dialog(vm, "Restore point", "#restore-wizard")
+        self.b.find_element(By.CSS_SELECTOR, f"#restore-wizard input[value={mode}]").click()
         self.b.find_element(By.ID, "wizard-next").click()
-        self.wait("#restore-wizard input[name=name]")
+        self.wait("#restore-wizard input[name=directory]")
+        time.sleep(0.4)
+
+    def point_dialog(self, vm: str, label: str, ready: str) -> None:
+        """The dialog a point's button (by its label's start) opens, on the newest point."""
+        self.open(f"#/points?vm={vm}", ".page[data-page=points] table")
+        self.b.find_element(By.CSS_SELECTOR, f"button[aria-label^='{label}']").click()
+        self.wait(ready)
+        time.sleep(0.4)
+
+    def vault_dialog(self, label: str, mode: str, value: str) -> None:
+        """A vault's settings dialog (the first vault that has the button), ``value`` chosen in
+        its ``mode`` select — shown, never saved."""
+        self.open("#/vaults", ".page[data-page=vaults] .card")
+        self.b.find_element(By.CSS_SELECTOR, f"button[aria-label^='{label}']").click()
+        self.wait(mode)
+        self.b.execute_script(
+            "const s = document.querySelector(arguments[0]); s.value = arguments[1];"
+            "s.dispatchEvent(new Event('change'))",
+            mode,
+            value,
+        )
+        time.sleep(0.4)
+
+    def attach_vault(self) -> None:
+        """The Attach a vault dialog, filled in (nothing is submitted)."""
+        self.open("#/vaults", ".page[data-page=vaults] .card")
+        self.b.find_element(By.ID, "attach-vault").click()
+        self.wait("#attach-form")
+        for name, value in (("name", "main"), ("path", "/mnt/backup/vaults/main")):
+            box = self.b.find_element(By.CSS_SELECTOR, f"#attach-form input[name={name}]")
+            box.clear()
+            box.send_keys(value)
         time.sleep(0.4)
 
     def new_vault(self) -> None:

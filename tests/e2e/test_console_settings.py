@@ -79,8 +79,8 @@ def test_vault_immutability_approvals_and_a_change_held_for_approval(site: Site)
     site.sign_in("admin")
     page = site.open("#/vaults", "vaults")
     row = page.find_element(By.CSS_SELECTOR, 'tr[data-key="sealed"]')
-    assert row.find_element(By.CSS_SELECTOR, "td.immutable").text == "off"
-    assert row.find_element(By.CSS_SELECTOR, "td.approvals").text == "off"
+    assert row.find_element(By.CSS_SELECTOR, ".immutable").text == "off"
+    assert row.find_element(By.CSS_SELECTOR, ".approvals").text == "off"
 
     site.click('button[aria-label="Immutability of sealed"]')
     Select(visible(site.browser, "#immutable-mode")).select_by_value("on")
@@ -99,7 +99,7 @@ def test_vault_immutability_approvals_and_a_change_held_for_approval(site: Site)
     assert site.api("GET", "/vaults/sealed")["immutable"] == "locked"
     assert site.cli("vault", "show", "sealed", "--json").json()["immutable"] == "locked"
     row = visible(site.browser, 'tr[data-key="sealed"]')
-    assert row.find_element(By.CSS_SELECTOR, "td.immutable").text == "locked"
+    assert row.find_element(By.CSS_SELECTOR, ".immutable").text == "locked"
     assert not row.find_elements(By.CSS_SELECTOR, 'button[aria-label="Immutability of sealed"]')
 
     site.click('button[aria-label="Approval settings of sealed"]')

@@ -1,7 +1,7 @@
 // Dashboard (design.md §1): VM counts, jobs of the last 24 h (each count a link to the Jobs
 // page filtered), VMs needing attention, storage and dedup, backups and bytes per day.
 import { api } from "../api.js";
-import { h, bytes, ago, table, badge, empty, pageHeader } from "../ui.js";
+import { h, bytes, ago, short, table, badge, empty, pageHeader } from "../ui.js";
 import { backupsChart, bytesChart } from "../chart.js";
 
 const VM_COUNTS = [
@@ -80,7 +80,7 @@ export async function render(view) {
     h("div", { class: "stats" },
       fact(String(s.soft_deleted_points || 0), "Soft-deleted points", "soft-deleted"),
       fact(bytes(s.soft_deleted_logical_bytes || 0), "Held by them (logical)", "soft-deleted-bytes"),
-      fact(s.next_purge_at ? new Date(s.next_purge_at).toLocaleString() : "–", "Next purge", "next-purge"))));
+      fact(short(s.next_purge_at), "Next purge", "next-purge"))));
 
   view.append(h("section", { class: "card", "aria-labelledby": "ch-h" },
     h("h2", { id: "ch-h" }, `Last ${(d.daily || []).length || 14} days`),

@@ -60,11 +60,13 @@ export async function render(view, route) {
     { title: "Used", class: "num used", cell: (v) => s(v, (x) => bytes(x.used_bytes)) },
     { title: "Dedup", class: "num dedup", cell: (v) => s(v, (x) => (x.dedup_ratio ? `${x.dedup_ratio.toFixed(2)} ×` : "–")) },
     { title: "Points", class: "num points", cell: (v) => s(v, (x) => String(x.points)) },
-    { title: "Soft delete", class: "nowrap", cell: softDelete },
-    { title: "Immutable", class: "nowrap immutable", cell: (v) => badge(v.immutable, IMMUTABLE_TONE[v.immutable]) },
-    { title: "Approvals", class: "nowrap approvals", cell: (v) => h("span", { title: v.approvals === "delay" ? `runs after ${v.approval_delay_hours} h`
-      : v.approvals === "second-admin" ? `expires after ${v.approval_expiry_hours} h` : "protected operations run at once" },
-    badge(v.approvals, APPROVALS_TONE[v.approvals]), v.approvals === "delay" ? ` ${v.approval_delay_hours} h` : null) },
+    { title: "Protection", class: "nowrap protection", cell: (v) => h("div", { class: "disk-list" },
+      h("span", {}, "soft delete ", softDelete(v)),
+      h("span", {}, "immutable ", h("span", { class: "immutable" }, badge(v.immutable, IMMUTABLE_TONE[v.immutable]))),
+      h("span", { title: v.approvals === "delay" ? `a held operation runs after ${v.approval_delay_hours} h`
+        : v.approvals === "second-admin" ? `a held operation lapses after ${v.approval_expiry_hours} h` : "protected operations run at once" },
+      "approvals ", h("span", { class: "approvals" }, badge(v.approvals, APPROVALS_TONE[v.approvals])),
+      v.approvals === "delay" ? ` ${v.approval_delay_hours} h` : null)) },
     { title: "Soft-deleted", class: "num soft-deleted", cell: (v) => s(v, (x) => `${x.soft_deleted_points || 0} · ${bytes(x.soft_deleted_logical_bytes || 0)}`) },
     { title: h("span", { class: "visually-hidden" }, "Actions"), cell: actions },
   ], vaults, { caption: "Vaults", key: (v) => v.name })));
