@@ -21,6 +21,7 @@ import httpx
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import Select
 
 from tests.conftest import Result, save_vm
 from tests.e2e.test_console_vaults import new_browser, serving, until, visible
@@ -104,6 +105,11 @@ class Site:
 
     def click(self, css: str) -> None:
         visible(self.browser, css).click()
+
+    def choose(self, button: str, select: str, value: str) -> None:
+        """Open a dialog by its button's label and choose ``value`` in its ``select``."""
+        self.click(f'button[aria-label="{button}"]')
+        Select(visible(self.browser, select)).select_by_value(value)
 
     def fill(self, css: str, text: str) -> None:
         box = visible(self.browser, css)

@@ -46,13 +46,11 @@ def test_vaults_create_soft_delete_and_gc(site: Site, tmp_path: Path) -> None:
     assert made["storage"] == "local" and made["path"] == str(tmp_path / "archive")
 
     # soft delete: off, then "always" needs a second, acknowledged confirmation
-    site.click('button[aria-label="Soft delete settings of archive"]')
-    Select(visible(site.browser, "#soft-delete-mode")).select_by_value("off")
+    site.choose("Soft delete settings of archive", "#soft-delete-mode", "off")
     site.click("#soft-delete-form-submit")
     site.notice("Vault archive saved")
     assert site.api("GET", "/vaults/archive")["soft_delete"] == "off"
-    site.click('button[aria-label="Soft delete settings of archive"]')
-    Select(visible(site.browser, "#soft-delete-mode")).select_by_value("always")
+    site.choose("Soft delete settings of archive", "#soft-delete-mode", "always")
     assert "permanent" in visible(site.browser, "#soft-delete-form .warn-box").text
     site.fill("#soft-delete-days", "30")
     site.click("#soft-delete-form-submit")

@@ -82,14 +82,12 @@ def test_vault_immutability_approvals_and_a_change_held_for_approval(site: Site)
     assert row.find_element(By.CSS_SELECTOR, ".immutable").text == "off"
     assert row.find_element(By.CSS_SELECTOR, ".approvals").text == "off"
 
-    site.click('button[aria-label="Immutability of sealed"]')
-    Select(visible(site.browser, "#immutable-mode")).select_by_value("on")
+    site.choose("Immutability of sealed", "#immutable-mode", "on")
     site.click("#immutable-form-submit")
     site.notice("Vault sealed saved")
     assert site.api("GET", "/vaults/sealed")["immutable"] == "on"
     # locked: the permanence is said, and confirmed a second time with a box ticked
-    site.click('button[aria-label="Immutability of sealed"]')
-    Select(visible(site.browser, "#immutable-mode")).select_by_value("locked")
+    site.choose("Immutability of sealed", "#immutable-mode", "locked")
     assert "permanent" in visible(site.browser, "#immutable-form .warn-box").text
     site.click("#immutable-form-submit")
     assert not visible(site.browser, "#confirm-submit").is_enabled()
@@ -102,16 +100,14 @@ def test_vault_immutability_approvals_and_a_change_held_for_approval(site: Site)
     assert row.find_element(By.CSS_SELECTOR, ".immutable").text == "locked"
     assert not row.find_elements(By.CSS_SELECTOR, 'button[aria-label="Immutability of sealed"]')
 
-    site.click('button[aria-label="Approval settings of sealed"]')
-    Select(visible(site.browser, "#approvals-mode")).select_by_value("delay")
+    site.choose("Approval settings of sealed", "#approvals-mode", "delay")
     site.fill("#approval-delay", "2")
     site.click("#approvals-form-submit")
     site.notice("Vault sealed saved")
     doc = site.api("GET", "/vaults/sealed")
     assert doc["approvals"] == "delay" and doc["approval_delay_hours"] == 2
     # weaker is held (202): "held for approval", neither success nor error; the vault unchanged
-    site.click('button[aria-label="Approval settings of sealed"]')
-    Select(visible(site.browser, "#approvals-mode")).select_by_value("off")
+    site.choose("Approval settings of sealed", "#approvals-mode", "off")
     site.click("#approvals-form-submit")
     request, link = held(site)
     newest = site.browser.find_element(By.CSS_SELECTOR, ".status-area .notice")
