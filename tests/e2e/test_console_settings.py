@@ -115,9 +115,17 @@ def test_vault_immutability_approvals_and_a_change_held_for_approval(site: Site)
     pending = site.api("GET", f"/approvals/{request}")
     assert pending["state"] == "pending" and pending["operation"] == "approval-setting"
     assert site.api("GET", "/vaults/sealed")["approvals"] == "delay"
-    link.click()
-    visible(site.browser, f'.page[data-page="approvals"] tr[data-key="{request}"]')
     site.api("POST", f"/approvals/{request}/reject")
+    # deleting the vault is held too (its approvals are on): the row stays
+    site.open("#/vaults", "vaults")  # drawn anew: no notice yet
+    site.click('button[aria-label="Delete vault sealed"]')
+    site.click("#confirm-submit")
+    deletion, link = held(site)
+    assert site.api("GET", f"/approvals/{deletion}")["operation"] == "vault-delete"
+    visible(site.browser, 'tr[data-key="sealed"]')
+    link.click()
+    visible(site.browser, f'.page[data-page="approvals"] tr[data-key="{deletion}"]')
+    site.api("POST", f"/approvals/{deletion}/reject")
 
 
 def test_attach_a_vault(site: Site, tmp_path: Path) -> None:
@@ -230,7 +238,7 @@ def test_points_lock_verify_copy_restore_options_and_purge(
     site.api("POST", f"/approvals/{request}/reject")
 
 
-def test_copy_every_vm_to_another_vault(site: Site, cold: str) -> None:
+def test_copy_every_vm_to_another_vault_then_delete_it(site: Site, cold: str) -> None:
     site.api("POST", "/vaults", {"name": "far", "location": "local"})
     site.sign_in("admin")
     site.open("#/vms?tab=registered", "vms")
@@ -244,6 +252,15 @@ def test_copy_every_vm_to_another_vault(site: Site, cold: str) -> None:
     assert job["type"] == "copy" and job["state"] == "completed", job
     held_in_cold = {p["id"] for p in site.api("GET", "/points?vault=cold")}
     assert {p["id"] for p in site.api("GET", "/points?vault=far")} == held_in_cold
+
+    # the vault deleted with its points: only once the box is ticked
+    site.open("#/vaults", "vaults")
+    site.click('button[aria-label="Delete vault far"]')
+    assert not visible(site.browser, "#confirm-submit").is_enabled()
+    site.click("#confirm-ack")
+    site.click("#confirm-submit")
+    site.notice(f"Vault far deleted, {len(held_in_cold)} point(s) purged")
+    assert "far" not in [v["name"] for v in site.cli("vault", "list", "--json").json()]
 
 
 def test_a_reader_sees_none_of_these_actions(site: Site, cold: str) -> None:

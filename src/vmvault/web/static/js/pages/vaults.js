@@ -32,7 +32,7 @@ export async function render(view, route) {
       button("New vault", create, { kind: "primary", id: "new-vault" })] : null), status);
   const saved = route.params.get("saved");
   if (saved) notice(status, `Vault ${saved} saved.`);
-  if (told && route.params.get("attached")) notice(status, ...told);
+  if (told && (route.params.get("attached") || route.params.get("deleted"))) notice(status, ...told);
   told = null;
   if (!vaults.length) {
     view.append(h("div", { class: "card" }, empty("No vault yet",
@@ -52,7 +52,9 @@ export async function render(view, route) {
         { class: "btn btn-secondary btn-small", "aria-label": `Verify vault ${v.name}`, title: "read and check every chunk of every point" }),
       button("GC", () => gc(v, status), { class: "btn btn-secondary btn-small", "aria-label": `Garbage collection of ${v.name}`,
         title: "purge expired soft-deleted points, then remove unreferenced chunks" }),
-    ] : null);
+    ] : null,
+    can("contributor") ? button("Delete…", () => remove(v, storage[v.name], status),
+      { class: "btn btn-danger-outline btn-small", "aria-label": `Delete vault ${v.name}` }) : null);
   view.append(h("div", { class: "card table-wrap" }, table([
     { title: "Name", class: "nowrap", cell: (v) => h("span", { class: "disk-list", title: `created ${short(v.created_at)}` },
       h("strong", {}, v.name), h("span", { class: "muted" }, `location ${v.location}`)) },
@@ -70,6 +72,27 @@ export async function render(view, route) {
     { title: "Soft-deleted", class: "num soft-deleted", cell: (v) => s(v, (x) => `${x.soft_deleted_points || 0} · ${bytes(x.soft_deleted_logical_bytes || 0)}`) },
     { title: h("span", { class: "visually-hidden" }, "Actions"), cell: actions },
   ], vaults, { caption: "Vaults", key: (v) => v.name })));
+}
+
+// Delete a vault: refused while VMs or policies use it (VAULT_IN_USE); the points it holds go
+// only when asked (with_points, a box to tick: permanent). Held for approval where the
+// vault's approvals are on (202: attempt() shows the request).
+async function remove(v, figures, status) {
+  const points = figures ? figures.points + (figures.soft_deleted_points || 0) : 0;
+  const ok = await confirm(`Delete vault ${v.name}?`, [
+    h("p", {}, `Removes the vault from vmvault and every object of its storage (${v.storage === "s3" ? "the bucket's prefix" : "its directory"}). `
+      + "Refused while VMs or policies use it."),
+    points ? h("p", {}, `It holds ${points} point(s): they are purged with it (a point with a copy elsewhere lives on there).`) : null,
+    v.approvals !== "off" ? h("p", {}, "Its approvals are on: an admin approves the deletion first.") : null,
+  ], { action: "Delete vault", acknowledge: points ? `I understand: its ${points} point(s) are gone for good` : null });
+  if (!ok) return;
+  const done = await attempt(status, `Delete of vault ${v.name}`,
+    () => api.del(`/vaults/${encodeURIComponent(v.name)}`, points ? { with_points: true } : {}));
+  if (done) {
+    vaultsChanged();
+    told = [`Vault ${done.deleted} deleted${done.points_purged ? `, ${done.points_purged} point(s) purged` : ""}.`];
+    go("#/vaults?deleted=1");
+  }
 }
 
 async function gc(v, status) {
