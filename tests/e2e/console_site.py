@@ -130,6 +130,13 @@ class Site:
             f"a notice with {text!r}",
         )
 
+    def forget_notices(self) -> None:
+        """Remove the notices shown so far: the next one awaited is a new one (a page drawn
+        anew after a save says the same as the one before it)."""
+        self.browser.execute_script(
+            "document.querySelectorAll('.notice').forEach((n) => n.remove())"
+        )
+
     def job_of(self, notice: WebElement) -> dict[str, Any]:
         return self.wait_job(int(notice.find_element(By.CSS_SELECTOR, "a").text.lstrip("#")))
 

@@ -83,12 +83,14 @@ def test_vault_immutability_approvals_and_a_change_held_for_approval(site: Site)
     assert row.find_element(By.CSS_SELECTOR, ".approvals").text == "off"
 
     site.choose("Immutability of sealed", "#immutable-mode", "on")
+    site.forget_notices()
     site.click("#immutable-form-submit")
     site.notice("Vault sealed saved")
     assert site.api("GET", "/vaults/sealed")["immutable"] == "on"
     # locked: the permanence is said, and confirmed a second time with a box ticked
     site.choose("Immutability of sealed", "#immutable-mode", "locked")
     assert "permanent" in visible(site.browser, "#immutable-form .warn-box").text
+    site.forget_notices()
     site.click("#immutable-form-submit")
     assert not visible(site.browser, "#confirm-submit").is_enabled()
     site.click("#confirm-ack")
@@ -102,12 +104,14 @@ def test_vault_immutability_approvals_and_a_change_held_for_approval(site: Site)
 
     site.choose("Approval settings of sealed", "#approvals-mode", "delay")
     site.fill("#approval-delay", "2")
+    site.forget_notices()
     site.click("#approvals-form-submit")
     site.notice("Vault sealed saved")
     doc = site.api("GET", "/vaults/sealed")
     assert doc["approvals"] == "delay" and doc["approval_delay_hours"] == 2
     # weaker is held (202): "held for approval", neither success nor error; the vault unchanged
     site.choose("Approval settings of sealed", "#approvals-mode", "off")
+    site.forget_notices()
     site.click("#approvals-form-submit")
     request, link = held(site)
     newest = site.browser.find_element(By.CSS_SELECTOR, ".status-area .notice")
