@@ -32,7 +32,7 @@ from vmvault.cli import (
     restores,
 )
 from vmvault.cli.access import audit_app, token_app
-from vmvault.cli.approvals import approvals_app, held
+from vmvault.cli.approvals import approvals_app
 from vmvault.cli.context import services
 from vmvault.cli.lab import lab_app
 from vmvault.cli.notify import notify_app
@@ -482,7 +482,7 @@ def _command(args: list[str]) -> None:
     except VmvaultError as exc:
         sys.exit(render.error(exc))
     except HeldForApproval as exc:  # not done: waits for an admin (docs/approvals.md)
-        sys.exit(held(exc))
+        sys.exit(render.held(documents.approval_doc(exc.request)))
     except KeyboardInterrupt:
         render.err.print("interrupted")
         sys.exit(130)
