@@ -35,15 +35,8 @@ from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key
 from vmvault.domain.policy import Policy
 from vmvault.domain.vm import VmItem
 from vmvault.services import holdings
-from vmvault.services.backup_sets import BackupSetService
-from vmvault.services.backups import BackupService
-from vmvault.services.context import ServiceContext
-from vmvault.services.copies import CopyService
-from vmvault.services.points import PointService
 from vmvault.services.ports import UnitOfWork
-from vmvault.services.protection import ProtectionService
 from vmvault.services.queue_runs import RESTORE_OPTIONS, QueueRuns
-from vmvault.services.restore import RestoreService
 
 OPS: dict[str, JobType] = {
     "backup": JobType.BACKUP,
@@ -86,19 +79,8 @@ def queue_job(
 
 
 class QueueService(QueueRuns):
-    def __init__(
-        self,
-        ctx: ServiceContext,
-        backups: Callable[[], BackupService],
-        points: Callable[[], PointService],
-        restores: Callable[[], RestoreService],
-        protection: Callable[[], ProtectionService],
-        copies: Callable[[], CopyService] | None = None,
-        sets: Callable[[], BackupSetService] | None = None,
-    ) -> None:
-        super().__init__(ctx, backups, points, restores, protection, copies, sets)
-        #: Called after jobs were queued (the server wakes its workers).
-        self.on_queued: Callable[[], None] | None = None
+    #: Called after jobs were queued (the server wakes its workers).
+    on_queued: Callable[[], None] | None = None
 
     # --- queueing --------------------------------------------------------------------------------
 
