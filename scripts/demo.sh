@@ -270,6 +270,11 @@ if $V approvals approve "$request"; then echo "unexpected success: the requester
 echo "(the second admin: the demo's token, through the server)"
 $V --server "http://$CONSOLE" --token "$token" approvals approve "$request"
 $V approvals show "$request"
+echo "(the remote CLI: a call the server holds prints and exits 4 as locally; the local admin rejects it)"
+rc=0; $V --server "http://$CONSOLE" --token "$token" vault update demo --approvals off || rc=$?
+test "$rc" = 4 || { echo "expected the remote call to be held (exit 4), got $rc" >&2; exit 1; }
+request=$($V approvals list --state pending --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+$V approvals reject "$request"
 
 .venv/bin/python scripts/screenshots.py --url "http://$CONSOLE" --token "$token" \
   --out "$VMVAULT_HOME/screenshots" --page dashboard

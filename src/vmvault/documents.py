@@ -31,6 +31,7 @@ from vmvault.services.jobs import JobOutcome
 from vmvault.services.notifications import SendResult
 from vmvault.services.policies import PolicyPreview, PolicyView
 from vmvault.services.protection import ProtectedItem, ProtectResult
+from vmvault.services.soft_delete import Removed
 from vmvault.services.vault_attach import AttachReport
 from vmvault.services.vaults import VaultSummary
 
@@ -212,6 +213,17 @@ def deletion_doc(gone: Deletion) -> dict[str, str | None]:
 def deleted_point_doc(p: RecoveryPoint, vault: str, gone: Deletion) -> dict[str, Any]:
     """A point soft-deleted in ``vault`` (``points list --deleted``, ``points undelete``)."""
     return point_doc(p) | {"deleted_vault": vault} | deletion_doc(gone)
+
+
+def purged_doc(r: Removed) -> dict[str, Any]:
+    """A holding ``points purge`` purged (``own_vault_now``: a copy's vault took its place)."""
+    return {"point": r.point, "vault": r.vault, "own_vault_now": r.heir}
+
+
+def locked_point_doc(p: RecoveryPoint, holding: Holding | None, held: int) -> dict[str, Any]:
+    """``points lock``: the point, its retain-until lengthened, and how many of its objects
+    the vault's storage holds now (0: a storage without holds, docs/immutability.md)."""
+    return point_doc(p, holding) | {"objects_held": held}
 
 
 def dashboard_doc(d: Dashboard) -> dict[str, Any]:

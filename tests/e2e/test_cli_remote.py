@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import getpass
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -392,6 +395,124 @@ def test_foreground_jobs_run_on_the_server_and_print_as_locally(
     assert list(elsewhere.iterdir()) == []
 
 
+def _attachable(tmp_path: Path) -> Path:
+    """A vault written by another home (its catalog is not the server's): ``web`` (the served
+    catalog's VM, by uuid) backed up twice into it, in-process through the in-memory
+    hypervisor."""
+    w = make_world(tmp_path / "writer")
+    vault_dir = tmp_path / "written"
+    w.services.vaults.create("main", "local", str(vault_dir))
+    w.add_vm("web", WEB)
+    assert w.services.inventory.discover("main").job.state.value == "completed"
+    [reg] = w.services.inventory.register("main", ["web"], allow_crash_consistent=True)
+    assert reg.job.state.value in ("completed", "completed-with-warnings"), reg.job
+    for _ in range(2):
+        [done] = w.services.backups.backup("main", ["web"])
+        assert done.job.state.value == "completed", done.job.message
+    w.services.close()
+    return vault_dir
+
+
+def test_attach_purge_lock_and_vault_delete_print_the_same_remotely_as_locally(
+    cli: CliRunner, served: Served, tmp_path: Path
+) -> None:
+    """``vault attach``, ``points purge``, ``points lock`` and ``vault delete`` run locally on
+    a vault attached as ``a1`` from one copy of a written vault, then remotely on ``a2``
+    attached from another copy (after ``a1`` and its points are gone again): the same output
+    and exit codes but for the names."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    written = _attachable(tmp_path)
+    copies = {"a1": tmp_path / "copy1", "a2": tmp_path / "copy2"}
+    for where in copies.values():
+        shutil.copytree(written, where)
+    until = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
+    seen: dict[str, list[tuple[tuple[str, ...], Result]]] = {}
+    for name, where in copies.items():
+
+        def run(*args: str, name: str = name) -> Result:
+            if name == "a1":
+                return cli(*args)
+            return _remote(cli, elsewhere, served.url, served.admin, *args)
+
+        runs = seen[name] = []
+        attach = ("vault", "attach", name, "--location", "local", "--path", str(where))
+        runs.append((attach, run(*attach)))
+        runs.append((attach, run(*attach)))  # again: VAULT_EXISTS
+        older, newer = sorted(
+            p["id"] for p in cli("points", "list", "--vault", name, "--json").json()
+        )
+        assert cli("points", "delete", older, "--vault", name).code == 0
+        for args in (("points", "purge", older, "--vault", name, "--json"),
+                     ("points", "purge", older, "--vault", name),  # POINT_NOT_SOFT_DELETED
+                     ("points", "lock", newer, "--keep-until", until),
+                     ("points", "lock", newer, "--keep-until", until, "--json"),
+                     ("vault", "delete", name),  # VAULT_IN_USE: it holds a point
+                     ("vault", "delete", name, "--with-points")):  # fmt: skip
+            runs.append((args, run(*args)))
+    for (args, local), (_, remote) in zip(seen["a1"], seen["a2"], strict=True):
+        for stream in ("stdout", "stderr"):
+            text = getattr(local, stream).replace("a1", "a2").replace("copy1", "copy2")
+            setattr(local, stream, text)
+        _alike(local, remote, args, served.admin)
+    codes = [r.code for _, r in seen["a2"]]
+    assert codes == [0, 2, 0, 2, 0, 0, 2, 0], seen["a2"]
+    attached, _, purged, _, locked, locked_json, _, deleted = (r for _, r in seen["a2"])
+    assert attached.stdout.startswith(f"vault 'a2' attached from {copies['a2']} "), attached
+    assert "1 VMs (0 new), 2 points" in attached.stdout, attached
+    assert purged.json()[0]["vault"] == "a2", purged
+    assert locked.stdout.startswith("point ") and " retained until " in locked.stdout, locked
+    assert locked_json.json()["objects_held"] == 0 and locked_json.json()["retain_until"]
+    assert deleted.stdout == "vault a2 deleted (1 point(s) purged)\n", deleted
+    assert not copies["a2"].exists() and list(elsewhere.iterdir()) == []
+
+
+def _requests_alike(local: Result, remote: Result, args: tuple[str, ...], token: str) -> None:
+    """As :func:`_alike`, the request ids too (each call makes a request of its own)."""
+    for r in (local, remote):
+        r.stderr = re.sub(r"(request |approve )\d+", r"\1N", r.stderr)
+    _alike(local, remote, args, token)
+
+
+def test_a_held_call_prints_the_same_remotely_as_locally(
+    cli: CliRunner, served: Served, tmp_path: Path
+) -> None:
+    """With the vaults' approvals on (delay mode: the local user and the token are two
+    admins), every call that can be held is held both ways: the request on stderr, nothing on
+    stdout, exit 4, nothing done."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert cli("vault", "create", "spare", "--location", "local").code == 0
+    for vault in ("main", "spare"):
+        assert cli("vault", "update", vault, "--approvals", "delay").code == 0
+    [point] = cli("points", "list", "--vault", "main", "--json").json()
+    assert cli("points", "delete", point["id"]).code == 0  # soft-deleted: purge it early
+    before = cli("vault", "list", "--json").json(), cli("policy", "show", "gold", "--json").json()
+    before += (cli("points", "list", "--vault", "main", "--deleted", "--json").json(),)
+    held = [
+        ("vault", "update", "main", "--soft-delete-days", "3"),
+        ("vault", "update", "main", "--approvals", "off", "--json"),
+        ("policy", "update", "gold", "--daily", "2"),
+        ("protection", "stop", "web", "--delete-data", "--vault", "main"),
+        ("vault", "delete", "spare"),
+        ("points", "purge", point["id"], "--json"),
+    ]
+    for args in held:
+        local = cli(*args)
+        remote = _remote(cli, elsewhere, served.url, served.admin, *args)
+        assert remote.code == 4 and remote.stdout == "", (args, remote)
+        assert remote.stderr.startswith("held for approval: request "), (args, remote)
+        assert "unless an admin rejects it" in remote.stderr, remote
+        _requests_alike(local, remote, args, served.admin)
+    pending = cli("approvals", "list", "--state", "pending", "--json").json()
+    assert len(pending) == 2 * len(held)
+    assert {r["requested_by"] for r in pending} == {"ops", f"local:{getpass.getuser()}"}
+    after = cli("vault", "list", "--json").json(), cli("policy", "show", "gold", "--json").json()
+    after += (cli("points", "list", "--vault", "main", "--deleted", "--json").json(),)
+    assert after == before
+    assert list(elsewhere.iterdir()) == []
+
+
 UNSUPPORTED = [
     (("serve",), "it runs the server itself"),
     (("lab", "up"), "the lab's guests"),
@@ -399,6 +520,10 @@ UNSUPPORTED = [
     (("gc", "--dry-run"), "never a count"),
     (("host", "add", "qemu+ssh://h3/system", "--allow-command"), "never runs a command"),
     (("restore", "--set", "some-set", "--as-new", "copy"), "one restore at a time"),
+    (
+        ("vault", "attach", "x", "--location", "local", "--path", "/srv/x", "--paper-key", "-"),
+        "a passphrase or a key never crosses the network",
+    ),
 ]
 
 

@@ -246,6 +246,14 @@ class PointDoc(BaseModel):
     disks: list[PointDiskDoc]
 
 
+class LockedPointDoc(PointDoc):
+    """A point whose retain-until ``points lock`` lengthened."""
+
+    objects_held: int = Field(
+        description="its objects the vault's storage holds now (0: a storage without holds)"
+    )
+
+
 class DeletedPointDoc(PointDoc):
     """A point soft-deleted in one vault (``points list --deleted``)."""
 

@@ -1,5 +1,5 @@
-"""``vmvault approvals …``: requests held for approval (docs/approvals.md), and how the CLI
-reports a held call (:func:`held`: exit 4).
+"""``vmvault approvals …``: requests held for approval (docs/approvals.md); a held call is
+printed by :func:`vmvault.cli.render.held` (exit 4), locally and remotely.
 
 The CLI's principal is the local user, ``local:<user>``, an admin
 (:func:`~vmvault.cli.access.local_principal`): it may approve a request made through a token
@@ -22,28 +22,11 @@ from vmvault.cli.access import local_principal
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
 from vmvault.cli.render import emit_json, out
-from vmvault.domain.approval import HeldForApproval
-from vmvault.services.approvals import EXIT_HELD
 
 approvals_app = typer.Typer(
     help="Operations that reduce protection, held for an admin's approval.",
     no_args_is_help=True,
 )
-
-
-def held(exc: HeldForApproval) -> int:
-    """A held call on stderr (stdout stays empty, ``--json`` too); the exit code 4."""
-    r = exc.request
-    render.err.print(f"held for approval: request {r.id} ({r.operation.summary})", markup=False)
-    if r.due_at is not None:
-        when = f"runs at {render.short_time(r.due_at)} unless an admin rejects it"
-    else:
-        when = f"expires at {render.short_time(r.expires_at)}"
-    render.err.print(
-        f"another admin approves it with 'vmvault approvals approve {r.id}'; {when}",
-        markup=False,
-    )
-    return EXIT_HELD
 
 
 @approvals_app.command("list")

@@ -11,8 +11,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
-from urllib.parse import quote
+from typing import Annotated
 
 import typer
 import typer.main
@@ -27,29 +26,23 @@ from vmvault.cli import (
     policies,
     process,
     remote,
-    remote_jobs,
     render,
     restores,
+    vms,
 )
 from vmvault.cli.access import audit_app, token_app
-from vmvault.cli.approvals import approvals_app, held
+from vmvault.cli.approvals import approvals_app
 from vmvault.cli.context import services
+from vmvault.cli.jobs import jobs_app
 from vmvault.cli.lab import lab_app
 from vmvault.cli.notify import notify_app
-from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, VaultOpt
-from vmvault.cli.progress import live_progress
+from vmvault.cli.options import JsonOpt
 from vmvault.cli.render import emit_json, out
 from vmvault.cli.vaults import host_app, vault_app
+from vmvault.cli.vms import vm_app
 from vmvault.domain.approval import HeldForApproval
 from vmvault.domain.errors import InternalError, VmvaultError
 from vmvault.domain.inputs import check_encoded
-from vmvault.domain.job import Job, JobState, JobType, parse_since
-from vmvault.domain.vm import VmState
-
-#: What discovery found, in the order ``discover`` prints it (domain.inventory's summary).
-DISCOVERED = ("new", "changed", "unchanged", "vanished")
-#: The jobs ``vm show`` lists (as many as the local history gives).
-VM_HISTORY = 20
 
 app = typer.Typer(
     help="vmvault: backups of libvirt KVM/QEMU virtual machines.",
@@ -57,8 +50,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-vm_app = typer.Typer(help="VMs found by discovery.", no_args_is_help=True)
-jobs_app = typer.Typer(help="Jobs: every operation vmvault ran.", no_args_is_help=True)
 
 
 @app.callback()
@@ -114,277 +105,8 @@ app.add_typer(policies.protection_app, name="protection")
 app.command()(policies.protect)
 app.command()(policies.unregister)
 app.command()(dashboard.dashboard)
-
-
-# --- discovery, VMs, registration --------------------------------------------------------------
-
-
-@app.command()
-def discover(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
-    """Find the VMs of every host in the vault's location (a discovery job)."""
-    if remote.active():
-        doc = remote.post("/vms/discover", {"vault": vault})
-        labels = (
-            {} if json_ else {v["uuid"]: render.label(v) for v in remote.get("/vms", vault=vault)}
-        )
-    else:
-        outcome = services().inventory.discover(vault)
-        doc = documents.discovery_doc(outcome)
-        r = outcome.result
-        labels = {v.uuid: v.label for v in (r.new + r.changed + r.vanished)} if r else {}
-    if json_:
-        emit_json(doc)
-    else:
-        render.job_result_line(doc)
-        if doc.get("result") is not None:
-            found = doc["result"]
-            out.print(", ".join(f"{len(found[k])} {k}" for k in DISCOVERED))
-            for kind in ("new", "changed", "vanished"):
-                for uuid in found[kind]:
-                    out.print(f"  {kind:8} {labels.get(uuid, uuid)} ({uuid})", markup=False)
-    raise typer.Exit(render.exit_code_for([doc]))
-
-
-@vm_app.command("list")
-def vm_list(
-    state: Annotated[VmState | None, typer.Option(help="Only VMs in this state.")] = None,
-    vault: VaultOpt = None,
-    json_: JsonOpt = False,
-) -> None:
-    """List the VMs of the vault's location (vanished ones are marked)."""
-    if remote.active():
-        docs = remote.get("/vms", vault=vault, state=state.value if state else None)
-    else:
-        docs = [documents.vm_doc(vm) for vm in services().inventory.list_vms(vault, state)]
-    if json_:
-        emit_json(docs)
-    else:
-        out.print(render.vm_table(docs))
-
-
-@vm_app.command("show")
-def vm_show(vm: str, json_: JsonOpt = False) -> None:
-    """Show one VM: disks, NICs, agent, state, recent jobs."""
-    if remote.active():
-        doc = remote.get(f"/vms/{quote(vm, safe='/')}")
-        doc["recent_jobs"] = remote.get("/jobs", vm=doc["uuid"], limit=VM_HISTORY)
-    else:
-        item = services().inventory.find(vm)
-        jobs = services().inventory.history(item)
-        doc = documents.vm_doc(item) | {"recent_jobs": [documents.job_doc(j) for j in jobs]}
-    if json_:
-        emit_json(doc)
-        return
-    for key in ("name", "uuid", "host", "host_uri", "group", "state", "power_state", "vault"):
-        out.print(f"{key:14} {doc[key]}", markup=False)
-    out.print(f"{'agent':14} {render.agent(doc)}", markup=False)
-    if doc["vanished_at"]:
-        out.print(f"{'vanished_at':14} {doc['vanished_at']}")
-    reason = doc["cluster_managed_reason"]
-    out.print(f"{'cluster-managed':14} {f'yes: {reason}' if reason else 'no'}", markup=False)
-    for d in doc["disks"]:
-        extra = f"  excluded: {d['reason']}" if d["excluded"] else ""
-        out.print(
-            f"disk {d['target']:6} {d['type']}/{d['device']}/{d['format']}  {d['path']}{extra}",
-            markup=False,
-        )
-    for n in doc["nics"]:
-        out.print(f"nic  {n['mac']}  {n['type']}:{n['source']}  {n['model']}", markup=False)
-    for w in doc["warnings"]:
-        out.print(f"warning: {w}", markup=False)
-    if doc["recent_jobs"]:
-        out.print(render.job_table(doc["recent_jobs"]))
-
-
-@vm_app.command("update")
-def vm_update(
-    vm: str,
-    exclude_disk: ExcludeDiskOpt = None,
-    include_disk: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--include-disk", help="Back this disk up again (target, repeatable): a full read."
-        ),
-    ] = None,
-    json_: JsonOpt = False,
-) -> None:
-    """Change which disks of a VM its backups leave out (from its next backup on)."""
-    excludes, includes = exclude_disk or [], include_disk or []
-    if remote.active():
-        body = {"exclude_disks": excludes, "include_disks": includes}
-        doc = remote.patch(f"/vms/{quote(vm, safe='/')}", body)
-    else:
-        doc = documents.vm_doc(services().inventory.update_vm(vm, excludes, includes))
-    if json_:
-        emit_json(doc)
-        return
-    excluded = ", ".join(doc["excluded_disks"]) or "none"
-    out.print(f"{render.label(doc)}: disks excluded by user: {excluded}", markup=False)
-
-
-@app.command()
-def register(
-    vms: Annotated[list[str], typer.Argument(help="VMs: uuid, NAME, HOST/NAME or GROUP/NAME.")],
-    crash_consistent: Annotated[
-        bool,
-        typer.Option(
-            "--crash-consistent",
-            help="Accept a VM whose guest agent is missing or silent (crash-consistent only).",
-        ),
-    ] = False,
-    exclude_disk: ExcludeDiskOpt = None,
-    vault: VaultOpt = None,
-    json_: JsonOpt = False,
-) -> None:
-    """Register VMs with the vault: one register job per VM."""
-    if remote.active():
-        body = {"vms": vms, "vault": vault, "crash_consistent": crash_consistent}
-        jobs = remote.post("/vms/register", body | {"exclude_disks": exclude_disk or []})
-        owners = [
-            None
-            if json_ or j["error_code"]
-            else remote.get(f"/vms/{j['vm']}")["cluster_managed_reason"]
-            for j in jobs
-        ]
-    else:
-        outcomes = services().inventory.register(
-            vault, vms, allow_crash_consistent=crash_consistent, exclude_disks=exclude_disk or []
-        )
-        jobs = [documents.job_doc(o.job) for o in outcomes]
-        owners = [o.result.cluster_managed if o.result else None for o in outcomes]
-    if json_:
-        emit_json(jobs)
-    else:
-        for job, owner in zip(jobs, owners, strict=True):
-            render.job_result_line(job)
-            if owner:
-                out.print(
-                    f"  cluster-managed ({owner}): vmvault never pauses, "
-                    "shuts off, undefines or replaces it",
-                    markup=False,
-                )
-    raise typer.Exit(render.exit_code_for(jobs))
-
-
-# --- jobs ----------------------------------------------------------------------------------
-
-
-@jobs_app.command("list")
-def jobs_list(
-    type_: Annotated[JobType | None, typer.Option("--type", help="Only jobs of this type.")] = None,
-    status: Annotated[JobState | None, typer.Option(help="Only jobs in this state.")] = None,
-    since: Annotated[str | None, typer.Option(help="Only jobs created within, e.g. 24h.")] = None,
-    vm: Annotated[str | None, typer.Option(help="Only jobs of this VM.")] = None,
-    json_: JsonOpt = False,
-) -> None:
-    """List jobs, newest first."""
-    if remote.active():
-        docs = remote.get_all(
-            "/jobs",
-            type=type_.value if type_ else None,
-            state=status.value if status else None,
-            since=since,
-            vm=vm,
-        )
-    else:
-        window = parse_since(since) if since is not None else None
-        vm_uuid = services().inventory.find(vm).uuid if vm is not None else None
-        jobs = services().jobs.list_jobs(type_, status, window, vm_uuid)
-        docs = [documents.job_doc(j) for j in jobs]
-    if json_:
-        emit_json(docs)
-    else:
-        out.print(render.job_table(docs))
-
-
-@jobs_app.command("show")
-def jobs_show(job_id: int, json_: JsonOpt = False) -> None:
-    """Show one job with its log."""
-    if remote.active():
-        doc = remote.get(f"/jobs/{job_id}")
-    else:
-        doc = documents.job_doc(*services().jobs.show(job_id))
-    if json_:
-        emit_json(doc)
-        return
-    keys = ("id", "type", "state", "vault", "vm_name", "vm", "origin", "started_at", "ended_at")
-    for key in keys:
-        out.print(f"{key:11} {doc[key] if doc[key] is not None else '-'}", markup=False)
-    if doc["parent"] is not None:
-        out.print(f"{'set job':11} {doc['parent']}")
-    if doc["type"] == JobType.BACKUP_SET.value:
-        for child in sorted(_children(job_id), key=lambda j: j["id"]):
-            line = f"job {child['id']} {child['vm_name']}: {child['state']}"
-            out.print(f"{'child':11} {line} {child['error_code'] or ''}".rstrip(), markup=False)
-    if doc["duration_s"] is not None:
-        out.print(f"{'duration':11} {doc['duration_s']:.1f}s")
-    for w in doc["warnings"]:
-        out.print(f"warning    {w}", markup=False)
-    if doc["error_code"]:
-        out.print(f"{'error':11} {doc['error_code']}: {doc['message']}", markup=False)
-        out.print(f"{'remedy':11} {doc['remedy']}", markup=False)
-    out.print("log:")
-    for line in doc["log"]:
-        out.print(f"  {line}", markup=False)
-
-
-def _children(set_job: int) -> list[dict[str, Any]]:
-    """The job documents of a backup set's jobs (the API lists them among all jobs)."""
-    if remote.active():
-        return [j for j in remote.get_all("/jobs") if j["parent"] == set_job]
-    return [documents.job_doc(j) for j in services().jobs.list_jobs(parent_id=set_job)]
-
-
-@jobs_app.command("cancel")
-def jobs_cancel(job_id: int, json_: JsonOpt = False) -> None:
-    """Cancel a running job; it stops within seconds and leaves no trace."""
-    if remote.active():
-        doc = remote.post(f"/jobs/{job_id}/cancel")
-    else:
-        doc = documents.job_doc(services().jobs.cancel(job_id))
-    if json_:
-        emit_json(doc)
-    else:
-        out.print(f"job {doc['id']} {doc['type']}: {doc['state']}")
-
-
-@jobs_app.command("wait")
-def jobs_wait(
-    job_id: int,
-    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
-    json_: JsonOpt = False,
-) -> None:
-    """Wait for a job to end (with a progress bar on a terminal); exit code as the job's."""
-    if remote.active():
-        doc = remote.get(f"/jobs/{job_id}")
-        if doc["state"] == JobState.QUEUED.value and not json_:
-            render.err.print(f"job {job_id} is queued: 'vmvault serve' runs it", markup=False)
-        _waited(remote_jobs.wait([doc], not json_, timeout, cancel=False)[0], json_)
-    observers = services().runner.observers
-    noted = False
-
-    def update(job: Job) -> None:
-        nonlocal noted
-        if job.state is JobState.QUEUED and not noted and not json_:
-            render.err.print(f"job {job.id} is queued: 'vmvault serve' runs it", markup=False)
-            noted = True
-        for observe in observers:
-            observe(job)
-
-    with live_progress(not json_):
-        job = services().jobs.wait(job_id, on_update=update, timeout=timeout)
-    _waited(documents.job_doc(job), json_)
-
-
-def _waited(doc: dict[str, Any], json_: bool) -> NoReturn:
-    """The end of ``jobs wait``: the job, and its exit code (1 when it has not ended)."""
-    if json_:
-        emit_json(doc)
-    else:
-        render.job_result_line(doc)
-    if not JobState(doc["state"]).final:
-        raise typer.Exit(render.EXIT_FAILED)
-    raise typer.Exit(render.exit_code_for([doc]))
+app.command()(vms.discover)
+app.command()(vms.register)
 
 
 @app.command()
@@ -482,7 +204,7 @@ def _command(args: list[str]) -> None:
     except VmvaultError as exc:
         sys.exit(render.error(exc))
     except HeldForApproval as exc:  # not done: waits for an admin (docs/approvals.md)
-        sys.exit(held(exc))
+        sys.exit(render.held(documents.approval_doc(exc.request)))
     except KeyboardInterrupt:
         render.err.print("interrupted")
         sys.exit(130)

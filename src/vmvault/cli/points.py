@@ -19,7 +19,6 @@ from vmvault.documents import point_doc
 from vmvault.domain.consistency import HookOutcome
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import parse_instant
-from vmvault.domain.iso import iso
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.services.holdings import Holding
 
@@ -167,12 +166,16 @@ def points_purge(
 ) -> None:
     """Purge a soft-deleted recovery point now, before its soft-delete period ends (held for
     approval where the vault's approvals are on: docs/approvals.md)."""
-    gone = services().soft_delete.purge_point(point_id, vault, by=local_principal())
+    if remote.active():
+        docs = remote.holdable("POST", f"/points/{remote.part(point_id)}/purge", {"vault": vault})
+    else:
+        gone = services().soft_delete.purge_point(point_id, vault, by=local_principal())
+        docs = [documents.purged_doc(r) for r in gone]
     if json_:
-        emit_json([{"point": r.point, "vault": r.vault, "own_vault_now": r.heir} for r in gone])
+        emit_json(docs)
         return
-    for r in gone:
-        out.print(f"purged {r.point} from vault '{r.vault}'", markup=False)
+    for d in docs:
+        out.print(f"purged {d['point']} from vault '{d['vault']}'", markup=False)
 
 
 @points_app.command("lock")
@@ -191,12 +194,17 @@ def points_lock(
     """Lengthen a point's retain-until: in an immutable vault it cannot be deleted before,
     and retention keeps it until then in any vault (docs/immutability.md)."""
     until = parse_instant(keep_until, "--keep-until")
-    p, held = services().immutability.lock_point(point_id, until)
+    if remote.active():
+        body = {"keep_until": until.isoformat()}
+        doc = remote.post(f"/points/{remote.part(point_id)}/lock", body)
+    else:
+        p, held = services().immutability.lock_point(point_id, until)
+        doc = documents.locked_point_doc(p, services().points.holders([p.id])[p.id], held)
     if json_:
-        emit_json(point_doc(p, services().points.holders([p.id])[p.id]))
+        emit_json(doc)
         return
-    where = f"; {held} object(s) held by the storage" if held else ""
-    out.print(f"point {p.id} retained until {iso(p.retain_until)}{where}", markup=False)
+    where = f"; {doc['objects_held']} object(s) held by the storage" if doc["objects_held"] else ""
+    out.print(f"point {doc['id']} retained until {doc['retain_until']}{where}", markup=False)
 
 
 def _docs(points: list[RecoveryPoint]) -> list[dict[str, Any]]:

@@ -218,7 +218,9 @@ def policy_update(
             "copy_to": copy_to,
         }
         body |= {"copy_retention": copy_counts, "no_copy": no_copy, "as_set": as_set}
-        doc = remote.patch(f"/policies/{remote.part(name)}", body | {"require": require})
+        doc = remote.holdable(
+            "PATCH", f"/policies/{remote.part(name)}", body | {"require": require}
+        )
         if not doc.pop("changed", True) and not json_:
             out.print(f"policy '{name}' unchanged: it has these values already", markup=False)
         _show_policy(doc, json_)
@@ -324,7 +326,7 @@ def protection_stop(
         raise typer.BadParameter("give exactly one of --retain-data, --delete-data")
     if remote.active():
         body: dict[str, Any] = {"vms": vms, "delete_data": delete_data, "vault": vault}
-        _jobs_result(remote.post("/protection/stop", body), json_)
+        _jobs_result(remote.holdable("POST", "/protection/stop", body), json_)
     outcomes = services().protection.stop(vault, vms, retain_data=retain_data, by=local_principal())
     _jobs_result(documents.protect_docs(ProtectResult(outcomes, [])), json_)
 

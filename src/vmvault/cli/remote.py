@@ -8,6 +8,10 @@ documents it builds locally (:mod:`vmvault.documents`); every other command reac
 :func:`vmvault.cli.context.services`, which refuses it with ``REMOTE_UNSUPPORTED``
 (:func:`refuse`) before anything runs.
 
+A call the server may hold for approval goes through :func:`holdable`: when the server
+answers 202 with the pending request (docs/approvals.md), it prints what the local command
+prints when held (:func:`vmvault.cli.render.held`) and exits 4.
+
 The API's error body is raised again as the same error class (so it is printed and exits as
 it would locally); a server that cannot be reached or whose certificate is not trusted is
 ``SERVER_UNREACHABLE`` / ``SERVER_UNTRUSTED``. The token is sent only in the Authorization
@@ -145,6 +149,21 @@ def patch(path: str, body: dict[str, Any]) -> Any:
 
 def delete(path: str, **params: Any) -> Any:
     return _request("DELETE", path, params=params).json()
+
+
+def holdable(method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
+    """A call the server may hold for approval (its route answers 202 with the request:
+    ``PATCH /vaults/{name}``, ``PATCH /policies/{name}``, ``POST /protection/stop``,
+    ``DELETE /vaults/{name}``, ``POST /points/{id}/purge``): its answer, or, held, the request
+    printed as a local held command prints it and exit 4 — nothing after the call runs."""
+    r = _request(method, path, json=body, params=params)
+    if r.status_code == 202:
+        import typer
+
+        from vmvault.cli.render import held
+
+        raise typer.Exit(held(r.json()))
+    return r.json()
 
 
 def part(value: str | int) -> str:

@@ -20,6 +20,7 @@ from vmvault import documents
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.inputs import shown
 from vmvault.domain.job import Job, JobState
+from vmvault.services.approvals import EXIT_HELD
 
 
 class SafeConsole(Console):
@@ -46,6 +47,24 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS = 0, 1, 2, 3
 
 def short_time(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def held(doc: dict[str, Any]) -> int:
+    """A call held for approval (its request's document, docs/approvals.md) on stderr — stdout
+    stays empty, ``--json`` too — locally and remotely alike; the exit code 4."""
+    err.print(f"held for approval: request {doc['id']} ({doc['summary']})", markup=False)
+    due, expires = (
+        datetime.fromisoformat(t) if t else None for t in (doc["due_at"], doc["expires_at"])
+    )
+    if due is not None:
+        when = f"runs at {short_time(due)} unless an admin rejects it"
+    else:
+        when = f"expires at {short_time(expires)}"
+    err.print(
+        f"another admin approves it with 'vmvault approvals approve {doc['id']}'; {when}",
+        markup=False,
+    )
+    return EXIT_HELD
 
 
 def emit_json(doc: Any) -> None:

@@ -41,6 +41,14 @@ def S3_OPTIONS(*values: str | None) -> list[tuple[str, str | None]]:
     return list(zip(names, values, strict=True))
 
 
+def _s3_body(s3: object | None, *values: str | None) -> dict[str, str | None] | None:
+    """The API's ``s3`` of ``vault create`` and ``vault attach`` (None: a directory)."""
+    if s3 is None:
+        return None
+    names = ("endpoint", "bucket", "prefix", "region", "credentials_file")
+    return dict(zip(names, values, strict=True))
+
+
 #: The S3 options ``vault create`` and ``vault attach`` share.
 RegionOpt = Annotated[str | None, typer.Option(help="S3: region (default us-east-1).")]
 CredentialsFileOpt = Annotated[
@@ -126,14 +134,8 @@ def vault_create(
             "encrypt": encrypt,
         }
         body |= {"key_file": key_file, "chunk_size": size, "compression_level": compression_level}
-        s3_body = dict(
-            zip(
-                ("endpoint", "bucket", "prefix", "region", "credentials_file"),
-                (endpoint, bucket, prefix, region, credentials_file),
-                strict=True,
-            )
-        )
-        doc = remote.post("/vaults", body | {"s3": s3_body if s3 is not None else None})
+        s3_body = _s3_body(s3, endpoint, bucket, prefix, region, credentials_file)
+        doc = remote.post("/vaults", body | {"s3": s3_body})
     else:
         doc = documents.vault_doc(services().vaults.create(
             name, location, path, encrypt=encrypt, key_file=key_file, chunk_size=size,
@@ -201,29 +203,38 @@ def vault_attach(
             raise InvalidInput("it goes with --storage s3", what=s3_only[0])
         if path is None:
             raise InvalidInput("give the vault's directory (--path)", what="vault attach")
-    text = read_paper(paper_key, "--paper-key") if paper_key is not None else None
-    report = services().vault_attach.attach(
-        name, location, path, s3, paper_key=text, key_file=key_file
-    )
-    doc = documents.attach_doc(report)
+    if remote.active():  # paths are the server's: absolute ones only (the API refuses others)
+        if paper_key is not None:
+            remote.refuse_option("--paper-key", "a passphrase or a key never crosses the network")
+        body: dict[str, Any] = {"name": name, "location": location, "path": path}
+        body |= {"s3": _s3_body(s3, endpoint, bucket, prefix, region, credentials_file)}
+        doc = remote.post("/vaults/attach", body | {"key_file": key_file})
+    else:
+        text = read_paper(paper_key, "--paper-key") if paper_key is not None else None
+        report = services().vault_attach.attach(
+            name, location, path, s3, paper_key=text, key_file=key_file
+        )
+        doc = documents.attach_doc(report)
     if json_:
         emit_json(doc)
         return
-    v = report.vault
-    at = f" at {v.s3.endpoint}" if v.s3 is not None else ""
+    v = doc["vault"]
+    at = f" at {v['s3']['endpoint']}" if v["s3"] is not None else ""
     out.print(
-        f"vault '{v.name}' attached from {v.path}{at} (location {v.location}, keys from "
-        f"{report.keys_from}): {report.vms} VMs ({report.vms_new} new), {report.points} "
-        f"points, {report.bytes_logical} bytes ({report.bytes_stored} stored)",
+        f"vault '{v['name']}' attached from {v['path']}{at} (location {v['location']}, keys from "
+        f"{doc['keys_from']}): {doc['vms']} VMs ({doc['vms_new']} new), {doc['points']} "
+        f"points, {doc['bytes_logical']} bytes ({doc['bytes_stored']} stored)",
         markup=False,
     )
-    if report.copies:
-        out.print(f"  {report.copies} points already known: held by '{v.name}' too", markup=False)
-    for line in report.skipped:
-        err.print(f"warning: manifest skipped: {line}", markup=False)
-    if report.incomplete:
+    if doc["copies"]:
         out.print(
-            f"  {len(report.incomplete)} half-written points (no manifest) ignored", markup=False
+            f"  {doc['copies']} points already known: held by '{v['name']}' too", markup=False
+        )
+    for line in doc["skipped"]:
+        err.print(f"warning: manifest skipped: {line}", markup=False)
+    if doc["incomplete"]:
+        out.print(
+            f"  {len(doc['incomplete'])} half-written points (no manifest) ignored", markup=False
         )
 
 
@@ -346,7 +357,7 @@ def vault_update(
             "immutable": change.immutable,
             "lock": change.lock,
         }
-        doc = remote.patch(f"/vaults/{remote.part(name)}", body)
+        doc = remote.holdable("PATCH", f"/vaults/{remote.part(name)}", body)
     else:
         vault = services().vault_settings.update(name, change, by=local_principal())
         doc = documents.vault_doc(vault)
@@ -372,11 +383,17 @@ def vault_delete(
     """Delete a vault: its catalog entry, its notification targets and every object of its
     storage.  Refused while VMs are registered with it or policies use it, and while it holds
     points unless --with-points; held for approval where its approvals are on."""
-    purged = services().vaults.delete(name, with_points=with_points, by=local_principal())
+    if remote.active():
+        doc = remote.holdable("DELETE", f"/vaults/{remote.part(name)}", with_points=with_points)
+    else:
+        purged = services().vaults.delete(name, with_points=with_points, by=local_principal())
+        doc = {"deleted": name, "points_purged": purged}
     if json_:
-        emit_json({"deleted": name, "points_purged": purged})
+        emit_json(doc)
         return
-    out.print(f"vault {name} deleted ({purged} point(s) purged)", markup=False)
+    out.print(
+        f"vault {doc['deleted']} deleted ({doc['points_purged']} point(s) purged)", markup=False
+    )
 
 
 def _approvals(doc: dict[str, Any]) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, func, insert, not_, or_, select, update
 
 from vmvault.domain.approval import ApprovalMode, ApprovalRequest, Kind, Operation, RequestState
 from vmvault.persistence import tables as t
@@ -41,6 +42,22 @@ def _changing(request: ApprovalRequest) -> dict[str, Any]:
         "outcome": request.outcome,
         "error_code": request.error_code,
     }
+
+
+def _shown_as(shown: RequestState, now: datetime) -> ColumnElement[bool]:
+    """The rows whose state as shown at ``now`` is ``shown``: the SQL of
+    ``ApprovalRequest.shown_state`` (a pending request lapsed at its expiry is expired)."""
+    now = now.astimezone(UTC)  # as the catalog stores times
+    lapsed = and_(
+        _A.c.state == RequestState.PENDING.value,
+        _A.c.expires_at.is_not(None),
+        _A.c.expires_at <= now,
+    )
+    if shown is RequestState.EXPIRED:
+        return or_(_A.c.state == shown.value, lapsed)
+    if shown is RequestState.PENDING:
+        return and_(_A.c.state == shown.value, not_(lapsed))
+    return _A.c.state == shown.value
 
 
 class SqlApprovals:
@@ -81,6 +98,23 @@ class SqlApprovals:
         if vault is not None:
             q = q.where(_A.c.vault == vault)
         return [_request(r) for r in self.conn.execute(q)]
+
+    def page(
+        self,
+        shown: RequestState | None,
+        vault: str | None,
+        now: datetime,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[ApprovalRequest], int]:
+        where: list[ColumnElement[bool]] = []
+        if shown is not None:
+            where.append(_shown_as(shown, now))
+        if vault is not None:
+            where.append(_A.c.vault == vault)
+        total = self.conn.execute(select(func.count()).select_from(_A).where(*where)).scalar()
+        q = select(_A).where(*where).order_by(_A.c.id.desc()).limit(limit).offset(offset)
+        return [_request(r) for r in self.conn.execute(q)], int(total or 0)
 
     def transition(self, request: ApprovalRequest, expected: RequestState) -> bool:
         q = (

@@ -155,11 +155,9 @@ class ApprovalService(Service):
         if vault is not None:  # a deleted vault's requests stay listed: its name is enough
             validate_name(vault, "vault name")
         now = self.clock()
-        with self.uow() as uow:
-            found = uow.approvals.find(None, vault)
-        shown = [replace(r, state=r.shown_state(now)) for r in found]
-        matching = [r for r in shown if wanted is None or r.state is wanted]
-        return matching[offset : offset + limit], len(matching)
+        with self.uow() as uow:  # filtered by the shown state and paged in the catalog
+            found, total = uow.approvals.page(wanted, vault, now, limit, offset)
+        return [replace(r, state=r.shown_state(now)) for r in found], total
 
     def get(self, request_id: int) -> ApprovalRequest:
         check_id(request_id, "request id")

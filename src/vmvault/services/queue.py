@@ -1,24 +1,10 @@
 """The job queue: work asked for now and done by the server's workers.
 
 ``vmvault backup --no-wait``, the REST API and the scheduler do not run jobs themselves; they
-*queue* them: a job row in state ``queued`` that carries its request (``jobs.request``, JSON):
-
-=================  ==========================================================  ==============
-``op``             arguments                                                   runs
-=================  ==========================================================  ==============
-``backup``         ``vm`` (uuid), ``keep_until`` (ISO time or null)            BackupService
-``backup-set``     ``vms`` (uuids), ``keep_until``                             BackupSetService
-``verify``         ``point`` or ``vm`` (uuid) or neither (whole vault)         PointService
-``gc``             –                                                           PointService
-``restore-test``   ``vm`` (uuid), ``point``, ``from_vault`` (optional)            RestoreService
-``copy``           ``vm`` (uuid), ``from``, ``to`` (vaults), ``policy`` (name   CopyService
-                   or null: its copy retention prunes the target)
-``restore``        ``vm`` (uuid), ``point``, ``mode`` (``as-new``, ``replace``, RestoreService
-                   ``test`` or ``disks-only``), ``from_vault``, the options:   (disks-only:
-                   ``name``, ``directory``, ``host``, ``start``,               PointService)
-                   ``keep_previous``, ``shutdown_timeout``, ``format``,
-                   ``overwrite`` (null: the default)
-=================  ==========================================================  ==============
+*queue* them: a job row in state ``queued`` that carries its request (``jobs.request``, JSON:
+an ``op`` and its arguments; the table of ops and what runs each is in
+:mod:`vmvault.services.queue_runs`, which claims and runs them — :class:`QueueService` is
+both: queueing here, running there).
 
 Invariants:
 
@@ -35,32 +21,22 @@ Invariants:
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from vmvault.domain.consistency import parse_required
 from vmvault.domain.errors import (
-    InternalError,
     InvalidInput,
     OperationInProgress,
-    VmvaultError,
 )
 from vmvault.domain.inputs import check_until
 from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key
 from vmvault.domain.policy import Policy
-from vmvault.domain.restore import RestoreMode
 from vmvault.domain.vm import VmItem
 from vmvault.services import holdings
-from vmvault.services.backup_sets import BackupSetService
-from vmvault.services.backups import BackupService
-from vmvault.services.context import Service, ServiceContext
-from vmvault.services.copies import CopyService
-from vmvault.services.points import PointService
 from vmvault.services.ports import UnitOfWork
-from vmvault.services.protection import ProtectionService
-from vmvault.services.restore import RestoreService
+from vmvault.services.queue_runs import RESTORE_OPTIONS, QueueRuns
 
 OPS: dict[str, JobType] = {
     "backup": JobType.BACKUP,
@@ -71,18 +47,6 @@ OPS: dict[str, JobType] = {
     "copy": JobType.COPY,
     "restore": JobType.RESTORE,
 }
-
-#: The options of a queued ``restore`` request, each passed on as the keyword of that name.
-RESTORE_OPTIONS = (
-    "name",
-    "directory",
-    "host",
-    "start",
-    "keep_previous",
-    "shutdown_timeout",
-    "format",
-    "overwrite",
-)
 
 
 def queue_job(
@@ -114,30 +78,9 @@ def queue_job(
     return job
 
 
-class QueueService(Service):
-    def __init__(
-        self,
-        ctx: ServiceContext,
-        backups: Callable[[], BackupService],
-        points: Callable[[], PointService],
-        restores: Callable[[], RestoreService],
-        protection: Callable[[], ProtectionService],
-        copies: Callable[[], CopyService] | None = None,
-        sets: Callable[[], BackupSetService] | None = None,
-    ) -> None:
-        super().__init__(ctx)
-        self._sets = sets or (lambda: BackupSetService(ctx, backups()))
-        self._copies = copies or (lambda: CopyService(ctx))
-        self._backups = backups
-        self._points = points
-        self._restores = restores
-        self._protection = protection
-        #: Called after jobs were queued (the server wakes its workers).
-        self.on_queued: Callable[[], None] | None = None
-        #: Called after each run of a claimed job with the job (as claimed) and what its
-        #: service returned (None when it raised): the server records the outcome
-        #: (vmvault/outcomes.py) for the remote CLI.
-        self.on_outcome: Callable[[Job, Any], None] | None = None
+class QueueService(QueueRuns):
+    #: Called after jobs were queued (the server wakes its workers).
+    on_queued: Callable[[], None] | None = None
 
     # --- queueing --------------------------------------------------------------------------------
 
@@ -235,33 +178,6 @@ class QueueService(Service):
             vault = holdings.vault_holding(uow, point, from_vault)
         return self._submit([("restore", vault, (vm.uuid, vm.label), request)], origin)[0]
 
-    def _prepare_restore(self, req: dict[str, Any]) -> Callable[[], Any]:
-        """The checked restore of a ``restore`` request, to run (a refusal raises)."""
-        mode = req.get("mode")
-        options = {k: req[k] for k in RESTORE_OPTIONS if req.get(k) is not None}
-        vm, point, from_vault = req["vm"], req["point"], req.get("from_vault")
-        if mode == "disks-only":
-            extra = sorted(set(options) - {"directory", "format", "overwrite"})
-            if extra or "directory" not in options:
-                raise InvalidInput(
-                    "a disks-only restore takes a directory (and format, overwrite) only",
-                    what="restore options",
-                )
-            fmt = options.pop("format", "qcow2")
-            directory = options.pop("directory")
-            return self._points().prepare_disks(
-                vm, point, directory, fmt=fmt, from_vault=from_vault, **options
-            )
-        if mode not in {m.value for m in RestoreMode}:
-            raise InvalidInput(
-                "use as-new, replace, test or disks-only", what=f"restore mode {mode!r}"
-            )
-        if {"format", "overwrite"} & set(options):
-            raise InvalidInput("format and overwrite go with disks-only", what="restore options")
-        return self._restores().prepare(
-            vm, point, RestoreMode(mode), from_vault=from_vault, **options
-        )
-
     def submit_copy(
         self,
         from_vault: str,
@@ -319,94 +235,3 @@ class QueueService(Service):
         if self.on_queued is not None:
             self.on_queued()
         return jobs
-
-    # --- running ---------------------------------------------------------------------------------
-
-    def claim_next(self) -> Job | None:
-        """Claim the oldest queued job for this process, or None when there is none."""
-        with self.uow() as uow:
-            candidates = uow.jobs.queued(limit=20)
-        for job in candidates:
-            with self.uow() as uow:
-                if uow.jobs.claim(job.id, self.runner.pid, self.clock()):
-                    uow.jobs.append_log(
-                        job.id, f"claimed by worker (pid {self.runner.pid})", self.clock()
-                    )
-                    uow.commit()
-                    claimed = uow.jobs.get(job.id)
-                    return claimed
-        return None
-
-    def execute(self, job: Job) -> Job:
-        """Run a claimed job to its end; returns it as the catalog has it afterwards."""
-        self.runner.adopt(job)
-        error: VmvaultError | None = None
-        returned: Any = None
-        try:
-            returned = self._dispatch(job)
-        except VmvaultError as exc:  # refused before its work began (or after it ended)
-            error = exc
-        except Exception as exc:
-            self._log(job, "internal error:\n" + traceback.format_exc())
-            error = InternalError(f"{type(exc).__name__}: {exc}")
-        finally:
-            unstarted = self.runner.adopted is not None
-            self.runner.adopt(None)
-        with self.uow() as uow:
-            current = uow.jobs.get(job.id)
-        assert current is not None
-        if not current.state.final:
-            if error is None:
-                error = InternalError(f"request {job.request} started no {job.type.value} job")
-            cancelled = unstarted and current.state is JobState.CANCELLING
-            current = self.runner.finish(current, None if cancelled else error, cancelled)
-        elif error is not None and not unstarted:
-            self._log(job, f"after the job: {error.code} {error.text}")
-        if self.on_outcome is not None:
-            try:
-                self.on_outcome(job, returned)
-            except Exception:  # the job has ended as it should: its outcome is extra
-                self._log(job, "outcome not recorded:\n" + traceback.format_exc())
-        return current
-
-    def _log(self, job: Job, line: str) -> None:
-        with self.uow() as uow:
-            uow.jobs.append_log(job.id, line, self.clock())
-            uow.commit()
-
-    def _keep_until(self, job: Job) -> datetime | None:
-        """A queued backup's ``keep_until``, unless it has passed while queued."""
-        until = (job.request or {}).get("keep_until")
-        keep_until = datetime.fromisoformat(until) if until else None
-        if keep_until is not None and keep_until <= self.clock():  # checked when queued
-            self._log(job, f"keep-until {until} has passed while queued: not pinned")
-            return None
-        return keep_until
-
-    def _dispatch(self, job: Job) -> Any:
-        """Run the job's request; what its service returned."""
-        req = job.request or {}
-        op = req.get("op")
-        if op == "backup":
-            return self._backups().backup(
-                job.vault,
-                [req["vm"]],
-                keep_until=self._keep_until(job),
-                require=req.get("require"),
-            )
-        if op == "backup-set":
-            return self._sets().backup_set(job.vault, req["vms"], keep_until=self._keep_until(job))
-        if op == "verify":
-            vm_ref = req.get("vm")
-            return self._points().verify(job.vault, point_id=req.get("point"), vm_ref=vm_ref)
-        if op == "gc":
-            return self._points().gc(job.vault)
-        if op == "restore-test":
-            return self._restores().restore_test(
-                req["vm"], req["point"], None, req.get("from_vault")
-            )
-        if op == "copy":
-            return self._copies().run_request(req)
-        if op == "restore":
-            return self._prepare_restore(req)()
-        raise InvalidInput(f"unknown operation {op!r}", what=f"request of job {job.id}")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from vmvault import documents
 from vmvault.api.auth import needs
 from vmvault.api.errors import responses
-from vmvault.api.models import DeletedPointDoc, JobDoc, PointDoc, PurgedDoc
+from vmvault.api.models import DeletedPointDoc, JobDoc, LockedPointDoc, PointDoc, PurgedDoc
 from vmvault.api.requests import PinRequest, PointLock, PurgeRequest, UndeleteRequest
 from vmvault.api.routes.approvals import HELD
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
@@ -88,15 +88,16 @@ def routes(services: Services) -> APIRouter:
 
     @router.post(
         "/points/{point_id}/lock",
-        response_model=PointDoc,
+        response_model=LockedPointDoc,
         responses=responses(404, 409),
         dependencies=CONTRIBUTOR,
     )
     def lock(point_id: str, body: PointLock) -> dict[str, Any]:
         """Lengthen the point's retain-until (``points lock``): never earlier
-        (``RETENTION_SHORTENED``); retention keeps it until then too (docs/immutability.md)."""
-        services.immutability.lock_point(point_id, body.keep_until)
-        return shown(point_id)
+        (``RETENTION_SHORTENED``); retention keeps it until then too (docs/immutability.md).
+        ``objects_held``: how many of its objects the vault's storage holds now."""
+        p, held = services.immutability.lock_point(point_id, body.keep_until)
+        return documents.locked_point_doc(p, services.points.holders([p.id]).get(p.id), held)
 
     @router.post(
         "/points/{point_id}/undelete",
@@ -124,6 +125,6 @@ def routes(services: Services) -> APIRouter:
         is soft-deleted) before its period ends; held for approval where the vault's
         approvals are on (202, docs/approvals.md)."""
         gone = services.soft_delete.purge_point(point_id, body.vault if body else None, by=who)
-        return [{"point": r.point, "vault": r.vault, "own_vault_now": r.heir} for r in gone]
+        return [documents.purged_doc(r) for r in gone]
 
     return router

@@ -256,8 +256,21 @@ class ApprovalRepository(Protocol):
     def find(
         self, state: RequestState | None = None, vault: str | None = None
     ) -> list[ApprovalRequest]:
-        """Every matching request, newest first (requests are rare: a few per vault and
-        month; the service pages them after deriving each one's shown state)."""
+        """Every request in the stored ``state`` (of ``vault``), newest first."""
+
+    def page(
+        self,
+        shown: RequestState | None,
+        vault: str | None,
+        now: datetime,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[ApprovalRequest], int]:
+        """The requests (of ``vault``) whose state *as shown at* ``now`` is ``shown`` — a
+        pending request past its expiry shows as expired
+        (:meth:`~vmvault.domain.approval.ApprovalRequest.shown_state`), so it matches
+        ``expired`` and not ``pending`` — newest first: a page (``limit`` from ``offset``)
+        and how many match in all.  The requests keep their stored state."""
 
     def transition(self, request: ApprovalRequest, expected: RequestState) -> bool:
         """Write ``request``'s state and decision/outcome fields if its row is still in state
