@@ -24,6 +24,9 @@ Issue 15 needs a *remote* libvirt host to test against, on one machine. ``host_u
 The network namespace is not separated: the TCP listener must be reachable on loopback, and a
 veth pair per lab would need addresses that cannot collide between labs on one machine.
 
+Its storage pool ``default`` (where restores put disks unless told otherwise) is
+``HOST_DIR/images``: a path that means the same inside and outside the namespace.
+
 ``HOST_DIR/host.json`` records ``{"pid": <unshare's pid>, "port": …, "uri": …}``.
 """
 
@@ -236,7 +239,28 @@ def host_up(lab_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
                 _down(hdir)
                 raise LabFailed(f"the lab host's libvirtd did not answer on {uri}:\n{tail}")
             time.sleep(0.1)
+        _default_pool(uri, hdir / "images")
         return host_status(lab_dir)
+
+
+POOL_XML = "<pool type='dir'><name>default</name><target><path>{path}</path></target></pool>"
+
+
+def _default_pool(uri: str, path: Path) -> None:
+    """Define and start the host's storage pool ``default`` in ``path``: where a restore puts
+    disks by default. Its own ``/var/lib/libvirt/images`` is a path only its namespace sees,
+    while the node process (outside) writes the disks: both see ``HOST_DIR/images``."""
+    make_dirs(path, 0o711)
+    quiet_libvirt()
+    conn = libvirt.open(uri)
+    try:
+        pool = conn.storagePoolDefineXML(POOL_XML.format(path=path), 0)
+        pool.setAutostart(1)
+        pool.create(0)
+    except libvirt.libvirtError as exc:
+        raise LabFailed(f"the lab host's storage pool: {exc.get_error_message()}") from None
+    finally:
+        conn.close()
 
 
 def _destroy_domains(uri: str) -> list[str]:
