@@ -35,7 +35,7 @@ from tests.e2e.test_console_vaults import (
     until,
     visible,
 )
-from tests.e2e.test_notifications import unreachable_vm
+from tests.e2e.test_notifications import DEAD_HOST, unreachable_vm
 from tests.unit.catalog_world import write_point
 from vmvault.bootstrap import bootstrap
 from vmvault.config import Settings
@@ -172,7 +172,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     svc.close()
     browser = new_browser()
     try:
-        with serving(home, VMVAULT_VAULT="main") as base:
+        # the server is the node of dead's host: a backup of dead runs, and fails there
+        with serving(home, VMVAULT_VAULT="main", VMVAULT_NODE_HOST=DEAD_HOST) as base:
             yield Site(home, base, tokens, browser)
     finally:
         browser.quit()
