@@ -16,7 +16,8 @@ Issue 15 needs a *remote* libvirt host to test against, on one machine. ``host_u
 * ``qemu.conf`` sets ``cgroup_controllers = [ ]``: both daemons would otherwise make cgroups
   named ``qemu-<id>-<name>`` under the same ``/machine`` partition.
 * The init reaps orphans (QEMU is one) and, on SIGTERM (sent to it: ``unshare`` itself
-  ignores SIGTERM while it waits), stops the daemons and exits; when a
+  ignores SIGTERM while it waits), sends SIGTERM to every process of its namespace (SIGKILL
+  after 5 s), stops the daemons and exits; when a
   PID namespace's init exits the kernel kills everything left in it. So ``host_down``
   (after destroying the host's domains through libvirt) leaves no process, and no mount: the
   mount namespace dies with its last process. Then ``HOST_DIR`` is removed.
@@ -100,28 +101,31 @@ sys.stdout.write("[]\n"); sys.stdout.flush()
 null = os.open(os.devnull, os.O_RDWR)
 for fd in (0, 1, 2):
     os.dup2(null, fd)
-stopping = []
-def stop(*_):
-    stopping.append(time.monotonic())
-    for name in ("libvirtd", "virtlogd"):
+stopping, sent = [], []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(time.monotonic()))
+def others():  # this /proc is the namespace's own (--mount-proc): every pid is ours
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and p != "1"]
+def signal_all(sig):
+    for pid in others():
         try:
-            os.kill(int(open(f"/run/libvirt/{name}.pid").read()), signal.SIGTERM)
-        except (OSError, ValueError):
+            os.kill(pid, sig)
+        except OSError:
             pass
-signal.signal(signal.SIGTERM, stop)
-signal.signal(signal.SIGALRM, lambda *_: None)
 while True:
-    if stopping and time.monotonic() - stopping[0] > 10:
-        break  # exiting kills the rest of the namespace
-    signal.alarm(1)
     try:
-        os.wait()
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
     except ChildProcessError:
         if stopping:
             break
-        time.sleep(0.5)  # the daemons double-fork: a moment with no child is normal
-    except InterruptedError:
-        pass
+    if stopping:
+        waited = time.monotonic() - stopping[0]
+        if not others():
+            break
+        if not sent or waited > 5:
+            signal_all(signal.SIGKILL if sent else signal.SIGTERM)
+            sent.append(waited)
+    time.sleep(0.1)
 """
 
 DEFAULT_PORT = 16519
