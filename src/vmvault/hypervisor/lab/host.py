@@ -39,7 +39,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,8 +47,8 @@ from typing import Any
 import libvirt
 
 from vmvault.domain.errors import LabFailed
-from vmvault.hypervisor.daemons import libvirtd_running, quiet_libvirt
-from vmvault.hypervisor.host import locked, pid_alive
+from vmvault.hypervisor.daemons import libvirtd_running, quiet_libvirt, spawn_detached
+from vmvault.hypervisor.host import locked
 from vmvault.hypervisor.lab.fsutil import make_dirs
 from vmvault.hypervisor.lab.waiting import destroy_and_undefine
 
@@ -178,7 +177,7 @@ def host_status(lab_dir: Path) -> dict[str, Any]:
     doc: dict[str, Any] = {"state": "down", "uri": None, "dir": str(hdir), "pid": None}
     if rec is None:
         return doc | ({"state": "partial"} if hdir.exists() else {})
-    alive = pid_alive(int(rec["pid"]))
+    alive = _running(int(rec["pid"]))
     doc |= {"uri": rec["uri"], "pid": rec["pid"] if alive else None}
     doc["state"] = "up" if alive and libvirtd_running(rec["uri"]) else "partial"
     return doc
@@ -212,16 +211,7 @@ def host_up(lab_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
             "unshare", "--mount", "--pid", "--fork", "--kill-child=SIGTERM", "--mount-proc",
             "--propagation", "private", sys.executable, str(init), str(root), json.dumps(STATE_DIRS),
         ]  # fmt: skip
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise LabFailed(f"could not start the lab host: {exc}") from None
+        proc = spawn_detached(argv, "the lab host")
         uri = host_uri(port)
         (hdir / "host.json").write_text(json.dumps({"pid": proc.pid, "port": port, "uri": uri}))
         assert proc.stdout is not None
@@ -288,13 +278,13 @@ def _down(hdir: Path) -> None:
     rec = _record(hdir)
     if rec is not None:
         pid = int(rec["pid"])
-        if pid_alive(pid) and _is_ours(pid, hdir):
+        if _running(pid) and _is_ours(pid, hdir):
             _signal(_children(pid), signal.SIGTERM)  # unshare ignores SIGTERM; its init stops
             deadline = time.monotonic() + 15
-            while pid_alive(pid) and time.monotonic() < deadline:
+            while _running(pid) and time.monotonic() < deadline:
                 _reap(pid)
                 time.sleep(0.05)
-            if pid_alive(pid):  # killing a namespace's init kills all of the namespace
+            if _running(pid):  # killing a namespace's init kills all of the namespace
                 _signal(_children(pid), signal.SIGKILL)
                 _signal([pid], signal.SIGKILL)
                 _reap(pid)
@@ -305,6 +295,16 @@ def _signal(pids: list[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (the process that started the host, our parent or not, may
+    not have reaped its ``unshare`` yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def _reap(pid: int) -> None:
