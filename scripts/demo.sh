@@ -276,12 +276,29 @@ test "$rc" = 4 || { echo "expected the remote call to be held (exit 4), got $rc"
 request=$($V approvals list --state pending --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 $V approvals reject "$request"
 
+step "A second libvirt host: its own libvirtd in its own mount and PID namespace, qemu+tcp on loopback" lab host up
+$V lab host down >/dev/null  # a fresh one each run (it keeps what earlier runs restored on it)
+host2=$($V lab host up --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["uri"])')
+echo "second host at $host2"
+$V lab up --host "$host2" --variant standard
+guest2=$($V lab status --host "$host2" --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["name"])')
+$V host add "$host2" --location local
+$V discover --vault demo
+$V register "$guest2" --vault demo
+step "This node serves qemu:///system: a backup of the second host's VM is refused up front" backup "$guest2"
+rc=0; $V backup "$guest2" --vault demo || rc=$?
+test "$rc" = 2 || { echo "expected HOST_NOT_SERVED (exit 2), got $rc" >&2; exit 1; }
+step "The node of the second host (VMVAULT_NODE_HOST) backs it up and restores it as new" backup "$guest2"
+VMVAULT_NODE_HOST="$host2" $V backup "$guest2" --vault demo
+point2=$($V points list "$guest2" --vault demo --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+VMVAULT_NODE_HOST="$host2" $V restore "$guest2" --point "$point2" --as-new "$guest2-copy"
+
 .venv/bin/python scripts/screenshots.py --url "http://$CONSOLE" --token "$token" \
   --out "$VMVAULT_HOME/screenshots" --page dashboard
 
 printf '\nDemo state is in %s (export VMVAULT_HOME=%s to explore); the lab guests and the object store are still running.\n' \
   "$VMVAULT_HOME" "$VMVAULT_HOME"
-printf 'Remove them with: VMVAULT_HOME=%s .venv/bin/vmvault lab down; the object store with: .venv/bin/vmvault lab storage down\n' "$VMVAULT_HOME"
+printf 'Remove them with: VMVAULT_HOME=%s .venv/bin/vmvault lab down; the object store with: .venv/bin/vmvault lab storage down; the second host with: .venv/bin/vmvault lab host down\n' "$VMVAULT_HOME"
 printf '\n\033[1mThe web console is running (pid %s, log %s):\033[0m\n' "$(cat "$VMVAULT_HOME/console.pid")" "$VMVAULT_HOME/console.log"
 printf '  URL:         http://%s/console/\n' "$CONSOLE"
 printf '  admin token: %s\n' "$token"

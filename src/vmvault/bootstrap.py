@@ -17,6 +17,7 @@ from typing import Any
 from vmvault.config import Settings
 from vmvault.domain.approval import Kind, Requester
 from vmvault.domain.inventory import RegistrationLimits
+from vmvault.domain.placement import OwnNode
 from vmvault.domain.vault import DEFAULT_HOST_URI, S3Location
 from vmvault.hypervisor.host import pid_alive
 from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
@@ -141,7 +142,12 @@ class Services:
     def context(self) -> ServiceContext:
         """What every service shares (one per Services: one per worker in ``vmvault serve``)."""
         return ServiceContext(
-            self._uow, self.runner, self.vaults, self.clock, self.settings.workers
+            self._uow,
+            self.runner,
+            self.vaults,
+            self.clock,
+            self.settings.workers,
+            OwnNode(self.settings.node_host),
         )
 
     @cached_property

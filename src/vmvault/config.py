@@ -13,6 +13,7 @@
 | ``VMVAULT_FREEZE_TIMEOUT``  | ``10`` seconds a freeze (and the guest's fsfreeze hooks) may take before the backup thaws and takes a saved-state point |
 | ``VMVAULT_PASSPHRASE``      | passphrase of encrypted vaults (or ``VMVAULT_PASSPHRASE_FILE``; else asked on a terminal) |
 | ``VMVAULT_NEW_PASSPHRASE``  | the new passphrase of ``vault key change-passphrase`` / ``import`` (or ``…_FILE``; else asked twice on a terminal) |
+| ``VMVAULT_NODE_HOST``       | ``qemu:///system``: the libvirt URI of the host this process runs on; jobs that touch a VM's disks run only for VMs of that host (docs/deployment.md, "Remote libvirt hosts") |
 | ``VMVAULT_WORK_DIR``        | ``/var/lib/vmvault/run``: NBD sockets and scratch files of running backups |
 | ``VMVAULT_WORKERS``         | ``2`` threads hashing/compressing (one per core) |
 | ``VMVAULT_JOB_WORKERS``     | ``2`` jobs ``vmvault serve`` runs at once |
@@ -28,7 +29,7 @@
 | ``VMVAULT_SMTP_USER``       | unset; with ``VMVAULT_SMTP_PASSWORD``: SMTP AUTH (never logged) |
 
 Every value is checked once, by :meth:`Settings.validate` (whole numbers within
-:data:`INT_RANGES`, a known zone, a GC schedule that parses, a listen address, a TLS certificate given with its key): a bad
+:data:`INT_RANGES`, a libvirt URI, a known zone, a GC schedule that parses, a listen address, a TLS certificate given with its key): a bad
 one is ``INVALID_SETTING`` naming its variable (exit 2), before any command does anything.
 
 The lab lives outside ``VMVAULT_HOME`` on purpose: its domains are global to the host's
@@ -50,6 +51,7 @@ import platformdirs
 
 from vmvault.domain.errors import InvalidInput, InvalidSetting
 from vmvault.domain.schedule import Schedule, parse_schedule, parse_timezone
+from vmvault.domain.vault import DEFAULT_HOST_URI, validate_uri
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class Settings:
     passphrase: str | None = None
     new_passphrase: str | None = None
     work_dir: Path = Path("/var/lib/vmvault/run")
+    #: The libvirt URI of the host this process runs on (domain/placement.py).
+    node_host: str = DEFAULT_HOST_URI
     workers: int = 2
     #: ``vmvault serve``: jobs run at once, where the REST API listens, when GC runs.
     job_workers: int = 2
@@ -103,6 +107,7 @@ class Settings:
             passphrase=_passphrase(env, "VMVAULT_PASSPHRASE"),
             new_passphrase=_passphrase(env, "VMVAULT_NEW_PASSPHRASE"),
             work_dir=Path(env.get("VMVAULT_WORK_DIR") or "/var/lib/vmvault/run"),
+            node_host=(env.get("VMVAULT_NODE_HOST") or DEFAULT_HOST_URI).strip(),
             workers=_int(env, "VMVAULT_WORKERS", min(os.cpu_count() or 2, 8)),
             job_workers=_int(env, "VMVAULT_JOB_WORKERS", 2),
             listen=env.get("VMVAULT_LISTEN") or "127.0.0.1:8470",
@@ -138,6 +143,8 @@ class Settings:
             ("VMVAULT_SMTP_PORT", self.smtp_port),
         ):
             _in_range(name, str(value), value)
+        with _setting("VMVAULT_NODE_HOST", self.node_host, "Write a libvirt URI."):
+            validate_uri(self.node_host, allow_command=True)
         with _setting("VMVAULT_TIMEZONE", self.timezone):
             parse_timezone(self.timezone)
         with _setting("VMVAULT_GC_SCHEDULE", self.gc_schedule, "Or write 'off' to run no GC."):

@@ -25,7 +25,7 @@ from selenium.webdriver.support.ui import Select
 
 from tests.conftest import Result, save_vm
 from tests.e2e.test_console_vaults import new_browser, serving, until, visible
-from tests.e2e.test_notifications import unreachable_vm
+from tests.e2e.test_notifications import DEAD_HOST, unreachable_vm
 from tests.unit.catalog_world import write_point
 from vmvault.bootstrap import bootstrap
 from vmvault.config import Settings
@@ -169,7 +169,8 @@ def console_site(tmp: Path) -> Iterator[Site]:
     svc.close()
     browser = new_browser()
     try:
-        with serving(home, VMVAULT_VAULT="main") as base:
+        # the server is the node of dead's host: a backup of dead runs, and fails there
+        with serving(home, VMVAULT_VAULT="main", VMVAULT_NODE_HOST=DEAD_HOST) as base:
             yield Site(home, base, tokens, browser)
     finally:
         browser.quit()

@@ -39,7 +39,8 @@ class Clock:
 @pytest.fixture()
 def world(tmp_path: Path) -> tuple[Services, Clock]:
     clock = Clock()
-    svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(tmp_path / "home")}), clock)
+    env = {"VMVAULT_HOME": str(tmp_path / "home"), "VMVAULT_NODE_HOST": DEAD_HOST}
+    svc = bootstrap(Settings.from_env(env), clock)  # the dead host's node: its backup runs
     svc.vaults.create("main", "local", None)
     # a real failed backup: the VM's host refuses connections
     web = replace(save_vm(svc, "web", VmState.REGISTERED), host_uri=DEAD_HOST)

@@ -54,7 +54,8 @@ def smtp_env(smtp: MailReceiver) -> dict[str, str]:
 
 
 def make_services(home: Path, smtp: MailReceiver, clock: Callable[[], datetime] | None) -> Services:
-    env = {"VMVAULT_HOME": str(home), **smtp_env(smtp)}
+    # this process is the node of the dead host: its backups are run, and fail there
+    env = {"VMVAULT_HOME": str(home), "VMVAULT_NODE_HOST": DEAD_HOST, **smtp_env(smtp)}
     return bootstrap(Settings.from_env(env), clock)
 
 
@@ -324,7 +325,7 @@ def test_the_server_notifier_delivers_a_failed_backup(
     """``vmvault serve``'s notifier loop: a backup queued and run by a worker fails, and the
     webhook gets the message without anyone calling the service."""
     env = {"VMVAULT_HOME": str(tmp_path / "home"), "VMVAULT_GC_SCHEDULE": "off", **smtp_env(smtp)}
-    settings = Settings.from_env(env)
+    settings = Settings.from_env(env | {"VMVAULT_NODE_HOST": DEAD_HOST})
     setup = bootstrap(settings)
     setup.vaults.create("main", "local", None)
     unreachable_vm(setup, "web")

@@ -17,6 +17,7 @@ from vmvault.dataplane.restore import restore_disk, verify_point
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import DiskReadFailed, StorageUnreachable
 from vmvault.domain.job import Job, JobState, JobType
+from vmvault.domain.placement import OwnNode
 from vmvault.domain.recovery_point import (
     BackupStep,
     Consistency,
@@ -131,11 +132,11 @@ class World:
         return VaultService(self.uow, self.hv, now, self.tmp, "main")  # type: ignore[arg-type]
 
     def service(self) -> BackupService:
-        ctx = ServiceContext(self.uow, self.runner(), self.vaults(), now, 1)
+        ctx = ServiceContext(self.uow, self.runner(), self.vaults(), now, 1, OwnNode(URI))
         return BackupService(ctx, self.hv, self.driver)  # type: ignore[arg-type]
 
     def recovery(self) -> RecoveryService:
-        ctx = ServiceContext(self.uow, self.runner(), self.vaults(), now)  # type: ignore[arg-type]
+        ctx = ServiceContext(self.uow, self.runner(), self.vaults(), now, nodes=OwnNode(URI))  # type: ignore[arg-type]
         restores = RestoreService(ctx, None, hypervisor=self.hv, files=LocalHostFiles())  # type: ignore[arg-type]
         return RecoveryService(ctx, self.service(), restores)
 

@@ -36,6 +36,7 @@ from vmvault.domain.errors import (
     StorageUnreachable,
 )
 from vmvault.domain.job import Job, JobState, JobType, JournalStep
+from vmvault.domain.placement import OwnNode
 from vmvault.domain.vm import PowerState, VmItem, VmState
 from vmvault.hypervisor.memory import (
     Killed,
@@ -62,7 +63,7 @@ UUIDS = {n: f"{i}aaaaaaa-2222-3333-4444-555555555555" for i, n in enumerate(NAME
 class SetWorld(World):
     def sets(self, **kw: Any) -> BackupSetService:
         service = self.service()
-        ctx = ServiceContext(self.uow, service.runner, self.vaults(), now, 1)
+        ctx = ServiceContext(self.uow, service.runner, self.vaults(), now, 1, OwnNode(URI))
         return BackupSetService(ctx, service, **kw)
 
     def run(
@@ -199,7 +200,7 @@ def test_a_vm_that_never_reaches_its_point_fails_the_set_in_time(world: SetWorld
             time.sleep(1.5)
 
     service.window_observers.append(slow)
-    ctx = ServiceContext(world.uow, service.runner, world.vaults(), now, 1)
+    ctx = ServiceContext(world.uow, service.runner, world.vaults(), now, 1, OwnNode(URI))
     sets = BackupSetService(ctx, service, hold_timeout=0.3)
     started = time.monotonic()
     out = sets.backup_set(None, list(NAMES))
@@ -250,7 +251,7 @@ def test_cancelling_the_set_cancels_every_vm_in_each_phase(world: SetWorld, phas
 
     service.runner.phase_observers.append(hold)
     service.window_observers.append(hold)
-    ctx = ServiceContext(world.uow, service.runner, world.vaults(), now, 1)
+    ctx = ServiceContext(world.uow, service.runner, world.vaults(), now, 1, OwnNode(URI))
     sets = BackupSetService(ctx, service)
     result: list[SetOutcome] = []
     runner = threading.Thread(target=lambda: result.append(sets.backup_set(None, list(NAMES))))
@@ -345,7 +346,7 @@ def test_points_list_shows_a_set_and_lists_it_alone(
     sets = world.sets()
     out = world.run(sets)
     assert out.result is not None
-    ctx = ServiceContext(world.uow, sets.runner, world.vaults(), now, 1)
+    ctx = ServiceContext(world.uow, sets.runner, world.vaults(), now, 1, OwnNode(URI))
     fake = SimpleNamespace(points=PointService(ctx), backup_sets=sets)
     monkeypatch.setattr(cli_points, "services", lambda: fake)
     runner = CliRunner()
@@ -371,7 +372,7 @@ def test_restore_a_whole_set_as_disk_images(
     sets = world.sets()
     out = world.run(sets)
     assert out.result is not None
-    ctx = ServiceContext(world.uow, sets.runner, world.vaults(), now, 1)
+    ctx = ServiceContext(world.uow, sets.runner, world.vaults(), now, 1, OwnNode(URI))
     fake = SimpleNamespace(points=PointService(ctx), backup_sets=sets)
     monkeypatch.setattr(cli_set_restore, "services", lambda: fake)
     app = typer.Typer()
@@ -608,7 +609,7 @@ def test_restore_set_checks_every_target_before_the_first_restore(
     sets = world.sets()
     out = world.run(sets)
     assert out.result is not None
-    ctx = ServiceContext(world.uow, sets.runner, world.vaults(), now, 1)
+    ctx = ServiceContext(world.uow, sets.runner, world.vaults(), now, 1, OwnNode(URI))
     fake = SimpleNamespace(points=PointService(ctx), backup_sets=sets)
     monkeypatch.setattr(cli_set_restore, "services", lambda: fake)
     app = typer.Typer()

@@ -55,6 +55,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 CONFLICTS = {
     "OPERATION_IN_PROGRESS",
+    "HOST_NOT_SERVED",  # the VM's host has no node (docs/deployment.md)
     "DISCOVERY_IN_PROGRESS",
     "JOB_NOT_ACTIVE",
     "VM_PROTECTED",

@@ -23,6 +23,10 @@ def _local_only() -> None:
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+HostOpt = Annotated[
+    str | None,
+    typer.Option("--host", help="The lab's second libvirt host (its URI), not the main one."),
+]
 
 
 @lab_app.command("build")
@@ -39,11 +43,12 @@ def lab_build(
 def lab_up(
     count: Annotated[int, typer.Option(help="Guests of each variant.")] = 1,
     variant: Annotated[list[str] | None, typer.Option(help="Variant (repeatable).")] = None,
+    host: HostOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Start lab guests (adds to those already running) and wait for their agents."""
     t0 = time.monotonic()
-    vms = services().lab.up(count, variant or [])
+    vms = services().lab.up(count, variant or [], host)
     if json_:
         emit_json(vms)
         return
@@ -53,9 +58,9 @@ def lab_up(
 
 
 @lab_app.command("status")
-def lab_status(json_: JsonOpt = False) -> None:
+def lab_status(host: HostOpt = None, json_: JsonOpt = False) -> None:
     """List the lab's guests."""
-    vms = services().lab.status()
+    vms = services().lab.status(host)
     if json_:
         emit_json(vms)
         return
@@ -66,10 +71,62 @@ def lab_status(json_: JsonOpt = False) -> None:
 
 
 @lab_app.command("down")
-def lab_down() -> None:
+def lab_down(host: HostOpt = None) -> None:
     """Destroy every lab guest and remove its disks and metadata."""
-    names = services().lab.down()
+    names = services().lab.down(host)
     out.print(f"removed {len(names)} lab guest(s)" + (": " + ", ".join(names) if names else ""))
+
+
+host_app = typer.Typer(
+    help="The lab's second libvirt host: an independent libvirtd in its own mount and PID "
+    "namespace, at qemu+tcp://127.0.0.1:PORT/system, under $VMVAULT_LAB_DIR/host.",
+    no_args_is_help=True,
+)
+lab_app.add_typer(host_app, name="host")
+
+
+def _print_host(doc: dict[str, object]) -> None:
+    where = f" at {doc['uri']}" if doc["uri"] else ""
+    out.print(f"lab host {doc['state']}{where} ({doc['dir']})", markup=False)
+
+
+@host_app.command("up")
+def host_up(json_: JsonOpt = False) -> None:
+    """Start the second libvirt host (or return the one that is up) and print its URI."""
+    t0 = time.monotonic()
+    doc = services().lab.host_up()
+    if json_:
+        emit_json(doc)
+        return
+    _print_host(doc)
+    out.print(
+        f"ready in {time.monotonic() - t0:.1f}s; add it: vmvault host add {doc['uri']} "
+        "--location L",
+        markup=False,
+    )
+
+
+@host_app.command("status")
+def host_status(json_: JsonOpt = False) -> None:
+    """Say whether the second host is up, down or partial, and its URI."""
+    doc = services().lab.host_status()
+    if json_:
+        emit_json(doc)
+        return
+    _print_host(doc)
+
+
+@host_app.command("down")
+def host_down(json_: JsonOpt = False) -> None:
+    """Destroy the second host's domains, stop its daemons and remove its directory."""
+    names = services().lab.host_down()
+    if json_:
+        emit_json({"removed": names is not None, "domains": names or []})
+        return
+    if names is None:
+        out.print("no lab host to remove")
+    else:
+        out.print(f"lab host removed with {len(names)} domain(s)", markup=False)
 
 
 storage_app = typer.Typer(

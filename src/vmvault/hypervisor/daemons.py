@@ -136,6 +136,21 @@ while True:
 """
 
 
+def spawn_detached(argv: list[str], what: str) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a session of its own (it outlives us), stdout piped for the report
+    line it writes; ``LabFailed`` naming ``what`` if it cannot start."""
+    try:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise LabFailed(f"could not start {what}: {exc}") from None
+
+
 def start_daemons(argvs: list[list[str]], run_dir: Path) -> None:
     """Run the daemonizing commands ``argvs`` in order under a fresh reaper process.
 
@@ -145,16 +160,7 @@ def start_daemons(argvs: list[list[str]], run_dir: Path) -> None:
     tmp = script.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(_REAPER.lstrip())
     tmp.rename(script)
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, str(script), json.dumps(argvs)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise LabFailed(f"could not start {argvs[0][0]}: {exc}") from None
+    proc = spawn_detached([sys.executable, str(script), json.dumps(argvs)], argvs[0][0])
     assert proc.stdout is not None
     proc.wait()
     line = proc.stdout.readline()

@@ -24,8 +24,11 @@ class LabService:
     def build(self, force: bool = False) -> str:
         return self.driver.build(force)
 
-    def up(self, count: int, variants: list[str]) -> list[dict[str, object]]:
-        """Check the request, start the daemons when needed, then the guests."""
+    def up(
+        self, count: int, variants: list[str], host: str | None = None
+    ) -> list[dict[str, object]]:
+        """Check the request, start the daemons when needed, then the guests (on the main
+        host, or on the lab's second host when ``host`` is its URI)."""
         check_count(count, "--count", 1, 16)
         chosen = variants or ["standard"]
         unknown = [v for v in chosen if v not in self.variants]
@@ -33,14 +36,25 @@ class LabService:
             raise InvalidInput(
                 "known variants: " + ", ".join(self.variants), what=f"variant {quoted(unknown[0])}"
             )
-        self.ensure_daemons()
-        return self.driver.up({v: count for v in dict.fromkeys(chosen)})
+        if host is None:
+            self.ensure_daemons()
+        return self.driver.up({v: count for v in dict.fromkeys(chosen)}, host)
 
-    def status(self) -> list[dict[str, object]]:
-        return self.driver.status()
+    def status(self, host: str | None = None) -> list[dict[str, object]]:
+        return self.driver.status(host)
 
-    def down(self) -> list[str]:
-        return self.driver.down()
+    def down(self, host: str | None = None) -> list[str]:
+        return self.driver.down(host)
+
+    def host_up(self) -> dict[str, Any]:
+        """Start the lab's second libvirt host (docs/lab.md, "A second libvirt host")."""
+        return self.driver.host_up()
+
+    def host_status(self) -> dict[str, Any]:
+        return self.driver.host_status()
+
+    def host_down(self) -> list[str] | None:
+        return self.driver.host_down()
 
 
 class StorageLabService:

@@ -8,7 +8,8 @@ both: queueing here, running there).
 
 Invariants:
 
-* A request is checked when it is queued (bad input is refused before anything exists) *and*
+* A request is checked when it is queued (bad input is refused before anything exists; a VM
+  whose host no node serves is ``HOST_NOT_SERVED``, domain/placement.py) *and*
   again when it runs (the world may have changed meanwhile; a request that no longer holds
   ends its job ``failed`` with the error's code and remedy).
 * A queued job of a VM holds the VM's conflict key like a running one: one active job per VM
@@ -147,6 +148,7 @@ class QueueService(QueueRuns):
         self, vm_ref: str, point_id: str, origin: str = "cli", from_vault: str | None = None
     ) -> Job:
         vm, point = self._restores().vm_and_point(vm_ref, point_id)
+        self.require_node(vm.host_uri, vm.label, "restore test")
         with self.uow() as uow:
             vault = holdings.vault_holding(uow, point, from_vault)
         request = {"vm": vm.uuid, "point": point_id, "from_vault": vault}

@@ -38,6 +38,20 @@ class HostUriRunsCommand(VmvaultError):
     kind = "usage"
 
 
+class HostNotServed(VmvaultError):
+    code = "HOST_NOT_SERVED"
+    message = (
+        "no vmvault node serves host {uri}, where VM {vm} runs: a {operation} reads and "
+        "writes the VM's disks on their host (this node serves {node_host})"
+    )
+    remedy = (
+        "Run the {operation} with vmvault on that host, with VMVAULT_NODE_HOST={uri} and the "
+        "same catalog and vaults (docs/deployment.md, 'Remote libvirt hosts'); if this process "
+        "does run on that host, set VMVAULT_NODE_HOST={uri}."
+    )
+    kind = "usage"
+
+
 class VmNotFound(VmvaultError):
     code = "VM_NOT_FOUND"
     message = "no VM matches '{vm}'"

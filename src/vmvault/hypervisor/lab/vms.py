@@ -196,13 +196,14 @@ def _sort_key(vm: LabVm) -> tuple[int, int, str]:
 # --- lab up ----------------------------------------------------------------------------------
 
 
-def _next_names(conn: Any, lab_dir: Path, counts: dict[str, int]) -> list[tuple[str, str]]:
+def _next_names(
+    conn: Any, lab_dir: Path, counts: dict[str, int], prefix: str
+) -> list[tuple[str, str]]:
     taken = {d.name() for d in conn.listAllDomains(0)}
     vms_dir = lab_dir / "vms"
     if vms_dir.is_dir():
         taken |= {p.name for p in vms_dir.iterdir()}
     out = []
-    prefix = lab_prefix()
     for variant in VARIANTS:
         pattern = re.compile(rf"{re.escape(prefix)}-{re.escape(variant)}-([0-9]+)")
         n = max((int(m.group(1)) for t in taken if (m := pattern.fullmatch(t))), default=0)
@@ -289,8 +290,10 @@ def lab_up(
     *,
     timeout: float = 120.0,
     log: Callable[[str], None] = lambda s: None,
+    prefix: str | None = None,
 ) -> list[LabVm]:
-    """Create, boot and wait for ``counts[variant]`` new guests of each variant.
+    """Create, boot and wait for ``counts[variant]`` new guests of each variant, named
+    ``<prefix>-<variant>-<n>`` (``prefix``: :func:`lab_prefix` when not given).
 
     Returns the new guests (existing lab guests are left alone). On failure the guests made so
     far stay defined, for inspection; ``lab_down`` removes them.
@@ -319,7 +322,7 @@ def lab_up(
         with locked(lab_dir / ".lab.lock"):  # two lab_up calls must not pick the same names
             specs = [
                 _prepare(name, variant, lab_dir, image, tpl, tgt)
-                for variant, name in _next_names(conn, lab_dir, counts)
+                for variant, name in _next_names(conn, lab_dir, counts, prefix or lab_prefix())
             ]
             for spec in specs:
                 _define(conn, spec)
@@ -347,17 +350,17 @@ def lab_up(
 # --- status and down -------------------------------------------------------------------------
 
 
-def lab_status(uri: str, lab_dir: Path) -> list[LabVm]:
+def lab_status(uri: str, lab_dir: Path, prefix: str | None = None) -> list[LabVm]:
     """Every lab guest on ``uri`` (running or not), in variant and number order."""
     conn = _connect(uri, Path(lab_dir).absolute())
     try:
-        guests = _lab_domains(conn, lab_prefix())
+        guests = _lab_domains(conn, prefix or lab_prefix())
         return sorted((_to_vm(d, x) for d, x in guests), key=_sort_key)
     finally:
         conn.close()
 
 
-def lab_down(uri: str, lab_dir: Path) -> list[str]:
+def lab_down(uri: str, lab_dir: Path, prefix: str | None = None) -> list[str]:
     """Remove every lab guest: stop, undefine (with checkpoint/snapshot metadata), delete files.
 
     Also removes half-created guests (a directory without a domain) and stops the lab's tgtd.
@@ -366,7 +369,7 @@ def lab_down(uri: str, lab_dir: Path) -> list[str]:
     lab_dir = Path(lab_dir).absolute()
     conn = _connect(uri, lab_dir)
     tgt = iscsi.recorded_tools(lab_dir / "daemon" / "tgt")
-    prefix = lab_prefix()
+    prefix = prefix or lab_prefix()
     removed = []
     try:
         for dom, xml in _lab_domains(conn, prefix):

@@ -61,12 +61,17 @@ def vm_and_point(svc: RestoreService, vm_ref: str, point_id: str) -> tuple[VmIte
     return vm, point
 
 
-def target_host(svc: RestoreService, vm: VmItem, host: str | None) -> str:
-    uri = host or vm.host_uri
+def known_host(svc: RestoreService, host: str | None) -> None:
+    """``--host``, when given, must be a host of the catalog (``HOST_NOT_FOUND``)."""
     if host is not None:
         with svc.uow() as uow:
             if uow.hosts.get(host) is None:
                 raise HostNotFound(uri=host)
+
+
+def target_host(svc: RestoreService, vm: VmItem, host: str | None) -> str:
+    uri = host or vm.host_uri
+    known_host(svc, host)
     if not svc.driver.is_local(uri):
         raise RestoreHostNotLocal(uri=uri)
     return uri

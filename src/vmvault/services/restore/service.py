@@ -115,6 +115,9 @@ class RestoreService(Service):
             check_vm_name(name)
         target_dir = user_path(directory, "--dir") if directory is not None else None
         vm, point = self.vm_and_point(vm_ref, point_id)
+        checks.known_host(self, host)
+        operation = "restore test" if mode is RestoreMode.TEST else "restore"
+        self.require_node(host or vm.host_uri, vm.label, operation)  # before the vault is read
         with self.uow() as uow:
             source = holdings.vault_holding(uow, point, from_vault)
         # POINT_DAMAGED: refused here (unless another vault holds it intact: read from there)

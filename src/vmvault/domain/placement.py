@@ -1,0 +1,39 @@
+"""Placement: where a job that touches a VM's disks may run.
+
+**The rule.** A backup, a restore (every mode but disks-only, which writes files where
+vmvault runs), a restore test, reads or writes a VM's disks: by their local paths and through
+the NBD export QEMU serves on a local unix socket. Only a process on the VM's own libvirt
+host can do that. So such a job runs only on a *node* whose ``node_host`` (setting
+``VMVAULT_NODE_HOST``, default ``qemu:///system``: the libvirt URI of the host the process
+runs on) is the VM's host, and is refused *up front* — when it is asked for and again when it
+runs — with ``HOST_NOT_SERVED``, never with a late NBD or path failure.
+
+Which nodes exist is a port, :class:`~vmvault.services.ports.NodeDirectory`: today
+:class:`OwnNode`, which knows only the process's own node host; with nodes in the catalog, the
+question becomes "does a live node serve that host".
+"""
+
+from __future__ import annotations
+
+from vmvault.domain.vault import DEFAULT_HOST_URI
+
+
+def same_host(a: str, b: str) -> bool:
+    """Whether two libvirt URIs name the same host: compared as written, but for a trailing
+    slash (``qemu:///system/``) and the case of the scheme."""
+
+    def norm(uri: str) -> str:
+        scheme, sep, rest = uri.strip().partition("://")
+        return f"{scheme.lower()}{sep}{rest.rstrip('/')}"
+
+    return norm(a) == norm(b)
+
+
+class OwnNode:
+    """The node directory of a process that knows no other node: it serves its own host."""
+
+    def __init__(self, node_host: str = DEFAULT_HOST_URI) -> None:
+        self.node_host = node_host
+
+    def serves(self, host_uri: str) -> bool:
+        return same_host(host_uri, self.node_host)

@@ -1,0 +1,103 @@
+"""The placement rule (domain/placement.py) at the edges: a backup, restore or restore test of
+a VM on a host this node does not serve is refused up front — CLI exit 2, API 409
+``HOST_NOT_SERVED`` — with nothing queued; one queued by a node of the VM's host and claimed by
+another node is refused when it runs. Two "nodes" share one catalog and vault here: the
+in-memory hypervisor's VMs are on ``qemu:///system``; the other node serves another URI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliRunner
+from tests.e2e.api_world import World, make_world
+from tests.e2e.test_api_routes import refused
+from vmvault.domain.job import JobState
+
+WEB = "00000000-0000-0000-0000-0000000000aa"
+#: The node host of the other node: not web's host (nothing needs to listen there).
+OTHER = "qemu+tcp://127.0.0.1:9/system"
+
+
+@pytest.fixture()
+def world(home: Path) -> World:
+    """Vault ``main``; VM ``web`` on qemu:///system, registered, with one point."""
+    w = make_world(home)
+    w.services.vaults.create("main", "local", None)
+    w.add_vm("web", WEB)
+    c = w.client()
+    assert c.post("/api/v1/vms/discover", json={}).status_code == 200
+    [reg] = c.post("/api/v1/vms/register", json={"vms": ["web"]}).json()
+    assert reg["state"] == "completed", reg
+    assert c.post("/api/v1/backups", json={"vms": ["web"]}).status_code == 202
+    [backup] = w.run_queued()
+    assert backup.state is JobState.COMPLETED, backup.message
+    return w
+
+
+def other_node(world: World) -> World:
+    """A node of host OTHER on the same catalog and vault (what the next process would be)."""
+    return make_world(world.settings.home, {"VMVAULT_NODE_HOST": OTHER})
+
+
+def point_of(world: World) -> str:
+    [p] = world.client().get("/api/v1/points?vm=web").json()
+    return str(p["id"])
+
+
+def test_the_api_refuses_up_front_with_409_and_queues_nothing(world: World) -> None:
+    pid = point_of(world)
+    other = other_node(world)
+    api = other.client()
+    before = len(world.services.jobs.list_jobs())
+    asks = [
+        ("/api/v1/backups", {"vms": ["web"]}, "backup"),
+        (
+            "/api/v1/restores",
+            {"vm": "web", "point": pid, "mode": "as-new", "name": "w2"},
+            "restore",
+        ),
+        ("/api/v1/restores", {"vm": "web", "point": pid, "mode": "test"}, "restore test"),
+        ("/api/v1/restore-tests", {"vm": "web", "point": pid}, "restore test"),
+    ]
+    for path, body, operation in asks:
+        r = api.post(path, json=body)
+        message = refused(r, 409, "HOST_NOT_SERVED")
+        assert "no vmvault node serves host qemu:///system, where VM " in message, message
+        assert f"a {operation} reads and writes" in message, message
+        assert f"(this node serves {OTHER})" in message, message
+        assert "VMVAULT_NODE_HOST=qemu:///system" in r.json()["error"]["remedy"]
+    assert len(world.services.jobs.list_jobs()) == before  # nothing queued, nothing run
+    # the node of web's host takes the same backup
+    assert world.client().post("/api/v1/backups", json={"vms": ["web"]}).status_code == 202
+
+
+def test_a_job_claimed_by_a_node_of_another_host_fails_when_it_runs(world: World) -> None:
+    [queued] = world.client().post("/api/v1/backups", json={"vms": ["web"]}).json()
+    other = other_node(world)
+    [ran] = other.run_queued()
+    assert ran.id == queued["id"]
+    assert ran.state is JobState.FAILED and ran.error_code == "HOST_NOT_SERVED", ran.message
+    assert len(world.client().get("/api/v1/points?vm=web").json()) == 1  # no new point
+
+
+def test_the_cli_refuses_up_front_with_exit_2(world: World, cli: CliRunner) -> None:
+    pid = point_of(world)
+    env = {"VMVAULT_NODE_HOST": OTHER}
+    before = len(world.services.jobs.list_jobs())
+    for args in (
+        ("backup", "web"),
+        ("backup", "web", "--no-wait"),
+        ("restore", "web", "--point", pid, "--as-new", "w2"),
+        ("restore-test", "web", "--point", pid),
+        ("restore-test", "web", "--point", pid, "--no-wait"),
+    ):
+        r = cli(*args, env=env)
+        assert r.code == 2, (args, r)
+        assert r.stderr.startswith("error HOST_NOT_SERVED: no vmvault node serves host "), r
+        assert "remedy: Run the " in r.stderr and "VMVAULT_NODE_HOST=qemu:///system" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert len(world.services.jobs.list_jobs()) == before
+    bad = cli("backup", "web", env={"VMVAULT_NODE_HOST": "http://x"})
+    assert bad.code == 2 and "INVALID_SETTING" in bad.stderr and "VMVAULT_NODE_HOST" in bad.stderr
