@@ -332,6 +332,12 @@ class Services:
         return StorageLabService(CephCluster(self.settings.lab_dir / "ceph"))
 
     @cached_property
+    def lab_catalog(self) -> StorageLabService:
+        from vmvault.hypervisor.lab.postgres import PostgresCluster
+
+        return StorageLabService(PostgresCluster(self.settings.lab_dir / "postgres"))
+
+    @cached_property
     def recovery(self) -> RecoveryService:
         service = RecoveryService(self.context, self.backups, self.restores)
         service.sets = self.backup_sets

@@ -28,8 +28,8 @@ def now() -> datetime:
 
 
 @pytest.fixture()
-def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
-    eng = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+def engine(catalog_url: str):  # type: ignore[no-untyped-def]
+    eng = open_catalog(catalog_url)
     yield eng
     eng.dispose()
 

@@ -31,7 +31,7 @@ from vmvault.services.ports.catalog import (
     VaultRepository,
     VmRepository,
 )
-from vmvault.services.ports.hosts import Hypervisor, LabDriver, ObjectStoreLab
+from vmvault.services.ports.hosts import CatalogLab, Hypervisor, LabDriver, ObjectStoreLab
 from vmvault.services.ports.notify import NotificationSender
 from vmvault.services.ports.restore import DiskWriter, HostFiles, RestoreDriver, WrittenImage
 
@@ -50,6 +50,7 @@ __all__ = [
     "NotificationRepository",
     "NotificationSender",
     "ObjectStoreLab",
+    "CatalogLab",
     "PointCopyRepository",
     "PointRepository",
     "PointSession",
