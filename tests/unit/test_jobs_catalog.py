@@ -1,4 +1,5 @@
-"""The job runner over a real SQLite catalog: conflicts, orphans, final states."""
+"""The job runner over a real catalog (SQLite and PostgreSQL): conflicts, orphans, final
+states."""
 
 from __future__ import annotations
 

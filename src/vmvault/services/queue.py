@@ -27,16 +27,21 @@ Invariants:
   ends its job ``failed`` with the error's code and remedy).
 * A queued job of a VM holds the VM's conflict key like a running one: one active job per VM
   counts queued jobs too, so nothing can slip in between queueing and running.
-* Claiming is atomic (``queued → in-progress`` only if still queued); a cancelled queued job
-  is never claimed and never started (it ends ``cancelled`` with nothing to undo).
-* The worker that claims a job runs it with its pid: a server that dies mid-job leaves a job
-  whose pid is dead, which start-up recovery closes as ``JOB_INTERRUPTED``.
+* Claiming is atomic (``queued → in-progress`` only if still queued; on PostgreSQL with
+  ``SELECT … FOR UPDATE SKIP LOCKED``, so workers of many nodes never take one job twice nor
+  wait for each other); a cancelled queued job is never claimed and never started (it ends
+  ``cancelled`` with nothing to undo).
+* The worker that claims a job runs it as its node (domain/node.py): the job carries the
+  node's id and a lease its heartbeat renews.  A node that dies mid-job leaves a job whose
+  lease runs out (or, on its own machine, whose pid is dead), which recovery closes as
+  ``JOB_INTERRUPTED``.
 """
 
 from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -323,22 +328,30 @@ class QueueService(Service):
     # --- running ---------------------------------------------------------------------------------
 
     def claim_next(self) -> Job | None:
-        """Claim the oldest queued job for this process, or None when there is none."""
+        """Claim the oldest queued job for this node, or None when there is none."""
+        now = self.clock()
+        runner = self.runner
         with self.uow() as uow:
-            candidates = uow.jobs.queued(limit=20)
-        for job in candidates:
-            with self.uow() as uow:
-                if uow.jobs.claim(job.id, self.runner.pid, self.clock()):
-                    uow.jobs.append_log(
-                        job.id, f"claimed by worker (pid {self.runner.pid})", self.clock()
-                    )
-                    uow.commit()
-                    claimed = uow.jobs.get(job.id)
-                    return claimed
-        return None
+            job = uow.jobs.claim_next(runner.pid, now, runner.node_id, runner.lease_until())
+            if job is None:
+                return None
+            who = (
+                f"node {runner.node_id}, pid {runner.pid}"
+                if runner.node_id
+                else f"pid {runner.pid}"
+            )
+            uow.jobs.append_log(job.id, f"claimed by worker ({who})", now)
+            uow.commit()
+        return job
 
     def execute(self, job: Job) -> Job:
-        """Run a claimed job to its end; returns it as the catalog has it afterwards."""
+        """Run a claimed job to its end; returns it as the catalog has it afterwards.  Its
+        lease is renewed by this node's heartbeat from now on (services/nodes.py)."""
+        node = self.runner.node
+        with node.hold(job.id) if node is not None else nullcontext():
+            return self._execute(job)
+
+    def _execute(self, job: Job) -> Job:
         self.runner.adopt(job)
         error: VmvaultError | None = None
         returned: Any = None

@@ -49,7 +49,9 @@ class CatalogLabFailed(VmvaultError):
 
 class CatalogLabDirForeign(CatalogLabFailed):
     code = "LAB_CATALOG_DIR_FOREIGN"
-    message = "{root} is not a lab PostgreSQL directory (it has files but no {marker}): left untouched"
+    message = (
+        "{root} is not a lab PostgreSQL directory (it has files but no {marker}): left untouched"
+    )
     remedy = (
         "Set VMVAULT_LAB_DIR to a directory of the lab's own (its 'postgres' subdirectory is "
         "the cluster's), or, if {root} is a leftover of the lab, remove it yourself."

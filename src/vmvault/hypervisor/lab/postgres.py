@@ -177,7 +177,9 @@ class PostgresCluster:
         res = subprocess.run(cmd, capture_output=True, text=True, cwd="/", check=False)
         if check and res.returncode != 0:
             tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
-            log = self.log.read_text(errors="replace").splitlines()[-5:] if self.log.exists() else []
+            log = (
+                self.log.read_text(errors="replace").splitlines()[-5:] if self.log.exists() else []
+            )
             detail = "; ".join(tail + log)
             raise CatalogLabFailed(what=f"{Path(str(argv[0])).name} {argv[1]}: {detail}")
         return res

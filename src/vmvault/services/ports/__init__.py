@@ -2,7 +2,7 @@
 
 An adapter's author starts here: every contract is a :class:`typing.Protocol` with its
 docstring; ``catalog`` (the repositories and the unit of work), ``hosts`` (discovery's view
-of libvirt, the lab), ``backup``, ``restore`` and ``notify``.  The vault's storage contract
+of libvirt, the lab), ``nodes`` (nodes and leases), ``backup``, ``restore`` and ``notify``.  The vault's storage contract
 is ``vmvault.storage.backend``.  The real implementations live in ``vmvault.persistence``
 and ``vmvault.hypervisor``; the in-memory ones, which unit tests of services pass to the
 composition root, in ``vmvault.hypervisor.memory``.  Everything is re-exported here, so
@@ -32,6 +32,7 @@ from vmvault.services.ports.catalog import (
     VmRepository,
 )
 from vmvault.services.ports.hosts import CatalogLab, Hypervisor, LabDriver, ObjectStoreLab
+from vmvault.services.ports.nodes import LeaseRepository, NodeRepository
 from vmvault.services.ports.notify import NotificationSender
 from vmvault.services.ports.restore import DiskWriter, HostFiles, RestoreDriver, WrittenImage
 
@@ -39,6 +40,7 @@ __all__ = [
     "ApprovalRepository",
     "AuditRepository",
     "BackupDriver",
+    "CatalogLab",
     "CatalogStats",
     "CheckpointRepository",
     "DiskWriter",
@@ -47,10 +49,11 @@ __all__ = [
     "Hypervisor",
     "JobRepository",
     "LabDriver",
+    "LeaseRepository",
+    "NodeRepository",
     "NotificationRepository",
     "NotificationSender",
     "ObjectStoreLab",
-    "CatalogLab",
     "PointCopyRepository",
     "PointRepository",
     "PointSession",
