@@ -89,6 +89,12 @@ def test_a_job_carries_its_node_and_a_lease_the_heartbeat_renews(
     assert renewed is not None and renewed.lease_until == clock.now + LEASE
     assert node is not None and node.heartbeat_at == clock.now and node.machine == "m1"
     assert job_doc(renewed)["node"] == "node-a"
+    # a node silent for a day is forgotten by the next beat of another
+    b = NodeOf(engine, clock, "node-b", "m2", 22)
+    clock.now += timedelta(days=1, seconds=1)
+    b.node.beat()
+    with a.uow() as uow:
+        assert [n.id for n in uow.nodes.all()] == ["node-b"]
 
 
 def test_liveness_is_the_lease_not_the_pid(engine: Engine, clock: Clock) -> None:

@@ -43,6 +43,11 @@ class SqlNodes:
                 )
             )
 
+    def forget(self, before: datetime) -> int:
+        """Delete the nodes whose last heartbeat is older than ``before``; how many."""
+        res = self.conn.execute(delete(t.nodes).where(t.nodes.c.heartbeat_at < before))
+        return int(res.rowcount)
+
     def get(self, node_id: str) -> Node | None:
         r = self.conn.execute(select(t.nodes).where(t.nodes.c.id == node_id)).first()
         return self._row(r) if r else None

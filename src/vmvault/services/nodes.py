@@ -17,10 +17,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from vmvault.domain.node import HEARTBEAT, LEASE, Node
 from vmvault.services.ports import UnitOfWorkFactory
+
+#: A node silent this long is deleted from ``nodes`` (its jobs were recovered long ago).
+FORGET_AFTER = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class NodeService:
         with self.uow() as uow:
             uow.nodes.beat(Node(me.id, me.host, me.machine, me.pid, me.started_at, now))
             renewed = uow.jobs.renew(me.id, sorted(self.running), now + LEASE)
+            uow.nodes.forget(now - FORGET_AFTER)  # every CLI job adds a node: keep the table small
             uow.commit()
         return renewed
 

@@ -12,6 +12,9 @@ class NodeRepository(Protocol):
     def beat(self, node: Node) -> None:
         """Record ``node``'s heartbeat (``node.heartbeat_at``); its first beat inserts it."""
 
+    def forget(self, before: datetime) -> int:
+        """Delete the nodes whose last heartbeat is older than ``before``; how many."""
+
     def get(self, node_id: str) -> Node | None: ...
     def all(self) -> list[Node]:
         """Every node that ever ran, the most recent heartbeat first."""
