@@ -248,3 +248,19 @@ def test_two_schedulers_over_a_day_fire_every_slot_once_across_a_failover(
     assert fired["node-b"][0] == "2026-06-01T08:00 UTC"  # caught up after the failover
     with SqlUnitOfWork(engine) as uow:
         assert len(uow.jobs.find(job_type=JobType.BACKUP)) == 6
+
+
+def test_a_job_of_an_older_node_with_our_pid_is_orphaned_at_once(
+    engine: Engine, clock: Clock
+) -> None:
+    # a container restarted: the new process has the old one's pid, which is alive (it is us)
+    old = NodeOf(engine, clock, "old", "m1", 11)
+    held = old.runner.start(JobType.BACKUP, "main", "u1", "vm1")
+    old.node.beat()
+    clock.now += timedelta(seconds=1)
+    new = NodeOf(engine, clock, "new", "m1", 11)
+    job = new.runner.start(JobType.BACKUP, "main", "u1", "vm1")  # the lease still runs
+    assert job.node == "new"
+    with new.uow() as uow:
+        closed = uow.jobs.get(held.id)
+    assert closed is not None and closed.error_code == "JOB_INTERRUPTED"

@@ -253,7 +253,20 @@ class JobRunner:
         """Whether active ``job`` has no live node behind it (domain/node.py)."""
         node = uow.nodes.get(job.node) if job.node is not None else None
         machine = self.node.identity.machine if self.node is not None else None
-        return orphaned(job, now, machine or (node.machine if node else ""), node, self.pid_alive)
+
+        def alive(pid: int) -> bool:
+            # our own pid in the job of a node older than us: that process is gone (the pid
+            # was reused, as in a container restarted)
+            me = self.node.identity if self.node is not None else None
+            reused = (
+                me is not None
+                and pid == self.pid
+                and job.node != me.id
+                and (node is None or node.started_at < me.started_at)
+            )
+            return self.pid_alive(pid) and not reused
+
+        return orphaned(job, now, machine or (node.machine if node else ""), node, alive)
 
     @property
     def adopted(self) -> Job | None:
