@@ -6,6 +6,7 @@ across the failover (domain/node.py, services/nodes.py, services/scheduler.py)."
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -264,3 +265,38 @@ def test_a_job_of_an_older_node_with_our_pid_is_orphaned_at_once(
     with new.uow() as uow:
         closed = uow.jobs.get(held.id)
     assert closed is not None and closed.error_code == "JOB_INTERRUPTED"
+
+
+def test_a_node_claims_the_jobs_of_its_hosts_vms_and_of_hosts_without_a_node(
+    engine: Engine, clock: Clock
+) -> None:
+    a = NodeOf(engine, clock, "a", "m1", 11)
+    b = NodeOf(engine, clock, "b", "m2", 22)
+    a.node.beat()
+    b.node.beat()
+    on: dict[str, VmItem] = {}
+    for n, host in enumerate(["qemu+tcp://a/system", "qemu+tcp://b/system", "qemu:///nodeless"]):
+        vm = replace(_vm(engine, n + 1), host_uri=host)
+        with SqlUnitOfWork(engine) as uow:
+            uow.vms.save(vm)
+            uow.commit()
+        on[host] = vm
+    with SqlUnitOfWork(engine) as uow:
+        for vm in on.values():
+            queue_job(uow, "backup", "main", (vm.uuid, vm.name), {"vm": vm.uuid}, "t", T0)
+        queue_job(uow, "gc", "main", None, {}, "t", T0)
+        uow.commit()
+
+    def claims(n: NodeOf) -> list[str | None]:
+        got = []
+        host = n.node.identity.host
+        while True:
+            with n.uow() as uow:
+                job = uow.jobs.claim_next(n.runner.pid, T0, n.runner.node_id, T0 + LEASE, host)
+                uow.commit()
+            if job is None:
+                return got
+            got.append(job.vm_name)
+
+    assert claims(a) == ["vm1", "vm3", None]  # its host's VM, the nodeless host's, the gc
+    assert claims(b) == ["vm2"]

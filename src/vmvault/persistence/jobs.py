@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, insert, select, update
+from sqlalchemy import Connection, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vmvault.domain.job import ACTIVE_STATES, Job, JobConflict, JobState, JobType, JournalStep
@@ -108,22 +108,38 @@ class SqlJobs:
         return [self._row(r) for r in self.conn.execute(q.order_by(t.jobs.c.id))]
 
     def claim_next(
-        self, pid: int, now: datetime, node: str | None = None, lease_until: datetime | None = None
+        self,
+        pid: int,
+        now: datetime,
+        node: str | None = None,
+        lease_until: datetime | None = None,
+        host: str | None = None,
     ) -> Job | None:
         """The oldest queued job, moved to in-progress for ``node`` (process ``pid``).
+
+        ``host``: the node's libvirt URI; then only a job of no VM, of a VM of that host, or
+        of a VM of a host where no node runs (in ``nodes``) is taken — each node runs the jobs
+        of its own host's VMs, and one node still serves hosts that have none.
 
         On PostgreSQL the row is taken with ``SELECT … FOR UPDATE SKIP LOCKED``: concurrent
         claimers on other nodes skip it instead of queueing behind its lock, and each job is
         claimed once.  SQLite has no row locks (SQLAlchemy renders no ``FOR UPDATE`` there):
         the transaction's ``BEGIN IMMEDIATE`` write lock serialises claimers instead.  The
         update still requires ``queued``, so a job cancelled meanwhile is never claimed."""
-        pick = (
-            select(t.jobs.c.id)
-            .where(t.jobs.c.state == JobState.QUEUED.value)
-            .order_by(t.jobs.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
+        pick = select(t.jobs.c.id).where(t.jobs.c.state == JobState.QUEUED.value)
+        if host is not None:
+            vm_host = (
+                select(t.vms.c.host_uri).where(t.vms.c.uuid == t.jobs.c.vm_uuid).scalar_subquery()
+            )
+            pick = pick.where(
+                or_(
+                    t.jobs.c.vm_uuid.is_(None),
+                    vm_host.is_(None),
+                    vm_host == host,
+                    vm_host.not_in(select(t.nodes.c.host)),
+                )
+            )
+        pick = pick.order_by(t.jobs.c.id).limit(1).with_for_update(skip_locked=True)
         job_id = self.conn.execute(pick).scalar()
         if job_id is None:
             return None

@@ -31,6 +31,8 @@ Invariants:
   ``SELECT … FOR UPDATE SKIP LOCKED``, so workers of many nodes never take one job twice nor
   wait for each other); a cancelled queued job is never claimed and never started (it ends
   ``cancelled`` with nothing to undo).
+* A node claims only jobs of no VM, of its own host's VMs, or of VMs of hosts where no node
+  runs (persistence/jobs.py, ``claim_next``; docs/deployment.md).
 * The worker that claims a job runs it as its node (domain/node.py): the job carries the
   node's id and a lease its heartbeat renews.  A node that dies mid-job leaves a job whose
   lease runs out (or, on its own machine, whose pid is dead), which recovery closes as
@@ -332,7 +334,8 @@ class QueueService(Service):
         now = self.clock()
         runner = self.runner
         with self.uow() as uow:
-            job = uow.jobs.claim_next(runner.pid, now, runner.node_id, runner.lease_until())
+            host = runner.node.identity.host if runner.node is not None else None
+            job = uow.jobs.claim_next(runner.pid, now, runner.node_id, runner.lease_until(), host)
             if job is None:
                 return None
             who = (

@@ -157,11 +157,18 @@ class JobRepository(Protocol):
         """Queued, in-progress and cancelling jobs, oldest first."""
 
     def claim_next(
-        self, pid: int, now: datetime, node: str | None = None, lease_until: datetime | None = None
+        self,
+        pid: int,
+        now: datetime,
+        node: str | None = None,
+        lease_until: datetime | None = None,
+        host: str | None = None,
     ) -> Job | None:
         """Atomically move the oldest queued job to in-progress for ``node`` (process ``pid``)
         with its lease; None when none is queued.  Two concurrent claimers never get the same
-        job, and one never waits for the job another is claiming (``SKIP LOCKED``)."""
+        job, and one never waits for the job another is claiming (``SKIP LOCKED``).
+        ``host`` (the node's libvirt URI): only jobs of no VM, of that host's VMs, or of VMs
+        of hosts where no node runs."""
 
     def renew(self, node: str, job_ids: list[int], lease_until: datetime) -> int:
         """Extend the lease of the active jobs ``job_ids`` of ``node`` (its heartbeat); how
