@@ -149,6 +149,15 @@ $V verify --all
 step "Garbage collection (nothing to reclaim: every chunk is referenced)" gc
 $V gc
 
+step "The catalog on PostgreSQL (docs/deployment.md): Debian's server, started by the lab on a unix socket" lab catalog up
+$V lab catalog down >/dev/null  # recreated each run, like the demo's state
+pgurl=$($V lab catalog up --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["url"])')
+echo "VMVAULT_CATALOG_URL=$pgurl"
+VMVAULT_CATALOG_URL=$pgurl $V vault create pg-demo --location local --path "$VMVAULT_HOME/pg-vault"
+VMVAULT_CATALOG_URL=$pgurl ok_or_warn $V discover
+echo "every job records the node that ran it:"
+VMVAULT_CATALOG_URL=$pgurl $V jobs list --json | .venv/bin/python -c 'import json,sys; [print(j["id"], j["type"], j["state"], "node", j["node"]) for j in json.load(sys.stdin)]'
+
 step "The lab's object store: a real single-node Ceph cluster with the RADOS Gateway (S3)" lab storage up
 s3=$($V lab storage up --json)
 s3get() { .venv/bin/python -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$s3" "$1"; }
@@ -298,7 +307,7 @@ VMVAULT_NODE_HOST="$host2" $V restore "$guest2" --point "$point2" --as-new "$gue
 
 printf '\nDemo state is in %s (export VMVAULT_HOME=%s to explore); the lab guests and the object store are still running.\n' \
   "$VMVAULT_HOME" "$VMVAULT_HOME"
-printf 'Remove them with: VMVAULT_HOME=%s .venv/bin/vmvault lab down; the object store with: .venv/bin/vmvault lab storage down; the second host with: .venv/bin/vmvault lab host down\n' "$VMVAULT_HOME"
+printf 'Remove them with: VMVAULT_HOME=%s .venv/bin/vmvault lab down; the object store with: .venv/bin/vmvault lab storage down; the PostgreSQL catalog with: .venv/bin/vmvault lab catalog down; the second host with: .venv/bin/vmvault lab host down\n' "$VMVAULT_HOME"
 printf '\n\033[1mThe web console is running (pid %s, log %s):\033[0m\n' "$(cat "$VMVAULT_HOME/console.pid")" "$VMVAULT_HOME/console.log"
 printf '  URL:         http://%s/console/\n' "$CONSOLE"
 printf '  admin token: %s\n' "$token"

@@ -7,6 +7,7 @@ PKGS=(
   qemu-block-extra gzip kmod
   ceph-mon ceph-osd radosgw ceph-common
   zbar-tools
+  postgresql-15  # the catalog of many-host deployments: `vmvault lab catalog up` (docs/deployment.md)
   chromium chromium-driver  # the web console's browser tests and screenshots (headless)
 )
 missing=()

@@ -17,8 +17,9 @@ import pytest
 
 import vmvault
 
-#: The session fixture ``rgw``: a real Ceph RADOS Gateway for every S3 test.
-pytest_plugins = ["tests.s3lab"]
+#: The session fixtures ``rgw`` (a real Ceph RADOS Gateway for every S3 test) and ``postgres``
+#: (a real PostgreSQL: ``catalog_url`` runs a catalog test on SQLite and on PostgreSQL).
+pytest_plugins = ["tests.s3lab", "tests.pglab"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

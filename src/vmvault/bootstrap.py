@@ -7,6 +7,8 @@ Entry points (CLI, API, jobs) call :func:`bootstrap` and use the returned
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +19,6 @@ from typing import Any
 from vmvault.config import Settings
 from vmvault.domain.approval import Kind, Requester
 from vmvault.domain.inventory import RegistrationLimits
-from vmvault.domain.placement import OwnNode
 from vmvault.domain.vault import DEFAULT_HOST_URI, S3Location
 from vmvault.hypervisor.host import pid_alive
 from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
@@ -36,6 +37,7 @@ from vmvault.services.job_outcomes import JobOutcomes
 from vmvault.services.jobs import JobQueries, JobRunner
 from vmvault.services.lab import LabService, StorageLabService
 from vmvault.services.metrics import MetricsService
+from vmvault.services.nodes import NodeIdentity, NodeService
 from vmvault.services.notifications import NotificationService
 from vmvault.services.points import PointService
 from vmvault.services.policies import PolicyService
@@ -132,8 +134,12 @@ class Services:
         return self.overrides.hypervisor or LibvirtHypervisor()
 
     @cached_property
+    def node(self) -> NodeService:
+        return NodeService(self._uow, self.clock, process_node(self.settings.node_host))
+
+    @cached_property
     def runner(self) -> JobRunner:
-        runner = JobRunner(self._uow, self.clock, os.getpid(), pid_alive)
+        runner = JobRunner(self._uow, self.clock, os.getpid(), pid_alive, self.node)
         # the outbox is written in the transaction that ends the job (services/notifications.py)
         runner.on_end.append(lambda uow, job: self.notifications.job_ended(uow, job))
         return runner
@@ -147,7 +153,7 @@ class Services:
             self.vaults,
             self.clock,
             self.settings.workers,
-            OwnNode(self.settings.node_host),
+            self.node,
         )
 
     @cached_property
@@ -302,7 +308,8 @@ class Services:
     @cached_property
     def scheduler(self) -> SchedulerService:
         gc = self.settings.parsed_gc_schedule()
-        return SchedulerService(self._uow, self.clock, gc, self.runner.on_end)
+        node = self.node.identity.id
+        return SchedulerService(self._uow, self.clock, gc, self.runner.on_end, node=node)
 
     @cached_property
     def jobs(self) -> JobQueries:
@@ -338,10 +345,30 @@ class Services:
         return StorageLabService(CephCluster(self.settings.lab_dir / "ceph"))
 
     @cached_property
+    def lab_catalog(self) -> StorageLabService:
+        from vmvault.hypervisor.lab.postgres import PostgresCluster
+
+        return StorageLabService(PostgresCluster(self.settings.lab_dir / "postgres"))
+
+    @cached_property
     def recovery(self) -> RecoveryService:
         service = RecoveryService(self.context, self.backups, self.restores)
         service.sets = self.backup_sets
         return service
+
+
+_NODES: dict[tuple[int, str], NodeIdentity] = {}
+
+
+def process_node(host: str) -> NodeIdentity:
+    """This process's node: one identity per process (and host), whatever the number of
+    :class:`Services` (``vmvault serve`` builds one per worker)."""
+    key = (os.getpid(), host)
+    if key not in _NODES:
+        machine = socket.gethostname()
+        node_id = f"{machine}-{os.getpid()}-{secrets.token_hex(3)}"
+        _NODES[key] = NodeIdentity(node_id, host, machine, os.getpid(), utcnow())
+    return _NODES[key]
 
 
 def bootstrap(

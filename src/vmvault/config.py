@@ -27,6 +27,7 @@
 | ``VMVAULT_SMTP_FROM``       | ``vmvault@localhost``: the e-mails' sender address |
 | ``VMVAULT_SMTP_STARTTLS``   | ``0``; ``1``: STARTTLS before anything else, the certificate verified |
 | ``VMVAULT_SMTP_USER``       | unset; with ``VMVAULT_SMTP_PASSWORD``: SMTP AUTH (never logged) |
+| ``VMVAULT_NODE_HOST``       | ``qemu:///system``: the libvirt URI of the host this process runs on (its node's host: docs/deployment.md) |
 
 Every value is checked once, by :meth:`Settings.validate` (whole numbers within
 :data:`INT_RANGES`, a libvirt URI, a known zone, a GC schedule that parses, a listen address, a TLS certificate given with its key): a bad
@@ -89,6 +90,8 @@ class Settings:
     smtp_starttls: bool = False
     smtp_user: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
+    #: The libvirt URI of the host this process runs on: its node's host (docs/deployment.md).
+    node_host: str = "qemu:///system"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -123,6 +126,7 @@ class Settings:
             smtp_starttls=_flag(env, "VMVAULT_SMTP_STARTTLS"),
             smtp_user=env.get("VMVAULT_SMTP_USER") or None,
             smtp_password=env.get("VMVAULT_SMTP_PASSWORD") or None,
+            node_host=env.get("VMVAULT_NODE_HOST") or "qemu:///system",
         ).validate()
 
     def validate(self) -> Settings:

@@ -122,6 +122,8 @@ def job_doc(job: Job, log: list[str] | None = None) -> dict[str, Any]:
         "origin": job.origin,
         "request": job.request,
         "parent": job.parent_id,
+        "node": job.node,
+        "lease_until": iso(job.lease_until),
     }
     if log is not None:
         doc["log"] = log

@@ -30,9 +30,10 @@ def refused(r: Any, status: int, code: str) -> str:
 
 
 @pytest.fixture()
-def world(tmp_path: Path) -> World:
-    """Vault ``main``; VMs ``web`` (protected by ``gold``, one point) and ``db`` (discovered)."""
-    w = make_world(tmp_path / "home")
+def world(tmp_path: Path, catalog_url: str) -> World:
+    """Vault ``main``; VMs ``web`` (protected by ``gold``, one point) and ``db`` (discovered);
+    the catalog on SQLite and on PostgreSQL (``catalog_url``, tests/pglab.py)."""
+    w = make_world(tmp_path / "home", {"VMVAULT_CATALOG_URL": catalog_url})
     w.services.vaults.create("main", "local", None)
     w.add_vm("web", WEB)
     w.add_vm("db", DB)

@@ -1,6 +1,6 @@
 """What the copy, heal and soft-delete service tests share (tests/unit/test_copy_service.py,
-tests/unit/test_heal_service.py, tests/unit/test_soft_delete_service.py): a real SQLite
-catalog in ``tmp_path``, the vault service over it, cheap scrypt for encrypted vaults, the VMs
+tests/unit/test_heal_service.py, tests/unit/test_soft_delete_service.py): a real catalog
+(SQLite or PostgreSQL), the vault service over it, cheap scrypt for encrypted vaults, the VMs
 the points belong to, and real points written into real vaults (:func:`write_point`)."""
 
 from __future__ import annotations
@@ -36,11 +36,16 @@ class Catalog:
 
 @contextmanager
 def catalog(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vms: dict[str, str], uri: str = URI
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    vms: dict[str, str],
+    uri: str = URI,
+    url: str | None = None,
 ) -> Iterator[Catalog]:
-    """The catalog with ``vms`` (uuid → name) saved, and no vault yet."""
+    """The catalog with ``vms`` (uuid → name) saved, and no vault yet; ``url``: the catalog's
+    (the ``catalog_url`` fixture: SQLite or PostgreSQL), else SQLite in ``tmp_path``."""
     monkeypatch.setattr(keys, "SCRYPT_N", 2**12)
-    engine = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    engine = open_catalog(url or f"sqlite:///{tmp_path / 'catalog.db'}")
 
     def uow() -> SqlUnitOfWork:
         return SqlUnitOfWork(engine)

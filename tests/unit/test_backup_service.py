@@ -197,8 +197,8 @@ class World:
 
 
 @pytest.fixture()
-def world(tmp_path: Path) -> Iterator[World]:
-    engine = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+def world(tmp_path: Path, catalog_url: str) -> Iterator[World]:
+    engine = open_catalog(catalog_url)
     hv = MemoryHypervisor(URI)
     hv.add(MemoryDomain(UUID, "vm", [MemoryDisk("vda", 4 * MiB), MemoryDisk("vdb", 2 * MiB)]))
     w = World(tmp_path, engine, hv, MemoryBackupDriver(hv))

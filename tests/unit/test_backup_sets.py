@@ -112,8 +112,8 @@ def _join_set_threads() -> None:
 
 
 @pytest.fixture()
-def world(tmp_path: Path) -> Iterator[SetWorld]:
-    engine = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+def world(tmp_path: Path, catalog_url: str) -> Iterator[SetWorld]:
+    engine = open_catalog(catalog_url)
     hv = MemoryHypervisor(URI)
     w = SetWorld(tmp_path, engine, hv, MemoryBackupDriver(hv))
     t = now()

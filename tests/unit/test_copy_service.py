@@ -90,8 +90,8 @@ def add_point(
 
 
 @pytest.fixture()
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with catalog(tmp_path, monkeypatch, {UUID: "web", OTHER: "db"}, URI) as c:
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog_url: str) -> Iterator[World]:
+    with catalog(tmp_path, monkeypatch, {UUID: "web", OTHER: "db"}, URI, catalog_url) as c:
         for name in ("A", "B"):
             c.vaults.create(name, "local", str(tmp_path / name), chunk_size=CS)
         yield World(tmp_path, c.uow, c.vaults, set())

@@ -70,8 +70,8 @@ class World:
 
 
 @pytest.fixture()
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with catalog(tmp_path, monkeypatch, {UUID: "vm1"}) as c:
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog_url: str) -> Iterator[World]:
+    with catalog(tmp_path, monkeypatch, {UUID: "vm1"}, url=catalog_url) as c:
         c.vaults.create("main", "local", None, chunk_size=CS)
         c.vaults.create("offsite", "local", None, chunk_size=2 * CS)
         disks = {

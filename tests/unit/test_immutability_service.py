@@ -45,11 +45,11 @@ def _clear_flags(root: Path) -> None:
 
 
 @pytest.fixture()
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog_url: str) -> Iterator[World]:
     why = local_hold.ImmutableFiles(tmp_path).check()
     if why is not None:
         pytest.skip(f"this file system cannot hold files: {why}")
-    with catalog(tmp_path, monkeypatch, {WEB[0]: WEB[1]}) as c:
+    with catalog(tmp_path, monkeypatch, {WEB[0]: WEB[1]}, url=catalog_url) as c:
         for name in ("A", "B"):
             c.vaults.create(name, "local", str(tmp_path / name), chunk_size=CS)
         try:

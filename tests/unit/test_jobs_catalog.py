@@ -1,4 +1,5 @@
-"""The job runner over a real SQLite catalog: conflicts, orphans, final states."""
+"""The job runner over a real catalog (SQLite and PostgreSQL): conflicts, orphans, final
+states."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def now() -> datetime:
 
 
 @pytest.fixture()
-def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
-    eng = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+def engine(catalog_url: str):  # type: ignore[no-untyped-def]
+    eng = open_catalog(catalog_url)
     yield eng
     eng.dispose()
 

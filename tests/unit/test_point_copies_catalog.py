@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 from vmvault.domain.recovery_point import (
     Consistency,
@@ -27,9 +26,9 @@ def _point(point_id: str) -> RecoveryPoint:
 
 
 def test_copies_are_listed_per_point_and_per_vault_and_damage_is_kept_per_vault(
-    tmp_path: Path,
+    catalog_url: str,
 ) -> None:
-    engine = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    engine = open_catalog(catalog_url)
     damage = (DamagedDisk("vda", ((0, 4096), (8192, 12288))),)
     with SqlUnitOfWork(engine) as uow:
         uow.points.add(_point("p1"))

@@ -28,8 +28,8 @@ URI = "qemu:///system"
 
 
 @pytest.fixture()
-def uow(tmp_path: Path):  # type: ignore[no-untyped-def]
-    engine = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+def uow(tmp_path: Path, catalog_url: str):  # type: ignore[no-untyped-def]
+    engine = open_catalog(catalog_url)
     factory = lambda: SqlUnitOfWork(engine)  # noqa: E731
     with factory() as u:
         u.vaults.add("main", "local", str(tmp_path / "vault"), NOW)

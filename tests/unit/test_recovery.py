@@ -116,8 +116,8 @@ class World:
 
 
 @pytest.fixture()
-def world(tmp_path: Path) -> Iterator[World]:
-    engine = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+def world(tmp_path: Path, catalog_url: str) -> Iterator[World]:
+    engine = open_catalog(catalog_url)
 
     def uow() -> SqlUnitOfWork:
         return SqlUnitOfWork(engine)

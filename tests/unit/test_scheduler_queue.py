@@ -1,4 +1,5 @@
-"""The scheduler and the job queue over a real SQLite catalog, with a simulated clock.
+"""The scheduler and the job queue over a real catalog (SQLite and PostgreSQL), with a
+simulated clock.
 
 No libvirt here: VMs are written to the catalog as discovery would, and queued jobs are
 inspected rather than run (the lab tests in tests/integration/test_server.py run them).
@@ -33,10 +34,13 @@ class Clock:
         return self.now
 
 
-def make(home: Path, clock: Clock, gc: str = "off") -> Services:
-    settings = Settings.from_env(
-        {"VMVAULT_HOME": str(home), "VMVAULT_GC_SCHEDULE": gc, "VMVAULT_TIMEZONE": "Europe/Berlin"}
-    )
+def make(home: Path, clock: Clock, gc: str = "off", url: str | None = None) -> Services:
+    env = {
+        "VMVAULT_HOME": str(home),
+        "VMVAULT_GC_SCHEDULE": gc,
+        "VMVAULT_TIMEZONE": "Europe/Berlin",
+    }
+    settings = Settings.from_env(env | ({"VMVAULT_CATALOG_URL": url} if url else {}))
     return bootstrap(settings, clock)
 
 
@@ -47,8 +51,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture()
-def services(tmp_path: Path, clock: Clock) -> Services:
-    svc = make(tmp_path / "home", clock)
+def services(tmp_path: Path, clock: Clock, catalog_url: str) -> Services:
+    svc = make(tmp_path / "home", clock, url=catalog_url)
     svc.vaults.create("main", "local", None)
     return svc
 
@@ -114,7 +118,7 @@ def test_a_restart_creates_nothing_twice_and_catches_up_once(
     services.jobs.cancel(first[0].id)  # frees the VM (a queued job holds it)
 
     # a new process on the same catalog, same instant: nothing new
-    again = make(tmp_path / "home", clock)
+    again = make(tmp_path / "home", clock, url=services.settings.catalog_url)
     assert again.scheduler.tick() == []
     # the server is down for 13 hours: three slots missed, caught up once, as the latest
     clock.now += timedelta(hours=13)
@@ -131,7 +135,7 @@ def test_two_schedulers_racing_create_one_set_of_jobs(
     for n in range(4):
         save_vm(services, f"v{n}", VmState.PROTECTED, "p4")
     clock.now += timedelta(minutes=31)  # 00:01: the 00:00 slot is due
-    servers = [make(tmp_path / "home", clock) for _ in range(4)]
+    servers = [make(tmp_path / "home", clock, url=services.settings.catalog_url) for _ in range(4)]
     barrier = threading.Barrier(len(servers))
     fired: list[int] = []
 
@@ -249,7 +253,7 @@ def test_concurrent_claims_take_each_job_once(
     for n in range(6):
         save_vm(services, f"v{n}", VmState.REGISTERED)
     services.queue.submit_backup(None, [f"v{n}" for n in range(6)])
-    workers = [make(tmp_path / "home", clock) for _ in range(3)]
+    workers = [make(tmp_path / "home", clock, url=services.settings.catalog_url) for _ in range(3)]
     claimed: list[int] = []
     barrier = threading.Barrier(3)
 

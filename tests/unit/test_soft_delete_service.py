@@ -97,8 +97,8 @@ class World:
 
 
 @pytest.fixture()
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with catalog(tmp_path, monkeypatch, {WEB[0]: WEB[1]}) as c:
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog_url: str) -> Iterator[World]:
+    with catalog(tmp_path, monkeypatch, {WEB[0]: WEB[1]}, url=catalog_url) as c:
         for name in ("A", "B"):
             c.vaults.create(name, "local", str(tmp_path / name), chunk_size=CS)
         yield World(tmp_path, c.uow, c.vaults, Clock())

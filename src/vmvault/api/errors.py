@@ -56,6 +56,7 @@ MAX_BODY_BYTES = 64 * 1024
 CONFLICTS = {
     "OPERATION_IN_PROGRESS",
     "HOST_NOT_SERVED",  # the VM's host has no node (docs/deployment.md)
+    "HOST_SERVED_ELSEWHERE",  # another node runs it: queue the job (docs/deployment.md)
     "DISCOVERY_IN_PROGRESS",
     "JOB_NOT_ACTIVE",
     "VM_PROTECTED",

@@ -171,6 +171,10 @@ class JobDoc(BaseModel):
     origin: str | None
     request: dict[str, Any] | None
     parent: int | None = None  # the set job of a set's child backup job
+    #: The node that ran (runs) it, and until when its heartbeat vouches for it
+    #: (docs/deployment.md); null for a job that never ran or ran before nodes existed.
+    node: str | None = None
+    lease_until: str | None = None
 
 
 class JobWithLogDoc(JobDoc):

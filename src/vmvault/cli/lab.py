@@ -176,3 +176,44 @@ def storage_down() -> None:
         out.print(f"lab storage stopped and removed in {time.monotonic() - t0:.1f}s")
     else:
         out.print("no lab storage to remove")
+
+
+catalog_app = typer.Typer(
+    help="The lab's PostgreSQL catalog: Debian's server under $VMVAULT_LAB_DIR/postgres, "
+    "on a unix socket only (docs/deployment.md).",
+    no_args_is_help=True,
+)
+lab_app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("up")
+def catalog_up(json_: JsonOpt = False) -> None:
+    """Create (or start) the cluster and print its URL for VMVAULT_CATALOG_URL."""
+    t0 = time.monotonic()
+    doc = services().lab_catalog.up()
+    if json_:
+        emit_json(doc)
+        return
+    out.print(f"url  {doc['url']}", markup=False)
+    out.print(f"cluster in {doc['dir']}, ready in {time.monotonic() - t0:.1f}s", markup=False)
+
+
+@catalog_app.command("status")
+def catalog_status(json_: JsonOpt = False) -> None:
+    """Say whether the server runs and its URL."""
+    doc = services().lab_catalog.status()
+    if json_:
+        emit_json(doc)
+        return
+    pid = f" (pid {doc['pid']})" if doc["pid"] else ""
+    out.print(f"lab catalog {doc['state']}{pid} at {doc['url']}", markup=False)
+
+
+@catalog_app.command("down")
+def catalog_down(json_: JsonOpt = False) -> None:
+    """Stop the server and remove its directory (and every catalog in it)."""
+    removed = services().lab_catalog.down()
+    if json_:
+        emit_json({"removed": removed})
+        return
+    out.print("lab catalog stopped and removed" if removed else "no lab catalog to remove")

@@ -87,6 +87,10 @@ class Job:
     origin: str | None = None
     #: The set job this job belongs to (a backup set's child; see services/backup_sets.py).
     parent_id: int | None = None
+    #: The node that runs it (domain/node.py) and until when that node's heartbeat vouches
+    #: for it: a job whose lease has passed is orphaned, whatever its pid.
+    node: str | None = None
+    lease_until: datetime | None = None
 
     @property
     def percent(self) -> float | None:

@@ -8,9 +8,10 @@ host can do that. So such a job runs only on a *node* whose ``node_host`` (setti
 runs on) is the VM's host, and is refused *up front* — when it is asked for and again when it
 runs — with ``HOST_NOT_SERVED``, never with a late NBD or path failure.
 
-Which nodes exist is a port, :class:`~vmvault.services.ports.NodeDirectory`: today
-:class:`OwnNode`, which knows only the process's own node host; with nodes in the catalog, the
-question becomes "does a live node serve that host".
+Which nodes exist is a port, :class:`~vmvault.services.ports.NodeDirectory`: the composition
+root's is the catalog's nodes (services/nodes.py ``NodeService.serves``: this node, or any
+whose heartbeat is younger than a lease); :class:`OwnNode`, which knows only the process's own
+node host, is the default of a service context built without a catalog of nodes (unit tests).
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ they were:
    beyond loopback, a self-signed pair generated when none is given; a bad pair is
    ``TLS_CERTIFICATE_INVALID``, exit 2), then the port is bound and held (:func:`bind`; in
    use: ``LISTEN_FAILED``, exit 1). Nothing has opened the catalog yet;
-1. **recovery** — every job left in-progress or cancelling by a process that is gone is closed
+1. **recovery** — the server is a *node* (domain/node.py: its heartbeat starts with the
+   workers and renews its jobs' leases); every job left in-progress or cancelling by a node
+   that is gone (its lease passed, or its process on this machine died) is closed
    ``failed`` (``JOB_INTERRUPTED``) and its VM's libvirt side cleaned (stray backup job,
    frozen or paused guest, scratch files, stray checkpoint); queued jobs stay queued and run;
 2. the **workers** (``VMVAULT_JOB_WORKERS``, default 2: a backup already keeps both cores of a
@@ -19,9 +21,10 @@ they were:
    queues one notification per overdue episode (services/notifications.py,
    docs/notifications.md), and runs the approval requests whose delay has passed
    (services/approvals.py, docs/approvals.md);
-4. the **scheduler** ticks at every due slot (and at least every ``tick`` seconds): each due
-   slot of each policy queues its VMs' backups once (see services/scheduler.py), and GC runs
-   on ``VMVAULT_GC_SCHEDULE``;
+4. the **scheduler** ticks at every due slot (and at least every ``tick`` seconds, 10 by
+   default: a third of the leader lease, which each tick renews): while this node holds the
+   leader lease, each due slot of each policy queues its VMs' backups once (see
+   services/scheduler.py), and GC runs on ``VMVAULT_GC_SCHEDULE``;
 5. the **REST API** (see api/app.py, ``/metrics`` included) serves on the socket bound in step 0, each request
    authenticated by its API token (services/tokens.py) and each change written to the audit
    log (api/audit_trail.py).
@@ -44,6 +47,7 @@ them.  A job still running after that is closed by the next start-up's recovery.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -68,8 +72,10 @@ from vmvault.domain.errors import (
     ServerComponentFailed,
 )
 from vmvault.domain.job import Job
+from vmvault.domain.node import HEARTBEAT, LEASE
 from vmvault.jobs import tls
 from vmvault.jobs.supervisor import Component, RestartPolicy, Supervisor
+from vmvault.services.recovery import RecoveredJob
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -83,7 +89,7 @@ class Server:
         settings: Settings,
         *,
         workers: int | None = None,
-        tick: float = 30.0,
+        tick: float = HEARTBEAT.total_seconds(),
         poll: float = 1.0,
         stop_timeout: float = 120.0,
         clock: Callable[[], datetime] | None = None,
@@ -123,6 +129,8 @@ class Server:
         self.notifier = self.supervisor.add("notifier", self._notify, notify_stale)
         self.services = self._services()
         self.services.queue.on_queued = self.wake.set
+        #: The node's heartbeat, held from start to stop (services/nodes.py).
+        self._heartbeat = contextlib.ExitStack()
 
     def _services(self) -> Services:
         return bootstrap(self.settings, self.clock)
@@ -131,17 +139,25 @@ class Server:
 
     def start(self) -> None:
         """Recover, then start the workers and the scheduler (the API is separate: :meth:`app`)."""
-        for recovered in self.services.recovery.recover():
-            job = recovered.job
+        self._log_recovered(self.services.recovery.recover())
+        self._heartbeat.enter_context(self.services.node.hold())
+        self.supervisor.start()
+        log.info(
+            "node %s: %d worker(s), the scheduler and the notifier started",
+            self.services.node.identity.id,
+            self.workers,
+        )
+
+    @staticmethod
+    def _log_recovered(recovered: list[RecoveredJob]) -> None:
+        for r in recovered:
             log.warning(
                 "job %s (%s %s) was interrupted: %s",
-                job.id,
-                job.type.value,
-                job.vm_name or "",
-                "; ".join(recovered.actions) or "nothing to clean",
+                r.job.id,
+                r.job.type.value,
+                r.job.vm_name or "",
+                "; ".join(r.actions) or "nothing to clean",
             )
-        self.supervisor.start()
-        log.info("%d worker(s), the scheduler and the notifier started", self.workers)
 
     @property
     def threads(self) -> list[threading.Thread]:
@@ -162,6 +178,7 @@ class Server:
         left = [t.name for t in self.threads if t.is_alive()]
         if left:
             log.warning("still running after %.0f s: %s", self.stop_timeout, ", ".join(left))
+        self._heartbeat.close()
 
     def _give_up(self, c: Component) -> None:
         p = self.supervisor.policy
@@ -220,7 +237,13 @@ class Server:
         services = self._services()
         scheduler = services.scheduler
         scheduler.on_queued = self.wake.set
+        recovered_at = time.monotonic()  # start() has just recovered
         while not self.stopping.is_set():
+            if time.monotonic() - recovered_at >= LEASE.total_seconds():
+                # jobs whose lease ran out since: a node that died, or one of ours whose end
+                # could not be written while the catalog was away (services/recovery.py)
+                self._log_recovered(services.recovery.recover())
+                recovered_at = time.monotonic()
             for fired in scheduler.tick():
                 log.info("%s: slot %s queued %d job(s)", fired.schedule, fired.key, len(fired.jobs))
             nxt = scheduler.next_due()

@@ -1,5 +1,6 @@
 """The unit of work over SQLAlchemy Core: one catalog transaction, with one repository per
-aggregate (vaults.py, vms.py, jobs.py, points.py, policies.py, access.py in this package).
+aggregate (vaults.py, vms.py, jobs.py, points.py, policies.py, access.py, nodes.py in this
+package).
 
 Times are stored as UTC; SQLite drops the zone, so every read re-attaches UTC (times.py).
 On SQLite every transaction starts with ``BEGIN IMMEDIATE`` (one writer at a time, WAL
@@ -17,6 +18,7 @@ from sqlalchemy import Connection, Engine, event
 from vmvault.persistence.access import SqlAudit, SqlTokens
 from vmvault.persistence.approvals import SqlApprovals
 from vmvault.persistence.jobs import SqlJobs
+from vmvault.persistence.nodes import SqlLeases, SqlNodes
 from vmvault.persistence.notifications import SqlNotifications
 from vmvault.persistence.points import SqlCheckpoints, SqlPointCopies, SqlPoints
 from vmvault.persistence.policies import SqlPolicies, SqlSchedules
@@ -65,6 +67,8 @@ class SqlUnitOfWork:
         self.approvals = SqlApprovals(self.conn)
         self.notifications = SqlNotifications(self.conn)
         self.stats = SqlStats(self.conn)
+        self.nodes = SqlNodes(self.conn)
+        self.leases = SqlLeases(self.conn)
         return self
 
     def __exit__(

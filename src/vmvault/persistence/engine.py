@@ -14,7 +14,7 @@ from vmvault.persistence.catalog import configure_sqlite
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: The newest revision in ``migrations/versions`` (a unit test keeps the two in step).  Knowing
 #: it lets a command skip importing Alembic (~0.2 s) when the catalog is already current.
-HEAD = "0015"
+HEAD = "0016"
 
 
 def alembic_config(url: str) -> Any:
@@ -38,9 +38,14 @@ def open_catalog(url: str) -> Engine:
     try:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
-        if engine.dialect.name == "sqlite":
+        if url.startswith("sqlite"):
+            engine = create_engine(url)
             configure_sqlite(engine)
+        else:
+            # A server that restarted has closed every pooled connection: each checkout tests
+            # its connection first and replaces a dead one, so the next transaction works
+            # (docs/deployment.md, "PostgreSQL restarts").
+            engine = create_engine(url, pool_pre_ping=True)
         if current_revision(engine) != HEAD:
             from alembic import command
 

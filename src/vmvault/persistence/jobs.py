@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, insert, select, update
+from sqlalchemy import Connection, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vmvault.domain.job import ACTIVE_STATES, Job, JobConflict, JobState, JobType, JournalStep
@@ -39,6 +39,8 @@ class SqlJobs:
             request=r.request,
             origin=r.origin,
             parent_id=r.parent_id,
+            node=r.node,
+            lease_until=utc(r.lease_until),
         )
 
     def create(
@@ -54,6 +56,8 @@ class SqlJobs:
         request: dict[str, Any] | None = None,
         origin: str | None = None,
         parent_id: int | None = None,
+        node: str | None = None,
+        lease_until: datetime | None = None,
     ) -> Job:
         values: dict[str, Any] = dict(
             type=job_type.value,
@@ -71,6 +75,8 @@ class SqlJobs:
             request=request,
             origin=origin,
             parent_id=parent_id,
+            node=node,
+            lease_until=lease_until,
         )
         if conflict_key is not None and state.active:
             holder = self.holder(conflict_key)
@@ -101,14 +107,69 @@ class SqlJobs:
         q = select(t.jobs).where(t.jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
         return [self._row(r) for r in self.conn.execute(q.order_by(t.jobs.c.id))]
 
-    def claim(self, job_id: int, pid: int, now: datetime) -> bool:
-        """queued → in-progress for process ``pid``; False when it is no longer queued."""
+    def claim_next(
+        self,
+        pid: int,
+        now: datetime,
+        node: str | None = None,
+        lease_until: datetime | None = None,
+        host: str | None = None,
+    ) -> Job | None:
+        """The oldest queued job, moved to in-progress for ``node`` (process ``pid``).
+
+        ``host``: the node's libvirt URI; then only a job of no VM, of a VM of that host, or
+        of a VM of a host where no node runs (in ``nodes``) is taken — each node runs the jobs
+        of its own host's VMs, and one node still serves hosts that have none.
+
+        On PostgreSQL the row is taken with ``SELECT … FOR UPDATE SKIP LOCKED``: concurrent
+        claimers on other nodes skip it instead of queueing behind its lock, and each job is
+        claimed once.  SQLite has no row locks (SQLAlchemy renders no ``FOR UPDATE`` there):
+        the transaction's ``BEGIN IMMEDIATE`` write lock serialises claimers instead.  The
+        update still requires ``queued``, so a job cancelled meanwhile is never claimed."""
+        pick = select(t.jobs.c.id).where(t.jobs.c.state == JobState.QUEUED.value)
+        if host is not None:
+            vm_host = (
+                select(t.vms.c.host_uri).where(t.vms.c.uuid == t.jobs.c.vm_uuid).scalar_subquery()
+            )
+            pick = pick.where(
+                or_(
+                    t.jobs.c.vm_uuid.is_(None),
+                    vm_host.is_(None),
+                    vm_host == host,
+                    vm_host.not_in(select(t.nodes.c.host)),
+                )
+            )
+        pick = pick.order_by(t.jobs.c.id).limit(1).with_for_update(skip_locked=True)
+        job_id = self.conn.execute(pick).scalar()
+        if job_id is None:
+            return None
         res = self.conn.execute(
             update(t.jobs)
             .where(t.jobs.c.id == job_id, t.jobs.c.state == JobState.QUEUED.value)
-            .values(state=JobState.IN_PROGRESS.value, pid=pid, started_at=now)
+            .values(
+                state=JobState.IN_PROGRESS.value,
+                pid=pid,
+                started_at=now,
+                node=node,
+                lease_until=lease_until,
+            )
         )
-        return res.rowcount == 1
+        return self.get(job_id) if res.rowcount == 1 else None
+
+    def renew(self, node: str, job_ids: list[int], lease_until: datetime) -> int:
+        """Extend the lease of the active jobs ``job_ids`` of ``node``; how many there were."""
+        if not job_ids:
+            return 0
+        res = self.conn.execute(
+            update(t.jobs)
+            .where(
+                t.jobs.c.node == node,
+                t.jobs.c.id.in_(job_ids),
+                t.jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
+            )
+            .values(lease_until=lease_until)
+        )
+        return int(res.rowcount)
 
     def holder(self, conflict_key: str) -> Job | None:
         r = self.conn.execute(select(t.jobs).where(t.jobs.c.conflict_key == conflict_key)).first()

@@ -117,6 +117,9 @@ jobs = Table(
     Column("origin", String(255)),
     # the set job a backup job belongs to (``backup --set``); NULL for any other job
     Column("parent_id", Integer, index=True),
+    # the node running it (nodes.id) and until when its heartbeat vouches for it (0016)
+    Column("node", String(128), index=True),
+    Column("lease_until", DateTime(timezone=True)),
 )
 
 job_log = Table(
@@ -328,4 +331,27 @@ notify_outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True)),
     UniqueConstraint("target_id", "key", name="uq_notify_outbox_target_key"),
+)
+
+# the processes sharing the catalog (docs/deployment.md): ``host`` is the libvirt URI of the
+# host each runs on (VMVAULT_NODE_HOST), ``heartbeat_at`` its last heartbeat
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("host", String(512), nullable=False),
+    Column("machine", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+)
+
+# named leases: one holder at a time until ``expires_at`` (the scheduler's leader lease)
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )

@@ -10,19 +10,35 @@ attributes, so a use case reads ``self.uow``, ``self.runner``, ``self.vaults``, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from vmvault.domain.approval import Guard, no_guard
-from vmvault.domain.errors import HostNotServed
-from vmvault.domain.placement import OwnNode
+from vmvault.domain.errors import HostNotServed, HostServedElsewhere
+from vmvault.domain.placement import OwnNode, same_host
 from vmvault.services.jobs import JobRunner
 from vmvault.services.ports import NodeDirectory, UnitOfWorkFactory
 
 if TYPE_CHECKING:  # vaults.py builds on nothing here; only the type is needed
     from vmvault.services.vaults import VaultService
+
+#: True while a job is being *queued* (services/queue.py): then any live node of the VM's
+#: host may run it; otherwise the check is made where the job runs, on this node.
+_QUEUEING: ContextVar[bool] = ContextVar("vmvault_queueing", default=False)
+
+
+@contextmanager
+def queueing() -> Iterator[None]:
+    """The placement checks of the block are those of a job queued for any node."""
+    token = _QUEUEING.set(True)
+    try:
+        yield
+    finally:
+        _QUEUEING.reset(token)
 
 
 @dataclass(frozen=True)
@@ -68,9 +84,18 @@ class Service:
         return self.ctx.workers
 
     def require_node(self, host_uri: str, vm: str, operation: str) -> None:
-        """Refuse (``HOST_NOT_SERVED``) a job touching the disks of VM ``vm`` (its label) on
-        ``host_uri`` when no node serves that host: the one check of the placement rule
-        (domain/placement.py), made when the job is asked for and again when it runs."""
+        """The one check of the placement rule (domain/placement.py) for a job touching the
+        disks of VM ``vm`` (its label) on ``host_uri``, made when the job is asked for and
+        again when it runs.  Queued (:func:`queueing`): some live node must serve the host,
+        else ``HOST_NOT_SERVED``.  Run here: this node must serve it, else
+        ``HOST_SERVED_ELSEWHERE`` (another live node does: queue it for that one) or
+        ``HOST_NOT_SERVED``."""
         nodes = self.ctx.nodes
-        if not nodes.serves(host_uri):
-            raise HostNotServed(uri=host_uri, vm=vm, operation=operation, node_host=nodes.node_host)
+        if same_host(host_uri, nodes.node_host):
+            return
+        served = nodes.serves(host_uri)
+        args = {"uri": host_uri, "vm": vm, "operation": operation, "node_host": nodes.node_host}
+        if not served:
+            raise HostNotServed(**args)
+        if not _QUEUEING.get():
+            raise HostServedElsewhere(**args)

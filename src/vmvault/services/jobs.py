@@ -7,8 +7,9 @@ happen, and ends the job in exactly one final state.  Expected failures
 (:class:`~vmvault.domain.errors.VmvaultError`) become the job's code/message/remedy; anything
 else becomes ``INTERNAL_ERROR`` with the traceback in the job log, never on the user's screen.
 
-A job left active by a process that died is detected when its key is next claimed (its pid is
-gone) and closed as failed with ``JOB_INTERRUPTED``; ``vmvault serve`` closes every such job at
+A job left active by a node that died is detected when its key is next claimed (its lease
+has passed, or its process on this machine is gone: domain/node.py) and closed as failed with
+``JOB_INTERRUPTED``; ``vmvault serve`` closes every such job at
 start-up and cleans its VM up (services/recovery.py).  A job may also start *queued*
 (services/queue.py): a worker claims it and :meth:`JobRunner.adopt` makes the service's
 :meth:`JobRunner.run` execute that job instead of creating another.
@@ -49,6 +50,8 @@ from vmvault.domain.job import (
     conflict_key,
     final_state,
 )
+from vmvault.domain.node import orphaned
+from vmvault.services.nodes import NodeService
 from vmvault.services.ports import UnitOfWork, UnitOfWorkFactory
 
 T = TypeVar("T")
@@ -215,11 +218,15 @@ class JobRunner:
         clock: Callable[[], datetime],
         pid: int,
         pid_alive: Callable[[int], bool],
+        node: NodeService | None = None,
     ) -> None:
         self.uow = uow
         self.clock = clock
         self.pid = pid
         self.pid_alive = pid_alive
+        #: This process as a node: its jobs carry its id and a lease its heartbeat renews
+        #: while they run.  None (tests of one process): no node, liveness by pid alone.
+        self.node = node
         #: Called with the job on every progress report (the CLI draws its bar from them).
         self.observers: list[Callable[[Job], None]] = []
         #: Called with the job and the phase's name each time a job enters a phase.
@@ -234,6 +241,32 @@ class JobRunner:
         claimed — instead of creating a new one (``None`` forgets it).  The job already holds
         its VM's conflict key: it was taken when the job was queued."""
         self._adopted = job
+
+    @property
+    def node_id(self) -> str | None:
+        return self.node.identity.id if self.node is not None else None
+
+    def lease_until(self) -> datetime | None:
+        return self.node.lease_until() if self.node is not None else None
+
+    def orphaned(self, uow: UnitOfWork, job: Job, now: datetime) -> bool:
+        """Whether active ``job`` has no live node behind it (domain/node.py)."""
+        node = uow.nodes.get(job.node) if job.node is not None else None
+        machine = self.node.identity.machine if self.node is not None else None
+
+        def alive(pid: int) -> bool:
+            # our own pid in the job of a node older than us: that process is gone (the pid
+            # was reused, as in a container restarted)
+            me = self.node.identity if self.node is not None else None
+            reused = (
+                me is not None
+                and pid == self.pid
+                and job.node != me.id
+                and (node is None or node.started_at < me.started_at)
+            )
+            return self.pid_alive(pid) and not reused
+
+        return orphaned(job, now, machine or (node.machine if node else ""), node, alive)
 
     @property
     def adopted(self) -> Job | None:
@@ -265,13 +298,13 @@ class JobRunner:
         with self.uow() as uow:
             if key is not None:
                 holder = uow.jobs.holder(key)
-                if holder is not None and holder.pid is not None and not self.pid_alive(holder.pid):
+                if holder is not None and self.orphaned(uow, holder, now):
                     interrupted = JobInterrupted(pid=holder.pid)
                     close_job(uow, holder, JobState.FAILED, interrupted, now, self.on_end)
             try:
                 job = uow.jobs.create(
                     job_type, vault, vm_uuid, vm_name, JobState.IN_PROGRESS, now, self.pid, key,
-                    parent_id=parent_id,
+                    parent_id=parent_id, node=self.node_id, lease_until=self.lease_until(),
                 )  # fmt: skip
             except JobConflict as conflict:
                 h = conflict.holder
@@ -302,7 +335,14 @@ class JobRunner:
         return self.execute(self.start(job_type, vault, vm_uuid, vm_name), work)
 
     def execute(self, job: Job, work: Callable[[JobContext], T]) -> JobOutcome[T]:
-        """Run ``work`` as ``job`` (started by :meth:`start`) and end it in one final state."""
+        """Run ``work`` as ``job`` (started by :meth:`start`) and end it in one final state;
+        the node's heartbeat renews its lease meanwhile."""
+        if self.node is None:
+            return self._execute(job, work)
+        with self.node.hold(job.id):
+            return self._execute(job, work)
+
+    def _execute(self, job: Job, work: Callable[[JobContext], T]) -> JobOutcome[T]:
         ctx = JobContext(self, job)
         try:
             result = work(ctx)

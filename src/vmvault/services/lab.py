@@ -1,5 +1,6 @@
 """The built-in lab: real test guests on the local libvirtd (``vmvault lab …``) and a real
-S3 service beside them (``vmvault lab storage …``)."""
+S3 service beside them (``vmvault lab storage …``) and a real PostgreSQL catalog
+(``vmvault lab catalog …``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import check_count, quoted
-from vmvault.services.ports import LabDriver, ObjectStoreLab
+from vmvault.services.ports import CatalogLab, LabDriver, ObjectStoreLab
 
 
 class LabService:
@@ -58,9 +59,10 @@ class LabService:
 
 
 class StorageLabService:
-    """The lab's object store: a single-node Ceph cluster with the RADOS Gateway."""
+    """The lab's object store (a single-node Ceph cluster with the RADOS Gateway) or its
+    PostgreSQL catalog: up, status, down."""
 
-    def __init__(self, driver: ObjectStoreLab) -> None:
+    def __init__(self, driver: ObjectStoreLab | CatalogLab) -> None:
         self.driver = driver
 
     def up(self) -> dict[str, Any]:

@@ -14,10 +14,16 @@ Invariants:
   ends its job ``failed`` with the error's code and remedy).
 * A queued job of a VM holds the VM's conflict key like a running one: one active job per VM
   counts queued jobs too, so nothing can slip in between queueing and running.
-* Claiming is atomic (``queued → in-progress`` only if still queued); a cancelled queued job
-  is never claimed and never started (it ends ``cancelled`` with nothing to undo).
-* The worker that claims a job runs it with its pid: a server that dies mid-job leaves a job
-  whose pid is dead, which start-up recovery closes as ``JOB_INTERRUPTED``.
+* Claiming is atomic (``queued → in-progress`` only if still queued; on PostgreSQL with
+  ``SELECT … FOR UPDATE SKIP LOCKED``, so workers of many nodes never take one job twice nor
+  wait for each other); a cancelled queued job is never claimed and never started (it ends
+  ``cancelled`` with nothing to undo).
+* A node claims only jobs of no VM, of its own host's VMs, or of VMs of hosts where no node
+  runs (persistence/jobs.py, ``claim_next``; docs/deployment.md).
+* The worker that claims a job runs it as its node (domain/node.py): the job carries the
+  node's id and a lease its heartbeat renews.  A node that dies mid-job leaves a job whose
+  lease runs out (or, on its own machine, whose pid is dead), which recovery closes as
+  ``JOB_INTERRUPTED``.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key
 from vmvault.domain.policy import Policy
 from vmvault.domain.vm import VmItem
 from vmvault.services import holdings
+from vmvault.services.context import queueing
 from vmvault.services.ports import UnitOfWork
 from vmvault.services.queue_runs import RESTORE_OPTIONS, QueueRuns
 
@@ -97,7 +104,8 @@ class QueueService(QueueRuns):
         if keep_until is not None:
             keep_until = check_until(keep_until, self.clock())
         parse_required(require)  # refused before anything is queued
-        vault, chosen = self._backups().choose(vault_name, refs)
+        with queueing():  # HOST_NOT_SERVED unless a live node serves each VM's host
+            vault, chosen = self._backups().choose(vault_name, refs)
         until = keep_until.isoformat() if keep_until is not None else None
         return self._submit(
             [
@@ -122,7 +130,8 @@ class QueueService(QueueRuns):
         """Queue one set job (its VMs are held by its children once it runs)."""
         if keep_until is not None:
             keep_until = check_until(keep_until, self.clock())
-        vault, chosen = self._sets().choose(vault_name, refs)
+        with queueing():
+            vault, chosen = self._sets().choose(vault_name, refs)
         until = keep_until.isoformat() if keep_until is not None else None
         request = {"vms": [vm.uuid for vm in chosen], "keep_until": until}
         return self._submit([("backup-set", vault.name, None, request)], origin)[0]
@@ -148,7 +157,8 @@ class QueueService(QueueRuns):
         self, vm_ref: str, point_id: str, origin: str = "cli", from_vault: str | None = None
     ) -> Job:
         vm, point = self._restores().vm_and_point(vm_ref, point_id)
-        self.require_node(vm.host_uri, vm.label, "restore test")
+        with queueing():
+            self.require_node(vm.host_uri, vm.label, "restore test")
         with self.uow() as uow:
             vault = holdings.vault_holding(uow, point, from_vault)
         request = {"vm": vm.uuid, "point": point_id, "from_vault": vault}
@@ -175,7 +185,8 @@ class QueueService(QueueRuns):
         request: dict[str, Any] = {"vm": vm.uuid, "point": point_id, "mode": mode}
         request |= {"from_vault": from_vault}
         request |= {k: v for k, v in options.items() if v is not None}
-        self._prepare_restore(request)
+        with queueing():
+            self._prepare_restore(request)
         with self.uow() as uow:
             vault = holdings.vault_holding(uow, point, from_vault)
         return self._submit([("restore", vault, (vm.uuid, vm.label), request)], origin)[0]

@@ -23,14 +23,16 @@ What each ``op`` of a request (``jobs.request``, JSON) runs:
 
 A request is checked again when it runs (the world may have changed since it was queued; a
 request that no longer holds ends its job ``failed`` with the error's code and remedy).
-Claiming is atomic (``queued → in-progress`` only if still queued); the worker that claims a
-job runs it with its pid.
+Claiming is atomic (``queued → in-progress`` only if still queued; ``FOR UPDATE SKIP LOCKED``
+on PostgreSQL); the worker that claims a job runs it as its node, with a lease its heartbeat
+renews (services/queue.py's invariants).
 """
 
 from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -82,22 +84,31 @@ class QueueRuns(Service):
         self.on_outcome: Callable[[Job, Any], None] | None = None
 
     def claim_next(self) -> Job | None:
-        """Claim the oldest queued job for this process, or None when there is none."""
+        """Claim the oldest queued job for this node, or None when there is none."""
+        now = self.clock()
+        runner = self.runner
         with self.uow() as uow:
-            candidates = uow.jobs.queued(limit=20)
-        for job in candidates:
-            with self.uow() as uow:
-                if uow.jobs.claim(job.id, self.runner.pid, self.clock()):
-                    uow.jobs.append_log(
-                        job.id, f"claimed by worker (pid {self.runner.pid})", self.clock()
-                    )
-                    uow.commit()
-                    claimed = uow.jobs.get(job.id)
-                    return claimed
-        return None
+            host = runner.node.identity.host if runner.node is not None else None
+            job = uow.jobs.claim_next(runner.pid, now, runner.node_id, runner.lease_until(), host)
+            if job is None:
+                return None
+            who = (
+                f"node {runner.node_id}, pid {runner.pid}"
+                if runner.node_id
+                else f"pid {runner.pid}"
+            )
+            uow.jobs.append_log(job.id, f"claimed by worker ({who})", now)
+            uow.commit()
+        return job
 
     def execute(self, job: Job) -> Job:
-        """Run a claimed job to its end; returns it as the catalog has it afterwards."""
+        """Run a claimed job to its end; returns it as the catalog has it afterwards.  Its
+        lease is renewed by this node's heartbeat from now on (services/nodes.py)."""
+        node = self.runner.node
+        with node.hold(job.id) if node is not None else nullcontext():
+            return self._execute(job)
+
+    def _execute(self, job: Job) -> Job:
         self.runner.adopt(job)
         error: VmvaultError | None = None
         returned: Any = None

@@ -27,7 +27,12 @@ serve`` calls at start-up — finds every such job and, for each:
 2. writes what it did into the job's log, one ``recovery:`` line each;
 3. closes the job ``failed`` with ``JOB_INTERRUPTED``.
 
-Only jobs whose pid is gone are touched (queued jobs never ran and are left to the queue).  A
+Only orphaned jobs are touched — their node's lease has passed, or their process on this
+machine is gone (domain/node.py) — and of those only the ones this node owns: a job of a VM
+goes to a node of the VM's host, when it (re)starts, since only it can thaw the guest and
+abort the libvirt job (queued jobs never ran and are left to the queue).  ``vmvault serve``
+calls :meth:`recover` at start-up and again every lease period, so a node also closes the
+jobs it could not end itself while the catalog was away.  A
 second call finds nothing left to do.  A backup started later on the VM runs the same backup
 clean-up first, so a job closed by someone else (``JobRunner.start`` closes a dead holder of
 the key it needs) still gets its VM cleaned.
@@ -46,6 +51,7 @@ from vmvault.domain.recovery_point import unfinished_backup
 from vmvault.domain.vm import VmItem
 from vmvault.services.backups import BackupService
 from vmvault.services.context import Service, ServiceContext
+from vmvault.services.ports import UnitOfWork
 from vmvault.services.restore import RestoreService
 
 if TYPE_CHECKING:
@@ -71,24 +77,41 @@ class RecoveryService(Service):
         self.sets: BackupSetService | None = None
 
     def recover(self) -> list[RecoveredJob]:
-        """Close every in-progress or cancelling job whose process is gone, after cleaning up
+        """Close every in-progress or cancelling job that is orphaned, after cleaning up
         what it left; returns them, oldest first.  Jobs of live processes are not touched.
         Call it before this process starts any job (``vmvault serve`` does, at start-up)."""
+        now = self.clock()
         with self.uow() as uow:
-            active = uow.jobs.active()  # queued jobs have no pid: they are left to the queue
-        # Our own pid counts as dead: this is called before this process runs any job, so
-        # a job with our pid is a previous process's whose pid was reused (containers).
-        dead = [
-            j
-            for j in active
-            if j.pid is not None and (j.pid == self.runner.pid or not self.runner.pid_alive(j.pid))
-        ]
+            active = uow.jobs.active()  # queued jobs have no pid nor lease: left to the queue
+            # Our own pid counts as dead for a job of no node: this is called before this
+            # process runs any job, so such a job is a previous process's whose pid was
+            # reused (containers).  A job of a node is judged by its lease (domain/node.py).
+            dead = [
+                j
+                for j in active
+                if (j.node is None and j.pid is not None and j.pid == self.runner.pid)
+                or self.runner.orphaned(uow, j, now)
+            ]
+            dead = [j for j in dead if self._ours(uow, j)]
         # a set job after its children: their VMs are clean before the set's points go
         order = sorted(dead, key=lambda j: (j.type is JobType.BACKUP_SET, j.id))
         recovered = [self._recover(job) for job in order]
         if self.sets is not None:  # failed sets whose rollback could not remove everything
             recovered += [RecoveredJob(job, acts) for job, acts in self.sets.undo.retry()]
         return recovered
+
+    def _ours(self, uow: UnitOfWork, job: Job) -> bool:
+        """Whether this node recovers ``job``: a job of a VM is recovered by a node of the
+        VM's host (it can thaw the guest and abort the libvirt job), when it starts or finds
+        it; a VM of a host where no node ever ran (one node managing remote hosts, as in the
+        all-in-one set-up) by whichever node finds it."""
+        me = self.runner.node
+        if me is None or job.vm_uuid is None:
+            return True
+        vm = uow.vms.get(job.vm_uuid)
+        if vm is None or vm.host_uri == me.identity.host:
+            return True
+        return not any(n.host == vm.host_uri for n in uow.nodes.all())
 
     def _recover(self, job: Job) -> RecoveredJob:
         with self.uow() as uow:

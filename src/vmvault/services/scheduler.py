@@ -20,6 +20,16 @@ is ended by :func:`~vmvault.services.jobs.close_job` like every job, so its end 
 ``failed`` notification) run.
 Retention runs after each successful backup (BackupService's hook), not here.
 
+**One scheduler at a time.** Every node's ``vmvault serve`` runs a scheduler, but a tick does
+anything only while its node holds the catalog's leader lease (``leases`` row
+:data:`~vmvault.domain.node.SCHEDULER_LEASE`, domain/node.py): each tick takes or renews it
+for :data:`~vmvault.domain.node.LEASE`; when the leader stops renewing (its node died or lost
+the catalog), another node's next tick after the lease has expired takes over.  The lease
+makes one scheduler *active*; the compare-and-set of step 2 is what makes every slot fire
+*exactly once* even if two ever overlap (a leader whose clock runs late, a tick begun just
+before its lease expired): the next leader catches the missed slot up (step 3), so across a
+failover no slot is lost and none runs twice.
+
 Nothing here reads the wall clock: ``clock`` is injected (tests walk a simulated day).
 """
 
@@ -27,11 +37,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from vmvault.domain.errors import OperationInProgress
 from vmvault.domain.job import Job, JobConflict, JobState, JobType
+from vmvault.domain.node import LEASE, SCHEDULER_LEASE
 from vmvault.domain.schedule import Schedule, catch_up, next_slot, slot_key
 from vmvault.domain.vm import VmState
 from vmvault.services.jobs import EndHook, close_job
@@ -56,19 +67,28 @@ class SchedulerService:
         clock: Callable[[], datetime],
         gc_schedule: Schedule | None,
         on_end: Sequence[EndHook] = (),
+        node: str | None = None,
+        lease: timedelta = LEASE,
     ) -> None:
         self.uow = uow
         self.clock = clock
         self.gc_schedule = gc_schedule
+        #: The node this scheduler runs for: it ticks only while that node holds the leader
+        #: lease (None: a scheduler alone, no lease).
+        self.node = node
+        #: How long a tick's lease lasts: more than the time between two ticks.
+        self.lease = lease
         #: Called after a tick queued jobs (the server wakes its workers).
         self.on_queued: Callable[[], None] | None = None
         #: The end hooks of a job the scheduler creates already failed (JobRunner's).
         self.on_end: Sequence[EndHook] = on_end
 
     def tick(self) -> list[Fired]:
-        """Queue the jobs of every slot due now; returns what fired."""
+        """Queue the jobs of every slot due now, if this node leads; returns what fired."""
         now = self.clock()
         fired: list[Fired] = []
+        if not self.lead(now):
+            return fired
         with self.uow() as uow:
             policies = list(uow.policies.all())
             vaults = [v.name for v in uow.vaults.all()]
@@ -85,6 +105,15 @@ class SchedulerService:
         if any(f.jobs for f in fired) and self.on_queued is not None:
             self.on_queued()
         return fired
+
+    def lead(self, now: datetime) -> bool:
+        """Take or renew the leader lease; whether this node leads until now + ``lease``."""
+        if self.node is None:
+            return True
+        with self.uow() as uow:
+            leads = uow.leases.acquire(SCHEDULER_LEASE, self.node, now, now + self.lease)
+            uow.commit()
+        return leads
 
     def next_due(self) -> datetime | None:
         """The earliest slot after now of any schedule (the server sleeps until then)."""

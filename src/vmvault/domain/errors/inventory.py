@@ -52,6 +52,19 @@ class HostNotServed(VmvaultError):
     kind = "usage"
 
 
+class HostServedElsewhere(VmvaultError):
+    code = "HOST_SERVED_ELSEWHERE"
+    message = (
+        "VM {vm} runs on host {uri}, which another vmvault node serves; this node serves "
+        "{node_host}, and a {operation} reads and writes the VM's disks on their host"
+    )
+    remedy = (
+        "Queue the {operation} for that node: add --no-wait (then 'vmvault jobs wait JOB'), "
+        "or ask through the REST API; the node of {uri} runs it (docs/deployment.md)."
+    )
+    kind = "usage"
+
+
 class VmNotFound(VmvaultError):
     code = "VM_NOT_FOUND"
     message = "no VM matches '{vm}'"

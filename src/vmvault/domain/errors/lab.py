@@ -36,3 +36,23 @@ class StorageLabDirForeign(StorageLabFailed):
         "Set VMVAULT_LAB_DIR to a directory of the lab's own (its 'ceph' subdirectory is the "
         "cluster's), or, if {root} is a leftover of the lab, remove it yourself."
     )
+
+
+class CatalogLabFailed(VmvaultError):
+    code = "LAB_CATALOG_FAILED"
+    message = "the lab's PostgreSQL catalog failed: {what}"
+    remedy = (
+        "'vmvault lab catalog status' shows whether it runs; 'vmvault lab catalog down' stops "
+        "it and removes its directory, then 'vmvault lab catalog up' starts a fresh one."
+    )
+
+
+class CatalogLabDirForeign(CatalogLabFailed):
+    code = "LAB_CATALOG_DIR_FOREIGN"
+    message = (
+        "{root} is not a lab PostgreSQL directory (it has files but no {marker}): left untouched"
+    )
+    remedy = (
+        "Set VMVAULT_LAB_DIR to a directory of the lab's own (its 'postgres' subdirectory is "
+        "the cluster's), or, if {root} is a leftover of the lab, remove it yourself."
+    )

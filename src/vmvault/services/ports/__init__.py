@@ -2,7 +2,8 @@
 
 An adapter's author starts here: every contract is a :class:`typing.Protocol` with its
 docstring; ``catalog`` (the repositories and the unit of work), ``hosts`` (discovery's view
-of libvirt, the lab), ``nodes`` (which node serves which host), ``backup``, ``restore`` and ``notify``.  The vault's storage contract
+of libvirt, the lab), ``nodes`` (nodes, leases, which node serves which host), ``backup``,
+``restore`` and ``notify``.  The vault's storage contract
 is ``vmvault.storage.backend``.  The real implementations live in ``vmvault.persistence``
 and ``vmvault.hypervisor``; the in-memory ones, which unit tests of services pass to the
 composition root, in ``vmvault.hypervisor.memory``.  Everything is re-exported here, so
@@ -31,8 +32,8 @@ from vmvault.services.ports.catalog import (
     VaultRepository,
     VmRepository,
 )
-from vmvault.services.ports.hosts import Hypervisor, LabDriver, ObjectStoreLab
-from vmvault.services.ports.nodes import NodeDirectory
+from vmvault.services.ports.hosts import CatalogLab, Hypervisor, LabDriver, ObjectStoreLab
+from vmvault.services.ports.nodes import LeaseRepository, NodeDirectory, NodeRepository
 from vmvault.services.ports.notify import NotificationSender
 from vmvault.services.ports.restore import DiskWriter, HostFiles, RestoreDriver, WrittenImage
 
@@ -40,6 +41,7 @@ __all__ = [
     "ApprovalRepository",
     "AuditRepository",
     "BackupDriver",
+    "CatalogLab",
     "CatalogStats",
     "CheckpointRepository",
     "DiskWriter",
@@ -48,7 +50,9 @@ __all__ = [
     "Hypervisor",
     "JobRepository",
     "LabDriver",
+    "LeaseRepository",
     "NodeDirectory",
+    "NodeRepository",
     "NotificationRepository",
     "NotificationSender",
     "ObjectStoreLab",

@@ -26,6 +26,7 @@ from vmvault.domain.soft_delete import Deletion, SoftDelete
 from vmvault.domain.tokens import ApiToken
 from vmvault.domain.vault import Host, S3Location, Vault
 from vmvault.domain.vm import VmItem
+from vmvault.services.ports.nodes import LeaseRepository, NodeRepository
 
 
 class VaultRepository(Protocol):
@@ -141,6 +142,8 @@ class JobRepository(Protocol):
         request: dict[str, Any] | None = None,
         origin: str | None = None,
         parent_id: int | None = None,
+        node: str | None = None,
+        lease_until: datetime | None = None,
     ) -> Job:
         """Insert a job (``parent_id``: the set job it belongs to).  MUST raise :class:`~vmvault.domain.job.JobConflict` when ``conflict_key`` is held by
         another active job (atomically: two concurrent creates never both succeed).  A job
@@ -153,9 +156,23 @@ class JobRepository(Protocol):
     def active(self) -> list[Job]:
         """Queued, in-progress and cancelling jobs, oldest first."""
 
-    def claim(self, job_id: int, pid: int, now: datetime) -> bool:
-        """Atomically move a queued job to in-progress for process ``pid``; False when it is
-        no longer queued (cancelled, or claimed by another worker)."""
+    def claim_next(
+        self,
+        pid: int,
+        now: datetime,
+        node: str | None = None,
+        lease_until: datetime | None = None,
+        host: str | None = None,
+    ) -> Job | None:
+        """Atomically move the oldest queued job to in-progress for ``node`` (process ``pid``)
+        with its lease; None when none is queued.  Two concurrent claimers never get the same
+        job, and one never waits for the job another is claiming (``SKIP LOCKED``).
+        ``host`` (the node's libvirt URI): only jobs of no VM, of that host's VMs, or of VMs
+        of hosts where no node runs."""
+
+    def renew(self, node: str, job_ids: list[int], lease_until: datetime) -> int:
+        """Extend the lease of the active jobs ``job_ids`` of ``node`` (its heartbeat); how
+        many there were."""
 
     def holder(self, conflict_key: str) -> Job | None:
         """The active job that holds ``conflict_key``, if any."""
@@ -403,6 +420,10 @@ class UnitOfWork(Protocol):
     def notifications(self) -> NotificationRepository: ...
     @property
     def stats(self) -> CatalogStats: ...
+    @property
+    def nodes(self) -> NodeRepository: ...
+    @property
+    def leases(self) -> LeaseRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(
