@@ -34,6 +34,7 @@ from vmvault.cli import (
 from vmvault.cli.access import audit_app, token_app
 from vmvault.cli.approvals import approvals_app, held
 from vmvault.cli.context import services
+from vmvault.cli.files import export, files_app
 from vmvault.cli.lab import lab_app
 from vmvault.cli.notify import notify_app
 from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, VaultOpt
@@ -103,6 +104,8 @@ app.add_typer(points.points_app, name="points")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_app, name="approvals")
+app.add_typer(files_app, name="files")
+app.command()(export)
 app.command()(backups.backup)
 app.command()(copies.copy)
 app.command()(restores.restore)

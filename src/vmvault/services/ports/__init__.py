@@ -31,6 +31,7 @@ from vmvault.services.ports.catalog import (
     VaultRepository,
     VmRepository,
 )
+from vmvault.services.ports.files import FileSystems
 from vmvault.services.ports.hosts import Hypervisor, LabDriver, ObjectStoreLab
 from vmvault.services.ports.notify import NotificationSender
 from vmvault.services.ports.restore import DiskWriter, HostFiles, RestoreDriver, WrittenImage
@@ -42,6 +43,7 @@ __all__ = [
     "CatalogStats",
     "CheckpointRepository",
     "DiskWriter",
+    "FileSystems",
     "HostFiles",
     "HostRepository",
     "Hypervisor",
