@@ -5,10 +5,9 @@ It serves named exports (:class:`BlockDevice`: a size, ``pread`` and, when writa
 ``qemu-nbd``, libvirt).  What it speaks (docs/export.md, "The NBD server"):
 
 * handshake: ``NBDMAGIC IHAVEOPT`` with ``FIXED_NEWSTYLE | NO_ZEROES``; options
-  ``EXPORT_NAME``, ``LIST``, ``INFO``, ``GO`` (answering ``INFO_EXPORT`` and
-  ``INFO_BLOCK_SIZE``) and ``ABORT``; any other option is answered ``ERR_UNSUP`` (so clients
+  ``EXPORT_NAME``, ``LIST``, ``INFO``, ``GO`` (answering ``INFO_EXPORT``) and ``ABORT``; any other option is answered ``ERR_UNSUP`` (so clients
   fall back to simple replies: no structured replies, no block status);
-* transmission: ``READ``, ``WRITE``, ``FLUSH``, ``TRIM`` and ``WRITE_ZEROES`` (the last three
+* transmission: ``READ`` (into the zero padding of a last partial sector too), ``WRITE``, ``FLUSH``, ``TRIM`` and ``WRITE_ZEROES`` (the last three
   on a writable export only), ``DISC``; simple replies; a request out of range gets
   ``EINVAL``, a write to a read-only export ``EPERM``, a read that fails ``EIO`` (the
   ``on_error`` callback hears why: a corrupt chunk, say).
@@ -42,7 +41,7 @@ CLIENT_NO_ZEROES = 2
 OPT_EXPORT_NAME, OPT_ABORT, OPT_LIST, OPT_INFO, OPT_GO = 1, 2, 3, 6, 7
 REP_ACK, REP_SERVER, REP_INFO = 1, 2, 3
 REP_ERR_UNSUP, REP_ERR_INVALID, REP_ERR_UNKNOWN = 2**31 + 1, 2**31 + 3, 2**31 + 6
-INFO_EXPORT, INFO_BLOCK_SIZE = 0, 3
+INFO_EXPORT = 0
 
 T_HAS_FLAGS, T_READ_ONLY, T_SEND_FLUSH, T_SEND_TRIM = 1, 2, 4, 32
 T_SEND_WRITE_ZEROES, T_CAN_MULTI_CONN = 64, 256
@@ -198,8 +197,6 @@ class NbdServer:
             _reply(conn, opt, REP_ERR_UNKNOWN)
             return None
         _reply(conn, opt, REP_INFO, struct.pack(">HQH", INFO_EXPORT, device.size, _flags(device)))
-        block = struct.pack(">HIII", INFO_BLOCK_SIZE, 1, 4096, MAX_REQUEST)
-        _reply(conn, opt, REP_INFO, block)
         _reply(conn, opt, REP_ACK)
         return device
 
@@ -227,11 +224,15 @@ class NbdServer:
     ) -> tuple[int, bytes]:
         if cmd not in (CMD_READ, CMD_WRITE, CMD_FLUSH, CMD_TRIM, CMD_WRITE_ZEROES):
             return EINVAL, b""
-        if offset + length > device.size or (cmd in (CMD_READ, CMD_WRITE) and length > MAX_REQUEST):
+        # a read may run into the last sector's padding (qemu rounds the size up to 512)
+        limit = -(-device.size // 512) * 512 if cmd == CMD_READ else device.size
+        if offset + length > limit or (cmd in (CMD_READ, CMD_WRITE) and length > MAX_REQUEST):
             return EINVAL, b""
         try:
             if cmd == CMD_READ:
-                return 0, device.pread(length, offset)
+                inside = max(0, min(length, device.size - offset))
+                data = device.pread(inside, offset) if inside else b""
+                return 0, data + bytes(length - inside)
             if not device.writable:
                 return EPERM, b""
             if cmd == CMD_WRITE:

@@ -30,6 +30,7 @@ from vmvault.domain.errors import (
     DiskNotInPoint,
     ExportFailed,
     InvalidInput,
+    JobNotFound,
     VmvaultError,
 )
 from vmvault.domain.job import Job, JobType, JournalStep
@@ -37,7 +38,7 @@ from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.services import holdings
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.healing import Healing
-from vmvault.services.jobs import JobContext, JobOutcome
+from vmvault.services.jobs import JobContext, JobOutcome, JobQueries
 from vmvault.services.paths import user_path
 
 SERVING = "serving"  # journal: {socket, overlays: [paths]}
@@ -220,6 +221,16 @@ class ExportService(Service):
             return started[0]
         error = failed[0] if failed else None
         raise error or ExportFailed(point=point_id, why="it did not start in time")
+
+    def stop(self, job_id: int, timeout: float = 30.0) -> Job:
+        """Cancel export job ``job_id`` and wait until it has stopped serving."""
+        with self.uow() as uow:
+            job = uow.jobs.get(job_id)
+        if job is None or job.type is not JobType.EXPORT:
+            raise JobNotFound(job=job_id)
+        queries = JobQueries(self.uow, self.clock)
+        queries.cancel(job_id)
+        return queries.wait(job_id, poll=0.2, timeout=timeout)
 
 
 def clean_up(job: Job, steps: Iterable[JournalStep]) -> list[str]:

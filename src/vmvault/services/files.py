@@ -104,6 +104,18 @@ class FileService(Service):
                     raise InvalidInput(f"{target / entry.name} already exists", what="--to")
             return [self.fs.extract(b.image(v), v, e, target) for v, e in todo]
 
+    def extract_file(self, point_id: str, path: str, to: Path, disk: str | None = None) -> Path:
+        """Extract one regular file into ``to`` (a download); anything else is refused."""
+        with self._browse(point_id, _disk_of(disk)) as b:
+            v, inner = self._where(b, path, disk)
+            entry = self._entry(b, v, inner, path)
+            if entry.kind != "file":
+                raise InvalidInput(
+                    f"it is a {entry.kind}: download regular files (or use 'files get')",
+                    what=f"path {path}",
+                )
+            return self.fs.extract(b.image(v), v, entry, to)
+
     # --- helpers -------------------------------------------------------------------------
 
     @contextlib.contextmanager
