@@ -20,29 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import libvirt
 import pytest
 
 from tests.conftest import Result
 from tests.integration.conftest import lab_settings
+from tests.integration.test_restore import guest, run_cli
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.domain.job import JobState
-from vmvault.hypervisor.libvirt import agent
 
 pytestmark = pytest.mark.lab
 
 DIR = "/data/fr-files"
-
-
-def run_cli(home: Path, *args: str, timeout: float = 300) -> Result:
-    p = subprocess.run(
-        [sys.executable, "-m", "vmvault", *args],
-        capture_output=True,
-        text=True,
-        env=_env(home),
-        timeout=timeout,
-    )
-    return Result(p.returncode, p.stdout, p.stderr)
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -52,16 +40,6 @@ def _env(home: Path) -> dict[str, str]:
         if key in os.environ:
             env[key] = os.environ[key]
     return env
-
-
-def guest(name: str, script: str) -> str:
-    conn = libvirt.open("qemu:///system")
-    try:
-        res = agent.exec_(conn.lookupByName(name), "/bin/sh", ["-c", script], timeout=120)
-    finally:
-        conn.close()
-    assert res.exitcode == 0, res.stderr
-    return res.stdout.decode()
 
 
 @dataclass

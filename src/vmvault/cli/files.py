@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -48,17 +49,9 @@ def files_ls(
             if remote.active()
             else [v.to_json() for v in services().files.volumes(point)]
         )
-        if json_:
-            emit_json(docs)
-            return
-        table = Table(box=None, header_style="bold")
-        for col in ("DISK", "OFFSET", "SIZE", "MOUNTED ON"):
-            table.add_column(col)
-        for d in docs:
-            table.add_row(
-                d["volume"], str(d["offset"]), render.size(d["size"]), d["mounted_on"] or ""
-            )
-        out.print(table)
+        _table(docs, json_, ("DISK", "OFFSET", "SIZE", "MOUNTED ON"),
+               lambda d: (d["volume"], str(d["offset"]), render.size(d["size"]),
+                          d["mounted_on"] or ""))  # fmt: skip
         return
     if remote.active():
         docs = remote.get(
@@ -160,12 +153,23 @@ def _served(doc: dict[str, Any], json_: bool) -> None:
 
 
 def _entries(docs: list[dict[str, Any]], json_: bool) -> None:
+    _table(docs, json_, ("KIND", "MODE", "UID", "GID", "SIZE", "PATH"),
+           lambda d: (d["kind"], d["mode"], str(d["uid"]), str(d["gid"]), str(d["size"]),
+                      d["path"]))  # fmt: skip
+
+
+def _table(
+    docs: list[dict[str, Any]],
+    json_: bool,
+    cols: tuple[str, ...],
+    cells: Callable[[dict[str, Any]], tuple[str, ...]],
+) -> None:
     if json_:
         emit_json(docs)
         return
     table = Table(box=None, header_style="bold")
-    for col in ("KIND", "MODE", "UID", "GID", "SIZE", "PATH"):
+    for col in cols:
         table.add_column(col)
     for d in docs:
-        table.add_row(d["kind"], d["mode"], str(d["uid"]), str(d["gid"]), str(d["size"]), d["path"])
+        render.add_row(table, *cells(d))
     out.print(table)

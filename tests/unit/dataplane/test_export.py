@@ -54,7 +54,7 @@ def test_clients_read_the_point_as_restored(store: VaultStore, tmp_path: Path) -
 
 
 def test_a_corrupt_chunk_fails_its_reads_only(store: VaultStore, tmp_path: Path) -> None:
-    disk, content = _point(store, tmp_path)
+    disk, _ = _point(store, tmp_path)
     bad = chunk_path(store, disk.index.ids[3])
     raw = bytearray(bad.read_bytes())
     raw[-1] ^= 0xFF
