@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -141,8 +143,11 @@ def export(
 
 
 def _served(doc: dict[str, Any], json_: bool) -> None:
+    """What serves where; with ``--json`` one line, flushed (a script reads it while the
+    export runs)."""
     if json_:
-        emit_json(doc)
+        sys.stdout.write(json.dumps(doc) + "\n")
+        sys.stdout.flush()
         return
     out.print(f"export job {doc['job']} of point {doc['point']} serving on {doc['socket']}")
     for d in doc["disks"]:
@@ -150,6 +155,7 @@ def _served(doc: dict[str, Any], json_: bool) -> None:
         out.print(f"  {d['target']}: {d['uri']}  ({render.size(d['size'])}, {mode})", markup=False)
     if not remote.active():
         out.print("stop with Ctrl-C or 'vmvault jobs cancel JOB'")
+    sys.stdout.flush()
 
 
 def _entries(docs: list[dict[str, Any]], json_: bool) -> None:

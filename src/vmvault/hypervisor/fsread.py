@@ -4,7 +4,7 @@ These machines have no ``nbd`` kernel module (docs/export.md), so an export is s
 file through FUSE: ``nbdfuse -r DIR URI`` serves ``DIR/nbd`` until it is unmounted.
 ``debugfs`` (read-only, the default) opens that file — at a partition's byte offset with
 its ``FILE?offset=N`` syntax — and answers ``ls -p`` (``/inode/mode/uid/gid/name/size/``
-per entry), ``stats`` ("Last mounted on") and ``rdump`` (a file or a tree, with owners,
+per entry), ``stats -h`` ("Last mounted on") and ``rdump`` (a file or a tree, with owners,
 modes, times and symlinks; device nodes, FIFOs and sockets it skips are made here with
 ``mknod``).  Several commands go in one run with ``-f`` (one process per directory level
 of a walk, not per directory).  ext2/3/4 only: anything else is "no file system" here.
@@ -71,7 +71,7 @@ class DebugfsFileSystems:
                 mnt.rmdir()
 
     def mounted_on(self, image: Path, volume: Volume) -> str | None:
-        out, _ = _debugfs(image, volume, ["stats"], check=False)
+        out, _ = _debugfs(image, volume, ["stats -h"], check=False)
         m = re.search(r"^Last mounted on:\s*(.*)$", out, re.M)
         if m is None:
             return None
