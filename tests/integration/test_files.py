@@ -118,7 +118,9 @@ def test_ls_shows_the_guest_paths_with_owners_and_modes(world: World) -> None:
     # the file systems and their mount points, as the guest recorded them
     r = world.cli("files", "ls", world.first, "--json")
     mounts = {v["volume"]: v["mounted_on"] for v in r.json()}
-    assert mounts == {"vda": "/data", "vdb": "/data2"}, mounts
+    # vda was written since it was mounted (ext4 then records it); vdb maybe not yet
+    assert set(mounts) == {"vda", "vdb"} and mounts["vda"] == "/data", mounts
+    assert mounts["vdb"] in (None, "/data2"), mounts
 
 
 def test_get_extracts_byte_exact_from_two_points(world: World, tmp_path: Path) -> None:

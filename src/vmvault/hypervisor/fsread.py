@@ -6,7 +6,7 @@ file through FUSE: ``nbdfuse -r DIR URI`` serves ``DIR/nbd`` until it is unmount
 its ``FILE?offset=N`` syntax — and answers ``ls -p`` (``/inode/mode/uid/gid/name/size/``
 per entry), ``stats -h`` ("Last mounted on") and ``rdump`` (a file or a tree, with owners,
 modes, times and symlinks; device nodes, FIFOs and sockets it skips are made here with
-``mknod``).  Several commands go in one run with ``-f`` (one process per directory level
+``mknod``, in an extracted tree too).  Several commands go in one run with ``-f`` (one process per directory level
 of a walk, not per directory).  ext2/3/4 only: anything else is "no file system" here.
 """
 
@@ -29,6 +29,7 @@ from vmvault.domain.files import FileEntry, Volume, normal
 #: How long nbdfuse may take to serve its file.
 ATTACH_TIMEOUT = 15.0
 _LS = re.compile(r"^/(\d+)/([0-7]+)/(\d+)/(\d+)/(.*)/(\d*)/$")
+_SPECIAL = ("char", "block", "fifo", "socket")
 _RDEV = re.compile(r"Device major/minor number: ([0-9a-f]+):([0-9a-f]+)", re.I)
 
 
@@ -108,11 +109,16 @@ class DebugfsFileSystems:
 
     def extract(self, image: Path, volume: Volume, entry: FileEntry, to: Path) -> Path:
         target = to / entry.name
-        if entry.kind in ("char", "block", "fifo", "socket"):
+        if entry.kind in _SPECIAL:
             return self._mknod(image, volume, entry, target)
         _, err = _debugfs(image, volume, [f"rdump {_q(entry.path)} {_q(str(to))}"])
         if not os.path.lexists(target):
             raise FileReadFailed(path=entry.path, point="(export)", why=err.strip() or "rdump")
+        if entry.kind == "dir":  # what rdump skipped inside the tree
+            top = normal(entry.path).rstrip("/")
+            for e in self.walk(image, volume, entry.path):
+                if e.kind in _SPECIAL:
+                    self._mknod(image, volume, e, target / e.path[len(top) + 1 :])
         return target
 
     def _mknod(self, image: Path, volume: Volume, entry: FileEntry, target: Path) -> Path:
