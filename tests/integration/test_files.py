@@ -21,11 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from tests.api_tokens import authenticate, bearer
 from tests.conftest import Result
 from tests.integration.conftest import lab_settings
 from tests.integration.test_restore import guest, run_cli
+from vmvault.api.app import create_app
 from vmvault.bootstrap import Services, bootstrap
+from vmvault.domain.access import Role
 from vmvault.domain.job import JobState
 
 pytestmark = pytest.mark.lab
@@ -219,3 +223,26 @@ def test_a_killed_export_is_recovered(world: World, tmp_path: Path) -> None:
     assert r.job.state is JobState.FAILED and r.job.error_code == "JOB_INTERRUPTED"
     assert not sock.exists()
     assert not list((world.services.settings.work_dir / "exports").glob("*.overlay"))
+
+
+def test_rest_lists_downloads_and_exports(world: World, tmp_path: Path) -> None:
+    app = create_app(world.services, authenticate=authenticate)
+    reader = TestClient(app, headers=bearer(Role.READER))
+    op = TestClient(app, headers=bearer(Role.OPERATOR))
+    base = f"/api/v1/points/{world.first}"
+    r = reader.get(f"{base}/files", params={"path": DIR})
+    assert r.status_code == 200 and f"{DIR}/gone.bin" in {e["path"] for e in r.json()}
+    assert reader.get(f"{base}/files/content", params={"path": f"{DIR}/a.txt"}).status_code == 403
+    r = op.get(f"{base}/files/content", params={"path": f"{DIR}/a.txt"})
+    assert r.status_code == 200 and hashlib.md5(r.content).hexdigest() == world.md5["v1/a.txt"]
+    r = op.get(f"/api/v1/points/{world.second}/files/content", params={"path": f"{DIR}/gone.bin"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "FILE_NOT_FOUND"
+    r = op.post(f"{base}/export", json={"disk": "vdb"})
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    copy = tmp_path / "vdb.raw"
+    subprocess.run(["nbdcopy", doc["disks"][0]["uri"], str(copy)], check=True, timeout=120)
+    assert copy.stat().st_size == doc["disks"][0]["size"]
+    r = op.post(f"/api/v1/exports/{doc['job']}/stop")
+    assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
+    assert not Path(doc["socket"]).exists()
