@@ -106,6 +106,22 @@ step "Restore the disks of the newest point as sparse qcow2 images" restore lab-
 ok_or_warn $V restore lab-standard-1 --point "$last" --disks-only --dir "$VMVAULT_HOME/restore"
 ls -ls "$VMVAULT_HOME/restore"
 
+step "File-level restore: the point's file systems, a directory, one file extracted (no disk restored)" files ls "$last" /data
+$V files ls "$last"
+$V files ls "$last" /data
+rm -rf "$VMVAULT_HOME/files" && mkdir -p "$VMVAULT_HOME/files"
+first=$($V files find "$last" '*' --disk vda --json | .venv/bin/python -c 'import json,sys; print(next(e["path"] for e in json.load(sys.stdin) if e["kind"] == "file"))')
+$V files get "$last" "$first" --disk vda --to "$VMVAULT_HOME/files"
+ls -l "$VMVAULT_HOME/files"
+
+step "A point served as a disk over NBD (an export job), read with nbdcopy, stopped with jobs cancel" export "$last" --disk vdb
+$V export "$last" --disk vdb --json > "$VMVAULT_HOME/export.json" &
+for _ in $(seq 100); do [ -s "$VMVAULT_HOME/export.json" ] && break; sleep 0.1; done
+read -r export_job export_uri < <(.venv/bin/python -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["job"], d["disks"][0]["uri"])' "$VMVAULT_HOME/export.json")
+nbdcopy "$export_uri" "$VMVAULT_HOME/vdb-export.raw" && ls -ls "$VMVAULT_HOME/vdb-export.raw"
+$V jobs cancel "$export_job" && wait
+rm -f "$VMVAULT_HOME/vdb-export.raw"
+
 step "Restore test: boot the point as a throw-away VM (NICs down), check its mounts, record it" restore-test lab-standard-1 --point "$last"
 ok_or_warn $V restore-test lab-standard-1 --point "$last"
 

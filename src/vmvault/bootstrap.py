@@ -31,6 +31,8 @@ from vmvault.services.backups import BackupService
 from vmvault.services.context import ServiceContext
 from vmvault.services.copies import CopyService
 from vmvault.services.dashboard import DashboardService
+from vmvault.services.exports import ExportService
+from vmvault.services.files import FileService
 from vmvault.services.immutability import ImmutabilityService
 from vmvault.services.inventory import InventoryService
 from vmvault.services.job_outcomes import JobOutcomes
@@ -253,6 +255,17 @@ class Services:
     @cached_property
     def points(self) -> PointService:
         return PointService(self.context)
+
+    @cached_property
+    def exports(self) -> ExportService:
+        return ExportService(self.context, self.settings.work_dir)
+
+    @cached_property
+    def files(self) -> FileService:
+        from vmvault.hypervisor.fsread import DebugfsFileSystems
+
+        fs = DebugfsFileSystems(self.settings.work_dir / "exports")
+        return FileService(self.context, self.exports, fs)
 
     @cached_property
     def soft_delete(self) -> SoftDeleteService:

@@ -36,6 +36,7 @@ from vmvault.api.routes import (
     admin,
     approvals,
     backups,
+    files,
     hosts,
     jobs,
     maintenance,
@@ -55,7 +56,7 @@ from vmvault.domain.job import JobState
 log = logging.getLogger("vmvault.api")
 
 #: The route groups, in the order of the OpenAPI document.
-GROUPS = (system, vaults, hosts, vms, policies, protection, backups, jobs, points, restores,
+GROUPS = (system, vaults, hosts, vms, policies, protection, backups, jobs, points, files, restores,
           maintenance, admin, notifications, approvals)  # fmt: skip
 
 

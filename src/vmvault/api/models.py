@@ -463,3 +463,35 @@ class PurgedDoc(BaseModel):
     own_vault_now: str | None = Field(
         description="the point's own vault, when a copy took its place"
     )
+
+
+class FileEntryDoc(BaseModel):
+    path: str  # as the guest sees it (or from the file system's root with ?disk=)
+    kind: str  # file, dir, symlink, char, block, fifo, socket
+    mode: str  # permission bits, octal
+    uid: int
+    gid: int
+    size: int
+
+
+class VolumeDoc(BaseModel):
+    volume: str  # vdb, or vdb2 for a partition
+    disk: str
+    offset: int
+    size: int
+    mounted_on: str | None  # where the guest last mounted it (ext4's superblock)
+
+
+class ExportDiskDoc(BaseModel):
+    target: str
+    size: int
+    uri: str  # nbd+unix:///TARGET?socket=PATH
+
+
+class ExportDoc(BaseModel):
+    point: str
+    job: int | None
+    socket: str
+    writable: bool
+    vault: str
+    disks: list[ExportDiskDoc]

@@ -363,3 +363,11 @@ class TokenCreate(_Request):
 
     name: str = Field(description="1-63 of [A-Za-z0-9._-], starting with a letter or digit")
     role: Role = Field(strict=False, description="reader, operator, contributor or admin")
+
+
+class ExportRequest(_Request):
+    model_config = _example(disk="vdb", writable=False)
+
+    disk: str | None = Field(None, description="serve this disk only (default: every disk)")
+    writable: bool = Field(False, description="accept writes, into a scratch overlay")
+    socket: str | None = Field(None, description="absolute socket path on the server")

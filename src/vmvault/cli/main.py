@@ -34,6 +34,7 @@ from vmvault.cli.access import audit_app, token_app
 from vmvault.cli.approvals import approvals_app
 from vmvault.cli.context import services
 from vmvault.cli.jobs import jobs_app
+from vmvault.cli.files import export, files_app
 from vmvault.cli.lab import lab_app
 from vmvault.cli.notify import notify_app
 from vmvault.cli.options import JsonOpt
@@ -94,6 +95,8 @@ app.add_typer(points.points_app, name="points")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_app, name="approvals")
+app.add_typer(files_app, name="files")
+app.command()(export)
 app.command()(backups.backup)
 app.command()(copies.copy)
 app.command()(restores.restore)

@@ -30,6 +30,7 @@ class JobType(StrEnum):
     UNREGISTER = "unregister"
     COPY = "copy"
     BACKUP_SET = "backup-set"
+    EXPORT = "export"
 
 
 class JobState(StrEnum):
@@ -54,7 +55,10 @@ ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.IN_PROGRESS, JobState.CANCE
 
 
 def conflict_key(job_type: JobType, vault: str, vm_uuid: str | None) -> str | None:
-    """The key no two active jobs may share: ``vm:<uuid>`` or ``discovery:<vault>``."""
+    """The key no two active jobs may share: ``vm:<uuid>`` or ``discovery:<vault>``.  An
+    export only reads a point: it takes none (backups of the VM go on while it serves)."""
+    if job_type is JobType.EXPORT:
+        return None
     if vm_uuid is not None:
         return f"vm:{vm_uuid}"
     if job_type is JobType.DISCOVERY:

@@ -22,6 +22,8 @@ serve`` calls at start-up — finds every such job and, for each:
      jobs are recovered last), :meth:`BackupSetService.clean_up` removes whatever of a set
      that was not fully published exists (docs/sets.md); then the rollbacks that failed
      sets left unfinished (the vault was unreachable) are retried (``SetUndo.retry``);
+   * ``export``: its socket and overlay files (the server died with the process:
+     :func:`vmvault.services.exports.clean_up`);
    * other types touch nothing that needs undoing (a GC or verify is safe to interrupt);
 
 2. writes what it did into the job's log, one ``recovery:`` line each;
@@ -49,6 +51,7 @@ from vmvault.domain.errors import JobInterrupted, VmvaultError
 from vmvault.domain.job import Job, JobType, JournalStep, conflict_key
 from vmvault.domain.recovery_point import unfinished_backup
 from vmvault.domain.vm import VmItem
+from vmvault.services import exports
 from vmvault.services.backups import BackupService
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.ports import UnitOfWork
@@ -134,6 +137,8 @@ class RecoveryService(Service):
                 actions = self.sets.clean_up(job, steps)
             elif job.type is JobType.RESTORE:
                 actions = self.restores.clean_up(job, steps, still_ours)
+            elif job.type is JobType.EXPORT:
+                actions = exports.clean_up(job, steps)
         except Exception as exc:  # one job's clean-up never keeps the others from theirs
             actions.append(f"clean-up stopped: {type(exc).__name__}: {exc}")
         now = self.clock()

@@ -77,6 +77,13 @@ from vmvault.domain.errors.copy import (
     NothingToCopy,
     PointNotInVault,
 )
+from vmvault.domain.errors.files import (
+    DiskNotInPoint,
+    ExportFailed,
+    FileNotInPoint,
+    FileReadFailed,
+    NoFileSystem,
+)
 from vmvault.domain.errors.immutability import (
     ImmutableLocked,
     ImmutableUnsupported,
@@ -237,8 +244,12 @@ __all__ = [
     "CopyWouldDecrypt",
     "DiscoveryInProgress",
     "DiskNotBackupable",
+    "DiskNotInPoint",
     "DiskNotOfVm",
     "DiskReadFailed",
+    "ExportFailed",
+    "FileNotInPoint",
+    "FileReadFailed",
     "FreezeFailed",
     "FreezeRequired",
     "HostExists",
@@ -269,6 +280,7 @@ __all__ = [
     "ManifestCorrupt",
     "MethodNotAllowed",
     "NbdReadFailed",
+    "NoFileSystem",
     "NoVault",
     "NotAVault",
     "NothingToCopy",

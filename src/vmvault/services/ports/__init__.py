@@ -34,6 +34,7 @@ from vmvault.services.ports.catalog import (
 )
 from vmvault.services.ports.hosts import CatalogLab, Hypervisor, LabDriver, ObjectStoreLab
 from vmvault.services.ports.nodes import LeaseRepository, NodeDirectory, NodeRepository
+from vmvault.services.ports.files import FileSystems
 from vmvault.services.ports.notify import NotificationSender
 from vmvault.services.ports.restore import DiskWriter, HostFiles, RestoreDriver, WrittenImage
 
@@ -45,6 +46,7 @@ __all__ = [
     "CatalogStats",
     "CheckpointRepository",
     "DiskWriter",
+    "FileSystems",
     "HostFiles",
     "HostRepository",
     "Hypervisor",

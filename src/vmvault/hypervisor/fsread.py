@@ -1,0 +1,198 @@
+"""The ``FileSystems`` port with user-space tools: ``nbdfuse`` and e2fsprogs' ``debugfs``.
+
+These machines have no ``nbd`` kernel module (docs/export.md), so an export is seen as a
+file through FUSE: ``nbdfuse -r DIR URI`` serves ``DIR/nbd`` until it is unmounted.
+``debugfs`` (read-only, the default) opens that file — at a partition's byte offset with
+its ``FILE?offset=N`` syntax — and answers ``ls -p`` (``/inode/mode/uid/gid/name/size/``
+per entry), ``stats -h`` ("Last mounted on") and ``rdump`` (a file or a tree, with owners,
+modes, times and symlinks; device nodes, FIFOs and sockets it skips are made here with
+``mknod``, in an extracted tree too).  Several commands go in one run with ``-f`` (one process per directory level
+of a walk, not per directory).  ext2/3/4 only: anything else is "no file system" here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from vmvault.domain.errors import FileReadFailed
+from vmvault.domain.files import FileEntry, Volume, normal
+
+#: How long nbdfuse may take to serve its file.
+ATTACH_TIMEOUT = 15.0
+_LS = re.compile(r"^/(\d+)/([0-7]+)/(\d+)/(\d+)/(.*)/(\d*)/$")
+_SPECIAL = ("char", "block", "fifo", "socket")
+_RDEV = re.compile(r"Device major/minor number: ([0-9a-f]+):([0-9a-f]+)", re.I)
+
+
+class DebugfsFileSystems:
+    """``FileSystems`` (see the port) over nbdfuse and debugfs."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+
+    @contextlib.contextmanager
+    def attach(self, socket: Path, export: str) -> Iterator[Path]:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        mnt = Path(tempfile.mkdtemp(prefix="fuse-", dir=self.work_dir))
+        pidfile = mnt.with_name(mnt.name + ".pid")
+        uri = f"nbd+unix:///{export}?socket={socket}"
+        try:
+            proc = subprocess.Popen(
+                ["nbdfuse", "-r", "-P", str(pidfile), str(mnt), uri],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as exc:
+            mnt.rmdir()
+            raise FileReadFailed(path=export, point="(export)", why=f"nbdfuse: {exc}") from None
+        try:
+            deadline = time.monotonic() + ATTACH_TIMEOUT
+            while not pidfile.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                    raise FileReadFailed(
+                        path=export, point="(export)", why=f"nbdfuse: {err.strip() or 'timeout'}"
+                    )
+                time.sleep(0.01)
+            yield mnt / "nbd"
+        finally:
+            _unmount(mnt, proc)
+            pidfile.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                mnt.rmdir()
+
+    def mounted_on(self, image: Path, volume: Volume) -> str | None:
+        out, _ = _debugfs(image, volume, ["stats -h"], check=False)
+        m = re.search(r"^Last mounted on:\s*(.*)$", out, re.M)
+        if m is None:
+            return None
+        where = m.group(1).strip()
+        return "" if where in ("", "<not available>") else where
+
+    def lookup(self, image: Path, volume: Volume, path: str) -> FileEntry | None:
+        path = normal(path)
+        if path == "/":
+            found = [e for e in self._ls(image, volume, ["/"])["/"] if e.name == "."]
+            return FileEntry("/", found[0].mode, found[0].uid, found[0].gid, 0) if found else None
+        parent, name = path.rsplit("/", 1)
+        for e in self._ls(image, volume, [parent or "/"])[parent or "/"]:
+            if e.name == name:
+                return e
+        return None
+
+    def listdir(self, image: Path, volume: Volume, path: str) -> list[FileEntry]:
+        entries = self._ls(image, volume, [normal(path)])[normal(path)]
+        return sorted((e for e in entries if e.name not in (".", "..")), key=lambda e: e.name)
+
+    def walk(self, image: Path, volume: Volume, top: str) -> Iterator[FileEntry]:
+        level = [normal(top)]
+        while level:
+            listed = self._ls(image, volume, level)
+            level = []
+            for d in listed:
+                for e in sorted(listed[d], key=lambda e: e.name):
+                    if e.name in (".", ".."):
+                        continue
+                    yield e
+                    if e.kind == "dir":
+                        level.append(e.path)
+
+    def extract(self, image: Path, volume: Volume, entry: FileEntry, to: Path) -> Path:
+        target = to / entry.name
+        if entry.kind in _SPECIAL:
+            return self._mknod(image, volume, entry, target)
+        _, err = _debugfs(image, volume, [f"rdump {_q(entry.path)} {_q(str(to))}"])
+        if not os.path.lexists(target):
+            raise FileReadFailed(path=entry.path, point="(export)", why=err.strip() or "rdump")
+        if entry.kind == "dir":  # what rdump skipped inside the tree
+            top = normal(entry.path).rstrip("/")
+            for e in self.walk(image, volume, entry.path):
+                if e.kind in _SPECIAL:
+                    self._mknod(image, volume, e, target / e.path[len(top) + 1 :])
+        return target
+
+    def _mknod(self, image: Path, volume: Volume, entry: FileEntry, target: Path) -> Path:
+        rdev = 0
+        if entry.kind in ("char", "block"):
+            out, _ = _debugfs(image, volume, [f"stat {_q(entry.path)}"])
+            m = _RDEV.search(out)
+            rdev = os.makedev(int(m.group(1), 16), int(m.group(2), 16)) if m else 0
+        os.mknod(target, entry.mode, rdev)
+        os.chown(target, entry.uid, entry.gid, follow_symlinks=False)
+        os.chmod(target, stat.S_IMODE(entry.mode))
+        return target
+
+    def _ls(self, image: Path, volume: Volume, dirs: list[str]) -> dict[str, list[FileEntry]]:
+        """``ls -p`` of each directory of ``dirs``, in one debugfs run."""
+        out, _ = _debugfs(image, volume, [f"ls -p {_q(d)}" for d in dirs])
+        found: dict[str, list[FileEntry]] = {d: [] for d in dirs}
+        current: str | None = dirs[0] if len(dirs) == 1 else None
+        pending = iter(dirs)
+        for line in out.splitlines():
+            if line.startswith("debugfs: "):
+                current = next(pending, None)
+                continue
+            m = _LS.match(line)
+            if m is None or current is None:
+                continue
+            ino, mode, uid, gid, name, size = m.groups()
+            if ino == "0":
+                continue
+            path = current.rstrip("/") + "/" + name if name not in (".", "..") else current
+            entry = FileEntry(path, int(mode, 8), int(uid), int(gid), int(size or 0))
+            found[current].append(entry if name not in (".", "..") else _named(entry, name))
+        return found
+
+
+def _named(entry: FileEntry, name: str) -> FileEntry:
+    """``.`` and ``..`` keep their names (``lookup("/")`` reads the root's mode from ``.``)."""
+    return FileEntry(entry.path.rstrip("/") + "/" + name, entry.mode, entry.uid, entry.gid, 0)
+
+
+def _debugfs(
+    image: Path, volume: Volume, commands: list[str], *, check: bool = True
+) -> tuple[str, str]:
+    """Run ``commands`` in one read-only debugfs on ``volume`` of ``image``."""
+    device = f"{image}?offset={volume.offset}" if volume.offset else str(image)
+    with tempfile.NamedTemporaryFile("w", suffix=".cmd") as f:
+        f.write("\n".join(commands) + "\n")
+        f.flush()
+        args = ["debugfs", "-f", f.name, device] if len(commands) > 1 else None
+        args = args or ["debugfs", "-R", commands[0], device]
+        try:
+            res = subprocess.run(args, capture_output=True, text=True, errors="surrogateescape")
+        except OSError as exc:
+            raise FileReadFailed(path=volume.label, point="(export)", why=str(exc)) from None
+    if check and ("Bad magic number" in res.stderr or "while trying to open" in res.stderr):
+        raise FileReadFailed(path=volume.label, point="(export)", why=res.stderr.strip())
+    return res.stdout, res.stderr
+
+
+def _q(path: str) -> str:
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _unmount(mnt: Path, proc: subprocess.Popen[bytes]) -> None:
+    tool = ["fusermount3", "-u"] if shutil.which("fusermount3") else ["umount"]
+    subprocess.run([*tool, str(mnt)], capture_output=True)
+    try:
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()

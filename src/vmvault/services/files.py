@@ -1,0 +1,181 @@
+"""File-level restore: list, find and extract files of a point without writing its disks.
+
+Each call serves the point read-only (:meth:`ExportService.serving`, a private socket),
+attaches each disk through the ``FileSystems`` port (nbdfuse), reads its partition table
+from the export itself, and finds the file systems (a whole disk or each partition) and
+where the guest mounted them (ext4's "Last mounted on").  A guest path (``/data/docs/x``)
+goes to the file system mounted at its longest prefix; with ``disk`` a path is from that
+disk's file system root (its first file system: a partition is named ``vdb2``).  Nothing
+is written but the files ``get`` extracts; a missing path is ``FILE_NOT_FOUND`` (nothing
+written).  These calls are short and read-only: they are not jobs (docs/files.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmvault.dataplane.export import ExportedDisk
+from vmvault.domain.errors import FileNotInPoint, InvalidInput, NoFileSystem
+from vmvault.domain.files import (
+    SECTOR,
+    FileEntry,
+    Volume,
+    gpt_span,
+    guest_path,
+    matches,
+    normal,
+    partitions,
+    resolve,
+)
+from vmvault.services.context import Service, ServiceContext
+from vmvault.services.exports import ExportService
+from vmvault.services.paths import user_path
+from vmvault.services.ports import FileSystems
+
+#: The most entries ``files find`` returns.
+MAX_FOUND = 10_000
+
+
+@dataclass
+class Browse:
+    """A point being read: its volumes with a file system, and each disk as a local file."""
+
+    point: str
+    volumes: list[Volume]
+    images: dict[str, Path]
+
+    def image(self, v: Volume) -> Path:
+        return self.images[v.disk]
+
+
+class FileService(Service):
+    def __init__(self, ctx: ServiceContext, exports: ExportService, fs: FileSystems) -> None:
+        super().__init__(ctx)
+        self.exports = exports
+        self.fs = fs
+
+    def volumes(self, point_id: str) -> list[Volume]:
+        """The point's file systems (``files ls POINT`` with no path)."""
+        with self._browse(point_id, None) as b:
+            return b.volumes
+
+    def ls(self, point_id: str, path: str, disk: str | None = None) -> list[FileEntry]:
+        """The entries of directory ``path`` (or the entry itself when it is no directory)."""
+        with self._browse(point_id, _disk_of(disk)) as b:
+            v, inner = self._where(b, path, disk)
+            entry = self._entry(b, v, inner, path)
+            if entry.kind != "dir":
+                return [_as_guest(v, entry, disk)]
+            return [_as_guest(v, e, disk) for e in self.fs.listdir(b.image(v), v, inner)]
+
+    def find(self, point_id: str, pattern: str, disk: str | None = None) -> list[FileEntry]:
+        """Every file whose name (or, with a ``/`` in ``pattern``, path) matches."""
+        if not pattern.strip():
+            raise InvalidInput("give a name pattern such as '*.conf'", what="pattern")
+        found: list[FileEntry] = []
+        with self._browse(point_id, _disk_of(disk)) as b:
+            for v in self._searched(b, disk):
+                for e in self.fs.walk(b.image(v), v, "/"):
+                    shown = _as_guest(v, e, disk)
+                    if matches(pattern, shown.path):
+                        found.append(shown)
+                        if len(found) >= MAX_FOUND:
+                            return found
+        return found
+
+    def get(self, point_id: str, paths: list[str], to: str, disk: str | None = None) -> list[Path]:
+        """Extract ``paths`` (files or whole trees) into directory ``to``; every path is
+        checked before the first is written."""
+        if not paths:
+            raise InvalidInput("name at least one path", what="files get")
+        target = user_path(to, "--to").path
+        if not target.is_dir():
+            raise InvalidInput("it is not a directory", what=f"--to {to}")
+        with self._browse(point_id, _disk_of(disk)) as b:
+            todo = []
+            for path in paths:
+                v, inner = self._where(b, path, disk)
+                todo.append((v, self._entry(b, v, inner, path)))
+            for _, entry in todo:
+                if (target / entry.name).exists() or (target / entry.name).is_symlink():
+                    raise InvalidInput(f"{target / entry.name} already exists", what="--to")
+            return [self.fs.extract(b.image(v), v, e, target) for v, e in todo]
+
+    def extract_file(self, point_id: str, path: str, to: Path, disk: str | None = None) -> Path:
+        """Extract one regular file into ``to`` (a download); anything else is refused."""
+        with self._browse(point_id, _disk_of(disk)) as b:
+            v, inner = self._where(b, path, disk)
+            entry = self._entry(b, v, inner, path)
+            if entry.kind != "file":
+                raise InvalidInput(
+                    f"it is a {entry.kind}: download regular files (or use 'files get')",
+                    what=f"path {path}",
+                )
+            return self.fs.extract(b.image(v), v, entry, to)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _browse(self, point_id: str, disk: str | None) -> Iterator[Browse]:
+        with (
+            self.exports.serving(point_id, disk) as export,
+            contextlib.ExitStack() as attached,
+        ):
+            images: dict[str, Path] = {}
+            volumes: list[Volume] = []
+            for target, served in export.served.items():
+                images[target] = attached.enter_context(self.fs.attach(export.socket, target))
+                for v in _candidates(target, served):
+                    where = self.fs.mounted_on(images[target], v)
+                    if where is not None:
+                        volumes.append(Volume(v.disk, v.partition, v.offset, v.size, where or None))
+            yield Browse(export.point.id, volumes, images)
+
+    def _where(self, b: Browse, path: str, disk: str | None) -> tuple[Volume, str]:
+        if disk is not None:
+            picked = [v for v in b.volumes if disk in (v.label, v.disk)]
+            if not picked:
+                raise NoFileSystem(point=b.point, path=disk, why="no ext2/3/4 file system on it")
+            return picked[0], normal(path)
+        found = resolve(b.volumes, path)
+        if found is None:
+            mounts = ", ".join(f"{v.label} on {v.mounted_on}" for v in b.volumes if v.mounted_on)
+            raise NoFileSystem(
+                point=b.point, path=normal(path), why=f"mounted: {mounts or 'none recorded'}"
+            )
+        return found
+
+    def _entry(self, b: Browse, v: Volume, inner: str, asked: str) -> FileEntry:
+        entry = self.fs.lookup(b.image(v), v, inner)
+        if entry is None:
+            raise FileNotInPoint(path=asked, point=b.point)
+        return entry
+
+    def _searched(self, b: Browse, disk: str | None) -> list[Volume]:
+        if disk is None:
+            return b.volumes
+        picked = [v for v in b.volumes if disk in (v.label, v.disk)]
+        if not picked:
+            raise NoFileSystem(point=b.point, path=disk, why="no ext2/3/4 file system on it")
+        return picked
+
+
+def _disk_of(disk: str | None) -> str | None:
+    """The disk target of ``--disk`` (``vdb`` of a partition ``vdb2``)."""
+    return disk.rstrip("0123456789") or disk if disk is not None else None
+
+
+def _candidates(target: str, disk: ExportedDisk) -> list[Volume]:
+    """Where file systems may be on ``disk``: its partitions, else the whole disk."""
+    head = disk.pread(min(2 * SECTOR, disk.size), 0)
+    span = gpt_span(head[SECTOR:]) if len(head) >= 2 * SECTOR else 0
+    gpt = disk.pread(min(span, disk.size - SECTOR), SECTOR) if span else b""
+    return partitions(target, head[:SECTOR], disk.size, gpt) or [Volume(target, None, 0, disk.size)]
+
+
+def _as_guest(v: Volume, e: FileEntry, disk: str | None) -> FileEntry:
+    path = normal(e.path) if disk is not None else guest_path(v, e.path)
+    return FileEntry(path, e.mode, e.uid, e.gid, e.size)
