@@ -68,7 +68,8 @@ class Settings:
     passphrase: str | None = None
     new_passphrase: str | None = None
     work_dir: Path = Path("/var/lib/vmvault/run")
-    #: The libvirt URI of the host this process runs on (domain/placement.py).
+    #: The libvirt URI of the host this process runs on: its node's host (domain/placement.py,
+    #: docs/deployment.md).
     node_host: str = DEFAULT_HOST_URI
     workers: int = 2
     #: ``vmvault serve``: jobs run at once, where the REST API listens, when GC runs.
@@ -90,8 +91,6 @@ class Settings:
     smtp_starttls: bool = False
     smtp_user: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
-    #: The libvirt URI of the host this process runs on: its node's host (docs/deployment.md).
-    node_host: str = "qemu:///system"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -126,7 +125,6 @@ class Settings:
             smtp_starttls=_flag(env, "VMVAULT_SMTP_STARTTLS"),
             smtp_user=env.get("VMVAULT_SMTP_USER") or None,
             smtp_password=env.get("VMVAULT_SMTP_PASSWORD") or None,
-            node_host=env.get("VMVAULT_NODE_HOST") or "qemu:///system",
         ).validate()
 
     def validate(self) -> Settings:

@@ -33,8 +33,8 @@ from vmvault.cli import (
 from vmvault.cli.access import audit_app, token_app
 from vmvault.cli.approvals import approvals_app
 from vmvault.cli.context import services
-from vmvault.cli.jobs import jobs_app
 from vmvault.cli.files import export, files_app
+from vmvault.cli.jobs import jobs_app
 from vmvault.cli.lab import lab_app
 from vmvault.cli.notify import notify_app
 from vmvault.cli.options import JsonOpt

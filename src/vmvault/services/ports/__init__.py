@@ -32,9 +32,9 @@ from vmvault.services.ports.catalog import (
     VaultRepository,
     VmRepository,
 )
+from vmvault.services.ports.files import FileSystems
 from vmvault.services.ports.hosts import CatalogLab, Hypervisor, LabDriver, ObjectStoreLab
 from vmvault.services.ports.nodes import LeaseRepository, NodeDirectory, NodeRepository
-from vmvault.services.ports.files import FileSystems
 from vmvault.services.ports.notify import NotificationSender
 from vmvault.services.ports.restore import DiskWriter, HostFiles, RestoreDriver, WrittenImage
 
