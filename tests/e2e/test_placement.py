@@ -6,6 +6,7 @@ in-memory hypervisor's VMs are on ``qemu:///system``; the other node serves anot
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from tests.conftest import CliRunner
 from tests.e2e.api_world import World, make_world
 from tests.e2e.test_api_routes import refused
+from vmvault.bootstrap import utcnow
 from vmvault.domain.job import JobState
 
 WEB = "00000000-0000-0000-0000-0000000000aa"
@@ -36,6 +38,14 @@ def world(home: Path) -> World:
     return w
 
 
+def stop_nodes(world: World) -> None:
+    """As if every node had been silent for more than a day: none is live (the rows of nodes
+    that ran the fixture's jobs are gone), so no node serves web's host."""
+    with world.services.node.uow() as uow:
+        uow.nodes.forget(utcnow() + timedelta(days=2))
+        uow.commit()
+
+
 def other_node(world: World) -> World:
     """A node of host OTHER on the same catalog and vault (what the next process would be)."""
     return make_world(world.settings.home, {"VMVAULT_NODE_HOST": OTHER})
@@ -48,6 +58,7 @@ def point_of(world: World) -> str:
 
 def test_the_api_refuses_up_front_with_409_and_queues_nothing(world: World) -> None:
     pid = point_of(world)
+    stop_nodes(world)
     other = other_node(world)
     api = other.client()
     before = len(world.services.jobs.list_jobs())
@@ -75,6 +86,7 @@ def test_the_api_refuses_up_front_with_409_and_queues_nothing(world: World) -> N
 
 def test_a_job_claimed_by_a_node_of_another_host_fails_when_it_runs(world: World) -> None:
     [queued] = world.client().post("/api/v1/backups", json={"vms": ["web"]}).json()
+    stop_nodes(world)  # web's node went away after queueing it: another node claims it
     other = other_node(world)
     [ran] = other.run_queued()
     assert ran.id == queued["id"]
@@ -84,6 +96,7 @@ def test_a_job_claimed_by_a_node_of_another_host_fails_when_it_runs(world: World
 
 def test_the_cli_refuses_up_front_with_exit_2(world: World, cli: CliRunner) -> None:
     pid = point_of(world)
+    stop_nodes(world)
     env = {"VMVAULT_NODE_HOST": OTHER}
     before = len(world.services.jobs.list_jobs())
     for args in (
@@ -101,3 +114,28 @@ def test_the_cli_refuses_up_front_with_exit_2(world: World, cli: CliRunner) -> N
     assert len(world.services.jobs.list_jobs()) == before
     bad = cli("backup", "web", env={"VMVAULT_NODE_HOST": "http://x"})
     assert bad.code == 2 and "INVALID_SETTING" in bad.stderr and "VMVAULT_NODE_HOST" in bad.stderr
+
+
+def test_with_a_live_node_of_the_host_a_job_is_queued_for_it(world: World, cli: CliRunner) -> None:
+    """While web's node beats, another node queues web's jobs for it (API 202, CLI
+    --no-wait) and refuses to run one itself (HOST_SERVED_ELSEWHERE, exit 2); web's node
+    claims and runs what was queued."""
+    pid = point_of(world)
+    world.services.node.beat()  # web's node is live
+    other = other_node(world)
+    r = other.client().post("/api/v1/backups", json={"vms": ["web"]})
+    assert r.status_code == 202, r.text
+    assert other.run_queued() == []  # not its host's job: left for web's node
+    [ran] = world.run_queued()
+    assert (ran.type.value, ran.state) == ("backup", JobState.COMPLETED), ran.message
+    env = {"VMVAULT_NODE_HOST": OTHER}
+    for args in (("backup", "web"), ("restore-test", "web", "--point", pid)):
+        here = cli(*args, env=env)  # run here, in the foreground: not this node's host
+        assert here.code == 2 and here.stderr.startswith("error HOST_SERVED_ELSEWHERE: "), here
+        assert "add --no-wait" in here.stderr and "Traceback" not in here.stderr
+    queued = cli("backup", "web", "--no-wait", "--json", env=env)
+    assert queued.code == 0, queued
+    assert other.run_queued() == []
+    [ran] = world.run_queued()
+    assert (ran.type.value, ran.state) == ("backup", JobState.COMPLETED), ran.message
+    assert len(world.client().get("/api/v1/points?vm=web").json()) == 3

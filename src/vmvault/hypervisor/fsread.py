@@ -28,7 +28,7 @@ from vmvault.domain.files import FileEntry, Volume, normal
 
 #: How long nbdfuse may take to serve its file.
 ATTACH_TIMEOUT = 15.0
-_LS = re.compile(r"^/(\d+)/([0-7]+)/(\d+)/(\d+)/(.*)/(\d*)/$")
+_LS = re.compile(r"/(\d+)/([0-7]+)/(\d+)/(\d+)/(.*)/(\d*)/")
 _SPECIAL = ("char", "block", "fifo", "socket")
 _RDEV = re.compile(r"Device major/minor number: ([0-9a-f]+):([0-9a-f]+)", re.I)
 
@@ -142,7 +142,7 @@ class DebugfsFileSystems:
             if line.startswith("debugfs: "):
                 current = next(pending, None)
                 continue
-            m = _LS.match(line)
+            m = _LS.fullmatch(line)
             if m is None or current is None:
                 continue
             ino, mode, uid, gid, name, size = m.groups()
