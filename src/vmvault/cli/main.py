@@ -21,6 +21,7 @@ from vmvault import documents
 from vmvault.cli import (
     audit_trail,
     backups,
+    coercion,
     copies,
     dashboard,
     points,
@@ -45,6 +46,8 @@ from vmvault.domain.errors import InternalError, VmvaultError
 from vmvault.domain.inputs import check_encoded
 from vmvault.domain.job import Job, JobState, JobType, parse_since
 from vmvault.domain.vm import VmState
+
+coercion.install()  # str/int parameters without pydantic (see the module)
 
 #: What discovery found, in the order ``discover`` prints it (domain.inventory's summary).
 DISCOVERED = ("new", "changed", "unchanged", "vanished")

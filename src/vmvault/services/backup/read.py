@@ -38,14 +38,11 @@ def read_disks(
     results: dict[str, DiskBackupResult] = {}
     total = plan.total
     done_before = 0
+    parents = _parent_indexes(store, plan, previous)
     for disk in plan.disks:
-        read = plan.reads[disk.target]
         source = session.source(disk.target)
-        prev_index: DiskIndex | None = None
-        dirty = None
-        if read.incremental and previous is not None:
-            prev_index = store.read_point_index(previous, disk.target)
-            dirty = source.dirty_extents()
+        prev_index: DiskIndex | None = parents.get(disk.target)
+        dirty = source.dirty_extents() if prev_index is not None else None
 
         def progress(done: int, todo: int, base: int = done_before) -> None:
             ctx.progress(base + done, total)
@@ -71,3 +68,18 @@ def read_disks(
             f"{res.chunks_reused} reused / {res.chunks_zero} zero chunks"
         )
     return results
+
+
+def _parent_indexes(
+    store: VaultStore, plan: BackupPlan, previous: Manifest | None
+) -> dict[str, DiskIndex]:
+    """The previous point's index of each disk read incrementally, read before the first
+    disk (at once on object storage: one round trip for all, not one per disk)."""
+    if previous is None:
+        return {}
+    targets = [d.target for d in plan.disks if plan.reads[d.target].incremental]
+    return dict(
+        zip(
+            targets, store.each(lambda t: store.read_point_index(previous, t), targets), strict=True
+        )
+    )
