@@ -49,8 +49,10 @@ def _app() -> typer.Typer:
 def test_plain_values_are_converted_as_typer_would() -> None:
     result = CliRunner().invoke(
         _app(),
-        ["run", "a", "b", "--count", "-12", "--maybe", "7", "--label", "x y", "--tag", "t1"]
-        + ["--tag", "t2", "--flag", "--color", "blue", "--ranged", "5"],
+        [
+            *["run", "a", "b", "--count", "-12", "--maybe", "7", "--label", "x y"],
+            *["--tag", "t1", "--tag", "t2", "--flag", "--color", "blue", "--ranged", "5"],
+        ],
     )
     assert result.exit_code == 0, result.output
     assert result.output.strip() == repr(

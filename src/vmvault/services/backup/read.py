@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from vmvault.dataplane.backup import DiskBackupResult, backup_disk
+from vmvault.dataplane.backup import DiskBackupResult, backup_disk, claim_parents
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.manifest import Manifest
 from vmvault.dataplane.vault import VaultStore
@@ -39,6 +39,7 @@ def read_disks(
     total = plan.total
     done_before = 0
     parents = _parent_indexes(store, plan, previous)
+    held = claim_parents(store, parents.values(), epoch)  # one reuse list for all the disks
     for disk in plan.disks:
         source = session.source(disk.target)
         prev_index: DiskIndex | None = parents.get(disk.target)
@@ -53,7 +54,8 @@ def read_disks(
             source,
             previous=prev_index,
             dirty=dirty,
-            epoch=epoch,
+            epoch=None,  # the claim is made above, for all the disks: held, or touched
+            held=held,
             workers=workers,
             progress=progress,
             cancel=cancel,
