@@ -20,6 +20,7 @@ from vmvault import documents
 from vmvault.cli import (
     audit_trail,
     backups,
+    coercion,
     copies,
     dashboard,
     points,
@@ -44,6 +45,8 @@ from vmvault.cli.vms import vm_app
 from vmvault.domain.approval import HeldForApproval
 from vmvault.domain.errors import InternalError, VmvaultError
 from vmvault.domain.inputs import check_encoded
+
+coercion.install()  # str/int parameters without pydantic (see the module)
 
 app = typer.Typer(
     help="vmvault: backups of libvirt KVM/QEMU virtual machines.",

@@ -25,9 +25,11 @@ import mmap
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from vmvault.dataplane import holds
 from vmvault.dataplane import manifest as manifest_codec
@@ -61,6 +63,11 @@ from vmvault.storage.backend import StorageBackend, Usage, WriterInfo
 from vmvault.storage.errors import ObjectMissing, retry
 from vmvault.storage.fsutil import DIRECT_ALIGN, align_up, page_buffer
 from vmvault.storage.local import LocalBackend
+
+T = TypeVar("T")
+R = TypeVar("R")
+#: The small objects of one point (indexes, their checks) asked at once on object storage.
+SMALL_REQUESTS = 8
 
 INDEXES = "indexes"
 MANIFESTS = "manifests"
@@ -375,13 +382,23 @@ class VaultStore:
         """Whether the recovery point exists in the vault."""
         return retried(self.location, lambda: self.backend.exists(manifest_key(point_id)))
 
+    def each(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``fn`` of each item, in order: at once (:data:`SMALL_REQUESTS` at a time) on a remote
+        backend, where each is a round trip; one after another on a local one.  The first
+        failure is raised, after the calls already started have ended."""
+        todo = list(items)
+        if not self.backend.remote or len(todo) < 2:
+            return [fn(item) for item in todo]
+        with ThreadPoolExecutor(min(SMALL_REQUESTS, len(todo))) as pool:
+            return list(pool.map(fn, todo))
+
     def write_manifest(self, m: Manifest) -> None:
         """Make the recovery point exist (its indexes must be written already)."""
-        for disk in m.disks:
-            if disk.index is not None and not self.backend.exists(
-                f"{INDEXES}/{m.point_id}/{disk.index}"
-            ):
-                raise ValueError(f"index {disk.index} of point {m.point_id} is not written")
+        keys = [f"{INDEXES}/{m.point_id}/{d.index}" for d in m.disks if d.index is not None]
+        for key, there in zip(keys, self.each(self.backend.exists, keys), strict=True):
+            if not there:
+                name = key.rsplit("/", 1)[1]
+                raise ValueError(f"index {name} of point {m.point_id} is not written")
         data = manifest_codec.encode(m, self.keys, encrypted=self.encrypted)
         key = manifest_key(m.point_id)
         retried(self.location, lambda: self.backend.publish(key, data))

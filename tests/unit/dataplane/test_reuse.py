@@ -20,6 +20,7 @@ from vmvault.dataplane import (
     restore_disk,
     verify_point,
 )
+from vmvault.dataplane.backup import claim_parents
 from vmvault.dataplane.chunk import ID_LEN, ZERO_ID
 from vmvault.dataplane.chunkstore import chunk_key
 from vmvault.dataplane.reuse import EPOCH, REUSE, ReuseLists
@@ -250,3 +251,43 @@ def test_gc_concurrent_with_incrementals_whose_parent_is_deleted_never_loses_a_c
     assert sweeps > 0 and any(claims)  # the reuse-list path ran (and maybe the fallback)
     assert store.list_manifests() == ["p12"]
     assert ZERO_ID not in set().union(*_reuse_lists(store))
+
+
+def test_one_claim_holds_the_reused_chunks_of_every_disk_of_a_point(
+    store: VaultStore, tmp_path: Path, touches: list[str]
+) -> None:
+    """The backup service claims once per point (claim_parents), not once per disk: one
+    reuse list with the ids of all the parent's indexes, then no claim and no touch."""
+    images = {t: tmp_path / f"{t}.img" for t in ("vda", "vdb")}
+    make_image(images["vda"], _layout([0, 1, 2]))
+    make_image(images["vdb"], _layout([3, 4]))
+    p1 = backup_point(store, "p1", images)
+    m, epoch = store.read_parent("p1")
+    parents = {t: store.read_point_index(m, t) for t in images}
+    touches.clear()
+    with store.writer("p2"):
+        assert claim_parents(store, parents.values(), epoch)
+        for t, image in images.items():
+            with FileSource(image) as src:
+                r = backup_disk(store, src, previous=parents[t], dirty=[], held=True)
+            assert r.chunks_reused == len(p1[t].index.ids) and r.bytes_read == 0
+    assert touches == []
+    assert _reuse_lists(store) == [set(p1["vda"].index.ids) | set(p1["vdb"].index.ids)]
+
+
+def test_a_point_claim_after_a_gc_step_fails_and_the_disks_touch(
+    store: VaultStore, tmp_path: Path, touches: list[str]
+) -> None:
+    image = tmp_path / "d.img"
+    make_image(image, _layout([0, 1]))
+    p1 = backup_point(store, "p1", {"vda": image})["vda"]
+    m, epoch = store.read_parent("p1")
+    parent = store.read_point_index(m, "vda")
+    store.reuse.new_epoch()  # what a GC delete step does first
+    touches.clear()
+    with store.writer("p2"):
+        assert not claim_parents(store, [parent], epoch)
+        with FileSource(image) as src:
+            r = backup_disk(store, src, previous=parent, dirty=[], held=False)
+    assert sorted(touches) == sorted(chunk_key(cid) for cid in p1.index.ids)
+    assert r.chunks_reused == 2

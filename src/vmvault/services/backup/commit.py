@@ -40,9 +40,12 @@ def write_indexes(
 ) -> list[DiskEntry]:
     """Each disk's index into the vault; the manifest's disk entries (excluded disks too)."""
     entries: list[DiskEntry] = []
-    for disk in plan.disks:
+    digests = store.each(  # at once on object storage: one round trip for all
+        lambda disk: store.write_index(plan.point_id, disk.target, results[disk.target].index),
+        plan.disks,
+    )
+    for disk, digest in zip(plan.disks, digests, strict=True):
         res = results[disk.target]
-        digest = store.write_index(plan.point_id, disk.target, res.index)
         entries.append(
             DiskEntry(
                 target=disk.target,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from vmvault.dataplane.backup import DiskBackupResult, backup_disk
+from vmvault.dataplane.backup import DiskBackupResult, backup_disk, claim_parents
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.manifest import Manifest
 from vmvault.dataplane.vault import VaultStore
@@ -38,14 +38,12 @@ def read_disks(
     results: dict[str, DiskBackupResult] = {}
     total = plan.total
     done_before = 0
+    parents = _parent_indexes(store, plan, previous)
+    held = claim_parents(store, parents.values(), epoch)  # one reuse list for all the disks
     for disk in plan.disks:
-        read = plan.reads[disk.target]
         source = session.source(disk.target)
-        prev_index: DiskIndex | None = None
-        dirty = None
-        if read.incremental and previous is not None:
-            prev_index = store.read_point_index(previous, disk.target)
-            dirty = source.dirty_extents()
+        prev_index: DiskIndex | None = parents.get(disk.target)
+        dirty = source.dirty_extents() if prev_index is not None else None
 
         def progress(done: int, todo: int, base: int = done_before) -> None:
             ctx.progress(base + done, total)
@@ -56,7 +54,8 @@ def read_disks(
             source,
             previous=prev_index,
             dirty=dirty,
-            epoch=epoch,
+            epoch=None,  # the claim is made above, for all the disks: held, or touched
+            held=held,
             workers=workers,
             progress=progress,
             cancel=cancel,
@@ -71,3 +70,18 @@ def read_disks(
             f"{res.chunks_reused} reused / {res.chunks_zero} zero chunks"
         )
     return results
+
+
+def _parent_indexes(
+    store: VaultStore, plan: BackupPlan, previous: Manifest | None
+) -> dict[str, DiskIndex]:
+    """The previous point's index of each disk read incrementally, read before the first
+    disk (at once on object storage: one round trip for all, not one per disk)."""
+    if previous is None:
+        return {}
+    targets = [d.target for d in plan.disks if plan.reads[d.target].incremental]
+    return dict(
+        zip(
+            targets, store.each(lambda t: store.read_point_index(previous, t), targets), strict=True
+        )
+    )
