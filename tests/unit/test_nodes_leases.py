@@ -24,9 +24,11 @@ from vmvault.domain.schedule import parse_schedule
 from vmvault.domain.vm import PowerState, VmItem, VmState
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import open_catalog
+from vmvault.services.context import ServiceContext
 from vmvault.services.jobs import JobRunner
 from vmvault.services.nodes import NodeIdentity, NodeService
 from vmvault.services.queue import queue_job
+from vmvault.services.recovery import RecoveryService
 from vmvault.services.scheduler import SchedulerService
 
 T0 = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)
@@ -140,15 +142,8 @@ def test_recovery_leaves_a_vm_to_the_live_node_of_its_host(engine: Engine, clock
     clock.now += LEASE + timedelta(seconds=1)
     owner.node.beat()  # the owner of the VM's host is alive
 
-    from vmvault.services.context import ServiceContext
-    from vmvault.services.recovery import RecoveryService
-
-    def recovery(n: NodeOf) -> RecoveryService:
-        ctx = ServiceContext(n.uow, n.runner, None, clock)  # type: ignore[arg-type]
-        return RecoveryService(ctx, None, None)  # type: ignore[arg-type]
-
-    assert recovery(other).recover() == []  # not its VM's host: left to the owner
-    recovered = recovery(owner).recover()
+    assert _recovery(other, clock).recover() == []  # not its VM's host: left to the owner
+    recovered = _recovery(owner, clock).recover()
     assert [r.job.id for r in recovered] == [job.id]
     assert recovered[0].job.error_code == "JOB_INTERRUPTED"
 
@@ -300,3 +295,86 @@ def test_a_node_claims_the_jobs_of_its_hosts_vms_and_of_hosts_without_a_node(
 
     assert claims(a) == ["vm1", "vm3", None]  # its host's VM, the nodeless host's, the gc
     assert claims(b) == ["vm2"]
+
+
+def _recovery(n: NodeOf, clock: Clock) -> RecoveryService:
+    ctx = ServiceContext(n.uow, n.runner, None, clock)  # type: ignore[arg-type]
+    return RecoveryService(ctx, None, None)  # type: ignore[arg-type]
+
+
+def test_recovery_never_closes_a_job_this_process_runs(engine: Engine, clock: Clock) -> None:
+    # the server's worker and its scheduler thread: two NodeServices of one process
+    worker = NodeOf(engine, clock, "node-a", "m1", 11)
+    scheduler = NodeOf(engine, clock, "node-a", "m1", 11)
+    job = worker.runner.start(JobType.BACKUP, "main", "u1", "vm1")
+    with worker.node.hold(job.id):
+        clock.now += LEASE + timedelta(seconds=5)  # the catalog was away: no beat renewed it
+        assert _recovery(scheduler, clock).recover() == []
+        with pytest.raises(OperationInProgress):
+            scheduler.runner.start(JobType.BACKUP, "main", "u1", "vm1")
+        assert scheduler.node.beat() == 1  # any heartbeat of the process renews it
+    clock.now += LEASE + timedelta(seconds=1)  # no longer run here and its lease passed
+    assert [r.job.id for r in _recovery(scheduler, clock).recover()] == [job.id]
+
+
+def test_a_job_of_a_node_with_no_row_yet_is_judged_by_its_lease(
+    engine: Engine, clock: Clock
+) -> None:
+    cli = NodeOf(engine, clock, "cli-a", "m1", 11)
+    held = cli.runner.start(JobType.BACKUP, "main", "u1", "vm1")  # before its first beat
+    with cli.uow() as uow:
+        assert uow.nodes.get("cli-a") is None
+    other = NodeOf(engine, clock, "node-b", "m2", 22, alive=False)  # pid 11 is not its own
+    with pytest.raises(OperationInProgress):
+        other.runner.start(JobType.BACKUP, "main", "u1", "vm1")
+    clock.now += LEASE + timedelta(seconds=1)
+    assert other.runner.start(JobType.BACKUP, "main", "u1", "vm1").node == "node-b"
+    with cli.uow() as uow:
+        closed = uow.jobs.get(held.id)
+    assert closed is not None and closed.error_code == "JOB_INTERRUPTED"
+
+
+def test_only_jobs_that_touch_a_vms_disks_wait_for_its_hosts_node(
+    engine: Engine, clock: Clock
+) -> None:
+    a = NodeOf(engine, clock, "a", "m1", 11)
+    b = NodeOf(engine, clock, "b", "m2", 22)
+    a.node.beat()
+    b.node.beat()
+    asks: list[tuple[str, dict[str, object]]] = [
+        ("backup", {}),
+        ("restore-test", {"point": 1}),
+        ("restore", {"point": 1, "mode": "as-new"}),
+        ("restore", {"point": 1, "mode": "disks-only", "directory": "/d"}),
+        ("verify", {}),
+        ("copy", {"from": "main", "to": "other"}),
+    ]
+    vms = [replace(_vm(engine, n + 1), host_uri="qemu+tcp://b/system") for n in range(6)]
+    with SqlUnitOfWork(engine) as uow:
+        for vm, (op, request) in zip(vms, asks, strict=True):
+            uow.vms.save(vm)
+            queue_job(uow, op, "main", (vm.uuid, vm.name), {"vm": vm.uuid, **request}, "t", T0)
+        uow.commit()
+    got = []
+    while True:
+        with a.uow() as uow:
+            job = uow.jobs.claim_next(11, T0, "a", T0 + LEASE, a.node.identity.host)
+            uow.commit()
+        if job is None:
+            break
+        got.append(job.vm_name)
+    assert got == ["vm4", "vm5", "vm6"]  # disks-only, verify, copy: any node runs them
+
+
+def test_an_export_is_recovered_on_the_machine_that_ran_it(engine: Engine, clock: Clock) -> None:
+    vm = _vm(engine, 1)  # on qemu:///system
+    owner = NodeOf(engine, clock, "owner", "m1", 11)
+    owner.node.identity = NodeIdentity("owner", vm.host_uri, "m1", 11, T0)
+    ran = NodeOf(engine, clock, "ran", "m3", 33)
+    job = ran.runner.start(JobType.EXPORT, "main", vm.uuid, vm.name)
+    ran.node.beat()
+    clock.now += LEASE + timedelta(seconds=1)
+    owner.node.beat()
+    assert _recovery(owner, clock).recover() == []  # its socket and overlay are on m3
+    again = NodeOf(engine, clock, "ran-again", "m3", 34)  # m3's node, restarted
+    assert [r.job.id for r in _recovery(again, clock).recover()] == [job.id]

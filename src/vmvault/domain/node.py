@@ -11,7 +11,9 @@ hung or lost the catalog for longer than the lease) and is recovered like an int
 A pid means something only on its own machine, so it is used there alone, as a shortcut: a
 job of a node of *this* machine whose process is gone is orphaned at once, without waiting for
 the lease (the all-in-one case: ``vmvault serve`` restarted after a kill). Jobs from before
-leases (no node, no lease) are judged by their pid as before.
+leases (no node, no lease) are judged by their pid as before; a job whose node has no row yet
+(created before the node's first heartbeat) by its lease alone.  A job the caller's own
+process runs now is never orphaned (services/jobs.py ``JobRunner.orphaned``).
 
 A *named lease* (the scheduler's leader lease) has one holder at a time: the holder renews it
 before it expires; anyone may take it once it has expired (``LeaseRepository.acquire``).
@@ -54,5 +56,7 @@ def orphaned(
     ``node``: the catalog's row of ``job.node``; ``machine``: the caller's machine."""
     if job.lease_until is not None and job.lease_until < now:
         return True
-    local = node is None or node.machine == machine
+    # a job of a node whose row is not there yet (a CLI job created before its first beat)
+    # may run on any machine: its pid means nothing here, only its lease does
+    local = node.machine == machine if node is not None else job.node is None
     return local and job.pid is not None and not pid_alive(job.pid)

@@ -16,7 +16,22 @@ node host, is the default of a service context built without a catalog of nodes 
 
 from __future__ import annotations
 
+from typing import Any
+
+from vmvault.domain.job import JobType
 from vmvault.domain.vault import DEFAULT_HOST_URI
+
+#: The restore mode that touches no VM (it writes image files where vmvault runs).
+DISKS_ONLY = "disks-only"
+
+
+def touches_disks(job_type: JobType, request: dict[str, Any] | None) -> bool:
+    """Whether a job of ``job_type`` asked as ``request`` reads or writes its VM's disks (the
+    rule above): a backup, a restore test, a restore of any mode but disks-only.  Only such a
+    job waits for a node of its VM's host; any other job of a VM runs on any node."""
+    if job_type is JobType.BACKUP:
+        return True
+    return job_type is JobType.RESTORE and (request or {}).get("mode") != DISKS_ONLY
 
 
 def same_host(a: str, b: str) -> bool:

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vmvault.domain.job import ACTIVE_STATES, Job, JobConflict, JobState, JobType, JournalStep
+from vmvault.domain.placement import DISKS_ONLY
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req, utc
 
@@ -117,9 +118,11 @@ class SqlJobs:
     ) -> Job | None:
         """The oldest queued job, moved to in-progress for ``node`` (process ``pid``).
 
-        ``host``: the node's libvirt URI; then only a job of no VM, of a VM of that host, or
-        of a VM of a host where no node runs (in ``nodes``) is taken — each node runs the jobs
-        of its own host's VMs, and one node still serves hosts that have none.
+        ``host``: the node's libvirt URI; then a job that touches its VM's disks (a backup, a
+        restore but disks-only, a restore test: domain/placement.py ``touches_disks``) is taken
+        only if its VM is of that host or of a host where no node runs (in ``nodes``) — each
+        node runs the disk jobs of its own host's VMs, and one node still serves hosts that
+        have none; any other job is taken by any node.
 
         On PostgreSQL the row is taken with ``SELECT … FOR UPDATE SKIP LOCKED``: concurrent
         claimers on other nodes skip it instead of queueing behind its lock, and each job is
@@ -131,8 +134,11 @@ class SqlJobs:
             vm_host = (
                 select(t.vms.c.host_uri).where(t.vms.c.uuid == t.jobs.c.vm_uuid).scalar_subquery()
             )
+            mode = func.coalesce(t.jobs.c.request["mode"].as_string(), "")
             pick = pick.where(
                 or_(
+                    t.jobs.c.type.not_in([JobType.BACKUP.value, JobType.RESTORE.value]),
+                    and_(t.jobs.c.type == JobType.RESTORE.value, mode == DISKS_ONLY),
                     t.jobs.c.vm_uuid.is_(None),
                     vm_host.is_(None),
                     vm_host == host,

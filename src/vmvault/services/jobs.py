@@ -250,7 +250,11 @@ class JobRunner:
         return self.node.lease_until() if self.node is not None else None
 
     def orphaned(self, uow: UnitOfWork, job: Job, now: datetime) -> bool:
-        """Whether active ``job`` has no live node behind it (domain/node.py)."""
+        """Whether active ``job`` has no live node behind it (domain/node.py); never a job
+        this process runs now, whatever its lease says (the catalog was away, the heartbeat
+        has not renewed it yet)."""
+        if self.node is not None and job.node == self.node.identity.id and self.node.runs(job.id):
+            return False
         node = uow.nodes.get(job.node) if job.node is not None else None
         machine = self.node.identity.machine if self.node is not None else None
 

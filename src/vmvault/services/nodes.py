@@ -27,6 +27,12 @@ from vmvault.services.ports import UnitOfWorkFactory
 #: A node silent this long is deleted from ``nodes`` (its jobs were recovered long ago).
 FORGET_AFTER = timedelta(days=1)
 
+#: The jobs this process runs now, by node id (held how many times): one registry for the
+#: whole process, since each Services has its own NodeService (the server's scheduler thread,
+#: its workers) — recovery skips these jobs and every heartbeat renews them.
+_RUNNING: dict[str, Counter[int]] = {}
+_RUNNING_LOCK = threading.Lock()
+
 
 @dataclass(frozen=True)
 class NodeIdentity:
@@ -54,10 +60,20 @@ class NodeService:
         self._holders = 0
         self._lock = threading.Lock()
         self._stop: threading.Event | None = None
-        #: The jobs this process runs now (held how many times): those its heartbeat renews.
-        self.running: Counter[int] = Counter()
         #: The last beat's failure (None: it succeeded), for the server's health.
         self.last_error: str | None = None
+
+    @property
+    def running(self) -> Counter[int]:
+        """The jobs this process runs now as this node (:data:`_RUNNING`): those its
+        heartbeat renews and recovery leaves alone, whichever NodeService holds them."""
+        with _RUNNING_LOCK:
+            return _RUNNING.setdefault(self.identity.id, Counter())
+
+    def runs(self, job_id: int) -> bool:
+        """Whether this process runs ``job_id`` now (it is not orphaned, whatever its lease)."""
+        with _RUNNING_LOCK:
+            return _RUNNING.get(self.identity.id, Counter())[job_id] > 0
 
     def lease_until(self) -> datetime:
         return self.clock() + LEASE
@@ -68,7 +84,9 @@ class NodeService:
         now = self.clock()
         with self.uow() as uow:
             uow.nodes.beat(Node(me.id, me.host, me.machine, me.pid, me.started_at, now))
-            renewed = uow.jobs.renew(me.id, sorted(self.running), now + LEASE)
+            with _RUNNING_LOCK:
+                held = sorted(_RUNNING.get(me.id, Counter()))
+            renewed = uow.jobs.renew(me.id, held, now + LEASE)
             uow.nodes.forget(now - FORGET_AFTER)  # every CLI job adds a node: keep the table small
             uow.commit()
         return renewed
@@ -77,9 +95,11 @@ class NodeService:
     def hold(self, job_id: int | None = None) -> Iterator[None]:
         """Keep the heartbeat running for the block (the first holder starts it), renewing
         ``job_id``'s lease meanwhile."""
+        running = self.running
         with self._lock:
             if job_id is not None:
-                self.running[job_id] += 1
+                with _RUNNING_LOCK:
+                    running[job_id] += 1
             self._holders += 1
             if self._holders == 1:
                 self._stop = threading.Event()
@@ -91,9 +111,10 @@ class NodeService:
         finally:
             with self._lock:
                 if job_id is not None:
-                    self.running[job_id] -= 1
-                    if self.running[job_id] <= 0:
-                        del self.running[job_id]
+                    with _RUNNING_LOCK:
+                        running[job_id] -= 1
+                        if running[job_id] <= 0:
+                            del running[job_id]
                 self._holders -= 1
                 if self._holders == 0 and self._stop is not None:
                     self._stop.set()

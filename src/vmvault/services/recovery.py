@@ -30,9 +30,11 @@ serve`` calls at start-up — finds every such job and, for each:
 3. closes the job ``failed`` with ``JOB_INTERRUPTED``.
 
 Only orphaned jobs are touched — their node's lease has passed, or their process on this
-machine is gone (domain/node.py) — and of those only the ones this node owns: a job of a VM
-goes to a node of the VM's host, when it (re)starts, since only it can thaw the guest and
-abort the libvirt job (queued jobs never ran and are left to the queue).  ``vmvault serve``
+machine is gone (domain/node.py); never a job this process runs now — and of those only the
+ones this node owns: a job that touches its VM's disks goes to a node of the VM's host, when
+it (re)starts, since only it can thaw the guest and abort the libvirt job; an export to a node
+of the machine that ran it (its files are there); any other job to any node (queued jobs
+never ran and are left to the queue).  ``vmvault serve``
 calls :meth:`recover` at start-up and again every lease period, so a node also closes the
 jobs it could not end itself while the catalog was away.  A
 second call finds nothing left to do.  A backup started later on the VM runs the same backup
@@ -49,6 +51,7 @@ from typing import TYPE_CHECKING
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import JobInterrupted, VmvaultError
 from vmvault.domain.job import Job, JobType, JournalStep, conflict_key
+from vmvault.domain.placement import touches_disks
 from vmvault.domain.recovery_point import unfinished_backup
 from vmvault.domain.vm import VmItem
 from vmvault.services import exports
@@ -104,12 +107,20 @@ class RecoveryService(Service):
         return recovered
 
     def _ours(self, uow: UnitOfWork, job: Job) -> bool:
-        """Whether this node recovers ``job``: a job of a VM is recovered by a node of the
-        VM's host (it can thaw the guest and abort the libvirt job), when it starts or finds
-        it; a VM of a host where no node ever ran (one node managing remote hosts, as in the
-        all-in-one set-up) by whichever node finds it."""
+        """Whether this node recovers ``job``: an export by a node of the machine that ran it
+        (its socket and overlay are files there); a job that touches its VM's disks
+        (domain/placement.py ``touches_disks``) by a node of the VM's host (it can thaw the
+        guest and abort the libvirt job), when it starts or finds it, or, for a VM of a host
+        where no node ever ran (one node managing remote hosts, as in the all-in-one set-up),
+        by whichever node finds it; any other job by any node."""
         me = self.runner.node
-        if me is None or job.vm_uuid is None:
+        if me is None:
+            return True
+        if job.type is JobType.EXPORT:
+            ran = uow.nodes.get(job.node) if job.node is not None else None
+            # no row (forgotten after a day, or a job from before nodes): whoever finds it
+            return ran is None or ran.machine == me.identity.machine
+        if job.vm_uuid is None or not touches_disks(job.type, job.request):
             return True
         vm = uow.vms.get(job.vm_uuid)
         if vm is None or vm.host_uri == me.identity.host:
