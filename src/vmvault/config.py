@@ -51,6 +51,7 @@ from pathlib import Path
 import platformdirs
 
 from vmvault.domain.errors import InvalidInput, InvalidSetting
+from vmvault.domain.placement import host_key
 from vmvault.domain.schedule import Schedule, parse_schedule, parse_timezone
 from vmvault.domain.vault import DEFAULT_HOST_URI, validate_uri
 
@@ -109,7 +110,8 @@ class Settings:
             passphrase=_passphrase(env, "VMVAULT_PASSPHRASE"),
             new_passphrase=_passphrase(env, "VMVAULT_NEW_PASSPHRASE"),
             work_dir=Path(env.get("VMVAULT_WORK_DIR") or "/var/lib/vmvault/run"),
-            node_host=(env.get("VMVAULT_NODE_HOST") or DEFAULT_HOST_URI).strip(),
+            # stored in nodes.host and compared in SQL with the VMs' hosts (claim_next)
+            node_host=host_key(env.get("VMVAULT_NODE_HOST") or DEFAULT_HOST_URI),
             workers=_int(env, "VMVAULT_WORKERS", min(os.cpu_count() or 2, 8)),
             job_workers=_int(env, "VMVAULT_JOB_WORKERS", 2),
             listen=env.get("VMVAULT_LISTEN") or "127.0.0.1:8470",

@@ -14,10 +14,12 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.unit.test_scheduler_queue import Clock
+from vmvault.config import Settings
 from vmvault.documents import job_doc
 from vmvault.domain.errors import OperationInProgress
 from vmvault.domain.job import JobState, JobType
 from vmvault.domain.node import LEASE, SCHEDULER_LEASE
+from vmvault.domain.placement import host_key
 from vmvault.domain.policy import Policy
 from vmvault.domain.retention import Retention
 from vmvault.domain.schedule import parse_schedule
@@ -378,3 +380,21 @@ def test_an_export_is_recovered_on_the_machine_that_ran_it(engine: Engine, clock
     assert _recovery(owner, clock).recover() == []  # its socket and overlay are on m3
     again = NodeOf(engine, clock, "ran-again", "m3", 34)  # m3's node, restarted
     assert [r.job.id for r in _recovery(again, clock).recover()] == [job.id]
+
+
+def test_the_node_host_is_stored_as_hosts_are_compared(engine: Engine, clock: Clock) -> None:
+    settings = Settings.from_env({"VMVAULT_NODE_HOST": " QEMU+tcp://b/system/ "})
+    assert settings.node_host == "qemu+tcp://b/system"
+    assert host_key("qemu:///") == "qemu:///" and host_key("qemu+tcp://b/") == "qemu+tcp://b"
+    b = NodeOf(engine, clock, "b", "m2", 22)
+    b.node.identity = NodeIdentity("b", settings.node_host, "m2", 22, T0)
+    b.node.beat()
+    vm = replace(_vm(engine, 1), host_uri="qemu+tcp://b/system")
+    with SqlUnitOfWork(engine) as uow:
+        uow.vms.save(vm)
+        queue_job(uow, "backup", "main", (vm.uuid, vm.name), {"vm": vm.uuid}, "t", T0)
+        uow.commit()
+    with b.uow() as uow:
+        job = uow.jobs.claim_next(22, T0, "b", T0 + LEASE, b.node.identity.host)
+        uow.commit()
+    assert job is not None and job.vm_name == "vm1"

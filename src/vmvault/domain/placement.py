@@ -34,15 +34,18 @@ def touches_disks(job_type: JobType, request: dict[str, Any] | None) -> bool:
     return job_type is JobType.RESTORE and (request or {}).get("mode") != DISKS_ONLY
 
 
+def host_key(uri: str) -> str:
+    """A libvirt URI as hosts are compared and stored (``VMVAULT_NODE_HOST``, ``host add``):
+    as written, but for surrounding blanks, trailing slashes (``qemu:///system/``) and the
+    case of the scheme; ``qemu:///`` stays as it is."""
+    scheme, sep, rest = uri.strip().partition("://")
+    path = rest.rstrip("/")
+    return f"{scheme.lower()}{sep}{path or rest}"
+
+
 def same_host(a: str, b: str) -> bool:
-    """Whether two libvirt URIs name the same host: compared as written, but for a trailing
-    slash (``qemu:///system/``) and the case of the scheme."""
-
-    def norm(uri: str) -> str:
-        scheme, sep, rest = uri.strip().partition("://")
-        return f"{scheme.lower()}{sep}{rest.rstrip('/')}"
-
-    return norm(a) == norm(b)
+    """Whether two libvirt URIs name the same host (:func:`host_key`)."""
+    return host_key(a) == host_key(b)
 
 
 class OwnNode:

@@ -31,6 +31,7 @@ from vmvault.domain.errors import (
     VaultPathInUse,
     VaultStorageInUse,
 )
+from vmvault.domain.placement import host_key
 from vmvault.domain.vault import (
     DEFAULT_HOST_URI,
     DEFAULT_LOCATION,
@@ -378,7 +379,7 @@ class VaultService:
     ) -> Host:
         """Add a libvirt host; a URI that makes libvirt run a command (the ``ext``
         transport, ``command=``, ``netcat=``) only with ``allow_command``."""
-        uri = validate_uri(uri, allow_command=allow_command)
+        uri = host_key(validate_uri(uri, allow_command=allow_command))  # as nodes.host is
         location = validate_location(location)
         with self.uow() as uow:
             existing = uow.hosts.get(uri)
