@@ -259,18 +259,13 @@ def test_a_job_of_an_older_node_with_our_pid_is_orphaned_at_once(
     new = NodeOf(engine, clock, "new", "m1", 11)
     job = new.runner.start(JobType.BACKUP, "main", "u1", "vm1")  # the lease still runs
     assert job.node == "new"
-    with new.uow() as uow:
-        closed = uow.jobs.get(held.id)
-    assert closed is not None and closed.error_code == "JOB_INTERRUPTED"
+    assert _interrupted(new, held.id)
 
 
 def test_a_node_claims_the_jobs_of_its_hosts_vms_and_of_hosts_without_a_node(
     engine: Engine, clock: Clock
 ) -> None:
-    a = NodeOf(engine, clock, "a", "m1", 11)
-    b = NodeOf(engine, clock, "b", "m2", 22)
-    a.node.beat()
-    b.node.beat()
+    a, b = _live_nodes(engine, clock)
     on: dict[str, VmItem] = {}
     for n, host in enumerate(["qemu+tcp://a/system", "qemu+tcp://b/system", "qemu:///nodeless"]):
         vm = replace(_vm(engine, n + 1), host_uri=host)
@@ -284,19 +279,37 @@ def test_a_node_claims_the_jobs_of_its_hosts_vms_and_of_hosts_without_a_node(
         queue_job(uow, "gc", "main", None, {}, "t", T0)
         uow.commit()
 
-    def claims(n: NodeOf) -> list[str | None]:
-        got = []
-        host = n.node.identity.host
-        while True:
-            with n.uow() as uow:
-                job = uow.jobs.claim_next(n.runner.pid, T0, n.runner.node_id, T0 + LEASE, host)
-                uow.commit()
-            if job is None:
-                return got
-            got.append(job.vm_name)
+    assert _claims(a) == ["vm1", "vm3", None]  # its host's VM, the nodeless host's, the gc
+    assert _claims(b) == ["vm2"]
 
-    assert claims(a) == ["vm1", "vm3", None]  # its host's VM, the nodeless host's, the gc
-    assert claims(b) == ["vm2"]
+
+def _live_nodes(engine: Engine, clock: Clock) -> tuple[NodeOf, NodeOf]:
+    """Nodes a (host qemu+tcp://a/system) and b, both having beaten."""
+    a = NodeOf(engine, clock, "a", "m1", 11)
+    b = NodeOf(engine, clock, "b", "m2", 22)
+    a.node.beat()
+    b.node.beat()
+    return a, b
+
+
+def _claims(n: NodeOf) -> list[str | None]:
+    """The VM names of every job node ``n`` claims, in order, until none is left for it."""
+    got = []
+    host = n.node.identity.host
+    while True:
+        with n.uow() as uow:
+            job = uow.jobs.claim_next(n.runner.pid, T0, n.runner.node_id, T0 + LEASE, host)
+            uow.commit()
+        if job is None:
+            return got
+        got.append(job.vm_name)
+
+
+def _interrupted(n: NodeOf, job_id: int) -> bool:
+    """Whether job ``job_id`` was closed as interrupted (its node was judged dead)."""
+    with n.uow() as uow:
+        closed = uow.jobs.get(job_id)
+    return closed is not None and closed.error_code == "JOB_INTERRUPTED"
 
 
 def _recovery(n: NodeOf, clock: Clock) -> RecoveryService:
@@ -331,18 +344,13 @@ def test_a_job_of_a_node_with_no_row_yet_is_judged_by_its_lease(
         other.runner.start(JobType.BACKUP, "main", "u1", "vm1")
     clock.now += LEASE + timedelta(seconds=1)
     assert other.runner.start(JobType.BACKUP, "main", "u1", "vm1").node == "node-b"
-    with cli.uow() as uow:
-        closed = uow.jobs.get(held.id)
-    assert closed is not None and closed.error_code == "JOB_INTERRUPTED"
+    assert _interrupted(cli, held.id)
 
 
 def test_only_jobs_that_touch_a_vms_disks_wait_for_its_hosts_node(
     engine: Engine, clock: Clock
 ) -> None:
-    a = NodeOf(engine, clock, "a", "m1", 11)
-    b = NodeOf(engine, clock, "b", "m2", 22)
-    a.node.beat()
-    b.node.beat()
+    a, _b = _live_nodes(engine, clock)  # b is live: its host is served
     asks: list[tuple[str, dict[str, object]]] = [
         ("backup", {}),
         ("restore-test", {"point": 1}),
@@ -357,15 +365,7 @@ def test_only_jobs_that_touch_a_vms_disks_wait_for_its_hosts_node(
             uow.vms.save(vm)
             queue_job(uow, op, "main", (vm.uuid, vm.name), {"vm": vm.uuid, **request}, "t", T0)
         uow.commit()
-    got = []
-    while True:
-        with a.uow() as uow:
-            job = uow.jobs.claim_next(11, T0, "a", T0 + LEASE, a.node.identity.host)
-            uow.commit()
-        if job is None:
-            break
-        got.append(job.vm_name)
-    assert got == ["vm4", "vm5", "vm6"]  # disks-only, verify, copy: any node runs them
+    assert _claims(a) == ["vm4", "vm5", "vm6"]  # disks-only, verify, copy: any node runs them
 
 
 def test_an_export_is_recovered_on_the_machine_that_ran_it(engine: Engine, clock: Clock) -> None:
