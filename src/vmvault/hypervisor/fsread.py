@@ -112,8 +112,15 @@ class DebugfsFileSystems:
         if entry.kind in _SPECIAL:
             return self._mknod(image, volume, entry, target)
         _, err = _debugfs(image, volume, [f"rdump {_q(entry.path)} {_q(str(to))}"])
-        if not os.path.lexists(target):
-            raise FileReadFailed(path=entry.path, point="(export)", why=err.strip() or "rdump")
+        failed = [line for line in err.splitlines() if line.startswith("rdump:")]
+        if failed or not os.path.lexists(target):
+            # rdump exits 0 with a short file on a read error: delete what it wrote
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target, ignore_errors=True)
+            elif os.path.lexists(target):
+                os.unlink(target)
+            why = "; ".join(failed) or err.strip() or "rdump"
+            raise FileReadFailed(path=entry.path, point="(export)", why=why)
         if entry.kind == "dir":  # what rdump skipped inside the tree
             top = normal(entry.path).rstrip("/")
             for e in self.walk(image, volume, entry.path):
@@ -179,7 +186,12 @@ def _debugfs(
 
 
 def _q(path: str) -> str:
-    return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """``path`` as one debugfs (libss) argument: ``""`` is a literal quote, a backslash is
+    literal; a line break is refused (the command file is one command a line, and a line
+    starting with ``!`` would run a shell)."""
+    if "\n" in path or "\r" in path:
+        raise FileReadFailed(path=repr(path), point="(export)", why="a line break in the name")
+    return '"' + path.replace('"', '""') + '"'
 
 
 def _unmount(mnt: Path, proc: subprocess.Popen[bytes]) -> None:

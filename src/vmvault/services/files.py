@@ -91,6 +91,14 @@ class FileService(Service):
         checked before the first is written."""
         if not paths:
             raise InvalidInput("name at least one path", what="files get")
+        names = [normal(p).rsplit("/", 1)[-1] for p in paths]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # rdump would overwrite the first with the second
+            raise InvalidInput(
+                f"two paths have the same name {', '.join(twice)}: get them into different"
+                " directories (one 'files get' each)",
+                what="files get",
+            )
         target = user_path(to, "--to").path
         if not target.is_dir():
             raise InvalidInput("it is not a directory", what=f"--to {to}")

@@ -1,0 +1,66 @@
+"""DebugfsFileSystems on small real ext4 images (mkfs.ext4 -d) and FileService's refusals."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vmvault.domain.errors import FileReadFailed, InvalidInput
+from vmvault.domain.files import Volume
+from vmvault.hypervisor.fsread import DebugfsFileSystems
+from vmvault.services.files import FileService
+
+
+def _image(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    src = tmp_path / "src"
+    for name, data in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    img = tmp_path / "img"
+    subprocess.run(["mkfs.ext4", "-q", "-d", str(src), str(img), "4M"], check=True)
+    return img
+
+
+VOL = Volume("vda", None, 0, 4 << 20)
+
+
+def test_a_short_read_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    img = _image(tmp_path, {"etc/big": os.urandom(300_000)})
+    fs = DebugfsFileSystems(tmp_path / "work")
+    big = fs.lookup(img, VOL, "/etc/big")
+    assert big is not None and big.size == 300_000
+    os.truncate(img, 1400 * 1024)  # the file's last blocks are past the end now
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(FileReadFailed, match="short read"):
+        fs.extract(img, VOL, big, out)
+    assert list(out.iterdir()) == []
+
+
+def test_names_with_quotes_and_backslashes_are_read(tmp_path: Path) -> None:
+    img = _image(tmp_path, {'d/a"b': b"quote", "d/c\\d": b"backslash"})
+    fs = DebugfsFileSystems(tmp_path / "work")
+    assert [e.name for e in fs.listdir(img, VOL, "/d")] == ['a"b', "c\\d"]
+    out = tmp_path / "out"
+    out.mkdir()
+    for name, data in (('a"b', b"quote"), ("c\\d", b"backslash")):
+        entry = fs.lookup(img, VOL, "/d/" + name)
+        assert entry is not None
+        assert fs.extract(img, VOL, entry, out).read_bytes() == data
+
+
+def test_a_line_break_never_reaches_debugfs(tmp_path: Path) -> None:
+    img = _image(tmp_path, {"f": b"x"})
+    fs = DebugfsFileSystems(tmp_path / "work")
+    with pytest.raises(FileReadFailed, match="line break"):
+        fs.lookup(img, VOL, "/x\n!touch /tmp/pwned/y")
+
+
+def test_get_refuses_two_paths_with_one_name(tmp_path: Path) -> None:
+    service = FileService.__new__(FileService)  # refused before any export is served
+    with pytest.raises(InvalidInput, match="same name hosts"):
+        service.get("p1", ["/a/hosts", "/b/hosts"], str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
