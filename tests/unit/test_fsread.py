@@ -64,3 +64,30 @@ def test_get_refuses_two_paths_with_one_name(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="same name hosts"):
         service.get("p1", ["/a/hosts", "/b/hosts"], str(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_devices_are_not_made_and_setid_bits_are_cleared(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = tmp_path / "src"
+    (src / "t").mkdir(parents=True)
+    os.mknod(src / "t" / "sda", 0o20666, os.makedev(8, 0))
+    os.mkfifo(src / "t" / "ff")
+    (src / "t" / "su").write_bytes(b"#!/bin/sh\n")
+    os.chmod(src / "t" / "su", 0o6755)
+    img = tmp_path / "img"
+    subprocess.run(["mkfs.ext4", "-q", "-d", str(src), str(img), "4M"], check=True)
+    fs = DebugfsFileSystems(tmp_path / "work")
+    out = tmp_path / "out"
+    out.mkdir()
+    tree = fs.lookup(img, VOL, "/t")
+    assert tree is not None
+    fs.extract(img, VOL, tree, out)
+    assert sorted(p.name for p in (out / "t").iterdir()) == ["ff", "su"]
+    assert "device nodes not recreated: /t/sda" in caplog.text
+    assert (out / "t" / "su").stat().st_mode & 0o7777 == 0o755
+    sda = fs.lookup(img, VOL, "/t/sda")
+    assert sda is not None
+    with pytest.raises(InvalidInput, match="device nodes are not recreated"):
+        fs.extract(img, VOL, sda, out)
+    assert not (out / "sda").exists()

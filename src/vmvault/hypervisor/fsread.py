@@ -5,14 +5,15 @@ file through FUSE: ``nbdfuse -r DIR URI`` serves ``DIR/nbd`` until it is unmount
 ``debugfs`` (read-only, the default) opens that file — at a partition's byte offset with
 its ``FILE?offset=N`` syntax — and answers ``ls -p`` (``/inode/mode/uid/gid/name/size/``
 per entry), ``stats -h`` ("Last mounted on") and ``rdump`` (a file or a tree, with owners,
-modes, times and symlinks; device nodes, FIFOs and sockets it skips are made here with
-``mknod``, in an extracted tree too).  Several commands go in one run with ``-f`` (one process per directory level
+modes, times and symlinks; FIFOs and sockets it skips are made here with ``mknod``, in an
+extracted tree too; char/block devices are never made, setuid/setgid bits are cleared).  Several commands go in one run with ``-f`` (one process per directory level
 of a walk, not per directory).  ext2/3/4 only: anything else is "no file system" here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -23,13 +24,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from vmvault.domain.errors import FileReadFailed
+from vmvault.domain.errors import FileReadFailed, InvalidInput
 from vmvault.domain.files import FileEntry, Volume, normal
 
 #: How long nbdfuse may take to serve its file.
 ATTACH_TIMEOUT = 15.0
 _LS = re.compile(r"/(\d+)/([0-7]+)/(\d+)/(\d+)/(.*)/(\d*)/")
 _SPECIAL = ("char", "block", "fifo", "socket")
+_DEVICES = ("char", "block")
+_SETID = stat.S_ISUID | stat.S_ISGID
+log = logging.getLogger(__name__)
 _RDEV = re.compile(r"Device major/minor number: ([0-9a-f]+):([0-9a-f]+)", re.I)
 
 
@@ -109,6 +113,11 @@ class DebugfsFileSystems:
 
     def extract(self, image: Path, volume: Volume, entry: FileEntry, to: Path) -> Path:
         target = to / entry.name
+        if entry.kind in _DEVICES:  # a guest's node of the host's /dev/sda is not made
+            raise InvalidInput(
+                f"it is a {entry.kind} device: device nodes are not recreated",
+                what=f"path {entry.path}",
+            )
         if entry.kind in _SPECIAL:
             return self._mknod(image, volume, entry, target)
         _, err = _debugfs(image, volume, [f"rdump {_q(entry.path)} {_q(str(to))}"])
@@ -123,9 +132,15 @@ class DebugfsFileSystems:
             raise FileReadFailed(path=entry.path, point="(export)", why=why)
         if entry.kind == "dir":  # what rdump skipped inside the tree
             top = normal(entry.path).rstrip("/")
+            devices = []
             for e in self.walk(image, volume, entry.path):
-                if e.kind in _SPECIAL:
+                if e.kind in _DEVICES:
+                    devices.append(e.path)
+                elif e.kind in _SPECIAL:
                     self._mknod(image, volume, e, target / e.path[len(top) + 1 :])
+            if devices:
+                log.warning("device nodes not recreated: %s", ", ".join(devices))
+        _drop_setid(target)
         return target
 
     def _mknod(self, image: Path, volume: Volume, entry: FileEntry, target: Path) -> Path:
@@ -136,7 +151,7 @@ class DebugfsFileSystems:
             rdev = os.makedev(int(m.group(1), 16), int(m.group(2), 16)) if m else 0
         os.mknod(target, entry.mode, rdev)
         os.chown(target, entry.uid, entry.gid, follow_symlinks=False)
-        os.chmod(target, stat.S_IMODE(entry.mode))
+        os.chmod(target, stat.S_IMODE(entry.mode) & ~_SETID)
         return target
 
     def _ls(self, image: Path, volume: Volume, dirs: list[str]) -> dict[str, list[FileEntry]]:
@@ -183,6 +198,17 @@ def _debugfs(
     if check and ("Bad magic number" in res.stderr or "while trying to open" in res.stderr):
         raise FileReadFailed(path=volume.label, point="(export)", why=res.stderr.strip())
     return res.stdout, res.stderr
+
+
+def _drop_setid(top: Path) -> None:
+    """Clear setuid/setgid bits of ``top`` and everything under it (symlinks untouched)."""
+    found = [top]
+    if top.is_dir() and not top.is_symlink():
+        found += [Path(d) / n for d, dirs, files in os.walk(top) for n in dirs + files]
+    for p in found:
+        st = p.lstat()
+        if not stat.S_ISLNK(st.st_mode) and st.st_mode & _SETID:
+            os.chmod(p, stat.S_IMODE(st.st_mode) & ~_SETID)
 
 
 def _q(path: str) -> str:
