@@ -91,3 +91,30 @@ def test_devices_are_not_made_and_setid_bits_are_cleared(
     with pytest.raises(InvalidInput, match="device nodes are not recreated"):
         fs.extract(img, VOL, sda, out)
     assert not (out / "sda").exists()
+
+
+def test_a_directory_cycle_ends_the_walk(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "a" / "b").mkdir(parents=True)
+    img = tmp_path / "img"
+    subprocess.run(["mkfs.ext4", "-q", "-d", str(src), str(img), "4M"], check=True)
+    subprocess.run(["debugfs", "-w", "-R", "link /a /a/b/loop", str(img)], check=True)
+    fs = DebugfsFileSystems(tmp_path / "work")
+    walked = []
+    for e in fs.walk(img, VOL, "/a"):
+        walked.append(e.path)
+        assert len(walked) < 50, walked
+    assert walked == ["/a/b", "/a/b/loop"]
+
+
+def test_a_node_that_cannot_be_made_is_file_read_failed(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    os.mkfifo(src / "ff")
+    img = tmp_path / "img"
+    subprocess.run(["mkfs.ext4", "-q", "-d", str(src), str(img), "4M"], check=True)
+    fs = DebugfsFileSystems(tmp_path / "work")
+    fifo = fs.lookup(img, VOL, "/ff")
+    assert fifo is not None and fifo.kind == "fifo"
+    with pytest.raises(FileReadFailed, match="No such file"):
+        fs.extract(img, VOL, fifo, tmp_path / "missing")

@@ -34,7 +34,6 @@ _SPECIAL = ("char", "block", "fifo", "socket")
 _DEVICES = ("char", "block")
 _SETID = stat.S_ISUID | stat.S_ISGID
 log = logging.getLogger(__name__)
-_RDEV = re.compile(r"Device major/minor number: ([0-9a-f]+):([0-9a-f]+)", re.I)
 
 
 class DebugfsFileSystems:
@@ -42,11 +41,15 @@ class DebugfsFileSystems:
 
     def __init__(self, work_dir: Path) -> None:
         self.work_dir = work_dir
+        self._inodes: dict[str, int] = {}  # path -> inode of the last entries listed
 
     @contextlib.contextmanager
     def attach(self, socket: Path, export: str) -> Iterator[Path]:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        mnt = Path(tempfile.mkdtemp(prefix="fuse-", dir=self.work_dir))
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            mnt = Path(tempfile.mkdtemp(prefix="fuse-", dir=self.work_dir))
+        except OSError as exc:
+            raise FileReadFailed(path=export, point="(export)", why=str(exc)) from None
         pidfile = mnt.with_name(mnt.name + ".pid")
         uri = f"nbd+unix:///{export}?socket={socket}"
         try:
@@ -100,15 +103,17 @@ class DebugfsFileSystems:
 
     def walk(self, image: Path, volume: Volume, top: str) -> Iterator[FileEntry]:
         level = [normal(top)]
+        seen: set[int] = set()  # directory inodes: a crafted cycle (a linked directory) ends
         while level:
-            listed = self._ls(image, volume, level)
+            listed = self._ls(image, volume, level, seen)
             level = []
             for d in listed:
                 for e in sorted(listed[d], key=lambda e: e.name):
                     if e.name in (".", ".."):
                         continue
                     yield e
-                    if e.kind == "dir":
+                    if e.kind == "dir" and self._inodes.get(e.path) not in seen:
+                        seen.add(self._inodes[e.path])
                         level.append(e.path)
 
     def extract(self, image: Path, volume: Volume, entry: FileEntry, to: Path) -> Path:
@@ -144,18 +149,19 @@ class DebugfsFileSystems:
         return target
 
     def _mknod(self, image: Path, volume: Volume, entry: FileEntry, target: Path) -> Path:
-        rdev = 0
-        if entry.kind in ("char", "block"):
-            out, _ = _debugfs(image, volume, [f"stat {_q(entry.path)}"])
-            m = _RDEV.search(out)
-            rdev = os.makedev(int(m.group(1), 16), int(m.group(2), 16)) if m else 0
-        os.mknod(target, entry.mode, rdev)
-        os.chown(target, entry.uid, entry.gid, follow_symlinks=False)
-        os.chmod(target, stat.S_IMODE(entry.mode) & ~_SETID)
+        try:  # a FIFO or a socket: device nodes are never made (extract)
+            os.mknod(target, entry.mode)
+            os.chown(target, entry.uid, entry.gid, follow_symlinks=False)
+            os.chmod(target, stat.S_IMODE(entry.mode) & ~_SETID)
+        except OSError as exc:
+            raise FileReadFailed(path=entry.path, point="(export)", why=str(exc)) from None
         return target
 
-    def _ls(self, image: Path, volume: Volume, dirs: list[str]) -> dict[str, list[FileEntry]]:
-        """``ls -p`` of each directory of ``dirs``, in one debugfs run."""
+    def _ls(
+        self, image: Path, volume: Volume, dirs: list[str], seen: set[int] | None = None
+    ) -> dict[str, list[FileEntry]]:
+        """``ls -p`` of each directory of ``dirs``, in one debugfs run (the inode of each
+        entry in ``self._inodes``; a listed directory's own inode added to ``seen``)."""
         out, _ = _debugfs(image, volume, [f"ls -p {_q(d)}" for d in dirs])
         found: dict[str, list[FileEntry]] = {d: [] for d in dirs}
         current: str | None = dirs[0] if len(dirs) == 1 else None
@@ -170,9 +176,15 @@ class DebugfsFileSystems:
             ino, mode, uid, gid, name, size = m.groups()
             if ino == "0":
                 continue
+            if name == "." and seen is not None:
+                seen.add(int(ino))
             path = current.rstrip("/") + "/" + name if name not in (".", "..") else current
             entry = FileEntry(path, int(mode, 8), int(uid), int(gid), int(size or 0))
-            found[current].append(entry if name not in (".", "..") else _named(entry, name))
+            if name in (".", ".."):
+                found[current].append(_named(entry, name))
+            else:
+                found[current].append(entry)
+                self._inodes[entry.path] = int(ino)
         return found
 
 
