@@ -118,3 +118,32 @@ def test_a_node_that_cannot_be_made_is_file_read_failed(tmp_path: Path) -> None:
     assert fifo is not None and fifo.kind == "fifo"
     with pytest.raises(FileReadFailed, match="No such file"):
         fs.extract(img, VOL, fifo, tmp_path / "missing")
+
+
+def test_an_export_that_never_answers_times_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import threading
+
+    from vmvault.hypervisor import fsread
+
+    monkeypatch.setattr(fsread, "ATTACH_TIMEOUT", 1.0)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "s"))
+    sock.listen()  # accepts, never speaks NBD
+    failed: list[BaseException] = []
+
+    def attach() -> None:
+        try:
+            with DebugfsFileSystems(tmp_path / "work").attach(tmp_path / "s", "vda"):
+                pass
+        except FileReadFailed as exc:
+            failed.append(exc)
+
+    t = threading.Thread(target=attach, daemon=True)
+    t.start()
+    t.join(30)
+    sock.close()
+    assert not t.is_alive(), "attach hung reading nbdfuse's stderr"
+    assert failed and "nbdfuse" in str(failed[0])

@@ -52,28 +52,34 @@ class DebugfsFileSystems:
             raise FileReadFailed(path=export, point="(export)", why=str(exc)) from None
         pidfile = mnt.with_name(mnt.name + ".pid")
         uri = f"nbd+unix:///{export}?socket={socket}"
+        # stderr to a file: a pipe nobody drains could fill and hang nbdfuse
+        errors = tempfile.TemporaryFile(dir=self.work_dir)  # noqa: SIM115 (closed in finally)
         try:
             proc = subprocess.Popen(
                 ["nbdfuse", "-r", "-P", str(pidfile), str(mnt), uri],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=errors,
             )
         except OSError as exc:
+            errors.close()
             mnt.rmdir()
             raise FileReadFailed(path=export, point="(export)", why=f"nbdfuse: {exc}") from None
         try:
             deadline = time.monotonic() + ATTACH_TIMEOUT
             while not pidfile.exists():
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                    _unmount(mnt, proc)  # ended before its stderr is read
+                    errors.seek(0)
+                    err = errors.read().decode(errors="replace").strip()
                     raise FileReadFailed(
-                        path=export, point="(export)", why=f"nbdfuse: {err.strip() or 'timeout'}"
+                        path=export, point="(export)", why=f"nbdfuse: {err or 'timeout'}"
                     )
                 time.sleep(0.01)
             yield mnt / "nbd"
         finally:
             _unmount(mnt, proc)
+            errors.close()
             pidfile.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 mnt.rmdir()
@@ -244,5 +250,3 @@ def _unmount(mnt: Path, proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    if proc.stderr is not None:
-        proc.stderr.close()
