@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,3 +148,18 @@ def test_an_export_that_never_answers_times_out(
     sock.close()
     assert not t.is_alive(), "attach hung reading nbdfuse's stderr"
     assert failed and "nbdfuse" in str(failed[0])
+
+
+def test_a_failed_read_of_the_export_is_file_read_failed() -> None:
+    import contextlib
+    from types import SimpleNamespace
+
+    @contextlib.contextmanager
+    def serving(point_id: str, disk: str | None, on_error: Any) -> Any:
+        on_error("chunk 0 of vda: checksum mismatch")  # what NbdServer reports
+        yield SimpleNamespace(point=SimpleNamespace(id=point_id), served={}, socket=None)
+
+    service = FileService.__new__(FileService)
+    service.exports = SimpleNamespace(serving=serving)  # type: ignore[assignment]
+    with pytest.raises(FileReadFailed, match="checksum mismatch"):
+        service.find("p1", "*.conf")
