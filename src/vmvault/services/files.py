@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +52,7 @@ class Browse:
     def image(self, v: Volume) -> Path:
         return self.images[v.disk]
 
-    def check(self, written: list[Path] = []) -> None:  # noqa: B006 (never changed)
+    def check(self, written: tuple[Path, ...] = ()) -> None:
         """FILE_READ_FAILED when a read of the export failed (what was written deleted):
         debugfs may answer with a short or partial result then."""
         if self.errors:
@@ -128,7 +128,7 @@ class FileService(Service):
             except FileReadFailed:
                 _delete(written)  # what the earlier paths wrote
                 raise
-            b.check(written)
+            b.check(tuple(written))
             return written
 
     def extract_file(self, point_id: str, path: str, to: Path, disk: str | None = None) -> Path:
@@ -142,7 +142,7 @@ class FileService(Service):
                     what=f"path {path}",
                 )
             written = self.fs.extract(b.image(v), v, entry, to)
-            b.check([written])
+            b.check((written,))
             return written
 
     # --- helpers -------------------------------------------------------------------------
@@ -193,7 +193,7 @@ class FileService(Service):
         return picked
 
 
-def _delete(written: list[Path]) -> None:
+def _delete(written: Iterable[Path]) -> None:
     for p in written:
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
