@@ -22,11 +22,14 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import stat
 import struct
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
+
+from vmvault.domain.errors import InvalidInput
 
 NBDMAGIC = b"NBDMAGIC"
 IHAVEOPT = 0x49484156454F5054
@@ -65,6 +68,25 @@ class BlockDevice(Protocol):
     def pwrite(self, data: bytes, offset: int) -> None: ...
 
 
+def _replaceable(path: Path) -> None:
+    """Remove a stale socket file at ``path``; refuse a live socket or anything else."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise InvalidInput("it exists and is no socket", what=f"socket {path}")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)  # nobody listens: stale
+        return
+    finally:
+        probe.close()
+    raise InvalidInput("a process listens on it (another export?)", what=f"socket {path}")
+
+
 class _Closed(Exception):
     """The client went away (or asked to)."""
 
@@ -88,18 +110,21 @@ class NbdServer:
         self._clients: set[socket.socket] = set()
         self._mu = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._bound: tuple[int, int] | None = None  # (device, inode) of the socket bound
 
     def start(self) -> None:
-        """Listen (an existing socket file at ``path`` is replaced) and accept in a thread."""
+        """Listen (a stale socket file at ``path`` is replaced; a live one, or anything that
+        is no socket, is refused: InvalidInput) and accept in a thread."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        _replaceable(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
             sock.bind(str(self.path))
         finally:
             os.umask(old)
+        st = self.path.stat()
+        self._bound = (st.st_dev, st.st_ino)
         sock.listen(16)
         self._sock = sock
         t = threading.Thread(target=self._accept, name="nbd-accept", daemon=True)
@@ -120,8 +145,10 @@ class NbdServer:
                 c.shutdown(socket.SHUT_RDWR)
         for t in self._threads:
             t.join(timeout=5)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        with contextlib.suppress(FileNotFoundError):  # only the socket this server bound
+            st = self.path.lstat()
+            if (st.st_dev, st.st_ino) == self._bound:
+                self.path.unlink()
 
     @property
     def connections(self) -> int:

@@ -200,18 +200,22 @@ class ExportService(Service):
         timeout: float = 60.0,
     ) -> Export:
         """:meth:`export` in a thread of this process (the REST server): returns once it
-        serves; it runs until its job is cancelled or this process ends."""
+        serves; it runs until its job is cancelled or this process ends.  Not serving
+        within ``timeout`` it is stopped (EXPORT_FAILED here)."""
         self.check(point_id, disk, socket)
         started: list[Export] = []
         failed: list[VmvaultError | None] = []
         done = threading.Event()
+        stop = threading.Event()
 
         def ready(export: Export) -> None:
             started.append(export)
             done.set()
 
         def run() -> None:
-            outcome = self.export(point_id, disk, writable=writable, socket=socket, ready=ready)
+            outcome = self.export(
+                point_id, disk, writable=writable, socket=socket, ready=ready, stop=stop
+            )
             failed.append(outcome.error)
             done.set()
 
@@ -219,6 +223,7 @@ class ExportService(Service):
         done.wait(timeout)
         if started:
             return started[0]
+        stop.set()  # too late: the export stops as soon as it serves, nobody was told of it
         error = failed[0] if failed else None
         raise error or ExportFailed(point=point_id, why="it did not start in time")
 

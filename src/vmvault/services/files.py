@@ -13,12 +13,13 @@ written).  These calls are short and read-only: they are not jobs (docs/files.md
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmvault.dataplane.export import ExportedDisk
-from vmvault.domain.errors import FileNotInPoint, InvalidInput, NoFileSystem
+from vmvault.domain.errors import FileNotInPoint, FileReadFailed, InvalidInput, NoFileSystem
 from vmvault.domain.files import (
     SECTOR,
     FileEntry,
@@ -46,9 +47,17 @@ class Browse:
     point: str
     volumes: list[Volume]
     images: dict[str, Path]
+    errors: list[str] = field(default_factory=list)  # reads the export failed (on_error)
 
     def image(self, v: Volume) -> Path:
         return self.images[v.disk]
+
+    def check(self, written: tuple[Path, ...] = ()) -> None:
+        """FILE_READ_FAILED when a read of the export failed (what was written deleted):
+        debugfs may answer with a short or partial result then."""
+        if self.errors:
+            _delete(written)
+            raise FileReadFailed(path="(export)", point=self.point, why=self.errors[0])
 
 
 class FileService(Service):
@@ -67,9 +76,9 @@ class FileService(Service):
         with self._browse(point_id, _disk_of(disk)) as b:
             v, inner = self._where(b, path, disk)
             entry = self._entry(b, v, inner, path)
-            if entry.kind != "dir":
-                return [_as_guest(v, entry, disk)]
-            return [_as_guest(v, e, disk) for e in self.fs.listdir(b.image(v), v, inner)]
+            found = [entry] if entry.kind != "dir" else self.fs.listdir(b.image(v), v, inner)
+            b.check()
+            return [_as_guest(v, e, disk) for e in found]
 
     def find(self, point_id: str, pattern: str, disk: str | None = None) -> list[FileEntry]:
         """Every file whose name (or, with a ``/`` in ``pattern``, path) matches."""
@@ -83,7 +92,9 @@ class FileService(Service):
                     if matches(pattern, shown.path):
                         found.append(shown)
                         if len(found) >= MAX_FOUND:
+                            b.check()
                             return found
+            b.check()
         return found
 
     def get(self, point_id: str, paths: list[str], to: str, disk: str | None = None) -> list[Path]:
@@ -91,6 +102,14 @@ class FileService(Service):
         checked before the first is written."""
         if not paths:
             raise InvalidInput("name at least one path", what="files get")
+        names = [normal(p).rsplit("/", 1)[-1] for p in paths]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # rdump would overwrite the first with the second
+            raise InvalidInput(
+                f"two paths have the same name {', '.join(twice)}: get them into different"
+                " directories (one 'files get' each)",
+                what="files get",
+            )
         target = user_path(to, "--to").path
         if not target.is_dir():
             raise InvalidInput("it is not a directory", what=f"--to {to}")
@@ -102,7 +121,15 @@ class FileService(Service):
             for _, entry in todo:
                 if (target / entry.name).exists() or (target / entry.name).is_symlink():
                     raise InvalidInput(f"{target / entry.name} already exists", what="--to")
-            return [self.fs.extract(b.image(v), v, e, target) for v, e in todo]
+            written: list[Path] = []
+            try:
+                for v, e in todo:
+                    written.append(self.fs.extract(b.image(v), v, e, target))
+            except FileReadFailed:
+                _delete(written)  # what the earlier paths wrote
+                raise
+            b.check(tuple(written))
+            return written
 
     def extract_file(self, point_id: str, path: str, to: Path, disk: str | None = None) -> Path:
         """Extract one regular file into ``to`` (a download); anything else is refused."""
@@ -114,14 +141,17 @@ class FileService(Service):
                     f"it is a {entry.kind}: download regular files (or use 'files get')",
                     what=f"path {path}",
                 )
-            return self.fs.extract(b.image(v), v, entry, to)
+            written = self.fs.extract(b.image(v), v, entry, to)
+            b.check((written,))
+            return written
 
     # --- helpers -------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _browse(self, point_id: str, disk: str | None) -> Iterator[Browse]:
+        errors: list[str] = []
         with (
-            self.exports.serving(point_id, disk) as export,
+            self.exports.serving(point_id, disk, on_error=errors.append) as export,
             contextlib.ExitStack() as attached,
         ):
             images: dict[str, Path] = {}
@@ -132,7 +162,7 @@ class FileService(Service):
                     where = self.fs.mounted_on(images[target], v)
                     if where is not None:
                         volumes.append(Volume(v.disk, v.partition, v.offset, v.size, where or None))
-            yield Browse(export.point.id, volumes, images)
+            yield Browse(export.point.id, volumes, images, errors)
 
     def _where(self, b: Browse, path: str, disk: str | None) -> tuple[Volume, str]:
         if disk is not None:
@@ -161,6 +191,14 @@ class FileService(Service):
         if not picked:
             raise NoFileSystem(point=b.point, path=disk, why="no ext2/3/4 file system on it")
         return picked
+
+
+def _delete(written: Iterable[Path]) -> None:
+    for p in written:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def _disk_of(disk: str | None) -> str | None:
