@@ -74,6 +74,8 @@ REGION = "us-east-1"
 MON_TIMEOUT = 30.0
 OSD_TIMEOUT = 90.0
 RGW_TIMEOUT = 90.0
+#: How long a started radosgw may go without its pid file before it counts as not running.
+PID_GRACE = 20.0
 STOP_TIMEOUT = 15.0
 
 
@@ -316,9 +318,17 @@ class CephCluster:
             time.sleep(0.5)
 
     def _wait_rgw(self, port: int) -> None:
-        deadline = time.monotonic() + RGW_TIMEOUT
+        start = time.monotonic()
+        deadline = start + RGW_TIMEOUT
+        seen = False
         while not http_answers(port):
-            self._alive_or_fail(RGW, "radosgw")
+            # radosgw writes its pid file some time after it detaches (after it has reached
+            # the monitor): a missing one means "not running" only once it was there, or
+            # after PID_GRACE (CI saw 'not running' for a gateway still starting, under load)
+            if pid_of(self.paths, RGW) is not None:
+                seen = True
+            elif seen or time.monotonic() - start > PID_GRACE:
+                self._alive_or_fail(RGW, "radosgw")
             if time.monotonic() > deadline:
                 raise failed(self.paths, f"radosgw ({RGW})",
                              f"no HTTP answer on 127.0.0.1:{port} after {RGW_TIMEOUT:.0f}s",
