@@ -322,9 +322,9 @@ class CephCluster:
         deadline = start + RGW_TIMEOUT
         seen = False
         while not http_answers(port):
-            # radosgw writes its pid file some time after it detaches (after it has reached
-            # the monitor): a missing one means "not running" only once it was there, or
-            # after PID_GRACE (CI saw 'not running' for a gateway still starting, under load)
+            # the pid file may appear only some time after radosgw detaches (CI saw "not
+            # running" for a gateway whose log showed it still starting, under load): a
+            # missing one means "not running" once it was there, or after PID_GRACE
             if pid_of(self.paths, RGW) is not None:
                 seen = True
             elif seen or time.monotonic() - start > PID_GRACE:
