@@ -35,12 +35,13 @@ from vmvault.cli.access import audit_app, token_app
 from vmvault.cli.approvals import approvals_app
 from vmvault.cli.context import services
 from vmvault.cli.files import export, files_app
+from vmvault.cli.hosts import host_app
 from vmvault.cli.jobs import jobs_app
 from vmvault.cli.lab import lab_app
 from vmvault.cli.notify import notify_app
 from vmvault.cli.options import JsonOpt
 from vmvault.cli.render import emit_json, out
-from vmvault.cli.vaults import host_app, vault_app
+from vmvault.cli.vaults import vault_app
 from vmvault.cli.vms import vm_app
 from vmvault.domain.approval import HeldForApproval
 from vmvault.domain.errors import InternalError, VmvaultError

@@ -1,0 +1,114 @@
+"""``vmvault host``: the libvirt hosts of each location."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from vmvault import documents
+from vmvault.cli import remote, render
+from vmvault.cli.context import services
+from vmvault.cli.options import JsonOpt
+from vmvault.cli.render import emit_json, out
+from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION
+
+host_app = typer.Typer(help="libvirt hosts and the location they belong to.", no_args_is_help=True)
+
+
+@host_app.command("add")
+def host_add(
+    uri: Annotated[str, typer.Argument(help="libvirt URI")] = DEFAULT_HOST_URI,
+    location: Annotated[str, typer.Option(help="Location of the host.")] = DEFAULT_LOCATION,
+    no_check: Annotated[bool, typer.Option("--no-check", help="Do not connect first.")] = False,
+    allow_command: Annotated[
+        bool,
+        typer.Option(
+            "--allow-command",
+            help="Accept a URI that makes libvirt run a local command "
+            "(the ext transport, command= or netcat=).",
+        ),
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Add a libvirt host to a location (checks that it answers first)."""
+    if remote.active():
+        if allow_command:
+            remote.refuse_option("--allow-command", "a server never runs a command a URI names")
+        doc = remote.post("/hosts", {"uri": uri, "location": location, "check": not no_check})
+    else:
+        doc = documents.host_doc(
+            services().vaults.add_host(
+                uri, location, check=not no_check, allow_command=allow_command
+            )
+        )
+    if json_:
+        emit_json(doc)
+    else:
+        out.print(
+            f"host {doc['uri']} ({doc['hostname'] or '?'}) added to location {doc['location']}",
+            markup=False,
+        )
+
+
+@host_app.command("list")
+def host_list(json_: JsonOpt = False) -> None:
+    """List hosts."""
+    if remote.active():
+        docs = remote.get("/hosts")
+    else:
+        docs = [documents.host_doc(h) for h in services().vaults.list_hosts()]
+    if json_:
+        emit_json(docs)
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("URI", "LOCATION", "HOSTNAME", "CLUSTER-MANAGED VMS"):
+        table.add_column(col)
+    for h in docs:
+        render.add_row(
+            table, h["uri"], h["location"], h["hostname"] or "-",
+            ", ".join(h["cluster_managed"]) or "-",
+        )  # fmt: skip
+    out.print(table)
+
+
+@host_app.command("update")
+def host_update(
+    uri: Annotated[str, typer.Argument(help="libvirt URI")],
+    cluster_managed: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cluster-managed",
+            help="A VM (name or uuid) a cluster manager owns: never paused, shut off or "
+            "replaced by vmvault; repeatable.",
+        ),
+    ] = None,
+    not_cluster_managed: Annotated[
+        list[str] | None,
+        typer.Option("--not-cluster-managed", help="Take a VM off that list; repeatable."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Change a host's settings: the VMs a cluster manager owns."""
+    marks, unmarks = cluster_managed or [], not_cluster_managed or []
+    if remote.active():
+        body: dict[str, Any] = {"cluster_managed": marks, "not_cluster_managed": unmarks}
+        doc = remote.patch(f"/hosts/{remote.part(uri)}", body)
+    else:
+        doc = documents.host_doc(services().inventory.update_host(uri, marks, unmarks))
+    if json_:
+        emit_json(doc)
+        return
+    listed = ", ".join(doc["cluster_managed"]) or "none"
+    out.print(f"host {doc['uri']}: cluster-managed VMs: {listed}", markup=False)
+
+
+@host_app.command("remove")
+def host_remove(uri: str) -> None:
+    """Forget a host."""
+    if remote.active():
+        remote.delete(f"/hosts/{remote.part(uri)}")
+    else:
+        services().vaults.remove_host(uri)
+    out.print(f"host {uri} removed", markup=False)
