@@ -27,8 +27,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 WIDTH, MAX_HEIGHT = 1280, 2400
-PAGES = ("signin", "dashboard", "vms", "policies", "policy", "jobs", "job", "points", "restore",
-         "restore-disks", "point-lock", "deleted", "vaults", "vault-new", "vault-attach",
+PAGES = ("signin", "dashboard", "vms", "policies", "policy", "jobs", "job", "points", "files",
+         "restore", "restore-disks", "point-lock", "deleted", "vaults", "vault-new", "vault-attach",
          "vault-immutable", "vault-approvals", "hosts", "errors", "notifications", "tokens",
          "audit", "approvals")  # fmt: skip
 
@@ -132,6 +132,7 @@ class Shooter:
             shots["points"] = lambda: self.open(
                 f"#/points?vm={vm}", ".page[data-page=points] table"
             )
+            shots["files"] = lambda: self.files(points[0]["id"])
             shots["restore"] = lambda: self.restore_wizard(vm)
             shots["restore-disks"] = lambda: self.restore_wizard(vm, "disks-only")
             shots["point-lock"] = lambda: self.point_dialog(vm, "Lock point", "#lock-form")
@@ -147,6 +148,19 @@ class Shooter:
                 self.save(page)
             elif page != "signin":
                 print(f"skipped {page}: nothing to show", file=sys.stderr)
+
+    def files(self, point: str) -> None:
+        """The point's file browser in its first file system's first directory (not
+        lost+found), else at its root."""
+        volumes = self.api(f"/points/{quote(point)}/filesystems")
+        if not volumes:
+            self.open(f"#/points/{quote(point)}/files", ".page[data-page=points] .card")
+            return
+        disk = volumes[0]["volume"]
+        root = self.api(f"/points/{quote(point)}/files?disk={disk}&path=/")
+        dirs = [e["path"] for e in root if e["kind"] == "dir" and e["path"] != "/lost+found"]
+        where = f"&path={quote(dirs[0], safe='')}" if dirs else ""
+        self.open(f"#/points/{quote(point)}/files?disk={disk}{where}", "#files-listing table")
 
     def restore_wizard(self, vm: str, mode: str = "as-new") -> None:
         """The restore wizard on the newest point, at its second step (the options of

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,11 @@ from tests.conftest import Result, save_vm
 from tests.e2e.test_console_vaults import new_browser, serving, until, visible
 from tests.e2e.test_notifications import DEAD_HOST, unreachable_vm
 from tests.unit.catalog_world import write_point
-from vmvault.bootstrap import bootstrap
+from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
 from vmvault.domain.access import Role
 from vmvault.domain.retention import Retention
-from vmvault.domain.vm import VmState
+from vmvault.domain.vm import VmItem, VmState
 from vmvault.storage import local_hold
 
 POINTS = ("20261201T010000Z-aaaa01", "20261201T020000Z-aaaa02")
@@ -143,6 +143,22 @@ class Site:
     def no_alert(self) -> None:
         alerts = [e.text for e in self.browser.find_elements(By.CSS_SELECTOR, ".page [role=alert]")]
         assert not alerts, alerts
+
+
+@contextlib.contextmanager
+def vault_beside(home: Path, vault: str, vm_name: str) -> Iterator[tuple[Services, VmItem]]:
+    """Vault ``vault`` made beside the running server (as the CLI would) with VM ``vm_name``
+    registered there; the services stay open (to write the VM's points) until the end."""
+    svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(home)}))
+    try:
+        svc.vaults.create(vault, "local", None)
+        vm = replace(save_vm(svc, vm_name, VmState.REGISTERED), vault=vault)
+        with svc._uow() as uow:
+            uow.vms.save(vm)
+            uow.commit()
+        yield svc, vm
+    finally:
+        svc.close()
 
 
 @contextlib.contextmanager

@@ -139,6 +139,7 @@ CONTRACT: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/points/{}/files"): R,
     ("GET", "/api/v1/points/{}/files/find"): R,
     ("GET", "/api/v1/points/{}/files/content"): OP,
+    ("GET", "/api/v1/points/{}/files/archive"): OP,
     ("POST", "/api/v1/points/{}/export"): OP,
     ("POST", "/api/v1/exports/{}/stop"): OP,
     ("POST", "/api/v1/restores"): OP,

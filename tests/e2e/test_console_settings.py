@@ -11,7 +11,6 @@ other console tests' figures for ``main`` stay as they are, in any order."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
 from tests.conftest import save_vm
-from tests.e2e.console_site import Site
+from tests.e2e.console_site import Site, vault_beside
 from tests.e2e.test_console_vaults import CHROMEDRIVER, CHROMIUM, until, visible
 from tests.unit.catalog_world import write_point
 from vmvault.bootstrap import bootstrap
@@ -41,19 +40,11 @@ def cold(site: Site, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Vault ``cold`` with VM ``files`` (registered there) and its four real points; the
     VM's uuid. Written beside the running server, as the CLI would."""
     tmp = tmp_path_factory.mktemp("cold")
-    svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(site.home)}))
-    try:
-        svc.vaults.create("cold", "local", None)
-        vm = replace(save_vm(svc, "files", VmState.REGISTERED), vault="cold")
-        with svc._uow() as uow:
-            uow.vms.save(vm)
-            uow.commit()
+    with vault_beside(site.home, "cold", "files") as (svc, vm):
         now = datetime.now(UTC)
         for i, point in enumerate(COLD):
             write_point(tmp, svc._uow, svc.vaults, "cold", point, 10 + i,
                         now - timedelta(hours=5 - i), (vm.uuid, vm.name))  # fmt: skip
-    finally:
-        svc.close()
     return str(vm.uuid)
 
 

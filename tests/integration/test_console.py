@@ -9,6 +9,7 @@ costs); the tests run in file order and each finds what it needs if an earlier o
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.conftest import Result
-from tests.integration.test_restore import default_dir, run_cli
+from tests.integration.test_restore import default_dir, guest, run_cli
 from tests.integration.test_server import ServerProcess
 from vmvault.hypervisor.lab.vms import lab_prefix
 
@@ -41,6 +42,7 @@ NO_AGENT = f"{PREFIX}-no-agent-1"
 RESTORED = f"{PREFIX}-console-restored"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ACTIVE = ("queued", "in-progress", "cancelling")
+BROWSED = "/data/console-browse"  # the file browser's file (vda, which the guest mounts on /data)
 
 
 def new_browser() -> WebDriver:
@@ -188,6 +190,8 @@ def console(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> It
         r = run_cli(home, *args)
         assert r.code in (0, 3), r.stdout + r.stderr
     assert run_cli(home, "register", NO_AGENT).code == 1  # no agent: a failed register job
+    guest(VM, f"rm -rf {BROWSED} && mkdir -p {BROWSED} && "  # in every point made here
+          f"dd if=/dev/urandom of={BROWSED}/x.bin bs=1k count=150 2>/dev/null && sync")  # fmt: skip
     tokens = {role: token(home, f"console-{role}", role) for role in ("admin", "reader")}
     server = ServerProcess(home)
     server.start()
@@ -344,6 +348,39 @@ def test_backup_now_and_watch_it_finish(console: Console) -> None:
     assert seen & set(ACTIVE), seen  # it was seen running before it finished
     assert console.browser.execute_script("return window.__notReloaded") is True
     assert "phase" in console.wait("pre.log").text or console.wait("pre.log").text
+
+
+def test_browse_a_point_and_download_a_file(console: Console, tmp_path: Path) -> None:
+    """ "Browse files…" on the VM's newest point: vda (the guest's /data) listed, a directory
+    opened, a file downloaded through the browser — the guest's bytes."""
+    points = console.cli("points", "list", VM, "--json").json()
+    if not points:  # the backup test failed: a point of its own
+        job = console.api("POST", "/backups", {"vms": [VM]}).json()[0]
+        assert console.wait_job(job["id"])["state"].startswith("completed"), job
+        points = console.cli("points", "list", VM, "--json").json()
+    newest = max(points, key=lambda p: p["created_at"])["id"]
+    b = console.browser
+    b.execute_cdp_cmd("Browser.setDownloadBehavior",
+                      {"behavior": "allow", "downloadPath": str(tmp_path)})  # fmt: skip
+    console.sign_in("admin")
+    uuid = console.cli("vm", "show", VM, "--json").json()["uuid"]
+    console.go(f"#/points?vm={uuid}")
+    console.click(f'a[aria-label="Browse files of point {newest}"]')
+    console.wait_text("h1", f"Files of {VM}")
+    Select(console.wait("#files-disk")).select_by_value("vda")
+    console.wait_text("#files-crumbs", "vda (/data)")
+    console.click('tr[data-key="/console-browse"] a.file-dir')
+    row = console.wait('tr[data-key="/console-browse/x.bin"]')
+    assert "150 KiB" in row.text and "-rw" in row.text, row.text
+    console.click('button[aria-label="Download /console-browse/x.bin"]')
+    console.wait("#files-downloaded")
+    got = console.wait_until(
+        lambda: (tmp_path / "x.bin").exists() and not list(tmp_path.glob("*.crdownload")),
+        "the download",
+    )
+    assert got
+    want = guest(VM, f"md5sum {BROWSED}/x.bin").split()[0]
+    assert hashlib.md5((tmp_path / "x.bin").read_bytes()).hexdigest() == want
 
 
 def test_restore_as_new_vm(console: Console) -> None:

@@ -72,15 +72,17 @@ def write_point(
     seed: int,
     when: datetime,
     vm: tuple[str, str],
+    disk: bytes | None = None,
 ) -> bytes:
     """A real point of VM ``vm`` (uuid, name) with one disk in ``vault`` — written through
-    the dataplane as a backup writes it — and its catalog row; returns the disk.  Three chunks
-    are the same in every point (they dedupe), three come from ``seed``, one is zero."""
+    the dataplane as a backup writes it — and its catalog row; returns the disk: ``disk``
+    when given, else three chunks the same in every point (they dedupe), three from
+    ``seed`` and a zero one."""
     store = vaults.open_store(vaults.resolve(vault))
     cs = store.chunk_size
     rnd = random.Random(seed)
     shared = random.Random(0).randbytes(3 * cs)
-    data = shared + rnd.randbytes(3 * cs) + bytes(cs) + b"tail" * 50
+    data = disk if disk is not None else shared + rnd.randbytes(3 * cs) + bytes(cs) + b"tail" * 50
     image = tmp / f"{point_id}.img"
     image.write_bytes(data)
     with store.writer(point_id):

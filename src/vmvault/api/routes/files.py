@@ -7,11 +7,13 @@ metadata); a download and an export hand out the data itself: ``operator``, as a
 from __future__ import annotations
 
 import shutil
+import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
@@ -65,18 +67,36 @@ def routes(services: Services) -> APIRouter:
     def content(point_id: str, path: str, disk: str | None = None) -> FileResponse:
         """Download one regular file of the point (its bytes; its mode and times in the
         headers are the download's, not the guest's: ``files get`` keeps those)."""
-        scratch = tempfile.mkdtemp(prefix="vmvault-download-")
-        try:
-            written = services.files.extract_file(point_id, path, Path(scratch), disk)
-        except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
-        return FileResponse(
-            written,
-            filename=written.name,
-            media_type="application/octet-stream",
-            background=BackgroundTask(shutil.rmtree, scratch, ignore_errors=True),
+        return _download(
+            lambda scratch: services.files.extract_file(point_id, path, scratch, disk),
+            "application/octet-stream",
         )
+
+    @router.get(
+        "/points/{point_id}/files/archive",
+        response_class=FileResponse,
+        responses={200: {"content": {"application/x-tar": {}}}, **responses(404)},
+        dependencies=OPERATOR,
+    )
+    def archive(
+        point_id: str, path: Annotated[list[str], Query()], disk: str | None = None
+    ) -> FileResponse:
+        """Download files and whole trees of the point as one tar (``?path=A&path=B``): what
+        ``files get`` writes — owners (numeric), modes, times, symlinks, FIFOs; no device
+        node, no setuid bit — each path at the archive's top under its own name."""
+
+        def tar(scratch: Path) -> Path:
+            out = scratch / "files"
+            out.mkdir()
+            written = services.files.get(point_id, path, str(out), disk)
+            name = written[0].name if len(written) == 1 else f"{point_id}-files"
+            made = scratch / f"{name}.tar"
+            with tarfile.open(made, "w") as t:
+                for p in written:
+                    t.add(p, arcname=p.name, filter=_numeric)
+            return made
+
+        return _download(tar, "application/x-tar")
 
     @router.post(
         "/points/{point_id}/export",
@@ -103,3 +123,26 @@ def routes(services: Services) -> APIRouter:
         return documents.job_doc(services.exports.stop(job_id))
 
     return router
+
+
+def _download(make: Callable[[Path], Path], media_type: str) -> FileResponse:
+    """Send the file ``make`` writes into a scratch directory, removed once it is sent (or
+    at once when ``make`` fails)."""
+    scratch = tempfile.mkdtemp(prefix="vmvault-download-")
+    try:
+        written = make(Path(scratch))
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return FileResponse(
+        written,
+        filename=written.name,
+        media_type=media_type,
+        background=BackgroundTask(shutil.rmtree, scratch, ignore_errors=True),
+    )
+
+
+def _numeric(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """The guest's uid and gid only: names looked up on the server would be the server's."""
+    info.uname = info.gname = ""
+    return info

@@ -75,10 +75,29 @@ export function whenUnauthorized(handler) { onUnauthorized = handler; }
 function query(params) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params || {})) {
-    if (v !== undefined && v !== null && v !== "") q.set(k, v);
+    if (Array.isArray(v)) v.forEach((item) => q.append(k, item)); // ?path=a&path=b
+    else if (v !== undefined && v !== null && v !== "") q.set(k, v);
   }
   const s = q.toString();
   return s ? `?${s}` : "";
+}
+
+async function send(method, url, headers, body) {
+  try {
+    return await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (err) {
+    throw new ApiError(0, "SERVER_UNREACHABLE", `the server did not answer (${err.message})`,
+      "check that 'vmvault serve' is running, then try again");
+  }
+}
+
+// A refusal as an ApiError: the server's {error: {code, message, remedy}}.
+function refusal(response, text) {
+  let doc = null;
+  try { doc = text ? JSON.parse(text) : null; } catch { doc = null; }
+  const e = doc && doc.error ? doc.error : {};
+  return new ApiError(response.status, e.code || `HTTP_${response.status}`,
+    e.message || response.statusText || "the request failed", e.remedy || "");
 }
 
 async function call(method, path, { body, params, token } = {}) {
@@ -88,24 +107,12 @@ async function call(method, path, { body, params, token } = {}) {
   const auth = token ?? session.token;
   if (auth) headers.Authorization = `Bearer ${auth}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  let response;
-  try {
-    response = await fetch(`/api/v1${path}${query(params)}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (err) {
-    throw new ApiError(0, "SERVER_UNREACHABLE", `the server did not answer (${err.message})`,
-      "check that 'vmvault serve' is running, then try again");
-  }
+  const response = await send(method, `/api/v1${path}${query(params)}`, headers, body);
   const text = await response.text();
   let doc = null;
   try { doc = text ? JSON.parse(text) : null; } catch { doc = null; }
   if (!response.ok) {
-    const e = doc && doc.error ? doc.error : {};
-    const err = new ApiError(response.status, e.code || `HTTP_${response.status}`,
-      e.message || response.statusText || "the request failed", e.remedy || "");
+    const err = refusal(response, text);
     if (response.status === 401 && token === undefined) onUnauthorized(err);
     if (err.code === "VAULT_NOT_CHOSEN" && !chosen && (await onVaultNotChosen(err))) {
       return call(method, path, { body, params, token });
@@ -125,6 +132,20 @@ export const api = {
   del: async (path, params) => (await call("DELETE", path, { params })).doc,
   whoami: async (token) => (await call("GET", "/whoami", { token })).doc,
   vaults: async () => (await call("GET", "/vaults")).doc,
+  // GET a file's bytes (a download): {blob, name}, the name from Content-Disposition. A link
+  // cannot carry the token, so the bytes come through fetch and are saved by saveBlob (ui.js).
+  blob: async (path, params) => {
+    const response = await send("GET", `/api/v1${path}${query(params)}`,
+      { Accept: "application/octet-stream, application/json", Authorization: `Bearer ${session.token}` });
+    if (!response.ok) {
+      const err = refusal(response, await response.text());
+      if (response.status === 401) onUnauthorized(err);
+      throw err;
+    }
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const m = /filename\*=utf-8''([^;]+)/i.exec(disposition) || /filename="?([^";]+)"?/i.exec(disposition);
+    return { blob: await response.blob(), name: m ? decodeURIComponent(m[1]) : "download" };
+  },
 };
 
 // Roles in order (domain/access.py): each one may do what the ones before it may.

@@ -2,12 +2,13 @@
 // a restore wizard for every mode (as a new VM, replace the VM, disks only, a restore test)
 // and all its options, a restore test, verify (a point, the VM, the vault), copy the VM's
 // points to another vault, pin, lock until a date, delete; and the vault's soft-deleted points
-// with undelete and purge (the Deleted tab).
+// with undelete and purge (the Deleted tab); "Browse files…" opens a point's files (files.js).
 import { api, can } from "../api.js";
 import { h, clear, table, empty, pageHeader, button, badge, errorBox, when, short, bytes, dialog,
   field, select, attempt, confirm, formDialog, notice, tabs } from "../ui.js";
 import { go } from "../app.js";
 import { copyDialog } from "./vms.js";
+import * as files from "./files.js";
 
 let told = null; // what the last action did, shown once on the page drawn again after it
 const rowOf = (key) => document.querySelector(`tr[data-key="${CSS.escape(key)}"]`);
@@ -21,6 +22,7 @@ const MODES = [
 ];
 
 export async function render(view, route) {
+  if (route.rest[1] === "files") return files.render(view, route); // #/points/ID/files
   const vms = (await api.get("/vms")).filter((v) => v.state !== "discovered")
     .sort((a, b) => a.name.localeCompare(b.name));
   const ref = route.params.get("vm") || "";
@@ -62,9 +64,11 @@ export async function render(view, route) {
       "Back up the VM (Virtual machines → Back up now) or wait for its policy's next run.")));
     return;
   }
+  const browse = (p) => h("a", { href: `#/points/${encodeURIComponent(p.id)}/files`, class: "btn btn-secondary btn-small",
+    "aria-label": `Browse files of point ${p.id}`, title: "list, find and download the point's files" }, "Browse files…");
   const actions = (p) => {
-    if (!can("operator")) return null;
-    return h("div", { class: "row-actions" },
+    if (!can("operator")) return h("div", { class: "row-actions" }, browse(p));
+    return h("div", { class: "row-actions" }, browse(p),
       small("Restore…", () => wizard(vm, p), { "aria-label": `Restore point ${p.id}` }),
       small("Test", () => restoreTest(vm, p, status), { "aria-label": `Restore test of point ${p.id}` }),
       small("Verify", () => attempt(status, `Verify of point ${p.id}`, () => api.post("/verify", { point: p.id })),
