@@ -91,6 +91,7 @@ def run_instant(
                 ctx.log(f"{name}: guest agent answered after {report.boot_seconds:.1f} s")
             else:
                 ctx.warn(f"{name}: guest agent silent after {svc.boot_timeout:g} s; copying on")
+        _notify(svc, ctx, journal.STARTED)
         copied = _copy(svc, iplan, uri, uuid, ctx)
         for d in iplan.disks:
             instant.pivot(uri, uuid, d.target)
@@ -102,10 +103,10 @@ def run_instant(
             _undo(svc, record, ctx)
             raise
         ctx.log(f"instant restore failed before its pivot: {exc}; settling {name}")
-        for line in settle(svc, record, svc.journal_of(ctx)):
+        for line in settle(svc, record, svc.journal_of(ctx), in_job=True):
             ctx.log(line)
         raise
-    for line in finish(svc, record, svc.journal_of(ctx)):
+    for line in finish(svc, record, svc.journal_of(ctx), in_job=True):
         ctx.log(line)
     if switch is not None:
         _verify(svc, req, record, switch, ctx)
@@ -152,6 +153,7 @@ def _copy(
     for d in iplan.disks:
         instant.start_copy(uri, uuid, d.target, d.final, d.fmt)
         ctx.log(f"{d.target}: copying to {d.final} ({d.fmt})")
+    _notify(svc, ctx, journal.COPYING)
     t_copy = last_log = time.monotonic()
     while True:
         states = {d.target: instant.copy_state(uri, uuid, d.target) for d in iplan.disks}
@@ -177,6 +179,11 @@ def _copy(
     ctx.record(journal.SYNCED)
     ctx.log(f"every disk in sync after {time.monotonic() - t_copy:.1f} s of copying")
     return {t: s.cur for t, s in states.items()}
+
+
+def _notify(svc: RestoreService, ctx: JobContext, step: str) -> None:
+    for observer in svc.instant_observers:
+        observer(ctx.job, step)
 
 
 def _set_aside(
@@ -205,7 +212,7 @@ def _undo(svc: RestoreService, record: journal.Instant, ctx: JobContext) -> None
             else:
                 svc.instant.destroy(record.uri, record.uuid)
                 svc.driver.undefine(record.uri, record.uuid)
-    for line in remove_made(svc, record, j):
+    for line in remove_made(svc, record, j, in_job=True):
         ctx.log(line)
     if record.switch is not None and journal.SHUT_OFF in j.seen:
         for line in put_back(svc, record.switch):

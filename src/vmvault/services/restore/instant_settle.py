@@ -28,9 +28,13 @@ if TYPE_CHECKING:
     from vmvault.services.restore.service import RestoreService
 
 
-def settle(svc: RestoreService, rec: Instant, j: RestoreJournal) -> list[str]:
+def settle(
+    svc: RestoreService, rec: Instant, j: RestoreJournal, *, in_job: bool = False
+) -> list[str]:
     """Bring the instant restore ``rec`` to an end that depends on nothing of vmvault;
-    returns what was done, one line each."""
+    returns what was done, one line each.  ``in_job``: the job itself settles (its export
+    job runs in this process and is stopped here; after a kill it died with the job, and
+    start-up recovery closes it)."""
     live = svc.driver.domain(rec.uri, rec.uuid)
     ours = journal.INSTANT_DEFINED in j.seen or (
         rec.switch is not None and journal.UNDEFINED in j.seen
@@ -60,7 +64,7 @@ def settle(svc: RestoreService, rec: Instant, j: RestoreJournal) -> list[str]:
     if how is Resolution.REMOVE:
         if rec.switch is None:
             svc.driver.remove(rec.uri, rec.uuid)
-        lines += remove_made(svc, rec, j)
+        lines += remove_made(svc, rec, j, in_job=in_job)
         if rec.switch is not None and journal.SHUT_OFF in j.seen:
             lines += put_back(svc, rec.switch)
         return lines
@@ -80,10 +84,10 @@ def settle(svc: RestoreService, rec: Instant, j: RestoreJournal) -> list[str]:
         with contextlib.suppress(VmvaultError):
             svc.driver.undefine(rec.uri, rec.uuid)
         lines.append(f"the instant {rec.name} was stopped: its copy could not finish")
-        lines += remove_made(svc, rec, j)
+        lines += remove_made(svc, rec, j, in_job=in_job)
         lines += put_back(svc, rec.switch)
         return lines
-    lines += finish(svc, rec, j)
+    lines += finish(svc, rec, j, in_job=in_job)
     if rec.switch is not None:  # not verified by this job: the VM's own images stay
         lines += [
             f"previous image {m.aside} kept: delete it once {rec.name} is checked"
@@ -93,7 +97,9 @@ def settle(svc: RestoreService, rec: Instant, j: RestoreJournal) -> list[str]:
     return lines
 
 
-def finish(svc: RestoreService, rec: Instant, j: RestoreJournal) -> list[str]:
+def finish(
+    svc: RestoreService, rec: Instant, j: RestoreJournal, *, in_job: bool = False
+) -> list[str]:
     """Every disk is on its local image: persist that definition, make the symlinks, stop
     the export and remove the overlays."""
     svc.driver.define(rec.uri, rec.final_xml)
@@ -103,17 +109,19 @@ def finish(svc: RestoreService, rec: Instant, j: RestoreJournal) -> list[str]:
             svc.files.symlink(link, target)
             lines.append(f"symlink {link} -> {target}")
     svc.driver.refresh_default_pool(rec.uri)
-    lines += _stop_export(svc, rec, j)
+    lines += _stop_export(svc, rec, j, in_job)
     for d in rec.disks:
         if svc.files.remove(d.overlay):
             lines.append(f"overlay {d.overlay} removed")
     return lines
 
 
-def remove_made(svc: RestoreService, rec: Instant, j: RestoreJournal) -> list[str]:
+def remove_made(
+    svc: RestoreService, rec: Instant, j: RestoreJournal, *, in_job: bool = False
+) -> list[str]:
     """The export stopped and every path the restore may have made removed (nothing of the
     VM ran from them, or it is being put back)."""
-    lines = _stop_export(svc, rec, j)
+    lines = _stop_export(svc, rec, j, in_job)
     for path in rec.made:
         if svc.files.remove(path):
             lines.append(f"removed {path}")
@@ -126,9 +134,9 @@ def remove_made(svc: RestoreService, rec: Instant, j: RestoreJournal) -> list[st
     return lines
 
 
-def _stop_export(svc: RestoreService, rec: Instant, j: RestoreJournal) -> list[str]:
+def _stop_export(svc: RestoreService, rec: Instant, j: RestoreJournal, in_job: bool) -> list[str]:
     lines = []
-    if j.export_job is not None:
+    if in_job and j.export_job is not None:
         with svc.uow() as uow:
             job = uow.jobs.get(j.export_job)
         if job is not None and job.state in (JobState.IN_PROGRESS, JobState.CANCELLING):

@@ -63,6 +63,9 @@ class RestoreService(Service):
         self._exports = exports
         #: how often an instant restore looks at its block copies
         self.instant_poll = instant_poll
+        #: called with (job, step) once an instant restore's VM runs (``started``, its agent
+        #: waited for) and once its copies run (``copying``): tests act on the guest there
+        self.instant_observers: list[Callable[[Job, str], None]] = []
 
     @property
     def instant(self) -> InstantDriver:
