@@ -74,7 +74,7 @@ def svc(home: Path) -> Iterator[Services]:
 def point(svc: Services) -> str:
     [outcome] = svc.backups.backup(None, [VM])
     assert outcome.error is None and outcome.result is not None, outcome.error
-    return str(outcome.result.point.id)
+    return str(outcome.result.id)
 
 
 def _guest(name: str, script: str, timeout: float = 180) -> str:
@@ -183,15 +183,15 @@ def test_instant_killed_mid_migration_is_rebuilt_with_every_write(
         text=True,
     )
     try:
-        line = _read_line(proc, 300)
-        assert line.startswith("holding"), line
-        job_id = int(line.split()[1])
-        md5 = _guest(name, WRITE.format(f="before-kill.bin")).split()[0]
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    try:
+        try:
+            line = _read_line(proc, 300)
+            assert line.startswith("holding"), line
+            job_id = int(line.split()[1])
+            md5 = _guest(name, WRITE.format(f="before-kill.bin")).split()[0]
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
         time.sleep(1)
         assert _state(name) in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED)
         job, _ = svc.jobs.show(job_id)

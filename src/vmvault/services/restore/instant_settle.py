@@ -125,9 +125,10 @@ def remove_made(
     for path in rec.made:
         if svc.files.remove(path):
             lines.append(f"removed {path}")
-    for d in rec.disks:  # --replace: a partial copy at the VM's own path (its image is aside)
-        if rec.switch is not None and svc.files.remove(d.final):
-            lines.append(f"removed the partial copy {d.final}")
+    for m in rec.switch.moves if rec.switch is not None else []:
+        # --replace: a copy at the VM's own path, only once the VM's image is safe aside
+        if m.aside is not None and svc.files.exists(m.aside) and svc.files.remove(m.final):
+            lines.append(f"removed the partial copy {m.final}")
     for directory in reversed(j.dirs):
         if svc.files.remove_dir(directory):
             lines.append(f"removed the directory {directory}")

@@ -241,15 +241,15 @@ class RestoreService(Service):
         report.files = dict(plan.files)
         if req.instant:
             run_instant(self, req, report, shutdown_timeout, ctx)
-            return report
-        staging.stage(self, req, report, ctx)
-        try:
-            if plan.mode is RestoreMode.REPLACE:
-                switch.replace(self, req, report, shutdown_timeout, ctx)
-            else:
-                new_vm.define_new(self, req, report, ctx)
-        finally:
-            staging.unstage(self, req)
+        else:
+            staging.stage(self, req, report, ctx)
+            try:
+                if plan.mode is RestoreMode.REPLACE:
+                    switch.replace(self, req, report, shutdown_timeout, ctx)
+                else:
+                    new_vm.define_new(self, req, report, ctx)
+            finally:
+                staging.unstage(self, req)
         with self.uow() as uow:
             current = uow.jobs.get(ctx.job.id)
         if current is not None and current.state is JobState.CANCELLING:
