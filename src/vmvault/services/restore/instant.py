@@ -25,6 +25,7 @@ from vmvault.services.restore.instant_settle import finish, remove_made, settle
 from vmvault.services.restore.model import RestoredDisk, RestoreReport, RestoreRequest
 from vmvault.services.restore.new_vm import copy_nvram, made_paths
 from vmvault.services.restore.rollback import put_back
+from vmvault.services.restore.switch import reset_chain
 
 if TYPE_CHECKING:
     from vmvault.services.restore.service import RestoreService
@@ -111,6 +112,7 @@ def run_instant(
     if switch is not None:
         _verify(svc, req, record, switch, ctx)
         _drop_asides(svc, switch, req.keep_previous, report, ctx)
+        reset_chain(svc, req.vm, ctx)  # its checkpoints went with the undefine
     ctx.record(journal.CLEANED)
     ctx.log(f"{name} depends on nothing of vmvault now: export and overlays gone")
     for d in iplan.disks:
