@@ -297,6 +297,7 @@ class Services:
     @cached_property
     def restores(self) -> RestoreService:
         from vmvault.hypervisor.files import LocalHostFiles
+        from vmvault.hypervisor.libvirt.instant import LibvirtInstantDriver
         from vmvault.hypervisor.libvirt.restore import LibvirtRestoreDriver
 
         return RestoreService(
@@ -304,6 +305,8 @@ class Services:
             self.overrides.restore_driver or LibvirtRestoreDriver(),
             hypervisor=self._hypervisor,
             files=self.overrides.host_files or LocalHostFiles(),
+            instant=LibvirtInstantDriver(),
+            exports=self.exports,
         )
 
     @cached_property

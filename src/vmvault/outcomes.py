@@ -105,6 +105,9 @@ def restore_doc(r: RestoreReport | None) -> dict[str, Any]:
             "downtime_seconds": r.downtime_seconds,
             "previous": [str(p) for p in r.previous],
             "test": r.test.to_json() if r.test else None,
+            "instant": r.instant,
+            "export_job": r.export_job,
+            "pivot_seconds": r.pivot_seconds,
         }
     }
 

@@ -105,6 +105,11 @@ class RestoreRequest(_Request):
     format: Literal["qcow2", "raw"] | None = Field(None, description="disks-only (default qcow2)")
     overwrite: bool | None = Field(None, description="disks-only: replace existing files")
     from_vault: str | None = Field(None, description="a vault holding the point or a copy")
+    instant: bool | None = Field(
+        None,
+        description="as-new, replace: run the VM from the point's export at once, copy its "
+        "disks to local storage while it runs, pivot (docs/restore.md, 'Instant recovery')",
+    )
 
 
 class S3Request(_Request):

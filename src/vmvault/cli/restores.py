@@ -65,6 +65,15 @@ def restore(
         str, typer.Option("--format", help="--disks-only: qcow2 (default) or raw.")
     ] = "qcow2",
     overwrite: Annotated[bool, typer.Option(help="--disks-only: replace existing files.")] = False,
+    instant: Annotated[
+        bool,
+        typer.Option(
+            "--instant",
+            help="--as-new/--replace: run the VM from the point's export at once, copy its "
+            "disks to local storage while it runs, then pivot.",
+        ),
+    ] = False,
+    wait: WaitOpt = True,
     from_vault: FromVaultOpt = None,
     set_id: Annotated[
         str | None,
@@ -78,6 +87,8 @@ def restore(
     --replace: the VM itself, once its restored disks are verified.
     --disks-only: the disk images and the domain XML, nothing defined.
     --set ID: every VM of a backup set, --as-new SUFFIX (VM NAME-SUFFIX) or --disks-only.
+    --instant: the VM runs from the vault within seconds; the job ends once its disks are
+    local (pivoted).  --no-wait queues any restore for 'vmvault serve'.
     """
     if set_id is not None:
         if vm is not None or point is not None or replace or test or keep_previous:
@@ -102,8 +113,10 @@ def restore(
     if disks_only:
         if directory is None:
             raise typer.BadParameter("--disks-only needs --dir DIR")
-        if start or test or host or keep_previous:
-            raise typer.BadParameter("--disks-only defines no VM: no --start, --test, --host")
+        if start or test or host or keep_previous or instant:
+            raise typer.BadParameter(
+                "--disks-only defines no VM: no --start, --test, --host, --instant"
+            )
         if remote.active():  # the server's directory: absolute only (the API refuses others)
             body: dict[str, Any] = {
                 "vm": vm,
@@ -118,12 +131,27 @@ def restore(
         return
     if test and replace:
         raise typer.BadParameter("--test boots a copy and removes it: use it with --as-new")
+    if instant and test:
+        raise typer.BadParameter("--instant goes with --as-new or --replace, not --test")
     mode = RestoreMode.REPLACE if replace else (RestoreMode.TEST if test else RestoreMode.AS_NEW)
     if remote.active():  # queued on the server, then waited for (cli/remote_jobs.py)
         body = {"vm": vm, "point": point, "mode": mode.value, "name": as_new}
         body |= {"directory": directory, "host": host, "start": start, "from_vault": from_vault}
         body |= {"keep_previous": keep_previous, "shutdown_timeout": shutdown_timeout}
-        _remote_restore(remote.post("/restores", body), json_)
+        body |= {"instant": instant or None}
+        posted = remote.post("/restores", body)
+        if not wait:
+            queued([posted], json_)
+        _remote_restore(posted, json_)
+    if not wait:
+        options: dict[str, Any] = {"name": as_new, "directory": directory, "host": host}
+        options |= {"start": start or None, "keep_previous": keep_previous or None}
+        options |= {"instant": instant or None}
+        submitted = services().queue.submit_restore(
+            vm, point, mode.value, from_vault=from_vault, shutdown_timeout=shutdown_timeout,
+            **options,
+        )  # fmt: skip
+        queued([submitted], json_)
     with live_progress(not json_):
         outcome = services().restores.restore(
             vm,
@@ -136,6 +164,7 @@ def restore(
             keep_previous=keep_previous,
             shutdown_timeout=shutdown_timeout,
             from_vault=from_vault,
+            instant=instant,
         )
     _local_result(outcome.job, outcome.result, json_)
 
@@ -237,6 +266,11 @@ def _restore_result(doc: dict[str, Any], json_: bool) -> NoReturn:
             out.print(f"  NIC {n['mac']} ({n['type']} {n['source']}): {state}{down}", markup=False)
         if r["boot_seconds"] is not None:
             out.print(f"  guest agent answered {r['boot_seconds']:.1f}s after start")
+        if r.get("pivot_seconds") is not None:
+            out.print(
+                f"  instant: ran from export job {r['export_job']}, every disk local and "
+                f"pivoted after {r['pivot_seconds']:.1f}s (export and overlays removed)"
+            )
         if r["downtime_seconds"] is not None and r["started"]:
             out.print(f"  downtime {r['downtime_seconds']:.1f}s")
         for p in r["previous"]:

@@ -18,7 +18,7 @@ What each ``op`` of a request (``jobs.request``, JSON) runs:
                    ``test`` or ``disks-only``), ``from_vault``, the options:   (disks-only:
                    ``name``, ``directory``, ``host``, ``start``,               PointService)
                    ``keep_previous``, ``shutdown_timeout``, ``format``,
-                   ``overwrite`` (null: the default)
+                   ``overwrite``, ``instant`` (null: the default)
 =================  ==========================================================  ==============
 
 A request is checked again when it runs (the world may have changed since it was queued; a
@@ -57,6 +57,7 @@ RESTORE_OPTIONS = (
     "shutdown_timeout",
     "format",
     "overwrite",
+    "instant",
 )
 
 

@@ -145,6 +145,7 @@ from vmvault.domain.errors.protection import (
 )
 from vmvault.domain.errors.remote import RemoteUnsupported, ServerUnreachable, ServerUntrusted
 from vmvault.domain.errors.restore import (
+    InstantCopyFailed,
     InsufficientSpace,
     RestoreDefineFailed,
     RestoreDirUnusable,
@@ -261,6 +262,7 @@ __all__ = [
     "ImmutableLocked",
     "ImmutableUnsupported",
     "IndexCorrupt",
+    "InstantCopyFailed",
     "InsufficientSpace",
     "InternalError",
     "InvalidInput",

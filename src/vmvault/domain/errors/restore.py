@@ -116,3 +116,14 @@ class RestoreTestFailed(VmvaultError):
         "The point does not give back a working VM: check the guest's console log kept in "
         "the job log, and test an older point ('vmvault restore-test VM --point ID')."
     )
+
+
+class InstantCopyFailed(VmvaultError):
+    code = "INSTANT_COPY_FAILED"
+    message = "instant recovery of {vm}: copying its disks to local storage failed"
+    remedy = (
+        "{vm} runs (or is paused on an I/O error) from the point's export until its disks are "
+        "local. If it is paused, keep the export serving and run 'virsh resume {vm}'; then "
+        "restore it again with --instant, or stop it and restore the point --as-new "
+        "(docs/restore.md, 'Instant recovery')."
+    )

@@ -101,7 +101,7 @@ def inspect_xml(xml: str) -> DomainShape:
 # --- writing the restored domain XML -----------------------------------------------------------
 
 
-def _register_namespaces(xml: str) -> None:
+def register_namespaces(xml: str) -> None:
     """Keep the document's namespace prefixes (``lab:``, ``vmvault:``…) when serialising."""
     for _event, (prefix, uri) in ET.iterparse(io.StringIO(xml), events=("start-ns",)):
         with contextlib.suppress(ValueError):  # prefixes ElementTree reserves (ns0 …)
@@ -111,7 +111,7 @@ def _register_namespaces(xml: str) -> None:
 
 def render_xml(xml: str, plan: RestorePlan) -> str:
     """The point's domain XML rewritten as the plan says (see the module docstring)."""
-    _register_namespaces(xml)
+    register_namespaces(xml)
     root = ET.fromstring(xml)
     _set_text(root, "name", plan.name)
     _set_text(root, "uuid", plan.uuid)

@@ -36,7 +36,13 @@ from vmvault.services.ports.files import FileSystems
 from vmvault.services.ports.hosts import CatalogLab, Hypervisor, LabDriver, ObjectStoreLab
 from vmvault.services.ports.nodes import LeaseRepository, NodeDirectory, NodeRepository
 from vmvault.services.ports.notify import NotificationSender
-from vmvault.services.ports.restore import DiskWriter, HostFiles, RestoreDriver, WrittenImage
+from vmvault.services.ports.restore import (
+    DiskWriter,
+    HostFiles,
+    InstantDriver,
+    RestoreDriver,
+    WrittenImage,
+)
 
 __all__ = [
     "ApprovalRepository",
@@ -50,6 +56,7 @@ __all__ = [
     "HostFiles",
     "HostRepository",
     "Hypervisor",
+    "InstantDriver",
     "JobRepository",
     "LabDriver",
     "LeaseRepository",

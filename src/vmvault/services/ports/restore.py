@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from vmvault.dataplane.index import DiskIndex
 from vmvault.dataplane.vault import VaultStore
+from vmvault.domain.instant import CopyState
 from vmvault.domain.restore import DomainShape, FreeSpace, LiveDomain, RestorePlan, XmlNic
 
 
@@ -147,3 +148,43 @@ class DiskWriter(Protocol):
         progress: Callable[[int, int], None] | None,
         cancel: Callable[[], bool] | None,
     ) -> WrittenImage: ...
+
+
+class InstantDriver(Protocol):
+    """What an instant restore needs from the hypervisor beyond a restore's
+    (``vmvault.hypervisor.libvirt.instant``; docs/restore.md, "Instant recovery").
+
+    Failures are ``INSTANT_COPY_FAILED`` (overlay, copy, pivot) or ``RESTORE_VERIFY_FAILED``
+    (``commit_overlay``) naming the VM or disk.
+    """
+
+    def render(self, xml: str, overlays: dict[str, Path], socket: Path) -> str:
+        """``xml`` with each disk of ``overlays`` on its overlay, backed by the export at
+        ``socket`` (export name = the disk's target), pausing the guest on I/O errors."""
+
+    def make_overlay(self, overlay: Path, socket: Path, export: str, size: int) -> None:
+        """A new qcow2 overlay of ``size`` bytes backed by export ``export``, QEMU's to open."""
+
+    def allow_qemu(self, path: Path) -> None:
+        """Let QEMU's user open ``path`` (the export's socket)."""
+
+    def commit_overlay(self, overlay: Path, base: Path, fmt: str, target: str) -> None:
+        """Write the overlay's blocks into ``base`` (its backing switched from the export)."""
+
+    def sources(self, uri: str, uuid: str) -> dict[str, str | None]:
+        """Each disk's source file in the running (else defined) domain: target → path."""
+
+    def start_copy(self, uri: str, uuid: str, target: str, dest: Path, fmt: str) -> None:
+        """Start a full (flattening) copy of the running disk ``target`` into new ``dest``."""
+
+    def copy_state(self, uri: str, uuid: str, target: str) -> CopyState: ...
+    def pivot(self, uri: str, uuid: str, target: str, timeout: float = 60.0) -> None:
+        """Switch ``target`` to its in-sync copy; returns once the domain uses it."""
+
+    def abort_copy(self, uri: str, uuid: str, target: str) -> None: ...
+    def paused_on_error(self, uri: str, uuid: str) -> bool: ...
+    def resume(self, uri: str, uuid: str) -> None:
+        """Resume a paused domain (its failed I/O is retried)."""
+
+    def destroy(self, uri: str, uuid: str) -> None:
+        """Power the domain off at once, keeping its definition (nothing if it is off)."""

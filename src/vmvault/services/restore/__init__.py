@@ -34,6 +34,12 @@ restore, the module that does each step, and what a failure at each step leaves 
    file systems the VM had mounted at backup time, records the result on the point, then
    destroys and undefines the VM and deletes its files (also when the test fails).
 
+**Instant** (``--instant``, :mod:`.instant`): no staging; the VM runs at once from the
+point's export (qcow2 overlays backed by an ``export`` job's NBD socket), its disks are
+block-copied to their final images while it runs and pivoted, then the export and overlays go.
+A failure after its start, or a kill, is settled by :mod:`.instant_settle` (pivot, finish,
+rebuild from the point with the overlay's writes, or roll a ``--replace`` back).
+
 **Phases and cancel** (:meth:`JobContext.phase`; each is a cancel point):
 
 * ``reading`` — before the point's indexes are read; ``writing`` — before the first disk is

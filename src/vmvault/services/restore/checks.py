@@ -27,6 +27,7 @@ from vmvault.domain.errors import (
     RestoreVmHasSnapshots,
     RestoreVmNotDefined,
 )
+from vmvault.domain.instant import plan_instant
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.restore import (
     DomainShape,
@@ -183,3 +184,15 @@ def check_space(
         at, free = where[fs]
         if free < need:
             raise InsufficientSpace(path=at, need=need, free=free)
+
+
+def check_instant(svc: RestoreService, req: RestoreRequest) -> None:
+    """``--instant``: the overlays and the export's socket are free to make, and QEMU can
+    reach the socket's directory."""
+    iplan = plan_instant(req.plan)
+    existing = [p for p in iplan.made if svc.files.exists(p)]
+    if existing:
+        raise RestoreTargetExists(target=", ".join(str(p) for p in existing))
+    problem = svc.driver.dir_problem(iplan.socket.parent)
+    if problem:
+        raise RestoreDirUnusable(path=iplan.socket.parent, why=problem)

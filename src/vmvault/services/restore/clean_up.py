@@ -11,6 +11,8 @@ process is gone, before it closes the job ``JOB_INTERRUPTED``.  It reads only th
   reset; otherwise the switch is rolled back (:func:`.rollback.put_back`);
 * a new VM (``defining`` recorded): defined — kept (it was only not started); not defined —
   every file it made is removed.  A restore test's VM is always removed with its files;
+* ``--instant`` (``instant`` recorded): :func:`.instant_settle.settle` — pivot, finish,
+  rebuild from the point, or roll the replaced VM back (docs/restore.md, "Instant recovery");
 * the directories made for staging, if they are empty now.
 
 ``still_ours()`` is asked before the VM of a ``--replace`` is touched (False: another job
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from vmvault.domain.job import Job, JournalStep
 from vmvault.services.restore import journal
+from vmvault.services.restore.instant_settle import settle
 from vmvault.services.restore.restore_test import remove_test_vm
 from vmvault.services.restore.rollback import put_back
 from vmvault.services.restore.switch import reset_chain
@@ -53,7 +56,12 @@ def clean_up(
                 done.append(f"removed the staged image {w.path}")
         elif w.path in j.written and files.remove(w.path):
             done.append(f"removed {w.path}: the disks-only restore did not finish")
-    if j.switch is not None:
+    if j.instant is not None:
+        if j.instant.switch is not None and not still_ours():
+            done.append(f"{j.instant.name} was being replaced, but another job holds it now")
+        else:
+            done += settle(svc, j.instant, j)
+    elif j.switch is not None:
         done += _after_switch(svc, job, j, j.switch, still_ours)
     if j.new_vm is not None:
         done += _after_new_vm(svc, j, j.new_vm)

@@ -50,6 +50,9 @@ class RestoreReport:
     downtime_seconds: float | None = None
     previous: list[Path] = field(default_factory=list)  # --replace --keep-previous
     test: RestoreTestResult | None = None
+    instant: bool = False  # run from the export, copied while running, pivoted
+    export_job: int | None = None  # --instant: the export job the VM ran from
+    pivot_seconds: float | None = None  # --instant: from the job's start to the last pivot
 
     @property
     def bytes_written(self) -> int:
@@ -69,3 +72,4 @@ class RestoreRequest:
     live: LiveDomain | None = None  # --replace: the VM as it is now
     start: bool = False
     keep_previous: bool = False
+    instant: bool = False

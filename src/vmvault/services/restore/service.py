@@ -18,11 +18,13 @@ from vmvault.domain.restore_test import (
 from vmvault.domain.vm import VmItem
 from vmvault.services import holdings
 from vmvault.services.context import Service, ServiceContext
+from vmvault.services.exports import ExportService
 from vmvault.services.healing import Healing
 from vmvault.services.jobs import JobContext, JobOutcome
 from vmvault.services.paths import user_path
-from vmvault.services.ports import DiskWriter, HostFiles, Hypervisor, RestoreDriver
-from vmvault.services.restore import checks, clean_up, new_vm, staging, switch
+from vmvault.services.ports import DiskWriter, HostFiles, Hypervisor, InstantDriver, RestoreDriver
+from vmvault.services.restore import checks, clean_up, journal, new_vm, staging, switch
+from vmvault.services.restore.instant import run_instant
 from vmvault.services.restore.model import RestoreReport, RestoreRequest
 
 #: The longest graceful shutdown ``--replace`` waits for before forcing the VM off (1 day).
@@ -41,9 +43,12 @@ class RestoreService(Service):
         hypervisor: Hypervisor,
         files: HostFiles,
         write_disk: DiskWriter = restore_disk,
+        instant: InstantDriver | None = None,
+        exports: ExportService | None = None,
         shutdown_timeout: float = 60.0,
         boot_timeout: float = 180.0,
         mount_wait: float = 10.0,
+        instant_poll: float = 0.5,
     ) -> None:
         super().__init__(ctx)
         self.driver = driver
@@ -54,6 +59,28 @@ class RestoreService(Service):
         self.shutdown_timeout = shutdown_timeout
         self.boot_timeout = boot_timeout
         self.mount_wait = mount_wait
+        self._instant = instant
+        self._exports = exports
+        #: how often an instant restore looks at its block copies
+        self.instant_poll = instant_poll
+        #: called with (job, step) once an instant restore's VM runs (``started``, its agent
+        #: waited for) and once its copies run (``copying``): tests act on the guest there
+        self.instant_observers: list[Callable[[Job, str], None]] = []
+
+    @property
+    def instant(self) -> InstantDriver:
+        """The hypervisor's side of ``--instant`` (the composition root gives it)."""
+        assert self._instant is not None, "an instant restore needs an InstantDriver"
+        return self._instant
+
+    @property
+    def exports(self) -> ExportService:
+        assert self._exports is not None, "an instant restore needs the ExportService"
+        return self._exports
+
+    def journal_of(self, ctx: JobContext) -> journal.RestoreJournal:
+        """The running job's journal, read back."""
+        return journal.RestoreJournal.read(ctx.steps())
 
     # --- entry points --------------------------------------------------------------------------
 
@@ -70,16 +97,18 @@ class RestoreService(Service):
         keep_previous: bool = False,
         shutdown_timeout: float | None = None,
         from_vault: str | None = None,
+        instant: bool = False,
     ) -> JobOutcome[RestoreReport]:
         """Restore ``point_id`` of ``vm_ref`` (``--as-new``, ``--replace`` or a test), read
-        from ``from_vault`` (any vault that holds the point or a copy; default its own).
+        from ``from_vault`` (any vault that holds the point or a copy; default its own);
+        ``instant``: run it from the point's export at once, copy its disks while it runs.
 
         Bad input is refused before the job starts, with nothing changed.
         """
         return self.prepare(
             vm_ref, point_id, mode, name=name, directory=directory, host=host, start=start,
             keep_previous=keep_previous, shutdown_timeout=shutdown_timeout,
-            from_vault=from_vault,
+            from_vault=from_vault, instant=instant,
         )()  # fmt: skip
 
     def prepare(
@@ -95,6 +124,7 @@ class RestoreService(Service):
         keep_previous: bool = False,
         shutdown_timeout: float | None = None,
         from_vault: str | None = None,
+        instant: bool = False,
     ) -> Callable[[], JobOutcome[RestoreReport]]:
         """Every check of :meth:`restore` (nothing changed; a bad target raises), and the
         checked restore, to run (``restore --set`` checks every VM before the first runs)."""
@@ -109,6 +139,13 @@ class RestoreService(Service):
             raise InvalidInput("--keep-previous goes with --replace", what="restore options")
         if mode is RestoreMode.TEST and start:
             raise InvalidInput("a restore test starts the VM itself", what="--start")
+        if instant and mode is RestoreMode.TEST:
+            raise InvalidInput("a restore test is not instant", what="--instant")
+        if instant and from_vault is not None:
+            raise InvalidInput(
+                "an instant restore serves the point from its own vault (healing from copies)",
+                what="--instant with --from-vault",
+            )
         if shutdown_timeout is not None:
             check_seconds(shutdown_timeout, "--shutdown-timeout", MAX_SHUTDOWN)
         if name is not None:
@@ -135,8 +172,11 @@ class RestoreService(Service):
             req = checks.check_new(
                 self, mode, vm, point, store, manifest, shape, name, target_dir, host
             )
-        req.start = start
+        req.start = start or instant
         req.keep_previous = keep_previous
+        req.instant = instant
+        if instant:
+            checks.check_instant(self, req)
         timeout = self.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
 
         def work(ctx: JobContext) -> RestoreReport:
@@ -199,14 +239,17 @@ class RestoreService(Service):
         report = RestoreReport(plan.mode, req.point.id, plan.name, plan.uuid, plan.host_uri)
         report.nics = list(plan.nics)
         report.files = dict(plan.files)
-        staging.stage(self, req, report, ctx)
-        try:
-            if plan.mode is RestoreMode.REPLACE:
-                switch.replace(self, req, report, shutdown_timeout, ctx)
-            else:
-                new_vm.define_new(self, req, report, ctx)
-        finally:
-            staging.unstage(self, req)
+        if req.instant:
+            run_instant(self, req, report, shutdown_timeout, ctx)
+        else:
+            staging.stage(self, req, report, ctx)
+            try:
+                if plan.mode is RestoreMode.REPLACE:
+                    switch.replace(self, req, report, shutdown_timeout, ctx)
+                else:
+                    new_vm.define_new(self, req, report, ctx)
+            finally:
+                staging.unstage(self, req)
         with self.uow() as uow:
             current = uow.jobs.get(ctx.job.id)
         if current is not None and current.state is JobState.CANCELLING:

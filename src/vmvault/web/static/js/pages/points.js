@@ -208,6 +208,7 @@ async function wizard(vm, point) {
       { name: "host", id: "restore-host" });
     const start = h("input", { type: "checkbox", name: "start" });
     const keep = h("input", { type: "checkbox", name: "keep_previous", checked: true });
+    const instant = h("input", { type: "checkbox", name: "instant", id: "restore-instant" });
     const timeout = h("input", { type: "number", name: "shutdown_timeout", min: "0", step: "1", placeholder: "the server's default", id: "restore-timeout" });
     const format = select([["qcow2", "qcow2 (default)"], ["raw", "raw"]], "qcow2", { name: "format", id: "restore-format" });
     const overwrite = h("input", { type: "checkbox", name: "overwrite", id: "restore-overwrite" });
@@ -228,6 +229,7 @@ async function wizard(vm, point) {
       if (is("replace") && timeout.value !== "") r.shutdown_timeout = Number(timeout.value);
       if (is("disks-only")) { r.format = format.value; r.overwrite = overwrite.checked; }
       if (vault.value !== point.vault) r.from_vault = vault.value;
+      if (is("as-new", "replace") && instant.checked) r.instant = true;
       return r;
     };
     const draw = () => {
@@ -251,6 +253,7 @@ async function wizard(vm, point) {
           is("disks-only") ? h("div", { class: "row" }, field("Disk format", format),
             h("label", { class: "check" }, overwrite, "Overwrite files already in the directory")) : null,
           is("as-new", "replace") ? h("label", { class: "check" }, start, "Start the VM when it is restored") : null,
+          is("as-new", "replace") ? h("label", { class: "check" }, instant, "Instant: run it from the vault at once, copy its disks while it runs") : null,
           is("replace") ? h("label", { class: "check" }, keep, "Keep the replaced VM's disks as *.previous files") : null,
           is("replace") ? field("Shutdown timeout (seconds)", timeout, "How long the VM may shut down cleanly before it is forced off.") : null,
           point.vaults.length > 1 ? field("Read from vault", vault) : null,
