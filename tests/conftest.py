@@ -105,31 +105,31 @@ def home(tmp_path: Path) -> Path:
     return h
 
 
-def run_vmvault(
-    home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180
-) -> Result:
-    """The real ``vmvault`` command with ``VMVAULT_HOME=home`` (the lab's variables kept, no
-    other ``VMVAULT_`` one unless ``env`` sets it)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
-    full_env["VMVAULT_HOME"] = str(home)
-    for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE", "VMVAULT_LAB_PREFIX"):
-        if key in os.environ:
-            full_env[key] = os.environ[key]
-    full_env.update(env or {})
-    p = subprocess.run(
-        [sys.executable, "-m", "vmvault", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-    )
-    return Result(p.returncode, p.stdout, p.stderr)
-
-
 @pytest.fixture()
 def cli(home: Path) -> CliRunner:
+    return make_cli(home)
+
+
+def make_cli(home: Path, base: dict[str, str] | None = None) -> CliRunner:
+    """A runner of the real ``vmvault`` in ``home`` (the lab's variables passed on), with
+    ``base`` and then each call's ``env`` added to its environment."""
+
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> Result:
-        return run_vmvault(home, *args, env=env, timeout=timeout)
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
+        full_env["VMVAULT_HOME"] = str(home)
+        for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE", "VMVAULT_LAB_PREFIX"):
+            if key in os.environ:
+                full_env[key] = os.environ[key]
+        full_env.update(base or {})
+        full_env.update(env or {})
+        p = subprocess.run(
+            [sys.executable, "-m", "vmvault", *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+        )
+        return Result(p.returncode, p.stdout, p.stderr)
 
     return run
 
