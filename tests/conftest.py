@@ -107,12 +107,20 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def cli(home: Path) -> CliRunner:
+    return make_cli(home)
+
+
+def make_cli(home: Path, base: dict[str, str] | None = None) -> CliRunner:
+    """A runner of the real ``vmvault`` in ``home`` (the lab's variables passed on), with
+    ``base`` and then each call's ``env`` added to its environment."""
+
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> Result:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
         full_env["VMVAULT_HOME"] = str(home)
         for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE", "VMVAULT_LAB_PREFIX"):
             if key in os.environ:
                 full_env[key] = os.environ[key]
+        full_env.update(base or {})
         full_env.update(env or {})
         p = subprocess.run(
             [sys.executable, "-m", "vmvault", *args],

@@ -34,6 +34,7 @@ import httpx
 import pytest
 
 from tests.conftest import CliRunner
+from tests.pglab import Postgres
 from vmvault.bootstrap import bootstrap
 from vmvault.config import Settings
 from vmvault.domain.job import JobType
@@ -210,10 +211,12 @@ def test_a_port_in_use_or_out_of_range_is_refused_before_anything_starts(
 
 
 @contextlib.contextmanager
-def _serving(home: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def _serving(
+    home: Path, log: Path, extra: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
-    env |= {"VMVAULT_HOME": str(home), "VMVAULT_GC_SCHEDULE": "off"}
+    env |= {"VMVAULT_HOME": str(home), "VMVAULT_GC_SCHEDULE": "off"} | (extra or {})
     with log.open("w") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "vmvault", "serve", "--listen", f"127.0.0.1:{port}"],
@@ -286,6 +289,33 @@ def test_health_is_200_then_503_when_the_scheduler_breaks_then_the_server_exits_
         "error SERVER_COMPONENT_FAILED: the server's scheduler crashed 6 times within 300 s; "
         "the server stopped: InvalidInput: stored policy 'nightly' is not valid"
     ) in text
+
+
+def test_postgresql_stopped_longer_than_six_crashes_take_is_waited_out(
+    home: Path, postgres: Postgres
+) -> None:
+    """PostgreSQL stopped for 25 s under a serving node — six crashes with back-off took ~16 s
+    and stopped the server — is an outage: 503 meanwhile, 200 again once it is back, the same
+    process (docs/server.md, "Supervision")."""
+    name = postgres.create()
+    log = home / "serve.log"
+    try:
+        with _serving(home, log, {"VMVAULT_CATALOG_URL": postgres.url(name)}) as (proc, url):
+            _health(proc, url, log, 200)
+            postgres.cluster.stop()
+            try:
+                time.sleep(25)
+                down = _health(proc, url, log, 503)
+            finally:
+                postgres.cluster.start()
+            assert down["components"]["catalog"]["status"] == "down", down
+            _health(proc, url, log, 200)
+            assert proc.poll() is None
+        text = log.read_text()
+        assert "giving up" not in text and "SERVER_COMPONENT_FAILED" not in text, text
+        assert "CatalogError: the catalog database could not be used" in text  # the outage
+    finally:
+        postgres.drop(name)
 
 
 def _log_line(proc: subprocess.Popen[bytes], log: Path, pattern: str) -> re.Match[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
@@ -17,6 +18,10 @@ from vmvault.hypervisor.libvirt.domxml import has_agent_channel
 
 #: Guests every integration test may use (names are lab-<variant>-1).
 LAB_VARIANTS = ("standard", "no-agent", "raw-disk", "passthrough", "writer", "app-hook")
+#: The lab's main libvirt host.
+MAIN_HOST = "qemu:///system"
+#: Guests of the session's second host (``second_host``; names are <prefix>h-<variant>-1).
+SECOND_HOST_VARIANTS = ("writer",)
 
 
 def lab_settings(home: Path) -> Settings:
@@ -38,11 +43,31 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str
     services.lab.down()
 
 
-def assert_vm_clean(work_dir: Path, name: str, checkpoints: set[str], exact: bool = True) -> None:
+@pytest.fixture(scope="session")
+def second_host(
+    lab: dict[str, dict[str, object]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """The lab's second libvirt host (``vmvault lab host up``) with one guest of each of
+    :data:`SECOND_HOST_VARIANTS`, for the whole session: its document (``uri``, ``dir`` …) plus
+    ``guests`` by name.  Removed at the session's end.  (tests/integration/test_remote_host.py
+    has a host of its own for its module: it starts from a clean slate, so it runs after the
+    tests that use this one, alphabetically, and its last test removes the host.)"""
+    services = bootstrap(lab_settings(tmp_path_factory.mktemp("second-host-home")))
+    services.lab.host_down()  # a clean slate: leftovers of an interrupted run
+    doc = services.lab.host_up()
+    vms = services.lab.up(1, list(SECOND_HOST_VARIANTS), doc["uri"])
+    doc["guests"] = {str(vm["name"]): vm for vm in vms}
+    yield doc
+    services.lab.host_down()
+
+
+def assert_vm_clean(
+    work_dir: Path, name: str, checkpoints: set[str], exact: bool = True, uri: str = MAIN_HOST
+) -> None:
     """What a cancelled, failed or interrupted backup must leave behind: no libvirt job, the
     guest running and thawed, no checkpoint but ``checkpoints`` (all of them when ``exact``),
-    and nothing in the VM's work directory."""
-    conn = libvirt.open("qemu:///system")
+    and nothing in the VM's work directory.  ``uri``: the guest's libvirt host."""
+    conn = libvirt.open(uri)
     try:
         dom = conn.lookupByName(name)
         assert dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE

@@ -5,6 +5,7 @@ PostgreSQL (tests/pglab.py)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -91,6 +92,54 @@ def test_a_transaction_cut_by_a_restart_fails_and_the_next_one_works(
     # the cut transaction was rolled back whole: neither of its lines is in the log
     assert not any(line.endswith((" inside", " lost")) for line in log)
     assert node.beat() == 0  # the heartbeat works; the ended job is no longer renewed
+
+
+def test_progress_and_cancel_polls_outlast_the_server_being_down(
+    engine: Engine, postgres: Postgres
+) -> None:
+    """Progress is no state that matters after a crash: a report the catalog cannot take is
+    skipped (the next one writes it), a cancel poll keeps its last answer; the job goes on."""
+    runner, _ = _node(engine)
+
+    def work(ctx: JobContext) -> str:
+        postgres.cluster.stop()
+        try:
+            ctx.progress(1, 10)  # not written, not raised
+            assert not ctx.cancelled()
+        finally:
+            postgres.cluster.start()
+        ctx.progress(10, 10)
+        return "done"
+
+    out = runner.run(JobType.VERIFY, "main", None, None, work)
+    assert out.job.state is JobState.COMPLETED and out.result == "done"
+    job, _ = JobQueries(lambda: SqlUnitOfWork(engine), now).show(out.job.id)
+    assert job.state is JobState.COMPLETED and job.bytes_done == 10
+
+
+def test_a_job_failing_while_the_server_is_down_has_its_end_written_once_it_is_back(
+    engine: Engine, postgres: Postgres
+) -> None:
+    """The journal write cut by the restart fails the job; its end — the traceback's log line,
+    then the final state — is tried again until the server answers (``END_RETRY``), not left
+    to the lease's recovery 30 to 60 s later."""
+    runner, node = _node(engine)
+    back = threading.Timer(2.0, postgres.cluster.start)
+
+    def work(ctx: JobContext) -> None:
+        postgres.cluster.stop()
+        back.start()
+        ctx.record("planned", point="p")  # the server is down: raises
+
+    try:
+        out = runner.run(JobType.VERIFY, "main", None, None, work)
+    finally:
+        back.join()
+    assert out.job.state is JobState.FAILED and out.job.error_code == "INTERNAL_ERROR"
+    job, log = JobQueries(lambda: SqlUnitOfWork(engine), now).show(out.job.id)
+    assert job.state is JobState.FAILED and job.ended_at is not None
+    assert any("internal error" in line for line in log), log
+    assert node.beat() == 0  # ended: no longer renewed
 
 
 def test_the_heartbeat_survives_the_server_being_down(engine: Engine, postgres: Postgres) -> None:

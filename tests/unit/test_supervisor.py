@@ -168,3 +168,38 @@ def test_a_thread_that_ended_is_down() -> None:
 def test_the_back_off_doubles_up_to_its_cap() -> None:
     p = RestartPolicy(backoff=0.5, max_backoff=30)
     assert [p.delay(n) for n in range(1, 9)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+
+
+def test_an_outage_is_waited_out_however_long_and_never_counted() -> None:
+    """The catalog away (an exception the server calls an outage): restarted every
+    ``outage_wait`` s, reported down meanwhile, and not counted — twenty outage failures in a
+    row, far beyond ``limit``, do not give up; the one crash that met it does count."""
+    stop, t = threading.Event(), FakeTime()
+    waiting: list[str] = []  # the component's status during each wait
+
+    def wait(seconds: float) -> None:
+        waiting.append(sup.health()["scheduler"]["status"])
+        t.wait(seconds)
+
+    sup = Supervisor(stop, RestartPolicy(limit=2), clock=t, wait=wait)
+    given_up: list[str] = []
+    sup.on_give_up = lambda c: given_up.append(c.name)
+    sup.outage = lambda exc: isinstance(exc, ConnectionError)
+    calls = {"n": 0}
+
+    def loop() -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("the tick met the restart")  # a crash: counted
+        if calls["n"] <= 21:
+            raise ConnectionError("the catalog could not be used")  # an outage
+        stop.set()
+
+    c = sup.add("scheduler", loop)
+    sup.run(c)
+    assert given_up == [] and calls["n"] == 22
+    assert len(c.crashes) == 1
+    assert t.waits == [0.5] + [2.0] * 20
+    assert waiting == ["down"] * 21
+    assert c.last_error == "ConnectionError: the catalog could not be used"
+    assert c.state == "stopped"

@@ -66,6 +66,7 @@ from vmvault import outcomes
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import ListenAddress, Settings, parse_listen
 from vmvault.domain.errors import (
+    CatalogError,
     InvalidInput,
     JobNotActive,
     ListenFailed,
@@ -110,6 +111,8 @@ class Server:
         self.running: dict[int, int | None] = {}
         self.supervisor = Supervisor(self.stopping, restarts)
         self.supervisor.on_give_up = self._give_up
+        # the catalog could not be opened (PostgreSQL restarting or down): wait for it
+        self.supervisor.outage = lambda exc: isinstance(exc, CatalogError)
         #: Called when a component failed for good (``serve`` stops uvicorn with it).
         self.on_fatal: Callable[[], None] = lambda: None
         self.failure: ServerComponentFailed | None = None

@@ -12,6 +12,12 @@ the loop (a bug, a catalog that cannot be read, a stored policy this version can
    ``failed`` and :attr:`Supervisor.on_give_up` is called — the server then stops and exits
    non-zero (``SERVER_COMPONENT_FAILED``), so that systemd or the operator sees it.
 
+An *outage* is no crash: an exception that :attr:`Supervisor.outage` recognises (the server's:
+the catalog could not be opened — PostgreSQL restarting or down) makes the component
+``restarting`` as well, reported down, but it is restarted every ``outage_wait`` seconds for
+as long as it lasts and never counted towards ``limit``: a catalog away for a minute must not
+stop every node (only the loop's first failure, the one that met the outage mid-tick, counts).
+
 A loop that *returns* while the server is not stopping counts as a crash too.  A loop proves
 it is alive with :meth:`Component.beat`; a component given ``stale_after`` seconds is reported
 down when its last beat (or its start) is older than that (a scheduler stuck in a tick).
@@ -42,6 +48,8 @@ class RestartPolicy:
     max_backoff: float = 30.0
     limit: int = 5
     window: float = 300.0
+    #: The wait before each restart during an outage (not counted as crashes).
+    outage_wait: float = 2.0
 
     def delay(self, crashes: int) -> float:
         """The wait before the restart that follows the ``crashes``-th crash in the window."""
@@ -115,6 +123,8 @@ class Supervisor:
         self.components: dict[str, Component] = {}
         #: Called once, from the failed component's thread, when one crashed too often.
         self.on_give_up: Callable[[Component], None] = lambda _c: None
+        #: Whether an exception is an outage, not a crash (see the module doc).
+        self.outage: Callable[[BaseException], bool] = lambda _exc: False
         self.failed: Component | None = None
 
     def add(
@@ -143,6 +153,10 @@ class Supervisor:
                     break
                 raise RuntimeError("its loop returned while the server runs")
             except BaseException as exc:  # whatever escapes the loop is a crash
+                if not self.stopping.is_set() and self.outage(exc):
+                    self._outage(c, exc)
+                    self.wait(self.policy.outage_wait)
+                    continue
                 if not self._crashed(c, exc):
                     return
             self.wait(self.policy.delay(len(c.crashes)))
@@ -150,6 +164,11 @@ class Supervisor:
                 c.restarts += 1
                 log.warning("%s: restarting (restart %d)", c.name, c.restarts)
         c.state = "stopped"
+
+    def _outage(self, c: Component, exc: BaseException) -> None:
+        c.last_error = f"{type(exc).__name__}: {exc}"
+        c.state = "restarting"
+        log.warning("%s: %s; trying again in %.1f s", c.name, c.last_error, self.policy.outage_wait)
 
     def _crashed(self, c: Component, exc: BaseException) -> bool:
         """Log and count a crash; False when it was one too many (the component failed)."""

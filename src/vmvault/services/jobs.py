@@ -22,6 +22,7 @@ the running job turn it back into ``in-progress``.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -50,11 +51,15 @@ from vmvault.domain.job import (
     conflict_key,
     final_state,
 )
-from vmvault.domain.node import orphaned
+from vmvault.domain.node import LEASE, orphaned
 from vmvault.services.nodes import NodeService
 from vmvault.services.ports import UnitOfWork, UnitOfWorkFactory
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+#: How long a job's end is tried again while the catalog is away: within a lease (the
+#: heartbeat renews it meanwhile; domain/node.py), about two restarts of PostgreSQL.
+END_RETRY = LEASE * 2 / 3
 #: The longest ``jobs wait --timeout`` (30 days).
 MAX_WAIT = 30 * 86400.0
 
@@ -93,9 +98,12 @@ class JobContext:
         if now - self._progress_at < self.PROGRESS_EVERY and done < total:
             return
         self._progress_at = now
-        with self._runner.uow() as uow:
-            self._save(uow)
-            uow.commit()
+        try:
+            with self._runner.uow() as uow:
+                self._save(uow)
+                uow.commit()
+        except Exception as exc:  # the catalog away for a moment: the next report writes it
+            log.warning("job %s: progress not written (%s)", self.job.id, _first_line(exc))
 
     def _save(self, uow: UnitOfWork) -> None:
         """Persist the job without undoing a cancel another process asked for meanwhile
@@ -146,8 +154,12 @@ class JobContext:
         if self._cancelled or now - self._cancel_at < self.CANCEL_POLL_EVERY:
             return self._cancelled
         self._cancel_at = now
-        with self._runner.uow() as uow:
-            current = uow.jobs.get(self.job.id)
+        try:
+            with self._runner.uow() as uow:
+                current = uow.jobs.get(self.job.id)
+        except Exception as exc:  # the catalog away for a moment: asked again at the next poll
+            log.warning("job %s: cancel not polled (%s)", self.job.id, _first_line(exc))
+            return self._cancelled
         self._cancelled = current is not None and current.state is JobState.CANCELLING
         return self._cancelled
 
@@ -351,18 +363,26 @@ class JobRunner:
         try:
             result = work(ctx)
         except Cancelled as exc:
-            ctx.log(exc.text)
-            return JobOutcome(self.finish(job, None, cancelled=True), None, exc)
+            return JobOutcome(self._end(job, None, exc.text, cancelled=True), None, exc)
         except VmvaultError as exc:
-            return JobOutcome(self.finish(job, exc), None, exc)
+            return JobOutcome(self._end(job, exc), None, exc)
         except KeyboardInterrupt:
             self.finish(job, None, cancelled=True)
             raise
         except Exception as exc:
-            ctx.log("internal error:\n" + traceback.format_exc())
             err = InternalError(f"{type(exc).__name__}: {exc}")
-            return JobOutcome(self.finish(job, err), None, err)
-        return JobOutcome(self.finish(job, None), result, None)
+            return JobOutcome(
+                self._end(job, err, "internal error:\n" + traceback.format_exc()), None, err
+            )
+        return JobOutcome(self._end(job, None), result, None)
+
+    def _end(
+        self, job: Job, error: VmvaultError | None, line: str | None = None, cancelled: bool = False
+    ) -> Job:
+        """:meth:`finish`, after log ``line``: both :func:`written`."""
+        if line is not None:
+            written(lambda: JobContext(self, job).log(line), f"job {job.id}: a log line")
+        return written(lambda: self.finish(job, error, cancelled), f"job {job.id}: its end")
 
 
 class JobQueries:
@@ -470,3 +490,28 @@ class JobQueries:
             if job is None:
                 raise JobNotFound(job=job_id)
             return job, uow.jobs.log(job_id)
+
+
+def written(write: Callable[[], T], what: str) -> T:
+    """``write()`` — catalog writes that end a job — tried again while the catalog is away
+    (a PostgreSQL restart cuts the work's transaction, then this one) for at most
+    :data:`END_RETRY`: the heartbeat keeps the job's lease meanwhile, so no other node recovers
+    it.  Still failing, it raises: the lease runs out and recovery closes the job
+    (services/recovery.py), 30 to 60 s later."""
+    deadline = time.monotonic() + END_RETRY.total_seconds()
+    pause = 0.5
+    while True:
+        try:
+            return write()
+        except Exception as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s not written (%s); again in %.1f s", what, _first_line(exc), pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 4.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line (a driver's error carries its SQL and a link after it)."""
+    text = str(exc).splitlines()
+    return text[0] if text else type(exc).__name__

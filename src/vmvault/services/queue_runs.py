@@ -43,6 +43,7 @@ from vmvault.services.backup_sets import BackupSetService
 from vmvault.services.backups import BackupService
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.copies import CopyService
+from vmvault.services.jobs import written
 from vmvault.services.points import PointService
 from vmvault.services.protection import ProtectionService
 from vmvault.services.restore import RestoreService
@@ -118,11 +119,22 @@ class QueueRuns(Service):
         except VmvaultError as exc:  # refused before its work began (or after it ended)
             error = exc
         except Exception as exc:
-            self._log(job, "internal error:\n" + traceback.format_exc())
+            line = "internal error:\n" + traceback.format_exc()
+            written(lambda: self._log(job, line), f"job {job.id}: a log line")
             error = InternalError(f"{type(exc).__name__}: {exc}")
         finally:
             unstarted = self.runner.adopted is not None
             self.runner.adopt(None)
+        current = written(lambda: self._close(job, error, unstarted), f"job {job.id}: its end")
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(job, returned)
+            except Exception:  # the job has ended as it should: its outcome is extra
+                self._log(job, "outcome not recorded:\n" + traceback.format_exc())
+        return current
+
+    def _close(self, job: Job, error: VmvaultError | None, unstarted: bool) -> Job:
+        """End ``job`` unless its run did; returns it as the catalog has it."""
         with self.uow() as uow:
             current = uow.jobs.get(job.id)
         assert current is not None
@@ -133,11 +145,6 @@ class QueueRuns(Service):
             current = self.runner.finish(current, None if cancelled else error, cancelled)
         elif error is not None and not unstarted:
             self._log(job, f"after the job: {error.code} {error.text}")
-        if self.on_outcome is not None:
-            try:
-                self.on_outcome(job, returned)
-            except Exception:  # the job has ended as it should: its outcome is extra
-                self._log(job, "outcome not recorded:\n" + traceback.format_exc())
         return current
 
     def _log(self, job: Job, line: str) -> None:
