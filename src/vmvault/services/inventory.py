@@ -14,6 +14,7 @@ from vmvault.domain.errors import (
     InvalidInput,
     VmDeleted,
 )
+from vmvault.domain.inputs import DEFAULT_PAGE, check_page
 from vmvault.domain.inventory import (
     DiscoveryResult,
     RegistrationLimits,
@@ -88,18 +89,19 @@ class InventoryService(Service):
             for vm in result.new + result.changed + result.unchanged:
                 host = by_uri[vm.host_uri]
                 mark_from_host(vm, host.cluster_managed, host.hostname or host.uri)
-            for vm in result.new + result.changed + result.unchanged + result.vanished:
-                uow.vms.save(vm)
+            uow.vms.save_many(result.new + result.changed + result.unchanged + result.vanished)
             uow.commit()
+        lines = []  # one transaction for a fleet's thousands of lines
         for label, vms in (
             ("new", result.new),
             ("changed", result.changed),
             ("vanished", result.vanished),
         ):
             for vm in vms:
-                ctx.log(f"{label}: {vm.label} ({vm.uuid}) group={vm.group} {vm.power_state}")
+                lines.append(f"{label}: {vm.label} ({vm.uuid}) group={vm.group} {vm.power_state}")
                 if vm.cluster_managed:
-                    ctx.log(f"{vm.label} is cluster-managed: {vm.cluster_managed}")
+                    lines.append(f"{vm.label} is cluster-managed: {vm.cluster_managed}")
+        ctx.log_lines(lines)
         for vm in result.vanished:
             if vm.state is not VmState.DISCOVERED:
                 ctx.warn(f"{vm.state.value} VM {vm.label} ({vm.uuid}) no longer exists")
@@ -108,12 +110,21 @@ class InventoryService(Service):
 
     # --- listing -----------------------------------------------------------------------------
 
-    def list_vms(self, vault_name: str | None, state: VmState | None = None) -> list[VmItem]:
+    def list_vms(
+        self,
+        vault_name: str | None,
+        state: VmState | None = None,
+        limit: int = DEFAULT_PAGE,
+        offset: int = 0,
+    ) -> tuple[list[VmItem], int]:
+        """A page of the VMs of the vault's location (``limit`` after ``offset``, by name)
+        and how many there are in all (two queries, whatever the number of VMs)."""
+        check_page(limit, offset)
         vault = self.vaults.resolve(vault_name)
         uris = [h.uri for h in self.vaults.list_hosts(vault.location)]
         with self.uow() as uow:
-            vms = uow.vms.all(uris)
-        return [vm for vm in vms if state is None or vm.state is state]
+            vms = uow.vms.all(uris, state=state, limit=limit, offset=offset)
+            return vms, uow.vms.count(uris, state=state)
 
     def find(self, ref: str) -> VmItem:
         """Resolve a VM reference among every VM the catalog knows."""

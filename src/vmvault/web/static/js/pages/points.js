@@ -21,7 +21,7 @@ const MODES = [
 ];
 
 export async function render(view, route) {
-  const vms = (await api.get("/vms")).filter((v) => v.state !== "discovered")
+  const vms = (await api.all("/vms")).filter((v) => v.state !== "discovered")
     .sort((a, b) => a.name.localeCompare(b.name));
   const ref = route.params.get("vm") || "";
   const tab = route.params.get("tab") === "deleted" ? "deleted" : "points";
