@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
 from tests.api_tokens import authenticate, bearer
+from tests.conftest import CliRunner
 from tests.unit.fleet_world import (
     MADE_AT,
     SLOT_DUE,
@@ -109,8 +110,8 @@ def test_queries_do_not_grow_with_the_fleet(tmp_path: Path, catalog_url: str) ->
         services.close()
 
 
-def test_lists_are_paged(tmp_path: Path, catalog_url: str) -> None:
-    services = fleet_services(tmp_path / "home", catalog_url, Clock(MADE_AT))
+def test_lists_are_paged(tmp_path: Path, home: Path, cli: CliRunner, catalog_url: str) -> None:
+    services = fleet_services(home, catalog_url, Clock(MADE_AT))
     client = TestClient(create_app(services, authenticate=authenticate), headers=bearer())
     try:
         make_fleet(services, tmp_path / "fleet", vms=30, hosts=3, protect=12)
@@ -124,6 +125,11 @@ def test_lists_are_paged(tmp_path: Path, catalog_url: str) -> None:
         r = client.get("/api/v1/protection", params={"limit": 10, "offset": 10})
         assert r.headers["X-Total-Count"] == "12" and len(r.json()) == 2
         assert client.get("/api/v1/vms", params={"limit": 1001}).status_code == 400
+        url = {"VMVAULT_CATALOG_URL": catalog_url}
+        r = cli("vm", "list", "--limit", "7", "--offset", "21", "--json", env=url)
+        assert [v["uuid"] for v in r.json()] == [v.uuid for v in everyone[21:28]]
+        r = cli("protection", "list", "--limit", "5", env=url)
+        assert r.code == 0 and "1-5 of 12 shown; --offset 5 for the next" in r.stderr
     finally:
         services.close()
 
