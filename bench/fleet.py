@@ -23,8 +23,11 @@ cluster, ``vmvault lab catalog up``, dropped at the end).  Measured, against its
   (``QueueService.claim_next``, the server's path: the claim and its log line), claims per
   second; the ceiling is the same processes running empty transactions (``SELECT 1``).
 
-Prints one Markdown table per engine, with the 1-minute load average at the start of each
-row, and peak RSS (subprocesses: GNU time; workers: their own ``ru_maxrss``).
+Prints one Markdown table per engine: wall time and CPU seconds (a subprocess's from
+``wait4``; in process, ``time.process_time``: on a shared machine the CPU is what the
+targets are held against), the ratio of wall time to the target, peak RSS (subprocesses:
+GNU time; workers: their own ``ru_maxrss``) and the 1-minute load average at the start of
+each row.
 """
 
 from __future__ import annotations
