@@ -7,7 +7,6 @@ web UI rely on them.  Add fields; never rename or remove one.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from vmvault.domain.approval import ApprovalRequest
@@ -23,7 +22,7 @@ from vmvault.domain.schedule import format_schedule
 from vmvault.domain.soft_delete import Deletion
 from vmvault.domain.tokens import ApiToken
 from vmvault.domain.vault import Host, Vault
-from vmvault.domain.vm import VmItem
+from vmvault.domain.vm import VmItem, fields_of
 from vmvault.services import immutability
 from vmvault.services.dashboard import Dashboard
 from vmvault.services.holdings import Holding
@@ -91,11 +90,11 @@ def vm_doc(vm: VmItem) -> dict[str, Any]:
         "registered_at": iso(vm.registered_at),
         "first_seen": iso(vm.first_seen),
         "last_seen": iso(vm.last_seen),
-        "disks": [asdict(d) for d in vm.effective_disks],
+        "disks": [fields_of(d) for d in vm.effective_disks],
         "excluded_disks": list(vm.excluded_targets),
         "cluster_managed": vm.cluster_managed is not None,
         "cluster_managed_reason": vm.cluster_managed,
-        "nics": [asdict(n) for n in vm.nics],
+        "nics": [fields_of(n) for n in vm.nics],
         "warnings": list(vm.registration_warnings),
     }
 

@@ -310,7 +310,7 @@ def test_the_new_models_name_exactly_their_documents_keys(world: World, api: Tes
     docs: list[tuple[type[BaseModel], dict[str, Any]]] = [
         (models.HostDoc, documents.host_doc(svc.vaults.list_hosts()[0])),
         (models.VaultShowDoc, documents.vault_summary_doc(svc.vaults.show(None))),
-        (models.ProtectedItemDoc, documents.protected_item_doc(svc.protection.items(None)[0])),
+        (models.ProtectedItemDoc, documents.protected_item_doc(svc.protection.items(None)[0][0])),
         (models.PolicyPreviewDoc, documents.preview_doc(preview)),
         (models.RetentionDecisionDoc, documents.preview_doc(preview)["retention"][0]),
         (models.ErrorCatalogDoc, documents.error_catalog()[0]),

@@ -162,6 +162,6 @@ def test_the_protection_lists_health_is_the_dashboards_with_copies(tmp_path: Pat
         uow.commit()
     protected, flagged = svc.dashboard.attention("b")
     assert (protected, flagged) == (1, [])
-    [item] = svc.protection.items("b")
+    [item], _total = svc.protection.items("b")
     assert item.health == "ok" and item.points == 1 and item.last_point_at == point.created_at
     svc.close()

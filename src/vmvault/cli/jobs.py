@@ -9,10 +9,14 @@ import typer
 from vmvault import documents
 from vmvault.cli import remote, remote_jobs, render
 from vmvault.cli.context import services
-from vmvault.cli.options import JsonOpt
+from vmvault.cli.options import JsonOpt, LimitOpt, OffsetOpt
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
+from vmvault.domain.inputs import check_page
 from vmvault.domain.job import Job, JobState, JobType, parse_since
+
+#: ``jobs list``'s page unless ``--limit`` says: the 500 it always listed (scripts read it).
+JOBS_PAGE = 500
 
 jobs_app = typer.Typer(help="Jobs: every operation vmvault ran.", no_args_is_help=True)
 
@@ -23,26 +27,33 @@ def jobs_list(
     status: Annotated[JobState | None, typer.Option(help="Only jobs in this state.")] = None,
     since: Annotated[str | None, typer.Option(help="Only jobs created within, e.g. 24h.")] = None,
     vm: Annotated[str | None, typer.Option(help="Only jobs of this VM.")] = None,
+    limit: LimitOpt = JOBS_PAGE,
+    offset: OffsetOpt = 0,
     json_: JsonOpt = False,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first, a page at a time."""
+    check_page(limit, offset)
     if remote.active():
-        docs = remote.get_all(
+        docs, total = remote.page(
             "/jobs",
             type=type_.value if type_ else None,
             state=status.value if status else None,
             since=since,
             vm=vm,
+            limit=limit,
+            offset=offset,
         )
     else:
         window = parse_since(since) if since is not None else None
         vm_uuid = services().inventory.find(vm).uuid if vm is not None else None
-        jobs = services().jobs.list_jobs(type_, status, window, vm_uuid)
+        jobs = services().jobs.list_jobs(type_, status, window, vm_uuid, limit=limit, offset=offset)
+        total = services().jobs.count_jobs(type_, status, window, vm_uuid)
         docs = [documents.job_doc(j) for j in jobs]
     if json_:
         emit_json(docs)
     else:
         out.print(render.job_table(docs))
+        render.page_note(len(docs), offset, total)
 
 
 @jobs_app.command("show")

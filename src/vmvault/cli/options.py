@@ -33,3 +33,7 @@ RequireOpt = Annotated[
         "level fails its backup (CONSISTENCY_NOT_MET) and keeps no point.",
     ),
 ]
+#: A page of a long listing (``vm list``, ``protection list``), as the API's ``limit`` and
+#: ``offset`` (domain.inputs.check_page is the rule).
+LimitOpt = Annotated[int, typer.Option("--limit", help="At most this many (1-1000).")]
+OffsetOpt = Annotated[int, typer.Option("--offset", help="Skip this many first.")]

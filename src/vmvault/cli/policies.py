@@ -12,11 +12,19 @@ from vmvault import documents
 from vmvault.cli import remote, remote_jobs, render
 from vmvault.cli.access import local_principal
 from vmvault.cli.context import services
-from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, RequireOpt, VaultOpt
+from vmvault.cli.options import (
+    ExcludeDiskOpt,
+    JsonOpt,
+    LimitOpt,
+    OffsetOpt,
+    RequireOpt,
+    VaultOpt,
+)
 from vmvault.cli.points import points_app
 from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
 from vmvault.documents import point_doc, policy_doc
+from vmvault.domain.inputs import DEFAULT_PAGE
 from vmvault.domain.policy import JSON_VERSION as POLICY_JSON_VERSION
 from vmvault.domain.policy import Policy
 from vmvault.domain.retention import Retention
@@ -348,12 +356,19 @@ def protection_resume(
 
 
 @protection_app.command("list")
-def protection_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
-    """The VMs registered with the vault, their protection, policy and newest point."""
+def protection_list(
+    vault: VaultOpt = None,
+    limit: LimitOpt = DEFAULT_PAGE,
+    offset: OffsetOpt = 0,
+    json_: JsonOpt = False,
+) -> None:
+    """The VMs registered with the vault by name, a page at a time: their protection, policy
+    and newest point."""
     if remote.active():
-        docs = remote.get("/protection", vault=vault)
+        docs, total = remote.page("/protection", vault=vault, limit=limit, offset=offset)
     else:
-        docs = [documents.protected_item_doc(i) for i in services().protection.items(vault)]
+        found, total = services().protection.items(vault, limit, offset)
+        docs = [documents.protected_item_doc(i) for i in found]
     if json_:
         emit_json(docs)
         return
@@ -372,6 +387,7 @@ def protection_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
             render.when(i["last_point_at"]),
         )
     out.print(table)
+    render.page_note(len(docs), offset, total)
 
 
 def unregister(vms: VmsArg, vault: VaultOpt = None, json_: JsonOpt = False) -> None:

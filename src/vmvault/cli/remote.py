@@ -128,6 +128,13 @@ def get(path: str, **params: Any) -> Any:
     return _request("GET", path, params=params).json()
 
 
+def page(path: str, **params: Any) -> tuple[list[Any], int]:
+    """One page of a paginated list and how many items match in all (``X-Total-Count``)."""
+    r = _request("GET", path, params=params)
+    items = r.json()
+    return items, int(r.headers.get("X-Total-Count", len(items)))
+
+
 def get_all(path: str, **params: Any) -> list[Any]:
     """Every item of a paginated list (``X-Total-Count``)."""
     items: list[Any] = []

@@ -67,6 +67,14 @@ def held(doc: dict[str, Any]) -> int:
     return EXIT_HELD
 
 
+def page_note(shown: int, offset: int, total: int) -> None:
+    """Under a table that shows one page of a longer listing: which items, and how to see
+    the next ones (on stderr: the table stays what a script parses)."""
+    if shown < total and (offset or shown):
+        more = f"; --offset {offset + shown} for the next" if offset + shown < total else ""
+        err.print(f"{offset + 1}-{offset + shown} of {total} shown{more}", markup=False)
+
+
 def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
 

@@ -11,8 +11,9 @@ import typer
 from vmvault import documents
 from vmvault.cli import remote, render
 from vmvault.cli.context import services
-from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, VaultOpt
+from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, LimitOpt, OffsetOpt, VaultOpt
 from vmvault.cli.render import emit_json, out
+from vmvault.domain.inputs import DEFAULT_PAGE
 from vmvault.domain.vm import VmState
 
 #: What discovery found, in the order ``discover`` prints it (domain.inventory's summary).
@@ -28,7 +29,9 @@ def discover(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     if remote.active():
         doc = remote.post("/vms/discover", {"vault": vault})
         labels = (
-            {} if json_ else {v["uuid"]: render.label(v) for v in remote.get("/vms", vault=vault)}
+            {}
+            if json_
+            else {v["uuid"]: render.label(v) for v in remote.get_all("/vms", vault=vault)}
         )
     else:
         outcome = services().inventory.discover(vault)
@@ -52,17 +55,23 @@ def discover(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
 def vm_list(
     state: Annotated[VmState | None, typer.Option(help="Only VMs in this state.")] = None,
     vault: VaultOpt = None,
+    limit: LimitOpt = DEFAULT_PAGE,
+    offset: OffsetOpt = 0,
     json_: JsonOpt = False,
 ) -> None:
-    """List the VMs of the vault's location (vanished ones are marked)."""
+    """List the VMs of the vault's location by name, a page at a time (vanished ones are
+    marked)."""
     if remote.active():
-        docs = remote.get("/vms", vault=vault, state=state.value if state else None)
+        asked = {"vault": vault, "state": state.value if state else None}
+        docs, total = remote.page("/vms", **asked, limit=limit, offset=offset)
     else:
-        docs = [documents.vm_doc(vm) for vm in services().inventory.list_vms(vault, state)]
+        found, total = services().inventory.list_vms(vault, state, limit, offset)
+        docs = [documents.vm_doc(vm) for vm in found]
     if json_:
         emit_json(docs)
     else:
         out.print(render.vm_table(docs))
+        render.page_note(len(docs), offset, total)
 
 
 @vm_app.command("show")

@@ -56,3 +56,6 @@ class OwnNode:
 
     def serves(self, host_uri: str) -> bool:
         return same_host(host_uri, self.node_host)
+
+    def served(self) -> frozenset[str]:
+        return frozenset({host_key(self.node_host)})

@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import IntEnum
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vmvault.domain.errors import InvalidSchedule, UnknownTimeZone
@@ -305,15 +306,20 @@ def to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(hi, UTC)
 
 
-def _slots(s: Schedule, first_day: date, last_day: date) -> list[tuple[datetime, datetime]]:
-    """(instant, nominal wall time) of the days ``first_day``..``last_day``, one per instant."""
+@lru_cache(maxsize=512)
+def _slots(s: Schedule, first_day: date, last_day: date) -> tuple[tuple[datetime, datetime], ...]:
+    """(instant, nominal wall time) of the days ``first_day``..``last_day``, one per instant.
+
+    Cached (schedules are frozen, the answer depends on nothing else): the dashboard asks
+    :func:`next_slot` for each protected VM of a fleet, and their last points fall on a few
+    days, so the same days' slots are computed once, not once per VM."""
     out: list[tuple[datetime, datetime]] = []
     day = first_day
     while day <= last_day:
         out.extend((to_instant(w, s.tz), w) for w in _wall_slots(s, day))
         day += _DAY
     out.sort()
-    return [slot for i, slot in enumerate(out) if i == 0 or slot[0] != out[i - 1][0]]
+    return tuple(slot for i, slot in enumerate(out) if i == 0 or slot[0] != out[i - 1][0])
 
 
 def _aware(value: datetime, what: str) -> None:

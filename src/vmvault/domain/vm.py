@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class VmState(StrEnum):
@@ -105,6 +106,13 @@ class Nic:
     type: str  # network | bridge | direct | user …
     source: str | None  # network or bridge name
     model: str | None = None
+
+
+def fields_of(item: Disk | Nic) -> dict[str, Any]:
+    """A disk's or NIC's fields as a dict: what ``dataclasses.asdict`` gives for these flat
+    dataclasses, without its deep copy (a fleet's discovery and listings ask it thousands of
+    times: asdict was a third of a discovery of 2,000 VMs)."""
+    return dict(vars(item))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@ from vmvault.domain.placement import DISKS_ONLY
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req, utc
 
+#: How many conflict keys one ``IN`` list of :meth:`SqlJobs.holders` holds (SQLite's limit of
+#: bound parameters, 32766, is far above it).
+_BATCH = 1000
+
 
 class SqlJobs:
     def __init__(self, conn: Connection) -> None:
@@ -95,6 +99,74 @@ class SqlJobs:
         job = self.get(res.inserted_primary_key[0])
         assert job is not None
         return job
+
+    def create_queued(self, rows: list[dict[str, Any]], now: datetime) -> list[Job] | None:
+        """Insert many ``queued`` jobs at once, each with its first log line (``rows``: the
+        columns ``type, vault, vm_uuid, vm_name, conflict_key, request, origin`` and ``log``),
+        in a few statements whatever their number; the jobs, in the order of ``rows``.  None,
+        with nothing inserted, when a conflict key is already held (the caller checked
+        :meth:`holders` first: another process queued meanwhile) — then insert one by one.
+
+        One ``executemany`` without ``RETURNING`` (SQLite's driver would insert row by row
+        to keep the order of returned ids), then the new rows read back by their conflict
+        keys, which active jobs hold alone."""
+        if not rows:
+            return []
+        values = [
+            {k: v for k, v in r.items() if k != "log"}
+            | dict(
+                state=JobState.QUEUED.value,
+                created_at=now,
+                bytes_done=0,
+                bytes_total=0,
+                warnings=[],
+            )
+            for r in rows
+        ]
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(insert(t.jobs), values)
+        except IntegrityError:
+            return None
+        made = self.holders([r["conflict_key"] for r in rows])
+        jobs = [made[r["conflict_key"]] for r in rows]
+        logs = [dict(job_id=j.id, at=now, line=r["log"]) for j, r in zip(jobs, rows, strict=True)]
+        self.conn.execute(insert(t.job_log), logs)
+        return jobs
+
+    def holders(self, conflict_keys: list[str]) -> dict[str, Job]:
+        """The active job holding each of ``conflict_keys`` that one holds (batched queries)."""
+        found: dict[str, Job] = {}
+        for start in range(0, len(conflict_keys), _BATCH):
+            batch = conflict_keys[start : start + _BATCH]
+            q = select(t.jobs).where(t.jobs.c.conflict_key.in_(batch))
+            for r in self.conn.execute(q):
+                found[r.conflict_key] = self._row(r)
+        return found
+
+    def latest(self, job_type: JobType) -> dict[str, Job]:
+        """Each VM's newest job of ``job_type``, by VM uuid (one query)."""
+        c = t.jobs.c
+        newest = select(func.max(c.id)).where(c.type == job_type.value, c.vm_uuid.is_not(None))
+        q = select(t.jobs).where(c.id.in_(newest.group_by(c.vm_uuid)))
+        return {r.vm_uuid: self._row(r) for r in self.conn.execute(q)}
+
+    def count_by_state(self, since: datetime, vault: str) -> dict[JobState, int]:
+        """How many of ``vault``'s jobs created at ``since`` or later are in each state."""
+        c = t.jobs.c
+        q = select(c.state, func.count()).where(c.created_at >= since, c.vault == vault)
+        return {JobState(s): int(n) for s, n in self.conn.execute(q.group_by(c.state))}
+
+    def created_states(
+        self, job_type: JobType, since: datetime, vault: str
+    ) -> list[tuple[datetime, JobState]]:
+        """When each of ``vault``'s jobs of ``job_type`` created at ``since`` or later was
+        created, and its state (two columns: the dashboard's chart)."""
+        c = t.jobs.c
+        q = select(c.created_at, c.state).where(
+            c.type == job_type.value, c.created_at >= since, c.vault == vault
+        )
+        return [(req(at), JobState(state)) for at, state in self.conn.execute(q)]
 
     def get(self, job_id: int) -> Job | None:
         r = self.conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).first()
@@ -259,6 +331,10 @@ class SqlJobs:
 
     def append_log(self, job_id: int, line: str, now: datetime) -> None:
         self.conn.execute(insert(t.job_log).values(job_id=job_id, at=now, line=line))
+
+    def append_logs(self, job_id: int, lines: list[str], now: datetime) -> None:
+        rows = [dict(job_id=job_id, at=now, line=line) for line in lines]
+        self.conn.execute(insert(t.job_log), rows)
 
     def log(self, job_id: int) -> list[str]:
         q = select(t.job_log.c.at, t.job_log.c.line).where(t.job_log.c.job_id == job_id)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -120,6 +121,8 @@ jobs = Table(
     # the node running it (nodes.id) and until when its heartbeat vouches for it (0016)
     Column("node", String(128), index=True),
     Column("lease_until", DateTime(timezone=True)),
+    # claims walk the queued jobs in id order (0017)
+    Index("ix_jobs_state_id", "state", "id"),
 )
 
 job_log = Table(

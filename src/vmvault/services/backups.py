@@ -116,8 +116,8 @@ class BackupService(Service):
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
             chosen = resolve_vms(uow, refs, vault=vault, must_be=MustBe.REGISTERED)
-        for vm in chosen:  # HOST_NOT_SERVED: asked for, and run, on the VM's host only
-            self.require_node(vm.host_uri, vm.label, "backup")
+        # HOST_NOT_SERVED: asked for, and run, on the VM's host only (nodes read once)
+        self.require_nodes([(vm.host_uri, vm.label) for vm in chosen], "backup")
         return vault, chosen
 
     def backup(

@@ -10,7 +10,7 @@ attributes, so a use case reads ``self.uow``, ``self.runner``, ``self.vaults``, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from vmvault.domain.approval import Guard, no_guard
 from vmvault.domain.errors import HostNotServed, HostServedElsewhere
-from vmvault.domain.placement import OwnNode, same_host
+from vmvault.domain.placement import OwnNode, host_key, same_host
 from vmvault.services.jobs import JobRunner
 from vmvault.services.ports import NodeDirectory, UnitOfWorkFactory
 
@@ -90,12 +90,19 @@ class Service:
         else ``HOST_NOT_SERVED``.  Run here: this node must serve it, else
         ``HOST_SERVED_ELSEWHERE`` (another live node does: queue it for that one) or
         ``HOST_NOT_SERVED``."""
+        self.require_nodes([(host_uri, vm)], operation)
+
+    def require_nodes(self, vms: Iterable[tuple[str, str]], operation: str) -> None:
+        """:meth:`require_node` of every VM of ``vms`` (host URI, label), reading the live
+        nodes once for all of them (a request over a fleet: not once per VM)."""
         nodes = self.ctx.nodes
-        if same_host(host_uri, nodes.node_host):
+        elsewhere = [(uri, vm) for uri, vm in vms if not same_host(uri, nodes.node_host)]
+        if not elsewhere:
             return
-        served = nodes.serves(host_uri)
-        args = {"uri": host_uri, "vm": vm, "operation": operation, "node_host": nodes.node_host}
-        if not served:
-            raise HostNotServed(**args)
-        if not _QUEUEING.get():
-            raise HostServedElsewhere(**args)
+        served = nodes.served()
+        for uri, vm in elsewhere:
+            args = {"uri": uri, "vm": vm, "operation": operation, "node_host": nodes.node_host}
+            if host_key(uri) not in served:
+                raise HostNotServed(**args)
+            if not _QUEUEING.get():
+                raise HostServedElsewhere(**args)

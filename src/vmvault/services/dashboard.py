@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import partial
+from functools import cached_property, partial
 
 from vmvault.domain.consistency import Consistency
 from vmvault.domain.job import Job, JobState, JobType
@@ -134,40 +134,55 @@ def needing_attention(
 class VaultHealth:
     """The attention rule's inputs and outcome for one vault (:func:`vault_health`)."""
 
-    #: the VMs of the vault's location (its hosts), every state
-    vms: list[VmItem]
     #: the points the vault holds: its own and its copies of other vaults' points
     points: list[RecoveryPoint]
-    #: the vault's protected VMs among ``vms``
+    #: the vault's protected VMs of its location (of those asked about, when only some were)
     protected: list[VmItem]
     #: each VM's newest point among ``points``
     newest: dict[str, datetime]
     #: the protected VMs that need attention, by uuid
     flags: dict[str, Attention]
 
+    @cached_property
+    def _protected_uuids(self) -> set[str]:
+        return {vm.uuid for vm in self.protected}
+
     def health(self, vm: VmItem) -> str:
         """``ok`` or why the VM needs attention; ``-`` for a VM the vault does not protect."""
         if vm.uuid in self.flags:
             return self.flags[vm.uuid].reason
-        return "ok" if any(p.uuid == vm.uuid for p in self.protected) else "-"
+        return "ok" if vm.uuid in self._protected_uuids else "-"
 
 
-def vault_health(uow: UnitOfWork, vault: str, uris: list[str], now: datetime) -> VaultHealth:
-    """The one place the attention rule's inputs are read: the VMs of the vault's location's
-    hosts (``uris``), the points the vault holds (own and copies), its policies and each
-    protected VM's latest backup job.  The dashboard, the protection list's health,
-    ``/metrics`` and the overdue notifications use it."""
-    vms = uow.vms.all(uris)
-    protected = [vm for vm in vms if vm.vault == vault and vm.state is VmState.PROTECTED]
+def vault_health(
+    uow: UnitOfWork,
+    vault: str,
+    uris: list[str],
+    now: datetime,
+    only: list[VmItem] | None = None,
+) -> VaultHealth:
+    """The one place the attention rule's inputs are read: the vault's protected VMs of its
+    location's hosts (``uris``; ``only``: of these VMs alone — a page of a listing), the
+    points the vault holds (own and copies), its policies and each protected VM's latest
+    backup job.  The dashboard, the protection list's health, ``/metrics`` and the overdue
+    notifications use it.  Its number of queries does not grow with the number of VMs
+    (tests/unit/test_fleet_queries.py)."""
+    if only is None:
+        protected = uow.vms.all(uris, vault=vault, state=VmState.PROTECTED)
+    else:
+        hosts = set(uris)
+        protected = [
+            vm
+            for vm in only
+            if vm.vault == vault and vm.state is VmState.PROTECTED and vm.host_uri in hosts
+        ]
     points = holdings.held_in(uow, vault)
     policies = {r.name: r.policy for r in uow.policies.all(vault)}
-    last_job = {
-        vm.uuid: next(iter(uow.jobs.find(JobType.BACKUP, vm_uuid=vm.uuid, limit=1)), None)
-        for vm in protected
-    }
+    latest = uow.jobs.latest(JobType.BACKUP) if protected else {}
+    last_job = {vm.uuid: latest.get(vm.uuid) for vm in protected}
     newest = newest_points(points)
     flagged = needing_attention(protected, newest, last_job, policies, now)
-    return VaultHealth(vms, points, protected, newest, {a.vm: a for a in flagged})
+    return VaultHealth(points, protected, newest, {a.vm: a for a in flagged})
 
 
 class DashboardService(Service):
@@ -191,28 +206,26 @@ class DashboardService(Service):
         uris = [h.uri for h in self.vaults.list_hosts(vault.location)]
         with self.uow() as uow:
             health = vault_health(uow, vault.name, uris, now)
-            jobs = uow.jobs.find(since=now - WINDOW, limit=100_000, vault=vault.name)
+            tally = uow.vms.tally(uris)
+            jobs = uow.jobs.count_by_state(now - WINDOW, vault.name)
             binned = holdings.deleted_in(uow, vault.name)
             daily = self._daily(uow, vault.name, now)
-        vms, points, newest, protected = health.vms, health.points, health.newest, health.protected
-        mine = [vm for vm in vms if vm.vault == vault.name and vm.state is not VmState.DISCOVERED]
+        points, newest, protected = health.points, health.newest, health.protected
+        mine = [(state, n) for state, of, _, n in tally if of == vault.name]
         board = Dashboard(
             vault=vault.name,
             at=now,
             vms={
-                "discovered": len(vms),
-                "registered": len(mine),
+                "discovered": sum(n for *_, n in tally),
+                "registered": sum(n for state, n in mine if state is not VmState.DISCOVERED),
                 "protected": len(protected),
                 "pending_initial_backup": sum(1 for vm in protected if vm.uuid not in newest),
                 "protection_stopped": sum(
-                    1 for vm in mine if vm.state is VmState.PROTECTION_STOPPED
+                    n for state, n in mine if state is VmState.PROTECTION_STOPPED
                 ),
-                "vanished": sum(1 for vm in vms if vm.vanished_at is not None),
+                "vanished": sum(n for _, _, vanished, n in tally if vanished),
             },
-            jobs={
-                state.value.replace("-", "_"): sum(1 for j in jobs if j.state is state)
-                for state in JOB_COUNTS
-            },
+            jobs={state.value.replace("-", "_"): jobs.get(state, 0) for state in JOB_COUNTS},
             storage_bytes=self.vaults.stored_chunk_bytes(vault),
             logical_bytes=sum(p.bytes_logical for p in points),
             points=len(points),
@@ -234,13 +247,13 @@ class DashboardService(Service):
         first = (now.astimezone(UTC) - timedelta(days=DAYS - 1)).date()
         start = datetime.combine(first, time(), UTC)
         days = {first + timedelta(days=i): DayCount(first + timedelta(days=i)) for i in range(DAYS)}
-        for job in uow.jobs.find(JobType.BACKUP, since=start, limit=100_000):
-            day = days.get(job.created_at.astimezone(UTC).date())
-            if day is None or job.vault != vault:
+        for created_at, state in uow.jobs.created_states(JobType.BACKUP, start, vault):
+            day = days.get(created_at.astimezone(UTC).date())
+            if day is None:
                 continue
-            if job.state in (JobState.COMPLETED, JobState.COMPLETED_WITH_WARNINGS):
+            if state in (JobState.COMPLETED, JobState.COMPLETED_WITH_WARNINGS):
                 day.backups += 1
-            elif job.state is JobState.FAILED:
+            elif state is JobState.FAILED:
                 day.failed += 1
         for p in uow.points.in_vault(vault):
             day = days.get(p.created_at.astimezone(UTC).date())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from vmvault.domain.cluster import mark_from_host
@@ -14,6 +15,7 @@ from vmvault.domain.errors import (
     InvalidInput,
     VmDeleted,
 )
+from vmvault.domain.inputs import DEFAULT_PAGE, check_page
 from vmvault.domain.inventory import (
     DiscoveryResult,
     RegistrationLimits,
@@ -29,6 +31,9 @@ from vmvault.services.jobs import JobContext, JobOutcome, record_change
 from vmvault.services.ports import Hypervisor, UnitOfWork
 from vmvault.services.vm_facts import UNKNOWN_OWNERSHIP, refresh
 from vmvault.services.vm_refs import MustBe, resolve_vm, resolve_vms
+
+#: How many hosts a discovery lists at once.
+LISTERS = 8
 
 
 class InventoryService(Service):
@@ -62,13 +67,11 @@ class InventoryService(Service):
         seen: list[DomainFacts] = []
         scanned: set[str] = set()
         failures: list[HostUnreachable] = []
-        for host in hosts:
-            ctx.log(f"listing domains of {host.uri}")
-            try:
-                found = self.hypervisor.list_domains(host.uri)
-            except HostUnreachable as exc:
-                failures.append(exc)
-                ctx.warn(f"host {host.uri} unreachable, its VMs were not checked: {exc.text}")
+        ctx.log_lines([f"listing domains of {host.uri}" for host in hosts])
+        for host, found in zip(hosts, self._list_hosts(hosts), strict=True):
+            if isinstance(found, HostUnreachable):
+                failures.append(found)
+                ctx.warn(f"host {host.uri} unreachable, its VMs were not checked: {found.text}")
                 continue
             scanned.add(host.uri)
             seen.extend(found)
@@ -88,32 +91,59 @@ class InventoryService(Service):
             for vm in result.new + result.changed + result.unchanged:
                 host = by_uri[vm.host_uri]
                 mark_from_host(vm, host.cluster_managed, host.hostname or host.uri)
-            for vm in result.new + result.changed + result.unchanged + result.vanished:
-                uow.vms.save(vm)
+            uow.vms.save_many(result.new + result.changed + result.unchanged + result.vanished)
             uow.commit()
+        lines = []  # one transaction for a fleet's thousands of lines
         for label, vms in (
             ("new", result.new),
             ("changed", result.changed),
             ("vanished", result.vanished),
         ):
             for vm in vms:
-                ctx.log(f"{label}: {vm.label} ({vm.uuid}) group={vm.group} {vm.power_state}")
+                lines.append(f"{label}: {vm.label} ({vm.uuid}) group={vm.group} {vm.power_state}")
                 if vm.cluster_managed:
-                    ctx.log(f"{vm.label} is cluster-managed: {vm.cluster_managed}")
+                    lines.append(f"{vm.label} is cluster-managed: {vm.cluster_managed}")
+        ctx.log_lines(lines)
         for vm in result.vanished:
             if vm.state is not VmState.DISCOVERED:
                 ctx.warn(f"{vm.state.value} VM {vm.label} ({vm.uuid}) no longer exists")
         ctx.log(result.summary())
         return result
 
+    def _list_hosts(self, hosts: list[Host]) -> list[list[DomainFacts] | HostUnreachable]:
+        """Every host's domains (or why it could not be reached), in the order of ``hosts``,
+        :data:`LISTERS` hosts at a time: a fleet's hosts answer over the network, each in
+        its own time (libvirt's calls leave the GIL), so one slow host does not hold the
+        others up."""
+
+        def one(host: Host) -> list[DomainFacts] | HostUnreachable:
+            try:
+                return self.hypervisor.list_domains(host.uri)
+            except HostUnreachable as exc:
+                return exc
+
+        if len(hosts) == 1:
+            return [one(hosts[0])]
+        with ThreadPoolExecutor(min(LISTERS, len(hosts)), "discovery") as pool:
+            return list(pool.map(one, hosts))
+
     # --- listing -----------------------------------------------------------------------------
 
-    def list_vms(self, vault_name: str | None, state: VmState | None = None) -> list[VmItem]:
+    def list_vms(
+        self,
+        vault_name: str | None,
+        state: VmState | None = None,
+        limit: int = DEFAULT_PAGE,
+        offset: int = 0,
+    ) -> tuple[list[VmItem], int]:
+        """A page of the VMs of the vault's location (``limit`` after ``offset``, by name)
+        and how many there are in all (two queries, whatever the number of VMs)."""
+        check_page(limit, offset)
         vault = self.vaults.resolve(vault_name)
         uris = [h.uri for h in self.vaults.list_hosts(vault.location)]
         with self.uow() as uow:
-            vms = uow.vms.all(uris)
-        return [vm for vm in vms if state is None or vm.state is state]
+            vms = uow.vms.all(uris, state=state, limit=limit, offset=offset)
+            return vms, uow.vms.count(uris, state=state)
 
     def find(self, ref: str) -> VmItem:
         """Resolve a VM reference among every VM the catalog knows."""

@@ -79,8 +79,15 @@ class JobContext:
         self._cancelled = False
 
     def log(self, line: str) -> None:
+        self.log_lines([line])
+
+    def log_lines(self, lines: Sequence[str]) -> None:
+        """Append ``lines`` to the job's log in one transaction (discovery's line per VM of a
+        fleet: one statement, not a transaction per line)."""
+        if not lines:
+            return
         with self._runner.uow() as uow:
-            uow.jobs.append_log(self.job.id, line, self._runner.clock())
+            uow.jobs.append_logs(self.job.id, list(lines), self._runner.clock())
             uow.commit()
 
     def warn(self, message: str) -> None:

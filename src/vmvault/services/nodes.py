@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from vmvault.domain.node import HEARTBEAT, LEASE, Node
-from vmvault.domain.placement import same_host
+from vmvault.domain.placement import host_key, same_host
 from vmvault.services.ports import UnitOfWorkFactory
 
 #: A node silent this long is deleted from ``nodes`` (its jobs were recovered long ago).
@@ -143,7 +143,11 @@ class NodeService:
     def serves(self, host_uri: str) -> bool:
         """Whether a live node serves ``host_uri``: this one, or one whose heartbeat is
         younger than a lease (a node that stopped beating has had its jobs orphaned too)."""
-        if same_host(host_uri, self.identity.host):
-            return True
+        return same_host(host_uri, self.identity.host) or host_key(host_uri) in self.served()
+
+    def served(self) -> frozenset[str]:
+        """The hosts (:func:`~vmvault.domain.placement.host_key`) a live node serves: this
+        node's and those of every node whose heartbeat is younger than a lease (one read)."""
         fresh = self.clock() - LEASE
-        return any(n.heartbeat_at >= fresh and same_host(host_uri, n.host) for n in self.nodes())
+        live = {host_key(n.host) for n in self.nodes() if n.heartbeat_at >= fresh}
+        return frozenset(live | {host_key(self.identity.host)})

@@ -41,6 +41,7 @@ from vmvault.domain.errors import (
     VmProtected,
     WrongProtectionState,
 )
+from vmvault.domain.inputs import DEFAULT_PAGE, check_page
 from vmvault.domain.job import JobType
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import RecoveryPoint
@@ -371,16 +372,22 @@ class ProtectionService(Service):
 
     # --- listing --------------------------------------------------------------------------------
 
-    def items(self, vault_name: str | None) -> list[ProtectedItem]:
-        """The VMs registered with the vault, with their protection, the points it holds of
-        each (own and copies) and their health (:func:`~vmvault.services.dashboard.vault_health`:
-        the dashboard's rule and inputs; ``ok``, the reason, or ``-`` when not protected)."""
+    def items(
+        self, vault_name: str | None, limit: int = DEFAULT_PAGE, offset: int = 0
+    ) -> tuple[list[ProtectedItem], int]:
+        """A page of the VMs registered with the vault (``limit`` after ``offset``, by name),
+        with their protection, the points it holds of each (own and copies) and their health
+        (:func:`~vmvault.services.dashboard.vault_health`: the dashboard's rule and inputs;
+        ``ok``, the reason, or ``-`` when not protected); and how many there are in all.  Its
+        number of queries does not grow with the number of VMs."""
+        check_page(limit, offset)
         vault = self.vaults.resolve(vault_name)
         now = self.clock()
         uris = [h.uri for h in self.vaults.list_hosts(vault.location)]
         with self.uow() as uow:
-            vms = [v for v in uow.vms.all() if v.vault == vault.name]
-            health = vault_health(uow, vault.name, uris, now)
+            vms = uow.vms.all(vault=vault.name, limit=limit, offset=offset)
+            total = uow.vms.count(vault=vault.name)
+            health = vault_health(uow, vault.name, uris, now, only=vms)
         held: dict[str, list[RecoveryPoint]] = {}
         for p in health.points:
             held.setdefault(p.vm_uuid, []).append(p)
@@ -390,7 +397,7 @@ class ProtectionService(Service):
             detail = protection_detail(vm, bool(points))
             newest = health.newest.get(vm.uuid)
             items.append(ProtectedItem(vm, detail, len(points), newest, health.health(vm)))
-        return items
+        return items, total
 
 
 @dataclass

@@ -86,6 +86,35 @@ def queue_job(
     return job
 
 
+def queue_jobs(
+    uow: UnitOfWork,
+    op: str,
+    vault: str,
+    items: Sequence[tuple[str, str | None, dict[str, Any]]],
+    origin: str,
+    now: datetime,
+) -> list[Job] | None:
+    """:func:`queue_job` of one job per VM of ``items`` (uuid, label, request) in a few
+    statements, whatever their number (a policy's slot over a fleet); None, with nothing
+    queued, when one of the VMs has an active job (the caller checked
+    ``uow.jobs.holders`` first: one was queued meanwhile — then queue them one by one)."""
+    job_type = OPS[op]
+    rows = [
+        dict(
+            type=job_type.value,
+            vault=vault,
+            vm_uuid=uuid,
+            vm_name=label,
+            conflict_key=conflict_key(job_type, vault, uuid),
+            request={"op": op, **request},
+            origin=origin,
+            log=f"queued by {origin}",
+        )
+        for uuid, label, request in items
+    ]
+    return uow.jobs.create_queued(rows, now)
+
+
 class QueueService(QueueRuns):
     #: Called after jobs were queued (the server wakes its workers).
     on_queued: Callable[[], None] | None = None

@@ -41,13 +41,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from vmvault.domain.errors import OperationInProgress
-from vmvault.domain.job import Job, JobConflict, JobState, JobType
+from vmvault.domain.job import Job, JobConflict, JobState, JobType, conflict_key
 from vmvault.domain.node import LEASE, SCHEDULER_LEASE
 from vmvault.domain.schedule import Schedule, catch_up, next_slot, slot_key
-from vmvault.domain.vm import VmState
+from vmvault.domain.vm import VmItem, VmState
 from vmvault.services.jobs import EndHook, close_job
 from vmvault.services.ports import UnitOfWork, UnitOfWorkFactory
-from vmvault.services.queue import queue_job
+from vmvault.services.queue import queue_job, queue_jobs
 
 
 @dataclass
@@ -158,31 +158,50 @@ class SchedulerService:
     def _backups(
         self, uow: UnitOfWork, vault: str, policy: str, key: str, now: datetime
     ) -> list[Job]:
+        """The slot's jobs, in a number of queries that does not grow with its VMs: the
+        protected VMs read at once, their conflict keys checked at once, the jobs of the free
+        ones inserted at once (:func:`queue_jobs`); a busy VM gets its failed job apart."""
         origin = f"policy {policy} at {key}"
-        jobs: list[Job] = []
         due = [
-            vm
-            for vm in uow.vms.all()
-            if vm.state is VmState.PROTECTED and vm.policy == policy and vm.vault == vault
+            vm for vm in uow.vms.all(vault=vault, state=VmState.PROTECTED) if vm.policy == policy
         ]
         record = uow.policies.get(policy)
         if record is not None and record.policy.as_set and len(due) > 1:  # docs/sets.md
             group: dict[str, Any] = {"vms": [vm.uuid for vm in due], "keep_until": None}
             return [queue_job(uow, "backup-set", vault, None, group, origin, now)]
+        keys = {vm.uuid: conflict_key(JobType.BACKUP, vault, vm.uuid) or "" for vm in due}
+        busy = uow.jobs.holders(list(keys.values()))
+        free = [vm for vm in due if keys[vm.uuid] not in busy]
+        items = [(vm.uuid, vm.label, {"vm": vm.uuid, "keep_until": None}) for vm in free]
+        queued = queue_jobs(uow, "backup", vault, items, origin, now)
+        if queued is None:  # a job of one of them was queued meanwhile: one by one
+            return [self._backup(uow, vault, vm, origin, now) for vm in due]
+        jobs = dict(zip((vm.uuid for vm in free), queued, strict=True))
         for vm in due:
-            request = {"vm": vm.uuid, "keep_until": None}
-            try:
-                job = queue_job(uow, "backup", vault, (vm.uuid, vm.label), request, origin, now)
-            except JobConflict as conflict:
-                h = conflict.holder
-                err = OperationInProgress(vm=vm.label, job=h.id, job_type=h.type.value)
-                job = uow.jobs.create(
-                    JobType.BACKUP, vault, vm.uuid, vm.label, JobState.FAILED, now, None, None,
-                    request={"op": "backup", **request}, origin=origin,
-                )  # fmt: skip
-                job.started_at = now
-                uow.jobs.append_log(job.id, f"{origin}: not started", now)
-                # ended like every job: the end hooks write its notifications
-                close_job(uow, job, JobState.FAILED, err, now, self.on_end)
-            jobs.append(job)
-        return jobs
+            if vm.uuid not in jobs:
+                jobs[vm.uuid] = self._skipped(uow, vault, vm, busy[keys[vm.uuid]], origin, now)
+        return [jobs[vm.uuid] for vm in due]
+
+    def _backup(self, uow: UnitOfWork, vault: str, vm: VmItem, origin: str, now: datetime) -> Job:
+        """One VM's backup job of a slot: queued, or failed when the VM is busy."""
+        request = {"vm": vm.uuid, "keep_until": None}
+        try:
+            return queue_job(uow, "backup", vault, (vm.uuid, vm.label), request, origin, now)
+        except JobConflict as conflict:
+            return self._skipped(uow, vault, vm, conflict.holder, origin, now)
+
+    def _skipped(
+        self, uow: UnitOfWork, vault: str, vm: VmItem, holder: Job, origin: str, now: datetime
+    ) -> Job:
+        """The ``failed`` backup job of a VM that already has an active job ``holder``."""
+        request = {"vm": vm.uuid, "keep_until": None}
+        err = OperationInProgress(vm=vm.label, job=holder.id, job_type=holder.type.value)
+        job = uow.jobs.create(
+            JobType.BACKUP, vault, vm.uuid, vm.label, JobState.FAILED, now, None, None,
+            request={"op": "backup", **request}, origin=origin,
+        )  # fmt: skip
+        job.started_at = now
+        uow.jobs.append_log(job.id, f"{origin}: not started", now)
+        # ended like every job: the end hooks write its notifications
+        close_job(uow, job, JobState.FAILED, err, now, self.on_end)
+        return job

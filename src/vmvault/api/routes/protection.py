@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from vmvault import documents
 from vmvault.api.auth import needs
@@ -12,7 +12,16 @@ from vmvault.api.errors import responses
 from vmvault.api.models import ProtectedItemDoc, ProtectJobDoc
 from vmvault.api.requests import ProtectRequest, ResumeRequest, StopRequest
 from vmvault.api.routes.approvals import HELD
-from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
+from vmvault.api.routes.common import (
+    CONTRIBUTOR,
+    PAGE,
+    PREFIX,
+    READER,
+    Limit,
+    Offset,
+    paged,
+    set_total,
+)
 from vmvault.bootstrap import Services
 from vmvault.domain.access import Principal, Role
 from vmvault.services.protection import ProtectResult
@@ -29,12 +38,17 @@ def routes(services: Services) -> APIRouter:
     @router.get(
         "/protection",
         response_model=list[ProtectedItemDoc],
-        responses=responses(404),
+        responses={**paged("VMs registered with the vault"), **responses(404)},
         dependencies=READER,
     )
-    def protection(vault: str | None = None) -> list[dict[str, Any]]:
-        """The VMs registered with the vault: protection, policy, points, health."""
-        return [documents.protected_item_doc(i) for i in services.protection.items(vault)]
+    def protection(
+        response: Response, vault: str | None = None, limit: Limit = PAGE, offset: Offset = 0
+    ) -> list[dict[str, Any]]:
+        """The VMs registered with the vault by name, ``limit`` of them after ``offset``:
+        protection, policy, points, health; the header X-Total-Count says how many match."""
+        found, total = services.protection.items(vault, limit, offset)
+        set_total(response, total)
+        return [documents.protected_item_doc(i) for i in found]
 
     @router.post("/protection", **changes)
     def protect(body: ProtectRequest) -> list[dict[str, Any]]:

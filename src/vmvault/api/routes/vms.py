@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from vmvault import documents
 from vmvault.api.errors import responses
 from vmvault.api.models import DiscoveryDoc, JobDoc, ProtectJobDoc, VmDoc
 from vmvault.api.requests import RegisterRequest, VaultOnly, VmsRequest, VmUpdate
-from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
+from vmvault.api.routes.common import (
+    CONTRIBUTOR,
+    PAGE,
+    PREFIX,
+    READER,
+    Limit,
+    Offset,
+    paged,
+    set_total,
+)
 from vmvault.bootstrap import Services
 from vmvault.domain.vm import VmState
 from vmvault.services.protection import ProtectResult
@@ -19,9 +28,24 @@ from vmvault.services.protection import ProtectResult
 def routes(services: Services) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["vms"])
 
-    @router.get("/vms", response_model=list[VmDoc], responses=responses(404), dependencies=READER)
-    def vms(vault: str | None = None, state: VmState | None = None) -> list[dict[str, Any]]:
-        return [documents.vm_doc(vm) for vm in services.inventory.list_vms(vault, state)]
+    @router.get(
+        "/vms",
+        response_model=list[VmDoc],
+        responses={**paged("VMs"), **responses(404)},
+        dependencies=READER,
+    )
+    def vms(
+        response: Response,
+        vault: str | None = None,
+        state: VmState | None = None,
+        limit: Limit = PAGE,
+        offset: Offset = 0,
+    ) -> list[dict[str, Any]]:
+        """The VMs of the vault's location by name, ``limit`` of them after ``offset``; the
+        header X-Total-Count says how many match."""
+        found, total = services.inventory.list_vms(vault, state, limit, offset)
+        set_total(response, total)
+        return [documents.vm_doc(vm) for vm in found]
 
     @router.get(
         "/vms/{ref:path}", response_model=VmDoc, responses=responses(404), dependencies=READER

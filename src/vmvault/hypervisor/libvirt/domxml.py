@@ -28,10 +28,10 @@ import hashlib
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from vmvault.domain.restore import XmlDisk
-from vmvault.domain.vm import Disk, DomainFacts, Nic, PowerState, classify_disk
+from vmvault.domain.vm import Disk, DomainFacts, Nic, PowerState, classify_disk, fields_of
 
 GROUP_NS = "https://vmvault.dev/xmlns/1"
 #: The namespace of the cluster marker (docs/backup.md, "VMs owned by a cluster manager").
@@ -297,8 +297,8 @@ def facts_from_xml(
         "name": name,
         "group": group,
         "agent": agent,
-        "disks": [asdict(d) for d in disks],
-        "nics": [asdict(n) for n in nics],
+        "disks": [fields_of(d) for d in disks],
+        "nics": [fields_of(n) for n in nics],
     }
     if cluster is not None:  # only when marked: unmarked VMs keep their fingerprints
         recorded["cluster"] = cluster

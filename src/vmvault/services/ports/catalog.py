@@ -25,7 +25,7 @@ from vmvault.domain.recovery_point import (
 from vmvault.domain.soft_delete import Deletion, SoftDelete
 from vmvault.domain.tokens import ApiToken
 from vmvault.domain.vault import Host, S3Location, Vault
-from vmvault.domain.vm import VmItem
+from vmvault.domain.vm import VmItem, VmState
 from vmvault.services.ports.nodes import LeaseRepository, NodeRepository
 
 
@@ -66,9 +66,36 @@ class HostRepository(Protocol):
 
 class VmRepository(Protocol):
     def get(self, uuid: str) -> VmItem | None: ...
-    def all(self, host_uris: Sequence[str] | None = None) -> list[VmItem]: ...
+    def all(
+        self,
+        host_uris: Sequence[str] | None = None,
+        *,
+        vault: str | None = None,
+        state: VmState | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[VmItem]:
+        """The VMs of ``host_uris``, registered with ``vault``, in ``state`` (None: any), by
+        name; ``limit`` of them after ``offset`` (None: all).  One query, whatever the number
+        of VMs."""
+
+    def count(
+        self,
+        host_uris: Sequence[str] | None = None,
+        *,
+        vault: str | None = None,
+        state: VmState | None = None,
+    ) -> int:
+        """How many VMs :meth:`all` selects without a page."""
+
+    def tally(self, host_uris: Sequence[str]) -> list[tuple[VmState, str | None, bool, int]]:
+        """How many VMs of ``host_uris`` there are by (state, vault name, vanished)."""
+
     def save(self, vm: VmItem) -> None:
         """Insert or update the VM item (keyed by uuid)."""
+
+    def save_many(self, vms: Sequence[VmItem]) -> None:
+        """:meth:`save` of every VM of ``vms`` in a few statements, whatever their number."""
 
     def save_facts(self, vm: VmItem) -> None:
         """Update only the discovery facts of an existing VM item (a backup's commit: the
@@ -149,6 +176,26 @@ class JobRepository(Protocol):
         another active job (atomically: two concurrent creates never both succeed).  A job
         created in a final state holds no key."""
 
+    def create_queued(self, rows: list[dict[str, Any]], now: datetime) -> list[Job] | None:
+        """Insert many queued jobs with their first log line in a few statements (``rows``:
+        ``type, vault, vm_uuid, vm_name, conflict_key, request, origin, log``); the jobs in
+        the order of ``rows``, or None with nothing inserted when a conflict key is held
+        (the caller then creates them one by one, as :meth:`create` reports each conflict)."""
+
+    def holders(self, conflict_keys: list[str]) -> dict[str, Job]:
+        """The active job holding each of ``conflict_keys`` that one holds, by key."""
+
+    def latest(self, job_type: JobType) -> dict[str, Job]:
+        """Each VM's newest job of ``job_type``, by VM uuid (one query)."""
+
+    def count_by_state(self, since: datetime, vault: str) -> dict[JobState, int]:
+        """How many of ``vault``'s jobs created at ``since`` or later are in each state."""
+
+    def created_states(
+        self, job_type: JobType, since: datetime, vault: str
+    ) -> list[tuple[datetime, JobState]]:
+        """Creation time and state of ``vault``'s jobs of ``job_type`` since ``since``."""
+
     def get(self, job_id: int) -> Job | None: ...
     def queued(self, limit: int = 100) -> list[Job]:
         """Queued jobs, oldest first."""
@@ -207,6 +254,9 @@ class JobRepository(Protocol):
         the state is final."""
 
     def append_log(self, job_id: int, line: str, now: datetime) -> None: ...
+    def append_logs(self, job_id: int, lines: list[str], now: datetime) -> None:
+        """:meth:`append_log` of every line of ``lines``, in one statement."""
+
     def log(self, job_id: int) -> list[str]: ...
     def record_step(self, job_id: int, step: str, data: dict[str, Any], now: datetime) -> None:
         """Append a step to the job's journal (in the caller's transaction)."""

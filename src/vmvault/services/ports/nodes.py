@@ -41,10 +41,13 @@ class NodeDirectory(Protocol):
     ``serves(host_uri)`` is True when a live node serves ``host_uri``: this process's own node
     host, or (services/nodes.py ``NodeService``) any node of the catalog whose heartbeat is
     younger than a lease; :class:`~vmvault.domain.placement.OwnNode` knows only its own. It
-    must not raise for an unknown host (it is False).
+    must not raise for an unknown host (it is False).  ``served()`` is the same answer for
+    every host at once: the :func:`~vmvault.domain.placement.host_key` of each host a live
+    node serves, read once (a request or a slot over many VMs asks it once, not per VM).
     """
 
     @property
     def node_host(self) -> str: ...
 
     def serves(self, host_uri: str) -> bool: ...
+    def served(self) -> frozenset[str]: ...

@@ -127,6 +127,15 @@ async function call(method, path, { body, params, token } = {}) {
 export const api = {
   get: async (path, params) => (await call("GET", path, { params })).doc,
   page: (path, params) => call("GET", path, { params }),  // {doc, total}
+  // every item of a paged list (/vms, /protection: a fleet's thousands), 1000 at a time
+  all: async (path, params) => {
+    const items = [];
+    for (;;) {
+      const { doc, total } = await call("GET", path, { params: { ...params, limit: 1000, offset: items.length } });
+      items.push(...doc);
+      if (!doc.length || total === null || items.length >= total) return items;
+    }
+  },
   post: async (path, body) => (await call("POST", path, { body: body ?? {} })).doc,
   patch: async (path, body) => (await call("PATCH", path, { body })).doc,
   del: async (path, params) => (await call("DELETE", path, { params })).doc,

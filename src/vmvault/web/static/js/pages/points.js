@@ -23,7 +23,7 @@ const MODES = [
 
 export async function render(view, route) {
   if (route.rest[1] === "files") return files.render(view, route); // #/points/ID/files
-  const vms = (await api.get("/vms")).filter((v) => v.state !== "discovered")
+  const vms = (await api.all("/vms")).filter((v) => v.state !== "discovered")
     .sort((a, b) => a.name.localeCompare(b.name));
   const ref = route.params.get("vm") || "";
   const tab = route.params.get("tab") === "deleted" ? "deleted" : "points";

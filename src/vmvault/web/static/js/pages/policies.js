@@ -182,7 +182,7 @@ async function editor(view, name) {
       : "A schedule and a retention; protect VMs with it from the VMs page.",
     h("a", { class: "btn btn-secondary", href: "#/policies" }, "Back to policies")));
   const form = policyForm(existing, { nameEditable: !existing, vaults: await api.vaults().catch(() => null) });
-  const vms = await api.get("/vms").catch(() => []);
+  const vms = await api.all("/vms").catch(() => []);
   const vmSelect = select([["", "— any VM —"], ...vms.filter((v) => v.state !== "discovered")
     .map((v) => [v.uuid, v.name])], firstVm(vms, existing), { name: "preview-vm" });
   const status = h("div", { "aria-live": "polite" });

@@ -21,8 +21,8 @@ function tabOf(vm) {
 export async function render(view, route) {
   const tab = TABS.some(([t]) => t === route.params.get("tab")) ? route.params.get("tab") : "protected";
   const [vms, protection, vaults] = await Promise.all([
-    api.get("/vms"),
-    api.get("/protection").catch(() => []),
+    api.all("/vms"),
+    api.all("/protection").catch(() => []),
     api.vaults().catch(() => []),
   ]);
   const health = Object.fromEntries((protection || []).map((p) => [p.uuid, p]));
