@@ -102,6 +102,7 @@ class DebugfsFileSystems:
         entry = self.lookup(image, volume, path)
         if entry is None or entry.kind != "file":
             return None
+        self.work_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
             return self.extract(image, volume, entry, Path(tmp)).read_bytes()[:limit]
 
