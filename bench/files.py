@@ -30,6 +30,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import libvirt
 
@@ -61,10 +62,7 @@ def main() -> None:
     )
     want = out.split()[0]
     try:
-        vmvault(env, "vault", "create", "main", "--location", "local")
-        vmvault(env, "discover")
-        vmvault(env, "register", vm)
-        point = vmvault_json(env, "backup", vm)[0]["point"]
+        point = _backup(env, vm)
         sizes = {d["target"]: d["size"] for d in point["disks"]}
         rows: list[tuple[str, list[Run]]] = []
         gets: list[Run] = []
@@ -106,10 +104,7 @@ def guestfs_main(rounds: int) -> None:
     want = {p: hashlib.md5(d).hexdigest() for p, d in contents("a").items()}
     rows: list[tuple[str, list[Run]]] = []
     try:
-        vmvault(env, "vault", "create", "main", "--location", "local")
-        vmvault(env, "discover")
-        vmvault(env, "register", name)
-        point = vmvault_json(env, "backup", name)[0]["point"]
+        point = _backup(env, name)
         sizes = {d["target"]: d["size"] for d in point["disks"]}
         for label, path in (("xfs partition", "/srv/xfs/docs/a.txt"),
                             ("ext4 on an LVM volume", "/srv/lv/keep.bin")):  # fmt: skip
@@ -142,6 +137,15 @@ def guestfs_main(rounds: int) -> None:
         shutil.rmtree(Path(services.settings.lab_dir) / "vms" / name, ignore_errors=True)
     _table(sizes, rows)
     shutil.rmtree(home, ignore_errors=True)
+
+
+def _backup(env: dict[str, str], vm: str) -> dict[str, Any]:
+    """A fresh local vault, ``vm`` registered and backed up: its point."""
+    vmvault(env, "vault", "create", "main", "--location", "local")
+    vmvault(env, "discover")
+    vmvault(env, "register", vm)
+    point: dict[str, Any] = vmvault_json(env, "backup", vm)[0]["point"]
+    return point
 
 
 def _env(home: str) -> dict[str, str]:

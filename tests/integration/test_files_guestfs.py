@@ -19,14 +19,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import libvirt
 import pytest
 
 from tests.conftest import Result
 from tests.integration.conftest import lab_settings
-from tests.integration.test_restore import run_cli
+from tests.integration.test_restore import guest, run_cli
 from vmvault.bootstrap import bootstrap
 from vmvault.hypervisor.lab.disks import copy_disk, files_templates
 from vmvault.hypervisor.lab.files_disk import OWNER, appliance_env, contents
@@ -48,9 +47,11 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    # not the session's ``lab`` fixture: one guest of its own (the others are not needed)
     home = tmp_path_factory.mktemp("files-guestfs-home")
     services = bootstrap(lab_settings(home))
+    services.lab.ensure_daemons()
     cache = services.settings.lab_cache
     saved = dict(os.environ)
     os.environ.update(appliance_env(cache))  # the CLI's appliance needs a kernel here
@@ -59,6 +60,7 @@ def world(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iter
     name = str(vm["name"])
     conn = libvirt.open("qemu:///system")
     try:
+        guest(name, "echo fr > /data/fr-mark && sync")  # ext4 records /data as mounted on
         assert run_cli(home, "vault", "create", "main", "--location", "local").code == 0
         assert run_cli(home, "discover").code in (0, 3)
         assert run_cli(home, "register", name).code in (0, 3)
@@ -100,6 +102,14 @@ def _tree(top: Path, mount: str) -> dict[str, str]:
     }
 
 
+def _got(world: World, point: str, to: Path) -> dict[str, str]:
+    """``files get`` of the xfs and the LVM trees of ``point`` into ``to``: md5 by path."""
+    r = world.cli("files", "get", point, "/srv/xfs/docs", "/srv/lv", "--to", str(to))
+    assert r.code == 0, r.stderr
+    got = _tree(to / "docs", "/srv/xfs/docs") | _tree(to / "lv", "/srv/lv")
+    return {k: v for k, v in got.items() if "lost+found" not in k}
+
+
 def _expected(version: str) -> dict[str, str]:
     return {path: _md5(data) for path, data in contents(version).items()}
 
@@ -117,10 +127,7 @@ def test_volumes_are_found_and_mounted_where_the_points_fstab_says(world: World)
 def test_xfs_and_lvm_files_extract_byte_exact_from_the_first_point(
     world: World, tmp_path: Path
 ) -> None:
-    r = world.cli("files", "get", world.first, "/srv/xfs/docs", "/srv/lv", "--to", str(tmp_path))
-    assert r.code == 0, r.stderr
-    got = _tree(tmp_path / "docs", "/srv/xfs/docs") | _tree(tmp_path / "lv", "/srv/lv")
-    assert {k: v for k, v in got.items() if "lost+found" not in k} == _expected("a")
+    assert _got(world, world.first, tmp_path) == _expected("a")
     a = (tmp_path / "docs" / "a.txt").stat()
     assert (stat.S_IMODE(a.st_mode), a.st_uid, a.st_gid) == (0o640, *OWNER)
     assert time.gmtime(a.st_mtime)[:6] == (2020, 1, 2, 3, 4, 5)
@@ -131,10 +138,7 @@ def test_xfs_and_lvm_files_extract_byte_exact_from_the_first_point(
 def test_the_second_point_has_the_change_and_not_the_deleted_files(
     world: World, tmp_path: Path
 ) -> None:
-    r = world.cli("files", "get", world.second, "/srv/xfs/docs", "/srv/lv", "--to", str(tmp_path))
-    assert r.code == 0, r.stderr
-    got = _tree(tmp_path / "docs", "/srv/xfs/docs") | _tree(tmp_path / "lv", "/srv/lv")
-    assert {k: v for k, v in got.items() if "lost+found" not in k} == _expected("b")
+    assert _got(world, world.second, tmp_path) == _expected("b")
 
 
 def test_a_file_deleted_after_the_first_point_is_file_not_found(

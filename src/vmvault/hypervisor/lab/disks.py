@@ -111,15 +111,21 @@ def build_templates(cache_dir: Path, log: Callable[[str], None] = lambda s: None
             (tmp / "data.raw").unlink()
             shutil.rmtree(tmp / "seed-data")
             shutil.rmtree(tmp / "seed-data2")
-            for p in tmp.iterdir():
-                p.chmod(0o644)
-            publish_dir(tmp, final)
+            _publish(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        for p in root.iterdir():
-            if p.name != key:
-                shutil.rmtree(p, ignore_errors=True)
     return tpl
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """``tmp``'s files made world-readable and published as ``final``; the other builds
+    beside it (older keys, killed builds' leftovers) removed."""
+    for p in tmp.iterdir():
+        p.chmod(0o644)
+    publish_dir(tmp, final)
+    for p in final.parent.iterdir():
+        if p.name != final.name:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def files_templates(
@@ -140,14 +146,9 @@ def files_templates(
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{files_disk.VERSION}-"))
         try:
             files_disk.build(tmp / a.name, tmp / b.name, Path(cache_dir))
-            for p in tmp.iterdir():
-                p.chmod(0o644)
-            publish_dir(tmp, final)
+            _publish(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        for p in root.iterdir():
-            if p.name != files_disk.VERSION:
-                shutil.rmtree(p, ignore_errors=True)
     return a, b
 
 
