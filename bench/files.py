@@ -15,8 +15,9 @@ process (wall time and peak RSS from GNU time, bench/common.py ``measure``):
 
 With ``--guestfs``, the libguestfs path instead, on the lab's ``files`` guest (its vdc: xfs in
 a partition, ext4 in an LVM logical volume, hypervisor/lab/files_disk.py): ``files get`` of
-``/srv/xfs/docs/a.txt`` and of ``/srv/lv/keep.bin`` (each ``--rounds`` times, byte-exact
-against the template's content; each call starts one appliance under TCG), and the full
+``/srv/xfs/docs/a.txt`` (each call starts one libguestfs appliance under TCG) and of
+``/srv/lv/keep.bin`` (an LVM volume: debugfs at its offset), each ``--rounds`` times and
+byte-exact against the template's content, and the full
 disks-only restore of the same point (3 times).  The ``files`` guest is removed at the end.
 
 Prints a Markdown table (medians) for docs/performance.md.
@@ -106,8 +107,8 @@ def guestfs_main(rounds: int) -> None:
     try:
         point = _backup(env, name)
         sizes = {d["target"]: d["size"] for d in point["disks"]}
-        for label, path in (("xfs partition", "/srv/xfs/docs/a.txt"),
-                            ("ext4 on an LVM volume", "/srv/lv/keep.bin")):  # fmt: skip
+        for label, path in (("xfs partition (libguestfs, TCG)", "/srv/xfs/docs/a.txt"),
+                            ("ext4 on an LVM volume (debugfs)", "/srv/lv/keep.bin")):  # fmt: skip
             runs = []
             for n in range(rounds):
                 to = Path(home) / f"get-{label[:3]}-{n}"
@@ -117,7 +118,7 @@ def guestfs_main(rounds: int) -> None:
                 )
                 got = hashlib.md5((to / Path(path).name).read_bytes()).hexdigest()
                 assert got == want[path], (path, got)
-            rows.append((f"files get, {label} (libguestfs, TCG)", runs))
+            rows.append((f"files get, {label}", runs))
         restores: list[Run] = []
         for n in range(3):
             d = Path(home) / f"restore-{n}"

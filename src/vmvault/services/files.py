@@ -13,7 +13,9 @@ written).  These calls are short and read-only: they are not jobs (docs/files.md
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,16 +122,20 @@ class FileService(Service):
             raise InvalidInput("it is not a directory", what=f"--to {to}")
         with self._browse(point_id, _disk_of(disk)) as b:
             todo = []
-            for path in paths:
+            for path, name in zip(paths, names, strict=True):
                 v, inner = self._where(b, path, disk)
-                todo.append((v, self._entry(b, v, inner, path)))
-            for _, entry in todo:
-                if (target / entry.name).exists() or (target / entry.name).is_symlink():
-                    raise InvalidInput(f"{target / entry.name} already exists", what="--to")
+                entry = self._entry(b, v, inner, path)
+                todo.append((v, entry, entry.name if entry.path != "/" else name or v.label))
+            for _, _, name in todo:
+                if (target / name).exists() or (target / name).is_symlink():
+                    raise InvalidInput(f"{target / name} already exists", what="--to")
             written: list[Path] = []
             try:
-                for v, e in todo:
-                    written.append(self.fs.extract(b.image(v), v, e, target))
+                for v, e, name in todo:
+                    if e.path == "/":  # a file system's root (a mount point): named as asked
+                        written.append(self._root(b, v, e, target / name.replace("/", "-")))
+                    else:
+                        written.append(self.fs.extract(b.image(v), v, e, target))
             except FileReadFailed:
                 _delete(written)  # what the earlier paths wrote
                 raise
@@ -151,6 +157,22 @@ class FileService(Service):
             return written
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _root(self, b: Browse, v: Volume, root: FileEntry, dest: Path) -> Path:
+        """The tree of a file system's root ``root`` at ``dest`` (its entries, one extract
+        each; the directory itself with the root's mode and owner)."""
+        dest.mkdir()
+        try:
+            for e in self.fs.listdir(b.image(v), v, "/"):
+                self.fs.extract(b.image(v), v, e, dest)
+            os.chown(dest, root.uid, root.gid)
+            os.chmod(dest, stat.S_IMODE(root.mode) & 0o1777)
+        except (FileReadFailed, OSError) as exc:
+            shutil.rmtree(dest, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise FileReadFailed(path=v.label, point=b.point, why=str(exc)) from None
+            raise
+        return dest
 
     @contextlib.contextmanager
     def _browse(self, point_id: str, disk: str | None) -> Iterator[Browse]:
