@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--guestfs", action="store_true", help="xfs and LVM (libguestfs) rows")
     args = ap.parse_args()
     if args.guestfs:
-        guestfs_main(args.rounds)
+        guestfs_main(args.rounds, args.vm)
         return
     home = tempfile.mkdtemp(prefix="bench-files-", dir="/var/tmp")
     services = lab_services(home)
@@ -95,12 +95,13 @@ def main() -> None:
     shutil.rmtree(home, ignore_errors=True)
 
 
-def guestfs_main(rounds: int) -> None:
+def guestfs_main(rounds: int, existing: str | None) -> None:
+    """The libguestfs rows on a new ``files`` guest (removed at the end), or on ``existing``
+    (a running ``files`` guest, kept: e.g. one that booted after ``lab up`` gave up)."""
     home = tempfile.mkdtemp(prefix="bench-files-", dir="/var/tmp")
     services = lab_services(home)
     os.environ.update(appliance_env(services.settings.lab_cache))
-    (vm,) = services.lab.up(1, ["files"])
-    name = str(vm["name"])
+    name = existing or str(services.lab.up(1, ["files"])[0]["name"])
     env = _env(home)
     want = {p: hashlib.md5(d).hexdigest() for p, d in contents("a").items()}
     rows: list[tuple[str, list[Run]]] = []
@@ -130,12 +131,13 @@ def guestfs_main(rounds: int) -> None:
             (f"full disks-only restore (raw, {sum(sizes.values()) / 2**20:.0f} MiB)", restores)
         )
     finally:
-        conn = libvirt.open("qemu:///system")
-        try:
-            destroy_and_undefine(conn.lookupByName(name))
-        finally:
-            conn.close()
-        shutil.rmtree(Path(services.settings.lab_dir) / "vms" / name, ignore_errors=True)
+        if existing is None:
+            conn = libvirt.open("qemu:///system")
+            try:
+                destroy_and_undefine(conn.lookupByName(name))
+            finally:
+                conn.close()
+            shutil.rmtree(Path(services.settings.lab_dir) / "vms" / name, ignore_errors=True)
     _table(sizes, rows)
     shutil.rmtree(home, ignore_errors=True)
 
