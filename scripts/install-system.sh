@@ -7,6 +7,7 @@ PKGS=(
   qemu-block-extra gzip kmod
   ceph-mon ceph-osd radosgw ceph-common
   zbar-tools
+  python3-guestfs libguestfs-xfs supermin xfsprogs lvm2  # files of xfs/LVM file systems (libguestfs, docs/files.md) and the lab's disk of them
   postgresql-15  # the catalog of many-host deployments: `vmvault lab catalog up` (docs/deployment.md)
   chromium chromium-driver  # the web console's browser tests and screenshots (headless)
 )
@@ -21,3 +22,6 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}"
 fi
+# supermin (libguestfs' appliance builder) copies the host's /lib/modules: a container without
+# a kernel has none (the appliance's kernel then comes from SUPERMIN_KERNEL, docs/files.md)
+[ -d /lib/modules ] || { SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"; $SUDO mkdir -p /lib/modules; }

@@ -262,9 +262,9 @@ class Services:
 
     @cached_property
     def files(self) -> FileService:
-        from vmvault.hypervisor.fsread import DebugfsFileSystems
+        from vmvault.hypervisor.filesystems import ChosenFileSystems
 
-        fs = DebugfsFileSystems(self.settings.work_dir / "exports")
+        fs = ChosenFileSystems(self.settings.work_dir / "exports")
         return FileService(self.context, self.exports, fs)
 
     @cached_property

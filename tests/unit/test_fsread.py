@@ -163,3 +163,22 @@ def test_a_failed_read_of_the_export_is_file_read_failed() -> None:
     service.exports = SimpleNamespace(serving=serving)  # type: ignore[assignment]
     with pytest.raises(FileReadFailed, match="checksum mismatch"):
         service.find("p1", "*.conf")
+
+
+def test_volumes_name_type_uuid_label_and_read_gives_a_files_bytes(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "etc").mkdir(parents=True)
+    (src / "etc" / "fstab").write_bytes(b"LABEL=lbl / ext4 defaults 0 1\n")
+    img = tmp_path / "img"
+    uuid = "0b7e0d5c-1111-4222-8333-944455556666"
+    subprocess.run(["mkfs.ext4", "-q", "-L", "lbl", "-U", uuid, "-d", str(src), str(img), "4M"],
+                   check=True)  # fmt: skip
+    fs = DebugfsFileSystems(tmp_path / "work")
+    (v,) = fs.volumes(img, VOL)
+    assert (v.fs, v.uuid, v.fs_label, v.mounted_on) == ("ext4", uuid, "lbl", None)
+    assert fs.read(img, v, "/etc/fstab", 1 << 20) == b"LABEL=lbl / ext4 defaults 0 1\n"
+    assert fs.read(img, v, "/etc/fstab", 5) == b"LABEL"
+    assert fs.read(img, v, "/etc/none", 10) is None
+    assert fs.read(img, v, "/etc", 10) is None
+    os.truncate(img, 0)
+    assert fs.volumes(img, VOL) == []

@@ -475,11 +475,12 @@ class FileEntryDoc(BaseModel):
 
 
 class VolumeDoc(BaseModel):
-    volume: str  # vdb, or vdb2 for a partition
+    volume: str  # vdb, vdb2 for a partition, VG/LV for an LVM logical volume
     disk: str
     offset: int
     size: int
-    mounted_on: str | None  # where the guest last mounted it (ext4's superblock)
+    mounted_on: str | None  # the point's /etc/fstab, else ext4's "Last mounted on"
+    fs: str = ""  # ext4, xfs...
 
 
 class ExportDiskDoc(BaseModel):

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import re
 import stat
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 SECTOR = 512
 GPT_SIGNATURE = b"EFI PART"
@@ -72,14 +73,66 @@ class Volume:
     offset: int
     size: int
     mounted_on: str | None = None
+    fs: str = ""  # its file system's type once found (ext4, xfs...)
+    lv: str | None = None  # an LVM logical volume "vg/lv" (in ``partition`` or the disk)
+    uuid: str = ""  # the file system's UUID and label, for /etc/fstab's UUID= and LABEL=
+    fs_label: str = ""
 
     @property
     def label(self) -> str:
+        if self.lv is not None:
+            return self.lv
         return self.disk if self.partition is None else f"{self.disk}{self.partition}"
 
     def to_json(self) -> dict[str, object]:
         return {"volume": self.label, "disk": self.disk, "offset": self.offset,
-                "size": self.size, "mounted_on": self.mounted_on}  # fmt: skip
+                "size": self.size, "mounted_on": self.mounted_on, "fs": self.fs}  # fmt: skip
+
+
+def fstab(text: str) -> list[tuple[str, str]]:
+    """The ``(spec, mount point)`` of each file system line of an ``/etc/fstab`` (swap,
+    ``none`` and pseudo file systems left out; ``\\040`` escapes decoded)."""
+    found = []
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2 or not fields[1].startswith("/"):
+            continue
+        spec, where = (re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), f) for f in fields[:2])
+        found.append((spec, where))
+    return found
+
+
+def fstab_volume(volumes: list[Volume], spec: str) -> Volume | None:
+    """The volume an fstab ``spec`` names: ``UUID=``, ``LABEL=``, ``/dev/disk/by-uuid|label/``,
+    ``/dev/VG/LV``, ``/dev/mapper/VG-LV`` or a device ``/dev/vdb1`` (the disk's target)."""
+    key, _, value = spec.partition("=")
+    for prefix, kind in (("/dev/disk/by-uuid/", "UUID"), ("/dev/disk/by-label/", "LABEL")):
+        if spec.startswith(prefix):
+            key, value = kind, spec[len(prefix) :]
+    for v in volumes:
+        if (key.upper() == "UUID" and value and value.lower() == v.uuid.lower()) or (
+            key.upper() == "LABEL" and value and value == v.fs_label
+        ):
+            return v
+        if v.lv is not None:
+            vg, lv = v.lv.split("/", 1)
+            mapper = vg.replace("-", "--") + "-" + lv.replace("-", "--")
+            if spec in (f"/dev/{vg}/{lv}", f"/dev/mapper/{mapper}"):
+                return v
+        elif spec == f"/dev/{v.label}":
+            return v
+    return None
+
+
+def with_fstab(volumes: list[Volume], root: Volume, text: str) -> list[Volume]:
+    """``volumes`` mounted where the root file system's ``/etc/fstab`` (``text``, read
+    from ``root``) says; a volume it does not name keeps its own ``mounted_on``."""
+    where: dict[str, str] = {root.label: "/"}
+    for spec, mount in fstab(text):
+        v = fstab_volume(volumes, spec)
+        if v is not None and (mount != "/" or v == root):
+            where[v.label] = normal(mount)
+    return [replace(v, mounted_on=where.get(v.label, v.mounted_on)) for v in volumes]
 
 
 def partitions(disk: str, head: bytes, disk_size: int, gpt: bytes = b"") -> list[Volume]:

@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from vmvault.domain.errors import FileReadFailed, InvalidInput
@@ -84,13 +85,26 @@ class DebugfsFileSystems:
             with contextlib.suppress(OSError):
                 mnt.rmdir()
 
-    def mounted_on(self, image: Path, volume: Volume) -> str | None:
-        out, _ = _debugfs(image, volume, ["stats -h"], check=False)
-        m = re.search(r"^Last mounted on:\s*(.*)$", out, re.M)
-        if m is None:
+    def volumes(self, image: Path, place: Volume) -> list[Volume]:
+        out, _ = _debugfs(image, place, ["stats -h"], check=False)
+        fields = dict(re.findall(r"^([A-Za-z ]+):[ \t]*(.*)$", out, re.M))
+        if "Last mounted on" not in fields:
+            return []
+        where = fields["Last mounted on"].strip()
+        features = fields.get("Filesystem features", "")
+        kind = "ext4" if "extent" in features else "ext3" if "has_journal" in features else "ext2"
+        name = fields.get("Filesystem volume name", "").strip()
+        return [replace(place, mounted_on=None if where in ("", "<not available>") else where,
+                        fs=kind, uuid=fields.get("Filesystem UUID", "").strip(),
+                        fs_label="" if name == "<none>" else name)]  # fmt: skip
+
+    def read(self, image: Path, volume: Volume, path: str, limit: int) -> bytes | None:
+        entry = self.lookup(image, volume, path)
+        if entry is None or entry.kind != "file":
             return None
-        where = m.group(1).strip()
-        return "" if where in ("", "<not available>") else where
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+            return self.extract(image, volume, entry, Path(tmp)).read_bytes()[:limit]
 
     def lookup(self, image: Path, volume: Volume, path: str) -> FileEntry | None:
         path = normal(path)
@@ -151,17 +165,11 @@ class DebugfsFileSystems:
                     self._mknod(image, volume, e, target / e.path[len(top) + 1 :])
             if devices:
                 log.warning("device nodes not recreated: %s", ", ".join(devices))
-        _drop_setid(target)
+        drop_setid(target)
         return target
 
     def _mknod(self, image: Path, volume: Volume, entry: FileEntry, target: Path) -> Path:
-        try:  # a FIFO or a socket: device nodes are never made (extract)
-            os.mknod(target, entry.mode)
-            os.chown(target, entry.uid, entry.gid, follow_symlinks=False)
-            os.chmod(target, stat.S_IMODE(entry.mode) & ~_SETID)
-        except OSError as exc:
-            raise FileReadFailed(path=entry.path, point="(export)", why=str(exc)) from None
-        return target
+        return make_node(entry, target)
 
     def _ls(
         self, image: Path, volume: Volume, dirs: list[str], seen: set[int] | None = None
@@ -218,7 +226,7 @@ def _debugfs(
     return res.stdout, res.stderr
 
 
-def _drop_setid(top: Path) -> None:
+def drop_setid(top: Path) -> None:
     """Clear setuid/setgid bits of ``top`` and everything under it (symlinks untouched)."""
     found = [top]
     if top.is_dir() and not top.is_symlink():
@@ -250,3 +258,14 @@ def _unmount(mnt: Path, proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def make_node(entry: FileEntry, target: Path) -> Path:
+    """A FIFO or a socket ``entry`` made at ``target`` (device nodes are never made)."""
+    try:
+        os.mknod(target, entry.mode)
+        os.chown(target, entry.uid, entry.gid, follow_symlinks=False)
+        os.chmod(target, stat.S_IMODE(entry.mode) & ~_SETID)
+    except OSError as exc:
+        raise FileReadFailed(path=entry.path, point="(export)", why=str(exc)) from None
+    return target

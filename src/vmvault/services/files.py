@@ -13,7 +13,9 @@ written).  These calls are short and read-only: they are not jobs (docs/files.md
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +26,15 @@ from vmvault.domain.files import (
     SECTOR,
     FileEntry,
     Volume,
+    fstab,
+    fstab_volume,
     gpt_span,
     guest_path,
     matches,
     normal,
     partitions,
     resolve,
+    with_fstab,
 )
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.exports import ExportService
@@ -38,6 +43,8 @@ from vmvault.services.ports import FileSystems
 
 #: The most entries ``files find`` returns.
 MAX_FOUND = 10_000
+FSTAB = "/etc/fstab"
+FSTAB_LIMIT = 1 << 20
 
 
 @dataclass
@@ -115,16 +122,20 @@ class FileService(Service):
             raise InvalidInput("it is not a directory", what=f"--to {to}")
         with self._browse(point_id, _disk_of(disk)) as b:
             todo = []
-            for path in paths:
+            for path, name in zip(paths, names, strict=True):
                 v, inner = self._where(b, path, disk)
-                todo.append((v, self._entry(b, v, inner, path)))
-            for _, entry in todo:
-                if (target / entry.name).exists() or (target / entry.name).is_symlink():
-                    raise InvalidInput(f"{target / entry.name} already exists", what="--to")
+                entry = self._entry(b, v, inner, path)
+                todo.append((v, entry, entry.name if entry.path != "/" else name or v.label))
+            for _, _, name in todo:
+                if (target / name).exists() or (target / name).is_symlink():
+                    raise InvalidInput(f"{target / name} already exists", what="--to")
             written: list[Path] = []
             try:
-                for v, e in todo:
-                    written.append(self.fs.extract(b.image(v), v, e, target))
+                for v, e, name in todo:
+                    if e.path == "/":  # a file system's root (a mount point): named as asked
+                        written.append(self._root(b, v, e, target / name.replace("/", "-")))
+                    else:
+                        written.append(self.fs.extract(b.image(v), v, e, target))
             except FileReadFailed:
                 _delete(written)  # what the earlier paths wrote
                 raise
@@ -147,6 +158,22 @@ class FileService(Service):
 
     # --- helpers -------------------------------------------------------------------------
 
+    def _root(self, b: Browse, v: Volume, root: FileEntry, dest: Path) -> Path:
+        """The tree of a file system's root ``root`` at ``dest`` (its entries, one extract
+        each; the directory itself with the root's mode and owner)."""
+        dest.mkdir()
+        try:
+            for e in self.fs.listdir(b.image(v), v, "/"):
+                self.fs.extract(b.image(v), v, e, dest)
+            os.chown(dest, root.uid, root.gid)
+            os.chmod(dest, stat.S_IMODE(root.mode) & 0o1777)
+        except (FileReadFailed, OSError) as exc:
+            shutil.rmtree(dest, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise FileReadFailed(path=v.label, point=b.point, why=str(exc)) from None
+            raise
+        return dest
+
     @contextlib.contextmanager
     def _browse(self, point_id: str, disk: str | None) -> Iterator[Browse]:
         errors: list[str] = []
@@ -158,17 +185,33 @@ class FileService(Service):
             volumes: list[Volume] = []
             for target, served in export.served.items():
                 images[target] = attached.enter_context(self.fs.attach(export.socket, target))
-                for v in _candidates(target, served):
-                    where = self.fs.mounted_on(images[target], v)
-                    if where is not None:
-                        volumes.append(Volume(v.disk, v.partition, v.offset, v.size, where or None))
-            yield Browse(export.point.id, volumes, images, errors)
+                for place in _candidates(target, served):
+                    volumes += self.fs.volumes(images[target], place)
+            yield Browse(export.point.id, self._mounted(volumes, images), images, errors)
+
+    def _mounted(self, volumes: list[Volume], images: dict[str, Path]) -> list[Volume]:
+        """``volumes`` mounted where the root file system's /etc/fstab says: the first
+        volume whose /etc/fstab mounts itself at ``/``, else the first with one.  ext2/3/4
+        volumes are read first (debugfs: fast), the others (an appliance to start) only
+        when no ext volume has an /etc/fstab."""
+        tables: list[tuple[Volume, str]] = []
+        for cheap in (True, False):
+            for v in (v for v in volumes if v.fs.startswith("ext") == cheap):
+                data = self.fs.read(images[v.disk], v, FSTAB, FSTAB_LIMIT)
+                if data is None:
+                    continue
+                tables.append((v, data.decode(errors="replace")))
+                if _mounts_itself(volumes, *tables[-1]):
+                    return with_fstab(volumes, *tables[-1])
+            if tables:
+                break
+        return with_fstab(volumes, *tables[0]) if tables else volumes
 
     def _where(self, b: Browse, path: str, disk: str | None) -> tuple[Volume, str]:
         if disk is not None:
             picked = [v for v in b.volumes if disk in (v.label, v.disk)]
             if not picked:
-                raise NoFileSystem(point=b.point, path=disk, why="no ext2/3/4 file system on it")
+                raise NoFileSystem(point=b.point, path=disk, why="no file system found on it")
             return picked[0], normal(path)
         found = resolve(b.volumes, path)
         if found is None:
@@ -189,7 +232,7 @@ class FileService(Service):
             return b.volumes
         picked = [v for v in b.volumes if disk in (v.label, v.disk)]
         if not picked:
-            raise NoFileSystem(point=b.point, path=disk, why="no ext2/3/4 file system on it")
+            raise NoFileSystem(point=b.point, path=disk, why="no file system found on it")
         return picked
 
 
@@ -202,8 +245,11 @@ def _delete(written: Iterable[Path]) -> None:
 
 
 def _disk_of(disk: str | None) -> str | None:
-    """The disk target of ``--disk`` (``vdb`` of a partition ``vdb2``)."""
-    return disk.rstrip("0123456789") or disk if disk is not None else None
+    """The disk target of ``--disk`` (``vdb`` of a partition ``vdb2``; None, every disk,
+    for an LVM logical volume ``vg/lv``)."""
+    if disk is None or "/" in disk:
+        return None
+    return disk.rstrip("0123456789") or disk
 
 
 def _candidates(target: str, disk: ExportedDisk) -> list[Volume]:
@@ -212,6 +258,10 @@ def _candidates(target: str, disk: ExportedDisk) -> list[Volume]:
     span = gpt_span(head[SECTOR:]) if len(head) >= 2 * SECTOR else 0
     gpt = disk.pread(min(span, disk.size - SECTOR), SECTOR) if span else b""
     return partitions(target, head[:SECTOR], disk.size, gpt) or [Volume(target, None, 0, disk.size)]
+
+
+def _mounts_itself(volumes: list[Volume], v: Volume, text: str) -> bool:
+    return any(w == "/" and fstab_volume(volumes, s) == v for s, w in fstab(text))
 
 
 def _as_guest(v: Volume, e: FileEntry, disk: str | None) -> FileEntry:

@@ -27,7 +27,8 @@ class NoFileSystem(VmvaultError):
     message = "no file system of recovery point {point} holds {path} ({why})"
     remedy = (
         "Give a path under a mount point 'vmvault files ls {point}' lists, or name the disk "
-        "with --disk and a path from that file system's root. Only ext2/3/4 is read (docs/files.md)."
+        "with --disk (a disk, a partition such as vdb2, or an LVM volume VG/LV) and a path from "
+        "that file system's root (docs/files.md)."
     )
     kind = "usage"
 

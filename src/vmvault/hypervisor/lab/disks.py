@@ -8,6 +8,10 @@ Each lab VM gets its own copy of:
 * ``data2.qcow2`` or, for the raw-disk variant, ``data2.raw`` (vdb, 256 MiB, /data2) with a
   1 MiB random file.
 
+The ``files`` variant's vdc is ``files-a.raw`` (later swapped for ``files-b.raw``, the same
+disk after a change): a GPT disk made with libguestfs, built once under
+``CACHE/templates-files/<key>/`` (:mod:`vmvault.hypervisor.lab.files_disk`).
+
 The file systems are made with ``-E lazy_itable_init=0,lazy_journal_init=0`` so the guest
 kernel has no lazy initialisation to do after mount (that writing would show up as noise in
 the dirty bitmaps of incremental backups). Making them costs ~1 s; copying a template with
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmvault.domain.errors import LabFailed
+from vmvault.hypervisor.lab import files_disk
 from vmvault.hypervisor.lab.fsutil import locked, make_dirs, publish_dir
 
 TEMPLATE_VERSION = "1"
@@ -106,15 +111,45 @@ def build_templates(cache_dir: Path, log: Callable[[str], None] = lambda s: None
             (tmp / "data.raw").unlink()
             shutil.rmtree(tmp / "seed-data")
             shutil.rmtree(tmp / "seed-data2")
-            for p in tmp.iterdir():
-                p.chmod(0o644)
-            publish_dir(tmp, final)
+            _publish(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        for p in root.iterdir():
-            if p.name != key:
-                shutil.rmtree(p, ignore_errors=True)
     return tpl
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """``tmp``'s files made world-readable and published as ``final``; the other builds
+    beside it (older keys, killed builds' leftovers) removed."""
+    for p in tmp.iterdir():
+        p.chmod(0o644)
+    publish_dir(tmp, final)
+    for p in final.parent.iterdir():
+        if p.name != final.name:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def files_templates(
+    cache_dir: Path, log: Callable[[str], None] = lambda s: None
+) -> tuple[Path, Path]:
+    """The ``files`` variant's two vdc templates (before, after), made first if missing (a
+    libguestfs appliance under TCG: a minute or two, once)."""
+    root = Path(cache_dir) / "templates-files"
+    make_dirs(root)
+    final = root / files_disk.VERSION
+    a, b = final / "files-a.raw", final / "files-b.raw"
+    if a.is_file() and b.is_file():
+        return a, b
+    with locked(Path(cache_dir) / ".templates-files.lock"):
+        if a.is_file() and b.is_file():
+            return a, b
+        log(f"building the files disk templates {files_disk.VERSION}")
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{files_disk.VERSION}-"))
+        try:
+            files_disk.build(tmp / a.name, tmp / b.name, Path(cache_dir))
+            _publish(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return a, b
 
 
 def copy_disk(template: Path, dest: Path) -> None:

@@ -18,6 +18,10 @@ writer          as standard; the guest appends checksummed records to /data/writ
                 (:func:`check_writer_records` verifies a copy)
 app-hook        as standard; qemu-ga runs an fsfreeze hook that makes a tiny app flush its
                 in-memory state to /data/app/state and logs freeze/thaw to /data/app/hook.log
+files           as standard plus vdc ``files.raw``: xfs in a partition and ext4 in LVM logical
+                volumes, with an /etc/fstab (:mod:`~vmvault.hypervisor.lab.files_disk`; the
+                guest mounts none of them); not in the integration tests' session lab, the
+                file-restore tests start it themselves
 ==============  ===========================================================================
 
 Layout: ``LAB_DIR/vms/<name>/`` holds the VM's disks, its console log and hard links to the
@@ -48,7 +52,7 @@ from vmvault.domain.errors import (
 from vmvault.hypervisor.daemons import ensure_libvirtd, quiet_libvirt
 from vmvault.hypervisor.host import qemu_log_tail
 from vmvault.hypervisor.lab import iscsi
-from vmvault.hypervisor.lab.disks import Templates, build_templates, copy_disk
+from vmvault.hypervisor.lab.disks import Templates, build_templates, copy_disk, files_templates
 from vmvault.hypervisor.lab.fsutil import check_traversable, link_or_copy, locked, make_dirs
 from vmvault.hypervisor.lab.guest import GuestImage, build_guest
 from vmvault.hypervisor.lab.waiting import (
@@ -78,6 +82,7 @@ VARIANTS: tuple[str, ...] = (
     "passthrough",
     "writer",
     "app-hook",
+    "files",
 )
 
 __all__ = [
@@ -219,6 +224,7 @@ def _prepare(
     image: GuestImage,
     tpl: Templates,
     tgt_sbin: Path | None,
+    files_tpl: Path | None = None,
 ) -> DomainSpec:
     """Make the VM's directory: hard links to the boot files, private disk copies, a LUN."""
     vm_dir = lab_dir / "vms" / name
@@ -236,6 +242,10 @@ def _prepare(
         "data2.qcow2": tpl.data2_qcow2,
         "data2.raw": tpl.data2_raw,
     }
+    if variant == "files":
+        assert files_tpl is not None
+        disks.append(FileDisk("vdc", vm_dir / "files.raw", "raw"))
+        templates["files.raw"] = files_tpl
     for d in disks:
         copy_disk(templates[d.path.name], d.path)
     luns = []
@@ -316,12 +326,13 @@ def lab_up(
     try:
         image = build_guest(cache_dir, log=log)
         tpl = build_templates(cache_dir, log=log)
+        files_tpl = files_templates(cache_dir, log=log)[0] if counts.get("files") else None
         tgt = None
         if counts.get("passthrough"):
             tgt = iscsi.ensure_tgtd(cache_dir, lab_dir / "daemon" / "tgt")
         with locked(lab_dir / ".lab.lock"):  # two lab_up calls must not pick the same names
             specs = [
-                _prepare(name, variant, lab_dir, image, tpl, tgt)
+                _prepare(name, variant, lab_dir, image, tpl, tgt, files_tpl)
                 for variant, name in _next_names(conn, lab_dir, counts, prefix or lab_prefix())
             ]
             for spec in specs:

@@ -1,5 +1,6 @@
 """What file-level restore needs: an NBD export seen as a local file, and a reader of the
-file systems in it (``vmvault.hypervisor.fsread``: nbdfuse + debugfs)."""
+file systems in it (``vmvault.hypervisor.filesystems``: debugfs for ext2/3/4 on a disk or a
+partition, libguestfs for the rest: xfs, LVM)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,14 @@ class FileSystems(Protocol):
         """The export ``export`` of the NBD server at ``socket``, read-only, as a local
         file (its path) until the context ends."""
 
-    def mounted_on(self, image: Path, volume: Volume) -> str | None:
-        """Where the guest last mounted the file system of ``volume`` ("" when it was
-        never mounted), or None when there is no file system this reader reads."""
+    def volumes(self, image: Path, place: Volume) -> list[Volume]:
+        """The file systems this reader reads in ``place`` (a whole disk or a partition):
+        ``place`` itself, or the LVM logical volumes in it; each with its ``fs``, ``uuid``,
+        ``fs_label`` and where the guest last mounted it (``mounted_on``, None: not known).
+        [] when there is none."""
+
+    def read(self, image: Path, volume: Volume, path: str, limit: int) -> bytes | None:
+        """The first ``limit`` bytes of the regular file ``path`` (None: no such file)."""
 
     def lookup(self, image: Path, volume: Volume, path: str) -> FileEntry | None:
         """The entry at ``path``, or None."""
