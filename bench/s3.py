@@ -34,7 +34,7 @@ takes 4-6 minutes on 2 shared cores (4.3 min on 2026-12-02):
        ``manifests/`` objects are listed (key and size); a child process PUTs objects of
        exactly those keys and sizes (bytes sliced from one random buffer: RGW neither
        compresses nor deduplicates) into bucket ``ceiling`` with vmvault's own S3 client, made
-       by ``make_client`` as the backend makes it (path style, pool, no retries, no
+       by ``S3Client`` as the backend makes it (path style, pool, no retries, no
        payload signing) and as many threads as the S3 backend uploads at once
        (``vmvault.storage.s3.UPLOADS``), plain PutObject, no vmvault logic; and again with
        ``INFO_THREADS`` (8) threads: what more concurrency would give (info, not the bound);
@@ -139,11 +139,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def client(env: dict[str, str], connections: int = 10) -> Any:
     """vmvault's S3 client, made exactly as the S3 backend makes its own."""
+    from vmvault.storage.s3_client import S3Client
     from vmvault.storage.s3_credentials import Credentials
-    from vmvault.storage.s3_session import make_client
 
     creds = Credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-    return make_client(
+    return S3Client(
         env["BENCH_S3_ENDPOINT"], env["BENCH_S3_REGION"], creds, connections=connections
     )
 

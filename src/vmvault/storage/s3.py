@@ -68,7 +68,7 @@ from vmvault.storage.s3_credentials import load_credentials
 from vmvault.storage.s3_errors import error_code, translated
 from vmvault.storage.s3_leases import LOCKS, Leases
 from vmvault.storage.s3_object_lock import S3ObjectLock
-from vmvault.storage.s3_session import S3Session, make_client
+from vmvault.storage.s3_session import S3Session
 
 #: Uploads of one batch in flight, and the bytes all batches of a backend may hold meanwhile:
 #: room for ``UPLOADS`` chunk files of a 4 MiB chunk (a chunk file is its data plus a header
@@ -92,7 +92,7 @@ def open_s3(location: S3Location, **options: Any) -> S3Backend:
     credentials = load_credentials(location.credentials_file)
     uploads = int(options.pop("uploads", UPLOADS))
     timeouts = {k: options.pop(k) for k in ("connect_timeout", "read_timeout") if k in options}
-    client = make_client(
+    client = S3Client(
         location.endpoint,
         location.region,
         credentials,

@@ -37,34 +37,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from vmvault.storage.errors import RETRY_ATTEMPTS, RETRY_DELAY, retry
-from vmvault.storage.s3_client import CONNECT_TIMEOUT, READ_TIMEOUT, Body, S3Client
-from vmvault.storage.s3_credentials import Credentials
+from vmvault.storage.s3_client import Body, S3Client
 from vmvault.storage.s3_errors import translated
 
 T = TypeVar("T")
 
 #: How long a clock sample is trusted (drift of the two clocks is ppm: 60 ms per 10 min).
 CLOCK_WINDOW = 600.0
-
-
-def make_client(
-    endpoint: str,
-    region: str,
-    credentials: Credentials,
-    *,
-    connections: int,
-    connect_timeout: float = CONNECT_TIMEOUT,
-    read_timeout: float = READ_TIMEOUT,
-) -> S3Client:
-    """The S3 client of a backend (see the module docstring)."""
-    return S3Client(
-        endpoint,
-        region,
-        credentials,
-        connections=connections,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-    )
 
 
 class ServerClock:
