@@ -348,28 +348,26 @@ REQUESTS: dict[str, list[float]] = {}  # S3 operation -> [count, seconds] (op_pr
 
 
 def count_requests() -> None:
-    """Count and time every botocore API call of this process by operation name."""
+    """Count and time every S3 request of this process by operation name (until its answer's
+    headers: a GET's body is read afterwards)."""
     try:
-        from vmvault.storage.s3_session import botocore_session
-
-        botocore_session()  # botocore imported as vmvault imports it (without cryptography)
-        from botocore.client import BaseClient
+        from vmvault.storage.s3_client import S3Client
     except ImportError:
         return
-    make_call = BaseClient._make_api_call
+    send = S3Client._send
     mu = threading.Lock()
 
-    def counted(self: Any, operation: str, params: Any) -> Any:
+    def counted(self: Any, operation: str, *args: Any, **kwargs: Any) -> Any:
         t = time.perf_counter()
         try:
-            return make_call(self, operation, params)
+            return send(self, operation, *args, **kwargs)
         finally:
             with mu:
                 c = REQUESTS.setdefault(operation, [0, 0.0])
                 c[0] += 1
                 c[1] += time.perf_counter() - t
 
-    BaseClient._make_api_call = counted  # type: ignore[method-assign]
+    S3Client._send = counted  # type: ignore[method-assign]
 
 
 # --- the lab and the guests -----------------------------------------------------------------

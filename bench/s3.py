@@ -1,4 +1,4 @@
-"""Benchmark of an S3 vault on a real Ceph RGW: vmvault vs. a plain botocore PUT/GET ceiling.
+"""Benchmark of an S3 vault on a real Ceph RGW: vmvault vs. a plain parallel PUT/GET ceiling.
 
     .venv/bin/python bench/s3.py [--vdc-gib 2] [--random-mib 512] [--rounds 3] [--baseline DIR]
 
@@ -22,7 +22,7 @@ takes 4-6 minutes on 2 shared cores (4.3 min on 2026-12-02):
 1. An S3 full into a throwaway S3 vault, in-process under ``common.op_probe``: seconds by
    phase (``S3_PROBES``: the backup's phases and the S3 backend's leases, batch commits and
    touches), RSS after the imports / when ``backup_disk`` starts / at the peak, and every S3
-   request counted and timed by operation (botocore's ``_make_api_call``). It runs first: a
+   request counted and timed by operation (``S3Client._send``). It runs first: a
    throwaway backup after the kept full would prune that full's checkpoint.
 2. In ``--rounds`` interleaved rounds (median shown, all listed):
    (a) *local full*: ``vmvault backup`` into a local vault (a throwaway home), then a
@@ -33,8 +33,8 @@ takes 4-6 minutes on 2 shared cores (4.3 min on 2026-12-02):
    (c) *ceiling PUT*: after the first S3 full, its ``chunks/``, ``indexes/`` and
        ``manifests/`` objects are listed (key and size); a child process PUTs objects of
        exactly those keys and sizes (bytes sliced from one random buffer: RGW neither
-       compresses nor deduplicates) into bucket ``ceiling`` with botocore, the client made by
-       vmvault's ``make_client`` (same botocore config: path style, pool, no retries, no
+       compresses nor deduplicates) into bucket ``ceiling`` with vmvault's own S3 client, made
+       by ``S3Client`` as the backend makes it (path style, pool, no retries, no
        payload signing) and as many threads as the S3 backend uploads at once
        (``vmvault.storage.s3.UPLOADS``), plain PutObject, no vmvault logic; and again with
        ``INFO_THREADS`` (8) threads: what more concurrency would give (info, not the bound);
@@ -138,12 +138,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def client(env: dict[str, str], connections: int = 10) -> Any:
-    """A botocore client made exactly as vmvault's S3 backend makes its own."""
+    """vmvault's S3 client, made exactly as the S3 backend makes its own."""
+    from vmvault.storage.s3_client import S3Client
     from vmvault.storage.s3_credentials import Credentials
-    from vmvault.storage.s3_session import make_client
 
     creds = Credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-    return make_client(
+    return S3Client(
         env["BENCH_S3_ENDPOINT"], env["BENCH_S3_REGION"], creds, connections=connections
     )
 
@@ -151,9 +151,13 @@ def client(env: dict[str, str], connections: int = 10) -> Any:
 def listing(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
     """key -> size of the objects under ``prefix``."""
     out: dict[str, int] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    token = None
+    while True:
+        page = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, ContinuationToken=token)
         out.update({o["Key"]: o["Size"] for o in page.get("Contents", ())})
-    return out
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated") or not token:
+            return out
 
 
 def stored_objects(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
@@ -359,7 +363,7 @@ class Bench:
             f"{doc['p50_ms']:.0f} ms, p90 {doc['p90_ms']:.0f} ms"
         )
         self.log(f"  ceiling {op}: {run.wall:.2f}s, {note}")
-        return Row("ceiling (botocore)", op, doc["bytes"], run, None, note, doc)
+        return Row("ceiling (plain client)", op, doc["bytes"], run, None, note, doc)
 
     def restore(self, env: dict[str, str], point: str, op: str) -> Row:
         out = self.tmp / "restore"

@@ -10,7 +10,9 @@
 * :mod:`~vmvault.storage.s3` — S3-compatible object storage (Ceph RGW, AWS, MinIO …):
   :func:`~vmvault.storage.s3.open_s3`, ``S3Backend.probe``; :mod:`~vmvault.storage.s3_batch`
   its concurrent uploads, :mod:`~vmvault.storage.s3_leases` its locks and writers on lease
-  objects, :mod:`~vmvault.storage.s3_errors` botocore's errors as storage errors,
+  objects, :mod:`~vmvault.storage.s3_client` vmvault's own S3 client (requests signed by
+  :mod:`~vmvault.storage.s3_sigv4`, answers parsed by :mod:`~vmvault.storage.s3_xml`),
+  :mod:`~vmvault.storage.s3_errors` its failures as storage errors,
   :mod:`~vmvault.storage.s3_session` the client, the server's clock and the retry policy,
   :mod:`~vmvault.storage.s3_credentials` where the keys come from.
 * :mod:`~vmvault.storage.memory` — in memory, for tests and the fake composition root.

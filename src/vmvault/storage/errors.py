@@ -23,7 +23,7 @@ The class says what the caller may do:
 
 **Retrying** is :func:`retry`'s, and only once per request: exponential backoff with jitter
 (each delay drawn from ``[d/2, d]``, so that many clients failing together do not retry in
-lock step).  The S3 backend turns botocore's own retries off and uses this one mechanism
+lock step).  The S3 client retries nothing itself; the backend uses this one mechanism
 (see :mod:`vmvault.storage.s3`).
 
 These are not :class:`~vmvault.domain.errors.VmvaultError`: the data path, which knows what a

@@ -37,10 +37,8 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from vmvault.domain.vault import S3Location
 from vmvault.storage.backend import (
@@ -63,12 +61,14 @@ from vmvault.storage.errors import (
     PermanentStorageError,
     TransientStorageError,
 )
-from vmvault.storage.s3_batch import Body, ByteBudget, S3Batch
+from vmvault.storage.s3_batch import Body as UploadBody
+from vmvault.storage.s3_batch import ByteBudget, S3Batch
+from vmvault.storage.s3_client import Body, S3Client, S3ServiceError
 from vmvault.storage.s3_credentials import load_credentials
 from vmvault.storage.s3_errors import error_code, translated
 from vmvault.storage.s3_leases import LOCKS, Leases
 from vmvault.storage.s3_object_lock import S3ObjectLock
-from vmvault.storage.s3_session import S3Session, make_client
+from vmvault.storage.s3_session import S3Session
 
 #: Uploads of one batch in flight, and the bytes all batches of a backend may hold meanwhile:
 #: room for ``UPLOADS`` chunk files of a 4 MiB chunk (a chunk file is its data plus a header
@@ -92,7 +92,7 @@ def open_s3(location: S3Location, **options: Any) -> S3Backend:
     credentials = load_credentials(location.credentials_file)
     uploads = int(options.pop("uploads", UPLOADS))
     timeouts = {k: options.pop(k) for k in ("connect_timeout", "read_timeout") if k in options}
-    client = make_client(
+    client = S3Client(
         location.endpoint,
         location.region,
         credentials,
@@ -111,7 +111,7 @@ class S3Backend:
 
     def __init__(
         self,
-        client: Any,
+        client: S3Client,
         bucket: str,
         prefix: str = "",
         *,
@@ -156,7 +156,7 @@ class S3Backend:
         check_key(key)
         return self.put_once(key, _body(data))
 
-    def put_once(self, key: str, body: Body) -> bool:
+    def put_once(self, key: str, body: UploadBody) -> bool:
         """One conditional PUT (a 409 conflict is asked again: it is not a failure)."""
         self.leases.check()
         self._forget_age(key)
@@ -171,13 +171,17 @@ class S3Backend:
             location=self.location,
         )
 
-    def _put_if_absent(self, key: str, body: Body) -> bool | None:
+    def _put_if_absent(self, key: str, body: UploadBody) -> bool | None:
         """True: created; False: the key exists (412); None: a racing write (409)."""
         try:
-            made = self.session.client.put_object(
-                Bucket=self.session.bucket, Key=self.session.full(key), Body=body, IfNoneMatch="*"
-            )
-        except ClientError as exc:
+            with _sendable(body) as data:
+                made = self.session.client.put_object(
+                    Bucket=self.session.bucket,
+                    Key=self.session.full(key),
+                    Body=data,
+                    IfNoneMatch="*",
+                )
+        except S3ServiceError as exc:
             code, status = error_code(exc)
             if status == 412 or code == "PreconditionFailed":
                 return False
@@ -199,12 +203,7 @@ class S3Backend:
 
     def get(self, key: str) -> bytes:
         check_key(key)
-        with translated("GetObject", key, self.location):
-            body = self.session.client.get_object(
-                Bucket=self.session.bucket, Key=self.session.full(key)
-            )["Body"]
-            with body:
-                return bytes(body.read())
+        return self.session.get_bytes(key, retried=False)
 
     def get_into(self, key: str, buf: memoryview) -> int:
         check_key(key)
@@ -212,24 +211,18 @@ class S3Backend:
             response = self.session.client.get_object(
                 Bucket=self.session.bucket, Key=self.session.full(key)
             )
-            body = response["Body"]
+            body: Body = response["Body"]
             with body:
-                size = int(response["ContentLength"])
+                size = body.length
                 if size > len(buf):
                     raise ObjectTooLarge(
                         f"{self.location}{key} has {size} bytes, the buffer {len(buf)}",
                         key=key,
                         location=self.location,
                     )
-                raw = getattr(body, "_raw_stream", None)
                 got = 0
                 while got < size:
-                    if raw is not None and hasattr(raw, "readinto"):
-                        n = raw.readinto(buf[got:size])
-                    else:  # pragma: no cover - a botocore without the raw stream
-                        piece = body.read(size - got)
-                        n = len(piece)
-                        buf[got : got + n] = piece
+                    n = body.readinto(buf[got:size])
                     if not n:
                         raise TransientStorageError(
                             f"GetObject of {self.location}{key}: the body ended after {got} "
@@ -376,6 +369,16 @@ class S3Backend:
         if self._aged:
             with self._aged_mu:
                 self._aged.pop(key, None)
+
+
+@contextmanager
+def _sendable(body: UploadBody) -> Iterator[bytes | memoryview]:
+    """What the client sends of ``body``: a mapped body's view, no copy."""
+    if isinstance(body, bytes):
+        yield body
+        return
+    with memoryview(body.mapping) as view, view[: body.size] as part:
+        yield part
 
 
 def _body(data: Data) -> bytes:

@@ -49,8 +49,8 @@ _ROUND = 64 << 10
 
 
 class MappedBody(io.RawIOBase):
-    """The first ``size`` bytes of a (reused, larger) mapping, read as a file: what botocore
-    sends, learning the length from ``len``."""
+    """The first ``size`` bytes of a (reused, larger) mapping, read as a file (the
+    backend sends a view of it: no copy)."""
 
     def __init__(self, mapping: mmap.mmap, size: int) -> None:
         super().__init__()

@@ -1,7 +1,12 @@
-"""botocore's failures as the storage contract's errors (:mod:`vmvault.storage.errors`).
+"""The S3 client's failures as the storage contract's errors (:mod:`vmvault.storage.errors`).
+
+The service's refusals are :class:`~vmvault.storage.s3_client.S3ServiceError` (its error code
+and HTTP status, in botocore's ``response`` shape); transport failures are urllib3's and the
+standard library's own exceptions (:mod:`~vmvault.storage.s3_client` reads bodies straight
+from ``http.client``).
 
 =======================================================  ====================================
-botocore / HTTP                                          storage error
+S3 error code / HTTP status / transport                  storage error
 =======================================================  ====================================
 404, ``NoSuchKey``, ``NotFound``                          :class:`ObjectMissing`
 ``NoSuchBucket``                                          :class:`BucketMissing`
@@ -27,8 +32,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.client import HTTPException
+from xml.etree.ElementTree import ParseError
 
-from botocore import exceptions as bx
 from urllib3 import exceptions as ux
 
 from vmvault.storage.errors import (
@@ -41,6 +47,7 @@ from vmvault.storage.errors import (
     StorageFull,
     TransientStorageError,
 )
+from vmvault.storage.s3_client import S3ServiceError
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _DENIED = {
@@ -65,24 +72,22 @@ _TRANSIENT = {
     "OperationAborted",
 }
 _UNREACHABLE = (
-    bx.EndpointConnectionError,  # refused, DNS (and its subclass ConnectTimeoutError)
-    bx.ConnectTimeoutError,
-    bx.ProxyConnectionError,
+    ux.NewConnectionError,  # refused, DNS (NameResolutionError)
+    ux.ConnectTimeoutError,
+    ux.ProxyError,
 )
 _DROPPED = (
-    bx.ReadTimeoutError,
-    bx.ConnectionClosedError,
-    bx.ResponseStreamingError,
-    bx.IncompleteReadError,
-    bx.HTTPClientError,  # botocore's ConnectionError family
+    ux.ReadTimeoutError,
+    ux.ProtocolError,  # a connection reset or closed mid-request
     ux.HTTPError,
+    HTTPException,  # http.client: a body cut short (IncompleteRead)
     ConnectionError,
     TimeoutError,
 )
 
 
-def error_code(exc: bx.ClientError) -> tuple[str, int]:
-    """The service's error code and the HTTP status of a ``ClientError``."""
+def error_code(exc: S3ServiceError) -> tuple[str, int]:
+    """The service's error code and the HTTP status of a refusal."""
     code = str(exc.response.get("Error", {}).get("Code", ""))
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     return code, status
@@ -91,7 +96,7 @@ def error_code(exc: bx.ClientError) -> tuple[str, int]:
 def translate(exc: BaseException, op: str, key: str | None, location: str) -> StorageError:
     """The storage error for ``exc``, raised by the S3 request ``op`` on ``key``."""
     where = f"{location.rstrip('/')}/{key}" if key else location
-    if isinstance(exc, bx.ClientError):
+    if isinstance(exc, S3ServiceError):
         code, status = error_code(exc)
         label = f"{status} {code}".strip()
         if code in _MISSING or (status == 404 and code not in {"NoSuchBucket"}):
@@ -126,7 +131,7 @@ def translate(exc: BaseException, op: str, key: str | None, location: str) -> St
             key=key,
             location=location,
         )
-    if isinstance(exc, bx.BotoCoreError):
+    if isinstance(exc, ParseError):  # an answer that is not what S3 answers
         return PermanentStorageError(
             f"{op} of {where}: {type(exc).__name__}", key=key, location=location
         )
@@ -135,10 +140,18 @@ def translate(exc: BaseException, op: str, key: str | None, location: str) -> St
 
 @contextmanager
 def translated(op: str, key: str | None, location: str) -> Iterator[None]:
-    """Raise botocore's (and urllib3's) errors inside the block as storage errors."""
+    """Raise the client's (urllib3's, http.client's) errors inside the block as storage
+    errors."""
     try:
         yield
     except StorageError:
         raise
-    except (bx.BotoCoreError, bx.ClientError, ux.HTTPError, ConnectionError, TimeoutError) as exc:
+    except (
+        S3ServiceError,
+        ux.HTTPError,
+        HTTPException,
+        ParseError,
+        ConnectionError,
+        TimeoutError,
+    ) as exc:
         raise translate(exc, op, key, location) from None

@@ -31,8 +31,8 @@ lease length the reader itself uses.
 **A holder never acts on a lease it cannot prove alive.**  Each lease records when its last
 renewal was *sent* (monotonic ``t``); the server's copy then lives at least until its
 server time at ``t`` plus the lease, so the holder trusts it until ``t + lease − margin``,
-``margin = connect + read timeout + 1 s``, and every change is checked at its sending (a
-``before-send`` hook): a change sent in trust is applied within one request lifetime, before
+``margin = connect + read timeout + 1 s``, and every change is checked at its sending (the
+client's ``before-send`` hook): a change sent in trust is applied within one request lifetime, before
 anyone may judge the lease expired.
 A renewal whose answer arrives after that, or that finds the object gone, marks it lost,
 and the backend then refuses every change (:class:`~vmvault.storage.errors.LeaseLost`):
@@ -83,7 +83,7 @@ EXCLUSIVE_WAIT = 30.0
 #: its last listing (s); at most a quarter of ``exclusive_wait``.
 _RECHECK = 2.0
 #: Requests that change objects: each is sent only while every held lease is trusted.
-_CHANGES = ("PutObject", "CopyObject", "DeleteObject", "DeleteObjects", "CompleteMultipartUpload")
+_CHANGES = ("PutObject", "CopyObject", "DeleteObject", "DeleteObjects")
 #: At exit, idle shared leases are deleted at once (not _LINGER s later), waiting this long
 #: at most (a lease not deleted in time expires by itself).
 _EXIT_WAIT = 1.0
@@ -155,9 +155,8 @@ class Leases:
         self._shared: dict[str, Lease] = {}  # lock name -> the shared lease of this backend
         self._wake = threading.Condition(self._mu)
         self._keeper: threading.Thread | None = None
-        events = session.client.meta.events
         for op in _CHANGES:
-            events.register(f"before-send.s3.{op}", self._before_change)
+            session.client.hooks.register(f"before-send.{op}", self._before_change)
         _ALL.add(self)
 
     def _before_change(self, request: Any = None, **_: Any) -> None:

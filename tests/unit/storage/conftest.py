@@ -11,8 +11,8 @@ The S3 backend runs against the real Ceph RGW of the session fixture ``rgw``
 * *age*: S3 cannot set ``LastModified``; the backend's documented test seam
   ``S3Backend.age_for_tests`` makes it report the key's mtime that much earlier (until the key
   is written, touched or deleted through it).
-* *inject*: a botocore ``before-send`` handler answers the next request of the operation
-  with a real ``503 ServiceUnavailable`` response, which then takes the client's whole path
+* *inject*: a ``before-send`` hook of the client answers the next request of the operation
+  with a ``503 ServiceUnavailable`` response, which then takes the client's whole path
   (parsing, error translation) — the request never reaches the gateway.
 * *dead writer / holder*: a child process takes the lease (3 s) and is killed with SIGKILL;
   on object storage a holder is known dead only when its lease expires, so the harness then
@@ -45,6 +45,7 @@ from vmvault.storage.backend import StorageBackend
 from vmvault.storage.local import LocalBackend
 from vmvault.storage.memory import MemoryBackend
 from vmvault.storage.s3 import S3Backend, open_s3
+from vmvault.storage.s3_client import Response
 
 
 @dataclass
@@ -208,38 +209,26 @@ _S3_DEAD = textwrap.dedent(
 )
 
 
-class _Raw:
-    """The body of an injected response, as botocore reads it from urllib3."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._data
-
-
 @contextmanager
 def inject_503(backend: S3Backend, request_name: str) -> Iterator[None]:
     """Within the block, the next ``request_name`` request gets a 503 from "the service"."""
-    from botocore.awsrequest import AWSResponse
-
-    events = backend.session.client.meta.events
-    event = f"before-send.s3.{request_name}"
+    hooks = backend.session.client.hooks
+    event = f"before-send.{request_name}"
     fired: list[bool] = []
 
-    def fail(request: Any, **_: Any) -> AWSResponse | None:
+    def fail(request: Any, **_: Any) -> Response | None:
         if fired:
             return None
         fired.append(True)
         body = b"<Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>"
         headers = {"Content-Type": "application/xml", "Content-Length": str(len(body))}
-        return AWSResponse(request.url, 503, headers, _Raw(body))
+        return Response(503, headers, body)
 
-    events.register_first(event, fail)
+    hooks.register(event, fail, first=True)
     try:
         yield
     finally:
-        events.unregister(event, fail)
+        hooks.unregister(event, fail)
 
 
 def s3_backend(rgw: Any, bucket: str, prefix: str = "vault/", **options: Any) -> S3Backend:

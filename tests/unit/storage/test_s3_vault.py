@@ -80,21 +80,21 @@ def test_backup_restore_verify_and_gc(s3: S3Backend, tmp_path: Path) -> None:
 @contextmanager
 def _requests(backend: S3Backend, *ops: str) -> Iterator[list[tuple[str, str]]]:
     """The (operation, key below the vault's prefix) of each ``ops`` request the backend
-    sends meanwhile (botocore's parameter events: once per call, not per retry)."""
+    sends meanwhile (the client's ``before-call`` hook: once per call, not per retry)."""
     seen: list[tuple[str, str]] = []
-    events = backend.session.client.meta.events
+    hooks = backend.session.client.hooks
     prefix = backend.session.prefix
 
-    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
-        seen.append((model.name, str(params.get("Key", "")).removeprefix(prefix)))
+    def record(op: str, params: dict[str, Any], **_: Any) -> None:
+        seen.append((op, str(params.get("Key") or "").removeprefix(prefix)))
 
     for op in ops:
-        events.register(f"before-parameter-build.s3.{op}", record)
+        hooks.register(f"before-call.{op}", record)
     try:
         yield seen
     finally:
         for op in ops:
-            events.unregister(f"before-parameter-build.s3.{op}", record)
+            hooks.unregister(f"before-call.{op}", record)
 
 
 def test_a_no_change_incremental_sends_no_copy_object_for_its_reused_chunks(
