@@ -125,6 +125,13 @@ rm -f "$VMVAULT_HOME/vdb-export.raw"
 step "Restore test: boot the point as a throw-away VM (NICs down), check its mounts, record it" restore-test lab-standard-1 --point "$last"
 ok_or_warn $V restore-test lab-standard-1 --point "$last"
 
+step "Instant recovery: the VM runs from the vault at once, its disks are copied while it runs, then pivoted" restore lab-standard-1 --point "$last" --instant --as-new lab-instant --dir /var/lib/vmvault/demo-instant
+rm -rf /var/lib/vmvault/demo-instant && mkdir -p /var/lib/vmvault/demo-instant && chmod 755 /var/lib/vmvault/demo-instant  # QEMU must enter it
+ok_or_warn $V restore lab-standard-1 --point "$last" --instant --as-new lab-instant --dir /var/lib/vmvault/demo-instant
+virsh -c qemu:///system domblklist lab-instant  # local images only: no NBD, no overlay
+virsh -c qemu:///system destroy lab-instant >/dev/null; virsh -c qemu:///system undefine lab-instant >/dev/null
+rm -rf /var/lib/vmvault/demo-instant
+
 step "A policy: daily at 02:30 Berlin time, keep 7 daily + 4 weekly + 12 monthly points" policy create gold --schedule daily@02:30 --tz Europe/Berlin --daily 7 --weekly 4 --monthly 12
 ok_or_warn $V policy create gold --schedule daily@02:30 --tz Europe/Berlin --daily 7 --weekly 4 --monthly 12
 
