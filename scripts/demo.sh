@@ -130,7 +130,7 @@ rm -rf /var/lib/vmvault/demo-instant && mkdir -p /var/lib/vmvault/demo-instant &
 ok_or_warn $V restore lab-standard-1 --point "$last" --instant --as-new lab-instant --dir /var/lib/vmvault/demo-instant
 virsh -c qemu:///system domblklist lab-instant  # local images only: no NBD, no overlay
 virsh -c qemu:///system destroy lab-instant >/dev/null; virsh -c qemu:///system undefine lab-instant >/dev/null
-rm -rf /var/lib/vmvault/demo-instant
+rm -rf /var/lib/vmvault/demo-instant /var/lib/libvirt/images/lab-instant-*
 
 step "A policy: daily at 02:30 Berlin time, keep 7 daily + 4 weekly + 12 monthly points" policy create gold --schedule daily@02:30 --tz Europe/Berlin --daily 7 --weekly 4 --monthly 12
 ok_or_warn $V policy create gold --schedule daily@02:30 --tz Europe/Berlin --daily 7 --weekly 4 --monthly 12
