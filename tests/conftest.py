@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,14 +105,35 @@ def home(tmp_path: Path) -> Path:
     return h
 
 
+#: ``@pytest.mark.parametrize("cli", ENGINES, indirect=True)``: a test of the real command
+#: run on both catalog engines (tests/pglab.py; docs/deployment.md says which tests do).
+ENGINES = ["sqlite", "postgresql"]
+
+
 @pytest.fixture()
-def cli(home: Path) -> CliRunner:
+def cli(home: Path, request: pytest.FixtureRequest) -> Iterator[CliRunner]:
+    """The real ``vmvault`` in ``home``; its catalog is SQLite in ``home``, or — with the
+    indirect parameter ``postgresql`` — a database of its own on the session's PostgreSQL."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield make_cli(home)
+        return
+    from tests.pglab import database
+
+    with database(request.getfixturevalue("postgres")) as url:
+        yield make_cli(home, {"VMVAULT_CATALOG_URL": url})
+
+
+def make_cli(home: Path, base: dict[str, str] | None = None) -> CliRunner:
+    """A runner of the real ``vmvault`` in ``home`` (the lab's variables passed on), with
+    ``base`` and then each call's ``env`` added to its environment."""
+
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> Result:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
         full_env["VMVAULT_HOME"] = str(home)
         for key in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE", "VMVAULT_LAB_PREFIX"):
             if key in os.environ:
                 full_env[key] = os.environ[key]
+        full_env.update(base or {})
         full_env.update(env or {})
         p = subprocess.run(
             [sys.executable, "-m", "vmvault", *args],

@@ -12,7 +12,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from tests.conftest import CliRunner
+from tests.conftest import ENGINES, CliRunner
 from tests.integration.conftest import LAB_VARIANTS, lab_settings
 from vmvault.bootstrap import bootstrap
 from vmvault.hypervisor.lab.vms import lab_prefix
@@ -96,6 +96,7 @@ def restore(
     return [Path(f) for f in r.json()["files"]]
 
 
+@pytest.mark.parametrize("cli", ENGINES, indirect=True)  # and on PostgreSQL
 def test_full_incremental_restore(lab: dict, cli: CliRunner, tmp_path: Path) -> None:
     vm = N["standard"]
     setup(cli, vm)
@@ -216,6 +217,7 @@ def test_no_agent_vm_is_paused_around_the_point(lab: dict, cli: CliRunner) -> No
         conn.close()
 
 
+@pytest.mark.parametrize("cli", ENGINES, indirect=True)  # and on PostgreSQL
 def test_verify_detects_corruption_and_gc_keeps_referenced(
     lab: dict, cli: CliRunner, home: Path
 ) -> None:

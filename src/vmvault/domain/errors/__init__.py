@@ -163,6 +163,7 @@ from vmvault.domain.errors.restore import (
 from vmvault.domain.errors.sets import (
     BackupSetAborted,
     BackupSetFailed,
+    BackupSetSpansHosts,
     BackupSetTimeout,
     SetIncomplete,
     SetNotFound,
@@ -227,6 +228,7 @@ __all__ = [
     "BackupJobRunning",
     "BackupSetAborted",
     "BackupSetFailed",
+    "BackupSetSpansHosts",
     "BackupSetTimeout",
     "BackupVmNotRunning",
     "Cancelled",
