@@ -26,9 +26,9 @@ checkpoint of the guests deleted (so every backup is full), the images' page cac
 the serve processes started and healthy; then the clock starts, the main host's CLI queues
 the 4 backups (``backup … --no-wait``) and waits for every job (``jobs wait``); the clock
 stops when the last has ended. Throughput is the points' ``bytes_read`` over that wall time.
-The ceiling, measured just before each row: the same 4 VMs' disks read whole by 4 ``qemu-io
--r -U`` at once (cache dropped), their data bytes (``qemu-img map``) over that time — no
-backup reads its disks faster. Peak RSS is each serve
+The ceiling, measured just before each row: the data extents of the same 4 VMs' disks
+(``qemu-img map``) read by one ``qemu-io -r -U`` per image, all at once (cache dropped) —
+no backup reads its disks' data faster. Peak RSS is each serve
 process's ``VmHWM`` (the largest node shown), CPU its user+system seconds.
 """
 
@@ -58,7 +58,6 @@ from common import (  # noqa: E402
     URI,
     VMVAULT,
     drop_cache,
-    map_allocated,
     proc_cpu,
     vmvault,
     vmvault_json,
@@ -118,23 +117,29 @@ def forget_checkpoints(uri: str, name: str) -> None:
 
 
 def read_ceiling(paths: list[Path]) -> tuple[int, float]:
-    """Bytes with data in these images (``qemu-img map``) and the seconds ``qemu-io`` takes
-    to read each whole disk (one process each, at once, cache dropped, 64 MiB requests):
-    the disks read through QEMU's block layer, as the NBD export reads them."""
-    data = sum(map_allocated(p) for p in paths)
-    drop_cache(paths)
-    argvs = []
+    """Bytes with data in these images and the seconds ``qemu-io`` takes to read exactly
+    those extents (``qemu-img map``: what base:allocation reports, as the backup reads; one
+    process per image, all at once, cache dropped, requests of at most 64 MiB): the disks'
+    data read through QEMU's block layer, as the NBD export reads it."""
+    argvs, data = [], 0
     for p in paths:
         info = json.loads(
             subprocess.run(
-                ["qemu-img", "info", "-U", "--output=json", str(p)],
+                ["qemu-img", "map", "-U", "--output=json", str(p)],
                 capture_output=True, text=True, check=True,
             ).stdout
         )  # fmt: skip
-        size, step = int(info["virtual-size"]), 64 << 20
-        reads = [f"read -q {off} {min(step, size - off)}" for off in range(0, size, step)]
-        argv = ["qemu-io", "-r", "-U", "-f", info["format"], str(p)]
-        argvs.append(argv + [a for r in reads for a in ("-c", r)])
+        fmt = "raw" if p.suffix == ".raw" else "qcow2"
+        reads = []
+        for e in info:
+            if e["data"] and not e["zero"]:
+                data += e["length"]
+                for off in range(e["start"], e["start"] + e["length"], 64 << 20):
+                    n = min(64 << 20, e["start"] + e["length"] - off)
+                    reads += ["-c", f"read -q {off} {n}"]
+        if reads:
+            argvs.append(["qemu-io", "-r", "-U", "-f", fmt, str(p), *reads])
+    drop_cache(paths)
     t0 = time.perf_counter()
     procs = [subprocess.Popen(argv) for argv in argvs]
     if any(p.wait() != 0 for p in procs):
@@ -159,7 +164,9 @@ class Node:
             if self.proc.poll() is not None:
                 raise RuntimeError("serve exited:\n" + logfile.read_text()[-3000:])
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/health", 2):
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.port}/api/v1/health", timeout=2
+                ):
                     return
             except OSError:
                 time.sleep(0.3)
