@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,9 +105,22 @@ def home(tmp_path: Path) -> Path:
     return h
 
 
+#: ``@pytest.mark.parametrize("cli", ENGINES, indirect=True)``: a test of the real command
+#: run on both catalog engines (tests/pglab.py; docs/deployment.md says which tests do).
+ENGINES = ["sqlite", "postgresql"]
+
+
 @pytest.fixture()
-def cli(home: Path) -> CliRunner:
-    return make_cli(home)
+def cli(home: Path, request: pytest.FixtureRequest) -> Iterator[CliRunner]:
+    """The real ``vmvault`` in ``home``; its catalog is SQLite in ``home``, or — with the
+    indirect parameter ``postgresql`` — a database of its own on the session's PostgreSQL."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield make_cli(home)
+        return
+    from tests.pglab import database
+
+    with database(request.getfixturevalue("postgres")) as url:
+        yield make_cli(home, {"VMVAULT_CATALOG_URL": url})
 
 
 def make_cli(home: Path, base: dict[str, str] | None = None) -> CliRunner:

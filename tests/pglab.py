@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -83,14 +84,10 @@ def postgres() -> Iterator[Postgres]:
         shutil.rmtree(parent, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty catalog's URL on each engine (SQLite in ``tmp_path``, or a database
-    of its own on the session's PostgreSQL)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'catalog.db'}"
-        return
-    pg: Postgres = request.getfixturevalue("postgres")
+@contextmanager
+def database(pg: Postgres) -> Iterator[str]:
+    """A fresh database at the head revision on the session's cluster: its URL; dropped
+    after the block."""
     if not pg.cluster.running():  # a fault test that failed with the server stopped
         pg.cluster.start()
     name = pg.create()
@@ -98,3 +95,14 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
         yield pg.url(name)
     finally:
         pg.drop(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty catalog's URL on each engine (SQLite in ``tmp_path``, or a database
+    of its own on the session's PostgreSQL)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+        return
+    with database(request.getfixturevalue("postgres")) as url:
+        yield url

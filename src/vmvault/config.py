@@ -59,7 +59,7 @@ from vmvault.domain.vault import DEFAULT_HOST_URI, validate_uri
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    catalog_url: str
+    catalog_url: str = field(repr=False)  # may hold a password: never in a repr or log
     default_vault: str | None
     lab_dir: Path
     lab_cache: Path

@@ -139,3 +139,38 @@ def test_with_a_live_node_of_the_host_a_job_is_queued_for_it(world: World, cli: 
     [ran] = world.run_queued()
     assert (ran.type.value, ran.state) == ("backup", JobState.COMPLETED), ran.message
     assert len(world.client().get("/api/v1/points?vm=web").json()) == 3
+
+
+def test_a_set_runs_on_its_hosts_node_and_one_across_hosts_is_refused(world: World) -> None:
+    """A queued set is claimed only by a node of its VMs' host (its request's ``host``), as
+    its members' backups would be; a set whose VMs are on two hosts is refused up front
+    (BACKUP_SET_SPANS_HOSTS, nothing queued) on every path."""
+    world.add_vm("db", "00000000-0000-0000-0000-0000000000db")
+    c = world.client()
+    assert c.post("/api/v1/vms/discover", json={}).status_code == 200
+    [reg] = c.post("/api/v1/vms/register", json={"vms": ["db"]}).json()
+    assert reg["state"] == "completed", reg
+    world.services.node.beat()  # the node of qemu:///system is live
+    other = other_node(world)
+    r = other.client().post("/api/v1/backups", json={"vms": ["web", "db"], "set": True})
+    assert r.status_code == 202, r.text
+    [queued] = r.json() if isinstance(r.json(), list) else [r.json()]
+    assert other.run_queued() == []  # not its host's set: left for the node of qemu:///system
+    [ran] = world.run_queued()
+    assert ran.id == queued["id"]
+    assert (ran.type.value, ran.state) == ("backup-set", JobState.COMPLETED), ran.message
+    assert ran.node == world.services.node.identity.id
+    # db moves to host OTHER (as discovery would record it): web and db span two hosts
+    with world.services.node.uow() as uow:
+        db = uow.vms.get("00000000-0000-0000-0000-0000000000db")
+        assert db is not None
+        db.host_uri = OTHER
+        uow.vms.save(db)
+        uow.hosts.add(OTHER, "local", None, utcnow())  # in the vault's location
+        uow.commit()
+    before = len(world.services.jobs.list_jobs())
+    for client in (c, other.client()):
+        r = client.post("/api/v1/backups", json={"vms": ["web", "db"], "set": True})
+        message = refused(r, 400, "BACKUP_SET_SPANS_HOSTS")
+        assert f"on {OTHER}, qemu:///system" in message, message
+    assert len(world.services.jobs.list_jobs()) == before

@@ -1,9 +1,13 @@
 """A second, independent libvirt host (``vmvault lab host``), driven through the real
-``vmvault`` command: discovery across both hosts, the up-front refusal of a backup where no
+``vmvault`` command, every test on the real PostgreSQL catalog (``tests/pglab.py``: two nodes
+share one catalog): discovery across both hosts, the up-front refusal of a backup where no
 node serves the VM's host, and a vmvault process acting as the node of the second host
 (``VMVAULT_NODE_HOST``) that backs up and restores (as new) a guest of that host on the shared
-catalog and vault. One small guest; the host is started once for the module and removed by
-the last test, which checks that nothing is left."""
+catalog and vault; then a ``vmvault serve`` as that host's node (``node_world``) running what
+the main host's CLI queues — backups, a set, a restore test, a replace — with a disks-only
+restore and file recovery of its points from the main host's node. Two small guests; the
+host is started once for the module and removed by the last test, which checks that nothing
+is left."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import os
 import socket
 import subprocess
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,17 +23,23 @@ from typing import Any
 import libvirt
 import pytest
 
-from tests.conftest import CliRunner
+from tests.conftest import CliRunner, Result, make_cli
 from tests.integration.conftest import lab_settings
 from tests.integration.test_inventory import Defined, defined  # noqa: F401
+from tests.integration.test_server import ServerProcess
+from tests.pglab import Postgres, database
 from vmvault.bootstrap import bootstrap
 from vmvault.hypervisor.lab.disks import build_templates
 from vmvault.hypervisor.lab.vms import lab_prefix
 
 pytestmark = pytest.mark.lab
+#: two nodes share one catalog: every test of this module runs on PostgreSQL (``cli`` too)
+ON_POSTGRESQL = pytest.mark.parametrize("cli", ["postgresql"], indirect=True)
 
 MAIN = "qemu:///system"
 GUEST = f"{lab_prefix()}h-standard-1"
+GUEST2 = f"{lab_prefix()}h-standard-2"
+PW = "hx-Secret-pw"  # in the second node's catalog URL
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +51,8 @@ def second(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     t0 = time.monotonic()
     doc = services.lab.host_up()
     doc["up_s"] = time.monotonic() - t0
-    [vm] = services.lab.up(1, ["standard"], doc["uri"])
-    doc["guest"] = vm
+    vms = services.lab.up(2, ["standard"], doc["uri"])
+    doc["guest"] = next(vm for vm in vms if vm["name"] == GUEST)
     doc["cache"] = services.settings.lab_cache
     yield doc
     services.lab.host_down()
@@ -60,6 +71,7 @@ def _processes_of(hdir: Path) -> list[int]:
     return pids
 
 
+@ON_POSTGRESQL
 def test_lab_host_up_is_idempotent_and_independent(second: dict[str, Any], cli: CliRunner) -> None:
     uri = second["uri"]
     assert second["state"] == "up" and uri.startswith("qemu+tcp://127.0.0.1:"), second
@@ -72,7 +84,7 @@ def test_lab_host_up_is_idempotent_and_independent(second: dict[str, Any], cli: 
     # its own daemon: its domains are not the main host's, and the reverse
     conn = libvirt.open(uri)
     try:
-        assert [d.name() for d in conn.listAllDomains(0)] == [GUEST]
+        assert sorted(d.name() for d in conn.listAllDomains(0)) == [GUEST, GUEST2]
         assert conn.getURI() == uri
     finally:
         conn.close()
@@ -87,11 +99,12 @@ def test_lab_host_up_is_idempotent_and_independent(second: dict[str, Any], cli: 
     assert (hdir / f"root/etc/libvirt/qemu/{GUEST}.xml").is_file()
     assert not Path(f"/etc/libvirt/qemu/{GUEST}.xml").exists()
     listed = cli("lab", "status", "--host", uri, "--json").json()
-    assert [vm["name"] for vm in listed] == [GUEST]
+    assert sorted(vm["name"] for vm in listed) == [GUEST, GUEST2]
     refused = cli("lab", "status", "--host", "qemu+tcp://127.0.0.1:9/system")
     assert refused.code == 2 and "INVALID_INPUT" in refused.stderr
 
 
+@ON_POSTGRESQL
 def test_discovery_across_both_hosts(
     second: dict[str, Any],
     defined: Defined,  # noqa: F811  (the fixture)
@@ -110,6 +123,15 @@ def test_discovery_across_both_hosts(
     assert vms["it-remote-local"]["host_uri"] == MAIN and vms["it-remote-local"]["uuid"] == local
     hosts = {h["uri"]: h for h in cli("host", "list", "--json").json()}
     assert set(hosts) == {MAIN, uri}
+    # a set across the two hosts: refused up front on every path, nothing queued
+    assert cli("register", GUEST, "it-remote-local").code in (0, 3)  # 3: shut off, warned
+    for extra in ((), ("--no-wait",)):
+        spans = cli("backup", GUEST, "it-remote-local", "--set", *extra)
+        assert spans.code == 2, spans
+        assert spans.stderr.startswith("error BACKUP_SET_SPANS_HOSTS: "), spans
+        assert f"on {uri}, {MAIN}" in spans.stderr and "Traceback" not in spans.stderr
+    jobs = cli("jobs", "list", "--json").json()
+    assert [j for j in jobs if j["type"] in ("backup", "backup-set")] == [], jobs
 
 
 def _seed(image: Path, raw: Path) -> bytes:
@@ -122,6 +144,7 @@ def _seed(image: Path, raw: Path) -> bytes:
     return out.stdout
 
 
+@ON_POSTGRESQL
 def test_backup_and_restore_through_the_node_of_the_second_host(
     second: dict[str, Any], cli: CliRunner, tmp_path: Path
 ) -> None:
@@ -173,6 +196,175 @@ def test_backup_and_restore_through_the_node_of_the_second_host(
           f"restore as-new {restore_s:.1f}s")  # fmt: skip
 
 
+# --- a `vmvault serve` as the node of the second host --------------------------------------------
+
+
+class NodeProcess(ServerProcess):
+    """``vmvault serve`` with settings of its own (its catalog, its ``VMVAULT_NODE_HOST``)."""
+
+    def __init__(self, home: Path, settings: dict[str, str]) -> None:
+        super().__init__(home)
+        self.settings = settings
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), **self.settings}
+
+
+def _one(result: Result) -> dict[str, Any]:
+    assert result.code == 0, result
+    doc = result.json()
+    [job] = doc if isinstance(doc, list) else [doc]
+    return dict(job)
+
+
+def _waited(run: CliRunner, job: dict[str, Any]) -> dict[str, Any]:
+    """The job once it ended (``vmvault jobs wait``, as a script would)."""
+    return _one(run("jobs", "wait", str(job["id"]), "--json", timeout=900))
+
+
+@pytest.fixture(scope="module")
+def node_world(
+    second: dict[str, Any], postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """One PostgreSQL catalog and vault shared by the main host's CLI (``run``: a node of
+    qemu:///system) and ``node``, a ``vmvault serve`` with VMVAULT_NODE_HOST the second host;
+    both guests registered, and ``backup``: a backup of GUEST the CLI queued and ``node`` ran."""
+    uri = second["uri"]
+    home = tmp_path_factory.mktemp("node-world")
+    with database(postgres) as url:
+        run = make_cli(home, {"VMVAULT_CATALOG_URL": url})
+        # the node's URL carries a password (the lab's trust auth ignores it): never logged
+        secret = url.replace("postgresql+psycopg://vmvault@", f"postgresql+psycopg://vmvault:{PW}@")
+        assert PW in secret
+        node = NodeProcess(home, {"VMVAULT_CATALOG_URL": secret, "VMVAULT_NODE_HOST": uri})
+        try:
+            assert run("vault", "create", "main", "--location", "dc1").code == 0
+            assert run("host", "add", uri, "--location", "dc1").code == 0
+            assert run("discover").code == 0
+            assert run("register", GUEST, GUEST2).code == 0
+            node.start()
+            queued = _one(run("backup", GUEST, "--no-wait", "--json"))
+            assert queued["state"] == "queued", queued
+            done = _waited(run, queued)
+            [point] = run("points", "list", "--json").json()
+            yield {"run": run, "node": node, "uri": uri, "backup": done, "point": point}
+        finally:
+            if node.proc is not None:
+                node.stop()
+
+
+def _ran_on(job: dict[str, Any], node: NodeProcess) -> bool:
+    """Whether ``node``'s process ran ``job`` (a node id is MACHINE-PID-RANDOM)."""
+    assert node.proc is not None
+    return f"-{node.proc.pid}-" in str(job.get("node"))
+
+
+def test_a_queued_backup_runs_on_the_node_of_its_host(node_world: dict[str, Any]) -> None:
+    run, node, job = node_world["run"], node_world["node"], node_world["backup"]
+    assert job["state"] == "completed" and _ran_on(job, node), job
+    point = node_world["point"]
+    assert point["consistency"] == "file-system-consistent", point
+    assert point["job_id"] == job["id"], point
+    here = run("backup", GUEST)  # in the foreground here: not this node's host
+    assert here.code == 2 and here.stderr.startswith("error HOST_SERVED_ELSEWHERE: "), here
+
+
+def test_a_set_of_the_second_host_runs_on_its_node(node_world: dict[str, Any]) -> None:
+    run, node = node_world["run"], node_world["node"]
+    here = run("backup", GUEST, GUEST2, "--set")
+    assert here.code == 2 and here.stderr.startswith("error HOST_SERVED_ELSEWHERE: "), here
+    t0 = time.monotonic()
+    job = _waited(run, _one(run("backup", GUEST, GUEST2, "--set", "--no-wait", "--json")))
+    set_s = time.monotonic() - t0
+    assert job["type"] == "backup-set" and job["state"] == "completed", job
+    assert _ran_on(job, node), job
+    points = [p for p in run("points", "list", "--json").json() if p.get("set_id")]
+    assert sorted(p["vm_name"] for p in points) == [GUEST, GUEST2], points
+    [set_id] = {p["set_id"] for p in points}
+    listed = run("points", "list", "--set", set_id, "--json")
+    assert listed.code == 0 and len(listed.json()) == 2, listed
+    assert len({p["created_at"] for p in points}) == 1  # one instant
+    print(f"\nset of 2 on the second host's node: {set_s:.1f}s")
+
+
+def test_files_and_disks_only_of_a_remote_vm_from_the_main_hosts_node(
+    node_world: dict[str, Any], second: dict[str, Any], tmp_path: Path
+) -> None:
+    """File recovery and a disks-only restore read the vault and write here: any node."""
+    run = node_world["run"]
+    point = node_world["point"]["id"]
+    seed = _seed(build_templates(second["cache"]).data2_qcow2, tmp_path / "t.raw")
+    # by disk: the template's ext4 records no "Last mounted on" for /data2 to map a guest path
+    listed = run("files", "ls", point, "/seed", "--disk", "vdb", "--json")
+    assert listed.code == 0, listed
+    assert "/seed/random.bin" in {e["path"] for e in listed.json()}, listed.json()
+    out = tmp_path / "got"
+    out.mkdir()
+    got = run("files", "get", point, "/seed/random.bin", "--disk", "vdb", "--to", str(out))
+    assert got.code == 0, got
+    assert (out / "random.bin").read_bytes() == seed
+    images = tmp_path / "disks"
+    images.mkdir()
+    done = run("restore", GUEST, "--point", point, "--disks-only", "--dir", str(images))
+    assert done.code == 0, done
+    assert _seed(images / f"{GUEST}-vdb.qcow2", tmp_path / "r.raw") == seed
+    assert (images / f"{GUEST}.xml").is_file()
+
+
+def test_restore_test_and_replace_of_a_remote_vm_through_its_node(
+    node_world: dict[str, Any], second: dict[str, Any], tmp_path: Path
+) -> None:
+    run, node, uri = node_world["run"], node_world["node"], node_world["uri"]
+    point = node_world["point"]["id"]
+    t0 = time.monotonic()
+    tested = _waited(run, _one(run("restore-test", GUEST, "--point", point, "--no-wait", "--json")))
+    test_s = time.monotonic() - t0
+    assert tested["state"] == "completed" and _ran_on(tested, node), tested  # it passed
+    conn = libvirt.open(uri)
+    try:
+        before = conn.lookupByName(GUEST)
+        uuid, xml = before.UUIDString(), before.XMLDesc(0)
+        assert not [d for d in conn.listAllDomains(0) if "-rtest-" in d.name()]  # removed
+    finally:
+        conn.close()
+    # replace, asked through the node's REST API: the VM keeps its name, uuid and disk paths
+    t0 = time.monotonic()
+    body = {"vm": GUEST, "point": point, "mode": "replace", "shutdown_timeout": 20}
+    asked = node.post("/restores", body)
+    replaced = node.wait(asked["id"], timeout=900)
+    replace_s = time.monotonic() - t0
+    assert replaced["state"] == "completed" and _ran_on(replaced, node), replaced
+    conn = libvirt.open(uri)
+    try:
+        after = conn.lookupByName(GUEST)
+        assert after.UUIDString() == uuid
+        new_xml = after.XMLDesc(0)
+    finally:
+        conn.close()
+    assert _disks(new_xml) == _disks(xml), new_xml  # the same images, by target
+    vdb = Path(_disks(new_xml)["vdb"])
+    assert not list(vdb.parent.glob(f"{GUEST}*.pre-restore-*"))  # none kept (no --keep-previous)
+    seed = _seed(build_templates(second["cache"]).data2_qcow2, tmp_path / "t.raw")
+    assert _seed(vdb, tmp_path / "r.raw") == seed
+    print(f"\nrestore test {test_s:.1f}s, replace {replace_s:.1f}s (through the node)")
+    assert PW not in node.log.read_text()  # the node's whole log so far
+    for job in (tested, replaced, node_world["backup"]):
+        shown = run("jobs", "show", str(job["id"]), "--json")
+        assert shown.code == 0 and PW not in shown.stdout, shown
+
+
+def _disks(xml: str) -> dict[str, str]:
+    """Target → image file of a domain's file disks."""
+    disks = ET.fromstring(xml).findall("./devices/disk")
+    found = {d.find("target"): d.find("source") for d in disks}
+    return {
+        t.get("dev", ""): s.get("file", "")
+        for t, s in found.items()
+        if t is not None and s is not None and s.get("file")
+    }
+
+
+@ON_POSTGRESQL
 def test_lab_host_down_leaves_nothing(second: dict[str, Any], cli: CliRunner) -> None:
     hdir = Path(second["dir"])
     port = int(second["uri"].split(":")[2].split("/")[0])
@@ -181,7 +373,7 @@ def test_lab_host_down_leaves_nothing(second: dict[str, Any], cli: CliRunner) ->
     down = cli("lab", "host", "down", "--json")
     down_s = time.monotonic() - t0
     assert down.code == 0, down
-    assert set(down.json()["domains"]) == {GUEST, f"{GUEST}-r"}
+    assert set(down.json()["domains"]) == {GUEST, GUEST2, f"{GUEST}-r"}
     assert not hdir.exists()
     assert _processes_of(hdir) == []
     assert not any(str(hdir) in line for line in Path("/proc/mounts").read_text().splitlines())

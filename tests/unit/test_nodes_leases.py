@@ -368,6 +368,27 @@ def test_only_jobs_that_touch_a_vms_disks_wait_for_its_hosts_node(
     assert _claims(a) == ["vm4", "vm5", "vm6"]  # disks-only, verify, copy: any node runs them
 
 
+def test_a_set_and_a_restore_to_another_host_wait_for_that_hosts_node(
+    engine: Engine, clock: Clock
+) -> None:
+    """A job's host is its request's ``host`` when it has one (a set's, a restore's
+    ``--host``), else its VM's: only a node of that host claims it."""
+    a, b = _live_nodes(engine, clock)
+    vm = replace(_vm(engine, 1), host_uri="qemu+tcp://a/system")
+    b_host = "qemu+tcp://b/system"
+    with SqlUnitOfWork(engine) as uow:
+        uow.vms.save(vm)
+        group = {"vms": [vm.uuid], "keep_until": None, "host": b_host}
+        queue_job(uow, "backup-set", "main", None, group, "t", T0)
+        restore = {"vm": vm.uuid, "point": 1, "mode": "as-new", "name": "n", "host": b_host}
+        queue_job(uow, "restore", "main", (vm.uuid, vm.name), restore, "t", T0)
+        spans = {"vms": [vm.uuid], "keep_until": None, "host": None}  # no host: any node
+        queue_job(uow, "backup-set", "other", None, spans, "t", T0)
+        uow.commit()
+    assert _claims(a) == [None]  # only the set of no host
+    assert _claims(b) == [None, "vm1"]  # its host's set, then the restore to its host
+
+
 def test_an_export_is_recovered_on_the_machine_that_ran_it(engine: Engine, clock: Clock) -> None:
     vm = _vm(engine, 1)  # on qemu:///system
     owner = NodeOf(engine, clock, "owner", "m1", 11)

@@ -27,9 +27,11 @@ DISKS_ONLY = "disks-only"
 
 def touches_disks(job_type: JobType, request: dict[str, Any] | None) -> bool:
     """Whether a job of ``job_type`` asked as ``request`` reads or writes its VM's disks (the
-    rule above): a backup, a restore test, a restore of any mode but disks-only.  Only such a
-    job waits for a node of its VM's host; any other job of a VM runs on any node."""
-    if job_type is JobType.BACKUP:
+    rule above): a backup, a restore test, a restore of any mode but disks-only, a backup set
+    (its members' backups run in its process).  Only such a job waits for a node of its host
+    (the request's ``host`` — a set's, a restore's ``--host`` — else its VM's); any other job
+    runs on any node."""
+    if job_type in (JobType.BACKUP, JobType.BACKUP_SET):
         return True
     return job_type is JobType.RESTORE and (request or {}).get("mode") != DISKS_ONLY
 

@@ -191,10 +191,11 @@ class SqlJobs:
         """The oldest queued job, moved to in-progress for ``node`` (process ``pid``).
 
         ``host``: the node's libvirt URI; then a job that touches its VM's disks (a backup, a
-        restore but disks-only, a restore test: domain/placement.py ``touches_disks``) is taken
-        only if its VM is of that host or of a host where no node runs (in ``nodes``) — each
-        node runs the disk jobs of its own host's VMs, and one node still serves hosts that
-        have none; any other job is taken by any node.
+        restore but disks-only, a restore test, a backup set: domain/placement.py
+        ``touches_disks``) is taken only if its host — the request's ``host`` (a set's host,
+        a restore's ``--host``), else its VM's — is that host or one where no node runs (in
+        ``nodes``): each node runs the disk jobs of its own host, and one node still serves
+        hosts that have none; any other job is taken by any node.
 
         On PostgreSQL the row is taken with ``SELECT … FOR UPDATE SKIP LOCKED``: concurrent
         claimers on other nodes skip it instead of queueing behind its lock, and each job is
@@ -206,15 +207,16 @@ class SqlJobs:
             vm_host = (
                 select(t.vms.c.host_uri).where(t.vms.c.uuid == t.jobs.c.vm_uuid).scalar_subquery()
             )
+            job_host = func.coalesce(t.jobs.c.request["host"].as_string(), vm_host)
             mode = func.coalesce(t.jobs.c.request["mode"].as_string(), "")
+            disk_types = [JobType.BACKUP.value, JobType.RESTORE.value, JobType.BACKUP_SET.value]
             pick = pick.where(
                 or_(
-                    t.jobs.c.type.not_in([JobType.BACKUP.value, JobType.RESTORE.value]),
+                    t.jobs.c.type.not_in(disk_types),
                     and_(t.jobs.c.type == JobType.RESTORE.value, mode == DISKS_ONLY),
-                    t.jobs.c.vm_uuid.is_(None),
-                    vm_host.is_(None),
-                    vm_host == host,
-                    vm_host.not_in(select(t.nodes.c.host)),
+                    job_host.is_(None),
+                    job_host == host,
+                    job_host.not_in(select(t.nodes.c.host)),
                 )
             )
         pick = pick.order_by(t.jobs.c.id).limit(1).with_for_update(skip_locked=True)

@@ -35,6 +35,7 @@ from vmvault.domain.backup_set import (
 )
 from vmvault.domain.errors import (
     BackupSetFailed,
+    BackupSetSpansHosts,
     Cancelled,
     InternalError,
     InvalidInput,
@@ -44,6 +45,7 @@ from vmvault.domain.errors import (
     VmvaultError,
 )
 from vmvault.domain.job import Job, JobType, JournalStep
+from vmvault.domain.placement import host_key
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem
@@ -92,16 +94,13 @@ class BackupSetService(Service):
 
     def choose(self, vault_name: str | None, refs: Sequence[str]) -> tuple[Vault, list[VmItem]]:
         """The vault and the set's VMs (at least two, one host); refused before anything."""
-        vault, chosen = self.backups.choose(vault_name, refs)
+        vault, chosen = self.backups.resolve(vault_name, refs)
         if len(chosen) < 2:
             raise InvalidInput("a set needs at least two different VMs", what="VM list")
-        hosts = sorted({vm.host_uri for vm in chosen})
-        if len(hosts) > 1:
-            raise InvalidInput(
-                "the VMs of a set must run on one host for now (docs/sets.md: sets across "
-                f"hosts); these are on {', '.join(hosts)}",
-                what="VM list",
-            )
+        hosts = sorted({host_key(vm.host_uri) for vm in chosen})
+        if len(hosts) > 1:  # no instant across hosts (docs/sets.md, "Sets across hosts")
+            raise BackupSetSpansHosts(hosts=", ".join(hosts))
+        self.backups.place(chosen)  # the set runs on its host's node, as its members
         return vault, chosen
 
     def backup_set(

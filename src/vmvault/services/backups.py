@@ -111,14 +111,23 @@ class BackupService(Service):
     def choose(self, vault_name: str | None, refs: Sequence[str]) -> tuple[Vault, list[VmItem]]:
         """The vault and the VMs to back up, each registered with it (one bad reference
         refuses the whole request before anything starts or is queued)."""
+        vault, chosen = self.resolve(vault_name, refs)
+        self.place(chosen)
+        return vault, chosen
+
+    def resolve(self, vault_name: str | None, refs: Sequence[str]) -> tuple[Vault, list[VmItem]]:
+        """The vault and the VMs, each registered with it (no placement check yet)."""
         if not refs:
             raise InvalidInput("name at least one VM", what="VM list")
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
             chosen = resolve_vms(uow, refs, vault=vault, must_be=MustBe.REGISTERED)
-        # HOST_NOT_SERVED: asked for, and run, on the VM's host only (nodes read once)
-        self.require_nodes([(vm.host_uri, vm.label) for vm in chosen], "backup")
         return vault, chosen
+
+    def place(self, vms: Sequence[VmItem]) -> None:
+        """HOST_NOT_SERVED / HOST_SERVED_ELSEWHERE: asked for, and run, on each VM's host
+        (the live nodes read once for all of them)."""
+        self.require_nodes([(vm.host_uri, vm.label) for vm in vms], "backup")
 
     def backup(
         self,

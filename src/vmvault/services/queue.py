@@ -162,7 +162,9 @@ class QueueService(QueueRuns):
         with queueing():
             vault, chosen = self._sets().choose(vault_name, refs)
         until = keep_until.isoformat() if keep_until is not None else None
-        request = {"vms": [vm.uuid for vm in chosen], "keep_until": until}
+        # the set's host: only a node of that host claims it (persistence/jobs.py claim_next)
+        host = chosen[0].host_uri
+        request = {"vms": [vm.uuid for vm in chosen], "keep_until": until, "host": host}
         return self._submit([("backup-set", vault.name, None, request)], origin)[0]
 
     def submit_verify(

@@ -168,6 +168,8 @@ class SchedulerService:
         record = uow.policies.get(policy)
         if record is not None and record.policy.as_set and len(due) > 1:  # docs/sets.md
             group: dict[str, Any] = {"vms": [vm.uuid for vm in due], "keep_until": None}
+            hosts = {vm.host_uri for vm in due}  # claimed by a node of its host (one host)
+            group["host"] = next(iter(hosts)) if len(hosts) == 1 else None
             return [queue_job(uow, "backup-set", vault, None, group, origin, now)]
         keys = {vm.uuid: conflict_key(JobType.BACKUP, vault, vm.uuid) or "" for vm in due}
         busy = uow.jobs.holders(list(keys.values()))

@@ -164,6 +164,7 @@ from vmvault.domain.errors.restore import (
 from vmvault.domain.errors.sets import (
     BackupSetAborted,
     BackupSetFailed,
+    BackupSetSpansHosts,
     BackupSetTimeout,
     SetIncomplete,
     SetNotFound,
@@ -228,6 +229,7 @@ __all__ = [
     "BackupJobRunning",
     "BackupSetAborted",
     "BackupSetFailed",
+    "BackupSetSpansHosts",
     "BackupSetTimeout",
     "BackupVmNotRunning",
     "Cancelled",

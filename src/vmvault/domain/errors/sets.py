@@ -51,3 +51,15 @@ class SetIncomplete(VmvaultError):
         "failed: start 'vmvault serve' (start-up recovery) or run the next set backup, which "
         "remove what is left of it, then back the set up again."
     )
+
+
+class BackupSetSpansHosts(VmvaultError):
+    kind = "usage"
+    code = "BACKUP_SET_SPANS_HOSTS"
+    message = "the VMs of a backup set must run on one host; these are on {hosts}"
+    remedy = (
+        "A set holds its VMs at one instant from one vmvault process on their host, and no "
+        "crash-consistent instant across hosts is offered (docs/sets.md, 'Sets across "
+        "hosts'). Back up each host's VMs as a set of their own (one set, or one policy "
+        "--as-set, per host), or move the VMs that belong together onto one host."
+    )

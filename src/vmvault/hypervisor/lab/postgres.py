@@ -77,6 +77,7 @@ class PostgresCluster:
     def up(self) -> dict[str, Any]:
         """Create the cluster when missing, start it when stopped; its document (``url``)."""
         self._check_root()
+        self.root.parent.mkdir(parents=True, exist_ok=True)  # a lab directory not made yet
         with locked(self.root.parent / f".{self.root.name}.lock"):
             if not (self.data / "PG_VERSION").exists():
                 if self.root.exists():  # an up that did not finish: start afresh
@@ -100,6 +101,8 @@ class PostgresCluster:
     def down(self) -> bool:
         """Stop the server and remove ``root``; False when there was nothing."""
         self._check_root()
+        if not self.root.parent.is_dir():
+            return False
         with locked(self.root.parent / f".{self.root.name}.lock"):
             if not self.root.exists():
                 return False

@@ -99,11 +99,12 @@ def _lun(d: IscsiLun) -> str:
 
 def domain_xml(spec: DomainSpec) -> str:
     """The libvirt domain XML of a lab VM."""
-    # no_timer_check: on a loaded host a TCG guest's kernel can fail its IO-APIC timer check
-    # and panic at 0.05 s ("IO-APIC + timer doesn't work", seen at load 30-40)
+    # no_timer_check: on a loaded host a TCG guest can miss the IO-APIC timer check and
+    # panic at boot ("IO-APIC + timer doesn't work!", seen at load ~20); the check is for
+    # broken hardware, which QEMU's emulated timer is not
     cmdline = (
-        f"console=ttyS0 panic=-1 quiet no_timer_check vmvault.variant={spec.variant} "
-        f"vmvault.name={spec.name}"
+        "console=ttyS0 panic=-1 quiet no_timer_check "
+        f"vmvault.variant={spec.variant} vmvault.name={spec.name}"
     )
     devices = "".join(_file_disk(d) for d in spec.disks)
     if spec.luns:

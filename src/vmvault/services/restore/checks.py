@@ -28,6 +28,7 @@ from vmvault.domain.errors import (
     RestoreVmNotDefined,
 )
 from vmvault.domain.instant import plan_instant
+from vmvault.domain.placement import same_host
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.restore import (
     DomainShape,
@@ -71,9 +72,12 @@ def known_host(svc: RestoreService, host: str | None) -> None:
 
 
 def target_host(svc: RestoreService, vm: VmItem, host: str | None) -> str:
+    """The host the restore writes to: this node's own (``VMVAULT_NODE_HOST``, as the
+    operator declared it: a ``qemu+tls://`` URI of the node's host is local to it), or one
+    whose libvirtd runs on this machine (``RESTORE_HOST_NOT_LOCAL`` otherwise)."""
     uri = host or vm.host_uri
     known_host(svc, host)
-    if not svc.driver.is_local(uri):
+    if not same_host(uri, svc.ctx.nodes.node_host) and not svc.driver.is_local(uri):
         raise RestoreHostNotLocal(uri=uri)
     return uri
 
