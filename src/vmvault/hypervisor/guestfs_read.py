@@ -29,6 +29,7 @@ from typing import Any
 from vmvault.domain.errors import FileReadFailed, InvalidInput
 from vmvault.domain.files import FileEntry, Volume, normal
 from vmvault.hypervisor.fsread import drop_setid, make_node
+from vmvault.hypervisor.guest_tar import unpack
 
 #: The appliance's memory (MiB): enough for xfs and LVM metadata, little for the host.
 MEMSIZE = 512
@@ -186,14 +187,9 @@ class GuestfsFileSystems:
             g.tar_out(entry.path, tar.name, numericowner=True)
             target.mkdir()
             with tarfile.open(tar.name) as tf:
-                members, devices = [], []
-                for m in tf.getmembers():
-                    name = normal(m.name).lstrip("/")
-                    if m.isdev() and not m.isfifo():
-                        devices.append(f"{entry.path}/{name}")
-                    elif name and not name.startswith(".."):
-                        members.append(m)
-                tf.extractall(target, members=members, numeric_owner=True)
+                devices, skipped = unpack(tf, target)  # never extractall: guest_tar.py
+            if skipped:
+                log.warning("tar members of %s not made: %s", entry.path, ", ".join(skipped))
             if devices:
                 log.warning("device nodes not recreated: %s", ", ".join(devices))
 
