@@ -161,3 +161,9 @@ def test_the_instant_record_round_trips_through_the_journal() -> None:
 
 def _step(name: str, data: dict[str, Any]) -> JournalStep:
     return JournalStep(1, 0, name, data, datetime(2026, 12, 1, tzinfo=UTC))
+
+
+def test_the_copy_destination_escapes_its_path() -> None:
+    odd = Path("/srv/a&b'<c\".raw")
+    dest = ET.fromstring(copy_destination(odd, "raw"))
+    assert dest.find("source").get("file") == str(odd)  # type: ignore[union-attr]

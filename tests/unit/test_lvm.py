@@ -5,8 +5,12 @@ the integration test reads a real one (tests/integration/test_files_guestfs.py).
 from __future__ import annotations
 
 import struct
+from pathlib import Path
+
+import pytest
 
 from vmvault.domain import lvm
+from vmvault.domain.files import Volume
 
 UUID = "zjGVva9fKhVPcruyxHGwiuqdlOdzYvFj"
 TEXT = """labvg {
@@ -138,3 +142,22 @@ def test_other_pvs_and_non_pvs_have_none() -> None:
     assert lvm.metadata_area(bytes(lvm.HEAD)) is None
     assert lvm.metadata_text(bytes(4096)) is None
     assert lvm.parse("a = [1, ") == {}
+
+
+def test_metadata_vmvault_cannot_read_hides_the_lvs_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A guest's LVM text with a non-numeric extent size or nesting deeper than Python's
+    stack: the physical volume lists no LV (a warning), instead of an internal error that
+    would fail every files command of the point."""
+    from vmvault.hypervisor import filesystems
+
+    image = tmp_path / "pv.img"
+    image.write_bytes(bytes(4096))
+    place = Volume("vdb", None, 0, 4096)
+    monkeypatch.setattr(filesystems.lvm, "metadata_area", lambda head: (512, 64))
+    for text in (TEXT.replace("extent_size = 8192", 'extent_size = "x"'), "a {" * 5000):
+        assert 'extent_size = "x"' in text or text.startswith("a {")
+        monkeypatch.setattr(filesystems.lvm, "metadata_text", lambda raw, t=text: t)
+        monkeypatch.setattr(filesystems.lvm, "pv_uuid", lambda head: UUID)
+        assert filesystems._logical_volumes(image, place) == []

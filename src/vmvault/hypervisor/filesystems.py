@@ -17,6 +17,7 @@ disk is shut down before that file goes away.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from vmvault.domain.errors import FileReadFailed
 from vmvault.domain.files import FileEntry, Volume
 from vmvault.hypervisor.fsread import DebugfsFileSystems
 from vmvault.hypervisor.guestfs_read import GuestfsFileSystems
+
+log = logging.getLogger(__name__)
 
 _DEBUGFS = ("ext2", "ext3", "ext4")
 #: The largest LVM metadata area read (LVM's default is 1 MiB).
@@ -105,8 +108,15 @@ def _logical_volumes(image: Path, place: Volume) -> list[Volume]:
         raise FileReadFailed(path=place.label, point="(export)", why=str(exc)) from None
     if text is None:
         return []
+    try:
+        lvs = lvm.logical_volumes(text, lvm.pv_uuid(head))
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+        # the guest wrote this text: metadata vmvault cannot read hides its LVs, nothing else
+        log.warning("LVM metadata of %s not readable (%s): no logical volume listed",
+                    place.label, type(exc).__name__)  # fmt: skip
+        return []
     return [
         replace(place, offset=place.offset + lv.offset, size=lv.size, lv=lv.name)
-        for lv in lvm.logical_volumes(text, lvm.pv_uuid(head))
+        for lv in lvs
         if lv.offset + lv.size <= place.size
     ]

@@ -66,4 +66,7 @@ def disk_sources(xml: str) -> dict[str, str | None]:
 
 def copy_destination(path: Path, fmt: str) -> str:
     """The ``<disk>`` a block copy writes to (libvirt creates the image)."""
-    return f"<disk type='file'><source file='{path}'/><driver type='{fmt}'/></disk>"
+    disk = ET.Element("disk", type="file")
+    ET.SubElement(disk, "source", file=str(path))
+    ET.SubElement(disk, "driver", type=fmt)
+    return ET.tostring(disk, encoding="unicode")  # escaped: a path may hold & < '"

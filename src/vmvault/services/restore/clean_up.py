@@ -61,6 +61,12 @@ def clean_up(
             done.append(f"{j.instant.name} was being replaced, but another job holds it now")
         else:
             done += settle(svc, j.instant, j)
+            if j.instant.switch is not None and journal.UNDEFINED in j.seen:
+                # libvirt's checkpoints went with the undefine, whichever way it settled
+                with svc.uow() as uow:
+                    vm = uow.vms.get(job.vm_uuid) if job.vm_uuid else None
+                if vm is not None:
+                    done += reset_chain(svc, vm)
     elif j.switch is not None:
         done += _after_switch(svc, job, j, j.switch, still_ours)
     if j.new_vm is not None:

@@ -47,9 +47,11 @@ def settle(
     )
     if defined and not sources and live is not None:  # shut off: its definition says
         sources = _defined_sources(svc, rec)
-    on_local = defined and all(sources.get(d.target) == str(d.final) for d in rec.disks)
+    # a disk already pivoted has no block job: its copy is judged done, not "not ready"
+    pending = [d for d in rec.disks if sources.get(d.target) != str(d.final)]
+    on_local = defined and not pending
     ready = defined and all(
-        svc.instant.copy_state(rec.uri, rec.uuid, d.target).ready for d in rec.disks
+        svc.instant.copy_state(rec.uri, rec.uuid, d.target).ready for d in pending
     )
     how = resolve(
         cleaned=journal.CLEANED in j.seen,
@@ -77,7 +79,7 @@ def settle(
             svc.instant.resume(rec.uri, rec.uuid)
             lines.append(f"{rec.name} resumed (it was paused on the export's I/O error)")
     elif how is Resolution.REBUILD:
-        lines += _rebuild(svc, rec)
+        lines += _rebuild(svc, rec, sources)
     elif how is Resolution.ROLL_BACK:
         assert rec.switch is not None
         svc.instant.destroy(rec.uri, rec.uuid)
@@ -157,9 +159,11 @@ def _defined_sources(svc: RestoreService, rec: Instant) -> dict[str, str | None]
     return {d.target: d.path for d in shape.disks}
 
 
-def _rebuild(svc: RestoreService, rec: Instant) -> list[str]:
-    """The copy cannot finish: each local image rebuilt from the point, the overlay's writes
-    committed into it, the VM defined on them and started again if it ran."""
+def _rebuild(svc: RestoreService, rec: Instant, sources: dict[str, str | None]) -> list[str]:
+    """The copy cannot finish: each local image not yet pivoted to (``sources``: where each
+    disk ran from) rebuilt from the point, the overlay's writes committed into it, the VM
+    defined on them and started again if it ran.  A disk already pivoted keeps its local
+    image: it holds every write since the pivot (its overlay stopped at it)."""
     live = svc.driver.domain(rec.uri, rec.uuid)
     was_running = live is not None and live.power in RUNNING_STATES
     svc.instant.destroy(rec.uri, rec.uuid)
@@ -172,6 +176,9 @@ def _rebuild(svc: RestoreService, rec: Instant) -> list[str]:
     store = reading.store
     manifest = store.read_manifest(point.id)
     for d in rec.disks:
+        if sources.get(d.target) == str(d.final):
+            lines.append(f"{d.target}: {d.final} kept (pivoted before: it has every write)")
+            continue
         svc.files.remove(d.final)
         index = store.read_point_index(manifest, d.target)
         svc.write_disk(
