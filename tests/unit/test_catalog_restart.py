@@ -154,3 +154,20 @@ def test_the_heartbeat_survives_the_server_being_down(engine: Engine, postgres: 
     node.beat()  # no restart of the node: the pool replaced its dead connections
     with SqlUnitOfWork(engine) as uow:
         assert uow.nodes.get("n1") is not None
+
+
+def test_an_answer_of_the_catalog_is_not_asked_again() -> None:
+    """``written`` waits out a catalog that is away, not an answer: a job the catalog says
+    is gone raises at once (one call), where a lost connection is tried again."""
+    from vmvault.domain.errors import JobNotFound
+    from vmvault.services.jobs import written
+
+    calls = []
+
+    def gone() -> None:
+        calls.append(1)
+        raise JobNotFound(job=7)
+
+    with pytest.raises(JobNotFound):
+        written(gone, "job 7's end")
+    assert calls == [1]

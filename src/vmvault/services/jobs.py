@@ -510,6 +510,8 @@ def written(write: Callable[[], T], what: str) -> T:
     while True:
         try:
             return write()
+        except VmvaultError:
+            raise  # an answer (the job is gone, not active...): asking again changes nothing
         except Exception as exc:
             if time.monotonic() + pause > deadline:
                 raise

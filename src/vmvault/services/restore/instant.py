@@ -58,7 +58,11 @@ def run_instant(
             if svc.files.exists(d.final)
         ]
         switch = journal.Switch(name, uuid, uri, live.power, live.xml, moves)
-    made = iplan.made + ([] if switch else made_paths(plan))
+    if switch is None:
+        made = iplan.made + made_paths(plan)
+    else:  # --replace: an image the VM did not have yet is made by the copy (removed on undo)
+        moved = {m.target for m in switch.moves}
+        made = iplan.made + [d.final for d in iplan.disks if d.target not in moved]
     record = journal.Instant(
         name, uuid, uri, req.point.id, iplan.socket, iplan.disks, final_xml, made,
         [(lk, t) for lk, t in plan.links], switch,
