@@ -1,7 +1,8 @@
 """Instant recovery on the real lab (docs/restore.md, "Instant recovery"): the VM runs from the
 point's export at once, its disks are copied while it runs and pivoted; a write the guest makes
 during the copy is in the final disks after a power cycle; a restore killed mid-migration is
-settled by start-up recovery with nothing lost."""
+settled by start-up recovery with nothing lost; ``--instant --replace`` brings a VM back
+under its own name, uuid and disk paths."""
 
 from __future__ import annotations
 
