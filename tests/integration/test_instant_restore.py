@@ -1,10 +1,12 @@
 """Instant recovery on the real lab (docs/restore.md, "Instant recovery"): the VM runs from the
 point's export at once, its disks are copied while it runs and pivoted; a write the guest makes
 during the copy is in the final disks after a power cycle; a restore killed mid-migration is
-settled by start-up recovery with nothing lost."""
+settled by start-up recovery with nothing lost; ``--instant --replace`` brings a VM back
+under its own name, uuid and disk paths."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -208,5 +210,58 @@ def test_instant_killed_mid_migration_is_rebuilt_with_every_write(
         uuid = svc.restores.driver.domain_named(URI, name)
         assert uuid is not None and svc.restores.driver.wait_for_agent(URI, uuid, 180)
         _check_local(svc, name, directory, md5, "before-kill.bin")
+    finally:
+        _remove(svc, name, directory)
+
+
+def test_instant_replace_brings_the_point_back_under_the_vm_s_own_identity(
+    svc: Services, point: str, home: Path
+) -> None:
+    """``restore VM --point P --instant --replace`` (the CLI) on a VM of the test's own (a plain
+    ``--as-new`` of the lab guest, so the shared guest is never touched): the VM keeps its name,
+    uuid and disk paths, runs from the export, then on local images that have the point's data
+    (a file changed after the backup has the point's content again); nothing of the restore is
+    left (overlays, socket, export job, set-aside images); its next backup reads in full."""
+    name, directory = f"{PREFIX}-inst-r", ROOT / "r"
+    _remove(svc, name, directory)
+    try:
+        made = svc.restores.restore(
+            VM, point, RestoreMode.AS_NEW, name=name, directory=str(directory), start=True
+        )
+        assert made.error is None, made.error
+        driver = svc.restores.driver
+        uuid = driver.domain_named(URI, name)
+        assert uuid is not None and driver.wait_for_agent(URI, uuid, 180)
+        svc.inventory.discover(None)
+        [reg] = svc.inventory.register(None, [name])
+        assert reg.error is None, reg.error
+        md5 = _guest(name, WRITE.format(f="replace.bin")).split()[0]
+        [backed] = svc.backups.backup(None, [name])
+        assert backed.error is None and backed.result is not None, backed.error
+        changed = _guest(name, WRITE.format(f="replace.bin")).split()[0]
+        assert changed != md5  # the live VM differs from the point
+        sources = svc.restores.instant.sources(URI, uuid)
+        run = subprocess.run(
+            [sys.executable, "-m", "vmvault", "restore", name, "--point", str(backed.result.id),
+             "--instant", "--replace", "--json"],
+            env=_env(home), capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        assert run.returncode in (0, 3), run.stdout + run.stderr
+        doc = json.loads(run.stdout)
+        assert (run.returncode == 3) == bool(doc["warnings"]), doc["warnings"]
+        result = doc["result"]
+        assert result["instant"] and result["mode"] == "replace" and result["previous"] == []
+        assert result["vm_name"] == name and result["vm_uuid"] == uuid
+        assert any("checkpoint chain is reset" in line for line in doc["log"]), doc["log"]
+        assert driver.domain_named(URI, name) == uuid and _state(name) == libvirt.VIR_DOMAIN_RUNNING
+        assert svc.restores.instant.sources(URI, uuid) == sources  # its own disk paths
+        assert not any(".pre-restore-" in p.name for p in directory.iterdir())
+        export_job, _ = svc.jobs.show(result["export_job"])
+        assert not export_job.state.active
+        assert not (directory / f".{name}.instant.sock").exists()
+        _check_local(svc, name, directory, md5, "replace.bin")
+        [after] = svc.backups.backup(None, [name])
+        assert after.error is None and after.result is not None, after.error
+        assert not any(d.incremental for d in after.result.disks), after.result.disks
     finally:
         _remove(svc, name, directory)
