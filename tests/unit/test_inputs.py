@@ -186,7 +186,7 @@ def test_allowed_areas(path: str) -> None:
         "qemu+ext:///system?command=/bin/sh",
         "qemu+ssh://h/system?command=/tmp/evil",
         "qemu+ssh://h/system?netcat=/tmp/evil",
-        "qemu+ssh://h/system?no_verify=1&COMMAND=x",
+        "qemu+ssh://h/system?keyfile=k&COMMAND=x",
     ],
 )
 def test_uris_that_run_commands_need_allow_command(uri: str) -> None:
@@ -203,6 +203,17 @@ def test_uris_that_run_commands_need_allow_command(uri: str) -> None:
 def test_uris_other_drivers_transports_or_too_long(uri: str) -> None:
     with pytest.raises(InvalidInput):
         validate_uri(uri)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["qemu+tls://h/system?no_verify=1", "qemu+ssh://root@h/system?NO_VERIFY=yes",
+     "qemu+libssh2://h/system?known_hosts=/k&no_verify=1"],
+)  # fmt: skip
+def test_a_host_whose_identity_is_not_checked_is_refused(uri: str) -> None:
+    with pytest.raises(InvalidInput, match="no_verify"):
+        validate_uri(uri, allow_command=True)
+    assert validate_uri("qemu+tls://h/system?no_verify=0") == "qemu+tls://h/system?no_verify=0"
 
 
 # --- services: the same rules for the CLI and the API --------------------------------------------

@@ -37,6 +37,9 @@ TRANSPORTS = {None, "unix", "ssh", "libssh", "libssh2", "tcp", "tls"}
 #: ``command`` (local) and ``netcat`` (remote) parameters of the ssh transports.
 COMMAND_TRANSPORTS = {"ext"}
 COMMAND_PARAMETERS = {"command", "netcat"}
+#: The parameter that turns off libvirt's check of the server (the TLS certificate against
+#: the CA, the SSH host key against known_hosts): a host that does not verify is refused.
+NO_VERIFY = "no_verify"
 
 
 def validate_name(value: str, what: str = "name") -> str:
@@ -73,10 +76,18 @@ def validate_uri(uri: str, *, allow_command: bool = False) -> str:
             f"vmvault backs up QEMU/KVM: use a qemu:// URI ({hint})", what=f"URI {quoted(uri)}"
         )
     transport = m.group("transport")
-    params = {p.partition("=")[0].lower() for p in (m.group("query") or "").split("&") if p}
+    pairs = [p.partition("=") for p in (m.group("query") or "").split("&") if p]
+    params = {k.lower() for k, _, _ in pairs}
     runs = transport in COMMAND_TRANSPORTS or bool(params & COMMAND_PARAMETERS)
     if runs and not allow_command:
         raise HostUriRunsCommand(uri=uri)
+    if any(k.lower() == NO_VERIFY and v.strip() != "0" for k, _, v in pairs):
+        raise InvalidInput(
+            "a host is reached only with its identity checked: remove no_verify (libvirt then "
+            "verifies the server's TLS certificate against its CA, or the SSH host key "
+            "against known_hosts)",
+            what=f"URI {quoted(uri)}",
+        )
     if transport not in TRANSPORTS | COMMAND_TRANSPORTS:
         raise InvalidInput(
             "use no transport or one of " + ", ".join(sorted(t for t in TRANSPORTS if t)),
