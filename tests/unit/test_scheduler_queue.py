@@ -360,5 +360,7 @@ def test_a_queued_set_is_one_job_checked_when_queued(services: Services) -> None
         services.queue.submit_backup_set(None, ["a", "a"])
     job = services.queue.submit_backup_set(None, ["a", "b"])
     assert job.type is JobType.BACKUP_SET and job.state is JobState.QUEUED and job.vm_uuid is None
-    assert job.request == {"op": "backup-set", "vms": [a.uuid, b.uuid], "keep_until": None}
+    assert job.request == {  # the host: the set runs on that host's node (docs/sets.md)
+        "op": "backup-set", "vms": [a.uuid, b.uuid], "keep_until": None, "host": a.host_uri
+    }  # fmt: skip
     assert backups(services) == []  # its children are created when it runs

@@ -91,10 +91,12 @@ def restore(
     local (pivoted).  --no-wait queues any restore for 'vmvault serve'.
     """
     if set_id is not None:
-        if vm is not None or point is not None or replace or test or keep_previous:
+        if vm is not None or point is not None or replace or test or keep_previous or instant:
             raise typer.BadParameter(
-                "--set restores a whole set: no VM, --point, --replace or --test"
+                "--set restores a whole set: no VM, --point, --replace, --test or --instant"
             )
+        if not wait:  # every target is checked before the first restore: in the foreground
+            raise typer.BadParameter("--set restores in the foreground: no --no-wait")
         remote.refuse_option(
             "--set",
             "the API queues one restore at a time, while a set's targets are all checked "

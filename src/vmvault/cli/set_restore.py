@@ -13,7 +13,7 @@ target is checked first, as a single restore checks its own (names free, the dir
 with the space, no file in the way): one bad target refuses the whole set before anything is
 restored.  The restores then run one after another; the first that fails stops the others
 (those done stay, named in the output).  There is no ``--no-wait`` (restores run in the
-foreground: typer refuses the option).
+foreground: ``restore --set --no-wait`` is refused as bad usage).
 """
 
 from __future__ import annotations
