@@ -496,12 +496,14 @@ def test_a_rollback_the_vault_refuses_is_finished_by_the_next_recovery(
     world: SetWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = backups_mod.write_manifest
+    written = threading.Semaphore(0)
 
     def flaky(store: Any, plan: Any, *args: Any) -> None:
-        if plan.vm.name == "vm3":
-            time.sleep(0.5)  # the others wrote their manifests
+        if plan.vm.name == "vm3":  # once the others wrote their manifests (not a sleep: load)
+            assert written.acquire(timeout=60) and written.acquire(timeout=60)
             raise OSError("disk full")
         real(store, plan, *args)
+        written.release()
 
     monkeypatch.setattr(backups_mod, "write_manifest", flaky)
     vault = _Unreachable(monkeypatch, world, "vm1")
