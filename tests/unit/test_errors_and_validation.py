@@ -45,7 +45,7 @@ def test_duplicate_codes_are_refused() -> None:
         "qemu:///session",
         "qemu+ssh://root@h1/system",
         "test:///default",
-        "qemu+tcp://10.0.0.1:16509/system?no_verify=1",
+        "qemu+tcp://10.0.0.1:16509/system?no_verify=0",
     ],
 )
 def test_good_uris(uri: str) -> None:
