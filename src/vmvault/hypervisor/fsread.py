@@ -33,7 +33,7 @@ ATTACH_TIMEOUT = 15.0
 _LS = re.compile(r"/(\d+)/([0-7]+)/(\d+)/(\d+)/(.*)/(\d*)/")
 _SPECIAL = ("char", "block", "fifo", "socket")
 _DEVICES = ("char", "block")
-_SETID = stat.S_ISUID | stat.S_ISGID
+SETID = stat.S_ISUID | stat.S_ISGID
 log = logging.getLogger(__name__)
 
 
@@ -233,8 +233,8 @@ def drop_setid(top: Path) -> None:
         found += [Path(d) / n for d, dirs, files in os.walk(top) for n in dirs + files]
     for p in found:
         st = p.lstat()
-        if not stat.S_ISLNK(st.st_mode) and st.st_mode & _SETID:
-            os.chmod(p, stat.S_IMODE(st.st_mode) & ~_SETID)
+        if not stat.S_ISLNK(st.st_mode) and st.st_mode & SETID:
+            os.chmod(p, stat.S_IMODE(st.st_mode) & ~SETID)
 
 
 def _q(path: str) -> str:
@@ -265,7 +265,7 @@ def make_node(entry: FileEntry, target: Path) -> Path:
     try:
         os.mknod(target, entry.mode)
         os.chown(target, entry.uid, entry.gid, follow_symlinks=False)
-        os.chmod(target, stat.S_IMODE(entry.mode) & ~_SETID)
+        os.chmod(target, stat.S_IMODE(entry.mode) & ~SETID)
     except OSError as exc:
         raise FileReadFailed(path=entry.path, point="(export)", why=str(exc)) from None
     return target

@@ -28,7 +28,7 @@ import stat
 import tarfile
 from pathlib import Path, PurePosixPath
 
-SETID = stat.S_ISUID | stat.S_ISGID
+from vmvault.hypervisor.fsread import SETID
 
 
 def unpack(tf: tarfile.TarFile, target: Path) -> tuple[list[str], list[str]]:

@@ -63,10 +63,7 @@ def clean_up(
             done += settle(svc, j.instant, j)
             if j.instant.switch is not None and journal.UNDEFINED in j.seen:
                 # libvirt's checkpoints went with the undefine, whichever way it settled
-                with svc.uow() as uow:
-                    vm = uow.vms.get(job.vm_uuid) if job.vm_uuid else None
-                if vm is not None:
-                    done += reset_chain(svc, vm)
+                done += _reset_chain_of(svc, job)
     elif j.switch is not None:
         done += _after_switch(svc, job, j, j.switch, still_ours)
     if j.new_vm is not None:
@@ -92,14 +89,17 @@ def _after_switch(
             for m in switch.moves
             if m.aside is not None and svc.files.exists(m.aside)
         ]
-        with svc.uow() as uow:
-            vm = uow.vms.get(job.vm_uuid) if job.vm_uuid else None
-        if vm is not None:
-            lines += reset_chain(svc, vm)
-        return lines
+        return lines + _reset_chain_of(svc, job)
     if not still_ours():
         return [f"{switch.vm} was being switched, but another job holds it now: left to it"]
     return put_back(svc, switch)
+
+
+def _reset_chain_of(svc: RestoreService, job: Job) -> list[str]:
+    """:func:`reset_chain` of the job's VM, if the catalog still has it."""
+    with svc.uow() as uow:
+        vm = uow.vms.get(job.vm_uuid) if job.vm_uuid else None
+    return reset_chain(svc, vm) if vm is not None else []
 
 
 def _after_new_vm(svc: RestoreService, j: journal.RestoreJournal, vm: journal.NewVm) -> list[str]:
