@@ -11,7 +11,7 @@ import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,21 @@ from vmvault.storage.local import LocalBackend
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def clock_of(settings: Settings) -> Callable[[], datetime]:
+    """The clock every service reads: the wall clock (UTC), shifted by the settings'
+    ``VMVAULT_TEST_CLOCK_OFFSET`` when a lab test set one (config.py refuses it beyond
+    loopback or with TLS), so that ``vmvault serve``'s scheduler meets a slot without the
+    test waiting for the wall clock's next minute."""
+    if not settings.test_clock_offset:
+        return utcnow
+    shift = timedelta(seconds=settings.test_clock_offset)
+
+    def shifted() -> datetime:
+        return utcnow() + shift
+
+    return shifted
 
 
 def open_storage(where: Path | S3Location) -> StorageBackend:
@@ -405,4 +420,5 @@ def bootstrap(
     adapters = Adapters(
         uow, hypervisor, backup_driver, restore_driver, host_files, storage, notifier
     )
-    return Services(settings or Settings.from_env(), clock=clock or utcnow, overrides=adapters)
+    settings = settings or Settings.from_env()
+    return Services(settings, clock=clock or clock_of(settings), overrides=adapters)

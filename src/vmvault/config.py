@@ -28,6 +28,7 @@
 | ``VMVAULT_SMTP_STARTTLS``   | ``0``; ``1``: STARTTLS before anything else, the certificate verified |
 | ``VMVAULT_SMTP_USER``       | unset; with ``VMVAULT_SMTP_PASSWORD``: SMTP AUTH (never logged) |
 | ``VMVAULT_NODE_HOST``       | ``qemu:///system``: the libvirt URI of the host this process runs on (its node's host: docs/deployment.md) |
+| ``VMVAULT_TEST_CLOCK_OFFSET`` | ``0``: **tests only** — seconds added to the clock every service reads (bootstrap), so that a lab test meets a scheduler slot without waiting for the wall clock; refused beyond loopback or with TLS |
 
 Every value is checked once, by :meth:`Settings.validate` (whole numbers within
 :data:`INT_RANGES`, a libvirt URI, a known zone, a GC schedule that parses, a listen address, a TLS certificate given with its key): a bad
@@ -92,6 +93,8 @@ class Settings:
     smtp_starttls: bool = False
     smtp_user: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
+    #: Tests only: seconds added to the services' clock (bootstrap.clock_of); 0 in production.
+    test_clock_offset: float = 0.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -127,6 +130,7 @@ class Settings:
             smtp_starttls=_flag(env, "VMVAULT_SMTP_STARTTLS"),
             smtp_user=env.get("VMVAULT_SMTP_USER") or None,
             smtp_password=env.get("VMVAULT_SMTP_PASSWORD") or None,
+            test_clock_offset=_offset(env, "VMVAULT_TEST_CLOCK_OFFSET"),
         ).validate()
 
     def validate(self) -> Settings:
@@ -166,6 +170,13 @@ class Settings:
                 name=missing,
                 value="''",
                 hint="Give the certificate and its key together (--tls-cert/--tls-key).",
+            )
+        if self.test_clock_offset and (self.tls_cert or not parse_listen(self.listen).loopback):
+            raise InvalidSetting(
+                "a shifted clock is for tests only: refused with TLS or beyond loopback",
+                name="VMVAULT_TEST_CLOCK_OFFSET",
+                value=repr(str(self.test_clock_offset)),
+                hint="Unset it: a served catalog keeps the wall clock's time.",
             )
         return self
 
@@ -221,6 +232,29 @@ def _setting(name: str, value: str, extra: str = "") -> Iterator[None]:
         hint = extra if generic else f"{exc.remedy_text} {extra}".strip()
         detail = exc.detail or exc.text  # the value is in the message already
         raise InvalidSetting(detail, name=name, value=repr(value), hint=hint) from None
+
+
+#: The largest test clock offset (s): a day either way.
+MAX_CLOCK_OFFSET = 86_400.0
+
+
+def _offset(env: dict[str, str], name: str) -> float:
+    """Seconds, possibly negative or fractional, within :data:`MAX_CLOCK_OFFSET`."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw) if raw.isascii() and len(raw) <= 32 else None
+    except ValueError:
+        value = None
+    if value is None or not -MAX_CLOCK_OFFSET <= value <= MAX_CLOCK_OFFSET:  # also nan
+        raise InvalidSetting(
+            f"must be seconds from {-MAX_CLOCK_OFFSET:.0f} to {MAX_CLOCK_OFFSET:.0f}",
+            name=name,
+            value=repr(raw),
+            hint="Give seconds, e.g. 45 or -2.5 (tests only).",
+        )
+    return value
 
 
 def _path(env: dict[str, str], name: str) -> Path | None:

@@ -15,16 +15,18 @@ of docs/deployment.md done to real processes:
    runs at once, the killed node's guest's waits for that node's restart; the restarted node
    fires nothing again.
 
-The serve processes read the wall clock (``vmvault serve`` has no injected one; the unit tests
-walk a simulated day), so fault 3 waits for real slots: policies ``daily@HH:MM`` on the next
-minutes. The vault is a local directory both nodes reach (one machine); the catalog a database
-of the session's PostgreSQL (tests/pglab.py)."""
+For fault 3 both nodes (and the CLI) restart on a shifted clock, ``VMVAULT_TEST_CLOCK_OFFSET``
+(tests only: bootstrap.clock_of; the unit tests walk a simulated day), so that a
+``daily@HH:MM`` slot is half a minute away on their clock instead of up to a minute and a
+half of the wall clock's.  The vault is a local directory both nodes reach (one machine); the
+catalog a database of the session's PostgreSQL (tests/pglab.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +47,9 @@ pytestmark = pytest.mark.lab
 
 MAIN_VM = f"{lab_prefix()}-standard-1"
 SECOND_VM = f"{lab_prefix()}h-writer-1"
+#: How far the slot of fault 3 is on the nodes' shifted clock when they restart: their restart,
+#: the policy commands, then the leader killed 10 s before the slot.
+AHEAD = timedelta(seconds=30)
 
 
 class Node(ServerProcess):
@@ -276,21 +281,50 @@ def _next_minute(after: datetime) -> datetime:
     return after.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
+def _restart(nodes: tuple[Node, ...], clock: dict[str, str]) -> None:
+    """Stop ``nodes`` (SIGTERM) and start them again with ``clock`` in their environment,
+    all at once."""
+    with ThreadPoolExecutor(len(nodes)) as pool:
+        list(pool.map(lambda n: n.stop(), nodes))
+        for n in nodes:
+            n.extra = n.extra | clock
+        list(pool.map(lambda n: n.start(), nodes))
+
+
+def _last_beat(node: Node) -> datetime:
+    """When ``node``'s scheduler last finished a tick (wall clock, ``/health``)."""
+    return datetime.fromisoformat(node.get("/health")["components"]["scheduler"]["last_beat"])
+
+
 def test_the_leader_killed_another_node_takes_over_and_the_slot_runs_once(fleet: Fleet) -> None:
+    # Both nodes and the CLI on a clock where the next minute's slot is AHEAD away now: more
+    # than a lease ahead of the wall clock, so the lease the stopped leader wrote has expired
+    # for them and one of the restarted nodes takes it at its first tick.
+    wall = datetime.now(UTC)
+    slot = _next_minute(wall + LEASE + AHEAD)
+    offset = slot - AHEAD - wall
+
+    def now() -> datetime:  # the nodes' clock
+        return datetime.now(UTC) + offset
+
+    clock = {"VMVAULT_TEST_CLOCK_OFFSET": f"{offset.total_seconds():.6f}"}
+    _restart((fleet.main, fleet.second), clock)
     nodes = {fleet.node_id(n): n for n in (fleet.main, fleet.second)}
-    leader, _, _ = fleet.leader()
+    leader, _, _ = _wait_for("a leader", lambda: fleet.leader()[0] in nodes and fleet.leader(), 30)
     old = nodes[leader]
     [new_id] = set(nodes) - {leader}
     new = nodes[new_id]
     vm_of = {fleet.main.name: MAIN_VM, fleet.second.name: SECOND_VM}
     # a slot due ten seconds after the leader dies, inside its lease: nobody may lead then
-    slot = _next_minute(datetime.now(UTC) + timedelta(seconds=20))
-    made = fleet.cli("policy", "create", "p", "--schedule", f"daily@{slot:%H:%M}", "--daily", "7")
+    made = fleet.cli(
+        "policy", "create", "p", "--schedule", f"daily@{slot:%H:%M}", "--daily", "7", env=clock
+    )
     assert made.code == 0, made
-    assert fleet.cli("protect", MAIN_VM, SECOND_VM, "--policy", "p").code == 0
-    while slot - datetime.now(UTC) < timedelta(seconds=12):  # the commands were slow: later
-        slot = _next_minute(datetime.now(UTC) + timedelta(seconds=20))
-        assert fleet.cli("policy", "update", "p", "--schedule", f"daily@{slot:%H:%M}").code == 0
+    assert fleet.cli("protect", MAIN_VM, SECOND_VM, "--policy", "p", env=clock).code == 0
+    while slot - now() < timedelta(seconds=12):  # the restart or the commands were slow: later
+        slot = _next_minute(now() + timedelta(seconds=20))
+        moved = fleet.cli("policy", "update", "p", "--schedule", f"daily@{slot:%H:%M}", env=clock)
+        assert moved.code == 0, moved
     key = f"{slot:%Y-%m-%dT%H:%M} UTC"
 
     def slot_jobs() -> dict[str, tuple[int, datetime]]:
@@ -303,11 +337,11 @@ def test_the_leader_killed_another_node_takes_over_and_the_slot_runs_once(fleet:
         assert len(rows) == len({vm for vm, _, _ in rows}), rows
         return {vm: (job_id, at) for vm, job_id, at in rows}
 
-    time.sleep(max(0.0, (slot - datetime.now(UTC)).total_seconds() - 10))
+    time.sleep(max(0.0, (slot - now()).total_seconds() - 10))
     holder, _, expires = fleet.leader()
     assert holder == leader and expires > slot, (holder, expires, slot)
     old.kill()
-    killed_at = datetime.now(UTC)
+    killed_at = now()
     t_kill = time.monotonic()
 
     def taken() -> tuple[str, datetime, datetime] | None:
@@ -325,10 +359,13 @@ def test_the_leader_killed_another_node_takes_over_and_the_slot_runs_once(fleet:
     assert done["state"] == "completed" and done["node"] == new_id, done
     dead_job, _ = jobs[vm_of[old.name]]
     assert new.get(f"/jobs/{dead_job}")["state"] == "queued"  # for its host's node: waits
+    restarting = datetime.now(UTC)
     old.start()  # back: it runs its host's job, does not lead, and fires nothing again
     done = new.wait(dead_job, timeout=300)
     assert done["state"] == "completed" and done["node"] == fleet.node_id(old), done
-    time.sleep(HEARTBEAT.total_seconds())  # a tick of each scheduler with both alive
+    # a tick of each scheduler with both alive: the restarted node's, then the leader's
+    back = _wait_for("the restarted node's tick", lambda: _last_beat(old) > restarting, 60)
+    _wait_for("the leader's tick", lambda: _last_beat(new) > back, 60)
     assert {vm: j for vm, (j, _) in slot_jobs().items()} == {
         vm: j for vm, (j, _) in jobs.items()
     }  # still the two: each VM's backup of the slot exactly once

@@ -4,10 +4,12 @@ server call) before anything starts: a bad one is ``INVALID_SETTING`` naming its
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from vmvault.bootstrap import clock_of, utcnow
 from vmvault.config import INT_RANGES, Settings
 from vmvault.domain.errors import InvalidSetting
 from vmvault.domain.schedule import parse_schedule
@@ -31,6 +33,10 @@ BAD = [
     ("VMVAULT_AGENT_TIMEOUT", "99999999999999999999", ""),
     ("VMVAULT_MAX_DISKS", "zero", "must be a whole number from 1 to 256"),
     ("VMVAULT_MAX_DISKS", "\u0663", ""),  # an Arabic-Indic three: int() would take it
+    ("VMVAULT_TEST_CLOCK_OFFSET", "soon", "must be seconds from -86400 to 86400"),
+    ("VMVAULT_TEST_CLOCK_OFFSET", "86401", "must be seconds from -86400 to 86400"),
+    ("VMVAULT_TEST_CLOCK_OFFSET", "nan", ""),
+    ("VMVAULT_TEST_CLOCK_OFFSET", "-inf", ""),
 ]
 
 
@@ -142,3 +148,27 @@ def test_the_set_hold_timeout_stops_at_a_minute(tmp_path: Path) -> None:
     for bad in ("61", "600", "0"):
         with pytest.raises(InvalidSetting, match="from 1 to 60"):
             Settings.from_env(home | {"VMVAULT_SET_HOLD_TIMEOUT": bad})
+
+
+def test_a_shifted_clock_is_for_tests_only(tmp_path: Path) -> None:
+    """VMVAULT_TEST_CLOCK_OFFSET moves every service's clock (a lab test meets a scheduler
+    slot without waiting for the wall clock); refused where a served catalog could be real."""
+    home = {"VMVAULT_HOME": str(tmp_path)}
+    assert clock_of(Settings.from_env(home)) is utcnow  # unset: the wall clock itself
+    s = Settings.from_env(home | {"VMVAULT_TEST_CLOCK_OFFSET": " -90.5 "})
+    before = datetime.now(UTC)
+    now = clock_of(s)()
+    after = datetime.now(UTC)
+    shift = timedelta(seconds=-90.5)
+    assert before + shift <= now <= after + shift and now.tzinfo is UTC
+    for extra in (
+        {"VMVAULT_LISTEN": "0.0.0.0:8470"},
+        {"VMVAULT_TLS_CERT": "c.pem", "VMVAULT_TLS_KEY": "k.pem"},
+    ):
+        with pytest.raises(InvalidSetting) as caught:
+            Settings.from_env(home | {"VMVAULT_TEST_CLOCK_OFFSET": "45"} | extra)
+        assert caught.value.text.startswith("setting VMVAULT_TEST_CLOCK_OFFSET='45.0' is not")
+        assert "for tests only" in caught.value.text
+    with pytest.raises(InvalidSetting, match="VMVAULT_TEST_CLOCK_OFFSET"):  # serve --listen
+        replace(s, listen="[::]:8470").validate()
+    assert list(tmp_path.iterdir()) == []

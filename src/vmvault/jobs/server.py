@@ -144,6 +144,11 @@ class Server:
         """Recover, then start the workers and the scheduler (the API is separate: :meth:`app`)."""
         self._log_recovered(self.services.recovery.recover())
         self._heartbeat.enter_context(self.services.node.hold())
+        if self.settings.test_clock_offset:
+            log.warning(
+                "the clock is %+.1f s off the wall clock (VMVAULT_TEST_CLOCK_OFFSET: tests only)",
+                self.settings.test_clock_offset,
+            )
         self.supervisor.start()
         log.info(
             "node %s: %d worker(s), the scheduler and the notifier started",
