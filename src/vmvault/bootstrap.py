@@ -11,11 +11,12 @@ import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from vmvault.clock import clock_of, utcnow
 from vmvault.config import Settings
 from vmvault.domain.approval import Kind, Requester
 from vmvault.domain.inventory import RegistrationLimits
@@ -65,25 +66,6 @@ from vmvault.services.vault_settings import VaultSettingsService
 from vmvault.services.vaults import StorageFactory, VaultService
 from vmvault.storage.backend import StorageBackend
 from vmvault.storage.local import LocalBackend
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def clock_of(settings: Settings) -> Callable[[], datetime]:
-    """The clock every service reads: the wall clock (UTC), shifted by the settings'
-    ``VMVAULT_TEST_CLOCK_OFFSET`` when a lab test set one (config.py refuses it beyond
-    loopback or with TLS), so that ``vmvault serve``'s scheduler meets a slot without the
-    test waiting for the wall clock's next minute."""
-    if not settings.test_clock_offset:
-        return utcnow
-    shift = timedelta(seconds=settings.test_clock_offset)
-
-    def shifted() -> datetime:
-        return utcnow() + shift
-
-    return shifted
 
 
 def open_storage(where: Path | S3Location) -> StorageBackend:
@@ -421,4 +403,5 @@ def bootstrap(
         uow, hypervisor, backup_driver, restore_driver, host_files, storage, notifier
     )
     settings = settings or Settings.from_env()
-    return Services(settings, clock=clock or clock_of(settings), overrides=adapters)
+    clock = clock or clock_of(settings.test_clock_file)
+    return Services(settings, clock=clock, overrides=adapters)

@@ -28,7 +28,7 @@
 | ``VMVAULT_SMTP_STARTTLS``   | ``0``; ``1``: STARTTLS before anything else, the certificate verified |
 | ``VMVAULT_SMTP_USER``       | unset; with ``VMVAULT_SMTP_PASSWORD``: SMTP AUTH (never logged) |
 | ``VMVAULT_NODE_HOST``       | ``qemu:///system``: the libvirt URI of the host this process runs on (its node's host: docs/deployment.md) |
-| ``VMVAULT_TEST_CLOCK_OFFSET`` | ``0``: **tests only** — seconds added to the clock every service reads (bootstrap), so that a lab test meets a scheduler slot without waiting for the wall clock; refused beyond loopback or with TLS |
+| ``VMVAULT_TEST_CLOCK_FILE`` | unset: **tests only** — a file holding seconds added to the clock every service reads (vmvault/clock.py), re-read when it changes, so that a lab test moves its running servers' clock to a scheduler slot instead of waiting for the wall clock; refused beyond loopback or with TLS |
 
 Every value is checked once, by :meth:`Settings.validate` (whole numbers within
 :data:`INT_RANGES`, a libvirt URI, a known zone, a GC schedule that parses, a listen address, a TLS certificate given with its key): a bad
@@ -93,8 +93,8 @@ class Settings:
     smtp_starttls: bool = False
     smtp_user: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
-    #: Tests only: seconds added to the services' clock (bootstrap.clock_of); 0 in production.
-    test_clock_offset: float = 0.0
+    #: Tests only: the file of the seconds added to the services' clock (vmvault/clock.py).
+    test_clock_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -130,7 +130,7 @@ class Settings:
             smtp_starttls=_flag(env, "VMVAULT_SMTP_STARTTLS"),
             smtp_user=env.get("VMVAULT_SMTP_USER") or None,
             smtp_password=env.get("VMVAULT_SMTP_PASSWORD") or None,
-            test_clock_offset=_offset(env, "VMVAULT_TEST_CLOCK_OFFSET"),
+            test_clock_file=_path(env, "VMVAULT_TEST_CLOCK_FILE"),
         ).validate()
 
     def validate(self) -> Settings:
@@ -171,11 +171,11 @@ class Settings:
                 value="''",
                 hint="Give the certificate and its key together (--tls-cert/--tls-key).",
             )
-        if self.test_clock_offset and (self.tls_cert or not parse_listen(self.listen).loopback):
+        if self.test_clock_file and (self.tls_cert or not parse_listen(self.listen).loopback):
             raise InvalidSetting(
                 "a shifted clock is for tests only: refused with TLS or beyond loopback",
-                name="VMVAULT_TEST_CLOCK_OFFSET",
-                value=repr(str(self.test_clock_offset)),
+                name="VMVAULT_TEST_CLOCK_FILE",
+                value=repr(str(self.test_clock_file)),
                 hint="Unset it: a served catalog keeps the wall clock's time.",
             )
         return self
@@ -238,9 +238,9 @@ def _setting(name: str, value: str, extra: str = "") -> Iterator[None]:
 MAX_CLOCK_OFFSET = 86_400.0
 
 
-def _offset(env: dict[str, str], name: str) -> float:
-    """Seconds, possibly negative or fractional, within :data:`MAX_CLOCK_OFFSET`."""
-    raw = (env.get(name) or "").strip()
+def parse_clock_offset(text: str, name: str) -> float:
+    """Seconds, possibly negative or fractional, within :data:`MAX_CLOCK_OFFSET` (empty: 0)."""
+    raw = text.strip()
     if not raw:
         return 0.0
     try:

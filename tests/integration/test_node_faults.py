@@ -15,10 +15,11 @@ of docs/deployment.md done to real processes:
    runs at once, the killed node's guest's waits for that node's restart; the restarted node
    fires nothing again.
 
-For fault 3 both nodes (and the CLI) restart on a shifted clock, ``VMVAULT_TEST_CLOCK_OFFSET``
-(tests only: bootstrap.clock_of; the unit tests walk a simulated day), so that a
-``daily@HH:MM`` slot is half a minute away on their clock instead of up to a minute and a
-half of the wall clock's.  The vault is a local directory both nodes reach (one machine); the
+Both nodes and the CLI read a clock shifted by the seconds in ``VMVAULT_TEST_CLOCK_FILE``
+(tests only: vmvault/clock.py; none are written before fault 3; the unit tests walk a
+simulated day): for fault 3 the test moves their clock forward, at once and without a
+restart, so that a ``daily@HH:MM`` slot is 25 s away instead of up to a minute and a quarter
+of the wall clock's.  The vault is a local directory both nodes reach (one machine); the
 catalog a database of the session's PostgreSQL (tests/pglab.py)."""
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,9 +47,9 @@ pytestmark = pytest.mark.lab
 
 MAIN_VM = f"{lab_prefix()}-standard-1"
 SECOND_VM = f"{lab_prefix()}h-writer-1"
-#: How far the slot of fault 3 is on the nodes' shifted clock when they restart: their restart,
-#: the policy commands, then the leader killed 10 s before the slot.
-AHEAD = timedelta(seconds=30)
+#: How far the slot of fault 3 is when the nodes' clock has moved: a tick of the leader on the
+#: moved clock (at most :data:`HEARTBEAT`), then the leader killed 10 s before the slot.
+AHEAD = timedelta(seconds=25)
 
 
 class Node(ServerProcess):
@@ -86,6 +86,7 @@ class Fleet:
     cli: CliRunner  # the real command on the same home and catalog
     pg: Postgres
     db: str
+    clock: Path  # VMVAULT_TEST_CLOCK_FILE of the nodes and the CLI
 
     def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
         """Rows of ``query`` on the catalog (a connection of its own: the server restarts)."""
@@ -131,12 +132,13 @@ def fleet(
     if not postgres.cluster.running():  # a fault test that failed with the server stopped
         postgres.cluster.start()
     db = postgres.create()
-    env = {"VMVAULT_CATALOG_URL": postgres.url(db)}
+    clock = home / "clock-offset"  # none yet: the wall clock
+    env = {"VMVAULT_CATALOG_URL": postgres.url(db), "VMVAULT_TEST_CLOCK_FILE": str(clock)}
     uri = second_host["uri"]
     fleet = Fleet(
         Node(home, "main", env | {"VMVAULT_NODE_HOST": MAIN_HOST}),
         Node(home, "second", env | {"VMVAULT_NODE_HOST": uri}),
-        uri, home, make_cli(home, env), postgres, db,
+        uri, home, make_cli(home, env), postgres, db, clock,
     )  # fmt: skip
     for args in (
         ("vault", "create", "main", "--location", "dc1"),
@@ -281,50 +283,51 @@ def _next_minute(after: datetime) -> datetime:
     return after.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
-def _restart(nodes: tuple[Node, ...], clock: dict[str, str]) -> None:
-    """Stop ``nodes`` (SIGTERM) and start them again with ``clock`` in their environment,
-    all at once."""
-    with ThreadPoolExecutor(len(nodes)) as pool:
-        list(pool.map(lambda n: n.stop(), nodes))
-        for n in nodes:
-            n.extra = n.extra | clock
-        list(pool.map(lambda n: n.start(), nodes))
+def _move_clock(fleet: Fleet, by: timedelta) -> datetime:
+    """Move the clock of every node (and of the CLI) forward ``by`` from the wall clock's;
+    returns their time at the move (a clock read after it is not earlier)."""
+    assert by >= timedelta(0)  # forward only (vmvault/clock.py)
+    moved_at = datetime.now(UTC) + by
+    tmp = fleet.clock.with_name(fleet.clock.name + ".tmp")
+    tmp.write_text(f"{by.total_seconds():.6f}\n")
+    tmp.rename(fleet.clock)
+    return moved_at
 
 
-def _last_beat(node: Node) -> datetime:
-    """When ``node``'s scheduler last finished a tick (wall clock, ``/health``)."""
-    return datetime.fromisoformat(node.get("/health")["components"]["scheduler"]["last_beat"])
+def _beat_after(node: Node, since: datetime) -> datetime | None:
+    """When ``node``'s scheduler last finished a tick (wall clock, ``/health``), if after
+    ``since``."""
+    beat = datetime.fromisoformat(node.get("/health")["components"]["scheduler"]["last_beat"])
+    return beat if beat > since else None
 
 
 def test_the_leader_killed_another_node_takes_over_and_the_slot_runs_once(fleet: Fleet) -> None:
-    # Both nodes and the CLI on a clock where the next minute's slot is AHEAD away now: more
-    # than a lease ahead of the wall clock, so the lease the stopped leader wrote has expired
-    # for them and one of the restarted nodes takes it at its first tick.
-    wall = datetime.now(UTC)
-    slot = _next_minute(wall + LEASE + AHEAD)
-    offset = slot - AHEAD - wall
+    # the policy's slot: the next minute of the wall clock at least AHEAD away…
+    slot = _next_minute(datetime.now(UTC) + AHEAD)
+    made = fleet.cli("policy", "create", "p", "--schedule", f"daily@{slot:%H:%M}", "--daily", "7")
+    assert made.code == 0, made
+    assert fleet.cli("protect", MAIN_VM, SECOND_VM, "--policy", "p").code == 0
+    while (offset := slot - AHEAD - datetime.now(UTC)) < timedelta(0):  # the commands were slow
+        slot += timedelta(minutes=1)
+        assert fleet.cli("policy", "update", "p", "--schedule", f"daily@{slot:%H:%M}").code == 0
+    # …and the nodes' clock moved so that it is AHEAD away now
+    t0 = time.monotonic()
+    moved_at = _move_clock(fleet, offset)
 
     def now() -> datetime:  # the nodes' clock
         return datetime.now(UTC) + offset
 
-    clock = {"VMVAULT_TEST_CLOCK_OFFSET": f"{offset.total_seconds():.6f}"}
-    _restart((fleet.main, fleet.second), clock)
+    # a tick of the leader on the moved clock (a lease it took or renewed since)
+    def renewed() -> tuple[str, datetime, datetime] | None:
+        lead = fleet.leader()
+        return lead if lead[2] >= moved_at + LEASE else None
+
+    leader, _, _ = _wait_for("a lease on the moved clock", renewed, HEARTBEAT.total_seconds() * 2)
     nodes = {fleet.node_id(n): n for n in (fleet.main, fleet.second)}
-    leader, _, _ = _wait_for("a leader", lambda: fleet.leader()[0] in nodes and fleet.leader(), 30)
     old = nodes[leader]
     [new_id] = set(nodes) - {leader}
     new = nodes[new_id]
     vm_of = {fleet.main.name: MAIN_VM, fleet.second.name: SECOND_VM}
-    # a slot due ten seconds after the leader dies, inside its lease: nobody may lead then
-    made = fleet.cli(
-        "policy", "create", "p", "--schedule", f"daily@{slot:%H:%M}", "--daily", "7", env=clock
-    )
-    assert made.code == 0, made
-    assert fleet.cli("protect", MAIN_VM, SECOND_VM, "--policy", "p", env=clock).code == 0
-    while slot - now() < timedelta(seconds=12):  # the restart or the commands were slow: later
-        slot = _next_minute(now() + timedelta(seconds=20))
-        moved = fleet.cli("policy", "update", "p", "--schedule", f"daily@{slot:%H:%M}", env=clock)
-        assert moved.code == 0, moved
     key = f"{slot:%Y-%m-%dT%H:%M} UTC"
 
     def slot_jobs() -> dict[str, tuple[int, datetime]]:
@@ -343,6 +346,7 @@ def test_the_leader_killed_another_node_takes_over_and_the_slot_runs_once(fleet:
     old.kill()
     killed_at = now()
     t_kill = time.monotonic()
+    before_kill_s = t_kill - t0
 
     def taken() -> tuple[str, datetime, datetime] | None:
         lead = fleet.leader()
@@ -364,12 +368,13 @@ def test_the_leader_killed_another_node_takes_over_and_the_slot_runs_once(fleet:
     done = new.wait(dead_job, timeout=300)
     assert done["state"] == "completed" and done["node"] == fleet.node_id(old), done
     # a tick of each scheduler with both alive: the restarted node's, then the leader's
-    back = _wait_for("the restarted node's tick", lambda: _last_beat(old) > restarting, 60)
-    _wait_for("the leader's tick", lambda: _last_beat(new) > back, 60)
+    back = _wait_for("the restarted node's tick", lambda: _beat_after(old, restarting), 60)
+    _wait_for("the leader's tick", lambda: _beat_after(new, back), 60)
     assert {vm: j for vm, (j, _) in slot_jobs().items()} == {
         vm: j for vm, (j, _) in jobs.items()
     }  # still the two: each VM's backup of the slot exactly once
     assert fleet.leader()[0] == new_id
     assert fleet.sql("SELECT name, last_key FROM schedule_state") == [("policy:p", key)]
-    print(f"\nleader killed {(slot - killed_at).total_seconds():.1f} s before the slot; "
-          f"the other node led {takeover_s:.1f} s after the kill")  # fmt: skip
+    print(f"\nclock moved {offset.total_seconds():.1f} s; leader killed {before_kill_s:.1f} s "
+          f"after the move, {(slot - killed_at).total_seconds():.1f} s before the slot; the "
+          f"other node led {takeover_s:.1f} s after the kill")  # fmt: skip

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vmvault.bootstrap import clock_of, utcnow
-from vmvault.config import INT_RANGES, Settings
+from vmvault.clock import clock_of, utcnow
+from vmvault.config import INT_RANGES, Settings, parse_clock_offset
 from vmvault.domain.errors import InvalidSetting
 from vmvault.domain.schedule import parse_schedule
 
@@ -33,10 +33,6 @@ BAD = [
     ("VMVAULT_AGENT_TIMEOUT", "99999999999999999999", ""),
     ("VMVAULT_MAX_DISKS", "zero", "must be a whole number from 1 to 256"),
     ("VMVAULT_MAX_DISKS", "\u0663", ""),  # an Arabic-Indic three: int() would take it
-    ("VMVAULT_TEST_CLOCK_OFFSET", "soon", "must be seconds from -86400 to 86400"),
-    ("VMVAULT_TEST_CLOCK_OFFSET", "86401", "must be seconds from -86400 to 86400"),
-    ("VMVAULT_TEST_CLOCK_OFFSET", "nan", ""),
-    ("VMVAULT_TEST_CLOCK_OFFSET", "-inf", ""),
 ]
 
 
@@ -151,24 +147,50 @@ def test_the_set_hold_timeout_stops_at_a_minute(tmp_path: Path) -> None:
 
 
 def test_a_shifted_clock_is_for_tests_only(tmp_path: Path) -> None:
-    """VMVAULT_TEST_CLOCK_OFFSET moves every service's clock (a lab test meets a scheduler
-    slot without waiting for the wall clock); refused where a served catalog could be real."""
-    home = {"VMVAULT_HOME": str(tmp_path)}
-    assert clock_of(Settings.from_env(home)) is utcnow  # unset: the wall clock itself
-    s = Settings.from_env(home | {"VMVAULT_TEST_CLOCK_OFFSET": " -90.5 "})
-    before = datetime.now(UTC)
-    now = clock_of(s)()
-    after = datetime.now(UTC)
-    shift = timedelta(seconds=-90.5)
-    assert before + shift <= now <= after + shift and now.tzinfo is UTC
+    """VMVAULT_TEST_CLOCK_FILE moves every service's clock by the seconds it holds, re-read when
+    it changes (a lab test moves its running servers to a scheduler slot); refused where a
+    served catalog could be real."""
+    home = {"VMVAULT_HOME": str(tmp_path / "home")}
+    assert clock_of(Settings.from_env(home).test_clock_file) is utcnow  # unset: the wall clock
+    path = tmp_path / "clock"
+    s = Settings.from_env(home | {"VMVAULT_TEST_CLOCK_FILE": str(path)})
+    clock = clock_of(s.test_clock_file)
+
+    def shifted_by(seconds: float) -> bool:
+        before = datetime.now(UTC)
+        now = clock()
+        after = datetime.now(UTC)
+        shift = timedelta(seconds=seconds)
+        return before + shift <= now <= after + shift and now.tzinfo is UTC
+
+    assert shifted_by(0)  # no file yet
+    for text, seconds in ((" 90.5\n", 90.5), ("-3", -3), ("", 0)):
+        tmp = tmp_path / "clock.tmp"
+        tmp.write_text(text)
+        tmp.rename(path)  # as a test writes it
+        assert shifted_by(seconds), text
+    path.write_text("soon")
+    with pytest.raises(InvalidSetting, match="VMVAULT_TEST_CLOCK_FILE='soon'"):
+        clock()
     for extra in (
         {"VMVAULT_LISTEN": "0.0.0.0:8470"},
         {"VMVAULT_TLS_CERT": "c.pem", "VMVAULT_TLS_KEY": "k.pem"},
     ):
         with pytest.raises(InvalidSetting) as caught:
-            Settings.from_env(home | {"VMVAULT_TEST_CLOCK_OFFSET": "45"} | extra)
-        assert caught.value.text.startswith("setting VMVAULT_TEST_CLOCK_OFFSET='45.0' is not")
+            Settings.from_env(home | {"VMVAULT_TEST_CLOCK_FILE": str(path)} | extra)
+        assert caught.value.text.startswith("setting VMVAULT_TEST_CLOCK_FILE=")
         assert "for tests only" in caught.value.text
-    with pytest.raises(InvalidSetting, match="VMVAULT_TEST_CLOCK_OFFSET"):  # serve --listen
+    with pytest.raises(InvalidSetting, match="VMVAULT_TEST_CLOCK_FILE"):  # serve --listen
         replace(s, listen="[::]:8470").validate()
-    assert list(tmp_path.iterdir()) == []
+    assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "detail"),
+    [("soon", "must be seconds from -86400 to 86400"), ("86401", ""), ("nan", ""), ("-inf", "")],
+)
+def test_a_bad_clock_offset_is_refused(text: str, detail: str) -> None:
+    with pytest.raises(InvalidSetting) as caught:
+        parse_clock_offset(text, "VMVAULT_TEST_CLOCK_FILE")
+    assert caught.value.text.startswith(f"setting VMVAULT_TEST_CLOCK_FILE={text!r} is not valid")
+    assert detail in caught.value.text

@@ -144,10 +144,10 @@ class Server:
         """Recover, then start the workers and the scheduler (the API is separate: :meth:`app`)."""
         self._log_recovered(self.services.recovery.recover())
         self._heartbeat.enter_context(self.services.node.hold())
-        if self.settings.test_clock_offset:
+        if self.settings.test_clock_file:
             log.warning(
-                "the clock is %+.1f s off the wall clock (VMVAULT_TEST_CLOCK_OFFSET: tests only)",
-                self.settings.test_clock_offset,
+                "the clock is shifted by the seconds in %s (VMVAULT_TEST_CLOCK_FILE: tests only)",
+                self.settings.test_clock_file,
             )
         self.supervisor.start()
         log.info(
