@@ -1,5 +1,6 @@
-"""How many libvirt calls a discovery makes (docs/deployment.md, "Fleet scale"): a fixed number
-per host, whatever its number of domains, plus one per domain, its XML.
+"""Discovery of a fleet (docs/deployment.md, "Fleet scale"): how many libvirt calls it makes
+(a fixed number per host, whatever its number of domains, plus one per domain, its XML), and
+what it writes of the VMs seen again as they were (their ``last_seen`` alone).
 
 The hosts are libvirt's test driver (tests/unit/fleet_world.py), discovered by the real
 discovery through the real libvirt driver; every method call on libvirt's connection and
@@ -13,13 +14,16 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import libvirt
 import pytest
+from sqlalchemy import Engine, event
 
-from tests.unit.fleet_world import LOCATION, VAULT, fleet_services
+from tests.unit.fleet_world import LOCATION, MADE_AT, VAULT, Clock, fleet_services
 from vmvault.domain.vm import PowerState
 from vmvault.hypervisor.lab.fleet import RUNNING_EVERY, domain_uuid, write_fleet
 from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
@@ -118,3 +122,60 @@ def test_state_and_persistence_come_from_the_host_listing(
         transient.destroy()
     finally:
         conn.close()
+
+
+@contextmanager
+def vm_updates() -> Iterator[list[tuple[str, int]]]:
+    """Each ``UPDATE vms`` sent meanwhile (SQLite): its first column set, and how many rows
+    it was sent for (an ``executemany``'s parameter sets; an ``IN`` list's uuids)."""
+    sent: list[tuple[str, int]] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
+        if statement.startswith("UPDATE vms SET "):
+            column = statement.removeprefix("UPDATE vms SET ").split("=")[0].strip()
+            if many:
+                rows = len(params)
+            elif " IN (" in statement:  # SQLite's "?"s: one set, the others the uuids
+                rows = statement.count("?") - 1
+            else:
+                rows = 1
+            sent.append((column, rows))
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+
+
+def test_vms_seen_again_as_they_were_get_their_last_seen_only(tmp_path: Path) -> None:
+    """A second discovery writes ``last_seen`` of the VMs it finds as they were, and the
+    whole row of one whose row differs otherwise (here its host's name, changed behind it):
+    that row is set right, the others keep every other column."""
+    clock = Clock(MADE_AT)
+    services = fleet_services(tmp_path / "home", f"sqlite:///{tmp_path}/catalog.db", clock)
+    try:
+        services.vaults.create(VAULT, LOCATION, None)
+        for host in write_fleet(tmp_path / "fleet", 12, 2):
+            services.vaults.add_host(host.uri, LOCATION)
+        assert services.inventory.discover(VAULT).error is None
+        first = {vm.uuid: vm for vm in services.inventory.list_vms(VAULT)[0]}
+        odd = domain_uuid(1, 3)
+        with services._uow() as uow:
+            vm = uow.vms.get(odd)
+            assert vm is not None
+            vm.hostname = "renamed-behind-its-back"
+            uow.vms.save(vm)
+            uow.commit()
+        clock.now = MADE_AT + timedelta(hours=1)
+        with vm_updates() as updates:
+            outcome = services.inventory.discover(VAULT)
+        assert sorted(updates) == [("last_seen", 11), ("name", 1)]  # columns set, by rows
+        assert outcome.result is not None and len(outcome.result.unchanged) == 12
+        again = {vm.uuid: vm for vm in services.inventory.list_vms(VAULT)[0]}
+        assert {vm.last_seen for vm in again.values()} == {clock.now}
+        assert again[odd].hostname == first[odd].hostname
+        for uuid, vm in again.items():
+            assert replace(vm, last_seen=first[uuid].last_seen) == first[uuid]
+    finally:
+        services.close()
