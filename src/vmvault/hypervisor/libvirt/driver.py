@@ -16,9 +16,9 @@ from vmvault.hypervisor.libvirt.domxml import facts_from_xml
 from vmvault.hypervisor.pacemaker import CibCache, CibView, owner_of, read_text
 
 #: What discovery asks ``getAllDomainStats`` for: each domain's state (``state.state``, a
-#: virDomainState), nothing that needs the domain's job or QEMU's monitor.
+#: virDomainState), nothing of QEMU's monitor.
 STATE_STATS = libvirt.VIR_DOMAIN_STATS_STATE
-#: Every domain, and never wait for one busy with a job (a backup's): the state needs none.
+#: Every domain, and never wait for one whose job another caller holds (a backup's).
 STATS_FLAGS = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
 PERSISTENT = libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT
 
