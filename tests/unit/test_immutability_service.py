@@ -78,6 +78,8 @@ def _held(path: Path) -> bool:
 
 
 def test_a_retained_point_cannot_leave_by_any_path(world: World) -> None:
+    # p2 (half a day back) and p3 (now) must fall on one UTC day, whatever the hour it runs
+    world.clock.at = world.clock.at.replace(hour=18, minute=0, second=0, microsecond=0)
     imm = _imm(world)
     world.add("A", "p1", 1, world.clock.at - DAY)
     world.add("A", "p2", 2, world.clock.at - DAY / 2)

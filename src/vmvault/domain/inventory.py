@@ -14,7 +14,7 @@ warnings.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from vmvault.domain.cluster import refuse_pause
@@ -79,6 +79,12 @@ def reconcile(
             vm.vanished_at = now
             result.vanished.append(vm)
     return result
+
+
+def seen_as_before(before: VmItem, after: VmItem) -> bool:
+    """True when ``after`` (a VM as a discovery left it) differs from ``before`` (as the
+    catalog had it) by its ``last_seen`` alone: only that needs writing."""
+    return replace(before, last_seen=after.last_seen) == after
 
 
 def match_vm(candidates: Sequence[VmItem], ref: str) -> VmItem:

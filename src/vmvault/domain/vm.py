@@ -86,6 +86,8 @@ def classify_disk(disk: Disk) -> Disk:
         reason = "no source (empty drive)"
     elif disk.format not in BACKUP_FORMATS:
         reason = f"format '{disk.format}' not supported (qcow2 or raw only)"
+    if reason is None and not disk.excluded and disk.reason is None:
+        return disk  # already as classified (no copy: a fleet's discovery has thousands)
     return replace(disk, excluded=reason is not None, reason=reason)
 
 

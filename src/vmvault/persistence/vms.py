@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
@@ -11,8 +12,8 @@ from vmvault.domain.vm import Disk, Nic, PowerState, VmItem, VmState, fields_of
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req, utc
 
-#: How many uuids one ``IN`` list of :meth:`SqlVms.save_many` holds (SQLite's bound-parameter
-#: limit is far above it).
+#: How many uuids one ``IN`` list of :meth:`SqlVms.save_many` and :meth:`SqlVms.seen` holds
+#: (SQLite's bound-parameter limit is far above it).
 _BATCH = 1000
 
 
@@ -134,6 +135,11 @@ class SqlVms:
             self.conn.execute(change, [{f"b_{k}": v for k, v in r.items()} for r in old])
         if new:
             self.conn.execute(insert(t.vms), new)
+
+    def seen(self, uuids: Sequence[str], at: datetime) -> None:
+        for start in range(0, len(uuids), _BATCH):
+            batch = list(uuids[start : start + _BATCH])
+            self.conn.execute(update(t.vms).where(t.vms.c.uuid.in_(batch)).values(last_seen=at))
 
     def save_facts(self, vm: VmItem) -> None:
         """Update only what discovery sees (:meth:`VmItem.apply`'s facts, ``last_seen``) of an

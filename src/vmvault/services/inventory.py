@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from copy import copy
 from functools import partial
 
 from vmvault.domain.cluster import mark_from_host
@@ -22,6 +23,7 @@ from vmvault.domain.inventory import (
     assess_registration,
     check_registrable,
     reconcile,
+    seen_as_before,
 )
 from vmvault.domain.job import Job, JobType
 from vmvault.domain.vault import Host, Vault
@@ -87,11 +89,21 @@ class InventoryService(Service):
         now = self.clock()
         by_uri = {h.uri: h for h in hosts}
         with self.uow() as uow:
-            result = reconcile(uow.vms.all(), seen, scanned, now)
+            known = uow.vms.all()
+            as_read = {vm.uuid: copy(vm) for vm in known}  # reconcile changes them in place
+            result = reconcile(known, seen, scanned, now)
             for vm in result.new + result.changed + result.unchanged:
                 host = by_uri[vm.host_uri]
                 mark_from_host(vm, host.cluster_managed, host.hostname or host.uri)
-            uow.vms.save_many(result.new + result.changed + result.unchanged + result.vanished)
+            alike: list[str] = []  # seen again as they were: only last_seen is written
+            rest: list[VmItem] = []
+            for vm in result.unchanged:
+                if seen_as_before(as_read[vm.uuid], vm):
+                    alike.append(vm.uuid)
+                else:
+                    rest.append(vm)
+            uow.vms.save_many(result.new + result.changed + rest + result.vanished)
+            uow.vms.seen(alike, now)
             uow.commit()
         lines = []  # one transaction for a fleet's thousands of lines
         for label, vms in (

@@ -15,6 +15,13 @@ from vmvault.hypervisor.libvirt.connection import connection, error_message
 from vmvault.hypervisor.libvirt.domxml import facts_from_xml
 from vmvault.hypervisor.pacemaker import CibCache, CibView, owner_of, read_text
 
+#: What discovery asks ``getAllDomainStats`` for: each domain's state (``state.state``, a
+#: virDomainState), nothing of QEMU's monitor.
+STATE_STATS = libvirt.VIR_DOMAIN_STATS_STATE
+#: Every domain, and never wait for one whose job another caller holds (a backup's).
+STATS_FLAGS = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
+PERSISTENT = libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT
+
 
 def _with_pacemaker(facts: DomainFacts, cib: CibView) -> DomainFacts:
     """``facts`` with ``cluster_managed`` set when a pacemaker primitive owns the domain, or
@@ -45,23 +52,32 @@ class LibvirtHypervisor:
                 raise HostUnreachable(error_message(exc), uri=uri) from None
 
     def list_domains(self, uri: str) -> list[DomainFacts]:
+        """Every domain of the host: three calls for the host whatever its number of domains
+        (its name, every domain with its state — ``getAllDomainStats`` — and the persistent
+        ones), then one per domain, its XML (``docs/deployment.md``, "Fleet scale")."""
         with connection(uri) as conn:
             try:
                 hostname = str(conn.getHostname())
-                domains = conn.listAllDomains(0)
+                records = conn.getAllDomainStats(STATE_STATS, STATS_FLAGS)
+                persistent = {d.UUIDString() for d in conn.listAllDomains(PERSISTENT)}
             except libvirt.libvirtError as exc:
                 raise HostUnreachable(error_message(exc), uri=uri) from None
             facts = []
             cluster = self._cluster(hostname)
-            for dom in domains:
+            for dom, stats in records:
                 try:
-                    state = dom.state()[0]
                     xml = dom.XMLDesc(0)
-                    persistent = bool(dom.isPersistent())
+                    state = stats.get("state.state")
+                    if state is None:  # a record without its state: ask the domain
+                        state = dom.state()[0]
                 except libvirt.libvirtError:
                     continue  # undefined while we looked: it is simply not there
                 found = facts_from_xml(
-                    xml, uri=uri, hostname=hostname, state=state, persistent=persistent
+                    xml,
+                    uri=uri,
+                    hostname=hostname,
+                    state=int(state),
+                    persistent=dom.UUIDString() in persistent,
                 )
                 facts.append(_with_pacemaker(found, cluster))
             return facts

@@ -97,6 +97,10 @@ class VmRepository(Protocol):
     def save_many(self, vms: Sequence[VmItem]) -> None:
         """:meth:`save` of every VM of ``vms`` in a few statements, whatever their number."""
 
+    def seen(self, uuids: Sequence[str], at: datetime) -> None:
+        """Set ``last_seen`` of these VMs to ``at``, nothing else (a discovery's VMs that
+        are as they were), in a few statements whatever their number."""
+
     def save_facts(self, vm: VmItem) -> None:
         """Update only the discovery facts of an existing VM item (a backup's commit: the
         operator's changes made while it ran — excluded disks, cluster ownership,
