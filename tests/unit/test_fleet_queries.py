@@ -276,9 +276,8 @@ def test_lists_are_paged(tmp_path: Path, home: Path, cli: CliRunner, catalog_url
             r = client.get(f"/api/v1{route}", params={"limit": 1001})
             assert r.status_code == 400, route
             assert client.get(f"/api/v1{route}", params={"offset": -1}).status_code == 400
-        for words in (("points", "list"), ("policy", "list"), ("host", "list")):
-            r = cli(*words, "--limit", "0", env=url)
-            assert r.code == 2 and "error INVALID_INPUT" in r.stderr, words
+        r = cli("points", "list", "--limit", "0", env=url)
+        assert r.code == 2 and "error INVALID_INPUT" in r.stderr
     finally:
         services.close()
 

@@ -13,14 +13,12 @@ what comes back is a few rows whatever the number of points.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from itertools import pairwise
+from datetime import datetime
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
-    case,
     exists,
     func,
     literal_column,
@@ -30,7 +28,7 @@ from sqlalchemy import (
 
 from vmvault.domain.recovery_point import BinnedTotals, HeldTotals
 from vmvault.persistence import tables as t
-from vmvault.persistence.times import req, utc
+from vmvault.persistence.times import per_day, req, utc
 
 #: Per dialect: a point's logical bytes and new bytes, from its ``disks`` JSON (a correlated
 #: subquery over the row of ``recovery_points`` being read).
@@ -98,14 +96,8 @@ class SqlHeld:
         from ``start`` (a UTC midnight): one row of ``days`` sums."""
         p = t.recovery_points.c
         _, new = self._bytes()
-        edges = [start + timedelta(days=i) for i in range(days + 1)]
-        sums = [
-            func.coalesce(
-                func.sum(case((and_(p.created_at >= lo, p.created_at < hi), new), else_=0)), 0
-            )
-            for lo, hi in pairwise(edges)
-        ]
-        q = select(*sums).where(p.vault == vault, p.deleted_at.is_(None), p.created_at >= edges[0])
+        q = select(*per_day(p.created_at, start, days, new))
+        q = q.where(p.vault == vault, p.deleted_at.is_(None), p.created_at >= start)
         row = self.conn.execute(q).one()
         return [int(v) for v in row]
 

@@ -235,20 +235,12 @@ class DashboardService(Service):
         of that day added."""
         first = (now.astimezone(UTC) - timedelta(days=DAYS - 1)).date()
         start = datetime.combine(first, time(), UTC)
-        days = {first + timedelta(days=i): DayCount(first + timedelta(days=i)) for i in range(DAYS)}
-        for created_at, state in uow.jobs.created_states(JobType.BACKUP, start, vault):
-            day = days.get(created_at.astimezone(UTC).date())
-            if day is None:
-                continue
-            if state in (JobState.COMPLETED, JobState.COMPLETED_WITH_WARNINGS):
-                day.backups += 1
-            elif state is JobState.FAILED:
-                day.failed += 1
-        for day, added in zip(
-            days.values(), uow.held.new_bytes_by_day(vault, start, DAYS), strict=True
-        ):
-            day.bytes_new = added
-        return list(days.values())
+        ended = uow.jobs.ended_by_day(JobType.BACKUP, start, DAYS, vault)
+        added = uow.held.new_bytes_by_day(vault, start, DAYS)
+        return [
+            DayCount(first + timedelta(days=i), backups, failed, new)
+            for i, ((backups, failed), new) in enumerate(zip(ended, added, strict=True))
+        ]
 
 
 def attention_for(

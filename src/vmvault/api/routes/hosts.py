@@ -27,7 +27,10 @@ def routes(services: Services) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["hosts"])
 
     @router.get(
-        "/hosts", response_model=list[HostDoc], responses=paged("hosts"), dependencies=READER
+        "/hosts",
+        response_model=list[HostDoc],
+        responses={**paged("hosts"), **responses()},
+        dependencies=READER,
     )
     def hosts(
         response: Response, location: str | None = None, limit: Limit = PAGE, offset: Offset = 0

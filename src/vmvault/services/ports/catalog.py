@@ -213,10 +213,11 @@ class JobRepository(Protocol):
     def count_by_state(self, since: datetime, vault: str) -> dict[JobState, int]:
         """How many of ``vault``'s jobs created at ``since`` or later are in each state."""
 
-    def created_states(
-        self, job_type: JobType, since: datetime, vault: str
-    ) -> list[tuple[datetime, JobState]]:
-        """Creation time and state of ``vault``'s jobs of ``job_type`` since ``since``."""
+    def ended_by_day(
+        self, job_type: JobType, start: datetime, days: int, vault: str
+    ) -> list[tuple[int, int]]:
+        """Per day from ``start``: how many of ``vault``'s jobs of ``job_type`` created that
+        day completed (with or without warnings), and how many failed (one row of sums)."""
 
     def get(self, job_id: int) -> Job | None: ...
     def queued(self, limit: int = 100) -> list[Job]:
