@@ -96,8 +96,12 @@ class SqlHeld:
         from ``start`` (a UTC midnight): one row of ``days`` sums."""
         p = t.recovery_points.c
         _, new = self._bytes()
-        q = select(*per_day(p.created_at, start, days, new))
-        q = q.where(p.vault == vault, p.deleted_at.is_(None), p.created_at >= start)
+        rows = (
+            select(p.created_at, new.label("new"))
+            .where(p.vault == vault, p.deleted_at.is_(None), p.created_at >= start)
+            .subquery()
+        )
+        q = select(*per_day(rows.c.created_at, start, days, rows.c.new))  # each JSON read once
         row = self.conn.execute(q).one()
         return [int(v) for v in row]
 
