@@ -2,12 +2,14 @@
 
     VMVAULT_LAB_PREFIX=fleet VMVAULT_LAB_DIR=/var/lib/vmvault/lab-fleet \\
         .venv/bin/python bench/fleet.py [--vms 2000 --hosts 8 --protect 1000 --rounds 5]
-        [--engines sqlite,postgresql] [--libvirtd test+tcp://127.0.0.1:PORT]
+        [--points 10] [--engines sqlite,postgresql] [--libvirtd test+tcp://127.0.0.1:PORT]
 
 A fleet of ``--vms`` libvirt test-driver domains over ``--hosts`` hosts
 (vmvault/hypervisor/lab/fleet.py, made as tests/unit/fleet_world.py makes it), in a fresh
 catalog per engine (SQLite in a temporary home; PostgreSQL: a new database in the lab's
-cluster, ``vmvault lab catalog up``, dropped at the end).  Measured, against its target:
+cluster, ``vmvault lab catalog up``, dropped at the end); each protected VM gets
+``--points`` recovery points (one a day, inserted in one statement: ``add_many``) once
+protected.  Measured, against its target:
 
 * discovery of every VM, as the CLI runs it (``vmvault discover``: a subprocess, wall time),
   the first (all new) and a second (all unchanged); the note gives the CPU that the test
@@ -18,8 +20,10 @@ cluster, ``vmvault lab catalog up``, dropped at the end).  Measured, against its
 * ``vm list``, ``protection list`` and ``dashboard`` as CLI subprocesses (default page, and
   ``--limit 1000``), median of ``--rounds``; the floor is ``vmvault vault list`` (process
   start, imports, the catalog opened) in the same run;
-* the API routes ``GET /vms``, ``/protection``, ``/dashboard`` in process (TestClient, a
-  real reader token), median of ``--rounds``;
+* the API routes ``GET /vms``, ``/protection``, ``/dashboard``, ``/points``, ``/policies``,
+  ``/hosts`` in process (TestClient, a real reader token), median of ``--rounds``; and, for
+  scale, the vault's points read whole in process (what the dashboard and the protection
+  list read before they counted them in the database);
 * a slot of a policy protecting ``--protect`` VMs: two schedulers of two nodes tick at the
   same instant (threads behind a barrier, their own connections, the leader lease): wall time
   of the tick that fired, jobs queued, distinct VMs;
@@ -188,6 +192,7 @@ def bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> Table:
         SLOT_DUE,
         VAULT,
         Clock,
+        add_points,
         fleet_services,
         protect_first,
     )
@@ -243,6 +248,7 @@ def bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> Table:
                 + f"; the test driver's opening of the hosts: {where}",
             )  # fmt: skip
         protect_first(services, args.protect)
+        points = add_points(services, args.points)
 
         # the listings and the dashboard, as the CLI runs them
         commands = [
@@ -281,6 +287,10 @@ def bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> Table:
             ("/api/v1/protection", {}),
             ("/api/v1/protection", {"limit": 1000}),
             ("/api/v1/dashboard", {}),
+            ("/api/v1/points", {}),
+            ("/api/v1/points", {"limit": 1000}),
+            ("/api/v1/policies", {}),
+            ("/api/v1/hosts", {}),
         ):
             la = load()
             times, cpus = [], []
@@ -299,6 +309,19 @@ def bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> Table:
                 f"{wall / TARGET_LIST:.2f}", "-", la,
                 f"median of {args.rounds}" + (f"; X-Total-Count {total}" if total else ""),
             )  # fmt: skip
+        la = load()
+        times, cpus = [], []
+        for _ in range(args.rounds):
+            t0, c0 = time.perf_counter(), time.process_time()
+            with services._uow() as uow:
+                whole = uow.points.held(VAULT)
+            times.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+        table.add(
+            "the vault's points read whole (in process; the old inputs)",
+            f"{median(times) * 1000:.0f} ms", f"{median(cpus) * 1000:.0f} ms", "-", "-", "-",
+            la, f"median of {args.rounds}; {len(whole)} points ({len(points)} inserted)",
+        )  # fmt: skip
 
         # one slot, two schedulers racing
         clock.now = SLOT_DUE
@@ -379,6 +402,7 @@ def main() -> int:
     ap.add_argument("--hosts", type=int, default=8)
     ap.add_argument("--protect", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--points", type=int, default=10, help="points per protected VM")
     ap.add_argument("--engines", default="sqlite,postgresql")
     ap.add_argument("--libvirtd", help="reach the hosts through it: test+tcp://127.0.0.1:PORT")
     args = ap.parse_args()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
+from vmvault.domain.recovery_point import Consistency, Method, PointDisk, RecoveryPoint
 from vmvault.domain.retention import Retention
 from vmvault.domain.vm import VmState
 from vmvault.hypervisor.lab.fleet import FleetHost, write_fleet
@@ -87,3 +88,44 @@ def protect_first(services: Services, count: int) -> None:
             ]
         )
         uow.commit()
+
+
+#: The consistency levels of the points :func:`add_points` makes, in turn.
+LEVELS = (Consistency.APPLICATION, Consistency.FILE_SYSTEM, Consistency.CRASH)
+
+
+def add_points(services: Services, per_vm: int, vault: str = VAULT) -> list[RecoveryPoint]:
+    """``per_vm`` points in ``vault`` for every VM it protects that has none yet, one a day
+    back from :data:`MADE_AT` (the newest an hour before it), two disks each (the second
+    excluded on every other point), inserted in one statement (``add_many``), as backups
+    would have committed them; returns them."""
+    made: list[RecoveryPoint] = []
+    with services._uow() as uow:
+        having = uow.held.by_vm(vault)
+        for vm in uow.vms.all(vault=vault, state=VmState.PROTECTED):
+            if vm.uuid in having:
+                continue
+            for i in range(per_vm):
+                disks = [
+                    PointDisk(
+                        "vda", (10 + i) << 30, "qcow2", bytes_read=1 << 30, bytes_new=i << 20
+                    ),
+                    PointDisk("vdb", 4 << 30, "qcow2", excluded=i % 2 == 1, bytes_new=1 << 20),
+                ]
+                made.append(
+                    RecoveryPoint(
+                        id=f"p-{vm.uuid}-{i}",
+                        vault=vault,
+                        vm_uuid=vm.uuid,
+                        vm_name=vm.name,
+                        created_at=MADE_AT - timedelta(days=i, hours=1),
+                        consistency=LEVELS[i % len(LEVELS)],
+                        method=Method.GUEST_QUIESCE,
+                        frozen_ms=40 + i,
+                        checkpoint=None,
+                        disks=disks,
+                    )
+                )
+        uow.points.add_many(made)
+        uow.commit()
+    return made

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,11 @@ from tests.api_tokens import authenticate, bearer
 from tests.conftest import CliRunner
 from tests.unit.fleet_world import (
     MADE_AT,
+    POLICY,
     SLOT_DUE,
     VAULT,
     Clock,
+    add_points,
     fleet_services,
     grow_fleet,
     make_fleet,
@@ -35,6 +38,11 @@ from tests.unit.fleet_world import (
 from vmvault.api.app import create_app
 from vmvault.bootstrap import Services
 from vmvault.domain.job import JobState, JobType
+from vmvault.domain.recovery_point import Consistency, PointCopy, RecoveryPoint
+from vmvault.domain.retention import Retention
+from vmvault.domain.soft_delete import Deletion
+from vmvault.persistence.points import SqlPoints
+from vmvault.services import holdings
 from vmvault.services.scheduler import SchedulerService
 
 
@@ -59,19 +67,56 @@ def queries(call: Callable[[], object]) -> int:
     return len(sent)
 
 
-def measured(services: Services, client: TestClient) -> dict[str, int]:
-    """Queries of each listing, the dashboard and their API routes, as the fleet is now."""
+@contextmanager
+def point_rows() -> Iterator[list[int]]:
+    """How many recovery points the catalog reads whole meanwhile (every one is built from
+    its row by ``SqlPoints._row``): a listing's page at most, never a fleet's points."""
+    read = [0]
+    whole = SqlPoints._row
+
+    def counted(self: SqlPoints, r: Any) -> RecoveryPoint:
+        read[0] += 1
+        return whole(self, r)
+
+    SqlPoints._row = counted  # type: ignore[method-assign]
+    try:
+        yield read
+    finally:
+        SqlPoints._row = whole  # type: ignore[method-assign]
+
+
+#: The page of points ``measured`` reads: fewer than the small fleet holds.
+POINTS_PAGE = 10
+
+
+def measured(services: Services, client: TestClient) -> tuple[dict[str, int], dict[str, int]]:
+    """Queries of each listing, the dashboard and their API routes, as the fleet is now; and
+    the points each read whole."""
     pages = {"limit": 1000}
-    return {
-        "vm list": queries(lambda: services.inventory.list_vms(VAULT, limit=1000)),
-        "protection list": queries(lambda: services.protection.items(VAULT, limit=1000)),
-        "dashboard": queries(lambda: services.dashboard.summary(VAULT)),
-        "GET /vms": queries(lambda: client.get("/api/v1/vms", params=pages).raise_for_status()),
-        "GET /protection": queries(
-            lambda: client.get("/api/v1/protection", params=pages).raise_for_status()
-        ),
-        "GET /dashboard": queries(lambda: client.get("/api/v1/dashboard").raise_for_status()),
+    calls: dict[str, Callable[[], object]] = {
+        "vm list": lambda: services.inventory.list_vms(VAULT, limit=1000),
+        "protection list": lambda: services.protection.items(VAULT, limit=1000),
+        "dashboard": lambda: services.dashboard.summary(VAULT),
+        "points list": lambda: services.points.page(VAULT, None, POINTS_PAGE),
+        "policy list": lambda: services.policies.list_policies(VAULT, 1000),
+        "host list": lambda: services.vaults.hosts_page(None, 1000),
+        "GET /vms": lambda: client.get("/api/v1/vms", params=pages).raise_for_status(),
+        "GET /protection": lambda: client.get(
+            "/api/v1/protection", params=pages
+        ).raise_for_status(),
+        "GET /dashboard": lambda: client.get("/api/v1/dashboard").raise_for_status(),
+        "GET /points": lambda: client.get(
+            "/api/v1/points", params={"limit": POINTS_PAGE}
+        ).raise_for_status(),
+        "GET /policies": lambda: client.get("/api/v1/policies", params=pages).raise_for_status(),
+        "GET /hosts": lambda: client.get("/api/v1/hosts", params=pages).raise_for_status(),
     }
+    sent, read = {}, {}
+    for name, call in calls.items():
+        with point_rows() as rows:
+            sent[name] = queries(call)
+        read[name] = rows[0]
+    return sent, read
 
 
 def fire(services: Services, clock: Clock, at: Any, protected: int) -> int:
@@ -89,23 +134,98 @@ def fire(services: Services, clock: Clock, at: Any, protected: int) -> int:
 
 
 def test_queries_do_not_grow_with_the_fleet(tmp_path: Path, catalog_url: str) -> None:
+    """10 then 200 VMs, each protected one with 4 points: the same statements, and no point
+    read whole but a listing's page (the dashboard and the protection list count them in
+    the database)."""
     clock = Clock(MADE_AT)
     services = fleet_services(tmp_path / "home", catalog_url, clock)
     client = TestClient(create_app(services, authenticate=authenticate), headers=bearer())
     try:
         make_fleet(services, tmp_path / "small", vms=10, hosts=2, protect=5)
-        small = measured(services, client)
+        assert len(add_points(services, per_vm=4)) == 20
+        small, small_read = measured(services, client)
         fire(services, clock, SLOT_DUE, 5)  # the first tick takes the lease, arms the schedule
         small["slot"] = fire(services, clock, SLOT_DUE + timedelta(days=1), 5)
         assert services.inventory.list_vms(VAULT)[1] == 10
 
         grow_fleet(services, tmp_path / "big", vms=190, hosts=2, protect=100, first=2)
-        big = measured(services, client)
+        assert len(add_points(services, per_vm=4)) == 380
+        big, big_read = measured(services, client)
         big["slot"] = fire(services, clock, SLOT_DUE + timedelta(days=2), 100)
         assert services.inventory.list_vms(VAULT)[1] == 200
         found, total = services.protection.items(VAULT, limit=1000)
         assert (len(found), total) == (100, 100)
+        assert sum(i.points for i in found) == 400
+        assert services.dashboard.summary(VAULT).points == 400
         assert big == small
+        # a page of points is read whole, whatever the fleet holds; nothing else reads one
+        pages = {"points list": POINTS_PAGE, "GET /points": POINTS_PAGE}
+        assert big_read == small_read == dict.fromkeys(big_read, 0) | pages
+    finally:
+        services.close()
+
+
+def test_what_a_vault_holds_is_counted_as_the_points_read_whole(
+    tmp_path: Path, catalog_url: str
+) -> None:
+    """The database's aggregates (persistence/held.py: SQLite's and PostgreSQL's JSON) give
+    what the points read whole give, with copies in a second vault, points soft-deleted in
+    either vault and disks left out."""
+    clock = Clock(MADE_AT)
+    services = fleet_services(tmp_path / "home", catalog_url, clock)
+    try:
+        make_fleet(services, tmp_path / "fleet", vms=12, hosts=2, protect=6)
+        made = add_points(services, per_vm=5)
+        services.vaults.create("far", "elsewhere", None)
+        gone = Deletion(MADE_AT, MADE_AT + timedelta(days=14))
+        with services._uow() as uow:
+            for i, p in enumerate(made[::3]):  # copies; every other one soft-deleted there
+                later = gone if i % 2 else None
+                uow.copies.add(PointCopy(p.id, "far", MADE_AT, deleted=later))
+            for p in made[1::7]:  # soft-deleted in their own vault (some copied: held in far)
+                uow.points.set_deleted(
+                    p.id, replace(gone, purge_after=gone.purge_after - timedelta(days=1))
+                )
+            uow.commit()
+        start = MADE_AT.replace(hour=0) - timedelta(days=13)
+        with services._uow() as uow:
+            for vault in (VAULT, "far"):
+                whole = holdings.held_in(uow, vault)
+                assert whole and uow.points.count_held(vault) == len(whole)
+                totals = uow.held.totals(vault)
+                assert totals.points == len(whole)
+                assert totals.logical_bytes == sum(p.bytes_logical for p in whole)
+                assert totals.by_consistency == {
+                    c.value: n
+                    for c in Consistency
+                    if (n := sum(1 for p in whole if p.consistency is c))
+                }
+                newest: dict[str, tuple[int, Any]] = {}
+                for p in whole:
+                    n, at = newest.get(p.vm_uuid, (0, p.created_at))
+                    newest[p.vm_uuid] = (n + 1, max(at, p.created_at))
+                assert uow.held.by_vm(vault) == newest
+                some = sorted(newest)[:2]
+                assert uow.held.by_vm(vault, some) == {u: newest[u] for u in some}
+                binned = holdings.deleted_in(uow, vault)
+                assert binned
+                totals_bin = uow.held.binned(vault)
+                assert totals_bin.points == len(binned)
+                assert totals_bin.logical_bytes == sum(p.bytes_logical for p, _ in binned)
+                assert totals_bin.next_purge_at == min(d.purge_after for _, d in binned)
+                own = [p for p in uow.points.in_vault(vault) if p.created_at >= start]
+                by_day = [
+                    sum(
+                        p.bytes_new
+                        for p in own
+                        if p.created_at.date() == (start + timedelta(d)).date()
+                    )
+                    for d in range(14)
+                ]
+                assert uow.held.new_bytes_by_day(vault, start, 14) == by_day
+            assert sum(by_day) == 0  # far's own points: none
+            page = uow.points.held(VAULT, limit=4, offset=3)
+            assert [p.id for p in page] == [p.id for p in holdings.held_in(uow, VAULT)[3:7]]
     finally:
         services.close()
 
@@ -130,6 +250,35 @@ def test_lists_are_paged(tmp_path: Path, home: Path, cli: CliRunner, catalog_url
         assert [v["uuid"] for v in r.json()] == [v.uuid for v in everyone[21:28]]
         r = cli("protection", "list", "--limit", "5", env=url)
         assert r.code == 0 and "1-5 of 12 shown; --offset 5 for the next" in r.stderr
+
+        # points, policies and hosts: the same pages (12 protected VMs, 3 points each)
+        add_points(services, per_vm=3)
+        newest = [p.id for p in services.points.list_points(VAULT, None)]
+        assert len(newest) == 36
+        r = client.get("/api/v1/points", params={"limit": 10, "offset": 30})
+        assert r.headers["X-Total-Count"] == "36"
+        assert [p["id"] for p in r.json()] == newest[30:]
+        cli_too = catalog_url.startswith("sqlite")  # the CLI's pages: the same on both engines
+        if cli_too:
+            r = cli("points", "list", "--limit", "4", "--offset", "8", env=url)
+            assert r.code == 0 and "9-12 of 36 shown; --offset 12 for the next" in r.stderr
+            assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == newest[8:12]
+        services.policies.create(VAULT, "another", "daily@03:00", "UTC", Retention(daily=3))
+        r = client.get("/api/v1/policies", params={"limit": 1, "offset": 1})
+        assert r.headers["X-Total-Count"] == "2"
+        assert [(p["name"], len(p["vms"])) for p in r.json()] == [(POLICY, 12)]
+        if cli_too:
+            r = cli("policy", "list", "--limit", "1", env=url)
+            assert r.code == 0 and "1-1 of 2 shown; --offset 1 for the next" in r.stderr
+        r = client.get("/api/v1/hosts", params={"limit": 2, "offset": 2})
+        assert r.headers["X-Total-Count"] == "3" and len(r.json()) == 1
+        if cli_too:
+            r = cli("host", "list", "--limit", "2", "--offset", "1", env=url)
+            assert r.code == 0 and "2-3 of 3 shown" in r.stderr
+        for route in ("/points", "/points/deleted", "/policies", "/hosts"):
+            r = client.get(f"/api/v1{route}", params={"limit": 1001})
+            assert r.status_code == 400, route
+            assert client.get(f"/api/v1{route}", params={"offset": -1}).status_code == 400
     finally:
         services.close()
 

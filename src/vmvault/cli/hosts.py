@@ -10,8 +10,9 @@ from rich.table import Table
 from vmvault import documents
 from vmvault.cli import remote, render
 from vmvault.cli.context import services
-from vmvault.cli.options import JsonOpt
+from vmvault.cli.options import JsonOpt, LimitOpt, OffsetOpt
 from vmvault.cli.render import emit_json, out
+from vmvault.domain.inputs import DEFAULT_PAGE
 from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION
 
 host_app = typer.Typer(help="libvirt hosts and the location they belong to.", no_args_is_help=True)
@@ -53,12 +54,15 @@ def host_add(
 
 
 @host_app.command("list")
-def host_list(json_: JsonOpt = False) -> None:
-    """List hosts."""
+def host_list(
+    limit: LimitOpt = DEFAULT_PAGE, offset: OffsetOpt = 0, json_: JsonOpt = False
+) -> None:
+    """List hosts by location and URI, a page at a time."""
     if remote.active():
-        docs = remote.get("/hosts")
+        docs, total = remote.page("/hosts", limit=limit, offset=offset)
     else:
-        docs = [documents.host_doc(h) for h in services().vaults.list_hosts()]
+        found, total = services().vaults.hosts_page(None, limit, offset)
+        docs = [documents.host_doc(h) for h in found]
     if json_:
         emit_json(docs)
         return
@@ -71,6 +75,7 @@ def host_list(json_: JsonOpt = False) -> None:
             ", ".join(h["cluster_managed"]) or "-",
         )  # fmt: skip
     out.print(table)
+    render.page_note(len(docs), offset, total)
 
 
 @host_app.command("update")

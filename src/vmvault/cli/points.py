@@ -13,12 +13,12 @@ from vmvault.cli import remote, remote_jobs, render
 from vmvault.cli.access import local_principal
 from vmvault.cli.backups import queued
 from vmvault.cli.context import services
-from vmvault.cli.options import JsonOpt, VaultOpt, WaitOpt
+from vmvault.cli.options import JsonOpt, LimitOpt, OffsetOpt, VaultOpt, WaitOpt
 from vmvault.cli.render import emit_json, out, size
 from vmvault.documents import point_doc
 from vmvault.domain.consistency import HookOutcome
 from vmvault.domain.errors import InvalidInput
-from vmvault.domain.inputs import parse_instant
+from vmvault.domain.inputs import DEFAULT_PAGE, check_page, page_of, parse_instant
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.services.holdings import Holding
 
@@ -38,17 +38,20 @@ def points_list(
             "--deleted", help="Only the points soft-deleted in the vault (docs/soft-delete.md)."
         ),
     ] = False,
+    limit: LimitOpt = DEFAULT_PAGE,
+    offset: OffsetOpt = 0,
     json_: JsonOpt = False,
 ) -> None:
-    """List the recovery points a vault holds (taken into it or copied there), newest first;
-    VAULTS names every vault holding each (its own first); DAMAGED: marked damaged in the
-    listed vault (a VM's points without --vault: in any vault); SET: the backup set a point
-    belongs to (--set ID: only that set's points, one per VM); --deleted: the points
-    soft-deleted in the vault, with when each is purged."""
+    """List the recovery points a vault holds (taken into it or copied there), newest first,
+    a page at a time; VAULTS names every vault holding each (its own first); DAMAGED: marked
+    damaged in the listed vault (a VM's points without --vault: in any vault); SET: the
+    backup set a point belongs to (--set ID: only that set's points, one per VM); --deleted:
+    the points soft-deleted in the vault, with when each is purged."""
+    check_page(limit, offset)
     if deleted:
         if set_id is not None:
             raise InvalidInput("--deleted lists one vault's soft-deleted points", what="--set")
-        _list_deleted(vault, vm, json_)
+        _list_deleted(vault, vm, limit, offset, json_)
         return
     if set_id is not None:
         if vm is not None or vault is not None:
@@ -57,16 +60,18 @@ def points_list(
             )
         listed = None
         if remote.active():
-            docs = remote.get("/points", set=set_id)
+            docs, total = remote.page("/points", set=set_id, limit=limit, offset=offset)
         else:
-            docs = _docs(services().backup_sets.points(set_id))
+            points, total = page_of(services().backup_sets.points(set_id), limit, offset)
+            docs = _docs(points, services().points.where_held(points))
     elif remote.active():
-        docs = remote.get("/points", vault=vault, vm=vm)
+        docs, total = remote.page("/points", vault=vault, vm=vm, limit=limit, offset=offset)
         # the vault listed, as the server resolves it (none: a VM's points in every vault)
         listed = vault or (None if vm is not None else remote.get("/dashboard")["vault"])
     else:
-        listed, points = services().points.listing(vault, vm)
-        docs = _docs(points)
+        found = services().points.page(vault, vm, limit, offset)
+        listed, total = found.vault, found.total
+        docs = _docs(found.points, found.held)
     if json_:
         emit_json(docs)
         return
@@ -98,13 +103,15 @@ def points_list(
             *((p["set_id"] or "-",) if "SET" in cols else ()),
         )
     out.print(table)
+    render.page_note(len(docs), offset, total)
 
 
-def _list_deleted(vault: str | None, vm: str | None, json_: bool) -> None:
+def _list_deleted(vault: str | None, vm: str | None, limit: int, offset: int, json_: bool) -> None:
     if remote.active():
-        docs = remote.get("/points/deleted", vault=vault, vm=vm)
+        asked = {"vault": vault, "vm": vm, "limit": limit, "offset": offset}
+        docs, total = remote.page("/points/deleted", **asked)
     else:
-        _, gone = services().soft_delete.deleted(vault, vm)
+        gone, total = page_of(services().soft_delete.deleted(vault, vm)[1], limit, offset)
         docs = [documents.deleted_point_doc(g.point, g.vault, g.deleted) for g in gone]
     if json_:
         emit_json(docs)
@@ -124,6 +131,7 @@ def _list_deleted(vault: str | None, vm: str | None, json_: bool) -> None:
             render.when(d["purge_after"]),
         )
     out.print(table)
+    render.page_note(len(docs), offset, total)
 
 
 @points_app.command("undelete")
@@ -207,10 +215,8 @@ def points_lock(
     out.print(f"point {doc['id']} retained until {doc['retain_until']}{where}", markup=False)
 
 
-def _docs(points: list[RecoveryPoint]) -> list[dict[str, Any]]:
-    """The points' documents, each with every vault holding it (its own alone when it was
-    deleted meanwhile)."""
-    held = services().points.holders([p.id for p in points])
+def _docs(points: list[RecoveryPoint], held: dict[str, Holding]) -> list[dict[str, Any]]:
+    """The points' documents, each with every vault holding it."""
     return [point_doc(p, held.get(p.id) or Holding([p.vault], {})) for p in points]
 
 

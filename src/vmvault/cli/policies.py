@@ -144,12 +144,18 @@ def policy_create(
 
 
 @policy_app.command("list")
-def policy_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
-    """List the vault's policies."""
+def policy_list(
+    vault: VaultOpt = None,
+    limit: LimitOpt = DEFAULT_PAGE,
+    offset: OffsetOpt = 0,
+    json_: JsonOpt = False,
+) -> None:
+    """List the vault's policies by name, a page at a time."""
     if remote.active():
-        docs = remote.get("/policies", vault=vault)
+        docs, total = remote.page("/policies", vault=vault, limit=limit, offset=offset)
     else:
-        docs = [policy_doc(v) for v in services().policies.list_policies(vault)]
+        found, total = services().policies.list_policies(vault, limit, offset)
+        docs = [policy_doc(v) for v in found]
     if json_:
         emit_json(docs)
         return
@@ -167,6 +173,7 @@ def policy_list(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
             str(len(doc["vms"])),
         )
     out.print(table)
+    render.page_note(len(docs), offset, total)
 
 
 @policy_app.command("show")

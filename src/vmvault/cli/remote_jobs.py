@@ -116,7 +116,7 @@ def point_of(job: dict[str, Any]) -> dict[str, Any] | None:
     """The recovery point a finished backup job made (its document), or None."""
     if job["vm"] is None or job["error_code"]:
         return None
-    found = [p for p in remote.get("/points", vm=job["vm"]) if p["job_id"] == job["id"]]
+    found = [p for p in remote.get_all("/points", vm=job["vm"]) if p["job_id"] == job["id"]]
     return found[0] if found else None
 
 

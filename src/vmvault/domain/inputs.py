@@ -23,8 +23,10 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
+from typing import TypeVar
 
 from vmvault.domain.errors import InvalidInput
 
@@ -118,11 +120,19 @@ def check_id(value: int, what: str) -> int:
 #: A page of a listing (jobs, the audit log, …): 100 items unless asked, 1,000 at most, from
 #: any offset a catalog integer can hold.
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
+_T = TypeVar("_T")
 
 
 def check_page(limit: int, offset: int) -> tuple[int, int]:
     """The one rule for a page of a listing: ``limit`` 1..MAX_PAGE, ``offset`` 0..MAX_INT64."""
     return check_count(limit, "limit", 1, MAX_PAGE), check_count(offset, "offset", 0, MAX_INT64)
+
+
+def page_of(items: Sequence[_T], limit: int, offset: int) -> tuple[list[_T], int]:
+    """A page of a listing already read whole (bounded: a backup set, one VM's points) by
+    :func:`check_page`'s rule, and how many items there are in all."""
+    check_page(limit, offset)
+    return list(items[offset : offset + limit]), len(items)
 
 
 def check_count(value: int, what: str, low: int, high: int) -> int:

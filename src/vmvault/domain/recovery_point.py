@@ -143,6 +143,26 @@ class RecoveryPoint:
         return sum(d.bytes_new for d in self.disks)
 
 
+@dataclass
+class HeldTotals:
+    """The points a vault holds, in aggregate (the dashboard's storage figures)."""
+
+    points: int = 0
+    logical_bytes: int = 0
+    #: how many points per consistency level (its value)
+    by_consistency: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class BinnedTotals:
+    """The points soft-deleted in a vault, in aggregate: how many, their logical bytes, the
+    earliest purge due."""
+
+    points: int = 0
+    logical_bytes: int = 0
+    next_purge_at: datetime | None = None
+
+
 @dataclass(frozen=True)
 class CheckpointRecord:
     """A libvirt checkpoint vmvault created, with the XML to redefine it if libvirt loses it."""

@@ -223,3 +223,25 @@ class VmItem:
             last_seen=now,
             cluster_managed=facts.cluster_managed,
         )
+
+
+@dataclass(frozen=True)
+class WatchedVm:
+    """What the attention rule (services/dashboard.py) reads of a protected VM: its name,
+    policy, since when it is protected and whether it vanished — read alone for a fleet's
+    dashboard, without the disks and NICs of :class:`VmItem`."""
+
+    uuid: str
+    name: str
+    hostname: str
+    policy: str | None
+    protected_since: datetime | None
+    vanished_at: datetime | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.hostname}/{self.name}"
+
+    @classmethod
+    def of(cls, vm: VmItem) -> WatchedVm:
+        return cls(vm.uuid, vm.name, vm.hostname, vm.policy, vm.protected_since, vm.vanished_at)

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, event
 
 from vmvault.persistence.access import SqlAudit, SqlTokens
 from vmvault.persistence.approvals import SqlApprovals
+from vmvault.persistence.held import SqlHeld
 from vmvault.persistence.jobs import SqlJobs
 from vmvault.persistence.nodes import SqlLeases, SqlNodes
 from vmvault.persistence.notifications import SqlNotifications
@@ -67,6 +68,7 @@ class SqlUnitOfWork:
         self.approvals = SqlApprovals(self.conn)
         self.notifications = SqlNotifications(self.conn)
         self.stats = SqlStats(self.conn)
+        self.held = SqlHeld(self.conn)
         self.nodes = SqlNodes(self.conn)
         self.leases = SqlLeases(self.conn)
         return self

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from vmvault.domain.job import ACTIVE_STATES, Job, JobConflict, JobState, JobType, JournalStep
 from vmvault.domain.placement import DISKS_ONLY
 from vmvault.persistence import tables as t
-from vmvault.persistence.times import req, utc
+from vmvault.persistence.times import per_day, req, utc
 
 #: How many conflict keys one ``IN`` list of :meth:`SqlJobs.holders` holds (SQLite's limit of
 #: bound parameters, 32766, is far above it).
@@ -157,16 +157,20 @@ class SqlJobs:
         q = select(c.state, func.count()).where(c.created_at >= since, c.vault == vault)
         return {JobState(s): int(n) for s, n in self.conn.execute(q.group_by(c.state))}
 
-    def created_states(
-        self, job_type: JobType, since: datetime, vault: str
-    ) -> list[tuple[datetime, JobState]]:
-        """When each of ``vault``'s jobs of ``job_type`` created at ``since`` or later was
-        created, and its state (two columns: the dashboard's chart)."""
+    def ended_by_day(
+        self, job_type: JobType, start: datetime, days: int, vault: str
+    ) -> list[tuple[int, int]]:
+        """Per day from ``start`` (a UTC midnight), how many of ``vault``'s jobs of
+        ``job_type`` created that day completed (with or without warnings) and failed: one
+        row of sums (the dashboard's chart)."""
         c = t.jobs.c
-        q = select(c.created_at, c.state).where(
-            c.type == job_type.value, c.created_at >= since, c.vault == vault
-        )
-        return [(req(at), JobState(state)) for at, state in self.conn.execute(q)]
+        ok = (JobState.COMPLETED.value, JobState.COMPLETED_WITH_WARNINGS.value)
+        good = case((c.state.in_(ok), 1), else_=0)
+        bad = case((c.state == JobState.FAILED.value, 1), else_=0)
+        sums = per_day(c.created_at, start, days, good) + per_day(c.created_at, start, days, bad)
+        q = select(*sums).where(c.type == job_type.value, c.created_at >= start, c.vault == vault)
+        row = [int(n) for n in self.conn.execute(q).one()]
+        return list(zip(row[:days], row[days:], strict=True))
 
     def get(self, job_id: int) -> Job | None:
         r = self.conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).first()

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, true, update
+from sqlalchemy import Connection, delete, func, insert, select, true, update
 
 from vmvault.domain.consistency import HookOutcome
 from vmvault.domain.recovery_point import (
@@ -21,6 +21,7 @@ from vmvault.domain.recovery_point import (
 )
 from vmvault.domain.soft_delete import Deletion
 from vmvault.persistence import tables as t
+from vmvault.persistence.held import held_by
 from vmvault.persistence.times import req, utc
 
 
@@ -75,29 +76,11 @@ class SqlPoints:
         )
 
     def add(self, point: RecoveryPoint) -> None:
-        self.conn.execute(
-            insert(t.recovery_points).values(
-                id=point.id,
-                vault=point.vault,
-                vm_uuid=point.vm_uuid,
-                vm_name=point.vm_name,
-                created_at=point.created_at,
-                consistency=point.consistency.value,
-                method=point.method.value,
-                frozen_ms=point.frozen_ms,
-                method_reason=point.method_reason,
-                paused_ms=point.paused_ms,
-                hooks=point.hooks.to_json() if point.hooks is not None else None,
-                checkpoint=point.checkpoint,
-                set_id=point.set_id,
-                job_id=point.job_id,
-                disks=[asdict(d) for d in point.disks],
-                warnings=list(point.warnings),
-                keep_until=point.keep_until,
-                protected=point.protected,
-                retain_until=point.retain_until,
-            )
-        )
+        self.add_many([point])
+
+    def add_many(self, points: Sequence[RecoveryPoint]) -> None:
+        if points:
+            self.conn.execute(insert(t.recovery_points), [_values(p) for p in points])
 
     def get(self, point_id: str) -> RecoveryPoint | None:
         q = select(t.recovery_points).where(t.recovery_points.c.id == point_id)
@@ -121,6 +104,24 @@ class SqlPoints:
             t.recovery_points.c.vault == vault, _deleted(t.recovery_points.c.deleted_at, deleted)
         )
         return [self._row(r) for r in self.conn.execute(q.order_by(t.recovery_points.c.id))]
+
+    def held(
+        self, vault: str, vm_uuid: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[RecoveryPoint]:
+        p = t.recovery_points.c
+        q = select(t.recovery_points).where(held_by(vault))
+        if vm_uuid is not None:
+            q = q.where(p.vm_uuid == vm_uuid)
+        q = q.order_by(p.created_at.desc(), p.id.desc())
+        if limit is not None or offset:
+            q = q.limit(limit).offset(offset)
+        return [self._row(r) for r in self.conn.execute(q)]
+
+    def count_held(self, vault: str, vm_uuid: str | None = None) -> int:
+        q = select(func.count()).select_from(t.recovery_points).where(held_by(vault))
+        if vm_uuid is not None:
+            q = q.where(t.recovery_points.c.vm_uuid == vm_uuid)
+        return int(self.conn.execute(q).scalar_one())
 
     def in_set(self, set_id: str) -> list[RecoveryPoint]:
         q = select(t.recovery_points).where(t.recovery_points.c.set_id == set_id)
@@ -175,6 +176,31 @@ class SqlPoints:
             .where(t.recovery_points.c.id == point_id)
             .values(**_deletion_values(deleted))
         )
+
+
+def _values(point: RecoveryPoint) -> dict[str, Any]:
+    """A point's row (the catalog columns it sets at its commit)."""
+    return dict(
+        id=point.id,
+        vault=point.vault,
+        vm_uuid=point.vm_uuid,
+        vm_name=point.vm_name,
+        created_at=point.created_at,
+        consistency=point.consistency.value,
+        method=point.method.value,
+        frozen_ms=point.frozen_ms,
+        method_reason=point.method_reason,
+        paused_ms=point.paused_ms,
+        hooks=point.hooks.to_json() if point.hooks is not None else None,
+        checkpoint=point.checkpoint,
+        set_id=point.set_id,
+        job_id=point.job_id,
+        disks=[asdict(d) for d in point.disks],
+        warnings=list(point.warnings),
+        keep_until=point.keep_until,
+        protected=point.protected,
+        retain_until=point.retain_until,
+    )
 
 
 def _deletion_values(deleted: Deletion | None) -> dict[str, datetime | None]:
@@ -238,6 +264,11 @@ class SqlPointCopies:
         where = (c.point_id == point_id, _deleted(c.deleted_at, deleted))
         q = select(t.point_copies).where(*where).order_by(c.vault)
         return [self._row(r) for r in self.conn.execute(q)]
+
+    def of_points(self, point_ids: Sequence[str]) -> list[PointCopy]:
+        c = t.point_copies.c
+        q = select(t.point_copies).where(c.point_id.in_(list(point_ids)))
+        return [self._row(r) for r in self.conn.execute(q.order_by(c.point_id, c.vault))]
 
     def in_vault(self, vault: str, *, deleted: bool | None = False) -> list[PointCopy]:
         c = t.point_copies.c

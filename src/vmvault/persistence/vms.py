@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
 
-from vmvault.domain.vm import Disk, Nic, PowerState, VmItem, VmState, fields_of
+from vmvault.domain.vm import Disk, Nic, PowerState, VmItem, VmState, WatchedVm, fields_of
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req, utc
 
@@ -97,6 +97,28 @@ class SqlVms:
             .group_by(v.state, t.vaults.c.name, vanished)
         )
         return [(VmState(s), name, bool(gone), int(n)) for s, name, gone, n in self.conn.execute(q)]
+
+    def labels_by_policy(self, policies: Sequence[str]) -> dict[str, list[str]]:
+        """The labels (``host/name``, sorted) of the VMs naming each of ``policies``."""
+        v = t.vms.c
+        q = select(v.policy, v.hostname, v.name).where(v.policy.in_(list(policies)))
+        out: dict[str, list[str]] = {}
+        for policy, hostname, name in self.conn.execute(q):
+            out.setdefault(policy, []).append(f"{hostname}/{name}")
+        return {policy: sorted(labels) for policy, labels in out.items()}
+
+    def watched(self, host_uris: Sequence[str], vault: str) -> list[WatchedVm]:
+        """The VMs of ``host_uris`` that ``vault`` protects, with only the columns the
+        attention rule reads (no disks, no NICs), by name."""
+        v = t.vms.c
+        q = select(v.uuid, v.name, v.hostname, v.policy, v.protected_since, v.vanished_at)
+        q = _filtered(q, host_uris, vault, VmState.PROTECTED)
+        return [
+            WatchedVm(
+                r.uuid, r.name, r.hostname, r.policy, utc(r.protected_since), utc(r.vanished_at)
+            )
+            for r in self.conn.execute(q.order_by(v.name, v.hostname, v.uuid))
+        ]
 
     def save(self, vm: VmItem) -> None:
         vault_id = None

@@ -26,9 +26,7 @@ from functools import cached_property, partial
 from vmvault.domain.consistency import Consistency
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.policy import Policy, overdue_at
-from vmvault.domain.recovery_point import RecoveryPoint
-from vmvault.domain.vm import VmItem, VmState
-from vmvault.services import holdings
+from vmvault.domain.vm import VmItem, VmState, WatchedVm
 from vmvault.services.context import Service
 from vmvault.services.ports import UnitOfWork
 
@@ -98,17 +96,8 @@ class Dashboard:
         return round(self.logical_bytes / self.storage_bytes, 2) if self.storage_bytes else None
 
 
-def newest_points(points: list[RecoveryPoint]) -> dict[str, datetime]:
-    """The time of each VM's newest point."""
-    newest: dict[str, datetime] = {}
-    for p in points:
-        if p.created_at > newest.get(p.vm_uuid, p.created_at - timedelta(1)):
-            newest[p.vm_uuid] = p.created_at
-    return newest
-
-
 def needing_attention(
-    protected: list[VmItem],
+    protected: list[WatchedVm],
     newest: dict[str, datetime],
     last_backup_job: dict[str, Job | None],
     policies: dict[str, Policy],
@@ -134,12 +123,11 @@ def needing_attention(
 class VaultHealth:
     """The attention rule's inputs and outcome for one vault (:func:`vault_health`)."""
 
-    #: the points the vault holds: its own and its copies of other vaults' points
-    points: list[RecoveryPoint]
     #: the vault's protected VMs of its location (of those asked about, when only some were)
-    protected: list[VmItem]
-    #: each VM's newest point among ``points``
-    newest: dict[str, datetime]
+    protected: list[WatchedVm]
+    #: per VM with points the vault holds (own and copies; of those asked about, when only
+    #: some were): how many, and the newest one's time
+    held: dict[str, tuple[int, datetime]]
     #: the protected VMs that need attention, by uuid
     flags: dict[str, Attention]
 
@@ -162,27 +150,29 @@ def vault_health(
     only: list[VmItem] | None = None,
 ) -> VaultHealth:
     """The one place the attention rule's inputs are read: the vault's protected VMs of its
-    location's hosts (``uris``; ``only``: of these VMs alone — a page of a listing), the
-    points the vault holds (own and copies), its policies and each protected VM's latest
-    backup job.  The dashboard, the protection list's health, ``/metrics`` and the overdue
-    notifications use it.  Its number of queries does not grow with the number of VMs
-    (tests/unit/test_fleet_queries.py)."""
+    location's hosts (``uris``; ``only``: of these VMs alone — a page of a listing), read
+    with only the columns the rule needs; each VM's count and newest of the points the vault
+    holds (own and copies), counted by the database; its policies and each protected VM's
+    latest backup job.  The dashboard, the protection list's health, ``/metrics`` and the
+    overdue notifications use it.  Its number of queries does not grow with the number of
+    VMs, and it reads no point (tests/unit/test_fleet_queries.py)."""
     if only is None:
-        protected = uow.vms.all(uris, vault=vault, state=VmState.PROTECTED)
+        protected = uow.vms.watched(uris, vault)
+        held = uow.held.by_vm(vault)
     else:
         hosts = set(uris)
         protected = [
-            vm
+            WatchedVm.of(vm)
             for vm in only
             if vm.vault == vault and vm.state is VmState.PROTECTED and vm.host_uri in hosts
         ]
-    points = holdings.held_in(uow, vault)
+        held = uow.held.by_vm(vault, [vm.uuid for vm in only]) if only else {}
     policies = {r.name: r.policy for r in uow.policies.all(vault)}
     latest = uow.jobs.latest(JobType.BACKUP) if protected else {}
     last_job = {vm.uuid: latest.get(vm.uuid) for vm in protected}
-    newest = newest_points(points)
+    newest = {uuid: at for uuid, (_, at) in held.items()}
     flagged = needing_attention(protected, newest, last_job, policies, now)
-    return VaultHealth(points, protected, newest, {a.vm: a for a in flagged})
+    return VaultHealth(protected, held, {a.vm: a for a in flagged})
 
 
 class DashboardService(Service):
@@ -208,9 +198,10 @@ class DashboardService(Service):
             health = vault_health(uow, vault.name, uris, now)
             tally = uow.vms.tally(uris)
             jobs = uow.jobs.count_by_state(now - WINDOW, vault.name)
-            binned = holdings.deleted_in(uow, vault.name)
+            held = uow.held.totals(vault.name)
+            binned = uow.held.binned(vault.name)
             daily = self._daily(uow, vault.name, now)
-        points, newest, protected = health.points, health.newest, health.protected
+        protected = health.protected
         mine = [(state, n) for state, of, _, n in tally if of == vault.name]
         board = Dashboard(
             vault=vault.name,
@@ -219,7 +210,7 @@ class DashboardService(Service):
                 "discovered": sum(n for *_, n in tally),
                 "registered": sum(n for state, n in mine if state is not VmState.DISCOVERED),
                 "protected": len(protected),
-                "pending_initial_backup": sum(1 for vm in protected if vm.uuid not in newest),
+                "pending_initial_backup": sum(1 for vm in protected if vm.uuid not in health.held),
                 "protection_stopped": sum(
                     n for state, n in mine if state is VmState.PROTECTION_STOPPED
                 ),
@@ -227,15 +218,13 @@ class DashboardService(Service):
             },
             jobs={state.value.replace("-", "_"): jobs.get(state, 0) for state in JOB_COUNTS},
             storage_bytes=self.vaults.stored_chunk_bytes(vault),
-            logical_bytes=sum(p.bytes_logical for p in points),
-            points=len(points),
-            by_consistency={
-                c.value: sum(1 for p in points if p.consistency is c) for c in Consistency
-            },
+            logical_bytes=held.logical_bytes,
+            points=held.points,
+            by_consistency={c.value: held.by_consistency.get(c.value, 0) for c in Consistency},
             daily=daily,
-            soft_deleted=len(binned),
-            soft_deleted_bytes=sum(p.bytes_logical for p, _ in binned),
-            next_purge_at=min((d.purge_after for _, d in binned), default=None),
+            soft_deleted=binned.points,
+            soft_deleted_bytes=binned.logical_bytes,
+            next_purge_at=binned.next_purge_at,
         )
         board.attention = list(health.flags.values())
         return board
@@ -246,24 +235,16 @@ class DashboardService(Service):
         of that day added."""
         first = (now.astimezone(UTC) - timedelta(days=DAYS - 1)).date()
         start = datetime.combine(first, time(), UTC)
-        days = {first + timedelta(days=i): DayCount(first + timedelta(days=i)) for i in range(DAYS)}
-        for created_at, state in uow.jobs.created_states(JobType.BACKUP, start, vault):
-            day = days.get(created_at.astimezone(UTC).date())
-            if day is None:
-                continue
-            if state in (JobState.COMPLETED, JobState.COMPLETED_WITH_WARNINGS):
-                day.backups += 1
-            elif state is JobState.FAILED:
-                day.failed += 1
-        for p in uow.points.in_vault(vault):
-            day = days.get(p.created_at.astimezone(UTC).date())
-            if day is not None:
-                day.bytes_new += p.bytes_new
-        return list(days.values())
+        ended = uow.jobs.ended_by_day(JobType.BACKUP, start, DAYS, vault)
+        added = uow.held.new_bytes_by_day(vault, start, DAYS)
+        return [
+            DayCount(first + timedelta(days=i), backups, failed, new)
+            for i, ((backups, failed), new) in enumerate(zip(ended, added, strict=True))
+        ]
 
 
 def attention_for(
-    vm: VmItem, last: datetime | None, job: Job | None, policy: Policy | None, now: datetime
+    vm: WatchedVm, last: datetime | None, job: Job | None, policy: Policy | None, now: datetime
 ) -> Attention | None:
     """Why a protected VM needs attention (``last``: its newest point; ``job``: its latest
     backup job), or None when it does not: the one attention rule — the dashboard, the

@@ -8,6 +8,7 @@ These helpers read and change that, inside the caller's transaction:
 * :func:`damage_in` — the damage verify or a restore recorded for the point in one vault;
 * :func:`holding` — both, for showing a point: every holder and the damage in each;
 * :func:`held_in` — the points a vault holds (its own and its copies), newest first;
+* :func:`holdings_of` — :func:`holding` of many points at once (a page of a listing);
 * :func:`vault_holding` — the vault a restore reads from (``--from-vault``), or the refusal;
 * :func:`deletion_in`, :func:`deleted_in` — soft-deleted holdings (docs/soft-delete.md): a
   point soft-deleted in a vault is not held there for anything above (listing, restore,
@@ -20,10 +21,11 @@ These helpers read and change that, inside the caller's transaction:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vmvault.domain.errors import PointNotFound, PointNotInVault, PointSoftDeleted
-from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
+from vmvault.domain.recovery_point import DamagedDisk, PointCopy, RecoveryPoint
 from vmvault.domain.soft_delete import Deletion
 from vmvault.services.ports import UnitOfWork
 
@@ -71,24 +73,32 @@ def damage_recorded(uow: UnitOfWork, vault: str) -> bool:
 
 
 def holding(uow: UnitOfWork, point: RecoveryPoint) -> Holding:
-    damaged = {point.vault: point.damaged} if point.damaged else {}
-    damaged |= {c.vault: c.damaged for c in uow.copies.of_point(point.id) if c.damaged}
-    deleted = {point.vault: point.deleted} if point.deleted else {}
-    deleted |= {
-        c.vault: c.deleted for c in uow.copies.of_point(point.id, deleted=True) if c.deleted
-    }
-    return Holding(holders(uow, point), damaged, deleted)
+    return holdings_of(uow, [point])[point.id]
 
 
 def held_in(uow: UnitOfWork, vault: str, vm_uuid: str | None = None) -> list[RecoveryPoint]:
-    """The points ``vault`` holds (own and copies), of one VM or all, newest first."""
-    own = uow.points.for_vm(vm_uuid, vault) if vm_uuid else uow.points.in_vault(vault)
-    copied = [uow.points.get(c.point_id) for c in uow.copies.in_vault(vault)]
-    points = {p.id: p for p in own}
-    for p in copied:
-        if p is not None and (vm_uuid is None or p.vm_uuid == vm_uuid):
-            points[p.id] = p
-    return sorted(points.values(), key=lambda p: (p.created_at, p.id), reverse=True)
+    """The points ``vault`` holds (own and copies), of one VM or all, newest first (one
+    query; a page of them: ``uow.points.held``)."""
+    return uow.points.held(vault, vm_uuid)
+
+
+def holdings_of(uow: UnitOfWork, points: Sequence[RecoveryPoint]) -> dict[str, Holding]:
+    """:func:`holding` of each of ``points`` (a page of a listing), with one query for all
+    their copies."""
+    copies: dict[str, list[PointCopy]] = {}
+    for c in uow.copies.of_points([p.id for p in points]) if points else []:
+        copies.setdefault(c.point_id, []).append(c)
+    out = {}
+    for p in points:
+        mine = copies.get(p.id, [])
+        live = [c for c in mine if c.deleted is None]
+        damaged = {p.vault: p.damaged} if p.damaged else {}
+        damaged |= {c.vault: c.damaged for c in live if c.damaged}
+        deleted = {p.vault: p.deleted} if p.deleted else {}
+        deleted |= {c.vault: c.deleted for c in mine if c.deleted}
+        own = [p.vault] if p.deleted is None else []
+        out[p.id] = Holding([*own, *(c.vault for c in live)], damaged, deleted)
+    return out
 
 
 def vault_holding(uow: UnitOfWork, point: RecoveryPoint, vault: str | None) -> str:

@@ -33,7 +33,7 @@ from vmvault.domain.errors import (
     RestoreTargetExists,
     VerifyFailed,
 )
-from vmvault.domain.inputs import quoted
+from vmvault.domain.inputs import DEFAULT_PAGE, check_page, page_of, quoted
 from vmvault.domain.job import JobType
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.domain.vault import Vault
@@ -76,6 +76,17 @@ class VerifySummary:
 
 
 @dataclass
+class PointsPage:
+    """A page of ``points list``: the vault listed (None: a VM's points in every vault), the
+    points, how many match in all, and where each point of the page is held."""
+
+    vault: str | None
+    points: list[RecoveryPoint]
+    total: int
+    held: dict[str, holdings.Holding]
+
+
+@dataclass
 class VerifyScope:
     vault: Vault
     vm_uuid: str | None
@@ -100,14 +111,36 @@ class PointService(Service):
     ) -> tuple[str | None, list[RecoveryPoint]]:
         """The vault listed (``vault_name`` resolved; None: a VM's points in every vault) and
         the points, newest first."""
+        found = self.page(vault_name, vm_ref, limit=None)
+        return found.vault, found.points
+
+    def page(
+        self,
+        vault_name: str | None,
+        vm_ref: str | None,
+        limit: int | None = DEFAULT_PAGE,
+        offset: int = 0,
+    ) -> PointsPage:
+        """A page of :meth:`listing` (``limit`` after ``offset``; None: every point), how many
+        there are in all and where each point of the page is held — a vault's page read by
+        the database (three queries, whatever the number of points); a VM's points in every
+        vault (no vault named: bounded by its retention) read whole and cut."""
+        if limit is not None:
+            check_page(limit, offset)
         if vault_name is None and vm_ref is not None:  # held normally in some vault
             with self.uow() as uow:
                 every = uow.points.for_vm(resolve_vm(uow, vm_ref).uuid, deleted=None)
-                return None, [p for p in every if holdings.holders(uow, p)]
+                held = holdings.holdings_of(uow, every)
+            live = [p for p in every if held[p.id].vaults]
+            points, total = (live, len(live)) if limit is None else page_of(live, limit, offset)
+            return PointsPage(None, points, total, {p.id: held[p.id] for p in points})
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
-            vm = resolve_vm(uow, vm_ref) if vm_ref is not None else None
-            return vault.name, holdings.held_in(uow, vault.name, vm.uuid if vm else None)
+            vm = resolve_vm(uow, vm_ref).uuid if vm_ref is not None else None
+            points = uow.points.held(vault.name, vm, limit, offset)
+            total = uow.points.count_held(vault.name, vm) if limit is not None else len(points)
+            held = holdings.holdings_of(uow, points)
+        return PointsPage(vault.name, points, total, held)
 
     def holders(self, point_ids: Sequence[str]) -> dict[str, holdings.Holding]:
         """Where each point is held: every vault (its own first, then those holding a copy)
@@ -119,6 +152,12 @@ class PointService(Service):
                 if point is not None:
                     out[point_id] = holdings.holding(uow, point)
         return out
+
+    def where_held(self, points: Sequence[RecoveryPoint]) -> dict[str, holdings.Holding]:
+        """:meth:`holders` of points already read (a page of a listing): one query for all
+        (:func:`holdings.holdings_of`)."""
+        with self.uow() as uow:
+            return holdings.holdings_of(uow, points)
 
     def get(self, point_id: str) -> RecoveryPoint:
         with self.uow() as uow:

@@ -20,7 +20,7 @@ from vmvault.domain.errors import (
     PolicyNotFound,
 )
 from vmvault.domain.immutability import check_retention_change, enabled
-from vmvault.domain.inputs import quoted
+from vmvault.domain.inputs import DEFAULT_PAGE, check_page, page_of, quoted
 from vmvault.domain.policy import CopyOption, Policy
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.retention import LEVELS, Decision, Retention, apply_retention, point_refs
@@ -148,19 +148,24 @@ class PolicyService(Service):
             decisions = list(zip(points, found, strict=True))
         return PolicyPreview(policy, slots, decisions)
 
-    def list_policies(self, vault_name: str | None) -> list[PolicyView]:
+    def list_policies(
+        self, vault_name: str | None, limit: int = DEFAULT_PAGE, offset: int = 0
+    ) -> tuple[list[PolicyView], int]:
+        """A page of the vault's policies by name (``limit`` after ``offset``: a vault's
+        policies are read whole, they are few) with the VMs using each, and how many."""
+        check_page(limit, offset)
         vault = self.vaults.resolve(vault_name)
         with self.uow() as uow:
-            records = uow.policies.all(vault.name)
-            vms = uow.vms.all()
-        return [PolicyView(r, sorted(v.label for v in vms if v.policy == r.name)) for r in records]
+            records, total = page_of(uow.policies.all(vault.name), limit, offset)
+            users = uow.vms.labels_by_policy([r.name for r in records])
+        return [PolicyView(r, users.get(r.name, [])) for r in records], total
 
     def get(self, name: str) -> PolicyView:
         with self.uow() as uow:
             record = uow.policies.get(name)
             if record is None:
                 raise PolicyNotFound(name=name)
-            users = sorted(v.label for v in uow.vms.all() if v.policy == name)
+            users = uow.vms.labels_by_policy([name]).get(name, [])
         return PolicyView(record, users)
 
     def update(

@@ -388,15 +388,11 @@ class ProtectionService(Service):
             vms = uow.vms.all(vault=vault.name, limit=limit, offset=offset)
             total = uow.vms.count(vault=vault.name)
             health = vault_health(uow, vault.name, uris, now, only=vms)
-        held: dict[str, list[RecoveryPoint]] = {}
-        for p in health.points:
-            held.setdefault(p.vm_uuid, []).append(p)
         items = []
         for vm in vms:
-            points = held.get(vm.uuid, [])
+            points, newest = health.held.get(vm.uuid, (0, None))
             detail = protection_detail(vm, bool(points))
-            newest = health.newest.get(vm.uuid)
-            items.append(ProtectedItem(vm, detail, len(points), newest, health.health(vm)))
+            items.append(ProtectedItem(vm, detail, points, newest, health.health(vm)))
         return items, total
 
 

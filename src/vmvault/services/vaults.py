@@ -31,6 +31,7 @@ from vmvault.domain.errors import (
     VaultPathInUse,
     VaultStorageInUse,
 )
+from vmvault.domain.inputs import DEFAULT_PAGE, page_of
 from vmvault.domain.placement import host_key
 from vmvault.domain.vault import (
     DEFAULT_HOST_URI,
@@ -403,6 +404,12 @@ class VaultService:
     def list_hosts(self, location: str | None = None) -> list[Host]:
         with self.uow() as uow:
             return uow.hosts.all(location)
+
+    def hosts_page(
+        self, location: str | None = None, limit: int = DEFAULT_PAGE, offset: int = 0
+    ) -> tuple[list[Host], int]:
+        """A page of :meth:`list_hosts` (``host list``) and how many hosts there are."""
+        return page_of(self.list_hosts(location), limit, offset)
 
 
 def overlaps(a: S3Location | None, b: S3Location) -> bool:

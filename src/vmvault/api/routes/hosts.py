@@ -4,22 +4,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from vmvault import documents
 from vmvault.api.errors import responses
 from vmvault.api.models import DeletedDoc, HostDoc
 from vmvault.api.requests import HostCreate, HostUpdate
-from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
+from vmvault.api.routes.common import (
+    CONTRIBUTOR,
+    PAGE,
+    PREFIX,
+    READER,
+    Limit,
+    Offset,
+    paged,
+    set_total,
+)
 from vmvault.bootstrap import Services
 
 
 def routes(services: Services) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["hosts"])
 
-    @router.get("/hosts", response_model=list[HostDoc], responses=responses(), dependencies=READER)
-    def hosts(location: str | None = None) -> list[dict[str, Any]]:
-        return [documents.host_doc(h) for h in services.vaults.list_hosts(location)]
+    @router.get(
+        "/hosts",
+        response_model=list[HostDoc],
+        responses={**paged("hosts"), **responses()},
+        dependencies=READER,
+    )
+    def hosts(
+        response: Response, location: str | None = None, limit: Limit = PAGE, offset: Offset = 0
+    ) -> list[dict[str, Any]]:
+        """The hosts by location and URI, ``limit`` of them after ``offset``; the header
+        X-Total-Count says how many match."""
+        found, total = services.vaults.hosts_page(location, limit, offset)
+        set_total(response, total)
+        return [documents.host_doc(h) for h in found]
 
     @router.post(
         "/hosts",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from vmvault import documents
 from vmvault.api.auth import needs
@@ -13,10 +13,20 @@ from vmvault.api.errors import responses
 from vmvault.api.models import DeletedPointDoc, JobDoc, LockedPointDoc, PointDoc, PurgedDoc
 from vmvault.api.requests import PinRequest, PointLock, PurgeRequest, UndeleteRequest
 from vmvault.api.routes.approvals import HELD
-from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
+from vmvault.api.routes.common import (
+    CONTRIBUTOR,
+    PAGE,
+    PREFIX,
+    READER,
+    Limit,
+    Offset,
+    paged,
+    set_total,
+)
 from vmvault.bootstrap import Services
 from vmvault.domain.access import Principal, Role
 from vmvault.domain.errors import InvalidInput
+from vmvault.domain.inputs import page_of
 
 
 def routes(services: Services) -> APIRouter:
@@ -27,35 +37,54 @@ def routes(services: Services) -> APIRouter:
         return documents.point_doc(p, services.points.holders([p.id]).get(p.id))
 
     @router.get(
-        "/points", response_model=list[PointDoc], responses=responses(404), dependencies=READER
+        "/points",
+        response_model=list[PointDoc],
+        responses={**paged("points"), **responses(404)},
+        dependencies=READER,
     )
     def points(
+        response: Response,
         vault: str | None = None,
         vm: str | None = None,
         set_id: Annotated[
             str | None, Query(alias="set", description="only this backup set's points (alone)")
         ] = None,
+        limit: Limit = PAGE,
+        offset: Offset = 0,
     ) -> list[dict[str, Any]]:
+        """The points a vault holds (own and copies; a VM's in every vault when no vault is
+        named; a backup set's), newest first, ``limit`` of them after ``offset``; the header
+        X-Total-Count says how many match."""
         if set_id is not None:
             if vault is not None or vm is not None:
                 raise InvalidInput("a set's points are listed whole: no vm, no vault", what="set")
-            listed = services.backup_sets.points(set_id)
+            listed, total = page_of(services.backup_sets.points(set_id), limit, offset)
+            held = services.points.where_held(listed)
         else:
-            listed = services.points.list_points(vault, vm)
-        held = services.points.holders([p.id for p in listed])
+            found = services.points.page(vault, vm, limit, offset)
+            listed, total, held = found.points, found.total, found.held
+        set_total(response, total)
         return [documents.point_doc(p, held.get(p.id)) for p in listed]
 
     @router.get(
         "/points/deleted",
         response_model=list[DeletedPointDoc],
-        responses=responses(404),
+        responses={**paged("soft-deleted points"), **responses(404)},
         dependencies=READER,
     )
-    def deleted(vault: str | None = None, vm: str | None = None) -> list[dict[str, Any]]:
+    def deleted(
+        response: Response,
+        vault: str | None = None,
+        vm: str | None = None,
+        limit: Limit = PAGE,
+        offset: Offset = 0,
+    ) -> list[dict[str, Any]]:
         """The vault's soft-deleted points (own and copies), newest first, each with when it
-        was deleted and when GC purges it (``points list --deleted``). Declared before
-        ``/points/{point_id}``: no point id is ``deleted``."""
-        _, found = services.soft_delete.deleted(vault, vm)
+        was deleted and when GC purges it (``points list --deleted``), ``limit`` of them after
+        ``offset``; X-Total-Count: how many. Declared before ``/points/{point_id}``: no point
+        id is ``deleted``."""
+        found, total = page_of(services.soft_delete.deleted(vault, vm)[1], limit, offset)
+        set_total(response, total)
         return [documents.deleted_point_doc(h.point, h.vault, h.deleted) for h in found]
 
     @router.get(

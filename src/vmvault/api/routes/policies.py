@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from vmvault import documents
 from vmvault.api.auth import needs
@@ -12,7 +12,16 @@ from vmvault.api.errors import responses
 from vmvault.api.models import DeletedDoc, PolicyDoc, PolicyPreviewDoc, PolicyUpdatedDoc
 from vmvault.api.requests import PolicyCreate, PolicyPreviewRequest, PolicyUpdate, RetentionChange
 from vmvault.api.routes.approvals import HELD
-from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER
+from vmvault.api.routes.common import (
+    CONTRIBUTOR,
+    PAGE,
+    PREFIX,
+    READER,
+    Limit,
+    Offset,
+    paged,
+    set_total,
+)
 from vmvault.bootstrap import Services
 from vmvault.domain.access import Principal, Role
 from vmvault.domain.retention import Retention
@@ -26,10 +35,19 @@ def routes(services: Services) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["policies"])
 
     @router.get(
-        "/policies", response_model=list[PolicyDoc], responses=responses(404), dependencies=READER
+        "/policies",
+        response_model=list[PolicyDoc],
+        responses={**paged("policies"), **responses(404)},
+        dependencies=READER,
     )
-    def policies(vault: str | None = None) -> list[dict[str, Any]]:
-        return [documents.policy_doc(v) for v in services.policies.list_policies(vault)]
+    def policies(
+        response: Response, vault: str | None = None, limit: Limit = PAGE, offset: Offset = 0
+    ) -> list[dict[str, Any]]:
+        """The vault's policies by name, with the VMs using each, ``limit`` of them after
+        ``offset``; the header X-Total-Count says how many match."""
+        found, total = services.policies.list_policies(vault, limit, offset)
+        set_total(response, total)
+        return [documents.policy_doc(v) for v in found]
 
     @router.get(
         "/policies/{name}", response_model=PolicyDoc, responses=responses(404), dependencies=READER

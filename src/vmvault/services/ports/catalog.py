@@ -17,15 +17,17 @@ from vmvault.domain.metrics import LastBackup
 from vmvault.domain.notification import Channel, Delivery, Event, Message, Outgoing, Target
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import (
+    BinnedTotals,
     CheckpointRecord,
     DamagedDisk,
+    HeldTotals,
     PointCopy,
     RecoveryPoint,
 )
 from vmvault.domain.soft_delete import Deletion, SoftDelete
 from vmvault.domain.tokens import ApiToken
 from vmvault.domain.vault import Host, S3Location, Vault
-from vmvault.domain.vm import VmItem, VmState
+from vmvault.domain.vm import VmItem, VmState, WatchedVm
 from vmvault.services.ports.nodes import LeaseRepository, NodeRepository
 
 
@@ -91,6 +93,13 @@ class VmRepository(Protocol):
     def tally(self, host_uris: Sequence[str]) -> list[tuple[VmState, str | None, bool, int]]:
         """How many VMs of ``host_uris`` there are by (state, vault name, vanished)."""
 
+    def labels_by_policy(self, policies: Sequence[str]) -> dict[str, list[str]]:
+        """The labels of the VMs naming each of ``policies`` (sorted; one query, two columns)."""
+
+    def watched(self, host_uris: Sequence[str], vault: str) -> list[WatchedVm]:
+        """The VMs of ``host_uris`` that ``vault`` protects, only what the attention rule
+        reads of each (one query, no disks or NICs), by name."""
+
     def save(self, vm: VmItem) -> None:
         """Insert or update the VM item (keyed by uuid)."""
 
@@ -109,6 +118,9 @@ class VmRepository(Protocol):
 
 class PointRepository(Protocol):
     def add(self, point: RecoveryPoint) -> None: ...
+    def add_many(self, points: Sequence[RecoveryPoint]) -> None:
+        """:meth:`add` of many points in one statement (``executemany``)."""
+
     def get(self, point_id: str) -> RecoveryPoint | None: ...
     def for_vm(
         self, vm_uuid: str, vault: str | None = None, *, deleted: bool | None = False
@@ -118,6 +130,16 @@ class PointRepository(Protocol):
 
     def in_vault(self, vault: str, *, deleted: bool | None = False) -> list[RecoveryPoint]:
         """The points whose own vault is ``vault`` (``deleted`` as :meth:`for_vm`)."""
+
+    def held(
+        self, vault: str, vm_uuid: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[RecoveryPoint]:
+        """The points ``vault`` holds normally — its own and its copies of other vaults'
+        points, not soft-deleted there — of one VM or all, newest first; ``limit`` of them
+        after ``offset`` (None: all).  One query."""
+
+    def count_held(self, vault: str, vm_uuid: str | None = None) -> int:
+        """How many points :meth:`held` selects without a page."""
 
     def in_set(self, set_id: str) -> list[RecoveryPoint]:
         """The points of one backup set (``set_id``), by VM name."""
@@ -195,10 +217,11 @@ class JobRepository(Protocol):
     def count_by_state(self, since: datetime, vault: str) -> dict[JobState, int]:
         """How many of ``vault``'s jobs created at ``since`` or later are in each state."""
 
-    def created_states(
-        self, job_type: JobType, since: datetime, vault: str
-    ) -> list[tuple[datetime, JobState]]:
-        """Creation time and state of ``vault``'s jobs of ``job_type`` since ``since``."""
+    def ended_by_day(
+        self, job_type: JobType, start: datetime, days: int, vault: str
+    ) -> list[tuple[int, int]]:
+        """Per day from ``start``: how many of ``vault``'s jobs of ``job_type`` created that
+        day completed (with or without warnings), and how many failed (one row of sums)."""
 
     def get(self, job_id: int) -> Job | None: ...
     def queued(self, limit: int = 100) -> list[Job]:
@@ -277,6 +300,9 @@ class PointCopyRepository(Protocol):
     def of_point(self, point_id: str, *, deleted: bool | None = False) -> list[PointCopy]:
         """By vault name; ``deleted``: False (default) held normally, True soft-deleted,
         None both."""
+
+    def of_points(self, point_ids: Sequence[str]) -> list[PointCopy]:
+        """The copies of these points, held or soft-deleted, by point and vault (one query)."""
 
     def in_vault(self, vault: str, *, deleted: bool | None = False) -> list[PointCopy]: ...
     def remove(self, point_id: str, vault: str) -> None: ...
@@ -429,6 +455,27 @@ class NotificationRepository(Protocol):
         pending one); how many."""
 
 
+class HeldAggregates(Protocol):
+    """What a vault holds (its own points and its copies, not soft-deleted there), in
+    aggregate, computed by the database: the dashboard and the protection list read a few
+    rows, whatever the number of points (persistence/held.py)."""
+
+    def by_vm(
+        self, vault: str, vm_uuids: Sequence[str] | None = None
+    ) -> dict[str, tuple[int, datetime]]:
+        """Per VM with points held (of ``vm_uuids`` only, when given): how many, the newest's
+        time."""
+
+    def totals(self, vault: str) -> HeldTotals:
+        """How many points, their logical bytes, how many per consistency level."""
+
+    def new_bytes_by_day(self, vault: str, start: datetime, days: int) -> list[int]:
+        """The bytes the vault's own points added on each of ``days`` days from ``start``."""
+
+    def binned(self, vault: str) -> BinnedTotals:
+        """The points soft-deleted in the vault: how many, logical bytes, the next purge."""
+
+
 class CatalogStats(Protocol):
     """Aggregates of the catalog for ``/metrics``, computed by the database: the cost of a
     scrape grows with the number of VMs, never with the number of jobs ever run."""
@@ -472,6 +519,8 @@ class UnitOfWork(Protocol):
     def approvals(self) -> ApprovalRepository: ...
     @property
     def notifications(self) -> NotificationRepository: ...
+    @property
+    def held(self) -> HeldAggregates: ...
     @property
     def stats(self) -> CatalogStats: ...
     @property

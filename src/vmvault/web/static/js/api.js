@@ -127,7 +127,7 @@ async function call(method, path, { body, params, token } = {}) {
 export const api = {
   get: async (path, params) => (await call("GET", path, { params })).doc,
   page: (path, params) => call("GET", path, { params }),  // {doc, total}
-  // every item of a paged list (/vms, /protection: a fleet's thousands), 1000 at a time
+  // every item of a paged list (/vms, /protection, /points, /policies, /hosts), 1000 at a time
   all: async (path, params) => {
     const items = [];
     for (;;) {

@@ -5,7 +5,7 @@ import { h, table, empty, pageHeader, button, field, confirm, formDialog, notice
 import { go } from "../app.js";
 
 export async function render(view, route) {
-  const [hosts, vaults] = await Promise.all([api.get("/hosts"), api.vaults().catch(() => [])]);
+  const [hosts, vaults] = await Promise.all([api.all("/hosts"), api.vaults().catch(() => [])]);
   const status = h("div", { class: "status-area" });
   view.append(pageHeader("Hosts", "The libvirt hosts of each location; a vault backs up the VMs of its location's hosts.",
     can("contributor") ? button("Add host", () => add(vaults), { kind: "primary", id: "add-host" }) : null), status);

@@ -58,7 +58,7 @@ export async function render(view, route) {
       vms.length ? "Its recovery points are listed here." : "Register and back up VMs from the Virtual machines page.")));
     return;
   }
-  const points = await api.get("/points", { vm: vm.uuid });
+  const points = await api.all("/points", { vm: vm.uuid });
   if (!points.length) {
     view.append(h("div", { class: "card" }, empty("No recovery points yet",
       "Back up the VM (Virtual machines → Back up now) or wait for its policy's next run.")));
@@ -143,7 +143,7 @@ async function remove(vm, point, status) {
 
 // The vault's soft-deleted points (GET /points/deleted), each undeletable until purged.
 async function deletedList(view, vm, status) {
-  const found = await api.get("/points/deleted", vm ? { vm: vm.uuid } : {});
+  const found = await api.all("/points/deleted", vm ? { vm: vm.uuid } : {});
   if (!found.length) {
     view.append(h("div", { class: "card" }, empty("No soft-deleted points",
       "A point deleted while its vault keeps deleted points (soft delete on) waits here until it is purged.")));
@@ -199,7 +199,7 @@ async function restoreTest(vm, point, status) {
 // The wizard: 1 mode → 2 options → 3 review; submits POST /api/v1/restores with every option
 // the route takes for the mode (RestoreRequest in api/requests.py).
 async function wizard(vm, point) {
-  const hosts = await api.get("/hosts").catch(() => []);
+  const hosts = await api.all("/hosts").catch(() => []);
   return dialog(`Restore ${vm.name}`, (close) => {
     const state = { step: 1, mode: "as-new" };
     const name = h("input", { name: "name", value: `${vm.name}-restored`, autocomplete: "off" });

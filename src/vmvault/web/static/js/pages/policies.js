@@ -228,7 +228,7 @@ async function removePolicy(policy, status) {
 }
 
 async function list(view, params) {
-  const policies = await api.get("/policies");
+  const policies = await api.all("/policies");
   view.append(pageHeader("Policies", "When backups run and how long their points are kept.",
     can("contributor") ? h("a", { class: "btn btn-primary", href: "#/policies/new", id: "new-policy" }, "New policy") : null));
   if (params.get("saved")) view.append(h("div", { class: "notice", role: "status" }, `Policy ${params.get("saved")} saved.`));

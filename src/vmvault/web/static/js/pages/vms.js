@@ -154,7 +154,7 @@ async function backupNow(vms, status) {
 }
 
 async function protect(vms, status) {
-  const policies = await api.get("/policies");
+  const policies = await api.all("/policies");
   const done = await dialog(`Protect ${vms.length} VM${vms.length === 1 ? "" : "s"}`, (close) => {
     const choice = policies.length ? "existing" : "new";
     const existing = select(policies.map((p) => [p.name, `${p.name} — ${p.schedule}, ${retentionText(p.retention)}`]),
@@ -237,7 +237,7 @@ async function stop(vms, status) {
 }
 
 async function resume(vms, status) {
-  const policies = await api.get("/policies");
+  const policies = await api.all("/policies");
   const policy = select([["", "each VM's own policy"], ...policies.map((p) => [p.name, p.name])], "", { name: "policy" });
   const jobs = await formDialog(`Resume protection of ${some(vms)}`, "resume-form",
     [h("p", {}, `VMs: ${names(vms)} (protection stopped, data retained).`), field("Policy", policy)],
