@@ -20,7 +20,6 @@ from vmvault.domain.consistency import HookOutcome
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import parse_instant
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
-from vmvault.services.holdings import Holding
 
 points_app = typer.Typer(help="Recovery points.", no_args_is_help=True)
 
@@ -210,6 +209,8 @@ def points_lock(
 def _docs(points: list[RecoveryPoint]) -> list[dict[str, Any]]:
     """The points' documents, each with every vault holding it (its own alone when it was
     deleted meanwhile)."""
+    from vmvault.services.holdings import Holding  # a local command: the services are loaded
+
     held = services().points.holders([p.id for p in points])
     return [point_doc(p, held.get(p.id) or Holding([p.vault], {})) for p in points]
 
