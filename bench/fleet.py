@@ -14,6 +14,9 @@ cluster, ``vmvault lab catalog up``, dropped at the end).  Measured, against its
 * ``vm list``, ``protection list`` and ``dashboard`` as CLI subprocesses (default page, and
   ``--limit 1000``), median of ``--rounds``; the floor is ``vmvault vault list`` (process
   start, imports, the catalog opened) in the same run;
+* the same commands through the remote CLI (``vmvault --server URL …``) against a real
+  ``vmvault serve`` on a copy of the catalog, with the floors of a remote command measured
+  in the same run: ``python -c pass`` and its unavoidable imports (bench/fleet_remote.py);
 * the API routes ``GET /vms``, ``/protection``, ``/dashboard`` in process (TestClient, a
   real reader token), median of ``--rounds``;
 * a slot of a policy protecting ``--protect`` VMs: two schedulers of two nodes tick at the
@@ -48,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from common import ROOT, VMVAULT, measure
+from fleet_remote import remote_rows
 
 sys.path.insert(0, str(ROOT))  # tests.unit.fleet_world: the fleet the tests make
 
@@ -252,6 +256,9 @@ def bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> Table:
                 f"{wall / TARGET_LIST:.2f}", f"{max(r.rss_mib for r in runs):.0f} MiB", la,
                 f"median of {spread} s; {wall - floor:+.3f} s over the floor",
             )  # fmt: skip
+
+        # the same through the remote CLI, against a real `vmvault serve` (bench/fleet_remote.py)
+        remote_rows(table, services, url, home, args.rounds)
 
         # the API routes, in process
         _, secret = services.tokens.create("bench", Role.READER, "bench")
