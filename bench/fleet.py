@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from common import ROOT, VMVAULT, measure
-from fleet_remote import remote_rows
+from fleet_remote import pg_database, remote_rows
 
 sys.path.insert(0, str(ROOT))  # tests.unit.fleet_world: the fleet the tests make
 
@@ -101,24 +101,11 @@ class Table:
 
 def pg_url(db: str) -> tuple[str, Callable[[], None]]:
     """A new database in the lab's PostgreSQL (``vmvault lab catalog up``), and its drop."""
-    import psycopg
-
     up = subprocess.run(
         [VMVAULT, "lab", "catalog", "up", "--json"], capture_output=True, text=True, check=True
     )
     run = json.loads(up.stdout)["dir"] + "/run"
-
-    def admin() -> Any:
-        return psycopg.connect(host=run, user="vmvault", dbname="vmvault", autocommit=True)
-
-    with admin() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {db}")
-
-    def drop() -> None:
-        with admin() as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-
+    drop = pg_database(run, db)
     return f"postgresql+psycopg://vmvault@/{db}?host={run}", drop
 
 

@@ -133,25 +133,30 @@ def _copy(url: str, home: Path) -> Iterator[str]:
 
 def _pg_copy(url: str) -> tuple[str, Callable[[], None]]:
     """``CREATE DATABASE <db>_served TEMPLATE <db>`` in the lab's cluster, and its drop."""
-    import psycopg
-
     parts = urlsplit(url)
     db = parts.path.lstrip("/")
-    run = parts.query.removeprefix("host=")
     copy = f"{db}_served"
+    drop = pg_database(parts.query.removeprefix("host="), copy, template=db)
+    return url.replace(f"/{db}?", f"/{copy}?"), drop
+
+
+def pg_database(run: str, db: str, template: str | None = None) -> Callable[[], None]:
+    """Database ``db`` made afresh (a copy of ``template``, if given) in the lab's cluster
+    whose socket directory is ``run``; its drop."""
+    import psycopg
 
     def admin() -> Any:
         return psycopg.connect(host=run, user="vmvault", dbname="vmvault", autocommit=True)
 
     with admin() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {copy} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {copy} TEMPLATE {db}")
+        conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {db}" + (f" TEMPLATE {template}" if template else ""))
 
     def drop() -> None:
         with admin() as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {copy} WITH (FORCE)")
+            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
-    return url.replace(f"/{db}?", f"/{copy}?"), drop
+    return drop
 
 
 @contextlib.contextmanager
