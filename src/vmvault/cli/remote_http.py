@@ -4,9 +4,10 @@ the standard library alone.
 The remote CLI makes one request at a time and waits for its whole answer, so a client
 library brings nothing but its import: ``urllib.request`` with ``ssl`` and ``json`` costs
 ~0.03–0.05 CPU-s where httpx cost ~0.15–0.2 (with httpcore, anyio and, where it is installed,
-trio) — most of a remote ``vm list`` (docs/deployment.md, "The CLI's start").  What httpx did is kept: the proxy of the environment
-(``HTTPS_PROXY``, ``NO_PROXY`` …), no redirect followed (an answer 3xx is an answer), the query's
-``True``/``False`` as ``true``/``false`` and a list as the key repeated, a JSON body in UTF-8.
+trio) — most of a remote ``vm list`` (docs/deployment.md, "The CLI's start").  What httpx
+did is kept: the proxy of the environment (``HTTPS_PROXY``, ``NO_PROXY`` …), no redirect
+followed (an answer 3xx is an answer), the query's ``True``/``False`` as ``true``/``false``
+and a list as the key repeated, a JSON body in UTF-8.
 
 A transport failure is ``SERVER_UNREACHABLE``, a certificate that does not verify
 ``SERVER_UNTRUSTED``; an HTTP error status is an answer (:class:`Response`), for the caller to
