@@ -20,6 +20,9 @@ protected.  Measured, against its target:
 * ``vm list``, ``protection list`` and ``dashboard`` as CLI subprocesses (default page, and
   ``--limit 1000``), median of ``--rounds``; the floor is ``vmvault vault list`` (process
   start, imports, the catalog opened) in the same run;
+* the same commands through the remote CLI (``vmvault --server URL …``) against a real
+  ``vmvault serve`` on a copy of the catalog, with the floors of a remote command measured
+  in the same run: ``python -c pass`` and its unavoidable imports (bench/fleet_remote.py);
 * the API routes ``GET /vms``, ``/protection``, ``/dashboard``, ``/points``, ``/policies``,
   ``/hosts`` in process (TestClient, a real reader token), median of ``--rounds``; and, for
   scale, the vault's points read whole in process (what the dashboard and the protection
@@ -56,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from common import ROOT, VMVAULT, measure
+from fleet_remote import pg_database, remote_rows
 
 sys.path.insert(0, str(ROOT))  # tests.unit.fleet_world: the fleet the tests make
 
@@ -105,24 +109,11 @@ class Table:
 
 def pg_url(db: str) -> tuple[str, Callable[[], None]]:
     """A new database in the lab's PostgreSQL (``vmvault lab catalog up``), and its drop."""
-    import psycopg
-
     up = subprocess.run(
         [VMVAULT, "lab", "catalog", "up", "--json"], capture_output=True, text=True, check=True
     )
     run = json.loads(up.stdout)["dir"] + "/run"
-
-    def admin() -> Any:
-        return psycopg.connect(host=run, user="vmvault", dbname="vmvault", autocommit=True)
-
-    with admin() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {db}")
-
-    def drop() -> None:
-        with admin() as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-
+    drop = pg_database(run, db)
     return f"postgresql+psycopg://vmvault@/{db}?host={run}", drop
 
 
@@ -275,6 +266,9 @@ def bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> Table:
                 f"{wall / TARGET_LIST:.2f}", f"{max(r.rss_mib for r in runs):.0f} MiB", la,
                 f"median of {spread} s; {wall - floor:+.3f} s over the floor",
             )  # fmt: skip
+
+        # the same through the remote CLI, against a real `vmvault serve` (bench/fleet_remote.py)
+        remote_rows(table, services, url, home, args.rounds)
 
         # the API routes, in process
         _, secret = services.tokens.create("bench", Role.READER, "bench")

@@ -94,6 +94,38 @@ class Result:
     def json(self) -> Any:
         return json.loads(self.stdout)
 
+    def imported(self) -> set[str]:
+        """The modules the process imported, from its ``-X importtime`` log on stderr (run it
+        with ``env={"PYTHONPROFILEIMPORTTIME": "1"}``)."""
+        lines = [x for x in self.stderr.splitlines() if x.startswith("import time:")]
+        return {x.rsplit("|", 1)[1].strip() for x in lines[1:]}  # [0]: the column titles
+
+    def without_imports(self) -> str:
+        """stderr without the ``-X importtime`` log."""
+        return "".join(
+            x for x in self.stderr.splitlines(keepends=True) if not x.startswith("import time:")
+        )
+
+
+#: What the CLI imports only to open the catalog or an adapter: a command that needs neither
+#: (``--help``, ``errors``, any remote command) imports none of them (docs/deployment.md,
+#: "Fleet scale").
+CATALOG_IMPORTS = (
+    "sqlalchemy",
+    "libvirt",
+    "vmvault.bootstrap",
+    "vmvault.services",
+    "vmvault.persistence",
+    "vmvault.hypervisor",
+    "vmvault.dataplane",
+    "vmvault.storage",
+)
+
+
+def catalog_imports(modules: set[str]) -> set[str]:
+    """Those of ``modules`` that are (in) :data:`CATALOG_IMPORTS`."""
+    return {m for m in modules if any(m == p or m.startswith(p + ".") for p in CATALOG_IMPORTS)}
+
 
 CliRunner = Callable[..., Result]
 

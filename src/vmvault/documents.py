@@ -7,11 +7,12 @@ web UI rely on them.  Add fields; never rename or remove one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmvault.domain.approval import ApprovalRequest
 from vmvault.domain.audit import AuditEntry
 from vmvault.domain.errors import VmvaultError
+from vmvault.domain.immutability import lock_mode
 from vmvault.domain.inventory import DiscoveryResult
 from vmvault.domain.iso import iso
 from vmvault.domain.job import Job
@@ -23,16 +24,17 @@ from vmvault.domain.soft_delete import Deletion
 from vmvault.domain.tokens import ApiToken
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import VmItem, fields_of
-from vmvault.services import immutability
-from vmvault.services.dashboard import Dashboard
-from vmvault.services.holdings import Holding
-from vmvault.services.jobs import JobOutcome
-from vmvault.services.notifications import SendResult
-from vmvault.services.policies import PolicyPreview, PolicyView
-from vmvault.services.protection import ProtectedItem, ProtectResult
-from vmvault.services.soft_delete import Removed
-from vmvault.services.vault_attach import AttachReport
-from vmvault.services.vaults import VaultSummary
+
+if TYPE_CHECKING:  # types only: importing the services would import their adapters
+    from vmvault.services.dashboard import Dashboard
+    from vmvault.services.holdings import Holding
+    from vmvault.services.jobs import JobOutcome
+    from vmvault.services.notifications import SendResult
+    from vmvault.services.policies import PolicyPreview, PolicyView
+    from vmvault.services.protection import ProtectedItem, ProtectResult
+    from vmvault.services.soft_delete import Removed
+    from vmvault.services.vault_attach import AttachReport
+    from vmvault.services.vaults import VaultSummary
 
 
 def vault_doc(v: Vault) -> dict[str, Any]:
@@ -57,7 +59,7 @@ def vault_doc(v: Vault) -> dict[str, Any]:
         # docs/immutability.md
         "immutable": v.immutable.value,
         # an S3 vault with Object Lock: the mode its retained objects get now
-        "object_lock": immutability.lock_mode(v).value if v.s3 and v.s3.object_lock else None,
+        "object_lock": lock_mode(v).value if v.s3 and v.s3.object_lock else None,
     }
 
 

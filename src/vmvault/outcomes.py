@@ -25,16 +25,17 @@ Field names are a public contract, as :mod:`vmvault.documents`'.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmvault.documents import job_doc, point_doc
 from vmvault.domain.iso import iso
 from vmvault.domain.job import Job
-from vmvault.services.backup_sets import SetOutcome
-from vmvault.services.copies import CopyReport
-from vmvault.services.jobs import JobOutcome
-from vmvault.services.points import RestoreOutcome
-from vmvault.services.restore import RestoreReport
+
+if TYPE_CHECKING:  # types only: the CLI renders these documents without the services
+    from vmvault.services.backup_sets import SetOutcome
+    from vmvault.services.copies import CopyReport
+    from vmvault.services.points import RestoreOutcome
+    from vmvault.services.restore import RestoreReport
 
 
 def set_doc(outcome: SetOutcome | None) -> dict[str, Any]:
@@ -154,6 +155,8 @@ def copy_doc(r: CopyReport | None) -> dict[str, Any]:
 def of(request: dict[str, Any], returned: Any) -> dict[str, Any] | None:
     """The outcome document of a queued job's run (``request``: the job's, ``returned``: what
     its service returned, None when it raised); None for an op without one."""
+    from vmvault.services.jobs import JobOutcome  # run by the server: the services are loaded
+
     op = request.get("op")
     if op == "backup-set":
         return set_doc(returned)

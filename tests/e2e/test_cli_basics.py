@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import CliRunner
+from tests.conftest import CliRunner, catalog_imports
 
 
 def test_vault_create_list_show(cli: CliRunner, tmp_path: Path) -> None:
@@ -122,3 +122,18 @@ def test_lab_up_with_a_count_out_of_range_starts_nothing(cli: CliRunner, tmp_pat
         assert r.code == 2 and "error INVALID_INPUT" in r.stderr, (count, r.stderr)
     # refused before the daemons' state directory or the lab directory was made
     assert not lab_dir.exists() and not (tmp_path / "daemons").exists()
+
+
+def test_help_and_errors_open_no_catalog_and_import_none_of_its_code(cli: CliRunner) -> None:
+    """``--help`` and ``errors`` import neither SQLAlchemy nor the composition root (the CLI
+    imports them when a command first calls the services); a command that opens the catalog
+    does, so the check sees them."""
+    trace = {"PYTHONPROFILEIMPORTTIME": "1"}
+    for args in (("--help",), ("vm", "list", "--help"), ("errors",)):
+        r = cli(*args, env=trace)
+        assert r.code == 0 and r.stdout and r.without_imports() == "", (args, r.stderr[-2000:])
+        modules = r.imported()
+        assert "vmvault.cli.main" in modules and catalog_imports(modules) == set(), args
+    opened = cli("vault", "list", env=trace)
+    assert opened.code == 0, opened.without_imports()
+    assert {"sqlalchemy", "vmvault.bootstrap"} <= catalog_imports(opened.imported())

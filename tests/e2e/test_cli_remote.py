@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import CliRunner, Result, save_vm
+from tests.conftest import CliRunner, Result, catalog_imports, save_vm
 from tests.e2e.api_world import make_world
 from tests.e2e.conftest import free_port
 from vmvault.domain.vm import VmState
@@ -190,6 +190,13 @@ def test_reads_print_the_same_remotely_as_locally(
     assert local.code == remote.code == 0
     assert {**local.json(), "at": None} == {**remote.json(), "at": None}
     assert cli("vm", "list", "--json").json()[0]["name"]  # the catalog is not empty
+    # a remote command imports no catalog, composition root or adapter (SQLAlchemy, libvirt …)
+    for args in (("vm", "list"), ("protection", "list"), ("dashboard", "--json")):
+        env = {"VMVAULT_HOME": str(elsewhere), "PYTHONPROFILEIMPORTTIME": "1"}
+        r = cli("--server", served.url, "--token", served.reader, *args, env=env)
+        assert r.code == 0 and r.stdout and r.without_imports() == "", (args, r.stderr[-2000:])
+        modules = r.imported()
+        assert "vmvault.cli.remote_http" in modules and catalog_imports(modules) == set(), args
     assert list(elsewhere.iterdir()) == []  # nothing local was opened
 
 

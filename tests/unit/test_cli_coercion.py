@@ -106,3 +106,36 @@ def test_install_is_idempotent() -> None:
     first = _coercion.build_runtime_param
     coercion.install()
     assert _coercion.build_runtime_param is first
+
+
+def test_an_enum_option_not_given_does_not_import_pydantic() -> None:
+    """Typer's own adapter (an enum's choice) is built for the first value that reaches it: an
+    option left out is None and never does; given, it converts as typer does."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from enum import Enum
+        from typing import Annotated
+        import typer
+        from typer.testing import CliRunner
+        from vmvault.cli import coercion
+        coercion.install()
+        class State(Enum):
+            on = "on"
+            off = "off"
+        app = typer.Typer()
+        @app.command()
+        def run(vm: str, state: Annotated[State | None, typer.Option()] = None) -> None:
+            print(vm, state)
+        result = CliRunner().invoke(app, ["web1"])
+        print(result.output.strip(), "pydantic" in sys.modules)
+        result = CliRunner().invoke(app, ["web1", "--state", "off"])
+        print(result.output.strip(), "pydantic" in sys.modules)
+        result = CliRunner().invoke(app, ["web1", "--state", "dim"])
+        print(result.exit_code)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split("\n")[:3] == ["web1 None False", "web1 State.off True", "2"]

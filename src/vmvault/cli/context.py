@@ -1,14 +1,18 @@
-"""The CLI's one handle on the services, built on first use (so ``--help`` opens nothing)."""
+"""The CLI's one handle on the services, built on first use: the composition root is imported
+then too, so ``--help``, ``errors`` and the remote CLI never import SQLAlchemy or an adapter."""
 
 from __future__ import annotations
 
 import sys
 from functools import cache
+from typing import TYPE_CHECKING
 
 import typer
 
-from vmvault.bootstrap import Services, bootstrap
 from vmvault.cli import remote
+
+if TYPE_CHECKING:  # the composition root (SQLAlchemy, libvirt …) is imported by services()
+    from vmvault.bootstrap import Services
 
 
 @cache
@@ -16,6 +20,8 @@ def services() -> Services:
     """The local services; in remote mode a command that reaches them is refused
     (``REMOTE_UNSUPPORTED``): it never runs locally by mistake."""
     remote.refuse()
+    from vmvault.bootstrap import bootstrap
+
     svc = bootstrap()
     svc.passphrase_prompt = _prompt
     svc.new_passphrase_prompt = _prompt_new

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import quote
 
 import typer
@@ -20,7 +20,9 @@ from vmvault.domain.consistency import HookOutcome
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import DEFAULT_PAGE, check_page, page_of, parse_instant
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
-from vmvault.services.holdings import Holding
+
+if TYPE_CHECKING:
+    from vmvault.services.holdings import Holding
 
 points_app = typer.Typer(help="Recovery points.", no_args_is_help=True)
 
@@ -217,6 +219,8 @@ def points_lock(
 
 def _docs(points: list[RecoveryPoint], held: dict[str, Holding]) -> list[dict[str, Any]]:
     """The points' documents, each with every vault holding it."""
+    from vmvault.services.holdings import Holding  # a local command: the services are loaded
+
     return [point_doc(p, held.get(p.id) or Holding([p.vault], {})) for p in points]
 
 

@@ -29,7 +29,6 @@ from vmvault.domain.policy import JSON_VERSION as POLICY_JSON_VERSION
 from vmvault.domain.policy import Policy
 from vmvault.domain.retention import Retention
 from vmvault.domain.schedule import format_schedule
-from vmvault.services.protection import ProtectResult
 
 VmsArg = Annotated[list[str], typer.Argument(help="VMs: uuid, NAME, HOST/NAME or GROUP/NAME.")]
 
@@ -342,6 +341,8 @@ def protection_stop(
     if remote.active():
         body: dict[str, Any] = {"vms": vms, "delete_data": delete_data, "vault": vault}
         _jobs_result(remote.holdable("POST", "/protection/stop", body), json_)
+    from vmvault.services.protection import ProtectResult  # a local command: services loaded
+
     outcomes = services().protection.stop(vault, vms, retain_data=retain_data, by=local_principal())
     _jobs_result(documents.protect_docs(ProtectResult(outcomes, [])), json_)
 
@@ -401,6 +402,8 @@ def unregister(vms: VmsArg, vault: VaultOpt = None, json_: JsonOpt = False) -> N
     """Unregister VMs that are not protected: one unregister job per VM."""
     if remote.active():
         _jobs_result(remote.post("/vms/unregister", {"vms": vms, "vault": vault}), json_)
+    from vmvault.services.protection import ProtectResult  # a local command: services loaded
+
     outcomes = services().protection.unregister(vault, vms)
     _jobs_result(documents.protect_docs(ProtectResult(outcomes, [])), json_)
 

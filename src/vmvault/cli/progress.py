@@ -1,14 +1,13 @@
 """Live progress bars for jobs run in the foreground (terminal only): fed by the job runner
 locally (:func:`live_progress`), by the polled job documents remotely
-(:mod:`vmvault.cli.remote_jobs`); one drawing for both (:func:`job_bars`)."""
+(:mod:`vmvault.cli.remote_jobs`); one drawing for both (:func:`job_bars`), which imports Rich's
+progress only when it draws."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from vmvault.cli.context import services
 from vmvault.cli.render import as_doc, markup, out
@@ -24,6 +23,8 @@ def job_bars(enabled: bool) -> Iterator[Show | None]:
     if not enabled or not out.is_terminal:
         yield None
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
     bars: dict[int, Any] = {}
     with Progress(
         TextColumn("{task.description}"),

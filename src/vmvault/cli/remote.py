@@ -21,24 +21,21 @@ header: never printed, logged or put in an error.
 from __future__ import annotations
 
 import ipaddress
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from vmvault.domain.errors import (
     InternalError,
     InvalidInput,
     RemoteUnsupported,
-    ServerUnreachable,
-    ServerUntrusted,
     VmvaultError,
 )
 
-if TYPE_CHECKING:  # imported when remote mode is on: a local command does not pay 4 MiB
-    import httpx
+if TYPE_CHECKING:  # the HTTP client is imported in remote mode only
+    from vmvault.cli.remote_http import Response
 
 PREFIX = "/api/v1"
 #: Seconds a request may take (a job is polled, never waited for in one request).
@@ -69,9 +66,7 @@ def configure(url: str | None, token: str | None, token_file: Path | None, ca: P
         return
     if not url.startswith(("http://", "https://")):
         raise InvalidInput("give http://HOST:PORT or https://HOST:PORT", what="--server")
-    import httpx
-
-    if url.startswith("http://") and not _loopback(httpx.URL(url).host):
+    if url.startswith("http://") and not _loopback(urlsplit(url).hostname or ""):
         # as 'vmvault serve' speaks HTTPS only beyond loopback: the token never goes in clear
         raise InvalidInput("beyond loopback the server speaks https:// only", what="--server")
     if token is None and token_file is not None:
@@ -183,45 +178,20 @@ def _command() -> str:
     return f"vmvault {described[0]}" if described else "vmvault"
 
 
-def _request(method: str, path: str, **kwargs: Any) -> httpx.Response:
-    import httpx
+def _request(
+    method: str, path: str, params: dict[str, Any] | None = None, json: Any = None
+) -> Response:
+    from vmvault.cli.remote_http import send
 
     server = _server
     assert server is not None, "remote mode is off"
-    params = {k: v for k, v in (kwargs.pop("params", None) or {}).items() if v is not None}
-    headers = {"Authorization": f"Bearer {server.token}"} if server.token else {}
-    try:
-        with httpx.Client(verify=_verify(server), timeout=TIMEOUT) as client:
-            r = client.request(
-                method, server.url + PREFIX + path, params=params, headers=headers, **kwargs
-            )
-    except httpx.TransportError as exc:
-        raise _unreachable(server, exc) from None
+    r = send(method, server.url, PREFIX + path, server.token, server.ca, params, json, TIMEOUT)
     if r.is_success:
         return r
     raise _answered(r)
 
 
-def _verify(server: Server) -> ssl.SSLContext | bool:
-    if not server.url.startswith("https://"):
-        return False
-    try:
-        return ssl.create_default_context(cafile=str(server.ca) if server.ca else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise InvalidInput(f"not a readable PEM file: {exc}", what="VMVAULT_SERVER_CA") from None
-
-
-def _unreachable(server: Server, exc: httpx.TransportError) -> VmvaultError:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return ServerUntrusted(url=server.url, why=cause.verify_message or str(cause))
-        cause = cause.__cause__ or cause.__context__
-    why = str(exc) or type(exc).__name__
-    return ServerUnreachable(url=server.url, why=why)
-
-
-def _answered(r: httpx.Response) -> VmvaultError:
+def _answered(r: Response) -> VmvaultError:
     """The API's ``{"error": {code, message, remedy}}`` as the error class of that code, so
     it prints and exits as locally; a code this CLI does not know exits by the status."""
     try:

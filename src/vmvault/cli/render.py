@@ -17,10 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from vmvault import documents
+from vmvault.domain.approval import EXIT_HELD
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.inputs import shown
 from vmvault.domain.job import Job, JobState
-from vmvault.services.approvals import EXIT_HELD
 
 
 class SafeConsole(Console):

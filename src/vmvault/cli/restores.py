@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -17,7 +17,9 @@ from vmvault.cli.set_restore import restore_set
 from vmvault.domain.job import Job
 from vmvault.domain.restore import RestoreMode
 from vmvault.domain.restore_test import RestoreTestResult
-from vmvault.services.restore import RestoreReport
+
+if TYPE_CHECKING:
+    from vmvault.services.restore import RestoreReport
 
 FromVaultOpt = Annotated[
     str | None,

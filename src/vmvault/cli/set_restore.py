@@ -19,7 +19,7 @@ foreground: ``restore --set --no-wait`` is refused as bad usage).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -30,7 +30,9 @@ from vmvault.cli.progress import live_progress
 from vmvault.cli.render import emit_json, out
 from vmvault.domain.job import Job
 from vmvault.domain.restore import RestoreMode
-from vmvault.services.jobs import JobOutcome
+
+if TYPE_CHECKING:
+    from vmvault.services.jobs import JobOutcome
 
 
 def restore_set(

@@ -21,8 +21,7 @@ from vmvault.cli.render import emit_json, err, out
 from vmvault.cli.vault_keys import key_app, read_paper
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import parse_size, quoted
-from vmvault.domain.vault import s3_location
-from vmvault.services.vault_settings import SettingsChange
+from vmvault.domain.vault import SettingsChange, s3_location
 
 vault_app = typer.Typer(help="Create and inspect vaults.", no_args_is_help=True)
 vault_app.add_typer(key_app, name="key")

@@ -283,6 +283,10 @@ def _at(when: datetime | None) -> str:
     return when.isoformat(timespec="seconds") if when else "-"
 
 
+#: The CLI's exit code of a held operation: not done (yet), and not a failure.
+EXIT_HELD = 4
+
+
 class HeldForApproval(Exception):
     """A protected call was held, not done: the CLI prints the request and exits 4, the API
     answers 202 with it.  Raised (not returned) so that no caller can take a held call for a

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from vmvault.domain.errors import (
@@ -29,6 +30,9 @@ from vmvault.domain.errors import (
 )
 from vmvault.domain.retention import LEVELS, Decision, Retention
 from vmvault.domain.soft_delete import SoftDelete
+
+if TYPE_CHECKING:
+    from vmvault.domain.vault import Vault
 
 #: Object Lock on S3: a chunk shared by later points is extended to the newest point's
 #: retain-until plus this margin, so a chunk that daily points share costs one
@@ -77,6 +81,13 @@ def default_lock_mode(mode: ImmutableMode) -> LockMode:
     promises); GOVERNANCE before (a mistake in an unlocked vault can still be undone by an
     administrator holding the bypass permission)."""
     return LockMode.COMPLIANCE if mode is ImmutableMode.LOCKED else LockMode.GOVERNANCE
+
+
+def lock_mode(vault: Vault) -> LockMode:
+    """The Object Lock mode of the vault's retained objects: the one chosen at ``vault
+    create --lock-mode``, else by its immutability (:func:`default_lock_mode`)."""
+    chosen = vault.s3.lock_mode if vault.s3 is not None else None
+    return chosen or default_lock_mode(vault.immutable)
 
 
 def parse_lock_mode(text: str) -> LockMode:

@@ -240,3 +240,28 @@ class Host:
     #: names or uuids of the host's VMs that a cluster manager owns (``host update
     #: --cluster-managed``): vmvault never pauses, shuts off, undefines or replaces them
     cluster_managed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    """What ``vault update`` asks; None: unchanged."""
+
+    soft_delete: str | None = None
+    soft_delete_days: int | None = None
+    approvals: str | None = None
+    approval_delay_hours: int | None = None
+    approval_expiry_hours: int | None = None
+    immutable: bool | None = None
+    lock: bool = False
+
+    @property
+    def soft(self) -> tuple[str | None, int | None]:
+        return self.soft_delete, self.soft_delete_days
+
+    @property
+    def approval(self) -> tuple[str | None, int | None, int | None]:
+        return self.approvals, self.approval_delay_hours, self.approval_expiry_hours
+
+    @property
+    def immutability(self) -> bool:
+        return self.immutable is not None or self.lock

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from vmvault.domain.access import Principal
 from vmvault.domain.approval import (
     DELAY_ACTOR,
+    EXIT_HELD,
     ApprovalRequest,
     Grant,
     HeldForApproval,
@@ -70,8 +71,6 @@ log = logging.getLogger("vmvault.approvals")
 
 #: ``remote`` of the audit entries the approvals write themselves (the request's life).
 AUDIT_REMOTE = "approvals"
-#: The CLI's exit code of a held operation: not done (yet), and not a failure.
-EXIT_HELD = 4
 
 
 class ApprovalService(Service):

@@ -22,12 +22,11 @@ from vmvault.dataplane import holds
 from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.errors import PointNotFound, VaultNotFound
 from vmvault.domain.immutability import (
-    LockMode,
     change,
-    default_lock_mode,
     enabled,
     hold_retained,
     lengthen,
+    lock_mode,
     policy_guarantee,
     retain_until,
     retained,
@@ -99,13 +98,6 @@ def hold_point(store: VaultStore, vault: Vault, point: RecoveryPoint) -> int:
     if point.retain_until is None or not enabled(vault.immutable):
         return 0
     return holds.hold_point(store, point.id, point.retain_until, lock_mode(vault))
-
-
-def lock_mode(vault: Vault) -> LockMode:
-    """The Object Lock mode of the vault's retained objects: the one chosen at ``vault
-    create --lock-mode``, else by its immutability (:func:`default_lock_mode`)."""
-    chosen = vault.s3.lock_mode if vault.s3 is not None else None
-    return chosen or default_lock_mode(vault.immutable)
 
 
 def copied(uow: UnitOfWork, vault: str) -> list[RecoveryPoint | None]:

@@ -10,39 +10,12 @@ change with its remedy).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vmvault.domain.approval import Requester
 from vmvault.domain.errors import InvalidInput
-from vmvault.domain.vault import Vault
+from vmvault.domain.vault import SettingsChange, Vault
 from vmvault.services.approvals import ApprovalService
 from vmvault.services.immutability import ImmutabilityService
 from vmvault.services.soft_delete import SoftDeleteService
-
-
-@dataclass(frozen=True)
-class SettingsChange:
-    """What ``vault update`` asks; None: unchanged."""
-
-    soft_delete: str | None = None
-    soft_delete_days: int | None = None
-    approvals: str | None = None
-    approval_delay_hours: int | None = None
-    approval_expiry_hours: int | None = None
-    immutable: bool | None = None
-    lock: bool = False
-
-    @property
-    def soft(self) -> tuple[str | None, int | None]:
-        return self.soft_delete, self.soft_delete_days
-
-    @property
-    def approval(self) -> tuple[str | None, int | None, int | None]:
-        return self.approvals, self.approval_delay_hours, self.approval_expiry_hours
-
-    @property
-    def immutability(self) -> bool:
-        return self.immutable is not None or self.lock
 
 
 class VaultSettingsService:

@@ -15,8 +15,7 @@ from vmvault.api.routes.approvals import HELD
 from vmvault.api.routes.common import CONTRIBUTOR, PREFIX, READER, server_path
 from vmvault.bootstrap import Services
 from vmvault.domain.access import Principal, Role
-from vmvault.domain.vault import s3_location
-from vmvault.services.vault_settings import SettingsChange
+from vmvault.domain.vault import SettingsChange, s3_location
 
 
 def routes(services: Services) -> APIRouter:
