@@ -25,6 +25,13 @@ class _Echo(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if self.path.startswith("/cut"):  # an error body cut short: the connection lost
+            self.send_response(500)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b'{"error": ')
+            self.close_connection = True
+            return
         length = int(self.headers.get("Content-Length") or 0)
         doc = {
             "method": self.command,
@@ -91,3 +98,9 @@ def test_no_server_is_unreachable() -> None:
     with pytest.raises(ServerUnreachable) as err:
         send("GET", url, "/api/v1/vms", "secret", None)
     assert url in str(err.value) and "secret" not in str(err.value)
+
+
+def test_an_error_body_cut_short_is_unreachable_not_a_crash(server: str) -> None:
+    with pytest.raises(ServerUnreachable) as err:
+        send("GET", server, "/cut", None, None)
+    assert server in str(err.value)

@@ -79,11 +79,12 @@ def send(
         handlers.append(urllib.request.HTTPSHandler(context=_context(ca)))
     opener = urllib.request.build_opener(*handlers)
     try:
-        with opener.open(request, timeout=timeout) as answer:
-            return Response(answer.status, answer.headers, answer.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return Response(exc.code, exc.headers, exc.read())
+        try:
+            with opener.open(request, timeout=timeout) as answer:
+                return Response(answer.status, answer.headers, answer.read())
+        except urllib.error.HTTPError as exc:  # an error status is an answer: its body too
+            with exc:  # a connection lost while reading it is handled below, as any other
+                return Response(exc.code, exc.headers, exc.read())
     except urllib.error.URLError as exc:
         why = exc.reason if isinstance(exc.reason, BaseException) else exc
         raise _unreachable(server, why) from None
