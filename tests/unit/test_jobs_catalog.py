@@ -14,10 +14,11 @@ from alembic.script import ScriptDirectory
 
 from vmvault.domain.errors import (
     DiscoveryInProgress,
+    JobNotActive,
     OperationInProgress,
     TooManyDisks,
 )
-from vmvault.domain.job import JobState, JobType
+from vmvault.domain.job import Job, JobState, JobType
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import HEAD, alembic_config, current_revision, open_catalog
 from vmvault.persistence.tables import metadata
@@ -167,6 +168,60 @@ def test_an_update_never_undoes_a_cancel_from_another_process(engine) -> None:  
     with r.uow() as uow:
         saved = uow.jobs.get(job.id)
     assert saved is not None and saved.state is JobState.CANCELLING and saved.bytes_done == 10
+
+
+def test_a_stale_active_copy_never_makes_an_ended_job_active_again(engine) -> None:  # type: ignore[no-untyped-def]
+    r = runner(engine)
+    job = r.start(JobType.BACKUP, "main", "vm-1", "vm-1")
+    with r.uow() as uow:
+        stale = uow.jobs.get(job.id)
+    r.finish(job, None)  # the job's process ends it
+    assert stale is not None
+    for state in (JobState.IN_PROGRESS, JobState.CANCELLING):
+        stale.state = state
+        with r.uow() as uow:
+            assert uow.jobs.update(stale) is False
+            assert uow.jobs.update(stale, expect=JobState.IN_PROGRESS) is False
+            uow.commit()
+    with r.uow() as uow:
+        saved = uow.jobs.get(job.id)
+        assert uow.jobs.active() == []
+    assert saved is not None and saved.state is JobState.COMPLETED and saved.ended_at is not None
+
+
+@pytest.mark.parametrize("catalog_url", ["postgresql"], indirect=True)
+def test_a_cancel_racing_the_jobs_end_never_reopens_it(engine) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL reads committed rows: the cancel reads ``in-progress``, the job's own process
+    ends it before the cancel writes (as a set job cancels a child that is failing: the CI
+    failure of test_backup_sets' rollback test).  A blind write turned the failed job into
+    ``cancelling`` forever, and the next recovery took it for a job of a dead process.
+    (SQLite's writers are serialized by BEGIN IMMEDIATE: the interleaving cannot happen.)"""
+    r = runner(engine)
+    job = r.start(JobType.BACKUP, "main", "vm-1", "vm-1")
+
+    class EndsBetweenReadAndWrite(SqlUnitOfWork):
+        ended = False
+
+        def __enter__(self) -> SqlUnitOfWork:
+            uow = super().__enter__()
+            read = uow.jobs.get
+
+            def get(job_id: int) -> Job | None:
+                found = read(job_id)
+                if not EndsBetweenReadAndWrite.ended:  # after the cancel's read
+                    EndsBetweenReadAndWrite.ended = True
+                    r.finish(job, TooManyDisks(vm="vm-1", count=9, limit=8))
+                return found
+
+            uow.jobs.get = get  # type: ignore[method-assign]
+            return uow
+
+    with pytest.raises(JobNotActive):
+        JobQueries(lambda: EndsBetweenReadAndWrite(engine), now).cancel(job.id)
+    with r.uow() as uow:
+        saved = uow.jobs.get(job.id)
+        assert uow.jobs.active() == []
+    assert saved is not None and saved.state is JobState.FAILED
 
 
 def test_the_journal_keeps_typed_steps_in_order_with_the_phase_log(engine) -> None:  # type: ignore[no-untyped-def]

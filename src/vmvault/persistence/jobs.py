@@ -312,7 +312,7 @@ class SqlJobs:
             q = q.where(t.jobs.c.vault == vault)
         return q
 
-    def update(self, job: Job) -> None:
+    def update(self, job: Job, expect: JobState | None = None) -> bool:
         values: dict[str, Any] = dict(
             state=job.state.value,
             started_at=job.started_at,
@@ -327,13 +327,17 @@ class SqlJobs:
         if job.state.final:
             values["conflict_key"] = None
         q = update(t.jobs).where(t.jobs.c.id == job.id)
+        if expect is not None:  # compare-and-set: the caller read ``expect`` and decided on it
+            q = q.where(t.jobs.c.state == expect.value)
+        elif not job.state.final:  # an ended job is never made active again by a stale copy
+            q = q.where(t.jobs.c.state.in_(sorted(s.value for s in ACTIVE_STATES)))
         if job.state is JobState.IN_PROGRESS:
             # a cancel asked by another process meanwhile is never overwritten
             values["state"] = case(
                 (t.jobs.c.state == JobState.CANCELLING.value, JobState.CANCELLING.value),
                 else_=JobState.IN_PROGRESS.value,
             )
-        self.conn.execute(q.values(**values))
+        return self.conn.execute(q.values(**values)).rowcount == 1
 
     def append_log(self, job_id: int, line: str, now: datetime) -> None:
         self.conn.execute(insert(t.job_log).values(job_id=job_id, at=now, line=line))

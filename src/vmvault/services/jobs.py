@@ -450,23 +450,28 @@ class JobQueries:
         second or so), undoes what it started and ends ``cancelled``.  A set job passes the
         cancel on to its children (services/backup_sets.py)."""
         check_id(job_id, "job id")
-        with self.uow() as uow:
-            job = uow.jobs.get(job_id)
-            if job is None:
-                raise JobNotFound(job=job_id)
-            if job.state.final:
-                raise JobNotActive(job=job_id, state=job.state.value)
-            if job.state is JobState.QUEUED:  # never started: nothing to undo
-                job.state, job.ended_at = JobState.CANCELLED, self.clock()
-                uow.jobs.append_log(job.id, "cancelled before it started", job.ended_at)
-                uow.jobs.update(job)
-                uow.commit()
-            elif job.state is JobState.IN_PROGRESS:
-                job.state = JobState.CANCELLING
-                uow.jobs.append_log(job.id, "cancel requested", self.clock())
-                uow.jobs.update(job)
-                uow.commit()
-            return job
+        while True:
+            with self.uow() as uow:
+                job = uow.jobs.get(job_id)
+                if job is None:
+                    raise JobNotFound(job=job_id)
+                if job.state.final:
+                    raise JobNotActive(job=job_id, state=job.state.value)
+                read = job.state
+                if read is JobState.QUEUED:  # never started: nothing to undo
+                    job.state, job.ended_at = JobState.CANCELLED, self.clock()
+                    line = "cancelled before it started"
+                elif read is JobState.IN_PROGRESS:
+                    job.state, line = JobState.CANCELLING, "cancel requested"
+                else:  # cancelling already
+                    return job
+                # written only over the state read: a worker may have claimed the job, or its
+                # process ended it, since (PostgreSQL reads committed rows: a blind write
+                # would turn an ended job back into an active one); then read it again
+                if uow.jobs.update(job, expect=read):
+                    uow.jobs.append_log(job.id, line, self.clock())
+                    uow.commit()
+                    return job
 
     def wait(
         self,

@@ -276,9 +276,12 @@ class JobRepository(Protocol):
     ) -> int:
         """How many jobs :meth:`find` selects with the same filters, without limit."""
 
-    def update(self, job: Job) -> None:
+    def update(self, job: Job, expect: JobState | None = None) -> bool:
         """Persist state, times, progress, warnings and error; clears the conflict key when
-        the state is final."""
+        the state is final.  Whether the row was written: with ``expect``, only while the
+        job's state in the catalog is still ``expect`` (compare-and-set: a cancel that read
+        ``in-progress`` never overwrites the end written meanwhile by the job's process);
+        without, a non-final state is never written over a final one."""
 
     def append_log(self, job_id: int, line: str, now: datetime) -> None: ...
     def append_logs(self, job_id: int, lines: list[str], now: datetime) -> None:
