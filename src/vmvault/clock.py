@@ -8,8 +8,13 @@ from its next call on (tests/integration/test_node_faults.py).  The file is re-r
 changes (its inode, size or mtime: write it to a temporary name and rename it), so running
 servers move with it; a missing or empty file is no shift.  A test moves it forward only:
 leases and heartbeats written before a jump then look older than they are, which is what
-the test wants (the leader's lease may expire at the jump: the next tick takes it).  Settings refuse it with TLS or beyond
-loopback (config.py); ``vmvault serve`` logs a warning when it is set.
+the test wants (the leader's lease may expire at the jump: the next tick takes it).
+
+A forward shift makes retention locks and purge dates in the catalog come early (S3 Object
+Lock still holds on the storage), so the setting takes two deliberate steps: settings refuse
+it with TLS, beyond loopback, or for a file outside the lab's directory (``VMVAULT_LAB_DIR``,
+where ``vmvault lab`` keeps its state; config.py); ``vmvault serve`` logs a warning when it is
+set.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@
 | ``VMVAULT_SMTP_STARTTLS``   | ``0``; ``1``: STARTTLS before anything else, the certificate verified |
 | ``VMVAULT_SMTP_USER``       | unset; with ``VMVAULT_SMTP_PASSWORD``: SMTP AUTH (never logged) |
 | ``VMVAULT_NODE_HOST``       | ``qemu:///system``: the libvirt URI of the host this process runs on (its node's host: docs/deployment.md) |
-| ``VMVAULT_TEST_CLOCK_FILE`` | unset: **tests only** — a file holding seconds added to the clock every service reads (vmvault/clock.py), re-read when it changes, so that a lab test moves its running servers' clock to a scheduler slot instead of waiting for the wall clock; refused beyond loopback or with TLS |
+| ``VMVAULT_TEST_CLOCK_FILE`` | unset: **tests only** — a file holding seconds added to the clock every service reads (vmvault/clock.py), re-read when it changes, so that a lab test moves its running servers' clock to a scheduler slot instead of waiting for the wall clock; refused beyond loopback, with TLS, or when the file is not inside `VMVAULT_LAB_DIR` (a second, deliberate opt-in) |
 
 Every value is checked once, by :meth:`Settings.validate` (whole numbers within
 :data:`INT_RANGES`, a libvirt URI, a known zone, a GC schedule that parses, a listen address, a TLS certificate given with its key): a bad
@@ -177,6 +177,15 @@ class Settings:
                 name="VMVAULT_TEST_CLOCK_FILE",
                 value=repr(str(self.test_clock_file)),
                 hint="Unset it: a served catalog keeps the wall clock's time.",
+            )
+        if self.test_clock_file and not self.test_clock_file.resolve().is_relative_to(
+            self.lab_dir.resolve()
+        ):  # a second, deliberate opt-in: the file lives in the test lab's own directory
+            raise InvalidSetting(
+                "a shifted clock is for lab tests only: its file must be in the lab's directory",
+                name="VMVAULT_TEST_CLOCK_FILE",
+                value=repr(str(self.test_clock_file)),
+                hint=f"Unset it, or keep the file in VMVAULT_LAB_DIR ({self.lab_dir}).",
             )
         return self
 

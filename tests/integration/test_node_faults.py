@@ -132,7 +132,8 @@ def fleet(
     if not postgres.cluster.running():  # a fault test that failed with the server stopped
         postgres.cluster.start()
     db = postgres.create()
-    clock = home / "clock-offset"  # none yet: the wall clock
+    # none yet: the wall clock; in the lab's directory (the setting's second opt-in)
+    clock = lab_settings(home).lab_dir / f"clock-offset-{db}"
     env = {"VMVAULT_CATALOG_URL": postgres.url(db), "VMVAULT_TEST_CLOCK_FILE": str(clock)}
     uri = second_host["uri"]
     fleet = Fleet(
@@ -158,6 +159,7 @@ def fleet(
         for node in (fleet.main, fleet.second):
             if node.proc is not None:
                 node.stop()
+        clock.unlink(missing_ok=True)
         if not postgres.cluster.running():
             postgres.cluster.start()
         postgres.drop(db)

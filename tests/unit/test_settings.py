@@ -150,9 +150,10 @@ def test_a_shifted_clock_is_for_tests_only(tmp_path: Path) -> None:
     """VMVAULT_TEST_CLOCK_FILE moves every service's clock by the seconds it holds, re-read when
     it changes (a lab test moves its running servers to a scheduler slot); refused where a
     served catalog could be real."""
-    home = {"VMVAULT_HOME": str(tmp_path / "home")}
+    home = {"VMVAULT_HOME": str(tmp_path / "home"), "VMVAULT_LAB_DIR": str(tmp_path / "lab")}
     assert clock_of(Settings.from_env(home).test_clock_file) is utcnow  # unset: the wall clock
-    path = tmp_path / "clock"
+    path = tmp_path / "lab" / "clock"  # in the lab's directory: the second opt-in
+    path.parent.mkdir()
     s = Settings.from_env(home | {"VMVAULT_TEST_CLOCK_FILE": str(path)})
     clock = clock_of(s.test_clock_file)
 
@@ -182,6 +183,11 @@ def test_a_shifted_clock_is_for_tests_only(tmp_path: Path) -> None:
         assert "for tests only" in caught.value.text
     with pytest.raises(InvalidSetting, match="VMVAULT_TEST_CLOCK_FILE"):  # serve --listen
         replace(s, listen="[::]:8470").validate()
+    for outside in (tmp_path / "clock", tmp_path / "lab" / ".." / "clock"):  # not in the lab
+        with pytest.raises(InvalidSetting) as caught:
+            Settings.from_env(home | {"VMVAULT_TEST_CLOCK_FILE": str(outside)})
+        assert "for lab tests only" in caught.value.text
+        assert "VMVAULT_LAB_DIR" in caught.value.remedy_text
     assert not (tmp_path / "home").exists()
 
 
