@@ -30,6 +30,7 @@ from tests.integration.test_server import ServerProcess
 from tests.pglab import Postgres, database
 from vmvault.bootstrap import bootstrap
 from vmvault.hypervisor.lab.disks import build_templates
+from vmvault.hypervisor.lab.host_pki import write_pki
 from vmvault.hypervisor.lab.vms import lab_prefix
 
 pytestmark = pytest.mark.lab
@@ -132,6 +133,43 @@ def test_discovery_across_both_hosts(
         assert f"on {uri}, {MAIN}" in spans.stderr and "Traceback" not in spans.stderr
     jobs = cli("jobs", "list", "--json").json()
     assert [j for j in jobs if j["type"] in ("backup", "backup-set")] == [], jobs
+
+
+@ON_POSTGRESQL
+def test_a_tls_host_is_reached_with_its_ca_and_refused_when_its_certificate_does_not_verify(
+    second: dict[str, Any], cli: CliRunner, tmp_path: Path
+) -> None:
+    """The lab host's TLS listener (hypervisor/lab/host_pki.py: a CA of its own, client
+    certificates required): reached as a production host is, ``qemu+tls`` with the client's
+    ``pkipath``; a client that trusts another CA is refused by libvirt's check of the server's
+    certificate, up front and clearly, and no key is ever printed."""
+    tls = second["tls_uri"]
+    assert tls.startswith("qemu+tls://127.0.0.1:") and "?pkipath=" in tls, second
+    pkipath = Path(tls.split("?pkipath=", 1)[1])
+    secrets = [(pkipath / "clientkey.pem").read_text().splitlines()[1]]
+    assert cli("vault", "create", "main", "--location", "dc1").code == 0
+    added = cli("host", "add", tls, "--location", "dc1")
+    assert added.code == 0, added
+    found = cli("discover", "--json")
+    assert found.code == 0, found
+    vms = {vm["name"]: vm for vm in cli("vm", "list", "--json").json()}
+    assert vms[GUEST]["host_uri"] == tls and vms[GUEST]["uuid"] == second["guest"]["uuid"]
+    # another CA's complete client set-up: the lab host's certificate does not verify with it
+    other = write_pki(tmp_path / "other", org="another CA").client
+    secrets.append((other / "clientkey.pem").read_text().splitlines()[1])
+    untrusted = tls.split("?pkipath=", 1)[0] + f"?pkipath={other}"
+    refused = cli("host", "add", untrusted, "--location", "dc1")
+    # (libvirt's own warning, saying which check failed, comes first on stderr)
+    assert refused.code != 0 and "\nerror HOST_AUTH_FAILED: " in refused.stderr, refused
+    assert "Failed to verify peer's certificate" in refused.stderr, refused
+    assert "pkipath" in refused.stderr and "Traceback" not in refused.stderr, refused
+    # libvirt's no_verify is refused before any connection
+    no_check = cli("host", "add", untrusted + "&no_verify=1", "--location", "dc1")
+    assert no_check.code == 2 and "INVALID_INPUT" in no_check.stderr, no_check
+    assert [h["uri"] for h in cli("host", "list", "--json").json()] == [tls]
+    logs = [cli("jobs", "show", str(j["id"])).stdout for j in cli("jobs", "list", "--json").json()]
+    for text in [added.stdout, added.stderr, found.stdout, refused.stdout, refused.stderr, *logs]:
+        assert not any(secret in text for secret in secrets)
 
 
 def _seed(image: Path, raw: Path) -> bytes:

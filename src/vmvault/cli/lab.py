@@ -88,6 +88,8 @@ lab_app.add_typer(host_app, name="host")
 def _print_host(doc: dict[str, object]) -> None:
     where = f" at {doc['uri']}" if doc["uri"] else ""
     out.print(f"lab host {doc['state']}{where} ({doc['dir']})", markup=False)
+    if doc.get("tls_uri"):
+        out.print(f"with TLS (the lab's CA): {doc['tls_uri']}", markup=False)
 
 
 @host_app.command("up")

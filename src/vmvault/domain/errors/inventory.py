@@ -28,6 +28,22 @@ class HostUnreachable(VmvaultError):
     )
 
 
+class HostAuthFailed(HostUnreachable):
+    """libvirt refused the connection's authentication: the host's certificate or SSH key did
+    not verify, or this node's credentials were not accepted (a :class:`HostUnreachable`:
+    discovery reports it as any host it cannot reach)."""
+
+    code = "HOST_AUTH_FAILED"
+    message = "libvirt at {uri} and this node did not authenticate each other"
+    remedy = (
+        "For qemu+tls: the CA in the URI's pkipath (default /etc/pki/CA/cacert.pem) must be the "
+        "one that signed the host's certificate, whose names must include the URI's host, and "
+        "the client certificate and key there one the host's CA signed. For qemu+ssh: this "
+        "node's key and the host's key in known_hosts. vmvault never skips the check "
+        "(no_verify is refused)."
+    )
+
+
 class HostUriRunsCommand(VmvaultError):
     code = "HOST_URI_RUNS_COMMAND"
     message = "URI {uri} makes libvirt run a command (the ext transport, command= or netcat=)"

@@ -11,8 +11,12 @@ Issue 15 needs a *remote* libvirt host to test against, on one machine. ``host_u
   disks, vmvault's NBD work directory) is the same file system, as on a real host that a
   node runs on.
 * Inside, it starts ``virtlogd -d`` then ``libvirtd -d --listen`` whose config listens on
-  ``127.0.0.1:PORT`` with ``auth_tcp = "none"`` and no TLS: the host is reached at
+  ``127.0.0.1:PORT`` with ``auth_tcp = "none"``: the host is reached at
   ``qemu+tcp://127.0.0.1:PORT/system``. Lab only: anyone on this machine can drive it.
+* It also listens with TLS on ``127.0.0.1:TLS_PORT``, with certificates of a CA of its own
+  (host_pki.py, in ``HOST_DIR/pki``): ``qemu+tls://127.0.0.1:TLS_PORT/system?pkipath=…``
+  reaches it as a production host is reached, and a client that does not trust that CA is
+  refused by libvirt (tests/integration/test_remote_host.py).
 * ``qemu.conf`` sets ``cgroup_controllers = [ ]``: both daemons would otherwise make cgroups
   named ``qemu-<id>-<name>`` under the same ``/machine`` partition.
 * The init reaps orphans (QEMU is one) and, on SIGTERM (sent to it: ``unshare`` itself
@@ -28,7 +32,8 @@ veth pair per lab would need addresses that cannot collide between labs on one m
 Its storage pool ``default`` (where restores put disks unless told otherwise) is
 ``HOST_DIR/images``: a path that means the same inside and outside the namespace.
 
-``HOST_DIR/host.json`` records ``{"pid": <unshare's pid>, "port": …, "uri": …}``.
+``HOST_DIR/host.json`` records ``{"pid": <unshare's pid>, "port": …, "uri": …, "tls_port": …,
+"tls_uri": …}``.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from vmvault.domain.errors import LabFailed
 from vmvault.hypervisor.daemons import libvirtd_running, quiet_libvirt, spawn_detached
 from vmvault.hypervisor.host import locked
 from vmvault.hypervisor.lab.fsutil import make_dirs
+from vmvault.hypervisor.lab.host_pki import write_pki
 from vmvault.hypervisor.lab.waiting import destroy_and_undefine
 
 #: libvirt's state directories that the second host gets its own copy of (bind mounts).
@@ -63,12 +69,18 @@ STATE_DIRS = (
 
 LIBVIRTD_CONF = """\
 # Written by vmvault (hypervisor/lab/host.py): the lab's second libvirt host.
-# TCP without authentication, on loopback only: a lab, never a production setting.
-listen_tls = 0
+# TCP without authentication, on loopback only: a lab, never a production setting; and TLS
+# with the lab's own CA (client certificates required and checked against it).
+listen_tls = 1
 listen_tcp = 1
 listen_addr = "127.0.0.1"
 tcp_port = "{port}"
 auth_tcp = "none"
+tls_port = "{tls_port}"
+auth_tls = "none"
+ca_file = "{pki}/ca/cacert.pem"
+cert_file = "{pki}/server/servercert.pem"
+key_file = "{pki}/server/serverkey.pem"
 log_filters="3:*"
 log_outputs="2:file:/var/log/libvirt/libvirtd.log"
 """
@@ -128,6 +140,7 @@ while True:
 """
 
 DEFAULT_PORT = 16519
+DEFAULT_TLS_PORT = 16619
 
 
 def host_dir(lab_dir: Path) -> Path:
@@ -136,6 +149,11 @@ def host_dir(lab_dir: Path) -> Path:
 
 def host_uri(port: int) -> str:
     return f"qemu+tcp://127.0.0.1:{port}/system"
+
+
+def host_tls_uri(port: int, pkipath: Path) -> str:
+    """The TLS URI of a client whose certificates are in ``pkipath`` (host_pki.py's layout)."""
+    return f"qemu+tls://127.0.0.1:{port}/system?pkipath={pkipath}"
 
 
 def _record(hdir: Path) -> dict[str, Any] | None:
@@ -156,29 +174,32 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _pick_port(lab_dir: Path) -> int:
-    """A free loopback port: the one given by ``VMVAULT_LAB_HOST_PORT``, else the first free
-    one from 16519 (two labs on one machine get two ports)."""
-    wanted = os.environ.get("VMVAULT_LAB_HOST_PORT")
+def _pick_port(setting: str, first: int, taken: int | None = None) -> int:
+    """A free loopback port: the one given by the environment's ``setting``, else the first
+    free one from ``first`` but ``taken`` (two labs on one machine get two ports)."""
+    wanted = os.environ.get(setting)
     if wanted:
-        if not wanted.isdigit() or not _port_free(int(wanted)):
-            raise LabFailed(f"VMVAULT_LAB_HOST_PORT={wanted!r} is not a free port")
+        if not wanted.isdigit() or not _port_free(int(wanted)) or int(wanted) == taken:
+            raise LabFailed(f"{setting}={wanted!r} is not a free port")
         return int(wanted)
-    for port in range(DEFAULT_PORT, DEFAULT_PORT + 100):
-        if _port_free(port):
+    for port in range(first, first + 100):
+        if port != taken and _port_free(port):
             return port
-    raise LabFailed("no free port in 16519-16618 for the lab host's libvirtd")
+    raise LabFailed(f"no free port in {first}-{first + 99} for the lab host's libvirtd")
 
 
 def host_status(lab_dir: Path) -> dict[str, Any]:
-    """``{"state": up|down|partial, "uri", "dir", "pid"}``: up when the daemon answers."""
+    """``{"state": up|down|partial, "uri", "tls_uri", "dir", "pid"}``: up when the daemon
+    answers."""
     hdir = host_dir(lab_dir)
     rec = _record(hdir)
-    doc: dict[str, Any] = {"state": "down", "uri": None, "dir": str(hdir), "pid": None}
+    doc: dict[str, Any] = {
+        "state": "down", "uri": None, "tls_uri": None, "dir": str(hdir), "pid": None
+    }  # fmt: skip
     if rec is None:
         return doc | ({"state": "partial"} if hdir.exists() else {})
     alive = _running(int(rec["pid"]))
-    doc |= {"uri": rec["uri"], "pid": rec["pid"] if alive else None}
+    doc |= {"uri": rec["uri"], "tls_uri": rec.get("tls_uri"), "pid": rec["pid"] if alive else None}
     doc["state"] = "up" if alive and libvirtd_running(rec["uri"]) else "partial"
     return doc
 
@@ -194,13 +215,16 @@ def host_up(lab_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
             return status
         if status["state"] == "partial":
             _down(hdir)
-        port = _pick_port(lab_dir)
+        port = _pick_port("VMVAULT_LAB_HOST_PORT", DEFAULT_PORT)
+        tls_port = _pick_port("VMVAULT_LAB_HOST_TLS_PORT", DEFAULT_TLS_PORT, taken=port)
+        pki = write_pki(hdir / "pki")
         root = hdir / "root"
         for d in STATE_DIRS:
             make_dirs(root / d.lstrip("/"))
         make_dirs(root / "var/log/libvirt/qemu")
         make_dirs(root / "var/lib/libvirt/qemu")
-        (root / "etc/libvirt/libvirtd.conf").write_text(LIBVIRTD_CONF.format(port=port))
+        conf = LIBVIRTD_CONF.format(port=port, tls_port=tls_port, pki=hdir / "pki")
+        (root / "etc/libvirt/libvirtd.conf").write_text(conf)
         (root / "etc/libvirt/qemu.conf").write_text(QEMU_CONF)
         caps = Path("/var/cache/libvirt/qemu/capabilities")  # skips QEMU's 8 s probe
         if caps.is_dir():
@@ -213,7 +237,9 @@ def host_up(lab_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
         ]  # fmt: skip
         proc = spawn_detached(argv, "the lab host")
         uri = host_uri(port)
-        (hdir / "host.json").write_text(json.dumps({"pid": proc.pid, "port": port, "uri": uri}))
+        tls_uri = host_tls_uri(tls_port, pki.client)
+        record = {"pid": proc.pid, "port": port, "uri": uri, "tls_port": tls_port}
+        (hdir / "host.json").write_text(json.dumps(record | {"tls_uri": tls_uri}))
         assert proc.stdout is not None
         line = proc.stdout.readline().decode(errors="replace")
         proc.stdout.close()

@@ -1,7 +1,8 @@
 """Opening libvirt connections with our errors instead of libvirt's.
 
 libvirt's default error handler prints every error to stderr; we silence it once and turn
-failures into :class:`~vmvault.domain.errors.HostUnreachable` so no traceback reaches a user.
+failures into :class:`~vmvault.domain.errors.HostUnreachable` (``HostAuthFailed`` when the
+TLS certificate or SSH key check failed) so no traceback reaches a user.
 :func:`error_message` is how every adapter words a libvirt error in one of ours.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import libvirt
 
-from vmvault.domain.errors import HostUnreachable, VmDeleted
+from vmvault.domain.errors import HostAuthFailed, HostUnreachable, VmDeleted
 
 _silenced = False
 
@@ -36,6 +37,8 @@ def open_connection(uri: str) -> libvirt.virConnect:
     try:
         conn = libvirt.open(uri)
     except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_AUTH_FAILED:  # a TLS or SSH check failed
+            raise HostAuthFailed(error_message(exc), uri=uri) from None
         raise HostUnreachable(error_message(exc), uri=uri) from None
     if conn is None:  # pragma: no cover - old bindings returned None
         raise HostUnreachable(uri=uri)
