@@ -102,7 +102,7 @@ def measured(services: Services, client: TestClient) -> tuple[dict[str, int], di
         "vm list": lambda: services.inventory.list_vms(VAULT, limit=1000),
         "protection list": lambda: services.protection.items(VAULT, limit=1000),
         "dashboard": lambda: services.dashboard.summary(VAULT),
-        "points list": lambda: services.points.page(VAULT, None, POINTS_PAGE),
+        "points list": lambda: services.point_listing.page(VAULT, None, POINTS_PAGE),
         "policy list": lambda: services.policies.list_policies(VAULT, 1000),
         "host list": lambda: services.vaults.hosts_page(None, 1000),
         "GET /vms": lambda: client.get("/api/v1/vms", params=pages).raise_for_status(),
@@ -290,7 +290,7 @@ def test_lists_are_paged(tmp_path: Path, home: Path, cli: CliRunner, catalog_url
 
         # points, policies and hosts: the same pages (12 protected VMs, 3 points each)
         add_points(services, per_vm=3)
-        newest = [p.id for p in services.points.list_points(VAULT, None)]
+        newest = [p.id for p in services.point_listing.list_points(VAULT, None)]
         assert len(newest) == 36
         r = client.get("/api/v1/points", params={"limit": 10, "offset": 30})
         assert r.headers["X-Total-Count"] == "36"
