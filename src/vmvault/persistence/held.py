@@ -1,5 +1,6 @@
-"""What a vault holds, read in aggregate: counts, byte sums and each VM's newest point, computed
-by the database, so that the dashboard and the protection list never load a fleet's points.
+"""What a vault holds, read in aggregate: counts, byte sums, each VM's newest point and the
+points' frozen and paused windows, computed by the database, so that the dashboard, the
+protection list and ``/metrics`` never load a fleet's points.
 
 A vault *holds* a point (services/holdings.py) when it is the point's own vault and the point
 is not soft-deleted there, or when it has a copy of it (``point_copies``) not soft-deleted
