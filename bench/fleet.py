@@ -24,7 +24,8 @@ protected.  Measured, against its target:
   ``vmvault serve`` on a copy of the catalog, with the floors of a remote command measured
   in the same run: ``python -c pass`` and its unavoidable imports (bench/fleet_remote.py);
 * the API routes ``GET /vms``, ``/protection``, ``/dashboard``, ``/points``, ``/policies``,
-  ``/hosts`` in process (TestClient, a real reader token), median of ``--rounds``; and, for
+  ``/hosts`` and ``/metrics`` (a Prometheus scrape) in process (TestClient, a real reader
+  token), median of ``--rounds``; and, for
   scale, the vault's points read whole in process (what the dashboard and the protection
   list read before they counted them in the database);
 * a slot of a policy protecting ``--protect`` VMs: two schedulers of two nodes tick at the
@@ -33,6 +34,9 @@ protected.  Measured, against its target:
 * the catalog's cost per job: those jobs claimed by 2 and by 8 worker processes
   (``QueueService.claim_next``, the server's path: the claim and its log line), claims per
   second; the ceiling is the same processes running empty transactions (``SELECT 1``).
+
+``--api-only``: the fleet and its points as above, then only the API routes' rows and the
+points read whole (no CLI, remote CLI, slot or claim rows): a before/after of the routes.
 
 Prints one Markdown table per engine: wall time and CPU seconds (a subprocess's from
 ``wait4``; in process, ``time.process_time``: on a shared machine the CPU is what the
@@ -171,6 +175,40 @@ def run_workers(url: str, home: Path, workers: int, empty: int = 0) -> tuple[flo
 # --- one engine -----------------------------------------------------------------------------------
 
 
+def cli_rows(
+    table: Table, services: Any, url: str, home: Path, env: dict[str, str], args: argparse.Namespace
+) -> None:
+    """The listings and the dashboard, as the CLI runs them: locally, then through the remote
+    CLI against a real ``vmvault serve`` (bench/fleet_remote.py)."""
+    commands = [
+        ("`vault list` (floor)", ["vault", "list", "--json"]),
+        ("`vm list`", ["vm", "list"]),
+        ("`vm list --limit 1000 --json`", ["vm", "list", "--limit", "1000", "--json"]),
+        ("`protection list`", ["protection", "list"]),
+        ("`protection list --limit 1000 --json`", ["protection", "list", "--limit", "1000",
+                                                   "--json"]),
+        ("`dashboard`", ["dashboard"]),
+        ("`dashboard --json`", ["dashboard", "--json"]),
+    ]  # fmt: skip
+    floor = None
+    for label, words in commands:
+        la = load()
+        runs = [measure([VMVAULT, *words], env) for _ in range(args.rounds)]
+        wall = median([r.wall for r in runs])
+        cpu = median([r.cpu for r in runs])
+        floor = wall if floor is None else floor
+        spread = " / ".join(f"{r.wall:.2f}" for r in runs)
+        table.add(
+            f"{label} (CLI)", f"{wall * 1000:.0f} ms", f"{cpu * 1000:.0f} ms",
+            f"< {TARGET_LIST * 1000:.0f} ms",
+            f"{wall / TARGET_LIST:.2f}", f"{max(r.rss_mib for r in runs):.0f} MiB", la,
+            f"median of {spread} s; {wall - floor:+.3f} s over the floor",
+        )  # fmt: skip
+
+    # the same through the remote CLI, against a real `vmvault serve` (bench/fleet_remote.py)
+    remote_rows(table, services, url, home, args.rounds)
+
+
 def bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> Table:
     import libvirt
     from fastapi.testclient import TestClient
@@ -240,36 +278,8 @@ def bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> Table:
             )  # fmt: skip
         protect_first(services, args.protect)
         points = add_points(services, args.points)
-
-        # the listings and the dashboard, as the CLI runs them
-        commands = [
-            ("`vault list` (floor)", ["vault", "list", "--json"]),
-            ("`vm list`", ["vm", "list"]),
-            ("`vm list --limit 1000 --json`", ["vm", "list", "--limit", "1000", "--json"]),
-            ("`protection list`", ["protection", "list"]),
-            ("`protection list --limit 1000 --json`", ["protection", "list", "--limit", "1000",
-                                                       "--json"]),
-            ("`dashboard`", ["dashboard"]),
-            ("`dashboard --json`", ["dashboard", "--json"]),
-        ]  # fmt: skip
-        floor = None
-        for label, words in commands:
-            la = load()
-            runs = [measure([VMVAULT, *words], env) for _ in range(args.rounds)]
-            wall = median([r.wall for r in runs])
-            cpu = median([r.cpu for r in runs])
-            floor = wall if floor is None else floor
-            spread = " / ".join(f"{r.wall:.2f}" for r in runs)
-            table.add(
-                f"{label} (CLI)", f"{wall * 1000:.0f} ms", f"{cpu * 1000:.0f} ms",
-                f"< {TARGET_LIST * 1000:.0f} ms",
-                f"{wall / TARGET_LIST:.2f}", f"{max(r.rss_mib for r in runs):.0f} MiB", la,
-                f"median of {spread} s; {wall - floor:+.3f} s over the floor",
-            )  # fmt: skip
-
-        # the same through the remote CLI, against a real `vmvault serve` (bench/fleet_remote.py)
-        remote_rows(table, services, url, home, args.rounds)
-
+        if not args.api_only:
+            cli_rows(table, services, url, home, env, args)
         # the API routes, in process
         _, secret = services.tokens.create("bench", Role.READER, "bench")
         app = create_app(services, authenticate=services.tokens.authenticate)
@@ -285,6 +295,7 @@ def bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> Table:
             ("/api/v1/points", {"limit": 1000}),
             ("/api/v1/policies", {}),
             ("/api/v1/hosts", {}),
+            ("/metrics", {}),
         ):
             la = load()
             times, cpus = [], []
@@ -316,6 +327,9 @@ def bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> Table:
             f"{median(times) * 1000:.0f} ms", f"{median(cpus) * 1000:.0f} ms", "-", "-", "-",
             la, f"median of {args.rounds}; {len(whole)} points ({len(points)} inserted)",
         )  # fmt: skip
+
+        if args.api_only:
+            return table
 
         # one slot, two schedulers racing
         clock.now = SLOT_DUE
@@ -399,6 +413,9 @@ def main() -> int:
     ap.add_argument("--points", type=int, default=10, help="points per protected VM")
     ap.add_argument("--engines", default="sqlite,postgresql")
     ap.add_argument("--libvirtd", help="reach the hosts through it: test+tcp://127.0.0.1:PORT")
+    ap.add_argument(
+        "--api-only", action="store_true", help="only the API routes' rows (no CLI, slot, claims)"
+    )
     args = ap.parse_args()
     import vmvault
 

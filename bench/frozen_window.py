@@ -58,7 +58,7 @@ def main() -> int:
                 ctx.phase("freezing")
                 phase_ms.append((time.perf_counter() - t0) * 1000)
 
-        uuid = services.points.find_vm(vm).uuid
+        uuid = services.point_listing.find_vm(vm).uuid
         services.runner.run(JobType.BACKUP, "main", uuid, vm, phases)
         print("| tree | backups | frozen_ms median | min | max | all | ctx.phase ms median / max |")
         print("|---|---|---|---|---|---|---|")

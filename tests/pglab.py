@@ -97,6 +97,21 @@ def database(pg: Postgres) -> Iterator[str]:
         pg.drop(name)
 
 
+@contextmanager
+def empty_database(pg: Postgres) -> Iterator[str]:
+    """A database with no schema at all on the session's cluster (a migration test takes it
+    to an old revision itself): its URL; dropped after the block."""
+    if not pg.cluster.running():
+        pg.cluster.start()
+    name = f"e{os.getpid()}_{next(pg._n)}"
+    with pg.admin() as conn:  # type: ignore[attr-defined]
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield pg.url(name)
+    finally:
+        pg.drop(name)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty catalog's URL on each engine (SQLite in ``tmp_path``, or a database

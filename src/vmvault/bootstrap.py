@@ -42,6 +42,7 @@ from vmvault.services.lab import LabService, StorageLabService
 from vmvault.services.metrics import MetricsService
 from vmvault.services.nodes import NodeIdentity, NodeService
 from vmvault.services.notifications import NotificationService
+from vmvault.services.point_listing import PointListing
 from vmvault.services.points import PointService
 from vmvault.services.policies import PolicyService
 from vmvault.services.ports import (
@@ -252,6 +253,10 @@ class Services:
     @cached_property
     def points(self) -> PointService:
         return PointService(self.context)
+
+    @cached_property
+    def point_listing(self) -> PointListing:
+        return PointListing(self.context)
 
     @cached_property
     def exports(self) -> ExportService:

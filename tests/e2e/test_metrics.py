@@ -135,7 +135,7 @@ def test_metrics_match_the_catalog(world: tuple[Services, Clock]) -> None:
     assert [a.reason for a in flagged] == ["never-backed-up"]
 
     # vault figures
-    points = services.points.list_points("main", None)
+    points = services.point_listing.list_points("main", None)
     vault = (("vault", "main"),)
     assert m[("vmvault_vault_points", vault)] == len(points) == 4
     assert m[("vmvault_vault_logical_bytes", vault)] == sum(p.bytes_logical for p in points)

@@ -64,7 +64,7 @@ def back_up(w: World) -> None:
 
 
 def points_of(services: Any) -> list[dict[str, Any]]:
-    docs = [documents.point_doc(p) for p in services.points.list_points("main", None)]
+    docs = [documents.point_doc(p) for p in services.point_listing.list_points("main", None)]
     return [comparable(d) for d in docs]
 
 
@@ -108,7 +108,7 @@ def test_a_local_vault_is_rebuilt_in_an_empty_home_and_restores_bit_exact(
     assert all(vm.state.value == "discovered" for vm in vms.values())
 
     # restore from the rebuilt catalog, without the original host: bit-exact
-    newest_web = new.services.points.list_points("main", "web")[0]
+    newest_web = new.services.point_listing.list_points("main", "web")[0]
     out = tmp_path / "out"
     done = new.services.points.restore_disks("web", newest_web.id, str(out), fmt="raw")
     assert done.job.state.value == "completed", done.job.message
@@ -145,19 +145,19 @@ def test_a_vault_of_copies_is_recorded_as_holding_the_points_the_catalog_has(
     old.services.vaults.create("offsite", "local", str(tmp_path / "offsite"))
     [copied] = old.services.copies.copy("main", "offsite", ["web"])
     assert copied.job.state.value == "completed", copied.job.message
-    web_points = {p.id for p in old.services.points.list_points("main", "web")}
+    web_points = {p.id for p in old.services.point_listing.list_points("main", "web")}
     new = fresh(tmp_path / "new")
     first = new.services.vault_attach.attach("main", "local", str(tmp_path / "vault"))
     second = new.services.vault_attach.attach("offsite", "local", str(tmp_path / "offsite"))
     assert (first.points, first.copies) == (4, 0)
     # the offsite vault holds copies of points the catalog knows: held there too
     assert (second.vms, second.vms_new, second.points, second.copies) == (1, 0, 0, 3)
-    held = new.services.points.holders(sorted(web_points))
+    held = new.services.point_listing.holders(sorted(web_points))
     assert {pid: h.vaults for pid, h in held.items()} == {
         pid: ["main", "offsite"] for pid in web_points
     }
     # and a restore may read from the copy
-    newest = new.services.points.list_points("offsite", "web")[0]
+    newest = new.services.point_listing.list_points("offsite", "web")[0]
     out = tmp_path / "out"
     done = new.services.points.restore_disks(
         "web", newest.id, str(out), fmt="raw", from_vault="offsite"
@@ -196,7 +196,7 @@ def test_refusals_write_nothing(tmp_path: Path) -> None:
     refused(
         body | {"name": "again", "path": str(tmp_path / "vault")}, 409, "VAULT_ALREADY_ATTACHED"
     )
-    assert len(new.services.points.list_points("main", None)) == 4
+    assert len(new.services.point_listing.list_points("main", None)) == 4
 
 
 def test_an_encrypted_vault_is_attached_with_its_paper_key_by_the_cli(
@@ -262,7 +262,7 @@ def test_an_encrypted_vault_opens_with_a_copy_of_its_key_file_and_its_passphrase
     (tmp_path / "third" / "keys").mkdir(parents=True)
     (tmp_path / "third" / "keys" / "main.key").write_bytes(saved.read_bytes())
     assert third.services.vault_attach.attach("main", "local", str(tmp_path / "vault")).points == 4
-    newest = third.services.points.list_points("main", "db")[0]
+    newest = third.services.point_listing.list_points("main", "db")[0]
     done = third.services.points.restore_disks("db", newest.id, str(tmp_path / "o"), fmt="raw")
     assert done.job.state.value == "completed", done.job.message
     for disk in old.hv.domains[DB].disks:

@@ -69,7 +69,7 @@ def _phases(log: list[str]) -> list[str]:
 def _cancel_backup_at(svc: Services, vm: str, phase: str) -> None:
     """Back ``vm`` up, cancelling the job as it enters ``phase``; check that nothing is left
     and that the next backup works, incrementally."""
-    points = [p.id for p in svc.points.list_points(None, vm)]
+    points = [p.id for p in svc.point_listing.list_points(None, vm)]
     files = _vault_files(svc)
     seen: dict[str, Any] = {}
 
@@ -108,9 +108,9 @@ def _cancel_backup_at(svc: Services, vm: str, phase: str) -> None:
             assert seen["freeze"] == "frozen", seen
         else:
             assert seen["state"] == libvirt.VIR_DOMAIN_PAUSED, seen
-    assert [p.id for p in svc.points.list_points(None, vm)] == points  # catalog
+    assert [p.id for p in svc.point_listing.list_points(None, vm)] == points  # catalog
     assert _vault_files(svc) == files  # no index directory, no manifest
-    last = svc.points.get(points[0])
+    last = svc.point_listing.get(points[0])
     assert_vm_clean(svc.settings.work_dir, vm, {last.checkpoint} - {None})
 
     again = svc.backups.backup(None, [vm])[0]
@@ -133,7 +133,7 @@ def test_cancel_while_the_vm_is_paused_for_its_point(svc: Services) -> None:
 def test_cancel_while_reading_chunks(svc: Services) -> None:
     """Not at a phase boundary: in the middle of the reads (the per-chunk check)."""
     vm = N["writer"]
-    points = [p.id for p in svc.points.list_points(None, vm)]
+    points = [p.id for p in svc.point_listing.list_points(None, vm)]
 
     def observe(job: Job) -> None:
         if job.state is JobState.IN_PROGRESS and job.bytes_done > 0:
@@ -147,8 +147,10 @@ def test_cancel_while_reading_chunks(svc: Services) -> None:
     job, log = svc.jobs.show(outcome.job.id)
     assert job.state is JobState.CANCELLED, log
     assert _phases(log) == ["freezing", "reading"], log
-    assert [p.id for p in svc.points.list_points(None, vm)] == points
-    assert_vm_clean(svc.settings.work_dir, vm, {svc.points.get(points[0]).checkpoint} - {None})
+    assert [p.id for p in svc.point_listing.list_points(None, vm)] == points
+    assert_vm_clean(
+        svc.settings.work_dir, vm, {svc.point_listing.get(points[0]).checkpoint} - {None}
+    )
 
 
 def _images(vm: str) -> dict[Path, int]:
@@ -176,7 +178,7 @@ def test_cancel_a_replace_leaves_the_vm_untouched(svc: Services, when: str) -> N
     """Cancelled while its staging images are written (mid-disk), or once they are staged
     and verified (the last cancel point): staged files gone, the VM as it was."""
     vm = N["standard"]
-    point = svc.points.list_points(None, vm)[0]
+    point = svc.point_listing.list_points(None, vm)[0]
     images = _images(vm)
     dirs = {p.parent for p in images}
     conn = libvirt.open(URI)

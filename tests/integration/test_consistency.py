@@ -128,7 +128,7 @@ def test_succeeding_hook_gives_application_consistent(svc: Services, dom: Any) -
     assert point.frozen_ms > 0 and point.paused_ms == 0
     assert "hook(s) succeeded" in (point.method_reason or "")
     # the catalog row (migration 0008) and the API document carry the same
-    shown = svc.points.get(point.id)
+    shown = svc.point_listing.get(point.id)
     assert shown.hooks == point.hooks and shown.method_reason == point.method_reason
     _running_and_thawed(dom)
 
@@ -252,7 +252,7 @@ def test_require_application_consistent_without_hooks_fails(
 ) -> None:
     set_test_hook(dom, None)
     uuid = dom.UUIDString()
-    points = [p.id for p in svc.points.list_points(None, N["standard"])]
+    points = [p.id for p in svc.point_listing.list_points(None, N["standard"])]
     r = cli(
         "backup", N["standard"], "--require", "application-consistent", "--json", env=_env(home)
     )
@@ -260,8 +260,8 @@ def test_require_application_consistent_without_hooks_fails(
     job = r.json()[0]
     assert job["error_code"] == "CONSISTENCY_NOT_MET", job
     assert "file-system-consistent" in job["message"] and job["remedy"], job
-    assert [p.id for p in svc.points.list_points(None, N["standard"])] == points  # no point
-    kept = {p.checkpoint for p in svc.points.list_points(None, N["standard"])} - {None}
+    assert [p.id for p in svc.point_listing.list_points(None, N["standard"])] == points  # no point
+    kept = {p.checkpoint for p in svc.point_listing.list_points(None, N["standard"])} - {None}
     assert_vm_clean(svc.settings.work_dir, N["standard"], kept, exact=False)
     assert dom.UUIDString() == uuid
     # a level it can give passes
@@ -368,7 +368,7 @@ def test_kill_inside_the_saved_state_pause_is_resumed_at_next_start(
     assert any("resumed" in line for line in log), log[-12:]
     _running_and_thawed(dom)
     set_test_hook(dom, None)  # only now: the guest was paused
-    kept = {p.checkpoint for p in svc.points.list_points(None, N["standard"])} - {None}
+    kept = {p.checkpoint for p in svc.point_listing.list_points(None, N["standard"])} - {None}
     assert_vm_clean(svc.settings.work_dir, N["standard"], kept, exact=False)
 
 

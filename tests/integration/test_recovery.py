@@ -89,7 +89,7 @@ def _phases(log: list[str]) -> list[str]:
 
 
 def _backup_job(svc: Services, vm: str) -> Job | None:
-    uuid = svc.points.find_vm(vm).uuid
+    uuid = svc.point_listing.find_vm(vm).uuid
     jobs = svc.jobs.list_jobs(job_type=JobType.BACKUP, vm_uuid=uuid)
     return next((j for j in jobs if j.state.active), None)
 
@@ -134,7 +134,7 @@ def _recover_and_check(svc: Services, vm: str, job: Job, expect: list[str]) -> J
         )
     assert svc.recovery.recover() == []  # idempotent
 
-    checkpoints = {p.checkpoint for p in svc.points.list_points(None, vm)} - {None}
+    checkpoints = {p.checkpoint for p in svc.point_listing.list_points(None, vm)} - {None}
     assert_vm_clean(svc.settings.work_dir, vm, checkpoints, exact=False)  # none stray
     vault = svc.settings.home / "vaults" / "main"
     indexes = set(os.listdir(vault / "indexes"))
@@ -200,7 +200,7 @@ def test_restart_at_a_phase(
     """Killed with the guest frozen (agent) or paused (no agent) around backupBegin, or with
     the indexes written and no manifest yet."""
     vm = N[variant]
-    had_point = bool(svc.points.list_points(None, vm))
+    had_point = bool(svc.point_listing.list_points(None, vm))
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLD_AT_PHASE, vm, phase],
         env=_env(home),
@@ -301,9 +301,9 @@ def test_a_replace_killed_in_its_switch_is_rolled_back(
     place and the old ones set aside: recovery puts the images back, defines the VM again
     as it was, and starts it; no staged or set-aside file is left."""
     vm = N["standard"]
-    if not svc.points.list_points(None, vm):
+    if not svc.point_listing.list_points(None, vm):
         _next_backup_works(svc, vm, incremental=False)
-    point = svc.points.list_points(None, vm)[0]
+    point = svc.point_listing.list_points(None, vm)[0]
     conn = libvirt.open(URI)
     try:
         dom = _dom(conn, vm)

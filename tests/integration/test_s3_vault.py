@@ -206,8 +206,8 @@ def test_rgw_killed_during_a_backup_fails_it_cleanly_and_the_next_backup_works(
     s3svc: Services, rgw: Any
 ) -> None:
     vm = N["writer"]
-    before = [p.id for p in s3svc.points.list_points("main", vm)]
-    last = s3svc.points.get(before[0])
+    before = [p.id for p in s3svc.point_listing.list_points("main", vm)]
+    last = s3svc.point_listing.get(before[0])
     killed = _kill_rgw_at(s3svc, rgw, JobType.BACKUP, "writing")
     try:
         outcome = s3svc.backups.backup("main", [vm])[0]
@@ -218,7 +218,7 @@ def test_rgw_killed_during_a_backup_fails_it_cleanly_and_the_next_backup_works(
     job, log = s3svc.jobs.show(outcome.job.id)
     assert job.state is JobState.FAILED, log
     assert job.error_code == "STORAGE_UNREACHABLE", (job.error_code, log)
-    assert [p.id for p in s3svc.points.list_points("main", vm)] == before  # no half point
+    assert [p.id for p in s3svc.point_listing.list_points("main", vm)] == before  # no half point
     assert_vm_clean(s3svc.settings.work_dir, vm, {last.checkpoint} - {None})
 
     again = s3svc.backups.backup("main", [vm])[0]
@@ -278,7 +278,7 @@ def test_a_chunk_lost_or_corrupted_in_the_s3_vault_is_healed_from_a_local_copy(
     s3svc.vaults.create("local", "local", None)
     copies = s3svc.copies.copy("main", "local", [vm])
     assert all(c.job.state is JobState.COMPLETED for c in copies), copies
-    newest = s3svc.points.list_points("main", vm)[0]
+    newest = s3svc.point_listing.list_points("main", vm)[0]
     lost = _a_chunk_of(s3svc, "main", newest.id)
     backend = s3svc.vaults.backend(s3svc.vaults.resolve("main"))
     backend.delete(lost)
@@ -323,7 +323,7 @@ def test_rgw_killed_during_a_copy_leaves_no_point_and_the_rerun_completes(
     job, log = s3svc.jobs.show(outcomes[0].job.id)
     assert job.state is JobState.FAILED, log
     assert job.error_code == "STORAGE_UNREACHABLE", (job.error_code, log)
-    held = [p.id for p in s3svc.points.list_points("far", vm)]
+    held = [p.id for p in s3svc.point_listing.list_points("far", vm)]
     assert held == [], held  # no half point
 
     rerun = s3svc.copies.copy("local", "far", [vm])

@@ -82,7 +82,7 @@ def test_every_4h_policy_over_a_simulated_day(lab: dict, home: Path) -> None:
     assert ran == 7 and len(prunes) == 6
     assert all(p.state is JobState.COMPLETED for p in prunes)
     # retention daily=2: the newest point of each of the two days
-    points = svc.points.list_points(None, vm)
+    points = svc.point_listing.list_points(None, vm)
     assert [p.job_id for p in points] == [backups[5].id, backups[4].id]  # 00:00 and 20:00
     assert [d.incremental for p in points for d in p.disks if not d.excluded] == [True] * (
         2 * len([d for d in points[0].disks if not d.excluded])

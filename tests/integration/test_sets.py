@@ -79,7 +79,7 @@ def _checkpoints() -> dict[str, set[str]]:
 
 
 def _points(svc: Services) -> set[str]:
-    return {p.id for vm in SET for p in svc.points.list_points(None, vm)}
+    return {p.id for vm in SET for p in svc.point_listing.list_points(None, vm)}
 
 
 def _assert_undone(svc: Services, before_points: set[str], before_cps: dict[str, set[str]]) -> None:
@@ -126,7 +126,7 @@ def test_a_set_of_three_vms_has_one_set_id_one_instant_and_a_window(svc: Service
 
 def test_a_vm_failing_phase_1_leaves_no_point_for_any_vm(svc: Services) -> None:
     before_points, before_cps = _points(svc), _checkpoints()
-    failing = svc.points.find_vm(N["app-hook"])
+    failing = svc.point_listing.find_vm(N["app-hook"])
     # another vmvault process holds app-hook's lock: its point in time cannot be taken,
     # while the other two are frozen waiting for it
     run = RunDir.of(svc.settings.work_dir, failing.uuid)

@@ -52,6 +52,7 @@ from vmvault.services.backup.set_gate import SetGate
 from vmvault.services.backup_sets import BackupSetService, SetOutcome
 from vmvault.services.context import ServiceContext
 from vmvault.services.jobs import JobQueries
+from vmvault.services.point_listing import PointListing
 from vmvault.services.points import PointService
 from vmvault.services.recovery import RecoveryService
 
@@ -347,7 +348,7 @@ def test_points_list_shows_a_set_and_lists_it_alone(
     out = world.run(sets)
     assert out.result is not None
     ctx = ServiceContext(world.uow, sets.runner, world.vaults(), now, 1, OwnNode(URI))
-    fake = SimpleNamespace(points=PointService(ctx), backup_sets=sets)
+    fake = SimpleNamespace(point_listing=PointListing(ctx), backup_sets=sets)
     monkeypatch.setattr(cli_points, "services", lambda: fake)
     runner = CliRunner()
 

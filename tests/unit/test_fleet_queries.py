@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, update
 
 from tests.api_tokens import authenticate, bearer
 from tests.conftest import CliRunner
@@ -38,9 +38,11 @@ from tests.unit.fleet_world import (
 from vmvault.api.app import create_app
 from vmvault.bootstrap import Services
 from vmvault.domain.job import JobState, JobType
+from vmvault.domain.metrics import Histogram, histogram, histogram_of
 from vmvault.domain.recovery_point import Consistency, PointCopy, RecoveryPoint
 from vmvault.domain.retention import Retention
 from vmvault.domain.soft_delete import Deletion
+from vmvault.persistence import tables as t
 from vmvault.persistence.points import SqlPoints
 from vmvault.services import holdings
 from vmvault.services.scheduler import SchedulerService
@@ -87,6 +89,9 @@ def point_rows() -> Iterator[list[int]]:
 
 #: The page of points ``measured`` reads: fewer than the small fleet holds.
 POINTS_PAGE = 10
+#: (frozen, paused) windows in ms given to points in turn: none, on a bound (10, 25, 50 ms,
+#: 1 s, 60 s), just past one, past the last.
+WINDOWS = ((0, 0), (10, 0), (11, 0), (25, 0), (0, 1000), (0, 1001), (50, 60_000), (0, 60_001))
 
 
 def measured(services: Services, client: TestClient) -> tuple[dict[str, int], dict[str, int]]:
@@ -97,7 +102,7 @@ def measured(services: Services, client: TestClient) -> tuple[dict[str, int], di
         "vm list": lambda: services.inventory.list_vms(VAULT, limit=1000),
         "protection list": lambda: services.protection.items(VAULT, limit=1000),
         "dashboard": lambda: services.dashboard.summary(VAULT),
-        "points list": lambda: services.points.page(VAULT, None, POINTS_PAGE),
+        "points list": lambda: services.point_listing.page(VAULT, None, POINTS_PAGE),
         "policy list": lambda: services.policies.list_policies(VAULT, 1000),
         "host list": lambda: services.vaults.hosts_page(None, 1000),
         "GET /vms": lambda: client.get("/api/v1/vms", params=pages).raise_for_status(),
@@ -110,6 +115,7 @@ def measured(services: Services, client: TestClient) -> tuple[dict[str, int], di
         ).raise_for_status(),
         "GET /policies": lambda: client.get("/api/v1/policies", params=pages).raise_for_status(),
         "GET /hosts": lambda: client.get("/api/v1/hosts", params=pages).raise_for_status(),
+        "GET /metrics": lambda: client.get("/metrics").raise_for_status(),
     }
     sent, read = {}, {}
     for name, call in calls.items():
@@ -135,8 +141,8 @@ def fire(services: Services, clock: Clock, at: Any, protected: int) -> int:
 
 def test_queries_do_not_grow_with_the_fleet(tmp_path: Path, catalog_url: str) -> None:
     """10 then 200 VMs, each protected one with 4 points: the same statements, and no point
-    read whole but a listing's page (the dashboard and the protection list count them in
-    the database)."""
+    read whole but a listing's page (the dashboard, the protection list and a ``/metrics``
+    scrape count them in the database)."""
     clock = Clock(MADE_AT)
     services = fleet_services(tmp_path / "home", catalog_url, clock)
     client = TestClient(create_app(services, authenticate=authenticate), headers=bearer())
@@ -165,12 +171,20 @@ def test_queries_do_not_grow_with_the_fleet(tmp_path: Path, catalog_url: str) ->
         services.close()
 
 
+def assert_same(tallied: Histogram, windows_ms: list[int]) -> None:
+    """``tallied`` is the histogram of the windows (ms; 0: none) read whole."""
+    whole = histogram(ms / 1000 for ms in windows_ms if ms > 0)
+    assert (tallied.buckets, tallied.count) == (whole.buckets, whole.count)
+    assert tallied.total == pytest.approx(whole.total)
+
+
 def test_what_a_vault_holds_is_counted_as_the_points_read_whole(
     tmp_path: Path, catalog_url: str
 ) -> None:
-    """The database's aggregates (persistence/held.py: SQLite's and PostgreSQL's JSON) give
-    what the points read whole give, with copies in a second vault, points soft-deleted in
-    either vault and disks left out."""
+    """The database's aggregates (persistence/held.py: sums of the points' byte columns,
+    tallies of their windows) give what the points read whole give, with copies in a second
+    vault, points soft-deleted in either vault, disks left out, and frozen and paused windows
+    on the histogram's bounds; and ``/metrics`` shows them."""
     clock = Clock(MADE_AT)
     services = fleet_services(tmp_path / "home", catalog_url, clock)
     try:
@@ -185,6 +199,15 @@ def test_what_a_vault_holds_is_counted_as_the_points_read_whole(
             for p in made[1::7]:  # soft-deleted in their own vault (some copied: held in far)
                 uow.points.set_deleted(
                     p.id, replace(gone, purge_after=gone.purge_after - timedelta(days=1))
+                )
+            p = t.recovery_points.c
+            for i, point in enumerate(made):  # windows on, around and past the bounds
+                frozen, paused = WINDOWS[i % len(WINDOWS)]
+                where = p.id == point.id
+                uow.conn.execute(
+                    update(t.recovery_points)
+                    .where(where)
+                    .values(frozen_ms=frozen, paused_ms=paused)
                 )
             uow.commit()
         start = MADE_AT.replace(hour=0) - timedelta(days=13)
@@ -224,8 +247,22 @@ def test_what_a_vault_holds_is_counted_as_the_points_read_whole(
                 ]
                 assert uow.held.new_bytes_by_day(vault, start, 14) == by_day
             assert sum(by_day) == 0  # far's own points: none
+            for vaults in ([VAULT], ["far"], [VAULT, "far"], []):
+                held = {p.id: p for v in vaults for p in holdings.held_in(uow, v)}.values()
+                frozen, paused = uow.held.windows(vaults)
+                assert_same(histogram_of(frozen), [p.frozen_ms for p in held])
+                assert_same(histogram_of(paused), [p.paused_ms for p in held])
+            assert frozen.count == 0 and paused.count == 0  # no vault: nothing held
             page = uow.points.held(VAULT, limit=4, offset=3)
             assert [p.id for p in page] == [p.id for p in holdings.held_in(uow, VAULT)[3:7]]
+            whole_of = {v: holdings.held_in(uow, v) for v in (VAULT, "far")}
+            every = {p.id: p for points in whole_of.values() for p in points}.values()
+        snapshot = services.metrics.snapshot()
+        assert {f.vault: (f.points, f.logical_bytes) for f in snapshot.vaults} == {
+            v: (len(points), sum(p.bytes_logical for p in points)) for v, points in whole_of.items()
+        }
+        assert_same(snapshot.frozen, [p.frozen_ms for p in every])
+        assert_same(snapshot.paused, [p.paused_ms for p in every])
     finally:
         services.close()
 
@@ -253,7 +290,7 @@ def test_lists_are_paged(tmp_path: Path, home: Path, cli: CliRunner, catalog_url
 
         # points, policies and hosts: the same pages (12 protected VMs, 3 points each)
         add_points(services, per_vm=3)
-        newest = [p.id for p in services.points.list_points(VAULT, None)]
+        newest = [p.id for p in services.point_listing.list_points(VAULT, None)]
         assert len(newest) == 36
         r = client.get("/api/v1/points", params={"limit": 10, "offset": 30})
         assert r.headers["X-Total-Count"] == "36"

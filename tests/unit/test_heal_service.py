@@ -34,6 +34,7 @@ from vmvault.domain.recovery_point import (
 )
 from vmvault.services.context import ServiceContext
 from vmvault.services.jobs import JobRunner
+from vmvault.services.point_listing import PointListing
 from vmvault.services.points import PointService
 from vmvault.services.vaults import VaultService
 
@@ -57,8 +58,12 @@ class World:
             uow.copies.add(PointCopy(POINT, "offsite", now()))
             uow.commit()
 
+    @property
+    def listing(self) -> PointListing:
+        return self.svc.reads
+
     def point(self) -> RecoveryPoint:
-        return self.svc.get(POINT)
+        return self.listing.get(POINT)
 
     def log(self, job: Job) -> list[str]:
         with self.uow() as uow:
@@ -259,15 +264,15 @@ def test_the_damage_shown_is_the_listed_vaults(world: World) -> None:
     with world.uow() as uow:
         uow.copies.set_damaged(POINT, "offsite", [DamagedDisk("vda", ((0, CS),))])
         uow.commit()
-    held = world.svc.holders([POINT])[POINT]
+    held = world.listing.holders([POINT])[POINT]
     assert held.vaults == ["main", "offsite"]
     assert held.damaged == {"offsite": (DamagedDisk("vda", ((0, CS),)),)}
-    listed, points = world.svc.listing("offsite", None)
+    listed, points = world.listing.listing("offsite", None)
     assert listed == "offsite" and [p.id for p in points] == [POINT]
     assert world.point().damaged is None  # the own vault's mark is not the copy's
     doc = point_doc(world.point(), held)
     assert doc["damaged"] == {"offsite": [{"disk": "vda", "ranges": [[0, CS]]}]}
-    assert point_doc(world.point(), world.svc.holders([POINT])[POINT])["vaults"] == [
+    assert point_doc(world.point(), world.listing.holders([POINT])[POINT])["vaults"] == [
         "main",
         "offsite",
     ]
@@ -282,7 +287,9 @@ def test_points_list_marks_damaged_in_the_listed_vault_only(
     with world.uow() as uow:
         uow.copies.set_damaged(POINT, "offsite", [DamagedDisk("vda", ((0, CS),))])
         uow.commit()
-    monkeypatch.setattr(cli_points, "services", lambda: SimpleNamespace(points=world.svc))
+    monkeypatch.setattr(
+        cli_points, "services", lambda: SimpleNamespace(point_listing=world.listing)
+    )
     runner = CliRunner()
 
     def run(*args: str) -> str:

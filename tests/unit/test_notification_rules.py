@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.job import Job, JobState, JobType
-from vmvault.domain.metrics import WINDOW_BUCKETS, histogram
+from vmvault.domain.metrics import (
+    WINDOW_BUCKETS,
+    WINDOW_BUCKETS_MS,
+    WindowTally,
+    histogram,
+    histogram_of,
+)
 from vmvault.domain.notification import (
     MAX_ATTEMPTS,
     SUBSCRIBABLE,
@@ -215,3 +221,18 @@ def test_histogram_is_cumulative_and_counts_every_value(values: list[float]) -> 
     for bound, n in h.buckets:
         assert n == sum(1 for v in values if v <= bound)
     assert h.total == pytest.approx(sum(values))
+
+
+near_bounds = st.sampled_from([b + d for b in WINDOW_BUCKETS_MS for d in (-1, 0, 1)])
+
+
+@given(st.lists(st.one_of(near_bounds, st.integers(0, 100_000)), max_size=50))
+def test_a_tally_in_milliseconds_is_the_histogram_of_the_windows(windows_ms: list[int]) -> None:
+    """What the database tallies (persistence/held.py: windows in ms against the bounds in
+    ms, ``ms <= bound``) is the histogram of the same windows in seconds."""
+    some = [ms for ms in windows_ms if ms > 0]
+    at_most = tuple(sum(1 for ms in some if ms <= bound) for bound in WINDOW_BUCKETS_MS)
+    tallied = histogram_of(WindowTally(at_most, len(some), sum(some)))
+    whole = histogram(ms / 1000 for ms in some)
+    assert (tallied.buckets, tallied.count) == (whole.buckets, whole.count)
+    assert tallied.total == pytest.approx(whole.total)

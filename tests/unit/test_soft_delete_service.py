@@ -36,6 +36,7 @@ from vmvault.services.context import ServiceContext
 from vmvault.services.copies import CopyService
 from vmvault.services.dashboard import DashboardService
 from vmvault.services.jobs import JobRunner
+from vmvault.services.point_listing import PointListing
 from vmvault.services.points import PointService
 from vmvault.services.protection import ProtectionService
 from vmvault.services.soft_delete import PURGED, SoftDeleteService
@@ -69,6 +70,9 @@ class World:
     def points(self) -> PointService:
         return PointService(self.ctx)
 
+    def listing(self) -> PointListing:
+        return PointListing(self.ctx)
+
     def soft(self) -> SoftDeleteService:
         return SoftDeleteService(self.ctx)
 
@@ -90,7 +94,7 @@ class World:
         return {p.name for p in (self.tmp / vault / "chunks").rglob("*") if p.is_file()}
 
     def listed(self, vault: str) -> list[str]:
-        return [p.id for p in self.points().list_points(vault, None)]
+        return [p.id for p in self.listing().list_points(vault, None)]
 
     def deleted(self, vault: str) -> list[str]:
         return [g.point.id for g in self.soft().deleted(vault)[1]]
@@ -233,7 +237,7 @@ def test_holdings_are_per_vault(world: World) -> None:
         with pytest.raises(PointSoftDeleted):
             holdings.vault_holding(u, point, "A")
     assert world.listed("B") == ["p1"] and world.deleted("A") == ["p1"]
-    assert [p.id for p in world.points().list_points(None, "web")] == ["p1"]  # held in B
+    assert [p.id for p in world.listing().list_points(None, "web")] == ["p1"]  # held in B
     with pytest.raises(PointNotSoftDeleted):
         world.soft().undelete("p1", "B")
     world.vaults.create("C", "local", str(world.tmp / "C"), chunk_size=CS)

@@ -65,13 +65,13 @@ def points_list(
             docs, total = remote.page("/points", set=set_id, limit=limit, offset=offset)
         else:
             points, total = page_of(services().backup_sets.points(set_id), limit, offset)
-            docs = _docs(points, services().points.where_held(points))
+            docs = _docs(points, services().point_listing.where_held(points))
     elif remote.active():
         docs, total = remote.page("/points", vault=vault, vm=vm, limit=limit, offset=offset)
         # the vault listed, as the server resolves it (none: a VM's points in every vault)
         listed = vault or (None if vm is not None else remote.get("/dashboard")["vault"])
     else:
-        found = services().points.page(vault, vm, limit, offset)
+        found = services().point_listing.page(vault, vm, limit, offset)
         listed, total = found.vault, found.total
         docs = _docs(found.points, found.held)
     if json_:
@@ -209,7 +209,7 @@ def points_lock(
         doc = remote.post(f"/points/{remote.part(point_id)}/lock", body)
     else:
         p, held = services().immutability.lock_point(point_id, until)
-        doc = documents.locked_point_doc(p, services().points.holders([p.id])[p.id], held)
+        doc = documents.locked_point_doc(p, services().point_listing.holders([p.id])[p.id], held)
     if json_:
         emit_json(doc)
         return
@@ -231,8 +231,8 @@ def points_show(point_id: str, json_: JsonOpt = False) -> None:
     if remote.active():
         doc = remote.get(f"/points/{quote(point_id, safe='')}")
     else:
-        p = services().points.get(point_id)
-        doc = point_doc(p, services().points.holders([p.id])[p.id])
+        p = services().point_listing.get(point_id)
+        doc = point_doc(p, services().point_listing.holders([p.id])[p.id])
     if json_:
         emit_json(doc)
         return

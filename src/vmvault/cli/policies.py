@@ -429,7 +429,7 @@ def _pin(point_id: str, protected: bool, json_: bool) -> None:
         doc = remote.post(f"/points/{remote.part(point_id)}/protect", {"protected": protected})
     else:
         p = services().protection.pin(point_id, protected)
-        doc = point_doc(p, services().points.holders([p.id]).get(p.id))
+        doc = point_doc(p, services().point_listing.holders([p.id]).get(p.id))
     if json_:
         emit_json(doc)
     else:

@@ -11,6 +11,10 @@ from datetime import datetime
 #: Upper bounds (seconds) of the frozen / paused window histogram's buckets: a freeze is
 #: expected to take well under a second, a pause (saved-state point) a few seconds.
 WINDOW_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: The same bounds in milliseconds, the unit points record their windows in: a window of
+#: ``ms`` milliseconds is at most bound ``b`` seconds exactly when ``ms`` is at most
+#: ``round(b * 1000)`` (every bound is a whole number of milliseconds).
+WINDOW_BUCKETS_MS = tuple(round(b * 1000) for b in WINDOW_BUCKETS)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,23 @@ def histogram(values: Iterable[float], bounds: tuple[float, ...] = WINDOW_BUCKET
             i += 1
         buckets.append((bound, i))
     return Histogram(buckets, len(seen), float(sum(seen)))
+
+
+@dataclass(frozen=True)
+class WindowTally:
+    """Windows in milliseconds, tallied by the database for a histogram: per bound of
+    :data:`WINDOW_BUCKETS_MS`, how many are at most that long; how many in all; their sum."""
+
+    at_most: tuple[int, ...]
+    count: int
+    total_ms: int
+
+
+def histogram_of(tally: WindowTally) -> Histogram:
+    """The cumulative histogram (seconds) of the windows ``tally`` counted: what
+    :func:`histogram` gives for the same windows in seconds."""
+    buckets = [*zip(WINDOW_BUCKETS, tally.at_most, strict=True), (math.inf, tally.count)]
+    return Histogram(buckets, tally.count, tally.total_ms / 1000)
 
 
 @dataclass

@@ -1,13 +1,15 @@
-"""What a vault holds, read in aggregate: counts, byte sums and each VM's newest point, computed
-by the database, so that the dashboard and the protection list never load a fleet's points.
+"""What a vault holds, read in aggregate: counts, byte sums, each VM's newest point and the
+points' frozen and paused windows, computed by the database, so that the dashboard, the
+protection list and ``/metrics`` never load a fleet's points.
 
 A vault *holds* a point (services/holdings.py) when it is the point's own vault and the point
 is not soft-deleted there, or when it has a copy of it (``point_copies``) not soft-deleted
 there: :func:`held_by`, one ``WHERE`` on ``recovery_points`` (a point is never both, so no
-point counts twice).  A point's logical bytes (its disks' sizes, excluded disks left out) and
-new bytes live in its ``disks`` JSON: they are summed by the engine's JSON table function
-(SQLite's ``json_each``, PostgreSQL's ``json_array_elements``) in a subquery per point, so
-what comes back is a few rows whatever the number of points.
+point counts twice).  A point's logical bytes and new bytes are columns of its row
+(``bytes_logical``, ``bytes_new``, migration 0018), written with the point from the domain's
+values (``RecoveryPoint.bytes_logical``: its disks' sizes, excluded disks left out;
+``RecoveryPoint.bytes_new``): the sums here add columns, with no second copy of that rule,
+and what comes back is a few rows whatever the number of points.
 """
 
 from __future__ import annotations
@@ -19,53 +21,33 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
+    case,
     exists,
     func,
-    literal_column,
     or_,
     select,
 )
 
+from vmvault.domain.metrics import WINDOW_BUCKETS_MS, WindowTally
 from vmvault.domain.recovery_point import BinnedTotals, HeldTotals
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import per_day, req, utc
 
-#: Per dialect: a point's logical bytes and new bytes, from its ``disks`` JSON (a correlated
-#: subquery over the row of ``recovery_points`` being read).
-_DISK_SUMS = {
-    "sqlite": (
-        "(SELECT coalesce(sum(CASE WHEN json_extract(d.value, '$.excluded') THEN 0"
-        " ELSE json_extract(d.value, '$.size') END), 0)"
-        " FROM json_each(recovery_points.disks) AS d)",
-        "(SELECT coalesce(sum(coalesce(json_extract(d.value, '$.bytes_new'), 0)), 0)"
-        " FROM json_each(recovery_points.disks) AS d)",
-    ),
-    "postgresql": (
-        "(SELECT coalesce(sum(CASE WHEN coalesce((d.value->>'excluded')::boolean, false)"
-        " THEN 0 ELSE (d.value->>'size')::bigint END), 0)"
-        " FROM json_array_elements(recovery_points.disks) AS d(value))",
-        "(SELECT coalesce(sum(coalesce((d.value->>'bytes_new')::bigint, 0)), 0)"
-        " FROM json_array_elements(recovery_points.disks) AS d(value))",
-    ),
-}
 
-
-def held_by(vault: str, *, deleted: bool = False) -> ColumnElement[bool]:
-    """The ``WHERE`` of the points ``vault`` holds (``deleted``: those soft-deleted in it)."""
+def held_by(vault: str | Sequence[str], *, deleted: bool = False) -> ColumnElement[bool]:
+    """The ``WHERE`` of the points ``vault`` holds (``deleted``: those soft-deleted in it);
+    of several vaults, the points any of them holds (each once)."""
     p, c = t.recovery_points.c, t.point_copies.c
+    names = [vault] if isinstance(vault, str) else list(vault)
     own = p.deleted_at.is_not(None) if deleted else p.deleted_at.is_(None)
     copy = c.deleted_at.is_not(None) if deleted else c.deleted_at.is_(None)
-    copied = exists().where(c.point_id == p.id, c.vault == vault, copy)
-    return or_(and_(p.vault == vault, own), copied)
+    copied = exists().where(c.point_id == p.id, c.vault.in_(names), copy)
+    return or_(and_(p.vault.in_(names), own), copied)
 
 
 class SqlHeld:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-
-    def _bytes(self) -> tuple[ColumnElement[int], ColumnElement[int]]:
-        logical, new = _DISK_SUMS[self.conn.dialect.name]
-        return literal_column(logical), literal_column(new)
 
     def by_vm(
         self, vault: str, vm_uuids: Sequence[str] | None = None
@@ -82,8 +64,7 @@ class SqlHeld:
     def totals(self, vault: str) -> HeldTotals:
         """The points ``vault`` holds: how many, their logical bytes, how many per level."""
         p = t.recovery_points.c
-        logical, _ = self._bytes()
-        q = select(p.consistency, func.count(), func.sum(logical)).where(held_by(vault))
+        q = select(p.consistency, func.count(), func.sum(p.bytes_logical)).where(held_by(vault))
         totals = HeldTotals()
         for level, n, size in self.conn.execute(q.group_by(p.consistency)):
             totals.points += int(n)
@@ -95,13 +76,8 @@ class SqlHeld:
         """The bytes that ``vault``'s own points (held there) added on each of ``days`` days
         from ``start`` (a UTC midnight): one row of ``days`` sums."""
         p = t.recovery_points.c
-        _, new = self._bytes()
-        rows = (
-            select(p.created_at, new.label("new"))
-            .where(p.vault == vault, p.deleted_at.is_(None), p.created_at >= start)
-            .subquery()
-        )
-        q = select(*per_day(rows.c.created_at, start, days, rows.c.new))  # each JSON read once
+        own = (p.vault == vault, p.deleted_at.is_(None), p.created_at >= start)
+        q = select(*per_day(p.created_at, start, days, p.bytes_new)).where(*own)
         row = self.conn.execute(q).one()
         return [int(v) for v in row]
 
@@ -109,7 +85,7 @@ class SqlHeld:
         """The points soft-deleted in ``vault`` (own and copies): how many, their logical
         bytes, the earliest purge due."""
         p, c = t.recovery_points.c, t.point_copies.c
-        logical, _ = self._bytes()
+        logical = p.bytes_logical
         own = select(func.count(), func.sum(logical), func.min(p.purge_after)).where(
             p.vault == vault, p.deleted_at.is_not(None)
         )
@@ -127,3 +103,26 @@ class SqlHeld:
             if due is not None and (totals.next_purge_at is None or due < totals.next_purge_at):
                 totals.next_purge_at = due
         return totals
+
+    def windows(self, vaults: Sequence[str]) -> tuple[WindowTally, WindowTally]:
+        """The frozen and the paused windows of the points any of ``vaults`` holds (a point
+        held in two vaults counts once; points with no such window not at all), tallied
+        for the histogram of ``/metrics``: one row, whatever the number of points."""
+        p = t.recovery_points.c
+        columns: list[ColumnElement[int]] = []
+        for ms in (p.frozen_ms, p.paused_ms):
+            some = ms > 0
+            columns += [_count(and_(some, ms <= bound)) for bound in WINDOW_BUCKETS_MS]
+            columns += [_count(some), func.coalesce(func.sum(case((some, ms), else_=0)), 0)]
+        row = [int(v) for v in self.conn.execute(select(*columns).where(held_by(vaults))).one()]
+        n = len(WINDOW_BUCKETS_MS)
+        frozen, paused = row[: n + 2], row[n + 2 :]
+        return (
+            WindowTally(tuple(frozen[:n]), frozen[n], frozen[n + 1]),
+            WindowTally(tuple(paused[:n]), paused[n], paused[n + 1]),
+        )
+
+
+def _count(where: ColumnElement[bool]) -> ColumnElement[int]:
+    """How many rows match ``where`` (0 when none does), as one column of an aggregate."""
+    return func.coalesce(func.sum(case((where, 1), else_=0)), 0)

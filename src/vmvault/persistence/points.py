@@ -196,6 +196,8 @@ def _values(point: RecoveryPoint) -> dict[str, Any]:
         set_id=point.set_id,
         job_id=point.job_id,
         disks=[asdict(d) for d in point.disks],
+        bytes_logical=point.bytes_logical,  # the domain's sums, for held.py's aggregates
+        bytes_new=point.bytes_new,
         warnings=list(point.warnings),
         keep_until=point.keep_until,
         protected=point.protected,

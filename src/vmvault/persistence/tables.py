@@ -186,6 +186,10 @@ recovery_points = Table(
     Column("purge_after", DateTime(timezone=True)),
     #: not deleted before then in an immutable vault (docs/immutability.md)
     Column("retain_until", DateTime(timezone=True)),
+    #: ``RecoveryPoint.bytes_logical`` and ``.bytes_new``, written with the point (0018): what
+    #: the dashboard and /metrics sum (persistence/held.py), never the ``disks`` JSON
+    Column("bytes_logical", BigInteger, nullable=False, server_default="0"),
+    Column("bytes_new", BigInteger, nullable=False, server_default="0"),
 )
 
 #: Copies of recovery points in vaults other than the one they were taken into

@@ -1,8 +1,11 @@
 """The figures ``/metrics`` exposes (docs/metrics.md), read from the catalog at each scrape.
 
 Bounded by design: jobs are counted by the database (``uow.stats``), never loaded; per VM
-only its newest ended backup job and its newest good one's end are read; points are those
-the vaults hold now (bounded by retention).  The one figure that reads the vault's storage —
+only its newest ended backup job and its newest good one's end are read; the points the
+vaults hold now are counted and summed by the database too (``uow.held``: per vault its
+points and their logical bytes, a copy counting in each vault that holds it; the frozen and
+paused windows tallied over every point held, each once): no point is read, and a scrape
+sends the same statements whatever the number of VMs and points.  The one figure that reads the vault's storage —
 the bytes its chunk files take — is kept :data:`STORED_BYTES_TTL` seconds, so a scrape every
 15 s does not walk a large vault every 15 s.  Protected VMs' health is the dashboard's
 attention rule (services/dashboard.py), not a second one.
@@ -14,9 +17,8 @@ import logging
 import time
 
 from vmvault.domain.errors import VmvaultError
-from vmvault.domain.metrics import MetricsSnapshot, VaultFigures, histogram
+from vmvault.domain.metrics import MetricsSnapshot, VaultFigures, histogram_of
 from vmvault.domain.vault import Vault
-from vmvault.services import holdings
 from vmvault.services.context import Service, ServiceContext
 from vmvault.services.dashboard import ATTENTION_REASONS, DashboardService
 
@@ -37,21 +39,21 @@ class MetricsService(Service):
             jobs = uow.stats.job_counts()
             last = uow.stats.last_backups()
             vaults = uow.vaults.all()
-            held = {v.name: holdings.held_in(uow, v.name) for v in vaults}
-        own = {p.id: p for points in held.values() for p in points}  # a copy counts once
+            held = {v.name: uow.held.totals(v.name) for v in vaults}
+            frozen, paused = uow.held.windows([v.name for v in vaults])  # a copy counts once
         figures = []
         for vault in vaults:
             protected, attention = self.dashboard.attention(vault.name)
             health = {"ok": protected - len(attention)} | dict.fromkeys(ATTENTION_REASONS, 0)
             for a in attention:
                 health[a.reason] = health.get(a.reason, 0) + 1
-            points = held[vault.name]
+            totals = held[vault.name]
             figures.append(
                 VaultFigures(
                     vault=vault.name,
                     stored_bytes=self._stored_bytes(vault),
-                    logical_bytes=sum(p.bytes_logical for p in points),
-                    points=len(points),
+                    logical_bytes=totals.logical_bytes,
+                    points=totals.points,
                     health=health,
                 )
             )
@@ -60,8 +62,8 @@ class MetricsService(Service):
             jobs=jobs,
             last_backups=last,
             vaults=figures,
-            frozen=histogram(p.frozen_ms / 1000 for p in own.values() if p.frozen_ms > 0),
-            paused=histogram(p.paused_ms / 1000 for p in own.values() if p.paused_ms > 0),
+            frozen=histogram_of(frozen),
+            paused=histogram_of(paused),
         )
 
     def _stored_bytes(self, vault: Vault) -> int | None:

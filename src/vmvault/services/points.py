@@ -1,4 +1,5 @@
-"""Recovery points: listing, restoring disks, verifying, and reclaiming space (GC).
+"""Operations on recovery points: restoring disks, deleting, verifying, and reclaiming space
+(GC).  Listing them is :mod:`vmvault.services.point_listing`'s.
 
 **Cancel.**  A ``--disks-only`` restore (phase ``writing``, which journals the images it
 writes; a ``written`` step per finished image, for start-up recovery: see
@@ -33,18 +34,17 @@ from vmvault.domain.errors import (
     RestoreTargetExists,
     VerifyFailed,
 )
-from vmvault.domain.inputs import DEFAULT_PAGE, check_page, page_of, quoted
+from vmvault.domain.inputs import quoted
 from vmvault.domain.job import JobType
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
 from vmvault.domain.vault import Vault
-from vmvault.domain.vm import VmItem
 from vmvault.services import holdings, immutability, soft_delete
-from vmvault.services.context import Service
+from vmvault.services.context import Service, ServiceContext
 from vmvault.services.healing import Healing, ReadPlan, findings
 from vmvault.services.jobs import JobContext, JobOutcome
 from vmvault.services.paths import UserPath, check_writable, nearest_existing, user_path
+from vmvault.services.point_listing import PointListing
 from vmvault.services.restore import journal
-from vmvault.services.vm_refs import resolve_vm
 
 FORMATS = ("qcow2", "raw")
 
@@ -76,17 +76,6 @@ class VerifySummary:
 
 
 @dataclass
-class PointsPage:
-    """A page of ``points list``: the vault listed (None: a VM's points in every vault), the
-    points, how many match in all, and where each point of the page is held."""
-
-    vault: str | None
-    points: list[RecoveryPoint]
-    total: int
-    held: dict[str, holdings.Holding]
-
-
-@dataclass
 class VerifyScope:
     vault: Vault
     vm_uuid: str | None
@@ -95,73 +84,9 @@ class VerifyScope:
 
 
 class PointService(Service):
-    # --- queries -------------------------------------------------------------------------------
-
-    def find_vm(self, ref: str) -> VmItem:
-        with self.uow() as uow:
-            return resolve_vm(uow, ref)
-
-    def list_points(self, vault_name: str | None, vm_ref: str | None) -> list[RecoveryPoint]:
-        """The points the vault holds — taken into it or copied there — newest first; for a
-        VM and no vault named, its points in every vault (``holders`` says which)."""
-        return self.listing(vault_name, vm_ref)[1]
-
-    def listing(
-        self, vault_name: str | None, vm_ref: str | None
-    ) -> tuple[str | None, list[RecoveryPoint]]:
-        """The vault listed (``vault_name`` resolved; None: a VM's points in every vault) and
-        the points, newest first."""
-        found = self.page(vault_name, vm_ref, limit=None)
-        return found.vault, found.points
-
-    def page(
-        self,
-        vault_name: str | None,
-        vm_ref: str | None,
-        limit: int | None = DEFAULT_PAGE,
-        offset: int = 0,
-    ) -> PointsPage:
-        """A page of :meth:`listing` (``limit`` after ``offset``; None: every point), how many
-        there are in all and where each point of the page is held — a vault's page read by
-        the database (three queries, whatever the number of points); a VM's points in every
-        vault (no vault named: bounded by its retention) read whole and cut."""
-        if limit is not None:
-            check_page(limit, offset)
-        if vault_name is None and vm_ref is not None:  # held normally in some vault
-            with self.uow() as uow:
-                every = uow.points.for_vm(resolve_vm(uow, vm_ref).uuid, deleted=None)
-                held = holdings.holdings_of(uow, every)
-            live = [p for p in every if held[p.id].vaults]
-            points, total = (live, len(live)) if limit is None else page_of(live, limit, offset)
-            return PointsPage(None, points, total, {p.id: held[p.id] for p in points})
-        vault = self.vaults.resolve(vault_name)
-        with self.uow() as uow:
-            vm = resolve_vm(uow, vm_ref).uuid if vm_ref is not None else None
-            points = uow.points.held(vault.name, vm, limit, offset)
-            total = uow.points.count_held(vault.name, vm) if limit is not None else len(points)
-            held = holdings.holdings_of(uow, points)
-        return PointsPage(vault.name, points, total, held)
-
-    def holders(self, point_ids: Sequence[str]) -> dict[str, holdings.Holding]:
-        """Where each point is held: every vault (its own first, then those holding a copy)
-        and the damage recorded in each (:func:`holdings.holding`)."""
-        out: dict[str, holdings.Holding] = {}
-        with self.uow() as uow:
-            for point_id in point_ids:
-                point = uow.points.get(point_id)
-                if point is not None:
-                    out[point_id] = holdings.holding(uow, point)
-        return out
-
-    def where_held(self, points: Sequence[RecoveryPoint]) -> dict[str, holdings.Holding]:
-        """:meth:`holders` of points already read (a page of a listing): one query for all
-        (:func:`holdings.holdings_of`)."""
-        with self.uow() as uow:
-            return holdings.holdings_of(uow, points)
-
-    def get(self, point_id: str) -> RecoveryPoint:
-        with self.uow() as uow:
-            return holdings.known(uow, point_id)
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx)
+        self.reads = PointListing(ctx)
 
     # --- restore (disks only) -------------------------------------------------------------------
 
@@ -202,8 +127,8 @@ class PointService(Service):
         if fmt not in FORMATS:
             raise InvalidInput("use qcow2 or raw", what=f"format {quoted(fmt)}")
         where = user_path(directory, "--dir")
-        vm = self.find_vm(vm_ref)
-        point = self.get(point_id)
+        vm = self.reads.find_vm(vm_ref)
+        point = self.reads.get(point_id)
         if point.vm_uuid != vm.uuid:
             raise InvalidInput(
                 f"it belongs to VM {point.vm_name} ({point.vm_uuid})", what=f"point {point_id}"
@@ -314,7 +239,7 @@ class PointService(Service):
         on (docs/soft-delete.md), deleted at once where it is off (manifest, indexes, then the
         catalog).  Copies first, the own vault last.  Refused up front: a point soft-deleted
         in the vault named (or everywhere), ``POINT_SOFT_DELETED``."""
-        point = self.get(point_id)
+        point = self.reads.get(point_id)
         with self.uow() as uow:
             names = holdings.holders(uow, point)
             if vault_name is not None or not names:  # not held normally: the refusal
@@ -366,13 +291,13 @@ class PointService(Service):
                 what="a verify of both a point and a VM",
             )
         if point_id is not None:
-            point = self.get(point_id)
+            point = self.reads.get(point_id)
             with self.uow() as uow:  # POINT_NOT_IN_VAULT when the vault holds no copy
                 holder = holdings.vault_holding(uow, point, vault_name)
             vault = self.vaults.resolve(holder)
             return VerifyScope(vault, point.vm_uuid, point.vm_name, [point.id])
         vault = self.vaults.resolve(vault_name)
-        vm = self.find_vm(vm_ref) if vm_ref is not None else None
+        vm = self.reads.find_vm(vm_ref) if vm_ref is not None else None
         with self.uow() as uow:
             ids = [p.id for p in holdings.held_in(uow, vault.name, vm.uuid if vm else None)]
         if vm is None:

@@ -33,8 +33,8 @@ def routes(services: Services) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["points"])
 
     def shown(point_id: str) -> dict[str, Any]:
-        p = services.points.get(point_id)
-        return documents.point_doc(p, services.points.holders([p.id]).get(p.id))
+        p = services.point_listing.get(point_id)
+        return documents.point_doc(p, services.point_listing.holders([p.id]).get(p.id))
 
     @router.get(
         "/points",
@@ -59,9 +59,9 @@ def routes(services: Services) -> APIRouter:
             if vault is not None or vm is not None:
                 raise InvalidInput("a set's points are listed whole: no vm, no vault", what="set")
             listed, total = page_of(services.backup_sets.points(set_id), limit, offset)
-            held = services.points.where_held(listed)
+            held = services.point_listing.where_held(listed)
         else:
-            found = services.points.page(vault, vm, limit, offset)
+            found = services.point_listing.page(vault, vm, limit, offset)
             listed, total, held = found.points, found.total, found.held
         set_total(response, total)
         return [documents.point_doc(p, held.get(p.id)) for p in listed]
@@ -126,7 +126,7 @@ def routes(services: Services) -> APIRouter:
         (``RETENTION_SHORTENED``); retention keeps it until then too (docs/immutability.md).
         ``objects_held``: how many of its objects the vault's storage holds now."""
         p, held = services.immutability.lock_point(point_id, body.keep_until)
-        return documents.locked_point_doc(p, services.points.holders([p.id]).get(p.id), held)
+        return documents.locked_point_doc(p, services.point_listing.holders([p.id]).get(p.id), held)
 
     @router.post(
         "/points/{point_id}/undelete",

@@ -13,7 +13,7 @@ from vmvault.domain.approval import ApprovalRequest, ApprovalSetting, RequestSta
 from vmvault.domain.audit import AuditEntry
 from vmvault.domain.immutability import ImmutableMode
 from vmvault.domain.job import Job, JobState, JobType, JournalStep
-from vmvault.domain.metrics import LastBackup
+from vmvault.domain.metrics import LastBackup, WindowTally
 from vmvault.domain.notification import Channel, Delivery, Event, Message, Outgoing, Target
 from vmvault.domain.policy import Policy
 from vmvault.domain.recovery_point import (
@@ -477,6 +477,10 @@ class HeldAggregates(Protocol):
 
     def binned(self, vault: str) -> BinnedTotals:
         """The points soft-deleted in the vault: how many, logical bytes, the next purge."""
+
+    def windows(self, vaults: Sequence[str]) -> tuple[WindowTally, WindowTally]:
+        """The frozen and the paused windows of the points any of ``vaults`` holds, each
+        point once, tallied over the histogram's bounds (``/metrics``)."""
 
 
 class CatalogStats(Protocol):
