@@ -270,10 +270,10 @@ def main() -> int:
             BENCH_S3_ENDPOINT=s3["endpoint"],
         )
         second = vmvault_json(env, "lab", "host", "up")["uri"]
+        from vmvault.storage.s3_client import S3Client
         from vmvault.storage.s3_credentials import Credentials
-        from vmvault.storage.s3_session import make_client
 
-        client = make_client(
+        client = S3Client(
             s3["endpoint"],
             s3["region"],
             Credentials(s3["access_key"], s3["secret_key"]),
