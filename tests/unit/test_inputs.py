@@ -187,6 +187,9 @@ def test_allowed_areas(path: str) -> None:
         "qemu+ssh://h/system?command=/tmp/evil",
         "qemu+ssh://h/system?netcat=/tmp/evil",
         "qemu+ssh://h/system?keyfile=k&COMMAND=x",
+        "qemu+ssh://h/system?c%6Fmmand=/tmp/x",  # libvirt percent-decodes names
+        "qemu+ssh://h/system?netc%61t=/tmp/x",
+        "qemu+ssh://h/system?keyfile=k;command=x",  # and splits on ';' too
     ],
 )
 def test_uris_that_run_commands_need_allow_command(uri: str) -> None:
@@ -208,7 +211,8 @@ def test_uris_other_drivers_transports_or_too_long(uri: str) -> None:
 @pytest.mark.parametrize(
     "uri",
     ["qemu+tls://h/system?no_verify=1", "qemu+ssh://root@h/system?NO_VERIFY=yes",
-     "qemu+libssh2://h/system?known_hosts=/k&no_verify=1"],
+     "qemu+libssh2://h/system?known_hosts=/k&no_verify=1", "qemu+tls://h/system?no%5Fverify=1",
+     "qemu+tls://h/system?pkipath=/x;no_verify=1", "qemu+tls://h/system?no_verify=%31"],
 )  # fmt: skip
 def test_a_host_whose_identity_is_not_checked_is_refused(uri: str) -> None:
     with pytest.raises(InvalidInput, match="no_verify"):

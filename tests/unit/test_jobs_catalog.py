@@ -14,6 +14,7 @@ from alembic.script import ScriptDirectory
 
 from vmvault.domain.errors import (
     DiscoveryInProgress,
+    JobInterrupted,
     JobNotActive,
     OperationInProgress,
     TooManyDisks,
@@ -22,7 +23,7 @@ from vmvault.domain.job import Job, JobState, JobType
 from vmvault.persistence.catalog import SqlUnitOfWork
 from vmvault.persistence.engine import HEAD, alembic_config, current_revision, open_catalog
 from vmvault.persistence.tables import metadata
-from vmvault.services.jobs import JobContext, JobQueries, JobRunner
+from vmvault.services.jobs import JobContext, JobQueries, JobRunner, close_job, record_change
 
 
 def now() -> datetime:
@@ -187,6 +188,39 @@ def test_a_stale_active_copy_never_makes_an_ended_job_active_again(engine) -> No
         saved = uow.jobs.get(job.id)
         assert uow.jobs.active() == []
     assert saved is not None and saved.state is JobState.COMPLETED and saved.ended_at is not None
+
+
+def test_a_jobs_end_is_written_once_and_its_hooks_run_once(engine) -> None:  # type: ignore[no-untyped-def]
+    """Recovery closed a job as interrupted (its lease had run out) while its process still
+    ran: the process sees it as a cancel, and its own end is a log line, not a second end."""
+    r = runner(engine)
+    ended: list[tuple[int, JobState]] = []
+    r.on_end.append(lambda _uow, job: ended.append((job.id, job.state)))
+    job = r.start(JobType.BACKUP, "main", "vm-1", "vm-1")
+    ctx = JobContext(r, job)
+    assert not ctx.cancelled()
+    with r.uow() as uow:  # recovery's close, from its own copy of the job
+        theirs = uow.jobs.get(job.id)
+        assert theirs is not None
+        assert close_job(uow, theirs, JobState.FAILED, JobInterrupted(pid=1), now(), r.on_end)
+        uow.commit()
+    ctx._cancel_at = 0.0
+    assert ctx.cancelled()  # the process stops its work
+    r.finish(job, None)  # and its end changes nothing
+    with r.uow() as uow:
+        saved = uow.jobs.get(job.id)
+        log = uow.jobs.log(job.id)
+    assert saved is not None and saved.state is JobState.FAILED
+    assert saved.error_code == "JOB_INTERRUPTED" and job.state is JobState.FAILED
+    assert ended == [(job.id, JobState.FAILED)]
+    assert log[-1].endswith("not ended completed: the job had already ended failed"), log
+    # a job created ended (the scheduler's skipped backup, a recorded change) still ends once
+    with r.uow() as uow:
+        made = record_change(uow, JobType.REGISTER, "main", ("vm-2", "vm-2"), ["x"], now())
+        uow.commit()
+    with r.uow() as uow:
+        again = uow.jobs.get(made.id)
+    assert again is not None and again.state is JobState.COMPLETED and again.ended_at is not None
 
 
 @pytest.mark.parametrize("catalog_url", ["postgresql"], indirect=True)

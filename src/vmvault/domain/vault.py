@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 from vmvault.domain.approval import ApprovalSetting
 from vmvault.domain.errors import HostUriRunsCommand, InvalidInput
@@ -76,12 +77,12 @@ def validate_uri(uri: str, *, allow_command: bool = False) -> str:
             f"vmvault backs up QEMU/KVM: use a qemu:// URI ({hint})", what=f"URI {quoted(uri)}"
         )
     transport = m.group("transport")
-    pairs = [p.partition("=") for p in (m.group("query") or "").split("&") if p]
-    params = {k.lower() for k, _, _ in pairs}
+    pairs = uri_params(m.group("query") or "")
+    params = {k.lower() for k, _ in pairs}
     runs = transport in COMMAND_TRANSPORTS or bool(params & COMMAND_PARAMETERS)
     if runs and not allow_command:
         raise HostUriRunsCommand(uri=uri)
-    if any(k.lower() == NO_VERIFY and v.strip() != "0" for k, _, v in pairs):
+    if any(k.lower() == NO_VERIFY and v.strip() != "0" for k, v in pairs):
         raise InvalidInput(
             "a host is reached only with its identity checked: remove no_verify (libvirt then "
             "verifies the server's TLS certificate against its CA, or the SSH host key "
@@ -94,6 +95,19 @@ def validate_uri(uri: str, *, allow_command: bool = False) -> str:
             what=f"URI {quoted(uri)}",
         )
     return uri
+
+
+def uri_params(query: str) -> list[tuple[str, str]]:
+    """A libvirt URI's query as libvirt reads it (``virURIParseParams``): parameters separated
+    by ``&`` — or ``;`` —, names and values percent-decoded.  Both separators are split here
+    always, so that no spelling (``no%5Fverify``, ``a=b;no_verify=1``) hides a parameter
+    from the checks above."""
+    pairs = []
+    for part in re.split(r"[&;]", query):
+        if part:
+            name, _, value = part.partition("=")
+            pairs.append((unquote(name), unquote(value)))
+    return pairs
 
 
 #: ``http(s)://host[:port]`` with nothing after (path-style addressing adds the bucket).

@@ -329,7 +329,9 @@ class SqlJobs:
         q = update(t.jobs).where(t.jobs.c.id == job.id)
         if expect is not None:  # compare-and-set: the caller read ``expect`` and decided on it
             q = q.where(t.jobs.c.state == expect.value)
-        elif not job.state.final:  # an ended job is never made active again by a stale copy
+        elif job.state.final:  # a job's end is written once, never over another process's
+            q = q.where(t.jobs.c.ended_at.is_(None))
+        else:  # an ended job is never made active again by a stale copy
             q = q.where(t.jobs.c.state.in_(sorted(s.value for s in ACTIVE_STATES)))
         if job.state is JobState.IN_PROGRESS:
             # a cancel asked by another process meanwhile is never overwritten

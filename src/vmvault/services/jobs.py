@@ -119,7 +119,8 @@ class JobContext:
         if current is not None and current.state is JobState.CANCELLING:
             self.job.state = JobState.CANCELLING
             self._cancelled = True
-        uow.jobs.update(self.job)
+        if not uow.jobs.update(self.job):  # ended by another process (recovery): stop
+            self._cancelled = True
 
     def record(self, step: str, /, **data: Any) -> None:
         """Append ``step`` with ``data`` (JSON values) to the job's journal.
@@ -156,7 +157,8 @@ class JobContext:
             raise Cancelled(operation=f"{self.job.type.value} job {self.job.id} (before {name})")
 
     def cancelled(self) -> bool:
-        """True once someone asked to cancel this job (state ``cancelling`` in the catalog)."""
+        """True once someone asked to cancel this job (state ``cancelling`` in the catalog), or
+        another process ended it (recovery closed it as interrupted: its lease had run out)."""
         now = time.monotonic()
         if self._cancelled or now - self._cancel_at < self.CANCEL_POLL_EVERY:
             return self._cancelled
@@ -167,7 +169,8 @@ class JobContext:
         except Exception as exc:  # the catalog away for a moment: asked again at the next poll
             log.warning("job %s: cancel not polled (%s)", self.job.id, _first_line(exc))
             return self._cancelled
-        self._cancelled = current is not None and current.state is JobState.CANCELLING
+        # cancelling, or ended by another process (recovery took it for a dead one's): stop
+        self._cancelled = current is None or current.state is not JobState.IN_PROGRESS
         return self._cancelled
 
 
@@ -210,16 +213,30 @@ def close_job(
     error: VmvaultError | None,
     now: datetime,
     on_end: Sequence[EndHook],
-) -> None:
+) -> bool:
     """End ``job`` in ``uow`` (the caller commits): its final ``state``, its error, the log
     line, then the end hooks (the notification outbox) in the same transaction.  The one way
     a job ends: JobRunner's jobs and those the scheduler creates already failed.  A hook that
-    fails does not keep the job from ending: its failure is a line of the job's log."""
+    fails does not keep the job from ending: its failure is a line of the job's log.
+
+    A job whose end another process wrote first (recovery closed it as interrupted while its
+    lease had run out) keeps that end: this one is a log line, the hooks do not run again,
+    and False is returned."""
+    ending = f"{state.value}: {error.text}" if error is not None else state.value
     job.state = state
     job.ended_at = now
     if error is not None:
         job.error_code, job.message, job.remedy = error.code, error.text, error.remedy_text
-    uow.jobs.update(job)
+    if not uow.jobs.update(job):
+        current = uow.jobs.get(job.id)
+        ended = current.state.value if current is not None else "gone"
+        uow.jobs.append_log(job.id, f"not ended {ending}: the job had already ended {ended}", now)
+        if current is not None:
+            job.state, job.ended_at = current.state, current.ended_at
+            job.error_code, job.message, job.remedy = (
+                current.error_code, current.message, current.remedy
+            )  # fmt: skip
+        return False
     uow.jobs.append_log(
         job.id, state.value if error is None else f"{state.value}: {error.text}", now
     )
@@ -228,6 +245,7 @@ def close_job(
             hook(uow, job)
         except Exception as exc:
             uow.jobs.append_log(job.id, f"after the end: {type(exc).__name__}: {exc}", now)
+    return True
 
 
 class JobRunner:

@@ -281,7 +281,9 @@ class JobRepository(Protocol):
         the state is final.  Whether the row was written: with ``expect``, only while the
         job's state in the catalog is still ``expect`` (compare-and-set: a cancel that read
         ``in-progress`` never overwrites the end written meanwhile by the job's process);
-        without, a non-final state is never written over a final one."""
+        without, a non-final state is never written over a final one, and a final state
+        only while no end was written (``ended_at`` empty: a job's end is written once — the
+        process of a job that recovery closed as interrupted cannot end it again)."""
 
     def append_log(self, job_id: int, line: str, now: datetime) -> None: ...
     def append_logs(self, job_id: int, lines: list[str], now: datetime) -> None:
