@@ -105,6 +105,17 @@ def test_lab_host_up_is_idempotent_and_independent(second: dict[str, Any], cli: 
     assert refused.code == 2 and "INVALID_INPUT" in refused.stderr
 
 
+def _added_and_discovered(cli: CliRunner, second: dict[str, Any], uri: str) -> dict[str, Any]:
+    """``host add URI`` and a discovery: the VMs by name, the second host's guest at ``uri``."""
+    added = cli("host", "add", uri, "--location", "dc1")
+    assert added.code == 0, added
+    found = cli("discover", "--json")
+    assert found.code == 0, found
+    vms = {vm["name"]: vm for vm in cli("vm", "list", "--json").json()}
+    assert vms[GUEST]["host_uri"] == uri and vms[GUEST]["uuid"] == second["guest"]["uuid"]
+    return vms
+
+
 @ON_POSTGRESQL
 def test_discovery_across_both_hosts(
     second: dict[str, Any],
@@ -115,12 +126,7 @@ def test_discovery_across_both_hosts(
     local = defined.define("it-remote-local")  # on the main host, never started
     assert cli("vault", "create", "main", "--location", "dc1").code == 0
     assert cli("host", "add", MAIN, "--location", "dc1").code == 0
-    added = cli("host", "add", uri, "--location", "dc1")
-    assert added.code == 0, added
-    found = cli("discover", "--json")
-    assert found.code == 0, found
-    vms = {vm["name"]: vm for vm in cli("vm", "list", "--json").json()}
-    assert vms[GUEST]["host_uri"] == uri and vms[GUEST]["uuid"] == second["guest"]["uuid"]
+    vms = _added_and_discovered(cli, second, uri)
     assert vms["it-remote-local"]["host_uri"] == MAIN and vms["it-remote-local"]["uuid"] == local
     hosts = {h["uri"]: h for h in cli("host", "list", "--json").json()}
     assert set(hosts) == {MAIN, uri}
@@ -148,12 +154,7 @@ def test_a_tls_host_is_reached_with_its_ca_and_refused_when_its_certificate_does
     pkipath = Path(tls.split("?pkipath=", 1)[1])
     secrets = [(pkipath / "clientkey.pem").read_text().splitlines()[1]]
     assert cli("vault", "create", "main", "--location", "dc1").code == 0
-    added = cli("host", "add", tls, "--location", "dc1")
-    assert added.code == 0, added
-    found = cli("discover", "--json")
-    assert found.code == 0, found
-    vms = {vm["name"]: vm for vm in cli("vm", "list", "--json").json()}
-    assert vms[GUEST]["host_uri"] == tls and vms[GUEST]["uuid"] == second["guest"]["uuid"]
+    _added_and_discovered(cli, second, tls)
     # another CA's complete client set-up: the lab host's certificate does not verify with it
     other = write_pki(tmp_path / "other", org="another CA").client
     secrets.append((other / "clientkey.pem").read_text().splitlines()[1])
@@ -163,12 +164,24 @@ def test_a_tls_host_is_reached_with_its_ca_and_refused_when_its_certificate_does
     assert refused.code != 0 and "\nerror HOST_AUTH_FAILED: " in refused.stderr, refused
     assert "Failed to verify peer's certificate" in refused.stderr, refused
     assert "pkipath" in refused.stderr and "Traceback" not in refused.stderr, refused
+    # trusting the host, but with a client certificate the host's CA never signed: refused
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    trusted = (pkipath / "cacert.pem").read_text() + (other / "cacert.pem").read_text()
+    (mixed / "cacert.pem").write_text(trusted)
+    for name in ("clientcert.pem", "clientkey.pem"):
+        (mixed / name).write_bytes((other / name).read_bytes())
+    unknown = cli(
+        "host", "add", tls.split("?pkipath=", 1)[0] + f"?pkipath={mixed}", "--location", "dc1"
+    )
+    assert unknown.code != 0 and "error HOST_AUTH_FAILED: " in unknown.stderr, unknown
+    assert "TLS confirmation" in unknown.stderr and "Traceback" not in unknown.stderr, unknown
     # libvirt's no_verify is refused before any connection
     no_check = cli("host", "add", untrusted + "&no_verify=1", "--location", "dc1")
     assert no_check.code == 2 and "INVALID_INPUT" in no_check.stderr, no_check
     assert [h["uri"] for h in cli("host", "list", "--json").json()] == [tls]
     logs = [cli("jobs", "show", str(j["id"])).stdout for j in cli("jobs", "list", "--json").json()]
-    for text in [added.stdout, added.stderr, found.stdout, refused.stdout, refused.stderr, *logs]:
+    for text in [refused.stdout, refused.stderr, unknown.stdout, unknown.stderr, *logs]:
         assert not any(secret in text for secret in secrets)
 
 

@@ -183,7 +183,17 @@ def test_a_shifted_clock_is_for_tests_only(tmp_path: Path) -> None:
         assert "for tests only" in caught.value.text
     with pytest.raises(InvalidSetting, match="VMVAULT_TEST_CLOCK_FILE"):  # serve --listen
         replace(s, listen="[::]:8470").validate()
-    for outside in (tmp_path / "clock", tmp_path / "lab" / ".." / "clock"):  # not in the lab
+    (tmp_path / "lab" / "link").symlink_to(tmp_path / "clock")  # in the lab, read outside
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(InvalidSetting, match="cannot be resolved"):
+        Settings.from_env(home | {"VMVAULT_TEST_CLOCK_FILE": str(tmp_path / "loop")})
+    with pytest.raises(InvalidSetting, match="for lab tests only"):  # the lab is not '/'
+        Settings.from_env(home | {"VMVAULT_TEST_CLOCK_FILE": str(path), "VMVAULT_LAB_DIR": "/"})
+    for outside in (
+        tmp_path / "clock",
+        tmp_path / "lab" / ".." / "clock",
+        tmp_path / "lab" / "link",
+    ):  # not in the lab
         with pytest.raises(InvalidSetting) as caught:
             Settings.from_env(home | {"VMVAULT_TEST_CLOCK_FILE": str(outside)})
         assert "for lab tests only" in caught.value.text

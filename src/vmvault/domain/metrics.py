@@ -46,7 +46,9 @@ class Histogram:
 
 
 def histogram(values: Iterable[float], bounds: tuple[float, ...] = WINDOW_BUCKETS) -> Histogram:
-    """The cumulative histogram of ``values`` (seconds) over ``bounds``, then ``+Inf``."""
+    """The cumulative histogram of ``values`` (seconds) over ``bounds``, then ``+Inf``: the
+    definition :func:`histogram_of` (what ``/metrics`` uses, from the database's counts) is
+    tested against."""
     seen = sorted(values)
     buckets, i = [], 0
     for bound in (*bounds, math.inf):

@@ -29,18 +29,20 @@ class HostUnreachable(VmvaultError):
 
 
 class HostAuthFailed(HostUnreachable):
-    """libvirt refused the connection's authentication: the host's certificate or SSH key did
-    not verify, or this node's credentials were not accepted (a :class:`HostUnreachable`:
-    discovery reports it as any host it cannot reach)."""
+    """libvirt refused the connection's authentication: the host's TLS certificate did not
+    verify, the host refused this node's certificate, or SASL/polkit refused (a
+    :class:`HostUnreachable`: discovery reports it as any host it cannot reach).  An SSH
+    failure comes back from the ssh command as a plain ``HOST_UNREACHABLE``."""
 
     code = "HOST_AUTH_FAILED"
     message = "libvirt at {uri} and this node did not authenticate each other"
     remedy = (
         "For qemu+tls: the CA in the URI's pkipath (default /etc/pki/CA/cacert.pem) must be the "
-        "one that signed the host's certificate, whose names must include the URI's host, and "
-        "the client certificate and key there one the host's CA signed. For qemu+ssh: this "
-        "node's key and the host's key in known_hosts. vmvault never skips the check "
-        "(no_verify is refused)."
+        "one that signed the host's certificate, whose names must include the URI's host; and "
+        "the host must accept this node's client certificate (clientcert.pem there, signed by "
+        "a CA the host trusts). libvirt's own warning above says which check failed. With "
+        "SASL or polkit on the host: the credentials it asks for. vmvault never skips the "
+        "check (no_verify is refused)."
     )
 
 

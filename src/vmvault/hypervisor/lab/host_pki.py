@@ -13,7 +13,8 @@ RSA 2048 keys, the extensions libvirt checks (``virNetTLSContextCheckCert*``): t
 ``basicConstraints CA:TRUE`` and ``keyCertSign``; each leaf ``CA:FALSE``, ``digitalSignature``
 and ``keyEncipherment``, and the purpose ``serverAuth`` or ``clientAuth``.  The server's
 subject alternative names are ``localhost`` and ``127.0.0.1``: the client checks the URI's
-host name against them.  Keys are written mode 0600.  Lab only: a production CA is the
+host name against them.  Keys are written mode 0600 (a new file, renamed over the old), in
+directories of mode 0700.  Lab only: a production CA is the
 operator's.
 """
 
@@ -44,8 +45,9 @@ class HostPki:
 def write_pki(directory: Path, org: str = "vmvault lab") -> HostPki:
     """A new CA named ``org`` and the server's and a client's certificates in ``directory``."""
     pki = HostPki(directory / "ca", directory / "server", directory / "client")
-    for d in (pki.ca, pki.server, pki.client):
-        d.mkdir(parents=True, exist_ok=True)
+    for d in (directory, pki.ca, pki.server, pki.client):
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        d.chmod(0o700)  # also when it existed: only root reads the keys
     ca_key = _key()
     ca_name = _name(org, f"{org} CA")
     now = datetime.now(UTC)
@@ -132,6 +134,9 @@ def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never an old file's mode
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+    tmp.replace(path)

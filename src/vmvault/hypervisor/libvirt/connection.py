@@ -32,12 +32,27 @@ def error_message(exc: libvirt.libvirtError) -> str:
     return str(exc.get_error_message() or exc).strip()
 
 
+#: What libvirt's TLS client says when the host refused this node's certificate (it closes
+#: the session: ``virnetclient.c``); libvirt gives it no code of its own.
+_TLS_REFUSED = ("Unable to read TLS confirmation", "server verification")
+
+
+def _identity_refused(uri: str, exc: libvirt.libvirtError) -> bool:
+    """Whether the connection failed on an identity check: libvirt's ``VIR_ERR_AUTH_FAILED``
+    (the host's certificate did not verify, or SASL/polkit refused), or — for ``+tls`` — the
+    host refusing this node's client certificate."""
+    if exc.get_error_code() == libvirt.VIR_ERR_AUTH_FAILED:
+        return True
+    scheme = uri.split(":", 1)[0].lower()
+    return scheme.endswith("+tls") and any(s in error_message(exc) for s in _TLS_REFUSED)
+
+
 def open_connection(uri: str) -> libvirt.virConnect:
     _silence()
     try:
         conn = libvirt.open(uri)
     except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_AUTH_FAILED:  # a TLS or SSH check failed
+        if _identity_refused(uri, exc):
             raise HostAuthFailed(error_message(exc), uri=uri) from None
         raise HostUnreachable(error_message(exc), uri=uri) from None
     if conn is None:  # pragma: no cover - old bindings returned None
