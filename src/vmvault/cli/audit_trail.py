@@ -68,12 +68,13 @@ def changes(command: str) -> bool:
 def record(tree: Callable[[], Any], args: Sequence[str], code: int | str | None) -> None:
     """Write the audit entry of the command line ``args`` that ended with ``code``, when it
     is one that is recorded (the module doc); ``tree`` gives the click command tree."""
-    from vmvault.cli import render
-    from vmvault.cli.access import unix_user
     from vmvault.cli.context import services
 
     if not services.cache_info().currsize or "_engine" not in services().__dict__:
         return  # the catalog was never opened: nothing was changed
+    from vmvault.cli import render
+    from vmvault.cli.access import unix_user
+
     described = describe(tree(), args)
     if described is None or not changes(described[0]):
         return

@@ -74,7 +74,7 @@ def host_list(
             table, h["uri"], h["location"], h["hostname"] or "-",
             ", ".join(h["cluster_managed"]) or "-",
         )  # fmt: skip
-    out.print(table)
+    render.print_table(table)
     render.page_note(len(docs), offset, total)
 
 

@@ -52,7 +52,7 @@ def jobs_list(
     if json_:
         emit_json(docs)
     else:
-        out.print(render.job_table(docs))
+        render.print_table(render.job_table(docs))
         render.page_note(len(docs), offset, total)
 
 
