@@ -53,7 +53,7 @@ def jobs_list(
         emit_json(docs)
     else:
         render.print_table(render.job_table(docs))
-        render.page_note(len(docs), offset, total)
+    render.page_note(len(docs), offset, total)
 
 
 @jobs_app.command("show")

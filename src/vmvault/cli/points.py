@@ -76,6 +76,7 @@ def points_list(
         docs = _docs(found.points, found.held)
     if json_:
         emit_json(docs)
+        render.page_note(len(docs), offset, total)
         return
     table = Table(box=None, header_style="bold")
     cols: tuple[str, ...] = ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD")
@@ -117,6 +118,7 @@ def _list_deleted(vault: str | None, vm: str | None, limit: int, offset: int, js
         docs = [documents.deleted_point_doc(g.point, g.vault, g.deleted) for g in gone]
     if json_:
         emit_json(docs)
+        render.page_note(len(docs), offset, total)
         return
     table = Table(box=None, header_style="bold")
     for col in ("ID", "VM", "CREATED", "LOGICAL", "VAULT", "DELETED", "PURGE AFTER"):

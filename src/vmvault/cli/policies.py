@@ -144,6 +144,7 @@ def policy_list(
         docs = [policy_doc(v) for v in found]
     if json_:
         emit_json(docs)
+        render.page_note(len(docs), offset, total)
         return
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "SCHEDULE", "TIMEZONE", "RETENTION", "VMS"):

@@ -140,6 +140,7 @@ def protection_list(
         docs = [protected_item_doc(i) for i in found]
     if json_:
         emit_json(docs)
+        render.page_note(len(docs), offset, total)
         return
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "HOST", "PROTECTION", "HEALTH", "POLICY", "POINTS", "LAST POINT"):

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vmvault.domain.errors import VmvaultError
-from vmvault.domain.inputs import shown
+from vmvault.domain.inputs import MAX_PAGE, shown
 
 if TYPE_CHECKING:  # the domain model is imported where a command uses it, not by every one
     from vmvault.domain.job import Job
@@ -70,11 +70,15 @@ def held(doc: dict[str, Any]) -> int:
 
 
 def page_note(shown: int, offset: int, total: int) -> None:
-    """Under a table that shows one page of a longer listing: which items, and how to see
-    the next ones (on stderr: the table stays what a script parses)."""
+    """Under one page of a longer listing, its table or its ``--json``: which items of how
+    many, and how to see the next ones (on stderr: stdout stays what a script parses)."""
     if shown < total and (offset or shown):
         more = f"; --offset {offset + shown} for the next" if offset + shown < total else ""
-        err.print(f"{offset + 1}-{offset + shown} of {total} shown{more}", markup=False)
+        err.print(
+            f"{offset + 1}-{offset + shown} of {total} shown{more} "
+            f"(--limit: up to {MAX_PAGE} a page)",
+            markup=False,
+        )
 
 
 def emit_json(doc: Any) -> None:
@@ -167,9 +171,11 @@ def _listing(table: Table, width: int) -> Text | None:
     for i in range(len(cells[0])):
         line = Text(style=table.header_style if i == 0 else "")
         for texts, w in zip(cells, widths, strict=True):
+            text = texts[i]  # padded to its column's width in its own style, as Rich does
             line.append(" ")
-            line.append_text(texts[i])
-            line.append(" " * (w - texts[i].cell_len + 1))
+            line.append_text(text)
+            line.append(" " * (w - text.cell_len), style=text.style)
+            line.append(" ")
         lines.append(line)
     return Text("\n").join(lines)
 

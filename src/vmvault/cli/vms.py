@@ -74,7 +74,7 @@ def vm_list(
         emit_json(docs)
     else:
         render.print_table(render.vm_table(docs))
-        render.page_note(len(docs), offset, total)
+    render.page_note(len(docs), offset, total)
 
 
 @vm_app.command("show")
