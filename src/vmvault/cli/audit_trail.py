@@ -20,8 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vmvault.domain.audit import CLI_REMOTE, local_actor
-
 #: Leaf command names and whole commands that only read.
 READ_LEAVES = frozenset({"list", "show", "status", "wait"})
 READS = frozenset({"dashboard", "errors", "serve"})
@@ -74,6 +72,7 @@ def record(tree: Callable[[], Any], args: Sequence[str], code: int | str | None)
         return  # the catalog was never opened: nothing was changed
     from vmvault.cli import render
     from vmvault.cli.access import unix_user
+    from vmvault.domain.audit import CLI_REMOTE, local_actor
 
     described = describe(tree(), args)
     if described is None or not changes(described[0]):

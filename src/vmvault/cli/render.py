@@ -39,8 +39,9 @@ class SafeConsole(Console):
 
 # Piped output (scripts, tests) gets wide tables instead of truncated cells.
 _WIDTH = None if sys.stdout.isatty() else 250
-out = SafeConsole(highlight=False, soft_wrap=True, width=_WIDTH)
-err = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
+# Data is never read as emoji codes either (a name "a:ok:b" stays as typed).
+out = SafeConsole(highlight=False, soft_wrap=True, width=_WIDTH, emoji=False)
+err = SafeConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS = 0, 1, 2, 3
 
