@@ -7,7 +7,6 @@ shown only for a bug, and only with ``VMVAULT_DEBUG=1``.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import traceback
@@ -176,7 +175,8 @@ def tree(names: frozenset[str] | None = None) -> typer.Typer:
     built.callback()(root)
     for name, module, attr in COMMANDS:
         if names is None or name in names:
-            command = getattr(importlib.import_module(module), attr)
+            __import__(module)  # as an import statement: -X importtime lists it (import_module not)
+            command = getattr(sys.modules[module], attr)
             if isinstance(command, typer.Typer):
                 built.add_typer(command, name=name)
             else:
