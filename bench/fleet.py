@@ -3,6 +3,7 @@
     VMVAULT_LAB_PREFIX=fleet VMVAULT_LAB_DIR=/var/lib/vmvault/lab-fleet \\
         .venv/bin/python bench/fleet.py [--vms 2000 --hosts 8 --protect 1000 --rounds 5]
         [--points 10] [--engines sqlite,postgresql] [--libvirtd test+tcp://127.0.0.1:PORT]
+        [--serve]
 
 A fleet of ``--vms`` libvirt test-driver domains over ``--hosts`` hosts
 (vmvault/hypervisor/lab/fleet.py, made as tests/unit/fleet_world.py makes it), in a fresh
@@ -63,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from common import ROOT, VMVAULT, measure
-from fleet_remote import pg_database, remote_rows
+from fleet_remote import pg_database, remote_rows, serve_until_stopped
 
 sys.path.insert(0, str(ROOT))  # tests.unit.fleet_world: the fleet the tests make
 
@@ -278,6 +279,9 @@ def bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> Table:
             )  # fmt: skip
         protect_first(services, args.protect)
         points = add_points(services, args.points)
+        if args.serve:
+            serve_until_stopped(services, url, home)
+            return table
         if not args.api_only:
             cli_rows(table, services, url, home, env, args)
         # the API routes, in process
@@ -416,6 +420,12 @@ def main() -> int:
     ap.add_argument(
         "--api-only", action="store_true", help="only the API routes' rows (no CLI, slot, claims)"
     )
+    ap.add_argument(
+        "--serve",
+        action="store_true",
+        help="set the fleet up (the first engine), then only serve it as the remote rows do, "
+        "until SIGINT/SIGTERM: for profiling a remote command by hand",
+    )
     args = ap.parse_args()
     import vmvault
 
@@ -423,7 +433,8 @@ def main() -> int:
     compileall.compile_dir(Path(vmvault.__file__).parent, quiet=2)
     print(f"load at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
-        tables = [bench_engine(e, args, Path(tmp)) for e in args.engines.split(",")]
+        engines = args.engines.split(",")[:1] if args.serve else args.engines.split(",")
+        tables = [bench_engine(e, args, Path(tmp)) for e in engines]
     for table in tables:
         table.print()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

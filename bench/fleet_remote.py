@@ -73,6 +73,28 @@ def remote_rows(table: Any, services: Any, url: str, home: Path, rounds: int) ->
         assert list(elsewhere.iterdir()) == [], "the remote CLI wrote to its home"
 
 
+def serve_until_stopped(services: Any, url: str, home: Path) -> None:
+    """``--serve``: the server the remote rows run against, on a copy of the catalog at ``url``,
+    kept until SIGINT or SIGTERM, for profiling a remote command by hand; prints the
+    environment a remote CLI needs (a reader token)."""
+    from vmvault.domain.access import Role
+
+    _, secret = services.tokens.create("bench-cli", Role.READER, "bench")
+    services._engine.dispose()
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    with _copy(url, home) as copy_url, _serve(home, copy_url) as (server, pid):
+        print(f"export VMVAULT_SERVER={server} VMVAULT_TOKEN={secret}", flush=True)
+        print(f"# vmvault serve is pid {pid}; SIGINT or SIGTERM (pid {os.getpid()}) ends it",
+              flush=True)  # fmt: skip
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                signal.pause()
+
+
 def _row(
     table: Any,
     label: str,

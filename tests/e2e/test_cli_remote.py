@@ -190,13 +190,25 @@ def test_reads_print_the_same_remotely_as_locally(
     assert local.code == remote.code == 0
     assert {**local.json(), "at": None} == {**remote.json(), "at": None}
     assert cli("vm", "list", "--json").json()[0]["name"]  # the catalog is not empty
-    # a remote command imports no catalog, composition root or adapter (SQLAlchemy, libvirt …)
-    for args in (("vm", "list"), ("protection", "list"), ("dashboard", "--json")):
+    # a remote command imports no catalog, composition root or adapter (SQLAlchemy, libvirt …),
+    # and of the CLI only its own command's module: no other command's, no documents
+    shared = {"", ".main", ".audit_trail", ".coercion", ".process", ".remote", ".remote_http"}
+    shared |= {".render", ".context", ".options"}
+    for args, own in (
+        (("vm", "list"), ".vms"),
+        (("protection", "list"), ".protection"),
+        (("dashboard", "--json"), ".dashboard"),
+    ):
         env = {"VMVAULT_HOME": str(elsewhere), "PYTHONPROFILEIMPORTTIME": "1"}
         r = cli("--server", served.url, "--token", served.reader, *args, env=env)
         assert r.code == 0 and r.stdout and r.without_imports() == "", (args, r.stderr[-2000:])
         modules = r.imported()
         assert "vmvault.cli.remote_http" in modules and catalog_imports(modules) == set(), args
+        cli_modules = {
+            m.removeprefix("vmvault.cli") for m in modules if m.startswith("vmvault.cli")
+        }
+        assert cli_modules == shared | {own}, args
+        assert "vmvault.documents" not in modules, args
     assert list(elsewhere.iterdir()) == []  # nothing local was opened
 
 

@@ -285,6 +285,11 @@ def test_lists_are_paged(tmp_path: Path, home: Path, cli: CliRunner, catalog_url
         url = {"VMVAULT_CATALOG_URL": catalog_url}
         r = cli("vm", "list", "--limit", "7", "--offset", "21", "--json", env=url)
         assert [v["uuid"] for v in r.json()] == [v.uuid for v in everyone[21:28]]
+        # --json cut by the page says so on stderr, as the table does (render.page_note)
+        note = "22-28 of 30 shown; --offset 28 for the next (--limit: up to 1000 a page)"
+        assert r.stderr.strip() == note
+        r = cli("vm", "list", "--limit", "1000", "--json", env=url)
+        assert len(r.json()) == 30 and r.stderr == ""  # every item: no note
         r = cli("protection", "list", "--limit", "5", env=url)
         assert r.code == 0 and "1-5 of 12 shown; --offset 5 for the next" in r.stderr
 
@@ -300,6 +305,11 @@ def test_lists_are_paged(tmp_path: Path, home: Path, cli: CliRunner, catalog_url
             r = cli("points", "list", "--limit", "4", "--offset", "8", env=url)
             assert r.code == 0 and "9-12 of 36 shown; --offset 12 for the next" in r.stderr
             assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == newest[8:12]
+            r = cli("points", "list", "--json", env=url)
+            assert len(r.json()) == 36 and r.stderr == ""
+            r = cli("points", "list", "--limit", "4", "--offset", "8", "--json", env=url)
+            assert [p["id"] for p in r.json()] == newest[8:12]
+            assert "9-12 of 36 shown; --offset 12 for the next" in r.stderr
         services.policies.create(VAULT, "another", "daily@03:00", "UTC", Retention(daily=3))
         r = client.get("/api/v1/policies", params={"limit": 1, "offset": 1})
         assert r.headers["X-Total-Count"] == "2"
@@ -307,11 +317,15 @@ def test_lists_are_paged(tmp_path: Path, home: Path, cli: CliRunner, catalog_url
         if cli_too:
             r = cli("policy", "list", "--limit", "1", env=url)
             assert r.code == 0 and "1-1 of 2 shown; --offset 1 for the next" in r.stderr
+            r = cli("policy", "list", "--limit", "1", "--json", env=url)
+            assert len(r.json()) == 1 and "1-1 of 2 shown; --offset 1 for the next" in r.stderr
         r = client.get("/api/v1/hosts", params={"limit": 2, "offset": 2})
         assert r.headers["X-Total-Count"] == "3" and len(r.json()) == 1
         if cli_too:
             r = cli("host", "list", "--limit", "2", "--offset", "1", env=url)
             assert r.code == 0 and "2-3 of 3 shown" in r.stderr
+            r = cli("host", "list", "--limit", "2", "--json", env=url)
+            assert len(r.json()) == 2 and "1-2 of 3 shown; --offset 2 for the next" in r.stderr
         for route in ("/points", "/points/deleted", "/policies", "/hosts"):
             r = client.get(f"/api/v1{route}", params={"limit": 1001})
             assert r.status_code == 400, route

@@ -6,10 +6,13 @@ from __future__ import annotations
 import ast
 import math
 import re
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
@@ -85,6 +88,27 @@ def test_control_characters_are_shown_escaped() -> None:
     assert shown("rtl\u202eevil") == "rtl\\u202eevil"
     assert shown("plain Zürich") == "plain Zürich"
     assert "\x1b" not in InvalidInput("x", what=f"name {shown(chr(27))}").text
+    assert shown("a\u00a0b\u2028c\td") == "a\u00a0b\u2028c\td"  # not printable, not escaped
+
+
+@settings(max_examples=300)
+@given(st.text(st.characters(max_codepoint=0x2FFF)), st.booleans())
+def test_shown_escapes_exactly_the_control_and_format_characters(text: str, newlines: bool) -> None:
+    """Its fast path (``str.isprintable``) changes nothing: the character by character rule."""
+    kept = {"\t", "\n"} if newlines else {"\t"}
+    escaped = [
+        ch not in kept and unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Cn") for ch in text
+    ]
+    assert shown(text, newlines=newlines) == "".join(
+        _escape(ch) if esc else ch for ch, esc in zip(text, escaped, strict=True)
+    )
+
+
+def _escape(ch: str) -> str:
+    n = ord(ch)
+    if ch == "\n":
+        return "\\n"
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
 
 
 def test_locations_refuse_control_characters() -> None:

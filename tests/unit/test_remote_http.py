@@ -1,24 +1,41 @@
 """The remote CLI's HTTP request (vmvault.cli.remote_http) against a real local HTTP server:
 the query as httpx encoded it, the JSON body, an error status and a redirect as answers, a
-port with no server as SERVER_UNREACHABLE."""
+port with no server as SERVER_UNREACHABLE; the environment's proxy (``ALL_PROXY`` too, through
+a real forwarding proxy), ``NO_PROXY``, a SOCKS proxy refused before any request; over TLS,
+one context for every request of the process."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from vmvault.cli import remote_http
 from vmvault.cli.remote_http import send
-from vmvault.domain.errors import ServerUnreachable
+from vmvault.config import parse_listen
+from vmvault.domain.errors import ProxyUnsupported, ServerUnreachable
+from vmvault.jobs import tls
+
+PROXY_VARIABLES = (
+    *("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"),
+    *("no_proxy", "NO_PROXY", "REQUEST_METHOD"),
+)
+#: The paths the echo server answered, in order.
+ECHOED: list[str] = []
 
 
 class _Echo(BaseHTTPRequestHandler):
     def _answer(self) -> None:
+        ECHOED.append(self.path)
         if self.path.startswith("/moved"):
             self.send_response(307)
             self.send_header("Location", "/elsewhere")
@@ -53,12 +70,69 @@ class _Echo(BaseHTTPRequestHandler):
         pass
 
 
+class _Forward(BaseHTTPRequestHandler):
+    """A forwarding HTTP proxy: the request's absolute URL asked of its server, the answer
+    relayed; the URLs it forwarded in ``server.forwarded``."""
+
+    def _forward(self) -> None:
+        self.server.forwarded.append(self.path)  # type: ignore[attr-defined]
+        target = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        conn = http.client.HTTPConnection(target.netloc, timeout=10)
+        try:
+            path = target.path + (f"?{target.query}" if target.query else "")
+            conn.request(self.command, path, body=body, headers=headers)
+            answer = conn.getresponse()
+            data = answer.read()
+        finally:
+            conn.close()
+        self.send_response(answer.status)
+        for key in ("Content-Type", "X-Total-Count"):
+            if answer.headers.get(key):
+                self.send_header(key, answer.headers[key])
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _forward
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _serving(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    return httpd
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy from the machine's environment; the process's handlers made afresh."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    remote_http._opener.cache_clear()
+    remote_http._context.cache_clear()
+
+
 @pytest.fixture()
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    httpd = _serving(_Echo)
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture()
+def proxy() -> Iterator[ThreadingHTTPServer]:
+    httpd = _serving(_Forward)
+    httpd.forwarded = []  # type: ignore[attr-defined]
+    try:
+        yield httpd
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -104,3 +178,80 @@ def test_an_error_body_cut_short_is_unreachable_not_a_crash(server: str) -> None
     with pytest.raises(ServerUnreachable) as err:
         send("GET", server, "/cut", None, None)
     assert server in str(err.value)
+
+
+def test_all_proxy_is_used_when_the_scheme_has_none_and_no_proxy_bypasses_it(
+    server: str, proxy: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forwarded: list[str] = proxy.forwarded  # type: ignore[attr-defined]
+    address = f"http://127.0.0.1:{proxy.server_address[1]}"
+    for name in ("ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, address)
+        r = send("GET", server, "/api/v1/vms", "tok", None, {"limit": 5})
+        assert r.is_success and r.headers["X-Total-Count"] == "7"
+        assert r.json()["path"] == "/api/v1/vms?limit=5" and r.json()["auth"] == "Bearer tok"
+        assert forwarded[-1] == f"{server}/api/v1/vms?limit=5"
+        monkeypatch.delenv(name)
+    assert len(forwarded) == 2
+    monkeypatch.setenv("ALL_PROXY", address)
+    monkeypatch.setenv("NO_PROXY", "example.org,127.0.0.1")
+    assert send("POST", server, "/direct", None, None, None, {"a": 1}).json()["body"] == {"a": 1}
+    assert len(forwarded) == 2  # reached directly
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:1")  # the scheme's own comes first
+    monkeypatch.setenv("HTTP_PROXY", address)
+    assert send("GET", server, "/own", None, None).is_success
+    assert forwarded[-1] == f"{server}/own"
+
+
+def test_a_socks_proxy_is_refused_before_any_request(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ECHOED.clear()
+    monkeypatch.setenv("ALL_PROXY", "socks5://user:secret@127.0.0.1:1080")
+    with pytest.raises(ProxyUnsupported) as err:
+        send("GET", server, "/api/v1/vms", None, None)
+    assert err.value.kind == "usage" and ECHOED == []
+    message = str(err.value)
+    assert "socks5://127.0.0.1" in message and "ALL_PROXY" in message
+    assert "secret" not in message and "user" not in message
+    assert "NO_PROXY" in err.value.as_dict()["remedy"]
+    monkeypatch.setenv("HTTPS_PROXY", "socks4://127.0.0.1:1080")  # the scheme's own as well
+    with pytest.raises(ProxyUnsupported, match="HTTPS_PROXY"):
+        send("GET", server.replace("http://", "https://"), "/x", None, None)
+    monkeypatch.setenv("no_proxy", "127.0.0.1")  # not used for this host: not refused
+    assert send("GET", server, "/direct", None, None).is_success
+    assert ECHOED == ["/direct"]
+
+
+def test_one_tls_context_serves_every_request_of_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    tls.generate(cert, key, parse_listen("127.0.0.1:8470"))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(cert, key)
+    httpd.socket = served.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    made: list[ssl.SSLContext] = []
+    real = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    url = f"https://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        for i in range(3):  # pages of a listing
+            r = send("GET", url, "/api/v1/vms", "tok", cert, {"offset": i * 100})
+            assert r.is_success and r.json()["path"] == f"/api/v1/vms?offset={i * 100}"
+        assert send("POST", url, "/p", "tok", cert, None, {"n": 1}).json()["body"] == {"n": 1}
+        assert len(made) == 1
+        with pytest.raises(remote_http.ServerUntrusted):  # another CA file: its own context
+            send("GET", url, "/x", None, None)
+        assert len(made) == 2
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

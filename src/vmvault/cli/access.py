@@ -89,7 +89,7 @@ def token_list(json_: JsonOpt = False) -> None:
             render.when(t["last_used_at"]),
             render.when(t["revoked_at"]),
         )
-    out.print(table)
+    render.print_table(table)
 
 
 @token_app.command("revoke")
@@ -138,4 +138,4 @@ def audit_list(
             str(e["status"]),
             e["remote"],
         )
-    out.print(table)
+    render.print_table(table)

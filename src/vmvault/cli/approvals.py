@@ -60,7 +60,7 @@ def approvals_list(
             table, str(d["id"]), d["state"], d["vault"], d["requested_by"],
             render.short_time(at), d["mode"], d["summary"],
         )  # fmt: skip
-    out.print(table)
+    render.print_table(table)
 
 
 @approvals_app.command("show")

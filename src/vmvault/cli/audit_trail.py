@@ -20,8 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vmvault.domain.audit import CLI_REMOTE, local_actor
-
 #: Leaf command names and whole commands that only read.
 READ_LEAVES = frozenset({"list", "show", "status", "wait"})
 READS = frozenset({"dashboard", "errors", "serve"})
@@ -68,12 +66,14 @@ def changes(command: str) -> bool:
 def record(tree: Callable[[], Any], args: Sequence[str], code: int | str | None) -> None:
     """Write the audit entry of the command line ``args`` that ended with ``code``, when it
     is one that is recorded (the module doc); ``tree`` gives the click command tree."""
-    from vmvault.cli import render
-    from vmvault.cli.access import unix_user
     from vmvault.cli.context import services
 
     if not services.cache_info().currsize or "_engine" not in services().__dict__:
         return  # the catalog was never opened: nothing was changed
+    from vmvault.cli import render
+    from vmvault.cli.access import unix_user
+    from vmvault.domain.audit import CLI_REMOTE, local_actor
+
     described = describe(tree(), args)
     if described is None or not changes(described[0]):
         return

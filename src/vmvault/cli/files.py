@@ -178,4 +178,4 @@ def _table(
         table.add_column(col)
     for d in docs:
         render.add_row(table, *cells(d))
-    out.print(table)
+    render.print_table(table)

@@ -65,6 +65,7 @@ def host_list(
         docs = [documents.host_doc(h) for h in found]
     if json_:
         emit_json(docs)
+        render.page_note(len(docs), offset, total)
         return
     table = Table(box=None, header_style="bold")
     for col in ("URI", "LOCATION", "HOSTNAME", "CLUSTER-MANAGED VMS"):
@@ -74,7 +75,7 @@ def host_list(
             table, h["uri"], h["location"], h["hostname"] or "-",
             ", ".join(h["cluster_managed"]) or "-",
         )  # fmt: skip
-    out.print(table)
+    render.print_table(table)
     render.page_note(len(docs), offset, total)
 
 

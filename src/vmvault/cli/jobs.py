@@ -52,8 +52,8 @@ def jobs_list(
     if json_:
         emit_json(docs)
     else:
-        out.print(render.job_table(docs))
-        render.page_note(len(docs), offset, total)
+        render.print_table(render.job_table(docs))
+    render.page_note(len(docs), offset, total)
 
 
 @jobs_app.command("show")

@@ -7,58 +7,29 @@ shown only for a bug, and only with ``VMVAULT_DEBUG=1``.
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 import traceback
+from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeGuard
 
 import typer
 import typer.main
 
-from vmvault import documents
-from vmvault.cli import (
-    audit_trail,
-    backups,
-    coercion,
-    copies,
-    dashboard,
-    points,
-    policies,
-    process,
-    remote,
-    render,
-    restores,
-    vms,
-)
-from vmvault.cli.access import audit_app, token_app
-from vmvault.cli.approvals import approvals_app
+from vmvault.cli import audit_trail, coercion, process, remote, render
 from vmvault.cli.context import services
-from vmvault.cli.files import export, files_app
-from vmvault.cli.hosts import host_app
-from vmvault.cli.jobs import jobs_app
-from vmvault.cli.lab import lab_app
-from vmvault.cli.notify import notify_app
 from vmvault.cli.options import JsonOpt
 from vmvault.cli.render import emit_json, out
-from vmvault.cli.vaults import vault_app
-from vmvault.cli.vms import vm_app
-from vmvault.domain.approval import HeldForApproval
 from vmvault.domain.errors import InternalError, VmvaultError
 from vmvault.domain.inputs import check_encoded
 
+if TYPE_CHECKING:
+    from vmvault.domain.approval import HeldForApproval
+
 coercion.install()  # str/int parameters without pydantic (see the module)
 
-app = typer.Typer(
-    help="vmvault: backups of libvirt KVM/QEMU virtual machines.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
 
-
-@app.callback()
 def root(
     server: Annotated[
         str | None,
@@ -90,34 +61,6 @@ def _env_path(name: str) -> Path | None:
     return Path(value) if value else None
 
 
-app.add_typer(vault_app, name="vault")
-app.add_typer(host_app, name="host")
-app.add_typer(vm_app, name="vm")
-app.add_typer(jobs_app, name="jobs")
-app.add_typer(lab_app, name="lab")
-app.add_typer(notify_app, name="notify")
-app.add_typer(points.points_app, name="points")
-app.add_typer(token_app, name="token")
-app.add_typer(audit_app, name="audit")
-app.add_typer(approvals_app, name="approvals")
-app.add_typer(files_app, name="files")
-app.command()(export)
-app.command()(backups.backup)
-app.command()(copies.copy)
-app.command()(restores.restore)
-app.command("restore-test")(restores.restore_test)
-app.command()(points.verify)
-app.command()(points.gc)
-app.add_typer(policies.policy_app, name="policy")
-app.add_typer(policies.protection_app, name="protection")
-app.command()(policies.protect)
-app.command()(policies.unregister)
-app.command()(dashboard.dashboard)
-app.command()(vms.discover)
-app.command()(vms.register)
-
-
-@app.command()
 def serve(
     listen: Annotated[
         str | None,
@@ -165,12 +108,13 @@ def serve(
     run_server(services().settings, listen, workers, *absolute)
 
 
-@app.command("errors")
 def errors_cmd(
     json_: JsonOpt = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print docs/errors.md.")] = False,
 ) -> None:
     """List every error code vmvault can report, with its message and remedy."""
+    from vmvault import documents
+
     rows = remote.get("/errors") if remote.active() else documents.error_catalog()
     if markdown:
         sys.stdout.write(documents.catalog_markdown(rows))
@@ -182,6 +126,75 @@ def errors_cmd(
         out.print(f"[bold]{row['code']}[/] ({row['kind']})")
         out.print(f"  {row['message']}", markup=False)
         out.print(f"  remedy: {row['remedy']}", markup=False)
+
+
+#: The command tree, in the order of ``--help``: a command's or group's name, the module that
+#: defines it and its name there.  A command line imports only the module of the command it
+#: names (:func:`_branch`): each module imports what its commands use, so a remote ``vm list``
+#: never imports another command's documents, domain model or services.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("vault", "vmvault.cli.vaults", "vault_app"),
+    ("host", "vmvault.cli.hosts", "host_app"),
+    ("vm", "vmvault.cli.vms", "vm_app"),
+    ("jobs", "vmvault.cli.jobs", "jobs_app"),
+    ("lab", "vmvault.cli.lab", "lab_app"),
+    ("notify", "vmvault.cli.notify", "notify_app"),
+    ("points", "vmvault.cli.points", "points_app"),
+    ("token", "vmvault.cli.access", "token_app"),
+    ("audit", "vmvault.cli.access", "audit_app"),
+    ("approvals", "vmvault.cli.approvals", "approvals_app"),
+    ("files", "vmvault.cli.files", "files_app"),
+    ("export", "vmvault.cli.files", "export"),
+    ("backup", "vmvault.cli.backups", "backup"),
+    ("copy", "vmvault.cli.copies", "copy"),
+    ("restore", "vmvault.cli.restores", "restore"),
+    ("restore-test", "vmvault.cli.restores", "restore_test"),
+    ("verify", "vmvault.cli.points", "verify"),
+    ("gc", "vmvault.cli.points", "gc"),
+    ("policy", "vmvault.cli.policies", "policy_app"),
+    ("protection", "vmvault.cli.protection", "protection_app"),
+    ("protect", "vmvault.cli.protection", "protect"),
+    ("unregister", "vmvault.cli.protection", "unregister"),
+    ("dashboard", "vmvault.cli.dashboard", "dashboard"),
+    ("discover", "vmvault.cli.vms", "discover"),
+    ("register", "vmvault.cli.vms", "register"),
+    ("serve", __name__, "serve"),
+    ("errors", __name__, "errors_cmd"),
+)
+
+
+def tree(names: frozenset[str] | None = None) -> typer.Typer:
+    """The ``vmvault`` app with the commands and groups of :data:`COMMANDS` named in ``names``
+    (None: every one), their modules imported now."""
+    built = typer.Typer(
+        help="vmvault: backups of libvirt KVM/QEMU virtual machines.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    built.callback()(root)
+    for name, module, attr in COMMANDS:
+        if names is None or name in names:
+            __import__(module)  # as an import statement: -X importtime lists it (import_module not)
+            command = getattr(sys.modules[module], attr)
+            if isinstance(command, typer.Typer):
+                built.add_typer(command, name=name)
+            else:
+                built.command(name)(command)
+    return built
+
+
+@cache
+def _whole() -> typer.Typer:
+    return tree()
+
+
+def __getattr__(name: str) -> Any:
+    """``app``: the whole command tree, built (every command module imported) when first
+    asked for."""
+    if name == "app":
+        return _whole()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -198,29 +211,19 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _tree() -> object:
-    """The click command tree of :data:`app` (built only when a command is recorded)."""
-    return typer.main.get_command(app)
+    """The click command tree of the whole app (built only when a command is recorded)."""
+    return typer.main.get_command(_whole())
 
 
 def _branch(words: list[str]) -> typer.Typer:
-    """:data:`app` with only the command or group that ``words`` (the command line without the
-    root's options) name first: typer builds the click command of every parameter of every
-    command it is given (~0.1 CPU-s for the whole tree, more than a remote ``vm list`` takes
-    otherwise), and a command line runs one.  The whole app when they name none, or start with
-    an option (``--help``): click's help, its errors and suggestions then see every command."""
-    if not words or words[0].startswith("-"):
-        return app
-    commands = [
-        c
-        for c in app.registered_commands
-        if c.callback and (c.name or typer.main.get_command_name(c.callback.__name__)) == words[0]
-    ]
-    groups = [g for g in app.registered_groups if g.name == words[0]]
-    if len(commands) + len(groups) != 1:
-        return app
-    branch = copy.copy(app)
-    branch.registered_commands, branch.registered_groups = commands, groups
-    return branch
+    """The app with only the command or group that ``words`` (the command line without the
+    root's options) name first: its module alone is imported, and typer builds the click
+    command of that branch alone (of every parameter of every command it is given: ~0.1
+    CPU-s for the whole tree).  The whole app when they name none, or start with an option
+    (``--help``): click's help, its errors and suggestions then see every command."""
+    if not words or words[0].startswith("-") or words[0] not in {c[0] for c in COMMANDS}:
+        return _whole()
+    return tree(frozenset(words[:1]))
 
 
 def _command(args: list[str]) -> None:
@@ -232,15 +235,24 @@ def _command(args: list[str]) -> None:
         _branch(words)(args=args, prog_name="vmvault")
     except VmvaultError as exc:
         sys.exit(render.error(exc))
-    except HeldForApproval as exc:  # not done: waits for an admin (docs/approvals.md)
-        sys.exit(render.held(documents.approval_doc(exc.request)))
     except KeyboardInterrupt:
         render.err.print("interrupted")
         sys.exit(130)
     except Exception as exc:
+        if _held(exc):  # not done: waits for an admin (docs/approvals.md)
+            from vmvault.documents import approval_doc
+
+            sys.exit(render.held(approval_doc(exc.request)))
         if os.environ.get("VMVAULT_DEBUG"):
             traceback.print_exc()
         sys.exit(render.error(InternalError(f"{type(exc).__name__}: {exc}")))
+
+
+def _held(exc: Exception) -> TypeGuard[HeldForApproval]:
+    """Whether ``exc`` is a call held for approval: only a command that imported the approvals'
+    model can raise one, so a command that did not (a listing) does not import it here."""
+    approval = sys.modules.get("vmvault.domain.approval")
+    return approval is not None and isinstance(exc, approval.HeldForApproval)
 
 
 def run() -> None:

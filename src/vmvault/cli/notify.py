@@ -83,7 +83,7 @@ def list_targets(
         render.add_row(
             table, str(d["id"]), d["vault"], d["channel"], d["address"], ",".join(d["events"])
         )
-    out.print(table)
+    render.print_table(table)
 
 
 @notify_app.command("remove")
@@ -120,7 +120,7 @@ def outbox(
             f"{t['id']} {t['channel']} {t['address']}", d["event"], d["state"],
             str(d["attempts"]), d["last_error"] or "-",
         )  # fmt: skip
-    out.print(table)
+    render.print_table(table)
 
 
 @notify_app.command("test")

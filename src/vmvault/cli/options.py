@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+VmsArg = Annotated[list[str], typer.Argument(help="VMs: uuid, NAME, HOST/NAME or GROUP/NAME.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 WaitOpt = Annotated[
     bool,

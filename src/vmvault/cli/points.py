@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from vmvault import documents, outcomes
-from vmvault.cli import remote, remote_jobs, render
+from vmvault.cli import pins, remote, remote_jobs, render
 from vmvault.cli.access import local_principal
 from vmvault.cli.backups import queued
 from vmvault.cli.context import services
@@ -76,6 +76,7 @@ def points_list(
         docs = _docs(found.points, found.held)
     if json_:
         emit_json(docs)
+        render.page_note(len(docs), offset, total)
         return
     table = Table(box=None, header_style="bold")
     cols: tuple[str, ...] = ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD")
@@ -104,7 +105,7 @@ def points_list(
             render.when(p["retain_until"]) if p["retain_until"] else "-",
             *((p["set_id"] or "-",) if "SET" in cols else ()),
         )
-    out.print(table)
+    render.print_table(table)
     render.page_note(len(docs), offset, total)
 
 
@@ -117,6 +118,7 @@ def _list_deleted(vault: str | None, vm: str | None, limit: int, offset: int, js
         docs = [documents.deleted_point_doc(g.point, g.vault, g.deleted) for g in gone]
     if json_:
         emit_json(docs)
+        render.page_note(len(docs), offset, total)
         return
     table = Table(box=None, header_style="bold")
     for col in ("ID", "VM", "CREATED", "LOGICAL", "VAULT", "DELETED", "PURGE AFTER"):
@@ -132,7 +134,7 @@ def _list_deleted(vault: str | None, vm: str | None, limit: int, offset: int, js
             render.when(d["deleted_at"]),
             render.when(d["purge_after"]),
         )
-    out.print(table)
+    render.print_table(table)
     render.page_note(len(docs), offset, total)
 
 
@@ -381,3 +383,7 @@ def _collected(doc: dict[str, Any], dry_run: bool, json_: bool) -> NoReturn:
                 )
             )
     raise typer.Exit(render.exit_code_for([doc]))
+
+
+points_app.command("protect")(pins.points_protect)
+points_app.command("unprotect")(pins.points_unprotect)

@@ -5,9 +5,18 @@ The remote CLI makes one request at a time and waits for its whole answer, so a 
 library brings nothing but its import: ``urllib.request`` with ``ssl`` and ``json`` costs
 ~0.03–0.05 CPU-s where httpx cost ~0.15–0.2 (with httpcore, anyio and, where it is installed,
 trio) — most of a remote ``vm list`` (docs/deployment.md, "The CLI's start").  What httpx
-did is kept: the proxy of the environment (``HTTPS_PROXY``, ``NO_PROXY`` …), no redirect
-followed (an answer 3xx is an answer), the query's ``True``/``False`` as ``true``/``false``
-and a list as the key repeated, a JSON body in UTF-8.
+did is kept: the proxy of the environment, no redirect followed (an answer 3xx is an answer),
+the query's ``True``/``False`` as ``true``/``false`` and a list as the key repeated, a JSON
+body in UTF-8.
+
+The proxy is the scheme's own (``https_proxy``/``HTTPS_PROXY``, ``http_proxy``/``HTTP_PROXY``,
+lower case first), else ``all_proxy``/``ALL_PROXY``, unless ``no_proxy``/``NO_PROXY`` names
+the server's host; an ``http://`` or ``https://`` proxy (or one given without a scheme) is
+used, any other (``socks5://`` …) is refused before the request, ``PROXY_UNSUPPORTED``.
+
+The TLS context (the CA file read, the system's trust store loaded) and the handlers are made
+once per process, for each CA file and proxy: a command that reads many pages (``discover``,
+``get_all``) pays for them once.
 
 A transport failure is ``SERVER_UNREACHABLE``, a certificate that does not verify
 ``SERVER_UNTRUSTED``; an HTTP error status is an answer (:class:`Response`), for the caller to
@@ -18,17 +27,25 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
+from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
-from vmvault.domain.errors import InvalidInput, ServerUnreachable, ServerUntrusted, VmvaultError
+from vmvault.domain.errors import (
+    InvalidInput,
+    ProxyUnsupported,
+    ServerUnreachable,
+    ServerUntrusted,
+    VmvaultError,
+)
 
 
 @dataclass(frozen=True)
@@ -74,10 +91,8 @@ def send(
         data = json.dumps(body, ensure_ascii=False).encode()
         headers["Content-Type"] = "application/json"
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
-    if url.startswith("https://"):
-        handlers.append(urllib.request.HTTPSHandler(context=_context(ca)))
-    opener = urllib.request.build_opener(*handlers)
+    https = url.startswith("https://")
+    opener = _opener(ca if https else None, https, _proxy(url))
     try:
         try:
             with opener.open(request, timeout=timeout) as answer:
@@ -106,6 +121,48 @@ def _text(value: Any) -> str:
     return "true" if value is True else "false" if value is False else str(value)
 
 
+def _environment_proxy(url: str) -> tuple[str, str] | None:
+    """The proxy of the environment for ``url`` and the variable that names it (the module
+    doc: the scheme's own, else ``ALL_PROXY``), whether or not ``NO_PROXY`` bypasses it."""
+    scheme = url.split("://", 1)[0]
+    names = [f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY"]
+    if "REQUEST_METHOD" in os.environ:
+        names.remove("HTTP_PROXY")  # as urllib: in a CGI script it is a request header (httpoxy)
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value, name
+    return None
+
+
+def _proxy(url: str) -> str | None:
+    """The proxy to reach ``url`` through (None: directly); a proxy that is not HTTP's is
+    refused, ``PROXY_UNSUPPORTED``."""
+    found = _environment_proxy(url)
+    if found is None or urllib.request.proxy_bypass(urlsplit(url).netloc):
+        return None
+    proxy, name = found
+    if "://" in proxy and not proxy.lower().startswith(("http://", "https://")):
+        parts = urlsplit(proxy)  # never its user and password
+        raise ProxyUnsupported(proxy=f"{parts.scheme}://{parts.hostname}", variable=name)
+    return proxy
+
+
+@cache
+def _opener(ca: Path | None, https: bool, proxy: str | None) -> urllib.request.OpenerDirector:
+    """The handlers of the requests to a server over TLS (``https``, trusting ``ca``) or not,
+    through ``proxy`` or directly: made once per process for each."""
+    scheme = "https" if https else "http"
+    handlers: list[urllib.request.BaseHandler] = [
+        _NoRedirect(),
+        urllib.request.ProxyHandler({scheme: proxy} if proxy else {}),
+    ]
+    if https:
+        handlers.append(urllib.request.HTTPSHandler(context=_context(ca)))
+    return urllib.request.build_opener(*handlers)
+
+
+@cache
 def _context(ca: Path | None) -> ssl.SSLContext:
     try:
         return ssl.create_default_context(cafile=str(ca) if ca else None)

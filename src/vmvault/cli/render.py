@@ -9,18 +9,18 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from vmvault import documents
-from vmvault.domain.approval import EXIT_HELD
 from vmvault.domain.errors import VmvaultError
-from vmvault.domain.inputs import shown
-from vmvault.domain.job import Job, JobState
+from vmvault.domain.inputs import MAX_PAGE, shown
+
+if TYPE_CHECKING:  # the domain model is imported where a command uses it, not by every one
+    from vmvault.domain.job import Job
 
 
 class SafeConsole(Console):
@@ -39,8 +39,9 @@ class SafeConsole(Console):
 
 # Piped output (scripts, tests) gets wide tables instead of truncated cells.
 _WIDTH = None if sys.stdout.isatty() else 250
-out = SafeConsole(highlight=False, soft_wrap=True, width=_WIDTH)
-err = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
+# Data is never read as emoji codes either (a name "a:ok:b" stays as typed).
+out = SafeConsole(highlight=False, soft_wrap=True, width=_WIDTH, emoji=False)
+err = SafeConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS = 0, 1, 2, 3
 
@@ -52,6 +53,8 @@ def short_time(value: datetime | None) -> str:
 def held(doc: dict[str, Any]) -> int:
     """A call held for approval (its request's document, docs/approvals.md) on stderr — stdout
     stays empty, ``--json`` too — locally and remotely alike; the exit code 4."""
+    from vmvault.domain.approval import EXIT_HELD
+
     err.print(f"held for approval: request {doc['id']} ({doc['summary']})", markup=False)
     due, expires = (
         datetime.fromisoformat(t) if t else None for t in (doc["due_at"], doc["expires_at"])
@@ -68,11 +71,15 @@ def held(doc: dict[str, Any]) -> int:
 
 
 def page_note(shown: int, offset: int, total: int) -> None:
-    """Under a table that shows one page of a longer listing: which items, and how to see
-    the next ones (on stderr: the table stays what a script parses)."""
+    """Under one page of a longer listing, its table or its ``--json``: which items of how
+    many, and how to see the next ones (on stderr: stdout stays what a script parses)."""
     if shown < total and (offset or shown):
         more = f"; --offset {offset + shown} for the next" if offset + shown < total else ""
-        err.print(f"{offset + 1}-{offset + shown} of {total} shown{more}", markup=False)
+        err.print(
+            f"{offset + 1}-{offset + shown} of {total} shown{more} "
+            f"(--limit: up to {MAX_PAGE} a page)",
+            markup=False,
+        )
 
 
 def emit_json(doc: Any) -> None:
@@ -104,6 +111,76 @@ def add_row(table: Table, *cells: str | Text) -> None:
 
 # --- tables ------------------------------------------------------------------------------------
 
+
+def print_table(table: Table) -> None:
+    """Print a listing's table on stdout, laid out as Rich lays it out.
+
+    Rich measures, pads, wraps and crops every cell through its renderables: ~1-2 ms per row
+    of nine cells, more than the rest of a remote ``vm list`` of 100 VMs takes.  A table of
+    listing shape (``box=None``, one line of :class:`Text` per cell, no column width or
+    style of its own) that fits the console's width is laid out here in one :class:`Text` of
+    the same characters and styles (tests/unit/test_cli_tables.py compares the two); any
+    other table, or one too wide (Rich then wraps its cells), is printed by Rich."""
+    lines = _listing(table, out.width)
+    if lines is None:
+        out.print(table)
+    else:
+        out.print(lines, soft_wrap=True, crop=False)
+
+
+def _listing(table: Table, width: int) -> Text | None:
+    """``table`` laid out as Rich lays out a table that fits ``width``; None if it is not of
+    the shape this lays out (:func:`print_table`) or does not fit."""
+    columns = table.columns
+    plain_table = (
+        table.box is None
+        and table.padding == (0, 1, 0, 1)
+        and table.show_header
+        and not (table.show_footer or table.expand or table.title or table.caption)
+        and table.width is None
+        and table.min_width is None
+        and not (table.row_styles or table.leading or table.show_lines)
+        and not any(r.style or r.end_section for r in table.rows)
+        and columns
+    )
+    if not plain_table:
+        return None
+    cells: list[list[Text]] = []
+    for column in columns:
+        if not (
+            isinstance(column.header, str)
+            and "[" not in column.header
+            and column.justify == "left"
+            and not column.style
+            and not column.header_style
+            and column.width is None
+            and column.min_width is None
+            and column.max_width is None
+            and column.ratio is None
+        ):
+            return None
+        texts = [Text(column.header)]
+        for cell in column.cells:
+            if not isinstance(cell, Text) or "\n" in cell.plain or "\t" in cell.plain:
+                return None
+            texts.append(cell)
+        cells.append(texts)
+    widths = [max(t.cell_len for t in texts) for texts in cells]
+    if sum(widths) + 2 * len(widths) > width:
+        return None
+    lines = []
+    for i in range(len(cells[0])):
+        line = Text(style=table.header_style if i == 0 else "")
+        for texts, w in zip(cells, widths, strict=True):
+            text = texts[i]  # padded to its column's width in its own style, as Rich does
+            line.append(" ")
+            line.append_text(text)
+            line.append(" " * (w - text.cell_len), style=text.style)
+            line.append(" ")
+        lines.append(line)
+    return Text("\n").join(lines)
+
+
 STATE_STYLE = {
     "completed": "green",
     "completed-with-warnings": "yellow",
@@ -122,7 +199,11 @@ def when(value: str | None) -> str:
 
 def as_doc(job: Job | dict[str, Any]) -> dict[str, Any]:
     """A job's document (the renderers below work from documents, local and remote alike)."""
-    return job if isinstance(job, dict) else documents.job_doc(job)
+    if isinstance(job, dict):
+        return job
+    from vmvault.documents import job_doc
+
+    return job_doc(job)
 
 
 def vm_table(vms: list[dict[str, Any]]) -> Table:
@@ -193,6 +274,8 @@ def job_result_line(job: Job | dict[str, Any]) -> None:
 
 
 def exit_code_for(jobs: Sequence[Job | dict[str, Any]]) -> int:
+    from vmvault.domain.job import JobState
+
     docs = [as_doc(j) for j in jobs]
     if any(d["error_code"] or d["state"] == JobState.CANCELLED.value for d in docs):
         return EXIT_FAILED

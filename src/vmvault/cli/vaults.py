@@ -254,7 +254,7 @@ def vault_list(json_: JsonOpt = False) -> None:
         render.add_row(
             table, v["name"], v["location"], v["storage"], where, render.when(v["created_at"])
         )
-    out.print(table)
+    render.print_table(table)
 
 
 @vault_app.command("show")

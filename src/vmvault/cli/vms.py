@@ -8,7 +8,6 @@ from urllib.parse import quote
 
 import typer
 
-from vmvault import documents
 from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, LimitOpt, OffsetOpt, VaultOpt
@@ -35,6 +34,8 @@ def discover(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
         )
     else:
         outcome = services().inventory.discover(vault)
+        from vmvault import documents
+
         doc = documents.discovery_doc(outcome)
         r = outcome.result
         labels = {v.uuid: v.label for v in (r.new + r.changed + r.vanished)} if r else {}
@@ -66,12 +67,14 @@ def vm_list(
         docs, total = remote.page("/vms", **asked, limit=limit, offset=offset)
     else:
         found, total = services().inventory.list_vms(vault, state, limit, offset)
+        from vmvault import documents
+
         docs = [documents.vm_doc(vm) for vm in found]
     if json_:
         emit_json(docs)
     else:
-        out.print(render.vm_table(docs))
-        render.page_note(len(docs), offset, total)
+        render.print_table(render.vm_table(docs))
+    render.page_note(len(docs), offset, total)
 
 
 @vm_app.command("show")
@@ -83,6 +86,8 @@ def vm_show(vm: str, json_: JsonOpt = False) -> None:
     else:
         item = services().inventory.find(vm)
         jobs = services().inventory.history(item)
+        from vmvault import documents
+
         doc = documents.vm_doc(item) | {"recent_jobs": [documents.job_doc(j) for j in jobs]}
     if json_:
         emit_json(doc)
@@ -105,7 +110,7 @@ def vm_show(vm: str, json_: JsonOpt = False) -> None:
     for w in doc["warnings"]:
         out.print(f"warning: {w}", markup=False)
     if doc["recent_jobs"]:
-        out.print(render.job_table(doc["recent_jobs"]))
+        render.print_table(render.job_table(doc["recent_jobs"]))
 
 
 @vm_app.command("update")
@@ -126,6 +131,8 @@ def vm_update(
         body = {"exclude_disks": excludes, "include_disks": includes}
         doc = remote.patch(f"/vms/{quote(vm, safe='/')}", body)
     else:
+        from vmvault import documents
+
         doc = documents.vm_doc(services().inventory.update_vm(vm, excludes, includes))
     if json_:
         emit_json(doc)
@@ -161,6 +168,8 @@ def register(
         outcomes = services().inventory.register(
             vault, vms, allow_crash_consistent=crash_consistent, exclude_disks=exclude_disk or []
         )
+        from vmvault import documents
+
         jobs = [documents.job_doc(o.job) for o in outcomes]
         owners = [o.result.cluster_managed if o.result else None for o in outcomes]
     if json_:

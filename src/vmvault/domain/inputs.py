@@ -54,6 +54,8 @@ def shown(text: str, *, newlines: bool = False) -> str:
 
     ``newlines=True`` keeps line breaks (text meant to span lines); tabs are kept too.
     """
+    if text.isprintable() or (newlines and all(line.isprintable() for line in text.split("\n"))):
+        return text  # at C speed: no character of Cc, Cf, Cs, Cn (nor any other one) to escape
     if not any(_unshowable(ch) for ch in text):
         return text
     out = []

@@ -144,7 +144,12 @@ from vmvault.domain.errors.protection import (
     VmProtected,
     WrongProtectionState,
 )
-from vmvault.domain.errors.remote import RemoteUnsupported, ServerUnreachable, ServerUntrusted
+from vmvault.domain.errors.remote import (
+    ProxyUnsupported,
+    RemoteUnsupported,
+    ServerUnreachable,
+    ServerUntrusted,
+)
 from vmvault.domain.errors.restore import (
     InstantCopyFailed,
     InsufficientSpace,
@@ -309,6 +314,7 @@ __all__ = [
     "PolicyExists",
     "PolicyInUse",
     "PolicyNotFound",
+    "ProxyUnsupported",
     "RemoteUnsupported",
     "RequestTooLarge",
     "RestoreDefineFailed",

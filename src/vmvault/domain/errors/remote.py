@@ -33,3 +33,14 @@ class ServerUntrusted(VmvaultError):
         "self-signed $VMVAULT_HOME/tls/cert.pem of the server host; compare its fingerprint "
         "with the one 'vmvault serve' logged."
     )
+
+
+class ProxyUnsupported(VmvaultError):
+    code = "PROXY_UNSUPPORTED"
+    message = "the proxy {proxy} (from {variable}) is not an http:// or https:// proxy"
+    remedy = (
+        "The remote CLI speaks to HTTP proxies only: give one in HTTPS_PROXY / HTTP_PROXY / "
+        "ALL_PROXY, or add the server's host to NO_PROXY to reach it directly (a SOCKS proxy "
+        "can be used through a local HTTP proxy in front of it)."
+    )
+    kind = "usage"
