@@ -290,6 +290,8 @@ def test_lists_are_paged(tmp_path: Path, home: Path, cli: CliRunner, catalog_url
         assert r.stderr.strip() == note
         r = cli("vm", "list", "--limit", "1000", "--json", env=url)
         assert len(r.json()) == 30 and r.stderr == ""  # every item: no note
+        r = cli("vm", "list", "--offset", "40", "--json", env=url)  # past the end
+        assert r.json() == [] and r.stderr.strip() == "no items at --offset 40: there are 30"
         r = cli("protection", "list", "--limit", "5", env=url)
         assert r.code == 0 and "1-5 of 12 shown; --offset 5 for the next" in r.stderr
 

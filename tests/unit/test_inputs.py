@@ -224,6 +224,17 @@ def test_uris_that_run_commands_need_allow_command(uri: str) -> None:
 
 @pytest.mark.parametrize(
     "uri",
+    ["qemu+ssh://h/system?command%00x=/tmp/evil", "qemu+tls://h/system?no_verify%00=1",
+     "qemu+ssh://h/system?keyfile=/k%0A"],
+)  # fmt: skip
+def test_a_parameter_with_a_control_character_is_refused(uri: str) -> None:
+    """libvirt reads ``command%00x`` as ``command`` (a C string cut at the NUL)."""
+    with pytest.raises(InvalidInput, match="control character"):
+        validate_uri(uri, allow_command=True)
+
+
+@pytest.mark.parametrize(
+    "uri",
     ["xen:///system", "qemu+pigeon://h/system", "qemu:///sys\ntem", "qemu:///sys\x1btem",
      "qemu+ssh://h/" + "x" * 1100, "lxc:///"],
 )  # fmt: skip
@@ -236,11 +247,13 @@ def test_uris_other_drivers_transports_or_too_long(uri: str) -> None:
     "uri",
     ["qemu+tls://h/system?no_verify=1", "qemu+ssh://root@h/system?NO_VERIFY=yes",
      "qemu+libssh2://h/system?known_hosts=/k&no_verify=1", "qemu+tls://h/system?no%5Fverify=1",
-     "qemu+tls://h/system?pkipath=/x;no_verify=1", "qemu+tls://h/system?no_verify=%31"],
+     "qemu+tls://h/system?pkipath=/x;no_verify=1", "qemu+tls://h/system?no_verify=%31",
+     "qemu+libssh2://h/system?known_hosts_verify=ignore", "qemu+libssh://h/system?known_hosts_verify=auto"],
 )  # fmt: skip
 def test_a_host_whose_identity_is_not_checked_is_refused(uri: str) -> None:
-    with pytest.raises(InvalidInput, match="no_verify"):
+    with pytest.raises(InvalidInput, match=r"no_verify|known_hosts_verify"):
         validate_uri(uri, allow_command=True)
+    assert validate_uri("qemu+libssh2://h/system?known_hosts_verify=normal")
     assert validate_uri("qemu+tls://h/system?no_verify=0") == "qemu+tls://h/system?no_verify=0"
 
 

@@ -224,6 +224,27 @@ def test_a_socks_proxy_is_refused_before_any_request(
     assert ECHOED == ["/direct"]
 
 
+def test_a_tls_proxy_is_refused_and_a_cgi_environment_is_no_crash(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """urllib speaks plain HTTP to its proxy: an https:// proxy would get the CONNECT and its
+    credentials in clear; and in a CGI environment (REQUEST_METHOD) an https:// server's
+    proxy is looked up without HTTP_PROXY, which is a request header there (httpoxy)."""
+    ECHOED.clear()
+    monkeypatch.setenv("HTTPS_PROXY", "https://alice:s3cret@127.0.0.1:3128")
+    with pytest.raises(ProxyUnsupported) as err:
+        send("GET", server.replace("http://", "https://"), "/x", None, None)
+    assert "https://127.0.0.1" in str(err.value) and "s3cret" not in str(err.value)
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.setenv("REQUEST_METHOD", "GET")
+    monkeypatch.setenv("HTTP_PROXY", "socks5://127.0.0.1:1")  # ignored: a request header
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert send("GET", server, "/cgi", None, None).is_success
+    with pytest.raises(ServerUnreachable):  # no TLS server there: reached, not a crash
+        send("GET", server.replace("http://", "https://"), "/tls", None, None)
+    assert ECHOED == ["/cgi"]
+
+
 def test_one_tls_context_serves_every_request_of_the_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

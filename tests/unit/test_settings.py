@@ -187,6 +187,10 @@ def test_a_shifted_clock_is_for_tests_only(tmp_path: Path) -> None:
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     with pytest.raises(InvalidSetting, match="cannot be resolved"):
         Settings.from_env(home | {"VMVAULT_TEST_CLOCK_FILE": str(tmp_path / "loop")})
+    with pytest.raises(InvalidSetting, match=r"VMVAULT_LAB_DIR.*cannot be resolved"):
+        Settings.from_env(
+            home | {"VMVAULT_TEST_CLOCK_FILE": str(path), "VMVAULT_LAB_DIR": str(tmp_path / "loop")}
+        )
     with pytest.raises(InvalidSetting, match="for lab tests only"):  # the lab is not '/'
         Settings.from_env(home | {"VMVAULT_TEST_CLOCK_FILE": str(path), "VMVAULT_LAB_DIR": "/"})
     for outside in (

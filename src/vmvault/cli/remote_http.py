@@ -126,7 +126,7 @@ def _environment_proxy(url: str) -> tuple[str, str] | None:
     doc: the scheme's own, else ``ALL_PROXY``), whether or not ``NO_PROXY`` bypasses it."""
     scheme = url.split("://", 1)[0]
     names = [f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY"]
-    if "REQUEST_METHOD" in os.environ:
+    if "REQUEST_METHOD" in os.environ and "HTTP_PROXY" in names:
         names.remove("HTTP_PROXY")  # as urllib: in a CGI script it is a request header (httpoxy)
     for name in names:
         value = os.environ.get(name)
@@ -142,7 +142,9 @@ def _proxy(url: str) -> str | None:
     if found is None or urllib.request.proxy_bypass(urlsplit(url).netloc):
         return None
     proxy, name = found
-    if "://" in proxy and not proxy.lower().startswith(("http://", "https://")):
+    # urllib speaks plain HTTP to a proxy: an https:// one would get the CONNECT, and the
+    # proxy's credentials, in clear on its TLS port
+    if "://" in proxy and not proxy.lower().startswith("http://"):
         parts = urlsplit(proxy)  # never its user and password
         raise ProxyUnsupported(proxy=f"{parts.scheme}://{parts.hostname}", variable=name)
     return proxy

@@ -73,7 +73,9 @@ def held(doc: dict[str, Any]) -> int:
 def page_note(shown: int, offset: int, total: int) -> None:
     """Under one page of a longer listing, its table or its ``--json``: which items of how
     many, and how to see the next ones (on stderr: stdout stays what a script parses)."""
-    if shown < total and (offset or shown):
+    if shown == 0 and offset >= total > 0:  # past the end
+        err.print(f"no items at --offset {offset}: there are {total}", markup=False)
+    elif shown < total and (offset or shown):
         more = f"; --offset {offset + shown} for the next" if offset + shown < total else ""
         err.print(
             f"{offset + 1}-{offset + shown} of {total} shown{more} "

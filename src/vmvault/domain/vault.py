@@ -41,6 +41,9 @@ COMMAND_PARAMETERS = {"command", "netcat"}
 #: The parameter that turns off libvirt's check of the server (the TLS certificate against
 #: the CA, the SSH host key against known_hosts): a host that does not verify is refused.
 NO_VERIFY = "no_verify"
+#: The libssh/libssh2 transports' host-key policy: only ``normal`` (an unknown or changed
+#: key refused) checks the host; ``auto`` trusts a new key, ``ignore`` any.
+KNOWN_HOSTS_VERIFY = "known_hosts_verify"
 
 
 def validate_name(value: str, what: str = "name") -> str:
@@ -78,6 +81,10 @@ def validate_uri(uri: str, *, allow_command: bool = False) -> str:
         )
     transport = m.group("transport")
     pairs = uri_params(m.group("query") or "")
+    if any(not (k + v).isprintable() for k, v in pairs):  # libvirt would cut a name at a NUL
+        raise InvalidInput(
+            "a parameter holds a control character once decoded", what=f"URI {quoted(uri)}"
+        )
     params = {k.lower() for k, _ in pairs}
     runs = transport in COMMAND_TRANSPORTS or bool(params & COMMAND_PARAMETERS)
     if runs and not allow_command:
@@ -89,6 +96,12 @@ def validate_uri(uri: str, *, allow_command: bool = False) -> str:
             "against known_hosts)",
             what=f"URI {quoted(uri)}",
         )
+    if any(k.lower() == KNOWN_HOSTS_VERIFY and v.strip().lower() != "normal" for k, v in pairs):
+        raise InvalidInput(
+            "a host is reached only with its identity checked: known_hosts_verify must be "
+            "'normal' (an unknown or changed SSH host key refused)",
+            what=f"URI {quoted(uri)}",
+        )
     if transport not in TRANSPORTS | COMMAND_TRANSPORTS:
         raise InvalidInput(
             "use no transport or one of " + ", ".join(sorted(t for t in TRANSPORTS if t)),
@@ -98,10 +111,11 @@ def validate_uri(uri: str, *, allow_command: bool = False) -> str:
 
 
 def uri_params(query: str) -> list[tuple[str, str]]:
-    """A libvirt URI's query as libvirt reads it (``virURIParseParams``): parameters separated
-    by ``&`` — or ``;`` —, names and values percent-decoded.  Both separators are split here
-    always, so that no spelling (``no%5Fverify``, ``a=b;no_verify=1``) hides a parameter
-    from the checks above."""
+    """At least every parameter libvirt reads in a URI's query (``virURIParseParams``: split on
+    ``&``, or on ``;`` where no ``&`` follows; names and values percent-decoded).  Both
+    separators are split here always — a stricter parse than libvirt's —, so that no spelling
+    (``no%5Fverify``, ``a=b;no_verify=1``) hides a parameter from the checks above; a decoded
+    control character (``command%00x``, which libvirt reads as ``command``) is refused there."""
     pairs = []
     for part in re.split(r"[&;]", query):
         if part:

@@ -31,8 +31,9 @@ class HostUnreachable(VmvaultError):
 class HostAuthFailed(HostUnreachable):
     """libvirt refused the connection's authentication: the host's TLS certificate did not
     verify, the host refused this node's certificate, or SASL/polkit refused (a
-    :class:`HostUnreachable`: discovery reports it as any host it cannot reach).  An SSH
-    failure comes back from the ssh command as a plain ``HOST_UNREACHABLE``."""
+    :class:`HostUnreachable`: discovery reports it as any host it cannot reach).  The libssh
+    transports report a refused key here too; ``qemu+ssh`` (the ssh command) reports its
+    failures as a plain ``HOST_UNREACHABLE``."""
 
     code = "HOST_AUTH_FAILED"
     message = "libvirt at {uri} and this node did not authenticate each other"
@@ -40,9 +41,10 @@ class HostAuthFailed(HostUnreachable):
         "For qemu+tls: the CA in the URI's pkipath (default /etc/pki/CA/cacert.pem) must be the "
         "one that signed the host's certificate, whose names must include the URI's host; and "
         "the host must accept this node's client certificate (clientcert.pem there, signed by "
-        "a CA the host trusts). libvirt's own warning above says which check failed. With "
-        "SASL or polkit on the host: the credentials it asks for. vmvault never skips the "
-        "check (no_verify is refused)."
+        "a CA the host trusts). libvirt's own warning above says which check failed. For "
+        "qemu+libssh/libssh2: this node's key (keyfile) and the host's key in known_hosts. "
+        "With SASL or polkit on the host: the credentials it asks for. vmvault never skips "
+        "the check (no_verify is refused)."
     )
 
 

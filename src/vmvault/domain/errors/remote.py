@@ -37,10 +37,12 @@ class ServerUntrusted(VmvaultError):
 
 class ProxyUnsupported(VmvaultError):
     code = "PROXY_UNSUPPORTED"
-    message = "the proxy {proxy} (from {variable}) is not an http:// or https:// proxy"
+    message = "the proxy {proxy} (from {variable}) is not an http:// proxy"
     remedy = (
-        "The remote CLI speaks to HTTP proxies only: give one in HTTPS_PROXY / HTTP_PROXY / "
-        "ALL_PROXY, or add the server's host to NO_PROXY to reach it directly (a SOCKS proxy "
-        "can be used through a local HTTP proxy in front of it)."
+        "The remote CLI speaks plain HTTP to its proxy (the requests to an https:// server "
+        "are tunnelled through it with CONNECT, still end-to-end TLS): give an http:// proxy "
+        "in HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, or add the server's host to NO_PROXY to "
+        "reach it directly (a SOCKS or TLS proxy can be used through a local HTTP proxy in "
+        "front of it)."
     )
     kind = "usage"
