@@ -63,10 +63,11 @@ def host_list(
     else:
         found, total = services().vaults.hosts_page(None, limit, offset)
         docs = [documents.host_doc(h) for h in found]
-    if json_:
-        emit_json(docs)
-        render.page_note(len(docs), offset, total)
-        return
+    render.listing(docs, offset, total, json_, _host_table)
+
+
+def _host_table(docs: list[dict[str, Any]]) -> Table:
+    """Host documents (:func:`documents.host_doc`) as a table."""
     table = Table(box=None, header_style="bold")
     for col in ("URI", "LOCATION", "HOSTNAME", "CLUSTER-MANAGED VMS"):
         table.add_column(col)
@@ -75,8 +76,7 @@ def host_list(
             table, h["uri"], h["location"], h["hostname"] or "-",
             ", ".join(h["cluster_managed"]) or "-",
         )  # fmt: skip
-    render.print_table(table)
-    render.page_note(len(docs), offset, total)
+    return table
 
 
 @host_app.command("update")

@@ -49,11 +49,7 @@ def jobs_list(
         jobs = services().jobs.list_jobs(type_, status, window, vm_uuid, limit=limit, offset=offset)
         total = services().jobs.count_jobs(type_, status, window, vm_uuid)
         docs = [documents.job_doc(j) for j in jobs]
-    if json_:
-        emit_json(docs)
-    else:
-        render.print_table(render.job_table(docs))
-    render.page_note(len(docs), offset, total)
+    render.listing(docs, offset, total, json_, render.job_table)
 
 
 @jobs_app.command("show")

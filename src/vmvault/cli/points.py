@@ -74,10 +74,12 @@ def points_list(
         found = services().point_listing.page(vault, vm, limit, offset)
         listed, total = found.vault, found.total
         docs = _docs(found.points, found.held)
-    if json_:
-        emit_json(docs)
-        render.page_note(len(docs), offset, total)
-        return
+    render.listing(docs, offset, total, json_, lambda docs: _point_table(docs, listed))
+
+
+def _point_table(docs: list[dict[str, Any]], listed: str | None) -> Table:
+    """Point documents as a table; a point damaged in ``listed`` (the vault listed; None:
+    in any vault) is marked."""
     table = Table(box=None, header_style="bold")
     cols: tuple[str, ...] = ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD")
     cols += ("FROZEN/PAUSED MS", "DISKS", "LOGICAL", "NEW", "VAULTS", "RETAIN UNTIL")
@@ -105,8 +107,7 @@ def points_list(
             render.when(p["retain_until"]) if p["retain_until"] else "-",
             *((p["set_id"] or "-",) if "SET" in cols else ()),
         )
-    render.print_table(table)
-    render.page_note(len(docs), offset, total)
+    return table
 
 
 def _list_deleted(vault: str | None, vm: str | None, limit: int, offset: int, json_: bool) -> None:
@@ -116,10 +117,11 @@ def _list_deleted(vault: str | None, vm: str | None, limit: int, offset: int, js
     else:
         gone, total = page_of(services().soft_delete.deleted(vault, vm)[1], limit, offset)
         docs = [documents.deleted_point_doc(g.point, g.vault, g.deleted) for g in gone]
-    if json_:
-        emit_json(docs)
-        render.page_note(len(docs), offset, total)
-        return
+    render.listing(docs, offset, total, json_, _deleted_table)
+
+
+def _deleted_table(docs: list[dict[str, Any]]) -> Table:
+    """Soft-deleted point documents (:func:`documents.deleted_point_doc`) as a table."""
     table = Table(box=None, header_style="bold")
     for col in ("ID", "VM", "CREATED", "LOGICAL", "VAULT", "DELETED", "PURGE AFTER"):
         table.add_column(col, no_wrap=col in ("ID", "VM"))
@@ -134,8 +136,7 @@ def _list_deleted(vault: str | None, vm: str | None, limit: int, offset: int, js
             render.when(d["deleted_at"]),
             render.when(d["purge_after"]),
         )
-    render.print_table(table)
-    render.page_note(len(docs), offset, total)
+    return table
 
 
 @points_app.command("undelete")

@@ -142,10 +142,11 @@ def policy_list(
     else:
         found, total = services().policies.list_policies(vault, limit, offset)
         docs = [policy_doc(v) for v in found]
-    if json_:
-        emit_json(docs)
-        render.page_note(len(docs), offset, total)
-        return
+    render.listing(docs, offset, total, json_, _policy_table)
+
+
+def _policy_table(docs: list[dict[str, Any]]) -> Table:
+    """Policy documents (:func:`documents.policy_doc`) as a table."""
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "SCHEDULE", "TIMEZONE", "RETENTION", "VMS"):
         table.add_column(col)
@@ -159,8 +160,7 @@ def policy_list(
             str(p.retention),
             str(len(doc["vms"])),
         )
-    render.print_table(table)
-    render.page_note(len(docs), offset, total)
+    return table
 
 
 @policy_app.command("show")

@@ -138,10 +138,11 @@ def protection_list(
 
         found, total = services().protection.items(vault, limit, offset)
         docs = [protected_item_doc(i) for i in found]
-    if json_:
-        emit_json(docs)
-        render.page_note(len(docs), offset, total)
-        return
+    render.listing(docs, offset, total, json_, _protection_table)
+
+
+def _protection_table(docs: list[dict[str, Any]]) -> Table:
+    """Protected-item documents (:func:`documents.protected_item_doc`) as a table."""
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "HOST", "PROTECTION", "HEALTH", "POLICY", "POINTS", "LAST POINT"):
         table.add_column(col)
@@ -156,8 +157,7 @@ def protection_list(
             str(i["points"]),
             render.when(i["last_point_at"]),
         )
-    render.print_table(table)
-    render.page_note(len(docs), offset, total)
+    return table
 
 
 def unregister(vms: VmsArg, vault: VaultOpt = None, json_: JsonOpt = False) -> None:

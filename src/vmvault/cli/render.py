@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +82,22 @@ def page_note(shown: int, offset: int, total: int) -> None:
             f"(--limit: up to {MAX_PAGE} a page)",
             markup=False,
         )
+
+
+def listing(
+    docs: list[dict[str, Any]],
+    offset: int,
+    total: int,
+    json_: bool,
+    table: Callable[[list[dict[str, Any]]], Table],
+) -> None:
+    """One page of a listing on stdout — its documents as ``--json``, or ``table(docs)`` —
+    then its :func:`page_note`: how every paged list prints."""
+    if json_:
+        emit_json(docs)
+    else:
+        print_table(table(docs))
+    page_note(len(docs), offset, total)
 
 
 def emit_json(doc: Any) -> None:

@@ -70,11 +70,7 @@ def vm_list(
         from vmvault import documents
 
         docs = [documents.vm_doc(vm) for vm in found]
-    if json_:
-        emit_json(docs)
-    else:
-        render.print_table(render.vm_table(docs))
-    render.page_note(len(docs), offset, total)
+    render.listing(docs, offset, total, json_, render.vm_table)
 
 
 @vm_app.command("show")
