@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import time
@@ -65,6 +64,7 @@ from vmvault.hypervisor.lab.ceph_procs import (
     stop,
     wait_gone,
 )
+from vmvault.hypervisor.lab.fsutil import write_private
 
 #: The S3 user every lab cluster gets.
 S3_USER = "vmvault-lab"
@@ -219,11 +219,7 @@ class CephCluster:
             "rgw_port": rgw_port,
             "seconds": round(time.monotonic() - t0, 1),
         }
-        tmp = self.paths.state.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(state, fh, indent=2)
-        tmp.rename(self.paths.state)
+        write_private(self.paths.state, json.dumps(state, indent=2).encode())
         return state
 
     def _create_mon(self, fsid: str, port: int) -> None:

@@ -17,7 +17,20 @@ from pathlib import Path
 from vmvault.domain.errors import LabFailed
 from vmvault.hypervisor.host import locked, untraversable
 
-__all__ = ["check_traversable", "link_or_copy", "locked", "make_dirs", "publish_dir"]
+__all__ = [
+    "check_traversable", "link_or_copy", "locked", "make_dirs", "publish_dir", "write_private"
+]  # fmt: skip
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` readable by its owner only (0600, whatever the umask
+    and whatever an older file's mode): a new file beside it, renamed over it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    tmp.replace(path)
 
 
 def make_dirs(path: Path, mode: int = 0o755) -> None:

@@ -21,7 +21,6 @@ operator's.
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +29,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from vmvault.hypervisor.lab.fsutil import make_dirs, write_private
 
 VALID_FOR = timedelta(days=365)
 
@@ -46,7 +47,7 @@ def write_pki(directory: Path, org: str = "vmvault lab") -> HostPki:
     """A new CA named ``org`` and the server's and a client's certificates in ``directory``."""
     pki = HostPki(directory / "ca", directory / "server", directory / "client")
     for d in (directory, pki.ca, pki.server, pki.client):
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_dirs(d, 0o700)
         d.chmod(0o700)  # also when it existed: only root reads the keys
     ca_key = _key()
     ca_name = _name(org, f"{org} CA")
@@ -57,9 +58,9 @@ def write_pki(directory: Path, org: str = "vmvault lab") -> HostPki:
         .add_extension(_usage(cert_sign=True), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    _write(pki.ca / "cacert.pem", ca.public_bytes(serialization.Encoding.PEM))
+    (pki.ca / "cacert.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     _write_key(pki.ca / "cakey.pem", ca_key)
-    _write(pki.client / "cacert.pem", ca.public_bytes(serialization.Encoding.PEM))
+    (pki.client / "cacert.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     for where, stem, purpose, alt in (
         (pki.server, "server", ExtendedKeyUsageOID.SERVER_AUTH, True),
         (pki.client, "client", ExtendedKeyUsageOID.CLIENT_AUTH, False),
@@ -78,7 +79,7 @@ def write_pki(directory: Path, org: str = "vmvault lab") -> HostPki:
             ]
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         cert = builder.sign(ca_key, hashes.SHA256())
-        _write(where / f"{stem}cert.pem", cert.public_bytes(serialization.Encoding.PEM))
+        (where / f"{stem}cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(where / f"{stem}key.pem", key)
     return pki
 
@@ -124,19 +125,10 @@ def _usage(*, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-
-
 def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
-    data = key.private_bytes(
+    pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never an old file's mode
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    tmp.replace(path)
+    write_private(path, pem)
