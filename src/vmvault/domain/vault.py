@@ -110,6 +110,13 @@ def validate_uri(uri: str, *, allow_command: bool = False) -> str:
     return uri
 
 
+def uri_transport(uri: str) -> str | None:
+    """The transport of a libvirt URI (``tls`` of ``qemu+tls://h/system``; None: none, or
+    not a URI :func:`validate_uri` would take)."""
+    m = _URI.fullmatch(uri.strip())
+    return m.group("transport") if m else None
+
+
 def uri_params(query: str) -> list[tuple[str, str]]:
     """At least every parameter libvirt reads in a URI's query (``virURIParseParams``: split on
     ``&``, or on ``;`` where no ``&`` follows; names and values percent-decoded).  Both

@@ -46,6 +46,7 @@ class HostPki:
 def write_pki(directory: Path, org: str = "vmvault lab") -> HostPki:
     """A new CA named ``org`` and the server's and a client's certificates in ``directory``."""
     pki = HostPki(directory / "ca", directory / "server", directory / "client")
+    make_dirs(directory.parent)  # the host's own directory: QEMU must traverse it
     for d in (directory, pki.ca, pki.server, pki.client):
         make_dirs(d, 0o700)
         d.chmod(0o700)  # also when it existed: only root reads the keys

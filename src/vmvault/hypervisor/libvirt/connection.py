@@ -15,6 +15,7 @@ from typing import Any
 import libvirt
 
 from vmvault.domain.errors import HostAuthFailed, HostUnreachable, VmDeleted
+from vmvault.domain.vault import uri_transport
 
 _silenced = False
 
@@ -43,8 +44,8 @@ def _identity_refused(uri: str, exc: libvirt.libvirtError) -> bool:
     host refusing this node's client certificate."""
     if exc.get_error_code() == libvirt.VIR_ERR_AUTH_FAILED:
         return True
-    scheme = uri.split(":", 1)[0].lower()
-    return scheme.endswith("+tls") and any(s in error_message(exc) for s in _TLS_REFUSED)
+    tls = uri_transport(uri) == "tls"
+    return tls and any(s in error_message(exc) for s in _TLS_REFUSED)
 
 
 def open_connection(uri: str) -> libvirt.virConnect:
