@@ -178,18 +178,16 @@ class Settings:
                 value=repr(str(self.test_clock_file)),
                 hint="Unset it: a served catalog keeps the wall clock's time.",
             )
-        lab = _resolved(self.lab_dir, "VMVAULT_LAB_DIR") if self.test_clock_file else None
-        if (
-            self.test_clock_file
-            and lab is not None
-            and (lab == Path(lab.anchor) or not self.test_clock_file.is_relative_to(lab))
-        ):  # a second, deliberate opt-in: the file lives in the test lab's own directory
-            raise InvalidSetting(
-                "a shifted clock is for lab tests only: its file must be in the lab's directory",
-                name="VMVAULT_TEST_CLOCK_FILE",
-                value=repr(str(self.test_clock_file)),
-                hint=f"Unset it, or keep the file in VMVAULT_LAB_DIR ({self.lab_dir}).",
-            )
+        if self.test_clock_file:  # a second, deliberate opt-in: the file is in the lab's dir
+            lab = _resolved(self.lab_dir, "VMVAULT_LAB_DIR")
+            if lab == Path(lab.anchor) or not self.test_clock_file.is_relative_to(lab):
+                raise InvalidSetting(
+                    "a shifted clock is for lab tests only: its file must be in the lab's "
+                    "directory",
+                    name="VMVAULT_TEST_CLOCK_FILE",
+                    value=repr(str(self.test_clock_file)),
+                    hint=f"Unset it, or keep the file in VMVAULT_LAB_DIR ({self.lab_dir}).",
+                )
         return self
 
     def parsed_gc_schedule(self) -> Schedule | None:

@@ -11,8 +11,9 @@ body in UTF-8.
 
 The proxy is the scheme's own (``https_proxy``/``HTTPS_PROXY``, ``http_proxy``/``HTTP_PROXY``,
 lower case first), else ``all_proxy``/``ALL_PROXY``, unless ``no_proxy``/``NO_PROXY`` names
-the server's host; an ``http://`` or ``https://`` proxy (or one given without a scheme) is
-used, any other (``socks5://`` …) is refused before the request, ``PROXY_UNSUPPORTED``.
+the server's host; an ``http://`` proxy (or one given without a scheme) is used, any other
+(``socks5://``, and ``https://``: urllib would send it the ``CONNECT`` and its credentials in
+clear) is refused before the request, ``PROXY_UNSUPPORTED``.
 
 The TLS context (the CA file read, the system's trust store loaded) and the handlers are made
 once per process, for each CA file and proxy: a command that reads many pages (``discover``,

@@ -237,9 +237,7 @@ def close_job(
                 current.error_code, current.message, current.remedy
             )  # fmt: skip
         return False
-    uow.jobs.append_log(
-        job.id, state.value if error is None else f"{state.value}: {error.text}", now
-    )
+    uow.jobs.append_log(job.id, ending, now)
     for hook in on_end:
         try:
             hook(uow, job)
