@@ -12,6 +12,10 @@ RSS; the server's CPU meanwhile in the note), median of the rounds, after one ru
 (the server's first request); the floors in the same run: the interpreter alone, and the
 imports no remote command can do without — typer and Rich's console and table (the CLI, its
 output), ``urllib.request``, ``ssl`` and ``json`` (the request).
+
+The same commands then run as a local CLI on the server's host (its ``VMVAULT_HOME`` and
+catalog URL, no token): the server answers them on its local socket (docs/server.md, "The
+local socket"), which the bench checks first (such a command imports no SQLAlchemy).
 """
 
 from __future__ import annotations
@@ -71,6 +75,14 @@ def remote_rows(table: Any, services: Any, url: str, home: Path, rounds: int) ->
         for label, words in COMMANDS:
             _row(table, f"{label} (remote CLI)", [VMVAULT, *words], env, rounds, pid, floor)
         assert list(elsewhere.iterdir()) == [], "the remote CLI wrote to its home"
+        # the local CLI of the server's host: answered on the local socket
+        local = plain | {"VMVAULT_HOME": str(home), "VMVAULT_CATALOG_URL": copy_url}
+        probe = measure([VMVAULT, "vm", "list"], local | {"PYTHONPROFILEIMPORTTIME": "1"})
+        assert probe.rc == 0 and "sqlalchemy" not in probe.err, "not answered on the socket"
+        for label, words in COMMANDS:
+            _row(
+                table, f"{label} (local CLI, socket)", [VMVAULT, *words], local, rounds, pid, floor
+            )
 
 
 def serve_until_stopped(services: Any, url: str, home: Path) -> None:

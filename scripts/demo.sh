@@ -155,6 +155,16 @@ job=$($V backup lab-standard-1 --no-wait --json | .venv/bin/python -c 'import js
 echo "queued job $job"
 ok_or_warn $V jobs wait "$job"
 
+step "On the server's host, listings are answered by the server on its local socket (mode 0600, no token; docs/server.md)" "jobs list --limit 3"
+ls -l "$VMVAULT_HOME/api.sock"
+$V jobs list --limit 3
+TIMEFORMAT='%R s'
+for mode in 1 0; do
+  printf 'dashboard with VMVAULT_LOCAL_SOCKET=%s (%s): ' "$mode" "$([ "$mode" = 1 ] && echo "asks the server" || echo "opens the catalog itself")"
+  { time VMVAULT_LOCAL_SOCKET=$mode $V dashboard >/dev/null; } 2>&1
+done
+unset TIMEFORMAT
+
 step "The same through the REST API: queue, then cancel while it is queued or running" "(POST /api/v1/backups, POST /api/v1/jobs/ID/cancel)"
 job=$(.venv/bin/python -c 'import os, httpx; print(httpx.post("http://127.0.0.1:8479/api/v1/backups", json={"vms": ["lab-raw-disk-1"]}, headers={"Authorization": "Bearer " + os.environ["DEMO_TOKEN"]}).json()[0]["id"])')
 api POST "/jobs/$job/cancel" >/dev/null

@@ -19,8 +19,9 @@ from typing import Any
 from vmvault.clock import clock_of, utcnow
 from vmvault.config import Settings
 from vmvault.domain.approval import Kind, Requester
+from vmvault.domain.host_uri import DEFAULT_HOST_URI
 from vmvault.domain.inventory import RegistrationLimits
-from vmvault.domain.vault import DEFAULT_HOST_URI, S3Location
+from vmvault.domain.vault import S3Location
 from vmvault.hypervisor.host import pid_alive
 from vmvault.hypervisor.libvirt.driver import LibvirtHypervisor
 from vmvault.persistence.catalog import SqlUnitOfWork

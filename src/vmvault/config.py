@@ -18,6 +18,7 @@
 | ``VMVAULT_WORKERS``         | ``2`` threads hashing/compressing (one per core) |
 | ``VMVAULT_JOB_WORKERS``     | ``2`` jobs ``vmvault serve`` runs at once |
 | ``VMVAULT_LISTEN``          | ``127.0.0.1:8470``: where ``vmvault serve``'s API listens (beyond loopback: TLS) |
+| ``VMVAULT_LOCAL_SOCKET``    | ``1``: ``vmvault serve`` also answers the reads of this host's CLI on ``$VMVAULT_HOME/api.sock`` (mode 0600), and the CLI's listings and dashboard ask it there; ``0``: neither (docs/server.md, "The local socket") |
 | ``VMVAULT_TLS_CERT``        | the PEM certificate ``vmvault serve`` presents (with ``VMVAULT_TLS_KEY``) |
 | ``VMVAULT_TLS_KEY``         | its PEM private key (neither given beyond loopback: a self-signed pair in ``$VMVAULT_HOME/tls``) |
 | ``VMVAULT_GC_SCHEDULE``     | ``daily@03:00`` (a policy schedule, or ``off``): when the server runs GC |
@@ -41,6 +42,7 @@ under ``/root``.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -48,13 +50,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 
+from vmvault import __version__
 from vmvault.domain.errors import InvalidInput, InvalidSetting
-from vmvault.domain.placement import host_key
+from vmvault.domain.host_uri import DEFAULT_HOST_URI, host_key, validate_uri
 from vmvault.domain.schedule import Schedule, parse_schedule, parse_timezone
-from vmvault.domain.vault import DEFAULT_HOST_URI, validate_uri
+
+#: The header in which a request on ``vmvault serve``'s local socket sends the client's
+#: :attr:`Settings.local_identity` (api/local_socket.py).
+LOCAL_IDENTITY_HEADER = "X-Vmvault-Local"
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,9 @@ class Settings:
     #: ``vmvault serve``: jobs run at once, where the REST API listens, when GC runs.
     job_workers: int = 2
     listen: str = "127.0.0.1:8470"
+    #: ``vmvault serve`` answers this host's CLI's reads on :attr:`api_socket`, and the CLI
+    #: asks it there (docs/server.md, "The local socket").
+    local_socket: bool = True
     gc_schedule: str = "daily@03:00"
     timezone: str = "UTC"
     #: A backup set: how long (s) its first held VM waits for the last (docs/sets.md: at
@@ -118,6 +128,7 @@ class Settings:
             workers=_int(env, "VMVAULT_WORKERS", min(os.cpu_count() or 2, 8)),
             job_workers=_int(env, "VMVAULT_JOB_WORKERS", 2),
             listen=env.get("VMVAULT_LISTEN") or "127.0.0.1:8470",
+            local_socket=_flag(env, "VMVAULT_LOCAL_SOCKET", default=True),
             gc_schedule=env.get("VMVAULT_GC_SCHEDULE") or "daily@03:00",
             timezone=env.get("VMVAULT_TIMEZONE") or "UTC",
             set_hold_timeout=_int(env, "VMVAULT_SET_HOLD_TIMEOUT", 30),
@@ -189,6 +200,21 @@ class Settings:
                     hint=f"Unset it, or keep the file in VMVAULT_LAB_DIR ({self.lab_dir}).",
                 )
         return self
+
+    @property
+    def api_socket(self) -> Path:
+        """The unix socket on which ``vmvault serve`` answers this host's CLI's reads."""
+        return self.home / "api.sock"
+
+    @property
+    def local_identity(self) -> str:
+        """What a CLI and the server behind :attr:`api_socket` must share for the server to
+        answer for the CLI: vmvault's version (the documents' shape) and the catalog (its URL
+        without its password, hashed: never the password, even hashed)."""
+        parts = urlsplit(self.catalog_url)
+        user, at, where = parts.netloc.rpartition("@")
+        bare = parts._replace(netloc=f"{user.partition(':')[0]}{at}{where}").geturl()
+        return f"{__version__} {hashlib.sha256(bare.encode()).hexdigest()[:24]}"
 
     def parsed_gc_schedule(self) -> Schedule | None:
         """The GC schedule (``None``: ``off``), in ``timezone``."""
@@ -291,8 +317,8 @@ def _resolved(path: Path, name: str) -> Path:
         ) from None
 
 
-def _flag(env: dict[str, str], name: str) -> bool:
-    raw = (env.get(name) or "0").strip().lower()
+def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
+    raw = (env.get(name) or ("1" if default else "0")).strip().lower()
     if raw not in ("0", "1", "yes", "no", "true", "false"):
         raise InvalidSetting(
             "must be 0 or 1", name=name, value=repr(env.get(name)), hint="Write 0 or 1."

@@ -14,10 +14,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+
+from tests.conftest import CliRunner
+from tests.e2e.served import Served, seed_catalog, serve_home
 
 
 def free_port() -> int:
@@ -119,3 +123,18 @@ def smtp() -> Iterator[MailReceiver]:
 
 def new_address() -> str:
     return f"ops-{uuid.uuid4().hex[:8]}@example.com"
+
+
+@pytest.fixture()
+def served(cli: CliRunner, home: Path) -> Iterator[Served]:
+    """The catalog of :func:`seed_catalog` and finished GC jobs, served on loopback."""
+    seed_catalog(home)
+    assert cli("gc").code == 0
+    assert cli("gc").code == 0
+    admin = cli("token", "create", "ops", "--role", "admin").stdout.splitlines()[-1]
+    reader = cli("token", "create", "eyes", "--role", "reader").stdout.splitlines()[-1]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = home / "serve.log"
+    with serve_home(home, f"127.0.0.1:{port}", url, log):
+        yield Served(url, admin, reader, log)

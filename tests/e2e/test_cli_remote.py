@@ -9,108 +9,17 @@ empty: nothing is read or written locally."""
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import getpass
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-import pytest
-
-from tests.conftest import CliRunner, Result, catalog_imports, save_vm
+from tests.conftest import CliRunner, Result, catalog_imports
 from tests.e2e.api_world import make_world
 from tests.e2e.conftest import free_port
-from vmvault.domain.vm import VmState
-
-
-@dataclass
-class Served:
-    url: str
-    admin: str
-    reader: str
-    log: Path
-
-
-@contextlib.contextmanager
-def _serve(home: Path, listen: str, url: str, log: Path) -> Iterator[None]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
-    env |= {"VMVAULT_HOME": str(home), "VMVAULT_GC_SCHEDULE": "off"}
-    with log.open("w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vmvault", "serve", "--listen", listen],
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(f"{url}/api/v1/health", timeout=5, verify=False)
-                break
-            time.sleep(0.2)
-        yield
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=150)
-
-
-WEB = "11111111-2222-3333-4444-555555555555"
-
-
-def _seed(home: Path) -> None:
-    """Vault ``main``; ``web`` protected by ``gold`` with a point (backed up through the
-    in-memory hypervisor, into the real catalog and vault), and VMs in three states."""
-    w = make_world(home)
-    w.services.vaults.create("main", "local", None)
-    w.add_vm("web", WEB)
-    c = w.client()
-    assert c.post("/api/v1/vms/discover", json={}).status_code == 200
-    assert c.post("/api/v1/vms/register", json={"vms": ["web"]}).status_code == 200
-    gold = {"name": "gold", "schedule": "daily@02:00", "retention": {"daily": 7}}
-    assert c.post("/api/v1/policies", json=gold).status_code == 201
-    hourly = {
-        "name": "sets",
-        "schedule": "every:6h@00:00-23:59",
-        "retention": {"daily": 2},
-        "as_set": True,
-    }
-    assert c.post("/api/v1/policies", json=hourly).status_code == 201, c.get("/api/v1/policies")
-    assert c.post("/api/v1/protection", json={"vms": ["web"], "policy": "gold"}).status_code == 200
-    assert c.post("/api/v1/backups", json={"vms": ["web"]}).status_code == 202
-    [backup, *_] = w.run_queued()
-    assert backup.state.value == "completed", backup.message
-    save_vm(w.services, "web1", VmState.DISCOVERED)
-    save_vm(w.services, "db1", VmState.REGISTERED)
-    save_vm(w.services, "app[1]", VmState.REGISTERED, host="other")
-    w.services._engine.dispose()
-
-
-@pytest.fixture()
-def served(cli: CliRunner, home: Path) -> Iterator[Served]:
-    """The catalog of :func:`_seed` and finished GC jobs, served on loopback."""
-    _seed(home)
-    assert cli("gc").code == 0
-    assert cli("gc").code == 0
-    admin = cli("token", "create", "ops", "--role", "admin").stdout.splitlines()[-1]
-    reader = cli("token", "create", "eyes", "--role", "reader").stdout.splitlines()[-1]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = home / "serve.log"
-    with _serve(home, f"127.0.0.1:{port}", url, log):
-        yield Served(url, admin, reader, log)
+from tests.e2e.served import WEB, Served, serve_home
 
 
 def _remote(cli: CliRunner, elsewhere: Path, url: str, token: str, *args: str) -> Result:
@@ -132,6 +41,10 @@ def _same(local: Result, remote: Result, args: tuple[str, ...], token: str) -> N
     assert remote.code == local.code, (args, local, remote)
     assert "Traceback" not in remote.stderr and token not in remote.stdout + remote.stderr
 
+
+#: A local command that reads the catalog itself, not through a server on its home's local
+#: socket (tests/e2e/test_cli_local_socket.py): what the remote CLI is compared with.
+DIRECT = {"VMVAULT_LOCAL_SOCKET": "0"}
 
 READS = [
     ("vault", "list"),
@@ -176,16 +89,16 @@ def test_reads_print_the_same_remotely_as_locally(
     for args in READS:
         for shape in ((), ("--json",)):
             full = tuple(point["id"] if a == "POINT" else a for a in (*args, *shape))
-            local = cli(*full)
+            local = cli(*full, env=DIRECT)
             remote = _remote(cli, elsewhere, served.url, served.admin, *full)
             _same(local, remote, full, served.admin)
     # the dashboard's document says when it was made: the same but for that second
     local, remote = (
-        cli("dashboard"),
+        cli("dashboard", env=DIRECT),
         _remote(cli, elsewhere, served.url, served.reader, "dashboard"),
     )
     _same(local, remote, ("dashboard",), served.reader)
-    local = cli("dashboard", "--json")
+    local = cli("dashboard", "--json", env=DIRECT)
     remote = _remote(cli, elsewhere, served.url, served.reader, "dashboard", "--json")
     assert local.code == remote.code == 0
     assert {**local.json(), "at": None} == {**remote.json(), "at": None}
@@ -588,7 +501,7 @@ def test_https_with_the_servers_self_signed_certificate(
     token = cli("token", "create", "ops", "--role", "admin").stdout.splitlines()[-1]
     port = free_port()
     url = f"https://127.0.0.1:{port}"
-    with _serve(home, f"0.0.0.0:{port}", url, home / "serve.log"):
+    with serve_home(home, f"0.0.0.0:{port}", url, home / "serve.log"):
         cert = home / "tls" / "cert.pem"
         assert cert.exists()
         env = {"VMVAULT_SERVER": url, "VMVAULT_TOKEN": token}

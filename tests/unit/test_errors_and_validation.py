@@ -9,8 +9,9 @@ import pytest
 
 from vmvault.documents import catalog_markdown
 from vmvault.domain.errors import InvalidInput, VmNotFound, VmvaultError
+from vmvault.domain.host_uri import validate_uri
 from vmvault.domain.job import parse_since
-from vmvault.domain.vault import validate_location, validate_name, validate_uri
+from vmvault.domain.vault import validate_location, validate_name
 
 
 def test_every_error_has_code_message_and_remedy() -> None:

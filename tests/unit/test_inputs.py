@@ -24,6 +24,7 @@ from vmvault.domain.errors import (
     VaultCreateFailed,
     VmvaultError,
 )
+from vmvault.domain.host_uri import validate_uri
 from vmvault.domain.inputs import (
     MAX_INT64,
     check_id,
@@ -38,7 +39,7 @@ from vmvault.domain.inputs import (
 from vmvault.domain.job import parse_since
 from vmvault.domain.restore import check_vm_name
 from vmvault.domain.retention import Retention
-from vmvault.domain.vault import validate_location, validate_name, validate_uri
+from vmvault.domain.vault import validate_location, validate_name
 
 SRC = Path(__file__).parents[2] / "src" / "vmvault"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -17,9 +17,9 @@ from tests.unit.test_scheduler_queue import Clock
 from vmvault.config import Settings
 from vmvault.documents import job_doc
 from vmvault.domain.errors import OperationInProgress
+from vmvault.domain.host_uri import host_key
 from vmvault.domain.job import JobState, JobType
 from vmvault.domain.node import LEASE, SCHEDULER_LEASE
-from vmvault.domain.placement import host_key
 from vmvault.domain.policy import Policy
 from vmvault.domain.retention import Retention
 from vmvault.domain.schedule import parse_schedule

@@ -6,7 +6,8 @@ import pytest
 
 from vmvault.config import Settings
 from vmvault.domain.errors import InvalidSetting
-from vmvault.domain.placement import OwnNode, same_host
+from vmvault.domain.host_uri import same_host
+from vmvault.domain.placement import OwnNode
 
 
 @pytest.mark.parametrize(

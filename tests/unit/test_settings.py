@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from vmvault import __version__
 from vmvault.clock import clock_of, utcnow
 from vmvault.config import INT_RANGES, Settings, parse_clock_offset
 from vmvault.domain.errors import InvalidSetting
@@ -214,3 +215,34 @@ def test_a_bad_clock_offset_is_refused(text: str, detail: str) -> None:
         parse_clock_offset(text, "VMVAULT_TEST_CLOCK_FILE")
     assert caught.value.text.startswith(f"setting VMVAULT_TEST_CLOCK_FILE={text!r} is not valid")
     assert detail in caught.value.text
+
+
+def test_the_local_socket_and_the_identity_a_client_must_share_with_it(tmp_path: Path) -> None:
+    def settings(**env: str) -> Settings:
+        return Settings.from_env({"VMVAULT_HOME": str(tmp_path), **env})
+
+    assert settings().api_socket == tmp_path / "api.sock" and settings().local_socket
+    assert not settings(VMVAULT_LOCAL_SOCKET="0").local_socket
+    with pytest.raises(InvalidSetting, match="VMVAULT_LOCAL_SOCKET"):
+        settings(VMVAULT_LOCAL_SOCKET="maybe")
+    pg = "postgresql+psycopg://vmvault:{}@db.example:5432/catalog"
+    first, second = (
+        settings(VMVAULT_CATALOG_URL=pg.format("s3cret")),
+        settings(VMVAULT_CATALOG_URL=pg.format("other")),
+    )
+    # the password is no part of it (never sent, even hashed); everything else is
+    assert first.local_identity == second.local_identity
+    assert "s3cret" not in first.local_identity and "db.example" not in first.local_identity
+    version, digest = first.local_identity.split()
+    assert version == __version__ and len(digest) == 24
+    for other in (
+        pg.format("s3cret").replace("catalog", "catalog2"),
+        pg.format("s3cret").replace("5432", "5433"),
+        pg.format("s3cret").replace("vmvault:", "admin:"),
+    ):
+        assert settings(VMVAULT_CATALOG_URL=other).local_identity != first.local_identity, other
+    assert settings().local_identity != first.local_identity  # the home's SQLite catalog
+    assert (
+        settings().local_identity
+        != Settings.from_env({"VMVAULT_HOME": str(tmp_path / "elsewhere")}).local_identity
+    )

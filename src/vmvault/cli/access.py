@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -13,9 +12,10 @@ from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
 from vmvault.cli.render import emit_json, out
-from vmvault.domain.access import Principal, Role
+from vmvault.domain.access import Role
 from vmvault.domain.audit import local_actor
 from vmvault.domain.job import parse_since
+from vmvault.local_user import unix_user
 
 token_app = typer.Typer(
     help="API tokens of the REST API and the web console.", no_args_is_help=True
@@ -23,22 +23,6 @@ token_app = typer.Typer(
 audit_app = typer.Typer(
     help="The audit log: every change, by whom, from where.", no_args_is_help=True
 )
-
-
-def unix_user() -> str:
-    """This process's (effective) user, the CLI's actor in the audit log."""
-    import pwd
-
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return str(os.geteuid())
-
-
-def local_principal() -> Principal:
-    """Who the CLI on the server's host is: ``local:<user>``, an admin (whoever may read the
-    catalog may do everything); the requester or approver of approval requests."""
-    return Principal(local_actor(unix_user()), Role.ADMIN)
 
 
 @token_app.command("create")

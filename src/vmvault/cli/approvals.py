@@ -2,7 +2,7 @@
 printed by :func:`vmvault.cli.render.held` (exit 4), locally and remotely.
 
 The CLI's principal is the local user, ``local:<user>``, an admin
-(:func:`~vmvault.cli.access.local_principal`): it may approve a request made through a token
+(:func:`~vmvault.local_user.local_principal`): it may approve a request made through a token
 or by another local user, never its own.  With ``--server URL --token T`` (docs/server.md,
 "Remote CLI") ``list``, ``show``, ``approve`` and ``reject`` run as that token's holder
 through the API, rendered from the same documents.
@@ -18,10 +18,10 @@ from rich.table import Table
 
 from vmvault import documents
 from vmvault.cli import remote, render
-from vmvault.cli.access import local_principal
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
 from vmvault.cli.render import emit_json, out
+from vmvault.local_user import local_principal
 
 approvals_app = typer.Typer(
     help="Operations that reduce protection, held for an admin's approval.",

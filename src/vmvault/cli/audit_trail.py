@@ -71,8 +71,8 @@ def record(tree: Callable[[], Any], args: Sequence[str], code: int | str | None)
     if not services.cache_info().currsize or "_engine" not in services().__dict__:
         return  # the catalog was never opened: nothing was changed
     from vmvault.cli import render
-    from vmvault.cli.access import unix_user
     from vmvault.domain.audit import CLI_REMOTE, local_actor
+    from vmvault.local_user import unix_user
 
     described = describe(tree(), args)
     if described is None or not changes(described[0]):

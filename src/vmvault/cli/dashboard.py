@@ -10,7 +10,7 @@ from vmvault.cli.render import emit_json, out
 
 def dashboard(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
     """VM and job counts, VMs that need attention, storage and dedup ratio."""
-    if remote.active():
+    if remote.reads():
         d = remote.get("/dashboard", vault=vault)
     else:
         from vmvault.documents import dashboard_doc

@@ -12,8 +12,9 @@ from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, LimitOpt, OffsetOpt
 from vmvault.cli.render import emit_json, out
+from vmvault.domain.host_uri import DEFAULT_HOST_URI
 from vmvault.domain.inputs import DEFAULT_PAGE
-from vmvault.domain.vault import DEFAULT_HOST_URI, DEFAULT_LOCATION
+from vmvault.domain.vault import DEFAULT_LOCATION
 
 host_app = typer.Typer(help="libvirt hosts and the location they belong to.", no_args_is_help=True)
 
@@ -58,7 +59,7 @@ def host_list(
     limit: LimitOpt = DEFAULT_PAGE, offset: OffsetOpt = 0, json_: JsonOpt = False
 ) -> None:
     """List hosts by location and URI, a page at a time."""
-    if remote.active():
+    if remote.reads():
         docs, total = remote.page("/hosts", limit=limit, offset=offset)
     else:
         found, total = services().vaults.hosts_page(None, limit, offset)

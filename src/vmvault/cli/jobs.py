@@ -33,7 +33,7 @@ def jobs_list(
 ) -> None:
     """List jobs, newest first, a page at a time."""
     check_page(limit, offset)
-    if remote.active():
+    if remote.reads():
         docs, total = remote.page(
             "/jobs",
             type=type_.value if type_ else None,

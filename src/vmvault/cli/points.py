@@ -10,7 +10,6 @@ from rich.table import Table
 
 from vmvault import documents, outcomes
 from vmvault.cli import pins, remote, remote_jobs, render
-from vmvault.cli.access import local_principal
 from vmvault.cli.backups import queued
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, LimitOpt, OffsetOpt, VaultOpt, WaitOpt
@@ -20,6 +19,7 @@ from vmvault.domain.consistency import HookOutcome
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import DEFAULT_PAGE, check_page, page_of, parse_instant
 from vmvault.domain.recovery_point import DamagedDisk, RecoveryPoint
+from vmvault.local_user import local_principal
 
 if TYPE_CHECKING:
     from vmvault.services.holdings import Holding
@@ -61,12 +61,12 @@ def points_list(
                 "--set lists one whole backup set: no VM, no --vault", what="points list --set"
             )
         listed = None
-        if remote.active():
+        if remote.reads():
             docs, total = remote.page("/points", set=set_id, limit=limit, offset=offset)
         else:
             points, total = page_of(services().backup_sets.points(set_id), limit, offset)
             docs = _docs(points, services().point_listing.where_held(points))
-    elif remote.active():
+    elif remote.reads():
         docs, total = remote.page("/points", vault=vault, vm=vm, limit=limit, offset=offset)
         # the vault listed, as the server resolves it (none: a VM's points in every vault)
         listed = vault or (None if vm is not None else remote.get("/dashboard")["vault"])
@@ -111,7 +111,7 @@ def _point_table(docs: list[dict[str, Any]], listed: str | None) -> Table:
 
 
 def _list_deleted(vault: str | None, vm: str | None, limit: int, offset: int, json_: bool) -> None:
-    if remote.active():
+    if remote.reads():
         asked = {"vault": vault, "vm": vm, "limit": limit, "offset": offset}
         docs, total = remote.page("/points/deleted", **asked)
     else:

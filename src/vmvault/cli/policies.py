@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from vmvault.cli import remote, render
-from vmvault.cli.access import local_principal
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, LimitOpt, OffsetOpt, RequireOpt, VaultOpt
 from vmvault.cli.render import emit_json, out
@@ -19,6 +18,7 @@ from vmvault.domain.policy import JSON_VERSION as POLICY_JSON_VERSION
 from vmvault.domain.policy import Policy
 from vmvault.domain.retention import Retention
 from vmvault.domain.schedule import format_schedule
+from vmvault.local_user import local_principal
 
 policy_app = typer.Typer(help="Policies: a schedule and a retention.", no_args_is_help=True)
 

@@ -97,7 +97,7 @@ def protection_stop(
         body: dict[str, Any] = {"vms": vms, "delete_data": delete_data, "vault": vault}
         _jobs_result(remote.holdable("POST", "/protection/stop", body), json_)
     from vmvault import documents
-    from vmvault.cli.access import local_principal
+    from vmvault.local_user import local_principal
     from vmvault.services.protection import ProtectResult  # a local command: services loaded
 
     outcomes = services().protection.stop(vault, vms, retain_data=retain_data, by=local_principal())
@@ -131,7 +131,7 @@ def protection_list(
 ) -> None:
     """The VMs registered with the vault by name, a page at a time: their protection, policy
     and newest point."""
-    if remote.active():
+    if remote.reads():
         docs, total = remote.page("/protection", vault=vault, limit=limit, offset=offset)
     else:
         from vmvault.documents import protected_item_doc

@@ -12,6 +12,14 @@ A call the server may hold for approval goes through :func:`holdable`: when the 
 answers 202 with the pending request (docs/approvals.md), it prints what the local command
 prints when held (:func:`vmvault.cli.render.held`) and exits 4.
 
+On the server's own host, a command that only reads and grows with the fleet (the listings
+of VMs, protection, points, jobs and hosts, and the dashboard) asks :func:`reads` instead: it
+is answered by the running ``vmvault serve`` of this ``VMVAULT_HOME`` on its local socket
+(docs/server.md, "The local socket"; api/local_socket.py) when one answers there for the same
+catalog and version, and the command then runs as in remote mode without importing SQLAlchemy
+or the composition root; otherwise it reads the catalog itself. Its settings are read and
+checked as a local command's are, and its ``VMVAULT_VAULT`` is the default vault it asks for.
+
 The API's error body is raised again as the same error class (so it is printed and exits as
 it would locally); a server that cannot be reached or whose certificate is not trusted is
 ``SERVER_UNREACHABLE`` / ``SERVER_UNTRUSTED``. The token is sent only in the Authorization
@@ -49,12 +57,19 @@ class Server:
     url: str
     token: str | None
     ca: Path | None
+    #: The local socket's (:func:`reads`): its path, the settings' identity it sends, and the
+    #: vault a request that names none asks for (the local settings' default).
+    socket: Path | None = None
+    identity: str | None = None
+    vault: str | None = None
 
     def __repr__(self) -> str:  # never the token
         return f"Server(url={self.url!r}, ca={self.ca!r})"
 
 
 _server: Server | None = None
+#: The local socket's server once :func:`reads` looked for it (None inside: none answers).
+_local: list[Server | None] = []
 _describe: Callable[[], tuple[str, list[str]] | None] | None = None
 
 
@@ -98,6 +113,39 @@ def _loopback(host: str) -> bool:
 
 def active() -> bool:
     return _server is not None
+
+
+def reads() -> bool:
+    """Whether a command that only reads asks a server: in remote mode, or on this host when
+    its ``vmvault serve`` answers on the local socket for the same catalog (module doc)."""
+    if _server is not None:
+        return True
+    if not _local:
+        _local.append(_local_server())
+    return _local[0] is not None
+
+
+def _local_server() -> Server | None:
+    """The local socket's server, when one answers for this CLI's settings; else None."""
+    import stat
+
+    from vmvault.config import Settings
+
+    settings = Settings.from_env()  # a bad setting is refused as by any local command
+    path = settings.api_socket
+    try:
+        if not settings.local_socket or not stat.S_ISSOCK(path.stat().st_mode):
+            return None
+    except OSError:
+        return None
+    server = Server(
+        f"unix:{path}", None, None, path, settings.local_identity, settings.default_vault
+    )
+    try:
+        answer = _send(server, "GET", "/whoami")
+    except VmvaultError:  # nobody answers (a server killed), or not as a server would
+        return None
+    return server if answer.is_success else None  # 421: another catalog or version
 
 
 def name_commands(describe: Callable[[], tuple[str, list[str]] | None]) -> None:
@@ -181,14 +229,42 @@ def _command() -> str:
 def _request(
     method: str, path: str, params: dict[str, Any] | None = None, json: Any = None
 ) -> Response:
-    from vmvault.cli.remote_http import send
-
-    server = _server
+    server = _server or (_local[0] if _local else None)
     assert server is not None, "remote mode is off"
-    r = send(method, server.url, PREFIX + path, server.token, server.ca, params, json, TIMEOUT)
+    r = _send(server, method, path, params, json)
     if r.is_success:
         return r
     raise _answered(r)
+
+
+def _send(
+    server: Server,
+    method: str,
+    path: str,
+    params: dict[str, Any] | None = None,
+    json: Any = None,
+) -> Response:
+    from vmvault.cli.remote_http import send
+
+    extra = None
+    if server.socket is not None:
+        from vmvault.config import LOCAL_IDENTITY_HEADER
+
+        extra = {LOCAL_IDENTITY_HEADER: server.identity or ""}
+        if params is not None and "vault" in params and params["vault"] is None:
+            params = params | {"vault": server.vault}
+    return send(
+        method,
+        server.url,
+        PREFIX + path,
+        server.token,
+        server.ca,
+        params,
+        json,
+        TIMEOUT,
+        unix=server.socket,
+        extra=extra,
+    )
 
 
 def _answered(r: Response) -> VmvaultError:

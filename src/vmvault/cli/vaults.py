@@ -14,7 +14,6 @@ from rich.table import Table
 
 from vmvault import documents
 from vmvault.cli import remote, render
-from vmvault.cli.access import local_principal
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
 from vmvault.cli.render import emit_json, err, out
@@ -22,6 +21,7 @@ from vmvault.cli.vault_keys import key_app, read_paper
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.inputs import parse_size, quoted
 from vmvault.domain.vault import SettingsChange, s3_location
+from vmvault.local_user import local_principal
 
 vault_app = typer.Typer(help="Create and inspect vaults.", no_args_is_help=True)
 vault_app.add_typer(key_app, name="key")

@@ -62,7 +62,7 @@ def vm_list(
 ) -> None:
     """List the VMs of the vault's location by name, a page at a time (vanished ones are
     marked)."""
-    if remote.active():
+    if remote.reads():
         asked = {"vault": vault, "state": state.value if state else None}
         docs, total = remote.page("/vms", **asked, limit=limit, offset=offset)
     else:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vmvault.domain.host_uri import DEFAULT_HOST_URI, host_key, same_host
 from vmvault.domain.job import JobType
-from vmvault.domain.vault import DEFAULT_HOST_URI
 
 #: The restore mode that touches no VM (it writes image files where vmvault runs).
 DISKS_ONLY = "disks-only"
@@ -34,20 +34,6 @@ def touches_disks(job_type: JobType, request: dict[str, Any] | None) -> bool:
     if job_type in (JobType.BACKUP, JobType.BACKUP_SET):
         return True
     return job_type is JobType.RESTORE and (request or {}).get("mode") != DISKS_ONLY
-
-
-def host_key(uri: str) -> str:
-    """A libvirt URI as hosts are compared and stored (``VMVAULT_NODE_HOST``, ``host add``):
-    as written, but for surrounding blanks, trailing slashes (``qemu:///system/``) and the
-    case of the scheme; ``qemu:///`` stays as it is."""
-    scheme, sep, rest = uri.strip().partition("://")
-    path = rest.rstrip("/")
-    return f"{scheme.lower()}{sep}{path or rest}"
-
-
-def same_host(a: str, b: str) -> bool:
-    """Whether two libvirt URIs name the same host (:func:`host_key`)."""
-    return host_key(a) == host_key(b)
 
 
 class OwnNode:

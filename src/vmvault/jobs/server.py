@@ -27,7 +27,8 @@ they were:
    services/scheduler.py), and GC runs on ``VMVAULT_GC_SCHEDULE``;
 5. the **REST API** (see api/app.py, ``/metrics`` included) serves on the socket bound in step 0, each request
    authenticated by its API token (services/tokens.py) and each change written to the audit
-   log (api/audit_trail.py).
+   log (api/audit_trail.py); and the **local socket** (jobs/local_socket.py, bound in step 0
+   too: ``$VMVAULT_HOME/api.sock``, mode 0600) answers this host's CLI's reads without a token.
 
 The workers and the scheduler are supervised (jobs/supervisor.py): an exception that escapes
 one's loop is logged with its traceback and the loop restarted after a back-off; one crash too
@@ -74,8 +75,9 @@ from vmvault.domain.errors import (
 )
 from vmvault.domain.job import Job
 from vmvault.domain.node import HEARTBEAT, LEASE
-from vmvault.jobs import tls
+from vmvault.jobs import local_socket, tls
 from vmvault.jobs.supervisor import Component, RestartPolicy, Supervisor
+from vmvault.local_user import local_principal
 from vmvault.services.recovery import RecoveredJob
 
 if TYPE_CHECKING:
@@ -329,19 +331,31 @@ def serve(
     files = tls.choose(address, settings.home, settings.tls_cert, settings.tls_key)
     sock = bind(address)
     try:
-        _run(settings, address, sock, files)
+        local = local_socket.bind(settings)
+        try:
+            _run(settings, address, sock, files, local)
+        finally:
+            if local is not None:
+                local.close()  # closed first by its listener, when it ran
     finally:
         sock.close()
 
 
 def _run(
-    settings: Settings, address: ListenAddress, sock: socket.socket, files: tls.TlsFiles | None
+    settings: Settings,
+    address: ListenAddress,
+    sock: socket.socket,
+    files: tls.TlsFiles | None,
+    local: socket.socket | None,
 ) -> None:
     import uvicorn
 
+    from vmvault.api.local_socket import LocalSocket
+
     server = Server(settings)
+    app = server.app()
     config = uvicorn.Config(
-        server.app(),
+        app,
         log_level="warning",
         access_log=False,
         lifespan="off",
@@ -355,6 +369,13 @@ def _run(
 
     server.on_fatal = fatal
     server.start()
+    listener = None
+    if local is not None:
+        answered = LocalSocket(
+            app, str(settings.api_socket), settings.local_identity, local_principal()
+        )
+        listener = local_socket.Listener(local, answered)
+        listener.start()
     scheme = "https" if files else "http"
     log.info("REST API on %s://%s/api/v1 (docs at /docs)", scheme, address)
     if files:
@@ -376,6 +397,8 @@ def _run(
         api.run(sockets=[sock])  # returns after SIGTERM/SIGINT, or when a component failed
     finally:
         log.info("stopping")
+        if listener is not None:
+            listener.stop()
         server.stop()
     if server.failure is not None:
         raise server.failure

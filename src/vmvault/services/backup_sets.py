@@ -44,8 +44,8 @@ from vmvault.domain.errors import (
     SetNotFound,
     VmvaultError,
 )
+from vmvault.domain.host_uri import host_key
 from vmvault.domain.job import Job, JobType, JournalStep
-from vmvault.domain.placement import host_key
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.vault import Vault
 from vmvault.domain.vm import VmItem

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 from vmvault.domain.approval import Guard, no_guard
 from vmvault.domain.errors import HostNotServed, HostServedElsewhere
-from vmvault.domain.placement import OwnNode, host_key, same_host
+from vmvault.domain.host_uri import host_key, same_host
+from vmvault.domain.placement import OwnNode
 from vmvault.services.jobs import JobRunner
 from vmvault.services.ports import NodeDirectory, UnitOfWorkFactory
 

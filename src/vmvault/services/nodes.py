@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from vmvault.domain.host_uri import host_key, same_host
 from vmvault.domain.node import HEARTBEAT, LEASE, Node
-from vmvault.domain.placement import host_key, same_host
 from vmvault.services.ports import UnitOfWorkFactory
 
 #: A node silent this long is deleted from ``nodes`` (its jobs were recovered long ago).

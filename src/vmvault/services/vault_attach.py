@@ -54,9 +54,9 @@ from vmvault.domain.errors import (
     VaultKeyRequired,
     VaultNotInitialised,
 )
+from vmvault.domain.host_uri import DEFAULT_HOST_URI
 from vmvault.domain.recovery_point import PointCopy, RecoveryPoint
 from vmvault.domain.vault import (
-    DEFAULT_HOST_URI,
     DEFAULT_LOCATION,
     S3Location,
     Vault,

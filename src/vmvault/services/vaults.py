@@ -31,17 +31,15 @@ from vmvault.domain.errors import (
     VaultPathInUse,
     VaultStorageInUse,
 )
+from vmvault.domain.host_uri import DEFAULT_HOST_URI, host_key, validate_uri
 from vmvault.domain.inputs import DEFAULT_PAGE, page_of
-from vmvault.domain.placement import host_key
 from vmvault.domain.vault import (
-    DEFAULT_HOST_URI,
     DEFAULT_LOCATION,
     Host,
     S3Location,
     Vault,
     validate_location,
     validate_name,
-    validate_uri,
 )
 from vmvault.services import holdings
 from vmvault.services.paths import check_writable, first_missing, user_path

@@ -145,6 +145,8 @@ from vmvault.domain.errors.protection import (
     WrongProtectionState,
 )
 from vmvault.domain.errors.remote import (
+    LocalSocketMismatch,
+    LocalSocketReadOnly,
     ProxyUnsupported,
     RemoteUnsupported,
     ServerUnreachable,
@@ -288,6 +290,8 @@ __all__ = [
     "LabFailed",
     "LabGuestTimeout",
     "ListenFailed",
+    "LocalSocketMismatch",
+    "LocalSocketReadOnly",
     "ManifestCorrupt",
     "MethodNotAllowed",
     "NbdReadFailed",

@@ -46,3 +46,26 @@ class ProxyUnsupported(VmvaultError):
         "front of it)."
     )
     kind = "usage"
+
+
+class LocalSocketReadOnly(VmvaultError):
+    code = "LOCAL_SOCKET_READ_ONLY"
+    message = "the local socket {socket} answers reads only, not {method} {path}"
+    remedy = (
+        "Run the change with the CLI on this host (it writes the catalog itself), or send it "
+        "to the API's port with a token (docs/server.md, 'The local socket')."
+    )
+    kind = "usage"
+
+
+class LocalSocketMismatch(VmvaultError):
+    code = "LOCAL_SOCKET_MISMATCH"
+    message = (
+        "the server on {socket} serves another catalog or runs another vmvault version than "
+        "the client's ({why})"
+    )
+    remedy = (
+        "The CLI reads the catalog itself in this case. To have the server answer, give the "
+        "CLI the server's VMVAULT_CATALOG_URL, or restart 'vmvault serve' after an upgrade."
+    )
+    kind = "usage"

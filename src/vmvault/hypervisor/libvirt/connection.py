@@ -15,7 +15,7 @@ from typing import Any
 import libvirt
 
 from vmvault.domain.errors import HostAuthFailed, HostUnreachable, VmDeleted
-from vmvault.domain.vault import uri_transport
+from vmvault.domain.host_uri import uri_transport
 
 _silenced = False
 

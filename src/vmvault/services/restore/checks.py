@@ -27,8 +27,8 @@ from vmvault.domain.errors import (
     RestoreVmHasSnapshots,
     RestoreVmNotDefined,
 )
+from vmvault.domain.host_uri import same_host
 from vmvault.domain.instant import plan_instant
-from vmvault.domain.placement import same_host
 from vmvault.domain.recovery_point import RecoveryPoint
 from vmvault.domain.restore import (
     DomainShape,
