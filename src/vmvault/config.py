@@ -59,6 +59,23 @@ from vmvault.domain.errors import InvalidInput, InvalidSetting
 from vmvault.domain.host_uri import DEFAULT_HOST_URI, host_key, validate_uri
 from vmvault.domain.schedule import Schedule, parse_schedule, parse_timezone
 
+
+def catalog_identity(url: str) -> str:
+    """The catalog ``url`` names, as two processes compare it: its scheme, user, host, database
+    and parameters, without its password (in the authority, or a ``password`` parameter: never
+    sent, even hashed); a SQLite file by its absolute path (a relative one is the working
+    directory's, as SQLAlchemy opens it)."""
+    parts = urlsplit(url)
+    user, at, where = parts.netloc.rpartition("@")
+    query = sorted(
+        p for p in parts.query.split("&") if p and p.partition("=")[0].lower() != "password"
+    )
+    path = parts.path
+    if parts.scheme.startswith("sqlite") and path not in ("", "/", "/:memory:"):
+        path = os.path.abspath(path[1:])  # sqlite:///rel.db: rel.db; sqlite:////abs.db: /abs.db
+    return "|".join((parts.scheme, user.partition(":")[0] + at + where, path, "&".join(query)))
+
+
 #: The header in which a request on ``vmvault serve``'s local socket sends the client's
 #: :attr:`Settings.local_identity` (api/local_socket.py).
 LOCAL_IDENTITY_HEADER = "X-Vmvault-Local"
@@ -209,12 +226,11 @@ class Settings:
     @property
     def local_identity(self) -> str:
         """What a CLI and the server behind :attr:`api_socket` must share for the server to
-        answer for the CLI: vmvault's version (the documents' shape) and the catalog (its URL
-        without its password, hashed: never the password, even hashed)."""
-        parts = urlsplit(self.catalog_url)
-        user, at, where = parts.netloc.rpartition("@")
-        bare = parts._replace(netloc=f"{user.partition(':')[0]}{at}{where}").geturl()
-        return f"{__version__} {hashlib.sha256(bare.encode()).hexdigest()[:24]}"
+        answer for the CLI (docs/server.md, "The local socket"): vmvault's version (the
+        documents' shape), the catalog (:func:`catalog_identity`) and the default vault (what a
+        command that names none lists), hashed."""
+        meant = f"{catalog_identity(self.catalog_url)}\n{self.default_vault or ''}"
+        return f"{__version__} {hashlib.sha256(meant.encode()).hexdigest()[:24]}"
 
     def parsed_gc_schedule(self) -> Schedule | None:
         """The GC schedule (``None``: ``off``), in ``timezone``."""

@@ -16,6 +16,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,18 @@ def test_reads_are_answered_on_the_socket_as_the_catalog_answers_them(
     mine = cli("vm", "list", "--json", env=other)
     assert mine.code == 2 and mine.stderr.startswith("error NO_VAULT: no vault exists"), mine
     assert cli("vm", "list", "--json").json() != []
+    # two vaults: a default vault of the CLI's own is not the server's (it has none), so the
+    # CLI reads the catalog itself and lists what it lists without a server
+    assert cli("vault", "create", "other", "--location", "local").code == 0
+    for env, args in (
+        ({"VMVAULT_VAULT": "other"}, ("points", "list", "web")),
+        ({"VMVAULT_VAULT": "main"}, ("points", "list")),
+        ({"VMVAULT_VAULT": "main"}, ("dashboard",)),
+        ({}, ("vm", "list")),
+    ):
+        direct, answered = cli(*args, env=env | DIRECT), cli(*args, env=env)
+        _same(direct, answered, args, NO_TOKEN)
+    assert cli("points", "list", "web", "--json", env={"VMVAULT_VAULT": "other"}).json()
     identity = Settings.from_env({"VMVAULT_HOME": str(home)}).local_identity
     status, body = _ask(sock, "GET", "/api/v1/whoami", identity)
     assert status == 200 and body["name"].startswith("local:") and body["role"] == "admin", body
@@ -110,7 +123,7 @@ def test_reads_are_answered_on_the_socket_as_the_catalog_answers_them(
     log = home / "second.log"
     with serve_home(home, f"127.0.0.1:{port}", f"http://127.0.0.1:{port}", log):
         assert _ask(sock, "GET", "/api/v1/whoami", identity)[0] == 200
-    assert "another vmvault serve answers on" in log.read_text()
+    assert "another vmvault serve of this home holds" in log.read_text()
     assert _ask(sock, "GET", "/api/v1/whoami", identity)[0] == 200
 
 
@@ -161,3 +174,33 @@ def test_a_socket_nobody_answers_on_is_bound_again_and_none_is_bound_when_it_can
         listed: Result = cli("vm", "list", env={"VMVAULT_HOME": str(deep)})
         assert listed.code == 0, listed
     assert "longer than a unix socket's 107 bytes" in log.read_text()
+
+
+def test_a_server_that_stops_answering_during_a_read_is_read_around(
+    cli: CliRunner, home: Path
+) -> None:
+    """The socket's server answers the CLI's first request, then is gone: the command is run
+    again reading the catalog itself, and prints what it prints without a server."""
+    assert cli("vault", "create", "main", "--location", "local").code == 0
+    expected = cli("dashboard", env=DIRECT)
+    path = home / "api.sock"
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(path))
+    listening.listen(1)
+
+    def answer_once() -> None:
+        peer, _ = listening.accept()
+        with peer:
+            peer.recv(65536)
+            body = b'{"name": "local:root", "role": "admin"}'
+            peer.sendall(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+        listening.close()  # gone: the next connection is refused
+
+    thread = threading.Thread(target=answer_once)
+    thread.start()
+    r = cli("dashboard")
+    thread.join(timeout=30)
+    assert (r.code, r.stdout, r.stderr) == (expected.code, expected.stdout, expected.stderr)

@@ -242,6 +242,11 @@ def test_the_local_socket_and_the_identity_a_client_must_share_with_it(tmp_path:
     ):
         assert settings(VMVAULT_CATALOG_URL=other).local_identity != first.local_identity, other
     assert settings().local_identity != first.local_identity  # the home's SQLite catalog
+    # a password given as a parameter is no part of it either; a default vault is
+    assert settings(VMVAULT_CATALOG_URL=pg.format("s3cret") + "?password=x").local_identity == (
+        settings(VMVAULT_CATALOG_URL=pg.format("s3cret") + "?password=y").local_identity
+    )
+    assert settings(VMVAULT_VAULT="main").local_identity != settings().local_identity
     assert (
         settings().local_identity
         != Settings.from_env({"VMVAULT_HOME": str(tmp_path / "elsewhere")}).local_identity

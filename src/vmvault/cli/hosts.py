@@ -13,7 +13,7 @@ from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, LimitOpt, OffsetOpt
 from vmvault.cli.render import emit_json, out
 from vmvault.domain.host_uri import DEFAULT_HOST_URI
-from vmvault.domain.inputs import DEFAULT_PAGE
+from vmvault.domain.inputs import DEFAULT_PAGE, check_page
 from vmvault.domain.vault import DEFAULT_LOCATION
 
 host_app = typer.Typer(help="libvirt hosts and the location they belong to.", no_args_is_help=True)
@@ -59,6 +59,7 @@ def host_list(
     limit: LimitOpt = DEFAULT_PAGE, offset: OffsetOpt = 0, json_: JsonOpt = False
 ) -> None:
     """List hosts by location and URI, a page at a time."""
+    check_page(limit, offset)
     if remote.reads():
         docs, total = remote.page("/hosts", limit=limit, offset=offset)
     else:

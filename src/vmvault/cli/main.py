@@ -233,6 +233,11 @@ def _command(args: list[str]) -> None:
         words = remote.command_args(args)
         remote.name_commands(lambda: audit_trail.describe(_tree(), words))
         _branch(words)(args=args, prog_name="vmvault")
+    except remote.LocalGone:
+        # the local socket's server stopped during a read, before anything was printed (a
+        # read asks first, then prints): the same command again, reading the catalog itself
+        remote.read_locally()
+        _command(args)
     except VmvaultError as exc:
         sys.exit(render.error(exc))
     except KeyboardInterrupt:

@@ -16,9 +16,11 @@ On the server's own host, a command that only reads and grows with the fleet (th
 of VMs, protection, points, jobs and hosts, and the dashboard) asks :func:`reads` instead: it
 is answered by the running ``vmvault serve`` of this ``VMVAULT_HOME`` on its local socket
 (docs/server.md, "The local socket"; api/local_socket.py) when one answers there for the same
-catalog and version, and the command then runs as in remote mode without importing SQLAlchemy
-or the composition root; otherwise it reads the catalog itself. Its settings are read and
-checked as a local command's are, and its ``VMVAULT_VAULT`` is the default vault it asks for.
+catalog, version and default vault, and the command then runs as in remote mode without
+importing SQLAlchemy or the composition root; otherwise it reads the catalog itself. Its
+settings are read and checked as a local command's are. Such a command makes its requests
+before it prints anything: when the server stops answering during one (:class:`LocalGone`),
+``cli/main.py`` runs it again reading the catalog itself.
 
 The API's error body is raised again as the same error class (so it is printed and exits as
 it would locally); a server that cannot be reached or whose certificate is not trusted is
@@ -39,6 +41,7 @@ from vmvault.domain.errors import (
     InternalError,
     InvalidInput,
     RemoteUnsupported,
+    ServerUnreachable,
     VmvaultError,
 )
 
@@ -50,6 +53,12 @@ PREFIX = "/api/v1"
 TIMEOUT = 60.0
 #: The largest page GET /jobs gives.
 PAGE = 1000
+#: Seconds the local socket's server has to answer the first request (else: read the catalog).
+PROBE_TIMEOUT = 2.0
+
+
+class LocalGone(Exception):
+    """The local socket's server stopped answering during a read (:func:`reads`)."""
 
 
 @dataclass(frozen=True)
@@ -57,11 +66,9 @@ class Server:
     url: str
     token: str | None
     ca: Path | None
-    #: The local socket's (:func:`reads`): its path, the settings' identity it sends, and the
-    #: vault a request that names none asks for (the local settings' default).
+    #: The local socket's (:func:`reads`): its path and the settings' identity it sends.
     socket: Path | None = None
     identity: str | None = None
-    vault: str | None = None
 
     def __repr__(self) -> str:  # never the token
         return f"Server(url={self.url!r}, ca={self.ca!r})"
@@ -117,7 +124,7 @@ def active() -> bool:
 
 def reads() -> bool:
     """Whether a command that only reads asks a server: in remote mode, or on this host when
-    its ``vmvault serve`` answers on the local socket for the same catalog (module doc)."""
+    its ``vmvault serve`` answers on the local socket for the same settings (module doc)."""
     if _server is not None:
         return True
     if not _local:
@@ -125,8 +132,14 @@ def reads() -> bool:
     return _local[0] is not None
 
 
+def read_locally() -> None:
+    """Read the catalog itself from now on (the local socket's server stopped answering)."""
+    _local[:] = [None]
+
+
 def _local_server() -> Server | None:
     """The local socket's server, when one answers for this CLI's settings; else None."""
+    import os
     import stat
 
     from vmvault.config import Settings
@@ -134,18 +147,18 @@ def _local_server() -> Server | None:
     settings = Settings.from_env()  # a bad setting is refused as by any local command
     path = settings.api_socket
     try:
-        if not settings.local_socket or not stat.S_ISSOCK(path.stat().st_mode):
-            return None
+        found = path.lstat()
     except OSError:
         return None
-    server = Server(
-        f"unix:{path}", None, None, path, settings.local_identity, settings.default_vault
-    )
-    try:
-        answer = _send(server, "GET", "/whoami")
-    except VmvaultError:  # nobody answers (a server killed), or not as a server would
+    mine = found.st_uid in (os.geteuid(), 0)  # the socket of this user's server, or root's
+    if not settings.local_socket or not stat.S_ISSOCK(found.st_mode) or not mine:
         return None
-    return server if answer.is_success else None  # 421: another catalog or version
+    server = Server(f"unix:{path}", None, None, path, settings.local_identity)
+    try:
+        answer = _send(server, "GET", "/whoami", timeout=PROBE_TIMEOUT)
+    except VmvaultError:  # nobody answers (a server killed, or starting), or not in time
+        return None
+    return server if answer.is_success else None  # 421: another catalog, version or vault
 
 
 def name_commands(describe: Callable[[], tuple[str, list[str]] | None]) -> None:
@@ -231,7 +244,12 @@ def _request(
 ) -> Response:
     server = _server or (_local[0] if _local else None)
     assert server is not None, "remote mode is off"
-    r = _send(server, method, path, params, json)
+    try:
+        r = _send(server, method, path, params, json)
+    except ServerUnreachable:
+        if server.socket is None:
+            raise
+        raise LocalGone from None
     if r.is_success:
         return r
     raise _answered(r)
@@ -243,6 +261,7 @@ def _send(
     path: str,
     params: dict[str, Any] | None = None,
     json: Any = None,
+    timeout: float = TIMEOUT,
 ) -> Response:
     from vmvault.cli.remote_http import send
 
@@ -251,8 +270,6 @@ def _send(
         from vmvault.config import LOCAL_IDENTITY_HEADER
 
         extra = {LOCAL_IDENTITY_HEADER: server.identity or ""}
-        if params is not None and "vault" in params and params["vault"] is None:
-            params = params | {"vault": server.vault}
     return send(
         method,
         server.url,
@@ -261,7 +278,7 @@ def _send(
         server.ca,
         params,
         json,
-        TIMEOUT,
+        timeout,
         unix=server.socket,
         extra=extra,
     )

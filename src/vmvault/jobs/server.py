@@ -330,14 +330,13 @@ def serve(
     address = parse_listen(settings.listen)
     files = tls.choose(address, settings.home, settings.tls_cert, settings.tls_key)
     sock = bind(address)
+    local = None
     try:
         local = local_socket.bind(settings)
-        try:
-            _run(settings, address, sock, files, local)
-        finally:
-            if local is not None:
-                local.close()  # closed first by its listener, when it ran
+        _run(settings, address, sock, files, local)
     finally:
+        if local is not None:  # removed however serve ended: a failed start-up too
+            local.close()
         sock.close()
 
 
@@ -346,7 +345,7 @@ def _run(
     address: ListenAddress,
     sock: socket.socket,
     files: tls.TlsFiles | None,
-    local: socket.socket | None,
+    local: local_socket.Bound | None,
 ) -> None:
     import uvicorn
 
@@ -370,12 +369,6 @@ def _run(
     server.on_fatal = fatal
     server.start()
     listener = None
-    if local is not None:
-        answered = LocalSocket(
-            app, str(settings.api_socket), settings.local_identity, local_principal()
-        )
-        listener = local_socket.Listener(local, answered)
-        listener.start()
     scheme = "https" if files else "http"
     log.info("REST API on %s://%s/api/v1 (docs at /docs)", scheme, address)
     if files:
@@ -394,6 +387,12 @@ def _run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     try:
+        if local is not None:  # listening from now: recovery is done
+            answered = LocalSocket(
+                app, str(settings.api_socket), settings.local_identity, local_principal()
+            )
+            listener = local_socket.Listener(local, answered)
+            listener.start()
         api.run(sockets=[sock])  # returns after SIGTERM/SIGINT, or when a component failed
     finally:
         log.info("stopping")

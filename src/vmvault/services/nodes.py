@@ -146,7 +146,7 @@ class NodeService:
         return same_host(host_uri, self.identity.host) or host_key(host_uri) in self.served()
 
     def served(self) -> frozenset[str]:
-        """The hosts (:func:`~vmvault.domain.placement.host_key`) a live node serves: this
+        """The hosts (:func:`~vmvault.domain.host_uri.host_key`) a live node serves: this
         node's and those of every node whose heartbeat is younger than a lease (one read)."""
         fresh = self.clock() - LEASE
         live = {host_key(n.host) for n in self.nodes() if n.heartbeat_at >= fresh}

@@ -42,7 +42,7 @@ class NodeDirectory(Protocol):
     host, or (services/nodes.py ``NodeService``) any node of the catalog whose heartbeat is
     younger than a lease; :class:`~vmvault.domain.placement.OwnNode` knows only its own. It
     must not raise for an unknown host (it is False).  ``served()`` is the same answer for
-    every host at once: the :func:`~vmvault.domain.placement.host_key` of each host a live
+    every host at once: the :func:`~vmvault.domain.host_uri.host_key` of each host a live
     node serves, read once (a request or a slot over many VMs asks it once, not per VM).
     """
 
