@@ -31,24 +31,37 @@ def host_add(
             "(the ext transport, command= or netcat=).",
         ),
     ] = False,
+    pull_tls: Annotated[
+        str | None,
+        typer.Option(
+            "--pull-tls",
+            metavar="DIR",
+            help="No vmvault node runs on this host: any node backs its VMs up by pulling "
+            "their disks over libvirt's NBD export with TLS, with the client certificates in "
+            "DIR (ca-cert.pem, client-cert.pem, client-key.pem; docs/deployment.md).",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Add a libvirt host to a location (checks that it answers first)."""
     if remote.active():
         if allow_command:
             remote.refuse_option("--allow-command", "a server never runs a command a URI names")
-        doc = remote.post("/hosts", {"uri": uri, "location": location, "check": not no_check})
+        body = {"uri": uri, "location": location, "check": not no_check, "pull_tls": pull_tls}
+        doc = remote.post("/hosts", body)
     else:
         doc = documents.host_doc(
             services().vaults.add_host(
-                uri, location, check=not no_check, allow_command=allow_command
+                uri, location, check=not no_check, allow_command=allow_command, pull_tls=pull_tls
             )
         )
     if json_:
         emit_json(doc)
     else:
+        pulled = f", backed up by pulling over NBD with TLS ({doc['pull_tls']})"
         out.print(
-            f"host {doc['uri']} ({doc['hostname'] or '?'}) added to location {doc['location']}",
+            f"host {doc['uri']} ({doc['hostname'] or '?'}) added to location {doc['location']}"
+            + (pulled if doc["pull_tls"] else ""),
             markup=False,
         )
 
