@@ -5,7 +5,10 @@ node serves the VM's host, and a vmvault process acting as the node of the secon
 (``VMVAULT_NODE_HOST``) that backs up and restores (as new) a guest of that host on the shared
 catalog and vault; then a ``vmvault serve`` as that host's node (``node_world``) running what
 the main host's CLI queues — backups, a set, a restore test, a replace — with a disks-only
-restore and file recovery of its points from the main host's node. Two small guests; the
+restore and file recovery of its points from the main host's node; and, the host marked as
+one no node runs on (``host add --pull-tls``), the main host's node pulling its second guest
+over libvirt's NBD export with TLS (full, incremental, a crash, a refused certificate). Two
+small guests; the
 host is started once for the module and removed by the last test, which checks that nothing
 is left."""
 
@@ -421,6 +424,8 @@ def _disks(xml: str) -> dict[str, str]:
 
 # --- a host no node runs on: pulled over NBD with TLS by this node ------------------------------
 
+#: The guest pulled from (the other tests leave GUEST shut off, after its replace).
+PULLED = GUEST2
 #: A real backup in its own process that sleeps on entering ``committing`` (its indexes
 #: written, no manifest, the pull job still running on the remote host), to be killed there.
 HOLD_AT_COMMIT = """
@@ -439,7 +444,7 @@ services.backups.backup(None, [sys.argv[1]])
 def _in_guest(uri: str, script: str) -> str:
     conn = libvirt.open(uri)
     try:
-        res = agent.exec_(conn.lookupByName(GUEST), "/bin/sh", ["-c", script], timeout=120)
+        res = agent.exec_(conn.lookupByName(PULLED), "/bin/sh", ["-c", script], timeout=120)
     finally:
         conn.close()
     assert res.exitcode == 0, res.stderr
@@ -481,17 +486,25 @@ def test_a_host_no_node_runs_on_is_pulled_over_nbd_with_tls(
     shutil.copytree(second["pull_tls"], pki)
     secret = (pki / "client-key.pem").read_text().splitlines()[1]
     assert cli("vault", "create", "main", "--location", "dc1").code == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for bad_uri, where, words in (
+        (uri, empty, "lacks ca-cert.pem, client-cert.pem, client-key.pem"),
+        ("qemu:///system", pki, "with a host name"),
+    ):
+        bad = cli("host", "add", bad_uri, "--location", "dc1", "--pull-tls", str(where))
+        assert bad.code == 2 and "error INVALID_INPUT: " in bad.stderr and words in bad.stderr, bad
     added = cli("host", "add", uri, "--location", "dc1", "--pull-tls", str(pki), "--json")
     assert added.code == 0 and added.json()["pull_tls"] == str(pki), added
     assert cli("discover").code == 0
-    assert cli("register", GUEST).code == 0
+    assert cli("register", PULLED).code == 0
     sums = {"/data/pull-a.bin": _write(uri, "/data/pull-a.bin", 8)}
     t0 = time.monotonic()
-    full = cli("backup", GUEST, "--json")  # this process serves qemu:///system only
+    full = cli("backup", PULLED, "--json")  # this process serves qemu:///system only
     full_s = time.monotonic() - t0
     assert full.code == 0, full
     sums["/data/pull-b.bin"] = _write(uri, "/data/pull-b.bin", 2)
-    incr = cli("backup", GUEST, "--json")
+    incr = cli("backup", PULLED, "--json")
     assert incr.code == 0, incr
     jobs = [full.json()[0], incr.json()[0]]
     logs = [cli("jobs", "show", str(j["id"])).stdout for j in jobs]
@@ -504,12 +517,12 @@ def test_a_host_no_node_runs_on_is_pulled_over_nbd_with_tls(
     # restored where this node runs: the files written before each backup, clean ext4
     images = tmp_path / "restored"
     images.mkdir()
-    done = cli("restore", GUEST, "--point", newest, "--disks-only", "--dir", str(images))
+    done = cli("restore", PULLED, "--point", newest, "--disks-only", "--dir", str(images))
     assert done.code == 0, done
-    vda = _raw(images / f"{GUEST}-vda.qcow2", tmp_path / "vda.raw")
+    vda = _raw(images / f"{PULLED}-vda.qcow2", tmp_path / "vda.raw")
     for path, md5 in sums.items():  # vda is the file system the guest mounts on /data
         assert _file_md5(vda, path.removeprefix("/data")) == md5, path
-    vdb = _raw(images / f"{GUEST}-vdb.qcow2", tmp_path / "vdb.raw")
+    vdb = _raw(images / f"{PULLED}-vdb.qcow2", tmp_path / "vdb.raw")
     template = _raw(build_templates(second["cache"]).data2_qcow2, tmp_path / "t.raw")
     assert _file_md5(vdb, "/seed/random.bin") == _file_md5(template, "/seed/random.bin")
     for raw in (vda, vdb):
@@ -523,7 +536,7 @@ def test_a_host_no_node_runs_on_is_pulled_over_nbd_with_tls(
     env |= {k: os.environ[k] for k in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE",
                                        "VMVAULT_LAB_PREFIX") if k in os.environ}  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD_AT_COMMIT, GUEST], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD_AT_COMMIT, PULLED], env=env, stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("holding")
@@ -532,13 +545,13 @@ def test_a_host_no_node_runs_on_is_pulled_over_nbd_with_tls(
         proc.wait()
     conn = libvirt.open(uri)
     try:
-        dom = conn.lookupByName(GUEST)
+        dom = conn.lookupByName(PULLED)
         assert dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE  # left running by the dead
         stray = {c.getName() for c in dom.listAllCheckpoints()} - {points[newest]["checkpoint"]}
     finally:
         conn.close()
     assert len(stray) == 1, stray
-    again = cli("backup", GUEST, "--json")
+    again = cli("backup", PULLED, "--json")
     assert again.code == 0, again
     log = cli("jobs", "show", str(again.json()[0]["id"])).stdout
     for words in ("aborted the stale backup job of", "with TLS", f"deleted checkpoint {stray.pop()}",
@@ -552,13 +565,13 @@ def test_a_host_no_node_runs_on_is_pulled_over_nbd_with_tls(
         shutil.copy(other / name, pki / name)
     secret2 = (pki / "client-key.pem").read_text().splitlines()[1]
     before = len(cli("points", "list", "--json").json())
-    refused = cli("backup", GUEST)
+    refused = cli("backup", PULLED)
     assert refused.code == 1 and "error PULL_TLS_FAILED: " in refused.stderr, refused
     assert str(pki) in refused.stderr and "Traceback" not in refused.stderr, refused
     assert len(cli("points", "list", "--json").json()) == before
     conn = libvirt.open(uri)
     try:
-        dom = conn.lookupByName(GUEST)
+        dom = conn.lookupByName(PULLED)
         assert dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE
         checkpoints = {c.getName() for c in dom.listAllCheckpoints()}
     finally:

@@ -21,7 +21,7 @@ nbd = pytest.importorskip("nbd")
 
 from vmvault.domain.errors import NbdReadFailed, PullTlsFailed  # noqa: E402
 from vmvault.hypervisor.lab.host_pki import HostPki, write_pki  # noqa: E402
-from vmvault.hypervisor.nbd import NbdSource, NbdTls  # noqa: E402
+from vmvault.hypervisor.nbd import NbdSource, NbdTls, check_client_files  # noqa: E402
 
 MiB = 1 << 20
 SIZE = 5 * MiB + 3 * 4096
@@ -139,6 +139,13 @@ def test_a_server_without_tls_is_never_read_in_plain_text(pki: HostPki, tmp_path
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_pull_without_its_client_files_is_refused_before_anything(tmp_path: Path) -> None:
+    (tmp_path / "ca-cert.pem").write_text("x")
+    with pytest.raises(PullTlsFailed) as caught:
+        check_client_files(str(tmp_path), "h1.example", "vm1")
+    assert "lacks (or cannot read) client-cert.pem, client-key.pem" in caught.value.text
 
 
 def test_a_server_that_does_not_answer_is_a_read_failure_not_a_tls_one(pki: HostPki) -> None:

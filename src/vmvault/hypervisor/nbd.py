@@ -42,6 +42,7 @@ target the caller's buffer, and closing the connections is what guarantees they 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -53,6 +54,7 @@ from typing import Any
 import nbd
 
 from vmvault.domain.errors import NbdReadFailed, PullTlsFailed
+from vmvault.domain.pull import PULL_FILES
 
 BASE_ALLOCATION = "base:allocation"
 DIRTY_BITMAP_PREFIX = "qemu:dirty-bitmap:"
@@ -77,6 +79,21 @@ class NbdTls:
 
     def __str__(self) -> str:
         return f"{self.address}:{self.port}"
+
+
+def check_client_files(certificates: str, address: str, vm: str) -> None:
+    """``PULL_TLS_FAILED`` unless directory ``certificates`` holds the client files libnbd
+    reads (:data:`~vmvault.domain.pull.PULL_FILES`), readable (by name: no key is read)."""
+    missing = [f for f in PULL_FILES if not os.access(Path(certificates) / f, os.R_OK)]
+    if missing:
+        raise PullTlsFailed(
+            f"{certificates} lacks (or cannot read) {', '.join(missing)}",
+            disk=f"{vm} (every disk)",
+            offset=0,
+            address=address,
+            host=address,
+            certificates=certificates,
+        )
 
 
 def _msg(exc: BaseException) -> str:

@@ -42,9 +42,9 @@ domain/pull.py) differs in three places only: before anything, the client PKI di
 hold its three files (``PULL_TLS_FAILED`` otherwise, the guest untouched); the job serves on
 TCP with TLS at ``address`` and a port of :data:`~vmvault.domain.pull.PULL_PORTS` picked at
 random (another one, at most :data:`PORT_TRIES` in all, when QEMU finds it taken and the
-attempt created nothing), its exports named ``vmvault-<target>``, with no scratch file of ours
-(libvirt makes one next to the image, on that host); :meth:`source` reads with TLS required.
-The run directory here keeps only its lock.
+attempt created nothing), its exports named ``vmvault-<target>``, each scratch file next to
+its disk's image on that host (``IMAGE.vmvault-TOKEN.scratch``: libvirt creates and removes
+it); :meth:`source` reads with TLS required.  The run directory here keeps only its lock.
 
 If ``__enter__`` fails after ``backupBegin`` it aborts the job and deletes the new checkpoint
 itself (the caller has nothing to clean).  ``__exit__`` never deletes the new checkpoint: a
@@ -59,7 +59,6 @@ tell a dead owner from a live one.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import secrets
 import time
@@ -68,7 +67,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
@@ -82,9 +80,8 @@ from vmvault.domain.errors import (
     Cancelled,
     CheckpointMissing,
     InvalidInput,
-    PullTlsFailed,
 )
-from vmvault.domain.pull import PULL_FILES, PULL_PORTS, PullTarget
+from vmvault.domain.pull import PULL_PORTS, PullTarget
 from vmvault.hypervisor.libvirt import agent, backup_xml, hooks
 from vmvault.hypervisor.libvirt.checkpoints import checkpoint_coverage
 from vmvault.hypervisor.libvirt.connection import error_message, lookup_domain, open_connection
@@ -106,7 +103,7 @@ from vmvault.hypervisor.libvirt.quiesce import (
     why_not_freeze,
 )
 from vmvault.hypervisor.libvirt.rundir import RunDir, check_work_dir
-from vmvault.hypervisor.nbd import DIRTY_BITMAP_PREFIX, NbdSource, NbdTls
+from vmvault.hypervisor.nbd import DIRTY_BITMAP_PREFIX, NbdSource, NbdTls, check_client_files
 
 #: How many ports of :data:`~vmvault.domain.pull.PULL_PORTS` a pull tries to begin its job on.
 PORT_TRIES = 3
@@ -269,8 +266,8 @@ class PullBackup:
 
     def _enter(self) -> None:
         pit = self.point_in_time
-        if self.pull is not None:
-            self._check_certificates(self.pull)
+        if self.pull is not None:  # before anything: the guest untouched
+            check_client_files(self.pull.certificates, self.pull.address, self.vm_uuid)
         self._conn = open_connection(self.uri)
         dom = self._dom = lookup_domain(self._conn, self.uri, self.vm_uuid)
         self._vm = domain_name(dom)
@@ -438,20 +435,6 @@ class PullBackup:
         self._checkpoint_created = self.checkpoint is not None
         self.point_in_time.began_at = time.time()
         self.point_in_time.pulled_from = str(self.tls) if self.tls is not None else None
-
-    def _check_certificates(self, pull: PullTarget) -> None:
-        """The pull's client PKI directory holds its three files (by name: never read here)."""
-        where = Path(pull.certificates)
-        missing = [f for f in PULL_FILES if not os.access(where / f, os.R_OK)]
-        if missing:
-            raise PullTlsFailed(
-                f"{where} lacks (or cannot read) {', '.join(missing)}",
-                disk=f"{self.vm_uuid} (every disk)",
-                offset=0,
-                address=pull.address,
-                host=pull.address,
-                certificates=str(where),
-            )
 
     # --- cleanup ---------------------------------------------------------------------------
 
