@@ -211,3 +211,26 @@ def test_a_pulled_host_is_backed_up_by_any_node_and_nothing_else_is(world: World
     assert api.post("/api/v1/vms/register", json={"vms": ["db"]}).status_code == 200
     r = api.post("/api/v1/backups", json={"vms": ["web", "db"], "set": True})
     refused(r, 409, "HOST_NOT_SERVED")
+
+
+def test_a_pulled_host_is_added_through_the_api_with_its_certificates(
+    world: World, tmp_path: Path
+) -> None:
+    """``POST /hosts`` with ``pull_tls``: refused before anything when the URI has no host
+    name, the path is not absolute or (checked) lacks the client files; added otherwise."""
+    api = world.client()
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    base = {"uri": "qemu+tls://h1.example/system", "location": "local"}
+    for body, words in (
+        (base | {"pull_tls": str(pki)}, "lacks ca-cert.pem, client-cert.pem, client-key.pem"),
+        (base | {"pull_tls": "pki", "check": False}, "absolute directory"),
+        (base | {"uri": "qemu:///session", "pull_tls": str(pki)}, "with a host name"),
+    ):
+        assert words in refused(api.post("/api/v1/hosts", json=body), 400, "INVALID_INPUT")
+    for name in ("ca-cert.pem", "client-cert.pem", "client-key.pem"):
+        (pki / name).write_text("not read here")
+    r = api.post("/api/v1/hosts", json=base | {"pull_tls": f"{pki}/", "check": False})
+    assert r.status_code == 201 and r.json()["pull_tls"] == str(pki), r.text
+    hosts = {h["uri"]: h["pull_tls"] for h in api.get("/api/v1/hosts").json()}
+    assert hosts == {"qemu:///system": None, base["uri"]: str(pki)}, hosts

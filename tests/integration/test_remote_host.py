@@ -470,16 +470,22 @@ def _file_md5(raw: Path, path: str) -> str:
     return hashlib.md5(out.stdout).hexdigest()
 
 
+def _job_text(svc: Any, job_id: int) -> str:
+    """A job's message, remedy and log, as ``jobs show`` prints them."""
+    job, log = svc.jobs.show(job_id)
+    return "\n".join([job.message or "", job.remedy or "", *log])
+
+
 def test_a_host_no_node_runs_on_is_pulled_over_nbd_with_tls(
     second: dict[str, Any], cli: CliRunner, home: Path, tmp_path: Path
 ) -> None:
     """``host add URI --pull-tls DIR``: this node (of qemu:///system) backs up the second
     host's guest — full, then incremental — reading libvirt's NBD export over TCP with TLS
-    (qemu.conf's backup_tls_x509_cert_dir on that host, DIR's client certificates here); a
-    disks-only restore of the incremental point holds the guest's files byte for byte and
-    clean file systems.  A backup killed mid-way leaves the pull job running on the remote
-    host: the next backup ends it from the journal (job aborted, checkpoint and half point
-    removed).  A client certificate the host's CA never signed is refused (PULL_TLS_FAILED,
+    (qemu.conf's backup_tls_x509_cert_dir on that host, DIR's client certificates here).  An
+    incremental killed mid-way leaves its pull job running on the remote host: the next backup
+    ends it from the journal (job aborted, checkpoint and half point removed) and then reads
+    incrementally; a disks-only restore of its point holds the guest's files byte for byte and
+    clean file systems.  A client certificate the host's CA never signed is refused (PULL_TLS_FAILED,
     no point, nothing left on the host); no key is ever shown."""
     uri = second["uri"]
     pki = tmp_path / "pull-pki"  # this node's copy of the lab's client certificates
@@ -503,34 +509,10 @@ def test_a_host_no_node_runs_on_is_pulled_over_nbd_with_tls(
     full = cli("backup", PULLED, "--json")  # this process serves qemu:///system only
     full_s = time.monotonic() - t0
     assert full.code == 0, full
+    first = full.json()[0]["point"]
     sums["/data/pull-b.bin"] = _write(uri, "/data/pull-b.bin", 2)
-    incr = cli("backup", PULLED, "--json")
-    assert incr.code == 0, incr
-    jobs = [full.json()[0], incr.json()[0]]
-    logs = [cli("jobs", "show", str(j["id"])).stdout for j in jobs]
-    for log in logs:
-        assert "disks pulled over NBD with TLS from 127.0.0.1:" in log, log
-    assert "disk vda: incremental" in logs[1] and "disk vda: full" in logs[0], logs
-    points = {p["id"]: p for p in cli("points", "list", "--json").json()}
-    first, newest = (j["point"]["id"] for j in jobs)
-    assert points[newest]["bytes_read"] < points[first]["bytes_read"], points
-    # restored where this node runs: the files written before each backup, clean ext4
-    images = tmp_path / "restored"
-    images.mkdir()
-    done = cli("restore", PULLED, "--point", newest, "--disks-only", "--dir", str(images))
-    assert done.code == 0, done
-    vda = _raw(images / f"{PULLED}-vda.qcow2", tmp_path / "vda.raw")
-    for path, md5 in sums.items():  # vda is the file system the guest mounts on /data
-        assert _file_md5(vda, path.removeprefix("/data")) == md5, path
-    vdb = _raw(images / f"{PULLED}-vdb.qcow2", tmp_path / "vdb.raw")
-    template = _raw(build_templates(second["cache"]).data2_qcow2, tmp_path / "t.raw")
-    assert _file_md5(vdb, "/seed/random.bin") == _file_md5(template, "/seed/random.bin")
-    for raw in (vda, vdb):
-        fsck = subprocess.run(["e2fsck", "-fn", str(raw)], capture_output=True, text=True)
-        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
-    assert cli("verify", "--point", newest).code == 0
 
-    # killed while committing: the pull job runs on, on the remote host
+    # an incremental killed while committing: its pull job runs on, on the remote host
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
     env["VMVAULT_HOME"] = str(home)
     env |= {k: os.environ[k] for k in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE",
@@ -547,16 +529,38 @@ def test_a_host_no_node_runs_on_is_pulled_over_nbd_with_tls(
     try:
         dom = conn.lookupByName(PULLED)
         assert dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE  # left running by the dead
-        stray = {c.getName() for c in dom.listAllCheckpoints()} - {points[newest]["checkpoint"]}
+        stray = {c.getName() for c in dom.listAllCheckpoints()} - {first["checkpoint"]}
     finally:
         conn.close()
     assert len(stray) == 1, stray
-    again = cli("backup", PULLED, "--json")
-    assert again.code == 0, again
-    log = cli("jobs", "show", str(again.json()[0]["id"])).stdout
+    # the next backup ends it from the journal, then reads incrementally from the full
+    incr = cli("backup", PULLED, "--json")
+    assert incr.code == 0, incr
+    newest = incr.json()[0]["point"]
+    svc = bootstrap(lab_settings(home))  # job logs read in-process: a CLI call each is slow
+    logs = [_job_text(svc, j.json()[0]["id"]) for j in (full, incr)]
+    for log in logs:
+        assert "disks pulled over NBD with TLS from 127.0.0.1:" in log, log
+    assert "disk vda: full" in logs[0] and "disk vda: incremental" in logs[1], logs
     for words in ("aborted the stale backup job of", "with TLS", f"deleted checkpoint {stray.pop()}",
                   "removed the half-written point"):  # fmt: skip
-        assert words in log, (words, log)
+        assert words in logs[1], (words, logs[1])
+    assert newest["bytes_read"] < first["bytes_read"], (newest, first)
+
+    # restored where this node runs: the files written before each backup, clean ext4
+    images = tmp_path / "restored"
+    images.mkdir()
+    done = cli("restore", PULLED, "--point", newest["id"], "--disks-only", "--dir", str(images))
+    assert done.code == 0, done  # every chunk verified as it is written
+    vda = _raw(images / f"{PULLED}-vda.qcow2", tmp_path / "vda.raw")
+    for path, md5 in sums.items():  # vda is the file system the guest mounts on /data
+        assert _file_md5(vda, path.removeprefix("/data")) == md5, path
+    vdb = _raw(images / f"{PULLED}-vdb.qcow2", tmp_path / "vdb.raw")
+    template = _raw(build_templates(second["cache"]).data2_qcow2, tmp_path / "t.raw")
+    assert _file_md5(vdb, "/seed/random.bin") == _file_md5(template, "/seed/random.bin")
+    for raw in (vda, vdb):
+        fsck = subprocess.run(["e2fsck", "-fn", str(raw)], capture_output=True, text=True)
+        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
     # a client certificate that another CA signed: refused by the host's QEMU
     other = write_pki(tmp_path / "other", org="another CA").nbd_client
@@ -564,11 +568,11 @@ def test_a_host_no_node_runs_on_is_pulled_over_nbd_with_tls(
     for name in ("client-cert.pem", "client-key.pem"):
         shutil.copy(other / name, pki / name)
     secret2 = (pki / "client-key.pem").read_text().splitlines()[1]
-    before = len(cli("points", "list", "--json").json())
+    before = len(svc.point_listing.list_points(None, PULLED))
     refused = cli("backup", PULLED)
     assert refused.code == 1 and "error PULL_TLS_FAILED: " in refused.stderr, refused
     assert str(pki) in refused.stderr and "Traceback" not in refused.stderr, refused
-    assert len(cli("points", "list", "--json").json()) == before
+    assert len(svc.point_listing.list_points(None, PULLED)) == before
     conn = libvirt.open(uri)
     try:
         dom = conn.lookupByName(PULLED)
@@ -576,8 +580,8 @@ def test_a_host_no_node_runs_on_is_pulled_over_nbd_with_tls(
         checkpoints = {c.getName() for c in dom.listAllCheckpoints()}
     finally:
         conn.close()
-    assert checkpoints == {f"vmvault-{again.json()[0]['point']['id']}"}  # the last good one
-    shown = [cli("jobs", "show", str(j["id"])).stdout for j in cli("jobs", "list", "--json").json()]
+    assert checkpoints == {newest["checkpoint"]}  # the last good one
+    shown = [_job_text(svc, j.id) for j in svc.jobs.list_jobs()]
     for text in [added.stdout, refused.stdout, refused.stderr, *shown]:
         assert secret not in text and secret2 not in text
     print(f"\npull backup (full) {full_s:.1f}s")
