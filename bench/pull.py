@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -213,6 +214,7 @@ def bench(args: argparse.Namespace, env: dict[str, str], host: dict[str, Any]) -
             by.setdefault(f"backup|{transport}", []).append(
                 full_backup(env, uri, certs, how, images, qemu, work.parent / f"home-{k}-{how}")
             )
+    shutil.rmtree(work, ignore_errors=True)  # the run directories' lock files
     return [median_of(runs) for runs in by.values()]
 
 
@@ -227,8 +229,6 @@ def full_backup(
 ) -> Row:
     """``vmvault backup`` of the guest into a new local vault (so: full), by the node of its
     host (``how="node"``: ``VMVAULT_NODE_HOST``, the unix socket) or by a pull."""
-    import shutil
-
     shutil.rmtree(home, ignore_errors=True)
     env = env | {"VMVAULT_HOME": str(home)}
     if how == "node":
