@@ -82,12 +82,13 @@ def host_list(
 def _host_table(docs: list[dict[str, Any]]) -> Table:
     """Host documents (:func:`documents.host_doc`) as a table."""
     table = Table(box=None, header_style="bold")
-    for col in ("URI", "LOCATION", "HOSTNAME", "CLUSTER-MANAGED VMS"):
+    for col in ("URI", "LOCATION", "HOSTNAME", "CLUSTER-MANAGED VMS", "BACKED UP BY"):
         table.add_column(col)
     for h in docs:
+        by = "a pull over NBD+TLS" if h.get("pull_tls") else "its node"
         render.add_row(
             table, h["uri"], h["location"], h["hostname"] or "-",
-            ", ".join(h["cluster_managed"]) or "-",
+            ", ".join(h["cluster_managed"]) or "-", by,
         )  # fmt: skip
     return table
 
