@@ -70,6 +70,7 @@ def host_doc(h: Host) -> dict[str, Any]:
         "hostname": h.hostname,
         "created_at": iso(h.created_at),
         "cluster_managed": list(h.cluster_managed),
+        "pull_tls": h.pull_tls,
     }
 
 

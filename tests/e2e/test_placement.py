@@ -15,6 +15,7 @@ from tests.conftest import CliRunner
 from tests.e2e.api_world import World, make_world
 from tests.e2e.test_api_routes import refused
 from vmvault.bootstrap import utcnow
+from vmvault.config import Settings
 from vmvault.domain.job import JobState
 
 WEB = "00000000-0000-0000-0000-0000000000aa"
@@ -174,3 +175,62 @@ def test_a_set_runs_on_its_hosts_node_and_one_across_hosts_is_refused(world: Wor
         message = refused(r, 400, "BACKUP_SET_SPANS_HOSTS")
         assert f"on {OTHER}, qemu:///system" in message, message
     assert len(world.services.jobs.list_jobs()) == before
+
+
+def test_a_pulled_host_is_backed_up_by_any_node_and_nothing_else_is(world: World) -> None:
+    """A host marked ``--pull-tls`` (no node runs there, domain/pull.py): another node backs
+    its VM up — in the foreground and queued — telling the driver to pull with the host's
+    certificates; a restore, a restore test and a set of its VMs are still refused up front."""
+    pid = point_of(world)
+    stop_nodes(world)
+    with world.services.node.uow() as uow:  # web's host, marked as pulled from
+        uow.hosts.remove("qemu:///system")
+        uow.hosts.add("qemu:///system", "local", None, utcnow(), "/etc/vmvault/pull")
+        uow.commit()
+    settings = Settings.from_env(
+        {"VMVAULT_HOME": str(world.settings.home), "VMVAULT_NODE_HOST": OTHER}
+    )
+    other = World(settings, world.hv, world.files, world.restore_driver)  # web's disks in reach
+    api = other.client()
+    hosts = {h["uri"]: h for h in api.get("/api/v1/hosts").json()}
+    assert hosts["qemu:///system"]["pull_tls"] == "/etc/vmvault/pull", hosts
+    [out] = other.services.backups.backup(None, ["web"])
+    assert out.job.state is JobState.COMPLETED, out.job.message
+    assert other.services.backups.driver.pulled == "/etc/vmvault/pull"  # type: ignore[attr-defined]
+    r = api.post("/api/v1/backups", json={"vms": ["web"]})
+    assert r.status_code == 202, r.text
+    [ran] = other.run_queued()
+    assert (ran.type.value, ran.state) == ("backup", JobState.COMPLETED), ran.message
+    body = {"vm": "web", "point": pid, "mode": "as-new", "name": "w2"}
+    refused(api.post("/api/v1/restores", json=body), 409, "HOST_NOT_SERVED")
+    refused(
+        api.post("/api/v1/restore-tests", json={"vm": "web", "point": pid}), 409, "HOST_NOT_SERVED"
+    )
+    world.add_vm("db", "00000000-0000-0000-0000-0000000000db")
+    assert api.post("/api/v1/vms/discover", json={}).status_code == 200
+    assert api.post("/api/v1/vms/register", json={"vms": ["db"]}).status_code == 200
+    r = api.post("/api/v1/backups", json={"vms": ["web", "db"], "set": True})
+    refused(r, 409, "HOST_NOT_SERVED")
+
+
+def test_a_pulled_host_is_added_through_the_api_with_its_certificates(
+    world: World, tmp_path: Path
+) -> None:
+    """``POST /hosts`` with ``pull_tls``: refused before anything when the URI has no host
+    name, the path is not absolute or (checked) lacks the client files; added otherwise."""
+    api = world.client()
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    base = {"uri": "qemu+tls://h1.example/system", "location": "local"}
+    for body, words in (
+        (base | {"pull_tls": str(pki)}, "lacks ca-cert.pem, client-cert.pem, client-key.pem"),
+        (base | {"pull_tls": "pki", "check": False}, "absolute directory"),
+        (base | {"uri": "qemu:///session", "pull_tls": str(pki)}, "with a host name"),
+    ):
+        assert words in refused(api.post("/api/v1/hosts", json=body), 400, "INVALID_INPUT")
+    for name in ("ca-cert.pem", "client-cert.pem", "client-key.pem"):
+        (pki / name).write_text("not read here")
+    r = api.post("/api/v1/hosts", json=base | {"pull_tls": f"{pki}/", "check": False})
+    assert r.status_code == 201 and r.json()["pull_tls"] == str(pki), r.text
+    hosts = {h["uri"]: h["pull_tls"] for h in api.get("/api/v1/hosts").json()}
+    assert hosts == {"qemu:///system": None, base["uri"]: str(pki)}, hosts

@@ -5,15 +5,21 @@ node serves the VM's host, and a vmvault process acting as the node of the secon
 (``VMVAULT_NODE_HOST``) that backs up and restores (as new) a guest of that host on the shared
 catalog and vault; then a ``vmvault serve`` as that host's node (``node_world``) running what
 the main host's CLI queues — backups, a set, a restore test, a replace — with a disks-only
-restore and file recovery of its points from the main host's node. Two small guests; the
+restore and file recovery of its points from the main host's node; and, the host marked as
+one no node runs on (``host add --pull-tls``), the main host's node pulling its second guest
+over libvirt's NBD export with TLS (full, incremental, a crash, a refused certificate). Two
+small guests; the
 host is started once for the module and removed by the last test, which checks that nothing
 is left."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import socket
 import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -32,6 +38,7 @@ from vmvault.bootstrap import bootstrap
 from vmvault.hypervisor.lab.disks import build_templates
 from vmvault.hypervisor.lab.host_pki import write_pki
 from vmvault.hypervisor.lab.vms import lab_prefix
+from vmvault.hypervisor.libvirt import agent
 
 pytestmark = pytest.mark.lab
 #: two nodes share one catalog: every test of this module runs on PostgreSQL (``cli`` too)
@@ -413,6 +420,171 @@ def _disks(xml: str) -> dict[str, str]:
         for t, s in found.items()
         if t is not None and s is not None and s.get("file")
     }
+
+
+# --- a host no node runs on: pulled over NBD with TLS by this node ------------------------------
+
+#: The guest pulled from (the other tests leave GUEST shut off, after its replace).
+PULLED = GUEST2
+#: A real backup in its own process that sleeps on entering ``committing`` (its indexes
+#: written, no manifest, the pull job still running on the remote host), to be killed there.
+HOLD_AT_COMMIT = """
+import sys, time
+from vmvault.bootstrap import bootstrap
+services = bootstrap()
+def hold(job, name):
+    if name == "committing":
+        print("holding", job.id, flush=True)
+        time.sleep(600)
+services.runner.phase_observers.append(hold)
+services.backups.backup(None, [sys.argv[1]])
+"""
+
+
+def _in_guest(uri: str, script: str) -> str:
+    conn = libvirt.open(uri)
+    try:
+        res = agent.exec_(conn.lookupByName(PULLED), "/bin/sh", ["-c", script], timeout=120)
+    finally:
+        conn.close()
+    assert res.exitcode == 0, res.stderr
+    return res.stdout.decode()
+
+
+def _write(uri: str, path: str, mib: int) -> str:
+    """MiB of random data in the guest's ``path``, synced; its md5."""
+    out = _in_guest(uri, f"dd if=/dev/urandom of={path} bs=1M count={mib} 2>/dev/null; sync; "
+                         f"md5sum {path}")  # fmt: skip
+    return out.split()[0]
+
+
+def _raw(image: Path, raw: Path) -> Path:
+    subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(image), str(raw)], check=True)
+    return raw
+
+
+def _file_md5(raw: Path, path: str) -> str:
+    out = subprocess.run(
+        ["debugfs", "-R", f"cat {path}", str(raw)], capture_output=True, check=True
+    )
+    return hashlib.md5(out.stdout).hexdigest()
+
+
+def _job_text(svc: Any, job_id: int) -> str:
+    """A job's message, remedy and log, as ``jobs show`` prints them."""
+    job, log = svc.jobs.show(job_id)
+    return "\n".join([job.message or "", job.remedy or "", *log])
+
+
+def test_a_host_no_node_runs_on_is_pulled_over_nbd_with_tls(
+    second: dict[str, Any], cli: CliRunner, home: Path, tmp_path: Path
+) -> None:
+    """``host add URI --pull-tls DIR``: this node (of qemu:///system) backs up the second
+    host's guest — full, then incremental — reading libvirt's NBD export over TCP with TLS
+    (qemu.conf's backup_tls_x509_cert_dir on that host, DIR's client certificates here).  An
+    incremental killed mid-way leaves its pull job running on the remote host: the next backup
+    ends it from the journal (job aborted, checkpoint and half point removed) and then reads
+    incrementally; a disks-only restore of its point holds the guest's files byte for byte and
+    clean file systems.  A client certificate the host's CA never signed is refused (PULL_TLS_FAILED,
+    no point, nothing left on the host); no key is ever shown."""
+    uri = second["uri"]
+    pki = tmp_path / "pull-pki"  # this node's copy of the lab's client certificates
+    shutil.copytree(second["pull_tls"], pki)
+    secret = (pki / "client-key.pem").read_text().splitlines()[1]
+    assert cli("vault", "create", "main", "--location", "dc1").code == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for bad_uri, where, words in (
+        (uri, empty, "lacks ca-cert.pem, client-cert.pem, client-key.pem"),
+        ("qemu:///system", pki, "with a host name"),
+    ):
+        bad = cli("host", "add", bad_uri, "--location", "dc1", "--pull-tls", str(where))
+        assert bad.code == 2 and "error INVALID_INPUT: " in bad.stderr and words in bad.stderr, bad
+    added = cli("host", "add", uri, "--location", "dc1", "--pull-tls", str(pki), "--json")
+    assert added.code == 0 and added.json()["pull_tls"] == str(pki), added
+    assert cli("discover").code == 0
+    assert cli("register", PULLED).code == 0
+    sums = {"/data/pull-a.bin": _write(uri, "/data/pull-a.bin", 8)}
+    t0 = time.monotonic()
+    full = cli("backup", PULLED, "--json")  # this process serves qemu:///system only
+    full_s = time.monotonic() - t0
+    assert full.code == 0, full
+    first = full.json()[0]["point"]
+    sums["/data/pull-b.bin"] = _write(uri, "/data/pull-b.bin", 2)
+
+    # an incremental killed while committing: its pull job runs on, on the remote host
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}
+    env["VMVAULT_HOME"] = str(home)
+    env |= {k: os.environ[k] for k in ("VMVAULT_LAB_DIR", "VMVAULT_LAB_CACHE",
+                                       "VMVAULT_LAB_PREFIX") if k in os.environ}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_AT_COMMIT, PULLED], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("holding")
+    finally:
+        proc.kill()
+        proc.wait()
+    conn = libvirt.open(uri)
+    try:
+        dom = conn.lookupByName(PULLED)
+        assert dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE  # left running by the dead
+        stray = {c.getName() for c in dom.listAllCheckpoints()} - {first["checkpoint"]}
+    finally:
+        conn.close()
+    assert len(stray) == 1, stray
+    # the next backup ends it from the journal, then reads incrementally from the full
+    incr = cli("backup", PULLED, "--json")
+    assert incr.code == 0, incr
+    newest = incr.json()[0]["point"]
+    svc = bootstrap(lab_settings(home))  # job logs read in-process: a CLI call each is slow
+    logs = [_job_text(svc, j.json()[0]["id"]) for j in (full, incr)]
+    for log in logs:
+        assert "disks pulled over NBD with TLS from 127.0.0.1:" in log, log
+    assert "disk vda: full" in logs[0] and "disk vda: incremental" in logs[1], logs
+    for words in ("aborted the stale backup job of", "with TLS", f"deleted checkpoint {stray.pop()}",
+                  "removed the half-written point"):  # fmt: skip
+        assert words in logs[1], (words, logs[1])
+    assert newest["bytes_read"] < first["bytes_read"], (newest, first)
+
+    # restored where this node runs: the files written before each backup, clean ext4
+    images = tmp_path / "restored"
+    images.mkdir()
+    done = cli("restore", PULLED, "--point", newest["id"], "--disks-only", "--dir", str(images))
+    assert done.code == 0, done  # every chunk verified as it is written
+    vda = _raw(images / f"{PULLED}-vda.qcow2", tmp_path / "vda.raw")
+    for path, md5 in sums.items():  # vda is the file system the guest mounts on /data
+        assert _file_md5(vda, path.removeprefix("/data")) == md5, path
+    vdb = _raw(images / f"{PULLED}-vdb.qcow2", tmp_path / "vdb.raw")
+    template = _raw(build_templates(second["cache"]).data2_qcow2, tmp_path / "t.raw")
+    assert _file_md5(vdb, "/seed/random.bin") == _file_md5(template, "/seed/random.bin")
+    for raw in (vda, vdb):
+        fsck = subprocess.run(["e2fsck", "-fn", str(raw)], capture_output=True, text=True)
+        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+
+    # a client certificate that another CA signed: refused by the host's QEMU
+    other = write_pki(tmp_path / "other", org="another CA").nbd_client
+    assert other is not None
+    for name in ("client-cert.pem", "client-key.pem"):
+        shutil.copy(other / name, pki / name)
+    secret2 = (pki / "client-key.pem").read_text().splitlines()[1]
+    before = len(svc.point_listing.list_points(None, PULLED))
+    refused = cli("backup", PULLED)
+    assert refused.code == 1 and "error PULL_TLS_FAILED: " in refused.stderr, refused
+    assert str(pki) in refused.stderr and "Traceback" not in refused.stderr, refused
+    assert len(svc.point_listing.list_points(None, PULLED)) == before
+    conn = libvirt.open(uri)
+    try:
+        dom = conn.lookupByName(PULLED)
+        assert dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE
+        checkpoints = {c.getName() for c in dom.listAllCheckpoints()}
+    finally:
+        conn.close()
+    assert checkpoints == {newest["checkpoint"]}  # the last good one
+    shown = [_job_text(svc, j.id) for j in svc.jobs.list_jobs()]
+    for text in [added.stdout, refused.stdout, refused.stderr, *shown]:
+        assert secret not in text and secret2 not in text
+    print(f"\npull backup (full) {full_s:.1f}s")
 
 
 @ON_POSTGRESQL

@@ -343,6 +343,10 @@ class HostDoc(BaseModel):
     hostname: str | None
     created_at: str | None
     cluster_managed: list[str]
+    pull_tls: str | None = Field(
+        description="backed up by pulling over NBD with TLS from any node: the nodes' client "
+        "PKI directory (null: by the node of the host)"
+    )
 
 
 class AttachDoc(BaseModel):

@@ -172,6 +172,12 @@ class HostCreate(_Request):
     uri: str = Field(description="libvirt URI (a URI that runs a local command is refused)")
     location: str
     check: bool = Field(True, description="connect to the host first")
+    pull_tls: str | None = Field(
+        None,
+        description="no node runs on this host: any node backs its VMs up by pulling over "
+        "NBD with TLS, with the client PKI directory named here (ca-cert.pem, client-cert.pem, "
+        "client-key.pem)",
+    )
 
 
 class HostUpdate(_Request):

@@ -32,24 +32,37 @@ def host_add(
             "(the ext transport, command= or netcat=).",
         ),
     ] = False,
+    pull_tls: Annotated[
+        str | None,
+        typer.Option(
+            "--pull-tls",
+            metavar="DIR",
+            help="No vmvault node runs on this host: any node backs its VMs up by pulling "
+            "their disks over libvirt's NBD export with TLS, with the client certificates in "
+            "DIR (ca-cert.pem, client-cert.pem, client-key.pem; docs/deployment.md).",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Add a libvirt host to a location (checks that it answers first)."""
     if remote.active():
         if allow_command:
             remote.refuse_option("--allow-command", "a server never runs a command a URI names")
-        doc = remote.post("/hosts", {"uri": uri, "location": location, "check": not no_check})
+        body = {"uri": uri, "location": location, "check": not no_check, "pull_tls": pull_tls}
+        doc = remote.post("/hosts", body)
     else:
         doc = documents.host_doc(
             services().vaults.add_host(
-                uri, location, check=not no_check, allow_command=allow_command
+                uri, location, check=not no_check, allow_command=allow_command, pull_tls=pull_tls
             )
         )
     if json_:
         emit_json(doc)
     else:
+        pulled = f", backed up by pulling over NBD with TLS ({doc['pull_tls']})"
         out.print(
-            f"host {doc['uri']} ({doc['hostname'] or '?'}) added to location {doc['location']}",
+            f"host {doc['uri']} ({doc['hostname'] or '?'}) added to location {doc['location']}"
+            + (pulled if doc["pull_tls"] else ""),
             markup=False,
         )
 
@@ -71,12 +84,13 @@ def host_list(
 def _host_table(docs: list[dict[str, Any]]) -> Table:
     """Host documents (:func:`documents.host_doc`) as a table."""
     table = Table(box=None, header_style="bold")
-    for col in ("URI", "LOCATION", "HOSTNAME", "CLUSTER-MANAGED VMS"):
+    for col in ("URI", "LOCATION", "HOSTNAME", "CLUSTER-MANAGED VMS", "BACKED UP BY"):
         table.add_column(col)
     for h in docs:
+        by = "a pull over NBD+TLS" if h.get("pull_tls") else "its node"
         render.add_row(
             table, h["uri"], h["location"], h["hostname"] or "-",
-            ", ".join(h["cluster_managed"]) or "-",
+            ", ".join(h["cluster_managed"]) or "-", by,
         )  # fmt: skip
     return table
 

@@ -90,6 +90,10 @@ def _print_host(doc: dict[str, object]) -> None:
     out.print(f"lab host {doc['state']}{where} ({doc['dir']})", markup=False)
     if doc.get("tls_uri"):
         out.print(f"with TLS (the lab's CA): {doc['tls_uri']}", markup=False)
+    if doc.get("pull_tls"):
+        out.print(
+            f"pull client certificates (host add --pull-tls): {doc['pull_tls']}", markup=False
+        )
 
 
 @host_app.command("up")

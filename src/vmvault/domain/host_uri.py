@@ -89,6 +89,13 @@ def uri_transport(uri: str) -> str | None:
     return m.group("transport") if m else None
 
 
+def uri_authority(uri: str) -> str | None:
+    """The authority of a libvirt URI (``root@h1:22`` of ``qemu+ssh://root@h1:22/system``; ``""``
+    for a local URI; None: not a URI :func:`validate_uri` would take)."""
+    m = _URI.fullmatch(uri.strip())
+    return m.group("authority") if m else None
+
+
 def uri_params(query: str) -> list[tuple[str, str]]:
     """At least every parameter libvirt reads in a URI's query (``virURIParseParams``: split on
     ``&``, or on ``;`` where no ``&`` follows; names and values percent-decoded).  Both

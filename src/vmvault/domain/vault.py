@@ -184,6 +184,9 @@ class Host:
     #: names or uuids of the host's VMs that a cluster manager owns (``host update
     #: --cluster-managed``): vmvault never pauses, shuts off, undefines or replaces them
     cluster_managed: tuple[str, ...] = ()
+    #: the client PKI directory of a host that vmvault *pulls* from over NBD with TLS
+    #: (``host add --pull-tls``; domain/pull.py): its VMs' backups run on any node
+    pull_tls: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,14 @@ How it reads (measured on the lab, see ``docs/backup-adapter.md``):
 * ``block_status`` asks for at most 1 GiB at a time and loops on the extents the server
   returns (a server may answer with less than was asked).
 
+**A pull** (domain/pull.py) reads a remote host's export over TCP with TLS (:class:`NbdTls`):
+libnbd is told to *require* TLS (``TLS_REQUIRE``: a server that does not offer it is refused,
+never read in plain text), with the client certificates of the pull's directory
+(``set_tls_certificates``: ``ca-cert.pem``, ``client-cert.pem``, ``client-key.pem``) and the
+server's certificate verified against that CA and the address (``set_tls_verify_peer``).  A
+connection that fails in TLS is :class:`~vmvault.domain.errors.PullTlsFailed`; only the
+directory's path is ever named, never a key.
+
 Every libnbd failure becomes :class:`~vmvault.domain.errors.NbdReadFailed` (a
 ``DiskReadFailed``).  After a failed read the source is closed: its in-flight requests may still
 target the caller's buffer, and closing the connections is what guarantees they never land.
@@ -34,16 +42,19 @@ target the caller's buffer, and closing the connections is what guarantees they 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import nbd
 
-from vmvault.domain.errors import NbdReadFailed
+from vmvault.domain.errors import NbdReadFailed, PullTlsFailed
+from vmvault.domain.pull import PULL_FILES
 
 BASE_ALLOCATION = "base:allocation"
 DIRTY_BITMAP_PREFIX = "qemu:dirty-bitmap:"
@@ -54,6 +65,35 @@ MAX_REQUEST = 32 * MiB
 BLOCK_STATUS_SPAN = 1 << 30
 
 Extent = tuple[int, int, bool]
+#: Words of libnbd's messages when the TLS negotiation (not the network) failed.
+_TLS_WORDS = ("tls", "certificate", "handshake", "x509")
+
+
+@dataclass(frozen=True)
+class NbdTls:
+    """Where a pull reads (TCP) and the client PKI directory it authenticates with."""
+
+    address: str
+    port: int
+    certificates: str
+
+    def __str__(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+def check_client_files(certificates: str, address: str, vm: str) -> None:
+    """``PULL_TLS_FAILED`` unless directory ``certificates`` holds the client files libnbd
+    reads (:data:`~vmvault.domain.pull.PULL_FILES`), readable (by name: no key is read)."""
+    missing = [f for f in PULL_FILES if not os.access(Path(certificates) / f, os.R_OK)]
+    if missing:
+        raise PullTlsFailed(
+            f"{certificates} lacks (or cannot read) {', '.join(missing)}",
+            disk=f"{vm} (every disk)",
+            offset=0,
+            address=address,
+            host=address,
+            certificates=certificates,
+        )
 
 
 def _msg(exc: BaseException) -> str:
@@ -84,8 +124,10 @@ class NbdSource:
         depth: int = 16,
         piece: int = 256 * 1024,
         timeout: float = 120.0,
+        tls: NbdTls | None = None,
     ) -> None:
-        self.socket = str(socket)
+        self.tls = tls
+        self.socket = str(tls) if tls is not None else str(socket)
         self.export = export
         self.disk = disk or export or self.socket
         self.dirty_context = dirty_context
@@ -106,11 +148,17 @@ class NbdSource:
                 max_block = int(h.get_block_size(nbd.SIZE_MAXIMUM))
         except nbd.Error as exc:
             self.close()
-            raise NbdReadFailed(
-                f"cannot connect to export {export!r} at {self.socket}: {_msg(exc)}",
-                disk=self.disk,
-                offset=0,
-            ) from None
+            said = f"cannot connect to export {export!r} at {self.socket}: {_msg(exc)}"
+            if tls is not None and any(w in said.lower() for w in _TLS_WORDS):
+                raise PullTlsFailed(
+                    said,
+                    disk=self.disk,
+                    offset=0,
+                    address=str(tls),
+                    host=tls.address,
+                    certificates=tls.certificates,
+                ) from None
+            raise NbdReadFailed(said, disk=self.disk, offset=0) from None
         limit = min(MAX_REQUEST, max_block) if max_block > 0 else MAX_REQUEST
         self._piece = max(4096, min(piece, limit))
         if dirty_context is not None and not self._has_dirty:
@@ -129,7 +177,13 @@ class NbdSource:
             h.add_meta_context(BASE_ALLOCATION)
             if self.dirty_context is not None:
                 h.add_meta_context(self.dirty_context)
-        h.connect_unix(self.socket)
+        if self.tls is None:
+            h.connect_unix(self.socket)
+            return h
+        h.set_tls(nbd.TLS_REQUIRE)  # never a plain-text fallback
+        h.set_tls_certificates(self.tls.certificates)
+        h.set_tls_verify_peer(True)
+        h.connect_tcp(self.tls.address, str(self.tls.port))
         return h
 
     @property

@@ -59,6 +59,9 @@ hosts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     #: names/uuids of VMs a cluster manager owns (NULL: none)
     Column("cluster_managed", JSON),
+    #: a host backed up by pulling over NBD with TLS: the client PKI directory (NULL: by
+    #: its own node; domain/pull.py)
+    Column("pull_tls", String(4096)),
 )
 
 vms = Table(

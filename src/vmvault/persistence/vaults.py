@@ -96,7 +96,7 @@ class SqlHosts:
 
     def _row(self, r: Any) -> Host:
         marked = tuple(r.cluster_managed or ())
-        return Host(r.id, r.uri, r.location, r.hostname, req(r.created_at), marked)
+        return Host(r.id, r.uri, r.location, r.hostname, req(r.created_at), marked, r.pull_tls)
 
     def get(self, uri: str) -> Host | None:
         r = self.conn.execute(select(t.hosts).where(t.hosts.c.uri == uri)).first()
@@ -108,12 +108,18 @@ class SqlHosts:
             q = q.where(t.hosts.c.location == location)
         return [self._row(r) for r in self.conn.execute(q)]
 
-    def add(self, uri: str, location: str, hostname: str | None, now: datetime) -> Host:
-        res = self.conn.execute(
-            insert(t.hosts).values(uri=uri, location=location, hostname=hostname, created_at=now)
-        )
+    def add(
+        self,
+        uri: str,
+        location: str,
+        hostname: str | None,
+        now: datetime,
+        pull_tls: str | None = None,
+    ) -> Host:
+        values = dict(uri=uri, location=location, hostname=hostname, created_at=now)
+        res = self.conn.execute(insert(t.hosts).values(**values, pull_tls=pull_tls))
         assert res.inserted_primary_key is not None
-        return Host(res.inserted_primary_key[0], uri, location, hostname, now)
+        return Host(res.inserted_primary_key[0], uri, location, hostname, now, pull_tls=pull_tls)
 
     def remove(self, uri: str) -> None:
         self.conn.execute(delete(t.hosts).where(t.hosts.c.uri == uri))

@@ -100,7 +100,8 @@ class BackupSetService(Service):
         hosts = sorted({host_key(vm.host_uri) for vm in chosen})
         if len(hosts) > 1:  # no instant across hosts (docs/sets.md, "Sets across hosts")
             raise BackupSetSpansHosts(hosts=", ".join(hosts))
-        self.backups.place(chosen)  # the set runs on its host's node, as its members
+        # the set runs on its host's node, as its members; a pulled host has none: refused
+        self.backups.place(chosen, pull=False)
         return vault, chosen
 
     def backup_set(

@@ -59,6 +59,7 @@ from vmvault.dataplane.vault import VaultStore
 from vmvault.domain.backup_set import SetMember
 from vmvault.domain.consistency import Consistency, meets, parse_required
 from vmvault.domain.errors import ConsistencyNotMet, InvalidInput, VmDeleted
+from vmvault.domain.host_uri import host_key
 from vmvault.domain.inputs import check_until
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.recovery_point import BackupStep, RecoveryPoint, TakenPoint, UnfinishedBackup
@@ -124,10 +125,18 @@ class BackupService(Service):
             chosen = resolve_vms(uow, refs, vault=vault, must_be=MustBe.REGISTERED)
         return vault, chosen
 
-    def place(self, vms: Sequence[VmItem]) -> None:
+    def place(self, vms: Sequence[VmItem], *, pull: bool = True) -> None:
         """HOST_NOT_SERVED / HOST_SERVED_ELSEWHERE: asked for, and run, on each VM's host
-        (the live nodes read once for all of them)."""
-        self.require_nodes([(vm.host_uri, vm.label) for vm in vms], "backup")
+        (the live nodes read once for all of them) — but for the VMs of a host vmvault pulls
+        from (``pull``; domain/pull.py), which any node backs up."""
+        pulled = self.pulled_hosts() if pull else {}
+        wanted = [(vm.host_uri, vm.label) for vm in vms if host_key(vm.host_uri) not in pulled]
+        self.require_nodes(wanted, "backup")
+
+    def pulled_hosts(self) -> dict[str, str]:
+        """Host key → client PKI directory of every host vmvault pulls from."""
+        with self.uow() as uow:
+            return {host_key(h.uri): h.pull_tls for h in uow.hosts.all() if h.pull_tls}
 
     def backup(
         self,
@@ -194,7 +203,8 @@ class BackupService(Service):
         require = require or self._policy_requires(vm)
         if require is not None:
             ctx.log(f"required: {require.value} or better")
-        plan = plan_backup(self.uow, self.driver, self.clock, vault, vm, ctx, require)
+        pull_tls = self.pulled_hosts().get(host_key(vm.host_uri))
+        plan = plan_backup(self.uow, self.driver, self.clock, vault, vm, ctx, require, pull_tls)
         ctx.log(f"writing recovery point {plan.point_id}")
         ctx.record(BackupStep.PLANNED, **plan.journal())
         try:
@@ -319,6 +329,7 @@ class BackupService(Service):
                 allow_pause=plan.allow_pause,
                 after_begin=member.after_begin if member is not None else None,
                 before_pause=partial(self._before_pause, ctx),
+                pull_tls=plan.pull_tls,
             )
         with session:
             taken = session.taken

@@ -32,7 +32,8 @@ from vmvault.domain.errors import (
     VaultStorageInUse,
 )
 from vmvault.domain.host_uri import DEFAULT_HOST_URI, host_key, validate_uri
-from vmvault.domain.inputs import DEFAULT_PAGE, page_of
+from vmvault.domain.inputs import DEFAULT_PAGE, page_of, quoted
+from vmvault.domain.pull import PULL_FILES, nbd_address, validate_pull_dir
 from vmvault.domain.vault import (
     DEFAULT_LOCATION,
     Host,
@@ -374,12 +375,30 @@ class VaultService:
     # --- hosts -------------------------------------------------------------------------------
 
     def add_host(
-        self, uri: str, location: str, check: bool = True, *, allow_command: bool = False
+        self,
+        uri: str,
+        location: str,
+        check: bool = True,
+        *,
+        allow_command: bool = False,
+        pull_tls: str | None = None,
     ) -> Host:
         """Add a libvirt host; a URI that makes libvirt run a command (the ``ext``
-        transport, ``command=``, ``netcat=``) only with ``allow_command``."""
+        transport, ``command=``, ``netcat=``) only with ``allow_command``.  ``pull_tls``: no
+        node runs on it, its VMs are backed up by pulling (domain/pull.py) with the client
+        PKI directory named; with ``check`` its files must be there on this node."""
         uri = host_key(validate_uri(uri, allow_command=allow_command))  # as nodes.host is
         location = validate_location(location)
+        if pull_tls is not None:
+            nbd_address(uri)  # a host name to reach the export at
+            pull_tls = validate_pull_dir(pull_tls)
+            missing = [f for f in PULL_FILES if check and not (Path(pull_tls) / f).is_file()]
+            if missing:
+                raise InvalidInput(
+                    f"it lacks {', '.join(missing)} (a pulling node's NBD client certificates: "
+                    f"{', '.join(PULL_FILES)})",
+                    what=f"--pull-tls {quoted(pull_tls)}",
+                )
         with self.uow() as uow:
             existing = uow.hosts.get(uri)
             if existing is not None:
@@ -388,7 +407,7 @@ class VaultService:
         with self.uow() as uow:
             if uow.hosts.get(uri) is not None:
                 raise HostExists(uri=uri, location=location)
-            host = uow.hosts.add(uri, location, hostname, self.clock())
+            host = uow.hosts.add(uri, location, hostname, self.clock(), pull_tls)
             uow.commit()
         return host
 

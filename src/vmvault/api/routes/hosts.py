@@ -49,8 +49,12 @@ def routes(services: Services) -> APIRouter:
         dependencies=CONTRIBUTOR,
     )
     def add_host(body: HostCreate) -> dict[str, Any]:
-        """Add a libvirt host to a location (``check``: it must answer first)."""
-        return documents.host_doc(services.vaults.add_host(body.uri, body.location, body.check))
+        """Add a libvirt host to a location (``check``: it must answer first; ``pull_tls``:
+        backed up by pulling over NBD with TLS, docs/deployment.md)."""
+        added = services.vaults.add_host(
+            body.uri, body.location, body.check, pull_tls=body.pull_tls
+        )
+        return documents.host_doc(added)
 
     @router.patch(
         "/hosts/{uri:path}",

@@ -51,6 +51,8 @@ from vmvault.domain.errors.backup import (
     FreezeRequired,
     NbdReadFailed,
     OfflineExportFailed,
+    PullTlsFailed,
+    PullVmShutOff,
     ThawFailed,
     WorkDirUnusable,
 )
@@ -319,6 +321,8 @@ __all__ = [
     "PolicyInUse",
     "PolicyNotFound",
     "ProxyUnsupported",
+    "PullTlsFailed",
+    "PullVmShutOff",
     "RemoteUnsupported",
     "RequestTooLarge",
     "RestoreDefineFailed",

@@ -20,6 +20,36 @@ class NbdReadFailed(DiskReadFailed):
     )
 
 
+class PullTlsFailed(NbdReadFailed):
+    """A pull over NBD with TLS (domain/pull.py) could not authenticate: never read in plain
+    text instead."""
+
+    code = "PULL_TLS_FAILED"
+    message = "the TLS connection to the NBD export of disk {disk} at {address} failed"
+    remedy = (
+        "The pulling node's directory {certificates} (host add --pull-tls) must hold "
+        "ca-cert.pem (the CA that signed the host's backup server certificate, whose names "
+        "must include {host}), client-cert.pem and client-key.pem (signed by the CA of the "
+        "host's backup_tls_x509_cert_dir in qemu.conf, which must hold ca-cert.pem, "
+        "server-cert.pem and server-key.pem readable by QEMU). vmvault never pulls without "
+        "TLS (docs/deployment.md, 'Remote libvirt hosts')."
+    )
+
+
+class PullVmShutOff(VmvaultError):
+    code = "PULL_VM_SHUT_OFF"
+    message = (
+        "VM {vm} of host {uri}, which vmvault pulls from, is shut off: a pull reads a running "
+        "or paused VM through libvirt's backup job"
+    )
+    remedy = (
+        "Start (or pause) the VM and back it up again: a shut-off VM's images are read by "
+        "their paths, which only a vmvault node on host {uri} can do (docs/deployment.md, "
+        "'Remote libvirt hosts')."
+    )
+    kind = "usage"
+
+
 class FreezeFailed(VmvaultError):
     code = "FREEZE_FAILED"
     message = "the guest agent of VM {vm} could not freeze its file systems"

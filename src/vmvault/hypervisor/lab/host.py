@@ -18,7 +18,11 @@ Issue 15 needs a *remote* libvirt host to test against, on one machine. ``host_u
   reaches it as a production host is reached, and a client that does not trust that CA is
   refused by libvirt (tests/integration/test_remote_host.py).
 * ``qemu.conf`` sets ``cgroup_controllers = [ ]``: both daemons would otherwise make cgroups
-  named ``qemu-<id>-<name>`` under the same ``/machine`` partition.
+  named ``qemu-<id>-<name>`` under the same ``/machine`` partition.  It also gives QEMU the
+  certificates of a pull-mode backup's NBD server with TLS (``backup_tls_x509_cert_dir =
+  HOST_DIR/backup-tls``, ``backup_tls_x509_verify = 1``: same CA, same server certificate),
+  so that a node can *pull* its VMs' disks (domain/pull.py) with the client certificates of
+  ``HOST_DIR/pki/nbd-client`` (``lab host up --json``: ``pull_tls``).
 * The init reaps orphans (QEMU is one) and, on SIGTERM (sent to it: ``unshare`` itself
   ignores SIGTERM while it waits), sends SIGTERM to every process of its namespace (SIGKILL
   after 5 s), stops the daemons and exits; when a
@@ -33,7 +37,7 @@ Its storage pool ``default`` (where restores put disks unless told otherwise) is
 ``HOST_DIR/images``: a path that means the same inside and outside the namespace.
 
 ``HOST_DIR/host.json`` records ``{"pid": <unshare's pid>, "port": …, "uri": …, "tls_port": …,
-"tls_uri": …}``.
+"tls_uri": …, "pull_tls": …}``.
 """
 
 from __future__ import annotations
@@ -88,6 +92,10 @@ log_outputs="2:file:/var/log/libvirt/libvirtd.log"
 QEMU_CONF = """\
 # Written by vmvault (hypervisor/lab/host.py): no cgroups (the main libvirtd owns /machine).
 cgroup_controllers = [ ]
+# The NBD server of a pull-mode backup with tls='yes' (vmvault's pull, domain/pull.py): the
+# lab CA's server certificate, and client certificates required and checked against the CA.
+backup_tls_x509_cert_dir = "{backup_tls}"
+backup_tls_x509_verify = 1
 """
 
 #: PID 1 of the host's namespace: bind-mounts the state directories, starts the daemons,
@@ -194,12 +202,14 @@ def host_status(lab_dir: Path) -> dict[str, Any]:
     hdir = host_dir(lab_dir)
     rec = _record(hdir)
     doc: dict[str, Any] = {
-        "state": "down", "uri": None, "tls_uri": None, "dir": str(hdir), "pid": None
+        "state": "down", "uri": None, "tls_uri": None, "pull_tls": None, "dir": str(hdir),
+        "pid": None,
     }  # fmt: skip
     if rec is None:
         return doc | ({"state": "partial"} if hdir.exists() else {})
     alive = _running(int(rec["pid"]))
-    doc |= {"uri": rec["uri"], "tls_uri": rec.get("tls_uri"), "pid": rec["pid"] if alive else None}
+    doc |= {"uri": rec["uri"], "tls_uri": rec.get("tls_uri"), "pull_tls": rec.get("pull_tls")}
+    doc["pid"] = rec["pid"] if alive else None
     doc["state"] = "up" if alive and libvirtd_running(rec["uri"]) else "partial"
     return doc
 
@@ -217,7 +227,7 @@ def host_up(lab_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
             _down(hdir)
         port = _pick_port("VMVAULT_LAB_HOST_PORT", DEFAULT_PORT)
         tls_port = _pick_port("VMVAULT_LAB_HOST_TLS_PORT", DEFAULT_TLS_PORT, taken=port)
-        pki = write_pki(hdir / "pki")
+        pki = write_pki(hdir / "pki", qemu_dir=hdir / "backup-tls")
         root = hdir / "root"
         for d in STATE_DIRS:
             make_dirs(root / d.lstrip("/"))
@@ -225,7 +235,7 @@ def host_up(lab_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
         make_dirs(root / "var/lib/libvirt/qemu")
         conf = LIBVIRTD_CONF.format(port=port, tls_port=tls_port, pki=hdir / "pki")
         (root / "etc/libvirt/libvirtd.conf").write_text(conf)
-        (root / "etc/libvirt/qemu.conf").write_text(QEMU_CONF)
+        (root / "etc/libvirt/qemu.conf").write_text(QEMU_CONF.format(backup_tls=pki.qemu_server))
         caps = Path("/var/cache/libvirt/qemu/capabilities")  # skips QEMU's 8 s probe
         if caps.is_dir():
             shutil.copytree(caps, root / "var/cache/libvirt/qemu/capabilities")
@@ -239,7 +249,8 @@ def host_up(lab_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
         uri = host_uri(port)
         tls_uri = host_tls_uri(tls_port, pki.client)
         record = {"pid": proc.pid, "port": port, "uri": uri, "tls_port": tls_port}
-        (hdir / "host.json").write_text(json.dumps(record | {"tls_uri": tls_uri}))
+        more = {"tls_uri": tls_uri, "pull_tls": str(pki.nbd_client)}
+        (hdir / "host.json").write_text(json.dumps(record | more))
         assert proc.stdout is not None
         line = proc.stdout.readline().decode(errors="replace")
         proc.stdout.close()

@@ -8,6 +8,17 @@ host"; https://libvirt.org/kbase/tlscerts.html).
     DIR/server/servercert.pem, serverkey.pem the libvirtd's (libvirtd.conf's cert_file, key_file)
     DIR/client/cacert.pem, clientcert.pem, clientkey.pem
                                             a client's: the URI's ``?pkipath=DIR/client``
+    DIR/nbd-client/ca-cert.pem, client-cert.pem, client-key.pem
+                                            the same client's, as libnbd reads them: the
+                                            ``host add --pull-tls`` of a pulling node
+    QEMU_DIR/ca-cert.pem, server-cert.pem, server-key.pem
+                                            the server's, as QEMU reads them: qemu.conf's
+                                            ``backup_tls_x509_cert_dir`` (domain/pull.py)
+
+The last two are the first two under the file names of GnuTLS's x509 directories (libvirt's
+qemu.conf documents QEMU's; ``nbd_set_tls_certificates`` libnbd's).  QEMU runs as
+``libvirt-qemu`` and opens its files itself: QEMU_DIR is ``root:libvirt-qemu`` 0750, its key
+0640 (as Debian's ``/etc/pki/qemu`` is meant to be set up), outside DIR (0700).
 
 RSA 2048 keys, the extensions libvirt checks (``virNetTLSContextCheckCert*``): the CA with
 ``basicConstraints CA:TRUE`` and ``keyCertSign``; each leaf ``CA:FALSE``, ``digitalSignature``
@@ -20,7 +31,9 @@ operator's.
 
 from __future__ import annotations
 
+import grp
 import ipaddress
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,13 +54,22 @@ class HostPki:
     server: Path
     #: libvirt's ``pkipath`` of a client the lab's CA signed
     client: Path
+    #: the same client's certificates as libnbd reads them (``host add --pull-tls``)
+    nbd_client: Path | None = None
+    #: the server's as QEMU reads them (qemu.conf's ``backup_tls_x509_cert_dir``)
+    qemu_server: Path | None = None
 
 
-def write_pki(directory: Path, org: str = "vmvault lab") -> HostPki:
-    """A new CA named ``org`` and the server's and a client's certificates in ``directory``."""
-    pki = HostPki(directory / "ca", directory / "server", directory / "client")
+def write_pki(directory: Path, org: str = "vmvault lab", qemu_dir: Path | None = None) -> HostPki:
+    """A new CA named ``org`` and the server's and a client's certificates in ``directory``;
+    also the client's for libnbd and, with ``qemu_dir``, the server's for QEMU."""
+    pki = HostPki(
+        directory / "ca", directory / "server", directory / "client",
+        directory / "nbd-client", qemu_dir,
+    )  # fmt: skip
     make_dirs(directory.parent)  # the host's own directory: QEMU must traverse it
-    for d in (directory, pki.ca, pki.server, pki.client):
+    for d in (directory, pki.ca, pki.server, pki.client, pki.nbd_client):
+        assert d is not None
         make_dirs(d, 0o700)
         d.chmod(0o700)  # also when it existed: only root reads the keys
     ca_key = _key()
@@ -82,7 +104,27 @@ def write_pki(directory: Path, org: str = "vmvault lab") -> HostPki:
         cert = builder.sign(ca_key, hashes.SHA256())
         (where / f"{stem}cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(where / f"{stem}key.pem", key)
+    _gnutls_dir(pki.client, pki.nbd_client, "client")
+    if qemu_dir is not None:
+        make_dirs(qemu_dir, 0o750)
+        _gnutls_dir(pki.server, qemu_dir, "server")
+        try:
+            gid = grp.getgrnam("libvirt-qemu").gr_gid
+        except KeyError:  # no such group: QEMU runs as root
+            gid = 0
+        for path, mode in ((qemu_dir, 0o750), (qemu_dir / "server-key.pem", 0o640)):
+            os.chown(path, 0, gid)
+            path.chmod(mode)
     return pki
+
+
+def _gnutls_dir(source: Path, target: Path | None, stem: str) -> None:
+    """``source``'s CA, certificate and key (libvirt's names) in ``target`` under GnuTLS's
+    x509 directory names (``ca-cert.pem``, ``STEM-cert.pem``, ``STEM-key.pem``)."""
+    assert target is not None
+    (target / "ca-cert.pem").write_bytes((source.parent / "ca" / "cacert.pem").read_bytes())
+    (target / f"{stem}-cert.pem").write_bytes((source / f"{stem}cert.pem").read_bytes())
+    write_private(target / f"{stem}-key.pem", (source / f"{stem}key.pem").read_bytes())
 
 
 def _key() -> rsa.RSAPrivateKey:

@@ -37,6 +37,15 @@ touched):
 6. once the guest is released, ``cancel()`` is asked again (it may read a catalog); connect
    nothing yet: :meth:`source` connects to a disk's export on first use.
 
+**A pull** (``pull=PullTarget(address, certificates)``: a VM of a host no node runs on,
+domain/pull.py) differs in three places only: before anything, the client PKI directory must
+hold its three files (``PULL_TLS_FAILED`` otherwise, the guest untouched); the job serves on
+TCP with TLS at ``address`` and a port of :data:`~vmvault.domain.pull.PULL_PORTS` picked at
+random (another one, at most :data:`PORT_TRIES` in all, when QEMU finds it taken and the
+attempt created nothing), its exports named ``vmvault-<target>``, each scratch file next to
+its disk's image on that host (``IMAGE.vmvault-TOKEN.scratch``: libvirt creates and removes
+it); :meth:`source` reads with TLS required.  The run directory here keeps only its lock.
+
 If ``__enter__`` fails after ``backupBegin`` it aborts the job and deletes the new checkpoint
 itself (the caller has nothing to clean).  ``__exit__`` never deletes the new checkpoint: a
 caller whose recovery point did not commit deletes it (``checkpoints.delete_checkpoint``).
@@ -50,6 +59,8 @@ tell a dead owner from a live one.
 from __future__ import annotations
 
 import contextlib
+import random
+import secrets
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -70,11 +81,13 @@ from vmvault.domain.errors import (
     CheckpointMissing,
     InvalidInput,
 )
+from vmvault.domain.pull import PULL_PORTS, PullTarget
 from vmvault.hypervisor.libvirt import agent, backup_xml, hooks
 from vmvault.hypervisor.libvirt.checkpoints import checkpoint_coverage
 from vmvault.hypervisor.libvirt.connection import error_message, lookup_domain, open_connection
 from vmvault.hypervisor.libvirt.domxml import has_agent_channel, parse_disks
 from vmvault.hypervisor.libvirt.jobcontrol import (
+    BackupServer,
     domain_name,
     end_backup_job,
     has_checkpoint,
@@ -90,7 +103,10 @@ from vmvault.hypervisor.libvirt.quiesce import (
     why_not_freeze,
 )
 from vmvault.hypervisor.libvirt.rundir import RunDir, check_work_dir
-from vmvault.hypervisor.nbd import DIRTY_BITMAP_PREFIX, NbdSource
+from vmvault.hypervisor.nbd import DIRTY_BITMAP_PREFIX, NbdSource, NbdTls, check_client_files
+
+#: How many ports of :data:`~vmvault.domain.pull.PULL_PORTS` a pull tries to begin its job on.
+PORT_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -113,6 +129,7 @@ class PointInTime(Window):
     was_paused: bool = False  # the VM was already paused (and stays so)
     began_at: float = 0.0  # epoch seconds of backupBegin
     full_disks: dict[str, str] = field(default_factory=dict)  # target -> why full (incremental)
+    pulled_from: str | None = None  # a pull's NBD server, ADDRESS:PORT (TLS)
 
 
 class PullBackup:
@@ -135,6 +152,7 @@ class PullBackup:
         connections: int = 1,
         allow_pause: bool = True,
         before_pause: Callable[[str], None] | None = None,
+        pull: PullTarget | None = None,
     ) -> None:
         if quiesce not in QUIESCE_MODES:
             raise InvalidInput(
@@ -176,6 +194,10 @@ class PullBackup:
         #: called with the reason before a saved-state fallback pauses the VM (guest released)
         self.before_pause = before_pause
         self.connections = connections
+        #: read over TCP with TLS from a remote host (domain/pull.py); None: the unix socket
+        self.pull = pull
+        #: the pull's NBD server once the job runs
+        self.tls: NbdTls | None = None
         self.point_in_time = PointInTime(
             checkpoint=checkpoint, incremental_from=incremental_from, quiesce=quiesce
         )
@@ -231,6 +253,7 @@ class PullBackup:
             disk=f"{self._vm}/{target}",
             dirty_context=f"{DIRTY_BITMAP_PREFIX}{bitmap}" if bitmap else None,
             connections=self.connections,
+            tls=self.tls,
         )
         self._sources[target] = src
         return src
@@ -243,6 +266,8 @@ class PullBackup:
 
     def _enter(self) -> None:
         pit = self.point_in_time
+        if self.pull is not None:  # before anything: the guest untouched
+            check_client_files(self.pull.certificates, self.pull.address, self.vm_uuid)
         self._conn = open_connection(self.uri)
         dom = self._dom = lookup_domain(self._conn, self.uri, self.vm_uuid)
         self._vm = domain_name(dom)
@@ -264,7 +289,8 @@ class PullBackup:
 
         # the live XML: disks, QEMU's user, agent channel
         root = ET.fromstring(dom.XMLDesc(0))
-        domain_disks = {d.target: d.driver_format for d in parse_disks(root) if d.target}
+        parsed = [d for d in parse_disks(root) if d.target]
+        domain_disks = {d.target: d.driver_format for d in parsed}
         for d in self.disks:
             if d.target not in domain_disks:
                 raise InvalidInput(
@@ -281,20 +307,24 @@ class PullBackup:
                 vm=self._vm,
             )
         wanted = [d.target for d in self.disks]
-        bxml = backup_xml.backup_xml(
+        bxml = partial(
+            backup_xml.backup_xml,
             domain_disks,
             wanted,
             socket=self.socket,
             scratch_dir=self.scratch_dir,
             incremental_from=self.incremental_from,
             modes=self.modes,
+            remote_scratch={d.target: d.path for d in parsed if d.path},
+            token=secrets.token_hex(4),
         )
         cxml = (
             backup_xml.checkpoint_xml(self.checkpoint, domain_disks, wanted)
             if self.checkpoint
             else None
         )
-        self.run.hand_to_qemu(root)  # socket directory owned by QEMU's user; no leftovers
+        if self.pull is None:
+            self.run.hand_to_qemu(root)  # socket directory owned by QEMU's user; no leftovers
 
         # 4. what the guest mounts (the agent refuses this while frozen)
         self._agent_silent = False
@@ -343,7 +373,7 @@ class PullBackup:
             raise BackupBeginFailed(f"no export for {', '.join(missing)}", vm=self._vm)
         self._cancelled()
 
-    def _hold_and_begin(self, dom: Any, bxml: str, cxml: str | None) -> None:
+    def _hold_and_begin(self, dom: Any, bxml: Callable[..., str], cxml: str | None) -> None:
         """Inside the window: the caller's in-memory hook, then ``backupBegin``, then
         ``after_begin()`` (a backup set's bounded wait for its other VMs)."""
         if self.in_window is not None:
@@ -376,22 +406,35 @@ class PullBackup:
             # nothing to be incremental about: a plain full backup (no <incremental>)
             self.incremental_from = self.point_in_time.incremental_from = None
 
-    def _begin(self, dom: Any, bxml: str, cxml: str | None) -> None:
-        try:
-            dom.backupBegin(bxml, cxml, 0)
-        except libvirt.libvirtError as exc:
-            code = exc.get_error_code()
-            if self.incremental_from and code in (
-                libvirt.VIR_ERR_CHECKPOINT_INCONSISTENT,
-                libvirt.VIR_ERR_NO_DOMAIN_CHECKPOINT,
-            ):
-                raise CheckpointMissing(
-                    error_message(exc), checkpoint=self.incremental_from, vm=self._vm
-                ) from None
-            raise BackupBeginFailed(error_message(exc), vm=self._vm) from None
+    def _begin(self, dom: Any, bxml: Callable[..., str], cxml: str | None) -> None:
+        """``backupBegin`` with the XML ``bxml(tls_server=…)`` makes; a pull tries another
+        port when QEMU found its port taken and the attempt created nothing."""
+        ports = random.sample(PULL_PORTS, PORT_TRIES) if self.pull is not None else [0]
+        for attempt, port in enumerate(ports, 1):
+            server = None
+            if self.pull is not None:
+                self.tls = NbdTls(self.pull.address, port, self.pull.certificates)
+                server = (self.pull.address, port)
+            try:
+                dom.backupBegin(bxml(tls_server=server), cxml, 0)
+                break
+            except libvirt.libvirtError as exc:
+                said = error_message(exc)
+                retry = server is not None and "in use" in said.lower() and attempt < len(ports)
+                if retry and not (self.checkpoint and has_checkpoint(dom, self.checkpoint)):
+                    continue
+                if self.incremental_from and exc.get_error_code() in (
+                    libvirt.VIR_ERR_CHECKPOINT_INCONSISTENT,
+                    libvirt.VIR_ERR_NO_DOMAIN_CHECKPOINT,
+                ):
+                    raise CheckpointMissing(
+                        said, checkpoint=self.incremental_from, vm=self._vm
+                    ) from None
+                raise BackupBeginFailed(said, vm=self._vm) from None
         self._job_started = True
         self._checkpoint_created = self.checkpoint is not None
         self.point_in_time.began_at = time.time()
+        self.point_in_time.pulled_from = str(self.tls) if self.tls is not None else None
 
     # --- cleanup ---------------------------------------------------------------------------
 
@@ -438,12 +481,20 @@ class PullBackup:
     def _abort(self, dom: Any) -> None:
         """End our job (abortJob finishes a pull job) and wait until libvirt says it is gone;
         a job that is not ours (any more) is left alone."""
-        mine = str(self.socket)
-        end = end_backup_job(dom, lambda sock: sock in (mine, None))
+        end = end_backup_job(dom, self._ours)
         if end.ended:
             self._job_started = False
         elif end.error:
             self.cleanup_errors.append(end.error)
+
+    def _ours(self, server: BackupServer | None) -> bool:
+        """Our job's NBD server: our socket, or our pull's address and port (None: libvirt
+        could not say — the job we began)."""
+        if server is None:
+            return True
+        if self.tls is not None:
+            return (server.address, server.port) == (self.tls.address, self.tls.port)
+        return server.socket == str(self.socket)
 
 
 __all__ = ["QUIESCE_MODES", "DiskSpec", "PointInTime", "PullBackup", "check_work_dir"]

@@ -19,6 +19,7 @@ import libvirt
 from vmvault.domain.cluster import pause_forbidden
 from vmvault.domain.consistency import NOT_RUN, HookState
 from vmvault.domain.errors import VmvaultError
+from vmvault.domain.pull import PullTarget, nbd_address
 from vmvault.domain.recovery_point import Method, TakenPoint, UnfinishedBackup
 from vmvault.domain.vm import Disk
 from vmvault.hypervisor import offline as offline_mod
@@ -90,6 +91,8 @@ def taken_point(pit: PointInTime) -> TakenPoint:
         warnings.append(f"{pit.resume_error}: the VM may still be paused")
     for target, why in pit.full_disks.items():
         notes.append(f"disk {target} exported in full: {why}")
+    if pit.pulled_from is not None:
+        notes.append(f"disks pulled over NBD with TLS from {pit.pulled_from}")
     return TakenPoint(
         method=method,
         reason=reason,
@@ -216,6 +219,7 @@ class LibvirtBackupDriver:
         allow_pause: bool = True,
         after_begin: Callable[[], None] | None = None,
         before_pause: Callable[[str], None] | None = None,
+        pull_tls: str | None = None,
     ) -> _PullSession:
         if quiesce == "pause" and not allow_pause:
             raise pause_forbidden(_label(uri, vm_uuid))
@@ -234,6 +238,7 @@ class LibvirtBackupDriver:
             after_begin=after_begin,
             allow_pause=allow_pause,
             before_pause=before_pause,
+            pull=PullTarget(nbd_address(uri), pull_tls) if pull_tls is not None else None,
         )
         return _PullSession(backup)
 

@@ -4,7 +4,12 @@ exports libvirt made out (``backupGetXMLDesc``).
 Every disk of the domain is named in both documents, in the domain's order:
 
 * ``<domainbackup mode='pull'>``: a unix-socket NBD server; the disks to back up get
-  ``backup='yes'`` and a scratch file, the others ``backup='no'``.  An incremental backup
+  ``backup='yes'`` and a scratch file, the others ``backup='no'``.  A pull from a remote host
+  (domain/pull.py) serves on TCP with TLS instead (``<server transport='tcp' tls='yes'
+  name=ADDRESS port=PORT/>``; QEMU's certificates are the host's ``backup_tls_x509_cert_dir``),
+  names each export ``vmvault-<target>`` (how a clean-up knows the job is vmvault's) and puts
+  each scratch file next to its disk's image on that host (``IMAGE.vmvault-TOKEN.scratch``:
+  libvirt creates it and removes it when the job ends).  An incremental backup
   names its checkpoint in ``<incremental>`` and gives each disk a ``backupmode``: disks the
   checkpoint does not cover (raw disks, disks added later) are exported ``full`` in the
   same job;
@@ -18,6 +23,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from vmvault.domain.pull import EXPORT_PREFIX
 
 
 @dataclass
@@ -67,14 +74,24 @@ def backup_xml(
     scratch_dir: Path,
     incremental_from: str | None,
     modes: Mapping[str, str],
+    tls_server: tuple[str, int] | None = None,
+    remote_scratch: Mapping[str, str] | None = None,
+    token: str = "",
 ) -> str:
     """``domain_disks``: target → format of every disk of the domain, in order; ``wanted``:
     the targets to back up; ``modes``: target → ``full`` | ``incremental`` (incremental
-    backups only)."""
+    backups only); ``tls_server``: (address, port) of a pull's TCP server with TLS, instead
+    of ``socket``, and then ``remote_scratch`` (target → image path on that host) and
+    ``token`` name the scratch files instead of ``scratch_dir``."""
+    remote_scratch = remote_scratch or {}
     root = ET.Element("domainbackup", mode="pull")
     if incremental_from:
         ET.SubElement(root, "incremental").text = incremental_from
-    ET.SubElement(root, "server", transport="unix", socket=str(socket))
+    if tls_server is not None:
+        name, port = tls_server
+        ET.SubElement(root, "server", transport="tcp", tls="yes", name=name, port=str(port))
+    else:
+        ET.SubElement(root, "server", transport="unix", socket=str(socket))
     disks = ET.SubElement(root, "disks")
     chosen = set(wanted)
     for target in domain_disks:
@@ -82,12 +99,17 @@ def backup_xml(
             ET.SubElement(disks, "disk", name=target, backup="no")
             continue
         attrs = {"name": target, "backup": "yes", "type": "file"}
+        if tls_server is not None:
+            attrs["exportname"] = f"{EXPORT_PREFIX}{target}"
         if incremental_from:
             attrs["backupmode"] = modes[target]
             if modes[target] == "incremental":
                 attrs["incremental"] = incremental_from
         el = ET.SubElement(disks, "disk", attrs)
-        ET.SubElement(el, "scratch", file=str(scratch_dir / f"{target}.scratch"))
+        scratch = scratch_dir / f"{target}.scratch"
+        if tls_server is not None:  # on that host: next to the image (libvirt removes it)
+            scratch = Path(f"{remote_scratch[target]}.{EXPORT_PREFIX}{token}.scratch")
+        ET.SubElement(el, "scratch", file=str(scratch))
     return ET.tostring(root, encoding="unicode")
 
 

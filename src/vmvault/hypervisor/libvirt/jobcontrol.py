@@ -1,10 +1,12 @@
-"""libvirt job control for pull-mode backups: what job a domain runs, where its NBD socket is,
+"""libvirt job control for pull-mode backups: what job a domain runs, where its NBD server is,
 and ending our job.
 
 A pull-mode backup job never ends by itself: ``abortJob()`` is how it *ends* (libvirt then
 removes the scratch files and the new checkpoint stays).  :func:`end_backup_job` aborts the
 domain's backup job only while it is ours — its NBD socket is the one we gave, or lives under
-our work directory — and waits until ``jobStats`` says the domain has no job.  The live
+our work directory; or, for a pull over TCP with TLS (domain/pull.py), its server is the one we
+gave, or every export carries vmvault's name prefix — and waits until ``jobStats`` says the
+domain has no job.  The live
 backup (:class:`~vmvault.hypervisor.libvirt.backup.PullBackup`) and the clean-up after a dead
 process (:mod:`~vmvault.hypervisor.libvirt.stale`) both end jobs with it.
 """
@@ -20,6 +22,7 @@ from typing import Any
 import libvirt
 
 from vmvault.domain.errors import BackupJobRunning, BackupVmNotRunning
+from vmvault.domain.pull import EXPORT_PREFIX
 from vmvault.hypervisor.libvirt.connection import error_message
 
 _JOB_OPERATIONS = {
@@ -67,16 +70,56 @@ def job_info(dom: Any) -> tuple[int, str | None]:
     return jtype, _JOB_OPERATIONS.get(int(op), f"operation {op}") if op is not None else "unknown"
 
 
-def backup_socket(dom: Any) -> str | None:
-    """The unix socket of the domain's running pull-mode backup job, if any."""
+@dataclass(frozen=True)
+class BackupServer:
+    """The NBD server of a running pull-mode backup job (``backupGetXMLDesc``)."""
+
+    transport: str  # unix | tcp
+    socket: str | None = None
+    address: str | None = None
+    port: int | None = None
+    tls: bool = False
+    exports: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if self.transport == "unix":
+            return f"NBD socket {self.socket}"
+        return f"NBD server {self.address}:{self.port}{' with TLS' if self.tls else ''}"
+
+    @property
+    def pulled_by_vmvault(self) -> bool:
+        """A pull's job (domain/pull.py): TCP with TLS, every export named by vmvault."""
+        return (
+            self.transport == "tcp"
+            and self.tls
+            and bool(self.exports)
+            and all(e.startswith(EXPORT_PREFIX) for e in self.exports)
+        )
+
+
+def backup_server(dom: Any) -> BackupServer | None:
+    """The NBD server of the domain's running pull-mode backup job, if any."""
     try:
         root = ET.fromstring(dom.backupGetXMLDesc(0))
     except (libvirt.libvirtError, ET.ParseError):
         return None
     server = root.find("server")
-    if server is None or server.get("transport", "tcp") != "unix":
+    if server is None:
         return None
-    return server.get("socket")
+    exports = tuple(
+        el.get("exportname") or el.get("name") or ""
+        for el in root.findall("./disks/disk")
+        if el.get("backup") == "yes"
+    )
+    port = server.get("port")
+    return BackupServer(
+        transport=server.get("transport", "tcp"),
+        socket=server.get("socket"),
+        address=server.get("name"),
+        port=int(port) if port and port.isdigit() else None,
+        tls=server.get("tls") == "yes",
+        exports=exports,
+    )
 
 
 def has_checkpoint(dom: Any, name: str) -> bool:
@@ -100,8 +143,8 @@ def refuse_unless_ready(dom: Any, vm: str) -> bool:
         raise BackupVmNotRunning(vm=vm, state=_STATE_NAMES.get(state, f"in state {state}"))
     jtype, op = job_info(dom)
     if jtype:
-        sock = backup_socket(dom) if op == "backup" else None
-        where = f" (NBD socket {sock})" if sock else ""
+        server = backup_server(dom) if op == "backup" else None
+        where = f" ({server})" if server else ""
         raise BackupJobRunning(f"{op} job{where}", vm=vm, job=op or "unknown")
     return bool(state != libvirt.VIR_DOMAIN_PAUSED)
 
@@ -114,27 +157,32 @@ class JobEnd:
     aborted: bool  # we called abortJob and the job went away
     foreign: str | None = None  # a job that is not ours was left alone: which
     error: str | None = None  # why our job could not be ended
+    server: BackupServer | None = None  # the NBD server of the job we aborted
 
 
 def end_backup_job(
-    dom: Any, ours: Callable[[str | None], bool], *, wait: float = ABORT_WAIT
+    dom: Any, ours: Callable[[BackupServer | None], bool], *, wait: float = ABORT_WAIT
 ) -> JobEnd:
-    """Abort the domain's backup job if ``ours(socket)`` says it is ours, and wait until
+    """Abort the domain's backup job if ``ours(server)`` says it is ours, and wait until
     libvirt says there is no job (at most ``wait`` seconds).  Any other job — another
-    operation, or a backup whose socket is not ours — is left alone and named in
+    operation, or a backup whose NBD server is not ours — is left alone and named in
     :attr:`JobEnd.foreign`.  Never raises."""
     deadline = time.monotonic() + wait
     aborted = False
     last_error: str | None = None
+    mine: BackupServer | None = None
     while True:
         jtype, op = job_info(dom)
         if not jtype:
-            return JobEnd(ended=True, aborted=aborted)
+            return JobEnd(ended=True, aborted=aborted, server=mine)
         if op != "backup":
-            return JobEnd(ended=True, aborted=aborted, foreign=f"{op} job")
-        sock = backup_socket(dom)
-        if not ours(sock):
-            return JobEnd(ended=True, aborted=aborted, foreign=f"backup job (socket {sock})")
+            return JobEnd(ended=True, aborted=aborted, foreign=f"{op} job", server=mine)
+        server = backup_server(dom)
+        if not ours(server):
+            return JobEnd(
+                ended=True, aborted=aborted, foreign=f"backup job ({server})", server=mine
+            )
+        mine = server or mine
         try:
             dom.abortJob()
             aborted = True
@@ -142,14 +190,15 @@ def end_backup_job(
             last_error = f"abortJob: {error_message(exc)}"
         if time.monotonic() > deadline:
             why = last_error or f"the backup job did not end within {wait:.0f} s"
-            return JobEnd(ended=False, aborted=aborted, error=why)
+            return JobEnd(ended=False, aborted=aborted, error=why, server=mine)
         time.sleep(0.05)
 
 
 __all__ = [
     "ABORT_WAIT",
+    "BackupServer",
     "JobEnd",
-    "backup_socket",
+    "backup_server",
     "domain_name",
     "end_backup_job",
     "has_checkpoint",

@@ -6,8 +6,9 @@ UnfinishedBackup` read from its job's journal in the catalog — so the adapter 
 file and knows no catalog.  With the VM's run-directory lock taken (a live owner keeps it: then
 nothing is done), in order:
 
-1. a backup job whose NBD socket lives under the work directory is ended with the same code a
-   live backup uses (:func:`~vmvault.hypervisor.libvirt.jobcontrol.end_backup_job`); any other
+1. a backup job whose NBD socket lives under the work directory — or that a pull began on a
+   remote host (TCP with TLS, every export named ``vmvault-<target>``: domain/pull.py) — is
+   ended with the same code a live backup uses (:func:`~vmvault.hypervisor.libvirt.jobcontrol.end_backup_job`); any other
    job is left alone and reported;
 2. the dead backup's checkpoint is *reported*, not deleted (only the catalog knows whether a
    recovery point uses it);
@@ -26,6 +27,7 @@ frozen.  Running it twice finds nothing the second time.
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,6 +37,7 @@ from vmvault.domain.recovery_point import UnfinishedBackup
 from vmvault.hypervisor.libvirt import agent
 from vmvault.hypervisor.libvirt.connection import error_message, open_connection
 from vmvault.hypervisor.libvirt.jobcontrol import (
+    BackupServer,
     domain_name,
     end_backup_job,
     has_checkpoint,
@@ -74,20 +77,28 @@ def cleanup_stale(
     return done
 
 
+def _ours(run: RunDir, server: BackupServer | None) -> bool:
+    """A job of vmvault's: its socket under the work directory, or a pull's (domain/pull.py:
+    TCP with TLS, exports named by vmvault; the catalog's one job per VM made it the dead
+    backup's)."""
+    return server is not None and (run.owns_socket(server.socket) or server.pulled_by_vmvault)
+
+
 def _cleanup_domain(dom: Any, run: RunDir, left: UnfinishedBackup | None) -> list[str]:
     done: list[str] = []
     name = domain_name(dom)
     ours = False
     jtype, _ = job_info(dom)
     if jtype:
-        end = end_backup_job(dom, run.owns_socket)
+        end = end_backup_job(dom, partial(_ours, run))
         if end.foreign is not None:
             done.append(f"left the {end.foreign} of {name} alone: not vmvault's")
         elif not end.ended:
             done.append(f"could not abort the stale backup job of {name} ({end.error})")
         elif end.aborted:
             ours = True
-            done.append(f"aborted the stale backup job of {name} (socket {run.socket})")
+            where = f" ({end.server})" if end.server is not None else ""
+            done.append(f"aborted the stale backup job of {name}{where}")
     cp = left.checkpoint if left is not None else None
     if cp and has_checkpoint(dom, cp) and (ours or left is None or left.window_entered):
         done.append(

@@ -34,6 +34,8 @@ class MemoryBackupDriver:
 
     def __init__(self, hv: MemoryHypervisor) -> None:
         self.hv = hv
+        #: the ``pull_tls`` of the last point taken (None: read on the host), for tests
+        self.pulled: str | None = None
 
     def checkpoints(self, uri: str, vm_uuid: str) -> list[str]:
         return list(self.hv.dom(vm_uuid).checkpoints)
@@ -109,6 +111,7 @@ class MemoryBackupDriver:
         allow_pause: bool = True,
         after_begin: Callable[[], None] | None = None,
         before_pause: Callable[[str], None] | None = None,
+        pull_tls: str | None = None,
     ) -> MemorySession:
         if quiesce == "pause" and not allow_pause:
             raise pause_forbidden(f"{self.hv.hostname(uri)}/{self.hv.dom(vm_uuid).name}")
@@ -117,6 +120,7 @@ class MemoryBackupDriver:
             cancel, in_window, after_begin=after_begin, allow_pause=allow_pause,
         )  # fmt: skip
         session.before_pause = before_pause
+        self.pulled = pull_tls
         return session
 
     def offline(self, disks: list[Disk], bitmap: str | None) -> MemorySession:

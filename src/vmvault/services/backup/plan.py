@@ -15,7 +15,7 @@ from typing import Any
 
 from vmvault.domain.cluster import refuse_pause
 from vmvault.domain.consistency import Consistency
-from vmvault.domain.errors import VmvaultError
+from vmvault.domain.errors import PullVmShutOff, VmvaultError
 from vmvault.domain.recovery_point import (
     DiskRead,
     Method,
@@ -61,6 +61,8 @@ class BackupPlan:
     #: False for a cluster-managed VM: the hypervisor must never pause it — a failed freeze
     #: then fails the backup (``FREEZE_REQUIRED``) instead of taking a saved-state point
     allow_pause: bool = True
+    #: a VM of a host vmvault pulls from (domain/pull.py): the client PKI directory
+    pull_tls: str | None = None
 
     @property
     def offline(self) -> bool:
@@ -84,6 +86,7 @@ class BackupPlan:
             "offline": self.offline,
             "require": self.require.value if self.require is not None else None,
             "allow_pause": self.allow_pause,
+            "pull_tls": self.pull_tls,
             "disks": {
                 t: {"incremental": r.incremental, "reason": r.reason, "format": formats.get(t)}
                 for t, r in self.reads.items()
@@ -99,10 +102,16 @@ def plan_backup(
     vm: VmItem,
     ctx: JobContext,
     require: Consistency | None = None,
+    pull_tls: str | None = None,
 ) -> BackupPlan:
-    """Decide the method and each disk's read (logged), name the point and its checkpoint."""
+    """Decide the method and each disk's read (logged), name the point and its checkpoint.
+    ``pull_tls``: the VM's host is pulled from (domain/pull.py)."""
     disks = vm.backup_disks
     choice = choose_method(vm.power_state, vm.agent_channel, vm.crash_consistent_only)
+    if pull_tls is not None:
+        if choice.method is Method.OFFLINE:  # its images are read by path, on their host
+            raise PullVmShutOff(vm=vm.label, uri=vm.host_uri)
+        ctx.log(f"pulled over NBD with TLS from {vm.host_uri} (client certificates {pull_tls})")
     allow_pause = not vm.cluster_managed
     if not allow_pause:
         if choice.quiesce == "pause":
@@ -143,6 +152,7 @@ def plan_backup(
         checkpoint=checkpoint,
         allow_pause=allow_pause,
         require=require,
+        pull_tls=pull_tls,
     )
 
 

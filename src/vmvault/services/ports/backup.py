@@ -60,6 +60,7 @@ class BackupDriver(Protocol):
         allow_pause: bool = True,
         after_begin: Callable[[], None] | None = None,
         before_pause: Callable[[str], None] | None = None,
+        pull_tls: str | None = None,
     ) -> PointSession:
         """The point in time of a running or paused VM, taken when the session is entered.
 
@@ -80,7 +81,11 @@ class BackupDriver(Protocol):
         nowhere else; it does no catalog I/O but may block for a bounded time (a backup
         set waits there until every VM of the set holds its point in time).  When either hook
         or ``cancel()`` raises, the guest MUST be thawed / resumed first, and no job or
-        checkpoint left behind (a job begun is aborted, its new checkpoint deleted)."""
+        checkpoint left behind (a job begun is aborted, its new checkpoint deleted).
+
+        ``pull_tls`` (a VM of a host no node runs on, domain/pull.py): the disks MUST be read
+        over the host's NBD export with TLS required, with the client certificates of that
+        directory — never in plain text; a TLS failure is ``PULL_TLS_FAILED``."""
 
     def offline(self, disks: list[Disk], bitmap: str | None) -> PointSession: ...
     def cleanup_stale(

@@ -59,7 +59,16 @@ class VaultRepository(Protocol):
 class HostRepository(Protocol):
     def get(self, uri: str) -> Host | None: ...
     def all(self, location: str | None = None) -> list[Host]: ...
-    def add(self, uri: str, location: str, hostname: str | None, now: datetime) -> Host: ...
+    def add(
+        self,
+        uri: str,
+        location: str,
+        hostname: str | None,
+        now: datetime,
+        pull_tls: str | None = None,
+    ) -> Host:
+        """``pull_tls``: the host is backed up by pulling (domain/pull.py)."""
+
     def remove(self, uri: str) -> None: ...
     def set_hostname(self, uri: str, hostname: str) -> None: ...
     def set_cluster_managed(self, uri: str, vms: Sequence[str]) -> None:
