@@ -93,7 +93,7 @@ class Service:
         ``HOST_NOT_SERVED``."""
         self.require_nodes([(host_uri, vm)], operation)
 
-    def _instead(self, uri: str) -> str:
+    def _about_pulling(self, uri: str) -> str:
         """HOST_NOT_SERVED's last advice: a pulled host's VMs are backed up only (one catalog
         read, on the refusal's path only); else where no vmvault can run, a pull."""
         with self.uow() as uow:
@@ -121,6 +121,6 @@ class Service:
         for uri, vm in elsewhere:
             args = {"uri": uri, "vm": vm, "operation": operation, "node_host": nodes.node_host}
             if host_key(uri) not in served:
-                raise HostNotServed(**args, instead=self._instead(uri))
+                raise HostNotServed(**args, about_pulling=self._about_pulling(uri))
             if not _QUEUEING.get():
                 raise HostServedElsewhere(**args)

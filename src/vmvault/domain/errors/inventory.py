@@ -67,7 +67,7 @@ class HostNotServed(VmvaultError):
     remedy = (
         "Run the {operation} with vmvault on that host, with VMVAULT_NODE_HOST={uri} and the "
         "same catalog and vaults (docs/deployment.md, 'Remote libvirt hosts'); if this process "
-        "does run on that host, set VMVAULT_NODE_HOST={uri}. {instead}"
+        "does run on that host, set VMVAULT_NODE_HOST={uri}. {about_pulling}"
     )
     kind = "usage"
 
