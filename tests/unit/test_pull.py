@@ -7,6 +7,7 @@ from __future__ import annotations
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 import pytest
 
 from vmvault.domain.errors import InvalidInput, PullDiskNotFile, PullTlsFailed
+from vmvault.domain.job import JournalStep
 from vmvault.domain.pull import PULL_PORTS, PullTarget, nbd_address, validate_pull_dir
-from vmvault.domain.recovery_point import UnfinishedBackup
+from vmvault.domain.recovery_point import BackupStep, UnfinishedBackup, unfinished_backup
 from vmvault.hypervisor.libvirt import backup_xml, stale
 from vmvault.hypervisor.libvirt.backup import DiskSpec, PullBackup
 from vmvault.hypervisor.libvirt.domxml import DomainDisk, parse_disks
@@ -227,18 +229,18 @@ class _JobDom(_Dom):
 
 
 def _left(point: str) -> UnfinishedBackup:
-    return UnfinishedBackup(
-        job_id=7,
-        point=point,
-        checkpoint=f"vmvault-{point}",
-        quiesce="freeze",
-        was_paused=False,
-        offline=False,
-        window_entered=True,
-        point_taken=True,
-        released=True,
-        last_step="reading",
-    )
+    """What the journal of a pull killed while reading says (its ``planned`` record names
+    the point before ``backupBegin``)."""
+    at = datetime(2026, 12, 3, tzinfo=UTC)
+    planned = {"point": point, "checkpoint": f"vmvault-{point}", "quiesce": "freeze"}
+    steps = [
+        JournalStep(7, 1, BackupStep.PLANNED, planned, at),
+        JournalStep(7, 2, BackupStep.FREEZING, {"quiesce": "freeze"}, at),
+        JournalStep(7, 3, BackupStep.POINT_TAKEN, {"released": True}, at),
+    ]
+    left = unfinished_backup(7, steps)
+    assert left is not None
+    return left
 
 
 def test_the_clean_up_ends_only_the_pull_of_the_unfinished_backup(tmp_path: Path) -> None:
