@@ -197,17 +197,17 @@ def bench(args: argparse.Namespace, env: dict[str, str], host: dict[str, Any]) -
                 f"{NBDCOPY} 'nbd+unix:///{t}?socket={sock}' null:" for t in ("vda", "vdb")
             )
             timed("nbdcopy (ceiling)", "local: unix socket", ["sh", "-c", copy])
-        pull = PullTarget("127.0.0.1", certs)
+        pull = PullTarget.of("127.0.0.1", certs, None)
         with PullBackup(uri, vm["uuid"], specs, quiesce="none", pull=pull, **common) as pb:
             assert pb.tls is not None
             where = f"127.0.0.1:{pb.tls.port}:{certs}"
-            exports = ["vmvault-vda", "vmvault-vdb"]
+            exports = [pull.export("vda"), pull.export("vdb")]
             timed("vmvault NbdSource", "pull: TCP + TLS", [*me, where, *exports])
             more = [*me, "--connections", "4", where, *exports]
             timed("vmvault NbdSource, 4 connections", "pull: TCP + TLS", more)
             copy = " && ".join(
-                f"{NBDCOPY} 'nbds://127.0.0.1:{pb.tls.port}/vmvault-{t}?tls-certificates={certs}' null:"
-                for t in ("vda", "vdb")
+                f"{NBDCOPY} 'nbds://127.0.0.1:{pb.tls.port}/{e}?tls-certificates={certs}' null:"
+                for e in exports
             )
             timed("nbdcopy", "pull: TCP + TLS", ["sh", "-c", copy])
         for transport, how in (("local: unix socket", "node"), ("pull: TCP + TLS", "pull")):

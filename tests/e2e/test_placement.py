@@ -79,7 +79,8 @@ def test_the_api_refuses_up_front_with_409_and_queues_nothing(world: World) -> N
         assert "no vmvault node serves host qemu:///system, where VM " in message, message
         assert f"a {operation} reads and writes" in message, message
         assert f"(this node serves {OTHER})" in message, message
-        assert "VMVAULT_NODE_HOST=qemu:///system" in r.json()["error"]["remedy"]
+        remedy = r.json()["error"]["remedy"]
+        assert "VMVAULT_NODE_HOST=qemu:///system" in remedy and "--pull-tls DIR" in remedy
     assert len(world.services.jobs.list_jobs()) == before  # nothing queued, nothing run
     # the node of web's host takes the same backup
     assert world.client().post("/api/v1/backups", json={"vms": ["web"]}).status_code == 202
@@ -202,7 +203,10 @@ def test_a_pulled_host_is_backed_up_by_any_node_and_nothing_else_is(world: World
     [ran] = other.run_queued()
     assert (ran.type.value, ran.state) == ("backup", JobState.COMPLETED), ran.message
     body = {"vm": "web", "point": pid, "mode": "as-new", "name": "w2"}
-    refused(api.post("/api/v1/restores", json=body), 409, "HOST_NOT_SERVED")
+    r = api.post("/api/v1/restores", json=body)
+    refused(r, 409, "HOST_NOT_SERVED")
+    remedy = r.json()["error"]["remedy"]  # not the advice to pull: it is pulled already
+    assert "is pulled from" in remedy and "--pull-tls DIR" not in remedy, remedy
     refused(
         api.post("/api/v1/restore-tests", json={"vm": "web", "point": pid}), 409, "HOST_NOT_SERVED"
     )

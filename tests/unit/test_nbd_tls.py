@@ -7,10 +7,12 @@ client, and a server without TLS is refused rather than read in plain text — e
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,12 @@ import pytest
 
 nbd = pytest.importorskip("nbd")
 
-from vmvault.domain.errors import NbdReadFailed, PullTlsFailed  # noqa: E402
+from vmvault.domain.errors import (  # noqa: E402
+    Cancelled,
+    NbdConnectTimeout,
+    NbdReadFailed,
+    PullTlsFailed,
+)
 from vmvault.hypervisor.lab.host_pki import HostPki, write_pki  # noqa: E402
 from vmvault.hypervisor.nbd import NbdSource, NbdTls, check_client_files  # noqa: E402
 
@@ -145,7 +152,7 @@ def test_a_pull_without_its_client_files_is_refused_before_anything(tmp_path: Pa
     (tmp_path / "ca-cert.pem").write_text("x")
     with pytest.raises(PullTlsFailed) as caught:
         check_client_files(str(tmp_path), "h1.example", "vm1")
-    assert "lacks (or cannot read) client-cert.pem, client-key.pem" in caught.value.text
+    assert "lacks client-cert.pem, client-key.pem" in caught.value.text
 
 
 def test_a_server_that_does_not_answer_is_a_read_failure_not_a_tls_one(pki: HostPki) -> None:
@@ -153,3 +160,59 @@ def test_a_server_that_does_not_answer_is_a_read_failure_not_a_tls_one(pki: Host
     with pytest.raises(NbdReadFailed) as caught:
         NbdSource("", tls=NbdTls("127.0.0.1", _free_port(), str(pki.nbd_client)))
     assert not isinstance(caught.value, PullTlsFailed), caught.value
+
+
+@pytest.fixture()
+def silent() -> Iterator[int]:
+    """A TCP listener that accepts and never says a word (a stalled handshake)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        for c in accepted:
+            c.close()
+        listener.close()
+
+
+def test_a_server_that_never_answers_is_given_up_on_at_the_deadline(
+    pki: HostPki, silent: int
+) -> None:
+    """The old ``connect_tcp`` waited forever here; the pull's connect is bounded."""
+    assert pki.nbd_client is not None
+    tls = NbdTls("127.0.0.1", silent, str(pki.nbd_client))
+    began = time.monotonic()
+    with pytest.raises(NbdConnectTimeout) as caught:
+        NbdSource("", "vmvault-P-vda", disk="vm/vda", tls=tls, connect_timeout=1.0)
+    assert time.monotonic() - began < 10  # the deadline (1 s) and a poll, not a hang
+    err = caught.value
+    assert err.code == "NBD_CONNECT_TIMEOUT" and f"127.0.0.1:{silent}" in err.text, err.text
+    assert "within 1s" in err.text and "stalled in" in err.text, err.text
+
+
+def test_a_cancel_stops_a_connection_that_stalls(pki: HostPki, silent: int) -> None:
+    assert pki.nbd_client is not None
+    tls = NbdTls("127.0.0.1", silent, str(pki.nbd_client))
+    asked: list[float] = []
+
+    def cancel() -> bool:
+        asked.append(time.monotonic())
+        return len(asked) > 1
+
+    with pytest.raises(Cancelled):
+        NbdSource("", tls=tls, connect_timeout=60.0, cancel=cancel)
+    assert len(asked) == 2

@@ -48,7 +48,9 @@ def host_add(
     if remote.active():
         if allow_command:
             remote.refuse_option("--allow-command", "a server never runs a command a URI names")
-        body = {"uri": uri, "location": location, "check": not no_check, "pull_tls": pull_tls}
+        body: dict[str, object] = {"uri": uri, "location": location, "check": not no_check}
+        if pull_tls is not None:  # a server older than pulls refuses the field (extra=forbid)
+            body["pull_tls"] = pull_tls
         doc = remote.post("/hosts", body)
     else:
         doc = documents.host_doc(
@@ -59,10 +61,10 @@ def host_add(
     if json_:
         emit_json(doc)
     else:
-        pulled = f", backed up by pulling over NBD with TLS ({doc['pull_tls']})"
+        pulled = f", backed up by pulling over NBD with TLS ({doc.get('pull_tls')})"
         out.print(
             f"host {doc['uri']} ({doc['hostname'] or '?'}) added to location {doc['location']}"
-            + (pulled if doc["pull_tls"] else ""),
+            + (pulled if doc.get("pull_tls") else ""),
             markup=False,
         )
 

@@ -32,7 +32,12 @@ never read in plain text), with the client certificates of the pull's directory
 (``set_tls_certificates``: ``ca-cert.pem``, ``client-cert.pem``, ``client-key.pem``) and the
 server's certificate verified against that CA and the address (``set_tls_verify_peer``).  A
 connection that fails in TLS is :class:`~vmvault.domain.errors.PullTlsFailed`; only the
-directory's path is ever named, never a key.
+directory's path is ever named, never a key.  Its connection is bounded: libnbd's
+``aio_connect_tcp`` then a ``poll`` loop until the NBD session is ready, at most
+``connect_timeout`` seconds (30) and asking ``cancel()`` each second — a firewall that drops
+the packets or a server that accepts and never answers (a stalled TLS handshake) is
+:class:`~vmvault.domain.errors.NbdConnectTimeout`, never a job that hangs.  (The host name is
+resolved before that, by ``getaddrinfo``, which the system's resolver bounds.)
 
 Every libnbd failure becomes :class:`~vmvault.domain.errors.NbdReadFailed` (a
 ``DiskReadFailed``).  After a failed read the source is closed: its in-flight requests may still
@@ -42,10 +47,9 @@ target the caller's buffer, and closing the connections is what guarantees they 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -53,8 +57,8 @@ from typing import Any
 
 import nbd
 
-from vmvault.domain.errors import NbdReadFailed, PullTlsFailed
-from vmvault.domain.pull import PULL_FILES
+from vmvault.domain.errors import Cancelled, NbdConnectTimeout, NbdReadFailed, PullTlsFailed
+from vmvault.hypervisor.pull_dir import pull_dir_problems_here
 
 BASE_ALLOCATION = "base:allocation"
 DIRTY_BITMAP_PREFIX = "qemu:dirty-bitmap:"
@@ -82,12 +86,13 @@ class NbdTls:
 
 
 def check_client_files(certificates: str, address: str, vm: str) -> None:
-    """``PULL_TLS_FAILED`` unless directory ``certificates`` holds the client files libnbd
-    reads (:data:`~vmvault.domain.pull.PULL_FILES`), readable (by name: no key is read)."""
-    missing = [f for f in PULL_FILES if not os.access(Path(certificates) / f, os.R_OK)]
-    if missing:
+    """``PULL_TLS_FAILED`` unless directory ``certificates`` is usable as the client PKI
+    directory libnbd reads (:mod:`~vmvault.hypervisor.pull_dir`: the files
+    :data:`~vmvault.domain.pull.PULL_FILES`, the key its owner's only; no key is read)."""
+    problems = pull_dir_problems_here(certificates)
+    if problems:
         raise PullTlsFailed(
-            f"{certificates} lacks (or cannot read) {', '.join(missing)}",
+            f"{certificates}: {'; '.join(problems)}",
             disk=f"{vm} (every disk)",
             offset=0,
             address=address,
@@ -125,6 +130,8 @@ class NbdSource:
         piece: int = 256 * 1024,
         timeout: float = 120.0,
         tls: NbdTls | None = None,
+        connect_timeout: float = 30.0,
+        cancel: Callable[[], bool] | None = None,
     ) -> None:
         self.tls = tls
         self.socket = str(tls) if tls is not None else str(socket)
@@ -133,6 +140,8 @@ class NbdSource:
         self.dirty_context = dirty_context
         self._depth = max(1, depth)
         self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._cancel = cancel
         self._handles: list[Any] = []
         self._rr = 0
         self._broken: str | None = None
@@ -146,8 +155,19 @@ class NbdSource:
             max_block = 0
             with contextlib.suppress(nbd.Error):
                 max_block = int(h.get_block_size(nbd.SIZE_MAXIMUM))
-        except nbd.Error as exc:
+        except TimeoutError as exc:
             self.close()
+            raise NbdConnectTimeout(
+                str(exc),
+                disk=self.disk,
+                offset=0,
+                address=self.socket,
+                seconds=f"{connect_timeout:g}",
+            ) from None
+        except BaseException as exc:
+            self.close()
+            if not isinstance(exc, nbd.Error):
+                raise
             said = f"cannot connect to export {export!r} at {self.socket}: {_msg(exc)}"
             if tls is not None and any(w in said.lower() for w in _TLS_WORDS):
                 raise PullTlsFailed(
@@ -183,7 +203,20 @@ class NbdSource:
         h.set_tls(nbd.TLS_REQUIRE)  # never a plain-text fallback
         h.set_tls_certificates(self.tls.certificates)
         h.set_tls_verify_peer(True)
-        h.connect_tcp(self.tls.address, str(self.tls.port))
+        self._handles.append(h)  # closed with the others if the connection fails
+        deadline = time.monotonic() + self._connect_timeout
+        h.aio_connect_tcp(self.tls.address, str(self.tls.port))
+        while h.aio_is_connecting():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                state = str(h.connection_state()).split(":")[0]
+                raise TimeoutError(f"the connection stalled in {state}")
+            if self._cancel is not None and self._cancel():
+                raise Cancelled(operation="the backup")
+            h.poll(max(1, int(min(left, 1.0) * 1000)))  # raises nbd.Error when it failed
+        self._handles.pop()
+        if not h.aio_is_ready():
+            raise nbd.Error("the NBD connection ended before it was ready", 0)
         return h
 
     @property

@@ -330,6 +330,7 @@ class BackupService(Service):
                 after_begin=member.after_begin if member is not None else None,
                 before_pause=partial(self._before_pause, ctx),
                 pull_tls=plan.pull_tls,
+                point=plan.point_id,
             )
         with session:
             taken = session.taken

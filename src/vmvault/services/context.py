@@ -93,6 +93,23 @@ class Service:
         ``HOST_NOT_SERVED``."""
         self.require_nodes([(host_uri, vm)], operation)
 
+    def _about_pulling(self, uri: str) -> str:
+        """HOST_NOT_SERVED's last advice: a pulled host's VMs are backed up only (one catalog
+        read, on the refusal's path only); else where no vmvault can run, a pull."""
+        with self.uow() as uow:
+            host = uow.hosts.get(host_key(uri))
+        if host is not None and host.pull_tls:
+            return (
+                f"Host {uri} is pulled from (host add --pull-tls): any node backs its VMs up, "
+                "but nothing else touches their disks there (docs/deployment.md, "
+                "'Pulled hosts')."
+            )
+        return (
+            "Where no vmvault can run, a backup (only) can pull the disks over NBD with TLS "
+            "from any node: add the host with 'vmvault host add URI --pull-tls DIR' "
+            "(docs/deployment.md, 'Pulled hosts')."
+        )
+
     def require_nodes(self, vms: Iterable[tuple[str, str]], operation: str) -> None:
         """:meth:`require_node` of every VM of ``vms`` (host URI, label), reading the live
         nodes once for all of them (a request over a fleet: not once per VM)."""
@@ -104,6 +121,6 @@ class Service:
         for uri, vm in elsewhere:
             args = {"uri": uri, "vm": vm, "operation": operation, "node_host": nodes.node_host}
             if host_key(uri) not in served:
-                raise HostNotServed(**args)
+                raise HostNotServed(**args, about_pulling=self._about_pulling(uri))
             if not _QUEUEING.get():
                 raise HostServedElsewhere(**args)

@@ -392,11 +392,11 @@ class VaultService:
         if pull_tls is not None:
             nbd_address(uri)  # a host name to reach the export at
             pull_tls = validate_pull_dir(pull_tls)
-            missing = [f for f in PULL_FILES if check and not (Path(pull_tls) / f).is_file()]
-            if missing:
+            problems = self.hypervisor.pull_dir_problems(pull_tls) if check else []
+            if problems:
                 raise InvalidInput(
-                    f"it lacks {', '.join(missing)} (a pulling node's NBD client certificates: "
-                    f"{', '.join(PULL_FILES)})",
+                    f"{'; '.join(problems)} (a pulling node's NBD client certificates: "
+                    f"{', '.join(PULL_FILES)}; add the host where they are, or --no-check)",
                     what=f"--pull-tls {quoted(pull_tls)}",
                 )
         with self.uow() as uow:

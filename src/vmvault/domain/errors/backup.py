@@ -32,8 +32,37 @@ class PullTlsFailed(NbdReadFailed):
         "must include {host}), client-cert.pem and client-key.pem (signed by the CA of the "
         "host's backup_tls_x509_cert_dir in qemu.conf, which must hold ca-cert.pem, "
         "server-cert.pem and server-key.pem readable by QEMU). vmvault never pulls without "
-        "TLS (docs/deployment.md, 'Remote libvirt hosts')."
+        "TLS (docs/deployment.md, 'Pulled hosts')."
     )
+
+
+class NbdConnectTimeout(NbdReadFailed):
+    """No NBD session within the connect deadline: a firewall that drops the packets, or a
+    server that accepts and never answers (a stalled TLS handshake)."""
+
+    code = "NBD_CONNECT_TIMEOUT"
+    message = "no NBD session with the export of disk {disk} at {address} within {seconds}s"
+    remedy = (
+        "Check that this node reaches {address} (a pulled host's ports 10809-10872 open from "
+        "the nodes, nothing dropping the packets) and that QEMU listens there, not on loopback "
+        "(docs/deployment.md, 'Pulled hosts'), then retry the backup."
+    )
+
+
+class PullDiskNotFile(VmvaultError):
+    code = "PULL_DISK_NOT_FILE"
+    message = (
+        "VM {vm} of host {uri}, which vmvault pulls from, has disks that are not image files: "
+        "{disks}"
+    )
+    remedy = (
+        "A pull puts each disk's scratch file next to its image file on the host, which a "
+        "block device, a storage-pool volume or a network disk does not have. Leave those "
+        "disks out of the VM's backups ('vmvault vm update {vm} --exclude-disk TARGET'), or "
+        "run a vmvault node on host {uri} (docs/deployment.md, 'Pulled hosts'). Nothing was "
+        "begun."
+    )
+    kind = "usage"
 
 
 class PullVmShutOff(VmvaultError):
@@ -45,7 +74,7 @@ class PullVmShutOff(VmvaultError):
     remedy = (
         "Start (or pause) the VM and back it up again: a shut-off VM's images are read by "
         "their paths, which only a vmvault node on host {uri} can do (docs/deployment.md, "
-        "'Remote libvirt hosts')."
+        "'Pulled hosts')."
     )
     kind = "usage"
 

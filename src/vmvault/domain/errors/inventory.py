@@ -67,9 +67,7 @@ class HostNotServed(VmvaultError):
     remedy = (
         "Run the {operation} with vmvault on that host, with VMVAULT_NODE_HOST={uri} and the "
         "same catalog and vaults (docs/deployment.md, 'Remote libvirt hosts'); if this process "
-        "does run on that host, set VMVAULT_NODE_HOST={uri}. Where no vmvault can run, a "
-        "backup (only) can pull the disks over NBD with TLS from any node: add the host with "
-        "'vmvault host add URI --pull-tls DIR' (docs/deployment.md, 'Pulled hosts')."
+        "does run on that host, set VMVAULT_NODE_HOST={uri}. {about_pulling}"
     )
     kind = "usage"
 

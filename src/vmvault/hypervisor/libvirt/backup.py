@@ -37,14 +37,16 @@ touched):
 6. once the guest is released, ``cancel()`` is asked again (it may read a catalog); connect
    nothing yet: :meth:`source` connects to a disk's export on first use.
 
-**A pull** (``pull=PullTarget(address, certificates)``: a VM of a host no node runs on,
-domain/pull.py) differs in three places only: before anything, the client PKI directory must
-hold its three files (``PULL_TLS_FAILED`` otherwise, the guest untouched); the job serves on
-TCP with TLS at ``address`` and a port of :data:`~vmvault.domain.pull.PULL_PORTS` picked at
-random (another one, at most :data:`PORT_TRIES` in all, when QEMU finds it taken and the
-attempt created nothing), its exports named ``vmvault-<target>``, each scratch file next to
-its disk's image on that host (``IMAGE.vmvault-TOKEN.scratch``: libvirt creates and removes
-it); :meth:`source` reads with TLS required.  The run directory here keeps only its lock.
+**A pull** (``pull=PullTarget(address, certificates, point)``: a VM of a host no node runs
+on, domain/pull.py) differs in a few places only: before anything, the client PKI
+directory must be usable (:mod:`~vmvault.hypervisor.pull_dir`; ``PULL_TLS_FAILED``
+otherwise) and every disk backed up an image file (``PULL_DISK_NOT_FILE``), the guest
+untouched; then, each in :mod:`~vmvault.hypervisor.libvirt.pulljob`,
+the job serves on TCP with TLS at ``address`` and a port of
+:data:`~vmvault.domain.pull.PULL_PORTS` picked at random, its exports named
+``vmvault-<POINT>-<target>``, each scratch file next to its disk's image on that host
+(``IMAGE.vmvault-<POINT>.scratch``: libvirt creates and removes it); :meth:`source` reads
+with TLS required.  The run directory here keeps only its lock.
 
 If ``__enter__`` fails after ``backupBegin`` it aborts the job and deletes the new checkpoint
 itself (the caller has nothing to clean).  ``__exit__`` never deletes the new checkpoint: a
@@ -59,8 +61,6 @@ tell a dead owner from a live one.
 from __future__ import annotations
 
 import contextlib
-import random
-import secrets
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -81,7 +81,7 @@ from vmvault.domain.errors import (
     CheckpointMissing,
     InvalidInput,
 )
-from vmvault.domain.pull import PULL_PORTS, PullTarget
+from vmvault.domain.pull import PullTarget
 from vmvault.hypervisor.libvirt import agent, backup_xml, hooks
 from vmvault.hypervisor.libvirt.checkpoints import checkpoint_coverage
 from vmvault.hypervisor.libvirt.connection import error_message, lookup_domain, open_connection
@@ -93,6 +93,7 @@ from vmvault.hypervisor.libvirt.jobcontrol import (
     has_checkpoint,
     refuse_unless_ready,
 )
+from vmvault.hypervisor.libvirt.pulljob import begin_on_a_port, is_our_pull, pulled_disks
 from vmvault.hypervisor.libvirt.quiesce import (
     QUIESCE_MODES,
     Window,
@@ -104,9 +105,6 @@ from vmvault.hypervisor.libvirt.quiesce import (
 )
 from vmvault.hypervisor.libvirt.rundir import RunDir, check_work_dir
 from vmvault.hypervisor.nbd import DIRTY_BITMAP_PREFIX, NbdSource, NbdTls, check_client_files
-
-#: How many ports of :data:`~vmvault.domain.pull.PULL_PORTS` a pull tries to begin its job on.
-PORT_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -254,6 +252,7 @@ class PullBackup:
             dirty_context=f"{DIRTY_BITMAP_PREFIX}{bitmap}" if bitmap else None,
             connections=self.connections,
             tls=self.tls,
+            cancel=self.cancel,
         )
         self._sources[target] = src
         return src
@@ -298,6 +297,10 @@ class PullBackup:
                     what=f"disk {d.target}",
                 )
         has_agent = has_agent_channel(root)
+        wanted = [d.target for d in self.disks]
+        pulled = None
+        if self.pull is not None:  # PULL_DISK_NOT_FILE before the guest is touched
+            pulled = pulled_disks(self.pull, parsed, wanted, vm=self._vm, uri=self.uri)
 
         # 3. incremental: the checkpoint and its bitmaps, per disk mode
         self._plan_modes(dom, domain_disks)
@@ -306,7 +309,6 @@ class PullBackup:
                 f"checkpoint {self.checkpoint} already exists (left by an earlier attempt?)",
                 vm=self._vm,
             )
-        wanted = [d.target for d in self.disks]
         bxml = partial(
             backup_xml.backup_xml,
             domain_disks,
@@ -315,8 +317,7 @@ class PullBackup:
             scratch_dir=self.scratch_dir,
             incremental_from=self.incremental_from,
             modes=self.modes,
-            remote_scratch={d.target: d.path for d in parsed if d.path},
-            token=secrets.token_hex(4),
+            pulled=pulled,
         )
         cxml = (
             backup_xml.checkpoint_xml(self.checkpoint, domain_disks, wanted)
@@ -407,30 +408,27 @@ class PullBackup:
             self.incremental_from = self.point_in_time.incremental_from = None
 
     def _begin(self, dom: Any, bxml: Callable[..., str], cxml: str | None) -> None:
-        """``backupBegin`` with the XML ``bxml(tls_server=…)`` makes; a pull tries another
-        port when QEMU found its port taken and the attempt created nothing."""
-        ports = random.sample(PULL_PORTS, PORT_TRIES) if self.pull is not None else [0]
-        for attempt, port in enumerate(ports, 1):
-            server = None
-            if self.pull is not None:
-                self.tls = NbdTls(self.pull.address, port, self.pull.certificates)
-                server = (self.pull.address, port)
-            try:
-                dom.backupBegin(bxml(tls_server=server), cxml, 0)
-                break
-            except libvirt.libvirtError as exc:
-                said = error_message(exc)
-                retry = server is not None and "in use" in said.lower() and attempt < len(ports)
-                if retry and not (self.checkpoint and has_checkpoint(dom, self.checkpoint)):
-                    continue
-                if self.incremental_from and exc.get_error_code() in (
-                    libvirt.VIR_ERR_CHECKPOINT_INCONSISTENT,
-                    libvirt.VIR_ERR_NO_DOMAIN_CHECKPOINT,
-                ):
-                    raise CheckpointMissing(
-                        said, checkpoint=self.incremental_from, vm=self._vm
-                    ) from None
-                raise BackupBeginFailed(said, vm=self._vm) from None
+        """``backupBegin`` with the XML ``bxml(tls_server=…)`` makes (a pull's on a port
+        :func:`~vmvault.hypervisor.libvirt.pulljob.begin_on_a_port` picks)."""
+        try:
+            if self.pull is None:
+                dom.backupBegin(bxml(tls_server=None), cxml, 0)
+            else:
+                self.tls = begin_on_a_port(
+                    self.pull,
+                    lambda server: dom.backupBegin(bxml(tls_server=server), cxml, 0),
+                    created=lambda: bool(self.checkpoint and has_checkpoint(dom, self.checkpoint)),
+                )
+        except libvirt.libvirtError as exc:
+            said = error_message(exc)
+            if self.incremental_from and exc.get_error_code() in (
+                libvirt.VIR_ERR_CHECKPOINT_INCONSISTENT,
+                libvirt.VIR_ERR_NO_DOMAIN_CHECKPOINT,
+            ):
+                raise CheckpointMissing(
+                    said, checkpoint=self.incremental_from, vm=self._vm
+                ) from None
+            raise BackupBeginFailed(said, vm=self._vm) from None
         self._job_started = True
         self._checkpoint_created = self.checkpoint is not None
         self.point_in_time.began_at = time.time()
@@ -492,8 +490,8 @@ class PullBackup:
         could not say — the job we began)."""
         if server is None:
             return True
-        if self.tls is not None:
-            return (server.address, server.port) == (self.tls.address, self.tls.port)
+        if self.tls is not None and self.pull is not None:
+            return is_our_pull(server, self.tls, self.pull)
         return server.socket == str(self.socket)
 
 

@@ -220,6 +220,7 @@ class LibvirtBackupDriver:
         after_begin: Callable[[], None] | None = None,
         before_pause: Callable[[str], None] | None = None,
         pull_tls: str | None = None,
+        point: str | None = None,
     ) -> _PullSession:
         if quiesce == "pause" and not allow_pause:
             raise pause_forbidden(_label(uri, vm_uuid))
@@ -238,7 +239,7 @@ class LibvirtBackupDriver:
             after_begin=after_begin,
             allow_pause=allow_pause,
             before_pause=before_pause,
-            pull=PullTarget(nbd_address(uri), pull_tls) if pull_tls is not None else None,
+            pull=PullTarget.of(nbd_address(uri), pull_tls, point) if pull_tls is not None else None,
         )
         return _PullSession(backup)
 

@@ -7,9 +7,10 @@ Every disk of the domain is named in both documents, in the domain's order:
   ``backup='yes'`` and a scratch file, the others ``backup='no'``.  A pull from a remote host
   (domain/pull.py) serves on TCP with TLS instead (``<server transport='tcp' tls='yes'
   name=ADDRESS port=PORT/>``; QEMU's certificates are the host's ``backup_tls_x509_cert_dir``),
-  names each export ``vmvault-<target>`` (how a clean-up knows the job is vmvault's) and puts
-  each scratch file next to its disk's image on that host (``IMAGE.vmvault-TOKEN.scratch``:
-  libvirt creates it and removes it when the job ends).  An incremental backup
+  names each export ``vmvault-<POINT>-<target>`` (how a clean-up knows the job is the one
+  of a backup in its journal) and puts each scratch file next to its disk's image on that
+  host (``IMAGE.vmvault-<POINT>.scratch``: libvirt creates it and removes it when the job
+  ends; :mod:`~vmvault.hypervisor.libvirt.pulljob` names them).  An incremental backup
   names its checkpoint in ``<incremental>`` and gives each disk a ``backupmode``: disks the
   checkpoint does not cover (raw disks, disks added later) are exported ``full`` in the
   same job;
@@ -23,8 +24,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from vmvault.domain.pull import EXPORT_PREFIX
 
 
 @dataclass
@@ -75,15 +74,14 @@ def backup_xml(
     incremental_from: str | None,
     modes: Mapping[str, str],
     tls_server: tuple[str, int] | None = None,
-    remote_scratch: Mapping[str, str] | None = None,
-    token: str = "",
+    pulled: Mapping[str, tuple[str, str]] | None = None,
 ) -> str:
     """``domain_disks``: target → format of every disk of the domain, in order; ``wanted``:
     the targets to back up; ``modes``: target → ``full`` | ``incremental`` (incremental
     backups only); ``tls_server``: (address, port) of a pull's TCP server with TLS, instead
-    of ``socket``, and then ``remote_scratch`` (target → image path on that host) and
-    ``token`` name the scratch files instead of ``scratch_dir``."""
-    remote_scratch = remote_scratch or {}
+    of ``socket``, and then ``pulled`` (target → (export name, scratch file on that host))
+    names the exports and the scratch files instead of ``scratch_dir``."""
+    pulled = pulled or {}
     root = ET.Element("domainbackup", mode="pull")
     if incremental_from:
         ET.SubElement(root, "incremental").text = incremental_from
@@ -100,7 +98,7 @@ def backup_xml(
             continue
         attrs = {"name": target, "backup": "yes", "type": "file"}
         if tls_server is not None:
-            attrs["exportname"] = f"{EXPORT_PREFIX}{target}"
+            attrs["exportname"] = pulled[target][0]
         if incremental_from:
             attrs["backupmode"] = modes[target]
             if modes[target] == "incremental":
@@ -108,7 +106,7 @@ def backup_xml(
         el = ET.SubElement(disks, "disk", attrs)
         scratch = scratch_dir / f"{target}.scratch"
         if tls_server is not None:  # on that host: next to the image (libvirt removes it)
-            scratch = Path(f"{remote_scratch[target]}.{EXPORT_PREFIX}{token}.scratch")
+            scratch = Path(pulled[target][1])
         ET.SubElement(el, "scratch", file=str(scratch))
     return ET.tostring(root, encoding="unicode")
 

@@ -14,6 +14,7 @@ from vmvault.hypervisor.libvirt import agent
 from vmvault.hypervisor.libvirt.connection import connection, error_message
 from vmvault.hypervisor.libvirt.domxml import facts_from_xml
 from vmvault.hypervisor.pacemaker import CibCache, CibView, owner_of, read_text
+from vmvault.hypervisor.pull_dir import pull_dir_problems_here
 
 #: What discovery asks ``getAllDomainStats`` for: each domain's state (``state.state``, a
 #: virDomainState), nothing of QEMU's monitor.
@@ -43,6 +44,9 @@ class LibvirtHypervisor:
         if hostname.split(".")[0] != socket.gethostname().split(".")[0]:
             return CibView()  # cibadmin here knows nothing of another host's cluster
         return self.cib.view(hostname)
+
+    def pull_dir_problems(self, directory: str) -> list[str]:
+        return pull_dir_problems_here(directory)  # this node's files, whatever the hypervisor
 
     def hostname(self, uri: str) -> str:
         with connection(uri) as conn:

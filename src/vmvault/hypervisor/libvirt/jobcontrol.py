@@ -5,8 +5,8 @@ A pull-mode backup job never ends by itself: ``abortJob()`` is how it *ends* (li
 removes the scratch files and the new checkpoint stays).  :func:`end_backup_job` aborts the
 domain's backup job only while it is ours — its NBD socket is the one we gave, or lives under
 our work directory; or, for a pull over TCP with TLS (domain/pull.py), its server is the one we
-gave, or every export carries vmvault's name prefix — and waits until ``jobStats`` says the
-domain has no job.  The live
+gave and every export carries the point of our backup (the live one's, or an unfinished one's
+in the journal) — and waits until ``jobStats`` says the domain has no job.  The live
 backup (:class:`~vmvault.hypervisor.libvirt.backup.PullBackup`) and the clean-up after a dead
 process (:mod:`~vmvault.hypervisor.libvirt.stale`) both end jobs with it.
 """
@@ -22,7 +22,7 @@ from typing import Any
 import libvirt
 
 from vmvault.domain.errors import BackupJobRunning, BackupVmNotRunning
-from vmvault.domain.pull import EXPORT_PREFIX
+from vmvault.domain.pull import pulled_for
 from vmvault.hypervisor.libvirt.connection import error_message
 
 _JOB_OPERATIONS = {
@@ -86,15 +86,10 @@ class BackupServer:
             return f"NBD socket {self.socket}"
         return f"NBD server {self.address}:{self.port}{' with TLS' if self.tls else ''}"
 
-    @property
-    def pulled_by_vmvault(self) -> bool:
-        """A pull's job (domain/pull.py): TCP with TLS, every export named by vmvault."""
-        return (
-            self.transport == "tcp"
-            and self.tls
-            and bool(self.exports)
-            and all(e.startswith(EXPORT_PREFIX) for e in self.exports)
-        )
+    def pulled_for(self, point: str) -> bool:
+        """The job of the pull of recovery point ``point`` (domain/pull.py): TCP with TLS,
+        every export named for that point."""
+        return self.transport == "tcp" and self.tls and pulled_for(self.exports, point)
 
 
 def backup_server(dom: Any) -> BackupServer | None:

@@ -6,10 +6,13 @@ UnfinishedBackup` read from its job's journal in the catalog — so the adapter 
 file and knows no catalog.  With the VM's run-directory lock taken (a live owner keeps it: then
 nothing is done), in order:
 
-1. a backup job whose NBD socket lives under the work directory — or that a pull began on a
-   remote host (TCP with TLS, every export named ``vmvault-<target>``: domain/pull.py) — is
-   ended with the same code a live backup uses (:func:`~vmvault.hypervisor.libvirt.jobcontrol.end_backup_job`); any other
-   job is left alone and reported;
+1. a backup job whose NBD socket lives under the work directory — or that the dead backup's
+   pull began on a remote host (TCP with TLS, every export named ``vmvault-<POINT>-<target>``
+   with the point of ``left``, the unfinished backup in this catalog's journal:
+   domain/pull.py) — is ended with the same code a live backup uses
+   (:func:`~vmvault.hypervisor.libvirt.jobcontrol.end_backup_job`); any other job — another
+   deployment's pull of the same VM, a pull without a journal record here — is left alone
+   and reported;
 2. the dead backup's checkpoint is *reported*, not deleted (only the catalog knows whether a
    recovery point uses it);
 3. a VM the dead backup paused (its journal: ``quiesce`` ``pause`` — or a ``pausing`` step, the
@@ -20,8 +23,8 @@ nothing is done), in order:
    quiesce`'s own :func:`resume` / :func:`thaw`;
 4. the socket and scratch files, and stale offline ``qemu-nbd`` exports, are removed.
 
-Without a journal (``left=None``) it still ends a job of ours and thaws a guest that job left
-frozen.  Running it twice finds nothing the second time.
+Without a journal (``left=None``) it still ends a local job of ours (its socket) and thaws a
+guest that job left frozen; a remote pull job it never ends (nothing says whose it is).  Running it twice finds nothing the second time.
 """
 
 from __future__ import annotations
@@ -77,11 +80,15 @@ def cleanup_stale(
     return done
 
 
-def _ours(run: RunDir, server: BackupServer | None) -> bool:
-    """A job of vmvault's: its socket under the work directory, or a pull's (domain/pull.py:
-    TCP with TLS, exports named by vmvault; the catalog's one job per VM made it the dead
-    backup's)."""
-    return server is not None and (run.owns_socket(server.socket) or server.pulled_by_vmvault)
+def _ours(run: RunDir, left: UnfinishedBackup | None, server: BackupServer | None) -> bool:
+    """A job of the dead backup's: its socket under the work directory, or the pull of the
+    unfinished backup ``left`` (domain/pull.py: TCP with TLS, every export named for its
+    point; the catalog's one job per VM says no live process of ours still reads it)."""
+    if server is None:
+        return False
+    if run.owns_socket(server.socket):
+        return True
+    return left is not None and server.pulled_for(left.point)
 
 
 def _cleanup_domain(dom: Any, run: RunDir, left: UnfinishedBackup | None) -> list[str]:
@@ -90,7 +97,7 @@ def _cleanup_domain(dom: Any, run: RunDir, left: UnfinishedBackup | None) -> lis
     ours = False
     jtype, _ = job_info(dom)
     if jtype:
-        end = end_backup_job(dom, partial(_ours, run))
+        end = end_backup_job(dom, partial(_ours, run, left))
         if end.foreign is not None:
             done.append(f"left the {end.foreign} of {name} alone: not vmvault's")
         elif not end.ended:

@@ -112,6 +112,7 @@ class MemoryBackupDriver:
         after_begin: Callable[[], None] | None = None,
         before_pause: Callable[[str], None] | None = None,
         pull_tls: str | None = None,
+        point: str | None = None,
     ) -> MemorySession:
         if quiesce == "pause" and not allow_pause:
             raise pause_forbidden(f"{self.hv.hostname(uri)}/{self.hv.dom(vm_uuid).name}")

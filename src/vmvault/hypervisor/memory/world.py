@@ -10,6 +10,7 @@ from vmvault.domain.consistency import HookOutcome, HookState
 from vmvault.domain.errors import AgentFreezeTimeout, FreezeFailed
 from vmvault.domain.inventory import AgentReport
 from vmvault.domain.vm import Disk, DomainFacts, PowerState
+from vmvault.hypervisor.pull_dir import pull_dir_problems_here
 
 if TYPE_CHECKING:
     from vmvault.hypervisor.memory.driver import MemorySession
@@ -165,6 +166,9 @@ class MemoryHypervisor:
         return self.domains[uuid]
 
     # --- Hypervisor (read part) -------------------------------------------------------------
+
+    def pull_dir_problems(self, directory: str) -> list[str]:
+        return pull_dir_problems_here(directory)  # this node's files, whatever the hypervisor
 
     def hostname(self, uri: str) -> str:
         self.alive()

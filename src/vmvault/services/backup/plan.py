@@ -8,14 +8,14 @@ read (``domain.recovery_point.plan_reads``) and names the new point and checkpoi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from vmvault.domain.cluster import refuse_pause
 from vmvault.domain.consistency import Consistency
-from vmvault.domain.errors import PullVmShutOff, VmvaultError
+from vmvault.domain.errors import PullDiskNotFile, PullVmShutOff, VmvaultError
 from vmvault.domain.recovery_point import (
     DiskRead,
     Method,
@@ -111,6 +111,7 @@ def plan_backup(
     if pull_tls is not None:
         if choice.method is Method.OFFLINE:  # its images are read by path, on their host
             raise PullVmShutOff(vm=vm.label, uri=vm.host_uri)
+        refuse_unpullable(vm, disks)
         ctx.log(f"pulled over NBD with TLS from {vm.host_uri} (client certificates {pull_tls})")
     allow_pause = not vm.cluster_managed
     if not allow_pause:
@@ -154,6 +155,15 @@ def plan_backup(
         require=require,
         pull_tls=pull_tls,
     )
+
+
+def refuse_unpullable(vm: VmItem, disks: Sequence[Disk]) -> None:
+    """Before anything is planned: a pull's disks must be image files
+    (``PULL_DISK_NOT_FILE``: its scratch file goes next to the image; the adapter checks the
+    live XML again)."""
+    refused = [f"{d.target} ({d.type}: {d.path})" for d in disks if d.type != "file"]
+    if refused:
+        raise PullDiskNotFile(vm=vm.label, uri=vm.host_uri, disks=", ".join(refused))
 
 
 def check_chain(

@@ -61,6 +61,7 @@ class BackupDriver(Protocol):
         after_begin: Callable[[], None] | None = None,
         before_pause: Callable[[str], None] | None = None,
         pull_tls: str | None = None,
+        point: str | None = None,
     ) -> PointSession:
         """The point in time of a running or paused VM, taken when the session is entered.
 
@@ -85,7 +86,11 @@ class BackupDriver(Protocol):
 
         ``pull_tls`` (a VM of a host no node runs on, domain/pull.py): the disks MUST be read
         over the host's NBD export with TLS required, with the client certificates of that
-        directory — never in plain text; a TLS failure is ``PULL_TLS_FAILED``."""
+        directory — never in plain text; a TLS failure is ``PULL_TLS_FAILED``; a disk that is
+        not an image file is refused before the guest is touched (``PULL_DISK_NOT_FILE``).
+        ``point`` (the recovery point's id, in the ``planned`` journal record) names the
+        pull job's exports, so that :meth:`cleanup_stale` given that backup ends that job
+        and no other (a pull job is never ended without its ``left``)."""
 
     def offline(self, disks: list[Disk], bitmap: str | None) -> PointSession: ...
     def cleanup_stale(

@@ -26,6 +26,11 @@ class Hypervisor(Protocol):
     def agent_report(self, uri: str, uuid: str, timeout: int) -> AgentReport:
         """Ask the guest agent guest-ping then guest-info; never raises for a silent agent."""
 
+    def pull_dir_problems(self, directory: str) -> list[str]:
+        """What makes ``directory`` unusable as this node's NBD client PKI directory of a
+        pulled host (domain/pull.py: its files, the key's and the directory's modes); empty
+        when usable.  Reads no key."""
+
 
 class LabDriver(Protocol):
     """Builds and runs the lab's test guests (only the ``vmvault lab`` commands use it).
