@@ -11,9 +11,10 @@ admin: vmvault/local_user.py) without a token. :class:`LocalSocket` wraps the ap
   ``LOCAL_SOCKET_READ_ONLY``, before a route runs. A CLI's changes keep their one path (the
   CLI writes the catalog itself and records them in the audit log as ``local:<user>``);
 * a request must carry ``X-Vmvault-Local``: the client's :attr:`Settings.local_identity`
-  (vmvault's version and the catalog it means); another one is 421 ``LOCAL_SOCKET_MISMATCH``
-  — the CLI then reads its own catalog itself, and never shows another catalog's VMs, nor a
-  document of another version's shape.
+  (vmvault's version, the catalog it means and its default vault); another one is 421
+  ``LOCAL_SOCKET_MISMATCH`` — the CLI then reads its own catalog itself, and never shows
+  another catalog's VMs, another default vault's listing, nor a document of another
+  version's shape.
 """
 
 from __future__ import annotations
