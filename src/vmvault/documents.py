@@ -236,6 +236,8 @@ def dashboard_doc(d: Dashboard) -> dict[str, Any]:
         "at": iso(d.at),
         "vms": d.vms,
         "jobs_24h": d.jobs,
+        "attention_total": d.attention_total,
+        "attention_by_reason": d.attention_by_reason,
         "attention": [
             {
                 "vm": a.vm,

@@ -39,6 +39,7 @@ ROUTED = [
     ("jobs", "list", "--vm", "web", "--limit", "1"),
     ("host", "list"),
     ("dashboard",),
+    ("dashboard", "--limit", "1", "--offset", "1"),
 ]
 
 

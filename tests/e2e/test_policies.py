@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import CliRunner
+from vmvault.services.dashboard import ATTENTION_REASONS
 
 GOLD = (
     "policy", "create", "gold", "--schedule", "daily@02:30", "--tz", "Europe/Berlin",
@@ -100,7 +101,13 @@ def test_dashboard_of_an_empty_vault(cli: CliRunner) -> None:
         "soft_deleted_logical_bytes": 0,
         "next_purge_at": None,
     }
-    assert cli("dashboard").code == 0
+    assert doc["attention_total"] == 0
+    assert doc["attention_by_reason"] == dict.fromkeys(ATTENTION_REASONS, 0)
+    r = cli("dashboard")
+    assert r.code == 0 and "attention none" in r.stdout and r.stderr == ""
+    for limit in ("0", "1001"):  # the page of VMs needing attention, refused as a listing's
+        r = cli("dashboard", "--limit", limit)
+        assert r.code == 2 and "error INVALID_INPUT:" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_a_policy_stores_and_shows_its_required_consistency(cli: CliRunner) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from vmvault.domain.errors import PolicyInUse
+from vmvault.domain.errors import InvalidInput, PolicyInUse
 from vmvault.domain.job import JobState, JobType
 from vmvault.domain.recovery_point import Consistency, Method, PointDisk, RecoveryPoint
 from vmvault.domain.retention import Retention
@@ -123,6 +123,22 @@ def test_dashboard_counts_and_attention(uow: Any) -> None:
     assert {a.name.split("/")[1]: a.reason for a in dashboard.summary(None).attention}["late"] == (
         "vm-deleted"
     )
+    # counted in all, listed a page at a time: the most urgent reason first, then by name
+    order = ["host/gone", "host/late", "host/failing", "host/never"]
+    whole = dashboard.summary(None)
+    assert [a.name for a in whole.attention] == order
+    assert whole.attention_total == 4
+    assert whole.attention_by_reason == {
+        "vm-deleted": 2, "last-backup-failed": 1, "overdue": 0, "never-backed-up": 1,
+    }  # fmt: skip
+    for limit, offset in ((1, 0), (2, 1), (3, 3), (5, 4), (1000, 2)):
+        page = dashboard.summary(None, limit, offset)
+        assert [a.name for a in page.attention] == order[offset : offset + limit]
+        assert page.attention_total == 4 and page.attention_by_reason == whole.attention_by_reason
+        assert page.vms == whole.vms and page.points == whole.points
+    for limit, offset in ((0, 0), (1001, 0), (20, -1)):
+        with pytest.raises(InvalidInput):
+            dashboard.summary("no-such-vault", limit, offset)  # the page is refused first
     assert board.points == 3 and board.logical_bytes == 3000
     assert board.storage_bytes == 0 and board.dedup_ratio is None
 

@@ -332,7 +332,15 @@ class DashboardDoc(BaseModel):
     at: str | None
     vms: dict[str, int]
     jobs_24h: dict[str, int]
-    attention: list[AttentionDoc]
+    attention_total: int = Field(description="protected VMs needing attention, in all")
+    attention_by_reason: dict[str, int] = Field(
+        description="of them, how many for each reason (every reason, 0 included)"
+    )
+    attention: list[AttentionDoc] = Field(
+        description="the page asked for (limit after offset) of the VMs needing attention: "
+        "the most urgent reason first (vm-deleted, last-backup-failed, overdue, "
+        "never-backed-up), then by name"
+    )
     storage: StorageDoc
     daily: list[DayDoc] = Field(description="the last 14 UTC days, oldest first")
 

@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from vmvault.cli import remote, render
 from vmvault.cli.context import services
-from vmvault.cli.options import JsonOpt, VaultOpt
+from vmvault.cli.options import JsonOpt, OffsetOpt, VaultOpt
 from vmvault.cli.render import emit_json, out
+from vmvault.domain.inputs import ATTENTION_PAGE, check_page
+
+AttentionLimitOpt = Annotated[
+    int, typer.Option("--limit", help="List at most this many VMs needing attention (1-1000).")
+]
 
 
-def dashboard(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
-    """VM and job counts, VMs that need attention, storage and dedup ratio."""
+def dashboard(
+    vault: VaultOpt = None,
+    limit: AttentionLimitOpt = ATTENTION_PAGE,
+    offset: OffsetOpt = 0,
+    json_: JsonOpt = False,
+) -> None:
+    """VM and job counts, VMs that need attention (how many, and a page of them: the most
+    urgent reason first), storage and dedup ratio."""
+    check_page(limit, offset)
     if remote.reads():
-        d = remote.get("/dashboard", vault=vault)
+        d = remote.get("/dashboard", vault=vault, limit=limit, offset=offset)
     else:
         from vmvault.documents import dashboard_doc
 
-        d = dashboard_doc(services().dashboard.summary(vault))
+        d = dashboard_doc(services().dashboard.summary(vault, limit, offset))
     if json_:
         emit_json(d)
         return
@@ -35,8 +51,12 @@ def dashboard(vault: VaultOpt = None, json_: JsonOpt = False) -> None:
         f"deleted   {st['soft_deleted_points']} soft-deleted point(s) holding "
         f"{st['soft_deleted_logical_bytes']:,} B logical{due}"
     )
-    lines = [
-        f"attention {a['name']} ({a['policy']}): {a['reason']}: {a['detail']}"
-        for a in d["attention"]
+    total, by_reason = d["attention_total"], d["attention_by_reason"]
+    reasons = ", ".join(f"{n} {reason}" for reason, n in by_reason.items() if n)
+    lines = [f"attention {total} VM(s): {reasons}" if total else "attention none"]
+    lines += [
+        f"  {a['name']} ({a['policy']}): {a['reason']}: {a['detail']}" for a in d["attention"]
     ]
-    out.print("\n".join(lines) or "attention none", markup=False)  # one print: ~1,000 lines
+    out.print("\n".join(lines), markup=False)
+    if total:
+        render.page_note(len(d["attention"]), offset, total)

@@ -122,6 +122,9 @@ def check_id(value: int, what: str) -> int:
 #: A page of a listing (jobs, the audit log, …): 100 items unless asked, 1,000 at most, from
 #: any offset a catalog integer can hold.
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
+#: The dashboard's page of VMs needing attention (services/dashboard.py): a summary lists a
+#: few, counts them all; every VM's health is in the protection list.
+ATTENTION_PAGE = 20
 _T = TypeVar("_T")
 
 

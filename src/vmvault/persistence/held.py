@@ -16,11 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
     and_,
+    bindparam,
     case,
     exists,
     func,
@@ -31,7 +35,7 @@ from sqlalchemy import (
 from vmvault.domain.metrics import WINDOW_BUCKETS_MS, WindowTally
 from vmvault.domain.recovery_point import BinnedTotals, HeldTotals
 from vmvault.persistence import tables as t
-from vmvault.persistence.times import per_day, req, utc
+from vmvault.persistence.times import day_edges, per_day, req, utc
 
 
 def held_by(vault: str | Sequence[str], *, deleted: bool = False) -> ColumnElement[bool]:
@@ -75,11 +79,8 @@ class SqlHeld:
     def new_bytes_by_day(self, vault: str, start: datetime, days: int) -> list[int]:
         """The bytes that ``vault``'s own points (held there) added on each of ``days`` days
         from ``start`` (a UTC midnight): one row of ``days`` sums."""
-        p = t.recovery_points.c
-        own = (p.vault == vault, p.deleted_at.is_(None), p.created_at >= start)
-        q = select(*per_day(p.created_at, start, days, p.bytes_new)).where(*own)
-        row = self.conn.execute(q).one()
-        return [int(v) for v in row]
+        row = self.conn.execute(_new_bytes_by_day(days), {"vault": vault} | day_edges(start, days))
+        return [int(v) for v in row.one()]
 
     def binned(self, vault: str) -> BinnedTotals:
         """The points soft-deleted in ``vault`` (own and copies): how many, their logical
@@ -126,3 +127,16 @@ class SqlHeld:
 def _count(where: ColumnElement[bool]) -> ColumnElement[int]:
     """How many rows match ``where`` (0 when none does), as one column of an aggregate."""
     return func.coalesce(func.sum(case((where, 1), else_=0)), 0)
+
+
+@cache
+def _new_bytes_by_day(days: int) -> Select[Any]:
+    """:meth:`SqlHeld.new_bytes_by_day`'s statement (parameters ``vault`` and
+    :func:`~vmvault.persistence.times.day_edges`), built once per number of days."""
+    p = t.recovery_points.c
+    own = (
+        p.vault == bindparam("vault"),
+        p.deleted_at.is_(None),
+        p.created_at >= bindparam("day_0"),
+    )
+    return select(*per_day(p.created_at, days, p.bytes_new)).where(*own)

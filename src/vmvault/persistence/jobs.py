@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vmvault.domain.job import ACTIVE_STATES, Job, JobConflict, JobState, JobType, JournalStep
 from vmvault.domain.placement import DISKS_ONLY
 from vmvault.persistence import tables as t
-from vmvault.persistence.times import per_day, req, utc
+from vmvault.persistence.times import day_edges, per_day, req, utc
 
 #: How many conflict keys one ``IN`` list of :meth:`SqlJobs.holders` holds (SQLite's limit of
 #: bound parameters, 32766, is far above it).
@@ -163,13 +164,8 @@ class SqlJobs:
         """Per day from ``start`` (a UTC midnight), how many of ``vault``'s jobs of
         ``job_type`` created that day completed (with or without warnings) and failed: one
         row of sums (the dashboard's chart)."""
-        c = t.jobs.c
-        ok = (JobState.COMPLETED.value, JobState.COMPLETED_WITH_WARNINGS.value)
-        good = case((c.state.in_(ok), 1), else_=0)
-        bad = case((c.state == JobState.FAILED.value, 1), else_=0)
-        sums = per_day(c.created_at, start, days, good) + per_day(c.created_at, start, days, bad)
-        q = select(*sums).where(c.type == job_type.value, c.created_at >= start, c.vault == vault)
-        row = [int(n) for n in self.conn.execute(q).one()]
+        asked = {"type": job_type.value, "vault": vault} | day_edges(start, days)
+        row = [int(n) for n in self.conn.execute(_ended_by_day(days), asked).one()]
         return list(zip(row[:days], row[days:], strict=True))
 
     def get(self, job_id: int) -> Job | None:
@@ -362,3 +358,19 @@ class SqlJobs:
             JournalStep(job_id, r.id, r.step, dict(r.data or {}), req(r.at))
             for r in self.conn.execute(q)
         ]
+
+
+@cache
+def _ended_by_day(days: int) -> Select[Any]:
+    """:meth:`SqlJobs.ended_by_day`'s statement (parameters ``type``, ``vault`` and
+    :func:`~vmvault.persistence.times.day_edges`), built once per number of days."""
+    c = t.jobs.c
+    ok = (JobState.COMPLETED.value, JobState.COMPLETED_WITH_WARNINGS.value)
+    good = case((c.state.in_(ok), 1), else_=0)
+    bad = case((c.state == JobState.FAILED.value, 1), else_=0)
+    sums = per_day(c.created_at, days, good) + per_day(c.created_at, days, bad)
+    return select(*sums).where(
+        c.type == bindparam("type"),
+        c.created_at >= bindparam("day_0"),
+        c.vault == bindparam("vault"),
+    )

@@ -157,7 +157,7 @@ recovery_points = Table(
     "recovery_points",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("vault", String(64), nullable=False, index=True),
+    Column("vault", String(64), nullable=False),
     Column("vm_uuid", String(36), nullable=False, index=True),
     Column("vm_name", String(255), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
@@ -193,6 +193,8 @@ recovery_points = Table(
     #: the dashboard and /metrics sum (persistence/held.py), never the ``disks`` JSON
     Column("bytes_logical", BigInteger, nullable=False, server_default="0"),
     Column("bytes_new", BigInteger, nullable=False, server_default="0"),
+    #: a vault's points, its soft-deleted ones and its recent ones (0020; persistence/held.py)
+    Index("ix_recovery_points_vault_deleted", "vault", "deleted_at", "created_at"),
 )
 
 #: Copies of recovery points in vaults other than the one they were taken into

@@ -7,7 +7,10 @@
   count each, so a count is what the Jobs page filtered by that state lists);
 * the protected VMs that need attention: last backup failed, overdue
   (:func:`~vmvault.domain.policy.overdue_at` after the last point, or after protection was
-  configured when there is none yet), or deleted from libvirt;
+  configured when there is none yet), or deleted from libvirt — how many, how many for each
+  reason, and one page of them (``limit`` after ``offset``; :data:`ATTENTION_PAGE` by default),
+  the most urgent reason first (:data:`ATTENTION_REASONS`), then by name: a fleet's thousand
+  overdue VMs are counted, not all printed (every VM's health is in the protection list);
 * storage: bytes of the vault's chunk files, logical bytes of the points it holds (its own
   and the copies of other vaults' points), their ratio;
 * ``daily``: for each of the last 14 UTC days, the vault's backup jobs created that day that
@@ -24,6 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property, partial
 
 from vmvault.domain.consistency import Consistency
+from vmvault.domain.inputs import ATTENTION_PAGE, check_page
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.policy import Policy, overdue_at
 from vmvault.domain.vm import VmItem, VmState, WatchedVm
@@ -78,7 +82,11 @@ class Dashboard:
     at: datetime
     vms: dict[str, int]
     jobs: dict[str, int]
+    #: one page of the VMs needing attention (most urgent reason first, then by name)
     attention: list[Attention] = field(default_factory=list)
+    #: how many VMs need attention in all, and how many for each of :data:`ATTENTION_REASONS`
+    attention_total: int = 0
+    attention_by_reason: dict[str, int] = field(default_factory=dict)
     storage_bytes: int = 0
     logical_bytes: int = 0
     points: int = 0
@@ -190,7 +198,12 @@ class DashboardService(Service):
         with self.uow() as uow:
             return vault_health(uow, vault.name, uris, now)
 
-    def summary(self, vault_name: str | None) -> Dashboard:
+    def summary(
+        self, vault_name: str | None, limit: int = ATTENTION_PAGE, offset: int = 0
+    ) -> Dashboard:
+        """The vault's numbers, with the page ``limit`` after ``offset`` of its VMs needing
+        attention (:func:`~vmvault.domain.inputs.check_page`'s rule)."""
+        check_page(limit, offset)
         vault = self.vaults.resolve(vault_name)
         now = self.clock()
         uris = [h.uri for h in self.vaults.list_hosts(vault.location)]
@@ -226,7 +239,12 @@ class DashboardService(Service):
             soft_deleted_bytes=binned.logical_bytes,
             next_purge_at=binned.next_purge_at,
         )
-        board.attention = list(health.flags.values())
+        ranked = sorted(health.flags.values(), key=_urgency)
+        board.attention = ranked[offset : offset + limit]
+        board.attention_total = len(ranked)
+        board.attention_by_reason = {r: 0 for r in ATTENTION_REASONS}
+        for a in ranked:
+            board.attention_by_reason[a.reason] += 1
         return board
 
     def _daily(self, uow: UnitOfWork, vault: str, now: datetime) -> list[DayCount]:
@@ -243,6 +261,10 @@ class DashboardService(Service):
         ]
 
 
+def _urgency(a: Attention) -> tuple[int, str, str]:
+    return ATTENTION_REASONS.index(a.reason), a.name, a.vm
+
+
 def attention_for(
     vm: WatchedVm, last: datetime | None, job: Job | None, policy: Policy | None, now: datetime
 ) -> Attention | None:
@@ -257,9 +279,12 @@ def attention_for(
     if job is not None and job.state is JobState.FAILED:
         return flag("last-backup-failed", f"job {job.id}: {job.error_code}: {job.message}")
     since = last or vm.protected_since
-    if policy is not None and since is not None and overdue_at(policy, since) <= now:
+    if policy is None or since is None:
+        return None
+    due = overdue_at(policy, since)
+    if due <= now:
         what = "last backup" if last else "protection configured"
-        due = overdue_at(policy, since).isoformat(timespec="seconds")
-        why = f"{what} at {since.isoformat(timespec='seconds')}, overdue since {due}"
+        why = f"{what} at {since.isoformat(timespec='seconds')}, overdue since "
+        why += due.isoformat(timespec="seconds")
         return flag("overdue" if last else "never-backed-up", why, since=since)
     return None

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from vmvault import documents
 from vmvault.api.errors import responses
 from vmvault.api.models import DashboardDoc, ErrorCatalogDoc
-from vmvault.api.routes.common import PREFIX, READER
+from vmvault.api.routes.common import PREFIX, READER, Offset
 from vmvault.bootstrap import Services
+from vmvault.domain.inputs import ATTENTION_PAGE, MAX_PAGE
+
+AttentionLimit = Annotated[
+    int, Query(ge=1, le=MAX_PAGE, description="VMs needing attention in the page")
+]
 
 
 def routes(services: Services) -> APIRouter:
@@ -19,9 +24,12 @@ def routes(services: Services) -> APIRouter:
     @router.get(
         "/dashboard", response_model=DashboardDoc, responses=responses(404), dependencies=READER
     )
-    def dashboard(vault: str | None = None) -> dict[str, Any]:
-        """VM and job counts, VMs needing attention, storage, and the last 14 days."""
-        return documents.dashboard_doc(services.dashboard.summary(vault))
+    def dashboard(
+        vault: str | None = None, limit: AttentionLimit = ATTENTION_PAGE, offset: Offset = 0
+    ) -> dict[str, Any]:
+        """VM and job counts, VMs needing attention (how many, and ``limit`` of them after
+        ``offset``), storage, and the last 14 days."""
+        return documents.dashboard_doc(services.dashboard.summary(vault, limit, offset))
 
     @router.get(
         "/errors", response_model=list[ErrorCatalogDoc], responses=responses(), dependencies=READER

@@ -48,10 +48,18 @@ export async function render(view) {
       return stat(n, label, `#/jobs?${q}`, tone, `jobs-${k}`);
     }))));
 
+  // the first page of them (the most urgent first) and how many there are in all; every VM's
+  // health is in the VMs page's Health column
   const attention = d.attention || [];
+  const flagged = d.attention_total ?? attention.length;
   const attentionCard = h("section", { class: "card", "aria-labelledby": "att-h" },
-    h("h2", { id: "att-h" }, "VMs needing attention ", badge(String(attention.length), attention.length ? "bad" : "ok")),
-    attention.length === 0
+    h("h2", { id: "att-h" }, "VMs needing attention ", badge(String(flagged), flagged ? "bad" : "ok")),
+    flagged > attention.length
+      ? h("p", { class: "muted", id: "att-more" }, `The ${attention.length} most urgent of ${flagged} (`,
+        Object.entries(d.attention_by_reason || {}).filter(([, n]) => n).map(([r, n]) => `${n} ${r}`).join(", "),
+        "); every VM's health is in the ", h("a", { href: "#/vms" }, "VMs"), " page's Health column.")
+      : null,
+    flagged === 0
       ? empty("Nothing needs attention", "Every protected VM's last backup succeeded within its policy.")
       : table([
         { title: "VM", class: "nowrap", cell: (a) => h("a", { href: `#/points?vm=${encodeURIComponent(a.vm)}` }, a.name) },
