@@ -251,6 +251,7 @@ def dashboard_doc(d: Dashboard) -> dict[str, Any]:
         ],
         "storage": {
             "used_bytes": d.storage_bytes,
+            "used_bytes_at": iso(d.storage_measured_at),
             "logical_bytes": d.logical_bytes,
             "dedup_ratio": d.dedup_ratio,
             "points": d.points,

@@ -139,7 +139,7 @@ def test_metrics_match_the_catalog(world: tuple[Services, Clock]) -> None:
     vault = (("vault", "main"),)
     assert m[("vmvault_vault_points", vault)] == len(points) == 4
     assert m[("vmvault_vault_logical_bytes", vault)] == sum(p.bytes_logical for p in points)
-    stored = services.vaults.stored_chunk_bytes(services.vaults.resolve("main"))
+    stored = services.vaults.stored_chunk_bytes(services.vaults.resolve("main")).bytes
     assert m[("vmvault_vault_stored_bytes", vault)] == stored
 
     # the frozen / paused windows of the points held (frozen 30 and 200 ms, paused 1.5 s)

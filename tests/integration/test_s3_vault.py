@@ -239,7 +239,7 @@ def test_rgw_killed_during_gc_fails_it_cleanly_and_the_rerun_collects(
         s3svc.points.delete_point(doomed.result.id)
     finally:
         s3svc.soft_delete.update_vault("main", "on")
-    chunks_before = s3svc.vaults.stored_chunk_bytes(s3svc.vaults.resolve("main"))
+    chunks_before = s3svc.vaults.stored_chunk_bytes(s3svc.vaults.resolve("main")).bytes
     killed = _kill_rgw_at(s3svc, rgw, JobType.GC, "collecting")
     try:
         outcome = s3svc.points.gc("main")
@@ -251,7 +251,7 @@ def test_rgw_killed_during_gc_fails_it_cleanly_and_the_rerun_collects(
     assert killed, "GC never started collecting"
     assert outcome is not None and outcome.job.state is JobState.FAILED
     assert outcome.job.error_code == "STORAGE_UNREACHABLE", s3svc.jobs.show(outcome.job.id)
-    assert s3svc.vaults.stored_chunk_bytes(s3svc.vaults.resolve("main")) == chunks_before
+    assert s3svc.vaults.stored_chunk_bytes(s3svc.vaults.resolve("main")).bytes == chunks_before
     rerun = s3svc.points.gc("main")
     assert rerun.job.state is JobState.COMPLETED, s3svc.jobs.show(rerun.job.id)
     verified = s3svc.points.verify("main")

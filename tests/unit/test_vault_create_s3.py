@@ -89,7 +89,7 @@ def test_an_s3_vault_holds_its_identity_and_config_and_the_catalog_names_the_buc
     assert {o.key for o in backend.list_objects("")} == {IDENTITY_KEY, "config", "gc-epoch"}
     assert svc.resolve("far") == vault
     store = svc.open_store(vault)
-    assert store.chunk_size == 4 << 20 and svc.stored_chunk_bytes(vault) == 0
+    assert store.chunk_size == 4 << 20 and svc.stored_chunk_bytes(vault).bytes == 0
 
 
 def test_a_prefix_that_holds_objects_is_refused_and_nothing_is_created(

@@ -316,6 +316,10 @@ class AttentionDoc(BaseModel):
 
 class StorageDoc(BaseModel):
     used_bytes: int
+    used_bytes_at: str | None = Field(
+        description="when used_bytes were measured (a walk of the vault's chunk objects, "
+        "reused up to 60 s, measured again after a job of the vault ends on this server)"
+    )
     logical_bytes: int
     dedup_ratio: float | None
     points: int

@@ -11,7 +11,9 @@
   reason, and one page of them (``limit`` after ``offset``; :data:`ATTENTION_PAGE` by default),
   the most urgent reason first (:data:`ATTENTION_REASONS`), then by name: a fleet's thousand
   overdue VMs are counted, not all printed (every VM's health is in the protection list);
-* storage: bytes of the vault's chunk files, logical bytes of the points it holds (its own
+* storage: bytes of the vault's chunk files (and when they were measured: the walk of a large
+  vault's chunks is reused for up to :data:`~vmvault.services.stored_bytes.DASHBOARD_AGE`,
+  less when a job of the vault ended in this process), logical bytes of the points it holds (its own
   and the copies of other vaults' points), their ratio;
 * ``daily``: for each of the last 14 UTC days, the vault's backup jobs created that day that
   completed or failed, and the bytes its new points of that day added (the console's chart).
@@ -33,6 +35,7 @@ from vmvault.domain.policy import Policy, overdue_at
 from vmvault.domain.vm import VmItem, VmState, WatchedVm
 from vmvault.services.context import Service
 from vmvault.services.ports import UnitOfWork
+from vmvault.services.stored_bytes import DASHBOARD_AGE
 
 WINDOW = timedelta(hours=24)
 #: The states the dashboard counts the vault's jobs of the last :data:`WINDOW` by, one count
@@ -88,6 +91,8 @@ class Dashboard:
     attention_total: int = 0
     attention_by_reason: dict[str, int] = field(default_factory=dict)
     storage_bytes: int = 0
+    #: when ``storage_bytes`` were measured (services/stored_bytes.py: reused up to a minute)
+    storage_measured_at: datetime | None = None
     logical_bytes: int = 0
     points: int = 0
     #: the points it holds, by consistency level (docs/backup.md, "Consistency")
@@ -214,6 +219,7 @@ class DashboardService(Service):
             held = uow.held.totals(vault.name)
             binned = uow.held.binned(vault.name)
             daily = self._daily(uow, vault.name, now)
+        stored = self.vaults.stored_chunk_bytes(vault, DASHBOARD_AGE)
         protected = health.protected
         mine = [(state, n) for state, of, _, n in tally if of == vault.name]
         board = Dashboard(
@@ -230,7 +236,8 @@ class DashboardService(Service):
                 "vanished": sum(n for _, _, vanished, n in tally if vanished),
             },
             jobs={state.value.replace("-", "_"): jobs.get(state, 0) for state in JOB_COUNTS},
-            storage_bytes=self.vaults.stored_chunk_bytes(vault),
+            storage_bytes=stored.bytes,
+            storage_measured_at=stored.at,
             logical_bytes=held.logical_bytes,
             points=held.points,
             by_consistency={c.value: held.by_consistency.get(c.value, 0) for c in Consistency},

@@ -6,8 +6,9 @@ vaults hold now are counted and summed by the database too (``uow.held``: per va
 points and their logical bytes, a copy counting in each vault that holds it; the frozen and
 paused windows tallied over every point held, each once): no point is read, and a scrape
 sends the same statements whatever the number of VMs and points.  The one figure that reads the vault's storage —
-the bytes its chunk files take — is kept :data:`STORED_BYTES_TTL` seconds, so a scrape every
-15 s does not walk a large vault every 15 s.  Protected VMs' health is the dashboard's
+the bytes its chunk files take — is reused for :data:`STORED_BYTES_TTL` seconds
+(services/stored_bytes.py: forgotten sooner when a job of the vault ends in this process), so a
+scrape every 15 s does not walk a large vault every 15 s.  Protected VMs' health is the dashboard's
 attention rule (services/dashboard.py), not a second one.
 """
 
@@ -32,7 +33,8 @@ class MetricsService(Service):
     def __init__(self, ctx: ServiceContext, dashboard: DashboardService) -> None:
         super().__init__(ctx)
         self.dashboard = dashboard
-        self._stored: dict[str, tuple[float, int | None]] = {}
+        #: when each vault's storage last failed to be walked
+        self._failed: dict[str, float] = {}
 
     def snapshot(self) -> MetricsSnapshot:
         with self.uow() as uow:
@@ -67,16 +69,15 @@ class MetricsService(Service):
         )
 
     def _stored_bytes(self, vault: Vault) -> int | None:
-        """The vault's chunk bytes (None: its storage cannot be read now)."""
-        cached = self._stored.get(vault.name)
+        """The vault's chunk bytes (None: its storage cannot be read now; not asked again for
+        :data:`STORED_BYTES_TTL` seconds either)."""
+        failed = self._failed.get(vault.name)
         now = time.monotonic()
-        if cached is not None and now - cached[0] < STORED_BYTES_TTL:
-            return cached[1]
-        value: int | None
+        if failed is not None and now - failed < STORED_BYTES_TTL:
+            return None
         try:
-            value = self.vaults.stored_chunk_bytes(vault)
+            return self.vaults.stored_chunk_bytes(vault, STORED_BYTES_TTL).bytes
         except VmvaultError as exc:
             log.warning("vault %s: stored bytes unknown: %s", vault.name, exc.text)
-            value = None
-        self._stored[vault.name] = (now, value)
-        return value
+            self._failed[vault.name] = now
+            return None

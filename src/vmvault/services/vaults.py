@@ -45,6 +45,7 @@ from vmvault.domain.vault import (
 from vmvault.services import holdings
 from vmvault.services.paths import check_writable, first_missing, user_path
 from vmvault.services.ports import Hypervisor, UnitOfWork, UnitOfWorkFactory
+from vmvault.services.stored_bytes import STORED, Measured
 from vmvault.storage import local
 from vmvault.storage.backend import StorageBackend
 from vmvault.storage.errors import ObjectMissing, StorageError
@@ -275,10 +276,16 @@ class VaultService:
                 raise PassphraseRequired(path=vault.path)
             return VaultStore.open(backend, passphrase=secret, key_file=Path(str(vault.key_file)))
 
-    def stored_chunk_bytes(self, vault: Vault) -> int:
-        """Bytes the vault's chunk objects take (through the storage contract; no key needed)."""
-        with space_errors(vault.path):
-            return self.backend(vault).usage(CHUNKS + "/").bytes
+    def stored_chunk_bytes(self, vault: Vault, max_age: float = 0.0) -> Measured:
+        """Bytes the vault's chunk objects take (through the storage contract; no key needed),
+        walked again unless this process measured them less than ``max_age`` seconds ago
+        (services/stored_bytes.py)."""
+
+        def measure() -> int:
+            with space_errors(vault.path):
+                return self.backend(vault).usage(CHUNKS + "/").bytes
+
+        return STORED.get((vault.name, vault.id, vault.path), max_age, measure, self.clock)
 
     def list_vaults(self) -> list[Vault]:
         with self.uow() as uow:
