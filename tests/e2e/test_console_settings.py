@@ -25,7 +25,8 @@ from tests.e2e.test_console_vaults import CHROMEDRIVER, CHROMIUM, until, visible
 from tests.unit.catalog_world import write_point
 from vmvault.bootstrap import bootstrap
 from vmvault.config import Settings
-from vmvault.domain.vm import VmState
+from vmvault.domain.retention import Retention
+from vmvault.domain.vm import PowerState, VmItem, VmState
 
 pytestmark = pytest.mark.skipif(
     not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
@@ -287,3 +288,42 @@ def _signed_out(site: Site) -> Iterator[None]:
     """Each test signs in itself; the chosen vault is forgotten after it."""
     yield
     site.browser.execute_script("sessionStorage.clear()")
+
+
+def test_the_dashboard_lists_the_most_urgent_and_counts_every_vm_needing_attention(
+    site: Site,
+) -> None:
+    """22 protected VMs of vault ``late`` (on a host of a location of its own, so that the
+    other tests' counts stay as they are) never backed up in the 3 days since their protection:
+    the badge counts 22, the card lists the first page (20, by name) and says how many there
+    are by reason."""
+    svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(site.home)}))
+    try:
+        svc.vaults.create("late", "far", None)
+        svc.vaults.add_host("test:///late", "far", check=False)
+        svc.policies.create("late", "nightly", "daily@02:00", "UTC", Retention(daily=7))
+        now = datetime.now(UTC)
+        with svc._uow() as uow:
+            for i in range(1, 23):
+                uow.vms.save(VmItem(
+                    uuid=f"00000000-0000-0000-0000-{i:0>12}", name=f"late{i:02}",
+                    host_uri="test:///late", hostname="far", group="far",
+                    power_state=PowerState.RUNNING, disks=[], nics=[], agent_channel=True,
+                    fingerprint="", first_seen=now, last_seen=now, state=VmState.PROTECTED,
+                    vault="late", policy="nightly", protected_since=now - timedelta(days=3),
+                ))  # fmt: skip
+            uow.commit()
+    finally:
+        svc.close()
+    doc = site.api("GET", "/dashboard?vault=late")
+    assert doc["attention_total"] == 22 and len(doc["attention"]) == 20
+    assert doc["attention_by_reason"]["never-backed-up"] == 22
+    site.sign_in("reader")
+    choose_vault(site, "late")
+    page = site.open("#/dashboard", "dashboard")
+    until(site.browser, lambda: "22" in visible(site.browser, "#att-h").text, "the badge")
+    more = visible(site.browser, "#att-more").text
+    assert "The 20 most urgent of 22 (22 never-backed-up)" in more, more
+    rows = page.find_elements(By.CSS_SELECTOR, 'section[aria-labelledby="att-h"] tbody tr')
+    assert [r.get_attribute("data-key") for r in rows] == [a["vm"] for a in doc["attention"]]
+    choose_vault(site, "main")
