@@ -151,6 +151,14 @@ def nbd_address(uri: str) -> str:
     return host.strip("[]")
 
 
+def backed_up_by(pull_tls: str | None) -> str:
+    """How a host whose ``pull_tls`` is this is backed up, in words (``host update``'s
+    output, ``HOST_JOBS_ACTIVE``)."""
+    if pull_tls is None:
+        return "backed up by its own node"
+    return f"backed up by pulling over NBD with TLS ({pull_tls})"
+
+
 def validate_pull_dir(value: str) -> str:
     """An absolute, normalised directory path (the files in it are checked where it is read:
     the node that pulls)."""
@@ -170,6 +178,7 @@ __all__ = [
     "PULL_KEY",
     "PULL_PORTS",
     "PullTarget",
+    "backed_up_by",
     "nbd_address",
     "pull_dir_problems",
     "pulled_for",

@@ -74,6 +74,10 @@ class HostRepository(Protocol):
     def set_cluster_managed(self, uri: str, vms: Sequence[str]) -> None:
         """Replace the host's list of cluster-managed VMs (names or uuids)."""
 
+    def set_pull_tls(self, uri: str, pull_tls: str | None) -> None:
+        """Mark the host pulled from with this client PKI directory, or (None) backed up by
+        its own node (domain/pull.py)."""
+
 
 class VmRepository(Protocol):
     def get(self, uuid: str) -> VmItem | None: ...
