@@ -148,7 +148,9 @@ def test_a_switch_is_refused_while_a_job_of_the_hosts_vms_runs(
         services.inventory.update_host(B, ["db"], pull_tls=str(one))
     assert refused.value.code == "HOST_JOBS_ACTIVE"
     text = refused.value.text
-    assert f"host {B} is backed up by its own node; job {running} ({job_type.value}" in text, text
+    assert f"host {B} is backed up by its own node and job {running} ({job_type.value}" in text, (
+        text
+    )
     assert f"jobs wait {running}" in refused.value.remedy_text
     [host] = [h for h in services.vaults.list_hosts() if h.uri == B]
     assert (host.pull_tls, host.cluster_managed) == (None, ())  # the whole update refused

@@ -80,13 +80,13 @@ class HostJobsActive(VmvaultError):
 
     code = "HOST_JOBS_ACTIVE"
     message = (
-        "host {uri} is {now}; job {job} ({job_type}, {state}) of its VM {vm} is running and "
-        "would keep that way while the host switched"
+        "host {uri} is {now} and job {job} ({job_type}, {state}) of its VM {vm} runs that "
+        "way: the host cannot switch before it ends"
     )
     remedy = (
-        "Wait for the host's jobs to end ('vmvault jobs wait {job}'; a job whose node died "
-        "ends when that node, or any node once it is forgotten, recovers it), then run the "
-        "host update again."
+        "Wait for the host's jobs to end ('vmvault jobs wait {job}'; a job whose process "
+        "died ends when a node recovers it: a node of the host, or any node when the host has "
+        "none), then run the host update again."
     )
     kind = "usage"
 
