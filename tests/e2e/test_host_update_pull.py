@@ -22,24 +22,16 @@ from tests.conftest import CliRunner
 from tests.e2e.api_world import World, make_world
 from tests.e2e.conftest import free_port
 from tests.e2e.test_api_routes import refused
+from tests.unit.test_host_update_pull import pki
 from vmvault.api.app import create_app
 from vmvault.bootstrap import utcnow
 from vmvault.domain.access import Role
 from vmvault.domain.job import Job, JobType
-from vmvault.domain.pull import PULL_FILES
 from vmvault.domain.vm import Disk, DomainFacts, PowerState, VmItem, classify_disk
 
 B = "qemu+tls://h1.example/system"
 DB = "00000000-0000-0000-0000-0000000000db"
 PATH = f"/api/v1/hosts/{quote(B, safe='')}"
-
-
-def pki(where: Path, key_mode: int = 0o600) -> Path:
-    where.mkdir(mode=0o700)
-    for name in PULL_FILES:
-        (where / name).write_text("not read here")
-    (where / "client-key.pem").chmod(key_mode)
-    return where
 
 
 @pytest.fixture()

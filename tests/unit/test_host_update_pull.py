@@ -27,6 +27,7 @@ WEB = "00000000-0000-0000-0000-0000000000aa"
 
 
 def pki(where: Path, key_mode: int = 0o600) -> Path:
+    """A client PKI directory (domain/pull.py ``PULL_FILES``) whose key has ``key_mode``."""
     where.mkdir(mode=0o700)
     for name in PULL_FILES:
         (where / name).write_text("not read here")

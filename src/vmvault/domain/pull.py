@@ -7,8 +7,9 @@ pull-mode backup can serve its export on TCP instead, with TLS (``<server transp
 tls='yes' name=… port=…/>``, QEMU's ``backup_tls_x509_cert_dir``): any node can then read it
 over the network, authenticated both ways by certificates of the host's CA.
 
-**The operator's mark.** ``vmvault host add URI --pull-tls DIR`` says the host is *pulled
-from*: DIR is this node's NBD client PKI directory, as libnbd reads it
+**The operator's mark.** ``vmvault host add URI --pull-tls DIR`` (or, later, ``host update
+URI --pull-tls DIR``; ``--no-pull-tls`` takes it off: services/host_pull.py) says the host is
+*pulled from*: DIR is this node's NBD client PKI directory, as libnbd reads it
 (``nbd_set_tls_certificates``: :data:`PULL_FILES`).  The backups of its VMs then run on any
 node (not the node of the host: there is none); every other job that touches a VM's disks
 (restore, restore test, a backup set) is still refused with ``HOST_NOT_SERVED``.
