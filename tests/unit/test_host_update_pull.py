@@ -7,6 +7,7 @@ or one that does not touch disks, nor for a change of directory of a host that s
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
 from vmvault.domain.errors import HostJobsActive, InvalidInput
-from vmvault.domain.job import JobState, JobType
+from vmvault.domain.job import Job, JobState, JobType
 from vmvault.domain.pull import PULL_FILES
 from vmvault.domain.vm import Disk, DomainFacts, PowerState, VmItem, classify_disk
 
@@ -35,9 +36,11 @@ def pki(where: Path, key_mode: int = 0o600) -> Path:
     return where
 
 
-@pytest.fixture()
-def services(tmp_path: Path) -> Services:
-    svc = bootstrap(Settings.from_env({"VMVAULT_HOME": str(tmp_path / "home")}), lambda: NOW)
+def make(tmp_path: Path, catalog_url: str | None = None) -> Services:
+    env = {"VMVAULT_HOME": str(tmp_path / "home")}
+    if catalog_url is not None:
+        env["VMVAULT_CATALOG_URL"] = catalog_url
+    svc = bootstrap(Settings.from_env(env), lambda: NOW)
     svc.vaults.create("main", "local", None)
     with svc.vaults.uow() as uow:
         for uri, name, uuid in ((B, "db", DB), (OTHER, "web", WEB)):
@@ -50,6 +53,11 @@ def services(tmp_path: Path) -> Services:
             uow.vms.save(VmItem.from_facts(facts, NOW))
         uow.commit()
     return svc
+
+
+@pytest.fixture()
+def services(tmp_path: Path) -> Services:
+    return make(tmp_path)
 
 
 def pull_of(services: Services, uri: str = B) -> str | None:
@@ -179,3 +187,26 @@ def test_queued_jobs_other_hosts_and_jobs_that_touch_no_disks_do_not_block(
     job(services, JobType.RESTORE, DB, JobState.CANCELLING, {"mode": "disks-only"})
     assert services.inventory.update_host(B, pull_tls=str(one)).pull_tls == str(one)
     assert services.inventory.update_host(B, no_pull_tls=True).pull_tls is None
+
+
+def test_no_job_starts_between_the_switchs_check_and_its_commit(
+    tmp_path: Path, catalog_url: str
+) -> None:
+    """``jobs.hold_starts`` (PostgreSQL: a SHARE lock of the jobs table; SQLite: the
+    transaction's BEGIN IMMEDIATE): a backup started meanwhile waits for the switch's commit,
+    and is then seen by the next switch."""
+    svc = make(tmp_path, catalog_url)
+    started: list[Job] = []
+    thread = threading.Thread(
+        target=lambda: started.append(svc.runner.start(JobType.BACKUP, "main", DB, "db"))
+    )
+    with svc.vaults.uow() as uow:
+        uow.jobs.hold_starts()
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive() and not started  # it waits for this transaction
+        uow.commit()
+    thread.join(30)
+    assert [j.state for j in started] == [JobState.IN_PROGRESS]
+    with pytest.raises(HostJobsActive):
+        svc.inventory.update_host(B, pull_tls=str(pki(tmp_path / "one")))

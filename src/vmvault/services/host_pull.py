@@ -10,16 +10,23 @@ usable on this node (the ``Hypervisor`` port's ``pull_dir_problems``).
 **No switch while the host's VMs have a job running** (:func:`switch_blocker`).  A backup
 reads the host's mode once, when it plans (``services/backups.py``), and keeps it to its end;
 if its process dies, its clean-up must find its libvirt job the way it began it: a pull's job
-on the host by the point in its journal (any node can end it), a node's job by the socket
-under *that node's* work directory (only it can tell the job is vmvault's, and a dead job of
-a node is recovered by the node of its host: services/recovery.py).  A host switched to pulled
-while its node's backup ran would send the next backups to other nodes, whose clean-up leaves
-that job alone as not theirs: the host's libvirt job would then be left to nobody.  So a
-switch between the two ways is refused (``HOST_JOBS_ACTIVE``) while a job that reads or writes
-the disks of one of the host's VMs (domain/placement.py ``touches_disks``) is in progress or
+on the host by the point in its journal (any node can end it), a node's job by its socket
+under the node's work directory — a path on the host, with the run directory's lock and
+leftovers there too, so the host's own node is the one that surely cleans it up (a dead job
+of a node is recovered by a node of its host: services/recovery.py).  A host switched to
+pulled while its node's backup ran would send the next backups to other nodes, whose
+clean-up may leave that job alone as not theirs: the host's libvirt job would then be left
+to nobody.  So a switch between the two ways is refused (``HOST_JOBS_ACTIVE``) while a job
+that reads or writes the disks of one of the host's VMs (domain/placement.py ``touches_disks``) is in progress or
 cancelling — a dead one too, until it is recovered.  Queued jobs do not block it: they read
 the host's mode when they start.  Changing the directory of a host that stays pulled is not
 a switch (a running pull keeps the directory it began with; its clean-up needs none).
+
+**No job starts between the check and the write**: the check runs after
+``jobs.hold_starts()`` in the same transaction — on PostgreSQL a ``SHARE`` lock of the jobs
+table (a job's creation or claim waits for the switch's commit, then plans with the new
+mode), on SQLite the transaction's ``BEGIN IMMEDIATE``.  The lock is taken before the host's
+row is written: no transaction writes a host and then a job, so the two cannot deadlock.
 """
 
 from __future__ import annotations
@@ -67,8 +74,8 @@ def set_pull_tls(uow: UnitOfWork, host: Host, pull_tls: str | None) -> None:
     """Write the host's new mode (None: backed up by its node) in the caller's unit of work,
     refused with ``HOST_JOBS_ACTIVE`` when it changes and :func:`switch_blocker` finds a job
     (the caller commits only when this returns)."""
-    uow.hosts.set_pull_tls(host.uri, pull_tls)  # first: the check below is then the last read
     if (host.pull_tls is None) != (pull_tls is None):
+        uow.jobs.hold_starts()  # no job starts between the check and the commit
         blocker = switch_blocker(uow, host)
         if blocker is not None:  # the caller's unit of work is left uncommitted: rolled back
             job, vm = blocker
@@ -80,6 +87,7 @@ def set_pull_tls(uow: UnitOfWork, host: Host, pull_tls: str | None) -> None:
                 state=job.state.value,
                 vm=vm,
             )
+    uow.hosts.set_pull_tls(host.uri, pull_tls)
 
 
 __all__ = ["checked_pull_dir", "set_pull_tls", "switch_blocker"]

@@ -243,6 +243,11 @@ class JobRepository(Protocol):
     def active(self) -> list[Job]:
         """Queued, in-progress and cancelling jobs, oldest first."""
 
+    def hold_starts(self) -> None:
+        """Until this unit of work ends, no job is created, claimed or changes state in
+        another (they wait): what the caller reads of the active jobs then stays true until
+        it commits (``host update``'s switch, services/host_pull.py)."""
+
     def claim_next(
         self,
         pid: int,
