@@ -320,11 +320,17 @@ $V approvals reject "$request"
 
 step "A second libvirt host: its own libvirtd in its own mount and PID namespace, qemu+tcp on loopback" lab host up
 $V lab host down >/dev/null  # a fresh one each run (it keeps what earlier runs restored on it)
-host2=$($V lab host up --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["uri"])')
+host2_json=$($V lab host up --json)
+host2=$(echo "$host2_json" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["uri"])')
+pull2=$(echo "$host2_json" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["pull_tls"])')
 echo "second host at $host2"
 $V lab up --host "$host2" --variant standard
 guest2=$($V lab status --host "$host2" --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["name"])')
 $V host add "$host2" --location local
+step "Mark it pulled over NBD with TLS (any node would back it up), then back to its own node" host update "$host2" --pull-tls "$pull2"
+$V host update "$host2" --pull-tls "$pull2"
+$V host list
+$V host update "$host2" --no-pull-tls
 $V discover --vault demo
 $V register "$guest2" --vault demo
 step "This node serves qemu:///system: a backup of the second host's VM is refused up front" backup "$guest2"

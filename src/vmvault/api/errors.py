@@ -57,6 +57,7 @@ CONFLICTS = {
     "OPERATION_IN_PROGRESS",
     "HOST_NOT_SERVED",  # the VM's host has no node (docs/deployment.md)
     "HOST_SERVED_ELSEWHERE",  # another node runs it: queue the job (docs/deployment.md)
+    "HOST_JOBS_ACTIVE",  # host update: a job of its VMs runs the way the host is now
     "DISCOVERY_IN_PROGRESS",
     "JOB_NOT_ACTIVE",
     "VM_PROTECTED",

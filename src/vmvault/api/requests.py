@@ -185,6 +185,15 @@ class HostUpdate(_Request):
 
     cluster_managed: list[str] = Field([], description="VMs (name or uuid) to mark")
     not_cluster_managed: list[str] = Field([], description="VMs to unmark")
+    pull_tls: str | None = Field(
+        None,
+        description="back the host's VMs up by pulling over NBD with TLS, with this client "
+        "PKI directory (set or changed; as in POST /hosts)",
+    )
+    no_pull_tls: bool = Field(
+        False, description="back the host's VMs up by its own node again (clears pull_tls)"
+    )
+    check: bool = Field(True, description="with pull_tls: check the directory's files first")
 
 
 class VaultOnly(_Request):

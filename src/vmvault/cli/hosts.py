@@ -112,20 +112,51 @@ def host_update(
         list[str] | None,
         typer.Option("--not-cluster-managed", help="Take a VM off that list; repeatable."),
     ] = None,
+    pull_tls: Annotated[
+        str | None,
+        typer.Option(
+            "--pull-tls",
+            metavar="DIR",
+            help="Back this host's VMs up by pulling over NBD with TLS from any node, with "
+            "the client certificates in DIR (as host add --pull-tls); also changes DIR.",
+        ),
+    ] = None,
+    no_pull_tls: Annotated[
+        bool,
+        typer.Option("--no-pull-tls", help="Back this host's VMs up by its own node again."),
+    ] = False,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="With --pull-tls: do not check DIR's files.")
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Change a host's settings: the VMs a cluster manager owns."""
+    """Change a host's settings: the VMs a cluster manager owns; how its VMs are backed up
+    (by its node, or pulled: refused while a job of its VMs runs)."""
     marks, unmarks = cluster_managed or [], not_cluster_managed or []
     if remote.active():
         body: dict[str, Any] = {"cluster_managed": marks, "not_cluster_managed": unmarks}
+        # only when given: a server older than them refuses the fields (extra=forbid)
+        if pull_tls is not None:
+            body["pull_tls"] = pull_tls
+        if no_pull_tls:
+            body["no_pull_tls"] = True
+        if no_check:
+            body["check"] = False
         doc = remote.patch(f"/hosts/{remote.part(uri)}", body)
     else:
-        doc = documents.host_doc(services().inventory.update_host(uri, marks, unmarks))
+        doc = documents.host_doc(
+            services().inventory.update_host(
+                uri, marks, unmarks, pull_tls=pull_tls, no_pull_tls=no_pull_tls, check=not no_check
+            )
+        )
     if json_:
         emit_json(doc)
         return
+    from vmvault.domain.pull import backed_up_by  # only here: `host list` starts without it
+
     listed = ", ".join(doc["cluster_managed"]) or "none"
-    out.print(f"host {doc['uri']}: cluster-managed VMs: {listed}", markup=False)
+    by = backed_up_by(doc.get("pull_tls"))  # an older server's answer has none: its node
+    out.print(f"host {doc['uri']}: cluster-managed VMs: {listed}; {by}", markup=False)
 
 
 @host_app.command("remove")

@@ -7,8 +7,9 @@ pull-mode backup can serve its export on TCP instead, with TLS (``<server transp
 tls='yes' name=… port=…/>``, QEMU's ``backup_tls_x509_cert_dir``): any node can then read it
 over the network, authenticated both ways by certificates of the host's CA.
 
-**The operator's mark.** ``vmvault host add URI --pull-tls DIR`` says the host is *pulled
-from*: DIR is this node's NBD client PKI directory, as libnbd reads it
+**The operator's mark.** ``vmvault host add URI --pull-tls DIR`` (or, later, ``host update
+URI --pull-tls DIR``; ``--no-pull-tls`` takes it off: services/host_pull.py) says the host is
+*pulled from*: DIR is this node's NBD client PKI directory, as libnbd reads it
 (``nbd_set_tls_certificates``: :data:`PULL_FILES`).  The backups of its VMs then run on any
 node (not the node of the host: there is none); every other job that touches a VM's disks
 (restore, restore test, a backup set) is still refused with ``HOST_NOT_SERVED``.
@@ -151,6 +152,14 @@ def nbd_address(uri: str) -> str:
     return host.strip("[]")
 
 
+def backed_up_by(pull_tls: str | None) -> str:
+    """How a host whose ``pull_tls`` is this is backed up, in words (``host update``'s
+    output, ``HOST_JOBS_ACTIVE``)."""
+    if pull_tls is None:
+        return "backed up by its own node"
+    return f"backed up by pulling over NBD with TLS ({pull_tls})"
+
+
 def validate_pull_dir(value: str) -> str:
     """An absolute, normalised directory path (the files in it are checked where it is read:
     the node that pulls)."""
@@ -170,6 +179,7 @@ __all__ = [
     "PULL_KEY",
     "PULL_PORTS",
     "PullTarget",
+    "backed_up_by",
     "nbd_address",
     "pull_dir_problems",
     "pulled_for",

@@ -3,8 +3,8 @@
 :func:`pull_dir_problems_here` reads what :func:`~vmvault.domain.pull.pull_dir_problems`
 judges — the directory's and each file's ``os.stat`` (never the files' contents: no key is
 read) and whether this process can read them — for both places that check it: ``host add
---pull-tls`` (``INVALID_INPUT``, through the ``Hypervisor`` port) and a pull's backup job
-before the guest is touched (:func:`~vmvault.hypervisor.nbd.check_client_files`,
+--pull-tls`` / ``host update --pull-tls`` (``INVALID_INPUT``, through the ``Hypervisor`` port:
+services/host_pull.py) and a pull's backup job before the guest is touched (:func:`~vmvault.hypervisor.nbd.check_client_files`,
 ``PULL_TLS_FAILED``).
 """
 

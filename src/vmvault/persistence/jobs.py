@@ -180,6 +180,14 @@ class SqlJobs:
         q = select(t.jobs).where(t.jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
         return [self._row(r) for r in self.conn.execute(q.order_by(t.jobs.c.id))]
 
+    def hold_starts(self) -> None:
+        """PostgreSQL: ``LOCK TABLE jobs IN SHARE MODE`` (it waits for the transactions that
+        are writing jobs, and makes every new write of a job wait for this one; reads go on).
+        SQLite: nothing to do — the transaction's ``BEGIN IMMEDIATE`` already holds the one
+        write lock (persistence/catalog.py)."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.exec_driver_sql("LOCK TABLE jobs IN SHARE MODE")
+
     def claim_next(
         self,
         pid: int,

@@ -130,3 +130,6 @@ class SqlHosts:
     def set_cluster_managed(self, uri: str, vms: Sequence[str]) -> None:
         values = {"cluster_managed": list(vms)}
         self.conn.execute(update(t.hosts).where(t.hosts.c.uri == uri).values(**values))
+
+    def set_pull_tls(self, uri: str, pull_tls: str | None) -> None:
+        self.conn.execute(update(t.hosts).where(t.hosts.c.uri == uri).values(pull_tls=pull_tls))

@@ -100,13 +100,14 @@ class Service:
             host = uow.hosts.get(host_key(uri))
         if host is not None and host.pull_tls:
             return (
-                f"Host {uri} is pulled from (host add --pull-tls): any node backs its VMs up, "
-                "but nothing else touches their disks there (docs/deployment.md, "
+                f"Host {uri} is pulled from (--pull-tls): any node backs its VMs up, but "
+                "nothing else touches their disks there; once a node runs on it, 'vmvault host "
+                f"update {uri} --no-pull-tls' gives them back to it (docs/deployment.md, "
                 "'Pulled hosts')."
             )
         return (
             "Where no vmvault can run, a backup (only) can pull the disks over NBD with TLS "
-            "from any node: add the host with 'vmvault host add URI --pull-tls DIR' "
+            "from any node: mark the host with 'vmvault host update URI --pull-tls DIR' "
             "(docs/deployment.md, 'Pulled hosts')."
         )
 

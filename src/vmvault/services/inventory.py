@@ -29,6 +29,7 @@ from vmvault.domain.job import Job, JobType
 from vmvault.domain.vault import Host, Vault
 from vmvault.domain.vm import DomainFacts, PowerState, VmItem, VmState
 from vmvault.services.context import Service, ServiceContext
+from vmvault.services.host_pull import checked_pull_dir, set_pull_tls
 from vmvault.services.jobs import JobContext, JobOutcome, record_change
 from vmvault.services.ports import Hypervisor, UnitOfWork
 from vmvault.services.vm_facts import UNKNOWN_OWNERSHIP, refresh
@@ -198,34 +199,73 @@ class InventoryService(Service):
         return names[0] if names else "-"
 
     def update_host(
-        self, uri: str, cluster_managed: Sequence[str] = (), not_cluster_managed: Sequence[str] = ()
+        self,
+        uri: str,
+        cluster_managed: Sequence[str] = (),
+        not_cluster_managed: Sequence[str] = (),
+        *,
+        pull_tls: str | None = None,
+        no_pull_tls: bool = False,
+        check: bool = True,
     ) -> Host:
-        """Add VMs (names or uuids) to the host's settings as cluster-managed, or take them
-        off (``host update``); the host's VMs in the catalog are marked or unmarked at once."""
+        """Change a host's settings (``host update``): add VMs (names or uuids) to its
+        cluster-managed ones or take them off — the host's VMs in the catalog are marked or
+        unmarked at once —; mark it pulled from with client PKI directory ``pull_tls`` (or
+        change that directory), or (``no_pull_tls``) backed up by its own node again
+        (services/host_pull.py: the same check as ``host add --pull-tls``, ``check``: of the
+        directory's files; refused while a job of its VMs runs and the mode would change).
+        Everything is checked before anything is written."""
         add = [v.strip() for v in cluster_managed if v.strip()]
         remove = [v.strip() for v in not_cluster_managed if v.strip()]
-        if not add and not remove:
+        if not add and not remove and pull_tls is None and not no_pull_tls:
             raise InvalidInput(
-                "give --cluster-managed or --not-cluster-managed", what="host update"
+                "give --cluster-managed, --not-cluster-managed, --pull-tls DIR or --no-pull-tls",
+                what="host update",
             )
         if set(add) & set(remove):
             raise InvalidInput("a VM is either cluster-managed or not", what="host update")
+        if pull_tls is not None and no_pull_tls:
+            raise InvalidInput(
+                "a host is either pulled from (--pull-tls DIR) or backed up by its own node "
+                "(--no-pull-tls)",
+                what="host update",
+            )
+        if not check and pull_tls is None:
+            raise InvalidInput(
+                "--no-check skips the check of --pull-tls DIR's files: give it with --pull-tls",
+                what="host update",
+            )
+        with self.uow() as uow:
+            host = uow.hosts.get(uri)
+        if host is None:
+            raise HostNotFound(uri=uri)
+        if pull_tls is not None:
+            pull_tls = checked_pull_dir(self.hypervisor, host.uri, pull_tls, check)
         with self.uow() as uow:
             host = uow.hosts.get(uri)
             if host is None:
                 raise HostNotFound(uri=uri)
-            listed = [v for v in host.cluster_managed if v not in remove]
-            listed += [v for v in add if v not in listed]
-            uow.hosts.set_cluster_managed(uri, listed)
-            for vm in uow.vms.all([uri]):
-                before = vm.cluster_managed
-                mark_from_host(vm, listed, host.hostname or host.uri)
-                if vm.cluster_managed != before:
-                    uow.vms.save(vm)
+            if pull_tls is not None or no_pull_tls:
+                set_pull_tls(uow, host, pull_tls)
+            if add or remove:
+                self._mark_cluster_managed(uow, host, add, remove)
             uow.commit()
             updated = uow.hosts.get(uri)
         assert updated is not None
         return updated
+
+    @staticmethod
+    def _mark_cluster_managed(
+        uow: UnitOfWork, host: Host, add: Sequence[str], remove: Sequence[str]
+    ) -> None:
+        listed = [v for v in host.cluster_managed if v not in remove]
+        listed += [v for v in add if v not in listed]
+        uow.hosts.set_cluster_managed(host.uri, listed)
+        for vm in uow.vms.all([host.uri]):
+            before = vm.cluster_managed
+            mark_from_host(vm, listed, host.hostname or host.uri)
+            if vm.cluster_managed != before:
+                uow.vms.save(vm)
 
     def history(self, vm: VmItem) -> list[Job]:
         with self.uow() as uow:

@@ -32,8 +32,7 @@ from vmvault.domain.errors import (
     VaultStorageInUse,
 )
 from vmvault.domain.host_uri import DEFAULT_HOST_URI, host_key, validate_uri
-from vmvault.domain.inputs import DEFAULT_PAGE, page_of, quoted
-from vmvault.domain.pull import PULL_FILES, nbd_address, validate_pull_dir
+from vmvault.domain.inputs import DEFAULT_PAGE, page_of
 from vmvault.domain.vault import (
     DEFAULT_LOCATION,
     Host,
@@ -43,6 +42,7 @@ from vmvault.domain.vault import (
     validate_name,
 )
 from vmvault.services import holdings
+from vmvault.services.host_pull import checked_pull_dir
 from vmvault.services.paths import check_writable, first_missing, user_path
 from vmvault.services.ports import Hypervisor, UnitOfWork, UnitOfWorkFactory
 from vmvault.services.stored_bytes import STORED, Measured
@@ -397,15 +397,7 @@ class VaultService:
         uri = host_key(validate_uri(uri, allow_command=allow_command))  # as nodes.host is
         location = validate_location(location)
         if pull_tls is not None:
-            nbd_address(uri)  # a host name to reach the export at
-            pull_tls = validate_pull_dir(pull_tls)
-            problems = self.hypervisor.pull_dir_problems(pull_tls) if check else []
-            if problems:
-                raise InvalidInput(
-                    f"{'; '.join(problems)} (a pulling node's NBD client certificates: "
-                    f"{', '.join(PULL_FILES)}; add the host where they are, or --no-check)",
-                    what=f"--pull-tls {quoted(pull_tls)}",
-                )
+            pull_tls = checked_pull_dir(self.hypervisor, uri, pull_tls, check)
         with self.uow() as uow:
             existing = uow.hosts.get(uri)
             if existing is not None:

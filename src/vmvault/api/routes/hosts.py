@@ -63,8 +63,18 @@ def routes(services: Services) -> APIRouter:
         dependencies=CONTRIBUTOR,
     )
     def update_host(uri: str, body: HostUpdate) -> dict[str, Any]:
-        """Mark or unmark VMs a cluster manager owns (never paused, shut off or replaced)."""
-        host = services.inventory.update_host(uri, body.cluster_managed, body.not_cluster_managed)
+        """Mark or unmark VMs a cluster manager owns (never paused, shut off or replaced);
+        set or change the directory of a pulled host (``pull_tls``), or back its VMs up by its
+        own node again (``no_pull_tls``): 409 HOST_JOBS_ACTIVE while a job of its VMs runs
+        (docs/deployment.md, "Switching a host")."""
+        host = services.inventory.update_host(
+            uri,
+            body.cluster_managed,
+            body.not_cluster_managed,
+            pull_tls=body.pull_tls,
+            no_pull_tls=body.no_pull_tls,
+            check=body.check,
+        )
         return documents.host_doc(host)
 
     @router.delete(

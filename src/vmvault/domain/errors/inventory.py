@@ -72,6 +72,25 @@ class HostNotServed(VmvaultError):
     kind = "usage"
 
 
+class HostJobsActive(VmvaultError):
+    """``host update --pull-tls`` / ``--no-pull-tls`` would switch how a host's VMs are backed
+    up (by its node, or pulled by any node) while a job that reads their disks runs: a backup
+    keeps the way it was planned, and its crash clean-up must find its libvirt job the same
+    way (docs/deployment.md, "Switching a host")."""
+
+    code = "HOST_JOBS_ACTIVE"
+    message = (
+        "host {uri} is {now} and job {job} ({job_type}, {state}) of its VM {vm} runs that "
+        "way: the host cannot switch before it ends"
+    )
+    remedy = (
+        "Wait for the host's jobs to end ('vmvault jobs wait {job}'; a job whose process "
+        "died ends when a node recovers it: a node of the host, or any node when the host has "
+        "none), then run the host update again."
+    )
+    kind = "usage"
+
+
 class HostServedElsewhere(VmvaultError):
     code = "HOST_SERVED_ELSEWHERE"
     message = (

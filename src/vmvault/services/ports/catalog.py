@@ -74,6 +74,10 @@ class HostRepository(Protocol):
     def set_cluster_managed(self, uri: str, vms: Sequence[str]) -> None:
         """Replace the host's list of cluster-managed VMs (names or uuids)."""
 
+    def set_pull_tls(self, uri: str, pull_tls: str | None) -> None:
+        """Mark the host pulled from with this client PKI directory, or (None) backed up by
+        its own node (domain/pull.py)."""
+
 
 class VmRepository(Protocol):
     def get(self, uuid: str) -> VmItem | None: ...
@@ -238,6 +242,11 @@ class JobRepository(Protocol):
 
     def active(self) -> list[Job]:
         """Queued, in-progress and cancelling jobs, oldest first."""
+
+    def hold_starts(self) -> None:
+        """Until this unit of work ends, no job is created, claimed or changes state in
+        another (they wait): what the caller reads of the active jobs then stays true until
+        it commits (``host update``'s switch, services/host_pull.py)."""
 
     def claim_next(
         self,
