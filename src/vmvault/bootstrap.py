@@ -61,7 +61,6 @@ from vmvault.services.recovery import RecoveryService
 from vmvault.services.restore import RestoreService
 from vmvault.services.scheduler import SchedulerService
 from vmvault.services.soft_delete import SoftDeleteService
-from vmvault.services.stored_bytes import STORED
 from vmvault.services.tokens import TokenService
 from vmvault.services.vault_attach import VaultAttachService
 from vmvault.services.vault_keys import VaultKeyService
@@ -144,8 +143,6 @@ class Services:
         runner = JobRunner(self._uow, self.clock, os.getpid(), pid_alive, self.node)
         # the outbox is written in the transaction that ends the job (services/notifications.py)
         runner.on_end.append(lambda uow, job: self.notifications.job_ended(uow, job))
-        # a vault's stored bytes are measured again after any of its jobs (stored_bytes.py)
-        runner.on_end.append(lambda uow, job: STORED.forget(job.vault))
         return runner
 
     @cached_property

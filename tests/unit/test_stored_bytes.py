@@ -1,75 +1,117 @@
-"""A vault's stored bytes (services/stored_bytes.py): walked through the storage contract,
-reused for as long as the caller accepts, forgotten when a job of the vault ends in this
-process, never kept from a walk that began before that end."""
+"""A vault's stored bytes (services/stored_bytes.py): walked through the storage contract and
+kept per process; used while fresh whatever happened, and while no job of the vault ended
+since (the catalog says, whichever process or node ran the job) up to a longer age; one walk
+of a vault at a time; a vault created again is another."""
 
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from tests.unit.fleet_world import Clock, fleet_services
 from vmvault.domain.job import JobType
-from vmvault.services.stored_bytes import DASHBOARD_AGE, StoredBytes
+from vmvault.services import stored_bytes
+from vmvault.services.stored_bytes import DASHBOARD_FRESH, DASHBOARD_REUSE, StoredBytes
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
-KEY = ("main", 1, "/v/main")
+KEY = ("main", 1, "/v/main", "2026-12-01T00:00:00+00:00")
+ENDED = datetime(2026, 12, 3, 11, 0, tzinfo=UTC)
 
 
-def test_reused_within_the_age_asked_for_and_forgotten_by_vault_name() -> None:
+class Monotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture()
+def mono(monkeypatch: pytest.MonkeyPatch) -> Iterator[Monotonic]:
+    clock = Monotonic()
+    monkeypatch.setattr(stored_bytes.time, "monotonic", clock)
+    yield clock
+
+
+def test_used_while_fresh_or_while_no_job_of_the_vault_ended(mono: Monotonic) -> None:
     kept, walks = StoredBytes(), []
 
     def measure() -> int:
         walks.append(1)
         return 100 * len(walks)
 
-    first = kept.get(KEY, 60, measure, lambda: T0)
-    assert (first.bytes, first.at) == (100, T0)
-    assert kept.get(KEY, 60, measure, lambda: T0) == first and len(walks) == 1
-    assert kept.get(KEY, 0, measure, lambda: T0).bytes == 200  # 0: never reused
-    assert kept.get(KEY, 60, measure, lambda: T0).bytes == 200  # … but kept
-    # another vault of the same name (deleted and created again) is walked on its own
-    assert kept.get(("main", 2, "/v/main"), 60, measure, lambda: T0).bytes == 300
-    kept.forget("other")
-    assert kept.get(KEY, 60, measure, lambda: T0).bytes == 200
-    kept.forget("main")
-    assert kept.get(KEY, 60, measure, lambda: T0).bytes == 400
-    assert kept.get(("main", 2, "/v/main"), 60, measure, lambda: T0).bytes == 500
+    def get(ended: datetime | None) -> int:
+        return kept.get(KEY, ended, 15, 60, measure, lambda: T0).bytes
+
+    assert get(ENDED) == 100
+    mono.now += 10
+    assert get(ENDED + timedelta(seconds=1)) == 100  # fresh: whatever ended since
+    mono.now += 40
+    assert get(ENDED) == 100  # 50 s old, nothing ended since its walk
+    assert get(ENDED + timedelta(seconds=1)) == 200  # a job of the vault ended: walked again
+    mono.now += 59
+    assert get(ENDED + timedelta(seconds=1)) == 200
+    mono.now += 1
+    assert get(ENDED + timedelta(seconds=1)) == 300  # too old, however quiet the vault
+    assert kept.get(KEY, None, 0, 0, measure, lambda: T0).bytes == 400  # 0, 0: walked now
+    # the same name created again (another creation time, the same id and path on SQLite)
+    again = (*KEY[:3], "2026-12-03T00:00:00+00:00")
+    assert kept.get(again, None, 15, 60, measure, lambda: T0).bytes == 500
+    assert get(ENDED + timedelta(seconds=1)) == 400
 
 
-def test_a_walk_begun_before_a_job_ended_is_not_kept() -> None:
-    kept, started, go = StoredBytes(), threading.Event(), threading.Event()
+def test_one_walk_of_a_vault_at_a_time() -> None:
+    kept, walks, entered, go = StoredBytes(), [], threading.Event(), threading.Event()
 
     def slow() -> int:
-        started.set()
+        walks.append(1)
+        entered.set()
         assert go.wait(10)
-        return 1  # what the chunks were before the job's end
+        return 7
 
-    walker = threading.Thread(target=lambda: kept.get(KEY, 60, slow, lambda: T0))
-    walker.start()
-    assert started.wait(10)
-    kept.forget("main")  # the job ended while the walk ran
+    got: list[int] = []
+    asking = [
+        threading.Thread(
+            target=lambda: got.append(kept.get(KEY, ENDED, 15, 60, slow, lambda: T0).bytes)
+        )
+        for _ in range(8)
+    ]
+    for t in asking:
+        t.start()
+    assert entered.wait(10)
     go.set()
-    walker.join(10)
-    assert kept.get(KEY, 60, lambda: 2, lambda: T0).bytes == 2
+    for t in asking:
+        t.join(10)
+    assert got == [7] * 8 and len(walks) == 1
 
 
-def test_the_dashboard_reuses_the_walk_until_a_job_of_the_vault_ends(tmp_path: Path) -> None:
+def test_the_dashboard_walks_again_after_a_job_of_another_process(
+    tmp_path: Path, mono: Monotonic
+) -> None:
     clock = Clock(T0)
-    services = fleet_services(tmp_path / "home", f"sqlite:///{tmp_path}/catalog.db", clock)
+    url = f"sqlite:///{tmp_path}/catalog.db"
+    services = fleet_services(tmp_path / "home", url, clock)
     vault = services.vaults.create("main", "local", None)
     before = services.dashboard.summary("main")
     assert before.storage_bytes == 0 and before.storage_measured_at == T0
     chunk = Path(vault.path) / "chunks" / "ab" / ("ab" + "0" * 62)
     chunk.parent.mkdir(parents=True, exist_ok=True)
     chunk.write_bytes(b"x" * 4096)
-    clock.now = T0.replace(second=int(DASHBOARD_AGE) // 2)
+    mono.now += DASHBOARD_FRESH
+    clock.now = T0 + timedelta(seconds=DASHBOARD_FRESH)
     again = services.dashboard.summary("main")
-    assert (again.storage_bytes, again.storage_measured_at) == (0, T0)  # reused
-    # any job of the vault that ends in this process: its chunks may have changed
-    outcome = services.runner.run(JobType.GC, "main", None, None, lambda ctx: None)
-    assert outcome.error is None
+    assert (again.storage_bytes, again.storage_measured_at) == (0, T0)  # nothing ended since
+    # a job of the vault run by other services (another process, another node): the catalog
+    other = fleet_services(tmp_path / "home", url, clock)
+    assert other.runner.run(JobType.GC, "main", None, None, lambda ctx: None).error is None
     after = services.dashboard.summary("main")
     assert after.storage_bytes == 4096 and after.storage_measured_at == clock.now
-    # /metrics reuses the same walk, for its own (longer) age
-    assert services.vaults.stored_chunk_bytes(services.vaults.resolve("main"), 300).bytes == 4096
+    # /metrics uses the same figure, for its own ages
+    assert services.vaults.stored_chunk_bytes(vault, 300, 300).bytes == 4096
+    mono.now += DASHBOARD_REUSE
+    chunk.unlink()
+    assert services.dashboard.summary("main").storage_bytes == 0  # too old: walked again

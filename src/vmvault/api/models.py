@@ -318,7 +318,7 @@ class StorageDoc(BaseModel):
     used_bytes: int
     used_bytes_at: str | None = Field(
         description="when used_bytes were measured (a walk of the vault's chunk objects, "
-        "reused up to 60 s, measured again after a job of the vault ends on this server)"
+        "reused for 15 s, and up to 60 s while no job of the vault has ended since)"
     )
     logical_bytes: int
     dedup_ratio: float | None

@@ -152,6 +152,13 @@ class SqlJobs:
         q = select(t.jobs).where(c.id.in_(newest.group_by(c.vm_uuid)))
         return {r.vm_uuid: self._row(r) for r in self.conn.execute(q)}
 
+    def last_ended(self, vault: str) -> datetime | None:
+        """When the newest ended job of ``vault`` ended (None: none has): what tells a
+        vault's stored bytes kept by any process that its chunks may have changed (index
+        ``(vault, ended_at)``, migration 0021: one index lookup)."""
+        c = t.jobs.c
+        return utc(self.conn.execute(select(func.max(c.ended_at)).where(c.vault == vault)).scalar())
+
     def count_by_state(self, since: datetime, vault: str) -> dict[JobState, int]:
         """How many of ``vault``'s jobs created at ``since`` or later are in each state."""
         c = t.jobs.c

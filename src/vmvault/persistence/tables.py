@@ -126,6 +126,8 @@ jobs = Table(
     Column("lease_until", DateTime(timezone=True)),
     # claims walk the queued jobs in id order (0017)
     Index("ix_jobs_state_id", "state", "id"),
+    #: a vault's newest job end: whether its stored bytes may have changed (0021)
+    Index("ix_jobs_vault_ended_at", "vault", "ended_at"),
 )
 
 job_log = Table(

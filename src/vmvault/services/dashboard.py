@@ -11,9 +11,9 @@
   reason, and one page of them (``limit`` after ``offset``; :data:`ATTENTION_PAGE` by default),
   the most urgent reason first (:data:`ATTENTION_REASONS`), then by name: a fleet's thousand
   overdue VMs are counted, not all printed (every VM's health is in the protection list);
-* storage: bytes of the vault's chunk files (and when they were measured: the walk of a large
-  vault's chunks is reused for up to :data:`~vmvault.services.stored_bytes.DASHBOARD_AGE`,
-  less when a job of the vault ended in this process), logical bytes of the points it holds (its own
+* storage: bytes of the vault's chunk files and when they were measured (the walk of a large
+  vault's chunks is reused for 15 s, and up to 60 s while no job of the vault ended since:
+  services/stored_bytes.py), logical bytes of the points it holds (its own
   and the copies of other vaults' points), their ratio;
 * ``daily``: for each of the last 14 UTC days, the vault's backup jobs created that day that
   completed or failed, and the bytes its new points of that day added (the console's chart).
@@ -35,7 +35,7 @@ from vmvault.domain.policy import Policy, overdue_at
 from vmvault.domain.vm import VmItem, VmState, WatchedVm
 from vmvault.services.context import Service
 from vmvault.services.ports import UnitOfWork
-from vmvault.services.stored_bytes import DASHBOARD_AGE
+from vmvault.services.stored_bytes import DASHBOARD_FRESH, DASHBOARD_REUSE
 
 WINDOW = timedelta(hours=24)
 #: The states the dashboard counts the vault's jobs of the last :data:`WINDOW` by, one count
@@ -219,7 +219,7 @@ class DashboardService(Service):
             held = uow.held.totals(vault.name)
             binned = uow.held.binned(vault.name)
             daily = self._daily(uow, vault.name, now)
-        stored = self.vaults.stored_chunk_bytes(vault, DASHBOARD_AGE)
+        stored = self.vaults.stored_chunk_bytes(vault, DASHBOARD_FRESH, DASHBOARD_REUSE)
         protected = health.protected
         mine = [(state, n) for state, of, _, n in tally if of == vault.name]
         board = Dashboard(

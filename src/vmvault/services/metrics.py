@@ -7,8 +7,8 @@ points and their logical bytes, a copy counting in each vault that holds it; the
 paused windows tallied over every point held, each once): no point is read, and a scrape
 sends the same statements whatever the number of VMs and points.  The one figure that reads the vault's storage —
 the bytes its chunk files take — is reused for :data:`STORED_BYTES_TTL` seconds
-(services/stored_bytes.py: forgotten sooner when a job of the vault ends in this process), so a
-scrape every 15 s does not walk a large vault every 15 s.  Protected VMs' health is the dashboard's
+(services/stored_bytes.py, shared with the dashboard), so a scrape every 15 s does not walk a
+large vault every 15 s.  Protected VMs' health is the dashboard's
 attention rule (services/dashboard.py), not a second one.
 """
 
@@ -76,7 +76,7 @@ class MetricsService(Service):
         if failed is not None and now - failed < STORED_BYTES_TTL:
             return None
         try:
-            return self.vaults.stored_chunk_bytes(vault, STORED_BYTES_TTL).bytes
+            return self.vaults.stored_chunk_bytes(vault, STORED_BYTES_TTL, STORED_BYTES_TTL).bytes
         except VmvaultError as exc:
             log.warning("vault %s: stored bytes unknown: %s", vault.name, exc.text)
             self._failed[vault.name] = now

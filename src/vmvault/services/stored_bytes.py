@@ -3,17 +3,24 @@ storage contract (a ``LIST`` of every chunk object on S3, a ``stat`` of every ch
 file system) and kept per process: the dashboard asks for them at every view and ``/metrics``
 at every scrape, and a large vault's walk takes seconds (a thousand keys per S3 request).
 
-* A figure is reused for as long as its caller accepts (the dashboard :data:`DASHBOARD_AGE`,
-  ``/metrics`` its ``STORED_BYTES_TTL``); older, the storage is walked again.
-* It is forgotten when a job of the vault ends in this process (backups, copies, GC, purges
-  and heals change the chunks: the composition root hooks :meth:`StoredBytes.forget` to the
-  end of every job), so the server's own jobs show at once; a job run by another process (a
-  CLI in the foreground, another node) shows within the age.
-* One per process (:data:`STORED`), whichever worker's services ask: ``vmvault serve`` builds
-  services per worker, and the API's and the workers' are not the same objects.  Kept by the
-  vault's name, catalog id and path, so a vault deleted and created again is walked anew.
-* A figure says when it was measured (the dashboard's ``storage.used_bytes_at``).
-* A failed walk is not kept (the caller's error); ``/metrics`` remembers failures itself.
+Whether a kept figure may still be used is decided with the catalog, so that it holds across
+processes and nodes: each figure keeps the vault's newest job end at its walk
+(``SqlJobs.last_ended``: one index lookup, migration 0021) — backups, copies, GC, purges and
+heals all run as jobs of the vault, wherever they run. A figure is used
+
+* whatever happened since, while younger than ``fresh_for`` seconds (the dashboard 15 s,
+  ``/metrics`` 300 s): a backup window ending a job every second does not walk the vault at
+  every view;
+* while no job of the vault has ended since its walk, up to ``reuse_for`` seconds (the
+  dashboard 60 s: a backup in progress writes chunks before its job ends; ``/metrics`` 300 s);
+
+and otherwise the vault is walked again. One walk of a vault at a time in a process: a request
+that finds a walk under way waits for its figure. One store per process (:data:`STORED`),
+whichever worker's services ask (``vmvault serve`` runs its workers and the API in one
+process). Kept by the vault's name, catalog id, path and creation time: a vault deleted and
+created again is another. A figure says when it was measured (the dashboard's
+``storage.used_bytes_at``). A failed walk is not kept (the caller gets the error; ``/metrics``
+remembers failures itself).
 """
 
 from __future__ import annotations
@@ -24,8 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-#: Seconds the dashboard reuses a vault's stored bytes.
-DASHBOARD_AGE = 60.0
+#: The dashboard's ages (seconds): a figure is used whatever happened while younger than the
+#: first, and while no job of the vault ended since its walk up to the second.
+DASHBOARD_FRESH, DASHBOARD_REUSE = 15.0, 60.0
+
+Key = tuple[str, int, str, str]
 
 
 @dataclass(frozen=True)
@@ -34,45 +44,56 @@ class Measured:
 
     bytes: int
     at: datetime
-    #: ``time.monotonic()`` at the measure: its age
+    #: ``time.monotonic()`` when the walk began: its age
     taken: float
+    #: the vault's newest job end when the walk began
+    last_ended: datetime | None
 
 
 class StoredBytes:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._kept: dict[tuple[str, int, str], Measured] = {}
-        #: when each vault name was last forgotten: a walk begun before is not kept
-        self._forgotten: dict[str, float] = {}
+        self._kept: dict[Key, Measured] = {}
+        self._walks: dict[Key, threading.Lock] = {}
 
     def get(
         self,
-        key: tuple[str, int, str],
-        max_age: float,
+        key: Key,
+        last_ended: datetime | None,
+        fresh_for: float,
+        reuse_for: float,
         measure: Callable[[], int],
         clock: Callable[[], datetime],
     ) -> Measured:
-        """The figure of vault ``key`` (name, id, path) if measured less than ``max_age``
-        seconds ago (0: never reused), else ``measure()`` now, kept."""
+        """The figure of vault ``key`` (name, id, path, creation) if it may be used (the
+        module's rules; ``last_ended``: the vault's newest job end now), else ``measure()``,
+        kept."""
+        kept = self._usable(key, last_ended, fresh_for, reuse_for)
+        if kept is not None:
+            return kept
+        with self._lock:
+            walk = self._walks.setdefault(key, threading.Lock())
+        with walk:
+            kept = self._usable(key, last_ended, fresh_for, reuse_for)
+            if kept is not None:
+                return kept  # another request walked meanwhile
+            taken = time.monotonic()
+            fresh = Measured(measure(), clock(), taken, last_ended)
+            with self._lock:
+                self._kept[key] = fresh
+            return fresh
+
+    def _usable(
+        self, key: Key, last_ended: datetime | None, fresh_for: float, reuse_for: float
+    ) -> Measured | None:
         with self._lock:
             kept = self._kept.get(key)
-        if kept is not None and time.monotonic() - kept.taken < max_age:
+        if kept is None:
+            return None
+        age = time.monotonic() - kept.taken
+        if age < fresh_for or (kept.last_ended == last_ended and age < reuse_for):
             return kept
-        taken = time.monotonic()
-        fresh = Measured(measure(), clock(), taken)
-        with self._lock:
-            current = self._kept.get(key)
-            stale = self._forgotten.get(key[0], float("-inf")) >= taken
-            if not stale and (current is None or current.taken < taken):
-                self._kept[key] = fresh
-        return fresh
-
-    def forget(self, vault: str) -> None:
-        """Forget every figure of the vault named ``vault``: its chunks changed."""
-        with self._lock:
-            self._forgotten[vault] = time.monotonic()
-            for key in [k for k in self._kept if k[0] == vault]:
-                del self._kept[key]
+        return None
 
 
 #: This process's figures.

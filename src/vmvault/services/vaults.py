@@ -276,16 +276,22 @@ class VaultService:
                 raise PassphraseRequired(path=vault.path)
             return VaultStore.open(backend, passphrase=secret, key_file=Path(str(vault.key_file)))
 
-    def stored_chunk_bytes(self, vault: Vault, max_age: float = 0.0) -> Measured:
+    def stored_chunk_bytes(
+        self, vault: Vault, fresh_for: float = 0.0, reuse_for: float = 0.0
+    ) -> Measured:
         """Bytes the vault's chunk objects take (through the storage contract; no key needed),
-        walked again unless this process measured them less than ``max_age`` seconds ago
-        (services/stored_bytes.py)."""
+        walked again unless this process's figure may still be used (services/stored_bytes.py:
+        younger than ``fresh_for`` seconds, or than ``reuse_for`` with no job of the vault
+        ended since; 0 and 0: walked now)."""
 
         def measure() -> int:
             with space_errors(vault.path):
                 return self.backend(vault).usage(CHUNKS + "/").bytes
 
-        return STORED.get((vault.name, vault.id, vault.path), max_age, measure, self.clock)
+        with self.uow() as uow:
+            ended = uow.jobs.last_ended(vault.name)
+        key = (vault.name, vault.id, vault.path, vault.created_at.isoformat())
+        return STORED.get(key, ended, fresh_for, reuse_for, measure, self.clock)
 
     def list_vaults(self) -> list[Vault]:
         with self.uow() as uow:

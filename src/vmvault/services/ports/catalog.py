@@ -227,6 +227,9 @@ class JobRepository(Protocol):
     def latest(self, job_type: JobType) -> dict[str, Job]:
         """Each VM's newest job of ``job_type``, by VM uuid (one query)."""
 
+    def last_ended(self, vault: str) -> datetime | None:
+        """When the newest ended job of ``vault`` ended (None: none has)."""
+
     def count_by_state(self, since: datetime, vault: str) -> dict[JobState, int]:
         """How many of ``vault``'s jobs created at ``since`` or later are in each state."""
 
