@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,7 +27,7 @@ def dashboard(
     urgent reason first), storage and dedup ratio."""
     check_page(limit, offset)
     if remote.reads():
-        d = remote.get("/dashboard", vault=vault, limit=limit, offset=offset)
+        d = _paged(remote.get("/dashboard", vault=vault, limit=limit, offset=offset), limit, offset)
     else:
         from vmvault.documents import dashboard_doc
 
@@ -60,3 +60,16 @@ def dashboard(
     out.print("\n".join(lines), markup=False)
     if total:
         render.page_note(len(d["attention"]), offset, total)
+
+
+def _paged(d: dict[str, Any], limit: int, offset: int) -> dict[str, Any]:
+    """A server older than the attention's page (no ``attention_total``) sends every VM
+    needing attention, in its order: counted (the reasons it has) and paged here."""
+    if "attention_total" in d:
+        return d
+    every = d["attention"]
+    by_reason: dict[str, int] = {}
+    for a in every:
+        by_reason[a["reason"]] = by_reason.get(a["reason"], 0) + 1
+    page = every[offset : offset + limit]
+    return d | {"attention_total": len(every), "attention_by_reason": by_reason, "attention": page}
