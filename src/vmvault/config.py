@@ -50,14 +50,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import platformdirs
 
 from vmvault import __version__
 from vmvault.domain.errors import InvalidInput, InvalidSetting
 from vmvault.domain.host_uri import DEFAULT_HOST_URI, host_key, validate_uri
-from vmvault.domain.schedule import Schedule, parse_schedule, parse_timezone
+
+if TYPE_CHECKING:  # the schedule parser is imported where a GC schedule is parsed
+    from vmvault.domain.schedule import Schedule
+
+#: The default GC schedule and its zone (VMVAULT_GC_SCHEDULE, VMVAULT_TIMEZONE): they parse
+#: (tests/unit/test_settings.py), so :meth:`Settings.validate` does not parse them again.
+DEFAULT_GC = ("daily@03:00", "UTC")
 
 
 def catalog_identity(url: str) -> str:
@@ -104,8 +109,8 @@ class Settings:
     #: ``vmvault serve`` answers this host's CLI's reads on :attr:`api_socket`, and the CLI
     #: asks it there (docs/server.md, "The local socket").
     local_socket: bool = True
-    gc_schedule: str = "daily@03:00"
-    timezone: str = "UTC"
+    gc_schedule: str = DEFAULT_GC[0]
+    timezone: str = DEFAULT_GC[1]
     #: A backup set: how long (s) its first held VM waits for the last (docs/sets.md: at
     #: most 60 s — a guest frozen longer stalls its applications).
     set_hold_timeout: int = 30
@@ -127,7 +132,7 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         """Read the settings and :meth:`validate` them: a bad one is refused before anything."""
         env = dict(os.environ if env is None else env)
-        home = Path(env.get("VMVAULT_HOME") or platformdirs.user_data_dir("vmvault")).absolute()
+        home = Path(env.get("VMVAULT_HOME") or _default_home()).absolute()
         return cls(
             home=home,
             catalog_url=env.get("VMVAULT_CATALOG_URL") or f"sqlite:///{home / 'catalog.db'}",
@@ -146,8 +151,8 @@ class Settings:
             job_workers=_int(env, "VMVAULT_JOB_WORKERS", 2),
             listen=env.get("VMVAULT_LISTEN") or "127.0.0.1:8470",
             local_socket=_flag(env, "VMVAULT_LOCAL_SOCKET", default=True),
-            gc_schedule=env.get("VMVAULT_GC_SCHEDULE") or "daily@03:00",
-            timezone=env.get("VMVAULT_TIMEZONE") or "UTC",
+            gc_schedule=env.get("VMVAULT_GC_SCHEDULE") or DEFAULT_GC[0],
+            timezone=env.get("VMVAULT_TIMEZONE") or DEFAULT_GC[1],
             set_hold_timeout=_int(env, "VMVAULT_SET_HOLD_TIMEOUT", 30),
             freeze_timeout=_int(env, "VMVAULT_FREEZE_TIMEOUT", 10),
             tls_cert=_path(env, "VMVAULT_TLS_CERT"),
@@ -181,10 +186,14 @@ class Settings:
             _in_range(name, str(value), value)
         with _setting("VMVAULT_NODE_HOST", self.node_host, "Write a libvirt URI."):
             validate_uri(self.node_host, allow_command=True)
-        with _setting("VMVAULT_TIMEZONE", self.timezone):
-            parse_timezone(self.timezone)
-        with _setting("VMVAULT_GC_SCHEDULE", self.gc_schedule, "Or write 'off' to run no GC."):
-            self.parsed_gc_schedule()
+        if (self.gc_schedule, self.timezone) != DEFAULT_GC:  # the defaults parse: not again
+            # (the schedule's parser and zoneinfo are ~10 ms of every command's start)
+            from vmvault.domain.schedule import parse_timezone
+
+            with _setting("VMVAULT_TIMEZONE", self.timezone):
+                parse_timezone(self.timezone)
+            with _setting("VMVAULT_GC_SCHEDULE", self.gc_schedule, "Or write 'off' to run no GC."):
+                self.parsed_gc_schedule()
         with _setting("VMVAULT_LISTEN", self.listen, "Write HOST:PORT, e.g. 127.0.0.1:8470."):
             parse_listen(self.listen)
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -234,9 +243,18 @@ class Settings:
 
     def parsed_gc_schedule(self) -> Schedule | None:
         """The GC schedule (``None``: ``off``), in ``timezone``."""
+        from vmvault.domain.schedule import parse_schedule
+
         if self.gc_schedule.strip().lower() == "off":
             return None
         return parse_schedule(self.gc_schedule, self.timezone)
+
+
+def _default_home() -> str:
+    """``$XDG_DATA_HOME/vmvault`` (platformdirs: imported only when VMVAULT_HOME is unset)."""
+    import platformdirs
+
+    return platformdirs.user_data_dir("vmvault")
 
 
 #: The range of each whole-number setting (a value outside is ``INVALID_SETTING``).

@@ -82,9 +82,12 @@ def test_reads_are_answered_on_the_socket_as_the_catalog_answers_them(
         _same(cli(*args, env=DIRECT), cli(*args), args, NO_TOKEN)
     a, b = cli("dashboard", "--json", env=DIRECT), cli("dashboard", "--json")
     assert a.code == b.code == 0 and timeless(a.json()) == timeless(b.json())
-    # the answers came from the server: no catalog module was imported for them …
-    for args in (("protection", "list"), ("dashboard", "--json")):
-        assert catalog_imports(_imports(cli, *args)) == set(), args
+    # the answers came from the server: no catalog module was imported for them, nor Rich
+    # (plain lines and listings piped are written without it: cli/plain.py) …
+    for args in (("vm", "list"), ("protection", "list"), ("dashboard",), ("dashboard", "--json")):
+        modules = _imports(cli, *args)
+        assert catalog_imports(modules) == set(), args
+        assert {m for m in modules if m.partition(".")[0] == "rich"} == set(), args
     # … as they are when the CLI reads the catalog itself
     assert catalog_imports(_imports(cli, "protection", "list", env=DIRECT))
     # the CLI's default vault is the one asked for, and its settings are checked as locally

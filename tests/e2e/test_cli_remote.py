@@ -113,10 +113,11 @@ def test_reads_print_the_same_remotely_as_locally(
     # a remote command imports no catalog, composition root or adapter (SQLAlchemy, libvirt …),
     # and of the CLI only its own command's module: no other command's, no documents
     shared = {"", ".main", ".audit_trail", ".coercion", ".process", ".remote", ".remote_http"}
-    shared |= {".render", ".context", ".options"}
+    shared |= {".render", ".plain", ".context", ".options"}
     for args, own in (
         (("vm", "list"), ".vms"),
         (("protection", "list"), ".protection"),
+        (("dashboard",), ".dashboard"),
         (("dashboard", "--json"), ".dashboard"),
     ):
         env = {"VMVAULT_HOME": str(elsewhere), "PYTHONPROFILEIMPORTTIME": "1"}
@@ -129,6 +130,8 @@ def test_reads_print_the_same_remotely_as_locally(
         }
         assert cli_modules == shared | {own}, args
         assert "vmvault.documents" not in modules, args
+        # nor Rich: piped, plain lines and listings are written without it (cli/plain.py)
+        assert {m for m in modules if m.partition(".")[0] == "rich"} == set(), args
     assert list(elsewhere.iterdir()) == []  # nothing local was opened
 
 

@@ -1,7 +1,10 @@
 """A listing's table printed by ``render.print_table`` is what Rich prints for the same table:
 the same characters (piped, as scripts and the tests read it) and the same style on each
 character (on a terminal), whatever the cells hold; a table too wide, or of another shape,
-is Rich's own."""
+is Rich's own. What the CLI writes without Rich (``cli/plain.py``: plain lines, a
+``Listing``, the escape of markup) is byte for byte what Rich writes, piped and on a
+terminal, under the variables Rich reads (TERM, FORCE_COLOR, TTY_COMPATIBLE, NO_COLOR,
+COLUMNS, LINES)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from hypothesis import strategies as st
 from rich.table import Table
 from rich.text import Text
 
-from vmvault.cli import render
+from vmvault.cli import plain, render
+from vmvault.cli.consoles import SafeConsole, make_out
 
 SGR = re.compile(r"(\x1b\[[0-9;]*m)")
 
@@ -24,8 +28,8 @@ cell = st.text(
 styles = st.sampled_from(["", "green", "red", "bold"])
 
 
-def _console(width: int, terminal: bool) -> render.SafeConsole:
-    return render.SafeConsole(
+def _console(width: int, terminal: bool) -> SafeConsole:
+    return SafeConsole(
         file=io.StringIO(),
         width=width,
         highlight=False,
@@ -109,3 +113,135 @@ def test_the_shape_it_lays_out_and_what_it_leaves_to_rich(monkeypatch: pytest.Mo
     boxed = _table(["NAME"], [[("a", "")]])
     boxed.box = Table().box
     assert render._listing(boxed, 80) is None
+
+
+class _Stream(io.StringIO):
+    """stdout or stderr, a terminal or not."""
+
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+#: Environments Rich reads to decide whether (and how wide) it styles its output.
+ENVIRONMENTS: list[dict[str, str]] = [
+    {},
+    {"TERM": "xterm-256color"},
+    {"TERM": "dumb"},
+    {"TERM": "unknown", "COLUMNS": "60"},
+    {"COLORTERM": "truecolor", "NO_COLOR": "1"},
+    {"FORCE_COLOR": "1"},
+    {"FORCE_COLOR": ""},
+    {"FORCE_COLOR": "1", "TERM": "dumb"},
+    {"TTY_COMPATIBLE": "0", "FORCE_COLOR": "1"},
+    {"TTY_COMPATIBLE": "1"},
+    {"COLUMNS": "40"},
+    {"COLUMNS": "200", "LINES": "30"},
+    {"COLUMNS": "x"},
+]
+RICH_VARIABLES = ("TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "COLUMNS")
+
+
+def _both(
+    mp: pytest.MonkeyPatch, env: dict[str, str], tty: bool, stderr: bool = False
+) -> tuple[plain.LazyConsole, SafeConsole, _Stream]:
+    """The CLI's lazy console and the Rich console it stands for (made as render makes it),
+    writing to the same stream under ``env``."""
+    for name in (*RICH_VARIABLES, "LINES"):
+        mp.delenv(name, raising=False)
+    for name, value in env.items():
+        mp.setenv(name, value)
+    stream = _Stream(tty)
+    mp.setattr("sys.stderr" if stderr else "sys.stdout", stream)
+    fixed = None if (tty or stderr) else 250
+    rich = SafeConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+    if not stderr:
+        rich = make_out(fixed)
+    return plain.LazyConsole(lambda: rich, stderr=stderr, fixed=fixed), rich, stream
+
+
+def _written(stream: _Stream) -> str:
+    value = stream.getvalue()
+    stream.seek(0)
+    stream.truncate()
+    return value
+
+
+names = st.text(
+    st.characters(blacklist_categories=("Cs",), max_codepoint=0x30FF), min_size=0, max_size=12
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.lists(names, min_size=3, max_size=3), max_size=5),
+    state=st.sampled_from(["", "green", "bold"]),
+    env=st.sampled_from(ENVIRONMENTS),
+)
+def test_a_listing_is_written_byte_for_byte_as_print_table_prints_its_table(
+    rows: list[list[str]], state: str, env: dict[str, str]
+) -> None:
+    for tty in (False, True):
+        with pytest.MonkeyPatch.context() as mp:
+            lazy, rich, stream = _both(mp, env, tty)
+            listing = plain.Listing(("NAME", "日付", "STATE"), no_wrap=frozenset(["NAME"]))
+            for a, b, c in rows:
+                listing.add(a, b, (c, state))
+            done = lazy.print_listing(listing)
+            ours = _written(stream)
+            mp.setattr(render, "out", rich)  # as print_table printed it with Rich imported
+            render.print_table(listing.table())
+            theirs = _written(stream)
+            assert ours == (theirs if done else ""), (env, tty)
+            if done:
+                assert lazy._console is None  # Rich was not needed
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.one_of(
+        names,
+        st.sampled_from(["1-100 of 2000 shown", "none at 12:00 [::1]", "a\n"]),
+        st.text(st.sampled_from("ab [/]\\\t\n\x1b:é日"), max_size=12),
+        names.map(lambda n: f"[bold]vault {n}[/]"),
+    ),
+    markup=st.sampled_from([None, True, False]),
+    highlight=st.sampled_from([None, True, False]),
+    env=st.sampled_from(ENVIRONMENTS),
+    stderr=st.booleans(),
+)
+def test_a_plain_line_is_written_byte_for_byte_as_rich_prints_it(
+    text: str, markup: bool | None, highlight: bool | None, env: dict[str, str], stderr: bool
+) -> None:
+    for tty in (False, True):
+        with pytest.MonkeyPatch.context() as mp:
+            lazy, rich, stream = _both(mp, env, tty, stderr)
+            try:
+                rich.print(text, markup=markup, highlight=highlight)
+            except Exception:  # markup Rich refuses (a closing tag with nothing open)
+                continue
+            theirs = _written(stream)
+            lazy.print(text, markup=markup, highlight=highlight)
+            assert _written(stream) == theirs, (env, tty)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(st.sampled_from("ab[]/\\@#z "), max_size=10) | names)
+def test_markup_is_escaped_as_rich_escapes_it(value: str) -> None:
+    from rich.markup import escape
+
+    assert render.markup(value) == escape(value)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+@pytest.mark.parametrize("tty", [False, True])
+def test_the_width_is_rich_s(env: dict[str, str], tty: bool) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        for stderr in (False, True):
+            lazy, rich, stream = _both(mp, env, tty, stderr)
+            assert plain.width(lazy._fixed, stream) == rich.width, (env, tty, stderr)
+            styled = plain.styled(stream)
+            assert styled == (rich.is_terminal and rich.color_system is not None), (env, tty)

@@ -11,9 +11,9 @@ import pytest
 
 from vmvault import __version__
 from vmvault.clock import clock_of, utcnow
-from vmvault.config import INT_RANGES, Settings, parse_clock_offset
+from vmvault.config import DEFAULT_GC, INT_RANGES, Settings, parse_clock_offset
 from vmvault.domain.errors import InvalidSetting
-from vmvault.domain.schedule import parse_schedule
+from vmvault.domain.schedule import parse_schedule, parse_timezone
 
 BAD = [
     ("VMVAULT_GC_SCHEDULE", "bogus", "expected daily@HH:MM, weekly:DAYS@HH:MM or every:Nh"),
@@ -82,6 +82,9 @@ def test_good_settings_and_the_defaults_pass(tmp_path: Path) -> None:
         2, "127.0.0.1:8470", "daily@03:00", "UTC"
     )  # fmt: skip
     assert s.parsed_gc_schedule() == parse_schedule("daily@03:00", "UTC")
+    # validate() leaves the defaults unparsed (config.DEFAULT_GC): they must parse
+    assert (s.gc_schedule, s.timezone) == DEFAULT_GC
+    assert parse_schedule(*DEFAULT_GC) is not None and parse_timezone(DEFAULT_GC[1])
     env = {
         "VMVAULT_HOME": str(tmp_path),
         "VMVAULT_GC_SCHEDULE": " OFF ",

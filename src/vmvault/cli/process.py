@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import ctypes.util
 import os
 import sys
 import threading
@@ -24,9 +23,19 @@ MMAP_THRESHOLD = 256 << 10
 
 
 def start() -> None:
-    """Set malloc's mapping threshold (glibc only; elsewhere nothing)."""
+    """Set malloc's mapping threshold (glibc only; elsewhere nothing).
+
+    glibc's C library is opened by its soname, ``libc.so.6``, which is what
+    ``ctypes.util.find_library("c")`` names on glibc: that call imports ``ctypes.util`` (with
+    ``shutil`` and ``subprocess``) and runs ``ldconfig -p`` in a child process, ~5-10 ms of
+    every command's start; it is asked only where that soname does not load."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+        except OSError:
+            from ctypes.util import find_library
+
+            libc = ctypes.CDLL(find_library("c") or "libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     except (OSError, AttributeError):
         pass

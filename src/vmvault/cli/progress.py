@@ -31,7 +31,7 @@ def job_bars(enabled: bool) -> Iterator[Show | None]:
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
-        console=out,
+        console=out.rich(),
         transient=True,
     ) as progress:
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, LimitOpt, OffsetOpt, VaultOpt, VmsArg
+from vmvault.cli.plain import Listing
 from vmvault.cli.render import emit_json
 from vmvault.domain.inputs import DEFAULT_PAGE
 
@@ -141,14 +141,12 @@ def protection_list(
     render.listing(docs, offset, total, json_, _protection_table)
 
 
-def _protection_table(docs: list[dict[str, Any]]) -> Table:
+def _protection_table(docs: list[dict[str, Any]]) -> Listing:
     """Protected-item documents (:func:`documents.protected_item_doc`) as a table."""
-    table = Table(box=None, header_style="bold")
-    for col in ("NAME", "HOST", "PROTECTION", "HEALTH", "POLICY", "POINTS", "LAST POINT"):
-        table.add_column(col)
+    headers = ("NAME", "HOST", "PROTECTION", "HEALTH", "POLICY", "POINTS", "LAST POINT")
+    table = Listing(headers)
     for i in docs:
-        render.add_row(
-            table,
+        table.add(
             i["name"],
             i["host"],
             i["protection"],

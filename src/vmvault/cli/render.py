@@ -1,6 +1,8 @@
 """Turning domain objects into the CLI's JSON documents and Rich tables.
 
 JSON field names are a public contract (see documents.py): scripts and monitoring rely on them.
+``out`` and ``err`` print plain lines and listings without importing Rich, and make their Rich
+console for anything else (:mod:`vmvault.cli.plain`).
 """
 
 from __future__ import annotations
@@ -11,37 +13,35 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
-
+from vmvault.cli import plain
+from vmvault.cli.plain import LazyConsole, Listing
 from vmvault.domain.errors import VmvaultError
 from vmvault.domain.inputs import MAX_PAGE, shown
 
 if TYPE_CHECKING:  # the domain model is imported where a command uses it, not by every one
+    from rich.table import Table
+    from rich.text import Text
+
     from vmvault.domain.job import Job
 
 
-class SafeConsole(Console):
-    """A Rich console that never writes a control character it was handed as text.
+def _out() -> Any:
+    from vmvault.cli.consoles import make_out
 
-    Names, paths, messages and log lines hold what users, guests and hosts typed; an escape
-    sequence among them would drive the terminal.  Every string printed (and every table
-    cell) is rendered with its control characters escaped (:func:`shown`); line breaks and
-    tabs stay.  Data printed with markup on goes through :func:`markup`, table cells through
-    :func:`add_row`, so brackets in data are never read as Rich markup either.
-    """
+    return make_out(_WIDTH)
 
-    def render_str(self, text: str, **kwargs: Any) -> Text:
-        return super().render_str(shown(text, newlines=True), **kwargs)
+
+def _err() -> Any:
+    from vmvault.cli.consoles import make_err
+
+    return make_err()
 
 
 # Piped output (scripts, tests) gets wide tables instead of truncated cells.
 _WIDTH = None if sys.stdout.isatty() else 250
-# Data is never read as emoji codes either (a name "a:ok:b" stays as typed).
-out = SafeConsole(highlight=False, soft_wrap=True, width=_WIDTH, emoji=False)
-err = SafeConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+#: The consoles of stdout and stderr (vmvault.cli.consoles), made when Rich is needed.
+out: Any = LazyConsole(_out, stderr=False, fixed=_WIDTH)
+err: Any = LazyConsole(_err, stderr=True, fixed=None)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS = 0, 1, 2, 3
 
@@ -89,7 +89,7 @@ def listing(
     offset: int,
     total: int,
     json_: bool,
-    table: Callable[[list[dict[str, Any]]], Table],
+    table: Callable[[list[dict[str, Any]]], Table | Listing],
 ) -> None:
     """One page of a listing on stdout — its documents as ``--json``, or ``table(docs)`` —
     then its :func:`page_note`: how every paged list prints."""
@@ -119,26 +119,34 @@ def error_lines(e: dict[str, Any]) -> None:
 
 def markup(value: object) -> str:
     """``value`` for a string printed with Rich markup on: its brackets are not markup."""
-    return escape(str(value))
+    return plain.escape(str(value))
 
 
 def add_row(table: Table, *cells: str | Text) -> None:
     """Add a row of data: plain text (no markup), control characters escaped."""
+    from rich.text import Text
+
     table.add_row(*(c if isinstance(c, Text) else Text(shown(c)) for c in cells))
 
 
 # --- tables ------------------------------------------------------------------------------------
 
 
-def print_table(table: Table) -> None:
+def print_table(table: Table | Listing) -> None:
     """Print a listing's table on stdout, laid out as Rich lays it out.
 
     Rich measures, pads, wraps and crops every cell through its renderables: ~1-2 ms per row
-    of nine cells, more than the rest of a remote ``vm list`` of 100 VMs takes.  A table of
-    listing shape (``box=None``, one line of :class:`Text` per cell, no column width or
-    style of its own) that fits the console's width is laid out here in one :class:`Text` of
-    the same characters and styles (tests/unit/test_cli_tables.py compares the two); any
-    other table, or one too wide (Rich then wraps its cells), is printed by Rich."""
+    of nine cells, more than the rest of a remote ``vm list`` of 100 VMs takes.  A
+    :class:`Listing` is written without Rich when it can be (:meth:`LazyConsole.print_listing`:
+    not imported at all); else, or for a Rich table of listing shape (``box=None``, one line
+    of :class:`Text` per cell, no column width or style of its own), one that fits the
+    console's width is laid out here in one :class:`Text` of the same characters and styles
+    (tests/unit/test_cli_tables.py compares them all); any other table, or one too wide (Rich
+    then wraps its cells), is printed by Rich."""
+    if isinstance(table, Listing):
+        if isinstance(out, LazyConsole) and out.print_listing(table):
+            return
+        table = table.table()
     lines = _listing(table, out.width)
     if lines is None:
         out.print(table)
@@ -149,6 +157,8 @@ def print_table(table: Table) -> None:
 def _listing(table: Table, width: int) -> Text | None:
     """``table`` laid out as Rich lays out a table that fits ``width``; None if it is not of
     the shape this lays out (:func:`print_table`) or does not fit."""
+    from rich.text import Text
+
     columns = table.columns
     plain_table = (
         table.box is None
@@ -224,16 +234,14 @@ def as_doc(job: Job | dict[str, Any]) -> dict[str, Any]:
     return job_doc(job)
 
 
-def vm_table(vms: list[dict[str, Any]]) -> Table:
+def vm_table(vms: list[dict[str, Any]]) -> Listing:
     """VM documents (:func:`documents.vm_doc`) as a table."""
-    table = Table(box=None, header_style="bold")
-    for col in ("NAME", "HOST", "GROUP", "UUID", "POWER", "STATE", "DISKS", "AGENT", "CLUSTER"):
-        table.add_column(col, no_wrap=col in ("NAME", "UUID"))
+    headers = ("NAME", "HOST", "GROUP", "UUID", "POWER", "STATE", "DISKS", "AGENT", "CLUSTER")
+    table = Listing(headers, no_wrap=frozenset(("NAME", "UUID")))
     for vm in vms:
         state = vm["state"] + (" (vanished)" if vm["vanished_at"] else "")
         disks = ",".join(d["target"] + ("*" if d["excluded"] else "") for d in vm["disks"])
-        add_row(
-            table,
+        table.add(
             vm["name"],
             vm["host"],
             vm["group"],
@@ -257,22 +265,19 @@ def agent(vm: dict[str, Any]) -> str:
     return str(vm["agent_version"] or ("channel" if vm["agent_channel"] else "none"))
 
 
-def job_table(jobs: list[dict[str, Any]]) -> Table:
+def job_table(jobs: list[dict[str, Any]]) -> Listing:
     """Job documents (:func:`documents.job_doc`) as a table."""
-    table = Table(box=None, header_style="bold")
-    for col in ("ID", "TYPE", "VM", "STATE", "STARTED", "DURATION", "RESULT"):
-        table.add_column(col)
+    table = Listing(("ID", "TYPE", "VM", "STATE", "STARTED", "DURATION", "RESULT"))
     for job in jobs:
         duration = f"{job['duration_s']:.1f}s" if job["duration_s"] is not None else "-"
         warnings = job["warnings"]
         result = job["error_code"] or (f"{len(warnings)} warning(s)" if warnings else "")
         parent = job["parent"]
-        add_row(
-            table,
+        table.add(
             str(job["id"]),
             job["type"] + (f" (of {parent})" if parent is not None else ""),
             job["vm_name"] or "-",
-            Text(job["state"], style=STATE_STYLE.get(job["state"], "")),
+            (job["state"], STATE_STYLE.get(job["state"], "")),
             when(job["started_at"]),
             duration,
             result,

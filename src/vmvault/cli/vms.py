@@ -13,7 +13,7 @@ from vmvault.cli.context import services
 from vmvault.cli.options import ExcludeDiskOpt, JsonOpt, LimitOpt, OffsetOpt, VaultOpt
 from vmvault.cli.render import emit_json, out
 from vmvault.domain.inputs import DEFAULT_PAGE
-from vmvault.domain.vm import VmState
+from vmvault.domain.vm_states import VmState
 
 #: What discovery found, in the order ``discover`` prints it (domain.inventory's summary).
 DISCOVERED = ("new", "changed", "unchanged", "vanished")

@@ -15,27 +15,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
-
-class VmState(StrEnum):
-    DISCOVERED = "discovered"
-    REGISTERED = "registered"
-    PROTECTED = "protected"
-    PROTECTION_STOPPED = "protection-stopped"
-
-
-class PowerState(StrEnum):
-    RUNNING = "running"
-    PAUSED = "paused"
-    SHUT_OFF = "shut-off"
-    SHUTTING_DOWN = "shutting-down"
-    CRASHED = "crashed"
-    SUSPENDED = "pmsuspended"
-    BLOCKED = "blocked"
-    UNKNOWN = "unknown"
-
+from vmvault.domain.vm_states import PowerState as PowerState  # their own module (see there)
+from vmvault.domain.vm_states import VmState as VmState
 
 #: Disk formats whose images can carry persistent dirty bitmaps, hence libvirt checkpoints.
 CHECKPOINT_FORMATS = frozenset({"qcow2"})
