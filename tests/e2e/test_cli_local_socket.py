@@ -88,6 +88,8 @@ def test_reads_are_answered_on_the_socket_as_the_catalog_answers_them(
         modules = _imports(cli, *args)
         assert catalog_imports(modules) == set(), args
         assert {m for m in modules if m.partition(".")[0] == "rich"} == set(), args
+        # … nor http.client (its email parser), urllib or ssl: cli/local_http.py asks
+        assert not {"http.client", "email.parser", "ssl", "urllib.request"} & modules, args
     # … as they are when the CLI reads the catalog itself
     assert catalog_imports(_imports(cli, "protection", "list", env=DIRECT))
     # the CLI's default vault is the one asked for, and its settings are checked as locally

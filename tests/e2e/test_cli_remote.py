@@ -113,7 +113,7 @@ def test_reads_print_the_same_remotely_as_locally(
     # a remote command imports no catalog, composition root or adapter (SQLAlchemy, libvirt …),
     # and of the CLI only its own command's module: no other command's, no documents
     shared = {"", ".main", ".audit_trail", ".coercion", ".process", ".remote", ".remote_http"}
-    shared |= {".render", ".plain", ".context", ".options"}
+    shared |= {".render", ".plain", ".local_http", ".context", ".options"}
     for args, own in (
         (("vm", "list"), ".vms"),
         (("protection", "list"), ".protection"),

@@ -46,7 +46,7 @@ from vmvault.domain.errors import (
 )
 
 if TYPE_CHECKING:  # the HTTP client is imported in remote mode only
-    from vmvault.cli.remote_http import Response
+    from vmvault.cli.local_http import Response
 
 PREFIX = "/api/v1"
 #: Seconds a request may take (a job is polled, never waited for in one request).
@@ -263,13 +263,15 @@ def _send(
     json: Any = None,
     timeout: float = TIMEOUT,
 ) -> Response:
-    from vmvault.cli.remote_http import send
-
-    extra = None
-    if server.socket is not None:
+    if server.socket is not None:  # without http.client, urllib or ssl (cli/local_http.py)
+        from vmvault.cli.local_http import request_parts, send_unix
         from vmvault.config import LOCAL_IDENTITY_HEADER
 
         extra = {LOCAL_IDENTITY_HEADER: server.identity or ""}
+        target, headers, data = request_parts(PREFIX + path, server.token, params, json, extra)
+        return send_unix(server.socket, server.url, method, target, headers, data, timeout)
+    from vmvault.cli.remote_http import send
+
     return send(
         method,
         server.url,
@@ -279,8 +281,6 @@ def _send(
         params,
         json,
         timeout,
-        unix=server.socket,
-        extra=extra,
     )
 
 

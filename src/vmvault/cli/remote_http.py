@@ -27,20 +27,17 @@ read the API's error body from.  The token goes in the ``Authorization`` header 
 from __future__ import annotations
 
 import http.client
-import json
 import os
-import socket
 import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
-from email.message import Message
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlsplit
 
+from vmvault.cli.local_http import Response, request_parts, send_unix
 from vmvault.domain.errors import (
     InvalidInput,
     ProxyUnsupported,
@@ -48,22 +45,6 @@ from vmvault.domain.errors import (
     ServerUntrusted,
     VmvaultError,
 )
-
-
-@dataclass(frozen=True)
-class Response:
-    """An answer of the server: its status, headers and body."""
-
-    status_code: int
-    headers: Message
-    content: bytes
-
-    @property
-    def is_success(self) -> bool:
-        return 200 <= self.status_code < 300
-
-    def json(self) -> Any:
-        return json.loads(self.content)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -88,19 +69,10 @@ def send(
     left out), the JSON ``body`` (None: no body) and the ``extra`` headers; its answer,
     whatever its status. With ``unix``, over that unix socket instead (``vmvault serve``'s
     local socket: no proxy, no TLS; ``server`` names it in an error)."""
-    url = server + path
-    query = _query(params or {})
-    if query:
-        url += ("&" if "?" in url else "?") + query
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    headers |= extra or {}
-    data = None
-    if body is not None:
-        data = json.dumps(body, ensure_ascii=False).encode()
-        headers["Content-Type"] = "application/json"
+    target, headers, data = request_parts(path, token, params, body, extra)
     if unix is not None:
-        target = path + (f"?{query}" if query else "")
-        return _send_unix(unix, server, method, target, headers, data, timeout)
+        return send_unix(unix, server, method, target, headers, data, timeout)
+    url = server + target
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     https = url.startswith("https://")
     opener = _opener(ca if https else None, https, _proxy(url))
@@ -116,56 +88,6 @@ def send(
         raise _unreachable(server, why) from None
     except (OSError, http.client.HTTPException) as exc:
         raise _unreachable(server, exc) from None
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(str(self.path))
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-def _send_unix(
-    path: Path,
-    server: str,
-    method: str,
-    target: str,
-    headers: dict[str, str],
-    data: bytes | None,
-    timeout: float,
-) -> Response:
-    connection = _UnixConnection(path, timeout)
-    try:
-        connection.request(method, target, body=data, headers=headers)
-        answer = connection.getresponse()
-        return Response(answer.status, answer.headers, answer.read())
-    except (OSError, http.client.HTTPException) as exc:
-        raise _unreachable(server, exc) from None
-    finally:
-        connection.close()
-
-
-def _query(params: Mapping[str, Any]) -> str:
-    pairs = [
-        (key, _text(item))
-        for key, value in params.items()
-        if value is not None
-        for item in (value if isinstance(value, list | tuple) else [value])
-    ]
-    return urlencode(pairs, quote_via=quote)
-
-
-def _text(value: Any) -> str:
-    return "true" if value is True else "false" if value is False else str(value)
 
 
 def _environment_proxy(url: str) -> tuple[str, str] | None:
