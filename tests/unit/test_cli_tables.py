@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import io
 import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -245,3 +249,45 @@ def test_the_width_is_rich_s(env: dict[str, str], tty: bool) -> None:
             assert plain.width(lazy._fixed, stream) == rich.width, (env, tty, stderr)
             styled = plain.styled(stream)
             assert styled == (rich.is_terminal and rich.color_system is not None), (env, tty)
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_the_plain_paths_are_taken_for_what_the_routed_commands_print(tty: bool) -> None:
+    """The two tests above compare the bytes whichever path printed them: these ones, of the
+    dashboard's and a listing's shape, are printed without making the Rich console."""
+    with pytest.MonkeyPatch.context() as mp:
+        lazy, rich, stream = _both(mp, {}, tty)
+        listing = plain.Listing(("NAME", "STATE"))
+        listing.add("web", ("ok", ""))
+        assert lazy.print_listing(listing)
+        lazy.print("[bold]vault main[/]", highlight=False)
+        lazy.print("attention none\n  a", markup=False)
+        assert lazy._console is None and "web" in _written(stream)
+        # a bold line over two lines, or a control character in a styled cell: not as Rich
+        # writes them plainly, so Rich's (escaped: shown())
+        lazy.print("[bold]a\nb[/]", highlight=False)
+        assert lazy._console is not None
+        mp.setattr(render, "out", rich)
+        escaped = plain.Listing(("NAME", "STATE"))
+        escaped.add("web", ("x\x1b[31m", "green"))
+        assert escaped.rows[0][1] == ("x\\x1b[31m", "green")
+
+
+def test_a_reader_gone_ends_the_command_as_rich_does(tmp_path: Path) -> None:
+    """``vm list | head`` (here ``| true``: a reader that reads nothing, gone): the rest of the
+    output to /dev/null, exit 1, nothing on stderr."""
+    script = (
+        "import sys\n"
+        "from vmvault.cli import plain\n"
+        "lazy = plain.LazyConsole(lambda: None, stderr=False, fixed=250)\n"
+        "listing = plain.Listing(('NAME',))\n"
+        "for i in range(200_000):\n"
+        "    listing.add(f'vm-{i:06}')\n"
+        "lazy.print_listing(listing)\n"
+    )
+    run = subprocess.run(
+        f"{sys.executable} -c {shlex.quote(script)} | true; "
+        'echo "${PIPESTATUS[0]}"',
+        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.stdout.strip() == "1" and run.stderr == "", (run.stdout, run.stderr)

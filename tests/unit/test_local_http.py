@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,10 @@ class _Canned:
 
     def answer(self, answer: bytes, piece: int = 7) -> None:
         def serve() -> None:
-            conn, _ = self.listener.accept()
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed unasked: the request was never sent
             with conn:
                 data = b""
                 while b"\r\n\r\n" not in data:
@@ -105,3 +109,47 @@ def test_no_server_is_unreachable(tmp_path: Path) -> None:
     with pytest.raises(ServerUnreachable) as caught:
         send_unix(tmp_path / "none.sock", "unix:none", "GET", "/", {}, None, 1.0)
     assert "No such file" in caught.value.text
+
+
+def test_a_peer_answering_a_byte_at_a_time_is_cut_at_the_deadline(tmp_path: Path) -> None:
+    """The timeout is the whole answer's, not each read's (a read every 50 ms of 0.5 s)."""
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "slow.sock"))
+    listener.listen()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            for byte in b"HTTP/1.1 200 OK\r\nX: " + b"y" * 200:
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(0.05)
+
+    threading.Thread(target=drip, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(ServerUnreachable):
+        send_unix(tmp_path / "slow.sock", "unix:slow", "GET", "/", {}, None, 0.5)
+    assert time.monotonic() - started < 2.0
+    listener.close()
+
+
+@pytest.mark.parametrize(
+    ("target", "headers"),
+    [
+        ("/vms/a\r\nX-Evil: 1\r\n\r\nGET /b", {}),
+        ("/vms/é", {}),
+        ("/vms/日", {}),
+        ("/", {"X-Vmvault-Local": "id\r\nX-Evil: 1"}),
+        ("/", {"Bad Name": "1"}),
+    ],
+)
+def test_a_request_it_does_not_send_is_refused_before_connecting(
+    canned: _Canned, target: str, headers: dict[str, str]
+) -> None:
+    canned.answer(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # were it sent
+    with pytest.raises(ServerUnreachable) as caught:
+        send_unix(canned.path, "unix:api.sock", "GET", target, headers, None, 1.0)
+    assert "does not send" in caught.value.text and canned.requests == []

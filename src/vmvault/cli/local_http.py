@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,12 @@ from urllib.parse import quote, urlencode
 
 from vmvault.domain.errors import ServerUnreachable
 
-#: The longest head (status line and headers) an answer may have.
-MAX_HEAD = 64 * 1024
+#: The longest head (status line and headers) an answer may have, and the largest body (a
+#: page of 1,000 documents is ~0.3 MiB).
+MAX_HEAD, MAX_BODY = 64 * 1024, 64 * 1024 * 1024
+#: What a request's target may hold (its parameters are percent-encoded) and a header's name.
+_TARGET = re.compile(r"/[!-~]*")
+_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _STATUS = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: [\t -~\x80-\xff]*)?")
 _HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t ]*([\t -~\x80-\xff]*?)[\t ]*")
 #: Methods whose request carries a ``Content-Length`` even without a body (as http.client).
@@ -119,27 +124,58 @@ def send_unix(
     timeout: float,
 ) -> Response:
     """``method`` of ``target`` (path and query) on the unix socket ``path`` with ``headers``
-    and the body ``data``; its answer, whatever its status. A transport failure or a bad
-    answer is ``SERVER_UNREACHABLE`` (``server`` names it)."""
-    lines = [f"{method} {target} HTTP/1.1", "Host: localhost", "Accept-Encoding: identity"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    if data is not None or method in _BODY_METHODS:
-        lines.append(f"Content-Length: {len(data or b'')}")
-    lines.append("Connection: close")
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (data or b"")
+    and the body ``data``; its answer, whatever its status, within ``timeout`` seconds in
+    all (however slowly a peer answers). A transport failure, a bad answer or a request this
+    does not send (a target or header with a line break, a non-ASCII target: the callers'
+    are percent-encoded) is ``SERVER_UNREACHABLE`` (``server`` names it)."""
+    deadline = time.monotonic() + timeout
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        request = _request(method, target, headers, data)
         sock.settimeout(timeout)
         sock.connect(str(path))
         sock.sendall(request)
-        return read_answer(sock, method == "HEAD")
+        return read_answer(_Timed(sock, deadline), method == "HEAD")
     except (OSError, BadAnswer, UnicodeError) as exc:
         raise ServerUnreachable(url=server, why=str(exc) or type(exc).__name__) from None
     finally:
         sock.close()
 
 
-def read_answer(sock: socket.socket, head_only: bool = False) -> Response:
+def _request(method: str, target: str, headers: Mapping[str, str], data: bytes | None) -> bytes:
+    if not _TARGET.fullmatch(target):
+        raise BadAnswer(f"a request target this does not send: {target[:80]!r}")
+    for name, value in headers.items():
+        if not _NAME.fullmatch(name) or any(c in value for c in "\r\n\0"):
+            raise BadAnswer(f"a request header this does not send: {name[:40]!r}")
+    lines = [f"{method} {target} HTTP/1.1", "Host: localhost", "Accept-Encoding: identity"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if data is not None or method in _BODY_METHODS:
+        lines.append(f"Content-Length: {len(data or b'')}")
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (data or b"")
+
+
+class _Timed:
+    """A socket whose reads all end by ``deadline`` (``time.monotonic``), not each within a
+    timeout: a peer sending a byte at a time cannot hold the CLI longer."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock, self.deadline = sock, deadline
+
+    def recv(self, size: int) -> bytes:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the answer took longer than allowed")
+        self.sock.settimeout(left)
+        return self.sock.recv(size)
+
+
+class _Socket(Protocol):
+    def recv(self, size: int, /) -> bytes: ...
+
+
+def read_answer(sock: _Socket, head_only: bool = False) -> Response:
     """The answer read from ``sock`` (the module doc); :class:`BadAnswer` if it is not one."""
     buffer = bytearray()
     while (end := buffer.find(b"\r\n\r\n")) < 0:
@@ -185,10 +221,12 @@ def read_answer(sock: socket.socket, head_only: bool = False) -> Response:
 class _Reader:
     """The bytes of a socket after what was read of it already."""
 
-    def __init__(self, sock: socket.socket, read: bytes) -> None:
+    def __init__(self, sock: _Socket, read: bytes) -> None:
         self.sock, self.buffer = sock, bytearray(read)
 
     def _more(self) -> bool:
+        if len(self.buffer) > MAX_BODY:
+            raise BadAnswer(f"a body over {MAX_BODY} bytes")
         chunk = self.sock.recv(65536)
         self.buffer += chunk
         return bool(chunk)
@@ -221,6 +259,8 @@ class _Reader:
                     pass
                 return bytes(body)
             body += self.exactly(size)
+            if len(body) > MAX_BODY:
+                raise BadAnswer(f"a body over {MAX_BODY} bytes")
             if self.exactly(2) != b"\r\n":
                 raise BadAnswer("a chunk does not end with CRLF")
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 BOLD_ON, STYLE_OFF = "\x1b[1m", "\x1b[0m"
 #: A line of markup that is all bold and holds nothing Rich would read as markup.
-_BOLD_LINE = re.compile(r"\[bold\]([^\[\]\\]+)\[/\]")
+_BOLD_LINE = re.compile(r"\[bold\]([^\[\]\\\n]+)\[/\]")
 
 
 def styled(stream: TextIO) -> bool | None:
@@ -113,7 +113,9 @@ class Listing:
     def add(self, *cells: str | tuple[str, str]) -> None:
         """A row of data: plain text (no markup), control characters escaped, or a
         ``(text, style)`` pair (its text as given)."""
-        self.rows.append([(shown(c), "") if isinstance(c, str) else c for c in cells])
+        self.rows.append(
+            [(shown(c), "") if isinstance(c, str) else (shown(c[0]), c[1]) for c in cells]
+        )
 
     def table(self) -> Table:
         """The Rich table of the same header, rows and styles."""
@@ -162,9 +164,9 @@ class LazyConsole:
             text = shown(objects[0], newlines=True)
             line = self._plain(text, markup is not False)
             if line is not None:
-                stream = self._stream
-                stream.write(line + "\n")
-                stream.flush()  # as Rich does: stdout and stderr stay in order
+                _write(
+                    self._stream, line + "\n"
+                )  # flushed, as Rich does: stdout and stderr stay in order
                 return
         self.rich().print(*objects, markup=markup, **kwargs)
 
@@ -189,9 +191,7 @@ class LazyConsole:
         lines = None if self._console is not None else self._listing_lines(listing)
         if lines is None:
             return False
-        stream = self._stream
-        stream.write("".join(line + "\n" for line in lines))
-        stream.flush()
+        _write(self._stream, "".join(line + "\n" for line in lines))
         return True
 
     def _listing_lines(self, listing: Listing) -> list[str] | None:
@@ -230,3 +230,16 @@ def escape(value: str) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(value)
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """``text`` written and flushed; a reader gone (``vm list | head``) ends the command as
+    Rich's ``Console.on_broken_pipe`` does: the rest of the output to /dev/null, exit 1, no
+    message."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        raise SystemExit(1) from None

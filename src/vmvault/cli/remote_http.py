@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from vmvault.cli.local_http import Response, request_parts, send_unix
+from vmvault.cli.local_http import Response, request_parts
 from vmvault.domain.errors import (
     InvalidInput,
     ProxyUnsupported,
@@ -61,17 +61,11 @@ def send(
     params: Mapping[str, Any] | None = None,
     body: Any = None,
     timeout: float = 60.0,
-    *,
-    unix: Path | None = None,
-    extra: Mapping[str, str] | None = None,
 ) -> Response:
     """``method`` of ``path`` on the ``server`` (its URL) with the query ``params`` (None values
-    left out), the JSON ``body`` (None: no body) and the ``extra`` headers; its answer,
-    whatever its status. With ``unix``, over that unix socket instead (``vmvault serve``'s
-    local socket: no proxy, no TLS; ``server`` names it in an error)."""
-    target, headers, data = request_parts(path, token, params, body, extra)
-    if unix is not None:
-        return send_unix(unix, server, method, target, headers, data, timeout)
+    left out) and the JSON ``body`` (None: no body); its answer, whatever its status. (The
+    local socket's requests: cli/local_http.py.)"""
+    target, headers, data = request_parts(path, token, params, body, None)
     url = server + target
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     https = url.startswith("https://")
