@@ -45,7 +45,7 @@ def test_used_while_fresh_or_while_no_job_of_the_vault_ended(mono: Monotonic) ->
         return 100 * len(walks)
 
     def get(ended: datetime | None) -> int:
-        return kept.get(KEY, ended, 15, 60, measure, lambda: T0).bytes
+        return kept.get(KEY, lambda: ended, 15, 60, measure, lambda: T0).bytes
 
     assert get(ENDED) == 100
     mono.now += 10
@@ -57,10 +57,10 @@ def test_used_while_fresh_or_while_no_job_of_the_vault_ended(mono: Monotonic) ->
     assert get(ENDED + timedelta(seconds=1)) == 200
     mono.now += 1
     assert get(ENDED + timedelta(seconds=1)) == 300  # too old, however quiet the vault
-    assert kept.get(KEY, None, 0, 0, measure, lambda: T0).bytes == 400  # 0, 0: walked now
+    assert kept.get(KEY, lambda: None, 0, 0, measure, lambda: T0).bytes == 400  # 0, 0: walked now
     # the same name created again (another creation time, the same id and path on SQLite)
     again = (*KEY[:3], "2026-12-03T00:00:00+00:00")
-    assert kept.get(again, None, 15, 60, measure, lambda: T0).bytes == 500
+    assert kept.get(again, lambda: None, 15, 60, measure, lambda: T0).bytes == 500
     assert get(ENDED + timedelta(seconds=1)) == 400
 
 
@@ -76,7 +76,7 @@ def test_one_walk_of_a_vault_at_a_time() -> None:
     got: list[int] = []
     asking = [
         threading.Thread(
-            target=lambda: got.append(kept.get(KEY, ENDED, 15, 60, slow, lambda: T0).bytes)
+            target=lambda: got.append(kept.get(KEY, lambda: ENDED, 15, 60, slow, lambda: T0).bytes)
         )
         for _ in range(8)
     ]
@@ -115,3 +115,25 @@ def test_the_dashboard_walks_again_after_a_job_of_another_process(
     mono.now += DASHBOARD_REUSE
     chunk.unlink()
     assert services.dashboard.summary("main").storage_bytes == 0  # too old: walked again
+
+
+def test_the_catalog_is_asked_only_past_the_fresh_age_and_before_a_walk(mono: Monotonic) -> None:
+    kept, asked, order = StoredBytes(), [], []
+
+    def ended() -> datetime:
+        asked.append(1)
+        order.append("asked")
+        return ENDED
+
+    def measure() -> int:
+        order.append("walked")
+        return 1
+
+    kept.get(KEY, ended, 15, 60, measure, lambda: T0)
+    assert order == ["asked", "walked"]  # its token is the one before the walk
+    mono.now += 10
+    kept.get(KEY, ended, 15, 60, measure, lambda: T0)
+    assert len(asked) == 1  # fresh: no catalog read
+    mono.now += 10
+    kept.get(KEY, ended, 15, 60, measure, lambda: T0)
+    assert len(asked) == 2 and order.count("walked") == 1  # asked once, same token: reused

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
 #: The dashboard's ages (seconds): a figure is used whatever happened while younger than the
 #: first, and while no job of the vault ended since its walk up to the second.
@@ -59,15 +60,16 @@ class StoredBytes:
     def get(
         self,
         key: Key,
-        last_ended: datetime | None,
+        last_ended: Callable[[], datetime | None],
         fresh_for: float,
         reuse_for: float,
         measure: Callable[[], int],
         clock: Callable[[], datetime],
     ) -> Measured:
         """The figure of vault ``key`` (name, id, path, creation) if it may be used (the
-        module's rules; ``last_ended``: the vault's newest job end now), else ``measure()``,
-        kept."""
+        module's rules; ``last_ended()``: the vault's newest job end now, asked of the catalog
+        only when a figure's age or a walk needs it, once), else ``measure()``, kept."""
+        last_ended = cache(last_ended)
         kept = self._usable(key, last_ended, fresh_for, reuse_for)
         if kept is not None:
             return kept
@@ -77,21 +79,26 @@ class StoredBytes:
             kept = self._usable(key, last_ended, fresh_for, reuse_for)
             if kept is not None:
                 return kept  # another request walked meanwhile
+            ended = last_ended()  # before the walk: a job ending during it is seen next time
             taken = time.monotonic()
-            fresh = Measured(measure(), clock(), taken, last_ended)
+            fresh = Measured(measure(), clock(), taken, ended)
             with self._lock:
                 self._kept[key] = fresh
             return fresh
 
     def _usable(
-        self, key: Key, last_ended: datetime | None, fresh_for: float, reuse_for: float
+        self,
+        key: Key,
+        last_ended: Callable[[], datetime | None],
+        fresh_for: float,
+        reuse_for: float,
     ) -> Measured | None:
         with self._lock:
             kept = self._kept.get(key)
         if kept is None:
             return None
         age = time.monotonic() - kept.taken
-        if age < fresh_for or (kept.last_ended == last_ended and age < reuse_for):
+        if age < fresh_for or (age < reuse_for and kept.last_ended == last_ended()):
             return kept
         return None
 

@@ -288,10 +288,12 @@ class VaultService:
             with space_errors(vault.path):
                 return self.backend(vault).usage(CHUNKS + "/").bytes
 
-        with self.uow() as uow:
-            ended = uow.jobs.last_ended(vault.name)
+        def last_ended() -> datetime | None:
+            with self.uow() as uow:
+                return uow.jobs.last_ended(vault.name)
+
         key = (vault.name, vault.id, vault.path, vault.created_at.isoformat())
-        return STORED.get(key, ended, fresh_for, reuse_for, measure, self.clock)
+        return STORED.get(key, last_ended, fresh_for, reuse_for, measure, self.clock)
 
     def list_vaults(self) -> list[Vault]:
         with self.uow() as uow:
