@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from vmvault import documents
 from vmvault.api.errors import responses
 from vmvault.api.models import DashboardDoc, ErrorCatalogDoc
-from vmvault.api.routes.common import PREFIX, READER, Offset
+from vmvault.api.routes.common import PREFIX, READER, Limit, Offset
 from vmvault.bootstrap import Services
-from vmvault.domain.inputs import ATTENTION_PAGE, MAX_PAGE
-
-AttentionLimit = Annotated[
-    int, Query(ge=1, le=MAX_PAGE, description="VMs needing attention in the page")
-]
+from vmvault.domain.inputs import ATTENTION_PAGE
 
 
 def routes(services: Services) -> APIRouter:
@@ -25,7 +21,7 @@ def routes(services: Services) -> APIRouter:
         "/dashboard", response_model=DashboardDoc, responses=responses(404), dependencies=READER
     )
     def dashboard(
-        vault: str | None = None, limit: AttentionLimit = ATTENTION_PAGE, offset: Offset = 0
+        vault: str | None = None, limit: Limit = ATTENTION_PAGE, offset: Offset = 0
     ) -> dict[str, Any]:
         """VM and job counts, VMs needing attention (how many, and ``limit`` of them after
         ``offset``), storage, and the last 14 days."""
