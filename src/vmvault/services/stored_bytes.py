@@ -5,7 +5,8 @@ at every scrape, and a large vault's walk takes seconds (a thousand keys per S3 
 
 Whether a kept figure may still be used is decided with the catalog, so that it holds across
 processes and nodes: each figure keeps the vault's newest job end at its walk
-(``SqlJobs.last_ended``: one index lookup, migration 0021) — backups, copies, GC, purges and
+(``SqlJobs.last_ended``: one index lookup, migration 0021, asked before each walk and when a
+figure past its fresh age is to be used) — backups, copies, GC, purges and
 heals all run as jobs of the vault, wherever they run. A figure is used
 
 * whatever happened since, while younger than ``fresh_for`` seconds (the dashboard 15 s,
