@@ -32,8 +32,9 @@ test: system $(STAMP)
 	$(MAKE) --no-print-directory lint
 	@# pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
 	@# Two workers (xdist): one runs everything that needs the lab, in order, the other the
-	@# rest meanwhile (tests/conftest.py, "running in parallel").
-	@$(VENV)/bin/pytest -q -n 2 tests; rc=$$?; \
+	@# rest meanwhile (tests/conftest.py, "running in parallel"). The slowest tests are listed
+	@# at the end: where the 40 minutes go.
+	@$(VENV)/bin/pytest -q -n 2 --durations=40 --durations-min=10 tests; rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 demo: system $(STAMP)
