@@ -1,6 +1,6 @@
-"""A listing's table printed by ``render.print_table`` is what Rich prints for the same table:
-the same characters (piped, as scripts and the tests read it) and the same style on each
-character (on a terminal), whatever the cells hold; a table too wide, or of another shape,
+"""A listing printed by ``render.print_table`` is what Rich prints for its table: the same
+characters (piped, as scripts and the tests read it) and the same style on each character (on
+a terminal), whatever the cells hold; a table too wide, or holding what Rich lays out itself,
 is Rich's own. What the CLI writes without Rich (``cli/plain.py``: plain lines, a
 ``Listing``, the escape of markup) is byte for byte what Rich writes, piped and on a
 terminal, under the variables Rich reads (TERM, FORCE_COLOR, TTY_COMPATIBLE, NO_COLOR,
@@ -18,8 +18,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rich.table import Table
-from rich.text import Text
 
 from vmvault.cli import plain, render
 from vmvault.cli.consoles import SafeConsole, make_out
@@ -43,24 +41,24 @@ def _console(width: int, terminal: bool) -> SafeConsole:
     )
 
 
-def _table(headers: list[str], rows: list[list[tuple[str, str]]]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for header in headers:
-        table.add_column(header)
+def _table(headers: list[str], rows: list[list[tuple[str, str]]]) -> plain.Listing:
+    table = plain.Listing(headers)
     for row in rows:
-        render.add_row(table, *(Text(text, style=style) if style else text for text, style in row))
+        table.add(*((text, style) if style else text for text, style in row))
     return table
 
 
 def _printed(
-    table: Table, width: int, terminal: bool, fast: bool, monkeypatch: pytest.MonkeyPatch
+    table: plain.Listing, width: int, terminal: bool, fast: bool, monkeypatch: pytest.MonkeyPatch
 ) -> str:
+    """``table`` printed by ``print_table`` with Rich imported (``fast``: laid out by
+    ``render._listing`` when it can be), or by Rich."""
     console = _console(width, terminal)
     monkeypatch.setattr(render, "out", console)
     if fast:
         render.print_table(table)
     else:
-        console.print(table)
+        console.print(table.table())
     file = console.file
     assert isinstance(file, io.StringIO)
     return file.getvalue()
@@ -103,7 +101,7 @@ def test_a_listing_prints_as_rich_prints_it(
 
 def test_the_shape_it_lays_out_and_what_it_leaves_to_rich(monkeypatch: pytest.MonkeyPatch) -> None:
     row = [("vm-1", ""), ("[bold]x[/]", ""), ("ok", "green")]
-    fits = _table(["NAME", "NOTE", "STATE"], [row])
+    fits = _table(["NAME", "NOTE", "STATE"], [row])  # a cell is text, never markup
     assert render._listing(fits, 80) is not None
     assert _printed(fits, 80, False, True, monkeypatch) == (
         " NAME  NOTE        STATE \n vm-1  [bold]x[/]  ok    \n"
@@ -111,12 +109,15 @@ def test_the_shape_it_lays_out_and_what_it_leaves_to_rich(monkeypatch: pytest.Mo
     assert render._listing(fits, 20) is None  # too wide: Rich wraps its cells
     wrapped = _printed(_table(["NAME", "NOTE", "STATE"], [row]), 20, False, True, monkeypatch)
     assert wrapped == _printed(fits, 20, False, False, monkeypatch)
-    plain = Table("id", "name", box=None)
-    plain.add_row("1", "[b]markup[/b]")  # a string cell is Rich markup: Rich prints it
-    assert render._listing(plain, 80) is None
-    boxed = _table(["NAME"], [[("a", "")]])
-    boxed.box = Table().box
-    assert render._listing(boxed, 80) is None
+    marked = _table(["[b]NAME[/b]"], [[("a", "")]])  # a header is Rich markup: Rich prints it
+    assert render._listing(marked, 80) is None
+    assert _printed(marked, 80, False, True, monkeypatch) == " NAME \n a    \n"
+    tabbed = _table(["NAME"], [[("a\tb", "")]])  # Rich expands a tab
+    assert render._listing(tabbed, 80) is None
+    assert _printed(tabbed, 80, False, True, monkeypatch) == (
+        _printed(tabbed, 80, False, False, monkeypatch)
+    )
+    assert render._listing(_table([], []), 80) is None
 
 
 class _Stream(io.StringIO):
@@ -185,7 +186,7 @@ names = st.text(
     state=st.sampled_from(["", "green", "bold"]),
     env=st.sampled_from(ENVIRONMENTS),
 )
-def test_a_listing_is_written_byte_for_byte_as_print_table_prints_its_table(
+def test_a_listing_is_written_byte_for_byte_as_print_table_prints_it_with_rich(
     rows: list[list[str]], state: str, env: dict[str, str]
 ) -> None:
     for tty in (False, True):
@@ -197,7 +198,7 @@ def test_a_listing_is_written_byte_for_byte_as_print_table_prints_its_table(
             done = lazy.print_listing(listing)
             ours = _written(stream)
             mp.setattr(render, "out", rich)  # as print_table printed it with Rich imported
-            render.print_table(listing.table())
+            render.print_table(listing)
             theirs = _written(stream)
             assert ours == (theirs if done else ""), (env, tty)
             if done:

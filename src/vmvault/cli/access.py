@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from vmvault import documents
 from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
+from vmvault.cli.plain import Listing
 from vmvault.cli.render import emit_json, out
 from vmvault.domain.access import Role
 from vmvault.domain.audit import local_actor
@@ -60,12 +60,9 @@ def token_list(json_: JsonOpt = False) -> None:
     if json_:
         emit_json(docs)
         return
-    table = Table(box=None, header_style="bold")
-    for col in ("NAME", "ROLE", "CREATED", "CREATED BY", "LAST USED", "REVOKED"):
-        table.add_column(col)
+    table = Listing(("NAME", "ROLE", "CREATED", "CREATED BY", "LAST USED", "REVOKED"))
     for t in docs:
-        render.add_row(
-            table,
+        table.add(
             t["name"],
             t["role"],
             render.when(t["created_at"]),
@@ -108,12 +105,9 @@ def audit_list(
     if json_:
         emit_json(docs)
         return
-    table = Table(box=None, header_style="bold")
-    for col in ("AT", "ACTOR", "ROLE", "ACTION", "TARGET", "STATUS", "FROM"):
-        table.add_column(col)
+    table = Listing(("AT", "ACTOR", "ROLE", "ACTION", "TARGET", "STATUS", "FROM"))
     for e in docs:
-        render.add_row(
-            table,
+        table.add(
             render.when(e["at"]),
             e["actor"],
             e["role"] or "-",

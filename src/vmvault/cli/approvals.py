@@ -14,12 +14,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from vmvault import documents
 from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
+from vmvault.cli.plain import Listing
 from vmvault.cli.render import emit_json, out
 from vmvault.local_user import local_principal
 
@@ -51,13 +51,11 @@ def approvals_list(
     if json_:
         emit_json(docs)
         return
-    table = Table(box=None, header_style="bold")
-    for col in ("ID", "STATE", "VAULT", "REQUESTED BY", "AT", "MODE", "WHAT"):
-        table.add_column(col)
+    table = Listing(("ID", "STATE", "VAULT", "REQUESTED BY", "AT", "MODE", "WHAT"))
     for d in docs:
         at = datetime.fromisoformat(d["requested_at"])
-        render.add_row(
-            table, str(d["id"]), d["state"], d["vault"], d["requested_by"],
+        table.add(
+            str(d["id"]), d["state"], d["vault"], d["requested_by"],
             render.short_time(at), d["mode"], d["summary"],
         )  # fmt: skip
     render.print_table(table)

@@ -18,7 +18,7 @@ class SafeConsole(Console):
     sequence among them would drive the terminal.  Every string printed (and every table
     cell) is rendered with its control characters escaped (:func:`shown`); line breaks and
     tabs stay.  Data printed with markup on goes through :func:`vmvault.cli.render.markup`,
-    table cells through :func:`vmvault.cli.render.add_row`, so brackets in data are never read
+    table cells are text (:class:`vmvault.cli.plain.Listing`), so brackets in data are never read
     as Rich markup either.
     """
 

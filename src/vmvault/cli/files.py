@@ -12,11 +12,11 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
-from rich.table import Table
 
 from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
+from vmvault.cli.plain import Listing
 from vmvault.cli.render import emit_json, out
 
 files_app = typer.Typer(
@@ -173,9 +173,7 @@ def _table(
     if json_:
         emit_json(docs)
         return
-    table = Table(box=None, header_style="bold")
-    for col in cols:
-        table.add_column(col)
+    table = Listing(cols)
     for d in docs:
-        render.add_row(table, *cells(d))
+        table.add(*cells(d))
     render.print_table(table)

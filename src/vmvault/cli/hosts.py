@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from vmvault import documents
 from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, LimitOpt, OffsetOpt
+from vmvault.cli.plain import Listing
 from vmvault.cli.render import emit_json, out
 from vmvault.domain.host_uri import DEFAULT_HOST_URI
 from vmvault.domain.inputs import DEFAULT_PAGE, check_page
@@ -83,17 +83,18 @@ def host_list(
     render.listing(docs, offset, total, json_, _host_table)
 
 
-def _host_table(docs: list[dict[str, Any]]) -> Table:
+def _host_table(docs: list[dict[str, Any]]) -> Listing:
     """Host documents (:func:`documents.host_doc`) as a table."""
-    table = Table(box=None, header_style="bold")
-    for col in ("URI", "LOCATION", "HOSTNAME", "CLUSTER-MANAGED VMS", "BACKED UP BY"):
-        table.add_column(col)
+    table = Listing(("URI", "LOCATION", "HOSTNAME", "CLUSTER-MANAGED VMS", "BACKED UP BY"))
     for h in docs:
         by = "a pull over NBD+TLS" if h.get("pull_tls") else "its node"
-        render.add_row(
-            table, h["uri"], h["location"], h["hostname"] or "-",
-            ", ".join(h["cluster_managed"]) or "-", by,
-        )  # fmt: skip
+        table.add(
+            h["uri"],
+            h["location"],
+            h["hostname"] or "-",
+            ", ".join(h["cluster_managed"]) or "-",
+            by,
+        )
     return table
 
 

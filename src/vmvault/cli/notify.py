@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from vmvault import documents
 from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, VaultOpt
+from vmvault.cli.plain import Listing
 from vmvault.cli.render import emit_json, out
 from vmvault.domain.errors import InvalidInput
 from vmvault.domain.notification import Channel, parse_events
@@ -78,11 +78,9 @@ def list_targets(
     if not docs:
         out.print("no notification target (add one with 'vmvault notify add')")
         return
-    table = Table("id", "vault", "channel", "address", "events", box=None)
+    table = Listing(("id", "vault", "channel", "address", "events"))
     for d in docs:
-        render.add_row(
-            table, str(d["id"]), d["vault"], d["channel"], d["address"], ",".join(d["events"])
-        )
+        table.add(str(d["id"]), d["vault"], d["channel"], d["address"], ",".join(d["events"]))
     render.print_table(table)
 
 
@@ -112,11 +110,11 @@ def outbox(
     if not docs:
         out.print("the outbox is empty")
         return
-    table = Table("id", "created", "target", "event", "state", "attempts", "last error", box=None)
+    table = Listing(("id", "created", "target", "event", "state", "attempts", "last error"))
     for d in docs:
         t = d["target"]
-        render.add_row(
-            table, str(d["id"]), render.when(d["created_at"]),
+        table.add(
+            str(d["id"]), render.when(d["created_at"]),
             f"{t['id']} {t['channel']} {t['address']}", d["event"], d["state"],
             str(d["attempts"]), d["last_error"] or "-",
         )  # fmt: skip

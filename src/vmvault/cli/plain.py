@@ -117,6 +117,26 @@ class Listing:
             [(shown(c), "") if isinstance(c, str) else (shown(c[0]), c[1]) for c in cells]
         )
 
+    def laid_out(self, columns: int) -> list[list[tuple[str, int]]] | None:
+        """The header and rows as Rich lays out :meth:`table` in ``columns``: each cell's text
+        and the spaces that pad it to its column's width (a cell is written as a space, its
+        text, its padding in its own style and a space); None if Rich lays it out otherwise
+        (a header is markup, a cell holds a character Rich expands or strips, or the table is
+        too wide: Rich wraps its cells)."""
+        if not self.headers or any("[" in h for h in self.headers):
+            return None
+        texts = [list(self.headers), *([t for t, _ in row] for row in self.rows)]
+        if not all(t.isprintable() for row in texts for t in row):
+            return None  # a tab or line break (Rich lays it out), a character Rich strips
+        lens = [[cell_len(t) for t in row] for row in texts]
+        widths = [max(row[i] for row in lens) for i in range(len(self.headers))]
+        if sum(widths) + 2 * len(widths) > columns:
+            return None  # Rich wraps the cells
+        return [
+            [(t, w - n) for t, n, w in zip(row, ns, widths, strict=True)]
+            for row, ns in zip(texts, lens, strict=True)
+        ]
+
     def table(self) -> Table:
         """The Rich table of the same header, rows and styles."""
         from rich.table import Table
@@ -197,26 +217,17 @@ class LazyConsole:
     def _listing_lines(self, listing: Listing) -> list[str] | None:
         style = styled(self._stream)
         columns = width(self._fixed, self._stream)
-        if style is None or columns is None or not listing.headers:
+        if style is None or columns is None:
             return None
         if style and (
             listing.header_style not in ("", "bold")
             or any(s for row in listing.rows for _, s in row)
         ):
+            return None  # a style only Rich writes
+        laid = listing.laid_out(columns)
+        if laid is None:
             return None
-        if any("[" in h for h in listing.headers):
-            return None  # a header is markup
-        texts = [list(listing.headers), *([t for t, _ in row] for row in listing.rows)]
-        if not all(t.isprintable() for row in texts for t in row):
-            return None  # a tab or line break (Rich lays it out), a character Rich strips
-        lens = [[cell_len(t) for t in row] for row in texts]
-        widths = [max(row[i] for row in lens) for i in range(len(listing.headers))]
-        if sum(widths) + 2 * len(widths) > columns:
-            return None  # Rich wraps the cells
-        lines = [
-            "".join(f" {t}{' ' * (w - n)} " for t, n, w in zip(row, ns, widths, strict=True))
-            for row, ns in zip(texts, lens, strict=True)
-        ]
+        lines = ["".join(f" {t}{' ' * pad} " for t, pad in row) for row in laid]
         if style and listing.header_style:
             lines[0] = BOLD_ON + lines[0] + STYLE_OFF
         return lines

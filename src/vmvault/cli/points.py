@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import quote
 
 import typer
-from rich.table import Table
 
 from vmvault import documents, outcomes
 from vmvault.cli import pins, remote, remote_jobs, render
 from vmvault.cli.backups import queued
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, LimitOpt, OffsetOpt, VaultOpt, WaitOpt
+from vmvault.cli.plain import Listing
 from vmvault.cli.render import emit_json, out, size
 from vmvault.documents import point_doc
 from vmvault.domain.consistency import HookOutcome
@@ -77,23 +77,24 @@ def points_list(
     render.listing(docs, offset, total, json_, lambda docs: _point_table(docs, listed))
 
 
-def _point_table(docs: list[dict[str, Any]], listed: str | None) -> Table:
+#: The columns a point table never wraps.
+ID_AND_VM = frozenset(("ID", "VM"))
+
+
+def _point_table(docs: list[dict[str, Any]], listed: str | None) -> Listing:
     """Point documents as a table; a point damaged in ``listed`` (the vault listed; None:
     in any vault) is marked."""
-    table = Table(box=None, header_style="bold")
     cols: tuple[str, ...] = ("ID", "VM", "CREATED", "CONSISTENCY", "METHOD")
     cols += ("FROZEN/PAUSED MS", "DISKS", "LOGICAL", "NEW", "VAULTS", "RETAIN UNTIL")
     cols += ("SET",) if any(p["set_id"] for p in docs) else ()
-    for col in cols:
-        table.add_column(col, no_wrap=col in ("ID", "VM"))
+    table = Listing(cols, no_wrap=ID_AND_VM)
     for p in docs:
         damaged = p["damaged"] or {}
         disks = ",".join(
             d["target"] + ("" if not d["excluded"] else "*") + ("+" if d["incremental"] else "")
             for d in p["disks"]
         )
-        render.add_row(
-            table,
+        table.add(
             p["id"] + (" DAMAGED" if (listed in damaged if listed else damaged) else ""),
             p["vm_name"],
             render.when(p["created_at"]),
@@ -120,14 +121,12 @@ def _list_deleted(vault: str | None, vm: str | None, limit: int, offset: int, js
     render.listing(docs, offset, total, json_, _deleted_table)
 
 
-def _deleted_table(docs: list[dict[str, Any]]) -> Table:
+def _deleted_table(docs: list[dict[str, Any]]) -> Listing:
     """Soft-deleted point documents (:func:`documents.deleted_point_doc`) as a table."""
-    table = Table(box=None, header_style="bold")
-    for col in ("ID", "VM", "CREATED", "LOGICAL", "VAULT", "DELETED", "PURGE AFTER"):
-        table.add_column(col, no_wrap=col in ("ID", "VM"))
+    cols = ("ID", "VM", "CREATED", "LOGICAL", "VAULT", "DELETED", "PURGE AFTER")
+    table = Listing(cols, no_wrap=ID_AND_VM)
     for d in docs:
-        render.add_row(
-            table,
+        table.add(
             d["id"],
             d["vm_name"],
             render.when(d["created_at"]),

@@ -6,11 +6,11 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
-from rich.table import Table
 
 from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt, LimitOpt, OffsetOpt, RequireOpt, VaultOpt
+from vmvault.cli.plain import Listing
 from vmvault.cli.render import emit_json, out
 from vmvault.documents import policy_doc
 from vmvault.domain.inputs import DEFAULT_PAGE
@@ -145,15 +145,12 @@ def policy_list(
     render.listing(docs, offset, total, json_, _policy_table)
 
 
-def _policy_table(docs: list[dict[str, Any]]) -> Table:
+def _policy_table(docs: list[dict[str, Any]]) -> Listing:
     """Policy documents (:func:`documents.policy_doc`) as a table."""
-    table = Table(box=None, header_style="bold")
-    for col in ("NAME", "SCHEDULE", "TIMEZONE", "RETENTION", "VMS"):
-        table.add_column(col)
+    table = Listing(("NAME", "SCHEDULE", "TIMEZONE", "RETENTION", "VMS"))
     for doc in docs:
         p = policy_of(doc)
-        render.add_row(
-            table,
+        table.add(
             p.name,
             format_schedule(p.schedule),
             p.timezone.key,

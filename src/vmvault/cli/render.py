@@ -19,7 +19,6 @@ from vmvault.domain.errors import VmvaultError
 from vmvault.domain.inputs import MAX_PAGE, shown
 
 if TYPE_CHECKING:  # the domain model is imported where a command uses it, not by every one
-    from rich.table import Table
     from rich.text import Text
 
     from vmvault.domain.job import Job
@@ -89,7 +88,7 @@ def listing(
     offset: int,
     total: int,
     json_: bool,
-    table: Callable[[list[dict[str, Any]]], Table | Listing],
+    table: Callable[[list[dict[str, Any]]], Listing],
 ) -> None:
     """One page of a listing on stdout — its documents as ``--json``, or ``table(docs)`` —
     then its :func:`page_note`: how every paged list prints."""
@@ -122,88 +121,44 @@ def markup(value: object) -> str:
     return plain.escape(str(value))
 
 
-def add_row(table: Table, *cells: str | Text) -> None:
-    """Add a row of data: plain text (no markup), control characters escaped."""
-    from rich.text import Text
-
-    table.add_row(*(c if isinstance(c, Text) else Text(shown(c)) for c in cells))
-
-
 # --- tables ------------------------------------------------------------------------------------
 
 
-def print_table(table: Table | Listing) -> None:
-    """Print a listing's table on stdout, laid out as Rich lays it out.
+def print_table(listing: Listing) -> None:
+    """Print a listing's table on stdout, laid out as Rich lays out ``listing.table()``.
 
     Rich measures, pads, wraps and crops every cell through its renderables: ~1-2 ms per row
-    of nine cells, more than the rest of a remote ``vm list`` of 100 VMs takes.  A
-    :class:`Listing` is written without Rich when it can be (:meth:`LazyConsole.print_listing`:
-    not imported at all); else, or for a Rich table of listing shape (``box=None``, one line
-    of :class:`Text` per cell, no column width or style of its own), one that fits the
-    console's width is laid out here in one :class:`Text` of the same characters and styles
-    (tests/unit/test_cli_tables.py compares them all); any other table, or one too wide (Rich
-    then wraps its cells), is printed by Rich."""
-    if isinstance(table, Listing):
-        if isinstance(out, LazyConsole) and out.print_listing(table):
-            return
-        table = table.table()
-    lines = _listing(table, out.width)
+    of nine cells, more than the rest of a remote ``vm list`` of 100 VMs takes.  So a listing
+    that fits the console's width is written without Rich when it can be
+    (:meth:`LazyConsole.print_listing`: plain cells, or a bold header), else laid out here
+    (:meth:`Listing.laid_out`, the same rule) in one :class:`Text` of the same characters and
+    styles; one too wide (Rich then wraps its cells) or holding what Rich lays out itself is
+    printed by Rich. tests/unit/test_cli_tables.py compares them all with Rich's."""
+    if isinstance(out, LazyConsole) and out.print_listing(listing):
+        return
+    lines = _listing(listing, out.width)
     if lines is None:
-        out.print(table)
+        out.print(listing.table())
     else:
         out.print(lines, soft_wrap=True, crop=False)
 
 
-def _listing(table: Table, width: int) -> Text | None:
-    """``table`` laid out as Rich lays out a table that fits ``width``; None if it is not of
-    the shape this lays out (:func:`print_table`) or does not fit."""
+def _listing(listing: Listing, width: int) -> Text | None:
+    """``listing`` laid out as Rich lays out its table in ``width``, styles included; None
+    where Rich lays it out otherwise (:meth:`Listing.laid_out`)."""
     from rich.text import Text
 
-    columns = table.columns
-    plain_table = (
-        table.box is None
-        and table.padding == (0, 1, 0, 1)
-        and table.show_header
-        and not (table.show_footer or table.expand or table.title or table.caption)
-        and table.width is None
-        and table.min_width is None
-        and not (table.row_styles or table.leading or table.show_lines)
-        and not any(r.style or r.end_section for r in table.rows)
-        and columns
-    )
-    if not plain_table:
+    laid = listing.laid_out(width)
+    if laid is None:
         return None
-    cells: list[list[Text]] = []
-    for column in columns:
-        if not (
-            isinstance(column.header, str)
-            and "[" not in column.header
-            and column.justify == "left"
-            and not column.style
-            and not column.header_style
-            and column.width is None
-            and column.min_width is None
-            and column.max_width is None
-            and column.ratio is None
-        ):
-            return None
-        texts = [Text(column.header)]
-        for cell in column.cells:
-            if not isinstance(cell, Text) or "\n" in cell.plain or "\t" in cell.plain:
-                return None
-            texts.append(cell)
-        cells.append(texts)
-    widths = [max(t.cell_len for t in texts) for texts in cells]
-    if sum(widths) + 2 * len(widths) > width:
-        return None
+    styles = [[""] * len(listing.headers), *([s for _, s in row] for row in listing.rows)]
     lines = []
-    for i in range(len(cells[0])):
-        line = Text(style=table.header_style if i == 0 else "")
-        for texts, w in zip(cells, widths, strict=True):
-            text = texts[i]  # padded to its column's width in its own style, as Rich does
-            line.append(" ")
-            line.append_text(text)
-            line.append(" " * (w - text.cell_len), style=text.style)
+    for i, (row, row_styles) in enumerate(zip(laid, styles, strict=True)):
+        line = Text(style=listing.header_style if i == 0 else "")
+        for (text, pad), style in zip(row, row_styles, strict=True):
+            line.append(" ")  # padded to its column's width in its own style, as Rich does
+            line.append(text, style=style)
+            line.append(" " * pad, style=style)
             line.append(" ")
         lines.append(line)
     return Text("\n").join(lines)

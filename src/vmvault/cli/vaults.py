@@ -10,12 +10,12 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
-from rich.table import Table
 
 from vmvault import documents
 from vmvault.cli import remote, render
 from vmvault.cli.context import services
 from vmvault.cli.options import JsonOpt
+from vmvault.cli.plain import Listing
 from vmvault.cli.render import emit_json, err, out
 from vmvault.cli.vault_keys import key_app, read_paper
 from vmvault.domain.errors import InvalidInput
@@ -246,14 +246,10 @@ def vault_list(json_: JsonOpt = False) -> None:
     if json_:
         emit_json(docs)
         return
-    table = Table(box=None, header_style="bold")
-    for col in ("NAME", "LOCATION", "STORAGE", "WHERE", "CREATED"):
-        table.add_column(col)
+    table = Listing(("NAME", "LOCATION", "STORAGE", "WHERE", "CREATED"))
     for v in docs:
         where = f"{v['path']} at {v['s3']['endpoint']}" if v["s3"] is not None else v["path"]
-        render.add_row(
-            table, v["name"], v["location"], v["storage"], where, render.when(v["created_at"])
-        )
+        table.add(v["name"], v["location"], v["storage"], where, render.when(v["created_at"]))
     render.print_table(table)
 
 
