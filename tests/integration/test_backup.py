@@ -3,7 +3,6 @@ through the real ``vmvault`` command, checked inside the restored images."""
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import time
 from pathlib import Path
@@ -14,48 +13,15 @@ import pytest
 
 from tests.conftest import ENGINES, CliRunner
 from tests.integration.conftest import LAB_VARIANTS, lab_settings
+from tests.integration.guests import fsck_clean, image_file, md5_in_image, write_file
 from vmvault.bootstrap import bootstrap
 from vmvault.hypervisor.lab.vms import lab_prefix
 from vmvault.hypervisor.lab.writer import RECORDS_PATH, check_writer_records
-from vmvault.hypervisor.libvirt import agent
 
 pytestmark = pytest.mark.lab
 
 URI = "qemu:///system"
 N = {v: f"{lab_prefix()}-{v}-1" for v in LAB_VARIANTS}
-
-
-def guest(name: str, script: str) -> str:
-    conn = libvirt.open(URI)
-    try:
-        res = agent.exec_(conn.lookupByName(name), "/bin/sh", ["-c", script], timeout=120)
-    finally:
-        conn.close()
-    assert res.exitcode == 0, res.stderr
-    return res.stdout.decode()
-
-
-def write_file(vm: str, path: str, mib: int) -> str:
-    """Write MiB of random data in the guest, sync, return its md5."""
-    out = guest(
-        vm, f"dd if=/dev/urandom of={path} bs=1M count={mib} 2>/dev/null; sync; md5sum {path}"
-    )
-    return out.split()[0]
-
-
-def image_file(img: Path, path: str) -> bytes:
-    """Read a file out of an ext4 image without mounting it."""
-    p = subprocess.run(["debugfs", "-R", f"cat {path}", str(img)], capture_output=True, check=True)
-    return p.stdout
-
-
-def md5_in_image(img: Path, path: str) -> str:
-    return hashlib.md5(image_file(img, path)).hexdigest()
-
-
-def fsck_clean(img: Path) -> None:
-    p = subprocess.run(["e2fsck", "-fn", str(img)], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout + p.stderr
 
 
 def setup(

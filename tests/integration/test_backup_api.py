@@ -26,6 +26,7 @@ import libvirt
 import libvirt_qemu
 import pytest
 
+from tests.integration.guests import sh
 from vmvault.domain.errors import (
     AgentCommandFailed,
     BackupJobRunning,
@@ -93,12 +94,6 @@ def _specs(dom: Any) -> list[DiskSpec]:
         for d in parse_disks(dom.XMLDesc(0))
         if d.type == "file" and d.device == "disk" and d.file
     ]
-
-
-def _sh(dom: Any, script: str, timeout: float = 90) -> str:
-    r = agent.exec_(dom, "/bin/sh", ["-c", script], timeout=timeout)
-    assert r.exitcode == 0, (script, r)
-    return r.stdout.decode()
 
 
 def _md5s(text: str) -> dict[str, str]:
@@ -175,7 +170,7 @@ def test_full_then_incremental_read_through_nbd(conn: Any, work_dir: Path, tmp_p
     specs = _specs(dom)
     assert [(s.target, s.format) for s in specs] == [("vda", "qcow2"), ("vdb", "qcow2")]
     md5 = _md5s(
-        _sh(
+        sh(
             dom,
             "dd if=/dev/urandom of=/data/known.bin bs=1M count=3 2>/dev/null && "
             "echo hello-vdb > /data2/known.txt && sync && "
@@ -208,7 +203,7 @@ def test_full_then_incremental_read_through_nbd(conn: Any, work_dir: Path, tmp_p
     # incremental: only what the guest wrote since the checkpoint
     md5.update(
         _md5s(
-            _sh(
+            sh(
                 dom,
                 "dd if=/dev/urandom of=/data/inc.bin bs=1M count=8 2>/dev/null && sync && "
                 "md5sum /data/inc.bin",
@@ -340,7 +335,7 @@ def test_writer_records_and_a_hung_agent(conn: Any, work_dir: Path, tmp_path: Pa
 
     # qemu-ga stopped for 6 s: the freeze is not even sent, the point is crash-consistent,
     # and nothing freezes the guest behind our back once the agent wakes up
-    _sh(
+    sh(
         dom,
         'P=$(pidof qemu-ga); setsid sh -c "sleep 0.3; kill -STOP $P; sleep 6; kill -CONT $P" '
         "</dev/null >/dev/null 2>&1 &",
@@ -579,7 +574,7 @@ def test_redefine_after_libvirt_lost_the_metadata(conn: Any, work_dir: Path) -> 
     redefine_checkpoint(URI, uuid, xml)
     redefine_checkpoint(URI, uuid, xml)  # already there: left alone
     assert list_checkpoints(URI, uuid) == ["vmvault-hb-r1"]
-    _sh(dom, "dd if=/dev/urandom of=/data/r.bin bs=1M count=2 2>/dev/null && sync")
+    sh(dom, "dd if=/dev/urandom of=/data/r.bin bs=1M count=2 2>/dev/null && sync")
     with PullBackup(
         URI,
         uuid,
@@ -623,7 +618,7 @@ def test_offline_export_of_a_shut_off_vm(conn: Any, work_dir: Path, tmp_path: Pa
         "sda": "no",
     }
     md5 = _md5s(
-        _sh(
+        sh(
             dom,
             "dd if=/dev/urandom of=/data/off.bin bs=1M count=4 2>/dev/null && sync && "
             "md5sum /data/off.bin",

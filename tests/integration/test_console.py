@@ -29,7 +29,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.conftest import Result
-from tests.integration.test_restore import default_dir, guest, run_cli
+from tests.integration.guests import guest
+from tests.integration.test_restore import default_dir, run_cli
 from tests.integration.test_server import ServerProcess
 from vmvault.hypervisor.lab.vms import lab_prefix
 

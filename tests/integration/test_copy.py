@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CliRunner
-from tests.integration.test_backup import N, backup, image_file, md5_in_image, setup, write_file
+from tests.integration.guests import image_file, md5_in_image, write_file
+from tests.integration.test_backup import N, backup, setup
 
 pytestmark = pytest.mark.lab
 

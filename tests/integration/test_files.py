@@ -26,7 +26,8 @@ from fastapi.testclient import TestClient
 from tests.api_tokens import authenticate, bearer
 from tests.conftest import Result
 from tests.integration.conftest import lab_settings
-from tests.integration.test_restore import guest, run_cli
+from tests.integration.guests import guest
+from tests.integration.test_restore import run_cli
 from vmvault.api.app import create_app
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.domain.access import Role

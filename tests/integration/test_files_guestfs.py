@@ -31,7 +31,8 @@ import pytest
 
 from tests.conftest import Result
 from tests.integration.conftest import lab_settings
-from tests.integration.test_restore import guest, run_cli
+from tests.integration.guests import guest
+from tests.integration.test_restore import run_cli
 from vmvault.bootstrap import bootstrap
 from vmvault.hypervisor.lab.disks import files_templates
 from vmvault.hypervisor.lab.files_disk import OWNER, appliance_env, contents

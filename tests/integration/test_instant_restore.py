@@ -20,12 +20,12 @@ import libvirt
 import pytest
 
 from tests.integration.conftest import lab_settings
+from tests.integration.guests import guest
 from tests.integration.test_recovery import _env, _read_line
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.domain.job import Job, JobState
 from vmvault.domain.restore import RestoreMode
 from vmvault.hypervisor.lab.vms import lab_prefix
-from vmvault.hypervisor.libvirt import agent
 
 pytestmark = pytest.mark.lab
 
@@ -79,16 +79,6 @@ def point(svc: Services) -> str:
     return str(outcome.result.id)
 
 
-def _guest(name: str, script: str, timeout: float = 180) -> str:
-    conn = libvirt.open(URI)
-    try:
-        res = agent.exec_(conn.lookupByName(name), "/bin/sh", ["-c", script], timeout=timeout)
-    finally:
-        conn.close()
-    assert res.exitcode == 0, res.stderr
-    return res.stdout.decode()
-
-
 def _state(name: str) -> int:
     conn = libvirt.open(URI)
     try:
@@ -129,7 +119,7 @@ def _check_local(svc: Services, name: str, directory: Path, md5: str, file: str)
         assert check.returncode == 0, check.stdout + check.stderr
     driver.start(URI, uuid)
     assert driver.wait_for_agent(URI, uuid, 180)
-    assert _guest(name, f"md5sum /data/{file}").split()[0] == md5
+    assert guest(name, f"md5sum /data/{file}", 180).split()[0] == md5
 
 
 def test_instant_as_new_runs_at_once_and_keeps_writes_made_during_the_copy(
@@ -141,7 +131,7 @@ def test_instant_as_new_runs_at_once_and_keeps_writes_made_during_the_copy(
 
     def during(job: Job, step: str) -> None:
         if step == "copying":  # the copies run: the write goes to the overlay and the copy
-            written["md5"] = _guest(name, WRITE.format(f="during.bin")).split()[0]
+            written["md5"] = guest(name, WRITE.format(f="during.bin"), 180).split()[0]
 
     svc.restores.instant_observers.append(during)
     try:
@@ -189,7 +179,7 @@ def test_instant_killed_mid_migration_is_rebuilt_with_every_write(
             line = _read_line(proc, 300)
             assert line.startswith("holding"), line
             job_id = int(line.split()[1])
-            md5 = _guest(name, WRITE.format(f="before-kill.bin")).split()[0]
+            md5 = guest(name, WRITE.format(f="before-kill.bin"), 180).split()[0]
         finally:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
@@ -235,10 +225,10 @@ def test_instant_replace_brings_the_point_back_under_the_vm_s_own_identity(
         svc.inventory.discover(None)
         [reg] = svc.inventory.register(None, [name])
         assert reg.error is None, reg.error
-        md5 = _guest(name, WRITE.format(f="replace.bin")).split()[0]
+        md5 = guest(name, WRITE.format(f="replace.bin"), 180).split()[0]
         [backed] = svc.backups.backup(None, [name])
         assert backed.error is None and backed.result is not None, backed.error
-        changed = _guest(name, WRITE.format(f="replace.bin")).split()[0]
+        changed = guest(name, WRITE.format(f="replace.bin"), 180).split()[0]
         assert changed != md5  # the live VM differs from the point
         sources = svc.restores.instant.sources(URI, uuid)
         run = subprocess.run(

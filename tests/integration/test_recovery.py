@@ -20,6 +20,7 @@ import libvirt
 import pytest
 
 from tests.integration.conftest import LAB_VARIANTS, assert_vm_clean, lab_settings
+from tests.integration.guests import guest
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.domain.job import Job, JobState, JobType
 from vmvault.hypervisor.lab.vms import lab_prefix
@@ -109,15 +110,6 @@ def _kill(proc: subprocess.Popen[Any]) -> None:
     proc.wait()  # reaped: its pid is gone
 
 
-def _guest(vm: str, script: str) -> None:
-    conn = libvirt.open(URI)
-    try:
-        res = agent.exec_(_dom(conn, vm), "/bin/sh", ["-c", script], timeout=180)
-    finally:
-        conn.close()
-    assert res.exitcode == 0, res.stderr
-
-
 def _recover_and_check(svc: Services, vm: str, job: Job, expect: list[str]) -> Job:
     """recover() closes exactly ``job``, its log names ``expect``; the VM is clean."""
     assert job.state is JobState.IN_PROGRESS
@@ -155,7 +147,7 @@ def test_restart_while_reading(svc: Services, home: Path) -> None:
     and the new checkpoint exists until recovery ends / deletes them."""
     vm = N["standard"]
     # enough data that the read lasts seconds, not a fraction of one
-    _guest(vm, "dd if=/dev/urandom of=/data/big bs=1M count=160 2>/dev/null; sync")
+    guest(vm, "dd if=/dev/urandom of=/data/big bs=1M count=160 2>/dev/null; sync", 180)
     proc = subprocess.Popen(
         [sys.executable, "-m", "vmvault", "backup", vm],
         env=_env(home, VMVAULT_WORKERS="1"),
@@ -349,7 +341,7 @@ def test_a_replace_killed_in_its_switch_is_rolled_back(
         conn.close()
     assert {d: sorted(os.listdir(d)) for d in dirs} == before  # no staged, no .pre-restore-
     assert LibvirtRestoreDriver().wait_for_agent(URI, uuid, 180)
-    _guest(vm, "test -d /data")  # it boots from its own disks
+    guest(vm, "test -d /data", 180)  # it boots from its own disks
 
 
 def _disk_files(xml: str) -> list[str]:

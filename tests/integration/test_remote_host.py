@@ -31,6 +31,7 @@ import pytest
 
 from tests.conftest import CliRunner, Result, make_cli
 from tests.integration.conftest import lab_settings
+from tests.integration.guests import write_file
 from tests.integration.test_inventory import Defined, defined  # noqa: F401
 from tests.integration.test_server import ServerProcess
 from tests.pglab import Postgres, database
@@ -38,7 +39,6 @@ from vmvault.bootstrap import bootstrap
 from vmvault.hypervisor.lab.disks import build_templates
 from vmvault.hypervisor.lab.host_pki import write_pki
 from vmvault.hypervisor.lab.vms import lab_prefix
-from vmvault.hypervisor.libvirt import agent
 
 pytestmark = pytest.mark.lab
 #: two nodes share one catalog: every test of this module runs on PostgreSQL (``cli`` too)
@@ -441,23 +441,6 @@ services.backups.backup(None, [sys.argv[1]])
 """
 
 
-def _in_guest(uri: str, script: str) -> str:
-    conn = libvirt.open(uri)
-    try:
-        res = agent.exec_(conn.lookupByName(PULLED), "/bin/sh", ["-c", script], timeout=120)
-    finally:
-        conn.close()
-    assert res.exitcode == 0, res.stderr
-    return res.stdout.decode()
-
-
-def _write(uri: str, path: str, mib: int) -> str:
-    """MiB of random data in the guest's ``path``, synced; its md5."""
-    out = _in_guest(uri, f"dd if=/dev/urandom of={path} bs=1M count={mib} 2>/dev/null; sync; "
-                         f"md5sum {path}")  # fmt: skip
-    return out.split()[0]
-
-
 def _raw(image: Path, raw: Path) -> Path:
     subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(image), str(raw)], check=True)
     return raw
@@ -504,13 +487,13 @@ def test_a_host_no_node_runs_on_is_pulled_over_nbd_with_tls(
     assert added.code == 0 and added.json()["pull_tls"] == str(pki), added
     assert cli("discover").code == 0
     assert cli("register", PULLED).code == 0
-    sums = {"/data/pull-a.bin": _write(uri, "/data/pull-a.bin", 8)}
+    sums = {"/data/pull-a.bin": write_file(PULLED, "/data/pull-a.bin", 8, uri=uri)}
     t0 = time.monotonic()
     full = cli("backup", PULLED, "--json")  # this process serves qemu:///system only
     full_s = time.monotonic() - t0
     assert full.code == 0, full
     first = full.json()[0]["point"]
-    sums["/data/pull-b.bin"] = _write(uri, "/data/pull-b.bin", 2)
+    sums["/data/pull-b.bin"] = write_file(PULLED, "/data/pull-b.bin", 2, uri=uri)
 
     # an incremental killed while committing: its pull job runs on, on the remote host
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMVAULT_")}

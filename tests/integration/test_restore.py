@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 import shutil
 import subprocess
@@ -28,13 +27,20 @@ import pytest
 
 from tests.conftest import CliRunner, Result
 from tests.integration.conftest import lab_settings
+from tests.integration.guests import (
+    fsck_clean,
+    guest,
+    guest_md5,
+    libvirt_conn,
+    md5_in_image,
+    write_file,
+)
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.dataplane.chunk import ZERO_ID
 from vmvault.domain.errors import RestoreDefineFailed
 from vmvault.domain.job import JobType
 from vmvault.domain.restore import RestoreMode
 from vmvault.hypervisor.lab.vms import lab_prefix
-from vmvault.hypervisor.libvirt import agent
 from vmvault.hypervisor.libvirt.restore import LibvirtRestoreDriver
 from vmvault.hypervisor.libvirt.restore_xml import RESTORE_NS
 
@@ -71,33 +77,6 @@ def run_cli(home: Path, *args: str, timeout: float = 300) -> Result:
         timeout=timeout,
     )
     return Result(p.returncode, p.stdout, p.stderr)
-
-
-@contextlib.contextmanager
-def libvirt_conn() -> Iterator[Any]:
-    conn = libvirt.open(URI)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-def guest(name: str, script: str, timeout: float = 120) -> str:
-    with libvirt_conn() as conn:
-        res = agent.exec_(conn.lookupByName(name), "/bin/sh", ["-c", script], timeout=timeout)
-    assert res.exitcode == 0, res.stderr
-    return res.stdout.decode()
-
-
-def guest_md5(name: str, path: str) -> str:
-    return guest(name, f"md5sum {path}").split()[0]
-
-
-def write_file(vm: str, path: str, mib: int) -> str:
-    out = guest(
-        vm, f"dd if=/dev/urandom of={path} bs=1M count={mib} 2>/dev/null; sync; md5sum {path}"
-    )
-    return out.split()[0]
 
 
 def inactive_text(name: str) -> str:
@@ -170,16 +149,6 @@ def raw_copy(image: Path, scratch: Path) -> Path:
         capture_output=True,
     )
     return out
-
-
-def md5_in_image(img: Path, path: str) -> str:
-    p = subprocess.run(["debugfs", "-R", f"cat {path}", str(img)], capture_output=True, check=True)
-    return hashlib.md5(p.stdout).hexdigest()
-
-
-def fsck_clean(img: Path) -> None:
-    p = subprocess.run(["e2fsck", "-fn", str(img)], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout + p.stderr
 
 
 def assert_matches_point(services: Services, point_id: str, target: str, raw: Path) -> None:

@@ -14,7 +14,8 @@ import pytest
 
 from tests.conftest import CliRunner
 from tests.integration.conftest import LAB_VARIANTS, assert_vm_clean, lab_settings
-from tests.integration.test_backup import backup, fsck_clean, md5_in_image, restore, write_file
+from tests.integration.guests import fsck_clean, md5_in_image, write_file
+from tests.integration.test_backup import backup, restore
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.dataplane.chunk import ZERO_ID
 from vmvault.dataplane.chunkstore import chunk_key

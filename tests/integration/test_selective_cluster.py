@@ -26,6 +26,7 @@ import libvirt
 import pytest
 
 from tests.conftest import Result
+from tests.integration.guests import libvirt_conn
 from tests.integration.test_restore import run_cli
 from vmvault.hypervisor.lab.vms import lab_prefix
 from vmvault.hypervisor.libvirt.domxml import CLUSTER_NS
@@ -68,15 +69,6 @@ def image(path: Path, pattern: int) -> Path:
 
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-@contextlib.contextmanager
-def libvirt_conn() -> Iterator[Any]:
-    conn = libvirt.open(URI)
-    try:
-        yield conn
-    finally:
-        conn.close()
 
 
 def inactive(name: str) -> str:
