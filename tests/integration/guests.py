@@ -1,6 +1,7 @@
 """What the lab tests do in and around a lab guest, one helper each: run a shell script in it
-through its guest agent, write and checksum a file there, and read a file of, or check, a raw
-ext4 image a restore or an export produced (debugfs and e2fsck: nothing is mounted)."""
+through its guest agent, write and checksum a file there, copy an image a restore or an export
+produced as raw, and read a file of, or check, a raw ext4 image (debugfs and e2fsck: nothing
+is mounted)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def libvirt_conn(uri: str = URI) -> Iterator[Any]:
 def sh(dom: Any, script: str, timeout: float = 120) -> str:
     """``script`` run by ``/bin/sh`` in the guest of ``dom``; its stdout. It must succeed."""
     res = agent.exec_(dom, "/bin/sh", ["-c", script], timeout=timeout)
-    assert res.exitcode == 0, (script, res.stderr)
+    assert res.exitcode == 0, (script, res)
     return res.stdout.decode()
 
 
@@ -49,6 +50,18 @@ def write_file(name: str, path: str, mib: int, uri: str = URI) -> str:
     """MiB of random data in the guest's ``path``, synced; its md5."""
     script = f"dd if=/dev/urandom of={path} bs=1M count={mib} 2>/dev/null; sync; md5sum {path}"
     return guest(name, script, uri=uri).split()[0]
+
+
+def raw_copy(image: Path, raw: Path) -> Path:
+    """``raw``: a raw copy of ``image`` (any format; debugfs and e2fsck read raw images), made
+    while a guest may hold it (``-U``)."""
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["qemu-img", "convert", "-U", "-O", "raw", str(image), str(raw)],
+        check=True,
+        capture_output=True,
+    )
+    return raw
 
 
 def image_file(img: Path, path: str) -> bytes:

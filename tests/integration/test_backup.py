@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ENGINES, CliRunner
 from tests.integration.conftest import LAB_VARIANTS, lab_settings
-from tests.integration.guests import fsck_clean, image_file, md5_in_image, write_file
+from tests.integration.guests import fsck_clean, image_file, md5_in_image, raw_copy, write_file
 from vmvault.bootstrap import bootstrap
 from vmvault.hypervisor.lab.vms import lab_prefix
 from vmvault.hypervisor.lab.writer import RECORDS_PATH, check_writer_records
@@ -102,8 +102,7 @@ def test_full_incremental_restore(lab: dict, cli: CliRunner, tmp_path: Path) -> 
 
     old = restore(cli, vm, p1["id"], tmp_path / "r1", fmt="qcow2")
     old_vdb = next(f for f in old if "vdb" in f.name)
-    raw = tmp_path / "old-vdb.raw"
-    subprocess.run(["qemu-img", "convert", "-O", "raw", str(old_vdb), str(raw)], check=True)
+    raw = raw_copy(old_vdb, tmp_path / "old-vdb.raw")
     assert (
         bname.encode()
         not in subprocess.run(

@@ -26,7 +26,7 @@ import libvirt
 import libvirt_qemu
 import pytest
 
-from tests.integration.guests import sh
+from tests.integration.guests import fsck_clean, image_file, sh
 from vmvault.domain.errors import (
     AgentCommandFailed,
     BackupJobRunning,
@@ -121,16 +121,6 @@ def _dump(src: NbdSource, path: Path, runs: list[tuple[int, int]] | None = None)
     return total
 
 
-def _cat(img: Path, path: str) -> bytes:
-    r = subprocess.run(["debugfs", "-R", f"cat {path}", str(img)], capture_output=True, check=True)
-    return r.stdout
-
-
-def _fsck(img: Path) -> None:
-    r = subprocess.run(["e2fsck", "-fn", str(img)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-
-
 def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
@@ -195,10 +185,10 @@ def test_full_then_incremental_read_through_nbd(conn: Any, work_dir: Path, tmp_p
     _assert_nothing_left(dom, pb)
     assert list_checkpoints(URI, uuid) == ["vmvault-hb-full"]
     vda, vdb = tmp_path / "vda.raw", tmp_path / "vdb.raw"
-    assert _md5(_cat(vda, "/known.bin")) == md5["/data/known.bin"]
-    assert _md5(_cat(vdb, "/known.txt")) == md5["/data2/known.txt"]
-    _fsck(vda)
-    _fsck(vdb)
+    assert _md5(image_file(vda, "/known.bin")) == md5["/data/known.bin"]
+    assert _md5(image_file(vdb, "/known.txt")) == md5["/data2/known.txt"]
+    fsck_clean(vda)
+    fsck_clean(vdb)
 
     # incremental: only what the guest wrote since the checkpoint
     md5.update(
@@ -231,9 +221,9 @@ def test_full_then_incremental_read_through_nbd(conn: Any, work_dir: Path, tmp_p
         vdb_dirty = _disk_sum(pb.source("vdb").dirty_extents())
         assert vdb_dirty <= 2 * MiB  # the freeze/thaw superblock update at most
     _assert_nothing_left(dom, pb)
-    assert _md5(_cat(inc, "/inc.bin")) == md5["/data/inc.bin"]
-    assert _md5(_cat(inc, "/known.bin")) == md5["/data/known.bin"]
-    _fsck(inc)
+    assert _md5(image_file(inc, "/inc.bin")) == md5["/data/inc.bin"]
+    assert _md5(image_file(inc, "/known.bin")) == md5["/data/known.bin"]
+    fsck_clean(inc)
     assert list_checkpoints(URI, uuid) == ["vmvault-hb-full", "vmvault-hb-inc"]
 
 
@@ -253,8 +243,8 @@ def test_raw_disk_is_exported_full_and_never_checkpointed(
     cx = ET.fromstring(checkpoint_xml(URI, uuid, "vmvault-hb-raw1"))
     modes = {d.get("name"): d.get("checkpoint") for d in cx.findall("./disks/disk")}
     assert modes == {"vda": "bitmap", "vdb": "no"}
-    assert len(_cat(tmp_path / "vdb.raw", "/seed/random.bin")) == MiB
-    _fsck(tmp_path / "vdb.raw")
+    assert len(image_file(tmp_path / "vdb.raw", "/seed/random.bin")) == MiB
+    fsck_clean(tmp_path / "vdb.raw")
 
     # an incremental: vda from its bitmap, vdb full again in the same job
     with PullBackup(
@@ -292,10 +282,10 @@ def test_app_hook_runs_at_freeze_and_thaw(conn: Any, work_dir: Path, tmp_path: P
     _assert_nothing_left(dom, pb)
     log = _hook_log(dom).decode().split()
     assert log[-4] == "freeze" and log[-2] == "thaw", log  # "<what> <uptime>" pairs
-    in_backup = _cat(tmp_path / "vda.raw", "/app/hook.log").decode().splitlines()
+    in_backup = image_file(tmp_path / "vda.raw", "/app/hook.log").decode().splitlines()
     assert in_backup[-1].startswith("freeze "), in_backup  # the hook ran before the point
-    assert b"token=" in _cat(tmp_path / "vda.raw", "/app/state")  # the app flushed
-    _fsck(tmp_path / "vda.raw")
+    assert b"token=" in image_file(tmp_path / "vda.raw", "/app/state")  # the app flushed
+    fsck_clean(tmp_path / "vda.raw")
 
 
 def test_no_agent_gives_a_crash_consistent_point(conn: Any, work_dir: Path) -> None:
@@ -330,7 +320,7 @@ def test_writer_records_and_a_hung_agent(conn: Any, work_dir: Path, tmp_path: Pa
     ) as pb:
         assert pb.point_in_time.frozen
         _dump(pb.source("vda"), tmp_path / "vda.raw")
-    check = check_writer_records(_cat(tmp_path / "vda.raw", "/writer/records.log"))
+    check = check_writer_records(image_file(tmp_path / "vda.raw", "/writer/records.log"))
     assert check.ok and check.records > 0, check
 
     # qemu-ga stopped for 6 s: the freeze is not even sent, the point is crash-consistent,
@@ -654,7 +644,7 @@ def test_offline_export_of_a_shut_off_vm(conn: Any, work_dir: Path, tmp_path: Pa
             text=True,
         )
         assert cmp.returncode == 0, cmp.stdout + cmp.stderr  # offline: byte-identical
-        assert _md5(_cat(tmp_path / "off.raw", "/off.bin")) == md5["/data/off.bin"]
+        assert _md5(image_file(tmp_path / "off.raw", "/off.bin")) == md5["/data/off.bin"]
 
         with OfflineExport(image, "qcow2", work_dir, bitmap="vmvault-hb-off1") as ex:
             with pytest.raises(libvirt.libvirtError, match="lock"):

@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import CliRunner
 from tests.integration.conftest import assert_vm_clean
+from tests.integration.guests import fsck_clean, image_file
 from vmvault.bootstrap import Services, bootstrap
 from vmvault.config import Settings
 from vmvault.domain.consistency import HookState
@@ -296,8 +297,7 @@ def _no_recovery_needed(img: Path) -> None:
     head = subprocess.run(["dumpe2fs", "-h", str(img)], capture_output=True, text=True).stdout
     features = next(line for line in head.splitlines() if line.startswith("Filesystem features"))
     assert "needs_recovery" not in features, features
-    fsck = subprocess.run(["e2fsck", "-fn", str(img)], capture_output=True, text=True)
-    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    fsck_clean(img)
 
 
 @pytest.mark.parametrize("dom", ["writer"], indirect=True)
@@ -315,12 +315,7 @@ def test_under_writer_load_frozen_points_need_no_journal_recovery(
     for point in (app, fs):
         img = _restored(cli, home, N["writer"], point, tmp_path / point.id)
         _no_recovery_needed(img)
-        data = subprocess.run(
-            ["debugfs", "-R", f"cat {RECORDS_PATH.removeprefix('/data')}", str(img)],
-            capture_output=True,
-            check=True,
-        ).stdout
-        check = check_writer_records(data)
+        check = check_writer_records(image_file(img, RECORDS_PATH.removeprefix("/data")))
         assert check.ok and check.records > 0, check.problem
 
 

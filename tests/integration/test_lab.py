@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.guests import sh
 from vmvault.hypervisor.lab import guest, iscsi
 from vmvault.hypervisor.lab.vms import (
     READY_MARK,
@@ -177,8 +178,7 @@ def test_data_disks_are_ext4_at_data_and_data2(lab_vms: dict[str, LabVm], conn: 
         assert fs["/data"]["type"] == "ext4"
         assert fs["/data2"]["type"] == "ext4"
         assert [d["dev"] for d in fs["/data"]["disk"]] == ["/dev/vda"]
-    seeded = agent.exec_(_dom(conn, lab_vms["standard"]), "/bin/sh", ["-c", "du -sm /data/seed"])
-    assert seeded.exitcode == 0 and int(seeded.stdout.split()[0]) >= 16
+    assert int(sh(_dom(conn, lab_vms["standard"]), "du -sm /data/seed").split()[0]) >= 16
 
 
 @lab

@@ -14,7 +14,6 @@ is left."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import socket
@@ -31,7 +30,7 @@ import pytest
 
 from tests.conftest import CliRunner, Result, make_cli
 from tests.integration.conftest import lab_settings
-from tests.integration.guests import write_file
+from tests.integration.guests import fsck_clean, image_file, md5_in_image, raw_copy, write_file
 from tests.integration.test_inventory import Defined, defined  # noqa: F401
 from tests.integration.test_server import ServerProcess
 from tests.pglab import Postgres, database
@@ -194,12 +193,9 @@ def test_a_tls_host_is_reached_with_its_ca_and_refused_when_its_certificate_does
 
 def _seed(image: Path, raw: Path) -> bytes:
     """``/seed/random.bin`` of the ext4 file system in qcow2 ``image`` (via debugfs)."""
-    subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(image), str(raw)], check=True)
-    out = subprocess.run(
-        ["debugfs", "-R", "cat /seed/random.bin", str(raw)], capture_output=True, check=True
-    )
+    seed = image_file(raw_copy(image, raw), "/seed/random.bin")
     raw.unlink()
-    return out.stdout
+    return seed
 
 
 @ON_POSTGRESQL
@@ -441,18 +437,6 @@ services.backups.backup(None, [sys.argv[1]])
 """
 
 
-def _raw(image: Path, raw: Path) -> Path:
-    subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(image), str(raw)], check=True)
-    return raw
-
-
-def _file_md5(raw: Path, path: str) -> str:
-    out = subprocess.run(
-        ["debugfs", "-R", f"cat {path}", str(raw)], capture_output=True, check=True
-    )
-    return hashlib.md5(out.stdout).hexdigest()
-
-
 def _job_text(svc: Any, job_id: int) -> str:
     """A job's message, remedy and log, as ``jobs show`` prints them."""
     job, log = svc.jobs.show(job_id)
@@ -535,15 +519,14 @@ def test_a_host_no_node_runs_on_is_pulled_over_nbd_with_tls(
     images.mkdir()
     done = cli("restore", PULLED, "--point", newest["id"], "--disks-only", "--dir", str(images))
     assert done.code == 0, done  # every chunk verified as it is written
-    vda = _raw(images / f"{PULLED}-vda.qcow2", tmp_path / "vda.raw")
+    vda = raw_copy(images / f"{PULLED}-vda.qcow2", tmp_path / "vda.raw")
     for path, md5 in sums.items():  # vda is the file system the guest mounts on /data
-        assert _file_md5(vda, path.removeprefix("/data")) == md5, path
-    vdb = _raw(images / f"{PULLED}-vdb.qcow2", tmp_path / "vdb.raw")
-    template = _raw(build_templates(second["cache"]).data2_qcow2, tmp_path / "t.raw")
-    assert _file_md5(vdb, "/seed/random.bin") == _file_md5(template, "/seed/random.bin")
+        assert md5_in_image(vda, path.removeprefix("/data")) == md5, path
+    vdb = raw_copy(images / f"{PULLED}-vdb.qcow2", tmp_path / "vdb.raw")
+    template = raw_copy(build_templates(second["cache"]).data2_qcow2, tmp_path / "t.raw")
+    assert md5_in_image(vdb, "/seed/random.bin") == md5_in_image(template, "/seed/random.bin")
     for raw in (vda, vdb):
-        fsck = subprocess.run(["e2fsck", "-fn", str(raw)], capture_output=True, text=True)
-        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+        fsck_clean(raw)
 
     # a client certificate that another CA signed: refused by the host's QEMU
     other = write_pki(tmp_path / "other", org="another CA").nbd_client

@@ -33,6 +33,7 @@ from tests.integration.guests import (
     guest_md5,
     libvirt_conn,
     md5_in_image,
+    raw_copy,
     write_file,
 )
 from vmvault.bootstrap import Services, bootstrap
@@ -137,18 +138,6 @@ def remove_domain(name: str) -> None:
         dom.undefineFlags(
             libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
         )
-
-
-def raw_copy(image: Path, scratch: Path) -> Path:
-    """A raw copy of a restored image (debugfs and e2fsck read raw ext4 images)."""
-    scratch.mkdir(parents=True, exist_ok=True)
-    out = scratch / (image.name + ".raw")
-    subprocess.run(
-        ["qemu-img", "convert", "-U", "-O", "raw", str(image), str(out)],
-        check=True,
-        capture_output=True,
-    )
-    return out
 
 
 def assert_matches_point(services: Services, point_id: str, target: str, raw: Path) -> None:
@@ -341,7 +330,7 @@ def test_as_new_into_a_non_default_directory(world: World) -> None:
     assert root.findtext("os/kernel", "").startswith(src_dir)  # shared read-only by design
     # byte-identical to the point, intact inside
     for target, image in paths.items():
-        raw = raw_copy(image, ROOT / "check")
+        raw = raw_copy(image, ROOT / "check" / f"{image.name}.raw")
         assert_matches_point(world.services, world.point, target, raw)
         fsck_clean(raw)
         if target == "vda":
@@ -422,7 +411,7 @@ def test_replace_from_running_then_in_place_byte_identical(world: World) -> None
         f"{Path(p).name}.pre-restore-{r.json()['id']}" for p in paths_before.values()
     )
     for target, path in paths_before.items():
-        raw = raw_copy(Path(path), ROOT / "check")
+        raw = raw_copy(Path(path), ROOT / "check" / f"{Path(path).name}.raw")
         assert_matches_point(world.services, world.point, target, raw)
         fsck_clean(raw)
         raw.unlink()

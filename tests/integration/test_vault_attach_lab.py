@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Result
+from tests.integration.guests import raw_copy
 from tests.integration.test_restore import (
     assert_matches_point,
     default_dir,
-    raw_copy,
     remove_domain,
 )
 from vmvault.bootstrap import bootstrap
@@ -97,7 +97,7 @@ def test_a_catalog_rebuilt_from_the_storage_and_the_paper_key_restores_bit_exact
         env |= {"VMVAULT_HOME": str(new), **with_new}
         services = bootstrap(Settings.from_env(env))
         for d in disks:
-            raw = raw_copy(Path(d["path"]), tmp_path / "check")
+            raw = raw_copy(Path(d["path"]), tmp_path / "check" / f"{Path(d['path']).name}.raw")
             assert_matches_point(services, point["id"], d["target"], raw)
             raw.unlink()
     finally:

@@ -118,6 +118,8 @@ def test_the_shape_it_lays_out_and_what_it_leaves_to_rich(monkeypatch: pytest.Mo
         _printed(tabbed, 80, False, False, monkeypatch)
     )
     assert render._listing(_table([], []), 80) is None
+    with pytest.raises(ValueError, match="1 cells for 2 columns"):
+        _table(["NAME", "STATE"], [[("a", "")]])  # a row is a cell per header
 
 
 class _Stream(io.StringIO):

@@ -111,8 +111,10 @@ class Listing:
     rows: list[list[tuple[str, str]]] = field(default_factory=list)
 
     def add(self, *cells: str | tuple[str, str]) -> None:
-        """A row of data: plain text (no markup), control characters escaped, or a
-        ``(text, style)`` pair (its text as given)."""
+        """A row of data, a cell per header: plain text (no markup) or a ``(text, style)``
+        pair, control characters escaped (:func:`shown`)."""
+        if len(cells) != len(self.headers):
+            raise ValueError(f"{len(cells)} cells for {len(self.headers)} columns")
         self.rows.append(
             [(shown(c), "") if isinstance(c, str) else (shown(c[0]), c[1]) for c in cells]
         )

@@ -1,4 +1,4 @@
-"""Turning domain objects into the CLI's JSON documents and Rich tables.
+"""Turning domain objects into the CLI's JSON documents and tables (:class:`Listing`).
 
 JSON field names are a public contract (see documents.py): scripts and monitoring rely on them.
 ``out`` and ``err`` print plain lines and listings without importing Rich, and make their Rich
@@ -130,10 +130,11 @@ def print_table(listing: Listing) -> None:
     Rich measures, pads, wraps and crops every cell through its renderables: ~1-2 ms per row
     of nine cells, more than the rest of a remote ``vm list`` of 100 VMs takes.  So a listing
     that fits the console's width is written without Rich when it can be
-    (:meth:`LazyConsole.print_listing`: plain cells, or a bold header), else laid out here
+    (:meth:`LazyConsole.print_listing`: plain cells and a bold or plain header, or piped),
+    else laid out here
     (:meth:`Listing.laid_out`, the same rule) in one :class:`Text` of the same characters and
-    styles; one too wide (Rich then wraps its cells) or holding what Rich lays out itself is
-    printed by Rich. tests/unit/test_cli_tables.py compares them all with Rich's."""
+    styles; one too wide (Rich then wraps its cells) or holding what Rich lays out itself (no
+    header, a ``[`` in a header, a character that is not printable) is printed by Rich. tests/unit/test_cli_tables.py compares them all with Rich's."""
     if isinstance(out, LazyConsole) and out.print_listing(listing):
         return
     lines = _listing(listing, out.width)
