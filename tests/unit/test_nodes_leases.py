@@ -19,7 +19,7 @@ from vmvault.documents import job_doc
 from vmvault.domain.errors import OperationInProgress
 from vmvault.domain.host_uri import host_key
 from vmvault.domain.job import JobState, JobType
-from vmvault.domain.node import LEASE, SCHEDULER_LEASE
+from vmvault.domain.node import LEASE, SCHEDULER_LEASE, Node
 from vmvault.domain.policy import Policy
 from vmvault.domain.retention import Retention
 from vmvault.domain.schedule import parse_schedule
@@ -330,6 +330,44 @@ def test_recovery_never_closes_a_job_this_process_runs(engine: Engine, clock: Cl
         assert scheduler.node.beat() == 1  # any heartbeat of the process renews it
     clock.now += LEASE + timedelta(seconds=1)  # no longer run here and its lease passed
     assert [r.job.id for r in _recovery(scheduler, clock).recover()] == [job.id]
+
+
+def test_two_first_beats_of_one_node_racing_both_succeed(engine: Engine, clock: Clock) -> None:
+    """A server's worker and scheduler are two services of one node: their first beats may
+    meet. The second waits for the first's commit and renews the row it inserted (an update
+    then an insert failed here on PostgreSQL: neither update saw the other's row)."""
+    first, second = (NodeOf(engine, clock, "node-a", "m1", 11) for _ in range(2))
+    LATER = T0 + timedelta(seconds=10)
+    started = threading.Event()
+    failed: list[BaseException] = []
+
+    def beat_meanwhile() -> None:
+        started.set()
+        try:
+            with SqlUnitOfWork(engine) as uow:
+                uow.nodes.beat(Node("node-a", "qemu+tcp://node-a/system", "m1", 11, T0, LATER))
+                uow.commit()
+        except BaseException as e:
+            failed.append(e)
+
+    with first.uow() as uow:  # the first beat's row inserted, not yet committed
+        uow.nodes.beat(Node("node-a", "qemu+tcp://node-a/system", "m1", 11, T0, T0))
+        racing = threading.Thread(target=beat_meanwhile)
+        racing.start()
+        started.wait()
+        racing.join(1.0)  # it waits for the row's commit (SQLite: for the write lock)
+        uow.commit()
+    racing.join(30)
+    assert not racing.is_alive() and failed == []
+    with SqlUnitOfWork(engine) as uow:
+        assert uow.nodes.get("node-a") == Node(
+            "node-a", "qemu+tcp://node-a/system", "m1", 11, T0, LATER
+        )
+    clock.now = T0 + timedelta(seconds=20)
+    assert second.node.beat() == 0
+    with SqlUnitOfWork(engine) as uow:
+        [node] = uow.nodes.all()
+    assert (node.id, node.started_at, node.heartbeat_at) == ("node-a", T0, clock())
 
 
 def test_a_job_of_a_node_with_no_row_yet_is_judged_by_its_lease(

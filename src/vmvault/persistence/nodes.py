@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, case, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from vmvault.domain.node import Node
@@ -26,22 +27,27 @@ class SqlNodes:
         return Node(r.id, r.host, r.machine, r.pid, req(r.started_at), req(r.heartbeat_at))
 
     def beat(self, node: Node) -> None:
-        """Record ``node`` (its first beat inserts it) with ``node.heartbeat_at``."""
-        n = t.nodes.c
-        res = self.conn.execute(
-            update(t.nodes).where(n.id == node.id).values(heartbeat_at=node.heartbeat_at)
+        """Record ``node`` (its first beat inserts it) with ``node.heartbeat_at``.
+
+        One ``INSERT … ON CONFLICT (id) DO UPDATE`` (both engines have it): two beats of one
+        node racing — a server's worker and scheduler are two services of one node, whose
+        first beats may meet — never both insert (an update then an insert did: the second
+        insert failed on the primary key, PostgreSQL's read committed letting both updates
+        find no row)."""
+        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+        ins = dialect.insert(t.nodes).values(
+            id=node.id,
+            host=node.host,
+            machine=node.machine,
+            pid=node.pid,
+            started_at=node.started_at,
+            heartbeat_at=node.heartbeat_at,
         )
-        if res.rowcount == 0:
-            self.conn.execute(
-                insert(t.nodes).values(
-                    id=node.id,
-                    host=node.host,
-                    machine=node.machine,
-                    pid=node.pid,
-                    started_at=node.started_at,
-                    heartbeat_at=node.heartbeat_at,
-                )
+        self.conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=[t.nodes.c.id], set_={"heartbeat_at": ins.excluded.heartbeat_at}
             )
+        )
 
     def forget(self, before: datetime) -> int:
         """Delete the nodes whose last heartbeat is older than ``before``; how many."""
