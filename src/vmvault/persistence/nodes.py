@@ -11,12 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, case, delete, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from vmvault.domain.node import Node
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req
+from vmvault.persistence.upsert import insert_of
 
 
 class SqlNodes:
@@ -29,13 +29,11 @@ class SqlNodes:
     def beat(self, node: Node) -> None:
         """Record ``node`` (its first beat inserts it) with ``node.heartbeat_at``.
 
-        One ``INSERT … ON CONFLICT (id) DO UPDATE`` (both engines have it): two beats of one
+        One ``INSERT … ON CONFLICT (id) DO UPDATE`` (persistence/upsert.py): two beats of one
         node racing — a server's worker and scheduler are two services of one node, whose
         first beats may meet — never both insert (an update then an insert did: the second
-        insert failed on the primary key, PostgreSQL's read committed letting both updates
-        find no row)."""
-        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
-        ins = dialect.insert(t.nodes).values(
+        insert failed on the primary key)."""
+        ins = insert_of(self.conn, t.nodes).values(
             id=node.id,
             host=node.host,
             machine=node.machine,

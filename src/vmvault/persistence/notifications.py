@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from vmvault.domain.notification import (
     Channel,
@@ -19,6 +18,7 @@ from vmvault.domain.notification import (
 )
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req, utc
+from vmvault.persistence.upsert import insert_of
 
 
 def _target(r: Any) -> Target:
@@ -78,16 +78,12 @@ class SqlNotifications:
             "next_attempt_at": now,
             "created_at": now,
         }
-        if self.conn.dialect.name == "sqlite":
-            stmt = sqlite_insert(t.notify_outbox).values(**values).on_conflict_do_nothing()
-            return bool(self.conn.execute(stmt).rowcount)
-        exists = select(t.notify_outbox.c.id).where(
-            t.notify_outbox.c.target_id == target.id, t.notify_outbox.c.key == message.key
-        )
-        if self.conn.execute(exists).first() is not None:
-            return False
-        self.conn.execute(insert(t.notify_outbox).values(**values))
-        return True
+        # one statement on both engines (persistence/upsert.py): two nodes checking the same
+        # overdue episode at once write it once, neither failing on the (target, key) key; the
+        # id it returns says whether it wrote (a rowcount may be -1 with RETURNING)
+        ins = insert_of(self.conn, t.notify_outbox).values(**values)
+        stmt = ins.on_conflict_do_nothing().returning(t.notify_outbox.c.id)
+        return self.conn.execute(stmt).first() is not None
 
     def due(self, now: datetime, limit: int = 50) -> list[Outgoing]:
         """Pending messages whose next attempt is due, oldest first."""
