@@ -9,9 +9,11 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from vmvault.domain.access import Role
 from vmvault.domain.audit import AuditEntry
+from vmvault.domain.errors import TokenExists
 from vmvault.domain.tokens import ApiToken
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req, utc
+from vmvault.persistence.upsert import insert_new
 
 
 class SqlTokens:
@@ -44,16 +46,21 @@ class SqlTokens:
         return [self._token(r) for r in self.conn.execute(q)]
 
     def add(self, token: ApiToken, secret_sha256: str) -> None:
-        self.conn.execute(
-            insert(t.api_tokens).values(
-                name=token.name,
-                role=token.role.value,
-                public_id=token.public_id,
-                secret_sha256=secret_sha256,
-                created_at=token.created_at,
-                created_by=token.created_by,
-            )
+        """:class:`TokenExists` when the name is taken (also by another writer's token
+        committed meanwhile: persistence/upsert.py)."""
+        token_id = insert_new(
+            self.conn,
+            t.api_tokens,
+            "name",
+            name=token.name,
+            role=token.role.value,
+            public_id=token.public_id,
+            secret_sha256=secret_sha256,
+            created_at=token.created_at,
+            created_by=token.created_by,
         )
+        if token_id is None:
+            raise TokenExists(name=token.name)
 
     def set_last_used(self, name: str, when: datetime) -> None:
         q = update(t.api_tokens).where(t.api_tokens.c.name == name).values(last_used_at=when)

@@ -9,9 +9,11 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from vmvault.domain.errors import PolicyExists
 from vmvault.domain.policy import Policy
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req, utc
+from vmvault.persistence.upsert import insert_new
 
 
 @dataclass
@@ -44,15 +46,20 @@ class SqlPolicies:
         return [self._row(r) for r in self.conn.execute(q)]
 
     def add(self, vault: str, policy: Policy, now: datetime) -> PolicyRow:
-        self.conn.execute(
-            insert(t.policies).values(
-                name=policy.name,
-                vault=vault,
-                definition=policy.to_json(),
-                created_at=now,
-                updated_at=now,
-            )
+        """:class:`PolicyExists` when the name is taken (also by another writer's policy
+        committed meanwhile: persistence/upsert.py)."""
+        policy_id = insert_new(
+            self.conn,
+            t.policies,
+            "name",
+            name=policy.name,
+            vault=vault,
+            definition=policy.to_json(),
+            created_at=now,
+            updated_at=now,
         )
+        if policy_id is None:
+            raise PolicyExists(name=policy.name)
         return PolicyRow(policy.name, vault, policy, now, now)
 
     def update(self, policy: Policy, now: datetime) -> None:

@@ -6,6 +6,8 @@ fails on the key)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -16,3 +18,15 @@ def insert_of(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Inse
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def insert_new(conn: Connection, table: Table, key: str, **values: Any) -> Any | None:
+    """Insert a row of ``values`` unless one with the same unique ``key`` column exists:
+    its primary key, or None when that key is taken — also by another writer's row committed
+    while this one waited for it (``INSERT … ON CONFLICT (key) DO NOTHING RETURNING``), so a
+    caller's "already exists" holds even when two create the same name at once (a check
+    before the insert let both pass on PostgreSQL, and the second failed on the key)."""
+    ins = insert_of(conn, table).values(**values)
+    stmt = ins.on_conflict_do_nothing(index_elements=[key]).returning(*table.primary_key)
+    row = conn.execute(stmt).first()
+    return None if row is None else row[0]

@@ -6,14 +6,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from vmvault.domain.approval import ApprovalMode, ApprovalSetting
+from vmvault.domain.errors import HostExists, VaultExists
 from vmvault.domain.immutability import ImmutableMode
 from vmvault.domain.soft_delete import SoftDelete, SoftDeleteMode
 from vmvault.domain.vault import Host, S3Location, Vault
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req
+from vmvault.persistence.upsert import insert_new
 
 
 class SqlVaults:
@@ -51,18 +53,17 @@ class SqlVaults:
         key_file: str | None = None,
         s3: S3Location | None = None,
     ) -> Vault:
-        res = self.conn.execute(
-            insert(t.vaults).values(
-                name=name,
-                location=location,
-                path=path,
-                created_at=now,
-                key_file=key_file,
-                storage=s3.to_json() if s3 is not None else None,
-            )
-        )
-        assert res.inserted_primary_key is not None
-        return Vault(res.inserted_primary_key[0], name, location, path, now, key_file, s3)
+        """The new vault's row; :class:`VaultExists` when the name is taken (also by another
+        writer's vault committed meanwhile: persistence/upsert.py)."""
+        storage = s3.to_json() if s3 is not None else None
+        vault_id = insert_new(
+            self.conn, t.vaults, "name",
+            name=name, location=location, path=path, created_at=now, key_file=key_file,
+            storage=storage,
+        )  # fmt: skip
+        if vault_id is None:
+            raise VaultExists(name=name)
+        return Vault(vault_id, name, location, path, now, key_file, s3)
 
     def set_soft_delete(self, name: str, setting: SoftDelete) -> None:
         self.conn.execute(
@@ -116,10 +117,14 @@ class SqlHosts:
         now: datetime,
         pull_tls: str | None = None,
     ) -> Host:
+        """The new host's row; :class:`HostExists` when the URI is known (also when another
+        writer's row of it was committed meanwhile: persistence/upsert.py)."""
         values = dict(uri=uri, location=location, hostname=hostname, created_at=now)
-        res = self.conn.execute(insert(t.hosts).values(**values, pull_tls=pull_tls))
-        assert res.inserted_primary_key is not None
-        return Host(res.inserted_primary_key[0], uri, location, hostname, now, pull_tls=pull_tls)
+        host_id = insert_new(self.conn, t.hosts, "uri", **values, pull_tls=pull_tls)
+        if host_id is None:
+            known = self.get(uri)
+            raise HostExists(uri=uri, location=known.location if known else location)
+        return Host(host_id, uri, location, hostname, now, pull_tls=pull_tls)
 
     def remove(self, uri: str) -> None:
         self.conn.execute(delete(t.hosts).where(t.hosts.c.uri == uri))

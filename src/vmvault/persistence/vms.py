@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, func, select, update
 
 from vmvault.domain.vm import Disk, Nic, PowerState, VmItem, VmState, WatchedVm, fields_of
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req, utc
+from vmvault.persistence.upsert import insert_of
 
 #: How many uuids one ``IN`` list of :meth:`SqlVms.save_many` and :meth:`SqlVms.seen` holds
 #: (SQLite's bound-parameter limit is far above it).
@@ -127,9 +128,10 @@ class SqlVms:
                 select(t.vaults.c.id).where(t.vaults.c.name == vm.vault)
             ).scalar_one()
         values = _columns(vm, vault_id)
-        done = self.conn.execute(update(t.vms).where(t.vms.c.uuid == vm.uuid).values(**values))
-        if done.rowcount == 0:
-            self.conn.execute(insert(t.vms).values(uuid=vm.uuid, **values))
+        # one statement (persistence/upsert.py): an update then, when it found no row, an
+        # insert let two writers of a VM new to the catalog both insert it on PostgreSQL
+        ins = insert_of(self.conn, t.vms).values(uuid=vm.uuid, **values)
+        self.conn.execute(ins.on_conflict_do_update(index_elements=["uuid"], set_=values))
 
     def save_many(self, vms: Sequence[VmItem]) -> None:
         """:meth:`save` of many VMs in a few statements, whatever their number: the vaults'
@@ -156,7 +158,11 @@ class SqlVms:
             change = change.values({k: bindparam(f"b_{k}") for k in names})
             self.conn.execute(change, [{f"b_{k}": v for k, v in r.items()} for r in old])
         if new:
-            self.conn.execute(insert(t.vms), new)
+            # read as new, but another discovery (of a vault of the same location) may have
+            # inserted one meanwhile: theirs stands, from the same hosts moments before, with
+            # the operator's fields it may have been given since (on PostgreSQL a plain
+            # insert failed on the uuid)
+            self.conn.execute(insert_of(self.conn, t.vms).on_conflict_do_nothing(), new)
 
     def seen(self, uuids: Sequence[str], at: datetime) -> None:
         for start in range(0, len(uuids), _BATCH):

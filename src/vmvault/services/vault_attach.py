@@ -57,7 +57,6 @@ from vmvault.domain.errors import (
 from vmvault.domain.host_uri import DEFAULT_HOST_URI
 from vmvault.domain.recovery_point import PointCopy, RecoveryPoint
 from vmvault.domain.vault import (
-    DEFAULT_LOCATION,
     S3Location,
     Vault,
     validate_location,
@@ -68,7 +67,13 @@ from vmvault.services.backup.commit import point_from_manifest
 from vmvault.services.paths import check_writable, user_path
 from vmvault.services.ports import UnitOfWork
 from vmvault.services.vault_keys import keys_from_paper
-from vmvault.services.vaults import IDENTITY_KEY, VaultService, overlaps, storage_failures
+from vmvault.services.vaults import (
+    IDENTITY_KEY,
+    VaultService,
+    add_default_host,
+    overlaps,
+    storage_failures,
+)
 from vmvault.storage.backend import StorageBackend
 from vmvault.storage.errors import ObjectMissing
 
@@ -274,8 +279,7 @@ class VaultAttachService:
         key_file = str(keys.key_file) if keys.key_file is not None else None
         shown = str(target) if target is not None else s3.url  # type: ignore[union-attr]
         vault = uow.vaults.add(name, location, shown, created, key_file, s3=s3)
-        if location == DEFAULT_LOCATION and not uow.hosts.all(DEFAULT_LOCATION):
-            uow.hosts.add(DEFAULT_HOST_URI, DEFAULT_LOCATION, None, now)
+        add_default_host(uow, location, now)
         return vault
 
 

@@ -163,8 +163,7 @@ class VaultService:
                 vault = uow.vaults.add(
                     name, location, str(target), now, str(keys) if encrypt else None
                 )
-                if location == DEFAULT_LOCATION and not uow.hosts.all(DEFAULT_LOCATION):
-                    uow.hosts.add(DEFAULT_HOST_URI, DEFAULT_LOCATION, None, now)
+                add_default_host(uow, location, now)
                 uow.commit()
             except local.VaultDirectoryInUse:  # filled by someone else since the check
                 raise VaultPathInUse(path=said) from None
@@ -234,8 +233,7 @@ class VaultService:
                 vault = uow.vaults.add(
                     name, location, s3.url, now, str(keys) if keys else None, s3=s3
                 )
-                if location == DEFAULT_LOCATION and not uow.hosts.all(DEFAULT_LOCATION):
-                    uow.hosts.add(DEFAULT_HOST_URI, DEFAULT_LOCATION, None, now)
+                add_default_host(uow, location, now)
                 uow.commit()
             except BaseException as exc:
                 if wrote:  # the prefix was empty: what is there now is this call's
@@ -486,3 +484,13 @@ class _Undo:
             self.key_file.unlink(missing_ok=True)  # it did not exist before (checked)
         if self.keys_made is not None:
             shutil.rmtree(self.keys_made, ignore_errors=True)
+
+
+def add_default_host(uow: UnitOfWork, location: str, now: datetime) -> None:
+    """A vault of the default location gets the local host (``qemu:///system``) when that
+    location has none yet, unless the URI is known already — also when another ``vault
+    create`` or ``attach`` added it meanwhile (two at once on PostgreSQL both found no host;
+    the second failed on the URI's key: ``HOST_EXISTS`` is what :meth:`hosts.add` says now)."""
+    if location == DEFAULT_LOCATION and not uow.hosts.all(DEFAULT_LOCATION):
+        with contextlib.suppress(HostExists):
+            uow.hosts.add(DEFAULT_HOST_URI, DEFAULT_LOCATION, None, now)

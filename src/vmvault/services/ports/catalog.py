@@ -42,7 +42,10 @@ class VaultRepository(Protocol):
         now: datetime,
         key_file: str | None = None,
         s3: S3Location | None = None,
-    ) -> Vault: ...
+    ) -> Vault:
+        """Insert; ``VaultExists`` when the name is taken, also by a vault another writer
+        committed while this one waited for it."""
+
     def set_soft_delete(self, name: str, setting: SoftDelete) -> None:
         """Store the vault's soft-delete setting (docs/soft-delete.md)."""
 
@@ -67,7 +70,8 @@ class HostRepository(Protocol):
         now: datetime,
         pull_tls: str | None = None,
     ) -> Host:
-        """``pull_tls``: the host is backed up by pulling (domain/pull.py)."""
+        """``pull_tls``: the host is backed up by pulling (domain/pull.py).  ``HostExists``
+        when the URI is known, also by a row another writer committed meanwhile."""
 
     def remove(self, uri: str) -> None: ...
     def set_hostname(self, uri: str, hostname: str) -> None: ...
@@ -114,10 +118,13 @@ class VmRepository(Protocol):
         reads of each (one query, no disks or NICs), by name."""
 
     def save(self, vm: VmItem) -> None:
-        """Insert or update the VM item (keyed by uuid)."""
+        """Insert or update the VM item (keyed by uuid), in one statement: two writers of a
+        VM new to the catalog never both insert it."""
 
     def save_many(self, vms: Sequence[VmItem]) -> None:
-        """:meth:`save` of every VM of ``vms`` in a few statements, whatever their number."""
+        """:meth:`save` of every VM of ``vms`` in a few statements, whatever their number; a
+        VM read as new that another writer inserted meanwhile (two discoveries of vaults of
+        one location) is left as that writer wrote it."""
 
     def seen(self, uuids: Sequence[str], at: datetime) -> None:
         """Set ``last_seen`` of these VMs to ``at``, nothing else (a discovery's VMs that
@@ -351,7 +358,8 @@ class TokenRepository(Protocol):
         """Every token, revoked ones included, by name."""
 
     def add(self, token: ApiToken, secret_sha256: str) -> None:
-        """Insert; MUST raise (the catalog's unique constraint) when the name is taken."""
+        """Insert; ``TokenExists`` when the name is taken, also by a token another writer
+        committed while this one waited for it."""
 
     def set_last_used(self, name: str, when: datetime) -> None: ...
     def set_revoked(self, name: str, when: datetime) -> None: ...
@@ -423,7 +431,8 @@ class PolicyRepository(Protocol):
         """Sorted by name."""
 
     def add(self, vault: str, policy: Policy, now: datetime) -> PolicyRecord:
-        """Insert; the caller has checked that the name is free."""
+        """Insert; ``PolicyExists`` when the name is taken (the caller's check before cannot
+        see a policy another writer has not committed yet)."""
 
     def update(self, policy: Policy, now: datetime) -> None:
         """Replace the definition of the policy named ``policy.name``."""
