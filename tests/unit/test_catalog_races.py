@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.unit.catalog_world import write_point
 from tests.unit.fleet_world import fleet_services
 from vmvault.bootstrap import Services
 from vmvault.domain.access import Role
@@ -135,6 +137,46 @@ def _vm(name: str) -> VmItem:
         "6f1c0e0a-0000-4000-8000-000000000001", name, URI, "b", "b", PowerState.RUNNING,
         [], [], True, "f", AT, AT,
     )  # fmt: skip
+
+
+def test_two_vaults_holding_one_point_attached_at_once_record_it_once(
+    services: Services, tmp_path: Path
+) -> None:
+    """Disaster recovery attaching a vault and the vault of its copies at once: each found no
+    row of the point, and the second's insert failed on its id (the whole attach with it)."""
+    stored = tmp_path / "stored"  # the copies' vault, written by another catalog
+    other = fleet_services(tmp_path / "other", f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        other.vaults.create("copies", DEFAULT_LOCATION, str(stored))
+        with other._uow() as uow:
+            uow.vms.save(_vm("web"))
+            uow.commit()
+        write_point(tmp_path, other._uow, other.vaults, "copies", "p1", 1, AT, (_vm("").uuid, "web"),
+                    disk=b"x" * 4096)  # fmt: skip
+        with other._uow() as uow:
+            point = uow.points.get("p1")
+    finally:
+        other.close()
+    assert point is not None
+    with services._uow() as uow:  # the VM known here (discovered): only the point is raced
+        uow.vms.save(_vm("web"))
+        uow.commit()
+
+    def attach_main(uow: SqlUnitOfWork) -> None:  # the point's own vault: its row first
+        uow.vaults.add("main", DEFAULT_LOCATION, str(tmp_path / "main"), AT)
+        uow.points.add(replace(point, vault="main"))
+
+    report = meanwhile(
+        services,
+        attach_main,
+        lambda: services.vault_attach.attach("copies", DEFAULT_LOCATION, str(stored)),
+    )
+    assert not isinstance(report, BaseException), report
+    assert (report.points, report.copies) == (0, 1)
+    with services._uow() as uow:
+        held = uow.points.get("p1")
+        assert held is not None and held.vault == "main"
+        assert [c.vault for c in uow.copies.of_point("p1")] == ["copies"]
 
 
 def test_a_new_vm_discovered_by_two_at_once_is_written_once(

@@ -23,6 +23,7 @@ from vmvault.domain.soft_delete import Deletion
 from vmvault.persistence import tables as t
 from vmvault.persistence.held import held_by
 from vmvault.persistence.times import req, utc
+from vmvault.persistence.upsert import insert_new
 
 
 def _damage(doc: Any) -> tuple[DamagedDisk, ...] | None:
@@ -81,6 +82,11 @@ class SqlPoints:
     def add_many(self, points: Sequence[RecoveryPoint]) -> None:
         if points:
             self.conn.execute(insert(t.recovery_points), [_values(p) for p in points])
+
+    def add_if_new(self, point: RecoveryPoint) -> bool:
+        # one statement (persistence/upsert.py): two attaches of vaults holding the same
+        # point (one's copies of the other's) both found no row, and the second insert failed
+        return insert_new(self.conn, t.recovery_points, "id", **_values(point)) is not None
 
     def get(self, point_id: str) -> RecoveryPoint | None:
         q = select(t.recovery_points).where(t.recovery_points.c.id == point_id)

@@ -298,10 +298,9 @@ def _record_points(
             vms_new += 1
     own = copies = 0
     for p in points:
-        if uow.points.get(p.id) is None:
-            uow.points.add(p)
+        if uow.points.add_if_new(p):
             own += 1
-        else:
+        else:  # also when another attach (of a vault of its copies) wrote it meanwhile
             uow.copies.add(PointCopy(p.id, vault, now))
             copies += 1
     return len(by_vm), vms_new, own, copies, sum(p.bytes_logical for p in points)

@@ -141,6 +141,10 @@ class PointRepository(Protocol):
     def add_many(self, points: Sequence[RecoveryPoint]) -> None:
         """:meth:`add` of many points in one statement (``executemany``)."""
 
+    def add_if_new(self, point: RecoveryPoint) -> bool:
+        """:meth:`add` unless a point of its id exists — also one another writer committed
+        while this one waited for it: whether it was added."""
+
     def get(self, point_id: str) -> RecoveryPoint | None: ...
     def for_vm(
         self, vm_uuid: str, vault: str | None = None, *, deleted: bool | None = False
