@@ -18,7 +18,7 @@ from vmvault.domain.notification import (
 )
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req, utc
-from vmvault.persistence.upsert import insert_of
+from vmvault.persistence.upsert import insert_new
 
 
 def _target(r: Any) -> Target:
@@ -79,11 +79,8 @@ class SqlNotifications:
             "created_at": now,
         }
         # one statement on both engines (persistence/upsert.py): two nodes checking the same
-        # overdue episode at once write it once, neither failing on the (target, key) key; the
-        # id it returns says whether it wrote (a rowcount may be -1 with RETURNING)
-        ins = insert_of(self.conn, t.notify_outbox).values(**values)
-        stmt = ins.on_conflict_do_nothing().returning(t.notify_outbox.c.id)
-        return self.conn.execute(stmt).first() is not None
+        # overdue episode at once write it once, neither failing on the (target, key) key
+        return insert_new(self.conn, t.notify_outbox, ("target_id", "key"), **values) is not None
 
     def due(self, now: datetime, limit: int = 50) -> list[Outgoing]:
         """Pending messages whose next attempt is due, oldest first."""

@@ -20,13 +20,17 @@ def insert_of(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Inse
     return sqlite.insert(table)
 
 
-def insert_new(conn: Connection, table: Table, key: str, **values: Any) -> Any | None:
-    """Insert a row of ``values`` unless one with the same unique ``key`` column exists:
-    its primary key, or None when that key is taken — also by another writer's row committed
-    while this one waited for it (``INSERT … ON CONFLICT (key) DO NOTHING RETURNING``), so a
+def insert_new(
+    conn: Connection, table: Table, unique: str | tuple[str, ...], /, **values: Any
+) -> Any | None:
+    """Insert a row of ``values`` unless one with the same ``unique`` key (a column, or the
+    columns of a unique constraint) exists: its primary key, or None when that key is taken
+    — also by another writer's row committed while this one waited for it (``INSERT … ON
+    CONFLICT (key) DO NOTHING RETURNING``; a rowcount may be -1 with ``RETURNING``), so a
     caller's "already exists" holds even when two create the same name at once (a check
     before the insert let both pass on PostgreSQL, and the second failed on the key)."""
     ins = insert_of(conn, table).values(**values)
-    stmt = ins.on_conflict_do_nothing(index_elements=[key]).returning(*table.primary_key)
+    columns = [unique] if isinstance(unique, str) else list(unique)
+    stmt = ins.on_conflict_do_nothing(index_elements=columns).returning(*table.primary_key)
     row = conn.execute(stmt).first()
     return None if row is None else row[0]
