@@ -11,6 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from vmvault.domain.errors import (
     DiscoveryInProgress,
@@ -221,6 +222,27 @@ def test_a_jobs_end_is_written_once_and_its_hooks_run_once(engine) -> None:  # t
     with r.uow() as uow:
         again = uow.jobs.get(made.id)
     assert again is not None and again.state is JobState.COMPLETED and again.ended_at is not None
+
+
+def test_a_hook_whose_statement_fails_leaves_the_jobs_end_written(engine) -> None:  # type: ignore[no-untyped-def]
+    """An end hook (the outbox's) that fails in the catalog is a line of the job's log; on
+    PostgreSQL its failed statement left the transaction unusable, so the job's end and that
+    line failed with it, until each hook ran in a savepoint."""
+    r = runner(engine)
+    ended: list[int] = []
+
+    def failing(uow: SqlUnitOfWork, job: Job) -> None:
+        uow.conn.execute(text("SELECT * FROM no_such_table"))
+
+    r.on_end.extend([failing, lambda _uow, job: ended.append(job.id)])
+    job = r.start(JobType.BACKUP, "main", "vm-1", "vm-1")
+    r.finish(job, None)
+    with r.uow() as uow:
+        saved = uow.jobs.get(job.id)
+        log = uow.jobs.log(job.id)
+    assert saved is not None and saved.state is JobState.COMPLETED
+    assert ended == [job.id]  # the next hook ran
+    assert any("after the end: " in line and "no_such_table" in line for line in log), log
 
 
 @pytest.mark.parametrize("catalog_url", ["postgresql"], indirect=True)

@@ -10,6 +10,8 @@ vmvault processes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -88,3 +90,8 @@ class SqlUnitOfWork:
     def commit(self) -> None:
         self.tx.commit()
         self.tx = self.conn.begin()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self.conn.begin_nested():
+            yield

@@ -217,7 +217,8 @@ def close_job(
     """End ``job`` in ``uow`` (the caller commits): its final ``state``, its error, the log
     line, then the end hooks (the notification outbox) in the same transaction.  The one way
     a job ends: JobRunner's jobs and those the scheduler creates already failed.  A hook that
-    fails does not keep the job from ending: its failure is a line of the job's log.
+    fails does not keep the job from ending: its failure is a line of the job's log (each hook
+    runs in a savepoint, so a failed statement of its own leaves the transaction usable).
 
     A job whose end another process wrote first (recovery closed it as interrupted while its
     lease had run out) keeps that end: this one is a log line, the hooks do not run again,
@@ -240,7 +241,8 @@ def close_job(
     uow.jobs.append_log(job.id, ending, now)
     for hook in on_end:
         try:
-            hook(uow, job)
+            with uow.savepoint():  # a hook's failed statement leaves the job's end to commit
+                hook(uow, job)
         except Exception as exc:
             uow.jobs.append_log(job.id, f"after the end: {type(exc).__name__}: {exc}", now)
     return True

@@ -5,6 +5,7 @@ holds them (``vmvault.persistence`` implements them over SQLAlchemy).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
@@ -579,6 +580,9 @@ class UnitOfWork(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
     def commit(self) -> None: ...
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A block whose writes are undone if it raises, the transaction going on (a failed
+        statement leaves a PostgreSQL transaction unusable until rolled back to one)."""
 
 
 class UnitOfWorkFactory(Protocol):
