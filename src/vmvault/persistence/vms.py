@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Select, bindparam, func, select, update
 from vmvault.domain.vm import Disk, Nic, PowerState, VmItem, VmState, WatchedVm, fields_of
 from vmvault.persistence import tables as t
 from vmvault.persistence.times import req, utc
-from vmvault.persistence.upsert import insert_of
+from vmvault.persistence.upsert import insert_new, insert_of
 
 #: How many uuids one ``IN`` list of :meth:`SqlVms.save_many` and :meth:`SqlVms.seen` holds
 #: (SQLite's bound-parameter limit is far above it).
@@ -121,17 +121,25 @@ class SqlVms:
             for r in self.conn.execute(q.order_by(v.name, v.hostname, v.uuid))
         ]
 
+    def _vault_id(self, vm: VmItem) -> int | None:
+        if vm.vault is None:
+            return None
+        q = select(t.vaults.c.id).where(t.vaults.c.name == vm.vault)
+        return int(self.conn.execute(q).scalar_one())
+
     def save(self, vm: VmItem) -> None:
-        vault_id = None
-        if vm.vault is not None:
-            vault_id = self.conn.execute(
-                select(t.vaults.c.id).where(t.vaults.c.name == vm.vault)
-            ).scalar_one()
-        values = _columns(vm, vault_id)
+        values = _columns(vm, self._vault_id(vm))
         # one statement (persistence/upsert.py): an update then, when it found no row, an
         # insert let two writers of a VM new to the catalog both insert it on PostgreSQL
         ins = insert_of(self.conn, t.vms).values(uuid=vm.uuid, **values)
         self.conn.execute(ins.on_conflict_do_update(index_elements=["uuid"], set_=values))
+
+    def add_if_new(self, vm: VmItem) -> bool:
+        """Insert ``vm`` unless the catalog has a VM of its uuid — also one another writer
+        (a discovery, a registration) committed while this one waited for it, which stands
+        as written: whether it was added."""
+        values = _columns(vm, self._vault_id(vm))
+        return insert_new(self.conn, t.vms, "uuid", uuid=vm.uuid, **values) is not None
 
     def save_many(self, vms: Sequence[VmItem]) -> None:
         """:meth:`save` of many VMs in a few statements, whatever their number: the vaults'

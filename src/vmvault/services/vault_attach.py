@@ -293,8 +293,9 @@ def _record_points(
     by_vm = _by_vm(points)
     vms_new = 0
     for uuid, of_vm in by_vm.items():
-        if uow.vms.get(uuid) is None:
-            uow.vms.save(_vanished_vm(of_vm, host_uris[uuid], now))
+        # a VM the catalog knows, or that a discovery or registration wrote meanwhile, stands
+        # as it is (a save would overwrite it with this placeholder)
+        if uow.vms.add_if_new(_vanished_vm(of_vm, host_uris[uuid], now)):
             vms_new += 1
     own = copies = 0
     for p in points:

@@ -122,6 +122,10 @@ class VmRepository(Protocol):
         """Insert or update the VM item (keyed by uuid), in one statement: two writers of a
         VM new to the catalog never both insert it."""
 
+    def add_if_new(self, vm: VmItem) -> bool:
+        """Insert ``vm`` unless a VM of its uuid exists — also one another writer committed
+        while this one waited for it, left as written: whether it was added."""
+
     def save_many(self, vms: Sequence[VmItem]) -> None:
         """:meth:`save` of every VM of ``vms`` in a few statements, whatever their number; a
         VM read as new that another writer inserted meanwhile (two discoveries of vaults of
