@@ -1,8 +1,8 @@
 """The engine's own ``INSERT``, whose ``ON CONFLICT`` clause both catalog engines have (SQLite
-3.24+, with ``RETURNING`` 3.35+: Debian 12 has 3.40; PostgreSQL 9.5+): where two writers may insert the same key at once — two nodes, or two
-threads of one — the row is written or updated in one statement, never checked for and then
-inserted (on PostgreSQL, read committed lets both checks find no row and the second insert
-fails on the key)."""
+3.24+, with ``RETURNING`` 3.35+: Debian 12 has 3.40; PostgreSQL 9.5+): where two writers may
+insert the same key at once — two nodes, or two threads of one — the row is written or
+updated in one statement, never checked for and then inserted (on PostgreSQL, read committed
+lets both checks find no row and the second insert fails on the key)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ from vmvault.domain.approval import Kind, Requester
 from vmvault.domain.errors import (
     CopySameVault,
     InvalidInput,
-    PolicyExists,
     PolicyInUse,
     PolicyNotFound,
 )
@@ -84,9 +83,7 @@ class PolicyService(Service):
         policy = self._new(
             vault, name, schedule, timezone, retention, copy_to, copy_counts, as_set, require
         )
-        with self.uow() as uow:
-            if uow.policies.get(name) is not None:
-                raise PolicyExists(name=name)
+        with self.uow() as uow:  # PolicyExists from add when the name is taken
             record = uow.policies.add(vault.name, policy, self.clock())
             uow.commit()
         return PolicyView(record, [])

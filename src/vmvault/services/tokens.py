@@ -13,7 +13,7 @@ from datetime import datetime
 
 from vmvault.domain import tokens
 from vmvault.domain.access import Principal, Role
-from vmvault.domain.errors import TokenExists, TokenNotFound
+from vmvault.domain.errors import TokenNotFound
 from vmvault.domain.tokens import ApiToken
 from vmvault.services.ports import UnitOfWorkFactory
 
@@ -28,9 +28,7 @@ class TokenService:
         tokens.validate_token_name(name)
         issued = tokens.issue()
         token = ApiToken(name, role, issued.public_id, self.clock(), created_by)
-        with self.uow() as uow:
-            if uow.tokens.get(name) is not None:
-                raise TokenExists(name=name)
+        with self.uow() as uow:  # TokenExists from add when the name is taken
             uow.tokens.add(token, issued.secret_sha256)
             uow.commit()
         return token, issued.text

@@ -409,9 +409,7 @@ class VaultService:
             if existing is not None:
                 raise HostExists(uri=uri, location=existing.location)
         hostname = self.hypervisor.hostname(uri) if check else None
-        with self.uow() as uow:
-            if uow.hosts.get(uri) is not None:
-                raise HostExists(uri=uri, location=location)
+        with self.uow() as uow:  # HostExists from add if another added it since the check
             host = uow.hosts.add(uri, location, hostname, self.clock(), pull_tls)
             uow.commit()
         return host

@@ -1,9 +1,9 @@
 """Jobs indexed by (vault, ended_at): a vault's newest job end in one index lookup.
 
 A vault's stored bytes (the walk of its chunk objects, services/stored_bytes.py) are reused
-by each process until a job of the vault ends, in any process or on any node: a use past the figure's fresh
-age, and each walk, asks the catalog ``SELECT max(ended_at) FROM jobs WHERE vault = ?`` (``SqlJobs.last_ended``), which
-without this index reads every job of the catalog.
+by each process until a job of the vault ends, in any process or on any node: a use past the
+figure's fresh age, and each walk, asks the catalog ``SELECT max(ended_at) FROM jobs WHERE
+vault = ?`` (``SqlJobs.last_ended``), which without this index reads every job of the catalog.
 
 Revision ID: 0021
 Revises: 0020
